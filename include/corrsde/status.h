@@ -1,0 +1,78 @@
+/* corrsde/status.h: status codes and the error record.
+ *
+ * Every fallible call returns an int: 0 (CSDE_SUCCESS) or one of the codes below.
+ * Codes that mean the same as GSL's reuse GSL's number; corrsde's own start at 1025.
+ * A call that can fail with a detailed reason takes a `csde_err *err` as its last
+ * argument (NULL is allowed): on failure it receives the code and a one-line message
+ * such as "covariance not PSD: eigenvalue -0.031 (tolerance 3.6e-15)". There is no
+ * global error state and the library never aborts or exits.
+ */
+#ifndef CORRSDE_STATUS_H
+#define CORRSDE_STATUS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X(name, number, message): one list generates the enum and the message table. */
+#define CSDE_STATUS_LIST(X)                                                        \
+  X(CSDE_SUCCESS,   0,    "success")                                               \
+  X(CSDE_EDOM,      1,    "input domain error")                                    \
+  X(CSDE_ERANGE,    2,    "output range error")                                    \
+  X(CSDE_EINVAL,    4,    "invalid argument")                                      \
+  X(CSDE_EFAILED,   5,    "generic failure")                                       \
+  X(CSDE_ENOMEM,    8,    "out of memory")                                         \
+  X(CSDE_EBADFUNC,  9,    "user function returned an invalid value")               \
+  X(CSDE_EMAXITER,  11,   "maximum number of iterations exceeded")                 \
+  X(CSDE_EBADLEN,   19,   "sizes do not match")                                    \
+  X(CSDE_ENOTSQR,   20,   "matrix is not square")                                  \
+  X(CSDE_ESING,     21,   "matrix is singular")                                    \
+  X(CSDE_ENOTPSD,   1025, "matrix is not positive semi-definite")                  \
+  X(CSDE_ENOTSYM,   1026, "matrix is not symmetric")                               \
+  X(CSDE_ESPEC,     1027, "malformed specification string")                        \
+  X(CSDE_EIO,       1028, "file cannot be read or written")                        \
+  X(CSDE_ENOTSUP,   1029, "operation not supported by this method")                \
+  X(CSDE_ENAN,      1030, "NaN or Inf encountered")
+
+enum {
+#define CSDE_X_ENUM(name, num, msg) name = num,
+  CSDE_STATUS_LIST(CSDE_X_ENUM)
+#undef CSDE_X_ENUM
+  CSDE_STATUS_END_
+};
+
+#define CSDE_MSG_MAX 512
+
+/* The error record a caller owns. `status` is the code; `msg` the detailed reason. */
+typedef struct {
+  int status;
+  char msg[CSDE_MSG_MAX];
+} csde_err;
+
+/* The fixed message of a status code ("unknown status" for codes not in the list). */
+const char *csde_strerror(int status);
+
+/* Record `status` and a printf-style message in err (if err is not NULL); returns status.
+ * Used by the library; callers may use it for their own errors too. */
+int csde_err_set(csde_err *err, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Reset err to CSDE_SUCCESS with an empty message (NULL is allowed). */
+void csde_err_clear(csde_err *err);
+
+/* Turn GSL's abort-on-error handler off for the whole process. Every corrsde program and
+ * test calls this first; library routines check their inputs before GSL sees them. */
+void csde_init(void);
+
+/* The library version, "MAJOR.MINOR.PATCH". */
+const char *csde_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

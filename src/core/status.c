@@ -1,0 +1,45 @@
+/* Status codes, messages and the error record (corrsde/status.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+
+#include "corrsde/status.h"
+
+const char *csde_strerror(int status)
+{
+  switch (status) {
+#define CSDE_X_CASE(name, num, msg) \
+  case name:                        \
+    return msg;
+    CSDE_STATUS_LIST(CSDE_X_CASE)
+#undef CSDE_X_CASE
+  default:
+    return "unknown status";
+  }
+}
+
+int csde_err_set(csde_err *err, int status, const char *fmt, ...)
+{
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->status = status;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
+void csde_err_clear(csde_err *err)
+{
+  if (err) {
+    err->status = CSDE_SUCCESS;
+    err->msg[0] = '\0';
+  }
+}
+
+void csde_init(void) { gsl_set_error_handler_off(); }
+
+const char *csde_version(void) { return CSDE_VERSION; }
