@@ -136,6 +136,8 @@ size_t csde_cov_embed_size(const csde_cov *C);
 int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthreads,
                       csde_err *err);
 void csde_cov_ws_free(csde_cov_ws *ws); /* accepts NULL */
+/* The D (pixels per frame) the workspace was made for. */
+size_t csde_cov_ws_D(const csde_cov_ws *ws);
 
 /* y = op(C) x for nblk contiguous blocks: x is nblk * rows_in * D doubles and y is
  * nblk * tau * D, where rows_in is tau (or csde_cov_noise_dim for CSDE_COV_OP_SQRT).

@@ -1,0 +1,98 @@
+/* Internal to the `corrsde` program: the subcommand table and the helpers every
+ * subcommand shares (option parsing, value parsing, one-line error messages).
+ *
+ * Conventions every subcommand follows:
+ *   - a subcommand is `int fn(int argc, char **argv)` with argv[0] its own name; it
+ *     returns the process exit status (CLI_OK, CLI_EFAIL or CLI_EUSAGE);
+ *   - every error is ONE line on stderr, "corrsde <cmd>: <flag>: <what was expected>",
+ *     and nothing is written to stdout on an error path (compute first, print last);
+ *   - CLI_EUSAGE (2) is for a command line that cannot be understood (unknown option,
+ *     malformed value, stray argument); CLI_EFAIL (1) for a failure the library reports
+ *     (a spec it rejects, a file it cannot read, a matrix that is not PSD).
+ */
+#ifndef CSDE_CLI_CLI_H
+#define CSDE_CLI_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include "corrsde/status.h"
+
+enum { CLI_OK = 0, CLI_EFAIL = 1, CLI_EUSAGE = 2 };
+
+/* ---- the subcommand table (main.c) ---- */
+
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+typedef struct {
+  const char *name;    /* "cov" */
+  cli_cmd_fn fn;       /* runs `corrsde <name> ...`; argv[0] is the name */
+  const char *summary; /* one line for `corrsde --help` */
+} cli_cmd;
+
+/* One entry per subcommand; each lives in src/cli/cmd_<name>.c. */
+int cli_cmd_cov(int argc, char **argv);
+
+/* ---- messages ---- */
+
+/* Print "corrsde <cmd>: <message>\n" on stderr as one line (newlines in the message are
+ * turned into spaces). cmd may be NULL for the top level ("corrsde: ..."). */
+void cli_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* An error the library reported for the value of one flag:
+ *   "corrsde <cmd>: <flag> '<value>': <err->msg>"
+ * (the quoted value is left out when the message already contains it). Returns CLI_EFAIL. */
+int cli_lib_error(const char *cmd, const char *flag, const char *value, const csde_err *err);
+
+/* ---- option parsing (a thin layer over getopt_long) ---- */
+
+/* One option of a subcommand. A subcommand lists its options once in a table ending with
+ * {0}; the long and short option arrays for getopt_long are built from it, and the error
+ * messages for a missing value quote `arg`. */
+typedef struct {
+  const char *name; /* long name without "--" */
+  int val;          /* the short letter, or a value >= 256 for a long-only option */
+  const char *arg;  /* what the value must be ("a positive integer"); NULL for a flag */
+} cli_option;
+
+#define CLI_MAXOPT 32
+
+typedef struct {
+  const char *cmd;
+  const cli_option *opts;
+  int argc;
+  char **argv;
+  struct option lo[CLI_MAXOPT + 1];
+  char so[3 * CLI_MAXOPT + 3];
+} cli_getopt;
+
+/* Prepare to parse argv[1..argc-1] of subcommand `cmd` (resets getopt's state). */
+void cli_getopt_init(cli_getopt *g, const char *cmd, const cli_option *opts, int argc,
+                     char **argv);
+
+/* The next option: returns its val and sets *arg to its value (NULL for a flag); -1 when
+ * the options are over and no positional argument is left; '?' after printing the error
+ * for an unknown option, a missing value, a value given to a flag, or a stray positional
+ * argument (the caller then returns CLI_EUSAGE). */
+int cli_getopt_next(cli_getopt *g, const char **arg);
+
+/* ---- values ---- */
+
+/* Parse a positive integer (decimal digits only, no sign, no exponent). On failure print
+ * "corrsde <cmd>: <flag>: expected a positive integer, got '<s>'" and return CLI_EUSAGE. */
+int cli_parse_size(const char *cmd, const char *flag, const char *s, size_t *out);
+
+/* Parse a finite double (the whole string). On failure print
+ * "corrsde <cmd>: <flag>: expected a number, got '<s>'" and return CLI_EUSAGE. */
+int cli_parse_double(const char *cmd, const char *flag, const char *s, double *out);
+
+/* Match s against a NULL-terminated list of names; *idx receives its position. On failure
+ * print "corrsde <cmd>: <flag>: expected one of a, b, c, got '<s>'" and return CLI_EUSAGE. */
+int cli_parse_choice(const char *cmd, const char *flag, const char *s,
+                     const char *const *choices, int *idx);
+
+#endif

@@ -1,0 +1,316 @@
+/* The `corrsde` program: subcommand dispatch and the helpers every subcommand shares
+ * (see cli.h for the conventions). Adding a subcommand is adding a row to `commands`. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "corrsde/status.h"
+
+static int cmd_help(int argc, char **argv);
+
+static const cli_cmd commands[] = {
+  {"cov", cli_cmd_cov, "build a frame covariance C; show its method, matrix, spectrum, log det"},
+  {"help", cmd_help, "show the help of a command ('corrsde help cov')"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* ---- messages ---- */
+
+static void vline(FILE *f, const char *cmd, const char *fmt, va_list ap)
+{
+  char buf[2048];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  for (char *p = buf; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  fprintf(f, "corrsde%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", buf);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vline(stderr, cmd, fmt, ap);
+  va_end(ap);
+}
+
+int cli_lib_error(const char *cmd, const char *flag, const char *value, const csde_err *err)
+{
+  const char *msg = err && err->msg[0] ? err->msg : csde_strerror(err ? err->status : -1);
+  if (value && !strstr(msg, value))
+    cli_error(cmd, "%s '%s': %s", flag, value, msg);
+  else
+    cli_error(cmd, "%s: %s", flag, msg);
+  return CLI_EFAIL;
+}
+
+/* ---- option parsing ---- */
+
+void cli_getopt_init(cli_getopt *g, const char *cmd, const cli_option *opts, int argc,
+                     char **argv)
+{
+  size_t n = 0, s = 0;
+  memset(g, 0, sizeof *g);
+  g->cmd = cmd;
+  g->opts = opts;
+  g->argc = argc;
+  g->argv = argv;
+  /* '-': positional arguments come back in order as 1 (so a stray one is reported where
+   * it stands); ':': a missing value returns ':' rather than '?', and getopt is silent. */
+  g->so[s++] = '-';
+  g->so[s++] = ':';
+  for (; opts[n].name && n < CLI_MAXOPT; n++) {
+    g->lo[n].name = opts[n].name;
+    g->lo[n].has_arg = opts[n].arg ? required_argument : no_argument;
+    g->lo[n].flag = NULL;
+    g->lo[n].val = opts[n].val;
+    if (opts[n].val > 0 && opts[n].val < 128) {
+      g->so[s++] = (char)opts[n].val;
+      if (opts[n].arg) g->so[s++] = ':';
+    }
+  }
+  g->so[s] = '\0';
+  /* lo[n] stays all zero: the terminator. */
+  opterr = 0;
+  optind = 0; /* 0, not 1: glibc re-initialises its state for the new argv */
+}
+
+static const cli_option *find_by_val(const cli_getopt *g, int val)
+{
+  for (const cli_option *o = g->opts; o->name; o++)
+    if (o->val == val) return o;
+  return NULL;
+}
+
+/* The error for an option getopt did not recognise: unknown or ambiguous. */
+static void unknown_option(const cli_getopt *g, const char *word)
+{
+  char name[128];
+  size_t len = strcspn(word, "=");
+  if (len >= sizeof name) len = sizeof name - 1;
+  memcpy(name, word, len);
+  name[len] = '\0';
+  if (strncmp(name, "--", 2) == 0 && name[2]) {
+    char list[512] = "";
+    size_t used = 0, matches = 0;
+    for (const cli_option *o = g->opts; o->name; o++)
+      if (strncmp(o->name, name + 2, strlen(name + 2)) == 0 && used < sizeof list - 64) {
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s--%s",
+                                 matches ? ", " : "", o->name);
+        matches++;
+      }
+    if (matches > 1) {
+      cli_error(g->cmd, "ambiguous option '%s' (could be %s)", name, list);
+      return;
+    }
+  }
+  cli_error(g->cmd, "unknown option '%s' (see 'corrsde %s --help')", name, g->cmd);
+}
+
+int cli_getopt_next(cli_getopt *g, const char **arg)
+{
+  int c = getopt_long(g->argc, g->argv, g->so, g->lo, NULL);
+  *arg = optarg;
+  if (c == -1) {
+    if (optind < g->argc) { /* after "--" */
+      cli_error(g->cmd, "unexpected argument '%s' (see 'corrsde %s --help')",
+                g->argv[optind], g->cmd);
+      return '?';
+    }
+    return -1;
+  }
+  if (c == 1) {
+    cli_error(g->cmd, "unexpected argument '%s' (see 'corrsde %s --help')", optarg, g->cmd);
+    return '?';
+  }
+  if (c == ':') {
+    const cli_option *o = find_by_val(g, optopt);
+    if (o)
+      cli_error(g->cmd, "--%s: missing value (expected %s)", o->name, o->arg);
+    else
+      cli_error(g->cmd, "option '%s' needs a value", g->argv[optind - 1]);
+    return '?';
+  }
+  if (c == '?') {
+    const char *word = optind > 0 && optind <= g->argc ? g->argv[optind - 1] : "";
+    const cli_option *o = optopt ? find_by_val(g, optopt) : NULL;
+    if (o && strncmp(word, "--", 2) == 0 && strchr(word, '=')) {
+      cli_error(g->cmd, "--%s takes no value, got '%s'", o->name, word);
+    } else if (optopt && !o) {
+      char shortname[3] = {'-', (char)optopt, '\0'};
+      unknown_option(g, shortname);
+    } else {
+      unknown_option(g, word);
+    }
+    return '?';
+  }
+  return c;
+}
+
+/* ---- values ---- */
+
+int cli_parse_size(const char *cmd, const char *flag, const char *s, size_t *out)
+{
+  size_t v = 0;
+  int ok = s && *s, big = 0;
+  for (const char *p = s; ok && *p; p++) {
+    if (*p < '0' || *p > '9') {
+      ok = 0;
+    } else {
+      size_t d = (size_t)(*p - '0');
+      if (v > ((size_t)-1 - d) / 10) big = 1; /* overflow: keep checking the digits */
+      else v = v * 10 + d;
+    }
+  }
+  if (ok && big) {
+    cli_error(cmd, "%s: '%s' is too large", flag, s);
+    return CLI_EUSAGE;
+  }
+  if (!ok || v == 0) {
+    cli_error(cmd, "%s: expected a positive integer, got '%s'", flag, s ? s : "");
+    return CLI_EUSAGE;
+  }
+  *out = v;
+  return CLI_OK;
+}
+
+int cli_parse_double(const char *cmd, const char *flag, const char *s, double *out)
+{
+  char *end = NULL;
+  double v = 0;
+  if (s && *s) {
+    errno = 0;
+    v = strtod(s, &end);
+  }
+  if (!s || !*s || end == s || *end || errno == ERANGE || !isfinite(v)) {
+    cli_error(cmd, "%s: expected a number, got '%s'", flag, s ? s : "");
+    return CLI_EUSAGE;
+  }
+  *out = v;
+  return CLI_OK;
+}
+
+int cli_parse_choice(const char *cmd, const char *flag, const char *s,
+                     const char *const *choices, int *idx)
+{
+  char list[512] = "";
+  size_t used = 0;
+  for (int i = 0; choices[i]; i++) {
+    if (s && strcmp(s, choices[i]) == 0) {
+      *idx = i;
+      return CLI_OK;
+    }
+    if (used < sizeof list - 64)
+      used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                               choices[i]);
+  }
+  cli_error(cmd, "%s: expected one of %s, got '%s'", flag, list, s ? s : "");
+  return CLI_EUSAGE;
+}
+
+/* ---- the top level ---- */
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "corrsde %s: diffusion models with noise correlated across video frames\n"
+          "\n"
+          "Usage: corrsde <command> [options]\n"
+          "       corrsde <command> --help\n"
+          "       corrsde --help | --version\n"
+          "\n"
+          "Commands:\n",
+          csde_version());
+  int w = 0;
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if ((int)strlen(commands[i].name) > w) w = (int)strlen(commands[i].name);
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    fprintf(f, "  %-*s  %s\n", w, commands[i].name, commands[i].summary);
+  fprintf(f,
+          "\n"
+          "Options:\n"
+          "  -h, --help     show this help and exit\n"
+          "  -V, --version  print the version and exit\n"
+          "\n"
+          "Exit status: 0 on success, 1 when the computation fails (the library reports\n"
+          "why), 2 for a command line that cannot be understood.\n");
+}
+
+static const cli_cmd *find_command(const char *name)
+{
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (strcmp(commands[i].name, name) == 0) return &commands[i];
+  return NULL;
+}
+
+static const char *command_list(void)
+{
+  static char list[256];
+  size_t used = 0;
+  for (size_t i = 0; i < NCOMMANDS && used < sizeof list - 32; i++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                             commands[i].name);
+  return list;
+}
+
+/* `corrsde help [command]` */
+static int cmd_help(int argc, char **argv)
+{
+  if (argc < 2) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  if (argc > 2) {
+    cli_error("help", "unexpected argument '%s' (usage: corrsde help [command])", argv[2]);
+    return CLI_EUSAGE;
+  }
+  const cli_cmd *c = find_command(argv[1]);
+  if (!c) {
+    cli_error("help", "unknown command '%s' (commands: %s)", argv[1], command_list());
+    return CLI_EUSAGE;
+  }
+  if (c->fn == cmd_help) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  static char help_flag[] = "--help";
+  char *sub[] = {argv[1], help_flag, NULL};
+  return c->fn(2, sub);
+}
+
+int main(int argc, char **argv)
+{
+  int rc;
+  csde_init();
+  if (argc < 2) {
+    cli_error(NULL, "no command given (commands: %s; try 'corrsde --help')", command_list());
+    return CLI_EUSAGE;
+  }
+  const char *a = argv[1];
+  if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    usage(stdout);
+    rc = CLI_OK;
+  } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+    printf("corrsde %s\n", csde_version());
+    rc = CLI_OK;
+  } else if (a[0] == '-') {
+    cli_error(NULL, "unknown option '%s' (try 'corrsde --help')", a);
+    return CLI_EUSAGE;
+  } else {
+    const cli_cmd *c = find_command(a);
+    if (!c) {
+      cli_error(NULL, "unknown command '%s' (commands: %s; try 'corrsde --help')", a,
+                command_list());
+      return CLI_EUSAGE;
+    }
+    rc = c->fn(argc - 1, argv + 1);
+  }
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    cli_error(NULL, "cannot write the output: %s", strerror(errno));
+    return CLI_EFAIL;
+  }
+  return rc;
+}

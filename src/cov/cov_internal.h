@@ -1,0 +1,129 @@
+/* Internal layout of covariance operators (src/cov). Not installed.
+ *
+ * A csde_cov is a family (what C is) plus a method (how it is applied). The family gives
+ * the lag function c(k) of a Toeplitz C, or a dense matrix. Each method is one file
+ * exporting one const csde_cov_type table; cov.c holds what all methods share: the
+ * spec entry points, tiling and threading of applies, Mahalanobis forms, sampling.
+ */
+#ifndef CSDE_COV_INTERNAL_H
+#define CSDE_COV_INTERNAL_H
+
+#include <fftw3.h>
+
+#include "corrsde/cov.h"
+
+/* ---- families ---- */
+typedef struct csde_cov_family {
+  char name[64];
+  double p[4];      /* family parameters (rho; r; ell, var, nugget) */
+  double *col;      /* explicit lags (toeplitz family), ncol of them; 0 past them */
+  size_t ncol;
+  double *mat;      /* dense family: tau x tau row-major; NULL for Toeplitz families */
+  double (*lag)(const struct csde_cov_family *f, size_t k); /* c(k), Toeplitz only */
+} csde_cov_family;
+
+/* Parse the family part of a spec ("ar1:rho=0.9"), reading files if named. */
+int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde_err *err);
+void csde_cov_family_clear(csde_cov_family *f);
+
+/* ---- per-thread scratch and workspaces ---- */
+typedef struct {
+  double *buf;          /* FFT real buffer, nfft rows x W */
+  fftw_complex *cbuf;   /* FFT half spectrum, (nfft/2+1) rows x W */
+  double *buf2;         /* second real/complex pair for the preconditioner (embed) */
+  fftw_complex *cbuf2;
+  double *t1, *t2;      /* tau x W tiles (Mahalanobis difference and solve) */
+  double *z;            /* white noise tile, noise_dim x W */
+  double *cg;           /* embed CG vectors: r, p, q, z (4 tau x W) and 5 W scalars */
+  csde_err err;
+} csde_cov_thread;
+
+struct csde_cov_ws {
+  const csde_cov *C;
+  size_t D, W;          /* pixels per block; tile width (depends on C and D only) */
+  int nthreads;
+  fftw_plan fwd, inv;   /* size-nfft batched plans on W columns (FFT methods) */
+  fftw_plan fwd2, inv2; /* size-tau plans (embed's preconditioner) */
+  csde_cov_thread *th;
+  double *tsum;         /* per-tile partial sums (Mahalanobis totals) */
+};
+
+/* ---- methods ---- */
+typedef struct {
+  const char *name;
+  /* Build the method's state from C->fam (C->tau, C->par set). */
+  int (*init)(csde_cov *C, csde_err *err);
+  void (*free)(csde_cov *C);
+  /* Tile width for blocks of D pixels, and the FFT size (0: no FFT). */
+  size_t (*tile_width)(const csde_cov *C, size_t D);
+  size_t (*nfft)(const csde_cov *C);
+  size_t nfft2_is_tau; /* 1: also plan size-tau transforms (embed's preconditioner) */
+  /* y = op(C) x on one tile of nc columns; x has rows_in rows (leading dim ldx). */
+  int (*apply_tile)(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
+                    csde_cov_op op, size_t nc, const double *x, size_t ldx, double *y,
+                    size_t ldy);
+} csde_cov_type;
+
+extern const csde_cov_type csde_cov_dense_type;
+extern const csde_cov_type csde_cov_circulant_type;
+extern const csde_cov_type csde_cov_embed_type;
+
+struct csde_cov {
+  size_t tau;
+  csde_cov_method method;
+  csde_cov_params par;
+  char spec[256];
+  csde_cov_family fam;
+  const csde_cov_type *type;
+  size_t noise_dim;
+  double logdet;        /* log det of the C applied (-INFINITY if singular) */
+  int singular;
+  /* Toeplitz families: the exact Toeplitz matrix's log det and PD flag (Levinson). */
+  double logdet_T;
+  int pd_T;
+  /* dense method */
+  double *mat;          /* C, tau x tau */
+  double *fac;          /* V' (V sqrt(S) or L), tau x tau */
+  double *chol;         /* Cholesky factor L (lower) for C^-1; NULL if not PD */
+  double *eig;          /* ascending eigenvalues (dense), tau */
+  /* circulant methods (size n = tau) and embed (size m) */
+  size_t n;             /* circulant size */
+  double *ccol;         /* circulant first column, n */
+  double *lam;          /* eigenvalues lambda_k, k = 0..n/2 (real, half spectrum) */
+  double *lam_chan;     /* T. Chan eigenvalues of T (size tau, half spectrum): KL / precond */
+  double *fop[3];       /* per-op spectral factors, scaled by 1/n: lambda, sqrt(lambda),
+                           1/lambda (embed: fop[2] is the size-tau preconditioner's) */
+  csde_cov_report report;
+};
+
+/* Shared helpers (toeplitz.c). */
+/* Fill t[0..n-1] with the family's lags c(0..n-1). */
+void csde_cov_lags(const csde_cov_family *f, size_t n, double *t);
+/* Levinson-Durbin on the Toeplitz matrix of t[0..n-1]: *logdet and PD flag (0/1). */
+int csde_toeplitz_levinson(const double *t, size_t n, double *logdet, int *pd);
+/* Circulant approximations of the Toeplitz t[0..n-1]: c of length n. */
+void csde_toeplitz_tchan(const double *t, size_t n, double *c);
+void csde_toeplitz_strang(const double *t, size_t n, double *c);
+/* Half-spectrum eigenvalues lam[0..n/2] of the symmetric circulant with column c. */
+int csde_circulant_eigs(const double *c, size_t n, double *lam, csde_err *err);
+/* buf <- F^-1 diag(f) F buf for the W columns of a row-major [n][W] tile, using the
+ * workspace's batched plans on this thread's buffers (f already holds the 1/n). */
+void csde_circ_mult(fftw_plan fwd, fftw_plan inv, double *buf, fftw_complex *cbuf, size_t n,
+                    size_t W, const double *f);
+/* Tile width for size-n FFT methods: a power of two in 4..256 with W n doubles near
+ * 256 KiB, at most D. Depends on (n, D) only, never on threads. */
+size_t csde_fft_tile_width(size_t n, size_t D);
+/* Sum over all n eigenvalues of f(lambda_k) given the half spectrum. */
+double csde_circulant_sum(const double *lam, size_t n, double (*f)(double, void *), void *u);
+/* Most negative eigenvalue check of a dense symmetric matrix (allocates): *emin. */
+int csde_dense_min_eig(const double *mat, size_t n, double *emin, csde_err *err);
+/* Smallest n' >= n whose only prime factors are 2, 3, 5, 7. */
+size_t csde_fft_size(size_t n);
+/* The tolerance below which a negative eigenvalue counts as round-off. */
+double csde_eig_tol(size_t n, double maxabs);
+
+/* The FFTW planner is not thread-safe: every plan is made and destroyed under this lock. */
+void csde_fftw_lock(void);
+void csde_fftw_unlock(void);
+
+#endif

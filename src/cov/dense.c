@@ -1,0 +1,143 @@
+/* Method `dense` / `dense-cholesky`: exact, with tau x tau factors applied by BLAS.
+ *   C x      one GEMM
+ *   V' z     one GEMM with V' = V sqrt(S) (C = V S V^T) or the Cholesky factor L
+ *   C^-1 x   two triangular solves with L (C = L L^T) */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
+
+#include "core/util.h"
+#include "cov/cov_internal.h"
+
+static int dense_init(csde_cov *C, csde_err *err)
+{
+  size_t n = C->tau;
+  int s = CSDE_SUCCESS;
+  C->mat = malloc(n * n * sizeof(double));
+  C->fac = calloc(n * n, sizeof(double));
+  C->chol = malloc(n * n * sizeof(double));
+  C->eig = malloc(n * sizeof(double));
+  gsl_matrix *A = gsl_matrix_alloc(n, n), *V = gsl_matrix_alloc(n, n);
+  gsl_vector *e = gsl_vector_alloc(n);
+  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(n);
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  if (!C->mat || !C->fac || !C->chol || !C->eig || !A || !V || !e || !w) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for a dense %zu x %zu covariance", n, n);
+    goto done;
+  }
+  if (C->fam.mat) {
+    memcpy(C->mat, C->fam.mat, n * n * sizeof(double));
+    double cmax = 0;
+    for (size_t i = 0; i < n * n; i++) cmax = fmax(cmax, fabs(C->mat[i]));
+    double tol = C->par.sym_tol * cmax;
+    for (size_t i = 0; i < n && !s; i++)
+      for (size_t j = i + 1; j < n && !s; j++) {
+        double a = C->mat[i * n + j], b = C->mat[j * n + i];
+        if (fabs(a - b) > tol)
+          s = csde_err_set(err, CSDE_ENOTSYM,
+                           "covariance '%s' is not symmetric: C[%zu][%zu] = %.17g but "
+                           "C[%zu][%zu] = %.17g (|diff| %.3g > tolerance %.3g)",
+                           C->spec, i, j, a, j, i, b, fabs(a - b), tol);
+        C->mat[i * n + j] = C->mat[j * n + i] = 0.5 * (a + b); /* exact symmetry */
+      }
+    if (s) goto done;
+  } else {
+    csde_cov_matrix(C, C->mat);
+  }
+  /* C = V S V^T, eigenvalues ascending */
+  memcpy(A->data, C->mat, n * n * sizeof(double));
+  if (gsl_eigen_symmv(A, e, V, w)) {
+    s = csde_err_set(err, CSDE_EFAILED, "eigensolver failed on '%s'", C->spec);
+    goto done;
+  }
+  gsl_eigen_symmv_sort(e, V, GSL_EIGEN_SORT_VAL_ASC);
+  double emax = fmax(fabs(gsl_vector_get(e, 0)), fabs(gsl_vector_get(e, n - 1)));
+  double tol = csde_eig_tol(n, emax);
+  if (gsl_vector_get(e, 0) < -tol) {
+    s = csde_err_set(err, CSDE_ENOTPSD,
+                     "covariance '%s' with %zu frames is not positive semi-definite: most "
+                     "negative eigenvalue %.6g (tolerance %.3g)",
+                     C->spec, n, gsl_vector_get(e, 0), tol);
+    goto done;
+  }
+  for (size_t k = 0; k < n; k++) /* eigenvalues within round-off of 0 count as 0 */
+    C->eig[k] = fmax(gsl_vector_get(e, k), 0.0);
+  /* C = L L^T; it fails (and C counts as singular) when C is only semi-definite */
+  memcpy(C->chol, C->mat, n * n * sizeof(double));
+  gsl_matrix_view L = gsl_matrix_view_array(C->chol, n, n);
+  if (gsl_linalg_cholesky_decomp1(&L.matrix) != GSL_SUCCESS || C->eig[0] <= 0) {
+    free(C->chol);
+    C->chol = NULL;
+    C->singular = 1;
+    C->logdet = -INFINITY;
+  } else {
+    double ld = 0; /* log det C = 2 sum log L_ii */
+    for (size_t i = 0; i < n; i++) ld += log(C->chol[i * n + i]);
+    C->logdet = 2 * ld;
+  }
+  if (C->method == CSDE_COV_DENSE_CHOLESKY) {
+    if (!C->chol) {
+      s = csde_err_set(err, CSDE_ESING,
+                       "method dense-cholesky needs a positive definite C, but '%s' is "
+                       "singular (smallest eigenvalue %.3g); use method dense",
+                       C->spec, C->eig[0]);
+      goto done;
+    }
+    for (size_t i = 0; i < n; i++) /* V' = L (lower triangle only) */
+      for (size_t j = 0; j <= i; j++) C->fac[i * n + j] = C->chol[i * n + j];
+  } else {
+    for (size_t i = 0; i < n; i++) /* V' = V sqrt(S) */
+      for (size_t j = 0; j < n; j++) C->fac[i * n + j] = gsl_matrix_get(V, i, j) * sqrt(C->eig[j]);
+  }
+  C->noise_dim = n;
+done:
+  gsl_set_error_handler(old);
+  gsl_matrix_free(A);
+  gsl_matrix_free(V);
+  gsl_vector_free(e);
+  gsl_eigen_symmv_free(w);
+  return s;
+}
+
+static size_t dense_tile_width(const csde_cov *C, size_t D)
+{
+  (void)C;
+  return D < 1024 ? D : 1024;
+}
+
+static size_t dense_nfft(const csde_cov *C)
+{
+  (void)C;
+  return 0;
+}
+
+static int dense_apply_tile(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
+                            csde_cov_op op, size_t nc, const double *x, size_t ldx, double *y,
+                            size_t ldy)
+{
+  (void)ws;
+  (void)th;
+  int n = (int)C->tau, m = (int)nc;
+  if (op == CSDE_COV_OP_INV) {
+    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * ldy, x + (size_t)i * ldx, nc * sizeof *y);
+    /* L w = x, then L^T y = w */
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, m, 1.0,
+                C->chol, n, y, (int)ldy);
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, m, 1.0,
+                C->chol, n, y, (int)ldy);
+    return CSDE_SUCCESS;
+  }
+  const double *A = op == CSDE_COV_OP_C ? C->mat : C->fac;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, n, 1.0, A, n, x, (int)ldx, 0.0,
+              y, (int)ldy);
+  return CSDE_SUCCESS;
+}
+
+const csde_cov_type csde_cov_dense_type = {
+    "dense", dense_init, NULL, dense_tile_width, dense_nfft, 0, dense_apply_tile,
+};

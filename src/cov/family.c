@@ -1,0 +1,201 @@
+/* Covariance families: spec parsing and lag functions c(k) (cov.h lists the forms). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/spec.h"
+#include "core/util.h"
+#include "cov/cov_internal.h"
+#include "io/h5read.h"
+
+/* identity: c_0 = 1. */
+static double lag_identity(const csde_cov_family *f, size_t k)
+{
+  (void)f;
+  return k == 0 ? 1.0 : 0.0;
+}
+
+/* ar1 (progressive): c_k = rho^k. */
+static double lag_ar1(const csde_cov_family *f, size_t k) { return pow(f->p[0], (double)k); }
+
+/* mixed: c_0 = 1, c_k = r. */
+static double lag_mixed(const csde_cov_family *f, size_t k) { return k == 0 ? 1.0 : f->p[0]; }
+
+/* toeplitz: explicit column, 0 past it. */
+static double lag_col(const csde_cov_family *f, size_t k) { return k < f->ncol ? f->col[k] : 0.0; }
+
+/* matern32: V (1 + a) e^-a, a = sqrt(3) k / ell; nugget on c_0. */
+static double lag_matern32(const csde_cov_family *f, size_t k)
+{
+  double a = sqrt(3.0) * (double)k / f->p[0];
+  return f->p[1] * (1.0 + a) * exp(-a) + (k == 0 ? f->p[2] : 0.0);
+}
+
+/* matern52: V (1 + a + a^2/3) e^-a, a = sqrt(5) k / ell. */
+static double lag_matern52(const csde_cov_family *f, size_t k)
+{
+  double a = sqrt(5.0) * (double)k / f->p[0];
+  return f->p[1] * (1.0 + a + a * a / 3.0) * exp(-a) + (k == 0 ? f->p[2] : 0.0);
+}
+
+/* rbf: V exp(-k^2 / (2 ell^2)). */
+static double lag_rbf(const csde_cov_family *f, size_t k)
+{
+  double d = (double)k / f->p[0];
+  return f->p[1] * exp(-0.5 * d * d) + (k == 0 ? f->p[2] : 0.0);
+}
+
+void csde_cov_family_clear(csde_cov_family *f)
+{
+  free(f->col);
+  free(f->mat);
+  memset(f, 0, sizeof *f);
+}
+
+/* Read a numeric input named by "F" (text) or "F.h5:/dataset" (HDF5). */
+static int read_numbers(const char *what, const char *val, double **out, int *rank,
+                        size_t dims[4], csde_err *err)
+{
+  char path[1024], dset[512];
+  int s;
+  if (csde_split_h5_path(val, path, sizeof path, dset, sizeof dset)) {
+    s = csde_h5_read(path, dset, out, rank, dims, err);
+  } else {
+    size_t n = 0;
+    s = csde_text_read(val, out, &n, err);
+    *rank = 1;
+    dims[0] = n;
+  }
+  if (s && err) {
+    char m[CSDE_MSG_MAX];
+    snprintf(m, sizeof m, "%s", err->msg);
+    csde_err_set(err, s, "%s: %s", what, m);
+  }
+  return s;
+}
+
+static int kernel_params(csde_cov_family *f, const csde_spec *sp, csde_err *err)
+{
+  static const char *const keys[] = {"ell", "var", "nugget", NULL};
+  int s;
+  if ((s = csde_spec_check_keys(sp, keys, err))) return s;
+  if (!csde_spec_get(sp, "ell"))
+    return csde_err_set(err, CSDE_ESPEC, "'%s' needs a lengthscale: %s:ell=L", f->name,
+                        f->name);
+  if ((s = csde_spec_double(sp, "ell", 0, &f->p[0], err)) ||
+      (s = csde_spec_double(sp, "var", 1.0, &f->p[1], err)) ||
+      (s = csde_spec_double(sp, "nugget", 0.0, &f->p[2], err)))
+    return s;
+  if (!(f->p[0] > 0))
+    return csde_err_set(err, CSDE_EDOM, "%s: ell = %g must be > 0", f->name, f->p[0]);
+  if (!(f->p[1] > 0))
+    return csde_err_set(err, CSDE_EDOM, "%s: var = %g must be > 0", f->name, f->p[1]);
+  if (!(f->p[2] >= 0))
+    return csde_err_set(err, CSDE_EDOM, "%s: nugget = %g must be >= 0", f->name, f->p[2]);
+  return CSDE_SUCCESS;
+}
+
+int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde_err *err)
+{
+  csde_spec sp;
+  int s;
+  memset(f, 0, sizeof *f);
+  if ((s = csde_spec_parse(spec, "covariance spec", &sp, err))) return s;
+  snprintf(f->name, sizeof f->name, "%s", sp.name);
+  static const char *const none[] = {NULL};
+
+  if (!strcmp(sp.name, "identity")) {
+    f->lag = lag_identity;
+    return csde_spec_check_keys(&sp, none, err);
+  }
+  if (!strcmp(sp.name, "ar1")) {
+    static const char *const keys[] = {"rho", NULL};
+    if ((s = csde_spec_check_keys(&sp, keys, err))) return s;
+    if (!csde_spec_get(&sp, "rho"))
+      return csde_err_set(err, CSDE_ESPEC, "'ar1' needs its correlation: ar1:rho=R");
+    if ((s = csde_spec_double(&sp, "rho", 0, &f->p[0], err))) return s;
+    if (!(f->p[0] > -1 && f->p[0] < 1))
+      return csde_err_set(err, CSDE_EDOM, "ar1: rho = %g outside (-1, 1)", f->p[0]);
+    f->lag = lag_ar1;
+    return CSDE_SUCCESS;
+  }
+  if (!strcmp(sp.name, "mixed")) {
+    static const char *const keys[] = {"r", "alpha", NULL};
+    if ((s = csde_spec_check_keys(&sp, keys, err))) return s;
+    const char *r = csde_spec_get(&sp, "r"), *a = csde_spec_get(&sp, "alpha");
+    if ((r != NULL) == (a != NULL))
+      return csde_err_set(err, CSDE_ESPEC,
+                          "'mixed' takes exactly one of r or alpha: mixed:r=R or mixed:alpha=A");
+    if (a) {
+      double al;
+      if ((s = csde_spec_double(&sp, "alpha", 0, &al, err))) return s;
+      f->p[0] = al * al / (1.0 + al * al); /* PYoCo: r = alpha^2 / (1 + alpha^2) */
+    } else if ((s = csde_spec_double(&sp, "r", 0, &f->p[0], err))) {
+      return s;
+    }
+    if (!(f->p[0] >= 0 && f->p[0] < 1))
+      return csde_err_set(err, CSDE_EDOM, "mixed: r = %g outside [0, 1)", f->p[0]);
+    f->lag = lag_mixed;
+    return CSDE_SUCCESS;
+  }
+  if (!strcmp(sp.name, "toeplitz")) {
+    static const char *const keys[] = {"col", "file", NULL};
+    if ((s = csde_spec_check_keys(&sp, keys, err))) return s;
+    const char *col = csde_spec_get(&sp, "col"), *file = csde_spec_get(&sp, "file");
+    if ((col != NULL) == (file != NULL))
+      return csde_err_set(err, CSDE_ESPEC,
+                          "'toeplitz' takes exactly one of col=c0,c1,... or file=F");
+    if (col) {
+      csde_err e;
+      if ((s = csde_parse_double_list(col, &f->col, &f->ncol, &e)))
+        return csde_err_set(err, s, "toeplitz:col: %s", e.msg);
+    } else {
+      int rank;
+      size_t dims[4];
+      if ((s = read_numbers("toeplitz:file", file, &f->col, &rank, dims, err))) return s;
+      size_t n = 1;
+      for (int i = 0; i < rank; i++) n *= dims[i];
+      if (rank != 1 || n == 0) {
+        char sh[64];
+        csde_shape_str(dims, rank, sh, sizeof sh);
+        return csde_err_set(err, CSDE_EBADLEN,
+                            "toeplitz:file '%s' has shape %s, expected a 1-D column [n]",
+                            file, sh);
+      }
+      f->ncol = n;
+    }
+    if (!csde_all_finite(f->col, f->ncol))
+      return csde_err_set(err, CSDE_ENAN, "toeplitz column has a NaN or Inf entry");
+    f->lag = lag_col;
+    return CSDE_SUCCESS;
+  }
+  if (!strcmp(sp.name, "dense")) {
+    static const char *const keys[] = {"file", NULL};
+    if ((s = csde_spec_check_keys(&sp, keys, err))) return s;
+    const char *file = csde_spec_get(&sp, "file");
+    if (!file)
+      return csde_err_set(err, CSDE_ESPEC, "'dense' needs a matrix: dense:file=C.h5:/C");
+    int rank;
+    size_t dims[4];
+    if ((s = read_numbers("dense:file", file, &f->mat, &rank, dims, err))) return s;
+    if (rank != 2 || dims[0] != tau || dims[1] != tau) {
+      char sh[64];
+      csde_shape_str(dims, rank, sh, sizeof sh);
+      return csde_err_set(err, CSDE_EBADLEN, "dense:file '%s' has shape %s, expected [%zu, %zu]",
+                          file, sh, tau, tau);
+    }
+    if (!csde_all_finite(f->mat, tau * tau))
+      return csde_err_set(err, CSDE_ENAN, "dense:file '%s' has a NaN or Inf entry", file);
+    return CSDE_SUCCESS;
+  }
+  if (!strcmp(sp.name, "matern32") || !strcmp(sp.name, "matern52") ||
+      !strcmp(sp.name, "rbf")) {
+    if ((s = kernel_params(f, &sp, err))) return s;
+    f->lag = sp.name[0] == 'r' ? lag_rbf : sp.name[6] == '3' ? lag_matern32 : lag_matern52;
+    return CSDE_SUCCESS;
+  }
+  return csde_err_set(err, CSDE_ESPEC,
+                      "unknown covariance family '%s' (expected identity, ar1, mixed, "
+                      "toeplitz, dense, matern32, matern52 or rbf)",
+                      sp.name);
+}

@@ -1,0 +1,129 @@
+/* Toeplitz and circulant helpers shared by the covariance methods. */
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_matrix.h>
+
+#include "core/util.h"
+#include "cov/cov_internal.h"
+
+static pthread_mutex_t fftw_mutex = PTHREAD_MUTEX_INITIALIZER;
+void csde_fftw_lock(void) { pthread_mutex_lock(&fftw_mutex); }
+void csde_fftw_unlock(void) { pthread_mutex_unlock(&fftw_mutex); }
+
+void csde_cov_lags(const csde_cov_family *f, size_t n, double *t)
+{
+  for (size_t k = 0; k < n; k++) t[k] = f->lag(f, k);
+}
+
+double csde_eig_tol(size_t n, double maxabs)
+{
+  /* round-off of an eigenvalue computed from n-term sums: a few n eps |C| */
+  return 8.0 * (double)(n > 0 ? n : 1) * DBL_EPSILON * maxabs;
+}
+
+size_t csde_fft_size(size_t n)
+{
+  if (n <= 1) return 1;
+  for (size_t m = n;; m++) {
+    size_t r = m;
+    for (size_t p = 2; p <= 7; p++)
+      while (r % p == 0) r /= p;
+    if (r == 1) return m;
+  }
+}
+
+/* Levinson-Durbin: prediction error variances P_k = P_{k-1} (1 - kappa_k^2), P_0 = c_0;
+ * det T = prod P_k. T is positive definite iff every P_k > 0. */
+int csde_toeplitz_levinson(const double *t, size_t n, double *logdet, int *pd)
+{
+  double *a = calloc(2 * (n + 1), sizeof *a);
+  if (!a) return CSDE_ENOMEM;
+  double *b = a + n + 1;
+  double P = t[0], ld = 0;
+  *pd = P > 0;
+  if (*pd) ld = log(P);
+  for (size_t k = 1; k < n && *pd; k++) {
+    double acc = t[k]; /* kappa_k = (c_k - sum_{j<k} a_j c_{k-j}) / P_{k-1} */
+    for (size_t j = 1; j < k; j++) acc -= a[j] * t[k - j];
+    double kap = acc / P;
+    for (size_t j = 1; j < k; j++) b[j] = a[j] - kap * a[k - j];
+    b[k] = kap;
+    memcpy(a + 1, b + 1, k * sizeof *a);
+    P *= (1.0 - kap) * (1.0 + kap);
+    if (!(P > 0)) *pd = 0;
+    else ld += log(P);
+  }
+  *logdet = *pd ? ld : -INFINITY;
+  free(a);
+  return CSDE_SUCCESS;
+}
+
+/* T. Chan: c_k = ((n-k) t_k + k t_{n-k}) / n, the Frobenius-nearest circulant. */
+void csde_toeplitz_tchan(const double *t, size_t n, double *c)
+{
+  c[0] = t[0];
+  for (size_t k = 1; k < n; k++)
+    c[k] = ((double)(n - k) * t[k] + (double)k * t[n - k]) / (double)n;
+}
+
+/* Strang: c_k = t_k for k <= n/2, t_{n-k} above (the central band of T). */
+void csde_toeplitz_strang(const double *t, size_t n, double *c)
+{
+  for (size_t k = 0; k < n; k++) c[k] = k <= n / 2 ? t[k] : t[n - k];
+}
+
+/* lambda_k = sum_j c_j e^{-2 pi i jk/n}: real for a symmetric column; half spectrum. */
+int csde_circulant_eigs(const double *c, size_t n, double *lam, csde_err *err)
+{
+  double *in = fftw_malloc(n * sizeof *in);
+  fftw_complex *out = fftw_malloc((n / 2 + 1) * sizeof *out);
+  if (!in || !out) {
+    fftw_free(in);
+    fftw_free(out);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for a size-%zu FFT", n);
+  }
+  csde_fftw_lock();
+  fftw_plan p = fftw_plan_dft_r2c_1d((int)n, in, out, FFTW_ESTIMATE);
+  csde_fftw_unlock();
+  memcpy(in, c, n * sizeof *in);
+  fftw_execute(p);
+  for (size_t k = 0; k <= n / 2; k++) lam[k] = out[k][0];
+  csde_fftw_lock();
+  fftw_destroy_plan(p);
+  csde_fftw_unlock();
+  fftw_free(in);
+  fftw_free(out);
+  return CSDE_SUCCESS;
+}
+
+double csde_circulant_sum(const double *lam, size_t n, double (*f)(double, void *), void *u)
+{
+  double s = 0;
+  for (size_t k = 0; k < n; k++) s += f(lam[k <= n / 2 ? k : n - k], u);
+  return s;
+}
+
+int csde_dense_min_eig(const double *mat, size_t n, double *emin, csde_err *err)
+{
+  gsl_matrix *A = gsl_matrix_alloc(n, n);
+  gsl_vector *e = gsl_vector_alloc(n);
+  gsl_eigen_symm_workspace *w = gsl_eigen_symm_alloc(n);
+  if (!A || !e || !w) {
+    gsl_matrix_free(A);
+    gsl_vector_free(e);
+    gsl_eigen_symm_free(w);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu eigensolve", n, n);
+  }
+  memcpy(A->data, mat, n * n * sizeof(double));
+  int s = gsl_eigen_symm(A, e, w);
+  *emin = s ? NAN : gsl_vector_min(e);
+  gsl_matrix_free(A);
+  gsl_vector_free(e);
+  gsl_eigen_symm_free(w);
+  return s ? csde_err_set(err, CSDE_EFAILED, "eigensolver failed (GSL status %d)", s) : 0;
+}
