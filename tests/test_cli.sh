@@ -193,10 +193,14 @@ if command -v h5import >/dev/null 2>&1; then
   [ "$rc" -eq 0 ] && close "$(logdet)" "$(awk 'BEGIN { printf "%.17g", log(4) }')" 1e-12
   ok $? "dense:file=C.h5:/C: log det $(logdet) = log 4"
   expect_error "dense file of the wrong size" "--cov" 1 cov --cov "dense:file=$tmp/C.h5:/C" --frames 4
+  expect_error "no such dataset" "--cov" 1 cov --cov "dense:file=$tmp/C.h5:/nope" --frames 3
+  expect_error "embed of a dense matrix" "--method" 1 \
+    cov --cov "dense:file=$tmp/C.h5:/C" --frames 3 --method embed
 else
-  skip "toeplitz:file=col.h5:/col" "h5import not found"
-  skip "dense:file=C.h5:/C" "h5import not found"
-  skip "dense file of the wrong size" "h5import not found"
+  for what in "toeplitz:file=col.h5:/col" "dense:file=C.h5:/C" "dense file of the wrong size" \
+              "no such dataset" "embed of a dense matrix"; do
+    skip "$what" "h5import not found"
+  done
 fi
 
 # ---- rows, full and csv ----
@@ -244,6 +248,8 @@ expect_error "rho out of range" "--cov" 1 cov --cov ar1:rho=1.5
 grep -qF "1.5" "$tmp/err"
 ok $? "rho out of range: the message quotes the value"
 expect_error "negative mixed r" "--cov" 1 cov --cov mixed:r=-0.5
+expect_error "toeplitz column that is not PSD" "--cov" 1 cov --cov toeplitz:col=1,2 --frames 4
+expect_error "matern without ell" "--cov" 1 cov --cov matern32:var=1
 expect_error "missing text file" "--cov" 1 cov --cov "toeplitz:file=$tmp/no-such-file.txt"
 expect_error "missing HDF5 file" "--cov" 1 cov --cov "dense:file=$tmp/no-such-file.h5:/C"
 expect_error "unknown option" "--bogus" 2 cov --bogus

@@ -65,7 +65,8 @@ int csde_err_set(csde_err *err, int status, const char *fmt, ...)
 /* Reset err to CSDE_SUCCESS with an empty message (NULL is allowed). */
 void csde_err_clear(csde_err *err);
 
-/* Turn GSL's abort-on-error handler off for the whole process. Every corrsde program and
+/* Turn GSL's abort-on-error handler off for the whole process, and (with OpenBLAS) run
+ * BLAS single-threaded: corrsde parallelises over tiles itself. Every corrsde program and
  * test calls this first; library routines check their inputs before GSL sees them. */
 void csde_init(void);
 

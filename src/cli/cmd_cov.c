@@ -192,9 +192,19 @@ static int compute(const cov_args *a, cov_result *r)
   csde_err_clear(&err);
   p.method = a->method;
   if (csde_cov_alloc(&r->C, a->spec, a->tau, &p, &err)) {
-    /* A method that cannot apply to this covariance is the --method flag's fault. */
-    if (err.status == CSDE_ENOTSUP && a->method != CSDE_COV_AUTO)
+    /* A method that cannot apply to this kind of covariance is the --method flag's fault.
+     * A singular or indefinite matrix may be the pair's (dense-cholesky of a singular C,
+     * an indefinite Strang circulant), so an explicit method is named beside --cov. */
+    int explicit_method = a->method != CSDE_COV_AUTO;
+    if (explicit_method && err.status == CSDE_ENOTSUP)
       return cli_lib_error(CMD, "--method", a->method_name, &err);
+    if (explicit_method && (err.status == CSDE_ENOTPSD || err.status == CSDE_ESING)) {
+      if (strstr(err.msg, a->spec))
+        cli_error(CMD, "--cov with --method %s: %s", a->method_name, err.msg);
+      else
+        cli_error(CMD, "--cov '%s' with --method %s: %s", a->spec, a->method_name, err.msg);
+      return CLI_EFAIL;
+    }
     return cli_lib_error(CMD, "--cov", a->spec, &err);
   }
   r->tau = csde_cov_tau(r->C);

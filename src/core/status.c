@@ -40,6 +40,17 @@ void csde_err_clear(csde_err *err)
   }
 }
 
-void csde_init(void) { gsl_set_error_handler_off(); }
+#ifdef CSDE_HAVE_OPENBLAS_THREADS
+void openblas_set_num_threads(int n);
+#endif
+
+void csde_init(void)
+{
+  gsl_set_error_handler_off();
+#ifdef CSDE_HAVE_OPENBLAS_THREADS
+  /* corrsde threads its own tiles with OpenMP; BLAS calls inside them run serially */
+  openblas_set_num_threads(1);
+#endif
+}
 
 const char *csde_version(void) { return CSDE_VERSION; }

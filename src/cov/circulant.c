@@ -88,7 +88,8 @@ static int circ_init(csde_cov *C, csde_err *err)
   C->report.approx = 1;
   C->report.kl_per_frame = C->singular || !C->pd_T
                                ? INFINITY
-                               : 0.5 * (tr - (double)n + C->logdet - C->logdet_T) / (double)n;
+                               : fmax(0.5 * (tr - (double)n + C->logdet - C->logdet_T) / (double)n,
+                                      0.0); /* KL >= 0: a tiny negative is round-off */
   double dmax = 0; /* circ_ij - T_ij depends on (i - j) mod n only: c_k vs t_k */
   for (size_t k = 0; k < n; k++) dmax = fmax(dmax, fabs(C->ccol[k] - t[k]));
   C->report.max_entry_diff = dmax;

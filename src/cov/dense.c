@@ -47,7 +47,8 @@ static int dense_init(csde_cov *C, csde_err *err)
       }
     if (s) goto done;
   } else {
-    csde_cov_matrix(C, C->mat);
+    for (size_t i = 0; i < n; i++) /* C_ij = c(|i-j|) */
+      for (size_t j = 0; j < n; j++) C->mat[i * n + j] = C->fam.lag(&C->fam, i > j ? i - j : j - i);
   }
   /* C = V S V^T, eigenvalues ascending */
   memcpy(A->data, C->mat, n * n * sizeof(double));

@@ -206,7 +206,7 @@ static void cos_spec(const csde_schedule *s, strbuf *sb)
 static int disc_node(double x, size_t *k)
 {
   double r = nearbyint(x);
-  if (fabs(x - r) <= 4 * DBL_EPSILON * r || x == r) {
+  if (fabs(x - r) <= 4 * DBL_EPSILON * r) {
     *k = (size_t)r;
     return 1;
   }
