@@ -1,1 +1,202 @@
-int main(void) { return 0; }
+/* corrsde-bench: timing tables for the normal generator and the covariance operators.
+ *   corrsde-bench rng [--n N] [--repeats R] [--threads T] [--csv FILE] ...
+ *   corrsde-bench cov [--D 4096] [--taus 8,16,...] [--repeats R] [--csv FILE]
+ *   corrsde-bench all [options of both]
+ * Every row is the median of R repeats with the min and max; ratios are against a
+ * baseline measured in the same run. See bench/README.md. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "corrsde/corrsde.h"
+
+double bench_now(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+bench_stat bench_stats(double *t, int r)
+{
+  bench_stat s = {NAN, NAN, NAN};
+  if (r <= 0) return s;
+  qsort(t, (size_t)r, sizeof *t, cmp_double);
+  s.min = t[0];
+  s.max = t[r - 1];
+  s.med = r % 2 ? t[r / 2] : 0.5 * (t[r / 2 - 1] + t[r / 2]);
+  return s;
+}
+
+/* a CSV field: quoted when it holds a comma or a quote */
+static void csv_text(FILE *f, const char *s)
+{
+  if (!s) s = "";
+  if (!strpbrk(s, ",\"\n")) {
+    fputs(s, f);
+    return;
+  }
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+static void csv_num(FILE *f, double x)
+{
+  if (isfinite(x)) fprintf(f, "%.6g", x);
+}
+
+void bench_csv_row(const bench_opts *o, const char *bench, const char *name, const char *param,
+                   int threads, double n, int repeats, bench_stat s, double rate, double ratio,
+                   const char *ratio_to, const char *note)
+{
+  FILE *f = o->csv;
+  if (!f) return;
+  csv_text(f, bench);
+  fputc(',', f);
+  csv_text(f, name);
+  fputc(',', f);
+  csv_text(f, param);
+  fprintf(f, ",%d,%.0f,%d,", threads, n, repeats);
+  csv_num(f, s.med);
+  fputc(',', f);
+  csv_num(f, s.min);
+  fputc(',', f);
+  csv_num(f, s.max);
+  fputc(',', f);
+  csv_num(f, rate);
+  fputc(',', f);
+  csv_num(f, ratio);
+  fputc(',', f);
+  csv_text(f, ratio_to);
+  fputc(',', f);
+  csv_text(f, note);
+  fputc('\n', f);
+  fflush(f);
+}
+
+static void usage(FILE *f)
+{
+  fputs("usage: corrsde-bench COMMAND [options]\n"
+        "commands:\n"
+        "  rng   normals per second: corrsde (1 and --threads threads, uniform, generic\n"
+        "        kernel) against NumPy default_rng().standard_normal and torch.randn\n"
+        "        (float64), measured by bench/baselines/rng_numpy.py in the same run\n"
+        "  cov   y = C x for one block of tau x D (ar1:rho=0.9), methods dense,\n"
+        "        circulant-tchan and embed; the tau from which embed beats dense\n"
+        "  all   rng, then cov\n"
+        "options:\n"
+        "  --n N            rng: values per fill (default 16777216)\n"
+        "  --repeats R      timed repeats per row (default rng 7, cov 5)\n"
+        "  --threads T      rng: threads of the parallel row (default 2);\n"
+        "                   cov: BLAS threads (default 1)\n"
+        "  --D D            cov: pixels per frame (default 4096)\n"
+        "  --taus LIST      cov: frame counts, comma-separated\n"
+        "                   (default 8,16,32,64,96,128,192,256,384,512,768,1024)\n"
+        "  --python EXE     rng: Python for the baselines (default $CSDE_PYTHON or\n"
+        "                   /usr/bin/python3)\n"
+        "  --baselines DIR  rng: directory holding rng_numpy.py (default: found from the\n"
+        "                   binary's location in the source tree, or $CSDE_SRCDIR/bench/baselines)\n"
+        "  --no-baselines   rng: skip the Python baselines (no ratio column)\n"
+        "  --csv FILE       also write every row to FILE (CSV with a header line)\n"
+        "  -h, --help       this text\n",
+        f);
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+  char *end;
+  double v = strtod(s, &end); /* accepts 1e7 and 16777216 */
+  if (end == s || *end || !(v >= 1) || v > 1e15 || v != floor(v)) return -1;
+  *out = (size_t)v;
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  csde_init();
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const char *cmd = argv[1];
+  int do_rng = !strcmp(cmd, "rng") || !strcmp(cmd, "all");
+  int do_cov = !strcmp(cmd, "cov") || !strcmp(cmd, "all");
+  if (!do_rng && !do_cov) {
+    fprintf(stderr, "corrsde-bench: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+  }
+  bench_opts o = {.n = 16777216, .D = 4096, .threads = 0};
+  const char *csv = NULL;
+  enum { O_N = 256, O_REP, O_THR, O_D, O_TAUS, O_PY, O_BASE, O_NOBASE, O_CSV };
+  static const struct option lo[] = {
+      {"n", required_argument, 0, O_N},          {"repeats", required_argument, 0, O_REP},
+      {"threads", required_argument, 0, O_THR},  {"D", required_argument, 0, O_D},
+      {"taus", required_argument, 0, O_TAUS},    {"python", required_argument, 0, O_PY},
+      {"baselines", required_argument, 0, O_BASE}, {"no-baselines", no_argument, 0, O_NOBASE},
+      {"csv", required_argument, 0, O_CSV},      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  int c;
+  optind = 2;
+  while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    size_t v;
+    switch (c) {
+    case O_N:
+    case O_D:
+    case O_REP:
+    case O_THR:
+      if (parse_size(optarg, &v) || ((c == O_REP || c == O_THR) && v > 100000)) {
+        fprintf(stderr, "corrsde-bench: bad value '%s' for --%s\n", optarg,
+                lo[c - O_N].name);
+        return 2;
+      }
+      if (c == O_N) o.n = v;
+      if (c == O_D) o.D = v;
+      if (c == O_REP) o.repeats = (int)v;
+      if (c == O_THR) o.threads = (int)v;
+      break;
+    case O_TAUS: o.taus = optarg; break;
+    case O_PY: o.python = optarg; break;
+    case O_BASE: o.baselines = optarg; break;
+    case O_NOBASE: o.no_baselines = 1; break;
+    case O_CSV: csv = optarg; break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "corrsde-bench: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (csv) {
+    if (!(o.csv = fopen(csv, "w"))) {
+      fprintf(stderr, "corrsde-bench: cannot write '%s'\n", csv);
+      return 1;
+    }
+    fputs("bench,case,param,threads,n,repeats,median_s,min_s,max_s,rate_per_s,ratio,ratio_to,"
+          "note\n",
+          o.csv);
+  }
+  int s = 0;
+  if (do_rng) s |= bench_rng(&o);
+  if (do_rng && do_cov) printf("\n");
+  if (do_cov) s |= bench_cov(&o);
+  if (o.csv) {
+    fclose(o.csv);
+    printf("\nCSV written to %s\n", csv);
+  }
+  return s ? 1 : 0;
+}

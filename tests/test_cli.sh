@@ -240,6 +240,7 @@ expect_error "--frames abc" "--frames" 2 cov --frames abc
 expect_error "--frames 1.5" "--frames" 2 cov --frames 1.5
 expect_error "--frames too large" "--frames" 2 cov --frames 999999999999999999999999
 expect_error "--frames without a value" "--frames" 2 cov --frames
+expect_error "--frames beyond the library's limit" "--frames" 1 cov --frames 300000000000
 expect_error "--rows 0" "--rows" 2 cov --rows 0
 expect_error "unknown family" "--cov" 1 cov --cov nosuchfamily:x=1
 expect_error "malformed spec" "--cov" 1 cov --cov ar1:0.9

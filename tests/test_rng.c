@@ -1,2 +1,356 @@
+/* Tests of corrsde/rng.h: the values against Random123 and libm, the distribution
+ * (moments, chi-square, Kolmogorov-Smirnov), independence of the value from the split
+ * and the thread count, separation of seeds, streams and counter spaces, and a
+ * known-answer check. Every threshold is derived from the sample size below. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <Random123/philox.h>
+
+#include "corrsde/corrsde.h"
 #include "tap.h"
-int main(void) { return tap_done(); }
+
+/* Internal to src/core/rng.c (not installed): the kernel in use, and a switch. */
+const char *csde_rng_kernel_name(void);
+int csde_rng_kernel_select(const char *name);
+
+#define NMOM 4000000 /* normals for the moments */
+#define NCHI 1000000 /* uniforms for the chi-square */
+#define NBIN 1000
+#define NKS 1000000 /* normals for Kolmogorov-Smirnov */
+#define NSPLIT 100003
+
+static double *xalloc(size_t n)
+{
+  double *p = malloc(n * sizeof *p);
+  if (!p) {
+    printf("Bail out! out of memory\n");
+    exit(1);
+  }
+  return p;
+}
+
+/* The reference for pair p of group layout: Philox4x32-10 from Random123 itself, then
+ * the transform in long double libm (see the layout comment in src/core/rng.c). */
+static void ref_words(csde_rng_key key, uint64_t p, uint64_t *w1, uint64_t *w2)
+{
+  philox4x32_ctr_t c = {{(uint32_t)p, (uint32_t)(p >> 32), (uint32_t)key.stream,
+                         (uint32_t)(key.stream >> 32)}};
+  philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
+  philox4x32_ctr_t r = philox4x32(c, k);
+  *w1 = (uint64_t)r.v[1] << 32 | r.v[0];
+  *w2 = (uint64_t)r.v[3] << 32 | r.v[2];
+}
+
+static void ref_normal_pair(uint64_t w1, uint64_t w2, long double *z0, long double *z1)
+{
+  const long double twopi = 6.283185307179586476925286766559L;
+  long double u1 = ((long double)(w1 >> 12) + 0.5L) * 0x1p-52L;
+  long double th = twopi * (long double)(w2 >> 11) * 0x1p-53L;
+  long double r = sqrtl(-2.0L * logl(u1));
+  *z0 = r * cosl(th);
+  *z1 = r * sinl(th);
+}
+
+/* index of the first and second value of pair p */
+static size_t first_of(uint64_t p)
+{
+  return (size_t)(p / 8 * 16 + p % 8);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The reference check: normals to 1e-14 (1 + |z|), uniforms bit for bit, for npair
+ * pairs from pair p0. Returns the largest normal error. */
+static double check_reference(csde_rng_key key, uint64_t p0, size_t npair, size_t *ubad)
+{
+  size_t n = 16 * ((npair + 7) / 8);
+  uint64_t i0 = p0 / 8 * 16;
+  double *z = xalloc(n), *u = xalloc(n);
+  csde_rng_normal(key, i0, n, z);
+  csde_rng_uniform(key, i0, n, u);
+  double worst = 0;
+  *ubad = 0;
+  for (uint64_t p = p0 / 8 * 8; p < p0 / 8 * 8 + n / 2; p++) {
+    uint64_t w1, w2;
+    long double z0, z1;
+    size_t a = first_of(p) - (size_t)i0, b = a + 8;
+    ref_words(key, p, &w1, &w2);
+    ref_normal_pair(w1, w2, &z0, &z1);
+    double e0 = (double)fabsl(z[a] - z0) / (1 + fabs(z[a]));
+    double e1 = (double)fabsl(z[b] - z1) / (1 + fabs(z[b]));
+    worst = fmax(worst, fmax(e0, e1));
+    /* uniforms: bit 63 of the 64-bit counter word */
+    ref_words(key, p | UINT64_C(1) << 63, &w1, &w2);
+    if (u[a] != ((double)(w1 >> 12) + 0.5) * 0x1p-52 ||
+        u[b] != ((double)(w2 >> 12) + 0.5) * 0x1p-52)
+      (*ubad)++;
+  }
+  free(z);
+  free(u);
+  return worst;
+}
+
+static void test_reference(void)
+{
+  csde_rng_key key = {42, 7};
+  size_t ubad;
+  double e = check_reference(key, 0, 1 << 16, &ubad);
+  ok(e <= 1e-14, "normals = Random123 Philox4x32-10 + Box-Muller in long double (max err %.3g)",
+     e);
+  ok(ubad == 0, "uniforms = Random123 words, (w >> 12 + 1/2) 2^-52 bit for bit (%zu differ)",
+     ubad);
+  /* a counter above 2^32 and a large seed and stream */
+  csde_rng_key big = {UINT64_C(0xfedcba9876543210), UINT64_C(0x0123456789abcdef)};
+  e = check_reference(big, UINT64_C(0x3456789abcd), 4096, &ubad);
+  ok(e <= 1e-14 && ubad == 0, "reference at a 64-bit seed, stream and counter (err %.3g, %zu)",
+     e, ubad);
+}
+
+/* Sample moments of NMOM normals. For x ~ N(0,1) the sample mean of x^k has standard
+ * error sqrt(Var(x^k) / N): Var x = 1, Var x^2 = E x^4 - 1 = 2, Var x^3 = E x^6 = 15,
+ * Var x^4 = E x^8 - (E x^4)^2 = 105 - 9 = 96. Tolerance: 5 standard errors. */
+static void test_moments(void)
+{
+  double *z = xalloc(NMOM);
+  csde_rng_key key = {1, 0};
+  csde_rng_normal(key, 0, NMOM, z);
+  double m[5] = {0, 0, 0, 0, 0};
+  for (size_t i = 0; i < NMOM; i++) {
+    double x = z[i], x2 = x * x;
+    m[1] += x;
+    m[2] += x2;
+    m[3] += x2 * x;
+    m[4] += x2 * x2;
+  }
+  const double want[5] = {0, 0, 1, 0, 3}, var[5] = {0, 1, 2, 15, 96};
+  const char *what[5] = {"", "mean", "E x^2", "E x^3", "E x^4"};
+  for (int k = 1; k <= 4; k++) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "%s of %d normals within 5 standard errors", what[k], NMOM);
+    ok_close(m[k] / NMOM, want[k], 5 * sqrt(var[k] / NMOM), buf);
+  }
+  /* correlation of neighbours and of the two values of a pair: SE 1/sqrt(N) */
+  double c1 = 0, cp = 0;
+  size_t n1 = 0, np = 0;
+  for (size_t i = 0; i + 1 < NMOM; i++, n1++) c1 += z[i] * z[i + 1];
+  for (size_t g = 0; g + 16 <= NMOM; g += 16)
+    for (size_t j = 0; j < 8; j++, np++) cp += z[g + j] * z[g + j + 8];
+  ok_close(c1 / n1, 0, 5 / sqrt((double)n1), "lag-1 correlation within 5 standard errors");
+  ok_close(cp / np, 0, 5 / sqrt((double)np), "cos/sin partners uncorrelated (5 standard errors)");
+  free(z);
+}
+
+/* Pearson's chi-square of NCHI uniforms in NBIN equal bins: X^2 ~ chi^2(NBIN - 1), mean
+ * k = 999, sd sqrt(2k) = 44.7. Accept |X^2 - k| < 5 sd (two-sided p ~ 1e-6). */
+static void test_chisq(void)
+{
+  double *u = xalloc(NCHI);
+  static size_t cnt[NBIN];
+  csde_rng_key key = {2, 3};
+  csde_rng_uniform(key, 0, NCHI, u);
+  double lo = 1, hi = 0;
+  for (size_t i = 0; i < NCHI; i++) {
+    lo = fmin(lo, u[i]);
+    hi = fmax(hi, u[i]);
+    cnt[(size_t)(u[i] * NBIN)]++;
+  }
+  ok(lo > 0 && hi < 1, "uniforms strictly inside (0, 1): min %.3g, 1 - max %.3g", lo, 1 - hi);
+  double e = (double)NCHI / NBIN, x2 = 0, k = NBIN - 1;
+  for (size_t b = 0; b < NBIN; b++) x2 += (cnt[b] - e) * (cnt[b] - e) / e;
+  ok_close(x2, k, 5 * sqrt(2 * k), "uniform chi-square (1000 bins) near its 999 dof");
+  free(u);
+}
+
+/* Kolmogorov-Smirnov of NKS normals against Phi(x) = erfc(-x / sqrt 2) / 2. Under H0
+ * sqrt(n) D_n follows Kolmogorov's law: P(sqrt(n) D > 1.95) = 0.001. */
+static void test_ks(void)
+{
+  double *z = xalloc(NKS);
+  csde_rng_key key = {5, 11};
+  csde_rng_normal(key, 1000, NKS, z);
+  qsort(z, NKS, sizeof *z, cmp_double);
+  double d = 0;
+  for (size_t i = 0; i < NKS; i++) {
+    double F = 0.5 * erfc(-z[i] / sqrt(2.0));
+    d = fmax(d, fmax(fabs(F - (double)i / NKS), fabs((double)(i + 1) / NKS - F)));
+  }
+  double k = sqrt((double)NKS) * d;
+  ok(k < 1.95, "Kolmogorov-Smirnov against Phi: sqrt(n) D = %.3f < 1.95 (p = 0.001)", k);
+  ok(z[0] > -9 && z[NKS - 1] < 9, "|z| < 9 (the largest |z| Box-Muller gives is 8.57)");
+  free(z);
+}
+
+/* One fill, many fills with odd splits, an inner slice, and 1/2/3 threads: bit for bit. */
+static void test_splits(const char *kname)
+{
+  csde_rng_key key = {42, 9};
+  double *a = xalloc(NSPLIT), *b = xalloc(NSPLIT);
+  csde_rng_normal(key, 0, NSPLIT, a);
+  static const size_t step[] = {1, 2, 3, 5, 7, 11, 13, 16, 17, 31, 33, 100, 1001};
+  size_t i = 0, s = 0;
+  memset(b, 0, NSPLIT * sizeof *b);
+  while (i < NSPLIT) {
+    size_t m = step[s++ % (sizeof step / sizeof *step)];
+    if (m > NSPLIT - i) m = NSPLIT - i;
+    csde_rng_normal(key, i, m, b + i);
+    i += m;
+  }
+  ok(!memcmp(a, b, NSPLIT * sizeof *a), "%s: one call = %zu calls with odd splits", kname, s);
+  memset(b, 0, NSPLIT * sizeof *b);
+  csde_rng_normal(key, 12345, 777, b);
+  ok(!memcmp(a + 12345, b, 777 * sizeof *a), "%s: an inner slice [12345, 13122)", kname);
+  for (int nt = 0; nt <= 3; nt++) {
+    memset(b, 0, NSPLIT * sizeof *b);
+    csde_rng_normal_par(key, 0, NSPLIT, b, nt);
+    ok(!memcmp(a, b, NSPLIT * sizeof *a), "%s: csde_rng_normal_par with %d threads%s", kname,
+       nt, nt ? "" : " (default)");
+  }
+  memset(b, 0, NSPLIT * sizeof *b);
+  csde_rng_normal_par(key, 7, NSPLIT - 7, b + 7, 3);
+  ok(!memcmp(a + 7, b + 7, (NSPLIT - 7) * sizeof *a), "%s: par from an unaligned index", kname);
+  /* uniforms the same way */
+  csde_rng_uniform(key, 0, NSPLIT, a);
+  for (i = 0, s = 0; i < NSPLIT;) {
+    size_t m = step[s++ % (sizeof step / sizeof *step)];
+    if (m > NSPLIT - i) m = NSPLIT - i;
+    csde_rng_uniform(key, i, m, b + i);
+    i += m;
+  }
+  ok(!memcmp(a, b, NSPLIT * sizeof *a), "%s: uniforms, one call = many calls", kname);
+  free(a);
+  free(b);
+}
+
+static size_t count_equal(const double *a, const double *b, size_t n)
+{
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++) c += a[i] == b[i];
+  return c;
+}
+
+static void test_keys(void)
+{
+  enum { N = 4096 };
+  static double a[N], b[N], c[N], u[N], v[N];
+  csde_rng_normal((csde_rng_key){42, 0}, 0, N, a);
+  csde_rng_normal((csde_rng_key){43, 0}, 0, N, b);
+  csde_rng_normal((csde_rng_key){42, 1}, 0, N, c);
+  ok(count_equal(a, b, N) == 0, "seeds 42 and 43 share no value");
+  ok(count_equal(a, c, N) == 0, "streams 0 and 1 share no value");
+  csde_rng_normal((csde_rng_key){42, 0}, 1, N - 1, v);
+  ok(count_equal(a + 1, v, N - 1) == N - 1, "the same key gives the same values");
+  csde_rng_normal((csde_rng_key){42, 0}, N, N, v);
+  ok(count_equal(a, v, N) == 0, "indices [0, N) and [N, 2N) share no value");
+  /* Counter spaces: if the uniforms reused the normals' Philox calls, then Box-Muller of
+   * the uniforms of a pair would give its normals back (to 1e-12). Check the positive
+   * case on the normal space itself through the reference, then the separation. */
+  csde_rng_uniform((csde_rng_key){42, 0}, 0, N, u);
+  size_t hit = 0;
+  for (size_t p = 0; p < N / 2; p++) {
+    size_t i0 = first_of(p);
+    double r = sqrt(-2 * log(u[i0])), th = 2 * M_PI * u[i0 + 8];
+    hit += fabs(a[i0] - r * cos(th)) < 1e-6 && fabs(a[i0 + 8] - r * sin(th)) < 1e-6;
+  }
+  ok(hit == 0, "uniforms and normals use disjoint counters (%zu pairs match)", hit);
+}
+
+/* Pinned values of seed 42, stream 0: a silent change of the generator, the transform or
+ * the layout fails here (by O(1)). Uniforms are exact integer arithmetic; normals may
+ * differ in the last bits between kernels, so they get a tolerance of 1e-15 (1 + |z|).
+ * Index 8 is the sin partner of index 0. */
+static void test_known_answers(void)
+{
+  static const double zk[9] = {-0.66537486780734878, -1.4338891806537384,  0.13500793462831751,
+                               -0.64825064275588373, 0.053085029997585312, 1.5151875889319923,
+                               0.31706963178507985,  0.55993851796652594,  1.0360238086554647};
+  static const double uk[4] = {0.25563441079995142, 0.76756734999451315, 0.63921078892416439,
+                               0.52491351858256852};
+  double z[16], u[4];
+  csde_rng_key key = {42, 0};
+  csde_rng_normal(key, 0, 16, z);
+  csde_rng_uniform(key, 0, 4, u);
+  double worst = 0;
+  for (int i = 0; i < 9; i++) worst = fmax(worst, fabs(z[i] - zk[i]) / (1 + fabs(zk[i])));
+  if (worst > 1e-15)
+    for (int i = 0; i < 9; i++) printf("# z[%d] = %.17g (pinned %.17g)\n", i, z[i], zk[i]);
+  ok(worst <= 1e-15, "known answers: normals 0..8 of seed 42 stream 0 (err %.3g)", worst);
+  if (memcmp(u, uk, sizeof u))
+    for (int i = 0; i < 4; i++) printf("# u[%d] = %.17g (pinned %.17g)\n", i, u[i], uk[i]);
+  ok(!memcmp(u, uk, sizeof u), "known answers: uniforms 0..3 of seed 42 stream 0 (exact)");
+}
+
+static void test_edges(void)
+{
+  double z[64], w[64];
+  memset(z, 0, sizeof z);
+  csde_rng_normal((csde_rng_key){1, 2}, 5, 0, z);
+  csde_rng_uniform((csde_rng_key){1, 2}, 5, 0, z);
+  csde_rng_normal_par((csde_rng_key){1, 2}, 5, 0, z, 2);
+  ok(z[0] == 0 && z[63] == 0, "n = 0 writes nothing");
+  /* the last indices before 2^64, in one call and one by one */
+  uint64_t top = UINT64_MAX - 40;
+  csde_rng_normal((csde_rng_key){1, 2}, top, 40, z);
+  for (int i = 0; i < 40; i++) csde_rng_normal((csde_rng_key){1, 2}, top + (uint64_t)i, 1, w + i);
+  ok(!memcmp(z, w, 40 * sizeof *z), "indices just below 2^64: one call = single values");
+  int fin = 1;
+  for (int i = 0; i < 40; i++) fin &= isfinite(z[i]);
+  ok(fin, "indices just below 2^64 are finite");
+  ok(!strcmp(csde_rng_name(), "philox4x32-10/box-muller/group16"), "csde_rng_name: %s",
+     csde_rng_name());
+}
+
+/* The other kernel must give the same uniforms bit for bit and the same normals to a few
+ * ulp, and keep every split property. */
+static void test_kernels(void)
+{
+  const char *first = csde_rng_kernel_name();
+  enum { N = 50000 };
+  double *za = xalloc(N), *zb = xalloc(N), *ua = xalloc(N), *ub = xalloc(N);
+  csde_rng_key key = {77, 5};
+  csde_rng_normal(key, 3, N, za);
+  csde_rng_uniform(key, 3, N, ua);
+  const char *other = strcmp(first, "generic") ? "generic" : "avx2-fma";
+  if (csde_rng_kernel_select(other)) {
+    ok(1, "kernel %s not available on this CPU # SKIP", other);
+    free(za), free(zb), free(ua), free(ub);
+    return;
+  }
+  csde_rng_normal(key, 3, N, zb);
+  csde_rng_uniform(key, 3, N, ub);
+  double worst = 0;
+  for (size_t i = 0; i < N; i++) worst = fmax(worst, fabs(za[i] - zb[i]) / (1 + fabs(za[i])));
+  ok(worst <= 1e-15, "kernels %s and %s: normals agree to %.3g", first, other, worst);
+  ok(!memcmp(ua, ub, N * sizeof *ua), "kernels %s and %s: uniforms identical", first, other);
+  size_t ubad;
+  double e = check_reference(key, 1000, 4096, &ubad);
+  ok(e <= 1e-14 && ubad == 0, "%s: reference check (err %.3g, %zu uniforms differ)", other, e,
+     ubad);
+  test_splits(other);
+  csde_rng_kernel_select(first);
+  ok(!strcmp(csde_rng_kernel_name(), first), "back to the kernel %s", first);
+  ok(csde_rng_kernel_select("no-such-kernel") != 0, "an unknown kernel name is refused");
+  free(za), free(zb), free(ua), free(ub);
+}
+
+int main(void)
+{
+  csde_init();
+  printf("# generator %s, kernel %s\n", csde_rng_name(), csde_rng_kernel_name());
+  test_reference();
+  test_moments();
+  test_chisq();
+  test_ks();
+  test_splits(csde_rng_kernel_name());
+  test_keys();
+  test_known_answers();
+  test_edges();
+  test_kernels();
+  return tap_done();
+}

@@ -58,7 +58,9 @@ typedef enum {
 
 typedef struct {
   csde_cov_method method; /* default CSDE_COV_AUTO */
-  double cg_tol;          /* embed C^-1: relative residual per pixel, default 1e-12 */
+  double cg_tol;          /* embed C^-1, per pixel, default 1e-12: stop at
+                             ||x - C y|| <= cg_tol ||x||; after cg_maxiter iterations accept
+                             ||x - C y|| <= cg_tol (||C|| ||y|| + ||x||) (backward error) */
   size_t cg_maxiter;      /* embed C^-1: 0 means 2 tau + 20 */
   size_t embed_max;       /* embed: largest embedding size tried, 0 means max(64 tau, 1024) */
   double sym_tol;         /* dense input: |C_ij - C_ji| <= sym_tol max|C|, default 1e-12 */

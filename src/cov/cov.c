@@ -375,7 +375,7 @@ int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthrea
     if (nf2) {
       th->buf2 = csde_calloc(nf2 * W, sizeof(double));
       th->cbuf2 = csde_calloc((nf2 / 2 + 1) * W, sizeof(fftw_complex));
-      th->cg = csde_calloc(4 * tau * W + 5 * W, sizeof(double));
+      th->cg = csde_calloc(4 * tau * W + 6 * W, sizeof(double));
       ok = ok && th->buf2 && th->cbuf2 && th->cg;
     }
   }

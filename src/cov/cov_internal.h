@@ -88,6 +88,7 @@ struct csde_cov {
   double *eig;          /* ascending eigenvalues (dense), tau */
   /* circulant methods (size n = tau) and embed (size m) */
   size_t n;             /* circulant size */
+  double lam_max;       /* embed: largest eigenvalue of B, a bound on ||C||_2 */
   double *ccol;         /* circulant first column, n */
   double *lam;          /* eigenvalues lambda_k, k = 0..n/2 (real, half spectrum) */
   double *lam_chan;     /* T. Chan eigenvalues of T (size tau, half spectrum): KL / precond */

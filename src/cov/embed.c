@@ -5,7 +5,8 @@
  *   C x     = first tau rows of B [x; 0]                        (exact)
  *   V' z    = first tau rows of B^{1/2} z, z with m rows         (exact: V' V'^T = C)
  *   C^-1 x  conjugate gradients with C x above, preconditioned by T. Chan's circulant,
- *           to relative residual cg_tol per pixel. */
+ *           to relative residual cg_tol per pixel (or, for an ill-conditioned C, to
+ *           normwise backward error cg_tol: see embed_solve). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,11 @@ static int embed_init(csde_cov *C, csde_err *err)
   size_t m = csde_fft_size(tau > 1 ? 2 * tau - 2 : 1);
   double lmin = 0, tol = 0;
   int s = CSDE_SUCCESS;
+  if (m > mmax)
+    return csde_err_set(err, CSDE_EINVAL,
+                        "embed_max = %zu is below the smallest embedding size %zu for %zu "
+                        "frames (2 (tau - 1), rounded up to an FFT size)",
+                        mmax, m, tau);
   for (;;) {
     double *b = malloc(m * sizeof *b);
     free(C->lam);
@@ -60,8 +66,10 @@ static int embed_init(csde_cov *C, csde_err *err)
     free(c);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory (embedding size %zu)", m);
   }
+  C->lam_max = 0;
   for (size_t k = 0; k < h; k++) {
     double l = fmax(C->lam[k], 0.0); /* round-off */
+    C->lam_max = fmax(C->lam_max, l);
     C->fop[0][k] = l / (double)m;
     C->fop[1][k] = sqrt(l) / (double)m;
   }
@@ -96,7 +104,9 @@ static void embed_mult(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
 }
 
 /* Preconditioned conjugate gradients, every column of the tile at once with its own
- * scalars; a column stops once ||r|| <= cg_tol ||b||. */
+ * scalars; a column stops once ||r|| <= cg_tol ||b||. A column that has not by maxit is
+ * accepted if its normwise backward error ||r|| / (||C|| ||y|| + ||b||) <= cg_tol, which
+ * is attainable at any conditioning; otherwise the solve fails with CSDE_EMAXITER. */
 static int embed_solve(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
                        size_t nc, const double *x, size_t ldx, double *y, size_t ldy)
 {
@@ -104,15 +114,18 @@ static int embed_solve(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
   size_t maxit = C->par.cg_maxiter ? C->par.cg_maxiter : 2 * tau + 20;
   double *r = th->cg, *p = r + tau * W, *q = p + tau * W, *z = q + tau * W;
   double *rz = z + tau * W, *bn = rz + W, *act = bn + W, *d1 = act + W, *d2 = d1 + W;
-  double tol2 = C->par.cg_tol * C->par.cg_tol;
+  double *yn = d2 + W, tol = C->par.cg_tol, cn = C->lam_max;
   size_t nact = 0;
-  for (size_t c = 0; c < nc; c++) bn[c] = rz[c] = 0;
+  for (size_t c = 0; c < nc; c++) bn[c] = rz[c] = yn[c] = 0;
   for (size_t i = 0; i < tau; i++) {
     memcpy(r + i * W, x + i * ldx, nc * sizeof(double)); /* y = 0, r = b */
     memset(y + i * ldy, 0, nc * sizeof(double));
     for (size_t c = 0; c < nc; c++) bn[c] += r[i * W + c] * r[i * W + c];
   }
-  for (size_t c = 0; c < nc; c++) nact += (act[c] = bn[c] > 0) != 0;
+  for (size_t c = 0; c < nc; c++) {
+    nact += (act[c] = bn[c] > 0) != 0;
+    bn[c] = sqrt(bn[c]);
+  }
   /* z = M^-1 r, p = z, rz = r.z */
   memcpy(th->buf2, r, tau * W * sizeof(double));
   csde_circ_mult(ws->fwd2, ws->inv2, th->buf2, th->cbuf2, tau, W, C->fop[2]);
@@ -123,7 +136,7 @@ static int embed_solve(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
   size_t it = 0;
   for (; nact > 0 && it < maxit; it++) {
     embed_mult(C, ws, th, p, W, tau, C->fop[0], q, W, nc); /* q = C p */
-    for (size_t c = 0; c < nc; c++) d1[c] = d2[c] = 0;
+    for (size_t c = 0; c < nc; c++) d1[c] = d2[c] = yn[c] = 0;
     for (size_t i = 0; i < tau; i++)
       for (size_t c = 0; c < nc; c++) d1[c] += p[i * W + c] * q[i * W + c];
     for (size_t c = 0; c < nc; c++)
@@ -139,9 +152,10 @@ static int embed_solve(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
           y[i * ldy + c] += a * p[i * W + c];
           r[i * W + c] -= a * q[i * W + c];
           d2[c] += r[i * W + c] * r[i * W + c];
+          yn[c] += y[i * ldy + c] * y[i * ldy + c];
         }
     for (size_t c = 0; c < nc; c++)
-      if (act[c] && d2[c] <= tol2 * bn[c]) act[c] = 0, nact--;
+      if (act[c] && sqrt(d2[c]) <= tol * bn[c]) act[c] = 0, nact--;
     if (!nact) break;
     memcpy(th->buf2, r, tau * W * sizeof(double)); /* z = M^-1 r */
     csde_circ_mult(ws->fwd2, ws->inv2, th->buf2, th->cbuf2, tau, W, C->fop[2]);
@@ -155,12 +169,16 @@ static int embed_solve(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
     for (size_t c = 0; c < nc; c++)
       if (act[c]) rz[c] = d1[c];
   }
+  /* Out of iterations: a column is still accepted at backward error <= tol, which is what
+   * any solver attains on an ill-conditioned C (residual ~ eps cond(C) ||b||). */
+  for (size_t c = 0; nact && c < nc; c++)
+    if (act[c] && sqrt(d2[c]) <= tol * (cn * sqrt(yn[c]) + bn[c])) act[c] = 0, nact--;
   if (nact) {
     double worst = 0;
     for (size_t c = 0; c < nc; c++)
-      if (act[c]) worst = fmax(worst, sqrt(d2[c] / bn[c]));
+      if (act[c]) worst = fmax(worst, sqrt(d2[c]) / (cn * sqrt(yn[c]) + bn[c]));
     return csde_err_set(&th->err, CSDE_EMAXITER,
-                        "C^-1 by conjugate gradients did not reach relative residual %.3g in "
+                        "C^-1 by conjugate gradients did not reach backward error %.3g in "
                         "%zu iterations (still %.3g): '%s' is ill-conditioned; use method dense",
                         C->par.cg_tol, maxit, worst, C->spec);
   }

@@ -1,0 +1,37 @@
+/* Shared pieces of `corrsde-bench` (bench.c): options, timing, statistics, CSV rows. */
+#ifndef CSDE_BENCH_H
+#define CSDE_BENCH_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+  size_t n;              /* rng: values per fill */
+  int repeats;           /* 0: the subcommand's default */
+  size_t D;              /* cov: pixels per frame */
+  const char *taus;      /* cov: comma-separated frame counts */
+  int threads;           /* rng: the multi-threaded row; cov: BLAS threads */
+  const char *python;    /* rng: interpreter for the baselines */
+  const char *baselines; /* rng: directory of rng_numpy.py (NULL: found from the binary) */
+  int no_baselines;      /* rng: skip the Python baselines */
+  FILE *csv;             /* NULL: no CSV */
+} bench_opts;
+
+/* The median, smallest and largest of r timings (seconds). */
+typedef struct {
+  double med, min, max;
+} bench_stat;
+
+double bench_now(void);              /* CLOCK_MONOTONIC, seconds */
+bench_stat bench_stats(double *t, int r); /* sorts t */
+
+/* One CSV row: bench,case,param,threads,n,repeats,median_s,min_s,max_s,rate_per_s,ratio,
+ * ratio_to,note. rate and ratio may be NAN (written empty). Does nothing without a CSV. */
+void bench_csv_row(const bench_opts *o, const char *bench, const char *name, const char *param,
+                   int threads, double n, int repeats, bench_stat s, double rate, double ratio,
+                   const char *ratio_to, const char *note);
+
+int bench_rng(const bench_opts *o);
+int bench_cov(const bench_opts *o);
+
+#endif
