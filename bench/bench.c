@@ -69,7 +69,9 @@ void bench_csv_row(const bench_opts *o, const char *bench, const char *name, con
   csv_text(f, name);
   fputc(',', f);
   csv_text(f, param);
-  fprintf(f, ",%d,%.0f,%d,", threads, n, repeats);
+  fprintf(f, ",%d,", threads);
+  if (isfinite(n)) fprintf(f, "%.0f", n);
+  fprintf(f, ",%d,", repeats);
   csv_num(f, s.med);
   fputc(',', f);
   csv_num(f, s.min);

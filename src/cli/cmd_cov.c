@@ -364,7 +364,7 @@ static void print_csv(const cov_args *a, const cov_result *r)
   if (m == CSDE_COV_EMBED) printf("# embed_size = %zu\n", csde_cov_embed_size(r->C));
   printf("# eig_min = %.17g\n", lo);
   printf("# eig_max = %.17g\n", hi);
-  printf("# condition = %.17g\n", lo > 0 ? hi / lo : INFINITY);
+  printf("# condition = %.17g\n", lo > 0 ? hi / lo : HUGE_VAL);
   printf("# logdet = %.17g\n", r->logdet);
   if (r->rep.approx) {
     printf("# kl_per_frame = %.17g\n", r->rep.kl_per_frame);

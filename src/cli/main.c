@@ -13,7 +13,7 @@
 static int cmd_help(int argc, char **argv);
 
 static const cli_cmd commands[] = {
-  {"cov", cli_cmd_cov, "build a frame covariance C; show its method, matrix, spectrum, log det"},
+  {"cov", cli_cmd_cov, "build a frame covariance C: its method, matrix, spectrum, log det"},
   {"help", cmd_help, "show the help of a command ('corrsde help cov')"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
