@@ -100,8 +100,8 @@ static void usage(FILE *f)
         "        circulant-tchan and embed; the tau from which embed beats dense\n"
         "  all   rng, then cov\n"
         "options:\n"
-        "  --n N            rng: values per fill (default 16777216)\n"
-        "  --repeats R      timed repeats per row (default rng 7, cov 5)\n"
+        "  --n N            rng: values per fill (default 4194304 = 2^22)\n"
+        "  --repeats R      timed repeats per row (default rng 9, cov 5)\n"
         "  --threads T      rng: threads of the parallel row (default 2);\n"
         "                   cov: BLAS threads (default 1)\n"
         "  --D D            cov: pixels per frame (default 4096)\n"
@@ -109,8 +109,9 @@ static void usage(FILE *f)
         "                   (default 8,16,32,64,96,128,192,256,384,512,768,1024)\n"
         "  --python EXE     rng: Python for the baselines (default $CSDE_PYTHON or\n"
         "                   /usr/bin/python3)\n"
-        "  --baselines DIR  rng: directory holding rng_numpy.py (default: found from the\n"
-        "                   binary's location in the source tree, or $CSDE_SRCDIR/bench/baselines)\n"
+        "  --baselines DIR  rng: directory holding rng_numpy.py (default:\n"
+        "                   $CSDE_SRCDIR/bench/baselines, or found from the binary's\n"
+        "                   location in the source tree)\n"
         "  --no-baselines   rng: skip the Python baselines (no ratio column)\n"
         "  --csv FILE       also write every row to FILE (CSV with a header line)\n"
         "  -h, --help       this text\n",
@@ -129,19 +130,24 @@ static int parse_size(const char *s, size_t *out)
 int main(int argc, char **argv)
 {
   csde_init();
-  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-    usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  const char *hint = "usage: corrsde-bench rng|cov|all [options]; --help for details\n";
+  if (argc < 2) {
+    fputs(hint, stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(stdout);
+    return 0;
   }
   const char *cmd = argv[1];
   int do_rng = !strcmp(cmd, "rng") || !strcmp(cmd, "all");
   int do_cov = !strcmp(cmd, "cov") || !strcmp(cmd, "all");
   if (!do_rng && !do_cov) {
     fprintf(stderr, "corrsde-bench: unknown command '%s'\n", cmd);
-    usage(stderr);
+    fputs(hint, stderr);
     return 2;
   }
-  bench_opts o = {.n = 16777216, .D = 4096, .threads = 0};
+  bench_opts o = {.n = 4194304, .D = 4096, .threads = 0};
   const char *csv = NULL;
   enum { O_N = 256, O_REP, O_THR, O_D, O_TAUS, O_PY, O_BASE, O_NOBASE, O_CSV };
   static const struct option lo[] = {
@@ -176,11 +182,12 @@ int main(int argc, char **argv)
     case O_NOBASE: o.no_baselines = 1; break;
     case O_CSV: csv = optarg; break;
     case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default: fputs(hint, stderr); return 2;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "corrsde-bench: unexpected argument '%s'\n", argv[optind]);
+    fputs(hint, stderr);
     return 2;
   }
   if (csv) {

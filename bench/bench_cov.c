@@ -49,8 +49,8 @@ static result time_apply(csde_cov_method k, size_t tau, size_t D, int R, const d
   csde_err_clear(&err);
   csde_cov_params p = csde_cov_default_params();
   p.method = k;
-  if (csde_cov_alloc(&C, "ar1:rho=0.9", tau, &p, &err) ||
-      csde_cov_ws_alloc(&ws, C, D, 1, &err) || csde_cov_apply(C, ws, CSDE_COV_OP_C, 1, x, y, &err)) {
+  if (csde_cov_alloc(&C, "ar1:rho=0.9", tau, &p, &err) || csde_cov_ws_alloc(&ws, C, D, 1, &err) ||
+      csde_cov_apply(C, ws, CSDE_COV_OP_C, 1, x, y, &err)) {
     snprintf(res.msg, sizeof res.msg, "%s", err.msg[0] ? err.msg : csde_strerror(err.status));
     csde_cov_ws_free(ws);
     csde_cov_free(C);
@@ -98,8 +98,8 @@ int bench_cov(const bench_opts *o)
   printf("corrsde-bench cov: y = C x, C = ar1:rho=0.9, one block of tau x %zu, median of %d "
          "repeats [min, max]\n",
          D, R);
-  printf("BLAS threads %d (0: the BLAS default), one workspace thread; ratio = t / t_dense at the same tau; "
-         "err = max|y - y_dense| / max|y_dense|\n\n",
+  printf("BLAS threads %d (0: the BLAS default), one workspace thread\n"
+         "t/dense = t / t_dense at the same tau; err = max|y - y_dense| / max|y_dense|\n\n",
          T);
   printf("%6s  %-16s %10s %10s %10s %8s %9s  %s\n", "tau", "method", "median s", "min s",
          "max s", "t/dense", "err", "note");

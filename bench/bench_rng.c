@@ -6,14 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "corrsde/corrsde.h"
 
 /* Internal to src/core/rng.c (not installed): the kernel in use, and a switch. */
-const char *csde_rng_kernel_name(void);
-int csde_rng_kernel_select(const char *name);
 
 enum { MAXROW = 16 };
 
@@ -81,8 +80,11 @@ static void shell_quote(char *dst, size_t cap, const char *s)
 
 static int readable(const char *dir, char *path, size_t cap)
 {
+  char full[PATH_MAX];
   int m = snprintf(path, cap, "%s/rng_numpy.py", dir);
-  return m > 0 && (size_t)m < cap && access(path, R_OK) == 0;
+  if (m <= 0 || (size_t)m >= cap || access(path, R_OK)) return 0;
+  if (realpath(path, full) && strlen(full) < cap) strcpy(path, full);
+  return 1;
 }
 
 /* The script: --baselines, $CSDE_SRCDIR/bench/baselines, <exe dir>/../../bench/baselines
@@ -160,14 +162,16 @@ static int run_baselines(const bench_opts *o, size_t n, int R, row *rows, int ma
     }
   }
   int st = pclose(p);
-  if (st != 0) printf("# %s exited with status %d\n", cmd, st);
+  if (st != 0)
+    printf("# %s: %s %d\n", cmd, WIFEXITED(st) ? "exit status" : "status",
+           WIFEXITED(st) ? WEXITSTATUS(st) : st);
   return k;
 }
 
 int bench_rng(const bench_opts *o)
 {
   size_t n = o->n;
-  int R = o->repeats > 0 ? o->repeats : 7, T = o->threads > 0 ? o->threads : 2;
+  int R = o->repeats > 0 ? o->repeats : 9, T = o->threads > 0 ? o->threads : 2;
   double *buf = malloc(n * sizeof *buf), *t = malloc((size_t)R * sizeof *t);
   if (!buf || !t) {
     fprintf(stderr, "corrsde-bench: out of memory for %zu values\n", n);

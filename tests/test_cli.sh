@@ -114,7 +114,7 @@ want=$(ar1_logdet 16 0.9)
 [ "$rc" -eq 0 ] && [ ! -s "$tmp/err" ] && close "$(logdet)" "$want" 1e-9
 ok $? "default run (ar1:rho=0.9, 16 frames): log det $(logdet) = 15 log(0.19) = $want"
 grep -q '^method  *dense ' "$tmp/out"
-ok $? "default run: auto picks dense below $((192)) frames"
+ok $? "default run: auto picks dense below 512 frames"
 grep -q 'first 8 of 16 rows' "$tmp/out"
 ok $? "default run: shows the first 8 of 16 rows"
 
@@ -124,11 +124,11 @@ for m in dense dense-cholesky embed; do
   ok $? "ar1:rho=0.9, 16 frames, --method $m: log det $(logdet) (exact $want)"
 done
 
-run cov --frames 300
-want300=$(ar1_logdet 300 0.9)
+run cov --frames 512
+want512=$(ar1_logdet 512 0.9)
 [ "$rc" -eq 0 ] && grep -q '^method  *embed ' "$tmp/out" && grep -q '^embedding' "$tmp/out" &&
-  close "$(logdet)" "$want300" 1e-9
-ok $? "ar1, 300 frames: auto picks embed, shows m, log det $(logdet) (exact $want300)"
+  close "$(logdet)" "$want512" 1e-9
+ok $? "ar1, 512 frames: auto picks embed, shows m, log det $(logdet) (exact $want512)"
 
 run cov --cov mixed:r=0.5 --frames 4
 wantm=$(mixed_logdet 4 0.5)

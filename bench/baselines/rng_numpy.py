@@ -39,8 +39,8 @@ def emit_skip(name, reason):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1 << 24)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--n", type=int, default=1 << 22)
+    ap.add_argument("--repeats", type=int, default=9)
     a = ap.parse_args()
 
     try:

@@ -54,7 +54,7 @@ typedef enum {
 
 /* Below this many frames `auto` picks dense, from it on embed (measured by
  * `corrsde-bench cov`: see docs/ARCHITECTURE.md). */
-#define CSDE_COV_AUTO_TAU 192
+#define CSDE_COV_AUTO_TAU 512
 
 typedef struct {
   csde_cov_method method; /* default CSDE_COV_AUTO */

@@ -6,7 +6,13 @@
  * consecutive indices, each group from the same code path, so a value never depends on
  * where a fill call starts or stops.
  *
- * Uniforms use 53 random bits (never 0 or 1); normals come from the Box-Muller transform.
+ * Uniforms are (k + 1/2) 2^-52 with k 52 random bits: never 0 or 1, mean exactly 1/2 (53
+ * bits cannot be had on an even grid strictly inside (0, 1)). Normals come from the
+ * Box-Muller transform. Bits are reproducible on a given machine and build: the code path
+ * (kernel "avx2-fma" on CPUs with AVX2 and FMA, else "generic") is chosen once per
+ * process, and the two may differ in the last bits of a normal (never of a uniform);
+ * CSDE_RNG_KERNEL=generic in the environment forces the portable one everywhere.
+ * Indices must satisfy index + n <= 2^64.
  */
 #ifndef CORRSDE_RNG_H
 #define CORRSDE_RNG_H
@@ -36,9 +42,16 @@ void csde_rng_normal(csde_rng_key key, uint64_t index, size_t n, double *out);
 void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, double *out,
                          int nthreads);
 
-/* out[i] = uniform(key, index + i) in (0, 1), 53 random bits; the same counters as the
+/* out[i] = uniform(key, index + i) in (0, 1), 52 random bits; the same counters as the
  * normals are NOT used: uniforms come from a separate counter space. */
 void csde_rng_uniform(csde_rng_key key, uint64_t index, size_t n, double *out);
+
+/* The kernel in use: "avx2-fma" or "generic". */
+const char *csde_rng_kernel_name(void);
+/* Choose the kernel for the whole process: "auto", "generic" or "avx2-fma". Returns 0,
+ * CSDE_EINVAL for an unknown name, CSDE_ENOTSUP if this CPU lacks it. Not thread-safe:
+ * call it before any thread draws numbers. */
+int csde_rng_kernel_select(const char *name);
 
 /* The generator's identity, for files: "philox4x32-10/box-muller/group16". */
 const char *csde_rng_name(void);

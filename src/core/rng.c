@@ -17,23 +17,27 @@
  * The log and the sin/cos are evaluated here, by polynomials, not by libm or libmvec:
  * GCC 12 turns sin and cos of one argument into a scalar sincos call, which stops the
  * vectorisation, and libmvec's results may change with the glibc version, which would
- * change the noise of a saved run. So the bits depend only on this file and on the code
- * path, and the test checks them against libm to 1e-14.
+ * change the noise of a saved run (besides, -fno-finite-math-only leaves __FAST_MATH__
+ * undefined, and glibc then declares no vector variants at all). So the bits depend only
+ * on this file, the compiler and the code path; the test checks them against Random123
+ * and long double libm to a few ulp.
  *
- * Code paths. A group is CSDE_RNG_GROUP = 16 consecutive indices (8 pairs) and always
- * goes through one kernel: a fixed-size loop over its 8 pairs, vectorised without a
- * remainder. A fill call computes a partial first or last group whole, into a stack
- * buffer, and copies the part asked for. Hence a value never depends on the split of a
- * range, nor on the thread count. Two kernels exist: `avx2-fma` (Philox in AVX2
- * intrinsics, the transform vectorised 4-wide with FMA) on CPUs that have AVX2 and FMA,
- * and `generic` (Random123's scalar Philox, the transform vectorised for the baseline
- * ISA) elsewhere. The first use picks one for the whole process, so on a given machine
- * every value comes from the same path and a run is reproducible bit for bit. The
- * uniforms are exact integer arithmetic and agree on both paths; the normals may differ
- * in the last bit (FMA contraction), so the environment variable CSDE_RNG_KERNEL=generic
- * gives identical normals on every x86-64 machine, at a lower speed.
+ * Code paths. A group is CSDE_RNG_GROUP = 16 consecutive indices (8 pairs); a kernel
+ * computes blocks of two groups (2b, 2b + 1), each through a fixed-size loop over its 8
+ * pairs, vectorised without a remainder, group 2b always in the first slot. A fill call
+ * computes a partial first or last block whole, into a stack buffer, and copies the part
+ * asked for. Hence a value never depends on the split of a range, nor on the thread
+ * count. Two kernels exist: `avx2-fma` (Philox in AVX2 intrinsics, the transform
+ * vectorised 4-wide with FMA) on CPUs that have AVX2 and FMA, and `generic` (Random123's
+ * scalar Philox, the transform vectorised for the baseline ISA) elsewhere. The first use
+ * picks one for the whole process: on a given machine and build every value comes from
+ * the same path, so a run is reproducible bit for bit. The uniforms are exact integer
+ * arithmetic and agree on both paths; the normals may differ in the last bits between
+ * paths (FMA contraction), so CSDE_RNG_KERNEL=generic in the environment gives the same
+ * normals on every x86-64 machine that runs this build, at a lower speed.
  */
 #include "corrsde/rng.h"
+#include "corrsde/status.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -53,11 +57,16 @@
 #define RNG_HAVE_AVX2 0
 #endif
 
-enum { GROUP = CSDE_RNG_GROUP, PAIRS = CSDE_RNG_GROUP / 2, ROUNDS = 10 };
+/* A block is 2 groups, 2b and 2b + 1: the unit a kernel computes (4 vectors of 4 pairs
+ * in flight hide the latency of Philox and of the divisions). Group 2b always takes the
+ * first slot and 2b + 1 the second, so every group has one fixed instruction path. */
+enum { GROUP = CSDE_RNG_GROUP, PAIRS = CSDE_RNG_GROUP / 2, BLOCK = 2 * GROUP, ROUNDS = 10 };
 #define UNIFORM_BIT (UINT64_C(1) << 63)
 
-/* Below this many values csde_rng_normal_par does not start threads. */
+/* Below this many values csde_rng_normal_par does not start threads; threads take chunks
+ * of PAR_CHUNK blocks (8192 values, 64 KiB). */
 #define PAR_MIN 16384
+#define PAR_CHUNK 256
 
 static inline double from_bits(uint64_t b)
 {
@@ -88,42 +97,46 @@ static inline double int52(uint64_t m)
   return from_bits(UINT64_C(0x4330000000000000) | m) - 0x1p52;
 }
 
-/* log u for u in (0, 1): u = 2^e x with x in [sqrt(1/2), sqrt 2), then
- *   log u = e log 2 + 2 s (1 + s^2 G(s^2)),  s = (x - 1)/(x + 1),  s^2 <= 0.0295,
- * where 1 + z G(z) is a degree-7 fit (Chebyshev, computed for this file) of
- * atanh(sqrt z)/sqrt z on [0, 0.0295], relative error 5e-18. log 2 is split in two
- * (Cody-Waite) so that e log 2 keeps full precision. */
-static inline double log01(double u)
+/* Polynomial fits. Each 1 + z P(z) below approximates f(z) on [0, b] with P a Chebyshev
+ * fit of (f(z) - 1)/z: mpmath.chebyfit at 50 digits, coefficients rounded to double,
+ * error checked in 50 digits on 2001 points. */
+
+/* -2 log u for u in (0, 1): u = 2^e x with x in [sqrt(1/2), sqrt 2), then
+ *   -2 log u = -2 e log 2 - 4 s (1 + z G(z)),  s = (x - 1)/(x + 1),  z = s^2 <= 0.0295,
+ * 1 + z G(z) ~ atanh(sqrt z)/sqrt z with G of degree 6, relative error 5e-18. log 2 is
+ * split in two
+ * (Cody-Waite: e log2_hi is exact) so that e log 2 keeps full precision. The split of u:
+ * t = bits(u) + bits(1) - bits(sqrt(1/2)) carries into the exponent field exactly when
+ * u's fraction reaches sqrt 2, so e = exponent of t and x = fraction of t + sqrt(1/2). */
+static inline double neg2log01(double u)
 {
-  uint64_t b = to_bits(u);
-  double e = int52(b >> 52) - 1023;
-  double x = from_bits((b & UINT64_C(0x000FFFFFFFFFFFFF)) | UINT64_C(0x3FF0000000000000));
-  int big = x > 0x1.6a09e667f3bcdp0;
-  x = big ? 0.5 * x : x;
-  e = big ? e + 1 : e;
+  const uint64_t half = UINT64_C(0x3FE6A09E667F3BCD); /* bits of sqrt(1/2), rounded up */
+  uint64_t t = to_bits(u) + (UINT64_C(0x3FF0000000000000) - half);
+  double e = int52(t >> 52) - 1023;
+  double x = from_bits((t & UINT64_C(0x000FFFFFFFFFFFFF)) + half);
   double s = (x - 1) / (x + 1), z = s * s, z2 = z * z, z4 = z2 * z2;
   /* Estrin's scheme: short dependency chains keep the vector units busy */
   double g = (0x1.5555555555558p-2 + z * 0x1.99999999952e2p-3) +
              z2 * (0x1.2492492df148dp-3 + z * 0x1.c71c62e5800a1p-4) +
              z4 * ((0x1.7462b4ab2ef6bp-4 + z * 0x1.39fe606542ddep-4) + z2 * 0x1.2b584aae78a57p-4);
-  double at = 2.0 * s + 2.0 * s * (z * g);
-  return e * 0x1.62e42fefa3800p-1 + (e * 0x1.ef35793c76730p-45 + at);
+  double at4 = -4.0 * s - 4.0 * s * (z * g);
+  return e * -0x1.62e42fefa3800p0 + (e * -0x1.ef35793c76730p-44 + at4);
 }
 
 /* Box-Muller for one group: out[j] = r cos(theta), out[8 + j] = r sin(theta) from the
  * words w1[j], w2[j] of pair j. With y = w2 + 2^61 (mod 2^64): theta = (pi/2)(q + f),
  * q = y div 2^62 the quadrant and f = (y mod 2^62 - 2^61) / 2^62 in [-1/2, 1/2) (kept to
- * 51 bits), so t = (pi/2) f is in [-pi/4, pi/4]. There
- *   sin t = t (1 + t^2 S(t^2)),  cos t = 1 + t^2 C(t^2),
- * degree-7 and -8 fits (Chebyshev, computed for this file) with relative errors 2e-17
- * and 6e-19. Then (cos, sin)(theta) is (cos t, sin t) turned by q quarter turns. */
+ * 51 bits), so t = (pi/2) f is in [-pi/4, pi/4]. There, with x = t^2 <= (pi/4)^2,
+ *   sin t = t (1 + x S(x)),  cos t = 1 + x C(x),
+ * S of degree 5 and C of degree 6 (fits as above), relative errors 2e-17 and 6e-19.
+ * Then (cos, sin)(theta) is (cos t, sin t) turned by q quarter turns. */
 static inline __attribute__((always_inline)) void box_muller(const uint64_t *restrict w1,
                                                              const uint64_t *restrict w2,
                                                              double *restrict out)
 {
 #pragma omp simd
   for (int j = 0; j < PAIRS; j++) {
-    double r = sqrt(-2.0 * log01(open01(w1[j])));
+    double r = sqrt(neg2log01(open01(w1[j])));
     uint64_t y = w2[j] + (UINT64_C(1) << 61);
     /* (y mod 2^62) div 2^11 - 2^50, exact: (2^52 + m) - (2^52 + 2^50) */
     double fi = from_bits(UINT64_C(0x4330000000000000) | ((y << 2) >> 13)) - 0x1.4p52;
@@ -158,30 +171,49 @@ static inline __attribute__((always_inline)) void uniforms(const uint64_t *restr
   }
 }
 
-/* A kernel fills ng whole groups g0, g0+1, ... into out (16 ng values). */
-typedef void kernel_fn(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit,
+/* A kernel fills nb whole blocks b0, b0+1, ... into out (32 nb values). */
+typedef void kernel_fn(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit,
                        double *out);
+
+/* Both kernels are compiled with GCC's pre-register-allocation scheduler (off by default
+ * on x86), which interleaves the independent vectors of a block: about 1.2x faster. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RNG_SCHED __attribute__((optimize("schedule-insns", "sched-pressure")))
+#else
+#define RNG_SCHED
+#endif
+
+/* the two groups of a block from its 16 pairs of words */
+static inline __attribute__((always_inline)) void block_out(const uint64_t *w1,
+                                                            const uint64_t *w2,
+                                                            uint64_t ctr_bit, double *out)
+{
+  if (ctr_bit) {
+    uniforms(w1, w2, out);
+    uniforms(w1 + PAIRS, w2 + PAIRS, out + GROUP);
+  } else {
+    box_muller(w1, w2, out);
+    box_muller(w1 + PAIRS, w2 + PAIRS, out + GROUP);
+  }
+}
 
 /* ---- generic: Random123's Philox, any ISA ---- */
 
-static void kernel_generic(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit,
-                           double *out)
+RNG_SCHED static void
+kernel_generic(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit, double *out)
 {
   philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
-  uint64_t w1[PAIRS], w2[PAIRS];
-  for (size_t g = 0; g < ng; g++) {
-    for (int j = 0; j < PAIRS; j++) {
-      uint64_t p = ((g0 + g) * PAIRS + (uint64_t)j) | ctr_bit;
+  uint64_t w1[2 * PAIRS], w2[2 * PAIRS];
+  for (size_t b = 0; b < nb; b++) {
+    for (int j = 0; j < 2 * PAIRS; j++) {
+      uint64_t p = ((b0 + b) * 2 * PAIRS + (uint64_t)j) | ctr_bit;
       philox4x32_ctr_t c = {{(uint32_t)p, (uint32_t)(p >> 32), (uint32_t)key.stream,
                              (uint32_t)(key.stream >> 32)}};
       philox4x32_ctr_t r = philox4x32_R(ROUNDS, c, k);
       w1[j] = (uint64_t)r.v[1] << 32 | r.v[0];
       w2[j] = (uint64_t)r.v[3] << 32 | r.v[2];
     }
-    if (ctr_bit)
-      uniforms(w1, w2, out + g * GROUP);
-    else
-      box_muller(w1, w2, out + g * GROUP);
+    block_out(w1, w2, ctr_bit, out + b * BLOCK);
   }
 }
 
@@ -191,11 +223,11 @@ static void kernel_generic(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ct
 /* Each 64-bit lane holds one 32-bit Philox word in its low half. A round is
  *   (v0, v1, v2, v3) -> (hi(M1 v2) ^ v1 ^ k0, lo(M1 v2), hi(M0 v0) ^ v3 ^ k1, lo(M0 v0))
  * and _mm256_mul_epu32 reads only the low halves, so the high halves may hold garbage
- * until the words are packed at the end. Two sets of 4 lanes make the group's 8 pairs. */
-__attribute__((target("avx2,fma"))) static void kernel_avx2(csde_rng_key key, uint64_t g0,
-                                                            size_t ng, uint64_t ctr_bit,
-                                                            double *out)
+ * until the words are packed at the end. Four sets of 4 lanes make the block's 16 pairs. */
+RNG_SCHED __attribute__((target("avx2,fma"))) static void
+kernel_avx2(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit, double *out)
 {
+  enum { NSET = 2 * PAIRS / 4 };
   __m256i k0[ROUNDS], k1[ROUNDS];
   uint32_t a = (uint32_t)key.seed, b = (uint32_t)(key.seed >> 32);
   for (int r = 0; r < ROUNDS; r++) {
@@ -208,11 +240,11 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(csde_rng_key key, ui
   const __m256i s0 = _mm256_set1_epi64x((uint32_t)key.stream);
   const __m256i s1 = _mm256_set1_epi64x((uint32_t)(key.stream >> 32));
   const __m256i lane = _mm256_set_epi64x(3, 2, 1, 0);
-  uint64_t w1[PAIRS], w2[PAIRS];
-  for (size_t g = 0; g < ng; g++) {
-    __m256i v0[2], v1[2], v2[2], v3[2];
-    for (int h = 0; h < 2; h++) {
-      uint64_t p = ((g0 + g) * PAIRS + 4 * (uint64_t)h) | ctr_bit;
+  uint64_t w1[2 * PAIRS], w2[2 * PAIRS];
+  for (size_t i = 0; i < nb; i++) {
+    __m256i v0[NSET], v1[NSET], v2[NSET], v3[NSET];
+    for (int h = 0; h < NSET; h++) {
+      uint64_t p = ((b0 + i) * 2 * PAIRS + 4 * (uint64_t)h) | ctr_bit;
       __m256i c = _mm256_add_epi64(_mm256_set1_epi64x((long long)p), lane);
       v0[h] = c;
       v1[h] = _mm256_srli_epi64(c, 32);
@@ -220,7 +252,7 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(csde_rng_key key, ui
       v3[h] = s1;
     }
     for (int r = 0; r < ROUNDS; r++) {
-      for (int h = 0; h < 2; h++) {
+      for (int h = 0; h < NSET; h++) {
         __m256i p0 = _mm256_mul_epu32(v0[h], m0), p1 = _mm256_mul_epu32(v2[h], m1);
         v0[h] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), v1[h]), k0[r]);
         v2[h] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), v3[h]), k1[r]);
@@ -228,17 +260,14 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(csde_rng_key key, ui
         v3[h] = p0;
       }
     }
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < NSET; h++) {
       /* w = (v1 << 32) | low half of v0: the blend keeps v0's even 32-bit elements */
       _mm256_storeu_si256((__m256i *)(w1 + 4 * h),
                           _mm256_blend_epi32(v0[h], _mm256_slli_epi64(v1[h], 32), 0xAA));
       _mm256_storeu_si256((__m256i *)(w2 + 4 * h),
                           _mm256_blend_epi32(v2[h], _mm256_slli_epi64(v3[h], 32), 0xAA));
     }
-    if (ctr_bit)
-      uniforms(w1, w2, out + g * GROUP);
-    else
-      box_muller(w1, w2, out + g * GROUP);
+    block_out(w1, w2, ctr_bit, out + i * BLOCK);
   }
 }
 #endif
@@ -258,12 +287,13 @@ static int cpu_has_avx2(void)
 #endif
 }
 
+/* K_* for a name, or -CSDE_EINVAL (unknown name), -CSDE_ENOTSUP (not on this CPU) */
 static int kernel_of_name(const char *name)
 {
   if (!name || !strcmp(name, "auto")) return cpu_has_avx2() ? K_AVX2 : K_GENERIC;
   if (!strcmp(name, "generic")) return K_GENERIC;
-  if (!strcmp(name, "avx2-fma")) return cpu_has_avx2() ? K_AVX2 : -1;
-  return -1;
+  if (!strcmp(name, "avx2-fma")) return cpu_has_avx2() ? K_AVX2 : -CSDE_ENOTSUP;
+  return -CSDE_EINVAL;
 }
 
 static kernel_fn *kernel(void)
@@ -282,8 +312,9 @@ static kernel_fn *kernel(void)
   return kernel_generic;
 }
 
-/* Not in rng.h (yet): the name of the kernel in use, and a switch for tests and
- * benchmarks. Switching while other threads fill is allowed but mixes the paths. */
+/* Not in rng.h (yet): the name of the kernel in use ("avx2-fma" or "generic"), and a
+ * switch for tests and benchmarks ("auto", "generic", "avx2-fma"; 0, CSDE_EINVAL or
+ * CSDE_ENOTSUP). Switching while other threads fill is allowed but mixes the paths. */
 const char *csde_rng_kernel_name(void)
 {
   return kernel() == kernel_generic ? "generic" : "avx2-fma";
@@ -292,7 +323,7 @@ const char *csde_rng_kernel_name(void)
 int csde_rng_kernel_select(const char *name)
 {
   int id = kernel_of_name(name);
-  if (id < 0) return -1;
+  if (id < 0) return -id;
   atomic_store_explicit(&kernel_id, id, memory_order_relaxed);
   return 0;
 }
@@ -302,20 +333,20 @@ int csde_rng_kernel_select(const char *name)
 static void fill(csde_rng_key key, uint64_t index, size_t n, uint64_t ctr_bit, double *out)
 {
   kernel_fn *k = kernel();
-  double buf[GROUP];
+  double buf[BLOCK];
   while (n > 0) {
-    uint64_t g = index / GROUP;
-    size_t off = (size_t)(index % GROUP);
-    if (off == 0 && n >= GROUP) {
-      size_t ng = n / GROUP;
-      k(key, g, ng, ctr_bit, out);
-      index += (uint64_t)ng * GROUP;
-      out += ng * GROUP;
-      n -= ng * GROUP;
+    uint64_t b = index / BLOCK;
+    size_t off = (size_t)(index % BLOCK);
+    if (off == 0 && n >= BLOCK) {
+      size_t nb = n / BLOCK;
+      k(key, b, nb, ctr_bit, out);
+      index += (uint64_t)nb * BLOCK;
+      out += nb * BLOCK;
+      n -= nb * BLOCK;
     } else {
-      /* a partial group: compute it whole, copy the part asked for */
-      size_t m = GROUP - off < n ? GROUP - off : n;
-      k(key, g, 1, ctr_bit, buf);
+      /* a partial block: compute it whole, copy the part asked for */
+      size_t m = BLOCK - off < n ? BLOCK - off : n;
+      k(key, b, 1, ctr_bit, buf);
       memcpy(out, buf + off, m * sizeof *out);
       index += m;
       out += m;
@@ -341,20 +372,18 @@ void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, double *out
   int nt = nthreads > 0 ? nthreads : omp_get_max_threads();
   if (nt > 1 && n >= PAR_MIN) {
     (void)kernel(); /* choose the kernel before the threads start */
-    /* cut at group boundaries of the absolute index, so every chunk but the ends is whole
-     * groups; the values do not depend on the cut either way */
-    uint64_t a = index / GROUP, b = (index + n + GROUP - 1) / GROUP;
-    uint64_t ng = b - a;
-    if ((uint64_t)nt > ng) nt = (int)ng;
-#pragma omp parallel num_threads(nt)
-    {
-      uint64_t t = (uint64_t)omp_get_thread_num(), T = (uint64_t)omp_get_num_threads();
-      /* chunk t = groups [a + ng t / T, a + ng (t+1) / T), without overflowing ng t */
-      uint64_t lo = (a + ng / T * t + ng % T * t / T) * GROUP;
-      uint64_t hi = (a + ng / T * (t + 1) + ng % T * (t + 1) / T) * GROUP;
-      if (lo < index) lo = index;
-      if (hi > index + n) hi = index + n;
-      if (hi > lo) csde_rng_normal(key, lo, (size_t)(hi - lo), out + (lo - index));
+    /* chunks of PAR_CHUNK blocks, aligned to the absolute index, handed out dynamically
+     * so that a thread on a busy core takes fewer; the values do not depend on the cut.
+     * Offsets from `index` keep the arithmetic clear of 2^64. */
+    size_t off = (size_t)(index % BLOCK), nb = (off + n - 1) / BLOCK + 1;
+    size_t nc = (nb + PAR_CHUNK - 1) / PAR_CHUNK;
+    if ((size_t)nt > nc) nt = (int)nc;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (size_t c = 0; c < nc; c++) {
+      size_t lo = c * PAR_CHUNK * BLOCK, hi = lo + PAR_CHUNK * BLOCK;
+      lo = lo > off ? lo - off : 0;
+      hi = hi - off < n ? hi - off : n;
+      csde_rng_normal(key, index + lo, hi - lo, out + lo);
     }
     return;
   }
