@@ -15,7 +15,7 @@ count() { # count results in meson's JSON test log
 pass=0 fail=0 rc=0
 meson test -C build --print-errorlogs --num-processes 2 || rc=1
 count ""
-meson test -C build --setup valgrind --print-errorlogs --num-processes 2 \
+meson test -C build --setup valgrind --suite fast --print-errorlogs --num-processes 2 \
   --no-rebuild || rc=1
 count "-valgrind"
 echo "tests: $pass passed, $fail failed"

@@ -1,0 +1,47 @@
+/* corrsde/plugin.h: the entry point of a model plugin (`--model plugin:lib.so[:ARGS]`).
+ *
+ * A plugin is a shared library that exports one function:
+ *
+ *     int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out);
+ *
+ * corrsde fills `info` (sizes, the ARGS string, an error buffer) and the plugin fills
+ * `out`: its callback (see corrsde/model.h for the contract), what the callback returns,
+ * its user pointer and the function that frees it. Return 0 on success; on failure
+ * return non-zero and write a one-line reason into info->errmsg. corrsde calls
+ * out->free(out->user) (if not NULL) and then dlcloses the library when the model is
+ * freed. experiments/plugin_mlp.c is a complete example.
+ */
+#ifndef CORRSDE_PLUGIN_H
+#define CORRSDE_PLUGIN_H
+
+#include <stddef.h>
+#include "corrsde/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CSDE_PLUGIN_ABI 1
+
+typedef struct {
+  int abi;            /* CSDE_PLUGIN_ABI of the corrsde that loads the plugin */
+  size_t tau, D;      /* frames and pixels per frame of every sample */
+  const char *args;   /* the text after the library path's ':' ("" if none) */
+  char *errmsg;       /* where to write a failure reason */
+  size_t errlen;
+} csde_plugin_info;
+
+typedef struct {
+  const char *name;         /* shown in files and messages (static storage) */
+  csde_model_fn fn;
+  csde_model_output output;
+  void *user;
+  void (*free)(void *user); /* may be NULL */
+} csde_plugin;
+
+typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,131 @@
+/* corrsde/solve.h: continuous-time processes solved by pluggable integrators.
+ *
+ * Everything is written in model time t with a signed step h = t_{n+1} - t_n (MATH.md):
+ *   forward SDE  (0 -> T)    dX = -1/2 beta X dt + sqrt(beta) V' dW
+ *   reverse SDE  (T -> eps)  dX = [-1/2 beta X - beta C grad log p] dt + sqrt(beta) V' dW
+ *                            (h < 0; this is MATH.md's reverse-time form with s = T - t)
+ *   PF-ODE       (T -> eps)  dX/dt = -1/2 beta (X + C grad log p)
+ *   PF-ODE encode (eps -> T) the same ODE forwards
+ * The noise is additive: g(t) = sqrt(beta(t)) times the coloured Brownian increment
+ * V' (W(t_{n+1}) - W(t_n)), whose white part has variance |h| per entry.
+ */
+#ifndef CORRSDE_SOLVE_H
+#define CORRSDE_SOLVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "corrsde/cov.h"
+#include "corrsde/model.h"
+#include "corrsde/schedule.h"
+#include "corrsde/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  CSDE_PROC_FORWARD_SDE = 0,
+  CSDE_PROC_REVERSE_SDE,
+  CSDE_PROC_PFODE,
+  CSDE_PROC_PFODE_ENCODE
+} csde_process;
+
+/* "forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode". */
+int csde_process_parse(const char *name, csde_process *out, csde_err *err);
+const char *csde_process_name(csde_process p);
+int csde_process_is_sde(csde_process p);
+
+/* What is being solved. Every pointer is borrowed and must outlive the solver. */
+typedef struct {
+  csde_process process;
+  double T, eps;              /* defaults 1 and 1e-3: the time interval's ends */
+  size_t tau, D, batch;       /* state: batch blocks of tau x D, frame-major */
+  const csde_cov *C;          /* the noise covariance */
+  const csde_schedule *sched; /* beta(t) */
+  const csde_model *model;    /* may be NULL for the forward SDE */
+} csde_problem;
+
+csde_problem csde_problem_default(void);
+/* The process's start and end times: forward (0, T), reverse/pf-ode (T, eps),
+ * encode (eps, T). */
+void csde_problem_span(const csde_problem *P, double *t_start, double *t_end);
+
+/* ---- time grids ----
+ * A grid of N steps from t_start to t_end, nodes t_i = map(u_i), u_i = i/N, so the grid
+ * with 2N steps contains the grid with N (what path-consistent noise needs). Kinds:
+ *   uniform            t uniform
+ *   quadratic          distance to the data end quadratic in u (dense near the data)
+ *   karras[:rho=7]     uniform in sigma(t)^(1/rho)
+ *   logsnr             uniform in log-SNR
+ *   list:t0,t1,...     the user's nodes (first and last must be t_start and t_end)
+ * The data end is the end with the smaller t. */
+int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
+                   size_t N, double **times, size_t *nsteps, csde_err *err);
+
+/* ---- integrators ---- */
+typedef struct csde_solver_type csde_solver_type;
+/* Look up by name: euler (alias em), heun, rk45 (GSL rkf45), rkck, rk8pd. */
+const csde_solver_type *csde_solver_lookup(const char *name);
+/* All types, NULL-terminated. */
+const csde_solver_type *const *csde_solver_types(void);
+const char *csde_solver_type_name(const csde_solver_type *T);
+int csde_solver_type_fits(const csde_solver_type *T, csde_process p); /* 1 if usable */
+unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T);
+double csde_solver_type_order(const csde_solver_type *T, const char *which); /* "ode",
+                                                                      "strong", "weak" */
+
+typedef enum { CSDE_NOISE_STREAM = 0, CSDE_NOISE_PATH } csde_noise_kind;
+
+typedef int (*csde_observer_fn)(size_t step, double t, const double *x, void *user);
+
+typedef struct {
+  const char *solver;      /* default "euler" */
+  size_t steps;            /* fixed steps N (default 100); 0 with rtol > 0: adaptive */
+  const char *grid;        /* default "uniform" */
+  double rtol, atol;       /* adaptive (rk only): default 0 (fixed step) */
+  int max_norm;            /* adaptive: 1 = GSL's max-norm control, 0 = RMS norm (default) */
+  size_t max_nfe;          /* stop with CSDE_EMAXITER past this (default 10^7) */
+  int heun_final_euler;    /* heun ODE: last step is a plain Euler step (EDM) */
+  uint64_t seed;           /* noise seed (default 0) */
+  size_t first_sample;     /* global index of the batch's first sample (default 0) */
+  csde_noise_kind noise;   /* stream (default) or path */
+  unsigned path_level;     /* path noise: finest level K, N must be 2^k with k <= K */
+  const double *out_times; /* adaptive: times to land on exactly (observer is called
+                              there); fixed grids: ignored */
+  size_t n_out_times;
+  int threads;             /* OpenMP threads (0: 1) */
+  csde_observer_fn observer; /* called after every accepted step; non-zero stops */
+  void *observer_user;
+} csde_solve_params;
+
+csde_solve_params csde_solve_default_params(void);
+
+typedef struct {
+  size_t nfe, steps, accepted, rejected;
+  double wall_seconds;
+  int stopped;             /* 1 if the observer stopped the solve */
+} csde_solve_stats;
+
+typedef struct csde_solver csde_solver;
+
+/* Allocate everything a solve needs (grid, stage buffers, noise, covariance workspace);
+ * P and par are copied (their pointers borrowed). */
+int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve_params *par,
+                      csde_err *err);
+void csde_solver_free(csde_solver *S);
+/* Solve from x (in: the state at t_start) to t_end (out: the final state). No
+ * allocation. Calling it again reuses everything (e.g. another seed via
+ * csde_solver_set_seed). */
+int csde_solver_run(csde_solver *S, double *x, csde_solve_stats *stats, csde_err *err);
+void csde_solver_set_seed(csde_solver *S, uint64_t seed, size_t first_sample);
+/* The grid in use (fixed-step solves): N + 1 times. */
+const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
+
+/* One-shot: alloc, run, free. */
+int csde_solve(const csde_problem *P, const csde_solve_params *par, double *x,
+               csde_solve_stats *stats, csde_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,65 @@
+/* Internal: what an integrator in solvers/ sees, and its type table.
+ *
+ * The solve loop (src/solve/solve.c) owns the grid, the noise and the buffers; a solver
+ * only advances the state. It asks the process layer for the drift f(t, x) and the
+ * diffusion g(t) through csde_stepper_drift / csde_stepper_diffusion, and never
+ * re-derives MATH.md's formulas. */
+#ifndef CSDE_SOLVE_STEPPER_H
+#define CSDE_SOLVE_STEPPER_H
+
+#include <stddef.h>
+
+#include "corrsde/solve.h"
+
+typedef struct csde_stepper csde_stepper;
+
+struct csde_solver_type {
+  const char *name;
+  const char *alias;       /* another accepted name, or NULL */
+  int sde, ode;            /* 1 if it integrates SDEs / ODEs */
+  int adaptive;            /* 1 if it can run with rtol/atol (evolve) */
+  unsigned nfe_per_step;   /* model evaluations per fixed step */
+  double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
+  unsigned nbuf;           /* state-sized buffers the loop allocates for it */
+  /* Private state (e.g. GSL objects), stored with csde_stepper_set_state. May be NULL. */
+  int (*init)(csde_stepper *S, csde_err *err);
+  void (*free)(csde_stepper *S);
+  /* One step t0 -> t1 (h = t1 - t0 of either sign). dW: the coloured increment
+   * V'(W(t1) - W(t0)) for SDEs, NULL for ODEs; the SDE update adds g dW. `last` is 1 on
+   * the final step. */
+  int (*step)(csde_stepper *S, double t0, double t1, double *x, const double *dW, int last);
+  /* Adaptive: one accepted step from *t towards t1 (never past it) with trial step *h,
+   * updating *t, *h and x. NULL if not adaptive. */
+  int (*evolve)(csde_stepper *S, double *t, double t1, double *h, double *x);
+};
+
+/* f = drift of the problem's process at (t, x), over the whole state. Counts one NFE,
+ * enforces max_nfe, checks the model's output. Returns 0, or a status whose message is on
+ * the solver; > 0 means the model asked to retry with a smaller step. */
+int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f);
+/* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
+double csde_stepper_diffusion(const csde_stepper *S, double t);
+/* The state length batch * tau * D. */
+size_t csde_stepper_n(const csde_stepper *S);
+/* Buffer k < nbuf, each state-sized, 64-byte aligned. */
+double *csde_stepper_buf(csde_stepper *S, unsigned k);
+const csde_solve_params *csde_stepper_params(const csde_stepper *S);
+int csde_stepper_threads(const csde_stepper *S);
+void *csde_stepper_state(const csde_stepper *S);
+void csde_stepper_set_state(csde_stepper *S, void *state);
+/* Record an accepted / rejected step. */
+void csde_stepper_count(csde_stepper *S, int accepted);
+/* Record a failure message (printf-style) on the solver; returns status. */
+int csde_stepper_fail(csde_stepper *S, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+extern const csde_solver_type csde_solver_euler;
+extern const csde_solver_type csde_solver_heun;
+extern const csde_solver_type csde_solver_rk45;
+extern const csde_solver_type csde_solver_rkck;
+extern const csde_solver_type csde_solver_rk8pd;
+
+#endif
