@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define CSDE_RNG_GROUP 16
+#define CSDE_RNG_GROUP 32
 
 /* The key of a noise stream: the user's seed and a stream number chosen by the caller
  * (for example a step number), so that independent draws never share counters. */

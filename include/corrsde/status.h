@@ -34,7 +34,8 @@ extern "C" {
   X(CSDE_ESPEC,     1027, "malformed specification string")                        \
   X(CSDE_EIO,       1028, "file cannot be read or written")                        \
   X(CSDE_ENOTSUP,   1029, "operation not supported by this method")                \
-  X(CSDE_ENAN,      1030, "NaN or Inf encountered")
+  X(CSDE_ENAN,      1030, "NaN or Inf encountered")                                 \
+  X(CSDE_ERETRY,    1031, "model asked for a smaller step")
 
 enum {
 #define CSDE_X_ENUM(name, num, msg) name = num,

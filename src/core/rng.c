@@ -60,7 +60,7 @@
 /* A block is 2 groups, 2b and 2b + 1: the unit a kernel computes (4 vectors of 4 pairs
  * in flight hide the latency of Philox and of the divisions). Group 2b always takes the
  * first slot and 2b + 1 the second, so every group has one fixed instruction path. */
-enum { GROUP = CSDE_RNG_GROUP, PAIRS = CSDE_RNG_GROUP / 2, BLOCK = 2 * GROUP, ROUNDS = 10 };
+enum { GROUP = CSDE_RNG_GROUP, PAIRS = GROUP / 2, NCALLS = 12, UCALLS = 16, ROUNDS = 10 };
 #define UNIFORM_BIT (UINT64_C(1) << 63)
 
 /* Below this many values csde_rng_normal_par does not start threads; threads take chunks
@@ -123,24 +123,30 @@ static inline double neg2log01(double u)
   return e * -0x1.62e42fefa3800p0 + (e * -0x1.ef35793c76730p-44 + at4);
 }
 
-/* Box-Muller for one group: out[j] = r cos(theta), out[8 + j] = r sin(theta) from the
- * words w1[j], w2[j] of pair j. With y = w2 + 2^61 (mod 2^64): theta = (pi/2)(q + f),
- * q = y div 2^62 the quadrant and f = (y mod 2^62 - 2^61) / 2^62 in [-1/2, 1/2) (kept to
- * 51 bits), so t = (pi/2) f is in [-pi/4, pi/4]. There, with x = t^2 <= (pi/4)^2,
+/* Box-Muller for one group: out[j] = r cos(theta), out[16 + j] = r sin(theta) for pair j,
+ * from its radius word wr[j] (64 bits) and its angle word wa[j] (the low 32 bits are used,
+ * the high ones are ignored). theta = 2 pi k / 2^32 with k the angle word: 32 bits are
+ * plenty, for the angle only rotates the pair, and a grid of 2^-32 turns moves a value by
+ * at most r pi 2^-32 < 7e-9, far below anything a test on fewer than ~10^17 draws could
+ * see; the radius, whose tail matters, keeps 52 bits (|z| up to 8.57).
+ * Reduction, in integers, exact: with y = k + 2^29 (mod 2^32), theta = (pi/2)(q + f),
+ * q = y div 2^30 the quadrant and f = (y mod 2^30 - 2^29) / 2^30 in [-1/2, 1/2), so
+ * t = (pi/2) f is in [-pi/4, pi/4). There, with x = t^2 <= (pi/4)^2,
  *   sin t = t (1 + x S(x)),  cos t = 1 + x C(x),
  * S of degree 5 and C of degree 6 (fits as above), relative errors 2e-17 and 6e-19.
  * Then (cos, sin)(theta) is (cos t, sin t) turned by q quarter turns. */
-static inline __attribute__((always_inline)) void box_muller(const uint64_t *restrict w1,
-                                                             const uint64_t *restrict w2,
+static inline __attribute__((always_inline)) void box_muller(const uint64_t *restrict wr,
+                                                             const uint64_t *restrict wa,
                                                              double *restrict out)
 {
 #pragma omp simd
   for (int j = 0; j < PAIRS; j++) {
-    double r = sqrt(neg2log01(open01(w1[j])));
-    uint64_t y = w2[j] + (UINT64_C(1) << 61);
-    /* (y mod 2^62) div 2^11 - 2^50, exact: (2^52 + m) - (2^52 + 2^50) */
-    double fi = from_bits(UINT64_C(0x4330000000000000) | ((y << 2) >> 13)) - 0x1.4p52;
-    double t = fi * (0x1.921fb54442d18p0 * 0x1p-51);
+    double r = sqrt(neg2log01(open01(wr[j])));
+    /* y in the top 32 bits: y = (k + 2^29) 2^32 (mod 2^64) */
+    uint64_t y = (wa[j] << 32) + (UINT64_C(1) << 61);
+    /* (y mod 2^62) div 2^32 - 2^29, exact: (2^52 + m) - (2^52 + 2^29) */
+    double fi = from_bits(UINT64_C(0x4330000000000000) | ((y << 2) >> 34)) - 0x1.0000002p52;
+    double t = fi * (0x1.921fb54442d18p0 * 0x1p-30);
     double x = t * t, x2 = x * x, x4 = x2 * x2;
     double sp = (-0x1.5555555555555p-3 + x * 0x1.1111111110bb2p-7) +
                 x2 * (-0x1.a01a019e83aaep-13 + x * 0x1.71de37968a100p-19) +
@@ -160,60 +166,73 @@ static inline __attribute__((always_inline)) void box_muller(const uint64_t *res
   }
 }
 
+/* uniforms, half a group (the layout of the uniforms is the one of the former 16-value
+ * groups): out[j] = u(w1[j]), out[8 + j] = u(w2[j]) for j < 8 */
 static inline __attribute__((always_inline)) void uniforms(const uint64_t *restrict w1,
                                                            const uint64_t *restrict w2,
                                                            double *restrict out)
 {
 #pragma omp simd
-  for (int j = 0; j < PAIRS; j++) {
+  for (int j = 0; j < PAIRS / 2; j++) {
     out[j] = open01(w1[j]);
-    out[PAIRS + j] = open01(w2[j]);
+    out[PAIRS / 2 + j] = open01(w2[j]);
   }
 }
 
-/* A kernel fills nb whole blocks b0, b0+1, ... into out (32 nb values). */
-typedef void kernel_fn(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit,
+/* A kernel fills groups g0, g0+1, ..., g0+ng-1 into out (32 ng values); ctr_bit is 0
+ * (normals) or UNIFORM_BIT. */
+typedef void kernel_fn(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit,
                        double *out);
 
 /* Both kernels are compiled with GCC's pre-register-allocation scheduler (off by default
- * on x86), which interleaves the independent vectors of a block: about 1.2x faster. */
+ * on x86), which interleaves the independent vectors of a group. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define RNG_SCHED __attribute__((optimize("schedule-insns", "sched-pressure")))
 #else
 #define RNG_SCHED
 #endif
 
-/* the two groups of a block from its 16 pairs of words */
-static inline __attribute__((always_inline)) void block_out(const uint64_t *w1,
-                                                            const uint64_t *w2,
-                                                            uint64_t ctr_bit, double *out)
-{
-  if (ctr_bit) {
-    uniforms(w1, w2, out);
-    uniforms(w1 + PAIRS, w2 + PAIRS, out + GROUP);
-  } else {
-    box_muller(w1, w2, out);
-    box_muller(w1 + PAIRS, w2 + PAIRS, out + GROUP);
-  }
-}
-
 /* ---- generic: Random123's Philox, any ISA ---- */
 
-RNG_SCHED static void
-kernel_generic(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit, double *out)
+static inline philox4x32_ctr_t philox_call(csde_rng_key key, uint64_t c)
 {
   philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
-  uint64_t w1[2 * PAIRS], w2[2 * PAIRS];
-  for (size_t b = 0; b < nb; b++) {
-    for (int j = 0; j < 2 * PAIRS; j++) {
-      uint64_t p = ((b0 + b) * 2 * PAIRS + (uint64_t)j) | ctr_bit;
-      philox4x32_ctr_t c = {{(uint32_t)p, (uint32_t)(p >> 32), (uint32_t)key.stream,
-                             (uint32_t)(key.stream >> 32)}};
-      philox4x32_ctr_t r = philox4x32_R(ROUNDS, c, k);
-      w1[j] = (uint64_t)r.v[1] << 32 | r.v[0];
-      w2[j] = (uint64_t)r.v[3] << 32 | r.v[2];
+  philox4x32_ctr_t x = {{(uint32_t)c, (uint32_t)(c >> 32), (uint32_t)key.stream,
+                         (uint32_t)(key.stream >> 32)}};
+  return philox4x32_R(ROUNDS, x, k);
+}
+
+static inline uint64_t word64(philox4x32_ctr_t r, int i)
+{
+  return (uint64_t)r.v[i + 1] << 32 | r.v[i];
+}
+
+RNG_SCHED static void
+kernel_generic(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *out)
+{
+  uint64_t w1[PAIRS], w2[PAIRS];
+  for (size_t b = 0; b < ng; b++, out += GROUP) {
+    uint64_t g = g0 + b;
+    if (ctr_bit) {
+      /* uniforms: call c = 16 g + j gives values j and 16 + j */
+      for (int j = 0; j < PAIRS; j++) {
+        philox4x32_ctr_t r = philox_call(key, (UCALLS * g + (uint64_t)j) | ctr_bit);
+        w1[j] = word64(r, 0);
+        w2[j] = word64(r, 2);
+      }
+      uniforms(w1, w2, out);
+      uniforms(w1 + PAIRS / 2, w2 + PAIRS / 2, out + PAIRS);
+    } else {
+      /* normals: call c = 12 g + 4 h + l; pair j = 4 q + l (see the layout above) */
+      philox4x32_ctr_t r[NCALLS];
+      for (int i = 0; i < NCALLS; i++) r[i] = philox_call(key, NCALLS * g + (uint64_t)i);
+      for (int q = 0; q < 4; q++)
+        for (int l = 0; l < 4; l++) {
+          w1[4 * q + l] = word64(r[4 * (q >> 1) + l], 2 * (q & 1));
+          w2[4 * q + l] = r[8 + l].v[q];
+        }
+      box_muller(w1, w2, out);
     }
-    block_out(w1, w2, ctr_bit, out + b * BLOCK);
   }
 }
 
@@ -223,51 +242,79 @@ kernel_generic(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit, doubl
 /* Each 64-bit lane holds one 32-bit Philox word in its low half. A round is
  *   (v0, v1, v2, v3) -> (hi(M1 v2) ^ v1 ^ k0, lo(M1 v2), hi(M0 v0) ^ v3 ^ k1, lo(M0 v0))
  * and _mm256_mul_epu32 reads only the low halves, so the high halves may hold garbage
- * until the words are packed at the end. Four sets of 4 lanes make the block's 16 pairs. */
-RNG_SCHED __attribute__((target("avx2,fma"))) static void
-kernel_avx2(csde_rng_key key, uint64_t b0, size_t nb, uint64_t ctr_bit, double *out)
+ * until the words are packed at the end. NSET sets of 4 counters c0 + 4 h + (0..3) run
+ * interleaved; v[4 h + i] is word i of set h. */
+#define RNG_AVX2 __attribute__((target("avx2,fma")))
+
+typedef struct {
+  __m256i k0, k1, s0, s1;
+} philox_avx2_key;
+
+static inline __attribute__((always_inline)) RNG_AVX2 void
+philox_avx2(philox_avx2_key K, uint64_t c0, int nset, __m256i *restrict v)
 {
-  enum { NSET = 2 * PAIRS / 4 };
-  __m256i k0[ROUNDS], k1[ROUNDS];
-  uint32_t a = (uint32_t)key.seed, b = (uint32_t)(key.seed >> 32);
-  for (int r = 0; r < ROUNDS; r++) {
-    k0[r] = _mm256_set1_epi64x(a);
-    k1[r] = _mm256_set1_epi64x(b);
-    a += PHILOX_W32_0;
-    b += PHILOX_W32_1;
-  }
   const __m256i m0 = _mm256_set1_epi64x(PHILOX_M4x32_0), m1 = _mm256_set1_epi64x(PHILOX_M4x32_1);
-  const __m256i s0 = _mm256_set1_epi64x((uint32_t)key.stream);
-  const __m256i s1 = _mm256_set1_epi64x((uint32_t)(key.stream >> 32));
+  const __m256i w0 = _mm256_set1_epi64x(PHILOX_W32_0), w1 = _mm256_set1_epi64x(PHILOX_W32_1);
   const __m256i lane = _mm256_set_epi64x(3, 2, 1, 0);
-  uint64_t w1[2 * PAIRS], w2[2 * PAIRS];
-  for (size_t i = 0; i < nb; i++) {
-    __m256i v0[NSET], v1[NSET], v2[NSET], v3[NSET];
-    for (int h = 0; h < NSET; h++) {
-      uint64_t p = ((b0 + i) * 2 * PAIRS + 4 * (uint64_t)h) | ctr_bit;
-      __m256i c = _mm256_add_epi64(_mm256_set1_epi64x((long long)p), lane);
-      v0[h] = c;
-      v1[h] = _mm256_srli_epi64(c, 32);
-      v2[h] = s0;
-      v3[h] = s1;
+  for (int h = 0; h < nset; h++) {
+    __m256i c = _mm256_add_epi64(_mm256_set1_epi64x((long long)(c0 + 4 * (uint64_t)h)), lane);
+    v[4 * h] = c;
+    v[4 * h + 1] = _mm256_srli_epi64(c, 32);
+    v[4 * h + 2] = K.s0;
+    v[4 * h + 3] = K.s1;
+  }
+  __m256i k0 = K.k0, k1 = K.k1;
+#pragma GCC unroll 10
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int h = 0; h < nset; h++) {
+      __m256i *x = v + 4 * h;
+      __m256i p0 = _mm256_mul_epu32(x[0], m0), p1 = _mm256_mul_epu32(x[2], m1);
+      x[0] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x[1]), k0);
+      x[2] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), x[3]), k1);
+      x[1] = p1;
+      x[3] = p0;
     }
-    for (int r = 0; r < ROUNDS; r++) {
-      for (int h = 0; h < NSET; h++) {
-        __m256i p0 = _mm256_mul_epu32(v0[h], m0), p1 = _mm256_mul_epu32(v2[h], m1);
-        v0[h] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), v1[h]), k0[r]);
-        v2[h] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), v3[h]), k1[r]);
-        v1[h] = p1;
-        v3[h] = p0;
+    k0 = _mm256_add_epi32(k0, w0);
+    k1 = _mm256_add_epi32(k1, w1);
+  }
+}
+
+/* the 64-bit word (x[1] << 32) | low half of x[0]: the blend keeps x[0]'s even elements */
+static inline __attribute__((always_inline)) RNG_AVX2 __m256i pack64(__m256i lo, __m256i hi)
+{
+  return _mm256_blend_epi32(lo, _mm256_slli_epi64(hi, 32), 0xAA);
+}
+
+RNG_SCHED RNG_AVX2 static void
+kernel_avx2(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *out)
+{
+  philox_avx2_key K = {_mm256_set1_epi64x((uint32_t)key.seed),
+                       _mm256_set1_epi64x((uint32_t)(key.seed >> 32)),
+                       _mm256_set1_epi64x((uint32_t)key.stream),
+                       _mm256_set1_epi64x((uint32_t)(key.stream >> 32))};
+  uint64_t w1[PAIRS], w2[PAIRS];
+  __m256i v[16];
+  for (size_t b = 0; b < ng; b++, out += GROUP) {
+    uint64_t g = g0 + b;
+    if (ctr_bit) {
+      philox_avx2(K, (UCALLS * g) | ctr_bit, 4, v);
+      for (int h = 0; h < 4; h++) {
+        _mm256_storeu_si256((__m256i *)(w1 + 4 * h), pack64(v[4 * h], v[4 * h + 1]));
+        _mm256_storeu_si256((__m256i *)(w2 + 4 * h), pack64(v[4 * h + 2], v[4 * h + 3]));
       }
+      uniforms(w1, w2, out);
+      uniforms(w1 + PAIRS / 2, w2 + PAIRS / 2, out + PAIRS);
+    } else {
+      /* radius words of pairs 4q + l: q = 0, 1 from set 0, q = 2, 3 from set 1; angles:
+       * word q of set 2, used as it is (box_muller ignores the high halves) */
+      philox_avx2(K, NCALLS * g, 3, v);
+      for (int q = 0; q < 4; q++) {
+        int h = q >> 1, i = 2 * (q & 1);
+        _mm256_storeu_si256((__m256i *)(w1 + 4 * q), pack64(v[4 * h + i], v[4 * h + i + 1]));
+        _mm256_storeu_si256((__m256i *)(w2 + 4 * q), v[8 + q]);
+      }
+      box_muller(w1, w2, out);
     }
-    for (int h = 0; h < NSET; h++) {
-      /* w = (v1 << 32) | low half of v0: the blend keeps v0's even 32-bit elements */
-      _mm256_storeu_si256((__m256i *)(w1 + 4 * h),
-                          _mm256_blend_epi32(v0[h], _mm256_slli_epi64(v1[h], 32), 0xAA));
-      _mm256_storeu_si256((__m256i *)(w2 + 4 * h),
-                          _mm256_blend_epi32(v2[h], _mm256_slli_epi64(v3[h], 32), 0xAA));
-    }
-    block_out(w1, w2, ctr_bit, out + i * BLOCK);
   }
 }
 #endif
@@ -333,19 +380,19 @@ int csde_rng_kernel_select(const char *name)
 static void fill(csde_rng_key key, uint64_t index, size_t n, uint64_t ctr_bit, double *out)
 {
   kernel_fn *k = kernel();
-  double buf[BLOCK];
+  double buf[GROUP];
   while (n > 0) {
-    uint64_t b = index / BLOCK;
-    size_t off = (size_t)(index % BLOCK);
-    if (off == 0 && n >= BLOCK) {
-      size_t nb = n / BLOCK;
+    uint64_t b = index / GROUP;
+    size_t off = (size_t)(index % GROUP);
+    if (off == 0 && n >= GROUP) {
+      size_t nb = n / GROUP;
       k(key, b, nb, ctr_bit, out);
-      index += (uint64_t)nb * BLOCK;
-      out += nb * BLOCK;
-      n -= nb * BLOCK;
+      index += (uint64_t)nb * GROUP;
+      out += nb * GROUP;
+      n -= nb * GROUP;
     } else {
-      /* a partial block: compute it whole, copy the part asked for */
-      size_t m = BLOCK - off < n ? BLOCK - off : n;
+      /* a partial group: compute it whole, copy the part asked for */
+      size_t m = GROUP - off < n ? GROUP - off : n;
       k(key, b, 1, ctr_bit, buf);
       memcpy(out, buf + off, m * sizeof *out);
       index += m;
@@ -372,15 +419,15 @@ void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, double *out
   int nt = nthreads > 0 ? nthreads : omp_get_max_threads();
   if (nt > 1 && n >= PAR_MIN) {
     (void)kernel(); /* choose the kernel before the threads start */
-    /* chunks of PAR_CHUNK blocks, aligned to the absolute index, handed out dynamically
+    /* chunks of PAR_CHUNK groups, aligned to the absolute index, handed out dynamically
      * so that a thread on a busy core takes fewer; the values do not depend on the cut.
      * Offsets from `index` keep the arithmetic clear of 2^64. */
-    size_t off = (size_t)(index % BLOCK), nb = (off + n - 1) / BLOCK + 1;
+    size_t off = (size_t)(index % GROUP), nb = (off + n - 1) / GROUP + 1;
     size_t nc = (nb + PAR_CHUNK - 1) / PAR_CHUNK;
     if ((size_t)nt > nc) nt = (int)nc;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (size_t c = 0; c < nc; c++) {
-      size_t lo = c * PAR_CHUNK * BLOCK, hi = lo + PAR_CHUNK * BLOCK;
+      size_t lo = c * PAR_CHUNK * GROUP, hi = lo + PAR_CHUNK * GROUP;
       lo = lo > off ? lo - off : 0;
       hi = hi - off < n ? hi - off : n;
       csde_rng_normal(key, index + lo, hi - lo, out + lo);

@@ -1,1 +1,107 @@
-/* being written */
+/* Brownian increments: streaming (fresh per step) and path-consistent (dyadic sums of
+ * the finest level's increments, so every level sees the same Brownian path). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "noise/noise.h"
+
+int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csde_cov_ws *ws,
+                    size_t batch, size_t D, const double *grid, size_t nsteps,
+                    const double *fine, size_t nfine, int threads, csde_err *err)
+{
+  memset(nz, 0, sizeof *nz);
+  nz->kind = kind;
+  nz->C = C;
+  nz->ws = ws;
+  nz->batch = batch;
+  nz->D = D;
+  nz->tau = csde_cov_tau(C);
+  nz->nd = csde_cov_noise_dim(C);
+  nz->threads = threads > 0 ? threads : 1;
+  if (kind == CSDE_NOISE_STREAM) return CSDE_SUCCESS;
+  if (kind != CSDE_NOISE_PATH) return csde_err_set(err, CSDE_EINVAL, "unknown noise kind %d", (int)kind);
+  if (!fine || nfine == 0 || nfine % nsteps)
+    return csde_err_set(err, CSDE_EINVAL,
+                        "--noise path: %zu steps do not divide the finest level's %zu steps "
+                        "(use 2^k steps with k <= the path level)",
+                        nsteps, nfine);
+  nz->ratio = nfine / nsteps;
+  for (size_t n = 0; n <= nsteps; n++)
+    if (grid[n] != fine[n * nz->ratio])
+      return csde_err_set(err, CSDE_EINVAL,
+                          "--noise path: node %zu of the grid (t = %.17g) is not a node of the "
+                          "finest grid (t = %.17g); the grid kind must nest",
+                          n, grid[n], fine[n * nz->ratio]);
+  size_t len = batch * nz->nd * D;
+  nz->fine = malloc((nfine + 1) * sizeof *nz->fine);
+  nz->white = csde_alloc(len, sizeof(double));
+  nz->tmp = csde_alloc(len, sizeof(double));
+  nz->nfine = nfine;
+  if (!nz->fine || !nz->white || !nz->tmp) {
+    csde_noise_free(nz);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for path noise");
+  }
+  memcpy(nz->fine, fine, (nfine + 1) * sizeof *fine);
+  return CSDE_SUCCESS;
+}
+
+void csde_noise_free(csde_noise *nz)
+{
+  free(nz->fine);
+  csde_free(nz->white);
+  csde_free(nz->tmp);
+  nz->fine = nz->white = nz->tmp = NULL;
+}
+
+void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first)
+{
+  nz->seed = seed;
+  nz->first = first;
+}
+
+int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double *dW,
+                         csde_err *err)
+{
+  size_t len = nz->batch * nz->tau * nz->D;
+  long ll = (long)len;
+  int th = nz->threads;
+  if (nz->kind == CSDE_NOISE_STREAM) {
+    /* dW = sqrt|h| V' z, z keyed by (seed, stream n) */
+    csde_rng_key key = {nz->seed, (uint64_t)n};
+    int s = csde_cov_sample(nz->C, nz->ws, key, nz->first, nz->batch, dW, err);
+    if (s) return s;
+    double sh = sqrt(fabs(t1 - t0));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+    for (long i = 0; i < ll; i++) dW[i] *= sh;
+    return CSDE_SUCCESS;
+  }
+  /* path: white = sum over the fine steps i inside step n of sqrt|h_i| z_i */
+  size_t per = nz->nd * nz->D, wl = nz->batch * per;
+  long lw = (long)wl;
+  for (size_t k = 0; k < nz->ratio; k++) {
+    size_t i = n * nz->ratio + k;
+    csde_rng_key key = {nz->seed, CSDE_STREAM_PATH | (uint64_t)i};
+    double sh = sqrt(fabs(nz->fine[i + 1] - nz->fine[i]));
+    double *dst = k == 0 ? nz->white : nz->tmp;
+    for (size_t j = 0; j < nz->batch; j++)
+      csde_rng_normal_par(key, (uint64_t)((nz->first + j) * per), per, dst + j * per, th);
+    if (k == 0) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+      for (long q = 0; q < lw; q++) nz->white[q] *= sh;
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+      for (long q = 0; q < lw; q++) nz->white[q] += sh * nz->tmp[q];
+    }
+  }
+  (void)t0;
+  (void)t1;
+  return csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
+}

@@ -1,1 +1,183 @@
-/* being written */
+/* The continuous processes: drift and diffusion in one place (process.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "process/process.h"
+
+static const char *const proc_names[] = {"forward-sde", "reverse-sde", "pf-ode",
+                                         "pf-ode-encode"};
+
+int csde_process_parse(const char *name, csde_process *out, csde_err *err)
+{
+  for (int i = 0; name && i < 4; i++)
+    if (!strcmp(name, proc_names[i])) {
+      *out = (csde_process)i;
+      return CSDE_SUCCESS;
+    }
+  return csde_err_set(err, CSDE_ESPEC,
+                      "unknown process '%s' (expected forward-sde, reverse-sde, pf-ode or "
+                      "pf-ode-encode)",
+                      name ? name : "");
+}
+
+const char *csde_process_name(csde_process p)
+{
+  return (unsigned)p < 4 ? proc_names[p] : "unknown";
+}
+
+int csde_process_is_sde(csde_process p)
+{
+  return p == CSDE_PROC_FORWARD_SDE || p == CSDE_PROC_REVERSE_SDE;
+}
+
+csde_problem csde_problem_default(void)
+{
+  csde_problem P;
+  memset(&P, 0, sizeof P);
+  P.process = CSDE_PROC_REVERSE_SDE;
+  P.T = 1.0;
+  P.eps = 1e-3;
+  return P;
+}
+
+void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
+{
+  switch (P->process) {
+  case CSDE_PROC_FORWARD_SDE:
+    *t_start = 0.0, *t_end = P->T;
+    break;
+  case CSDE_PROC_PFODE_ENCODE:
+    *t_start = P->eps, *t_end = P->T;
+    break;
+  default:
+    *t_start = P->T, *t_end = P->eps;
+  }
+}
+
+int csde_proc_uses_model(const csde_proc *pr) { return pr->P.process != CSDE_PROC_FORWARD_SDE; }
+
+int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, csde_err *err)
+{
+  memset(pr, 0, sizeof *pr);
+  pr->P = *P;
+  pr->threads = threads > 0 ? threads : 1;
+  if (!P->C || !P->sched)
+    return csde_err_set(err, CSDE_EINVAL, "problem needs a covariance and a schedule");
+  if (P->tau == 0 || P->D == 0 || P->batch == 0)
+    return csde_err_set(err, CSDE_EINVAL, "problem sizes must be positive (tau %zu, D %zu, batch %zu)",
+                        P->tau, P->D, P->batch);
+  if (csde_cov_tau(P->C) != P->tau)
+    return csde_err_set(err, CSDE_EBADLEN, "covariance has %zu frames but the problem %zu",
+                        csde_cov_tau(P->C), P->tau);
+  if (!(P->T > 0 && P->T <= 1) || !(P->eps >= 0 && P->eps < P->T))
+    return csde_err_set(err, CSDE_EDOM,
+                        "need 0 <= eps < T <= 1 (eps = %g, T = %g)", P->eps, P->T);
+  if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
+    return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
+  if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
+    return csde_err_set(err, CSDE_EINVAL, "process %s needs a model",
+                        csde_process_name(P->process));
+  if (csde_mul_size(P->batch, P->tau * P->D, &pr->n))
+    return csde_err_set(err, CSDE_EINVAL, "state size overflows");
+  if (csde_proc_uses_model(pr)) {
+    pr->out = csde_alloc(pr->n, sizeof(double));
+    if (!pr->out) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
+    if (csde_model_output_of(P->model) == CSDE_OUT_SCORE) {
+      int s = csde_cov_ws_alloc(&pr->ws, P->C, P->D, pr->threads, err);
+      if (s) {
+        csde_proc_free(pr);
+        return s;
+      }
+    }
+  }
+  return CSDE_SUCCESS;
+}
+
+void csde_proc_free(csde_proc *pr)
+{
+  csde_cov_ws_free(pr->ws);
+  csde_free(pr->out);
+  pr->ws = NULL;
+  pr->out = NULL;
+}
+
+double csde_proc_diffusion(const csde_proc *pr, double t)
+{
+  return csde_process_is_sde(pr->P.process) ? sqrt(csde_schedule_beta(pr->P.sched, t)) : 0.0;
+}
+
+int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,
+                     csde_err *err)
+{
+  const csde_problem *P = &pr->P;
+  size_t n = pr->n;
+  long ln = (long)n;
+  int th = pr->threads;
+  int rc = csde_model_call(P->model, t, P->batch, x, pr->out);
+  if (rc < 0)
+    return csde_err_set(err, CSDE_EBADFUNC,
+                        "model '%s' returned fatal code %d at t = %.17g (step %zu)",
+                        csde_model_name(P->model), rc, t, step);
+  if (rc > 0)
+    return csde_err_set(err, CSDE_ERETRY,
+                        "model '%s' asked for a smaller step (code %d) at t = %.17g (step %zu)",
+                        csde_model_name(P->model), rc, t, step);
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(pr->out[i])) {
+      size_t per = P->tau * P->D, b = i / per, r = (i % per) / P->D, p = i % P->D;
+      return csde_err_set(err, CSDE_ENAN,
+                          "model '%s' returned %s at t = %.17g (step %zu), index %zu "
+                          "(sample %zu, frame %zu, pixel %zu)",
+                          csde_model_name(P->model), isnan(pr->out[i]) ? "NaN" : "Inf", t,
+                          step, i, b, r, p);
+    }
+  /* s = C grad log p from the model's kind (model.h); 1 - abar = -expm1(-B(t)) */
+  double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
+  double ax = 0, as = 1; /* s = ax x + as out */
+  switch (csde_model_output_of(P->model)) {
+  case CSDE_OUT_SCORE: /* s = C out */
+    return csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->out, sc, err);
+  case CSDE_OUT_CSCORE:
+    break;
+  case CSDE_OUT_NOISE: /* s = -delta / sqrt(1 - abar) */
+    as = -1.0 / sqrt(omab);
+    break;
+  case CSDE_OUT_X0: /* s = -(x - sqrt(abar) x0) / (1 - abar) */
+    ax = -1.0 / omab;
+    as = sqrt(abar) / omab;
+    break;
+  }
+  const double *o = pr->out;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long i = 0; i < ln; i++) sc[i] = ax * x[i] + as * o[i];
+  return CSDE_SUCCESS;
+}
+
+int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,
+                    csde_err *err)
+{
+  const csde_problem *P = &pr->P;
+  double beta = csde_schedule_beta(P->sched, t);
+  long ln = (long)pr->n;
+  int th = pr->threads;
+  if (P->process == CSDE_PROC_FORWARD_SDE) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+    for (long i = 0; i < ln; i++) f[i] = -0.5 * beta * x[i];
+    return CSDE_SUCCESS;
+  }
+  int s = csde_proc_cscore(pr, t, step, x, f, err);
+  if (s) return s;
+  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s) */
+  double cs = P->process == CSDE_PROC_REVERSE_SDE ? -beta : -0.5 * beta;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long i = 0; i < ln; i++) f[i] = -0.5 * beta * x[i] + cs * f[i];
+  return CSDE_SUCCESS;
+}

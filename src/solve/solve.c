@@ -1,1 +1,289 @@
-/* being written */
+/* The solve loop: grid -> noise -> step -> observer, with statistics and errors.
+ * It owns every buffer; the solvers in solvers/ only advance the state (stepper.h). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/util.h"
+#include "noise/noise.h"
+#include "process/process.h"
+#include "solve/stepper.h"
+
+struct csde_stepper {
+  csde_problem P;
+  csde_solve_params par;
+  const csde_solver_type *type;
+  csde_proc proc;
+  csde_noise noise;
+  csde_cov_ws *ws;      /* noise colouring */
+  double *grid;         /* fixed-step grid, nsteps + 1 times */
+  size_t nsteps;
+  double *bufs;         /* nbuf + 1 state-sized buffers in one allocation (last: dW) */
+  size_t n;
+  void *state;          /* the solver's own */
+  size_t step;          /* the step being taken (labels messages) */
+  csde_solve_stats st;
+  csde_err err;
+};
+
+struct csde_solver {
+  csde_stepper s;
+};
+
+csde_solve_params csde_solve_default_params(void)
+{
+  csde_solve_params p;
+  memset(&p, 0, sizeof p);
+  p.solver = "euler";
+  p.steps = 100;
+  p.grid = "uniform";
+  p.max_nfe = 10000000;
+  p.path_level = 10;
+  return p;
+}
+
+/* ---- what solvers call ---- */
+
+int csde_stepper_fail(csde_stepper *S, int status, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  S->err.status = status;
+  vsnprintf(S->err.msg, sizeof S->err.msg, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f)
+{
+  if (csde_proc_uses_model(&S->proc)) {
+    if (S->st.nfe >= S->par.max_nfe)
+      return csde_stepper_fail(S, CSDE_EMAXITER,
+                               "NFE guard: the solve needs more than %zu model evaluations "
+                               "(at t = %.6g, step %zu); raise the limit or loosen rtol/atol",
+                               S->par.max_nfe, t, S->step);
+    S->st.nfe++;
+  }
+  return csde_proc_drift(&S->proc, t, S->step, x, f, &S->err);
+}
+
+double csde_stepper_diffusion(const csde_stepper *S, double t)
+{
+  return csde_proc_diffusion(&S->proc, t);
+}
+
+size_t csde_stepper_n(const csde_stepper *S) { return S->n; }
+double *csde_stepper_buf(csde_stepper *S, unsigned k) { return S->bufs + (size_t)k * S->n; }
+const csde_solve_params *csde_stepper_params(const csde_stepper *S) { return &S->par; }
+int csde_stepper_threads(const csde_stepper *S) { return S->par.threads > 0 ? S->par.threads : 1; }
+void *csde_stepper_state(const csde_stepper *S) { return S->state; }
+void csde_stepper_set_state(csde_stepper *S, void *state) { S->state = state; }
+
+void csde_stepper_count(csde_stepper *S, int accepted)
+{
+  if (accepted)
+    S->st.accepted++;
+  else
+    S->st.rejected++;
+}
+
+/* ---- allocation ---- */
+
+void csde_solver_free(csde_solver *solver)
+{
+  if (!solver) return;
+  csde_stepper *S = &solver->s;
+  if (S->type && S->type->free) S->type->free(S);
+  csde_noise_free(&S->noise);
+  csde_proc_free(&S->proc);
+  csde_cov_ws_free(S->ws);
+  free(S->grid);
+  csde_free(S->bufs);
+  free(solver);
+}
+
+int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve_params *par,
+                      csde_err *err)
+{
+  *out = NULL;
+  csde_solver *solver = calloc(1, sizeof *solver);
+  if (!solver) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  csde_stepper *S = &solver->s;
+  S->P = *P;
+  S->par = par ? *par : csde_solve_default_params();
+  int s, sde = csde_process_is_sde(P->process);
+  const char *name = S->par.solver ? S->par.solver : "euler";
+  S->type = csde_solver_lookup(name);
+  if (!S->type || !csde_solver_type_fits(S->type, P->process)) {
+    char list[256] = "";
+    size_t len = 0;
+    for (const csde_solver_type *const *t = csde_solver_types(); *t; t++)
+      if (csde_solver_type_fits(*t, P->process))
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "",
+                                csde_solver_type_name(*t));
+    s = csde_err_set(err, CSDE_EINVAL, "solver '%s' %s process %s (solvers that do: %s)", name,
+                     S->type ? "does not fit" : "is unknown for", csde_process_name(P->process),
+                     list);
+    goto fail;
+  }
+  int adaptive = S->par.rtol > 0 || S->par.atol > 0;
+  if (adaptive && !S->type->adaptive) {
+    s = csde_err_set(err, CSDE_EINVAL, "solver '%s' has no adaptive mode (rtol/atol)", name);
+    goto fail;
+  }
+  if (adaptive && !(S->par.rtol >= 0 && S->par.atol >= 0)) {
+    s = csde_err_set(err, CSDE_EDOM, "rtol and atol must be >= 0 (rtol %g, atol %g)",
+                     S->par.rtol, S->par.atol);
+    goto fail;
+  }
+  if (!adaptive && S->par.steps == 0) {
+    s = csde_err_set(err, CSDE_EINVAL, "zero steps: give steps >= 1, or rtol/atol for an adaptive solver");
+    goto fail;
+  }
+  if ((s = csde_proc_init(&S->proc, P, S->par.threads, err))) goto fail;
+  S->n = S->proc.n;
+  double t0, t1;
+  csde_problem_span(P, &t0, &t1);
+  if (!adaptive &&
+      (s = csde_grid_make(S->par.grid ? S->par.grid : "uniform", P->sched, t0, t1,
+                          S->par.steps, &S->grid, &S->nsteps, err)))
+    goto fail;
+  S->bufs = csde_alloc((S->type->nbuf + 1) * S->n, sizeof(double));
+  if (!S->bufs) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %u state buffers of %zu doubles",
+                     S->type->nbuf + 1, S->n);
+    goto fail;
+  }
+  if (sde) {
+    if ((s = csde_cov_ws_alloc(&S->ws, P->C, P->D, S->par.threads, err))) goto fail;
+    double *fine = NULL;
+    size_t nfine = 0;
+    if (S->par.noise == CSDE_NOISE_PATH) {
+      if (S->par.path_level > 30) {
+        s = csde_err_set(err, CSDE_EINVAL, "path level %u is too deep (at most 30)", S->par.path_level);
+        goto fail;
+      }
+      if ((s = csde_grid_make(S->par.grid ? S->par.grid : "uniform", P->sched, t0, t1,
+                              (size_t)1 << S->par.path_level, &fine, &nfine, err)))
+        goto fail;
+    }
+    s = csde_noise_init(&S->noise, S->par.noise, P->C, S->ws, P->batch, P->D, S->grid,
+                        S->nsteps, fine, nfine, S->par.threads, err);
+    free(fine);
+    if (s) goto fail;
+    csde_noise_set_seed(&S->noise, S->par.seed, S->par.first_sample);
+  }
+  csde_err_clear(&S->err);
+  if (S->type->init && (s = S->type->init(S, &S->err))) {
+    if (err) *err = S->err;
+    goto fail;
+  }
+  *out = solver;
+  return CSDE_SUCCESS;
+fail:
+  csde_solver_free(solver);
+  return s;
+}
+
+void csde_solver_set_seed(csde_solver *solver, uint64_t seed, size_t first_sample)
+{
+  solver->s.par.seed = seed;
+  solver->s.par.first_sample = first_sample;
+  csde_noise_set_seed(&solver->s.noise, seed, first_sample);
+}
+
+const double *csde_solver_grid(const csde_solver *solver, size_t *nsteps)
+{
+  if (nsteps) *nsteps = solver->s.nsteps;
+  return solver->s.grid;
+}
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int observe(csde_stepper *S, double t, const double *x)
+{
+  if (S->par.observer && S->par.observer(S->st.steps, t, x, S->par.observer_user)) {
+    S->st.stopped = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* Run to t_end. The fixed-step loop takes the grid's steps; the adaptive one lands exactly
+ * on every requested output time on the way, then on t_end. */
+int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csde_err *err)
+{
+  csde_stepper *S = &solver->s;
+  double start = now(), t0, t1;
+  int s = CSDE_SUCCESS, sde = csde_process_is_sde(S->P.process);
+  memset(&S->st, 0, sizeof S->st);
+  csde_err_clear(&S->err);
+  csde_problem_span(&S->P, &t0, &t1);
+  double *dW = S->bufs + (size_t)S->type->nbuf * S->n;
+  if (S->grid) {
+    for (size_t n = 0; n < S->nsteps && !s; n++) {
+      S->step = n;
+      if (sde && (s = csde_noise_increment(&S->noise, n, S->grid[n], S->grid[n + 1], dW, &S->err)))
+        break;
+      s = S->type->step(S, S->grid[n], S->grid[n + 1], x, sde ? dW : NULL, n + 1 == S->nsteps);
+      if (S->err.status) s = S->err.status;
+      if (s) break;
+      S->st.steps++;
+      S->st.accepted++;
+      if (observe(S, S->grid[n + 1], x)) break;
+    }
+  } else {
+    double dir = t1 > t0 ? 1.0 : -1.0, t = t0, h = dir * fabs(t1 - t0) / 100.0;
+    size_t k = 0;
+    while (!s) {
+      /* the next target: the next output time strictly ahead, else t_end */
+      double target = t1;
+      for (; k < S->par.n_out_times; k++) {
+        double o = S->par.out_times[k];
+        if (dir * (o - t) > 0 && dir * (t1 - o) > 0) {
+          target = o;
+          break;
+        }
+      }
+      while (!s && t != target) {
+        S->step = S->st.steps;
+        s = S->type->evolve(S, &t, target, &h, x);
+        if (S->err.status) s = S->err.status;
+        if (s) break;
+        S->st.steps++;
+        if (observe(S, t, x)) break;
+      }
+      if (S->st.stopped || t == t1) break;
+      k++;
+    }
+  }
+  S->st.wall_seconds = now() - start;
+  if (stats) *stats = S->st;
+  if (s && err) {
+    if (S->err.status)
+      *err = S->err;
+    else
+      csde_err_set(err, s, "solver '%s' failed at step %zu: %s", S->type->name, S->step,
+                   csde_strerror(s));
+  }
+  return s;
+}
+
+int csde_solve(const csde_problem *P, const csde_solve_params *par, double *x,
+               csde_solve_stats *stats, csde_err *err)
+{
+  csde_solver *S;
+  int s = csde_solver_alloc(&S, P, par, err);
+  if (s) return s;
+  s = csde_solver_run(S, x, stats, err);
+  csde_solver_free(S);
+  return s;
+}

@@ -34,8 +34,9 @@ struct csde_solver_type {
 };
 
 /* f = drift of the problem's process at (t, x), over the whole state. Counts one NFE,
- * enforces max_nfe, checks the model's output. Returns 0, or a status whose message is on
- * the solver; > 0 means the model asked to retry with a smaller step. */
+ * enforces max_nfe (CSDE_EMAXITER), checks the model's output (CSDE_ENAN). Returns 0 or a
+ * status whose message is on the solver; CSDE_ERETRY means the model asked for a smaller
+ * step (an adaptive solver retries; a fixed-step one fails with it). */
 int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f);
 /* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
 double csde_stepper_diffusion(const csde_stepper *S, double t);

@@ -1,0 +1,42 @@
+/* Internal: the continuous processes' drift and diffusion (MATH.md, "Continuous time"),
+ * in model time t with a signed step. The one place these formulas live: solvers call
+ * them through the stepper and never re-derive them. */
+#ifndef CSDE_PROCESS_PROCESS_H
+#define CSDE_PROCESS_PROCESS_H
+
+#include "corrsde/solve.h"
+
+typedef struct {
+  csde_problem P;
+  size_t n;           /* state length batch * tau * D */
+  csde_cov_ws *ws;    /* applies C to a SCORE model's output */
+  double *out;        /* the model's raw output, n doubles */
+  int threads;
+} csde_proc;
+
+int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, csde_err *err);
+void csde_proc_free(csde_proc *pr);
+
+/* g(t) = sqrt(beta(t)) for the SDEs, 0 for the ODEs. */
+double csde_proc_diffusion(const csde_proc *pr, double t);
+
+/* f = drift at (t, x):
+ *   forward SDE   f = -1/2 beta x
+ *   reverse SDE   f = -1/2 beta x - beta s,      s = C grad log p_t(x)
+ *   PF-ODE        f = -1/2 beta (x + s)
+ * with s converted from the model's output (model.h). Calls the model once (not for the
+ * forward SDE) and checks its output; `step` only labels messages. Returns 0,
+ * CSDE_ERETRY (the model returned > 0: an adaptive solver retries a smaller step, a
+ * fixed-step one fails), CSDE_EBADFUNC (the model returned < 0) or CSDE_ENAN. */
+int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,
+                    csde_err *err);
+
+/* sc = C grad log p_t(x) from one model call (kind converted, output checked); sc must
+ * not be x. Same return codes as csde_proc_drift. */
+int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,
+                     csde_err *err);
+
+/* 1 if the drift calls the model. */
+int csde_proc_uses_model(const csde_proc *pr);
+
+#endif
