@@ -121,6 +121,22 @@ void csde_solver_set_seed(csde_solver *S, uint64_t seed, size_t first_sample);
 /* The grid in use (fixed-step solves): N + 1 times. */
 const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
 
+/* ---- discrete samplers (MATH.md, discrete model) ----
+ * The model's answer is converted to the noise prediction
+ * delta_theta = -sqrt(1 - abar) C grad log p at model time t.
+ * DDPM ancestral: the N steps of a discrete schedule (P->sched, e.g. ddpm-linear), step i
+ *   at t = i/N: x_{i-1} = mu_theta + sqrt(beta~_i) V' z (eq. 2), from x = x_N to x_0.
+ * DDIM(eta) on the grid par->grid with par->steps steps from T to eps (any schedule):
+ *   x0 = (x_t - sqrt(1-abar_t) d) / sqrt(abar_t),
+ *   x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sig^2) d + sig V' z,
+ *   sig = eta sqrt((1-abar_s)/(1-abar_t)) sqrt(1 - abar_t/abar_s); eta = 0: deterministic.
+ * Noise of step k uses stream k of par->seed (as the streaming SDE noise). par->solver,
+ * rtol, atol and noise are ignored; stats count NFE and steps. */
+int csde_sample_ddpm(const csde_problem *P, const csde_solve_params *par, double *x,
+                     csde_solve_stats *stats, csde_err *err);
+int csde_sample_ddim(const csde_problem *P, const csde_solve_params *par, double eta,
+                     double *x, csde_solve_stats *stats, csde_err *err);
+
 /* One-shot: alloc, run, free. */
 int csde_solve(const csde_problem *P, const csde_solve_params *par, double *x,
                csde_solve_stats *stats, csde_err *err);
