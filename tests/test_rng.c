@@ -12,7 +12,9 @@
 #include "corrsde/corrsde.h"
 #include "tap.h"
 
-/* Internal to src/core/rng.c (not installed): the kernel in use, and a switch. */
+/* Internal to src/core/rng.c (not in rng.h): the transform of the kernel in use on given
+ * words, 16 pairs: out[j] = r cos, out[16 + j] = r sin. */
+void csde_rng_box_muller_words(const uint64_t *wr, const uint64_t *wa, double *out);
 
 #define NMOM 4000000 /* normals for the moments */
 #define NCHI 1000000 /* uniforms for the chi-square */
@@ -30,32 +32,47 @@ static double *xalloc(size_t n)
   return p;
 }
 
-/* The reference for pair p of group layout: Philox4x32-10 from Random123 itself, then
- * the transform in long double libm (see the layout comment in src/core/rng.c). */
-static void ref_words(csde_rng_key key, uint64_t p, uint64_t *w1, uint64_t *w2)
+/* The reference: Philox4x32-10 from Random123 itself, then the transform in long double
+ * libm (see the layout comment in src/core/rng.c). ref_call gives the four words of the
+ * call on 64-bit counter c. */
+static philox4x32_ctr_t ref_call(csde_rng_key key, uint64_t c)
 {
-  philox4x32_ctr_t c = {{(uint32_t)p, (uint32_t)(p >> 32), (uint32_t)key.stream,
+  philox4x32_ctr_t x = {{(uint32_t)c, (uint32_t)(c >> 32), (uint32_t)key.stream,
                          (uint32_t)(key.stream >> 32)}};
   philox4x32_key_t k = {{(uint32_t)key.seed, (uint32_t)(key.seed >> 32)}};
-  philox4x32_ctr_t r = philox4x32(c, k);
-  *w1 = (uint64_t)r.v[1] << 32 | r.v[0];
-  *w2 = (uint64_t)r.v[3] << 32 | r.v[2];
+  return philox4x32(x, k);
 }
 
-static void ref_normal_pair(uint64_t w1, uint64_t w2, long double *z0, long double *z1)
+/* the 64-bit word i of a call (i = 0 or 2) */
+static uint64_t word64(philox4x32_ctr_t r, int i)
+{
+  return (uint64_t)r.v[i + 1] << 32 | r.v[i];
+}
+
+/* Box-Muller in long double from a radius word and a 32-bit angle word */
+static void ref_normal_pair(uint64_t wr, uint32_t k, long double *z0, long double *z1)
 {
   const long double twopi = 6.283185307179586476925286766559L;
-  long double u1 = ((long double)(w1 >> 12) + 0.5L) * 0x1p-52L;
-  long double th = twopi * (long double)(w2 >> 11) * 0x1p-53L;
+  long double u1 = ((long double)(wr >> 12) + 0.5L) * 0x1p-52L;
+  long double th = twopi * (long double)k * 0x1p-32L;
   long double r = sqrtl(-2.0L * logl(u1));
   *z0 = r * cosl(th);
   *z1 = r * sinl(th);
 }
 
-/* index of the first value of pair p; the second is 8 further */
-static size_t first_of(uint64_t p)
+/* The words of pair j = 4 q + l of normal group g: radius W(12 g + 4 (q div 2) + l,
+ * 2 (q mod 2)), angle x[12 g + 8 + l][q]. */
+static void ref_pair_words(csde_rng_key key, uint64_t g, int j, uint64_t *wr, uint32_t *k)
 {
-  return (size_t)(p / 8 * 16 + p % 8);
+  int q = j / 4, l = j % 4;
+  *wr = word64(ref_call(key, 12 * g + (uint64_t)(4 * (q / 2) + l)), 2 * (q % 2));
+  *k = ref_call(key, 12 * g + 8 + (uint64_t)l).v[q];
+}
+
+/* index of the uniform made from word i (0 or 2) of call c of the uniform space */
+static uint64_t uniform_index(uint64_t c, int i)
+{
+  return c / 8 * 16 + c % 8 + (uint64_t)(4 * i);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -65,30 +82,34 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* The reference check: normals to 2e-15 (1 + |z|) (a few ulp), uniforms bit for bit, for
- * npair pairs from pair p0. Returns the largest normal error. */
-static double check_reference(csde_rng_key key, uint64_t p0, size_t npair, size_t *ubad)
+ * the ng groups of 32 from group g0. Returns the largest normal error. */
+static double check_reference(csde_rng_key key, uint64_t g0, size_t ng, size_t *ubad)
 {
-  size_t n = 16 * ((npair + 7) / 8);
-  uint64_t i0 = p0 / 8 * 16;
+  size_t n = 32 * ng;
+  uint64_t i0 = 32 * g0;
   double *z = xalloc(n), *u = xalloc(n);
   csde_rng_normal(key, i0, n, z);
   csde_rng_uniform(key, i0, n, u);
   double worst = 0;
   *ubad = 0;
-  for (uint64_t p = p0 / 8 * 8; p < p0 / 8 * 8 + n / 2; p++) {
-    uint64_t w1, w2;
-    long double z0, z1;
-    size_t a = first_of(p) - (size_t)i0, b = a + 8;
-    ref_words(key, p, &w1, &w2);
-    ref_normal_pair(w1, w2, &z0, &z1);
-    double e0 = (double)fabsl(z[a] - z0) / (1 + fabs(z[a]));
-    double e1 = (double)fabsl(z[b] - z1) / (1 + fabs(z[b]));
-    worst = fmax(worst, fmax(e0, e1));
-    /* uniforms: bit 63 of the 64-bit counter word */
-    ref_words(key, p | UINT64_C(1) << 63, &w1, &w2);
-    if (u[a] != ((double)(w1 >> 12) + 0.5) * 0x1p-52 ||
-        u[b] != ((double)(w2 >> 12) + 0.5) * 0x1p-52)
-      (*ubad)++;
+  for (size_t b = 0; b < ng; b++)
+    for (int j = 0; j < 16; j++) {
+      uint64_t wr;
+      uint32_t k;
+      long double z0, z1;
+      size_t a = 32 * b + (size_t)j;
+      ref_pair_words(key, g0 + b, j, &wr, &k);
+      ref_normal_pair(wr, k, &z0, &z1);
+      double e0 = (double)fabsl(z[a] - z0) / (1 + fabs(z[a]));
+      double e1 = (double)fabsl(z[a + 16] - z1) / (1 + fabs(z[a + 16]));
+      worst = fmax(worst, fmax(e0, e1));
+    }
+  /* uniforms: bit 63 of the 64-bit counter word, 16 calls per group */
+  for (uint64_t c = 16 * g0; c < 16 * (g0 + ng); c++) {
+    philox4x32_ctr_t r = ref_call(key, c | UINT64_C(1) << 63);
+    for (int i = 0; i <= 2; i += 2)
+      if (u[uniform_index(c, i) - i0] != ((double)(word64(r, i) >> 12) + 0.5) * 0x1p-52)
+        (*ubad)++;
   }
   free(z);
   free(u);
@@ -99,16 +120,66 @@ static void test_reference(void)
 {
   csde_rng_key key = {42, 7};
   size_t ubad;
-  double e = check_reference(key, 0, 1 << 16, &ubad);
+  double e = check_reference(key, 0, 1 << 12, &ubad);
   ok(e <= 2e-15, "normals = Random123 Philox4x32-10 + Box-Muller in long double (max err %.3g)",
      e);
   ok(ubad == 0, "uniforms = Random123 words, (w >> 12 + 1/2) 2^-52 bit for bit (%zu differ)",
      ubad);
   /* a counter above 2^32 and a large seed and stream */
   csde_rng_key big = {UINT64_C(0xfedcba9876543210), UINT64_C(0x0123456789abcdef)};
-  e = check_reference(big, UINT64_C(0x3456789abcd), 4096, &ubad);
+  e = check_reference(big, UINT64_C(0x3456789abcd) / 8, 256, &ubad);
   ok(e <= 2e-15 && ubad == 0, "reference at a 64-bit seed, stream and counter (err %.3g, %zu)",
      e, ubad);
+  /* groups whose 12 calls straddle a multiple of 2^32 in the counter (12 g = 2^32 - 4, and
+   * 12 g = 5 2^32 - 8), and their neighbours: the avx2 kernel's shared-high-word path and
+   * its fallback must give the same words */
+  e = check_reference(big, UINT64_C(357913941) - 2, 5, &ubad);
+  double e2 = check_reference(key, UINT64_C(1789569706) - 2, 5, &ubad);
+  ok(fmax(e, e2) <= 2e-15 && ubad == 0,
+     "reference where the Philox counter crosses 2^32 and 5 2^32 (err %.3g, %.3g)", e, e2);
+}
+
+/* The transform alone on chosen words: the extreme radii (u = 2^-53 gives |z| = 8.57,
+ * u = 1 - 2^-53 gives r = 1.5e-8), every octant boundary of the angle and its neighbours,
+ * and garbage in the high half of the angle word (ignored). The error is relative to r,
+ * so that r cos and r sin near a zero still count. */
+static void test_transform(const char *kname)
+{
+  uint64_t wr[16], wa[16];
+  double z[32];
+  const uint64_t radius[4] = {0, UINT64_MAX, UINT64_C(1) << 63, UINT64_C(0x0000000000123000)};
+  double worst = 0, zmax = 0, rmin = 1;
+  size_t npair = 0;
+  int sym = 1;
+  for (int o = 0; o < 8; o++)
+    for (int d = -2; d <= 2; d++) {
+      uint32_t k0 = (uint32_t)((uint64_t)o << 29) + (uint32_t)d;
+      for (int j = 0; j < 16; j++) {
+        wr[j] = radius[j % 4];
+        wa[j] = (uint64_t)k0 | (UINT64_C(0xdeadbeef) << 32);
+      }
+      csde_rng_box_muller_words(wr, wa, z);
+      for (int j = 0; j < 16; j++, npair++) {
+        long double z0, z1;
+        ref_normal_pair(wr[j], (uint32_t)wa[j], &z0, &z1);
+        double r = (double)sqrtl(z0 * z0 + z1 * z1);
+        double e = (double)fmaxl(fabsl(z[j] - z0), fabsl(z[16 + j] - z1)) / r;
+        worst = fmax(worst, e);
+        zmax = fmax(zmax, fmax(fabs(z[j]), fabs(z[16 + j])));
+        rmin = fmin(rmin, r);
+        /* exact quarter turns: k = 2^30 m gives (r, 0), (0, r), (-r, 0), (0, -r) */
+        if (d == 0 && j < 4 && o % 2 == 0) {
+          int m = o / 2;
+          double wc = m == 0 ? r : m == 2 ? -r : 0, ws = m == 1 ? r : m == 3 ? -r : 0;
+          sym &= fabs(z[j] - wc) <= 4e-16 * r && fabs(z[16 + j] - ws) <= 4e-16 * r;
+        }
+      }
+    }
+  ok(worst <= 4e-16, "%s: transform at extreme radii and octant boundaries, %zu pairs: "
+     "error %.3g r", kname, npair, worst);
+  ok(zmax > 8.5 && zmax < 8.58 && rmin < 2e-8,
+     "%s: the extreme radii: max |z| %.4f (8.57 expected), min r %.3g", kname, zmax, rmin);
+  ok(sym, "%s: quarter turns give (r, 0), (0, r), (-r, 0), (0, -r)", kname);
 }
 
 /* Sample moments of NMOM normals. For x ~ N(0,1) the sample mean of x^k has standard
@@ -138,8 +209,8 @@ static void test_moments(void)
   double c1 = 0, cp = 0;
   size_t n1 = 0, np = 0;
   for (size_t i = 0; i + 1 < NMOM; i++, n1++) c1 += z[i] * z[i + 1];
-  for (size_t g = 0; g + 16 <= NMOM; g += 16)
-    for (size_t j = 0; j < 8; j++, np++) cp += z[g + j] * z[g + j + 8];
+  for (size_t g = 0; g + 32 <= NMOM; g += 32)
+    for (size_t j = 0; j < 16; j++, np++) cp += z[g + j] * z[g + j + 16];
   ok_close(c1 / n1, 0, 5 / sqrt((double)n1), "lag-1 correlation within 5 standard errors");
   ok_close(cp / np, 0, 5 / sqrt((double)np), "cos/sin partners uncorrelated (5 standard errors)");
   free(z);
@@ -236,7 +307,7 @@ static size_t count_equal(const double *a, const double *b, size_t n)
 static void test_keys(void)
 {
   enum { N = 4096 };
-  static double a[N], b[N], c[N], u[N], v[N];
+  static double a[N], b[N], c[N], v[N];
   csde_rng_normal((csde_rng_key){42, 0}, 0, N, a);
   csde_rng_normal((csde_rng_key){43, 0}, 0, N, b);
   csde_rng_normal((csde_rng_key){42, 1}, 0, N, c);
@@ -247,22 +318,37 @@ static void test_keys(void)
   csde_rng_normal((csde_rng_key){42, 0}, N, N, v);
   ok(count_equal(a, v, N) == 0, "indices [0, N) and [N, 2N) share no value");
   /* Counter spaces: if the uniforms reused the normals' Philox calls, then Box-Muller of
-   * the uniforms of a pair would give its normals back (to 1e-12). Check the positive
-   * case on the normal space itself through the reference, then the separation. */
-  csde_rng_uniform((csde_rng_key){42, 0}, 0, N, u);
-  size_t hit = 0;
-  for (size_t p = 0; p < N / 2; p++) {
-    size_t i0 = first_of(p);
-    double r = sqrt(-2 * log(u[i0])), th = 2 * M_PI * u[i0 + 8];
-    hit += fabs(a[i0] - r * cos(th)) < 1e-6 && fabs(a[i0 + 8] - r * sin(th)) < 1e-6;
-  }
+   * the uniforms made from a pair's words would give its normals back (to 1e-6). Pairs
+   * with q = j div 4 odd have their angle word in the high half of a 64-bit word, which a
+   * uniform keeps: check the positive case on words of the normal space itself (through
+   * the reference), then that the uniform space is a different one. */
+  enum { NU = 3 * N / 2 };
+  static double uu[NU];
+  csde_rng_uniform((csde_rng_key){42, 0}, 0, NU, uu);
+  size_t hit = 0, self = 0, tried = 0;
+  for (uint64_t g = 0; g < N / 32; g++)
+    for (int j = 4; j < 16; j++) {
+      int q = j / 4, l = j % 4;
+      if (q % 2 == 0) continue;
+      uint64_t cr = 12 * g + (uint64_t)(4 * (q / 2) + l), ca = 12 * g + 8 + (uint64_t)l;
+      double zc = a[32 * g + (uint64_t)j], zs = a[32 * g + 16 + (uint64_t)j];
+      /* the would-be uniforms, from the uniform space and from the normal space */
+      double ur = uu[uniform_index(cr, 2)], ua = uu[uniform_index(ca, q - 1)];
+      philox4x32_ctr_t xr = ref_call((csde_rng_key){42, 0}, cr), xa =
+                                                                    ref_call((csde_rng_key){42, 0}, ca);
+      double vr = ((double)(word64(xr, 2) >> 12) + 0.5) * 0x1p-52;
+      double va = ((double)(word64(xa, q - 1) >> 12) + 0.5) * 0x1p-52;
+      double r = sqrt(-2 * log(ur)), th = 2 * M_PI * ua;
+      hit += fabs(zc - r * cos(th)) < 1e-6 && fabs(zs - r * sin(th)) < 1e-6;
+      r = sqrt(-2 * log(vr)), th = 2 * M_PI * va;
+      self += fabs(zc - r * cos(th)) < 1e-6 && fabs(zs - r * sin(th)) < 1e-6;
+      tried++;
+    }
+  ok(self == tried, "Box-Muller of the normal space's own words gives its normals (%zu of %zu)",
+     self, tried);
   ok(hit == 0, "uniforms and normals use disjoint counters (%zu pairs match)", hit);
 }
 
-/* Pinned values of seed 42, stream 0: a silent change of the generator, the transform or
- * the layout fails here (by O(1)). Uniforms are exact integer arithmetic; normals may
- * differ in the last bits between kernels, so they get a tolerance of 1e-15 (1 + |z|).
- * Index 8 is the sin partner of index 0. */
 static void test_known_answers(void)
 {
   static const double zk[9] = {-0.66537486780734878, -1.4338891806537384,  0.13500793462831751,
@@ -300,7 +386,7 @@ static void test_edges(void)
   int fin = 1;
   for (int i = 0; i < 40; i++) fin &= isfinite(z[i]);
   ok(fin, "indices just below 2^64 are finite");
-  ok(!strcmp(csde_rng_name(), "philox4x32-10/box-muller/group16"), "csde_rng_name: %s",
+  ok(!strcmp(csde_rng_name(), "philox4x32-10/box-muller96/group32"), "csde_rng_name: %s",
      csde_rng_name());
 }
 
@@ -327,10 +413,11 @@ static void test_kernels(void)
   ok(worst <= 1e-15, "kernels %s and %s: normals agree to %.3g", first, other, worst);
   ok(!memcmp(ua, ub, N * sizeof *ua), "kernels %s and %s: uniforms identical", first, other);
   size_t ubad;
-  double e = check_reference(key, 1000, 4096, &ubad);
+  double e = check_reference(key, 31, 256, &ubad);
   ok(e <= 2e-15 && ubad == 0, "%s: reference check (err %.3g, %zu uniforms differ)", other, e,
      ubad);
   test_splits(other);
+  test_transform(other);
   csde_rng_kernel_select(first);
   ok(!strcmp(csde_rng_kernel_name(), first), "back to the kernel %s", first);
   ok(csde_rng_kernel_select("no-such-kernel") == CSDE_EINVAL, "an unknown kernel name is refused");
@@ -346,6 +433,7 @@ int main(void)
   test_chisq();
   test_ks();
   test_splits(csde_rng_kernel_name());
+  test_transform(csde_rng_kernel_name());
   test_keys();
   test_known_answers();
   test_edges();

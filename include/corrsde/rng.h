@@ -8,10 +8,13 @@
  *
  * Uniforms are (k + 1/2) 2^-52 with k 52 random bits: never 0 or 1, mean exactly 1/2 (53
  * bits cannot be had on an even grid strictly inside (0, 1)). Normals come from the
- * Box-Muller transform. Bits are reproducible on a given machine and build: the code path
- * (kernel "avx2-fma" on CPUs with AVX2 and FMA, else "generic") is chosen once per
- * process, and the two may differ in the last bits of a normal (never of a uniform);
- * CSDE_RNG_KERNEL=generic in the environment forces the portable one everywhere.
+ * Box-Muller transform, 96 random bits per pair: a 64-bit word for the radius (its top 52
+ * bits make a uniform as above, so |z| <= 8.57) and 32 bits for the angle (a grid of
+ * 2^-32 turns, far finer than any test could see). Bits are reproducible on a given
+ * machine and build: the code path (kernel "avx2-fma" on CPUs with AVX2 and FMA, else
+ * "generic") is chosen once per process, and the two may differ in the last bits of a
+ * normal (never of a uniform); CSDE_RNG_KERNEL=generic in the environment forces the
+ * portable one everywhere.
  * Indices must satisfy index + n <= 2^64.
  */
 #ifndef CORRSDE_RNG_H
@@ -53,7 +56,8 @@ const char *csde_rng_kernel_name(void);
  * call it before any thread draws numbers. */
 int csde_rng_kernel_select(const char *name);
 
-/* The generator's identity, for files: "philox4x32-10/box-muller/group16". */
+/* The generator's identity, for files: "philox4x32-10/box-muller96/group32" (96 random
+ * bits per pair of normals, groups of 32). */
 const char *csde_rng_name(void);
 
 #ifdef __cplusplus

@@ -1,18 +1,25 @@
 /* Counter-based normals and uniforms: Random123 Philox4x32-10 and the Box-Muller transform.
  *
- * Layout of the counter space. Pair p (0 <= p < 2^63) is one Philox call
- *   ctr = (p mod 2^32, p div 2^32 [+ 2^31 for uniforms], stream mod 2^32, stream div 2^32)
+ * A Philox call on counter c (0 <= c < 2^63) is
+ *   ctr = (c mod 2^32, c div 2^32 [+ 2^31 for uniforms], stream mod 2^32, stream div 2^32)
  *   key = (seed mod 2^32, seed div 2^32)
- * giving two 64-bit words w1 = ctr'[1]:ctr'[0] and w2 = ctr'[3]:ctr'[2]. Group g (indices
- * 16g .. 16g+15) uses pairs p = 8g + j, j < 8: index 16g + j gets the first value of pair
- * p and index 16g + 8 + j the second (so that vectors store without shuffles). Normals
- * and uniforms differ in bit 63 of the 64-bit counter word (p < 2^63 always), so they
- * never share a Philox call, for any seed and stream.
+ * and gives four 32-bit words x[c][0..3]. Normals and uniforms differ in bit 63 of the
+ * 64-bit counter word (c < 2^63 always), so they never share a Philox call, for any seed
+ * and stream. W(c, i) = x[c][i + 1]:x[c][i] is a 64-bit word.
  *
- *   first = r cos(theta),  second = r sin(theta)
- *   r = sqrt(-2 log u1),   u1 = (w1 div 2^12 + 1/2) 2^-52        in (0, 1)
- *   theta = 2 pi k / 2^53, k = w2 div 2^11                        in [0, 2 pi)
- *   uniforms: first = (w1 div 2^12 + 1/2) 2^-52, second = the same from w2.
+ * Normals: 96 bits per Box-Muller pair, 64 for the radius and 32 for the angle, so a
+ * group g of 32 values (16 pairs) takes 12 calls, c = 12 g + i, i < 12. Pair j = 4 q + l
+ * (q, l < 4) of group g has
+ *   radius word  wr = W(12 g + 4 (q div 2) + l, 2 (q mod 2))    (calls 0-7 of the group)
+ *   angle word   k  = x[12 g + 8 + l][q]                         (calls 8-11)
+ * and gives index 32 g + j the value r cos(theta), index 32 g + 16 + j the value
+ * r sin(theta) (so that 4-lane vectors load and store without shuffles):
+ *   r = sqrt(-2 log u),  u = (wr div 2^12 + 1/2) 2^-52   in (0, 1), |z| <= 8.57
+ *   theta = 2 pi k / 2^32                                  in [0, 2 pi)
+ * Uniforms: 32 values from 16 calls c = 16 b + j, j < 16, with w1 = W(c, 0), w2 = W(c, 2)
+ * and u(w) = (w div 2^12 + 1/2) 2^-52: index 32 b + j gets u(w1), 32 b + 8 + j gets u(w2)
+ * for j < 8, index 32 b + 8 + j gets u(w1), 32 b + 16 + j gets u(w2) for j >= 8 (the layout
+ * of the former groups of 16: pair p = 8 h + j to indices 16 h + j and 16 h + 8 + j).
  *
  * The log and the sin/cos are evaluated here, by polynomials, not by libm or libmvec:
  * GCC 12 turns sin and cos of one argument into a scalar sincos call, which stops the
@@ -22,19 +29,19 @@
  * on this file, the compiler and the code path; the test checks them against Random123
  * and long double libm to a few ulp.
  *
- * Code paths. A group is CSDE_RNG_GROUP = 16 consecutive indices (8 pairs); a kernel
- * computes blocks of two groups (2b, 2b + 1), each through a fixed-size loop over its 8
- * pairs, vectorised without a remainder, group 2b always in the first slot. A fill call
- * computes a partial first or last block whole, into a stack buffer, and copies the part
+ * Code paths. A group is CSDE_RNG_GROUP = 32 consecutive indices; a kernel computes whole
+ * groups, each through one fixed, vectorised sequence without a remainder. A fill call
+ * computes a partial first or last group whole, into a stack buffer, and copies the part
  * asked for. Hence a value never depends on the split of a range, nor on the thread
  * count. Two kernels exist: `avx2-fma` (Philox in AVX2 intrinsics, the transform
  * vectorised 4-wide with FMA) on CPUs that have AVX2 and FMA, and `generic` (Random123's
  * scalar Philox, the transform vectorised for the baseline ISA) elsewhere. The first use
  * picks one for the whole process: on a given machine and build every value comes from
- * the same path, so a run is reproducible bit for bit. The uniforms are exact integer
- * arithmetic and agree on both paths; the normals may differ in the last bits between
- * paths (FMA contraction), so CSDE_RNG_KERNEL=generic in the environment gives the same
- * normals on every x86-64 machine that runs this build, at a lower speed.
+ * the same path, so a run is reproducible bit for bit. Philox words are exact integer
+ * arithmetic and agree on both paths (so do the uniforms); the normals may differ in the
+ * last bits between paths (FMA contraction), so CSDE_RNG_KERNEL=generic in the
+ * environment gives the same normals on every x86-64 machine that runs this build, at a
+ * lower speed.
  */
 #include "corrsde/rng.h"
 #include "corrsde/status.h"
@@ -57,14 +64,12 @@
 #define RNG_HAVE_AVX2 0
 #endif
 
-/* A block is 2 groups, 2b and 2b + 1: the unit a kernel computes (4 vectors of 4 pairs
- * in flight hide the latency of Philox and of the divisions). Group 2b always takes the
- * first slot and 2b + 1 the second, so every group has one fixed instruction path. */
+/* A group: 32 values, 16 pairs, from NCALLS Philox calls (normals) or UCALLS (uniforms) */
 enum { GROUP = CSDE_RNG_GROUP, PAIRS = GROUP / 2, NCALLS = 12, UCALLS = 16, ROUNDS = 10 };
 #define UNIFORM_BIT (UINT64_C(1) << 63)
 
 /* Below this many values csde_rng_normal_par does not start threads; threads take chunks
- * of PAR_CHUNK blocks (8192 values, 64 KiB). */
+ * of PAR_CHUNK groups (8192 values, 64 KiB). */
 #define PAR_MIN 16384
 #define PAR_CHUNK 256
 
@@ -123,9 +128,10 @@ static inline double neg2log01(double u)
   return e * -0x1.62e42fefa3800p0 + (e * -0x1.ef35793c76730p-44 + at4);
 }
 
-/* Box-Muller for one group: out[j] = r cos(theta), out[16 + j] = r sin(theta) for pair j,
- * from its radius word wr[j] (64 bits) and its angle word wa[j] (the low 32 bits are used,
- * the high ones are ignored). theta = 2 pi k / 2^32 with k the angle word: 32 bits are
+/* Box-Muller for 8 pairs, half a group (GCC unrolls a loop of two vectors but not one of
+ * four, and the unrolled one runs 1.5x faster): out[j] = r cos(theta), out[16 + j] =
+ * r sin(theta) for pair j, from its radius word wr[j] (64 bits) and its angle word wa[j]
+ * (the low 32 bits are used, the high ones are ignored). theta = 2 pi k / 2^32 with k the angle word: 32 bits are
  * plenty, for the angle only rotates the pair, and a grid of 2^-32 turns moves a value by
  * at most r pi 2^-32 < 7e-9, far below anything a test on fewer than ~10^17 draws could
  * see; the radius, whose tail matters, keeps 52 bits (|z| up to 8.57).
@@ -140,12 +146,12 @@ static inline __attribute__((always_inline)) void box_muller(const uint64_t *res
                                                              double *restrict out)
 {
 #pragma omp simd
-  for (int j = 0; j < PAIRS; j++) {
+  for (int j = 0; j < PAIRS / 2; j++) {
     double r = sqrt(neg2log01(open01(wr[j])));
     /* y in the top 32 bits: y = (k + 2^29) 2^32 (mod 2^64) */
     uint64_t y = (wa[j] << 32) + (UINT64_C(1) << 61);
     /* (y mod 2^62) div 2^32 - 2^29, exact: (2^52 + m) - (2^52 + 2^29) */
-    double fi = from_bits(UINT64_C(0x4330000000000000) | ((y << 2) >> 34)) - 0x1.0000002p52;
+    double fi = from_bits(UINT64_C(0x4330000000000000) | ((y << 2) >> 34)) - 0x1.000002p52;
     double t = fi * (0x1.921fb54442d18p0 * 0x1p-30);
     double x = t * t, x2 = x * x, x4 = x2 * x2;
     double sp = (-0x1.5555555555555p-3 + x * 0x1.1111111110bb2p-7) +
@@ -214,7 +220,7 @@ kernel_generic(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, doubl
   for (size_t b = 0; b < ng; b++, out += GROUP) {
     uint64_t g = g0 + b;
     if (ctr_bit) {
-      /* uniforms: call c = 16 g + j gives values j and 16 + j */
+      /* uniforms: call c = 16 g + j (see the layout above) */
       for (int j = 0; j < PAIRS; j++) {
         philox4x32_ctr_t r = philox_call(key, (UCALLS * g + (uint64_t)j) | ctr_bit);
         w1[j] = word64(r, 0);
@@ -232,6 +238,7 @@ kernel_generic(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, doubl
           w2[4 * q + l] = r[8 + l].v[q];
         }
       box_muller(w1, w2, out);
+      box_muller(w1 + PAIRS / 2, w2 + PAIRS / 2, out + PAIRS / 2);
     }
   }
 }
@@ -279,6 +286,93 @@ philox_avx2(philox_avx2_key K, uint64_t c0, int nset, __m256i *restrict v)
   }
 }
 
+/* The same, when all counters share the high counter word H = c0 div 2^32 (always, but
+ * for a group that straddles a multiple of 2^32). Then words 1, 2 and 3 of the counter
+ * are the same in every lane, and so are some products of the first rounds; computed
+ * once, on scalars, they save a quarter of the work of rounds 1-3. Exact: the words are
+ * those of philox_avx2, bit for bit. With Ki = key word i + (r - 1) Wi in round r:
+ *   round 1: v0 = hi(M1 S0) ^ H ^ K0 =: A (scalar),  v1 = lo(M1 S0) =: B (scalar),
+ *            v2 = hi(M0 c) ^ S1 ^ K1,                v3 = lo(M0 c);
+ *   round 2: v0 = hi(M1 v2) ^ (B ^ K0),  v1 = lo(M1 v2),
+ *            v2 = v3 ^ (hi(M0 A) ^ K1),  v3 = lo(M0 A) (scalar);
+ *   round 3: as usual, with v2 = hi(M0 v0) ^ (lo(M0 A) ^ K1). */
+typedef struct {
+  uint64_t hi;                  /* H, the shared high counter word */
+  __m256i x1, x2v0, x2v2, x3v2; /* the broadcast constants of rounds 1, 2, 2, 3 */
+} philox_avx2_pre;
+
+static inline __attribute__((always_inline)) RNG_AVX2 void
+philox_avx2_prepare(csde_rng_key key, uint64_t hi, philox_avx2_pre *P)
+{
+  uint32_t K0 = (uint32_t)key.seed, K1 = (uint32_t)(key.seed >> 32);
+  uint32_t S0 = (uint32_t)key.stream, S1 = (uint32_t)(key.stream >> 32);
+  uint64_t p1 = (uint64_t)PHILOX_M4x32_1 * S0;
+  uint32_t A = (uint32_t)(p1 >> 32) ^ (uint32_t)hi ^ K0, B = (uint32_t)p1;
+  uint64_t p0 = (uint64_t)PHILOX_M4x32_0 * A;
+  P->hi = hi;
+  P->x1 = _mm256_set1_epi64x(S1 ^ K1);
+  P->x2v0 = _mm256_set1_epi64x(B ^ (uint32_t)(K0 + PHILOX_W32_0));
+  P->x2v2 = _mm256_set1_epi64x((uint32_t)(p0 >> 32) ^ (uint32_t)(K1 + PHILOX_W32_1));
+  P->x3v2 = _mm256_set1_epi64x((uint32_t)p0 ^ (uint32_t)(K1 + 2 * PHILOX_W32_1));
+}
+
+static inline __attribute__((always_inline)) RNG_AVX2 void
+philox_avx2_shared(philox_avx2_key K, const philox_avx2_pre *P, uint64_t c0, int nset,
+                   __m256i *restrict v)
+{
+  const __m256i m0 = _mm256_set1_epi64x(PHILOX_M4x32_0), m1 = _mm256_set1_epi64x(PHILOX_M4x32_1);
+  const __m256i w0 = _mm256_set1_epi64x(PHILOX_W32_0), w1 = _mm256_set1_epi64x(PHILOX_W32_1);
+  const __m256i lane = _mm256_set_epi64x(3, 2, 1, 0);
+  __m256i k0 = _mm256_add_epi32(K.k0, _mm256_add_epi32(w0, w0));
+  __m256i k1 = _mm256_add_epi32(K.k1, _mm256_add_epi32(w1, w1));
+  for (int h = 0; h < nset; h++) {
+    __m256i *x = v + 4 * h;
+    __m256i c = _mm256_add_epi64(_mm256_set1_epi64x((long long)(c0 + 4 * (uint64_t)h)), lane);
+    /* rounds 1 and 2 (v3 of round 1 is p0) */
+    __m256i p0 = _mm256_mul_epu32(c, m0);
+    __m256i v2 = _mm256_xor_si256(_mm256_srli_epi64(p0, 32), P->x1);
+    __m256i p1 = _mm256_mul_epu32(v2, m1);
+    x[0] = _mm256_xor_si256(_mm256_srli_epi64(p1, 32), P->x2v0);
+    x[1] = p1;
+    x[2] = _mm256_xor_si256(p0, P->x2v2);
+    /* round 3 */
+    p0 = _mm256_mul_epu32(x[0], m0);
+    p1 = _mm256_mul_epu32(x[2], m1);
+    x[0] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x[1]), k0);
+    x[2] = _mm256_xor_si256(_mm256_srli_epi64(p0, 32), P->x3v2);
+    x[1] = p1;
+    x[3] = p0;
+  }
+#pragma GCC unroll 10
+  for (int r = 3; r < ROUNDS; r++) {
+    k0 = _mm256_add_epi32(k0, w0);
+    k1 = _mm256_add_epi32(k1, w1);
+    for (int h = 0; h < nset; h++) {
+      __m256i *x = v + 4 * h;
+      __m256i p0 = _mm256_mul_epu32(x[0], m0), p1 = _mm256_mul_epu32(x[2], m1);
+      x[0] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x[1]), k0);
+      x[2] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), x[3]), k1);
+      x[1] = p1;
+      x[3] = p0;
+    }
+  }
+}
+
+/* Philox for nset sets from counter c0 (a multiple of 4): the shared-word path when the
+ * sets share the high word, else the plain one; the same words either way. */
+static inline __attribute__((always_inline)) RNG_AVX2 void
+philox_avx2_any(csde_rng_key key, philox_avx2_key K, philox_avx2_pre *P, uint64_t c0, int nset,
+                __m256i *restrict v)
+{
+  uint64_t hi = c0 >> 32;
+  if (__builtin_expect(hi != (c0 + 4 * (uint64_t)nset - 1) >> 32, 0)) {
+    philox_avx2(K, c0, nset, v);
+    return;
+  }
+  if (__builtin_expect(hi != P->hi, 0)) philox_avx2_prepare(key, hi, P);
+  philox_avx2_shared(K, P, c0, nset, v);
+}
+
 /* the 64-bit word (x[1] << 32) | low half of x[0]: the blend keeps x[0]'s even elements */
 static inline __attribute__((always_inline)) RNG_AVX2 __m256i pack64(__m256i lo, __m256i hi)
 {
@@ -292,12 +386,14 @@ kernel_avx2(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *
                        _mm256_set1_epi64x((uint32_t)(key.seed >> 32)),
                        _mm256_set1_epi64x((uint32_t)key.stream),
                        _mm256_set1_epi64x((uint32_t)(key.stream >> 32))};
+  philox_avx2_pre P;
+  philox_avx2_prepare(key, (g0 * (ctr_bit ? UCALLS : NCALLS) | ctr_bit) >> 32, &P);
   uint64_t w1[PAIRS], w2[PAIRS];
   __m256i v[16];
   for (size_t b = 0; b < ng; b++, out += GROUP) {
     uint64_t g = g0 + b;
     if (ctr_bit) {
-      philox_avx2(K, (UCALLS * g) | ctr_bit, 4, v);
+      philox_avx2_any(key, K, &P, (UCALLS * g) | ctr_bit, 4, v);
       for (int h = 0; h < 4; h++) {
         _mm256_storeu_si256((__m256i *)(w1 + 4 * h), pack64(v[4 * h], v[4 * h + 1]));
         _mm256_storeu_si256((__m256i *)(w2 + 4 * h), pack64(v[4 * h + 2], v[4 * h + 3]));
@@ -307,15 +403,37 @@ kernel_avx2(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *
     } else {
       /* radius words of pairs 4q + l: q = 0, 1 from set 0, q = 2, 3 from set 1; angles:
        * word q of set 2, used as it is (box_muller ignores the high halves) */
-      philox_avx2(K, NCALLS * g, 3, v);
+      philox_avx2_any(key, K, &P, NCALLS * g, 3, v);
       for (int q = 0; q < 4; q++) {
         int h = q >> 1, i = 2 * (q & 1);
         _mm256_storeu_si256((__m256i *)(w1 + 4 * q), pack64(v[4 * h + i], v[4 * h + i + 1]));
         _mm256_storeu_si256((__m256i *)(w2 + 4 * q), v[8 + q]);
       }
       box_muller(w1, w2, out);
+      box_muller(w1 + PAIRS / 2, w2 + PAIRS / 2, out + PAIRS / 2);
     }
   }
+}
+#endif
+
+/* ---- the transform alone, for tests ---- */
+
+/* Not in rng.h: Box-Muller of one group (out[j] = r cos, out[16 + j] = r sin) from given
+ * words wr[16], wa[16], through the transform of the kernel in use, so that a test can
+ * reach the extreme radii and the quadrant boundaries. */
+void csde_rng_box_muller_words(const uint64_t *wr, const uint64_t *wa, double *out);
+
+static void box_muller_generic(const uint64_t *wr, const uint64_t *wa, double *out)
+{
+  box_muller(wr, wa, out);
+  box_muller(wr + PAIRS / 2, wa + PAIRS / 2, out + PAIRS / 2);
+}
+
+#if RNG_HAVE_AVX2
+RNG_AVX2 static void box_muller_avx2(const uint64_t *wr, const uint64_t *wa, double *out)
+{
+  box_muller(wr, wa, out);
+  box_muller(wr + PAIRS / 2, wa + PAIRS / 2, out + PAIRS / 2);
 }
 #endif
 
@@ -373,6 +491,17 @@ int csde_rng_kernel_select(const char *name)
   if (id < 0) return -id;
   atomic_store_explicit(&kernel_id, id, memory_order_relaxed);
   return 0;
+}
+
+void csde_rng_box_muller_words(const uint64_t *wr, const uint64_t *wa, double *out)
+{
+#if RNG_HAVE_AVX2
+  if (kernel() == kernel_avx2) {
+    box_muller_avx2(wr, wa, out);
+    return;
+  }
+#endif
+  box_muller_generic(wr, wa, out);
 }
 
 /* ---- fills ---- */
@@ -442,5 +571,5 @@ void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, double *out
 
 const char *csde_rng_name(void)
 {
-  return "philox4x32-10/box-muller/group16";
+  return "philox4x32-10/box-muller96/group32";
 }

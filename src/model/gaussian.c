@@ -1,1 +1,530 @@
-/* being written */
+/* The built-in gaussian model: X_0 ~ N(m, S0 (x) I_D) (MATH.md, "Exact test problems").
+ *
+ *   p_t = N(sqrt(abar) m, Sigma_t (x) I_D),   Sigma_t = abar S0 + (1 - abar) C
+ *   C grad log p_t(x) = -M_t (x - sqrt(abar) m),   M_t = C Sigma_t^-1 = (Sigma_t^-1 C)^T
+ *
+ * The callback forms M_t once per call time (Cholesky of Sigma_t, two triangular solves;
+ * cached while t repeats) and applies it with one GEMM per tau x D block. Everything it
+ * touches is allocated here, so it never allocates; the scratch lives on the model, so
+ * ONE MODEL OBJECT MUST NOT BE EVALUATED FROM TWO THREADS AT ONCE (nor its callback run
+ * while marginal/flow/sample run on it). Make one model per thread instead.
+ *
+ * The PF-ODE flow is linear: z(t2) = Phi(t2, t1) z(t1), z = x - sqrt(abar) m, with
+ *   dPhi/dt2 = -1/2 beta(t2) (I - C Sigma_t2^-1) Phi,   Phi(t1, t1) = I.
+ * When S0 C = C S0 it has the closed form Phi = Sigma_t2^1/2 Sigma_t1^-1/2; otherwise the
+ * tau x tau matrix ODE is integrated with GSL's rk8pd at rtol = atol = 1e-13.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_cblas.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_matrix.h>
+#include <gsl/gsl_odeiv2.h>
+#include <hdf5.h>
+
+#include "core/util.h"
+#include "io/h5read.h"
+#include "model/model_internal.h"
+
+/* The ODE route's tolerances and step budget. */
+#define FLOW_TOL 1e-13
+#define FLOW_NMAX 1000000
+/* S0 and C commute when ||S0 C - C S0||_F <= COMMUTE_TOL ||S0||_F ||C||_F. */
+#define COMMUTE_TOL 1e-12
+
+typedef struct {
+  size_t tau, D;
+  const csde_cov *C;      /* borrowed */
+  const csde_schedule *s; /* borrowed */
+  double *m;              /* mean, tau x D; NULL when m = 0 */
+  double *S0;             /* tau x tau */
+  double *Cm;             /* the dense C, tau x tau */
+  int commute;            /* S0 C = C S0 */
+  /* scratch, sized at alloc (see the threading note above) */
+  double *Mt;             /* callback: M_t = C Sigma_t^-1 for t = tM */
+  double tM;              /* NaN: Mt not valid */
+  double *Mo;             /* ODE right-hand side: C Sigma_t^-1 */
+  double *L;              /* Sigma_t and its Cholesky factor */
+  double *W;              /* tau x tau work */
+  double *z;              /* one block, tau x D */
+  double tfail;           /* where Sigma_t last failed to factor (ODE messages) */
+} gauss;
+
+static void gauss_free(void *p)
+{
+  gauss *g = p;
+  if (!g) return;
+  csde_free(g->m);
+  csde_free(g->S0);
+  csde_free(g->Cm);
+  csde_free(g->Mt);
+  csde_free(g->Mo);
+  csde_free(g->L);
+  csde_free(g->W);
+  csde_free(g->z);
+  free(g);
+}
+
+/* S = Sigma_t = abar S0 + (1 - abar) C */
+static void sigma_at(const gauss *g, double t, double *S)
+{
+  size_t nn = g->tau * g->tau;
+  double a = csde_schedule_abar(g->s, t), om = csde_one_minus_abar(g->s, t);
+  for (size_t i = 0; i < nn; i++) S[i] = a * g->S0[i] + om * g->Cm[i];
+}
+
+/* M = C Sigma_t^-1 = (Sigma_t^-1 C)^T, through g->L and g->W. Returns 0 or the failing
+ * pivot + 1 when Sigma_t is not positive definite. */
+static size_t c_sigma_inv(gauss *g, double t, double *M)
+{
+  size_t n = g->tau;
+  sigma_at(g, t, g->L);
+  size_t piv = csde_mat_chol(g->L, n);
+  if (piv) return piv;
+  memcpy(g->W, g->Cm, n * n * sizeof(double));
+  csde_mat_chol_solve(g->L, n, n, g->W, n); /* W = Sigma_t^-1 C */
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) M[i * n + j] = g->W[j * n + i];
+  return 0;
+}
+
+/* out = -M_t (x - sqrt(abar) m), one GEMM per block. */
+static int gauss_fn(double t, size_t batch, const double *x, double *out, void *user)
+{
+  gauss *g = user;
+  size_t n = g->tau, D = g->D, bs = n * D;
+  if (!(t == g->tM)) {
+    g->tM = NAN;
+    if (c_sigma_inv(g, t, g->Mt)) return -1; /* Sigma_t singular: no score */
+    g->tM = t;
+  }
+  double sa = sqrt(csde_schedule_abar(g->s, t));
+  for (size_t b = 0; b < batch; b++) {
+    const double *xb = x + b * bs;
+    if (g->m)
+      for (size_t i = 0; i < bs; i++) g->z[i] = xb[i] - sa * g->m[i];
+    else
+      memcpy(g->z, xb, bs * sizeof(double));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)n, -1.0, g->Mt,
+                (int)n, g->z, (int)D, 0.0, out + b * bs, (int)D);
+  }
+  return 0;
+}
+
+static gauss *gauss_of(const csde_model *M, const char *fn, csde_err *err)
+{
+  if (!M || M->tag != CSDE_MODEL_GAUSSIAN) {
+    csde_err_set(err, CSDE_EINVAL, "%s: model '%s' is not the built-in gaussian model", fn,
+                 M ? M->name : "(null)");
+    return NULL;
+  }
+  return M->priv;
+}
+
+static int check_t(double t, const char *fn, const char *which, csde_err *err)
+{
+  if (!(t >= 0 && t <= 1))
+    return csde_err_set(err, CSDE_EDOM, "%s: %s = %g is outside [0, 1]", fn, which, t);
+  return CSDE_SUCCESS;
+}
+
+int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
+                              size_t D, const double *mean, size_t mean_len,
+                              const double *S0, csde_err *err)
+{
+  if (!out) return csde_err_set(err, CSDE_EINVAL, "gaussian model: output pointer is NULL");
+  *out = NULL;
+  if (!C || !s)
+    return csde_err_set(err, CSDE_EINVAL, "gaussian model: %s is NULL",
+                        !C ? "covariance" : "schedule");
+  size_t tau = csde_cov_tau(C), bs;
+  if (D == 0) return csde_err_set(err, CSDE_EINVAL, "gaussian model: D = 0 pixels per frame");
+  if (csde_mul_size(tau, D, &bs))
+    return csde_err_set(err, CSDE_EINVAL, "gaussian model: tau x D = %zu x %zu overflows", tau,
+                        D);
+  if (mean_len && !mean)
+    return csde_err_set(err, CSDE_EINVAL, "gaussian model: mean is NULL but mean_len = %zu",
+                        mean_len);
+  if (mean_len != 0 && mean_len != 1 && mean_len != tau && mean_len != bs)
+    return csde_err_set(err, CSDE_EBADLEN,
+                        "gaussian model: mean has %zu values; expected 0, 1, tau = %zu or "
+                        "tau * D = %zu",
+                        mean_len, tau, bs);
+  for (size_t i = 0; i < mean_len; i++)
+    if (!isfinite(mean[i]))
+      return csde_err_set(err, CSDE_ENAN, "gaussian model: mean[%zu] = %g is not finite", i,
+                          mean[i]);
+  int st = CSDE_SUCCESS;
+  gauss *g = calloc(1, sizeof *g);
+  if (!g) return csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model");
+  size_t nn = tau * tau;
+  g->tau = tau;
+  g->D = D;
+  g->C = C;
+  g->s = s;
+  g->tM = NAN;
+  g->S0 = csde_alloc(nn, sizeof(double));
+  g->Cm = csde_alloc(nn, sizeof(double));
+  g->Mt = csde_alloc(nn, sizeof(double));
+  g->Mo = csde_alloc(nn, sizeof(double));
+  g->L = csde_alloc(nn, sizeof(double));
+  g->W = csde_alloc(nn, sizeof(double));
+  g->z = csde_alloc(bs, sizeof(double));
+  if (mean_len) g->m = csde_alloc(bs, sizeof(double));
+  if (!g->S0 || !g->Cm || !g->Mt || !g->Mo || !g->L || !g->W || !g->z ||
+      (mean_len && !g->m)) {
+    st = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model (tau = %zu, "
+                      "D = %zu)", tau, D);
+    goto fail;
+  }
+  for (size_t i = 0; mean_len && i < tau; i++) /* broadcast m to tau x D */
+    for (size_t p = 0; p < D; p++)
+      g->m[i * D + p] = mean_len == bs ? mean[i * D + p] : mean_len == tau ? mean[i] : mean[0];
+  if (S0) {
+    memcpy(g->S0, S0, nn * sizeof(double));
+    if ((st = csde_mat_check_cov(g->S0, tau, "gaussian model: S0", err))) goto fail;
+  } else {
+    for (size_t i = 0; i < tau; i++) /* 0.25 ar1(0.95): S0_ij = 0.25 0.95^|i-j| */
+      for (size_t j = 0; j < tau; j++)
+        g->S0[i * tau + j] = 0.25 * pow(0.95, (double)(i > j ? i - j : j - i));
+  }
+  csde_cov_matrix(C, g->Cm);
+  /* Sigma_t, t in (0, 1), is PD iff S0 + C is (ker S0 and ker C meet only in 0) */
+  for (size_t i = 0; i < nn; i++) g->L[i] = g->S0[i] + g->Cm[i];
+  size_t piv = csde_mat_chol(g->L, tau);
+  if (piv) {
+    st = csde_err_set(err, CSDE_ESING,
+                      "gaussian model: S0 + C is singular (Cholesky pivot %zu), so Sigma_t = "
+                      "abar S0 + (1 - abar) C is singular at every t",
+                      piv - 1);
+    goto fail;
+  }
+  /* commute: ||S0 C - C S0||_F <= 1e-12 ||S0||_F ||C||_F */
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tau, (int)tau, (int)tau, 1.0,
+              g->S0, (int)tau, g->Cm, (int)tau, 0.0, g->W, (int)tau);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tau, (int)tau, (int)tau, -1.0,
+              g->Cm, (int)tau, g->S0, (int)tau, 1.0, g->W, (int)tau);
+  double dn = 0, sn = 0, cn = 0;
+  for (size_t i = 0; i < nn; i++) {
+    dn += g->W[i] * g->W[i];
+    sn += g->S0[i] * g->S0[i];
+    cn += g->Cm[i] * g->Cm[i];
+  }
+  g->commute = sqrt(dn) <= COMMUTE_TOL * sqrt(sn) * sqrt(cn);
+  return csde_model_wrap(out, "gaussian", gauss_fn, CSDE_OUT_CSCORE, g, gauss_free,
+                         CSDE_MODEL_GAUSSIAN, tau, D, err);
+fail:
+  gauss_free(g);
+  return st;
+}
+
+int csde_model_is_gaussian(const csde_model *M) { return M && M->tag == CSDE_MODEL_GAUSSIAN; }
+
+int csde_model_gaussian_commutes(const csde_model *M)
+{
+  return csde_model_is_gaussian(M) && ((const gauss *)M->priv)->commute;
+}
+
+int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, double *cov,
+                                 csde_err *err)
+{
+  gauss *g = gauss_of(M, "gaussian marginal", err);
+  if (!g) return CSDE_EINVAL;
+  int s = check_t(t, "gaussian marginal", "t", err);
+  if (s) return s;
+  size_t bs = g->tau * g->D;
+  double sa = sqrt(csde_schedule_abar(g->s, t));
+  if (mean) /* sqrt(abar) m */
+    for (size_t i = 0; i < bs; i++) mean[i] = g->m ? sa * g->m[i] : 0.0;
+  if (cov) sigma_at(g, t, cov);
+  return CSDE_SUCCESS;
+}
+
+/* out = V diag(lambda^p) V^T for symmetric S (eigh). Allocates. */
+static int sym_pow(const double *S, size_t n, double p, double *out, const char *what,
+                   double t, csde_err *err)
+{
+  int s = CSDE_SUCCESS;
+  gsl_matrix *A = gsl_matrix_alloc(n, n), *V = gsl_matrix_alloc(n, n);
+  gsl_vector *e = gsl_vector_alloc(n);
+  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(n);
+  if (!A || !V || !e || !w) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory in the gaussian flow (tau = %zu)", n);
+    goto done;
+  }
+  memcpy(A->data, S, n * n * sizeof(double));
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int es = gsl_eigen_symmv(A, e, V, w);
+  gsl_set_error_handler(old);
+  if (es) {
+    s = csde_err_set(err, CSDE_EFAILED, "gaussian flow: eigensolver failed on %s at t = %g",
+                     what, t);
+    goto done;
+  }
+  for (size_t k = 0; k < n; k++) {
+    double l = gsl_vector_get(e, k);
+    if (!(l > 0)) {
+      s = csde_err_set(err, CSDE_ESING,
+                       "gaussian flow: %s is singular at t = %g (eigenvalue %.3g)", what, t, l);
+      goto done;
+    }
+    gsl_vector_set(e, k, pow(l, p));
+  }
+  for (size_t i = 0; i < n; i++) /* out_ij = sum_k V_ik lambda_k^p V_jk */
+    for (size_t j = 0; j <= i; j++) {
+      double v = 0;
+      for (size_t k = 0; k < n; k++)
+        v += gsl_matrix_get(V, i, k) * gsl_vector_get(e, k) * gsl_matrix_get(V, j, k);
+      out[i * n + j] = out[j * n + i] = v;
+    }
+done:
+  gsl_matrix_free(A);
+  gsl_matrix_free(V);
+  gsl_vector_free(e);
+  gsl_eigen_symmv_free(w);
+  return s;
+}
+
+/* Phi = Sigma_t2^1/2 Sigma_t1^-1/2 (valid when S0 C = C S0). */
+static int flow_closed(gauss *g, double t1, double t2, double *Phi, csde_err *err)
+{
+  size_t n = g->tau, nn = n * n;
+  int s = CSDE_SUCCESS;
+  double *S = malloc(3 * nn * sizeof *S), *P1 = S + nn, *P2 = S + 2 * nn;
+  if (!S) return csde_err_set(err, CSDE_ENOMEM, "out of memory in the gaussian flow");
+  sigma_at(g, t1, S);
+  s = sym_pow(S, n, -0.5, P1, "Sigma_t1", t1, err);
+  if (!s) {
+    sigma_at(g, t2, S);
+    s = sym_pow(S, n, 0.5, P2, "Sigma_t2", t2, err);
+  }
+  if (!s)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0, P2,
+                (int)n, P1, (int)n, 0.0, Phi, (int)n);
+  free(S);
+  return s;
+}
+
+/* dPhi/dt = -1/2 beta(t) (Phi - C Sigma_t^-1 Phi) on the row-major tau x tau Phi. */
+static int flow_rhs(double t, const double y[], double f[], void *params)
+{
+  gauss *g = params;
+  size_t n = g->tau;
+  if (c_sigma_inv(g, t, g->Mo)) {
+    g->tfail = t;
+    return GSL_EBADFUNC;
+  }
+  memcpy(f, y, n * n * sizeof(double));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, -1.0, g->Mo,
+              (int)n, y, (int)n, 1.0, f, (int)n); /* f = Phi - M Phi */
+  double c = -0.5 * csde_schedule_beta(g->s, t);
+  for (size_t i = 0; i < n * n; i++) f[i] *= c;
+  return GSL_SUCCESS;
+}
+
+static int flow_ode(gauss *g, double t1, double t2, double *Phi, csde_err *err)
+{
+  size_t n = g->tau;
+  gsl_odeiv2_system sys = {flow_rhs, NULL, n * n, g};
+  double h0 = copysign(1e-6, t2 - t1);
+  gsl_odeiv2_driver *d =
+      gsl_odeiv2_driver_alloc_y_new(&sys, gsl_odeiv2_step_rk8pd, h0, FLOW_TOL, FLOW_TOL);
+  if (!d) return csde_err_set(err, CSDE_ENOMEM, "out of memory for the flow ODE driver");
+  gsl_odeiv2_driver_set_nmax(d, FLOW_NMAX);
+  for (size_t i = 0; i < n; i++) /* Phi(t1) = I */
+    for (size_t j = 0; j < n; j++) Phi[i * n + j] = i == j;
+  double t = t1;
+  g->tfail = NAN;
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int gs = gsl_odeiv2_driver_apply(d, &t, t2, Phi);
+  gsl_set_error_handler(old);
+  gsl_odeiv2_driver_free(d);
+  if (gs == GSL_EBADFUNC)
+    return csde_err_set(err, CSDE_ESING,
+                        "gaussian flow: Sigma_t is not positive definite at t = %.17g", g->tfail);
+  if (gs)
+    return csde_err_set(err, CSDE_EFAILED,
+                        "gaussian flow: the propagator ODE from t = %g to %g stopped at t = %g "
+                        "(GSL: %s)",
+                        t1, t2, t, gsl_strerror(gs));
+  return CSDE_SUCCESS;
+}
+
+int csde_model_gaussian_flow_route(const csde_model *M, double t1, double t2,
+                                   csde_flow_route route, double *Phi, csde_err *err)
+{
+  gauss *g = gauss_of(M, "gaussian flow", err);
+  if (!g) return CSDE_EINVAL;
+  int s = check_t(t1, "gaussian flow", "t1", err);
+  if (!s) s = check_t(t2, "gaussian flow", "t2", err);
+  if (s) return s;
+  size_t n = g->tau;
+  if (t1 == t2) {
+    for (size_t i = 0; i < n; i++)
+      for (size_t j = 0; j < n; j++) Phi[i * n + j] = i == j;
+    return CSDE_SUCCESS;
+  }
+  if (route == CSDE_FLOW_AUTO) route = g->commute ? CSDE_FLOW_CLOSED : CSDE_FLOW_ODE;
+  if (route == CSDE_FLOW_CLOSED && !g->commute)
+    return csde_err_set(err, CSDE_ENOTSUP,
+                        "gaussian flow: no closed form, S0 and C do not commute; use the "
+                        "ODE route");
+  return route == CSDE_FLOW_CLOSED ? flow_closed(g, t1, t2, Phi, err)
+                                   : flow_ode(g, t1, t2, Phi, err);
+}
+
+int csde_model_gaussian_flow(const csde_model *M, double t1, double t2, double *Phi,
+                             csde_err *err)
+{
+  return csde_model_gaussian_flow_route(M, t1, t2, CSDE_FLOW_AUTO, Phi, err);
+}
+
+int csde_model_gaussian_flow_apply(const csde_model *M, double t1, double t2, size_t batch,
+                                   const double *x1, double *x2, csde_err *err)
+{
+  gauss *g = gauss_of(M, "gaussian flow", err);
+  if (!g) return CSDE_EINVAL;
+  size_t n = g->tau, D = g->D, bs = n * D;
+  double *Phi = malloc(n * n * sizeof *Phi);
+  if (!Phi) return csde_err_set(err, CSDE_ENOMEM, "out of memory in the gaussian flow");
+  int s = csde_model_gaussian_flow(M, t1, t2, Phi, err);
+  if (s) {
+    free(Phi);
+    return s;
+  }
+  double sa1 = sqrt(csde_schedule_abar(g->s, t1)), sa2 = sqrt(csde_schedule_abar(g->s, t2));
+  for (size_t b = 0; b < batch; b++) {
+    const double *xb = x1 + b * bs;
+    double *yb = x2 + b * bs;
+    for (size_t i = 0; i < bs; i++) /* z = x1 - sqrt(abar1) m */
+      g->z[i] = g->m ? xb[i] - sa1 * g->m[i] : xb[i];
+    for (size_t i = 0; i < bs; i++) yb[i] = g->m ? sa2 * g->m[i] : 0.0;
+    /* x2 = sqrt(abar2) m + Phi z */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)n, 1.0, Phi,
+                (int)n, g->z, (int)D, 1.0, yb, (int)D);
+  }
+  free(Phi);
+  return CSDE_SUCCESS;
+}
+
+/* F with F F^T = Sigma_t into g->L: Cholesky, or V sqrt(max(lambda, 0)) when Sigma_t is
+ * only semi-definite (t = 0 with a singular S0). */
+static int sigma_factor(gauss *g, double t, csde_err *err)
+{
+  size_t n = g->tau;
+  sigma_at(g, t, g->L);
+  if (!csde_mat_chol(g->L, n)) return CSDE_SUCCESS;
+  sigma_at(g, t, g->W);
+  int s = CSDE_SUCCESS;
+  gsl_matrix_view A = gsl_matrix_view_array(g->W, n, n);
+  gsl_matrix *V = gsl_matrix_alloc(n, n);
+  gsl_vector *e = gsl_vector_alloc(n);
+  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(n);
+  if (!V || !e || !w) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory sampling the gaussian model");
+    goto done;
+  }
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int es = gsl_eigen_symmv(&A.matrix, e, V, w);
+  gsl_set_error_handler(old);
+  if (es) {
+    s = csde_err_set(err, CSDE_EFAILED, "gaussian sample: eigensolver failed at t = %g", t);
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) /* F = V sqrt(max(lambda, 0)) */
+    for (size_t k = 0; k < n; k++)
+      g->L[i * n + k] = gsl_matrix_get(V, i, k) * sqrt(fmax(gsl_vector_get(e, k), 0.0));
+done:
+  gsl_matrix_free(V);
+  gsl_vector_free(e);
+  gsl_eigen_symmv_free(w);
+  return s;
+}
+
+int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
+                               size_t first, size_t batch, double *x, csde_err *err)
+{
+  gauss *g = gauss_of(M, "gaussian sample", err);
+  if (!g) return CSDE_EINVAL;
+  int s = check_t(t, "gaussian sample", "t", err);
+  if (!s) s = sigma_factor(g, t, err);
+  if (s) return s;
+  size_t n = g->tau, D = g->D, bs = n * D;
+  double sa = sqrt(csde_schedule_abar(g->s, t));
+  for (size_t b = 0; b < batch; b++) {
+    double *xb = x + b * bs;
+    /* xi[(sample tau + row) D + pixel] = normal(key, that index), sample = first + b */
+    csde_rng_normal(key, (uint64_t)(first + b) * (uint64_t)bs, bs, g->z);
+    for (size_t i = 0; i < bs; i++) xb[i] = g->m ? sa * g->m[i] : 0.0;
+    /* x = sqrt(abar) m + L xi */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)n, 1.0, g->L,
+                (int)n, g->z, (int)D, 1.0, xb, (int)D);
+  }
+  return CSDE_SUCCESS;
+}
+
+/* 1 if dataset dset exists in the HDF5 file path (which csde_h5_read has opened). */
+static int h5_has(const char *path, const char *dset)
+{
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return 0;
+  int has = H5Lexists(f, dset, H5P_DEFAULT) > 0;
+  H5Fclose(f);
+  return has;
+}
+
+int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov *C,
+                             const csde_schedule *s, size_t D, csde_err *err)
+{
+  if (!out) return csde_err_set(err, CSDE_EINVAL, "gaussian model: output pointer is NULL");
+  *out = NULL;
+  if (!path || !C)
+    return csde_err_set(err, CSDE_EINVAL, "gaussian model: %s is NULL", !path ? "path" : "C");
+  size_t tau = csde_cov_tau(C), dims[4] = {0, 0, 0, 0};
+  double *S0 = NULL, *mean = NULL;
+  int rank = 0;
+  char got[96];
+  int st = csde_h5_read(path, "/frame_cov", &S0, &rank, dims, err);
+  if (st) return st;
+  if (rank != 2 || dims[0] != tau || dims[1] != tau) {
+    csde_shape_str(dims, rank, got, sizeof got);
+    st = csde_err_set(err, CSDE_EBADLEN,
+                      "'%s': /frame_cov has shape %s; expected [%zu, %zu] (tau = %zu frames)",
+                      path, got, tau, tau, tau);
+    goto done;
+  }
+  size_t mean_len = 0;
+  if (h5_has(path, "/mean")) {
+    if ((st = csde_h5_read(path, "/mean", &mean, &rank, dims, err))) goto done;
+    if (rank == 0)
+      mean_len = 1;
+    else if (rank == 1 && dims[0] == tau)
+      mean_len = tau;
+    else if (rank == 2 && dims[0] == tau && dims[1] == D)
+      mean_len = tau * D;
+    else {
+      csde_shape_str(dims, rank, got, sizeof got);
+      st = csde_err_set(err, CSDE_EBADLEN,
+                        "'%s': /mean has shape %s; expected a scalar, [%zu] or [%zu, %zu] "
+                        "(tau = %zu frames, D = %zu pixels)",
+                        path, got, tau, tau, D, tau, D);
+      goto done;
+    }
+  }
+  st = csde_model_gaussian_alloc(out, C, s, D, mean, mean_len, S0, err);
+  if (st) { /* say which file the bad numbers came from */
+    csde_err e = {st, ""};
+    if (err) e = *err;
+    csde_err_set(err, st, "'%s': %s", path, e.msg);
+  }
+done:
+  free(S0);
+  free(mean);
+  return st;
+}

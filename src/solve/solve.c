@@ -234,7 +234,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
       if (sde && (s = csde_noise_increment(&S->noise, n, S->grid[n], S->grid[n + 1], dW, &S->err)))
         break;
       s = S->type->step(S, S->grid[n], S->grid[n + 1], x, sde ? dW : NULL, n + 1 == S->nsteps);
-      if (S->err.status) s = S->err.status;
+      if (s && S->err.status) s = S->err.status; /* the recorded reason, if any */
       if (s) break;
       S->st.steps++;
       S->st.accepted++;
@@ -256,7 +256,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
       while (!s && t != target) {
         S->step = S->st.steps;
         s = S->type->evolve(S, &t, target, &h, x);
-        if (S->err.status) s = S->err.status;
+        if (s && S->err.status) s = S->err.status;
         if (s) break;
         S->st.steps++;
         if (observe(S, t, x)) break;
@@ -268,7 +268,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
   S->st.wall_seconds = now() - start;
   if (stats) *stats = S->st;
   if (s && err) {
-    if (S->err.status)
+    if (S->err.status == s)
       *err = S->err;
     else
       csde_err_set(err, s, "solver '%s' failed at step %zu: %s", S->type->name, S->step,

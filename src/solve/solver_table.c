@@ -1,1 +1,45 @@
-/* being written */
+/* The integrators' registry (corrsde/solve.h): every type table of solvers/ in one list.
+ * Adding an integrator adds its file and one line here. */
+#include <math.h>
+#include <string.h>
+
+#include "solve/stepper.h"
+
+static const csde_solver_type *const solver_types[] = {
+  &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
+  &csde_solver_rk8pd, NULL};
+
+const csde_solver_type *csde_solver_lookup(const char *name)
+{
+  if (!name) return NULL;
+  for (const csde_solver_type *const *t = solver_types; *t; t++)
+    if (!strcmp((*t)->name, name) || ((*t)->alias && !strcmp((*t)->alias, name))) return *t;
+  return NULL;
+}
+
+const csde_solver_type *const *csde_solver_types(void) { return solver_types; }
+
+const char *csde_solver_type_name(const csde_solver_type *T) { return T ? T->name : NULL; }
+
+/* SDE processes need an SDE integrator, the ODE processes an ODE one. */
+int csde_solver_type_fits(const csde_solver_type *T, csde_process p)
+{
+  if (!T) return 0;
+  return csde_process_is_sde(p) ? T->sde != 0 : T->ode != 0;
+}
+
+unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T)
+{
+  return T ? T->nfe_per_step : 0;
+}
+
+/* "ode", "strong" or "weak" (0 where it does not apply); NaN for an unknown `which` or a
+ * NULL type. */
+double csde_solver_type_order(const csde_solver_type *T, const char *which)
+{
+  if (!T || !which) return NAN;
+  if (!strcmp(which, "ode")) return T->order_ode;
+  if (!strcmp(which, "strong")) return T->order_strong;
+  if (!strcmp(which, "weak")) return T->order_weak;
+  return NAN;
+}

@@ -1,0 +1,887 @@
+/* The HDF5 trajectory file: writer (append + flush per saved state) and reader
+ * (h5traj.h). HDF5's own error stack printing is turned off: every failure becomes one
+ * csde_err message naming the file and the object. */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "io/h5traj.h"
+
+#define CHUNK_TARGET ((size_t)4 << 20) /* bytes: chunks of at most ~4 MiB when possible */
+#define GZIP_LEVEL 4
+#define T_CHUNK 256                    /* /trajectory/t and /step chunk length */
+
+struct csde_h5traj {
+  char *path;
+  hid_t file, x, t, step;
+  hid_t xtype_mem;   /* H5T_NATIVE_FLOAT or H5T_NATIVE_DOUBLE */
+  hid_t mspace;      /* one state: [1, B, tau, *SHAPE] */
+  hid_t mspace1;     /* one scalar: [1] */
+  int rank;          /* of /trajectory/x */
+  hsize_t dims[CSDE_H5_MAXRANK];
+  size_t n;          /* states per append: B * tau * prod(SHAPE) */
+  size_t count;      /* states appended */
+  int64_t last_step;
+  float *conv;       /* float32 files: the converted state */
+};
+
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* ---- writer ---- */
+
+static int close_id(hid_t id, herr_t (*fn)(hid_t))
+{
+  return id >= 0 ? (fn(id) < 0 ? -1 : 0) : 0;
+}
+
+static int h5traj_close_ids(csde_h5traj *w)
+{
+  int bad = 0;
+  bad |= close_id(w->x, H5Dclose);
+  bad |= close_id(w->t, H5Dclose);
+  bad |= close_id(w->step, H5Dclose);
+  bad |= close_id(w->mspace, H5Sclose);
+  bad |= close_id(w->mspace1, H5Sclose);
+  bad |= close_id(w->file, H5Fclose);
+  w->x = w->t = w->step = w->mspace = w->mspace1 = w->file = -1;
+  return bad;
+}
+
+void csde_h5traj_free(csde_h5traj *w)
+{
+  if (!w) return;
+  h5traj_close_ids(w);
+  free(w->conv);
+  free(w->path);
+  free(w);
+}
+
+int csde_h5traj_close(csde_h5traj *w, csde_err *err)
+{
+  if (!w) return CSDE_SUCCESS;
+  int bad = 0;
+  if (w->file >= 0 && H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) bad = 1;
+  if (h5traj_close_ids(w)) bad = 1;
+  int s = bad ? csde_err_set(err, CSDE_EIO, "cannot finish writing '%s'", w->path)
+              : CSDE_SUCCESS;
+  csde_h5traj_free(w);
+  return s;
+}
+
+/* An extendable 1-D dataset [0] of type ftype. */
+static hid_t make_series(hid_t grp, const char *name, hid_t ftype)
+{
+  hsize_t d0 = 0, dmax = H5S_UNLIMITED, ch = T_CHUNK;
+  hid_t sp = H5Screate_simple(1, &d0, &dmax);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  hid_t d = -1;
+  if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &ch) >= 0)
+    d = H5Dcreate2(grp, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (sp >= 0) H5Sclose(sp);
+  return d;
+}
+
+/* The chunk of /trajectory/x: one saved state when it fits in CHUNK_TARGET bytes, else
+ * as many samples as fit, else as many frames of one sample (a frame is never split). */
+static void chunk_dims(const csde_h5traj_params *p, size_t esize, hsize_t *ch)
+{
+  size_t D = 1;
+  for (int i = 0; i < p->shape_rank; i++) D *= p->shape[i];
+  size_t frame = D * esize, sample = p->tau * frame;
+  size_t bc = p->batch, tc = p->tau;
+  if (bc * sample > CHUNK_TARGET) {
+    bc = CHUNK_TARGET / sample;
+    if (bc == 0) {
+      bc = 1;
+      tc = CHUNK_TARGET / frame;
+      if (tc == 0) tc = 1;
+    }
+  }
+  ch[0] = 1;
+  ch[1] = bc;
+  ch[2] = tc;
+  for (int i = 0; i < p->shape_rank; i++) ch[3 + i] = p->shape[i];
+}
+
+int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                       csde_err *err)
+{
+  *out = NULL;
+  quiet_hdf5();
+  if (p->shape_rank < 1 || p->shape_rank > CSDE_H5TRAJ_MAXSHAPE || p->batch == 0 ||
+      p->tau == 0)
+    return csde_err_set(err, CSDE_EINVAL, "trajectory: bad sizes (batch %zu, tau %zu, rank %d)",
+                        p->batch, p->tau, p->shape_rank);
+  csde_h5traj *w = calloc(1, sizeof *w);
+  if (!w) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  w->file = w->x = w->t = w->step = w->mspace = w->mspace1 = -1;
+  w->last_step = -1;
+  w->path = strdup(path);
+  w->rank = 3 + p->shape_rank;
+  w->n = p->batch * p->tau;
+  w->dims[0] = 0;
+  w->dims[1] = p->batch;
+  w->dims[2] = p->tau;
+  for (int i = 0; i < p->shape_rank; i++) {
+    w->dims[3 + i] = p->shape[i];
+    w->n *= p->shape[i];
+  }
+  w->xtype_mem = p->float32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+  if (p->float32) w->conv = malloc(w->n * sizeof *w->conv);
+  if (!w->path || (p->float32 && !w->conv)) {
+    csde_h5traj_free(w);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for the trajectory buffers");
+  }
+
+  int s = CSDE_SUCCESS;
+  const char *what = "create the file";
+  hid_t dcpl = -1, sp = -1, grp = -1;
+  errno = 0;
+  w->file = H5Fcreate(path, p->overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT,
+                      H5P_DEFAULT);
+  if (w->file < 0) {
+    struct stat st;
+    if (!p->overwrite && stat(path, &st) == 0)
+      s = csde_err_set(err, CSDE_EIO, "'%s' exists (use --force to overwrite it)", path);
+    else
+      s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", path, errno ? ": " : "",
+                       errno ? strerror(errno) : "");
+    goto done;
+  }
+  what = "create the groups";
+  const char *groups[] = {"/trajectory", "/parameters", "/covariance", "/stats"};
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+    grp = H5Gcreate2(w->file, groups[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (grp < 0) goto h5fail;
+    H5Gclose(grp);
+  }
+  grp = H5Gopen2(w->file, "/trajectory", H5P_DEFAULT);
+  if (grp < 0) goto h5fail;
+
+  what = "create /trajectory/x";
+  hsize_t maxd[CSDE_H5_MAXRANK], ch[CSDE_H5_MAXRANK];
+  for (int i = 0; i < w->rank; i++) maxd[i] = w->dims[i];
+  maxd[0] = H5S_UNLIMITED;
+  chunk_dims(p, p->float32 ? sizeof(float) : sizeof(double), ch);
+  sp = H5Screate_simple(w->rank, w->dims, maxd);
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, w->rank, ch) < 0) goto h5fail;
+  if (p->compress && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, GZIP_LEVEL) < 0)) {
+    what = "enable gzip compression (is zlib support built into HDF5?)";
+    goto h5fail;
+  }
+  w->x = H5Dcreate2(grp, "x", p->float32 ? H5T_IEEE_F32LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT,
+                    dcpl, H5P_DEFAULT);
+  if (w->x < 0) goto h5fail;
+  what = "create /trajectory/t and /trajectory/step";
+  w->t = make_series(grp, "t", H5T_IEEE_F64LE);
+  w->step = make_series(grp, "step", H5T_STD_I64LE);
+  if (w->t < 0 || w->step < 0) goto h5fail;
+
+  what = "prepare the memory layout";
+  hsize_t one[CSDE_H5_MAXRANK];
+  for (int i = 0; i < w->rank; i++) one[i] = w->dims[i];
+  one[0] = 1;
+  w->mspace = H5Screate_simple(w->rank, one, NULL);
+  w->mspace1 = H5Screate_simple(1, one, NULL);
+  if (w->mspace < 0 || w->mspace1 < 0) goto h5fail;
+  H5Gclose(grp);
+  grp = -1;
+
+  static const char *const axes[] = {"saved, sample, frame, pixel",
+                                     "saved, sample, frame, height, width",
+                                     "saved, sample, frame, channel, height, width"};
+  if ((s = csde_h5traj_attr_str(w, "/trajectory/x", "axes", axes[p->shape_rank - 1], err)))
+    goto done;
+  if ((s = csde_h5traj_attr_str(w, "/trajectory/t", "unit", "model time", err))) goto done;
+  if ((s = csde_h5traj_attr_str(w, "/stats", "status", "running", err))) goto done;
+  if ((s = csde_h5traj_flush(w, err))) goto done;
+  goto done;
+h5fail:
+  s = csde_err_set(err, CSDE_EIO, "'%s': cannot %s", path, what);
+done:
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (sp >= 0) H5Sclose(sp);
+  if (grp >= 0) H5Gclose(grp);
+  if (s) {
+    int created = w->file >= 0;
+    csde_h5traj_free(w);
+    if (created) unlink(path); /* a half-made file is worth nothing */
+    return s;
+  }
+  *out = w;
+  return CSDE_SUCCESS;
+}
+
+/* Write an attribute of file type ftype from memory type mtype (n values). */
+static int put_attr(csde_h5traj *w, const char *obj, const char *name, hid_t ftype,
+                    hid_t mtype, const void *buf, size_t n, csde_err *err)
+{
+  int s = CSDE_SUCCESS;
+  hsize_t hn = n;
+  hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &hn, NULL), a = -1;
+  if (sp < 0) goto fail;
+  htri_t ex = H5Aexists_by_name(w->file, obj, name, H5P_DEFAULT);
+  if (ex < 0) goto fail;
+  if (ex > 0 && H5Adelete_by_name(w->file, obj, name, H5P_DEFAULT) < 0) goto fail;
+  a = H5Acreate_by_name(w->file, obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0 || H5Awrite(a, mtype, buf) < 0) goto fail;
+  goto done;
+fail:
+  s = csde_err_set(err, CSDE_EIO, "'%s': cannot write attribute %s of %s", w->path, name, obj);
+done:
+  if (a >= 0) H5Aclose(a);
+  if (sp >= 0) H5Sclose(sp);
+  return s;
+}
+
+int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, const char *v,
+                         csde_err *err)
+{
+  hid_t st = H5Tcopy(H5T_C_S1);
+  if (st < 0 || H5Tset_size(st, H5T_VARIABLE) < 0 || H5Tset_cset(st, H5T_CSET_UTF8) < 0) {
+    if (st >= 0) H5Tclose(st);
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot make a string type", w->path);
+  }
+  const char *val = v ? v : "";
+  int s = put_attr(w, obj, name, st, st, &val, 1, err);
+  H5Tclose(st);
+  return s;
+}
+
+int csde_h5traj_attr_f64(csde_h5traj *w, const char *obj, const char *name, const double *v,
+                         size_t n, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, n, err);
+}
+
+int csde_h5traj_attr_i64(csde_h5traj *w, const char *obj, const char *name,
+                         const int64_t *v, size_t n, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n, err);
+}
+
+int csde_h5traj_attr_u64(csde_h5traj *w, const char *obj, const char *name,
+                         const uint64_t *v, size_t n, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, v, n, err);
+}
+
+int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, int rank,
+                            const size_t *dims, csde_err *err)
+{
+  hsize_t hd[CSDE_H5_MAXRANK];
+  if (rank < 1 || rank > CSDE_H5_MAXRANK)
+    return csde_err_set(err, CSDE_EINVAL, "'%s': rank %d for %s", w->path, rank, name);
+  for (int i = 0; i < rank; i++) hd[i] = dims[i];
+  int s = CSDE_SUCCESS;
+  hid_t sp = H5Screate_simple(rank, hd, NULL), d = -1;
+  if (sp >= 0) d = H5Dcreate2(w->file, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT);
+  if (d < 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+    s = csde_err_set(err, CSDE_EIO, "'%s': cannot write %s", w->path, name);
+  if (d >= 0) H5Dclose(d);
+  if (sp >= 0) H5Sclose(sp);
+  return s;
+}
+
+int csde_h5traj_flush(csde_h5traj *w, csde_err *err)
+{
+  if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot flush the file (disk full?)", w->path);
+  return CSDE_SUCCESS;
+}
+
+/* Grow the 1-D or state dataset d to n entries and select entry n - 1 in *fs. */
+static int grow_select(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t *fs)
+{
+  hsize_t nd[CSDE_H5_MAXRANK], start[CSDE_H5_MAXRANK], count[CSDE_H5_MAXRANK];
+  for (int i = 0; i < rank; i++) {
+    nd[i] = dims[i];
+    start[i] = 0;
+    count[i] = dims[i];
+  }
+  nd[0] = n;
+  start[0] = n - 1;
+  count[0] = 1;
+  *fs = -1;
+  if (H5Dset_extent(d, nd) < 0) return -1;
+  *fs = H5Dget_space(d);
+  if (*fs < 0) return -1;
+  return H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ? -1 : 0;
+}
+
+int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
+                       csde_err *err)
+{
+  hsize_t n = w->count + 1, one = 1;
+  hid_t fs = -1;
+  const void *buf = x;
+  if (w->conv) {
+    for (size_t i = 0; i < w->n; i++) w->conv[i] = (float)x[i];
+    buf = w->conv;
+  }
+  /* data first, then its time and step: a reader never sees a t without its x */
+  int bad = grow_select(w->x, w->rank, w->dims, n, &fs) ||
+            H5Dwrite(w->x, w->xtype_mem, w->mspace, fs, H5P_DEFAULT, buf) < 0;
+  if (fs >= 0) H5Sclose(fs);
+  if (!bad) {
+    bad = grow_select(w->t, 1, &one, n, &fs) ||
+          H5Dwrite(w->t, H5T_NATIVE_DOUBLE, w->mspace1, fs, H5P_DEFAULT, &t) < 0;
+    if (fs >= 0) H5Sclose(fs);
+  }
+  if (!bad) {
+    bad = grow_select(w->step, 1, &one, n, &fs) ||
+          H5Dwrite(w->step, H5T_NATIVE_INT64, w->mspace1, fs, H5P_DEFAULT, &step) < 0;
+    if (fs >= 0) H5Sclose(fs);
+  }
+  if (bad)
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot append saved state %zu (step %lld)",
+                        w->path, (size_t)n - 1, (long long)step);
+  w->count = n;
+  w->last_step = step;
+  return csde_h5traj_flush(w, err);
+}
+
+size_t csde_h5traj_count(const csde_h5traj *w) { return w->count; }
+int64_t csde_h5traj_last_step(const csde_h5traj *w) { return w->last_step; }
+
+int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *status,
+                      csde_err *err)
+{
+  int64_t v[4] = {(int64_t)st->nfe, (int64_t)st->steps, (int64_t)st->accepted,
+                  (int64_t)st->rejected};
+  static const char *const names[4] = {"nfe", "steps", "accepted", "rejected"};
+  int s;
+  for (int i = 0; i < 4; i++)
+    if ((s = csde_h5traj_attr_i64(w, "/stats", names[i], &v[i], 1, err))) return s;
+  if ((s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &st->wall_seconds, 1, err)))
+    return s;
+  int64_t saved = (int64_t)w->count;
+  if ((s = csde_h5traj_attr_i64(w, "/stats", "n_saved", &saved, 1, err))) return s;
+  if ((s = csde_h5traj_attr_str(w, "/stats", "status", status, err))) return s;
+  return csde_h5traj_flush(w, err);
+}
+
+/* ---- reading arrays ---- */
+
+static hid_t open_ro(const char *path, int lock, csde_err *err)
+{
+  quiet_hdf5();
+  if (access(path, R_OK) != 0) {
+    csde_err_set(err, CSDE_EIO, "cannot read '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (H5Fis_hdf5(path) <= 0) {
+    csde_err_set(err, CSDE_EIO, "'%s' is not an HDF5 file", path);
+    return -1;
+  }
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+  /* a reader of a file a run is still writing: show what has been flushed */
+  if (!lock && fapl >= 0) H5Pset_file_locking(fapl, 0, 1);
+#else
+  (void)lock;
+#endif
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0)
+    csde_err_set(err, CSDE_EIO,
+                 "cannot open HDF5 file '%s' (is a run still writing it?)", path);
+  return f;
+}
+
+static hid_t open_dset(hid_t f, const char *path, const char *dset, csde_err *err)
+{
+  hid_t d = -1;
+  if (H5Lexists(f, dset, H5P_DEFAULT) <= 0 || H5Oexists_by_name(f, dset, H5P_DEFAULT) <= 0 ||
+      (d = H5Dopen2(f, dset, H5P_DEFAULT)) < 0)
+    csde_err_set(err, CSDE_EIO, "no dataset '%s' in '%s'", dset, path);
+  return d;
+}
+
+int csde_h5_shape(const char *path, const char *dset, int *rank,
+                  size_t dims[CSDE_H5_MAXRANK], csde_err *err)
+{
+  int s = CSDE_SUCCESS;
+  hid_t f = open_ro(path, 1, err), d = -1, sp = -1;
+  if (f < 0) return CSDE_EIO;
+  if ((d = open_dset(f, path, dset, err)) < 0) {
+    s = CSDE_EIO;
+    goto done;
+  }
+  sp = H5Dget_space(d);
+  int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+  if (r < 0 || r > CSDE_H5_MAXRANK) {
+    s = csde_err_set(err, CSDE_EBADLEN, "dataset '%s' in '%s' has rank %d (at most %d)", dset,
+                     path, r, CSDE_H5_MAXRANK);
+    goto done;
+  }
+  hsize_t h[CSDE_H5_MAXRANK];
+  H5Sget_simple_extent_dims(sp, h, NULL);
+  for (int i = 0; i < r; i++) dims[i] = (size_t)h[i];
+  *rank = r;
+done:
+  if (sp >= 0) H5Sclose(sp);
+  if (d >= 0) H5Dclose(d);
+  H5Fclose(f);
+  return s;
+}
+
+int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_axis,
+                         double **out, csde_err *err)
+{
+  int s = CSDE_SUCCESS;
+  double *buf = NULL;
+  hid_t f = open_ro(path, 1, err), d = -1, fs = -1, ms = -1;
+  if (f < 0) return CSDE_EIO;
+  if ((d = open_dset(f, path, dset, err)) < 0) {
+    s = CSDE_EIO;
+    goto done;
+  }
+  fs = H5Dget_space(d);
+  int r = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
+  if (r < 0 || r > CSDE_H5_MAXRANK || (last_of_first_axis && r < 1)) {
+    s = csde_err_set(err, CSDE_EBADLEN, "dataset '%s' in '%s' has rank %d", dset, path, r);
+    goto done;
+  }
+  H5T_class_t cls = H5T_NO_CLASS;
+  hid_t ty = H5Dget_type(d);
+  if (ty >= 0) {
+    cls = H5Tget_class(ty);
+    H5Tclose(ty);
+  }
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) {
+    s = csde_err_set(err, CSDE_EIO, "dataset '%s' in '%s' does not hold numbers", dset, path);
+    goto done;
+  }
+  hsize_t h[CSDE_H5_MAXRANK], start[CSDE_H5_MAXRANK];
+  H5Sget_simple_extent_dims(fs, h, NULL);
+  if (last_of_first_axis) {
+    if (h[0] == 0) {
+      s = csde_err_set(err, CSDE_EBADLEN, "dataset '%s' in '%s' is empty", dset, path);
+      goto done;
+    }
+    for (int i = 0; i < r; i++) start[i] = 0;
+    start[0] = h[0] - 1;
+    h[0] = 1;
+    if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, h, NULL) < 0) {
+      s = csde_err_set(err, CSDE_EIO, "cannot select in '%s' of '%s'", dset, path);
+      goto done;
+    }
+  }
+  size_t total = 1;
+  for (int i = 0; i < r; i++) total *= (size_t)h[i];
+  buf = malloc((total ? total : 1) * sizeof *buf);
+  ms = H5Screate_simple(r ? r : 1, r ? h : (hsize_t[]){1}, NULL);
+  if (!buf || ms < 0) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory reading '%s' of '%s'", dset, path);
+    goto done;
+  }
+  if (total && H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, buf) < 0) {
+    s = csde_err_set(err, CSDE_EIO, "cannot read dataset '%s' in '%s' as numbers", dset, path);
+    goto done;
+  }
+  *out = buf;
+  buf = NULL;
+done:
+  free(buf);
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  if (d >= 0) H5Dclose(d);
+  H5Fclose(f);
+  return s;
+}
+
+/* ---- reading a trajectory file ---- */
+
+typedef struct {
+  char *s;
+  size_t len, cap;
+} strbuf;
+
+static void sb_add(strbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void sb_add(strbuf *b, const char *fmt, ...)
+{
+  va_list ap;
+  for (;;) {
+    if (!b->s) {
+      b->cap = 128;
+      b->s = malloc(b->cap);
+      if (!b->s) return;
+      b->s[0] = '\0';
+      b->len = 0;
+    }
+    va_start(ap, fmt);
+    int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    char *t = realloc(b->s, b->cap * 2 + (size_t)n);
+    if (!t) return;
+    b->s = t;
+    b->cap = b->cap * 2 + (size_t)n;
+  }
+}
+
+/* The shortest "%.*g" that reads back as v. */
+static void fmt_double(strbuf *b, double v)
+{
+  char tmp[40];
+  for (int p = 6; p <= 17; p++) {
+    snprintf(tmp, sizeof tmp, "%.*g", p, v);
+    if (strtod(tmp, NULL) == v || p == 17) break;
+  }
+  sb_add(b, "%s", tmp);
+}
+
+#define ATTR_SHOW_MAX 16 /* array values shown before "..." */
+
+/* Format n values of class cls held in raw (native types chosen by the caller). */
+static void fmt_attr(hid_t a, strbuf *b)
+{
+  hid_t ty = H5Aget_type(a), sp = H5Aget_space(a);
+  if (ty < 0 || sp < 0) {
+    sb_add(b, "(unreadable)");
+    goto done;
+  }
+  hssize_t np = H5Sget_simple_extent_npoints(sp);
+  int arr = H5Sget_simple_extent_type(sp) == H5S_SIMPLE;
+  size_t n = np > 0 ? (size_t)np : 0;
+  H5T_class_t cls = H5Tget_class(ty);
+  if (H5Sget_simple_extent_type(sp) == H5S_NULL || n == 0) {
+    sb_add(b, "(empty)");
+    goto done;
+  }
+  size_t show = n < ATTR_SHOW_MAX ? n : ATTR_SHOW_MAX;
+  if (arr) sb_add(b, "[");
+  if (cls == H5T_STRING) {
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mt, H5Tget_cset(ty));
+    if (H5Tis_variable_str(ty) > 0) {
+      H5Tset_size(mt, H5T_VARIABLE);
+      char **v = calloc(n, sizeof *v);
+      if (v && H5Aread(a, mt, v) >= 0) {
+        for (size_t i = 0; i < show; i++)
+          sb_add(b, arr ? "%s'%s'" : "%s%s", i ? ", " : "", v[i] ? v[i] : "");
+#if H5_VERSION_GE(1, 12, 0)
+        H5Treclaim(mt, sp, H5P_DEFAULT, v);
+#else
+        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, v);
+#endif
+      } else {
+        sb_add(b, "(unreadable string)");
+      }
+      free(v);
+    } else {
+      size_t sz = H5Tget_size(ty);
+      H5Tset_size(mt, sz + 1); /* room for a terminator */
+      H5Tset_strpad(mt, H5T_STR_NULLTERM);
+      char *v = calloc(n, sz + 1);
+      if (v && H5Aread(a, mt, v) >= 0) {
+        for (size_t i = 0; i < show; i++) {
+          char *e = v + i * (sz + 1);
+          size_t l = strnlen(e, sz);
+          while (l > 0 && e[l - 1] == ' ') l--; /* space-padded (Fortran) strings */
+          sb_add(b, arr ? "%s'%.*s'" : "%s%.*s", i ? ", " : "", (int)l, e);
+        }
+      } else {
+        sb_add(b, "(unreadable string)");
+      }
+      free(v);
+    }
+    H5Tclose(mt);
+  } else if (cls == H5T_INTEGER) {
+    int sgn = H5Tget_sign(ty) != H5T_SGN_NONE;
+    if (sgn) {
+      long long *v = malloc(n * sizeof *v);
+      if (v && H5Aread(a, H5T_NATIVE_LLONG, v) >= 0)
+        for (size_t i = 0; i < show; i++) sb_add(b, "%s%lld", i ? ", " : "", v[i]);
+      else
+        sb_add(b, "(unreadable)");
+      free(v);
+    } else {
+      unsigned long long *v = malloc(n * sizeof *v);
+      if (v && H5Aread(a, H5T_NATIVE_ULLONG, v) >= 0)
+        for (size_t i = 0; i < show; i++) sb_add(b, "%s%llu", i ? ", " : "", v[i]);
+      else
+        sb_add(b, "(unreadable)");
+      free(v);
+    }
+  } else if (cls == H5T_FLOAT) {
+    double *v = malloc(n * sizeof *v);
+    if (v && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0)
+      for (size_t i = 0; i < show; i++) {
+        if (i) sb_add(b, ", ");
+        fmt_double(b, v[i]);
+      }
+    else
+      sb_add(b, "(unreadable)");
+    free(v);
+  } else if (cls == H5T_ENUM) { /* h5py's booleans are an enum {FALSE, TRUE} */
+    size_t sz = H5Tget_size(ty);
+    unsigned char *v = malloc(n * sz);
+    if (v && H5Aread(a, ty, v) >= 0) {
+      for (size_t i = 0; i < show; i++) {
+        char name[64];
+        if (H5Tenum_nameof(ty, v + i * sz, name, sizeof name) < 0) strcpy(name, "?");
+        sb_add(b, "%s%s", i ? ", " : "", name);
+      }
+    } else {
+      sb_add(b, "(unreadable)");
+    }
+    free(v);
+  } else {
+    sb_add(b, "(HDF5 type class %d)", (int)cls);
+  }
+  if (show < n) sb_add(b, ", ... (%zu values)", n);
+  if (arr) sb_add(b, "]");
+done:
+  if (ty >= 0) H5Tclose(ty);
+  if (sp >= 0) H5Sclose(sp);
+}
+
+typedef struct {
+  csde_h5attr *a;
+  size_t n, cap;
+  int oom;
+} attr_list;
+
+static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *ainfo, void *data)
+{
+  (void)ainfo;
+  attr_list *L = data;
+  if (L->n == L->cap) {
+    size_t cap = L->cap ? 2 * L->cap : 32;
+    csde_h5attr *t = realloc(L->a, cap * sizeof *t);
+    if (!t) {
+      L->oom = 1;
+      return -1;
+    }
+    L->a = t;
+    L->cap = cap;
+  }
+  strbuf b = {0};
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a >= 0) {
+    fmt_attr(a, &b);
+    H5Aclose(a);
+  } else {
+    sb_add(&b, "(unreadable)");
+  }
+  L->a[L->n].name = strdup(name);
+  L->a[L->n].text = b.s ? b.s : strdup("");
+  if (!L->a[L->n].name || !L->a[L->n].text) {
+    free(L->a[L->n].name);
+    free(L->a[L->n].text);
+    L->oom = 1;
+    return -1;
+  }
+  L->n++;
+  return 0;
+}
+
+static int attr_cmp(const void *x, const void *y)
+{
+  return strcmp(((const csde_h5attr *)x)->name, ((const csde_h5attr *)y)->name);
+}
+
+/* Every attribute of object obj (absent object: none), sorted by name. */
+static int read_attrs(hid_t f, const char *obj, csde_h5attr **out, size_t *n)
+{
+  attr_list L = {0};
+  *out = NULL;
+  *n = 0;
+  if (H5Lexists(f, obj, H5P_DEFAULT) <= 0) return 0;
+  hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+  if (o < 0) return 0;
+  hsize_t idx = 0;
+  H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &L);
+  H5Oclose(o);
+  if (L.n) qsort(L.a, L.n, sizeof *L.a, attr_cmp);
+  *out = L.a;
+  *n = L.n;
+  return L.oom ? -1 : 0;
+}
+
+static void type_name(hid_t ty, char *buf, size_t len)
+{
+  H5T_class_t c = H5Tget_class(ty);
+  size_t bits = 8 * H5Tget_size(ty);
+  if (c == H5T_FLOAT)
+    snprintf(buf, len, "float%zu", bits);
+  else if (c == H5T_INTEGER)
+    snprintf(buf, len, "%sint%zu", H5Tget_sign(ty) == H5T_SGN_NONE ? "u" : "", bits);
+  else if (c == H5T_STRING)
+    snprintf(buf, len, "string");
+  else
+    snprintf(buf, len, "type class %d", (int)c);
+}
+
+static void dset_info(hid_t f, const char *name, csde_h5dset_info *di)
+{
+  memset(di, 0, sizeof *di);
+  if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0) return;
+  hid_t sp = H5Dget_space(d), ty = H5Dget_type(d), dcpl = H5Dget_create_plist(d);
+  int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+  if (r >= 0 && r <= CSDE_H5_MAXRANK) {
+    hsize_t h[CSDE_H5_MAXRANK];
+    H5Sget_simple_extent_dims(sp, h, NULL);
+    di->present = 1;
+    di->rank = r;
+    for (int i = 0; i < r; i++) di->dims[i] = (size_t)h[i];
+    if (ty >= 0) type_name(ty, di->type, sizeof di->type);
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+      hsize_t c[CSDE_H5_MAXRANK];
+      if (H5Pget_chunk(dcpl, CSDE_H5_MAXRANK, c) == r) {
+        di->chunked = 1;
+        for (int i = 0; i < r; i++) di->chunk[i] = (size_t)c[i];
+      }
+    }
+    int nf = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    size_t used = 0;
+    for (int i = 0; i < nf && used < sizeof di->filters - 16; i++) {
+      unsigned flags, cd[8];
+      size_t ncd = 8;
+      char fname[32] = "";
+      H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof fname,
+                                       fname, NULL);
+      char one[32];
+      if (id == H5Z_FILTER_DEFLATE)
+        snprintf(one, sizeof one, "gzip(%u)", ncd ? cd[0] : 0);
+      else if (id == H5Z_FILTER_SHUFFLE)
+        snprintf(one, sizeof one, "shuffle");
+      else if (id == H5Z_FILTER_FLETCHER32)
+        snprintf(one, sizeof one, "fletcher32");
+      else
+        snprintf(one, sizeof one, "filter %d", (int)id);
+      used += (size_t)snprintf(di->filters + used, sizeof di->filters - used, "%s%s",
+                               used ? "+" : "", one);
+    }
+  }
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (ty >= 0) H5Tclose(ty);
+  if (sp >= 0) H5Sclose(sp);
+  H5Dclose(d);
+}
+
+/* Read a whole 1-D dataset as type mt (n values of size esize) into a new buffer. */
+static void *read_1d(hid_t f, const char *name, hid_t mt, size_t esize, size_t n)
+{
+  if (n == 0) return NULL;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0) return NULL;
+  void *buf = malloc(n * esize);
+  if (buf && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    free(buf);
+    buf = NULL;
+  }
+  H5Dclose(d);
+  return buf;
+}
+
+static void free_attrs(csde_h5attr *a, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    free(a[i].name);
+    free(a[i].text);
+  }
+  free(a);
+}
+
+void csde_h5traj_info_free(csde_h5traj_info *info)
+{
+  if (!info) return;
+  free_attrs(info->params, info->nparams);
+  free_attrs(info->stats, info->nstats);
+  free_attrs(info->cov_attrs, info->ncov_attrs);
+  memset(info, 0, sizeof *info);
+}
+
+const char *csde_h5attr_get(const csde_h5attr *a, size_t n, const char *name)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(a[i].name, name)) return a[i].text;
+  return NULL;
+}
+
+int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *err)
+{
+  memset(info, 0, sizeof *info);
+  hid_t f = open_ro(path, 0, err);
+  if (f < 0) return CSDE_EIO;
+  int s = CSDE_SUCCESS;
+  dset_info(f, "/trajectory/x", &info->x);
+  if (!info->x.present) {
+    s = csde_err_set(err, CSDE_EIO, "'%s' has no dataset /trajectory/x (not a trajectory file)",
+                     path);
+    goto done;
+  }
+  dset_info(f, "/trajectory/t", &info->t);
+  dset_info(f, "/trajectory/step", &info->step);
+  dset_info(f, "/covariance/matrix", &info->cov);
+  dset_info(f, "/covariance/eigenvalues", &info->eig);
+  if (info->t.present && info->t.rank == 1 && info->t.dims[0] > 0) {
+    double *t = read_1d(f, "/trajectory/t", H5T_NATIVE_DOUBLE, sizeof(double), info->t.dims[0]);
+    if (t) {
+      info->t_first = t[0];
+      info->t_last = t[info->t.dims[0] - 1];
+      free(t);
+    } else {
+      info->t.dims[0] = 0; /* unreadable: show no range */
+    }
+  }
+  if (info->step.present && info->step.rank == 1 && info->step.dims[0] > 0) {
+    long long *v = read_1d(f, "/trajectory/step", H5T_NATIVE_LLONG, sizeof(long long),
+                           info->step.dims[0]);
+    if (v) {
+      info->step_first = v[0];
+      info->step_last = v[info->step.dims[0] - 1];
+      free(v);
+    } else {
+      info->step.dims[0] = 0;
+    }
+  }
+  if (info->eig.present && info->eig.rank == 1 && info->eig.dims[0] > 0) {
+    double *e = read_1d(f, "/covariance/eigenvalues", H5T_NATIVE_DOUBLE, sizeof(double),
+                        info->eig.dims[0]);
+    if (e) {
+      info->eig_min = INFINITY;
+      info->eig_max = -INFINITY;
+      for (size_t i = 0; i < info->eig.dims[0]; i++) {
+        info->eig_min = fmin(info->eig_min, e[i]);
+        info->eig_max = fmax(info->eig_max, e[i]);
+      }
+      free(e);
+    } else {
+      info->eig.dims[0] = 0;
+    }
+  }
+  if (read_attrs(f, "/parameters", &info->params, &info->nparams) ||
+      read_attrs(f, "/stats", &info->stats, &info->nstats) ||
+      read_attrs(f, "/covariance", &info->cov_attrs, &info->ncov_attrs))
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory reading the attributes of '%s'", path);
+done:
+  H5Fclose(f);
+  if (s) csde_h5traj_info_free(info);
+  return s;
+}

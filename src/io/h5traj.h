@@ -1,0 +1,133 @@
+/* Internal: the HDF5 trajectory file of `corrsde sample` and its reader (`corrsde info`).
+ *
+ * Layout (H5MD-like; a contract, see the README and issue 4):
+ *   /trajectory/x     [n_saved, B, tau, *SHAPE]  float32 or float64, chunked, extendable
+ *                     along axis 0, optionally gzip + shuffle
+ *   /trajectory/t     [n_saved] float64, model time of each saved state
+ *   /trajectory/step  [n_saved] int64, the solver step that produced it (0: the start)
+ *   /parameters       attributes: every setting of the run
+ *   /covariance       matrix [tau, tau] (the C actually used), eigenvalues [tau]
+ *   /stats            attributes nfe, steps, accepted, rejected, wall_seconds, status
+ *
+ * Crash safety: the file is created whole (parameters, covariance, empty trajectory,
+ * /stats with status "running") before a solve starts; every append extends the three
+ * trajectory datasets by one and flushes the file (H5Fflush), so a process killed with
+ * SIGKILL leaves a file that opens and holds every state appended before the kill. The
+ * superblock is HDF5's oldest format (the library default), which carries no "open for
+ * writing" mark, so such a file needs no h5clear. No SWMR.
+ *
+ * Strings are written as variable-length UTF-8 (h5py reads them as str). The reader
+ * accepts what any HDF5 program writes with the same paths: fixed or variable strings,
+ * integers and floats of any size, small arrays.
+ */
+#ifndef CSDE_IO_H5TRAJ_H
+#define CSDE_IO_H5TRAJ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corrsde/solve.h"
+#include "corrsde/status.h"
+
+#define CSDE_H5_MAXRANK 8
+#define CSDE_H5TRAJ_MAXSHAPE 3
+
+/* ---- writer ---- */
+
+typedef struct csde_h5traj csde_h5traj;
+
+typedef struct {
+  size_t batch, tau;
+  int shape_rank;                   /* 1 (D), 2 (HxW) or 3 (CxHxW) */
+  size_t shape[CSDE_H5TRAJ_MAXSHAPE];
+  int float32;                      /* 1: store float32, 0: float64 */
+  int compress;                     /* 1: gzip (level 4) + shuffle */
+  int overwrite;                    /* 1: truncate an existing file; 0: fail if it exists */
+} csde_h5traj_params;
+
+/* Create the file with its groups and the empty extendable trajectory datasets, and
+ * /stats with status "running". Allocates every buffer an append needs. */
+int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                       csde_err *err);
+
+/* Attributes on an existing group (obj: "/parameters", "/covariance", "/stats",
+ * "/trajectory/x", ...). An attribute of the same name is replaced. n == 1 writes a
+ * scalar, n > 1 a 1-D array. */
+int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, const char *v,
+                         csde_err *err);
+int csde_h5traj_attr_f64(csde_h5traj *w, const char *obj, const char *name, const double *v,
+                         size_t n, csde_err *err);
+int csde_h5traj_attr_i64(csde_h5traj *w, const char *obj, const char *name,
+                         const int64_t *v, size_t n, csde_err *err);
+int csde_h5traj_attr_u64(csde_h5traj *w, const char *obj, const char *name,
+                         const uint64_t *v, size_t n, csde_err *err);
+
+/* A fixed float64 dataset (e.g. "/covariance/matrix"), rank <= CSDE_H5_MAXRANK. */
+int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, int rank,
+                            const size_t *dims, csde_err *err);
+
+/* Flush everything written so far to the file. */
+int csde_h5traj_flush(csde_h5traj *w, csde_err *err);
+
+/* Append one state x (B * tau * prod(SHAPE) doubles, converted to the file's type) with
+ * its time and step, then flush. No allocation. */
+int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
+                       csde_err *err);
+
+/* States appended so far, and the step of the last one (-1 if none). */
+size_t csde_h5traj_count(const csde_h5traj *w);
+int64_t csde_h5traj_last_step(const csde_h5traj *w);
+
+/* Write /stats (nfe, steps, accepted, rejected, wall_seconds, status) and flush. */
+int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *status,
+                      csde_err *err);
+
+/* Close the file, reporting a failure to write what is left. Frees w (even on failure). */
+int csde_h5traj_close(csde_h5traj *w, csde_err *err);
+/* Close without reporting (error paths). Accepts NULL. */
+void csde_h5traj_free(csde_h5traj *w);
+
+/* ---- reading arrays (for --init) ---- */
+
+/* The rank and shape of dataset dset of file path. */
+int csde_h5_shape(const char *path, const char *dset, int *rank,
+                  size_t dims[CSDE_H5_MAXRANK], csde_err *err);
+/* Read dataset dset as doubles into a new array (free()). last_of_first_axis = 1 reads
+ * only the last entry along axis 0 (e.g. the final state of /trajectory/x). */
+int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_axis,
+                         double **out, csde_err *err);
+
+/* ---- reading a trajectory file (corrsde info) ---- */
+
+typedef struct {
+  char *name;
+  char *text; /* the value formatted for people: "0.9", "ar1:rho=0.9", "[32, 32]" */
+} csde_h5attr;
+
+typedef struct {
+  int present;
+  int rank;
+  size_t dims[CSDE_H5_MAXRANK];
+  char type[32];         /* "float32", "float64", "int64", "uint8", "string", ... */
+  int chunked;
+  size_t chunk[CSDE_H5_MAXRANK];
+  char filters[64];      /* "gzip(4)+shuffle", "" for none */
+} csde_h5dset_info;
+
+typedef struct {
+  csde_h5dset_info x, t, step, cov, eig;
+  double t_first, t_last;       /* valid when t has values */
+  int64_t step_first, step_last;
+  double eig_min, eig_max;      /* valid when eig has values */
+  csde_h5attr *params, *stats, *cov_attrs;
+  size_t nparams, nstats, ncov_attrs;
+} csde_h5traj_info;
+
+/* Read everything `corrsde info` shows. Fails (CSDE_EIO) if the file does not open or
+ * has no /trajectory/x; every other part is optional. */
+int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *err);
+void csde_h5traj_info_free(csde_h5traj_info *info);
+/* The text of attribute name in list a (n entries), or NULL. */
+const char *csde_h5attr_get(const csde_h5attr *a, size_t n, const char *name);
+
+#endif
