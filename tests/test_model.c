@@ -36,6 +36,9 @@
 
 static int quick;
 
+/* ": reason" after a failed call, nothing after a successful one (two %s arguments) */
+#define WHY(st, err) ((st) ? ": " : ""), ((st) ? (err).msg : "")
+
 /* ---- independent references ---- */
 
 static double ref_B(double t) { return BMIN * t + 0.5 * (BMAX - BMIN) * t * t; }
@@ -136,7 +139,7 @@ static csde_cov *make_cov(size_t tau)
   char spec[64];
   snprintf(spec, sizeof spec, "ar1:rho=%g", RHO);
   int st = csde_cov_alloc(&C, spec, tau, NULL, &err);
-  ok(st == 0 && C, "cov '%s' tau %zu%s%s", spec, tau, st ? ": " : "", err.msg);
+  ok(st == 0 && C, "cov '%s' tau %zu%s%s", spec, tau, WHY(st, err));
   return C;
 }
 
@@ -234,7 +237,7 @@ static int gcase_make(gcase *g, int commuting, size_t tau, size_t D, csde_schedu
     st = csde_model_gaussian_alloc(&g->M, g->C, s, D, mf, tau, NULL, &err);
   }
   free(mf);
-  ok(st == 0 && g->M, "gaussian alloc, %s%s%s", g->label, st ? ": " : "", err.msg);
+  ok(st == 0 && g->M, "gaussian alloc, %s%s%s", g->label, WHY(st, err));
   return st;
 }
 
@@ -380,8 +383,8 @@ static void test_flow_commuting(gcase *g)
     st |= csde_model_gaussian_flow_route(g->M, t1, t2, CSDE_FLOW_ODE, P2, &err);
     st |= csde_model_gaussian_flow(g->M, t1, t2, Pa, &err);
     double e = maxdiff(P1, P2, nn);
-    ok(st == 0 && e <= 1e-10, "%s: closed-form flow = ODE propagator, t %g -> %g (|diff| %.3g)%s",
-       g->label, t1, t2, e, err.msg);
+    ok(st == 0 && e <= 1e-10, "%s: closed-form flow = ODE propagator, t %g -> %g (|diff| %.3g)%s%s",
+       g->label, t1, t2, e, WHY(st, err));
     ok(!memcmp(P1, Pa, nn * sizeof *Pa), "%s: auto route takes the closed form", g->label);
   }
   free(P1);
@@ -494,7 +497,7 @@ static void test_gaussian_sample(gcase *g, double t)
   csde_rng_key key = {12345, 7};
   csde_err err = {0, ""};
   int st = csde_model_gaussian_sample(g->M, t, key, 0, batch, x, &err);
-  ok(st == 0, "%s: sample %zu at t = %g%s", g->label, batch, t, err.msg);
+  ok(st == 0, "%s: sample %zu at t = %g%s%s", g->label, batch, t, WHY(st, err));
   ref_sigma(g->S0, g->Cm, tau, t, Sig);
   double sa = sqrt(ref_abar(t)), wm = 0, wc = 0;
   for (size_t i = 0; i < tau; i++) { /* mean of frame i, pooled over samples and pixels */
@@ -564,7 +567,7 @@ static void test_gmm(csde_schedule *s)
   int st = csde_model_gmm_alloc(&M, C, s, D, GK, w, means, GK * bs, covs, &err);
   ok(st == 0 && M && csde_model_is_gmm(M) && !csde_model_is_gaussian(M) &&
          csde_model_output_of(M) == CSDE_OUT_CSCORE,
-     "gmm alloc K = 3 (kind cscore)%s", err.msg);
+     "gmm alloc K = 3 (kind cscore)%s%s", WHY(st, err));
 
   /* C grad log p against central differences of logpdf */
   const double ts[] = {0.05, 0.3, 0.8};
@@ -633,7 +636,7 @@ static void test_gmm(csde_schedule *s)
   ar1_mat(S1, tau, 0.25, 0.95);
   st = csde_model_gmm_alloc(&G1, C, s, D, 1, &w1, means, bs, S1, &err);
   st |= csde_model_gaussian_alloc(&Mg, C, s, D, means, bs, S1, &err);
-  ok(st == 0, "gmm K = 1 and gaussian with the same m, S0%s", err.msg);
+  ok(st == 0, "gmm K = 1 and gaussian with the same m, S0%s%s", WHY(st, err));
   for (double t = 0.02; t < 1; t += 0.3) {
     csde_model_call(G1, t, batch, x, y);
     csde_model_call(Mg, t, batch, x, y2);
@@ -756,6 +759,44 @@ static void test_gaussian_errors(csde_schedule *s)
   csde_cov_free(C1);
 }
 
+/* S0 proportional to C commutes (to rounding); an embed C gives the dense C's model. */
+static void test_gaussian_variants(csde_schedule *s)
+{
+  const size_t tau = 6, D = 2, bs = tau * D, nn = tau * tau;
+  csde_cov *C = make_cov(tau), *Ce = NULL;
+  double S[36], P1[36], P2[36], x[12], y1[12], y2[12];
+  ar1_mat(S, tau, 0.5, RHO); /* S0 = 0.5 C */
+  csde_model *M = NULL, *Me = NULL;
+  csde_err err = {0, ""};
+  int st = csde_model_gaussian_alloc(&M, C, s, D, NULL, 0, S, &err);
+  ok(st == 0 && csde_model_gaussian_commutes(M), "S0 = 0.5 C: detected as commuting%s%s",
+     WHY(st, err));
+  st = csde_model_gaussian_flow_route(M, 0.95, 0.02, CSDE_FLOW_CLOSED, P1, &err);
+  st |= csde_model_gaussian_flow_route(M, 0.95, 0.02, CSDE_FLOW_ODE, P2, &err);
+  ok(st == 0 && maxdiff(P1, P2, nn) <= 1e-10,
+     "S0 = 0.5 C: closed-form flow = ODE propagator (|diff| %.3g)", maxdiff(P1, P2, nn));
+  csde_cov_params par = csde_cov_default_params();
+  par.method = CSDE_COV_EMBED;
+  char spec[64];
+  snprintf(spec, sizeof spec, "ar1:rho=%g", RHO);
+  st = csde_cov_alloc(&Ce, spec, tau, &par, &err);
+  if (!st) st = csde_model_gaussian_alloc(&Me, Ce, s, D, NULL, 0, NULL, &err);
+  csde_model_free(M);
+  M = NULL;
+  if (!st) st = csde_model_gaussian_alloc(&M, C, s, D, NULL, 0, NULL, &err);
+  fill(x, bs, 0.1);
+  if (!st) {
+    csde_model_call(M, 0.4, 1, x, y1);
+    csde_model_call(Me, 0.4, 1, x, y2);
+  }
+  ok(st == 0 && maxdiff(y1, y2, bs) <= 1e-13 * maxabs(y1, bs),
+     "gaussian with C by method embed = with method dense%s%s", WHY(st, err));
+  csde_model_free(M);
+  csde_model_free(Me);
+  csde_cov_free(C);
+  csde_cov_free(Ce);
+}
+
 /* ---- plugin ---- */
 
 static uint64_t sm64(uint64_t *s)
@@ -804,7 +845,7 @@ static void test_plugin(void)
   csde_model *M = NULL;
   csde_err err = {0, ""};
   int st = csde_model_plugin_load(&M, path, "hidden=8,seed=3", tau, D, &err);
-  ok(st == 0 && M, "plugin '%s' loads with hidden=8,seed=3%s", path, err.msg);
+  ok(st == 0 && M, "plugin '%s' loads with hidden=8,seed=3%s%s", path, WHY(st, err));
   if (!M) return;
   ok(!strcmp(csde_model_name(M), "mlp") && csde_model_output_of(M) == CSDE_OUT_NOISE,
      "plugin: name 'mlp', kind noise");
@@ -835,7 +876,7 @@ static void test_plugin(void)
       for (size_t p = 0; p < D; p++)
         e0 = fmax(e0, fabs(y[i * D + p] - mlp_ref(tau, D, 16, 1, 0.9, x, i, p)));
   }
-  ok(st == 0 && e0 <= 1e-13, "plugin defaults hidden=16, seed=1 (|diff| %.3g)%s", e0, err.msg);
+  ok(st == 0 && e0 <= 1e-13, "plugin defaults hidden=16, seed=1 (|diff| %.3g)%s%s", e0, WHY(st, err));
   csde_model_free(M);
   M = NULL;
 
@@ -918,7 +959,7 @@ static void test_h5(csde_schedule *s)
   int st = csde_model_gaussian_load(&A, f1, C, s, D, &err);
   st |= csde_model_gaussian_alloc(&B, C, s, D, m, bs, S0, &err);
   ok(st == 0 && csde_model_is_gaussian(A) && same_output(A, B, bs),
-     "gaussian from HDF5 (/mean [tau, D]) = gaussian_alloc%s", err.msg);
+     "gaussian from HDF5 (/mean [tau, D]) = gaussian_alloc%s%s", WHY(st, err));
   csde_model_free(A);
   csde_model_free(B);
   A = B = NULL;
@@ -926,14 +967,14 @@ static void test_h5(csde_schedule *s)
   h5_write(f2, 1, "/frame_cov", 2, d2, S0);
   st = csde_model_gaussian_load(&A, f2, C, s, D, &err);
   st |= csde_model_gaussian_alloc(&B, C, s, D, NULL, 0, S0, &err);
-  ok(st == 0 && same_output(A, B, bs), "gaussian from HDF5, no /mean: m = 0%s", err.msg);
+  ok(st == 0 && same_output(A, B, bs), "gaussian from HDF5, no /mean: m = 0%s%s", WHY(st, err));
   csde_model_free(A);
   csde_model_free(B);
   A = B = NULL;
   h5_write(f2, 0, "/mean", 1, d1, mf);
   st = csde_model_gaussian_load(&A, f2, C, s, D, &err);
   st |= csde_model_gaussian_alloc(&B, C, s, D, mf, tau, S0, &err);
-  ok(st == 0 && same_output(A, B, bs), "gaussian from HDF5, /mean [tau]%s", err.msg);
+  ok(st == 0 && same_output(A, B, bs), "gaussian from HDF5, /mean [tau]%s%s", WHY(st, err));
   csde_model_free(A);
   csde_model_free(B);
   A = B = NULL;
@@ -941,12 +982,12 @@ static void test_h5(csde_schedule *s)
   h5_write(f3, 0, "/mean", 0, NULL, &sc);
   st = csde_model_gaussian_load(&A, f3, C, s, D, &err);
   st |= csde_model_gaussian_alloc(&B, C, s, D, &sc, 1, S0, &err);
-  ok(st == 0 && same_output(A, B, bs), "gaussian from HDF5, scalar /mean%s", err.msg);
+  ok(st == 0 && same_output(A, B, bs), "gaussian from HDF5, scalar /mean%s%s", WHY(st, err));
   csde_model_free(A);
   csde_model_free(B);
   A = B = NULL;
 
-  double big[20] = {0};
+  double big[64] = {0}; /* enough for every wrong shape below */
   h5_write(f3, 1, "/frame_cov", 2, bad, big);
   st = csde_model_gaussian_load(&A, f3, C, s, D, &err);
   ok_status(st, CSDE_EBADLEN, err.msg, "/frame_cov has shape [4, 5]; expected [4, 4]",
@@ -984,7 +1025,7 @@ static void test_h5(csde_schedule *s)
   st = csde_model_gmm_load(&A, f4, C, s, D, &err);
   st |= csde_model_gmm_alloc(&B, C, s, D, GK, w, means, GK * bs, covs, &err);
   ok(st == 0 && csde_model_is_gmm(A) && same_output(A, B, bs),
-     "gmm from HDF5 (/means [K, tau, D]) = gmm_alloc%s", err.msg);
+     "gmm from HDF5 (/means [K, tau, D]) = gmm_alloc%s%s", WHY(st, err));
   csde_model_free(A);
   csde_model_free(B);
   A = B = NULL;
@@ -993,7 +1034,7 @@ static void test_h5(csde_schedule *s)
   h5_write(f5, 0, "/frame_covs", 3, dc, covs);
   st = csde_model_gmm_load(&A, f5, C, s, D, &err);
   st |= csde_model_gmm_alloc(&B, C, s, D, GK, w, meansf, GK * tau, covs, &err);
-  ok(st == 0 && same_output(A, B, bs), "gmm from HDF5 (/means [K, tau]) = gmm_alloc%s", err.msg);
+  ok(st == 0 && same_output(A, B, bs), "gmm from HDF5 (/means [K, tau]) = gmm_alloc%s%s", WHY(st, err));
   csde_model_free(A);
   csde_model_free(B);
   A = B = NULL;
@@ -1033,7 +1074,7 @@ int main(void)
   char spec[64];
   snprintf(spec, sizeof spec, "vp-linear:bmin=%g,bmax=%g", BMIN, BMAX);
   int st = csde_schedule_alloc(&s, spec, &err);
-  ok(st == 0, "schedule %s%s", spec, err.msg);
+  ok(st == 0, "schedule %s%s%s", spec, WHY(st, err));
 
   test_generic();
 
@@ -1057,6 +1098,7 @@ int main(void)
   }
   gcase_free(&gn);
   test_gaussian_errors(s);
+  test_gaussian_variants(s);
 
   test_gmm(s);
   test_plugin();

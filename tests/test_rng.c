@@ -142,7 +142,8 @@ static void test_reference(void)
 /* The transform alone on chosen words: the extreme radii (u = 2^-53 gives |z| = 8.57,
  * u = 1 - 2^-53 gives r = 1.5e-8), every octant boundary of the angle and its neighbours,
  * and garbage in the high half of the angle word (ignored). The error is relative to r,
- * so that r cos and r sin near a zero still count. */
+ * so that r cos and r sin near a zero still count: 1.5e-16 against long double, but
+ * valgrind runs long double at double precision, hence the bound of 1e-15. */
 static void test_transform(const char *kname)
 {
   uint64_t wr[16], wa[16];
@@ -175,7 +176,7 @@ static void test_transform(const char *kname)
         }
       }
     }
-  ok(worst <= 4e-16, "%s: transform at extreme radii and octant boundaries, %zu pairs: "
+  ok(worst <= 1e-15, "%s: transform at extreme radii and octant boundaries, %zu pairs: "
      "error %.3g r", kname, npair, worst);
   ok(zmax > 8.5 && zmax < 8.58 && rmin < 2e-8,
      "%s: the extreme radii: max |z| %.4f (8.57 expected), min r %.3g", kname, zmax, rmin);
@@ -349,22 +350,28 @@ static void test_keys(void)
   ok(hit == 0, "uniforms and normals use disjoint counters (%zu pairs match)", hit);
 }
 
+/* Pinned values of seed 42, stream 0: a silent change of the generator, the transform or
+ * the layout fails here (by O(1)). Uniforms are exact integer arithmetic; normals may
+ * differ in the last bits between kernels, so they get a tolerance of 1e-15 (1 + |z|).
+ * Pinned: normals 0..7 and 16 (the sin partner of index 0). */
 static void test_known_answers(void)
 {
-  static const double zk[9] = {-0.66537486780734878, -1.4338891806537384,  0.13500793462831751,
-                               -0.64825064275588373, 0.053085029997585312, 1.5151875889319923,
-                               0.31706963178507985,  0.55993851796652594,  1.0360238086554647};
+  static const double zk[9] = {-1.1756919771443484,  -0.15326682402737105, -0.90348400399018369,
+                               -0.41732918571369415, 0.97465423965819842,  -0.99870797303917125,
+                               -0.36712046330712539, -1.2848628660089649,  -0.36581063638040234};
   static const double uk[4] = {0.25563441079995142, 0.76756734999451315, 0.63921078892416439,
                                0.52491351858256852};
-  double z[16], u[4];
+  double z[32], u[4];
   csde_rng_key key = {42, 0};
-  csde_rng_normal(key, 0, 16, z);
+  csde_rng_normal(key, 0, 32, z);
   csde_rng_uniform(key, 0, 4, u);
+  z[8] = z[16];
   double worst = 0;
   for (int i = 0; i < 9; i++) worst = fmax(worst, fabs(z[i] - zk[i]) / (1 + fabs(zk[i])));
   if (worst > 1e-15)
-    for (int i = 0; i < 9; i++) printf("# z[%d] = %.17g (pinned %.17g)\n", i, z[i], zk[i]);
-  ok(worst <= 1e-15, "known answers: normals 0..8 of seed 42 stream 0 (err %.3g)", worst);
+    for (int i = 0; i < 9; i++)
+      printf("# z[%d] = %.17g (pinned %.17g)\n", i < 8 ? i : 16, z[i], zk[i]);
+  ok(worst <= 1e-15, "known answers: normals 0..7, 16 of seed 42 stream 0 (err %.3g)", worst);
   if (memcmp(u, uk, sizeof u))
     for (int i = 0; i < 4; i++) printf("# u[%d] = %.17g (pinned %.17g)\n", i, u[i], uk[i]);
   ok(!memcmp(u, uk, sizeof u), "known answers: uniforms 0..3 of seed 42 stream 0 (exact)");

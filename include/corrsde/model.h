@@ -13,6 +13,13 @@
  * Return codes: 0 success; > 0 recoverable (an adaptive solver retries a smaller step);
  * < 0 fatal (the solve stops with CSDE_EBADFUNC and the model's code in the message).
  * The library checks `out` for NaN/Inf after every call.
+ *
+ * Threads: the built-in models (gaussian, gmm) and the example plugin keep preallocated
+ * scratch on the model object, so their callbacks never allocate, but ONE MODEL OBJECT
+ * MUST NOT BE EVALUATED FROM TWO THREADS AT ONCE (this includes the gaussian
+ * marginal/flow/sample and gmm logpdf calls on it). Use one model per thread. Their
+ * callbacks accept out == x and any batch size, and return -1 when Sigma_t is singular
+ * (e.g. t = 0 with a singular S0).
  */
 #ifndef CORRSDE_MODEL_H
 #define CORRSDE_MODEL_H
@@ -40,7 +47,8 @@ typedef int (*csde_model_fn)(double t, size_t batch, const double *x, double *ou
 typedef struct csde_model csde_model;
 
 /* A model from a user callback. `user` is borrowed; free_user (may be NULL) is called on
- * it by csde_model_free. `name` is copied (NULL: "user"). */
+ * it by csde_model_free. `name` is copied (NULL: "user"). On failure (fn NULL: CSDE_EINVAL;
+ * kind not a csde_model_output: CSDE_EINVAL) *out is NULL and `user` stays the caller's. */
 int csde_model_alloc(csde_model **out, const char *name, csde_model_fn fn,
                      csde_model_output kind, void *user, void (*free_user)(void *),
                      csde_err *err);
@@ -58,16 +66,22 @@ int csde_model_call(const csde_model *M, double t, size_t batch, const double *x
  * returns the exact C grad log p_t = -C Sigma_t^-1 (x - sqrt(abar) m) (kind CSCORE).
  * C and s are borrowed and must outlive the model. mean has mean_len values: 0 (m = 0),
  * 1 (a scalar), tau (one value per frame) or tau * D; S0 is tau x tau row-major
- * (NULL: 0.25 ar1(0.95)). Both are copied. */
+ * (NULL: 0.25 ar1(0.95), S0_ij = 0.25 0.95^|i-j|). Both are copied. S0 must be finite,
+ * symmetric and PSD, and S0 + C positive definite (else Sigma_t is singular at every t);
+ * errors name the entry or eigenvalue at fault. The dense C (csde_cov_matrix) is taken
+ * at alloc, so any method works; the callback costs one Cholesky of Sigma_t per new t
+ * and one tau x tau x D GEMM per block. */
 int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
                               size_t D, const double *mean, size_t mean_len,
                               const double *S0, csde_err *err);
 /* The same from an HDF5 file: /mean ([tau, D], [tau] or scalar; absent: 0) and
- * /frame_cov ([tau, tau]). */
+ * /frame_cov ([tau, tau]). A wrong shape gives CSDE_EBADLEN naming the shape found and
+ * the one expected; a missing file or /frame_cov gives CSDE_EIO. */
 int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov *C,
                              const csde_schedule *s, size_t D, csde_err *err);
 int csde_model_is_gaussian(const csde_model *M);
-/* The exact marginal p_t: mean (tau * D) and frame covariance Sigma_t (tau x tau). */
+/* The exact marginal p_t: mean (tau * D) and frame covariance Sigma_t (tau x tau).
+ * Either may be NULL. t in [0, 1] (else CSDE_EDOM). */
 int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, double *cov,
                                  csde_err *err);
 /* The exact PF-ODE flow from t1 to t2: z(t2) = Phi z(t1) with z = x - sqrt(abar) m.
@@ -75,18 +89,24 @@ int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, do
  * 1e-13 (MATH.md). Phi is tau x tau. */
 int csde_model_gaussian_flow(const csde_model *M, double t1, double t2, double *Phi,
                              csde_err *err);
-/* Apply the exact flow to a batch: x2 = sqrt(abar2) m + Phi (x1 - sqrt(abar1) m). */
+/* Apply the exact flow to a batch: x2 = sqrt(abar2) m + Phi (x1 - sqrt(abar1) m).
+ * x2 may equal x1. */
 int csde_model_gaussian_flow_apply(const csde_model *M, double t1, double t2, size_t batch,
                                    const double *x1, double *x2, csde_err *err);
-/* Draw batch samples of p_t (sample j keyed like csde_cov_sample: global sample
- * first + j, noise index (sample * tau + row) * D + pixel). */
+/* Draw batch samples of p_t: x = sqrt(abar) m + L xi with Sigma_t = L L^T (Cholesky;
+ * an eigen factor if Sigma_t is only semi-definite). Sample j is global sample first + j,
+ * xi[(sample * tau + row) * D + pixel] = csde_rng_normal(key, that index), so a sample is
+ * the same alone or in any batch. */
 int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
                                size_t first, size_t batch, double *x, csde_err *err);
 
 /* ---- built-in gmm model: X_0 ~ sum_k w_k N(m_k, S_k (x) I_D) ----
  * p_t is the mixture of the components' marginals; the callback returns the exact
  * C grad log p_t (kind CSCORE), a nonlinear drift. means are K * tau * D (means_len ==
- * K tau D) or K * tau (one value per frame, the same for every pixel); covs K tau x tau. */
+ * K tau D) or K * tau (one value per frame, the same for every pixel); covs K tau x tau.
+ * Weights must be positive and finite and are normalised to sum to 1; each S_k is checked
+ * like the gaussian S0. Responsibilities are per sample (the whole tau x D block), with
+ * log-sum-exp. Everything is copied; C and s are borrowed. */
 int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
                          size_t D, size_t K, const double *weights, const double *means,
                          size_t means_len, const double *covs, csde_err *err);
@@ -94,11 +114,13 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
 int csde_model_gmm_load(csde_model **out, const char *path, const csde_cov *C,
                         const csde_schedule *s, size_t D, csde_err *err);
 int csde_model_is_gmm(const csde_model *M);
-/* log p_t(x) per sample (logp has batch values). */
+/* log p_t(x) per sample (logp has batch values): the density of the whole tau x D block,
+ * constant included. */
 int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const double *x,
                           double *logp, csde_err *err);
 
-/* ---- plugins: a shared library loaded with dlopen (see corrsde/plugin.h) ---- */
+/* ---- plugins: a shared library loaded with dlopen (see corrsde/plugin.h) ----
+ * args may be NULL (""). The model's name is the plugin's name (else the file name). */
 int csde_model_plugin_load(csde_model **out, const char *path, const char *args, size_t tau,
                            size_t D, csde_err *err);
 

@@ -7,9 +7,16 @@
  * corrsde fills `info` (sizes, the ARGS string, an error buffer) and the plugin fills
  * `out`: its callback (see corrsde/model.h for the contract), what the callback returns,
  * its user pointer and the function that frees it. Return 0 on success; on failure
- * return non-zero and write a one-line reason into info->errmsg. corrsde calls
- * out->free(out->user) (if not NULL) and then dlcloses the library when the model is
- * freed. experiments/plugin_mlp.c is a complete example.
+ * return non-zero and write a one-line reason into info->errmsg (at most info->errlen
+ * bytes, NUL included). corrsde calls out->free(out->user) (if not NULL) and then
+ * dlcloses the library when the model is freed; it also calls it (and dlcloses) when it
+ * rejects what init returned (fn NULL, or an output kind outside csde_model_output).
+ * `name` is copied. The library is opened with RTLD_NOW | RTLD_LOCAL.
+ * Errors of csde_model_plugin_load: CSDE_EIO if dlopen fails (dlerror's text in the
+ * message), CSDE_EINVAL for no csde_plugin_init symbol, a failed init (its message
+ * quoted), a NULL fn or a bad output kind.
+ * Build: cc -shared -fPIC -I include -o my.so my.c (see experiments/README.md).
+ * experiments/plugin_mlp.c is a complete example.
  */
 #ifndef CORRSDE_PLUGIN_H
 #define CORRSDE_PLUGIN_H
@@ -40,6 +47,10 @@ typedef struct {
 } csde_plugin;
 
 typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *out);
+
+/* The entry point a plugin defines (corrsde itself does not): declared here so that the
+ * compiler checks a plugin's definition against it. */
+int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out);
 
 #ifdef __cplusplus
 }

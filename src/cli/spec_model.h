@@ -1,0 +1,94 @@
+/* Internal to the `corrsde` program: turning the spec flags shared by the subcommands
+ * that solve (`sample`, later `converge`) into library objects.
+ *
+ *   --cov SPEC [--cov-method M]  ->  csde_cov          (cli_spec_cov)
+ *   --schedule SPEC              ->  csde_schedule     (cli_spec_schedule)
+ *   --frame-shape SHAPE          ->  rank, dims, D     (cli_spec_shape)
+ *   --model SPEC                 ->  cli_model         (cli_spec_model): the csde_model and,
+ *                                    for gaussian and gmm, a sampler of its data law
+ *   --init FILE[:/path]          ->  cli_init          (cli_spec_init): where the starting
+ *                                    states are and their shape
+ *
+ * Every function prints its own one-line error, naming the flag and the expected form
+ * (cli.h conventions), and returns CLI_OK, CLI_EFAIL or CLI_EUSAGE. `cmd` is the
+ * subcommand's name for the messages.
+ */
+#ifndef CSDE_CLI_SPEC_MODEL_H
+#define CSDE_CLI_SPEC_MODEL_H
+
+#include <stddef.h>
+
+#include "corrsde/cov.h"
+#include "corrsde/model.h"
+#include "corrsde/rng.h"
+#include "corrsde/schedule.h"
+#include "io/h5traj.h"
+
+/* The forms each flag accepts, for help texts and messages. */
+#define CLI_MODEL_FORMS \
+  "gaussian[:mean=M,std=S,rho=R], gaussian:file=P.h5, gmm:file=P.h5 or plugin:LIB.so[:ARGS]"
+#define CLI_SCHEDULE_FORMS "vp-linear[:bmin=B0,bmax=B1], cosine[:s=S] or ddpm-linear[:n=N]"
+#define CLI_SHAPE_FORMS "D, HxW or CxHxW with positive integers (e.g. 32x32)"
+#define CLI_INIT_FORMS "FILE.h5 or FILE.h5:/dataset holding [B, tau, *SHAPE]"
+
+/* Defaults of `--model gaussian` (corrsde/model.h: m = 0, S0 = 0.25 ar1(0.95)). */
+#define CLI_GAUSS_MEAN 0.0
+#define CLI_GAUSS_STD 0.5
+#define CLI_GAUSS_RHO 0.95
+
+/* --cov SPEC with method name (NULL: auto) for tau frames. */
+int cli_spec_cov(const char *cmd, const char *spec, const char *method, size_t tau,
+                 csde_cov **out);
+
+/* --schedule SPEC. */
+int cli_spec_schedule(const char *cmd, const char *spec, csde_schedule **out);
+
+/* SHAPE: "D", "HxW" or "CxHxW" -> rank (1-3), dims and D = their product. */
+int cli_spec_shape(const char *cmd, const char *flag, const char *s, int *rank,
+                   size_t dims[3], size_t *D);
+
+typedef enum { CLI_MODEL_GAUSSIAN = 0, CLI_MODEL_GMM, CLI_MODEL_PLUGIN } cli_model_kind;
+
+typedef struct {
+  csde_model *model;   /* owned */
+  cli_model_kind kind;
+  char *spec;          /* canonical: every parameter shown, e.g. gaussian:mean=0,std=0.5,rho=0.95 */
+  size_t tau, D;
+  /* gmm: what the data-law sampler needs */
+  size_t K;
+  double *cum;         /* K cumulative weights, cum[K-1] = 1 */
+  double *means;       /* K x tau x D */
+  double *fac;         /* K factors tau x tau, F F^T = S_k */
+} cli_model;
+
+/* --model SPEC for tau frames of D pixels; C and s are borrowed by the model. */
+int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
+                   const csde_schedule *s, size_t tau, size_t D, cli_model *m);
+void cli_model_free(cli_model *m); /* accepts a zeroed struct */
+
+/* 1 if the model can draw from its data law p_0 (gaussian, gmm; not plugins). */
+int cli_model_has_data_law(const cli_model *m);
+
+/* Draw batch samples of p_0 into x (batch * tau * D): gaussian through
+ * csde_model_gaussian_sample(t = 0); gmm: sample j (global first + b) picks component k
+ * with the uniform (key, j), then x = m_k + F_k z with z the normals (key, (j tau + row)
+ * D + pixel), the layout of csde_cov_sample. The same bits for any batch split. */
+int cli_model_sample_data(const cli_model *m, csde_rng_key key, size_t first, size_t batch,
+                          double *x, csde_err *err);
+
+/* --init FILE[:/path]: the dataset and the shape of the states it holds. */
+typedef struct {
+  char *file, *dset;   /* owned */
+  int last;            /* the dataset is /trajectory/x: take its last saved state */
+  int rank;            /* of one set of states: 2 + SHAPE's rank (3 to 5) */
+  size_t dims[CSDE_H5_MAXRANK]; /* [B, tau, *SHAPE] */
+} cli_init;
+
+/* Resolve FILE[:/path] (default dataset /x; a file without /x but with /trajectory/x
+ * gives its last saved state) and read its shape. */
+int cli_spec_init(const char *cmd, const char *spec, cli_init *in);
+/* Read the states (prod(dims) doubles, new array). */
+int cli_init_read(const char *cmd, const char *spec, const cli_init *in, double **x);
+void cli_init_free(cli_init *in); /* accepts a zeroed struct */
+
+#endif
