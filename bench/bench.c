@@ -98,12 +98,15 @@ static void usage(FILE *f)
         "        (float64), measured by bench/baselines/rng_numpy.py in the same run\n"
         "  cov   y = C x for one block of tau x D (ar1:rho=0.9), methods dense,\n"
         "        circulant-tchan and embed; the tau from which embed beats dense\n"
-        "  all   rng, then cov\n"
+        "  sde   reverse SDE with Euler-Maruyama (gaussian model, tau 16, batch 4, 100\n"
+        "        steps, 64x64 and 256x256): the solver's own work per step against a\n"
+        "        triad over the state (the memory-bandwidth bound)\n"
+        "  all   rng, cov, then sde\n"
         "options:\n"
         "  --n N            rng: values per fill (default 4194304 = 2^22)\n"
         "  --repeats R      timed repeats per row (default rng 9, cov 5)\n"
         "  --threads T      rng: threads of the parallel row (default 2);\n"
-        "                   cov: BLAS threads (default 1)\n"
+        "                   cov: BLAS threads (default 1); sde: threads (default 2)\n"
         "  --D D            cov: pixels per frame (default 4096)\n"
         "  --taus LIST      cov: frame counts, comma-separated\n"
         "                   (default 8,16,32,64,96,128,192,256,384,512,768,1024)\n"
@@ -142,7 +145,8 @@ int main(int argc, char **argv)
   const char *cmd = argv[1];
   int do_rng = !strcmp(cmd, "rng") || !strcmp(cmd, "all");
   int do_cov = !strcmp(cmd, "cov") || !strcmp(cmd, "all");
-  if (!do_rng && !do_cov) {
+  int do_sde = !strcmp(cmd, "sde") || !strcmp(cmd, "all");
+  if (!do_rng && !do_cov && !do_sde) {
     fprintf(stderr, "corrsde-bench: unknown command '%s'\n", cmd);
     fputs(hint, stderr);
     return 2;
@@ -203,6 +207,8 @@ int main(int argc, char **argv)
   if (do_rng) s |= bench_rng(&o);
   if (do_rng && do_cov) printf("\n");
   if (do_cov) s |= bench_cov(&o);
+  if (do_sde && (do_rng || do_cov)) printf("\n");
+  if (do_sde) s |= bench_sde(&o);
   if (o.csv) {
     fclose(o.csv);
     printf("\nCSV written to %s\n", csv);

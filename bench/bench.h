@@ -33,5 +33,6 @@ void bench_csv_row(const bench_opts *o, const char *bench, const char *name, con
 
 int bench_rng(const bench_opts *o);
 int bench_cov(const bench_opts *o);
+int bench_sde(const bench_opts *o);
 
 #endif

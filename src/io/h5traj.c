@@ -224,11 +224,11 @@ done:
 
 /* Write an attribute of file type ftype from memory type mtype (n values). */
 static int put_attr(csde_h5traj *w, const char *obj, const char *name, hid_t ftype,
-                    hid_t mtype, const void *buf, size_t n, csde_err *err)
+                    hid_t mtype, const void *buf, size_t n, int list, csde_err *err)
 {
   int s = CSDE_SUCCESS;
   hsize_t hn = n;
-  hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &hn, NULL), a = -1;
+  hid_t sp = n == 1 && !list ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &hn, NULL), a = -1;
   if (sp < 0) goto fail;
   htri_t ex = H5Aexists_by_name(w->file, obj, name, H5P_DEFAULT);
   if (ex < 0) goto fail;
@@ -253,7 +253,7 @@ int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, cons
     return csde_err_set(err, CSDE_EIO, "'%s': cannot make a string type", w->path);
   }
   const char *val = v ? v : "";
-  int s = put_attr(w, obj, name, st, st, &val, 1, err);
+  int s = put_attr(w, obj, name, st, st, &val, 1, 0, err);
   H5Tclose(st);
   return s;
 }
@@ -261,19 +261,31 @@ int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, cons
 int csde_h5traj_attr_f64(csde_h5traj *w, const char *obj, const char *name, const double *v,
                          size_t n, csde_err *err)
 {
-  return put_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, n, err);
+  return put_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, n, 0, err);
+}
+
+int csde_h5traj_attr_f64_list(csde_h5traj *w, const char *obj, const char *name,
+                              const double *v, size_t n, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, n, 1, err);
+}
+
+int csde_h5traj_attr_i64_list(csde_h5traj *w, const char *obj, const char *name,
+                              const int64_t *v, size_t n, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n, 1, err);
 }
 
 int csde_h5traj_attr_i64(csde_h5traj *w, const char *obj, const char *name,
                          const int64_t *v, size_t n, csde_err *err)
 {
-  return put_attr(w, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n, err);
+  return put_attr(w, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n, 0, err);
 }
 
 int csde_h5traj_attr_u64(csde_h5traj *w, const char *obj, const char *name,
                          const uint64_t *v, size_t n, csde_err *err)
 {
-  return put_attr(w, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, v, n, err);
+  return put_attr(w, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, v, n, 0, err);
 }
 
 int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, int rank,

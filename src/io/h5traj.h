@@ -61,6 +61,11 @@ int csde_h5traj_attr_i64(csde_h5traj *w, const char *obj, const char *name,
                          const int64_t *v, size_t n, csde_err *err);
 int csde_h5traj_attr_u64(csde_h5traj *w, const char *obj, const char *name,
                          const uint64_t *v, size_t n, csde_err *err);
+/* Always a 1-D array, even of one value (a shape, a list of times). */
+int csde_h5traj_attr_f64_list(csde_h5traj *w, const char *obj, const char *name,
+                              const double *v, size_t n, csde_err *err);
+int csde_h5traj_attr_i64_list(csde_h5traj *w, const char *obj, const char *name,
+                              const int64_t *v, size_t n, csde_err *err);
 
 /* A fixed float64 dataset (e.g. "/covariance/matrix"), rank <= CSDE_H5_MAXRANK. */
 int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, int rank,
