@@ -277,7 +277,7 @@ static void test_strong(void)
     par.noise = CSDE_NOISE_PATH;
     par.path_level = K;
     par.seed = 2024;
-    par.threads = 2;
+    par.threads = 1; /* results do not depend on it; 1 avoids OpenMP barriers per fine step */
     par.steps = (size_t)1 << K;
     csde_err err = {0, ""};
     memcpy(xr, x0, n * sizeof *x);
@@ -326,131 +326,205 @@ static void test_strong(void)
  * exact mean of p_eps): the mean y and the second moment F(y) = (y - mu)(y - mu)^T about
  * the exact mean (tau + tau^2 numbers, all pixels and samples pooled: they are i.i.d.).
  * The weak error of a level is the Euclidean norm of E[y_N] - mu and E[F(y_N)] - Sigma_eps
- * (mean and Frobenius norm of the covariance error together).
+ * together (the mean error and the Frobenius norm of the covariance error).
  *
  * Estimator (variance reduction): every trajectory is solved at the coarse level N and by
- * a fine reference (heun, 2^K steps) on the SAME Brownian path (path noise), from the same
- * exact draw of p_T. Then
+ * a fine reference (heun, 2^K steps, K = 10) on the SAME Brownian path (path noise), from
+ * the same exact draw of p_T. Then
  *     e_N ~ || mean over trajectories of (phi(y_N) - phi(y_ref)) ||,   phi = (y, F(y)),
  * an unbiased estimate of E phi(y_N) - E phi(y_ref) whose per-trajectory spread is of the
  * size of the strong error, not of phi itself. The reference's own bias
  * E phi(y_ref) - phi_exact is left out: heun with 2^10 steps has weak error ~1e-5 (NumPy
- * model), i.e. below (128/1024)^2 = 1.6% of heun's error at N = 128 and 0.1% of euler's.
- * It is checked on its own against the exact moments (with the plain Monte Carlo error).
- * Its MC error: sigma_e = sqrt(sum of the squared standard errors of the entries) bounds
- * the noise on e_N; the fitted slope's one-sigma MC error follows from sigma_e / e_N
+ * model), below (128/1024)^2 = 1.6% of heun's error at N = 128 and 0.1% of euler's. It is
+ * checked on its own against the exact moments, with the plain Monte Carlo error.
+ * MC error: sigma_e = sqrt(sum of the squared standard errors of the entries) bounds the
+ * noise on e_N; the fitted slope's one-sigma MC error follows from sigma_e / e_N
  * (fit_sigma). The test requires that one-sigma error to be <= 0.1, so that the +-0.3
  * window is not consumed by Monte Carlo noise, and prints everything.
  *
  * Sizes (NumPy model, tau = 4): heun N=16..128 errors 3.1e-2 .. 4.6e-4 (local orders
  * 2.03, 2.03, 2.02) with strong errors 5e-2 .. 7.5e-3, so sigma_e / e at N = 128 is
- * ~ sqrt(20) 7.5e-3 / (4.6e-4 sqrt(M)): M ~ 5e5 trajectories give 0.07. Euler N=16..128:
- * 0.13 .. 0.011 (local 1.3, 1.14, 1.07) with strong errors of the same size: M = 32768
- * gives sigma_e / e ~ 0.04. D = 4096 makes one sample's white noise 16384 numbers, so the
- * path noise is drawn with both threads. */
+ * ~ sqrt(20) 7.5e-3 / (4.6e-4 sqrt(M)): M = 2^19 trajectories give ~0.1 and a slope
+ * uncertainty ~0.045. Euler N=16..128: 0.13 .. 0.011 (local 1.3, 1.14, 1.07) with strong
+ * errors of the same size: M = 32768 gives sigma_e / e ~ 0.04 (slope +-0.02).
+ *
+ * Threads: the work is 16 chunks of 8 samples x 4096 pixels, split over two threads, each
+ * with its own gaussian model (one model object must not be evaluated from two threads)
+ * and its own solvers; the solvers themselves run single-threaded, which also avoids an
+ * OpenMP barrier per fine noise step. Per-chunk sums are combined in chunk order, so the
+ * result does not depend on how chunks were shared out. */
+#define WEAK_TAU 4
+#define WEAK_NPHI (WEAK_TAU + WEAK_TAU * WEAK_TAU)
+#define WEAK_NLEV 9 /* euler x 4, heun x 4, reference */
+
 typedef struct {
-  size_t N;
-  const char *solver;
-  csde_solver *S;
-  double *sum, *sq; /* per entry of phi: sum of differences and of their squares */
-  size_t count;
-} level;
+  size_t N[WEAK_NLEV];
+  const char *solver[WEAK_NLEV];
+  unsigned K;
+  size_t D, B, em_chunks;
+  const double *mu, *Se; /* exact moments of p_eps */
+} weak_plan;
+
+/* One chunk's sums: sum[l][q] and sq[l][q] of phi differences for the coarse levels,
+ * and of phi(y_ref) - phi_exact for the reference (l = WEAK_NLEV - 1). */
+typedef struct {
+  double sum[WEAK_NLEV][WEAK_NPHI], sq[WEAK_NLEV][WEAK_NPHI];
+  size_t count[WEAK_NLEV];
+  int status;
+  char msg[CSDE_MSG_MAX];
+} weak_chunk;
+
+static void weak_accumulate(const weak_plan *w, const double *y, const double *xr, int isref,
+                            double *sum, double *sq)
+{
+  const size_t tau = WEAK_TAU, D = w->D;
+  for (size_t b = 0; b < w->B; b++)
+    for (size_t p = 0; p < D; p++) {
+      const double *yb = y + b * tau * D + p, *rb = xr + b * tau * D + p;
+      double dy[WEAK_TAU], dr[WEAK_TAU], phi[WEAK_NPHI];
+      for (size_t i = 0; i < tau; i++) {
+        dy[i] = yb[i * D] - w->mu[i * D + p];
+        dr[i] = rb[i * D] - w->mu[i * D + p];
+      }
+      if (isref) { /* phi(y_ref) - phi_exact */
+        for (size_t i = 0; i < tau; i++) phi[i] = dr[i];
+        for (size_t i = 0; i < tau; i++)
+          for (size_t j = 0; j < tau; j++) phi[tau + i * tau + j] = dr[i] * dr[j] - w->Se[i * tau + j];
+      } else { /* phi(y_N) - phi(y_ref) */
+        for (size_t i = 0; i < tau; i++) phi[i] = dy[i] - dr[i];
+        for (size_t i = 0; i < tau; i++)
+          for (size_t j = 0; j < tau; j++) phi[tau + i * tau + j] = dy[i] * dy[j] - dr[i] * dr[j];
+      }
+      for (size_t q = 0; q < WEAK_NPHI; q++) {
+        sum[q] += phi[q];
+        sq[q] += phi[q] * phi[q];
+      }
+    }
+}
+
+/* A worker: its own model and solvers; runs the chunks it is given. */
+static void weak_worker(const weak_plan *w, const setup *shared, size_t chunks, weak_chunk *out,
+                        int nthreads)
+{
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+  {
+    const size_t tau = WEAK_TAU, D = w->D, B = w->B, n = B * tau * D;
+    csde_err err = {0, ""};
+    csde_model *M = NULL;
+    csde_solver *S[WEAK_NLEV] = {NULL};
+    double *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr), *x = malloc(n * sizeof *x);
+    int s = csde_model_gaussian_alloc(&M, shared->C, shared->s, D, shared->mean, tau, NULL, &err);
+    setup u = *shared;
+    u.M = M;
+    csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, B);
+    for (size_t l = 0; l < WEAK_NLEV && !s; l++) {
+      csde_solve_params par = csde_solve_default_params();
+      par.solver = w->solver[l];
+      par.steps = w->N[l];
+      par.noise = CSDE_NOISE_PATH;
+      par.path_level = w->K;
+      par.threads = 1;
+      s = csde_solver_alloc(&S[l], &P, &par, &err);
+    }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (size_t c = 0; c < chunks; c++) {
+      weak_chunk *o = &out[c];
+      memset(o, 0, sizeof *o);
+      int st = s;
+      csde_rng_key key = {777, 0}; /* initial draws: a seed the solver noise never uses */
+      if (!st) st = csde_model_gaussian_sample(M, 1.0, key, c * B, B, x0, &err);
+      for (size_t l = WEAK_NLEV; l-- > 0 && !st;) { /* the reference first */
+        int isref = l == WEAK_NLEV - 1;
+        if (!isref && !strcmp(w->solver[l], "euler") && c >= w->em_chunks) continue;
+        double *y = isref ? xr : x;
+        memcpy(y, x0, n * sizeof *y);
+        csde_solver_set_seed(S[l], 4242, c * B);
+        if ((st = csde_solver_run(S[l], y, NULL, &err))) break;
+        weak_accumulate(w, y, xr, isref, o->sum[l], o->sq[l]);
+        o->count[l] = B * D;
+      }
+      o->status = st;
+      if (st) snprintf(o->msg, sizeof o->msg, "%s", err.msg);
+    }
+    for (size_t l = 0; l < WEAK_NLEV; l++) csde_solver_free(S[l]);
+    csde_model_free(M);
+    free(x0);
+    free(xr);
+    free(x);
+  }
+  (void)nthreads;
+}
 
 static void test_weak(void)
 {
   setup u;
-  const size_t tau = 4, D = 4096, B = 8; /* B samples per chunk: 32768 trajectories */
-  if (setup_make(&u, tau, D)) return;
-  const unsigned K = quick ? 6 : 10;
-  const size_t chunks = quick ? 1 : 16, em_chunks = 1;
-  const size_t nphi = tau + tau * tau, n = B * tau * D;
-  const size_t Ns[] = {16, 32, 64, 128}, k = 4;
-  level lv[9];
-  size_t nl = 0;
-  for (size_t i = 0; i < k; i++) lv[nl++] = (level){Ns[i] >> (quick ? 3 : 0), "euler", NULL, NULL, NULL, 0};
-  for (size_t i = 0; i < k; i++) lv[nl++] = (level){Ns[i] >> (quick ? 3 : 0), "heun", NULL, NULL, NULL, 0};
-  lv[nl++] = (level){(size_t)1 << K, "heun", NULL, NULL, NULL, 0}; /* the reference, last */
-  csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, B);
-  csde_err err = {0, ""};
-  int s = 0;
-  for (size_t l = 0; l < nl && !s; l++) {
-    csde_solve_params par = csde_solve_default_params();
-    par.solver = lv[l].solver;
-    par.steps = lv[l].N;
-    par.noise = CSDE_NOISE_PATH;
-    par.path_level = K;
-    par.threads = 2;
-    s = csde_solver_alloc(&lv[l].S, &P, &par, &err);
-    lv[l].sum = calloc(nphi, sizeof(double));
-    lv[l].sq = calloc(nphi, sizeof(double));
+  const size_t tau = WEAK_TAU;
+  weak_plan w;
+  memset(&w, 0, sizeof w);
+  w.D = 4096;
+  w.B = 8; /* 32768 trajectories per chunk */
+  w.K = quick ? 6 : 10;
+  w.em_chunks = 1;
+  const size_t chunks = quick ? 1 : 16, k = 4;
+  const size_t Ns[] = {16, 32, 64, 128};
+  if (setup_make(&u, tau, w.D)) return;
+  for (size_t i = 0; i < k; i++) {
+    w.N[i] = w.N[k + i] = Ns[i] >> (quick ? 3 : 0);
+    w.solver[i] = "euler";
+    w.solver[k + i] = "heun";
   }
-  if (!ok(!s, "weak: solvers allocated (path level %u)%s%s", K, s ? ": " : "", s ? err.msg : ""))
-    goto done;
-  double *mu = malloc(tau * D * sizeof *mu), *Se = malloc(tau * tau * sizeof *Se);
-  double *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr), *x = malloc(n * sizeof *x);
-  /* the reference against the exact moments: plain sums of phi(y_ref) - phi_exact */
-  double *rsum = calloc(nphi, sizeof(double)), *rsq = calloc(nphi, sizeof(double));
-  s = csde_model_gaussian_marginal(u.M, 1e-3, mu, Se, &err);
+  w.N[WEAK_NLEV - 1] = (size_t)1 << w.K;
+  w.solver[WEAK_NLEV - 1] = "heun";
+  double *mu = malloc(tau * w.D * sizeof *mu), Se[WEAK_TAU * WEAK_TAU];
+  weak_chunk *res = calloc(chunks, sizeof *res);
+  csde_err err = {0, ""};
+  int s = csde_model_gaussian_marginal(u.M, 1e-3, mu, Se, &err);
   ok(!s, "weak: exact marginal at eps%s%s", s ? ": " : "", s ? err.msg : "");
+  if (s) goto done;
+  w.mu = mu;
+  w.Se = Se;
   double t0 = now();
-  for (size_t c = 0; c < chunks && !s; c++) {
-    csde_rng_key key = {777, 0}; /* initial draws: a seed the solver noise never uses */
-    s = csde_model_gaussian_sample(u.M, 1.0, key, c * B, B, x0, &err);
-    for (size_t l = nl; l-- > 0 && !s;) { /* the reference first */
-      int isref = l == nl - 1;
-      if (!isref && !strcmp(lv[l].solver, "euler") && c >= em_chunks) continue;
-      double *y = isref ? xr : x;
-      memcpy(y, x0, n * sizeof *y);
-      csde_solver_set_seed(lv[l].S, 4242, c * B);
-      if ((s = csde_solver_run(lv[l].S, y, NULL, &err))) break;
-      for (size_t b = 0; b < B; b++)
-        for (size_t p = 0; p < D; p++) {
-          const double *yb = y + b * tau * D + p, *rb = xr + b * tau * D + p;
-          double dy[16], dr[16], phi[20];
-          for (size_t i = 0; i < tau; i++) {
-            dy[i] = yb[i * D] - mu[i * D + p];
-            dr[i] = rb[i * D] - mu[i * D + p];
-          }
-          if (isref) { /* phi(y_ref) - phi_exact */
-            for (size_t i = 0; i < tau; i++) phi[i] = dr[i];
-            for (size_t i = 0; i < tau; i++)
-              for (size_t j = 0; j < tau; j++) phi[tau + i * tau + j] = dr[i] * dr[j] - Se[i * tau + j];
-            for (size_t q = 0; q < nphi; q++) {
-              rsum[q] += phi[q];
-              rsq[q] += phi[q] * phi[q];
-            }
-          } else { /* phi(y_N) - phi(y_ref) */
-            for (size_t i = 0; i < tau; i++) phi[i] = dy[i] - dr[i];
-            for (size_t i = 0; i < tau; i++)
-              for (size_t j = 0; j < tau; j++)
-                phi[tau + i * tau + j] = dy[i] * dy[j] - dr[i] * dr[j];
-            for (size_t q = 0; q < nphi; q++) {
-              lv[l].sum[q] += phi[q];
-              lv[l].sq[q] += phi[q] * phi[q];
-            }
-          }
-        }
-      lv[l].count += B * D;
+  weak_worker(&w, &u, chunks, res, 2);
+  /* combine in chunk order */
+  static double sum[WEAK_NLEV][WEAK_NPHI], sq[WEAK_NLEV][WEAK_NPHI];
+  size_t count[WEAK_NLEV] = {0};
+  memset(sum, 0, sizeof sum);
+  memset(sq, 0, sizeof sq);
+  for (size_t c = 0; c < chunks; c++) {
+    if (res[c].status && !s) {
+      s = res[c].status;
+      snprintf(err.msg, sizeof err.msg, "%s", res[c].msg);
+    }
+    for (size_t l = 0; l < WEAK_NLEV; l++) {
+      count[l] += res[c].count[l];
+      for (size_t q = 0; q < WEAK_NPHI; q++) {
+        sum[l][q] += res[c].sum[l][q];
+        sq[l][q] += res[c].sq[l][q];
+      }
     }
   }
-  if (!ok(!s, "weak: %zu chunks of %zu trajectories solved in %.1f s%s%s", chunks, B * D,
-          now() - t0, s ? ": " : "", s ? err.msg : ""))
-    goto free_all;
+  if (!ok(!s, "weak: %zu chunks of %zu trajectories solved in %.1f s (path level %u)%s%s", chunks,
+          w.B * w.D, now() - t0, w.K, s ? ": " : "", s ? err.msg : ""))
+    goto done;
 
   /* the reference alone against the exact moments of p_eps (plain MC): every entry of
    * mean(phi(y_ref)) - phi_exact within 4.5 standard errors (20 entries, fixed seed) */
   {
-    size_t M = lv[nl - 1].count;
+    const size_t l = WEAK_NLEV - 1, M = count[l];
     double worst = 0, enorm = 0;
-    for (size_t q = 0; q < nphi; q++) {
-      double m = rsum[q] / (double)M, var = rsq[q] / (double)M - m * m;
+    for (size_t q = 0; q < WEAK_NPHI; q++) {
+      double m = sum[l][q] / (double)M, var = sq[l][q] / (double)M - m * m;
       double se = sqrt(fmax(var, 0) / (double)(M - 1));
       worst = fmax(worst, fabs(m) / se);
       enorm += m * m;
     }
     printf("# reference (heun, %zu steps) vs exact p_eps over %zu trajectories: "
            "||error|| %.3e, worst entry %.2f standard errors\n",
-           lv[nl - 1].N, M, sqrt(enorm), worst);
+           w.N[l], M, sqrt(enorm), worst);
     ok(worst <= 4.5, "reverse SDE from exact p_T ends at p_eps: worst entry %.2f SE <= 4.5", worst);
   }
 
@@ -459,16 +533,16 @@ static void test_weak(void)
     double e[4], rel[4], em[4], ec[4];
     size_t NN[4], M = 0;
     for (size_t i = 0; i < k; i++) {
-      level *L = &lv[m * k + i];
-      M = L->count;
+      size_t l = m * k + i;
+      M = count[l];
       double v = 0, s2 = 0, vm = 0;
-      for (size_t q = 0; q < nphi; q++) {
-        double a = L->sum[q] / (double)M, var = L->sq[q] / (double)M - a * a;
+      for (size_t q = 0; q < WEAK_NPHI; q++) {
+        double a = sum[l][q] / (double)M, var = sq[l][q] / (double)M - a * a;
         v += a * a;
         s2 += fmax(var, 0) / (double)(M - 1);
         if (q < tau) vm += a * a;
       }
-      NN[i] = L->N;
+      NN[i] = w.N[l];
       e[i] = sqrt(v);
       rel[i] = sqrt(s2) / e[i];
       em[i] = sqrt(vm);
@@ -492,20 +566,9 @@ static void test_weak(void)
     ok(sp <= 0.1, "weak %s: Monte Carlo slope uncertainty %.3f <= 0.1", name, sp);
     ok(fabs(p - th) <= 0.3, "weak order of %s: %.3f within 0.3 of %g", name, p, th);
   }
-free_all:
-  free(mu);
-  free(Se);
-  free(x0);
-  free(xr);
-  free(x);
-  free(rsum);
-  free(rsq);
 done:
-  for (size_t l = 0; l < nl; l++) {
-    csde_solver_free(lv[l].S);
-    free(lv[l].sum);
-    free(lv[l].sq);
-  }
+  free(mu);
+  free(res);
   setup_free(&u);
 }
 

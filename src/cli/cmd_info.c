@@ -122,7 +122,7 @@ static void print_info(const char *path, const csde_h5traj_info *f)
   }
   const char *wall = csde_h5attr_get(f->stats, f->nstats, "wall_seconds");
   if (wall) {
-    printf("%s%s s", any ? ", " : "stats       ", wall);
+    printf("%s%.3g s", any ? ", " : "stats       ", strtod(wall, NULL));
     any = 1;
   }
   if (any) printf("\n");

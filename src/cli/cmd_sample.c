@@ -578,6 +578,7 @@ static int set_span(sample_args *a, const csde_schedule *s, csde_problem *P)
     }
     a->t_start = 0;
     a->t_end = T;
+    eps = 0; /* unused by the forward SDE; the library wants eps < T */
     break;
   case P_ENCODE:
     if (a->t_start_set) eps = a->t_start;
@@ -665,16 +666,28 @@ static int apply_init_shape(sample_args *a, const cli_init *in)
     for (int i = 0; match && i < r; i++) match = a->shape[i] == in->dims[2 + i];
   }
   if (!match) {
-    char got[128], want[128];
-    size_t ed[CSDE_H5_MAXRANK]; /* the expected shape, from the flags and defaults */
-    ed[0] = a->batch;
-    ed[1] = a->tau;
-    for (int i = 0; i < a->shape_rank; i++) ed[2 + i] = a->shape[i];
+    /* the expected shape: the file's, with the sizes the command line fixes */
+    char got[128], want[128], given[160] = "";
+    size_t ed[CSDE_H5_MAXRANK], o = 0;
+    int er = a->shape_set ? 2 + a->shape_rank : in->rank;
+    for (int i = 0; i < in->rank; i++) ed[i] = in->dims[i];
+    if (a->batch_set) {
+      ed[0] = a->batch;
+      o += (size_t)snprintf(given + o, sizeof given - o, " --batch %zu", a->batch);
+    }
+    if (a->tau_set) {
+      ed[1] = a->tau;
+      o += (size_t)snprintf(given + o, sizeof given - o, " --frames %zu", a->tau);
+    }
+    if (a->shape_set) {
+      for (int i = 0; i < a->shape_rank; i++) ed[2 + i] = a->shape[i];
+      snprintf(given + o, sizeof given - o, " --frame-shape %s", a->shape_s);
+    }
     csde_shape_str(in->dims, in->rank, got, sizeof got);
-    csde_shape_str(ed, 2 + a->shape_rank, want, sizeof want);
-    cli_error(CMD, "--init '%s': dataset %s has shape %s, expected %s ([B, tau, *SHAPE] from "
-                   "--batch %zu --frames %zu --frame-shape %s)",
-              a->init, in->dset, got, want, a->batch, a->tau, a->shape_s);
+    csde_shape_str(ed, er, want, sizeof want);
+    cli_error(CMD, "--init '%s': dataset %s has shape %s, expected %s ([B, tau, *SHAPE] "
+                   "with%s)",
+              a->init, in->dset, got, want, given);
     return CLI_EFAIL;
   }
   a->batch = in->dims[0];
