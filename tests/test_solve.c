@@ -123,7 +123,7 @@ static void pooled(const double *x, const double *c, size_t batch, size_t tau, s
 static void test_forward_exact(void)
 {
   setup u;
-  if (setup_make(&u, 6, 256, "vp-linear")) return;
+  if (setup_make(&u, 6, quick ? 32 : 256, "vp-linear")) return;
   const size_t tau = u.tau, D = u.D, batch = quick ? 8 : 128, N = 200, n = batch * tau * D;
   const double T = 0.3; /* abar(0.3) = 0.396: the mean is not negligible */
   csde_problem P = problem(&u, CSDE_PROC_FORWARD_SDE, batch);
@@ -197,7 +197,7 @@ static void test_forward_exact(void)
 static void test_ddpm(void)
 {
   setup u;
-  if (setup_make(&u, 6, 256, "ddpm-linear:n=1000")) return;
+  if (setup_make(&u, 6, quick ? 32 : 256, "ddpm-linear:n=1000")) return;
   const size_t tau = u.tau, D = u.D, batch = quick ? 8 : 128, n = batch * tau * D;
   csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, batch);
   csde_solve_params par = csde_solve_default_params();
@@ -511,6 +511,88 @@ static void test_determinism(void)
   setup_free(&u);
 }
 
+/* ---- adaptive rk45: a recoverable model failure, output times ----
+ * A model answering > 0 asks an adaptive solver to retry a smaller step (model.h): the
+ * gaussian model wrapped so that its first call below t = 0.5 returns 1 must still reach
+ * the exact flow to the accuracy of rtol = atol = 1e-8 (global error < 1e-6, as in
+ * test_orders). Output times must be landed on exactly and shown to the observer. */
+typedef struct {
+  const csde_model *g;
+  int refused;
+} once;
+
+static int once_fn(double t, size_t batch, const double *x, double *out, void *user)
+{
+  once *o = user;
+  if (t < 0.5 && !o->refused) {
+    o->refused = 1;
+    return 1;
+  }
+  return csde_model_call(o->g, t, batch, x, out);
+}
+
+typedef struct {
+  double t[64];
+  size_t n;
+} times_seen;
+
+static int record_t(size_t step, double t, const double *x, void *user)
+{
+  times_seen *r = user;
+  (void)step;
+  (void)x;
+  if (r->n < 64) r->t[r->n++] = t;
+  return 0;
+}
+
+static void test_adaptive(void)
+{
+  setup u;
+  if (setup_make(&u, 6, 8, "vp-linear")) return;
+  const size_t batch = 2, n = batch * u.tau * u.D;
+  double *x0 = malloc(n * sizeof *x0), *xe = malloc(n * sizeof *xe), *x = malloc(n * sizeof *x);
+  fill(x0, n, 0.5);
+  csde_err err = {0, ""};
+  int s = csde_model_gaussian_flow_apply(u.M, 1.0, 1e-3, batch, x0, xe, &err);
+  once o = {u.M, 0};
+  csde_model *W = NULL;
+  if (!s) s = csde_model_alloc(&W, "once", once_fn, CSDE_OUT_CSCORE, &o, NULL, &err);
+  csde_problem P = problem(&u, CSDE_PROC_PFODE, batch);
+  P.model = W;
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = "rk45";
+  par.steps = 0;
+  par.rtol = par.atol = 1e-8;
+  const double outs[] = {0.5, 0.1};
+  times_seen seen = {{0}, 0};
+  par.out_times = outs;
+  par.n_out_times = 2;
+  par.observer = record_t;
+  par.observer_user = &seen;
+  memcpy(x, x0, n * sizeof *x);
+  csde_solve_stats st;
+  if (!s) s = csde_solve(&P, &par, x, &st, &err);
+  double em = 0;
+  for (size_t i = 0; i < n; i++) em = fmax(em, fabs(x[i] - xe[i]));
+  ok(!s && o.refused && em < 1e-6,
+     "adaptive rk45 recovers from a model asking for a smaller step: max error %.2e < 1e-6 "
+     "(nfe %zu, rejected %zu)%s%s", em, st.nfe, st.rejected, s ? ": " : "", s ? err.msg : "");
+  int hit5 = 0, hit1 = 0, mono = 1;
+  for (size_t i = 0; i < seen.n; i++) {
+    hit5 |= seen.t[i] == 0.5;
+    hit1 |= seen.t[i] == 0.1;
+    if (i) mono &= seen.t[i] < seen.t[i - 1];
+  }
+  ok(hit5 && hit1 && mono && seen.n == st.steps && seen.n && seen.t[seen.n - 1] == 1e-3,
+     "adaptive rk45 lands exactly on the output times 0.5 and 0.1 and on eps (%zu observer calls)",
+     seen.n);
+  csde_model_free(W);
+  free(x0);
+  free(xe);
+  free(x);
+  setup_free(&u);
+}
+
 /* ---- errors: every path provoked, status and message ---- */
 
 typedef struct {
@@ -675,7 +757,8 @@ int main(void)
     void (*fn)(void);
   } tests[] = {{"forward exactness", test_forward_exact}, {"ddpm", test_ddpm},
                {"ddim", test_ddim}, {"output kinds", test_kinds}, {"plugin", test_plugin},
-               {"determinism", test_determinism}, {"errors", test_errors}};
+               {"determinism", test_determinism}, {"adaptive", test_adaptive},
+               {"errors", test_errors}};
   double t0 = now();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     double t1 = now();

@@ -108,13 +108,26 @@ double csde_proc_diffusion(const csde_proc *pr, double t)
   return csde_process_is_sde(pr->P.process) ? sqrt(csde_schedule_beta(pr->P.sched, t)) : 0.0;
 }
 
-int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,
-                     csde_err *err)
+/* The first non-finite value of the model's raw output, as an error. */
+static int nan_error(const csde_proc *pr, double t, size_t step, csde_err *err)
 {
   const csde_problem *P = &pr->P;
-  size_t n = pr->n;
-  long ln = (long)n;
-  int th = pr->threads;
+  size_t i = 0;
+  while (i + 1 < pr->n && isfinite(pr->out[i])) i++;
+  size_t per = P->tau * P->D, b = i / per, r = (i % per) / P->D, p = i % P->D;
+  return csde_err_set(err, CSDE_ENAN,
+                      "model '%s' returned %s at t = %.17g (step %zu), index %zu (sample %zu, "
+                      "frame %zu, pixel %zu)",
+                      csde_model_name(P->model), isnan(pr->out[i]) ? "NaN" : "Inf", t, step, i,
+                      b, r, p);
+}
+
+/* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
+ * src is the model's output (or, for a SCORE model, C times it, written into dst). */
+static int model_eval(csde_proc *pr, double t, size_t step, const double *x, double *dst,
+                      double *ax, double *as, const double **src, csde_err *err)
+{
+  const csde_problem *P = &pr->P;
   int rc = csde_model_call(P->model, t, P->batch, x, pr->out);
   if (rc < 0)
     return csde_err_set(err, CSDE_EBADFUNC,
@@ -124,37 +137,52 @@ int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, doub
     return csde_err_set(err, CSDE_ERETRY,
                         "model '%s' asked for a smaller step (code %d) at t = %.17g (step %zu)",
                         csde_model_name(P->model), rc, t, step);
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(pr->out[i])) {
-      size_t per = P->tau * P->D, b = i / per, r = (i % per) / P->D, p = i % P->D;
-      return csde_err_set(err, CSDE_ENAN,
-                          "model '%s' returned %s at t = %.17g (step %zu), index %zu "
-                          "(sample %zu, frame %zu, pixel %zu)",
-                          csde_model_name(P->model), isnan(pr->out[i]) ? "NaN" : "Inf", t,
-                          step, i, b, r, p);
-    }
-  /* s = C grad log p from the model's kind (model.h); 1 - abar = -expm1(-B(t)) */
+  /* model.h's conversions; 1 - abar = -expm1(-B(t)) */
   double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
-  double ax = 0, as = 1; /* s = ax x + as out */
+  *ax = 0, *as = 1, *src = pr->out;
   switch (csde_model_output_of(P->model)) {
-  case CSDE_OUT_SCORE: /* s = C out */
-    return csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->out, sc, err);
+  case CSDE_OUT_SCORE: { /* s = C out */
+    int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->out, dst, err);
+    if (s) return s;
+    *src = dst;
+    break;
+  }
   case CSDE_OUT_CSCORE:
     break;
   case CSDE_OUT_NOISE: /* s = -delta / sqrt(1 - abar) */
-    as = -1.0 / sqrt(omab);
+    *as = -1.0 / sqrt(omab);
     break;
   case CSDE_OUT_X0: /* s = -(x - sqrt(abar) x0) / (1 - abar) */
-    ax = -1.0 / omab;
-    as = sqrt(abar) / omab;
+    *ax = -1.0 / omab;
+    *as = sqrt(abar) / omab;
     break;
   }
-  const double *o = pr->out;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < ln; i++) sc[i] = ax * x[i] + as * o[i];
   return CSDE_SUCCESS;
+}
+
+/* dst = cx x + cs src in one pass that also checks src is finite. */
+static int combine(csde_proc *pr, double t, size_t step, const double *x, const double *src,
+                   double cx, double cs, double *dst, csde_err *err)
+{
+  long ln = (long)pr->n;
+  int th = pr->threads, bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) reduction(| : bad) if (th > 1)
+#endif
+  for (long i = 0; i < ln; i++) {
+    bad |= !isfinite(src[i]);
+    dst[i] = cx * x[i] + cs * src[i];
+  }
+  return bad ? nan_error(pr, t, step, err) : CSDE_SUCCESS;
+}
+
+int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,
+                     csde_err *err)
+{
+  double ax = 0, as = 1;
+  const double *src = NULL;
+  int s = model_eval(pr, t, step, x, sc, &ax, &as, &src, err);
+  return s ? s : combine(pr, t, step, x, src, ax, as, sc, err);
 }
 
 int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,
@@ -162,22 +190,20 @@ int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, doubl
 {
   const csde_problem *P = &pr->P;
   double beta = csde_schedule_beta(P->sched, t);
-  long ln = (long)pr->n;
-  int th = pr->threads;
-  if (P->process == CSDE_PROC_FORWARD_SDE) {
+  if (P->process == CSDE_PROC_FORWARD_SDE) { /* f = -1/2 beta x */
+    long ln = (long)pr->n;
+    int th = pr->threads;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
 #endif
     for (long i = 0; i < ln; i++) f[i] = -0.5 * beta * x[i];
     return CSDE_SUCCESS;
   }
-  int s = csde_proc_cscore(pr, t, step, x, f, err);
+  double ax = 0, as = 1;
+  const double *src = NULL;
+  int s = model_eval(pr, t, step, x, f, &ax, &as, &src, err);
   if (s) return s;
-  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s) */
+  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s);  s = ax x + as src */
   double cs = P->process == CSDE_PROC_REVERSE_SDE ? -beta : -0.5 * beta;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < ln; i++) f[i] = -0.5 * beta * x[i] + cs * f[i];
-  return CSDE_SUCCESS;
+  return combine(pr, t, step, x, src, -0.5 * beta + cs * ax, cs * as, f, err);
 }
