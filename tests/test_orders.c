@@ -465,7 +465,7 @@ static void test_weak(void)
   const size_t tau = WEAK_TAU;
   weak_plan w;
   memset(&w, 0, sizeof w);
-  w.D = 4096;
+  w.D = quick ? 64 : 4096;
   w.B = 8; /* 32768 trajectories per chunk */
   w.K = quick ? 6 : 10;
   w.em_chunks = 1;

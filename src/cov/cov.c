@@ -470,6 +470,12 @@ int csde_cov_apply(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nb
 int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
                     size_t nblk, double *out, csde_err *err)
 {
+  return csde_cov_sample_scaled(C, ws, key, first, nblk, 1.0, out, err);
+}
+
+int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+                           size_t nblk, double scale, double *out, csde_err *err)
+{
   int s = check_ws(C, ws, err);
   if (s) return s;
   size_t D = ws->D, W = ws->W, tau = C->tau, nd = C->noise_dim, per = (D + W - 1) / W;
@@ -483,8 +489,12 @@ int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, b, c0, nc);
     /* white noise z[row][c] = normal(key, ((first+b) nd + row) D + c) */
-    for (size_t r = 0; r < nd; r++)
-      csde_rng_normal(key, (uint64_t)(((first + b) * nd + r) * D + c0), nc, th->z + r * W);
+    for (size_t r = 0; r < nd; r++) {
+      double *z = th->z + r * W;
+      csde_rng_normal(key, (uint64_t)(((first + b) * nd + r) * D + c0), nc, z);
+      if (scale != 1.0)
+        for (size_t c = 0; c < nc; c++) z[c] *= scale; /* in cache: cheaper than a pass */
+    }
     C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, out + b * tau * D + c0, D);
   }
   return gather_error(ws, err);

@@ -97,6 +97,10 @@ struct csde_cov {
   csde_cov_report report;
 };
 
+/* scale * (a draw of csde_cov_sample), the scaling done on the white noise in cache. */
+int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+                           size_t nblk, double scale, double *out, csde_err *err);
+
 /* Shared helpers (toeplitz.c). */
 /* Fill t[0..n-1] with the family's lags c(0..n-1). */
 void csde_cov_lags(const csde_cov_family *f, size_t n, double *t);

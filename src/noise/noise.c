@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "cov/cov_internal.h"
 #include "noise/noise.h"
 
 int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csde_cov_ws *ws,
@@ -64,20 +65,11 @@ void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first)
 int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double *dW,
                          csde_err *err)
 {
-  size_t len = nz->batch * nz->tau * nz->D;
-  long ll = (long)len;
   int th = nz->threads;
-  if (nz->kind == CSDE_NOISE_STREAM) {
-    /* dW = sqrt|h| V' z, z keyed by (seed, stream n) */
+  if (nz->kind == CSDE_NOISE_STREAM) { /* dW = V' (sqrt|h| z), z keyed by (seed, stream n) */
     csde_rng_key key = {nz->seed, (uint64_t)n};
-    int s = csde_cov_sample(nz->C, nz->ws, key, nz->first, nz->batch, dW, err);
-    if (s) return s;
-    double sh = sqrt(fabs(t1 - t0));
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < ll; i++) dW[i] *= sh;
-    return CSDE_SUCCESS;
+    return csde_cov_sample_scaled(nz->C, nz->ws, key, nz->first, nz->batch,
+                                  sqrt(fabs(t1 - t0)), dW, err);
   }
   /* path: white = sum over the fine steps i inside step n of sqrt|h_i| z_i */
   size_t per = nz->nd * nz->D, wl = nz->batch * per;
