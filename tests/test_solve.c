@@ -301,7 +301,8 @@ done:
  *   X0     x0 = (x + (1 - abar) C grad log p_t) / sqrt(abar)
  * (model.h's conversions, inverted). Ten Euler steps of the PF-ODE, and a 10-step heun
  * reverse SDE, must agree with the CSCORE solve to 1e-12 relative: the conversions lose
- * at most a few ulps times 1 / (1 - abar) <= 1e3 (X0 near eps) or cond(Sigma_t) (SCORE). */
+ * at most a few ulps times 1 / (1 - abar) <= 1e4 (X0, heun evaluates at eps) or
+ * cond(Sigma_t) (SCORE); measured: <= 1.1e-14. */
 typedef struct {
   const csde_model *g;
   const csde_schedule *s;

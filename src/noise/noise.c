@@ -38,9 +38,8 @@ int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csd
   size_t len = batch * nz->nd * D;
   nz->fine = malloc((nfine + 1) * sizeof *nz->fine);
   nz->white = csde_alloc(len, sizeof(double));
-  nz->tmp = csde_alloc(len, sizeof(double));
   nz->nfine = nfine;
-  if (!nz->fine || !nz->white || !nz->tmp) {
+  if (!nz->fine || !nz->white) {
     csde_noise_free(nz);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for path noise");
   }
@@ -52,8 +51,7 @@ void csde_noise_free(csde_noise *nz)
 {
   free(nz->fine);
   csde_free(nz->white);
-  csde_free(nz->tmp);
-  nz->fine = nz->white = nz->tmp = NULL;
+  nz->fine = nz->white = NULL;
 }
 
 void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first)
@@ -71,29 +69,32 @@ int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double 
     return csde_cov_sample_scaled(nz->C, nz->ws, key, nz->first, nz->batch,
                                   sqrt(fabs(t1 - t0)), dW, err);
   }
-  /* path: white = sum over the fine steps i inside step n of sqrt|h_i| z_i */
-  size_t per = nz->nd * nz->D, wl = nz->batch * per;
-  long lw = (long)wl;
-  for (size_t k = 0; k < nz->ratio; k++) {
-    size_t i = n * nz->ratio + k;
-    csde_rng_key key = {nz->seed, CSDE_STREAM_PATH | (uint64_t)i};
-    double sh = sqrt(fabs(nz->fine[i + 1] - nz->fine[i]));
-    double *dst = k == 0 ? nz->white : nz->tmp;
-    for (size_t j = 0; j < nz->batch; j++)
-      csde_rng_normal_par(key, (uint64_t)((nz->first + j) * per), per, dst + j * per, th);
-    if (k == 0) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-      for (long q = 0; q < lw; q++) nz->white[q] *= sh;
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-      for (long q = 0; q < lw; q++) nz->white[q] += sh * nz->tmp[q];
-    }
-  }
+  /* path: white = sum over the fine steps i inside step n of sqrt|h_i| z_i, in one
+   * parallel region over chunks of each sample's white noise (a chunk's fine draws are
+   * summed in order, so threads never change a bit) */
+  enum { CH = 1024 };
+  size_t per = nz->nd * nz->D, nch = (per + CH - 1) / CH;
+  long ntask = (long)(nz->batch * nch);
   (void)t0;
   (void)t1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long task = 0; task < ntask; task++) {
+    double z[CH];
+    size_t j = (size_t)task / nch, c0 = ((size_t)task % nch) * CH;
+    size_t len = per - c0 < CH ? per - c0 : CH;
+    double *w = nz->white + j * per + c0;
+    for (size_t k = 0; k < nz->ratio; k++) {
+      size_t i = n * nz->ratio + k;
+      csde_rng_key key = {nz->seed, CSDE_STREAM_PATH | (uint64_t)i};
+      double sh = sqrt(fabs(nz->fine[i + 1] - nz->fine[i]));
+      csde_rng_normal(key, (uint64_t)((nz->first + j) * per + c0), len, z);
+      if (k == 0)
+        for (size_t q = 0; q < len; q++) w[q] = sh * z[q];
+      else
+        for (size_t q = 0; q < len; q++) w[q] += sh * z[q];
+    }
+  }
   return csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
 }

@@ -27,7 +27,7 @@ typedef struct {
   /* path: the finest grid (nfine steps) and the ratio to the solve's grid */
   double *fine;
   size_t nfine, ratio;
-  double *white, *tmp;   /* batch * nd * D each (path only) */
+  double *white;         /* batch * nd * D (path only) */
 } csde_noise;
 
 /* grid: the solve's nsteps + 1 times. For CSDE_NOISE_PATH, fine is the same grid kind
