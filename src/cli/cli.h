@@ -32,6 +32,8 @@ typedef struct {
 
 /* One entry per subcommand; each lives in src/cli/cmd_<name>.c. */
 int cli_cmd_cov(int argc, char **argv);
+int cli_cmd_sample(int argc, char **argv);
+int cli_cmd_info(int argc, char **argv);
 
 /* ---- messages ---- */
 
