@@ -122,7 +122,7 @@ size_t csde_fft_tile_width(size_t n, size_t D);
 double csde_circulant_sum(const double *lam, size_t n, double (*f)(double, void *), void *u);
 /* Most negative eigenvalue check of a dense symmetric matrix (allocates): *emin. */
 int csde_dense_min_eig(const double *mat, size_t n, double *emin, csde_err *err);
-/* Smallest n' >= n whose only prime factors are 2, 3, 5, 7. */
+/* The embedding size for at least n points: the next power of two. */
 size_t csde_fft_size(size_t n);
 /* The tolerance below which a negative eigenvalue counts as round-off. */
 double csde_eig_tol(size_t n, double maxabs);
