@@ -4,14 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gsl/gsl_eigen.h>
-#include <gsl/gsl_matrix.h>
 #include <gsl/gsl_sort.h>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "core/linalg.h"
 #include "core/util.h"
 #include "cov/cov_internal.h"
 
@@ -283,20 +282,11 @@ int csde_cov_eigenvalues(const csde_cov *C, double *out, csde_err *err)
     gsl_sort(out, 1, n);
     return CSDE_SUCCESS;
   }
-  gsl_matrix *A = gsl_matrix_alloc(n, n);
-  gsl_vector_view e = gsl_vector_view_array(out, n);
-  gsl_eigen_symm_workspace *w = gsl_eigen_symm_alloc(n);
-  int s = CSDE_SUCCESS;
-  if (!A || !w) s = csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", n);
-  if (!s) {
-    csde_cov_matrix(C, A->data);
-    if (gsl_eigen_symm(A, &e.vector, w))
-      s = csde_err_set(err, CSDE_EFAILED, "eigensolver failed (tau = %zu)", n);
-    else
-      gsl_sort(out, 1, n);
-  }
-  gsl_matrix_free(A);
-  gsl_eigen_symm_free(w);
+  double *A = malloc(n * n * sizeof *A);
+  if (!A) return csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", n);
+  csde_cov_matrix(C, A);
+  int s = csde_symeig(A, n, out, NULL, err);
+  free(A);
   return s;
 }
 

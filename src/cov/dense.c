@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include <gsl/gsl_blas.h>
-#include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
 
+#include "core/linalg.h"
 #include "core/util.h"
 #include "cov/cov_internal.h"
 
@@ -22,11 +22,9 @@ static int dense_init(csde_cov *C, csde_err *err)
   C->fac = calloc(n * n, sizeof(double));
   C->chol = malloc(n * n * sizeof(double));
   C->eig = malloc(n * sizeof(double));
-  gsl_matrix *A = gsl_matrix_alloc(n, n), *V = gsl_matrix_alloc(n, n);
-  gsl_vector *e = gsl_vector_alloc(n);
-  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(n);
+  double *V = malloc(n * n * sizeof *V), *e = malloc(n * sizeof *e);
   gsl_error_handler_t *old = gsl_set_error_handler_off();
-  if (!C->mat || !C->fac || !C->chol || !C->eig || !A || !V || !e || !w) {
+  if (!C->mat || !C->fac || !C->chol || !C->eig || !V || !e) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory for a dense %zu x %zu covariance", n, n);
     goto done;
   }
@@ -51,23 +49,18 @@ static int dense_init(csde_cov *C, csde_err *err)
       for (size_t j = 0; j < n; j++) C->mat[i * n + j] = C->fam.lag(&C->fam, i > j ? i - j : j - i);
   }
   /* C = V S V^T, eigenvalues ascending */
-  memcpy(A->data, C->mat, n * n * sizeof(double));
-  if (gsl_eigen_symmv(A, e, V, w)) {
-    s = csde_err_set(err, CSDE_EFAILED, "eigensolver failed on '%s'", C->spec);
-    goto done;
-  }
-  gsl_eigen_symmv_sort(e, V, GSL_EIGEN_SORT_VAL_ASC);
-  double emax = fmax(fabs(gsl_vector_get(e, 0)), fabs(gsl_vector_get(e, n - 1)));
+  if ((s = csde_symeig(C->mat, n, e, V, err))) goto done;
+  double emax = fmax(fabs(e[0]), fabs(e[n - 1]));
   double tol = csde_eig_tol(n, emax);
-  if (gsl_vector_get(e, 0) < -tol) {
+  if (e[0] < -tol) {
     s = csde_err_set(err, CSDE_ENOTPSD,
                      "covariance '%s' with %zu frames is not positive semi-definite: most "
                      "negative eigenvalue %.6g (tolerance %.3g)",
-                     C->spec, n, gsl_vector_get(e, 0), tol);
+                     C->spec, n, e[0], tol);
     goto done;
   }
   for (size_t k = 0; k < n; k++) /* eigenvalues within round-off of 0 count as 0 */
-    C->eig[k] = fmax(gsl_vector_get(e, k), 0.0);
+    C->eig[k] = fmax(e[k], 0.0);
   /* C = L L^T; it fails (and C counts as singular) when C is only semi-definite */
   memcpy(C->chol, C->mat, n * n * sizeof(double));
   gsl_matrix_view L = gsl_matrix_view_array(C->chol, n, n);
@@ -93,15 +86,13 @@ static int dense_init(csde_cov *C, csde_err *err)
       for (size_t j = 0; j <= i; j++) C->fac[i * n + j] = C->chol[i * n + j];
   } else {
     for (size_t i = 0; i < n; i++) /* V' = V sqrt(S) */
-      for (size_t j = 0; j < n; j++) C->fac[i * n + j] = gsl_matrix_get(V, i, j) * sqrt(C->eig[j]);
+      for (size_t j = 0; j < n; j++) C->fac[i * n + j] = V[i * n + j] * sqrt(C->eig[j]);
   }
   C->noise_dim = n;
 done:
   gsl_set_error_handler(old);
-  gsl_matrix_free(A);
-  gsl_matrix_free(V);
-  gsl_vector_free(e);
-  gsl_eigen_symmv_free(w);
+  free(V);
+  free(e);
   return s;
 }
 

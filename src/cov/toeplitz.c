@@ -5,9 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gsl/gsl_eigen.h>
-#include <gsl/gsl_matrix.h>
 
+#include "core/linalg.h"
 #include "core/util.h"
 #include "cov/cov_internal.h"
 
@@ -106,20 +105,10 @@ double csde_circulant_sum(const double *lam, size_t n, double (*f)(double, void 
 
 int csde_dense_min_eig(const double *mat, size_t n, double *emin, csde_err *err)
 {
-  gsl_matrix *A = gsl_matrix_alloc(n, n);
-  gsl_vector *e = gsl_vector_alloc(n);
-  gsl_eigen_symm_workspace *w = gsl_eigen_symm_alloc(n);
-  if (!A || !e || !w) {
-    gsl_matrix_free(A);
-    gsl_vector_free(e);
-    gsl_eigen_symm_free(w);
-    return csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu eigensolve", n, n);
-  }
-  memcpy(A->data, mat, n * n * sizeof(double));
-  int s = gsl_eigen_symm(A, e, w);
-  *emin = s ? NAN : gsl_vector_min(e);
-  gsl_matrix_free(A);
-  gsl_vector_free(e);
-  gsl_eigen_symm_free(w);
-  return s ? csde_err_set(err, CSDE_EFAILED, "eigensolver failed (GSL status %d)", s) : 0;
+  double *e = malloc(n * sizeof *e);
+  if (!e) return csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu eigensolve", n, n);
+  int s = csde_symeig(mat, n, e, NULL, err);
+  *emin = s ? NAN : e[0];
+  free(e);
+  return s;
 }
