@@ -34,6 +34,7 @@ typedef struct {
 int cli_cmd_cov(int argc, char **argv);
 int cli_cmd_sample(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);
+int cli_cmd_converge(int argc, char **argv);
 
 /* ---- messages ---- */
 

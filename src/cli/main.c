@@ -16,6 +16,7 @@ static const cli_cmd commands[] = {
   {"cov", cli_cmd_cov, "build a frame covariance C: its method, matrix, spectrum, log det"},
   {"sample", cli_cmd_sample, "run a process with a solver and write the saved states to HDF5"},
   {"info", cli_cmd_info, "summarise a trajectory file written by sample"},
+  {"converge", cli_cmd_converge, "measure solver convergence orders with confidence intervals"},
   {"help", cmd_help, "show the help of a command ('corrsde help cov')"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

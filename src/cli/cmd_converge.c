@@ -1,0 +1,1171 @@
+/* `corrsde converge`: solver convergence experiments with confidence intervals
+ * (issue 5; the engine is experiment/converge.h, the outputs experiment/report.h).
+ *
+ * Order of work, so that bad input writes nothing:
+ *   1. parse every flag and check the combinations (CLI_EUSAGE);
+ *   2. check the outputs (-o, --csv, --plot: an existing file needs --force, the
+ *      directory must be writable) and, with --plot, that python3 can import
+ *      matplotlib and h5py;
+ *   3. build the covariance, schedule and model; any failure prints one line naming the
+ *      flag;
+ *   4. run (progress on stderr), then write the HDF5 file, the CSV and the plot, and only
+ *      then print the table.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/spec_model.h"
+#include "corrsde/corrsde.h"
+#include "corrsde/cov.h"
+#include "corrsde/model.h"
+#include "corrsde/rng.h"
+#include "corrsde/schedule.h"
+#include "corrsde/solve.h"
+#include "experiment/converge.h"
+#include "experiment/report.h"
+#include "noise/noise.h"
+
+extern char **environ;
+
+#define CMD "converge"
+#define DEFAULT_MODEL "gaussian"
+#define DEFAULT_COV "ar1:rho=0.9"
+#define DEFAULT_TAU 8
+#define DEFAULT_SHAPE "4x4"
+#define DEFAULT_PROCESS "pf-ode"
+#define DEFAULT_ODE_SOLVERS "euler,heun,rk45"
+#define DEFAULT_SDE_SOLVERS "em,heun"
+#define DEFAULT_LEVELS "3:8"
+#define DEFAULT_PATHS 16
+#define DEFAULT_SCHEDULE "vp-linear:bmin=0.1,bmax=20"
+#define DEFAULT_BOOT 1000
+#define DEFAULT_T_COSINE 0.999
+#define DEFAULT_PYTHON "/usr/bin/python3"
+#define MAX_PER_PATH_DOUBLES ((size_t)1 << 28) /* 2 GiB of per-path values */
+
+enum {
+  OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_SCHEDULE, OPT_SOLVERS, OPT_ERROR, OPT_LEVELS,
+  OPT_PATHS, OPT_REFERENCE, OPT_SEED, OPT_CSV, OPT_PLOT, OPT_PROGRESS, OPT_BOOT
+};
+
+static const cli_option converge_options[] = {
+  {"model", 'm', CLI_MODEL_FORMS},
+  {"cov", 'c', "a covariance spec such as ar1:rho=0.9"},
+  {"cov-method", OPT_COV_METHOD, "auto, dense, dense-cholesky, circulant, circulant-tchan, "
+                                  "circulant-strang or embed"},
+  {"frames", 't', "a positive integer"},
+  {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
+  {"process", 'p', "forward-sde, reverse-sde, pf-ode or pf-ode-encode"},
+  {"solvers", OPT_SOLVERS, "a comma-separated list of em, euler, heun, rk45, rkck, rk8pd"},
+  {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
+  {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
+  {"paths", OPT_PATHS, "an integer >= 2"},
+  {"reference", OPT_REFERENCE, "exact, fine or fine:LEVEL"},
+  {"schedule", OPT_SCHEDULE, CLI_SCHEDULE_FORMS},
+  {"seed", OPT_SEED, "a non-negative integer"},
+  {"threads", 'j', "a positive integer"},
+  {"bootstrap", OPT_BOOT, "an integer >= 100"},
+  {"csv", OPT_CSV, "an output file name such as out.csv"},
+  {"plot", OPT_PLOT, "an output file name such as out.png"},
+  {"force", 'f', NULL},
+  {"progress", OPT_PROGRESS, NULL},
+  {"quiet", 'q', NULL},
+  {"output", 'o', "an output file name such as out.h5"},
+  {"help", 'h', NULL},
+  {0},
+};
+
+static const char *const process_names[] = {"forward-sde", "reverse-sde", "pf-ode",
+                                            "pf-ode-encode", NULL};
+#define PROCESS_FORMS "forward-sde, reverse-sde, pf-ode or pf-ode-encode"
+static const char *const error_names[] = {"strong", "weak-mean", "weak-cov", "ode", NULL};
+
+typedef struct {
+  const char *model, *cov, *cov_method, *shape_s, *process_s, *solvers_s, *error_s;
+  const char *levels_s, *reference_s, *schedule, *output, *csv, *plot;
+  size_t tau, D, paths, threads, boot;
+  int shape_rank;
+  size_t shape[3];
+  int process;
+  csde_conv_kind kind;
+  int solvers_set, error_set;
+  unsigned k0, k1;
+  csde_conv_ref ref;
+  unsigned ref_level;
+  uint64_t seed;
+  char *solver_buf;
+  const char *solvers[CSDE_CONV_MAXSOLVERS];
+  size_t nsolvers;
+  int force, progress, quiet, help;
+} converge_args;
+
+/* ---- help ---- */
+
+static void help(void)
+{
+  printf(
+      "Usage: corrsde converge [options] -o OUT.h5 [--csv OUT.csv] [--plot OUT.png]\n"
+      "\n"
+      "Measure how the error of each solver falls with the step size: level k runs 2^k\n"
+      "fixed steps, every level of a path sees the same Brownian path and the same start,\n"
+      "and each error comes with a bootstrap interval over whole paths; local slopes screen\n"
+      "out pre-asymptotic levels and levels below the floors, and a weighted fit gives each\n"
+      "solver's order with a 95%% interval. Every option has a default:\n"
+      "'corrsde converge -o out.h5' measures the ODE error of euler, heun and rk45 on the\n"
+      "PF-ODE of the gaussian model (exact flow as reference) in well under a second.\n"
+      "\n"
+      "Problem:\n"
+      "  -m, --model SPEC       the model (default " DEFAULT_MODEL "; forms below)\n"
+      "  -c, --cov SPEC         noise covariance C along the frame axis (default "
+      DEFAULT_COV ";\n"
+      "                         see 'corrsde cov --help')\n"
+      "      --cov-method M     auto (default), dense, dense-cholesky, circulant,\n"
+      "                         circulant-tchan, circulant-strang or embed\n"
+      "  -t, --frames TAU       frames per video (default %d)\n"
+      "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
+      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default), cosine[:s=0.008]\n"
+      "                         (T = 0.999 with cosine), ddpm-linear[:n=N]\n"
+      "  -p, --process P        pf-ode (default; T=1 -> eps=1e-3), pf-ode-encode\n"
+      "                         (eps -> T), forward-sde (0 -> T), reverse-sde (T -> eps)\n"
+      "\n"
+      "Experiment:\n"
+      "      --solvers S1,S2    solvers that fit the process (default " DEFAULT_ODE_SOLVERS
+      " for\n"
+      "                         pf-ode and pf-ode-encode, " DEFAULT_SDE_SOLVERS
+      " for the SDEs)\n"
+      "      --error E          what is measured at the end time (default: ode for the\n"
+      "                         ODEs, strong for forward-sde, weak-cov for reverse-sde):\n"
+      "                         ode        the deterministic global error (ODEs only)\n"
+      "                         strong     mean over paths of ||X_h - X_ref||, and its\n"
+      "                                    RMS variant; ||.|| is the RMS over the tau x D\n"
+      "                                    entries of a sample\n"
+      "                         weak-mean  |E X_h - E X| (RMS over the tau x D entries)\n"
+      "                         weak-cov   the error of the frame second moment\n"
+      "                                    E[X X^T] along the frame axis (tau x tau, pooled\n"
+      "                                    over pixels; Frobenius norm)\n"
+      "      --levels K0:K1     levels K0..K1, 2^k steps each (default " DEFAULT_LEVELS ")\n"
+      "      --paths N          paths (samples) per level, N >= 2 (default %d)\n"
+      "      --reference R      exact: the gaussian model's exact PF-ODE flow (ode) or\n"
+      "                                exact moments (weak-*, which still use a fine solve\n"
+      "                                on the same path as control variate and check it\n"
+      "                                against the moments); strong has no exact solution\n"
+      "                         fine[:LEVEL]: the same solver at 2^LEVEL steps on the same\n"
+      "                                path; LEVEL > K1, default per solver\n"
+      "                                K1 + max(3, ceil(log2(10) / p)) (+1 when p <= 1), p\n"
+      "                                its theoretical order\n"
+      "                         default: exact where the model gives it, else fine\n"
+      "      --seed K           noise and start seed (default 0)\n"
+      "      --bootstrap B      bootstrap replicates, B >= 100 (default %d)\n"
+      "  -j, --threads N        OpenMP threads (default 1); results are bitwise the same\n"
+      "                         for any N\n"
+      "\n"
+      "Output:\n"
+      "  -o, --output OUT.h5    the results (required; layout below)\n"
+      "      --csv OUT.csv      the table's rows (one per solver and level)\n"
+      "      --plot OUT.png     log-log plot of error against h with the intervals,\n"
+      "                         theoretical slopes and the Monte Carlo noise of weak\n"
+      "                         errors (runs experiments/plot_convergence.py with\n"
+      "                         " DEFAULT_PYTHON "; matplotlib and h5py needed;\n"
+      "                         CORRSDE_PYTHON and CORRSDE_PLOT_SCRIPT override)\n"
+      "  -f, --force            overwrite existing output files\n"
+      "      --progress         show progress even when stderr is not a terminal\n"
+      "  -q, --quiet            print nothing but errors\n"
+      "  -h, --help             show this help and exit\n"
+      "\n"
+      "Starts: forward-sde from the model's data law; reverse-sde and pf-ode from the exact\n"
+      "p_T of a gaussian model, else from the prior N(0, C) (the p_T mismatch is reported;\n"
+      "the errors compare solves from the same start and do not contain it);\n"
+      "pf-ode-encode from the exact p_eps (gaussian) or the data law.\n"
+      "\n"
+      "Weak errors use a same-path control variate: the mean over paths of\n"
+      "f(X_h) - f(X_ref), X_ref the fine solve on the same Brownian path from the same\n"
+      "start, whose variance shrinks with the strong error. The reference's own error is\n"
+      "estimated by Richardson from levels R-1 and R and must be 10x below the finest\n"
+      "level's error (a warning otherwise).\n"
+      "\n"
+      "Screening: a level is dropped when its error is below a floor (float64 round-off,\n"
+      "3x the reference's error, 3x the Monte Carlo noise), when its interval's half-width\n"
+      "is not below a third of the error (unresolved), or, from the coarse end, while its\n"
+      "local slope differs from the finer levels' by more than 10%% (pre-asymptotic).\n"
+      "Fit: weighted least squares of log e on log h (weights 1/Var log e); when the\n"
+      "curvature term d h of log e = c + p log h + d h is resolved, that model gives the\n"
+      "order. Interval: the bootstrap percentile interval of p, times the Birge factor\n"
+      "when the levels scatter more than their noise, combined with two systematic terms:\n"
+      "the size of the curvature correction and the effect of the reference's error.\n"
+      "\n"
+      "Models:\n"
+      "  gaussian[:mean=M,std=S,rho=R]  data N(M, S^2 ar1(R) (x) I): exact flow and moments\n"
+      "  gaussian:file=P.h5             /mean and /frame_cov from a file\n"
+      "  gmm:file=P.h5                  a gaussian mixture (nonlinear score; fine\n"
+      "                                 reference)\n"
+      "  plugin:LIB.so[:ARGS]           a model plugin (reverse-sde and pf-ode only)\n"
+      "\n"
+      "File layout (h5py):\n"
+      "  /convergence/<solver>/steps [L], h [L], error [L], error_ci [L, 2],\n"
+      "      local_slope [L-1], local_slope_ci [L-1, 2], used [L], decision [L],\n"
+      "      error_rms (strong, ode) or mc_noise (weak) [L], per_path [N, L] (strong,\n"
+      "      ode) or [N, L, Q] (weak: the per-path f(X_h) - f(X_ref)), ref_check_per_path\n"
+      "      attributes order, order_ci [2], theory_order, levels_used, levels_dropped,\n"
+      "      fit, reference_level, reference_error, reference_ratio, ...\n"
+      "  /convergence  attributes error, estimator, reference, paths, levels, ...\n"
+      "  /parameters   every setting, the command line, the version\n"
+      "  /covariance   matrix [tau, tau] and eigenvalues [tau]\n"
+      "\n"
+      "Examples:\n"
+      "  corrsde converge -o results/converge.h5 --csv results/converge.csv \\\n"
+      "                   --plot results/converge.png\n"
+      "  corrsde converge --process forward-sde --error strong --levels 4:8 --paths 64 \\\n"
+      "                   -j 2 -o strong.h5\n"
+      "  corrsde converge --process reverse-sde --error weak-cov --solvers heun \\\n"
+      "                   --frames 5 --frame-shape 8x8 --levels 3:6 --paths 1024 -j 2 -o weak.h5\n"
+      "\n"
+      "Exit status: 0 on success; 1 when the run or an output fails or an input is\n"
+      "rejected; 2 for a malformed command line.\n",
+      DEFAULT_TAU, DEFAULT_PATHS, DEFAULT_BOOT);
+}
+
+/* ---- parsing ---- */
+
+static int parse_u64(const char *flag, const char *s, uint64_t *out)
+{
+  uint64_t v = 0;
+  int ok = s && *s;
+  for (const char *p = s; ok && *p; p++) {
+    if (*p < '0' || *p > '9') {
+      ok = 0;
+      break;
+    }
+    uint64_t d = (uint64_t)(*p - '0');
+    if (v > (UINT64_MAX - d) / 10) ok = 0;
+    v = v * 10 + d;
+  }
+  if (!ok) {
+    cli_error(CMD, "%s: expected a non-negative integer below 2^64, got '%s'", flag,
+              s ? s : "");
+    return CLI_EUSAGE;
+  }
+  *out = v;
+  return CLI_OK;
+}
+
+/* A non-negative integer <= max (digits only). */
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+  unsigned v = 0;
+  if (!s || !*s) return -1;
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    v = v * 10 + (unsigned)(*p - '0');
+    if (v > max) return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse_levels(const char *s, converge_args *a)
+{
+  const char *colon = strchr(s, ':');
+  char k0[16];
+  if (colon && (size_t)(colon - s) < sizeof k0) {
+    memcpy(k0, s, (size_t)(colon - s));
+    k0[colon - s] = '\0';
+    if (!parse_uint(k0, CSDE_CONV_MAXLEVEL, &a->k0) &&
+        !parse_uint(colon + 1, CSDE_CONV_MAXLEVEL, &a->k1) && a->k0 < a->k1)
+      return CLI_OK;
+  }
+  cli_error(CMD, "--levels: expected K0:K1 with integers 0 <= K0 < K1 <= %d (level k runs "
+                 "2^k steps), got '%s'", CSDE_CONV_MAXLEVEL, s);
+  return CLI_EUSAGE;
+}
+
+static int parse_reference(const char *s, converge_args *a)
+{
+  a->ref_level = 0;
+  if (!strcmp(s, "exact")) {
+    a->ref = CSDE_CONV_REF_EXACT;
+    return CLI_OK;
+  }
+  if (!strcmp(s, "fine")) {
+    a->ref = CSDE_CONV_REF_FINE;
+    return CLI_OK;
+  }
+  if (!strncmp(s, "fine:", 5) && !parse_uint(s + 5, 30, &a->ref_level) && a->ref_level > 0) {
+    a->ref = CSDE_CONV_REF_FINE;
+    return CLI_OK;
+  }
+  cli_error(CMD, "--reference: expected exact, fine or fine:LEVEL (LEVEL an integer up to 30, "
+                 "finer than --levels K1), got '%s'", s);
+  return CLI_EUSAGE;
+}
+
+static int parse_solvers(const char *s, converge_args *a)
+{
+  free(a->solver_buf);
+  a->solver_buf = strdup(s);
+  a->nsolvers = 0;
+  if (!a->solver_buf) {
+    cli_error(CMD, "--solvers: out of memory");
+    return CLI_EFAIL;
+  }
+  char *save = NULL;
+  if (!*s || s[strlen(s) - 1] == ',' || *s == ',' || strstr(s, ",,")) {
+    cli_error(CMD, "--solvers: expected a comma-separated list such as euler,heun, got '%s'",
+              s);
+    return CLI_EUSAGE;
+  }
+  for (char *t = strtok_r(a->solver_buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    if (!csde_solver_lookup(t)) {
+      cli_error(CMD, "--solvers: unknown solver '%s' (expected em, euler, heun, rk45, rkck or "
+                     "rk8pd)", t);
+      return CLI_EUSAGE;
+    }
+    for (size_t i = 0; i < a->nsolvers; i++)
+      if (csde_solver_lookup(a->solvers[i]) == csde_solver_lookup(t)) {
+        cli_error(CMD, "--solvers: '%s' is given twice (as '%s' and '%s')", t, a->solvers[i],
+                  t);
+        return CLI_EUSAGE;
+      }
+    if (a->nsolvers == CSDE_CONV_MAXSOLVERS) {
+      cli_error(CMD, "--solvers: at most %d solvers", CSDE_CONV_MAXSOLVERS);
+      return CLI_EUSAGE;
+    }
+    a->solvers[a->nsolvers++] = t;
+  }
+  return CLI_OK;
+}
+
+static int parse_args(int argc, char **argv, converge_args *a)
+{
+  cli_getopt g;
+  const char *v;
+  int c, rc, idx;
+  memset(a, 0, sizeof *a);
+  a->model = DEFAULT_MODEL;
+  a->cov = DEFAULT_COV;
+  a->cov_method = "auto";
+  a->tau = DEFAULT_TAU;
+  a->shape_s = DEFAULT_SHAPE;
+  a->process_s = DEFAULT_PROCESS;
+  a->process = CSDE_PROC_PFODE;
+  a->levels_s = DEFAULT_LEVELS;
+  a->k0 = 3;
+  a->k1 = 8;
+  a->paths = DEFAULT_PATHS;
+  a->ref = CSDE_CONV_REF_AUTO;
+  a->reference_s = "auto";
+  a->schedule = DEFAULT_SCHEDULE;
+  a->threads = 1;
+  a->boot = DEFAULT_BOOT;
+  cli_getopt_init(&g, CMD, converge_options, argc, argv);
+  while ((c = cli_getopt_next(&g, &v)) != -1) {
+    switch (c) {
+    case 'm': a->model = v; break;
+    case 'c': a->cov = v; break;
+    case OPT_COV_METHOD: {
+      csde_cov_method m;
+      if (csde_cov_method_parse(v, &m, NULL)) {
+        cli_error(CMD, "--cov-method: expected one of auto, dense, dense-cholesky, "
+                       "circulant, circulant-tchan, circulant-strang, embed, got '%s'", v);
+        return CLI_EUSAGE;
+      }
+      a->cov_method = v;
+      break;
+    }
+    case 't':
+      if ((rc = cli_parse_size(CMD, "--frames", v, &a->tau))) return rc;
+      break;
+    case OPT_FRAME_SHAPE: a->shape_s = v; break;
+    case 'p':
+      if ((rc = cli_parse_choice(CMD, "--process", v, process_names, &idx))) return rc;
+      a->process = idx;
+      a->process_s = v;
+      break;
+    case OPT_SOLVERS:
+      if ((rc = parse_solvers(v, a))) return rc;
+      a->solvers_s = v;
+      a->solvers_set = 1;
+      break;
+    case OPT_ERROR:
+      if ((rc = cli_parse_choice(CMD, "--error", v, error_names, &idx))) return rc;
+      a->kind = (csde_conv_kind)idx;
+      a->error_s = v;
+      a->error_set = 1;
+      break;
+    case OPT_LEVELS:
+      if ((rc = parse_levels(v, a))) return rc;
+      a->levels_s = v;
+      break;
+    case OPT_PATHS:
+      if ((rc = cli_parse_size(CMD, "--paths", v, &a->paths))) return rc;
+      if (a->paths < 2) {
+        cli_error(CMD, "--paths: expected an integer >= 2 (a bootstrap needs paths to "
+                       "resample), got '%s'", v);
+        return CLI_EUSAGE;
+      }
+      break;
+    case OPT_REFERENCE:
+      if ((rc = parse_reference(v, a))) return rc;
+      a->reference_s = v;
+      break;
+    case OPT_SCHEDULE: a->schedule = v; break;
+    case OPT_SEED:
+      if ((rc = parse_u64("--seed", v, &a->seed))) return rc;
+      break;
+    case 'j':
+      if ((rc = cli_parse_size(CMD, "--threads", v, &a->threads))) return rc;
+      if (a->threads > 4096) {
+        cli_error(CMD, "--threads: expected a positive integer up to 4096, got '%s'", v);
+        return CLI_EUSAGE;
+      }
+      break;
+    case OPT_BOOT:
+      if ((rc = cli_parse_size(CMD, "--bootstrap", v, &a->boot))) return rc;
+      if (a->boot < 100 || a->boot > 1000000) {
+        cli_error(CMD, "--bootstrap: expected an integer from 100 to 1000000, got '%s'", v);
+        return CLI_EUSAGE;
+      }
+      break;
+    case OPT_CSV: a->csv = v; break;
+    case OPT_PLOT: a->plot = v; break;
+    case 'f': a->force = 1; break;
+    case OPT_PROGRESS: a->progress = 1; break;
+    case 'q': a->quiet = 1; break;
+    case 'o': a->output = v; break;
+    case 'h': a->help = 1; break;
+    default: /* '?': the error is printed */
+      return CLI_EUSAGE;
+    }
+  }
+  if (a->help) return CLI_OK;
+  return cli_spec_shape(CMD, "--frame-shape", a->shape_s, &a->shape_rank, a->shape, &a->D);
+}
+
+/* Combinations of flags, checked once every flag is known. */
+static int check_combinations(converge_args *a)
+{
+  int sde = a->process == CSDE_PROC_FORWARD_SDE || a->process == CSDE_PROC_REVERSE_SDE;
+  if (!a->output) {
+    cli_error(CMD, "-o/--output: missing (expected an output file name such as out.h5)");
+    return CLI_EUSAGE;
+  }
+  if (a->progress && a->quiet) {
+    cli_error(CMD, "--progress and --quiet exclude each other (give one)");
+    return CLI_EUSAGE;
+  }
+  if (!a->solvers_set) {
+    int rc = parse_solvers(sde ? DEFAULT_SDE_SOLVERS : DEFAULT_ODE_SOLVERS, a);
+    if (rc) return rc;
+    a->solvers_s = sde ? DEFAULT_SDE_SOLVERS : DEFAULT_ODE_SOLVERS;
+  }
+  if (!a->error_set) {
+    a->kind = !sde ? CSDE_CONV_ODE
+              : a->process == CSDE_PROC_FORWARD_SDE ? CSDE_CONV_STRONG : CSDE_CONV_WEAK_COV;
+    a->error_s = csde_conv_kind_name(a->kind);
+  }
+  for (size_t i = 0; i < a->nsolvers; i++)
+    if (!csde_solver_type_fits(csde_solver_lookup(a->solvers[i]), (csde_process)a->process)) {
+      cli_error(CMD, "--solvers: '%s' does not fit %s (solvers that do: %s)", a->solvers[i],
+                process_names[a->process], sde ? "em, euler, heun" : "euler, heun, rk45, rkck, "
+                                                                    "rk8pd");
+      return CLI_EUSAGE;
+    }
+  if (a->kind == CSDE_CONV_ODE && sde) {
+    cli_error(CMD, "--error ode: the deterministic error needs pf-ode or pf-ode-encode; for %s "
+                   "use strong, weak-mean or weak-cov", process_names[a->process]);
+    return CLI_EUSAGE;
+  }
+  if (a->ref == CSDE_CONV_REF_EXACT && a->kind == CSDE_CONV_STRONG) {
+    cli_error(CMD, "--reference exact: strong errors need a pathwise solution and an SDE has "
+                   "no exact one here (expected fine or fine:LEVEL)");
+    return CLI_EUSAGE;
+  }
+  if (a->ref == CSDE_CONV_REF_FINE && a->ref_level && a->ref_level <= a->k1) {
+    cli_error(CMD, "--reference fine:%u: level %u is not finer than the finest level %u of "
+                   "--levels %s (expected fine:LEVEL with %u < LEVEL <= 30)",
+              a->ref_level, a->ref_level, a->k1, a->levels_s, a->k1);
+    return CLI_EUSAGE;
+  }
+  size_t Q = a->kind == CSDE_CONV_WEAK_MEAN ? a->tau * a->D
+             : a->kind == CSDE_CONV_WEAK_COV ? a->tau * a->tau : 1;
+  double total = (double)a->paths * (double)(a->k1 - a->k0 + 2) * (double)Q * (double)a->nsolvers;
+  if (total > (double)MAX_PER_PATH_DOUBLES) {
+    cli_error(CMD, "--paths/--frames/--frame-shape: %.3g per-path values (%.1f GiB) are too "
+                   "many to keep (at most %zu; use fewer paths or a smaller frame)",
+              total, total * 8 / 1073741824.0, MAX_PER_PATH_DOUBLES);
+    return CLI_EUSAGE;
+  }
+  return CLI_OK;
+}
+
+/* An output file: an existing one needs --force; its directory must be writable. */
+static int check_output(const char *flag, const char *path, int force)
+{
+  struct stat st;
+  if (!*path) {
+    cli_error(CMD, "%s: expected a file name, got ''", flag);
+    return CLI_EUSAGE;
+  }
+  if (stat(path, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      cli_error(CMD, "%s '%s': is a directory (expected a file name)", flag, path);
+      return CLI_EFAIL;
+    }
+    if (!force) {
+      cli_error(CMD, "%s '%s': the file exists (use --force to overwrite it)", flag, path);
+      return CLI_EFAIL;
+    }
+    if (access(path, W_OK) != 0) {
+      cli_error(CMD, "%s '%s': cannot overwrite: %s", flag, path, strerror(errno));
+      return CLI_EFAIL;
+    }
+    return CLI_OK;
+  }
+  if (errno != ENOENT) {
+    cli_error(CMD, "%s '%s': %s", flag, path, strerror(errno));
+    return CLI_EFAIL;
+  }
+  char *copy = strdup(path);
+  if (!copy) {
+    cli_error(CMD, "%s: out of memory", flag);
+    return CLI_EFAIL;
+  }
+  const char *dir = dirname(copy);
+  int rc = CLI_OK;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    cli_error(CMD, "%s '%s': directory '%s' does not exist", flag, path, dir);
+    rc = CLI_EFAIL;
+  } else if (access(dir, W_OK | X_OK) != 0) {
+    cli_error(CMD, "%s '%s': cannot create a file in '%s': %s", flag, path, dir,
+              strerror(errno));
+    rc = CLI_EFAIL;
+  }
+  free(copy);
+  return rc;
+}
+
+static int same_file(const char *a, const char *b) { return a && b && !strcmp(a, b); }
+
+/* ---- the plotting script ---- */
+
+static const char *python_path(void)
+{
+  const char *p = getenv("CORRSDE_PYTHON");
+  return p && *p ? p : DEFAULT_PYTHON;
+}
+
+/* The script: $CORRSDE_PLOT_SCRIPT, the source tree's (build time), or
+ * <prefix>/share/corrsde/ next to the installed program. */
+static int plot_script(char *buf, size_t len)
+{
+  const char *e = getenv("CORRSDE_PLOT_SCRIPT");
+  if (e && *e) {
+    snprintf(buf, len, "%s", e);
+    return access(buf, R_OK) == 0 ? 0 : -1;
+  }
+#ifdef CSDE_PLOT_SCRIPT
+  snprintf(buf, len, "%s", CSDE_PLOT_SCRIPT);
+  if (access(buf, R_OK) == 0) return 0;
+#endif
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *d = dirname(exe);
+    snprintf(buf, len, "%s/../share/corrsde/plot_convergence.py", d);
+    if (access(buf, R_OK) == 0) return 0;
+    snprintf(buf, len, "%s/../experiments/plot_convergence.py", d);
+    if (access(buf, R_OK) == 0) return 0;
+  }
+  snprintf(buf, len, "plot_convergence.py");
+  return -1;
+}
+
+/* Run argv (argv[0] a path, or a name looked up in PATH) with stdout to /dev/null (quiet = 1: stderr too); the exit
+ * status, or -1 if it could not start. */
+static int run_program(char *const *argv, int quiet)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  if (quiet) posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* Before the run: the interpreter, its modules and the script are there. */
+static int check_plotting(char *script, size_t len)
+{
+  const char *py = python_path();
+  if (strchr(py, '/') && access(py, X_OK) != 0) {
+    cli_error(CMD, "--plot: %s is not there (install python3 with python3-matplotlib and "
+                   "python3-h5py, or set CORRSDE_PYTHON; nothing was run)", py);
+    return CLI_EFAIL;
+  }
+  char *argv[] = {(char *)py, "-c", "import matplotlib, h5py, numpy", NULL};
+  int prc = run_program(argv, 1);
+  if (prc < 0) {
+    cli_error(CMD, "--plot: cannot run %s (install python3 with python3-matplotlib and "
+                   "python3-h5py, or set CORRSDE_PYTHON; nothing was run)", py);
+    return CLI_EFAIL;
+  }
+  if (prc != 0) {
+    cli_error(CMD, "--plot: %s cannot import matplotlib, h5py and numpy (Debian: apt-get "
+                   "install python3-matplotlib python3-h5py; nothing was run)", py);
+    return CLI_EFAIL;
+  }
+  if (plot_script(script, len)) {
+    cli_error(CMD, "--plot: the plotting script %s is missing (set CORRSDE_PLOT_SCRIPT to "
+                   "experiments/plot_convergence.py; nothing was run)", script);
+    return CLI_EFAIL;
+  }
+  return CLI_OK;
+}
+
+/* ---- building ---- */
+
+typedef struct {
+  converge_args *a;
+  csde_cov *C;
+  csde_schedule *sched;
+  cli_model model;        /* thread 0's */
+  csde_problem P;
+  double t_start, t_end;
+  int start_kind;         /* START_* */
+  char start_desc[512];
+  double floor_mean, floor_cov; /* p_T mismatch of a prior start (NaN: unknown) */
+  double *Cmat, *eig;
+  char *cmdline;
+  /* progress */
+  int bar_on, bar_tty, drawn;
+  double t0, last;
+} converge_run;
+
+enum { START_GAUSS_T, START_GAUSS_EPS, START_DATA, START_PRIOR };
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The command line as a shell would take it back. */
+static char *command_line(int argc, char **argv)
+{
+  size_t len = 16;
+  for (int i = 0; i < argc; i++) len += 4 * strlen(argv[i]) + 3;
+  char *s = malloc(len), *p = s;
+  if (!s) return NULL;
+  p += sprintf(p, "corrsde");
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    int plain = *a != '\0';
+    for (const char *q = a; *q; q++)
+      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                  "-_./:=,+@%^", *q))
+        plain = 0;
+    *p++ = ' ';
+    if (plain) {
+      p += sprintf(p, "%s", a);
+    } else {
+      *p++ = '\'';
+      for (const char *q = a; *q; q++) {
+        if (*q == '\'') p += sprintf(p, "'\\''");
+        else *p++ = *q;
+      }
+      *p++ = '\'';
+    }
+  }
+  *p = '\0';
+  return s;
+}
+
+/* The mismatch between the exact p_T of a gmm and the prior N(0, C): the mean (RMS over
+ * tau x D) and the frame second moment (Frobenius), p_T = sum_k w_k N(sqrt(abar) m_k,
+ * abar S_k + (1 - abar) C). */
+static void gmm_mismatch(const cli_model *m, const double *Cmat, double abar, double *fm,
+                         double *fc)
+{
+  const size_t tau = m->tau, D = m->D, n = tau * D, K = m->K;
+  double *mean = calloc(n, sizeof *mean), *F = calloc(tau * tau, sizeof *F);
+  if (!mean || !F) {
+    *fm = *fc = NAN;
+    free(mean);
+    free(F);
+    return;
+  }
+  for (size_t k = 0; k < K; k++) {
+    double w = m->cum[k] - (k ? m->cum[k - 1] : 0.0);
+    const double *mk = m->means + k * n, *Fk = m->fac + k * tau * tau;
+    for (size_t j = 0; j < n; j++) mean[j] += w * sqrt(abar) * mk[j];
+    for (size_t a = 0; a < tau; a++)
+      for (size_t b = 0; b < tau; b++) {
+        double s = 0, mm = 0; /* S_k = F_k F_k^T; (1/D) sum_p m_a m_b */
+        for (size_t c = 0; c < tau; c++) s += Fk[a * tau + c] * Fk[b * tau + c];
+        for (size_t p = 0; p < D; p++) mm += mk[a * D + p] * mk[b * D + p];
+        F[a * tau + b] += w * (abar * s + (1 - abar) * Cmat[a * tau + b] + abar * mm / (double)D);
+      }
+  }
+  double sm = 0, sc = 0;
+  for (size_t j = 0; j < n; j++) sm += mean[j] * mean[j];
+  for (size_t q = 0; q < tau * tau; q++) sc += (F[q] - Cmat[q]) * (F[q] - Cmat[q]);
+  *fm = sqrt(sm / (double)n);
+  *fc = sqrt(sc);
+  free(mean);
+  free(F);
+}
+
+static int build(converge_args *a, converge_run *r, int argc, char **argv)
+{
+  int rc;
+  csde_err err;
+  csde_err_clear(&err);
+  if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
+  if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
+  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model))) return rc;
+  r->P = csde_problem_default();
+  r->P.process = (csde_process)a->process;
+  r->P.tau = a->tau;
+  r->P.D = a->D;
+  r->P.batch = 1;
+  r->P.C = r->C;
+  r->P.sched = r->sched;
+  r->P.model = r->model.model;
+  if (!isfinite(csde_schedule_beta(r->sched, r->P.T))) r->P.T = DEFAULT_T_COSINE;
+  if (a->process == CSDE_PROC_FORWARD_SDE) r->P.eps = 0;
+  csde_problem_span(&r->P, &r->t_start, &r->t_end);
+
+  r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
+  r->eig = malloc(a->tau * sizeof *r->eig);
+  if (!r->Cmat || !r->eig) {
+    cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->tau, a->tau);
+    return CLI_EFAIL;
+  }
+  csde_cov_matrix(r->C, r->Cmat);
+  if (csde_cov_eigenvalues(r->C, r->eig, &err)) return cli_lib_error(CMD, "--cov", a->cov, &err);
+
+  /* the reference the model can give */
+  csde_conv_params cp = csde_conv_default_params();
+  cp.kind = a->kind;
+  cp.P = r->P;
+  const char *why = NULL;
+  if (a->ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
+    cli_error(CMD, "--reference exact: %s with --model %s", why, r->model.spec);
+    return CLI_EUSAGE;
+  }
+
+  /* the starts */
+  int gauss = r->model.kind == CLI_MODEL_GAUSSIAN;
+  r->floor_mean = r->floor_cov = NAN;
+  switch (a->process) {
+  case CSDE_PROC_FORWARD_SDE:
+  case CSDE_PROC_PFODE_ENCODE:
+    if (!cli_model_has_data_law(&r->model)) {
+      cli_error(CMD, "--model: %s starts from the data law, and a plugin has none (expected a "
+                     "gaussian or gmm model, or reverse-sde/pf-ode)", process_names[a->process]);
+      return CLI_EUSAGE;
+    }
+    if (gauss && a->process == CSDE_PROC_PFODE_ENCODE) {
+      r->start_kind = START_GAUSS_EPS;
+      snprintf(r->start_desc, sizeof r->start_desc,
+               "exact p_eps of the gaussian model at t = %g (seed, stream 2^63)", r->t_start);
+    } else {
+      r->start_kind = START_DATA;
+      snprintf(r->start_desc, sizeof r->start_desc, "data law p_0 of the model (seed, stream "
+                                                    "2^63)");
+    }
+    break;
+  default:
+    if (gauss) {
+      r->start_kind = START_GAUSS_T;
+      snprintf(r->start_desc, sizeof r->start_desc,
+               "exact p_T of the gaussian model at T = %g (seed, stream 2^63)", r->P.T);
+    } else {
+      r->start_kind = START_PRIOR;
+      if (r->model.kind == CLI_MODEL_GMM) {
+        gmm_mismatch(&r->model, r->Cmat, csde_schedule_abar(r->sched, r->P.T), &r->floor_mean,
+                     &r->floor_cov);
+        snprintf(r->start_desc, sizeof r->start_desc,
+                 "prior N(0, C) (the model has no exact p_T sampler); its mismatch with the "
+                 "exact p_T at T = %g, mean %.3g (RMS) and frame second moment %.3g "
+                 "(Frobenius), floors agreement with the data law, not these errors (every "
+                 "level and its reference start from the same draw)",
+                 r->P.T, r->floor_mean, r->floor_cov);
+      } else {
+        snprintf(r->start_desc, sizeof r->start_desc,
+                 "prior N(0, C) (a plugin has no exact p_T; the mismatch is unknown and not "
+                 "part of these errors, which compare solves from the same start)");
+      }
+    }
+  }
+  r->cmdline = command_line(argc, argv);
+  return CLI_OK;
+}
+
+static void run_free(converge_run *r)
+{
+  cli_model_free(&r->model);
+  csde_schedule_free(r->sched);
+  csde_cov_free(r->C);
+  free(r->Cmat);
+  free(r->eig);
+  free(r->cmdline);
+}
+
+/* ---- per-thread resources and starts (converge.h hooks) ---- */
+
+typedef struct {
+  cli_model model; /* threads > 0: their own; thread 0 borrows the run's */
+  int owned;
+  csde_cov_ws *ws; /* prior starts */
+} thread_state;
+
+static int hook_alloc(void *user, int t, const csde_model **model, void **state, csde_err *err)
+{
+  converge_run *r = user;
+  thread_state *ts = calloc(1, sizeof *ts);
+  if (!ts) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  if (t == 0) {
+    ts->model = r->model;
+  } else {
+    /* the same spec again: one model object per thread (model.h) */
+    if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->D, &ts->model)) {
+      free(ts);
+      return csde_err_set(err, CSDE_EFAILED, "--model '%s': cannot make a model for thread %d",
+                          r->a->model, t);
+    }
+    ts->owned = 1;
+  }
+  int s = CSDE_SUCCESS;
+  if (r->start_kind == START_PRIOR) s = csde_cov_ws_alloc(&ts->ws, r->C, r->a->D, 1, err);
+  if (s) {
+    if (ts->owned) cli_model_free(&ts->model);
+    free(ts);
+    return s;
+  }
+  *model = ts->model.model;
+  *state = ts;
+  return CSDE_SUCCESS;
+}
+
+static void hook_free(void *user, void *state)
+{
+  (void)user;
+  thread_state *ts = state;
+  if (!ts) return;
+  if (ts->owned) cli_model_free(&ts->model);
+  csde_cov_ws_free(ts->ws);
+  free(ts);
+}
+
+static int hook_start(void *user, void *state, size_t first, size_t n, double *x,
+                      csde_err *err)
+{
+  converge_run *r = user;
+  thread_state *ts = state;
+  csde_rng_key key = {r->a->seed, CSDE_STREAM_INIT};
+  switch (r->start_kind) {
+  case START_GAUSS_T:
+    return csde_model_gaussian_sample(ts->model.model, r->P.T, key, first, n, x, err);
+  case START_GAUSS_EPS:
+    return csde_model_gaussian_sample(ts->model.model, r->t_start, key, first, n, x, err);
+  case START_DATA:
+    return cli_model_sample_data(&ts->model, key, first, n, x, err);
+  default:
+    return csde_cov_sample(r->C, ts->ws, key, first, n, x, err);
+  }
+}
+
+static void fmt_eta(double s, char *buf, size_t len)
+{
+  if (!isfinite(s) || s < 0)
+    snprintf(buf, len, "--");
+  else if (s < 60)
+    snprintf(buf, len, "%.0fs", s);
+  else if (s < 3600)
+    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+  else
+    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+static void hook_progress(void *user, const csde_conv_progress *p)
+{
+  converge_run *r = user;
+  if (!r->bar_on) return;
+  double tn = now();
+  int done = p->fraction >= 1 - 1e-12;
+  if (!done && tn - r->last < (r->bar_tty ? 0.1 : 1.0)) return;
+  r->last = tn;
+  double frac = fmin(fmax(p->fraction, 0), 1), el = p->elapsed;
+  char bar[32], es[32];
+  int w = 20, k = (int)(frac * w + 0.5);
+  for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
+  bar[w] = '\0';
+  fmt_eta(done ? el : frac > 0 ? el * (1 - frac) / frac : NAN, es, sizeof es);
+  fprintf(stderr, "%s%-6s level %2u (%zu steps)  paths %zu/%zu  [%s] %3.0f%%  %s %s%s",
+          r->bar_tty ? "\r" : "", p->solver_name, p->level, (size_t)1 << p->level,
+          p->paths_done, p->paths, bar, 100 * frac, done ? "took" : "ETA", es,
+          r->bar_tty ? "\033[K" : "\n");
+  fflush(stderr);
+  r->drawn = 1;
+}
+
+/* ---- writing ---- */
+
+#define PUT(call)                                                                          \
+  do {                                                                                     \
+    if ((s = (call))) return s;                                                            \
+  } while (0)
+
+static int write_parameters(csde_h5out *w, const converge_args *a, const converge_run *r,
+                            const csde_conv_result *res, csde_err *err)
+{
+  int s;
+  const char *g = "/parameters";
+  int64_t i64;
+  double f64;
+  char buf[64];
+  PUT(csde_h5out_group(w, g, err));
+  PUT(csde_h5out_attr_str(w, g, "command", "converge", err));
+  PUT(csde_h5out_attr_str(w, g, "process", process_names[a->process], err));
+  PUT(csde_h5out_attr_str(w, g, "solvers", a->solvers_s, err));
+  PUT(csde_h5out_attr_str(w, g, "error", csde_conv_kind_name(a->kind), err));
+  PUT(csde_h5out_attr_str(w, g, "levels", a->levels_s, err));
+  int64_t steps[CSDE_CONV_MAXLEVEL + 1];
+  for (size_t k = 0; k < res->L; k++) steps[k] = (int64_t)res->steps[k];
+  PUT(csde_h5out_attr_i64(w, g, "steps", steps, res->L, 1, err));
+  PUT(csde_h5out_attr_str(w, g, "stepping", "fixed", err));
+  PUT(csde_h5out_attr_str(w, g, "grid", "uniform", err));
+  i64 = (int64_t)a->paths;
+  PUT(csde_h5out_attr_i64(w, g, "paths", &i64, 1, 0, err));
+  PUT(csde_h5out_attr_str(w, g, "reference", a->reference_s, err));
+  int64_t rl[CSDE_CONV_MAXSOLVERS];
+  for (size_t i = 0; i < res->nsolvers; i++) rl[i] = res->s[i].ref_level;
+  PUT(csde_h5out_attr_i64(w, g, "reference_levels", rl, res->nsolvers, 1, err));
+  PUT(csde_h5out_attr_str(w, g, "schedule", csde_schedule_spec(r->sched), err));
+  PUT(csde_h5out_attr_f64(w, g, "t_start", &r->t_start, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "t_end", &r->t_end, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "T", &r->P.T, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "eps", &r->P.eps, 1, 0, err));
+  PUT(csde_h5out_attr_str(w, g, "covariance", csde_cov_spec(r->C), err));
+  PUT(csde_h5out_attr_str(w, g, "cov_method", a->cov_method, err));
+  PUT(csde_h5out_attr_str(w, g, "cov_method_used",
+                          csde_cov_method_name(csde_cov_method_of(r->C)), err));
+  PUT(csde_h5out_attr_str(w, g, "model", r->model.spec, err));
+  PUT(csde_h5out_attr_str(w, g, "model_name", csde_model_name(r->model.model), err));
+  PUT(csde_h5out_attr_str(w, g, "model_output",
+                          csde_model_output_name(csde_model_output_of(r->model.model)), err));
+  i64 = (int64_t)a->tau;
+  PUT(csde_h5out_attr_i64(w, g, "frames", &i64, 1, 0, err));
+  int64_t shape[3];
+  for (int i = 0; i < a->shape_rank; i++) shape[i] = (int64_t)a->shape[i];
+  PUT(csde_h5out_attr_i64(w, g, "frame_shape", shape, (size_t)a->shape_rank, 1, err));
+  i64 = (int64_t)a->D;
+  PUT(csde_h5out_attr_i64(w, g, "pixels", &i64, 1, 0, err));
+  PUT(csde_h5out_attr_u64(w, g, "seed", &a->seed, err));
+  PUT(csde_h5out_attr_str(w, g, "init", r->start_desc, err));
+  if (isfinite(r->floor_cov)) {
+    PUT(csde_h5out_attr_f64(w, g, "start_mismatch_mean", &r->floor_mean, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "start_mismatch_frame_moment", &r->floor_cov, 1, 0, err));
+  }
+  PUT(csde_h5out_attr_str(w, g, "noise",
+                          csde_process_is_sde((csde_process)a->process) ? "path" : "none", err));
+  PUT(csde_h5out_attr_str(w, g, "rng", csde_rng_name(), err));
+  PUT(csde_h5out_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
+  PUT(csde_h5out_attr_str(w, g, "noise_streams",
+                          "path noise, fine step i of the reference level: stream 2^62 + i; "
+                          "initial states: stream 2^63; path j is sample j (row r, pixel p: "
+                          "index (j * noise_dim + r) * D + p); bootstrap replicate b: "
+                          "uniforms of (bootstrap_seed, b)",
+                          err));
+  i64 = (int64_t)a->boot;
+  PUT(csde_h5out_attr_i64(w, g, "bootstrap", &i64, 1, 0, err));
+  f64 = 0.95;
+  PUT(csde_h5out_attr_f64(w, g, "confidence", &f64, 1, 0, err));
+  i64 = (int64_t)a->threads;
+  PUT(csde_h5out_attr_i64(w, g, "threads", &i64, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "wall_seconds", &res->wall_seconds, 1, 0, err));
+  i64 = (int64_t)res->nfe;
+  PUT(csde_h5out_attr_i64(w, g, "nfe", &i64, 1, 0, err));
+  PUT(csde_h5out_attr_str(w, g, "command_line", r->cmdline ? r->cmdline : "", err));
+  PUT(csde_h5out_attr_str(w, g, "corrsde_version", csde_version(), err));
+  time_t now_t = time(NULL);
+  struct tm tmv;
+  gmtime_r(&now_t, &tmv);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  PUT(csde_h5out_attr_str(w, g, "created", buf, err));
+
+  size_t d2[2] = {a->tau, a->tau}, d1[1] = {a->tau};
+  PUT(csde_h5out_write_f64(w, "/covariance/matrix", r->Cmat, 2, d2, err));
+  PUT(csde_h5out_write_f64(w, "/covariance/eigenvalues", r->eig, 1, d1, err));
+  const char *c = "/covariance";
+  PUT(csde_h5out_attr_str(w, c, "spec", csde_cov_spec(r->C), err));
+  PUT(csde_h5out_attr_str(w, c, "method", csde_cov_method_name(csde_cov_method_of(r->C)), err));
+  csde_cov_report rep = csde_cov_approx_report(r->C);
+  i64 = !rep.approx;
+  PUT(csde_h5out_attr_i64(w, c, "exact", &i64, 1, 0, err));
+  i64 = (int64_t)csde_cov_noise_dim(r->C);
+  PUT(csde_h5out_attr_i64(w, c, "noise_dim", &i64, 1, 0, err));
+  f64 = csde_cov_logdet(r->C);
+  PUT(csde_h5out_attr_f64(w, c, "logdet", &f64, 1, 0, err));
+  if (rep.approx) {
+    PUT(csde_h5out_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, 0, err));
+  }
+  return CSDE_SUCCESS;
+}
+#undef PUT
+
+static void print_header(FILE *f, const converge_args *a, const converge_run *r,
+                         const csde_conv_result *res)
+{
+  char shape[64];
+  size_t n = 0;
+  shape[0] = '\0';
+  for (int i = 0; i < a->shape_rank; i++)
+    n += (size_t)snprintf(shape + n, sizeof shape - n, "%s%zu", i ? "x" : "", a->shape[i]);
+  fprintf(f, "corrsde converge: %s, %s error, solvers %s, levels %u..%u (%zu..%zu steps), "
+             "%zu paths\n",
+          process_names[a->process], csde_conv_kind_name(a->kind), a->solvers_s, a->k0, a->k1,
+          res->steps[0], res->steps[res->L - 1], a->paths);
+  fprintf(f, "problem: model %s; C %s (%s); %zu frames of %s; schedule %s; t %g -> %g\n",
+          r->model.spec, csde_cov_spec(r->C), csde_cov_method_name(csde_cov_method_of(r->C)),
+          a->tau, shape, csde_schedule_spec(r->sched), r->t_start, r->t_end);
+  fprintf(f, "start: %s\n", r->start_desc);
+  fprintf(f, "reference: %s\n", res->reference);
+  fprintf(f, "estimator: %s\n", res->estimator);
+  fprintf(f, "intervals: 95%% bootstrap percentile over whole paths, %zu replicates\n",
+          a->boot);
+}
+
+int cli_cmd_converge(int argc, char **argv)
+{
+  converge_args a;
+  converge_run r;
+  memset(&r, 0, sizeof r);
+  int rc = parse_args(argc, argv, &a);
+  if (rc || a.help) {
+    if (!rc) help();
+    free(a.solver_buf);
+    return rc;
+  }
+  r.a = &a;
+  char script[PATH_MAX + 64];
+  if ((rc = check_combinations(&a))) goto out;
+  if (same_file(a.output, a.csv) || same_file(a.output, a.plot) || same_file(a.csv, a.plot)) {
+    cli_error(CMD, "-o/--csv/--plot: two outputs name the same file");
+    rc = CLI_EUSAGE;
+    goto out;
+  }
+  if ((rc = check_output("-o", a.output, a.force)) ||
+      (a.csv && (rc = check_output("--csv", a.csv, a.force))) ||
+      (a.plot && (rc = check_output("--plot", a.plot, a.force))) ||
+      (a.plot && (rc = check_plotting(script, sizeof script))) ||
+      (rc = build(&a, &r, argc, argv)))
+    goto out;
+
+  csde_conv_params p = csde_conv_default_params();
+  p.P = r.P;
+  p.solvers = a.solvers;
+  p.nsolvers = a.nsolvers;
+  p.kind = a.kind;
+  p.k0 = a.k0;
+  p.k1 = a.k1;
+  p.paths = a.paths;
+  p.ref = a.ref;
+  p.ref_level = a.ref_level;
+  p.seed = a.seed;
+  p.threads = (int)a.threads;
+  p.boot = a.boot;
+  csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
+  r.bar_on = !a.quiet && (a.progress || isatty(STDERR_FILENO));
+  r.bar_tty = isatty(STDERR_FILENO);
+  r.t0 = r.last = now();
+
+  csde_conv_result res;
+  csde_err err;
+  csde_err_clear(&err);
+  int s = csde_conv_run(&p, &hooks, &res, &err);
+  if (r.bar_on && r.bar_tty && r.drawn) fputc('\n', stderr);
+  if (s) {
+    const char *flag = strstr(err.msg, "reference") ? "--reference"
+                       : strstr(err.msg, "model") ? "--model"
+                       : strstr(err.msg, "solver") ? "--solvers" : "--levels";
+    cli_error(CMD, "%s: %s", flag, err.msg[0] ? err.msg : csde_strerror(s));
+    rc = CLI_EFAIL;
+    goto out;
+  }
+
+  /* the files */
+  csde_h5out *w = NULL;
+  if (csde_h5out_create(&w, a.output, a.force, &err) ||
+      write_parameters(w, &a, &r, &res, &err) || csde_conv_write_h5(w, &res, a.kind, &p, &err)) {
+    csde_h5out_discard(w);
+    cli_error(CMD, "-o '%s': %s", a.output, err.msg);
+    rc = CLI_EFAIL;
+    goto out_res;
+  }
+  if (csde_h5out_close(w, &err)) {
+    unlink(a.output);
+    cli_error(CMD, "-o '%s': %s", a.output, err.msg);
+    rc = CLI_EFAIL;
+    goto out_res;
+  }
+  if (a.csv && csde_conv_write_csv(a.csv, &res, a.kind, &err)) {
+    cli_error(CMD, "--csv '%s': %s", a.csv, err.msg);
+    rc = CLI_EFAIL;
+    goto out_res;
+  }
+  if (a.plot) {
+    char *pargv[] = {(char *)python_path(), script, (char *)a.output, (char *)a.plot, NULL};
+    int prc = run_program(pargv, 0);
+    if (prc != 0) {
+      cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
+                     "in '%s'", a.plot, script, prc, a.output);
+      rc = CLI_EFAIL;
+      goto out_res;
+    }
+  }
+
+  /* the table, last */
+  if (!a.quiet) {
+    print_header(stdout, &a, &r, &res);
+    csde_conv_print(stdout, &res, a.kind);
+    for (size_t i = 0; i < res.nsolvers; i++)
+      if (!res.s[i].fit.ref_ok)
+        cli_error(CMD, "warning: %s: the reference is only %.3gx more accurate than the "
+                       "finest level (want >= 10; raise --reference fine:LEVEL)",
+                  res.s[i].name, res.s[i].fit.ref_ratio);
+    printf("\nwrote %s", a.output);
+    if (a.csv) printf(", %s", a.csv);
+    if (a.plot) printf(", %s", a.plot);
+    printf(" (%.2f s, %zu model evaluations, %zu thread%s)\n", res.wall_seconds, res.nfe,
+           a.threads, a.threads == 1 ? "" : "s");
+  }
+  rc = CLI_OK;
+out_res:
+  csde_conv_result_free(&res);
+out:
+  run_free(&r);
+  free(a.solver_buf);
+  return rc;
+}

@@ -1,0 +1,278 @@
+/* Internal: solver convergence experiments (`corrsde converge`, issue 5).
+ *
+ * Two stages, usable separately:
+ *
+ *   csde_conv_run      solves: for every solver, every path i < N and every level k in
+ *                      K0..K1 (2^k fixed steps), the per-path contribution v[i][k] of that
+ *                      path to the error (definitions below), against a reference on the
+ *                      SAME path: all levels of a path share one Brownian path (path noise,
+ *                      path_level = the reference level R, seed fixed, first_sample = the
+ *                      path index) and one starting state (a pure function of the path
+ *                      index). Work is cut into (solver, batch of paths) items run by
+ *                      OpenMP threads, each with its OWN model and solver objects; every
+ *                      value is stored at [path][level] and reduced in a fixed order, so
+ *                      the result is bitwise the same for any thread count.
+ *   csde_conv_analyse  turns per-path contributions into estimates, bootstrap intervals,
+ *                      level screening and a fitted order (it is what the synthetic
+ *                      coverage test calls directly).
+ *
+ * ---- errors (one sample = one path = a tau x D block; ||v|| is the RMS over its
+ *      tau * D entries, sqrt(sum v^2 / (tau D)), so sizes do not depend on the shape) ----
+ *   strong     v_i = ||X_h,i - X_ref,i|| at the final time; error = mean_i v_i, with the
+ *              RMS variant sqrt(mean_i v_i^2) reported beside it. Reference: a fine solve
+ *              of the same solver at level R on the same path (no exact pathwise solution
+ *              exists).
+ *   ode        the same per-path norm for the deterministic processes (pf-ode,
+ *              pf-ode-encode); reference: the exact flow (gaussian model; counted as
+ *              accurate to 1e-13 relative, the propagator's tolerance) or a fine solve.
+ *   weak-mean  v_i = X_h,i - X_ref,i (tau * D numbers); error = ||mean_i v_i|| (RMS norm
+ *              over the tau * D entries of the mean vector), i.e. |E X_h - E X_ref|.
+ *   weak-cov   v_i = F(X_h,i) - F(X_ref,i) with F(X) = (1/D) sum_p x_p x_p^T the frame
+ *              second moment E[X X^T] (tau x tau, x_p the tau-vector of pixel p, pooled
+ *              over the D pixels); error = Frobenius norm of mean_i v_i.
+ * Weak estimator ("same-path control variate"): E[f(X_h) - f(X_ref)] with X_ref the fine
+ * solve at level R on the same path and from the same start, whose variance shrinks with
+ * the strong error instead of staying at Var f(X). The reference's own bias is NOT added:
+ * it is estimated by Richardson from the same paths, |E f(X_{R-1}) - E f(X_R)| / (2^p - 1)
+ * (p the solver's theoretical order), and required to be <= 1/10 of the finest level's
+ * error (a warning is recorded otherwise). With an exact law (gaussian) the reference is
+ * also checked against the exact moments by plain Monte Carlo (deviation and half-width
+ * recorded); adding that plain Monte Carlo term would bring back exactly the variance the
+ * control variate removes.
+ *
+ * ---- analysis ----
+ * Bootstrap over whole paths (the levels of one path are resampled together): B
+ * replicates, replicate b draws N path indices from the uniforms (boot_seed, stream b);
+ * percentile intervals at `conf` for every level's error, local slope and the order.
+ * The reference check: e_R <= max(d, d_hi) / (2^p - 1), d the error of level R-1 against
+ * R on the same paths and d_hi its upper bootstrap limit (Richardson with aligned
+ * errors, an upper bound when they are not), p the theoretical order; the finest level
+ * must be >= 10 e_R above it (recorded, and warned about, when not).
+ * Level screening (every decision is recorded with its reason), in this order:
+ *   below floor    error < the float64 floor (1e-12 x the mean size of X_ref, or of
+ *                  F(X_ref)), or < 3 e_R, or (weak) < 3 x the Monte Carlo noise level
+ *                  sqrt(sum_q Var(v_q) / N) (what the norm of the mean shows when the true
+ *                  error is 0);
+ *   unresolved     the interval's half-width >= error / 3;
+ *   pre-asymptotic from the coarse end, while at least 4 levels remain: the slope from
+ *                  a level to the next remaining one differs from the weighted slope p*
+ *                  of all finer remaining levels by more than 0.1 max(1, |p*|) plus two
+ *                  bootstrap standard deviations of the difference.
+ * Fit and interval: csde_conv_fit_order.
+ */
+#ifndef CSDE_EXPERIMENT_CONVERGE_H
+#define CSDE_EXPERIMENT_CONVERGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corrsde/model.h"
+#include "corrsde/solve.h"
+#include "corrsde/status.h"
+
+#define CSDE_CONV_MAXLEVEL 24   /* 2^24 steps: far beyond any useful experiment */
+#define CSDE_CONV_MAXSOLVERS 16
+#define CSDE_CONV_MINRATIO 10.0 /* the reference must be this much more accurate */
+
+typedef enum {
+  CSDE_CONV_STRONG = 0,
+  CSDE_CONV_WEAK_MEAN,
+  CSDE_CONV_WEAK_COV,
+  CSDE_CONV_ODE
+} csde_conv_kind;
+
+/* "strong", "weak-mean", "weak-cov", "ode". */
+const char *csde_conv_kind_name(csde_conv_kind k);
+int csde_conv_kind_parse(const char *s, csde_conv_kind *k);
+/* The csde_solver_type_order key of a kind: "strong", "weak" or "ode". */
+const char *csde_conv_kind_order_key(csde_conv_kind k);
+int csde_conv_kind_is_weak(csde_conv_kind k);
+
+typedef enum {
+  CSDE_CONV_REF_AUTO = 0, /* exact where the model gives it, else fine */
+  CSDE_CONV_REF_EXACT,
+  CSDE_CONV_REF_FINE
+} csde_conv_ref;
+
+/* Why a level is (not) used in the fit. */
+typedef enum {
+  CSDE_CONV_USED = 0,
+  CSDE_CONV_DROP_UNRESOLVED,
+  CSDE_CONV_DROP_FLOOR,
+  CSDE_CONV_DROP_PREASYMPTOTIC,
+  CSDE_CONV_DROP_ZERO            /* error exactly 0 or not finite */
+} csde_conv_decision;
+
+const char *csde_conv_decision_name(csde_conv_decision d); /* "used", "unresolved", ... */
+
+/* ---- analysis of per-path contributions ---- */
+
+typedef struct {
+  size_t N, L, Q;        /* paths, levels (coarse to fine), numbers per contribution */
+  const double *v;       /* [N][L][Q] per-path contributions */
+  const double *vref;    /* [N][Q]: level R-1 against R (the reference check), or NULL */
+  int vector;            /* 0: Q == 1, error = mean_i v_i (+ RMS variant);
+                            1: error = norm of mean_i v_i */
+  int rms_norm;          /* vector norm: 1 = sqrt(sum/Q), 0 = sqrt(sum) (Frobenius) */
+  const double *h;       /* [L] step sizes */
+  const unsigned *level; /* [L] level numbers (for messages), may be NULL */
+  double theory;         /* theoretical order (Richardson factor of the reference check) */
+  double float_floor;    /* absolute round-off floor of the errors */
+  double ref_floor;      /* absolute error of an exact reference (0 if none) */
+  size_t boot;           /* bootstrap replicates (>= 100) */
+  uint64_t boot_seed;
+  double conf;           /* e.g. 0.95 */
+  int threads;           /* for the bootstrap; results do not depend on it */
+} csde_conv_data;
+
+typedef struct {
+  size_t L;
+  double *err, *err_lo, *err_hi;       /* [L] estimate and percentile interval */
+  double *rms, *rms_lo, *rms_hi;       /* [L] RMS variant (scalar data), else NULL */
+  double *halfwidth;                   /* [L] (hi - lo) / 2 */
+  double *mc_noise;                    /* [L] vector data: sqrt(sum_q Var v_q / N), the
+                                          size the norm has when the true error is 0 */
+  double *log_sd;                      /* [L] bootstrap s.d. of log err */
+  double *slope, *slope_lo, *slope_hi; /* [L-1] log(e_k / e_k+1) / log(h_k / h_k+1) */
+  int *decision;                       /* [L] csde_conv_decision */
+  char (*reason)[160];                 /* [L] the decision in words */
+  size_t nused;
+  double order, order_lo, order_hi;    /* NaN if fewer than 2 levels are used */
+  double order_boot_lo, order_boot_hi; /* the bootstrap percentile interval alone */
+  double order_plain;                  /* the plain power-law slope (for the record) */
+  int curved;                          /* 1: the h correction was resolved and used */
+  double curvature;                    /* its coefficient d (0 if unused) */
+  double birge;                        /* Birge factor applied (1: none) */
+  double order_sys;                    /* systematic half-width of the extrapolation
+                                          (|order - order_plain| when curved) */
+  double order_sys_ref;                /* systematic half-width from the reference error */
+  char fit[192];                       /* the model and how the interval was formed */
+  /* the reference check */
+  int have_ref_check;
+  double ref_diff, ref_diff_hi;        /* error of level R-1 against R, its upper bound */
+  double ref_error;                    /* estimated error of the reference */
+  double ref_ratio;                    /* finest level's error / ref_error */
+  int ref_ok;                          /* ratio >= CSDE_CONV_MINRATIO */
+  double floor;                        /* the floor used for screening (absolute) */
+  char floor_name[64];
+} csde_conv_fit;
+
+int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *out, csde_err *err);
+void csde_conv_fit_free(csde_conv_fit *f); /* accepts a zeroed struct */
+
+/* The order fit on its own: levels with use[k] != 0, estimates e[k], step sizes h[k],
+ * bootstrap replicates E[b * L + k] (b < B), the reference's error ref_err (0: exact).
+ * Model: log e = c + p log h by weighted least squares, weights 1/Var_boot(log e_k); when
+ * at least 3 levels are used and the coefficient d of the first term of the asymptotic
+ * error expansion, log e = c + p log h + d h/h_max (e = C h^p (1 + D h + ...), integer
+ * powers for ODE and weak errors of one-step schemes, and for the strong error of
+ * additive-noise schemes, whose mean-square error is a polynomial in h), is resolved
+ * (its bootstrap percentile interval excludes 0), that model gives p instead.
+ * Interval: the bootstrap percentile interval of p, its half-widths times the Birge
+ * factor max(1, sqrt(chi^2 / dof)) of the fit (levels scattering beyond their noise),
+ * combined in quadrature with two systematic half-widths:
+ *   extrapolation  |p - plain slope| when the correction is used: an extrapolated order
+ *                  is trusted no further than the correction it made (this is what lets
+ *                  an interval from nearly noise-free ODE errors cover the asymptotic
+ *                  order when the finest levels are still slightly pre-asymptotic);
+ *   reference      |sum_k c_k ref_err / e_k|, c_k the weight of log e_k in p: the
+ *                  reference's error shifts every e_k by up to ref_err, in the same
+ *                  direction when the errors are correlated (a fine solve of the same
+ *                  scheme on the same path errs like the levels do), which tilts the
+ *                  slope.
+ * Writes order, order_lo/hi, order_boot_lo/hi, order_plain, curved, curvature, birge,
+ * order_sys, order_sys_ref and fit (in words). */
+void csde_conv_fit_order(size_t L, const double *h, const double *e, const double *E,
+                         size_t B, const int *use, double conf, double ref_err,
+                         csde_conv_fit *f);
+
+/* ---- the solve stage ---- */
+
+/* Progress, reported under a lock after every (solver, batch, level) solve. */
+typedef struct {
+  size_t solver;          /* index into the solvers */
+  const char *solver_name;
+  unsigned level;         /* the level just solved (the reference level for the reference) */
+  size_t paths_done;      /* of this solver, whole batches */
+  size_t paths;           /* N */
+  double fraction;        /* of the whole run, by estimated cost */
+  double elapsed;         /* seconds since the start */
+} csde_conv_progress;
+
+/* Per-thread resources supplied by the caller (the command line builds them from its
+ * spec flags; a test from library calls). */
+typedef struct {
+  void *user;
+  /* Called serially, once per thread, before the parallel work: a model for that
+   * thread's exclusive use (NULL allowed for forward-sde) and an opaque state. */
+  int (*thread_alloc)(void *user, int thread, const csde_model **model, void **state,
+                      csde_err *err);
+  void (*thread_free)(void *user, void *state);
+  /* The starting states of paths first .. first + n - 1 (n tau D doubles), a pure
+   * function of the path index. */
+  int (*start)(void *user, void *state, size_t first, size_t n, double *x, csde_err *err);
+  /* May be NULL. Called from any thread, under a lock. */
+  void (*progress)(void *user, const csde_conv_progress *p);
+} csde_conv_hooks;
+
+typedef struct {
+  csde_problem P;               /* process, T, eps, tau, D, C, sched (model, batch unused) */
+  const char *const *solvers;   /* nsolvers names (csde_solver_lookup) */
+  size_t nsolvers;
+  csde_conv_kind kind;
+  unsigned k0, k1;              /* levels: 2^k0 .. 2^k1 steps */
+  size_t paths;
+  csde_conv_ref ref;
+  unsigned ref_level;           /* 0: the default, K1 + max(3, ceil(log2(10) / p_min)) */
+  uint64_t seed;                /* noise seed; starts are the caller's business */
+  const char *grid;             /* NULL: uniform */
+  int threads;                  /* 0: 1 */
+  size_t batch;                 /* paths per solve (0: 64) */
+  size_t boot;                  /* 0: 1000 */
+  uint64_t boot_seed;
+  double conf;                  /* 0: 0.95 */
+} csde_conv_params;
+
+csde_conv_params csde_conv_default_params(void);
+
+/* The default reference level of one solver: K1 + max(3, ceil(log2(10) / p) (+ 1 if
+ * p <= 1)), p its theoretical order for the kind. */
+unsigned csde_conv_default_ref_level(const csde_conv_params *p, const char *solver);
+
+/* Whether the model gives an exact reference for this kind and process: 1 yes, 0 no
+ * (why in *why, may be NULL). */
+int csde_conv_exact_available(const csde_conv_params *p, const csde_model *M,
+                              const char **why);
+
+typedef struct {
+  char name[32];
+  double theory;
+  unsigned ref_level;  /* 0: exact reference */
+  char reference[96];
+  csde_conv_fit fit;
+  double *v;       /* [N][L][Q] per-path contributions */
+  double *vref;    /* [N][Q] level R-1 against R, or NULL (exact reference) */
+  double *exact_dev;  /* weak with an exact law: [Q] mean f(X_R) - f_exact, else NULL */
+  double exact_dev_norm, exact_dev_halfwidth; /* its norm and plain MC half-width */
+  double ref_scale;   /* size of X_ref (mean RMS norm) or of f(X_ref) */
+} csde_conv_solver_result;
+
+typedef struct {
+  size_t N, L, Q, nsolvers;
+  unsigned k0, k1, ref_level;  /* ref_level: the one asked for (0: per-solver defaults) */
+  int ref_exact;               /* 1: exact flow / exact moments */
+  double *h;                   /* [L] */
+  size_t *steps;               /* [L] */
+  unsigned *level;             /* [L] */
+  char reference[160];         /* in words: "exact flow (gaussian)", "fine: em at 2^12" */
+  char estimator[512];
+  csde_conv_solver_result *s;  /* [nsolvers] */
+  double wall_seconds;
+  size_t nfe;                  /* model evaluations, all threads */
+} csde_conv_result;
+
+int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
+                  csde_conv_result *res, csde_err *err);
+void csde_conv_result_free(csde_conv_result *r); /* accepts a zeroed struct */
+
+#endif

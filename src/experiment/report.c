@@ -1,0 +1,455 @@
+/* The outputs of a convergence experiment: table, CSV, HDF5 (report.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "experiment/report.h"
+
+/* ---- the HDF5 writer ---- */
+
+struct csde_h5out {
+  char *path;
+  hid_t file;
+};
+
+int csde_h5out_create(csde_h5out **out, const char *path, int overwrite, csde_err *err)
+{
+  *out = NULL;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  csde_h5out *w = calloc(1, sizeof *w);
+  if (!w || !(w->path = strdup(path))) {
+    free(w);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  }
+  errno = 0;
+  w->file = H5Fcreate(path, overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (w->file < 0) {
+    struct stat st;
+    int s = !overwrite && stat(path, &st) == 0
+                ? csde_err_set(err, CSDE_EIO, "'%s' exists (use --force to overwrite it)", path)
+                : csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", path, errno ? ": " : "",
+                               errno ? strerror(errno) : "");
+    free(w->path);
+    free(w);
+    return s;
+  }
+  *out = w;
+  return CSDE_SUCCESS;
+}
+
+static int fail(csde_h5out *w, const char *what, const char *name, csde_err *err)
+{
+  return csde_err_set(err, CSDE_EIO, "'%s': cannot write %s %s", w->path, what, name);
+}
+
+/* Make every missing group along name ("/a/b/c" makes /a and /a/b; with self also /a/b/c). */
+static int make_groups(csde_h5out *w, const char *name, int self, csde_err *err)
+{
+  char buf[512];
+  size_t n = strlen(name);
+  if (n >= sizeof buf) return fail(w, "group", name, err);
+  memcpy(buf, name, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    if (buf[i] == '\0' && !self) break;
+    char c = buf[i];
+    buf[i] = '\0';
+    htri_t ex = H5Lexists(w->file, buf, H5P_DEFAULT);
+    if (ex == 0) {
+      hid_t g = H5Gcreate2(w->file, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      if (g < 0) return fail(w, "group", buf, err);
+      H5Gclose(g);
+    } else if (ex < 0) {
+      return fail(w, "group", buf, err);
+    }
+    buf[i] = c;
+  }
+  return CSDE_SUCCESS;
+}
+
+int csde_h5out_group(csde_h5out *w, const char *name, csde_err *err)
+{
+  return make_groups(w, name, 1, err);
+}
+
+static int put_attr(csde_h5out *w, const char *obj, const char *name, hid_t ftype, hid_t mtype,
+                    const void *buf, size_t n, int list, csde_err *err)
+{
+  int s = CSDE_SUCCESS;
+  hsize_t hn = n;
+  hid_t sp = n == 1 && !list ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &hn, NULL), a = -1;
+  if (sp < 0) goto bad;
+  htri_t ex = H5Aexists_by_name(w->file, obj, name, H5P_DEFAULT);
+  if (ex < 0) goto bad;
+  if (ex > 0 && H5Adelete_by_name(w->file, obj, name, H5P_DEFAULT) < 0) goto bad;
+  a = H5Acreate_by_name(w->file, obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0 || H5Awrite(a, mtype, buf) < 0) goto bad;
+  goto done;
+bad:
+  s = csde_err_set(err, CSDE_EIO, "'%s': cannot write attribute %s of %s", w->path, name, obj);
+done:
+  if (a >= 0) H5Aclose(a);
+  if (sp >= 0) H5Sclose(sp);
+  return s;
+}
+
+static hid_t str_type(void)
+{
+  hid_t st = H5Tcopy(H5T_C_S1);
+  if (st < 0) return -1;
+  if (H5Tset_size(st, H5T_VARIABLE) < 0 || H5Tset_cset(st, H5T_CSET_UTF8) < 0) {
+    H5Tclose(st);
+    return -1;
+  }
+  return st;
+}
+
+int csde_h5out_attr_str(csde_h5out *w, const char *obj, const char *name, const char *v,
+                        csde_err *err)
+{
+  hid_t st = str_type();
+  if (st < 0) return fail(w, "attribute", name, err);
+  const char *val = v ? v : "";
+  int s = put_attr(w, obj, name, st, st, &val, 1, 0, err);
+  H5Tclose(st);
+  return s;
+}
+
+int csde_h5out_attr_f64(csde_h5out *w, const char *obj, const char *name, const double *v,
+                        size_t n, int list, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, n, list, err);
+}
+
+int csde_h5out_attr_i64(csde_h5out *w, const char *obj, const char *name, const int64_t *v,
+                        size_t n, int list, csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n, list, err);
+}
+
+int csde_h5out_attr_u64(csde_h5out *w, const char *obj, const char *name, const uint64_t *v,
+                        csde_err *err)
+{
+  return put_attr(w, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, v, 1, 0, err);
+}
+
+static int write_dset(csde_h5out *w, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                      int rank, const size_t *dims, csde_err *err)
+{
+  hsize_t hd[8];
+  if (rank < 1 || rank > 8) return fail(w, "dataset", name, err);
+  int s = make_groups(w, name, 0, err);
+  if (s) return s;
+  size_t total = 1;
+  for (int i = 0; i < rank; i++) {
+    hd[i] = dims[i];
+    total *= dims[i];
+  }
+  hid_t sp = H5Screate_simple(rank, hd, NULL), d = -1;
+  if (sp >= 0) d = H5Dcreate2(w->file, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (d < 0 || (total > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
+    s = fail(w, "dataset", name, err);
+  if (d >= 0) H5Dclose(d);
+  if (sp >= 0) H5Sclose(sp);
+  return s;
+}
+
+int csde_h5out_write_f64(csde_h5out *w, const char *name, const double *v, int rank,
+                         const size_t *dims, csde_err *err)
+{
+  return write_dset(w, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, rank, dims, err);
+}
+
+int csde_h5out_write_i64(csde_h5out *w, const char *name, const int64_t *v, size_t n,
+                         csde_err *err)
+{
+  return write_dset(w, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, 1, &n, err);
+}
+
+int csde_h5out_write_strings(csde_h5out *w, const char *name, const char *const *v, size_t n,
+                             csde_err *err)
+{
+  hid_t st = str_type();
+  if (st < 0) return fail(w, "dataset", name, err);
+  int s = write_dset(w, name, st, st, v, 1, &n, err);
+  H5Tclose(st);
+  return s;
+}
+
+int csde_h5out_close(csde_h5out *w, csde_err *err)
+{
+  if (!w) return CSDE_SUCCESS;
+  int s = CSDE_SUCCESS;
+  if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->file) < 0)
+    s = csde_err_set(err, CSDE_EIO, "'%s': cannot write the file", w->path);
+  free(w->path);
+  free(w);
+  return s;
+}
+
+void csde_h5out_discard(csde_h5out *w)
+{
+  if (!w) return;
+  H5Fclose(w->file);
+  unlink(w->path);
+  free(w->path);
+  free(w);
+}
+
+/* ---- the table ---- */
+
+static void levels_list(const csde_conv_result *r, const csde_conv_fit *f, int used, char *buf,
+                        size_t len)
+{
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t k = 0; k < r->L && n < len; k++)
+    if ((f->decision[k] == CSDE_CONV_USED) == used)
+      n += (size_t)snprintf(buf + n, len - n, "%s%u", n ? ", " : "", r->level[k]);
+  if (!n) snprintf(buf, len, "none");
+}
+
+void csde_conv_print(FILE *out, const csde_conv_result *r, csde_conv_kind kind)
+{
+  int weak = csde_conv_kind_is_weak(kind);
+  for (size_t i = 0; i < r->nsolvers; i++) {
+    const csde_conv_solver_result *s = &r->s[i];
+    const csde_conv_fit *f = &s->fit;
+    fprintf(out, "\n%s: %s error, reference %s\n", s->name, csde_conv_kind_name(kind),
+            s->reference);
+    fprintf(out, "  level  steps          h       error  95%% interval            %-9s  slope  "
+                 "decision\n",
+            weak ? "MC noise" : "RMS");
+    for (size_t k = 0; k < r->L; k++) {
+      char slope[16] = "";
+      if (k + 1 < r->L && isfinite(f->slope[k])) snprintf(slope, sizeof slope, "%6.3f", f->slope[k]);
+      double extra = weak ? f->mc_noise[k] : f->rms[k];
+      fprintf(out, "  %5u %6zu  %9.3e  %10.4e  [%9.3e, %9.3e]  %9.3e  %6s  %s\n", r->level[k],
+              r->steps[k], r->h[k], f->err[k], f->err_lo[k], f->err_hi[k], extra, slope,
+              csde_conv_decision_name((csde_conv_decision)f->decision[k]));
+    }
+    char used[256], dropped[256];
+    levels_list(r, f, 1, used, sizeof used);
+    levels_list(r, f, 0, dropped, sizeof dropped);
+    if (isfinite(f->order))
+      fprintf(out, "  order %.3f  95%% interval [%.3f, %.3f]  (theory %g)\n", f->order,
+              f->order_lo, f->order_hi, s->theory);
+    else
+      fprintf(out, "  order: not fitted (%s)  (theory %g)\n", f->fit, s->theory);
+    fprintf(out, "  fit: %s\n", f->fit);
+    fprintf(out, "  levels used: %s; dropped: %s\n", used, dropped);
+    for (size_t k = 0; k < r->L; k++)
+      if (f->decision[k] != CSDE_CONV_USED)
+        fprintf(out, "    level %u: %s\n", r->level[k], f->reason[k]);
+    if (f->have_ref_check)
+      fprintf(out, "  reference check: error of level %u vs %u %.3g, reference error <= %.3g, "
+                   "finest level %.3gx above it%s\n",
+              s->ref_level - 1, s->ref_level, f->ref_diff, f->ref_error, f->ref_ratio,
+              f->ref_ok ? "" : " -- WARNING: want >= 10x; raise --reference fine:LEVEL");
+    if (s->exact_dev)
+      fprintf(out, "  reference vs the exact moments (plain Monte Carlo): %.3g, noise "
+                   "half-width %.3g\n",
+              s->exact_dev_norm, s->exact_dev_halfwidth);
+  }
+}
+
+/* ---- CSV ---- */
+
+static void csv_str(FILE *f, const char *s)
+{
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_kind kind,
+                        csde_err *err)
+{
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return csde_err_set(err, CSDE_EIO, "cannot create '%s': %s", path, strerror(errno));
+  int weak = csde_conv_kind_is_weak(kind);
+  fprintf(f, "solver,error_kind,level,steps,h,error,error_lo,error_hi,halfwidth,error_rms,"
+             "mc_noise,local_slope,local_slope_lo,local_slope_hi,used,decision,order,order_lo,"
+             "order_hi,theory_order,reference_level\n");
+  for (size_t i = 0; i < r->nsolvers; i++) {
+    const csde_conv_solver_result *s = &r->s[i];
+    const csde_conv_fit *fi = &s->fit;
+    for (size_t k = 0; k < r->L; k++) {
+      double sl = k + 1 < r->L ? fi->slope[k] : NAN;
+      double sllo = k + 1 < r->L ? fi->slope_lo[k] : NAN;
+      double slhi = k + 1 < r->L ? fi->slope_hi[k] : NAN;
+      fprintf(f, "%s,%s,%u,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d,",
+              s->name, csde_conv_kind_name(kind), r->level[k], r->steps[k], r->h[k],
+              fi->err[k], fi->err_lo[k], fi->err_hi[k], fi->halfwidth[k],
+              weak ? NAN : fi->rms[k], weak ? fi->mc_noise[k] : NAN, sl, sllo, slhi,
+              fi->decision[k] == CSDE_CONV_USED);
+      csv_str(f, fi->reason[k]);
+      fprintf(f, ",%.17g,%.17g,%.17g,%.17g,%u\n", fi->order, fi->order_lo, fi->order_hi,
+              s->theory, s->ref_level);
+    }
+  }
+  int bad = ferror(f);
+  if (fclose(f) != 0 || bad) {
+    unlink(path);
+    return csde_err_set(err, CSDE_EIO, "cannot write '%s': %s", path, strerror(errno));
+  }
+  return CSDE_SUCCESS;
+}
+
+/* ---- HDF5 ---- */
+
+#define PUT(call)                                                                          \
+  do {                                                                                     \
+    if ((st = (call))) goto done;                                                          \
+  } while (0)
+
+int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
+                       const csde_conv_params *p, csde_err *err)
+{
+  int st = CSDE_SUCCESS, weak = csde_conv_kind_is_weak(kind);
+  const size_t L = r->L, N = r->N, Q = r->Q;
+  int64_t *iv = malloc((L + 1) * sizeof *iv);
+  double *dv = malloc(2 * L * sizeof *dv);
+  const char **sv = malloc(L * sizeof *sv);
+  char g[128], name[192];
+  if (!iv || !dv || !sv) {
+    st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+    goto done;
+  }
+  PUT(csde_h5out_group(w, "/convergence", err));
+  const char *c = "/convergence";
+  PUT(csde_h5out_attr_str(w, c, "error", csde_conv_kind_name(kind), err));
+  PUT(csde_h5out_attr_str(w, c, "estimator", r->estimator, err));
+  PUT(csde_h5out_attr_str(w, c, "reference", r->reference, err));
+  iv[0] = (int64_t)N;
+  PUT(csde_h5out_attr_i64(w, c, "paths", iv, 1, 0, err));
+  for (size_t k = 0; k < L; k++) iv[k] = r->level[k];
+  PUT(csde_h5out_attr_i64(w, c, "levels", iv, L, 1, err));
+  iv[0] = (int64_t)(p->boot ? p->boot : 1000);
+  PUT(csde_h5out_attr_i64(w, c, "bootstrap", iv, 1, 0, err));
+  PUT(csde_h5out_attr_u64(w, c, "bootstrap_seed", &p->boot_seed, err));
+  double conf = p->conf > 0 ? p->conf : 0.95;
+  PUT(csde_h5out_attr_f64(w, c, "confidence", &conf, 1, 0, err));
+  {
+    char list[512] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < r->nsolvers && n < sizeof list; i++)
+      n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? "," : "", r->s[i].name);
+    PUT(csde_h5out_attr_str(w, c, "solvers", list, err));
+  }
+  PUT(csde_h5out_attr_str(w, c, "norm",
+                          kind == CSDE_CONV_WEAK_COV
+                              ? "Frobenius norm of the tau x tau frame second-moment error"
+                              : "RMS over the tau x D entries of a sample",
+                          err));
+  for (size_t i = 0; i < r->nsolvers; i++) {
+    const csde_conv_solver_result *s = &r->s[i];
+    const csde_conv_fit *f = &s->fit;
+    snprintf(g, sizeof g, "/convergence/%s", s->name);
+    PUT(csde_h5out_group(w, g, err));
+#define DS(suffix) (snprintf(name, sizeof name, "%s/%s", g, suffix), name)
+    for (size_t k = 0; k < L; k++) iv[k] = (int64_t)r->steps[k];
+    PUT(csde_h5out_write_i64(w, DS("steps"), iv, L, err));
+    for (size_t k = 0; k < L; k++) iv[k] = r->level[k];
+    PUT(csde_h5out_write_i64(w, DS("level"), iv, L, err));
+    size_t d1[1] = {L}, d2[2] = {L, 2};
+    PUT(csde_h5out_write_f64(w, DS("h"), r->h, 1, d1, err));
+    PUT(csde_h5out_write_f64(w, DS("error"), f->err, 1, d1, err));
+    for (size_t k = 0; k < L; k++) {
+      dv[2 * k] = f->err_lo[k];
+      dv[2 * k + 1] = f->err_hi[k];
+    }
+    PUT(csde_h5out_write_f64(w, DS("error_ci"), dv, 2, d2, err));
+    PUT(csde_h5out_write_f64(w, DS("halfwidth"), f->halfwidth, 1, d1, err));
+    size_t s1[1] = {L - 1}, s2[2] = {L - 1, 2};
+    PUT(csde_h5out_write_f64(w, DS("local_slope"), f->slope, 1, s1, err));
+    for (size_t k = 0; k + 1 < L; k++) {
+      dv[2 * k] = f->slope_lo[k];
+      dv[2 * k + 1] = f->slope_hi[k];
+    }
+    PUT(csde_h5out_write_f64(w, DS("local_slope_ci"), dv, 2, s2, err));
+    for (size_t k = 0; k < L; k++) iv[k] = f->decision[k] == CSDE_CONV_USED;
+    PUT(csde_h5out_write_i64(w, DS("used"), iv, L, err));
+    for (size_t k = 0; k < L; k++) sv[k] = f->reason[k];
+    PUT(csde_h5out_write_strings(w, DS("decision"), sv, L, err));
+    if (weak) {
+      PUT(csde_h5out_write_f64(w, DS("mc_noise"), f->mc_noise, 1, d1, err));
+    } else {
+      PUT(csde_h5out_write_f64(w, DS("error_rms"), f->rms, 1, d1, err));
+      for (size_t k = 0; k < L; k++) {
+        dv[2 * k] = f->rms_lo[k];
+        dv[2 * k + 1] = f->rms_hi[k];
+      }
+      PUT(csde_h5out_write_f64(w, DS("error_rms_ci"), dv, 2, d2, err));
+    }
+    size_t pd[3] = {N, L, Q};
+    PUT(csde_h5out_write_f64(w, DS("per_path"), s->v, weak ? 3 : 2, pd, err));
+    if (s->vref) {
+      size_t rd[2] = {N, Q};
+      PUT(csde_h5out_write_f64(w, DS("ref_check_per_path"), s->vref, weak ? 2 : 1, rd, err));
+    }
+#undef DS
+    /* attributes */
+    double ci[2] = {f->order_lo, f->order_hi}, bci[2] = {f->order_boot_lo, f->order_boot_hi};
+    PUT(csde_h5out_attr_f64(w, g, "order", &f->order, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "order_ci", ci, 2, 1, err));
+    PUT(csde_h5out_attr_f64(w, g, "theory_order", &s->theory, 1, 0, err));
+    size_t nu = 0, nd = 0;
+    int64_t *dropped = iv + 0;
+    for (size_t k = 0; k < L; k++)
+      if (f->decision[k] == CSDE_CONV_USED) nu++;
+    int64_t *used = malloc((nu + 1) * sizeof *used);
+    if (!used) {
+      st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+      goto done;
+    }
+    nu = 0;
+    for (size_t k = 0; k < L; k++) {
+      if (f->decision[k] == CSDE_CONV_USED) used[nu++] = r->level[k];
+      else dropped[nd++] = r->level[k];
+    }
+    st = csde_h5out_attr_i64(w, g, "levels_used", used, nu, 1, err);
+    free(used);
+    if (st) goto done;
+    PUT(csde_h5out_attr_i64(w, g, "levels_dropped", dropped, nd, 1, err));
+    PUT(csde_h5out_attr_f64(w, g, "order_bootstrap_ci", bci, 2, 1, err));
+    PUT(csde_h5out_attr_f64(w, g, "order_plain", &f->order_plain, 1, 0, err));
+    PUT(csde_h5out_attr_str(w, g, "fit", f->fit, err));
+    PUT(csde_h5out_attr_f64(w, g, "birge_factor", &f->birge, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "systematic_extrapolation", &f->order_sys, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "systematic_reference", &f->order_sys_ref, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "curvature", &f->curvature, 1, 0, err));
+    PUT(csde_h5out_attr_str(w, g, "reference", s->reference, err));
+    int64_t rl = s->ref_level;
+    PUT(csde_h5out_attr_i64(w, g, "reference_level", &rl, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "reference_error", &f->ref_error, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "reference_ratio", &f->ref_ratio, 1, 0, err));
+    int64_t rok = f->ref_ok;
+    PUT(csde_h5out_attr_i64(w, g, "reference_ok", &rok, 1, 0, err));
+    if (f->have_ref_check)
+      PUT(csde_h5out_attr_f64(w, g, "reference_check_error", &f->ref_diff, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "floor", &f->floor, 1, 0, err));
+    PUT(csde_h5out_attr_str(w, g, "floor_name", f->floor_name, err));
+    PUT(csde_h5out_attr_f64(w, g, "reference_scale", &s->ref_scale, 1, 0, err));
+    if (s->exact_dev) {
+      PUT(csde_h5out_attr_f64(w, g, "exact_deviation", &s->exact_dev_norm, 1, 0, err));
+      PUT(csde_h5out_attr_f64(w, g, "exact_deviation_halfwidth", &s->exact_dev_halfwidth, 1, 0,
+                              err));
+    }
+  }
+done:
+  free(iv);
+  free(dv);
+  free(sv);
+  return st;
+}

@@ -1,0 +1,78 @@
+/* Internal: the outputs of a convergence experiment (converge.h): the table for people,
+ * the CSV rows, and the HDF5 file.
+ *
+ * HDF5 layout (a contract, issue 5; written by `corrsde converge -o`):
+ *   /parameters                 attributes: every setting of the run (as `corrsde sample`)
+ *   /covariance/matrix [tau, tau], /covariance/eigenvalues [tau]
+ *   /convergence                attributes error, estimator, reference, paths, levels,
+ *                               bootstrap, confidence, solvers
+ *   /convergence/<solver>/steps        [L] int64, 2^k
+ *                        /level        [L] int64, k
+ *                        /h            [L] step size |t_end - t_start| / 2^k
+ *                        /error        [L]
+ *                        /error_ci     [L, 2] bootstrap percentile interval
+ *                        /halfwidth    [L]
+ *                        /local_slope  [L-1] log(e_k / e_k+1) / log(h_k / h_k+1)
+ *                        /local_slope_ci [L-1, 2]
+ *                        /used         [L] int64 (1: in the fit)
+ *                        /decision     [L] strings: why each level is used or dropped
+ *                        /error_rms, /error_rms_ci  (strong, ode) the RMS variant
+ *                        /mc_noise     [L] (weak) the norm's Monte Carlo noise level
+ *                        /per_path     [N, L] (strong, ode) or [N, L, Q] (weak): the
+ *                                      per-path contributions, to re-bootstrap
+ *                        /ref_check_per_path [N] or [N, Q]: level R-1 against R
+ *                        attributes order, order_ci [2], theory_order, levels_used,
+ *                        levels_dropped, order_bootstrap_ci [2], order_plain, fit,
+ *                        birge_factor, systematic_extrapolation, systematic_reference,
+ *                        reference, reference_level, reference_error, reference_ratio,
+ *                        reference_ok, floor, floor_name (+ exact_deviation,
+ *                        exact_deviation_halfwidth for weak errors on gaussian)
+ */
+#ifndef CSDE_EXPERIMENT_REPORT_H
+#define CSDE_EXPERIMENT_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "experiment/converge.h"
+
+/* ---- a plain HDF5 output file (no trajectory) ---- */
+
+typedef struct csde_h5out csde_h5out;
+
+/* Create path (overwrite = 0: fail if it exists). */
+int csde_h5out_create(csde_h5out **out, const char *path, int overwrite, csde_err *err);
+/* Groups are made as needed by the writers below (every parent of a dataset). */
+int csde_h5out_group(csde_h5out *w, const char *name, csde_err *err);
+/* Attributes on an existing object; n == 1 a scalar unless list. */
+int csde_h5out_attr_str(csde_h5out *w, const char *obj, const char *name, const char *v,
+                        csde_err *err);
+int csde_h5out_attr_f64(csde_h5out *w, const char *obj, const char *name, const double *v,
+                        size_t n, int list, csde_err *err);
+int csde_h5out_attr_i64(csde_h5out *w, const char *obj, const char *name, const int64_t *v,
+                        size_t n, int list, csde_err *err);
+int csde_h5out_attr_u64(csde_h5out *w, const char *obj, const char *name, const uint64_t *v,
+                        csde_err *err);
+int csde_h5out_write_f64(csde_h5out *w, const char *name, const double *v, int rank,
+                         const size_t *dims, csde_err *err);
+int csde_h5out_write_i64(csde_h5out *w, const char *name, const int64_t *v, size_t n,
+                         csde_err *err);
+int csde_h5out_write_strings(csde_h5out *w, const char *name, const char *const *v,
+                             size_t n, csde_err *err);
+/* Close (reporting a failure to flush); frees w. */
+int csde_h5out_close(csde_h5out *w, csde_err *err);
+/* Close without reporting and delete the file (error paths). Accepts NULL. */
+void csde_h5out_discard(csde_h5out *w);
+
+/* ---- the experiment's outputs ---- */
+
+/* The table: one block per solver. */
+void csde_conv_print(FILE *f, const csde_conv_result *r, csde_conv_kind kind);
+/* The same rows as CSV (one row per solver and level, every number with 17 digits). */
+int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_kind kind,
+                        csde_err *err);
+/* /convergence and its groups. */
+int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
+                       const csde_conv_params *p, csde_err *err);
+
+#endif

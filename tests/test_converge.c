@@ -1,0 +1,530 @@
+/* Convergence experiments (src/experiment/converge.h): the analysis on synthetic errors,
+ * the solve stage on the exact gaussian problem, determinism over threads, and errors.
+ *
+ * Fast (default): the bootstrap's coverage on synthetic per-path errors with a known
+ * slope; screening decisions; the ODE orders of euler, heun and rk45 against the exact
+ * flow (intervals contain 1, 2 and 5; well under a second); bitwise identity for 1 and 3
+ * threads; every error path.
+ * Slow (argument "slow", suite 'slow'): EM strong against a fine reference on the same
+ * Brownian path (interval contains 1), Heun weak on the reverse SDE from the exact p_T
+ * with the vp-linear (non-constant beta) schedule (interval contains 2), and, printed for
+ * the record, Heun strong.
+ * CSDE_TEST_QUICK (valgrind) shrinks the sizes and skips the statistical assertions. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "corrsde/corrsde.h"
+#include "experiment/converge.h"
+#include "tap.h"
+
+static int quick = 0;
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- synthetic per-path errors ---- */
+
+/* v[i][k] = c h_k^p exp(sp z_i + sl z_ik): E v_k = const h_k^p exactly, so the true
+ * slope of the mean error is p; paths share the factor exp(sp z_i) across levels (the
+ * correlation the bootstrap must keep by resampling whole paths). */
+static void synth(double *v, size_t N, size_t L, const double *h, double p, double sp, double sl,
+                  uint64_t seed)
+{
+  double *z = malloc(N * (L + 1) * sizeof *z);
+  csde_rng_key key = {seed, 7};
+  csde_rng_normal(key, 0, N * (L + 1), z);
+  for (size_t i = 0; i < N; i++)
+    for (size_t k = 0; k < L; k++)
+      v[i * L + k] = 0.3 * pow(h[k], p) * exp(sp * z[i * (L + 1)] + sl * z[i * (L + 1) + 1 + k]);
+  free(z);
+}
+
+static csde_conv_data synth_data(const double *v, size_t N, size_t L, const double *h, double p)
+{
+  csde_conv_data d;
+  memset(&d, 0, sizeof d);
+  d.N = N;
+  d.L = L;
+  d.Q = 1;
+  d.v = v;
+  d.h = h;
+  d.theory = p;
+  d.boot = 1000;
+  d.conf = 0.95;
+  d.threads = 2;
+  return d;
+}
+
+/* Over R repetitions with independent data and bootstrap seeds, the 95% interval of the
+ * order covers the true slope in 95% of them, within 3 binomial standard errors. */
+static void test_coverage(void)
+{
+  const size_t N = quick ? 100 : 400, L = 5, R = quick ? 4 : 200;
+  const double p = 1.5;
+  double h[5], *v = malloc(N * L * sizeof *v);
+  for (size_t k = 0; k < L; k++) h[k] = 1.0 / (double)(8 << k);
+  size_t cover = 0, curved = 0, failed = 0;
+  double width = 0, t0 = now();
+  for (size_t r = 0; r < R; r++) {
+    synth(v, N, L, h, p, 0.3, 0.3, 1000 + r);
+    csde_conv_data d = synth_data(v, N, L, h, p);
+    d.boot_seed = 99 + r;
+    if (quick) d.boot = 200;
+    csde_conv_fit f;
+    csde_err err = {0, ""};
+    if (csde_conv_analyse(&d, &f, &err)) {
+      failed++;
+      continue;
+    }
+    cover += f.order_lo <= p && p <= f.order_hi;
+    curved += (size_t)f.curved;
+    width += f.order_hi - f.order_lo;
+    csde_conv_fit_free(&f);
+  }
+  ok(!failed, "coverage: %zu analyses, none failed", R);
+  double rate = (double)cover / (double)R, se = sqrt(0.95 * 0.05 / (double)R);
+  printf("# coverage of the true slope %g: %zu/%zu = %.3f (mean width %.4f, curvature term "
+         "chosen %zu times), %.2f s\n",
+         p, cover, R, rate, width / (double)R, curved, now() - t0);
+  if (quick)
+    ok(1, "coverage %.3f # SKIP quick mode", rate);
+  else
+    ok(fabs(rate - 0.95) <= 3 * se, "coverage %.3f within 0.95 +- 3 SE (%.3f)", rate, 3 * se);
+  free(v);
+}
+
+/* Screening on synthetic errors: a pre-asymptotic coarse level, a level below the float
+ * floor, an unresolved level; a pure power law without noise gives its exponent. */
+static void test_screening(void)
+{
+  const size_t N = 64, L = 7;
+  double h[7], *v = malloc(N * L * sizeof *v);
+  for (size_t k = 0; k < L; k++) h[k] = 1.0 / (double)(4 << k);
+  /* exact power law, p = 2, plus small noise; level 0 pre-asymptotic (x 4), level 6 at
+   * 1e-13 (below a float floor of 1e-12), level 5 carried by one path (unresolved: the
+   * bootstrap draws that path 0, 1, 2, ... times) */
+  synth(v, N, L, h, 2.0, 0.05, 0.01, 5);
+  for (size_t i = 0; i < N; i++) {
+    v[i * L + 0] *= 4;
+    v[i * L + 6] = 1e-13;
+    v[i * L + 5] *= i == 7 ? (double)N : 1e-3;
+  }
+  csde_conv_data d = synth_data(v, N, L, h, 2.0);
+  d.float_floor = 1e-12;
+  csde_conv_fit f;
+  csde_err err = {0, ""};
+  int s = csde_conv_analyse(&d, &f, &err);
+  if (!ok(!s, "screening: analysis%s%s", s ? ": " : "", err.msg)) {
+    free(v);
+    return;
+  }
+  for (size_t k = 0; k < L; k++) printf("# level %zu: %.4e  %s\n", k, f.err[k], f.reason[k]);
+  ok(f.decision[0] == CSDE_CONV_DROP_PREASYMPTOTIC, "coarse level x4 off the power law: %s",
+     f.reason[0]);
+  ok(f.decision[6] == CSDE_CONV_DROP_FLOOR && strstr(f.reason[6], "float64"),
+     "level at 1e-13: %s", f.reason[6]);
+  ok(f.decision[5] == CSDE_CONV_DROP_UNRESOLVED, "level with a huge spread: %s", f.reason[5]);
+  ok(f.nused == 4 && fabs(f.order - 2) < 0.1 && f.order_lo <= 2 && 2 <= f.order_hi,
+     "order from the 4 good levels %.4f [%.4f, %.4f] contains 2", f.order, f.order_lo,
+     f.order_hi);
+  csde_conv_fit_free(&f);
+  free(v);
+
+  /* h-corrected power law e = h (1 - 3 h): the plain slope is biased, the curvature
+   * term is resolved and the interval contains 1 */
+  const size_t N2 = 32, L2 = 5;
+  double h2[5], *w = malloc(N2 * L2 * sizeof *w);
+  for (size_t k = 0; k < L2; k++) h2[k] = 1.0 / (double)(8 << k);
+  synth(w, N2, L2, h2, 1.0, 0.1, 0.001, 9);
+  for (size_t i = 0; i < N2; i++)
+    for (size_t k = 0; k < L2; k++) w[i * L2 + k] *= 1 - 3 * h2[k];
+  d = synth_data(w, N2, L2, h2, 1.0);
+  s = csde_conv_analyse(&d, &f, &err);
+  if (ok(!s, "curvature: analysis")) {
+    printf("# curved: order %.4f [%.4f, %.4f], plain %.4f, %s\n", f.order, f.order_lo,
+           f.order_hi, f.order_plain, f.fit);
+    ok(f.curved && f.order_lo <= 1 && 1 <= f.order_hi && fabs(f.order_plain - 1) > 0.05,
+       "h correction resolved: order %.4f [%.4f, %.4f] contains 1 (plain slope %.4f)",
+       f.order, f.order_lo, f.order_hi, f.order_plain);
+    csde_conv_fit_free(&f);
+  }
+
+  /* bad sizes */
+  d = synth_data(w, 1, L2, h2, 1.0);
+  s = csde_conv_analyse(&d, &f, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "paths 1", "analysis of 1 path is refused");
+  free(w);
+}
+
+/* ---- the gaussian problem ---- */
+
+typedef struct {
+  const csde_cov *C;
+  const csde_schedule *s;
+  size_t tau, D;
+  int data_law; /* 1: starts from p_0 (forward SDE), 0: from the exact p_T */
+  double T;
+  uint64_t seed;
+  int allocs;
+} gauss_user;
+
+static int g_alloc(void *user, int t, const csde_model **m, void **st, csde_err *err)
+{
+  gauss_user *u = user;
+  (void)t;
+  csde_model *M = NULL;
+  double mean = 0.1; /* S0: the model's default 0.25 ar1(0.95) */
+  int s = csde_model_gaussian_alloc(&M, u->C, u->s, u->D, &mean, 1, NULL, err);
+  *m = M;
+  *st = M;
+  u->allocs++;
+  return s;
+}
+
+static void g_free(void *user, void *st)
+{
+  (void)user;
+  csde_model_free(st);
+}
+
+static int g_start(void *user, void *st, size_t first, size_t n, double *x, csde_err *err)
+{
+  gauss_user *u = user;
+  csde_rng_key key = {u->seed, (uint64_t)1 << 63};
+  return csde_model_gaussian_sample(st, u->data_law ? 0.0 : u->T, key, first, n, x, err);
+}
+
+typedef struct {
+  csde_cov *C;
+  csde_schedule *s;
+  gauss_user u;
+  csde_conv_hooks hooks;
+} gauss_problem;
+
+static int gp_make(gauss_problem *g, size_t tau, size_t D, const char *sched)
+{
+  csde_err err = {0, ""};
+  memset(g, 0, sizeof *g);
+  int s = csde_cov_alloc(&g->C, "ar1:rho=0.9", tau, NULL, &err);
+  if (!s) s = csde_schedule_alloc(&g->s, sched, &err);
+  g->u.C = g->C;
+  g->u.s = g->s;
+  g->u.tau = tau;
+  g->u.D = D;
+  g->u.T = 1.0;
+  g->hooks.user = &g->u;
+  g->hooks.thread_alloc = g_alloc;
+  g->hooks.thread_free = g_free;
+  g->hooks.start = g_start;
+  if (s) printf("# setup: %s\n", err.msg);
+  return s;
+}
+
+static void gp_free(gauss_problem *g)
+{
+  csde_cov_free(g->C);
+  csde_schedule_free(g->s);
+}
+
+static csde_conv_params gp_params(gauss_problem *g, csde_process proc, csde_conv_kind kind,
+                                  const char *const *solvers, size_t ns, unsigned k0,
+                                  unsigned k1, size_t paths)
+{
+  csde_conv_params p = csde_conv_default_params();
+  p.P.process = proc;
+  if (proc == CSDE_PROC_FORWARD_SDE) p.P.eps = 0;
+  p.P.tau = g->u.tau;
+  p.P.D = g->u.D;
+  p.P.C = g->C;
+  p.P.sched = g->s;
+  p.solvers = solvers;
+  p.nsolvers = ns;
+  p.kind = kind;
+  p.k0 = k0;
+  p.k1 = k1;
+  p.paths = paths;
+  g->u.data_law = proc == CSDE_PROC_FORWARD_SDE;
+  return p;
+}
+
+static void print_result(const csde_conv_result *r)
+{
+  printf("# reference: %s\n# estimator: %s\n", r->reference, r->estimator);
+  for (size_t i = 0; i < r->nsolvers; i++) {
+    const csde_conv_fit *f = &r->s[i].fit;
+    printf("# %s (%s):", r->s[i].name, r->s[i].reference);
+    for (size_t k = 0; k < r->L; k++)
+      printf(" %zu:%.3e%s", r->steps[k], f->err[k], f->decision[k] == CSDE_CONV_USED ? "" : "*");
+    printf("\n#   slopes:");
+    for (size_t k = 0; k + 1 < r->L; k++) printf(" %.3f", f->slope[k]);
+    printf("\n#   order %.4f [%.4f, %.4f] (theory %g); %s\n", f->order, f->order_lo, f->order_hi,
+           r->s[i].theory, f->fit);
+    if (f->have_ref_check)
+      printf("#   reference error %.3g, finest level %.3gx above it\n", f->ref_error,
+             f->ref_ratio);
+    if (r->s[i].exact_dev)
+      printf("#   reference vs exact moments: %.3g (noise half-width %.3g)\n",
+             r->s[i].exact_dev_norm, r->s[i].exact_dev_halfwidth);
+  }
+}
+
+static int covers(const csde_conv_solver_result *s)
+{
+  return s->fit.order_lo <= s->theory && s->theory <= s->fit.order_hi;
+}
+
+/* PF-ODE against the exact flow: euler 1, heun 2, rk45 (GSL rkf45, 5th-order solution) 5. */
+static void test_ode_orders(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 8, 16, "vp-linear"), "ode: setup")) return;
+  const char *solvers[] = {"euler", "heun", "rk45"};
+  csde_conv_params p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, solvers, 3, 3, 8, 16);
+  p.threads = 2;
+  csde_conv_result r;
+  csde_err err = {0, ""};
+  double t0 = now();
+  int s = csde_conv_run(&p, &g.hooks, &r, &err);
+  if (ok(!s, "ode: euler, heun, rk45 at 8..256 steps, 16 paths, exact flow (%.2f s)%s%s",
+         now() - t0, s ? ": " : "", err.msg)) {
+    print_result(&r);
+    ok(r.ref_exact && r.s[0].vref == NULL, "ode: the reference is the exact flow");
+    for (size_t i = 0; i < 3; i++)
+      ok(covers(&r.s[i]), "ode order of %s: %.4f [%.4f, %.4f] contains %g", r.s[i].name,
+         r.s[i].fit.order, r.s[i].fit.order_lo, r.s[i].fit.order_hi, r.s[i].theory);
+    ok(r.s[0].fit.decision[0] == CSDE_CONV_DROP_PREASYMPTOTIC,
+       "euler's coarsest level (slope %.2f) is dropped as pre-asymptotic", r.s[0].fit.slope[0]);
+    int rms_ge = 1;
+    for (size_t i = 0; i < 3; i++)
+      for (size_t k = 0; k < r.L; k++) rms_ge &= r.s[i].fit.rms[k] >= r.s[i].fit.err[k];
+    ok(rms_ge, "RMS variant >= mean at every level (Jensen)");
+    csde_conv_result_free(&r);
+  }
+  gp_free(&g);
+}
+
+/* The same run with 1 and 3 threads: every per-path value and every output bitwise equal. */
+static void test_threads(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 4, 8, "vp-linear"), "threads: setup")) return;
+  const char *solvers[] = {"em", "heun"};
+  csde_conv_result r[2];
+  int st[2];
+  for (int t = 0; t < 2; t++) {
+    csde_conv_params p = gp_params(&g, CSDE_PROC_REVERSE_SDE, CSDE_CONV_WEAK_COV, solvers, 2,
+                                   2, 4, 19);
+    p.threads = t ? 3 : 1;
+    p.boot = 200;
+    g.u.allocs = 0;
+    csde_err err = {0, ""};
+    st[t] = csde_conv_run(&p, &g.hooks, &r[t], &err);
+    ok(!st[t] && g.u.allocs == p.threads, "threads %d: run, one model per thread (%d)%s%s",
+       p.threads, g.u.allocs, st[t] ? ": " : "", err.msg);
+  }
+  if (!st[0] && !st[1]) {
+    int same = r[0].N == r[1].N && r[0].L == r[1].L && r[0].Q == r[1].Q;
+    for (size_t i = 0; same && i < 2; i++) {
+      const csde_conv_solver_result *a = &r[0].s[i], *b = &r[1].s[i];
+      size_t n = r[0].N * r[0].L * r[0].Q;
+      same &= !memcmp(a->v, b->v, n * sizeof *a->v);
+      same &= !memcmp(a->vref, b->vref, r[0].N * r[0].Q * sizeof *a->vref);
+      same &= !memcmp(a->fit.err, b->fit.err, r[0].L * sizeof *a->fit.err);
+      same &= !memcmp(a->fit.err_lo, b->fit.err_lo, r[0].L * sizeof *a->fit.err_lo);
+      same &= !memcmp(&a->fit.order, &b->fit.order, sizeof a->fit.order) &&
+              !memcmp(&a->fit.order_lo, &b->fit.order_lo, sizeof a->fit.order_lo) &&
+              !memcmp(&a->fit.order_hi, &b->fit.order_hi, sizeof a->fit.order_hi);
+      same &= a->exact_dev && b->exact_dev &&
+              !memcmp(a->exact_dev, b->exact_dev, r[0].Q * sizeof *a->exact_dev);
+    }
+    ok(same, "1 and 3 threads give bitwise the same per-path values, intervals and orders");
+    ok(r[0].s[0].exact_dev != NULL && isfinite(r[0].s[0].exact_dev_norm),
+       "weak-cov on gaussian: the reference is checked against the exact moments (%.3g, "
+       "half-width %.3g)", r[0].s[0].exact_dev_norm, r[0].s[0].exact_dev_halfwidth);
+  }
+  for (int t = 0; t < 2; t++)
+    if (!st[t]) csde_conv_result_free(&r[t]);
+  gp_free(&g);
+}
+
+/* Every refusal, with its message. */
+static void test_errors(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 4, 4, "vp-linear"), "errors: setup")) return;
+  const char *ode[] = {"euler"}, *sde[] = {"em"}, *bad[] = {"nope"}, *rk[] = {"rk45"};
+  csde_conv_result r;
+  csde_err err = {0, ""};
+  csde_conv_params p;
+  int s;
+
+  p = gp_params(&g, CSDE_PROC_FORWARD_SDE, CSDE_CONV_STRONG, sde, 1, 3, 6, 4);
+  p.ref = CSDE_CONV_REF_FINE;
+  p.ref_level = 6;
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "not finer than the finest level 6",
+            "a reference level equal to the finest level is refused");
+  p.ref_level = 5;
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "reference level 5 is not finer",
+            "a reference level coarser than the finest level is refused");
+
+  p = gp_params(&g, CSDE_PROC_FORWARD_SDE, CSDE_CONV_STRONG, sde, 1, 3, 6, 4);
+  p.ref = CSDE_CONV_REF_EXACT;
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "no exact one", "an exact reference for strong errors");
+
+  p = gp_params(&g, CSDE_PROC_REVERSE_SDE, CSDE_CONV_ODE, sde, 1, 3, 6, 4);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "error ode", "error ode on an SDE");
+
+  p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, bad, 1, 3, 6, 4);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "'nope' is unknown", "unknown solver");
+
+  p = gp_params(&g, CSDE_PROC_REVERSE_SDE, CSDE_CONV_STRONG, rk, 1, 3, 6, 4);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "does not fit", "an ODE solver on an SDE");
+
+  p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, ode, 1, 6, 6, 4);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "K0 < K1", "a single level");
+
+  p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, ode, 1, 3, 6, 1);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok_status(s, CSDE_EINVAL, err.msg, "at least 2", "one path");
+
+  /* default reference levels: K1 + 5 for order 1, K1 + 3 for orders >= 2 */
+  p = gp_params(&g, CSDE_PROC_FORWARD_SDE, CSDE_CONV_STRONG, sde, 1, 3, 6, 4);
+  ok(csde_conv_default_ref_level(&p, "em") == 11 && csde_conv_default_ref_level(&p, "heun") == 11,
+     "default reference level for strong order 1: K1 + 5 = %u",
+     csde_conv_default_ref_level(&p, "em"));
+  p.kind = CSDE_CONV_WEAK_COV;
+  ok(csde_conv_default_ref_level(&p, "heun") == 9, "default for heun weak (order 2): K1 + 3 = %u",
+     csde_conv_default_ref_level(&p, "heun"));
+  gp_free(&g);
+}
+
+/* A small strong run: the reference check is there and sane. */
+static void test_strong_small(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 4, 8, "vp-linear"), "strong small: setup")) return;
+  const char *solvers[] = {"em"};
+  csde_conv_params p = gp_params(&g, CSDE_PROC_FORWARD_SDE, CSDE_CONV_STRONG, solvers, 1, 2,
+                                 quick ? 3 : 5, 8);
+  p.boot = 200;
+  csde_conv_result r;
+  csde_err err = {0, ""};
+  int s = csde_conv_run(&p, &g.hooks, &r, &err);
+  if (ok(!s, "strong small: run%s%s", s ? ": " : "", err.msg)) {
+    print_result(&r);
+    const csde_conv_fit *f = &r.s[0].fit;
+    ok(f->have_ref_check && f->ref_diff > 0 && f->ref_error > 0 && r.s[0].ref_level == p.k1 + 5,
+       "reference check at level %u: difference %.3g, reference error %.3g", r.s[0].ref_level,
+       f->ref_diff, f->ref_error);
+    int nonneg = 1;
+    for (size_t i = 0; i < r.N * r.L; i++) nonneg &= r.s[0].v[i] >= 0;
+    ok(nonneg, "per-path strong errors are norms (>= 0)");
+    csde_conv_result_free(&r);
+  }
+  gp_free(&g);
+}
+
+/* ---- the slow suite: stochastic orders ---- */
+
+static void test_strong_orders(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 8, 16, "vp-linear"), "strong: setup")) return;
+  const char *solvers[] = {"em", "heun"};
+  csde_conv_params p = gp_params(&g, CSDE_PROC_FORWARD_SDE, CSDE_CONV_STRONG, solvers, 2, 4, 8,
+                                 quick ? 8 : 256);
+  p.threads = 2;
+  csde_conv_result r;
+  csde_err err = {0, ""};
+  double t0 = now();
+  int s = csde_conv_run(&p, &g.hooks, &r, &err);
+  if (ok(!s, "strong: em and heun on the forward SDE, 16..256 steps, %zu paths, fine "
+             "reference on the same path (%.1f s)%s%s",
+         p.paths, now() - t0, s ? ": " : "", err.msg)) {
+    print_result(&r);
+    if (quick) {
+      ok(1, "strong order of em # SKIP quick mode");
+    } else {
+      ok(covers(&r.s[0]), "strong order of em: %.4f [%.4f, %.4f] contains 1", r.s[0].fit.order,
+         r.s[0].fit.order_lo, r.s[0].fit.order_hi);
+      ok(r.s[0].fit.ref_ok, "em: the reference is %.3gx below the finest level (>= 10)",
+         r.s[0].fit.ref_ratio);
+      printf("# (heun strong, for the record: %.4f [%.4f, %.4f])\n", r.s[1].fit.order,
+             r.s[1].fit.order_lo, r.s[1].fit.order_hi);
+    }
+    csde_conv_result_free(&r);
+  }
+  gp_free(&g);
+}
+
+static void test_weak_orders(void)
+{
+  /* tau = 5, 8 x 8 pixels pooled into each path's frame second moment */
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 5, 64, "vp-linear"), "weak: setup")) return;
+  const char *solvers[] = {"heun"};
+  csde_conv_params p = gp_params(&g, CSDE_PROC_REVERSE_SDE, CSDE_CONV_WEAK_COV, solvers, 1, 3, 6,
+                                 quick ? 8 : 1024);
+  p.threads = 2;
+  csde_conv_result r;
+  csde_err err = {0, ""};
+  double t0 = now();
+  int s = csde_conv_run(&p, &g.hooks, &r, &err);
+  if (ok(!s, "weak: heun on the reverse SDE from the exact p_T, 8..64 steps, %zu "
+             "paths (%.1f s)%s%s",
+         p.paths, now() - t0, s ? ": " : "", err.msg)) {
+    print_result(&r);
+    if (quick) {
+      ok(1, "weak order of heun # SKIP quick mode");
+    } else {
+      ok(covers(&r.s[0]), "weak order of heun: %.4f [%.4f, %.4f] contains 2", r.s[0].fit.order,
+         r.s[0].fit.order_lo, r.s[0].fit.order_hi);
+      ok(r.s[0].fit.nused >= 3, "heun: %zu resolved levels in the fit", r.s[0].fit.nused);
+      ok(r.s[0].fit.ref_ok, "heun: the reference is %.3gx below the finest level (>= 10)",
+         r.s[0].fit.ref_ratio);
+      ok(r.s[0].exact_dev_norm <= r.s[0].exact_dev_halfwidth,
+         "heun's reference agrees with the exact moments of p_eps: %.3g <= half-width %.3g",
+         r.s[0].exact_dev_norm, r.s[0].exact_dev_halfwidth);
+    }
+    csde_conv_result_free(&r);
+  }
+  gp_free(&g);
+}
+
+int main(int argc, char **argv)
+{
+  csde_init();
+  quick = getenv("CSDE_TEST_QUICK") != NULL;
+  int slow = (argc > 1 && !strcmp(argv[1], "slow")) || getenv("CSDE_TEST_SLOW");
+  double t0 = now();
+  if (!slow) {
+    test_coverage();
+    test_screening();
+    test_ode_orders();
+    test_threads();
+    test_errors();
+    test_strong_small();
+  } else {
+    test_strong_orders();
+    printf("# strong: %.1f s\n", now() - t0);
+    double t1 = now();
+    test_weak_orders();
+    printf("# weak: %.1f s\n", now() - t1);
+  }
+  printf("# total %.2f s\n", now() - t0);
+  return tap_done();
+}

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# TAP test of `corrsde converge` (meson sets $CORRSDE to the binary).
+# Checks: the help; every bad-input message (one line on stderr naming the flag, nothing
+# on stdout, no output file written, exit 2 for a malformed command line and 1 for input
+# that is rejected later), including a reference level that is not finer than the
+# finest level; the overwrite refusal and --force; the default run end to end with --csv
+# and --plot (the table, the CSV agreeing with the HDF5 file to the last digit, a valid
+# PNG whose size Python reads); the same bits for any --threads; strong and weak runs
+# (their datasets); a nonlinear gmm run with its fine reference and start floor; --quiet;
+# --plot without a usable python3.
+# Points that read HDF5 data use /usr/bin/python3 with h5py and numpy and are skipped
+# without them; the plot points also need matplotlib.
+set -u
+: "${CORRSDE:?set CORRSDE to the corrsde binary}"
+PY=${PYTHON3:-/usr/bin/python3}
+
+n=0
+failed=0
+tmp=$(mktemp -d)
+cleanup() { rm -rf "$tmp"; }
+trap cleanup EXIT
+
+have_h5py=0
+"$PY" -c 'import h5py, numpy' 2>/dev/null && have_h5py=1
+have_mpl=0
+"$PY" -c 'import matplotlib, h5py, numpy' 2>/dev/null && have_mpl=1
+
+ok() {
+  n=$((n + 1))
+  if [ "$1" -eq 0 ]; then
+    echo "ok $n - $2"
+  else
+    echo "not ok $n - $2"
+    failed=$((failed + 1))
+    echo "#   command: corrsde ${last_args:-}   (exit ${rc:-?})"
+    [ -s "$tmp/out" ] && sed -n '1,12s/^/#   stdout: /p' "$tmp/out"
+    [ -s "$tmp/err" ] && sed -n '1,5s/^/#   stderr: /p' "$tmp/err"
+  fi
+  return 0
+}
+
+skip() {
+  n=$((n + 1))
+  echo "ok $n - $1 # SKIP $2"
+}
+
+run() {
+  last_args="$*"
+  "$CORRSDE" "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+}
+
+py() {
+  local script=$1
+  shift
+  "$PY" - "$@" <<<"$script" 2>&1 | sed 's/^/#   py: /'
+  return "${PIPESTATUS[0]}"
+}
+
+B="$tmp/bad.h5"
+BC="$tmp/bad.csv"
+BP="$tmp/bad.png"
+
+# expect_error DESCRIPTION FLAG STATUS ARGS...: the run fails with STATUS, writes exactly
+# one line to stderr that contains FLAG, nothing to stdout, and none of the outputs.
+expect_error() {
+  local what=$1 flag=$2 want=$3
+  shift 3
+  rm -f "$B" "$BC" "$BP"
+  run "$@"
+  local lines bytes
+  lines=$(wc -l <"$tmp/err")
+  bytes=$(wc -c <"$tmp/out")
+  [ "$rc" -eq "$want" ] && [ "$lines" -eq 1 ] && [ "$bytes" -eq 0 ] &&
+    grep -qF -- "$flag" "$tmp/err" && [ ! -e "$B" ] && [ ! -e "$BC" ] && [ ! -e "$BP" ]
+  ok $? "$what: exit $want, one stderr line naming '$flag', nothing written"
+}
+
+small=(--frames 4 --frame-shape 4 --levels 2:5 --paths 4 --bootstrap 200)
+
+# ---- help ----
+
+run --help
+grep -q '^  converge ' "$tmp/out"
+ok $? "corrsde --help lists converge"
+run converge --help
+[ "$rc" -eq 0 ] && grep -q -- '--levels K0:K1' "$tmp/out" && grep -q -- '--reference R' "$tmp/out" &&
+  grep -q '/convergence/<solver>/steps' "$tmp/out" && grep -q 'default 3:8' "$tmp/out" &&
+  grep -q 'weak-cov' "$tmp/out" && grep -q 'Birge' "$tmp/out"
+ok $? "corrsde converge --help documents the flags, defaults, estimators and layout"
+run help converge
+[ "$rc" -eq 0 ] && grep -q 'Usage: corrsde converge' "$tmp/out"
+ok $? "corrsde help converge"
+
+# ---- bad input ----
+
+expect_error "unknown option" "--bogus" 2 converge --bogus -o "$B"
+expect_error "stray argument" "stray" 2 converge stray -o "$B"
+expect_error "missing output" "--output" 2 converge "${small[@]}"
+expect_error "--levels without a colon" "--levels" 2 converge --levels 3-8 -o "$B"
+expect_error "--levels reversed" "--levels" 2 converge --levels 8:3 -o "$B"
+expect_error "--levels one level" "--levels" 2 converge --levels 5:5 -o "$B"
+expect_error "--levels too deep" "--levels" 2 converge --levels 3:40 -o "$B"
+expect_error "--levels not numbers" "--levels" 2 converge --levels a:b -o "$B"
+expect_error "--paths 1" "--paths" 2 converge --paths 1 -o "$B"
+expect_error "--paths not a number" "--paths" 2 converge --paths many -o "$B"
+expect_error "--error unknown" "--error" 2 converge --error weak -o "$B"
+expect_error "--error ode on an SDE" "--error" 2 converge --process reverse-sde --error ode -o "$B"
+expect_error "--process unknown" "--process" 2 converge --process ddpm -o "$B"
+expect_error "--solvers unknown" "--solvers" 2 converge --solvers euler,rk4 -o "$B"
+expect_error "--solvers empty entry" "--solvers" 2 converge --solvers euler,,heun -o "$B"
+expect_error "--solvers twice (alias)" "--solvers" 2 converge --solvers euler,em -o "$B"
+expect_error "--solvers not fitting the process" "--solvers" 2 \
+  converge --process forward-sde --solvers em,rk45 -o "$B"
+expect_error "--reference malformed" "--reference" 2 converge --reference fine:x -o "$B"
+expect_error "--reference exact for strong errors" "--reference exact" 2 \
+  converge --process forward-sde --error strong --reference exact -o "$B"
+expect_error "a reference level equal to the finest level" "--reference fine:8" 2 \
+  converge --levels 3:8 --reference fine:8 -o "$B"
+grep -qF 'not finer than the finest level 8' "$tmp/err"
+ok $? "the message says the reference is not finer than the finest level"
+expect_error "a reference level coarser than the finest level" "--reference fine:5" 2 \
+  converge --process forward-sde --levels 3:8 --reference fine:5 -o "$B"
+expect_error "--bootstrap too small" "--bootstrap" 2 converge --bootstrap 10 -o "$B"
+expect_error "--threads 0" "--threads" 2 converge --threads 0 -o "$B"
+expect_error "--frame-shape malformed" "--frame-shape" 2 converge --frame-shape 4x -o "$B"
+expect_error "--progress with --quiet" "--quiet" 2 converge --progress --quiet -o "$B"
+expect_error "two outputs on one file" "--csv" 2 converge -o "$B" --csv "$B"
+expect_error "--cov malformed" "--cov" 1 converge --cov ar1:rho=2 -o "$B"
+expect_error "--model unknown" "--model" 1 converge --model nomodel -o "$B"
+expect_error "--schedule unknown" "--schedule" 1 converge --schedule linear -o "$B"
+expect_error "--csv into a missing directory" "--csv" 1 converge -o "$B" --csv "$tmp/no/x.csv"
+expect_error "-o into a missing directory" "-o" 1 converge -o "$tmp/no/x.h5"
+CORRSDE_PYTHON="$tmp/nopython" expect_error "--plot without python3" "--plot" 1 \
+  converge "${small[@]}" -o "$B" --plot "$BP"
+grep -qF 'python' "$tmp/err"
+ok $? "the --plot message names python"
+last_args="converge --plot (missing script)"
+rm -f "$B" "$BP"
+CORRSDE_PLOT_SCRIPT="$tmp/none.py" "$CORRSDE" converge "${small[@]}" -o "$B" --plot "$BP" \
+  >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$have_mpl" -eq 1 ]; then
+  [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF 'plotting script' "$tmp/err" &&
+    [ ! -e "$B" ]
+  ok $? "--plot with a missing script: one line, nothing written"
+else
+  skip "--plot with a missing script" "no matplotlib"
+fi
+
+# ---- the default run, end to end ----
+
+H="$tmp/c.h5"
+C="$tmp/c.csv"
+P="$tmp/c.png"
+if [ "$have_mpl" -eq 1 ]; then
+  run converge -o "$H" --csv "$C" --plot "$P"
+else
+  run converge -o "$H" --csv "$C"
+fi
+[ "$rc" -eq 0 ] && [ -s "$H" ] && [ -s "$C" ] && [ ! -s "$tmp/err" ]
+ok $? "the default run succeeds and writes the HDF5 file and the CSV"
+grep -q '^euler: ode error' "$tmp/out" && grep -q '^heun: ode error' "$tmp/out" &&
+  grep -q '^rk45: ode error' "$tmp/out" && grep -q '  order .* 95% interval \[' "$tmp/out" &&
+  grep -q 'levels used:' "$tmp/out" && grep -q 'pre-asymptotic' "$tmp/out"
+ok $? "the table has a block per solver with the order, its interval and the decisions"
+sed -n '1,200s/^/#   /p' "$tmp/out" | head -40
+if [ "$have_mpl" -eq 1 ]; then
+  [ -s "$P" ] && [ "$(head -c 8 "$P" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]
+  ok $? "the PNG exists and starts with the PNG signature"
+  py '
+import sys, struct, matplotlib
+matplotlib.use("Agg")
+import matplotlib.image as mi
+img = mi.imread(sys.argv[1])
+with open(sys.argv[1], "rb") as f:
+    head = f.read(24)
+w, h = struct.unpack(">II", head[16:24])
+print("PNG", w, "x", h, "image array", img.shape)
+sys.exit(0 if head[12:16] == b"IHDR" and img.shape[1] == w and img.shape[0] == h and w > 200 and h > 200 else 1)
+' "$P"
+  ok $? "python reads the PNG and its size"
+else
+  skip "the PNG exists and is valid" "no matplotlib"
+  skip "python reads the PNG" "no matplotlib"
+fi
+
+if [ "$have_h5py" -eq 1 ]; then
+  py '
+import sys, csv, math, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+rows = list(csv.DictReader(open(sys.argv[2])))
+conv = f["convergence"]
+names = conv.attrs["solvers"].split(",")
+assert [r["solver"] for r in rows] == [s for s in names for _ in range(len(conv[s]["steps"]))]
+bad = 0
+def same(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == b
+for s in names:
+    g = conv[s]
+    rs = [r for r in rows if r["solver"] == s]
+    L = len(g["steps"])
+    for k, r in enumerate(rs):
+        checks = [
+            (int(r["steps"]), int(g["steps"][k])), (int(r["level"]), int(g["level"][k])),
+            (float(r["h"]), float(g["h"][k])), (float(r["error"]), float(g["error"][k])),
+            (float(r["error_lo"]), float(g["error_ci"][k, 0])),
+            (float(r["error_hi"]), float(g["error_ci"][k, 1])),
+            (float(r["error_rms"]), float(g["error_rms"][k])),
+            (int(r["used"]), int(g["used"][k])),
+            (r["decision"], g["decision"][k].decode() if isinstance(g["decision"][k], bytes) else g["decision"][k]),
+            (float(r["order"]), float(g.attrs["order"])),
+            (float(r["order_lo"]), float(g.attrs["order_ci"][0])),
+            (float(r["order_hi"]), float(g.attrs["order_ci"][1])),
+            (float(r["theory_order"]), float(g.attrs["theory_order"])),
+            (float(r["local_slope"]), float(g["local_slope"][k]) if k + 1 < L else float("nan")),
+        ]
+        for a, b in checks:
+            if not (same(a, b) if isinstance(a, float) else a == b):
+                print("mismatch", s, k, a, b); bad += 1
+    used = [int(x) for x in g.attrs["levels_used"]]
+    assert used == [int(l) for l, u in zip(g["level"], g["used"]) if u], (used,)
+    assert g["per_path"].shape == (f["convergence"].attrs["paths"], L), g["per_path"].shape
+    assert g["error_ci"].shape == (L, 2) and g["local_slope"].shape == (L - 1,)
+    # the per-path values reproduce the errors
+    assert np.allclose(g["per_path"][()].mean(axis=0), g["error"][()], rtol=1e-12, atol=0)
+print(len(rows), "rows compared")
+p = f["parameters"].attrs
+assert p["process"] == "pf-ode" and p["model"].startswith("gaussian") and "command_line" in p
+assert f["covariance/matrix"].shape == (8, 8)
+sys.exit(1 if bad else 0)
+' "$H" "$C"
+  ok $? "the CSV and the HDF5 file agree on every row, and the layout is the contract's"
+  py '
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+for s, th in (("euler", 1), ("heun", 2), ("rk45", 5)):
+    g = f["convergence"][s]
+    lo, hi = g.attrs["order_ci"]
+    print(s, g.attrs["order"], lo, hi, g.attrs["fit"])
+    assert lo <= th <= hi and g.attrs["theory_order"] == th
+' "$H"
+  ok $? "the default run's intervals contain the theoretical orders 1, 2, 5"
+else
+  skip "CSV and HDF5 agree" "no h5py"
+  skip "the default run's intervals" "no h5py"
+fi
+
+# ---- overwrite ----
+
+expect_error "an existing output without --force" "the file exists" 1 converge -o "$H" --csv "$BC"
+touch "$tmp/exists.csv"
+expect_error "an existing CSV without --force" "--csv" 1 converge -o "$B" --csv "$tmp/exists.csv"
+run converge "${small[@]}" -o "$H" --csv "$C" --force -q
+[ "$rc" -eq 0 ] && [ ! -s "$tmp/out" ] && [ ! -s "$tmp/err" ]
+ok $? "--force overwrites; --quiet prints nothing"
+
+# ---- threads ----
+
+run converge --frames 4 --frame-shape 2x2 --process reverse-sde --error weak-mean --levels 2:4 \
+  --paths 21 --bootstrap 200 -j 1 -o "$tmp/t1.h5" -q
+rc1=$rc
+run converge --frames 4 --frame-shape 2x2 --process reverse-sde --error weak-mean --levels 2:4 \
+  --paths 21 --bootstrap 200 -j 3 -o "$tmp/t3.h5" -q
+if [ "$have_h5py" -eq 1 ] && [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ]; then
+  py '
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+n = 0
+def walk(name, obj):
+    global n
+    if isinstance(obj, h5py.Dataset):
+        x, y = obj[()], b["convergence"][name][()]
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert np.array_equal(x, y, equal_nan=(x.dtype.kind == "f")), name
+        n += 1
+    for k, v in obj.attrs.items():
+        w = b["convergence"][name].attrs[k]
+        assert np.array_equal(np.asarray(v), np.asarray(w), equal_nan=np.asarray(v).dtype.kind == "f"), (name, k)
+a["convergence"].visititems(walk)
+print(n, "datasets identical")
+g = a["convergence/em"]
+assert g["per_path"].shape == (21, 3, 16) and "mc_noise" in g and "ref_check_per_path" in g
+' "$tmp/t1.h5" "$tmp/t3.h5"
+  ok $? "-j 1 and -j 3 give bitwise the same results (weak-mean: per_path [N, L, tau D])"
+else
+  [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ]
+  ok $? "-j 1 and -j 3 runs succeed (no h5py to compare them)"
+fi
+
+# ---- strong ----
+
+run converge --frames 4 --frame-shape 4 --process forward-sde --levels 2:5 --paths 8 \
+  --bootstrap 200 -o "$tmp/s.h5"
+[ "$rc" -eq 0 ] && grep -q '^em: strong error, reference em at level 10' "$tmp/out" &&
+  grep -q 'reference check: error of level 9 vs 10' "$tmp/out"
+ok $? "forward-sde: strong error of em and heun against a fine reference (level K1 + 5)"
+run converge --frames 4 --frame-shape 4 --process forward-sde --solvers heun --levels 2:5 \
+  --paths 8 --bootstrap 200 --reference fine:7 -o "$tmp/s7.h5"
+[ "$rc" -eq 0 ] && grep -q 'reference heun at level 7' "$tmp/out"
+ok $? "--reference fine:7 sets the reference level"
+
+# ---- a nonlinear model: gmm ----
+
+if [ "$have_h5py" -eq 1 ]; then
+  py '
+import sys, h5py, numpy as np
+tau = 4
+with h5py.File(sys.argv[1], "w") as f:
+    f["weights"] = np.array([0.3, 0.7])
+    f["means"] = np.array([np.linspace(-1, 1, tau), np.linspace(1, -0.5, tau)])
+    c = np.array([[0.2 * 0.8 ** abs(i - j) for j in range(tau)] for i in range(tau)])
+    f["frame_covs"] = np.array([c, 0.5 * c])
+' "$tmp/gmm.h5"
+  run converge --model "gmm:file=$tmp/gmm.h5" --frames 4 --frame-shape 4 --solvers euler,heun \
+    --levels 3:6 --paths 8 --bootstrap 200 -o "$tmp/g.h5"
+  [ "$rc" -eq 0 ] && grep -q 'reference heun at level 9' "$tmp/out" &&
+    grep -q 'start: prior N(0, C)' "$tmp/out"
+  ok $? "gmm: pf-ode from the prior with a fine reference, the start floor reported"
+  py '
+import sys, h5py
+p = h5py.File(sys.argv[1], "r")["parameters"].attrs
+print("p_T mismatch: mean", p["start_mismatch_mean"], "moment", p["start_mismatch_frame_moment"])
+assert 0 < p["start_mismatch_frame_moment"] < 1e-3
+' "$tmp/g.h5"
+  ok $? "gmm: /parameters records the p_T mismatch of the prior start"
+  expect_error "--reference exact with gmm" "--reference exact" 2 \
+    converge --model "gmm:file=$tmp/gmm.h5" --frames 4 --frame-shape 4 --reference exact -o "$B"
+else
+  skip "gmm run" "no h5py"
+  skip "gmm start floor" "no h5py"
+  skip "gmm exact reference refused" "no h5py"
+fi
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
