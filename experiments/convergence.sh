@@ -42,7 +42,7 @@ for e in $want; do
     /usr/bin/python3 experiments/make_gmm.py results/gmm.h5 8 >/dev/null
     run ode_gmm --model gmm:file=results/gmm.h5 --process pf-ode --error ode \
       --cov ar1:rho=0.9 --solvers euler,heun,rk45 --frames 8 --frame-shape 4x4 --levels 3:7 \
-      --paths 64
+      --paths 256
     ;;
   *)
     echo "unknown experiment '$e' (strong, weak, ode, gmm)" >&2

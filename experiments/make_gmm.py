@@ -19,8 +19,8 @@ def main():
     k = np.arange(tau)
     lag = np.abs(k[:, None] - k[None, :])
     weights = np.array([0.5, 0.3, 0.2])
-    means = np.stack([np.full(tau, -1.0), np.linspace(0.5, 1.5, tau), np.full(tau, 0.2)])
-    covs = np.stack([0.04 * 0.9 ** lag, 0.09 * 0.5 ** lag, 0.02 * 0.95 ** lag])
+    means = np.stack([np.full(tau, -0.6), np.linspace(0.2, 0.8, tau), np.full(tau, 0.1)])
+    covs = np.stack([0.16 * 0.9 ** lag, 0.25 * 0.5 ** lag, 0.09 * 0.95 ** lag])
     with h5py.File(out, "w") as f:
         f["weights"] = weights
         f["means"] = means          # [K, tau]: broadcast over pixels
