@@ -15,6 +15,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "corrsde/status.h"
 
@@ -88,6 +89,14 @@ int cli_getopt_next(cli_getopt *g, const char **arg);
 /* Parse a positive integer (decimal digits only, no sign, no exponent). On failure print
  * "corrsde <cmd>: <flag>: expected a positive integer, got '<s>'" and return CLI_EUSAGE. */
 int cli_parse_size(const char *cmd, const char *flag, const char *s, size_t *out);
+/* A non-negative integer below 2^64 (digits only), e.g. a seed. */
+int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+/* Monotonic seconds. */
+double cli_now(void);
+/* An ETA as "--", "42s", "3m05s" or "1h02m" into buf. */
+void cli_fmt_eta(double s, char *buf, size_t len);
+/* The command line as one shell-quoted string (malloc'd; NULL when out of memory). */
+char *cli_command_line(int argc, char **argv);
 
 /* Parse a finite double (the whole string). On failure print
  * "corrsde <cmd>: <flag>: expected a number, got '<s>'" and return CLI_EUSAGE. */

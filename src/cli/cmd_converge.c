@@ -239,27 +239,6 @@ static void help(void)
 
 /* ---- parsing ---- */
 
-static int parse_u64(const char *flag, const char *s, uint64_t *out)
-{
-  uint64_t v = 0;
-  int ok = s && *s;
-  for (const char *p = s; ok && *p; p++) {
-    if (*p < '0' || *p > '9') {
-      ok = 0;
-      break;
-    }
-    uint64_t d = (uint64_t)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10) ok = 0;
-    v = v * 10 + d;
-  }
-  if (!ok) {
-    cli_error(CMD, "%s: expected a non-negative integer below 2^64, got '%s'", flag,
-              s ? s : "");
-    return CLI_EUSAGE;
-  }
-  *out = v;
-  return CLI_OK;
-}
 
 /* A non-negative integer <= max (digits only). */
 static int parse_uint(const char *s, unsigned max, unsigned *out)
@@ -422,7 +401,7 @@ static int parse_args(int argc, char **argv, converge_args *a)
       break;
     case OPT_SCHEDULE: a->schedule = v; break;
     case OPT_SEED:
-      if ((rc = parse_u64("--seed", v, &a->seed))) return rc;
+      if ((rc = cli_parse_u64(CMD, "--seed", v, &a->seed))) return rc;
       break;
     case 'j':
       if ((rc = cli_parse_size(CMD, "--threads", v, &a->threads))) return rc;
@@ -661,43 +640,8 @@ typedef struct {
 
 enum { START_GAUSS_T, START_GAUSS_EPS, START_DATA, START_PRIOR };
 
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The command line as a shell would take it back. */
-static char *command_line(int argc, char **argv)
-{
-  size_t len = 16;
-  for (int i = 0; i < argc; i++) len += 4 * strlen(argv[i]) + 3;
-  char *s = malloc(len), *p = s;
-  if (!s) return NULL;
-  p += sprintf(p, "corrsde");
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    int plain = *a != '\0';
-    for (const char *q = a; *q; q++)
-      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                  "-_./:=,+@%^", *q))
-        plain = 0;
-    *p++ = ' ';
-    if (plain) {
-      p += sprintf(p, "%s", a);
-    } else {
-      *p++ = '\'';
-      for (const char *q = a; *q; q++) {
-        if (*q == '\'') p += sprintf(p, "'\\''");
-        else *p++ = *q;
-      }
-      *p++ = '\'';
-    }
-  }
-  *p = '\0';
-  return s;
-}
 
 /* The mismatch between the exact p_T of a gmm and the prior N(0, C): the mean (RMS over
  * tau x D) and the frame second moment (Frobenius), p_T = sum_k w_k N(sqrt(abar) m_k,
@@ -817,7 +761,7 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
       }
     }
   }
-  r->cmdline = command_line(argc, argv);
+  r->cmdline = cli_command_line(argc, argv);
   return CLI_OK;
 }
 
@@ -895,23 +839,12 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
   }
 }
 
-static void fmt_eta(double s, char *buf, size_t len)
-{
-  if (!isfinite(s) || s < 0)
-    snprintf(buf, len, "--");
-  else if (s < 60)
-    snprintf(buf, len, "%.0fs", s);
-  else if (s < 3600)
-    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-  else
-    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-}
 
 static void hook_progress(void *user, const csde_conv_progress *p)
 {
   converge_run *r = user;
   if (!r->bar_on) return;
-  double tn = now();
+  double tn = cli_now();
   int done = p->fraction >= 1 - 1e-12;
   if (!done && tn - r->last < (r->bar_tty ? 0.1 : 1.0)) return;
   r->last = tn;
@@ -920,7 +853,7 @@ static void hook_progress(void *user, const csde_conv_progress *p)
   int w = 20, k = (int)(frac * w + 0.5);
   for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
   bar[w] = '\0';
-  fmt_eta(done ? el : frac > 0 ? el * (1 - frac) / frac : NAN, es, sizeof es);
+  cli_fmt_eta(done ? el : frac > 0 ? el * (1 - frac) / frac : NAN, es, sizeof es);
   fprintf(stderr, "%s%-6s level %2u (%zu steps)  paths %zu/%zu  [%s] %3.0f%%  %s %s%s",
           r->bar_tty ? "\r" : "", p->solver_name, p->level, (size_t)1 << p->level,
           p->paths_done, p->paths, bar, 100 * frac, done ? "took" : "ETA", es,
@@ -1099,7 +1032,7 @@ int cli_cmd_converge(int argc, char **argv)
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   r.bar_on = !a.quiet && (a.progress || isatty(STDERR_FILENO));
   r.bar_tty = isatty(STDERR_FILENO);
-  r.t0 = r.last = now();
+  r.t0 = r.last = cli_now();
 
   csde_conv_result res;
   csde_err err;

@@ -240,27 +240,6 @@ static void help(void)
 
 /* ---- parsing ---- */
 
-static int parse_u64(const char *flag, const char *s, uint64_t *out)
-{
-  uint64_t v = 0;
-  int ok = s && *s;
-  for (const char *p = s; ok && *p; p++) {
-    if (*p < '0' || *p > '9') {
-      ok = 0;
-      break;
-    }
-    uint64_t d = (uint64_t)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10) ok = 0;
-    v = v * 10 + d;
-  }
-  if (!ok) {
-    cli_error(CMD, "%s: expected a non-negative integer below 2^64, got '%s'", flag,
-              s ? s : "");
-    return CLI_EUSAGE;
-  }
-  *out = v;
-  return CLI_OK;
-}
 
 static int parse_nonneg(const char *flag, const char *s, double *out)
 {
@@ -435,7 +414,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
       a->t_end_set = 1;
       break;
     case OPT_SEED:
-      if ((rc = parse_u64("--seed", v, &a->seed))) return rc;
+      if ((rc = cli_parse_u64(CMD, "--seed", v, &a->seed))) return rc;
       break;
     case 'i': a->init = v; break;
     case OPT_NOISE:
@@ -714,29 +693,12 @@ typedef struct {
   int drawn;
 } progress;
 
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-static void fmt_eta(double s, char *buf, size_t len)
-{
-  if (!isfinite(s) || s < 0)
-    snprintf(buf, len, "--");
-  else if (s < 60)
-    snprintf(buf, len, "%.0fs", s);
-  else if (s < 3600)
-    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-  else
-    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-}
 
 static void progress_draw(progress *p, size_t step, double t, size_t saved, int force)
 {
   if (!p->on) return;
-  double tn = now();
+  double tn = cli_now();
   if (!force && tn - p->last < (p->tty ? 0.1 : 1.0)) return;
   p->last = tn;
   double frac = p->total ? (double)step / (double)p->total
@@ -747,7 +709,7 @@ static void progress_draw(progress *p, size_t step, double t, size_t saved, int 
   int w = 20, k = (int)(frac * w + 0.5);
   for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
   bar[w] = '\0';
-  fmt_eta(frac >= 1 ? el : eta, es, sizeof es);
+  cli_fmt_eta(frac >= 1 ? el : eta, es, sizeof es);
   if (p->total)
     snprintf(steps, sizeof steps, "step %zu/%zu", step, p->total);
   else
@@ -831,35 +793,6 @@ static int observe(size_t step, double t, const double *x, void *user)
 /* ---- parameters ---- */
 
 /* The command line as a shell would take it back. */
-static char *command_line(int argc, char **argv)
-{
-  size_t len = 16;
-  for (int i = 0; i < argc; i++) len += 4 * strlen(argv[i]) + 3;
-  char *s = malloc(len), *p = s;
-  if (!s) return NULL;
-  p += sprintf(p, "corrsde");
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    int plain = *a != '\0';
-    for (const char *q = a; *q; q++)
-      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                  "-_./:=,+@%^", *q))
-        plain = 0;
-    *p++ = ' ';
-    if (plain) {
-      p += sprintf(p, "%s", a);
-    } else {
-      *p++ = '\'';
-      for (const char *q = a; *q; q++) {
-        if (*q == '\'') p += sprintf(p, "'\\''");
-        else *p++ = *q;
-      }
-      *p++ = '\'';
-    }
-  }
-  *p = '\0';
-  return s;
-}
 
 typedef struct {
   csde_cov *C;
@@ -1203,7 +1136,7 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
   }
   csde_cov_matrix(r->C, r->Cmat);
   if (csde_cov_eigenvalues(r->C, r->eig, &err)) return cli_lib_error(CMD, "--cov", a->cov, &err);
-  r->cmdline = command_line(argc, argv);
+  r->cmdline = cli_command_line(argc, argv);
   return CLI_OK;
 }
 
@@ -1276,7 +1209,7 @@ int cli_cmd_sample(int argc, char **argv)
   o.bar.t0 = a.t_start;
   o.bar.t1 = a.t_end;
   o.bar.total = r.nsteps;
-  o.bar.start = o.bar.last = now();
+  o.bar.start = o.bar.last = cli_now();
 
   csde_solve_stats st;
   memset(&st, 0, sizeof st);

@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "corrsde/status.h"
@@ -316,4 +318,75 @@ int main(int argc, char **argv)
     return CLI_EFAIL;
   }
   return rc;
+}
+
+int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out)
+{
+  uint64_t v = 0;
+  int ok = s && *s;
+  for (const char *p = s; ok && *p; p++) {
+    if (*p < '0' || *p > '9') {
+      ok = 0;
+      break;
+    }
+    uint64_t d = (uint64_t)(*p - '0');
+    if (v > (UINT64_MAX - d) / 10) ok = 0;
+    v = v * 10 + d;
+  }
+  if (!ok) {
+    cli_error(cmd, "%s: expected a non-negative integer below 2^64, got '%s'", flag,
+              s ? s : "");
+    return CLI_EUSAGE;
+  }
+  *out = v;
+  return CLI_OK;
+}
+
+double cli_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_fmt_eta(double s, char *buf, size_t len)
+{
+  if (!isfinite(s) || s < 0)
+    snprintf(buf, len, "--");
+  else if (s < 60)
+    snprintf(buf, len, "%.0fs", s);
+  else if (s < 3600)
+    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+  else
+    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+char *cli_command_line(int argc, char **argv)
+{
+  size_t len = 16;
+  for (int i = 0; i < argc; i++) len += 4 * strlen(argv[i]) + 3;
+  char *s = malloc(len), *p = s;
+  if (!s) return NULL;
+  p += sprintf(p, "corrsde");
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    int plain = *a != '\0';
+    for (const char *q = a; *q; q++)
+      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                  "-_./:=,+@%^", *q))
+        plain = 0;
+    *p++ = ' ';
+    if (plain) {
+      p += sprintf(p, "%s", a);
+    } else {
+      *p++ = '\'';
+      for (const char *q = a; *q; q++) {
+        if (*q == '\'') p += sprintf(p, "'\\''");
+        else *p++ = *q;
+      }
+      *p++ = '\'';
+    }
+  }
+  *p = '\0';
+  return s;
 }
