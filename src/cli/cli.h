@@ -91,6 +91,10 @@ int cli_getopt_next(cli_getopt *g, const char **arg);
 int cli_parse_size(const char *cmd, const char *flag, const char *s, size_t *out);
 /* A non-negative integer below 2^64 (digits only), e.g. a seed. */
 int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+/* An output file named by `flag` can be written before any work starts: refuses '', a
+ * directory, an existing file without force (or an unwritable one), a missing or
+ * unwritable directory. Returns CLI_OK, CLI_EUSAGE or CLI_EFAIL (message printed). */
+int cli_check_output(const char *cmd, const char *flag, const char *path, int force);
 /* Monotonic seconds. */
 double cli_now(void);
 /* An ETA as "--", "42s", "3m05s" or "1h02m" into buf. */

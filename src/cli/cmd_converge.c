@@ -490,50 +490,6 @@ static int check_combinations(converge_args *a)
 }
 
 /* An output file: an existing one needs --force; its directory must be writable. */
-static int check_output(const char *flag, const char *path, int force)
-{
-  struct stat st;
-  if (!*path) {
-    cli_error(CMD, "%s: expected a file name, got ''", flag);
-    return CLI_EUSAGE;
-  }
-  if (stat(path, &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      cli_error(CMD, "%s '%s': is a directory (expected a file name)", flag, path);
-      return CLI_EFAIL;
-    }
-    if (!force) {
-      cli_error(CMD, "%s '%s': the file exists (use --force to overwrite it)", flag, path);
-      return CLI_EFAIL;
-    }
-    if (access(path, W_OK) != 0) {
-      cli_error(CMD, "%s '%s': cannot overwrite: %s", flag, path, strerror(errno));
-      return CLI_EFAIL;
-    }
-    return CLI_OK;
-  }
-  if (errno != ENOENT) {
-    cli_error(CMD, "%s '%s': %s", flag, path, strerror(errno));
-    return CLI_EFAIL;
-  }
-  char *copy = strdup(path);
-  if (!copy) {
-    cli_error(CMD, "%s: out of memory", flag);
-    return CLI_EFAIL;
-  }
-  const char *dir = dirname(copy);
-  int rc = CLI_OK;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    cli_error(CMD, "%s '%s': directory '%s' does not exist", flag, path, dir);
-    rc = CLI_EFAIL;
-  } else if (access(dir, W_OK | X_OK) != 0) {
-    cli_error(CMD, "%s '%s': cannot create a file in '%s': %s", flag, path, dir,
-              strerror(errno));
-    rc = CLI_EFAIL;
-  }
-  free(copy);
-  return rc;
-}
 
 static int same_file(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
@@ -1009,9 +965,9 @@ int cli_cmd_converge(int argc, char **argv)
     rc = CLI_EUSAGE;
     goto out;
   }
-  if ((rc = check_output("-o", a.output, a.force)) ||
-      (a.csv && (rc = check_output("--csv", a.csv, a.force))) ||
-      (a.plot && (rc = check_output("--plot", a.plot, a.force))) ||
+  if ((rc = cli_check_output(CMD, "-o", a.output, a.force)) ||
+      (a.csv && (rc = cli_check_output(CMD, "--csv", a.csv, a.force))) ||
+      (a.plot && (rc = cli_check_output(CMD, "--plot", a.plot, a.force))) ||
       (a.plot && (rc = check_plotting(script, sizeof script))) ||
       (rc = build(&a, &r, argc, argv)))
     goto out;

@@ -592,49 +592,6 @@ static int set_span(sample_args *a, const csde_schedule *s, csde_problem *P)
 }
 
 /* An existing file needs --force; the file (or its directory) must be writable. */
-static int check_output(const char *path, int force)
-{
-  struct stat st;
-  if (!*path) {
-    cli_error(CMD, "-o/--output: expected an output file name, got ''");
-    return CLI_EUSAGE;
-  }
-  if (stat(path, &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      cli_error(CMD, "-o '%s': is a directory (expected a file name such as out.h5)", path);
-      return CLI_EFAIL;
-    }
-    if (!force) {
-      cli_error(CMD, "-o '%s': the file exists (use --force to overwrite it)", path);
-      return CLI_EFAIL;
-    }
-    if (access(path, W_OK) != 0) {
-      cli_error(CMD, "-o '%s': cannot overwrite: %s", path, strerror(errno));
-      return CLI_EFAIL;
-    }
-    return CLI_OK;
-  }
-  if (errno != ENOENT) {
-    cli_error(CMD, "-o '%s': %s", path, strerror(errno));
-    return CLI_EFAIL;
-  }
-  char *copy = strdup(path);
-  if (!copy) {
-    cli_error(CMD, "-o: out of memory");
-    return CLI_EFAIL;
-  }
-  const char *dir = dirname(copy);
-  int rc = CLI_OK;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    cli_error(CMD, "-o '%s': directory '%s' does not exist", path, dir);
-    rc = CLI_EFAIL;
-  } else if (access(dir, W_OK | X_OK) != 0) {
-    cli_error(CMD, "-o '%s': cannot create a file in '%s': %s", path, dir, strerror(errno));
-    rc = CLI_EFAIL;
-  }
-  free(copy);
-  return rc;
-}
 
 /* Sizes from --init where the command line leaves them open; a mismatch is an error. */
 static int apply_init_shape(sample_args *a, const cli_init *in)
@@ -1164,7 +1121,7 @@ int cli_cmd_sample(int argc, char **argv)
   }
   observer_ctx o;
   memset(&o, 0, sizeof o);
-  if ((rc = check_combinations(&a)) || (rc = check_output(a.output, a.force)) ||
+  if ((rc = check_combinations(&a)) || (rc = cli_check_output(CMD, "-o", a.output, a.force)) ||
       (rc = build(&a, &r, &o, argc, argv))) {
     run_free(&r);
     free(a.save_times);

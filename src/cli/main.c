@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <libgen.h>
 
 #include "cli/cli.h"
 #include "corrsde/status.h"
@@ -389,4 +392,49 @@ char *cli_command_line(int argc, char **argv)
   }
   *p = '\0';
   return s;
+}
+
+int cli_check_output(const char *cmd, const char *flag, const char *path, int force)
+{
+  struct stat st;
+  if (!*path) {
+    cli_error(cmd, "%s: expected a file name, got ''", flag);
+    return CLI_EUSAGE;
+  }
+  if (stat(path, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      cli_error(cmd, "%s '%s': is a directory (expected a file name)", flag, path);
+      return CLI_EFAIL;
+    }
+    if (!force) {
+      cli_error(cmd, "%s '%s': the file exists (use --force to overwrite it)", flag, path);
+      return CLI_EFAIL;
+    }
+    if (access(path, W_OK) != 0) {
+      cli_error(cmd, "%s '%s': cannot overwrite: %s", flag, path, strerror(errno));
+      return CLI_EFAIL;
+    }
+    return CLI_OK;
+  }
+  if (errno != ENOENT) {
+    cli_error(cmd, "%s '%s': %s", flag, path, strerror(errno));
+    return CLI_EFAIL;
+  }
+  char *copy = strdup(path);
+  if (!copy) {
+    cli_error(cmd, "%s: out of memory", flag);
+    return CLI_EFAIL;
+  }
+  const char *dir = dirname(copy);
+  int rc = CLI_OK;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    cli_error(cmd, "%s '%s': directory '%s' does not exist", flag, path, dir);
+    rc = CLI_EFAIL;
+  } else if (access(dir, W_OK | X_OK) != 0) {
+    cli_error(cmd, "%s '%s': cannot create a file in '%s': %s", flag, path, dir,
+              strerror(errno));
+    rc = CLI_EFAIL;
+  }
+  free(copy);
+  return rc;
 }
