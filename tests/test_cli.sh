@@ -11,32 +11,7 @@ failed=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# ok STATUS DESCRIPTION: one TAP point; STATUS 0 passes. On failure, show the last run.
-ok() {
-  n=$((n + 1))
-  if [ "$1" -eq 0 ]; then
-    echo "ok $n - $2"
-  else
-    echo "not ok $n - $2"
-    failed=$((failed + 1))
-    echo "#   command: corrsde ${last_args:-}   (exit ${rc:-?})"
-    [ -s "$tmp/out" ] && sed -n '1,15s/^/#   stdout: /p' "$tmp/out"
-    [ -s "$tmp/err" ] && sed -n '1,5s/^/#   stderr: /p' "$tmp/err"
-  fi
-  return 0
-}
-
-skip() {
-  n=$((n + 1))
-  echo "ok $n - $1 # SKIP $2"
-}
-
-# run ARGS...: run the program; stdout, stderr and the exit status go to out, err and rc.
-run() {
-  last_args="$*"
-  "$CORRSDE" "$@" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-}
+. "$(dirname "$0")/tap.sh"
 
 # close A B RELTOL: |A - B| <= RELTOL |B| (A must be a number).
 close() {

@@ -25,37 +25,7 @@ have_h5py=0
 have_mpl=0
 "$PY" -c 'import matplotlib, h5py, numpy' 2>/dev/null && have_mpl=1
 
-ok() {
-  n=$((n + 1))
-  if [ "$1" -eq 0 ]; then
-    echo "ok $n - $2"
-  else
-    echo "not ok $n - $2"
-    failed=$((failed + 1))
-    echo "#   command: corrsde ${last_args:-}   (exit ${rc:-?})"
-    [ -s "$tmp/out" ] && sed -n '1,12s/^/#   stdout: /p' "$tmp/out"
-    [ -s "$tmp/err" ] && sed -n '1,5s/^/#   stderr: /p' "$tmp/err"
-  fi
-  return 0
-}
-
-skip() {
-  n=$((n + 1))
-  echo "ok $n - $1 # SKIP $2"
-}
-
-run() {
-  last_args="$*"
-  "$CORRSDE" "$@" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-}
-
-py() {
-  local script=$1
-  shift
-  "$PY" - "$@" <<<"$script" 2>&1 | sed 's/^/#   py: /'
-  return "${PIPESTATUS[0]}"
-}
+. "$(dirname "$0")/tap.sh"
 
 B="$tmp/bad.h5"
 BC="$tmp/bad.csv"

@@ -26,41 +26,7 @@ trap cleanup EXIT
 have_h5py=0
 "$PY" -c 'import h5py, numpy' 2>/dev/null && have_h5py=1
 
-# ok STATUS DESCRIPTION: one TAP point; STATUS 0 passes. On failure, show the last run.
-ok() {
-  n=$((n + 1))
-  if [ "$1" -eq 0 ]; then
-    echo "ok $n - $2"
-  else
-    echo "not ok $n - $2"
-    failed=$((failed + 1))
-    echo "#   command: corrsde ${last_args:-}   (exit ${rc:-?})"
-    [ -s "$tmp/out" ] && sed -n '1,10s/^/#   stdout: /p' "$tmp/out"
-    [ -s "$tmp/err" ] && sed -n '1,5s/^/#   stderr: /p' "$tmp/err"
-  fi
-  return 0
-}
-
-skip() {
-  n=$((n + 1))
-  echo "ok $n - $1 # SKIP $2"
-}
-
-# run ARGS...: run the program; stdout, stderr and the exit status go to out, err and rc.
-run() {
-  last_args="$*"
-  "$CORRSDE" "$@" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-}
-
-# py SCRIPT ARGS...: run a Python check; exit 0 means pass. Its output goes to the TAP
-# stream as comments.
-py() {
-  local script=$1
-  shift
-  "$PY" - "$@" <<<"$script" 2>&1 | sed 's/^/#   py: /'
-  return "${PIPESTATUS[0]}"
-}
+. "$(dirname "$0")/tap.sh"
 
 # expect_error DESCRIPTION FLAG STATUS ARGS...: the run fails with STATUS, writes exactly
 # one line to stderr that contains FLAG, nothing to stdout, and no output file.
