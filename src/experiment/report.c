@@ -9,6 +9,7 @@
 
 #include <hdf5.h>
 
+#include "io/h5util.h"
 #include "experiment/report.h"
 
 /* ---- the HDF5 writer ---- */
@@ -78,42 +79,17 @@ int csde_h5out_group(csde_h5out *w, const char *name, csde_err *err)
   return make_groups(w, name, 1, err);
 }
 
-static int put_attr(csde_h5out *w, const char *obj, const char *name, hid_t ftype, hid_t mtype,
-                    const void *buf, size_t n, int list, csde_err *err)
+static int put_attr(csde_h5out *w, const char *obj, const char *name, hid_t ftype,
+                    hid_t mtype, const void *buf, size_t n, int list, csde_err *err)
 {
-  int s = CSDE_SUCCESS;
-  hsize_t hn = n;
-  hid_t sp = n == 1 && !list ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &hn, NULL), a = -1;
-  if (sp < 0) goto bad;
-  htri_t ex = H5Aexists_by_name(w->file, obj, name, H5P_DEFAULT);
-  if (ex < 0) goto bad;
-  if (ex > 0 && H5Adelete_by_name(w->file, obj, name, H5P_DEFAULT) < 0) goto bad;
-  a = H5Acreate_by_name(w->file, obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0 || H5Awrite(a, mtype, buf) < 0) goto bad;
-  goto done;
-bad:
-  s = csde_err_set(err, CSDE_EIO, "'%s': cannot write attribute %s of %s", w->path, name, obj);
-done:
-  if (a >= 0) H5Aclose(a);
-  if (sp >= 0) H5Sclose(sp);
-  return s;
+  return csde_h5_put_attr(w->file, w->path, obj, name, ftype, mtype, buf, n, list, err);
 }
 
-static hid_t str_type(void)
-{
-  hid_t st = H5Tcopy(H5T_C_S1);
-  if (st < 0) return -1;
-  if (H5Tset_size(st, H5T_VARIABLE) < 0 || H5Tset_cset(st, H5T_CSET_UTF8) < 0) {
-    H5Tclose(st);
-    return -1;
-  }
-  return st;
-}
 
 int csde_h5out_attr_str(csde_h5out *w, const char *obj, const char *name, const char *v,
                         csde_err *err)
 {
-  hid_t st = str_type();
+  hid_t st = csde_h5_str_type();
   if (st < 0) return fail(w, "attribute", name, err);
   const char *val = v ? v : "";
   int s = put_attr(w, obj, name, st, st, &val, 1, 0, err);
@@ -175,7 +151,7 @@ int csde_h5out_write_i64(csde_h5out *w, const char *name, const int64_t *v, size
 int csde_h5out_write_strings(csde_h5out *w, const char *name, const char *const *v, size_t n,
                              csde_err *err)
 {
-  hid_t st = str_type();
+  hid_t st = csde_h5_str_type();
   if (st < 0) return fail(w, "dataset", name, err);
   int s = write_dset(w, name, st, st, v, 1, &n, err);
   H5Tclose(st);

@@ -13,6 +13,7 @@
 
 #include <hdf5.h>
 
+#include "io/h5util.h"
 #include "io/h5traj.h"
 
 #define CHUNK_TARGET ((size_t)4 << 20) /* bytes: chunks of at most ~4 MiB when possible */
@@ -226,32 +227,14 @@ done:
 static int put_attr(csde_h5traj *w, const char *obj, const char *name, hid_t ftype,
                     hid_t mtype, const void *buf, size_t n, int list, csde_err *err)
 {
-  int s = CSDE_SUCCESS;
-  hsize_t hn = n;
-  hid_t sp = n == 1 && !list ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &hn, NULL), a = -1;
-  if (sp < 0) goto fail;
-  htri_t ex = H5Aexists_by_name(w->file, obj, name, H5P_DEFAULT);
-  if (ex < 0) goto fail;
-  if (ex > 0 && H5Adelete_by_name(w->file, obj, name, H5P_DEFAULT) < 0) goto fail;
-  a = H5Acreate_by_name(w->file, obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0 || H5Awrite(a, mtype, buf) < 0) goto fail;
-  goto done;
-fail:
-  s = csde_err_set(err, CSDE_EIO, "'%s': cannot write attribute %s of %s", w->path, name, obj);
-done:
-  if (a >= 0) H5Aclose(a);
-  if (sp >= 0) H5Sclose(sp);
-  return s;
+  return csde_h5_put_attr(w->file, w->path, obj, name, ftype, mtype, buf, n, list, err);
 }
 
 int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, const char *v,
                          csde_err *err)
 {
-  hid_t st = H5Tcopy(H5T_C_S1);
-  if (st < 0 || H5Tset_size(st, H5T_VARIABLE) < 0 || H5Tset_cset(st, H5T_CSET_UTF8) < 0) {
-    if (st >= 0) H5Tclose(st);
-    return csde_err_set(err, CSDE_EIO, "'%s': cannot make a string type", w->path);
-  }
+  hid_t st = csde_h5_str_type();
+  if (st < 0) return csde_err_set(err, CSDE_EIO, "'%s': cannot make a string type", w->path);
   const char *val = v ? v : "";
   int s = put_attr(w, obj, name, st, st, &val, 1, 0, err);
   H5Tclose(st);
