@@ -286,6 +286,40 @@ static void test_gaussian_score(gcase *g)
   free(r);
 }
 
+/* Threads: the callback works on tiles of a fixed width (512 pixels), so with D = 1100
+ * (two full tiles and a partial one) threads 1, 2 and 3 must give the same bits, equal to
+ * the pixel-by-pixel reference, in place too. */
+static void test_gaussian_threads(gcase *g)
+{
+  const size_t batch = 3, n = batch * g->tau * g->D;
+  double *x = malloc(n * sizeof *x), *y[3], *r = malloc(n * sizeof *r);
+  csde_err err = {0, ""};
+  fill(x, n, 0.9);
+  ref_cscore(g->S0, g->Cm, g->m, g->tau, g->D, batch, 0.37, x, r);
+  int st = 0;
+  for (int k = 0; k < 3; k++) {
+    y[k] = malloc(n * sizeof *y[k]);
+    st |= csde_model_gaussian_set_threads(g->M, k + 1, &err);
+    st |= csde_model_call(g->M, 0.37, batch, x, y[k]);
+  }
+  double e = maxdiff(y[0], r, n) / maxabs(r, n);
+  ok(st == 0 && e <= 1e-12, "%s, D = %zu: tiled callback = reference (rel %.3g)", g->label,
+     g->D, e);
+  ok(st == 0 && !memcmp(y[0], y[1], n * sizeof *x) && !memcmp(y[0], y[2], n * sizeof *x),
+     "%s, D = %zu: threads 1, 2, 3 give the same bits", g->label, g->D);
+  memcpy(y[1], x, n * sizeof *x);
+  st = csde_model_gaussian_set_threads(g->M, 2, &err);
+  st |= csde_model_call(g->M, 0.37, batch, y[1], y[1]);
+  ok(st == 0 && !memcmp(y[0], y[1], n * sizeof *x), "%s: in place with 2 threads, same bits",
+     g->label);
+  st = csde_model_gaussian_set_threads(g->M, 0, &err);
+  ok_status(st, CSDE_EINVAL, err.msg, "threads = 0", "set_threads(0) is refused");
+  csde_model_gaussian_set_threads(g->M, 1, &err);
+  for (int k = 0; k < 3; k++) free(y[k]);
+  free(x);
+  free(r);
+}
+
 static void test_gaussian_marginal(gcase *g)
 {
   size_t tau = g->tau, bs = tau * g->D;
@@ -1099,6 +1133,11 @@ int main(void)
   gcase_free(&gn);
   test_gaussian_errors(s);
   test_gaussian_variants(s);
+  for (int c = 0; c < 2; c++) {
+    gcase gt;
+    if (!gcase_make(&gt, c, 5, 1100, s)) test_gaussian_threads(&gt);
+    gcase_free(&gt);
+  }
 
   test_gmm(s);
   test_plugin();

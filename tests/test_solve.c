@@ -654,6 +654,23 @@ static void test_errors(void)
   ok(strstr(err.msg, "t = 0.7003") && strstr(err.msg, "step 3") && strstr(err.msg, "index 5"),
      "model NaN: message names t = 0.7003, step 3 and index 5");
   ok(st.steps == 3, "model NaN: 3 steps completed before it (%zu)", st.steps);
+  /* the same through Euler-Maruyama's fused update (noise drawn inside the pass), with
+   * streaming and path noise */
+  for (int k = 0; k < 2; k++) {
+    csde_problem Ps = problem(&u, CSDE_PROC_REVERSE_SDE, 1);
+    Ps.model = Mb;
+    csde_solve_params ps = par;
+    ps.noise = k ? CSDE_NOISE_PATH : CSDE_NOISE_STREAM;
+    ps.steps = 8;
+    ps.path_level = 3;
+    fill(x, n, 0.1);
+    csde_err_clear(&err);
+    s = csde_solve(&Ps, &ps, x, &st, &err);
+    ok(s == CSDE_ENAN && strstr(err.msg, "step 3") && strstr(err.msg, "index 5") &&
+           st.steps == 3,
+       "model NaN in the fused Euler-Maruyama step (%s noise): CSDE_ENAN at step 3, index 5 "
+       "(%s)", k ? "path" : "stream", err.msg);
+  }
 
   b.mode = 1; /* fatal */
   csde_err_clear(&err);

@@ -80,6 +80,9 @@ int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_sc
 int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov *C,
                              const csde_schedule *s, size_t D, csde_err *err);
 int csde_model_is_gaussian(const csde_model *M);
+/* Let the gaussian model's callback use `threads` OpenMP threads (default 1) over tiles
+ * of a fixed width: the output does not depend on the count. Allocates its scratch. */
+int csde_model_gaussian_set_threads(csde_model *M, int threads, csde_err *err);
 /* The exact marginal p_t: mean (tau * D) and frame covariance Sigma_t (tau x tau).
  * Either may be NULL. t in [0, 1] (else CSDE_EDOM). */
 int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, double *cov,

@@ -115,7 +115,9 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
 void csde_solver_free(csde_solver *S);
 /* Solve from x (in: the state at t_start) to t_end (out: the final state). No
  * allocation. Calling it again reuses everything (e.g. another seed via
- * csde_solver_set_seed). */
+ * csde_solver_set_seed). On an error x holds no meaningful state (Euler-Maruyama updates
+ * it tile by tile in the same pass that checks the model's output); the observer has
+ * seen every completed step. */
 int csde_solver_run(csde_solver *S, double *x, csde_solve_stats *stats, csde_err *err);
 void csde_solver_set_seed(csde_solver *S, uint64_t seed, size_t first_sample);
 /* The grid in use (fixed-step solves): N + 1 times. */

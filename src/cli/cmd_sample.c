@@ -926,6 +926,13 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
     return CLI_EFAIL;
   }
   if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model))) return rc;
+  if (r->model.kind == CLI_MODEL_GAUSSIAN && a->threads > 1) { /* the built-in's own tiles */
+    csde_err err;
+    if (csde_model_gaussian_set_threads(r->model.model, (int)a->threads, &err)) {
+      cli_error(CMD, "%s", err.msg);
+      return CLI_EFAIL;
+    }
+  }
 
   r->P = csde_problem_default();
   r->P.process = a->process <= P_ENCODE ? (csde_process)a->process : CSDE_PROC_REVERSE_SDE;

@@ -463,12 +463,27 @@ int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t
   return csde_cov_sample_scaled(C, ws, key, first, nblk, 1.0, out, err);
 }
 
+/* White noise of tile (b, c0, nc) into th->z, times scale:
+ * z[row][c] = scale normal(key, ((first + b) nd + row) D + c) */
+static void tile_noise(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
+                       csde_rng_key key, size_t first, size_t b, size_t c0, size_t nc,
+                       double scale)
+{
+  size_t nd = C->noise_dim, D = ws->D, W = ws->W;
+  for (size_t r = 0; r < nd; r++) {
+    double *z = th->z + r * W;
+    csde_rng_normal(key, (uint64_t)(((first + b) * nd + r) * D + c0), nc, z);
+    if (scale != 1.0)
+      for (size_t c = 0; c < nc; c++) z[c] *= scale; /* in cache: cheaper than a pass */
+  }
+}
+
 int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
                            size_t nblk, double scale, double *out, csde_err *err)
 {
   int s = check_ws(C, ws, err);
   if (s) return s;
-  size_t D = ws->D, W = ws->W, tau = C->tau, nd = C->noise_dim, per = (D + W - 1) / W;
+  size_t D = ws->D, W = ws->W, tau = C->tau, per = (D + W - 1) / W;
   long ntiles = (long)(nblk * per);
   clear_errors(ws);
 #ifdef _OPENMP
@@ -478,15 +493,47 @@ int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key,
     csde_cov_thread *th = &ws->th[thread_id()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, b, c0, nc);
-    /* white noise z[row][c] = normal(key, ((first+b) nd + row) D + c) */
-    for (size_t r = 0; r < nd; r++) {
-      double *z = th->z + r * W;
-      csde_rng_normal(key, (uint64_t)(((first + b) * nd + r) * D + c0), nc, z);
-      if (scale != 1.0)
-        for (size_t c = 0; c < nc; c++) z[c] *= scale; /* in cache: cheaper than a pass */
-    }
+    tile_noise(C, ws, th, key, first, b, c0, nc, scale);
     C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, out + b * tau * D + c0, D);
   }
+  return gather_error(ws, err);
+}
+
+int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+                         size_t nblk, double scale, double a, const double *x, double b,
+                         const double *u, double *out, int *bad, csde_err *err)
+{
+  int s = check_ws(C, ws, err), nonfinite = 0;
+  if (s) return s;
+  size_t D = ws->D, W = ws->W, tau = C->tau, per = (D + W - 1) / W;
+  long ntiles = (long)(nblk * per);
+  clear_errors(ws);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(ws->nthreads) schedule(static) reduction(| : nonfinite) \
+    if (ws->nthreads > 1)
+#endif
+  for (long k = 0; k < ntiles; k++) {
+    csde_cov_thread *th = &ws->th[thread_id()];
+    if (th->err.status) continue;
+    TILE_SPLIT(k, per, W, D, blk, c0, nc);
+    tile_noise(C, ws, th, key, first, blk, c0, nc, scale);
+    if (C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, th->t1, W)) continue;
+    for (size_t i = 0; i < tau; i++) { /* out = a x + b u + scale V' z, row i of the tile */
+      size_t off = blk * tau * D + i * D + c0;
+      const double *xi = x + off, *dw = th->t1 + i * W;
+      double *oi = out + off;
+      if (u) {
+        const double *ui = u + off;
+        for (size_t c = 0; c < nc; c++) {
+          nonfinite |= !isfinite(ui[c]);
+          oi[c] = a * xi[c] + b * ui[c] + dw[c];
+        }
+      } else {
+        for (size_t c = 0; c < nc; c++) oi[c] = a * xi[c] + dw[c];
+      }
+    }
+  }
+  if (bad) *bad = nonfinite;
   return gather_error(ws, err);
 }
 

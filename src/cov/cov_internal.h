@@ -100,6 +100,12 @@ struct csde_cov {
 /* scale * (a draw of csde_cov_sample), the scaling done on the white noise in cache. */
 int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
                            size_t nblk, double scale, double *out, csde_err *err);
+/* out = a x + b u + scale (a draw of csde_cov_sample), tile by tile in one pass: the noise
+ * and V' z stay in cache. out may be x; u may be NULL (no b u term). *bad (if bad) is set
+ * to 1 when u holds a non-finite value. Bitwise the same V' z as csde_cov_sample_scaled. */
+int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+                         size_t nblk, double scale, double a, const double *x, double b,
+                         const double *u, double *out, int *bad, csde_err *err);
 
 /* Shared helpers (toeplitz.c). */
 /* Fill t[0..n-1] with the family's lags c(0..n-1). */

@@ -26,6 +26,10 @@
 #include <gsl/gsl_odeiv2.h>
 #include <hdf5.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "core/util.h"
 #include "io/h5read.h"
 #include "model/model_internal.h"
@@ -35,6 +39,8 @@
 #define FLOW_NMAX 1000000
 /* S0 and C commute when ||S0 C - C S0||_F <= COMMUTE_TOL ||S0||_F ||C||_F. */
 #define COMMUTE_TOL 1e-12
+/* The callback's tile width in pixels (tau x CHUNK doubles stay in L2). */
+#define CHUNK 512
 
 typedef struct {
   size_t tau, D;
@@ -51,6 +57,8 @@ typedef struct {
   double *L;              /* Sigma_t and its Cholesky factor */
   double *W;              /* tau x tau work */
   double *z;              /* one block, tau x D */
+  int threads;            /* callback: OpenMP threads over column chunks */
+  double *zc;             /* callback: one tau x CHUNK tile per thread */
   double tfail;           /* where Sigma_t last failed to factor (ODE messages) */
 } gauss;
 
@@ -66,7 +74,17 @@ static void gauss_free(void *p)
   csde_free(g->L);
   csde_free(g->W);
   csde_free(g->z);
+  csde_free(g->zc);
   free(g);
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
 }
 
 /* S = Sigma_t = abar S0 + (1 - abar) C */
@@ -92,25 +110,40 @@ static size_t c_sigma_inv(gauss *g, double t, double *M)
   return 0;
 }
 
-/* out = -M_t (x - sqrt(abar) m), one GEMM per block. */
+/* out = -M_t (x - sqrt(abar) m), one GEMM per tile of CHUNK columns of a block, the
+ * tile's z = x - sqrt(abar) m copied in cache first (so out may be x). The tiles do not
+ * depend on the thread count: threads never change a bit. */
 static int gauss_fn(double t, size_t batch, const double *x, double *out, void *user)
 {
   gauss *g = user;
-  size_t n = g->tau, D = g->D, bs = n * D;
+  size_t n = g->tau, D = g->D, bs = n * D, per = (D + CHUNK - 1) / CHUNK;
   if (!(t == g->tM)) {
     g->tM = NAN;
     if (c_sigma_inv(g, t, g->Mt)) return -1; /* Sigma_t singular: no score */
     g->tM = t;
   }
   double sa = sqrt(csde_schedule_abar(g->s, t));
-  for (size_t b = 0; b < batch; b++) {
-    const double *xb = x + b * bs;
-    if (g->m)
-      for (size_t i = 0; i < bs; i++) g->z[i] = xb[i] - sa * g->m[i];
-    else
-      memcpy(g->z, xb, bs * sizeof(double));
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)n, -1.0, g->Mt,
-                (int)n, g->z, (int)D, 0.0, out + b * bs, (int)D);
+  long ntiles = (long)(batch * per);
+  int th = g->threads;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long k = 0; k < ntiles; k++) {
+    size_t b = (size_t)k / per, c0 = ((size_t)k % per) * CHUNK;
+    size_t nc = D - c0 < CHUNK ? D - c0 : CHUNK;
+    double *z = g->zc + (size_t)thread_id() * n * CHUNK;
+    const double *xb = x + b * bs + c0;
+    for (size_t i = 0; i < n; i++) {
+      const double *xi = xb + i * D, *mi = g->m ? g->m + i * D + c0 : NULL;
+      double *zi = z + i * CHUNK;
+      if (mi)
+        for (size_t c = 0; c < nc; c++) zi[c] = xi[c] - sa * mi[c];
+      else
+        memcpy(zi, xi, nc * sizeof(double));
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)nc, (int)n, -1.0,
+                g->Mt, (int)n, z, (int)CHUNK, 0.0, out + b * bs + c0, (int)D);
   }
   return 0;
 }
@@ -123,6 +156,23 @@ static gauss *gauss_of(const csde_model *M, const char *fn, csde_err *err)
     return NULL;
   }
   return M->priv;
+}
+
+int csde_model_gaussian_set_threads(csde_model *M, int threads, csde_err *err)
+{
+  gauss *g = gauss_of(M, "csde_model_gaussian_set_threads", err);
+  if (!g) return err ? err->status : CSDE_EINVAL;
+  if (threads < 1)
+    return csde_err_set(err, CSDE_EINVAL, "gaussian model: threads = %d must be >= 1",
+                        threads);
+  double *zc = csde_alloc((size_t)threads * g->tau * CHUNK, sizeof(double));
+  if (!zc)
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for %d gaussian model tiles",
+                        threads);
+  csde_free(g->zc);
+  g->zc = zc;
+  g->threads = threads;
+  return CSDE_SUCCESS;
 }
 
 static int check_t(double t, const char *fn, const char *which, csde_err *err)
@@ -174,8 +224,10 @@ int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_sc
   g->L = csde_alloc(nn, sizeof(double));
   g->W = csde_alloc(nn, sizeof(double));
   g->z = csde_alloc(bs, sizeof(double));
+  g->threads = 1;
+  g->zc = csde_alloc(tau * CHUNK, sizeof(double));
   if (mean_len) g->m = csde_alloc(bs, sizeof(double));
-  if (!g->S0 || !g->Cm || !g->Mt || !g->Mo || !g->L || !g->W || !g->z ||
+  if (!g->S0 || !g->Cm || !g->Mt || !g->Mo || !g->L || !g->W || !g->z || !g->zc ||
       (mean_len && !g->m)) {
     st = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model (tau = %zu, "
                       "D = %zu)", tau, D);

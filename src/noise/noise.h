@@ -44,4 +44,12 @@ void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first);
 int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double *dW,
                          csde_err *err);
 
+/* x <- a x + b u + g dW for step n in one pass over the state (u may be NULL: no b u
+ * term), with dW as csde_noise_increment draws it. Streaming noise is drawn and coloured
+ * tile by tile inside the pass; path noise goes through dWbuf (state-sized). *bad is set
+ * to 1 when u holds a non-finite value. */
+int csde_noise_axpy(csde_noise *nz, size_t n, double t0, double t1, double g, double a,
+                    double *x, double b, const double *u, double *dWbuf, int *bad,
+                    csde_err *err);
+
 #endif

@@ -85,6 +85,11 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, csde_err *
     pr->out = csde_alloc(pr->n, sizeof(double));
     if (!pr->out) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
     if (csde_model_output_of(P->model) == CSDE_OUT_SCORE) {
+      pr->cout = csde_alloc(pr->n, sizeof(double));
+      if (!pr->cout) {
+        csde_proc_free(pr);
+        return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
+      }
       int s = csde_cov_ws_alloc(&pr->ws, P->C, P->D, pr->threads, err);
       if (s) {
         csde_proc_free(pr);
@@ -99,8 +104,9 @@ void csde_proc_free(csde_proc *pr)
 {
   csde_cov_ws_free(pr->ws);
   csde_free(pr->out);
+  csde_free(pr->cout);
   pr->ws = NULL;
-  pr->out = NULL;
+  pr->out = pr->cout = NULL;
 }
 
 double csde_proc_diffusion(const csde_proc *pr, double t)
@@ -185,25 +191,48 @@ int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, doub
   return s ? s : combine(pr, t, step, x, src, ax, as, sc, err);
 }
 
-int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,
-                    csde_err *err)
+/* The drift as f = cx x + cs src; C times a SCORE model's output goes into dst. */
+static int drift_parts(csde_proc *pr, double t, size_t step, const double *x, double *dst,
+                       double *cx, double *cs, const double **src, csde_err *err)
 {
   const csde_problem *P = &pr->P;
   double beta = csde_schedule_beta(P->sched, t);
-  if (P->process == CSDE_PROC_FORWARD_SDE) { /* f = -1/2 beta x */
-    long ln = (long)pr->n;
-    int th = pr->threads;
+  *cx = -0.5 * beta, *cs = 0, *src = NULL; /* forward: f = -1/2 beta x */
+  if (P->process == CSDE_PROC_FORWARD_SDE) return CSDE_SUCCESS;
+  double ax = 0, as = 1;
+  int s = model_eval(pr, t, step, x, dst, &ax, &as, src, err);
+  if (s) return s;
+  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s);  s = ax x + as src */
+  double c = P->process == CSDE_PROC_REVERSE_SDE ? -beta : -0.5 * beta;
+  *cx += c * ax;
+  *cs = c * as;
+  return CSDE_SUCCESS;
+}
+
+int csde_proc_drift_parts(csde_proc *pr, double t, size_t step, const double *x, double *cx,
+                          double *cs, const double **src, csde_err *err)
+{
+  return drift_parts(pr, t, step, x, pr->cout, cx, cs, src, err);
+}
+
+int csde_proc_output_error(const csde_proc *pr, double t, size_t step, csde_err *err)
+{
+  return nan_error(pr, t, step, err);
+}
+
+int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,
+                    csde_err *err)
+{
+  double cx, cs;
+  const double *src;
+  int s = drift_parts(pr, t, step, x, f, &cx, &cs, &src, err);
+  if (s) return s;
+  if (src) return combine(pr, t, step, x, src, cx, cs, f, err);
+  long ln = (long)pr->n;
+  int th = pr->threads;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
 #endif
-    for (long i = 0; i < ln; i++) f[i] = -0.5 * beta * x[i];
-    return CSDE_SUCCESS;
-  }
-  double ax = 0, as = 1;
-  const double *src = NULL;
-  int s = model_eval(pr, t, step, x, f, &ax, &as, &src, err);
-  if (s) return s;
-  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s);  s = ax x + as src */
-  double cs = P->process == CSDE_PROC_REVERSE_SDE ? -beta : -0.5 * beta;
-  return combine(pr, t, step, x, src, -0.5 * beta + cs * ax, cs * as, f, err);
+  for (long i = 0; i < ln; i++) f[i] = cx * x[i]; /* forward: f = -1/2 beta x */
+  return CSDE_SUCCESS;
 }

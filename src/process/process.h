@@ -11,6 +11,7 @@ typedef struct {
   size_t n;           /* state length batch * tau * D */
   csde_cov_ws *ws;    /* applies C to a SCORE model's output */
   double *out;        /* the model's raw output, n doubles */
+  double *cout;       /* C out for SCORE models (csde_proc_drift_parts), else NULL */
   int threads;
 } csde_proc;
 
@@ -30,6 +31,16 @@ double csde_proc_diffusion(const csde_proc *pr, double t);
  * fixed-step one fails), CSDE_EBADFUNC (the model returned < 0) or CSDE_ENAN. */
 int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,
                     csde_err *err);
+
+/* The drift at (t, x) as f = cx x + cs src without forming f, for updates that fuse it
+ * into their own pass: src is the model's output, or C times it (SCORE models) written
+ * into scratch (state-sized); NULL for the forward SDE (cs = 0). Calls the model like
+ * csde_proc_drift but does NOT check src: the caller must, and report a non-finite value
+ * with csde_proc_output_error. */
+int csde_proc_drift_parts(csde_proc *pr, double t, size_t step, const double *x, double *cx, double *cs, const double **src,
+                          csde_err *err);
+/* CSDE_ENAN naming the model and the first non-finite entry of its last output. */
+int csde_proc_output_error(const csde_proc *pr, double t, size_t step, csde_err *err);
 
 /* sc = C grad log p_t(x) from one model call (kind converted, output checked); sc must
  * not be x. Same return codes as csde_proc_drift. */

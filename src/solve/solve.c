@@ -21,7 +21,9 @@ struct csde_stepper {
   csde_cov_ws *ws;      /* noise colouring */
   double *grid;         /* fixed-step grid, nsteps + 1 times */
   size_t nsteps;
-  double *bufs;         /* nbuf + 1 state-sized buffers in one allocation (last: dW) */
+  double *bufs;         /* nbuf state-sized buffers in one allocation, then dW if needed */
+  double *dW;           /* the increment (SDEs, unless the solver draws its own
+                           streaming noise), else NULL */
   size_t n;
   void *state;          /* the solver's own */
   size_t step;          /* the step being taken (labels messages) */
@@ -57,17 +59,57 @@ int csde_stepper_fail(csde_stepper *S, int status, const char *fmt, ...)
   return status;
 }
 
+/* One model evaluation more, within max_nfe. */
+static int count_nfe(csde_stepper *S, double t)
+{
+  if (!csde_proc_uses_model(&S->proc)) return CSDE_SUCCESS;
+  if (S->st.nfe >= S->par.max_nfe)
+    return csde_stepper_fail(S, CSDE_EMAXITER,
+                             "NFE guard: the solve needs more than %zu model evaluations "
+                             "(at t = %.6g, step %zu); raise the limit or loosen rtol/atol",
+                             S->par.max_nfe, t, S->step);
+  S->st.nfe++;
+  return CSDE_SUCCESS;
+}
+
 int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f)
 {
-  if (csde_proc_uses_model(&S->proc)) {
-    if (S->st.nfe >= S->par.max_nfe)
-      return csde_stepper_fail(S, CSDE_EMAXITER,
-                               "NFE guard: the solve needs more than %zu model evaluations "
-                               "(at t = %.6g, step %zu); raise the limit or loosen rtol/atol",
-                               S->par.max_nfe, t, S->step);
-    S->st.nfe++;
+  int s = count_nfe(S, t);
+  return s ? s : csde_proc_drift(&S->proc, t, S->step, x, f, &S->err);
+}
+
+int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double *cx,
+                             double *cs, const double **src)
+{
+  int s = count_nfe(S, t);
+  return s ? s : csde_proc_drift_parts(&S->proc, t, S->step, x, cx, cs, src, &S->err);
+}
+
+int csde_stepper_advance(csde_stepper *S, double t0, double t1, double *x, double a, double b,
+                         const double *u)
+{
+  int bad = 0, s;
+  if (csde_process_is_sde(S->P.process)) {
+    s = csde_noise_axpy(&S->noise, S->step, t0, t1, csde_proc_diffusion(&S->proc, t0), a, x, b,
+                        u, S->dW, &bad, &S->err);
+    if (s) return s;
+  } else {
+    long ln = (long)S->n;
+    int th = csde_stepper_threads(S);
+    (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) reduction(| : bad) if (th > 1)
+#endif
+    for (long i = 0; i < ln; i++) {
+      double bu = 0;
+      if (u) {
+        bad |= !isfinite(u[i]);
+        bu = b * u[i];
+      }
+      x[i] = a * x[i] + bu;
+    }
   }
-  return csde_proc_drift(&S->proc, t, S->step, x, f, &S->err);
+  return bad ? csde_proc_output_error(&S->proc, t0, S->step, &S->err) : CSDE_SUCCESS;
 }
 
 double csde_stepper_diffusion(const csde_stepper *S, double t)
@@ -151,12 +193,15 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
       (s = csde_grid_make(S->par.grid ? S->par.grid : "uniform", P->sched, t0, t1,
                           S->par.steps, &S->grid, &S->nsteps, err)))
     goto fail;
-  S->bufs = csde_alloc((S->type->nbuf + 1) * S->n, sizeof(double));
-  if (!S->bufs) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %u state buffers of %zu doubles",
-                     S->type->nbuf + 1, S->n);
+  /* x and the model's output live elsewhere; here the solver's stages and dW */
+  int need_dW = sde && (!S->type->own_noise || S->par.noise == CSDE_NOISE_PATH);
+  size_t nb = S->type->nbuf + (size_t)need_dW;
+  if (nb && !(S->bufs = csde_alloc(nb * S->n, sizeof(double)))) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu state buffers of %zu doubles",
+                     nb, S->n);
     goto fail;
   }
+  if (need_dW) S->dW = S->bufs + (size_t)S->type->nbuf * S->n;
   if (sde) {
     if ((s = csde_cov_ws_alloc(&S->ws, P->C, P->D, S->par.threads, err))) goto fail;
     double *fine = NULL;
@@ -223,17 +268,17 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
 {
   csde_stepper *S = &solver->s;
   double start = now(), t0, t1;
-  int s = CSDE_SUCCESS, sde = csde_process_is_sde(S->P.process);
+  int s = CSDE_SUCCESS;
   memset(&S->st, 0, sizeof S->st);
   csde_err_clear(&S->err);
   csde_problem_span(&S->P, &t0, &t1);
-  double *dW = S->bufs + (size_t)S->type->nbuf * S->n;
+  double *dW = S->type->own_noise ? NULL : S->dW;
   if (S->grid) {
     for (size_t n = 0; n < S->nsteps && !s; n++) {
       S->step = n;
-      if (sde && (s = csde_noise_increment(&S->noise, n, S->grid[n], S->grid[n + 1], dW, &S->err)))
+      if (dW && (s = csde_noise_increment(&S->noise, n, S->grid[n], S->grid[n + 1], dW, &S->err)))
         break;
-      s = S->type->step(S, S->grid[n], S->grid[n + 1], x, sde ? dW : NULL, n + 1 == S->nsteps);
+      s = S->type->step(S, S->grid[n], S->grid[n + 1], x, dW, n + 1 == S->nsteps);
       if (s && S->err.status) s = S->err.status; /* the recorded reason, if any */
       if (s) break;
       S->st.steps++;

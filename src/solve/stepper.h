@@ -21,6 +21,8 @@ struct csde_solver_type {
   unsigned nfe_per_step;   /* model evaluations per fixed step */
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
+  int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step adds
+                              its noise through csde_stepper_advance */
   /* Private state (e.g. GSL objects), stored with csde_stepper_set_state. May be NULL. */
   int (*init)(csde_stepper *S, csde_err *err);
   void (*free)(csde_stepper *S);
@@ -38,6 +40,17 @@ struct csde_solver_type {
  * status whose message is on the solver; CSDE_ERETRY means the model asked for a smaller
  * step (an adaptive solver retries; a fixed-step one fails with it). */
 int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f);
+/* The drift at (t, x) as f = cx x + cs src, without forming f (src: the model's output
+ * or C times it; NULL for the forward SDE). Counts one NFE like csde_stepper_drift, but
+ * src is checked only by csde_stepper_advance, which must consume it. */
+int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double *cx,
+                             double *cs, const double **src);
+/* x <- a x + b u + g(t0) dW in one pass, u the src of csde_stepper_drift_parts (NULL: no
+ * b u term; a non-finite u fails with CSDE_ENAN). For SDEs dW is this step's increment
+ * V'(W(t1) - W(t0)), drawn and coloured tile by tile inside the pass; for ODEs there is no
+ * noise term. For solvers with own_noise. */
+int csde_stepper_advance(csde_stepper *S, double t0, double t1, double *x, double a, double b,
+                         const double *u);
 /* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
 double csde_stepper_diffusion(const csde_stepper *S, double t);
 /* The state length batch * tau * D. */

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Baseline for `corrsde-bench sde`: one reverse-SDE Euler-Maruyama step in torch (CPU).
+
+    sde_torch.py [--side 64] [--steps 100] [--batch 4] [--tau 16] [--threads 1]
+                 [--repeats 5] [--seed 1]
+
+Same problem as sde_numpy.py: state x of shape (B, tau, D = side^2), float64 on CPU;
+C_ij = 0.9^|i-j|, S0_ij = 0.25 * 0.95^|i-j|, vp-linear schedule (bmin 0.1, bmax 20),
+N uniform steps from t = 1 down to 1e-3, score s = -M_t x with M_t = C Sigma_t^-1.
+Each step: a tau x tau torch.linalg.solve, torch.matmul for the score, torch.randn
+(seeded torch.Generator), torch.matmul with chol(C), the update; under
+torch.inference_mode(), torch.set_num_threads(--threads). The initial draw is not
+timed; one untimed warm-up run, then R timed runs of the step loop. Output
+(tab-separated, one per line):
+
+    row <TAB> torch em step <TAB> median_s <TAB> min_s <TAB> max_s <TAB> note
+    cov <TAB> torch em step <TAB> N <TAB> v_00 ... v_(tau-1)(tau-1)
+    rss <TAB> torch em step <TAB> peak_kib <TAB> base_kib
+    skip <TAB> torch em step <TAB> reason
+
+Times are seconds per step (loop time / steps). `cov` is the uncentred frame second
+moment of the last timed endpoint over the N = B*D (sample, pixel) pairs, row-major.
+`rss` is ru_maxrss at exit and before any state-sized tensor was allocated.
+"""
+import argparse
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+
+NAME = "torch em step"
+BMIN, BMAX, T, EPS = 0.1, 20.0, 1.0, 1e-3
+
+
+def measure(run, repeats):
+    run()  # warm-up
+    t, x = [], None
+    for _ in range(repeats):
+        dt, x = run()
+        t.append(dt)
+    return (statistics.median(t), min(t), max(t)), x
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--side", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--tau", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    try:
+        import torch
+    except ImportError as e:
+        print("skip\t%s\t%s" % (NAME, str(e).replace("\t", " ")), flush=True)
+        return 0
+    torch.set_num_threads(a.threads)
+
+    tau, D, B, N = a.tau, a.side * a.side, a.batch, a.steps
+    f64 = torch.float64
+    k = torch.arange(tau, dtype=f64)
+    lag = (k[:, None] - k[None, :]).abs()
+    C = 0.9 ** lag
+    S0 = 0.25 * 0.95 ** lag
+    L = torch.linalg.cholesky(C)
+    gen = torch.Generator().manual_seed(a.seed)
+    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    @torch.inference_mode()
+    def run():
+        x = torch.matmul(L, torch.randn((B, tau, D), generator=gen, dtype=f64))  # untimed
+        t0 = time.perf_counter()
+        for n in range(N):
+            t = T + n * (EPS - T) / N
+            h = (T + (n + 1) * (EPS - T) / N) - t
+            beta = BMIN + t * (BMAX - BMIN)
+            Bt = BMIN * t + 0.5 * (BMAX - BMIN) * t * t
+            sigma = math.exp(-Bt) * S0 - math.expm1(-Bt) * C
+            M = torch.linalg.solve(sigma, C).T  # C Sigma^-1
+            s = -torch.matmul(M, x)
+            z = torch.randn((B, tau, D), generator=gen, dtype=f64)
+            x = x + h * (-0.5 * beta * x - beta * s) + math.sqrt(beta * abs(h)) * torch.matmul(L, z)
+        return time.perf_counter() - t0, x
+
+    (med, lo, hi), x = measure(run, a.repeats)
+    print("row\t%s\t%.9g\t%.9g\t%.9g\ttorch %s, %d thread(s)"
+          % (NAME, med / N, lo / N, hi / N, torch.__version__, a.threads), flush=True)
+    xf = x.transpose(0, 1).reshape(tau, B * D)
+    cov = (xf @ xf.T) / (B * D)
+    print("cov\t%s\t%d\t%s" % (NAME, B * D, "\t".join("%.17g" % v for v in cov.flatten().tolist())),
+          flush=True)
+    print("rss\t%s\t%d\t%d" % (NAME, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                               base_kib), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
