@@ -5,10 +5,13 @@
  * Every row is the median of R repeats with the min and max; ratios are against a
  * baseline measured in the same run. See bench/README.md. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "corrsde/corrsde.h"
@@ -89,6 +92,86 @@ void bench_csv_row(const bench_opts *o, const char *bench, const char *name, con
   fflush(f);
 }
 
+/* ---- child processes: the baselines, and corrsde's own cases ---- */
+
+const char *bench_python(const bench_opts *o)
+{
+  const char *py = o->python ? o->python : getenv("CSDE_PYTHON");
+  return py ? py : "/usr/bin/python3";
+}
+
+void bench_quote(char *dst, size_t cap, const char *s)
+{
+  size_t k = 0;
+  if (k < cap) dst[k++] = '\'';
+  for (; *s && k + 5 < cap; s++) {
+    if (*s == '\'') {
+      memcpy(dst + k, "'\\''", 4);
+      k += 4;
+    } else {
+      dst[k++] = *s;
+    }
+  }
+  if (k < cap) dst[k++] = '\'';
+  dst[k < cap ? k : cap - 1] = 0;
+}
+
+static int readable(const char *dir, const char *file, char *path, size_t cap)
+{
+  char full[PATH_MAX];
+  int m = snprintf(path, cap, "%s/%s", dir, file);
+  if (m <= 0 || (size_t)m >= cap || access(path, R_OK)) return 0;
+  if (realpath(path, full) && strlen(full) < cap) strcpy(path, full);
+  return 1;
+}
+
+int bench_find_script(const bench_opts *o, const char *file, char *path, size_t cap)
+{
+  char dir[PATH_MAX + 64];
+  if (o->baselines) return readable(o->baselines, file, path, cap);
+  const char *src = getenv("CSDE_SRCDIR");
+  if (src) {
+    snprintf(dir, sizeof dir, "%s/bench/baselines", src);
+    if (readable(dir, file, path, cap)) return 1;
+  }
+  char exe[PATH_MAX];
+  ssize_t m = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (m > 0) {
+    exe[m] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(dir, sizeof dir, "%s/../../bench/baselines", exe);
+    if (readable(dir, file, path, cap)) return 1;
+  }
+  return readable("bench/baselines", file, path, cap);
+}
+
+int bench_run_lines(const char *cmd, bench_line_fn *fn, void *user)
+{
+  FILE *p = popen(cmd, "r");
+  if (!p) {
+    fprintf(stderr, "corrsde-bench: cannot run %s\n", cmd);
+    return -1;
+  }
+  char line[16384];
+  while (fgets(line, sizeof line, p)) {
+    line[strcspn(line, "\n")] = 0;
+    char *f[BENCH_MAXF];
+    int nf = 0;
+    for (char *s = line; s && nf < BENCH_MAXF; nf++) {
+      f[nf] = s;
+      s = strchr(s, '\t');
+      if (s) *s++ = 0;
+    }
+    if (nf < 2 || !fn(nf, f, user)) printf("# child: %s\n", line);
+  }
+  int st = pclose(p);
+  if (st != 0)
+    printf("# %s: %s %d\n", cmd, WIFEXITED(st) ? "exit status" : "status",
+           WIFEXITED(st) ? WEXITSTATUS(st) : st);
+  return st == 0 ? 0 : -1;
+}
+
 static void usage(FILE *f)
 {
   fputs("usage: corrsde-bench COMMAND [options]\n"
@@ -99,8 +182,11 @@ static void usage(FILE *f)
         "  cov   y = C x for one block of tau x D (ar1:rho=0.9), methods dense,\n"
         "        circulant-tchan and embed; the tau from which embed beats dense\n"
         "  sde   reverse SDE with Euler-Maruyama (gaussian model, tau 16, batch 4, 100\n"
-        "        steps, 64x64 and 256x256): the solver's own work per step against a\n"
-        "        triad over the state (the memory-bandwidth bound)\n"
+        "        steps, 64x64 and 256x256, 1 and --threads threads) against NumPy and\n"
+        "        PyTorch (bench/baselines/sde_*.py); the solver's own work per step\n"
+        "        against a triad over the state (the memory-bandwidth bound); the PF-ODE\n"
+        "        with rk45 at rtol = atol = 1e-5 against scipy solve_ivp(RK45); the peak\n"
+        "        RSS of every run against k x state bytes\n"
         "  all   rng, cov, then sde\n"
         "options:\n"
         "  --n N            rng: values per fill (default 4194304 = 2^22)\n"
@@ -143,6 +229,7 @@ int main(int argc, char **argv)
     return 0;
   }
   const char *cmd = argv[1];
+  if (!strcmp(cmd, "case-em") || !strcmp(cmd, "case-ode")) return bench_case(argc, argv);
   int do_rng = !strcmp(cmd, "rng") || !strcmp(cmd, "all");
   int do_cov = !strcmp(cmd, "cov") || !strcmp(cmd, "all");
   int do_sde = !strcmp(cmd, "sde") || !strcmp(cmd, "all");

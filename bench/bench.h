@@ -31,8 +31,23 @@ void bench_csv_row(const bench_opts *o, const char *bench, const char *name, con
                    int threads, double n, int repeats, bench_stat s, double rate, double ratio,
                    const char *ratio_to, const char *note);
 
+/* Child processes. The Python interpreter (--python, $CSDE_PYTHON, /usr/bin/python3). */
+const char *bench_python(const bench_opts *o);
+/* s in single quotes for the shell. */
+void bench_quote(char *dst, size_t cap, const char *s);
+/* bench/baselines/<file>: from --baselines, $CSDE_SRCDIR/bench/baselines, the binary's
+ * place in the source tree (<src>/<build>/bench/), or ./bench/baselines. 1 if found. */
+int bench_find_script(const bench_opts *o, const char *file, char *path, size_t cap);
+/* Run cmd (through the shell), split each output line at tabs and hand the fields to fn;
+ * lines fn does not take (returns 0) are echoed as "# child: ...". 0 if cmd exited 0. */
+enum { BENCH_MAXF = 300 };
+typedef int bench_line_fn(int nf, char **f, void *user);
+int bench_run_lines(const char *cmd, bench_line_fn *fn, void *user);
+
 int bench_rng(const bench_opts *o);
 int bench_cov(const bench_opts *o);
 int bench_sde(const bench_opts *o);
+/* The hidden commands case-em / case-ode (argv[1]) that bench_sde runs in children. */
+int bench_case(int argc, char **argv);
 
 #endif

@@ -62,110 +62,54 @@ static row time_fill(const char *name, fill_fn *f, int nt, size_t n, int R, doub
   return w;
 }
 
-static void shell_quote(char *dst, size_t cap, const char *s)
-{
-  size_t k = 0;
-  if (k < cap) dst[k++] = '\'';
-  for (; *s && k + 5 < cap; s++) {
-    if (*s == '\'') {
-      memcpy(dst + k, "'\\''", 4);
-      k += 4;
-    } else {
-      dst[k++] = *s;
-    }
-  }
-  if (k < cap) dst[k++] = '\'';
-  dst[k < cap ? k : cap - 1] = 0;
-}
+typedef struct {
+  size_t n;
+  row *rows;
+  int k, max;
+} collect;
 
-static int readable(const char *dir, char *path, size_t cap)
+/* "row name median min max note" or "skip name reason" */
+static int take_line(int nf, char **f, void *user)
 {
-  char full[PATH_MAX];
-  int m = snprintf(path, cap, "%s/rng_numpy.py", dir);
-  if (m <= 0 || (size_t)m >= cap || access(path, R_OK)) return 0;
-  if (realpath(path, full) && strlen(full) < cap) strcpy(path, full);
+  collect *c = user;
+  if (c->k >= c->max) return 0;
+  row w = {.threads = 1};
+  if (nf == 6 && !strcmp(f[0], "row")) {
+    snprintf(w.name, sizeof w.name, "%s", f[1]);
+    w.s.med = atof(f[2]);
+    w.s.min = atof(f[3]);
+    w.s.max = atof(f[4]);
+    w.rate = (double)c->n / w.s.med;
+    snprintf(w.note, sizeof w.note, "%s", f[5]);
+  } else if (nf == 3 && !strcmp(f[0], "skip")) {
+    w.skipped = 1;
+    w.s = (bench_stat){NAN, NAN, NAN};
+    snprintf(w.name, sizeof w.name, "%s", f[1]);
+    snprintf(w.note, sizeof w.note, "skipped: %s", f[2]);
+  } else {
+    return 0;
+  }
+  c->rows[c->k++] = w;
   return 1;
-}
-
-/* The script: --baselines, $CSDE_SRCDIR/bench/baselines, <exe dir>/../../bench/baselines
- * (a build directory inside the source tree), ./bench/baselines. */
-static int find_script(const bench_opts *o, char *path, size_t cap)
-{
-  char dir[PATH_MAX + 64];
-  if (o->baselines) return readable(o->baselines, path, cap);
-  const char *src = getenv("CSDE_SRCDIR");
-  if (src) {
-    snprintf(dir, sizeof dir, "%s/bench/baselines", src);
-    if (readable(dir, path, cap)) return 1;
-  }
-  char exe[PATH_MAX];
-  ssize_t m = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (m > 0) {
-    exe[m] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    snprintf(dir, sizeof dir, "%s/../../bench/baselines", exe);
-    if (readable(dir, path, cap)) return 1;
-  }
-  return readable("bench/baselines", path, cap);
 }
 
 /* Run the Python baselines; append their rows. Returns the number of rows added. */
 static int run_baselines(const bench_opts *o, size_t n, int R, row *rows, int max)
 {
   char script[PATH_MAX + 64], cmd[3 * PATH_MAX + 256], qpy[PATH_MAX + 64], qsc[PATH_MAX + 64];
-  const char *py = o->python ? o->python : getenv("CSDE_PYTHON");
-  if (!py) py = "/usr/bin/python3";
-  int k = 0;
-  if (!find_script(o, script, sizeof script)) {
+  if (!bench_find_script(o, "rng_numpy.py", script, sizeof script)) {
     row w = {.skipped = 1, .threads = 1, .s = {NAN, NAN, NAN}, .rate = NAN};
     snprintf(w.name, sizeof w.name, "numpy standard_normal");
     snprintf(w.note, sizeof w.note, "rng_numpy.py not found (use --baselines DIR)");
-    rows[k++] = w;
-    return k;
+    rows[0] = w;
+    return 1;
   }
-  shell_quote(qpy, sizeof qpy, py);
-  shell_quote(qsc, sizeof qsc, script);
+  bench_quote(qpy, sizeof qpy, bench_python(o));
+  bench_quote(qsc, sizeof qsc, script);
   snprintf(cmd, sizeof cmd, "%s %s --n %zu --repeats %d 2>&1", qpy, qsc, n, R);
-  FILE *p = popen(cmd, "r");
-  if (!p) {
-    fprintf(stderr, "corrsde-bench: cannot run %s\n", cmd);
-    return 0;
-  }
-  char line[1024];
-  while (fgets(line, sizeof line, p) && k < max) {
-    line[strcspn(line, "\n")] = 0;
-    row w = {.threads = 1};
-    char *f[6] = {0};
-    int nf = 0;
-    for (char *s = line; s && nf < 6; nf++) {
-      f[nf] = s;
-      s = strchr(s, '\t');
-      if (s) *s++ = 0;
-    }
-    if (nf == 6 && !strcmp(f[0], "row")) {
-      snprintf(w.name, sizeof w.name, "%s", f[1]);
-      w.s.med = atof(f[2]);
-      w.s.min = atof(f[3]);
-      w.s.max = atof(f[4]);
-      w.rate = (double)n / w.s.med;
-      snprintf(w.note, sizeof w.note, "%s", f[5]);
-      rows[k++] = w;
-    } else if (nf == 3 && !strcmp(f[0], "skip")) {
-      w.skipped = 1;
-      w.s = (bench_stat){NAN, NAN, NAN};
-      snprintf(w.name, sizeof w.name, "%s", f[1]);
-      snprintf(w.note, sizeof w.note, "skipped: %s", f[2]);
-      rows[k++] = w;
-    } else {
-      printf("# python: %s\n", line);
-    }
-  }
-  int st = pclose(p);
-  if (st != 0)
-    printf("# %s: %s %d\n", cmd, WIFEXITED(st) ? "exit status" : "status",
-           WIFEXITED(st) ? WEXITSTATUS(st) : st);
-  return k;
+  collect c = {n, rows, 0, max};
+  bench_run_lines(cmd, take_line, &c);
+  return c.k;
 }
 
 int bench_rng(const bench_opts *o)

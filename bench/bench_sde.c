@@ -1,23 +1,53 @@
-/* corrsde-bench sde: the reverse SDE with Euler-Maruyama on the gaussian model
- * (ar1:rho=0.9, tau = 16, batch 4, 100 steps; frames 64x64 and 256x256), and the solver's
- * own work per step (everything but the model: noise, V', vector updates) as a multiple
- * of the memory-bandwidth bound, a triad a = b + s c over state-sized arrays measured in
- * the same run. */
+/* `corrsde-bench sde` and `ode`: the samplers against NumPy, PyTorch and SciPy doing the
+ * same job, in the same run (bench/README.md, rows 3 to 6).
+ *
+ *   sde  reverse SDE, Euler-Maruyama, gaussian model, ar1:rho=0.9, tau 16, batch 4, 100
+ *        steps, frames 64x64 and 256x256, 1 and --threads threads: seconds per step of
+ *        corrsde, NumPy and PyTorch; corrsde's step split into model and solver, the
+ *        solver against a triad over the state (the bandwidth bound); the endpoints'
+ *        frame second moments compared; peak RSS against the k x state bound.
+ *   ode  the PF-ODE of the same problem (64x64) with rk45 at rtol = atol = 1e-5 against
+ *        scipy.integrate.solve_ivp(RK45) from the same initial state: NFE, wall time and
+ *        the error against the exact flow.
+ *
+ * Every case runs in its own process (corrsde's through the hidden commands `case-em` and
+ * `case-ode` of this binary), so that each peak RSS is that case's alone. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "corrsde/corrsde.h"
 #include "corrsde/solve.h"
+
+enum { TAU = 16, BATCH = 4, STEPS = 100, MAXR = 64 };
+#define RHO_SPEC "ar1:rho=0.9"
+#define SCHED "vp-linear"
+#define ODE_TOL 1e-5
+/* Arrays of the state's size that a method needs (the RSS bound, k x state bytes):
+ * Euler-Maruyama the state and one stage (the model's output); RKF45 the state, the
+ * state at the step's start (to retry a rejected step) and its six stages. */
+#define K_EM 2
+#define K_RK45 8
+
+/* ---- the child side: one case, printed as tab-separated lines ---- */
+
+static double rss_kib(void)
+{
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_maxrss;
+}
 
 typedef struct {
   const csde_model *inner;
   double seconds; /* time spent inside the model */
 } timed_model;
 
-/* the gaussian model's callback, timed */
 static int timed_fn(double t, size_t batch, const double *x, double *out, void *user)
 {
   timed_model *tm = user;
@@ -27,13 +57,18 @@ static int timed_fn(double t, size_t batch, const double *x, double *out, void *
   return rc;
 }
 
-/* median time of one triad a = b + s c over n doubles (3 n 8 bytes moved) */
+/* median of reps triads a = b + s c over n doubles (3 n 8 bytes moved) */
 static bench_stat triad(size_t n, int threads, int reps)
 {
   double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
-  double t[64];
+  double t[MAXR];
+  if (!a || !b || !c) {
+    free(a), free(b), free(c);
+    return (bench_stat){NAN, NAN, NAN};
+  }
   for (size_t i = 0; i < n; i++) a[i] = 0, b[i] = 1.0 + (double)i * 1e-9, c[i] = 2.0;
   long ln = (long)n;
+  (void)threads;
   for (int r = 0; r < reps; r++) {
     double t0 = bench_now();
 #ifdef _OPENMP
@@ -41,97 +76,469 @@ static bench_stat triad(size_t n, int threads, int reps)
 #endif
     for (long i = 0; i < ln; i++) a[i] = b[i] + 0.5 * c[i];
     t[r] = bench_now() - t0;
-    b[r % n] = a[(r * 7) % n]; /* keep the loop from being optimised away */
+    b[(size_t)r % n] = a[((size_t)r * 7) % n]; /* keep the loop */
   }
-  (void)threads;
-  free(a);
-  free(b);
-  free(c);
+  free(a), free(b), free(c);
   return bench_stats(t, reps);
 }
 
-static int one(const bench_opts *o, size_t side, int threads, int reps)
+static void print_stat(const char *kind, const char *name, bench_stat s)
 {
-  const size_t tau = 16, batch = 4, D = side * side, steps = 100;
-  csde_err err;
-  csde_cov *C = NULL;
-  csde_schedule *s = NULL;
-  csde_model *G = NULL, *M = NULL;
-  int rc = 1;
-  double *x = NULL, t[64], overhead[64];
-  timed_model tm = {NULL, 0};
-  if (csde_cov_alloc(&C, "ar1:rho=0.9", tau, NULL, &err) ||
-      csde_schedule_alloc(&s, "vp-linear", &err) ||
-      csde_model_gaussian_alloc(&G, C, s, D, NULL, 0, NULL, &err))
-    goto fail;
-  tm.inner = G;
-  if (csde_model_alloc(&M, "gaussian (timed)", timed_fn, CSDE_OUT_CSCORE, &tm, NULL, &err))
-    goto fail;
+  printf("%s\t%s\t%.9g\t%.9g\t%.9g\n", kind, name, s.med, s.min, s.max);
+}
+
+/* The problem's objects: C, the schedule, the gaussian model (default S0 = 0.25
+ * ar1(0.95), mean 0) and its timed wrapper. */
+typedef struct {
+  csde_cov *C;
+  csde_schedule *s;
+  csde_model *G, *M;
+  timed_model tm;
+  size_t D, n;
+} problem;
+
+static void problem_free(problem *p)
+{
+  csde_model_free(p->M);
+  csde_model_free(p->G);
+  csde_schedule_free(p->s);
+  csde_cov_free(p->C);
+}
+
+static int problem_make(problem *p, size_t side, int threads, csde_err *err)
+{
+  memset(p, 0, sizeof *p);
+  p->D = side * side;
+  p->n = BATCH * TAU * p->D;
+  int s;
+  if ((s = csde_cov_alloc(&p->C, RHO_SPEC, TAU, NULL, err)) ||
+      (s = csde_schedule_alloc(&p->s, SCHED, err)) ||
+      (s = csde_model_gaussian_alloc(&p->G, p->C, p->s, p->D, NULL, 0, NULL, err)) ||
+      (s = csde_model_gaussian_set_threads(p->G, threads, err)))
+    return s;
+  p->tm.inner = p->G;
+  return csde_model_alloc(&p->M, "gaussian (timed)", timed_fn, CSDE_OUT_CSCORE, &p->tm, NULL,
+                          err);
+}
+
+static csde_problem problem_of(const problem *p, csde_process proc)
+{
   csde_problem P = csde_problem_default();
-  P.tau = tau, P.D = D, P.batch = batch, P.C = C, P.sched = s, P.model = M;
+  P.process = proc;
+  P.tau = TAU, P.D = p->D, P.batch = BATCH, P.C = p->C, P.sched = p->s, P.model = p->M;
+  return P;
+}
+
+/* x ~ N(0, C) per pixel, from its own seed */
+static int draw_prior(const problem *p, int threads, uint64_t seed, double *x, csde_err *err)
+{
+  csde_cov_ws *ws = NULL;
+  int s = csde_cov_ws_alloc(&ws, p->C, p->D, threads, err);
+  if (!s) s = csde_cov_sample(p->C, ws, (csde_rng_key){seed, 1ull << 63}, 0, BATCH, x, err);
+  csde_cov_ws_free(ws);
+  return s;
+}
+
+/* `case-em SIDE THREADS REPEATS`: lines row/part/cov/rss (see bench_sde's parser) */
+static int case_em(size_t side, int threads, int reps)
+{
+  problem p;
+  csde_err err;
+  csde_solver *S = NULL;
+  double *x = NULL, t[MAXR], mt[MAXR], ov[MAXR], base = rss_kib();
+  int rc = 1;
+  if (problem_make(&p, side, threads, &err)) goto fail;
+  csde_problem P = problem_of(&p, CSDE_PROC_REVERSE_SDE);
   csde_solve_params par = csde_solve_default_params();
   par.solver = "em";
-  par.steps = steps;
+  par.steps = STEPS;
   par.threads = threads;
-  csde_solver *S = NULL;
+  par.seed = 1;
   if (csde_solver_alloc(&S, &P, &par, &err)) goto fail;
-  size_t n = batch * tau * D;
-  x = malloc(n * sizeof *x);
-  for (int r = 0; r < reps; r++) {
-    csde_cov_ws *ws;
-    csde_cov_ws_alloc(&ws, C, D, threads, &err);
-    csde_cov_sample(C, ws, (csde_rng_key){1, 1ull << 63}, 0, batch, x, &err);
-    csde_cov_ws_free(ws);
-    tm.seconds = 0;
+  if (!(x = malloc(p.n * sizeof *x))) goto fail;
+  for (int r = -1; r < reps; r++) { /* r = -1: the untimed warm-up */
+    if (draw_prior(&p, threads, (uint64_t)(r + 2), x, &err)) goto fail;
+    csde_solver_set_seed(S, (uint64_t)(r + 2), 0);
+    p.tm.seconds = 0;
     double t0 = bench_now();
-    csde_solve_stats st;
-    if (csde_solver_run(S, x, &st, &err)) {
-      csde_solver_free(S);
-      goto fail;
-    }
-    t[r] = (bench_now() - t0) / (double)steps;
-    overhead[r] = t[r] - tm.seconds / (double)steps;
+    if (csde_solver_run(S, x, NULL, &err)) goto fail;
+    if (r < 0) continue;
+    t[r] = (bench_now() - t0) / STEPS;
+    mt[r] = p.tm.seconds / STEPS;
+    ov[r] = t[r] - mt[r];
   }
-  csde_solver_free(S);
-  bench_stat st = bench_stats(t, reps), ov = bench_stats(overhead, reps);
-  bench_stat tr = triad(n, threads, reps > 5 ? reps : 5);
-  double ratio = ov.med / tr.med;
-  char param[64];
-  snprintf(param, sizeof param, "%zux%zu", side, side);
-  printf("  %-8s %7d %12.3f %12.3f %12.3f %12.3f %8.2f %s\n", param, threads, 1e3 * st.med,
-         1e3 * (st.med - ov.med), 1e3 * ov.med, 1e3 * tr.med, ratio,
-         ratio <= 2 ? "within 2x" : "ABOVE 2x");
-  bench_csv_row(o, "sde", "em step (total)", param, threads, (double)n, reps, st, NAN, NAN, "",
-                "");
-  bench_csv_row(o, "sde", "em step (solver, no model)", param, threads, (double)n, reps, ov, NAN,
-                ratio, "triad", "");
-  bench_csv_row(o, "sde", "triad a=b+sc", param, threads, (double)n, reps, tr,
-                24.0 * (double)n / tr.med, NAN, "", "bytes/s");
+  double peak = rss_kib();
+  char note[128];
+  snprintf(note, sizeof note, "corrsde %s, %d thread%s", csde_version(), threads,
+           threads > 1 ? "s" : "");
+  bench_stat st = bench_stats(t, reps);
+  printf("row\tcorrsde em step\t%.9g\t%.9g\t%.9g\t%s\n", st.med, st.min, st.max, note);
+  print_stat("part", "model", bench_stats(mt, reps));
+  print_stat("part", "solver", bench_stats(ov, reps));
+  /* the endpoint's frame second moment E[x_i x_j] over batch x pixels */
+  printf("cov\tcorrsde em step\t%zu", BATCH * p.D);
+  for (size_t i = 0; i < TAU; i++)
+    for (size_t j = 0; j < TAU; j++) {
+      double acc = 0;
+      for (size_t b = 0; b < BATCH; b++) {
+        const double *xi = x + (b * TAU + i) * p.D, *xj = x + (b * TAU + j) * p.D;
+        for (size_t q = 0; q < p.D; q++) acc += xi[q] * xj[q];
+      }
+      printf("\t%.17g", acc / (double)(BATCH * p.D));
+    }
+  printf("\nrss\tcorrsde em step\t%.0f\t%.0f\n", peak, base);
+  free(x);
+  x = NULL;
+  print_stat("part", "triad", triad(p.n, threads, reps > 5 ? reps : 5));
   rc = 0;
 fail:
-  if (rc) fprintf(stderr, "corrsde-bench sde: %s\n", err.msg);
+  if (rc) printf("skip\tcorrsde em step\t%s\n", err.msg);
   free(x);
-  csde_model_free(M);
-  csde_model_free(G);
-  csde_schedule_free(s);
-  csde_cov_free(C);
+  csde_solver_free(S);
+  problem_free(&p);
   return rc;
+}
+
+static int write_raw(const char *path, const double *x, size_t n)
+{
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t w = fwrite(x, sizeof *x, n, f);
+  return (fclose(f) || w != n) ? -1 : 0;
+}
+
+/* `case-ode SIDE THREADS REPEATS DIR`: line ode/rss; writes DIR/x0.bin, DIR/exact.bin */
+static int case_ode(size_t side, int threads, int reps, const char *dir)
+{
+  problem p;
+  csde_err err = {0, ""};
+  csde_solver *S = NULL;
+  double *x0 = NULL, *x = NULL, *ex = NULL, t[MAXR], base = rss_kib();
+  int rc = 1;
+  if (problem_make(&p, side, threads, &err)) goto fail;
+  csde_problem P = problem_of(&p, CSDE_PROC_PFODE);
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = "rk45";
+  par.rtol = par.atol = ODE_TOL;
+  par.threads = threads;
+  if (csde_solver_alloc(&S, &P, &par, &err)) goto fail;
+  x0 = malloc(p.n * sizeof *x0), x = malloc(p.n * sizeof *x), ex = malloc(p.n * sizeof *ex);
+  if (!x0 || !x || !ex) goto fail;
+  if (draw_prior(&p, threads, 7, x0, &err)) goto fail;
+  csde_solve_stats st = {0};
+  for (int r = -1; r < reps; r++) {
+    memcpy(x, x0, p.n * sizeof *x);
+    double t0 = bench_now();
+    if (csde_solver_run(S, x, &st, &err)) goto fail;
+    if (r >= 0) t[r] = bench_now() - t0;
+  }
+  double peak = rss_kib();
+  /* the exact flow from T = 1 to eps (P's span) */
+  if (csde_model_gaussian_flow_apply(p.G, P.T, P.eps, BATCH, x0, ex, &err)) goto fail;
+  double emax = 0, ss = 0;
+  for (size_t i = 0; i < p.n; i++) {
+    double e = fabs(x[i] - ex[i]);
+    emax = fmax(emax, e);
+    ss += e * e;
+  }
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/x0.bin", dir);
+  if (write_raw(path, x0, p.n)) goto io_fail;
+  snprintf(path, sizeof path, "%s/exact.bin", dir);
+  if (write_raw(path, ex, p.n)) goto io_fail;
+  bench_stat s = bench_stats(t, reps);
+  printf("ode\tcorrsde rk45\t%.9g\t%.9g\t%.9g\t%zu\t%.6g\t%.6g\tcorrsde %s, %d thread%s\n",
+         s.med, s.min, s.max, st.nfe, emax, sqrt(ss / (double)p.n), csde_version(), threads,
+         threads > 1 ? "s" : "");
+  printf("rss\tcorrsde rk45\t%.0f\t%.0f\n", peak, base);
+  rc = 0;
+  goto fail; /* the clean-up, with rc = 0 */
+io_fail:
+  snprintf(err.msg, sizeof err.msg, "cannot write %.200s", path);
+fail:
+  if (rc) printf("skip\tcorrsde rk45\t%s\n", err.msg);
+  free(x0), free(x), free(ex);
+  csde_solver_free(S);
+  problem_free(&p);
+  return rc;
+}
+
+int bench_case(int argc, char **argv)
+{
+  if (argc < 5 || (!strcmp(argv[1], "case-ode") && argc < 6)) {
+    fprintf(stderr, "corrsde-bench %s: SIDE THREADS REPEATS%s\n", argv[1],
+            strcmp(argv[1], "case-ode") ? "" : " DIR");
+    return 2;
+  }
+  size_t side = strtoul(argv[2], NULL, 10);
+  int threads = atoi(argv[3]), reps = atoi(argv[4]);
+  if (side < 1 || side > 8192 || threads < 1 || reps < 1 || reps > MAXR) {
+    fprintf(stderr, "corrsde-bench %s: bad sizes\n", argv[1]);
+    return 2;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  return !strcmp(argv[1], "case-em") ? case_em(side, threads, reps)
+                                     : case_ode(side, threads, reps, argv[5]);
+}
+
+/* ---- the parent side: run the cases, print the tables ---- */
+
+typedef struct {
+  char name[64], note[160];
+  int ok, has_cov, has_rss, is_ode;
+  bench_stat s, model, solver, triad;
+  double cov[TAU * TAU], covN, peak, base; /* second moment; RSS in KiB */
+  double nfe, emax, erms;
+} rec;
+
+static bench_stat stat_of(char **f)
+{
+  return (bench_stat){atof(f[0]), atof(f[1]), atof(f[2])};
+}
+
+static int take(int nf, char **f, void *user)
+{
+  rec *r = user;
+  if (!strcmp(f[0], "row") && nf == 6) {
+    snprintf(r->name, sizeof r->name, "%s", f[1]);
+    snprintf(r->note, sizeof r->note, "%s", f[5]);
+    r->s = stat_of(f + 2);
+    r->ok = 1;
+  } else if (!strcmp(f[0], "ode") && nf == 9) {
+    snprintf(r->name, sizeof r->name, "%s", f[1]);
+    snprintf(r->note, sizeof r->note, "%s", f[8]);
+    r->s = stat_of(f + 2);
+    r->nfe = atof(f[5]), r->emax = atof(f[6]), r->erms = atof(f[7]);
+    r->ok = r->is_ode = 1;
+  } else if (!strcmp(f[0], "part") && nf == 5) {
+    bench_stat s = stat_of(f + 2);
+    if (!strcmp(f[1], "model")) r->model = s;
+    if (!strcmp(f[1], "solver")) r->solver = s;
+    if (!strcmp(f[1], "triad")) r->triad = s;
+  } else if (!strcmp(f[0], "cov") && nf == 3 + TAU * TAU) {
+    r->covN = atof(f[2]);
+    for (int i = 0; i < TAU * TAU; i++) r->cov[i] = atof(f[3 + i]);
+    r->has_cov = 1;
+  } else if (!strcmp(f[0], "rss") && nf == 4) {
+    r->peak = atof(f[2]), r->base = atof(f[3]);
+    r->has_rss = 1;
+  } else if (!strcmp(f[0], "skip") && nf == 3) {
+    snprintf(r->name, sizeof r->name, "%s", f[1]);
+    snprintf(r->note, sizeof r->note, "skipped: %s", f[2]);
+    r->ok = 0;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+/* Run "<prefix> <args>" and collect its lines. */
+static rec run(const char *prefix, const char *args, const char *fallback)
+{
+  rec r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.name, sizeof r.name, "%s", fallback);
+  snprintf(r.note, sizeof r.note, "skipped: no output");
+  char cmd[4 * PATH_MAX];
+  snprintf(cmd, sizeof cmd, "%s %s", prefix, args);
+  bench_run_lines(cmd, take, &r);
+  return r;
+}
+
+static rec missing(const char *name, const char *why)
+{
+  rec r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.name, sizeof r.name, "%s", name);
+  snprintf(r.note, sizeof r.note, "skipped: %s", why);
+  return r;
+}
+
+/* "<python> <script>" quoted, or "" when the script is missing */
+static void py_prefix(const bench_opts *o, const char *file, char *out, size_t cap)
+{
+  char script[PATH_MAX + 64], qpy[PATH_MAX + 64], qsc[PATH_MAX + 64];
+  out[0] = 0;
+  if (!bench_find_script(o, file, script, sizeof script)) return;
+  bench_quote(qpy, sizeof qpy, bench_python(o));
+  bench_quote(qsc, sizeof qsc, script);
+  snprintf(out, cap, "%s %s", qpy, qsc);
+}
+
+static void self_prefix(char *out, size_t cap)
+{
+  char exe[PATH_MAX];
+  ssize_t m = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[m > 0 ? m : 0] = 0;
+  bench_quote(out, cap, m > 0 ? exe : "corrsde-bench");
+}
+
+/* Largest |a_ij - b_ij| over its standard error: each second-moment estimate from N
+ * independent pixels has variance (S_ii S_jj + S_ij^2) / N, the difference twice that. */
+static double moment_z(const rec *a, const rec *b)
+{
+  double z = 0;
+  for (int i = 0; i < TAU; i++)
+    for (int j = 0; j < TAU; j++) {
+      const double *S = a->cov;
+      double se = sqrt(2 * (S[i * TAU + i] * S[j * TAU + j] + S[i * TAU + j] * S[i * TAU + j]) /
+                       a->covN);
+      z = fmax(z, fabs(a->cov[i * TAU + j] - b->cov[i * TAU + j]) / se);
+    }
+  return z;
+}
+
+static void print_rss(const bench_opts *o, const rec *r, const char *param, int thr, int k,
+                      double state_bytes)
+{
+  if (!r->has_rss) return;
+  double used = (r->peak - r->base) * 1024.0, bound = k * state_bytes;
+  printf("  %-26s %-8s %3d %10.1f %10.1f %10.1f %8.2f\n", r->name, param, thr,
+         r->peak / 1024.0, used / 1048576.0, bound / 1048576.0, used / bound);
+  char note[96];
+  snprintf(note, sizeof note, "peak %.1f MiB, before the state %.1f MiB", r->peak / 1024.0,
+           r->base / 1024.0);
+  bench_stat s = {used, used, used};
+  bench_csv_row(o, "rss", r->name, param, thr, state_bytes, 1, s, NAN, used / bound,
+                k == K_EM ? "2 x state" : "8 x state", note);
 }
 
 int bench_sde(const bench_opts *o)
 {
-  int reps = o->repeats > 0 ? o->repeats : 5, th = o->threads > 0 ? o->threads : 2;
-  if (reps > 64) reps = 64;
-  printf("reverse SDE, Euler-Maruyama, gaussian model, ar1:rho=0.9, tau 16, batch 4, 100 "
-         "steps\n(per step, ms; median of %d runs; triad = a = b + s c over the state)\n",
-         reps);
-  printf("  %-8s %7s %12s %12s %12s %12s %8s\n", "frames", "threads", "step", "model",
-         "solver", "triad", "x triad");
-  int rc = 0;
+  int reps = o->repeats > 0 ? o->repeats : 5, T = o->threads > 0 ? o->threads : 2;
+  if (reps > MAXR) reps = MAXR;
+  char self[PATH_MAX + 64], np[2 * PATH_MAX + 200], tq[2 * PATH_MAX + 200], args[256];
+  self_prefix(self, sizeof self);
+  py_prefix(o, "sde_numpy.py", np, sizeof np);
+  py_prefix(o, "sde_torch.py", tq, sizeof tq);
   const size_t sides[] = {64, 256};
-  for (int k = 0; k < 2; k++) {
-    rc |= one(o, sides[k], 1, reps);
-    if (th > 1) rc |= one(o, sides[k], th, reps);
+  int thr[2] = {1, T}, nthr = T > 1 ? 2 : 1;
+  rec rs[2][2][3];
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < nthr; b++) {
+      snprintf(args, sizeof args, "case-em %zu %d %d", sides[a], thr[b], reps);
+      rs[a][b][0] = run(self, args, "corrsde em step");
+      snprintf(args, sizeof args, "--side %zu --threads %d --repeats %d --seed 1", sides[a],
+               thr[b], reps);
+      rs[a][b][1] = np[0] ? run(np, args, "numpy em step")
+                          : missing("numpy em step", "sde_numpy.py not found (--baselines)");
+      rs[a][b][2] = tq[0] ? run(tq, args, "torch em step")
+                          : missing("torch em step", "sde_torch.py not found (--baselines)");
+    }
+
+  printf("reverse SDE, Euler-Maruyama: gaussian model, %s, tau %d, batch %d, %d steps\n"
+         "(seconds per step, median of %d runs [min, max]; x corrsde = its median / "
+         "corrsde's;\n moments z = largest |E[x_i x_j] difference| of the endpoints over its "
+         "standard error)\n\n",
+         RHO_SPEC, TAU, BATCH, STEPS, reps);
+  printf("  %-26s %-8s %3s %10s %10s %10s %10s %9s\n", "case", "frames", "thr", "median ms",
+         "min ms", "max ms", "x corrsde", "moments z");
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < nthr; b++) {
+      char param[32];
+      snprintf(param, sizeof param, "%zux%zu", sides[a], sides[a]);
+      const rec *c = &rs[a][b][0];
+      for (int k = 0; k < 3; k++) {
+        const rec *r = &rs[a][b][k];
+        if (!r->ok) {
+          printf("  %-26s %-8s %3d  %s\n", r->name, param, thr[b], r->note);
+          continue;
+        }
+        double ratio = c->ok ? r->s.med / c->s.med : NAN, z = NAN;
+        if (k && c->has_cov && r->has_cov) z = moment_z(c, r);
+        char zs[16] = "";
+        if (isfinite(z)) snprintf(zs, sizeof zs, "%.2f%s", z, z > 5 ? " (!)" : "");
+        printf("  %-26s %-8s %3d %10.3f %10.3f %10.3f %10.2f %9s\n", r->name, param, thr[b],
+               1e3 * r->s.med, 1e3 * r->s.min, 1e3 * r->s.max, ratio, zs);
+        char note[200];
+        snprintf(note, sizeof note, "%s; moments z %s", r->note, zs[0] ? zs : "-");
+        bench_csv_row(o, "sde", r->name, param, thr[b], (double)(BATCH * TAU) * sides[a] * sides[a],
+                      reps, r->s, NAN, ratio, "corrsde em step", note);
+      }
+    }
+
+  printf("\ncorrsde's step, split (ms per step; solver = step - model: noise, V', update;\n"
+         "triad = a = b + s c over the state, the memory-bandwidth bound)\n\n");
+  printf("  %-8s %3s %10s %10s %10s %10s %9s\n", "frames", "thr", "step", "model", "solver",
+         "triad", "x triad");
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < nthr; b++) {
+      const rec *c = &rs[a][b][0];
+      if (!c->ok) continue;
+      char param[32];
+      snprintf(param, sizeof param, "%zux%zu", sides[a], sides[a]);
+      double ratio = c->solver.med / c->triad.med;
+      printf("  %-8s %3d %10.3f %10.3f %10.3f %10.3f %9.2f\n", param, thr[b], 1e3 * c->s.med,
+             1e3 * c->model.med, 1e3 * c->solver.med, 1e3 * c->triad.med, ratio);
+      double n = (double)(BATCH * TAU) * sides[a] * sides[a];
+      bench_csv_row(o, "sde", "corrsde model", param, thr[b], n, reps, c->model, NAN, NAN, "", "");
+      bench_csv_row(o, "sde", "corrsde solver (step - model)", param, thr[b], n, reps,
+                    c->solver, NAN, ratio, "triad", "");
+      bench_csv_row(o, "sde", "triad a=b+sc", param, thr[b], n, reps, c->triad,
+                    24.0 * n / c->triad.med, NAN, "", "bytes/s");
+    }
+
+  /* PF-ODE: corrsde rk45 writes x0 and the exact endpoint for SciPy */
+  char dir[] = "/tmp/corrsde-bench-XXXXXX", sp[2 * PATH_MAX + 200];
+  rec od[2][2];
+  int have_dir = mkdtemp(dir) != NULL;
+  py_prefix(o, "ode_scipy.py", sp, sizeof sp);
+  for (int b = 0; b < nthr; b++) {
+    snprintf(args, sizeof args, "case-ode 64 %d %d %s", thr[b], reps, have_dir ? dir : "/tmp");
+    od[b][0] = run(self, args, "corrsde rk45");
+    snprintf(args, sizeof args,
+             "--x0 %s/x0.bin --exact %s/exact.bin --batch %d --tau %d --D 4096 --rtol %g "
+             "--atol %g --threads %d --repeats %d",
+             dir, dir, BATCH, TAU, ODE_TOL, ODE_TOL, thr[b], reps);
+    od[b][1] = !sp[0]        ? missing("scipy solve_ivp RK45", "ode_scipy.py not found")
+               : !od[b][0].ok ? missing("scipy solve_ivp RK45", "no corrsde initial state")
+                              : run(sp, args, "scipy solve_ivp RK45");
   }
-  return rc;
+  if (have_dir) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/x0.bin", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/exact.bin", dir);
+    unlink(path);
+    rmdir(dir);
+  }
+  printf("\nPF-ODE, rk45 at rtol = atol = %g, the same problem at 64x64 from one initial "
+         "state\n(wall seconds per solve, median of %d; errors against the exact flow)\n\n",
+         ODE_TOL, reps);
+  printf("  %-26s %3s %10s %10s %10s %7s %11s %11s %9s\n", "case", "thr", "median s", "min s",
+         "max s", "NFE", "max |err|", "rms err", "x corrsde");
+  for (int b = 0; b < nthr; b++)
+    for (int k = 0; k < 2; k++) {
+      const rec *r = &od[b][k], *c = &od[b][0];
+      if (!r->ok) {
+        printf("  %-26s %3d  %s\n", r->name, thr[b], r->note);
+        continue;
+      }
+      double ratio = c->ok ? r->s.med / c->s.med : NAN;
+      printf("  %-26s %3d %10.4f %10.4f %10.4f %7.0f %11.3e %11.3e %9.2f\n", r->name, thr[b],
+             r->s.med, r->s.min, r->s.max, r->nfe, r->emax, r->erms, ratio);
+      char note[256];
+      snprintf(note, sizeof note, "%s; NFE %.0f; max err %.3e; rms err %.3e", r->note, r->nfe,
+               r->emax, r->erms);
+      bench_csv_row(o, "ode", r->name, "64x64", thr[b], (double)(BATCH * TAU * 4096), reps,
+                    r->s, NAN, ratio, "corrsde rk45", note);
+    }
+
+  printf("\npeak RSS of each run (MiB): used = peak - before the state; bound = k x state "
+         "bytes\n(k = %d for Euler-Maruyama: state + stage; %d for RKF45: state, start, 6 "
+         "stages)\n\n",
+         K_EM, K_RK45);
+  printf("  %-26s %-8s %3s %10s %10s %10s %8s\n", "case", "frames", "thr", "peak", "used",
+         "bound", "x bound");
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < nthr; b++)
+      for (int k = 0; k < 3; k++) {
+        char param[32];
+        snprintf(param, sizeof param, "%zux%zu", sides[a], sides[a]);
+        print_rss(o, &rs[a][b][k], param, thr[b], K_EM, 8.0 * BATCH * TAU * sides[a] * sides[a]);
+      }
+  for (int b = 0; b < nthr; b++)
+    for (int k = 0; k < 2; k++)
+      print_rss(o, &od[b][k], "64x64", thr[b], K_RK45, 8.0 * BATCH * TAU * 4096);
+  return 0;
 }

@@ -38,3 +38,33 @@ int csde_all_finite(const double *x, size_t n)
     if (!isfinite(x[i])) return 0;
   return 1;
 }
+
+int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, const double *u,
+                       double g, const double *w)
+{
+  long ln = (long)n;
+  double chk = 0; /* sum of 0 u_i: 0, or NaN when some u_i is not finite (any order) */
+  (void)threads;
+  if (u && w) {
+#pragma omp parallel for simd num_threads(threads) schedule(static) reduction(+ : chk) \
+    if (threads > 1)
+    for (long i = 0; i < ln; i++) {
+      chk += 0.0 * u[i];
+      x[i] = a * x[i] + b * u[i] + g * w[i];
+    }
+  } else if (u) {
+#pragma omp parallel for simd num_threads(threads) schedule(static) reduction(+ : chk) \
+    if (threads > 1)
+    for (long i = 0; i < ln; i++) {
+      chk += 0.0 * u[i];
+      x[i] = a * x[i] + b * u[i];
+    }
+  } else if (w) {
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (threads > 1)
+    for (long i = 0; i < ln; i++) x[i] = a * x[i] + g * w[i];
+  } else {
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (threads > 1)
+    for (long i = 0; i < ln; i++) x[i] = a * x[i];
+  }
+  return !(chk == 0);
+}

@@ -13,6 +13,11 @@ void csde_free(void *p);
 /* 1 if every x[i], i < n, is finite. */
 int csde_all_finite(const double *x, size_t n);
 
+/* x <- a x + b u + g w over n values in one pass with `threads` OpenMP threads (u or w
+ * may be NULL: no such term). Returns 1 if u holds a non-finite value, else 0. */
+int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, const double *u,
+                       double g, const double *w);
+
 /* n * m without overflow: 0 on success, -1 on overflow. */
 int csde_mul_size(size_t n, size_t m, size_t *out);
 

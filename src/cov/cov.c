@@ -503,13 +503,14 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
                          size_t nblk, double scale, double a, const double *x, double b,
                          const double *u, double *out, int *bad, csde_err *err)
 {
-  int s = check_ws(C, ws, err), nonfinite = 0;
+  int s = check_ws(C, ws, err);
+  double chk = 0; /* sum of 0 u_i: 0, or NaN when some u_i is not finite (any order) */
   if (s) return s;
   size_t D = ws->D, W = ws->W, tau = C->tau, per = (D + W - 1) / W;
   long ntiles = (long)(nblk * per);
   clear_errors(ws);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(ws->nthreads) schedule(static) reduction(| : nonfinite) \
+#pragma omp parallel for num_threads(ws->nthreads) schedule(static) reduction(+ : chk) \
     if (ws->nthreads > 1)
 #endif
   for (long k = 0; k < ntiles; k++) {
@@ -524,8 +525,9 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
       double *oi = out + off;
       if (u) {
         const double *ui = u + off;
+#pragma omp simd reduction(+ : chk)
         for (size_t c = 0; c < nc; c++) {
-          nonfinite |= !isfinite(ui[c]);
+          chk += 0.0 * ui[c];
           oi[c] = a * xi[c] + b * ui[c] + dw[c];
         }
       } else {
@@ -533,7 +535,7 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
       }
     }
   }
-  if (bad) *bad = nonfinite;
+  if (bad) *bad = !(chk == 0);
   return gather_error(ws, err);
 }
 

@@ -108,21 +108,8 @@ int csde_noise_axpy(csde_noise *nz, size_t n, double t0, double t1, double g, do
     return csde_cov_sample_axpy(nz->C, nz->ws, key, nz->first, nz->batch,
                                 g * sqrt(fabs(t1 - t0)), a, x, b, u, x, bad, err);
   }
-  int s = csde_noise_increment(nz, n, t0, t1, dWbuf, err), th = nz->threads, nonfinite = 0;
+  int s = csde_noise_increment(nz, n, t0, t1, dWbuf, err), th = nz->threads;
   if (s) return s;
-  long ln = (long)(nz->batch * nz->tau * nz->D);
-  (void)th;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) reduction(| : nonfinite) if (th > 1)
-#endif
-  for (long i = 0; i < ln; i++) {
-    double bu = 0;
-    if (u) {
-      nonfinite |= !isfinite(u[i]);
-      bu = b * u[i];
-    }
-    x[i] = a * x[i] + bu + g * dWbuf[i];
-  }
-  *bad = nonfinite;
+  *bad = csde_axpby_checked(th, nz->batch * nz->tau * nz->D, a, x, b, u, g, dWbuf);
   return CSDE_SUCCESS;
 }

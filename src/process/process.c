@@ -171,15 +171,18 @@ static int combine(csde_proc *pr, double t, size_t step, const double *x, const 
                    double cx, double cs, double *dst, csde_err *err)
 {
   long ln = (long)pr->n;
-  int th = pr->threads, bad = 0;
+  int th = pr->threads;
+  double chk = 0; /* sum of 0 src_i: 0, or NaN when some src_i is not finite (any order) */
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) reduction(| : bad) if (th > 1)
+#pragma omp parallel for simd num_threads(th) schedule(static) reduction(+ : chk) if (th > 1)
+#else
+#pragma omp simd reduction(+ : chk)
 #endif
   for (long i = 0; i < ln; i++) {
-    bad |= !isfinite(src[i]);
+    chk += 0.0 * src[i];
     dst[i] = cx * x[i] + cs * src[i];
   }
-  return bad ? nan_error(pr, t, step, err) : CSDE_SUCCESS;
+  return chk == 0 ? CSDE_SUCCESS : nan_error(pr, t, step, err);
 }
 
 int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,

@@ -94,20 +94,7 @@ int csde_stepper_advance(csde_stepper *S, double t0, double t1, double *x, doubl
                         u, S->dW, &bad, &S->err);
     if (s) return s;
   } else {
-    long ln = (long)S->n;
-    int th = csde_stepper_threads(S);
-    (void)th;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) reduction(| : bad) if (th > 1)
-#endif
-    for (long i = 0; i < ln; i++) {
-      double bu = 0;
-      if (u) {
-        bad |= !isfinite(u[i]);
-        bu = b * u[i];
-      }
-      x[i] = a * x[i] + bu;
-    }
+    bad = csde_axpby_checked(csde_stepper_threads(S), S->n, a, x, b, u, 0.0, NULL);
   }
   return bad ? csde_proc_output_error(&S->proc, t0, S->step, &S->err) : CSDE_SUCCESS;
 }
