@@ -208,7 +208,7 @@ static int write_raw(const char *path, const double *x, size_t n)
 }
 
 /* `case-ode SIDE THREADS REPEATS DIR`: line ode/rss; writes DIR/x0.bin, DIR/exact.bin */
-static int case_ode(size_t side, int threads, int reps, const char *dir)
+static int case_ode(size_t side, int threads, int reps, const char *dir, const char *solver)
 {
   problem p;
   csde_err err = {0, ""};
@@ -218,7 +218,7 @@ static int case_ode(size_t side, int threads, int reps, const char *dir)
   if (problem_make(&p, side, threads, &err)) goto fail;
   csde_problem P = problem_of(&p, CSDE_PROC_PFODE);
   csde_solve_params par = csde_solve_default_params();
-  par.solver = "rk45";
+  par.solver = solver;
   par.rtol = par.atol = ODE_TOL;
   par.threads = threads;
   if (csde_solver_alloc(&S, &P, &par, &err)) goto fail;
@@ -247,16 +247,16 @@ static int case_ode(size_t side, int threads, int reps, const char *dir)
   snprintf(path, sizeof path, "%s/exact.bin", dir);
   if (write_raw(path, ex, p.n)) goto io_fail;
   bench_stat s = bench_stats(t, reps);
-  printf("ode\tcorrsde rk45\t%.9g\t%.9g\t%.9g\t%zu\t%.6g\t%.6g\tcorrsde %s, %d thread%s\n",
-         s.med, s.min, s.max, st.nfe, emax, sqrt(ss / (double)p.n), csde_version(), threads,
-         threads > 1 ? "s" : "");
-  printf("rss\tcorrsde rk45\t%.0f\t%.0f\n", peak, base);
+  printf("ode\tcorrsde %s\t%.9g\t%.9g\t%.9g\t%zu\t%.6g\t%.6g\tcorrsde %s, %d thread%s\n",
+         solver, s.med, s.min, s.max, st.nfe, emax, sqrt(ss / (double)p.n), csde_version(),
+         threads, threads > 1 ? "s" : "");
+  printf("rss\tcorrsde %s\t%.0f\t%.0f\n", solver, peak, base);
   rc = 0;
   goto fail; /* the clean-up, with rc = 0 */
 io_fail:
   snprintf(err.msg, sizeof err.msg, "cannot write %.200s", path);
 fail:
-  if (rc) printf("skip\tcorrsde rk45\t%s\n", err.msg);
+  if (rc) printf("skip\tcorrsde %s\t%s\n", solver, err.msg);
   free(x0), free(x), free(ex);
   csde_solver_free(S);
   problem_free(&p);
@@ -267,7 +267,7 @@ int bench_case(int argc, char **argv)
 {
   if (argc < 5 || (!strcmp(argv[1], "case-ode") && argc < 6)) {
     fprintf(stderr, "corrsde-bench %s: SIDE THREADS REPEATS%s\n", argv[1],
-            strcmp(argv[1], "case-ode") ? "" : " DIR");
+            strcmp(argv[1], "case-ode") ? "" : " DIR [SOLVER]");
     return 2;
   }
   size_t side = strtoul(argv[2], NULL, 10);
@@ -278,7 +278,8 @@ int bench_case(int argc, char **argv)
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   return !strcmp(argv[1], "case-em") ? case_em(side, threads, reps)
-                                     : case_ode(side, threads, reps, argv[5]);
+                                     : case_ode(side, threads, reps, argv[5],
+                                                argc > 6 ? argv[6] : "rk45");
 }
 
 /* ---- the parent side: run the cases, print the tables ---- */

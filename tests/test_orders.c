@@ -203,6 +203,7 @@ static void test_ode_orders(void)
     {"euler", {16, 32, 64, 128, 256}, 5, 0.7, 1.3},
     {"heun", {16, 32, 64, 128, 256}, 5, 1.7, 2.3},
     {"rk45", {16, 32, 64, 128}, 4, 3.7, 1e9},
+    {"dopri5", {16, 32, 64, 128}, 4, 3.7, 1e9},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     double e[5], em[5];
@@ -233,15 +234,16 @@ static void test_ode_orders(void)
   /* Adaptive rk45 at rtol = atol = 1e-8: the local tolerance is 1e-8 per step on an O(1)
    * state; a global error below 1e-6 allows the usual 10-100x accumulation over the
    * steps. Both error norms (RMS, GSL's max norm). */
-  for (int mn = 0; mn <= 1; mn++) {
+  for (int mn = 0; mn <= 2; mn++) { /* rk45 RMS and max norm; dopri5 (RMS) */
     csde_solve_stats st;
     double em;
-    double e = ode_error(&u, batch, x0, xe, "rk45", 0, 1e-8, mn, &em, &st);
-    printf("# adaptive rk45 (%s norm), rtol = atol = 1e-8: RMS error %.3e, max error %.3e, "
+    const char *sv = mn < 2 ? "rk45" : "dopri5";
+    double e = ode_error(&u, batch, x0, xe, sv, 0, 1e-8, mn == 1, &em, &st);
+    printf("# adaptive %s (%s norm), rtol = atol = 1e-8: RMS error %.3e, max error %.3e, "
            "NFE %zu, steps %zu (accepted %zu, rejected %zu)\n",
-           mn ? "max" : "RMS", e, em, st.nfe, st.steps, st.accepted, st.rejected);
-    ok(e >= 0 && em < 1e-6, "adaptive rk45 (%s norm) at 1e-8: max error %.3e < 1e-6, NFE %zu",
-       mn ? "max" : "RMS", em, st.nfe);
+           sv, mn == 1 ? "max" : "RMS", e, em, st.nfe, st.steps, st.accepted, st.rejected);
+    ok(e >= 0 && em < 1e-6, "adaptive %s (%s norm) at 1e-8: max error %.3e < 1e-6, NFE %zu",
+       sv, mn == 1 ? "max" : "RMS", em, st.nfe);
   }
 done:
   free(x0);

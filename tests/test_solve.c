@@ -457,6 +457,7 @@ static void test_determinism(void)
     {"heun", CSDE_NOISE_PATH, CSDE_PROC_REVERSE_SDE},
     {"em", CSDE_NOISE_PATH, CSDE_PROC_FORWARD_SDE},
     {"rk45", CSDE_NOISE_STREAM, CSDE_PROC_PFODE},
+    {"dopri5", CSDE_NOISE_STREAM, CSDE_PROC_PFODE},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     const char *nk = cases[c].noise == CSDE_NOISE_PATH ? "path" : "stream";
@@ -546,7 +547,7 @@ static int record_t(size_t step, double t, const double *x, void *user)
   return 0;
 }
 
-static void test_adaptive(void)
+static void test_adaptive(const char *solver)
 {
   setup u;
   if (setup_make(&u, 6, 8, "vp-linear")) return;
@@ -561,7 +562,7 @@ static void test_adaptive(void)
   csde_problem P = problem(&u, CSDE_PROC_PFODE, batch);
   P.model = W;
   csde_solve_params par = csde_solve_default_params();
-  par.solver = "rk45";
+  par.solver = solver;
   par.steps = 0;
   par.rtol = par.atol = 1e-8;
   const double outs[] = {0.5, 0.1};
@@ -576,8 +577,9 @@ static void test_adaptive(void)
   double em = 0;
   for (size_t i = 0; i < n; i++) em = fmax(em, fabs(x[i] - xe[i]));
   ok(!s && o.refused && em < 1e-6,
-     "adaptive rk45 recovers from a model asking for a smaller step: max error %.2e < 1e-6 "
-     "(nfe %zu, rejected %zu)%s%s", em, st.nfe, st.rejected, s ? ": " : "", s ? err.msg : "");
+     "adaptive %s recovers from a model asking for a smaller step: max error %.2e < 1e-6 "
+     "(nfe %zu, rejected %zu)%s%s", solver, em, st.nfe, st.rejected, s ? ": " : "",
+     s ? err.msg : "");
   int hit5 = 0, hit1 = 0, mono = 1;
   for (size_t i = 0; i < seen.n; i++) {
     hit5 |= seen.t[i] == 0.5;
@@ -585,13 +587,33 @@ static void test_adaptive(void)
     if (i) mono &= seen.t[i] < seen.t[i - 1];
   }
   ok(hit5 && hit1 && mono && seen.n == st.steps && seen.n && seen.t[seen.n - 1] == 1e-3,
-     "adaptive rk45 lands exactly on the output times 0.5 and 0.1 and on eps (%zu observer calls)",
-     seen.n);
+     "adaptive %s lands exactly on the output times 0.5 and 0.1 and on eps (%zu observer "
+     "calls)", solver, seen.n);
+  /* threads never change a bit of an adaptive solve (the error norm sums fixed tiles) */
+  P.model = u.M;
+  par.observer = NULL;
+  par.n_out_times = 0;
+  double *y = malloc(n * sizeof *y);
+  memcpy(x, x0, n * sizeof *x);
+  memcpy(y, x0, n * sizeof *y);
+  par.threads = 1;
+  int s2 = csde_solve(&P, &par, x, NULL, &err);
+  par.threads = 2;
+  s2 |= csde_solve(&P, &par, y, NULL, &err);
+  ok(!s2 && !memcmp(x, y, n * sizeof *x), "adaptive %s: threads 1 and 2 bitwise equal",
+     solver);
+  free(y);
   csde_model_free(W);
   free(x0);
   free(xe);
   free(x);
   setup_free(&u);
+}
+
+static void test_adaptive_all(void)
+{
+  test_adaptive("rk45");
+  test_adaptive("dopri5");
 }
 
 /* ---- errors: every path provoked, status and message ---- */
@@ -775,7 +797,7 @@ int main(void)
     void (*fn)(void);
   } tests[] = {{"forward exactness", test_forward_exact}, {"ddpm", test_ddpm},
                {"ddim", test_ddim}, {"output kinds", test_kinds}, {"plugin", test_plugin},
-               {"determinism", test_determinism}, {"adaptive", test_adaptive},
+               {"determinism", test_determinism}, {"adaptive", test_adaptive_all},
                {"errors", test_errors}};
   double t0 = now();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

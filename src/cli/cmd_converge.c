@@ -69,7 +69,7 @@ static const cli_option converge_options[] = {
   {"frames", 't', "a positive integer"},
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
   {"process", 'p', "forward-sde, reverse-sde, pf-ode or pf-ode-encode"},
-  {"solvers", OPT_SOLVERS, "a comma-separated list of em, euler, heun, rk45, rkck, rk8pd"},
+  {"solvers", OPT_SOLVERS, "a comma-separated list of em, euler, heun, rk45, rkck, rk8pd, dopri5"},
   {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
   {"paths", OPT_PATHS, "an integer >= 2"},
@@ -307,8 +307,8 @@ static int parse_solvers(const char *s, converge_args *a)
   }
   for (char *t = strtok_r(a->solver_buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     if (!csde_solver_lookup(t)) {
-      cli_error(CMD, "--solvers: unknown solver '%s' (expected em, euler, heun, rk45, rkck or "
-                     "rk8pd)", t);
+      cli_error(CMD, "--solvers: unknown solver '%s' (expected em, euler, heun, rk45, rkck, "
+                     "rk8pd or dopri5)", t);
       return CLI_EUSAGE;
     }
     for (size_t i = 0; i < a->nsolvers; i++)
@@ -458,7 +458,7 @@ static int check_combinations(converge_args *a)
     if (!csde_solver_type_fits(csde_solver_lookup(a->solvers[i]), (csde_process)a->process)) {
       cli_error(CMD, "--solvers: '%s' does not fit %s (solvers that do: %s)", a->solvers[i],
                 process_names[a->process], sde ? "em, euler, heun" : "euler, heun, rk45, rkck, "
-                                                                    "rk8pd");
+                                                                    "rk8pd, dopri5");
       return CLI_EUSAGE;
     }
   if (a->kind == CSDE_CONV_ODE && sde) {

@@ -68,7 +68,7 @@ static const cli_option sample_options[] = {
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
   {"batch", 'b', "a positive integer"},
   {"process", 'p', "forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm or ddim[:eta=E]"},
-  {"solver", 's', "em, euler, heun, rk45, rkck or rk8pd"},
+  {"solver", 's', "em, euler, heun, rk45, rkck, rk8pd or dopri5"},
   {"steps", 'n', "a positive integer"},
   {"grid", OPT_GRID, "uniform, quadratic, karras[:rho=R], logsnr or list:t0,t1,..."},
   {"rtol", OPT_RTOL, "a number >= 0"},
@@ -167,7 +167,8 @@ static void help(void)
       "                         ddim[:eta=E]      DDIM on --steps steps, 0 <= E <= 1\n"
       "                                           (default 0: deterministic)\n"
       "  -s, --solver S         em (default), euler, heun: fixed steps, SDEs and ODEs;\n"
-      "                         rk45, rkck, rk8pd: ODEs (pf-ode, pf-ode-encode), fixed or\n"
+      "                         rk45, rkck, rk8pd (GSL), dopri5 (Dormand-Prince 5(4), as\n"
+      "                         scipy's RK45): ODEs (pf-ode, pf-ode-encode), fixed or\n"
       "                         adaptive (default rk45 with --rtol/--atol)\n"
       "  -n, --steps N          fixed steps (default %d)\n"
       "      --grid G           uniform (default), quadratic, karras[:rho=7], logsnr,\n"
@@ -383,7 +384,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
       break;
     case 's': {
       if (!csde_solver_lookup(v)) {
-        cli_error(CMD, "--solver: expected one of em, euler, heun, rk45, rkck, rk8pd, got '%s'",
+        cli_error(CMD, "--solver: expected one of em, euler, heun, rk45, rkck, rk8pd, dopri5, got '%s'",
                   v);
         return CLI_EUSAGE;
       }

@@ -259,6 +259,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
   memset(&S->st, 0, sizeof S->st);
   csde_err_clear(&S->err);
   csde_problem_span(&S->P, &t0, &t1);
+  if (S->type->reset) S->type->reset(S);
   double *dW = S->type->own_noise ? NULL : S->dW;
   if (S->grid) {
     for (size_t n = 0; n < S->nsteps && !s; n++) {

@@ -26,6 +26,8 @@ struct csde_solver_type {
   /* Private state (e.g. GSL objects), stored with csde_stepper_set_state. May be NULL. */
   int (*init)(csde_stepper *S, csde_err *err);
   void (*free)(csde_stepper *S);
+  /* Called at the start of every run (forget what was known of the last one). May be NULL. */
+  void (*reset)(csde_stepper *S);
   /* One step t0 -> t1 (h = t1 - t0 of either sign). dW: the coloured increment
    * V'(W(t1) - W(t0)) for SDEs, NULL for ODEs; the SDE update adds g dW. `last` is 1 on
    * the final step. */
@@ -75,5 +77,6 @@ extern const csde_solver_type csde_solver_heun;
 extern const csde_solver_type csde_solver_rk45;
 extern const csde_solver_type csde_solver_rkck;
 extern const csde_solver_type csde_solver_rk8pd;
+extern const csde_solver_type csde_solver_dopri5;
 
 #endif
