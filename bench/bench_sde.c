@@ -33,6 +33,7 @@ enum { TAU = 16, BATCH = 4, STEPS = 100, MAXR = 64 };
  * state at the step's start (to retry a rejected step) and its six stages. */
 #define K_EM 2
 #define K_RK45 8
+#define K_DP5 9
 
 /* ---- the child side: one case, printed as tab-separated lines ---- */
 
@@ -400,8 +401,9 @@ static void print_rss(const bench_opts *o, const rec *r, const char *param, int 
   snprintf(note, sizeof note, "peak %.1f MiB, before the state %.1f MiB", r->peak / 1024.0,
            r->base / 1024.0);
   bench_stat s = {used, used, used};
-  bench_csv_row(o, "rss", r->name, param, thr, state_bytes, 1, s, NAN, used / bound,
-                k == K_EM ? "2 x state" : "8 x state", note);
+  char to[32];
+  snprintf(to, sizeof to, "%d x state", k);
+  bench_csv_row(o, "rss", r->name, param, thr, state_bytes, 1, s, NAN, used / bound, to, note);
 }
 
 int bench_sde(const bench_opts *o)
@@ -479,19 +481,23 @@ int bench_sde(const bench_opts *o)
                     24.0 * n / c->triad.med, NAN, "", "bytes/s");
     }
 
-  /* PF-ODE: corrsde rk45 writes x0 and the exact endpoint for SciPy */
+  /* PF-ODE: corrsde rk45 writes x0 and the exact endpoint for SciPy (dopri5 the same) */
   char dir[] = "/tmp/corrsde-bench-XXXXXX", sp[2 * PATH_MAX + 200];
-  rec od[2][2];
+  static const char *const odes[] = {"rk45", "dopri5"};
+  rec od[2][3];
   int have_dir = mkdtemp(dir) != NULL;
   py_prefix(o, "ode_scipy.py", sp, sizeof sp);
   for (int b = 0; b < nthr; b++) {
-    snprintf(args, sizeof args, "case-ode 64 %d %d %s", thr[b], reps, have_dir ? dir : "/tmp");
-    od[b][0] = run(self, args, "corrsde rk45");
+    for (int k = 0; k < 2; k++) {
+      snprintf(args, sizeof args, "case-ode 64 %d %d %s %s", thr[b], reps,
+               have_dir ? dir : "/tmp", odes[k]);
+      od[b][k] = run(self, args, k ? "corrsde dopri5" : "corrsde rk45");
+    }
     snprintf(args, sizeof args,
              "--x0 %s/x0.bin --exact %s/exact.bin --batch %d --tau %d --D 4096 --rtol %g "
              "--atol %g --threads %d --repeats %d",
              dir, dir, BATCH, TAU, ODE_TOL, ODE_TOL, thr[b], reps);
-    od[b][1] = !sp[0]        ? missing("scipy solve_ivp RK45", "ode_scipy.py not found")
+    od[b][2] = !sp[0]        ? missing("scipy solve_ivp RK45", "ode_scipy.py not found")
                : !od[b][0].ok ? missing("scipy solve_ivp RK45", "no corrsde initial state")
                               : run(sp, args, "scipy solve_ivp RK45");
   }
@@ -503,32 +509,33 @@ int bench_sde(const bench_opts *o)
     unlink(path);
     rmdir(dir);
   }
-  printf("\nPF-ODE, rk45 at rtol = atol = %g, the same problem at 64x64 from one initial "
-         "state\n(wall seconds per solve, median of %d; errors against the exact flow)\n\n",
+  printf("\nPF-ODE at rtol = atol = %g, the same problem at 64x64 from one initial state\n"
+         "(wall seconds per solve, median of %d; errors against the exact flow; scipy x =\n"
+         " SciPy's median / this one's)\n\n",
          ODE_TOL, reps);
-  printf("  %-26s %3s %10s %10s %10s %7s %11s %11s %9s\n", "case", "thr", "median s", "min s",
-         "max s", "NFE", "max |err|", "rms err", "x corrsde");
+  printf("  %-26s %3s %10s %10s %10s %7s %11s %11s %8s\n", "case", "thr", "median s", "min s",
+         "max s", "NFE", "max |err|", "rms err", "scipy x");
   for (int b = 0; b < nthr; b++)
-    for (int k = 0; k < 2; k++) {
-      const rec *r = &od[b][k], *c = &od[b][0];
+    for (int k = 0; k < 3; k++) {
+      const rec *r = &od[b][k], *sc = &od[b][2];
       if (!r->ok) {
         printf("  %-26s %3d  %s\n", r->name, thr[b], r->note);
         continue;
       }
-      double ratio = c->ok ? r->s.med / c->s.med : NAN;
-      printf("  %-26s %3d %10.4f %10.4f %10.4f %7.0f %11.3e %11.3e %9.2f\n", r->name, thr[b],
+      double ratio = sc->ok ? sc->s.med / r->s.med : NAN;
+      printf("  %-26s %3d %10.4f %10.4f %10.4f %7.0f %11.3e %11.3e %8.2f\n", r->name, thr[b],
              r->s.med, r->s.min, r->s.max, r->nfe, r->emax, r->erms, ratio);
       char note[256];
       snprintf(note, sizeof note, "%s; NFE %.0f; max err %.3e; rms err %.3e", r->note, r->nfe,
                r->emax, r->erms);
       bench_csv_row(o, "ode", r->name, "64x64", thr[b], (double)(BATCH * TAU * 4096), reps,
-                    r->s, NAN, ratio, "corrsde rk45", note);
+                    r->s, NAN, ratio, "scipy solve_ivp RK45 / this", note);
     }
 
   printf("\npeak RSS of each run (MiB): used = peak - before the state; bound = k x state "
          "bytes\n(k = %d for Euler-Maruyama: state + stage; %d for RKF45: state, start, 6 "
-         "stages)\n\n",
-         K_EM, K_RK45);
+         "stages;\n %d for Dormand-Prince: state, trial state, 7 stages)\n\n",
+         K_EM, K_RK45, K_DP5);
   printf("  %-26s %-8s %3s %10s %10s %10s %8s\n", "case", "frames", "thr", "peak", "used",
          "bound", "x bound");
   for (int a = 0; a < 2; a++)
@@ -539,7 +546,8 @@ int bench_sde(const bench_opts *o)
         print_rss(o, &rs[a][b][k], param, thr[b], K_EM, 8.0 * BATCH * TAU * sides[a] * sides[a]);
       }
   for (int b = 0; b < nthr; b++)
-    for (int k = 0; k < 2; k++)
-      print_rss(o, &od[b][k], "64x64", thr[b], K_RK45, 8.0 * BATCH * TAU * 4096);
+    for (int k = 0; k < 3; k++)
+      print_rss(o, &od[b][k], "64x64", thr[b], k == 0 ? K_RK45 : K_DP5,
+                8.0 * BATCH * TAU * 4096);
   return 0;
 }

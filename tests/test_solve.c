@@ -610,6 +610,46 @@ static void test_adaptive(const char *solver)
   setup_free(&u);
 }
 
+/* ---- one Euler-Maruyama step, written out ----
+ * The fused step (noise drawn inside the update) must be the textbook formula
+ *   x1 = x0 + h (-1/2 beta x0 - beta s(t0, x0)) + sqrt(beta) V' (sqrt|h| z),
+ * z the streaming noise of step 0: csde_cov_sample with key (seed, 0), first sample 0.
+ * D = 1100 spans two covariance tiles (of 1024 pixels) and a partial one. */
+static void test_em_step(void)
+{
+  setup u;
+  if (setup_make(&u, 6, 1100, "vp-linear")) return;
+  const size_t batch = 3, n = batch * u.tau * u.D;
+  double *x = malloc(n * sizeof *x), *s = malloc(n * sizeof *s), *z = malloc(n * sizeof *z);
+  double *x0 = malloc(n * sizeof *x0);
+  fill(x0, n, 0.3);
+  memcpy(x, x0, n * sizeof *x);
+  csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, batch);
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = "em";
+  par.steps = 1;
+  par.seed = 4242;
+  par.threads = 2;
+  csde_err err = {0, ""};
+  csde_cov_ws *ws = NULL;
+  int st = csde_solve(&P, &par, x, NULL, &err);
+  st |= csde_model_call(u.M, 1.0, batch, x0, s);
+  st |= csde_cov_ws_alloc(&ws, u.C, u.D, 1, &err);
+  st |= csde_cov_sample(u.C, ws, (csde_rng_key){4242, 0}, 0, batch, z, &err);
+  const double t0 = 1.0, h = 1e-3 - 1.0, beta = csde_schedule_beta(u.s, t0);
+  double emax = 0, xmax = 0;
+  for (size_t i = 0; i < n; i++) {
+    double ref = x0[i] + h * (-0.5 * beta * x0[i] - beta * s[i]) + sqrt(beta) * sqrt(-h) * z[i];
+    emax = fmax(emax, fabs(x[i] - ref));
+    xmax = fmax(xmax, fabs(ref));
+  }
+  ok(!st && emax <= 1e-14 * xmax, "one fused Euler-Maruyama step = x0 + h f + g V'(sqrt|h| z) "
+     "(max diff %.2e, scale %.2f)%s%s", emax, xmax, st ? ": " : "", st ? err.msg : "");
+  csde_cov_ws_free(ws);
+  free(x), free(s), free(z), free(x0);
+  setup_free(&u);
+}
+
 static void test_adaptive_all(void)
 {
   test_adaptive("rk45");
@@ -797,7 +837,7 @@ int main(void)
     void (*fn)(void);
   } tests[] = {{"forward exactness", test_forward_exact}, {"ddpm", test_ddpm},
                {"ddim", test_ddim}, {"output kinds", test_kinds}, {"plugin", test_plugin},
-               {"determinism", test_determinism}, {"adaptive", test_adaptive_all},
+               {"determinism", test_determinism}, {"adaptive", test_adaptive_all}, {"em step", test_em_step},
                {"errors", test_errors}};
   double t0 = now();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
