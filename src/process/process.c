@@ -58,7 +58,7 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
 
 int csde_proc_uses_model(const csde_proc *pr) { return pr->P.process != CSDE_PROC_FORWARD_SDE; }
 
-int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, csde_err *err)
+int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts, csde_err *err)
 {
   memset(pr, 0, sizeof *pr);
   pr->P = *P;
@@ -82,11 +82,14 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, csde_err *
   if (csde_mul_size(P->batch, P->tau * P->D, &pr->n))
     return csde_err_set(err, CSDE_EINVAL, "state size overflows");
   if (csde_proc_uses_model(pr)) {
-    pr->out = csde_alloc(pr->n, sizeof(double));
-    if (!pr->out) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
-    if (csde_model_output_of(P->model) == CSDE_OUT_SCORE) {
-      pr->cout = csde_alloc(pr->n, sizeof(double));
-      if (!pr->cout) {
+    int score = csde_model_output_of(P->model) == CSDE_OUT_SCORE;
+    if (score || parts) { /* else the model writes straight into the caller's f */
+      pr->out = csde_alloc(pr->n, sizeof(double));
+      if (!pr->out) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
+    }
+    if (score) {
+      pr->cout = parts ? csde_alloc(pr->n, sizeof(double)) : NULL;
+      if (parts && !pr->cout) {
         csde_proc_free(pr);
         return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
       }
@@ -119,22 +122,24 @@ static int nan_error(const csde_proc *pr, double t, size_t step, csde_err *err)
 {
   const csde_problem *P = &pr->P;
   size_t i = 0;
-  while (i + 1 < pr->n && isfinite(pr->out[i])) i++;
+  while (i + 1 < pr->n && isfinite(pr->raw[i])) i++;
   size_t per = P->tau * P->D, b = i / per, r = (i % per) / P->D, p = i % P->D;
   return csde_err_set(err, CSDE_ENAN,
                       "model '%s' returned %s at t = %.17g (step %zu), index %zu (sample %zu, "
                       "frame %zu, pixel %zu)",
-                      csde_model_name(P->model), isnan(pr->out[i]) ? "NaN" : "Inf", t, step, i,
+                      csde_model_name(P->model), isnan(pr->raw[i]) ? "NaN" : "Inf", t, step, i,
                       b, r, p);
 }
 
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
- * src is the model's output (or, for a SCORE model, C times it, written into dst). */
+ * src is the model's output (or, for a SCORE model, C times it, written into dst). The
+ * model writes into pr->out when there is one, else into dst (which must not be x). */
 static int model_eval(csde_proc *pr, double t, size_t step, const double *x, double *dst,
                       double *ax, double *as, const double **src, csde_err *err)
 {
   const csde_problem *P = &pr->P;
-  int rc = csde_model_call(P->model, t, P->batch, x, pr->out);
+  pr->raw = pr->out ? pr->out : dst;
+  int rc = csde_model_call(P->model, t, P->batch, x, pr->raw);
   if (rc < 0)
     return csde_err_set(err, CSDE_EBADFUNC,
                         "model '%s' returned fatal code %d at t = %.17g (step %zu)",
@@ -145,10 +150,10 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
                         csde_model_name(P->model), rc, t, step);
   /* model.h's conversions; 1 - abar = -expm1(-B(t)) */
   double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
-  *ax = 0, *as = 1, *src = pr->out;
+  *ax = 0, *as = 1, *src = pr->raw;
   switch (csde_model_output_of(P->model)) {
   case CSDE_OUT_SCORE: { /* s = C out */
-    int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->out, dst, err);
+    int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, dst, err);
     if (s) return s;
     *src = dst;
     break;

@@ -10,12 +10,16 @@ typedef struct {
   csde_problem P;
   size_t n;           /* state length batch * tau * D */
   csde_cov_ws *ws;    /* applies C to a SCORE model's output */
-  double *out;        /* the model's raw output, n doubles */
-  double *cout;       /* C out for SCORE models (csde_proc_drift_parts), else NULL */
+  double *out;        /* the model's raw output, n doubles, for SCORE models and `parts`;
+                         otherwise the model writes into the caller's f */
+  double *cout;       /* C out for SCORE models with `parts`, else NULL */
+  double *raw;        /* where the model wrote last (for the NaN message) */
   int threads;
 } csde_proc;
 
-int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, csde_err *err);
+/* parts = 1: csde_proc_drift_parts will be used (it needs the output kept apart). */
+int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
+                   csde_err *err);
 void csde_proc_free(csde_proc *pr);
 
 /* g(t) = sqrt(beta(t)) for the SDEs, 0 for the ODEs. */

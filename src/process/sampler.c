@@ -27,7 +27,7 @@ static int sampler_init(sampler *sm, const csde_problem *P, int threads, csde_er
   memset(sm, 0, sizeof *sm);
   csde_problem Q = *P;
   Q.process = CSDE_PROC_PFODE; /* any model-driven process: only the score is used */
-  int s = csde_proc_init(&sm->pr, &Q, threads, err);
+  int s = csde_proc_init(&sm->pr, &Q, threads, 0, err);
   if (!s) s = csde_cov_ws_alloc(&sm->ws, P->C, P->D, threads, err);
   if (!s) {
     sm->d = csde_alloc(sm->pr.n, sizeof(double));

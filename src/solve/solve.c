@@ -172,7 +172,7 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     s = csde_err_set(err, CSDE_EINVAL, "zero steps: give steps >= 1, or rtol/atol for an adaptive solver");
     goto fail;
   }
-  if ((s = csde_proc_init(&S->proc, P, S->par.threads, err))) goto fail;
+  if ((s = csde_proc_init(&S->proc, P, S->par.threads, S->type->own_noise, err))) goto fail;
   S->n = S->proc.n;
   double t0, t1;
   csde_problem_span(P, &t0, &t1);

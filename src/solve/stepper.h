@@ -21,7 +21,8 @@ struct csde_solver_type {
   unsigned nfe_per_step;   /* model evaluations per fixed step */
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
-  int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step adds
+  int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step takes
+                              the drift from csde_stepper_drift_parts and adds
                               its noise through csde_stepper_advance */
   /* Private state (e.g. GSL objects), stored with csde_stepper_set_state. May be NULL. */
   int (*init)(csde_stepper *S, csde_err *err);
