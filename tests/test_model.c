@@ -312,6 +312,19 @@ static void test_gaussian_threads(gcase *g)
   st |= csde_model_call(g->M, 0.37, batch, y[1], y[1]);
   ok(st == 0 && !memcmp(y[0], y[1], n * sizeof *x), "%s: in place with 2 threads, same bits",
      g->label);
+  /* without a mean the tiles are read from x in place (no copy) */
+  csde_model *M0 = NULL;
+  st = csde_model_gaussian_alloc(&M0, g->C, g->s, g->D, NULL, 0, g->S0, &err);
+  ref_cscore(g->S0, g->Cm, NULL, g->tau, g->D, batch, 0.37, x, r);
+  for (int k = 0; k < 2 && !st; k++) {
+    st |= csde_model_gaussian_set_threads(M0, k + 1, &err);
+    st |= csde_model_call(M0, 0.37, batch, x, y[k]);
+  }
+  e = maxdiff(y[0], r, n) / maxabs(r, n);
+  ok(st == 0 && e <= 1e-12 && !memcmp(y[0], y[1], n * sizeof *x),
+     "%s, mean 0, D = %zu: tiles read in place = reference (rel %.3g), threads 1 and 2 the "
+     "same bits", g->label, g->D, e);
+  csde_model_free(M0);
   st = csde_model_gaussian_set_threads(g->M, 0, &err);
   ok_status(st, CSDE_EINVAL, err.msg, "threads = 0", "set_threads(0) is refused");
   csde_model_gaussian_set_threads(g->M, 1, &err);

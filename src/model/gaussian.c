@@ -111,7 +111,7 @@ static size_t c_sigma_inv(gauss *g, double t, double *M)
 }
 
 /* out = -M_t (x - sqrt(abar) m), one GEMM per tile of CHUNK columns of a block, the
- * tile's z = x - sqrt(abar) m copied in cache first (so out may be x). The tiles do not
+ * tile's z = x - sqrt(abar) m copied in cache first when there is a mean or out is x. The tiles do not
  * depend on the thread count: threads never change a bit. */
 static int gauss_fn(double t, size_t batch, const double *x, double *out, void *user)
 {
@@ -132,8 +132,13 @@ static int gauss_fn(double t, size_t batch, const double *x, double *out, void *
   for (long k = 0; k < ntiles; k++) {
     size_t b = (size_t)k / per, c0 = ((size_t)k % per) * CHUNK;
     size_t nc = D - c0 < CHUNK ? D - c0 : CHUNK;
-    double *z = g->zc + (size_t)thread_id() * n * CHUNK;
     const double *xb = x + b * bs + c0;
+    if (!g->m && out != x) { /* z = x: no copy */
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)nc, (int)n, -1.0,
+                  g->Mt, (int)n, xb, (int)D, 0.0, out + b * bs + c0, (int)D);
+      continue;
+    }
+    double *z = g->zc + (size_t)thread_id() * n * CHUNK;
     for (size_t i = 0; i < n; i++) {
       const double *xi = xb + i * D, *mi = g->m ? g->m + i * D + c0 : NULL;
       double *zi = z + i * CHUNK;
