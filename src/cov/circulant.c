@@ -124,5 +124,5 @@ static int circ_apply_tile(const csde_cov *C, const csde_cov_ws *ws, csde_cov_th
 }
 
 const csde_cov_type csde_cov_circulant_type = {
-    "circulant", circ_init, NULL, circ_tile_width, circ_nfft, 0, circ_apply_tile,
+    "circulant", circ_init, NULL, circ_tile_width, circ_nfft, 0, circ_apply_tile, NULL,
 };

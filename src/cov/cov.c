@@ -517,14 +517,24 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
     csde_cov_thread *th = &ws->th[thread_id()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, blk, c0, nc);
-    tile_noise(C, ws, th, key, first, blk, c0, nc, scale);
-    if (C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, th->t1, W)) continue;
-    for (size_t i = 0; i < tau; i++) { /* out = a x + b u + scale V' z, row i of the tile */
+    const int add = C->type->sqrt_add_tile != NULL;
+    tile_noise(C, ws, th, key, first, blk, c0, nc, add ? 1.0 : scale);
+    if (!add && C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, th->t1, W))
+      continue;
+    for (size_t i = 0; i < tau; i++) { /* out = a x + b u (+ scale V' z), row i of the tile */
       size_t off = blk * tau * D + i * D + c0;
       const double *xi = x + off, *dw = th->t1 + i * W;
+      const double *ui = u ? u + off : NULL;
       double *oi = out + off;
-      if (u) {
-        const double *ui = u + off;
+      if (add && ui) {
+#pragma omp simd reduction(+ : chk)
+        for (size_t c = 0; c < nc; c++) {
+          chk += 0.0 * ui[c];
+          oi[c] = a * xi[c] + b * ui[c];
+        }
+      } else if (add) {
+        for (size_t c = 0; c < nc; c++) oi[c] = a * xi[c];
+      } else if (ui) {
 #pragma omp simd reduction(+ : chk)
         for (size_t c = 0; c < nc; c++) {
           chk += 0.0 * ui[c];
@@ -534,6 +544,8 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
         for (size_t c = 0; c < nc; c++) oi[c] = a * xi[c] + dw[c];
       }
     }
+    if (add) /* out += scale V' z on the tile, in cache */
+      C->type->sqrt_add_tile(C, nc, scale, th->z, W, out + blk * tau * D + c0, D);
   }
   if (bad) *bad = !(chk == 0);
   return gather_error(ws, err);

@@ -62,6 +62,9 @@ typedef struct {
   int (*apply_tile)(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
                     csde_cov_op op, size_t nc, const double *x, size_t ldx, double *y,
                     size_t ldy);
+  /* y += alpha V' z on one tile (z noise_dim rows), or NULL: apply_tile and an add. */
+  void (*sqrt_add_tile)(const csde_cov *C, size_t nc, double alpha, const double *z,
+                        size_t ldz, double *y, size_t ldy);
 } csde_cov_type;
 
 extern const csde_cov_type csde_cov_dense_type;
@@ -102,7 +105,8 @@ int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key,
                            size_t nblk, double scale, double *out, csde_err *err);
 /* out = a x + b u + scale (a draw of csde_cov_sample), tile by tile in one pass: the noise
  * and V' z stay in cache. out may be x; u may be NULL (no b u term). *bad (if bad) is set
- * to 1 when u holds a non-finite value. Bitwise the same V' z as csde_cov_sample_scaled. */
+ * to 1 when u holds a non-finite value. The same draw as csde_cov_sample_scaled up to
+ * rounding (the dense method adds scale V' z with one GEMM, beta = 1). */
 int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
                          size_t nblk, double scale, double a, const double *x, double b,
                          const double *u, double *out, int *bad, csde_err *err);

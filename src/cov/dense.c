@@ -130,6 +130,16 @@ static int dense_apply_tile(const csde_cov *C, const csde_cov_ws *ws, csde_cov_t
   return CSDE_SUCCESS;
 }
 
+/* y += alpha V' z: one GEMM with beta = 1, which spares BLAS its pass over y for beta */
+static void dense_sqrt_add_tile(const csde_cov *C, size_t nc, double alpha, const double *z,
+                                size_t ldz, double *y, size_t ldy)
+{
+  int n = (int)C->tau;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, (int)nc, n, alpha, C->fac, n, z,
+              (int)ldz, 1.0, y, (int)ldy);
+}
+
 const csde_cov_type csde_cov_dense_type = {
     "dense", dense_init, NULL, dense_tile_width, dense_nfft, 0, dense_apply_tile,
+    dense_sqrt_add_tile,
 };

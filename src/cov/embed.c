@@ -196,5 +196,5 @@ static int embed_apply_tile(const csde_cov *C, const csde_cov_ws *ws, csde_cov_t
 }
 
 const csde_cov_type csde_cov_embed_type = {
-    "embed", embed_init, NULL, embed_tile_width, embed_nfft, 1, embed_apply_tile,
+    "embed", embed_init, NULL, embed_tile_width, embed_nfft, 1, embed_apply_tile, NULL,
 };
