@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that corrsde's build, tests, benchmarks and plots need.
+# Installs the Debian 12 packages that corrsde's build, tests, benchmarks and plots need
+# (scripts/install-deps.sh [--bench]).
 # Safe to run again: apt-get skips what is already there. Needs root (or sudo).
 set -euo pipefail
 
@@ -10,6 +11,10 @@ pkgs=(
   valgrind
   python3 python3-numpy python3-h5py python3-matplotlib python3-scipy
 )
+
+# --bench: also PyTorch, for the benchmark's baselines (bench/README.md; large, so not
+# installed by default: without it the torch rows print "skipped")
+[ "${1:-}" = "--bench" ] && pkgs+=(python3-torch)
 
 missing=()
 for p in "${pkgs[@]}"; do
