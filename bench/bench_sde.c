@@ -146,9 +146,10 @@ static int case_em(size_t side, int threads, int reps)
   problem p;
   csde_err err;
   csde_solver *S = NULL;
-  double *x = NULL, t[MAXR], mt[MAXR], ov[MAXR], base = rss_kib();
+  double *x = NULL, t[MAXR], mt[MAXR], ov[MAXR], base = 0;
   int rc = 1;
   if (problem_make(&p, side, threads, &err)) goto fail;
+  base = rss_kib(); /* the libraries and the small matrices, as the baselines measure it */
   csde_problem P = problem_of(&p, CSDE_PROC_REVERSE_SDE);
   csde_solve_params par = csde_solve_default_params();
   par.solver = "em";
@@ -214,18 +215,19 @@ static int case_ode(size_t side, int threads, int reps, const char *dir, const c
   problem p;
   csde_err err = {0, ""};
   csde_solver *S = NULL;
-  double *x0 = NULL, *x = NULL, *ex = NULL, t[MAXR], base = rss_kib();
+  double *x0 = NULL, *x = NULL, *ex = NULL, t[MAXR], base = 0;
   int rc = 1;
   if (problem_make(&p, side, threads, &err)) goto fail;
+  x0 = malloc(p.n * sizeof *x0), x = malloc(p.n * sizeof *x), ex = malloc(p.n * sizeof *ex);
+  if (!x0 || !x || !ex) goto fail;
+  if (draw_prior(&p, threads, 7, x0, &err)) goto fail;
+  base = rss_kib(); /* with the start x0, which the benchmark keeps to restart from */
   csde_problem P = problem_of(&p, CSDE_PROC_PFODE);
   csde_solve_params par = csde_solve_default_params();
   par.solver = solver;
   par.rtol = par.atol = ODE_TOL;
   par.threads = threads;
   if (csde_solver_alloc(&S, &P, &par, &err)) goto fail;
-  x0 = malloc(p.n * sizeof *x0), x = malloc(p.n * sizeof *x), ex = malloc(p.n * sizeof *ex);
-  if (!x0 || !x || !ex) goto fail;
-  if (draw_prior(&p, threads, 7, x0, &err)) goto fail;
   csde_solve_stats st = {0};
   for (int r = -1; r < reps; r++) {
     memcpy(x, x0, p.n * sizeof *x);
