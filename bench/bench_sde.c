@@ -489,17 +489,17 @@ int bench_sde(const bench_opts *o)
   static const char *const odes[] = {"rk45", "dopri5"};
   rec od[2][3];
   int have_dir = mkdtemp(dir) != NULL;
+  const char *odir = have_dir ? dir : "/tmp";
   py_prefix(o, "ode_scipy.py", sp, sizeof sp);
   for (int b = 0; b < nthr; b++) {
     for (int k = 0; k < 2; k++) {
-      snprintf(args, sizeof args, "case-ode 64 %d %d %s %s", thr[b], reps,
-               have_dir ? dir : "/tmp", odes[k]);
+      snprintf(args, sizeof args, "case-ode 64 %d %d %s %s", thr[b], reps, odir, odes[k]);
       od[b][k] = run(self, args, k ? "corrsde dopri5" : "corrsde rk45");
     }
     snprintf(args, sizeof args,
              "--x0 %s/x0.bin --exact %s/exact.bin --batch %d --tau %d --D 4096 --rtol %g "
              "--atol %g --threads %d --repeats %d",
-             dir, dir, BATCH, TAU, ODE_TOL, ODE_TOL, thr[b], reps);
+             odir, odir, BATCH, TAU, ODE_TOL, ODE_TOL, thr[b], reps);
     od[b][2] = !sp[0]        ? missing("scipy solve_ivp RK45", "ode_scipy.py not found")
                : !od[b][0].ok ? missing("scipy solve_ivp RK45", "no corrsde initial state")
                               : run(sp, args, "scipy solve_ivp RK45");
