@@ -623,29 +623,40 @@ static void test_em_step(void)
   double *x = malloc(n * sizeof *x), *s = malloc(n * sizeof *s), *z = malloc(n * sizeof *z);
   double *x0 = malloc(n * sizeof *x0);
   fill(x0, n, 0.3);
-  memcpy(x, x0, n * sizeof *x);
-  csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, batch);
-  csde_solve_params par = csde_solve_default_params();
-  par.solver = "em";
-  par.steps = 1;
-  par.seed = 4242;
-  par.threads = 2;
-  csde_err err = {0, ""};
-  csde_cov_ws *ws = NULL;
-  int st = csde_solve(&P, &par, x, NULL, &err);
-  st |= csde_model_call(u.M, 1.0, batch, x0, s);
-  st |= csde_cov_ws_alloc(&ws, u.C, u.D, 1, &err);
-  st |= csde_cov_sample(u.C, ws, (csde_rng_key){4242, 0}, 0, batch, z, &err);
-  const double t0 = 1.0, h = 1e-3 - 1.0, beta = csde_schedule_beta(u.s, t0);
-  double emax = 0, xmax = 0;
-  for (size_t i = 0; i < n; i++) {
-    double ref = x0[i] + h * (-0.5 * beta * x0[i] - beta * s[i]) + sqrt(beta) * sqrt(-h) * z[i];
-    emax = fmax(emax, fabs(x[i] - ref));
-    xmax = fmax(xmax, fabs(ref));
+  /* V' by each method kind: a dense GEMM added in place, FFTs through a tile */
+  const csde_cov_method methods[] = {CSDE_COV_DENSE, CSDE_COV_EMBED, CSDE_COV_CIRC_TCHAN};
+  for (int mth = 0; mth < 3; mth++) {
+    csde_err err = {0, ""};
+    csde_cov *C = NULL;
+    csde_cov_ws *ws = NULL;
+    csde_cov_params cp = csde_cov_default_params();
+    cp.method = methods[mth];
+    int st = csde_cov_alloc(&C, "ar1:rho=0.9", u.tau, &cp, &err);
+    csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, batch);
+    P.C = C;
+    csde_solve_params par = csde_solve_default_params();
+    par.solver = "em";
+    par.steps = 1;
+    par.seed = 4242;
+    par.threads = 2;
+    memcpy(x, x0, n * sizeof *x);
+    if (!st) st = csde_solve(&P, &par, x, NULL, &err);
+    if (!st) st = csde_model_call(u.M, 1.0, batch, x0, s);
+    if (!st) st = csde_cov_ws_alloc(&ws, C, u.D, 1, &err);
+    if (!st) st = csde_cov_sample(C, ws, (csde_rng_key){4242, 0}, 0, batch, z, &err);
+    const double t0 = 1.0, h = 1e-3 - 1.0, beta = csde_schedule_beta(u.s, t0);
+    double emax = 0, xmax = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+      double ref = x0[i] + h * (-0.5 * beta * x0[i] - beta * s[i]) + sqrt(beta) * sqrt(-h) * z[i];
+      emax = fmax(emax, fabs(x[i] - ref));
+      xmax = fmax(xmax, fabs(ref));
+    }
+    ok(!st && emax <= 1e-14 * xmax, "one fused Euler-Maruyama step, cov method %s = x0 + h f "
+       "+ g V'(sqrt|h| z) (max diff %.2e, scale %.2f)%s%s", csde_cov_method_name(cp.method),
+       emax, xmax, st ? ": " : "", st ? err.msg : "");
+    csde_cov_ws_free(ws);
+    csde_cov_free(C);
   }
-  ok(!st && emax <= 1e-14 * xmax, "one fused Euler-Maruyama step = x0 + h f + g V'(sqrt|h| z) "
-     "(max diff %.2e, scale %.2f)%s%s", emax, xmax, st ? ": " : "", st ? err.msg : "");
-  csde_cov_ws_free(ws);
   free(x), free(s), free(z), free(x0);
   setup_free(&u);
 }
