@@ -47,7 +47,13 @@ int bench_run_lines(const char *cmd, bench_line_fn *fn, void *user);
 int bench_rng(const bench_opts *o);
 int bench_cov(const bench_opts *o);
 int bench_sde(const bench_opts *o);
-/* The hidden commands case-em / case-ode (argv[1]) that bench_sde runs in children. */
+/* The hidden commands case-em / case-ode (argv[1], bench_case.c) that bench_sde runs in
+ * child processes, and the problem they share: the gaussian model, C = ar1:rho=0.9,
+ * vp-linear, tau 16, batch 4, 100 Euler-Maruyama steps; the PF-ODE at rtol = atol = 1e-5. */
 int bench_case(int argc, char **argv);
+enum { SDE_TAU = 16, SDE_BATCH = 4, SDE_STEPS = 100, SDE_MAXR = 64 };
+#define SDE_COV "ar1:rho=0.9"
+#define SDE_SCHED "vp-linear"
+#define SDE_ODE_TOL 1e-5
 
 #endif
