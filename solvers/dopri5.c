@@ -20,7 +20,8 @@
  * The first step of a run is chosen as select_initial_step does (Hairer, Norsett &
  * Wanner I, II.4), at the cost of one model evaluation; a step is clamped to land on the
  * target, and a step below 10 ulp(t) fails. So on the same problem corrsde and SciPy take
- * the same steps, up to rounding.
+ * the same steps, up to rounding (SciPy >= 1.11; see initial_step). params->max_norm does
+ * not apply: the norm is always this RMS one.
  *
  * Every vector operation of a stage is one pass over the state, tile by tile
  * (ytmp = x + h sum_j a_sj k_j reads each k_j once), threaded over tiles of a fixed

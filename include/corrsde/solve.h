@@ -83,7 +83,8 @@ typedef struct {
   size_t steps;            /* fixed steps N (default 100); 0 with rtol > 0: adaptive */
   const char *grid;        /* default "uniform" */
   double rtol, atol;       /* adaptive (rk only): default 0 (fixed step) */
-  int max_norm;            /* adaptive: 1 = GSL's max-norm control, 0 = RMS norm (default) */
+  int max_norm;            /* adaptive GSL steppers: 1 = GSL's max-norm control, 0 = RMS norm
+                              (default); dopri5 always uses the RMS norm */
   size_t max_nfe;          /* stop with CSDE_EMAXITER past this (default 10^7) */
   int heun_final_euler;    /* heun ODE: last step is a plain Euler step (EDM) */
   uint64_t seed;           /* noise seed (default 0) */
