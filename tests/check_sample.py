@@ -7,6 +7,7 @@ Debian). Checks:
     attribute, the covariance matrix and its eigenvalues, defaults included;
   - forward-sde from an --init state reproduces MATH.md eq. 1: X_T - sqrt(abar_T) X_0 has
     mean 0 and covariance (1 - abar_T) C, to 5 standard errors of the sample size;
+  - dopri5 takes the steps of scipy's solve_ivp(RK45): the same NFE and endpoint;
   - pf-ode with rk45 at rtol = 1e-9 from a given --init matches the exact Gaussian flow
     (S0 = s^2 I commutes with C: x(t2) = sqrt(abar2) m + Sigma2^1/2 Sigma1^-1/2 (x(t1) -
     sqrt(abar1) m)) to 1e-6;
@@ -220,6 +221,45 @@ try:
         worst = max(worst, np.abs(exact - xs[k]).max())
     ok(worst < 1e-6, "pf-ode: rk45 rtol 1e-9 matches the exact flow (max error %.2g < 1e-6)"
        % worst)
+
+    # ---- dopri5 takes SciPy's steps: solve_ivp(RK45) on the same drift ----
+    # From t = 0.3 the drift is O(x), so the initial step is not cut to the interval and
+    # SciPy 1.10's rule and dopri5's (the bounded one of SciPy >= 1.11) agree: the same
+    # steps, hence the same NFE and the same endpoint up to rounding.
+    try:
+        from scipy.integrate import solve_ivp
+    except ImportError:
+        solve_ivp = None
+    if solve_ivp is None:
+        n_tests += 1
+        print("ok %d - dopri5 = scipy solve_ivp(RK45) # SKIP python3-scipy missing" % n_tests)
+    else:
+        tau, D, B, m, sd, t0, t1 = 8, 16, 2, 0.3, 0.5, 0.3, 1e-3
+        x1 = 2.0 * np.random.default_rng(11).standard_normal((B, tau, D))
+        with h5py.File(path("x03.h5"), "w") as f:
+            f["x"] = x1
+        rc, out, err = sample("--process", "pf-ode", "--solver", "dopri5", "--rtol", "1e-6",
+                              "--atol", "1e-6", "--t-start", t0,
+                              "--model", "gaussian:mean=%g,std=%g,rho=0" % (m, sd),
+                              "--cov", "ar1:rho=0.9", "--init", path("x03.h5"), "-q",
+                              "-o", path("dp5.h5"))
+        with h5py.File(path("dp5.h5"), "r") as f:
+            xd, nfe = f["trajectory/x"][-1], int(f["stats"].attrs["nfe"])
+        C = ar1(tau, 0.9)
+
+        def drift(t, y):  # -1/2 beta (x + s), s = -C Sigma_t^-1 (x - sqrt(abar) m)
+            x = y.reshape(B, tau, D)
+            a, beta = abar_vp(t), 0.1 + t * 19.9
+            Sig = a * sd * sd * np.eye(tau) + (1 - a) * C
+            M = np.linalg.solve(Sig, C).T
+            return (-0.5 * beta * (x - M @ (x - np.sqrt(a) * m))).ravel()
+
+        sol = solve_ivp(drift, (t0, t1), x1.ravel(), method="RK45", rtol=1e-6, atol=1e-6)
+        xs = sol.y[:, -1].reshape(B, tau, D)
+        diff = np.abs(xs - xd).max()
+        ok(rc == 0 and nfe == sol.nfev and diff < 1e-9,
+           "dopri5 = scipy solve_ivp(RK45): NFE %d = %d, endpoints differ by %.2g < 1e-9"
+           % (nfe, sol.nfev, diff), err)
 
     # ---- fixed steps with save times: the nearest grid nodes ----
     rc, out, err = sample("--steps", 10, "--frame-shape", 4, "--frames", 4, "--batch", 1,
