@@ -11,9 +11,9 @@ typedef struct {
   size_t D;              /* cov: pixels per frame */
   const char *taus;      /* cov: comma-separated frame counts */
   int threads;           /* rng: the multi-threaded row; cov: BLAS threads */
-  const char *python;    /* rng: interpreter for the baselines */
-  const char *baselines; /* rng: directory of rng_numpy.py (NULL: found from the binary) */
-  int no_baselines;      /* rng: skip the Python baselines */
+  const char *python;    /* rng, sde: interpreter for the baselines */
+  const char *baselines; /* rng, sde: directory of the scripts (NULL: found from the binary) */
+  int no_baselines;      /* rng, sde: skip the Python baselines */
   FILE *csv;             /* NULL: no CSV */
 } bench_opts;
 

@@ -160,8 +160,11 @@ int bench_sde(const bench_opts *o)
   if (reps > MAXR) reps = MAXR;
   char self[PATH_MAX + 64], np[2 * PATH_MAX + 200], tq[2 * PATH_MAX + 200], args[256];
   self_prefix(self, sizeof self);
-  py_prefix(o, "sde_numpy.py", np, sizeof np);
-  py_prefix(o, "sde_torch.py", tq, sizeof tq);
+  np[0] = tq[0] = 0;
+  if (!o->no_baselines) {
+    py_prefix(o, "sde_numpy.py", np, sizeof np);
+    py_prefix(o, "sde_torch.py", tq, sizeof tq);
+  }
   const size_t sides[] = {64, 256};
   int thr[2] = {1, T}, nthr = T > 1 ? 2 : 1;
   rec rs[2][2][3];
@@ -173,9 +176,11 @@ int bench_sde(const bench_opts *o)
       snprintf(args, sizeof args, "--side %zu --threads %d --repeats %d --seed 1", sides[a],
                thr[b], sides[a] > 64 && reps > 3 ? 3 : reps);
       rs[a][b][1] = np[0] ? run(np, args, "numpy em step")
-                          : missing("numpy em step", "sde_numpy.py not found (--baselines)");
+                          : missing("numpy em step", o->no_baselines ? "--no-baselines"
+                                                                     : "sde_numpy.py not found");
       rs[a][b][2] = tq[0] ? run(tq, args, "torch em step")
-                          : missing("torch em step", "sde_torch.py not found (--baselines)");
+                          : missing("torch em step", o->no_baselines ? "--no-baselines"
+                                                                     : "sde_torch.py not found");
     }
 
   printf("reverse SDE, Euler-Maruyama: gaussian model, %s, tau %d, batch %d, %d steps\n"
@@ -238,7 +243,8 @@ int bench_sde(const bench_opts *o)
   rec od[2][3];
   int have_dir = mkdtemp(dir) != NULL;
   const char *odir = have_dir ? dir : "/tmp";
-  py_prefix(o, "ode_scipy.py", sp, sizeof sp);
+  sp[0] = 0;
+  if (!o->no_baselines) py_prefix(o, "ode_scipy.py", sp, sizeof sp);
   for (int b = 0; b < nthr; b++) {
     for (int k = 0; k < 2; k++) {
       snprintf(args, sizeof args, "case-ode 64 %d %d %s %s", thr[b], reps, odir, odes[k]);
@@ -248,7 +254,9 @@ int bench_sde(const bench_opts *o)
              "--x0 %s/x0.bin --exact %s/exact.bin --batch %d --tau %d --D 4096 --rtol %g "
              "--atol %g --threads %d --repeats %d",
              odir, odir, BATCH, TAU, ODE_TOL, ODE_TOL, thr[b], reps);
-    od[b][2] = !sp[0]        ? missing("scipy solve_ivp RK45", "ode_scipy.py not found")
+    od[b][2] = !sp[0]        ? missing("scipy solve_ivp RK45", o->no_baselines
+                                                                     ? "--no-baselines"
+                                                                     : "ode_scipy.py not found")
                : !od[b][0].ok ? missing("scipy solve_ivp RK45", "no corrsde initial state")
                               : run(sp, args, "scipy solve_ivp RK45");
   }
