@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "core/util.h"
 
 int csde_mul_size(size_t n, size_t m, size_t *out)
@@ -67,4 +71,13 @@ int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, con
     for (long i = 0; i < ln; i++) x[i] = a * x[i];
   }
   return !(chk == 0);
+}
+
+int csde_thread_num(void)
+{
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
 }

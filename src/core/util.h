@@ -13,6 +13,9 @@ void csde_free(void *p);
 /* 1 if every x[i], i < n, is finite. */
 int csde_all_finite(const double *x, size_t n);
 
+/* The calling thread's number inside an OpenMP region (0 outside, or without OpenMP). */
+int csde_thread_num(void);
+
 /* x <- a x + b u + g w over n values in one pass with `threads` OpenMP threads (u or w
  * may be NULL: no such term). Returns 1 if u holds a non-finite value, else 0. */
 int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, const double *u,

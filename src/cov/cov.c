@@ -6,10 +6,6 @@
 
 #include <gsl/gsl_sort.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "core/linalg.h"
 #include "core/util.h"
 #include "cov/cov_internal.h"
@@ -398,15 +394,6 @@ static int check_ws(const csde_cov *C, const csde_cov_ws *ws, csde_err *err)
   return CSDE_SUCCESS;
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 /* After a parallel loop: the first thread's error, if any. */
 static int gather_error(csde_cov_ws *ws, csde_err *err)
 {
@@ -449,7 +436,7 @@ int csde_cov_apply(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nb
 #pragma omp parallel for num_threads(ws->nthreads) schedule(static) if (ws->nthreads > 1)
 #endif
   for (long k = 0; k < ntiles; k++) {
-    csde_cov_thread *th = &ws->th[thread_id()];
+    csde_cov_thread *th = &ws->th[csde_thread_num()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, b, c0, nc);
     C->type->apply_tile(C, ws, th, op, nc, x + b * rin * D + c0, D, y + b * tau * D + c0, D);
@@ -490,7 +477,7 @@ int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key,
 #pragma omp parallel for num_threads(ws->nthreads) schedule(static) if (ws->nthreads > 1)
 #endif
   for (long k = 0; k < ntiles; k++) {
-    csde_cov_thread *th = &ws->th[thread_id()];
+    csde_cov_thread *th = &ws->th[csde_thread_num()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, b, c0, nc);
     tile_noise(C, ws, th, key, first, b, c0, nc, scale);
@@ -514,7 +501,7 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
     if (ws->nthreads > 1)
 #endif
   for (long k = 0; k < ntiles; k++) {
-    csde_cov_thread *th = &ws->th[thread_id()];
+    csde_cov_thread *th = &ws->th[csde_thread_num()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, blk, c0, nc);
     const int add = C->type->sqrt_add_tile != NULL;
@@ -570,7 +557,7 @@ int csde_cov_mahalanobis(const csde_cov *C, csde_cov_ws *ws, size_t nblk, const 
 #pragma omp parallel for num_threads(ws->nthreads) schedule(static) if (ws->nthreads > 1)
 #endif
     for (long k = 0; k < (long)per; k++) {
-      csde_cov_thread *th = &ws->th[thread_id()];
+      csde_cov_thread *th = &ws->th[csde_thread_num()];
       if (th->err.status) continue;
       size_t c0 = (size_t)k * W, nc = D - c0 < W ? D - c0 : W;
       for (size_t i = 0; i < tau; i++) /* t1 = a - b */

@@ -26,10 +26,6 @@
 #include <gsl/gsl_odeiv2.h>
 #include <hdf5.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "core/util.h"
 #include "io/h5read.h"
 #include "model/model_internal.h"
@@ -76,15 +72,6 @@ static void gauss_free(void *p)
   csde_free(g->z);
   csde_free(g->zc);
   free(g);
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
 }
 
 /* S = Sigma_t = abar S0 + (1 - abar) C */
@@ -138,7 +125,7 @@ static int gauss_fn(double t, size_t batch, const double *x, double *out, void *
                   g->Mt, (int)n, xb, (int)D, 0.0, out + b * bs + c0, (int)D);
       continue;
     }
-    double *z = g->zc + (size_t)thread_id() * n * CHUNK;
+    double *z = g->zc + (size_t)csde_thread_num() * n * CHUNK;
     for (size_t i = 0; i < n; i++) {
       const double *xi = xb + i * D, *mi = g->m ? g->m + i * D + c0 : NULL;
       double *zi = z + i * CHUNK;
