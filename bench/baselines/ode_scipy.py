@@ -23,17 +23,13 @@ unreadable or wrong-sized FILE: `skip` plus a message on stderr, exit 2.
 import argparse
 import math
 import os
-import resource
 import statistics
 import sys
 import time
 
+from problem import EPS, T, emit, emit_skip, lags, rss_kib, schedule
+
 NAME = "scipy solve_ivp RK45"
-BMIN, BMAX, T, EPS = 0.1, 20.0, 1.0, 1e-3
-
-
-def skip(reason):
-    print("skip\t%s\t%s" % (NAME, reason.replace("\t", " ").replace("\n", " ")), flush=True)
 
 
 def main():
@@ -56,15 +52,14 @@ def main():
         import scipy
         from scipy.integrate import solve_ivp
     except ImportError as e:
-        skip(str(e))
+        emit_skip(NAME, e)
         return 0
 
     B, tau, D = a.batch, a.tau, a.D
-    k = np.arange(tau)
-    lag = np.abs(k[:, None] - k[None, :])
+    lag = np.array(lags(tau))
     C = 0.9 ** lag
     S0 = 0.25 * 0.95 ** lag
-    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_kib = rss_kib()
 
     arrays = []
     for path in (a.x0, a.exact):
@@ -73,17 +68,16 @@ def main():
             if v.size != B * tau * D:
                 raise ValueError("%d values, expected B*tau*D = %d" % (v.size, B * tau * D))
         except (OSError, ValueError) as e:
-            skip("cannot read %s: %s" % (path, e))
+            emit_skip(NAME, "cannot read %s: %s" % (path, e))
             print("ode_scipy.py: cannot read %s: %s" % (path, e), file=sys.stderr)
             return 2
         arrays.append(v)
     y0, exact = arrays
 
-    def drift(t, y):
+    def drift(t, y):  # -1/2 beta (x + s), s = -C Sigma_t^-1 x
         x = y.reshape(B, tau, D)
-        beta = BMIN + t * (BMAX - BMIN)
-        Bt = BMIN * t + 0.5 * (BMAX - BMIN) * t * t
-        M = np.linalg.solve(math.exp(-Bt) * S0 - math.expm1(-Bt) * C, C).T  # C Sigma^-1
+        beta, abar, omab = schedule(t)
+        M = np.linalg.solve(abar * S0 + omab * C, C).T  # C Sigma_t^-1
         return (-0.5 * beta * (x - M @ x)).ravel()
 
     def solve():
@@ -98,12 +92,11 @@ def main():
     if not sol.success:
         print("ode_scipy.py: solve_ivp: %s" % sol.message, file=sys.stderr)
     err = sol.y[:, -1] - exact
-    print("ode\t%s\t%.9g\t%.9g\t%.9g\t%d\t%.9g\t%.9g\tscipy %s, numpy %s, rtol %g atol %g, %d thread(s)"
-          % (NAME, statistics.median(times), min(times), max(times), sol.nfev,
-             np.abs(err).max(), math.sqrt(np.mean(err * err)), scipy.__version__,
-             np.__version__, a.rtol, a.atol, a.threads), flush=True)
-    print("rss\t%s\t%d\t%d" % (NAME, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                               base_kib), flush=True)
+    emit("ode", NAME, statistics.median(times), min(times), max(times), sol.nfev,
+         float(np.abs(err).max()), math.sqrt(float(np.mean(err * err))),
+         "scipy %s, numpy %s, rtol %g atol %g, %d thread(s)"
+         % (scipy.__version__, np.__version__, a.rtol, a.atol, a.threads))
+    emit("rss", NAME, rss_kib(), base_kib)
     return 0
 
 

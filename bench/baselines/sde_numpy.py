@@ -21,79 +21,52 @@ Times are seconds per step (loop time / steps). `cov` is the uncentred frame sec
 moment of the last timed endpoint over the N = B*D (sample, pixel) pairs, row-major.
 `rss` is ru_maxrss at exit and before any state-sized array was allocated.
 """
-import argparse
 import math
 import os
-import resource
-import statistics
 import sys
 import time
 
+from problem import emit, emit_cov, emit_skip, lags, measure, rss_kib, schedule, sde_args, \
+    uniform_step
+
 NAME = "numpy em step"
-BMIN, BMAX, T, EPS = 0.1, 20.0, 1.0, 1e-3
-
-
-def measure(run, repeats):
-    run()  # warm-up
-    t, x = [], None
-    for _ in range(repeats):
-        dt, x = run()
-        t.append(dt)
-    return (statistics.median(t), min(t), max(t)), x
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--tau", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args()
-
+    a = sde_args(__doc__)
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[v] = str(a.threads)
     try:
         import numpy as np
     except ImportError as e:
-        print("skip\t%s\t%s" % (NAME, str(e).replace("\t", " ")), flush=True)
+        emit_skip(NAME, e)
         return 0
-
     tau, D, B, N = a.tau, a.side * a.side, a.batch, a.steps
-    k = np.arange(tau)
-    lag = np.abs(k[:, None] - k[None, :])
+    lag = np.array(lags(tau))
     C = 0.9 ** lag
     S0 = 0.25 * 0.95 ** lag
     L = np.linalg.cholesky(C)
     rng = np.random.default_rng(a.seed)
-    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_kib = rss_kib()
 
     def run():
         x = L @ rng.standard_normal((B, tau, D))  # initial state, untimed
         t0 = time.perf_counter()
         for n in range(N):
-            t = T + n * (EPS - T) / N
-            h = (T + (n + 1) * (EPS - T) / N) - t
-            beta = BMIN + t * (BMAX - BMIN)
-            Bt = BMIN * t + 0.5 * (BMAX - BMIN) * t * t
-            sigma = math.exp(-Bt) * S0 - math.expm1(-Bt) * C
-            M = np.linalg.solve(sigma, C).T  # C Sigma^-1
+            t, h = uniform_step(n, N)
+            beta, abar, omab = schedule(t)
+            M = np.linalg.solve(abar * S0 + omab * C, C).T  # C Sigma_t^-1
             s = -(M @ x)
             z = rng.standard_normal((B, tau, D))
             x = x + h * (-0.5 * beta * x - beta * s) + math.sqrt(beta * abs(h)) * (L @ z)
         return time.perf_counter() - t0, x
 
     (med, lo, hi), x = measure(run, a.repeats)
-    print("row\t%s\t%.9g\t%.9g\t%.9g\tnumpy %s, %d thread(s)"
-          % (NAME, med / N, lo / N, hi / N, np.__version__, a.threads), flush=True)
+    emit("row", NAME, med / N, lo / N, hi / N, "numpy %s, %d thread(s)" % (np.__version__,
+                                                                         a.threads))
     xf = x.transpose(1, 0, 2).reshape(tau, B * D)
-    cov = (xf @ xf.T) / (B * D)
-    print("cov\t%s\t%d\t%s" % (NAME, B * D, "\t".join("%.17g" % v for v in cov.ravel())),
-          flush=True)
-    print("rss\t%s\t%d\t%d" % (NAME, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                               base_kib), flush=True)
+    emit_cov(NAME, B * D, ((xf @ xf.T) / (B * D)).ravel())
+    emit("rss", NAME, rss_kib(), base_kib)
     return 0
 
 

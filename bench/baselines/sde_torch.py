@@ -22,82 +22,56 @@ Times are seconds per step (loop time / steps). `cov` is the uncentred frame sec
 moment of the last timed endpoint over the N = B*D (sample, pixel) pairs, row-major.
 `rss` is ru_maxrss at exit and before any state-sized tensor was allocated.
 """
-import argparse
 import math
 import os
-import resource
-import statistics
 import sys
 import time
 
+from problem import emit, emit_cov, emit_skip, lags, measure, rss_kib, schedule, sde_args, \
+    uniform_step
+
 NAME = "torch em step"
-BMIN, BMAX, T, EPS = 0.1, 20.0, 1.0, 1e-3
-
-
-def measure(run, repeats):
-    run()  # warm-up
-    t, x = [], None
-    for _ in range(repeats):
-        dt, x = run()
-        t.append(dt)
-    return (statistics.median(t), min(t), max(t)), x
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--tau", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args()
-
+    a = sde_args(__doc__)
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
     try:
         import torch
     except ImportError as e:
-        print("skip\t%s\t%s" % (NAME, str(e).replace("\t", " ")), flush=True)
+        emit_skip(NAME, e)
         return 0
     torch.set_num_threads(a.threads)
 
     tau, D, B, N = a.tau, a.side * a.side, a.batch, a.steps
     f64 = torch.float64
-    k = torch.arange(tau, dtype=f64)
-    lag = (k[:, None] - k[None, :]).abs()
+    lag = torch.tensor(lags(tau), dtype=f64)
     C = 0.9 ** lag
     S0 = 0.25 * 0.95 ** lag
     L = torch.linalg.cholesky(C)
     gen = torch.Generator().manual_seed(a.seed)
-    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_kib = rss_kib()
 
     @torch.inference_mode()
     def run():
         x = torch.matmul(L, torch.randn((B, tau, D), generator=gen, dtype=f64))  # untimed
         t0 = time.perf_counter()
         for n in range(N):
-            t = T + n * (EPS - T) / N
-            h = (T + (n + 1) * (EPS - T) / N) - t
-            beta = BMIN + t * (BMAX - BMIN)
-            Bt = BMIN * t + 0.5 * (BMAX - BMIN) * t * t
-            sigma = math.exp(-Bt) * S0 - math.expm1(-Bt) * C
-            M = torch.linalg.solve(sigma, C).T  # C Sigma^-1
+            t, h = uniform_step(n, N)
+            beta, abar, omab = schedule(t)
+            M = torch.linalg.solve(abar * S0 + omab * C, C).T  # C Sigma_t^-1
             s = -torch.matmul(M, x)
             z = torch.randn((B, tau, D), generator=gen, dtype=f64)
             x = x + h * (-0.5 * beta * x - beta * s) + math.sqrt(beta * abs(h)) * torch.matmul(L, z)
         return time.perf_counter() - t0, x
 
     (med, lo, hi), x = measure(run, a.repeats)
-    print("row\t%s\t%.9g\t%.9g\t%.9g\ttorch %s, %d thread(s)"
-          % (NAME, med / N, lo / N, hi / N, torch.__version__, a.threads), flush=True)
+    emit("row", NAME, med / N, lo / N, hi / N, "torch %s, %d thread(s)" % (torch.__version__,
+                                                                         a.threads))
     xf = x.transpose(0, 1).reshape(tau, B * D)
-    cov = (xf @ xf.T) / (B * D)
-    print("cov\t%s\t%d\t%s" % (NAME, B * D, "\t".join("%.17g" % v for v in cov.flatten().tolist())),
-          flush=True)
-    print("rss\t%s\t%d\t%d" % (NAME, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                               base_kib), flush=True)
+    emit_cov(NAME, B * D, ((xf @ xf.T) / (B * D)).flatten().tolist())
+    emit("rss", NAME, rss_kib(), base_kib)
     return 0
 
 
