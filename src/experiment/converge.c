@@ -456,7 +456,7 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
                         "convergence analysis: bad sizes (paths %zu, levels %zu, Q %zu, "
                         "bootstrap %zu, confidence %g)", N, L, Q, B, d->conf);
   f->L = L;
-  int scalar = !d->vector;
+  int scalar = !d->vector, st = CSDE_SUCCESS;
 #define ALLOC(p, n) ((p) = calloc((n), sizeof *(p)))
   ALLOC(f->err, L);
   ALLOC(f->err_lo, L);
@@ -487,16 +487,9 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
       !f->slope_lo || !f->slope_hi || !f->decision || !f->reason ||
       (scalar && (!f->rms || !f->rms_lo || !f->rms_hi)) || (!scalar && !f->mc_noise) || !E ||
       (scalar && !R2) || !tmp || !m || !EL || !counts || !mth || !uni) {
-    free(E);
-    free(R2);
-    free(tmp);
-    free(m);
-    free(EL);
-    free(counts);
-    free(mth);
-    free(uni);
     csde_conv_fit_free(f);
-    return csde_err_set(err, CSDE_ENOMEM, "convergence analysis: out of memory");
+    st = csde_err_set(err, CSDE_ENOMEM, "convergence analysis: out of memory");
+    goto done;
   }
 #undef ALLOC
 
@@ -659,6 +652,7 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
   }
   csde_conv_fit_order(L, d->h, f->err, EL, B, use, d->conf, f->ref_error, f);
 
+done:
   free(E);
   free(R2);
   free(tmp);
@@ -667,7 +661,7 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
   free(counts);
   free(mth);
   free(uni);
-  return CSDE_SUCCESS;
+  return st;
 }
 
 /* ---- the solve stage ---- */
