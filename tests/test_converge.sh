@@ -56,7 +56,7 @@ ok $? "corrsde --help lists converge"
 run converge --help
 [ "$rc" -eq 0 ] && grep -q -- '--levels K0:K1' "$tmp/out" && grep -q -- '--reference R' "$tmp/out" &&
   grep -q '/convergence/<solver>/steps' "$tmp/out" && grep -q 'default 3:8' "$tmp/out" &&
-  grep -q 'weak-cov' "$tmp/out" && grep -q 'Birge' "$tmp/out"
+  grep -q 'weak-cov' "$tmp/out" && grep -q 'Interval: the bootstrap percentile interval' "$tmp/out"
 ok $? "corrsde converge --help documents the flags, defaults, estimators and layout"
 run help converge
 [ "$rc" -eq 0 ] && grep -q 'Usage: corrsde converge' "$tmp/out"

@@ -1,5 +1,6 @@
 /* Solver convergence experiments: the solve stage and the analysis (converge.h). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +10,7 @@
 #include <omp.h>
 #endif
 
-#include <gsl/gsl_eigen.h>
-#include <gsl/gsl_matrix.h>
-#include <gsl/gsl_vector.h>
+#include <gsl/gsl_cdf.h>
 
 #include "corrsde/rng.h"
 #include "experiment/converge.h"
@@ -110,12 +109,14 @@ static double stdev(const double *x, size_t n, size_t stride)
 
 /* ---- the order fit ---- */
 
-/* Weighted least squares of y on the columns of X (n rows, k <= 3 columns, row-major),
- * weights w; beta receives k coefficients. Returns 0, or -1 if singular. */
+#define FIT_MAXPAR 4 /* 1, log h, h, h^2 */
+
+/* Weighted least squares of y on the columns of X (n rows, k <= FIT_MAXPAR columns,
+ * row-major), weights w; beta receives k coefficients. Returns 0, or -1 if singular. */
 static int wls(size_t n, size_t k, const double *X, const double *y, const double *w,
                double *beta)
 {
-  double A[3][4] = {{0}};
+  double A[FIT_MAXPAR][FIT_MAXPAR + 1] = {{0}};
   for (size_t i = 0; i < n; i++) {
     if (!(w[i] > 0)) continue;
     for (size_t a = 0; a < k; a++) {
@@ -147,106 +148,82 @@ static int wls(size_t n, size_t k, const double *X, const double *y, const doubl
   return 0;
 }
 
-/* Design of the fit on the m used levels: columns 1, log h, (h / h_max). */
+/* Design of the fit on the m used levels: columns 1, log h, h/h_max, (h/h_max)^2. */
 static void design(size_t m, const double *hu, size_t k, double *X)
 {
   double hmax = 0;
   for (size_t i = 0; i < m; i++) hmax = fmax(hmax, hu[i]);
   for (size_t i = 0; i < m; i++) {
+    double u = hu[i] / hmax;
     X[i * k] = 1;
     X[i * k + 1] = log(hu[i]);
-    if (k > 2) X[i * k + 2] = hu[i] / hmax;
+    if (k > 2) X[i * k + 2] = u;
+    if (k > 3) X[i * k + 3] = u * u;
   }
 }
 
-/* The bootstrap replicates of the slope of a model with npar columns (design X of the m
- * used levels idx), into pb (NaN where a replicate has a non-positive error). */
-static void boot_slopes(size_t L, const double *E, size_t B, const size_t *idx, size_t m,
-                        const double *X, size_t npar, const double *w, double *pb, int coef)
+/* Replicate b's log errors on the m used levels idx into yb; 0 if one is not positive. */
+static int boot_logs(size_t L, const double *E, size_t b, const size_t *idx, size_t m,
+                     double *yb)
 {
-  double yb[CSDE_CONV_MAXLEVEL + 1];
-  for (size_t b = 0; b < B; b++) {
-    int okb = 1;
-    for (size_t i = 0; i < m; i++) {
-      double v = E[b * L + idx[i]];
-      okb &= v > 0 && isfinite(v);
-      yb[i] = okb ? log(v) : 0;
-    }
-    double bb[3];
-    pb[b] = okb && !wls(m, npar, X, yb, w, bb) ? bb[coef] : NAN;
+  int okb = 1;
+  for (size_t i = 0; i < m; i++) {
+    double v = E[b * L + idx[i]];
+    okb &= v > 0 && isfinite(v);
+    yb[i] = okb ? log(v) : 0;
   }
+  return okb;
 }
 
-/* The fit's lack of fit, chi^2 = r' S^+ r: r the residuals of the chosen fit, S the
- * bootstrap covariance of the residual vector (refitting every replicate), ^+ its
- * pseudo-inverse on the m - npar directions residuals can take. The levels of one path
- * are strongly correlated (for ODE errors almost perfectly), so the scatter that matters
- * is the one of the residuals, not of each log e_k: a curvature that diagonal weights
- * would call noise shows here. Under the model, chi^2 ~ chi^2(m - npar); 0 when S
- * vanishes (no noise to measure against). */
-static double misfit_chi2(size_t L, const double *E, size_t B, const size_t *idx, size_t m,
-                          const double *X, size_t npar, const double *w, const double *y,
-                          const double *beta)
+/* The bootstrap replicates of coefficient coef of a model with npar columns (design X of
+ * the m used levels idx), into pb (NaN where a replicate has a non-positive error). */
+static void boot_coef(size_t L, const double *E, size_t B, const size_t *idx, size_t m,
+                      const double *X, size_t npar, const double *w, double *pb, size_t coef)
 {
-  enum { M = CSDE_CONV_MAXLEVEL + 1 };
-  double r[M], yb[M], mean[M] = {0}, bb[3];
-  double *R = malloc(B * m * sizeof *R);
-  if (!R) return 0;
-  size_t nb = 0;
+  double yb[CSDE_CONV_MAXLEVEL + 1], bb[FIT_MAXPAR];
+  for (size_t b = 0; b < B; b++)
+    pb[b] = boot_logs(L, E, b, idx, m, yb) && !wls(m, npar, X, yb, w, bb) ? bb[coef] : NAN;
+}
+
+/* The misfit of a fit beyond its sampling noise, as a variance in log e:
+ *   s2 = max(0, (|r|^2 - sum_i Var_b r_i) / tr((I - H)'(I - H))),
+ * r the residuals, Var_b r_i the bootstrap variance of residual i (every replicate
+ * refitted), H the hat matrix of the weighted fit. It is the variance of an extra error,
+ * independent and of one size on every level, that the residuals show beyond the noise
+ * (for a deterministic error, all of their scatter: the higher-order terms the model
+ * leaves out). Its effect on the order is s2 sum_i c_i^2, c the slope row of
+ * (X'WX)^-1 X'W (csde_conv_fit_order). 0 without degrees of freedom. */
+static double misfit_var(size_t L, const double *E, size_t B, const size_t *idx, size_t m,
+                         const double *X, size_t npar, const double *w, const double *y,
+                         const double *beta, double trace)
+{
+  double r[CSDE_CONV_MAXLEVEL + 1], yb[CSDE_CONV_MAXLEVEL + 1], bb[FIT_MAXPAR];
+  double s[CSDE_CONV_MAXLEVEL + 1] = {0}, s2[CSDE_CONV_MAXLEVEL + 1] = {0};
+  if (!(trace > 1e-12) || m <= npar) return 0;
+  double rr = 0;
   for (size_t i = 0; i < m; i++) {
     r[i] = y[i];
     for (size_t a = 0; a < npar; a++) r[i] -= X[i * npar + a] * beta[a];
+    rr += r[i] * r[i];
   }
+  size_t nb = 0;
   for (size_t b = 0; b < B; b++) {
-    int okb = 1;
+    if (!boot_logs(L, E, b, idx, m, yb) || wls(m, npar, X, yb, w, bb)) continue;
     for (size_t i = 0; i < m; i++) {
-      double v = E[b * L + idx[i]];
-      okb &= v > 0 && isfinite(v);
-      yb[i] = okb ? log(v) : 0;
-    }
-    if (!okb || wls(m, npar, X, yb, w, bb)) continue;
-    for (size_t i = 0; i < m; i++) {
-      double ri = yb[i];
+      double ri = yb[i] - r[i]; /* centred on the data's residual: less cancellation */
       for (size_t a = 0; a < npar; a++) ri -= X[i * npar + a] * bb[a];
-      R[nb * m + i] = ri;
-      mean[i] += ri;
+      s[i] += ri;
+      s2[i] += ri * ri;
     }
     nb++;
   }
-  double chi2 = 0;
-  if (nb > m + 1) {
-    gsl_matrix *S = gsl_matrix_calloc(m, m), *V = gsl_matrix_alloc(m, m);
-    gsl_vector *lam = gsl_vector_alloc(m);
-    gsl_eigen_symmv_workspace *ws = gsl_eigen_symmv_alloc(m);
-    if (S && V && lam && ws) {
-      for (size_t i = 0; i < m; i++) mean[i] /= (double)nb;
-      for (size_t b = 0; b < nb; b++)
-        for (size_t i = 0; i < m; i++)
-          for (size_t j = 0; j <= i; j++) {
-            double c = (R[b * m + i] - mean[i]) * (R[b * m + j] - mean[j]) / (double)(nb - 1);
-            gsl_matrix_set(S, i, j, gsl_matrix_get(S, i, j) + c);
-          }
-      for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < i; j++) gsl_matrix_set(S, j, i, gsl_matrix_get(S, i, j));
-      if (!gsl_eigen_symmv(S, lam, V, ws)) {
-        gsl_eigen_symmv_sort(lam, V, GSL_EIGEN_SORT_VAL_DESC);
-        double lmax = gsl_vector_get(lam, 0);
-        for (size_t j = 0; j < m - npar && lmax > 0; j++) {
-          double l = gsl_vector_get(lam, j);
-          if (!(l > 1e-12 * lmax)) break;
-          double pr = 0; /* (v_j . r)^2 / lambda_j */
-          for (size_t i = 0; i < m; i++) pr += gsl_matrix_get(V, i, j) * r[i];
-          chi2 += pr * pr / l;
-        }
-      }
+  double noise = 0;
+  if (nb > 1)
+    for (size_t i = 0; i < m; i++) {
+      double mu = s[i] / (double)nb;
+      noise += fmax(0.0, (s2[i] - (double)nb * mu * mu) / (double)(nb - 1));
     }
-    gsl_eigen_symmv_free(ws);
-    gsl_vector_free(lam);
-    gsl_matrix_free(V);
-    gsl_matrix_free(S);
-  }
-  free(R);
-  return chi2;
+  return fmax(0.0, (rr - noise) / trace);
 }
 
 void csde_conv_fit_order(size_t L, const double *h, const double *e, const double *E,
@@ -255,9 +232,8 @@ void csde_conv_fit_order(size_t L, const double *h, const double *e, const doubl
 {
   f->order = f->order_lo = f->order_hi = f->order_boot_lo = f->order_boot_hi = NAN;
   f->order_plain = NAN;
-  f->order_sys = f->order_sys_ref = 0;
-  f->birge = 1;
-  f->curvature = 0;
+  f->order_sys = f->order_sys_ref = f->order_misfit = 0;
+  f->curvature = f->curvature2 = 0;
   f->curved = 0;
   f->fit[0] = '\0';
   size_t m = 0, idx[CSDE_CONV_MAXLEVEL + 1];
@@ -267,8 +243,8 @@ void csde_conv_fit_order(size_t L, const double *h, const double *e, const doubl
     snprintf(f->fit, sizeof f->fit, "no fit: fewer than 2 levels used");
     return;
   }
-  double hu[CSDE_CONV_MAXLEVEL + 1], y[CSDE_CONV_MAXLEVEL + 1], w[CSDE_CONV_MAXLEVEL + 1];
-  double X2[2 * (CSDE_CONV_MAXLEVEL + 1)], X3[3 * (CSDE_CONV_MAXLEVEL + 1)];
+  enum { M = CSDE_CONV_MAXLEVEL + 1 };
+  double hu[M], y[M], w[M], Xs[FIT_MAXPAR - 1][FIT_MAXPAR * M], bs[FIT_MAXPAR - 1][FIT_MAXPAR];
   double *col = malloc(B * sizeof *col), *tmp = malloc((B + 1) * sizeof *tmp);
   double *pb = calloc(B, sizeof *pb);
   if (!col || !tmp || !pb) {
@@ -287,71 +263,84 @@ void csde_conv_fit_order(size_t L, const double *h, const double *e, const doubl
     w[i] = 1 / (sd * sd);
   }
   const double alpha = (1 - conf) / 2;
-  /* the plain power law log e = c + p log h */
-  double b2[3], b3[3], *beta = b2, *X = X2;
-  size_t npar = 2;
-  design(m, hu, 2, X2);
-  if (wls(m, 2, X2, y, w, b2)) {
+  /* the plain power law log e = c + p log h (model 0: 2 columns) */
+  design(m, hu, 2, Xs[0]);
+  if (wls(m, 2, Xs[0], y, w, bs[0])) {
     snprintf(f->fit, sizeof f->fit, "no fit: singular design");
     goto done;
   }
-  f->order_plain = b2[1];
-  /* with the first correction of the error expansion: log e = c + p log h + d h/h_max,
-   * used when d is resolved (its bootstrap interval excludes 0) */
-  if (m >= 3) {
-    design(m, hu, 3, X3);
-    if (!wls(m, 3, X3, y, w, b3)) {
-      boot_slopes(L, E, B, idx, m, X3, 3, w, pb, 2);
-      double dlo = quantile(pb, B, 1, alpha, tmp), dhi = quantile(pb, B, 1, 1 - alpha, tmp);
-      if (isfinite(dlo) && isfinite(dhi) && (dlo > 0 || dhi < 0)) {
-        f->curved = 1;
-        npar = 3;
-        beta = b3;
-        X = X3;
-        f->curvature = b3[2];
-      }
-    }
+  f->order_plain = bs[0][1];
+  /* the next terms of the error expansion, log e = c + p log h + d h/h_max + d2 (h/h_max)^2,
+   * added one at a time while the new coefficient is resolved (its bootstrap interval
+   * excludes 0); d h from 3 levels, d2 h^2 from 5 (one level to spare) */
+  size_t npar = 2;
+  for (size_t k = 3; k <= FIT_MAXPAR; k++) {
+    if (m < (k == 3 ? 3 : 5)) break;
+    design(m, hu, k, Xs[k - 2]);
+    if (wls(m, k, Xs[k - 2], y, w, bs[k - 2])) break;
+    boot_coef(L, E, B, idx, m, Xs[k - 2], k, w, pb, k - 1);
+    double dlo = quantile(pb, B, 1, alpha, tmp), dhi = quantile(pb, B, 1, 1 - alpha, tmp);
+    if (!(isfinite(dlo) && isfinite(dhi) && (dlo > 0 || dhi < 0))) break;
+    npar = k;
   }
+  const double *X = Xs[npar - 2], *beta = bs[npar - 2];
+  f->curved = (int)npar - 2;
+  if (npar > 2) f->curvature = beta[2];
+  if (npar > 3) f->curvature2 = beta[3];
   const double p = beta[1];
-  boot_slopes(L, E, B, idx, m, X, npar, w, pb, 1);
+  boot_coef(L, E, B, idx, m, X, npar, w, pb, 1);
   const double lo = quantile(pb, B, 1, alpha, tmp), hi = quantile(pb, B, 1, 1 - alpha, tmp);
   f->order = p;
   f->order_boot_lo = lo;
   f->order_boot_hi = hi;
-  /* Birge factor: scatter of the levels about the model beyond their sampling noise */
-  const size_t dof = m - npar;
-  f->birge = dof > 0 ? fmax(1.0, sqrt(misfit_chi2(L, E, B, idx, m, X, npar, w, y, beta) /
-                                      (double)dof))
-                     : 1.0;
+  /* c_i, the weight of log e_i in p (the slope row of (X'WX)^-1 X'W), and
+   * tr((I - H)'(I - H)), both by fitting the unit vectors */
+  double c[M], trace = 0, c2 = 0;
+  for (size_t i = 0; i < m; i++) {
+    double u[M], bb[FIT_MAXPAR];
+    for (size_t j = 0; j < m; j++) u[j] = i == j;
+    if (wls(m, npar, X, u, w, bb)) {
+      c[i] = 0;
+      continue;
+    }
+    c[i] = bb[1];
+    c2 += c[i] * c[i];
+    for (size_t j = 0; j < m; j++) {
+      double rj = u[j];
+      for (size_t a = 0; a < npar; a++) rj -= X[j * npar + a] * bb[a];
+      trace += rj * rj;
+    }
+  }
   /* systematic: an extrapolated order is trusted no further than the correction made */
-  f->order_sys = f->curved ? fabs(p - f->order_plain) : 0;
+  f->order_sys = npar > 2 ? fabs(p - f->order_plain) : 0;
+  /* systematic: the misfit beyond noise, z sqrt(s2 sum c_i^2) (misfit_var) */
+  const double z = gsl_cdf_ugaussian_Qinv(alpha);
+  f->order_misfit = z * sqrt(misfit_var(L, E, B, idx, m, X, npar, w, y, beta, trace) * c2);
   /* systematic: the reference's error ref_err moves every e_k by up to +-ref_err, in
    * the same direction when the errors are correlated (a fine solve of the same scheme on
    * the same path errs like the levels do); its effect on the slope is
-   * |sum_k c_k ref_err / e_k| with c_k the fit's weights of log e_k on the slope
-   * (the slope row of (X'WX)^-1 X'W, found by fitting unit vectors). */
+   * |sum_k c_k ref_err / e_k| */
   f->order_sys_ref = 0;
   if (ref_err > 0) {
-    double shift = 0, u[CSDE_CONV_MAXLEVEL + 1], bb[3];
-    for (size_t i = 0; i < m; i++) {
-      for (size_t j = 0; j < m; j++) u[j] = i == j;
-      if (!wls(m, npar, X, u, w, bb)) shift += bb[1] * ref_err / e[idx[i]];
-    }
+    double shift = 0;
+    for (size_t i = 0; i < m; i++) shift += c[i] * ref_err / e[idx[i]];
     f->order_sys_ref = fabs(shift);
   }
-  double sys2 = f->order_sys * f->order_sys + f->order_sys_ref * f->order_sys_ref;
-  double ulo = f->birge * fmax(p - lo, 0), uhi = f->birge * fmax(hi - p, 0);
+  double sys2 = f->order_sys * f->order_sys + f->order_misfit * f->order_misfit +
+                f->order_sys_ref * f->order_sys_ref;
+  double ulo = fmax(p - lo, 0), uhi = fmax(hi - p, 0);
   f->order_lo = isfinite(lo) ? p - sqrt(ulo * ulo + sys2) : NAN;
   f->order_hi = isfinite(hi) ? p + sqrt(uhi * uhi + sys2) : NAN;
-  int n = snprintf(f->fit, sizeof f->fit, "%s over %zu levels",
-                   f->curved ? "log e = c + p log h + d h (correction resolved)"
-                             : "log e = c + p log h",
-                   m);
-  if (n > 0 && (size_t)n < sizeof f->fit && f->birge > 1)
-    n += snprintf(f->fit + n, sizeof f->fit - (size_t)n, "; Birge factor %.3g", f->birge);
-  if (n > 0 && (size_t)n < sizeof f->fit && f->curved)
+  static const char *const models[] = {"log e = c + p log h",
+                                       "log e = c + p log h + d h (correction resolved)",
+                                       "log e = c + p log h + d h + d2 h^2 (corrections "
+                                       "resolved)"};
+  int n = snprintf(f->fit, sizeof f->fit, "%s over %zu levels", models[npar - 2], m);
+  if (n > 0 && (size_t)n < sizeof f->fit && npar > 2)
     n += snprintf(f->fit + n, sizeof f->fit - (size_t)n,
                   "; extrapolation +-%.2g (plain slope %.4g)", f->order_sys, f->order_plain);
+  if (n > 0 && (size_t)n < sizeof f->fit && f->order_misfit > 0)
+    n += snprintf(f->fit + n, sizeof f->fit - (size_t)n, "; misfit +-%.2g", f->order_misfit);
   if (n > 0 && (size_t)n < sizeof f->fit && f->order_sys_ref > 0)
     snprintf(f->fit + n, sizeof f->fit - (size_t)n, "; reference error +-%.2g",
              f->order_sys_ref);
@@ -612,17 +601,19 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
                "unresolved: half-width %.3g >= error/3 = %.3g", hw, e / 3);
     }
   }
-  /* pre-asymptotic coarse levels: the slope from the coarsest remaining level to the
-   * next one against the weighted slope p* of all the finer remaining levels */
+  /* pre-asymptotic coarse levels: the slope from a level j to the next remaining one
+   * against the weighted slope p* of all the finer remaining levels, tested from the
+   * finest j that leaves 3 levels to the coarse end; the first j off p* and every level
+   * coarser than it are dropped (a level that happens to lie on p* between two that do
+   * not is no more asymptotic than they are) */
   {
     size_t cand[CSDE_CONV_MAXLEVEL + 1], nc = 0;
     for (size_t k = 0; k < L; k++)
       if (f->decision[k] == CSDE_CONV_USED) cand[nc++] = k;
     double *diff = malloc(B * sizeof *diff), *ev = malloc((L + 1) * sizeof *ev);
-    size_t first = 0;
-    while (diff && ev && nc - first > 3) {
-      size_t j = cand[first], nx = cand[first + 1];
-      const size_t *rest = cand + first + 1, nrest = nc - first - 1;
+    for (size_t t = nc > 3 ? nc - 3 : 0; diff && ev && t-- > 0;) {
+      size_t j = cand[t], nx = cand[t + 1];
+      const size_t *rest = cand + t + 1, nrest = nc - t - 1;
       double sj = slope_of(f->err[j], f->err[nx], d->h[j], d->h[nx]);
       double ps = plain_slope(nrest, rest, d->h, f->err, f->log_sd);
       for (size_t r = 0; r < B; r++) {
@@ -633,12 +624,18 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
       double sd = stdev(diff, B, 1);
       if (!isfinite(sd)) sd = 0;
       double tol = 0.1 * fmax(1.0, fabs(ps)) + 2 * sd;
-      if (!(fabs(sj - ps) > tol)) break;
+      if (!(fabs(sj - ps) > tol)) continue;
       f->decision[j] = CSDE_CONV_DROP_PREASYMPTOTIC;
       snprintf(f->reason[j], sizeof f->reason[j],
                "pre-asymptotic: slope %.3f to the next level differs from the finer levels' "
                "slope %.3f by more than %.3f", sj, ps, tol);
-      first++;
+      for (size_t q = 0; q < t; q++) {
+        f->decision[cand[q]] = CSDE_CONV_DROP_PREASYMPTOTIC;
+        snprintf(f->reason[cand[q]], sizeof f->reason[cand[q]],
+                 "pre-asymptotic: coarser than level %u, which is off the finer levels' slope",
+                 d->level ? d->level[j] : (unsigned)j);
+      }
+      break;
     }
     free(diff);
     free(ev);
@@ -975,8 +972,11 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
       cost_total += (double)nb * cost[i * nsl + l];
     }
   size_t nfe_total = 0;
-  volatile int failed = 0;
   const long nitems = (long)(ns * nb);
+  /* the lowest item that failed (nitems: none), shared by the threads: items above it
+   * are skipped, items below it still run, so the failure reported (the lowest) does not
+   * depend on the thread count or the schedule */
+  atomic_long first_failed = nitems;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(+ : nfe_total)
@@ -992,7 +992,7 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (long it = 0; it < nitems; it++) {
-      if (failed) continue;
+      if (it > atomic_load(&first_failed)) continue;
       const size_t si = (size_t)it / nb, b = (size_t)it % nb, first = b * bs;
       const size_t n = first + bs <= N ? bs : N - first;
       item_status *o = &ist[it];
@@ -1044,7 +1044,9 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
         scale[si * N + first + i] = sc;
       }
       /* the levels and the reference check */
-      for (size_t l = 0; l < nsl - (exact_flow ? 0 : 1) && !stt && !failed; l++) {
+      for (size_t l = 0; l < nsl - (exact_flow ? 0 : 1) && !stt &&
+                         it < atomic_load(&first_failed);
+           l++) {
         memcpy(x, x0, bs * per * sizeof *x);
         csde_solver_set_seed(Ss[l], p->seed, first);
         memset(&st, 0, sizeof st);
@@ -1079,7 +1081,11 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
         }
       }
       o->status = stt;
-      if (stt) failed = 1;
+      if (stt) { /* first_failed = min(first_failed, it) */
+        long cur = atomic_load(&first_failed);
+        while (it < cur && !atomic_compare_exchange_weak(&first_failed, &cur, it)) {
+        }
+      }
     }
   }
   free(cost);
@@ -1089,8 +1095,8 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     if (ist[it].status) {
       size_t si = (size_t)it / nb;
       s = ist[it].status;
-      csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[si], (it % nb) * bs,
-                   ((size_t)(it % nb) + 1) * bs - 1,
+      size_t f0 = (size_t)(it % nb) * bs, f1 = f0 + bs < N ? f0 + bs : N;
+      csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[si], f0, f1 - 1,
                    ist[it].err.msg[0] ? ist[it].err.msg : csde_strerror(s));
       goto done;
     }

@@ -140,11 +140,12 @@ typedef struct {
   double order, order_lo, order_hi;    /* NaN if fewer than 2 levels are used */
   double order_boot_lo, order_boot_hi; /* the bootstrap percentile interval alone */
   double order_plain;                  /* the plain power-law slope (for the record) */
-  int curved;                          /* 1: the h correction was resolved and used */
-  double curvature;                    /* its coefficient d (0 if unused) */
-  double birge;                        /* Birge factor applied (1: none) */
+  int curved;                          /* correction terms resolved and used: 0, 1 (d h)
+                                          or 2 (d h + d2 h^2) */
+  double curvature, curvature2;        /* their coefficients d, d2 (0 if unused) */
   double order_sys;                    /* systematic half-width of the extrapolation
                                           (|order - order_plain| when curved) */
+  double order_misfit;                 /* systematic half-width of the misfit beyond noise */
   double order_sys_ref;                /* systematic half-width from the reference error */
   char fit[192];                       /* the model and how the interval was formed */
   /* the reference check */
@@ -162,26 +163,31 @@ void csde_conv_fit_free(csde_conv_fit *f); /* accepts a zeroed struct */
 
 /* The order fit on its own: levels with use[k] != 0, estimates e[k], step sizes h[k],
  * bootstrap replicates E[b * L + k] (b < B), the reference's error ref_err (0: exact).
- * Model: log e = c + p log h by weighted least squares, weights 1/Var_boot(log e_k); when
- * at least 3 levels are used and the coefficient d of the first term of the asymptotic
- * error expansion, log e = c + p log h + d h/h_max (e = C h^p (1 + D h + ...), integer
- * powers for ODE and weak errors of one-step schemes, and for the strong error of
- * additive-noise schemes, whose mean-square error is a polynomial in h), is resolved
- * (its bootstrap percentile interval excludes 0), that model gives p instead.
- * Interval: the bootstrap percentile interval of p, its half-widths times the Birge
- * factor max(1, sqrt(chi^2 / dof)) of the fit (levels scattering beyond their noise),
- * combined in quadrature with two systematic half-widths:
- *   extrapolation  |p - plain slope| when the correction is used: an extrapolated order
- *                  is trusted no further than the correction it made (this is what lets
- *                  an interval from nearly noise-free ODE errors cover the asymptotic
- *                  order when the finest levels are still slightly pre-asymptotic);
- *   reference      |sum_k c_k ref_err / e_k|, c_k the weight of log e_k in p: the
- *                  reference's error shifts every e_k by up to ref_err, in the same
- *                  direction when the errors are correlated (a fine solve of the same
- *                  scheme on the same path errs like the levels do), which tilts the
- *                  slope.
- * Writes order, order_lo/hi, order_boot_lo/hi, order_plain, curved, curvature, birge,
- * order_sys, order_sys_ref and fit (in words). */
+ * Model: log e = c + p log h by weighted least squares, weights 1/Var_boot(log e_k); then
+ * the first terms of the asymptotic error expansion, e = C h^p (1 + D h + D2 h^2 + ...)
+ * (integer powers for ODE and weak errors of one-step schemes, and for the strong error
+ * of additive-noise schemes, whose mean-square error is a polynomial in h), one at a
+ * time: log e = c + p log h + d h/h_max (at least 3 levels), then + d2 (h/h_max)^2 (at
+ * least 5), each kept while its coefficient is resolved (its bootstrap percentile
+ * interval excludes 0). The last model kept gives p.
+ * Interval: the bootstrap percentile interval of p combined in quadrature with three
+ * systematic half-widths:
+ *   extrapolation  |p - plain slope| when a correction is used: an extrapolated order is
+ *                  trusted no further than the whole correction it made (a
+ *                  deterministic error has no sampling noise; what it has is the
+ *                  truncation of the expansion, and this is its size);
+ *   misfit         z sqrt(s2 sum_k c_k^2), z the normal quantile of conf, c_k the weight
+ *                  of log e_k in p and s2 the residuals' scatter beyond their bootstrap
+ *                  noise (misfit_var in converge.c): the terms the model leaves out,
+ *                  counted as an extra error of one size on every level, in absolute
+ *                  units (never a factor on the sampling noise, which is 0 for ODE
+ *                  errors);
+ *   reference      |sum_k c_k ref_err / e_k|: the reference's error shifts every e_k by
+ *                  up to ref_err, in the same direction when the errors are correlated
+ *                  (a fine solve of the same scheme on the same path errs like the
+ *                  levels do), which tilts the slope.
+ * Writes order, order_lo/hi, order_boot_lo/hi, order_plain, curved, curvature(2),
+ * order_sys, order_misfit, order_sys_ref and fit (in words). */
 void csde_conv_fit_order(size_t L, const double *h, const double *e, const double *E,
                          size_t B, const int *use, double conf, double ref_err,
                          csde_conv_fit *f);

@@ -401,10 +401,13 @@ int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind 
     PUT(csde_h5out_attr_f64(w, g, "order_bootstrap_ci", bci, 2, 1, err));
     PUT(csde_h5out_attr_f64(w, g, "order_plain", &f->order_plain, 1, 0, err));
     PUT(csde_h5out_attr_str(w, g, "fit", f->fit, err));
-    PUT(csde_h5out_attr_f64(w, g, "birge_factor", &f->birge, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, g, "systematic_extrapolation", &f->order_sys, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "systematic_misfit", &f->order_misfit, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, g, "systematic_reference", &f->order_sys_ref, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, g, "curvature", &f->curvature, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "curvature2", &f->curvature2, 1, 0, err));
+    int64_t nterms = f->curved;
+    PUT(csde_h5out_attr_i64(w, g, "corrections", &nterms, 1, 0, err));
     PUT(csde_h5out_attr_str(w, g, "reference", s->reference, err));
     int64_t rl = s->ref_level;
     PUT(csde_h5out_attr_i64(w, g, "reference_level", &rl, 1, 0, err));

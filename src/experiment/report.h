@@ -23,7 +23,8 @@
  *                        /ref_check_per_path [N] or [N, Q]: level R-1 against R
  *                        attributes order, order_ci [2], theory_order, levels_used,
  *                        levels_dropped, order_bootstrap_ci [2], order_plain, fit,
- *                        birge_factor, systematic_extrapolation, systematic_reference,
+ *                        systematic_extrapolation, systematic_misfit,
+ *                        systematic_reference, curvature, curvature2, corrections (0-2),
  *                        reference, reference_level, reference_error, reference_ratio,
  *                        reference_ok, floor, floor_name (+ exact_deviation,
  *                        exact_deviation_halfwidth for weak errors on gaussian)
