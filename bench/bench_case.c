@@ -202,7 +202,7 @@ static int write_raw(const char *path, const double *x, size_t n)
 static int case_ode(size_t side, int threads, int reps, const char *dir, const char *solver)
 {
   problem p;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   csde_solver *S = NULL;
   double *x0 = NULL, *x = NULL, *ex = NULL, t[MAXR], base = 0;
   int rc = 1;

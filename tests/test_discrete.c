@@ -41,7 +41,7 @@ static void ref_abar(const csde_schedule *s, size_t i, double *abar, double *om)
 static csde_cov *make_cov(const char *spec, size_t tau)
 {
   csde_cov *C = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_cov_alloc(&C, spec, tau, NULL, &err);
   ok(st == 0 && C, "cov '%s' tau %zu%s%s", spec, tau, st ? ": " : "", st ? err.msg : "");
   return C;
@@ -50,7 +50,7 @@ static csde_cov *make_cov(const char *spec, size_t tau)
 static csde_cov_ws *make_ws(const csde_cov *C, size_t D, int nthreads)
 {
   csde_cov_ws *ws = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_cov_ws_alloc(&ws, C, D, nthreads, &err);
   ok(st == 0 && ws && csde_cov_ws_D(ws) == D, "cov workspace D = %zu%s%s", D,
      st ? ": " : "", st ? err.msg : "");
@@ -62,7 +62,7 @@ static csde_cov_ws *make_ws(const csde_cov *C, size_t D, int nthreads)
 static void check_coef(const csde_schedule *s, size_t t)
 {
   csde_discrete_coef c;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_discrete_coef_at(s, t, &c, &err);
   double ab, om, abp, omp;
   ref_abar(s, t, &ab, &om);
@@ -98,7 +98,7 @@ static void check_posterior_bayes(const csde_schedule *s, size_t t, const double
   fill(x0, n, 0.3);
   fill(xt, n, 1.9);
   double var = -1;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_discrete_posterior(s, t, n, x0, xt, mu, &var, &err);
 
   double abp, omp, ab, om;
@@ -207,7 +207,7 @@ static void check_loss(const csde_schedule *s, const csde_cov *C, csde_cov_ws *w
     csde_discrete_coef_at(s, t, &c, NULL);
     for (int unw = 0; unw <= 1; unw++) {
       double loss[3] = {-1, -1, -1}, total = -1;
-      csde_err err = {0, ""};
+      csde_err err = {0};
       int st = csde_discrete_loss(s, t, C, ws, nblk, d, dt, unw, loss, &total, &err);
       double w = unw ? 1 : c.elbo_weight, worst = 0, sum = 0;
       for (size_t b = 0; b < nblk; b++) {
@@ -290,7 +290,7 @@ static void check_moments(const char *what, const double *x, const double *mean,
 int main(void)
 {
   csde_init();
-  csde_err err = {0, ""};
+  csde_err err = {0};
   csde_schedule *s = NULL, *vp = NULL;
   int st = csde_schedule_alloc(&s, "ddpm-linear", &err);
   st |= csde_schedule_alloc(&vp, "vp-linear", &err);

@@ -96,7 +96,7 @@ typedef struct {
 
 static int setup_make(setup *u, size_t tau, size_t D)
 {
-  csde_err err = {0, ""};
+  csde_err err = {0};
   memset(u, 0, sizeof *u);
   u->tau = tau;
   u->D = D;
@@ -156,7 +156,7 @@ static double ode_error(const setup *u, size_t batch, const double *x0, const do
   size_t n = batch * u->tau * u->D;
   double *x = malloc(n * sizeof *x);
   memcpy(x, x0, n * sizeof *x);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   csde_solve_stats stats;
   memset(&stats, 0, sizeof stats);
   int s = csde_solve(&P, &par, x, &stats, &err);
@@ -185,7 +185,7 @@ static void test_ode_orders(void)
   const size_t batch = 3, n = batch * u.tau * u.D;
   double *x0 = malloc(n * sizeof *x0), *xe = malloc(n * sizeof *xe);
   fill(x0, n, 0.3);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int s = csde_model_gaussian_flow_apply(u.M, 1.0, 1e-3, batch, x0, xe, &err);
   ok(!s, "exact flow T -> eps%s%s", s ? ": " : "", s ? err.msg : "");
   if (s) goto done;
@@ -282,7 +282,7 @@ static void test_strong(void)
     par.seed = 2024;
     par.threads = 1; /* results do not depend on it; 1 avoids OpenMP barriers per fine step */
     par.steps = (size_t)1 << K;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     memcpy(xr, x0, n * sizeof *x);
     double t0 = now();
     int s = csde_solve(&P, &par, xr, NULL, &err);
@@ -414,7 +414,7 @@ static void weak_worker(const weak_plan *w, const setup *shared, size_t chunks, 
 #endif
   {
     const size_t tau = WEAK_TAU, D = w->D, B = w->B, n = B * tau * D;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     csde_model *M = NULL;
     csde_solver *S[WEAK_NLEV] = {NULL};
     double *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr), *x = malloc(n * sizeof *x);
@@ -484,7 +484,7 @@ static void test_weak(void)
   w.solver[WEAK_NLEV - 1] = "heun";
   double *mu = malloc(tau * w.D * sizeof *mu), Se[WEAK_TAU * WEAK_TAU];
   weak_chunk *res = calloc(chunks, sizeof *res);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int s = csde_model_gaussian_marginal(u.M, 1e-3, mu, Se, &err);
   ok(!s, "weak: exact marginal at eps%s%s", s ? ": " : "", s ? err.msg : "");
   if (s) goto done;

@@ -16,7 +16,7 @@
 static csde_schedule *make(const char *spec)
 {
   csde_schedule *s = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_schedule_alloc(&s, spec, &err);
   ok(st == 0 && s, "alloc '%s'%s%s", spec, st ? ": " : "", st ? err.msg : "");
   return s;
@@ -120,7 +120,7 @@ static void check_inverse(const char *spec)
 static void check_alloc_error(const char *spec, int want, const char *substr)
 {
   csde_schedule *s = (csde_schedule *)&s; /* must come back NULL */
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_schedule_alloc(&s, spec, &err);
   char what[160];
   snprintf(what, sizeof what, "alloc '%s' fails", spec);
@@ -246,7 +246,7 @@ int main(void)
 
     /* discretize: same N -> own betas; N/2 -> abar-ratio betas */
     double *b = malloc(N * sizeof *b);
-    csde_err err = {0, ""};
+    csde_err err = {0};
     int st = csde_schedule_discretize(s, N, b, &err);
     int same = !st;
     for (size_t i = 1; i <= N && same; i++) same = b[i - 1] == csde_schedule_beta_step(s, i);
@@ -268,7 +268,7 @@ int main(void)
   {
     const double bs[] = {0.1, 1.0 / 3, 0.02, 0.5, 0.999};
     csde_schedule *s = NULL, *r = NULL;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     int st = csde_schedule_alloc_discrete(&s, bs, 5, &err);
     ok(!st && s, "alloc_discrete of 5 betas");
     ok(!strcmp(csde_schedule_spec(s), "discrete:betas=0.1,0.3333333333333333,0.02,0.5,0.999"),
@@ -288,7 +288,7 @@ int main(void)
     csde_schedule *s = make("vp-linear:bmin=0.1,bmax=20");
     const size_t N = 1000;
     double *b = malloc(N * sizeof *b);
-    csde_err err = {0, ""};
+    csde_err err = {0};
     int st = csde_schedule_discretize(s, N, b, &err);
     int exact = !st;
     for (size_t i = 1; i <= N && exact; i++)
@@ -339,7 +339,7 @@ int main(void)
   check_alloc_error("discrete:betas=0.1,x", CSDE_ESPEC, "not a finite number");
   {
     csde_schedule *s = (csde_schedule *)&s;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     const double bad[] = {0.1, 0.2, 0.0};
     int st = csde_schedule_alloc_discrete(&s, bad, 3, &err);
     ok_status(st, CSDE_EDOM, err.msg, "beta_3 = 0 must be finite and in (0, 1)",
@@ -357,7 +357,7 @@ int main(void)
   }
   {
     double b[1000];
-    csde_err err = {0, ""};
+    csde_err err = {0};
     csde_schedule *s = make("vp-linear");
     int st = csde_schedule_discretize(s, 10, b, &err);
     ok_status(st, CSDE_EDOM, err.msg, "beta_5 =",

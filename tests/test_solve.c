@@ -56,7 +56,7 @@ typedef struct {
 
 static int setup_make(setup *u, size_t tau, size_t D, const char *sched)
 {
-  csde_err err = {0, ""};
+  csde_err err = {0};
   memset(u, 0, sizeof *u);
   u->tau = tau;
   u->D = D;
@@ -136,7 +136,7 @@ static void test_forward_exact(void)
   double *c = malloc(tau * D * sizeof *c);
   fill(x0, tau * D, 0.4);
   for (size_t b = 0; b < batch; b++) memcpy(x + b * tau * D, x0, tau * D * sizeof *x);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   csde_solve_stats st;
   int s = csde_solve(&P, &par, x, &st, &err);
   ok(!s && st.steps == N && st.nfe == 0, "forward SDE: %zu EM steps, no model calls (nfe %zu)%s%s",
@@ -203,7 +203,7 @@ static void test_ddpm(void)
   csde_solve_params par = csde_solve_default_params();
   par.seed = 5;
   double *x = malloc(n * sizeof *x), *c = malloc(tau * D * sizeof *c), S0[36], mu0[16 * 256];
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int s = csde_model_gaussian_sample(u.M, 1.0, (csde_rng_key){99, 0}, 0, batch, x, &err);
   if (!s) s = csde_model_gaussian_marginal(u.M, 0.0, mu0, S0, &err);
   csde_solve_stats st;
@@ -257,7 +257,7 @@ static void test_ddim(void)
   const size_t batch = 2, n = batch * u.tau * u.D;
   double *x0 = malloc(n * sizeof *x0), *xe = malloc(n * sizeof *xe), *x = malloc(n * sizeof *x);
   fill(x0, n, 0.9);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int s = csde_model_gaussian_flow_apply(u.M, 1.0, 1e-3, batch, x0, xe, &err);
   csde_problem P = problem(&u, CSDE_PROC_PFODE, batch);
   const size_t Ns[] = {20, 40, 80, 160};
@@ -353,7 +353,7 @@ static void test_kinds(void)
     par.solver = solvers[q];
     par.steps = 10;
     par.seed = 3;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     memcpy(xr, x0, n * sizeof *x);
     int s = csde_solve(&P, &par, xr, NULL, &err);
     ok(!s, "kinds: %s %s with the cscore model%s%s", csde_process_name(procs[q]), solvers[q],
@@ -394,7 +394,7 @@ static void test_plugin(void)
     return;
   }
   const size_t tau = 6, D = 16, batch = 3, n = batch * tau * D;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   csde_model *M = NULL;
   csde_cov *C = NULL;
   csde_schedule *s = NULL;
@@ -469,7 +469,7 @@ static void test_determinism(void)
     par.noise = cases[c].noise;
     par.path_level = 6;
     par.seed = 77;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     int s = 0;
     memcpy(a, x0, n * sizeof *a);
     memcpy(b, x0, n * sizeof *b);
@@ -498,7 +498,7 @@ static void test_determinism(void)
     csde_solve_params par = csde_solve_default_params();
     par.steps = 16;
     par.seed = 9;
-    csde_err err = {0, ""};
+    csde_err err = {0};
     memcpy(a, x0, n * sizeof *a);
     memcpy(b, x0, n * sizeof *b);
     par.threads = 1;
@@ -554,7 +554,7 @@ static void test_adaptive(const char *solver)
   const size_t batch = 2, n = batch * u.tau * u.D;
   double *x0 = malloc(n * sizeof *x0), *xe = malloc(n * sizeof *xe), *x = malloc(n * sizeof *x);
   fill(x0, n, 0.5);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int s = csde_model_gaussian_flow_apply(u.M, 1.0, 1e-3, batch, x0, xe, &err);
   once o = {u.M, 0};
   csde_model *W = NULL;
@@ -626,7 +626,7 @@ static void test_em_step(void)
   /* V' by each method kind: a dense GEMM added in place, FFTs through a tile */
   const csde_cov_method methods[] = {CSDE_COV_DENSE, CSDE_COV_EMBED, CSDE_COV_CIRC_TCHAN};
   for (int mth = 0; mth < 3; mth++) {
-    csde_err err = {0, ""};
+    csde_err err = {0};
     csde_cov *C = NULL;
     csde_cov_ws *ws = NULL;
     csde_cov_params cp = csde_cov_default_params();

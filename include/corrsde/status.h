@@ -46,11 +46,23 @@ enum {
 
 #define CSDE_MSG_MAX 512
 
-/* The error record a caller owns. `status` is the code; `msg` the detailed reason. */
+/* The error record a caller owns. `status` is the code; `msg` the detailed reason;
+ * `param` the setting at fault, so that a front end can name its own option without
+ * reading the message: one of CSDE_PARAM_*, or NULL when no single setting is. */
 typedef struct {
   int status;
   char msg[CSDE_MSG_MAX];
+  const char *param;
 } csde_err;
+
+#define CSDE_PARAM_SOLVER "solver"         /* the solver's name or its mode */
+#define CSDE_PARAM_STEPS "steps"           /* the number of fixed steps */
+#define CSDE_PARAM_GRID "grid"             /* the grid spec */
+#define CSDE_PARAM_TOLERANCES "tolerances" /* rtol, atol */
+#define CSDE_PARAM_NOISE "noise"           /* the noise kind and its path level */
+#define CSDE_PARAM_MODEL "model"
+#define CSDE_PARAM_SPAN "span"             /* the times T and eps */
+#define CSDE_PARAM_SIZE "size"             /* batch x tau x D: the state's size */
 
 /* The fixed message of a status code ("unknown status" for codes not in the list). */
 const char *csde_strerror(int status);
@@ -62,6 +74,10 @@ int csde_err_set(csde_err *err, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Name the setting at fault (one of CSDE_PARAM_*) unless a deeper call already did;
+ * returns status. err may be NULL. */
+int csde_err_blame(csde_err *err, const char *param, int status);
 
 /* Reset err to CSDE_SUCCESS with an empty message (NULL is allowed). */
 void csde_err_clear(csde_err *err);

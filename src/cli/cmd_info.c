@@ -28,6 +28,10 @@ static void help(void)
          "\n"
          "A status of 'running' means the writer never finished: the run was killed (the\n"
          "file still holds every state saved before that) or is still going.\n"
+         "The attribute /trajectory n_saved counts the whole states: a run killed in the\n"
+         "middle of an append can leave one more entry in x (info says so; read\n"
+         "x[:n_saved]). A file its writer could not finish (disk full, a size limit) is\n"
+         "explained, with the command that makes it readable.\n"
          "\n"
          "Options:\n"
          "  -h, --help   show this help and exit\n"
@@ -66,7 +70,10 @@ static void print_info(const char *path, const csde_h5traj_info *f)
   else
     printf("%-12s%s\n", "status", status);
 
-  size_t nsaved = x->rank > 0 ? x->dims[0] : 0;
+  /* the whole states: /trajectory n_saved where the writer recorded it (a run killed
+   * while appending may leave x, t and step one entry longer), else the extent of x */
+  size_t extent = x->rank > 0 ? x->dims[0] : 0;
+  size_t nsaved = f->n_saved >= 0 ? (size_t)f->n_saved : extent;
   printf("%-12s/trajectory/x ", "trajectory");
   print_dims(x->dims, x->rank);
   printf(" %s", x->type);
@@ -81,6 +88,9 @@ static void print_info(const char *path, const csde_h5traj_info *f)
     for (int i = 3; i < x->rank; i++) printf("%s%zu", i > 3 ? "x" : "", x->dims[i]);
     printf("%s\n", x->rank == 3 ? "(no pixel axis)" : "");
   }
+  if (extent > nsaved)
+    printf("%-12s(x holds %zu entr%s more: written when the run stopped, not a saved state;"
+           " read x[:%zu])\n", "", extent - nsaved, extent - nsaved == 1 ? "y" : "ies", nsaved);
   if (f->t.present && f->t.rank == 1 && f->t.dims[0] > 0) {
     if (f->t.dims[0] == 1)
       printf("%-12st = %.10g", "", f->t_first);
@@ -93,7 +103,7 @@ static void print_info(const char *path, const csde_h5traj_info *f)
         printf(", steps %lld to %lld", (long long)f->step_first, (long long)f->step_last);
     }
     printf("\n");
-    if (f->t.dims[0] != nsaved)
+    if (f->t.dims[0] != nsaved && f->t.dims[0] != extent)
       printf("%-12s(/trajectory/t has %zu values for %zu states)\n", "", f->t.dims[0], nsaved);
   } else if (!f->t.present) {
     printf("%-12s(no /trajectory/t)\n", "");

@@ -52,6 +52,7 @@
 #define DEFAULT_GRID "uniform"
 #define DEFAULT_SAVE "final"
 #define DEFAULT_T_COSINE 0.999 /* cosine: beta(1) = inf */
+#define COV_STORE_MAX_TAU 1024 /* /covariance/matrix and eigenvalues up to this many frames */
 
 enum {
   OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_GRID, OPT_RTOL, OPT_ATOL, OPT_SCHEDULE,
@@ -598,6 +599,14 @@ static int set_span(sample_args *a, const csde_schedule *s, csde_problem *P)
 static int apply_init_shape(sample_args *a, const cli_init *in)
 {
   int r = in->rank - 2;
+  for (int i = 0; i < in->rank; i++)
+    if (in->dims[i] == 0) {
+      char got[128];
+      csde_shape_str(in->dims, in->rank, got, sizeof got);
+      cli_error(CMD, "--init '%s': dataset %s has shape %s, with an empty axis %d (expected "
+                     "[B, tau, *SHAPE], every size >= 1)", a->init, in->dset, got, i);
+      return CLI_EFAIL;
+    }
   int match = (!a->batch_set || a->batch == in->dims[0]) && (!a->tau_set || a->tau == in->dims[1]);
   if (a->shape_set) {
     match = match && r == a->shape_rank;
@@ -763,6 +772,7 @@ typedef struct {
   double *grid;           /* the fixed-step nodes, nsteps + 1 (owned copy) */
   size_t nsteps;          /* 0: adaptive */
   unsigned char *mask;    /* SAVE_TIMES on a fixed grid */
+  int save_start;         /* SAVE_TIMES, adaptive: a time at the start */
   double *out_times;      /* SAVE_TIMES, adaptive */
   size_t n_out;
   double *x;
@@ -860,8 +870,10 @@ static int write_parameters(csde_h5traj *w, const sample_args *a, const sample_r
   u64 = CSDE_STREAM_INIT;
   PUT(csde_h5traj_attr_u64(w, g, "init_stream", &u64, 1, err));
   PUT(csde_h5traj_attr_str(w, g, "save", a->save_s, err));
-  if (a->save_kind == SAVE_TIMES)
-    PUT(csde_h5traj_attr_f64_list(w, g, "save_times", a->save_times, a->n_save_times, err));
+  if (a->save_kind == SAVE_TIMES) { /* a dataset: an attribute is limited to 64 KiB */
+    size_t nt = a->n_save_times;
+    PUT(csde_h5traj_write_array(w, "/parameters/save_times", a->save_times, 1, &nt, err));
+  }
   PUT(csde_h5traj_attr_str(w, g, "dtype", a->float32 ? "float32" : "float64", err));
   i64 = a->compress;
   PUT(csde_h5traj_attr_i64(w, g, "compress", &i64, 1, err));
@@ -877,10 +889,18 @@ static int write_parameters(csde_h5traj *w, const sample_args *a, const sample_r
   PUT(csde_h5traj_attr_str(w, g, "created", buf, err));
 
   /* the covariance actually used */
-  size_t d2[2] = {a->tau, a->tau};
-  PUT(csde_h5traj_write_array(w, "/covariance/matrix", r->Cmat, 2, d2, err));
-  PUT(csde_h5traj_write_array(w, "/covariance/eigenvalues", r->eig, 1, d2, err));
   const char *c = "/covariance";
+  if (r->Cmat) {
+    size_t d2[2] = {a->tau, a->tau};
+    PUT(csde_h5traj_write_array(w, "/covariance/matrix", r->Cmat, 2, d2, err));
+    PUT(csde_h5traj_write_array(w, "/covariance/eigenvalues", r->eig, 1, d2, err));
+  } else {
+    char why[160];
+    snprintf(why, sizeof why, "not stored: %zu frames > %d (it would take %.3g MB; "
+             "'corrsde cov' shows it)", a->tau, COV_STORE_MAX_TAU,
+             (double)a->tau * (double)a->tau * 8e-6);
+    PUT(csde_h5traj_attr_str(w, c, "matrix", why, err));
+  }
   csde_cov_method m = csde_cov_method_of(r->C);
   PUT(csde_h5traj_attr_str(w, c, "spec", csde_cov_spec(r->C), err));
   PUT(csde_h5traj_attr_str(w, c, "method", csde_cov_method_name(m), err));
@@ -889,8 +909,10 @@ static int write_parameters(csde_h5traj *w, const sample_args *a, const sample_r
   PUT(csde_h5traj_attr_i64(w, c, "exact", &i64, 1, err));
   i64 = (int64_t)csde_cov_noise_dim(r->C);
   PUT(csde_h5traj_attr_i64(w, c, "noise_dim", &i64, 1, err));
-  f64 = csde_cov_logdet(r->C);
-  PUT(csde_h5traj_attr_f64(w, c, "logdet", &f64, 1, err));
+  if (r->Cmat) { /* O(tau^2) and more for the FFT methods: with the matrix only */
+    f64 = csde_cov_logdet(r->C);
+    PUT(csde_h5traj_attr_f64(w, c, "logdet", &f64, 1, err));
+  }
   if (rep.approx) {
     PUT(csde_h5traj_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, err));
     PUT(csde_h5traj_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, err));
@@ -899,6 +921,21 @@ static int write_parameters(csde_h5traj *w, const sample_args *a, const sample_r
 }
 
 /* ---- building everything before the file exists ---- */
+
+/* The option behind a library setting (csde_err.param). */
+static const char *param_flag(const char *param)
+{
+  static const struct {
+    const char *param, *flag;
+  } map[] = {{CSDE_PARAM_SOLVER, "--solver"},       {CSDE_PARAM_STEPS, "--steps"},
+             {CSDE_PARAM_GRID, "--grid"},           {CSDE_PARAM_TOLERANCES, "--rtol/--atol"},
+             {CSDE_PARAM_NOISE, "--noise"},         {CSDE_PARAM_MODEL, "--model"},
+             {CSDE_PARAM_SPAN, "--t-start/--t-end"},
+             {CSDE_PARAM_SIZE, "--batch/--frames/--frame-shape"}};
+  for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
+    if (!strcmp(param, map[i].param)) return map[i].flag;
+  return "--solver";
+}
 
 static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char **argv)
 {
@@ -992,7 +1029,13 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
           r->out_times[j - 1] = tmp;
         }
       r->n_out = a->n_save_times;
-      r->par.out_times = r->out_times;
+      /* times at the start are the starting state (step 0), not a state of the solve */
+      size_t k0 = 0;
+      while (k0 < r->n_out && fabs(r->out_times[k0] - t0) <= 1e-12 * fmax(1.0, fabs(t0))) k0++;
+      r->save_start = k0 > 0;
+      memmove(r->out_times, r->out_times + k0, (r->n_out - k0) * sizeof *r->out_times);
+      r->n_out -= k0;
+      r->par.out_times = r->n_out ? r->out_times : NULL;
       r->par.n_out_times = r->n_out;
     }
   }
@@ -1012,13 +1055,8 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
       return cli_lib_error(CMD, "--grid", a->grid, &err);
   } else {
     if (csde_solver_alloc(&r->solver, &r->P, &r->par, &err)) {
-      const char *flag = "--solver";
-      if (strstr(err.msg, "grid") || strstr(err.msg, "list")) flag = "--grid";
-      if (strstr(err.msg, "adaptive") || strstr(err.msg, "rtol")) flag = "--rtol/--atol";
-      if (strstr(err.msg, "path")) flag = "--noise";
-      if (strstr(err.msg, "model") || strstr(err.msg, "plugin")) flag = "--model";
-      if (strstr(err.msg, "eps") && strstr(err.msg, "T")) flag = "--t-start/--t-end";
-      cli_error(CMD, "%s: %s", flag, err.msg[0] ? err.msg : csde_strerror(err.status));
+      cli_error(CMD, "%s: %s", param_flag(err.param),
+                err.msg[0] ? err.msg : csde_strerror(err.status));
       return CLI_EFAIL;
     }
     if (!adaptive) {
@@ -1092,7 +1130,10 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
     r->init_desc = "prior N(0, C) (seed, stream 2^63)";
   }
 
-  /* what /covariance shows */
+  /* what /covariance shows: the matrix and its eigenvalues up to COV_STORE_MAX_TAU
+   * frames (a dense eigensolve, O(tau^3)); above, nothing of size tau^2 is formed */
+  r->cmdline = cli_command_line(argc, argv);
+  if (a->tau > COV_STORE_MAX_TAU) return CLI_OK;
   r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
   r->eig = malloc(a->tau * sizeof *r->eig);
   if (!r->Cmat || !r->eig) {
@@ -1101,7 +1142,6 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
   }
   csde_cov_matrix(r->C, r->Cmat);
   if (csde_cov_eigenvalues(r->C, r->eig, &err)) return cli_lib_error(CMD, "--cov", a->cov, &err);
-  r->cmdline = cli_command_line(argc, argv);
   return CLI_OK;
 }
 
@@ -1150,9 +1190,7 @@ int cli_cmd_sample(int argc, char **argv)
   hp.overwrite = a.force;
   csde_h5traj *w = NULL;
   if (csde_h5traj_create(&w, a.output, &hp, &err) || write_parameters(w, &a, &r, &err)) {
-    int created = w != NULL;
-    csde_h5traj_free(w);
-    if (created) unlink(a.output);
+    csde_h5traj_discard(w);
     cli_error(CMD, "-o '%s': %s", a.output, err.msg);
     run_free(&r);
     free(a.save_times);
@@ -1180,19 +1218,20 @@ int cli_cmd_sample(int argc, char **argv)
   memset(&st, 0, sizeof st);
   int s = CSDE_SUCCESS;
   /* the starting state (step 0) */
-  int save0 = a.save_kind == SAVE_EVERY || (r.mask && r.mask[0]);
+  int save0 = a.save_kind == SAVE_EVERY || (r.mask && r.mask[0]) || r.save_start;
   if (save0 && csde_h5traj_append(w, 0, a.t_start, r.x, &o.err)) {
     o.write_failed = 1;
     s = o.err.status;
   }
 
-  struct sigaction sa, old_int, old_term;
+  struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   g_signal = 0;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGHUP, &sa, &old_hup);
   if (!s) {
     if (a.process == P_DDPM) {
       s = csde_sample_ddpm(&r.P, &r.par, r.x, &st, &err);
@@ -1204,6 +1243,7 @@ int cli_cmd_sample(int argc, char **argv)
   }
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGHUP, &old_hup, NULL);
 
   /* the final state, if the observer could not tell it was the last */
   if (!s && !o.write_failed && !g_signal && !st.stopped &&
@@ -1231,10 +1271,16 @@ int cli_cmd_sample(int argc, char **argv)
   csde_err werr;
   csde_err_clear(&werr);
   int ws = csde_h5traj_stats(w, &st, status, &werr);
+  int kept_old = csde_h5traj_replaces(w); /* --force, and the run never became viable */
   int cs = csde_h5traj_close(w, ws ? NULL : &werr);
-  if (failed) {
+  if (failed && kept_old) {
+    cli_error(CMD, "%s (the run saved nothing past its start: '%s' is kept as it was)",
+              status, a.output);
+    rc = CLI_EFAIL;
+  } else if (failed) {
     cli_error(CMD, "%s (%zu saved state%s kept in '%s')", status, saved, saved == 1 ? "" : "s",
               a.output);
+    if (ws) cli_error(CMD, "-o '%s': %s", a.output, werr.msg);
     rc = CLI_EFAIL;
   } else if (ws || cs) {
     cli_error(CMD, "-o '%s': %s", a.output, werr.msg);

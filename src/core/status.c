@@ -26,9 +26,16 @@ int csde_err_set(csde_err *err, int status, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     err->status = status;
+    err->param = NULL;
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
   }
+  return status;
+}
+
+int csde_err_blame(csde_err *err, const char *param, int status)
+{
+  if (err && !err->param) err->param = param;
   return status;
 }
 
@@ -37,6 +44,7 @@ void csde_err_clear(csde_err *err)
   if (err) {
     err->status = CSDE_SUCCESS;
     err->msg[0] = '\0';
+    err->param = NULL;
   }
 }
 

@@ -2,13 +2,16 @@
  * (h5traj.h). HDF5's own error stack printing is turned off: every failure becomes one
  * csde_err message naming the file and the object. */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -20,15 +23,27 @@
 #define GZIP_LEVEL 4
 #define T_CHUNK 256                    /* /trajectory/t and /step chunk length */
 
+#define RESERVE_BYTES ((off_t)256 << 10) /* disk kept for the last flush, beyond a chunk */
+#define CHUNK_CACHE ((size_t)1 << 20)     /* HDF5's default: smaller chunks are cached */
+#define ROOM_MARGIN ((double)(64 << 10))  /* metadata an append may add, beyond its data */
+
 struct csde_h5traj {
-  char *path;
-  hid_t file, x, t, step;
+  char *path;        /* the file the user named */
+  char *tmp;         /* --force over an existing file: written here until the commit */
+  char *lock;        /* path.lock */
+  const char *cur;   /* the file HDF5 writes now: tmp before the commit, else path */
+  int lock_fd;       /* flock(LOCK_EX) held from create to close; holds the reserve */
+  int reserved;      /* disk allocated past the lock file's pid line (reserve_take) */
+  int committed;     /* tmp has been renamed over path */
+  int broken;        /* a failed write could not be undone: the file takes no more */
+  hid_t file, x, t, step, nsaved;
   hid_t xtype_mem;   /* H5T_NATIVE_FLOAT or H5T_NATIVE_DOUBLE */
   hid_t mspace;      /* one state: [1, B, tau, *SHAPE] */
   hid_t mspace1;     /* one scalar: [1] */
   int rank;          /* of /trajectory/x */
   hsize_t dims[CSDE_H5_MAXRANK];
   size_t n;          /* states per append: B * tau * prod(SHAPE) */
+  size_t tau, D;     /* for naming the place of a bad value */
   size_t count;      /* states appended */
   int64_t last_step;
   float *conv;       /* float32 files: the converted state */
@@ -45,33 +60,135 @@ static int close_id(hid_t id, herr_t (*fn)(hid_t))
 
 static int h5traj_close_ids(csde_h5traj *w)
 {
+  /* A file whose flush failed for good is left open, with its datasets: HDF5 1.10
+   * half-frees an object whose close fails and then crashes in its atexit handler. Left
+   * open, that handler's flush just fails again; the data on disk is the same. */
+  if (w->broken) {
+    w->nsaved = w->x = w->t = w->step = w->mspace = w->mspace1 = w->file = -1;
+    return -1;
+  }
   int bad = 0;
+  bad |= close_id(w->nsaved, H5Aclose);
   bad |= close_id(w->x, H5Dclose);
   bad |= close_id(w->t, H5Dclose);
   bad |= close_id(w->step, H5Dclose);
   bad |= close_id(w->mspace, H5Sclose);
   bad |= close_id(w->mspace1, H5Sclose);
   bad |= close_id(w->file, H5Fclose);
-  w->x = w->t = w->step = w->mspace = w->mspace1 = w->file = -1;
+  w->nsaved = w->x = w->t = w->step = w->mspace = w->mspace1 = w->file = -1;
   return bad;
+}
+
+/* ---- the lock, the reserve and the temporary name ---- */
+
+/* Take path.lock with flock(LOCK_EX | LOCK_NB) and write our pid into it. A lock file
+ * that its holder removed between our open and our flock is opened again. */
+static int lock_take(csde_h5traj *w, csde_err *err)
+{
+  for (int tries = 0; tries < 16; tries++) {
+    int fd = open(w->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return csde_err_set(err, CSDE_EIO, "cannot create the lock file '%s': %s", w->lock,
+                          strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      char pid[32] = "";
+      ssize_t k = pread(fd, pid, sizeof pid - 1, 0);
+      pid[k > 0 ? k : 0] = '\0';
+      pid[strcspn(pid, "\n")] = '\0';
+      close(fd);
+      if (e == EWOULDBLOCK)
+        return csde_err_set(err, CSDE_EIO,
+                            "'%s' is being written by another run (process %s holds the "
+                            "lock '%s')", w->path, pid[0] ? pid : "?", w->lock);
+      return csde_err_set(err, CSDE_EIO, "cannot lock '%s': %s", w->lock, strerror(e));
+    }
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && stat(w->lock, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino) {
+      char pid[32];
+      int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+      if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        close(fd);
+        return csde_err_set(err, CSDE_EIO, "cannot write the lock file '%s': %s", w->lock,
+                            strerror(errno));
+      }
+      w->lock_fd = fd;
+      return CSDE_SUCCESS;
+    }
+    close(fd);
+  }
+  return csde_err_set(err, CSDE_EIO, "cannot take the lock '%s': it keeps being replaced",
+                      w->lock);
+}
+
+static void lock_release(csde_h5traj *w)
+{
+  if (w->lock_fd < 0) return;
+  unlink(w->lock); /* while still holding it: see lock_take */
+  close(w->lock_fd);
+  w->lock_fd = -1;
+}
+
+/* Keep disk space for the flush that records a failure when the disk fills: the
+ * metadata, and the chunk in HDF5's cache that the failed flush could not write. */
+static void reserve_take(csde_h5traj *w, size_t chunk_bytes)
+{
+  off_t len = RESERVE_BYTES + (off_t)(chunk_bytes < CHUNK_CACHE ? chunk_bytes : CHUNK_CACHE);
+  w->reserved = posix_fallocate(w->lock_fd, 4096, len) == 0;
+}
+
+/* Give the reserve back to the file system, so that a full disk has room for the
+ * flush that makes the file consistent and records the failure. */
+static void reserve_release(csde_h5traj *w)
+{
+  if (w->reserved && ftruncate(w->lock_fd, 4096) == 0) w->reserved = 0;
+}
+
+/* Rename the temporary file over the user's one: from here on the new run replaces it. */
+static int commit(csde_h5traj *w, csde_err *err)
+{
+  if (!w->tmp || w->committed) return CSDE_SUCCESS;
+  if (rename(w->tmp, w->path) != 0)
+    return csde_err_set(err, CSDE_EIO, "cannot rename '%s' over '%s': %s", w->tmp, w->path,
+                        strerror(errno));
+  w->committed = 1;
+  w->cur = w->path;
+  return CSDE_SUCCESS;
 }
 
 void csde_h5traj_free(csde_h5traj *w)
 {
   if (!w) return;
+  int created = w->file >= 0;
   h5traj_close_ids(w);
+  /* a temporary file that never became the output holds nothing worth keeping */
+  if (w->tmp && !w->committed && created) unlink(w->tmp);
+  lock_release(w);
   free(w->conv);
+  free(w->tmp);
+  free(w->lock);
   free(w->path);
   free(w);
+}
+
+void csde_h5traj_discard(csde_h5traj *w)
+{
+  if (!w) return;
+  if (!w->tmp && w->file >= 0) { /* a file of our own making, never a user's old one */
+    h5traj_close_ids(w);
+    unlink(w->path);
+  }
+  csde_h5traj_free(w);
 }
 
 int csde_h5traj_close(csde_h5traj *w, csde_err *err)
 {
   if (!w) return CSDE_SUCCESS;
-  int bad = 0;
-  if (w->file >= 0 && H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) bad = 1;
+  int bad = w->broken;
+  if (!bad && w->file >= 0 && H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) bad = 1;
   if (h5traj_close_ids(w)) bad = 1;
-  int s = bad ? csde_err_set(err, CSDE_EIO, "cannot finish writing '%s'", w->path)
+  int s = bad ? csde_err_set(err, CSDE_EIO, "cannot finish writing '%s'", w->cur)
               : CSDE_SUCCESS;
   csde_h5traj_free(w);
   return s;
@@ -113,6 +230,17 @@ static void chunk_dims(const csde_h5traj_params *p, size_t esize, hsize_t *ch)
   for (int i = 0; i < p->shape_rank; i++) ch[3 + i] = p->shape[i];
 }
 
+static char *concat(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  char *s = malloc(la + lb + 1);
+  if (s) {
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+  }
+  return s;
+}
+
 int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
                        csde_err *err)
 {
@@ -124,10 +252,14 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
                         p->batch, p->tau, p->shape_rank);
   csde_h5traj *w = calloc(1, sizeof *w);
   if (!w) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
-  w->file = w->x = w->t = w->step = w->mspace = w->mspace1 = -1;
+  w->file = w->x = w->t = w->step = w->nsaved = w->mspace = w->mspace1 = -1;
+  w->lock_fd = -1;
   w->last_step = -1;
   w->path = strdup(path);
+  w->lock = concat(path, ".lock");
   w->rank = 3 + p->shape_rank;
+  w->tau = p->tau;
+  w->D = 1;
   w->n = p->batch * p->tau;
   w->dims[0] = 0;
   w->dims[1] = p->batch;
@@ -135,27 +267,39 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   for (int i = 0; i < p->shape_rank; i++) {
     w->dims[3 + i] = p->shape[i];
     w->n *= p->shape[i];
+    w->D *= p->shape[i];
   }
   w->xtype_mem = p->float32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
   if (p->float32) w->conv = malloc(w->n * sizeof *w->conv);
-  if (!w->path || (p->float32 && !w->conv)) {
+  if (!w->path || !w->lock || (p->float32 && !w->conv)) {
     csde_h5traj_free(w);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for the trajectory buffers");
   }
+  w->cur = w->path;
 
   int s = CSDE_SUCCESS;
   const char *what = "create the file";
   hid_t dcpl = -1, sp = -1, grp = -1;
+  /* a second writer is refused here, before it touches the file */
+  if ((s = lock_take(w, err))) goto done;
+  struct stat st;
+  int exists = stat(path, &st) == 0;
+  if (exists && !p->overwrite) {
+    s = csde_err_set(err, CSDE_EIO, "'%s' exists (and overwriting was not asked for)", path);
+    goto done;
+  }
+  if (exists) { /* keep the old file until the new run is viable (csde_h5traj_append) */
+    if (!(w->tmp = concat(path, ".partial"))) {
+      s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+      goto done;
+    }
+    w->cur = w->tmp;
+  }
   errno = 0;
-  w->file = H5Fcreate(path, p->overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT,
-                      H5P_DEFAULT);
+  w->file = H5Fcreate(w->cur, exists ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   if (w->file < 0) {
-    struct stat st;
-    if (!p->overwrite && stat(path, &st) == 0)
-      s = csde_err_set(err, CSDE_EIO, "'%s' exists (use --force to overwrite it)", path);
-    else
-      s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", path, errno ? ": " : "",
-                       errno ? strerror(errno) : "");
+    s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", w->cur, errno ? ": " : "",
+                     errno ? strerror(errno) : "");
     goto done;
   }
   what = "create the groups";
@@ -173,6 +317,9 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   for (int i = 0; i < w->rank; i++) maxd[i] = w->dims[i];
   maxd[0] = H5S_UNLIMITED;
   chunk_dims(p, p->float32 ? sizeof(float) : sizeof(double), ch);
+  size_t chunk_bytes = p->float32 ? sizeof(float) : sizeof(double);
+  for (int i = 0; i < w->rank; i++) chunk_bytes *= (size_t)ch[i];
+  reserve_take(w, chunk_bytes);
   sp = H5Screate_simple(w->rank, w->dims, maxd);
   dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, w->rank, ch) < 0) goto h5fail;
@@ -187,6 +334,15 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->t = make_series(grp, "t", H5T_IEEE_F64LE);
   w->step = make_series(grp, "step", H5T_STD_I64LE);
   if (w->t < 0 || w->step < 0) goto h5fail;
+  what = "create /trajectory n_saved";
+  {
+    hid_t sc = H5Screate(H5S_SCALAR);
+    int64_t zero = 0;
+    if (sc >= 0)
+      w->nsaved = H5Acreate2(grp, "n_saved", H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+    if (sc >= 0) H5Sclose(sc);
+    if (w->nsaved < 0 || H5Awrite(w->nsaved, H5T_NATIVE_INT64, &zero) < 0) goto h5fail;
+  }
 
   what = "prepare the memory layout";
   hsize_t one[CSDE_H5_MAXRANK];
@@ -203,20 +359,22 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
                                      "saved, sample, frame, channel, height, width"};
   if ((s = csde_h5traj_attr_str(w, "/trajectory/x", "axes", axes[p->shape_rank - 1], err)))
     goto done;
+  if ((s = csde_h5traj_attr_str(w, "/trajectory", "n_saved_meaning",
+                                "the first n_saved entries of x, t and step are whole; "
+                                "a run killed while appending may leave one more", err)))
+    goto done;
   if ((s = csde_h5traj_attr_str(w, "/trajectory/t", "unit", "model time", err))) goto done;
   if ((s = csde_h5traj_attr_str(w, "/stats", "status", "running", err))) goto done;
   if ((s = csde_h5traj_flush(w, err))) goto done;
   goto done;
 h5fail:
-  s = csde_err_set(err, CSDE_EIO, "'%s': cannot %s", path, what);
+  s = csde_err_set(err, CSDE_EIO, "'%s': cannot %s", w->cur, what);
 done:
   if (dcpl >= 0) H5Pclose(dcpl);
   if (sp >= 0) H5Sclose(sp);
   if (grp >= 0) H5Gclose(grp);
   if (s) {
-    int created = w->file >= 0;
-    csde_h5traj_free(w);
-    if (created) unlink(path); /* a half-made file is worth nothing */
+    csde_h5traj_discard(w); /* a half-made file is worth nothing */
     return s;
   }
   *out = w;
@@ -227,9 +385,8 @@ done:
 static int put_attr(csde_h5traj *w, const char *obj, const char *name, hid_t ftype,
                     hid_t mtype, const void *buf, size_t n, int list, csde_err *err)
 {
-  return csde_h5_put_attr(w->file, w->path, obj, name, ftype, mtype, buf, n, list, err);
+  return csde_h5_put_attr(w->file, w->cur, obj, name, ftype, mtype, buf, n, list, err);
 }
-
 int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, const char *v,
                          csde_err *err)
 {
@@ -291,68 +448,157 @@ int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, i
 
 int csde_h5traj_flush(csde_h5traj *w, csde_err *err)
 {
+  if (w->broken)
+    return csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur);
   if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
-    return csde_err_set(err, CSDE_EIO, "'%s': cannot flush the file (disk full?)", w->path);
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot flush the file (disk full?)", w->cur);
   return CSDE_SUCCESS;
+}
+
+/* Set the extent of the 1-D or state dataset d to n entries. */
+static int set_len(hid_t d, int rank, const hsize_t *dims, hsize_t n)
+{
+  hsize_t nd[CSDE_H5_MAXRANK];
+  for (int i = 0; i < rank; i++) nd[i] = dims[i];
+  nd[0] = n;
+  return H5Dset_extent(d, nd) < 0 ? -1 : 0;
 }
 
 /* Grow the 1-D or state dataset d to n entries and select entry n - 1 in *fs. */
 static int grow_select(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t *fs)
 {
-  hsize_t nd[CSDE_H5_MAXRANK], start[CSDE_H5_MAXRANK], count[CSDE_H5_MAXRANK];
+  hsize_t start[CSDE_H5_MAXRANK], count[CSDE_H5_MAXRANK];
   for (int i = 0; i < rank; i++) {
-    nd[i] = dims[i];
     start[i] = 0;
     count[i] = dims[i];
   }
-  nd[0] = n;
   start[0] = n - 1;
   count[0] = 1;
   *fs = -1;
-  if (H5Dset_extent(d, nd) < 0) return -1;
+  if (set_len(d, rank, dims, n)) return -1;
   *fs = H5Dget_space(d);
   if (*fs < 0) return -1;
   return H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ? -1 : 0;
 }
 
+/* Entry n - 1 of dataset d := buf (memory space ms, type mt). */
+static int put_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t mt, hid_t ms,
+                     const void *buf)
+{
+  hid_t fs = -1;
+  int bad = grow_select(d, rank, dims, n, &fs) || H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, buf) < 0;
+  if (fs >= 0) H5Sclose(fs);
+  return bad;
+}
+
+/* After a failed append: free the reserve and flush again, so that the file stays
+ * readable and can record the failure; then t and step are cut back to the whole
+ * states. x keeps its extent: cutting it in this state (HDF5 1.10 after a failed
+ * chunk write) also drops the entry before; readers take n_saved. If the flush fails
+ * even so, the file takes no more writes (n_saved still tells which states are whole). */
+static void undo_append(csde_h5traj *w)
+{
+  hsize_t one = 1, n = w->count;
+  reserve_release(w);
+  int bad = H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 || set_len(w->t, 1, &one, n) ||
+            set_len(w->step, 1, &one, n) || H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
+  if (bad) w->broken = 1;
+}
+
+/* The first value of x (n doubles) that is not finite, or n. The sum of 0 * x_i is 0,
+ * or NaN as soon as one x_i is NaN or Inf: one pass that vectorises. */
+static size_t first_nonfinite(const double *x, size_t n)
+{
+  double z = 0;
+  for (size_t i = 0; i < n; i++) z += 0 * x[i];
+  if (z == 0) return n;
+  size_t i = 0;
+  while (i < n && isfinite(x[i])) i++;
+  return i;
+}
+
+/* float32 files: conv := (float) x, and the first value that is not finite as a float
+ * (NaN, Inf, or beyond float32's range), or n. */
+static size_t convert_f32(const double *x, float *conv, size_t n)
+{
+  float z = 0;
+  for (size_t i = 0; i < n; i++) {
+    conv[i] = (float)x[i];
+    z += 0 * conv[i];
+  }
+  if (z == 0) return n;
+  size_t i = 0;
+  while (i < n && isfinite(conv[i])) i++;
+  return i;
+}
+
 int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
                        csde_err *err)
 {
+  if (w->broken)
+    return csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur);
   hsize_t n = w->count + 1, one = 1;
-  hid_t fs = -1;
+  /* A full disk is seen before HDF5 tries, so that the file is left as it was: one
+   * state's bytes (at most, compressed or not) and a margin for metadata must be free. */
+  struct statvfs v;
+  double need = (double)w->n * (w->conv ? sizeof(float) : sizeof(double)) + ROOM_MARGIN;
+  if (statvfs(w->cur, &v) == 0 && (double)v.f_bavail * (double)v.f_frsize < need)
+    return csde_err_set(err, CSDE_EIO,
+                        "'%s': disk full: %.4g MB free, saved state %zu (step %lld) needs "
+                        "%.4g MB", w->cur, (double)v.f_bavail * (double)v.f_frsize * 1e-6,
+                        (size_t)n - 1, (long long)step, need * 1e-6);
   const void *buf = x;
-  if (w->conv) {
-    for (size_t i = 0; i < w->n; i++) w->conv[i] = (float)x[i];
-    buf = w->conv;
+  size_t bad_i = w->conv ? convert_f32(x, w->conv, w->n) : first_nonfinite(x, w->n);
+  if (w->conv) buf = w->conv;
+  if (bad_i < w->n) { /* nothing is written: the file keeps the states before */
+    size_t frame = w->tau * w->D, b = bad_i / frame, r = bad_i % frame;
+    int range = isfinite(x[bad_i]);
+    return csde_err_set(err, range ? CSDE_ERANGE : CSDE_ENAN,
+                        "the state at step %lld (t = %.10g) %s %g at index %zu (sample %zu, "
+                        "frame %zu, pixel %zu)%s", (long long)step, t,
+                        range ? "does not fit in float32:" : "is not finite:", x[bad_i],
+                        bad_i, b, r / w->D, r % w->D,
+                        range ? "; store float64 instead" : "");
   }
-  /* data first, then its time and step: a reader never sees a t without its x */
-  int bad = grow_select(w->x, w->rank, w->dims, n, &fs) ||
-            H5Dwrite(w->x, w->xtype_mem, w->mspace, fs, H5P_DEFAULT, buf) < 0;
-  if (fs >= 0) H5Sclose(fs);
-  if (!bad) {
-    bad = grow_select(w->t, 1, &one, n, &fs) ||
-          H5Dwrite(w->t, H5T_NATIVE_DOUBLE, w->mspace1, fs, H5P_DEFAULT, &t) < 0;
-    if (fs >= 0) H5Sclose(fs);
+  /* Three flushes, so that a reader never sees a state that is not whole, even after a
+   * SIGKILL in the middle of one: the data of x first; then its t and step; then
+   * /trajectory n_saved, which tells that entries 0 .. n - 1 are whole. */
+  errno = 0;
+  int bad = put_entry(w->x, w->rank, w->dims, n, w->xtype_mem, w->mspace, buf) ||
+            H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 ||
+            put_entry(w->t, 1, &one, n, H5T_NATIVE_DOUBLE, w->mspace1, &t) ||
+            put_entry(w->step, 1, &one, n, H5T_NATIVE_INT64, w->mspace1, &step) ||
+            H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
+  int64_t nn = (int64_t)n;
+  if (!bad)
+    bad = H5Awrite(w->nsaved, H5T_NATIVE_INT64, &nn) < 0 ||
+          H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
+  if (bad) {
+    int e = errno;
+    undo_append(w);
+    return csde_err_set(err, CSDE_EIO,
+                        "'%s': cannot write saved state %zu (step %lld)%s%s%s", w->cur,
+                        (size_t)n - 1, (long long)step, e == ENOSPC ? ": disk full" : "",
+                        e == EDQUOT ? ": disk quota exceeded" : "",
+                        w->broken ? "; the file could not be closed cleanly" : "");
   }
-  if (!bad) {
-    bad = grow_select(w->step, 1, &one, n, &fs) ||
-          H5Dwrite(w->step, H5T_NATIVE_INT64, w->mspace1, fs, H5P_DEFAULT, &step) < 0;
-    if (fs >= 0) H5Sclose(fs);
-  }
-  if (bad)
-    return csde_err_set(err, CSDE_EIO, "'%s': cannot append saved state %zu (step %lld)",
-                        w->path, (size_t)n - 1, (long long)step);
   w->count = n;
   w->last_step = step;
-  return csde_h5traj_flush(w, err);
+  /* the first state past the start makes the new run viable: it replaces the old file */
+  return step > 0 ? commit(w, err) : CSDE_SUCCESS;
 }
 
 size_t csde_h5traj_count(const csde_h5traj *w) { return w->count; }
 int64_t csde_h5traj_last_step(const csde_h5traj *w) { return w->last_step; }
+const char *csde_h5traj_path(const csde_h5traj *w) { return w->cur; }
+int csde_h5traj_replaces(const csde_h5traj *w) { return w->tmp && !w->committed; }
 
 int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *status,
                       csde_err *err)
 {
+  if (w->broken)
+    return csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur);
+  reserve_release(w); /* the last writes may use it */
   int64_t v[4] = {(int64_t)st->nfe, (int64_t)st->steps, (int64_t)st->accepted,
                   (int64_t)st->rejected};
   static const char *const names[4] = {"nfe", "steps", "accepted", "rejected"};
@@ -364,16 +610,43 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
   int64_t saved = (int64_t)w->count;
   if ((s = csde_h5traj_attr_i64(w, "/stats", "n_saved", &saved, 1, err))) return s;
   if ((s = csde_h5traj_attr_str(w, "/stats", "status", status, err))) return s;
-  return csde_h5traj_flush(w, err);
+  if ((s = csde_h5traj_flush(w, err))) return s;
+  /* a run that finished replaces the old file even if it saved only its start */
+  return !strcmp(status, "ok") && w->count ? commit(w, err) : CSDE_SUCCESS;
 }
 
 /* ---- reading arrays ---- */
 
+/* A file HDF5 will not open because it is shorter than its superblock's end-of-file
+ * address: a writer that could not finish (disk full, a file-size limit). Superblock
+ * versions 0 and 1 with 8-byte addresses keep that address at byte 40. Returns the
+ * stored end, or 0. */
+static unsigned long long truncated_eof(const char *path, off_t size)
+{
+  unsigned char sb[48];
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return 0;
+  ssize_t k = pread(fd, sb, sizeof sb, 0);
+  close(fd);
+  if (k != (ssize_t)sizeof sb || memcmp(sb, "\211HDF\r\n\032\n", 8) || sb[8] > 1 || sb[13] != 8)
+    return 0;
+  unsigned long long eof = 0;
+  for (int i = 7; i >= 0; i--) eof = eof << 8 | sb[40 + i];
+  return eof > (unsigned long long)size ? eof : 0;
+}
+
 static hid_t open_ro(const char *path, int lock, csde_err *err)
 {
   quiet_hdf5();
-  if (access(path, R_OK) != 0) {
+  struct stat st;
+  if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
     csde_err_set(err, CSDE_EIO, "cannot read '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) { /* a FIFO or a device would block or never end */
+    csde_err_set(err, CSDE_EIO, "'%s' is not a regular file (%s)", path,
+                 S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "a special file");
     return -1;
   }
   if (H5Fis_hdf5(path) <= 0) {
@@ -389,7 +662,14 @@ static hid_t open_ro(const char *path, int lock, csde_err *err)
 #endif
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
   if (fapl >= 0) H5Pclose(fapl);
-  if (f < 0)
+  unsigned long long eof;
+  if (f < 0 && (eof = truncated_eof(path, st.st_size)))
+    csde_err_set(err, CSDE_EIO,
+                 "'%s' is truncated: %lld bytes, its superblock says %llu. Its writer could "
+                 "not finish it (disk full or a file-size limit); the states it recorded in "
+                 "/trajectory n_saved are intact, and 'truncate -s %llu %s' makes it "
+                 "readable", path, (long long)st.st_size, eof, eof, path);
+  else if (f < 0)
     csde_err_set(err, CSDE_EIO,
                  "cannot open HDF5 file '%s' (is a run still writing it?)", path);
   return f;
@@ -833,6 +1113,13 @@ int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *er
   }
   dset_info(f, "/trajectory/t", &info->t);
   dset_info(f, "/trajectory/step", &info->step);
+  info->n_saved = -1;
+  if (H5Aexists_by_name(f, "/trajectory", "n_saved", H5P_DEFAULT) > 0) {
+    hid_t a = H5Aopen_by_name(f, "/trajectory", "n_saved", H5P_DEFAULT, H5P_DEFAULT);
+    long long v;
+    if (a >= 0 && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0 && v >= 0) info->n_saved = v;
+    if (a >= 0) H5Aclose(a);
+  }
   dset_info(f, "/covariance/matrix", &info->cov);
   dset_info(f, "/covariance/eigenvalues", &info->eig);
   if (info->t.present && info->t.rank == 1 && info->t.dims[0] > 0) {

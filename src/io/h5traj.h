@@ -9,12 +9,24 @@
  *   /covariance       matrix [tau, tau] (the C actually used), eigenvalues [tau]
  *   /stats            attributes nfe, steps, accepted, rejected, wall_seconds, status
  *
- * Crash safety: the file is created whole (parameters, covariance, empty trajectory,
- * /stats with status "running") before a solve starts; every append extends the three
- * trajectory datasets by one and flushes the file (H5Fflush), so a process killed with
- * SIGKILL leaves a file that opens and holds every state appended before the kill. The
- * superblock is HDF5's oldest format (the library default), which carries no "open for
- * writing" mark, so such a file needs no h5clear. No SWMR.
+ * Crash safety:
+ * - The file is created whole (parameters, covariance, empty trajectory, /stats with
+ *   status "running") before a solve starts.
+ * - An append writes x and flushes, then t and step and flushes, then the attribute
+ *   /trajectory n_saved and flushes. Entries below n_saved are whole, even after a
+ *   SIGKILL during an append (x may then hold one entry more, not yet saved). The
+ *   superblock is HDF5's oldest format, which carries no "open for writing" mark, so a
+ *   killed run's file opens without h5clear. No SWMR.
+ * - A failed write (disk full) gives back a reserve of disk space kept since create,
+ *   cuts the datasets back to the whole states and flushes, so /stats can still record
+ *   the failure. A state that is not finite (or beyond float32's range in a float32
+ *   file) is refused before anything is written.
+ * - path.lock is held (flock) from create to close: a second writer of the same path
+ *   is refused before it touches the file. It also holds the disk reserve.
+ * - overwrite over an existing file writes path.partial and renames it over path only
+ *   once the run is viable: at its first state past the start (step > 0), or when it
+ *   finishes "ok". A run that fails before that removes path.partial and leaves the old
+ *   file as it was; a killed one leaves path.partial (the next run reuses the name).
  *
  * Strings are written as variable-length UTF-8 (h5py reads them as str). The reader
  * accepts what any HDF5 program writes with the same paths: fixed or variable strings,
@@ -45,8 +57,9 @@ typedef struct {
   int overwrite;                    /* 1: truncate an existing file; 0: fail if it exists */
 } csde_h5traj_params;
 
-/* Create the file with its groups and the empty extendable trajectory datasets, and
- * /stats with status "running". Allocates every buffer an append needs. */
+/* Take path.lock, then create the file (path, or path.partial when overwriting an
+ * existing one) with its groups, the empty extendable trajectory datasets and /stats
+ * with status "running". Allocates every buffer an append needs. */
 int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
                        csde_err *err);
 
@@ -75,22 +88,34 @@ int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, i
 int csde_h5traj_flush(csde_h5traj *w, csde_err *err);
 
 /* Append one state x (B * tau * prod(SHAPE) doubles, converted to the file's type) with
- * its time and step, then flush. No allocation. */
+ * its time and step, with the flushes above. No allocation. A state with a NaN or an
+ * Inf is refused (CSDE_ENAN), as is one beyond float32's range in a float32 file
+ * (CSDE_ERANGE), naming the step, t and the first bad index; the file is unchanged. */
 int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
                        csde_err *err);
 
 /* States appended so far, and the step of the last one (-1 if none). */
 size_t csde_h5traj_count(const csde_h5traj *w);
 int64_t csde_h5traj_last_step(const csde_h5traj *w);
+/* The file being written: path.partial while an overwrite has not replaced the old
+ * file yet (csde_h5traj_replaces() == 1), else path. */
+const char *csde_h5traj_path(const csde_h5traj *w);
+int csde_h5traj_replaces(const csde_h5traj *w);
 
-/* Write /stats (nfe, steps, accepted, rejected, wall_seconds, status) and flush. */
+/* Write /stats (nfe, steps, accepted, rejected, wall_seconds, n_saved, status) and
+ * flush. Status "ok" also completes an overwrite. */
 int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *status,
                       csde_err *err);
 
-/* Close the file, reporting a failure to write what is left. Frees w (even on failure). */
+/* Close the file, reporting a failure to write what is left, and release the lock.
+ * An overwrite that never became viable removes path.partial. Frees w (even on
+ * failure). */
 int csde_h5traj_close(csde_h5traj *w, csde_err *err);
 /* Close without reporting (error paths). Accepts NULL. */
 void csde_h5traj_free(csde_h5traj *w);
+/* Close and remove what create made (path, or path.partial; never an old file), for a
+ * failure before the run starts. Accepts NULL. */
+void csde_h5traj_discard(csde_h5traj *w);
 
 /* ---- reading arrays (for --init) ---- */
 
@@ -121,6 +146,7 @@ typedef struct {
 
 typedef struct {
   csde_h5dset_info x, t, step, cov, eig;
+  long long n_saved;            /* /trajectory n_saved: whole states; -1 if absent */
   double t_first, t_last;       /* valid when t has values */
   int64_t step_first, step_last;
   double eig_min, eig_max;      /* valid when eig has values */

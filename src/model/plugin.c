@@ -2,7 +2,9 @@
  * csde_plugin_init fills a csde_plugin. The model keeps the handle; csde_model_free calls
  * the plugin's free(user) and then dlcloses it (model.c). */
 #include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "corrsde/plugin.h"
 #include "model/model_internal.h"
@@ -23,8 +25,15 @@ int csde_model_plugin_load(csde_model **out, const char *path, const char *args,
   if (tau == 0 || D == 0)
     return csde_err_set(err, CSDE_EINVAL, "plugin '%s': tau = %zu and D = %zu must be positive",
                         path, tau, D);
+  /* dlopen searches the library path for a name without a '/', not the current
+   * directory: a file there is meant, so open it as ./NAME */
+  char local[4096];
+  const char *file = path;
+  if (!strchr(path, '/') && access(path, F_OK) == 0 &&
+      (size_t)snprintf(local, sizeof local, "./%s", path) < sizeof local)
+    file = local;
   dlerror(); /* clear a stale message */
-  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char *why = dlerror();
     return csde_err_set(err, CSDE_EIO, "cannot load plugin '%s': %s", path,

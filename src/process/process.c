@@ -66,32 +66,39 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   if (!P->C || !P->sched)
     return csde_err_set(err, CSDE_EINVAL, "problem needs a covariance and a schedule");
   if (P->tau == 0 || P->D == 0 || P->batch == 0)
-    return csde_err_set(err, CSDE_EINVAL, "problem sizes must be positive (tau %zu, D %zu, batch %zu)",
-                        P->tau, P->D, P->batch);
+    return csde_err_blame(err, CSDE_PARAM_SIZE,
+                          csde_err_set(err, CSDE_EINVAL, "problem sizes must be positive (tau %zu, D %zu, batch %zu)",
+                                       P->tau, P->D, P->batch));
   if (csde_cov_tau(P->C) != P->tau)
     return csde_err_set(err, CSDE_EBADLEN, "covariance has %zu frames but the problem %zu",
                         csde_cov_tau(P->C), P->tau);
   if (!(P->T > 0 && P->T <= 1) || !(P->eps >= 0 && P->eps < P->T))
-    return csde_err_set(err, CSDE_EDOM,
-                        "need 0 <= eps < T <= 1 (eps = %g, T = %g)", P->eps, P->T);
+    return csde_err_blame(err, CSDE_PARAM_SPAN,
+                          csde_err_set(err, CSDE_EDOM, "need 0 <= eps < T <= 1 (eps = %g, T = %g)",
+                                       P->eps, P->T));
   if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
     return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
   if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
-    return csde_err_set(err, CSDE_EINVAL, "process %s needs a model",
-                        csde_process_name(P->process));
+    return csde_err_blame(err, CSDE_PARAM_MODEL,
+                          csde_err_set(err, CSDE_EINVAL, "process %s needs a model",
+                                       csde_process_name(P->process)));
   if (csde_mul_size(P->batch, P->tau * P->D, &pr->n))
-    return csde_err_set(err, CSDE_EINVAL, "state size overflows");
+    return csde_err_blame(err, CSDE_PARAM_SIZE,
+                          csde_err_set(err, CSDE_EINVAL, "state size overflows"));
   if (csde_proc_uses_model(pr)) {
     int score = csde_model_output_of(P->model) == CSDE_OUT_SCORE;
     if (score || parts) { /* else the model writes straight into the caller's f */
       pr->out = csde_alloc(pr->n, sizeof(double));
-      if (!pr->out) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
+      if (!pr->out)
+        return csde_err_blame(err, CSDE_PARAM_SIZE,
+                              csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n));
     }
     if (score) {
       pr->cout = parts ? csde_alloc(pr->n, sizeof(double)) : NULL;
       if (parts && !pr->cout) {
         csde_proc_free(pr);
-        return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n);
+        return csde_err_blame(err, CSDE_PARAM_SIZE,
+                              csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n));
       }
       int s = csde_cov_ws_alloc(&pr->ws, P->C, P->D, pr->threads, err);
       if (s) {

@@ -156,20 +156,24 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     s = csde_err_set(err, CSDE_EINVAL, "solver '%s' %s process %s (solvers that do: %s)", name,
                      S->type ? "does not fit" : "is unknown for", csde_process_name(P->process),
                      list);
+    s = csde_err_blame(err, CSDE_PARAM_SOLVER, s);
     goto fail;
   }
   int adaptive = S->par.rtol > 0 || S->par.atol > 0;
   if (adaptive && !S->type->adaptive) {
-    s = csde_err_set(err, CSDE_EINVAL, "solver '%s' has no adaptive mode (rtol/atol)", name);
+    s = csde_err_blame(err, CSDE_PARAM_TOLERANCES,
+                       csde_err_set(err, CSDE_EINVAL, "solver '%s' has no adaptive mode (rtol/atol)", name));
     goto fail;
   }
   if (adaptive && !(S->par.rtol >= 0 && S->par.atol >= 0)) {
     s = csde_err_set(err, CSDE_EDOM, "rtol and atol must be >= 0 (rtol %g, atol %g)",
                      S->par.rtol, S->par.atol);
+    s = csde_err_blame(err, CSDE_PARAM_TOLERANCES, s);
     goto fail;
   }
   if (!adaptive && S->par.steps == 0) {
     s = csde_err_set(err, CSDE_EINVAL, "zero steps: give steps >= 1, or rtol/atol for an adaptive solver");
+    s = csde_err_blame(err, CSDE_PARAM_STEPS, s);
     goto fail;
   }
   if ((s = csde_proc_init(&S->proc, P, S->par.threads, S->type->own_noise, err))) goto fail;
@@ -178,24 +182,31 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
   csde_problem_span(P, &t0, &t1);
   if (!adaptive &&
       (s = csde_grid_make(S->par.grid ? S->par.grid : "uniform", P->sched, t0, t1,
-                          S->par.steps, &S->grid, &S->nsteps, err)))
+                          S->par.steps, &S->grid, &S->nsteps, err))) {
+    s = csde_err_blame(err, CSDE_PARAM_GRID, s);
     goto fail;
+  }
   /* x and the model's output live elsewhere; here the solver's stages and dW */
   int need_dW = sde && (!S->type->own_noise || S->par.noise == CSDE_NOISE_PATH);
   size_t nb = S->type->nbuf + (size_t)need_dW;
   if (nb && !(S->bufs = csde_alloc(nb * S->n, sizeof(double)))) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu state buffers of %zu doubles",
                      nb, S->n);
+    s = csde_err_blame(err, CSDE_PARAM_SIZE, s);
     goto fail;
   }
   if (need_dW) S->dW = S->bufs + (size_t)S->type->nbuf * S->n;
   if (sde) {
-    if ((s = csde_cov_ws_alloc(&S->ws, P->C, P->D, S->par.threads, err))) goto fail;
+    if ((s = csde_cov_ws_alloc(&S->ws, P->C, P->D, S->par.threads, err))) {
+      s = csde_err_blame(err, CSDE_PARAM_SIZE, s);
+      goto fail;
+    }
     double *fine = NULL;
     size_t nfine = 0;
     if (S->par.noise == CSDE_NOISE_PATH) {
       if (S->par.path_level > 30) {
         s = csde_err_set(err, CSDE_EINVAL, "path level %u is too deep (at most 30)", S->par.path_level);
+        s = csde_err_blame(err, CSDE_PARAM_NOISE, s);
         goto fail;
       }
       if ((s = csde_grid_make(S->par.grid ? S->par.grid : "uniform", P->sched, t0, t1,
@@ -205,12 +216,16 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     s = csde_noise_init(&S->noise, S->par.noise, P->C, S->ws, P->batch, P->D, S->grid,
                         S->nsteps, fine, nfine, S->par.threads, err);
     free(fine);
-    if (s) goto fail;
+    if (s) {
+      s = csde_err_blame(err, CSDE_PARAM_NOISE, s);
+      goto fail;
+    }
     csde_noise_set_seed(&S->noise, S->par.seed, S->par.first_sample);
   }
   csde_err_clear(&S->err);
   if (S->type->init && (s = S->type->init(S, &S->err))) {
     if (err) *err = S->err;
+    s = csde_err_blame(err, S->err.status == CSDE_ENOMEM ? CSDE_PARAM_SIZE : CSDE_PARAM_SOLVER, s);
     goto fail;
   }
   *out = solver;
