@@ -54,10 +54,13 @@
  *                  sqrt(sum_q Var(v_q) / N) (what the norm of the mean shows when the true
  *                  error is 0);
  *   unresolved     the interval's half-width >= error / 3;
- *   pre-asymptotic from the coarse end, while at least 4 levels remain: the slope from
- *                  a level to the next remaining one differs from the weighted slope p*
- *                  of all finer remaining levels by more than 0.1 max(1, |p*|) plus two
- *                  bootstrap standard deviations of the difference.
+ *   pre-asymptotic the finest level j with at least 3 remaining levels finer than it
+ *                  whose slope to the next remaining level differs from the weighted
+ *                  slope p* of all finer remaining levels by more than 0.1 max(1, |p*|)
+ *                  plus two bootstrap standard deviations of the difference, and every
+ *                  level coarser than j (levels are tested from the fine end, so one
+ *                  coarse level that happens to sit on p* does not keep the ones between
+ *                  it and j).
  * Fit and interval: csde_conv_fit_order.
  */
 #ifndef CSDE_EXPERIMENT_CONVERGE_H
