@@ -1189,7 +1189,8 @@ int cli_cmd_sample(int argc, char **argv)
   hp.compress = a.compress;
   hp.overwrite = a.force;
   csde_h5traj *w = NULL;
-  if (csde_h5traj_create(&w, a.output, &hp, &err) || write_parameters(w, &a, &r, &err)) {
+  if (csde_h5traj_create(&w, a.output, &hp, &err) || write_parameters(w, &a, &r, &err) ||
+      csde_h5traj_ready(w, &err)) {
     csde_h5traj_discard(w);
     cli_error(CMD, "-o '%s': %s", a.output, err.msg);
     run_free(&r);

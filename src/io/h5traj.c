@@ -34,7 +34,8 @@ struct csde_h5traj {
   const char *cur;   /* the file HDF5 writes now: tmp before the commit, else path */
   int lock_fd;       /* flock(LOCK_EX) held from create to close; holds the reserve */
   int reserved;      /* disk allocated past the lock file's pid line (reserve_take) */
-  int committed;     /* tmp has been renamed over path */
+  int replaces;      /* path existed: tmp replaces it once the run is viable */
+  int committed;     /* tmp has been renamed to path */
   int broken;        /* a failed write could not be undone: the file takes no more */
   hid_t file, x, t, step, nsaved;
   hid_t xtype_mem;   /* H5T_NATIVE_FLOAT or H5T_NATIVE_DOUBLE */
@@ -148,7 +149,7 @@ static void reserve_release(csde_h5traj *w)
 /* Rename the temporary file over the user's one: from here on the new run replaces it. */
 static int commit(csde_h5traj *w, csde_err *err)
 {
-  if (!w->tmp || w->committed) return CSDE_SUCCESS;
+  if (w->committed) return CSDE_SUCCESS;
   if (rename(w->tmp, w->path) != 0)
     return csde_err_set(err, CSDE_EIO, "cannot rename '%s' over '%s': %s", w->tmp, w->path,
                         strerror(errno));
@@ -160,10 +161,10 @@ static int commit(csde_h5traj *w, csde_err *err)
 void csde_h5traj_free(csde_h5traj *w)
 {
   if (!w) return;
-  int created = w->file >= 0;
   h5traj_close_ids(w);
-  /* a temporary file that never became the output holds nothing worth keeping */
-  if (w->tmp && !w->committed && created) unlink(w->tmp);
+  /* a temporary file that never became the output holds nothing worth keeping (w->tmp
+   * is set only once the lock is ours) */
+  if (w->tmp && !w->committed) unlink(w->tmp);
   lock_release(w);
   free(w->conv);
   free(w->tmp);
@@ -175,11 +176,17 @@ void csde_h5traj_free(csde_h5traj *w)
 void csde_h5traj_discard(csde_h5traj *w)
 {
   if (!w) return;
-  if (!w->tmp && w->file >= 0) { /* a file of our own making, never a user's old one */
+  if (w->committed && !w->replaces) { /* a file of our own making, never a user's old one */
     h5traj_close_ids(w);
     unlink(w->path);
   }
-  csde_h5traj_free(w);
+  csde_h5traj_free(w); /* removes path.partial */
+}
+
+int csde_h5traj_ready(csde_h5traj *w, csde_err *err)
+{
+  int s = csde_h5traj_flush(w, err);
+  return s ? s : w->replaces ? CSDE_SUCCESS : commit(w, err);
 }
 
 int csde_h5traj_close(csde_h5traj *w, csde_err *err)
@@ -283,20 +290,21 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   /* a second writer is refused here, before it touches the file */
   if ((s = lock_take(w, err))) goto done;
   struct stat st;
-  int exists = stat(path, &st) == 0;
-  if (exists && !p->overwrite) {
+  w->replaces = stat(path, &st) == 0;
+  if (w->replaces && !p->overwrite) {
     s = csde_err_set(err, CSDE_EIO, "'%s' exists (and overwriting was not asked for)", path);
     goto done;
   }
-  if (exists) { /* keep the old file until the new run is viable (csde_h5traj_append) */
-    if (!(w->tmp = concat(path, ".partial"))) {
-      s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-      goto done;
-    }
-    w->cur = w->tmp;
+  /* written as path.partial (a name the lock makes ours): a new file is renamed into
+   * place once it is whole (csde_h5traj_ready), an old one is replaced only once the new
+   * run is viable (csde_h5traj_append) */
+  if (!(w->tmp = concat(path, ".partial"))) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+    goto done;
   }
+  w->cur = w->tmp;
   errno = 0;
-  w->file = H5Fcreate(w->cur, exists ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  w->file = H5Fcreate(w->cur, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (w->file < 0) {
     s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", w->cur, errno ? ": " : "",
                      errno ? strerror(errno) : "");
@@ -591,7 +599,7 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
 size_t csde_h5traj_count(const csde_h5traj *w) { return w->count; }
 int64_t csde_h5traj_last_step(const csde_h5traj *w) { return w->last_step; }
 const char *csde_h5traj_path(const csde_h5traj *w) { return w->cur; }
-int csde_h5traj_replaces(const csde_h5traj *w) { return w->tmp && !w->committed; }
+int csde_h5traj_replaces(const csde_h5traj *w) { return w->replaces && !w->committed; }
 
 int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *status,
                       csde_err *err)

@@ -23,10 +23,12 @@
  *   file) is refused before anything is written.
  * - path.lock is held (flock) from create to close: a second writer of the same path
  *   is refused before it touches the file. It also holds the disk reserve.
- * - overwrite over an existing file writes path.partial and renames it over path only
- *   once the run is viable: at its first state past the start (step > 0), or when it
- *   finishes "ok". A run that fails before that removes path.partial and leaves the old
- *   file as it was; a killed one leaves path.partial (the next run reuses the name).
+ * - The file is written as path.partial. A new file is renamed to path once it is
+ *   whole (csde_h5traj_ready, before the solve), so path never names a file that HDF5
+ *   cannot open. Over an existing file (overwrite) the rename waits until the run is
+ *   viable: its first state past the start (step > 0), or a finish with status "ok". A
+ *   run that fails before that removes path.partial and leaves the old file as it was;
+ *   a killed one leaves path.partial (the next run on path reuses the name).
  *
  * Strings are written as variable-length UTF-8 (h5py reads them as str). The reader
  * accepts what any HDF5 program writes with the same paths: fixed or variable strings,
@@ -62,6 +64,10 @@ typedef struct {
  * with status "running". Allocates every buffer an append needs. */
 int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
                        csde_err *err);
+
+/* Everything before the first state is written (parameters, covariance): flush, and
+ * put a new file in place under its name. Call once, before the solve. */
+int csde_h5traj_ready(csde_h5traj *w, csde_err *err);
 
 /* Attributes on an existing group (obj: "/parameters", "/covariance", "/stats",
  * "/trajectory/x", ...). An attribute of the same name is replaced. n == 1 writes a
@@ -113,8 +119,8 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
 int csde_h5traj_close(csde_h5traj *w, csde_err *err);
 /* Close without reporting (error paths). Accepts NULL. */
 void csde_h5traj_free(csde_h5traj *w);
-/* Close and remove what create made (path, or path.partial; never an old file), for a
- * failure before the run starts. Accepts NULL. */
+/* Close and remove what create made (path.partial, or the new path; never an old
+ * file), for a failure before the run starts. Accepts NULL. */
 void csde_h5traj_discard(csde_h5traj *w);
 
 /* ---- reading arrays (for --init) ---- */

@@ -1,0 +1,69 @@
+/* A model plugin for the reliability tests (tests/test_reliability.sh): a noise model
+ * whose answer is the constant `value` (default 0), that fails on its `fail`-th call
+ * (1-based; 0 never) with a message, and returns `big` (a finite double, default 0: off)
+ * from its `big_at`-th call on. ARGS: value=V,fail=K,big=B,big_at=K. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "corrsde/plugin.h"
+
+typedef struct {
+  double value, big;
+  long fail, big_at, calls;
+  size_t n; /* values per sample: tau * D */
+} faulty;
+
+static int faulty_fn(double t, size_t batch, const double *x, double *out, void *user)
+{
+  (void)t;
+  (void)x;
+  faulty *f = user;
+  f->calls++;
+  if (f->fail && f->calls == f->fail) return -7;
+  double v = f->big_at && f->calls >= f->big_at ? f->big : f->value;
+  for (size_t i = 0; i < batch * f->n; i++) out[i] = v;
+  return 0;
+}
+
+static int parse(const char *args, faulty *f, char *msg, size_t len)
+{
+  char *copy = strdup(args), *save = NULL;
+  if (!copy) return 1;
+  int bad = 0;
+  for (char *kv = strtok_r(copy, ",", &save); kv && !bad; kv = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(kv, '='), *end;
+    if (!eq) {
+      bad = 1;
+      break;
+    }
+    *eq = '\0';
+    double v = strtod(eq + 1, &end);
+    if (*end || end == eq + 1) bad = 1;
+    else if (!strcmp(kv, "value")) f->value = v;
+    else if (!strcmp(kv, "big")) f->big = v;
+    else if (!strcmp(kv, "fail")) f->fail = (long)v;
+    else if (!strcmp(kv, "big_at")) f->big_at = (long)v;
+    else bad = 1;
+  }
+  if (bad) snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K)", args);
+  free(copy);
+  return bad;
+}
+
+int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
+{
+  faulty *f = calloc(1, sizeof *f);
+  if (!f) return 1;
+  f->n = info->tau * info->D;
+  if (parse(info->args, f, info->errmsg, info->errlen)) {
+    free(f);
+    return 1;
+  }
+  out->name = "faulty";
+  out->fn = faulty_fn;
+  out->output = CSDE_OUT_NOISE;
+  out->user = f;
+  out->free = free;
+  return 0;
+}

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# TAP test of what issue 10 found broken in `corrsde sample`'s output, each provoked:
+#  1. a full disk (a small tmpfs, where this test may mount one): exit 1, no crash, every
+#     state before the failure whole and equal to an undisturbed run's, the status kept;
+#     the disk filled by another process during the run; a file-size limit (the writer
+#     cannot even flush: `corrsde info` explains the file and how to read it);
+#  2. SIGKILL at random moments (KILLS of them): every state /trajectory n_saved counts is
+#     whole and equal to an undisturbed run's, bit for bit, and `corrsde info` counts the same;
+#  3. --force keeps the old file until the new run is viable (a failure at the first steps,
+#     a plugin failing on its first call, a SIGKILL), and long --save times lists;
+#  4. a second writer of the same output is refused before it touches the file;
+#  5. SIGHUP stops a run like SIGINT;
+#  6. non-finite states fail the run (huge beta, float32 overflow, a huge model output);
+#  7. --init with an empty axis; 10. adaptive --save times at the start time;
+# 11. messages that named the wrong option, relative plugin paths, `info` on a FIFO.
+set -u
+: "${CORRSDE:?set CORRSDE to the corrsde binary}"
+: "${CSDE_PLUGIN_FAULTY:?set CSDE_PLUGIN_FAULTY to tests/plugin_faulty.so}"
+PY=${PYTHON3:-/usr/bin/python3}
+KILLS=${CSDE_TEST_KILLS:-60}
+
+n=0
+failed=0
+tmp=$(mktemp -d)
+mnt=
+bgpid=
+cleanup() {
+  [ -n "$bgpid" ] && kill -9 "$bgpid" 2>/dev/null
+  [ -n "$mnt" ] && umount "$mnt" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+. "$(dirname "$0")/tap.sh"
+
+have_h5py=0
+"$PY" -c 'import h5py, numpy' 2>/dev/null && have_h5py=1
+need_py() { # need_py DESCRIPTION: skip (and return 1) without h5py
+  [ $have_h5py -eq 1 ] && return 0
+  skip "$1" "no python3-h5py"
+  return 1
+}
+
+# wait_for FILE SECONDS: until FILE exists (0) or the time is up (1)
+wait_for() {
+  local k
+  for ((k = 0; k < $2 * 50; k++)); do
+    [ -e "$1" ] && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
+# Python helpers shared by the checks below.
+PYLIB='
+import sys, h5py, numpy as np
+def states(path):
+    """The whole states of a trajectory file: (x[:n], t[:n], step[:n], n, extent)."""
+    with h5py.File(path, "r") as f:
+        tr = f["trajectory"]
+        n = int(tr.attrs["n_saved"]) # a missing one is a failure
+        return tr["x"][:n], tr["t"][:n], tr["step"][:n], n, tr["x"].shape[0]
+def same(a, b):
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+'
+
+small=(--frames 4 --frame-shape 8x8 --batch 2 --seed 3)
+
+# ---- 1. disk full ----
+
+mnt="$tmp/small"
+mkdir -p "$mnt"
+if mount -t tmpfs -o size=2M tmpfs "$mnt" 2>/dev/null; then
+  cases=("--save every:1" "--save every:1 --dtype float32" "--save every:1 --compress"
+         "--save final --frame-shape 128x128 --steps 400")
+  for c in "${cases[@]}"; do
+    rm -f "$mnt"/*
+    # shellcheck disable=SC2086
+    run sample --frames 8 --frame-shape 16x16 --batch 2 --steps 200 $c -q -o "$mnt/full.h5"
+    [ "$rc" -eq 1 ] && grep -q "disk full" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+      [ ! -e "$mnt/full.h5.lock" ] && [ ! -e "$mnt/full.h5.partial" ]
+    ok $? "disk full ($c): exit 1 (no crash), one line saying 'disk full', no lock left"
+    # shellcheck disable=SC2086
+    "$CORRSDE" sample --frames 8 --frame-shape 16x16 --batch 2 --steps 200 $c -q \
+      -o "$tmp/full_ref.h5" --force 2>/dev/null
+    if need_py "disk full ($c): the states before the failure equal an undisturbed run's"; then
+      py "$PYLIB"'
+x, t, s, n, ext = states(sys.argv[1]); rx, rt, rs, rn, _ = states(sys.argv[2])
+with h5py.File(sys.argv[1], "r") as f:
+    st = f["stats"].attrs["status"]; sn = int(f["stats"].attrs["n_saved"])
+ok = (st.startswith("failed:") and "disk full" in st and sn == n == ext and len(t) == n
+      and n < rn and same(x, rx[:n]) and same(t, rt[:n]) and same(s, rs[:n]))
+print("%d whole states of %d, status %r" % (n, rn, st))
+sys.exit(0 if ok else 1)
+' "$mnt/full.h5" "$tmp/full_ref.h5"
+      ok $? "disk full ($c): the states before the failure equal an undisturbed run's, status kept"
+    fi
+  done
+  # the disk filled by another process while the run writes: the room check or HDF5's
+  # failed write, whichever comes first; either way the file stays whole
+  umount "$mnt" && mount -t tmpfs -o size=4M tmpfs "$mnt"
+  "$CORRSDE" sample "${small[@]}" --steps 100000 --save every:10 -q -o "$mnt/race.h5" \
+    2>"$tmp/race_err" &
+  bgpid=$!
+  for ((k = 0; k < 250; k++)); do
+    [ "$(stat -c %s "$mnt/race.h5" 2>/dev/null || echo 0)" -gt 200000 ] && break
+    sleep 0.02
+  done
+  dd if=/dev/zero of="$mnt/filler" bs=64k 2>/dev/null
+  wait "$bgpid"
+  rc=$?
+  bgpid=
+  [ "$rc" -eq 1 ] && grep -q "disk full" "$tmp/race_err"
+  ok $? "disk filled by another process during the run: exit 1 (got $rc), 'disk full'"
+  if need_py "disk filled during the run: every counted state is whole"; then
+    py "$PYLIB"'
+x, t, s, n, ext = states(sys.argv[1])
+# every:10 on the uniform grid from 1 to 1e-3 in 100000 steps: state k is step 10 k
+want_t = 1 - 10 * np.arange(n) * (1 - 1e-3) / 100000
+ok = (n > 3 and np.all(np.isfinite(x)) and np.all(np.abs(x).reshape(n, -1).sum(1) > 0)
+      and np.array_equal(s, 10 * np.arange(n)) and np.allclose(t, want_t, rtol=0, atol=1e-12))
+print("%d whole states (x has %d entries)" % (n, ext)); sys.exit(0 if ok else 1)
+' "$mnt/race.h5"
+    ok $? "disk filled during the run: h5py reads every counted state whole"
+  fi
+  umount "$mnt"
+  mnt=
+else
+  for what in "disk full: exit 1 without a crash" "disk full: states equal an undisturbed run's" \
+              "disk filled during the run"; do
+    skip "$what" "cannot mount a tmpfs here (needs root and mount)"
+  done
+fi
+
+# A file-size limit: HDF5 cannot even write what closes the file. The file is then
+# shorter than its superblock says; `corrsde info` explains it and how to read it.
+(ulimit -f 1500 && trap '' XFSZ &&
+  "$CORRSDE" sample --frames 8 --frame-shape 16x16 --batch 2 --steps 200 --save every:1 -q \
+    -o "$tmp/limit.h5" >/dev/null 2>"$tmp/limit_err")
+run info "$tmp/limit.h5"
+size=$(sed -n "s/.*'truncate -s \([0-9]*\) .*/\1/p" "$tmp/err")
+[ "$rc" -eq 1 ] && grep -q "is truncated" "$tmp/err" && [ -n "$size" ]
+ok $? "file-size limit: corrsde info explains the truncated file and how to read it"
+if [ -n "$size" ] && need_py "file-size limit: after 'truncate -s', the counted states are whole"; then
+  truncate -s "$size" "$tmp/limit.h5"
+  "$CORRSDE" sample --frames 8 --frame-shape 16x16 --batch 2 --steps 200 --save every:1 -q \
+    -o "$tmp/limit_ref.h5"
+  py "$PYLIB"'
+x, t, s, n, ext = states(sys.argv[1]); rx, rt, rs, rn, _ = states(sys.argv[2])
+print("%d whole states" % n)
+sys.exit(0 if n > 10 and same(x, rx[:n]) and same(t, rt[:n]) else 1)
+' "$tmp/limit.h5" "$tmp/limit_ref.h5"
+  ok $? "file-size limit: after 'truncate -s', the counted states are whole and right"
+fi
+
+# ---- 2. SIGKILL at random moments ----
+
+RANDOM=10 # the kill times are the same on every run of the test
+killargs=("${small[@]}" --steps 1000000 --save every:1 -q)
+mkdir -p "$tmp/kills"
+for ((k = 0; k < KILLS; k++)); do
+  extra=()
+  [ $((k % 6)) -eq 5 ] && extra=(--compress) # every sixth: gzip, the slower append
+  "$CORRSDE" sample "${killargs[@]}" "${extra[@]}" -o "$tmp/kills/k$k.h5" 2>/dev/null &
+  bgpid=$!
+  wait_for "$tmp/kills/k$k.h5" 10
+  sleep "0.$(printf '%03d' $((RANDOM % 400 + 20)))"
+  kill -9 "$bgpid" 2>/dev/null
+  wait "$bgpid" 2>/dev/null
+  bgpid=
+done
+if need_py "SIGKILL: every counted state is whole"; then
+  # the undisturbed runs, as far as the longest killed one got (EM: one NFE a step)
+  maxn=$(py "$PYLIB"'
+import glob
+print(max(states(p)[3] for p in glob.glob(sys.argv[1] + "/*.h5")))
+' "$tmp/kills" | sed -n 's/^#   py: \([0-9]*\)$/\1/p')
+  "$CORRSDE" sample "${killargs[@]}" --max-nfe "$((maxn))" -o "$tmp/kill_ref.h5" 2>/dev/null
+  "$CORRSDE" sample "${killargs[@]}" --compress --max-nfe "$((maxn))" -o "$tmp/kill_refz.h5" \
+    2>/dev/null
+  py "$PYLIB"'
+import glob, re
+rx, rt, rs, rn, _ = states(sys.argv[2]); zx, zt, zs, zn, _ = states(sys.argv[3])
+bad, extra, naive_zero, counts = [], 0, 0, []
+for p in sorted(glob.glob(sys.argv[1] + "/*.h5")):
+    k = int(re.search(r"k(\d+)\.h5", p).group(1))
+    x, t, s, n, ext = states(p)
+    qx, qt, qs = (zx, zt, zs) if k % 6 == 5 else (rx, rt, rs)
+    if not (n <= len(qx) and same(x, qx[:n]) and same(t, qt[:n]) and same(s, qs[:n])):
+        bad.append((p, n, ext))
+    if ext > n:
+        extra += 1
+        with h5py.File(p, "r") as f:
+            try:
+                naive_zero += int(not np.any(f["trajectory/x"][-1]))
+            except Exception:
+                naive_zero += 1
+    counts.append(n)
+print("%d killed files, %d states each (median), from %d to %d; %d had an entry past n_saved "
+      "(%d of them unreadable or all fill, as a naive x[-1] would see); %d with a state not whole"
+      % (len(counts), int(np.median(counts)), min(counts), max(counts), extra, naive_zero, len(bad)))
+for b in bad[:5]: print("bad:", b)
+sys.exit(0 if not bad and len(counts) == int(sys.argv[4]) and min(counts) >= 1 else 1)
+' "$tmp/kills" "$tmp/kill_ref.h5" "$tmp/kill_refz.h5" "$KILLS"
+  ok $? "SIGKILL at $KILLS random moments: every state n_saved counts equals the undisturbed run's"
+  # corrsde info counts the same states
+  agree=0
+  for f in "$tmp"/kills/*.h5; do
+    want=$("$PY" -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r')['trajectory'].attrs['n_saved']))" "$f")
+    "$CORRSDE" info "$f" | grep -q "^ *$want saved state" && agree=$((agree + 1))
+  done
+  [ "$agree" -eq "$KILLS" ]
+  ok $? "SIGKILL: corrsde info counts n_saved states in all $KILLS files ($agree agree)"
+fi
+
+# ---- 3. --force keeps the old file until the new run is viable ----
+
+"$CORRSDE" sample "${small[@]}" --steps 20 --save every:5 -q -o "$tmp/good.h5"
+sum0=$(sha256sum <"$tmp/good.h5")
+keeps_old() { # keeps_old DESCRIPTION: good.h5 unchanged, no .partial and no .lock left
+  [ "$(sha256sum <"$tmp/good.h5")" = "$sum0" ] && [ ! -e "$tmp/good.h5.partial" ] &&
+    [ ! -e "$tmp/good.h5.lock" ]
+  ok $? "$1"
+}
+run sample "${small[@]}" --steps 20 --max-nfe 1 --force -o "$tmp/good.h5"
+[ "$rc" -eq 1 ] && grep -q "kept as it was" "$tmp/err"
+ok $? "--force, the run fails at its second step (--max-nfe 1): exit 1, says the old file is kept"
+keeps_old "--force, --max-nfe 1: the old file is untouched, nothing left beside it"
+run sample "${small[@]}" --steps 20 --save every:1 --model "plugin:$CSDE_PLUGIN_FAULTY:fail=1" \
+  --force -o "$tmp/good.h5"
+[ "$rc" -eq 1 ] && grep -q "kept as it was" "$tmp/err"
+ok $? "--force, a plugin that fails on its first call (start state saved): exit 1, old file kept"
+keeps_old "--force, failing plugin: the old file is untouched"
+"$CORRSDE" sample "${small[@]}" --steps 2000000 --force -q -o "$tmp/good.h5" 2>/dev/null &
+bgpid=$!
+wait_for "$tmp/good.h5.partial" 10
+sleep 0.3
+kill -9 "$bgpid"
+wait "$bgpid" 2>/dev/null
+bgpid=
+[ "$(sha256sum <"$tmp/good.h5")" = "$sum0" ] && [ -e "$tmp/good.h5.partial" ]
+ok $? "--force, SIGKILL before the new run is viable: the old file is untouched"
+run sample "${small[@]}" --steps 20 --seed 4 --force -q -o "$tmp/good.h5"
+[ "$rc" -eq 0 ] && [ "$(sha256sum <"$tmp/good.h5")" != "$sum0" ] &&
+  [ ! -e "$tmp/good.h5.partial" ] && [ ! -e "$tmp/good.h5.lock" ]
+ok $? "--force after a killed one: the new run replaces the file and leaves nothing beside it"
+times=$(awk 'BEGIN { for (i = 0; i <= 10000; i++) printf "%s%.6f", i ? "," : "", 1 - i * 0.999 / 10000 }')
+run sample "${small[@]}" --steps 10000 --save "times:$times" -q -o "$tmp/times.h5"
+if [ "$rc" -eq 0 ] && need_py "--save times: with 10001 values"; then
+  py '
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    n = f["trajectory/t"].shape[0]; m = f["parameters/save_times"].shape[0]
+print(n, m); sys.exit(0 if n == 10001 and m == 10001 else 1)
+' "$tmp/times.h5"
+  ok $? "--save times: with 10001 values (beyond HDF5's 64 KiB attribute): all saved and recorded"
+else
+  ok 1 "--save times: with 10001 values runs"
+fi
+
+# ---- 4. a second writer ----
+
+"$CORRSDE" sample "${small[@]}" --steps 300000 --save every:1000 -q -o "$tmp/w.h5" 2>"$tmp/w_err" &
+bgpid=$!
+wait_for "$tmp/w.h5" 10
+sleep 0.2
+run sample "${small[@]}" --steps 10 --force -o "$tmp/w.h5"
+[ "$rc" -eq 1 ] && grep -q "another run" "$tmp/err" && grep -qF "$tmp/w.h5.lock" "$tmp/err"
+ok $? "a second --force writer of a file being written: refused, naming the lock"
+run sample "${small[@]}" --steps 10 --force -o "$tmp/w.h5" --save every:1
+wait "$bgpid"
+wrc=$?
+bgpid=
+[ "$wrc" -eq 0 ] && [ ! -e "$tmp/w.h5.lock" ]
+ok $? "the first writer finishes with exit 0 (got $wrc) and removes its lock"
+if need_py "the first writer's file is whole"; then
+  py "$PYLIB"'
+x, t, s, n, ext = states(sys.argv[1])
+with h5py.File(sys.argv[1], "r") as f: st = f["stats"].attrs["status"]
+print(n, ext, st); sys.exit(0 if st == "ok" and n == ext == 301 and s[-1] == 300000 else 1)
+' "$tmp/w.h5"
+  ok $? "the first writer's file is whole: 301 states, status ok"
+fi
+
+# ---- 5. SIGHUP ----
+
+"$CORRSDE" sample "${small[@]}" --steps 2000000 --save every:1000 -q -o "$tmp/hup.h5" \
+  2>"$tmp/hup_err" &
+bgpid=$!
+wait_for "$tmp/hup.h5" 10
+sleep 0.3
+kill -HUP "$bgpid"
+wait "$bgpid"
+hrc=$?
+bgpid=
+run info "$tmp/hup.h5"
+[ "$hrc" -eq 1 ] && grep -q "status *failed: interrupted by signal 1 (Hangup)" "$tmp/out" &&
+  [ ! -e "$tmp/hup.h5.lock" ]
+ok $? "SIGHUP: exit 1 (got $hrc), status 'failed: interrupted by signal 1 (Hangup)'"
+
+# ---- 6. non-finite states ----
+
+nonfinite() { # nonfinite DESCRIPTION WORDS ARGS...: exit 1, stderr has WORDS, status failed
+  local what=$1 words=$2
+  shift 2
+  rm -f "$tmp/nf.h5"
+  run sample "$@" -q -o "$tmp/nf.h5"
+  local st=$rc
+  grep -q "$words" "$tmp/err"
+  local g=$?
+  run info "$tmp/nf.h5"
+  [ "$st" -eq 1 ] && [ $g -eq 0 ] && grep -q "status *failed: the state at step" "$tmp/out"
+  ok $? "$what: exit 1, '$words', the status says which step"
+}
+nonfinite "forward-sde with bmax = 1e6 overflows" "is not finite" "${small[@]}" --steps 100 \
+  --process forward-sde --schedule vp-linear:bmax=1000000
+if need_py "float32 overflow"; then
+  "$PY" -c 'import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], "w") as f: f["x"] = np.full((2, 4, 8, 8), 1e41)' "$tmp/big.h5"
+  nonfinite "a float32 file of values beyond float32's range" "does not fit in float32" \
+    --init "$tmp/big.h5" --process forward-sde --dtype float32 --save every:1 --steps 5
+  nonfinite "float32 overflow saved only at the end" "does not fit in float32" \
+    --init "$tmp/big.h5" --process forward-sde --dtype float32 --steps 5
+fi
+nonfinite "heun, a model answering a finite 1e308 from its 30th call" "is not finite" \
+  "${small[@]}" --steps 20 --process pf-ode --solver heun \
+  --model "plugin:$CSDE_PLUGIN_FAULTY:value=0.1,big=1e308,big_at=30"
+if need_py "the states before a non-finite one are kept"; then
+  run sample "${small[@]}" --steps 100 --save every:10 --process forward-sde \
+    --schedule vp-linear:bmax=1000000 -q -o "$tmp/nf2.h5"
+  py "$PYLIB"'
+x, t, s, n, ext = states(sys.argv[1])
+print(n, list(s)); sys.exit(0 if n >= 1 and n == ext and np.all(np.isfinite(x)) else 1)
+' "$tmp/nf2.h5"
+  ok $? "non-finite: the finite states saved before are kept, none after"
+fi
+
+# ---- 7, 11. messages ----
+
+# expect_error DESCRIPTION PREFIX ARGS...: exit 1 or 2, one stderr line starting with PREFIX
+expect_error() {
+  local what=$1 prefix=$2
+  shift 2
+  rm -f "$tmp/bad.h5"
+  run "$@"
+  [ "$rc" -ge 1 ] && [ "$rc" -le 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+    grep -q "^corrsde [a-z]*: $prefix" "$tmp/err" && [ ! -e "$tmp/bad.h5" ]
+  ok $? "$what: one line starting '$prefix'"
+}
+if [ $have_h5py -eq 1 ]; then
+  for shape in "0, 4, 8" "2, 0, 8" "2, 4, 0"; do
+    "$PY" -c "import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], 'w') as f: f['x'] = np.zeros(($shape,))" "$tmp/empty.h5"
+    expect_error "--init of shape [$shape]" "--init .*empty axis" sample --init "$tmp/empty.h5" \
+      -o "$tmp/bad.h5"
+  done
+fi
+expect_error "--grid karras:rho=nan" "--grid" sample --grid karras:rho=nan -o "$tmp/bad.h5"
+expect_error "--grid uniform:x=1" "--grid" sample --grid uniform:x=1 -o "$tmp/bad.h5"
+expect_error "--batch 1000000000" "--batch" sample --batch 1000000000 -o "$tmp/bad.h5"
+expect_error "ddpm-linear:n=-1" "--schedule .*positive integer" sample --process ddpm \
+  --schedule ddpm-linear:n=-1 -o "$tmp/bad.h5"
+expect_error "--steps 0" "--steps" sample --steps 0 -o "$tmp/bad.h5"
+mkfifo "$tmp/fifo"
+timeout 20 "$CORRSDE" info "$tmp/fifo" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "not a regular file (a FIFO)" "$tmp/err"
+ok $? "corrsde info on a FIFO: exit 1 at once (got $rc), 'not a regular file'"
+if [ -n "${CSDE_PLUGIN_MLP:-}" ]; then
+  cp "$CSDE_PLUGIN_MLP" "$tmp/mine.so"
+  (cd "$tmp" && "$CORRSDE" sample --model plugin:mine.so --frames 4 --frame-shape 4 --steps 5 \
+    -q -o rel.h5)
+  ok $? "plugin:NAME.so in the current directory loads (dlopen does not search there)"
+fi
+
+# ---- 10. adaptive --save times at the start ----
+
+if need_py "adaptive --save times:1 saves the start state"; then
+  "$PY" -c 'import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], "w") as f: f["x"] = np.random.default_rng(1).standard_normal((2, 4, 8))' \
+    "$tmp/x0.h5"
+  for solver in rk45 dopri5; do
+    run sample --init "$tmp/x0.h5" --process pf-ode --solver $solver --rtol 1e-6 \
+      --save times:1,0.5 -q -o "$tmp/start_$solver.h5"
+    py '
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "r") as g:
+    x, t, s = f["trajectory/x"][:], f["trajectory/t"][:], f["trajectory/step"][:]
+    x0 = g["x"][:]
+print(list(t), list(s))
+sys.exit(0 if len(t) == 3 and t[0] == 1 and s[0] == 0 and x[0].tobytes() == x0.tobytes()
+         and abs(t[1] - 0.5) < 1e-12 and s[1] > 0 else 1)
+' "$tmp/start_$solver.h5" "$tmp/x0.h5"
+    ok $? "adaptive $solver, --save times:1,0.5: the first saved state is the start (step 0, bitwise)"
+  done
+fi
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
