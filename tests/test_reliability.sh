@@ -360,6 +360,8 @@ expect_error "--grid uniform:x=1" "--grid" sample --grid uniform:x=1 -o "$tmp/ba
 expect_error "--batch 1000000000" "--batch" sample --batch 1000000000 -o "$tmp/bad.h5"
 expect_error "ddpm-linear:n=-1" "--schedule .*positive integer" sample --process ddpm \
   --schedule ddpm-linear:n=-1 -o "$tmp/bad.h5"
+expect_error "ddpm-linear:n= -1 (a blank, then a sign)" "--schedule .*positive integer" sample \
+  --process ddpm --schedule "ddpm-linear:n= -1" -o "$tmp/bad.h5"
 expect_error "--steps 0" "--steps" sample --steps 0 -o "$tmp/bad.h5"
 mkfifo "$tmp/fifo"
 timeout 20 "$CORRSDE" info "$tmp/fifo" >"$tmp/out" 2>"$tmp/err"

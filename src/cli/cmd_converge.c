@@ -183,8 +183,10 @@ static void help(void)
       "  -f, --force            overwrite existing output files\n"
       "      --progress         show progress even when stderr is not a terminal\n"
       "  -q, --quiet            print nothing but errors\n"
-      "  -h, --help             show this help and exit\n"
-      "\n"
+      "  -h, --help             show this help and exit\n",
+      DEFAULT_TAU, DEFAULT_PATHS, DEFAULT_BOOT);
+  /* in parts: C99 compilers need not take string literals over 4095 characters */
+  fputs("\n"
       "Starts: forward-sde from the model's data law; reverse-sde and pf-ode from the exact\n"
       "p_T of a gaussian model, else from the prior N(0, C) (the p_T mismatch is reported;\n"
       "the errors compare solves from the same start and do not contain it);\n"
@@ -198,13 +200,16 @@ static void help(void)
       "\n"
       "Screening: a level is dropped when its error is below a floor (float64 round-off,\n"
       "3x the reference's error, 3x the Monte Carlo noise), when its interval's half-width\n"
-      "is not below a third of the error (unresolved), or, from the coarse end, while its\n"
-      "local slope differs from the finer levels' by more than 10%% (pre-asymptotic).\n"
-      "Fit: weighted least squares of log e on log h (weights 1/Var log e); when the\n"
-      "curvature term d h of log e = c + p log h + d h is resolved, that model gives the\n"
-      "order. Interval: the bootstrap percentile interval of p, times the Birge factor\n"
-      "when the levels scatter more than their noise, combined with two systematic terms:\n"
-      "the size of the curvature correction and the effect of the reference's error.\n"
+      "is not below a third of the error (unresolved), or when it is the finest level whose\n"
+      "local slope differs from the finer levels' by more than 10%, or coarser than that\n"
+      "level (pre-asymptotic).\n"
+      "Fit: weighted least squares of log e on log h (weights 1/Var log e); the terms d h\n"
+      "and d2 h^2 of log e = c + p log h + d h + d2 h^2 are added one at a time while\n"
+      "resolved (d h from 3 levels, d2 h^2 from 5); the last model gives the order.\n"
+      "Interval: the bootstrap percentile interval of p combined in quadrature with three\n"
+      "systematic terms: the whole correction the extra terms made to the plain slope, the\n"
+      "misfit beyond noise (in absolute units, so a deterministic ODE error gets a finite\n"
+      "width), and the effect of the reference's error.\n"
       "\n"
       "Models:\n"
       "  gaussian[:mean=M,std=S,rho=R]  data N(M, S^2 ar1(R) (x) I): exact flow and moments\n"
@@ -234,7 +239,7 @@ static void help(void)
       "\n"
       "Exit status: 0 on success; 1 when the run or an output fails or an input is\n"
       "rejected; 2 for a malformed command line.\n",
-      DEFAULT_TAU, DEFAULT_PATHS, DEFAULT_BOOT);
+      stdout);
 }
 
 /* ---- parsing ---- */

@@ -193,8 +193,10 @@ static void help(void)
       "      --seed K           noise seed, a non-negative integer (default 0)\n"
       "      --noise stream|path  stream (default): fresh noise per step, fastest;\n"
       "                         path: runs with the same seed and different --steps\n"
-      "                         (powers of two) share one Brownian path\n"
-      "\n"
+      "                         (powers of two) share one Brownian path\n",
+      DEFAULT_TAU, DEFAULT_BATCH, DEFAULT_STEPS);
+  /* in parts: C99 compilers need not take string literals over 4095 characters */
+  fputs("\n"
       "Output:\n"
       "  -o, --output OUT.h5    the trajectory file (required)\n"
       "      --save WHAT        final (default): the final state only;\n"
@@ -203,13 +205,18 @@ static void help(void)
       "                         grid nodes with fixed steps) and the end\n"
       "      --dtype T          float64 (default) or float32\n"
       "      --compress         gzip + shuffle the states\n"
-      "  -f, --force            overwrite an existing OUT.h5\n"
+      "  -f, --force            replace an existing OUT.h5, once the new run is viable:\n"
+      "                         the run writes OUT.h5.partial and renames it over\n"
+      "                         OUT.h5 at its first state past the start (or when it\n"
+      "                         ends ok). A run that fails or is killed before that\n"
+      "                         leaves the old file as it was\n"
       "  -j, --threads N        OpenMP threads (default 1); the result does not depend\n"
       "                         on N\n"
       "      --progress         show the progress bar even when stderr is not a terminal\n"
       "  -q, --quiet            print nothing but errors\n"
-      "  -h, --help             show this help and exit\n"
-      "\n"
+      "  -h, --help             show this help and exit\n",
+      stdout);
+  printf("\n"
       "Models:\n"
       "  gaussian[:mean=M,std=S,rho=R]  data N(M, S^2 ar1(R) (x) I): mean 0, std 0.5,\n"
       "                                 rho 0.95 by default; exact score\n"
@@ -221,11 +228,20 @@ static void help(void)
       "File layout (h5py: f['trajectory/x'][-1] is the final state):\n"
       "  /trajectory/x     [n_saved, B, tau, *SHAPE], chunked, extendable along axis 0\n"
       "  /trajectory/t     [n_saved] model time;  /trajectory/step  [n_saved] step\n"
+      "  /trajectory       attribute n_saved: entries 0 .. n_saved-1 are whole (a run\n"
+      "                    killed while appending may leave one more; read x[:n_saved])\n"
       "  /parameters       attributes: every setting, the command line, the version\n"
-      "  /covariance       matrix [tau, tau] (the C used) and eigenvalues [tau]\n"
+      "  /covariance       matrix [tau, tau] (the C used) and eigenvalues [tau], up to\n"
+      "                    %d frames (above, an attribute says why not)\n"
       "  /stats            attributes nfe, steps, accepted, rejected, wall_seconds,\n"
       "                    status ('ok', 'failed: <reason>', or 'running' if killed)\n"
-      "Each saved state is flushed to the file as it is produced.\n"
+      "Each saved state is flushed to the file as it is produced, and checked first: a\n"
+      "state with a NaN or an Inf (or beyond float32's range with --dtype float32) fails\n"
+      "the run, naming the step and the index. A full disk fails the run before the\n"
+      "state that would not fit, keeping the states before and the status. The file\n"
+      "appears under its name only once it opens whole (it is written as\n"
+      "OUT.h5.partial until then). While a run writes OUT.h5 it holds OUT.h5.lock\n"
+      "(flock): a second run on the same output is refused.\n"
       "\n"
       "Examples:\n"
       "  corrsde sample -o out.h5\n"
@@ -235,9 +251,9 @@ static void help(void)
       "  corrsde sample --process forward-sde --init data.h5:/x --save every:10 -o fwd.h5\n"
       "\n"
       "Exit status: 0 on success; 1 when the run fails (the file then keeps every state\n"
-      "saved before the failure, and /stats says why) or an input is rejected; 2 for a\n"
-      "malformed command line.\n",
-      DEFAULT_TAU, DEFAULT_BATCH, DEFAULT_STEPS);
+      "saved before the failure, and /stats says why; SIGINT, SIGTERM and SIGHUP stop\n"
+      "the run the same way) or an input is rejected; 2 for a malformed command line.\n",
+      COV_STORE_MAX_TAU);
 }
 
 /* ---- parsing ---- */

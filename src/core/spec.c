@@ -116,7 +116,7 @@ int csde_spec_size(const csde_spec *sp, const char *key, size_t dflt, size_t *ou
   char *end;
   errno = 0;
   unsigned long long n = strtoull(v, &end, 10);
-  if (end == v || *end || errno || n == 0 || v[0] == '-')
+  if (!(v[0] >= '0' && v[0] <= '9') || *end || errno || n == 0) /* no sign, no blank */
     return csde_err_set(err, CSDE_ESPEC, "'%s:%s=%s': expected a positive integer",
                         sp->name, key, v);
   *out = (size_t)n;
