@@ -71,8 +71,10 @@ small=(--frames 4 --frame-shape 8x8 --batch 2 --seed 3)
 mnt="$tmp/small"
 mkdir -p "$mnt"
 if mount -t tmpfs -o size=2M tmpfs "$mnt" 2>/dev/null; then
-  cases=("--save every:1" "--save every:1 --dtype float32" "--save every:1 --compress"
-         "--save final --frame-shape 128x128 --steps 400")
+  # the states of every:1 would fit one by one at first: refused only when the disk is full
+  # (--compress, and the room check before the run is told there are only 20 steps)
+  cases=("--save every:1 --compress" "--save every:1 --dtype float32 --compress"
+         "--save final --frame-shape 128x128 --steps 400 --compress")
   for c in "${cases[@]}"; do
     rm -f "$mnt"/*
     # shellcheck disable=SC2086
@@ -96,10 +98,19 @@ sys.exit(0 if ok else 1)
       ok $? "disk full ($c): the states before the failure equal an undisturbed run's, status kept"
     fi
   done
+  # a run that cannot fit is refused before it starts: nothing is written
+  rm -f "$mnt"/*
+  run sample --frames 8 --frame-shape 16x16 --batch 2 --steps 200 --save every:1 -o "$mnt/no.h5"
+  [ "$rc" -eq 1 ] && grep -q "disk full: the run saves 201 states" "$tmp/err" &&
+    [ -z "$(ls -A "$mnt")" ]
+  ok $? "a run the disk cannot hold (every:1, 201 states): refused before it starts, no file"
+  run sample --frames 8 --frame-shape 128x128 --batch 2 --steps 400 -o "$mnt/no.h5"
+  [ "$rc" -eq 1 ] && grep -q "disk full: the run saves 1 state of" "$tmp/err" && [ -z "$(ls -A "$mnt")" ]
+  ok $? "a final state the disk cannot hold: refused before the solve, no file"
   # the disk filled by another process while the run writes: the room check or HDF5's
   # failed write, whichever comes first; either way the file stays whole
-  umount "$mnt" && mount -t tmpfs -o size=4M tmpfs "$mnt"
-  "$CORRSDE" sample "${small[@]}" --steps 100000 --save every:10 -q -o "$mnt/race.h5" \
+  umount "$mnt" && mount -t tmpfs -o size=24M tmpfs "$mnt"
+  "$CORRSDE" sample "${small[@]}" --steps 40000 --save every:10 -q -o "$mnt/race.h5" \
     2>"$tmp/race_err" &
   bgpid=$!
   for ((k = 0; k < 250; k++)); do
@@ -115,8 +126,8 @@ sys.exit(0 if ok else 1)
   if need_py "disk filled during the run: every counted state is whole"; then
     py "$PYLIB"'
 x, t, s, n, ext = states(sys.argv[1])
-# every:10 on the uniform grid from 1 to 1e-3 in 100000 steps: state k is step 10 k
-want_t = 1 - 10 * np.arange(n) * (1 - 1e-3) / 100000
+# every:10 on the uniform grid from 1 to 1e-3 in 40000 steps: state k is step 10 k
+want_t = 1 - 10 * np.arange(n) * (1 - 1e-3) / 40000
 ok = (n > 3 and np.all(np.isfinite(x)) and np.all(np.abs(x).reshape(n, -1).sum(1) > 0)
       and np.array_equal(s, 10 * np.arange(n)) and np.allclose(t, want_t, rtol=0, atol=1e-12))
 print("%d whole states (x has %d entries)" % (n, ext)); sys.exit(0 if ok else 1)

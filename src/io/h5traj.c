@@ -540,6 +540,30 @@ static size_t convert_f32(const double *x, float *conv, size_t n)
   return i;
 }
 
+static double state_bytes(const csde_h5traj *w)
+{
+  return (double)w->n * (double)(w->conv ? sizeof(float) : sizeof(double));
+}
+
+/* Free bytes on the file system of the file (+inf when unknown). */
+static double free_bytes(const csde_h5traj *w)
+{
+  struct statvfs v;
+  return statvfs(w->cur, &v) == 0 ? (double)v.f_bavail * (double)v.f_frsize : INFINITY;
+}
+
+int csde_h5traj_room(csde_h5traj *w, size_t nstates, csde_err *err)
+{
+  /* each state: its bytes, its t and step and index entries; once: the metadata margin */
+  double need = (double)nstates * (state_bytes(w) + 256) + ROOM_MARGIN, avail = free_bytes(w);
+  if (avail < need)
+    return csde_err_set(err, CSDE_EIO,
+                        "'%s': disk full: the run saves %zu state%s of %.4g MB, %.4g MB in "
+                        "all, but %.4g MB are free", w->cur, nstates, nstates == 1 ? "" : "s",
+                        state_bytes(w) * 1e-6, need * 1e-6, avail * 1e-6);
+  return CSDE_SUCCESS;
+}
+
 int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
                        csde_err *err)
 {
@@ -548,13 +572,12 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
   hsize_t n = w->count + 1, one = 1;
   /* A full disk is seen before HDF5 tries, so that the file is left as it was: one
    * state's bytes (at most, compressed or not) and a margin for metadata must be free. */
-  struct statvfs v;
-  double need = (double)w->n * (w->conv ? sizeof(float) : sizeof(double)) + ROOM_MARGIN;
-  if (statvfs(w->cur, &v) == 0 && (double)v.f_bavail * (double)v.f_frsize < need)
+  double need = state_bytes(w) + ROOM_MARGIN, avail = free_bytes(w);
+  if (avail < need)
     return csde_err_set(err, CSDE_EIO,
                         "'%s': disk full: %.4g MB free, saved state %zu (step %lld) needs "
-                        "%.4g MB", w->cur, (double)v.f_bavail * (double)v.f_frsize * 1e-6,
-                        (size_t)n - 1, (long long)step, need * 1e-6);
+                        "%.4g MB", w->cur, avail * 1e-6, (size_t)n - 1, (long long)step,
+                        need * 1e-6);
   const void *buf = x;
   size_t bad_i = w->conv ? convert_f32(x, w->conv, w->n) : first_nonfinite(x, w->n);
   if (w->conv) buf = w->conv;

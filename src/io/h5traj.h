@@ -69,6 +69,10 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
  * put a new file in place under its name. Call once, before the solve. */
 int csde_h5traj_ready(csde_h5traj *w, csde_err *err);
 
+/* CSDE_EIO if the file system has no room for nstates more states of the file's type
+ * (uncompressed; call it only for uncompressed files, whose size is known). */
+int csde_h5traj_room(csde_h5traj *w, size_t nstates, csde_err *err);
+
 /* Attributes on an existing group (obj: "/parameters", "/covariance", "/stats",
  * "/trajectory/x", ...). An attribute of the same name is replaced. n == 1 writes a
  * scalar, n > 1 a 1-D array. */
