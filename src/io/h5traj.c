@@ -61,13 +61,6 @@ static int close_id(hid_t id, herr_t (*fn)(hid_t))
 
 static int h5traj_close_ids(csde_h5traj *w)
 {
-  /* A file whose flush failed for good is left open, with its datasets: HDF5 1.10
-   * half-frees an object whose close fails and then crashes in its atexit handler. Left
-   * open, that handler's flush just fails again; the data on disk is the same. */
-  if (w->broken) {
-    w->nsaved = w->x = w->t = w->step = w->mspace = w->mspace1 = w->file = -1;
-    return -1;
-  }
   int bad = 0;
   bad |= close_id(w->nsaved, H5Aclose);
   bad |= close_id(w->x, H5Dclose);
