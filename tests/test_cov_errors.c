@@ -23,6 +23,9 @@
 #include "corrsde/status.h"
 #include "tap.h"
 
+/* src/io/h5read.h: CSDE_TEXT_MAX_BYTES, 64 MiB */
+#define CSDE_TEST_TEXT_MAX ((long)64 << 20)
+
 static char tmpdir[256];
 static char created[32][320];
 static int ncreated = 0;
@@ -476,6 +479,112 @@ static void toeplitz_errors(void)
   }
 }
 
+/* Inputs that used to be altered silently (issue 10, items 9 and 11): each is refused
+ * with its own status and message. */
+static void input_errors(void)
+{
+  csde_err err;
+  int s;
+  char spec[400], path[320];
+
+  /* a NUL byte in a text column used to end the column there */
+  snprintf(path, sizeof path, "%s/nul.txt", tmpdir);
+  FILE *fp = fopen(path, "wb");
+  fwrite("1\n0.5\0 0.25\n", 1, 12, fp);
+  fclose(fp);
+  if (ncreated < 32) snprintf(created[ncreated++], sizeof created[0], "%s", path);
+  snprintf(spec, sizeof spec, "toeplitz:file=%s", path);
+  s = try_spec(spec, 3, NULL, &err);
+  expect(s, &err, CSDE_ESPEC, "NUL byte", "text column with a NUL byte: ESPEC 'NUL byte'");
+  ok(has_int(err.msg, 5), "the NUL message gives its offset 5");
+
+  /* an empty entry used to be dropped (lag 2 became lag 1) */
+  const struct {
+    const char *spec;
+    long entry;
+  } empty[] = {{"toeplitz:col=1,,0.5", 2}, {"toeplitz:col=1, ,0.5", 2},
+               {"toeplitz:col=1,0.5,", 3}, {"toeplitz:col=1,0.5,,0.25,0.1", 3}};
+  for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+    char what[200];
+    s = try_spec(empty[i].spec, 5, NULL, &err);
+    snprintf(what, sizeof what, "'%s': ESPEC 'empty'", empty[i].spec);
+    expect(s, &err, CSDE_ESPEC, "empty", what);
+    ok(has_int(err.msg, empty[i].entry), "'%s': the message names entry %ld", empty[i].spec,
+       empty[i].entry);
+  }
+  text_write("empty.txt", "1\n0.5,,0.25\n");
+  snprintf(spec, sizeof spec, "toeplitz:file=%s/empty.txt", tmpdir);
+  s = try_spec(spec, 5, NULL, &err);
+  expect(s, &err, CSDE_ESPEC, "empty", "text column '1 0.5,,0.25': ESPEC 'empty'");
+  /* separators that are fine: blanks, single commas, comments */
+  text_write("okcol.txt", "1, 0.5\n0.25 # lag 2\n\n0.125,\t0.0625\n");
+  snprintf(spec, sizeof spec, "toeplitz:file=%s/okcol.txt", tmpdir);
+  csde_cov *C = NULL;
+  csde_err_clear(&err);
+  s = csde_cov_alloc(&C, spec, 6, NULL, &err);
+  ok(s == 0, "text column with mixed separators and a comment reads (status %d %s)", s,
+     err.msg);
+  if (!s) {
+    double M[36];
+    csde_cov_matrix(C, M);
+    ok(M[1] == 0.5 && M[2] == 0.25 && M[3] == 0.125 && M[4] == 0.0625 && M[5] == 0,
+       "... as c = 1, 0.5, 0.25, 0.125, 0.0625, 0");
+  }
+  csde_cov_free(C);
+
+  /* dense:file=C.h5 without :/dataset used to be read as text */
+  double I3[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+  hsize_t d33[2] = {3, 3};
+  h5_write("noset.h5", "/C", I3, 2, d33);
+  snprintf(spec, sizeof spec, "dense:file=%s/noset.h5", tmpdir);
+  s = try_spec(spec, 3, NULL, &err);
+  expect(s, &err, CSDE_EBADLEN, "HDF5", "dense:file=C.h5 without a dataset: EBADLEN 'HDF5'");
+  ok(strstr(err.msg, ":/dataset") != NULL, "... and says to name the dataset (':/dataset')");
+  snprintf(spec, sizeof spec, "toeplitz:file=%s/noset.h5", tmpdir);
+  s = try_spec(spec, 3, NULL, &err);
+  expect(s, &err, CSDE_EBADLEN, ":/dataset", "toeplitz:file=C.h5 without a dataset: EBADLEN");
+
+  /* a device used to be read without limit */
+  s = try_spec("toeplitz:file=/dev/zero", 3, NULL, &err);
+  expect(s, &err, CSDE_EIO, "regular file", "toeplitz:file=/dev/zero: EIO 'regular file'");
+  s = try_spec("toeplitz:file=/tmp", 3, NULL, &err);
+  expect(s, &err, CSDE_EIO, "regular file", "toeplitz:file=/tmp (a directory): EIO");
+  /* and a file over the size limit (sparse: no disk used) */
+  snprintf(path, sizeof path, "%s/huge.txt", tmpdir);
+  fp = fopen(path, "w");
+  if (fp) {
+    fputs("1\n", fp);
+    ok(fseek(fp, (long)CSDE_TEST_TEXT_MAX + 16, SEEK_SET) == 0 && fputc('\n', fp) == '\n',
+       "made a sparse text file past the limit");
+    fclose(fp);
+    if (ncreated < 32) snprintf(created[ncreated++], sizeof created[0], "%s", path);
+    snprintf(spec, sizeof spec, "toeplitz:file=%s", path);
+    s = try_spec(spec, 3, NULL, &err);
+    expect(s, &err, CSDE_EBADLEN, "bytes", "text column over the size limit: EBADLEN 'bytes'");
+  }
+
+  /* mixed:alpha=1e200: alpha^2 used to overflow to r = -nan */
+  s = try_spec("mixed:alpha=1e200", 4, NULL, &err);
+  expect(s, &err, CSDE_EDOM, "alpha", "mixed:alpha=1e200: EDOM naming alpha");
+  ok(!has_ci(err.msg, "nan") && has_number(err.msg, 1e200, 1e-9),
+     "mixed:alpha=1e200: the message gives alpha = 1e200, not a NaN");
+  s = try_spec("mixed:alpha=-1e200", 4, NULL, &err);
+  expect(s, &err, CSDE_EDOM, "alpha", "mixed:alpha=-1e200: EDOM naming alpha");
+  /* a large alpha that still fits: r = 1 / (1 + alpha^-2), exact to rounding */
+  csde_err_clear(&err);
+  s = csde_cov_alloc(&C, "mixed:alpha=1e5", 2, NULL, &err);
+  if (!s) {
+    double M[4];
+    csde_cov_matrix(C, M);
+    double want = 1.0 / (1.0 + 1e-10);
+    ok(fabs(M[1] - want) <= 2 * DBL_EPSILON, "mixed:alpha=1e5: r = %.17g (want %.17g)", M[1],
+       want);
+  } else {
+    ok(0, "mixed:alpha=1e5 builds (status %d %s)", s, err.msg);
+  }
+  csde_cov_free(C);
+}
+
 /* embedding and CG limits */
 static void embed_errors(void)
 {
@@ -651,6 +760,7 @@ int main(void)
   dense_errors();
   toeplitz_errors();
   embed_errors();
+  input_errors();
   singular_errors();
   ws_errors();
   for (int i = 0; i < ncreated; i++) unlink(created[i]);

@@ -129,7 +129,15 @@ int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde
     if (a) {
       double al;
       if ((s = csde_spec_double(&sp, "alpha", 0, &al, err))) return s;
-      f->p[0] = al * al / (1.0 + al * al); /* PYoCo: r = alpha^2 / (1 + alpha^2) */
+      /* PYoCo: r = alpha^2 / (1 + alpha^2), as 1 / (1 + alpha^-2) for |alpha| > 1 so that
+       * alpha^2 cannot overflow */
+      double ia = 1.0 / al;
+      f->p[0] = fabs(al) <= 1 ? al * al / (1.0 + al * al) : 1.0 / (1.0 + ia * ia);
+      if (!(f->p[0] < 1))
+        return csde_err_set(err, CSDE_EDOM,
+                            "mixed: alpha = %g gives r = alpha^2 / (1 + alpha^2) = 1 to working "
+                            "precision (C = 11^T, singular); use |alpha| < 1e7 or mixed:r=R",
+                            al);
     } else if ((s = csde_spec_double(&sp, "r", 0, &f->p[0], err))) {
       return s;
     }
@@ -147,7 +155,8 @@ int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde
                           "'toeplitz' takes exactly one of col=c0,c1,... or file=F");
     if (col) {
       csde_err e;
-      if ((s = csde_parse_double_list(col, &f->col, &f->ncol, &e)))
+      if ((s = csde_list_check_entries(col, strlen(col), &e)) ||
+          (s = csde_parse_double_list(col, &f->col, &f->ncol, &e)))
         return csde_err_set(err, s, "toeplitz:col: %s", e.msg);
     } else {
       int rank;

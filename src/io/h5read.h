@@ -11,9 +11,22 @@
 int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
                  size_t dims[4], csde_err *err);
 
+/* The largest text file of numbers csde_text_read accepts (64 MiB: some 4 million
+ * numbers; larger columns belong in an HDF5 dataset). */
+#define CSDE_TEXT_MAX_BYTES ((unsigned long long)64 << 20)
+
 /* Read every number of a text file (whitespace or comma separated; '#' starts a
- * comment) into a new array. */
+ * comment) into a new array. Refused, each with its own message: a file that is not
+ * regular (a device such as /dev/zero, a pipe, a directory: CSDE_EIO), one larger than
+ * CSDE_TEXT_MAX_BYTES (CSDE_EBADLEN), an HDF5 file (CSDE_EBADLEN: it needs
+ * F.h5:/dataset), a NUL byte (CSDE_ESPEC, with its offset) and an empty entry between
+ * commas (CSDE_ESPEC, see csde_list_check_entries). */
 int csde_text_read(const char *path, double **out, size_t *n, csde_err *err);
+
+/* CSDE_ESPEC if the first len characters of s, a list of numbers separated by commas
+ * and/or blanks, have an empty entry: ",1", "1,,2", "1, ,2" or "1,". The message gives
+ * the entry's 1-based position. */
+int csde_list_check_entries(const char *s, size_t len, csde_err *err);
 
 /* Split "F.h5:/dataset" at the ':' before the last '/' section: 1 if it has that form
  * (path and dset filled, at most len-1 characters each), 0 otherwise. */
