@@ -135,7 +135,7 @@ static void ref_cscore(const double *S0, const double *Cm, const double *m, size
 static csde_cov *make_cov(size_t tau)
 {
   csde_cov *C = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   char spec[64];
   snprintf(spec, sizeof spec, "ar1:rho=%g", RHO);
   int st = csde_cov_alloc(&C, spec, tau, NULL, &err);
@@ -163,7 +163,7 @@ static void test_generic(void)
 {
   size_t bs = 6;
   csde_model *M = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   user_freed = 0;
   int st = csde_model_alloc(&M, "double", twice, CSDE_OUT_NOISE, &bs, count_free, &err);
   ok(st == 0 && M, "user model alloc");
@@ -223,7 +223,7 @@ static int gcase_make(gcase *g, int commuting, size_t tau, size_t D, csde_schedu
   ar1_mat(g->Cm, tau, 1.0, RHO);
   g->C = make_cov(tau);
   double *mf = malloc(tau * sizeof *mf);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st;
   if (commuting) {
     eye(g->S0, tau, 0.09);
@@ -293,7 +293,7 @@ static void test_gaussian_threads(gcase *g)
 {
   const size_t batch = 3, n = batch * g->tau * g->D;
   double *x = malloc(n * sizeof *x), *y[3], *r = malloc(n * sizeof *r);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   fill(x, n, 0.9);
   ref_cscore(g->S0, g->Cm, g->m, g->tau, g->D, batch, 0.37, x, r);
   int st = 0;
@@ -348,7 +348,7 @@ static void test_gaussian_marginal(gcase *g)
        "%s: t = %g marginal mean sqrt(abar) m, cov abar S0 + (1-abar) C (|diff| %.2g, %.2g)",
        g->label, t, em, ec);
   }
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_model_gaussian_marginal(g->M, 1.5, mean, cov, &err);
   ok_status(st, CSDE_EDOM, err.msg, "outside [0, 1]", "marginal at t = 1.5 refused");
   free(mean);
@@ -425,7 +425,7 @@ static void test_flow_commuting(gcase *g)
   ok(csde_model_gaussian_commutes(g->M), "%s: detected as commuting", g->label);
   for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
     double t1 = pairs[k][0], t2 = pairs[k][1];
-    csde_err err = {0, ""};
+    csde_err err = {0};
     int st = csde_model_gaussian_flow_route(g->M, t1, t2, CSDE_FLOW_CLOSED, P1, &err);
     st |= csde_model_gaussian_flow_route(g->M, t1, t2, CSDE_FLOW_ODE, P2, &err);
     st |= csde_model_gaussian_flow(g->M, t1, t2, Pa, &err);
@@ -446,7 +446,7 @@ static void test_flow_general(gcase *g)
   double *Q = malloc(nn * sizeof *Q), *R = malloc(nn * sizeof *R), *W = malloc(nn * sizeof *W);
   double *Sig = malloc(nn * sizeof *Sig), *Si = malloc(nn * sizeof *Si);
   double *T1 = malloc(nn * sizeof *T1), *T2 = malloc(nn * sizeof *T2);
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st;
   if (!csde_model_gaussian_commutes(g->M)) {
     ok(1, "%s: detected as not commuting", g->label);
@@ -542,7 +542,7 @@ static void test_gaussian_sample(gcase *g, double t)
   size_t batch = quick ? 4000 : 40000, N = batch * D;
   double *x = malloc(batch * bs * sizeof *x), *Sig = malloc(tau * tau * sizeof *Sig);
   csde_rng_key key = {12345, 7};
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_model_gaussian_sample(g->M, t, key, 0, batch, x, &err);
   ok(st == 0, "%s: sample %zu at t = %g%s%s", g->label, batch, t, WHY(st, err));
   ref_sigma(g->S0, g->Cm, tau, t, Sig);
@@ -610,7 +610,7 @@ static void test_gmm(csde_schedule *s)
   ar1_mat(Cm, tau, 1.0, RHO);
   csde_cov *C = make_cov(tau);
   csde_model *M = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_model_gmm_alloc(&M, C, s, D, GK, w, means, GK * bs, covs, &err);
   ok(st == 0 && M && csde_model_is_gmm(M) && !csde_model_is_gaussian(M) &&
          csde_model_output_of(M) == CSDE_OUT_CSCORE,
@@ -655,6 +655,27 @@ static void test_gmm(csde_schedule *s)
   ok(st == 0 && maxdiff(y, y2, n) <= 1e-14 * maxabs(y, n),
      "gmm: weights 5,3,2 act as 0.5,0.3,0.2 (|diff| %.3g)", maxdiff(y, y2, n));
   csde_model_free(M2);
+  /* weights whose sum overflows (issue 10, item 8): [1e308, 1e308, 1e308] act as 1/3 each */
+  {
+    double wbig[GK] = {1e308, 1e308, 1e308}, weq[GK] = {1, 1, 1}, lb[2], le[2];
+    csde_model *Mbig = NULL, *Meq = NULL;
+    st = csde_model_gmm_alloc(&Mbig, C, s, D, GK, wbig, means, GK * bs, covs, &err);
+    st |= csde_model_gmm_alloc(&Meq, C, s, D, GK, weq, means, GK * bs, covs, &err);
+    st |= csde_model_gmm_logpdf(Mbig, 0.3, batch, x, lb, &err);
+    st |= csde_model_gmm_logpdf(Meq, 0.3, batch, x, le, &err);
+    ok(st == 0 && isfinite(lb[0]) && fabs(lb[0] - le[0]) <= 1e-14 * fabs(le[0]) &&
+           fabs(lb[1] - le[1]) <= 1e-14 * fabs(le[1]),
+       "gmm: weights 1e308 x 3 (sum overflows) act as 1/3 each: logpdf %.17g = %.17g%s%s",
+       lb[0], le[0], WHY(st, err));
+    csde_model_call(Mbig, 0.3, batch, x, y);
+    csde_model_call(Meq, 0.3, batch, x, y2);
+    int fb = 1;
+    for (size_t i = 0; i < n; i++) fb &= isfinite(y[i]);
+    ok(fb && maxdiff(y, y2, n) <= 1e-14 * maxabs(y2, n), "... and the same score (|diff| %.3g)",
+       maxdiff(y, y2, n));
+    csde_model_free(Mbig);
+    csde_model_free(Meq);
+  }
   double mk[GK * 4], mfull[GK * 4 * 2];
   fill(mk, GK * tau, 0.2);
   for (size_t k = 0; k < GK; k++)
@@ -758,7 +779,7 @@ static void test_gaussian_errors(csde_schedule *s)
   const size_t tau = 4, D = 2;
   csde_cov *C = make_cov(tau);
   csde_model *M = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   double S[16], m[8] = {0};
   ar1_mat(S, tau, 1.0, 0.5);
   int st = csde_model_gaussian_alloc(&M, C, s, D, m, 3, S, &err);
@@ -814,7 +835,7 @@ static void test_gaussian_variants(csde_schedule *s)
   double S[36], P1[36], P2[36], x[12], y1[12], y2[12];
   ar1_mat(S, tau, 0.5, RHO); /* S0 = 0.5 C */
   csde_model *M = NULL, *Me = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_model_gaussian_alloc(&M, C, s, D, NULL, 0, S, &err);
   ok(st == 0 && csde_model_gaussian_commutes(M), "S0 = 0.5 C: detected as commuting%s%s",
      WHY(st, err));
@@ -890,7 +911,7 @@ static void test_plugin(void)
   }
   const size_t tau = 4, D = 3, bs = tau * D, batch = 2, n = batch * bs;
   csde_model *M = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   int st = csde_model_plugin_load(&M, path, "hidden=8,seed=3", tau, D, &err);
   ok(st == 0 && M, "plugin '%s' loads with hidden=8,seed=3%s%s", path, WHY(st, err));
   if (!M) return;
@@ -998,7 +1019,7 @@ static void test_h5(csde_schedule *s)
   fill(m, bs, 2.2);
   fill(mf, tau, 3.1);
   size_t d2[2] = {tau, tau}, dm[2] = {tau, D}, d1[1] = {tau}, bad[2] = {tau, tau + 1};
-  csde_err err = {0, ""};
+  csde_err err = {0};
   csde_model *A = NULL, *B = NULL;
 
   h5_write(f1, 1, "/frame_cov", 2, d2, S0);
@@ -1117,7 +1138,7 @@ int main(void)
   csde_init();
   quick = getenv("CSDE_TEST_QUICK") != NULL;
   csde_schedule *s = NULL;
-  csde_err err = {0, ""};
+  csde_err err = {0};
   char spec[64];
   snprintf(spec, sizeof spec, "vp-linear:bmin=%g,bmax=%g", BMIN, BMAX);
   int st = csde_schedule_alloc(&s, spec, &err);

@@ -184,21 +184,24 @@ static int gmm_prepare(cli_model *m, const char *path, csde_err *err)
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gmm sampler");
     goto free_gsl;
   }
-  double total = 0;
+  double total = 0, wmax = 0;
   for (size_t k = 0; k < K; k++) {
     if (!(w[k] >= 0) || !isfinite(w[k])) {
       s = csde_err_set(err, CSDE_EDOM, "'%s': weight %zu is %g", path, k, w[k]);
       goto free_gsl;
     }
-    total += w[k];
+    wmax = fmax(wmax, w[k]);
   }
-  if (!(total > 0)) {
-    s = csde_err_set(err, CSDE_EDOM, "'%s': the weights sum to %g", path, total);
+  if (!(wmax > 0)) {
+    s = csde_err_set(err, CSDE_EDOM, "'%s': every weight is 0", path);
     goto free_gsl;
   }
+  /* cum_k = sum_{j<=k} w_j / sum_j w_j, each w_j divided by wmax first: the sums stay in
+   * [0, K], so weights near DBL_MAX cannot overflow */
+  for (size_t k = 0; k < K; k++) total += w[k] / wmax;
   double acc = 0;
   for (size_t k = 0; k < K; k++) {
-    acc += w[k];
+    acc += w[k] / wmax;
     m->cum[k] = acc / total;
   }
   m->cum[K - 1] = 1.0;

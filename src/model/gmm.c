@@ -13,7 +13,8 @@
  * allocates; as for the gaussian model ONE MODEL OBJECT MUST NOT BE EVALUATED FROM TWO
  * THREADS AT ONCE (its callback and csde_model_gmm_logpdf share that scratch).
  *
- * Weights need only be positive: they are normalised to sum to 1.
+ * Weights need only be positive and finite: they are normalised to sum to 1, divided by
+ * the largest first, so that weights near DBL_MAX (e.g. [1e308, 1e308]) cannot overflow.
  */
 #include <math.h>
 #include <stdio.h>
@@ -150,14 +151,16 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
                         "gmm model: means has %zu values; expected K * tau * D = %zu or "
                         "K * tau = %zu (K = %zu, tau = %zu, D = %zu)",
                         means_len, kbs, K * tau, K, tau, D);
-  double wsum = 0;
+  double wmax = 0, wsum = 0;
   for (size_t k = 0; k < K; k++) {
     if (!(weights[k] > 0) || !isfinite(weights[k]))
       return csde_err_set(err, CSDE_EDOM,
                           "gmm model: weight %zu is %g; weights must be positive and finite",
                           k, weights[k]);
-    wsum += weights[k];
+    wmax = fmax(wmax, weights[k]);
   }
+  /* sum_k w_k / wmax lies in [1, K]: no overflow even for weights near DBL_MAX */
+  for (size_t k = 0; k < K; k++) wsum += weights[k] / wmax;
   for (size_t i = 0; i < means_len; i++)
     if (!isfinite(means[i]))
       return csde_err_set(err, CSDE_ENAN, "gmm model: means[%zu] = %g is not finite", i,
@@ -184,7 +187,8 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
                       "out of memory for the gmm model (K = %zu, tau = %zu, D = %zu)", K, tau, D);
     goto fail;
   }
-  for (size_t k = 0; k < K; k++) G->logw[k] = log(weights[k] / wsum); /* normalised */
+  for (size_t k = 0; k < K; k++) /* log(w_k / sum w) = log(w_k / wmax) - log(sum w / wmax) */
+    G->logw[k] = log(weights[k] / wmax) - log(wsum);
   for (size_t k = 0; k < K; k++) /* m_k as tau x D (broadcast a [K, tau] mean) */
     for (size_t i = 0; i < tau; i++)
       for (size_t p = 0; p < D; p++)
@@ -280,7 +284,7 @@ int csde_model_gmm_load(csde_model **out, const char *path, const csde_cov *C,
   }
   st = csde_model_gmm_alloc(out, C, s, D, K, w, means, means_len, covs, err);
   if (st) { /* say which file the bad numbers came from */
-    csde_err e = {st, ""};
+    csde_err e = {.status = st};
     if (err) e = *err;
     csde_err_set(err, st, "'%s': %s", path, e.msg);
   }
