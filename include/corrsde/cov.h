@@ -15,7 +15,23 @@
  *                    C x by padded FFT products, V' z by the embedding (z has m rows),
  *                    C^-1 x by conjugate gradients preconditioned with T. Chan's circulant.
  *   auto             exact only: dense below CSDE_COV_AUTO_TAU frames, embed from there on
- *                    (dense for a non-Toeplitz family). Never an approximation.
+ *                    (dense for a non-Toeplitz family, and when no PSD embedding exists
+ *                    up to CSDE_COV_DENSE_FALLBACK_TAU frames). Never an approximation.
+ *
+ * Cost of construction. dense: O(tau^3) time, four tau x tau matrices. circulant and
+ * embed: nothing of size tau^2 is formed. embed finds its embedding by FFTs
+ * (O(m log m)); a PSD embedding proves C PSD and, when its smallest eigenvalue is above
+ * round-off, PD. Only an embedding whose smallest eigenvalue is ~0 (C possibly
+ * singular) or a failed embedding runs Levinson-Durbin (O(tau^2) time, O(tau) memory);
+ * a failed one below 4096 frames also runs a dense eigensolve to name the most negative
+ * eigenvalue in the error. The circulant methods check the exact Toeplitz T the same
+ * way. log det T (embed's csde_cov_logdet, the circulant report's KL) is computed on
+ * first use: in closed form for identity, ar1 and mixed, otherwise by Levinson-Durbin
+ * (O(tau^2) time: see csde_cov_logdet_cheap). Per-call costs of the report functions:
+ *   csde_cov_matrix       O(tau^2) output (the caller's buffer), any method
+ *   csde_cov_eigenvalues  O(tau log tau) for circulant, a copy for dense, O(tau^3) and a
+ *                         tau x tau matrix for embed
+ *   csde_cov_entry, csde_cov_eig_bounds: O(1).
  *
  * Threads: an operator is const after csde_cov_alloc and may be shared by any number of
  * threads. Each thread (or each call site) uses its own csde_cov_ws. No apply call
@@ -55,6 +71,9 @@ typedef enum {
 /* Below this many frames `auto` picks dense, from it on embed (measured by
  * `corrsde-bench cov`: see docs/ARCHITECTURE.md). */
 #define CSDE_COV_AUTO_TAU 512
+/* `auto` falls back to dense when no PSD embedding exists only up to this many frames
+ * (dense needs four tau x tau matrices: 2 GiB at 8192 frames); above it, it fails. */
+#define CSDE_COV_DENSE_FALLBACK_TAU 8192
 
 typedef struct {
   csde_cov_method method; /* default CSDE_COV_AUTO */
@@ -106,8 +125,24 @@ const char *csde_cov_spec(const csde_cov *C);          /* the spec, or "toeplitz
 int csde_cov_is_toeplitz(const csde_cov *C);
 int csde_cov_is_singular(const csde_cov *C); /* 1 when C^-1 is not available */
 
-/* log det C (-INFINITY when singular). */
+/* log det C (-INFINITY when singular). For embed (and the circulant report's KL) it is
+ * log det T, computed on the first call and cached (thread-safe): closed form for
+ * identity, ar1 and mixed, else Levinson-Durbin in O(tau^2) time and O(tau) memory. */
 double csde_cov_logdet(const csde_cov *C);
+/* 1 when csde_cov_logdet and csde_cov_approx_report return without an O(tau^2)
+ * Levinson-Durbin pass (always for dense; for embed and circulant when the family has a
+ * closed form, C is singular, or the pass has already run). */
+int csde_cov_logdet_cheap(const csde_cov *C);
+
+/* Entry C_ij of the matrix this operator applies (the circulant for circulant methods),
+ * 0 <= i, j < tau. O(1): the way to show part of C without forming tau x tau. */
+double csde_cov_entry(const csde_cov *C, size_t i, size_t j);
+
+/* The eigenvalue range of C in O(1): returns 1 when *lo, *hi are the exact smallest and
+ * largest eigenvalues (dense: from its eigensolve; circulant: its spectrum), 0 when they
+ * are bounds lo <= lambda(C) <= hi (embed: the embedding's range, by Cauchy interlacing;
+ * csde_cov_eigenvalues gives the exact values at O(tau^3)). Either pointer may be NULL. */
+int csde_cov_eig_bounds(const csde_cov *C, double *lo, double *hi);
 
 /* The tau x tau matrix this operator applies, row-major (for a circulant approximation:
  * the circulant, not the Toeplitz matrix it approximates). */

@@ -86,15 +86,16 @@ static int circ_init(csde_cov *C, csde_err *err)
     tr += C->lam_chan[j] / C->lam[j];
   }
   C->report.approx = 1;
-  C->report.kl_per_frame = C->singular || !C->pd_T
-                               ? INFINITY
-                               : fmax(0.5 * (tr - (double)n + C->logdet - C->logdet_T) / (double)n,
-                                      0.0); /* KL >= 0: a tiny negative is round-off */
+  C->circ_tr = tr; /* KL needs log det T: computed on first csde_cov_approx_report */
+  C->report.kl_per_frame = NAN;
   double dmax = 0; /* circ_ij - T_ij depends on (i - j) mod n only: c_k vs t_k */
   for (size_t k = 0; k < n; k++) dmax = fmax(dmax, fabs(C->ccol[k] - t[k]));
   C->report.max_entry_diff = dmax;
   C->report.eig_min = fmax(lmin, 0.0);
   C->report.eig_max = lmax;
+  C->eig_lo = fmax(lmin, 0.0);
+  C->eig_hi = lmax;
+  C->eig_exact = 1;
   C->noise_dim = n;
   C->n = n;
 done:

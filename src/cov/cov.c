@@ -1,6 +1,7 @@
 /* Covariance operators: construction, tiling and threading of applies, and the
  * operations every method shares (Mahalanobis forms, sampling, log densities). */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,35 +88,108 @@ void csde_cov_free(csde_cov *C)
   if (!C) return;
   method_free(C);
   csde_cov_family_clear(&C->fam);
+  pthread_mutex_destroy(&C->lock);
   free(C);
 }
 
-/* The exact Toeplitz matrix's log det and definiteness (Levinson-Durbin, O(tau^2));
- * an indefinite T is refused here, naming its most negative eigenvalue. */
-static int toeplitz_check(csde_cov *C, csde_err *err)
+/* Below this many frames an indefinite Toeplitz matrix is diagnosed by a dense
+ * eigensolve, to name its most negative eigenvalue; above it by Levinson-Durbin alone. */
+#define DIAG_TAU 4096
+
+/* Why a Toeplitz C has no PSD circulant embedding (or, for circulant methods, whether
+ * T is PSD at all): Levinson-Durbin (O(tau^2) time, O(tau) memory) sets pd_T and
+ * logdet_T. A PD T keeps the status `s` and its message (an embedding problem: use
+ * dense). An indefinite T is refused with ENOTPSD: below DIAG_TAU frames naming its
+ * most negative eigenvalue (a singular PSD T keeps `s`), above it naming the order at
+ * which the prediction error variance stopped being positive. */
+static int toeplitz_diagnose(csde_cov *C, int s, csde_err *err)
 {
-  size_t tau = C->tau;
+  size_t tau = C->tau, kf = 0;
+  double pf = 0;
   double *t = malloc(tau * sizeof *t);
   if (!t) return csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", tau);
   csde_cov_lags(&C->fam, tau, t);
-  int s = csde_toeplitz_levinson(t, tau, &C->logdet_T, &C->pd_T);
-  if (!s && !C->pd_T) {
-    double *T = malloc(tau * tau * sizeof *T), emin = 0, cmax = 0;
-    if (!T) s = csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", tau);
-    for (size_t i = 0; !s && i < tau; i++)
+  int ls = csde_toeplitz_levinson_at(t, tau, &C->logdet_T, &C->pd_T, &kf, &pf);
+  if (ls) s = csde_err_set(err, ls, "out of memory (tau = %zu)", tau);
+  C->have_logdet_T = !ls;
+  if (ls || C->pd_T) goto done;
+  double cmax = 0;
+  for (size_t k = 0; k < tau; k++) cmax = fmax(cmax, fabs(t[k]));
+  double tol = csde_eig_tol(tau, cmax * (double)tau);
+  if (tau <= DIAG_TAU) {
+    double *T = malloc(tau * tau * sizeof *T), emin = 0;
+    if (!T) {
+      s = csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", tau);
+      goto done;
+    }
+    for (size_t i = 0; i < tau; i++)
       for (size_t j = 0; j < tau; j++) T[i * tau + j] = t[i > j ? i - j : j - i];
-    for (size_t k = 0; k < tau; k++) cmax = fmax(cmax, fabs(t[k]));
-    if (!s) s = csde_dense_min_eig(T, tau, &emin, err);
-    double tol = csde_eig_tol(tau, cmax * (double)tau);
-    if (!s && emin < -tol)
+    int es = csde_dense_min_eig(T, tau, &emin, err);
+    free(T);
+    if (es)
+      s = es;
+    else if (emin < -tol)
       s = csde_err_set(err, CSDE_ENOTPSD,
                        "covariance '%s' with %zu frames is not positive semi-definite: most "
                        "negative eigenvalue %.6g (tolerance %.3g)",
                        C->spec, tau, emin, tol);
-    free(T);
+  } else {
+    s = csde_err_set(err, CSDE_ENOTPSD,
+                     "covariance '%s' with %zu frames is not positive definite: the "
+                     "Levinson-Durbin prediction error variance of order %zu is %.6g <= 0 "
+                     "(the leading %zu x %zu block is singular or indefinite)",
+                     C->spec, tau, kf, pf, kf + 1, kf + 1);
   }
+done:
   free(t);
   return s;
+}
+
+/* Circulant methods replace T, but T itself must be a covariance (and its log det and
+ * definiteness feed the report): a PSD circulant embedding proves it PSD, and PD when
+ * its lambda_min > round-off; otherwise toeplitz_diagnose decides. */
+static int toeplitz_psd(csde_cov *C, csde_err *err)
+{
+  size_t m = 0;
+  double *lam = NULL, lmin = 0, tol = 0;
+  csde_err e;
+  csde_err_clear(&e);
+  int s = csde_embed_spectrum(&C->fam, C->spec, C->tau, 0, &m, &lam, &lmin, &tol, &e);
+  free(lam);
+  if (s == CSDE_ENOMEM) return csde_err_set(err, s, "%s", e.msg);
+  if (!s && lmin > tol) {
+    C->pd_T = 1;
+    return CSDE_SUCCESS;
+  }
+  return toeplitz_diagnose(C, CSDE_SUCCESS, err);
+}
+
+double csde_cov_logdet_T(const csde_cov *C)
+{
+  csde_cov *W = (csde_cov *)C; /* a cache filled once under the lock; C is const otherwise */
+  pthread_mutex_lock(&W->lock);
+  if (!W->have_logdet_T) {
+    if (!W->pd_T) {
+      W->logdet_T = -INFINITY;
+    } else if (W->fam.logdet) {
+      W->logdet_T = W->fam.logdet(&W->fam, W->tau);
+    } else {
+      double *t = malloc(W->tau * sizeof *t);
+      int pd = 0;
+      if (t) csde_cov_lags(&W->fam, W->tau, t);
+      if (!t || csde_toeplitz_levinson(t, W->tau, &W->logdet_T, &pd)) W->logdet_T = NAN;
+      free(t);
+    }
+    W->have_logdet_T = !isnan(W->logdet_T);
+  }
+  double ld = W->logdet_T;
+  pthread_mutex_unlock(&W->lock);
+  return ld;
+}
+
+static int is_circulant(csde_cov_method m)
+{
+  return m == CSDE_COV_CIRC_TCHAN || m == CSDE_COV_CIRC_STRANG;
 }
 
 static int build(csde_cov **out, csde_cov *C, const csde_cov_params *params, csde_err *err)
@@ -142,11 +216,14 @@ static int build(csde_cov **out, csde_cov *C, const csde_cov_params *params, csd
                      csde_cov_method_name(m), C->spec);
     goto fail;
   }
-  if (toeplitz && (s = toeplitz_check(C, err))) goto fail;
+  /* dense methods check PSD by their own eigensolve; embed by its embedding */
+  if (toeplitz && is_circulant(m) && (s = toeplitz_psd(C, err))) goto fail;
   C->method = m;
   C->type = method_type(m);
   s = C->type->init(C, err);
-  if (s && C->par.method == CSDE_COV_AUTO && m == CSDE_COV_EMBED) {
+  if (s == CSDE_ENOTPSD && m == CSDE_COV_EMBED) s = toeplitz_diagnose(C, s, err);
+  if (s && s != CSDE_ENOMEM && C->par.method == CSDE_COV_AUTO && m == CSDE_COV_EMBED &&
+      C->tau <= CSDE_COV_DENSE_FALLBACK_TAU) {
     /* auto: an embedding that cannot be made PSD falls back to the other exact method */
     method_free(C);
     C->method = CSDE_COV_DENSE;
@@ -177,6 +254,7 @@ static csde_cov *cov_new(size_t tau, const char *spec, csde_err *err)
     return NULL;
   }
   C->tau = tau;
+  pthread_mutex_init(&C->lock, NULL);
   snprintf(C->spec, sizeof C->spec, "%s", spec);
   return C;
 }
@@ -245,8 +323,47 @@ csde_cov_method csde_cov_method_of(const csde_cov *C) { return C->method; }
 const char *csde_cov_spec(const csde_cov *C) { return C->spec; }
 int csde_cov_is_toeplitz(const csde_cov *C) { return C->fam.lag != NULL; }
 int csde_cov_is_singular(const csde_cov *C) { return C->singular; }
-double csde_cov_logdet(const csde_cov *C) { return C->logdet; }
-csde_cov_report csde_cov_approx_report(const csde_cov *C) { return C->report; }
+/* embed: log det T, computed on first use (closed form or Levinson-Durbin, O(tau^2)) */
+double csde_cov_logdet(const csde_cov *C)
+{
+  if (C->method == CSDE_COV_EMBED && !C->singular) return csde_cov_logdet_T(C);
+  return C->logdet;
+}
+
+int csde_cov_logdet_cheap(const csde_cov *C)
+{
+  int needs_T = C->method == CSDE_COV_EMBED || is_circulant(C->method);
+  return !needs_T || !C->pd_T || C->have_logdet_T || C->fam.logdet != NULL;
+}
+
+csde_cov_report csde_cov_approx_report(const csde_cov *C)
+{
+  csde_cov_report r = C->report;
+  if (r.approx) { /* KL(N(0,T) || N(0,circ)) / tau = (tr(circ^-1 T) - n + log det circ
+                     - log det T) / (2n), >= 0: a tiny negative is round-off */
+    double n = (double)C->tau;
+    r.kl_per_frame = C->singular || !C->pd_T
+                         ? INFINITY
+                         : fmax(0.5 * (C->circ_tr - n + C->logdet - csde_cov_logdet_T(C)) / n,
+                                0.0);
+  }
+  return r;
+}
+
+double csde_cov_entry(const csde_cov *C, size_t i, size_t j)
+{
+  size_t n = C->tau;
+  if (C->mat) return C->mat[i * n + j];
+  if (is_circulant(C->method)) return C->ccol[(i + n - j) % n]; /* circ_ij = c_{(i-j) mod n} */
+  return C->fam.lag(&C->fam, i > j ? i - j : j - i);
+}
+
+int csde_cov_eig_bounds(const csde_cov *C, double *lo, double *hi)
+{
+  if (lo) *lo = C->eig_lo;
+  if (hi) *hi = C->eig_hi;
+  return C->eig_exact;
+}
 size_t csde_cov_embed_size(const csde_cov *C)
 {
   return C->method == CSDE_COV_EMBED ? C->n : 0;
@@ -585,12 +702,13 @@ int csde_cov_logpdf(const csde_cov *C, csde_cov_ws *ws, size_t nblk, const doubl
                     double *logp, csde_err *err)
 {
   size_t D = ws ? ws->D : 0, tau = C->tau;
+  double ld = csde_cov_logdet(C);
   for (size_t b = 0; b < nblk; b++) {
     double q;
     int s = csde_cov_mahalanobis(C, ws, 1, x + b * tau * D, NULL, NULL, &q, err);
     if (s) return s;
     /* log N(x; 0, C (x) I_D) = -1/2 (tau D log 2 pi + D log det C + sum_p x_p^T C^-1 x_p) */
-    logp[b] = -0.5 * ((double)(tau * D) * log(2 * M_PI) + (double)D * C->logdet + q);
+    logp[b] = -0.5 * ((double)(tau * D) * log(2 * M_PI) + (double)D * ld + q);
   }
   return CSDE_SUCCESS;
 }

@@ -9,6 +9,7 @@
 #define CSDE_COV_INTERNAL_H
 
 #include <fftw3.h>
+#include <pthread.h>
 
 #include "corrsde/cov.h"
 
@@ -20,6 +21,9 @@ typedef struct csde_cov_family {
   size_t ncol;
   double *mat;      /* dense family: tau x tau row-major; NULL for Toeplitz families */
   double (*lag)(const struct csde_cov_family *f, size_t k); /* c(k), Toeplitz only */
+  /* log det of the n x n Toeplitz matrix in closed form (ar1, mixed, identity), or NULL:
+   * then Levinson-Durbin, O(n^2). Only called when the matrix is known to be PD. */
+  double (*logdet)(const struct csde_cov_family *f, size_t n);
 } csde_cov_family;
 
 /* Parse the family part of a spec ("ar1:rho=0.9"), reading files if named. */
@@ -81,9 +85,19 @@ struct csde_cov {
   size_t noise_dim;
   double logdet;        /* log det of the C applied (-INFINITY if singular) */
   int singular;
-  /* Toeplitz families: the exact Toeplitz matrix's log det and PD flag (Levinson). */
+  /* Toeplitz families: the exact Toeplitz matrix's log det and PD flag. pd_T is known
+   * after construction (a circulant embedding with lambda_min > 0 proves T PD, else
+   * Levinson-Durbin decides); logdet_T is computed on first use (closed form, or
+   * Levinson-Durbin in O(tau^2) time and O(tau) memory) under `lock`. */
   double logdet_T;
   int pd_T;
+  int have_logdet_T;
+  pthread_mutex_t lock;
+  double circ_tr;       /* circulant methods: tr(circ^-1 T) = sum lam_chan / lam (KL) */
+  /* eigenvalue range of C: exact (dense, circulant) or bounds (embed: those of B, by
+   * Cauchy interlacing, since C is a principal submatrix of B) */
+  double eig_lo, eig_hi;
+  int eig_exact;
   /* dense method */
   double *mat;          /* C, tau x tau */
   double *fac;          /* V' (V sqrt(S) or L), tau x tau */
@@ -114,8 +128,21 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
 /* Shared helpers (toeplitz.c). */
 /* Fill t[0..n-1] with the family's lags c(0..n-1). */
 void csde_cov_lags(const csde_cov_family *f, size_t n, double *t);
-/* Levinson-Durbin on the Toeplitz matrix of t[0..n-1]: *logdet and PD flag (0/1). */
+/* Levinson-Durbin on the Toeplitz matrix of t[0..n-1]: *logdet and PD flag (0/1).
+ * O(n^2) time, O(n) memory. If kfail is not NULL it receives the order k at which the
+ * prediction error variance P_k stopped being positive (and *pfail = P_k), when !*pd. */
 int csde_toeplitz_levinson(const double *t, size_t n, double *logdet, int *pd);
+int csde_toeplitz_levinson_at(const double *t, size_t n, double *logdet, int *pd,
+                              size_t *kfail, double *pfail);
+/* The smallest PSD circulant embedding of the family's Toeplitz matrix of size tau:
+ * m >= 2 (tau - 1) a power of two, doubled up to mmax until B (first column
+ * b_k = c(min(k, m - k))) is PSD up to round-off. *lam (malloc'd, m/2 + 1 values) gets
+ * its half spectrum, *lmin its smallest eigenvalue and *tol the round-off tolerance.
+ * CSDE_ENOTPSD (message naming spec) when no size up to mmax is PSD. O(m log m). */
+int csde_embed_spectrum(const csde_cov_family *f, const char *spec, size_t tau, size_t mmax,
+                        size_t *m, double **lam, double *lmin, double *tol, csde_err *err);
+/* The exact Toeplitz log det of C (cached; see logdet_T). NAN if out of memory. */
+double csde_cov_logdet_T(const csde_cov *C);
 /* Circulant approximations of the Toeplitz t[0..n-1]: c of length n. */
 void csde_toeplitz_tchan(const double *t, size_t n, double *c);
 void csde_toeplitz_strang(const double *t, size_t n, double *c);

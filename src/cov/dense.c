@@ -61,6 +61,9 @@ static int dense_init(csde_cov *C, csde_err *err)
   }
   for (size_t k = 0; k < n; k++) /* eigenvalues within round-off of 0 count as 0 */
     C->eig[k] = fmax(e[k], 0.0);
+  C->eig_lo = C->eig[0];
+  C->eig_hi = C->eig[n - 1];
+  C->eig_exact = 1;
   /* C = L L^T; it fails (and C counts as singular) when C is only semi-definite */
   memcpy(C->chol, C->mat, n * n * sizeof(double));
   gsl_matrix_view L = gsl_matrix_view_array(C->chol, n, n);

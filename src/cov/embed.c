@@ -14,13 +14,14 @@
 #include "core/util.h"
 #include "cov/cov_internal.h"
 
-static int embed_init(csde_cov *C, csde_err *err)
+int csde_embed_spectrum(const csde_cov_family *f, const char *spec, size_t tau, size_t mmax,
+                        size_t *mout, double **lamout, double *lmin, double *tol, csde_err *err)
 {
-  size_t tau = C->tau, mmax = C->par.embed_max;
   if (mmax == 0) mmax = 64 * tau > 1024 ? 64 * tau : 1024;
   size_t m = csde_fft_size(tau > 1 ? 2 * tau - 2 : 1);
-  double lmin = 0, tol = 0;
+  double *lam = NULL;
   int s = CSDE_SUCCESS;
+  *lamout = NULL;
   if (m > mmax)
     return csde_err_set(err, CSDE_EINVAL,
                         "embed_max = %zu is below the smallest embedding size %zu for %zu "
@@ -28,31 +29,55 @@ static int embed_init(csde_cov *C, csde_err *err)
                         mmax, m, tau);
   for (;;) {
     double *b = malloc(m * sizeof *b);
-    free(C->lam);
-    C->lam = malloc((m / 2 + 1) * sizeof *C->lam);
-    if (!b || !C->lam) {
+    free(lam);
+    lam = malloc((m / 2 + 1) * sizeof *lam);
+    if (!b || !lam) {
       free(b);
+      free(lam);
       return csde_err_set(err, CSDE_ENOMEM, "out of memory (embedding size %zu)", m);
     }
-    for (size_t k = 0; k < m; k++) b[k] = C->fam.lag(&C->fam, k < m - k ? k : m - k);
-    s = csde_circulant_eigs(b, m, C->lam, err);
+    for (size_t k = 0; k < m; k++) b[k] = f->lag(f, k < m - k ? k : m - k);
+    s = csde_circulant_eigs(b, m, lam, err);
     free(b);
-    if (s) return s;
-    double amax = 0;
-    lmin = INFINITY;
-    for (size_t k = 0; k <= m / 2; k++) {
-      lmin = fmin(lmin, C->lam[k]);
-      amax = fmax(amax, fabs(C->lam[k]));
+    if (s) {
+      free(lam);
+      return s;
     }
-    tol = csde_eig_tol(m, amax);
-    if (lmin >= -tol) break;
-    if (2 * m > mmax)
+    double amax = 0;
+    *lmin = INFINITY;
+    for (size_t k = 0; k <= m / 2; k++) {
+      *lmin = fmin(*lmin, lam[k]);
+      amax = fmax(amax, fabs(lam[k]));
+    }
+    *tol = csde_eig_tol(m, amax);
+    if (*lmin >= -*tol) break;
+    if (2 * m > mmax) {
+      free(lam);
       return csde_err_set(err, CSDE_ENOTPSD,
                           "circulant embedding of '%s' (%zu frames) is not PSD up to size %zu: "
                           "eigenvalue %.6g (tolerance %.3g); use method dense",
-                          C->spec, tau, m, lmin, tol);
+                          spec, tau, m, *lmin, *tol);
+    }
     m = csde_fft_size(2 * m);
   }
+  *mout = m;
+  *lamout = lam;
+  return CSDE_SUCCESS;
+}
+
+/* A PSD embedding B proves C PSD (C is its leading tau x tau block), and
+ * lambda_min(C) >= lambda_min(B) (Cauchy interlacing), so lambda_min(B) > tol proves C PD;
+ * only a B with lambda_min(B) ~ 0 leaves Levinson-Durbin to decide (O(tau^2), O(tau)
+ * memory). Nothing of size tau^2 is formed. */
+static int embed_init(csde_cov *C, csde_err *err)
+{
+  size_t tau = C->tau, m = 0;
+  double lmin = 0, tol = 0;
+  free(C->lam);
+  C->lam = NULL;
+  int s = csde_embed_spectrum(&C->fam, C->spec, tau, C->par.embed_max, &m, &C->lam, &lmin,
+                              &tol, err);
+  if (s) return s;
   size_t h = m / 2 + 1, ht = tau / 2 + 1;
   C->n = m;
   C->noise_dim = m;
@@ -83,9 +108,24 @@ static int embed_init(csde_cov *C, csde_err *err)
     C->fop[2][k] = cmin > 0 ? 1.0 / (C->lam_chan[k] * (double)tau) : 1.0 / (double)tau;
   free(t);
   free(c);
+  if (s) return s;
+  if (lmin > tol) {
+    C->pd_T = 1;
+  } else { /* B only semi-definite: is C? */
+    double *tt = malloc(tau * sizeof *tt);
+    if (!tt) return csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", tau);
+    csde_cov_lags(&C->fam, tau, tt);
+    s = csde_toeplitz_levinson(tt, tau, &C->logdet_T, &C->pd_T);
+    free(tt);
+    if (s) return csde_err_set(err, s, "out of memory (tau = %zu)", tau);
+    C->have_logdet_T = 1;
+  }
   C->singular = !C->pd_T;
-  C->logdet = C->logdet_T;
-  return s;
+  C->logdet = C->singular ? -INFINITY : NAN; /* NAN: csde_cov_logdet computes it on use */
+  C->eig_lo = fmax(lmin, 0.0);
+  C->eig_hi = C->lam_max;
+  C->eig_exact = 0;
+  return CSDE_SUCCESS;
 }
 
 static size_t embed_tile_width(const csde_cov *C, size_t D) { return csde_fft_tile_width(C->n, D); }

@@ -45,6 +45,28 @@ static double lag_rbf(const csde_cov_family *f, size_t k)
   return f->p[1] * exp(-0.5 * d * d) + (k == 0 ? f->p[2] : 0.0);
 }
 
+/* Closed-form log det of the n x n matrix, for families that have one. */
+static double logdet_identity(const csde_cov_family *f, size_t n)
+{
+  (void)f;
+  (void)n;
+  return 0.0;
+}
+
+/* ar1: det = (1 - rho^2)^(n-1) (the innovations of eps_i = rho eps_{i-1} + ...). */
+static double logdet_ar1(const csde_cov_family *f, size_t n)
+{
+  double r = f->p[0];
+  return (double)(n - 1) * log1p(-r * r);
+}
+
+/* mixed: det((1-r) I + r 11^T) = (1-r)^(n-1) (1 - r + n r) = (1-r)^(n-1) (1 + (n-1) r). */
+static double logdet_mixed(const csde_cov_family *f, size_t n)
+{
+  double r = f->p[0];
+  return (double)(n - 1) * log1p(-r) + log1p((double)(n - 1) * r);
+}
+
 void csde_cov_family_clear(csde_cov_family *f)
 {
   free(f->col);
@@ -106,6 +128,7 @@ int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde
 
   if (!strcmp(sp.name, "identity")) {
     f->lag = lag_identity;
+    f->logdet = logdet_identity;
     return csde_spec_check_keys(&sp, none, err);
   }
   if (!strcmp(sp.name, "ar1")) {
@@ -117,6 +140,7 @@ int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde
     if (!(f->p[0] > -1 && f->p[0] < 1))
       return csde_err_set(err, CSDE_EDOM, "ar1: rho = %g outside (-1, 1)", f->p[0]);
     f->lag = lag_ar1;
+    f->logdet = logdet_ar1;
     return CSDE_SUCCESS;
   }
   if (!strcmp(sp.name, "mixed")) {
@@ -144,6 +168,7 @@ int csde_cov_family_parse(csde_cov_family *f, const char *spec, size_t tau, csde
     if (!(f->p[0] >= 0 && f->p[0] < 1))
       return csde_err_set(err, CSDE_EDOM, "mixed: r = %g outside [0, 1)", f->p[0]);
     f->lag = lag_mixed;
+    f->logdet = logdet_mixed;
     return CSDE_SUCCESS;
   }
   if (!strcmp(sp.name, "toeplitz")) {

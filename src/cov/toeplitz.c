@@ -6,6 +6,8 @@
 #include <string.h>
 
 
+#include <gsl/gsl_cblas.h>
+
 #include "core/linalg.h"
 #include "core/util.h"
 #include "cov/cov_internal.h"
@@ -33,29 +35,50 @@ size_t csde_fft_size(size_t n)
 }
 
 /* Levinson-Durbin: prediction error variances P_k = P_{k-1} (1 - kappa_k^2), P_0 = c_0;
- * det T = prod P_k. T is positive definite iff every P_k > 0. */
-int csde_toeplitz_levinson(const double *t, size_t n, double *logdet, int *pd)
+ * det T = prod P_k. T is positive definite iff every P_k > 0. The predictor update
+ * a_j <- a_j - kappa_k a_{k-j} runs in place on the pairs (j, k - j). */
+int csde_toeplitz_levinson_at(const double *t, size_t n, double *logdet, int *pd,
+                              size_t *kfail, double *pfail)
 {
-  double *a = calloc(2 * (n + 1), sizeof *a);
+  double *a = calloc(2 * n + 1, sizeof *a);
   if (!a) return CSDE_ENOMEM;
-  double *b = a + n + 1;
+  double *rt = a + n + 1; /* rt[i] = t[n-1-i]: the dot below runs forward in both */
+  for (size_t i = 0; i < n; i++) rt[i] = t[n - 1 - i];
   double P = t[0], ld = 0;
   *pd = P > 0;
+  if (kfail) *kfail = 0;
+  if (pfail) *pfail = P;
   if (*pd) ld = log(P);
   for (size_t k = 1; k < n && *pd; k++) {
-    double acc = t[k]; /* kappa_k = (c_k - sum_{j<k} a_j c_{k-j}) / P_{k-1} */
-    for (size_t j = 1; j < k; j++) acc -= a[j] * t[k - j];
+    /* kappa_k = (c_k - sum_{j<k} a_j c_{k-j}) / P_{k-1}, with c_{k-j} = rt[n-1-k+j]
+     * (BLAS: vectorised, and single-threaded inside the library, so bits are fixed) */
+    double acc = t[k] - (k > 1 ? cblas_ddot((int)(k - 1), a + 1, 1, rt + n - k, 1) : 0.0);
     double kap = acc / P;
-    for (size_t j = 1; j < k; j++) b[j] = a[j] - kap * a[k - j];
-    b[k] = kap;
-    memcpy(a + 1, b + 1, k * sizeof *a);
+    size_t j = 1, l = k - 1;
+    for (; j < l; j++, l--) { /* a_j, a_{k-j} <- a_j - kap a_{k-j}, a_{k-j} - kap a_j */
+      double aj = a[j], al = a[l];
+      a[j] = aj - kap * al;
+      a[l] = al - kap * aj;
+    }
+    if (j == l) a[j] -= kap * a[j];
+    a[k] = kap;
     P *= (1.0 - kap) * (1.0 + kap);
-    if (!(P > 0)) *pd = 0;
-    else ld += log(P);
+    if (!(P > 0)) {
+      *pd = 0;
+      if (kfail) *kfail = k;
+      if (pfail) *pfail = P;
+    } else {
+      ld += log(P);
+    }
   }
   *logdet = *pd ? ld : -INFINITY;
   free(a);
   return CSDE_SUCCESS;
+}
+
+int csde_toeplitz_levinson(const double *t, size_t n, double *logdet, int *pd)
+{
+  return csde_toeplitz_levinson_at(t, n, logdet, pd, NULL, NULL);
 }
 
 /* T. Chan: c_k = ((n-k) t_k + k t_{n-k}) / n, the Frobenius-nearest circulant. */
