@@ -70,10 +70,48 @@ int csde_model_call(const csde_model *M, double t, size_t batch, const double *x
  * symmetric and PSD, and S0 + C positive definite (else Sigma_t is singular at every t);
  * errors name the entry or eigenvalue at fault. The dense C (csde_cov_matrix) is taken
  * at alloc, so any method works; the callback costs one Cholesky of Sigma_t per new t
- * and one tau x tau x D GEMM per block. */
+ * and one tau x tau x D GEMM per block. Refused (CSDE_ENOMEM, naming tau and the memory)
+ * above CSDE_MODEL_DENSE_MAX_TAU frames: use csde_model_gaussian_alloc_spec there. */
 int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
                               size_t D, const double *mean, size_t mean_len,
                               const double *S0, csde_err *err);
+
+/* Largest tau for which the gaussian model forms its dense tau x tau parts (S0, C,
+ * M_t, Sigma_t's factor, the flow ODE's matrices: six tau x tau matrices, 3.2 GB at
+ * 8192 frames, O(tau^3) time). csde_model_gaussian_alloc (a dense S0) refuses above it;
+ * csde_model_gaussian_alloc_spec builds the model, but the score, the marginal
+ * covariance, the flow and samples at t > 0 then fail with CSDE_ENOMEM and a message
+ * giving tau and the memory it would need. */
+#define CSDE_MODEL_DENSE_MAX_TAU 8192
+/* csde_model_gaussian_alloc_spec forms the dense parts at alloc up to this tau (so its
+ * errors come at alloc, as for csde_model_gaussian_alloc), and on first use above it. */
+#define CSDE_MODEL_GAUSSIAN_EAGER_TAU 1024
+
+/* The gaussian model with S0 = s0_var * (the covariance of spec s0_spec for tau frames,
+ * method auto: dense below CSDE_COV_AUTO_TAU frames, embed from there on), e.g.
+ * ("ar1:rho=0.95", 0.25) for the default S0. The operator is built and owned by the
+ * model; s0_spec is copied. The data law is sampled through it:
+ * csde_model_gaussian_sample at a t with abar(t) = 1 (t = 0) draws
+ *   x = m + sqrt(s0_var) V'_S0 z,  z the normals of csde_cov_sample (key, first + j),
+ * which for embed costs FFTs and nothing tau x tau, so a forward process (which never
+ * calls the score, only the data law) runs at any tau. The dense parts that the score
+ * needs are formed LAZILY: at alloc when tau <= CSDE_MODEL_GAUSSIAN_EAGER_TAU, else on
+ * the first call that needs them (the callback, csde_model_gaussian_marginal with a cov,
+ * the flow functions, csde_model_gaussian_sample at t > 0) or csde_model_gaussian_prepare.
+ * Above CSDE_MODEL_DENSE_MAX_TAU they are refused: the callback returns -1 and
+ * csde_model_gaussian_prepare gives the reason, e.g. "gaussian model: the score needs
+ * dense tau x tau factors: tau = 100000 needs 480 GB ...". s0_var must be > 0 and finite
+ * (CSDE_EDOM); a bad spec gives the covariance's status with its message. */
+int csde_model_gaussian_alloc_spec(csde_model **out, const csde_cov *C, const csde_schedule *s,
+                                   size_t D, const double *mean, size_t mean_len,
+                                   const char *s0_spec, double s0_var, csde_err *err);
+/* Form the dense parts now (no-op when they exist): 0, or the error a score call would
+ * meet (CSDE_ENOMEM above CSDE_MODEL_DENSE_MAX_TAU; CSDE_ESING when S0 + C is singular).
+ * Call it before a solve that evaluates the score, to report that error clearly. A
+ * failure is final: later calls return the same error. */
+int csde_model_gaussian_prepare(csde_model *M, csde_err *err);
+/* 1 when the dense parts are formed (the score is ready). */
+int csde_model_gaussian_has_dense(const csde_model *M);
 /* The same from an HDF5 file: /mean ([tau, D], [tau] or scalar; absent: 0) and
  * /frame_cov ([tau, tau]). A wrong shape gives CSDE_EBADLEN naming the shape found and
  * the one expected; a missing file or /frame_cov gives CSDE_EIO. */
@@ -109,7 +147,9 @@ int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
  * K tau D) or K * tau (one value per frame, the same for every pixel); covs K tau x tau.
  * Weights must be positive and finite and are normalised to sum to 1; each S_k is checked
  * like the gaussian S0. Responsibilities are per sample (the whole tau x D block), with
- * log-sum-exp. Everything is copied; C and s are borrowed. */
+ * log-sum-exp. Everything is copied; C and s are borrowed. Weights are normalised
+ * without overflow (divided by the largest first). Refused with CSDE_ENOMEM (naming tau
+ * and the memory) above CSDE_MODEL_DENSE_MAX_TAU frames, as is csde_model_gmm_load. */
 int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
                          size_t D, size_t K, const double *weights, const double *means,
                          size_t means_len, const double *covs, csde_err *err);

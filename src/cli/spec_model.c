@@ -288,13 +288,25 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
         return model_error(cmd, spec, "gaussian: std must be >= 0");
       if (!(rho >= -1 && rho <= 1))
         return model_error(cmd, spec, "gaussian: rho must be in [-1, 1]");
-      double *S0 = malloc(tau * tau * sizeof *S0);
-      if (!S0) return model_error(cmd, spec, "out of memory");
-      for (size_t i = 0; i < tau; i++) /* S0 = std^2 ar1(rho): std^2 rho^|i-j| */
-        for (size_t j = 0; j < tau; j++)
-          S0[i * tau + j] = sd * sd * pow(rho, (double)(i > j ? i - j : j - i));
-      st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, S0, &err);
-      free(S0);
+      if (sd > 0 && rho > -1 && rho < 1) {
+        /* S0 = std^2 ar1(rho) as an operator: the data law is sampled through it (embed
+         * for long clips, nothing tau x tau), the score's dense parts made on first use */
+        char s0[64];
+        snprintf(s0, sizeof s0, "ar1:rho=%.17g", rho);
+        st = csde_model_gaussian_alloc_spec(&m->model, C, s, D, &mean, 1, s0, sd * sd, &err);
+      } else { /* std = 0 or |rho| = 1: a singular S0, only as a dense matrix */
+        if (tau > CSDE_MODEL_DENSE_MAX_TAU) {
+          st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, NULL, &err);
+          goto lib_fail;
+        }
+        double *S0 = malloc(tau * tau * sizeof *S0);
+        if (!S0) return model_error(cmd, spec, "out of memory");
+        for (size_t i = 0; i < tau; i++) /* S0 = std^2 ar1(rho): std^2 rho^|i-j| */
+          for (size_t j = 0; j < tau; j++)
+            S0[i * tau + j] = sd * sd * pow(rho, (double)(i > j ? i - j : j - i));
+        st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, S0, &err);
+        free(S0);
+      }
       if (st) goto lib_fail;
       char a[32], b[32], c[32];
       short_g(mean, a, sizeof a);

@@ -70,7 +70,11 @@ void cli_model_free(cli_model *m); /* accepts a zeroed struct */
 int cli_model_has_data_law(const cli_model *m);
 
 /* Draw batch samples of p_0 into x (batch * tau * D): gaussian through
- * csde_model_gaussian_sample(t = 0); gmm: sample j (global first + b) picks component k
+ * csde_model_gaussian_sample(t = 0) (for gaussian[:mean,std,rho] with std > 0 and
+ * |rho| < 1 the model is csde_model_gaussian_alloc_spec's: S0 = std^2 ar1(rho) as a
+ * covariance operator, so the data law costs FFTs at any tau and the score's dense
+ * parts are made on first use; call csde_model_gaussian_prepare before a solve that
+ * evaluates the score to get its error, CSDE_ENOMEM above CSDE_MODEL_DENSE_MAX_TAU); gmm: sample j (global first + b) picks component k
  * with the uniform (key, j), then x = m_k + F_k z with z the normals (key, (j tau + row)
  * D + pixel), the layout of csde_cov_sample. The same bits for any batch split. */
 int cli_model_sample_data(const cli_model *m, csde_rng_key key, size_t first, size_t batch,

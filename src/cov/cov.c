@@ -574,6 +574,13 @@ static void tile_noise(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
                        double scale)
 {
   size_t nd = C->noise_dim, D = ws->D, W = ws->W;
+  if (nc == D && W == D) { /* the tile is whole blocks' rows: indices are contiguous, one
+                              call (each value depends on its index only: same bits) */
+    csde_rng_normal(key, (uint64_t)((first + b) * nd * D), nd * D, th->z);
+    if (scale != 1.0)
+      for (size_t i = 0; i < nd * D; i++) th->z[i] *= scale;
+    return;
+  }
   for (size_t r = 0; r < nd; r++) {
     double *z = th->z + r * W;
     csde_rng_normal(key, (uint64_t)(((first + b) * nd + r) * D + c0), nc, z);

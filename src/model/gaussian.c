@@ -43,6 +43,11 @@ typedef struct {
   const csde_cov *C;      /* borrowed */
   const csde_schedule *s; /* borrowed */
   double *m;              /* mean, tau x D; NULL when m = 0 */
+  csde_cov *S0op;         /* owned: S0 = s0var * this operator (alloc_spec), or NULL */
+  double s0var;
+  /* the dense parts (S0 .. W), formed by dense_init: at alloc, or on first use */
+  int dense;              /* 1 once they are formed */
+  csde_err derr;          /* why dense_init failed (the callback has no err) */
   double *S0;             /* tau x tau */
   double *Cm;             /* the dense C, tau x tau */
   int commute;            /* S0 C = C S0 */
@@ -63,6 +68,7 @@ static void gauss_free(void *p)
   gauss *g = p;
   if (!g) return;
   csde_free(g->m);
+  csde_cov_free(g->S0op);
   csde_free(g->S0);
   csde_free(g->Cm);
   csde_free(g->Mt);
@@ -97,6 +103,8 @@ static size_t c_sigma_inv(gauss *g, double t, double *M)
   return 0;
 }
 
+static int dense_init(gauss *g, csde_err *err);
+
 /* out = -M_t (x - sqrt(abar) m), one GEMM per tile of CHUNK columns of a block, the
  * tile's z = x - sqrt(abar) m copied in cache first when there is a mean or out is x. The tiles do not
  * depend on the thread count: threads never change a bit. */
@@ -104,6 +112,7 @@ static int gauss_fn(double t, size_t batch, const double *x, double *out, void *
 {
   gauss *g = user;
   size_t n = g->tau, D = g->D, bs = n * D, per = (D + CHUNK - 1) / CHUNK;
+  if (!g->dense && dense_init(g, &g->derr)) return -1; /* csde_model_gaussian_prepare says why */
   if (!(t == g->tM)) {
     g->tM = NAN;
     if (c_sigma_inv(g, t, g->Mt)) return -1; /* Sigma_t singular: no score */
@@ -174,11 +183,80 @@ static int check_t(double t, const char *fn, const char *which, csde_err *err)
   return CSDE_SUCCESS;
 }
 
-int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
-                              size_t D, const double *mean, size_t mean_len,
-                              const double *S0, csde_err *err)
+/* Bytes of the dense parts: S0, C, M_t, the ODE's M, Sigma_t's factor, a work matrix. */
+#define DENSE_MATS 6
+
+static int dense_refuse(size_t tau, const char *what, csde_err *err)
 {
-  if (!out) return csde_err_set(err, CSDE_EINVAL, "gaussian model: output pointer is NULL");
+  double gb = (double)DENSE_MATS * 8.0 * (double)tau * (double)tau / 1e9;
+  return csde_err_set(err, CSDE_ENOMEM,
+                      "gaussian model: %s needs dense tau x tau factors: tau = %zu needs "
+                      "%.3g GB (%d matrices of %zu x %zu doubles); the limit is %d frames "
+                      "(only the data law p_0 of an S0 operator is sampled without them)",
+                      what, tau, gb, DENSE_MATS, tau, tau, CSDE_MODEL_DENSE_MAX_TAU);
+}
+
+/* Form the dense parts: S0 (from the operator if there is one, then checked), the dense
+ * C, the scratch; check S0 + C PD and whether S0 and C commute. O(tau^3). */
+static int dense_build(gauss *g, csde_err *err)
+{
+  size_t tau = g->tau, nn = tau * tau;
+  if (tau > CSDE_MODEL_DENSE_MAX_TAU) return dense_refuse(tau, "the score", err);
+  int st = CSDE_SUCCESS;
+  if (!g->S0) g->S0 = csde_alloc(nn, sizeof(double));
+  g->Cm = csde_alloc(nn, sizeof(double));
+  g->Mt = csde_alloc(nn, sizeof(double));
+  g->Mo = csde_alloc(nn, sizeof(double));
+  g->L = csde_alloc(nn, sizeof(double));
+  g->W = csde_alloc(nn, sizeof(double));
+  if (!g->S0 || !g->Cm || !g->Mt || !g->Mo || !g->L || !g->W)
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model's dense "
+                        "factors (tau = %zu: %.3g GB)", tau, DENSE_MATS * 8.0 * (double)nn / 1e9);
+  if (g->S0op) { /* S0 = s0var * (the operator's matrix) */
+    csde_cov_matrix(g->S0op, g->S0);
+    for (size_t i = 0; i < nn; i++) g->S0[i] *= g->s0var;
+  }
+  csde_cov_matrix(g->C, g->Cm);
+  /* Sigma_t, t in (0, 1), is PD iff S0 + C is (ker S0 and ker C meet only in 0) */
+  for (size_t i = 0; i < nn; i++) g->L[i] = g->S0[i] + g->Cm[i];
+  size_t piv = csde_mat_chol(g->L, tau);
+  if (piv) {
+    st = csde_err_set(err, CSDE_ESING,
+                      "gaussian model: S0 + C is singular (Cholesky pivot %zu), so Sigma_t = "
+                      "abar S0 + (1 - abar) C is singular at every t",
+                      piv - 1);
+    return st;
+  }
+  /* commute: ||S0 C - C S0||_F <= 1e-12 ||S0||_F ||C||_F */
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tau, (int)tau, (int)tau, 1.0,
+              g->S0, (int)tau, g->Cm, (int)tau, 0.0, g->W, (int)tau);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tau, (int)tau, (int)tau, -1.0,
+              g->Cm, (int)tau, g->S0, (int)tau, 1.0, g->W, (int)tau);
+  double dn = 0, sn = 0, cn = 0;
+  for (size_t i = 0; i < nn; i++) {
+    dn += g->W[i] * g->W[i];
+    sn += g->S0[i] * g->S0[i];
+    cn += g->Cm[i] * g->Cm[i];
+  }
+  g->commute = sqrt(dn) <= COMMUTE_TOL * sqrt(sn) * sqrt(cn);
+  g->dense = 1;
+  return CSDE_SUCCESS;
+}
+
+/* dense_build once: a failure is kept in g->derr (the callback has no err) and given
+ * again on every later call, without retrying. */
+static int dense_init(gauss *g, csde_err *err)
+{
+  if (g->dense) return CSDE_SUCCESS;
+  if (!g->derr.status) dense_build(g, &g->derr);
+  if (g->derr.status && err && err != &g->derr) *err = g->derr;
+  return g->derr.status;
+}
+
+/* What both constructors share: arguments, the mean, the per-block scratch. */
+static int gauss_new(gauss **out, const csde_cov *C, const csde_schedule *s, size_t D,
+                     const double *mean, size_t mean_len, csde_err *err)
+{
   *out = NULL;
   if (!C || !s)
     return csde_err_set(err, CSDE_EINVAL, "gaussian model: %s is NULL",
@@ -200,34 +278,47 @@ int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_sc
     if (!isfinite(mean[i]))
       return csde_err_set(err, CSDE_ENAN, "gaussian model: mean[%zu] = %g is not finite", i,
                           mean[i]);
-  int st = CSDE_SUCCESS;
   gauss *g = calloc(1, sizeof *g);
   if (!g) return csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model");
-  size_t nn = tau * tau;
   g->tau = tau;
   g->D = D;
   g->C = C;
   g->s = s;
   g->tM = NAN;
-  g->S0 = csde_alloc(nn, sizeof(double));
-  g->Cm = csde_alloc(nn, sizeof(double));
-  g->Mt = csde_alloc(nn, sizeof(double));
-  g->Mo = csde_alloc(nn, sizeof(double));
-  g->L = csde_alloc(nn, sizeof(double));
-  g->W = csde_alloc(nn, sizeof(double));
-  g->z = csde_alloc(bs, sizeof(double));
   g->threads = 1;
+  g->s0var = 1.0;
+  g->z = csde_alloc(bs, sizeof(double));
   g->zc = csde_alloc(tau * CHUNK, sizeof(double));
   if (mean_len) g->m = csde_alloc(bs, sizeof(double));
-  if (!g->S0 || !g->Cm || !g->Mt || !g->Mo || !g->L || !g->W || !g->z || !g->zc ||
-      (mean_len && !g->m)) {
-    st = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model (tau = %zu, "
-                      "D = %zu)", tau, D);
-    goto fail;
+  if (!g->z || !g->zc || (mean_len && !g->m)) {
+    gauss_free(g);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model (tau = %zu, "
+                        "D = %zu)", tau, D);
   }
   for (size_t i = 0; mean_len && i < tau; i++) /* broadcast m to tau x D */
     for (size_t p = 0; p < D; p++)
       g->m[i * D + p] = mean_len == bs ? mean[i * D + p] : mean_len == tau ? mean[i] : mean[0];
+  *out = g;
+  return CSDE_SUCCESS;
+}
+
+int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
+                              size_t D, const double *mean, size_t mean_len,
+                              const double *S0, csde_err *err)
+{
+  if (!out) return csde_err_set(err, CSDE_EINVAL, "gaussian model: output pointer is NULL");
+  *out = NULL;
+  if (C && csde_cov_tau(C) > CSDE_MODEL_DENSE_MAX_TAU)
+    return dense_refuse(csde_cov_tau(C), "a dense S0", err);
+  gauss *g = NULL;
+  int st = gauss_new(&g, C, s, D, mean, mean_len, err);
+  if (st) return st;
+  size_t tau = g->tau, nn = tau * tau;
+  g->S0 = csde_alloc(nn, sizeof(double));
+  if (!g->S0) {
+    st = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model (tau = %zu)", tau);
+    goto fail;
+  }
   if (S0) {
     memcpy(g->S0, S0, nn * sizeof(double));
     if ((st = csde_mat_check_cov(g->S0, tau, "gaussian model: S0", err))) goto fail;
@@ -236,29 +327,7 @@ int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_sc
       for (size_t j = 0; j < tau; j++)
         g->S0[i * tau + j] = 0.25 * pow(0.95, (double)(i > j ? i - j : j - i));
   }
-  csde_cov_matrix(C, g->Cm);
-  /* Sigma_t, t in (0, 1), is PD iff S0 + C is (ker S0 and ker C meet only in 0) */
-  for (size_t i = 0; i < nn; i++) g->L[i] = g->S0[i] + g->Cm[i];
-  size_t piv = csde_mat_chol(g->L, tau);
-  if (piv) {
-    st = csde_err_set(err, CSDE_ESING,
-                      "gaussian model: S0 + C is singular (Cholesky pivot %zu), so Sigma_t = "
-                      "abar S0 + (1 - abar) C is singular at every t",
-                      piv - 1);
-    goto fail;
-  }
-  /* commute: ||S0 C - C S0||_F <= 1e-12 ||S0||_F ||C||_F */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tau, (int)tau, (int)tau, 1.0,
-              g->S0, (int)tau, g->Cm, (int)tau, 0.0, g->W, (int)tau);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tau, (int)tau, (int)tau, -1.0,
-              g->Cm, (int)tau, g->S0, (int)tau, 1.0, g->W, (int)tau);
-  double dn = 0, sn = 0, cn = 0;
-  for (size_t i = 0; i < nn; i++) {
-    dn += g->W[i] * g->W[i];
-    sn += g->S0[i] * g->S0[i];
-    cn += g->Cm[i] * g->Cm[i];
-  }
-  g->commute = sqrt(dn) <= COMMUTE_TOL * sqrt(sn) * sqrt(cn);
+  if ((st = dense_init(g, err))) goto fail;
   return csde_model_wrap(out, "gaussian", gauss_fn, CSDE_OUT_CSCORE, g, gauss_free,
                          CSDE_MODEL_GAUSSIAN, tau, D, err);
 fail:
@@ -266,11 +335,57 @@ fail:
   return st;
 }
 
+int csde_model_gaussian_alloc_spec(csde_model **out, const csde_cov *C, const csde_schedule *s,
+                                   size_t D, const double *mean, size_t mean_len,
+                                   const char *s0_spec, double s0_var, csde_err *err)
+{
+  if (!out) return csde_err_set(err, CSDE_EINVAL, "gaussian model: output pointer is NULL");
+  *out = NULL;
+  if (!s0_spec) return csde_err_set(err, CSDE_EINVAL, "gaussian model: S0 spec is NULL");
+  if (!(s0_var > 0) || !isfinite(s0_var))
+    return csde_err_set(err, CSDE_EDOM, "gaussian model: S0 variance %g must be positive and "
+                        "finite", s0_var);
+  gauss *g = NULL;
+  int st = gauss_new(&g, C, s, D, mean, mean_len, err);
+  if (st) return st;
+  csde_err e;
+  csde_err_clear(&e);
+  if ((st = csde_cov_alloc(&g->S0op, s0_spec, g->tau, NULL, &e))) {
+    csde_err_set(err, st, "gaussian model: S0 '%s': %s", s0_spec, e.msg);
+    goto fail;
+  }
+  g->s0var = s0_var;
+  /* Sigma_t is PD for t in (0, 1) when S0 + C is; either one PD suffices, which the
+   * operators know without dense work. Otherwise dense_init checks (below or on use). */
+  if (g->tau <= CSDE_MODEL_GAUSSIAN_EAGER_TAU && (st = dense_init(g, err))) goto fail;
+  if (g->tau > CSDE_MODEL_GAUSSIAN_EAGER_TAU && csde_cov_is_singular(C) &&
+      csde_cov_is_singular(g->S0op) && (st = dense_init(g, err)))
+    goto fail;
+  return csde_model_wrap(out, "gaussian", gauss_fn, CSDE_OUT_CSCORE, g, gauss_free,
+                         CSDE_MODEL_GAUSSIAN, g->tau, D, err);
+fail:
+  gauss_free(g);
+  return st;
+}
+
+int csde_model_gaussian_prepare(csde_model *M, csde_err *err)
+{
+  gauss *g = gauss_of(M, "csde_model_gaussian_prepare", err);
+  if (!g) return CSDE_EINVAL;
+  return dense_init(g, err);
+}
+
+int csde_model_gaussian_has_dense(const csde_model *M)
+{
+  return csde_model_is_gaussian(M) && ((const gauss *)M->priv)->dense;
+}
+
 int csde_model_is_gaussian(const csde_model *M) { return M && M->tag == CSDE_MODEL_GAUSSIAN; }
 
 int csde_model_gaussian_commutes(const csde_model *M)
 {
-  return csde_model_is_gaussian(M) && ((const gauss *)M->priv)->commute;
+  return csde_model_is_gaussian(M) && ((const gauss *)M->priv)->dense &&
+         ((const gauss *)M->priv)->commute;
 }
 
 int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, double *cov,
@@ -280,6 +395,7 @@ int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, do
   if (!g) return CSDE_EINVAL;
   int s = check_t(t, "gaussian marginal", "t", err);
   if (s) return s;
+  if (cov && (s = dense_init(g, err))) return s;
   size_t bs = g->tau * g->D;
   double sa = sqrt(csde_schedule_abar(g->s, t));
   if (mean) /* sqrt(abar) m */
@@ -405,6 +521,7 @@ int csde_model_gaussian_flow_route(const csde_model *M, double t1, double t2,
   if (!g) return CSDE_EINVAL;
   int s = check_t(t1, "gaussian flow", "t1", err);
   if (!s) s = check_t(t2, "gaussian flow", "t2", err);
+  if (!s) s = dense_init(g, err);
   if (s) return s;
   size_t n = g->tau;
   if (t1 == t2) {
@@ -433,6 +550,8 @@ int csde_model_gaussian_flow_apply(const csde_model *M, double t1, double t2, si
   gauss *g = gauss_of(M, "gaussian flow", err);
   if (!g) return CSDE_EINVAL;
   size_t n = g->tau, D = g->D, bs = n * D;
+  int ds = dense_init(g, err);
+  if (ds) return ds;
   double *Phi = malloc(n * n * sizeof *Phi);
   if (!Phi) return csde_err_set(err, CSDE_ENOMEM, "out of memory in the gaussian flow");
   int s = csde_model_gaussian_flow(M, t1, t2, Phi, err);
@@ -495,10 +614,24 @@ int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
   gauss *g = gauss_of(M, "gaussian sample", err);
   if (!g) return CSDE_EINVAL;
   int s = check_t(t, "gaussian sample", "t", err);
-  if (!s) s = sigma_factor(g, t, err);
   if (s) return s;
   size_t n = g->tau, D = g->D, bs = n * D;
   double sa = sqrt(csde_schedule_abar(g->s, t));
+  if (g->S0op && csde_one_minus_abar(g->s, t) == 0) {
+    /* Sigma_t = abar S0 = abar s0var S0op: x = sqrt(abar) m + sqrt(abar s0var) V' z through
+     * the operator (csde_cov_sample's noise layout), nothing tau x tau */
+    csde_cov_ws *ws = NULL;
+    s = csde_cov_ws_alloc(&ws, g->S0op, D, g->threads, err);
+    if (!s) s = csde_cov_sample(g->S0op, ws, key, first, batch, x, err);
+    csde_cov_ws_free(ws);
+    if (s) return s;
+    double sc = sa * sqrt(g->s0var);
+    for (size_t b = 0; b < batch; b++)
+      for (size_t i = 0; i < bs; i++)
+        x[b * bs + i] = (g->m ? sa * g->m[i] : 0.0) + sc * x[b * bs + i];
+    return CSDE_SUCCESS;
+  }
+  if ((s = dense_init(g, err)) || (s = sigma_factor(g, t, err))) return s;
   for (size_t b = 0; b < batch; b++) {
     double *xb = x + b * bs;
     /* xi[(sample tau + row) D + pixel] = normal(key, that index), sample = first + b */
@@ -562,7 +695,7 @@ int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov 
   }
   st = csde_model_gaussian_alloc(out, C, s, D, mean, mean_len, S0, err);
   if (st) { /* say which file the bad numbers came from */
-    csde_err e = {st, ""};
+    csde_err e = {.status = st};
     if (err) e = *err;
     csde_err_set(err, st, "'%s': %s", path, e.msg);
   }

@@ -13,6 +13,9 @@
  * allocates; as for the gaussian model ONE MODEL OBJECT MUST NOT BE EVALUATED FROM TWO
  * THREADS AT ONCE (its callback and csde_model_gmm_logpdf share that scratch).
  *
+ * Refused above CSDE_MODEL_DENSE_MAX_TAU frames (CSDE_ENOMEM, with the memory it would
+ * take): the components' covariances are dense by nature.
+ *
  * Weights need only be positive and finite: they are normalised to sum to 1, divided by
  * the largest first, so that weights near DBL_MAX (e.g. [1e308, 1e308]) cannot overflow.
  */
@@ -143,6 +146,13 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
   if (D == 0) return csde_err_set(err, CSDE_EINVAL, "gmm model: D = 0 pixels per frame");
   if (K == 0) return csde_err_set(err, CSDE_EINVAL, "gmm model: K = 0 components");
   size_t tau = csde_cov_tau(C), bs, kbs, nn = tau * tau, knn;
+  if (tau > CSDE_MODEL_DENSE_MAX_TAU) /* S_k, L_k (K each) and C, all tau x tau */
+    return csde_err_set(err, CSDE_ENOMEM,
+                        "gmm model: the score needs dense tau x tau factors: tau = %zu needs "
+                        "%.3g GB (2 K + 1 = %zu matrices of %zu x %zu doubles); the limit is "
+                        "%d frames",
+                        tau, (double)(2 * K + 1) * 8.0 * (double)tau * (double)tau / 1e9,
+                        2 * K + 1, tau, tau, CSDE_MODEL_DENSE_MAX_TAU);
   if (csde_mul_size(tau, D, &bs) || csde_mul_size(K, bs, &kbs) || csde_mul_size(K, nn, &knn))
     return csde_err_set(err, CSDE_EINVAL, "gmm model: K x tau x D = %zu x %zu x %zu overflows",
                         K, tau, D);
@@ -248,6 +258,13 @@ int csde_model_gmm_load(csde_model **out, const char *path, const csde_cov *C,
   if (!path || !C)
     return csde_err_set(err, CSDE_EINVAL, "gmm model: %s is NULL", !path ? "path" : "C");
   size_t tau = csde_cov_tau(C), dims[4] = {0, 0, 0, 0}, K, means_len;
+  if (tau > CSDE_MODEL_DENSE_MAX_TAU) /* before reading [K, tau, tau] covariances */
+    return csde_err_set(err, CSDE_ENOMEM,
+                        "gmm model: the score needs dense tau x tau factors: tau = %zu needs "
+                        "%.3g GB per component (%zu x %zu doubles, twice); the limit is %d "
+                        "frames",
+                        tau, 16.0 * (double)tau * (double)tau / 1e9, tau, tau,
+                        CSDE_MODEL_DENSE_MAX_TAU);
   double *w = NULL, *means = NULL, *covs = NULL;
   int rank = 0;
   char got[96];
