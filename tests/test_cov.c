@@ -1011,6 +1011,155 @@ static void check_singular(void)
   csde_cov_free(C);
 }
 
+/* ---- long clips (issue 10, item 12): embed at large tau forms nothing tau x tau ---- */
+
+/* Sample autocovariance at lag k of N independent stationary sequences of length tau
+ * stored frame-major [blk][tau][D] (N = nblk D): chat_k = sum x_i x_{i+k} / (N (tau-k)).
+ * Its standard deviation (Bartlett, exact for Gaussian sequences up to O(1/tau) edge
+ * terms): sd^2 = sum_{|j| < tau} (c_j^2 + c_{j+k} c_{j-k}) / (N (tau - k)). */
+static double acov(const double *x, size_t nblk, size_t tau, size_t D, size_t k)
+{
+  double s = 0;
+  for (size_t b = 0; b < nblk; b++)
+    for (size_t i = 0; i + k < tau; i++)
+      for (size_t p = 0; p < D; p++)
+        s += x[(b * tau + i) * D + p] * x[(b * tau + i + k) * D + p];
+  return s / ((double)(nblk * D) * (double)(tau - k));
+}
+static double acov_sd(double (*c)(size_t, const void *), const void *u, size_t N, size_t tau,
+                      size_t k)
+{
+  double v = 0;
+  for (long j = -4000; j <= 4000; j++) {
+    size_t a = (size_t)labs(j), b = (size_t)labs(j + (long)k), d = (size_t)labs(j - (long)k);
+    v += c(a, u) * c(a, u) + c(b, u) * c(d, u);
+  }
+  return sqrt(v / ((double)N * (double)(tau - k)));
+}
+static double c_ar1(size_t k, const void *u) { return pow(*(const double *)u, (double)k); }
+static double c_m52(size_t k, const void *u)
+{
+  double a = sqrt(5.0) * (double)k / *(const double *)u; /* matern52, var 1 */
+  return (1 + a + a * a / 3) * exp(-a);
+}
+
+static void check_long_clips(void)
+{
+  csde_err err;
+  csde_cov_params pe = csde_cov_default_params();
+  pe.method = CSDE_COV_EMBED;
+
+  /* 1. a million frames: would need 8 TB per tau x tau matrix */
+  {
+    const size_t tau = quick ? 100000 : 1000000;
+    csde_cov *C = NULL;
+    csde_err_clear(&err);
+    int s = csde_cov_alloc(&C, "ar1:rho=0.9", tau, &pe, &err);
+    ok(s == 0, "embed ar1:rho=0.9 with %zu frames builds (status %d %s)", tau, s, err.msg);
+    if (!s) {
+      double want = (double)(tau - 1) * log1p(-0.81), ld = csde_cov_logdet(C), lo, hi;
+      ok(csde_cov_logdet_cheap(C) && fabs(ld - want) <= 1e-12 * fabs(want),
+         "... log det = (tau - 1) log(1 - rho^2) = %.17g (got %.17g), closed form", want, ld);
+      int ex = csde_cov_eig_bounds(C, &lo, &hi);
+      /* ar1's spectral density (1 - rho^2) / |1 - rho e^iw|^2 spans [0.19/3.61, 0.19/0.01] */
+      ok(!ex && lo >= 0.19 / 3.61 * (1 - 1e-9) && hi <= 19 * (1 + 1e-9) && lo <= hi,
+         "... eigenvalue bounds from the embedding [%.6g, %.6g] within ar1's [%.6g, 19]", lo,
+         hi, 0.19 / 3.61);
+      ok(csde_cov_entry(C, 7, 2) == pow(0.9, 5.0) && csde_cov_entry(C, tau - 1, 0) ==
+             pow(0.9, (double)(tau - 1)),
+         "... csde_cov_entry(7, 2) = 0.9^5, entry (tau-1, 0) = 0.9^(tau-1)");
+      ok(!csde_cov_is_singular(C), "... not singular (the embedding's lambda_min > 0)");
+    }
+    csde_cov_free(C);
+  }
+
+  /* 2. V' z has the Toeplitz covariance at large tau: lags against c_k, to 5 sd */
+  struct {
+    const char *spec;
+    double par;
+    double (*c)(size_t, const void *);
+  } lc[] = {{"ar1:rho=0.9", 0.9, c_ar1}, {"matern52:ell=6", 6.0, c_m52}};
+  for (int f = 0; f < 2; f++) {
+    const size_t tau = quick ? 8192 : 65536, D = 8, nblk = 2;
+    csde_cov *C = NULL;
+    csde_cov_ws *ws = NULL;
+    csde_err_clear(&err);
+    int s = csde_cov_alloc(&C, lc[f].spec, tau, &pe, &err);
+    if (!s) s = csde_cov_ws_alloc(&ws, C, D, 2, &err);
+    double *x = xmalloc(nblk * tau * D * sizeof *x);
+    if (!s) s = csde_cov_sample(C, ws, (csde_rng_key){2026, 12}, 0, nblk, x, &err);
+    ok(s == 0, "embed %s, %zu frames: sample (status %d %s)", lc[f].spec, tau, s, err.msg);
+    const size_t lags[] = {0, 1, 2, 5, 20};
+    for (int i = 0; !s && i < 5; i++) {
+      size_t k = lags[i];
+      double ch = acov(x, nblk, tau, D, k), c = lc[f].c(k, &lc[f].par);
+      double sd = acov_sd(lc[f].c, &lc[f].par, nblk * D, tau, k);
+      ok(fabs(ch - c) <= 5 * sd, "embed %s: sample lag-%zu covariance %.5f = c_%zu = %.5f "
+         "(|diff| %.2g <= 5 sd = %.2g)", lc[f].spec, k, ch, k, c, fabs(ch - c), 5 * sd);
+    }
+    free(x);
+    csde_cov_ws_free(ws);
+    csde_cov_free(C);
+  }
+
+  /* 3. log det and Mahalanobis without a closed form (Levinson-Durbin on first use)
+   * against a dense Cholesky reference at moderate tau */
+  {
+    const size_t tau = quick ? 300 : 1024, D = 3;
+    const char *spec = "matern32:ell=8,nugget=1e-3";
+    csde_cov *C = NULL;
+    csde_cov_ws *ws = NULL;
+    csde_err_clear(&err);
+    int s = csde_cov_alloc(&C, spec, tau, &pe, &err);
+    if (!s) s = csde_cov_ws_alloc(&ws, C, D, 1, &err);
+    ok(s == 0 && !csde_cov_logdet_cheap(C), "embed %s, %zu frames: builds; log det not yet "
+       "computed (status %d %s)", spec, tau, s, err.msg);
+    double *T = xmalloc(tau * tau * sizeof *T), *x = xmalloc(tau * D * sizeof *x);
+    double *q = xmalloc(D * sizeof *q), *qr = xmalloc(D * sizeof *qr);
+    for (size_t i = 0; i < tau; i++)
+      for (size_t j = 0; j < tau; j++) {
+        double a = sqrt(3.0) * (double)(i > j ? i - j : j - i) / 8.0;
+        T[i * tau + j] = (1 + a) * exp(-a) + (i == j ? 1e-3 : 0.0);
+      }
+    fill_normal(x, tau * D);
+    gsl_matrix_view Lv = gsl_matrix_view_array(T, tau, tau);
+    gsl_linalg_cholesky_decomp1(&Lv.matrix);
+    double ldr = 0;
+    for (size_t i = 0; i < tau; i++) ldr += 2 * log(T[i * tau + i]);
+    chol_quad(T, tau, D, x, qr);
+    double tot = 0;
+    if (!s) s = csde_cov_mahalanobis(C, ws, 1, x, NULL, q, &tot, &err);
+    double ld = s ? NAN : csde_cov_logdet(C);
+    /* |d logdet| <= tau eps cond; cond(C) <= 1/nugget-ish: tolerance 1e-9 relative */
+    ok(!s && fabs(ld - ldr) <= 1e-9 * fabs(ldr) && csde_cov_logdet_cheap(C),
+       "embed %s: log det %.15g = Cholesky's %.15g (Levinson-Durbin, then cached)", spec, ld,
+       ldr);
+    double e = 0;
+    for (size_t p = 0; p < D; p++) e = fmax(e, fabs(q[p] - qr[p]) / qr[p]);
+    ok(!s && e <= 1e-8, "embed %s: Mahalanobis forms = Cholesky's (rel %.3g)", spec, e);
+    /* the circulant report's KL uses the same log det T */
+    csde_cov_params pc = csde_cov_default_params();
+    pc.method = CSDE_COV_CIRC_TCHAN;
+    csde_cov *Cc = NULL;
+    csde_err_clear(&err);
+    if (csde_cov_alloc(&Cc, spec, tau, &pc, &err) == 0) {
+      csde_cov_report r = csde_cov_approx_report(Cc);
+      ok(r.approx && isfinite(r.kl_per_frame) && r.kl_per_frame >= 0,
+         "circulant-tchan %s, %zu frames: KL per frame %.3g (log det T on first use)", spec,
+         tau, r.kl_per_frame);
+    } else {
+      ok(0, "circulant-tchan %s builds (%s)", spec, err.msg);
+    }
+    csde_cov_free(Cc);
+    free(T);
+    free(x);
+    free(q);
+    free(qr);
+    csde_cov_ws_free(ws);
+    csde_cov_free(C);
+  }
+}
+
 int main(void)
 {
   csde_init();
@@ -1044,6 +1193,7 @@ int main(void)
   check_auto_threshold();
   check_sym_tol();
   check_singular();
+  check_long_clips();
   cleanup_files();
   return tap_done();
 }

@@ -340,6 +340,19 @@ static void toeplitz_errors(void)
     expect(s, &err, CSDE_ENOTPSD, NULL, "toeplitz:col=1,0.9,-0.9 tau=40 [embed]: ENOTPSD");
     s = try_spec("toeplitz:col=1,0.9,-0.9", 200, NULL, &err);
     expect(s, &err, CSDE_ENOTPSD, NULL, "toeplitz:col=1,0.9,-0.9 tau=200 [auto]: ENOTPSD");
+    /* long clips: no dense eigensolve (nor a dense fallback for auto) above 4096 frames;
+     * Levinson-Durbin names the order at which the prediction error variance failed:
+     * P_1 = 1 - 0.81 = 0.19, kappa_2 = (-0.9 - 0.9 * 0.9) / 0.19 = -9, P_2 = 0.19 (1 - 81) */
+    const csde_cov_method lm[3] = {CSDE_COV_EMBED, CSDE_COV_AUTO, CSDE_COV_CIRC_TCHAN};
+    for (int k = 0; k < 3; k++) {
+      csde_cov_params pl = with_method(lm[k]);
+      s = try_spec("toeplitz:col=1,0.9,-0.9", 20000, &pl, &err);
+      snprintf(what, sizeof what, "toeplitz:col=1,0.9,-0.9 tau=20000 [%s]: ENOTPSD 'Levinson'",
+               csde_cov_method_name(lm[k]));
+      expect(s, &err, CSDE_ENOTPSD, "Levinson", what);
+      ok(has_int(err.msg, 2) && has_number(err.msg, 0.19 * (1 - 81), 1e-6),
+         "%s: names order 2 and P_2 = %.6g", what, 0.19 * (1 - 81));
+    }
   }
 
   /* Strang indefinite while T is PSD.

@@ -143,7 +143,7 @@ static void help(void)
       "Exit status: 0 on success; 1 when the library rejects the covariance (a\n"
       "parameter out of range, an unreadable file, a matrix that is not PSD);\n"
       "2 for a malformed command line.\n",
-      DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, FULL_TAU, CSDE_COV_AUTO_TAU,
+      DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, DEFAULT_ROWS, CSDE_COV_AUTO_TAU,
       CSDE_COV_AUTO_TAU);
 }
 
@@ -264,7 +264,7 @@ static int compute(const cov_args *a, cov_result *r)
   else if (a->rows)
     r->k = a->rows < r->tau ? a->rows : r->tau;
   else if (a->format == FMT_CSV)
-    r->k = r->tau < FULL_TAU ? r->tau : FULL_TAU;
+    r->k = r->tau <= FULL_TAU ? r->tau : DEFAULT_ROWS;
   else
     r->k = r->tau < DEFAULT_ROWS ? r->tau : DEFAULT_ROWS;
   return CLI_OK;
