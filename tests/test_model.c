@@ -1133,6 +1133,134 @@ static void test_h5(csde_schedule *s)
   csde_cov_free(C);
 }
 
+/* ---- long clips (issue 10, item 12): the gaussian model's S0 as an operator ---- */
+
+static void test_gaussian_spec(csde_schedule *s)
+{
+  csde_err err = {0};
+  csde_cov_params pe = csde_cov_default_params();
+  pe.method = CSDE_COV_EMBED;
+
+  /* 1. small tau: the same model as a dense S0 = 0.25 ar1(0.8) (dense parts at alloc) */
+  {
+    const size_t tau = 6, D = 3, bs = tau * D;
+    csde_cov *C = make_cov(tau);
+    double S0[36], mean = 1.5, x[2 * 18], y1[2 * 18], y2[2 * 18];
+    ar1_mat(S0, tau, 0.25, 0.8);
+    csde_model *A = NULL, *B = NULL;
+    int st = csde_model_gaussian_alloc(&A, C, s, D, &mean, 1, S0, &err);
+    st |= csde_model_gaussian_alloc_spec(&B, C, s, D, &mean, 1, "ar1:rho=0.8", 0.25, &err);
+    ok(st == 0 && csde_model_gaussian_has_dense(B), "gaussian alloc_spec(ar1:rho=0.8, 0.25), "
+       "tau = 6: dense parts at alloc%s%s", WHY(st, err));
+    fill(x, 2 * bs, 0.4);
+    st = csde_model_call(A, 0.4, 2, x, y1) | csde_model_call(B, 0.4, 2, x, y2);
+    ok(st == 0 && maxdiff(y1, y2, 2 * bs) <= 1e-14 * maxabs(y1, 2 * bs),
+       "... its score = the dense-S0 model's (|diff| %.3g)", maxdiff(y1, y2, 2 * bs));
+    csde_model_free(A);
+    csde_model_free(B);
+    csde_cov_free(C);
+  }
+
+  /* 2. long clip: the data law N(m, S0) through the S0 operator, no dense parts */
+  {
+    const size_t tau = quick ? 4096 : 20000, D = 8, batch = 4, N = batch * D;
+    const double rho = 0.8, var = 0.25, mean = 1.5;
+    csde_cov *C = NULL;
+    csde_model *M = NULL;
+    int st = csde_cov_alloc(&C, "ar1:rho=0.9", tau, &pe, &err);
+    if (!st)
+      st = csde_model_gaussian_alloc_spec(&M, C, s, D, &mean, 1, "ar1:rho=0.8", var, &err);
+    ok(st == 0 && !csde_model_gaussian_has_dense(M),
+       "gaussian alloc_spec, tau = %zu (embed C): builds without dense parts%s%s", tau,
+       WHY(st, err));
+    double *x = malloc(batch * tau * D * sizeof *x);
+    if (!st) st = csde_model_gaussian_sample(M, 0.0, (csde_rng_key){7, 3}, 0, batch, x, &err);
+    ok(st == 0 && !csde_model_gaussian_has_dense(M), "... samples its data law at t = 0 "
+       "through the operator (still no dense parts)%s%s", WHY(st, err));
+    if (!st) {
+      /* mean: sd^2 = var sum_j rho^|j| / (N tau) ~ var (1 + rho) / (1 - rho) / (N tau) */
+      double mu = 0;
+      for (size_t i = 0; i < batch * tau * D; i++) mu += x[i];
+      mu /= (double)(batch * tau * D);
+      double sdm = sqrt(var * (1 + rho) / (1 - rho) / (double)(N * tau));
+      ok(fabs(mu - mean) <= 5 * sdm, "... sample mean %.5f = m = %.5f (|diff| %.2g <= 5 sd "
+         "= %.2g)", mu, mean, fabs(mu - mean), 5 * sdm);
+      /* lag covariances: var rho^k, sd^2 = var^2 sum_j (rho^2|j| + rho^|j+k| rho^|j-k|)
+       * / (N (tau - k)) (Bartlett) */
+      const size_t lags[] = {0, 1, 3, 10};
+      for (int l = 0; l < 4; l++) {
+        size_t k = lags[l];
+        double c = 0, v = 0;
+        for (size_t b = 0; b < batch; b++)
+          for (size_t i = 0; i + k < tau; i++)
+            for (size_t p = 0; p < D; p++)
+              c += (x[(b * tau + i) * D + p] - mean) * (x[(b * tau + i + k) * D + p] - mean);
+        c /= (double)N * (double)(tau - k);
+        for (long j = -2000; j <= 2000; j++)
+          v += pow(rho, 2.0 * labs(j)) + pow(rho, (double)labs(j + (long)k)) *
+                                             pow(rho, (double)labs(j - (long)k));
+        double want = var * pow(rho, (double)k), sd = var * sqrt(v / ((double)N * (tau - k)));
+        ok(fabs(c - want) <= 5 * sd, "... lag-%zu covariance %.5f = 0.25 * 0.8^%zu = %.5f "
+           "(|diff| %.2g <= 5 sd = %.2g)", k, c, k, want, fabs(c - want), 5 * sd);
+      }
+    }
+    free(x);
+    csde_model_free(M);
+    csde_cov_free(C);
+  }
+
+  /* 3. above CSDE_MODEL_DENSE_MAX_TAU: the data law works, the score is refused with the
+   * size and the memory (6 matrices of 1e5 x 1e5 doubles = 480 GB) */
+  {
+    const size_t tau = 100000, D = 1;
+    csde_cov *C = NULL;
+    csde_model *M = NULL;
+    int st = csde_cov_alloc(&C, "ar1:rho=0.9", tau, &pe, &err);
+    if (!st) st = csde_model_gaussian_alloc_spec(&M, C, s, D, NULL, 0, "ar1:rho=0.95", 0.25,
+                                                 &err);
+    ok(st == 0, "gaussian alloc_spec, tau = 100000: builds%s%s", WHY(st, err));
+    double *x = malloc(tau * sizeof *x), *y = malloc(tau * sizeof *y);
+    if (!st) st = csde_model_gaussian_sample(M, 0.0, (csde_rng_key){1, 1}, 0, 1, x, &err);
+    ok(st == 0, "... samples its data law%s%s", WHY(st, err));
+    if (M) {
+      int rc = csde_model_call(M, 0.5, 1, x, y);
+      ok(rc == -1, "... its callback returns -1 (no dense factors at 100000 frames)");
+      csde_err_clear(&err);
+      st = csde_model_gaussian_prepare(M, &err);
+      ok_status(st, CSDE_ENOMEM, err.msg, "tau = 100000 needs 480 GB",
+                "... csde_model_gaussian_prepare: ENOMEM with the size and the memory");
+      st = csde_model_gaussian_marginal(M, 0.5, NULL, y, &err);
+      ok_status(st, CSDE_ENOMEM, err.msg, "dense tau x tau", "... marginal covariance refused");
+      st = csde_model_gaussian_sample(M, 0.5, (csde_rng_key){1, 1}, 0, 1, x, &err);
+      ok_status(st, CSDE_ENOMEM, err.msg, "480 GB", "... a sample at t = 0.5 refused");
+    }
+    /* a dense S0, and gmm, refuse at alloc */
+    double one = 1;
+    csde_model *E = NULL;
+    st = csde_model_gaussian_alloc(&E, C, s, D, NULL, 0, &one, &err);
+    ok_status(st, CSDE_ENOMEM, err.msg, "tau = 100000 needs 480 GB",
+              "gaussian alloc with a dense S0 at 100000 frames: ENOMEM before any allocation");
+    st = csde_model_gmm_alloc(&E, C, s, D, 1, &one, x, tau, &one, &err);
+    ok_status(st, CSDE_ENOMEM, err.msg, "tau = 100000 needs 240 GB",
+              "gmm alloc at 100000 frames (K = 1): ENOMEM with the size and the memory");
+    ok(E == NULL, "... and no model");
+    free(x);
+    free(y);
+    csde_model_free(M);
+    csde_cov_free(C);
+  }
+  /* argument errors */
+  {
+    csde_cov *C = make_cov(4);
+    csde_model *E = NULL;
+    int st = csde_model_gaussian_alloc_spec(&E, C, s, 1, NULL, 0, "ar1:rho=0.5", 0, &err);
+    ok_status(st, CSDE_EDOM, err.msg, "variance 0", "alloc_spec with s0_var = 0: EDOM");
+    st = csde_model_gaussian_alloc_spec(&E, C, s, 1, NULL, 0, "ar1:rho=2", 1, &err);
+    ok_status(st, CSDE_EDOM, err.msg, "rho", "alloc_spec with S0 ar1:rho=2: the cov's EDOM");
+    csde_cov_free(C);
+  }
+}
+
 int main(void)
 {
   csde_init();
@@ -1174,6 +1302,7 @@ int main(void)
   }
 
   test_gmm(s);
+  test_gaussian_spec(s);
   test_plugin();
   test_h5(s);
 
