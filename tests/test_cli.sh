@@ -213,6 +213,57 @@ run cov --frames 6 --format csv --rows 2
 [ "$(grep -vc '^#' "$tmp/out")" -eq 2 ]
 ok $? "--format csv --rows 2 writes 2 rows"
 
+# ---- long clips (issue 10, item 12): nothing tau x tau for embed ----
+
+run cov --help
+grep -qF -- '--eigenvalues' "$tmp/out" && grep -q 'Long clips' "$tmp/out" &&
+  grep -q '2048 frames' "$tmp/out"
+ok $? "cov --help documents --eigenvalues, the 2048-frame limit and long clips"
+
+run cov --frames 20000 --cov ar1:rho=0.9 --method embed
+want20k=$(ar1_logdet 20000 0.9)
+[ "$rc" -eq 0 ] && close "$(logdet)" "$want20k" 1e-12 && grep -q '^eigenvalues .*bounds' "$tmp/out" &&
+  grep -q 'first 8 of 20000 rows' "$tmp/out"
+ok $? "ar1, 20000 frames, embed: log det $(logdet) = 19999 log(0.19); eigenvalue bounds"
+
+run cov --frames 30000 --cov mixed:r=0.5 --method circulant-tchan --format csv
+[ "$rc" -eq 0 ] && [ "$(grep -vc '^#' "$tmp/out")" -eq 8 ] && grep -q '^# eig_exact = 1$' "$tmp/out"
+ok $? "mixed, 30000 frames, circulant-tchan, csv: 8 rows (above 2048 frames), exact eigenvalues"
+
+run cov --frames 2100 --format csv --rows 2
+lo=$(sed -n 's/^# eig_min = //p' "$tmp/out")
+[ "$rc" -eq 0 ] && grep -q '^# eig_exact = 0$' "$tmp/out"
+ok $? "2100 frames (auto: embed), csv: eig_exact = 0, eig_min = $lo is a bound"
+run cov --frames 2100 --format csv --rows 2 --eigenvalues
+elo=$(sed -n 's/^# eig_min = //p' "$tmp/out")
+[ "$rc" -eq 0 ] && grep -q '^# eig_exact = 1$' "$tmp/out" &&
+  awk -v a="$elo" -v b="$lo" 'BEGIN { exit !(a + 0 >= b - 1e-12 && a + 0 > 0) }'
+ok $? "... --eigenvalues: exact eig_min $elo >= the bound $lo"
+
+# ---- inputs that used to be altered silently (issue 10, items 9 and 11) ----
+
+expect_error "empty column entry" "--cov" 1 cov --cov toeplitz:col=1,,0.5
+grep -q 'entry 2 is empty' "$tmp/err"
+ok $? "toeplitz:col=1,,0.5: 'entry 2 is empty'"
+printf '1\n0.5\000 0.25\n' >"$tmp/nul.txt"
+expect_error "NUL byte in a text column" "--cov" 1 cov --cov "toeplitz:file=$tmp/nul.txt"
+grep -q 'NUL byte at offset 5' "$tmp/err"
+ok $? "text column with a NUL: 'NUL byte at offset 5'"
+expect_error "a device as a column" "--cov" 1 cov --cov toeplitz:file=/dev/zero
+grep -q 'not a regular file' "$tmp/err"
+ok $? "toeplitz:file=/dev/zero: 'not a regular file'"
+expect_error "mixed:alpha=1e200" "--cov" 1 cov --cov mixed:alpha=1e200
+grep -q 'alpha = 1e+200' "$tmp/err" && ! grep -qi 'nan' "$tmp/err"
+ok $? "mixed:alpha=1e200: names alpha, no NaN"
+if [ -f "$tmp/C.h5" ]; then
+  expect_error "dense:file=C.h5 without a dataset" "--cov" 1 cov --cov "dense:file=$tmp/C.h5" --frames 3
+  grep -q 'is an HDF5 file: name the dataset' "$tmp/err"
+  ok $? "dense:file=C.h5: 'is an HDF5 file: name the dataset'"
+else
+  skip "dense:file=C.h5 without a dataset" "h5import not found"
+  skip "dense:file=C.h5: the message" "h5import not found"
+fi
+
 # ---- every error path ----
 
 expect_error "--frames 0" "--frames" 2 cov --frames 0
