@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that corrsde's build, tests, benchmarks and plots need
-# (scripts/install-deps.sh [--bench]).
+# (scripts/install-deps.sh [--bench]). The tests (scripts/test.sh) include the fuzz
+# harnesses: clang with libclang-rt-14-dev (libFuzzer and the sanitizer runtimes for
+# clang; gcc's ASan/UBSan runtimes come with build-essential).
 # Safe to run again: apt-get skips what is already there. Needs root (or sudo).
 set -euo pipefail
 
@@ -9,6 +11,7 @@ pkgs=(
   libgsl-dev libopenblas-dev libopenblas0-pthread
   libfftw3-dev libhdf5-dev hdf5-tools librandom123-dev
   valgrind
+  clang libclang-rt-14-dev
   python3 python3-numpy python3-h5py python3-matplotlib python3-scipy
 )
 

@@ -36,6 +36,14 @@ static inline int fuzz_paths_ok(const char *s)
   return !strstr(s, "/dev") && !strstr(s, "/proc") && !strstr(s, "/sys");
 }
 
+/* CSDE_FUZZ_VERBOSE=1: the harnesses print what each input gave (to check seeds). */
+static inline int fuzz_verbose(void)
+{
+  static int v = -1;
+  if (v < 0) v = getenv("CSDE_FUZZ_VERBOSE") != NULL;
+  return v;
+}
+
 static FILE *fuzz_cap_, *fuzz_saved_out_, *fuzz_saved_err_;
 
 static inline void fuzz_quiet_begin(void)

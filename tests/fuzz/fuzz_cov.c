@@ -71,6 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       fuzz_check_err(s, &err);
     csde_cov_free(C);
     fuzz_quiet_end("csde_cov_alloc");
+    if (fuzz_verbose())
+      fprintf(stderr, "cov tau=%zu method=%d '%s': %d %s\n", tau, (int)p.method, spec, s,
+              err.msg);
   }
   free(spec);
   return 0;

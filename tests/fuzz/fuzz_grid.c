@@ -45,6 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   fuzz_quiet_begin();
   int st = csde_grid_make(spec, s, ts, te, N, &t, &n, &err);
   fuzz_quiet_end("csde_grid_make");
+  if (fuzz_verbose())
+    fprintf(stderr, "grid N=%zu ts=%g '%s': %d %s\n", N, ts, spec, st, st ? err.msg : "");
   if (st == CSDE_SUCCESS) {
     if (!t || n < 1 || t[0] != ts || t[n] != te) abort();
     for (size_t i = 1; i <= n; i++)

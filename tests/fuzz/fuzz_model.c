@@ -80,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     cli_model_free(&m);
     fuzz_quiet_end("cli_spec_model");
+    if (fuzz_verbose()) fprintf(stderr, "model tau=%zu D=%zu '%s': %d\n", tau, D, spec, rc);
   }
   free(spec);
   return 0;
