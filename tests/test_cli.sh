@@ -264,6 +264,34 @@ else
   skip "dense:file=C.h5: the message" "h5import not found"
 fi
 
+# gmm weights whose sum overflows (issue 10, item 8): [1e308, 1e308] used to draw every
+# sample from one component. Means -10 and +10 (2 frames), covariances 0.01 I; the data
+# law is sampled at t = 0 and the forward SDE runs to t = 1e-6 (no sign can flip).
+if command -v h5import >/dev/null 2>&1 && command -v h5dump >/dev/null 2>&1; then
+  printf '1e308 1e308\n' >"$tmp/gw.txt"
+  printf -- '-10 -10\n10 10\n' >"$tmp/gm.txt"
+  printf '0.01 0 0 0.01\n0.01 0 0 0.01\n' >"$tmp/gS.txt"
+  gconf() {
+    printf 'PATH %s\nINPUT-CLASS TEXTFP\nINPUT-SIZE 64\nRANK %s\nDIMENSION-SIZES %s\n' "$2" "$3" "$4" >"$1"
+    printf 'OUTPUT-CLASS FP\nOUTPUT-SIZE 64\n' >>"$1"
+  }
+  gconf "$tmp/gw.conf" /weights 1 2
+  gconf "$tmp/gm.conf" /means 2 "2 2"
+  gconf "$tmp/gS.conf" /frame_covs 3 "2 2 2"
+  h5import "$tmp/gw.txt" -c "$tmp/gw.conf" "$tmp/gm.txt" -c "$tmp/gm.conf" \
+    "$tmp/gS.txt" -c "$tmp/gS.conf" -o "$tmp/gmm.h5" >/dev/null 2>&1
+  run sample --model "gmm:file=$tmp/gmm.h5" --frames 2 --frame-shape 1 --batch 40 \
+    --process forward-sde --steps 1 --t-end 1e-6 -o "$tmp/gmm_out.h5" -q
+  counts=$(h5dump -d /trajectory/x -y -w 0 "$tmp/gmm_out.h5" 2>/dev/null |
+    sed -n '/DATA {/,/}/p' | tr ',' '\n' |
+    awk '$1 + 0 < -5 { n++ } $1 + 0 > 5 { p++ } END { print n / 2, p / 2 }')
+  [ "$rc" -eq 0 ] && awk -v c="$counts" 'BEGIN { split(c, a, " ")
+    exit !(a[1] >= 10 && a[2] >= 10 && a[1] + a[2] == 40) }'
+  ok $? "gmm weights [1e308, 1e308]: 40 samples split between both components ($counts)"
+else
+  skip "gmm weights [1e308, 1e308]" "h5import or h5dump not found"
+fi
+
 # ---- every error path ----
 
 expect_error "--frames 0" "--frames" 2 cov --frames 0
