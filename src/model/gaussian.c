@@ -663,6 +663,8 @@ int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov 
   if (!path || !C)
     return csde_err_set(err, CSDE_EINVAL, "gaussian model: %s is NULL", !path ? "path" : "C");
   size_t tau = csde_cov_tau(C), dims[4] = {0, 0, 0, 0};
+  if (tau > CSDE_MODEL_DENSE_MAX_TAU) /* before reading a [tau, tau] /frame_cov */
+    return dense_refuse(tau, "a dense S0 (/frame_cov)", err);
   double *S0 = NULL, *mean = NULL;
   int rank = 0;
   char got[96];
