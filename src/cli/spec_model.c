@@ -138,6 +138,17 @@ void cli_model_free(cli_model *m)
   memset(m, 0, sizeof *m);
 }
 
+int cli_model_prepare_score(const char *cmd, cli_model *m)
+{
+  csde_err err;
+  csde_err_clear(&err);
+  if (m->kind != CLI_MODEL_GAUSSIAN || csde_model_gaussian_prepare(m->model, &err) == 0)
+    return CLI_OK;
+  cli_error(cmd, "--model '%s' with --frames %zu: %s", m->spec ? m->spec : "gaussian", m->tau,
+            err.msg[0] ? err.msg : csde_strerror(err.status));
+  return CLI_EFAIL;
+}
+
 int cli_model_has_data_law(const cli_model *m)
 {
   return m->kind == CLI_MODEL_GAUSSIAN || m->kind == CLI_MODEL_GMM;

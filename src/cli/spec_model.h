@@ -66,6 +66,12 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
                    const csde_schedule *s, size_t tau, size_t D, cli_model *m);
 void cli_model_free(cli_model *m); /* accepts a zeroed struct */
 
+/* Before a solve that evaluates the score (every process but forward-sde/encode): make
+ * the gaussian model's dense parts now, so that a long clip is refused with its own
+ * message (tau and the memory it would need, naming --model and --frames) instead of a
+ * callback's "returned fatal code -1" mid-solve. CLI_OK for other models. */
+int cli_model_prepare_score(const char *cmd, cli_model *m);
+
 /* 1 if the model can draw from its data law p_0 (gaussian, gmm; not plugins). */
 int cli_model_has_data_law(const cli_model *m);
 
