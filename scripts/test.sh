@@ -69,7 +69,10 @@ else
 fi
 
 step "fuzz (build-fuzz)"
-fuzz_out=$(bash tests/fuzz/run.sh 2>&1 | tee /dev/stderr | tail -1)
+fuzz_log=$(mktemp)
+bash tests/fuzz/run.sh 2>&1 | tee "$fuzz_log"
+fuzz_out=$(tail -1 "$fuzz_log")
+rm -f "$fuzz_log"
 if [[ $fuzz_out =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
   pass=$((pass + BASH_REMATCH[1])) fail=$((fail + BASH_REMATCH[2]))
   [ "${BASH_REMATCH[2]}" = 0 ] || rc=1
