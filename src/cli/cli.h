@@ -64,6 +64,9 @@ typedef struct {
 } cli_option;
 
 #define CLI_MAXOPT 32
+/* /covariance/matrix and eigenvalues are stored up to this many frames (a dense
+ * eigensolve, O(tau^3)); above, nothing of size tau^2 is formed and an attribute says why */
+#define CLI_COV_STORE_MAX_TAU 1024
 
 typedef struct {
   const char *cmd;

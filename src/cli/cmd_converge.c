@@ -646,7 +646,9 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   csde_err_clear(&err);
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
-  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model))) return rc;
+  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model)) ||
+      (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
+    return rc;
   r->P = csde_problem_default();
   r->P.process = (csde_process)a->process;
   r->P.tau = a->tau;
@@ -659,14 +661,24 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   if (a->process == CSDE_PROC_FORWARD_SDE) r->P.eps = 0;
   csde_problem_span(&r->P, &r->t_start, &r->t_end);
 
-  r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
-  r->eig = malloc(a->tau * sizeof *r->eig);
-  if (!r->Cmat || !r->eig) {
-    cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->tau, a->tau);
-    return CLI_EFAIL;
+  /* C as a matrix: stored up to CLI_COV_STORE_MAX_TAU frames, and for the gmm prior's
+   * mismatch (gmm models are dense anyway) */
+  if (a->tau <= CLI_COV_STORE_MAX_TAU || r->model.kind == CLI_MODEL_GMM) {
+    r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
+    if (!r->Cmat) {
+      cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->tau, a->tau);
+      return CLI_EFAIL;
+    }
+    csde_cov_matrix(r->C, r->Cmat);
   }
-  csde_cov_matrix(r->C, r->Cmat);
-  if (csde_cov_eigenvalues(r->C, r->eig, &err)) return cli_lib_error(CMD, "--cov", a->cov, &err);
+  if (a->tau <= CLI_COV_STORE_MAX_TAU) {
+    r->eig = malloc(a->tau * sizeof *r->eig);
+    if (!r->eig) {
+      cli_error(CMD, "--frames: out of memory for %zu eigenvalues", a->tau);
+      return CLI_EFAIL;
+    }
+    if (csde_cov_eigenvalues(r->C, r->eig, &err)) return cli_lib_error(CMD, "--cov", a->cov, &err);
+  }
 
   /* the reference the model can give */
   csde_conv_params cp = csde_conv_default_params();
@@ -753,7 +765,8 @@ static int hook_alloc(void *user, int t, const csde_model **model, void **state,
     ts->model = r->model;
   } else {
     /* the same spec again: one model object per thread (model.h) */
-    if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->D, &ts->model)) {
+    if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->D, &ts->model) ||
+        cli_model_prepare_score(CMD, &ts->model)) {
       free(ts);
       return csde_err_set(err, CSDE_EFAILED, "--model '%s': cannot make a model for thread %d",
                           r->a->model, t);
@@ -908,10 +921,15 @@ static int write_parameters(csde_h5out *w, const converge_args *a, const converg
   strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
   PUT(csde_h5out_attr_str(w, g, "created", buf, err));
 
-  size_t d2[2] = {a->tau, a->tau}, d1[1] = {a->tau};
-  PUT(csde_h5out_write_f64(w, "/covariance/matrix", r->Cmat, 2, d2, err));
-  PUT(csde_h5out_write_f64(w, "/covariance/eigenvalues", r->eig, 1, d1, err));
   const char *c = "/covariance";
+  if (r->eig) {
+    size_t d2[2] = {a->tau, a->tau}, d1[1] = {a->tau};
+    PUT(csde_h5out_write_f64(w, "/covariance/matrix", r->Cmat, 2, d2, err));
+    PUT(csde_h5out_write_f64(w, "/covariance/eigenvalues", r->eig, 1, d1, err));
+  } else {
+    snprintf(buf, sizeof buf, "not stored: %zu frames > %d", a->tau, CLI_COV_STORE_MAX_TAU);
+    PUT(csde_h5out_attr_str(w, c, "matrix", buf, err));
+  }
   PUT(csde_h5out_attr_str(w, c, "spec", csde_cov_spec(r->C), err));
   PUT(csde_h5out_attr_str(w, c, "method", csde_cov_method_name(csde_cov_method_of(r->C)), err));
   csde_cov_report rep = csde_cov_approx_report(r->C);
@@ -919,8 +937,10 @@ static int write_parameters(csde_h5out *w, const converge_args *a, const converg
   PUT(csde_h5out_attr_i64(w, c, "exact", &i64, 1, 0, err));
   i64 = (int64_t)csde_cov_noise_dim(r->C);
   PUT(csde_h5out_attr_i64(w, c, "noise_dim", &i64, 1, 0, err));
-  f64 = csde_cov_logdet(r->C);
-  PUT(csde_h5out_attr_f64(w, c, "logdet", &f64, 1, 0, err));
+  if (r->eig || csde_cov_logdet_cheap(r->C)) { /* else a Levinson pass, O(tau^2) */
+    f64 = csde_cov_logdet(r->C);
+    PUT(csde_h5out_attr_f64(w, c, "logdet", &f64, 1, 0, err));
+  }
   if (rep.approx) {
     PUT(csde_h5out_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, 0, err));

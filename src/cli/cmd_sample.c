@@ -52,7 +52,6 @@
 #define DEFAULT_GRID "uniform"
 #define DEFAULT_SAVE "final"
 #define DEFAULT_T_COSINE 0.999 /* cosine: beta(1) = inf */
-#define COV_STORE_MAX_TAU 1024 /* /covariance/matrix and eigenvalues up to this many frames */
 
 enum {
   OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_GRID, OPT_RTOL, OPT_ATOL, OPT_SCHEDULE,
@@ -253,7 +252,7 @@ static void help(void)
       "Exit status: 0 on success; 1 when the run fails (the file then keeps every state\n"
       "saved before the failure, and /stats says why; SIGINT, SIGTERM and SIGHUP stop\n"
       "the run the same way) or an input is rejected; 2 for a malformed command line.\n",
-      COV_STORE_MAX_TAU);
+      CLI_COV_STORE_MAX_TAU);
 }
 
 /* ---- parsing ---- */
@@ -913,7 +912,7 @@ static int write_parameters(csde_h5traj *w, const sample_args *a, const sample_r
   } else {
     char why[160];
     snprintf(why, sizeof why, "not stored: %zu frames > %d (it would take %.3g MB; "
-             "'corrsde cov' shows it)", a->tau, COV_STORE_MAX_TAU,
+             "'corrsde cov' shows it)", a->tau, CLI_COV_STORE_MAX_TAU,
              (double)a->tau * (double)a->tau * 8e-6);
     PUT(csde_h5traj_attr_str(w, c, "matrix", why, err));
   }
@@ -925,10 +924,14 @@ static int write_parameters(csde_h5traj *w, const sample_args *a, const sample_r
   PUT(csde_h5traj_attr_i64(w, c, "exact", &i64, 1, err));
   i64 = (int64_t)csde_cov_noise_dim(r->C);
   PUT(csde_h5traj_attr_i64(w, c, "noise_dim", &i64, 1, err));
-  if (r->Cmat) { /* O(tau^2) and more for the FFT methods: with the matrix only */
+  if (r->Cmat || csde_cov_logdet_cheap(r->C)) { /* else a Levinson pass, O(tau^2) */
     f64 = csde_cov_logdet(r->C);
     PUT(csde_h5traj_attr_f64(w, c, "logdet", &f64, 1, err));
   }
+  double eb[2];
+  i64 = csde_cov_eig_bounds(r->C, &eb[0], &eb[1]);
+  PUT(csde_h5traj_attr_f64_list(w, c, "eigenvalue_range", eb, 2, err));
+  PUT(csde_h5traj_attr_i64(w, c, "eigenvalue_range_exact", &i64, 1, err));
   if (rep.approx) {
     PUT(csde_h5traj_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, err));
     PUT(csde_h5traj_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, err));
@@ -980,6 +983,9 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
     return CLI_EFAIL;
   }
   if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model))) return rc;
+  /* every process but forward-sde asks for the score: build its dense parts now, so that
+   * a clip too long for them is refused here, with its size, not mid-solve */
+  if (a->process != P_FORWARD && (rc = cli_model_prepare_score(CMD, &r->model))) return rc;
   if (r->model.kind == CLI_MODEL_GAUSSIAN && a->threads > 1) { /* the built-in's own tiles */
     csde_err err;
     if (csde_model_gaussian_set_threads(r->model.model, (int)a->threads, &err)) {
@@ -1146,10 +1152,10 @@ static int build(sample_args *a, sample_run *r, observer_ctx *o, int argc, char 
     r->init_desc = "prior N(0, C) (seed, stream 2^63)";
   }
 
-  /* what /covariance shows: the matrix and its eigenvalues up to COV_STORE_MAX_TAU
+  /* what /covariance shows: the matrix and its eigenvalues up to CLI_COV_STORE_MAX_TAU
    * frames (a dense eigensolve, O(tau^3)); above, nothing of size tau^2 is formed */
   r->cmdline = cli_command_line(argc, argv);
-  if (a->tau > COV_STORE_MAX_TAU) return CLI_OK;
+  if (a->tau > CLI_COV_STORE_MAX_TAU) return CLI_OK;
   r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
   r->eig = malloc(a->tau * sizeof *r->eig);
   if (!r->Cmat || !r->eig) {
