@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build corrsde-bench if needed, then run `corrsde-bench all`: the rng table (corrsde
+# Build corrsde-bench if needed, then run `corrsde-bench all`, then bench/longclip.sh: the rng table (corrsde
 # against NumPy and torch, measured in the same run) and the cov table, one CSV.
 #
 #   bench/run.sh [corrsde-bench options...]        e.g.  bench/run.sh --repeats 11
@@ -23,5 +23,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo "# $(uname -srm), $(nproc) CPUs: $cpu"
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg), $(date -Is)"
 echo
-exec "$build/bench/corrsde-bench" all --python "$python" --baselines "$src/bench/baselines" \
+"$build/bench/corrsde-bench" all --python "$python" --baselines "$src/bench/baselines" \
   --csv "$csv" "$@"
+# the long-clip rows (corrsde sample and cov at 100000 and 20000 frames): seconds, peak RSS
+echo
+echo "# long clips (bench/longclip.sh): median of 3 runs"
+ninja -C "$build" corrsde >/dev/null
+BUILD_DIR=$build bash "$src/bench/longclip.sh" "$build/corrsde"
