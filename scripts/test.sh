@@ -30,13 +30,14 @@ step() { # step NAME: print the time of the step before
 }
 
 step "tests (build)"
-meson test -C build --print-errorlogs --num-processes 2 || rc=1
-count build/meson-logs/testlog.json
+# --logbase: our own logs, which another `meson test -C build` cannot overwrite
+meson test -C build --print-errorlogs --num-processes 2 --logbase testsh || rc=1
+count build/meson-logs/testsh.json
 
 step "valgrind (build, fast suite)"
 meson test -C build --setup valgrind --suite fast --print-errorlogs --num-processes 2 \
-  --no-rebuild || rc=1
-count build/meson-logs/testlog-valgrind.json
+  --no-rebuild --logbase testsh-valgrind || rc=1
+count build/meson-logs/testsh-valgrind.json
 
 # ASan + UBSan. -Db_lundef=false: the sanitizer runtimes are not linked into the shared
 # library. Any UBSan report stops the test (halt_on_error); LeakSanitizer checks every
@@ -50,8 +51,9 @@ if [ -f build-asan/build.ninja ] ||
      --buildtype=debugoptimized >/dev/null; then
   ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    meson test -C build-asan --suite fast --print-errorlogs --num-processes 2 || rc=1
-  count build-asan/meson-logs/testlog.json
+    meson test -C build-asan --suite fast --print-errorlogs --num-processes 2 \
+      --logbase testsh || rc=1
+  count build-asan/meson-logs/testsh.json
 else
   rc=1 fail=$((fail + 1))
 fi

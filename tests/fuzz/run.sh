@@ -48,12 +48,13 @@ pass=0 fail=0
 
 # 1. the seeds and the regression inputs, each once
 meson test -C build-fuzz --suite fuzz --no-rebuild --print-errorlogs --num-processes 2 \
-  >build-fuzz/fuzz-regress.log 2>&1
-log=build-fuzz/meson-logs/testlog.json
+  --logbase fuzz-regress >build-fuzz/fuzz-regress.log 2>&1
+log=build-fuzz/meson-logs/fuzz-regress.json
 p=$(grep -c '"result": "OK"' "$log" 2>/dev/null || true)
 f=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$log" 2>/dev/null || true)
 pass=$((pass + p)) fail=$((fail + f))
-grep -E '^ *[0-9]+/[0-9]+ ' build-fuzz/fuzz-regress.log | sed 's/^ */fuzz inputs: /'
+grep -E '^ *[0-9]+/[0-9]+ ' build-fuzz/fuzz-regress.log | awk '!seen[$0]++' |
+  sed 's/^ */fuzz inputs: /'
 [ "$f" -eq 0 ] || grep -E 'ERROR: |SUMMARY: |^    #[0-9]+ .*/(src|solvers|tests)/' \
   build-fuzz/fuzz-regress.log | head -40
 
