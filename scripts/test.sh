@@ -36,8 +36,8 @@ count build/meson-logs/testsh.json
 
 step "valgrind (build, fast suite)"
 meson test -C build --setup valgrind --suite fast --print-errorlogs --num-processes 2 \
-  --no-rebuild --logbase testsh-valgrind || rc=1
-count build/meson-logs/testsh-valgrind.json
+  --no-rebuild --logbase testsh || rc=1
+count build/meson-logs/testsh-valgrind.json  # meson adds the setup name
 
 # ASan + UBSan. -Db_lundef=false: the sanitizer runtimes are not linked into the shared
 # library. Any UBSan report stops the test (halt_on_error); LeakSanitizer checks every
