@@ -148,6 +148,9 @@ fi
 (ulimit -f 1500 && trap '' XFSZ &&
   "$CORRSDE" sample --frames 8 --frame-shape 16x16 --batch 2 --steps 200 --save every:1 -q \
     -o "$tmp/limit.h5" >/dev/null 2>"$tmp/limit_err")
+lrc=$?
+[ "$lrc" -eq 1 ] && grep -q "could not be closed cleanly" "$tmp/limit_err" && [ ! -e "$tmp/limit.h5.lock" ]
+ok $? "file-size limit: exit 1 (got $lrc, no crash in HDF5's exit handler), the failure said"
 run info "$tmp/limit.h5"
 size=$(sed -n "s/.*'truncate -s \([0-9]*\) .*/\1/p" "$tmp/err")
 [ "$rc" -eq 1 ] && grep -q "is truncated" "$tmp/err" && [ -n "$size" ]

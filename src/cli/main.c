@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "corrsde/status.h"
+#include "io/h5traj.h"
 
 static int cmd_help(int argc, char **argv);
 
@@ -293,6 +294,7 @@ int main(int argc, char **argv)
 {
   int rc;
   csde_init();
+  csde_h5_program_init();
   if (argc < 2) {
     cli_error(NULL, "no command given (commands: %s; try 'corrsde --help')", command_list());
     return CLI_EUSAGE;

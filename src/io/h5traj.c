@@ -639,6 +639,8 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
   return !strcmp(status, "ok") && w->count ? commit(w, err) : CSDE_SUCCESS;
 }
 
+void csde_h5_program_init(void) { H5dont_atexit(); }
+
 /* ---- reading arrays ---- */
 
 /* A file HDF5 will not open because it is shorter than its superblock's end-of-file

@@ -127,6 +127,12 @@ void csde_h5traj_free(csde_h5traj *w);
  * file), for a failure before the run starts. Accepts NULL. */
 void csde_h5traj_discard(csde_h5traj *w);
 
+/* For programs, not the library (it changes HDF5 for the whole process): HDF5 1.10
+ * installs an exit handler that closes open files again, and it crashes on a file whose
+ * close failed (a write that could not be undone). Programs close every file themselves,
+ * so they turn the handler off. Call before any other HDF5 call. */
+void csde_h5_program_init(void);
+
 /* ---- reading arrays (for --init) ---- */
 
 /* The rank and shape of dataset dset of file path. */
