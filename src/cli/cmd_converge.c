@@ -171,8 +171,10 @@ static void help(void)
       "      --bootstrap B      bootstrap replicates, B >= 100 (default %d)\n"
       "  -j, --threads N        OpenMP threads (default 1); results are bitwise the same\n"
       "                         for any N\n"
-      "\n"
-      "Output:\n"
+      "\n",
+      DEFAULT_TAU, DEFAULT_PATHS, DEFAULT_BOOT);
+  /* in parts: C99 compilers need not take string literals over 4095 characters */
+  fputs("Output:\n"
       "  -o, --output OUT.h5    the results (required; layout below)\n"
       "      --csv OUT.csv      the table's rows (one per solver and level)\n"
       "      --plot OUT.png     log-log plot of error against h with the intervals,\n"
@@ -184,7 +186,7 @@ static void help(void)
       "      --progress         show progress even when stderr is not a terminal\n"
       "  -q, --quiet            print nothing but errors\n"
       "  -h, --help             show this help and exit\n",
-      DEFAULT_TAU, DEFAULT_PATHS, DEFAULT_BOOT);
+      stdout);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("\n"
       "Starts: forward-sde from the model's data law; reverse-sde and pf-ode from the exact\n"

@@ -121,8 +121,10 @@ static void help(void)
       "    toeplitz:col=1,0.5,0.25   toeplitz:file=col.txt   toeplitz:file=col.h5:/col\n"
       "    dense:file=C.h5:/C   matern32:ell=4   matern52:ell=4,var=1,nugget=1e-6\n"
       "    rbf:ell=4,nugget=1e-6\n"
-      "\n"
-      "Methods. Exact ones represent C itself; circulant ones replace it by a\n"
+      "\n",
+      DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, DEFAULT_ROWS, CSDE_COV_AUTO_TAU);
+  /* in parts: C99 compilers need not take string literals over 4095 characters */
+  printf("Methods. Exact ones represent C itself; circulant ones replace it by a\n"
       "circulant matrix and so change the model (the report says by how much).\n"
       "  auto              exact: dense below %d frames, embed from there on\n"
       "                    (dense for dense:file); never an approximation\n"
@@ -144,7 +146,6 @@ static void help(void)
       "Exit status: 0 on success; 1 when the library rejects the covariance (a\n"
       "parameter out of range, an unreadable file, a matrix that is not PSD);\n"
       "2 for a malformed command line.\n",
-      DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, DEFAULT_ROWS, CSDE_COV_AUTO_TAU,
       CSDE_COV_AUTO_TAU);
 }
 

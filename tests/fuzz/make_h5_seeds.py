@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the HDF5 seeds of the fuzz_h5 harness into corpus/h5/ (checked in; run again
+"""Writes the HDF5 seeds of the fuzz_h5_raw harness into corpus/h5_raw/ (checked in; run again
 only to change them). Every form corrsde reads: /x of rank 1 to 5 ([B, tau, *SHAPE] for
 --init), a matrix /C, other element types, chunked and compressed data, and a
 trajectory file as `corrsde sample` writes it (make it with `corrsde sample` if
@@ -11,7 +11,7 @@ import sys
 import h5py
 import numpy as np
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "h5")
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "h5_raw")
 os.makedirs(out, exist_ok=True)
 
 
