@@ -379,6 +379,14 @@ with h5py.File(sys.argv[1], 'w') as f: f['x'] = np.zeros(($shape,))" "$tmp/empty
       -o "$tmp/bad.h5"
   done
 fi
+if [ $have_h5py -eq 1 ]; then # sizes whose product overflows size_t (no storage written)
+  "$PY" -c 'import h5py, sys
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("x", shape=(2**40, 2**40, 2**40), dtype="f8", chunks=(1, 1, 1))' "$tmp/huge.h5"
+  run cov --cov "dense:file=$tmp/huge.h5:/x" --frames 4
+  [ "$rc" -eq 1 ] && grep -q "too large to read" "$tmp/err"
+  ok $? "a dataset of 2^120 values: 'too large to read', exit 1 (no overflowed buffer)"
+fi
 expect_error "--grid karras:rho=nan" "--grid" sample --grid karras:rho=nan -o "$tmp/bad.h5"
 expect_error "--grid uniform:x=1" "--grid" sample --grid uniform:x=1 -o "$tmp/bad.h5"
 expect_error "--batch 1000000000" "--batch" sample --batch 1000000000 -o "$tmp/bad.h5"

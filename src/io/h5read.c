@@ -8,6 +8,7 @@
 #include <hdf5.h>
 
 #include "core/spec.h"
+#include "core/util.h"
 #include "io/h5read.h"
 
 void csde_shape_str(const size_t *dims, int rank, char *buf, size_t len)
@@ -61,7 +62,11 @@ int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
   size_t total = 1;
   for (int i = 0; i < r; i++) {
     dims[i] = (size_t)h[i];
-    total *= dims[i];
+    if (csde_mul_size(total, dims[i], &total) || total > SIZE_MAX / sizeof(double)) {
+      status = csde_err_set(err, CSDE_ENOMEM, "dataset '%s' in '%s' is too large to read",
+                            dset, path);
+      goto done;
+    }
   }
   *rank = r;
   buf = malloc((total ? total : 1) * sizeof *buf);

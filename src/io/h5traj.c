@@ -16,6 +16,7 @@
 
 #include <hdf5.h>
 
+#include "core/util.h"
 #include "io/h5util.h"
 #include "io/h5traj.h"
 
@@ -781,7 +782,12 @@ int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_a
     }
   }
   size_t total = 1;
-  for (int i = 0; i < r; i++) total *= (size_t)h[i];
+  for (int i = 0; i < r; i++)
+    if (csde_mul_size(total, (size_t)h[i], &total) || total > SIZE_MAX / sizeof(double)) {
+      s = csde_err_set(err, CSDE_ENOMEM, "dataset '%s' in '%s' is too large to read", dset,
+                       path);
+      goto done;
+    }
   buf = malloc((total ? total : 1) * sizeof *buf);
   ms = H5Screate_simple(r ? r : 1, r ? h : (hsize_t[]){1}, NULL);
   if (!buf || ms < 0) {
