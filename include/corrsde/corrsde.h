@@ -1,4 +1,4 @@
-/* corrsde/corrsde.h: the umbrella header. */
+/* corrsde/corrsde.h: the umbrella header: every public header of the library. */
 #ifndef CORRSDE_H
 #define CORRSDE_H
 
@@ -7,5 +7,8 @@
 #include "corrsde/cov.h"
 #include "corrsde/schedule.h"
 #include "corrsde/discrete.h"
+#include "corrsde/model.h"
+#include "corrsde/solve.h"
+#include "corrsde/plugin.h"
 
 #endif
