@@ -85,12 +85,12 @@ typedef struct {
   double sym_tol;         /* dense input: |C_ij - C_ji| <= sym_tol max|C|, default 1e-12 */
 } csde_cov_params;
 
-csde_cov_params csde_cov_default_params(void);
+CSDE_API csde_cov_params csde_cov_default_params(void);
 
 /* Parse a method name: auto, dense, dense-cholesky, circulant (= circulant-tchan),
  * circulant-tchan, circulant-strang, embed. Returns CSDE_ESPEC for anything else. */
-int csde_cov_method_parse(const char *name, csde_cov_method *out, csde_err *err);
-const char *csde_cov_method_name(csde_cov_method m);
+CSDE_API int csde_cov_method_parse(const char *name, csde_cov_method *out, csde_err *err);
+CSDE_API const char *csde_cov_method_name(csde_cov_method m);
 
 /* Build an operator from a spec string for tau frames.
  *   identity
@@ -104,53 +104,53 @@ const char *csde_cov_method_name(csde_cov_method m);
  *   matern52:ell=L[,var=V][,nugget=N]   V (1 + a + a^2/3) e^-a,    a = sqrt5 k / L
  *   rbf:ell=L[,var=V][,nugget=N]        V exp(-k^2 / (2 L^2)); nugget adds N to c_0
  * params may be NULL (defaults). The spec string is copied. */
-int csde_cov_alloc(csde_cov **out, const char *spec, size_t tau,
+CSDE_API int csde_cov_alloc(csde_cov **out, const char *spec, size_t tau,
                    const csde_cov_params *params, csde_err *err);
 
 /* Build from a first column (copied): c[0..ncol-1], lags past ncol are 0. */
-int csde_cov_alloc_toeplitz(csde_cov **out, const double *col, size_t ncol, size_t tau,
+CSDE_API int csde_cov_alloc_toeplitz(csde_cov **out, const double *col, size_t ncol, size_t tau,
                             const csde_cov_params *params, csde_err *err);
 
 /* Build from a dense row-major tau x tau matrix (copied). Only dense methods apply. */
-int csde_cov_alloc_dense(csde_cov **out, const double *mat, size_t tau,
+CSDE_API int csde_cov_alloc_dense(csde_cov **out, const double *mat, size_t tau,
                          const csde_cov_params *params, csde_err *err);
 
-void csde_cov_free(csde_cov *C); /* accepts NULL */
+CSDE_API void csde_cov_free(csde_cov *C); /* accepts NULL */
 
-size_t csde_cov_tau(const csde_cov *C);
+CSDE_API size_t csde_cov_tau(const csde_cov *C);
 /* Rows of white noise V' takes per pixel: tau, or the embedding size m for embed. */
-size_t csde_cov_noise_dim(const csde_cov *C);
-csde_cov_method csde_cov_method_of(const csde_cov *C); /* never CSDE_COV_AUTO */
-const char *csde_cov_spec(const csde_cov *C);          /* the spec, or "toeplitz"/"dense" */
-int csde_cov_is_toeplitz(const csde_cov *C);
-int csde_cov_is_singular(const csde_cov *C); /* 1 when C^-1 is not available */
+CSDE_API size_t csde_cov_noise_dim(const csde_cov *C);
+CSDE_API csde_cov_method csde_cov_method_of(const csde_cov *C); /* never CSDE_COV_AUTO */
+CSDE_API const char *csde_cov_spec(const csde_cov *C);          /* the spec, or "toeplitz"/"dense" */
+CSDE_API int csde_cov_is_toeplitz(const csde_cov *C);
+CSDE_API int csde_cov_is_singular(const csde_cov *C); /* 1 when C^-1 is not available */
 
 /* log det C (-INFINITY when singular). For embed (and the circulant report's KL) it is
  * log det T, computed on the first call and cached (thread-safe): closed form for
  * identity, ar1 and mixed, else Levinson-Durbin in O(tau^2) time and O(tau) memory. */
-double csde_cov_logdet(const csde_cov *C);
+CSDE_API double csde_cov_logdet(const csde_cov *C);
 /* 1 when csde_cov_logdet and csde_cov_approx_report return without an O(tau^2)
  * Levinson-Durbin pass (always for dense; for embed and circulant when the family has a
  * closed form, C is singular, or the pass has already run). */
-int csde_cov_logdet_cheap(const csde_cov *C);
+CSDE_API int csde_cov_logdet_cheap(const csde_cov *C);
 
 /* Entry C_ij of the matrix this operator applies (the circulant for circulant methods),
  * 0 <= i, j < tau. O(1): the way to show part of C without forming tau x tau. */
-double csde_cov_entry(const csde_cov *C, size_t i, size_t j);
+CSDE_API double csde_cov_entry(const csde_cov *C, size_t i, size_t j);
 
 /* The eigenvalue range of C in O(1): returns 1 when *lo, *hi are the exact smallest and
  * largest eigenvalues (dense: from its eigensolve; circulant: its spectrum), 0 when they
  * are bounds lo <= lambda(C) <= hi (embed: the embedding's range, by Cauchy interlacing;
  * csde_cov_eigenvalues gives the exact values at O(tau^3)). Either pointer may be NULL. */
-int csde_cov_eig_bounds(const csde_cov *C, double *lo, double *hi);
+CSDE_API int csde_cov_eig_bounds(const csde_cov *C, double *lo, double *hi);
 
 /* The tau x tau matrix this operator applies, row-major (for a circulant approximation:
  * the circulant, not the Toeplitz matrix it approximates). */
-void csde_cov_matrix(const csde_cov *C, double *out);
+CSDE_API void csde_cov_matrix(const csde_cov *C, double *out);
 
 /* The eigenvalues of C in ascending order (tau values). For embed this runs a dense
  * symmetric eigensolver (O(tau^3), allocates): meant for reports, not loops. */
-int csde_cov_eigenvalues(const csde_cov *C, double *out, csde_err *err);
+CSDE_API int csde_cov_eigenvalues(const csde_cov *C, double *out, csde_err *err);
 
 /* For a circulant approximation: how far it is from the Toeplitz matrix it replaces. */
 typedef struct {
@@ -161,42 +161,42 @@ typedef struct {
   double eig_max;
 } csde_cov_report;
 
-csde_cov_report csde_cov_approx_report(const csde_cov *C);
+CSDE_API csde_cov_report csde_cov_approx_report(const csde_cov *C);
 
 /* For embed: the embedding size m actually used (0 for other methods). */
-size_t csde_cov_embed_size(const csde_cov *C);
+CSDE_API size_t csde_cov_embed_size(const csde_cov *C);
 
 /* ---- workspaces and application ---- */
 
 /* A workspace for blocks of D pixels, usable by up to nthreads OpenMP threads at once
  * (nthreads 0 means 1). Holds the FFT plans and every scratch buffer. */
-int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthreads,
+CSDE_API int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthreads,
                       csde_err *err);
-void csde_cov_ws_free(csde_cov_ws *ws); /* accepts NULL */
+CSDE_API void csde_cov_ws_free(csde_cov_ws *ws); /* accepts NULL */
 /* The D (pixels per frame) the workspace was made for. */
 size_t csde_cov_ws_D(const csde_cov_ws *ws);
 
 /* y = op(C) x for nblk contiguous blocks: x is nblk * rows_in * D doubles and y is
  * nblk * tau * D, where rows_in is tau (or csde_cov_noise_dim for CSDE_COV_OP_SQRT).
  * x and y must not overlap. The ws must come from this C with this D. */
-int csde_cov_apply(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nblk,
+CSDE_API int csde_cov_apply(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nblk,
                    const double *x, double *y, csde_err *err);
 
 /* q[b*D + p] = (a - b)^T C^-1 (a - b) along the frame axis of pixel p of block b
  * (b may be NULL: a^T C^-1 a). q may be NULL; if total is not NULL it receives the sum
  * over every pixel of every block. */
-int csde_cov_mahalanobis(const csde_cov *C, csde_cov_ws *ws, size_t nblk,
+CSDE_API int csde_cov_mahalanobis(const csde_cov *C, csde_cov_ws *ws, size_t nblk,
                          const double *a, const double *b, double *q, double *total,
                          csde_err *err);
 
 /* Draw nblk samples of N(0, C (x) I_D) into out (nblk * tau * D). Sample j of the call
  * is global sample first + j: its white noise is normal(key, (first+j) * noise_dim * D
  * + row * D + pixel), so a sample is the same alone or inside any batch. */
-int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+CSDE_API int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
                     size_t nblk, double *out, csde_err *err);
 
 /* log N(x_b; 0, C (x) I_D) for each block b into logp[b]. */
-int csde_cov_logpdf(const csde_cov *C, csde_cov_ws *ws, size_t nblk, const double *x,
+CSDE_API int csde_cov_logpdf(const csde_cov *C, csde_cov_ws *ws, size_t nblk, const double *x,
                     double *logp, csde_err *err);
 
 #ifdef __cplusplus

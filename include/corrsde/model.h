@@ -49,16 +49,16 @@ typedef struct csde_model csde_model;
 /* A model from a user callback. `user` is borrowed; free_user (may be NULL) is called on
  * it by csde_model_free. `name` is copied (NULL: "user"). On failure (fn NULL: CSDE_EINVAL;
  * kind not a csde_model_output: CSDE_EINVAL) *out is NULL and `user` stays the caller's. */
-int csde_model_alloc(csde_model **out, const char *name, csde_model_fn fn,
+CSDE_API int csde_model_alloc(csde_model **out, const char *name, csde_model_fn fn,
                      csde_model_output kind, void *user, void (*free_user)(void *),
                      csde_err *err);
-void csde_model_free(csde_model *M); /* accepts NULL */
+CSDE_API void csde_model_free(csde_model *M); /* accepts NULL */
 
-const char *csde_model_name(const csde_model *M);
-csde_model_output csde_model_output_of(const csde_model *M);
-const char *csde_model_output_name(csde_model_output k); /* "score", "cscore", ... */
+CSDE_API const char *csde_model_name(const csde_model *M);
+CSDE_API csde_model_output csde_model_output_of(const csde_model *M);
+CSDE_API const char *csde_model_output_name(csde_model_output k); /* "score", "cscore", ... */
 /* Call the callback as is (no conversion, no checks). */
-int csde_model_call(const csde_model *M, double t, size_t batch, const double *x,
+CSDE_API int csde_model_call(const csde_model *M, double t, size_t batch, const double *x,
                     double *out);
 
 /* ---- built-in gaussian model: X_0 ~ N(m, S0 (x) I_D) ----
@@ -72,7 +72,7 @@ int csde_model_call(const csde_model *M, double t, size_t batch, const double *x
  * at alloc, so any method works; the callback costs one Cholesky of Sigma_t per new t
  * and one tau x tau x D GEMM per block. Refused (CSDE_ENOMEM, naming tau and the memory)
  * above CSDE_MODEL_DENSE_MAX_TAU frames: use csde_model_gaussian_alloc_spec there. */
-int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
+CSDE_API int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
                               size_t D, const double *mean, size_t mean_len,
                               const double *S0, csde_err *err);
 
@@ -102,43 +102,43 @@ int csde_model_gaussian_alloc(csde_model **out, const csde_cov *C, const csde_sc
  * csde_model_gaussian_prepare gives the reason, e.g. "gaussian model: the score needs
  * dense tau x tau factors: tau = 100000 needs 480 GB ...". s0_var must be > 0 and finite
  * (CSDE_EDOM); a bad spec gives the covariance's status with its message. */
-int csde_model_gaussian_alloc_spec(csde_model **out, const csde_cov *C, const csde_schedule *s,
+CSDE_API int csde_model_gaussian_alloc_spec(csde_model **out, const csde_cov *C, const csde_schedule *s,
                                    size_t D, const double *mean, size_t mean_len,
                                    const char *s0_spec, double s0_var, csde_err *err);
 /* Form the dense parts now (no-op when they exist): 0, or the error a score call would
  * meet (CSDE_ENOMEM above CSDE_MODEL_DENSE_MAX_TAU; CSDE_ESING when S0 + C is singular).
  * Call it before a solve that evaluates the score, to report that error clearly. A
  * failure is final: later calls return the same error. */
-int csde_model_gaussian_prepare(csde_model *M, csde_err *err);
+CSDE_API int csde_model_gaussian_prepare(csde_model *M, csde_err *err);
 /* 1 when the dense parts are formed (the score is ready). */
-int csde_model_gaussian_has_dense(const csde_model *M);
+CSDE_API int csde_model_gaussian_has_dense(const csde_model *M);
 /* The same from an HDF5 file: /mean ([tau, D], [tau] or scalar; absent: 0) and
  * /frame_cov ([tau, tau]). A wrong shape gives CSDE_EBADLEN naming the shape found and
  * the one expected; a missing file or /frame_cov gives CSDE_EIO. */
-int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov *C,
+CSDE_API int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov *C,
                              const csde_schedule *s, size_t D, csde_err *err);
-int csde_model_is_gaussian(const csde_model *M);
+CSDE_API int csde_model_is_gaussian(const csde_model *M);
 /* Let the gaussian model's callback use `threads` OpenMP threads (default 1) over tiles
  * of a fixed width: the output does not depend on the count. Allocates its scratch. */
-int csde_model_gaussian_set_threads(csde_model *M, int threads, csde_err *err);
+CSDE_API int csde_model_gaussian_set_threads(csde_model *M, int threads, csde_err *err);
 /* The exact marginal p_t: mean (tau * D) and frame covariance Sigma_t (tau x tau).
  * Either may be NULL. t in [0, 1] (else CSDE_EDOM). */
-int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, double *cov,
+CSDE_API int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, double *cov,
                                  csde_err *err);
 /* The exact PF-ODE flow from t1 to t2: z(t2) = Phi z(t1) with z = x - sqrt(abar) m.
  * Closed form when S0 and C commute, otherwise the tau x tau propagator integrated to
  * 1e-13 (MATH.md). Phi is tau x tau. */
-int csde_model_gaussian_flow(const csde_model *M, double t1, double t2, double *Phi,
+CSDE_API int csde_model_gaussian_flow(const csde_model *M, double t1, double t2, double *Phi,
                              csde_err *err);
 /* Apply the exact flow to a batch: x2 = sqrt(abar2) m + Phi (x1 - sqrt(abar1) m).
  * x2 may equal x1. */
-int csde_model_gaussian_flow_apply(const csde_model *M, double t1, double t2, size_t batch,
+CSDE_API int csde_model_gaussian_flow_apply(const csde_model *M, double t1, double t2, size_t batch,
                                    const double *x1, double *x2, csde_err *err);
 /* Draw batch samples of p_t: x = sqrt(abar) m + L xi with Sigma_t = L L^T (Cholesky;
  * an eigen factor if Sigma_t is only semi-definite). Sample j is global sample first + j,
  * xi[(sample * tau + row) * D + pixel] = csde_rng_normal(key, that index), so a sample is
  * the same alone or in any batch. */
-int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
+CSDE_API int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
                                size_t first, size_t batch, double *x, csde_err *err);
 
 /* ---- built-in gmm model: X_0 ~ sum_k w_k N(m_k, S_k (x) I_D) ----
@@ -150,21 +150,21 @@ int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
  * log-sum-exp. Everything is copied; C and s are borrowed. Weights are normalised
  * without overflow (divided by the largest first). Refused with CSDE_ENOMEM (naming tau
  * and the memory) above CSDE_MODEL_DENSE_MAX_TAU frames, as is csde_model_gmm_load. */
-int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
+CSDE_API int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedule *s,
                          size_t D, size_t K, const double *weights, const double *means,
                          size_t means_len, const double *covs, csde_err *err);
 /* From HDF5: /weights [K], /means [K, tau, D] or [K, tau], /frame_covs [K, tau, tau]. */
-int csde_model_gmm_load(csde_model **out, const char *path, const csde_cov *C,
+CSDE_API int csde_model_gmm_load(csde_model **out, const char *path, const csde_cov *C,
                         const csde_schedule *s, size_t D, csde_err *err);
-int csde_model_is_gmm(const csde_model *M);
+CSDE_API int csde_model_is_gmm(const csde_model *M);
 /* log p_t(x) per sample (logp has batch values): the density of the whole tau x D block,
  * constant included. */
-int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const double *x,
+CSDE_API int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const double *x,
                           double *logp, csde_err *err);
 
 /* ---- plugins: a shared library loaded with dlopen (see corrsde/plugin.h) ----
  * args may be NULL (""). The model's name is the plugin's name (else the file name). */
-int csde_model_plugin_load(csde_model **out, const char *path, const char *args, size_t tau,
+CSDE_API int csde_model_plugin_load(csde_model **out, const char *path, const char *args, size_t tau,
                            size_t D, csde_err *err);
 
 #ifdef __cplusplus

@@ -50,7 +50,7 @@ typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *ou
 
 /* The entry point a plugin defines (corrsde itself does not): declared here so that the
  * compiler checks a plugin's definition against it. */
-int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out);
+CSDE_API int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out);
 
 #ifdef __cplusplus
 }

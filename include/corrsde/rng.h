@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "corrsde/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,27 +40,27 @@ typedef struct {
 
 /* out[i] = normal(key, index + i) for i < n.  Single-threaded; call it from several
  * threads on disjoint ranges to parallelise (results do not depend on the split). */
-void csde_rng_normal(csde_rng_key key, uint64_t index, size_t n, double *out);
+CSDE_API void csde_rng_normal(csde_rng_key key, uint64_t index, size_t n, double *out);
 
 /* As csde_rng_normal, split over `nthreads` OpenMP threads (0: the OpenMP default).
  * Bitwise identical to csde_rng_normal for any nthreads. */
-void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, double *out,
+CSDE_API void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, double *out,
                          int nthreads);
 
 /* out[i] = uniform(key, index + i) in (0, 1), 52 random bits; the same counters as the
  * normals are NOT used: uniforms come from a separate counter space. */
-void csde_rng_uniform(csde_rng_key key, uint64_t index, size_t n, double *out);
+CSDE_API void csde_rng_uniform(csde_rng_key key, uint64_t index, size_t n, double *out);
 
 /* The kernel in use: "avx2-fma" or "generic". */
-const char *csde_rng_kernel_name(void);
+CSDE_API const char *csde_rng_kernel_name(void);
 /* Choose the kernel for the whole process: "auto", "generic" or "avx2-fma". Returns 0,
  * CSDE_EINVAL for an unknown name, CSDE_ENOTSUP if this CPU lacks it. Not thread-safe:
  * call it before any thread draws numbers. */
-int csde_rng_kernel_select(const char *name);
+CSDE_API int csde_rng_kernel_select(const char *name);
 
 /* The generator's identity, for files: "philox4x32-10/box-muller96/group32" (96 random
  * bits per pair of normals, groups of 32). */
-const char *csde_rng_name(void);
+CSDE_API const char *csde_rng_name(void);
 
 #ifdef __cplusplus
 }

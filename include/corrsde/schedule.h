@@ -35,33 +35,33 @@ typedef struct csde_schedule csde_schedule;
 /* Parse a spec (see above); params default as shown. The spec string is copied.
  * Unknown names or keys give CSDE_ESPEC (the message lists the valid ones); parameters
  * out of range give CSDE_EDOM. */
-int csde_schedule_alloc(csde_schedule **out, const char *spec, csde_err *err);
+CSDE_API int csde_schedule_alloc(csde_schedule **out, const char *spec, csde_err *err);
 /* A discrete schedule from betas[0..n-1] = beta_1..beta_N (copied), each in (0, 1). */
-int csde_schedule_alloc_discrete(csde_schedule **out, const double *betas, size_t n,
+CSDE_API int csde_schedule_alloc_discrete(csde_schedule **out, const double *betas, size_t n,
                                  csde_err *err);
-void csde_schedule_free(csde_schedule *s); /* accepts NULL */
+CSDE_API void csde_schedule_free(csde_schedule *s); /* accepts NULL */
 
 /* The canonical spec with every parameter, numbers in their shortest exact form, e.g.
  * "vp-linear:bmin=0.1,bmax=20". A discrete schedule lists all its betas
  * ("discrete:betas=..."); csde_schedule_alloc reads specs up to 4095 characters.
  * Borrowed: valid until csde_schedule_free. */
-const char *csde_schedule_spec(const csde_schedule *s);
+CSDE_API const char *csde_schedule_spec(const csde_schedule *s);
 
 /* Continuous view, t in [0, 1] (t outside is clamped to it; NaN gives NaN). */
-double csde_schedule_beta(const csde_schedule *s, double t);
-double csde_schedule_int_beta(const csde_schedule *s, double t); /* B(t) = -log abar(t) */
-double csde_schedule_abar(const csde_schedule *s, double t);
-double csde_schedule_sigma(const csde_schedule *s, double t);
-double csde_schedule_logsnr(const csde_schedule *s, double t);
+CSDE_API double csde_schedule_beta(const csde_schedule *s, double t);
+CSDE_API double csde_schedule_int_beta(const csde_schedule *s, double t); /* B(t) = -log abar(t) */
+CSDE_API double csde_schedule_abar(const csde_schedule *s, double t);
+CSDE_API double csde_schedule_sigma(const csde_schedule *s, double t);
+CSDE_API double csde_schedule_logsnr(const csde_schedule *s, double t);
 /* The t in [0, 1] with logsnr(t) = lambda (logsnr is decreasing): the exact inverse,
  * clamped to [0, 1] (lambda above logsnr(0) gives 0, below logsnr(1) gives 1). */
-double csde_schedule_t_of_logsnr(const csde_schedule *s, double lambda);
+CSDE_API double csde_schedule_t_of_logsnr(const csde_schedule *s, double lambda);
 
 /* Discrete view. N: 0 for continuous schedules (use csde_schedule_discretize). */
-size_t csde_schedule_nsteps(const csde_schedule *s);
+CSDE_API size_t csde_schedule_nsteps(const csde_schedule *s);
 /* beta_i and abar_i for i in 1..N; abar_step(s, 0) = 1. NaN outside the range. */
-double csde_schedule_beta_step(const csde_schedule *s, size_t i);
-double csde_schedule_abar_step(const csde_schedule *s, size_t i);
+CSDE_API double csde_schedule_beta_step(const csde_schedule *s, size_t i);
+CSDE_API double csde_schedule_abar_step(const csde_schedule *s, size_t i);
 
 /* betas[i-1] = beta_i, i = 1..N, for an N-step chain:
  *   continuous schedule:              beta_i = beta(i/N) / N  (MATH.md);
@@ -71,7 +71,7 @@ double csde_schedule_abar_step(const csde_schedule *s, size_t i);
  *                                     = abar(i/N) up to rounding).
  * Fails with CSDE_EDOM, naming i, if a beta leaves (0, 1). cosine always fails here:
  * its beta(t) is infinite at t = 1. */
-int csde_schedule_discretize(const csde_schedule *s, size_t N, double *betas,
+CSDE_API int csde_schedule_discretize(const csde_schedule *s, size_t N, double *betas,
                              csde_err *err);
 
 #ifdef __cplusplus

@@ -31,9 +31,9 @@ typedef enum {
 } csde_process;
 
 /* "forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode". */
-int csde_process_parse(const char *name, csde_process *out, csde_err *err);
-const char *csde_process_name(csde_process p);
-int csde_process_is_sde(csde_process p);
+CSDE_API int csde_process_parse(const char *name, csde_process *out, csde_err *err);
+CSDE_API const char *csde_process_name(csde_process p);
+CSDE_API int csde_process_is_sde(csde_process p);
 
 /* What is being solved. Every pointer is borrowed and must outlive the solver. */
 typedef struct {
@@ -45,10 +45,10 @@ typedef struct {
   const csde_model *model;    /* may be NULL for the forward SDE */
 } csde_problem;
 
-csde_problem csde_problem_default(void);
+CSDE_API csde_problem csde_problem_default(void);
 /* The process's start and end times: forward (0, T), reverse/pf-ode (T, eps),
  * encode (eps, T). */
-void csde_problem_span(const csde_problem *P, double *t_start, double *t_end);
+CSDE_API void csde_problem_span(const csde_problem *P, double *t_start, double *t_end);
 
 /* ---- time grids ----
  * A grid of N steps from t_start to t_end, nodes t_i = map(u_i), u_i = i/N, so the grid
@@ -59,19 +59,19 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end);
  *   logsnr             uniform in log-SNR
  *   list:t0,t1,...     the user's nodes (first and last must be t_start and t_end)
  * The data end is the end with the smaller t. */
-int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
+CSDE_API int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
                    size_t N, double **times, size_t *nsteps, csde_err *err);
 
 /* ---- integrators ---- */
 typedef struct csde_solver_type csde_solver_type;
 /* Look up by name: euler (alias em), heun, rk45 (GSL rkf45), rkck, rk8pd. */
-const csde_solver_type *csde_solver_lookup(const char *name);
+CSDE_API const csde_solver_type *csde_solver_lookup(const char *name);
 /* All types, NULL-terminated. */
-const csde_solver_type *const *csde_solver_types(void);
-const char *csde_solver_type_name(const csde_solver_type *T);
-int csde_solver_type_fits(const csde_solver_type *T, csde_process p); /* 1 if usable */
-unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T);
-double csde_solver_type_order(const csde_solver_type *T, const char *which); /* "ode",
+CSDE_API const csde_solver_type *const *csde_solver_types(void);
+CSDE_API const char *csde_solver_type_name(const csde_solver_type *T);
+CSDE_API int csde_solver_type_fits(const csde_solver_type *T, csde_process p); /* 1 if usable */
+CSDE_API unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T);
+CSDE_API double csde_solver_type_order(const csde_solver_type *T, const char *which); /* "ode",
                                                                       "strong", "weak" */
 
 typedef enum { CSDE_NOISE_STREAM = 0, CSDE_NOISE_PATH } csde_noise_kind;
@@ -99,7 +99,7 @@ typedef struct {
   void *observer_user;
 } csde_solve_params;
 
-csde_solve_params csde_solve_default_params(void);
+CSDE_API csde_solve_params csde_solve_default_params(void);
 
 typedef struct {
   size_t nfe, steps, accepted, rejected;
@@ -111,18 +111,18 @@ typedef struct csde_solver csde_solver;
 
 /* Allocate everything a solve needs (grid, stage buffers, noise, covariance workspace);
  * P and par are copied (their pointers borrowed). */
-int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve_params *par,
+CSDE_API int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve_params *par,
                       csde_err *err);
-void csde_solver_free(csde_solver *S);
+CSDE_API void csde_solver_free(csde_solver *S);
 /* Solve from x (in: the state at t_start) to t_end (out: the final state). No
  * allocation. Calling it again reuses everything (e.g. another seed via
  * csde_solver_set_seed). On an error x holds no meaningful state (Euler-Maruyama updates
  * it tile by tile in the same pass that checks the model's output); the observer has
  * seen every completed step. */
-int csde_solver_run(csde_solver *S, double *x, csde_solve_stats *stats, csde_err *err);
-void csde_solver_set_seed(csde_solver *S, uint64_t seed, size_t first_sample);
+CSDE_API int csde_solver_run(csde_solver *S, double *x, csde_solve_stats *stats, csde_err *err);
+CSDE_API void csde_solver_set_seed(csde_solver *S, uint64_t seed, size_t first_sample);
 /* The grid in use (fixed-step solves): N + 1 times. */
-const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
+CSDE_API const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
 
 /* ---- discrete samplers (MATH.md, discrete model) ----
  * The model's answer is converted to the noise prediction
@@ -135,13 +135,13 @@ const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
  *   sig = eta sqrt((1-abar_s)/(1-abar_t)) sqrt(1 - abar_t/abar_s); eta = 0: deterministic.
  * Noise of step k uses stream k of par->seed (as the streaming SDE noise). par->solver,
  * rtol, atol and noise are ignored; stats count NFE and steps. */
-int csde_sample_ddpm(const csde_problem *P, const csde_solve_params *par, double *x,
+CSDE_API int csde_sample_ddpm(const csde_problem *P, const csde_solve_params *par, double *x,
                      csde_solve_stats *stats, csde_err *err);
-int csde_sample_ddim(const csde_problem *P, const csde_solve_params *par, double eta,
+CSDE_API int csde_sample_ddim(const csde_problem *P, const csde_solve_params *par, double eta,
                      double *x, csde_solve_stats *stats, csde_err *err);
 
 /* One-shot: alloc, run, free. */
-int csde_solve(const csde_problem *P, const csde_solve_params *par, double *x,
+CSDE_API int csde_solve(const csde_problem *P, const csde_solve_params *par, double *x,
                csde_solve_stats *stats, csde_err *err);
 
 #ifdef __cplusplus

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include "corrsde/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -65,11 +67,11 @@ typedef struct {
 #define CSDE_PARAM_SIZE "size"             /* batch x tau x D: the state's size */
 
 /* The fixed message of a status code ("unknown status" for codes not in the list). */
-const char *csde_strerror(int status);
+CSDE_API const char *csde_strerror(int status);
 
 /* Record `status` and a printf-style message in err (if err is not NULL); returns status.
  * Used by the library; callers may use it for their own errors too. */
-int csde_err_set(csde_err *err, int status, const char *fmt, ...)
+CSDE_API int csde_err_set(csde_err *err, int status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -77,18 +79,18 @@ int csde_err_set(csde_err *err, int status, const char *fmt, ...)
 
 /* Name the setting at fault (one of CSDE_PARAM_*) unless a deeper call already did;
  * returns status. err may be NULL. */
-int csde_err_blame(csde_err *err, const char *param, int status);
+CSDE_API int csde_err_blame(csde_err *err, const char *param, int status);
 
 /* Reset err to CSDE_SUCCESS with an empty message (NULL is allowed). */
-void csde_err_clear(csde_err *err);
+CSDE_API void csde_err_clear(csde_err *err);
 
 /* Turn GSL's abort-on-error handler off for the whole process, and (with OpenBLAS) run
  * BLAS single-threaded: corrsde parallelises over tiles itself. Every corrsde program and
  * test calls this first; library routines check their inputs before GSL sees them. */
-void csde_init(void);
+CSDE_API void csde_init(void);
 
 /* The library version, "MAJOR.MINOR.PATCH". */
-const char *csde_version(void);
+CSDE_API const char *csde_version(void);
 
 #ifdef __cplusplus
 }
