@@ -169,4 +169,16 @@ static inline void fuzz_rm_input(void)
   if (fuzz_file_[0]) unlink(fuzz_file_);
 }
 
+/* libFuzzer's start-up hook: csde_init, then the harness's own set-up (statements). */
+#define FUZZ_INITIALIZE(...)                                                              \
+  int LLVMFuzzerInitialize(int *argc, char ***argv);                                     \
+  int LLVMFuzzerInitialize(int *argc, char ***argv)                                      \
+  {                                                                                      \
+    (void)argc;                                                                          \
+    (void)argv;                                                                          \
+    csde_init();                                                                         \
+    __VA_ARGS__                                                                          \
+    return 0;                                                                            \
+  }
+
 #endif

@@ -9,17 +9,9 @@
 #include "corrsde/cov.h"
 #include "fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-  (void)argc;
-  (void)argv;
-  csde_init();
-  fuzz_fixtures();
-  return 0;
-}
+FUZZ_INITIALIZE(fuzz_fixtures();)
 
 static void use(const csde_cov *C)
 {

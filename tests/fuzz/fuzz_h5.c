@@ -17,17 +17,9 @@
 
 #include "fuzz_h5_readers.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-  (void)argc;
-  (void)argv;
-  csde_init();
-  atexit(fuzz_rm_input);
-  return 0;
-}
+FUZZ_INITIALIZE(atexit(fuzz_rm_input);)
 
 typedef struct {
   const uint8_t *p;

@@ -4,17 +4,9 @@
  * HDF5's own error stacks must stay silent (the quiet check of fuzz_common.h). */
 #include "fuzz_h5_readers.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-  (void)argc;
-  (void)argv;
-  csde_init();
-  atexit(fuzz_rm_input);
-  return 0;
-}
+FUZZ_INITIALIZE(atexit(fuzz_rm_input);)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -9,16 +9,9 @@
 #include "corrsde/schedule.h"
 #include "fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-  (void)argc;
-  (void)argv;
-  csde_init();
-  return 0;
-}
+FUZZ_INITIALIZE()
 
 static void use(const csde_schedule *s)
 {

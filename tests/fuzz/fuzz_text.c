@@ -5,17 +5,9 @@
 #include "io/h5read.h"
 #include "fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-  (void)argc;
-  (void)argv;
-  csde_init();
-  atexit(fuzz_rm_input);
-  return 0;
-}
+FUZZ_INITIALIZE(atexit(fuzz_rm_input);)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
