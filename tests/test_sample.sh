@@ -193,7 +193,7 @@ ok $? "NaN: status recorded in /stats"
 
 # ---- SIGKILL halfway: the file opens and holds every state saved before the kill ----
 
-killargs=(--frame-shape 64x64 --batch 4 --steps 1000000 --save every:50 --dtype float32
+killargs=(--frame-shape 64x64 --batch 4 --steps 6000 --save every:50 --dtype float32
   --seed 5 --progress)
 "$CORRSDE" sample "${killargs[@]}" -o "$tmp/kill.h5" >/dev/null 2>"$tmp/prog" &
 bgpid=$!
@@ -210,7 +210,7 @@ st=$?
 bgpid=
 [ "$st" -eq 137 ] && [ "${saved:-0}" -ge 3 ]
 ok $? "SIGKILL: the run was killed halfway (after ${saved:-0} saved states)"
-grep -q 'step [0-9]*/1000000 *t = .*ETA' "$tmp/prog"
+grep -q 'step [0-9]*/6000 *t = .*ETA' "$tmp/prog"
 ok $? "--progress: non-terminal stderr gets step, t and ETA lines"
 run info "$tmp/kill.h5"
 [ "$rc" -eq 0 ] && grep -q '^status *running' "$tmp/out"
@@ -219,12 +219,14 @@ if [ $have_h5py -eq 1 ]; then
   n_killed=$(py '
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as f:
-    x, t, s = f["trajectory/x"], f["trajectory/t"][:], f["trajectory/step"][:]
-    n = x.shape[0]
+    # a killed run: room for all 121 states, the first n_saved of them saved
+    n = int(f["trajectory"].attrs["n_saved"])
+    x, t, s = f["trajectory/x"][:n], f["trajectory/t"], f["trajectory/step"]
     assert n >= int(sys.argv[2]), (n, sys.argv[2])
-    assert len(t) == n and len(s) == n, (len(t), len(s), n)
-    assert list(s) == [50 * i for i in range(n)], s
-    assert np.all(np.isfinite(x[...]))
+    assert f["trajectory/x"].shape[0] == len(t) == len(s) == 121, (len(t), len(s))
+    assert list(s[:n]) == [50 * i for i in range(n)], s[:n]
+    assert np.all(np.isnan(t[n + 1:])) and np.all(s[n + 1:] == -1)
+    assert np.all(np.isfinite(x)) and np.all(np.abs(x).reshape(n, -1).sum(1) > 0)
     assert f["stats"].attrs["status"] == "running"
     assert f["covariance/matrix"].shape == (16, 16)
     assert "command_line" in f["parameters"].attrs
@@ -241,7 +243,8 @@ print(n)
       -o "$tmp/ref.h5" >/dev/null 2>&1
     py '
 import sys, h5py, numpy as np
-a = h5py.File(sys.argv[1], "r")["trajectory/x"][...]
+f = h5py.File(sys.argv[1], "r")
+a = f["trajectory/x"][:int(f["trajectory"].attrs["n_saved"])]
 b = h5py.File(sys.argv[2], "r")["trajectory/x"][...]
 assert a.shape == b.shape, (a.shape, b.shape)
 assert a.tobytes() == b.tobytes()
@@ -257,7 +260,7 @@ fi
 
 # ---- SIGINT: a clean stop with the reason recorded ----
 
-"$CORRSDE" sample --frame-shape 64x64 --steps 1000000 --save every:100 -q \
+"$CORRSDE" sample --frame-shape 64x64 --steps 1000000 --save every:100000 -q \
   -o "$tmp/int.h5" >"$tmp/out" 2>"$tmp/err" &
 bgpid=$!
 for _ in $(seq 1 100); do

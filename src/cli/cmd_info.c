@@ -28,9 +28,11 @@ static void help(void)
          "\n"
          "A status of 'running' means the writer never finished: the run was killed (the\n"
          "file still holds every state saved before that) or is still going.\n"
-         "The attribute /trajectory n_saved counts the whole states: a run killed in the\n"
-         "middle of an append can leave one more entry in x (info says so; read\n"
-         "x[:n_saved]). A file its writer could not finish (disk full, a size limit) is\n"
+         "The attribute /trajectory n_saved counts the saved states. x, t and step are\n"
+         "made with room for every state of the run, NaN (step -1) until it is saved; a\n"
+         "finished run (ok or failed) cuts them to n_saved, a killed one leaves them as\n"
+         "they were (info says so; read x[:n_saved]). A file its writer could not finish\n"
+         "(disk full, a size limit) is\n"
          "explained, with the command that makes it readable.\n"
          "\n"
          "Options:\n"
@@ -89,15 +91,18 @@ static void print_info(const char *path, const csde_h5traj_info *f)
     printf("%s\n", x->rank == 3 ? "(no pixel axis)" : "");
   }
   if (extent > nsaved)
-    printf("%-12s(x holds %zu entr%s more: written when the run stopped, not a saved state;"
-           " read x[:%zu])\n", "", extent - nsaved, extent - nsaved == 1 ? "y" : "ies", nsaved);
-  if (f->t.present && f->t.rank == 1 && f->t.dims[0] > 0) {
-    if (f->t.dims[0] == 1)
+    printf("%-12s(x holds %zu entr%s more: room for states the run did not save, or one it "
+           "was writing when it stopped; read x[:%zu])\n", "", extent - nsaved,
+           extent - nsaved == 1 ? "y" : "ies", nsaved);
+  size_t nt = f->t.present && f->t.rank == 1 ? csde_h5traj_info_saved(f, f->t.dims[0]) : 0;
+  size_t ns = f->step.present && f->step.rank == 1 ? csde_h5traj_info_saved(f, f->step.dims[0]) : 0;
+  if (nt > 0) {
+    if (nt == 1)
       printf("%-12st = %.10g", "", f->t_first);
     else
       printf("%-12st from %.10g to %.10g", "", f->t_first, f->t_last);
-    if (f->step.present && f->step.rank == 1 && f->step.dims[0] > 0) {
-      if (f->step.dims[0] == 1)
+    if (ns > 0) {
+      if (ns == 1)
         printf(", step %lld", (long long)f->step_first);
       else
         printf(", steps %lld to %lld", (long long)f->step_first, (long long)f->step_last);

@@ -1211,14 +1211,16 @@ int cli_cmd_sample(int argc, char **argv)
   hp.compress = a.compress;
   hp.overwrite = a.force;
   csde_h5traj *w = NULL;
-  /* the states a fixed grid will save, known now: refuse a run the disk cannot hold */
-  size_t nsave = 1; /* final: the end */
+  /* the states the run saves, at most, if known: the file makes room for them at once
+   * (and refuses a run the disk cannot hold) */
+  hp.capacity = 1; /* final: the end */
   if (a.save_kind == SAVE_EVERY) /* steps 0, K, 2K, ... and the end */
-    nsave = r.nsteps / a.save_every + 1 + (r.nsteps % a.save_every != 0);
-  else if (r.mask)
-    for (size_t k = 0; k < r.nsteps; k++) nsave += r.mask[k];
+    hp.capacity = r.nsteps ? r.nsteps / a.save_every + 1 + (r.nsteps % a.save_every != 0) : 0;
+  else if (r.mask) /* the marked nodes before the end, and the end */
+    for (size_t k = 0; k < r.nsteps; k++) hp.capacity += r.mask[k];
+  else if (a.save_kind == SAVE_TIMES) /* adaptive: the first state past each time */
+    hp.capacity = r.n_out + 1 + (size_t)r.save_start;
   if (csde_h5traj_create(&w, a.output, &hp, &err) || write_parameters(w, &a, &r, &err) ||
-      (r.nsteps && !a.compress && csde_h5traj_room(w, nsave, &err)) ||
       csde_h5traj_ready(w, &err)) {
     csde_h5traj_discard(w);
     cli_error(CMD, "-o '%s': %s", a.output, err.msg);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #define RESERVE_BYTES ((off_t)256 << 10) /* disk kept for the last flush, beyond a chunk */
 #define CHUNK_CACHE ((size_t)1 << 20)     /* HDF5's default: smaller chunks are cached */
 #define ROOM_MARGIN ((double)(64 << 10))  /* metadata an append may add, beyond its data */
+#define GROW_START 64                     /* states of a trajectory of unknown length */
 
 struct csde_h5traj {
   char *path;        /* the file the user named */
@@ -38,6 +40,7 @@ struct csde_h5traj {
   int replaces;      /* path existed: tmp replaces it once the run is viable */
   int committed;     /* tmp has been renamed to path */
   int broken;        /* a failed write could not be undone: the file takes no more */
+  int failed;        /* an append failed (x is then never cut: see csde_h5traj_stats) */
   hid_t file, x, t, step, nsaved;
   hid_t xtype_mem;   /* H5T_NATIVE_FLOAT or H5T_NATIVE_DOUBLE */
   hid_t mspace;      /* one state: [1, B, tau, *SHAPE] */
@@ -47,6 +50,9 @@ struct csde_h5traj {
   size_t n;          /* states per append: B * tau * prod(SHAPE) */
   size_t tau, D;     /* for naming the place of a bad value */
   size_t count;      /* states appended */
+  hsize_t cap;       /* the length of x, t and step: the states they have room for */
+  int compress;      /* an append writes a new (compressed) chunk: it needs disk */
+  int fixed;         /* the length is known: x, t and step never grow */
   int64_t last_step;
   float *conv;       /* float32 files: the converted state */
 };
@@ -177,9 +183,12 @@ void csde_h5traj_discard(csde_h5traj *w)
   csde_h5traj_free(w); /* removes path.partial */
 }
 
+static int reserve_file(csde_h5traj *w, csde_err *err);
+
 int csde_h5traj_ready(csde_h5traj *w, csde_err *err)
 {
   int s = csde_h5traj_flush(w, err);
+  if (!s && w->fixed && !w->compress) s = reserve_file(w, err);
   return s ? s : w->replaces ? CSDE_SUCCESS : commit(w, err);
 }
 
@@ -195,14 +204,51 @@ int csde_h5traj_close(csde_h5traj *w, csde_err *err)
   return s;
 }
 
-/* An extendable 1-D dataset [0] of type ftype. */
-static hid_t make_series(hid_t grp, const char *name, hid_t ftype)
+/* Chunks allocated when the dataset is made or grows: an append then writes only into
+ * space that exists, so it changes no HDF5 metadata (an uncompressed chunk stays where
+ * it is). fill (memory type mt) is written into them at once; NULL writes nothing (the
+ * space reads as 0: an uncompressed x, whose disk csde_h5traj_ready reserves). */
+static int set_prealloc(hid_t dcpl, hid_t mt, const void *fill)
 {
-  hsize_t d0 = 0, dmax = H5S_UNLIMITED, ch = T_CHUNK;
-  hid_t sp = H5Screate_simple(1, &d0, &dmax);
+  if (H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0) return -1;
+  if (!fill) return H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ? -1 : 0;
+  return H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC) < 0 ||
+                 H5Pset_fill_value(dcpl, mt, fill) < 0
+             ? -1
+             : 0;
+}
+
+/* The disk of a file whose size is now final (uncompressed, of known length): flush,
+ * then allocate every byte (posix_fallocate), so that no later write can find the disk
+ * full. */
+static int reserve_file(csde_h5traj *w, csde_err *err)
+{
+  hsize_t size = 0;
+  if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 || H5Fget_filesize(w->file, &size) < 0)
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot flush the new file", w->cur);
+  int fd = open(w->cur, O_WRONLY | O_CLOEXEC);
+  int e = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
+  if (fd >= 0) close(fd);
+  if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+    return csde_err_set(err, CSDE_EIO, "'%s': disk full: the run's %.4g MB cannot be "
+                        "allocated%s", w->cur, (double)size * 1e-6,
+                        e == EFBIG ? " (file-size limit)" : "");
+  if (e && e != EOPNOTSUPP && e != EINVAL)
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot allocate its %.4g MB: %s", w->cur,
+                        (double)size * 1e-6, strerror(e));
+  return CSDE_SUCCESS;
+}
+
+/* An extendable 1-D dataset [cap] of type ftype, filled with *fill (memory type mt). */
+static hid_t make_series(hid_t grp, const char *name, hid_t ftype, hsize_t cap, hid_t mt,
+                         const void *fill)
+{
+  hsize_t dmax = H5S_UNLIMITED, ch = T_CHUNK;
+  hid_t sp = H5Screate_simple(1, &cap, &dmax);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   hid_t d = -1;
-  if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &ch) >= 0)
+  if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &ch) >= 0 &&
+      set_prealloc(dcpl, mt, fill) == 0)
     d = H5Dcreate2(grp, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   if (dcpl >= 0) H5Pclose(dcpl);
   if (sp >= 0) H5Sclose(sp);
@@ -240,6 +286,39 @@ static char *concat(const char *a, const char *b)
     memcpy(s + la, b, lb + 1);
   }
   return s;
+}
+
+static double state_bytes(const csde_h5traj *w)
+{
+  return (double)w->n * (double)(w->conv ? sizeof(float) : sizeof(double));
+}
+
+/* Free bytes on the file system of the file (+inf when unknown). */
+static double free_bytes(const csde_h5traj *w)
+{
+  struct statvfs v;
+  return statvfs(w->cur, &v) == 0 ? (double)v.f_bavail * (double)v.f_frsize : INFINITY;
+}
+
+/* CSDE_EIO unless the disk, and the file-size limit, hold nstates uncompressed states:
+ * each its bytes and its t and step, and once a margin for the metadata. */
+static int room_for(csde_h5traj *w, size_t nstates, csde_err *err)
+{
+  double need = (double)nstates * (state_bytes(w) + 16) + ROOM_MARGIN, avail = free_bytes(w);
+  const char *s = nstates == 1 ? "" : "s";
+  if (avail < need)
+    return csde_err_set(err, CSDE_EIO,
+                        "'%s': disk full: the run saves %zu state%s of %.4g MB, %.4g MB in "
+                        "all, but %.4g MB are free", w->cur, nstates, s,
+                        state_bytes(w) * 1e-6, need * 1e-6, avail * 1e-6);
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+      (double)lim.rlim_cur < need)
+    return csde_err_set(err, CSDE_EIO,
+                        "'%s': the run saves %zu state%s, %.4g MB in all, past the file-size "
+                        "limit of %.4g MB (ulimit -f)", w->cur, nstates, s, need * 1e-6,
+                        (double)lim.rlim_cur * 1e-6);
+  return CSDE_SUCCESS;
 }
 
 int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
@@ -322,9 +401,19 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   size_t chunk_bytes = p->float32 ? sizeof(float) : sizeof(double);
   for (int i = 0; i < w->rank; i++) chunk_bytes *= (size_t)ch[i];
   reserve_take(w, chunk_bytes);
+  /* x, t and step have room for every state from the start: states not (yet) saved
+   * read as NaN (step -1); a clean close cuts them to n_saved */
+  w->cap = w->dims[0] = p->capacity ? p->capacity : GROW_START;
+  w->compress = p->compress;
+  w->fixed = p->capacity > 0;
+  if (p->capacity && !p->compress && (s = room_for(w, p->capacity, err))) goto done;
+  const double nan = NAN, zero = 0;
+  const int64_t no_step = -1;
   sp = H5Screate_simple(w->rank, w->dims, maxd);
   dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, w->rank, ch) < 0) goto h5fail;
+  if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, w->rank, ch) < 0 ||
+      set_prealloc(dcpl, H5T_NATIVE_DOUBLE, p->compress ? &zero : NULL))
+    goto h5fail;
   if (p->compress && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, GZIP_LEVEL) < 0)) {
     what = "enable gzip compression (is zlib support built into HDF5?)";
     goto h5fail;
@@ -333,8 +422,8 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
                     dcpl, H5P_DEFAULT);
   if (w->x < 0) goto h5fail;
   what = "create /trajectory/t and /trajectory/step";
-  w->t = make_series(grp, "t", H5T_IEEE_F64LE);
-  w->step = make_series(grp, "step", H5T_STD_I64LE);
+  w->t = make_series(grp, "t", H5T_IEEE_F64LE, w->cap, H5T_NATIVE_DOUBLE, &nan);
+  w->step = make_series(grp, "step", H5T_STD_I64LE, w->cap, H5T_NATIVE_INT64, &no_step);
   if (w->t < 0 || w->step < 0) goto h5fail;
   what = "create /trajectory n_saved";
   {
@@ -362,8 +451,8 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   if ((s = csde_h5traj_attr_str(w, "/trajectory/x", "axes", axes[p->shape_rank - 1], err)))
     goto done;
   if ((s = csde_h5traj_attr_str(w, "/trajectory", "n_saved_meaning",
-                                "the first n_saved entries of x, t and step are whole; "
-                                "a run killed while appending may leave one more", err)))
+                                "the first n_saved entries of x, t and step are saved "
+                                "states; entries past them (a killed run) are not", err)))
     goto done;
   if ((s = csde_h5traj_attr_str(w, "/trajectory/t", "unit", "model time", err))) goto done;
   if ((s = csde_h5traj_attr_str(w, "/stats", "status", "running", err))) goto done;
@@ -466,8 +555,8 @@ static int set_len(hid_t d, int rank, const hsize_t *dims, hsize_t n)
   return H5Dset_extent(d, nd) < 0 ? -1 : 0;
 }
 
-/* Grow the 1-D or state dataset d to n entries and select entry n - 1 in *fs. */
-static int grow_select(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t *fs)
+/* Select entry n - 1 of the 1-D or state dataset d in *fs. */
+static int select_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t *fs)
 {
   hsize_t start[CSDE_H5_MAXRANK], count[CSDE_H5_MAXRANK];
   for (int i = 0; i < rank; i++) {
@@ -476,8 +565,6 @@ static int grow_select(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t 
   }
   start[0] = n - 1;
   count[0] = 1;
-  *fs = -1;
-  if (set_len(d, rank, dims, n)) return -1;
   *fs = H5Dget_space(d);
   if (*fs < 0) return -1;
   return H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ? -1 : 0;
@@ -488,23 +575,27 @@ static int put_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t mt
                      const void *buf)
 {
   hid_t fs = -1;
-  int bad = grow_select(d, rank, dims, n, &fs) || H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, buf) < 0;
+  int bad = select_entry(d, rank, dims, n, &fs) || H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, buf) < 0;
   if (fs >= 0) H5Sclose(fs);
   return bad;
 }
 
 /* After a failed append: free the reserve and flush again, so that the file stays
- * readable and can record the failure; then t and step are cut back to the whole
- * states. x keeps its extent: cutting it in this state (HDF5 1.10 after a failed
- * chunk write) also drops the entry before; readers take n_saved. If the flush fails
- * even so, the file takes no more writes (n_saved still tells which states are whole). */
+ * readable and can record the failure (n_saved still counts the states before). If
+ * the flush fails even so, the file takes no more writes. */
 static void undo_append(csde_h5traj *w)
 {
-  hsize_t one = 1, n = w->count;
   reserve_release(w);
-  int bad = H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 || set_len(w->t, 1, &one, n) ||
-            set_len(w->step, 1, &one, n) || H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
-  if (bad) w->broken = 1;
+  w->failed = 1;
+  if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) w->broken = 1;
+}
+
+/* x, t and step := n entries. */
+static int set_lens(csde_h5traj *w, hsize_t n)
+{
+  hsize_t one = 1;
+  return set_len(w->x, w->rank, w->dims, n) || set_len(w->t, 1, &one, n) ||
+         set_len(w->step, 1, &one, n);
 }
 
 /* The first value of x (n doubles) that is not finite, or n. The sum of 0 * x_i is 0,
@@ -534,30 +625,6 @@ static size_t convert_f32(const double *x, float *conv, size_t n)
   return i;
 }
 
-static double state_bytes(const csde_h5traj *w)
-{
-  return (double)w->n * (double)(w->conv ? sizeof(float) : sizeof(double));
-}
-
-/* Free bytes on the file system of the file (+inf when unknown). */
-static double free_bytes(const csde_h5traj *w)
-{
-  struct statvfs v;
-  return statvfs(w->cur, &v) == 0 ? (double)v.f_bavail * (double)v.f_frsize : INFINITY;
-}
-
-int csde_h5traj_room(csde_h5traj *w, size_t nstates, csde_err *err)
-{
-  /* each state: its bytes, its t and step and index entries; once: the metadata margin */
-  double need = (double)nstates * (state_bytes(w) + 256) + ROOM_MARGIN, avail = free_bytes(w);
-  if (avail < need)
-    return csde_err_set(err, CSDE_EIO,
-                        "'%s': disk full: the run saves %zu state%s of %.4g MB, %.4g MB in "
-                        "all, but %.4g MB are free", w->cur, nstates, nstates == 1 ? "" : "s",
-                        state_bytes(w) * 1e-6, need * 1e-6, avail * 1e-6);
-  return CSDE_SUCCESS;
-}
-
 int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
                        csde_err *err)
 {
@@ -565,9 +632,10 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
     return csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur);
   hsize_t n = w->count + 1, one = 1;
   /* A full disk is seen before HDF5 tries, so that the file is left as it was: one
-   * state's bytes (at most, compressed or not) and a margin for metadata must be free. */
-  double need = state_bytes(w) + ROOM_MARGIN, avail = free_bytes(w);
-  if (avail < need)
+   * state's bytes (at most, compressed or not) and a margin for metadata must be free,
+   * unless its disk is reserved (uncompressed, of known length). */
+  double need = state_bytes(w) + ROOM_MARGIN, avail = INFINITY;
+  if ((w->compress || !w->fixed || n > w->cap) && (avail = free_bytes(w)) < need)
     return csde_err_set(err, CSDE_EIO,
                         "'%s': disk full: %.4g MB free, saved state %zu (step %lld) needs "
                         "%.4g MB", w->cur, avail * 1e-6, (size_t)n - 1, (long long)step,
@@ -585,10 +653,22 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
                         bad_i, b, r / w->D, r % w->D,
                         range ? "; store float64 instead" : "");
   }
+  /* A trajectory of unknown length doubles when full (the one change to HDF5's metadata
+   * of an append; it is flushed before the state is written). */
+  errno = 0;
+  if (n > w->cap) {
+    if (set_lens(w, 2 * w->cap) || H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) {
+      int e = errno;
+      undo_append(w);
+      return csde_err_set(err, CSDE_EIO, "'%s': cannot make room for saved state %zu%s",
+                          w->cur, (size_t)n - 1, e == ENOSPC ? ": disk full" : "");
+    }
+    w->cap *= 2;
+  }
   /* Three flushes, so that a reader never sees a state that is not whole, even after a
    * SIGKILL in the middle of one: the data of x first; then its t and step; then
-   * /trajectory n_saved, which tells that entries 0 .. n - 1 are whole. */
-  errno = 0;
+   * /trajectory n_saved, which tells that entries 0 .. n - 1 are whole. Their space
+   * exists already: only the data and n_saved change in the file. */
   int bad = put_entry(w->x, w->rank, w->dims, n, w->xtype_mem, w->mspace, buf) ||
             H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 ||
             put_entry(w->t, 1, &one, n, H5T_NATIVE_DOUBLE, w->mspace1, &t) ||
@@ -624,10 +704,17 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
   if (w->broken)
     return csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur);
   reserve_release(w); /* the last writes may use it */
+  /* x, t and step := the saved states (a run that stopped early, or an adaptive one).
+   * x is kept as it is after a failed write: HDF5 1.10 cutting it then also drops the
+   * state before. */
+  int s;
+  if (w->count < w->cap && !w->failed && set_lens(w, w->count))
+    return csde_err_set(err, CSDE_EIO, "'%s': cannot cut the trajectory to its %zu saved "
+                        "states", w->cur, w->count);
+  if (w->count < w->cap && !w->failed) w->cap = w->count;
   int64_t v[4] = {(int64_t)st->nfe, (int64_t)st->steps, (int64_t)st->accepted,
                   (int64_t)st->rejected};
   static const char *const names[4] = {"nfe", "steps", "accepted", "rejected"};
-  int s;
   for (int i = 0; i < 4; i++)
     if ((s = csde_h5traj_attr_i64(w, "/stats", names[i], &v[i], 1, err))) return s;
   if ((s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &st->wall_seconds, 1, err)))
@@ -739,6 +826,25 @@ done:
   return s;
 }
 
+/* The attribute n_saved of the group holding dataset dset ("/trajectory" for
+ * "/trajectory/x"), or -1. */
+static long long saved_count(hid_t f, const char *dset)
+{
+  char grp[256];
+  const char *slash = strrchr(dset, '/');
+  size_t len = slash ? (size_t)(slash - dset) : 0;
+  if (len >= sizeof grp) return -1;
+  memcpy(grp, dset, len);
+  strcpy(grp + len, len ? "" : "/");
+  long long v = -1;
+  if (H5Aexists_by_name(f, grp, "n_saved", H5P_DEFAULT) > 0) {
+    hid_t a = H5Aopen_by_name(f, grp, "n_saved", H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0 || v < 0) v = -1;
+    if (a >= 0) H5Aclose(a);
+  }
+  return v;
+}
+
 int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_axis,
                          double **out, csde_err *err)
 {
@@ -769,12 +875,17 @@ int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_a
   hsize_t h[CSDE_H5_MAXRANK], start[CSDE_H5_MAXRANK];
   H5Sget_simple_extent_dims(fs, h, NULL);
   if (last_of_first_axis) {
-    if (h[0] == 0) {
-      s = csde_err_set(err, CSDE_EBADLEN, "dataset '%s' in '%s' is empty", dset, path);
+    /* the last saved state: entry n_saved - 1 where the parent group counts them (a
+     * killed run's entries past n_saved are not states) */
+    long long ns = saved_count(f, dset);
+    hsize_t len = ns >= 0 && (hsize_t)ns < h[0] ? (hsize_t)ns : h[0];
+    if (len == 0) {
+      s = csde_err_set(err, CSDE_EBADLEN, "dataset '%s' in '%s' is empty%s", dset, path,
+                       h[0] ? " (n_saved is 0: no state was saved)" : "");
       goto done;
     }
     for (int i = 0; i < r; i++) start[i] = 0;
-    start[0] = h[0] - 1;
+    start[0] = len - 1;
     h[0] = 1;
     if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, h, NULL) < 0) {
       s = csde_err_set(err, CSDE_EIO, "cannot select in '%s' of '%s'", dset, path);
@@ -1131,6 +1242,11 @@ const char *csde_h5attr_get(const csde_h5attr *a, size_t n, const char *name)
   return NULL;
 }
 
+size_t csde_h5traj_info_saved(const csde_h5traj_info *info, size_t len)
+{
+  return info->n_saved >= 0 && (size_t)info->n_saved < len ? (size_t)info->n_saved : len;
+}
+
 int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *err)
 {
   memset(info, 0, sizeof *info);
@@ -1145,31 +1261,26 @@ int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *er
   }
   dset_info(f, "/trajectory/t", &info->t);
   dset_info(f, "/trajectory/step", &info->step);
-  info->n_saved = -1;
-  if (H5Aexists_by_name(f, "/trajectory", "n_saved", H5P_DEFAULT) > 0) {
-    hid_t a = H5Aopen_by_name(f, "/trajectory", "n_saved", H5P_DEFAULT, H5P_DEFAULT);
-    long long v;
-    if (a >= 0 && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0 && v >= 0) info->n_saved = v;
-    if (a >= 0) H5Aclose(a);
-  }
+  info->n_saved = saved_count(f, "/trajectory/x");
   dset_info(f, "/covariance/matrix", &info->cov);
   dset_info(f, "/covariance/eigenvalues", &info->eig);
-  if (info->t.present && info->t.rank == 1 && info->t.dims[0] > 0) {
+  if (info->t.present && info->t.rank == 1 && csde_h5traj_info_saved(info, info->t.dims[0])) {
     double *t = read_1d(f, "/trajectory/t", H5T_NATIVE_DOUBLE, sizeof(double), info->t.dims[0]);
     if (t) {
       info->t_first = t[0];
-      info->t_last = t[info->t.dims[0] - 1];
+      info->t_last = t[csde_h5traj_info_saved(info, info->t.dims[0]) - 1];
       free(t);
     } else {
       info->t.dims[0] = 0; /* unreadable: show no range */
     }
   }
-  if (info->step.present && info->step.rank == 1 && info->step.dims[0] > 0) {
+  if (info->step.present && info->step.rank == 1 &&
+      csde_h5traj_info_saved(info, info->step.dims[0])) {
     long long *v = read_1d(f, "/trajectory/step", H5T_NATIVE_LLONG, sizeof(long long),
                            info->step.dims[0]);
     if (v) {
       info->step_first = v[0];
-      info->step_last = v[info->step.dims[0] - 1];
+      info->step_last = v[csde_h5traj_info_saved(info, info->step.dims[0]) - 1];
       free(v);
     } else {
       info->step.dims[0] = 0;

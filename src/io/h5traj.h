@@ -2,7 +2,8 @@
  *
  * Layout (H5MD-like; a contract, see the README and issue 4):
  *   /trajectory/x     [n_saved, B, tau, *SHAPE]  float32 or float64, chunked, extendable
- *                     along axis 0, optionally gzip + shuffle
+ *                     along axis 0, optionally gzip + shuffle (a killed run: longer,
+ *                     entries past n_saved are NaN)
  *   /trajectory/t     [n_saved] float64, model time of each saved state
  *   /trajectory/step  [n_saved] int64, the solver step that produced it (0: the start)
  *   /parameters       attributes: every setting of the run
@@ -12,14 +13,22 @@
  * Crash safety:
  * - The file is created whole (parameters, covariance, empty trajectory, /stats with
  *   status "running") before a solve starts.
- * - An append writes x and flushes, then t and step and flushes, then the attribute
- *   /trajectory n_saved and flushes. Entries below n_saved are whole, even after a
- *   SIGKILL during an append (x may then hold one entry more, not yet saved). The
+ * - x, t and step are made as long as the run's saved states (capacity) with their
+ *   space allocated and filled (NaN, step -1) at once, so that an append changes no
+ *   HDF5 metadata but the attribute /trajectory n_saved: it writes x and flushes, then t
+ *   and step and flushes, then n_saved and flushes. A SIGKILL at any moment leaves
+ *   entries below n_saved whole. (A flush that rewrites HDF5's chunk index, as growing
+ *   a dataset does, is not safe against a kill: it can tear the index of states saved
+ *   long before.) An uncompressed state is written in place; a compressed one moves
+ *   its chunk, changing only its own index entry. A run of unknown length (capacity 0)
+ *   doubles the datasets when they are full: those log2(n) flushes are the exception.
+ *   A clean close cuts the datasets to n_saved. The
  *   superblock is HDF5's oldest format, which carries no "open for writing" mark, so a
  *   killed run's file opens without h5clear. No SWMR.
- * - A failed write (disk full) gives back a reserve of disk space kept since create,
- *   cuts the datasets back to the whole states and flushes, so /stats can still record
- *   the failure. A state that is not finite (or beyond float32's range in a float32
+ * - A run of known length that the disk (or the file-size limit) cannot hold is
+ *   refused at create. A failed write (disk full, compressed or of unknown length)
+ *   gives back a reserve of disk space kept since create and flushes, so /stats can
+ *   still record the failure; the datasets then keep their length. A state that is not finite (or beyond float32's range in a float32
  *   file) is refused before anything is written.
  * - path.lock is held (flock) from create to close: a second writer of the same path
  *   is refused before it touches the file. It also holds the disk reserve.
@@ -57,6 +66,8 @@ typedef struct {
   int float32;                      /* 1: store float32, 0: float64 */
   int compress;                     /* 1: gzip (level 4) + shuffle */
   int overwrite;                    /* 1: truncate an existing file; 0: fail if it exists */
+  size_t capacity;                  /* the states the run saves (at most), if known; 0:
+                                       unknown (the datasets double when full) */
 } csde_h5traj_params;
 
 /* Take path.lock, then create the file (path, or path.partial when overwriting an
@@ -68,10 +79,6 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
 /* Everything before the first state is written (parameters, covariance): flush, and
  * put a new file in place under its name. Call once, before the solve. */
 int csde_h5traj_ready(csde_h5traj *w, csde_err *err);
-
-/* CSDE_EIO if the file system has no room for nstates more states of the file's type
- * (uncompressed; call it only for uncompressed files, whose size is known). */
-int csde_h5traj_room(csde_h5traj *w, size_t nstates, csde_err *err);
 
 /* Attributes on an existing group (obj: "/parameters", "/covariance", "/stats",
  * "/trajectory/x", ...). An attribute of the same name is replaced. n == 1 writes a
@@ -174,6 +181,9 @@ typedef struct {
  * has no /trajectory/x; every other part is optional. */
 int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *err);
 void csde_h5traj_info_free(csde_h5traj_info *info);
+/* The saved entries of a dataset of length len along the saved axis: n_saved of them
+ * where the file counts them, else len. */
+size_t csde_h5traj_info_saved(const csde_h5traj_info *info, size_t len);
 /* The text of attribute name in list a (n entries), or NULL. */
 const char *csde_h5attr_get(const csde_h5attr *a, size_t n, const char *name);
 
