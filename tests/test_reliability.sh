@@ -454,5 +454,25 @@ sys.exit(0 if len(t) == 3 and t[0] == 1 and s[0] == 0 and x[0].tobytes() == x0.t
   done
 fi
 
+# ---- a run of unknown length: adaptive --save every:K grows x, t and step by doubling ----
+
+if need_py "adaptive every:1: the datasets grow past their first 64 entries"; then
+  run sample --init "$tmp/x0.h5" --process pf-ode --solver dopri5 --rtol 1e-13 --atol 1e-13 \
+    --save every:1 -q -o "$tmp/grow.h5"
+  py '
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    tr, st = f["trajectory"], f["stats"].attrs
+    n = int(tr.attrs["n_saved"]); x, t, s = tr["x"][:], tr["t"][:], tr["step"][:]
+    acc = int(st["accepted"])
+print(n, acc)
+# every accepted step and the start, in order, finite, and nothing past them
+sys.exit(0 if n == acc + 1 > 128 and len(x) == len(t) == len(s) == n
+         and np.array_equal(s, np.arange(n)) and np.all(np.diff(t) < 0) and t[-1] == 1e-3
+         and np.all(np.isfinite(x)) else 1)
+' "$tmp/grow.h5"
+  ok $? "adaptive dopri5, --save every:1 (length unknown): every accepted step saved, cut to n_saved"
+fi
+
 echo "1..$n"
 [ "$failed" -eq 0 ]
