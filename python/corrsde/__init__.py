@@ -1,0 +1,349 @@
+"""corrsde: diffusion models whose noise is correlated across video frames.
+
+The Python front end of the corrsde C library. Arrays are numpy float64, C-contiguous,
+shaped ``[B, tau, *frame_shape]`` (batch, frames, pixels); anything else (lists, other
+dtypes, CPU torch tensors) is converted once. Noise is N(0, C) along the frame axis of
+every pixel.
+
+    import numpy as np, corrsde
+    C = corrsde.Cov("ar1:rho=0.9", frames=8)
+    S = corrsde.Schedule("vp-linear")
+    def model(t, x, ctx):              # the exact C grad log p_t of N(0, C) data
+        return -x
+    r = corrsde.solve(model, cov=C, process="pf-ode", solver="heun", steps=50,
+                      x=C.sample(4, (16, 16), seed=1))
+
+Importing corrsde changes nothing process-wide (no BLAS thread counts, no error
+handlers).
+"""
+import math
+import numbers
+
+import numpy as np
+
+from . import _corrsde
+from ._corrsde import Error
+
+__all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Error", "OUTPUTS", "PROCESSES",
+           "__version__"]
+__version__ = _corrsde.version
+
+#: what a model's answer is (corrsde/model.h), in the library's order
+OUTPUTS = ("score", "cscore", "noise", "x0", "v")
+#: the processes and samplers solve() runs
+PROCESSES = ("forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode", "ddpm", "ddim")
+
+
+def _states(x, what, frames=None):
+    """x as float64 C-contiguous [B, tau, *frame_shape] (one conversion when needed)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    a = np.ascontiguousarray(x, dtype=np.float64)
+    if a.ndim < 2:
+        raise ValueError("%s: expected an array [B, frames, *frame_shape], got shape %s"
+                         % (what, a.shape))
+    if frames is not None and a.shape[1] != frames:
+        raise ValueError("%s: axis 1 has %d entries, expected %d (the frames)"
+                         % (what, a.shape[1], frames))
+    return a
+
+
+class Cov:
+    """The frame covariance C (tau x tau) as an operator: dense factors for short clips,
+    FFT circulant and embedding methods for long ones (corrsde/cov.h).
+
+    spec: identity, ar1:rho=R, mixed:r=R, toeplitz:col=c0,c1,..., matern32:ell=L,
+    matern52:ell=L, rbf:ell=L, dense:file=F.h5:/dset; method: auto, dense,
+    dense-cholesky, circulant, circulant-strang, embed.
+    """
+
+    def __init__(self, spec, frames, method="auto"):
+        if not isinstance(frames, numbers.Integral) or isinstance(frames, bool):
+            raise TypeError("frames: expected an integer, got %r" % (frames,))
+        self._h = _corrsde.cov_new(str(spec), int(frames), str(method))
+        self.frames = int(frames)
+        self.spec, self.method, self.noise_dim, singular = _corrsde.cov_info(self._h)
+        self.singular = bool(singular)
+
+    def __repr__(self):
+        return "corrsde.Cov(%r, frames=%d, method=%r)" % (self.spec, self.frames, self.method)
+
+    @property
+    def matrix(self):
+        """The tau x tau matrix applied (a circulant method's circulant)."""
+        return _corrsde.cov_matrix(self._h)
+
+    @property
+    def eigenvalues(self):
+        """Eigenvalues of C, ascending."""
+        return _corrsde.cov_eigenvalues(self._h)
+
+    @property
+    def logdet(self):
+        """log det C (-inf when singular)."""
+        return _corrsde.cov_logdet(self._h)
+
+    def _op(self, op, x, what, rows):
+        a = _states(x, what, rows)
+        y = _corrsde.cov_apply(self._h, op, a)
+        return _like(y, x)
+
+    def apply(self, x):
+        """C x along the frame axis (axis 1)."""
+        return self._op(0, x, "apply(x)", self.frames)
+
+    def solve(self, x):
+        """C^-1 x along the frame axis."""
+        return self._op(2, x, "solve(x)", self.frames)
+
+    def sqrt(self, z):
+        """V' z: white noise z ([B, noise_dim, *frame_shape]) made N(0, C)."""
+        return self._op(1, z, "sqrt(z)", self.noise_dim)
+
+    def mahalanobis(self, x):
+        """Per sample: the sum over pixels of x^T C^-1 x along the frame axis ([B])."""
+        return _corrsde.cov_mahalanobis(self._h, _states(x, "mahalanobis(x)", self.frames))
+
+    def sample(self, batch, frame_shape=(), seed=0):
+        """batch draws of N(0, C (x) I), [batch, tau, *frame_shape]: the prior draw of
+        `corrsde sample --seed SEED`, bit for bit."""
+        shape = (int(batch), self.frames) + _shape(frame_shape)
+        return _corrsde.cov_sample(self._h, shape, int(seed))
+
+
+def _shape(frame_shape):
+    if isinstance(frame_shape, numbers.Integral):
+        return (int(frame_shape),)
+    return tuple(int(d) for d in frame_shape)
+
+
+def _like(y, x):
+    """y as a torch tensor when x was one (same dtype and device), else y."""
+    if hasattr(x, "detach") and hasattr(x, "device"):
+        import torch
+        return torch.from_numpy(y).to(dtype=x.dtype, device=x.device)
+    return y
+
+
+class Schedule:
+    """A variance-preserving noise schedule (corrsde/schedule.h): vp-linear[:bmin,bmax],
+    cosine[:s], ddpm-linear[:n,b1,bN], discrete:betas=... abar(t) = exp(-int_0^t beta)."""
+
+    def __init__(self, spec="vp-linear"):
+        self._h = _corrsde.sched_new(str(spec))
+        self.spec, self.nsteps = _corrsde.sched_info(self._h)
+
+    def __repr__(self):
+        return "corrsde.Schedule(%r)" % self.spec
+
+    def _eval(self, what, t):
+        a = np.ascontiguousarray(t, dtype=np.float64)
+        y = _corrsde.sched_eval(self._h, what, a)
+        return float(y) if np.ndim(t) == 0 else y
+
+    def beta(self, t):
+        """beta(t)."""
+        return self._eval(0, t)
+
+    def abar(self, t):
+        """abar(t) = exp(-B(t))."""
+        return self._eval(1, t)
+
+    def sigma(self, t):
+        """The VE sigma sqrt((1 - abar) / abar) that k-diffusion networks take."""
+        return self._eval(2, t)
+
+    def logsnr(self, t):
+        """log(abar / (1 - abar))."""
+        return self._eval(3, t)
+
+    def int_beta(self, t):
+        """B(t) = int_0^t beta = -log abar(t)."""
+        return self._eval(4, t)
+
+    def _discrete(self, what):
+        if not self.nsteps:
+            raise ValueError("%s: the schedule %r is continuous (no timestep index)"
+                             % (what, self.spec))
+
+    def index(self, t):
+        """Discrete schedules: the step i with t = i / N."""
+        self._discrete("index")
+        i = np.rint(np.asarray(t, dtype=np.float64) * self.nsteps).astype(np.int64)
+        return int(i) if np.ndim(t) == 0 else i
+
+    def beta_step(self, i):
+        """Discrete schedules: beta_i, i in 1..N."""
+        self._discrete("beta_step")
+        return self._eval(5, i)
+
+    def abar_step(self, i):
+        """Discrete schedules: abar_i = prod_{s<=i} (1 - beta_s), abar_0 = 1."""
+        self._discrete("abar_step")
+        return self._eval(6, i)
+
+
+class Context:
+    """What a model sees beside (t, x): sizes, the time in every parametrisation the
+    common networks use, and the problem's objects. `t` and `step` (steps completed)
+    are set before every call; the rest is computed from them on access."""
+
+    __slots__ = ("t", "step", "tau", "frame_shape", "batch", "cov", "schedule", "output",
+                 "process")
+
+    def __init__(self, tau, frame_shape, batch, cov, schedule, output, process):
+        self.t, self.step = math.nan, 0
+        self.tau, self.frame_shape, self.batch = tau, frame_shape, batch
+        self.cov, self.schedule, self.output, self.process = cov, schedule, output, process
+
+    @property
+    def abar(self):
+        return self.schedule.abar(self.t)
+
+    @property
+    def sigma(self):
+        """sqrt((1 - abar) / abar)."""
+        return self.schedule.sigma(self.t)
+
+    @property
+    def logsnr(self):
+        return self.schedule.logsnr(self.t)
+
+    @property
+    def index(self):
+        """The discrete timestep of t (discrete schedules), else None."""
+        return self.schedule.index(self.t) if self.schedule.nsteps else None
+
+    def __repr__(self):
+        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%d)"
+                % (self.t, self.step, self.tau, self.frame_shape, self.batch))
+
+
+class Result:
+    """What solve() returns: the final state x, the saved states with their times and
+    steps, and the solver's counts."""
+
+    def __init__(self, x, t, step, states, nfe, steps, accepted, rejected, wall_seconds):
+        self.x, self.t, self.step, self.states = x, t, step, states
+        self.nfe, self.steps, self.accepted, self.rejected = nfe, steps, accepted, rejected
+        self.wall_seconds = wall_seconds
+
+    def __repr__(self):
+        return ("corrsde.Result(x %s, %d saved, nfe %d, steps %d)"
+                % (self.x.shape, len(self.t), self.nfe, self.steps))
+
+
+def _save(save):
+    """save -> (kind, every, times): None/"final", "every:K", {"every": K},
+    "times:t1,t2", {"times": [...]}."""
+    if save is None or save == "final":
+        return 0, 0, None
+    if isinstance(save, str):
+        kind, _, val = save.partition(":")
+        if kind == "every":
+            save = {"every": val}
+        elif kind == "times":
+            save = {"times": [float(v) for v in val.split(",") if v]}
+        else:
+            raise ValueError("save: expected 'final', 'every:K' or 'times:t1,t2,...', got %r"
+                             % save)
+    if not isinstance(save, dict) or len(save) != 1:
+        raise ValueError("save: expected 'final', {'every': K} or {'times': [...]}, got %r"
+                         % (save,))
+    if "every" in save:
+        k = int(save["every"])
+        if k < 1:
+            raise ValueError("save: every needs K >= 1, got %d" % k)
+        return 1, k, None
+    if "times" in save:
+        ts = np.asarray(save["times"], dtype=np.float64).ravel()
+        if ts.size == 0 or not np.all(np.isfinite(ts)):
+            raise ValueError("save: times must be finite and not empty")
+        return 2, 0, ts
+    raise ValueError("save: unknown kind %r" % (next(iter(save)),))
+
+
+def _span(process, t_start, t_end):
+    """(T, eps) of the problem from the process and the optional ends."""
+    T, eps = 1.0, 1e-3
+    if process in ("forward-sde",):
+        if t_start not in (None, 0, 0.0):
+            raise ValueError("t_start: forward-sde starts at t = 0 (got %r)" % (t_start,))
+        T = T if t_end is None else float(t_end)
+    elif process == "pf-ode-encode":
+        eps = eps if t_start is None else float(t_start)
+        T = T if t_end is None else float(t_end)
+    else:
+        T = T if t_start is None else float(t_start)
+        eps = eps if t_end is None else float(t_end)
+    return T, eps
+
+
+def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver="em",
+          steps=100, grid="uniform", rtol=None, atol=None, output=None, t_start=None,
+          t_end=None, seed=0, noise="stream", threads=1, save=None, eta=0.0, max_nfe=None,
+          batch=None, frame_shape=None):
+    """Run a process or sampler with a Python model; returns a Result.
+
+    model(t, x, ctx) -> array of x's shape: x is a read-only view of the solver's
+    buffer (valid during the call), ctx a Context. output (default: model.output if it
+    has one, else "cscore") says what it returns: "score" (grad log p), "cscore"
+    (C grad log p), "noise" (delta), "x0" or "v".
+    x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)
+    with seed (as `corrsde sample`), sized by batch and frame_shape.
+    process: forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm, ddim (eta).
+    solver: em/euler, heun, rk45, rkck, rk8pd, dopri5; steps=0 (or None) with rtol
+    runs an adaptive solver. save: "final", "every:K", "times:t1,...".
+    The GIL is released during the solve and taken back only to call the model, on the
+    calling thread. An exception in the model propagates with a note giving t and the
+    step; KeyboardInterrupt stops the solve.
+    """
+    if not isinstance(cov, Cov):
+        raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule(schedule)
+    if process not in PROCESSES:
+        raise ValueError("process: expected one of %s, got %r" % (", ".join(PROCESSES), process))
+    if not callable(model):
+        raise TypeError("model: expected a callable model(t, x, ctx), got %s"
+                        % type(model).__name__)
+    if output is None:
+        output = getattr(model, "output", "cscore")
+    if output not in OUTPUTS:
+        raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
+    kind = OUTPUTS.index(output)
+    if kind == 4:  # v: the library takes noise; delta = sqrt(1 - abar) x + sqrt(abar) v
+        model, kind = _v_as_noise(model, schedule), OUTPUTS.index("noise")
+    if x is None:
+        if process == "forward-sde" or process == "pf-ode-encode":
+            raise ValueError("x: %s starts from data; pass x (a Python model has no data law)"
+                             % process)
+        x = cov.sample(1 if batch is None else batch,
+                       () if frame_shape is None else frame_shape, seed)
+    else:
+        x = _states(x, "x", cov.frames).copy()
+    skind, every, times = _save(save)
+    steps = 0 if steps is None else int(steps)
+    if steps < 0:
+        raise ValueError("steps: expected a non-negative integer, got %d" % steps)
+    if rtol is not None and atol is None:
+        atol = rtol
+    if steps == 0 and rtol is None and process not in ("ddpm",):
+        raise ValueError("steps: 0 (adaptive) needs rtol")
+    T, eps = _span(process, t_start, t_end)
+    ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, process)
+    res = _corrsde.solve(model, ctx, x, cov._h, schedule._h, process, str(solver), steps,
+                         str(grid), float(rtol or 0.0), float(atol or 0.0), T, eps, int(seed),
+                         str(noise), int(threads), skind, every, times, float(eta),
+                         int(max_nfe or 0), kind)
+    nfe, nsteps, acc, rej, wall, _stopped, ts, st, states = res
+    return Result(x, ts, st, states, nfe, nsteps, acc, rej, wall)
+
+
+def _v_as_noise(model, schedule):
+    """A v-prediction model as a noise model: delta = sqrt(1 - abar) x + sqrt(abar) v."""
+    def noise_model(t, x, ctx):
+        abar = schedule.abar(t)
+        v = np.asarray(model(t, x, ctx), dtype=np.float64)
+        return math.sqrt(-math.expm1(-schedule.int_beta(t))) * x + math.sqrt(abar) * v
+    return noise_model
