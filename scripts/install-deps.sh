@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that corrsde's build, tests, benchmarks and plots need
-# (scripts/install-deps.sh [--bench]). The tests (scripts/test.sh) include the fuzz
+# (scripts/install-deps.sh; --bench is accepted and installs nothing more). The tests (scripts/test.sh) include the fuzz
 # harnesses: clang with libclang-rt-14-dev (libFuzzer and the sanitizer runtimes for
 # clang; gcc's ASan/UBSan runtimes come with build-essential).
 # Safe to run again: apt-get skips what is already there. Needs root (or sudo).
@@ -13,11 +13,10 @@ pkgs=(
   valgrind
   clang libclang-rt-14-dev
   python3 python3-numpy python3-h5py python3-matplotlib python3-scipy
+  # the Python package (python/corrsde) and its tests: the C API headers, pytest, PyTorch
+  # (corrsde.torch, and the benchmark's baselines), xarray over h5netcdf
+  python3-dev python3-pytest python3-torch python3-xarray python3-h5netcdf
 )
-
-# --bench: also PyTorch, for the benchmark's baselines (bench/README.md; large, so not
-# installed by default: without it the torch rows print "skipped")
-[ "${1:-}" = "--bench" ] && pkgs+=(python3-torch)
 
 missing=()
 for p in "${pkgs[@]}"; do
