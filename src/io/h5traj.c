@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <hdf5_hl.h>
 
 #include "core/util.h"
 #include "io/h5util.h"
@@ -255,6 +256,34 @@ static hid_t make_series(hid_t grp, const char *name, hid_t ftype, hsize_t cap, 
   return d;
 }
 
+/* Dimension scales (H5DS), so that netCDF readers (xarray with engine h5netcdf) name
+ * the axes: t is the coordinate of the saved-state axis of x and step; x's other axes
+ * get index scales 0 .. n-1 named sample, frame and the frame shape's axes. */
+static int attach_scales(csde_h5traj *w, hid_t grp, int shape_rank)
+{
+  static const char *const names[3][3] = {
+      {"pixel", NULL, NULL}, {"height", "width", NULL}, {"channel", "height", "width"}};
+  if (H5DSset_scale(w->t, "t") < 0 || H5DSattach_scale(w->x, w->t, 0) < 0 ||
+      H5DSattach_scale(w->step, w->t, 0) < 0)
+    return -1;
+  for (int i = 1; i < w->rank; i++) {
+    const char *name = i == 1 ? "sample" : i == 2 ? "frame" : names[shape_rank - 1][i - 3];
+    hsize_t n = w->dims[i];
+    int64_t *v = malloc(n * sizeof *v);
+    hid_t sp = H5Screate_simple(1, &n, NULL), d = -1;
+    if (v && sp >= 0)
+      d = H5Dcreate2(grp, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (hsize_t k = 0; v && k < n; k++) v[k] = (int64_t)k;
+    int bad = !v || d < 0 || H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ||
+              H5DSset_scale(d, name) < 0 || H5DSattach_scale(w->x, d, (unsigned)i) < 0;
+    free(v);
+    if (d >= 0) H5Dclose(d);
+    if (sp >= 0) H5Sclose(sp);
+    if (bad) return -1;
+  }
+  return 0;
+}
+
 /* The chunk of /trajectory/x: one saved state when it fits in CHUNK_TARGET bytes, else
  * as many samples as fit, else as many frames of one sample (a frame is never split). */
 static void chunk_dims(const csde_h5traj_params *p, size_t esize, hsize_t *ch)
@@ -425,6 +454,8 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->t = make_series(grp, "t", H5T_IEEE_F64LE, w->cap, H5T_NATIVE_DOUBLE, &nan);
   w->step = make_series(grp, "step", H5T_STD_I64LE, w->cap, H5T_NATIVE_INT64, &no_step);
   if (w->t < 0 || w->step < 0) goto h5fail;
+  what = "attach the dimension scales";
+  if (attach_scales(w, grp, p->shape_rank)) goto h5fail;
   what = "create /trajectory n_saved";
   {
     hid_t sc = H5Screate(H5S_SCALAR);
@@ -454,7 +485,18 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
                                 "the first n_saved entries of x, t and step are saved "
                                 "states; entries past them (a killed run) are not", err)))
     goto done;
-  if ((s = csde_h5traj_attr_str(w, "/trajectory/t", "unit", "model time", err))) goto done;
+  /* self-description: the format, and CF's units and long names */
+  if ((s = csde_h5traj_attr_str(w, "/", "format", CSDE_H5TRAJ_FORMAT, err)) ||
+      (s = csde_h5traj_attr_str(w, "/", "format_version", CSDE_H5TRAJ_FORMAT_VERSION, err)) ||
+      (s = csde_h5traj_attr_str(w, "/", "Conventions", "CF-1.8", err)) ||
+      (s = csde_h5traj_attr_str(w, "/trajectory/t", "unit", "model time", err)) ||
+      (s = csde_h5traj_attr_str(w, "/trajectory/t", "units", "1", err)) ||
+      (s = csde_h5traj_attr_str(w, "/trajectory/t", "long_name", "model time t in [0, 1]", err)) ||
+      (s = csde_h5traj_attr_str(w, "/trajectory/x", "units", "1", err)) ||
+      (s = csde_h5traj_attr_str(w, "/trajectory/x", "long_name", "saved states", err)) ||
+      (s = csde_h5traj_attr_str(w, "/trajectory/step", "long_name", "solver step (0: the start)",
+                                err)))
+    goto done;
   if ((s = csde_h5traj_attr_str(w, "/stats", "status", "running", err))) goto done;
   if ((s = csde_h5traj_flush(w, err))) goto done;
   goto done;

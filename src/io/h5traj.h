@@ -6,6 +6,10 @@
  *                     entries past n_saved are NaN)
  *   /trajectory/t     [n_saved] float64, model time of each saved state
  *   /trajectory/step  [n_saved] int64, the solver step that produced it (0: the start)
+ *   /trajectory/{sample,frame,pixel | height,width | channel,height,width}: int64 index
+ *                     dimension scales (H5DS) of x's axes 1.. ; t is the scale of axis 0
+ *                     of x and step (netCDF/xarray readers name every axis)
+ *   /                 attributes format, format_version, Conventions (CF-1.8)
  *   /parameters       attributes: every setting of the run
  *   /covariance       matrix [tau, tau] (the C actually used), eigenvalues [tau]
  *   /stats            attributes nfe, steps, accepted, rejected, wall_seconds, status
@@ -53,6 +57,10 @@
 #include "corrsde/status.h"
 
 #define CSDE_H5_MAXRANK 8
+/* The root attributes format and format_version: the layout above, version 2 since the
+ * datasets are made at the run's length with dimension scales (1: growing, no scales). */
+#define CSDE_H5TRAJ_FORMAT "corrsde-trajectory"
+#define CSDE_H5TRAJ_FORMAT_VERSION "2"
 #define CSDE_H5TRAJ_MAXSHAPE 3
 
 /* ---- writer ---- */

@@ -333,3 +333,24 @@ print(b0 == blas_threads(), t0 == t1)
     out = subprocess.run(["/usr/bin/python3", "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["True", "True"]
+
+
+# ---- the trajectory file is self-describing: xarray opens it with its axis names ----
+
+def test_xarray_reads_the_trajectory_file(tmp_path):
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    out = tmp_path / "x.h5"
+    subprocess.run([CORRSDE, "sample", "--frames", "4", "--frame-shape", "2x3x5", "--batch", "2",
+                    "--steps", "20", "--save", "every:5", "-q", "-o", str(out)], check=True)
+    ds = xr.open_dataset(out, engine="h5netcdf", group="trajectory")
+    assert ds["x"].dims == ("t", "sample", "frame", "channel", "height", "width")
+    assert ds["x"].shape == (5, 2, 4, 2, 3, 5) and ds["step"].dims == ("t",)
+    grid = 1 + np.arange(21) * (1e-3 - 1) / 20
+    assert np.allclose(ds["t"].values, grid[::5], rtol=0, atol=1e-15)
+    assert list(ds["frame"].values) == [0, 1, 2, 3] and ds["t"].attrs["units"] == "1"
+    import h5py
+    with h5py.File(out, "r") as f:
+        assert ds["x"].values.tobytes() == f["trajectory/x"][...].tobytes()
+    root = xr.open_dataset(out, engine="h5netcdf")
+    assert root.attrs["format"] == "corrsde-trajectory" and root.attrs["format_version"] == "2"
