@@ -332,8 +332,13 @@ static int wrap_fn(double t, size_t batch, const double *x, double *out, void *u
   }
   int rc = csde_model_call(w->g, t, batch, x, w->sc);
   if (rc) return rc;
-  for (size_t i = 0; i < n; i++)
-    out[i] = w->kind == CSDE_OUT_NOISE ? -sqrt(om) * w->sc[i] : (x[i] + om * w->sc[i]) / sa;
+  /* delta = -sqrt(1 - abar) s, x0 = (x + (1 - abar) s) / sqrt(abar),
+   * v = sqrt(abar) delta - sqrt(1 - abar) x0 */
+  for (size_t i = 0; i < n; i++) {
+    double delta = -sqrt(om) * w->sc[i], x0 = (x[i] + om * w->sc[i]) / sa;
+    out[i] = w->kind == CSDE_OUT_NOISE ? delta : w->kind == CSDE_OUT_X0 ? x0
+                                               : sa * delta - sqrt(om) * x0;
+  }
   return 0;
 }
 
@@ -344,7 +349,7 @@ static void test_kinds(void)
   const size_t batch = 3, tau = u.tau, D = u.D, n = batch * tau * D;
   double *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr), *x = malloc(n * sizeof *x);
   fill(x0, n, 1.3);
-  const csde_model_output kinds[] = {CSDE_OUT_SCORE, CSDE_OUT_NOISE, CSDE_OUT_X0};
+  const csde_model_output kinds[] = {CSDE_OUT_SCORE, CSDE_OUT_NOISE, CSDE_OUT_X0, CSDE_OUT_V};
   const csde_process procs[] = {CSDE_PROC_PFODE, CSDE_PROC_REVERSE_SDE};
   const char *solvers[] = {"euler", "heun"};
   for (size_t q = 0; q < 2; q++) {
@@ -360,7 +365,7 @@ static void test_kinds(void)
        s ? ": " : "", s ? err.msg : "");
     double xmax = 0;
     for (size_t i = 0; i < n; i++) xmax = fmax(xmax, fabs(xr[i]));
-    for (size_t k = 0; k < 3; k++) {
+    for (size_t k = 0; k < 4; k++) {
       wrap w = {u.M, u.s, kinds[k], tau, D, malloc(tau * D * sizeof(double)),
                 malloc(tau * tau * sizeof(double)), malloc(n * sizeof(double))};
       csde_model *W = NULL;

@@ -10,6 +10,8 @@
  *   CSCORE  out = C grad log p_t(x)     ->  out
  *   NOISE   out = delta_theta           ->  -out / sqrt(1 - abar(t))
  *   X0      out = x0_theta              ->  -(x - sqrt(abar) out) / (1 - abar)
+ *   V       out = v_theta = sqrt(abar) delta - sqrt(1 - abar) x0
+ *                                       ->  -x - sqrt(abar / (1 - abar)) out
  * Return codes: 0 success; > 0 recoverable (an adaptive solver retries a smaller step);
  * < 0 fatal (the solve stops with CSDE_EBADFUNC and the model's code in the message).
  * The library checks `out` for NaN/Inf after every call.
@@ -38,7 +40,8 @@ typedef enum {
   CSDE_OUT_SCORE = 0,
   CSDE_OUT_CSCORE,
   CSDE_OUT_NOISE,
-  CSDE_OUT_X0
+  CSDE_OUT_X0,
+  CSDE_OUT_V
 } csde_model_output;
 
 typedef int (*csde_model_fn)(double t, size_t batch, const double *x, double *out,

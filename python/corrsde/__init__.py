@@ -312,8 +312,6 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     if output not in OUTPUTS:
         raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
     kind = OUTPUTS.index(output)
-    if kind == 4:  # v: the library takes noise; delta = sqrt(1 - abar) x + sqrt(abar) v
-        model, kind = _v_as_noise(model, schedule), OUTPUTS.index("noise")
     if x is None:
         if process == "forward-sde" or process == "pf-ode-encode":
             raise ValueError("x: %s starts from data; pass x (a Python model has no data law)"
@@ -339,11 +337,3 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     nfe, nsteps, acc, rej, wall, _stopped, ts, st, states = res
     return Result(x, ts, st, states, nfe, nsteps, acc, rej, wall)
 
-
-def _v_as_noise(model, schedule):
-    """A v-prediction model as a noise model: delta = sqrt(1 - abar) x + sqrt(abar) v."""
-    def noise_model(t, x, ctx):
-        abar = schedule.abar(t)
-        v = np.asarray(model(t, x, ctx), dtype=np.float64)
-        return math.sqrt(-math.expm1(-schedule.int_beta(t))) * x + math.sqrt(abar) * v
-    return noise_model

@@ -14,7 +14,7 @@
 #include "corrsde/model.h"
 #include "model/model_internal.h"
 
-static const char *const output_names[] = {"score", "cscore", "noise", "x0"};
+static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
 #define NOUTPUTS (sizeof output_names / sizeof output_names[0])
 
 static int kind_valid(csde_model_output k) { return (unsigned)k < NOUTPUTS; }
@@ -37,7 +37,7 @@ int csde_model_wrap(csde_model **out, const char *name, csde_model_fn fn,
   if (!kind_valid(kind)) {
     s = csde_err_set(err, CSDE_EINVAL,
                      "model '%s': output kind %d is not one of score (0), cscore (1), "
-                     "noise (2), x0 (3)",
+                     "noise (2), x0 (3), v (4)",
                      name ? name : "user", (int)kind);
     goto fail;
   }

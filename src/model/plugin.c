@@ -63,10 +63,10 @@ int csde_model_plugin_load(csde_model **out, const char *path, const char *args,
                       rc, msg[0] ? msg : "no reason given");
   } else if (!p.fn) {
     st = csde_err_set(err, CSDE_EINVAL, "plugin '%s' returned no callback (fn is NULL)", path);
-  } else if ((unsigned)p.output > (unsigned)CSDE_OUT_X0) {
+  } else if ((unsigned)p.output > (unsigned)CSDE_OUT_V) {
     st = csde_err_set(err, CSDE_EINVAL,
                       "plugin '%s' declares output kind %d; expected score (0), cscore (1), "
-                      "noise (2) or x0 (3)",
+                      "noise (2), x0 (3) or v (4)",
                       path, (int)p.output);
   }
   if (st) {

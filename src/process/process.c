@@ -174,6 +174,10 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
     *ax = -1.0 / omab;
     *as = sqrt(abar) / omab;
     break;
+  case CSDE_OUT_V: /* delta = sqrt(1 - abar) x + sqrt(abar) v: s = -x - sqrt(abar / (1 - abar)) v */
+    *ax = -1.0;
+    *as = -sqrt(abar / omab);
+    break;
   }
   return CSDE_SUCCESS;
 }
