@@ -354,3 +354,14 @@ def test_xarray_reads_the_trajectory_file(tmp_path):
         assert ds["x"].values.tobytes() == f["trajectory/x"][...].tobytes()
     root = xr.open_dataset(out, engine="h5netcdf")
     assert root.attrs["format"] == "corrsde-trajectory" and root.attrs["format_version"] == "2"
+
+
+def test_readme_pytorch_example_runs():
+    """The README's "Using a PyTorch model" example, run as written."""
+    pytest.importorskip("torch")
+    text = open(os.path.join(ROOT, "README.md")).read()
+    sec = text.split("## Using a PyTorch model", 1)[1]
+    code = sec.split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("(2, 8, 16, 16) [1.     0.8002 0.6004 0.4006 0.2008 0.001 ] 50")
