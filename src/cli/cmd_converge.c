@@ -973,6 +973,20 @@ static void print_header(FILE *f, const converge_args *a, const converge_run *r,
           a->boot);
 }
 
+/* The option that sets what a convergence run's error blames (csde_err.param). */
+static const char *conv_flag(const char *param)
+{
+  static const struct {
+    const char *param, *flag;
+  } map[] = {{CSDE_PARAM_SOLVER, "--solvers"},        {CSDE_PARAM_MODEL, "--model"},
+             {CSDE_CONV_PARAM_REFERENCE, "--reference"}, {CSDE_CONV_PARAM_LEVELS, "--levels"},
+             {CSDE_CONV_PARAM_PATHS, "--paths"},      {CSDE_CONV_PARAM_KIND, "--error"},
+             {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_SPAN, "--process"}};
+  for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
+    if (!strcmp(param, map[i].param)) return map[i].flag;
+  return "--levels"; /* the rest (a step count, a grid) follows from the levels */
+}
+
 int cli_cmd_converge(int argc, char **argv)
 {
   converge_args a;
@@ -1023,10 +1037,7 @@ int cli_cmd_converge(int argc, char **argv)
   int s = csde_conv_run(&p, &hooks, &res, &err);
   if (r.bar_on && r.bar_tty && r.drawn) fputc('\n', stderr);
   if (s) {
-    const char *flag = strstr(err.msg, "reference") ? "--reference"
-                       : strstr(err.msg, "model") ? "--model"
-                       : strstr(err.msg, "solver") ? "--solvers" : "--levels";
-    cli_error(CMD, "%s: %s", flag, err.msg[0] ? err.msg : csde_strerror(s));
+    cli_error(CMD, "%s: %s", conv_flag(err.param), err.msg[0] ? err.msg : csde_strerror(s));
     rc = CLI_EFAIL;
     goto out;
   }

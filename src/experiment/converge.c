@@ -766,25 +766,32 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   const int sde = csde_process_is_sde(P0->process);
   double t_wall = now();
   if (ns == 0 || ns > CSDE_CONV_MAXSOLVERS)
-    return csde_err_set(err, CSDE_EINVAL, "solvers: expected 1 to %d, got %zu",
-                        CSDE_CONV_MAXSOLVERS, ns);
+    return csde_err_blame(err, CSDE_PARAM_SOLVER,
+                          csde_err_set(err, CSDE_EINVAL, "solvers: expected 1 to %d, got %zu",
+                                       CSDE_CONV_MAXSOLVERS, ns));
   for (size_t s = 0; s < ns; s++) {
     const csde_solver_type *T = csde_solver_lookup(p->solvers[s]);
     if (!T)
-      return csde_err_set(err, CSDE_EINVAL, "solver '%s' is unknown", p->solvers[s]);
+      return csde_err_blame(err, CSDE_PARAM_SOLVER, csde_err_set(err, CSDE_EINVAL,
+                            "solver '%s' is unknown", p->solvers[s]));
     if (!csde_solver_type_fits(T, P0->process))
-      return csde_err_set(err, CSDE_EINVAL, "solver '%s' does not fit process %s",
-                          p->solvers[s], csde_process_name(P0->process));
+      return csde_err_blame(err, CSDE_PARAM_SOLVER,
+                            csde_err_set(err, CSDE_EINVAL, "solver '%s' does not fit process %s",
+                                         p->solvers[s], csde_process_name(P0->process)));
   }
   if (p->kind == CSDE_CONV_ODE && sde)
-    return csde_err_set(err, CSDE_EINVAL,
-                        "error ode is the deterministic error of pf-ode and pf-ode-encode; "
-                        "%s takes strong, weak-mean or weak-cov",
-                        csde_process_name(P0->process));
+    return csde_err_blame(err, CSDE_CONV_PARAM_KIND,
+                          csde_err_set(err, CSDE_EINVAL,
+                                       "error ode is the deterministic error of pf-ode and "
+                                       "pf-ode-encode; %s takes strong, weak-mean or weak-cov",
+                                       csde_process_name(P0->process)));
   if (!(p->k0 < p->k1) || p->k1 > CSDE_CONV_MAXLEVEL)
-    return csde_err_set(err, CSDE_EINVAL, "levels %u:%u: expected K0 < K1 <= %d", p->k0, p->k1,
-                        CSDE_CONV_MAXLEVEL);
-  if (N < 2) return csde_err_set(err, CSDE_EINVAL, "paths: expected at least 2, got %zu", N);
+    return csde_err_blame(err, CSDE_CONV_PARAM_LEVELS,
+                          csde_err_set(err, CSDE_EINVAL, "levels %u:%u: expected K0 < K1 <= %d",
+                                       p->k0, p->k1, CSDE_CONV_MAXLEVEL));
+  if (N < 2)
+    return csde_err_blame(err, CSDE_CONV_PARAM_PATHS, csde_err_set(err, CSDE_EINVAL,
+                          "paths: expected at least 2, got %zu", N));
   if (!hooks || !hooks->thread_alloc || !hooks->start)
     return csde_err_set(err, CSDE_EINVAL, "convergence run: missing hooks");
   if (tau == 0 || D == 0 || !P0->C || !P0->sched)
@@ -820,7 +827,8 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   const char *why = NULL;
   int avail = csde_conv_exact_available(p, M[0], &why);
   if (p->ref == CSDE_CONV_REF_EXACT && !avail) {
-    s = csde_err_set(err, CSDE_EINVAL, "reference exact: %s", why);
+    s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE,
+                       csde_err_set(err, CSDE_EINVAL, "reference exact: %s", why));
     goto done;
   }
   int ref_exact = p->ref == CSDE_CONV_REF_EXACT || (p->ref == CSDE_CONV_REF_AUTO && avail);
@@ -830,13 +838,14 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   for (size_t i = 0; i < ns && !exact_flow; i++) {
     unsigned R = p->ref_level ? p->ref_level : csde_conv_default_ref_level(p, p->solvers[i]);
     if (R <= p->k1) {
-      s = csde_err_set(err, CSDE_EINVAL,
-                       "reference level %u is not finer than the finest level %u (expected a "
-                       "level > %u)", R, p->k1, p->k1);
+      s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
+                         "reference level %u is not finer than the finest level %u (expected "
+                         "a level > %u)", R, p->k1, p->k1));
       goto done;
     }
     if (R > 30) {
-      s = csde_err_set(err, CSDE_EINVAL, "reference level %u is too deep (at most 30)", R);
+      s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
+                         "reference level %u is too deep (at most 30)", R));
       goto done;
     }
     Rs[i] = R;
@@ -1096,8 +1105,13 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
       size_t si = (size_t)it / nb;
       s = ist[it].status;
       size_t f0 = (size_t)(it % nb) * bs, f1 = f0 + bs < N ? f0 + bs : N;
+      /* the setting the solve blamed; else a failing answer is the model's */
+      const char *pa = ist[it].err.param;
+      if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
+                                                                              : CSDE_PARAM_SOLVER;
       csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[si], f0, f1 - 1,
                    ist[it].err.msg[0] ? ist[it].err.msg : csde_strerror(s));
+      csde_err_blame(err, pa, s);
       goto done;
     }
 

@@ -74,6 +74,12 @@
 #include "corrsde/status.h"
 
 #define CSDE_CONV_MAXLEVEL 24   /* 2^24 steps: far beyond any useful experiment */
+/* The settings a convergence run's errors blame (csde_err.param), beside corrsde/status.h's
+ * solver, model and size. */
+#define CSDE_CONV_PARAM_KIND "error"
+#define CSDE_CONV_PARAM_LEVELS "levels"
+#define CSDE_CONV_PARAM_PATHS "paths"
+#define CSDE_CONV_PARAM_REFERENCE "reference"
 #define CSDE_CONV_MAXSOLVERS 16
 #define CSDE_CONV_MINRATIO 10.0 /* the reference must be this much more accurate */
 
