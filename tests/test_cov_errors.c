@@ -761,15 +761,54 @@ done:
   csde_cov_free(E);
 }
 
+/* The library reads HDF5 files (dense:file=, toeplitz:file=) without touching the
+ * caller's HDF5 error handler: it is the same after, and never called. */
+static int handler_calls;
+static herr_t count_handler(hid_t stack, void *data)
+{
+  (void)stack;
+  (void)data;
+  handler_calls++;
+  return 0;
+}
+
+static void h5_handler_kept(void)
+{
+  static int token;
+  H5Eset_auto2(H5E_DEFAULT, count_handler, &token);
+  hsize_t d2[2] = {4, 4};
+  double M[16];
+  for (int i = 0; i < 16; i++) M[i] = i % 5 == 0 ? 1.0 : 0.0;
+  h5_write("eye.h5", "/C", M, 2, d2);
+  char spec[4200];
+  const char *forms[] = {"dense:file=%s/eye.h5:/C", "dense:file=%s/eye.h5:/nosuchset",
+                         "toeplitz:file=%s/eye.h5:/C"};
+  for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    csde_cov *C = NULL;
+    snprintf(spec, sizeof spec, forms[i], tmpdir);
+    csde_err err;
+    int s = csde_cov_alloc(&C, spec, 4, NULL, &err);
+    csde_cov_free(C);
+    H5E_auto2_t fn = NULL;
+    void *data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+    ok(fn == count_handler && data == &token && handler_calls == 0,
+       "HDF5 error handler kept (%s: status %d, handler called %d times)", spec, s,
+       handler_calls);
+  }
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
 int main(void)
 {
   csde_init();
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   snprintf(tmpdir, sizeof tmpdir, "/tmp/csde_test_cov_errors_XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");
     return 2;
   }
+  h5_handler_kept();
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   dense_errors();
   toeplitz_errors();
   embed_errors();

@@ -33,15 +33,31 @@ int csde_split_h5_path(const char *s, char *path, size_t plen, char *dset, size_
   return 1;
 }
 
+static int h5_read(const char *path, const char *dset, double **out, int *rank,
+                   size_t dims[4], csde_err *err);
+
+/* HDF5's error printing is off while we read (our messages, not its stack dumps) and
+ * the caller's handler is put back after: nothing process-wide changes. */
 int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
                  size_t dims[4], csde_err *err)
+{
+  H5E_auto2_t fn = NULL;
+  void *data = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  int s = h5_read(path, dset, out, rank, dims, err);
+  H5Eset_auto2(H5E_DEFAULT, fn, data);
+  return s;
+}
+
+static int h5_read(const char *path, const char *dset, double **out, int *rank,
+                   size_t dims[4], csde_err *err)
 {
   int status = CSDE_SUCCESS;
   hid_t f = -1, d = -1, sp = -1;
   double *buf = NULL;
   if (access(path, R_OK) != 0)
     return csde_err_set(err, CSDE_EIO, "cannot read '%s': %s", path, strerror(errno));
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
   if (H5Fis_hdf5(path) <= 0)
     return csde_err_set(err, CSDE_EIO, "'%s' is not an HDF5 file", path);
   f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

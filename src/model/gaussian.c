@@ -647,11 +647,16 @@ int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
 /* 1 if dataset dset exists in the HDF5 file path (which csde_h5_read has opened). */
 static int h5_has(const char *path, const char *dset)
 {
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return 0;
-  int has = H5Lexists(f, dset, H5P_DEFAULT) > 0;
-  H5Fclose(f);
+  int has = 0;
+  H5E_BEGIN_TRY /* quiet, and the caller's HDF5 error handler is put back after */
+  {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+      has = H5Lexists(f, dset, H5P_DEFAULT) > 0;
+      H5Fclose(f);
+    }
+  }
+  H5E_END_TRY;
   return has;
 }
 
