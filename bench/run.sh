@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build corrsde-bench if needed, then run `corrsde-bench all`, then bench/longclip.sh: the rng table (corrsde
-# against NumPy and torch, measured in the same run) and the cov table, one CSV.
+# against NumPy and torch, measured in the same run) and the cov table, one CSV. Then bench/python.py:
+# the Python package's rows (a Python model's per-call cost, a NumPy and a torch model), added to the CSV.
 #
 #   bench/run.sh [corrsde-bench options...]        e.g.  bench/run.sh --repeats 11
 #
@@ -30,3 +31,20 @@ echo
 echo "# long clips (bench/longclip.sh): median of 3 runs"
 ninja -C "$build" corrsde >/dev/null
 BUILD_DIR=$build bash "$src/bench/longclip.sh" "$build/corrsde"
+# the Python package's rows (bench/python.py; --repeats passes through): it needs the package, the
+# corrsde binary and the no-op model plugin tests/plugin_faulty.so of the same build
+echo
+repeats=()
+while [ $# -gt 0 ]; do
+  case $1 in
+  --repeats) repeats=(--repeats "${2:-5}"); shift ;;
+  --repeats=*) repeats=(--repeats "${1#--repeats=}") ;;
+  esac
+  shift
+done
+# (its medians take at least 5 repeats)
+[ ${#repeats[@]} -eq 0 ] || [ "${repeats[1]}" -ge 5 ] 2>/dev/null || repeats=(--repeats 5)
+targets=$(ninja -C "$build" -t targets all 2>/dev/null |
+  sed -n 's#^\(tests/plugin_faulty\.so\|python/corrsde/[^:/]*\.\(so\|py\)\): .*#\1#p')
+[ -z "$targets" ] || ninja -C "$build" $targets >/dev/null
+PYTHONPATH=$build/python "$python" "$src/bench/python.py" --build "$build" --csv "$csv" "${repeats[@]}"
