@@ -1,7 +1,8 @@
 /* A model plugin for the reliability tests (tests/test_reliability.sh): a noise model
  * whose answer is the constant `value` (default 0), that fails on its `fail`-th call
  * (1-based; 0 never) with a message, and returns `big` (a finite double, default 0: off)
- * from its `big_at`-th call on. ARGS: value=V,fail=K,big=B,big_at=K. */
+ * from its `big_at`-th call on. ARGS: value=V,fail=K,big=B,big_at=K,ctx=1. ctx=1 uses the
+ * ABI 2 callback (fn_ctx), whose failure gives a reason naming the step and sigma. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 
 typedef struct {
   double value, big;
-  long fail, big_at, calls;
+  long fail, big_at, calls, ctx;
   size_t n; /* values per sample: tau * D */
 } faulty;
 
@@ -24,6 +25,15 @@ static int faulty_fn(double t, size_t batch, const double *x, double *out, void 
   double v = f->big_at && f->calls >= f->big_at ? f->big : f->value;
   for (size_t i = 0; i < batch * f->n; i++) out[i] = v;
   return 0;
+}
+
+static int faulty_ctx_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
+{
+  faulty *f = user;
+  if (f->fail && f->calls + 1 == f->fail)
+    snprintf(c->errmsg, c->errlen, "faulty: failing as asked at step %zu (sigma %.4g)", c->step,
+             c->sigma);
+  return faulty_fn(c->t, c->batch, x, out, user);
 }
 
 static int parse(const char *args, faulty *f, char *msg, size_t len)
@@ -44,9 +54,10 @@ static int parse(const char *args, faulty *f, char *msg, size_t len)
     else if (!strcmp(kv, "big")) f->big = v;
     else if (!strcmp(kv, "fail")) f->fail = (long)v;
     else if (!strcmp(kv, "big_at")) f->big_at = (long)v;
+    else if (!strcmp(kv, "ctx")) f->ctx = (long)v;
     else bad = 1;
   }
-  if (bad) snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K)", args);
+  if (bad) snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K,ctx=1)", args);
   free(copy);
   return bad;
 }
@@ -61,7 +72,8 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
     return 1;
   }
   out->name = "faulty";
-  out->fn = faulty_fn;
+  if (f->ctx && info->abi >= 2) out->fn_ctx = faulty_ctx_fn;
+  else out->fn = faulty_fn;
   out->output = CSDE_OUT_NOISE;
   out->user = f;
   out->free = free;

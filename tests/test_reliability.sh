@@ -454,6 +454,18 @@ sys.exit(0 if len(t) == 3 and t[0] == 1 and s[0] == 0 and x[0].tobytes() == x0.t
   done
 fi
 
+# ---- plugin ABI 2: a callback with the model's context, whose failure gives its reason ----
+
+run sample "${small[@]}" --steps 10 --model "plugin:$CSDE_PLUGIN_FAULTY:fail=3,ctx=1" -q \
+  -o "$tmp/ctx.h5"
+[ "$rc" -eq 1 ] && grep -q "fatal code -7 at t = .* (step 2): faulty: failing as asked at step 2 (sigma 25.15)" "$tmp/err"
+ok $? "plugin ABI 2 (fn_ctx): the context's step and sigma, and the model's reason in the message"
+run sample "${small[@]}" --steps 10 --model "plugin:$CSDE_PLUGIN_FAULTY:ctx=1" -q -o "$tmp/ctx2.h5"
+"$CORRSDE" sample "${small[@]}" --steps 10 --model "plugin:$CSDE_PLUGIN_FAULTY" -q -o "$tmp/ctx1.h5"
+[ "$rc" -eq 0 ] && cmp -s <(h5dump -d /trajectory/x "$tmp/ctx2.h5" | tail -n +3) \
+  <(h5dump -d /trajectory/x "$tmp/ctx1.h5" | tail -n +3)
+ok $? "plugin ABI 2: the context callback gives the ABI 1 callback's states"
+
 # ---- a run of unknown length: adaptive --save every:K grows x, t and step by doubling ----
 
 if need_py "adaptive every:1: the datasets grow past their first 64 entries"; then

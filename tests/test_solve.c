@@ -844,6 +844,90 @@ static void test_errors(void)
   setup_free(&u);
 }
 
+/* ---- the model's context (csde_model_alloc_ctx) ---- */
+
+typedef struct {
+  const csde_model *g; /* the gaussian model whose answer it passes on */
+  const csde_problem *P;
+  size_t calls, bad, fail_at;
+  double last_t;
+} ctx_rec;
+
+/* Checks every field against what the solve must give, answers as the gaussian model
+ * does, and fails at call fail_at with a reason. */
+static int ctx_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
+{
+  ctx_rec *r = user;
+  const csde_problem *P = r->P;
+  double B = csde_schedule_int_beta(P->sched, c->t), ab = exp(-B);
+  size_t N = csde_schedule_nsteps(P->sched);
+  long idx = N ? lround(c->t * (double)N) : -1;
+  int good = c->step == r->calls && c->batch == P->batch && c->tau == P->tau && c->D == P->D &&
+             c->abar == ab && fabs(c->sigma - sqrt((1 - ab) / ab)) <= 1e-12 * c->sigma &&
+             fabs(c->logsnr - log(ab / (1 - ab))) <= 1e-9 * fmax(1, fabs(c->logsnr)) &&
+             c->index == idx && c->C == P->C && c->sched == P->sched && c->errmsg &&
+             c->errlen >= 64 && (r->calls == 0 || c->t < r->last_t);
+  r->bad += !good;
+  r->last_t = c->t;
+  if (++r->calls == r->fail_at) {
+    snprintf(c->errmsg, c->errlen, "the network saw sigma %.3g", c->sigma);
+    return -3;
+  }
+  return csde_model_call(r->g, c->t, c->batch, x, out);
+}
+
+static void test_context(void)
+{
+  setup u;
+  if (setup_make(&u, 5, 3, "vp-linear")) return;
+  const size_t batch = 2, n = batch * u.tau * u.D;
+  double *x = malloc(n * sizeof *x), *xr = malloc(n * sizeof *xr);
+  csde_problem P = problem(&u, CSDE_PROC_REVERSE_SDE, batch);
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = "euler";
+  par.steps = 12;
+  par.seed = 4;
+  csde_err err = {0};
+  fill(x, n, 0.7);
+  memcpy(xr, x, n * sizeof *x);
+  int s = csde_solve(&P, &par, xr, NULL, &err); /* the gaussian model itself */
+  ctx_rec r = {u.M, &P, 0, 0, 0, 0};
+  csde_model *W = NULL;
+  if (!s) s = csde_model_alloc_ctx(&W, "ctx", ctx_fn, CSDE_OUT_CSCORE, &r, NULL, &err);
+  P.model = W;
+  if (!s) s = csde_solve(&P, &par, x, NULL, &err);
+  ok(!s && r.calls == 12 && r.bad == 0 && !memcmp(x, xr, n * sizeof *x),
+     "context: 12 calls, step, t, abar, sigma, logsnr, index, C, sched and sizes right "
+     "(%zu wrong), the same bits as the plain model%s%s", r.bad, s ? ": " : "",
+     s ? err.msg : "");
+  /* a failing call's reason joins the library's message */
+  r = (ctx_rec){u.M, &P, 0, 0, 5, 0};
+  fill(x, n, 0.7);
+  s = csde_solve(&P, &par, x, NULL, &err);
+  ok(s == CSDE_EBADFUNC && strstr(err.msg, "fatal code -3") && strstr(err.msg, "(step 4)") &&
+     strstr(err.msg, ": the network saw sigma"), "context: the model's reason reaches the "
+     "message: %s", err.msg);
+  /* a discrete schedule: the index of t = i / N */
+  csde_schedule *d = NULL;
+  csde_model *G = NULL;
+  s = csde_schedule_alloc(&d, "ddpm-linear:n=40", &err);
+  if (!s) s = csde_model_gaussian_alloc(&G, u.C, d, u.D, u.mean, u.tau, NULL, &err);
+  P.sched = d;
+  par.grid = "uniform";
+  r = (ctx_rec){G, &P, 0, 0, 0, 0};
+  P.T = 1, P.eps = 0.05; /* 12 uniform steps from 1 to 0.05 land on no node but t = 1 */
+  fill(x, n, 0.7);
+  if (!s) s = csde_solve(&P, &par, x, NULL, &err);
+  ok(!s && r.calls == 12 && r.bad == 0, "context, ddpm-linear:n=40: index = round(t N) "
+     "(%zu wrong)%s%s", r.bad, s ? ": " : "", s ? err.msg : "");
+  csde_model_free(G);
+  csde_schedule_free(d);
+  csde_model_free(W);
+  free(x);
+  free(xr);
+  setup_free(&u);
+}
+
 int main(void)
 {
   csde_init();
@@ -854,7 +938,7 @@ int main(void)
   } tests[] = {{"forward exactness", test_forward_exact}, {"ddpm", test_ddpm},
                {"ddim", test_ddim}, {"output kinds", test_kinds}, {"plugin", test_plugin},
                {"determinism", test_determinism}, {"adaptive", test_adaptive_all}, {"em step", test_em_step},
-               {"errors", test_errors}};
+               {"errors", test_errors}, {"context", test_context}};
   double t0 = now();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     double t1 = now();

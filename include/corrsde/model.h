@@ -48,6 +48,24 @@ typedef int (*csde_model_fn)(double t, size_t batch, const double *x, double *ou
                              void *user);
 
 typedef struct csde_model csde_model;
+/* What a model call sees beside x, for callbacks made with csde_model_alloc_ctx (and
+ * plugins that set fn_ctx). The solvers fill every field; csde_model_call (no problem at
+ * hand) fills t, batch and the model's own sizes, with NaN, -1 and NULL for the rest. */
+typedef struct {
+  double t;                   /* the solver's time */
+  size_t step;                /* the step being taken (0: the first) */
+  size_t batch, tau, D;       /* x and out are batch blocks of tau frames x D pixels */
+  double abar;                /* abar(t) */
+  double sigma;               /* the VE sigma sqrt((1 - abar) / abar) */
+  double logsnr;              /* log(abar / (1 - abar)) */
+  long index;                 /* discrete schedules: the timestep i of t = i / N; else -1 */
+  const csde_cov *C;          /* the noise covariance */
+  const csde_schedule *sched; /* the schedule */
+  char *errmsg;               /* a failing call may write a one-line reason here (NUL- */
+  size_t errlen;              /* terminated, at most errlen bytes): it joins the message */
+} csde_model_ctx;
+typedef int (*csde_model_ctx_fn)(const csde_model_ctx *ctx, const double *x, double *out,
+                                 void *user);
 
 /* A model from a user callback. `user` is borrowed; free_user (may be NULL) is called on
  * it by csde_model_free. `name` is copied (NULL: "user"). On failure (fn NULL: CSDE_EINVAL;
@@ -55,6 +73,10 @@ typedef struct csde_model csde_model;
 CSDE_API int csde_model_alloc(csde_model **out, const char *name, csde_model_fn fn,
                      csde_model_output kind, void *user, void (*free_user)(void *),
                      csde_err *err);
+/* The same for a callback that takes the context (csde_model_ctx). */
+CSDE_API int csde_model_alloc_ctx(csde_model **out, const char *name, csde_model_ctx_fn fn,
+                                  csde_model_output kind, void *user,
+                                  void (*free_user)(void *), csde_err *err);
 CSDE_API void csde_model_free(csde_model *M); /* accepts NULL */
 
 CSDE_API const char *csde_model_name(const csde_model *M);
@@ -63,6 +85,9 @@ CSDE_API const char *csde_model_output_name(csde_model_output k); /* "score", "c
 /* Call the callback as is (no conversion, no checks). */
 CSDE_API int csde_model_call(const csde_model *M, double t, size_t batch, const double *x,
                     double *out);
+/* The same with a context (a plain callback gets ctx->t and ctx->batch). */
+CSDE_API int csde_model_call_ctx(const csde_model *M, const csde_model_ctx *ctx,
+                                 const double *x, double *out);
 
 /* ---- built-in gaussian model: X_0 ~ N(m, S0 (x) I_D) ----
  * p_t = N(sqrt(abar) m, Sigma_t (x) I_D), Sigma_t = abar S0 + (1 - abar) C; its callback

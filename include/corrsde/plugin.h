@@ -28,7 +28,9 @@
 extern "C" {
 #endif
 
-#define CSDE_PLUGIN_ABI 1
+/* 2: csde_plugin.fn_ctx (the model's context). A plugin built for ABI 1 leaves it NULL
+ * (corrsde zeroes the struct before init) and keeps working. */
+#define CSDE_PLUGIN_ABI 2
 
 typedef struct {
   int abi;            /* CSDE_PLUGIN_ABI of the corrsde that loads the plugin */
@@ -40,10 +42,11 @@ typedef struct {
 
 typedef struct {
   const char *name;         /* shown in files and messages (static storage) */
-  csde_model_fn fn;
+  csde_model_fn fn;         /* the callback; or NULL and fn_ctx (ABI 2) */
   csde_model_output output;
   void *user;
   void (*free)(void *user); /* may be NULL */
+  csde_model_ctx_fn fn_ctx; /* ABI 2: a callback that takes the context (then fn NULL) */
 } csde_plugin;
 
 typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *out);

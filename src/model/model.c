@@ -19,6 +19,12 @@ static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"
 
 static int kind_valid(csde_model_output k) { return (unsigned)k < NOUTPUTS; }
 
+int csde_model_ctx_placeholder(double t, size_t batch, const double *x, double *out, void *user)
+{
+  (void)t, (void)batch, (void)x, (void)out, (void)user;
+  return -1;
+}
+
 int csde_model_wrap(csde_model **out, const char *name, csde_model_fn fn,
                     csde_model_output kind, void *user, void (*free_user)(void *),
                     csde_model_tag tag, size_t tau, size_t D, csde_err *err)
@@ -73,6 +79,23 @@ int csde_model_alloc(csde_model **out, const char *name, csde_model_fn fn,
   return s;
 }
 
+int csde_model_alloc_ctx(csde_model **out, const char *name, csde_model_ctx_fn fn,
+                         csde_model_output kind, void *user, void (*free_user)(void *),
+                         csde_err *err)
+{
+  if (!fn) {
+    if (out) *out = NULL;
+    return csde_err_set(err, CSDE_EINVAL, "model '%s': callback is NULL", name ? name : "user");
+  }
+  /* wrap a placeholder plain callback, then hand the model the context one */
+  int s = csde_model_alloc(out, name, csde_model_ctx_placeholder, kind, user, free_user, err);
+  if (!s) {
+    (*out)->fn = NULL;
+    (*out)->fn_ctx = fn;
+  }
+  return s;
+}
+
 void csde_model_free(csde_model *M)
 {
   if (!M) return;
@@ -95,7 +118,15 @@ const char *csde_model_output_name(csde_model_output k)
 int csde_model_call(const csde_model *M, double t, size_t batch, const double *x,
                     double *out)
 {
-  return M->fn(t, batch, x, out, M->user);
+  if (M->fn) return M->fn(t, batch, x, out, M->user);
+  csde_model_ctx c = {t, 0, batch, M->tau, M->D, NAN, NAN, NAN, -1, NULL, NULL, NULL, 0};
+  return M->fn_ctx(&c, x, out, M->user);
+}
+
+int csde_model_call_ctx(const csde_model *M, const csde_model_ctx *ctx, const double *x,
+                        double *out)
+{
+  return M->fn ? M->fn(ctx->t, ctx->batch, x, out, M->user) : M->fn_ctx(ctx, x, out, M->user);
 }
 
 void csde_model_dims(const csde_model *M, size_t *tau, size_t *D)

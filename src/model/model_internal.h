@@ -22,7 +22,8 @@ typedef enum {
 
 struct csde_model {
   char *name;                /* owned copy */
-  csde_model_fn fn;
+  csde_model_fn fn;          /* one of fn and fn_ctx */
+  csde_model_ctx_fn fn_ctx;
   csde_model_output kind;
   void *user;                /* passed to fn; freed with free_user */
   void (*free_user)(void *);
@@ -31,6 +32,11 @@ struct csde_model {
   void *dl;                  /* plugins: the dlopen handle, closed after free_user */
   size_t tau, D;             /* sizes the model was made for; 0 when unknown (user) */
 };
+
+/* Never called: the plain callback a context model (fn_ctx) is wrapped with while the
+ * checks of csde_model_alloc and csde_model_wrap run; fn is then set to NULL. */
+int csde_model_ctx_placeholder(double t, size_t batch, const double *x, double *out,
+                               void *user);
 
 /* Wrap a callback into a model with the given tag and sizes. Unlike csde_model_alloc, a
  * failure calls free_user(user) (if both are not NULL): ownership always passes. */

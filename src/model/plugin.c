@@ -61,8 +61,10 @@ int csde_model_plugin_load(csde_model **out, const char *path, const char *args,
   if (rc) {
     st = csde_err_set(err, CSDE_EINVAL, "plugin '%s' failed to initialise (code %d): %s", path,
                       rc, msg[0] ? msg : "no reason given");
-  } else if (!p.fn) {
-    st = csde_err_set(err, CSDE_EINVAL, "plugin '%s' returned no callback (fn is NULL)", path);
+  } else if (!p.fn == !p.fn_ctx) {
+    st = csde_err_set(err, CSDE_EINVAL, "plugin '%s' returned %s", path,
+                      p.fn ? "two callbacks (set fn or fn_ctx, not both)"
+                           : "no callback (fn and fn_ctx are NULL)");
   } else if ((unsigned)p.output > (unsigned)CSDE_OUT_V) {
     st = csde_err_set(err, CSDE_EINVAL,
                       "plugin '%s' declares output kind %d; expected score (0), cscore (1), "
@@ -75,12 +77,16 @@ int csde_model_plugin_load(csde_model **out, const char *path, const char *args,
     return st;
   }
   /* the name is copied before the library can be closed */
-  st = csde_model_wrap(out, p.name && *p.name ? p.name : base_name(path), p.fn, p.output, p.user,
+  st = csde_model_wrap(out, p.name && *p.name ? p.name : base_name(path), p.fn ? p.fn : csde_model_ctx_placeholder, p.output, p.user,
                        p.free, CSDE_MODEL_PLUGIN, tau, D, err);
   if (st) {
     dlclose(h); /* wrap has already freed the user data */
     return st;
   }
   (*out)->dl = h;
+  if (p.fn_ctx) {
+    (*out)->fn = NULL;
+    (*out)->fn_ctx = p.fn_ctx;
+  }
   return CSDE_SUCCESS;
 }

@@ -146,17 +146,25 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
 {
   const csde_problem *P = &pr->P;
   pr->raw = pr->out ? pr->out : dst;
-  int rc = csde_model_call(P->model, t, P->batch, x, pr->raw);
+  /* the model's context (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)) */
+  double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
+  size_t N = csde_schedule_nsteps(P->sched);
+  csde_model_ctx c = {t, step, P->batch, P->tau, P->D, abar, sqrt(expm1(B)), -log(expm1(B)),
+                      N ? lround(t * (double)N) : -1, P->C, P->sched, pr->model_msg,
+                      sizeof pr->model_msg};
+  pr->model_msg[0] = '\0';
+  int rc = csde_model_call_ctx(P->model, &c, x, pr->raw);
+  pr->model_msg[sizeof pr->model_msg - 1] = '\0';
+  const char *sep = pr->model_msg[0] ? ": " : "";
   if (rc < 0)
     return csde_err_set(err, CSDE_EBADFUNC,
-                        "model '%s' returned fatal code %d at t = %.17g (step %zu)",
-                        csde_model_name(P->model), rc, t, step);
+                        "model '%s' returned fatal code %d at t = %.17g (step %zu)%s%s",
+                        csde_model_name(P->model), rc, t, step, sep, pr->model_msg);
   if (rc > 0)
     return csde_err_set(err, CSDE_ERETRY,
-                        "model '%s' asked for a smaller step (code %d) at t = %.17g (step %zu)",
-                        csde_model_name(P->model), rc, t, step);
+                        "model '%s' asked for a smaller step (code %d) at t = %.17g (step "
+                        "%zu)%s%s", csde_model_name(P->model), rc, t, step, sep, pr->model_msg);
   /* model.h's conversions; 1 - abar = -expm1(-B(t)) */
-  double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
   *ax = 0, *as = 1, *src = pr->raw;
   switch (csde_model_output_of(P->model)) {
   case CSDE_OUT_SCORE: { /* s = C out */

@@ -15,6 +15,7 @@ typedef struct {
   double *cout;       /* C out for SCORE models with `parts`, else NULL */
   double *raw;        /* where the model wrote last (for the NaN message) */
   int threads;
+  char model_msg[CSDE_MSG_MAX / 2]; /* the reason a failing model call gave */
 } csde_proc;
 
 /* parts = 1: csde_proc_drift_parts will be used (it needs the output kept apart). */
