@@ -409,7 +409,7 @@ typedef struct {
   int nview;
   PyObject *exc_type, *exc, *exc_tb; /* the model's exception, raised again after the solve */
   double exc_t;
-  size_t step;         /* steps completed (the observer's count) */
+  size_t step;         /* the step being taken (the model's context) */
   char msg[256];
   /* what to save */
   int kind;
@@ -469,10 +469,11 @@ static int take_answer(pyrun *r, PyObject *ans, double *out)
   return 0;
 }
 
-static int py_model_fn(double t, size_t batch, const double *x, double *out, void *user)
+static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
 {
   pyrun *r = user;
-  (void)batch;
+  double t = c->t;
+  r->step = c->step;
   if (!pthread_equal(pthread_self(), r->owner)) {
     snprintf(r->msg, sizeof r->msg, "the Python model was called from another thread");
     return -2;
@@ -547,7 +548,6 @@ static int keep(pyrun *r, size_t step, double t, const double *x)
 static int observe(size_t step, double t, const double *x, void *user)
 {
   pyrun *r = user;
-  r->step = step;
   return want_save(r, step, t) ? keep(r, step, t, x) : 0;
 }
 
@@ -610,7 +610,8 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   csde_err err;
   csde_err_clear(&err);
   csde_model *M = NULL;
-  int s = csde_model_alloc(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL, &err);
+  int s = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
+                               &err);
   if (s) {
     raise_err(s, &err);
     goto fail_py;
