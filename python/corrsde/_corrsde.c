@@ -26,9 +26,9 @@
 #include <string.h>
 
 #include "corrsde/corrsde.h"
+#include "adapter.h"
 
-#define MAXDIM 8      /* B, tau and up to 6 frame axes */
-#define NVIEW 16      /* buffers a solver hands to the model (its stages) */
+#define MAXDIM CSDE_PY_MAXDIM
 /* initial states: the stream corrsde sample draws them from (src/noise/noise.h) */
 #define STREAM_INIT ((uint64_t)1 << 63)
 
@@ -401,12 +401,7 @@ typedef struct {
   PyObject *model, *ctx, *t_name, *step_name; /* borrowed, except the names */
   PyThreadState *ts;   /* the caller's thread state while the GIL is released */
   pthread_t owner;     /* the thread that called solve() */
-  int nd;
-  npy_intp dims[MAXDIM];
-  size_t n;            /* doubles per state */
-  const double *vptr[NVIEW];
-  PyObject *view[NVIEW];
-  int nview;
+  csde_py_views v;     /* x's shape and the views of the solver's buffers */
   PyObject *exc_type, *exc, *exc_tb; /* the model's exception, raised again after the solve */
   double exc_t;
   size_t step;         /* the step being taken (the model's context) */
@@ -427,48 +422,6 @@ typedef struct {
   int oom;
 } pyrun;
 
-/* A read-only view of the solver buffer x, made once per buffer. */
-static PyObject *view_of(pyrun *r, const double *x)
-{
-  for (int i = 0; i < r->nview; i++)
-    if (r->vptr[i] == x) return r->view[i];
-  PyObject *v = PyArray_New(&PyArray_Type, r->nd, r->dims, NPY_DOUBLE, NULL, (void *)x, 0,
-                            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
-  if (!v) return NULL;
-  if (r->nview == NVIEW) { /* more buffers than expected: recycle the oldest */
-    Py_DECREF(r->view[0]);
-    memmove(r->view, r->view + 1, (NVIEW - 1) * sizeof *r->view);
-    memmove(r->vptr, r->vptr + 1, (NVIEW - 1) * sizeof *r->vptr);
-    r->nview--;
-  }
-  r->vptr[r->nview] = x;
-  r->view[r->nview++] = v;
-  return v;
-}
-
-/* The model's answer into out: any array-like of x's shape, converted to float64. */
-static int take_answer(pyrun *r, PyObject *ans, double *out)
-{
-  PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(ans, NPY_DOUBLE, 0, 0,
-                                                      NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
-  if (!a) return -1;
-  int same = PyArray_NDIM(a) == r->nd;
-  for (int i = 0; same && i < r->nd; i++) same = PyArray_DIMS(a)[i] == r->dims[i];
-  if (!same) {
-    PyObject *got = PyObject_GetAttrString((PyObject *)a, "shape");
-    PyObject *want = PyArray_IntTupleFromIntp(r->nd, r->dims);
-    PyErr_Format(PyExc_ValueError, "the model returned an array of shape %R, expected %R "
-                 "(x's shape)", got, want);
-    Py_XDECREF(got);
-    Py_XDECREF(want);
-    Py_DECREF(a);
-    return -1;
-  }
-  memcpy(out, PyArray_DATA(a), r->n * sizeof *out);
-  Py_DECREF(a);
-  return 0;
-}
-
 static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
 {
   pyrun *r = user;
@@ -480,12 +433,12 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
   }
   PyEval_RestoreThread(r->ts);
   int rc = 0;
-  PyObject *v = view_of(r, x), *tt = PyFloat_FromDouble(t), *st = PyLong_FromSize_t(r->step);
+  PyObject *v = csde_py_view(&r->v, x), *tt = PyFloat_FromDouble(t), *st = PyLong_FromSize_t(r->step);
   PyObject *ans = NULL;
   if (v && tt && st && PyObject_SetAttr(r->ctx, r->t_name, tt) == 0 &&
       PyObject_SetAttr(r->ctx, r->step_name, st) == 0 && PyErr_CheckSignals() == 0)
     ans = PyObject_CallFunctionObjArgs(r->model, tt, v, r->ctx, NULL);
-  if (!ans || take_answer(r, ans, out)) {
+  if (!ans || csde_py_answer(&r->v, ans, out)) {
     PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
     PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
     if (r->exc && r->exc_tb) PyException_SetTraceback(r->exc, r->exc_tb);
@@ -527,7 +480,7 @@ static int keep(pyrun *r, size_t step, double t, const double *x)
   if (r->nsaved && r->saved_step[r->nsaved - 1] == (int64_t)step) return 0;
   if (r->nsaved == r->cap) {
     size_t c = r->cap ? 2 * r->cap : 16;
-    double *s = realloc(r->saved, c * r->n * sizeof *s), *tt;
+    double *s = realloc(r->saved, c * r->v.n * sizeof *s), *tt;
     if (s) r->saved = s;
     tt = s ? realloc(r->saved_t, c * sizeof *tt) : NULL;
     if (tt) r->saved_t = tt;
@@ -539,7 +492,7 @@ static int keep(pyrun *r, size_t step, double t, const double *x)
     r->saved_step = st;
     r->cap = c;
   }
-  memcpy(r->saved + r->nsaved * r->n, x, r->n * sizeof *x);
+  memcpy(r->saved + r->nsaved * r->v.n, x, r->v.n * sizeof *x);
   r->saved_t[r->nsaved] = t;
   r->saved_step[r->nsaved++] = (int64_t)step;
   return 0;
@@ -553,8 +506,7 @@ static int observe(size_t step, double t, const double *x, void *user)
 
 static void pyrun_clear(pyrun *r)
 {
-  for (int i = 0; i < r->nview; i++) Py_DECREF(r->view[i]);
-  r->nview = 0;
+  csde_py_views_clear(&r->v);
   Py_XDECREF(r->t_name);
   Py_XDECREF(r->step_name);
   free(r->saved);
@@ -594,9 +546,9 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   r.model = model;
   r.ctx = ctx;
   r.owner = pthread_self();
-  r.nd = PyArray_NDIM(x);
-  memcpy(r.dims, PyArray_DIMS(x), (size_t)r.nd * sizeof *r.dims);
-  r.n = (size_t)PyArray_SIZE(x);
+  r.v.nd = PyArray_NDIM(x);
+  memcpy(r.v.dims, PyArray_DIMS(x), (size_t)r.v.nd * sizeof *r.v.dims);
+  r.v.n = (size_t)PyArray_SIZE(x);
   r.t_name = PyUnicode_InternFromString("t");
   r.step_name = PyUnicode_InternFromString("step");
   r.kind = save_kind;
@@ -722,15 +674,15 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   } else {
     npy_intp dn = (npy_intp)r.nsaved, sd[MAXDIM + 1];
     sd[0] = dn;
-    memcpy(sd + 1, r.dims, (size_t)r.nd * sizeof *sd);
+    memcpy(sd + 1, r.v.dims, (size_t)r.v.nd * sizeof *sd);
     PyObject *ta = PyArray_SimpleNew(1, &dn, NPY_DOUBLE);
     PyObject *sa = PyArray_SimpleNew(1, &dn, NPY_INT64);
-    PyObject *xa = PyArray_SimpleNew(r.nd + 1, sd, NPY_DOUBLE);
+    PyObject *xa = PyArray_SimpleNew(r.v.nd + 1, sd, NPY_DOUBLE);
     if (ta && sa && xa) {
       if (dn) {
         memcpy(PyArray_DATA((PyArrayObject *)ta), r.saved_t, r.nsaved * sizeof(double));
         memcpy(PyArray_DATA((PyArrayObject *)sa), r.saved_step, r.nsaved * sizeof(int64_t));
-        memcpy(PyArray_DATA((PyArrayObject *)xa), r.saved, r.nsaved * r.n * sizeof(double));
+        memcpy(PyArray_DATA((PyArrayObject *)xa), r.saved, r.nsaved * r.v.n * sizeof(double));
       }
       res = Py_BuildValue("nnnndiNNN", (Py_ssize_t)st.nfe, (Py_ssize_t)st.steps,
                           (Py_ssize_t)st.accepted, (Py_ssize_t)st.rejected, st.wall_seconds,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
@@ -255,6 +256,24 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
   memset(m, 0, sizeof *m);
   m->tau = tau;
   m->D = D;
+
+  /* python:FILE.py:NAME[:ARGS] and python:MODULE:NAME[:ARGS]: the plugin that embeds the
+   * interpreter (python/corrsde/embed.c) takes the rest as its ARGS */
+  if (!strncmp(spec, "python:", 7)) {
+    const char *lib = getenv("CORRSDE_PYTHON_PLUGIN");
+#ifdef CSDE_PYTHON_PLUGIN
+    if (!lib || !*lib) lib = CSDE_PYTHON_PLUGIN;
+#endif
+    if (!lib || access(lib, R_OK) != 0)
+      return model_error(cmd, spec, "python: models need the Python package's plugin "
+                                    "corrsde_python.so (build with -Dpython=enabled, or set "
+                                    "CORRSDE_PYTHON_PLUGIN)");
+    int st = csde_model_plugin_load(&m->model, lib, spec + 7, tau, D, &err);
+    if (st) return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
+    m->kind = CLI_MODEL_PLUGIN;
+    m->spec = strdup(spec);
+    return CLI_OK;
+  }
 
   /* plugin:LIB[:ARGS]: ARGS is the plugin's own business, so no key=value parsing */
   if (!strncmp(spec, "plugin", 6) && (spec[6] == ':' || spec[6] == '\0')) {

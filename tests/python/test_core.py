@@ -366,3 +366,48 @@ def test_readme_pytorch_example_runs():
     out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("(2, 8, 16, 16) [1.     0.8002 0.6004 0.4006 0.2008 0.001 ] 50")
+
+
+# ---- --model python: in the program: the same adapter, the same bits ----
+
+MODEL_FILE = '''
+import numpy as np
+def make(ctx, args):
+    scale = float(args or 1)
+    def model(t, x, c):
+        if scale < 0:
+            raise KeyError("negative scale at step %d" % c.step)
+        return -scale * np.sqrt(1 - c.abar) * x  # the noise answer of N(0, C) data
+    model.output = "noise"
+    return model
+'''
+
+
+def test_cli_python_model_same_bits_as_solve(tmp_path):
+    import h5py
+    src = tmp_path / "mymodel.py"
+    src.write_text(MODEL_FILE)
+    out = tmp_path / "py.h5"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    subprocess.run([CORRSDE, "sample", "--model", "python:%s:make:0.9" % src, "--frames", "6",
+                    "--frame-shape", "3x2", "--batch", "2", "--steps", "25", "--seed", "3",
+                    "--save", "every:5", "-q", "-o", str(out)], check=True, env=env)
+    with h5py.File(out, "r") as f:
+        want = f["trajectory/x"][...]
+    code = ("import sys, runpy, corrsde; m = runpy.run_path(sys.argv[1])['make'](None, '0.9'); "
+            "r = corrsde.solve(m, cov=corrsde.Cov('ar1:rho=0.9', 6), steps=25, seed=3, "
+            "batch=2, frame_shape=(3, 2), save='every:5'); "
+            "sys.stdout.buffer.write(r.states.tobytes())")
+    got = subprocess.run(["/usr/bin/python3", "-c", code, str(src)], env=env,
+                         capture_output=True, check=True).stdout
+    assert len(got) == want.nbytes and got == want.tobytes()
+    # an exception in the model: exit 1, its type and text in the message
+    bad = subprocess.run([CORRSDE, "sample", "--model", "python:%s:make:-1" % src, "--frames",
+                          "6", "--steps", "5", "-q", "-o", str(tmp_path / "bad.h5")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "KeyError: 'negative scale at step 0'" in bad.stderr, bad.stderr
+    # a factory that does not exist
+    bad = subprocess.run([CORRSDE, "sample", "--model", "python:%s:nosuch" % src, "-q", "-o",
+                          str(tmp_path / "bad2.h5")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "has no attribute 'nosuch'" in bad.stderr

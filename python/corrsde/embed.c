@@ -1,0 +1,232 @@
+/* corrsde_python.so: the model plugin (corrsde/plugin.h, ABI 2) behind the program's
+ * `--model python:FILE.py:NAME[:ARGS]` and `--model python:MODULE:NAME[:ARGS]`.
+ *
+ * It embeds CPython (libpython is opened RTLD_GLOBAL first, so that numpy's extension
+ * modules find its symbols), imports FILE.py (or MODULE), and calls
+ *     NAME(ctx, ARGS) -> model
+ * once, with ctx the sizes (tau, frame_shape = (D,), D, batch = None) and ARGS the text
+ * after the third ':' ("" if none). The model is then called as model(t, x, ctx) with x a
+ * read-only view [B, tau, D] of the solver's buffer and ctx the call's context (t, step,
+ * batch, tau, D, frame_shape, abar, sigma, logsnr, index), through the adapter the
+ * extension uses (adapter.h). Its attribute `output` (default "noise") says what it
+ * returns. A Python exception fails the call; its type and text become the message.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "corrsde/plugin.h"
+#include "adapter.h"
+
+#ifndef CSDE_LIBPYTHON
+#define CSDE_LIBPYTHON "libpython3.so"
+#endif
+
+typedef struct {
+  PyObject *model, *ctx;
+  csde_py_views v;
+  size_t tau, D, batch; /* the views' batch (re-made when it changes) */
+} embedded;
+
+static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
+
+/* The Python error as one line "Type: text" into buf, and cleared. */
+static void py_error_text(char *buf, size_t len)
+{
+  PyObject *type, *val, *tb;
+  PyErr_Fetch(&type, &val, &tb);
+  PyErr_NormalizeException(&type, &val, &tb);
+  PyObject *s = val ? PyObject_Str(val) : NULL;
+  const char *name = type ? ((PyTypeObject *)type)->tp_name : "error";
+  const char *text = s ? PyUnicode_AsUTF8(s) : NULL;
+  snprintf(buf, len, "%s%s%s", name, text && *text ? ": " : "", text ? text : "");
+  PyErr_Clear();
+  Py_XDECREF(s);
+  Py_XDECREF(type);
+  Py_XDECREF(val);
+  Py_XDECREF(tb);
+}
+
+static int set_num(PyObject *o, const char *name, PyObject *v)
+{
+  int bad = !v || PyObject_SetAttrString(o, name, v) < 0;
+  Py_XDECREF(v);
+  return bad;
+}
+
+static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
+{
+  embedded *e = user;
+  PyGILState_STATE g = PyGILState_Ensure();
+  int rc = -1;
+  if (c->batch != e->batch) { /* the views' shape follows the batch */
+    csde_py_views_clear(&e->v);
+    e->batch = c->batch;
+    e->v.dims[0] = (npy_intp)c->batch;
+    e->v.n = c->batch * e->tau * e->D;
+  }
+  PyObject *ctx = e->ctx, *v = csde_py_view(&e->v, x), *t = PyFloat_FromDouble(c->t);
+  int bad = !v || !t || set_num(ctx, "t", Py_NewRef(t)) ||
+            set_num(ctx, "step", PyLong_FromSize_t(c->step)) ||
+            set_num(ctx, "batch", PyLong_FromSize_t(c->batch)) ||
+            set_num(ctx, "abar", PyFloat_FromDouble(c->abar)) ||
+            set_num(ctx, "sigma", PyFloat_FromDouble(c->sigma)) ||
+            set_num(ctx, "logsnr", PyFloat_FromDouble(c->logsnr)) ||
+            set_num(ctx, "index", c->index >= 0 ? PyLong_FromLong(c->index) : Py_NewRef(Py_None));
+  PyObject *ans = bad ? NULL : PyObject_CallFunctionObjArgs(e->model, t, v, ctx, NULL);
+  if (ans && csde_py_answer(&e->v, ans, out) == 0) rc = 0;
+  if (rc) py_error_text(c->errmsg, c->errlen);
+  Py_XDECREF(ans);
+  Py_XDECREF(t);
+  PyGILState_Release(g);
+  return rc;
+}
+
+static void embed_free(void *user)
+{
+  embedded *e = user;
+  PyGILState_STATE g = PyGILState_Ensure();
+  csde_py_views_clear(&e->v);
+  Py_XDECREF(e->model);
+  Py_XDECREF(e->ctx);
+  PyGILState_Release(g);
+  free(e);
+}
+
+static int numpy_ready(void)
+{
+  import_array1(-1);
+  return 0;
+}
+
+/* The module of "FILE.py" (imported by path) or "MODULE" (imported by name). */
+static PyObject *load_module(const char *where)
+{
+  size_t n = strlen(where);
+  if (n < 3 || strcmp(where + n - 3, ".py"))
+    return PyImport_ImportModule(where);
+  PyObject *util = PyImport_ImportModule("importlib.util");
+  PyObject *spec = util ? PyObject_CallMethod(util, "spec_from_file_location", "ss",
+                                              "corrsde_user_model", where) : NULL;
+  PyObject *mod = spec && spec != Py_None
+                      ? PyObject_CallMethod(util, "module_from_spec", "O", spec) : NULL;
+  if (spec == Py_None)
+    PyErr_Format(PyExc_ImportError, "cannot load '%s' as a Python file", where);
+  PyObject *loader = mod ? PyObject_GetAttrString(spec, "loader") : NULL;
+  PyObject *r = loader ? PyObject_CallMethod(loader, "exec_module", "O", mod) : NULL;
+  if (!r) Py_CLEAR(mod);
+  Py_XDECREF(r);
+  Py_XDECREF(loader);
+  Py_XDECREF(spec);
+  Py_XDECREF(util);
+  return mod;
+}
+
+int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
+{
+  if (info->abi < 2) {
+    snprintf(info->errmsg, info->errlen, "python: needs plugin ABI 2 (this corrsde has %d)",
+             info->abi);
+    return 1;
+  }
+  /* ARGS: WHERE:NAME[:ARGS] */
+  const char *a = info->args, *c1 = strchr(a, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+  if (!c1 || c1 == a || c1[1] == '\0' || c2 == c1 + 1) {
+    snprintf(info->errmsg, info->errlen, "python: expected python:FILE.py:NAME[:ARGS] or "
+             "python:MODULE:NAME[:ARGS], got 'python:%s'", a);
+    return 1;
+  }
+  char where[4096], name[256];
+  snprintf(where, sizeof where, "%.*s", (int)(c1 - a), a);
+  snprintf(name, sizeof name, "%.*s", (int)(c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1)), c1 + 1);
+  const char *args = c2 ? c2 + 1 : "";
+
+  if (!Py_IsInitialized()) {
+    if (!dlopen(CSDE_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD) &&
+        !dlopen(CSDE_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL)) {
+      snprintf(info->errmsg, info->errlen, "python: cannot load %s: %s", CSDE_LIBPYTHON,
+               dlerror());
+      return 1;
+    }
+    Py_InitializeEx(0); /* no signal handlers: the program keeps its own */
+    PyEval_SaveThread(); /* the GIL is taken per call */
+  }
+  PyGILState_STATE g = PyGILState_Ensure();
+  embedded *e = calloc(1, sizeof *e);
+  int rc = 1;
+  PyObject *mod = NULL, *factory = NULL, *types = NULL, *shape = NULL, *kind = NULL;
+  if (!e || numpy_ready()) goto fail;
+  e->tau = info->tau;
+  e->D = info->D;
+  e->v.nd = 3;
+  e->v.dims[1] = (npy_intp)info->tau;
+  e->v.dims[2] = (npy_intp)info->D;
+  /* the script's directory first on sys.path, as `python FILE.py` would have it */
+  PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
+  const char *slash = strrchr(where, '/');
+  PyObject *dir = PyUnicode_FromStringAndSize(where, slash ? slash - where : 0);
+  if (!sys_path || !dir || PyList_Insert(sys_path, 0, dir) < 0) {
+    Py_XDECREF(dir);
+    goto fail;
+  }
+  Py_DECREF(dir);
+  if (!(mod = load_module(where)) || !(factory = PyObject_GetAttrString(mod, name))) goto fail;
+  if (!(types = PyImport_ImportModule("types")) ||
+      !(e->ctx = PyObject_CallMethod(types, "SimpleNamespace", NULL)))
+    goto fail;
+  shape = Py_BuildValue("(n)", (Py_ssize_t)info->D);
+  if (!shape || set_num(e->ctx, "tau", PyLong_FromSize_t(info->tau)) ||
+      set_num(e->ctx, "D", PyLong_FromSize_t(info->D)) ||
+      PyObject_SetAttrString(e->ctx, "frame_shape", shape) < 0 ||
+      set_num(e->ctx, "batch", Py_NewRef(Py_None)))
+    goto fail;
+  if (!(e->model = PyObject_CallFunction(factory, "Os", e->ctx, args))) goto fail;
+  if (!PyCallable_Check(e->model)) {
+    PyErr_Format(PyExc_TypeError, "%s(ctx, args) returned %R, not a callable model(t, x, ctx)",
+                 name, e->model);
+    goto fail;
+  }
+  out->output = CSDE_OUT_NOISE;
+  if ((kind = PyObject_GetAttrString(e->model, "output"))) {
+    const char *k = PyUnicode_Check(kind) ? PyUnicode_AsUTF8(kind) : NULL;
+    size_t i = 0;
+    while (k && i < sizeof output_names / sizeof output_names[0] && strcmp(k, output_names[i])) i++;
+    if (!k || i == sizeof output_names / sizeof output_names[0]) {
+      PyErr_Format(PyExc_ValueError, "the model's output %R is not one of score, cscore, "
+                   "noise, x0, v", kind);
+      goto fail;
+    }
+    out->output = (csde_model_output)i;
+  } else {
+    PyErr_Clear();
+  }
+  out->name = "python";
+  out->fn_ctx = embed_fn;
+  out->user = e;
+  out->free = embed_free;
+  e = NULL;
+  rc = 0;
+fail:
+  if (rc && PyErr_Occurred()) {
+    char msg[400];
+    py_error_text(msg, sizeof msg);
+    snprintf(info->errmsg, info->errlen, "python:%s: %s", info->args, msg);
+  }
+  Py_XDECREF(kind);
+  Py_XDECREF(shape);
+  Py_XDECREF(types);
+  Py_XDECREF(factory);
+  Py_XDECREF(mod);
+  if (e) {
+    Py_XDECREF(e->model);
+    Py_XDECREF(e->ctx);
+    free(e);
+  }
+  PyGILState_Release(g);
+  return rc;
+}
