@@ -27,7 +27,8 @@ the baseline measured in the same run, interleaved with the case (same machine l
 
 The C side runs `corrsde` from the build directory (--build, default: the one that holds
 the imported corrsde package, <build>/python/corrsde). A missing piece (corrsde, torch,
-h5py, the binary, the plugin) skips its rows with the reason; it is never an error.
+h5py, the binary, the plugin) or a failed run skips its rows with the reason; it is never
+an error.
 Threads: --threads for corrsde (solve threads=, sample -j), OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS (set before NumPy is imported) and torch.set_num_threads.
 """
@@ -486,15 +487,19 @@ def main():
     print()
     with tempfile.TemporaryDirectory() as tmp:
         cli = Cli(binary, a.threads, tmp) if have_cli else None
-        if 1 in a.rows:
-            row1(a, out, np, corrsde, cli, plugin)
-        if 2 in a.rows:
-            if cli:
-                row2(a, out, np, corrsde, cli)
-            else:
-                out.skip("numpy gaussian against C", "64x64", why)
-        if 3 in a.rows:
-            row3(a, out, np, corrsde)
+        rows = {1: ("python model per call", "-", lambda: row1(a, out, np, corrsde, cli, plugin)),
+                2: ("numpy gaussian against C", "64x64",
+                    lambda: row2(a, out, np, corrsde, cli) if cli else
+                    out.skip("numpy gaussian against C", "64x64", why)),
+                3: ("torch model against torch", "32x32", lambda: row3(a, out, np, corrsde))}
+        for r in a.rows:
+            name, param, run = rows[r]
+            try:
+                run()
+            except Exception as e:  # a failed run (e.g. the build being relinked): say why
+                print()
+                out.skip(name, param, "failed: %s: %s" % (type(e).__name__, e))
+                print()
     return 0
 
 
