@@ -411,3 +411,25 @@ def test_cli_python_model_same_bits_as_solve(tmp_path):
     bad = subprocess.run([CORRSDE, "sample", "--model", "python:%s:nosuch" % src, "-q", "-o",
                           str(tmp_path / "bad2.h5")], capture_output=True, text=True)
     assert bad.returncode != 0 and "has no attribute 'nosuch'" in bad.stderr
+
+
+def test_keyboard_interrupt_stops_the_solve():
+    """SIGINT during a long solve: KeyboardInterrupt out of solve, with the step noted."""
+    code = r"""
+import os, signal, sys, threading, corrsde
+C = corrsde.Cov("ar1:rho=0.9", frames=8)
+def model(t, x, ctx):
+    if ctx.step == 50:
+        os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C
+    return -x
+try:
+    corrsde.solve(model, cov=C, process="pf-ode", solver="euler", steps=1000000, batch=2)
+except KeyboardInterrupt as e:
+    print("interrupted", [n for n in getattr(e, "__notes__", [])])
+    sys.exit(0)
+sys.exit(3)
+"""
+    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "interrupted" in r.stdout and "(step 5" in r.stdout
