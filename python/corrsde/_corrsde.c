@@ -474,24 +474,30 @@ static int want_save(pyrun *r, size_t step, double t)
   }
 }
 
-/* Keep a copy of state x (the buffers double when full). */
+/* Room for c saved states (the buffers only grow). */
+static int reserve(pyrun *r, size_t c)
+{
+  if (c <= r->cap) return 0;
+  double *s = realloc(r->saved, c * r->v.n * sizeof *s), *tt;
+  if (s) r->saved = s;
+  tt = s ? realloc(r->saved_t, c * sizeof *tt) : NULL;
+  if (tt) r->saved_t = tt;
+  int64_t *st = tt ? realloc(r->saved_step, c * sizeof *st) : NULL;
+  if (!st) {
+    r->oom = 1;
+    return 1;
+  }
+  r->saved_step = st;
+  r->cap = c;
+  return 0;
+}
+
+/* Keep a copy of state x. A fixed grid reserved its count before the solve: no
+ * allocation then; an adaptive one doubles the buffers when full. */
 static int keep(pyrun *r, size_t step, double t, const double *x)
 {
   if (r->nsaved && r->saved_step[r->nsaved - 1] == (int64_t)step) return 0;
-  if (r->nsaved == r->cap) {
-    size_t c = r->cap ? 2 * r->cap : 16;
-    double *s = realloc(r->saved, c * r->v.n * sizeof *s), *tt;
-    if (s) r->saved = s;
-    tt = s ? realloc(r->saved_t, c * sizeof *tt) : NULL;
-    if (tt) r->saved_t = tt;
-    int64_t *st = tt ? realloc(r->saved_step, c * sizeof *st) : NULL;
-    if (!st) {
-      r->oom = 1;
-      return 1;
-    }
-    r->saved_step = st;
-    r->cap = c;
-  }
+  if (r->nsaved == r->cap && reserve(r, r->cap ? 2 * r->cap : 16)) return 1;
   memcpy(r->saved + r->nsaved * r->v.n, x, r->v.n * sizeof *x);
   r->saved_t[r->nsaved] = t;
   r->saved_step[r->nsaved++] = (int64_t)step;
@@ -638,6 +644,17 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
     r.final_step = ddpm ? csde_schedule_nsteps(sched) : (size_t)steps;
   }
   double *xv = PyArray_DATA(x);
+  /* a fixed grid's saved states, counted now (the start, the marks or every K-th, the
+   * end): reserved before the solve so that saving allocates nothing */
+  if (r.final_step) {
+    size_t want = 2;
+    if (save_kind == SAVE_EVERY) want += r.final_step / r.every;
+    for (size_t k = 0; r.mask && k < r.nmask; k++) want += r.mask[k];
+    if (reserve(&r, want)) {
+      PyErr_NoMemory();
+      goto fail_mask;
+    }
+  }
   /* the start state, as corrsde sample saves it */
   double start_t = ddpm ? 1.0 : t0;
   if (save_kind == SAVE_EVERY || (r.mask && r.mask[0])) keep(&r, 0, start_t, xv);
@@ -700,6 +717,8 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   pyrun_clear(&r);
   return res;
 
+fail_mask:
+  free(mask);
 fail_solver:
   csde_solver_free(S);
 fail_model:
