@@ -8,6 +8,7 @@
 #include "corrsde/schedule.h"
 #include "corrsde/discrete.h"
 #include "corrsde/model.h"
+#include "corrsde/problem.h"
 #include "corrsde/solve.h"
 #include "corrsde/plugin.h"
 

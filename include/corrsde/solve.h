@@ -18,37 +18,11 @@
 #include "corrsde/model.h"
 #include "corrsde/schedule.h"
 #include "corrsde/status.h"
+#include "corrsde/problem.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum {
-  CSDE_PROC_FORWARD_SDE = 0,
-  CSDE_PROC_REVERSE_SDE,
-  CSDE_PROC_PFODE,
-  CSDE_PROC_PFODE_ENCODE
-} csde_process;
-
-/* "forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode". */
-CSDE_API int csde_process_parse(const char *name, csde_process *out, csde_err *err);
-CSDE_API const char *csde_process_name(csde_process p);
-CSDE_API int csde_process_is_sde(csde_process p);
-
-/* What is being solved. Every pointer is borrowed and must outlive the solver. */
-typedef struct {
-  csde_process process;
-  double T, eps;              /* defaults 1 and 1e-3: the time interval's ends */
-  size_t tau, D, batch;       /* state: batch blocks of tau x D, frame-major */
-  const csde_cov *C;          /* the noise covariance */
-  const csde_schedule *sched; /* beta(t) */
-  const csde_model *model;    /* may be NULL for the forward SDE */
-} csde_problem;
-
-CSDE_API csde_problem csde_problem_default(void);
-/* The process's start and end times: forward (0, T), reverse/pf-ode (T, eps),
- * encode (eps, T). */
-CSDE_API void csde_problem_span(const csde_problem *P, double *t_start, double *t_end);
 
 /* ---- time grids ----
  * A grid of N steps from t_start to t_end, nodes t_i = map(u_i), u_i = i/N, so the grid
@@ -74,7 +48,6 @@ CSDE_API unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T);
 CSDE_API double csde_solver_type_order(const csde_solver_type *T, const char *which); /* "ode",
                                                                       "strong", "weak" */
 
-typedef enum { CSDE_NOISE_STREAM = 0, CSDE_NOISE_PATH } csde_noise_kind;
 
 typedef int (*csde_observer_fn)(size_t step, double t, const double *x, void *user);
 
@@ -100,12 +73,6 @@ typedef struct {
 } csde_solve_params;
 
 CSDE_API csde_solve_params csde_solve_default_params(void);
-
-typedef struct {
-  size_t nfe, steps, accepted, rejected;
-  double wall_seconds;
-  int stopped;             /* 1 if the observer stopped the solve */
-} csde_solve_stats;
 
 typedef struct csde_solver csde_solver;
 

@@ -53,7 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "corrsde/solve.h"
+#include "corrsde/problem.h"
 #include "corrsde/status.h"
 
 #define CSDE_H5_MAXRANK 8

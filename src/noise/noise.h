@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "corrsde/cov.h"
-#include "corrsde/solve.h"
+#include "corrsde/problem.h"
 
 #define CSDE_STREAM_PATH ((uint64_t)1 << 62)
 #define CSDE_STREAM_INIT ((uint64_t)1 << 63)

@@ -4,7 +4,7 @@
 #ifndef CSDE_PROCESS_PROCESS_H
 #define CSDE_PROCESS_PROCESS_H
 
-#include "corrsde/solve.h"
+#include "corrsde/problem.h"
 
 typedef struct {
   csde_problem P;
