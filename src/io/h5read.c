@@ -105,6 +105,21 @@ done:
   return status;
 }
 
+int csde_h5_has(const char *path, const char *dset)
+{
+  int has = 0;
+  H5E_BEGIN_TRY
+  {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+      has = H5Lexists(f, dset, H5P_DEFAULT) > 0;
+      H5Fclose(f);
+    }
+  }
+  H5E_END_TRY;
+  return has;
+}
+
 int csde_list_check_entries(const char *s, size_t len, csde_err *err)
 {
   /* Separators are runs of blanks with at most one comma; two commas with only blanks

@@ -11,6 +11,10 @@
 int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
                  size_t dims[4], csde_err *err);
 
+/* 1 if dataset dset exists in HDF5 file path (0 for any failure, quietly: the caller's
+ * HDF5 error handler is kept). */
+int csde_h5_has(const char *path, const char *dset);
+
 /* The largest text file of numbers csde_text_read accepts (64 MiB: some 4 million
  * numbers; larger columns belong in an HDF5 dataset). */
 #define CSDE_TEXT_MAX_BYTES ((unsigned long long)64 << 20)

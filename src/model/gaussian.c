@@ -24,7 +24,6 @@
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_matrix.h>
 #include <gsl/gsl_odeiv2.h>
-#include <hdf5.h>
 
 #include "core/util.h"
 #include "io/h5read.h"
@@ -644,22 +643,6 @@ int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
   return CSDE_SUCCESS;
 }
 
-/* 1 if dataset dset exists in the HDF5 file path (which csde_h5_read has opened). */
-static int h5_has(const char *path, const char *dset)
-{
-  int has = 0;
-  H5E_BEGIN_TRY /* quiet, and the caller's HDF5 error handler is put back after */
-  {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f >= 0) {
-      has = H5Lexists(f, dset, H5P_DEFAULT) > 0;
-      H5Fclose(f);
-    }
-  }
-  H5E_END_TRY;
-  return has;
-}
-
 int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov *C,
                              const csde_schedule *s, size_t D, csde_err *err)
 {
@@ -683,7 +666,7 @@ int csde_model_gaussian_load(csde_model **out, const char *path, const csde_cov 
     goto done;
   }
   size_t mean_len = 0;
-  if (h5_has(path, "/mean")) {
+  if (csde_h5_has(path, "/mean")) {
     if ((st = csde_h5_read(path, "/mean", &mean, &rank, dims, err))) goto done;
     if (rank == 0)
       mean_len = 1;
