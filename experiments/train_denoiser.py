@@ -1,0 +1,703 @@
+#!/usr/bin/python3
+"""Train a small video denoiser under AR(1) frame noise with the eq. 3 loss and with plain MSE,
+sample both with corrsde, and compare the samples' frame statistics with the data's.
+
+    PYTHONPATH=build/python /usr/bin/python3 experiments/train_denoiser.py --out-dir results/train
+    PYTHONPATH=build/python /usr/bin/python3 experiments/train_denoiser.py --quick --out-dir /tmp/q
+
+The data are synthetic videos of moving, fading Gaussian blobs on a dark background
+(values in [-1, 1]). The noise is N(0, C) along the frame axis of every pixel with
+C = ar1:rho (MATH.md). A small (2+1)-D convolutional net with a time embedding predicts the
+noise delta from (x_t, t), t ~ U(eps, 1) on the continuous vp-linear schedule, trained twice
+on the same budget (same initialisation, same batches, same t and noise draws):
+
+  eq3  the C^-1 (Mahalanobis) loss of eq. 3, sum_pixels (delta - delta_theta)^T C^-1 (...)
+  mse  the plain squared error  sum_pixels |delta - delta_theta|^2
+
+(both divided by tau * H * W; with --time-weight none, the default, no time weight: the
+"simple" form; --time-weight elbo multiplies both by the continuous ELBO weight
+beta(t) / (1 - abar(t)), normalised to mean 1 over U(eps, 1)). Each net then samples with
+corrsde: the reverse SDE with Euler-Maruyama and the probability-flow ODE with dopri5, from
+the same prior draws and Brownian path for both nets. Written to --out-dir:
+
+  samples.h5   /data [N, tau, H, W] (the reference videos the statistics compare with),
+               /samples/reverse_sde and /samples/pf_ode [n_losses, N, tau, H, W]
+               (attribute losses), /stats/<loss>/<sampler>/..., /table (markdown),
+               /train/<loss>/loss (the training curve); the settings as root attributes
+  frames.png   a frame strip of a few data videos and samples
+  table.md     the tables printed to stdout
+  model_<loss>.pt  the trained weights (state_dict)
+
+Every file is written under a temporary name and renamed into place when complete.
+"""
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+LOSSES = ("eq3", "mse")
+SAMPLERS = ("reverse_sde", "pf_ode")
+
+
+# ------------------------------------------------------------------------------ options
+
+def positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an integer, got %r" % s)
+    if v < 1:
+        raise argparse.ArgumentTypeError("expected an integer >= 1, got %d" % v)
+    return v
+
+
+def positive_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % s)
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError("expected a finite number > 0, got %r" % s)
+    return v
+
+
+# the defaults of a full run, and of --quick (a ~20 s smoke run); None in argparse = not given
+FULL = dict(steps=800, batch=32, lr=2e-3, samples=64, sde_steps=200, rtol=1e-4,
+            n_data=2048, bootstrap=200, max_nfe=4000)
+QUICK = dict(steps=30, batch=16, lr=2e-3, samples=8, sde_steps=20, rtol=1e-3,
+             n_data=64, bootstrap=20, max_nfe=1000)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        description="Train a small video denoiser with the eq. 3 (C^-1) loss and with plain MSE "
+                    "under AR(1) frame noise, sample both with corrsde (reverse SDE + EM, "
+                    "PF-ODE + dopri5) and compare the samples' frame statistics with the data's.",
+        epilog="Run from the build tree: PYTHONPATH=build/python /usr/bin/python3 %(prog)s. "
+               "Full-run defaults: " + ", ".join("--%s %s" % (k.replace("_", "-"), v)
+                                                 for k, v in FULL.items())
+               + "; --quick: " + ", ".join("--%s %s" % (k.replace("_", "-"), v)
+                                          for k, v in QUICK.items()) + ".")
+    ap.add_argument("--out-dir", default="results/train_denoiser",
+                    help="directory for samples.h5, frames.png, table.md and the weights "
+                         "(created if missing; default %(default)s)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a ~20 s smoke run: few training steps, few samples, coarse solvers "
+                         "(the numbers mean nothing)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seeds everything: the net's initialisation, the training batches, "
+                         "t and noise draws, the reference data and the samplers (default 0)")
+    ap.add_argument("--frames", type=positive_int, default=8,
+                    help="tau, frames per video (>= 3 for the lag-2 correlation; default 8)")
+    ap.add_argument("--size", type=positive_int, default=16,
+                    help="frames are SIZE x SIZE pixels (even, >= 4; default 16)")
+    ap.add_argument("--rho", type=float, default=0.9,
+                    help="the AR(1) noise correlation, C[i][j] = rho^|i-j|, |rho| < 1 "
+                         "(default 0.9)")
+    ap.add_argument("--losses", default=",".join(LOSSES),
+                    help="comma-separated losses to train, of eq3, mse (default %(default)s)")
+    ap.add_argument("--time-weight", choices=("none", "elbo"), default="none",
+                    help="time weight of both losses: none (the simple form; default) or elbo "
+                         "(beta(t) / (1 - abar(t)), normalised to mean 1 over U(eps, 1))")
+    ap.add_argument("--steps", type=positive_int,
+                    help="training steps per loss (full %d, quick %d)"
+                         % (FULL["steps"], QUICK["steps"]))
+    ap.add_argument("--batch", type=positive_int,
+                    help="training batch, videos per step (full %d, quick %d)"
+                         % (FULL["batch"], QUICK["batch"]))
+    ap.add_argument("--lr", type=positive_float,
+                    help="Adam's peak learning rate, cosine-decayed to 0 (default %g)" % FULL["lr"])
+    ap.add_argument("--channels", type=positive_int, default=32,
+                    help="channels of the net at half resolution, a multiple of 8; half as many at "
+                         "full resolution (default 32)")
+    ap.add_argument("--blocks", type=positive_int, default=3,
+                    help="residual (2+1)-D blocks of the net at half resolution (default 3)")
+    ap.add_argument("--samples", type=positive_int,
+                    help="videos sampled per loss and sampler (>= 2; full %d, quick %d)"
+                         % (FULL["samples"], QUICK["samples"]))
+    ap.add_argument("--sde-steps", type=positive_int,
+                    help="Euler-Maruyama steps of the reverse SDE (full %d, quick %d)"
+                         % (FULL["sde_steps"], QUICK["sde_steps"]))
+    ap.add_argument("--rtol", type=positive_float,
+                    help="dopri5's relative (and absolute) tolerance on the PF-ODE "
+                         "(full %g, quick %g)" % (FULL["rtol"], QUICK["rtol"]))
+    ap.add_argument("--max-nfe", type=positive_int,
+                    help="stop the PF-ODE solve past this many model calls (full %d, quick %d)"
+                         % (FULL["max_nfe"], QUICK["max_nfe"]))
+    ap.add_argument("--n-data", type=positive_int,
+                    help="reference data videos the statistics compare with (>= 2; "
+                         "full %d, quick %d)" % (FULL["n_data"], QUICK["n_data"]))
+    ap.add_argument("--bootstrap", type=positive_int,
+                    help="bootstrap resamples (over videos) for the standard errors "
+                         "(full %d, quick %d)" % (FULL["bootstrap"], QUICK["bootstrap"]))
+    ap.add_argument("--eps", type=positive_float, default=1e-3,
+                    help="the smallest t, in training and where the samplers stop "
+                         "(default 1e-3)")
+    ap.add_argument("--threads", type=positive_int, default=2,
+                    help="torch threads (default 2)")
+    ap.add_argument("--strip", type=positive_int, default=2,
+                    help="videos per row group in frames.png (default 2)")
+    ap.add_argument("--combine", nargs="+", metavar="DIR",
+                    help="train nothing: read DIR/samples.h5 of earlier runs (e.g. other "
+                         "--seed values) and print each table entry as the mean ± the standard "
+                         "deviation over the runs")
+    args = ap.parse_args(argv)
+    if args.combine:
+        return args
+    for k, v in (QUICK if args.quick else FULL).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    losses = [s.strip() for s in args.losses.split(",") if s.strip()]
+    bad = [s for s in losses if s not in LOSSES]
+    if not losses or bad or len(set(losses)) != len(losses):
+        ap.error("--losses: expected a comma-separated list of distinct names from %s, got %r"
+                 % (", ".join(LOSSES), args.losses))
+    args.losses = losses
+    if args.seed < 0:
+        ap.error("--seed: expected a non-negative integer, got %d" % args.seed)
+    if args.frames < 3:
+        ap.error("--frames: the lag-2 correlation needs at least 3 frames, got %d" % args.frames)
+    if args.size < 4 or args.size % 2:
+        ap.error("--size: expected an even number >= 4 (the net halves the resolution), "
+                 "got %d" % args.size)
+    if not (math.isfinite(args.rho) and abs(args.rho) < 1):
+        ap.error("--rho: expected |rho| < 1 (C must be positive definite), got %r" % args.rho)
+    if args.samples < 2 or args.n_data < 2:
+        ap.error("--samples and --n-data: the statistics need at least 2 videos")
+    if not args.eps < 0.5:
+        ap.error("--eps: expected a small positive t (< 0.5), got %r" % args.eps)
+    if args.channels % 8:
+        ap.error("--channels: expected a multiple of 8 (GroupNorm with 4 groups at c/2), got %d"
+                 % args.channels)
+    return args
+
+
+# ------------------------------------------------------------------------------ data
+
+def make_videos(rng, n, frames, size, blobs=4):
+    """n videos [n, frames, size, size] float32 in [-1, 1]: up to `blobs` Gaussian blobs each
+    (the first always present, the others with probability 3/4), moving in a straight line at
+    0.7..2 px/frame (centred in the frame at mid-clip) and fading linearly between two random
+    amplitudes in [0, 1]; the summed brightness b is clipped to [0, 1] and mapped to 2 b - 1."""
+    i = np.arange(frames, dtype=np.float64)[None, None, :, None, None] - (frames - 1) / 2
+    g = np.arange(size, dtype=np.float64)
+    active = rng.random((n, blobs)) < 0.75
+    active[:, 0] = True
+    pos = rng.uniform(0, size - 1, (n, blobs, 2))
+    speed = rng.uniform(0.7, 2.0, (n, blobs))
+    angle = rng.uniform(0, 2 * np.pi, (n, blobs))
+    width = rng.uniform(1.2, 2.2, (n, blobs))
+    f0, f1 = rng.uniform(0, 1, (n, blobs)), rng.uniform(0, 1, (n, blobs))
+
+    def e(a):  # [n, blobs] -> [n, blobs, 1, 1, 1]
+        return a[..., None, None, None]
+
+    frac = (i + (frames - 1) / 2) / max(frames - 1, 1)
+    amp = (e(f0) + e(f1 - f0) * frac) * e(active)
+    cy = e(pos[..., 0]) + e(speed * np.sin(angle)) * i
+    cx = e(pos[..., 1]) + e(speed * np.cos(angle)) * i
+    b = amp * np.exp(-((g[:, None] - cy) ** 2 + (g[None, :] - cx) ** 2) / (2 * e(width) ** 2))
+    return (2 * np.clip(b.sum(1), 0, 1) - 1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ statistics
+
+def frame_stats(x):
+    """x [n, tau, ...] -> dict of lag1, lag2 (the correlation between frames i and i+k of a
+    pixel, over videos and frame pairs, averaged over pixels), frame_mean, frame_std [tau]
+    (over videos and pixels)."""
+    x = np.asarray(x, dtype=np.float64)
+    n, tau = x.shape[:2]
+    x = x.reshape(n, tau, -1)
+    d = x - x.mean(0, keepdims=True)
+    out = {}
+    for k in (1, 2):
+        a, b = d[:, :-k], d[:, k:]
+        c = (a * b).sum((0, 1)) / np.sqrt((a * a).sum((0, 1)) * (b * b).sum((0, 1)))
+        out["lag%d" % k] = float(np.mean(c))
+    out["frame_mean"] = x.mean((0, 2))
+    out["frame_std"] = x.std((0, 2))
+    return out
+
+
+def summary(s, ref=None):
+    """Scalars of frame_stats s: lag1, lag2, mean, std (averaged over frames) and, against the
+    reference stats ref, dmean, dstd (the mean over frames of |s - ref|)."""
+    out = {"lag1": s["lag1"], "lag2": s["lag2"], "mean": float(np.mean(s["frame_mean"])),
+           "std": float(np.mean(s["frame_std"]))}
+    if ref is not None:
+        out["dmean"] = float(np.mean(np.abs(s["frame_mean"] - ref["frame_mean"])))
+        out["dstd"] = float(np.mean(np.abs(s["frame_std"] - ref["frame_std"])))
+    return out
+
+
+def bootstrap_se(x, ref_x, reps, rng):
+    """Standard errors of summary(frame_stats(x), frame_stats(ref_x)) by resampling the videos
+    of x (and, independently, of ref_x, so the differences carry both errors)."""
+    draws = []
+    for _ in range(reps):
+        xs = x[rng.integers(0, len(x), len(x))]
+        rs = None if ref_x is None else frame_stats(ref_x[rng.integers(0, len(ref_x),
+                                                                         len(ref_x))])
+        draws.append(summary(frame_stats(xs), rs))
+    return {k: float(np.std([d[k] for d in draws], ddof=1)) for k in draws[0]}
+
+
+# ------------------------------------------------------------------------------ files
+
+def atomic_path(path):
+    """A temporary name beside path (same directory, so os.replace is atomic)."""
+    d, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp", dir=d)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
+    return tmp
+
+
+class Atomic:
+    """with Atomic(path) as tmp: write tmp; renamed to path on success, removed on error."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        self.tmp = atomic_path(self.path)
+        return self.tmp
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+        return False
+
+
+# ------------------------------------------------------------------------------ main
+
+def combine(dirs):
+    """Mean ± standard deviation over runs of the statistics of DIR/samples.h5."""
+    import h5py
+    runs = []
+    for d in dirs:
+        path = os.path.join(d, "samples.h5")
+        try:
+            with h5py.File(path, "r") as f:
+                st = {name: dict(f["stats"][name].attrs) for name in
+                      ["data"] + ["%s/%s" % (k, s) for k in f.attrs["losses"].split(",")
+                                  for s in SAMPLERS]}
+                tr = {k: {a: f["train"][k].attrs[a] for a in ("heldout_cinv", "heldout_mse")}
+                      for k in f.attrs["losses"].split(",")}
+                for k in tr:
+                    if "heldout_mode_error" in f["train"][k]:
+                        m = f["train"][k]["heldout_mode_error"][...]
+                        tr[k]["rough"], tr[k]["smooth"] = m[0], m[-1]
+                runs.append((st, tr, int(f.attrs["seed"])))
+        except (OSError, KeyError) as e:
+            sys.exit("train_denoiser: --combine: %s: %s" % (path, e))
+    names = [n for n in runs[0][0] if all(n in r[0] for r in runs)]
+
+    def ms(vals, fmt="%.3f"):
+        v = np.asarray(vals, dtype=np.float64)
+        return (fmt + " ± " + fmt) % (v.mean(), v.std(ddof=1) if v.size > 1 else float("nan"))
+
+    cols = ("lag1", "lag2", "mean", "std", "dmean", "dstd")
+    lines = ["| videos | lag-1 corr | lag-2 corr | frame mean | frame std "
+             "| mean abs Δ frame mean | mean abs Δ frame std |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for n in names:
+        lines.append("| %s | %s |" % (n.replace("/", ", ").replace("_", "-"), " | ".join(
+            ms([r[0][n][c] for r in runs]) if c in runs[0][0][n] else "" for c in cols)))
+    lines += ["", "| loss | held-out C^-1 loss | held-out MSE | rel. error, roughest mode "
+              "| rel. error, smoothest mode |", "|---|---:|---:|---:|---:|"]
+    for k in runs[0][1]:
+        have = [r[1][k] for r in runs if k in r[1]]
+        lines.append("| %s | %s |" % (k, " | ".join(
+            ms([h[c] for h in have], "%.4f") if all(c in h for h in have) else "n/a"
+            for c in ("heldout_cinv", "heldout_mse", "rough", "smooth"))))
+    print("\n".join(lines))
+    print("\nmean ± standard deviation over %d runs (seeds %s)"
+          % (len(runs), ", ".join(str(r[2]) for r in runs)))
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
+    t_start = time.time()
+    try:
+        import torch
+    except ImportError as e:
+        sys.exit("train_denoiser: needs torch (%s)" % e)
+    try:
+        import corrsde
+    except ImportError as e:
+        sys.exit("train_denoiser: cannot import corrsde (%s); run with "
+                 "PYTHONPATH=<build>/python (and ninja -C <build> first)" % e)
+    import h5py
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+    except OSError as e:
+        sys.exit("train_denoiser: --out-dir %s: %s" % (args.out_dir, e.strerror or e))
+    if not os.access(args.out_dir, os.W_OK):
+        sys.exit("train_denoiser: --out-dir %s is not writable" % args.out_dir)
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    tau, size = args.frames, args.size
+    C = corrsde.Cov("ar1:rho=%r" % args.rho, frames=tau)
+    S = corrsde.Schedule("vp-linear")
+
+    # noise and the eq. 3 loss: corrsde.torch if present, else the same maths here
+    try:
+        import corrsde.torch as ct
+        noise_like, eq3_loss, TorchModel = ct.noise_like, ct.eq3_loss, ct.TorchModel
+        helpers = "corrsde.torch"
+    except (ImportError, AttributeError):
+        chol = torch.linalg.cholesky(torch.as_tensor(C.matrix, dtype=torch.float32))
+
+        def noise_like(x, cov, generator=None):
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            return torch.matmul(chol, z.reshape(x.shape[0], tau, -1)).reshape(x.shape)
+
+        def eq3_loss(pred, delta, cov, weight="none", reduction="none"):
+            r = (delta - pred).reshape(delta.shape[0], tau, -1)
+            return (r * torch.cholesky_solve(r, chol)).sum((1, 2))
+
+        class TorchModel:
+            def __init__(self, module, output="noise"):
+                self.module, self.output = module, output
+
+            def __call__(self, t, x, ctx):
+                with torch.no_grad():
+                    xt = torch.as_tensor(np.array(x), dtype=torch.float32)
+                    out = self.module(xt, torch.full((x.shape[0],), float(t)))
+                return out.double().numpy()
+        helpers = "local (corrsde.torch missing)"
+
+    # --------------------------------------------------------------- the net
+    class Block(nn.Module):
+        """GN-SiLU-spatial 3x3 conv, FiLM by the time embedding, GN-SiLU-temporal 3 conv;
+        residual."""
+
+        def __init__(self, c, e):
+            super().__init__()
+            self.n1, self.n2 = nn.GroupNorm(4, c), nn.GroupNorm(4, c)
+            self.spatial = nn.Conv3d(c, c, (1, 3, 3), padding=(0, 1, 1))
+            self.temporal = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0))
+            self.film = nn.Linear(e, 2 * c)
+
+        def forward(self, h, emb):
+            scale, shift = self.film(emb)[:, :, None, None, None].chunk(2, 1)
+            y = self.spatial(F.silu(self.n1(h)))
+            y = self.n2(y) * (1 + scale) + shift
+            return h + self.temporal(F.silu(y))
+
+    class Denoiser(nn.Module):
+        """delta_theta(x_t, t) for x [B, tau, H, W], treated as a one-channel 3-D volume: a
+        3x3x3 conv to c/2 channels at full resolution, a (1, 2, 2)-strided conv down to c
+        channels at half resolution, `blocks` (2+1)-D residual blocks there, a transposed
+        conv back up plus the full-resolution skip, one more block at c/2 and a 3x3x3 conv to
+        the output (zero-initialised: the untrained net predicts 0). A sinusoidal embedding
+        of 1000 t through a 2-layer MLP modulates (FiLM) every block."""
+
+        def __init__(self, c, blocks, e=64):
+            super().__init__()
+            c0 = c // 2
+            self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(e // 2)
+                                                    / (e // 2)))
+            self.embed = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+            self.inp = nn.Conv3d(1, c0, 3, padding=1)
+            self.down = nn.Conv3d(c0, c, (1, 2, 2), stride=(1, 2, 2))
+            self.blocks = nn.ModuleList([Block(c, e) for _ in range(blocks)])
+            self.up = nn.ConvTranspose3d(c, c0, (1, 2, 2), stride=(1, 2, 2))
+            self.last = Block(c0, e)
+            self.norm = nn.GroupNorm(4, c0)
+            self.out = nn.Conv3d(c0, 1, 3, padding=1)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+        def forward(self, x, t):
+            a = 1000.0 * t.to(x.dtype)[:, None] * self.freqs[None]
+            emb = self.embed(torch.cat([a.sin(), a.cos()], 1))
+            h0 = self.inp(x[:, None])
+            h = self.down(h0)
+            for b in self.blocks:
+                h = b(h, emb)
+            h = self.last(self.up(h) + h0, emb)
+            return self.out(F.silu(self.norm(h)))[:, 0]
+
+    # the ELBO time weight beta / (1 - abar), normalised to mean 1 over U(eps, 1):
+    # int beta / (1 - abar) dt = int beta dt + int beta abar / (1 - abar) dt
+    #                          = B(t) + log(1 - abar(t))
+    def elbo_norm():
+        def F_(t):
+            return S.int_beta(t) + math.log(-math.expm1(-S.int_beta(t)))
+        return (F_(1.0) - F_(args.eps)) / (1.0 - args.eps)
+
+    wnorm = elbo_norm() if args.time_weight == "elbo" else None
+
+    def per_video_loss(kind, pred, delta):
+        if kind == "eq3":
+            return eq3_loss(pred, delta, C, weight="none", reduction="none")
+        return ((pred - delta) ** 2).sum((1, 2, 3))
+
+    def noisy(x0, t, gen):
+        delta = noise_like(x0, C, generator=gen)
+        abar = torch.as_tensor(S.abar(t.double().numpy()), dtype=x0.dtype)[:, None, None, None]
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * delta, delta
+
+    # held-out denoising set: fixed (x0, t, delta), t stratified over [eps, 1]
+    n_val = 256 if not args.quick else 16
+    vrng = np.random.default_rng([args.seed, 3])
+    vgen = torch.Generator().manual_seed(args.seed * 1000 + 3)
+    val_x0 = torch.from_numpy(make_videos(vrng, n_val, tau, size))
+    val_t = args.eps + (1 - args.eps) * (torch.arange(n_val, dtype=torch.float32) + 0.5) / n_val
+    val_xt, val_delta = noisy(val_x0, val_t, vgen)
+
+    # C's eigenvectors (ascending eigenvalues): u_0 the roughest temporal mode of the noise
+    # (alternating across frames), u_{tau-1} the smoothest (nearly constant)
+    lam, U = np.linalg.eigh(np.asarray(C.matrix, dtype=np.float64))
+    Ut = torch.as_tensor(U.T, dtype=torch.float32)
+
+    def evaluate(net):
+        """Held-out losses per element, and the relative error in each eigen-direction u_k of
+        C: mean over pixels and videos of (u_k . (delta_theta - delta))^2 / lambda_k (1 = no
+        better than predicting 0 in that direction). The C^-1 loss is their sum over k divided
+        by tau, the MSE their lambda-weighted sum divided by tau."""
+        net.eval()
+        out = {"eq3": 0.0, "mse": 0.0}
+        mode = np.zeros(tau)
+        with torch.no_grad():
+            for lo in range(0, n_val, 64):
+                sl = slice(lo, lo + 64)
+                pred = net(val_xt[sl], val_t[sl])
+                for k in out:
+                    out[k] += float(per_video_loss(k, pred, val_delta[sl]).sum())
+                e = (pred - val_delta[sl]).reshape(pred.shape[0], tau, -1)
+                mode += torch.einsum("ki,bip->bkp", Ut, e).pow(2).sum((0, 2)).double().numpy()
+        out = {k: v / (n_val * tau * size * size) for k, v in out.items()}
+        out["mode"] = mode / (n_val * size * size) / lam
+        return out
+
+    # reference data for the statistics (a stream of its own)
+    data = make_videos(np.random.default_rng([args.seed, 2]), args.n_data, tau, size)
+    ref = frame_stats(data)
+    brng = np.random.default_rng([args.seed, 4])
+
+    print("train_denoiser: tau %d, %dx%d, noise ar1:rho=%g, vp-linear, eps %g, helpers %s, "
+          "%d torch threads" % (tau, size, size, args.rho, args.eps, helpers, args.threads),
+          flush=True)
+
+    results = {}
+    for kind in args.losses:
+        # same seed for every loss: same initial weights, batches, t and noise draws
+        torch.manual_seed(args.seed)
+        net = Denoiser(args.channels, args.blocks)
+        nparam = sum(p.numel() for p in net.parameters())
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, args.steps) / args.steps)))
+        drng = np.random.default_rng([args.seed, 1])
+        gen = torch.Generator().manual_seed(args.seed * 1000 + 1)
+        curve = np.zeros(args.steps)
+        t0 = time.time()
+        net.train()
+        for step in range(args.steps):
+            x0 = torch.from_numpy(make_videos(drng, args.batch, tau, size))
+            t = args.eps + (1 - args.eps) * torch.rand(args.batch, generator=gen)
+            xt, delta = noisy(x0, t, gen)
+            per = per_video_loss(kind, net(xt, t), delta) / (tau * size * size)
+            if wnorm is not None:
+                td = t.double().numpy()
+                w = S.beta(td) / -np.expm1(-S.int_beta(td)) / wnorm
+                per = per * torch.as_tensor(w, dtype=per.dtype)
+            loss = per.mean()
+            if not torch.isfinite(loss):
+                sys.exit("train_denoiser: %s loss is %s at step %d (try a smaller --lr)"
+                         % (kind, float(loss), step))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            curve[step] = float(loss)
+            if (step + 1) % max(1, args.steps // 6) == 0 or step + 1 == args.steps:
+                print("  %s step %5d/%d  loss %.4f (mean of last %d)  %.0f s"
+                      % (kind, step + 1, args.steps,
+                         curve[max(0, step - 49):step + 1].mean(), min(step + 1, 50),
+                         time.time() - t0), flush=True)
+        train_s = time.time() - t0
+        val = evaluate(net)
+        print("  %s: %d parameters, %.1f s training; held-out loss per element: C^-1 %.4f, "
+              "MSE %.4f" % (kind, nparam, train_s, val["eq3"], val["mse"]), flush=True)
+
+        with Atomic(os.path.join(args.out_dir, "model_%s.pt" % kind)) as tmp:
+            torch.save(net.state_dict(), tmp)
+
+        model = TorchModel(net, output="noise")
+        res = {"nparam": nparam, "train_seconds": train_s, "curve": curve, "val": val}
+        for sampler in SAMPLERS:
+            t1 = time.time()
+            common = dict(cov=C, schedule=S, batch=args.samples, frame_shape=(size, size),
+                          seed=args.seed + 7, output="noise", t_end=args.eps)
+            try:
+                if sampler == "reverse_sde":
+                    r = corrsde.solve(model, process="reverse-sde", solver="em",
+                                      steps=args.sde_steps, **common)
+                else:
+                    r = corrsde.solve(model, process="pf-ode", solver="dopri5", steps=0,
+                                      rtol=args.rtol, max_nfe=args.max_nfe, **common)
+            except corrsde.Error as e:
+                sys.exit("train_denoiser: %s %s: corrsde.solve failed: %s%s"
+                         % (kind, sampler, e, " (raise --max-nfe or --rtol)"
+                            if sampler == "pf_ode" else ""))
+            x = np.asarray(r.x, dtype=np.float64)
+            if not np.all(np.isfinite(x)):
+                sys.exit("train_denoiser: %s %s produced non-finite samples" % (kind, sampler))
+            st = summary(frame_stats(x), ref)
+            se = bootstrap_se(x, data, args.bootstrap, brng)
+            res[sampler] = {"x": x.astype(np.float32), "nfe": int(r.nfe),
+                            "seconds": time.time() - t1, "stats": frame_stats(x),
+                            "summary": st, "se": se}
+            print("  %s %s: %d model calls, %.1f s" % (kind, sampler, r.nfe, time.time() - t1),
+                  flush=True)
+        results[kind] = res
+
+    # --------------------------------------------------------------- tables
+    ref_sum = summary(ref)
+    ref_se = bootstrap_se(data, None, args.bootstrap, brng)
+    cols = ("lag1", "lag2", "mean", "std", "dmean", "dstd")
+
+    def pm(v, e):
+        return "%.3f ± %.3f" % (v, e)
+
+    lines = ["| videos | model calls | lag-1 corr | lag-2 corr | frame mean | frame std "
+             "| mean abs Δ frame mean | mean abs Δ frame std |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|",
+             "| data (%d) | | %s | %s | %s | %s | | |"
+             % (args.n_data, *(pm(ref_sum[k], ref_se[k]) for k in cols[:4])),
+             "| AR(1) noise prior, exact | | %.3f | %.3f | 0 | 1 | | |"
+             % (args.rho, args.rho ** 2)]
+    for kind in args.losses:
+        for sampler in SAMPLERS:
+            s = results[kind][sampler]
+            lines.append("| %s, %s (%d) | %d | %s |"
+                         % (kind, sampler.replace("_", "-"), args.samples, s["nfe"],
+                            " | ".join(pm(s["summary"][k], s["se"][k]) for k in cols)))
+    lines += ["", "| loss | parameters | training s | held-out C^-1 loss | held-out MSE "
+              "| rel. error, roughest mode | rel. error, smoothest mode |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for kind in args.losses:
+        r = results[kind]
+        lines.append("| %s | %d | %.1f | %.4f | %.4f | %.4f | %.4f |"
+                     % (kind, r["nparam"], r["train_seconds"], r["val"]["eq3"],
+                        r["val"]["mse"], r["val"]["mode"][0], r["val"]["mode"][-1]))
+    total = time.time() - t_start
+    note = ("tau %d, %dx%d, ar1:rho=%g, vp-linear, t ~ U(%g, 1), time weight %s; %d steps x "
+            "batch %d per loss, seed %d; reverse SDE: em %d steps; PF-ODE: dopri5 rtol %g; "
+            "± is the bootstrap standard error over videos (%d resamples); Δ columns: mean "
+            "over frames of |samples - data|, per frame; held-out losses per element on %d "
+            "fixed (x0, t, delta), t stratified over [eps, 1]; rel. error of a mode: "
+            "E (u . error)^2 / lambda for the eigenvector u of C with the smallest (roughest) "
+            "and largest (smoothest) eigenvalue lambda, 1 = no better than 0; total %.0f s"
+            % (tau, size, size, args.rho, args.eps, args.time_weight, args.steps, args.batch,
+               args.seed, args.sde_steps, args.rtol, args.bootstrap, n_val, total))
+    table = "\n".join(lines) + "\n\n" + note + "\n"
+    print()
+    print(table, flush=True)
+
+    # --------------------------------------------------------------- files
+
+    with Atomic(os.path.join(args.out_dir, "samples.h5")) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for k, v in sorted(vars(args).items()):
+                if v is not None:
+                    f.attrs[k] = ",".join(v) if isinstance(v, list) else v
+            f.attrs["cov"] = C.spec
+            f.attrs["schedule"] = S.spec
+            f.attrs["cov_matrix"] = C.matrix
+            f.attrs["helpers"] = helpers
+            f.attrs["corrsde_version"] = corrsde.__version__
+            f.attrs["torch_version"] = str(torch.__version__)
+            f.attrs["seconds"] = total
+            d = f.create_dataset("data", data=data, compression="gzip")
+            d.attrs["axes"] = "video, frame, y, x"
+            for sampler in SAMPLERS:
+                d = f.create_dataset("samples/" + sampler, compression="gzip",
+                                     data=np.stack([results[k][sampler]["x"]
+                                                    for k in args.losses]))
+                d.attrs["axes"] = "loss, video, frame, y, x"
+                d.attrs["losses"] = ",".join(args.losses)
+                d.attrs["nfe"] = [results[k][sampler]["nfe"] for k in args.losses]
+                d.attrs["solver"] = ("em, %d steps" % args.sde_steps if sampler == "reverse_sde"
+                                     else "dopri5, rtol %g" % args.rtol)
+            for name, st, sm, se in ([("data", ref, ref_sum, ref_se)]
+                                     + [("%s/%s" % (k, s), results[k][s]["stats"],
+                                         results[k][s]["summary"], results[k][s]["se"])
+                                        for k in args.losses for s in SAMPLERS]):
+                g = f.create_group("stats/" + name)
+                g["frame_mean"], g["frame_std"] = st["frame_mean"], st["frame_std"]
+                for k, v in sm.items():
+                    g.attrs[k] = v
+                    g.attrs[k + "_se"] = se[k]
+            for k in args.losses:
+                g = f.create_group("train/" + k)
+                g["loss"] = results[k]["curve"]
+                g.attrs["parameters"] = results[k]["nparam"]
+                g.attrs["seconds"] = results[k]["train_seconds"]
+                g.attrs["heldout_cinv"] = results[k]["val"]["eq3"]
+                g.attrs["heldout_mse"] = results[k]["val"]["mse"]
+                g["heldout_mode_error"] = results[k]["val"]["mode"]
+                g["heldout_mode_error"].attrs["doc"] = (
+                    "per eigenvector u_k of C (ascending eigenvalue): mean (u_k . error)^2 / "
+                    "lambda_k over held-out videos and pixels")
+            f["table"] = table
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    k = min(args.strip, args.samples, args.n_data)
+    rows = [("data %d" % j, data[j]) for j in range(k)]
+    for kind in args.losses:
+        for sampler in SAMPLERS:
+            rows += [("%s %s %d" % (kind, sampler.replace("_", "-"), j),
+                      results[kind][sampler]["x"][j]) for j in range(k)]
+    fig, axes = plt.subplots(len(rows), tau, figsize=(0.9 * tau + 1.6, 0.9 * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (label, video) in enumerate(rows):
+        for i in range(tau):
+            ax = axes[r][i]
+            ax.imshow(video[i], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("frame %d" % i, fontsize=7)
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle("data and samples (grey scale -1..1), ar1:rho=%g noise" % args.rho, fontsize=8)
+    fig.tight_layout()
+    with Atomic(os.path.join(args.out_dir, "frames.png")) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    with Atomic(os.path.join(args.out_dir, "table.md")) as tmp:
+        with open(tmp, "w") as f:
+            f.write(table)
+    print("wrote %s/{samples.h5, frames.png, table.md, model_*.pt} in %.0f s"
+          % (args.out_dir, time.time() - t_start), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

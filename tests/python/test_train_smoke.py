@@ -1,0 +1,96 @@
+"""experiments/train_denoiser.py --quick: a smoke run into a temporary directory.
+
+Checks that the run succeeds and writes samples.h5 (data, samples, statistics, table),
+frames.png, table.md and the weights with the expected shapes and finite numbers, that no
+temporary file is left behind, and that bad options are refused with a clear message.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("corrsde")
+h5py = pytest.importorskip("h5py")
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                      "experiments", "train_denoiser.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+FRAMES, SIZE, SAMPLES = 8, 16, 6
+
+
+def run(*args, timeout=120):
+    env = dict(os.environ)
+    return subprocess.run([PYTHON, SCRIPT, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    p = run("--quick", "--out-dir", str(out), "--seed", "3", "--samples", str(SAMPLES),
+            "--threads", "1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    return out, p.stdout
+
+
+def test_files(quick):
+    out, _ = quick
+    names = sorted(os.listdir(out))
+    assert names == ["frames.png", "model_eq3.pt", "model_mse.pt", "samples.h5", "table.md"]
+    with open(out / "frames.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hdf5(quick):
+    out, _ = quick
+    with h5py.File(out / "samples.h5", "r") as f:
+        data = f["data"][...]
+        assert data.shape[1:] == (FRAMES, SIZE, SIZE) and data.shape[0] >= 2
+        assert np.all(np.isfinite(data)) and data.min() >= -1 and data.max() <= 1
+        for s in ("reverse_sde", "pf_ode"):
+            d = f["samples/" + s]
+            assert d.shape == (2, SAMPLES, FRAMES, SIZE, SIZE)
+            assert d.attrs["losses"] == "eq3,mse"
+            assert np.all(np.isfinite(d[...]))
+            assert all(n > 0 for n in d.attrs["nfe"])
+        for g in ["data"] + ["%s/%s" % (k, s) for k in ("eq3", "mse")
+                             for s in ("reverse_sde", "pf_ode")]:
+            st = f["stats/" + g]
+            assert st["frame_mean"].shape == (FRAMES,) and st["frame_std"].shape == (FRAMES,)
+            for k in ("lag1", "lag2", "mean", "std"):
+                assert np.isfinite(st.attrs[k]) and np.isfinite(st.attrs[k + "_se"])
+            assert -1 <= st.attrs["lag1"] <= 1 and -1 <= st.attrs["lag2"] <= 1
+        for k in ("eq3", "mse"):
+            curve = f["train/%s/loss" % k][...]
+            assert curve.ndim == 1 and curve.size > 0 and np.all(np.isfinite(curve))
+            assert np.isfinite(f["train/" + k].attrs["heldout_cinv"])
+        assert f.attrs["seed"] == 3 and f.attrs["frames"] == FRAMES and f.attrs["quick"]
+        table = f["table"][()]
+        table = table.decode() if isinstance(table, bytes) else table
+    with open(out / "table.md") as fh:
+        assert fh.read() == table
+    assert "lag-1 corr" in table and "eq3, pf-ode" in table and "mse, reverse-sde" in table
+
+
+def test_stdout_table(quick):
+    _, stdout = quick
+    assert "| data (" in stdout and "eq3, reverse-sde" in stdout and "held-out C^-1" in stdout
+
+
+def test_bad_options(tmp_path):
+    for args, word in ((["--frames", "2"], "--frames"), (["--rho", "1"], "--rho"),
+                       (["--losses", "l1"], "--losses"), (["--steps", "0"], "--steps")):
+        p = run("--quick", "--out-dir", str(tmp_path), *args, timeout=60)
+        assert p.returncode == 2 and word in p.stderr, (args, p.stderr)
+    assert os.listdir(tmp_path) == []
+
+
+def test_combine(quick):
+    out, _ = quick
+    p = run("--combine", str(out), str(out), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "eq3, reverse-sde" in p.stdout and "over 2 runs (seeds 3, 3)" in p.stdout
+    assert "± 0.000" in p.stdout  # the same run twice: no spread
