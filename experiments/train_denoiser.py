@@ -347,6 +347,8 @@ def main(argv=None):
     import torch.nn as nn
     import torch.nn.functional as F
 
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        sys.exit("train_denoiser: --out-dir %s exists and is not a directory" % args.out_dir)
     try:
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as e:
