@@ -11,5 +11,6 @@
 #include "corrsde/problem.h"
 #include "corrsde/solve.h"
 #include "corrsde/plugin.h"
+#include "corrsde/run.h"
 
 #endif

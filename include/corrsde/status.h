@@ -65,6 +65,9 @@ typedef struct {
 #define CSDE_PARAM_MODEL "model"
 #define CSDE_PARAM_SPAN "span"             /* the times T and eps */
 #define CSDE_PARAM_SIZE "size"             /* batch x tau x D: the state's size */
+#define CSDE_PARAM_PROCESS "process"       /* the process or sampler (and ddim's eta) */
+#define CSDE_PARAM_SAVE "save"             /* which states a run saves */
+#define CSDE_PARAM_SCHEDULE "schedule"     /* the schedule (e.g. ddpm needs a discrete one) */
 
 /* The fixed message of a status code ("unknown status" for codes not in the list). */
 CSDE_API const char *csde_strerror(int status);

@@ -62,6 +62,7 @@ class Cov:
             raise TypeError("frames: expected an integer, got %r" % (frames,))
         self._h = _corrsde.cov_new(str(spec), int(frames), str(method))
         self.frames = int(frames)
+        self.method_asked = str(method)
         self.spec, self.method, self.noise_dim, singular = _corrsde.cov_info(self._h)
         self.singular = bool(singular)
 
@@ -221,12 +222,14 @@ class Context:
 
 class Result:
     """What solve() returns: the final state x, the saved states with their times and
-    steps, and the solver's counts."""
+    steps, and the solver's counts. stopped is True when the solve ended early (a
+    max_nfe guard raises instead)."""
 
-    def __init__(self, x, t, step, states, nfe, steps, accepted, rejected, wall_seconds):
+    def __init__(self, x, t, step, states, nfe, steps, accepted, rejected, wall_seconds,
+                 stopped=False, out=None):
         self.x, self.t, self.step, self.states = x, t, step, states
         self.nfe, self.steps, self.accepted, self.rejected = nfe, steps, accepted, rejected
-        self.wall_seconds = wall_seconds
+        self.wall_seconds, self.stopped, self.out = wall_seconds, bool(stopped), out
 
     def __repr__(self):
         return ("corrsde.Result(x %s, %d saved, nfe %d, steps %d)"
@@ -234,56 +237,45 @@ class Result:
 
 
 def _save(save):
-    """save -> (kind, every, times): None/"final", "every:K", {"every": K},
-    "times:t1,t2", {"times": [...]}."""
-    if save is None or save == "final":
-        return 0, 0, None
+    """save -> the run's save spec: None/"final", "every:K", {"every": K},
+    "times:t1,t2", {"times": [...]} (checked by the library, as for the CLI)."""
+    if save is None:
+        return "final"
     if isinstance(save, str):
-        kind, _, val = save.partition(":")
-        if kind == "every":
-            save = {"every": val}
-        elif kind == "times":
-            save = {"times": [float(v) for v in val.split(",") if v]}
-        else:
-            raise ValueError("save: expected 'final', 'every:K' or 'times:t1,t2,...', got %r"
-                             % save)
+        return save
     if not isinstance(save, dict) or len(save) != 1:
-        raise ValueError("save: expected 'final', {'every': K} or {'times': [...]}, got %r"
-                         % (save,))
+        raise ValueError("save: expected 'final', 'every:K', 'times:t1,t2,...', {'every': K} "
+                         "or {'times': [...]}, got %r" % (save,))
     if "every" in save:
-        k = int(save["every"])
-        if k < 1:
-            raise ValueError("save: every needs K >= 1, got %d" % k)
-        return 1, k, None
+        k = save["every"]
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+            raise TypeError("save: every needs an integer K, got %r" % (k,))
+        return "every:%d" % k
     if "times" in save:
         ts = np.asarray(save["times"], dtype=np.float64).ravel()
-        if ts.size == 0 or not np.all(np.isfinite(ts)):
-            raise ValueError("save: times must be finite and not empty")
-        return 2, 0, ts
-    raise ValueError("save: unknown kind %r" % (next(iter(save)),))
+        if ts.size == 0:
+            raise ValueError("save: times must not be empty")
+        return "times:" + ",".join(repr(float(v)) for v in ts)
+    raise ValueError("save: unknown kind %r (expected every or times)" % (next(iter(save)),))
 
 
-def _span(process, t_start, t_end):
-    """(T, eps) of the problem from the process and the optional ends."""
-    T, eps = 1.0, 1e-3
-    if process in ("forward-sde",):
-        if t_start not in (None, 0, 0.0):
-            raise ValueError("t_start: forward-sde starts at t = 0 (got %r)" % (t_start,))
-        T = T if t_end is None else float(t_end)
-    elif process == "pf-ode-encode":
-        eps = eps if t_start is None else float(t_start)
-        T = T if t_end is None else float(t_end)
-    else:
-        T = T if t_start is None else float(t_start)
-        eps = eps if t_end is None else float(t_end)
-    return T, eps
+def _opt_num(v, what):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError("%s: expected a number, got %s" % (what, type(v).__name__))
+    return float(v)
 
 
-def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver="em",
+def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver=None,
           steps=100, grid="uniform", rtol=None, atol=None, output=None, t_start=None,
-          t_end=None, seed=0, noise="stream", threads=1, save=None, eta=0.0, max_nfe=None,
+          t_end=None, seed=0, noise="stream", threads=1, save=None, out=None, force=False,
+          dtype="float64", compress=False, progress=False, eta=None, max_nfe=None,
           batch=None, frame_shape=None):
     """Run a process or sampler with a Python model; returns a Result.
+
+    The run is the library's (corrsde/run.h), the same as `corrsde sample`'s: the same
+    settings give the same bits, and out= the same file.
 
     model(t, x, ctx) -> array of x's shape: x is a read-only view of the solver's
     buffer (valid during the call), ctx a Context. output (default: model.output if it
@@ -291,9 +283,15 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     (C grad log p), "noise" (delta), "x0" or "v".
     x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)
     with seed (as `corrsde sample`), sized by batch and frame_shape.
-    process: forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm, ddim (eta).
-    solver: em/euler, heun, rk45, rkck, rk8pd, dopri5; steps=0 (or None) with rtol
-    runs an adaptive solver. save: "final", "every:K", "times:t1,...".
+    process: forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm, ddim or
+    ddim:eta=E (or eta=E). solver: em (default; rk45 when adaptive), euler, heun,
+    rk45, rkck, rk8pd, dopri5; rtol/atol (a missing one takes the other's value) run
+    adaptive steps instead of steps. t_start/t_end: the process's own ends by default
+    (reverse: 1 -> 1e-3). save: "final", "every:K", "times:t1,..." (or a dict).
+    out: also write the trajectory file (as `corrsde sample -o`), with force
+    (replace an existing file once the run is viable), dtype ("float64"/"float32")
+    and compress; the file records how the run ended ("ok" or "failed: ...").
+    progress: draw a progress line on stderr.
     The GIL is released during the solve and taken back only to call the model, on the
     calling thread. An exception in the model propagates with a note giving t and the
     step; KeyboardInterrupt stops the solve.
@@ -302,7 +300,14 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
     if not isinstance(schedule, Schedule):
         schedule = Schedule(schedule)
-    if process not in PROCESSES:
+    if not isinstance(process, str):
+        raise TypeError("process: expected a str, got %s" % type(process).__name__)
+    if eta is not None:
+        if process != "ddim":
+            raise ValueError("eta: applies to process='ddim' only, got process %r" % process)
+        process = "ddim:eta=%r" % float(eta)
+    base = process.partition(":")[0]
+    if base not in PROCESSES:
         raise ValueError("process: expected one of %s, got %r" % (", ".join(PROCESSES), process))
     if not callable(model):
         raise TypeError("model: expected a callable model(t, x, ctx), got %s"
@@ -311,29 +316,52 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         output = getattr(model, "output", "cscore")
     if output not in OUTPUTS:
         raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
-    kind = OUTPUTS.index(output)
+    if dtype not in ("float64", "float32"):
+        raise ValueError("dtype: expected 'float64' or 'float32', got %r" % (dtype,))
+    if out is not None:
+        import os
+        out = os.fspath(out)
+        if not isinstance(out, str):
+            raise TypeError("out: expected a str path, got %s" % type(out).__name__)
+    init = None
     if x is None:
-        if process == "forward-sde" or process == "pf-ode-encode":
+        if base in ("forward-sde", "pf-ode-encode"):
             raise ValueError("x: %s starts from data; pass x (a Python model has no data law)"
-                             % process)
+                             % base)
         x = cov.sample(1 if batch is None else batch,
                        () if frame_shape is None else frame_shape, seed)
     else:
         x = _states(x, "x", cov.frames).copy()
-    skind, every, times = _save(save)
-    steps = 0 if steps is None else int(steps)
-    if steps < 0:
-        raise ValueError("steps: expected a non-negative integer, got %d" % steps)
+        init = "the caller's states (corrsde.solve x=)"
+    rtol, atol = _opt_num(rtol, "rtol"), _opt_num(atol, "atol")
     if rtol is not None and atol is None:
         atol = rtol
-    if steps == 0 and rtol is None and process not in ("ddpm",):
+    if atol is not None and rtol is None:
+        rtol = atol
+    adaptive = rtol is not None
+    if steps is None:
+        steps = 0
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError("steps: expected a non-negative integer, got %r" % (steps,))
+    if steps == 0 and not adaptive and base != "ddpm":
         raise ValueError("steps: 0 (adaptive) needs rtol")
-    T, eps = _span(process, t_start, t_end)
-    ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, process)
-    res = _corrsde.solve(model, ctx, x, cov._h, schedule._h, process, str(solver), steps,
-                         str(grid), float(rtol or 0.0), float(atol or 0.0), T, eps, int(seed),
-                         str(noise), int(threads), skind, every, times, float(eta),
-                         int(max_nfe or 0), kind)
-    nfe, nsteps, acc, rej, wall, _stopped, ts, st, states = res
-    return Result(x, ts, st, states, nfe, nsteps, acc, rej, wall)
-
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError("seed: expected an integer in [0, 2^64), got %r" % (seed,))
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError("threads: expected a positive integer, got %r" % (threads,))
+    settings = {
+        "process": process, "solver": None if solver is None else str(solver),
+        "steps": int(steps), "grid": str(grid), "rtol": rtol, "atol": atol,
+        "t_start": _opt_num(t_start, "t_start"), "t_end": _opt_num(t_end, "t_end"),
+        "seed": int(seed), "noise": str(noise), "threads": int(threads),
+        "max_nfe": None if max_nfe is None else int(max_nfe), "save": _save(save),
+        "model_spec": "python:" + getattr(model, "__qualname__", type(model).__qualname__),
+        "cov_method": cov.method_asked, "init": init,
+        "command_line": "corrsde.solve(...) from Python",
+        "progress": bool(progress),
+    }
+    ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, base)
+    res = _corrsde.solve(model, ctx, x, cov._h, schedule._h, OUTPUTS.index(output), settings,
+                         out, dtype == "float32", bool(compress), bool(force))
+    nfe, nsteps, acc, rej, wall, stopped, ts, st, states = res
+    return Result(x, ts, st, states, nfe, nsteps, acc, rej, wall, stopped, out)

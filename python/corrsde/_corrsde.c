@@ -394,8 +394,6 @@ static PyObject *py_sched_eval(PyObject *self, PyObject *args)
 
 /* ---- solve with a Python model ---- */
 
-enum { SAVE_FINAL = 0, SAVE_EVERY, SAVE_TIMES };
-
 typedef struct {
   /* the model */
   PyObject *model, *ctx, *t_name, *step_name; /* borrowed, except the names */
@@ -406,21 +404,23 @@ typedef struct {
   double exc_t;
   size_t step;         /* the step being taken (the model's context) */
   char msg[256];
-  /* what to save */
-  int kind;
-  size_t every, final_step;
-  double t_end;
-  const unsigned char *mask; /* fixed grid, times: the nodes to save */
-  size_t nmask;
-  const double *times;       /* adaptive, times: sorted along the direction */
-  size_t ntimes, next;
-  int dir;
-  double *saved;       /* nsaved states */
+  /* the saved states, as the run's plan picks them */
+  double *saved;
   double *saved_t;
   int64_t *saved_step;
   size_t nsaved, cap;
-  int oom;
 } pyrun;
+
+/* "Type: message" of the pending exception, for the file's status (the GIL is held). */
+static void exc_text(PyObject *exc, char *buf, size_t len)
+{
+  PyObject *s = exc ? PyObject_Str(exc) : NULL;
+  const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
+  snprintf(buf, len, "%s%s%s", exc ? Py_TYPE(exc)->tp_name : "exception", m && *m ? ": " : "",
+           m ? m : "");
+  Py_XDECREF(s);
+  PyErr_Clear();
+}
 
 static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
 {
@@ -429,6 +429,7 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
   r->step = c->step;
   if (!pthread_equal(pthread_self(), r->owner)) {
     snprintf(r->msg, sizeof r->msg, "the Python model was called from another thread");
+    if (c->errmsg && c->errlen) snprintf(c->errmsg, c->errlen, "%s", r->msg);
     return -2;
   }
   PyEval_RestoreThread(r->ts);
@@ -443,6 +444,7 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
     PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
     if (r->exc && r->exc_tb) PyException_SetTraceback(r->exc, r->exc_tb);
     r->exc_t = t;
+    if (c->errmsg && c->errlen) exc_text(r->exc, c->errmsg, c->errlen);
     rc = -1;
   }
   Py_XDECREF(ans);
@@ -450,28 +452,6 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
   Py_XDECREF(st);
   r->ts = PyEval_SaveThread();
   return rc;
-}
-
-static int want_save(pyrun *r, size_t step, double t)
-{
-  if (r->final_step ? step == r->final_step : t == r->t_end) return 1;
-  switch (r->kind) {
-  case SAVE_EVERY:
-    return step % r->every == 0;
-  case SAVE_TIMES:
-    if (r->mask) return step < r->nmask && r->mask[step];
-    {
-      int hit = 0; /* adaptive: the first state at or past each requested time */
-      double tol = 1e-12 * fmax(1.0, fabs(t));
-      while (r->next < r->ntimes && r->dir * (t - r->times[r->next]) >= -tol) {
-        hit = 1;
-        r->next++;
-      }
-      return hit;
-    }
-  default:
-    return 0;
-  }
 }
 
 /* Room for c saved states (the buffers only grow). */
@@ -483,31 +463,22 @@ static int reserve(pyrun *r, size_t c)
   tt = s ? realloc(r->saved_t, c * sizeof *tt) : NULL;
   if (tt) r->saved_t = tt;
   int64_t *st = tt ? realloc(r->saved_step, c * sizeof *st) : NULL;
-  if (!st) {
-    r->oom = 1;
-    return 1;
-  }
+  if (!st) return 1;
   r->saved_step = st;
   r->cap = c;
   return 0;
 }
 
-/* Keep a copy of state x. A fixed grid reserved its count before the solve: no
- * allocation then; an adaptive one doubles the buffers when full. */
-static int keep(pyrun *r, size_t step, double t, const double *x)
+/* The run's save hook: keep a copy of state x. A plan of known length reserved its
+ * count before the solve (no allocation then); an adaptive one doubles when full. */
+static int keep(size_t step, double t, const double *x, void *user)
 {
-  if (r->nsaved && r->saved_step[r->nsaved - 1] == (int64_t)step) return 0;
-  if (r->nsaved == r->cap && reserve(r, r->cap ? 2 * r->cap : 16)) return 1;
+  pyrun *r = user;
+  if (r->nsaved == r->cap && reserve(r, r->cap ? 2 * r->cap : 16)) return CSDE_ENOMEM;
   memcpy(r->saved + r->nsaved * r->v.n, x, r->v.n * sizeof *x);
   r->saved_t[r->nsaved] = t;
   r->saved_step[r->nsaved++] = (int64_t)step;
   return 0;
-}
-
-static int observe(size_t step, double t, const double *x, void *user)
-{
-  pyrun *r = user;
-  return want_save(r, step, t) ? keep(r, step, t, x) : 0;
 }
 
 static void pyrun_clear(pyrun *r)
@@ -520,25 +491,59 @@ static void pyrun_clear(pyrun *r)
   free(r->saved_step);
 }
 
-/* solve(model, ctx, x, cov, sched, process, solver, steps, grid, rtol, atol, T, eps,
- *       seed, noise, threads, save_kind, save_every, save_times, eta, max_nfe, kind)
- * x is solved in place. Returns (nfe, steps, accepted, rejected, wall_seconds,
- * stopped, t [n], step [n], states [n, *x.shape]). process: forward-sde, reverse-sde,
- * pf-ode, pf-ode-encode, ddpm, ddim. kind: the model output (csde_model_output). */
+/* The Python argument behind a run setting (csde_err.param). */
+static const char *param_arg(const char *param)
+{
+  static const char *const map[][2] = {
+      {CSDE_PARAM_SOLVER, "solver"},   {CSDE_PARAM_STEPS, "steps"},
+      {CSDE_PARAM_GRID, "grid"},       {CSDE_PARAM_TOLERANCES, "rtol/atol"},
+      {CSDE_PARAM_NOISE, "noise"},     {CSDE_PARAM_MODEL, "model"},
+      {CSDE_PARAM_SPAN, "t_start/t_end"}, {CSDE_PARAM_SIZE, "x"},
+      {CSDE_PARAM_PROCESS, "process"}, {CSDE_PARAM_SAVE, "save"},
+      {CSDE_PARAM_SCHEDULE, "schedule"}};
+  for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
+    if (!strcmp(param, map[i][0])) return map[i][1];
+  return NULL;
+}
+
+/* A string setting of dict d (None, or absent: NULL). */
+static int dict_str(PyObject *d, const char *key, const char **out)
+{
+  PyObject *v = PyDict_GetItemString(d, key);
+  *out = NULL;
+  if (!v || v == Py_None) return 0;
+  if (!PyUnicode_Check(v)) {
+    PyErr_Format(PyExc_TypeError, "%s: expected a str, got %s", key, Py_TYPE(v)->tp_name);
+    return -1;
+  }
+  *out = PyUnicode_AsUTF8(v);
+  return *out ? 0 : -1;
+}
+
+/* A number setting of dict d (None, or absent: dflt). */
+static int dict_num(PyObject *d, const char *key, double dflt, double *out)
+{
+  PyObject *v = PyDict_GetItemString(d, key);
+  *out = dflt;
+  if (!v || v == Py_None) return 0;
+  *out = PyFloat_AsDouble(v);
+  return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* solve(model, ctx, x, cov, sched, kind, settings, out, float32, compress, force)
+ * x is solved in place. settings: a dict of csde_run_settings (str and numbers; None:
+ * the default). kind: the model output (csde_model_output). out: None, or the path of
+ * the trajectory file to write (as `corrsde sample`). Returns (nfe, steps, accepted,
+ * rejected, wall_seconds, stopped, t [n], step [n], states [n, *x.shape]). */
 static PyObject *py_solve(PyObject *self, PyObject *args)
 {
   (void)self;
-  PyObject *model, *ctx, *covcap, *schedcap, *times_obj;
+  PyObject *model, *ctx, *covcap, *schedcap, *sd, *out_obj;
   PyArrayObject *x;
-  const char *process, *solver, *grid, *noise;
-  Py_ssize_t steps, threads, save_every, max_nfe;
-  double rtol, atol, T, eps, eta;
-  unsigned long long seed;
-  int save_kind, kind;
-  if (!PyArg_ParseTuple(args, "OOO!OOssnsddddKsninOdni", &model, &ctx, &PyArray_Type, &x,
-                        &covcap, &schedcap, &process, &solver, &steps, &grid, &rtol, &atol,
-                        &T, &eps, &seed, &noise, &threads, &save_kind, &save_every,
-                        &times_obj, &eta, &max_nfe, &kind))
+  int kind, float32, compress, force;
+  if (!PyArg_ParseTuple(args, "OOO!OOiO!Oppp", &model, &ctx, &PyArray_Type, &x, &covcap,
+                        &schedcap, &kind, &PyDict_Type, &sd, &out_obj, &float32, &compress,
+                        &force))
     return NULL;
   cov_handle *ch = cov_of(covcap);
   const csde_schedule *sched = sched_of(schedcap);
@@ -546,133 +551,114 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   size_t B, D;
   if (blocks_of(x, csde_cov_tau(ch->C), "x", &B, &D)) return NULL;
   if (!PyArray_ISWRITEABLE(x)) return PyErr_Format(PyExc_ValueError, "x: not writeable");
+  const char *out = NULL;
+  if (out_obj != Py_None && (!PyUnicode_Check(out_obj) || !(out = PyUnicode_AsUTF8(out_obj))))
+    return PyErr_Format(PyExc_TypeError, "out: expected a str path");
+
+  csde_run_settings s = csde_run_default_settings();
+  double steps, rtol, atol, seed, threads, max_nfe;
+  if (dict_str(sd, "process", &s.process) || dict_str(sd, "solver", &s.solver) ||
+      dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
+      dict_str(sd, "save", &s.save) || dict_str(sd, "model_spec", &s.model_spec) ||
+      dict_str(sd, "init", &s.init) || dict_str(sd, "command_line", &s.command_line) ||
+      dict_num(sd, "steps", (double)s.steps, &steps) || dict_num(sd, "rtol", 0, &rtol) ||
+      dict_num(sd, "atol", 0, &atol) || dict_num(sd, "t_start", NAN, &s.t_start) ||
+      dict_num(sd, "t_end", NAN, &s.t_end) || dict_num(sd, "seed", 0, &seed) ||
+      dict_num(sd, "threads", 1, &threads) ||
+      dict_num(sd, "max_nfe", (double)s.max_nfe, &max_nfe))
+    return NULL;
+  if (!s.process) s.process = "reverse-sde";
+  if (!s.grid) s.grid = "uniform";
+  if (!s.noise) s.noise = "stream";
+  if (!s.save) s.save = "final";
+  s.steps = (size_t)steps;
+  s.rtol = rtol;
+  s.atol = atol;
+  s.seed = (uint64_t)seed;
+  s.threads = (int)threads;
+  s.max_nfe = (size_t)max_nfe;
+  PyObject *seed_obj = PyDict_GetItemString(sd, "seed"); /* all 64 bits */
+  if (seed_obj && seed_obj != Py_None) {
+    s.seed = PyLong_AsUnsignedLongLong(seed_obj);
+    if (PyErr_Occurred()) return NULL;
+  }
+
+  /* the frame shape as the file records it: 1 to 3 axes ([B, tau]: one pixel; more
+   * axes are one axis of their product) */
+  int nd = PyArray_NDIM(x), rank = nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2;
+  size_t shape[3] = {D, 1, 1};
+  if (nd >= 3 && nd <= 5)
+    for (int i = 0; i < rank; i++) shape[i] = (size_t)PyArray_DIM(x, 2 + i);
+  if (out && nd > 5)
+    return PyErr_Format(PyExc_ValueError, "out: the trajectory file takes frame shapes of 1 "
+                                          "to 3 axes, got %d", nd - 2);
 
   pyrun r;
   memset(&r, 0, sizeof r);
   r.model = model;
   r.ctx = ctx;
   r.owner = pthread_self();
-  r.v.nd = PyArray_NDIM(x);
-  memcpy(r.v.dims, PyArray_DIMS(x), (size_t)r.v.nd * sizeof *r.v.dims);
+  r.v.nd = nd;
+  memcpy(r.v.dims, PyArray_DIMS(x), (size_t)nd * sizeof *r.v.dims);
   r.v.n = (size_t)PyArray_SIZE(x);
   r.t_name = PyUnicode_InternFromString("t");
   r.step_name = PyUnicode_InternFromString("step");
-  r.kind = save_kind;
-  r.every = save_every > 0 ? (size_t)save_every : 1;
-  PyArrayObject *times = NULL;
-  if (times_obj != Py_None) {
-    times = (PyArrayObject *)PyArray_FROMANY(times_obj, NPY_DOUBLE, 1, 1, NPY_ARRAY_CARRAY);
-    if (!times) goto fail_py;
-  }
 
   csde_err err;
   csde_err_clear(&err);
   csde_model *M = NULL;
-  int s = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
-                               &err);
-  if (s) {
-    raise_err(s, &err);
-    goto fail_py;
-  }
-  csde_problem P = csde_problem_default();
-  int ddpm = !strcmp(process, "ddpm"), ddim = !strcmp(process, "ddim");
-  P.process = CSDE_PROC_REVERSE_SDE;
-  if (!ddpm && !ddim && (s = csde_process_parse(process, &P.process, &err))) {
-    raise_err(s, &err);
-    goto fail_model;
-  }
-  P.T = T;
-  P.eps = eps;
-  P.tau = csde_cov_tau(ch->C);
-  P.D = D;
-  P.batch = B;
-  P.C = ch->C;
-  P.sched = sched;
-  P.model = M;
-  csde_solve_params par = csde_solve_default_params();
-  par.solver = solver;
-  par.steps = (size_t)steps;
-  par.grid = grid;
-  par.rtol = rtol;
-  par.atol = atol;
-  par.seed = seed;
-  if (!strcmp(noise, "path")) par.noise = CSDE_NOISE_PATH;
-  par.threads = (int)threads;
-  if (max_nfe > 0) par.max_nfe = (size_t)max_nfe;
-  par.observer = observe;
-  par.observer_user = &r;
-
-  double t0 = T, t1 = eps;
-  if (!ddpm) csde_problem_span(&P, &t0, &t1);
-  r.t_end = ddpm ? 0 : t1;
-  r.dir = t1 > t0 ? 1 : -1;
-  csde_solver *S = NULL;
-  unsigned char *mask = NULL;
-  int adaptive = !ddpm && !ddim && steps == 0;
-  if (save_kind == SAVE_TIMES && times && adaptive) {
-    r.times = PyArray_DATA(times);
-    r.ntimes = (size_t)PyArray_SIZE(times);
-    par.out_times = r.times;
-    par.n_out_times = r.ntimes;
-  }
-  if (!ddpm && !ddim) {
-    s = csde_solver_alloc(&S, &P, &par, &err);
-    if (s) {
-      raise_err(s, &err);
-      goto fail_model;
-    }
-    size_t N = 0;
-    const double *g = csde_solver_grid(S, &N);
-    if (g) r.final_step = N;
-    if (g && save_kind == SAVE_TIMES && times) { /* the nearest grid node of each time */
-      mask = calloc(N + 1, 1);
-      if (!mask) {
-        PyErr_NoMemory();
-        goto fail_solver;
-      }
-      const double *tv = PyArray_DATA(times);
-      for (npy_intp i = 0; i < PyArray_SIZE(times); i++) {
-        size_t best = 0;
-        for (size_t k = 1; k <= N; k++)
-          if (fabs(g[k] - tv[i]) < fabs(g[best] - tv[i])) best = k;
-        mask[best] = 1;
-      }
-      r.mask = mask;
-      r.nmask = N + 1;
-    }
-  } else {
-    r.final_step = ddpm ? csde_schedule_nsteps(sched) : (size_t)steps;
-  }
-  double *xv = PyArray_DATA(x);
-  /* a fixed grid's saved states, counted now (the start, the marks or every K-th, the
-   * end): reserved before the solve so that saving allocates nothing */
-  if (r.final_step) {
-    size_t want = 2;
-    if (save_kind == SAVE_EVERY) want += r.final_step / r.every;
-    for (size_t k = 0; r.mask && k < r.nmask; k++) want += r.mask[k];
-    if (reserve(&r, want)) {
-      PyErr_NoMemory();
-      goto fail_mask;
-    }
-  }
-  /* the start state, as corrsde sample saves it */
-  double start_t = ddpm ? 1.0 : t0;
-  if (save_kind == SAVE_EVERY || (r.mask && r.mask[0])) keep(&r, 0, start_t, xv);
-  else if (r.times && r.ntimes && fabs(r.times[0] - t0) <= 1e-12 * fmax(1.0, fabs(t0))) {
-    keep(&r, 0, start_t, xv);
-    r.next = 1;
-  }
-
-  csde_solve_stats st;
-  memset(&st, 0, sizeof st);
-  r.ts = PyEval_SaveThread();
-  if (ddpm) s = csde_sample_ddpm(&P, &par, xv, &st, &err);
-  else if (ddim) s = csde_sample_ddim(&P, &par, eta, xv, &st, &err);
-  else s = csde_solver_run(S, xv, &st, &err);
-  PyEval_RestoreThread(r.ts);
-  if (!s && !st.stopped && !r.oom) keep(&r, st.steps, ddpm ? 0.0 : t1, xv);
-
+  csde_run *run = NULL;
+  csde_traj *w = NULL;
   PyObject *res = NULL;
+  int st = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
+                                &err);
+  if (st) {
+    raise_err(st, &err);
+    goto done;
+  }
+  if ((st = csde_run_alloc(&run, &s, ch->C, sched, M, B, rank, shape, &err))) {
+    const char *arg = param_arg(err.param);
+    if (arg && st == CSDE_EINVAL) {
+      char m[CSDE_MSG_MAX + 32];
+      snprintf(m, sizeof m, "%s: %s", arg, err.msg);
+      memcpy(err.msg, m, sizeof err.msg - 1); /* cut to the record's size */
+      err.msg[sizeof err.msg - 1] = '\0';
+    }
+    raise_err(st, &err);
+    goto done;
+  }
+  /* a plan of known length: its states reserved now, so that saving allocates nothing */
+  if (csde_run_capacity(run) && reserve(&r, csde_run_capacity(run))) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  if (out) {
+    csde_traj_options o = {float32, compress, force};
+    if ((st = csde_traj_create(&w, out, run, &o, &err))) {
+      raise_err(st, &err);
+      goto done;
+    }
+  }
+
+  csde_solve_stats stats;
+  csde_run_hooks hooks = {keep, NULL, &r};
+  double *xv = PyArray_DATA(x);
+  r.ts = PyEval_SaveThread();
+  st = csde_run_exec(run, xv, w, &hooks, &stats, &err);
+  PyEval_RestoreThread(r.ts);
+
+  if (w) { /* the file records how the run ended, whatever it was */
+    char status[CSDE_MSG_MAX + 64];
+    csde_run_status(st, &stats, &err, NULL, status, sizeof status);
+    csde_err werr;
+    csde_err_clear(&werr);
+    int ws = csde_traj_close(w, &stats, status, &werr);
+    w = NULL;
+    if (ws && !st && !r.exc) {
+      raise_err(ws, &werr);
+      goto done;
+    }
+  }
   if (r.exc) { /* the model's own exception, with a note naming t and the step */
     char note[128];
     snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
@@ -684,49 +670,39 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
     r.exc_type = r.exc = r.exc_tb = NULL;
   } else if (r.msg[0]) {
     PyErr_SetString(PyExc_RuntimeError, r.msg);
-  } else if (r.oom) {
-    PyErr_NoMemory();
-  } else if (s) {
-    raise_err(s, &err);
+  } else if (st) {
+    raise_err(st, &err);
   } else {
-    npy_intp dn = (npy_intp)r.nsaved, sd[MAXDIM + 1];
-    sd[0] = dn;
-    memcpy(sd + 1, r.v.dims, (size_t)r.v.nd * sizeof *sd);
+    npy_intp dn = (npy_intp)r.nsaved, sdim[MAXDIM + 1];
+    sdim[0] = dn;
+    memcpy(sdim + 1, r.v.dims, (size_t)r.v.nd * sizeof *sdim);
     PyObject *ta = PyArray_SimpleNew(1, &dn, NPY_DOUBLE);
     PyObject *sa = PyArray_SimpleNew(1, &dn, NPY_INT64);
-    PyObject *xa = PyArray_SimpleNew(r.v.nd + 1, sd, NPY_DOUBLE);
+    PyObject *xa = PyArray_SimpleNew(r.v.nd + 1, sdim, NPY_DOUBLE);
     if (ta && sa && xa) {
       if (dn) {
         memcpy(PyArray_DATA((PyArrayObject *)ta), r.saved_t, r.nsaved * sizeof(double));
         memcpy(PyArray_DATA((PyArrayObject *)sa), r.saved_step, r.nsaved * sizeof(int64_t));
         memcpy(PyArray_DATA((PyArrayObject *)xa), r.saved, r.nsaved * r.v.n * sizeof(double));
       }
-      res = Py_BuildValue("nnnndiNNN", (Py_ssize_t)st.nfe, (Py_ssize_t)st.steps,
-                          (Py_ssize_t)st.accepted, (Py_ssize_t)st.rejected, st.wall_seconds,
-                          st.stopped, ta, sa, xa);
+      res = Py_BuildValue("nnnndiNNN", (Py_ssize_t)stats.nfe, (Py_ssize_t)stats.steps,
+                          (Py_ssize_t)stats.accepted, (Py_ssize_t)stats.rejected,
+                          stats.wall_seconds, stats.stopped, ta, sa, xa);
       ta = sa = xa = NULL;
     }
     Py_XDECREF(ta);
     Py_XDECREF(sa);
     Py_XDECREF(xa);
   }
-  free(mask);
-  csde_solver_free(S);
+done:
+  csde_traj_discard(w);
+  csde_run_free(run);
   csde_model_free(M);
-  Py_XDECREF(times);
+  Py_XDECREF(r.exc_type);
+  Py_XDECREF(r.exc);
+  Py_XDECREF(r.exc_tb);
   pyrun_clear(&r);
   return res;
-
-fail_mask:
-  free(mask);
-fail_solver:
-  csde_solver_free(S);
-fail_model:
-  csde_model_free(M);
-fail_py:
-  Py_XDECREF(times);
-  pyrun_clear(&r);
-  return NULL;
 }
 
 static PyMethodDef methods[] = {

@@ -60,6 +60,20 @@ struct csde_h5traj {
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+void csde_h5_quiet_begin(csde_h5_quiet *q)
+{
+  H5E_auto2_t fn = NULL;
+  q->data = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &fn, &q->data);
+  q->fn = (int (*)(long, void *))fn;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void csde_h5_quiet_end(const csde_h5_quiet *q)
+{
+  H5Eset_auto2(H5E_DEFAULT, (H5E_auto2_t)q->fn, q->data);
+}
+
 /* ---- writer ---- */
 
 static int close_id(hid_t id, herr_t (*fn)(hid_t))

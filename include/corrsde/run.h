@@ -1,0 +1,166 @@
+/* corrsde/run.h: one run, as `corrsde sample` and the Python package's solve() make it.
+ *
+ * A run is the settings (every one of them recorded in the trajectory file) over borrowed
+ * objects (covariance, schedule, model): csde_run_alloc checks them together, resolves the
+ * time span, the solver or sampler, the grid and the save plan, and sizes everything.
+ * csde_run_exec solves, feeding each state the plan saves to a trajectory file
+ * (csde_traj, the layout of `corrsde sample`) and/or to the caller's hook. Both front ends
+ * are option tables over these calls, so the same settings give the same bits and the
+ * same file.
+ *
+ * Errors name the setting at fault in csde_err.param: CSDE_PARAM_PROCESS, _SOLVER, _STEPS,
+ * _GRID, _TOLERANCES, _SPAN, _SAVE, _NOISE, _SCHEDULE, _MODEL, _SIZE (front ends map it to
+ * their own option); the messages name no front end's option.
+ */
+#ifndef CORRSDE_RUN_H
+#define CORRSDE_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corrsde/export.h"
+#include "corrsde/problem.h"
+#include "corrsde/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The processes of a run: the four continuous ones (csde_process order), then the
+ * discrete samplers. */
+typedef enum {
+  CSDE_RUN_FORWARD_SDE = 0,
+  CSDE_RUN_REVERSE_SDE,
+  CSDE_RUN_PFODE,
+  CSDE_RUN_PFODE_ENCODE,
+  CSDE_RUN_DDPM,
+  CSDE_RUN_DDIM
+} csde_run_process;
+
+/* "forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode", "ddpm", "ddim[:eta=E]"
+ * (0 <= E <= 1, default 0). eta may be NULL. */
+CSDE_API int csde_run_process_parse(const char *spec, csde_run_process *p, double *eta,
+                                    csde_err *err);
+CSDE_API const char *csde_run_process_name(csde_run_process p);
+
+typedef enum { CSDE_SAVE_FINAL = 0, CSDE_SAVE_EVERY, CSDE_SAVE_TIMES } csde_save_kind;
+
+typedef struct {
+  const char *process;      /* default "reverse-sde" */
+  const char *solver;       /* NULL (default): "em", or "rk45" when adaptive; ignored by
+                               ddpm and ddim */
+  size_t steps;             /* fixed steps (default 100); ddpm takes its schedule's N */
+  const char *grid;         /* default "uniform" */
+  double rtol, atol;        /* either > 0: adaptive steps (default 0 and 0) */
+  double t_start, t_end;    /* NAN (default): the process's own ends (csde_run_span) */
+  uint64_t seed;            /* default 0 */
+  const char *noise;        /* "stream" (default) or "path" */
+  int threads;              /* default 1 */
+  size_t max_nfe;           /* default csde_solve_default_params().max_nfe */
+  const char *save;         /* "final" (default), "every:K", "times:t1,t2,..." */
+  /* recorded in /parameters only */
+  const char *model_spec;   /* NULL: the model's name */
+  const char *cov_method;   /* the method asked for; NULL: the one used */
+  const char *init;         /* where the start states come from; NULL: the prior
+                               (csde_run_prior) */
+  const char *command_line; /* NULL: "" */
+} csde_run_settings;
+
+CSDE_API csde_run_settings csde_run_default_settings(void);
+
+typedef struct csde_run csde_run;
+
+/* Check the settings against each other and the objects, and make the solver (or the
+ * sampler's grid) and the save plan. C, sched and model are borrowed; the state is
+ * batch x tau x (frame shape) with tau = csde_cov_tau(C) and shape_rank 1..3 sizes. The
+ * settings' strings are copied. */
+CSDE_API int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C,
+                            const csde_schedule *sched, const csde_model *model, size_t batch,
+                            int shape_rank, const size_t *shape, csde_err *err);
+CSDE_API void csde_run_free(csde_run *r);
+
+CSDE_API csde_run_process csde_run_process_of(const csde_run *r);
+/* The ends the run goes between: forward-sde 0 -> T, encode eps -> T, the others
+ * T -> eps (ddpm 1 -> 0); T = 1 (0.999 where beta(1) is infinite) and eps = 1e-3 unless
+ * set. */
+CSDE_API void csde_run_span(const csde_run *r, double *t_start, double *t_end);
+/* The steps of a fixed grid (ddpm: the schedule's N); 0 when adaptive. */
+CSDE_API size_t csde_run_nsteps(const csde_run *r);
+/* The states the save plan keeps at most (the start where it saves it, the end); 0 when
+ * not known in advance (adaptive with every:K). */
+CSDE_API size_t csde_run_capacity(const csde_run *r);
+/* Doubles in one state: batch * tau * D. */
+CSDE_API size_t csde_run_size(const csde_run *r);
+CSDE_API const csde_problem *csde_run_problem(const csde_run *r);
+/* The resolved settings (solver, span and save filled in). */
+CSDE_API const csde_run_settings *csde_run_settings_of(const csde_run *r);
+CSDE_API csde_save_kind csde_run_save_kind(const csde_run *r);
+
+/* The start states `corrsde sample` draws for a reverse process or a sampler: the prior
+ * N(0, C) with the run's seed, stream CSDE_STREAM_INIT, samples 0..batch-1. (A forward
+ * process starts from data: the caller's, or the model's data law.) */
+CSDE_API int csde_run_prior(const csde_run *r, double *x, csde_err *err);
+
+/* ---- the trajectory file ---- */
+
+typedef struct csde_traj csde_traj;
+
+typedef struct {
+  int float32;   /* store float32 (default float64) */
+  int compress;  /* gzip(4) + shuffle */
+  int overwrite; /* replace an existing file (else CSDE_EIO if it exists) */
+} csde_traj_options;
+
+/* Write the whole file before the solve: take path.lock, create it (as path.partial
+ * when it replaces a file), write /parameters (every setting of the run, and the
+ * options), /covariance (the matrix and its eigenvalues up to CSDE_TRAJ_COV_MAX_TAU
+ * frames), the empty trajectory sized by the save plan and /stats "running", flush,
+ * and put a new file in place. Refuses a run the disk or the file-size limit cannot
+ * hold. The layout and its crash safety: README, "The trajectory file". */
+#define CSDE_TRAJ_COV_MAX_TAU 1024
+CSDE_API int csde_traj_create(csde_traj **out, const char *path, const csde_run *r,
+                              const csde_traj_options *o, csde_err *err);
+/* Append one state (csde_run_size doubles) with its time and step; flushed before it
+ * counts. A state that is not finite is refused (CSDE_ENAN), the file unchanged. */
+CSDE_API int csde_traj_append(csde_traj *w, int64_t step, double t, const double *x,
+                              csde_err *err);
+CSDE_API size_t csde_traj_count(const csde_traj *w);
+/* 1 while an overwrite has not yet replaced the old file. */
+CSDE_API int csde_traj_replaces(const csde_traj *w);
+/* Record the statistics and the status ("ok", or "failed: reason") in /stats, close,
+ * release the lock and free w (even on failure). An overwrite that never became viable
+ * (no state past the start, no "ok") removes path.partial and keeps the old file. */
+CSDE_API int csde_traj_close(csde_traj *w, const csde_solve_stats *st, const char *status,
+                             csde_err *err);
+/* Remove what create made (never an old file), for a run that does not start. NULL is
+ * allowed. */
+CSDE_API void csde_traj_discard(csde_traj *w);
+
+/* ---- the solve ---- */
+
+typedef struct {
+  /* each state the plan saves (the start if it saves it, the end always), after the
+   * trajectory file has it; a non-zero status stops the run as failed */
+  int (*save)(size_t step, double t, const double *x, void *user);
+  /* after every step (progress, interrupts); final is 1 at the last; non-zero stops */
+  int (*step)(size_t step, double t, size_t saved, int final, void *user);
+  void *user;
+} csde_run_hooks;
+
+/* Solve from x (the start states; the final ones on return), saving to w (may be NULL)
+ * and calling the hooks (may be NULL). The start state and the final state are saved
+ * as the plan says. A step hook that stops the run returns 0 with st->stopped = 1; a
+ * failed save returns its status (a save hook's non-zero return is taken as a status).
+ * Allocates nothing past what the solver allocated at csde_run_alloc. */
+CSDE_API int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
+                           csde_solve_stats *st, csde_err *err);
+
+/* The status the file records: "ok", or "failed: <reason>" from the run's return code
+ * rc and err (stop_reason, if not NULL, names why a hook stopped it). */
+CSDE_API void csde_run_status(int rc, const csde_solve_stats *st, const csde_err *err,
+                              const char *stop_reason, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

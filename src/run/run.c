@@ -1,0 +1,562 @@
+/* The run: settings over borrowed objects -> span, solver or sampler grid, save plan
+ * (corrsde/run.h). What `corrsde sample` and corrsde.solve() share. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/spec.h"
+#include "corrsde/rng.h"
+#include "corrsde/run.h"
+#include "corrsde/solve.h"
+#include "noise/noise.h"
+#include "run/run_internal.h"
+
+#define T_COSINE 0.999 /* cosine schedules: beta(1) = inf */
+#define TIME_TOL 1e-12
+
+static const char *const process_names[] = {"forward-sde", "reverse-sde", "pf-ode",
+                                            "pf-ode-encode", "ddpm", "ddim", NULL};
+#define PROCESS_FORMS "forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm or ddim[:eta=E]"
+#define SAVE_FORMS "final, every:K (K a positive integer) or times:t1,t2,... (times in [0, 1])"
+
+const char *csde_run_process_name(csde_run_process p)
+{
+  return (unsigned)p <= CSDE_RUN_DDIM ? process_names[p] : "unknown";
+}
+
+int csde_run_process_parse(const char *spec, csde_run_process *p, double *eta, csde_err *err)
+{
+  double e = 0;
+  if (!spec) spec = "";
+  for (int i = 0; process_names[i]; i++)
+    if (!strcmp(spec, process_names[i])) {
+      *p = (csde_run_process)i;
+      if (eta) *eta = 0;
+      return CSDE_SUCCESS;
+    }
+  if (!strncmp(spec, "ddim:", 5)) {
+    csde_spec sp;
+    static const char *const keys[] = {"eta", NULL};
+    csde_err e2;
+    if (csde_spec_parse(spec, "process", &sp, &e2) || csde_spec_check_keys(&sp, keys, &e2) ||
+        csde_spec_double(&sp, "eta", 0.0, &e, &e2)) {
+      csde_err_set(err, CSDE_EINVAL, "'%s': %s (expected ddim[:eta=E], 0 <= E <= 1)", spec,
+                   e2.msg);
+      return csde_err_blame(err, CSDE_PARAM_PROCESS, CSDE_EINVAL);
+    }
+    if (!(e >= 0 && e <= 1)) {
+      csde_err_set(err, CSDE_EINVAL, "'%s': eta must be in [0, 1] (expected ddim[:eta=E])", spec);
+      return csde_err_blame(err, CSDE_PARAM_PROCESS, CSDE_EINVAL);
+    }
+    *p = CSDE_RUN_DDIM;
+    if (eta) *eta = e;
+    return CSDE_SUCCESS;
+  }
+  csde_err_set(err, CSDE_EINVAL, "expected one of %s, got '%s'", PROCESS_FORMS, spec);
+  return csde_err_blame(err, CSDE_PARAM_PROCESS, CSDE_EINVAL);
+}
+
+csde_run_settings csde_run_default_settings(void)
+{
+  csde_run_settings s;
+  memset(&s, 0, sizeof s);
+  s.process = "reverse-sde";
+  s.steps = 100;
+  s.grid = "uniform";
+  s.t_start = s.t_end = NAN;
+  s.noise = "stream";
+  s.threads = 1;
+  s.max_nfe = csde_solve_default_params().max_nfe;
+  s.save = "final";
+  return s;
+}
+
+/* ---- the span ---- */
+
+static int set_span(csde_run *r, const csde_run_settings *s, csde_err *err)
+{
+  csde_problem d = csde_problem_default();
+  double T = d.T, eps = d.eps;
+  int ts = !isnan(s->t_start), te = !isnan(s->t_end);
+  if ((ts && !(s->t_start >= 0 && s->t_start <= 1)) || (te && !(s->t_end >= 0 && s->t_end <= 1))) {
+    csde_err_set(err, CSDE_EINVAL, "expected times in [0, 1], got t_start %g and t_end %g",
+                 s->t_start, s->t_end);
+    return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
+  }
+  if (!isfinite(csde_schedule_beta(r->sched, T))) T = T_COSINE;
+  switch (r->process) {
+  case CSDE_RUN_FORWARD_SDE:
+    if (ts && s->t_start != 0) {
+      csde_err_set(err, CSDE_EINVAL, "forward-sde starts at t = 0 (expected 0, got %g)",
+                   s->t_start);
+      return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
+    }
+    if (te) T = s->t_end;
+    if (!(T > 0)) {
+      csde_err_set(err, CSDE_EINVAL, "forward-sde runs from 0 to t_end; expected 0 < t_end "
+                                     "<= 1, got %g", T);
+      return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
+    }
+    r->t0 = 0;
+    r->t1 = T;
+    eps = 0; /* unused by the forward SDE; the library wants eps < T */
+    break;
+  case CSDE_RUN_PFODE_ENCODE:
+    if (ts) eps = s->t_start;
+    if (te) T = s->t_end;
+    if (!(eps < T)) {
+      csde_err_set(err, CSDE_EINVAL, "pf-ode-encode runs forwards; expected t_start < t_end, "
+                                     "got %g and %g", eps, T);
+      return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
+    }
+    r->t0 = eps;
+    r->t1 = T;
+    break;
+  case CSDE_RUN_DDPM:
+    if (ts || te) {
+      csde_err_set(err, CSDE_EINVAL, "ddpm runs its schedule from t = 1 to t = 0 (set no "
+                                     "times, or use ddim)");
+      return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
+    }
+    r->t0 = 1;
+    r->t1 = 0;
+    break;
+  default: /* reverse-sde, pf-ode, ddim: T -> eps */
+    if (ts) T = s->t_start;
+    if (te) eps = s->t_end;
+    if (!(eps < T)) {
+      csde_err_set(err, CSDE_EINVAL, "%s runs backwards; expected t_end < t_start, got "
+                                     "t_start %g and t_end %g",
+                   process_names[r->process], T, eps);
+      return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
+    }
+    r->t0 = T;
+    r->t1 = eps;
+  }
+  r->P.T = T;
+  r->P.eps = eps;
+  return CSDE_SUCCESS;
+}
+
+/* ---- the save plan ---- */
+
+static int save_error(csde_err *err, const char *fmt, const char *spec, double v)
+{
+  char m[CSDE_MSG_MAX];
+  snprintf(m, sizeof m, fmt, v);
+  csde_err_set(err, CSDE_EINVAL, "'%s': %s (expected %s)", spec, m, SAVE_FORMS);
+  return csde_err_blame(err, CSDE_PARAM_SAVE, CSDE_EINVAL);
+}
+
+static int parse_save(csde_run *r, const char *s, csde_err *err)
+{
+  if (!strcmp(s, "final")) {
+    r->save_kind = CSDE_SAVE_FINAL;
+    return CSDE_SUCCESS;
+  }
+  if (!strncmp(s, "every:", 6)) {
+    size_t v = 0;
+    int ok = s[6] != '\0';
+    for (const char *p = s + 6; ok && *p; p++) {
+      if (*p < '0' || *p > '9' || v > (SIZE_MAX - 9) / 10) ok = 0;
+      else v = v * 10 + (size_t)(*p - '0');
+    }
+    if (!ok || v == 0) return save_error(err, "every needs a positive integer K%.0s", s, 0);
+    r->save_kind = CSDE_SAVE_EVERY;
+    r->every = v;
+    return CSDE_SUCCESS;
+  }
+  if (!strncmp(s, "times:", 6)) {
+    csde_err e2;
+    if (csde_parse_double_list(s + 6, &r->times, &r->ntimes, &e2)) {
+      csde_err_set(err, CSDE_EINVAL, "'%s': %s (expected %s)", s, e2.msg, SAVE_FORMS);
+      return csde_err_blame(err, CSDE_PARAM_SAVE, CSDE_EINVAL);
+    }
+    for (size_t i = 0; i < r->ntimes; i++)
+      if (!(r->times[i] >= 0 && r->times[i] <= 1))
+        return save_error(err, "time %g is outside [0, 1]", s, r->times[i]);
+    r->save_kind = CSDE_SAVE_TIMES;
+    return CSDE_SUCCESS;
+  }
+  csde_err_set(err, CSDE_EINVAL, "expected %s, got '%s'", SAVE_FORMS, s);
+  return csde_err_blame(err, CSDE_PARAM_SAVE, CSDE_EINVAL);
+}
+
+/* Times inside the span; an adaptive solve lands on them exactly (sorted along the
+ * solve, those at the start taken as the start state), a fixed grid saves the nearest
+ * node (mask). */
+static int plan_times(csde_run *r, csde_err *err)
+{
+  double lo = fmin(r->t0, r->t1), hi = fmax(r->t0, r->t1);
+  for (size_t i = 0; i < r->ntimes; i++)
+    if (r->times[i] < lo - TIME_TOL || r->times[i] > hi + TIME_TOL) {
+      csde_err_set(err, CSDE_EINVAL, "'%s': time %g is outside the run's span [%g, %g] "
+                                     "(expected times between its start and end)",
+                   r->s.save, r->times[i], lo, hi);
+      return csde_err_blame(err, CSDE_PARAM_SAVE, CSDE_EINVAL);
+    }
+  if (r->grid) {
+    r->mask = calloc(r->nsteps + 1, 1);
+    if (!r->mask) return csde_err_set(err, CSDE_ENOMEM, "out of memory for the save plan");
+    for (size_t i = 0; i < r->ntimes; i++) {
+      size_t best = 0; /* the nearest node */
+      for (size_t k = 1; k <= r->nsteps; k++)
+        if (fabs(r->grid[k] - r->times[i]) < fabs(r->grid[best] - r->times[i])) best = k;
+      r->mask[best] = 1;
+    }
+    return CSDE_SUCCESS;
+  }
+  r->out = malloc((r->ntimes ? r->ntimes : 1) * sizeof *r->out);
+  if (!r->out) return csde_err_set(err, CSDE_ENOMEM, "out of memory for the save plan");
+  memcpy(r->out, r->times, r->ntimes * sizeof *r->out);
+  double dir = r->t1 > r->t0 ? 1 : -1;
+  for (size_t i = 1; i < r->ntimes; i++) /* insertion sort: few values */
+    for (size_t j = i; j > 0 && dir * (r->out[j - 1] - r->out[j]) > 0; j--) {
+      double tmp = r->out[j];
+      r->out[j] = r->out[j - 1];
+      r->out[j - 1] = tmp;
+    }
+  size_t k0 = 0;
+  while (k0 < r->ntimes && fabs(r->out[k0] - r->t0) <= TIME_TOL * fmax(1.0, fabs(r->t0))) k0++;
+  r->save_start = k0 > 0;
+  r->nout = r->ntimes - k0;
+  memmove(r->out, r->out + k0, r->nout * sizeof *r->out);
+  return CSDE_SUCCESS;
+}
+
+/* The states the plan saves at most, if known. */
+static size_t capacity(const csde_run *r)
+{
+  size_t c = 1; /* final: the end */
+  if (r->save_kind == CSDE_SAVE_EVERY) /* steps 0, K, 2K, ... and the end */
+    return r->nsteps ? r->nsteps / r->every + 1 + (r->nsteps % r->every != 0) : 0;
+  if (r->mask) /* the marked nodes before the end, and the end */
+    for (size_t k = 0; k < r->nsteps; k++) c += r->mask[k];
+  else if (r->save_kind == CSDE_SAVE_TIMES) /* adaptive: the first state past each time */
+    c = r->nout + 1 + (size_t)r->save_start;
+  return c;
+}
+
+static int observe(size_t step, double t, const double *x, void *user);
+
+/* ---- alloc ---- */
+
+static char *dup_or(const char *s, const char *dflt)
+{
+  const char *v = s ? s : dflt;
+  if (!v) return NULL;
+  size_t n = strlen(v) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, v, n);
+  return d;
+}
+
+void csde_run_free(csde_run *r)
+{
+  if (!r) return;
+  csde_solver_free(r->solver);
+  free(r->grid);
+  free(r->mask);
+  free(r->out);
+  free(r->times);
+  for (size_t i = 0; i < sizeof r->str / sizeof r->str[0]; i++) free(r->str[i]);
+  free(r);
+}
+
+/* Copy the strings of the settings (r->s points at the copies). */
+static int copy_settings(csde_run *r, const csde_run_settings *s, const char *solver)
+{
+  r->s = *s;
+  const char **f[] = {&r->s.process, &r->s.solver, &r->s.grid, &r->s.noise, &r->s.save,
+                      &r->s.model_spec, &r->s.cov_method, &r->s.init, &r->s.command_line};
+  const char *dflt[] = {"reverse-sde", solver, "uniform", "stream", "final",
+                        csde_model_name(r->P.model), csde_cov_method_name(csde_cov_method_of(r->P.C)),
+                        NULL, ""};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    const char *v = i == 1 ? solver : *f[i];
+    r->str[i] = dup_or(v, dflt[i]);
+    if (!r->str[i] && (v || dflt[i])) return CSDE_ENOMEM;
+    *f[i] = r->str[i];
+  }
+  return CSDE_SUCCESS;
+}
+
+int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C,
+                   const csde_schedule *sched, const csde_model *model, size_t batch,
+                   int shape_rank, const size_t *shape, csde_err *err)
+{
+  int st;
+  *out = NULL;
+  if (!s || !C || !sched || !shape || shape_rank < 1 || shape_rank > 3 || batch == 0)
+    return csde_err_set(err, CSDE_EINVAL, "a run needs settings, a covariance, a schedule, a "
+                                          "batch >= 1 and a frame shape of rank 1 to 3");
+  csde_run *r = calloc(1, sizeof *r);
+  if (!r) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  r->sched = sched;
+  r->batch = batch;
+  r->tau = csde_cov_tau(C);
+  r->rank = shape_rank;
+  r->D = 1;
+  for (int i = 0; i < shape_rank; i++) {
+    r->shape[i] = shape[i];
+    if (shape[i] == 0 || r->D > SIZE_MAX / shape[i]) {
+      st = csde_err_set(err, CSDE_EINVAL, "the frame shape needs sizes >= 1 that fit in memory");
+      goto fail_size;
+    }
+    r->D *= shape[i];
+  }
+  r->n = batch;
+  if (r->n > SIZE_MAX / r->tau || (r->n *= r->tau) > SIZE_MAX / r->D ||
+      (r->n *= r->D) > SIZE_MAX / 8 / sizeof(double)) {
+    st = csde_err_set(err, CSDE_EINVAL, "%zu x %zu x %zu values do not fit in memory", batch,
+                      r->tau, r->D);
+    goto fail_size;
+  }
+
+  if ((st = csde_run_process_parse(s->process ? s->process : "reverse-sde", &r->process,
+                                   &r->eta, err)))
+    goto fail;
+  int discrete = r->process >= CSDE_RUN_DDPM;
+  r->adaptive = !discrete && (s->rtol > 0 || s->atol > 0);
+  if (!discrete && !(s->rtol >= 0 && s->atol >= 0)) {
+    st = csde_err_set(err, CSDE_EINVAL, "expected tolerances >= 0, got rtol %g and atol %g",
+                      s->rtol, s->atol);
+    csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
+    goto fail;
+  }
+  if (discrete && (s->rtol > 0 || s->atol > 0)) {
+    st = csde_err_set(err, CSDE_EINVAL, "%s takes fixed steps only (no tolerances)",
+                      process_names[r->process]);
+    csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
+    goto fail;
+  }
+  const char *solver = discrete ? "none" : s->solver ? s->solver : r->adaptive ? "rk45" : "em";
+
+  r->P = csde_problem_default();
+  r->P.process = discrete ? CSDE_PROC_REVERSE_SDE : (csde_process)r->process;
+  r->P.tau = r->tau;
+  r->P.D = r->D;
+  r->P.batch = batch;
+  r->P.C = C;
+  r->P.sched = sched;
+  r->P.model = model;
+  if ((st = copy_settings(r, s, solver))) {
+    csde_err_set(err, st, "out of memory");
+    goto fail;
+  }
+  if (r->process == CSDE_RUN_DDPM && csde_schedule_nsteps(sched) == 0) {
+    st = csde_err_set(err, CSDE_EINVAL, "ddpm needs a discrete schedule (expected "
+                                        "ddpm-linear[:n=N] or discrete:betas=...), got '%s'",
+                      csde_schedule_spec(sched));
+    csde_err_blame(err, CSDE_PARAM_SCHEDULE, st);
+    goto fail;
+  }
+  if ((st = set_span(r, s, err))) goto fail;
+  if ((st = parse_save(r, r->s.save, err))) goto fail;
+
+  r->noise_path = !strcmp(r->s.noise, "path");
+  if (!r->noise_path && strcmp(r->s.noise, "stream")) {
+    st = csde_err_set(err, CSDE_EINVAL, "expected stream or path, got '%s'", r->s.noise);
+    csde_err_blame(err, CSDE_PARAM_NOISE, st);
+    goto fail;
+  }
+  if (r->noise_path && r->process != CSDE_RUN_FORWARD_SDE && r->process != CSDE_RUN_REVERSE_SDE) {
+    st = csde_err_set(err, CSDE_EINVAL, "path applies to forward-sde and reverse-sde (%s draws "
+                                        "no Brownian path)", process_names[r->process]);
+    csde_err_blame(err, CSDE_PARAM_NOISE, st);
+    goto fail;
+  }
+  if (r->noise_path && !r->adaptive && (s->steps & (s->steps - 1))) {
+    st = csde_err_set(err, CSDE_EINVAL, "path noise needs a power of two of steps (2, 4, ..., "
+                                        "1024, ...), got %zu", s->steps);
+    csde_err_blame(err, CSDE_PARAM_NOISE, st);
+    goto fail;
+  }
+
+  r->par = csde_solve_default_params();
+  r->par.solver = r->s.solver;
+  r->par.steps = r->adaptive ? 0 : s->steps;
+  r->par.grid = r->s.grid;
+  r->par.rtol = r->adaptive ? s->rtol : 0;
+  r->par.atol = r->adaptive ? s->atol : 0;
+  r->par.max_nfe = s->max_nfe;
+  r->par.seed = s->seed;
+  r->par.threads = s->threads > 0 ? s->threads : 1;
+  r->par.observer = observe; /* its context r->ex is filled by csde_run_exec */
+  r->par.observer_user = &r->ex;
+  if (r->noise_path) {
+    unsigned k = 0;
+    while (((size_t)1 << k) < s->steps) k++; /* log2(steps), rounded up */
+    r->par.noise = CSDE_NOISE_PATH;
+    r->par.path_level = k;
+  }
+
+  /* the grid: where the fixed-step states fall (save times, the final step) */
+  if (r->process == CSDE_RUN_DDPM) {
+    size_t N = csde_schedule_nsteps(sched);
+    r->grid = malloc((N + 1) * sizeof *r->grid);
+    if (!r->grid) {
+      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", N);
+      goto fail;
+    }
+    for (size_t k = 0; k <= N; k++) r->grid[k] = (double)(N - k) / (double)N;
+    r->nsteps = N;
+  } else if (r->process == CSDE_RUN_DDIM) {
+    if ((st = csde_grid_make(r->s.grid, sched, r->t0, r->t1, s->steps, &r->grid, &r->nsteps,
+                             err))) {
+      csde_err_blame(err, CSDE_PARAM_GRID, st);
+      goto fail;
+    }
+  } else {
+    if (r->save_kind == CSDE_SAVE_TIMES && r->adaptive) {
+      /* the adaptive solve lands on the save times: the plan first, then the solver */
+      if ((st = plan_times(r, err))) goto fail;
+      r->par.out_times = r->nout ? r->out : NULL;
+      r->par.n_out_times = r->nout;
+    }
+    if ((st = csde_solver_alloc(&r->solver, &r->P, &r->par, err))) goto fail;
+    if (!r->adaptive) {
+      size_t ns;
+      const double *g = csde_solver_grid(r->solver, &ns);
+      r->grid = malloc((ns + 1) * sizeof *r->grid);
+      if (!r->grid) {
+        st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", ns);
+        goto fail;
+      }
+      memcpy(r->grid, g, (ns + 1) * sizeof *g);
+      r->nsteps = ns;
+    }
+  }
+  if (r->save_kind == CSDE_SAVE_TIMES && r->grid && (st = plan_times(r, err))) goto fail;
+  r->capacity = capacity(r);
+  r->s.t_start = r->t0;
+  r->s.t_end = r->t1;
+  *out = r;
+  return CSDE_SUCCESS;
+fail_size:
+  csde_err_blame(err, CSDE_PARAM_SIZE, st);
+fail:
+  csde_run_free(r);
+  return st;
+}
+
+csde_run_process csde_run_process_of(const csde_run *r) { return r->process; }
+void csde_run_span(const csde_run *r, double *t_start, double *t_end)
+{
+  *t_start = r->t0;
+  *t_end = r->t1;
+}
+size_t csde_run_nsteps(const csde_run *r) { return r->nsteps; }
+size_t csde_run_capacity(const csde_run *r) { return r->capacity; }
+size_t csde_run_size(const csde_run *r) { return r->n; }
+const csde_problem *csde_run_problem(const csde_run *r) { return &r->P; }
+const csde_run_settings *csde_run_settings_of(const csde_run *r) { return &r->s; }
+csde_save_kind csde_run_save_kind(const csde_run *r) { return r->save_kind; }
+
+int csde_run_prior(const csde_run *r, double *x, csde_err *err)
+{
+  csde_rng_key key = {r->s.seed, CSDE_STREAM_INIT};
+  csde_cov_ws *ws = NULL;
+  int st = csde_cov_ws_alloc(&ws, r->P.C, r->D, r->par.threads, err);
+  if (!st) st = csde_cov_sample(r->P.C, ws, key, 0, r->batch, x, err);
+  csde_cov_ws_free(ws);
+  return st;
+}
+
+/* ---- the solve ---- */
+
+typedef csde_run_exec_ctx exec_ctx;
+
+static int is_final(const csde_run *r, size_t step, double t)
+{
+  return r->grid ? step == r->nsteps : t == r->t1;
+}
+
+static int want_save(exec_ctx *o, size_t step, double t)
+{
+  const csde_run *r = o->r;
+  if (is_final(r, step, t)) return 1;
+  switch (r->save_kind) {
+  case CSDE_SAVE_EVERY:
+    return step % r->every == 0;
+  case CSDE_SAVE_TIMES:
+    if (r->mask) return step <= r->nsteps && r->mask[step];
+    {
+      int hit = 0; /* adaptive: the first state at or past each requested time */
+      double tol = TIME_TOL * fmax(1.0, fabs(t)), dir = r->t1 > r->t0 ? 1 : -1;
+      while (o->next < r->nout && dir * (t - r->out[o->next]) >= -tol) {
+        hit = 1;
+        o->next++;
+      }
+      return hit;
+    }
+  default:
+    return 0;
+  }
+}
+
+static int save_state(exec_ctx *o, size_t step, double t, const double *x)
+{
+  if (o->last == (int64_t)step) return 0;
+  if (o->w && (o->status = csde_traj_append(o->w, (int64_t)step, t, x, o->err))) return 1;
+  if (o->h && o->h->save && (o->status = o->h->save(step, t, x, o->h->user))) {
+    csde_err_set(o->err, o->status, "saving the state of step %zu failed", step);
+    return 1;
+  }
+  o->last = (int64_t)step;
+  o->saved++;
+  return 0;
+}
+
+static int observe(size_t step, double t, const double *x, void *user)
+{
+  exec_ctx *o = user;
+  if (want_save(o, step, t) && save_state(o, step, t, x)) return 1;
+  return o->h && o->h->step ? o->h->step(step, t, o->saved, is_final(o->r, step, t), o->h->user)
+                            : 0;
+}
+
+int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
+                  csde_solve_stats *st, csde_err *err)
+{
+  exec_ctx *o = &r->ex;
+  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err};
+  memset(st, 0, sizeof *st);
+  int s;
+  /* the start state (step 0) */
+  if (r->save_kind == CSDE_SAVE_EVERY || (r->mask && r->mask[0]) || r->save_start) {
+    if (save_state(o, 0, r->t0, x)) {
+      st->stopped = 1;
+      return o->status;
+    }
+  }
+  if (r->process == CSDE_RUN_DDPM) {
+    s = csde_sample_ddpm(&r->P, &r->par, x, st, err);
+  } else if (r->process == CSDE_RUN_DDIM) {
+    s = csde_sample_ddim(&r->P, &r->par, r->eta, x, st, err);
+  } else {
+    s = csde_solver_run(r->solver, x, st, err);
+  }
+  if (o->status) return o->status; /* a failed save stopped the solve */
+  /* the final state, if the observer could not tell it was the last */
+  if (!s && !st->stopped && save_state(o, st->steps, r->t1, x)) {
+    st->stopped = 1;
+    return o->status;
+  }
+  return s;
+}
+
+void csde_run_status(int rc, const csde_solve_stats *st, const csde_err *err,
+                     const char *stop_reason, char *buf, size_t len)
+{
+  if (rc)
+    snprintf(buf, len, "failed: %s", err && err->msg[0] ? err->msg : csde_strerror(rc));
+  else if (st->stopped && stop_reason)
+    snprintf(buf, len, "failed: %s at step %zu", stop_reason, st->steps);
+  else if (st->stopped)
+    snprintf(buf, len, "failed: the solve stopped early at step %zu", st->steps);
+  else
+    snprintf(buf, len, "ok");
+}

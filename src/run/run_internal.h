@@ -1,0 +1,50 @@
+/* Internal: the run object (corrsde/run.h), shared by run.c and traj.c. */
+#ifndef CSDE_RUN_INTERNAL_H
+#define CSDE_RUN_INTERNAL_H
+
+#include <stdint.h>
+
+#include "corrsde/run.h"
+#include "corrsde/solve.h"
+
+/* What the observer of a solve needs: set by csde_run_exec. */
+typedef struct {
+  const csde_run *r;
+  csde_traj *w;
+  const csde_run_hooks *h;
+  size_t next;     /* adaptive times: the next one to save */
+  size_t saved;    /* states saved */
+  int64_t last;    /* the step saved last (-1: none) */
+  int status;      /* a failed save */
+  csde_err *err;
+} csde_run_exec_ctx;
+
+struct csde_run {
+  csde_run_settings s;       /* resolved; its strings are the copies in str */
+  char *str[9];
+  csde_run_process process;
+  double eta;                /* ddim */
+  int adaptive, noise_path;
+  size_t batch, tau, D, n;
+  int rank;
+  size_t shape[3];
+  const csde_schedule *sched;
+  csde_problem P;
+  csde_solve_params par;     /* its observer is run.c's, on exec */
+  csde_solver *solver;       /* continuous processes */
+  double *grid;              /* fixed steps: nsteps + 1 nodes (owned); NULL: adaptive */
+  size_t nsteps;
+  double t0, t1;             /* the span, in the run's direction */
+  csde_save_kind save_kind;
+  size_t every;
+  double *times;             /* save times, as given */
+  size_t ntimes;
+  unsigned char *mask;       /* times, fixed grid: mask[step] = 1 to save */
+  double *out;               /* times, adaptive: sorted along the solve, past the start */
+  size_t nout;
+  int save_start;            /* times, adaptive: one at the start */
+  size_t capacity;
+  csde_run_exec_ctx ex;
+};
+
+#endif

@@ -1,0 +1,232 @@
+/* The trajectory file of a run (corrsde/run.h): /parameters records every setting of the
+ * run, /covariance the C used; the datasets and their crash safety are io/h5traj.c's.
+ * Every call keeps HDF5's error printing as the caller had it. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "corrsde/rng.h"
+#include "corrsde/run.h"
+#include "io/h5traj.h"
+#include "noise/noise.h"
+#include "run/run_internal.h"
+
+struct csde_traj {
+  csde_h5traj *h;
+};
+
+#define PUT(call)                                                                          \
+  do {                                                                                     \
+    if ((s = (call))) return s;                                                            \
+  } while (0)
+
+static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_options *o,
+                            csde_err *err)
+{
+  int s;
+  const char *g = "/parameters";
+  const csde_run_settings *a = &r->s;
+  int ddpm = r->process == CSDE_RUN_DDPM;
+  int64_t i64;
+  uint64_t u64;
+  PUT(csde_h5traj_attr_str(w, g, "process", csde_run_process_name(r->process), err));
+  PUT(csde_h5traj_attr_str(w, g, "process_spec", a->process, err));
+  if (r->process == CSDE_RUN_DDIM) PUT(csde_h5traj_attr_f64(w, g, "eta", &r->eta, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "solver", a->solver, err));
+  PUT(csde_h5traj_attr_str(w, g, "stepping", r->adaptive ? "adaptive" : "fixed", err));
+  i64 = (int64_t)(ddpm ? r->nsteps : r->adaptive ? 0 : a->steps);
+  PUT(csde_h5traj_attr_i64(w, g, "steps", &i64, 1, err));
+  PUT(csde_h5traj_attr_f64(w, g, "rtol", r->adaptive ? &a->rtol : &(double){0}, 1, err));
+  PUT(csde_h5traj_attr_f64(w, g, "atol", r->adaptive ? &a->atol : &(double){0}, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "grid", r->adaptive ? "adaptive" : ddpm ? "ddpm" : a->grid,
+                           err));
+  i64 = (int64_t)a->max_nfe;
+  PUT(csde_h5traj_attr_i64(w, g, "max_nfe", &i64, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "schedule", csde_schedule_spec(r->sched), err));
+  PUT(csde_h5traj_attr_f64(w, g, "t_start", &r->t0, 1, err));
+  PUT(csde_h5traj_attr_f64(w, g, "t_end", &r->t1, 1, err));
+  PUT(csde_h5traj_attr_f64(w, g, "T", &r->P.T, 1, err));
+  PUT(csde_h5traj_attr_f64(w, g, "eps", &r->P.eps, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "covariance", csde_cov_spec(r->P.C), err));
+  PUT(csde_h5traj_attr_str(w, g, "cov_method", a->cov_method, err));
+  PUT(csde_h5traj_attr_str(w, g, "cov_method_used",
+                           csde_cov_method_name(csde_cov_method_of(r->P.C)), err));
+  PUT(csde_h5traj_attr_str(w, g, "model", a->model_spec ? a->model_spec : "", err));
+  PUT(csde_h5traj_attr_str(w, g, "model_name", csde_model_name(r->P.model), err));
+  PUT(csde_h5traj_attr_str(w, g, "model_output",
+                           csde_model_output_name(csde_model_output_of(r->P.model)), err));
+  i64 = (int64_t)r->tau;
+  PUT(csde_h5traj_attr_i64(w, g, "frames", &i64, 1, err));
+  int64_t shape[3];
+  for (int i = 0; i < r->rank; i++) shape[i] = (int64_t)r->shape[i];
+  PUT(csde_h5traj_attr_i64_list(w, g, "frame_shape", shape, (size_t)r->rank, err));
+  i64 = (int64_t)r->D;
+  PUT(csde_h5traj_attr_i64(w, g, "pixels", &i64, 1, err));
+  i64 = (int64_t)r->batch;
+  PUT(csde_h5traj_attr_i64(w, g, "batch", &i64, 1, err));
+  PUT(csde_h5traj_attr_u64(w, g, "seed", &a->seed, 1, err));
+  const char *init = a->init;
+  if (!init)
+    init = r->process == CSDE_RUN_FORWARD_SDE || r->process == CSDE_RUN_PFODE_ENCODE
+               ? "data law p_0 of the model (seed, stream 2^63)"
+               : "prior N(0, C) (seed, stream 2^63)";
+  PUT(csde_h5traj_attr_str(w, g, "init", init, err));
+  PUT(csde_h5traj_attr_str(w, g, "noise", r->noise_path ? "path" : "stream", err));
+  if (r->noise_path) {
+    i64 = (int64_t)r->par.path_level;
+    PUT(csde_h5traj_attr_i64(w, g, "path_level", &i64, 1, err));
+  }
+  PUT(csde_h5traj_attr_str(w, g, "rng", csde_rng_name(), err));
+  PUT(csde_h5traj_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
+  PUT(csde_h5traj_attr_str(w, g, "noise_streams",
+                           "step n: stream n; path noise, fine step i: stream 2^62 + i; "
+                           "initial states: stream 2^63; sample j, row r, pixel p: index "
+                           "(j * noise_dim + r) * D + p",
+                           err));
+  u64 = CSDE_STREAM_INIT;
+  PUT(csde_h5traj_attr_u64(w, g, "init_stream", &u64, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "save", a->save, err));
+  if (r->save_kind == CSDE_SAVE_TIMES) { /* a dataset: an attribute is limited to 64 KiB */
+    size_t nt = r->ntimes;
+    PUT(csde_h5traj_write_array(w, "/parameters/save_times", r->times, 1, &nt, err));
+  }
+  PUT(csde_h5traj_attr_str(w, g, "dtype", o->float32 ? "float32" : "float64", err));
+  i64 = o->compress != 0;
+  PUT(csde_h5traj_attr_i64(w, g, "compress", &i64, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "compression", o->compress ? "gzip(4)+shuffle" : "none", err));
+  i64 = (int64_t)r->par.threads;
+  PUT(csde_h5traj_attr_i64(w, g, "threads", &i64, 1, err));
+  PUT(csde_h5traj_attr_str(w, g, "command_line", a->command_line, err));
+  PUT(csde_h5traj_attr_str(w, g, "corrsde_version", csde_version(), err));
+  char buf[64];
+  time_t now_t = time(NULL);
+  struct tm tmv;
+  gmtime_r(&now_t, &tmv);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  return csde_h5traj_attr_str(w, g, "created", buf, err);
+}
+
+/* The covariance actually used: the matrix and its eigenvalues up to
+ * CSDE_TRAJ_COV_MAX_TAU frames (a dense eigensolve, O(tau^3)); above, nothing of size
+ * tau^2 is formed. */
+static int write_covariance(csde_h5traj *w, const csde_run *r, csde_err *err)
+{
+  int s;
+  const char *c = "/covariance";
+  const csde_cov *C = r->P.C;
+  size_t tau = r->tau;
+  int dense = tau <= CSDE_TRAJ_COV_MAX_TAU;
+  if (dense) {
+    double *m = malloc(tau * tau * sizeof *m), *eig = malloc(tau * sizeof *eig);
+    size_t d2[2] = {tau, tau};
+    s = m && eig ? CSDE_SUCCESS
+                 : csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu matrix", tau, tau);
+    if (!s) {
+      csde_cov_matrix(C, m);
+      s = csde_cov_eigenvalues(C, eig, err);
+    }
+    if (!s) s = csde_h5traj_write_array(w, "/covariance/matrix", m, 2, d2, err);
+    if (!s) s = csde_h5traj_write_array(w, "/covariance/eigenvalues", eig, 1, d2, err);
+    free(m);
+    free(eig);
+    if (s) return s;
+  } else {
+    char why[160];
+    snprintf(why, sizeof why, "not stored: %zu frames > %d (it would take %.3g MB; "
+             "'corrsde cov' shows it)", tau, CSDE_TRAJ_COV_MAX_TAU,
+             (double)tau * (double)tau * 8e-6);
+    PUT(csde_h5traj_attr_str(w, c, "matrix", why, err));
+  }
+  csde_cov_method m = csde_cov_method_of(C);
+  PUT(csde_h5traj_attr_str(w, c, "spec", csde_cov_spec(C), err));
+  PUT(csde_h5traj_attr_str(w, c, "method", csde_cov_method_name(m), err));
+  csde_cov_report rep = csde_cov_approx_report(C);
+  int64_t i64 = !rep.approx;
+  PUT(csde_h5traj_attr_i64(w, c, "exact", &i64, 1, err));
+  i64 = (int64_t)csde_cov_noise_dim(C);
+  PUT(csde_h5traj_attr_i64(w, c, "noise_dim", &i64, 1, err));
+  if (dense || csde_cov_logdet_cheap(C)) { /* else a Levinson pass, O(tau^2) */
+    double f64 = csde_cov_logdet(C);
+    PUT(csde_h5traj_attr_f64(w, c, "logdet", &f64, 1, err));
+  }
+  double eb[2];
+  i64 = csde_cov_eig_bounds(C, &eb[0], &eb[1]);
+  PUT(csde_h5traj_attr_f64_list(w, c, "eigenvalue_range", eb, 2, err));
+  PUT(csde_h5traj_attr_i64(w, c, "eigenvalue_range_exact", &i64, 1, err));
+  if (rep.approx) {
+    PUT(csde_h5traj_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, err));
+    PUT(csde_h5traj_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, err));
+  }
+  return CSDE_SUCCESS;
+}
+
+int csde_traj_create(csde_traj **out, const char *path, const csde_run *r,
+                     const csde_traj_options *o, csde_err *err)
+{
+  *out = NULL;
+  csde_traj_options none = {0, 0, 0};
+  if (!o) o = &none;
+  csde_traj *w = calloc(1, sizeof *w);
+  if (!w) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  csde_h5traj_params hp;
+  memset(&hp, 0, sizeof hp);
+  hp.batch = r->batch;
+  hp.tau = r->tau;
+  hp.shape_rank = r->rank;
+  for (int i = 0; i < r->rank; i++) hp.shape[i] = r->shape[i];
+  hp.float32 = o->float32 != 0;
+  hp.compress = o->compress != 0;
+  hp.overwrite = o->overwrite != 0;
+  hp.capacity = r->capacity;
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  int s = csde_h5traj_create(&w->h, path, &hp, err);
+  if (!s) s = write_parameters(w->h, r, o, err);
+  if (!s) s = write_covariance(w->h, r, err);
+  if (!s) s = csde_h5traj_flush(w->h, err);
+  if (!s) s = csde_h5traj_ready(w->h, err);
+  if (s) {
+    csde_h5traj_discard(w->h);
+    free(w);
+  } else {
+    *out = w;
+  }
+  csde_h5_quiet_end(&q);
+  return s;
+}
+
+int csde_traj_append(csde_traj *w, int64_t step, double t, const double *x, csde_err *err)
+{
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  int s = csde_h5traj_append(w->h, step, t, x, err);
+  csde_h5_quiet_end(&q);
+  return s;
+}
+
+size_t csde_traj_count(const csde_traj *w) { return csde_h5traj_count(w->h); }
+int csde_traj_replaces(const csde_traj *w) { return csde_h5traj_replaces(w->h); }
+
+int csde_traj_close(csde_traj *w, const csde_solve_stats *st, const char *status,
+                    csde_err *err)
+{
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  int s = csde_h5traj_stats(w->h, st, status, err);
+  int c = csde_h5traj_close(w->h, s ? NULL : err);
+  csde_h5_quiet_end(&q);
+  free(w);
+  return s ? s : c;
+}
+
+void csde_traj_discard(csde_traj *w)
+{
+  if (!w) return;
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  csde_h5traj_discard(w->h);
+  csde_h5_quiet_end(&q);
+  free(w);
+}
