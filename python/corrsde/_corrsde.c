@@ -561,6 +561,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
       dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
       dict_str(sd, "save", &s.save) || dict_str(sd, "model_spec", &s.model_spec) ||
       dict_str(sd, "init", &s.init) || dict_str(sd, "command_line", &s.command_line) ||
+      dict_str(sd, "cov_method", &s.cov_method) ||
       dict_num(sd, "steps", (double)s.steps, &steps) || dict_num(sd, "rtol", 0, &rtol) ||
       dict_num(sd, "atol", 0, &atol) || dict_num(sd, "t_start", NAN, &s.t_start) ||
       dict_num(sd, "t_end", NAN, &s.t_end) || dict_num(sd, "seed", 0, &seed) ||

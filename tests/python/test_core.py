@@ -413,6 +413,108 @@ def test_cli_python_model_same_bits_as_solve(tmp_path):
     assert bad.returncode != 0 and "has no attribute 'nosuch'" in bad.stderr
 
 
+def h5_contents(path):
+    """Every dataset (bytes, dtype, shape) and every attribute of a file, by path."""
+    import h5py
+    data, attrs = {}, {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                a = obj[...]
+                data[name] = (a.dtype.str, a.shape, a.tobytes())
+            for k, v in obj.attrs.items():
+                if k in ("DIMENSION_LIST", "REFERENCE_LIST"):  # object references
+                    v = len(v)
+                attrs[(name, k)] = v.tolist() if hasattr(v, "tolist") else v
+        for k, v in f.attrs.items():
+            attrs[("/", k)] = v
+        f.visititems(visit)
+    return data, attrs
+
+
+@pytest.mark.parametrize("cli,kw", [
+    (["--steps", "25", "--save", "every:5"], dict(steps=25, save="every:5")),
+    (["--process", "pf-ode", "--solver", "dopri5", "--rtol", "1e-6", "--save",
+      "times:0.5,0.1", "--dtype", "float32"],
+     dict(process="pf-ode", solver="dopri5", rtol=1e-6, save={"times": [0.5, 0.1]},
+          dtype="float32")),
+    (["--process", "ddim:eta=0.5", "--steps", "12", "--save", "every:4", "--compress"],
+     dict(process="ddim", eta=0.5, steps=12, save="every:4", compress=True)),
+])
+def test_out_writes_the_clis_file(tmp_path, cli, kw):
+    """solve(out=) and `corrsde sample -o` with the same settings and the same Python
+    model write the same file: every dataset bit for bit, every attribute but the ones
+    naming the front end (command line, model spec, the time of creation)."""
+    src = tmp_path / "mymodel.py"
+    src.write_text(MODEL_FILE)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    a, b = tmp_path / "cli.h5", tmp_path / "py.h5"
+    subprocess.run([CORRSDE, "sample", "--model", "python:%s:make:0.9" % src, "--frames", "6",
+                    "--frame-shape", "3x2", "--batch", "2", "--seed", "3", "-q", "-o", str(a)]
+                   + cli, check=True, env=env)
+    code = ("import sys, runpy, corrsde; m = runpy.run_path(sys.argv[1])['make'](None, '0.9'); "
+            "corrsde.solve(m, cov=corrsde.Cov('ar1:rho=0.9', 6), seed=3, batch=2, "
+            "frame_shape=(3, 2), out=sys.argv[2], **%r)" % (kw,))
+    subprocess.run(["/usr/bin/python3", "-c", code, str(src), str(b)], env=env, check=True)
+    da, aa = h5_contents(a)
+    db, ab = h5_contents(b)
+    assert sorted(da) == sorted(db)
+    for k in da:
+        assert da[k] == db[k], k
+    differ = {("parameters", "command_line"), ("parameters", "created"),
+              ("parameters", "model"), ("parameters", "model_name"),
+              ("stats", "wall_seconds")}
+    assert sorted(aa) == sorted(ab)
+    for k in aa:
+        if k not in differ:
+            assert np.array_equal(aa[k], ab[k]) if isinstance(aa[k], list) else aa[k] == ab[k], k
+    assert ab[("stats", "status")] == "ok"
+    assert ab[("parameters", "model")] == "python:make.<locals>.model"
+
+
+def test_out_records_a_failed_run(tmp_path):
+    """A model raising at step 5 with out=: the exception propagates, and the file keeps
+    the states saved before it with status 'failed: ...' naming the exception."""
+    import h5py
+    C = corrsde.Cov("ar1:rho=0.9", frames=4)
+
+    def model(t, x, ctx):
+        if ctx.step == 5:
+            raise ZeroDivisionError("step five")
+        return -x
+    out = tmp_path / "f.h5"
+    with pytest.raises(ZeroDivisionError):
+        corrsde.solve(model, cov=C, steps=10, save="every:1", batch=2, out=out)
+    with h5py.File(out, "r") as f:
+        status = f["stats"].attrs["status"]
+        assert status.startswith("failed: ") and "ZeroDivisionError: step five" in status
+        assert f["trajectory"].attrs["n_saved"] == 6  # the start and steps 1..5
+        assert list(f["trajectory/step"][...]) == [0, 1, 2, 3, 4, 5]
+    # the existing file is refused without force, replaced with it
+    with pytest.raises(OSError, match="exists"):
+        corrsde.solve(lambda t, x, c: -x, cov=C, steps=3, batch=2, out=out)
+    r = corrsde.solve(lambda t, x, c: -x, cov=C, steps=3, batch=2, out=out, force=True)
+    with h5py.File(out, "r") as f:
+        assert f["stats"].attrs["status"] == "ok"
+        assert np.array_equal(f["trajectory/x"][-1].reshape(r.x.shape), r.x)  # [B, tau, 1]
+
+
+def test_run_setting_errors_name_the_argument():
+    C = corrsde.Cov("ar1:rho=0.9", frames=4)
+    cases = [
+        (dict(save="every:0"), "save: 'every:0'"),
+        (dict(save="times:0.5,2"), "outside [0, 1]"),
+        (dict(process="forward-sde", t_start=0.5), "t_start/t_end: forward-sde starts at t = 0"),
+        (dict(t_start=0.1, t_end=0.5), "t_start/t_end: reverse-sde runs backwards"),
+        (dict(noise="path", steps=12), "noise: path noise needs a power of two"),
+        (dict(process="ddpm"), "schedule: ddpm needs a discrete schedule"),
+    ]
+    x = np.zeros((1, 4, 2))
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace("[", r"\[")):
+            corrsde.solve(lambda t, x, c: -x, x, cov=C, **kw)
+
+
 def test_keyboard_interrupt_stops_the_solve():
     """SIGINT during a long solve: KeyboardInterrupt out of solve, with the step noted."""
     code = r"""
