@@ -155,6 +155,23 @@ typedef struct {
 CSDE_API int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                            csde_solve_stats *st, csde_err *err);
 
+/* A progress line on stderr, for a step hook: "step k/N  t = ... [####....] 40%  ETA
+ * 3s  saved 2", redrawn in place on a terminal (at most every 0.1 s), a line per
+ * second otherwise. */
+typedef struct {
+  int on, tty;
+  double t0, t1;
+  size_t total; /* steps; 0 when adaptive (the fraction is then the time's) */
+  double start, last;
+  int drawn;
+} csde_run_progress;
+
+CSDE_API void csde_run_progress_init(csde_run_progress *p, const csde_run *r, int on);
+/* Draws (a csde_run_hooks step function with user = p); returns 0. */
+CSDE_API int csde_run_progress_step(size_t step, double t, size_t saved, int final, void *p);
+/* Ends the line drawn on a terminal. */
+CSDE_API void csde_run_progress_end(csde_run_progress *p);
+
 /* The status the file records: "ok", or "failed: <reason>" from the run's return code
  * rc and err (stop_reason, if not NULL, names why a hook stopped it). */
 CSDE_API void csde_run_status(int rc, const csde_solve_stats *st, const csde_err *err,

@@ -409,6 +409,7 @@ typedef struct {
   double *saved_t;
   int64_t *saved_step;
   size_t nsaved, cap;
+  csde_run_progress bar; /* progress=True */
 } pyrun;
 
 /* "Type: message" of the pending exception, for the file's status (the GIL is held). */
@@ -479,6 +480,12 @@ static int keep(size_t step, double t, const double *x, void *user)
   r->saved_t[r->nsaved] = t;
   r->saved_step[r->nsaved++] = (int64_t)step;
   return 0;
+}
+
+static int on_step(size_t step, double t, size_t saved, int final, void *user)
+{
+  pyrun *r = user;
+  return csde_run_progress_step(step, t, saved, final, &r->bar);
 }
 
 static void pyrun_clear(pyrun *r)
@@ -641,11 +648,14 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
     }
   }
 
+  PyObject *prog = PyDict_GetItemString(sd, "progress");
+  csde_run_progress_init(&r.bar, run, prog && PyObject_IsTrue(prog) == 1);
   csde_solve_stats stats;
-  csde_run_hooks hooks = {keep, NULL, &r};
+  csde_run_hooks hooks = {keep, on_step, &r};
   double *xv = PyArray_DATA(x);
   r.ts = PyEval_SaveThread();
   st = csde_run_exec(run, xv, w, &hooks, &stats, &err);
+  csde_run_progress_end(&r.bar);
   PyEval_RestoreThread(r.ts);
 
   if (w) { /* the file records how the run ended, whatever it was */

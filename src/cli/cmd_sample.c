@@ -518,50 +518,6 @@ static int apply_init_shape(sample_args *a, const cli_init *in)
   return CLI_OK;
 }
 
-/* ---- the progress bar ---- */
-
-typedef struct {
-  int on, tty;
-  double t0, t1;
-  size_t total;  /* steps, 0 if adaptive */
-  double start, last;
-  int drawn;
-} progress;
-
-
-
-static void progress_draw(progress *p, size_t step, double t, size_t saved, int force)
-{
-  if (!p->on) return;
-  double tn = cli_now();
-  if (!force && tn - p->last < (p->tty ? 0.1 : 1.0)) return;
-  p->last = tn;
-  double frac = p->total ? (double)step / (double)p->total
-                         : fabs(t - p->t0) / fmax(fabs(p->t1 - p->t0), 1e-300);
-  frac = fmin(fmax(frac, 0.0), 1.0);
-  double el = tn - p->start, eta = frac > 0 ? el * (1 - frac) / frac : NAN;
-  char bar[32], es[32], steps[48];
-  int w = 20, k = (int)(frac * w + 0.5);
-  for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
-  bar[w] = '\0';
-  cli_fmt_eta(frac >= 1 ? el : eta, es, sizeof es);
-  if (p->total)
-    snprintf(steps, sizeof steps, "step %zu/%zu", step, p->total);
-  else
-    snprintf(steps, sizeof steps, "step %zu", step);
-  fprintf(stderr, "%s%s  t = %-10.6g [%s] %3.0f%%  %s %s  saved %zu%s", p->tty ? "\r" : "",
-          steps, t, bar, 100 * frac, frac >= 1 ? "took" : "ETA", es, saved,
-          p->tty ? "\033[K" : "\n");
-  fflush(stderr);
-  p->drawn = 1;
-}
-
-static void progress_end(progress *p)
-{
-  if (p->on && p->tty && p->drawn) fputc('\n', stderr);
-  p->drawn = 0;
-}
-
 /* ---- the step hook: progress and signals ---- */
 
 static volatile sig_atomic_t g_signal = 0;
@@ -570,7 +526,7 @@ static void on_signal(int sig) { g_signal = sig; }
 
 static int on_step(size_t step, double t, size_t saved, int final, void *user)
 {
-  progress_draw(user, step, t, saved, final);
+  csde_run_progress_step(step, t, saved, final, user);
   return g_signal != 0;
 }
 
@@ -751,17 +707,9 @@ int cli_cmd_sample(int argc, char **argv)
     return CLI_EFAIL;
   }
 
-  double t0, t1;
-  csde_run_span(r.run, &t0, &t1);
   size_t nsteps = csde_run_nsteps(r.run);
-  progress bar;
-  memset(&bar, 0, sizeof bar);
-  bar.on = !a.quiet && (a.progress || isatty(STDERR_FILENO));
-  bar.tty = isatty(STDERR_FILENO);
-  bar.t0 = t0;
-  bar.t1 = t1;
-  bar.total = nsteps;
-  bar.start = bar.last = cli_now();
+  csde_run_progress bar;
+  csde_run_progress_init(&bar, r.run, !a.quiet && (a.progress || isatty(STDERR_FILENO)));
   csde_run_hooks hooks = {NULL, on_step, &bar};
 
   struct sigaction sa, old_int, old_term, old_hup;
@@ -777,7 +725,7 @@ int cli_cmd_sample(int argc, char **argv)
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGHUP, &old_hup, NULL);
-  progress_end(&bar);
+  csde_run_progress_end(&bar);
 
   char status[CSDE_MSG_MAX + 64], why[96] = "";
   if (g_signal)

@@ -535,3 +535,15 @@ sys.exit(3)
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "interrupted" in r.stdout and "(step 5" in r.stdout
+
+
+def test_progress_line_on_stderr():
+    """progress=True: the run's progress line (the CLI's), ending at the last step."""
+    code = ("import corrsde; C = corrsde.Cov('ar1:rho=0.9', 4); "
+            "corrsde.solve(lambda t, x, c: -x, cov=C, steps=7, progress=True, batch=2)")
+    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                       check=True)
+    assert "step 7/7" in r.stderr and "100%" in r.stderr and "saved 1" in r.stderr, r.stderr
+    r = subprocess.run(["/usr/bin/python3", "-c", code.replace("True", "False")],
+                       capture_output=True, text=True, check=True)
+    assert r.stderr == ""
