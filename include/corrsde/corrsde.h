@@ -12,5 +12,6 @@
 #include "corrsde/solve.h"
 #include "corrsde/plugin.h"
 #include "corrsde/run.h"
+#include "corrsde/converge.h"
 
 #endif

@@ -24,8 +24,8 @@ import numpy as np
 from . import _corrsde
 from ._corrsde import Error
 
-__all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Error", "OUTPUTS", "PROCESSES",
-           "__version__"]
+__all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "converge", "Error",
+           "OUTPUTS", "PROCESSES", "__version__"]
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
@@ -365,3 +365,97 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
                          out, dtype == "float32", bool(compress), bool(force))
     nfe, nsteps, acc, rej, wall, stopped, ts, st, states = res
     return Result(x, ts, st, states, nfe, nsteps, acc, rej, wall, stopped, out)
+
+
+class Convergence:
+    """What converge() returns: the levels (level k: 2^k steps of size h) and, per
+    solver, the error at every level with its bootstrap interval, the local slopes, which
+    levels the fit used and why, and the fitted order with its interval (the table of
+    `corrsde converge`). Arrays are numpy; `table` is the program's text table."""
+
+    def __init__(self, d, table):
+        self.error_kind = d["error_kind"]
+        self.level = d["level"].astype(np.int64)
+        self.steps = d["steps"].astype(np.int64)
+        self.h = d["h"]
+        self.paths, self.nfe, self.wall_seconds = d["paths"], d["nfe"], d["wall_seconds"]
+        self.reference, self.estimator = d["reference"], d["estimator"]
+        self.solvers = {}
+        for e in d["solvers"]:
+            e["used"] = e["used"].astype(bool)
+            self.solvers[e["name"]] = e
+        self.table = table
+
+    def order(self, solver):
+        """(order, lo, hi) of a solver."""
+        e = self.solvers[solver]
+        return e["order"], e["order_lo"], e["order_hi"]
+
+    def __repr__(self):
+        return "corrsde.Convergence(%s, levels %d..%d, %s)" % (
+            self.error_kind, self.level[0], self.level[-1],
+            ", ".join("%s %.3f" % (k, v["order"]) for k, v in self.solvers.items()))
+
+
+def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None,
+             error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
+             seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
+             confidence=0.95, grid="uniform", output=None, csv=None, print_table=False):
+    """Convergence orders of solvers with a Python model, as `corrsde converge`.
+
+    For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
+    fixed steps on one Brownian path each (path noise) from the prior N(0, C) (seed),
+    against a reference on the same path: a fine solve at reference_level (default the
+    program's: K1 + 3 or more). error: "strong", "weak-mean", "weak-cov" (SDEs) or
+    "ode" (pf-ode, pf-ode-encode; the default there); solvers: default em,heun for SDEs,
+    euler,heun,rk45 for ODEs. The model is called on this thread (converge runs one
+    thread, with the GIL released between calls), with x of [b, tau, *frame_shape], b
+    up to batch paths (default 64). Returns a Convergence; csv writes the program's CSV
+    rows; print_table prints its table.
+    """
+    if not isinstance(cov, Cov):
+        raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule(schedule)
+    if process not in PROCESSES[:4]:
+        raise ValueError("process: expected forward-sde, reverse-sde, pf-ode or pf-ode-encode, "
+                         "got %r" % (process,))
+    if process in ("forward-sde", "pf-ode-encode"):
+        raise ValueError("process: %s starts from data, which a Python model does not give "
+                         "(use reverse-sde or pf-ode)" % process)
+    if not callable(model):
+        raise TypeError("model: expected a callable model(t, x, ctx), got %s"
+                        % type(model).__name__)
+    if output is None:
+        output = getattr(model, "output", "cscore")
+    if output not in OUTPUTS:
+        raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
+    sde = process == "reverse-sde"
+    if solvers is None:
+        solvers = ["em", "heun"] if sde else ["euler", "heun", "rk45"]
+    elif isinstance(solvers, str):
+        solvers = [s for s in solvers.split(",") if s]
+    if error is None:
+        error = "strong" if sde else "ode"
+    k0, k1 = (int(v) for v in levels)
+    if not 0 <= k0 < k1 <= 24:
+        raise ValueError("levels: expected (K0, K1) with 0 <= K0 < K1 <= 24, got %r" % (levels,))
+    if int(paths) < 2:
+        raise ValueError("paths: expected an integer >= 2, got %r" % (paths,))
+    if reference not in ("auto", "exact", "fine"):
+        raise ValueError("reference: expected auto, exact or fine, got %r" % (reference,))
+    shape = _shape(frame_shape)
+    b = 64 if batch is None else int(batch)
+    nb = min(int(paths), b)
+    ctx = Context(cov.frames, shape, nb, cov, schedule, output, process)
+    settings = {"process": process, "solvers": [str(s) for s in solvers], "error": str(error),
+                "k0": k0, "k1": k1, "paths": int(paths), "reference": reference,
+                "ref_level": reference_level, "seed": int(seed), "batch": b,
+                "boot": int(boot),
+                "boot_seed": None if boot_seed is None else int(boot_seed), "conf": float(confidence),
+                "grid": str(grid), "csv": None if csv is None else str(csv)}
+    d, table = _corrsde.converge(model, ctx, cov._h, schedule._h, OUTPUTS.index(output),
+                                 (nb, cov.frames) + shape, settings)
+    if print_table:
+        print(table, end="")
+    return Convergence(d, table)

@@ -435,6 +435,11 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
   }
   PyEval_RestoreThread(r->ts);
   int rc = 0;
+  if (csde_py_views_batch(&r->v, c->batch, c->tau * c->D)) { /* ctx.batch follows */
+    PyObject *b = PyLong_FromSize_t(c->batch);
+    if (!b || PyObject_SetAttrString(r->ctx, "batch", b)) PyErr_Clear();
+    Py_XDECREF(b);
+  }
   PyObject *v = csde_py_view(&r->v, x), *tt = PyFloat_FromDouble(t), *st = PyLong_FromSize_t(r->step);
   PyObject *ans = NULL;
   if (v && tt && st && PyObject_SetAttr(r->ctx, r->t_name, tt) == 0 &&
@@ -716,6 +721,268 @@ done:
   return res;
 }
 
+/* ---- convergence experiments with a Python model ---- */
+
+typedef struct {
+  pyrun *r;
+  const csde_model *M;
+  const csde_cov *C;
+  size_t D;
+  uint64_t seed;
+  csde_cov_ws *ws;
+} pyconv;
+
+/* One thread only (the caller's: threads = 1), so one model and one workspace. */
+static int conv_alloc(void *user, int thread, const csde_model **model, void **state,
+                      csde_err *err)
+{
+  pyconv *c = user;
+  (void)thread;
+  *model = c->M;
+  *state = NULL;
+  return c->ws ? 0 : csde_cov_ws_alloc(&c->ws, c->C, c->D, 1, err);
+}
+
+static void conv_free(void *user, void *state)
+{
+  (void)user;
+  (void)state;
+}
+
+/* The starts: the prior draw of `corrsde converge` for a model without a data law
+ * (seed, the initial-state stream, path index = sample index). */
+static int conv_start(void *user, void *state, size_t first, size_t n, double *x,
+                      csde_err *err)
+{
+  pyconv *c = user;
+  (void)state;
+  csde_rng_key key = {c->seed, STREAM_INIT};
+  return csde_cov_sample(c->C, c->ws, key, first, n, x, err);
+}
+
+/* A list of n doubles as a new 1-D array. */
+static PyObject *darray(const double *v, size_t n)
+{
+  npy_intp d = (npy_intp)n;
+  PyObject *a = PyArray_SimpleNew(1, &d, NPY_DOUBLE);
+  if (a && n) memcpy(PyArray_DATA((PyArrayObject *)a), v, n * sizeof *v);
+  return a;
+}
+
+/* The result as a dict: levels, steps, h, and per solver a dict of the fit. */
+static PyObject *conv_result(const csde_conv_result *res, csde_conv_kind kind)
+{
+  PyObject *d = PyDict_New(), *sl = PyList_New(0);
+  if (!d || !sl) goto fail;
+  double lev[CSDE_CONV_MAXLEVEL + 1], st[CSDE_CONV_MAXLEVEL + 1];
+  for (size_t k = 0; k < res->L; k++) {
+    lev[k] = res->level[k];
+    st[k] = (double)res->steps[k];
+  }
+  PyObject *v;
+#define PUT(dict, key, val)                                                                \
+  do {                                                                                     \
+    if (!(v = (val)) || PyDict_SetItemString(dict, key, v)) {                              \
+      Py_XDECREF(v);                                                                       \
+      goto fail;                                                                           \
+    }                                                                                      \
+    Py_DECREF(v);                                                                          \
+  } while (0)
+  PUT(d, "level", darray(lev, res->L));
+  PUT(d, "steps", darray(st, res->L));
+  PUT(d, "h", darray(res->h, res->L));
+  PUT(d, "paths", PyLong_FromSize_t(res->N));
+  PUT(d, "reference", PyUnicode_FromString(res->reference));
+  PUT(d, "estimator", PyUnicode_FromString(res->estimator));
+  PUT(d, "wall_seconds", PyFloat_FromDouble(res->wall_seconds));
+  PUT(d, "nfe", PyLong_FromSize_t(res->nfe));
+  PUT(d, "error_kind", PyUnicode_FromString(csde_conv_kind_name(kind)));
+  for (size_t i = 0; i < res->nsolvers; i++) {
+    const csde_conv_solver_result *s = &res->s[i];
+    const csde_conv_fit *f = &s->fit;
+    PyObject *e = PyDict_New();
+    if (!e || PyList_Append(sl, e)) {
+      Py_XDECREF(e);
+      goto fail;
+    }
+    Py_DECREF(e); /* the list holds it */
+    double used[CSDE_CONV_MAXLEVEL + 1];
+    PyObject *dec = PyList_New((Py_ssize_t)res->L);
+    if (!dec) goto fail;
+    for (size_t k = 0; k < res->L; k++) {
+      used[k] = f->decision[k] == CSDE_CONV_USED;
+      PyList_SET_ITEM(dec, (Py_ssize_t)k, PyUnicode_FromString(f->reason[k]));
+    }
+    PUT(e, "decision", dec);
+    PUT(e, "name", PyUnicode_FromString(s->name));
+    PUT(e, "theory", PyFloat_FromDouble(s->theory));
+    PUT(e, "reference", PyUnicode_FromString(s->reference));
+    PUT(e, "error", darray(f->err, res->L));
+    PUT(e, "error_lo", darray(f->err_lo, res->L));
+    PUT(e, "error_hi", darray(f->err_hi, res->L));
+    PUT(e, "slope", darray(f->slope, res->L - 1));
+    PUT(e, "slope_lo", darray(f->slope_lo, res->L - 1));
+    PUT(e, "slope_hi", darray(f->slope_hi, res->L - 1));
+    PUT(e, "used", darray(used, res->L));
+    PUT(e, "order", PyFloat_FromDouble(f->order));
+    PUT(e, "order_lo", PyFloat_FromDouble(f->order_lo));
+    PUT(e, "order_hi", PyFloat_FromDouble(f->order_hi));
+    PUT(e, "fit", PyUnicode_FromString(f->fit));
+    PUT(e, "reference_ok", PyBool_FromLong(f->ref_ok));
+    PUT(e, "reference_ratio", PyFloat_FromDouble(f->ref_ratio));
+  }
+  PUT(d, "solvers", Py_NewRef(sl));
+#undef PUT
+  Py_DECREF(sl);
+  return d;
+fail:
+  Py_XDECREF(sl);
+  Py_XDECREF(d);
+  return NULL;
+}
+
+/* converge(model, ctx, cov, sched, kind, shape, settings) -> (result dict, table str)
+ * shape: [batch, tau, *frame_shape] of the model's x (batch the largest). settings: a
+ * dict: process, solvers (list of str), error, k0, k1, paths, reference (auto, exact,
+ * fine), ref_level, seed, batch, boot, boot_seed, conf, csv. The model is called on
+ * this thread (threads = 1), with the GIL taken back only for the call. */
+static PyObject *py_converge(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *model, *ctx, *covcap, *schedcap, *shape, *sd;
+  int kind;
+  if (!PyArg_ParseTuple(args, "OOOOiO!O!", &model, &ctx, &covcap, &schedcap, &kind,
+                        &PyTuple_Type, &shape, &PyDict_Type, &sd))
+    return NULL;
+  cov_handle *ch = cov_of(covcap);
+  const csde_schedule *sched = sched_of(schedcap);
+  if (!ch || !sched) return NULL;
+  int nd = (int)PyTuple_GET_SIZE(shape);
+  if (nd < 2 || nd > MAXDIM) return PyErr_Format(PyExc_ValueError, "frame_shape: too many axes");
+  pyrun r;
+  memset(&r, 0, sizeof r);
+  r.model = model;
+  r.ctx = ctx;
+  r.owner = pthread_self();
+  r.v.nd = nd;
+  r.v.n = 1;
+  for (int i = 0; i < nd; i++) {
+    r.v.dims[i] = (npy_intp)PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, i));
+    r.v.n *= (size_t)r.v.dims[i];
+  }
+  if (PyErr_Occurred()) return NULL;
+  r.t_name = PyUnicode_InternFromString("t");
+  r.step_name = PyUnicode_InternFromString("step");
+
+  const char *process, *error, *reference, *grid, *csv;
+  double k0, k1, paths, ref_level, seed, batch, boot, boot_seed, conf;
+  PyObject *solvers = PyDict_GetItemString(sd, "solvers");
+  csde_conv_params p = csde_conv_default_params();
+  if (dict_str(sd, "process", &process) || dict_str(sd, "error", &error) ||
+      dict_str(sd, "reference", &reference) || dict_str(sd, "grid", &grid) ||
+      dict_str(sd, "csv", &csv) || dict_num(sd, "k0", 3, &k0) || dict_num(sd, "k1", 8, &k1) ||
+      dict_num(sd, "paths", 16, &paths) || dict_num(sd, "ref_level", 0, &ref_level) ||
+      dict_num(sd, "seed", 0, &seed) || dict_num(sd, "batch", 0, &batch) ||
+      dict_num(sd, "boot", (double)p.boot, &boot) ||
+      dict_num(sd, "boot_seed", (double)p.boot_seed, &boot_seed) ||
+      dict_num(sd, "conf", p.conf, &conf)) {
+    pyrun_clear(&r);
+    return NULL;
+  }
+  const char *names[CSDE_CONV_MAXSOLVERS];
+  csde_err err;
+  csde_err_clear(&err);
+  PyObject *res = NULL;
+  csde_model *M = NULL;
+  int s;
+  if (!solvers || !PyList_Check(solvers) || PyList_GET_SIZE(solvers) < 1 ||
+      PyList_GET_SIZE(solvers) > CSDE_CONV_MAXSOLVERS) {
+    PyErr_Format(PyExc_ValueError, "solvers: expected a list of 1 to %d names",
+                 CSDE_CONV_MAXSOLVERS);
+    goto done;
+  }
+  p.nsolvers = (size_t)PyList_GET_SIZE(solvers);
+  for (size_t i = 0; i < p.nsolvers; i++)
+    if (!(names[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(solvers, (Py_ssize_t)i)))) goto done;
+  p.solvers = names;
+  if (csde_conv_kind_parse(error ? error : "ode", &p.kind)) {
+    PyErr_Format(PyExc_ValueError, "error: expected strong, weak-mean, weak-cov or ode, got "
+                                   "'%s'", error);
+    goto done;
+  }
+  if ((s = csde_process_parse(process ? process : "pf-ode", &p.P.process, &err))) {
+    raise_err(s, &err);
+    goto done;
+  }
+  p.P.T = isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : 0.999; /* cosine: beta(1) = inf */
+  p.P.tau = csde_cov_tau(ch->C);
+  p.P.D = r.v.n / ((size_t)r.v.dims[0] * p.P.tau);
+  p.P.C = ch->C;
+  p.P.sched = sched;
+  p.k0 = (unsigned)k0;
+  p.k1 = (unsigned)k1;
+  p.paths = (size_t)paths;
+  p.ref = !reference || !strcmp(reference, "auto") ? CSDE_CONV_REF_AUTO
+          : !strcmp(reference, "exact")            ? CSDE_CONV_REF_EXACT
+                                                   : CSDE_CONV_REF_FINE;
+  p.ref_level = (unsigned)ref_level;
+  p.seed = (uint64_t)seed;
+  p.grid = grid;
+  p.threads = 1; /* the model runs on this thread */
+  p.batch = (size_t)batch;
+  p.boot = (size_t)boot;
+  p.boot_seed = (uint64_t)boot_seed;
+  p.conf = conf;
+  if ((s = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
+                                &err))) {
+    raise_err(s, &err);
+    goto done;
+  }
+  pyconv pc = {&r, M, ch->C, p.P.D, p.seed, NULL};
+  csde_conv_hooks hooks = {&pc, conv_alloc, conv_free, conv_start, NULL};
+  csde_conv_result cr;
+  memset(&cr, 0, sizeof cr);
+  r.ts = PyEval_SaveThread();
+  s = csde_conv_run(&p, &hooks, &cr, &err);
+  PyEval_RestoreThread(r.ts);
+  csde_cov_ws_free(pc.ws);
+  if (r.exc) {
+    char note[128];
+    snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
+             r.exc_t, r.step);
+    PyObject *rv = PyObject_CallMethod(r.exc, "add_note", "s", note);
+    Py_XDECREF(rv);
+    PyErr_Clear();
+    PyErr_Restore(r.exc_type, r.exc, r.exc_tb);
+    r.exc_type = r.exc = r.exc_tb = NULL;
+  } else if (r.msg[0]) {
+    PyErr_SetString(PyExc_RuntimeError, r.msg);
+  } else if (s) {
+    raise_err(s, &err);
+  } else if (csv && (s = csde_conv_write_csv(csv, &cr, p.kind, &err))) {
+    raise_err(s, &err);
+  } else {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+      csde_conv_print(f, &cr, p.kind);
+      fclose(f);
+    }
+    PyObject *d = conv_result(&cr, p.kind);
+    if (d) res = Py_BuildValue("Ns", d, text ? text : "");
+    free(text);
+  }
+  csde_conv_result_free(&cr);
+done:
+  csde_model_free(M);
+  Py_XDECREF(r.exc_type);
+  Py_XDECREF(r.exc);
+  Py_XDECREF(r.exc_tb);
+  pyrun_clear(&r);
+  return res;
+}
+
 static PyMethodDef methods[] = {
     {"cov_new", py_cov_new, METH_VARARGS, "cov_new(spec, tau, method) -> handle"},
     {"cov_info", py_cov_info, METH_O, "cov_info(h) -> (spec, method, noise_dim, singular)"},
@@ -729,6 +996,7 @@ static PyMethodDef methods[] = {
     {"sched_info", py_sched_info, METH_O, "sched_info(h) -> (spec, nsteps)"},
     {"sched_eval", py_sched_eval, METH_VARARGS, "sched_eval(h, what, t)"},
     {"solve", py_solve, METH_VARARGS, "solve(...): see python/corrsde/__init__.py"},
+    {"converge", py_converge, METH_VARARGS, "converge(...): see python/corrsde/__init__.py"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_corrsde",

@@ -48,6 +48,18 @@ static void csde_py_views_clear(csde_py_views *v)
   v->nview = 0;
 }
 
+/* A call with another batch size (converge's last batch of paths may be smaller): the
+ * views are made anew with that size, per_sample doubles a sample. Returns 1 when the
+ * size changed. */
+static int csde_py_views_batch(csde_py_views *v, size_t batch, size_t per_sample)
+{
+  if ((size_t)v->dims[0] == batch) return 0;
+  csde_py_views_clear(v);
+  v->n = batch * per_sample;
+  v->dims[0] = (npy_intp)batch;
+  return 1;
+}
+
 /* The model's answer into out: any array-like of x's shape, converted to float64.
  * -1 with a Python exception set (ValueError naming both shapes) otherwise. */
 static int csde_py_answer(const csde_py_views *v, PyObject *ans, double *out)

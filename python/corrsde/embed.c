@@ -30,7 +30,7 @@
 typedef struct {
   PyObject *model, *ctx;
   csde_py_views v;
-  size_t tau, D, batch; /* the views' batch (re-made when it changes) */
+  size_t tau, D;
 } embedded;
 
 static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
@@ -64,12 +64,7 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
   embedded *e = user;
   PyGILState_STATE g = PyGILState_Ensure();
   int rc = -1;
-  if (c->batch != e->batch) { /* the views' shape follows the batch */
-    csde_py_views_clear(&e->v);
-    e->batch = c->batch;
-    e->v.dims[0] = (npy_intp)c->batch;
-    e->v.n = c->batch * e->tau * e->D;
-  }
+  csde_py_views_batch(&e->v, c->batch, e->tau * e->D); /* the views follow the batch */
   PyObject *ctx = e->ctx, *v = csde_py_view(&e->v, x), *t = PyFloat_FromDouble(c->t);
   int bad = !v || !t || set_num(ctx, "t", Py_NewRef(t)) ||
             set_num(ctx, "step", PyLong_FromSize_t(c->step)) ||

@@ -67,11 +67,7 @@ void csde_h5out_discard(csde_h5out *w);
 
 /* ---- the experiment's outputs ---- */
 
-/* The table: one block per solver. */
-void csde_conv_print(FILE *f, const csde_conv_result *r, csde_conv_kind kind);
-/* The same rows as CSV (one row per solver and level, every number with 17 digits). */
-int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_kind kind,
-                        csde_err *err);
+/* The table (csde_conv_print) and the CSV (csde_conv_write_csv): corrsde/converge.h. */
 /* /convergence and its groups. */
 int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
                        const csde_conv_params *p, csde_err *err);

@@ -1,0 +1,182 @@
+/* corrsde/converge.h: solver convergence experiments (`corrsde converge`, and
+ * corrsde.converge() in Python): strong, weak and ODE errors over levels of 2^k fixed
+ * steps against a reference on the same Brownian path, with bootstrap intervals, level
+ * screening and a fitted order. The definitions of the errors, the estimators and the
+ * screening are in src/experiment/converge.h (and the README's "Convergence").
+ */
+#ifndef CORRSDE_CONVERGE_H
+#define CORRSDE_CONVERGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "corrsde/export.h"
+#include "corrsde/model.h"
+#include "corrsde/problem.h"
+#include "corrsde/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CSDE_CONV_MAXLEVEL 24   /* 2^24 steps: far beyond any useful experiment */
+/* The settings a convergence run's errors blame (csde_err.param), beside corrsde/status.h's
+ * solver, model and size. */
+#define CSDE_CONV_PARAM_KIND "error"
+#define CSDE_CONV_PARAM_LEVELS "levels"
+#define CSDE_CONV_PARAM_PATHS "paths"
+#define CSDE_CONV_PARAM_REFERENCE "reference"
+#define CSDE_CONV_MAXSOLVERS 16
+#define CSDE_CONV_MINRATIO 10.0 /* the reference must be this much more accurate */
+
+typedef enum {
+  CSDE_CONV_STRONG = 0,
+  CSDE_CONV_WEAK_MEAN,
+  CSDE_CONV_WEAK_COV,
+  CSDE_CONV_ODE
+} csde_conv_kind;
+
+/* "strong", "weak-mean", "weak-cov", "ode". */
+CSDE_API const char *csde_conv_kind_name(csde_conv_kind k);
+CSDE_API int csde_conv_kind_parse(const char *s, csde_conv_kind *k);
+typedef enum {
+  CSDE_CONV_REF_AUTO = 0, /* exact where the model gives it, else fine */
+  CSDE_CONV_REF_EXACT,
+  CSDE_CONV_REF_FINE
+} csde_conv_ref;
+
+/* Why a level is (not) used in the fit. */
+typedef enum {
+  CSDE_CONV_USED = 0,
+  CSDE_CONV_DROP_UNRESOLVED,
+  CSDE_CONV_DROP_FLOOR,
+  CSDE_CONV_DROP_PREASYMPTOTIC,
+  CSDE_CONV_DROP_ZERO            /* error exactly 0 or not finite */
+} csde_conv_decision;
+
+CSDE_API const char *csde_conv_decision_name(csde_conv_decision d); /* "used", "unresolved", ... */
+
+typedef struct {
+  size_t L;
+  double *err, *err_lo, *err_hi;       /* [L] estimate and percentile interval */
+  double *rms, *rms_lo, *rms_hi;       /* [L] RMS variant (scalar data), else NULL */
+  double *halfwidth;                   /* [L] (hi - lo) / 2 */
+  double *mc_noise;                    /* [L] vector data: sqrt(sum_q Var v_q / N), the
+                                          size the norm has when the true error is 0 */
+  double *log_sd;                      /* [L] bootstrap s.d. of log err */
+  double *slope, *slope_lo, *slope_hi; /* [L-1] log(e_k / e_k+1) / log(h_k / h_k+1) */
+  int *decision;                       /* [L] csde_conv_decision */
+  char (*reason)[160];                 /* [L] the decision in words */
+  size_t nused;
+  double order, order_lo, order_hi;    /* NaN if fewer than 2 levels are used */
+  double order_boot_lo, order_boot_hi; /* the bootstrap percentile interval alone */
+  double order_plain;                  /* the plain power-law slope (for the record) */
+  int curved;                          /* correction terms resolved and used: 0, 1 (d h)
+                                          or 2 (d h + d2 h^2) */
+  double curvature, curvature2;        /* their coefficients d, d2 (0 if unused) */
+  double order_sys;                    /* systematic half-width of the extrapolation
+                                          (|order - order_plain| when curved) */
+  double order_misfit;                 /* systematic half-width of the misfit beyond noise */
+  double order_sys_ref;                /* systematic half-width from the reference error */
+  char fit[192];                       /* the model and how the interval was formed */
+  /* the reference check */
+  int have_ref_check;
+  double ref_diff, ref_diff_hi;        /* error of level R-1 against R, its upper bound */
+  double ref_error;                    /* estimated error of the reference */
+  double ref_ratio;                    /* finest level's error / ref_error */
+  int ref_ok;                          /* ratio >= CSDE_CONV_MINRATIO */
+  double floor;                        /* the floor used for screening (absolute) */
+  char floor_name[64];
+} csde_conv_fit;
+
+/* ---- the solve stage ---- */
+
+/* Progress, reported under a lock after every (solver, batch, level) solve. */
+typedef struct {
+  size_t solver;          /* index into the solvers */
+  const char *solver_name;
+  unsigned level;         /* the level just solved (the reference level for the reference) */
+  size_t paths_done;      /* of this solver, whole batches */
+  size_t paths;           /* N */
+  double fraction;        /* of the whole run, by estimated cost */
+  double elapsed;         /* seconds since the start */
+} csde_conv_progress;
+
+/* Per-thread resources supplied by the caller (the command line builds them from its
+ * spec flags; a test from library calls). */
+typedef struct {
+  void *user;
+  /* Called serially, once per thread, before the parallel work: a model for that
+   * thread's exclusive use (NULL allowed for forward-sde) and an opaque state. */
+  int (*thread_alloc)(void *user, int thread, const csde_model **model, void **state,
+                      csde_err *err);
+  void (*thread_free)(void *user, void *state);
+  /* The starting states of paths first .. first + n - 1 (n tau D doubles), a pure
+   * function of the path index. */
+  int (*start)(void *user, void *state, size_t first, size_t n, double *x, csde_err *err);
+  /* May be NULL. Called from any thread, under a lock. */
+  void (*progress)(void *user, const csde_conv_progress *p);
+} csde_conv_hooks;
+
+typedef struct {
+  csde_problem P;               /* process, T, eps, tau, D, C, sched (model, batch unused) */
+  const char *const *solvers;   /* nsolvers names (csde_solver_lookup) */
+  size_t nsolvers;
+  csde_conv_kind kind;
+  unsigned k0, k1;              /* levels: 2^k0 .. 2^k1 steps */
+  size_t paths;
+  csde_conv_ref ref;
+  unsigned ref_level;           /* 0: the default, K1 + max(3, ceil(log2(10) / p_min)) */
+  uint64_t seed;                /* noise seed; starts are the caller's business */
+  const char *grid;             /* NULL: uniform */
+  int threads;                  /* 0: 1 */
+  size_t batch;                 /* paths per solve (0: 64) */
+  size_t boot;                  /* 0: 1000 */
+  uint64_t boot_seed;
+  double conf;                  /* 0: 0.95 */
+} csde_conv_params;
+
+CSDE_API csde_conv_params csde_conv_default_params(void);
+
+typedef struct {
+  char name[32];
+  double theory;
+  unsigned ref_level;  /* 0: exact reference */
+  char reference[96];
+  csde_conv_fit fit;
+  double *v;       /* [N][L][Q] per-path contributions */
+  double *vref;    /* [N][Q] level R-1 against R, or NULL (exact reference) */
+  double *exact_dev;  /* weak with an exact law: [Q] mean f(X_R) - f_exact, else NULL */
+  double exact_dev_norm, exact_dev_halfwidth; /* its norm and plain MC half-width */
+  double ref_scale;   /* size of X_ref (mean RMS norm) or of f(X_ref) */
+} csde_conv_solver_result;
+
+typedef struct {
+  size_t N, L, Q, nsolvers;
+  unsigned k0, k1, ref_level;  /* ref_level: the one asked for (0: per-solver defaults) */
+  int ref_exact;               /* 1: exact flow / exact moments */
+  double *h;                   /* [L] */
+  size_t *steps;               /* [L] */
+  unsigned *level;             /* [L] */
+  char reference[160];         /* in words: "exact flow (gaussian)", "fine: em at 2^12" */
+  char estimator[512];
+  csde_conv_solver_result *s;  /* [nsolvers] */
+  double wall_seconds;
+  size_t nfe;                  /* model evaluations, all threads */
+} csde_conv_result;
+
+CSDE_API int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
+                  csde_conv_result *res, csde_err *err);
+CSDE_API void csde_conv_result_free(csde_conv_result *r); /* accepts a zeroed struct */
+
+/* The table for people: one block per solver. */
+CSDE_API void csde_conv_print(FILE *f, const csde_conv_result *r, csde_conv_kind kind);
+/* The same rows as CSV (one row per solver and level, every number with 17 digits). */
+CSDE_API int csde_conv_write_csv(const char *path, const csde_conv_result *r,
+                                 csde_conv_kind kind, csde_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

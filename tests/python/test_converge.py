@@ -1,0 +1,96 @@
+"""corrsde.converge(): convergence orders of a Python model, against the theory and
+against `corrsde converge --model python:` (the same CSV, byte for byte)."""
+import os
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+import corrsde
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORRSDE = os.environ.get("CORRSDE", os.path.join(ROOT, "build", "corrsde"))
+
+# The noise answer of data N(0, C / 2)-like: delta = k sqrt(1 - abar) x, a smooth
+# non-stationary flow (k = 1 would be the exact model of N(0, C) data, whose PF-ODE does
+# not move).
+MODEL_FILE = '''
+import numpy as np
+def make(ctx, args):
+    k = float(args or 0.5)
+    def model(t, x, c):
+        return k * np.sqrt(1 - c.abar) * x
+    model.output = "noise"
+    return model
+'''
+
+
+def load(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text(MODEL_FILE)
+    ns = {}
+    exec(MODEL_FILE, ns)
+    return src, ns["make"](None, "")
+
+
+def test_ode_orders_match_theory(tmp_path):
+    """pf-ode, fine references: euler 1, heun 2, rk45 5, each inside its interval."""
+    _, m = load(tmp_path)
+    C = corrsde.Cov("ar1:rho=0.9", frames=8)
+    r = corrsde.converge(m, cov=C, levels=(3, 7), paths=16)
+    assert r.error_kind == "ode" and list(r.steps) == [8, 16, 32, 64, 128]
+    for name, p in (("euler", 1), ("heun", 2), ("rk45", 5)):
+        order, lo, hi = r.order(name)
+        assert lo <= p <= hi and abs(order - p) < 0.1, (name, order, lo, hi)
+        e = r.solvers[name]
+        assert e["error"].shape == (5,) and np.all(e["error_lo"] <= e["error"])
+        assert np.all(e["error"] <= e["error_hi"]) and e["used"].sum() >= 3
+    assert "order" in r.table and "rk45" in r.table
+
+
+def test_same_csv_as_the_program(tmp_path):
+    """corrsde converge --model python: (the embedded adapter, one thread) writes the same
+    CSV bytes as corrsde.converge with the same settings."""
+    src, _ = load(tmp_path)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    a, b = tmp_path / "cli.csv", tmp_path / "py.csv"
+    subprocess.run([CORRSDE, "converge", "--model", "python:%s:make:0.5" % src, "--process",
+                    "reverse-sde", "--error", "strong", "--solvers", "em,heun", "--levels",
+                    "2:5", "--paths", "24", "--seed", "4", "--csv", str(a), "-q", "-o",
+                    str(tmp_path / "cli.h5")], check=True, env=env)
+    code = ("import sys, runpy, corrsde; m = runpy.run_path(sys.argv[1])['make'](None, '0.5'); "
+            "corrsde.converge(m, cov=corrsde.Cov('ar1:rho=0.9', 8), process='reverse-sde', "
+            "error='strong', solvers='em,heun', levels=(2, 5), paths=24, seed=4, "
+            "csv=sys.argv[2])")
+    subprocess.run(["/usr/bin/python3", "-c", code, str(src), str(b)], env=env, check=True)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_model_runs_on_the_calling_thread_and_errors_propagate(tmp_path):
+    C = corrsde.Cov("ar1:rho=0.9", frames=4)
+    caller = threading.get_ident()
+    seen = set()
+    batches = set()
+
+    def model(t, x, ctx):
+        seen.add(threading.get_ident())
+        batches.add((x.shape[0], ctx.batch))
+        return 0.5 * np.sqrt(1 - ctx.abar) * x
+    model.output = "noise"
+    corrsde.converge(model, cov=C, levels=(2, 4), paths=10, solvers=["heun"], frame_shape=3,
+                     batch=4)
+    assert seen == {caller}
+    assert all(b == c for b, c in batches) and max(b for b, _ in batches) <= 4
+
+    def bad(t, x, ctx):
+        if ctx.step == 3:
+            raise ArithmeticError("at three")
+        return -x
+    with pytest.raises(ArithmeticError) as e:
+        corrsde.converge(bad, cov=C, levels=(2, 4), paths=4, solvers=["euler"])
+    assert any("(step 3)" in n for n in e.value.__notes__)
+    with pytest.raises(ValueError, match="starts from data"):
+        corrsde.converge(model, cov=C, process="forward-sde")
+    with pytest.raises(ValueError, match="levels"):
+        corrsde.converge(model, cov=C, levels=(5, 3))
