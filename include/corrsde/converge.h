@@ -176,6 +176,29 @@ CSDE_API void csde_conv_print(FILE *f, const csde_conv_result *r, csde_conv_kind
 CSDE_API int csde_conv_write_csv(const char *path, const csde_conv_result *r,
                                  csde_conv_kind kind, csde_err *err);
 
+/* What a front end records of a convergence run beside the parameters (the settings
+ * as the user gave them). NULL strings are recorded as "". */
+typedef struct {
+  const char *solvers, *levels, *reference; /* as given: "em,heun", "3:8", "auto" */
+  const char *cov_method;                   /* the method asked for */
+  const char *model_spec;                   /* the model as given */
+  const char *model_name, *model_output;    /* csde_model_name, csde_model_output_name */
+  const char *init;                         /* where the starts come from, in words */
+  const char *command_line;
+  int shape_rank;                           /* the frame shape: 1 to 3 sizes */
+  size_t shape[3];
+  int threads;
+  double start_mismatch_mean, start_mismatch_moment; /* of a prior start; NaN: unknown */
+} csde_conv_record;
+
+/* The HDF5 file of `corrsde converge -o` (layout: src/experiment/report.h): /parameters
+ * (every setting), /covariance (matrix and eigenvalues up to CSDE_TRAJ_COV_MAX_TAU
+ * frames), /convergence. overwrite: replace an existing file (else CSDE_EIO). A failure
+ * leaves no file. HDF5's error printing is kept as the caller had it. */
+CSDE_API int csde_conv_write_file(const char *path, const csde_conv_result *r,
+                                  const csde_conv_params *p, const csde_conv_record *rec,
+                                  int overwrite, csde_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -259,6 +259,18 @@ def _save(save):
     raise ValueError("save: unknown kind %r (expected every or times)" % (next(iter(save)),))
 
 
+def _model_output(model, output):
+    """The kind of the model's answer: output, else model.output, else cscore."""
+    if not callable(model):
+        raise TypeError("model: expected a callable model(t, x, ctx), got %s"
+                        % type(model).__name__)
+    if output is None:
+        output = getattr(model, "output", "cscore")
+    if output not in OUTPUTS:
+        raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
+    return output
+
+
 def _opt_num(v, what):
     if v is None:
         return None
@@ -309,13 +321,7 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     base = process.partition(":")[0]
     if base not in PROCESSES:
         raise ValueError("process: expected one of %s, got %r" % (", ".join(PROCESSES), process))
-    if not callable(model):
-        raise TypeError("model: expected a callable model(t, x, ctx), got %s"
-                        % type(model).__name__)
-    if output is None:
-        output = getattr(model, "output", "cscore")
-    if output not in OUTPUTS:
-        raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
+    output = _model_output(model, output)
     if dtype not in ("float64", "float32"):
         raise ValueError("dtype: expected 'float64' or 'float32', got %r" % (dtype,))
     if out is not None:
@@ -400,7 +406,8 @@ class Convergence:
 def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None,
              error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
              seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
-             confidence=0.95, grid="uniform", output=None, csv=None, print_table=False):
+             confidence=0.95, grid="uniform", output=None, out=None, csv=None, plot=None,
+             force=False, print_table=False):
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
 
     For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
@@ -410,8 +417,9 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     "ode" (pf-ode, pf-ode-encode; the default there); solvers: default em,heun for SDEs,
     euler,heun,rk45 for ODEs. The model is called on this thread (converge runs one
     thread, with the GIL released between calls), with x of [b, tau, *frame_shape], b
-    up to batch paths (default 64). Returns a Convergence; csv writes the program's CSV
-    rows; print_table prints its table.
+    up to batch paths (default 64). Returns a Convergence. The program's outputs: out
+    (the HDF5 file of `corrsde converge -o`), csv (its CSV rows), plot (its PNG, drawn
+    from out); an existing file needs force. print_table prints its table.
     """
     if not isinstance(cov, Cov):
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
@@ -423,13 +431,7 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     if process in ("forward-sde", "pf-ode-encode"):
         raise ValueError("process: %s starts from data, which a Python model does not give "
                          "(use reverse-sde or pf-ode)" % process)
-    if not callable(model):
-        raise TypeError("model: expected a callable model(t, x, ctx), got %s"
-                        % type(model).__name__)
-    if output is None:
-        output = getattr(model, "output", "cscore")
-    if output not in OUTPUTS:
-        raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
+    output = _model_output(model, output)
     sde = process == "reverse-sde"
     if solvers is None:
         solvers = ["em", "heun"] if sde else ["euler", "heun", "rk45"]
@@ -444,7 +446,18 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
         raise ValueError("paths: expected an integer >= 2, got %r" % (paths,))
     if reference not in ("auto", "exact", "fine"):
         raise ValueError("reference: expected auto, exact or fine, got %r" % (reference,))
+    import os
+    outs = [os.fspath(v) for v in (out, csv, plot) if v is not None]
+    if plot is not None and out is None:
+        raise ValueError("plot: needs out= (the plot is drawn from the HDF5 file)")
+    if len(set(outs)) != len(outs):
+        raise ValueError("out/csv/plot: two outputs name the same file")
+    for v in outs:
+        if os.path.exists(v) and not force:
+            raise FileExistsError("'%s' exists (pass force=True to replace it)" % v)
     shape = _shape(frame_shape)
+    if not 1 <= len(shape) <= 3:
+        raise ValueError("frame_shape: expected 1 to 3 sizes, got %r" % (frame_shape,))
     b = 64 if batch is None else int(batch)
     nb = min(int(paths), b)
     ctx = Context(cov.frames, shape, nb, cov, schedule, output, process)
@@ -453,9 +466,18 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                 "ref_level": reference_level, "seed": int(seed), "batch": b,
                 "boot": int(boot),
                 "boot_seed": None if boot_seed is None else int(boot_seed), "conf": float(confidence),
-                "grid": str(grid), "csv": None if csv is None else str(csv)}
+                "grid": str(grid), "csv": None if csv is None else os.fspath(csv),
+                "output": None if out is None else os.fspath(out), "force": bool(force),
+                "levels_text": "%d:%d" % (k0, k1), "solvers_text": ",".join(solvers),
+                "cov_method": cov.method_asked,
+                "model_spec": "python:" + getattr(model, "__qualname__",
+                                                  type(model).__qualname__)}
     d, table = _corrsde.converge(model, ctx, cov._h, schedule._h, OUTPUTS.index(output),
                                  (nb, cov.frames) + shape, settings)
+    if plot is not None:
+        from . import _plot_convergence
+        if _plot_convergence.main(["plot_convergence.py", os.fspath(out), os.fspath(plot)]):
+            raise RuntimeError("plot: drawing '%s' from '%s' failed (see above)" % (plot, out))
     if print_table:
         print(table, end="")
     return Convergence(d, table)

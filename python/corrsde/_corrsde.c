@@ -493,6 +493,23 @@ static int on_step(size_t step, double t, size_t saved, int final, void *user)
   return csde_run_progress_step(step, t, saved, final, &r->bar);
 }
 
+/* The model's state of a solve: x is [dims[0], ..., dims[nd - 1]]. */
+static void pyrun_init(pyrun *r, PyObject *model, PyObject *ctx, int nd, const npy_intp *dims)
+{
+  memset(r, 0, sizeof *r);
+  r->model = model;
+  r->ctx = ctx;
+  r->owner = pthread_self();
+  r->v.nd = nd;
+  r->v.n = 1;
+  for (int i = 0; i < nd; i++) {
+    r->v.dims[i] = dims[i];
+    r->v.n *= (size_t)dims[i];
+  }
+  r->t_name = PyUnicode_InternFromString("t");
+  r->step_name = PyUnicode_InternFromString("step");
+}
+
 static void pyrun_clear(pyrun *r)
 {
   csde_py_views_clear(&r->v);
@@ -501,6 +518,28 @@ static void pyrun_clear(pyrun *r)
   free(r->saved);
   free(r->saved_t);
   free(r->saved_step);
+}
+
+/* After a solve: raise the model's own exception again, with a note naming t and the
+ * step, or the callback's own failure. Returns 1 if it raised. */
+static int raise_model_error(pyrun *r)
+{
+  if (r->exc) {
+    char note[128];
+    snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
+             r->exc_t, r->step);
+    PyObject *rv = PyObject_CallMethod(r->exc, "add_note", "s", note);
+    Py_XDECREF(rv);
+    PyErr_Clear();
+    PyErr_Restore(r->exc_type, r->exc, r->exc_tb);
+    r->exc_type = r->exc = r->exc_tb = NULL;
+    return 1;
+  }
+  if (r->msg[0]) {
+    PyErr_SetString(PyExc_RuntimeError, r->msg);
+    return 1;
+  }
+  return 0;
 }
 
 /* The Python argument behind a run setting (csde_err.param). */
@@ -607,15 +646,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
                                           "to 3 axes, got %d", nd - 2);
 
   pyrun r;
-  memset(&r, 0, sizeof r);
-  r.model = model;
-  r.ctx = ctx;
-  r.owner = pthread_self();
-  r.v.nd = nd;
-  memcpy(r.v.dims, PyArray_DIMS(x), (size_t)nd * sizeof *r.v.dims);
-  r.v.n = (size_t)PyArray_SIZE(x);
-  r.t_name = PyUnicode_InternFromString("t");
-  r.step_name = PyUnicode_InternFromString("step");
+  pyrun_init(&r, model, ctx, nd, PyArray_DIMS(x));
 
   csde_err err;
   csde_err_clear(&err);
@@ -675,17 +706,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
       goto done;
     }
   }
-  if (r.exc) { /* the model's own exception, with a note naming t and the step */
-    char note[128];
-    snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
-             r.exc_t, r.step);
-    PyObject *rv = PyObject_CallMethod(r.exc, "add_note", "s", note);
-    Py_XDECREF(rv);
-    PyErr_Clear();
-    PyErr_Restore(r.exc_type, r.exc, r.exc_tb);
-    r.exc_type = r.exc = r.exc_tb = NULL;
-  } else if (r.msg[0]) {
-    PyErr_SetString(PyExc_RuntimeError, r.msg);
+  if (raise_model_error(&r)) {
   } else if (st) {
     raise_err(st, &err);
   } else {
@@ -859,28 +880,26 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   if (!ch || !sched) return NULL;
   int nd = (int)PyTuple_GET_SIZE(shape);
   if (nd < 2 || nd > MAXDIM) return PyErr_Format(PyExc_ValueError, "frame_shape: too many axes");
-  pyrun r;
-  memset(&r, 0, sizeof r);
-  r.model = model;
-  r.ctx = ctx;
-  r.owner = pthread_self();
-  r.v.nd = nd;
-  r.v.n = 1;
-  for (int i = 0; i < nd; i++) {
-    r.v.dims[i] = (npy_intp)PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, i));
-    r.v.n *= (size_t)r.v.dims[i];
-  }
+  npy_intp dims[MAXDIM];
+  for (int i = 0; i < nd; i++) dims[i] = (npy_intp)PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, i));
   if (PyErr_Occurred()) return NULL;
-  r.t_name = PyUnicode_InternFromString("t");
-  r.step_name = PyUnicode_InternFromString("step");
+  pyrun r;
+  pyrun_init(&r, model, ctx, nd, dims);
 
-  const char *process, *error, *reference, *grid, *csv;
+  const char *process, *error, *reference, *grid, *csv, *output, *levels_s, *solvers_s;
+  const char *model_spec, *cov_method;
+  int force = 0;
   double k0, k1, paths, ref_level, seed, batch, boot, boot_seed, conf;
   PyObject *solvers = PyDict_GetItemString(sd, "solvers");
   csde_conv_params p = csde_conv_default_params();
+  PyObject *fo = PyDict_GetItemString(sd, "force");
+  if (fo) force = PyObject_IsTrue(fo) == 1;
   if (dict_str(sd, "process", &process) || dict_str(sd, "error", &error) ||
       dict_str(sd, "reference", &reference) || dict_str(sd, "grid", &grid) ||
-      dict_str(sd, "csv", &csv) || dict_num(sd, "k0", 3, &k0) || dict_num(sd, "k1", 8, &k1) ||
+      dict_str(sd, "csv", &csv) || dict_str(sd, "output", &output) ||
+      dict_str(sd, "levels_text", &levels_s) || dict_str(sd, "solvers_text", &solvers_s) ||
+      dict_str(sd, "model_spec", &model_spec) || dict_str(sd, "cov_method", &cov_method) ||
+      dict_num(sd, "k0", 3, &k0) || dict_num(sd, "k1", 8, &k1) ||
       dict_num(sd, "paths", 16, &paths) || dict_num(sd, "ref_level", 0, &ref_level) ||
       dict_num(sd, "seed", 0, &seed) || dict_num(sd, "batch", 0, &batch) ||
       dict_num(sd, "boot", (double)p.boot, &boot) ||
@@ -946,20 +965,20 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   s = csde_conv_run(&p, &hooks, &cr, &err);
   PyEval_RestoreThread(r.ts);
   csde_cov_ws_free(pc.ws);
-  if (r.exc) {
-    char note[128];
-    snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
-             r.exc_t, r.step);
-    PyObject *rv = PyObject_CallMethod(r.exc, "add_note", "s", note);
-    Py_XDECREF(rv);
-    PyErr_Clear();
-    PyErr_Restore(r.exc_type, r.exc, r.exc_tb);
-    r.exc_type = r.exc = r.exc_tb = NULL;
-  } else if (r.msg[0]) {
-    PyErr_SetString(PyExc_RuntimeError, r.msg);
+  if (raise_model_error(&r)) {
   } else if (s) {
     raise_err(s, &err);
   } else if (csv && (s = csde_conv_write_csv(csv, &cr, p.kind, &err))) {
+    raise_err(s, &err);
+  } else if (output && (s = csde_conv_write_file(output, &cr, &p, &(csde_conv_record){
+                            solvers_s, levels_s, reference ? reference : "auto",
+                            cov_method, model_spec,
+                            csde_model_name(M), csde_model_output_name(csde_model_output_of(M)),
+                            "prior N(0, C) (seed, stream 2^63)", "corrsde.converge(...) from Python",
+                            nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2,
+                            {nd == 2 ? 1 : (size_t)r.v.dims[2], nd > 3 ? (size_t)r.v.dims[3] : 0,
+                             nd > 4 ? (size_t)r.v.dims[4] : 0},
+                            1, NAN, NAN}, force, &err))) {
     raise_err(s, &err);
   } else {
     char *text = NULL;

@@ -64,9 +64,6 @@ typedef struct {
 } cli_option;
 
 #define CLI_MAXOPT 32
-/* /covariance/matrix and eigenvalues are stored up to this many frames (a dense
- * eigensolve, O(tau^3)); above, nothing of size tau^2 is formed and an attribute says why */
-#define CLI_COV_STORE_MAX_TAU 1024
 
 typedef struct {
   const char *cmd;
@@ -98,10 +95,6 @@ int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *ou
  * directory, an existing file without force (or an unwritable one), a missing or
  * unwritable directory. Returns CLI_OK, CLI_EUSAGE or CLI_EFAIL (message printed). */
 int cli_check_output(const char *cmd, const char *flag, const char *path, int force);
-/* Monotonic seconds. */
-double cli_now(void);
-/* An ETA as "--", "42s", "3m05s" or "1h02m" into buf. */
-void cli_fmt_eta(double s, char *buf, size_t len);
 /* The command line as one shell-quoted string (malloc'd; NULL when out of memory). */
 char *cli_command_line(int argc, char **argv);
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/util.h"
 #include "cli/spec_model.h"
 #include "corrsde/corrsde.h"
 #include "corrsde/cov.h"
@@ -597,7 +598,7 @@ typedef struct {
   int start_kind;         /* START_* */
   char start_desc[512];
   double floor_mean, floor_cov; /* p_T mismatch of a prior start (NaN: unknown) */
-  double *Cmat, *eig;
+  double *Cmat;
   char *cmdline;
   /* progress */
   int bar_on, bar_tty, drawn;
@@ -666,23 +667,14 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   if (a->process == CSDE_PROC_FORWARD_SDE) r->P.eps = 0;
   csde_problem_span(&r->P, &r->t_start, &r->t_end);
 
-  /* C as a matrix: stored up to CLI_COV_STORE_MAX_TAU frames, and for the gmm prior's
-   * mismatch (gmm models are dense anyway) */
-  if (a->tau <= CLI_COV_STORE_MAX_TAU || r->model.kind == CLI_MODEL_GMM) {
+  /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
+  if (r->model.kind == CLI_MODEL_GMM) {
     r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
     if (!r->Cmat) {
       cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->tau, a->tau);
       return CLI_EFAIL;
     }
     csde_cov_matrix(r->C, r->Cmat);
-  }
-  if (a->tau <= CLI_COV_STORE_MAX_TAU) {
-    r->eig = malloc(a->tau * sizeof *r->eig);
-    if (!r->eig) {
-      cli_error(CMD, "--frames: out of memory for %zu eigenvalues", a->tau);
-      return CLI_EFAIL;
-    }
-    if (csde_cov_eigenvalues(r->C, r->eig, &err)) return cli_lib_error(CMD, "--cov", a->cov, &err);
   }
 
   /* the reference the model can give */
@@ -749,7 +741,6 @@ static void run_free(converge_run *r)
   csde_schedule_free(r->sched);
   csde_cov_free(r->C);
   free(r->Cmat);
-  free(r->eig);
   free(r->cmdline);
 }
 
@@ -823,7 +814,7 @@ static void hook_progress(void *user, const csde_conv_progress *p)
 {
   converge_run *r = user;
   if (!r->bar_on) return;
-  double tn = cli_now();
+  double tn = csde_now();
   int done = p->fraction >= 1 - 1e-12;
   if (!done && tn - r->last < (r->bar_tty ? 0.1 : 1.0)) return;
   r->last = tn;
@@ -832,7 +823,7 @@ static void hook_progress(void *user, const csde_conv_progress *p)
   int w = 20, k = (int)(frac * w + 0.5);
   for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
   bar[w] = '\0';
-  cli_fmt_eta(done ? el : frac > 0 ? el * (1 - frac) / frac : NAN, es, sizeof es);
+  csde_fmt_seconds(done ? el : frac > 0 ? el * (1 - frac) / frac : NAN, es, sizeof es);
   fprintf(stderr, "%s%-6s level %2u (%zu steps)  paths %zu/%zu  [%s] %3.0f%%  %s %s%s",
           r->bar_tty ? "\r" : "", p->solver_name, p->level, (size_t)1 << p->level,
           p->paths_done, p->paths, bar, 100 * frac, done ? "took" : "ETA", es,
@@ -848,111 +839,6 @@ static void hook_progress(void *user, const csde_conv_progress *p)
     if ((s = (call))) return s;                                                            \
   } while (0)
 
-static int write_parameters(csde_h5out *w, const converge_args *a, const converge_run *r,
-                            const csde_conv_result *res, csde_err *err)
-{
-  int s;
-  const char *g = "/parameters";
-  int64_t i64;
-  double f64;
-  char buf[64];
-  PUT(csde_h5out_group(w, g, err));
-  PUT(csde_h5out_attr_str(w, g, "command", "converge", err));
-  PUT(csde_h5out_attr_str(w, g, "process", process_names[a->process], err));
-  PUT(csde_h5out_attr_str(w, g, "solvers", a->solvers_s, err));
-  PUT(csde_h5out_attr_str(w, g, "error", csde_conv_kind_name(a->kind), err));
-  PUT(csde_h5out_attr_str(w, g, "levels", a->levels_s, err));
-  int64_t steps[CSDE_CONV_MAXLEVEL + 1];
-  for (size_t k = 0; k < res->L; k++) steps[k] = (int64_t)res->steps[k];
-  PUT(csde_h5out_attr_i64(w, g, "steps", steps, res->L, 1, err));
-  PUT(csde_h5out_attr_str(w, g, "stepping", "fixed", err));
-  PUT(csde_h5out_attr_str(w, g, "grid", "uniform", err));
-  i64 = (int64_t)a->paths;
-  PUT(csde_h5out_attr_i64(w, g, "paths", &i64, 1, 0, err));
-  PUT(csde_h5out_attr_str(w, g, "reference", a->reference_s, err));
-  int64_t rl[CSDE_CONV_MAXSOLVERS];
-  for (size_t i = 0; i < res->nsolvers; i++) rl[i] = res->s[i].ref_level;
-  PUT(csde_h5out_attr_i64(w, g, "reference_levels", rl, res->nsolvers, 1, err));
-  PUT(csde_h5out_attr_str(w, g, "schedule", csde_schedule_spec(r->sched), err));
-  PUT(csde_h5out_attr_f64(w, g, "t_start", &r->t_start, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "t_end", &r->t_end, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "T", &r->P.T, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "eps", &r->P.eps, 1, 0, err));
-  PUT(csde_h5out_attr_str(w, g, "covariance", csde_cov_spec(r->C), err));
-  PUT(csde_h5out_attr_str(w, g, "cov_method", a->cov_method, err));
-  PUT(csde_h5out_attr_str(w, g, "cov_method_used",
-                          csde_cov_method_name(csde_cov_method_of(r->C)), err));
-  PUT(csde_h5out_attr_str(w, g, "model", r->model.spec, err));
-  PUT(csde_h5out_attr_str(w, g, "model_name", csde_model_name(r->model.model), err));
-  PUT(csde_h5out_attr_str(w, g, "model_output",
-                          csde_model_output_name(csde_model_output_of(r->model.model)), err));
-  i64 = (int64_t)a->tau;
-  PUT(csde_h5out_attr_i64(w, g, "frames", &i64, 1, 0, err));
-  int64_t shape[3];
-  for (int i = 0; i < a->shape_rank; i++) shape[i] = (int64_t)a->shape[i];
-  PUT(csde_h5out_attr_i64(w, g, "frame_shape", shape, (size_t)a->shape_rank, 1, err));
-  i64 = (int64_t)a->D;
-  PUT(csde_h5out_attr_i64(w, g, "pixels", &i64, 1, 0, err));
-  PUT(csde_h5out_attr_u64(w, g, "seed", &a->seed, err));
-  PUT(csde_h5out_attr_str(w, g, "init", r->start_desc, err));
-  if (isfinite(r->floor_cov)) {
-    PUT(csde_h5out_attr_f64(w, g, "start_mismatch_mean", &r->floor_mean, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "start_mismatch_frame_moment", &r->floor_cov, 1, 0, err));
-  }
-  PUT(csde_h5out_attr_str(w, g, "noise",
-                          csde_process_is_sde((csde_process)a->process) ? "path" : "none", err));
-  PUT(csde_h5out_attr_str(w, g, "rng", csde_rng_name(), err));
-  PUT(csde_h5out_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
-  PUT(csde_h5out_attr_str(w, g, "noise_streams",
-                          "path noise, fine step i of the reference level: stream 2^62 + i; "
-                          "initial states: stream 2^63; path j is sample j (row r, pixel p: "
-                          "index (j * noise_dim + r) * D + p); bootstrap replicate b: "
-                          "uniforms of (bootstrap_seed, b)",
-                          err));
-  i64 = (int64_t)a->boot;
-  PUT(csde_h5out_attr_i64(w, g, "bootstrap", &i64, 1, 0, err));
-  f64 = 0.95;
-  PUT(csde_h5out_attr_f64(w, g, "confidence", &f64, 1, 0, err));
-  i64 = (int64_t)a->threads;
-  PUT(csde_h5out_attr_i64(w, g, "threads", &i64, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "wall_seconds", &res->wall_seconds, 1, 0, err));
-  i64 = (int64_t)res->nfe;
-  PUT(csde_h5out_attr_i64(w, g, "nfe", &i64, 1, 0, err));
-  PUT(csde_h5out_attr_str(w, g, "command_line", r->cmdline ? r->cmdline : "", err));
-  PUT(csde_h5out_attr_str(w, g, "corrsde_version", csde_version(), err));
-  time_t now_t = time(NULL);
-  struct tm tmv;
-  gmtime_r(&now_t, &tmv);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  PUT(csde_h5out_attr_str(w, g, "created", buf, err));
-
-  const char *c = "/covariance";
-  if (r->eig) {
-    size_t d2[2] = {a->tau, a->tau}, d1[1] = {a->tau};
-    PUT(csde_h5out_write_f64(w, "/covariance/matrix", r->Cmat, 2, d2, err));
-    PUT(csde_h5out_write_f64(w, "/covariance/eigenvalues", r->eig, 1, d1, err));
-  } else {
-    snprintf(buf, sizeof buf, "not stored: %zu frames > %d", a->tau, CLI_COV_STORE_MAX_TAU);
-    PUT(csde_h5out_attr_str(w, c, "matrix", buf, err));
-  }
-  PUT(csde_h5out_attr_str(w, c, "spec", csde_cov_spec(r->C), err));
-  PUT(csde_h5out_attr_str(w, c, "method", csde_cov_method_name(csde_cov_method_of(r->C)), err));
-  csde_cov_report rep = csde_cov_approx_report(r->C);
-  i64 = !rep.approx;
-  PUT(csde_h5out_attr_i64(w, c, "exact", &i64, 1, 0, err));
-  i64 = (int64_t)csde_cov_noise_dim(r->C);
-  PUT(csde_h5out_attr_i64(w, c, "noise_dim", &i64, 1, 0, err));
-  if (r->eig || csde_cov_logdet_cheap(r->C)) { /* else a Levinson pass, O(tau^2) */
-    f64 = csde_cov_logdet(r->C);
-    PUT(csde_h5out_attr_f64(w, c, "logdet", &f64, 1, 0, err));
-  }
-  if (rep.approx) {
-    PUT(csde_h5out_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, 0, err));
-  }
-  return CSDE_SUCCESS;
-}
-#undef PUT
 
 static void print_header(FILE *f, const converge_args *a, const converge_run *r,
                          const csde_conv_result *res)
@@ -1032,7 +918,7 @@ int cli_cmd_converge(int argc, char **argv)
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   r.bar_on = !a.quiet && (a.progress || isatty(STDERR_FILENO));
   r.bar_tty = isatty(STDERR_FILENO);
-  r.t0 = r.last = cli_now();
+  r.t0 = r.last = csde_now();
 
   csde_conv_result res;
   csde_err err;
@@ -1046,16 +932,13 @@ int cli_cmd_converge(int argc, char **argv)
   }
 
   /* the files */
-  csde_h5out *w = NULL;
-  if (csde_h5out_create(&w, a.output, a.force, &err) ||
-      write_parameters(w, &a, &r, &res, &err) || csde_conv_write_h5(w, &res, a.kind, &p, &err)) {
-    csde_h5out_discard(w);
-    cli_error(CMD, "-o '%s': %s", a.output, err.msg);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-  if (csde_h5out_close(w, &err)) {
-    unlink(a.output);
+  csde_conv_record rec = {a.solvers_s, a.levels_s, a.reference_s, a.cov_method, r.model.spec,
+                          csde_model_name(r.model.model),
+                          csde_model_output_name(csde_model_output_of(r.model.model)),
+                          r.start_desc, r.cmdline ? r.cmdline : "", a.shape_rank,
+                          {a.shape[0], a.shape[1], a.shape[2]}, (int)a.threads,
+                          r.floor_mean, r.floor_cov};
+  if (csde_conv_write_file(a.output, &res, &p, &rec, a.force, &err)) {
     cli_error(CMD, "-o '%s': %s", a.output, err.msg);
     rc = CLI_EFAIL;
     goto out_res;

@@ -244,7 +244,7 @@ static void help(void)
       "Exit status: 0 on success; 1 when the run fails (the file then keeps every state\n"
       "saved before the failure, and /stats says why; SIGINT, SIGTERM and SIGHUP stop\n"
       "the run the same way) or an input is rejected; 2 for a malformed command line.\n",
-      CLI_COV_STORE_MAX_TAU);
+      CSDE_TRAJ_COV_MAX_TAU);
 }
 
 /* ---- parsing ---- */

@@ -347,25 +347,6 @@ int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *ou
   return CLI_OK;
 }
 
-double cli_now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-void cli_fmt_eta(double s, char *buf, size_t len)
-{
-  if (!isfinite(s) || s < 0)
-    snprintf(buf, len, "--");
-  else if (s < 60)
-    snprintf(buf, len, "%.0fs", s);
-  else if (s < 3600)
-    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-  else
-    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-}
-
 char *cli_command_line(int argc, char **argv)
 {
   size_t len = 16;

@@ -24,4 +24,9 @@ int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, con
 /* n * m without overflow: 0 on success, -1 on overflow. */
 int csde_mul_size(size_t n, size_t m, size_t *out);
 
+/* Seconds for people: "42s", "3m05s", "2h10m", or "--" (not finite or negative). */
+void csde_fmt_seconds(double s, char *buf, size_t len);
+/* Seconds on the monotonic clock. */
+double csde_now(void);
+
 #endif

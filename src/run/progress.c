@@ -5,27 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "corrsde/run.h"
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Seconds as "42s", "3m05s", "2h10m", or "--". */
-static void fmt_eta(double s, char *buf, size_t len)
-{
-  if (!isfinite(s) || s < 0)
-    snprintf(buf, len, "--");
-  else if (s < 60)
-    snprintf(buf, len, "%.0fs", s);
-  else if (s < 3600)
-    snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-  else
-    snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-}
 
 void csde_run_progress_init(csde_run_progress *p, const csde_run *r, int on)
 {
@@ -34,14 +15,14 @@ void csde_run_progress_init(csde_run_progress *p, const csde_run *r, int on)
   p->tty = isatty(STDERR_FILENO);
   csde_run_span(r, &p->t0, &p->t1);
   p->total = csde_run_nsteps(r);
-  p->start = p->last = now();
+  p->start = p->last = csde_now();
 }
 
 int csde_run_progress_step(size_t step, double t, size_t saved, int final, void *user)
 {
   csde_run_progress *p = user;
   if (!p->on) return 0;
-  double tn = now();
+  double tn = csde_now();
   if (!final && tn - p->last < (p->tty ? 0.1 : 1.0)) return 0;
   p->last = tn;
   /* the fraction done: of the steps, or of the time span when adaptive */
@@ -53,7 +34,7 @@ int csde_run_progress_step(size_t step, double t, size_t saved, int final, void 
   int w = 20, k = (int)(frac * w + 0.5);
   for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
   bar[w] = '\0';
-  fmt_eta(frac >= 1 ? el : eta, es, sizeof es);
+  csde_fmt_seconds(frac >= 1 ? el : eta, es, sizeof es);
   if (p->total)
     snprintf(steps, sizeof steps, "step %zu/%zu", step, p->total);
   else

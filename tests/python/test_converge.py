@@ -62,9 +62,33 @@ def test_same_csv_as_the_program(tmp_path):
     code = ("import sys, runpy, corrsde; m = runpy.run_path(sys.argv[1])['make'](None, '0.5'); "
             "corrsde.converge(m, cov=corrsde.Cov('ar1:rho=0.9', 8), process='reverse-sde', "
             "error='strong', solvers='em,heun', levels=(2, 5), paths=24, seed=4, "
-            "csv=sys.argv[2])")
-    subprocess.run(["/usr/bin/python3", "-c", code, str(src), str(b)], env=env, check=True)
+            "csv=sys.argv[2], out=sys.argv[3], plot=sys.argv[4])")
+    subprocess.run(["/usr/bin/python3", "-c", code, str(src), str(b), str(tmp_path / "py.h5"),
+                    str(tmp_path / "py.png")], env=env, check=True)
     assert a.read_bytes() == b.read_bytes()
+    # the HDF5 files: /convergence and /covariance bit for bit, /parameters but the
+    # front end's own attributes
+    import h5py
+    with h5py.File(tmp_path / "cli.h5", "r") as f, h5py.File(tmp_path / "py.h5", "r") as g:
+        names = []
+        f.visit(names.append)
+        gnames = []
+        g.visit(gnames.append)
+        assert names == gnames
+        for n in names:
+            if isinstance(f[n], h5py.Dataset):
+                u, w = f[n][...], g[n][...]
+                assert u.dtype == w.dtype, n
+                assert (u.tolist() == w.tolist() if u.dtype == object
+                        else u.tobytes() == w.tobytes()), n
+            for k, v in f[n].attrs.items():
+                if n == "parameters" and k in ("model", "command_line", "created", "init",
+                                               "wall_seconds", "model_name"):
+                    continue
+                assert np.array_equal(v, g[n].attrs[k]), (n, k)
+    assert (tmp_path / "py.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileExistsError):
+        corrsde.converge(lambda t, x, c: -x, cov=corrsde.Cov("ar1:rho=0.9", 8), csv=b)
 
 
 def test_model_runs_on_the_calling_thread_and_errors_propagate(tmp_path):
