@@ -1,0 +1,319 @@
+/* TAP test of the run API (corrsde/run.h): the settings' errors name the setting at
+ * fault; the span and the save plan (which steps, how many, at which times); the run
+ * equals a bare csde_solver_run bit for bit; the hooks; the status text; the trajectory
+ * writer keeps the caller's HDF5 error handler, refuses an existing file without
+ * overwrite, and records a failed run. */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "corrsde/corrsde.h"
+#include "tap.h"
+
+static char tmpdir[64];
+
+/* C grad log p = -x: the exact score of N(0, C) data. */
+static int cscore(double t, size_t batch, const double *x, double *out, void *user)
+{
+  (void)t;
+  size_t n = batch * *(const size_t *)user;
+  for (size_t i = 0; i < n; i++) out[i] = -x[i];
+  return 0;
+}
+
+static size_t per_sample = 4 * 3; /* tau x D */
+static csde_cov *C;
+static csde_schedule *S, *Sd;
+static csde_model *M;
+
+/* csde_run_alloc with one setting changed; returns its status, err filled. */
+static int try_settings(const csde_run_settings *s, const csde_schedule *sched, csde_err *err)
+{
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  int st = csde_run_alloc(&r, s, C, sched, M, 2, 1, shape, err);
+  csde_run_free(r);
+  return st;
+}
+
+static void setting_errors(void)
+{
+  static const struct {
+    const char *what, *process, *save, *noise;
+    double t_start, t_end;
+    size_t steps;
+    int discrete_schedule;
+    const char *param, *msg;
+  } cases[] = {
+      {"unknown process", "backward", "final", "stream", NAN, NAN, 8, 0, CSDE_PARAM_PROCESS,
+       "expected one of forward-sde"},
+      {"ddim eta > 1", "ddim:eta=2", "final", "stream", NAN, NAN, 8, 0, CSDE_PARAM_PROCESS,
+       "eta must be in [0, 1]"},
+      {"save every:0", "reverse-sde", "every:0", "stream", NAN, NAN, 8, 0, CSDE_PARAM_SAVE,
+       "every needs a positive integer"},
+      {"save time outside [0, 1]", "reverse-sde", "times:0.5,2", "stream", NAN, NAN, 8, 0,
+       CSDE_PARAM_SAVE, "outside [0, 1]"},
+      {"save time outside the span", "forward-sde", "times:0.9", "stream", NAN, 0.5, 8, 0,
+       CSDE_PARAM_SAVE, "outside the run's span [0, 0.5]"},
+      {"save kind unknown", "reverse-sde", "all", "stream", NAN, NAN, 8, 0, CSDE_PARAM_SAVE,
+       "expected final, every:K"},
+      {"reverse span inverted", "reverse-sde", "final", "stream", 0.2, 0.5, 8, 0,
+       CSDE_PARAM_SPAN, "runs backwards"},
+      {"forward from t > 0", "forward-sde", "final", "stream", 0.3, NAN, 8, 0,
+       CSDE_PARAM_SPAN, "starts at t = 0"},
+      {"time outside [0, 1]", "pf-ode", "final", "stream", 1.5, NAN, 8, 0, CSDE_PARAM_SPAN,
+       "expected times in [0, 1]"},
+      {"ddpm with times", "ddpm", "final", "stream", 0.5, NAN, 8, 1, CSDE_PARAM_SPAN,
+       "ddpm runs its schedule"},
+      {"ddpm, continuous schedule", "ddpm", "final", "stream", NAN, NAN, 8, 0,
+       CSDE_PARAM_SCHEDULE, "needs a discrete schedule"},
+      {"path noise on the PF-ODE", "pf-ode", "final", "path", NAN, NAN, 8, 0, CSDE_PARAM_NOISE,
+       "path applies to forward-sde and reverse-sde"},
+      {"path noise, 12 steps", "reverse-sde", "final", "path", NAN, NAN, 12, 0,
+       CSDE_PARAM_NOISE, "power of two"},
+      {"noise unknown", "reverse-sde", "final", "brownian", NAN, NAN, 8, 0, CSDE_PARAM_NOISE,
+       "expected stream or path"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    csde_run_settings s = csde_run_default_settings();
+    s.process = cases[i].process;
+    s.save = cases[i].save;
+    s.noise = cases[i].noise;
+    s.t_start = cases[i].t_start;
+    s.t_end = cases[i].t_end;
+    s.steps = cases[i].steps;
+    csde_err err;
+    csde_err_clear(&err);
+    int st = try_settings(&s, cases[i].discrete_schedule ? Sd : S, &err);
+    ok(st == CSDE_EINVAL && err.param && !strcmp(err.param, cases[i].param) &&
+           strstr(err.msg, cases[i].msg) && !strstr(err.msg, "--"),
+       "%s: CSDE_EINVAL, param %s, \"%s\" (got %d, %s, \"%s\")", cases[i].what, cases[i].param,
+       cases[i].msg, st, err.param ? err.param : "NULL", err.msg);
+  }
+}
+
+/* The save hook's record. */
+typedef struct {
+  size_t n, steps[64], last_step;
+  double t[64];
+  int stop_at; /* the step hook stops after this step (-1: never) */
+  size_t step_calls;
+} record;
+
+static int on_save(size_t step, double t, const double *x, void *user)
+{
+  (void)x;
+  record *r = user;
+  if (r->n < 64) {
+    r->steps[r->n] = step;
+    r->t[r->n] = t;
+  }
+  r->n++;
+  return 0;
+}
+
+static int on_step(size_t step, double t, size_t saved, int final, void *user)
+{
+  (void)t;
+  (void)saved;
+  (void)final;
+  record *r = user;
+  r->step_calls++;
+  r->last_step = step;
+  return r->stop_at >= 0 && step == (size_t)r->stop_at;
+}
+
+/* Run with settings s from the prior; the record, the final state and the stats. */
+static int run_with(const csde_run_settings *s, record *rec, double *x, csde_solve_stats *st,
+                    csde_run **keep)
+{
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  csde_err err;
+  int rc = csde_run_alloc(&r, s, C, S, M, 2, 1, shape, &err);
+  if (!rc) rc = csde_run_prior(r, x, &err);
+  csde_run_hooks h = {on_save, on_step, rec};
+  if (!rc) rc = csde_run_exec(r, x, NULL, &h, st, &err);
+  if (rc) printf("# run: %s\n", err.msg);
+  if (keep)
+    *keep = r;
+  else
+    csde_run_free(r);
+  return rc;
+}
+
+static void save_plans(void)
+{
+  double x[24], y[24];
+  csde_solve_stats st;
+  /* every:3 on 10 steps: 0, 3, 6, 9 and the end */
+  csde_run_settings s = csde_run_default_settings();
+  s.steps = 10;
+  s.save = "every:3";
+  s.seed = 7;
+  record rec = {0};
+  rec.stop_at = -1;
+  csde_run *r = NULL;
+  int rc = run_with(&s, &rec, x, &st, &r);
+  size_t want[] = {0, 3, 6, 9, 10};
+  int same = rc == 0 && rec.n == 5;
+  for (size_t i = 0; same && i < 5; i++) same = rec.steps[i] == want[i];
+  ok(same && csde_run_capacity(r) == 5 && csde_run_nsteps(r) == 10,
+     "every:3 on 10 steps saves steps 0, 3, 6, 9, 10 (capacity %zu, %zu saved)",
+     r ? csde_run_capacity(r) : 0, rec.n);
+  ok(rec.t[0] == 1.0 && rec.t[4] == 1e-3 && rec.step_calls == 10,
+     "their times run from T = 1 to eps = 1e-3; the step hook saw every step (%zu)",
+     rec.step_calls);
+  /* the same run as a bare solve: the same bits */
+  const csde_problem *P = csde_run_problem(r);
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = "em";
+  par.steps = 10;
+  par.seed = 7;
+  csde_err err;
+  csde_rng_key key = {7, (uint64_t)1 << 63};
+  csde_cov_ws *ws = NULL;
+  csde_cov_ws_alloc(&ws, C, 3, 1, &err);
+  csde_cov_sample(C, ws, key, 0, 2, y, &err);
+  csde_cov_ws_free(ws);
+  csde_solve_stats st2;
+  rc = csde_solve(P, &par, y, &st2, &err);
+  ok(rc == 0 && !memcmp(x, y, sizeof x) && st.nfe == st2.nfe,
+     "the run's final state is csde_solve's from the same prior draw, bit for bit");
+  csde_run_free(r);
+
+  /* times on a fixed grid: the nearest nodes, and the end */
+  s.save = "times:0.5,0.9,1";
+  memset(&rec, 0, sizeof rec);
+  rec.stop_at = -1;
+  rc = run_with(&s, &rec, x, &st, &r);
+  /* the grid t_k = 1 - k (1 - 1e-3) / 10: 0.9 is nearest node 1, 0.5 node 5, 1 node 0 */
+  same = rc == 0 && rec.n == 4 && rec.steps[0] == 0 && rec.steps[1] == 1 && rec.steps[2] == 5 &&
+         rec.steps[3] == 10;
+  ok(same && csde_run_capacity(r) == 4, "times:0.5,0.9,1 saves nodes 0, 1, 5 and the end");
+  csde_run_free(r);
+
+  /* adaptive PF-ODE: the solver lands on the save times exactly */
+  s = csde_run_default_settings();
+  s.process = "pf-ode";
+  s.rtol = s.atol = 1e-8;
+  s.save = "times:0.25,0.75";
+  memset(&rec, 0, sizeof rec);
+  rec.stop_at = -1;
+  rc = run_with(&s, &rec, x, &st, &r);
+  ok(rc == 0 && rec.n == 3 && rec.t[0] == 0.75 && rec.t[1] == 0.25 && rec.t[2] == 1e-3 &&
+         csde_run_capacity(r) == 3 && csde_run_nsteps(r) == 0 &&
+         !strcmp(csde_run_settings_of(r)->solver, "rk45"),
+     "adaptive (rk45 by default): states at t = 0.75, 0.25 exactly and the end (%zu saved)",
+     rec.n);
+  csde_run_free(r);
+
+  /* a step hook that stops the run: stopped, and the status says so */
+  s = csde_run_default_settings();
+  s.steps = 20;
+  s.save = "every:1";
+  memset(&rec, 0, sizeof rec);
+  rec.stop_at = 4;
+  rc = run_with(&s, &rec, x, &st, NULL);
+  char status[600];
+  csde_run_status(rc, &st, NULL, "interrupted", status, sizeof status);
+  ok(rc == 0 && st.stopped && rec.n == 5 && rec.last_step == 4 &&
+         !strcmp(status, "failed: interrupted at step 4"),
+     "a step hook stops the run after step 4: 5 states saved, \"%s\"", status);
+  st.stopped = 0;
+  csde_run_status(0, &st, NULL, NULL, status, sizeof status);
+  ok(!strcmp(status, "ok"), "a finished run's status is \"ok\"");
+}
+
+static int handler_calls = 0;
+static herr_t count_handler(hid_t stack, void *data)
+{
+  (void)stack;
+  (void)data;
+  handler_calls++;
+  return 0;
+}
+
+static int handler_kept(int *token)
+{
+  H5E_auto2_t fn = NULL;
+  void *data = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+  return fn == count_handler && data == token && handler_calls == 0;
+}
+
+static void trajectory_writer(void)
+{
+  static int token;
+  H5Eset_auto2(H5E_DEFAULT, count_handler, &token);
+  char path[128];
+  snprintf(path, sizeof path, "%s/run.h5", tmpdir);
+  csde_run_settings s = csde_run_default_settings();
+  s.steps = 6;
+  s.save = "every:2";
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  csde_err err;
+  double x[24];
+  int rc = csde_run_alloc(&r, &s, C, S, M, 2, 1, shape, &err);
+  if (!rc) rc = csde_run_prior(r, x, &err);
+  csde_traj *w = NULL;
+  csde_traj_options o = {0, 0, 0};
+  if (!rc) rc = csde_traj_create(&w, path, r, &o, &err);
+  csde_solve_stats st;
+  if (!rc) rc = csde_run_exec(r, x, w, NULL, &st, &err);
+  size_t n = w ? csde_traj_count(w) : 0;
+  char status[600];
+  csde_run_status(rc, &st, &err, NULL, status, sizeof status);
+  int cs = w ? csde_traj_close(w, &st, status, &err) : -1;
+  ok(rc == 0 && cs == 0 && n == 4 && access(path, R_OK) == 0,
+     "a run writes its 4 states (every:2 on 6 steps) to the file");
+  ok(handler_kept(&token), "the caller's HDF5 error handler is kept (called %d times)",
+     handler_calls);
+  /* an existing file without overwrite: refused, the file kept */
+  w = NULL;
+  int s2 = csde_traj_create(&w, path, r, &o, &err);
+  ok(s2 == CSDE_EIO && !w && strstr(err.msg, "exists") && access(path, R_OK) == 0,
+     "an existing file without overwrite is refused (\"%s\")", err.msg);
+  ok(handler_kept(&token), "... and the handler is kept (called %d times)", handler_calls);
+  /* read back: n_saved 4, status ok */
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t a = H5Aopen_by_name(f, "/trajectory", "n_saved", H5P_DEFAULT, H5P_DEFAULT);
+  long long ns = -1;
+  H5Aread(a, H5T_NATIVE_LLONG, &ns);
+  H5Aclose(a);
+  H5Fclose(f);
+  ok(ns == 4, "the file counts 4 saved states (n_saved %lld)", ns);
+  csde_run_free(r);
+  unlink(path);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+int main(void)
+{
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/csde_test_run_XXXXXX");
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    return 2;
+  }
+  csde_err err;
+  if (csde_cov_alloc(&C, "ar1:rho=0.8", 4, NULL, &err) ||
+      csde_schedule_alloc(&S, "vp-linear", &err) ||
+      csde_schedule_alloc(&Sd, "ddpm-linear:n=10", &err) ||
+      csde_model_alloc(&M, "exact", cscore, CSDE_OUT_CSCORE, &per_sample, NULL, &err)) {
+    printf("Bail out! %s\n", err.msg);
+    return 1;
+  }
+  setting_errors();
+  save_plans();
+  trajectory_writer();
+  csde_model_free(M);
+  csde_schedule_free(S);
+  csde_schedule_free(Sd);
+  csde_cov_free(C);
+  rmdir(tmpdir);
+  return tap_done();
+}
