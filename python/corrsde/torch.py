@@ -59,15 +59,22 @@ class TorchModel:
     mode: call module.eval() yourself. For float64 on the CPU the input tensor shares memory with
     the solver's read-only state, so the module must not modify its input in place (that raises).
     ``output`` is the kind of answer ("score", "cscore", "noise", "x0", "v") solve() reads.
+    ``max_batch`` (default: no limit) calls the module on slices of at most that many samples
+    (for a batch that does not fit on the device at once) and joins the answers.
     """
 
-    def __init__(self, module, output="noise", dtype=torch.float32, device="cpu", time="t"):
+    def __init__(self, module, output="noise", dtype=torch.float32, device="cpu", time="t",
+                 max_batch=None):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
         if time not in TIMES:
             raise ValueError(f"time must be one of {TIMES}, not {time!r}")
+        if max_batch is not None and (isinstance(max_batch, bool) or int(max_batch) != max_batch
+                                      or max_batch < 1):
+            raise ValueError(f"max_batch must be a positive integer or None, not {max_batch!r}")
         self.module, self.output, self.time = module, output, time
         self.dtype, self.device = dtype, torch.device(device)
+        self.max_batch = None if max_batch is None else int(max_batch)
 
     def _time(self, t, ctx, batch):
         if self.time == "index":
@@ -87,8 +94,13 @@ class TorchModel:
             base = torch.from_numpy(x)
         xt = base.to(device=self.device, dtype=self.dtype)
         shared, version = xt.data_ptr() == base.data_ptr(), xt._version
+        time = self._time(t, ctx, x.shape[0])
         with torch.no_grad():
-            out = torch.as_tensor(self.module(xt, self._time(t, ctx, x.shape[0])))
+            if self.max_batch is None or x.shape[0] <= self.max_batch:
+                out = torch.as_tensor(self.module(xt, time))
+            else:  # slices of at most max_batch samples
+                out = torch.cat([torch.as_tensor(self.module(xs, ts)) for xs, ts in
+                                 zip(xt.split(self.max_batch), time.split(self.max_batch))])
         if shared and xt._version != version:
             raise RuntimeError("the module modified its input in place; the input shares memory "
                                "with the solver state (float64 on the CPU)")
@@ -112,7 +124,10 @@ def eq3_loss(delta_pred, delta, cov, t=None, schedule=None, weight="eq3", reduct
     """L_b = w_b * sum_pixels (delta - delta_pred)^T C^-1 (delta - delta_pred), along axis 1.
 
     weight "none": w = 1. weight "eq3" (discrete schedule, integer t in 1..N):
-    w = beta_t / (2 alpha_t (1 - abar_{t-1})), alpha_t = 1 - beta_t, and w = 0 at t = 1.
+    w = beta_t / (2 alpha_t (1 - abar_{t-1})), alpha_t = 1 - beta_t, and w = 0 at t = 1;
+    (continuous schedule, times t in (0, 1]) its limit per unit time as N grows with
+    beta_i = beta(i/N) / N: w(t) = beta(t) / (2 (1 - abar(t))), so that E over t uniform
+    of w(t) times the C^-1 norm is the continuous ELBO up to a constant.
     reduction: "mean" or "sum" over the batch, or "none" (the [B] tensor).
     """
     if tuple(delta_pred.shape) != tuple(delta.shape):
@@ -136,15 +151,22 @@ def eq3_loss(delta_pred, delta, cov, t=None, schedule=None, weight="eq3", reduct
 def _eq3_weight(t, schedule, batch, dtype, device):
     """w_b = beta_t / (2 alpha_t (1 - abar_{t-1})) for t_b >= 2, 0 for t_b = 1."""
     if schedule is None or t is None:
-        raise ValueError('weight="eq3" needs the integer timesteps t and a discrete schedule '
-                         '(or pass weight="none")')
+        raise ValueError('weight="eq3" needs the timesteps t (integers of a discrete schedule, '
+                         'or times in (0, 1] of a continuous one) and the schedule (or pass '
+                         'weight="none")')
     if isinstance(schedule, str):
         import corrsde
         schedule = corrsde.Schedule(schedule)
     n = schedule.nsteps
-    if n <= 0:
-        raise ValueError(f'weight="eq3" needs a discrete schedule (e.g. "ddpm-linear:n=1000"); '
-                         f'{getattr(schedule, "spec", schedule)!r} is continuous')
+    if n <= 0:  # continuous: w(t) = beta(t) / (2 (1 - abar(t)))
+        tt = torch.as_tensor(t).detach().cpu().reshape(-1).to(torch.float64).numpy()
+        if tt.size != batch:
+            raise ValueError(f"t has {tt.size} entries for a batch of {batch}")
+        if not np.all((tt > 0) & (tt <= 1)):
+            raise ValueError(f"t must lie in (0, 1] for a continuous schedule; got "
+                             f"{tt[~((tt > 0) & (tt <= 1))][:5].tolist()}")
+        w = schedule.beta(tt) / (2 * -np.expm1(-schedule.int_beta(tt)))
+        return torch.as_tensor(w, dtype=dtype, device=device)
     steps = torch.as_tensor(t).detach().cpu().reshape(-1)
     if steps.is_floating_point() or steps.is_complex() or steps.dtype == torch.bool:
         raise ValueError(f"t must hold integer timesteps, not {steps.dtype}")

@@ -66,6 +66,27 @@ def test_eq3_weight_formula():
     assert loss[0] == 0.0
 
 
+def test_eq3_weight_continuous_limit():
+    """Continuous schedule: w(t) = beta(t) / (2 (1 - abar(t))), the limit of N w_i for the
+    discrete chain beta_i = beta(i/N) / N, reached at first order in 1/N."""
+    S, cov = corrsde.Schedule("vp-linear"), corrsde.Cov("ar1:rho=0.7", frames=4)
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    d = torch.zeros((3, 4, 2), dtype=torch.float64)
+    d[:, 0, 0] = 1.0
+    loss = ct.eq3_loss(torch.zeros_like(d), d, cov, t=t, schedule=S, reduction="none").numpy()
+    tt = t.numpy()
+    wc = S.beta(tt) / (2 * (1 - S.abar(tt)))
+    np.testing.assert_allclose(loss, wc * np.linalg.inv(cov.matrix)[0, 0], rtol=1e-13)
+    err = {}
+    for N in (100, 250):
+        D = corrsde.Schedule("discrete:betas=" + ",".join(
+            "%.12g" % (S.beta(i / N) / N) for i in range(1, N + 1)))
+        i = np.round(tt * N).astype(int)
+        err[N] = np.array([N * eq3_weight(D, int(k)) for k in i]) / wc - 1
+    order = np.log(np.abs(err[100] / err[250])) / np.log(2.5)
+    assert np.all(np.abs(err[250]) < 0.1) and np.all((order > 0.9) & (order < 1.25)), order
+
+
 @pytest.mark.parametrize("spec", COVS)
 def test_eq3_loss_gradient(spec):
     """d L_b / d delta_pred = -2 w_b C^-1 (delta - delta_pred); gradcheck on the whole loss."""
@@ -192,6 +213,20 @@ def test_torch_model_exact_values():
     assert not any(c["grad"] for c in m.calls)  # under no_grad
     assert m.calls[0]["x_ptr"] == x.ctypes.data  # float64/cpu: no copy of x
     assert m.calls[1]["x_ptr"] != x.ctypes.data  # float32: one converted copy
+
+
+def test_torch_model_max_batch():
+    """max_batch=2 on a batch of 5: three calls of 2, 2 and 1 samples, the same bits."""
+    x = readonly((5, 4, 3))
+    m = Affine()
+    want = ct.TorchModel(m, dtype=torch.float64)(0.25, x, context(x))
+    m.calls.clear()
+    got = ct.TorchModel(m, dtype=torch.float64, max_batch=2)(0.25, x, context(x))
+    assert np.array_equal(got, want)
+    assert [c["time"].shape[0] for c in m.calls] == [2, 2, 1]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="max_batch"):
+            ct.TorchModel(m, max_batch=bad)
 
 
 def test_torch_model_time_kinds():
