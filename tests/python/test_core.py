@@ -515,7 +515,7 @@ def test_run_setting_errors_name_the_argument():
             corrsde.solve(lambda t, x, c: -x, x, cov=C, **kw)
 
 
-def test_keyboard_interrupt_stops_the_solve():
+def test_keyboard_interrupt_stops_the_solve(tmp_path):
     """SIGINT during a long solve: KeyboardInterrupt out of solve, with the step noted."""
     code = r"""
 import os, signal, sys, threading, corrsde
@@ -525,16 +525,22 @@ def model(t, x, ctx):
         os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C
     return -x
 try:
-    corrsde.solve(model, cov=C, process="pf-ode", solver="euler", steps=1000000, batch=2)
+    corrsde.solve(model, cov=C, process="pf-ode", solver="euler", steps=1000000, batch=2,
+                  save="every:10", out=sys.argv[1])
 except KeyboardInterrupt as e:
     print("interrupted", [n for n in getattr(e, "__notes__", [])])
     sys.exit(0)
 sys.exit(3)
 """
-    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
-                       timeout=120)
+    import h5py
+    out = tmp_path / "int.h5"
+    r = subprocess.run(["/usr/bin/python3", "-c", code, str(out)], capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "interrupted" in r.stdout and "(step 5" in r.stdout
+    with h5py.File(out, "r") as f:  # the file keeps steps 0..50 and says why it stopped
+        assert "KeyboardInterrupt" in f["stats"].attrs["status"]
+        assert list(f["trajectory/step"][...]) == list(range(0, 51, 10))
 
 
 def test_progress_line_on_stderr():
