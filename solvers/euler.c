@@ -28,6 +28,7 @@ static int euler_step(csde_stepper *S, double t0, double t1, double *x, const do
 const csde_solver_type csde_solver_euler = {
   .name = "euler",
   .alias = "em",
+  .summary = "Euler-Maruyama (em) / Euler: SDEs and ODEs, order 1",
   .sde = 1,
   .ode = 1,
   .adaptive = 0,

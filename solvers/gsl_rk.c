@@ -335,10 +335,11 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
   }
 }
 
-#define RK_TYPE(var, nm, nfe, ord, initfn)                                                  \
+#define RK_TYPE(var, nm, sum, nfe, ord, initfn)                                             \
   const csde_solver_type var = {                                                           \
     .name = nm,                                                                            \
     .alias = NULL,                                                                         \
+    .summary = sum,                                                                        \
     .sde = 0,                                                                              \
     .ode = 1,                                                                              \
     .adaptive = 1,                                                                         \
@@ -354,8 +355,11 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
   };
 
 /* Fehlberg 4(5), propagating the 5th-order solution */
-RK_TYPE(csde_solver_rk45, "rk45", 6, 5.0, rk45_init)
+RK_TYPE(csde_solver_rk45, "rk45", "GSL Fehlberg 4(5): ODEs, adaptive, order 5",
+        6, 5.0, rk45_init)
 /* Cash-Karp 4(5), propagating the 5th-order solution */
-RK_TYPE(csde_solver_rkck, "rkck", 6, 5.0, rkck_init)
+RK_TYPE(csde_solver_rkck, "rkck", "GSL Cash-Karp 4(5): ODEs, adaptive, order 5", 6,
+        5.0, rkck_init)
 /* Prince-Dormand 8(7), propagating the 8th-order solution */
-RK_TYPE(csde_solver_rk8pd, "rk8pd", 13, 8.0, rk8pd_init)
+RK_TYPE(csde_solver_rk8pd, "rk8pd", "GSL Prince-Dormand 8(7): ODEs, adaptive, order 8",
+        13, 8.0, rk8pd_init)

@@ -75,6 +75,7 @@ static int heun_step(csde_stepper *S, double t0, double t1, double *x, const dou
 const csde_solver_type csde_solver_heun = {
   .name = "heun",
   .alias = NULL,
+  .summary = "Heun: SDEs (strong order 1, weak 2) and ODEs (order 2)",
   .sde = 1,
   .ode = 1,
   .adaptive = 0,

@@ -43,6 +43,12 @@ CSDE_API const csde_solver_type *csde_solver_lookup(const char *name);
 /* All types, NULL-terminated. */
 CSDE_API const csde_solver_type *const *csde_solver_types(void);
 CSDE_API const char *csde_solver_type_name(const csde_solver_type *T);
+/* Its other accepted name ("em" for euler), or NULL; a one-line description. */
+CSDE_API const char *csde_solver_type_alias(const csde_solver_type *T);
+CSDE_API const char *csde_solver_type_summary(const csde_solver_type *T);
+/* The names (aliases first: "em, euler, heun, ...") of the types that fit process p, or
+ * of all types when p < 0, joined by ", " into buf. Returns buf. */
+CSDE_API char *csde_solver_names(int p, char *buf, size_t len);
 CSDE_API int csde_solver_type_fits(const csde_solver_type *T, csde_process p); /* 1 if usable */
 CSDE_API unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T);
 CSDE_API double csde_solver_type_order(const csde_solver_type *T, const char *which); /* "ode",

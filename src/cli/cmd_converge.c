@@ -70,7 +70,7 @@ static const cli_option converge_options[] = {
   {"frames", 't', "a positive integer"},
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
   {"process", 'p', "forward-sde, reverse-sde, pf-ode or pf-ode-encode"},
-  {"solvers", OPT_SOLVERS, "a comma-separated list of em, euler, heun, rk45, rkck, rk8pd, dopri5"},
+  {"solvers", OPT_SOLVERS, "a comma-separated list of solver names (corrsde sample --help)"},
   {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
   {"paths", OPT_PATHS, "an integer >= 2"},
@@ -318,8 +318,9 @@ static int parse_solvers(const char *s, converge_args *a)
   }
   for (char *t = strtok_r(a->solver_buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     if (!csde_solver_lookup(t)) {
-      cli_error(CMD, "--solvers: unknown solver '%s' (expected em, euler, heun, rk45, rkck, "
-                     "rk8pd or dopri5)", t);
+      char names[256];
+      cli_error(CMD, "--solvers: unknown solver '%s' (expected %s)", t,
+                csde_solver_names(-1, names, sizeof names));
       return CLI_EUSAGE;
     }
     for (size_t i = 0; i < a->nsolvers; i++)
@@ -467,9 +468,10 @@ static int check_combinations(converge_args *a)
   }
   for (size_t i = 0; i < a->nsolvers; i++)
     if (!csde_solver_type_fits(csde_solver_lookup(a->solvers[i]), (csde_process)a->process)) {
+      char names[256];
       cli_error(CMD, "--solvers: '%s' does not fit %s (solvers that do: %s)", a->solvers[i],
-                process_names[a->process], sde ? "em, euler, heun" : "euler, heun, rk45, rkck, "
-                                                                    "rk8pd, dopri5");
+                process_names[a->process], csde_solver_names((int)a->process, names,
+                                                             sizeof names));
       return CLI_EUSAGE;
     }
   if (a->kind == CSDE_CONV_ODE && sde) {

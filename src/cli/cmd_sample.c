@@ -68,7 +68,7 @@ static const cli_option sample_options[] = {
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
   {"batch", 'b', "a positive integer"},
   {"process", 'p', "forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm or ddim[:eta=E]"},
-  {"solver", 's', "em, euler, heun, rk45, rkck, rk8pd or dopri5"},
+  {"solver", 's', "a solver name (corrsde sample --help lists them)"},
   {"steps", 'n', "a positive integer"},
   {"grid", OPT_GRID, "uniform, quadratic, karras[:rho=R], logsnr or list:t0,t1,..."},
   {"rtol", OPT_RTOL, "a number >= 0"},
@@ -151,10 +151,13 @@ static void help(void)
       "                                           discrete schedule\n"
       "                         ddim[:eta=E]      DDIM on --steps steps, 0 <= E <= 1\n"
       "                                           (default 0: deterministic)\n"
-      "  -s, --solver S         em (default), euler, heun: fixed steps, SDEs and ODEs;\n"
-      "                         rk45, rkck, rk8pd (GSL), dopri5 (Dormand-Prince 5(4), as\n"
-      "                         scipy's RK45): ODEs (pf-ode, pf-ode-encode), fixed or\n"
-      "                         adaptive (default rk45 with --rtol/--atol)\n"
+      "  -s, --solver S         em (default; rk45 with --rtol/--atol), or one of these\n"
+      "                         (fixed steps; 'adaptive' also takes --rtol/--atol):\n",
+      DEFAULT_TAU, DEFAULT_BATCH);
+  for (const csde_solver_type *const *t = csde_solver_types(); *t; t++) /* the registry */
+    printf("      %-8s %s\n", csde_solver_type_name(*t),
+           csde_solver_type_summary(*t));
+  printf(
       "  -n, --steps N          fixed steps (default %d)\n"
       "      --grid G           uniform (default), quadratic, karras[:rho=7], logsnr,\n"
       "                         list:t0,t1,...\n"
@@ -178,7 +181,7 @@ static void help(void)
       "      --noise stream|path  stream (default): fresh noise per step, fastest;\n"
       "                         path: runs with the same seed and different --steps\n"
       "                         (powers of two) share one Brownian path\n",
-      DEFAULT_TAU, DEFAULT_BATCH, DEFAULT_STEPS);
+      DEFAULT_STEPS);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("\n"
       "Output:\n"
@@ -328,8 +331,9 @@ static int parse_args(int argc, char **argv, sample_args *a)
     }
     case 's': {
       if (!csde_solver_lookup(v)) {
-        cli_error(CMD, "--solver: expected one of em, euler, heun, rk45, rkck, rk8pd, dopri5, got '%s'",
-                  v);
+        char names[256];
+        cli_error(CMD, "--solver: expected one of %s, got '%s'",
+                  csde_solver_names(-1, names, sizeof names), v);
         return CLI_EUSAGE;
       }
       a->solver = v;
@@ -448,13 +452,8 @@ static int check_combinations(sample_args *a)
       return CLI_EUSAGE;
     }
   } else if (!csde_solver_type_fits(csde_solver_lookup(a->solver), (csde_process)a->process)) {
-    char list[256] = "";
-    size_t len = 0;
-    for (const csde_solver_type *const *t = csde_solver_types(); *t; t++)
-      if (csde_solver_type_fits(*t, (csde_process)a->process) && len < sizeof list - 32)
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "",
-                                !strcmp(csde_solver_type_name(*t), "euler")
-                                    ? "em, euler" : csde_solver_type_name(*t));
+    char list[256];
+    csde_solver_names((int)a->process, list, sizeof list);
     cli_error(CMD, "--solver: '%s' does not fit %s (solvers that do: %s)", a->solver,
               csde_run_process_name(a->process), list);
     return CLI_EUSAGE;

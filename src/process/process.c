@@ -218,6 +218,28 @@ int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, doub
   return s ? s : combine(pr, t, step, x, src, ax, as, sc, err);
 }
 
+void csde_proc_view(const csde_proc *pr, double t, double *alpha, double *sigma,
+                    double *lambda)
+{
+  double B = csde_schedule_int_beta(pr->P.sched, t); /* abar = e^-B, 1 - abar = -expm1(-B) */
+  *alpha = exp(-0.5 * B);
+  *sigma = sqrt(-expm1(-B));
+  *lambda = -0.5 * log(expm1(B)); /* log(alpha / sigma) = -1/2 log(e^B - 1) */
+}
+
+int csde_proc_denoise(csde_proc *pr, double t, size_t step, const double *x, double *x0,
+                      csde_err *err)
+{
+  double ax = 0, as = 1, a, sg, l;
+  const double *src = NULL;
+  int s = model_eval(pr, t, step, x, x0, &ax, &as, &src, err);
+  if (s) return s;
+  csde_proc_view(pr, t, &a, &sg, &l);
+  /* x0 = (x + sigma^2 (ax x + as src)) / alpha */
+  double s2 = sg * sg;
+  return combine(pr, t, step, x, src, (1 + s2 * ax) / a, s2 * as / a, x0, err);
+}
+
 /* The drift as f = cx x + cs src; C times a SCORE model's output goes into dst. */
 static int drift_parts(csde_proc *pr, double t, size_t step, const double *x, double *dst,
                        double *cx, double *cs, const double **src, csde_err *err)

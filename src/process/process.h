@@ -52,6 +52,16 @@ int csde_proc_output_error(const csde_proc *pr, double t, size_t step, csde_err 
 int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,
                      csde_err *err);
 
+/* The denoiser view (MATH.md, "The denoiser view"): x = alpha x0 + sigma delta with
+ * alpha = sqrt(abar(t)), sigma = sqrt(1 - abar(t)), lambda = log(alpha / sigma) (half
+ * the log-SNR), delta ~ N(0, C) along the frames. */
+void csde_proc_view(const csde_proc *pr, double t, double *alpha, double *sigma,
+                    double *lambda);
+/* x0 = E[x0 | x] = (x + sigma^2 s) / alpha, s = C grad log p_t(x) (Tweedie's formula for
+ * the noise covariance sigma^2 C), from one model call, checked; x0 must not be x. */
+int csde_proc_denoise(csde_proc *pr, double t, size_t step, const double *x, double *x0,
+                      csde_err *err);
+
 /* 1 if the drift calls the model. */
 int csde_proc_uses_model(const csde_proc *pr);
 

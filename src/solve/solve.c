@@ -99,6 +99,18 @@ int csde_stepper_advance(csde_stepper *S, double t0, double t1, double *x, doubl
   return bad ? csde_proc_output_error(&S->proc, t0, S->step, &S->err) : CSDE_SUCCESS;
 }
 
+void csde_stepper_view(const csde_stepper *S, double t, double *alpha, double *sigma,
+                       double *lambda)
+{
+  csde_proc_view(&S->proc, t, alpha, sigma, lambda);
+}
+
+int csde_stepper_denoise(csde_stepper *S, double t, const double *x, double *x0)
+{
+  int s = count_nfe(S, t);
+  return s ? s : csde_proc_denoise(&S->proc, t, S->step, x, x0, &S->err);
+}
+
 double csde_stepper_diffusion(const csde_stepper *S, double t)
 {
   return csde_proc_diffusion(&S->proc, t);

@@ -1,13 +1,14 @@
 /* The integrators' registry (corrsde/solve.h): every type table of solvers/ in one list.
  * Adding an integrator adds its file and one line here. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "solve/stepper.h"
 
 static const csde_solver_type *const solver_types[] = {
   &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
-  &csde_solver_rk8pd, &csde_solver_dopri5, NULL};
+  &csde_solver_rk8pd, &csde_solver_dopri5, &csde_solver_dpmpp2m, NULL};
 
 const csde_solver_type *csde_solver_lookup(const char *name)
 {
@@ -20,6 +21,22 @@ const csde_solver_type *csde_solver_lookup(const char *name)
 const csde_solver_type *const *csde_solver_types(void) { return solver_types; }
 
 const char *csde_solver_type_name(const csde_solver_type *T) { return T ? T->name : NULL; }
+
+const char *csde_solver_type_alias(const csde_solver_type *T) { return T ? T->alias : NULL; }
+const char *csde_solver_type_summary(const csde_solver_type *T) { return T ? T->summary : NULL; }
+
+char *csde_solver_names(int p, char *buf, size_t len)
+{
+  size_t o = 0;
+  if (len) buf[0] = '\0';
+  for (const csde_solver_type *const *t = solver_types; *t && o < len; t++) {
+    if (p >= 0 && !csde_solver_type_fits(*t, (csde_process)p)) continue;
+    const char *names[2] = {(*t)->alias, (*t)->name};
+    for (int k = 0; k < 2 && o < len; k++)
+      if (names[k]) o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[k]);
+  }
+  return buf;
+}
 
 /* SDE processes need an SDE integrator, the ODE processes an ODE one. */
 int csde_solver_type_fits(const csde_solver_type *T, csde_process p)

@@ -16,6 +16,7 @@ typedef struct csde_stepper csde_stepper;
 struct csde_solver_type {
   const char *name;
   const char *alias;       /* another accepted name, or NULL */
+  const char *summary;     /* one line for --help: the method, its processes and order */
   int sde, ode;            /* 1 if it integrates SDEs / ODEs */
   int adaptive;            /* 1 if it can run with rtol/atol (evolve) */
   unsigned nfe_per_step;   /* model evaluations per fixed step */
@@ -54,6 +55,13 @@ int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double 
  * noise term. For solvers with own_noise. */
 int csde_stepper_advance(csde_stepper *S, double t0, double t1, double *x, double a, double b,
                          const double *u);
+/* The denoiser view at t: alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda =
+ * log(alpha / sigma) (process.h). */
+void csde_stepper_view(const csde_stepper *S, double t, double *alpha, double *sigma,
+                       double *lambda);
+/* x0 = the model's data prediction at (t, x) (process.h, csde_proc_denoise). Counts one
+ * NFE and checks the output like csde_stepper_drift. */
+int csde_stepper_denoise(csde_stepper *S, double t, const double *x, double *x0);
 /* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
 double csde_stepper_diffusion(const csde_stepper *S, double t);
 /* The state length batch * tau * D. */
@@ -79,5 +87,6 @@ extern const csde_solver_type csde_solver_rk45;
 extern const csde_solver_type csde_solver_rkck;
 extern const csde_solver_type csde_solver_rk8pd;
 extern const csde_solver_type csde_solver_dopri5;
+extern const csde_solver_type csde_solver_dpmpp2m;
 
 #endif
