@@ -88,5 +88,6 @@ extern const csde_solver_type csde_solver_rkck;
 extern const csde_solver_type csde_solver_rk8pd;
 extern const csde_solver_type csde_solver_dopri5;
 extern const csde_solver_type csde_solver_dpmpp2m;
+extern const csde_solver_type csde_solver_dpmpp3m;
 
 #endif
