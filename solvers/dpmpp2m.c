@@ -11,13 +11,17 @@
  *   D  = x0_theta(x, t0)                                     (first step: DDIM),
  *   D  = (1 + 1/(2r)) x0_theta(x, t0) - 1/(2r) x0_prev,  r = h_prev / h   (after),
  * x0_prev the data prediction of the step before. Order 2 on any grid (the ODE's order;
- * the first step's local error is O(h^2)).
+ * the first step's local error is O(h^2)). Below CSDE_DPM_LOWER_FINAL steps the last step
+ * is first order too (DPM-Solver's lower_order_final: with few steps the last one is
+ * long in lambda, and extrapolating over it is what goes wrong).
  *
  * Buffers: 0 and 1 hold the data predictions of this step and the last one, by turns. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "solve/stepper.h"
+
+#define CSDE_DPM_LOWER_FINAL 15
 
 typedef struct {
   int have;      /* a previous prediction exists (0 at the start of a run) */
@@ -50,8 +54,8 @@ static int dpm_step(csde_stepper *S, double t0, double t1, double *x, const doub
                     int last)
 {
   (void)dW;
-  (void)last;
   dpm_state *st = csde_stepper_state(S);
+  const int lower = last && csde_stepper_params(S)->steps < CSDE_DPM_LOWER_FINAL;
   double *d = csde_stepper_buf(S, st->cur), *dp = csde_stepper_buf(S, st->cur ^ 1u);
   const long n = (long)csde_stepper_n(S);
   const int th = csde_stepper_threads(S);
@@ -62,7 +66,7 @@ static int dpm_step(csde_stepper *S, double t0, double t1, double *x, const doub
   int s = csde_stepper_denoise(S, t0, x, d); /* d = x0_theta(x, t0) */
   if (s) return s;
   const double h = l1 - l0, cx = s1 / s0, cd = -a1 * expm1(-h);
-  if (!st->have) {
+  if (!st->have || lower) {
     /* x = (sigma1 / sigma0) x + alpha1 (1 - e^-h) d */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th) schedule(static) if (th > 1)

@@ -12,6 +12,8 @@
  *   d0 = (D0 - D1) / r0,  d1 = (D1 - D2) / r1,
  *   h D'   = d0 + (d0 - d1) r0 / (r0 + r1),   h^2 D'' = 2 (d0 - d1) / (r0 + r1).
  * The first step uses D0 alone (DDIM), the second D0 and D1 (h D' = (D0 - D1) / r0).
+ * Below 15 steps the last two steps lower the order the same way, to 2 and then 1
+ * (DPM-Solver's lower_order_final).
  *
  * Buffers 0, 1, 2 hold the last three predictions, by turns. */
 #include <math.h>
@@ -20,6 +22,7 @@
 #include "solve/stepper.h"
 
 typedef struct {
+  size_t k;      /* steps taken in this run */
   int have;      /* predictions kept from earlier steps (0, 1 or 2) */
   unsigned cur;  /* the buffer this step's prediction goes into */
   double h1, h2; /* lambda steps of the last step and the one before */
@@ -44,6 +47,7 @@ static void dpm3_reset(csde_stepper *S)
   dpm3_state *st = csde_stepper_state(S);
   st->have = 0;
   st->cur = 0;
+  st->k = 0;
 }
 
 static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const double *dW,
@@ -52,6 +56,11 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
   (void)dW;
   (void)last;
   dpm3_state *st = csde_stepper_state(S);
+  /* the order of this step, less one: what the history allows, and near the end of a
+   * short run what is left */
+  const size_t N = csde_stepper_params(S)->steps;
+  int use = st->have;
+  if (N < 15 && N > st->k && (size_t)use > N - st->k - 1) use = (int)(N - st->k - 1);
   double *D0 = csde_stepper_buf(S, st->cur), *D1 = csde_stepper_buf(S, (st->cur + 2) % 3),
          *D2 = csde_stepper_buf(S, (st->cur + 1) % 3);
   const long n = (long)csde_stepper_n(S);
@@ -66,11 +75,11 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
                p3 = p2 / h - 0.5;
   /* x1 = cx x + w0 D0 + w1 D1 + w2 D2: the weights of the D's in the formula above */
   double w0 = a1 * p1, w1 = 0, w2 = 0;
-  if (st->have == 1) { /* h D' = (D0 - D1) / r0 */
+  if (use == 1) { /* h D' = (D0 - D1) / r0 */
     const double r0 = st->h1 / h, c = a1 * p2 / r0;
     w0 += c;
     w1 -= c;
-  } else if (st->have == 2) {
+  } else if (use == 2) {
     const double r0 = st->h1 / h, r1 = st->h2 / h;
     /* h D' = (1 + r0/(r0+r1)) d0 - r0/(r0+r1) d1;  h^2 D'' = 2 (d0 - d1) / (r0 + r1) */
     const double f = r0 / (r0 + r1), e0 = a1 * (p2 * (1 + f) - 2 * p3 / (r0 + r1)),
@@ -80,12 +89,12 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
     w2 += -e1 / r1;
   }
   /* (buffers not yet written are not read: 0 times garbage need not be 0) */
-  if (st->have == 2) {
+  if (use == 2) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
 #endif
     for (long i = 0; i < n; i++) x[i] = cx * x[i] + w0 * D0[i] + w1 * D1[i] + w2 * D2[i];
-  } else if (st->have == 1) {
+  } else if (use == 1) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
 #endif
@@ -97,6 +106,7 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
     for (long i = 0; i < n; i++) x[i] = cx * x[i] + w0 * D0[i];
   }
   if (st->have < 2) st->have++;
+  st->k++;
   st->cur = (st->cur + 1) % 3;
   st->h2 = st->h1;
   st->h1 = h;

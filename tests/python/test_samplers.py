@@ -1,0 +1,99 @@
+"""The exponential integrators (solvers/dpmpp2m.c, dpmpp3m.c) against independent numpy
+implementations of their formulas, on the gaussian PF-ODE with S0 not commuting with C, and
+their first-order steps against DDIM (issue 12)."""
+import numpy as np
+import pytest
+
+import corrsde
+
+TAU = 8
+C = corrsde.Cov("ar1:rho=0.9", frames=TAU)
+S = corrsde.Schedule("vp-linear")
+S0 = 0.25 * 0.95 ** np.abs(np.subtract.outer(np.arange(TAU), np.arange(TAU)))
+
+
+def model(t, x, ctx):
+    """C grad log p_t of N(0, S0) data: -C (abar S0 + (1 - abar) C)^-1 x."""
+    ab = S.abar(t)
+    return -np.einsum("ij,bj...->bi...", C.matrix @ np.linalg.inv(ab * S0 + (1 - ab) * C.matrix), x)
+
+
+def view(t):
+    B = S.int_beta(t)
+    a, s = np.exp(-B / 2), np.sqrt(-np.expm1(-B))
+    return a, s, np.log(a / s)
+
+
+def denoise(t, x):
+    """x0 = (x + sigma^2 C grad log p) / alpha (Tweedie with noise covariance sigma^2 C)."""
+    a, s, _ = view(t)
+    return (x + s * s * model(t, x, None)) / a
+
+
+def numpy_dpmpp(ts, x, order):
+    """DPM-Solver++(2M) / (3M) in data prediction on the nodes ts, with the first steps and,
+    below 15 steps, the last ones of lower order."""
+    n = len(ts) - 1
+    y, D, H = x.copy(), [], []
+    for k in range(n):
+        a0, s0, l0 = view(ts[k])
+        a1, s1, l1 = view(ts[k + 1])
+        h = l1 - l0
+        d0 = denoise(ts[k], y)
+        q = min(order, k + 1, n - k) if n < 15 else min(order, k + 1)
+        p1 = -np.expm1(-h)
+        if q == 1:
+            upd = p1 * d0
+        elif order == 2:  # (1 + 1/(2r)) d0 - 1/(2r) d1
+            r = H[-1] / h
+            upd = p1 * ((1 + 0.5 / r) * d0 - 0.5 / r * D[-1])
+        else:
+            p2 = 1 - p1 / h
+            r0 = H[-1] / h
+            dd0 = (d0 - D[-1]) / r0
+            if q == 2:
+                upd = p1 * d0 + p2 * dd0
+            else:
+                p3 = p2 / h - 0.5
+                r1 = H[-2] / h
+                dd1 = (D[-1] - D[-2]) / r1
+                upd = (p1 * d0 + p2 * (dd0 + (dd0 - dd1) * r0 / (r0 + r1))
+                       - p3 * 2 * (dd0 - dd1) / (r0 + r1))
+        y = s1 / s0 * y + a1 * upd
+        D.append(d0)
+        H.append(h)
+    return y
+
+
+@pytest.fixture(scope="module")
+def x0():
+    return C.sample(3, (4,), seed=2)
+
+
+def nodes(steps, grid):
+    r = corrsde.solve(lambda t, x, c: np.zeros_like(x), np.zeros((1, TAU, 1)), cov=C,
+                      process="pf-ode", solver="euler", steps=steps, grid=grid, save="every:1")
+    return r.t
+
+
+@pytest.mark.parametrize("solver,order", [("dpmpp2m", 2), ("dpmpp3m", 3)])
+@pytest.mark.parametrize("steps", [2, 5, 8, 20])
+@pytest.mark.parametrize("grid", ["logsnr", "karras", "uniform"])
+def test_against_numpy(x0, solver, order, steps, grid):
+    got = corrsde.solve(model, x0, cov=C, schedule=S, process="pf-ode", solver=solver,
+                        steps=steps, grid=grid)
+    want = numpy_dpmpp(nodes(steps, grid), x0, order)
+    assert got.nfe == steps
+    assert np.abs(got.x - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+
+
+def test_first_order_steps_are_ddim(x0):
+    """Two steps are first order in both (the start, and the end below 15 steps): DDIM's
+    update, the same to round-off."""
+    for solver in ("dpmpp2m", "dpmpp3m"):
+        a = corrsde.solve(model, x0, cov=C, process="pf-ode", solver=solver, steps=2,
+                          grid="logsnr").x
+        b = corrsde.solve(model, x0, cov=C, process="ddim", steps=2, grid="logsnr").x
+        assert np.abs(a - b).max() < 1e-12
+    with pytest.raises(ValueError, match="does not fit"):
+        corrsde.solve(model, x0, cov=C, process="reverse-sde", solver="dpmpp2m", steps=4)
