@@ -97,3 +97,24 @@ def test_first_order_steps_are_ddim(x0):
         assert np.abs(a - b).max() < 1e-12
     with pytest.raises(ValueError, match="does not fit"):
         corrsde.solve(model, x0, cov=C, process="reverse-sde", solver="dpmpp2m", steps=4)
+
+
+def test_fewstep_experiment_quick(tmp_path):
+    """experiments/fewstep.py --quick: every cell measured, finite, and the best error at
+    20 evaluations below the best at 5 (the samplers converge)."""
+    import csv
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    exe = os.environ.get("CORRSDE", os.path.join(root, "build", "corrsde"))
+    subprocess.run(["/usr/bin/python3", os.path.join(root, "experiments", "fewstep.py"),
+                    "--quick", "--corrsde", exe, "--out-dir", str(tmp_path)], check=True,
+                   capture_output=True)
+    rows = list(csv.DictReader(open(tmp_path / "fewstep.csv")))
+    ran = [r for r in rows if int(r["steps"]) > 0]
+    assert len(rows) == 8 * 2 * 2 and all(np.isfinite(float(r["max_abs_error"])) for r in ran)
+    assert all(int(r["nfe"]) <= int(r["nfe_budget"]) for r in ran)
+    best = {n: min(float(r["max_abs_error"]) for r in ran if int(r["nfe_budget"]) == n)
+            for n in (5, 20)}
+    assert best[20] < best[5] / 10, best
+    assert "Best at NFE 20" in (tmp_path / "fewstep.md").read_text()
