@@ -143,14 +143,15 @@ static double theory(const char *solver, const char *which)
 
 /* RMS over all entries of the error at eps of `solver` with N fixed steps (or adaptive
  * when N == 0). Returns -1 on failure. */
-static double ode_error(const setup *u, size_t batch, const double *x0, const double *xe,
-                        const char *solver, size_t N, double rtol, int max_norm,
-                        double *maxerr, csde_solve_stats *st)
+static double ode_error_grid(const setup *u, size_t batch, const double *x0, const double *xe,
+                             const char *solver, const char *grid, size_t N, double rtol,
+                             int max_norm, double *maxerr, csde_solve_stats *st)
 {
   csde_problem P = problem(u, CSDE_PROC_PFODE, batch);
   csde_solve_params par = csde_solve_default_params();
   par.solver = solver;
   par.steps = N;
+  if (grid) par.grid = grid;
   par.rtol = par.atol = rtol;
   par.max_norm = max_norm;
   size_t n = batch * u->tau * u->D;
@@ -176,6 +177,14 @@ static double ode_error(const setup *u, size_t batch, const double *x0, const do
   return sqrt(e2 / (double)n);
 }
 
+/* The same on the uniform grid. */
+static double ode_error(const setup *u, size_t batch, const double *x0, const double *xe,
+                        const char *solver, size_t N, double rtol, int max_norm,
+                        double *maxerr, csde_solve_stats *st)
+{
+  return ode_error_grid(u, batch, x0, xe, solver, NULL, N, rtol, max_norm, maxerr, st);
+}
+
 static void test_ode_orders(void)
 {
   /* tau = 6, D = 8, batch 3: the flow is linear and acts per pixel, so a few pixels with
@@ -198,25 +207,33 @@ static void test_ode_orders(void)
   struct {
     const char *solver;
     size_t N[5], k;
-    double lo, hi; /* accepted range of the fitted order */
+    double lo, hi;    /* accepted range of the fitted order */
+    const char *grid; /* NULL: uniform */
   } cases[] = {
-    {"euler", {16, 32, 64, 128, 256}, 5, 0.7, 1.3},
-    {"heun", {16, 32, 64, 128, 256}, 5, 1.7, 2.3},
-    {"rk45", {16, 32, 64, 128}, 4, 3.7, 1e9},
-    {"dopri5", {16, 32, 64, 128}, 4, 3.7, 1e9},
+    {"euler", {16, 32, 64, 128, 256}, 5, 0.7, 1.3, NULL},
+    {"heun", {16, 32, 64, 128, 256}, 5, 1.7, 2.3, NULL},
+    {"rk45", {16, 32, 64, 128}, 4, 3.7, 1e9, NULL},
+    {"dopri5", {16, 32, 64, 128}, 4, 3.7, 1e9, NULL},
     /* the exponential integrator on the uniform t grid, whose last step is long in lambda
      * (lambda runs from -5 to 4.6): asymptotic from N = 64 (N = 32..256: local orders
      * 1.62, 1.92, 2.01) */
-    {"dpmpp2m", {64, 128, 256, 512}, 4, 1.7, 2.3},
+    {"dpmpp2m", {64, 128, 256, 512}, 4, 1.7, 2.3, NULL},
     /* its third-order sibling reaches order 3 later on this grid (N = 128..1024: local
      * orders 2.74, 2.84, 2.90; on the logsnr grid it is 4 from N = 32, a cancellation) */
-    {"dpmpp3m", {256, 512, 1024, 2048}, 4, 2.6, 3.4},
+    {"dpmpp3m", {256, 512, 1024, 2048}, 4, 2.6, 3.4, NULL},
+    /* UniPC on the logsnr grid (uniform in lambda, its natural grid; on the uniform t grid
+     * it is as slow to reach its order as dpmpp3m): the corrector adds one to the
+     * predictor's order (local orders: unipc 2.78, 2.95, 2.99 from N = 16; unipc3 2.96,
+     * 3.69, 3.87 from N = 32) */
+    {"unipc", {16, 32, 64, 128}, 4, 2.7, 3.3, "logsnr"},
+    {"unipc3", {64, 128, 256, 512}, 4, 3.6, 4.4, "logsnr"},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     double e[5], em[5];
     int good = 1;
     for (size_t i = 0; i < cases[c].k; i++) {
-      e[i] = ode_error(&u, batch, x0, xe, cases[c].solver, cases[c].N[i], 0, 0, &em[i], NULL);
+      e[i] = ode_error_grid(&u, batch, x0, xe, cases[c].solver, cases[c].grid, cases[c].N[i], 0,
+                            0, &em[i], NULL);
       good &= e[i] > 0;
     }
     if (!good) {

@@ -158,8 +158,9 @@ static void help(void)
     printf("      %-8s %s\n", csde_solver_type_name(*t),
            csde_solver_type_summary(*t));
   printf(
-      "                         With few model evaluations (5-10): --process pf-ode\n"
-      "                         --solver dpmpp2m --grid quadratic (README, 'Few steps')\n"
+      "                         With few model evaluations: --process pf-ode and\n"
+      "                         --solver dpmpp2m --grid quadratic (10), --solver unipc\n"
+      "                         --grid logsnr (20) (README, 'Few steps')\n"
       "  -n, --steps N          fixed steps (default %d)\n"
       "      --grid G           uniform (default), quadratic, karras[:rho=7], logsnr,\n"
       "                         list:t0,t1,...\n"

@@ -89,5 +89,7 @@ extern const csde_solver_type csde_solver_rk8pd;
 extern const csde_solver_type csde_solver_dopri5;
 extern const csde_solver_type csde_solver_dpmpp2m;
 extern const csde_solver_type csde_solver_dpmpp3m;
+extern const csde_solver_type csde_solver_unipc;
+extern const csde_solver_type csde_solver_unipc3;
 
 #endif
