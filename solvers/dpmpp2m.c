@@ -5,8 +5,8 @@
  * N(0, C) along the frames) and lambda = log(alpha / sigma), the PF-ODE
  * dx/dt = -1/2 beta (x + C grad log p) reads dx/dlambda = (dsigma/dlambda / sigma) x +
  * alpha x0_theta(x): its linear part is integrated exactly, and C enters only through
- * the model (docs/MATH.md, "Exponential integrators"). A step t0 -> t1, h = lambda1 -
- * lambda0:
+ * the model (the derivation: docs/MATH.md, "Exponential integrators"). A step t0 -> t1,
+ * h = lambda1 - lambda0:
  *   x1 = (sigma1 / sigma0) x - alpha1 (e^-h - 1) D,
  *   D  = x0_theta(x, t0)                                     (first step: DDIM),
  *   D  = (1 + 1/(2r)) x0_theta(x, t0) - 1/(2r) x0_prev,  r = h_prev / h   (after),
