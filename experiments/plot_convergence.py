@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Plot a convergence file written by `corrsde converge -o FILE.h5`.
 
-Usage: plot_convergence.py FILE.h5 OUT.png
+Usage: plot_convergence.py FILE.h5 OUT.png [--x-axis h|nfe]
 
 One log-log panel: the error of every solver against the step size h, with the 95%
 bootstrap intervals as error bars (filled markers: levels used in the fit; hollow:
@@ -14,6 +14,9 @@ import sys
 
 
 def main(argv):
+    xaxis = "h"
+    if len(argv) == 5 and argv[3] == "--x-axis" and argv[4] in ("h", "nfe"):
+        xaxis, argv = argv[4], argv[:3]
     if len(argv) != 3 or argv[1] in ("-h", "--help"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
@@ -55,7 +58,11 @@ def main(argv):
         for i, name in enumerate(names):
             g = conv[name]
             c = colors[i % len(colors)]
-            h = np.asarray(g["h"])
+            # x: the step size, or the model evaluations of a solve (error ~ nfe^-p)
+            if xaxis == "nfe" and "nfe" in g:
+                h, sign = np.asarray(g["nfe"], dtype=float), -1.0
+            else:
+                h, sign = np.asarray(g["h"]), 1.0
             e = np.asarray(g["error"])
             ci = np.asarray(g["error_ci"])
             used = np.asarray(g["used"]).astype(bool)
@@ -78,19 +85,20 @@ def main(argv):
             if used.any() and theory > 0:
                 k = np.where(used)[0][-1]
                 hh = np.array([h.min(), h.max()])
-                ax.plot(hh, e[k] * (hh / h[k]) ** theory, "--", color=c, lw=1, alpha=0.7)
+                ax.plot(hh, e[k] * (hh / h[k]) ** (sign * theory), "--", color=c, lw=1,
+                        alpha=0.7)
             if "mc_noise" in g:
                 ax.plot(h, np.asarray(g["mc_noise"]), ":", color=c, lw=1.2,
                         label=f"{name}: Monte Carlo noise")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("step size h")
+        ax.set_xlabel("model evaluations per solve (NFE)" if xaxis == "nfe" else "step size h")
         ax.set_ylabel(f"{kind} error")
         title = f"{attr('process')}, {kind} error, {attr('model')}, {attr('covariance')}"
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         # errors fall from the upper right to the lower left: the other corners are free
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper right" if xaxis == "nfe" else "upper left")
         ax.text(0.99, 0.01, "filled: used in the fit; hollow: dropped\n"
                 "dashed: theoretical slope; error bars: 95% bootstrap intervals",
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=7, alpha=0.7)

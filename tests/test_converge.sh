@@ -78,6 +78,9 @@ expect_error "--error unknown" "--error" 2 converge --error weak -o "$B"
 expect_error "--error ode on an SDE" "--error" 2 converge --process reverse-sde --error ode -o "$B"
 expect_error "--process unknown" "--process" 2 converge --process ddpm -o "$B"
 expect_error "--solvers unknown" "--solvers" 2 converge --solvers euler,rk4 -o "$B"
+expect_error "--x-axis without --plot" "--x-axis" 2 converge --x-axis nfe -o "$B"
+expect_error "--x-axis unknown" "--x-axis" 2 converge --x-axis steps --plot "$BP" -o "$B"
+expect_error "--grid unknown" "--grid" 1 converge "${small[@]}" --grid cubic -o "$B"
 expect_error "--solvers empty entry" "--solvers" 2 converge --solvers euler,,heun -o "$B"
 expect_error "--solvers twice (alias)" "--solvers" 2 converge --solvers euler,em -o "$B"
 expect_error "--solvers not fitting the process" "--solvers" 2 \
@@ -301,6 +304,21 @@ else
   skip "gmm start floor" "no h5py"
   skip "gmm exact reference refused" "no h5py"
 fi
+
+# --grid: the exponential integrators on the logsnr grid reach their orders (exact flow);
+# the nfe column is 2^k times the solver's evaluations a step
+run converge --solvers heun,unipc --grid logsnr --levels 3:7 --paths 8 --bootstrap 200 \
+  --csv "$tmp/grid.csv" -o "$tmp/grid.h5" -q
+[ "$rc" -eq 0 ] && py '
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert all(int(r["nfe"]) == (2 if r["solver"] == "heun" else 1) * int(r["steps"]) for r in rows)
+u = [r for r in rows if r["solver"] == "unipc"][0]
+o, lo, hi = float(u["order"]), float(u["order_lo"]), float(u["order_hi"])
+print("unipc on logsnr: order", o, [lo, hi])
+assert 2.7 < o < 3.3 and lo <= 3 <= hi
+' "$tmp/grid.csv"
+ok $? "--grid logsnr: unipc's order within [2.7, 3.3] and its interval covers 3; nfe = steps x evaluations a step"
 
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -389,6 +389,7 @@ class Convergence:
         self.solvers = {}
         for e in d["solvers"]:
             e["used"] = e["used"].astype(bool)
+            e["nfe"] = e["nfe"].astype(np.int64)
             self.solvers[e["name"]] = e
         self.table = table
 
@@ -407,7 +408,7 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
              error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
              seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
              confidence=0.95, grid="uniform", output=None, out=None, csv=None, plot=None,
-             force=False, print_table=False):
+             x_axis="h", force=False, print_table=False):
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
 
     For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
@@ -419,7 +420,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     thread, with the GIL released between calls), with x of [b, tau, *frame_shape], b
     up to batch paths (default 64). Returns a Convergence. The program's outputs: out
     (the HDF5 file of `corrsde converge -o`), csv (its CSV rows), plot (its PNG, drawn
-    from out); an existing file needs force. print_table prints its table.
+    from out, against the step size h or, with x_axis="nfe", the model evaluations of a
+    solve); an existing file needs force. print_table prints its table.
     """
     if not isinstance(cov, Cov):
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
@@ -448,6 +450,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
         raise ValueError("reference: expected auto, exact or fine, got %r" % (reference,))
     import os
     outs = [os.fspath(v) for v in (out, csv, plot) if v is not None]
+    if x_axis not in ("h", "nfe"):
+        raise ValueError("x_axis: expected 'h' or 'nfe', got %r" % (x_axis,))
     if plot is not None and out is None:
         raise ValueError("plot: needs out= (the plot is drawn from the HDF5 file)")
     if len(set(outs)) != len(outs):
@@ -476,7 +480,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                                  (nb, cov.frames) + shape, settings)
     if plot is not None:
         from . import _plot_convergence
-        if _plot_convergence.main(["plot_convergence.py", os.fspath(out), os.fspath(plot)]):
+        if _plot_convergence.main(["plot_convergence.py", os.fspath(out), os.fspath(plot),
+                                   "--x-axis", x_axis]):
             raise RuntimeError("plot: drawing '%s' from '%s' failed (see above)" % (plot, out))
     if print_table:
         print(table, end="")

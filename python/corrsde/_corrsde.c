@@ -845,6 +845,10 @@ static PyObject *conv_result(const csde_conv_result *res, csde_conv_kind kind)
     PUT(e, "slope_lo", darray(f->slope_lo, res->L - 1));
     PUT(e, "slope_hi", darray(f->slope_hi, res->L - 1));
     PUT(e, "used", darray(used, res->L));
+    double nfe[CSDE_CONV_MAXLEVEL + 1];
+    for (size_t k = 0; k < res->L; k++)
+      nfe[k] = (double)(res->steps[k] * csde_solver_type_nfe_per_step(csde_solver_lookup(s->name)));
+    PUT(e, "nfe", darray(nfe, res->L));
     PUT(e, "order", PyFloat_FromDouble(f->order));
     PUT(e, "order_lo", PyFloat_FromDouble(f->order_lo));
     PUT(e, "order_hi", PyFloat_FromDouble(f->order_hi));

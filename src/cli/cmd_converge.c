@@ -59,7 +59,8 @@ extern char **environ;
 
 enum {
   OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_SCHEDULE, OPT_SOLVERS, OPT_ERROR, OPT_LEVELS,
-  OPT_PATHS, OPT_REFERENCE, OPT_SEED, OPT_CSV, OPT_PLOT, OPT_PROGRESS, OPT_BOOT
+  OPT_PATHS, OPT_REFERENCE, OPT_SEED, OPT_CSV, OPT_PLOT, OPT_PROGRESS, OPT_BOOT, OPT_GRID,
+  OPT_X_AXIS
 };
 
 static const cli_option converge_options[] = {
@@ -79,6 +80,8 @@ static const cli_option converge_options[] = {
   {"seed", OPT_SEED, "a non-negative integer"},
   {"threads", 'j', "a positive integer"},
   {"bootstrap", OPT_BOOT, "an integer >= 100"},
+  {"grid", OPT_GRID, "uniform, quadratic, karras[:rho=R] or logsnr"},
+  {"x-axis", OPT_X_AXIS, "h or nfe"},
   {"csv", OPT_CSV, "an output file name such as out.csv"},
   {"plot", OPT_PLOT, "an output file name such as out.png"},
   {"force", 'f', NULL},
@@ -96,7 +99,7 @@ static const char *const error_names[] = {"strong", "weak-mean", "weak-cov", "od
 
 typedef struct {
   const char *model, *cov, *cov_method, *shape_s, *process_s, *solvers_s, *error_s;
-  const char *levels_s, *reference_s, *schedule, *output, *csv, *plot;
+  const char *levels_s, *reference_s, *schedule, *output, *csv, *plot, *grid, *x_axis;
   size_t tau, D, paths, threads, boot;
   int shape_rank;
   size_t shape[3];
@@ -158,6 +161,8 @@ static void help(void)
       "                                    E[X X^T] along the frame axis (tau x tau, pooled\n"
       "                                    over pixels; Frobenius norm)\n"
       "      --levels K0:K1     levels K0..K1, 2^k steps each (default " DEFAULT_LEVELS ")\n"
+      "      --grid G           the time grid of every level: uniform (default),\n"
+      "                         quadratic, karras[:rho=R] or logsnr (grid 2N holds grid N)\n"
       "      --paths N          paths (samples) per level, N >= 2 (default %d)\n"
       "      --reference R      exact: the gaussian model's exact PF-ODE flow (ode) or\n"
       "                                exact moments (weak-*, which still use a fine solve\n"
@@ -178,7 +183,8 @@ static void help(void)
   fputs("Output:\n"
       "  -o, --output OUT.h5    the results (required; layout below)\n"
       "      --csv OUT.csv      the table's rows (one per solver and level)\n"
-      "      --plot OUT.png     log-log plot of error against h with the intervals,\n"
+      "      --plot OUT.png     log-log plot of error against h (or, with --x-axis nfe,\n"
+      "                         against the model evaluations of a solve) with the intervals,\n"
       "                         theoretical slopes and the Monte Carlo noise of weak\n"
       "                         errors (runs experiments/plot_convergence.py with\n"
       "                         " DEFAULT_PYTHON "; matplotlib and h5py needed;\n"
@@ -431,6 +437,14 @@ static int parse_args(int argc, char **argv, converge_args *a)
       break;
     case OPT_CSV: a->csv = v; break;
     case OPT_PLOT: a->plot = v; break;
+    case OPT_GRID: a->grid = v; break; /* checked by the solver: blamed on --levels */
+    case OPT_X_AXIS:
+      if (strcmp(v, "h") && strcmp(v, "nfe")) {
+        cli_error(CMD, "--x-axis: expected h or nfe, got '%s'", v);
+        return CLI_EUSAGE;
+      }
+      a->x_axis = v;
+      break;
     case 'f': a->force = 1; break;
     case OPT_PROGRESS: a->progress = 1; break;
     case 'q': a->quiet = 1; break;
@@ -872,7 +886,8 @@ static const char *conv_flag(const char *param)
   } map[] = {{CSDE_PARAM_SOLVER, "--solvers"},        {CSDE_PARAM_MODEL, "--model"},
              {CSDE_CONV_PARAM_REFERENCE, "--reference"}, {CSDE_CONV_PARAM_LEVELS, "--levels"},
              {CSDE_CONV_PARAM_PATHS, "--paths"},      {CSDE_CONV_PARAM_KIND, "--error"},
-             {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_SPAN, "--process"}};
+             {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_SPAN, "--process"},
+             {CSDE_PARAM_GRID, "--grid"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) return map[i].flag;
   return "--levels"; /* the rest (a step count, a grid) follows from the levels */
@@ -892,6 +907,11 @@ int cli_cmd_converge(int argc, char **argv)
   r.a = &a;
   char script[PATH_MAX + 64];
   if ((rc = check_combinations(&a))) goto out;
+  if (a.x_axis && !a.plot) {
+    cli_error(CMD, "--x-axis: applies to --plot (give --plot OUT.png)");
+    rc = CLI_EUSAGE;
+    goto out;
+  }
   if (same_file(a.output, a.csv) || same_file(a.output, a.plot) || same_file(a.csv, a.plot)) {
     cli_error(CMD, "-o/--csv/--plot: two outputs name the same file");
     rc = CLI_EUSAGE;
@@ -917,6 +937,7 @@ int cli_cmd_converge(int argc, char **argv)
   p.seed = a.seed;
   p.threads = (int)a.threads;
   p.boot = a.boot;
+  p.grid = a.grid;
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   r.bar_on = !a.quiet && (a.progress || isatty(STDERR_FILENO));
   r.bar_tty = isatty(STDERR_FILENO);
@@ -951,7 +972,8 @@ int cli_cmd_converge(int argc, char **argv)
     goto out_res;
   }
   if (a.plot) {
-    char *pargv[] = {(char *)python_path(), script, (char *)a.output, (char *)a.plot, NULL};
+    char *pargv[] = {(char *)python_path(), script, (char *)a.output, (char *)a.plot,
+                     a.x_axis ? "--x-axis" : NULL, (char *)a.x_axis, NULL};
     int prc = run_program(pargv, 0);
     if (prc != 0) {
       cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "

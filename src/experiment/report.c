@@ -10,6 +10,7 @@
 #include <hdf5.h>
 
 #include "io/h5util.h"
+#include "corrsde/solve.h"
 #include "experiment/report.h"
 
 /* ---- the HDF5 writer ---- */
@@ -180,6 +181,12 @@ void csde_h5out_discard(csde_h5out *w)
 
 /* ---- the table ---- */
 
+/* Model evaluations of one solve at level k: 2^k steps times the solver's per step. */
+static size_t level_nfe(const csde_conv_result *r, const csde_conv_solver_result *s, size_t k)
+{
+  return r->steps[k] * csde_solver_type_nfe_per_step(csde_solver_lookup(s->name));
+}
+
 static void levels_list(const csde_conv_result *r, const csde_conv_fit *f, int used, char *buf,
                         size_t len)
 {
@@ -199,15 +206,16 @@ void csde_conv_print(FILE *out, const csde_conv_result *r, csde_conv_kind kind)
     const csde_conv_fit *f = &s->fit;
     fprintf(out, "\n%s: %s error, reference %s\n", s->name, csde_conv_kind_name(kind),
             s->reference);
-    fprintf(out, "  level  steps          h       error  95%% interval            %-9s  slope  "
-                 "decision\n",
+    fprintf(out, "  level  steps     nfe          h       error  95%% interval            %-9s  "
+                 "slope  decision\n",
             weak ? "MC noise" : "RMS");
     for (size_t k = 0; k < r->L; k++) {
       char slope[16] = "";
       if (k + 1 < r->L && isfinite(f->slope[k])) snprintf(slope, sizeof slope, "%6.3f", f->slope[k]);
       double extra = weak ? f->mc_noise[k] : f->rms[k];
-      fprintf(out, "  %5u %6zu  %9.3e  %10.4e  [%9.3e, %9.3e]  %9.3e  %6s  %s\n", r->level[k],
-              r->steps[k], r->h[k], f->err[k], f->err_lo[k], f->err_hi[k], extra, slope,
+      fprintf(out, "  %5u %6zu %7zu  %9.3e  %10.4e  [%9.3e, %9.3e]  %9.3e  %6s  %s\n",
+              r->level[k], r->steps[k], level_nfe(r, s, k), r->h[k], f->err[k], f->err_lo[k],
+              f->err_hi[k], extra, slope,
               csde_conv_decision_name((csde_conv_decision)f->decision[k]));
     }
     char used[256], dropped[256];
@@ -254,7 +262,7 @@ int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_k
   if (!f)
     return csde_err_set(err, CSDE_EIO, "cannot create '%s': %s", path, strerror(errno));
   int weak = csde_conv_kind_is_weak(kind);
-  fprintf(f, "solver,error_kind,level,steps,h,error,error_lo,error_hi,halfwidth,error_rms,"
+  fprintf(f, "solver,error_kind,level,steps,nfe,h,error,error_lo,error_hi,halfwidth,error_rms,"
              "mc_noise,local_slope,local_slope_lo,local_slope_hi,used,decision,order,order_lo,"
              "order_hi,theory_order,reference_level\n");
   for (size_t i = 0; i < r->nsolvers; i++) {
@@ -264,8 +272,10 @@ int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_k
       double sl = k + 1 < r->L ? fi->slope[k] : NAN;
       double sllo = k + 1 < r->L ? fi->slope_lo[k] : NAN;
       double slhi = k + 1 < r->L ? fi->slope_hi[k] : NAN;
-      fprintf(f, "%s,%s,%u,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d,",
-              s->name, csde_conv_kind_name(kind), r->level[k], r->steps[k], r->h[k],
+      fprintf(f, "%s,%s,%u,%zu,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,"
+                 "%d,",
+              s->name, csde_conv_kind_name(kind), r->level[k], r->steps[k], level_nfe(r, s, k),
+              r->h[k],
               fi->err[k], fi->err_lo[k], fi->err_hi[k], fi->halfwidth[k],
               weak ? NAN : fi->rms[k], weak ? fi->mc_noise[k] : NAN, sl, sllo, slhi,
               fi->decision[k] == CSDE_CONV_USED);
@@ -336,6 +346,8 @@ int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind 
 #define DS(suffix) (snprintf(name, sizeof name, "%s/%s", g, suffix), name)
     for (size_t k = 0; k < L; k++) iv[k] = (int64_t)r->steps[k];
     PUT(csde_h5out_write_i64(w, DS("steps"), iv, L, err));
+    for (size_t k = 0; k < L; k++) iv[k] = (int64_t)level_nfe(r, s, k);
+    PUT(csde_h5out_write_i64(w, DS("nfe"), iv, L, err));
     for (size_t k = 0; k < L; k++) iv[k] = r->level[k];
     PUT(csde_h5out_write_i64(w, DS("level"), iv, L, err));
     size_t d1[1] = {L}, d2[2] = {L, 2};

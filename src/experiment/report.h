@@ -7,6 +7,7 @@
  *   /convergence                attributes error, estimator, reference, paths, levels,
  *                               bootstrap, confidence, solvers
  *   /convergence/<solver>/steps        [L] int64, 2^k
+ *                        /nfe          [L] int64, model evaluations of one solve
  *                        /level        [L] int64, k
  *                        /h            [L] step size |t_end - t_start| / 2^k
  *                        /error        [L]

@@ -45,6 +45,8 @@ def test_ode_orders_match_theory(tmp_path):
         assert lo <= p <= hi and abs(order - p) < 0.1, (name, order, lo, hi)
         e = r.solvers[name]
         assert e["error"].shape == (5,) and np.all(e["error_lo"] <= e["error"])
+        assert list(e["nfe"]) == [s * (2 if name == "heun" else 6 if name == "rk45" else 1)
+                                  for s in r.steps]
         assert np.all(e["error"] <= e["error_hi"]) and e["used"].sum() >= 3
     assert "order" in r.table and "rk45" in r.table
 
