@@ -29,6 +29,7 @@ SAMPLERS = (
     ("ddim", "ddim", None, 1),
     ("euler", "pf-ode", "euler", 1),
     ("heun", "pf-ode", "heun", 2),
+    ("edm-heun", "pf-ode", "edm-heun", 2),
     ("dpmpp2m", "pf-ode", "dpmpp2m", 1),
     ("dpmpp3m", "pf-ode", "dpmpp3m", 1),
     ("unipc", "pf-ode", "unipc", 1),

@@ -227,6 +227,8 @@ static void test_ode_orders(void)
      * 3.69, 3.87 from N = 32) */
     {"unipc", {16, 32, 64, 128}, 4, 2.7, 3.3, "logsnr"},
     {"unipc3", {64, 128, 256, 512}, 4, 3.6, 4.4, "logsnr"},
+    /* EDM's Heun in sigma, on its own grid */
+    {"edm-heun", {16, 32, 64, 128}, 4, 1.7, 2.3, "karras"},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     double e[5], em[5];

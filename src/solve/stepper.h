@@ -91,5 +91,6 @@ extern const csde_solver_type csde_solver_dpmpp2m;
 extern const csde_solver_type csde_solver_dpmpp3m;
 extern const csde_solver_type csde_solver_unipc;
 extern const csde_solver_type csde_solver_unipc3;
+extern const csde_solver_type csde_solver_edm_heun;
 
 #endif

@@ -102,6 +102,29 @@ def numpy_unipc(ts, x, pmax):
     return y
 
 
+def numpy_edm_heun(ts, x):
+    """Heun on dx_ve/ds = (x_ve - D) / s, x_ve = x / alpha, s = sigma / alpha (EDM)."""
+    y = x / view(ts[0])[0]
+    for t0, t1 in zip(ts[:-1], ts[1:]):
+        (a0, g0, _), (a1, g1, _) = view(t0), view(t1)
+        s0, s1 = g0 / a0, g1 / a1
+        d0 = (y - denoise(t0, a0 * y)) / s0
+        yt = y + (s1 - s0) * d0
+        d1 = (yt - denoise(t1, a1 * yt)) / s1
+        y = y + (s1 - s0) * (d0 + d1) / 2
+    return view(ts[-1])[0] * y
+
+
+@pytest.mark.parametrize("steps", [1, 4, 16])
+@pytest.mark.parametrize("grid", ["karras", "uniform"])
+def test_edm_heun_against_numpy(x0, steps, grid):
+    got = corrsde.solve(model, x0, cov=C, schedule=S, process="pf-ode", solver="edm-heun",
+                        steps=steps, grid=grid)
+    want = numpy_edm_heun(nodes(steps, grid), x0)
+    assert got.nfe == 2 * steps
+    assert np.abs(got.x - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+
+
 @pytest.fixture(scope="module")
 def x0():
     return C.sample(3, (4,), seed=2)
@@ -160,7 +183,7 @@ def test_fewstep_experiment_quick(tmp_path):
                    capture_output=True)
     rows = list(csv.DictReader(open(tmp_path / "fewstep.csv")))
     ran = [r for r in rows if int(r["steps"]) > 0]
-    assert len(rows) == 10 * 2 * 2 and all(np.isfinite(float(r["max_abs_error"])) for r in ran)
+    assert len(rows) == 11 * 2 * 2 and all(np.isfinite(float(r["max_abs_error"])) for r in ran)
     assert all(int(r["nfe"]) <= int(r["nfe_budget"]) for r in ran)
     best = {n: min(float(r["max_abs_error"]) for r in ran if int(r["nfe_budget"]) == n)
             for n in (5, 20)}
