@@ -320,5 +320,27 @@ assert 2.7 < o < 3.3 and lo <= 3 <= hi
 ' "$tmp/grid.csv"
 ok $? "--grid logsnr: unipc's order within [2.7, 3.3] and its interval covers 3; nfe = steps x evaluations a step"
 
+# euler-ancestral (a sampler of the reverse SDE's law, fresh noise V' z from the path):
+# weak order 1 on the frame covariance from the exact p_T, and its fine reference agrees
+# with the exact moments within the Monte Carlo half-width
+if [ "$have_h5py" -eq 1 ]; then
+run converge --process reverse-sde --error weak-cov --solvers euler-ancestral --levels 2:6 \
+  --paths 256 --bootstrap 200 --csv "$tmp/ea.csv" -o "$tmp/ea.h5" -q
+[ "$rc" -eq 0 ] && py '
+import csv, sys, h5py
+r = list(csv.DictReader(open(sys.argv[1])))[0]
+o, lo, hi = float(r["order"]), float(r["order_lo"]), float(r["order_hi"])
+g = h5py.File(sys.argv[2], "r")["convergence/euler-ancestral"].attrs
+dev, hw = float(g["exact_deviation"]), float(g["exact_deviation_halfwidth"])
+print("euler-ancestral weak order", o, [lo, hi], "reference vs exact", dev, "half-width", hw)
+assert lo <= 1 <= hi and 0.6 < o < 1.4 and dev <= hw
+' "$tmp/ea.csv" "$tmp/ea.h5"
+ok $? "euler-ancestral: weak order 1 within its interval; its reference has the exact moments"
+else
+  skip "euler-ancestral weak order" "no h5py"
+fi
+expect_error "euler-ancestral on the forward SDE" "--solvers" 2 converge --process forward-sde \
+  --error strong --solvers euler-ancestral -o "$B"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

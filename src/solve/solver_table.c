@@ -10,7 +10,7 @@ static const csde_solver_type *const solver_types[] = {
   &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
   &csde_solver_rk8pd, &csde_solver_dopri5, &csde_solver_dpmpp2m,
   &csde_solver_dpmpp3m, &csde_solver_unipc, &csde_solver_unipc3,
-  &csde_solver_edm_heun, NULL};
+  &csde_solver_edm_heun, &csde_solver_euler_ancestral, NULL};
 
 const csde_solver_type *csde_solver_lookup(const char *name)
 {
@@ -44,6 +44,7 @@ char *csde_solver_names(int p, char *buf, size_t len)
 int csde_solver_type_fits(const csde_solver_type *T, csde_process p)
 {
   if (!T) return 0;
+  if (T->reverse_only && p == CSDE_PROC_FORWARD_SDE) return 0;
   return csde_process_is_sde(p) ? T->sde != 0 : T->ode != 0;
 }
 

@@ -22,6 +22,7 @@ struct csde_solver_type {
   unsigned nfe_per_step;   /* model evaluations per fixed step */
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
+  int reverse_only;        /* 1: a sampler of the reverse process only (not forward-sde) */
   int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step takes
                               the drift from csde_stepper_drift_parts and adds
                               its noise through csde_stepper_advance */
@@ -92,5 +93,6 @@ extern const csde_solver_type csde_solver_dpmpp3m;
 extern const csde_solver_type csde_solver_unipc;
 extern const csde_solver_type csde_solver_unipc3;
 extern const csde_solver_type csde_solver_edm_heun;
+extern const csde_solver_type csde_solver_euler_ancestral;
 
 #endif
