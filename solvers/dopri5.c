@@ -315,7 +315,7 @@ static int dp_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
 const csde_solver_type csde_solver_dopri5 = {
   .name = "dopri5",
   .alias = NULL,
-  .summary = "Dormand-Prince 5(4), scipy's RK45: ODEs, adaptive, order 5",
+  .summary = "Dormand-Prince 5(4) (scipy's RK45): ODEs, adaptive, order 5",
   .sde = 0,
   .ode = 1,
   .adaptive = 1,

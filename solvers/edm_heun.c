@@ -60,7 +60,7 @@ static int edm_step(csde_stepper *S, double t0, double t1, double *x, const doub
 const csde_solver_type csde_solver_edm_heun = {
   .name = "edm-heun",
   .alias = NULL,
-  .summary = "EDM's Heun in sigma (Karras et al.): PF-ODE, order 2, 2 evaluations",
+  .summary = "EDM's Heun in sigma: PF-ODE, order 2",
   .sde = 0,
   .ode = 1,
   .adaptive = 0,

@@ -74,6 +74,7 @@ typedef struct {
                               there); fixed grids: ignored */
   size_t n_out_times;
   int threads;             /* OpenMP threads (0: 1) */
+  double eta;              /* the ddim solver: 0 (default, deterministic) .. 1 */
   csde_observer_fn observer; /* called after every accepted step; non-zero stops */
   void *observer_user;
 } csde_solve_params;
@@ -106,8 +107,11 @@ CSDE_API const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
  *   x0 = (x_t - sqrt(1-abar_t) d) / sqrt(abar_t),
  *   x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sig^2) d + sig V' z,
  *   sig = eta sqrt((1-abar_s)/(1-abar_t)) sqrt(1 - abar_t/abar_s); eta = 0: deterministic.
- * Noise of step k uses stream k of par->seed (as the streaming SDE noise). par->solver,
- * rtol, atol and noise are ignored; stats count NFE and steps. */
+ * Noise of step k uses stream k of par->seed (as the streaming SDE noise). Both are solver
+ * types (solvers/ddpm.c, ddim.c; "ddim" with par->eta is also a --solver of the PF-ODE):
+ * these two calls run csde_solve on the PF-ODE process with them (P->process is not
+ * used; ddpm on t = 1 -> 0). par->solver, rtol, atol and noise are ignored; stats count
+ * NFE and steps. */
 CSDE_API int csde_sample_ddpm(const csde_problem *P, const csde_solve_params *par, double *x,
                      csde_solve_stats *stats, csde_err *err);
 CSDE_API int csde_sample_ddim(const csde_problem *P, const csde_solve_params *par, double eta,

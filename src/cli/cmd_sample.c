@@ -155,7 +155,7 @@ static void help(void)
       "                         (fixed steps; 'adaptive' also takes --rtol/--atol):\n",
       DEFAULT_TAU, DEFAULT_BATCH);
   for (const csde_solver_type *const *t = csde_solver_types(); *t; t++) /* the registry */
-    printf("      %-8s %s\n", csde_solver_type_name(*t),
+    printf("      %-15s %s\n", csde_solver_type_name(*t),
            csde_solver_type_summary(*t));
   printf(
       "                         With few model evaluations: --process pf-ode and\n"

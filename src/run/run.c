@@ -122,6 +122,8 @@ static int set_span(csde_run *r, const csde_run_settings *s, csde_err *err)
     }
     r->t0 = 1;
     r->t1 = 0;
+    T = 1;
+    eps = 0; /* the chain's grid t_k = (N - k) / N ends at 0 */
     break;
   default: /* reverse-sde, pf-ode, ddim: T -> eps */
     if (ts) T = s->t_start;
@@ -332,10 +334,16 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
     csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
     goto fail;
   }
-  const char *solver = discrete ? "none" : s->solver ? s->solver : r->adaptive ? "rk45" : "em";
+  /* the discrete samplers are solver types too (solvers/ddpm.c, ddim.c), on the PF-ODE
+   * process: they draw their own noise */
+  const char *solver = r->process == CSDE_RUN_DDPM   ? "ddpm"
+                       : r->process == CSDE_RUN_DDIM ? "ddim"
+                       : s->solver                   ? s->solver
+                       : r->adaptive                 ? "rk45"
+                                                     : "em";
 
   r->P = csde_problem_default();
-  r->P.process = discrete ? CSDE_PROC_REVERSE_SDE : (csde_process)r->process;
+  r->P.process = discrete ? CSDE_PROC_PFODE : (csde_process)r->process;
   r->P.tau = r->tau;
   r->P.D = r->D;
   r->P.batch = batch;
@@ -379,6 +387,11 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   r->par.solver = r->s.solver;
   r->par.steps = r->adaptive ? 0 : s->steps;
   r->par.grid = r->s.grid;
+  r->par.eta = r->eta;
+  if (r->process == CSDE_RUN_DDPM) { /* the schedule's N steps, t_k = (N - k) / N */
+    r->par.steps = csde_schedule_nsteps(sched);
+    r->par.grid = "uniform";
+  }
   r->par.rtol = r->adaptive ? s->rtol : 0;
   r->par.atol = r->adaptive ? s->atol : 0;
   r->par.max_nfe = s->max_nfe;
@@ -394,40 +407,23 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   }
 
   /* the grid: where the fixed-step states fall (save times, the final step) */
-  if (r->process == CSDE_RUN_DDPM) {
-    size_t N = csde_schedule_nsteps(sched);
-    r->grid = malloc((N + 1) * sizeof *r->grid);
+  if (r->save_kind == CSDE_SAVE_TIMES && r->adaptive) {
+    /* the adaptive solve lands on the save times: the plan first, then the solver */
+    if ((st = plan_times(r, err))) goto fail;
+    r->par.out_times = r->nout ? r->out : NULL;
+    r->par.n_out_times = r->nout;
+  }
+  if ((st = csde_solver_alloc(&r->solver, &r->P, &r->par, err))) goto fail;
+  if (!r->adaptive) {
+    size_t ns;
+    const double *g = csde_solver_grid(r->solver, &ns);
+    r->grid = malloc((ns + 1) * sizeof *r->grid);
     if (!r->grid) {
-      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", N);
+      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", ns);
       goto fail;
     }
-    for (size_t k = 0; k <= N; k++) r->grid[k] = (double)(N - k) / (double)N;
-    r->nsteps = N;
-  } else if (r->process == CSDE_RUN_DDIM) {
-    if ((st = csde_grid_make(r->s.grid, sched, r->t0, r->t1, s->steps, &r->grid, &r->nsteps,
-                             err))) {
-      csde_err_blame(err, CSDE_PARAM_GRID, st);
-      goto fail;
-    }
-  } else {
-    if (r->save_kind == CSDE_SAVE_TIMES && r->adaptive) {
-      /* the adaptive solve lands on the save times: the plan first, then the solver */
-      if ((st = plan_times(r, err))) goto fail;
-      r->par.out_times = r->nout ? r->out : NULL;
-      r->par.n_out_times = r->nout;
-    }
-    if ((st = csde_solver_alloc(&r->solver, &r->P, &r->par, err))) goto fail;
-    if (!r->adaptive) {
-      size_t ns;
-      const double *g = csde_solver_grid(r->solver, &ns);
-      r->grid = malloc((ns + 1) * sizeof *r->grid);
-      if (!r->grid) {
-        st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", ns);
-        goto fail;
-      }
-      memcpy(r->grid, g, (ns + 1) * sizeof *g);
-      r->nsteps = ns;
-    }
+    memcpy(r->grid, g, (ns + 1) * sizeof *g);
+    r->nsteps = ns;
   }
   if (r->save_kind == CSDE_SAVE_TIMES && r->grid && (st = plan_times(r, err))) goto fail;
   r->capacity = capacity(r);
@@ -532,13 +528,7 @@ int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
       return o->status;
     }
   }
-  if (r->process == CSDE_RUN_DDPM) {
-    s = csde_sample_ddpm(&r->P, &r->par, x, st, err);
-  } else if (r->process == CSDE_RUN_DDIM) {
-    s = csde_sample_ddim(&r->P, &r->par, r->eta, x, st, err);
-  } else {
-    s = csde_solver_run(r->solver, x, st, err);
-  }
+  s = csde_solver_run(r->solver, x, st, err);
   if (o->status) return o->status; /* a failed save stopped the solve */
   /* the final state, if the observer could not tell it was the last */
   if (!s && !st->stopped && save_state(o, st->steps, r->t1, x)) {

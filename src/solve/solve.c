@@ -111,6 +111,15 @@ int csde_stepper_denoise(csde_stepper *S, double t, const double *x, double *x0)
   return s ? s : csde_proc_denoise(&S->proc, t, S->step, x, x0, &S->err);
 }
 
+int csde_stepper_cscore(csde_stepper *S, double t, const double *x, double *out)
+{
+  int s = count_nfe(S, t);
+  return s ? s : csde_proc_cscore(&S->proc, t, S->step, x, out, &S->err);
+}
+
+const csde_problem *csde_stepper_problem(const csde_stepper *S) { return &S->P; }
+size_t csde_stepper_step(const csde_stepper *S) { return S->step; }
+
 double csde_stepper_diffusion(const csde_stepper *S, double t)
 {
   return csde_proc_diffusion(&S->proc, t);
@@ -158,7 +167,9 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
   int s, sde = csde_process_is_sde(P->process);
   const char *name = S->par.solver ? S->par.solver : "euler";
   S->type = csde_solver_lookup(name);
-  if (!S->type || !csde_solver_type_fits(S->type, P->process)) {
+  int fits = S->type && (csde_solver_type_fits(S->type, P->process) ||
+                         (S->type->via_process && P->process == CSDE_PROC_PFODE));
+  if (!fits) {
     char list[256] = "";
     size_t len = 0;
     for (const csde_solver_type *const *t = csde_solver_types(); *t; t++)
@@ -346,4 +357,51 @@ int csde_solve(const csde_problem *P, const csde_solve_params *par, double *x,
   s = csde_solver_run(S, x, stats, err);
   csde_solver_free(S);
   return s;
+}
+
+/* ---- the discrete samplers: solver types (solvers/ddpm.c, ddim.c) on the PF-ODE process,
+ * which draw their own noise ---- */
+
+static csde_solve_params sampler_params(const csde_solve_params *par, const char *solver)
+{
+  csde_solve_params p = par ? *par : csde_solve_default_params();
+  p.solver = solver;
+  p.rtol = p.atol = 0;
+  p.noise = CSDE_NOISE_STREAM;
+  p.out_times = NULL;
+  p.n_out_times = 0;
+  if (!p.max_nfe) p.max_nfe = csde_solve_default_params().max_nfe;
+  return p;
+}
+
+int csde_sample_ddpm(const csde_problem *P, const csde_solve_params *par, double *x,
+                     csde_solve_stats *stats, csde_err *err)
+{
+  size_t N = csde_schedule_nsteps(P->sched);
+  if (N == 0)
+    return csde_err_set(err, CSDE_EINVAL,
+                        "ddpm needs a discrete schedule (e.g. ddpm-linear:n=1000), not '%s'",
+                        csde_schedule_spec(P->sched));
+  csde_problem Q = *P;
+  Q.process = CSDE_PROC_PFODE; /* only the model's answer is used */
+  Q.T = 1;
+  Q.eps = 0;
+  csde_solve_params p = sampler_params(par, "ddpm");
+  p.steps = N; /* the grid t_k = (N - k) / N */
+  p.grid = "uniform";
+  return csde_solve(&Q, &p, x, stats, err);
+}
+
+int csde_sample_ddim(const csde_problem *P, const csde_solve_params *par, double eta,
+                     double *x, csde_solve_stats *stats, csde_err *err)
+{
+  if (!(eta >= 0 && eta <= 1))
+    return csde_err_set(err, CSDE_EDOM, "ddim: eta = %g outside [0, 1]", eta);
+  if (!par || par->steps == 0) return csde_err_set(err, CSDE_EINVAL, "ddim: zero steps");
+  csde_problem Q = *P;
+  Q.process = CSDE_PROC_PFODE;
+  csde_solve_params p = sampler_params(par, "ddim");
+  p.eta = eta;
+  if (!p.grid) p.grid = "uniform";
+  return csde_solve(&Q, &p, x, stats, err);
 }

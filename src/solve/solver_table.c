@@ -10,7 +10,8 @@ static const csde_solver_type *const solver_types[] = {
   &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
   &csde_solver_rk8pd, &csde_solver_dopri5, &csde_solver_dpmpp2m,
   &csde_solver_dpmpp3m, &csde_solver_unipc, &csde_solver_unipc3,
-  &csde_solver_edm_heun, &csde_solver_euler_ancestral, NULL};
+  &csde_solver_edm_heun, &csde_solver_euler_ancestral, &csde_solver_ddim, &csde_solver_ddpm,
+  NULL};
 
 const csde_solver_type *csde_solver_lookup(const char *name)
 {
@@ -32,7 +33,7 @@ char *csde_solver_names(int p, char *buf, size_t len)
   size_t o = 0;
   if (len) buf[0] = '\0';
   for (const csde_solver_type *const *t = solver_types; *t && o < len; t++) {
-    if (p >= 0 && !csde_solver_type_fits(*t, (csde_process)p)) continue;
+    if ((p >= 0 && !csde_solver_type_fits(*t, (csde_process)p)) || (*t)->via_process) continue;
     const char *names[2] = {(*t)->alias, (*t)->name};
     for (int k = 0; k < 2 && o < len; k++)
       if (names[k]) o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[k]);
@@ -43,7 +44,7 @@ char *csde_solver_names(int p, char *buf, size_t len)
 /* SDE processes need an SDE integrator, the ODE processes an ODE one. */
 int csde_solver_type_fits(const csde_solver_type *T, csde_process p)
 {
-  if (!T) return 0;
+  if (!T || T->via_process) return 0;
   if (T->reverse_only && p == CSDE_PROC_FORWARD_SDE) return 0;
   return csde_process_is_sde(p) ? T->sde != 0 : T->ode != 0;
 }

@@ -23,6 +23,8 @@ struct csde_solver_type {
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
   int reverse_only;        /* 1: a sampler of the reverse process only (not forward-sde) */
+  int via_process;         /* 1: reached through its process only (ddpm: csde_sample_ddpm);
+                              not offered for --solver */
   int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step takes
                               the drift from csde_stepper_drift_parts and adds
                               its noise through csde_stepper_advance */
@@ -63,6 +65,12 @@ void csde_stepper_view(const csde_stepper *S, double t, double *alpha, double *s
 /* x0 = the model's data prediction at (t, x) (process.h, csde_proc_denoise). Counts one
  * NFE and checks the output like csde_stepper_drift. */
 int csde_stepper_denoise(csde_stepper *S, double t, const double *x, double *x0);
+/* s = C grad log p_t(x) from one model call (process.h, csde_proc_cscore), counted and
+ * checked like csde_stepper_drift. */
+int csde_stepper_cscore(csde_stepper *S, double t, const double *x, double *s);
+/* The problem being solved, and the index of the step being taken (0: the first). */
+const csde_problem *csde_stepper_problem(const csde_stepper *S);
+size_t csde_stepper_step(const csde_stepper *S);
 /* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
 double csde_stepper_diffusion(const csde_stepper *S, double t);
 /* The state length batch * tau * D. */
@@ -94,5 +102,7 @@ extern const csde_solver_type csde_solver_unipc;
 extern const csde_solver_type csde_solver_unipc3;
 extern const csde_solver_type csde_solver_edm_heun;
 extern const csde_solver_type csde_solver_euler_ancestral;
+extern const csde_solver_type csde_solver_ddim;
+extern const csde_solver_type csde_solver_ddpm;
 
 #endif
