@@ -17,7 +17,6 @@
  *
  * Buffers: 0 and 1 hold the data predictions of this step and the last one, by turns. */
 #include <math.h>
-#include <stdlib.h>
 
 #include "solve/stepper.h"
 
@@ -31,16 +30,7 @@ typedef struct {
 
 static int dpm_init(csde_stepper *S, csde_err *err)
 {
-  dpm_state *st = calloc(1, sizeof *st);
-  if (!st) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
-  csde_stepper_set_state(S, st);
-  return CSDE_SUCCESS;
-}
-
-static void dpm_free(csde_stepper *S)
-{
-  free(csde_stepper_state(S));
-  csde_stepper_set_state(S, NULL);
+  return csde_stepper_state_alloc(S, sizeof(dpm_state), err);
 }
 
 static void dpm_reset(csde_stepper *S)
@@ -99,7 +89,7 @@ const csde_solver_type csde_solver_dpmpp2m = {
   .order_weak = 0,
   .nbuf = 2,
   .init = dpm_init,
-  .free = dpm_free,
+  .free = csde_stepper_state_free,
   .reset = dpm_reset,
   .step = dpm_step,
   .evolve = NULL,

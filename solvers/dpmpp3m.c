@@ -17,7 +17,6 @@
  *
  * Buffers 0, 1, 2 hold the last three predictions, by turns. */
 #include <math.h>
-#include <stdlib.h>
 
 #include "solve/stepper.h"
 
@@ -30,16 +29,7 @@ typedef struct {
 
 static int dpm3_init(csde_stepper *S, csde_err *err)
 {
-  dpm3_state *st = calloc(1, sizeof *st);
-  if (!st) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
-  csde_stepper_set_state(S, st);
-  return CSDE_SUCCESS;
-}
-
-static void dpm3_free(csde_stepper *S)
-{
-  free(csde_stepper_state(S));
-  csde_stepper_set_state(S, NULL);
+  return csde_stepper_state_alloc(S, sizeof(dpm3_state), err);
 }
 
 static void dpm3_reset(csde_stepper *S)
@@ -126,7 +116,7 @@ const csde_solver_type csde_solver_dpmpp3m = {
   .order_weak = 0,
   .nbuf = 3,
   .init = dpm3_init,
-  .free = dpm3_free,
+  .free = csde_stepper_state_free,
   .reset = dpm3_reset,
   .step = dpm3_step,
   .evolve = NULL,

@@ -23,7 +23,6 @@
  * Buffers: 0 .. p_max hold D at the last nodes by turns; p_max + 1 is x~. */
 #include <gsl/gsl_linalg.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "solve/stepper.h"
@@ -41,21 +40,13 @@ typedef struct {
 
 static int unipc_init_p(csde_stepper *S, int pmax, csde_err *err)
 {
-  unipc_state *st = calloc(1, sizeof *st);
-  if (!st) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
-  st->pmax = pmax;
-  csde_stepper_set_state(S, st);
-  return CSDE_SUCCESS;
+  int s = csde_stepper_state_alloc(S, sizeof(unipc_state), err);
+  if (!s) ((unipc_state *)csde_stepper_state(S))->pmax = pmax;
+  return s;
 }
 
 static int unipc2_init(csde_stepper *S, csde_err *err) { return unipc_init_p(S, 2, err); }
 static int unipc3_init(csde_stepper *S, csde_err *err) { return unipc_init_p(S, 3, err); }
-
-static void unipc_free(csde_stepper *S)
-{
-  free(csde_stepper_state(S));
-  csde_stepper_set_state(S, NULL);
-}
 
 static void unipc_reset(csde_stepper *S)
 {
@@ -193,7 +184,7 @@ static int unipc_step(csde_stepper *S, double t0, double t1, double *x, const do
     .order_weak = 0,                                                                       \
     .nbuf = UNIPC_MAX + 2,                                                                 \
     .init = initfn,                                                                        \
-    .free = unipc_free,                                                                    \
+    .free = csde_stepper_state_free,                                                       \
     .reset = unipc_reset,                                                                  \
     .step = unipc_step,                                                                    \
     .evolve = NULL,                                                                        \

@@ -132,6 +132,20 @@ int csde_stepper_threads(const csde_stepper *S) { return S->par.threads > 0 ? S-
 void *csde_stepper_state(const csde_stepper *S) { return S->state; }
 void csde_stepper_set_state(csde_stepper *S, void *state) { S->state = state; }
 
+int csde_stepper_state_alloc(csde_stepper *S, size_t size, csde_err *err)
+{
+  void *st = calloc(1, size);
+  if (!st) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu bytes)", size);
+  S->state = st;
+  return CSDE_SUCCESS;
+}
+
+void csde_stepper_state_free(csde_stepper *S)
+{
+  free(S->state);
+  S->state = NULL;
+}
+
 void csde_stepper_count(csde_stepper *S, int accepted)
 {
   if (accepted)

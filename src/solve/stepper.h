@@ -81,6 +81,10 @@ const csde_solve_params *csde_stepper_params(const csde_stepper *S);
 int csde_stepper_threads(const csde_stepper *S);
 void *csde_stepper_state(const csde_stepper *S);
 void csde_stepper_set_state(csde_stepper *S, void *state);
+/* A zeroed private state of `size` bytes, set as the solver's (CSDE_ENOMEM on failure),
+ * and its free (a type's .free when the state is one block). */
+int csde_stepper_state_alloc(csde_stepper *S, size_t size, csde_err *err);
+void csde_stepper_state_free(csde_stepper *S);
 /* Record an accepted / rejected step. */
 void csde_stepper_count(csde_stepper *S, int accepted);
 /* Record a failure message (printf-style) on the solver; returns status. */
