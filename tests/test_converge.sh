@@ -324,18 +324,20 @@ ok $? "--grid logsnr: unipc's order within [2.7, 3.3] and its interval covers 3;
 # weak order 1 on the frame covariance from the exact p_T, and its fine reference agrees
 # with the exact moments within the Monte Carlo half-width
 if [ "$have_h5py" -eq 1 ]; then
-run converge --process reverse-sde --error weak-cov --solvers euler-ancestral --levels 2:6 \
-  --paths 256 --bootstrap 200 --csv "$tmp/ea.csv" -o "$tmp/ea.h5" -q
+run converge --process reverse-sde --error weak-cov --solvers euler-ancestral,dpmpp2m-sde \
+  --levels 2:7 --paths 256 --bootstrap 200 --csv "$tmp/ea.csv" -o "$tmp/ea.h5" -q
 [ "$rc" -eq 0 ] && py '
 import csv, sys, h5py
-r = list(csv.DictReader(open(sys.argv[1])))[0]
-o, lo, hi = float(r["order"]), float(r["order_lo"]), float(r["order_hi"])
-g = h5py.File(sys.argv[2], "r")["convergence/euler-ancestral"].attrs
-dev, hw = float(g["exact_deviation"]), float(g["exact_deviation_halfwidth"])
-print("euler-ancestral weak order", o, [lo, hi], "reference vs exact", dev, "half-width", hw)
-assert lo <= 1 <= hi and 0.6 < o < 1.4 and dev <= hw
+rows = list(csv.DictReader(open(sys.argv[1])))
+for name in ("euler-ancestral", "dpmpp2m-sde"):
+    r = [r for r in rows if r["solver"] == name][0]
+    o, lo, hi = float(r["order"]), float(r["order_lo"]), float(r["order_hi"])
+    g = h5py.File(sys.argv[2], "r")["convergence/" + name].attrs
+    dev, hw = float(g["exact_deviation"]), float(g["exact_deviation_halfwidth"])
+    print(name, "weak order", o, [lo, hi], "reference vs exact", dev, "half-width", hw)
+    assert lo <= 1 <= hi and 0.6 < o < 1.4 and dev <= hw
 ' "$tmp/ea.csv" "$tmp/ea.h5"
-ok $? "euler-ancestral: weak order 1 within its interval; its reference has the exact moments"
+ok $? "euler-ancestral, dpmpp2m-sde: weak order 1 within the interval; the references have the exact moments"
 else
   skip "euler-ancestral weak order" "no h5py"
 fi

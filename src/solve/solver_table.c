@@ -10,7 +10,8 @@ static const csde_solver_type *const solver_types[] = {
   &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
   &csde_solver_rk8pd, &csde_solver_dopri5, &csde_solver_dpmpp2m,
   &csde_solver_dpmpp3m, &csde_solver_unipc, &csde_solver_unipc3,
-  &csde_solver_edm_heun, &csde_solver_euler_ancestral, &csde_solver_ddim, &csde_solver_ddpm,
+  &csde_solver_edm_heun, &csde_solver_euler_ancestral, &csde_solver_dpmpp2m_sde,
+  &csde_solver_ddim, &csde_solver_ddpm,
   NULL};
 
 const csde_solver_type *csde_solver_lookup(const char *name)

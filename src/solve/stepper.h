@@ -106,6 +106,7 @@ extern const csde_solver_type csde_solver_unipc;
 extern const csde_solver_type csde_solver_unipc3;
 extern const csde_solver_type csde_solver_edm_heun;
 extern const csde_solver_type csde_solver_euler_ancestral;
+extern const csde_solver_type csde_solver_dpmpp2m_sde;
 extern const csde_solver_type csde_solver_ddim;
 extern const csde_solver_type csde_solver_ddpm;
 
