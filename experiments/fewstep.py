@@ -34,6 +34,7 @@ SAMPLERS = (
     ("dpmpp3m", "pf-ode", "dpmpp3m", 1),
     ("unipc", "pf-ode", "unipc", 1),
     ("unipc3", "pf-ode", "unipc3", 1),
+    ("ipndm", "pf-ode", "ipndm", 1),
     ("rk45", "pf-ode", "rk45", 6),
     ("rkck", "pf-ode", "rkck", 6),
     ("dopri5", "pf-ode", "dopri5", 6),

@@ -11,6 +11,7 @@
  *
  * Buffers: 0 = d, 1 = the noise. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "solve/stepper.h"
@@ -64,6 +65,9 @@ static int ddim_step(csde_stepper *S, double t, double u, double *x, const doubl
   return CSDE_SUCCESS;
 }
 
+static const csde_solver_option ddim_options[] = {
+  {"eta", offsetof(csde_solve_params, eta), 0, 1, "E"}, {NULL, 0, 0, 0, NULL}};
+
 const csde_solver_type csde_solver_ddim = {
   .name = "ddim",
   .alias = NULL,
@@ -77,6 +81,7 @@ const csde_solver_type csde_solver_ddim = {
   .order_weak = 0,
   .nbuf = 2,
   .own_noise = 1,
+  .options = ddim_options,
   .init = ddim_init,
   .free = ddim_free,
   .step = ddim_step,

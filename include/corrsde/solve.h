@@ -40,6 +40,11 @@ CSDE_API int csde_grid_make(const char *spec, const csde_schedule *s, double t_s
 typedef struct csde_solver_type csde_solver_type;
 /* Look up by name: euler (alias em), heun, rk45 (GSL rkf45), rkck, rk8pd. */
 CSDE_API const csde_solver_type *csde_solver_lookup(const char *name);
+/* A solver spec "name[:key=value,...]": the type of its name (NULL if unknown). */
+CSDE_API const csde_solver_type *csde_solver_spec_lookup(const char *spec);
+/* The options of T in words ("churn=S,tmin=A,tmax=B,noise=N") in buf, or NULL if it has
+ * none. */
+CSDE_API char *csde_solver_type_options(const csde_solver_type *T, char *buf, size_t len);
 /* All types, NULL-terminated. */
 CSDE_API const csde_solver_type *const *csde_solver_types(void);
 CSDE_API const char *csde_solver_type_name(const csde_solver_type *T);
@@ -75,11 +80,20 @@ typedef struct {
   size_t n_out_times;
   int threads;             /* OpenMP threads (0: 1) */
   double eta;              /* the ddim solver: 0 (default, deterministic) .. 1 */
+  double s_churn, s_tmin, s_tmax, s_noise; /* edm-heun: EDM's churn (Karras et al. 2022,
+                              Alg. 2): gamma = min(s_churn / N, sqrt 2 - 1) on the steps
+                              with s_tmin <= sigma/alpha <= s_tmax; defaults 0 (none), 0,
+                              INFINITY, 1 */
   csde_observer_fn observer; /* called after every accepted step; non-zero stops */
   void *observer_user;
 } csde_solve_params;
 
 CSDE_API csde_solve_params csde_solve_default_params(void);
+/* A solver spec "name[:key=value,...]" (csde_solver_spec_lookup gives its type): its
+ * options applied to par (edm-heun: churn, tmin, tmax, noise for s_churn .. s_noise;
+ * ddim: eta). name receives the bare name; par->solver is left alone. */
+CSDE_API int csde_solver_spec_parse(const char *spec, csde_solve_params *par, char *name,
+                                    size_t len, csde_err *err);
 
 typedef struct csde_solver csde_solver;
 

@@ -154,10 +154,16 @@ static void help(void)
       "  -s, --solver S         em (default; rk45 with --rtol/--atol), or one of these\n"
       "                         (fixed steps; 'adaptive' also takes --rtol/--atol):\n",
       DEFAULT_TAU, DEFAULT_BATCH);
-  for (const csde_solver_type *const *t = csde_solver_types(); *t; t++) /* the registry */
-    printf("      %-15s %s\n", csde_solver_type_name(*t),
-           csde_solver_type_summary(*t));
+  for (const csde_solver_type *const *t = csde_solver_types(); *t; t++) { /* the registry */
+    char opts[256];
+    printf("      %-15s %s\n", csde_solver_type_name(*t), csde_solver_type_summary(*t));
+    if (csde_solver_type_options(*t, opts, sizeof opts))
+      printf("      %-15s options: %s:%s\n", "", csde_solver_type_name(*t), opts);
+  }
   printf(
+      "                         edm-heun's options are EDM's churn: S_churn (default 0:\n"
+      "                         none), S_tmin .. S_tmax (in sigma/alpha; default 0 ..\n"
+      "                         inf) and S_noise (default 1), the noise drawn as V' z\n"
       "                         With few model evaluations: --process pf-ode and\n"
       "                         --solver dpmpp2m --grid quadratic (10), --solver unipc\n"
       "                         --grid logsnr (20) (README, 'Few steps')\n"
@@ -333,7 +339,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
       break;
     }
     case 's': {
-      if (!csde_solver_lookup(v)) {
+      if (!csde_solver_spec_lookup(v)) {
         char names[256];
         cli_error(CMD, "--solver: expected one of %s, got '%s'",
                   csde_solver_names(-1, names, sizeof names), v);
@@ -454,7 +460,7 @@ static int check_combinations(sample_args *a)
                      "--schedule ddpm-linear:n=N)", a->steps_set ? "--steps" : "--grid");
       return CLI_EUSAGE;
     }
-  } else if (!csde_solver_type_fits(csde_solver_lookup(a->solver), (csde_process)a->process)) {
+  } else if (!csde_solver_type_fits(csde_solver_spec_lookup(a->solver), (csde_process)a->process)) {
     char list[256];
     csde_solver_names((int)a->process, list, sizeof list);
     cli_error(CMD, "--solver: '%s' does not fit %s (solvers that do: %s)", a->solver,

@@ -384,10 +384,16 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   }
 
   r->par = csde_solve_default_params();
-  r->par.solver = r->s.solver;
+  r->par.eta = r->eta;
+  /* "edm-heun:churn=S,...": the options go into par, the bare name is the solver */
+  if ((st = csde_solver_spec_parse(r->s.solver, &r->par, r->solver_name, sizeof r->solver_name,
+                                   err))) {
+    csde_err_blame(err, CSDE_PARAM_SOLVER, st);
+    goto fail;
+  }
+  r->par.solver = r->solver_name;
   r->par.steps = r->adaptive ? 0 : s->steps;
   r->par.grid = r->s.grid;
-  r->par.eta = r->eta;
   if (r->process == CSDE_RUN_DDPM) { /* the schedule's N steps, t_k = (N - k) / N */
     r->par.steps = csde_schedule_nsteps(sched);
     r->par.grid = "uniform";

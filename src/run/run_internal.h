@@ -24,6 +24,7 @@ struct csde_run {
   char *str[9];
   csde_run_process process;
   double eta;                /* ddim */
+  char solver_name[64];      /* the solver spec's bare name (par.solver) */
   int adaptive, noise_path;
   size_t batch, tau, D, n;
   int rank;

@@ -44,6 +44,8 @@ csde_solve_params csde_solve_default_params(void)
   p.grid = "uniform";
   p.max_nfe = 10000000;
   p.path_level = 10;
+  p.s_tmax = INFINITY;
+  p.s_noise = 1;
   return p;
 }
 

@@ -4,12 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/spec.h"
 #include "solve/stepper.h"
 
 static const csde_solver_type *const solver_types[] = {
   &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
   &csde_solver_rk8pd, &csde_solver_dopri5, &csde_solver_dpmpp2m,
-  &csde_solver_dpmpp3m, &csde_solver_unipc, &csde_solver_unipc3,
+  &csde_solver_dpmpp3m, &csde_solver_unipc, &csde_solver_unipc3, &csde_solver_ipndm,
   &csde_solver_edm_heun, &csde_solver_euler_ancestral, &csde_solver_dpmpp2m_sde,
   &csde_solver_ddim, &csde_solver_ddpm,
   NULL};
@@ -23,6 +24,79 @@ const csde_solver_type *csde_solver_lookup(const char *name)
 }
 
 const csde_solver_type *const *csde_solver_types(void) { return solver_types; }
+
+/* The name of a spec "name[:options]": its first len - 1 characters at most. */
+static size_t spec_name(const char *spec, char *name, size_t len)
+{
+  size_t k = strcspn(spec, ":");
+  if (len) {
+    size_t c = k < len - 1 ? k : len - 1;
+    memcpy(name, spec, c);
+    name[c] = '\0';
+  }
+  return k;
+}
+
+const csde_solver_type *csde_solver_spec_lookup(const char *spec)
+{
+  char name[64];
+  if (!spec || spec_name(spec, name, sizeof name) >= sizeof name) return NULL;
+  return csde_solver_lookup(name);
+}
+
+char *csde_solver_type_options(const csde_solver_type *T, char *buf, size_t len)
+{
+  if (!T || !T->options || !len) return NULL;
+  size_t o = 0;
+  buf[0] = '\0';
+  for (const csde_solver_option *q = T->options; q->key && o < len; q++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%s=%s", o ? "," : "", q->key, q->what);
+  return buf;
+}
+
+int csde_solver_spec_parse(const char *spec, csde_solve_params *par, char *name, size_t len,
+                           csde_err *err)
+{
+  if (!spec || !par || !name || !len)
+    return csde_err_set(err, CSDE_EINVAL, "a solver spec, parameters and a name buffer are needed");
+  if (spec_name(spec, name, len) >= len)
+    return csde_err_set(err, CSDE_EINVAL, "solver name too long in '%s'", spec);
+  const csde_solver_type *T = csde_solver_lookup(name);
+  if (!T) {
+    char names[1024];
+    return csde_err_set(err, CSDE_EINVAL, "expected one of %s, got '%s'",
+                        csde_solver_names(-1, names, sizeof names), name);
+  }
+  if (!strchr(spec, ':')) return CSDE_SUCCESS;
+  if (!T->options)
+    return csde_err_set(err, CSDE_EINVAL, "'%s': %s takes no options", spec, T->name);
+  csde_spec sp;
+  const char *keys[CSDE_SPEC_MAXKV + 1];
+  size_t nk = 0;
+  for (const csde_solver_option *q = T->options; q->key && nk < CSDE_SPEC_MAXKV; q++)
+    keys[nk++] = q->key;
+  keys[nk] = NULL;
+  csde_err e2;
+  char words[256];
+  if (csde_spec_parse(spec, "solver", &sp, &e2))
+    return csde_err_set(err, CSDE_EINVAL, "'%s': %s (expected %s:%s)", spec, e2.msg, T->name,
+                        csde_solver_type_options(T, words, sizeof words));
+  if (csde_spec_check_keys(&sp, keys, &e2))
+    return csde_err_set(err, CSDE_EINVAL, "'%s': %s", spec, e2.msg);
+  for (const csde_solver_option *q = T->options; q->key; q++) {
+    const char *v = csde_spec_get(&sp, q->key);
+    double x;
+    if (!v) continue;
+    if (!strcmp(v, "inf") && isinf(q->hi)) x = INFINITY;
+    else if (csde_parse_double(v, &x))
+      return csde_err_set(err, CSDE_EINVAL, "'%s': %s = '%s' is not a number", spec, q->key, v);
+    if (!(x >= q->lo && x <= q->hi))
+      return csde_err_set(err, CSDE_EINVAL, "'%s': %s = %g outside [%g, %g]", spec, q->key, x,
+                          q->lo, q->hi);
+    *(double *)((char *)par + q->offset) = x;
+  }
+  return CSDE_SUCCESS;
+}
 
 const char *csde_solver_type_name(const csde_solver_type *T) { return T ? T->name : NULL; }
 

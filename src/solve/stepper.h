@@ -13,6 +13,15 @@
 
 typedef struct csde_stepper csde_stepper;
 
+/* A solver option: "key=value" in the solver spec sets the double at `offset` in
+ * csde_solve_params, lo <= value <= hi ("inf" for an infinite hi). */
+typedef struct {
+  const char *key;
+  size_t offset; /* offsetof(csde_solve_params, field) */
+  double lo, hi;
+  const char *what; /* "S", "A": the value's letter in the spec's words */
+} csde_solver_option;
+
 struct csde_solver_type {
   const char *name;
   const char *alias;       /* another accepted name, or NULL */
@@ -28,6 +37,8 @@ struct csde_solver_type {
   int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step takes
                               the drift from csde_stepper_drift_parts and adds
                               its noise through csde_stepper_advance */
+  const csde_solver_option *options; /* its spec options (name:key=value,...), ended by a
+                              NULL key; NULL: none */
   /* Private state (e.g. GSL objects), stored with csde_stepper_set_state. May be NULL. */
   int (*init)(csde_stepper *S, csde_err *err);
   void (*free)(csde_stepper *S);
@@ -102,6 +113,7 @@ extern const csde_solver_type csde_solver_rk8pd;
 extern const csde_solver_type csde_solver_dopri5;
 extern const csde_solver_type csde_solver_dpmpp2m;
 extern const csde_solver_type csde_solver_dpmpp3m;
+extern const csde_solver_type csde_solver_ipndm;
 extern const csde_solver_type csde_solver_unipc;
 extern const csde_solver_type csde_solver_unipc3;
 extern const csde_solver_type csde_solver_edm_heun;
