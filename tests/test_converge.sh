@@ -7,7 +7,8 @@
 # and --plot (the table, the CSV agreeing with the HDF5 file to the last digit, a valid
 # PNG whose size Python reads); the same bits for any --threads; strong and weak runs
 # (their datasets); a nonlinear gmm run with its fine reference and start floor; --quiet;
-# --plot without a usable python3.
+# --plot without a usable python3; --t-end (the span's end: eps of pf-ode, T of forward-sde)
+# in the table, the CSV and /parameters, with h = |t_end - t_start| / 2^k exactly.
 # Points that read HDF5 data use /usr/bin/python3 with h5py and numpy and are skipped
 # without them; the plot points also need matplotlib.
 set -u
@@ -58,6 +59,9 @@ run converge --help
   grep -q '/convergence/<solver>/steps' "$tmp/out" && grep -q 'default 3:8' "$tmp/out" &&
   grep -q 'weak-cov' "$tmp/out" && grep -q 'Interval: the bootstrap percentile interval' "$tmp/out"
 ok $? "corrsde converge --help documents the flags, defaults, estimators and layout"
+grep -q -- '--t-end E  ' "$tmp/out" && grep -q 'eps for pf-ode and reverse-sde (default 1e-3' "$tmp/out" &&
+  grep -q 'T for forward-sde and pf-ode-encode (default 1, 0.999' "$tmp/out"
+ok $? "corrsde converge --help documents --t-end and its defaults"
 run help converge
 [ "$rc" -eq 0 ] && grep -q 'Usage: corrsde converge' "$tmp/out"
 ok $? "corrsde help converge"
@@ -94,6 +98,27 @@ grep -qF 'not finer than the finest level 8' "$tmp/err"
 ok $? "the message says the reference is not finer than the finest level"
 expect_error "a reference level coarser than the finest level" "--reference fine:5" 2 \
   converge --process forward-sde --levels 3:8 --reference fine:5 -o "$B"
+expect_error "--t-end not a number" "--t-end" 2 converge --t-end soon -o "$B"
+expect_error "--t-end empty" "--t-end" 2 converge --t-end '' -o "$B"
+expect_error "--t-end inf" "--t-end" 2 converge --t-end inf -o "$B"
+expect_error "--t-end nan" "--t-end" 2 converge --t-end nan -o "$B"
+expect_error "--t-end above 1" "--t-end" 2 converge --t-end 1.5 -o "$B"
+expect_error "--t-end below 0" "--t-end" 2 converge --t-end -0.1 -o "$B"
+grep -qF 'expected a time in [0, 1]' "$tmp/err"
+ok $? "the message gives the schedule's range [0, 1]"
+expect_error "--t-end at the start of pf-ode" "--t-end" 2 converge --t-end 1 -o "$B"
+grep -qF 'expected 0 <= t_end < 1' "$tmp/err"
+ok $? "the message says pf-ode's end must come before T = 1"
+expect_error "--t-end after cosine's T = 0.999 (pf-ode)" "--t-end" 2 \
+  converge --schedule cosine --t-end 0.9995 -o "$B"
+expect_error "--t-end at the start of reverse-sde" "--t-end" 2 \
+  converge --process reverse-sde --t-end 1 -o "$B"
+expect_error "--t-end 0 for forward-sde (its start)" "--t-end" 2 \
+  converge --process forward-sde --t-end 0 -o "$B"
+expect_error "--t-end before pf-ode-encode's start eps" "--t-end" 2 \
+  converge --process pf-ode-encode --t-end 0.0005 -o "$B"
+expect_error "--t-end 1 with cosine for forward-sde (beta(1) infinite)" "--t-end" 2 \
+  converge --process forward-sde --schedule cosine --t-end 1 -o "$B"
 expect_error "--bootstrap too small" "--bootstrap" 2 converge --bootstrap 10 -o "$B"
 expect_error "--threads 0" "--threads" 2 converge --threads 0 -o "$B"
 expect_error "--frame-shape malformed" "--frame-shape" 2 converge --frame-shape 4x -o "$B"
@@ -272,6 +297,58 @@ run converge --frames 4 --frame-shape 4 --process forward-sde --solvers heun --l
   --paths 8 --bootstrap 200 --reference fine:7 -o "$tmp/s7.h5"
 [ "$rc" -eq 0 ] && grep -q 'reference heun at level 7' "$tmp/out"
 ok $? "--reference fine:7 sets the reference level"
+
+# ---- --t-end ----
+
+# pf-ode of the gaussian model against its exact flow, ending at eps = 0.1: the span is
+# 1 -> 0.1, so level k steps h = (T - 0.1) / 2^k = 0.9 / 2^k (T = 1 for vp-linear)
+run converge --t-end 0.1 --solvers euler,heun --levels 3:6 --reference exact \
+  --csv "$tmp/te.csv" -o "$tmp/te.h5"
+[ "$rc" -eq 0 ] && grep -qF 'schedule vp-linear:bmin=0.1,bmax=20; t 1 -> 0.1' "$tmp/out" &&
+  grep -qF 'at t = 0.1,' "$tmp/out" && grep -q '^euler: ode error, reference exact flow' "$tmp/out"
+ok $? "--t-end 0.1: pf-ode runs 1 -> 0.1 against the exact flow at t = 0.1"
+# the printed h column, row by row (level, steps, h): 2 solvers x levels 3..6
+awk '$1 ~ /^[0-9]+$/ && NF >= 9 { print $1, $2, $4 }' "$tmp/out" >"$tmp/te.rows"
+: >"$tmp/te.want"
+for s in euler heun; do
+  for k in 3 4 5 6; do
+    awk -v k="$k" 'BEGIN { printf "%d %d %.3e\n", k, 2 ^ k, (1 - 0.1) / 2 ^ k }' >>"$tmp/te.want"
+  done
+done
+cmp -s "$tmp/te.rows" "$tmp/te.want" && [ "$(sed -n 1p "$tmp/te.want")" = "3 8 1.125e-01" ] &&
+  [ "$(sed -n 4p "$tmp/te.want")" = "6 64 1.406e-02" ]
+ok $? "--t-end 0.1: the printed h column is (1 - 0.1) / 2^k at every level (1.125e-01 .. 1.406e-02)"
+if [ "$have_h5py" -eq 1 ]; then
+  run converge --process forward-sde --t-end 0.5 --solvers em --levels 2:4 --paths 4 \
+    --bootstrap 200 -o "$tmp/tf.h5" -q
+  [ "$rc" -eq 0 ] && py '
+import sys, csv, h5py
+f = h5py.File(sys.argv[1], "r")
+p = f["parameters"].attrs
+print("pf-ode: t_start", p["t_start"], "t_end", p["t_end"], "T", p["T"], "eps", p["eps"])
+assert (p["t_start"], p["t_end"], p["T"], p["eps"]) == (1.0, 0.1, 1.0, 0.1)
+assert "--t-end 0.1" in p["command_line"]
+rows = list(csv.DictReader(open(sys.argv[2])))
+for s in ("euler", "heun"):
+    g = f["convergence"][s]
+    want = [(1.0 - 0.1) / 2.0 ** k for k in range(3, 7)]
+    assert [int(x) for x in g["steps"]] == [8, 16, 32, 64]
+    assert [float(x) for x in g["h"]] == want, (list(g["h"]), want)
+    assert [float(r["h"]) for r in rows if r["solver"] == s] == want
+    lo, hi = g.attrs["order_ci"]
+    th = g.attrs["theory_order"]
+    print(s, "order", g.attrs["order"], [lo, hi])
+    assert lo <= th <= hi  # the exact flow to t = 0.1 is the reference the solves converge to
+f = h5py.File(sys.argv[3], "r")
+p = f["parameters"].attrs
+print("forward-sde: t_start", p["t_start"], "t_end", p["t_end"], "T", p["T"])
+assert (p["t_start"], p["t_end"], p["T"]) == (0.0, 0.5, 0.5)
+assert [float(x) for x in f["convergence/em/h"]] == [0.5 / 2.0 ** k for k in range(2, 5)]
+' "$tmp/te.h5" "$tmp/te.csv" "$tmp/tf.h5"
+  ok $? "--t-end: /parameters records t_end (pf-ode: eps = 0.1; forward-sde: T = 0.5); h in the file and the CSV is exactly |t_end - t_start| / 2^k"
+else
+  skip "--t-end in /parameters and the h datasets" "no h5py"
+fi
 
 # ---- a nonlinear model: gmm ----
 

@@ -406,7 +406,7 @@ class Convergence:
 
 def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None,
              error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
-             seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
+             t_end=None, seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
              confidence=0.95, grid="uniform", output=None, out=None, csv=None, plot=None,
              x_axis="h", force=False, print_table=False):
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
@@ -416,12 +416,14 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     against a reference on the same path: a fine solve at reference_level (default the
     program's: K1 + 3 or more). error: "strong", "weak-mean", "weak-cov" (SDEs) or
     "ode" (pf-ode, pf-ode-encode; the default there); solvers: default em,heun for SDEs,
-    euler,heun,rk45 for ODEs. The model is called on this thread (converge runs one
-    thread, with the GIL released between calls), with x of [b, tau, *frame_shape], b
-    up to batch paths (default 64). Returns a Convergence. The program's outputs: out
-    (the HDF5 file of `corrsde converge -o`), csv (its CSV rows), plot (its PNG, drawn
-    from out, against the step size h or, with x_axis="nfe", the model evaluations of a
-    solve); an existing file needs force. print_table prints its table.
+    euler,heun,rk45 for ODEs. t_end: where the solves end, eps (as `corrsde converge
+    --t-end`; default 1e-3, 0 <= t_end < T, T = 1 or 0.999 with cosine). The model is
+    called on this thread (converge runs one thread, with the GIL released between
+    calls), with x of [b, tau, *frame_shape], b up to batch paths (default 64). Returns
+    a Convergence. The program's outputs: out (the HDF5 file of `corrsde converge -o`),
+    csv (its CSV rows), plot (its PNG, drawn from out, against the step size h or, with
+    x_axis="nfe", the model evaluations of a solve); an existing file needs force.
+    print_table prints its table.
     """
     if not isinstance(cov, Cov):
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
@@ -467,7 +469,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     ctx = Context(cov.frames, shape, nb, cov, schedule, output, process)
     settings = {"process": process, "solvers": [str(s) for s in solvers], "error": str(error),
                 "k0": k0, "k1": k1, "paths": int(paths), "reference": reference,
-                "ref_level": reference_level, "seed": int(seed), "batch": b,
+                "ref_level": reference_level, "t_end": _opt_num(t_end, "t_end"),
+                "seed": int(seed), "batch": b,
                 "boot": int(boot),
                 "boot_seed": None if boot_seed is None else int(boot_seed), "conf": float(confidence),
                 "grid": str(grid), "csv": None if csv is None else os.fspath(csv),

@@ -869,8 +869,9 @@ fail:
 /* converge(model, ctx, cov, sched, kind, shape, settings) -> (result dict, table str)
  * shape: [batch, tau, *frame_shape] of the model's x (batch the largest). settings: a
  * dict: process, solvers (list of str), error, k0, k1, paths, reference (auto, exact,
- * fine), ref_level, seed, batch, boot, boot_seed, conf, csv. The model is called on
- * this thread (threads = 1), with the GIL taken back only for the call. */
+ * fine), ref_level, t_end (eps; None: 1e-3), seed, batch, boot, boot_seed, conf, csv.
+ * The model is called on this thread (threads = 1), with the GIL taken back only for
+ * the call. */
 static PyObject *py_converge(PyObject *self, PyObject *args)
 {
   (void)self;
@@ -893,7 +894,7 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   const char *process, *error, *reference, *grid, *csv, *output, *levels_s, *solvers_s;
   const char *model_spec, *cov_method;
   int force = 0;
-  double k0, k1, paths, ref_level, seed, batch, boot, boot_seed, conf;
+  double k0, k1, paths, ref_level, t_end, seed, batch, boot, boot_seed, conf;
   PyObject *solvers = PyDict_GetItemString(sd, "solvers");
   csde_conv_params p = csde_conv_default_params();
   PyObject *fo = PyDict_GetItemString(sd, "force");
@@ -905,6 +906,7 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
       dict_str(sd, "model_spec", &model_spec) || dict_str(sd, "cov_method", &cov_method) ||
       dict_num(sd, "k0", 3, &k0) || dict_num(sd, "k1", 8, &k1) ||
       dict_num(sd, "paths", 16, &paths) || dict_num(sd, "ref_level", 0, &ref_level) ||
+      dict_num(sd, "t_end", p.P.eps, &t_end) ||
       dict_num(sd, "seed", 0, &seed) || dict_num(sd, "batch", 0, &batch) ||
       dict_num(sd, "boot", (double)p.boot, &boot) ||
       dict_num(sd, "boot_seed", (double)p.boot_seed, &boot_seed) ||
@@ -938,6 +940,15 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
     goto done;
   }
   p.P.T = isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : 0.999; /* cosine: beta(1) = inf */
+  if (!(t_end >= 0 && t_end < p.P.T)) { /* reverse-sde and pf-ode: T -> eps = t_end */
+    char Ts[32]; /* PyErr_Format has no %g */
+    snprintf(Ts, sizeof Ts, "%g", p.P.T);
+    PyErr_Format(PyExc_ValueError, "t_end: %s runs backwards from T = %s; expected 0 <= "
+                 "t_end < %s, got %R", csde_process_name(p.P.process), Ts, Ts,
+                 PyDict_GetItemString(sd, "t_end"));
+    goto done;
+  }
+  p.P.eps = t_end;
   p.P.tau = csde_cov_tau(ch->C);
   p.P.D = r.v.n / ((size_t)r.v.dims[0] * p.P.tau);
   p.P.C = ch->C;

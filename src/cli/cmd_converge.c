@@ -60,7 +60,7 @@ extern char **environ;
 enum {
   OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_SCHEDULE, OPT_SOLVERS, OPT_ERROR, OPT_LEVELS,
   OPT_PATHS, OPT_REFERENCE, OPT_SEED, OPT_CSV, OPT_PLOT, OPT_PROGRESS, OPT_BOOT, OPT_GRID,
-  OPT_X_AXIS
+  OPT_X_AXIS, OPT_T_END
 };
 
 static const cli_option converge_options[] = {
@@ -71,6 +71,7 @@ static const cli_option converge_options[] = {
   {"frames", 't', "a positive integer"},
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
   {"process", 'p', "forward-sde, reverse-sde, pf-ode or pf-ode-encode"},
+  {"t-end", OPT_T_END, "a time in [0, 1]"},
   {"solvers", OPT_SOLVERS, "a comma-separated list of solver names (corrsde sample --help)"},
   {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
@@ -100,6 +101,8 @@ static const char *const error_names[] = {"strong", "weak-mean", "weak-cov", "od
 typedef struct {
   const char *model, *cov, *cov_method, *shape_s, *process_s, *solvers_s, *error_s;
   const char *levels_s, *reference_s, *schedule, *output, *csv, *plot, *grid, *x_axis;
+  const char *t_end_s;    /* --t-end as given (NULL: the process's own end) */
+  double t_end;
   size_t tau, D, paths, threads, boot;
   int shape_rank;
   size_t shape[3];
@@ -144,6 +147,10 @@ static void help(void)
       "                         (T = 0.999 with cosine), ddpm-linear[:n=N]\n"
       "  -p, --process P        pf-ode (default; T=1 -> eps=1e-3), pf-ode-encode\n"
       "                         (eps -> T), forward-sde (0 -> T), reverse-sde (T -> eps)\n"
+      "      --t-end E          the end time of the solves (as in 'corrsde sample'):\n"
+      "                         eps for pf-ode and reverse-sde (default 1e-3; 0 <= E < T),\n"
+      "                         T for forward-sde and pf-ode-encode (default 1, 0.999\n"
+      "                         with cosine; start < E <= 1 with beta(E) finite)\n"
       "\n"
       "Experiment:\n"
       "      --solvers S1,S2    solvers that fit the process (default " DEFAULT_ODE_SOLVERS
@@ -389,6 +396,15 @@ static int parse_args(int argc, char **argv, converge_args *a)
       if ((rc = cli_parse_choice(CMD, "--process", v, process_names, &idx))) return rc;
       a->process = idx;
       a->process_s = v;
+      break;
+    case OPT_T_END: /* its side of the start needs the schedule: set_t_end */
+      if ((rc = cli_parse_double(CMD, "--t-end", v, &a->t_end))) return rc;
+      if (!(a->t_end >= 0 && a->t_end <= 1)) {
+        cli_error(CMD, "--t-end: expected a time in [0, 1] (the schedule's range), got '%s'",
+                  v);
+        return CLI_EUSAGE;
+      }
+      a->t_end_s = v;
       break;
     case OPT_SOLVERS:
       if ((rc = parse_solvers(v, a))) return rc;
@@ -661,6 +677,39 @@ static void gmm_mismatch(const cli_model *m, const double *Cmat, double abar, do
   free(F);
 }
 
+/* --t-end: the end of the span, mapped as `corrsde sample` maps it: eps for reverse-sde
+ * and pf-ode (T -> eps), T for forward-sde (0 -> T) and pf-ode-encode (eps -> T). */
+static int set_t_end(const converge_args *a, converge_run *r)
+{
+  const double e = a->t_end;
+  const char *proc = process_names[a->process];
+  if (!a->t_end_s) return CLI_OK;
+  if (a->process == CSDE_PROC_FORWARD_SDE || a->process == CSDE_PROC_PFODE_ENCODE) {
+    double t0 = a->process == CSDE_PROC_FORWARD_SDE ? 0.0 : r->P.eps;
+    if (!(e > t0)) {
+      cli_error(CMD, "--t-end: %s runs forwards from t = %g, so its end T must be later "
+                     "(expected %g < t_end <= 1), got '%s'", proc, t0, t0, a->t_end_s);
+      return CLI_EUSAGE;
+    }
+    if (!isfinite(csde_schedule_beta(r->sched, e))) {
+      cli_error(CMD, "--t-end: beta(%g) of --schedule %s is infinite (expected t_end < %g, "
+                     "such as %g), got '%s'", e, csde_schedule_spec(r->sched), e,
+                DEFAULT_T_COSINE, a->t_end_s);
+      return CLI_EUSAGE;
+    }
+    r->P.T = e;
+  } else {
+    if (!(e < r->P.T)) {
+      cli_error(CMD, "--t-end: %s runs backwards from T = %g, so its end eps must be "
+                     "earlier (expected 0 <= t_end < %g), got '%s'", proc, r->P.T, r->P.T,
+                a->t_end_s);
+      return CLI_EUSAGE;
+    }
+    r->P.eps = e;
+  }
+  return CLI_OK;
+}
+
 static int build(converge_args *a, converge_run *r, int argc, char **argv)
 {
   int rc;
@@ -681,6 +730,7 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   r->P.model = r->model.model;
   if (!isfinite(csde_schedule_beta(r->sched, r->P.T))) r->P.T = DEFAULT_T_COSINE;
   if (a->process == CSDE_PROC_FORWARD_SDE) r->P.eps = 0;
+  if ((rc = set_t_end(a, r))) return rc;
   csde_problem_span(&r->P, &r->t_start, &r->t_end);
 
   /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
@@ -886,8 +936,8 @@ static const char *conv_flag(const char *param)
   } map[] = {{CSDE_PARAM_SOLVER, "--solvers"},        {CSDE_PARAM_MODEL, "--model"},
              {CSDE_CONV_PARAM_REFERENCE, "--reference"}, {CSDE_CONV_PARAM_LEVELS, "--levels"},
              {CSDE_CONV_PARAM_PATHS, "--paths"},      {CSDE_CONV_PARAM_KIND, "--error"},
-             {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_SPAN, "--process"},
-             {CSDE_PARAM_GRID, "--grid"}};
+             {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_GRID, "--grid"},
+             {CSDE_PARAM_SPAN, "--process/--t-end"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) return map[i].flag;
   return "--levels"; /* the rest (a step count, a grid) follows from the levels */

@@ -132,3 +132,30 @@ def test_readme_converge_example_runs(tmp_path):
     assert out.startswith("heun: order 2.02 [1.90, 2.15]\n"), out
     for f in ("conv.h5", "conv.csv", "conv.png"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_t_end_ends_the_solves_at_eps(tmp_path):
+    """t_end is eps, where pf-ode ends (as `corrsde converge --t-end`): level k steps
+    h = (T - t_end) / 2^k exactly, and /parameters records t_end; a t_end outside
+    [0, T) names t_end."""
+    _, m = load(tmp_path)
+    C = corrsde.Cov("ar1:rho=0.9", frames=4)
+    out = tmp_path / "te.h5"
+    r = corrsde.converge(m, cov=C, levels=(2, 5), paths=4, solvers="heun", t_end=0.1, out=out)
+    assert [float(h) for h in r.h] == [(1.0 - 0.1) / 2.0 ** k for k in range(2, 6)]
+    import h5py
+    with h5py.File(out, "r") as f:
+        p = f["parameters"].attrs
+        assert (p["t_start"], p["t_end"], p["T"], p["eps"]) == (1.0, 0.1, 1.0, 0.1)
+    # cosine: T = 0.999
+    r = corrsde.converge(m, cov=C, schedule="cosine", levels=(2, 3), paths=4, solvers="heun",
+                         t_end=0.5)
+    assert [float(h) for h in r.h] == [(0.999 - 0.5) / 4, (0.999 - 0.5) / 8]
+    for bad in (1.0, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"t_end: pf-ode runs backwards from T = 1; "
+                                             r"expected 0 <= t_end < 1"):
+            corrsde.converge(m, cov=C, levels=(2, 3), paths=4, t_end=bad)
+    with pytest.raises(ValueError, match=r"t_end < 0\.999"):
+        corrsde.converge(m, cov=C, schedule="cosine", levels=(2, 3), paths=4, t_end=0.9995)
+    with pytest.raises(TypeError, match="t_end"):
+        corrsde.converge(m, cov=C, levels=(2, 3), paths=4, t_end="0.1")
