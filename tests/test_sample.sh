@@ -75,6 +75,12 @@ expect_error "--solver that does not fit the process" "--solver" 2 \
   sample --solver rk45 --process reverse-sde -o "$B"
 grep -qF 'em, euler, heun' "$tmp/err"
 ok $? "--solver: the error lists the solvers that fit"
+expect_error "--solver option unknown" "--solver" 2 sample --process pf-ode \
+  --solver edm-heun:foo=1 -o "$B"
+expect_error "--solver option out of range" "--solver" 2 sample --process pf-ode \
+  --solver edm-heun:churn=-1 -o "$B"
+expect_error "--solver option on a solver without options" "--solver" 2 sample \
+  --process pf-ode --solver heun:churn=1 -o "$B"
 expect_error "--solver with a discrete sampler" "--solver" 2 sample --process ddpm --solver em -o "$B"
 expect_error "--steps with --rtol" "--steps" 2 sample --steps 10 --rtol 1e-6 -o "$B"
 expect_error "--rtol negative" "--rtol" 2 sample --rtol -1 --process pf-ode -o "$B"

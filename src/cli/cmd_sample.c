@@ -339,10 +339,11 @@ static int parse_args(int argc, char **argv, sample_args *a)
       break;
     }
     case 's': {
-      if (!csde_solver_spec_lookup(v)) {
-        char names[256];
-        cli_error(CMD, "--solver: expected one of %s, got '%s'",
-                  csde_solver_names(-1, names, sizeof names), v);
+      csde_solve_params scratch = csde_solve_default_params(); /* options checked here */
+      char name[64];
+      csde_err err;
+      if (csde_solver_spec_parse(v, &scratch, name, sizeof name, &err)) {
+        cli_error(CMD, "--solver: %s", err.msg);
         return CLI_EUSAGE;
       }
       a->solver = v;
