@@ -25,13 +25,21 @@ from . import _corrsde
 from ._corrsde import Error
 
 __all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "converge", "Error",
-           "OUTPUTS", "PROCESSES", "__version__"]
+           "OUTPUTS", "PROCESSES", "solvers", "__version__"]
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
 OUTPUTS = ("score", "cscore", "noise", "x0", "v")
 #: the processes and samplers solve() runs
 PROCESSES = ("forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode", "ddpm", "ddim")
+
+
+def solvers():
+    """The solver registry (as `corrsde sample --help` lists it): a dict name -> dict with
+    alias, summary, processes (those it fits) and options ("churn=S,..." or None), in the
+    registry's order."""
+    return {n: {"alias": a, "summary": s, "processes": p, "options": o}
+            for n, a, s, p, o in _corrsde.solvers()}
 
 
 def _states(x, what, frames=None):
@@ -296,8 +304,9 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)
     with seed (as `corrsde sample`), sized by batch and frame_shape.
     process: forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm, ddim or
-    ddim:eta=E (or eta=E). solver: em (default; rk45 when adaptive), euler, heun,
-    rk45, rkck, rk8pd, dopri5; rtol/atol (a missing one takes the other's value) run
+    ddim:eta=E (or eta=E). solver: em (default; rk45 when adaptive) or a name of
+    solvers() that fits the process, with its options as "name:key=value,..."
+    ("edm-heun:churn=40"); rtol/atol (a missing one takes the other's value) run
     adaptive steps instead of steps. t_start/t_end: the process's own ends by default
     (reverse: 1 -> 1e-3). save: "final", "every:K", "times:t1,..." (or a dict).
     out: also write the trajectory file (as `corrsde sample -o`), with force

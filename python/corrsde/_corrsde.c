@@ -1017,7 +1017,38 @@ done:
   return res;
 }
 
+/* solvers() -> [(name, alias, summary, processes, options)] from the registry */
+static PyObject *py_solvers(PyObject *self, PyObject *args)
+{
+  (void)self;
+  (void)args;
+  static const char *const procs[] = {"forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode"};
+  static const csde_process pk[] = {CSDE_PROC_FORWARD_SDE, CSDE_PROC_REVERSE_SDE, CSDE_PROC_PFODE,
+                                    CSDE_PROC_PFODE_ENCODE};
+  PyObject *out = PyList_New(0);
+  for (const csde_solver_type *const *t = csde_solver_types(); out && *t; t++) {
+    char opts[256];
+    const char *o = csde_solver_type_options(*t, opts, sizeof opts);
+    const char *alias = csde_solver_type_alias(*t);
+    PyObject *fits = PyList_New(0);
+    for (size_t i = 0; fits && i < sizeof pk / sizeof pk[0]; i++)
+      if (csde_solver_type_fits(*t, pk[i])) {
+        PyObject *name = PyUnicode_FromString(procs[i]);
+        if (!name || PyList_Append(fits, name)) Py_CLEAR(fits);
+        Py_XDECREF(name);
+      }
+    PyObject *e = fits ? Py_BuildValue("(szsNz)", csde_solver_type_name(*t), alias,
+                                       csde_solver_type_summary(*t), PyList_AsTuple(fits), o)
+                       : NULL;
+    Py_XDECREF(fits);
+    if (!e || PyList_Append(out, e)) Py_CLEAR(out);
+    Py_XDECREF(e);
+  }
+  return out;
+}
+
 static PyMethodDef methods[] = {
+    {"solvers", py_solvers, METH_NOARGS, "solvers() -> [(name, alias, summary, processes, options)]"},
     {"cov_new", py_cov_new, METH_VARARGS, "cov_new(spec, tau, method) -> handle"},
     {"cov_info", py_cov_info, METH_O, "cov_info(h) -> (spec, method, noise_dim, singular)"},
     {"cov_logdet", py_cov_logdet, METH_O, "log det C"},

@@ -220,3 +220,16 @@ def test_edm_churn():
         run("edm-heun:churn=-1")
     with pytest.raises(ValueError, match="heun takes no options"):
         run("heun:churn=1")
+
+
+def test_solvers_registry():
+    """corrsde.solvers() is the C registry: every few-step sampler with the processes it
+    fits and its options."""
+    reg = corrsde.solvers()
+    for name in ("dpmpp2m", "dpmpp3m", "unipc", "unipc3", "ipndm", "edm-heun", "ddim"):
+        assert reg[name]["processes"] == ("pf-ode", "pf-ode-encode"), (name, reg[name])
+    assert reg["euler-ancestral"]["processes"] == ("reverse-sde",)
+    assert reg["euler"]["alias"] == "em" and "forward-sde" in reg["euler"]["processes"]
+    assert reg["edm-heun"]["options"] == "churn=S,tmin=A,tmax=B,noise=N"
+    assert reg["ddim"]["options"] == "eta=E" and reg["heun"]["options"] is None
+    assert reg["ddpm"]["processes"] == ()  # through process="ddpm" only
