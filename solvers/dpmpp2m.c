@@ -28,18 +28,6 @@ typedef struct {
   double h_prev; /* lambda step of the step before */
 } dpm_state;
 
-static int dpm_init(csde_stepper *S, csde_err *err)
-{
-  return csde_stepper_state_alloc(S, sizeof(dpm_state), err);
-}
-
-static void dpm_reset(csde_stepper *S)
-{
-  dpm_state *st = csde_stepper_state(S);
-  st->have = 0;
-  st->cur = 0;
-}
-
 static int dpm_step(csde_stepper *S, double t0, double t1, double *x, const double *dW,
                     int last)
 {
@@ -88,9 +76,7 @@ const csde_solver_type csde_solver_dpmpp2m = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = 2,
-  .init = dpm_init,
-  .free = csde_stepper_state_free,
-  .reset = dpm_reset,
+  .state_size = sizeof(dpm_state),
   .step = dpm_step,
   .evolve = NULL,
 };

@@ -25,18 +25,6 @@ typedef struct {
   double h_prev;
 } sde2m_state;
 
-static int sde2m_init(csde_stepper *S, csde_err *err)
-{
-  return csde_stepper_state_alloc(S, sizeof(sde2m_state), err);
-}
-
-static void sde2m_reset(csde_stepper *S)
-{
-  sde2m_state *st = csde_stepper_state(S);
-  st->have = 0;
-  st->cur = 0;
-}
-
 static int sde2m_step(csde_stepper *S, double t0, double t1, double *x, const double *dW,
                       int last)
 {
@@ -86,9 +74,7 @@ const csde_solver_type csde_solver_dpmpp2m_sde = {
   .order_strong = 0,
   .order_weak = 1.0,
   .nbuf = 2,
-  .init = sde2m_init,
-  .free = csde_stepper_state_free,
-  .reset = sde2m_reset,
+  .state_size = sizeof(sde2m_state),
   .step = sde2m_step,
   .evolve = NULL,
 };

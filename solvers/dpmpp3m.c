@@ -27,19 +27,6 @@ typedef struct {
   double h1, h2; /* lambda steps of the last step and the one before */
 } dpm3_state;
 
-static int dpm3_init(csde_stepper *S, csde_err *err)
-{
-  return csde_stepper_state_alloc(S, sizeof(dpm3_state), err);
-}
-
-static void dpm3_reset(csde_stepper *S)
-{
-  dpm3_state *st = csde_stepper_state(S);
-  st->have = 0;
-  st->cur = 0;
-  st->k = 0;
-}
-
 static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const double *dW,
                      int last)
 {
@@ -115,9 +102,7 @@ const csde_solver_type csde_solver_dpmpp3m = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = 3,
-  .init = dpm3_init,
-  .free = csde_stepper_state_free,
-  .reset = dpm3_reset,
+  .state_size = sizeof(dpm3_state),
   .step = dpm3_step,
   .evolve = NULL,
 };

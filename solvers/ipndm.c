@@ -29,19 +29,6 @@ typedef struct {
   double rho[CSDE_IPNDM_Q]; /* rho[j]: the node of the eps j steps back (rho[0] this step) */
 } ipndm_state;
 
-static int ipndm_init(csde_stepper *S, csde_err *err)
-{
-  return csde_stepper_state_alloc(S, sizeof(ipndm_state), err);
-}
-
-static void ipndm_reset(csde_stepper *S)
-{
-  ipndm_state *st = csde_stepper_state(S);
-  st->have = 0;
-  st->cur = 0;
-  st->k = 0;
-}
-
 /* b[j] = int_a^b L_j(r) dr for the Lagrange basis on the q nodes rho[0..q-1]. */
 static void ab_weights(const double *rho, int q, double a, double b, double *w)
 {
@@ -119,9 +106,7 @@ const csde_solver_type csde_solver_ipndm = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = CSDE_IPNDM_Q,
-  .init = ipndm_init,
-  .free = csde_stepper_state_free,
-  .reset = ipndm_reset,
+  .state_size = sizeof(ipndm_state),
   .step = ipndm_step,
   .evolve = NULL,
 };

@@ -163,6 +163,7 @@ void csde_solver_free(csde_solver *solver)
   if (!solver) return;
   csde_stepper *S = &solver->s;
   if (S->type && S->type->free) S->type->free(S);
+  if (S->type && S->type->state_size) csde_stepper_state_free(S);
   csde_noise_free(&S->noise);
   csde_proc_free(&S->proc);
   csde_cov_ws_free(S->ws);
@@ -262,7 +263,8 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     csde_noise_set_seed(&S->noise, S->par.seed, S->par.first_sample);
   }
   csde_err_clear(&S->err);
-  if (S->type->init && (s = S->type->init(S, &S->err))) {
+  if ((S->type->state_size && (s = csde_stepper_state_alloc(S, S->type->state_size, &S->err))) ||
+      (S->type->init && (s = S->type->init(S, &S->err)))) {
     if (err) *err = S->err;
     s = csde_err_blame(err, S->err.status == CSDE_ENOMEM ? CSDE_PARAM_SIZE : CSDE_PARAM_SOLVER, s);
     goto fail;
@@ -313,6 +315,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
   memset(&S->st, 0, sizeof S->st);
   csde_err_clear(&S->err);
   csde_problem_span(&S->P, &t0, &t1);
+  if (S->type->state_size) memset(S->state, 0, S->type->state_size);
   if (S->type->reset) S->type->reset(S);
   double *dW = S->type->own_noise ? NULL : S->dW;
   if (S->grid) {

@@ -39,6 +39,8 @@ struct csde_solver_type {
                               its noise through csde_stepper_advance */
   const csde_solver_option *options; /* its spec options (name:key=value,...), ended by a
                               NULL key; NULL: none */
+  size_t state_size;       /* > 0: the loop allocates a state of this size, zeroes it at the
+                              start of every run and frees it (multistep histories) */
   /* Private state (e.g. GSL objects), stored with csde_stepper_set_state. May be NULL. */
   int (*init)(csde_stepper *S, csde_err *err);
   void (*free)(csde_stepper *S);
