@@ -284,7 +284,7 @@ done:
 /* ---- strong order: forward SDE, path-consistent noise ---- */
 
 /* Euler-Maruyama (and stochastic Heun) on dX = -1/2 beta X dt + sqrt(beta) V' dW from a
- * fixed x0; every level sums the same finest increments (path level K = 12), so the error
+ * fixed x0; every level walks the same Brownian tree (the reference: 2^K steps, K = 12), so the error
  * e_N = sqrt(mean over samples of ||X_N(T) - X_ref(T)||^2) with X_ref the 2^K-step solve
  * of the same method on the same path. Additive noise: strong order 1 for both (MATH.md).
  * NumPy model (tau 6, RMS per entry; the per-sample norm printed here is sqrt(tau D) =
@@ -308,7 +308,6 @@ static void test_strong(void)
     csde_solve_params par = csde_solve_default_params();
     par.solver = solvers[m];
     par.noise = CSDE_NOISE_PATH;
-    par.path_level = K;
     par.seed = 2024;
     par.threads = 1; /* results do not depend on it; 1 avoids OpenMP barriers per fine step */
     par.steps = (size_t)1 << K;
@@ -457,7 +456,6 @@ static void weak_worker(const weak_plan *w, const setup *shared, size_t chunks, 
       par.solver = w->solver[l];
       par.steps = w->N[l];
       par.noise = CSDE_NOISE_PATH;
-      par.path_level = w->K;
       par.threads = 1;
       s = csde_solver_alloc(&S[l], &P, &par, &err);
     }

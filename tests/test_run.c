@@ -72,8 +72,6 @@ static void setting_errors(void)
        CSDE_PARAM_SCHEDULE, "needs a discrete schedule"},
       {"path noise on the PF-ODE", "pf-ode", "final", "path", NAN, NAN, 8, 0, CSDE_PARAM_NOISE,
        "path applies to forward-sde and reverse-sde"},
-      {"path noise, 12 steps", "reverse-sde", "final", "path", NAN, NAN, 12, 0,
-       CSDE_PARAM_NOISE, "power of two"},
       {"noise unknown", "reverse-sde", "final", "brownian", NAN, NAN, 8, 0, CSDE_PARAM_NOISE,
        "expected stream or path"},
   };

@@ -472,7 +472,6 @@ static void test_determinism(void)
     par.solver = cases[c].solver;
     par.steps = 16;
     par.noise = cases[c].noise;
-    par.path_level = 6;
     par.seed = 77;
     csde_err err = {0};
     int s = 0;
@@ -740,7 +739,6 @@ static void test_errors(void)
     csde_solve_params ps = par;
     ps.noise = k ? CSDE_NOISE_PATH : CSDE_NOISE_STREAM;
     ps.steps = 8;
-    ps.path_level = 3;
     fill(x, n, 0.1);
     csde_err_clear(&err);
     s = csde_solve(&Ps, &ps, x, &st, &err);
@@ -806,12 +804,6 @@ static void test_errors(void)
   s = csde_solve(&P, &par, x, NULL, &err);
   ok_status(s, CSDE_EINVAL, err.msg, "adaptive", "heun with rtol: CSDE_EINVAL (no adaptive mode)");
   par.rtol = 0;
-  par.noise = CSDE_NOISE_PATH;
-  par.path_level = 4;
-  par.steps = 12; /* does not divide 2^4 */
-  csde_err_clear(&err);
-  s = csde_solve(&P, &par, x, NULL, &err);
-  ok_status(s, CSDE_EINVAL, err.msg, "divide", "path noise with 12 steps at level 4: CSDE_EINVAL");
 
   /* the NFE guard: adaptive rk45 needs ~200 evaluations at 1e-8 (test_orders); allow 20 */
   P = problem(&u, CSDE_PROC_PFODE, 1);

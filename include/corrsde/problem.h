@@ -46,6 +46,11 @@ CSDE_API void csde_problem_span(const csde_problem *P, double *t_start, double *
 
 /* The noise of a solve: fresh per step, or one Brownian path for every step count. */
 typedef enum { CSDE_NOISE_STREAM = 0, CSDE_NOISE_PATH } csde_noise_kind;
+/* The noise kinds' names ("stream", "path") and one-line summaries (NULL past the last
+ * kind), and the kind of a name (CSDE_EINVAL if none). */
+CSDE_API const char *csde_noise_kind_name(csde_noise_kind k);
+CSDE_API const char *csde_noise_kind_summary(csde_noise_kind k);
+CSDE_API int csde_noise_kind_lookup(const char *name, csde_noise_kind *k);
 
 typedef struct {
   size_t nfe, steps, accepted, rejected;

@@ -73,8 +73,9 @@ typedef struct {
   int heun_final_euler;    /* heun ODE: last step is a plain Euler step (EDM) */
   uint64_t seed;           /* noise seed (default 0) */
   size_t first_sample;     /* global index of the batch's first sample (default 0) */
-  csde_noise_kind noise;   /* stream (default) or path */
-  unsigned path_level;     /* path noise: finest level K, N must be 2^k with k <= K */
+  csde_noise_kind noise;   /* stream (default) or path (one Brownian path per seed, the
+                              same for any steps: walked at the streaming cost on 2^k
+                              steps of a grid kind, queried at the nodes otherwise) */
   const double *out_times; /* adaptive: times to land on exactly (observer is called
                               there); fixed grids: ignored */
   size_t n_out_times;

@@ -92,7 +92,7 @@ static const cli_option sample_options[] = {
   {0},
 };
 
-static const char *const noise_names[] = {"stream", "path", NULL};
+static const char *noise_names[8]; /* from the noise kinds' table, on first use */
 static const char *const dtype_names[] = {"float64", "float32", NULL};
 
 typedef struct {
@@ -188,8 +188,11 @@ static void help(void)
       "                         model's data law, the others from the prior N(0, C).\n"
       "      --seed K           noise seed, a non-negative integer (default 0)\n"
       "      --noise stream|path  stream (default): fresh noise per step, fastest;\n"
-      "                         path: runs with the same seed and different --steps\n"
-      "                         (powers of two) share one Brownian path\n",
+      "                         path: one Brownian path per seed (a Brownian tree):\n"
+      "                         runs with the same seed, grid and any --steps see the\n"
+      "                         same path (2^k steps of uniform, quadratic, karras or\n"
+      "                         logsnr walk it at the cost of stream; other step counts\n"
+      "                         and list: grids query it, about 40x the normals)\n",
       DEFAULT_STEPS);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("\n"
@@ -377,8 +380,11 @@ static int parse_args(int argc, char **argv, sample_args *a)
       break;
     case 'i': a->init = v; break;
     case OPT_NOISE:
+      if (!noise_names[0])
+        for (int k = 0; k < 7 && (noise_names[k] = csde_noise_kind_name((csde_noise_kind)k)); k++) {
+        }
       if ((rc = cli_parse_choice(CMD, "--noise", v, noise_names, &idx))) return rc;
-      a->noise_path = idx == 1;
+      a->noise_path = (csde_noise_kind)idx == CSDE_NOISE_PATH;
       break;
     case OPT_SAVE: a->save_s = v; break; /* checked by csde_run_alloc */
     case OPT_DTYPE:

@@ -953,10 +953,7 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
         par.grid = p->grid ? p->grid : "uniform";
         par.seed = p->seed;
         par.threads = 1;
-        if (sde) {
-          par.noise = CSDE_NOISE_PATH;
-          par.path_level = R;
-        }
+        if (sde) par.noise = CSDE_NOISE_PATH; /* one Brownian tree for every level */
         s = csde_solver_alloc(&S[((size_t)t * ns + i) * nsl + l], &Pt, &par, err);
       }
   }

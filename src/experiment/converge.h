@@ -6,9 +6,8 @@
  *   csde_conv_run      solves: for every solver, every path i < N and every level k in
  *                      K0..K1 (2^k fixed steps), the per-path contribution v[i][k] of that
  *                      path to the error (definitions below), against a reference on the
- *                      SAME path: all levels of a path share one Brownian path (path noise,
- *                      path_level = the reference level R, seed fixed, first_sample = the
- *                      path index) and one starting state (a pure function of the path
+ *                      SAME path: all levels of a path share one Brownian path (path noise:
+ *                      the Brownian tree of the seed, first_sample = the path index) and one starting state (a pure function of the path
  *                      index). Work is cut into (solver, batch of paths) items run by
  *                      OpenMP threads, each with its OWN model and solver objects; every
  *                      value is stored at [path][level] and reduced in a fixed order, so

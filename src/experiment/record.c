@@ -81,7 +81,8 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
   PUT(csde_h5out_attr_str(w, g, "rng", csde_rng_name(), err));
   PUT(csde_h5out_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
   PUT(csde_h5out_attr_str(w, g, "noise_streams",
-                          "path noise, fine step i of the reference level: stream 2^62 + i; "
+                          "path noise: the Brownian tree, node (level l, index m): stream "
+                          "2^62 + l 2^52 + m; "
                           "initial states: stream 2^63; path j is sample j (row r, pixel p: "
                           "index (j * noise_dim + r) * D + p); bootstrap replicate b: "
                           "uniforms of (bootstrap_seed, b)",

@@ -1,5 +1,4 @@
-/* Brownian increments: streaming (fresh per step) and path-consistent (dyadic sums of
- * the finest level's increments, so every level sees the same Brownian path). */
+/* Brownian increments (noise.h): streaming (fresh per step) and the Brownian tree's path. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +7,38 @@
 #include "cov/cov_internal.h"
 #include "noise/noise.h"
 
+/* The noise kinds, in csde_noise_kind order. */
+static const struct {
+  const char *name, *summary;
+} kinds[] = {
+  {"stream", "fresh noise per step, fastest"},
+  {"path", "one Brownian path per seed (a Brownian tree): runs with any --steps see the "
+           "same path"},
+};
+
+const char *csde_noise_kind_name(csde_noise_kind k)
+{
+  return (unsigned)k < sizeof kinds / sizeof kinds[0] ? kinds[k].name : NULL;
+}
+
+const char *csde_noise_kind_summary(csde_noise_kind k)
+{
+  return (unsigned)k < sizeof kinds / sizeof kinds[0] ? kinds[k].summary : NULL;
+}
+
+int csde_noise_kind_lookup(const char *name, csde_noise_kind *k)
+{
+  for (unsigned i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++)
+    if (!strcmp(name, kinds[i].name)) {
+      *k = (csde_noise_kind)i;
+      return CSDE_SUCCESS;
+    }
+  return CSDE_EINVAL;
+}
+
 int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csde_cov_ws *ws,
-                    size_t batch, size_t D, const double *grid, size_t nsteps,
-                    const double *fine, size_t nfine, int threads, csde_err *err)
+                    size_t batch, size_t D, csde_tree_time_fn at, const void *ctx, int walk_k,
+                    int threads, csde_err *err)
 {
   memset(nz, 0, sizeof *nz);
   nz->kind = kind;
@@ -23,78 +51,56 @@ int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csd
   nz->threads = threads > 0 ? threads : 1;
   if (kind == CSDE_NOISE_STREAM) return CSDE_SUCCESS;
   if (kind != CSDE_NOISE_PATH) return csde_err_set(err, CSDE_EINVAL, "unknown noise kind %d", (int)kind);
-  if (!fine || nfine == 0 || nfine % nsteps)
-    return csde_err_set(err, CSDE_EINVAL,
-                        "--noise path: %zu steps do not divide the finest level's %zu steps "
-                        "(use 2^k steps with k <= the path level)",
-                        nsteps, nfine);
-  nz->ratio = nfine / nsteps;
-  for (size_t n = 0; n <= nsteps; n++)
-    if (grid[n] != fine[n * nz->ratio])
-      return csde_err_set(err, CSDE_EINVAL,
-                          "--noise path: node %zu of the grid (t = %.17g) is not a node of the "
-                          "finest grid (t = %.17g); the grid kind must nest",
-                          n, grid[n], fine[n * nz->ratio]);
+  int s = csde_tree_init(&nz->tree, at, ctx, batch, nz->nd * D, walk_k, threads, err);
+  if (s) return s;
+  nz->walk = walk_k >= 0;
   size_t len = batch * nz->nd * D;
-  nz->fine = malloc((nfine + 1) * sizeof *nz->fine);
   nz->white = csde_alloc(len, sizeof(double));
-  nz->nfine = nfine;
-  if (!nz->fine || !nz->white) {
+  nz->wlast = nz->walk ? NULL : csde_alloc(len, sizeof(double));
+  if (!nz->white || (!nz->walk && !nz->wlast)) {
     csde_noise_free(nz);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for path noise");
   }
-  memcpy(nz->fine, fine, (nfine + 1) * sizeof *fine);
   return CSDE_SUCCESS;
 }
 
 void csde_noise_free(csde_noise *nz)
 {
-  free(nz->fine);
+  csde_tree_free(&nz->tree);
   csde_free(nz->white);
-  nz->fine = nz->white = NULL;
+  csde_free(nz->wlast);
+  nz->white = nz->wlast = NULL;
 }
 
 void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first)
 {
   nz->seed = seed;
   nz->first = first;
+  nz->have_last = 0;
+  if (nz->kind == CSDE_NOISE_PATH) csde_tree_set_seed(&nz->tree, seed, first);
 }
 
 int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double *dW,
                          csde_err *err)
 {
-  int th = nz->threads;
   if (nz->kind == CSDE_NOISE_STREAM) { /* dW = V' (sqrt|h| z), z keyed by (seed, stream n) */
     csde_rng_key key = {nz->seed, (uint64_t)n};
     return csde_cov_sample_scaled(nz->C, nz->ws, key, nz->first, nz->batch,
                                   sqrt(fabs(t1 - t0)), dW, err);
   }
-  /* path: white = sum over the fine steps i inside step n of sqrt|h_i| z_i, in one
-   * parallel region over chunks of each sample's white noise (a chunk's fine draws are
-   * summed in order, so threads never change a bit) */
-  enum { CH = 1024 };
-  size_t per = nz->nd * nz->D, nch = (per + CH - 1) / CH;
-  long ntask = (long)(nz->batch * nch);
-  (void)t0;
-  (void)t1;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long task = 0; task < ntask; task++) {
-    double z[CH];
-    size_t j = (size_t)task / nch, c0 = ((size_t)task % nch) * CH;
-    size_t len = per - c0 < CH ? per - c0 : CH;
-    double *w = nz->white + j * per + c0;
-    for (size_t k = 0; k < nz->ratio; k++) {
-      size_t i = n * nz->ratio + k;
-      csde_rng_key key = {nz->seed, CSDE_STREAM_PATH | (uint64_t)i};
-      double sh = sqrt(fabs(nz->fine[i + 1] - nz->fine[i]));
-      csde_rng_normal(key, (uint64_t)((nz->first + j) * per + c0), len, z);
-      if (k == 0)
-        for (size_t q = 0; q < len; q++) w[q] = sh * z[q];
-      else
-        for (size_t q = 0; q < len; q++) w[q] += sh * z[q];
+  if (nz->walk) { /* path on the tree's own grid: W(t_{n+1}) - W(t_n) from the walk */
+    csde_tree_increment(&nz->tree, n, nz->white);
+  } else { /* any other grid: W(t1) - W(t0) from queries, W(t0) kept from the last step */
+    const size_t len = nz->batch * nz->nd * nz->D;
+    if (!nz->have_last || nz->tlast != t0) csde_tree_at(&nz->tree, t0, nz->wlast);
+    csde_tree_at(&nz->tree, t1, nz->white);
+    for (size_t i = 0; i < len; i++) {
+      const double w1 = nz->white[i];
+      nz->white[i] = w1 - nz->wlast[i];
+      nz->wlast[i] = w1;
     }
+    nz->tlast = t1;
+    nz->have_last = 1;
   }
   return csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
 }

@@ -1,10 +1,11 @@
-/* Internal: Brownian increments for the SDE solvers, coloured by V'.
- *
- * Stream numbers of a seed (rng.h keys): step n of a streaming solve uses stream n;
- * fine step i of a path-consistent solve uses CSDE_STREAM_PATH | i; initial states drawn
- * by the command line use CSDE_STREAM_INIT. Within a stream, white noise for global sample
- * j sits at indices (j * noise_dim + row) * D + pixel (as csde_cov_sample), so sample j is
- * the same alone or inside any batch. */
+/* Internal: Brownian increments for the SDE solvers, coloured by V'. The noise kinds
+ * (a type table in noise.c, csde_noise_kind_name):
+ *   stream  fresh normals per step: step n of a solve uses stream n of the seed;
+ *   path    the Brownian tree (tree.h): one path per seed, walked on 2^k-step grids of a
+ *           grid kind's map and queried at any t on the others.
+ * Initial states drawn by the command line use stream CSDE_STREAM_INIT. Within a stream,
+ * white noise for global sample j sits at indices (j * noise_dim + row) * D + pixel (as
+ * csde_cov_sample), so sample j is the same alone or inside any batch. */
 #ifndef CSDE_NOISE_NOISE_H
 #define CSDE_NOISE_NOISE_H
 
@@ -12,8 +13,8 @@
 
 #include "corrsde/cov.h"
 #include "corrsde/problem.h"
+#include "noise/tree.h"
 
-#define CSDE_STREAM_PATH ((uint64_t)1 << 62)
 #define CSDE_STREAM_INIT ((uint64_t)1 << 63)
 
 typedef struct {
@@ -24,18 +25,19 @@ typedef struct {
   uint64_t seed;
   size_t first;
   int threads;
-  /* path: the finest grid (nfine steps) and the ratio to the solve's grid */
-  double *fine;
-  size_t nfine, ratio;
-  double *white;         /* batch * nd * D (path only) */
+  /* path */
+  csde_tree tree;
+  int walk;              /* 1: the solve's grid is the tree's walk; 0: queries at its times */
+  double *white, *wlast; /* batch * nd * D: the white increment; queries: W at tlast */
+  double tlast;
+  int have_last;
 } csde_noise;
 
-/* grid: the solve's nsteps + 1 times. For CSDE_NOISE_PATH, fine is the same grid kind
- * with 2^path_level steps (copied); nsteps must divide it and every coarse node must be a
- * fine node. */
+/* The path kind's tree is over the time map (at, ctx) (borrowed); walk_k >= 0: the solve's
+ * grid is the map's 2^walk_k-step grid, -1: any grid (queries). */
 int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csde_cov_ws *ws,
-                    size_t batch, size_t D, const double *grid, size_t nsteps,
-                    const double *fine, size_t nfine, int threads, csde_err *err);
+                    size_t batch, size_t D, csde_tree_time_fn at, const void *ctx, int walk_k,
+                    int threads, csde_err *err);
 void csde_noise_free(csde_noise *nz);
 void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first);
 

@@ -364,8 +364,10 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   if ((st = set_span(r, s, err))) goto fail;
   if ((st = parse_save(r, r->s.save, err))) goto fail;
 
-  r->noise_path = !strcmp(r->s.noise, "path");
-  if (!r->noise_path && strcmp(r->s.noise, "stream")) {
+  csde_noise_kind nk = CSDE_NOISE_STREAM;
+  int known = !csde_noise_kind_lookup(r->s.noise, &nk);
+  r->noise_path = nk == CSDE_NOISE_PATH;
+  if (!known) {
     st = csde_err_set(err, CSDE_EINVAL, "expected stream or path, got '%s'", r->s.noise);
     csde_err_blame(err, CSDE_PARAM_NOISE, st);
     goto fail;
@@ -373,12 +375,6 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   if (r->noise_path && r->process != CSDE_RUN_FORWARD_SDE && r->process != CSDE_RUN_REVERSE_SDE) {
     st = csde_err_set(err, CSDE_EINVAL, "path applies to forward-sde and reverse-sde (%s draws "
                                         "no Brownian path)", process_names[r->process]);
-    csde_err_blame(err, CSDE_PARAM_NOISE, st);
-    goto fail;
-  }
-  if (r->noise_path && !r->adaptive && (s->steps & (s->steps - 1))) {
-    st = csde_err_set(err, CSDE_EINVAL, "path noise needs a power of two of steps (2, 4, ..., "
-                                        "1024, ...), got %zu", s->steps);
     csde_err_blame(err, CSDE_PARAM_NOISE, st);
     goto fail;
   }
@@ -405,12 +401,7 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   r->par.threads = s->threads > 0 ? s->threads : 1;
   r->par.observer = observe; /* its context r->ex is filled by csde_run_exec */
   r->par.observer_user = &r->ex;
-  if (r->noise_path) {
-    unsigned k = 0;
-    while (((size_t)1 << k) < s->steps) k++; /* log2(steps), rounded up */
-    r->par.noise = CSDE_NOISE_PATH;
-    r->par.path_level = k;
-  }
+  if (r->noise_path) r->par.noise = CSDE_NOISE_PATH;
 
   /* the grid: where the fixed-step states fall (save times, the final step) */
   if (r->save_kind == CSDE_SAVE_TIMES && r->adaptive) {

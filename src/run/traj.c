@@ -74,14 +74,13 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
                : "prior N(0, C) (seed, stream 2^63)";
   PUT(csde_h5traj_attr_str(w, g, "init", init, err));
   PUT(csde_h5traj_attr_str(w, g, "noise", r->noise_path ? "path" : "stream", err));
-  if (r->noise_path) {
-    i64 = (int64_t)r->par.path_level;
-    PUT(csde_h5traj_attr_i64(w, g, "path_level", &i64, 1, err));
-  }
+  if (r->noise_path)
+    PUT(csde_h5traj_attr_str(w, g, "noise_generator", CSDE_TREE_GENERATOR, err));
   PUT(csde_h5traj_attr_str(w, g, "rng", csde_rng_name(), err));
   PUT(csde_h5traj_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
   PUT(csde_h5traj_attr_str(w, g, "noise_streams",
-                           "step n: stream n; path noise, fine step i: stream 2^62 + i; "
+                           "step n: stream n; path noise, tree node (level l, index m): "
+                           "stream 2^62 + l 2^52 + m; "
                            "initial states: stream 2^63; sample j, row r, pixel p: index "
                            "(j * noise_dim + r) * D + p",
                            err));

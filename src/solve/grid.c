@@ -21,41 +21,32 @@
  * neighbouring nodes round to the same double: that is an error, not a silent
  * zero-length step). */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/spec.h"
 #include "corrsde/solve.h"
+#include "solve/grid.h"
 
-typedef enum { G_UNIFORM, G_QUADRATIC, G_KARRAS, G_LOGSNR } grid_kind;
-
-typedef struct {
-  grid_kind kind;
-  const csde_schedule *s;
-  double ts, te;
-  int data_at_start; /* quadratic: the data end is t_start */
-  double a, b;       /* karras: sigma^(1/rho) at the ends; logsnr: logsnr at the ends */
-  double rho;
-} grid_map;
-
-static double map_u(const grid_map *g, double u)
+static double map_u(const csde_grid_map *g, double u)
 {
   switch (g->kind) {
-  case G_UNIFORM:
+  case CSDE_GRID_UNIFORM:
     return g->ts + u * (g->te - g->ts);
-  case G_QUADRATIC:
+  case CSDE_GRID_QUADRATIC:
     if (g->data_at_start) return g->ts + (g->te - g->ts) * (u * u);
     {
       const double w = 1.0 - u;
       return g->te + (g->ts - g->te) * (w * w);
     }
-  case G_KARRAS: {
+  case CSDE_GRID_KARRAS: {
     const double v = g->a + u * (g->b - g->a); /* sigma^(1/rho), linear in u */
     const double sigma = pow(v, g->rho);
     return csde_schedule_t_of_logsnr(g->s, -2.0 * log(sigma));
   }
-  case G_LOGSNR:
+  case CSDE_GRID_LOGSNR:
     return csde_schedule_t_of_logsnr(g->s, g->a + u * (g->b - g->a));
   }
   return NAN;
@@ -126,25 +117,13 @@ static int grid_list(const char *vals, double ts, double te, double **times, siz
   return CSDE_SUCCESS;
 }
 
-int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
-                   size_t N, double **times, size_t *nsteps, csde_err *err)
+int csde_grid_map_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
+                       csde_grid_map *out, csde_err *err)
 {
-  *times = NULL;
-  *nsteps = 0;
-  if (isnan(t_start) || isnan(t_end) || !isfinite(t_start) || !isfinite(t_end))
-    return csde_err_set(err, CSDE_EDOM, "grid: the ends must be finite (t_start = %g, t_end = %g)",
-                        t_start, t_end);
-  if (t_start == t_end)
-    return csde_err_set(err, CSDE_EDOM, "grid: t_start = t_end = %.17g, an empty interval",
-                        t_start);
-
-  if (spec && !strncmp(spec, "list", 4) && (spec[4] == ':' || spec[4] == '\0'))
-    return grid_list(spec[4] ? spec + 5 : NULL, t_start, t_end, times, nsteps, err);
-
   csde_spec sp;
   int st = csde_spec_parse(spec, "grid spec", &sp, err);
   if (st) return st;
-  grid_map g;
+  csde_grid_map g;
   memset(&g, 0, sizeof g);
   g.s = s;
   g.ts = t_start;
@@ -152,14 +131,14 @@ int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, dou
   static const char *const no_keys[] = {NULL};
   static const char *const karras_keys[] = {"rho", NULL};
   if (!strcmp(sp.name, "uniform")) {
-    g.kind = G_UNIFORM;
+    g.kind = CSDE_GRID_UNIFORM;
     if ((st = csde_spec_check_keys(&sp, no_keys, err))) return st;
   } else if (!strcmp(sp.name, "quadratic")) {
-    g.kind = G_QUADRATIC;
+    g.kind = CSDE_GRID_QUADRATIC;
     g.data_at_start = t_start < t_end;
     if ((st = csde_spec_check_keys(&sp, no_keys, err))) return st;
   } else if (!strcmp(sp.name, "karras")) {
-    g.kind = G_KARRAS;
+    g.kind = CSDE_GRID_KARRAS;
     if ((st = csde_spec_check_keys(&sp, karras_keys, err)) ||
         (st = csde_spec_double(&sp, "rho", 7.0, &g.rho, err)))
       return st;
@@ -175,7 +154,7 @@ int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, dou
     g.a = pow(s0, 1.0 / g.rho);
     g.b = pow(s1, 1.0 / g.rho);
   } else if (!strcmp(sp.name, "logsnr")) {
-    g.kind = G_LOGSNR;
+    g.kind = CSDE_GRID_LOGSNR;
     if ((st = csde_spec_check_keys(&sp, no_keys, err))) return st;
     if ((st = need_schedule("logsnr", s, t_start, t_end, err))) return st;
     g.a = csde_schedule_logsnr(s, t_start);
@@ -197,6 +176,37 @@ int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, dou
                         sp.name);
   }
 
+  snprintf(g.name, sizeof g.name, "%s", sp.name);
+  *out = g;
+  return CSDE_SUCCESS;
+}
+
+double csde_grid_map_at(const void *map, double u)
+{
+  const csde_grid_map *g = map;
+  if (u <= 0) return g->ts;
+  if (u >= 1) return g->te;
+  return map_u(g, u);
+}
+
+int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
+                   size_t N, double **times, size_t *nsteps, csde_err *err)
+{
+  *times = NULL;
+  *nsteps = 0;
+  if (isnan(t_start) || isnan(t_end) || !isfinite(t_start) || !isfinite(t_end))
+    return csde_err_set(err, CSDE_EDOM, "grid: the ends must be finite (t_start = %g, t_end = %g)",
+                        t_start, t_end);
+  if (t_start == t_end)
+    return csde_err_set(err, CSDE_EDOM, "grid: t_start = t_end = %.17g, an empty interval",
+                        t_start);
+
+  if (spec && !strncmp(spec, "list", 4) && (spec[4] == ':' || spec[4] == '\0'))
+    return grid_list(spec[4] ? spec + 5 : NULL, t_start, t_end, times, nsteps, err);
+
+  csde_grid_map g;
+  int st = csde_grid_map_make(spec, s, t_start, t_end, &g, err);
+  if (st) return st;
   if (N == 0) return csde_err_set(err, CSDE_EINVAL, "grid: N = 0 steps (need N >= 1)");
   if (N > ((size_t)1 << 52) || N >= SIZE_MAX / sizeof(double))
     return csde_err_set(err, CSDE_EINVAL, "grid: N = %zu steps is too many", N);
@@ -213,7 +223,7 @@ int csde_grid_make(const char *spec, const csde_schedule *s, double t_start, dou
       st = csde_err_set(err, CSDE_EDOM,
                         "%s grid with N = %zu: nodes %zu and %zu (t = %.17g, %.17g) are not "
                         "strictly %s; N is too large for this grid's resolution",
-                        sp.name, N, i - 1, i, t[i - 1], t[i],
+                        g.name, N, i - 1, i, t[i - 1], t[i],
                         dir > 0 ? "increasing" : "decreasing");
       free(t);
       return st;

@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include "noise/noise.h"
 #include "process/process.h"
+#include "solve/grid.h"
 #include "solve/stepper.h"
 
 struct csde_stepper {
@@ -18,6 +19,7 @@ struct csde_stepper {
   const csde_solver_type *type;
   csde_proc proc;
   csde_noise noise;
+  csde_grid_map gmap;   /* path noise: the tree's time map */
   csde_cov_ws *ws;      /* noise colouring */
   double *grid;         /* fixed-step grid, nsteps + 1 times */
   size_t nsteps;
@@ -43,7 +45,6 @@ csde_solve_params csde_solve_default_params(void)
   p.steps = 100;
   p.grid = "uniform";
   p.max_nfe = 10000000;
-  p.path_level = 10;
   p.s_tmax = INFINITY;
   p.s_noise = 1;
   return p;
@@ -241,21 +242,18 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
       s = csde_err_blame(err, CSDE_PARAM_SIZE, s);
       goto fail;
     }
-    double *fine = NULL;
-    size_t nfine = 0;
+    int walk_k = -1; /* path: the tree's map is the grid kind's (uniform for a list) */
     if (S->par.noise == CSDE_NOISE_PATH) {
-      if (S->par.path_level > 30) {
-        s = csde_err_set(err, CSDE_EINVAL, "path level %u is too deep (at most 30)", S->par.path_level);
-        s = csde_err_blame(err, CSDE_PARAM_NOISE, s);
+      const char *g = S->par.grid ? S->par.grid : "uniform";
+      const int list = !strncmp(g, "list", 4) && (g[4] == ':' || g[4] == '\0');
+      if ((s = csde_grid_map_make(list ? "uniform" : g, P->sched, t0, t1, &S->gmap, err)))
         goto fail;
-      }
-      if ((s = csde_grid_make(S->par.grid ? S->par.grid : "uniform", P->sched, t0, t1,
-                              (size_t)1 << S->par.path_level, &fine, &nfine, err)))
-        goto fail;
+      if (!list && S->nsteps && !(S->nsteps & (S->nsteps - 1)))
+        while (((size_t)1 << ++walk_k) < S->nsteps) {
+        }
     }
-    s = csde_noise_init(&S->noise, S->par.noise, P->C, S->ws, P->batch, P->D, S->grid,
-                        S->nsteps, fine, nfine, S->par.threads, err);
-    free(fine);
+    s = csde_noise_init(&S->noise, S->par.noise, P->C, S->ws, P->batch, P->D, csde_grid_map_at,
+                        &S->gmap, walk_k, S->par.threads, err);
     if (s) {
       s = csde_err_blame(err, CSDE_PARAM_NOISE, s);
       goto fail;

@@ -506,7 +506,6 @@ def test_run_setting_errors_name_the_argument():
         (dict(save="times:0.5,2"), "outside [0, 1]"),
         (dict(process="forward-sde", t_start=0.5), "t_start/t_end: forward-sde starts at t = 0"),
         (dict(t_start=0.1, t_end=0.5), "t_start/t_end: reverse-sde runs backwards"),
-        (dict(noise="path", steps=12), "noise: path noise needs a power of two"),
         (dict(process="ddpm"), "schedule: ddpm needs a discrete schedule"),
     ]
     x = np.zeros((1, 4, 2))
