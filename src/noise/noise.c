@@ -56,8 +56,8 @@ int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csd
   nz->walk = walk_k >= 0;
   size_t len = batch * nz->nd * D;
   nz->white = csde_alloc(len, sizeof(double));
-  nz->wlast = nz->walk ? NULL : csde_alloc(len, sizeof(double));
-  if (!nz->white || (!nz->walk && !nz->wlast)) {
+  nz->wlast = csde_alloc(len, sizeof(double));
+  if (!nz->white || !nz->wlast) {
     csde_noise_free(nz);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for path noise");
   }
@@ -89,7 +89,7 @@ int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double 
                                   sqrt(fabs(t1 - t0)), dW, err);
   }
   if (nz->walk) { /* path on the tree's own grid: W(t_{n+1}) - W(t_n) from the walk */
-    csde_tree_increment(&nz->tree, n, nz->white);
+    csde_tree_increment(&nz->tree, n, nz->white, NULL);
   } else { /* any other grid: W(t1) - W(t0) from queries, W(t0) kept from the last step */
     const size_t len = nz->batch * nz->nd * nz->D;
     if (!nz->have_last || nz->tlast != t0) csde_tree_at(&nz->tree, t0, nz->wlast);
@@ -103,6 +103,24 @@ int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double 
     nz->have_last = 1;
   }
   return csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
+}
+
+int csde_noise_increment_area(csde_noise *nz, size_t n, double t0, double t1, double *dW,
+                              double *dH, csde_err *err)
+{
+  if (!dH) return csde_noise_increment(nz, n, t0, t1, dW, err);
+  if (nz->kind == CSDE_NOISE_STREAM) {
+    csde_rng_key key = {nz->seed, CSDE_STREAM_AREA | (uint64_t)n};
+    int s = csde_noise_increment(nz, n, t0, t1, dW, err);
+    return s ? s : csde_cov_sample_scaled(nz->C, nz->ws, key, nz->first, nz->batch,
+                                          sqrt(fabs(t1 - t0) / 12), dH, err);
+  }
+  if (!nz->walk)
+    return csde_err_set(err, CSDE_EINVAL, "the Levy area needs path noise on the tree's own grid");
+  csde_tree_increment(&nz->tree, n, nz->white, nz->wlast); /* walk: wlast holds H */
+  /* dW = V' W, dH = V' H */
+  int s = csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
+  return s ? s : csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->wlast, dH, err);
 }
 
 int csde_noise_axpy(csde_noise *nz, size_t n, double t0, double t1, double g, double a,

@@ -16,6 +16,7 @@
 #include "noise/tree.h"
 
 #define CSDE_STREAM_INIT ((uint64_t)1 << 63)
+#define CSDE_STREAM_AREA ((uint64_t)1 << 61) /* stream noise: step n's H is stream 2^61 + n */
 
 typedef struct {
   csde_noise_kind kind;
@@ -28,7 +29,8 @@ typedef struct {
   /* path */
   csde_tree tree;
   int walk;              /* 1: the solve's grid is the tree's walk; 0: queries at its times */
-  double *white, *wlast; /* batch * nd * D: the white increment; queries: W at tlast */
+  double *white, *wlast; /* batch * nd * D: the white increment; walk: its H, queries: W
+                            at tlast */
   double tlast;
   int have_last;
 } csde_noise;
@@ -45,6 +47,12 @@ void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first);
  * batch * tau * D values. */
 int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double *dW,
                          csde_err *err);
+
+/* The same, and dH = V' H of the step (H ~ N(0, |h| / 12), independent of dW: for stream
+ * noise from stream CSDE_STREAM_AREA | n, for path noise the tree's; dH NULL: none).
+ * Path noise gives H on its walk only (CSDE_EINVAL on queries). */
+int csde_noise_increment_area(csde_noise *nz, size_t n, double t0, double t1, double *dW,
+                              double *dH, csde_err *err);
 
 /* x <- a x + b u + g dW for step n in one pass over the state (u may be NULL: no b u
  * term), with dW as csde_noise_increment draws it. Streaming noise is drawn and coloured

@@ -1,4 +1,5 @@
-/* The Brownian tree (tree.h): Levy's construction on the dyadic nodes of a time map. */
+/* The Brownian tree (tree.h): Levy's construction of W and its space-time Levy area H on
+ * the dyadic intervals of a time map. */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -16,17 +17,18 @@ int csde_tree_init(csde_tree *tr, csde_tree_time_fn at, const void *ctx, size_t 
                         walk_k, CSDE_TREE_MAXK);
   tr->at = at;
   tr->ctx = ctx;
+  tr->t0 = at(ctx, 0.0);
   tr->batch = batch;
   tr->per = per;
   tr->len = batch * per;
   tr->threads = threads > 0 ? threads : 1;
   tr->k = walk_k < 0 ? UINT_MAX : (unsigned)walk_k;
   tr->N = walk_k < 0 ? 0 : (size_t)1 << walk_k;
-  tr->nbuf = (walk_k < 0 ? 0 : (size_t)walk_k + 2) + 3;
-  if (tr->len > SIZE_MAX / sizeof(double) / tr->nbuf ||
-      !(tr->buf = csde_alloc(tr->nbuf * tr->len, sizeof(double))))
+  tr->npair = (walk_k < 0 ? 0 : (size_t)walk_k + 2) + 3;
+  if (tr->len > SIZE_MAX / sizeof(double) / (2 * tr->npair) ||
+      !(tr->buf = csde_alloc(2 * tr->npair * tr->len, sizeof(double))))
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for the Brownian tree (%zu x %zu values)",
-                        tr->nbuf, tr->len);
+                        2 * tr->npair, tr->len);
   tr->cur = SIZE_MAX; /* no walk yet */
   return CSDE_SUCCESS;
 }
@@ -44,146 +46,188 @@ void csde_tree_set_seed(csde_tree *tr, uint64_t seed, size_t first)
   tr->cur = SIZE_MAX;
 }
 
-static double *buffer(const csde_tree *tr, unsigned b) { return tr->buf + (size_t)b * tr->len; }
+/* pair p: W at buf + 2 p len, H after it */
+static double *pw(const csde_tree *tr, unsigned p) { return tr->buf + (size_t)2 * p * tr->len; }
+static double *ph(const csde_tree *tr, unsigned p) { return pw(tr, p) + tr->len; }
 
-/* out = a + w (b - a) + s z(l, m) (a, b NULL: 0), over every sample, in chunks whose
- * normals are keyed by their global index: threads never change a bit. */
-static void draw(const csde_tree *tr, unsigned l, uint64_t m, const double *a, const double *b,
-                 double w, double s, double *out)
+/* The path time of u. */
+static double s_of(const csde_tree *tr, double u) { return fabs(tr->at(tr->ctx, u) - tr->t0); }
+
+enum { CH = 512 };
+
+/* The root: W = sqrt(h) z1, H = sqrt(h / 12) z2 over every sample, in chunks whose normals
+ * are keyed by their global index (threads never change a bit). */
+static void draw_root(const csde_tree *tr, double h, double *W, double *H)
 {
-  enum { CH = 1024 };
   const size_t per = tr->per, nch = (per + CH - 1) / CH;
   const long ntask = (long)(tr->batch * nch);
-  const csde_rng_key key = {tr->seed, CSDE_STREAM_TREE | (uint64_t)l << 52 | m};
+  const csde_rng_key k1 = {tr->seed, CSDE_STREAM_TREE | 1},
+                     k2 = {tr->seed, CSDE_STREAM_TREE | (uint64_t)1 << 51 | 1};
+  const double a = sqrt(h), b = sqrt(h / 12);
   const int th = tr->threads;
   (void)th;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
 #endif
   for (long task = 0; task < ntask; task++) {
-    double z[CH];
+    double z1[CH], z2[CH];
     const size_t j = (size_t)task / nch, c0 = ((size_t)task % nch) * CH;
     const size_t len = per - c0 < CH ? per - c0 : CH, o = j * per + c0;
-    csde_rng_normal(key, (uint64_t)((tr->first + j) * per + c0), len, z);
-    if (a)
-      for (size_t q = 0; q < len; q++) out[o + q] = a[o + q] + w * (b[o + q] - a[o + q]) + s * z[q];
-    else
-      for (size_t q = 0; q < len; q++) out[o + q] = s * z[q];
+    const uint64_t idx = (uint64_t)((tr->first + j) * per + c0);
+    csde_rng_normal(k1, idx, len, z1);
+    csde_rng_normal(k2, idx, len, z2);
+    for (size_t q = 0; q < len; q++) {
+      W[o + q] = a * z1[q];
+      H[o + q] = b * z2[q];
+    }
   }
 }
 
-/* sqrt((tm - ta)(tb - tm) / (tb - ta)): the bridge's standard deviation at tm */
-static double bridge_sd(double ta, double tm, double tb)
+/* Split (W, H) of an interval of path length h at node (l, m), h1 from its left end: the
+ * left child goes to (W1, H1), the right child replaces (W, H) (tree.h's formulas). */
+static void split(const csde_tree *tr, unsigned l, uint64_t m, double h1, double h, double *W,
+                  double *H, double *W1, double *H1)
 {
-  return sqrt(fabs((tm - ta) * (tb - tm) / (tb - ta))); /* either direction of t */
+  const double h2 = h - h1, r = h1 / h, g = h1 * h2 / h;
+  const double S11 = g * (1 - 3 * g / h), S22 = h1 / 12 * (1 - r * r * r),
+               S12 = -0.5 * r * r * r * h2;
+  const double L11 = sqrt(fmax(S11, 0)), L21 = L11 > 0 ? S12 / L11 : 0,
+               L22 = sqrt(fmax(S22 - L21 * L21, 0));
+  const double aW = r, aH = 6 * g / h, bH = r * r; /* the conditional means */
+  const size_t per = tr->per, nch = (per + CH - 1) / CH;
+  const long ntask = (long)(tr->batch * nch);
+  const uint64_t id = CSDE_STREAM_TREE | (uint64_t)l << 52 | m;
+  const csde_rng_key k1 = {tr->seed, id}, k2 = {tr->seed, id | (uint64_t)1 << 51};
+  const int th = tr->threads;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long task = 0; task < ntask; task++) {
+    double z1[CH], z2[CH];
+    const size_t j = (size_t)task / nch, c0 = ((size_t)task % nch) * CH;
+    const size_t len = per - c0 < CH ? per - c0 : CH, o = j * per + c0;
+    const uint64_t idx = (uint64_t)((tr->first + j) * per + c0);
+    csde_rng_normal(k1, idx, len, z1);
+    csde_rng_normal(k2, idx, len, z2);
+    for (size_t q = 0; q < len; q++) {
+      const double w = W[o + q], hh = H[o + q];
+      const double w1 = aW * w + aH * hh + L11 * z1[q];
+      const double a1 = bH * hh + L21 * z1[q] + L22 * z2[q];
+      W1[o + q] = w1;
+      H1[o + q] = a1;
+      W[o + q] = w - w1;
+      H[o + q] = (h * hh + 0.5 * (h1 * w - h * w1) - h1 * a1) / h2;
+    }
+  }
 }
 
-/* The level and index of walk node i (0 < i <= N): i = m 2^(k - l), m odd; N is (0, 1). */
+/* The level and index of the walk's node i (0 < i < N): i = m 2^(k - l), m odd. */
 static void node_id(const csde_tree *tr, size_t i, unsigned *l, uint64_t *m)
 {
-  if (i == tr->N) {
-    *l = 0;
-    *m = 1;
-    return;
-  }
   unsigned tz = (unsigned)__builtin_ctzll((unsigned long long)i);
   *l = tr->k - tz;
   *m = (uint64_t)(i >> tz);
 }
 
-static double node_time(const csde_tree *tr, size_t i)
+/* The path time of the walk's node i: u = i / N = m / 2^l exactly. */
+static double node_s(const csde_tree *tr, size_t i)
 {
+  if (i == 0) return 0;
+  if (i == tr->N) return s_of(tr, 1.0);
   unsigned l;
   uint64_t m;
-  if (i == 0) return tr->at(tr->ctx, 0.0);
   node_id(tr, i, &l, &m);
-  return tr->at(tr->ctx, ldexp((double)m, -(int)l)); /* m / 2^l = i / N exactly */
+  return s_of(tr, ldexp((double)m, -(int)l));
 }
 
-/* The walk at node 0: W = 0, the root W(t(1)) pending. */
+/* The walk before step 0: the root [0, N] pending. */
 static void walk_reset(csde_tree *tr)
 {
   tr->nfree = 0;
   for (unsigned b = 0; b < tr->k + 2; b++) tr->freeb[tr->nfree++] = b;
-  tr->curbuf = tr->freeb[--tr->nfree];
-  memset(buffer(tr, tr->curbuf), 0, tr->len * sizeof(double));
-  tr->cur = 0;
   const unsigned rb = tr->freeb[--tr->nfree];
-  draw(tr, 0, 1, NULL, NULL, 0, sqrt(fabs(node_time(tr, tr->N) - node_time(tr, 0))),
-       buffer(tr, rb));
+  draw_root(tr, node_s(tr, tr->N), pw(tr, rb), ph(tr, rb));
   tr->sp = 0;
   tr->stack[tr->sp] = rb;
-  tr->snode[tr->sp++] = tr->N;
+  tr->snode[tr->sp] = 0;
+  tr->send[tr->sp++] = tr->N;
+  tr->cur = 0;
 }
 
-/* From node cur to cur + 1: draw the midpoints between cur and the nearest pending right
- * end until that end is cur + 1 ([cur, right] is always a dyadic interval). */
-static void walk_next(csde_tree *tr)
+/* Step cur's (W, H) into pair `out` of the caller's: split the top interval [cur, R] until
+ * it is [cur, cur + 1] (each split pushes the left child; the right one stays). */
+static unsigned walk_next(csde_tree *tr)
 {
-  const size_t next = tr->cur + 1;
-  while (tr->snode[tr->sp - 1] != next) {
-    const size_t R = tr->snode[tr->sp - 1], mid = tr->cur + (R - tr->cur) / 2;
+  const size_t n = tr->cur;
+  while (tr->send[tr->sp - 1] != n + 1) {
+    const unsigned top = tr->stack[tr->sp - 1];
+    const size_t R = tr->send[tr->sp - 1], mid = n + (R - n) / 2;
     unsigned l;
     uint64_t m;
     node_id(tr, mid, &l, &m);
-    const double ta = node_time(tr, tr->cur), tm = node_time(tr, mid), tb = node_time(tr, R);
-    const unsigned mb = tr->freeb[--tr->nfree];
-    draw(tr, l, m, buffer(tr, tr->curbuf), buffer(tr, tr->stack[tr->sp - 1]),
-         (tm - ta) / (tb - ta), bridge_sd(ta, tm, tb), buffer(tr, mb));
-    tr->stack[tr->sp] = mb;
-    tr->snode[tr->sp++] = mid;
+    const double sa = node_s(tr, n), sm = node_s(tr, mid), sb = node_s(tr, R);
+    const unsigned lb = tr->freeb[--tr->nfree];
+    split(tr, l, m, sm - sa, sb - sa, pw(tr, top), ph(tr, top), pw(tr, lb), ph(tr, lb));
+    tr->snode[tr->sp - 1] = mid; /* the top is now [mid, R] */
+    tr->stack[tr->sp] = lb;
+    tr->snode[tr->sp] = n;
+    tr->send[tr->sp++] = mid;
   }
-  tr->freeb[tr->nfree++] = tr->curbuf;
-  tr->curbuf = tr->stack[--tr->sp];
-  tr->cur = next;
+  const unsigned leaf = tr->stack[--tr->sp];
+  tr->freeb[tr->nfree++] = leaf; /* read by the caller before the next split */
+  tr->cur = n + 1;
+  return leaf;
 }
 
-void csde_tree_increment(csde_tree *tr, size_t n, double *white)
+void csde_tree_increment(csde_tree *tr, size_t n, double *white, double *area)
 {
   if (tr->cur == SIZE_MAX || n < tr->cur) walk_reset(tr);
   while (tr->cur < n) walk_next(tr);
-  const double *w0 = buffer(tr, tr->curbuf); /* W(t_n): freed by walk_next, not reused */
-  walk_next(tr);
-  const double *w1 = buffer(tr, tr->curbuf);
-  for (size_t i = 0; i < tr->len; i++) white[i] = w1[i] - w0[i];
+  const unsigned leaf = walk_next(tr);
+  memcpy(white, pw(tr, leaf), tr->len * sizeof(double));
+  if (area) memcpy(area, ph(tr, leaf), tr->len * sizeof(double));
 }
 
 void csde_tree_at(csde_tree *tr, double t, double *out)
 {
-  const size_t q0 = tr->nbuf - 3;
-  double *A = buffer(tr, (unsigned)q0), *B = buffer(tr, (unsigned)q0 + 1),
-         *M = buffer(tr, (unsigned)q0 + 2);
-  double ua = 0, ub = 1, ta = tr->at(tr->ctx, 0.0), tb = tr->at(tr->ctx, 1.0);
-  const double dir = tb > ta ? 1.0 : -1.0;
-  if (!(dir * (t - ta) > 0)) { /* at or before the start: W = 0 */
-    memset(out, 0, tr->len * sizeof(double));
+  const unsigned q0 = (unsigned)tr->npair - 3;
+  unsigned A = q0, B = q0 + 1; /* the interval [ua, ub] holding s, and the spare pair */
+  double *acc = pw(tr, q0 + 2);
+  const double S = s_of(tr, 1.0), dir = tr->at(tr->ctx, 1.0) > tr->t0 ? 1.0 : -1.0;
+  const double s = dir * (t - tr->t0);
+  memset(out, 0, tr->len * sizeof(double));
+  if (!(s > 0)) return; /* at or before the start: W = 0 */
+  draw_root(tr, S, pw(tr, A), ph(tr, A));
+  if (!(s < S)) { /* at or past the end */
+    memcpy(out, pw(tr, A), tr->len * sizeof(double));
     return;
   }
-  memset(A, 0, tr->len * sizeof(double));
-  draw(tr, 0, 1, NULL, NULL, 0, sqrt(fabs(tb - ta)), B);
-  if (!(dir * (tb - t) > 0)) { /* at or past the end */
-    memcpy(out, B, tr->len * sizeof(double));
-    return;
-  }
+  memset(acc, 0, tr->len * sizeof(double)); /* W at the interval's left end */
+  double ua = 0, ub = 1, sa = 0, sb = S;
   for (unsigned l = 1; l <= CSDE_TREE_DEPTH; l++) {
-    const double um = 0.5 * (ua + ub), tm = tr->at(tr->ctx, um);
-    draw(tr, l, (uint64_t)ldexp(um, (int)l), A, B, (tm - ta) / (tb - ta), bridge_sd(ta, tm, tb), M);
-    if (tm == t) {
-      memcpy(out, M, tr->len * sizeof(double));
-      return;
-    }
-    double *sw;
-    if (dir * (t - tm) < 0) { /* t in (ta, tm): M becomes the right end */
-      sw = B, B = M, M = sw;
+    const double um = 0.5 * (ua + ub), sm = s_of(tr, um);
+    split(tr, l, (uint64_t)ldexp(um, (int)l), sm - sa, sb - sa, pw(tr, A), ph(tr, A), pw(tr, B),
+          ph(tr, B)); /* B: the left child, A: the right one */
+    if (s < sm) { /* in the left child */
+      const unsigned sw = A;
+      A = B;
+      B = sw;
       ub = um;
-      tb = tm;
-    } else {
-      sw = A, A = M, M = sw;
+      sb = sm;
+    } else { /* in the right child: W(sm) = W(sa) + W of the left child */
+      const double *wl = pw(tr, B);
+      for (size_t i = 0; i < tr->len; i++) acc[i] += wl[i];
       ua = um;
-      ta = tm;
+      sa = sm;
+      if (s == sm) {
+        memcpy(out, acc, tr->len * sizeof(double));
+        return;
+      }
     }
   }
-  /* inside the last interval: the bridge's mean */
-  const double w = (t - ta) / (tb - ta);
-  for (size_t i = 0; i < tr->len; i++) out[i] = A[i] + w * (B[i] - A[i]);
+  /* inside the last interval: E[W(s) - W(sa) | W, H] = r W + 6 r (1 - r) H, r = (s - sa)/h */
+  const double r = (s - sa) / (sb - sa);
+  const double *W = pw(tr, A), *H = ph(tr, A);
+  for (size_t i = 0; i < tr->len; i++) out[i] = acc[i] + r * W[i] + 6 * r * (1 - r) * H[i];
 }

@@ -1,20 +1,26 @@
-/* Internal: the Brownian tree (noise kind "path"): one white Brownian path W per sample
- * and noise entry on [t_start, t_end], fixed by the seed alone, built by Levy's
- * construction on the dyadic nodes u = m / 2^l of a time map t(u):
- *   W(t(1)) = sqrt|t(1) - t(0)| z(0, 1),  W(t(0)) = 0,
- *   W(t_m) = W(t_a) + (t_m - t_a) / (t_b - t_a) (W(t_b) - W(t_a))
- *            + sqrt((t_m - t_a)(t_b - t_m) / (t_b - t_a)) z(l, m)        (the bridge),
- * a, b the neighbours (m -+ 1) / 2^l, z(l, m) the normals of stream CSDE_STREAM_TREE | l << 52
- * | m of the seed, at index (first + j) * per + e for sample j, entry e (the same for a
- * sample alone or in any batch). W at a node does not depend on how deep a grid goes, so
- * every grid of 2^k steps of one map kind (uniform, quadratic, karras, logsnr nest)
- * walks the same path.
+/* Internal: the Brownian tree (noise kind "path"): one white Brownian motion W per sample
+ * and noise entry, in the path time s = |t - t_start| of [t_start, t_end], fixed by the
+ * seed alone, with the space-time Levy area of every interval,
+ *   H_{a,b} = (1/h) int_a^b (W_s - W_a - (s - a)/h W_{a,b}) ds,  h = b - a,
+ * W_{a,b} = W_b - W_a ~ N(0, h) and H ~ N(0, h/12) independent. The intervals are the
+ * dyadic ones u in [j/2^l, (j+1)/2^l] of a time map t(u). Levy's construction, top down:
+ *   root:   W = sqrt(h) z1,  H = sqrt(h/12) z2;
+ *   split [a, b] at m (h1 = m - a, h2 = b - m): given (W, H) of [a, b], the left child is
+ *   W1 = (h1/h) W + 6 h1 h2 / h^2 H + L11 z1,  H1 = (h1/h)^2 H + L21 z1 + L22 z2,
+ *   L the Cholesky factor of the conditional covariance
+ *   [[h1 h2 / h (1 - 3 h1 h2 / h^2), -h1^3 h2 / (2 h^3)], [., h1 / 12 (1 - h1^3 / h^3)]],
+ *   and the right child follows: W2 = W - W1, H2 = (h H + (h1 W - h W1) / 2 - h1 H1) / h2
+ *   (h H + h W / 2 = int (W_s - W_a) ds adds up over the children).
+ * z1, z2 of the node m = (2j + 1) / 2^l: streams CSDE_STREAM_TREE | l << 52 | (2j + 1) and
+ * the same | 1 << 51, at index (first + i) * per + e for sample i, entry e (the same for a
+ * sample alone or in any batch). Nothing depends on how deep a grid goes, so every grid
+ * of 2^k steps of one map kind (uniform, quadratic, karras, logsnr nest) walks one path.
  *
- * The walk (csde_tree_increment) visits a 2^k-step grid's nodes in order with a stack of
- * the pending right ends: every node is drawn once (one normal per entry and step, as the
- * streaming noise) in O(k) memory. The query (csde_tree_at) bisects down to level
- * CSDE_TREE_DEPTH at any t, drawing the nodes on the way, and interpolates linearly (the
- * bridge's mean) inside the last interval: for grids that do not nest. */
+ * The walk (csde_tree_increment) visits a 2^k-step grid's steps in order with a stack of
+ * the pending right intervals: every node is drawn once (two normals per entry and step)
+ * in O(k) memory. The query (csde_tree_at) bisects down to level CSDE_TREE_DEPTH at any t,
+ * drawing the nodes on the way, and takes the conditional mean inside the last interval:
+ * for grids that do not nest. */
 #ifndef CSDE_NOISE_TREE_H
 #define CSDE_NOISE_TREE_H
 
@@ -28,8 +34,9 @@
 #define CSDE_TREE_MAXK 30
 /* What /parameters records of the path noise. */
 #define CSDE_TREE_GENERATOR                                                                   \
-  "brownian-tree/1: Levy construction on the grid kind's dyadic nodes (walked on 2^k "       \
-  "steps; queried to depth 40 on other grids), bridge normals of stream 2^62 + l 2^52 + m"
+  "brownian-tree/1: Levy construction of (W, H) on the grid kind's dyadic intervals "         \
+  "(walked on 2^k steps; queried to depth 40 on other grids); node (l, m): normals of "       \
+  "streams 2^62 + l 2^52 + m and + 2^51"
 
 /* t(u) for u in [0, 1], monotone, with t(0) = t_start and t(1) = t_end exactly. */
 typedef double (*csde_tree_time_fn)(const void *ctx, double u);
@@ -37,6 +44,7 @@ typedef double (*csde_tree_time_fn)(const void *ctx, double u);
 typedef struct {
   csde_tree_time_fn at;
   const void *ctx;
+  double t0;         /* t(0): s = |t - t0| */
   size_t batch, per; /* samples, white entries per sample */
   size_t len;        /* batch * per */
   uint64_t seed;
@@ -44,13 +52,14 @@ typedef struct {
   int threads;
   unsigned k;        /* walk: the grid has 2^k steps; UINT_MAX: no walk */
   size_t N;
-  size_t cur;        /* walk: the node whose value buf[curbuf] holds */
-  unsigned curbuf, sp, nfree;
-  unsigned stack[CSDE_TREE_MAXK + 2]; /* buffers of the pending right ends, nearest on top */
-  size_t snode[CSDE_TREE_MAXK + 2];
+  size_t cur;        /* walk: the next step; SIZE_MAX: not started */
+  unsigned sp, nfree;
+  unsigned stack[CSDE_TREE_MAXK + 2]; /* buffer pairs (W, H) of the pending intervals
+                                         [snode, snode_end], the nearest on top */
+  size_t snode[CSDE_TREE_MAXK + 2], send[CSDE_TREE_MAXK + 2];
   unsigned freeb[CSDE_TREE_MAXK + 3];
-  double *buf;       /* the walk's k + 2 buffers, then the query's 3, of len values */
-  size_t nbuf;
+  double *buf;       /* the walk's k + 2 pairs, then the query's 3 pairs, of len values */
+  size_t npair;
 } csde_tree;
 
 /* A tree over the map (at, ctx); walk_k: the walk's grid has 2^walk_k steps (<= 30), or
@@ -60,9 +69,10 @@ int csde_tree_init(csde_tree *tr, csde_tree_time_fn at, const void *ctx, size_t 
 void csde_tree_free(csde_tree *tr);
 void csde_tree_set_seed(csde_tree *tr, uint64_t seed, size_t first);
 
-/* white = W(t_{n+1}) - W(t_n) on the walk's grid, t_n = t(n / 2^k). In order it draws
- * each node once; out of order it walks again from the start (same values). */
-void csde_tree_increment(csde_tree *tr, size_t n, double *white);
+/* white = W over step n of the walk's grid (t_n = t(n / 2^k) to t_{n+1}), and area = its
+ * H (NULL: not wanted). In order it draws each node once; out of order it walks again
+ * from the start (the same values). */
+void csde_tree_increment(csde_tree *tr, size_t n, double *white, double *area);
 
 /* out = W(t) (batch * per values); t outside the span is clamped to its ends. Leaves the
  * walk alone. */

@@ -24,6 +24,7 @@ struct csde_stepper {
   double *grid;         /* fixed-step grid, nsteps + 1 times */
   size_t nsteps;
   double *bufs;         /* nbuf state-sized buffers in one allocation, then dW if needed */
+  double *dH;           /* its Levy area V' H (types with .area), else NULL */
   double *dW;           /* the increment (SDEs, unless the solver draws its own
                            streaming noise), else NULL */
   size_t n;
@@ -122,6 +123,8 @@ int csde_stepper_cscore(csde_stepper *S, double t, const double *x, double *out)
 
 const csde_problem *csde_stepper_problem(const csde_stepper *S) { return &S->P; }
 size_t csde_stepper_step(const csde_stepper *S) { return S->step; }
+
+const double *csde_stepper_area(const csde_stepper *S) { return S->dH; }
 
 double csde_stepper_diffusion(const csde_stepper *S, double t)
 {
@@ -229,7 +232,8 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
   }
   /* x and the model's output live elsewhere; here the solver's stages and dW */
   int need_dW = sde && (!S->type->own_noise || S->par.noise == CSDE_NOISE_PATH);
-  size_t nb = S->type->nbuf + (size_t)need_dW;
+  const int need_dH = need_dW && S->type->area;
+  size_t nb = S->type->nbuf + (size_t)need_dW + (size_t)need_dH;
   if (nb && !(S->bufs = csde_alloc(nb * S->n, sizeof(double)))) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu state buffers of %zu doubles",
                      nb, S->n);
@@ -237,6 +241,7 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     goto fail;
   }
   if (need_dW) S->dW = S->bufs + (size_t)S->type->nbuf * S->n;
+  if (need_dH) S->dH = S->dW + S->n;
   if (sde) {
     if ((s = csde_cov_ws_alloc(&S->ws, P->C, P->D, S->par.threads, err))) {
       s = csde_err_blame(err, CSDE_PARAM_SIZE, s);
@@ -251,6 +256,13 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
       if (!list && S->nsteps && !(S->nsteps & (S->nsteps - 1)))
         while (((size_t)1 << ++walk_k) < S->nsteps) {
         }
+    }
+    if (need_dH && S->par.noise == CSDE_NOISE_PATH && walk_k < 0) {
+      s = csde_err_set(err, CSDE_EINVAL, "%s needs the Levy area of its steps: with path noise "
+                                         "give 2^k steps of a grid kind (not a list)",
+                       S->type->name);
+      s = csde_err_blame(err, CSDE_PARAM_NOISE, s);
+      goto fail;
     }
     s = csde_noise_init(&S->noise, S->par.noise, P->C, S->ws, P->batch, P->D, csde_grid_map_at,
                         &S->gmap, walk_k, S->par.threads, err);
@@ -319,7 +331,8 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
   if (S->grid) {
     for (size_t n = 0; n < S->nsteps && !s; n++) {
       S->step = n;
-      if (dW && (s = csde_noise_increment(&S->noise, n, S->grid[n], S->grid[n + 1], dW, &S->err)))
+      if (dW && (s = csde_noise_increment_area(&S->noise, n, S->grid[n], S->grid[n + 1], dW,
+                                               S->dH, &S->err)))
         break;
       s = S->type->step(S, S->grid[n], S->grid[n + 1], x, dW, n + 1 == S->nsteps);
       if (s && S->err.status) s = S->err.status; /* the recorded reason, if any */

@@ -8,7 +8,7 @@
 #include "solve/stepper.h"
 
 static const csde_solver_type *const solver_types[] = {
-  &csde_solver_euler, &csde_solver_heun, &csde_solver_rk45, &csde_solver_rkck,
+  &csde_solver_euler, &csde_solver_heun, &csde_solver_sra1, &csde_solver_rk45, &csde_solver_rkck,
   &csde_solver_rk8pd, &csde_solver_dopri5, &csde_solver_dpmpp2m,
   &csde_solver_dpmpp3m, &csde_solver_unipc, &csde_solver_unipc3, &csde_solver_ipndm,
   &csde_solver_edm_heun, &csde_solver_euler_ancestral, &csde_solver_dpmpp2m_sde,

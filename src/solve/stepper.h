@@ -34,6 +34,9 @@ struct csde_solver_type {
   int reverse_only;        /* 1: a sampler of the reverse process only (not forward-sde) */
   int via_process;         /* 1: reached through its process only (ddpm: csde_sample_ddpm);
                               not offered for --solver */
+  int area;                /* 1: the step also needs the increment's space-time Levy area
+                              V' H (csde_stepper_area), H = (1/h) int (W_s - W_t0 -
+                              (s - t0)/h dW) ds */
   int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step takes
                               the drift from csde_stepper_drift_parts and adds
                               its noise through csde_stepper_advance */
@@ -86,6 +89,8 @@ const csde_problem *csde_stepper_problem(const csde_stepper *S);
 size_t csde_stepper_step(const csde_stepper *S);
 /* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
 double csde_stepper_diffusion(const csde_stepper *S, double t);
+/* V' H of this step, with dW (types with .area on an SDE; else NULL). */
+const double *csde_stepper_area(const csde_stepper *S);
 /* The state length batch * tau * D. */
 size_t csde_stepper_n(const csde_stepper *S);
 /* Buffer k < nbuf, each state-sized, 64-byte aligned. */
@@ -109,6 +114,7 @@ int csde_stepper_fail(csde_stepper *S, int status, const char *fmt, ...)
 
 extern const csde_solver_type csde_solver_euler;
 extern const csde_solver_type csde_solver_heun;
+extern const csde_solver_type csde_solver_sra1;
 extern const csde_solver_type csde_solver_rk45;
 extern const csde_solver_type csde_solver_rkck;
 extern const csde_solver_type csde_solver_rk8pd;
