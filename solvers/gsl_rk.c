@@ -342,7 +342,7 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
     .summary = sum,                                                                        \
     .sde = 0,                                                                              \
     .ode = 1,                                                                              \
-    .adaptive = 1,                                                                         \
+    .adaptive = CSDE_ADAPT_ODE,                                                            \
     .nfe_per_step = nfe,                                                                   \
     .order_ode = ord,                                                                      \
     .order_strong = 0.0,                                                                   \

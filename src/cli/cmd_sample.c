@@ -171,7 +171,10 @@ static void help(void)
       "      --grid G           uniform (default), quadratic, karras[:rho=7], logsnr,\n"
       "                         list:t0,t1,...\n"
       "      --rtol R, --atol A adaptive steps with these tolerances (instead of\n"
-      "                         --steps; a missing one takes the other's value)\n"
+      "                         --steps; a missing one takes the other's value): rk45\n"
+      "                         (default), rkck, rk8pd, dopri5 for the ODEs; heun\n"
+      "                         (default; Euler-Maruyama embedded, a PI controller)\n"
+      "                         for the SDEs, with --noise path\n"
       "      --t-start T        start time (default: 1 for reverse-sde, pf-ode, ddim;\n"
       "                         1e-3 for pf-ode-encode; forward-sde starts at 0)\n"
       "      --t-end E          end time (default: 1e-3 for reverse-sde, pf-ode, ddim;\n"
@@ -449,7 +452,10 @@ static int check_combinations(sample_args *a)
                 a->atol);
       return CLI_EUSAGE;
     }
-    if (!a->solver_set) a->solver = DEFAULT_ADAPTIVE_SOLVER;
+    if (!a->solver_set) /* heun (path noise) for the SDEs */
+      a->solver = a->process == CSDE_RUN_FORWARD_SDE || a->process == CSDE_RUN_REVERSE_SDE
+                      ? "heun"
+                      : DEFAULT_ADAPTIVE_SOLVER;
   }
   if (discrete) {
     const char *name = csde_run_process_name(a->process);

@@ -67,7 +67,7 @@ static void draw_root(const csde_tree *tr, double h, double *W, double *H)
   const int th = tr->threads;
   (void)th;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1 && ntask > 16)
 #endif
   for (long task = 0; task < ntask; task++) {
     double z1[CH], z2[CH];
@@ -101,7 +101,7 @@ static void split(const csde_tree *tr, unsigned l, uint64_t m, double h1, double
   const int th = tr->threads;
   (void)th;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1 && ntask > 16)
 #endif
   for (long task = 0; task < ntask; task++) {
     double z1[CH], z2[CH];

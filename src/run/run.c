@@ -339,7 +339,10 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   const char *solver = r->process == CSDE_RUN_DDPM   ? "ddpm"
                        : r->process == CSDE_RUN_DDIM ? "ddim"
                        : s->solver                   ? s->solver
-                       : r->adaptive                 ? "rk45"
+                       : r->adaptive && (r->process == CSDE_RUN_FORWARD_SDE ||
+                                         r->process == CSDE_RUN_REVERSE_SDE)
+                           ? "heun"
+                       : r->adaptive ? "rk45"
                                                      : "em";
 
   r->P = csde_problem_default();

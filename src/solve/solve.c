@@ -126,6 +126,11 @@ size_t csde_stepper_step(const csde_stepper *S) { return S->step; }
 
 const double *csde_stepper_area(const csde_stepper *S) { return S->dH; }
 
+int csde_stepper_noise(csde_stepper *S, double t0, double t1, double *dW)
+{
+  return csde_noise_increment(&S->noise, S->step, t0, t1, dW, &S->err);
+}
+
 double csde_stepper_diffusion(const csde_stepper *S, double t)
 {
   return csde_proc_diffusion(&S->proc, t);
@@ -204,9 +209,16 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     goto fail;
   }
   int adaptive = S->par.rtol > 0 || S->par.atol > 0;
-  if (adaptive && !S->type->adaptive) {
+  if (adaptive && !(S->type->adaptive & (sde ? CSDE_ADAPT_SDE : CSDE_ADAPT_ODE))) {
     s = csde_err_blame(err, CSDE_PARAM_TOLERANCES,
-                       csde_err_set(err, CSDE_EINVAL, "solver '%s' has no adaptive mode (rtol/atol)", name));
+                       csde_err_set(err, CSDE_EINVAL, "solver '%s' has no adaptive mode (rtol/atol) "
+                                                      "for %s", name, sde ? "SDEs" : "ODEs"));
+    goto fail;
+  }
+  if (adaptive && sde && S->par.noise != CSDE_NOISE_PATH) {
+    s = csde_err_blame(err, CSDE_PARAM_NOISE,
+                       csde_err_set(err, CSDE_EINVAL, "adaptive SDE steps need path noise (a "
+                                                      "rejected step must see the same path)"));
     goto fail;
   }
   if (adaptive && !(S->par.rtol >= 0 && S->par.atol >= 0)) {

@@ -15,6 +15,8 @@ typedef struct csde_stepper csde_stepper;
 
 /* A solver option: "key=value" in the solver spec sets the double at `offset` in
  * csde_solve_params, lo <= value <= hi ("inf" for an infinite hi). */
+enum { CSDE_ADAPT_ODE = 1, CSDE_ADAPT_SDE = 2 }; /* csde_solver_type.adaptive */
+
 typedef struct {
   const char *key;
   size_t offset; /* offsetof(csde_solve_params, field) */
@@ -27,7 +29,8 @@ struct csde_solver_type {
   const char *alias;       /* another accepted name, or NULL */
   const char *summary;     /* one line for --help: the method, its processes and order */
   int sde, ode;            /* 1 if it integrates SDEs / ODEs */
-  int adaptive;            /* 1 if it can run with rtol/atol (evolve) */
+  int adaptive;            /* what it can run with rtol/atol (evolve): CSDE_ADAPT_ODE |
+                              CSDE_ADAPT_SDE bits, 0: fixed steps only */
   unsigned nfe_per_step;   /* model evaluations per fixed step */
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
@@ -89,6 +92,9 @@ const csde_problem *csde_stepper_problem(const csde_stepper *S);
 size_t csde_stepper_step(const csde_stepper *S);
 /* g(t) = sqrt(beta(t)) for SDEs, 0 for ODEs. */
 double csde_stepper_diffusion(const csde_stepper *S, double t);
+/* dW = V' (W(t1) - W(t0)) of the run's path noise at any t0, t1 (adaptive SDE steps: a
+ * rejected step asks again and sees the same path). */
+int csde_stepper_noise(csde_stepper *S, double t0, double t1, double *dW);
 /* V' H of this step, with dW (types with .area on an SDE; else NULL). */
 const double *csde_stepper_area(const csde_stepper *S);
 /* The state length batch * tau * D. */
