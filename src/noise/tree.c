@@ -182,6 +182,11 @@ static unsigned walk_next(csde_tree *tr)
 
 void csde_tree_increment(csde_tree *tr, size_t n, double *white, double *area)
 {
+  if (n >= tr->N) { /* past the walk's grid (or no walk): no such step */
+    for (size_t i = 0; i < tr->len; i++) white[i] = NAN;
+    if (area) memcpy(area, white, tr->len * sizeof(double));
+    return;
+  }
   if (tr->cur == SIZE_MAX || n < tr->cur) walk_reset(tr);
   while (tr->cur < n) walk_next(tr);
   const unsigned leaf = walk_next(tr);
@@ -196,6 +201,10 @@ void csde_tree_at(csde_tree *tr, double t, double *out)
   double *acc = pw(tr, q0 + 2);
   const double S = s_of(tr, 1.0), dir = tr->at(tr->ctx, 1.0) > tr->t0 ? 1.0 : -1.0;
   const double s = dir * (t - tr->t0);
+  if (isnan(s)) { /* no such time: NaN, which the solve loop reports */
+    for (size_t i = 0; i < tr->len; i++) out[i] = NAN;
+    return;
+  }
   memset(out, 0, tr->len * sizeof(double));
   if (!(s > 0)) return; /* at or before the start: W = 0 */
   draw_root(tr, S, pw(tr, A), ph(tr, A));

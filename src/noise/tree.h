@@ -69,13 +69,13 @@ int csde_tree_init(csde_tree *tr, csde_tree_time_fn at, const void *ctx, size_t 
 void csde_tree_free(csde_tree *tr);
 void csde_tree_set_seed(csde_tree *tr, uint64_t seed, size_t first);
 
-/* white = W over step n of the walk's grid (t_n = t(n / 2^k) to t_{n+1}), and area = its
- * H (NULL: not wanted). In order it draws each node once; out of order it walks again
- * from the start (the same values). */
+/* white = W over step n < 2^k of the walk's grid (t_n = t(n / 2^k) to t_{n+1}), and
+ * area = its H (NULL: not wanted); NaN for n >= 2^k. In order it draws each node once;
+ * out of order it walks again from the start (the same values). */
 void csde_tree_increment(csde_tree *tr, size_t n, double *white, double *area);
 
-/* out = W(t) (batch * per values); t outside the span is clamped to its ends. Leaves the
- * walk alone. */
+/* out = W(t) (batch * per values); t outside the span is clamped to its ends, NaN gives
+ * NaN. Leaves the walk alone. */
 void csde_tree_at(csde_tree *tr, double t, double *out);
 
 #endif

@@ -120,6 +120,9 @@ static int grid_list(const char *vals, double ts, double te, double **times, siz
 int csde_grid_map_make(const char *spec, const csde_schedule *s, double t_start, double t_end,
                        csde_grid_map *out, csde_err *err)
 {
+  if (!isfinite(t_start) || !isfinite(t_end) || t_start == t_end)
+    return csde_err_set(err, CSDE_EDOM, "grid: the ends must be finite and differ (t_start = %g, "
+                                        "t_end = %g)", t_start, t_end);
   csde_spec sp;
   int st = csde_spec_parse(spec, "grid spec", &sp, err);
   if (st) return st;
