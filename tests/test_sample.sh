@@ -113,8 +113,6 @@ expect_error "--t-start below --t-end for reverse-sde" "--t-start" 2 sample --t-
 expect_error "--t-start not 0 for forward-sde" "--t-start" 2 sample --process forward-sde \
   --t-start 0.5 -o "$B"
 expect_error "--noise unknown" "--noise" 2 sample --noise brownian -o "$B"
-expect_error "sra1 with path noise off the tree's grid (no Levy area)" "--noise" 2 sample \
-  --solver sra1 --noise path --steps 100 -o "$B"
 expect_error "--noise path with an ODE" "--noise" 2 sample --noise path --steps 64 \
   --process pf-ode -o "$B"
 expect_error "--save unknown" "--save" 2 sample --save all -o "$B"

@@ -802,7 +802,7 @@ static void test_errors(void)
   par.rtol = 1e-6;
   csde_err_clear(&err);
   s = csde_solve(&P, &par, x, NULL, &err);
-  ok_status(s, CSDE_EINVAL, err.msg, "adaptive", "heun with rtol: CSDE_EINVAL (no adaptive mode)");
+  ok_status(s, CSDE_EINVAL, err.msg, "path noise", "heun with rtol and stream noise: CSDE_EINVAL (adaptive SDE steps need path noise)");
   par.rtol = 0;
 
   /* the NFE guard: adaptive rk45 needs ~200 evaluations at 1e-8 (test_orders); allow 20 */

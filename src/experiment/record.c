@@ -12,6 +12,7 @@
 #include "corrsde/converge.h"
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
+#include "noise/tree.h"
 #include "experiment/report.h"
 #include "io/h5traj.h"
 
@@ -80,9 +81,10 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
                           err));
   PUT(csde_h5out_attr_str(w, g, "rng", csde_rng_name(), err));
   PUT(csde_h5out_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
+  PUT(csde_h5out_attr_str(w, g, "noise_generator", CSDE_TREE_GENERATOR, err));
   PUT(csde_h5out_attr_str(w, g, "noise_streams",
-                          "path noise: the Brownian tree, node (level l, index m): stream "
-                          "2^62 + l 2^52 + m; "
+                          "path noise: the Brownian tree, node (level l, index m): streams "
+                          "2^62 + l 2^52 + m and + 2^51; "
                           "initial states: stream 2^63; path j is sample j (row r, pixel p: "
                           "index (j * noise_dim + r) * D + p); bootstrap replicate b: "
                           "uniforms of (bootstrap_seed, b)",

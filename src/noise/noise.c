@@ -56,8 +56,13 @@ int csde_noise_init(csde_noise *nz, csde_noise_kind kind, const csde_cov *C, csd
   nz->walk = walk_k >= 0;
   size_t len = batch * nz->nd * D;
   nz->white = csde_alloc(len, sizeof(double));
-  nz->wlast = csde_alloc(len, sizeof(double));
-  if (!nz->white || !nz->wlast) {
+  nz->harea = csde_alloc(len, sizeof(double));
+  if (!nz->walk) {
+    nz->wlast = csde_alloc(len, sizeof(double));
+    nz->jlast = csde_alloc(len, sizeof(double));
+    nz->jcur = csde_alloc(len, sizeof(double));
+  }
+  if (!nz->white || !nz->harea || (!nz->walk && (!nz->wlast || !nz->jlast || !nz->jcur))) {
     csde_noise_free(nz);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for path noise");
   }
@@ -69,7 +74,10 @@ void csde_noise_free(csde_noise *nz)
   csde_tree_free(&nz->tree);
   csde_free(nz->white);
   csde_free(nz->wlast);
-  nz->white = nz->wlast = NULL;
+  csde_free(nz->harea);
+  csde_free(nz->jlast);
+  csde_free(nz->jcur);
+  nz->white = nz->wlast = nz->harea = nz->jlast = nz->jcur = NULL;
 }
 
 void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first)
@@ -80,6 +88,30 @@ void csde_noise_set_seed(csde_noise *nz, uint64_t seed, size_t first)
   if (nz->kind == CSDE_NOISE_PATH) csde_tree_set_seed(&nz->tree, seed, first);
 }
 
+/* Path noise in white space: white = W over [t0, t1] and, if area, its H. The walk on the
+ * tree's own grid, or queries: W and int W at t0 (kept from the last step when t0 is its
+ * t1) and t1, H = (J1 - J0 - h W0) / h - (W1 - W0) / 2, h = |t1 - t0|. */
+static void path_white(csde_noise *nz, size_t n, double t0, double t1, double *area)
+{
+  if (nz->walk) {
+    csde_tree_increment(&nz->tree, n, nz->white, area);
+    return;
+  }
+  const size_t len = nz->batch * nz->nd * nz->D;
+  if (!nz->have_last || nz->tlast != t0) csde_tree_at(&nz->tree, t0, nz->wlast, nz->jlast);
+  csde_tree_at(&nz->tree, t1, nz->white, nz->jcur);
+  const double h = fabs(t1 - t0), ih = h > 0 ? 1 / h : 0;
+  for (size_t i = 0; i < len; i++) {
+    const double w0 = nz->wlast[i], w1 = nz->white[i], j0 = nz->jlast[i], j1 = nz->jcur[i];
+    nz->white[i] = w1 - w0;
+    if (area) area[i] = (j1 - j0 - h * w0) * ih - 0.5 * (w1 - w0);
+    nz->wlast[i] = w1;
+    nz->jlast[i] = j1;
+  }
+  nz->tlast = t1;
+  nz->have_last = 1;
+}
+
 int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double *dW,
                          csde_err *err)
 {
@@ -88,20 +120,7 @@ int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double 
     return csde_cov_sample_scaled(nz->C, nz->ws, key, nz->first, nz->batch,
                                   sqrt(fabs(t1 - t0)), dW, err);
   }
-  if (nz->walk) { /* path on the tree's own grid: W(t_{n+1}) - W(t_n) from the walk */
-    csde_tree_increment(&nz->tree, n, nz->white, NULL);
-  } else { /* any other grid: W(t1) - W(t0) from queries, W(t0) kept from the last step */
-    const size_t len = nz->batch * nz->nd * nz->D;
-    if (!nz->have_last || nz->tlast != t0) csde_tree_at(&nz->tree, t0, nz->wlast);
-    csde_tree_at(&nz->tree, t1, nz->white);
-    for (size_t i = 0; i < len; i++) {
-      const double w1 = nz->white[i];
-      nz->white[i] = w1 - nz->wlast[i];
-      nz->wlast[i] = w1;
-    }
-    nz->tlast = t1;
-    nz->have_last = 1;
-  }
+  path_white(nz, n, t0, t1, NULL);
   return csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
 }
 
@@ -115,12 +134,10 @@ int csde_noise_increment_area(csde_noise *nz, size_t n, double t0, double t1, do
     return s ? s : csde_cov_sample_scaled(nz->C, nz->ws, key, nz->first, nz->batch,
                                           sqrt(fabs(t1 - t0) / 12), dH, err);
   }
-  if (!nz->walk)
-    return csde_err_set(err, CSDE_EINVAL, "the Levy area needs path noise on the tree's own grid");
-  csde_tree_increment(&nz->tree, n, nz->white, nz->wlast); /* walk: wlast holds H */
+  path_white(nz, n, t0, t1, nz->harea);
   /* dW = V' W, dH = V' H */
   int s = csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->white, dW, err);
-  return s ? s : csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->wlast, dH, err);
+  return s ? s : csde_cov_apply(nz->C, nz->ws, CSDE_COV_OP_SQRT, nz->batch, nz->harea, dH, err);
 }
 
 int csde_noise_axpy(csde_noise *nz, size_t n, double t0, double t1, double g, double a,

@@ -29,8 +29,8 @@ typedef struct {
   /* path */
   csde_tree tree;
   int walk;              /* 1: the solve's grid is the tree's walk; 0: queries at its times */
-  double *white, *wlast; /* batch * nd * D: the white increment; walk: its H, queries: W
-                            at tlast */
+  double *white, *harea; /* batch * nd * D: the white increment and its H */
+  double *wlast, *jlast, *jcur; /* queries: W and int W at tlast, int W at the new t */
   double tlast;
   int have_last;
 } csde_noise;
@@ -49,8 +49,8 @@ int csde_noise_increment(csde_noise *nz, size_t n, double t0, double t1, double 
                          csde_err *err);
 
 /* The same, and dH = V' H of the step (H ~ N(0, |h| / 12), independent of dW: for stream
- * noise from stream CSDE_STREAM_AREA | n, for path noise the tree's; dH NULL: none).
- * Path noise gives H on its walk only (CSDE_EINVAL on queries). */
+ * noise from stream CSDE_STREAM_AREA | n, for path noise the tree's, on any grid; dH
+ * NULL: none). */
 int csde_noise_increment_area(csde_noise *nz, size_t n, double t0, double t1, double *dW,
                               double *dH, csde_err *err);
 

@@ -194,25 +194,32 @@ void csde_tree_increment(csde_tree *tr, size_t n, double *white, double *area)
   if (area) memcpy(area, ph(tr, leaf), tr->len * sizeof(double));
 }
 
-void csde_tree_at(csde_tree *tr, double t, double *out)
+void csde_tree_at(csde_tree *tr, double t, double *out, double *J)
 {
   const unsigned q0 = (unsigned)tr->npair - 3;
   unsigned A = q0, B = q0 + 1; /* the interval [ua, ub] holding s, and the spare pair */
-  double *acc = pw(tr, q0 + 2);
+  double *acc = pw(tr, q0 + 2), *accJ = ph(tr, q0 + 2); /* W and int_0 W at its left end */
+  const size_t len = tr->len;
   const double S = s_of(tr, 1.0), dir = tr->at(tr->ctx, 1.0) > tr->t0 ? 1.0 : -1.0;
   const double s = dir * (t - tr->t0);
   if (isnan(s)) { /* no such time: NaN, which the solve loop reports */
-    for (size_t i = 0; i < tr->len; i++) out[i] = NAN;
+    for (size_t i = 0; i < len; i++) out[i] = NAN;
+    if (J) memcpy(J, out, len * sizeof(double));
     return;
   }
-  memset(out, 0, tr->len * sizeof(double));
+  memset(out, 0, len * sizeof(double));
+  if (J) memset(J, 0, len * sizeof(double));
   if (!(s > 0)) return; /* at or before the start: W = 0 */
   draw_root(tr, S, pw(tr, A), ph(tr, A));
-  if (!(s < S)) { /* at or past the end */
-    memcpy(out, pw(tr, A), tr->len * sizeof(double));
+  if (!(s < S)) { /* at or past the end: W, and int_0^S W = S (W/2 + H) */
+    const double *W = pw(tr, A), *H = ph(tr, A);
+    memcpy(out, W, len * sizeof(double));
+    if (J)
+      for (size_t i = 0; i < len; i++) J[i] = S * (0.5 * W[i] + H[i]);
     return;
   }
-  memset(acc, 0, tr->len * sizeof(double)); /* W at the interval's left end */
+  memset(acc, 0, len * sizeof(double));
+  memset(accJ, 0, len * sizeof(double));
   double ua = 0, ub = 1, sa = 0, sb = S;
   for (unsigned l = 1; l <= CSDE_TREE_DEPTH; l++) {
     const double um = 0.5 * (ua + ub), sm = s_of(tr, um);
@@ -224,19 +231,28 @@ void csde_tree_at(csde_tree *tr, double t, double *out)
       B = sw;
       ub = um;
       sb = sm;
-    } else { /* in the right child: W(sm) = W(sa) + W of the left child */
-      const double *wl = pw(tr, B);
-      for (size_t i = 0; i < tr->len; i++) acc[i] += wl[i];
+    } else { /* in the right child: past the left one, of length h1 = sm - sa,
+              * int W += h1 (W(sa) + W1/2 + H1),  W(sm) = W(sa) + W1 */
+      const double *wl = pw(tr, B), *hl = ph(tr, B), h1 = sm - sa;
+      for (size_t i = 0; i < len; i++) {
+        accJ[i] += h1 * (acc[i] + 0.5 * wl[i] + hl[i]);
+        acc[i] += wl[i];
+      }
       ua = um;
       sa = sm;
       if (s == sm) {
-        memcpy(out, acc, tr->len * sizeof(double));
+        memcpy(out, acc, len * sizeof(double));
+        if (J) memcpy(J, accJ, len * sizeof(double));
         return;
       }
     }
   }
-  /* inside the last interval: E[W(s) - W(sa) | W, H] = r W + 6 r (1 - r) H, r = (s - sa)/h */
-  const double r = (s - sa) / (sb - sa);
+  /* inside the last interval [sa, sb], r = (s - sa)/h: E[W(s) - W(sa) | W, H] =
+   * r W + 6 r (1 - r) H, and its integral over [sa, s] h (r^2/2 W + 6 (r^2/2 - r^3/3) H) */
+  const double h = sb - sa, r = (s - sa) / h, cj = 6 * (0.5 * r * r - r * r * r / 3);
   const double *W = pw(tr, A), *H = ph(tr, A);
-  for (size_t i = 0; i < tr->len; i++) out[i] = acc[i] + r * W[i] + 6 * r * (1 - r) * H[i];
+  for (size_t i = 0; i < len; i++) {
+    out[i] = acc[i] + r * W[i] + 6 * r * (1 - r) * H[i];
+    if (J) J[i] = accJ[i] + (s - sa) * acc[i] + h * (0.5 * r * r * W[i] + cj * H[i]);
+  }
 }

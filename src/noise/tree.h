@@ -74,8 +74,9 @@ void csde_tree_set_seed(csde_tree *tr, uint64_t seed, size_t first);
  * out of order it walks again from the start (the same values). */
 void csde_tree_increment(csde_tree *tr, size_t n, double *white, double *area);
 
-/* out = W(t) (batch * per values); t outside the span is clamped to its ends, NaN gives
- * NaN. Leaves the walk alone. */
-void csde_tree_at(csde_tree *tr, double t, double *out);
+/* out = W(t) and J = int_0^s W (NULL: not wanted), s = |t - t_start| (batch * per values
+ * each): the Levy area of any [s0, s1] is then H = (J1 - J0 - h W0) / h - (W1 - W0) / 2.
+ * t outside the span is clamped to its ends, NaN gives NaN. Leaves the walk alone. */
+void csde_tree_at(csde_tree *tr, double t, double *out, double *J);
 
 #endif

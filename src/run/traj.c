@@ -79,8 +79,8 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
   PUT(csde_h5traj_attr_str(w, g, "rng", csde_rng_name(), err));
   PUT(csde_h5traj_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
   PUT(csde_h5traj_attr_str(w, g, "noise_streams",
-                           "step n: stream n; path noise, tree node (level l, index m): "
-                           "stream 2^62 + l 2^52 + m; "
+                           "step n: stream n (its Levy area: 2^61 + n); path noise, tree "
+                           "node (level l, index m): streams 2^62 + l 2^52 + m and + 2^51; "
                            "initial states: stream 2^63; sample j, row r, pixel p: index "
                            "(j * noise_dim + r) * D + p",
                            err));

@@ -131,6 +131,13 @@ int csde_stepper_noise(csde_stepper *S, double t0, double t1, double *dW)
   return csde_noise_increment(&S->noise, S->step, t0, t1, dW, &S->err);
 }
 
+int csde_stepper_noise_area(csde_stepper *S, double t0, double t1, double *dW, double *dH)
+{
+  return csde_noise_increment_area(&S->noise, S->step, t0, t1, dW, dH, &S->err);
+}
+
+const csde_solver_type *csde_stepper_type(const csde_stepper *S) { return S->type; }
+
 double csde_stepper_diffusion(const csde_stepper *S, double t)
 {
   return csde_proc_diffusion(&S->proc, t);
@@ -245,14 +252,15 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
   /* x and the model's output live elsewhere; here the solver's stages and dW */
   int need_dW = sde && (!S->type->own_noise || S->par.noise == CSDE_NOISE_PATH);
   const int need_dH = need_dW && S->type->area;
-  size_t nb = S->type->nbuf + (size_t)need_dW + (size_t)need_dH;
+  const size_t nbt = adaptive && S->type->nbuf_adaptive ? S->type->nbuf_adaptive : S->type->nbuf;
+  size_t nb = nbt + (size_t)need_dW + (size_t)need_dH;
   if (nb && !(S->bufs = csde_alloc(nb * S->n, sizeof(double)))) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu state buffers of %zu doubles",
                      nb, S->n);
     s = csde_err_blame(err, CSDE_PARAM_SIZE, s);
     goto fail;
   }
-  if (need_dW) S->dW = S->bufs + (size_t)S->type->nbuf * S->n;
+  if (need_dW) S->dW = S->bufs + nbt * S->n;
   if (need_dH) S->dH = S->dW + S->n;
   if (sde) {
     if ((s = csde_cov_ws_alloc(&S->ws, P->C, P->D, S->par.threads, err))) {
@@ -268,13 +276,6 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
       if (!list && S->nsteps && !(S->nsteps & (S->nsteps - 1)))
         while (((size_t)1 << ++walk_k) < S->nsteps) {
         }
-    }
-    if (need_dH && S->par.noise == CSDE_NOISE_PATH && walk_k < 0) {
-      s = csde_err_set(err, CSDE_EINVAL, "%s needs the Levy area of its steps: with path noise "
-                                         "give 2^k steps of a grid kind (not a list)",
-                       S->type->name);
-      s = csde_err_blame(err, CSDE_PARAM_NOISE, s);
-      goto fail;
     }
     s = csde_noise_init(&S->noise, S->par.noise, P->C, S->ws, P->batch, P->D, csde_grid_map_at,
                         &S->gmap, walk_k, S->par.threads, err);

@@ -34,6 +34,7 @@ struct csde_solver_type {
   unsigned nfe_per_step;   /* model evaluations per fixed step */
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
+  unsigned nbuf_adaptive;  /* ... when it runs adaptive (0: nbuf) */
   int reverse_only;        /* 1: a sampler of the reverse process only (not forward-sde) */
   int via_process;         /* 1: reached through its process only (ddpm: csde_sample_ddpm);
                               not offered for --solver */
@@ -95,6 +96,20 @@ double csde_stepper_diffusion(const csde_stepper *S, double t);
 /* dW = V' (W(t1) - W(t0)) of the run's path noise at any t0, t1 (adaptive SDE steps: a
  * rejected step asks again and sees the same path). */
 int csde_stepper_noise(csde_stepper *S, double t0, double t1, double *dW);
+/* The same with dH = V' H over [t0, t1] (dH NULL: none). */
+int csde_stepper_noise_area(csde_stepper *S, double t0, double t1, double *dW, double *dH);
+/* The type being run. */
+const csde_solver_type *csde_stepper_type(const csde_stepper *S);
+/* Adaptive SDE steps (sde_adapt.c): one accepted step (an evolve) for an embedded pair
+ * whose trial, from x at t0 with k1 = f(t0, x) in buffer 0 and the noise dW (dH for types
+ * with .area, else NULL) over the signed step h, writes x_new to buffer 3 and the
+ * difference e = x_new - x_low to buffer 1 (buffer 2 is the trial's own, then scratch).
+ * Buffers 4 (dW) and 5 (dH) are the controller's: the type's nbuf_adaptive covers them.
+ * err_prev: the controller's memory in the solver's state (0 at the start of a run). */
+typedef int (*csde_sde_trial_fn)(csde_stepper *S, double t0, double h, const double *x,
+                                 const double *dW, const double *dH);
+int csde_stepper_sde_evolve(csde_stepper *S, double *t, double t1, double *h, double *x,
+                            csde_sde_trial_fn trial, double *err_prev);
 /* V' H of this step, with dW (types with .area on an SDE; else NULL). */
 const double *csde_stepper_area(const csde_stepper *S);
 /* The state length batch * tau * D. */
