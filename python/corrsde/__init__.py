@@ -307,8 +307,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     ddim:eta=E (or eta=E). solver: em (default; rk45 when adaptive) or a name of
     solvers() that fits the process, with its options as "name:key=value,..."
     ("edm-heun:churn=40"); rtol/atol (a missing one takes the other's value) run
-    adaptive steps instead of steps (ODEs: rk45, rkck, rk8pd, dopri5; SDEs: heun, with
-    noise="path"). noise: "stream" (fresh per step) or "path" (one Brownian path per
+    adaptive steps instead of steps (ODEs: rk45, rkck, rk8pd, dopri5; SDEs: heun, em,
+    sra1, with noise="path"). noise: "stream" (fresh per step) or "path" (one Brownian path per
     seed, the same for any steps). t_start/t_end: the process's own ends by default
     (reverse: 1 -> 1e-3). save: "final", "every:K", "times:t1,..." (or a dict).
     out: also write the trajectory file (as `corrsde sample -o`), with force

@@ -173,7 +173,7 @@ static void help(void)
       "      --rtol R, --atol A adaptive steps with these tolerances (instead of\n"
       "                         --steps; a missing one takes the other's value): rk45\n"
       "                         (default), rkck, rk8pd, dopri5 for the ODEs; heun\n"
-      "                         (default; Euler-Maruyama embedded, a PI controller)\n"
+      "                         (default), em, sra1 (embedded pairs, a PI controller)\n"
       "                         for the SDEs, with --noise path\n"
       "      --t-start T        start time (default: 1 for reverse-sde, pf-ode, ddim;\n"
       "                         1e-3 for pf-ode-encode; forward-sde starts at 0)\n"
