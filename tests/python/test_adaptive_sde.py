@@ -91,3 +91,23 @@ def test_adaptive_sde_needs_path_noise():
         corrsde.solve(model, prior(1, 4), cov=C, process="reverse-sde", solver="heun", rtol=1e-3)
     with pytest.raises(ValueError, match="no adaptive mode"):
         run(prior(1, 4), solver="euler-ancestral", rtol=1e-3)
+
+
+def test_experiment_quick(tmp_path):
+    """experiments/adaptive_sde.py --quick: every row measured; on one path the fixed-step
+    errors fall with the steps for each solver, and sra1's finest is below em's."""
+    import csv
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    exe = os.environ.get("CORRSDE", os.path.join(root, "build", "corrsde"))
+    subprocess.run(["/usr/bin/python3", os.path.join(root, "experiments", "adaptive_sde.py"),
+                    "--quick", "--corrsde", exe, "--out-dir", str(tmp_path)], check=True,
+                   capture_output=True)
+    rows = list(csv.DictReader(open(tmp_path / "adaptive_sde.csv")))
+    assert len(rows) == 3 * (3 + 2)
+    for s in ("em", "heun", "sra1"):
+        e = [float(r["rms_error"]) for r in rows if r["solver"] == s and r["run"].startswith("steps")]
+        assert e[0] > e[1] > e[2] > 0, (s, e)
+    fin = {r["solver"]: float(r["rms_error"]) for r in rows if r["run"] == "steps 32"}
+    assert fin["sra1"] < fin["em"] / 4, fin
