@@ -31,6 +31,10 @@ echo
 echo "# long clips (bench/longclip.sh): median of 3 runs"
 ninja -C "$build" corrsde >/dev/null
 BUILD_DIR=$build bash "$src/bench/longclip.sh" "$build/corrsde"
+# the noise rows (bench/noise.sh): streaming against the Brownian tree, and a converge study
+echo
+echo "# noise (bench/noise.sh): median of 5 runs"
+BUILD_DIR=$build bash "$src/bench/noise.sh" "$build/corrsde"
 # the Python package's rows (bench/python.py; --repeats passes through): it needs the package, the
 # corrsde binary and the no-op model plugin tests/plugin_faulty.so of the same build
 echo
