@@ -55,48 +55,22 @@ static double s_of(const csde_tree *tr, double u) { return fabs(tr->at(tr->ctx, 
 
 enum { CH = 512 };
 
-/* The root: W = sqrt(h) z1, H = sqrt(h / 12) z2 over every sample, in chunks whose normals
- * are keyed by their global index (threads never change a bit). */
-static void draw_root(const csde_tree *tr, double h, double *W, double *H)
-{
-  const size_t per = tr->per, nch = (per + CH - 1) / CH;
-  const long ntask = (long)(tr->batch * nch);
-  const csde_rng_key k1 = {tr->seed, CSDE_STREAM_TREE | 1},
-                     k2 = {tr->seed, CSDE_STREAM_TREE | (uint64_t)1 << 51 | 1};
-  const double a = sqrt(h), b = sqrt(h / 12);
-  const int th = tr->threads;
-  (void)th;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1 && ntask > 16)
-#endif
-  for (long task = 0; task < ntask; task++) {
-    double z1[CH], z2[CH];
-    const size_t j = (size_t)task / nch, c0 = ((size_t)task % nch) * CH;
-    const size_t len = per - c0 < CH ? per - c0 : CH, o = j * per + c0;
-    const uint64_t idx = (uint64_t)((tr->first + j) * per + c0);
-    csde_rng_normal(k1, idx, len, z1);
-    csde_rng_normal(k2, idx, len, z2);
-    for (size_t q = 0; q < len; q++) {
-      W[o + q] = a * z1[q];
-      H[o + q] = b * z2[q];
-    }
-  }
-}
+/* A node's draw: the root (W = a z1, H = b z2), or the split of (W, H) of an interval of
+ * path length h at h1 from its left end (tree.h's formulas). */
+typedef struct {
+  int root;
+  double a, b;                            /* root */
+  double h, h1, h2, aW, aH, bH, L11, L21, L22; /* split */
+} node_coef;
 
-/* Split (W, H) of an interval of path length h at node (l, m), h1 from its left end: the
- * left child goes to (W1, H1), the right child replaces (W, H) (tree.h's formulas). */
-static void split(const csde_tree *tr, unsigned l, uint64_t m, double h1, double h, double *W,
-                  double *H, double *W1, double *H1)
+/* Over every sample, in chunks whose normals z1, z2 (streams id and id + 2^51) are keyed by
+ * their global index (threads never change a bit): the root into (W, H), or the split's
+ * left child into (W1, H1) and its right child in place of (W, H). */
+static void draw(const csde_tree *tr, uint64_t id, const node_coef *c, double *W, double *H,
+                 double *W1, double *H1)
 {
-  const double h2 = h - h1, r = h1 / h, g = h1 * h2 / h;
-  const double S11 = g * (1 - 3 * g / h), S22 = h1 / 12 * (1 - r * r * r),
-               S12 = -0.5 * r * r * r * h2;
-  const double L11 = sqrt(fmax(S11, 0)), L21 = L11 > 0 ? S12 / L11 : 0,
-               L22 = sqrt(fmax(S22 - L21 * L21, 0));
-  const double aW = r, aH = 6 * g / h, bH = r * r; /* the conditional means */
   const size_t per = tr->per, nch = (per + CH - 1) / CH;
   const long ntask = (long)(tr->batch * nch);
-  const uint64_t id = CSDE_STREAM_TREE | (uint64_t)l << 52 | m;
   const csde_rng_key k1 = {tr->seed, id}, k2 = {tr->seed, id | (uint64_t)1 << 51};
   const int th = tr->threads;
   (void)th;
@@ -110,16 +84,47 @@ static void split(const csde_tree *tr, unsigned l, uint64_t m, double h1, double
     const uint64_t idx = (uint64_t)((tr->first + j) * per + c0);
     csde_rng_normal(k1, idx, len, z1);
     csde_rng_normal(k2, idx, len, z2);
+    if (c->root) {
+      for (size_t q = 0; q < len; q++) {
+        W[o + q] = c->a * z1[q];
+        H[o + q] = c->b * z2[q];
+      }
+      continue;
+    }
     for (size_t q = 0; q < len; q++) {
       const double w = W[o + q], hh = H[o + q];
-      const double w1 = aW * w + aH * hh + L11 * z1[q];
-      const double a1 = bH * hh + L21 * z1[q] + L22 * z2[q];
+      const double w1 = c->aW * w + c->aH * hh + c->L11 * z1[q];
+      const double a1 = c->bH * hh + c->L21 * z1[q] + c->L22 * z2[q];
       W1[o + q] = w1;
       H1[o + q] = a1;
       W[o + q] = w - w1;
-      H[o + q] = (h * hh + 0.5 * (h1 * w - h * w1) - h1 * a1) / h2;
+      H[o + q] = (c->h * hh + 0.5 * (c->h1 * w - c->h * w1) - c->h1 * a1) / c->h2;
     }
   }
+}
+
+/* The root of path length h: W = sqrt(h) z1, H = sqrt(h / 12) z2. */
+static void draw_root(const csde_tree *tr, double h, double *W, double *H)
+{
+  const node_coef c = {.root = 1, .a = sqrt(h), .b = sqrt(h / 12)};
+  draw(tr, CSDE_STREAM_TREE | 1, &c, W, H, NULL, NULL);
+}
+
+/* Split (W, H) at node (l, m): the conditional law of the left child given the parent. */
+static void split(const csde_tree *tr, unsigned l, uint64_t m, double h1, double h, double *W,
+                  double *H, double *W1, double *H1)
+{
+  node_coef c = {.h = h, .h1 = h1, .h2 = h - h1};
+  const double r = h1 / h, g = h1 * c.h2 / h;
+  const double S11 = g * (1 - 3 * g / h), S22 = h1 / 12 * (1 - r * r * r),
+               S12 = -0.5 * r * r * r * c.h2;
+  c.L11 = sqrt(fmax(S11, 0));
+  c.L21 = c.L11 > 0 ? S12 / c.L11 : 0;
+  c.L22 = sqrt(fmax(S22 - c.L21 * c.L21, 0));
+  c.aW = r; /* the conditional means */
+  c.aH = 6 * g / h;
+  c.bH = r * r;
+  draw(tr, CSDE_STREAM_TREE | (uint64_t)l << 52 | m, &c, W, H, W1, H1);
 }
 
 /* The level and index of the walk's node i (0 < i < N): i = m 2^(k - l), m odd. */
