@@ -25,9 +25,9 @@ want=${*:-strong weak ode gmm}
 for e in $want; do
   case $e in
   strong)
-    run strong_ar1 --process forward-sde --error strong --cov ar1:rho=0.9 --solvers em,heun \
+    run strong_ar1 --process forward-sde --error strong --cov ar1:rho=0.9 --solvers em,heun,sra1 \
       --frames 8 --frame-shape 4x4 --levels 3:8 --paths 64
-    run strong_mixed --process forward-sde --error strong --cov mixed:alpha=1 --solvers em,heun \
+    run strong_mixed --process forward-sde --error strong --cov mixed:alpha=1 --solvers em,heun,sra1 \
       --frames 8 --frame-shape 4x4 --levels 3:8 --paths 64
     ;;
   weak) # from the exact p_T, non-constant beta (vp-linear)
