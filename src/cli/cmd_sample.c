@@ -195,7 +195,7 @@ static void help(void)
       "                         runs with the same seed, grid and any --steps see the\n"
       "                         same path (2^k steps of uniform, quadratic, karras or\n"
       "                         logsnr walk it at the cost of stream; other step counts\n"
-      "                         and list: grids query it, about 40x the normals)\n",
+      "                         and list: grids query it, about 40x the walk's normals)\n",
       DEFAULT_STEPS);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("\n"
