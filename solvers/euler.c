@@ -30,12 +30,8 @@ static int em_trial(csde_stepper *S, double t0, double h, const double *x, const
   const long n = (long)csde_stepper_n(S);
   const int th = csde_stepper_threads(S);
   (void)th;
-  const double t1 = t0 + h, g0 = csde_stepper_diffusion(S, t0), g1 = csde_stepper_diffusion(S, t1);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < n; i++) xn[i] = x[i] + h * k1[i] + g0 * dW[i]; /* x_em */
-  int s = csde_stepper_drift(S, t1, xn, k2); /* f(t1, x_em) */
+  const double g0 = csde_stepper_diffusion(S, t0), g1 = csde_stepper_diffusion(S, t0 + h);
+  int s = csde_stepper_em_stage(S, t0, h, x, dW, xn, k2); /* x_em, f(t1, x_em) */
   if (s) return s;
   const double hh = 0.5 * h, gd = 0.5 * (g1 - g0);
 #ifdef _OPENMP

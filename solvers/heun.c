@@ -91,11 +91,7 @@ static int heun_trial(csde_stepper *S, double t0, double h, const double *x, con
   const int th = csde_stepper_threads(S);
   (void)th;
   const double t1 = t0 + h, g0 = csde_stepper_diffusion(S, t0), g1 = csde_stepper_diffusion(S, t1);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < n; i++) xt[i] = x[i] + h * k1[i] + g0 * dW[i]; /* x~ = x_em */
-  int s = csde_stepper_drift(S, t1, xt, k2); /* k2 = f(t1, x~) */
+  int s = csde_stepper_em_stage(S, t0, h, x, dW, xt, k2); /* x~ = x_em, k2 = f(t1, x~) */
   if (s) return s;
   const double hh = 0.5 * h, gm = 0.5 * (g0 + g1), gd = 0.5 * (g1 - g0);
 #ifdef _OPENMP

@@ -19,6 +19,21 @@
 
 enum { TILE = 4096 };
 
+int csde_stepper_em_stage(csde_stepper *S, double t0, double h, const double *x, const double *dW,
+                          double *xe, double *fe)
+{
+  const double *k1 = csde_stepper_buf(S, 0);
+  const long n = (long)csde_stepper_n(S);
+  const int th = csde_stepper_threads(S);
+  (void)th;
+  const double g0 = csde_stepper_diffusion(S, t0);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long i = 0; i < n; i++) xe[i] = x[i] + h * k1[i] + g0 * dW[i]; /* x_em */
+  return csde_stepper_drift(S, t0 + h, xe, fe);                      /* f(t0 + h, x_em) */
+}
+
 /* err of the trial in buffers 1 (e) and 3 (x_new); tile sums go into buffer 2. */
 static double error_norm(csde_stepper *S, const double *x)
 {

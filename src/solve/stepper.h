@@ -106,6 +106,10 @@ const csde_solver_type *csde_stepper_type(const csde_stepper *S);
  * difference e = x_new - x_low to buffer 1 (buffer 2 is the trial's own, then scratch).
  * Buffers 4 (dW) and 5 (dH) are the controller's: the type's nbuf_adaptive covers them.
  * err_prev: the controller's memory in the solver's state (0 at the start of a run). */
+/* A trial's Euler-Maruyama stage: xe = x + h k1 + g(t0) dW (k1 in buffer 0), fe = f(t0 + h,
+ * xe). */
+int csde_stepper_em_stage(csde_stepper *S, double t0, double h, const double *x, const double *dW,
+                          double *xe, double *fe);
 typedef int (*csde_sde_trial_fn)(csde_stepper *S, double t0, double h, const double *x,
                                  const double *dW, const double *dH);
 int csde_stepper_sde_evolve(csde_stepper *S, double *t, double t1, double *h, double *x,

@@ -6,16 +6,7 @@ import pytest
 
 import corrsde
 
-TAU = 8
-C = corrsde.Cov("ar1:rho=0.9", frames=TAU)
-S = corrsde.Schedule("vp-linear")
-S0 = 0.25 * 0.95 ** np.abs(np.subtract.outer(np.arange(TAU), np.arange(TAU)))
-
-
-def model(t, x, ctx):
-    """C grad log p_t of N(0, S0) data: -C (abar S0 + (1 - abar) C)^-1 x."""
-    ab = S.abar(t)
-    return -np.einsum("ij,bj...->bi...", C.matrix @ np.linalg.inv(ab * S0 + (1 - ab) * C.matrix), x)
+from test_samplers import C, S, S0, TAU, model  # the gaussian PF-ODE problem's model
 
 
 def run(x, **kw):
