@@ -1,8 +1,10 @@
 /* A model plugin for the reliability tests (tests/test_reliability.sh): a noise model
  * whose answer is the constant `value` (default 0), that fails on its `fail`-th call
  * (1-based; 0 never) with a message, and returns `big` (a finite double, default 0: off)
- * from its `big_at`-th call on. ARGS: value=V,fail=K,big=B,big_at=K,ctx=1. ctx=1 uses the
- * ABI 2 callback (fn_ctx), whose failure gives a reason naming the step and sigma. */
+ * from its `big_at`-th call on. ARGS: value=V,fail=K,big=B,big_at=K,ctx=1,rank=R. ctx=1 uses
+ * the ABI 2 callback (fn_ctx), whose failure gives a reason naming the step and sigma.
+ * rank=R (tests/test_mpi.sh): fail only in the MPI process of that rank (Open MPI's
+ * OMPI_COMM_WORLD_RANK), elsewhere never. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 typedef struct {
   double value, big;
   long fail, big_at, calls, ctx;
+  int only_elsewhere; /* rank=R given and this is not rank R: never fail */
   size_t n; /* values per sample: tau * D */
 } faulty;
 
@@ -55,9 +58,15 @@ static int parse(const char *args, faulty *f, char *msg, size_t len)
     else if (!strcmp(kv, "fail")) f->fail = (long)v;
     else if (!strcmp(kv, "big_at")) f->big_at = (long)v;
     else if (!strcmp(kv, "ctx")) f->ctx = (long)v;
-    else bad = 1;
+    else if (!strcmp(kv, "rank")) {
+      const char *r = getenv("OMPI_COMM_WORLD_RANK");
+      if (!r || atol(r) != (long)v) f->only_elsewhere = 1;
+    } else bad = 1;
   }
-  if (bad) snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K,ctx=1)", args);
+  if (f->only_elsewhere) f->fail = 0;
+  if (bad)
+    snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K,ctx=1,rank=R)",
+             args);
   free(copy);
   return bad;
 }

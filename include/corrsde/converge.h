@@ -119,6 +119,21 @@ typedef struct {
   void (*progress)(void *user, const csde_conv_progress *p);
 } csde_conv_hooks;
 
+/* The work of a convergence run split over processes (corrsde-mpi): the items (solver i,
+ * block b of paths, item it = i * nblocks + b, blocks fixed by the paths and the batch) run
+ * on process it % size; afterwards every item's per-path values and status are broadcast
+ * from its process to all, in item order, and the nfe counts summed in process order. Each
+ * per-path value is a function of its path index alone, and the statistics are computed
+ * from the whole arrays in a fixed order on every process: the result is bitwise the
+ * same for any size, and equal to an unsplit run. */
+typedef struct {
+  int rank, size;
+  /* Broadcast n bytes at buf from process root to all: a collective call, made by every
+   * process in the same order. Nonzero on failure. */
+  int (*bcast)(void *user, void *buf, size_t n, int root);
+  void *user;
+} csde_conv_dist;
+
 typedef struct {
   csde_problem P;               /* process, T, eps, tau, D, C, sched (model, batch unused) */
   const char *const *solvers;   /* nsolvers names (csde_solver_lookup) */
@@ -135,6 +150,7 @@ typedef struct {
   size_t boot;                  /* 0: 1000 */
   uint64_t boot_seed;
   double conf;                  /* 0: 0.95 */
+  const csde_conv_dist *dist;   /* NULL: every item here */
 } csde_conv_params;
 
 CSDE_API csde_conv_params csde_conv_default_params(void);

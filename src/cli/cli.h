@@ -32,6 +32,20 @@ typedef struct {
 } cli_cmd;
 
 /* One entry per subcommand; each lives in src/cli/cmd_<name>.c. */
+/* The program: main() of corrsde, and of corrsde-mpi after MPI_Init (main_mpi.c). */
+int cli_main(int argc, char **argv);
+
+/* corrsde-mpi (main_mpi.c sets them; corrsde leaves them): the work split of `converge`
+ * over the processes, this process's rank (0 without MPI), and the agreement before the
+ * run: cli_sync(rc) returns the lowest rank whose rc is non-zero, or -1 when every rank is
+ * ready (a collective call; NULL without MPI). Ranks other than 0 keep their messages
+ * (cli_error) until the agreement shows they are the first to fail. */
+extern const void *cli_conv_dist; /* a const csde_conv_dist * */
+extern int cli_rank;
+extern int (*cli_sync)(int rc);
+/* What a rank other than 0 kept back; printed by main_mpi.c when it is the one to tell. */
+const char *cli_held_messages(void);
+
 int cli_cmd_cov(int argc, char **argv);
 int cli_cmd_sample(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);

@@ -989,7 +989,15 @@ int cli_cmd_converge(int argc, char **argv)
   p.boot = a.boot;
   p.grid = a.grid;
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
-  r.bar_on = !a.quiet && (a.progress || isatty(STDERR_FILENO));
+  p.dist = cli_conv_dist; /* corrsde-mpi: this process's share of the paths */
+  if (cli_sync) {         /* every rank has checked its arguments and built its objects */
+    int first = cli_sync(CLI_OK);
+    if (first >= 0) {
+      rc = CLI_EFAIL;
+      goto out;
+    }
+  }
+  r.bar_on = cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO));
   r.bar_tty = isatty(STDERR_FILENO);
   r.t0 = r.last = csde_now();
 
@@ -1004,6 +1012,10 @@ int cli_cmd_converge(int argc, char **argv)
     goto out;
   }
 
+  if (cli_rank != 0) { /* rank 0 writes and prints */
+    rc = CLI_OK;
+    goto out_res;
+  }
   /* the files */
   csde_conv_record rec = {a.solvers_s, a.levels_s, a.reference_s, a.cov_method, r.model.spec,
                           csde_model_name(r.model.model),

@@ -38,11 +38,28 @@ static void vline(FILE *f, const char *cmd, const char *fmt, va_list ap)
   fprintf(f, "corrsde%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", buf);
 }
 
+const void *cli_conv_dist = NULL;
+int cli_rank = 0;
+int (*cli_sync)(int rc) = NULL;
+static char held[4096]; /* a rank other than 0: its messages, until it is to tell them */
+
+const char *cli_held_messages(void) { return held; }
+
 void cli_error(const char *cmd, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  vline(stderr, cmd, fmt, ap);
+  if (cli_rank == 0) {
+    vline(stderr, cmd, fmt, ap);
+  } else {
+    size_t o = strlen(held);
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    for (char *q = line; *q; q++)
+      if (*q == '\n' || *q == '\r') *q = ' ';
+    snprintf(held + o, sizeof held - o, "corrsde%s%s: rank %d: %s\n", cmd ? " " : "",
+             cmd ? cmd : "", cli_rank, line);
+  }
   va_end(ap);
 }
 
@@ -290,7 +307,7 @@ static int cmd_help(int argc, char **argv)
   return c->fn(2, sub);
 }
 
-int main(int argc, char **argv)
+int cli_main(int argc, char **argv)
 {
   int rc;
   csde_init();
@@ -421,3 +438,7 @@ int cli_check_output(const char *cmd, const char *flag, const char *path, int fo
   free(copy);
   return rc;
 }
+
+#ifndef CSDE_CLI_MPI
+int main(int argc, char **argv) { return cli_main(argc, argv); }
+#endif

@@ -757,6 +757,24 @@ typedef struct {
   int status;
 } item_status;
 
+/* An item's status as one process sends it to the others (no pointers). */
+typedef struct {
+  int status;
+  char param[32];
+  char msg[CSDE_MSG_MAX];
+} item_wire;
+
+/* The param names a failure can blame, to turn a received name back into the constant. */
+static const char *param_const(const char *name)
+{
+  static const char *const known[] = {CSDE_PARAM_SOLVER, CSDE_PARAM_MODEL, CSDE_PARAM_SIZE,
+                                      CSDE_PARAM_GRID, CSDE_PARAM_SPAN, CSDE_PARAM_NOISE,
+                                      CSDE_PARAM_STEPS, CSDE_PARAM_TOLERANCES};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (!strcmp(name, known[i])) return known[i];
+  return NULL;
+}
+
 int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
                   csde_conv_result *res, csde_err *err)
 {
@@ -999,6 +1017,7 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
 #endif
     for (long it = 0; it < nitems; it++) {
       if (it > atomic_load(&first_failed)) continue;
+      if (p->dist && it % p->dist->size != p->dist->rank) continue; /* another process's */
       const size_t si = (size_t)it / nb, b = (size_t)it % nb, first = b * bs;
       const size_t n = first + bs <= N ? bs : N - first;
       item_status *o = &ist[it];
@@ -1096,6 +1115,42 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   }
   free(cost);
   free(paths_done);
+  if (p->dist && p->dist->size > 1) { /* every item's values and status from its process */
+    const csde_conv_dist *dd = p->dist;
+    int bad = 0;
+    for (long it = 0; it < nitems && !bad; it++) {
+      const int root = (int)(it % dd->size);
+      const size_t si = (size_t)it / nb, first = ((size_t)it % nb) * bs;
+      const size_t n = first + bs <= N ? bs : N - first;
+      csde_conv_solver_result *r = &res->s[si];
+      item_wire w;
+      memset(&w, 0, sizeof w);
+      if (root == dd->rank) {
+        w.status = ist[it].status;
+        if (w.status) snprintf(w.msg, sizeof w.msg, "rank %d: %s", root, ist[it].err.msg);
+        if (ist[it].err.param) snprintf(w.param, sizeof w.param, "%s", ist[it].err.param);
+      }
+      bad |= dd->bcast(dd->user, &w, sizeof w, root);
+      ist[it].status = w.status;
+      memcpy(ist[it].err.msg, w.msg, sizeof w.msg);
+      ist[it].err.param = w.param[0] ? param_const(w.param) : NULL;
+      bad |= dd->bcast(dd->user, r->v + first * L * Q, n * L * Q * sizeof *r->v, root);
+      if (r->vref) bad |= dd->bcast(dd->user, r->vref + first * Q, n * Q * sizeof *r->vref, root);
+      if (dev) bad |= dd->bcast(dd->user, dev + (si * N + first) * Q, n * Q * sizeof *dev, root);
+      bad |= dd->bcast(dd->user, scale + si * N + first, n * sizeof *scale, root);
+    }
+    size_t total = 0; /* the nfe counts, summed in process order */
+    for (int q = 0; q < dd->size && !bad; q++) {
+      size_t v = nfe_total;
+      bad |= dd->bcast(dd->user, &v, sizeof v, q);
+      total += v;
+    }
+    nfe_total = total;
+    if (bad) {
+      s = csde_err_set(err, CSDE_EFAILED, "the processes' results could not be shared");
+      goto done;
+    }
+  }
   res->nfe = nfe_total;
   for (long it = 0; it < nitems; it++)
     if (ist[it].status) {
