@@ -489,11 +489,16 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
   double dref = NAN;
   if (d->vref) estimate(d, d->vref, Q, NULL, m, &dref, NULL);
 
-  /* the bootstrap: replicate b resamples N whole paths with the uniforms (seed, b) */
+  /* the bootstrap: replicate b resamples N whole paths with the uniforms (seed, b); split
+   * over processes, rank q draws b in [q B / size, (q + 1) B / size) */
+  const int nproc = d->dist && d->dist->size > 1 ? d->dist->size : 1,
+            me = nproc > 1 ? d->dist->rank : 0;
+  const long b0 = (long)((size_t)me * B / (size_t)nproc),
+             b1 = (long)((size_t)(me + 1) * B / (size_t)nproc);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nth)
 #endif
-  for (long bl = 0; bl < (long)B; bl++) {
+  for (long bl = b0; bl < b1; bl++) {
     size_t b = (size_t)bl;
     int t = 0;
 #ifdef _OPENMP
@@ -515,6 +520,17 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
     }
     E[b * nr + L] = NAN;
     if (d->vref) estimate(d, d->vref, Q, c, mm, &E[b * nr + L], NULL);
+  }
+  for (int q = 0; nproc > 1 && q < nproc; q++) { /* every share from its rank, in order */
+    const size_t q0 = (size_t)q * B / (size_t)nproc, q1 = (size_t)(q + 1) * B / (size_t)nproc;
+    int bad = d->dist->bcast(d->dist->user, E + q0 * nr, (q1 - q0) * nr * sizeof *E, q);
+    if (scalar) bad |= d->dist->bcast(d->dist->user, R2 + q0 * L, (q1 - q0) * L * sizeof *R2, q);
+    if (bad) {
+      csde_conv_fit_free(f);
+      st = csde_err_set(err, CSDE_EFAILED, "convergence analysis: the replicates could not be "
+                                           "shared");
+      goto done;
+    }
   }
   for (size_t b = 0; b < B; b++)
     for (size_t k = 0; k < L; k++) EL[b * L + k] = E[b * nr + k];
@@ -1247,6 +1263,7 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     d.boot_seed = p->boot_seed;
     d.conf = p->conf > 0 ? p->conf : 0.95;
     d.threads = nt;
+    d.dist = p->dist;
     s = csde_conv_analyse(&d, &r->fit, err);
   }
 

@@ -96,6 +96,8 @@ typedef struct {
   uint64_t boot_seed;
   double conf;           /* e.g. 0.95 */
   int threads;           /* for the bootstrap; results do not depend on it */
+  const csde_conv_dist *dist; /* the replicates split over processes (rank q draws the
+                            q-th contiguous share, then broadcasts it); NULL: all here */
 } csde_conv_data;
 
 int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *out, csde_err *err);
