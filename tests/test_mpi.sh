@@ -64,6 +64,12 @@ for r in 1 3; do
   ok $? "$r rank(s), --levels 9:3: exit 2, one message naming --levels, no file"
 done
 
+# sample is not split yet: refused on 2 ranks, with one message
+mpi 2 sample -o "$tmp/sample.h5"
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$tmp/err" | tr -d ' ')" -ge 1 ] &&
+  [ "$(grep -c 'runs converge only' "$tmp/err")" -eq 1 ] && [ ! -e "$tmp/sample.h5" ]
+ok $? "2 ranks, sample: refused (exit 2, one message), nothing written"
+
 # a model that fails on rank 1 only: the job ends (no hang) with rank 1's message
 plugin="plugin:$CSDE_PLUGIN_FAULTY:fail=3,rank=1"
 start=$(date +%s)

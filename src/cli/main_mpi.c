@@ -6,7 +6,8 @@
  * arguments and builds its objects, and they agree (an MPI_Allreduce) before the run, so a
  * rank that fails there stops all of them with its message and none hangs. OpenMP threads
  * inside each rank (--threads) need MPI_THREAD_FUNNELED only: MPI is called from the
- * main thread. The other commands run on rank 0's terms too, but only converge is split. */
+ * main thread. On more than one rank only converge (and help) runs: the other commands
+ * would run once per rank. */
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -61,6 +62,12 @@ int main(int argc, char **argv)
   if (provided < MPI_THREAD_FUNNELED) {
     cli_error(NULL, "MPI gives thread level %d, below MPI_THREAD_FUNNELED", provided);
     rc = CLI_EFAIL;
+  } else if (size > 1 && argc >= 2 && argv[1][0] != '-' && strcmp(argv[1], "converge") &&
+             strcmp(argv[1], "help")) {
+    /* the others would run once per rank, writing the same files */
+    cli_error(NULL, "corrsde-mpi on %d ranks runs converge only so far (got '%s'; run "
+                    "corrsde %s, or corrsde-mpi on 1 rank)", size, argv[1], argv[1]);
+    rc = CLI_EUSAGE;
   } else {
     rc = cli_main(argc, argv);
   }
