@@ -17,7 +17,7 @@ pkgs=(
   # (corrsde.torch, and the benchmark's baselines), xarray over h5netcdf
   python3-dev python3-pytest python3-torch python3-xarray python3-h5netcdf
   # corrsde-mpi and its suite (tests/test_mpi.sh): Open MPI
-  openmpi-bin libopenmpi-dev
+  openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
 )
 
 missing=()

@@ -54,6 +54,9 @@ typedef struct {
   double rtol, atol;        /* either > 0: adaptive steps (default 0 and 0) */
   double t_start, t_end;    /* NAN (default): the process's own ends (csde_run_span) */
   uint64_t seed;            /* default 0 */
+  size_t first_sample;      /* the global index of sample 0 (default 0): a run of samples
+                               [f, f + B) draws the noise and the prior of those samples
+                               of one larger run, bit for bit */
   const char *noise;        /* "stream" (default) or "path" */
   int threads;              /* default 1 */
   size_t max_nfe;           /* default csde_solve_default_params().max_nfe */
@@ -97,7 +100,8 @@ CSDE_API const csde_run_settings *csde_run_settings_of(const csde_run *r);
 CSDE_API csde_save_kind csde_run_save_kind(const csde_run *r);
 
 /* The start states `corrsde sample` draws for a reverse process or a sampler: the prior
- * N(0, C) with the run's seed, stream CSDE_STREAM_INIT, samples 0..batch-1. (A forward
+ * N(0, C) with the run's seed, stream CSDE_STREAM_INIT, samples first_sample ..
+ * first_sample + batch - 1. (A forward
  * process starts from data: the caller's, or the model's data law.) */
 CSDE_API int csde_run_prior(const csde_run *r, double *x, csde_err *err);
 

@@ -42,7 +42,13 @@ int cli_main(int argc, char **argv);
  * (cli_error) until the agreement shows they are the first to fail. */
 extern const void *cli_conv_dist; /* a const csde_conv_dist * */
 extern int cli_rank;
+extern int cli_size;              /* the ranks (1 without MPI) */
 extern int (*cli_sync)(int rc);
+/* corrsde-mpi built against parallel HDF5: the MPI_Comm * whose ranks write one file
+ * together (`sample`); NULL otherwise. */
+extern const void *cli_mpi_comm;
+/* corrsde-mpi: warn when --threads exceeds the cores this rank may run on. */
+void cli_warn_bound_threads(const char *cmd, size_t threads);
 /* What a rank other than 0 kept back; printed by main_mpi.c when it is the one to tell. */
 const char *cli_held_messages(void);
 

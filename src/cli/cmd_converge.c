@@ -16,7 +16,6 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
-#include <sched.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -991,14 +990,7 @@ int cli_cmd_converge(int argc, char **argv)
   p.grid = a.grid;
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   p.dist = cli_conv_dist; /* corrsde-mpi: this process's share of the paths */
-  if (cli_conv_dist) {    /* threads beyond the cores this rank may run on only wait */
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && (size_t)CPU_COUNT(&set) < a.threads)
-      cli_error(CMD, "warning: --threads %zu, but this rank may run on %d core%s (mpirun binds "
-                     "ranks to cores: use --bind-to none on one node, --map-by slot:PE=%zu on "
-                     "a cluster)",
-                a.threads, CPU_COUNT(&set), CPU_COUNT(&set) == 1 ? "" : "s", a.threads);
-  }
+  if (cli_conv_dist) cli_warn_bound_threads(CMD, a.threads);
   if (cli_sync) {         /* every rank has checked its arguments and built its objects */
     int first = cli_sync(CLI_OK);
     if (first >= 0) {

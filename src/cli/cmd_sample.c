@@ -37,6 +37,7 @@
 #include "io/h5read.h"
 #include "io/h5traj.h"
 #include "noise/noise.h"
+#include "run/traj_part.h"
 
 #define CMD "sample"
 #define DEFAULT_MODEL "gaussian"
@@ -439,6 +440,17 @@ static int check_combinations(sample_args *a)
                    "(adaptive steps), not both");
     return CLI_EUSAGE;
   }
+  if (adaptive && cli_size > 1) {
+    cli_error(CMD, "--rtol/--atol: adaptive steps take one step size for the whole batch, so "
+                   "they cannot be split over %d ranks (give --steps N, or run corrsde "
+                   "sample)", cli_size);
+    return CLI_EUSAGE;
+  }
+  if (cli_size > 1 && !cli_mpi_comm) {
+    cli_error(CMD, "this corrsde-mpi was built without parallel HDF5 (Debian: "
+                   "libhdf5-openmpi-dev), so it samples on one rank only (got %d)", cli_size);
+    return CLI_EUSAGE;
+  }
   if (adaptive && a->grid_set) {
     cli_error(CMD, "--grid: applies to fixed steps (--steps), not to adaptive ones "
                    "(--rtol/--atol)");
@@ -545,10 +557,22 @@ static volatile sig_atomic_t g_signal = 0;
 
 static void on_signal(int sig) { g_signal = sig; }
 
+typedef struct {
+  csde_run_progress bar;
+  csde_traj *w;  /* several writers: every step is a sync point of the file */
+  csde_err err;  /* the stop agreed on there */
+} step_ctx;
+
 static int on_step(size_t step, double t, size_t saved, int final, void *user)
 {
-  csde_run_progress_step(step, t, saved, final, user);
-  return g_signal != 0;
+  step_ctx *c = user;
+  csde_run_progress_step(step, t, saved, final, &c->bar);
+  int sig = g_signal;
+  if (!cli_mpi_comm) return sig != 0;
+  if (sig)
+    csde_err_set(&c->err, CSDE_EIO, "interrupted by signal %d (%s) at step %zu", sig,
+                 strsignal(sig), step);
+  return csde_traj_agree(c->w, sig ? CSDE_EIO : CSDE_SUCCESS, &c->err) != 0;
 }
 
 /* ---- building everything before the file exists ---- */
@@ -562,6 +586,7 @@ typedef struct {
   double *x;
   char *init_text;
   char *cmdline;
+  csde_traj_part part; /* corrsde-mpi: this rank's samples of the file (comm NULL: all) */
 } sample_run;
 
 static void run_free(sample_run *r)
@@ -624,6 +649,16 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
 
   r->cmdline = cli_command_line(argc, argv);
   csde_run_settings s = csde_run_default_settings();
+  size_t batch = a->batch;
+  if (cli_mpi_comm) { /* corrsde-mpi: this rank's samples [B q / R, B (q + 1) / R) */
+    r->part.comm = cli_mpi_comm;
+    r->part.total = a->batch;
+    r->part.first = a->batch * (size_t)cli_rank / (size_t)cli_size;
+    r->part.count = a->batch * (size_t)(cli_rank + 1) / (size_t)cli_size - r->part.first;
+    /* a rank with no samples runs a stand-in past the batch, to make every call */
+    batch = r->part.count ? r->part.count : 1;
+    s.first_sample = r->part.count ? r->part.first : a->batch;
+  }
   s.process = a->process_s;
   s.solver = a->solver;
   s.steps = a->steps;
@@ -648,7 +683,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
                r->init.last ? " (last saved state)" : "");
     s.init = r->init_text ? r->init_text : a->init;
   }
-  if (csde_run_alloc(&r->run, &s, r->C, r->sched, r->model.model, a->batch, a->shape_rank,
+  if (csde_run_alloc(&r->run, &s, r->C, r->sched, r->model.model, batch, a->shape_rank,
                      a->shape, &err)) {
     int usage;
     const char *flag = param_flag(err.param, &usage);
@@ -667,7 +702,8 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   if (a->init) {
     double *v = NULL;
     if ((rc = cli_init_read(CMD, a->init, &r->init, &v))) return rc;
-    memcpy(r->x, v, n * sizeof *v);
+    size_t first = r->part.count ? r->part.first : 0; /* this rank's samples (a stand-in: 0) */
+    memcpy(r->x, v + first * (n / batch), n * sizeof *v);
     free(v);
     for (size_t i = 0; i < n; i++)
       if (!isfinite(r->x[i])) {
@@ -682,7 +718,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
                 CLI_INIT_FORMS);
       return CLI_EUSAGE;
     }
-    if (cli_model_sample_data(&r->model, key, 0, a->batch, r->x, &err))
+    if (cli_model_sample_data(&r->model, key, s.first_sample, batch, r->x, &err))
       return cli_lib_error(CMD, "--model", a->model, &err);
   } else if (csde_run_prior(r->run, r->x, &err)) {
     return cli_lib_error(CMD, "--cov", a->cov, &err);
@@ -716,22 +752,31 @@ int cli_cmd_sample(int argc, char **argv)
     run_free(&r);
     return rc;
   }
+  if (cli_size > 1) cli_warn_bound_threads(CMD, a.threads);
+  if (cli_sync && cli_sync(CLI_OK) >= 0) { /* every rank has built its run, or none starts */
+    run_free(&r);
+    return CLI_EFAIL;
+  }
 
-  /* the file, whole, before the solve */
+  /* the file, whole, before the solve (corrsde-mpi: every rank, each for its samples) */
   csde_err err;
   csde_err_clear(&err);
   csde_traj_options to = {a.float32, a.compress, a.force};
   csde_traj *w = NULL;
-  if (csde_traj_create(&w, a.output, r.run, &to, &err)) {
+  if (r.part.comm ? csde_traj_create_part(&w, a.output, r.run, &to, &r.part, &err)
+                  : csde_traj_create(&w, a.output, r.run, &to, &err)) {
     cli_error(CMD, "-o '%s': %s", a.output, err.msg);
     run_free(&r);
     return CLI_EFAIL;
   }
 
   size_t nsteps = csde_run_nsteps(r.run);
-  csde_run_progress bar;
-  csde_run_progress_init(&bar, r.run, !a.quiet && (a.progress || isatty(STDERR_FILENO)));
-  csde_run_hooks hooks = {NULL, on_step, &bar};
+  step_ctx sc;
+  memset(&sc, 0, sizeof sc);
+  sc.w = w;
+  csde_run_progress_init(&sc.bar, r.run,
+                         cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO)));
+  csde_run_hooks hooks = {NULL, on_step, &sc};
 
   struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);
@@ -746,13 +791,20 @@ int cli_cmd_sample(int argc, char **argv)
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGHUP, &old_hup, NULL);
-  csde_run_progress_end(&bar);
+  csde_run_progress_end(&sc.bar);
 
   char status[CSDE_MSG_MAX + 64], why[96] = "";
   if (g_signal)
     snprintf(why, sizeof why, "interrupted by signal %d (%s)", (int)g_signal,
              strsignal(g_signal));
   csde_run_status(s, &st, &err, why[0] ? why : NULL, status, sizeof status);
+  if (r.part.comm) { /* every rank stops at the same sync point, with the same status */
+    if (s && csde_traj_failed_rank(w) < 0) /* its own failure, between sync points */
+      s = csde_traj_agree(w, s, &err);
+    int fr = csde_traj_failed_rank(w);
+    if (fr >= 0)
+      snprintf(status, sizeof status, "failed: rank %d: %s", fr, s ? err.msg : sc.err.msg);
+  }
   int failed = strcmp(status, "ok") != 0;
   size_t saved = csde_traj_count(w);
   int kept_old = csde_traj_replaces(w); /* --force, and the run never became viable */
@@ -774,13 +826,15 @@ int cli_cmd_sample(int argc, char **argv)
     rc = CLI_EFAIL;
   } else {
     rc = CLI_OK;
-    if (!a.quiet) {
+    if (!a.quiet && cli_rank == 0) {
       char shape[128];
       shape_text(&a, shape, sizeof shape);
       const csde_run_settings *rs = csde_run_settings_of(r.run);
       int discrete = a.process >= CSDE_RUN_DDPM;
-      printf("wrote %s: %zu saved state%s of %s (%s)\n", a.output, saved, saved == 1 ? "" : "s",
+      printf("wrote %s: %zu saved state%s of %s (%s)", a.output, saved, saved == 1 ? "" : "s",
              shape, a.float32 ? "float32" : "float64");
+      if (cli_size > 1) printf(", from %d ranks", cli_size);
+      printf("\n");
       printf("%s, %s%s, ", csde_run_process_name(a.process), discrete ? "" : "solver ",
              discrete ? "discrete sampler" : rs->solver);
       if (nsteps)

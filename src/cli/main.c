@@ -2,6 +2,7 @@
  * (see cli.h for the conventions). Adding a subcommand is adding a row to `commands`. */
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +41,22 @@ static void vline(FILE *f, const char *cmd, const char *fmt, va_list ap)
 
 const void *cli_conv_dist = NULL;
 int cli_rank = 0;
+int cli_size = 1;
 int (*cli_sync)(int rc) = NULL;
+const void *cli_mpi_comm = NULL;
 static char held[4096]; /* a rank other than 0: its messages, until it is to tell them */
 
 const char *cli_held_messages(void) { return held; }
+
+void cli_warn_bound_threads(const char *cmd, size_t threads)
+{
+  cpu_set_t set; /* threads beyond the cores this rank may run on only wait */
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && (size_t)CPU_COUNT(&set) < threads)
+    cli_error(cmd, "warning: --threads %zu, but this rank may run on %d core%s (mpirun binds "
+                   "ranks to cores: use --bind-to none on one node, --map-by slot:PE=%zu on "
+                   "a cluster)",
+              threads, CPU_COUNT(&set), CPU_COUNT(&set) == 1 ? "" : "s", threads);
+}
 
 void cli_error(const char *cmd, const char *fmt, ...)
 {

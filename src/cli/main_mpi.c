@@ -2,11 +2,14 @@
  * converge ...` splits the paths over the processes (csde_conv_dist: item it runs on rank
  * it % size, then every item's per-path values are broadcast from its rank in item order):
  * the table, the files and the plot are bitwise those of `corrsde converge` with the same
- * arguments, for any number of ranks. Rank 0 prints and writes; every rank checks the
+ * arguments, for any number of ranks. `corrsde-mpi sample ...` splits the batch in
+ * contiguous shares, and every rank writes its samples of each saved state into the one
+ * file through parallel HDF5 (run/traj_part.h): the datasets are those of `corrsde
+ * sample`, for any number of ranks. Rank 0 prints (and writes converge's files); every rank checks the
  * arguments and builds its objects, and they agree (an MPI_Allreduce) before the run, so a
  * rank that fails there stops all of them with its message and none hangs. OpenMP threads
  * inside each rank (--threads) need MPI_THREAD_FUNNELED only: MPI is called from the
- * main thread. On more than one rank only converge (and help) runs: the other commands
+ * main thread. On more than one rank only converge, sample (and help) run: the other commands
  * would run once per rank. */
 #include <limits.h>
 #include <mpi.h>
@@ -17,6 +20,7 @@
 #include "corrsde/converge.h"
 
 static int synced;
+static MPI_Comm world; /* cli_mpi_comm */
 
 /* MPI_Bcast in pieces of at most INT_MAX bytes. */
 static int bcast(void *user, void *buf, size_t n, int root)
@@ -57,15 +61,20 @@ int main(int argc, char **argv)
   dist.bcast = bcast;
   cli_conv_dist = &dist;
   cli_rank = rank;
+  cli_size = size;
   cli_sync = sync_ranks;
+#if CSDE_CLI_PARALLEL_HDF5
+  world = MPI_COMM_WORLD;
+  cli_mpi_comm = &world;
+#endif
   int rc;
   if (provided < MPI_THREAD_FUNNELED) {
     cli_error(NULL, "MPI gives thread level %d, below MPI_THREAD_FUNNELED", provided);
     rc = CLI_EFAIL;
   } else if (size > 1 && argc >= 2 && argv[1][0] != '-' && strcmp(argv[1], "converge") &&
-             strcmp(argv[1], "help")) {
+             strcmp(argv[1], "sample") && strcmp(argv[1], "help")) {
     /* the others would run once per rank, writing the same files */
-    cli_error(NULL, "corrsde-mpi on %d ranks runs converge only so far (got '%s'; run "
+    cli_error(NULL, "corrsde-mpi on %d ranks runs converge and sample (got '%s'; run "
                     "corrsde %s, or corrsde-mpi on 1 rank)", size, argv[1], argv[1]);
     rc = CLI_EUSAGE;
   } else {

@@ -19,6 +19,7 @@
 #include <hdf5_hl.h>
 
 #include "core/util.h"
+#include "io/h5group.h"
 #include "io/h5util.h"
 #include "io/h5traj.h"
 
@@ -56,7 +57,15 @@ struct csde_h5traj {
   int fixed;         /* the length is known: x, t and step never grow */
   int64_t last_step;
   float *conv;       /* float32 files: the converted state */
+  csde_h5group g;    /* the writers of the file: one, or the ranks of an MPI job */
+  hid_t dxpl;        /* x's transfers: collective for a group */
+  hsize_t part_first, part_n; /* this writer's samples of x */
+  size_t n_part;     /* its values per state: part_n * tau * prod(SHAPE) */
 };
+
+/* Rank 0 of a group does what touches the file system by name (the lock, the disk, the
+ * renames); its result is agreed on. */
+#define ROOT(w) ((w)->g.rank == 0)
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -91,7 +100,9 @@ static int h5traj_close_ids(csde_h5traj *w)
   bad |= close_id(w->mspace, H5Sclose);
   bad |= close_id(w->mspace1, H5Sclose);
   bad |= close_id(w->file, H5Fclose);
+  csde_h5group_close_plist(w->dxpl);
   w->nsaved = w->x = w->t = w->step = w->mspace = w->mspace1 = w->file = -1;
+  w->dxpl = H5P_DEFAULT;
   return bad;
 }
 
@@ -150,6 +161,7 @@ static void lock_release(csde_h5traj *w)
  * metadata, and the chunk in HDF5's cache that the failed flush could not write. */
 static void reserve_take(csde_h5traj *w, size_t chunk_bytes)
 {
+  if (w->lock_fd < 0) return; /* rank 0 of a group holds it */
   off_t len = RESERVE_BYTES + (off_t)(chunk_bytes < CHUNK_CACHE ? chunk_bytes : CHUNK_CACHE);
   w->reserved = posix_fallocate(w->lock_fd, 4096, len) == 0;
 }
@@ -165,9 +177,11 @@ static void reserve_release(csde_h5traj *w)
 static int commit(csde_h5traj *w, csde_err *err)
 {
   if (w->committed) return CSDE_SUCCESS;
-  if (rename(w->tmp, w->path) != 0)
-    return csde_err_set(err, CSDE_EIO, "cannot rename '%s' over '%s': %s", w->tmp, w->path,
-                        strerror(errno));
+  int s = ROOT(w) && rename(w->tmp, w->path) != 0
+              ? csde_err_set(err, CSDE_EIO, "cannot rename '%s' over '%s': %s", w->tmp,
+                             w->path, strerror(errno))
+              : CSDE_SUCCESS;
+  if ((s = csde_h5group_agree(&w->g, s, err))) return s;
   w->committed = 1;
   w->cur = w->path;
   return CSDE_SUCCESS;
@@ -179,7 +193,7 @@ void csde_h5traj_free(csde_h5traj *w)
   h5traj_close_ids(w);
   /* a temporary file that never became the output holds nothing worth keeping (w->tmp
    * is set only once the lock is ours) */
-  if (w->tmp && !w->committed) unlink(w->tmp);
+  if (w->tmp && !w->committed && ROOT(w)) unlink(w->tmp);
   lock_release(w);
   free(w->conv);
   free(w->tmp);
@@ -193,12 +207,13 @@ void csde_h5traj_discard(csde_h5traj *w)
   if (!w) return;
   if (w->committed && !w->replaces) { /* a file of our own making, never a user's old one */
     h5traj_close_ids(w);
-    unlink(w->path);
+    if (ROOT(w)) unlink(w->path);
   }
   csde_h5traj_free(w); /* removes path.partial */
 }
 
 static int reserve_file(csde_h5traj *w, csde_err *err);
+static int allocate_file(csde_h5traj *w, hsize_t size, csde_err *err);
 
 int csde_h5traj_ready(csde_h5traj *w, csde_err *err)
 {
@@ -215,6 +230,7 @@ int csde_h5traj_close(csde_h5traj *w, csde_err *err)
   if (h5traj_close_ids(w)) bad = 1;
   int s = bad ? csde_err_set(err, CSDE_EIO, "cannot finish writing '%s'", w->cur)
               : CSDE_SUCCESS;
+  s = csde_h5group_agree(&w->g, s, err);
   csde_h5traj_free(w);
   return s;
 }
@@ -239,8 +255,20 @@ static int set_prealloc(hid_t dcpl, hid_t mt, const void *fill)
 static int reserve_file(csde_h5traj *w, csde_err *err)
 {
   hsize_t size = 0;
-  if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 || H5Fget_filesize(w->file, &size) < 0)
-    return csde_err_set(err, CSDE_EIO, "'%s': cannot flush the new file", w->cur);
+  struct stat sb;
+  int got = H5Fflush(w->file, H5F_SCOPE_LOCAL) >= 0;
+  if (got && !csde_h5group_parallel(&w->g))
+    got = H5Fget_filesize(w->file, &size) >= 0;
+  else if (got && ROOT(w)) /* MPI-IO gives no size (1.10), but its flush sets the file's */
+    got = stat(w->cur, &sb) == 0 && (size = (hsize_t)sb.st_size, 1);
+  int s = !got ? csde_err_set(err, CSDE_EIO, "'%s': cannot flush the new file", w->cur)
+               : ROOT(w) ? allocate_file(w, size, err) : CSDE_SUCCESS;
+  return csde_h5group_agree(&w->g, s, err);
+}
+
+/* Rank 0: every byte of the file, size long, on disk (posix_fallocate). */
+static int allocate_file(csde_h5traj *w, hsize_t size, csde_err *err)
+{
   int fd = open(w->cur, O_WRONLY | O_CLOEXEC);
   int e = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
   if (fd >= 0) close(fd);
@@ -270,6 +298,18 @@ static hid_t make_series(hid_t grp, const char *name, hid_t ftype, hsize_t cap, 
   return d;
 }
 
+/* Dataset d := buf, whole: rank 0's in a group (collective; the others write nothing). */
+static int write_whole(csde_h5traj *w, hid_t d, hid_t mt, const void *buf)
+{
+  hid_t fs = H5Dget_space(d), ms = H5Dget_space(d);
+  int bad = fs < 0 || ms < 0 ||
+            (!ROOT(w) && (H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0)) ||
+            H5Dwrite(d, mt, ms, fs, w->dxpl, buf) < 0;
+  if (fs >= 0) H5Sclose(fs);
+  if (ms >= 0) H5Sclose(ms);
+  return bad ? -1 : 0;
+}
+
 /* Dimension scales (H5DS), so that netCDF readers (xarray with engine h5netcdf) name
  * the axes: t is the coordinate of the saved-state axis of x and step; x's other axes
  * get index scales 0 .. n-1 named sample, frame and the frame shape's axes. */
@@ -288,7 +328,7 @@ static int attach_scales(csde_h5traj *w, hid_t grp, int shape_rank)
     if (v && sp >= 0)
       d = H5Dcreate2(grp, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     for (hsize_t k = 0; v && k < n; k++) v[k] = (int64_t)k;
-    int bad = !v || d < 0 || H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ||
+    int bad = !v || d < 0 || write_whole(w, d, H5T_NATIVE_INT64, v) ||
               H5DSset_scale(d, name) < 0 || H5DSattach_scale(w->x, d, (unsigned)i) < 0;
     free(v);
     if (d >= 0) H5Dclose(d);
@@ -376,8 +416,21 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   csde_h5traj *w = calloc(1, sizeof *w);
   if (!w) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
   w->file = w->x = w->t = w->step = w->nsaved = w->mspace = w->mspace1 = -1;
+  w->dxpl = H5P_DEFAULT;
   w->lock_fd = -1;
   w->last_step = -1;
+  int s = csde_h5group_init(&w->g, p->comm, err);
+  if (!s && p->comm && (p->capacity == 0 || p->part_first > p->batch ||
+                        p->part_batch > p->batch - p->part_first))
+    s = csde_err_set(err, CSDE_EINVAL, "trajectory: a file of several writers needs a known "
+                     "length and parts within the batch (samples %zu + %zu of %zu)",
+                     p->part_first, p->part_batch, p->batch);
+  if (s) {
+    free(w);
+    return s;
+  }
+  w->part_first = p->comm ? p->part_first : 0;
+  w->part_n = p->comm ? p->part_batch : p->batch;
   w->path = strdup(path);
   w->lock = concat(path, ".lock");
   w->rank = 3 + p->shape_rank;
@@ -392,21 +445,26 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
     w->n *= p->shape[i];
     w->D *= p->shape[i];
   }
+  w->n_part = w->n / p->batch * (size_t)w->part_n;
   w->xtype_mem = p->float32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
-  if (p->float32) w->conv = malloc(w->n * sizeof *w->conv);
+  if (p->float32) w->conv = malloc((w->n_part ? w->n_part : 1) * sizeof *w->conv);
   if (!w->path || !w->lock || (p->float32 && !w->conv)) {
     csde_h5traj_free(w);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for the trajectory buffers");
   }
   w->cur = w->path;
 
-  int s = CSDE_SUCCESS;
   const char *what = "create the file";
-  hid_t dcpl = -1, sp = -1, grp = -1;
+  hid_t dcpl = -1, sp = -1, grp = -1, fapl = -1;
   /* a second writer is refused here, before it touches the file */
-  if ((s = lock_take(w, err))) goto done;
+  if ((s = csde_h5group_agree(&w->g, ROOT(w) ? lock_take(w, err) : CSDE_SUCCESS, err)))
+    goto done;
   struct stat st;
   w->replaces = stat(path, &st) == 0;
+  if (csde_h5group_bcast(&w->g, &w->replaces, sizeof w->replaces)) {
+    s = csde_err_set(err, CSDE_EIO, "'%s': MPI_Bcast failed", path);
+    goto done;
+  }
   if (w->replaces && !p->overwrite) {
     s = csde_err_set(err, CSDE_EIO, "'%s' exists (and overwriting was not asked for)", path);
     goto done;
@@ -420,12 +478,13 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   }
   w->cur = w->tmp;
   errno = 0;
-  w->file = H5Fcreate(w->cur, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (w->file < 0) {
+  fapl = csde_h5group_fapl(&w->g);
+  w->file = fapl < 0 ? -1 : H5Fcreate(w->cur, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (w->file < 0)
     s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", w->cur, errno ? ": " : "",
                      errno ? strerror(errno) : "");
-    goto done;
-  }
+  if ((s = csde_h5group_agree(&w->g, s, err))) goto done;
+  if ((w->dxpl = csde_h5group_dxpl(&w->g)) < 0) goto h5fail;
   what = "create the groups";
   const char *groups[] = {"/trajectory", "/parameters", "/covariance", "/stats"};
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
@@ -449,7 +508,9 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->cap = w->dims[0] = p->capacity ? p->capacity : GROW_START;
   w->compress = p->compress;
   w->fixed = p->capacity > 0;
-  if (p->capacity && !p->compress && (s = room_for(w, p->capacity, err))) goto done;
+  if (p->capacity && !p->compress &&
+      (s = csde_h5group_agree(&w->g, ROOT(w) ? room_for(w, p->capacity, err) : 0, err)))
+    goto done;
   const double nan = NAN, zero = 0;
   const int64_t no_step = -1;
   sp = H5Screate_simple(w->rank, w->dims, maxd);
@@ -484,9 +545,14 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   hsize_t one[CSDE_H5_MAXRANK];
   for (int i = 0; i < w->rank; i++) one[i] = w->dims[i];
   one[0] = 1;
+  one[1] = w->part_n ? w->part_n : 1; /* this writer's samples */
   w->mspace = H5Screate_simple(w->rank, one, NULL);
   w->mspace1 = H5Screate_simple(1, one, NULL);
   if (w->mspace < 0 || w->mspace1 < 0) goto h5fail;
+  /* a writer with no samples writes none; t and step are rank 0's */
+  if ((!w->part_n && H5Sselect_none(w->mspace) < 0) ||
+      (!ROOT(w) && H5Sselect_none(w->mspace1) < 0))
+    goto h5fail;
   H5Gclose(grp);
   grp = -1;
 
@@ -517,6 +583,8 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
 h5fail:
   s = csde_err_set(err, CSDE_EIO, "'%s': cannot %s", w->cur, what);
 done:
+  s = csde_h5group_agree(&w->g, s, err);
+  csde_h5group_close_plist(fapl);
   if (dcpl >= 0) H5Pclose(dcpl);
   if (sp >= 0) H5Sclose(sp);
   if (grp >= 0) H5Gclose(grp);
@@ -529,18 +597,47 @@ done:
 }
 
 /* Write an attribute of file type ftype from memory type mtype (n values). */
+/* Write an attribute of file type ftype from memory type mtype (n values; a group
+ * writes rank 0's, since HDF5 takes metadata from one writer). */
 static int put_attr(csde_h5traj *w, const char *obj, const char *name, hid_t ftype,
                     hid_t mtype, const void *buf, size_t n, int list, csde_err *err)
 {
-  return csde_h5_put_attr(w->file, w->cur, obj, name, ftype, mtype, buf, n, list, err);
+  if (!csde_h5group_parallel(&w->g))
+    return csde_h5_put_attr(w->file, w->cur, obj, name, ftype, mtype, buf, n, list, err);
+  size_t bytes = n * H5Tget_size(mtype);
+  void *mine = malloc(bytes ? bytes : 1);
+  int s = mine ? CSDE_SUCCESS : csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  if (!s) {
+    memcpy(mine, buf, bytes);
+    if (csde_h5group_bcast(&w->g, mine, bytes))
+      s = csde_err_set(err, CSDE_EIO, "'%s': MPI_Bcast of attribute %s failed", w->cur, name);
+  }
+  if (!s) s = csde_h5_put_attr(w->file, w->cur, obj, name, ftype, mtype, mine, n, list, err);
+  free(mine);
+  return s;
 }
+
 int csde_h5traj_attr_str(csde_h5traj *w, const char *obj, const char *name, const char *v,
                          csde_err *err)
 {
   hid_t st = csde_h5_str_type();
   if (st < 0) return csde_err_set(err, CSDE_EIO, "'%s': cannot make a string type", w->path);
   const char *val = v ? v : "";
-  int s = put_attr(w, obj, name, st, st, &val, 1, 0, err);
+  char *mine = NULL;
+  if (csde_h5group_parallel(&w->g)) { /* rank 0's string: its length, then its bytes */
+    size_t len = strlen(val) + 1;
+    csde_h5group_bcast(&w->g, &len, sizeof len);
+    if ((mine = malloc(len))) {
+      if (ROOT(w)) memcpy(mine, val, len);
+      csde_h5group_bcast(&w->g, mine, len);
+      mine[len - 1] = '\0';
+      val = mine;
+    }
+  }
+  int s = !csde_h5group_parallel(&w->g) || mine
+              ? csde_h5_put_attr(w->file, w->cur, obj, name, st, st, &val, 1, 0, err)
+              : csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  free(mine);
   H5Tclose(st);
   return s;
 }
@@ -586,7 +683,7 @@ int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, i
   hid_t sp = H5Screate_simple(rank, hd, NULL), d = -1;
   if (sp >= 0) d = H5Dcreate2(w->file, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
                               H5P_DEFAULT);
-  if (d < 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+  if (d < 0 || write_whole(w, d, H5T_NATIVE_DOUBLE, v))
     s = csde_err_set(err, CSDE_EIO, "'%s': cannot write %s", w->path, name);
   if (d >= 0) H5Dclose(d);
   if (sp >= 0) H5Sclose(sp);
@@ -611,8 +708,11 @@ static int set_len(hid_t d, int rank, const hsize_t *dims, hsize_t n)
   return H5Dset_extent(d, nd) < 0 ? -1 : 0;
 }
 
-/* Select entry n - 1 of the 1-D or state dataset d in *fs. */
-static int select_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t *fs)
+/* Select in *fs entry n - 1 of the 1-D or state dataset d: of a state, samples
+ * [first, first + count) only; count 0 selects nothing (a writer of a group that
+ * writes no part of it). */
+static int select_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hsize_t first,
+                        hsize_t count1, hid_t *fs)
 {
   hsize_t start[CSDE_H5_MAXRANK], count[CSDE_H5_MAXRANK];
   for (int i = 0; i < rank; i++) {
@@ -621,17 +721,24 @@ static int select_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t
   }
   start[0] = n - 1;
   count[0] = 1;
+  if (rank > 1) {
+    start[1] = first;
+    count[1] = count1;
+  }
   *fs = H5Dget_space(d);
   if (*fs < 0) return -1;
+  if (count1 == 0) return H5Sselect_none(*fs) < 0 ? -1 : 0;
   return H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ? -1 : 0;
 }
 
-/* Entry n - 1 of dataset d := buf (memory space ms, type mt). */
-static int put_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hid_t mt, hid_t ms,
-                     const void *buf)
+/* Entry n - 1 of dataset d (samples [first, first + count) of a state) := buf (memory
+ * space ms, type mt), through transfer properties dxpl. */
+static int put_entry(hid_t d, int rank, const hsize_t *dims, hsize_t n, hsize_t first,
+                     hsize_t count, hid_t mt, hid_t ms, hid_t dxpl, const void *buf)
 {
   hid_t fs = -1;
-  int bad = select_entry(d, rank, dims, n, &fs) || H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, buf) < 0;
+  int bad = select_entry(d, rank, dims, n, first, count, &fs) ||
+            H5Dwrite(d, mt, ms, fs, dxpl, buf) < 0;
   if (fs >= 0) H5Sclose(fs);
   return bad;
 }
@@ -681,12 +788,12 @@ static size_t convert_f32(const double *x, float *conv, size_t n)
   return i;
 }
 
-int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
-                       csde_err *err)
+/* The checks of an append that write nothing: the disk, and a state that is not finite
+ * (this writer's part of it). */
+static int append_check(csde_h5traj *w, int64_t step, double t, const double *x,
+                        const void **buf, csde_err *err)
 {
-  if (w->broken)
-    return csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur);
-  hsize_t n = w->count + 1, one = 1;
+  hsize_t n = w->count + 1;
   /* A full disk is seen before HDF5 tries, so that the file is left as it was: one
    * state's bytes (at most, compressed or not) and a margin for metadata must be free,
    * unless its disk is reserved (uncompressed, of known length). */
@@ -696,19 +803,31 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
                         "'%s': disk full: %.4g MB free, saved state %zu (step %lld) needs "
                         "%.4g MB", w->cur, avail * 1e-6, (size_t)n - 1, (long long)step,
                         need * 1e-6);
-  const void *buf = x;
-  size_t bad_i = w->conv ? convert_f32(x, w->conv, w->n) : first_nonfinite(x, w->n);
-  if (w->conv) buf = w->conv;
-  if (bad_i < w->n) { /* nothing is written: the file keeps the states before */
+  *buf = x;
+  size_t bad_i = w->conv ? convert_f32(x, w->conv, w->n_part) : first_nonfinite(x, w->n_part);
+  if (w->conv) *buf = w->conv;
+  if (bad_i < w->n_part) { /* nothing is written: the file keeps the states before */
     size_t frame = w->tau * w->D, b = bad_i / frame, r = bad_i % frame;
     int range = isfinite(x[bad_i]);
     return csde_err_set(err, range ? CSDE_ERANGE : CSDE_ENAN,
                         "the state at step %lld (t = %.10g) %s %g at index %zu (sample %zu, "
                         "frame %zu, pixel %zu)%s", (long long)step, t,
                         range ? "does not fit in float32:" : "is not finite:", x[bad_i],
-                        bad_i, b, r / w->D, r % w->D,
-                        range ? "; store float64 instead" : "");
+                        bad_i + (size_t)w->part_first * frame, b + (size_t)w->part_first,
+                        r / w->D, r % w->D, range ? "; store float64 instead" : "");
   }
+  return CSDE_SUCCESS;
+}
+
+int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
+                       csde_err *err)
+{
+  hsize_t n = w->count + 1, one = 1;
+  const void *buf = x;
+  int s = w->broken ? csde_err_set(err, CSDE_EIO, "'%s': an earlier write failed", w->cur)
+                    : append_check(w, step, t, x, &buf, err);
+  /* a group: every writer's checks, before any writes */
+  if ((s = csde_h5group_agree(&w->g, s, err))) return s;
   /* A trajectory of unknown length doubles when full (the one change to HDF5's metadata
    * of an append; it is flushed before the state is written). */
   errno = 0;
@@ -724,29 +843,47 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
   /* Three flushes, so that a reader never sees a state that is not whole, even after a
    * SIGKILL in the middle of one: the data of x first; then its t and step; then
    * /trajectory n_saved, which tells that entries 0 .. n - 1 are whole. Their space
-   * exists already: only the data and n_saved change in the file. */
-  int bad = put_entry(w->x, w->rank, w->dims, n, w->xtype_mem, w->mspace, buf) ||
+   * exists already: only the data and n_saved change in the file. (A group writes x
+   * collectively, each writer its samples; t and step are rank 0's.) */
+  hsize_t t1 = ROOT(w) ? 1 : 0;
+  int bad = put_entry(w->x, w->rank, w->dims, n, w->part_first, w->part_n, w->xtype_mem,
+                      w->mspace, w->dxpl, buf) ||
             H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 ||
-            put_entry(w->t, 1, &one, n, H5T_NATIVE_DOUBLE, w->mspace1, &t) ||
-            put_entry(w->step, 1, &one, n, H5T_NATIVE_INT64, w->mspace1, &step) ||
+            put_entry(w->t, 1, &one, n, 0, t1, H5T_NATIVE_DOUBLE, w->mspace1, w->dxpl, &t) ||
+            put_entry(w->step, 1, &one, n, 0, t1, H5T_NATIVE_INT64, w->mspace1, w->dxpl,
+                      &step) ||
             H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
   int64_t nn = (int64_t)n;
   if (!bad)
     bad = H5Awrite(w->nsaved, H5T_NATIVE_INT64, &nn) < 0 ||
           H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
-  if (bad) {
-    int e = errno;
+  int e = bad ? errno : 0;
+  s = bad ? csde_err_set(err, CSDE_EIO, "'%s': cannot write saved state %zu (step %lld)%s%s",
+                         w->cur, (size_t)n - 1, (long long)step,
+                         e == ENOSPC ? ": disk full" : "", e == EDQUOT ? ": disk quota exceeded" : "")
+          : CSDE_SUCCESS;
+  if ((s = csde_h5group_agree(&w->g, s, err))) {
     undo_append(w);
-    return csde_err_set(err, CSDE_EIO,
-                        "'%s': cannot write saved state %zu (step %lld)%s%s%s", w->cur,
-                        (size_t)n - 1, (long long)step, e == ENOSPC ? ": disk full" : "",
-                        e == EDQUOT ? ": disk quota exceeded" : "",
-                        w->broken ? "; the file could not be closed cleanly" : "");
+    if (w->broken && err) {
+      size_t k = strlen(err->msg);
+      snprintf(err->msg + k, sizeof err->msg - k, "; the file could not be closed cleanly");
+    }
+    return s;
   }
   w->count = n;
   w->last_step = step;
   /* the first state past the start makes the new run viable: it replaces the old file */
   return step > 0 ? commit(w, err) : CSDE_SUCCESS;
+}
+
+int csde_h5traj_agree(csde_h5traj *w, int s, csde_err *err)
+{
+  return csde_h5group_agree(&w->g, s, err);
+}
+int csde_h5traj_failed_rank(const csde_h5traj *w) { return w->g.failed_rank; }
+int csde_h5traj_bcast(csde_h5traj *w, void *buf, size_t n)
+{
+  return csde_h5group_bcast(&w->g, buf, n);
 }
 
 size_t csde_h5traj_count(const csde_h5traj *w) { return w->count; }
@@ -764,23 +901,28 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
    * x is kept as it is after a failed write: HDF5 1.10 cutting it then also drops the
    * state before. */
   int s;
-  if (w->count < w->cap && !w->failed && set_lens(w, w->count))
+  int cut = w->count < w->cap && !w->failed &&
+            !csde_h5group_parallel(&w->g); /* parallel HDF5 1.10: a cut breaks the file */
+  if (cut && set_lens(w, w->count))
     return csde_err_set(err, CSDE_EIO, "'%s': cannot cut the trajectory to its %zu saved "
                         "states", w->cur, w->count);
-  if (w->count < w->cap && !w->failed) w->cap = w->count;
+  if (cut) w->cap = w->count;
   int64_t v[4] = {(int64_t)st->nfe, (int64_t)st->steps, (int64_t)st->accepted,
                   (int64_t)st->rejected};
   static const char *const names[4] = {"nfe", "steps", "accepted", "rejected"};
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 4; i++) /* a group: rank 0's counts (attributes are rank 0's) */
     if ((s = csde_h5traj_attr_i64(w, "/stats", names[i], &v[i], 1, err))) return s;
-  if ((s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &st->wall_seconds, 1, err)))
-    return s;
+  double wall = csde_h5group_max(&w->g, st->wall_seconds); /* a group: the slowest */
+  if ((s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &wall, 1, err))) return s;
   int64_t saved = (int64_t)w->count;
   if ((s = csde_h5traj_attr_i64(w, "/stats", "n_saved", &saved, 1, err))) return s;
   if ((s = csde_h5traj_attr_str(w, "/stats", "status", status, err))) return s;
   if ((s = csde_h5traj_flush(w, err))) return s;
-  /* a run that finished replaces the old file even if it saved only its start */
-  return !strcmp(status, "ok") && w->count ? commit(w, err) : CSDE_SUCCESS;
+  /* a run that finished replaces the old file even if it saved only its start (a
+   * group: if it finished on rank 0, as the file says) */
+  int ok = !strcmp(status, "ok");
+  csde_h5group_bcast(&w->g, &ok, sizeof ok);
+  return ok && w->count ? commit(w, err) : CSDE_SUCCESS;
 }
 
 void csde_h5_program_init(void) { H5dont_atexit(); }

@@ -76,6 +76,13 @@ typedef struct {
   int overwrite;                    /* 1: truncate an existing file; 0: fail if it exists */
   size_t capacity;                  /* the states the run saves (at most), if known; 0:
                                        unknown (the datasets double when full) */
+  /* Several writers of one file (io/h5group.h; parallel HDF5): comm is an MPI_Comm *, and
+   * this writer's states are samples [part_first, part_first + part_batch) of batch (a
+   * part may be empty). Every writer makes every call, with the same arguments but its
+   * own part of x. The lock, the disk checks and the renames are rank 0's; attributes
+   * take rank 0's values. Needs a known capacity. NULL: one writer of the whole batch. */
+  const void *comm;
+  size_t part_first, part_batch;
 } csde_h5traj_params;
 
 /* Take path.lock, then create the file (path, or path.partial when overwriting an
@@ -109,11 +116,19 @@ int csde_h5traj_attr_i64_list(csde_h5traj *w, const char *obj, const char *name,
 int csde_h5traj_write_array(csde_h5traj *w, const char *name, const double *v, int rank,
                             const size_t *dims, csde_err *err);
 
+/* Several writers: the sync point of io/h5group.h (every writer's status in, the
+ * lowest failing rank's status and message out), the rank that failed last (-1: none),
+ * and buf := rank 0's bytes. One writer: s, -1 and nothing. */
+int csde_h5traj_agree(csde_h5traj *w, int s, csde_err *err);
+int csde_h5traj_failed_rank(const csde_h5traj *w);
+int csde_h5traj_bcast(csde_h5traj *w, void *buf, size_t n);
+
 /* Flush everything written so far to the file. */
 int csde_h5traj_flush(csde_h5traj *w, csde_err *err);
 
-/* Append one state x (B * tau * prod(SHAPE) doubles, converted to the file's type) with
- * its time and step, with the flushes above. No allocation. A state with a NaN or an
+/* Append one state x (B * tau * prod(SHAPE) doubles, converted to the file's type; with
+ * several writers, this writer's part_batch samples) with its time and step, with the
+ * flushes above. No allocation. A state with a NaN or an
  * Inf is refused (CSDE_ENAN), as is one beyond float32's range in a float32 file
  * (CSDE_ERANGE), naming the step, t and the first bad index; the file is unchanged. */
 int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,

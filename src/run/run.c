@@ -401,6 +401,7 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   r->par.atol = r->adaptive ? s->atol : 0;
   r->par.max_nfe = s->max_nfe;
   r->par.seed = s->seed;
+  r->par.first_sample = s->first_sample;
   r->par.threads = s->threads > 0 ? s->threads : 1;
   r->par.observer = observe; /* its context r->ex is filled by csde_run_exec */
   r->par.observer_user = &r->ex;
@@ -456,7 +457,7 @@ int csde_run_prior(const csde_run *r, double *x, csde_err *err)
   csde_rng_key key = {r->s.seed, CSDE_STREAM_INIT};
   csde_cov_ws *ws = NULL;
   int st = csde_cov_ws_alloc(&ws, r->P.C, r->D, r->par.threads, err);
-  if (!st) st = csde_cov_sample(r->P.C, ws, key, 0, r->batch, x, err);
+  if (!st) st = csde_cov_sample(r->P.C, ws, key, r->s.first_sample, r->batch, x, err);
   csde_cov_ws_free(ws);
   return st;
 }

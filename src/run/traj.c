@@ -12,6 +12,7 @@
 #include "io/h5traj.h"
 #include "noise/noise.h"
 #include "run/run_internal.h"
+#include "run/traj_part.h"
 
 struct csde_traj {
   csde_h5traj *h;
@@ -23,7 +24,7 @@ struct csde_traj {
   } while (0)
 
 static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_options *o,
-                            csde_err *err)
+                            const csde_traj_part *part, csde_err *err)
 {
   int s;
   const char *g = "/parameters";
@@ -64,9 +65,11 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
   PUT(csde_h5traj_attr_i64_list(w, g, "frame_shape", shape, (size_t)r->rank, err));
   i64 = (int64_t)r->D;
   PUT(csde_h5traj_attr_i64(w, g, "pixels", &i64, 1, err));
-  i64 = (int64_t)r->batch;
+  i64 = (int64_t)(part ? part->total : r->batch);
   PUT(csde_h5traj_attr_i64(w, g, "batch", &i64, 1, err));
   PUT(csde_h5traj_attr_u64(w, g, "seed", &a->seed, 1, err));
+  u64 = (uint64_t)(a->first_sample - (part ? part->first : 0)); /* of the file's sample 0 */
+  PUT(csde_h5traj_attr_u64(w, g, "first_sample", &u64, 1, err));
   const char *init = a->init;
   if (!init)
     init = r->process == CSDE_RUN_FORWARD_SDE || r->process == CSDE_RUN_PFODE_ENCODE
@@ -164,14 +167,29 @@ static int write_covariance(csde_h5traj *w, const csde_run *r, csde_err *err)
 int csde_traj_create(csde_traj **out, const char *path, const csde_run *r,
                      const csde_traj_options *o, csde_err *err)
 {
+  return csde_traj_create_part(out, path, r, o, NULL, err);
+}
+
+int csde_traj_create_part(csde_traj **out, const char *path, const csde_run *r,
+                          const csde_traj_options *o, const csde_traj_part *part,
+                          csde_err *err)
+{
   *out = NULL;
   csde_traj_options none = {0, 0, 0};
   if (!o) o = &none;
+  if (part && part->count > r->batch)
+    return csde_err_set(err, CSDE_EINVAL, "trajectory: a part of %zu samples from a run of %zu",
+                        part->count, r->batch);
   csde_traj *w = calloc(1, sizeof *w);
   if (!w) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
   csde_h5traj_params hp;
   memset(&hp, 0, sizeof hp);
-  hp.batch = r->batch;
+  hp.batch = part ? part->total : r->batch;
+  if (part) {
+    hp.comm = part->comm;
+    hp.part_first = part->first;
+    hp.part_batch = part->count;
+  }
   hp.tau = r->tau;
   hp.shape_rank = r->rank;
   for (int i = 0; i < r->rank; i++) hp.shape[i] = r->shape[i];
@@ -182,7 +200,7 @@ int csde_traj_create(csde_traj **out, const char *path, const csde_run *r,
   csde_h5_quiet q;
   csde_h5_quiet_begin(&q);
   int s = csde_h5traj_create(&w->h, path, &hp, err);
-  if (!s) s = write_parameters(w->h, r, o, err);
+  if (!s) s = write_parameters(w->h, r, o, part, err);
   if (!s) s = write_covariance(w->h, r, err);
   if (!s) s = csde_h5traj_flush(w->h, err);
   if (!s) s = csde_h5traj_ready(w->h, err);
@@ -204,6 +222,12 @@ int csde_traj_append(csde_traj *w, int64_t step, double t, const double *x, csde
   csde_h5_quiet_end(&q);
   return s;
 }
+
+int csde_traj_agree(csde_traj *w, int s, csde_err *err)
+{
+  return csde_h5traj_agree(w->h, s, err);
+}
+int csde_traj_failed_rank(const csde_traj *w) { return csde_h5traj_failed_rank(w->h); }
 
 size_t csde_traj_count(const csde_traj *w) { return csde_h5traj_count(w->h); }
 int csde_traj_replaces(const csde_traj *w) { return csde_h5traj_replaces(w->h); }
