@@ -26,7 +26,8 @@
  *   long before.) An uncompressed state is written in place; a compressed one moves
  *   its chunk, changing only its own index entry. A run of unknown length (capacity 0)
  *   doubles the datasets when they are full: those log2(n) flushes are the exception.
- *   A clean close cuts the datasets to n_saved. The
+ *   A clean close cuts the datasets to n_saved (one writer: parallel HDF5 1.10 breaks the
+ *   file when a dataset is cut, so several writers leave them at the capacity). The
  *   superblock is HDF5's oldest format, which carries no "open for writing" mark, so a
  *   killed run's file opens without h5clear. No SWMR.
  * - A run of known length that the disk (or the file-size limit) cannot hold is
