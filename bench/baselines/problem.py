@@ -41,7 +41,12 @@ def sde_args(doc):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
-    return ap.parse_args()
+    ap.add_argument("--timed-steps", type=int, default=0,
+                    help="run (and time) only the first K of the N steps (default: all; "
+                         "then no endpoint moments are printed)")
+    a = ap.parse_args()
+    a.run_steps = a.timed_steps if 0 < a.timed_steps < a.steps else a.steps
+    return a
 
 
 def measure(run, repeats):

@@ -950,7 +950,7 @@ int cli_cmd_converge(int argc, char **argv)
   memset(&r, 0, sizeof r);
   int rc = parse_args(argc, argv, &a);
   if (rc || a.help) {
-    if (!rc) help();
+    if (!rc && cli_rank == 0) help(); /* corrsde-mpi: once */
     free(a.solver_buf);
     return rc;
   }

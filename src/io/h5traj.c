@@ -596,7 +596,6 @@ done:
   return CSDE_SUCCESS;
 }
 
-/* Write an attribute of file type ftype from memory type mtype (n values). */
 /* Write an attribute of file type ftype from memory type mtype (n values; a group
  * writes rank 0's, since HDF5 takes metadata from one writer). */
 static int put_attr(csde_h5traj *w, const char *obj, const char *name, hid_t ftype,
