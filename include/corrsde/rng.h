@@ -51,11 +51,13 @@ CSDE_API void csde_rng_normal_par(csde_rng_key key, uint64_t index, size_t n, do
  * normals are NOT used: uniforms come from a separate counter space. */
 CSDE_API void csde_rng_uniform(csde_rng_key key, uint64_t index, size_t n, double *out);
 
-/* The kernel in use: "avx2-fma" or "generic". */
+/* The kernel in use: "generic", "avx2-fma" or "avx512" (every kernel gives the same
+ * bits; they differ in speed). */
 CSDE_API const char *csde_rng_kernel_name(void);
-/* Choose the kernel for the whole process: "auto", "generic" or "avx2-fma". Returns 0,
- * CSDE_EINVAL for an unknown name, CSDE_ENOTSUP if this CPU lacks it. Not thread-safe:
- * call it before any thread draws numbers. */
+/* Every kernel's name, slowest first, NULL-terminated (those this CPU lacks included). */
+CSDE_API const char *const *csde_rng_kernel_names(void);
+/* Choose the kernel for the whole process: "auto" (the fastest this CPU runs) or a name.
+ * Returns 0, CSDE_EINVAL for an unknown name, CSDE_ENOTSUP if this CPU lacks it. */
 CSDE_API int csde_rng_kernel_select(const char *name);
 
 /* The generator's identity, for files: "philox4x32-10/box-muller96/group32" (96 random

@@ -33,15 +33,16 @@
  * groups, each through one fixed, vectorised sequence without a remainder. A fill call
  * computes a partial first or last group whole, into a stack buffer, and copies the part
  * asked for. Hence a value never depends on the split of a range, nor on the thread
- * count. Two kernels exist: `avx2-fma` (Philox in AVX2 intrinsics, the transform
- * vectorised 4-wide with FMA) on CPUs that have AVX2 and FMA, and `generic` (Random123's
- * scalar Philox, the transform vectorised for the baseline ISA) elsewhere. The first use
- * picks one for the whole process: on a given machine and build every value comes from
- * the same path, so a run is reproducible bit for bit. Philox words are exact integer
- * arithmetic and agree on both paths (so do the uniforms); the normals may differ in the
- * last bits between paths (FMA contraction), so CSDE_RNG_KERNEL=generic in the
- * environment gives the same normals on every x86-64 machine that runs this build, at a
- * lower speed.
+ * count. Three kernels exist: `avx512` (Philox on 8 counters per register, the transform
+ * 8-wide) on CPUs with AVX-512 F, DQ and VL; `avx2-fma` (4 counters, 4-wide) on CPUs with
+ * AVX2 and FMA; and `generic` (Random123's scalar Philox, the transform vectorised for the
+ * baseline ISA) elsewhere. The first use picks the fastest the CPU runs
+ * (CSDE_RNG_KERNEL=name picks another). Every kernel gives the same bits: Philox is exact
+ * integer arithmetic, and the transform is one fixed sequence of IEEE additions,
+ * multiplications, a division and a square root, each correctly rounded at any vector
+ * width, since the file is compiled without contraction into fused multiply-adds
+ * (-ffp-contract=off, meson.build). So a seed gives the same noise on every x86-64
+ * machine, whatever its vector units.
  */
 #include "corrsde/rng.h"
 #include "corrsde/status.h"
@@ -414,6 +415,100 @@ kernel_avx2(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *
     }
   }
 }
+
+/* ---- avx512: Philox on 8 counters per register, the transform 8-wide ---- */
+
+/* As philox_avx2, with 8 counters c0 + 8 h + (0..7) per set. */
+#define RNG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,prefer-vector-width=512")))
+
+static inline __attribute__((always_inline)) RNG_AVX512 void
+philox_avx512(csde_rng_key key, uint64_t c0, int nset, __m512i *restrict v)
+{
+  const __m512i m0 = _mm512_set1_epi64(PHILOX_M4x32_0), m1 = _mm512_set1_epi64(PHILOX_M4x32_1);
+  const __m512i w0 = _mm512_set1_epi64(PHILOX_W32_0), w1 = _mm512_set1_epi64(PHILOX_W32_1);
+  const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i s0 = _mm512_set1_epi64((uint32_t)key.stream),
+                s1 = _mm512_set1_epi64((uint32_t)(key.stream >> 32));
+  __m512i k0 = _mm512_set1_epi64((uint32_t)key.seed), k1 = _mm512_set1_epi64((uint32_t)(key.seed >> 32));
+  for (int h = 0; h < nset; h++) {
+    __m512i c = _mm512_add_epi64(_mm512_set1_epi64((long long)(c0 + 8 * (uint64_t)h)), lane);
+    v[4 * h] = c;
+    v[4 * h + 1] = _mm512_srli_epi64(c, 32);
+    v[4 * h + 2] = s0;
+    v[4 * h + 3] = s1;
+  }
+#pragma GCC unroll 10
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int h = 0; h < nset; h++) {
+      __m512i *x = v + 4 * h;
+      __m512i p0 = _mm512_mul_epu32(x[0], m0), p1 = _mm512_mul_epu32(x[2], m1);
+      x[0] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), x[1]), k0);
+      x[2] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), x[3]), k1);
+      x[1] = p1;
+      x[3] = p0;
+    }
+    k0 = _mm512_add_epi32(k0, w0);
+    k1 = _mm512_add_epi32(k1, w1);
+  }
+}
+
+/* the 64-bit words (x[1] << 32) | low half of x[0] of the 8 lanes */
+static inline __attribute__((always_inline)) RNG_AVX512 __m512i pack64_512(__m512i lo, __m512i hi)
+{
+  return _mm512_mask_blend_epi32(0xAAAA, lo, _mm512_slli_epi64(hi, 32));
+}
+
+/* Pairs of groups: 24 normal calls (3 sets) or 32 uniform calls (4 sets) per pair; an odd
+ * last group takes 2 sets, of which it uses 12 or all 16 calls. The words are stored,
+ * then laid out as the generic kernel lays them out. */
+RNG_SCHED RNG_AVX512 static void
+kernel_avx512(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *out)
+{
+  uint64_t w1[PAIRS], w2[PAIRS];
+  uint64_t lo[4 * 8], hi[4 * 8]; /* set h, lane l: words 0:1 at [8 h + l] in lo, 2:3 in hi */
+  uint32_t ang[3 * 8][4];        /* normals: word q of call i at [i][q] (calls of a pair) */
+  __m512i v[16];
+  for (size_t b = 0; b < ng;) {
+    uint64_t g = g0 + b;
+    int two = ng - b >= 2, nset;
+    if (ctr_bit) {
+      nset = two ? 4 : 2;
+      philox_avx512(key, (UCALLS * g) | ctr_bit, nset, v);
+    } else {
+      nset = two ? 3 : 2;
+      philox_avx512(key, NCALLS * g, nset, v);
+    }
+    for (int h = 0; h < nset; h++) {
+      _mm512_storeu_si512(lo + 8 * h, pack64_512(v[4 * h], v[4 * h + 1]));
+      _mm512_storeu_si512(hi + 8 * h, pack64_512(v[4 * h + 2], v[4 * h + 3]));
+    }
+    for (int k = 0; k < (two ? 2 : 1); k++, b++, out += GROUP) {
+      if (ctr_bit) { /* call j of the group: w1 = W(c, 0), w2 = W(c, 2) */
+        for (int j = 0; j < PAIRS; j++) {
+          w1[j] = lo[UCALLS * k + j];
+          w2[j] = hi[UCALLS * k + j];
+        }
+        uniforms(w1, w2, out);
+        uniforms(w1 + PAIRS / 2, w2 + PAIRS / 2, out + PAIRS);
+      } else { /* pair 4 q + l: radius W(4 (q div 2) + l, 2 (q mod 2)), angle x[8 + l][q] */
+        const int c0 = NCALLS * k;
+        for (int i = 0; i < 4; i++) {
+          const uint64_t a = lo[c0 + 8 + i], bq = hi[c0 + 8 + i];
+          ang[i][0] = (uint32_t)a, ang[i][1] = (uint32_t)(a >> 32);
+          ang[i][2] = (uint32_t)bq, ang[i][3] = (uint32_t)(bq >> 32);
+        }
+        for (int q = 0; q < 4; q++)
+          for (int l = 0; l < 4; l++) {
+            const int c = c0 + 4 * (q >> 1) + l;
+            w1[4 * q + l] = q & 1 ? hi[c] : lo[c];
+            w2[4 * q + l] = ang[l][q];
+          }
+        box_muller(w1, w2, out);
+        box_muller(w1 + PAIRS / 2, w2 + PAIRS / 2, out + PAIRS / 2);
+      }
+    }
+  }
+}
 #endif
 
 /* ---- the transform alone, for tests ---- */
@@ -435,55 +530,76 @@ RNG_AVX2 static void box_muller_avx2(const uint64_t *wr, const uint64_t *wa, dou
   box_muller(wr, wa, out);
   box_muller(wr + PAIRS / 2, wa + PAIRS / 2, out + PAIRS / 2);
 }
+
+RNG_AVX512 static void box_muller_avx512(const uint64_t *wr, const uint64_t *wa, double *out)
+{
+  box_muller(wr, wa, out);
+  box_muller(wr + PAIRS / 2, wa + PAIRS / 2, out + PAIRS / 2);
+}
 #endif
 
 /* ---- choice of kernel: once per process ---- */
 
-enum { K_UNSET = 0, K_GENERIC, K_AVX2 };
+/* The kernels, fastest last: each entry's name (CSDE_RNG_KERNEL, csde_rng_kernel_select)
+ * and whether this CPU runs it. */
+enum { K_UNSET = 0, K_GENERIC, K_AVX2, K_AVX512, K_COUNT };
 static _Atomic int kernel_id = K_UNSET;
+static const char *const kernel_names[K_COUNT + 1] = {NULL, "generic", "avx2-fma", "avx512",
+                                                       NULL};
 
-static int cpu_has_avx2(void)
+static int cpu_runs(int id)
 {
 #if RNG_HAVE_AVX2
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return 0;
+  if (id == K_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (id == K_AVX512)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
 #endif
+  return id == K_GENERIC;
 }
 
-/* K_* for a name, or -CSDE_EINVAL (unknown name), -CSDE_ENOTSUP (not on this CPU) */
+/* K_* for a name, or -CSDE_EINVAL (unknown name), -CSDE_ENOTSUP (not on this CPU); NULL
+ * or "auto": the fastest this CPU runs */
 static int kernel_of_name(const char *name)
 {
-  if (!name || !strcmp(name, "auto")) return cpu_has_avx2() ? K_AVX2 : K_GENERIC;
-  if (!strcmp(name, "generic")) return K_GENERIC;
-  if (!strcmp(name, "avx2-fma")) return cpu_has_avx2() ? K_AVX2 : -CSDE_ENOTSUP;
+  if (!name || !strcmp(name, "auto")) {
+    int id = K_COUNT - 1;
+    while (id > K_GENERIC && !cpu_runs(id)) id--;
+    return id;
+  }
+  for (int id = K_GENERIC; id < K_COUNT; id++)
+    if (!strcmp(name, kernel_names[id])) return cpu_runs(id) ? id : -CSDE_ENOTSUP;
   return -CSDE_EINVAL;
 }
 
-static kernel_fn *kernel(void)
+static int kernel_in_use(void)
 {
   int id = atomic_load_explicit(&kernel_id, memory_order_relaxed);
   if (id == K_UNSET) {
-    /* CSDE_RNG_KERNEL=generic|avx2-fma|auto; anything else (or absent) means auto */
+    /* CSDE_RNG_KERNEL=generic|avx2-fma|avx512|auto; anything else (or absent) means auto */
     id = kernel_of_name(getenv("CSDE_RNG_KERNEL"));
     if (id < 0) id = kernel_of_name(NULL);
     int expect = K_UNSET;
     if (!atomic_compare_exchange_strong(&kernel_id, &expect, id)) id = expect;
   }
+  return id;
+}
+
+static kernel_fn *kernel(void)
+{
+  int id = kernel_in_use();
 #if RNG_HAVE_AVX2
+  if (id == K_AVX512) return kernel_avx512;
   if (id == K_AVX2) return kernel_avx2;
 #endif
+  (void)id;
   return kernel_generic;
 }
 
-/* Not in rng.h (yet): the name of the kernel in use ("avx2-fma" or "generic"), and a
- * switch for tests and benchmarks ("auto", "generic", "avx2-fma"; 0, CSDE_EINVAL or
- * CSDE_ENOTSUP). Switching while other threads fill is allowed but mixes the paths. */
-const char *csde_rng_kernel_name(void)
-{
-  return kernel() == kernel_generic ? "generic" : "avx2-fma";
-}
+const char *csde_rng_kernel_name(void) { return kernel_names[kernel_in_use()]; }
+
+const char *const *csde_rng_kernel_names(void) { return kernel_names + 1; }
 
 int csde_rng_kernel_select(const char *name)
 {
@@ -496,6 +612,10 @@ int csde_rng_kernel_select(const char *name)
 void csde_rng_box_muller_words(const uint64_t *wr, const uint64_t *wa, double *out)
 {
 #if RNG_HAVE_AVX2
+  if (kernel() == kernel_avx512) {
+    box_muller_avx512(wr, wa, out);
+    return;
+  }
   if (kernel() == kernel_avx2) {
     box_muller_avx2(wr, wa, out);
     return;
