@@ -419,7 +419,11 @@ kernel_avx2(csde_rng_key key, uint64_t g0, size_t ng, uint64_t ctr_bit, double *
 /* ---- avx512: Philox on 8 counters per register, the transform 8-wide ---- */
 
 /* As philox_avx2, with 8 counters c0 + 8 h + (0..7) per set. */
+#if defined(__clang__)
+#define RNG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
+#else /* GCC would vectorise the transform 4-wide without the preference */
 #define RNG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,prefer-vector-width=512")))
+#endif
 
 static inline __attribute__((always_inline)) RNG_AVX512 void
 philox_avx512(csde_rng_key key, uint64_t c0, int nset, __m512i *restrict v)
