@@ -84,7 +84,7 @@ typedef struct {
   csde_schedule *s;
   csde_model *G, *M;
   timed_model tm;
-  size_t D, n;
+  size_t tau, D, n;
 } problem;
 
 static void problem_free(problem *p)
@@ -95,13 +95,14 @@ static void problem_free(problem *p)
   csde_cov_free(p->C);
 }
 
-static int problem_make(problem *p, size_t side, int threads, csde_err *err)
+static int problem_make(problem *p, size_t side, size_t tau, int threads, csde_err *err)
 {
   memset(p, 0, sizeof *p);
+  p->tau = tau;
   p->D = side * side;
-  p->n = BATCH * TAU * p->D;
+  p->n = BATCH * tau * p->D;
   int s;
-  if ((s = csde_cov_alloc(&p->C, RHO_SPEC, TAU, NULL, err)) ||
+  if ((s = csde_cov_alloc(&p->C, RHO_SPEC, tau, NULL, err)) ||
       (s = csde_schedule_alloc(&p->s, SCHED, err)) ||
       (s = csde_model_gaussian_alloc(&p->G, p->C, p->s, p->D, NULL, 0, NULL, err)) ||
       (s = csde_model_gaussian_set_threads(p->G, threads, err)))
@@ -115,7 +116,7 @@ static csde_problem problem_of(const problem *p, csde_process proc)
 {
   csde_problem P = csde_problem_default();
   P.process = proc;
-  P.tau = TAU, P.D = p->D, P.batch = BATCH, P.C = p->C, P.sched = p->s, P.model = p->M;
+  P.tau = p->tau, P.D = p->D, P.batch = BATCH, P.C = p->C, P.sched = p->s, P.model = p->M;
   return P;
 }
 
@@ -129,20 +130,36 @@ static int draw_prior(const problem *p, int threads, uint64_t seed, double *x, c
   return s;
 }
 
-/* `case-em SIDE THREADS REPEATS`: lines row/part/cov/rss (see bench_sde's parser) */
-static int case_em(size_t side, int threads, int reps)
+/* median of reps fills of n normals with `threads` threads (the kernel's peak: in cache
+ * for n <= 2^18 doubles, as in the step's tiles) */
+static bench_stat normals(size_t n, int threads, int reps)
+{
+  double *z = malloc(n * sizeof *z), t[MAXR];
+  if (!z) return (bench_stat){NAN, NAN, NAN};
+  for (int r = -1; r < reps; r++) {
+    double t0 = bench_now();
+    csde_rng_normal_par((csde_rng_key){7, 1}, (uint64_t)(r + 1) * n, n, z, threads);
+    if (r >= 0) t[r] = bench_now() - t0;
+  }
+  free(z);
+  return bench_stats(t, reps);
+}
+
+/* `case-em SIDE THREADS REPEATS [TAU [STEPS]]`: lines row/part/cov/rss (see bench_sde's
+ * parser); the cov line only at tau = SDE_TAU (STEPS: default SDE_STEPS, a uniform grid) */
+static int case_em(size_t side, int threads, int reps, size_t tau, int steps)
 {
   problem p;
   csde_err err;
   csde_solver *S = NULL;
   double *x = NULL, t[MAXR], mt[MAXR], ov[MAXR], base = 0;
   int rc = 1;
-  if (problem_make(&p, side, threads, &err)) goto fail;
+  if (problem_make(&p, side, tau, threads, &err)) goto fail;
   base = rss_kib(); /* the libraries and the small matrices, as the baselines measure it */
   csde_problem P = problem_of(&p, CSDE_PROC_REVERSE_SDE);
   csde_solve_params par = csde_solve_default_params();
   par.solver = "em";
-  par.steps = STEPS;
+  par.steps = (size_t)steps;
   par.threads = threads;
   par.seed = 1;
   if (csde_solver_alloc(&S, &P, &par, &err)) goto fail;
@@ -154,8 +171,8 @@ static int case_em(size_t side, int threads, int reps)
     double t0 = bench_now();
     if (csde_solver_run(S, x, NULL, &err)) goto fail;
     if (r < 0) continue;
-    t[r] = (bench_now() - t0) / STEPS;
-    mt[r] = p.tm.seconds / STEPS;
+    t[r] = (bench_now() - t0) / steps;
+    mt[r] = p.tm.seconds / steps;
     ov[r] = t[r] - mt[r];
   }
   double peak = rss_kib();
@@ -167,8 +184,8 @@ static int case_em(size_t side, int threads, int reps)
   print_stat("part", "model", bench_stats(mt, reps));
   print_stat("part", "solver", bench_stats(ov, reps));
   /* the endpoint's frame second moment E[x_i x_j] over batch x pixels */
-  printf("cov\tcorrsde em step\t%zu", BATCH * p.D);
-  for (size_t i = 0; i < TAU; i++)
+  if (tau == TAU) printf("cov\tcorrsde em step\t%zu", BATCH * p.D);
+  for (size_t i = 0; i < TAU && tau == TAU; i++)
     for (size_t j = 0; j < TAU; j++) {
       double acc = 0;
       for (size_t b = 0; b < BATCH; b++) {
@@ -177,10 +194,14 @@ static int case_em(size_t side, int threads, int reps)
       }
       printf("\t%.17g", acc / (double)(BATCH * p.D));
     }
-  printf("\nrss\tcorrsde em step\t%.0f\t%.0f\n", peak, base);
+  printf("%srss\tcorrsde em step\t%.0f\t%.0f\n", tau == TAU ? "\n" : "", peak, base);
   free(x);
   x = NULL;
   print_stat("part", "triad", triad(p.n, threads, reps > 5 ? reps : 5));
+  /* the normals one step draws (n), 2^18 at a time */
+  bench_stat nz = normals((size_t)1 << 18, threads, reps > 5 ? reps : 5);
+  double f = (double)p.n / (double)(1 << 18);
+  print_stat("part", "normals", (bench_stat){nz.med * f, nz.min * f, nz.max * f});
   rc = 0;
 fail:
   if (rc) printf("skip\tcorrsde em step\t%s\n", err.msg);
@@ -206,7 +227,7 @@ static int case_ode(size_t side, int threads, int reps, const char *dir, const c
   csde_solver *S = NULL;
   double *x0 = NULL, *x = NULL, *ex = NULL, t[MAXR], base = 0;
   int rc = 1;
-  if (problem_make(&p, side, threads, &err)) goto fail;
+  if (problem_make(&p, side, TAU, threads, &err)) goto fail;
   x0 = malloc(p.n * sizeof *x0), x = malloc(p.n * sizeof *x), ex = malloc(p.n * sizeof *ex);
   if (!x0 || !x || !ex) goto fail;
   if (draw_prior(&p, threads, 7, x0, &err)) goto fail;
@@ -259,7 +280,7 @@ int bench_case(int argc, char **argv)
 {
   if (argc < 5 || (!strcmp(argv[1], "case-ode") && argc < 6)) {
     fprintf(stderr, "corrsde-bench %s: SIDE THREADS REPEATS%s\n", argv[1],
-            strcmp(argv[1], "case-ode") ? "" : " DIR [SOLVER]");
+            strcmp(argv[1], "case-ode") ? " [TAU [STEPS]]" : " DIR [SOLVER]");
     return 2;
   }
   size_t side = strtoul(argv[2], NULL, 10);
@@ -269,7 +290,13 @@ int bench_case(int argc, char **argv)
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
-  return !strcmp(argv[1], "case-em") ? case_em(side, threads, reps)
+  size_t tau = !strcmp(argv[1], "case-em") && argc > 5 ? strtoul(argv[5], NULL, 10) : TAU;
+  int steps = !strcmp(argv[1], "case-em") && argc > 6 ? atoi(argv[6]) : STEPS;
+  if (tau < 1 || tau > 1024 || steps < 1) {
+    fprintf(stderr, "corrsde-bench %s: bad tau\n", argv[1]);
+    return 2;
+  }
+  return !strcmp(argv[1], "case-em") ? case_em(side, threads, reps, tau, steps)
                                      : case_ode(side, threads, reps, argv[5],
                                                 argc > 6 ? argv[6] : "rk45");
 }

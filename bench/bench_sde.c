@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -36,7 +39,7 @@ enum { TAU = SDE_TAU, BATCH = SDE_BATCH, STEPS = SDE_STEPS, MAXR = SDE_MAXR };
 typedef struct {
   char name[64], note[160];
   int ok, has_cov, has_rss, is_ode;
-  bench_stat s, model, solver, triad;
+  bench_stat s, model, solver, triad, normals;
   double cov[TAU * TAU], covN, peak, base; /* second moment; RSS in KiB */
   double nfe, emax, erms;
 } rec;
@@ -65,6 +68,7 @@ static int take(int nf, char **f, void *user)
     if (!strcmp(f[1], "model")) r->model = s;
     if (!strcmp(f[1], "solver")) r->solver = s;
     if (!strcmp(f[1], "triad")) r->triad = s;
+    if (!strcmp(f[1], "normals")) r->normals = s;
   } else if (!strcmp(f[0], "cov") && nf == 3 + TAU * TAU) {
     r->covN = atof(f[2]);
     for (int i = 0; i < TAU * TAU; i++) r->cov[i] = atof(f[3 + i]);
@@ -154,6 +158,106 @@ static void print_rss(const bench_opts *o, const rec *r, const char *param, int 
   bench_csv_row(o, "rss", r->name, param, thr, state_bytes, 1, s, NAN, used / bound, to, note);
 }
 
+/* The small-tau kernel against BLAS (CSDE_SMALLMM_KERNEL=blas in the child): the EM step at
+ * 64x64, one thread, tau = 16, 64 (the kernel, core/smallmm.c) and 256 (BLAS in both; 10
+ * steps, at 0.12 s a step). */
+static void small_tau(const bench_opts *o, const char *self, int reps)
+{
+  static const int taus[] = {16, 64, 256};
+  char args[2 * PATH_MAX + 300];
+  printf("\nthe small-tau kernel (core/smallmm.c, tau <= 64) against BLAS: the EM step at 64x64,\n"
+         "1 thread, ms per step (median of %d; of 3 runs of 10 steps at tau 256); x blas =\n"
+         "BLAS's median / the kernel's\n\n",
+         reps);
+  printf("  %5s %-9s %10s %10s %10s %8s\n", "tau", "product", "step", "model", "solver",
+         "x blas");
+  for (int i = 0; i < 3; i++) {
+    rec r[2];
+    for (int k = 0; k < 2; k++) {
+      snprintf(args, sizeof args, "%s%s case-em 64 1 %d %d %d",
+               k ? "CSDE_SMALLMM_KERNEL=blas " : "", self, taus[i] > 64 ? 3 : reps, taus[i],
+               taus[i] > 64 ? 10 : STEPS);
+      r[k] = run("", args, "corrsde em step");
+    }
+    for (int k = 0; k < 2; k++) {
+      if (!r[k].ok) {
+        printf("  %5d %-9s  %s\n", taus[i], k ? "blas" : "kernel", r[k].note);
+        continue;
+      }
+      double ratio = r[1].ok ? r[1].s.med / r[k].s.med : NAN;
+      printf("  %5d %-9s %10.3f %10.3f %10.3f %8.2f\n", taus[i],
+             k ? "blas" : (taus[i] <= 64 ? "kernel" : "(blas)"), 1e3 * r[k].s.med,
+             1e3 * r[k].model.med, 1e3 * r[k].solver.med, ratio);
+      char param[32];
+      snprintf(param, sizeof param, "64x64 tau %d", taus[i]);
+      bench_csv_row(o, "sde", k ? "corrsde em step (blas)" : "corrsde em step (kernel)", param,
+                    1, (double)(BATCH * taus[i] * 4096), reps, r[k].s, NAN, ratio,
+                    "corrsde em step (blas)", "");
+    }
+  }
+}
+
+/* A competing process on the machine: busy 2 ms, asleep 2 ms, until killed. */
+static pid_t competitor_start(void)
+{
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  for (;;) {
+    struct timespec t0, t, nap = {0, 2000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1e9 + (t.tv_nsec - t0.tv_nsec) < 2e6);
+    nanosleep(&nap, NULL);
+  }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Threads that pay, robustly: 10 runs (processes) of the EM step at 64x64 at 1 and 2
+ * threads, on an idle machine and beside a competing process; each run's figure is its
+ * median of 3 repeats; the table gives the median and the worst of the 10. */
+static void threads_under_load(const bench_opts *o, const char *self)
+{
+  enum { RUNS = 10 };
+  char args[PATH_MAX + 100];
+  printf("\nthreads under load: the EM step at 64x64, 10 runs at each thread count (each the\n"
+         "median of 3 repeats), idle and beside a process busy 2 ms in every 4 ms; ms per step\n\n");
+  printf("  %-10s %3s %10s %10s %10s\n", "load", "thr", "median", "worst", "x 1 thread");
+  for (int load = 0; load < 2; load++) {
+    pid_t comp = load ? competitor_start() : 0;
+    double med1 = NAN;
+    for (int T = 1; T <= 2; T++) {
+      double v[RUNS];
+      int n = 0;
+      for (int i = 0; i < RUNS; i++) {
+        snprintf(args, sizeof args, "case-em 64 %d 3", T);
+        rec r = run(self, args, "corrsde em step");
+        if (r.ok) v[n++] = r.s.med;
+      }
+      if (n == 0) {
+        printf("  %-10s %3d  no run finished\n", load ? "competing" : "idle", T);
+        continue;
+      }
+      qsort(v, (size_t)n, sizeof *v, cmp_double);
+      double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+      if (T == 1) med1 = med;
+      printf("  %-10s %3d %10.3f %10.3f %10.2f\n", load ? "competing" : "idle", T, 1e3 * med,
+             1e3 * v[n - 1], med1 / med);
+      bench_csv_row(o, "sde", "corrsde em step, 10 runs", load ? "64x64 competing" : "64x64 idle",
+                    T, (double)(BATCH * TAU * 4096), RUNS, (bench_stat){med, v[0], v[n - 1]},
+                    NAN, med1 / med, "1 thread", "median and worst of 10 runs");
+    }
+    if (comp > 0) {
+      kill(comp, SIGKILL);
+      waitpid(comp, NULL, 0);
+    }
+  }
+}
+
 int bench_sde(const bench_opts *o)
 {
   int reps = o->repeats > 0 ? o->repeats : 5, T = o->threads > 0 ? o->threads : 2;
@@ -219,9 +323,11 @@ int bench_sde(const bench_opts *o)
     }
 
   printf("\ncorrsde's step, split (ms per step; solver = step - model: noise, V', update;\n"
-         "triad = a = b + s c over the state, the memory-bandwidth bound)\n\n");
-  printf("  %-8s %3s %10s %10s %10s %10s %9s\n", "frames", "thr", "step", "model", "solver",
-         "triad", "x triad");
+         "triad = a = b + s c over the state, the memory-bandwidth bound; floor = the step's\n"
+         "normals at the kernel's peak + one read and write of the state and of the model's\n"
+         "output at the triad's bandwidth = normals + 4/3 triad)\n\n");
+  printf("  %-8s %3s %10s %10s %10s %10s %9s %10s %10s %9s\n", "frames", "thr", "step",
+         "model", "solver", "triad", "x triad", "normals", "floor", "x floor");
   for (int a = 0; a < 2; a++)
     for (int b = 0; b < nthr; b++) {
       const rec *c = &rs[a][b][0];
@@ -229,15 +335,21 @@ int bench_sde(const bench_opts *o)
       char param[32];
       snprintf(param, sizeof param, "%zux%zu", sides[a], sides[a]);
       double ratio = c->solver.med / c->triad.med;
-      printf("  %-8s %3d %10.3f %10.3f %10.3f %10.3f %9.2f\n", param, thr[b], 1e3 * c->s.med,
-             1e3 * c->model.med, 1e3 * c->solver.med, 1e3 * c->triad.med, ratio);
+      double floor = c->normals.med + 4.0 / 3.0 * c->triad.med;
+      printf("  %-8s %3d %10.3f %10.3f %10.3f %10.3f %9.2f %10.3f %10.3f %9.2f\n", param,
+             thr[b], 1e3 * c->s.med, 1e3 * c->model.med, 1e3 * c->solver.med,
+             1e3 * c->triad.med, ratio, 1e3 * c->normals.med, 1e3 * floor, c->s.med / floor);
       double n = (double)(BATCH * TAU) * sides[a] * sides[a];
       bench_csv_row(o, "sde", "corrsde model", param, thr[b], n, reps, c->model, NAN, NAN, "", "");
       bench_csv_row(o, "sde", "corrsde solver (step - model)", param, thr[b], n, reps,
                     c->solver, NAN, ratio, "triad", "");
       bench_csv_row(o, "sde", "triad a=b+sc", param, thr[b], n, reps, c->triad,
                     24.0 * n / c->triad.med, NAN, "", "bytes/s");
+      bench_csv_row(o, "sde", "corrsde em step / floor", param, thr[b], n, reps, c->s, NAN,
+                    c->s.med / floor, "normals + 4/3 triad", "");
     }
+  small_tau(o, self, reps);
+  threads_under_load(o, self);
 
   /* PF-ODE: corrsde rk45 writes x0 and the exact endpoint for SciPy (dopri5 the same) */
   char dir[] = "/tmp/corrsde-bench-XXXXXX", sp[2 * PATH_MAX + 200];

@@ -414,6 +414,7 @@ void csde_cov_ws_free(csde_cov_ws *ws)
   if (ws->fwd2) fftw_destroy_plan(ws->fwd2);
   if (ws->inv2) fftw_destroy_plan(ws->inv2);
   csde_fftw_unlock();
+  csde_free(ws->slot);
   for (int i = 0; ws->th && i < ws->nthreads; i++) {
     csde_cov_thread *th = &ws->th[i];
     csde_free(th->buf);
@@ -463,7 +464,8 @@ int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthrea
   size_t nf2 = C->type->nfft2_is_tau ? tau : 0;
   ws->th = calloc((size_t)ws->nthreads, sizeof *ws->th);
   ws->tsum = calloc((D + W - 1) / W, sizeof *ws->tsum);
-  int ok = ws->th != NULL && ws->tsum != NULL;
+  ws->slot = csde_calloc((size_t)ws->nthreads, sizeof *ws->slot);
+  int ok = ws->th != NULL && ws->tsum != NULL && ws->slot != NULL;
   for (int i = 0; ok && i < ws->nthreads; i++) {
     csde_cov_thread *th = &ws->th[i];
     th->t1 = csde_calloc(tau * W, sizeof(double));
@@ -619,33 +621,30 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
   if (s) return s;
   size_t D = ws->D, W = ws->W, tau = C->tau, per = (D + W - 1) / W;
   long ntiles = (long)(nblk * per);
+  int T = ws->nthreads;
   clear_errors(ws);
+  csde_tiles_reset(ws->slot, T, ntiles);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(ws->nthreads) schedule(static) reduction(+ : chk) \
-    if (ws->nthreads > 1)
+#pragma omp parallel num_threads(T) reduction(+ : chk) if (T > 1)
 #endif
-  for (long k = 0; k < ntiles; k++) {
+  for (long k; (k = csde_tiles_take(ws->slot, T, csde_thread_num())) >= 0;) {
     csde_cov_thread *th = &ws->th[csde_thread_num()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, blk, c0, nc);
-    const int add = C->type->sqrt_add_tile != NULL;
-    tile_noise(C, ws, th, key, first, blk, c0, nc, add ? 1.0 : scale);
-    if (!add && C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, th->t1, W))
+    size_t off = blk * tau * D + c0;
+    if (C->type->sqrt_axpy_tile) { /* out = a x + b u + scale V' z, fused by the type */
+      tile_noise(C, ws, th, key, first, blk, c0, nc, 1.0);
+      chk += C->type->sqrt_axpy_tile(C, nc, scale, th->z, W, a, x + off, b, u ? u + off : NULL,
+                                     D, out + off);
       continue;
-    for (size_t i = 0; i < tau; i++) { /* out = a x + b u (+ scale V' z), row i of the tile */
-      size_t off = blk * tau * D + i * D + c0;
-      const double *xi = x + off, *dw = th->t1 + i * W;
-      const double *ui = u ? u + off : NULL;
-      double *oi = out + off;
-      if (add && ui) {
-#pragma omp simd reduction(+ : chk)
-        for (size_t c = 0; c < nc; c++) {
-          chk += 0.0 * ui[c];
-          oi[c] = a * xi[c] + b * ui[c];
-        }
-      } else if (add) {
-        for (size_t c = 0; c < nc; c++) oi[c] = a * xi[c];
-      } else if (ui) {
+    }
+    tile_noise(C, ws, th, key, first, blk, c0, nc, scale);
+    if (C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, th->t1, W)) continue;
+    for (size_t i = 0; i < tau; i++) { /* out = a x + b u + scale V' z, row i of the tile */
+      const double *xi = x + off + i * D, *dw = th->t1 + i * W;
+      const double *ui = u ? u + off + i * D : NULL;
+      double *oi = out + off + i * D;
+      if (ui) {
 #pragma omp simd reduction(+ : chk)
         for (size_t c = 0; c < nc; c++) {
           chk += 0.0 * ui[c];
@@ -655,8 +654,6 @@ int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, s
         for (size_t c = 0; c < nc; c++) oi[c] = a * xi[c] + dw[c];
       }
     }
-    if (add) /* out += scale V' z on the tile, in cache */
-      C->type->sqrt_add_tile(C, nc, scale, th->z, W, out + blk * tau * D + c0, D);
   }
   if (bad) *bad = !(chk == 0);
   return gather_error(ws, err);

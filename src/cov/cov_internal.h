@@ -8,6 +8,7 @@
 #ifndef CSDE_COV_INTERNAL_H
 #define CSDE_COV_INTERNAL_H
 
+#include "core/tiles.h"
 #include <fftw3.h>
 #include <pthread.h>
 
@@ -50,6 +51,7 @@ struct csde_cov_ws {
   fftw_plan fwd2, inv2; /* size-tau plans (embed's preconditioner) */
   csde_cov_thread *th;
   double *tsum;         /* per-tile partial sums (Mahalanobis totals) */
+  csde_tile_slot *slot; /* the threads' shares of a pass's tiles (core/tiles.h) */
 };
 
 /* ---- methods ---- */
@@ -66,9 +68,12 @@ typedef struct {
   int (*apply_tile)(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
                     csde_cov_op op, size_t nc, const double *x, size_t ldx, double *y,
                     size_t ldy);
-  /* y += alpha V' z on one tile (z noise_dim rows), or NULL: apply_tile and an add. */
-  void (*sqrt_add_tile)(const csde_cov *C, size_t nc, double alpha, const double *z,
-                        size_t ldz, double *y, size_t ldy);
+  /* y = a x + b u + s V' z on one tile (z noise_dim rows; u may be NULL; x, u and y have
+   * leading dim ld), fused; returns sum 0 u_i (0, or NaN when some u_i is not finite).
+   * NULL: csde_cov_sample_axpy does apply_tile and an add. */
+  double (*sqrt_axpy_tile)(const csde_cov *C, size_t nc, double s, const double *z,
+                           size_t ldz, double a, const double *x, double b, const double *u,
+                           size_t ld, double *y);
 } csde_cov_type;
 
 extern const csde_cov_type csde_cov_dense_type;

@@ -11,6 +11,7 @@
 #include <gsl/gsl_linalg.h>
 
 #include "core/linalg.h"
+#include "core/smallmm.h"
 #include "core/util.h"
 #include "cov/cov_internal.h"
 
@@ -128,21 +129,46 @@ static int dense_apply_tile(const csde_cov *C, const csde_cov_ws *ws, csde_cov_t
     return CSDE_SUCCESS;
   }
   const double *A = op == CSDE_COV_OP_C ? C->mat : C->fac;
+  if (csde_smallmm_use(C->tau)) { /* y = A x from registers (core/smallmm.c) */
+    csde_smallmm(csde_smallmm_kernel(), C->tau, C->tau, nc, 1.0, A, C->tau, x, ldx, 0.0, NULL,
+                 0.0, NULL, ldy, y);
+    return CSDE_SUCCESS;
+  }
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, n, 1.0, A, n, x, (int)ldx, 0.0,
               y, (int)ldy);
   return CSDE_SUCCESS;
 }
 
-/* y += alpha V' z: one GEMM with beta = 1, which spares BLAS its pass over y for beta */
-static void dense_sqrt_add_tile(const csde_cov *C, size_t nc, double alpha, const double *z,
-                                size_t ldz, double *y, size_t ldy)
+/* y = a x + b u + s V' z: up to CSDE_SMALLMM_MAX_TAU in one pass from registers; above, the
+ * pass a x + b u, then one GEMM with beta = 1 (which spares BLAS its pass over y for beta) */
+static double dense_sqrt_axpy_tile(const csde_cov *C, size_t nc, double s, const double *z,
+                                   size_t ldz, double a, const double *x, double b,
+                                   const double *u, size_t ld, double *y)
 {
-  int n = (int)C->tau;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, (int)nc, n, alpha, C->fac, n, z,
-              (int)ldz, 1.0, y, (int)ldy);
+  size_t n = C->tau;
+  if (csde_smallmm_use(n))
+    return csde_smallmm(csde_smallmm_kernel(), n, n, nc, s, C->fac, n, z, ldz, a, x, b, u, ld,
+                        y);
+  double chk = 0; /* sum of 0 u_i: 0, or NaN when some u_i is not finite (any order) */
+  for (size_t i = 0; i < n; i++) {
+    const double *xi = x + i * ld, *ui = u ? u + i * ld : NULL;
+    double *yi = y + i * ld;
+    if (ui) {
+#pragma omp simd reduction(+ : chk)
+      for (size_t c = 0; c < nc; c++) {
+        chk += 0.0 * ui[c];
+        yi[c] = a * xi[c] + b * ui[c];
+      }
+    } else {
+      for (size_t c = 0; c < nc; c++) yi[c] = a * xi[c];
+    }
+  }
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)nc, (int)n, s, C->fac,
+              (int)n, z, (int)ldz, 1.0, y, (int)ld);
+  return chk;
 }
 
 const csde_cov_type csde_cov_dense_type = {
     "dense", dense_init, NULL, dense_tile_width, dense_nfft, 0, dense_apply_tile,
-    dense_sqrt_add_tile,
+    dense_sqrt_axpy_tile,
 };

@@ -25,6 +25,8 @@
 #include <gsl/gsl_matrix.h>
 #include <gsl/gsl_odeiv2.h>
 
+#include "core/smallmm.h"
+#include "core/tiles.h"
 #include "core/util.h"
 #include "io/h5read.h"
 #include "model/model_internal.h"
@@ -59,6 +61,7 @@ typedef struct {
   double *z;              /* one block, tau x D */
   int threads;            /* callback: OpenMP threads over column chunks */
   double *zc;             /* callback: one tau x CHUNK tile per thread */
+  csde_tile_slot *slot;   /* callback: the threads' shares of the tiles (core/tiles.h) */
   double tfail;           /* where Sigma_t last failed to factor (ODE messages) */
 } gauss;
 
@@ -76,6 +79,7 @@ static void gauss_free(void *p)
   csde_free(g->W);
   csde_free(g->z);
   csde_free(g->zc);
+  csde_free(g->slot);
   free(g);
 }
 
@@ -120,14 +124,20 @@ static int gauss_fn(double t, size_t batch, const double *x, double *out, void *
   double sa = sqrt(csde_schedule_abar(g->s, t));
   long ntiles = (long)(batch * per);
   int th = g->threads;
-  (void)th;
+  csde_tiles_reset(g->slot, th, ntiles);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#pragma omp parallel num_threads(th) if (th > 1)
 #endif
-  for (long k = 0; k < ntiles; k++) {
+  for (long k; (k = csde_tiles_take(g->slot, th, csde_thread_num())) >= 0;) {
     size_t b = (size_t)k / per, c0 = ((size_t)k % per) * CHUNK;
     size_t nc = D - c0 < CHUNK ? D - c0 : CHUNK;
     const double *xb = x + b * bs + c0;
+    const int small = csde_smallmm_use(n);
+    if (!g->m && out != x && small) { /* out = -M_t x from registers (core/smallmm.c) */
+      csde_smallmm(csde_smallmm_kernel(), n, n, nc, -1.0, g->Mt, n, xb, D, 0.0, NULL, 0.0, NULL,
+                   D, out + b * bs + c0);
+      continue;
+    }
     if (!g->m && out != x) { /* z = x: no copy */
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)nc, (int)n, -1.0,
                   g->Mt, (int)n, xb, (int)D, 0.0, out + b * bs + c0, (int)D);
@@ -142,8 +152,12 @@ static int gauss_fn(double t, size_t batch, const double *x, double *out, void *
       else
         memcpy(zi, xi, nc * sizeof(double));
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)nc, (int)n, -1.0,
-                g->Mt, (int)n, z, (int)CHUNK, 0.0, out + b * bs + c0, (int)D);
+    if (small)
+      csde_smallmm(csde_smallmm_kernel(), n, n, nc, -1.0, g->Mt, n, z, CHUNK, 0.0, NULL, 0.0,
+                   NULL, D, out + b * bs + c0);
+    else
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)nc, (int)n, -1.0,
+                  g->Mt, (int)n, z, (int)CHUNK, 0.0, out + b * bs + c0, (int)D);
   }
   return 0;
 }
@@ -166,11 +180,17 @@ int csde_model_gaussian_set_threads(csde_model *M, int threads, csde_err *err)
     return csde_err_set(err, CSDE_EINVAL, "gaussian model: threads = %d must be >= 1",
                         threads);
   double *zc = csde_alloc((size_t)threads * g->tau * CHUNK, sizeof(double));
-  if (!zc)
+  csde_tile_slot *slot = csde_calloc((size_t)threads, sizeof *slot);
+  if (!zc || !slot) {
+    csde_free(zc);
+    csde_free(slot);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for %d gaussian model tiles",
                         threads);
+  }
   csde_free(g->zc);
+  csde_free(g->slot);
   g->zc = zc;
+  g->slot = slot;
   g->threads = threads;
   return CSDE_SUCCESS;
 }
@@ -288,8 +308,9 @@ static int gauss_new(gauss **out, const csde_cov *C, const csde_schedule *s, siz
   g->s0var = 1.0;
   g->z = csde_alloc(bs, sizeof(double));
   g->zc = csde_alloc(tau * CHUNK, sizeof(double));
+  g->slot = csde_calloc(1, sizeof *g->slot);
   if (mean_len) g->m = csde_alloc(bs, sizeof(double));
-  if (!g->z || !g->zc || (mean_len && !g->m)) {
+  if (!g->z || !g->zc || !g->slot || (mean_len && !g->m)) {
     gauss_free(g);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for the gaussian model (tau = %zu, "
                         "D = %zu)", tau, D);
