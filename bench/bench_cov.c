@@ -1,12 +1,18 @@
 /* `corrsde-bench cov`: the time of y = C x for one block of tau x D (C = ar1:rho=0.9),
  * methods dense, circulant-tchan and embed, for each tau. The ratio is t / t_dense at the
  * same tau (below 1: faster than dense). The crossover is the smallest tau from which
- * embed is faster than dense at every measured tau; it sets CSDE_COV_AUTO_TAU. */
+ * embed is faster than dense at every measured tau; it sets CSDE_COV_AUTO_TAU.
+ * Then the small-tau kernel (src/core/smallmm.c) against cblas_dgemm on the same product,
+ * for each tau up to CSDE_SMALLMM_MAX_K: the largest tau up to which the kernel is faster
+ * at every measured tau sets CSDE_SMALLMM_MAX_TAU (the AVX-512 kernel's). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "bench.h"
+#include "core/smallmm.h"
 #include "corrsde/corrsde.h"
 
 #ifdef CSDE_HAVE_OPENBLAS_THREADS
@@ -67,6 +73,60 @@ static result time_apply(csde_cov_method k, size_t tau, size_t D, int R, const d
   csde_cov_ws_free(ws);
   csde_cov_free(C);
   return res;
+}
+
+/* y = A x for a tau x tau A and tau x D x: the small-tau kernel against BLAS */
+static void small_kernel(const bench_opts *o, const size_t *tau, int nt, size_t D, int R,
+                         const double *x, double *y, double *y0, double *t)
+{
+  int kern = csde_smallmm_kernel();
+  if (kern == CSDE_SMALLMM_NONE) {
+    printf("\nthe small-tau kernel: none on this CPU (or CSDE_SMALLMM_KERNEL=blas): BLAS "
+           "throughout\n");
+    return;
+  }
+  printf("\nthe small-tau kernel (%s, src/core/smallmm.c) against cblas_dgemm: y = A x, A "
+         "tau x tau,\none block of tau x %zu; x blas = BLAS's median / the kernel's; err = "
+         "max|y - y_blas| / max|y_blas|\n\n",
+         csde_smallmm_kernel_name(kern), D);
+  printf("%6s  %10s %10s %8s %9s\n", "tau", "kernel s", "blas s", "x blas", "err");
+  double A[CSDE_SMALLMM_MAX_K * CSDE_SMALLMM_MAX_K];
+  int up_to = -1, broken = 0;
+  for (int i = 0; i < nt && tau[i] <= CSDE_SMALLMM_MAX_K; i++) {
+    size_t m = tau[i];
+    csde_rng_normal((csde_rng_key){2025, m}, 0, m * m, A);
+    bench_stat s[2];
+    for (int k = 0; k < 2; k++) {
+      for (int r = -1; r < R; r++) {
+        double t0 = bench_now();
+        if (k == 0)
+          csde_smallmm(kern, m, m, D, 1.0, A, m, x, D, 0.0, NULL, 0.0, NULL, D, y);
+        else
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)D, (int)m, 1.0,
+                      A, (int)m, x, (int)D, 0.0, y0, (int)D);
+        if (r >= 0) t[r] = bench_now() - t0;
+      }
+      s[k] = bench_stats(t, R);
+    }
+    double e = 0, ymax = 0;
+    for (size_t j = 0; j < m * D; j++) {
+      e = fmax(e, fabs(y[j] - y0[j]));
+      ymax = fmax(ymax, fabs(y0[j]));
+    }
+    double ratio = s[1].med / s[0].med;
+    if (ratio > 1 && !broken) up_to = i;
+    if (ratio <= 1) broken = 1;
+    printf("%6zu  %10.6f %10.6f %8.2f %9.2g\n", m, s[0].med, s[1].med, ratio,
+           ymax > 0 ? e / ymax : e);
+    char param[32];
+    snprintf(param, sizeof param, "tau=%zu,D=%zu", m, D);
+    bench_csv_row(o, "cov", "smallmm kernel", param, 1, (double)(m * D), R, s[0], NAN, ratio,
+                  "cblas_dgemm / kernel", csde_smallmm_kernel_name(kern));
+  }
+  printf("\nthe kernel is faster than BLAS at every measured tau up to %s%zu (it is used up "
+         "to tau = %zu)\n",
+         up_to < 0 ? "(none) " : "", up_to < 0 ? (size_t)0 : tau[up_to],
+         csde_smallmm_max_tau(kern));
 }
 
 int bench_cov(const bench_opts *o)
@@ -158,6 +218,7 @@ int bench_cov(const bench_opts *o)
   bench_csv_row(o, "cov", "crossover embed<dense", "", T, from >= 0 ? (double)tau[from] : NAN, R,
                 (bench_stat){NAN, NAN, NAN}, NAN, NAN, "",
                 from >= 0 ? "n column = the crossover tau" : "embed never faster");
+  small_kernel(o, tau, nt, D, R, x, y, y0, t);
   free(x), free(y), free(y0), free(t);
   return 0;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "core/smallmm.h"
 
 enum { TAU = SDE_TAU, BATCH = SDE_BATCH, STEPS = SDE_STEPS, MAXR = SDE_MAXR };
 #define RHO_SPEC SDE_COV
@@ -42,6 +43,9 @@ typedef struct {
   bench_stat s, model, solver, triad, normals;
   double cov[TAU * TAU], covN, peak, base; /* second moment; RSS in KiB */
   double nfe, emax, erms;
+  int nform; /* the baselines' forms (`form` lines): name and median */
+  char form[4][64];
+  double form_med[4];
 } rec;
 
 static bench_stat stat_of(char **f)
@@ -63,6 +67,11 @@ static int take(int nf, char **f, void *user)
     r->s = stat_of(f + 2);
     r->nfe = atof(f[5]), r->emax = atof(f[6]), r->erms = atof(f[7]);
     r->ok = r->is_ode = 1;
+  } else if (!strcmp(f[0], "form") && nf == 6) {
+    if (r->nform < 4) {
+      snprintf(r->form[r->nform], sizeof r->form[0], "%s", f[5]);
+      r->form_med[r->nform++] = atof(f[2]);
+    }
   } else if (!strcmp(f[0], "part") && nf == 5) {
     bench_stat s = stat_of(f + 2);
     if (!strcmp(f[1], "model")) r->model = s;
@@ -159,16 +168,17 @@ static void print_rss(const bench_opts *o, const rec *r, const char *param, int 
 }
 
 /* The small-tau kernel against BLAS (CSDE_SMALLMM_KERNEL=blas in the child): the EM step at
- * 64x64, one thread, tau = 16, 64 (the kernel, core/smallmm.c) and 256 (BLAS in both; 10
- * steps, at 0.12 s a step). */
+ * 64x64, one thread, tau = 16, 64 and 256 (10 steps there, at about 0.1 s a step). */
 static void small_tau(const bench_opts *o, const char *self, int reps)
 {
   static const int taus[] = {16, 64, 256};
   char args[2 * PATH_MAX + 300];
-  printf("\nthe small-tau kernel (core/smallmm.c, tau <= 64) against BLAS: the EM step at 64x64,\n"
+  size_t mt = csde_smallmm_max_tau(csde_smallmm_kernel());
+  printf("\nthe small-tau kernel (core/smallmm.c, %s, used for tau <= %zu) against BLAS: the "
+         "EM step\nat 64x64, "
          "1 thread, ms per step (median of %d; of 3 runs of 10 steps at tau 256); x blas =\n"
          "BLAS's median / the kernel's\n\n",
-         reps);
+         csde_smallmm_kernel_name(csde_smallmm_kernel()), mt, reps);
   printf("  %5s %-9s %10s %10s %10s %8s\n", "tau", "product", "step", "model", "solver",
          "x blas");
   for (int i = 0; i < 3; i++) {
@@ -186,7 +196,7 @@ static void small_tau(const bench_opts *o, const char *self, int reps)
       }
       double ratio = r[1].ok ? r[1].s.med / r[k].s.med : NAN;
       printf("  %5d %-9s %10.3f %10.3f %10.3f %8.2f\n", taus[i],
-             k ? "blas" : (taus[i] <= 64 ? "kernel" : "(blas)"), 1e3 * r[k].s.med,
+             k ? "blas" : ((size_t)taus[i] <= mt ? "kernel" : "(blas)"), 1e3 * r[k].s.med,
              1e3 * r[k].model.med, 1e3 * r[k].solver.med, ratio);
       char param[32];
       snprintf(param, sizeof param, "64x64 tau %d", taus[i]);
@@ -321,6 +331,21 @@ int bench_sde(const bench_opts *o)
                       reps, r->s, NAN, ratio, "corrsde em step", note);
       }
     }
+
+  printf("\nthe baselines' forms, each timed warm (ms per step, median); the fastest is the "
+         "row above;\nx fastest = its median / the fastest form's\n\n");
+  printf("  %-16s %-8s %3s %-30s %10s %9s\n", "case", "frames", "thr", "form", "median ms",
+         "x fastest");
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < nthr; b++)
+      for (int k = 1; k < 3; k++) {
+        const rec *r = &rs[a][b][k];
+        double best = HUGE_VAL;
+        for (int q = 0; q < r->nform; q++) best = fmin(best, r->form_med[q]);
+        for (int q = 0; q < r->nform; q++)
+          printf("  %-16s %zux%-4zu %3d %-30s %10.3f %9.2f\n", r->name, sides[a], sides[a],
+                 thr[b], r->form[q], 1e3 * r->form_med[q], r->form_med[q] / best);
+      }
 
   printf("\ncorrsde's step, split (ms per step; solver = step - model: noise, V', update;\n"
          "triad = a = b + s c over the state, the memory-bandwidth bound; floor = the step's\n"

@@ -63,7 +63,7 @@ static int same_bits(const double *a, const double *b, size_t m, size_t nc, size
 
 static void test_shapes(int kernel)
 {
-  static const size_t ms[] = {1, 3, 4, 8, 9, 16, 17, 31, 64};
+  static const size_t ms[] = {1, 3, 4, 8, 9, 16, 17, 31, 64, 100, 256};
   static const size_t ncs[] = {1, 7, 8, 15, 16, 33, 1000};
   const char *kn = csde_smallmm_kernel_name(kernel);
   for (size_t a_ = 0; a_ < sizeof ms / sizeof *ms; a_++)
@@ -147,8 +147,10 @@ int main(void)
     test_inplace_and_check(kernel);
     test_blas(kernel);
   }
-  ok(csde_smallmm_use(CSDE_SMALLMM_MAX_TAU) == any && !csde_smallmm_use(CSDE_SMALLMM_MAX_TAU + 1),
-     "the kernel is used up to tau = %d (when the CPU runs one), BLAS above",
-     CSDE_SMALLMM_MAX_TAU);
+  size_t mt = csde_smallmm_max_tau(csde_smallmm_kernel());
+  ok(mt <= CSDE_SMALLMM_MAX_K && (mt > 0) == any && csde_smallmm_use(mt) == any &&
+         !csde_smallmm_use(mt + 1) && !csde_smallmm_use(0),
+     "the kernel in use (%s) is used up to tau = %zu, BLAS above",
+     csde_smallmm_kernel_name(csde_smallmm_kernel()), mt);
   return tap_done();
 }

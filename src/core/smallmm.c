@@ -1,7 +1,7 @@
 /* Small products along the frame axis, fused with the update that follows them:
  *   y[i][c] = fma(s, sum_j A[i][j] z[j][c], a x[i][c] + b u[i][c])
- * for tau x tau matrices with tau <= CSDE_SMALLMM_MAX_TAU (the colouring V' z of the noise,
- * C x, and the gaussian model's -M_t x).
+ * for tau x tau matrices with tau <= csde_smallmm_max_tau(kernel) (the colouring V' z of the
+ * noise, C x, and the gaussian model's -M_t x).
  *
  * At K = tau = 16, BLAS spends as long packing the operands (and, with beta != 0, on its
  * pass over y) as multiplying. Here a block of R rows x 2 vectors of columns is summed in
@@ -96,7 +96,7 @@
     V vchk = ZERO();                                                                        \
     double chk = 0;                                                                         \
     size_t c0 = 0;                                                                          \
-    V zb[CSDE_SMALLMM_MAX_TAU * 2];                                                         \
+    V zb[CSDE_SMALLMM_MAX_K * 2];                                                           \
     for (; c0 + 2 * W <= nc; c0 += 2 * W) {                                                 \
       for (size_t j = 0; j < k; j++) { /* the block of z, contiguous: rows ld apart would  \
                                           share L1 sets */                                  \
@@ -166,9 +166,16 @@ const char *csde_smallmm_kernel_name(int kernel)
   return kernel >= 0 && kernel <= CSDE_SMALLMM_AVX512 ? kernel_names[kernel] : NULL;
 }
 
+size_t csde_smallmm_max_tau(int kernel)
+{
+  return kernel == CSDE_SMALLMM_AVX512 ? CSDE_SMALLMM_MAX_TAU
+         : kernel == CSDE_SMALLMM_AVX2 ? CSDE_SMALLMM_MAX_TAU_AVX2
+                                        : 0;
+}
+
 int csde_smallmm_use(size_t m)
 {
-  return m >= 1 && m <= CSDE_SMALLMM_MAX_TAU && csde_smallmm_kernel() != CSDE_SMALLMM_NONE;
+  return m >= 1 && m <= csde_smallmm_max_tau(csde_smallmm_kernel());
 }
 
 double csde_smallmm(int kernel, size_t m, size_t k, size_t nc, double s, const double *A,

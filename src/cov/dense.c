@@ -139,7 +139,7 @@ static int dense_apply_tile(const csde_cov *C, const csde_cov_ws *ws, csde_cov_t
   return CSDE_SUCCESS;
 }
 
-/* y = a x + b u + s V' z: up to CSDE_SMALLMM_MAX_TAU in one pass from registers; above, the
+/* y = a x + b u + s V' z: up to csde_smallmm_max_tau in one pass from registers; above, the
  * pass a x + b u, then one GEMM with beta = 1 (which spares BLAS its pass over y for beta) */
 static double dense_sqrt_axpy_tile(const csde_cov *C, size_t nc, double s, const double *z,
                                    size_t ldz, double a, const double *x, double b,
