@@ -124,18 +124,24 @@ double csde_proc_diffusion(const csde_proc *pr, double t)
   return csde_process_is_sde(pr->P.process) ? sqrt(csde_schedule_beta(pr->P.sched, t)) : 0.0;
 }
 
-/* The first non-finite value of the model's raw output, as an error. */
-static int nan_error(const csde_proc *pr, double t, size_t step, csde_err *err)
+/* The first non-finite value of buf (the model's raw output, or C times it), as an error. */
+static int nan_error_in(const csde_proc *pr, const double *buf, double t, size_t step,
+                        csde_err *err)
 {
   const csde_problem *P = &pr->P;
   size_t i = 0;
-  while (i + 1 < pr->n && isfinite(pr->raw[i])) i++;
+  while (i + 1 < pr->n && isfinite(buf[i])) i++;
   size_t per = P->tau * P->D, b = i / per, r = (i % per) / P->D, p = i % P->D;
   return csde_err_set(err, CSDE_ENAN,
                       "model '%s' returned %s at t = %.17g (step %zu), index %zu (sample %zu, "
                       "frame %zu, pixel %zu)",
-                      csde_model_name(P->model), isnan(pr->raw[i]) ? "NaN" : "Inf", t, step, i,
+                      csde_model_name(P->model), isnan(buf[i]) ? "NaN" : "Inf", t, step, i,
                       b, r, p);
+}
+
+static int nan_error(const csde_proc *pr, double t, size_t step, csde_err *err)
+{
+  return nan_error_in(pr, pr->raw, t, step, err);
 }
 
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
@@ -267,6 +273,25 @@ int csde_proc_drift_parts(csde_proc *pr, double t, size_t step, const double *x,
 int csde_proc_output_error(const csde_proc *pr, double t, size_t step, csde_err *err)
 {
   return nan_error(pr, t, step, err);
+}
+
+int csde_proc_drift_src(csde_proc *pr, double t, size_t step, const double *x, double *dst,
+                        double *cx, double *cs, csde_err *err)
+{
+  const double *src = NULL;
+  int s = drift_parts(pr, t, step, x, dst, cx, cs, &src, err);
+  if (s) return s;
+  if (!src) /* forward SDE: f = cx x */
+    memset(dst, 0, pr->n * sizeof *dst);
+  else if (src != dst) /* the model wrote into pr->out */
+    memcpy(dst, src, pr->n * sizeof *dst);
+  return CSDE_SUCCESS;
+}
+
+int csde_proc_src_error(const csde_proc *pr, double t, size_t step, const double *src,
+                        csde_err *err)
+{
+  return nan_error_in(pr, src, t, step, err);
 }
 
 int csde_proc_drift(csde_proc *pr, double t, size_t step, const double *x, double *f,

@@ -47,6 +47,18 @@ int csde_proc_drift_parts(csde_proc *pr, double t, size_t step, const double *x,
 /* CSDE_ENAN naming the model and the first non-finite entry of its last output. */
 int csde_proc_output_error(const csde_proc *pr, double t, size_t step, csde_err *err);
 
+/* The drift at (t, x) as f = cx x + cs dst, for solvers that keep each stage's model
+ * output and combine stages from them (dopri5): like csde_proc_drift_parts, with src
+ * always dst (the model's output, or C times it, copied there when it was written
+ * elsewhere; zeros for the forward SDE), and NOT checked: the caller checks dst in a pass
+ * it makes anyway and reports a non-finite value with csde_proc_src_error. */
+int csde_proc_drift_src(csde_proc *pr, double t, size_t step, const double *x, double *dst,
+                        double *cx, double *cs, csde_err *err);
+/* CSDE_ENAN naming the model, the time t of the call and the first non-finite entry of
+ * src (for a SCORE model: of C times its output). */
+int csde_proc_src_error(const csde_proc *pr, double t, size_t step, const double *src,
+                        csde_err *err);
+
 /* sc = C grad log p_t(x) from one model call (kind converted, output checked); sc must
  * not be x. Same return codes as csde_proc_drift. */
 int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,

@@ -89,6 +89,18 @@ int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double 
   return s ? s : csde_proc_drift_parts(&S->proc, t, S->step, x, cx, cs, src, &S->err);
 }
 
+int csde_stepper_drift_src(csde_stepper *S, double t, const double *x, double *dst, double *cx,
+                           double *cs)
+{
+  int s = count_nfe(S, t);
+  return s ? s : csde_proc_drift_src(&S->proc, t, S->step, x, dst, cx, cs, &S->err);
+}
+
+int csde_stepper_src_error(csde_stepper *S, double t, const double *src)
+{
+  return csde_proc_src_error(&S->proc, t, S->step, src, &S->err);
+}
+
 int csde_stepper_advance(csde_stepper *S, double t0, double t1, double *x, double a, double b,
                          const double *u)
 {

@@ -72,6 +72,13 @@ int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f);
  * src is checked only by csde_stepper_advance, which must consume it. */
 int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double *cx,
                              double *cs, const double **src);
+/* The drift at (t, x) as f = cx x + cs dst, the model's output kept in dst (process.h,
+ * csde_proc_drift_src): counted like csde_stepper_drift, NOT checked. The solver checks
+ * dst in a pass of its own and reports a non-finite value with csde_stepper_src_error
+ * (t: the time of the call that wrote it). */
+int csde_stepper_drift_src(csde_stepper *S, double t, const double *x, double *dst, double *cx,
+                           double *cs);
+int csde_stepper_src_error(csde_stepper *S, double t, const double *src);
 /* x <- a x + b u + g(t0) dW in one pass, u the src of csde_stepper_drift_parts (NULL: no
  * b u term; a non-finite u fails with CSDE_ENAN). For SDEs dW is this step's increment
  * V'(W(t1) - W(t0)), drawn and coloured tile by tile inside the pass; for ODEs there is no
