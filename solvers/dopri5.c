@@ -33,7 +33,7 @@
  * makes, besides the model's own reads and writes: one pass per stage input (reading x
  * and the srcs so far, writing y_s: 3 + 4 + ... + 8 = 33 arrays), one for the error norm
  * (x, y_new and the 7 srcs: 9) and the copy of y_new into x on acceptance (2): 44, where
- * forming each k_j = cx y_j + cs src_j took 3 more per evaluation (62 in all). The check
+ * forming each k_j = cx y_j + cs src_j took 3 more per evaluation (60 in all). The check
  * that a model's output is finite rides on the first pass that reads it (the next stage's
  * input, or the error norm for the seventh), before anything uses the result. Each pass
  * is one sweep (the terms added left to right), threaded over tiles of a fixed width; the error norm sums per tile, then the tiles in order, so
