@@ -286,11 +286,12 @@ int bench_sde(const bench_opts *o)
     for (int b = 0; b < nthr; b++) {
       snprintf(args, sizeof args, "case-em %zu %d %d", sides[a], thr[b], reps);
       rs[a][b][0] = run(self, args, "corrsde em step");
-      /* the baselines at 256x256 take 0.1 (NumPy) to 0.9 s (PyTorch) a step, in each of
-       * their forms: 3 repeats of the first 10 steps (per-step times, no endpoint) */
+      /* the baselines at 256x256 take 0.06 (NumPy in place) to 2 s (PyTorch with
+       * temporaries) a step, in each of their forms: 3 repeats of the first 3 steps
+       * (per-step times, no endpoint), which keeps bench/run.sh within 10 minutes */
       snprintf(args, sizeof args, "--side %zu --threads %d --repeats %d --seed 1%s", sides[a],
                thr[b], sides[a] > 64 && reps > 3 ? 3 : reps,
-               sides[a] > 64 ? " --timed-steps 10" : "");
+               sides[a] > 64 ? " --timed-steps 3" : "");
       rs[a][b][1] = np[0] ? run(np, args, "numpy em step")
                           : missing("numpy em step", o->no_baselines ? "--no-baselines"
                                                                      : "sde_numpy.py not found");
@@ -334,7 +335,7 @@ int bench_sde(const bench_opts *o)
 
   printf("\nthe baselines' forms, each timed warm (ms per step, median); the fastest is the "
          "row above;\nx fastest = its median / the fastest form's\n\n");
-  printf("  %-16s %-8s %3s %-30s %10s %9s\n", "case", "frames", "thr", "form", "median ms",
+  printf("  %-16s %-8s %3s %-38s %10s %9s\n", "case", "frames", "thr", "form", "median ms",
          "x fastest");
   for (int a = 0; a < 2; a++)
     for (int b = 0; b < nthr; b++)
@@ -343,7 +344,7 @@ int bench_sde(const bench_opts *o)
         double best = HUGE_VAL;
         for (int q = 0; q < r->nform; q++) best = fmin(best, r->form_med[q]);
         for (int q = 0; q < r->nform; q++)
-          printf("  %-16s %zux%-4zu %3d %-30s %10.3f %9.2f\n", r->name, sides[a], sides[a],
+          printf("  %-16s %zux%-4zu %3d %-38s %10.3f %9.2f\n", r->name, sides[a], sides[a],
                  thr[b], r->form[q], 1e3 * r->form_med[q], r->form_med[q] / best);
       }
 

@@ -46,10 +46,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-# (its medians take at least 5 repeats; 5 by default here, which keeps run.sh within 10
-# minutes on 2 cores, where python.py alone defaults to 7)
-[ ${#repeats[@]} -gt 0 ] || repeats=(--repeats 5)
-[ "${repeats[1]}" -ge 5 ] 2>/dev/null || repeats=(--repeats 5)
+# (its medians take at least 5 repeats)
+[ ${#repeats[@]} -eq 0 ] || [ "${repeats[1]}" -ge 5 ] 2>/dev/null || repeats=(--repeats 5)
 targets=$(ninja -C "$build" -t targets all 2>/dev/null |
   sed -n 's#^\(tests/plugin_faulty\.so\|python/corrsde/[^:/]*\.\(so\|py\)\): .*#\1#p')
 [ -z "$targets" ] || ninja -C "$build" $targets >/dev/null
