@@ -86,6 +86,8 @@ def main():
         # + h beta M x + sqrt(beta |h|) L z, two GEMMs and three passes
         x = L @ rng.standard_normal((tau, B * D))
         s, z, w = (np.empty_like(x) for _ in range(3))
+        for b in (s, z, w):  # touch the pages now: first-touch faults are not the step's
+            b.fill(0.0)
         t0 = time.perf_counter()
         for n in range(K):
             t, h = uniform_step(n, N)

@@ -78,6 +78,8 @@ def main():
         # update's scalars folded into the tau x tau matrices (as sde_numpy.py)
         x = torch.mm(L, torch.randn((tau, B * D), generator=gen, dtype=f64))
         s, z, w = (torch.empty_like(x) for _ in range(3))
+        for b in (s, z, w):  # touch the pages now: first-touch faults are not the step's
+            b.zero_()
         t0 = time.perf_counter()
         for n in range(K):
             t, h = uniform_step(n, N)
@@ -93,6 +95,8 @@ def main():
     def batched():  # [B, tau, D], torch.bmm(out=) against the expanded matrix, in place
         x = torch.matmul(L, torch.randn((B, tau, D), generator=gen, dtype=f64))
         s, z, w = (torch.empty_like(x) for _ in range(3))
+        for b in (s, z, w):  # touch the pages now: first-touch faults are not the step's
+            b.zero_()
         t0 = time.perf_counter()
         for n in range(K):
             t, h = uniform_step(n, N)
