@@ -6,10 +6,11 @@
 #include <stddef.h>
 
 /* The largest tau for which each kernel is used; BLAS above it. Measured (bench/README.md):
- * `corrsde-bench cov`'s second table, the kernel against BLAS on y = A x (AVX-512 is 1.3x
- * to 1.9x faster than OpenBLAS's dgemm from tau = 8 to 256), and the EM step of
- * `corrsde-bench sde` (AVX2: 0.8x to 0.97x BLAS on the product alone, but the fused update
- * makes the step at tau = 16 1.1x faster). */
+ * `corrsde-bench cov`'s second table, the kernel against BLAS on y = A x (AVX-512: 1.3x to
+ * 1.9x OpenBLAS's dgemm from tau = 32 to 256, 0.8x-1.0x at tau <= 16 with the operands hot
+ * in cache), and the EM step of `corrsde-bench sde`, where the kernel also does the update
+ * (AVX-512: 1.3x at tau = 16, 1.5x at 64, 1.7x at 256; AVX2: 0.8x-0.97x BLAS on the product
+ * alone, 1.1x on the step at tau = 16). */
 #define CSDE_SMALLMM_MAX_TAU 256
 #define CSDE_SMALLMM_MAX_TAU_AVX2 64
 /* The largest k (columns of A) the kernel takes at all (its buffer for a block of z). */
