@@ -52,13 +52,16 @@ class Problem:
     def __init__(self, exe, options, scratch):
         self.exe, self.options, self.out = exe, options, os.path.join(scratch, "run.h5")
 
-    def run(self, seed, batch, args):
-        """The start, the final states and the model evaluations of one run."""
+    def run(self, seed, batch, args, fatal=True):
+        """The start, the final states and the model evaluations of one run (None for a run
+        that fails, unless fatal)."""
         cmd = ([self.exe, "sample", "-q", "--force", "-o", self.out, "--process", "pf-ode",
                 "--seed", str(seed), "--batch", str(batch), "--save", "every:1000000"]
                + self.options + args)
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
+            if not fatal:
+                return None
             raise SystemExit("calibrate_grid: %s\n%s" % (" ".join(cmd), r.stderr.strip()))
         with h5py.File(self.out, "r") as f:
             return (f["trajectory/t"][0], f["trajectory/t"][-1], f["trajectory/x"][-1],
@@ -66,6 +69,16 @@ class Problem:
 
     def reference(self, seed, batch):
         return self.run(seed, batch, ["--solver", "rk8pd", "--rtol", "1e-12", "--atol", "1e-12"])
+
+
+# sample options that the runs set themselves, and why
+OWN = {o: "every run is a PF-ODE solve" for o in ("-p", "--process", "-s", "--solver", "-n",
+                                                  "--steps", "--grid", "--rtol", "--atol")}
+OWN.update({o: "--pilot-seed and --check-seed" for o in ("--seed",)})
+OWN.update({o: "--pilot and --check" for o in ("-b", "--batch")})
+OWN.update({o: "the runs start from the prior" for o in ("-i", "--init")})
+OWN.update({o: "the runs write to a scratch directory" for o in
+            ("-o", "--output", "--save", "-f", "--force", "--dtype", "--compress")})
 
 
 def option(options, name, default):
@@ -157,6 +170,11 @@ def main(argv):
         ap.error("--pilot and --iters must be >= 1 and --check >= 0")
     if not 0 < a.quantile <= 1:
         ap.error("--quantile: must be in (0, 1], got %g" % a.quantile)
+    for o in options:
+        name = o.split("=", 1)[0]
+        if name in OWN:
+            ap.error("the problem options: %s is calibrate_grid's to set (%s)"
+                     % (name, OWN[name]))
     solvers = [s for s in a.solvers.split(",") if s]
     corrsde = import_corrsde()
     known = corrsde.solvers()
@@ -174,16 +192,28 @@ def main(argv):
         evals = [0]
 
         def objective(theta, solver):
+            # a density whose nodes collide or overflow, or a run that fails: +inf
+            fatal = not np.any(theta)
+            with np.errstate(all="ignore"):
+                lam = dens.lambdas(theta, a.nfe)
+            if not (np.all(np.isfinite(lam)) and np.all(np.diff(lam) > 0)):
+                return math.inf
             ts = dens.times(theta, a.nfe)
-            _, _, x, nfe = prob.run(a.pilot_seed, a.pilot, ["--solver", solver, "--steps",
-                                                          str(a.nfe), "--grid", grid_spec(ts)])
+            if not all(t0 > t1 for t0, t1 in zip(ts, ts[1:])):
+                return math.inf
+            got = prob.run(a.pilot_seed, a.pilot, ["--solver", solver, "--steps", str(a.nfe),
+                                                   "--grid", grid_spec(ts)], fatal)
+            if got is None:
+                return math.inf
+            _, _, x, nfe = got
             evals[0] += nfe
             if nfe != a.nfe:
                 raise SystemExit("calibrate_grid: --solvers: %s took %d model evaluations for "
                                  "%d steps; the fit needs one a step (unipc, unipc3, dpmpp2m, "
                                  "dpmpp3m, ipndm)" % (solver, nfe, a.nfe))
             e = per_video(x, pref)
-            return math.log(e.mean() if a.objective == "mean" else np.quantile(e, a.quantile))
+            v = e.mean() if a.objective == "mean" else np.quantile(e, a.quantile)
+            return math.log(v) if np.isfinite(v) and v > 0 else math.inf
 
         fits = []
         zero = np.zeros(a.knots - 1)

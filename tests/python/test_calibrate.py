@@ -67,7 +67,7 @@ def test_nodes_equidistribute_mass():
     assert all(t0 > t1 for t0, t1 in zip(ts, ts[1:]))
 
 
-def small_fit(tmp_path, name, extra=()):
+def small_fit(tmp_path, name, extra=(), problem=()):
     gmm = str(tmp_path / "gmm.h5")
     if not os.path.exists(gmm):
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "experiments", "make_gmm.py"),
@@ -77,7 +77,7 @@ def small_fit(tmp_path, name, extra=()):
                         "--pilot", "8", "--check", "4", "--knots", "3", "--iters", "12",
                         "--corrsde", EXE, "--out", out] + list(extra) +
                        ["--", "--model", "gmm:file=" + gmm, "--cov", "ar1:rho=0.9",
-                        "--frames", "4", "--frame-shape", "3"],
+                        "--frames", "4", "--frame-shape", "3"] + list(problem),
                        capture_output=True, text=True)
     return r, out, gmm
 
@@ -128,6 +128,14 @@ def test_bad_input(tmp_path, extra, msg):
     assert r.returncode != 0 and msg in r.stderr, r.stderr
     assert not os.path.exists(out)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".calibrate_grid.")]
+
+
+@pytest.mark.parametrize("problem", [["--seed", "3"], ["--batch=2"], ["--grid", "karras"],
+                                     ["-o", "x.h5"], ["--process", "reverse-sde"]])
+def test_refuses_options_it_sets(tmp_path, problem):
+    r, out, _ = small_fit(tmp_path, "own.json", (), problem)
+    assert r.returncode == 2 and "calibrate_grid's to set" in r.stderr, r.stderr
+    assert not os.path.exists(out)
 
 
 def test_failed_run_names_the_command(tmp_path):
