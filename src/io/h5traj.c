@@ -3,6 +3,7 @@
  * csde_err message naming the file and the object. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "core/util.h"
 #include "io/h5group.h"
 #include "io/h5util.h"
+#include "io/outfile.h"
 #include "io/h5traj.h"
 
 #define CHUNK_TARGET ((size_t)4 << 20) /* bytes: chunks of at most ~4 MiB when possible */
@@ -34,10 +36,11 @@
 
 struct csde_h5traj {
   char *path;        /* the file the user named */
-  char *tmp;         /* --force over an existing file: written here until the commit */
-  char *lock;        /* path.lock */
-  const char *cur;   /* the file HDF5 writes now: tmp before the commit, else path */
-  int lock_fd;       /* flock(LOCK_EX) held from create to close; holds the reserve */
+  csde_outfile out;  /* rank 0: OUT's directory, OUT.lock and the temporary (outfile.h) */
+  char *h5name;      /* the name HDF5 opens the temporary by */
+  const char *cur;   /* the file written now, for messages: the temporary before the
+                        commit, else path */
+  const volatile sig_atomic_t *stop; /* non-zero: asked to stop; no commit over a file */
   int reserved;      /* disk allocated past the lock file's pid line (reserve_take) */
   int replaces;      /* path existed: tmp replaces it once the run is viable */
   int committed;     /* tmp has been renamed to path */
@@ -106,81 +109,34 @@ static int h5traj_close_ids(csde_h5traj *w)
   return bad;
 }
 
-/* ---- the lock, the reserve and the temporary name ---- */
-
-/* Take path.lock with flock(LOCK_EX | LOCK_NB) and write our pid into it. A lock file
- * that its holder removed between our open and our flock is opened again. */
-static int lock_take(csde_h5traj *w, csde_err *err)
-{
-  for (int tries = 0; tries < 16; tries++) {
-    int fd = open(w->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-      return csde_err_set(err, CSDE_EIO, "cannot create the lock file '%s': %s", w->lock,
-                          strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      int e = errno;
-      char pid[32] = "";
-      ssize_t k = pread(fd, pid, sizeof pid - 1, 0);
-      pid[k > 0 ? k : 0] = '\0';
-      pid[strcspn(pid, "\n")] = '\0';
-      close(fd);
-      if (e == EWOULDBLOCK)
-        return csde_err_set(err, CSDE_EIO,
-                            "'%s' is being written by another run (process %s holds the "
-                            "lock '%s')", w->path, pid[0] ? pid : "?", w->lock);
-      return csde_err_set(err, CSDE_EIO, "cannot lock '%s': %s", w->lock, strerror(e));
-    }
-    struct stat a, b;
-    if (fstat(fd, &a) == 0 && stat(w->lock, &b) == 0 && a.st_dev == b.st_dev &&
-        a.st_ino == b.st_ino) {
-      char pid[32];
-      int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-      if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
-        close(fd);
-        return csde_err_set(err, CSDE_EIO, "cannot write the lock file '%s': %s", w->lock,
-                            strerror(errno));
-      }
-      w->lock_fd = fd;
-      return CSDE_SUCCESS;
-    }
-    close(fd);
-  }
-  return csde_err_set(err, CSDE_EIO, "cannot take the lock '%s': it keeps being replaced",
-                      w->lock);
-}
-
-static void lock_release(csde_h5traj *w)
-{
-  if (w->lock_fd < 0) return;
-  unlink(w->lock); /* while still holding it: see lock_take */
-  close(w->lock_fd);
-  w->lock_fd = -1;
-}
+/* ---- the reserve and the commit ---- */
 
 /* Keep disk space for the flush that records a failure when the disk fills: the
  * metadata, and the chunk in HDF5's cache that the failed flush could not write. */
 static void reserve_take(csde_h5traj *w, size_t chunk_bytes)
 {
-  if (w->lock_fd < 0) return; /* rank 0 of a group holds it */
+  if (w->out.lock_fd < 0) return; /* rank 0 of a group holds it */
   off_t len = RESERVE_BYTES + (off_t)(chunk_bytes < CHUNK_CACHE ? chunk_bytes : CHUNK_CACHE);
-  w->reserved = posix_fallocate(w->lock_fd, 4096, len) == 0;
+  w->reserved = posix_fallocate(w->out.lock_fd, 4096, len) == 0;
 }
 
 /* Give the reserve back to the file system, so that a full disk has room for the
  * flush that makes the file consistent and records the failure. */
 static void reserve_release(csde_h5traj *w)
 {
-  if (w->reserved && ftruncate(w->lock_fd, 4096) == 0) w->reserved = 0;
+  if (w->reserved && ftruncate(w->out.lock_fd, 4096) == 0) w->reserved = 0;
 }
 
-/* Rename the temporary file over the user's one: from here on the new run replaces it. */
+/* Rename the temporary file to the user's name: from here on the new run is the file.
+ * An overwrite is not committed once the run has been asked to stop (w->stop): the old
+ * file stays as it was. */
 static int commit(csde_h5traj *w, csde_err *err)
 {
   if (w->committed) return CSDE_SUCCESS;
-  int s = ROOT(w) && rename(w->tmp, w->path) != 0
-              ? csde_err_set(err, CSDE_EIO, "cannot rename '%s' over '%s': %s", w->tmp,
-                             w->path, strerror(errno))
-              : CSDE_SUCCESS;
+  int hold = w->replaces && w->stop && *w->stop;
+  csde_h5group_bcast(&w->g, &hold, sizeof hold); /* rank 0's word */
+  if (hold) return CSDE_SUCCESS;
+  int s = ROOT(w) ? csde_outfile_commit(&w->out, err) : CSDE_SUCCESS;
   if ((s = csde_h5group_agree(&w->g, s, err))) return s;
   w->committed = 1;
   w->cur = w->path;
@@ -191,13 +147,11 @@ void csde_h5traj_free(csde_h5traj *w)
 {
   if (!w) return;
   h5traj_close_ids(w);
-  /* a temporary file that never became the output holds nothing worth keeping (w->tmp
-   * is set only once the lock is ours) */
-  if (w->tmp && !w->committed && ROOT(w)) unlink(w->tmp);
-  lock_release(w);
+  /* a temporary file that never became the output holds nothing worth keeping; the
+   * lock goes last */
+  csde_outfile_release(&w->out);
   free(w->conv);
-  free(w->tmp);
-  free(w->lock);
+  free(w->h5name);
   free(w->path);
   free(w);
 }
@@ -207,9 +161,9 @@ void csde_h5traj_discard(csde_h5traj *w)
   if (!w) return;
   if (w->committed && !w->replaces) { /* a file of our own making, never a user's old one */
     h5traj_close_ids(w);
-    if (ROOT(w)) unlink(w->path);
+    csde_outfile_remove_new(&w->out);
   }
-  csde_h5traj_free(w); /* removes path.partial */
+  csde_h5traj_free(w); /* removes the temporary */
 }
 
 static int reserve_file(csde_h5traj *w, csde_err *err);
@@ -260,7 +214,7 @@ static int reserve_file(csde_h5traj *w, csde_err *err)
   if (got && !csde_h5group_parallel(&w->g))
     got = H5Fget_filesize(w->file, &size) >= 0;
   else if (got && ROOT(w)) /* MPI-IO gives no size (1.10), but its flush sets the file's */
-    got = stat(w->cur, &sb) == 0 && (size = (hsize_t)sb.st_size, 1);
+    got = fstat(csde_outfile_fd(&w->out), &sb) == 0 && (size = (hsize_t)sb.st_size, 1);
   int s = !got ? csde_err_set(err, CSDE_EIO, "'%s': cannot flush the new file", w->cur)
                : ROOT(w) ? allocate_file(w, size, err) : CSDE_SUCCESS;
   return csde_h5group_agree(&w->g, s, err);
@@ -269,9 +223,7 @@ static int reserve_file(csde_h5traj *w, csde_err *err)
 /* Rank 0: every byte of the file, size long, on disk (posix_fallocate). */
 static int allocate_file(csde_h5traj *w, hsize_t size, csde_err *err)
 {
-  int fd = open(w->cur, O_WRONLY | O_CLOEXEC);
-  int e = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
-  if (fd >= 0) close(fd);
+  int e = posix_fallocate(csde_outfile_fd(&w->out), 0, (off_t)size);
   if (e == ENOSPC || e == EDQUOT || e == EFBIG)
     return csde_err_set(err, CSDE_EIO, "'%s': disk full: the run's %.4g MB cannot be "
                         "allocated%s", w->cur, (double)size * 1e-6,
@@ -360,17 +312,6 @@ static void chunk_dims(const csde_h5traj_params *p, size_t esize, hsize_t *ch)
   for (int i = 0; i < p->shape_rank; i++) ch[3 + i] = p->shape[i];
 }
 
-static char *concat(const char *a, const char *b)
-{
-  size_t la = strlen(a), lb = strlen(b);
-  char *s = malloc(la + lb + 1);
-  if (s) {
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb + 1);
-  }
-  return s;
-}
-
 static double state_bytes(const csde_h5traj *w)
 {
   return (double)w->n * (double)(w->conv ? sizeof(float) : sizeof(double));
@@ -380,7 +321,8 @@ static double state_bytes(const csde_h5traj *w)
 static double free_bytes(const csde_h5traj *w)
 {
   struct statvfs v;
-  return statvfs(w->cur, &v) == 0 ? (double)v.f_bavail * (double)v.f_frsize : INFINITY;
+  int ok = ROOT(w) ? fstatvfs(csde_outfile_fd(&w->out), &v) == 0 : statvfs(w->h5name, &v) == 0;
+  return ok ? (double)v.f_bavail * (double)v.f_frsize : INFINITY;
 }
 
 /* CSDE_EIO unless the disk, and the file-size limit, hold nstates uncompressed states:
@@ -417,8 +359,8 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   if (!w) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
   w->file = w->x = w->t = w->step = w->nsaved = w->mspace = w->mspace1 = -1;
   w->dxpl = H5P_DEFAULT;
-  w->lock_fd = -1;
   w->last_step = -1;
+  w->stop = p->stop;
   int s = csde_h5group_init(&w->g, p->comm, err);
   if (!s && p->comm && (p->capacity == 0 || p->part_first > p->batch ||
                         p->part_batch > p->batch - p->part_first))
@@ -432,7 +374,6 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->part_first = p->comm ? p->part_first : 0;
   w->part_n = p->comm ? p->part_batch : p->batch;
   w->path = strdup(path);
-  w->lock = concat(path, ".lock");
   w->rank = 3 + p->shape_rank;
   w->tau = p->tau;
   w->D = 1;
@@ -448,7 +389,7 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->n_part = w->n / p->batch * (size_t)w->part_n;
   w->xtype_mem = p->float32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
   if (p->float32) w->conv = malloc((w->n_part ? w->n_part : 1) * sizeof *w->conv);
-  if (!w->path || !w->lock || (p->float32 && !w->conv)) {
+  if (!w->path || (p->float32 && !w->conv)) {
     csde_h5traj_free(w);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for the trajectory buffers");
   }
@@ -456,30 +397,29 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
 
   const char *what = "create the file";
   hid_t dcpl = -1, sp = -1, grp = -1, fapl = -1;
-  /* a second writer is refused here, before it touches the file */
-  if ((s = csde_h5group_agree(&w->g, ROOT(w) ? lock_take(w, err) : CSDE_SUCCESS, err)))
-    goto done;
-  struct stat st;
-  w->replaces = stat(path, &st) == 0;
-  if (csde_h5group_bcast(&w->g, &w->replaces, sizeof w->replaces)) {
-    s = csde_err_set(err, CSDE_EIO, "'%s': MPI_Bcast failed", path);
+  /* OUT.lock first (a second writer is refused before it touches anything), OUT's
+   * checks, then the temporary OUT.partial.XXXXXX (io/outfile.h): a new file is renamed
+   * into place once it is whole (csde_h5traj_ready), an old one is replaced only once the
+   * new run is viable (csde_h5traj_append). A group's ranks open rank 0's temporary by
+   * its name. */
+  if (ROOT(w))
+    s = csde_outfile_open(&w->out, path, CSDE_OUT_LOCK |
+                                             (p->overwrite ? CSDE_OUT_OVERWRITE : 0) |
+                                             (p->comm ? CSDE_OUT_NAMED : 0), err);
+  if ((s = csde_h5group_agree(&w->g, s, err))) goto done;
+  w->replaces = w->out.existed;
+  size_t len = ROOT(w) ? strlen(csde_outfile_name(&w->out)) + 1 : 0;
+  if (csde_h5group_bcast(&w->g, &w->replaces, sizeof w->replaces) ||
+      csde_h5group_bcast(&w->g, &len, sizeof len) || !(w->h5name = malloc(len)) ||
+      (ROOT(w) && !memcpy(w->h5name, csde_outfile_name(&w->out), len)) ||
+      csde_h5group_bcast(&w->g, w->h5name, len)) {
+    s = csde_err_set(err, CSDE_EIO, "'%s': MPI_Bcast failed (or out of memory)", path);
     goto done;
   }
-  if (w->replaces && !p->overwrite) {
-    s = csde_err_set(err, CSDE_EIO, "'%s' exists (and overwriting was not asked for)", path);
-    goto done;
-  }
-  /* written as path.partial (a name the lock makes ours): a new file is renamed into
-   * place once it is whole (csde_h5traj_ready), an old one is replaced only once the new
-   * run is viable (csde_h5traj_append) */
-  if (!(w->tmp = concat(path, ".partial"))) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-    goto done;
-  }
-  w->cur = w->tmp;
+  w->cur = ROOT(w) ? csde_outfile_tmp_path(&w->out) : w->h5name;
   errno = 0;
   fapl = csde_h5group_fapl(&w->g);
-  w->file = fapl < 0 ? -1 : H5Fcreate(w->cur, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  w->file = fapl < 0 ? -1 : H5Fcreate(w->h5name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (w->file < 0)
     s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", w->cur, errno ? ": " : "",
                      errno ? strerror(errno) : "");

@@ -51,6 +51,7 @@
 #ifndef CSDE_IO_H5TRAJ_H
 #define CSDE_IO_H5TRAJ_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,9 @@ typedef struct {
    * take rank 0's values. Needs a known capacity. NULL: one writer of the whole batch. */
   const void *comm;
   size_t part_first, part_batch;
+  /* Optional: a flag set (by a signal handler, say) once the run has been asked to stop;
+   * from then on an existing file is never replaced. */
+  const volatile sig_atomic_t *stop;
 } csde_h5traj_params;
 
 /* Take path.lock, then create the file (path, or path.partial when overwriting an
