@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "io/outfile.h"
 #include "core/util.h"
 #include "cli/spec_model.h"
 #include "corrsde/corrsde.h"
@@ -571,12 +572,14 @@ static int plot_script(char *buf, size_t len)
   return -1;
 }
 
-/* Run argv (argv[0] a path, or a name looked up in PATH) with stdout to /dev/null (quiet = 1: stderr too); the exit
- * status, or -1 if it could not start. */
-static int run_program(char *const *argv, int quiet)
+/* Run argv (argv[0] a path, or a name looked up in PATH) with stdout to /dev/null (quiet
+ * = 1: stderr too) and, if fd >= 0, fd as its descriptor 3; the exit status, or -1 if it
+ * could not start. */
+static int run_program(char *const *argv, int quiet, int fd)
 {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  if (fd >= 0) posix_spawn_file_actions_adddup2(&fa, fd, 3);
   posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   if (quiet) posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t pid;
@@ -599,7 +602,7 @@ static int check_plotting(char *script, size_t len)
     return CLI_EFAIL;
   }
   char *argv[] = {(char *)py, "-c", "import matplotlib, h5py, numpy", NULL};
-  int prc = run_program(argv, 1);
+  int prc = run_program(argv, 1, -1);
   if (prc < 0) {
     cli_error(CMD, "--plot: cannot run %s (install python3 with python3-matplotlib and "
                    "python3-h5py, or set CORRSDE_PYTHON; nothing was run)", py);
@@ -1035,12 +1038,26 @@ int cli_cmd_converge(int argc, char **argv)
     goto out_res;
   }
   if (a.plot) {
-    char *pargv[] = {(char *)python_path(), script, (char *)a.output, (char *)a.plot,
+    /* the script draws into our temporary plot.partial.XXXXXX, its descriptor 3
+     * (/dev/fd/3), renamed to the plot once whole (io/outfile.h) */
+    csde_outfile po;
+    if (csde_outfile_open(&po, a.plot, CSDE_OUT_LOCK | (a.force ? CSDE_OUT_OVERWRITE : 0),
+                          &err)) {
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a.output);
+      rc = CLI_EFAIL;
+      goto out_res;
+    }
+    char *pargv[] = {(char *)python_path(), script, (char *)a.output, "/dev/fd/3",
                      a.x_axis ? "--x-axis" : NULL, (char *)a.x_axis, NULL};
-    int prc = run_program(pargv, 0);
-    if (prc != 0) {
+    int prc = run_program(pargv, 0, csde_outfile_fd(&po));
+    if (prc != 0)
       cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
                      "in '%s'", a.plot, script, prc, a.output);
+    else if (csde_outfile_commit(&po, &err))
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a.output);
+    int drawn = po.committed;
+    csde_outfile_release(&po);
+    if (!drawn) {
       rc = CLI_EFAIL;
       goto out_res;
     }

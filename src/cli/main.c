@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "corrsde/status.h"
 #include "io/h5traj.h"
+#include "io/outfile.h"
 
 static int cmd_help(int argc, char **argv);
 
@@ -409,47 +410,21 @@ char *cli_command_line(int argc, char **argv)
 
 int cli_check_output(const char *cmd, const char *flag, const char *path, int force)
 {
-  struct stat st;
   if (!*path) {
     cli_error(cmd, "%s: expected a file name, got ''", flag);
     return CLI_EUSAGE;
   }
-  if (stat(path, &st) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      cli_error(cmd, "%s '%s': is a directory (expected a file name)", flag, path);
-      return CLI_EFAIL;
-    }
-    if (!force) {
-      cli_error(cmd, "%s '%s': the file exists (use --force to overwrite it)", flag, path);
-      return CLI_EFAIL;
-    }
-    if (access(path, W_OK) != 0) {
-      cli_error(cmd, "%s '%s': cannot overwrite: %s", flag, path, strerror(errno));
-      return CLI_EFAIL;
-    }
-    return CLI_OK;
-  }
-  if (errno != ENOENT) {
-    cli_error(cmd, "%s '%s': %s", flag, path, strerror(errno));
-    return CLI_EFAIL;
-  }
-  char *copy = strdup(path);
-  if (!copy) {
-    cli_error(cmd, "%s: out of memory", flag);
-    return CLI_EFAIL;
-  }
-  const char *dir = dirname(copy);
-  int rc = CLI_OK;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    cli_error(cmd, "%s '%s': directory '%s' does not exist", flag, path, dir);
-    rc = CLI_EFAIL;
-  } else if (access(dir, W_OK | X_OK) != 0) {
-    cli_error(cmd, "%s '%s': cannot create a file in '%s': %s", flag, path, dir,
-              strerror(errno));
-    rc = CLI_EFAIL;
-  }
-  free(copy);
-  return rc;
+  /* the library's rules (io/outfile.h): absent or a regular file, never a link, a
+   * device or a FIFO, not locked by a writer; its directory writable */
+  csde_err err;
+  csde_err_clear(&err);
+  if (csde_outfile_check(path, force, &err) == CSDE_SUCCESS) return CLI_OK;
+  struct stat st;
+  if (!force && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+    cli_error(cmd, "%s '%s': the file exists (use --force to overwrite it)", flag, path);
+  else
+    cli_error(cmd, "%s %s", flag, err.msg);
+  return CLI_EFAIL;
 }
 
 #ifndef CSDE_CLI_MPI

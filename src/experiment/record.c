@@ -165,11 +165,10 @@ int csde_conv_write_file(const char *path, const csde_conv_result *r,
   if (!s) s = write_parameters(w, r, p, rec, err);
   if (!s) s = write_covariance(w, p->P.C, err);
   if (!s) s = csde_conv_write_h5(w, r, p->kind, p, err);
-  if (s) {
+  if (s)
     csde_h5out_discard(w);
-  } else if ((s = csde_h5out_close(w, err))) {
-    unlink(path);
-  }
+  else
+    s = csde_h5out_close(w, err); /* renames the whole file into place */
   csde_h5_quiet_end(&q);
   return s;
 }

@@ -10,33 +10,38 @@
 #include <hdf5.h>
 
 #include "io/h5util.h"
+#include "io/outfile.h"
 #include "corrsde/solve.h"
 #include "experiment/report.h"
 
 /* ---- the HDF5 writer ---- */
 
+/* Written as OUT.partial.XXXXXX under OUT.lock, and renamed to OUT by the close
+ * (io/outfile.h): nothing but a regular OUT is ever replaced, and only whole. */
 struct csde_h5out {
   char *path;
+  csde_outfile out;
   hid_t file;
 };
 
 int csde_h5out_create(csde_h5out **out, const char *path, int overwrite, csde_err *err)
 {
   *out = NULL;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   csde_h5out *w = calloc(1, sizeof *w);
   if (!w || !(w->path = strdup(path))) {
     free(w);
     return csde_err_set(err, CSDE_ENOMEM, "out of memory");
   }
+  int s = csde_outfile_open(&w->out, path, CSDE_OUT_LOCK | (overwrite ? CSDE_OUT_OVERWRITE : 0),
+                            err);
   errno = 0;
-  w->file = H5Fcreate(path, overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-  if (w->file < 0) {
-    struct stat st;
-    int s = !overwrite && stat(path, &st) == 0
-                ? csde_err_set(err, CSDE_EIO, "'%s' exists (use --force to overwrite it)", path)
-                : csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", path, errno ? ": " : "",
-                               errno ? strerror(errno) : "");
+  w->file = s ? -1 : H5Fcreate(csde_outfile_name(&w->out), H5F_ACC_TRUNC, H5P_DEFAULT,
+                               H5P_DEFAULT);
+  if (!s && w->file < 0)
+    s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", csde_outfile_tmp_path(&w->out),
+                     errno ? ": " : "", errno ? strerror(errno) : "");
+  if (s) {
+    csde_outfile_release(&w->out);
     free(w->path);
     free(w);
     return s;
@@ -165,6 +170,8 @@ int csde_h5out_close(csde_h5out *w, csde_err *err)
   int s = CSDE_SUCCESS;
   if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->file) < 0)
     s = csde_err_set(err, CSDE_EIO, "'%s': cannot write the file", w->path);
+  if (!s) s = csde_outfile_commit(&w->out, err);
+  csde_outfile_release(&w->out); /* the temporary goes unless it was committed */
   free(w->path);
   free(w);
   return s;
@@ -174,7 +181,7 @@ void csde_h5out_discard(csde_h5out *w)
 {
   if (!w) return;
   H5Fclose(w->file);
-  unlink(w->path);
+  csde_outfile_release(&w->out); /* removes the temporary; an old OUT stays as it was */
   free(w->path);
   free(w);
 }
@@ -258,9 +265,19 @@ static void csv_str(FILE *f, const char *s)
 int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_kind kind,
                         csde_err *err)
 {
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return csde_err_set(err, CSDE_EIO, "cannot create '%s': %s", path, strerror(errno));
+  /* written as path.partial.XXXXXX, renamed over a regular path (io/outfile.h) */
+  csde_outfile o;
+  int s = csde_outfile_open(&o, path, CSDE_OUT_LOCK | CSDE_OUT_OVERWRITE, err);
+  if (s) return s;
+  int fd = dup(csde_outfile_fd(&o));
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (!f) {
+    s = csde_err_set(err, CSDE_EIO, "cannot write '%s': %s", csde_outfile_tmp_path(&o),
+                     strerror(errno));
+    if (fd >= 0) close(fd);
+    csde_outfile_release(&o);
+    return s;
+  }
   int weak = csde_conv_kind_is_weak(kind);
   fprintf(f, "solver,error_kind,level,steps,nfe,h,error,error_lo,error_hi,halfwidth,error_rms,"
              "mc_noise,local_slope,local_slope_lo,local_slope_hi,used,decision,order,order_lo,"
@@ -285,11 +302,12 @@ int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_k
     }
   }
   int bad = ferror(f);
-  if (fclose(f) != 0 || bad) {
-    unlink(path);
-    return csde_err_set(err, CSDE_EIO, "cannot write '%s': %s", path, strerror(errno));
-  }
-  return CSDE_SUCCESS;
+  if (fclose(f) != 0 || bad)
+    s = csde_err_set(err, CSDE_EIO, "cannot write '%s': %s", csde_outfile_tmp_path(&o),
+                     strerror(errno));
+  if (!s) s = csde_outfile_commit(&o, err);
+  csde_outfile_release(&o);
+  return s;
 }
 
 /* ---- HDF5 ---- */

@@ -113,6 +113,33 @@ static int bad_name(const char *base, const char *path, csde_err *err)
   return CSDE_SUCCESS;
 }
 
+/* The pid line of a lock (at most len - 1 characters), or "?". */
+static void lock_pid(int fd, char *pid, size_t len)
+{
+  ssize_t k = pread(fd, pid, len - 1, 0);
+  pid[k > 0 ? k : 0] = '\0';
+  pid[strcspn(pid, "\n")] = '\0';
+  if (!pid[0]) snprintf(pid, len, "?");
+}
+
+/* CSDE_EIO if base.lock of dirfd is held by a run. */
+static int lock_free(int dirfd, const char *base, const char *path, csde_err *err)
+{
+  char *lock = join(base, "", ".lock");
+  int fd = lock ? openat(dirfd, lock, O_RDONLY | OPEN_FLAGS) : -1, s = CSDE_SUCCESS;
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    char pid[32];
+    lock_pid(fd, pid, sizeof pid);
+    s = csde_err_set(err, CSDE_EIO, "'%s' is being written by another run (process %s "
+                     "holds the lock '%s.lock')", path, pid, path);
+  }
+  if (fd >= 0) close(fd);
+  free(lock);
+  return s;
+}
+
 int csde_outfile_check(const char *path, int overwrite, csde_err *err)
 {
   char *dir = NULL, *base = NULL;
@@ -121,6 +148,7 @@ int csde_outfile_check(const char *path, int overwrite, csde_err *err)
                                      : bad_name(base, path, err);
   int dirfd = s ? -1 : open_dir(dir, path, err), existed = 0;
   if (!s && dirfd < 0) s = CSDE_EIO;
+  if (!s) s = lock_free(dirfd, base, path, err);
   if (!s) s = check_out(dirfd, base, path, overwrite, &existed, err);
   if (!s && faccessat(dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0)
     s = csde_err_set(err, CSDE_EIO, "'%s': cannot create a file in '%s': %s", path, dir,
@@ -172,15 +200,13 @@ static int lock_take(csde_outfile *o, csde_err *err)
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
       int e = errno;
-      char pid[32] = "";
-      ssize_t k = pread(fd, pid, sizeof pid - 1, 0);
-      pid[k > 0 ? k : 0] = '\0';
-      pid[strcspn(pid, "\n")] = '\0';
+      char pid[32];
+      lock_pid(fd, pid, sizeof pid);
       close(fd);
       if (e == EWOULDBLOCK)
         return csde_err_set(err, CSDE_EIO,
                             "'%s' is being written by another run (process %s holds the "
-                            "lock '%s')", o->path, pid[0] ? pid : "?", o->lock_path);
+                            "lock '%s')", o->path, pid, o->lock_path);
       return csde_err_set(err, CSDE_EIO, "cannot lock '%s': %s", o->lock_path,
                           strerror(e));
     }
