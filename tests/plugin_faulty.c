@@ -4,7 +4,10 @@
  * from its `big_at`-th call on. ARGS: value=V,fail=K,big=B,big_at=K,ctx=1,rank=R. ctx=1 uses
  * the ABI 2 callback (fn_ctx), whose failure gives a reason naming the step and sigma.
  * rank=R (tests/test_mpi.sh): fail only in the MPI process of that rank (Open MPI's
- * OMPI_COMM_WORLD_RANK), elsewhere never. */
+ * OMPI_COMM_WORLD_RANK), elsewhere never. raise=S,raise_at=K: raise signal S on the K-th
+ * call (then answer as usual); exit_at=K: call exit(0) on the K-th call (a model that
+ * ends the process). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +16,7 @@
 
 typedef struct {
   double value, big;
-  long fail, big_at, calls, ctx;
+  long fail, big_at, calls, ctx, sig, raise_at, exit_at;
   int only_elsewhere; /* rank=R given and this is not rank R: never fail */
   size_t n; /* values per sample: tau * D */
 } faulty;
@@ -25,6 +28,8 @@ static int faulty_fn(double t, size_t batch, const double *x, double *out, void 
   faulty *f = user;
   f->calls++;
   if (f->fail && f->calls == f->fail) return -7;
+  if (f->exit_at && f->calls == f->exit_at) exit(0);
+  if (f->sig && f->calls == f->raise_at) raise((int)f->sig);
   double v = f->big_at && f->calls >= f->big_at ? f->big : f->value;
   for (size_t i = 0; i < batch * f->n; i++) out[i] = v;
   return 0;
@@ -58,6 +63,9 @@ static int parse(const char *args, faulty *f, char *msg, size_t len)
     else if (!strcmp(kv, "fail")) f->fail = (long)v;
     else if (!strcmp(kv, "big_at")) f->big_at = (long)v;
     else if (!strcmp(kv, "ctx")) f->ctx = (long)v;
+    else if (!strcmp(kv, "raise")) f->sig = (long)v;
+    else if (!strcmp(kv, "raise_at")) f->raise_at = (long)v;
+    else if (!strcmp(kv, "exit_at")) f->exit_at = (long)v;
     else if (!strcmp(kv, "rank")) {
       const char *r = getenv("OMPI_COMM_WORLD_RANK");
       if (!r || atol(r) != (long)v) f->only_elsewhere = 1;
@@ -65,7 +73,8 @@ static int parse(const char *args, faulty *f, char *msg, size_t len)
   }
   if (f->only_elsewhere) f->fail = 0;
   if (bad)
-    snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K,ctx=1,rank=R)",
+    snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K,ctx=1,rank=R,"
+             "raise=S,raise_at=K,exit_at=K)",
              args);
   free(copy);
   return bad;

@@ -259,7 +259,7 @@ static void trajectory_writer(void)
   int rc = csde_run_alloc(&r, &s, C, S, M, 2, 1, shape, &err);
   if (!rc) rc = csde_run_prior(r, x, &err);
   csde_traj *w = NULL;
-  csde_traj_options o = {0, 0, 0};
+  csde_traj_options o = {0, 0, 0, NULL};
   if (!rc) rc = csde_traj_create(&w, path, r, &o, &err);
   csde_solve_stats st;
   if (!rc) rc = csde_run_exec(r, x, w, NULL, &st, &err);

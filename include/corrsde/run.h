@@ -15,6 +15,7 @@
 #ifndef CORRSDE_RUN_H
 #define CORRSDE_RUN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,7 +113,10 @@ typedef struct csde_traj csde_traj;
 typedef struct {
   int float32;   /* store float32 (default float64) */
   int compress;  /* gzip(4) + shuffle */
-  int overwrite; /* replace an existing file (else CSDE_EIO if it exists) */
+  int overwrite; /* replace an existing regular file (else CSDE_EIO if it exists) */
+  /* Optional (borrowed): a flag that becomes non-zero once the run is asked to stop (a
+   * signal handler's). From then on the new run never replaces the old file. */
+  const volatile sig_atomic_t *stop;
 } csde_traj_options;
 
 /* Write the whole file before the solve: take path.lock, create it (as path.partial

@@ -677,7 +677,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
     goto done;
   }
   if (out) {
-    csde_traj_options o = {float32, compress, force};
+    csde_traj_options o = {float32, compress, force, NULL};
     if ((st = csde_traj_create(&w, out, run, &o, &err))) {
       raise_err(st, &err);
       goto done;

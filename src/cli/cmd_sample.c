@@ -766,7 +766,7 @@ int cli_cmd_sample(int argc, char **argv)
   /* the file, whole, before the solve (corrsde-mpi: every rank, each for its samples) */
   csde_err err;
   csde_err_clear(&err);
-  csde_traj_options to = {a.float32, a.compress, a.force};
+  csde_traj_options to = {a.float32, a.compress, a.force, &g_signal};
   csde_traj *w = NULL;
   if (r.part.comm ? csde_traj_create_part(&w, a.output, r.run, &to, &r.part, &err)
                   : csde_traj_create(&w, a.output, r.run, &to, &err)) {
@@ -818,8 +818,8 @@ int cli_cmd_sample(int argc, char **argv)
   int ws = csde_traj_close(w, &st, status, &werr);
   kept_old = kept_old && failed;
   if (failed && kept_old) {
-    cli_error(CMD, "%s (the run saved nothing past its start: '%s' is kept as it was)",
-              status, a.output);
+    cli_error(CMD, "%s (the run %s before it could replace '%s': it is kept as it was)",
+              status, g_signal ? "was stopped" : "failed", a.output);
     rc = CLI_EFAIL;
   } else if (failed) {
     cli_error(CMD, "%s (%zu saved state%s kept in '%s')", status, saved, saved == 1 ? "" : "s",

@@ -175,7 +175,7 @@ int csde_traj_create_part(csde_traj **out, const char *path, const csde_run *r,
                           csde_err *err)
 {
   *out = NULL;
-  csde_traj_options none = {0, 0, 0};
+  csde_traj_options none = {0, 0, 0, NULL};
   if (!o) o = &none;
   if (part && part->count > r->batch)
     return csde_err_set(err, CSDE_EINVAL, "trajectory: a part of %zu samples from a run of %zu",
@@ -196,6 +196,7 @@ int csde_traj_create_part(csde_traj **out, const char *path, const csde_run *r,
   hp.float32 = o->float32 != 0;
   hp.compress = o->compress != 0;
   hp.overwrite = o->overwrite != 0;
+  hp.stop = o->stop;
   hp.capacity = r->capacity;
   csde_h5_quiet q;
   csde_h5_quiet_begin(&q);
