@@ -4,6 +4,7 @@
 #include <math.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -326,6 +327,9 @@ int cli_main(int argc, char **argv)
   int rc;
   csde_init();
   csde_h5_program_init();
+  /* a write past the file-size limit (ulimit -f) fails with EFBIG, which the writers
+   * treat as a full disk (the states saved so far are kept), instead of killing us */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     cli_error(NULL, "no command given (commands: %s; try 'corrsde --help')", command_list());
     return CLI_EUSAGE;

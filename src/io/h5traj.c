@@ -325,24 +325,48 @@ static double free_bytes(const csde_h5traj *w)
   return ok ? (double)v.f_bavail * (double)v.f_frsize : INFINITY;
 }
 
+/* Bytes the file may still grow by: the free disk, or less the room left under the
+ * file-size limit (ulimit -f; then *fsize = 1). */
+static double room_left(const csde_h5traj *w, int *fsize)
+{
+  double avail = free_bytes(w);
+  struct rlimit lim;
+  struct stat st;
+  hsize_t size = 0;
+  *fsize = 0;
+  if (getrlimit(RLIMIT_FSIZE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY || !ROOT(w) ||
+      fstat(csde_outfile_fd(&w->out), &st) != 0)
+    return avail;
+  if (!csde_h5group_parallel(&w->g) && H5Fget_filesize(w->file, &size) < 0) size = 0;
+  double used = fmax((double)st.st_size, (double)size), left = (double)lim.rlim_cur - used;
+  if (left < avail) {
+    *fsize = 1;
+    return fmax(left, 0.0);
+  }
+  return avail;
+}
+
 /* CSDE_EIO unless the disk, and the file-size limit, hold nstates uncompressed states:
- * each its bytes and its t and step, and once a margin for the metadata. */
-static int room_for(csde_h5traj *w, size_t nstates, csde_err *err)
+ * each its bytes and its t and step, and once a margin for the metadata. known: the run
+ * saves nstates (else they are the room a run of unknown length starts with). */
+static int room_for(csde_h5traj *w, size_t nstates, int known, csde_err *err)
 {
   double need = (double)nstates * (state_bytes(w) + 16) + ROOM_MARGIN, avail = free_bytes(w);
-  const char *s = nstates == 1 ? "" : "s";
+  char what[96];
+  snprintf(what, sizeof what, known ? "the run saves %zu state%s" :
+           "a run of unknown length starts with room for %zu state%s", nstates,
+           nstates == 1 ? "" : "s");
   if (avail < need)
     return csde_err_set(err, CSDE_EIO,
-                        "'%s': disk full: the run saves %zu state%s of %.4g MB, %.4g MB in "
-                        "all, but %.4g MB are free", w->cur, nstates, s,
-                        state_bytes(w) * 1e-6, need * 1e-6, avail * 1e-6);
+                        "'%s': disk full: %s of %.4g MB, %.4g MB in all, but %.4g MB are "
+                        "free", w->cur, what, state_bytes(w) * 1e-6, need * 1e-6,
+                        avail * 1e-6);
   struct rlimit lim;
   if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
       (double)lim.rlim_cur < need)
     return csde_err_set(err, CSDE_EIO,
-                        "'%s': the run saves %zu state%s, %.4g MB in all, past the file-size "
-                        "limit of %.4g MB (ulimit -f)", w->cur, nstates, s, need * 1e-6,
-                        (double)lim.rlim_cur * 1e-6);
+                        "'%s': %s, %.4g MB in all, past the file-size limit of %.4g MB "
+                        "(ulimit -f)", w->cur, what, need * 1e-6, (double)lim.rlim_cur * 1e-6);
   return CSDE_SUCCESS;
 }
 
@@ -448,8 +472,8 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->cap = w->dims[0] = p->capacity ? p->capacity : GROW_START;
   w->compress = p->compress;
   w->fixed = p->capacity > 0;
-  if (p->capacity && !p->compress &&
-      (s = csde_h5group_agree(&w->g, ROOT(w) ? room_for(w, p->capacity, err) : 0, err)))
+  if (!p->compress && (s = csde_h5group_agree(
+                           &w->g, ROOT(w) ? room_for(w, w->cap, p->capacity > 0, err) : 0, err)))
     goto done;
   const double nan = NAN, zero = 0;
   const int64_t no_step = -1;
@@ -692,6 +716,15 @@ static void undo_append(csde_h5traj *w)
   if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) w->broken = 1;
 }
 
+/* Why a write found no room, for a message: "" when errno e says nothing of it. */
+static const char *no_room(int e)
+{
+  return e == ENOSPC   ? ": disk full"
+         : e == EDQUOT ? ": disk quota exceeded"
+         : e == EFBIG  ? ": past the file-size limit (ulimit -f)"
+                       : "";
+}
+
 /* x, t and step := n entries. */
 static int set_lens(csde_h5traj *w, hsize_t n)
 {
@@ -733,15 +766,19 @@ static int append_check(csde_h5traj *w, int64_t step, double t, const double *x,
                         const void **buf, csde_err *err)
 {
   hsize_t n = w->count + 1;
-  /* A full disk is seen before HDF5 tries, so that the file is left as it was: one
-   * state's bytes (at most, compressed or not) and a margin for metadata must be free,
-   * unless its disk is reserved (uncompressed, of known length). */
-  double need = state_bytes(w) + ROOM_MARGIN, avail = INFINITY;
-  if ((w->compress || !w->fixed || n > w->cap) && (avail = free_bytes(w)) < need)
+  /* A full disk (or the file-size limit) is seen before HDF5 tries, so that the file is
+   * left as it was: one state's bytes (at most, compressed or not; a trajectory that
+   * doubles, as many states as it has) and a margin for metadata must be free, unless
+   * its disk is reserved (uncompressed, of known length). */
+  double need = (n > w->cap ? (double)w->cap : 1.0) * state_bytes(w) + ROOM_MARGIN;
+  double avail = INFINITY;
+  int fsize = 0;
+  if ((w->compress || !w->fixed || n > w->cap) && (avail = room_left(w, &fsize)) < need)
     return csde_err_set(err, CSDE_EIO,
-                        "'%s': disk full: %.4g MB free, saved state %zu (step %lld) needs "
-                        "%.4g MB", w->cur, avail * 1e-6, (size_t)n - 1, (long long)step,
-                        need * 1e-6);
+                        "'%s': %s: %.4g MB %s, saved state %zu (step %lld) needs %.4g MB",
+                        w->cur, fsize ? "the file-size limit (ulimit -f)" : "disk full",
+                        avail * 1e-6, fsize ? "left under it" : "free", (size_t)n - 1,
+                        (long long)step, need * 1e-6);
   *buf = x;
   size_t bad_i = w->conv ? convert_f32(x, w->conv, w->n_part) : first_nonfinite(x, w->n_part);
   if (w->conv) *buf = w->conv;
@@ -775,7 +812,7 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
       int e = errno;
       undo_append(w);
       return csde_err_set(err, CSDE_EIO, "'%s': cannot make room for saved state %zu%s",
-                          w->cur, (size_t)n - 1, e == ENOSPC ? ": disk full" : "");
+                          w->cur, (size_t)n - 1, no_room(e));
     }
     w->cap *= 2;
   }
@@ -798,8 +835,7 @@ int csde_h5traj_append(csde_h5traj *w, int64_t step, double t, const double *x,
           H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0;
   int e = bad ? errno : 0;
   s = bad ? csde_err_set(err, CSDE_EIO, "'%s': cannot write saved state %zu (step %lld)%s%s",
-                         w->cur, (size_t)n - 1, (long long)step,
-                         e == ENOSPC ? ": disk full" : "", e == EDQUOT ? ": disk quota exceeded" : "")
+                         w->cur, (size_t)n - 1, (long long)step, no_room(e), "")
           : CSDE_SUCCESS;
   if ((s = csde_h5group_agree(&w->g, s, err))) {
     undo_append(w);
