@@ -541,7 +541,19 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
       (s = csde_h5traj_attr_str(w, "/trajectory/step", "long_name", "solver step (0: the start)",
                                 err)))
     goto done;
-  if ((s = csde_h5traj_attr_str(w, "/stats", "status", "running", err))) goto done;
+  /* /stats with every attribute it will hold: the end of the run overwrites their values
+   * in place, changing no HDF5 structure (a kill in those last writes leaves /stats
+   * readable) */
+  {
+    static const char *const counts[] = {"nfe", "steps", "accepted", "rejected", "n_saved"};
+    const int64_t z64 = 0;
+    const double nan1 = NAN;
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0] && !s; i++)
+      s = csde_h5traj_attr_i64(w, "/stats", counts[i], &z64, 1, err);
+    if (!s) s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &nan1, 1, err);
+    if (!s) s = csde_h5traj_attr_str(w, "/stats", "status", "running", err);
+    if (s) goto done;
+  }
   if ((s = csde_h5traj_flush(w, err))) goto done;
   goto done;
 h5fail:

@@ -10,6 +10,23 @@ int csde_h5_put_attr(hid_t file, const char *path, const char *obj, const char *
   if (sp < 0) goto fail;
   htri_t ex = H5Aexists_by_name(file, obj, name, H5P_DEFAULT);
   if (ex < 0) goto fail;
+  if (ex > 0) {
+    /* the same type and shape: its value is overwritten in place, so the object's header
+     * keeps its size and place (a kill during the write cannot tear it). (Opened through
+     * the object: HDF5 1.10.8 cannot write an attribute opened by H5Aopen_by_name.) */
+    hid_t o = H5Oopen(file, obj, H5P_DEFAULT);
+    if (o >= 0) a = H5Aopen(o, name, H5P_DEFAULT);
+    hid_t ty = a >= 0 ? H5Aget_type(a) : -1, as = a >= 0 ? H5Aget_space(a) : -1;
+    int same = ty >= 0 && as >= 0 && H5Tequal(ty, ftype) > 0 && H5Sextent_equal(as, sp) > 0;
+    if (ty >= 0) H5Tclose(ty);
+    if (as >= 0) H5Sclose(as);
+    int bad = same && H5Awrite(a, mtype, buf) < 0;
+    if (a >= 0) H5Aclose(a);
+    if (o >= 0) H5Oclose(o);
+    a = -1;
+    if (bad) goto fail;
+    if (same) goto done;
+  }
   if (ex > 0 && H5Adelete_by_name(file, obj, name, H5P_DEFAULT) < 0) goto fail;
   a = H5Acreate_by_name(file, obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (a < 0 || H5Awrite(a, mtype, buf) < 0) goto fail;
