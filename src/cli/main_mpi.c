@@ -30,7 +30,11 @@
  * In both, the lowest rank that differs describes its first difference, which is
  * broadcast to every rank (an MPI_Allreduce of that rank, then an MPI_Bcast from it);
  * rank 0 prints it.
- */
+ *
+ * Ranks wait for each other at every step (csde_traj_agree) and at every exchange. Open
+ * MPI's default wait is a busy poll, which on shared or oversubscribed cores takes the
+ * core from the very rank being waited for: corrsde-mpi sets mpi_yield_when_idle unless
+ * the environment or mpirun's --mca already does (docs/MPI.md has the figures). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -423,6 +427,9 @@ static int agree_settings(const char *cmd, const cli_settings *s)
 int main(int argc, char **argv)
 {
   int provided = 0, rank = 0, size = 1;
+  /* wait by yielding the core (see above); "--mca mpi_yield_when_idle 0" restores the
+   * busy poll. Other MPIs ignore the variable. */
+  setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     fprintf(stderr, "corrsde-mpi: MPI_Init_thread failed\n");
     return CLI_EFAIL;
