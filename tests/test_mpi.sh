@@ -5,8 +5,10 @@
 # exit 2 on every rank count; a model that fails on rank 1 only ends the job within seconds
 # with rank 1's message. `sample` over 1, 2 and 3 ranks writes the serial run's datasets
 # (float64 and float32+gzip, --init, more ranks than samples), stops every rank at the
-# step where one fails, and leaves a readable file when killed. Open MPI as root on 2
-# cores: the variables below.
+# step where one fails, and leaves a readable file when killed. Ranks given different
+# arguments, or equal ones that resolve differently (a directory, a file's content, the
+# environment), all exit within seconds naming the difference and write nothing; two ranks
+# on one core do not busy-poll. Open MPI as root on 2 cores: the variables below.
 set -u
 : "${CORRSDE:?set CORRSDE}" "${CORRSDE_MPI:?set CORRSDE_MPI}"
 MPIRUN=${MPIRUN:-mpirun}
@@ -166,6 +168,182 @@ ok $? "a model failing on rank 1 only: exit $rc after ${took} s, the message nam
 mpi 1 converge --model "$plugin" --solvers euler --levels 3:4 --paths 16 -o "$tmp/f1.h5"
 [ "$rc" -eq 0 ]
 ok $? "the same plugin on 1 rank (rank 0: it never fails) runs"
+
+# ---- every rank runs rank 0's job, or none runs (issue 23, item 9) ----
+# Ranks given different arguments (MPMD: mpirun -np 1 corrsde-mpi ARGS : -np 1 corrsde-mpi
+# ARGS2), or equal arguments that resolve differently on some rank (its directory, the
+# content of a file it reads, an environment variable that changes the arithmetic): every
+# rank exits (2 for arguments, 1 for settings) within seconds, rank 0 prints one message
+# naming the first difference, and no output, .partial or .lock is left. Each rank runs under
+# rank.sh, which keeps its exit status in rc.RANK and exits 0 (so that mpirun, which ends a
+# job at its first non-zero exit, lets every rank report its own). timeout 20: a hang fails
+# the test, not the suite.
+cat >"$tmp/rank.sh" <<'SH'
+"$@"
+echo $? >"rc.$OMPI_COMM_WORLD_RANK"
+SH
+mmd=0
+# mm WANT_RC PATTERN DESC: run r0 (on nr0 ranks, default 1) then r1 (nr1 ranks) as one job in
+# a fresh directory $d (set up by mm_dir); sets took (seconds)
+mm_dir() { mmd=$((mmd + 1)); d="$tmp/mm$mmd"; mkdir -p "$d/x" "$d/y"; }
+mm() {
+  local want=$1 pat=$2 desc=$3 start k good=1
+  local nr0=${nr0:-1} nr1=${nr1:-1}
+  last_args="(mpirun -np $nr0) ${r0[*]} : (-np $nr1) ${r1[*]}"
+  start=$(date +%s.%N)
+  (cd "$d" && timeout -k 5 20 "$MPIRUN" --oversubscribe --bind-to none \
+    -np "$nr0" sh "$tmp/rank.sh" "${r0[@]}" : -np "$nr1" sh "$tmp/rank.sh" "${r1[@]}") \
+    >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  for ((k = 0; k < nr0 + nr1; k++)); do
+    [ "$(cat "$d/rc.$k" 2>/dev/null)" = "$want" ] || good=0
+  done
+  [ "$rc" -eq 0 ] && [ "$good" = 1 ] && [ "$(grep -c "differ from rank 0's" "$tmp/err")" -eq 1 ] &&
+    grep -qF -- "$pat" "$tmp/err" && [ -z "$(find "$d" -name '[a-d].h5*')" ] &&
+    awk -v t="$took" 'BEGIN { exit !(t < 10) }'
+  ok $? "$desc: every rank exits $want after $took s with one message naming it, no output"
+  sed -n "1s/^/#   /p" "$tmp/err"
+}
+P=$CORRSDE_MPI
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5)
+variant() { # variant PATTERN DESC WORDS...: rank 1 runs WORDS (exit 2: the arguments)
+  local pat=$1 desc=$2
+  shift 2
+  mm_dir
+  r0=("$P" "${base[@]}")
+  r1=("$P" "$@")
+  mm 2 "$pat" "$desc"
+}
+variant "the value of --steps, is '30', rank 0 has '20'" "sample --steps 20 / 30" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 30 -o a.h5
+variant "the value of -o, is 'b.h5', rank 0 has 'a.h5'" "sample -o a.h5 / b.h5" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o b.h5
+variant "the value of -b, is '3'" "sample --batch 2 / 3" \
+  sample -q -b 3 --frame-shape 4 -t 4 --steps 20 -o a.h5
+variant "the value of --frame-shape, is '2x2'" "sample --frame-shape 4 / 2x2" \
+  sample -q -b 2 --frame-shape 2x2 -t 4 --steps 20 -o a.h5
+variant "argument 13 is '--dtype', rank 0 has only 12" "sample --dtype float32 on rank 1" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --dtype float32
+variant "argument 13 is '--compress'" "sample --compress on rank 1" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --compress
+variant "argument 13 is '--save'" "sample --save every:5 on rank 1" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --save every:5
+variant "argument 13 is '--seed'" "sample --seed 2 on rank 1 (it used to mix)" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --seed 2
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --seed 1)
+variant "the value of --seed, is '2', rank 0 has '1'" "sample --seed 1 / 2, both given" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --seed 2
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5)
+variant "argument 13 is '--process'" "sample --process pf-ode on rank 1 (it used to mix)" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --process pf-ode
+variant "argument 13 is '--grid'" "sample --grid quadratic on rank 1" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --grid quadratic
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --grid uniform)
+variant "the value of --grid, is 'quadratic', rank 0 has 'uniform'" "sample --grid uniform / quadratic, both given" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --grid quadratic
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps=20 -o a.h5)
+variant "the value of --steps, is '30', rank 0 has '20'" "sample --steps=20 / --steps=30" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps=30 -o a.h5
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5)
+variant "the command is 'converge', rank 0 has 'sample'" "sample / converge" \
+  converge -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5
+variant "argument 13 is '--help'" "sample --help on rank 1 only" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --help
+mm_dir # the help on rank 0, the run on rank 1: rank 1 is the one that differs from rank 0
+r0=("$P" --help) r1=("$P" "${base[@]}")
+mm 2 "the command is 'sample', rank 0 has '--help'" "corrsde-mpi --help on rank 0, sample on rank 1"
+variant "argument 2 is '-b', rank 0 has '-q'" "the same options in another order: refused" \
+  sample -b 2 -q --frame-shape 4 -t 4 --steps 20 -o a.h5
+variant "argument 13 is '--force'" "sample --force on rank 1 only" \
+  sample -q -b 2 --frame-shape 4 -t 4 --steps 20 -o a.h5 --force
+mm_dir # 3 ranks, the third differs
+nr0=2 r0=("$P" "${base[@]}") r1=("$P" sample -q -b 2 --frame-shape 4 -t 4 --steps 21 -o a.h5)
+mm 2 "rank 2's arguments differ" "3 ranks, rank 2's --steps differs"
+nr0=1
+
+# converge
+base=(converge -q --solvers euler --levels 3:4 --paths 4 --bootstrap 100 -o c.h5)
+variant "the value of --paths, is '8', rank 0 has '4'" "converge --paths 4 / 8" \
+  converge -q --solvers euler --levels 3:4 --paths 8 --bootstrap 100 -o c.h5
+variant "the value of -o, is 'd.h5', rank 0 has 'c.h5'" "converge -o c.h5 / d.h5 (rank 1's was ignored)" \
+  converge -q --solvers euler --levels 3:4 --paths 4 --bootstrap 100 -o d.h5
+variant "the value of --solvers, is 'heun', rank 0 has 'euler'" "converge --solvers euler / heun" \
+  converge -q --solvers heun --levels 3:4 --paths 4 --bootstrap 100 -o c.h5
+variant "argument 13 is '--seed'" "converge --seed 5 on rank 1" \
+  converge -q --solvers euler --levels 3:4 --paths 4 --bootstrap 100 -o c.h5 --seed 5
+variant "argument 13 is '--help'" "converge --help on rank 1 only" \
+  converge -q --solvers euler --levels 3:4 --paths 4 --bootstrap 100 -o c.h5 --help
+
+# the same arguments, resolved differently (exit 1: the settings)
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20)
+mm_dir # -o a.h5 in two directories: two files
+r0=(env -C x "$P" "${base[@]}" -o a.h5) r1=(env -C y "$P" "${base[@]}" -o a.h5)
+mm 1 "-o (its absolute path) is '$d/y/a.h5', rank 0 has '$d/x/a.h5'" "sample -o a.h5 from two directories"
+mm_dir # --init i.h5 from two directories, two contents
+"$CORRSDE" sample -q -b 2 --frame-shape 4 -t 4 --steps 5 --seed 1 -o "$d/x/i.h5"
+"$CORRSDE" sample -q -b 2 --frame-shape 4 -t 4 --steps 5 --seed 2 -o "$d/y/i.h5"
+r0=(env -C x "$P" "${base[@]}" --init i.h5 -o "$d/a.h5")
+r1=(env -C y "$P" "${base[@]}" --init i.h5 -o "$d/a.h5")
+mm 1 "the content of --init file 'i.h5' is" "sample --init i.h5 whose content differs"
+mm_dir # a covariance from a file whose content differs
+printf '1\n0.5\n0.25\n' >"$d/x/col.txt"
+printf '1\n0.5\n0.2\n' >"$d/y/col.txt"
+r0=(env -C x "$P" "${base[@]}" --cov toeplitz:file=col.txt -o "$d/a.h5")
+r1=(env -C y "$P" "${base[@]}" --cov toeplitz:file=col.txt -o "$d/a.h5")
+mm 1 "the content of --cov file 'col.txt' is" "sample --cov toeplitz:file=col.txt whose content differs"
+mm_dir # BLAS for the frame products on rank 1: other rounding
+r0=("$P" "${base[@]}" -o a.h5) r1=(env CSDE_SMALLMM_KERNEL=blas "$P" "${base[@]}" -o a.h5)
+mm 1 "the frame products (CSDE_SMALLMM_KERNEL, the CPU) is 'BLAS', rank 0 has 'the fma chain'" \
+  "sample, CSDE_SMALLMM_KERNEL=blas on rank 1"
+mm_dir # converge, a covariance file whose content differs
+printf '1\n0.5\n0.25\n' >"$d/x/col.txt"
+printf '1\n0.5\n0.2\n' >"$d/y/col.txt"
+base=(converge -q --solvers euler --levels 3:4 --paths 4 --bootstrap 100 -t 3 --cov toeplitz:file=col.txt)
+r0=(env -C x "$P" "${base[@]}" -o "$d/c.h5") r1=(env -C y "$P" "${base[@]}" -o "$d/c.h5")
+mm 1 "the content of --cov file 'col.txt' is" "converge --cov toeplitz:file=col.txt whose content differs"
+
+# what agrees runs: the same arguments through MPMD, and an --init copied to each directory
+mm_dir
+base=(sample -q -b 2 --frame-shape 4 -t 4 --steps 20)
+"$CORRSDE" sample -q -b 2 --frame-shape 4 -t 4 --steps 5 --seed 1 -o "$d/x/i.h5"
+cp "$d/x/i.h5" "$d/y/i.h5"
+r0=(env -C x "$P" "${base[@]}" --init i.h5 -o "$d/a.h5")
+r1=(env -C y "$P" "${base[@]}" --init i.h5 -o "$d/a.h5")
+(cd "$d" && timeout -k 5 20 "$MPIRUN" --oversubscribe --bind-to none \
+  -np 1 sh "$tmp/rank.sh" "${r0[@]}" : -np 1 sh "$tmp/rank.sh" "${r1[@]}") >"$tmp/out" 2>"$tmp/err"
+rc=$?
+"$CORRSDE" "${base[@]}" --init "$d/x/i.h5" -o "$d/s.h5"
+[ "$rc" -eq 0 ] && [ "$(cat "$d/rc.0")" = 0 ] && [ "$(cat "$d/rc.1")" = 0 ] && [ ! -s "$tmp/err" ] &&
+  same_traj "$d/s.h5" "$d/a.h5"
+ok $? "the same arguments through MPMD, --init copied to two directories: runs, the serial run's datasets"
+
+# ---- a waiting rank yields its core (issue 23, item 10) ----
+# Two ranks on one core, which is what busy cores do to them: a rank that busy-polls while it
+# waits for the other at a step keeps the core from the very rank it waits for, a time slice
+# per step. corrsde-mpi yields by default (mpi_yield_when_idle): its solve (the seconds sample
+# prints) is a small part of the busy poll's (--mca mpi_yield_when_idle 0). The best of 2.
+solve_s() { sed -n 's/^nfe .*, \([0-9.]*\) s, status ok$/\1/p' "$tmp/out"; }
+args=(sample -b 2 --frame-shape 8x8 -t 8 --steps 100)
+yield_s=9 busy_s=0
+for _ in 1 2; do
+  for how in default busy; do
+    mca=()
+    [ $how = busy ] && mca=(--mca mpi_yield_when_idle 0)
+    rm -f "$tmp/y.h5"
+    env -u OMPI_MCA_mpi_yield_when_idle timeout 60 taskset -c 0 "$MPIRUN" -np 2 --oversubscribe \
+      --bind-to none "${mca[@]}" "$CORRSDE_MPI" "${args[@]}" -o "$tmp/y.h5" >"$tmp/out" 2>&1
+    t=$(solve_s)
+    [ -n "$t" ] || t=99
+    if [ $how = default ]; then
+      yield_s=$(awk -v a="$yield_s" -v b="$t" 'BEGIN { print (b < a ? b : a) }')
+    else
+      busy_s=$(awk -v a="$busy_s" -v b="$t" 'BEGIN { print (b > a && a > 0 ? a : b) }')
+    fi
+  done
+done
+awk -v y="$yield_s" -v b="$busy_s" 'BEGIN { exit !(4 * y < b) }'
+ok $? "2 ranks on one core, 100 steps: the solve takes $yield_s s by default, $busy_s s busy-polling"
 
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "corrsde/converge.h"
+#include "corrsde/run.h"
 #include "corrsde/status.h"
 
 enum { CLI_OK = 0, CLI_EFAIL = 1, CLI_EUSAGE = 2 };
@@ -51,6 +53,25 @@ extern const void *cli_mpi_comm;
 void cli_warn_bound_threads(const char *cmd, size_t threads);
 /* What a rank other than 0 kept back; printed by main_mpi.c when it is the one to tell. */
 const char *cli_held_messages(void);
+/* corrsde-mpi: what every rank must have resolved alike before the run. The arguments are
+ * already rank 0's (main_mpi.c refuses different ones before any command runs), so what
+ * can still differ is what each rank resolves on its own: a relative -o against its
+ * current directory, the files that --init, --model and --cov name (their content), the
+ * kernel of the frame products (CSDE_SMALLMM_KERNEL, the CPU), and what follows from
+ * them (sizes taken from --init, the dataset --init picks). cli_agree(cmd, s), a
+ * collective call made after a cli_sync that found every rank ready and before any
+ * collective I/O, compares this rank's resolved settings with rank 0's field by field
+ * and returns CLI_OK, or CLI_EFAIL on every rank, rank 0 having printed "corrsde <cmd>:
+ * rank r's settings differ from rank 0's: <the first field that differs>". Set with
+ * cli_sync (NULL without MPI). Every pointer is borrowed; NULL where it does not apply. */
+typedef struct {
+  const csde_run *run;           /* sample: the run (its resolved settings and sizes) */
+  const csde_conv_params *conv;  /* converge: its parameters */
+  size_t batch;                  /* sample: the whole batch (the run holds this rank's share) */
+  const char *cov, *model, *init; /* the specs as given: the files they name, by content */
+  const char *output;            /* the one file every rank writes (sample): absolute path */
+} cli_settings;
+extern int (*cli_agree)(const char *cmd, const cli_settings *s);
 
 int cli_cmd_cov(int argc, char **argv);
 int cli_cmd_sample(int argc, char **argv);

@@ -996,7 +996,8 @@ int cli_cmd_converge(int argc, char **argv)
   if (cli_conv_dist) cli_warn_bound_threads(CMD, a.threads);
   if (cli_sync) {         /* every rank has checked its arguments and built its objects */
     int first = cli_sync(CLI_OK);
-    if (first >= 0) {
+    if (first >= 0 ||
+        cli_agree(CMD, &(cli_settings){.conv = &p, .cov = a.cov, .model = a.model})) {
       rc = CLI_EFAIL;
       goto out;
     }

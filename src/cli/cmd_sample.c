@@ -758,7 +758,9 @@ int cli_cmd_sample(int argc, char **argv)
     return rc;
   }
   if (cli_size > 1) cli_warn_bound_threads(CMD, a.threads);
-  if (cli_sync && cli_sync(CLI_OK) >= 0) { /* every rank has built its run, or none starts */
+  if (cli_sync && (cli_sync(CLI_OK) >= 0 || /* every rank has built its run, or none starts */
+                   cli_agree(CMD, &(cli_settings){.run = r.run, .batch = a.batch, .cov = a.cov,
+                                 .model = a.model, .init = a.init, .output = a.output}))) {
     run_free(&r);
     return CLI_EFAIL;
   }

@@ -45,6 +45,7 @@ const void *cli_conv_dist = NULL;
 int cli_rank = 0;
 int cli_size = 1;
 int (*cli_sync)(int rc) = NULL;
+int (*cli_agree)(const char *cmd, const cli_settings *s) = NULL;
 const void *cli_mpi_comm = NULL;
 static char held[4096]; /* a rank other than 0: its messages, until it is to tell them */
 
