@@ -505,5 +505,160 @@ sys.exit(0 if n == acc + 1 > 128 and len(x) == len(t) == len(s) == n
   ok $? "adaptive dopri5, --save every:1 (length unknown): every accepted step saved, cut to n_saved"
 fi
 
+# ---- 7. files the run did not create (issue 23 §1-4, §17) ----
+
+# A victim file and a fingerprint of a directory entry (its kind, inode, size, contents).
+fp() { # fp PATH: what it is, never following a link
+  if [ -L "$1" ]; then echo "link $(readlink "$1")"
+  elif [ -f "$1" ]; then echo "file $(stat -c '%i %s' "$1") $(sha256sum <"$1")"
+  elif [ -e "$1" ]; then stat -c '%F %i' "$1"
+  else echo absent; fi
+}
+pl="$tmp/place"
+mkdir -p "$pl"
+echo "keep me" >"$pl/victim.txt"
+mkdir -p "$pl/victim_dir"
+victim=$(fp "$pl/victim.txt")
+# place KIND PATH: put a hostile entry of that kind at PATH
+place() {
+  rm -rf "$2"
+  case $1 in
+    symlink) ln -s "$pl/victim.txt" "$2" ;;
+    dangling) ln -s "$pl/nowhere.txt" "$2" ;;
+    dirlink) ln -s "$pl/victim_dir" "$2" ;;
+    hardlink) ln "$pl/victim.txt" "$2" ;;
+    fifo) mkfifo "$2" ;;
+    socket) "$PY" -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" ;;
+    dir) mkdir "$2" ;;
+    device) mknod "$2" c 1 3 ;; # the null device's numbers, in our own directory
+    notlock) echo "a user's notes" >"$2" ;;
+  esac
+}
+kinds=(symlink dangling dirlink fifo dir)
+[ -n "$PY" ] && kinds+=(socket)
+mknod "$pl/probe" c 1 3 2>/dev/null && kinds+=(device) && rm -f "$pl/probe"
+placed=0 refused=0 untouched=0
+# try KIND WHERE: a run whose OUT (where=out) or OUT.lock (where=lock) is such an entry
+try() {
+  local kind=$1 where=$2 force cmd
+  for force in "" --force; do
+    for cmd in sample converge csv plot; do
+      rm -rf "$pl"/o.h5* "$pl"/o.csv* "$pl"/o.png*
+      local out=$pl/o.h5 args
+      case $cmd in
+        sample) args=(sample "${small[@]}" --steps 3 -q -o "$out") ;;
+        converge) args=(converge --levels 2:3 --paths 4 -q -o "$out") ;;
+        csv) out=$pl/o.csv; args=(converge --levels 2:3 --paths 4 -q -o "$pl/o.h5" --csv "$out") ;;
+        plot) [ -n "$PY" ] || continue
+          out=$pl/o.png; args=(converge --levels 2:3 --paths 4 -q -o "$pl/o.h5" --plot "$out") ;;
+      esac
+      local at=$out
+      [ "$where" = lock ] && at=$out.lock
+      place "$kind" "$at"
+      local before victim_dir_n
+      before=$(fp "$at")
+      victim_dir_n=$(ls -A "$pl/victim_dir" | wc -l)
+      run "${args[@]}" $force
+      placed=$((placed + 1))
+      [ "$rc" -ne 0 ] && refused=$((refused + 1))
+      if [ "$(fp "$at")" = "$before" ] && [ "$(fp "$pl/victim.txt")" = "$victim" ] &&
+         [ "$(ls -A "$pl/victim_dir" | wc -l)" = "$victim_dir_n" ]; then
+        untouched=$((untouched + 1))
+      else
+        echo "# $kind at $(basename "$at") ($cmd $force): touched: $(fp "$at") / $(fp "$pl/victim.txt")"
+      fi
+      [ "$rc" -ne 0 ] || echo "# $kind at $(basename "$at") ($cmd $force): not refused"
+    done
+  done
+  rm -rf "$at"
+}
+for k in "${kinds[@]}"; do try "$k" out; done
+for k in "${kinds[@]}" hardlink notlock; do try "$k" lock; done
+[ "$placed" -ge 50 ] && [ "$refused" -eq "$placed" ] && [ "$untouched" -eq "$placed" ]
+ok $? "$placed hostile entries (symlinks, dangling and to a directory, FIFOs, sockets, directories, devices at OUT and OUT.lock; hard links and foreign files at OUT.lock) for sample, converge -o, --csv, --plot, with and without --force: $refused refused, $untouched left as they were"
+run sample "${small[@]}" --steps 3 -q -o "$pl/o.h5"
+rm -rf "$pl"/o.h5*
+place symlink "$pl/o.h5"
+run sample "${small[@]}" --steps 3 --force -o "$pl/o.h5"
+[ "$rc" -eq 1 ] && grep -q "'$pl/o.h5' is a symbolic link: refused" "$tmp/err"
+ok $? "a symlink at OUT with --force: exit 1, the message names it and says why"
+rm -f "$pl/o.h5"
+# the temporary's old fixed name: a link there is never followed (the name is fresh)
+place symlink "$pl/o.h5.partial"
+run sample "${small[@]}" --steps 3 --force -q -o "$pl/o.h5"
+[ "$rc" -eq 0 ] && [ "$(fp "$pl/victim.txt")" = "$victim" ] && [ -L "$pl/o.h5.partial" ] &&
+  [ "$(partials "$pl/o.h5")" = 0 ]
+ok $? "a symlink at OUT.partial (the old temporary name): the run writes its own fresh name, the victim is untouched"
+rm -rf "$pl"/o.h5*
+if mknod "$pl/null" c 1 3 2>/dev/null; then
+  run sample "${small[@]}" --steps 3 -q --force -o "$pl/null"
+  [ "$rc" -eq 1 ] && [ -c "$pl/null" ] && grep -q "is a device: refused" "$tmp/err"
+  ok $? "--force over a character device (mknod c 1 3 in a temporary directory): refused, still a device"
+  rm -f "$pl/null"
+else
+  skip "--force over a character device" "mknod needs root"
+fi
+
+# §3: a second writer through the temporary's name or the lock's
+"$CORRSDE" sample "${small[@]}" --steps 5 --save every:1 -q -o "$pl/w.h5"
+"$CORRSDE" sample "${small[@]}" --steps 400000 --save every:100000 --force -q -o "$pl/w.h5" \
+  2>"$tmp/w_err" &
+bgpid=$!
+wait_for "$pl/w.h5.partial.*" 10
+tmpname=$(ls "$pl"/w.h5.partial.* | head -1)
+run sample "${small[@]}" --steps 3 --force -o "$tmpname"
+rc_tmp=$rc
+grep -q "locked by another process" "$tmp/err"
+g_tmp=$?
+run sample "${small[@]}" --steps 3 --force -o "$pl/w.h5.lock"
+rc_lock=$rc
+grep -q "locked by another process" "$tmp/err"
+g_lock=$?
+run sample "${small[@]}" --steps 3 --force -q -o "$pl/w.h5.partial"
+rc_old=$rc
+wait "$bgpid"
+wrc=$?
+bgpid=
+if need_py "a second writer through the temporary or the lock"; then
+  py "$PYLIB"'
+x, t, s, n, ext = states(sys.argv[1])
+sys.exit(0 if n == 5 and s[-1] == 400000 else 1)
+' "$pl/w.h5"
+  got=$?
+else
+  got=0
+fi
+[ "$rc_tmp" -eq 1 ] && [ "$g_tmp" -eq 0 ] && [ "$rc_lock" -eq 1 ] && [ "$g_lock" -eq 0 ] &&
+  [ "$rc_old" -eq 0 ] && [ "$wrc" -eq 0 ] && [ "$got" -eq 0 ] && [ ! -e "$pl/w.h5.lock" ] &&
+  [ "$(partials "$pl/w.h5")" = 0 ]
+ok $? "while a --force run writes w.h5: --force -o its temporary and -o w.h5.lock are refused (locked), -o w.h5.partial is a file of its own; the first run ends with its 5 states in w.h5 (exits $rc_tmp $rc_lock $rc_old $wrc)"
+rm -rf "$pl"/w.h5*
+
+# §4: a stop signal during the first step with --force never replaces the old file
+"$CORRSDE" sample "${small[@]}" --steps 5 --save every:1 -q -o "$pl/s.h5"
+old=$(fp "$pl/s.h5")
+for sig in 2 15 1; do
+  run sample "${small[@]}" --steps 5 --save every:1 --force -o "$pl/s.h5" \
+    --model "plugin:$CSDE_PLUGIN_FAULTY:raise=$sig,raise_at=1"
+  [ "$rc" -eq 1 ] && [ "$(fp "$pl/s.h5")" = "$old" ] && grep -q "kept as it was" "$tmp/err" &&
+    [ "$(partials "$pl/s.h5")" = 0 ] && [ ! -e "$pl/s.h5.lock" ]
+  ok $? "signal $sig raised during step 1 of a --force run: exit 1, the old file kept whole, nothing left beside it"
+done
+run sample "${small[@]}" --steps 5 --save every:1 --force -o "$pl/s.h5" \
+  --model "plugin:$CSDE_PLUGIN_FAULTY:raise=15,raise_at=2"
+run info "$pl/s.h5"
+[ "$(fp "$pl/s.h5")" != "$old" ] && grep -q "failed: interrupted by signal 15" "$tmp/out"
+ok $? "a signal during step 2 (after the first state past the start): the new file replaced it and records the stop"
+
+# §17: a model that calls exit() during the run
+run sample "${small[@]}" --steps 5 --save every:1 -o "$pl/x.h5" \
+  --model "plugin:$CSDE_PLUGIN_FAULTY:exit_at=3"
+rc_x=$rc
+run info "$pl/x.h5"
+[ "$rc_x" -eq 1 ] && grep -q "status *failed: the model ended the process (exit) during step 3" "$tmp/out" &&
+  grep -q "3 saved states" "$tmp/out" && [ ! -e "$pl/x.h5.lock" ]
+ok $? "a plugin that calls exit(0) in step 3: exit 1 (got $rc_x), /stats says the model ended the process, 3 states kept"
+rm -rf "$pl"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

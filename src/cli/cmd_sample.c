@@ -568,9 +568,40 @@ typedef struct {
   csde_err err;  /* the stop agreed on there */
 } step_ctx;
 
+/* The run in progress, for the exit handler: a model (a plugin) that calls exit() in
+ * the middle of the solve. One writer only (an MPI rank's close is collective). */
+static struct {
+  csde_traj *w;
+  const char *output;
+  size_t step;
+  int registered;
+} g_running;
+
+static void on_exit_during_run(void)
+{
+  csde_traj *w = g_running.w;
+  if (!w) return;
+  g_running.w = NULL;
+  char status[160];
+  snprintf(status, sizeof status, "failed: the model ended the process (exit) during step %zu",
+           g_running.step + 1);
+  csde_solve_stats st;
+  memset(&st, 0, sizeof st);
+  st.steps = g_running.step;
+  csde_err err;
+  csde_err_clear(&err);
+  int ws = csde_traj_close(w, &st, status, &err);
+  cli_error(CMD, "%s ('%s' records it%s%s)", status, g_running.output, ws ? "; " : "",
+            ws ? err.msg : "");
+  fflush(stdout);
+  fflush(stderr);
+  _exit(CLI_EFAIL); /* the exit status the model asked for would say the run succeeded */
+}
+
 static int on_step(size_t step, double t, size_t saved, int final, void *user)
 {
   step_ctx *c = user;
+  g_running.step = step;
   csde_run_progress_step(step, t, saved, final, &c->bar);
   int sig = g_signal;
   if (!cli_mpi_comm) return sig != 0;
@@ -794,7 +825,14 @@ int cli_cmd_sample(int argc, char **argv)
   sigaction(SIGTERM, &sa, &old_term);
   sigaction(SIGHUP, &sa, &old_hup);
   csde_solve_stats st;
+  if (!r.part.comm) {
+    g_running.w = w;
+    g_running.output = a.output;
+    g_running.step = 0;
+    if (!g_running.registered) g_running.registered = atexit(on_exit_during_run) == 0;
+  }
   int s = csde_run_exec(r.run, r.x, w, &hooks, &st, &err);
+  g_running.w = NULL;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGHUP, &old_hup, NULL);
