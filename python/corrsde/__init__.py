@@ -117,7 +117,14 @@ class Cov:
         """batch draws of N(0, C (x) I), [batch, tau, *frame_shape]: the prior draw of
         `corrsde sample --seed SEED`, bit for bit."""
         shape = (int(batch), self.frames) + _shape(frame_shape)
-        return _corrsde.cov_sample(self._h, shape, int(seed))
+        return _corrsde.cov_sample(self._h, shape, _seed(seed))
+
+
+def _seed(seed):
+    """A seed: an integer in [0, 2^64), as the program's --seed."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError("seed: expected an integer in [0, 2^64), got %r" % (seed,))
+    return int(seed)
 
 
 def _shape(frame_shape):
@@ -362,8 +369,7 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         raise ValueError("steps: expected a non-negative integer, got %r" % (steps,))
     if steps == 0 and not adaptive and base != "ddpm":
         raise ValueError("steps: 0 (adaptive) needs rtol")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-        raise ValueError("seed: expected an integer in [0, 2^64), got %r" % (seed,))
+    seed = _seed(seed)
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError("threads: expected a positive integer, got %r" % (threads,))
     settings = {
@@ -475,7 +481,10 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     shape = _shape(frame_shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError("frame_shape: expected 1 to 3 sizes, got %r" % (frame_shape,))
-    b = 64 if batch is None else int(batch)
+    b = 64 if batch is None else batch
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+        raise ValueError("batch: expected a positive integer, got %r" % (batch,))
+    b = int(b)
     nb = min(int(paths), b)
     ctx = Context(cov.frames, shape, nb, cov, schedule, output, process)
     settings = {"process": process, "solvers": [str(s) for s in solvers], "error": str(error),

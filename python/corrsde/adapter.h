@@ -23,6 +23,24 @@ typedef struct {
   int nview;
 } csde_py_views;
 
+/* The UTF-8 text of the str o for C, or NULL with an exception naming `what`:
+ * TypeError for another type, ValueError for a NUL inside (C would read the text cut
+ * there, and take "euler\0x" for "euler"). */
+static const char *csde_py_str(PyObject *o, const char *what)
+{
+  if (!PyUnicode_Check(o)) {
+    PyErr_Format(PyExc_TypeError, "%s: expected a str, got %s", what, Py_TYPE(o)->tp_name);
+    return NULL;
+  }
+  Py_ssize_t n;
+  const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+  if (s && memchr(s, '\0', (size_t)n)) {
+    PyErr_Format(PyExc_ValueError, "%s: embedded null character in %R", what, o);
+    return NULL;
+  }
+  return s;
+}
+
 /* A read-only view of the solver buffer x (borrowed: the cache keeps it). */
 static PyObject *csde_py_view(csde_py_views *v, const double *x)
 {

@@ -188,7 +188,8 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   }
   out->output = CSDE_OUT_NOISE;
   if ((kind = PyObject_GetAttrString(e->model, "output"))) {
-    const char *k = PyUnicode_Check(kind) ? PyUnicode_AsUTF8(kind) : NULL;
+    const char *k = PyUnicode_Check(kind) ? csde_py_str(kind, "output") : NULL;
+    PyErr_Clear(); /* a NUL inside: not one of the names, as below */
     size_t i = 0;
     while (k && i < sizeof output_names / sizeof output_names[0] && strcmp(k, output_names[i])) i++;
     if (!k || i == sizeof output_names / sizeof output_names[0]) {

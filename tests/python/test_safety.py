@@ -1,0 +1,142 @@
+"""Issue 23: what a model may do with x after its call, arguments C must not misread, and
+the context of `--model python:` models.
+
+Run: PYTHONPATH=build/python /usr/bin/python3 -m pytest tests/python/test_safety.py.
+The checks that would crash the interpreter on a regression run in a child process.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import corrsde
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORRSDE = os.environ.get("CORRSDE", os.path.join(ROOT, "build", "corrsde"))
+
+
+def child(code, *args):
+    """Run code in a fresh interpreter; its stdout, after checking it exited 0 (a
+    SIGSEGV shows as returncode -11)."""
+    p = subprocess.run([sys.executable, "-c", code] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, "exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr)
+    return p.stdout
+
+
+# ---- item 8: arguments C would misread ----
+
+C4 = corrsde.Cov("ar1:rho=0.9", frames=4)
+
+
+def f(t, x, c):
+    return -x
+
+
+def solve(**kw):
+    kw = dict(dict(steps=3, batch=1), **kw)
+    return corrsde.solve(f, cov=C4, **kw)
+
+
+def converge(**kw):
+    kw = dict(dict(levels=(1, 2), paths=4, solvers="euler", boot=100), **kw)
+    return corrsde.converge(f, cov=C4, **kw)
+
+
+@pytest.mark.parametrize("arg,call", [
+    ("out", lambda p: solve(out=str(p / "a\0b.h5"))),
+    ("solver", lambda p: solve(solver="euler\0x", process="pf-ode")),
+    ("grid", lambda p: solve(grid="uniform\0x")),
+    ("noise", lambda p: solve(noise="stream\0x")),
+    ("save", lambda p: solve(save="every:1\0x")),
+    ("process", lambda p: solve(process="ddim:eta=0.5\0x", schedule="ddpm-linear")),
+    ("schedule", lambda p: solve(schedule="vp-linear\0x")),
+    ("spec", lambda p: corrsde.Cov("ar1:rho=0.9\0x", frames=4)),
+    ("method", lambda p: corrsde.Cov("ar1:rho=0.9", frames=4, method="dense\0x")),
+    ("schedule", lambda p: corrsde.Schedule("cosine\0x")),
+    ("solvers", lambda p: converge(solvers=["euler\0x"])),
+    ("grid", lambda p: converge(grid="uniform\0x")),
+    ("out", lambda p: converge(out=str(p / "c\0.h5"))),
+    ("csv", lambda p: converge(csv=str(p / "c\0.csv"))),
+])
+def test_strings_with_a_nul_are_refused(tmp_path, arg, call):
+    """A NUL inside a string is refused naming the argument, not cut there (before:
+    "euler\\0x" ran euler, out="a\\0b.h5" wrote a.h5)."""
+    with pytest.raises(ValueError, match=r"^%s: embedded null character" % arg):
+        call(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("arg,call", [
+    ("max_nfe", lambda: solve(max_nfe=-1)),
+    ("seed", lambda: converge(seed=-1)),
+    ("boot", lambda: converge(boot=-1)),
+    ("batch", lambda: converge(batch=-1)),
+    ("reference_level", lambda: converge(reference="fine", reference_level=-3)),
+    ("batch", lambda: C4.sample(-1)),
+    ("frame_shape", lambda: C4.sample(1, (4, -2))),
+])
+def test_negative_counts_are_refused(arg, call):
+    """A negative count, size or seed is refused naming the argument, not wrapped to a
+    huge unsigned value (before: max_nfe=-1 ran, converge(boot=-1) asked for all memory)."""
+    with pytest.raises(ValueError, match=r"^%s: expected a" % arg):
+        call()
+
+
+@pytest.mark.parametrize("arg,call", [
+    ("max_nfe", lambda: solve(max_nfe=2 ** 70)),
+    ("steps", lambda: solve(steps=2 ** 70)),
+    ("threads", lambda: solve(threads=2 ** 40)),
+    ("paths", lambda: converge(paths=2 ** 70)),
+    ("boot_seed", lambda: converge(boot_seed=2 ** 64)),
+    ("frames", lambda: corrsde.Cov("ar1:rho=0.9", frames=2 ** 70)),
+    ("batch", lambda: C4.sample(2 ** 70)),
+])
+def test_counts_beyond_their_c_type_are_refused(arg, call):
+    """A count beyond its C type is refused naming the argument, not cut (before:
+    max_nfe=2**70 became a limit of 0, threads=2**40 ran)."""
+    with pytest.raises(OverflowError, match=r"^%s: expected an integer in \[" % arg):
+        call()
+
+
+@pytest.mark.parametrize("arg,call", [
+    ("t_start", lambda: solve(t_start=float("nan"))),
+    ("t_end", lambda: solve(t_end=float("nan"))),
+    ("rtol", lambda: solve(process="pf-ode", rtol=float("nan"))),
+    ("confidence", lambda: converge(confidence=float("nan"))),
+])
+def test_nan_settings_are_errors_not_the_default(arg, call):
+    """A NaN setting is an error naming it; the default is None (before: t_start=nan
+    ran from the process's own start, confidence=nan ran)."""
+    with pytest.raises(ValueError, match=r"^%s: expected a number, got nan" % arg):
+        call()
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 64, 1.5])
+def test_cov_sample_refuses_seeds_as_solve_does(seed):
+    """Cov.sample refuses a seed outside [0, 2^64) as solve() does, same type and message
+    (before: seed=-1 drew with seed 2^64 - 1)."""
+    with pytest.raises(ValueError) as want:
+        corrsde.solve(f, cov=C4, steps=3, seed=seed)
+    with pytest.raises(ValueError) as got:
+        C4.sample(2, 3, seed=seed)
+    assert str(got.value) == str(want.value)
+    assert str(got.value).startswith("seed: expected an integer in [0, 2^64), got ")
+
+
+def test_plugin_output_with_a_nul_is_refused(tmp_path):
+    """`--model python:`: a model whose output is "noise\\0x" is refused, not read as
+    "noise"."""
+    src = tmp_path / "m.py"
+    src.write_text("def make(ctx, args):\n"
+                   "    m = lambda t, x, c: -x\n"
+                   "    m.output = 'noise\\0x'\n"
+                   "    return m\n")
+    p = subprocess.run([CORRSDE, "sample", "--model", "python:%s:make" % src, "--frames", "3",
+                        "--steps", "2", "-q", "-o", str(tmp_path / "o.h5")],
+                       capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "ValueError: the model's output 'noise\\x00x' is not one of" in p.stderr, p.stderr
