@@ -305,7 +305,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     settings give the same bits, and out= the same file.
 
     model(t, x, ctx) -> array of x's shape: x is a read-only view of the solver's
-    buffer (valid during the call), ctx a Context. output (default: model.output if it
+    buffer (a model that keeps x or views of it past the call gets them repointed to
+    one copy of what it saw), ctx a Context. output (default: model.output if it
     has one, else "cscore") says what it returns: "score" (grad log p), "cscore"
     (C grad log p), "noise" (delta), "x0" or "v".
     x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)

@@ -508,6 +508,16 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
   Py_XDECREF(ans);
   Py_XDECREF(tt);
   Py_XDECREF(st);
+  if (v && csde_py_done(&r->v, x) < 0) { /* a kept x could not get its copy */
+    if (rc == 0) {
+      PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
+      PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
+      r->exc_t = t;
+      if (c->errmsg && c->errlen) exc_text(r->exc, c->errmsg, c->errlen);
+      rc = -1;
+    }
+    PyErr_Clear();
+  }
   r->ts = PyEval_SaveThread();
   return rc;
 }
@@ -1157,6 +1167,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_corrsde",
 PyMODINIT_FUNC PyInit__corrsde(void)
 {
   import_array();
+  if (csde_py_adapter_ready() < 0) return NULL;
   PyObject *m = PyModule_Create(&module);
   if (!m) return NULL;
   CsdeError = PyErr_NewExceptionWithDoc("corrsde.Error",

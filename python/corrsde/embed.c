@@ -78,6 +78,11 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
   if (rc) py_error_text(c->errmsg, c->errlen);
   Py_XDECREF(ans);
   Py_XDECREF(t);
+  if (v && csde_py_done(&e->v, x) < 0) { /* a kept x could not get its copy */
+    if (rc == 0) py_error_text(c->errmsg, c->errlen);
+    PyErr_Clear();
+    rc = -1;
+  }
   PyGILState_Release(g);
   return rc;
 }
@@ -155,7 +160,7 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   embedded *e = calloc(1, sizeof *e);
   int rc = 1;
   PyObject *mod = NULL, *factory = NULL, *types = NULL, *shape = NULL, *kind = NULL;
-  if (!e || numpy_ready()) goto fail;
+  if (!e || numpy_ready() || csde_py_adapter_ready() < 0) goto fail;
   e->tau = info->tau;
   e->D = info->D;
   e->v.nd = 3;

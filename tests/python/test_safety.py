@@ -27,6 +27,150 @@ def child(code, *args):
     return p.stdout
 
 
+# ---- item 7: x kept past its call ----
+
+# A model that keeps x and views made from it, with a copy of what it saw; check()
+# reads them all after the run, once other memory has been allocated over the solver's.
+KEEPER = r'''
+import numpy as np
+
+class Keeper:
+    output = "cscore"
+
+    def __init__(self):
+        self.kept, self.seen, self.flags = [], [], []
+
+    def __call__(self, t, x, ctx):
+        self.seen.append(x.copy())
+        self.kept.append({"x": x, "x[0]": x[0], "x.reshape(-1)": x.reshape(-1),
+                          "np.asarray(x)": np.asarray(x), "x[:, -1, ::3]": x[:, -1, ::3],
+                          "x.T": (x.T,), "memoryview": memoryview(x)})
+        self.flags.append(self.refusals(x))
+        return -x
+
+    @staticmethod
+    def refusals(x):
+        """How x and a view of it refuse writes: the exception type names, in order."""
+        out = []
+        for a in (x, x[0]):
+            for f in (lambda: a.setflags(write=True), lambda: a.__setitem__(Ellipsis, 0.0)):
+                try:
+                    f()
+                    out.append("accepted")
+                except Exception as e:
+                    out.append(type(e).__name__)
+        return out
+
+    def check(self):
+        """'ok', or the first difference between a kept view and what the model saw."""
+        junk = [np.full(50000, 7.0) for _ in range(400)]  # reuse of the freed memory
+        for i, (k, s) in enumerate(zip(self.kept, self.seen)):
+            want = {"x": s, "x[0]": s[0], "x.reshape(-1)": s.reshape(-1),
+                    "np.asarray(x)": s, "x[:, -1, ::3]": s[:, -1, ::3], "x.T": s.T,
+                    "memoryview": s}
+            for name, w in want.items():
+                got = k[name][0] if name == "x.T" else k[name]
+                if not np.array_equal(np.asarray(got), w):
+                    return "call %d: %s differs from what the model saw" % (i, name)
+            if k["np.asarray(x)"] is not k["x"]:
+                return "np.asarray(x) is not x"
+        for i, f in enumerate(self.flags + [self.refusals(self.kept[-1]["x"])]):
+            if f != ["ValueError"] * 4:
+                return "refusals %d: %s" % (i, f)
+        del junk
+        return "ok %d" % len(self.kept)
+'''
+
+
+def test_kept_views_keep_what_the_model_saw_solve():
+    """solve() at batch 256, 64x64: the model keeps x, x[0], x.reshape(-1), np.asarray(x),
+    a strided slice, x.T in a tuple and a memoryview; after solve returns they all hold
+    what the model saw, and none can be made writeable (before: SIGSEGV)."""
+    out = child(KEEPER + r'''
+import corrsde
+m = Keeper()
+r = corrsde.solve(m, cov=corrsde.Cov("ar1:rho=0.9", frames=2), process="pf-ode",
+                  solver="heun", steps=2, batch=256, frame_shape=(64, 64), seed=1)
+assert r.nfe == 4, r.nfe
+print(m.check())
+''')
+    assert out == "ok 4\n"
+
+
+def test_kept_views_keep_what_the_model_saw_converge():
+    """The same for converge(), where the solver's buffers of one solve are freed before
+    the next solve calls the model again."""
+    out = child(KEEPER + r'''
+import corrsde
+m = Keeper()
+c = corrsde.converge(m, cov=corrsde.Cov("ar1:rho=0.9", frames=2), frame_shape=(64, 64),
+                     levels=(1, 2), paths=4, solvers="euler", boot=100)
+n = c.nfe
+print(m.check(), n == len(m.kept))
+''')
+    assert out.startswith("ok ") and out.endswith(" True\n"), out
+
+
+def test_x_refuses_writes_during_the_call():
+    """Inside the call: x.setflags(write=True) and x[...] = 0 raise ValueError, for x and
+    for x[0] (before: setflags succeeded, and the model could overwrite the solver's
+    state)."""
+    seen = []
+
+    def model(t, x, ctx):
+        for a in (x, x[0]):
+            for f in (lambda: a.setflags(write=True), lambda: a.__setitem__(Ellipsis, 0.0)):
+                try:
+                    f()
+                    seen.append("accepted")
+                except ValueError as e:
+                    seen.append(str(e))
+        return -x
+    C = corrsde.Cov("ar1:rho=0.9", frames=3)
+    x0 = C.sample(2, 4, seed=5)
+    r = corrsde.solve(model, x0, cov=C, process="pf-ode", solver="euler", steps=1)
+    assert seen == ["cannot set WRITEABLE flag to True of this array",
+                    "assignment destination is read-only"] * 2
+    assert not np.array_equal(r.x, 0 * x0)
+
+
+# the same keeper as a `--model python:` factory: check() runs when the program frees the
+# model, after the run has freed its buffers, and writes its verdict to the file ARGS
+PLUGIN_KEEPER = KEEPER + r'''
+class FileKeeper(Keeper):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def __del__(self):
+        with open(self.path, "w") as f:
+            f.write(self.check())
+
+
+def make(ctx, args):
+    return FileKeeper(args)
+'''
+
+
+@pytest.mark.parametrize("cmd", [
+    ["sample", "--frames", "2", "--frame-shape", "64x64", "--batch", "256", "--steps", "2",
+     "--process", "pf-ode", "--solver", "heun"],
+    ["converge", "--frames", "2", "--frame-shape", "64x64", "--paths", "4", "--levels", "1:2",
+     "--solvers", "euler", "--bootstrap", "100"],
+])
+def test_kept_views_keep_what_the_model_saw_cli(tmp_path, cmd):
+    """`corrsde sample|converge --model python:` (embed.c, the same adapter): the views a
+    model keeps hold what it saw when the program frees the model, after the run."""
+    src = tmp_path / "keeper.py"
+    src.write_text(PLUGIN_KEEPER)
+    verdict = tmp_path / "verdict.txt"
+    p = subprocess.run([CORRSDE, cmd[0], "--model", "python:%s:make:%s" % (src, verdict)]
+                       + cmd[1:] + ["-q", "-o", str(tmp_path / "out.h5")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert verdict.read_text().startswith("ok ")
+
+
 # ---- item 8: arguments C would misread ----
 
 C4 = corrsde.Cov("ar1:rho=0.9", frames=4)
