@@ -69,10 +69,22 @@ class Cov:
         if not isinstance(frames, numbers.Integral) or isinstance(frames, bool):
             raise TypeError("frames: expected an integer, got %r" % (frames,))
         self._h = _corrsde.cov_new(str(spec), int(frames), str(method))
-        self.frames = int(frames)
         self.method_asked = str(method)
-        self.spec, self.method, self.noise_dim, singular = _corrsde.cov_info(self._h)
+        self._info()
+
+    def _info(self):
+        self.spec, self.method, self.noise_dim, singular, self.frames = _corrsde.cov_info(self._h)
         self.singular = bool(singular)
+
+    @classmethod
+    def _lent(cls, handle):
+        """A Cov over a handle that a run lends (`--model python:`'s ctx.cov): usable
+        during the run; once it ended, every operation raises ValueError."""
+        self = cls.__new__(cls)
+        self._h = handle
+        self._info()
+        self.method_asked = self.method
+        return self
 
     def __repr__(self):
         return "corrsde.Cov(%r, frames=%d, method=%r)" % (self.spec, self.frames, self.method)
@@ -148,6 +160,14 @@ class Schedule:
     def __init__(self, spec="vp-linear"):
         self._h = _corrsde.sched_new(str(spec))
         self.spec, self.nsteps = _corrsde.sched_info(self._h)
+
+    @classmethod
+    def _lent(cls, handle):
+        """A Schedule over a handle that a run lends (see Cov._lent)."""
+        self = cls.__new__(cls)
+        self._h = handle
+        self.spec, self.nsteps = _corrsde.sched_info(handle)
+        return self
 
     def __repr__(self):
         return "corrsde.Schedule(%r)" % self.spec

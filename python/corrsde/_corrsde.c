@@ -113,10 +113,13 @@ static int arg_uint(PyObject *o, const char *what, unsigned long long lo,
 
 /* ---- covariance handles ---- */
 
+/* A handle owns its operator, or borrows one that a run lends (`--model python:`'s
+ * ctx.cov, see lend_cov): then C is NULL once the loan ended, and every use raises. */
 typedef struct {
   csde_cov *C;
   csde_cov_ws *ws; /* for the last D used (rebuilt when D changes) */
   size_t ws_D;
+  int lent;
 } cov_handle;
 
 static void cov_capsule_free(PyObject *cap)
@@ -124,13 +127,21 @@ static void cov_capsule_free(PyObject *cap)
   cov_handle *h = PyCapsule_GetPointer(cap, "corrsde.cov");
   if (!h) return;
   csde_cov_ws_free(h->ws);
-  csde_cov_free(h->C);
+  if (!h->lent) csde_cov_free(h->C);
   PyMem_Free(h);
 }
 
+static const char ended[] = "%s: the run that lent it (ctx.%s of a `--model python:` model) "
+                            "has ended; it is valid during the run only";
+
 static cov_handle *cov_of(PyObject *cap)
 {
-  return PyCapsule_GetPointer(cap, "corrsde.cov");
+  cov_handle *h = PyCapsule_GetPointer(cap, "corrsde.cov");
+  if (h && !h->C) {
+    PyErr_Format(PyExc_ValueError, ended, "cov", "cov");
+    return NULL;
+  }
+  return h;
 }
 
 static csde_cov_ws *cov_ws(cov_handle *h, size_t D)
@@ -181,14 +192,15 @@ static PyObject *py_cov_new(PyObject *self, PyObject *args)
   return cap;
 }
 
-/* cov_info(cap) -> (spec, method, noise_dim, singular) */
+/* cov_info(cap) -> (spec, method, noise_dim, singular, frames) */
 static PyObject *py_cov_info(PyObject *self, PyObject *cap)
 {
   (void)self;
   cov_handle *h = cov_of(cap);
   if (!h) return NULL;
-  return Py_BuildValue("ssni", csde_cov_spec(h->C), csde_cov_method_name(csde_cov_method_of(h->C)),
-                       (Py_ssize_t)csde_cov_noise_dim(h->C), csde_cov_is_singular(h->C));
+  return Py_BuildValue("ssnin", csde_cov_spec(h->C), csde_cov_method_name(csde_cov_method_of(h->C)),
+                       (Py_ssize_t)csde_cov_noise_dim(h->C), csde_cov_is_singular(h->C),
+                       (Py_ssize_t)csde_cov_tau(h->C));
 }
 
 static PyObject *py_cov_logdet(PyObject *self, PyObject *cap)
@@ -377,14 +389,39 @@ static PyObject *py_cov_sample(PyObject *self, PyObject *args)
 
 /* ---- schedules ---- */
 
+/* Owned, or lent as a cov_handle is. */
+typedef struct {
+  csde_schedule *s;
+  int lent;
+} sched_handle;
+
 static void sched_capsule_free(PyObject *cap)
 {
-  csde_schedule_free(PyCapsule_GetPointer(cap, "corrsde.schedule"));
+  sched_handle *h = PyCapsule_GetPointer(cap, "corrsde.schedule");
+  if (!h) return;
+  if (!h->lent) csde_schedule_free(h->s);
+  PyMem_Free(h);
 }
 
 static const csde_schedule *sched_of(PyObject *cap)
 {
-  return PyCapsule_GetPointer(cap, "corrsde.schedule");
+  sched_handle *h = PyCapsule_GetPointer(cap, "corrsde.schedule");
+  if (h && !h->s) {
+    PyErr_Format(PyExc_ValueError, ended, "schedule", "schedule");
+    return NULL;
+  }
+  return h ? h->s : NULL;
+}
+
+static PyObject *sched_capsule(csde_schedule *s, int lent)
+{
+  sched_handle *h = PyMem_Calloc(1, sizeof *h);
+  if (!h) return PyErr_NoMemory();
+  h->s = s;
+  h->lent = lent;
+  PyObject *cap = PyCapsule_New(h, "corrsde.schedule", sched_capsule_free);
+  if (!cap) PyMem_Free(h);
+  return cap;
 }
 
 static PyObject *py_sched_new(PyObject *self, PyObject *args)
@@ -398,7 +435,7 @@ static PyObject *py_sched_new(PyObject *self, PyObject *args)
   csde_err err;
   int st = csde_schedule_alloc(&s, spec, &err);
   if (st) return raise_err(st, &err);
-  PyObject *cap = PyCapsule_New(s, "corrsde.schedule", sched_capsule_free);
+  PyObject *cap = sched_capsule(s, 0);
   if (!cap) csde_schedule_free(s);
   return cap;
 }
@@ -1143,6 +1180,42 @@ static PyObject *py_solvers(PyObject *self, PyObject *args)
   return out;
 }
 
+/* ---- handles lent by a run (the C API of embed.c, adapter.h's csde_py_capi) ---- */
+
+static PyObject *lend_cov(const csde_cov *C)
+{
+  cov_handle *h = PyMem_Calloc(1, sizeof *h);
+  if (!h) return PyErr_NoMemory();
+  h->C = (csde_cov *)C; /* const: the handle only reads it, and never frees it */
+  h->lent = 1;
+  PyObject *cap = PyCapsule_New(h, "corrsde.cov", cov_capsule_free);
+  if (!cap) PyMem_Free(h);
+  return cap;
+}
+
+static PyObject *lend_schedule(const csde_schedule *s)
+{
+  return sched_capsule((csde_schedule *)s, 1);
+}
+
+/* The loan ends (the run frees its objects after this): the handle lets go of them, and
+ * later uses raise ValueError. */
+static void end_loan(PyObject *cap)
+{
+  if (PyCapsule_IsValid(cap, "corrsde.cov")) {
+    cov_handle *h = PyCapsule_GetPointer(cap, "corrsde.cov");
+    if (!h->lent) return;
+    csde_cov_ws_free(h->ws);
+    h->ws = NULL;
+    h->C = NULL;
+  } else if (PyCapsule_IsValid(cap, "corrsde.schedule")) {
+    sched_handle *h = PyCapsule_GetPointer(cap, "corrsde.schedule");
+    if (h->lent) h->s = NULL;
+  }
+}
+
+static const csde_py_capi capi = {CSDE_PY_CAPI_VERSION, lend_cov, lend_schedule, end_loan};
+
 static PyMethodDef methods[] = {
     {"solvers", py_solvers, METH_NOARGS, "solvers() -> [(name, alias, summary, processes, options)]"},
     {"cov_new", py_cov_new, METH_VARARGS, "cov_new(spec, tau, method) -> handle"},
@@ -1173,6 +1246,12 @@ PyMODINIT_FUNC PyInit__corrsde(void)
   CsdeError = PyErr_NewExceptionWithDoc("corrsde.Error",
                                         "A corrsde library failure (attributes status, param).",
                                         PyExc_RuntimeError, NULL);
+  PyObject *api = PyCapsule_New((void *)&capi, CSDE_PY_CAPI, NULL);
+  if (!api || PyModule_AddObject(m, "_C_API", api) < 0) {
+    Py_XDECREF(api);
+    Py_DECREF(m);
+    return NULL;
+  }
   if (!CsdeError || PyModule_AddObjectRef(m, "Error", CsdeError) < 0 ||
       PyModule_AddStringConstant(m, "version", csde_version()) < 0) {
     Py_DECREF(m);

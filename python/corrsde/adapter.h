@@ -32,6 +32,17 @@
 
 #include <string.h>
 
+/* What the extension lends to embed.c (a capsule, its attribute _C_API): handles of a
+ * run's own covariance and schedule, the `--model python:` ctx.cov and ctx.schedule. */
+#define CSDE_PY_CAPI "corrsde._corrsde._C_API"
+#define CSDE_PY_CAPI_VERSION 1
+typedef struct {
+  int version;
+  PyObject *(*lend_cov)(const csde_cov *C); /* a new "corrsde.cov" handle borrowing C */
+  PyObject *(*lend_schedule)(const csde_schedule *s);
+  void (*end_loan)(PyObject *handle); /* before C or s is freed: later uses raise */
+} csde_py_capi;
+
 #define CSDE_PY_MAXDIM 8  /* B, tau and up to 6 frame axes */
 #define CSDE_PY_NVIEW 16  /* buffers a solver hands to the model (its stages) */
 

@@ -284,3 +284,84 @@ def test_plugin_output_with_a_nul_is_refused(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode != 0
     assert "ValueError: the model's output 'noise\\x00x' is not one of" in p.stderr, p.stderr
+
+
+# ---- item 19: ctx.cov and ctx.schedule of `--model python:` ----
+
+# The exact C grad log p_t of N(0, I) data under noise N(0, C) along the frames, through
+# the context's objects: Sigma_t = abar I + (1 - abar) C, answer -C Sigma_t^-1 x. The
+# model records what the context gave at its first call and, when freed after the run,
+# what using the lent cov then does.
+CTX_MODEL = r'''
+import json
+import numpy as np
+
+class Exact:
+    output = "cscore"
+
+    def __init__(self, path):
+        self.path, self.rec, self.ctx = path, None, None
+
+    def __call__(self, t, x, ctx):
+        C = ctx.cov.matrix
+        ab = ctx.schedule.abar(t)
+        S = ab * np.eye(len(C)) + (1 - ab) * C
+        y = np.einsum("ij,bjd->bid", np.linalg.inv(S), x)
+        if self.rec is None:
+            self.ctx = ctx
+            self.rec = {"cov": [ctx.cov.spec, ctx.cov.frames, ctx.cov.method, C.tolist()],
+                        "schedule": [ctx.schedule.spec, ctx.schedule.nsteps],
+                        "t": t, "abar": [ab, ctx.abar], "sigma": [ctx.schedule.sigma(t), ctx.sigma],
+                        "apply": np.array_equal(ctx.cov.apply(y), np.einsum("ij,bjd->bid", C, y))}
+        return -ctx.cov.apply(y)
+
+    def __del__(self):
+        if self.path:
+            try:
+                self.ctx.cov.apply(np.zeros((1, 3, 1)))
+                self.rec["after"] = "no error"
+            except ValueError as e:
+                self.rec["after"] = str(e)
+            with open(self.path, "w") as f:
+                json.dump(self.rec, f)
+
+
+def make(ctx, args):
+    assert ctx.cov is None and ctx.schedule is None  # known from the first call on
+    return Exact(args)
+'''
+
+
+def test_plugin_context_has_the_runs_cov_and_schedule(tmp_path):
+    """`--model python:` models see ctx.cov and ctx.schedule, the run's own (--cov,
+    --schedule): the exact model written with them gives the same bits through the
+    program as through corrsde.solve, and they raise once the run has ended (before:
+    AttributeError: 'types.SimpleNamespace' object has no attribute 'cov')."""
+    import h5py
+    src = tmp_path / "exact.py"
+    src.write_text(CTX_MODEL)
+    rec_path, out = tmp_path / "rec.json", tmp_path / "cli.h5"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    p = subprocess.run([CORRSDE, "sample", "--model", "python:%s:make:%s" % (src, rec_path),
+                        "--cov", "ar1:rho=0.5", "--frames", "3", "--schedule", "cosine",
+                        "--frame-shape", "2", "--batch", "2", "--steps", "6", "--seed", "3",
+                        "-q", "-o", str(out)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(rec_path.read_text())
+    want = corrsde.Cov("ar1:rho=0.5", frames=3)
+    assert rec["cov"] == ["ar1:rho=0.5", 3, want.method, want.matrix.tolist()]
+    assert rec["cov"][3] == [[1, 0.5, 0.25], [0.5, 1, 0.5], [0.25, 0.5, 1]]
+    S = corrsde.Schedule("cosine")
+    assert rec["schedule"] == [S.spec, 0]
+    assert rec["abar"] == [S.abar(rec["t"])] * 2 and rec["sigma"] == [S.sigma(rec["t"])] * 2
+    assert rec["apply"] is True
+    assert rec["after"].startswith("cov: the run that lent it (ctx.cov of a `--model python:` "
+                                   "model) has ended")
+    with h5py.File(out, "r") as fh:
+        cli = fh["trajectory/x"][-1]
+    code = ("import sys, runpy, corrsde; m = runpy.run_path(sys.argv[1])['Exact'](None); "
+            "r = corrsde.solve(m, cov=corrsde.Cov('ar1:rho=0.5', 3), schedule='cosine', "
+            "steps=6, seed=3, batch=2, frame_shape=2); sys.stdout.buffer.write(r.x.tobytes())")
+    got = subprocess.run([sys.executable, "-c", code, str(src)], env=env, capture_output=True,
+                         check=True).stdout
+    assert got == cli.tobytes()
