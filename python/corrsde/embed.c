@@ -90,17 +90,20 @@ static int lend(embedded *e, const csde_cov *C, const csde_schedule *sched)
 {
   end_loans(e);
   PyObject *cov = NULL, *sch = NULL;
+  int bad;
   if (C && (!(e->cov_h = e->capi->lend_cov(C)) ||
             !(cov = PyObject_CallFunctionObjArgs(e->Cov, e->cov_h, NULL))))
     goto fail;
   if (sched && (!(e->sched_h = e->capi->lend_schedule(sched)) ||
                 !(sch = PyObject_CallFunctionObjArgs(e->Schedule, e->sched_h, NULL))))
     goto fail;
-  if (set_num(e->ctx, "cov", cov ? cov : Py_NewRef(Py_None)) ||
-      set_num(e->ctx, "schedule", sch ? sch : Py_NewRef(Py_None))) {
-    cov = sch = NULL; /* set_num took them */
-    goto fail;
+  bad = set_num(e->ctx, "cov", cov ? cov : Py_NewRef(Py_None)); /* set_num takes them */
+  cov = NULL;
+  if (!bad) {
+    bad = set_num(e->ctx, "schedule", sch ? sch : Py_NewRef(Py_None));
+    sch = NULL;
   }
+  if (bad) goto fail;
   e->C = C;
   e->sched = sched;
   return 0;
