@@ -1063,6 +1063,11 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   for (size_t i = 0; i < p.nsolvers; i++)
     if (!(names[i] = csde_py_str(PyList_GET_ITEM(solvers, (Py_ssize_t)i), "solvers"))) goto done;
   p.solvers = names;
+  if (!(conf > 0 && conf < 1)) { /* the library refuses >= 1, but not <= 0 */
+    PyErr_Format(PyExc_ValueError, "confidence: expected a number in (0, 1), got %R",
+                 PyDict_GetItemString(sd, "conf"));
+    goto done;
+  }
   if (csde_conv_kind_parse(error ? error : "ode", &p.kind)) {
     PyErr_Format(PyExc_ValueError, "error: expected strong, weak-mean, weak-cov or ode, got "
                                    "'%s'", error);

@@ -259,6 +259,14 @@ def test_nan_settings_are_errors_not_the_default(arg, call):
         call()
 
 
+@pytest.mark.parametrize("conf", [-1.0, 0.0, 1.0, 1.5, float("inf")])
+def test_confidence_outside_0_1_is_refused(conf):
+    """converge(confidence=) is a probability in (0, 1), refused naming it otherwise
+    (before: -1 ran, 1.5 was refused as 'convergence analysis: bad sizes')."""
+    with pytest.raises(ValueError, match=r"^confidence: expected a number in \(0, 1\), got "):
+        converge(confidence=conf)
+
+
 @pytest.mark.parametrize("seed", [-1, 2 ** 64, 1.5])
 def test_cov_sample_refuses_seeds_as_solve_does(seed):
     """Cov.sample refuses a seed outside [0, 2^64) as solve() does, same type and message
