@@ -69,10 +69,22 @@ class Cov:
         if not isinstance(frames, numbers.Integral) or isinstance(frames, bool):
             raise TypeError("frames: expected an integer, got %r" % (frames,))
         self._h = _corrsde.cov_new(str(spec), int(frames), str(method))
-        self.frames = int(frames)
         self.method_asked = str(method)
-        self.spec, self.method, self.noise_dim, singular = _corrsde.cov_info(self._h)
+        self._info()
+
+    def _info(self):
+        self.spec, self.method, self.noise_dim, singular, self.frames = _corrsde.cov_info(self._h)
         self.singular = bool(singular)
+
+    @classmethod
+    def _lent(cls, handle):
+        """A Cov over a handle that a run lends (`--model python:`'s ctx.cov): usable
+        during the run; once it ended, every operation raises ValueError."""
+        self = cls.__new__(cls)
+        self._h = handle
+        self._info()
+        self.method_asked = self.method
+        return self
 
     def __repr__(self):
         return "corrsde.Cov(%r, frames=%d, method=%r)" % (self.spec, self.frames, self.method)
@@ -117,7 +129,14 @@ class Cov:
         """batch draws of N(0, C (x) I), [batch, tau, *frame_shape]: the prior draw of
         `corrsde sample --seed SEED`, bit for bit."""
         shape = (int(batch), self.frames) + _shape(frame_shape)
-        return _corrsde.cov_sample(self._h, shape, int(seed))
+        return _corrsde.cov_sample(self._h, shape, _seed(seed))
+
+
+def _seed(seed):
+    """A seed: an integer in [0, 2^64), as the program's --seed."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError("seed: expected an integer in [0, 2^64), got %r" % (seed,))
+    return int(seed)
 
 
 def _shape(frame_shape):
@@ -141,6 +160,14 @@ class Schedule:
     def __init__(self, spec="vp-linear"):
         self._h = _corrsde.sched_new(str(spec))
         self.spec, self.nsteps = _corrsde.sched_info(self._h)
+
+    @classmethod
+    def _lent(cls, handle):
+        """A Schedule over a handle that a run lends (see Cov._lent)."""
+        self = cls.__new__(cls)
+        self._h = handle
+        self.spec, self.nsteps = _corrsde.sched_info(handle)
+        return self
 
     def __repr__(self):
         return "corrsde.Schedule(%r)" % self.spec
@@ -298,7 +325,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     settings give the same bits, and out= the same file.
 
     model(t, x, ctx) -> array of x's shape: x is a read-only view of the solver's
-    buffer (valid during the call), ctx a Context. output (default: model.output if it
+    buffer (a model that keeps x or views of it past the call gets them repointed to
+    one copy of what it saw), ctx a Context. output (default: model.output if it
     has one, else "cscore") says what it returns: "score" (grad log p), "cscore"
     (C grad log p), "noise" (delta), "x0" or "v".
     x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)
@@ -362,8 +390,7 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         raise ValueError("steps: expected a non-negative integer, got %r" % (steps,))
     if steps == 0 and not adaptive and base != "ddpm":
         raise ValueError("steps: 0 (adaptive) needs rtol")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
-        raise ValueError("seed: expected an integer in [0, 2^64), got %r" % (seed,))
+    seed = _seed(seed)
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError("threads: expected a positive integer, got %r" % (threads,))
     settings = {
@@ -475,7 +502,10 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     shape = _shape(frame_shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError("frame_shape: expected 1 to 3 sizes, got %r" % (frame_shape,))
-    b = 64 if batch is None else int(batch)
+    b = 64 if batch is None else batch
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+        raise ValueError("batch: expected a positive integer, got %r" % (batch,))
+    b = int(b)
     nb = min(int(paths), b)
     ctx = Context(cov.frames, shape, nb, cov, schedule, output, process)
     settings = {"process": process, "solvers": [str(s) for s in solvers], "error": str(error),

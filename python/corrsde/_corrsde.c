@@ -20,6 +20,7 @@
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -68,12 +69,57 @@ static PyObject *raise_err(int status, const csde_err *err)
   return NULL;
 }
 
+/* The integer o in [lo, hi] (a count, size or seed: C's unsigned types), or -1 with an
+ * exception naming `what`: TypeError for a non-integer, ValueError below lo (a negative
+ * number is never wrapped), OverflowError above hi (a large one is never cut). */
+static int arg_uint(PyObject *o, const char *what, unsigned long long lo,
+                    unsigned long long hi, unsigned long long *out)
+{
+  PyObject *i = PyNumber_Index(o);
+  if (!i) {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "%s: expected an integer, got %s", what, Py_TYPE(o)->tp_name);
+    return -1;
+  }
+  int ovf, below = 0, above = 0;
+  long long v = PyLong_AsLongLongAndOverflow(i, &ovf);
+  unsigned long long u = 0;
+  if (ovf > 0) {
+    u = PyLong_AsUnsignedLongLong(i);
+    above = u == (unsigned long long)-1 && PyErr_Occurred();
+    PyErr_Clear();
+  } else if (ovf < 0 || v < 0) {
+    below = 1;
+  } else {
+    u = (unsigned long long)v;
+  }
+  Py_DECREF(i);
+  below = below || u < lo;
+  above = above || u > hi;
+  if (below || above) {
+    char range[64];
+    if (hi == (unsigned long long)-1)
+      snprintf(range, sizeof range, "[%llu, 2^64)", lo);
+    else
+      snprintf(range, sizeof range, "[%llu, %llu]", lo, hi);
+    PyErr_Format(below ? PyExc_ValueError : PyExc_OverflowError,
+                 "%s: expected an integer in %s, got %R", what, range, o);
+    return -1;
+  }
+  *out = u;
+  return 0;
+}
+
 /* ---- covariance handles ---- */
 
+/* A handle owns its operator, or borrows one that a run lends (`--model python:`'s
+ * ctx.cov, see lend_cov): then C is NULL once the loan ended, and every use raises. */
 typedef struct {
   csde_cov *C;
   csde_cov_ws *ws; /* for the last D used (rebuilt when D changes) */
   size_t ws_D;
+  int lent;
 } cov_handle;
 
 static void cov_capsule_free(PyObject *cap)
@@ -81,13 +127,21 @@ static void cov_capsule_free(PyObject *cap)
   cov_handle *h = PyCapsule_GetPointer(cap, "corrsde.cov");
   if (!h) return;
   csde_cov_ws_free(h->ws);
-  csde_cov_free(h->C);
+  if (!h->lent) csde_cov_free(h->C);
   PyMem_Free(h);
 }
 
+static const char ended[] = "%s: the run that lent it (ctx.%s of a `--model python:` model) "
+                            "has ended; it is valid during the run only";
+
 static cov_handle *cov_of(PyObject *cap)
 {
-  return PyCapsule_GetPointer(cap, "corrsde.cov");
+  cov_handle *h = PyCapsule_GetPointer(cap, "corrsde.cov");
+  if (h && !h->C) {
+    PyErr_Format(PyExc_ValueError, ended, "cov", "cov");
+    return NULL;
+  }
+  return h;
 }
 
 static csde_cov_ws *cov_ws(cov_handle *h, size_t D)
@@ -109,10 +163,13 @@ static csde_cov_ws *cov_ws(cov_handle *h, size_t D)
 static PyObject *py_cov_new(PyObject *self, PyObject *args)
 {
   (void)self;
-  const char *spec, *method;
-  Py_ssize_t tau;
-  if (!PyArg_ParseTuple(args, "sns", &spec, &tau, &method)) return NULL;
-  if (tau < 1) return PyErr_Format(PyExc_ValueError, "frames: expected a positive integer, got %zd", tau);
+  PyObject *spec_obj, *tau_obj, *method_obj;
+  unsigned long long tau;
+  if (!PyArg_ParseTuple(args, "OOO", &spec_obj, &tau_obj, &method_obj)) return NULL;
+  const char *spec = csde_py_str(spec_obj, "spec"), *method;
+  if (!spec || arg_uint(tau_obj, "frames", 1, PY_SSIZE_T_MAX, &tau) ||
+      !(method = csde_py_str(method_obj, "method")))
+    return NULL;
   csde_err err;
   csde_cov_params p = csde_cov_default_params();
   int s = csde_cov_method_parse(method, &p.method, &err);
@@ -135,14 +192,15 @@ static PyObject *py_cov_new(PyObject *self, PyObject *args)
   return cap;
 }
 
-/* cov_info(cap) -> (spec, method, noise_dim, singular) */
+/* cov_info(cap) -> (spec, method, noise_dim, singular, frames) */
 static PyObject *py_cov_info(PyObject *self, PyObject *cap)
 {
   (void)self;
   cov_handle *h = cov_of(cap);
   if (!h) return NULL;
-  return Py_BuildValue("ssni", csde_cov_spec(h->C), csde_cov_method_name(csde_cov_method_of(h->C)),
-                       (Py_ssize_t)csde_cov_noise_dim(h->C), csde_cov_is_singular(h->C));
+  return Py_BuildValue("ssnin", csde_cov_spec(h->C), csde_cov_method_name(csde_cov_method_of(h->C)),
+                       (Py_ssize_t)csde_cov_noise_dim(h->C), csde_cov_is_singular(h->C),
+                       (Py_ssize_t)csde_cov_tau(h->C));
 }
 
 static PyObject *py_cov_logdet(PyObject *self, PyObject *cap)
@@ -293,18 +351,22 @@ static PyObject *py_cov_mahalanobis(PyObject *self, PyObject *args)
 static PyObject *py_cov_sample(PyObject *self, PyObject *args)
 {
   (void)self;
-  PyObject *cap, *shape;
+  PyObject *cap, *shape, *seed_obj;
   unsigned long long seed;
-  if (!PyArg_ParseTuple(args, "OO!K", &cap, &PyTuple_Type, &shape, &seed)) return NULL;
+  if (!PyArg_ParseTuple(args, "OO!O", &cap, &PyTuple_Type, &shape, &seed_obj)) return NULL;
   cov_handle *h = cov_of(cap);
-  if (!h) return NULL;
+  if (!h || arg_uint(seed_obj, "seed", 0, UINT64_MAX, &seed)) return NULL;
   int nd = (int)PyTuple_GET_SIZE(shape);
   npy_intp d[MAXDIM];
-  if (nd < 2 || nd > MAXDIM) return PyErr_Format(PyExc_ValueError, "sample: bad shape");
+  if (nd < 2 || nd > MAXDIM)
+    return PyErr_Format(PyExc_ValueError, "frame_shape: expected 0 to %d sizes, got %d",
+                        MAXDIM - 2, nd - 2);
   size_t D = 1;
   for (int i = 0; i < nd; i++) {
-    d[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, i));
-    if (d[i] < 0) return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "sample: bad shape");
+    unsigned long long di;
+    if (arg_uint(PyTuple_GET_ITEM(shape, i), i ? "frame_shape" : "batch", 0, PY_SSIZE_T_MAX, &di))
+      return NULL;
+    d[i] = (npy_intp)di;
     if (i >= 2) D *= (size_t)d[i];
   }
   csde_cov_ws *ws = cov_ws(h, D);
@@ -327,26 +389,53 @@ static PyObject *py_cov_sample(PyObject *self, PyObject *args)
 
 /* ---- schedules ---- */
 
+/* Owned, or lent as a cov_handle is. */
+typedef struct {
+  csde_schedule *s;
+  int lent;
+} sched_handle;
+
 static void sched_capsule_free(PyObject *cap)
 {
-  csde_schedule_free(PyCapsule_GetPointer(cap, "corrsde.schedule"));
+  sched_handle *h = PyCapsule_GetPointer(cap, "corrsde.schedule");
+  if (!h) return;
+  if (!h->lent) csde_schedule_free(h->s);
+  PyMem_Free(h);
 }
 
 static const csde_schedule *sched_of(PyObject *cap)
 {
-  return PyCapsule_GetPointer(cap, "corrsde.schedule");
+  sched_handle *h = PyCapsule_GetPointer(cap, "corrsde.schedule");
+  if (h && !h->s) {
+    PyErr_Format(PyExc_ValueError, ended, "schedule", "schedule");
+    return NULL;
+  }
+  return h ? h->s : NULL;
+}
+
+static PyObject *sched_capsule(csde_schedule *s, int lent)
+{
+  sched_handle *h = PyMem_Calloc(1, sizeof *h);
+  if (!h) return PyErr_NoMemory();
+  h->s = s;
+  h->lent = lent;
+  PyObject *cap = PyCapsule_New(h, "corrsde.schedule", sched_capsule_free);
+  if (!cap) PyMem_Free(h);
+  return cap;
 }
 
 static PyObject *py_sched_new(PyObject *self, PyObject *args)
 {
   (void)self;
-  const char *spec;
-  if (!PyArg_ParseTuple(args, "s", &spec)) return NULL;
+  PyObject *spec_obj;
+  if (!PyArg_ParseTuple(args, "O", &spec_obj)) return NULL;
+  const char *spec = csde_py_str(spec_obj, "schedule");
+  if (!spec) return NULL;
   csde_schedule *s = NULL;
   csde_err err;
   int st = csde_schedule_alloc(&s, spec, &err);
   if (st) return raise_err(st, &err);
-  PyObject *cap = PyCapsule_New(s, "corrsde.schedule", sched_capsule_free);
+  PyObject *cap = sched_capsule(s, 0);
   if (!cap) csde_schedule_free(s);
   return cap;
 }
@@ -385,8 +474,8 @@ static PyObject *py_sched_eval(PyObject *self, PyObject *args)
     case 2: yv[i] = csde_schedule_sigma(s, v); break;
     case 3: yv[i] = csde_schedule_logsnr(s, v); break;
     case 4: yv[i] = csde_schedule_int_beta(s, v); break;
-    case 5: yv[i] = v >= 0 ? csde_schedule_beta_step(s, (size_t)v) : NAN; break;
-    default: yv[i] = v >= 0 ? csde_schedule_abar_step(s, (size_t)v) : NAN; break;
+    case 5: yv[i] = v >= 0 && v < 0x1p62 ? csde_schedule_beta_step(s, (size_t)v) : NAN; break;
+    default: yv[i] = v >= 0 && v < 0x1p62 ? csde_schedule_abar_step(s, (size_t)v) : NAN; break;
     }
   }
   return y;
@@ -456,6 +545,16 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
   Py_XDECREF(ans);
   Py_XDECREF(tt);
   Py_XDECREF(st);
+  if (v && csde_py_done(&r->v, x) < 0) { /* a kept x could not get its copy */
+    if (rc == 0) {
+      PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
+      PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
+      r->exc_t = t;
+      if (c->errmsg && c->errlen) exc_text(r->exc, c->errmsg, c->errlen);
+      rc = -1;
+    }
+    PyErr_Clear();
+  }
   r->ts = PyEval_SaveThread();
   return rc;
 }
@@ -557,17 +656,25 @@ static const char *param_arg(const char *param)
   return NULL;
 }
 
-/* A string setting of dict d (None, or absent: NULL). */
+/* The Python argument behind a settings key, for messages. */
+static const char *key_arg(const char *key)
+{
+  static const char *const map[][2] = {
+      {"output", "out"},          {"model_spec", "model"}, {"solvers_text", "solvers"},
+      {"levels_text", "levels"},  {"k0", "levels"},        {"k1", "levels"},
+      {"cov_method", "method"},   {"conf", "confidence"},  {"ref_level", "reference_level"}};
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (!strcmp(key, map[i][0])) return map[i][1];
+  return key;
+}
+
+/* A string setting of dict d (None, or absent: NULL); a NUL inside is refused. */
 static int dict_str(PyObject *d, const char *key, const char **out)
 {
   PyObject *v = PyDict_GetItemString(d, key);
   *out = NULL;
   if (!v || v == Py_None) return 0;
-  if (!PyUnicode_Check(v)) {
-    PyErr_Format(PyExc_TypeError, "%s: expected a str, got %s", key, Py_TYPE(v)->tp_name);
-    return -1;
-  }
-  *out = PyUnicode_AsUTF8(v);
+  *out = csde_py_str(v, key_arg(key));
   return *out ? 0 : -1;
 }
 
@@ -579,6 +686,30 @@ static int dict_num(PyObject *d, const char *key, double dflt, double *out)
   if (!v || v == Py_None) return 0;
   *out = PyFloat_AsDouble(v);
   return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The same, NaN refused: where the library reads NaN as "not given" (t_start, t_end),
+ * a NaN given is not the default but an error; "not given" is None. */
+static int dict_real(PyObject *d, const char *key, double dflt, double *out)
+{
+  if (dict_num(d, key, dflt, out)) return -1;
+  PyObject *v = PyDict_GetItemString(d, key);
+  if (isnan(*out) && v && v != Py_None) {
+    PyErr_Format(PyExc_ValueError, "%s: expected a number, got nan%s", key_arg(key),
+                 strcmp(key, "conf") ? " (None gives the default)" : "");
+    return -1;
+  }
+  return 0;
+}
+
+/* An integer setting of dict d in [lo, hi] (None, or absent: dflt); see arg_uint. */
+static int dict_uint(PyObject *d, const char *key, unsigned long long dflt,
+                     unsigned long long lo, unsigned long long hi, unsigned long long *out)
+{
+  PyObject *v = PyDict_GetItemString(d, key);
+  *out = dflt;
+  if (!v || v == Py_None) return 0;
+  return arg_uint(v, key_arg(key), lo, hi, out);
 }
 
 /* solve(model, ctx, x, cov, sched, kind, settings, out, float32, compress, force)
@@ -603,37 +734,32 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   if (blocks_of(x, csde_cov_tau(ch->C), "x", &B, &D)) return NULL;
   if (!PyArray_ISWRITEABLE(x)) return PyErr_Format(PyExc_ValueError, "x: not writeable");
   const char *out = NULL;
-  if (out_obj != Py_None && (!PyUnicode_Check(out_obj) || !(out = PyUnicode_AsUTF8(out_obj))))
+  if (out_obj != Py_None && !PyUnicode_Check(out_obj))
     return PyErr_Format(PyExc_TypeError, "out: expected a str path");
+  if (out_obj != Py_None && !(out = csde_py_str(out_obj, "out"))) return NULL;
 
   csde_run_settings s = csde_run_default_settings();
-  double steps, rtol, atol, seed, threads, max_nfe;
+  unsigned long long steps, seed, threads, max_nfe;
   if (dict_str(sd, "process", &s.process) || dict_str(sd, "solver", &s.solver) ||
       dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
       dict_str(sd, "save", &s.save) || dict_str(sd, "model_spec", &s.model_spec) ||
       dict_str(sd, "init", &s.init) || dict_str(sd, "command_line", &s.command_line) ||
       dict_str(sd, "cov_method", &s.cov_method) ||
-      dict_num(sd, "steps", (double)s.steps, &steps) || dict_num(sd, "rtol", 0, &rtol) ||
-      dict_num(sd, "atol", 0, &atol) || dict_num(sd, "t_start", NAN, &s.t_start) ||
-      dict_num(sd, "t_end", NAN, &s.t_end) || dict_num(sd, "seed", 0, &seed) ||
-      dict_num(sd, "threads", 1, &threads) ||
-      dict_num(sd, "max_nfe", (double)s.max_nfe, &max_nfe))
+      dict_uint(sd, "steps", s.steps, 0, SIZE_MAX, &steps) ||
+      dict_real(sd, "rtol", 0, &s.rtol) || dict_real(sd, "atol", 0, &s.atol) ||
+      dict_real(sd, "t_start", NAN, &s.t_start) || dict_real(sd, "t_end", NAN, &s.t_end) ||
+      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
+      dict_uint(sd, "threads", 1, 1, INT_MAX, &threads) ||
+      dict_uint(sd, "max_nfe", s.max_nfe, 0, SIZE_MAX, &max_nfe))
     return NULL;
   if (!s.process) s.process = "reverse-sde";
   if (!s.grid) s.grid = "uniform";
   if (!s.noise) s.noise = "stream";
   if (!s.save) s.save = "final";
   s.steps = (size_t)steps;
-  s.rtol = rtol;
-  s.atol = atol;
   s.seed = (uint64_t)seed;
   s.threads = (int)threads;
   s.max_nfe = (size_t)max_nfe;
-  PyObject *seed_obj = PyDict_GetItemString(sd, "seed"); /* all 64 bits */
-  if (seed_obj && seed_obj != Py_None) {
-    s.seed = PyLong_AsUnsignedLongLong(seed_obj);
-    if (PyErr_Occurred()) return NULL;
-  }
 
   /* the frame shape as the file records it: 1 to 3 axes ([B, tau]: one pixel; more
    * axes are one axis of their product) */
@@ -886,15 +1012,20 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   int nd = (int)PyTuple_GET_SIZE(shape);
   if (nd < 2 || nd > MAXDIM) return PyErr_Format(PyExc_ValueError, "frame_shape: too many axes");
   npy_intp dims[MAXDIM];
-  for (int i = 0; i < nd; i++) dims[i] = (npy_intp)PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, i));
-  if (PyErr_Occurred()) return NULL;
+  for (int i = 0; i < nd; i++) {
+    unsigned long long di;
+    if (arg_uint(PyTuple_GET_ITEM(shape, i), i ? "frame_shape" : "batch", 1, PY_SSIZE_T_MAX, &di))
+      return NULL;
+    dims[i] = (npy_intp)di;
+  }
   pyrun r;
   pyrun_init(&r, model, ctx, nd, dims);
 
   const char *process, *error, *reference, *grid, *csv, *output, *levels_s, *solvers_s;
   const char *model_spec, *cov_method;
   int force = 0;
-  double k0, k1, paths, ref_level, t_end, seed, batch, boot, boot_seed, conf;
+  double t_end, conf;
+  unsigned long long k0, k1, paths, ref_level, seed, batch, boot, boot_seed;
   PyObject *solvers = PyDict_GetItemString(sd, "solvers");
   csde_conv_params p = csde_conv_default_params();
   PyObject *fo = PyDict_GetItemString(sd, "force");
@@ -904,13 +1035,15 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
       dict_str(sd, "csv", &csv) || dict_str(sd, "output", &output) ||
       dict_str(sd, "levels_text", &levels_s) || dict_str(sd, "solvers_text", &solvers_s) ||
       dict_str(sd, "model_spec", &model_spec) || dict_str(sd, "cov_method", &cov_method) ||
-      dict_num(sd, "k0", 3, &k0) || dict_num(sd, "k1", 8, &k1) ||
-      dict_num(sd, "paths", 16, &paths) || dict_num(sd, "ref_level", 0, &ref_level) ||
-      dict_num(sd, "t_end", p.P.eps, &t_end) ||
-      dict_num(sd, "seed", 0, &seed) || dict_num(sd, "batch", 0, &batch) ||
-      dict_num(sd, "boot", (double)p.boot, &boot) ||
-      dict_num(sd, "boot_seed", (double)p.boot_seed, &boot_seed) ||
-      dict_num(sd, "conf", p.conf, &conf)) {
+      dict_uint(sd, "k0", 3, 0, UINT_MAX, &k0) || dict_uint(sd, "k1", 8, 0, UINT_MAX, &k1) ||
+      dict_uint(sd, "paths", 16, 0, SIZE_MAX, &paths) ||
+      dict_uint(sd, "ref_level", 0, 0, UINT_MAX, &ref_level) ||
+      dict_num(sd, "t_end", p.P.eps, &t_end) || /* NaN: refused below, naming the range */
+      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
+      dict_uint(sd, "batch", 0, 0, SIZE_MAX, &batch) ||
+      dict_uint(sd, "boot", p.boot, 0, SIZE_MAX, &boot) ||
+      dict_uint(sd, "boot_seed", p.boot_seed, 0, UINT64_MAX, &boot_seed) ||
+      dict_real(sd, "conf", p.conf, &conf)) {
     pyrun_clear(&r);
     return NULL;
   }
@@ -928,8 +1061,13 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   }
   p.nsolvers = (size_t)PyList_GET_SIZE(solvers);
   for (size_t i = 0; i < p.nsolvers; i++)
-    if (!(names[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(solvers, (Py_ssize_t)i)))) goto done;
+    if (!(names[i] = csde_py_str(PyList_GET_ITEM(solvers, (Py_ssize_t)i), "solvers"))) goto done;
   p.solvers = names;
+  if (!(conf > 0 && conf < 1)) { /* the library refuses >= 1, but not <= 0 */
+    PyErr_Format(PyExc_ValueError, "confidence: expected a number in (0, 1), got %R",
+                 PyDict_GetItemString(sd, "conf"));
+    goto done;
+  }
   if (csde_conv_kind_parse(error ? error : "ode", &p.kind)) {
     PyErr_Format(PyExc_ValueError, "error: expected strong, weak-mean, weak-cov or ode, got "
                                    "'%s'", error);
@@ -1047,6 +1185,42 @@ static PyObject *py_solvers(PyObject *self, PyObject *args)
   return out;
 }
 
+/* ---- handles lent by a run (the C API of embed.c, adapter.h's csde_py_capi) ---- */
+
+static PyObject *lend_cov(const csde_cov *C)
+{
+  cov_handle *h = PyMem_Calloc(1, sizeof *h);
+  if (!h) return PyErr_NoMemory();
+  h->C = (csde_cov *)C; /* const: the handle only reads it, and never frees it */
+  h->lent = 1;
+  PyObject *cap = PyCapsule_New(h, "corrsde.cov", cov_capsule_free);
+  if (!cap) PyMem_Free(h);
+  return cap;
+}
+
+static PyObject *lend_schedule(const csde_schedule *s)
+{
+  return sched_capsule((csde_schedule *)s, 1);
+}
+
+/* The loan ends (the run frees its objects after this): the handle lets go of them, and
+ * later uses raise ValueError. */
+static void end_loan(PyObject *cap)
+{
+  if (PyCapsule_IsValid(cap, "corrsde.cov")) {
+    cov_handle *h = PyCapsule_GetPointer(cap, "corrsde.cov");
+    if (!h->lent) return;
+    csde_cov_ws_free(h->ws);
+    h->ws = NULL;
+    h->C = NULL;
+  } else if (PyCapsule_IsValid(cap, "corrsde.schedule")) {
+    sched_handle *h = PyCapsule_GetPointer(cap, "corrsde.schedule");
+    if (h->lent) h->s = NULL;
+  }
+}
+
+static const csde_py_capi capi = {CSDE_PY_CAPI_VERSION, lend_cov, lend_schedule, end_loan};
+
 static PyMethodDef methods[] = {
     {"solvers", py_solvers, METH_NOARGS, "solvers() -> [(name, alias, summary, processes, options)]"},
     {"cov_new", py_cov_new, METH_VARARGS, "cov_new(spec, tau, method) -> handle"},
@@ -1071,11 +1245,18 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_corrsde",
 PyMODINIT_FUNC PyInit__corrsde(void)
 {
   import_array();
+  if (csde_py_adapter_ready() < 0) return NULL;
   PyObject *m = PyModule_Create(&module);
   if (!m) return NULL;
   CsdeError = PyErr_NewExceptionWithDoc("corrsde.Error",
                                         "A corrsde library failure (attributes status, param).",
                                         PyExc_RuntimeError, NULL);
+  PyObject *api = PyCapsule_New((void *)&capi, CSDE_PY_CAPI, NULL);
+  if (!api || PyModule_AddObject(m, "_C_API", api) < 0) {
+    Py_XDECREF(api);
+    Py_DECREF(m);
+    return NULL;
+  }
   if (!CsdeError || PyModule_AddObjectRef(m, "Error", CsdeError) < 0 ||
       PyModule_AddStringConstant(m, "version", csde_version()) < 0) {
     Py_DECREF(m);

@@ -4,12 +4,20 @@
  * It embeds CPython (libpython is opened RTLD_GLOBAL first, so that numpy's extension
  * modules find its symbols), imports FILE.py (or MODULE), and calls
  *     NAME(ctx, ARGS) -> model
- * once, with ctx the sizes (tau, frame_shape = (D,), D, batch = None) and ARGS the text
- * after the third ':' ("" if none). The model is then called as model(t, x, ctx) with x a
- * read-only view [B, tau, D] of the solver's buffer and ctx the call's context (t, step,
- * batch, tau, D, frame_shape, abar, sigma, logsnr, index), through the adapter the
- * extension uses (adapter.h). Its attribute `output` (default "noise") says what it
- * returns. A Python exception fails the call; its type and text become the message.
+ * once, with ctx the sizes (tau, frame_shape = (D,), D, batch = None, cov = schedule =
+ * None) and ARGS the text after the third ':' ("" if none). The model is then called as
+ * model(t, x, ctx) with x a read-only view [B, tau, D] of the solver's buffer and ctx the
+ * call's context (t, step, batch, tau, D, frame_shape, abar, sigma, logsnr, index, cov,
+ * schedule), through the adapter the extension uses (adapter.h). Its attribute `output`
+ * (default "noise") says what it returns. A Python exception fails the call; its type
+ * and text become the message.
+ *
+ * ctx.cov and ctx.schedule are a corrsde.Cov and a corrsde.Schedule over the run's own
+ * objects (the model context's C and sched), as corrsde.solve gives its model: the
+ * package's extension lends handles that borrow them (its C API, csde_py_capi), from
+ * the first call on, and ends the loans when the model is freed, before the run frees
+ * them; a model that keeps them past its run gets ValueError on use. The package is
+ * imported as usual, else from beside this plugin (build/python/corrsde).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,6 +27,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "corrsde/plugin.h"
 #include "adapter.h"
@@ -31,6 +40,11 @@ typedef struct {
   PyObject *model, *ctx;
   csde_py_views v;
   size_t tau, D;
+  const csde_py_capi *capi;     /* the package's, for the loans */
+  PyObject *Cov, *Schedule;     /* corrsde.Cov._lent and corrsde.Schedule._lent */
+  const csde_cov *C;            /* what is lent now (NULL: nothing) */
+  const csde_schedule *sched;
+  PyObject *cov_h, *sched_h;    /* the loans: handles (capsules) */
 } embedded;
 
 static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
@@ -59,6 +73,47 @@ static int set_num(PyObject *o, const char *name, PyObject *v)
   return bad;
 }
 
+/* Loans end: the handles let go of the run's objects (later uses raise). */
+static void end_loans(embedded *e)
+{
+  if (e->cov_h) e->capi->end_loan(e->cov_h);
+  if (e->sched_h) e->capi->end_loan(e->sched_h);
+  Py_CLEAR(e->cov_h);
+  Py_CLEAR(e->sched_h);
+  e->C = NULL;
+  e->sched = NULL;
+}
+
+/* ctx.cov and ctx.schedule over C and sched (None for NULL), lent until the next change
+ * or the model's end. -1 with an exception set. */
+static int lend(embedded *e, const csde_cov *C, const csde_schedule *sched)
+{
+  end_loans(e);
+  PyObject *cov = NULL, *sch = NULL;
+  int bad;
+  if (C && (!(e->cov_h = e->capi->lend_cov(C)) ||
+            !(cov = PyObject_CallFunctionObjArgs(e->Cov, e->cov_h, NULL))))
+    goto fail;
+  if (sched && (!(e->sched_h = e->capi->lend_schedule(sched)) ||
+                !(sch = PyObject_CallFunctionObjArgs(e->Schedule, e->sched_h, NULL))))
+    goto fail;
+  bad = set_num(e->ctx, "cov", cov ? cov : Py_NewRef(Py_None)); /* set_num takes them */
+  cov = NULL;
+  if (!bad) {
+    bad = set_num(e->ctx, "schedule", sch ? sch : Py_NewRef(Py_None));
+    sch = NULL;
+  }
+  if (bad) goto fail;
+  e->C = C;
+  e->sched = sched;
+  return 0;
+fail:
+  Py_XDECREF(cov);
+  Py_XDECREF(sch);
+  end_loans(e);
+  return -1;
+}
+
 static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
 {
   embedded *e = user;
@@ -66,7 +121,8 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
   int rc = -1;
   csde_py_views_batch(&e->v, c->batch, e->tau * e->D); /* the views follow the batch */
   PyObject *ctx = e->ctx, *v = csde_py_view(&e->v, x), *t = PyFloat_FromDouble(c->t);
-  int bad = !v || !t || set_num(ctx, "t", Py_NewRef(t)) ||
+  int bad = !v || !t || ((c->C != e->C || c->sched != e->sched) && lend(e, c->C, c->sched)) ||
+            set_num(ctx, "t", Py_NewRef(t)) ||
             set_num(ctx, "step", PyLong_FromSize_t(c->step)) ||
             set_num(ctx, "batch", PyLong_FromSize_t(c->batch)) ||
             set_num(ctx, "abar", PyFloat_FromDouble(c->abar)) ||
@@ -78,6 +134,11 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
   if (rc) py_error_text(c->errmsg, c->errlen);
   Py_XDECREF(ans);
   Py_XDECREF(t);
+  if (v && csde_py_done(&e->v, x) < 0) { /* a kept x could not get its copy */
+    if (rc == 0) py_error_text(c->errmsg, c->errlen);
+    PyErr_Clear();
+    rc = -1;
+  }
   PyGILState_Release(g);
   return rc;
 }
@@ -86,9 +147,12 @@ static void embed_free(void *user)
 {
   embedded *e = user;
   PyGILState_STATE g = PyGILState_Ensure();
+  end_loans(e); /* first: the run frees them next, and the model may hold them */
   csde_py_views_clear(&e->v);
   Py_XDECREF(e->model);
   Py_XDECREF(e->ctx);
+  Py_XDECREF(e->Cov);
+  Py_XDECREF(e->Schedule);
   PyGILState_Release(g);
   free(e);
 }
@@ -97,6 +161,34 @@ static int numpy_ready(void)
 {
   import_array1(-1);
   return 0;
+}
+
+/* The corrsde package (for ctx.cov and ctx.schedule): imported as usual (installed, or on
+ * PYTHONPATH), else the one this plugin was built beside (build/python/corrsde), its
+ * parent directory appended to sys.path. */
+static PyObject *import_corrsde(void)
+{
+  static const char anchor = 0; /* an address inside this plugin */
+  PyObject *m = PyImport_ImportModule("corrsde");
+  if (m || !PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) return m;
+  Dl_info dl;
+  char dir[4096];
+  char *slash;
+  if (!dladdr(&anchor, &dl) || !dl.dli_fname ||
+      snprintf(dir, sizeof dir, "%s", dl.dli_fname) >= (int)sizeof dir ||
+      !(slash = strrchr(dir, '/')))
+    return NULL;
+  snprintf(slash, sizeof dir - (size_t)(slash - dir), "/__init__.py");
+  if (access(dir, R_OK) != 0) return NULL; /* installed: no package beside it */
+  *slash = '\0';
+  if (!(slash = strrchr(dir, '/'))) return NULL;
+  *slash = '\0';
+  PyObject *sys_path = PySys_GetObject("path"), *d = PyUnicode_FromString(dir);
+  int bad = !sys_path || !d || PyList_Append(sys_path, d) < 0;
+  Py_XDECREF(d);
+  if (bad) return NULL;
+  PyErr_Clear();
+  return PyImport_ImportModule("corrsde");
 }
 
 /* The module of "FILE.py" (imported by path) or "MODULE" (imported by name). */
@@ -155,7 +247,8 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   embedded *e = calloc(1, sizeof *e);
   int rc = 1;
   PyObject *mod = NULL, *factory = NULL, *types = NULL, *shape = NULL, *kind = NULL;
-  if (!e || numpy_ready()) goto fail;
+  PyObject *pkg = NULL;
+  if (!e || numpy_ready() || csde_py_adapter_ready() < 0) goto fail;
   e->tau = info->tau;
   e->D = info->D;
   e->v.nd = 3;
@@ -170,6 +263,23 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
     goto fail;
   }
   Py_DECREF(dir);
+  if (!(pkg = import_corrsde()) ||
+      !(e->capi = PyCapsule_Import(CSDE_PY_CAPI, 0)))
+    goto fail;
+  if (e->capi->version != CSDE_PY_CAPI_VERSION) {
+    PyErr_Format(PyExc_ImportError, "the corrsde package lends handles of version %d, this "
+                 "plugin takes %d (a package of another build?)", e->capi->version,
+                 CSDE_PY_CAPI_VERSION);
+    goto fail;
+  }
+  PyObject *cls;
+  if (!(cls = PyObject_GetAttrString(pkg, "Cov"))) goto fail;
+  e->Cov = PyObject_GetAttrString(cls, "_lent");
+  Py_DECREF(cls);
+  if (!e->Cov || !(cls = PyObject_GetAttrString(pkg, "Schedule"))) goto fail;
+  e->Schedule = PyObject_GetAttrString(cls, "_lent");
+  Py_DECREF(cls);
+  if (!e->Schedule) goto fail;
   if (!(mod = load_module(where)) || !(factory = PyObject_GetAttrString(mod, name))) goto fail;
   if (!(types = PyImport_ImportModule("types")) ||
       !(e->ctx = PyObject_CallMethod(types, "SimpleNamespace", NULL)))
@@ -178,7 +288,9 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   if (!shape || set_num(e->ctx, "tau", PyLong_FromSize_t(info->tau)) ||
       set_num(e->ctx, "D", PyLong_FromSize_t(info->D)) ||
       PyObject_SetAttrString(e->ctx, "frame_shape", shape) < 0 ||
-      set_num(e->ctx, "batch", Py_NewRef(Py_None)))
+      set_num(e->ctx, "batch", Py_NewRef(Py_None)) ||
+      set_num(e->ctx, "cov", Py_NewRef(Py_None)) ||
+      set_num(e->ctx, "schedule", Py_NewRef(Py_None)))
     goto fail;
   if (!(e->model = PyObject_CallFunction(factory, "Os", e->ctx, args))) goto fail;
   if (!PyCallable_Check(e->model)) {
@@ -188,7 +300,8 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   }
   out->output = CSDE_OUT_NOISE;
   if ((kind = PyObject_GetAttrString(e->model, "output"))) {
-    const char *k = PyUnicode_Check(kind) ? PyUnicode_AsUTF8(kind) : NULL;
+    const char *k = PyUnicode_Check(kind) ? csde_py_str(kind, "output") : NULL;
+    PyErr_Clear(); /* a NUL inside: not one of the names, as below */
     size_t i = 0;
     while (k && i < sizeof output_names / sizeof output_names[0] && strcmp(k, output_names[i])) i++;
     if (!k || i == sizeof output_names / sizeof output_names[0]) {
@@ -217,9 +330,12 @@ fail:
   Py_XDECREF(types);
   Py_XDECREF(factory);
   Py_XDECREF(mod);
+  Py_XDECREF(pkg);
   if (e) {
     Py_XDECREF(e->model);
     Py_XDECREF(e->ctx);
+    Py_XDECREF(e->Cov);
+    Py_XDECREF(e->Schedule);
     free(e);
   }
   PyGILState_Release(g);
