@@ -442,6 +442,66 @@ class Convergence:
             ", ".join("%s %.3f" % (k, v["order"]) for k, v in self.solvers.items()))
 
 
+def _check_output(path, force):
+    """An output may be absent or a regular file (replaced only with force); a symbolic
+    link, a device, a FIFO, a socket or a directory is refused either way (the library's
+    rule, io/outfile.h)."""
+    import os
+    import stat
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else
+                "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        raise FileExistsError("'%s' is %s: refused (only a regular file is ever replaced)"
+                              % (path, kind))
+    if not force:
+        raise FileExistsError("'%s' exists (pass force=True to replace it)" % path)
+
+
+def _write_output(path, force, write, failure):
+    """write(name) draws into a fresh path.partial.XXXXXX (made with O_EXCL | O_NOFOLLOW in
+    path's directory, named to write() as /proc/self/fd/N), which is then renamed to path:
+    over nothing, or over a regular file with force. Nothing else is ever written."""
+    import os
+    import secrets
+    d = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd, tmp = -1, None
+    try:
+        for _ in range(100):
+            tmp = "%s.partial.%s" % (base, secrets.token_hex(3))
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, 0o666, dir_fd=dfd)
+                break
+            except FileExistsError:
+                continue
+        if fd < 0:
+            raise FileExistsError("cannot make a temporary name beside '%s'" % path)
+        if not write("/proc/self/fd/%d" % fd):
+            raise RuntimeError(failure)
+        _check_output(os.path.join(d, base), force)
+        if force and os.path.lexists(os.path.join(d, base)):
+            os.rename(tmp, base, src_dir_fd=dfd, dst_dir_fd=dfd)
+        else:  # never over a file that appeared meanwhile
+            os.link(tmp, base, src_dir_fd=dfd, dst_dir_fd=dfd)
+            os.unlink(tmp, dir_fd=dfd)
+        tmp = None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp is not None:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+        os.close(dfd)
+
+
 def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None,
              error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
              t_end=None, seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
@@ -497,8 +557,7 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     if len(set(outs)) != len(outs):
         raise ValueError("out/csv/plot: two outputs name the same file")
     for v in outs:
-        if os.path.exists(v) and not force:
-            raise FileExistsError("'%s' exists (pass force=True to replace it)" % v)
+        _check_output(v, force)
     shape = _shape(frame_shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError("frame_shape: expected 1 to 3 sizes, got %r" % (frame_shape,))
@@ -524,9 +583,10 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                                  (nb, cov.frames) + shape, settings)
     if plot is not None:
         from . import _plot_convergence
-        if _plot_convergence.main(["plot_convergence.py", os.fspath(out), os.fspath(plot),
-                                   "--x-axis", x_axis]):
-            raise RuntimeError("plot: drawing '%s' from '%s' failed (see above)" % (plot, out))
+        src = os.fspath(out)
+        _write_output(os.fspath(plot), force, lambda name: _plot_convergence.main(
+            ["plot_convergence.py", src, name, "--x-axis", x_axis]) == 0,
+                      "plot: drawing '%s' from '%s' failed (see above)" % (plot, out))
     if print_table:
         print(table, end="")
     return Convergence(d, table)

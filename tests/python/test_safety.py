@@ -373,3 +373,48 @@ def test_plugin_context_has_the_runs_cov_and_schedule(tmp_path):
     got = subprocess.run([sys.executable, "-c", code, str(src)], env=env, capture_output=True,
                          check=True).stdout
     assert got == cli.tobytes()
+
+
+# ---- items 1-2: outputs are never written through a link ----
+
+def _zero(t, x, ctx):
+    return np.zeros_like(x)
+
+
+@pytest.mark.parametrize("which", ["out", "csv", "plot"])
+@pytest.mark.parametrize("force", [False, True])
+def test_converge_refuses_a_link_at_an_output(tmp_path, which, force):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    names = {"out": tmp_path / "c.h5", "csv": tmp_path / "c.csv", "plot": tmp_path / "c.png"}
+    os.symlink(victim, names[which])
+    with pytest.raises(FileExistsError, match="is a symbolic link: refused"):
+        corrsde.converge(_zero, cov=corrsde.Cov("ar1:rho=0.5", 4), output="noise",
+                         levels=(2, 3), paths=4, force=force,
+                         **{k: str(v) for k, v in names.items()})
+    assert victim.read_text() == "keep me" and os.path.islink(names[which])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["victim.txt", names[which].name])
+
+
+def test_converge_plot_replaces_only_a_regular_file(tmp_path):
+    out, png = tmp_path / "c.h5", tmp_path / "c.png"
+    png.write_bytes(b"old")
+    kw = dict(cov=corrsde.Cov("ar1:rho=0.5", 4), output="noise", levels=(2, 3), paths=4,
+              out=str(out), plot=str(png))
+    with pytest.raises(FileExistsError, match="exists"):
+        corrsde.converge(_zero, **kw)
+    assert png.read_bytes() == b"old"
+    corrsde.converge(_zero, force=True, **kw)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5", "c.png"]  # no temporary left
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_solve_refuses_a_link_at_out(tmp_path, force):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    os.symlink(victim, tmp_path / "o.h5")
+    with pytest.raises(Exception, match="symbolic link"):
+        corrsde.solve(_zero, cov=corrsde.Cov("ar1:rho=0.5", 4), output="noise", steps=3,
+                      out=str(tmp_path / "o.h5"), force=force)
+    assert victim.read_text() == "keep me" and os.path.islink(tmp_path / "o.h5")
