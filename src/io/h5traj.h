@@ -3,7 +3,7 @@
  * Layout (H5MD-like; a contract, see the README and issue 4):
  *   /trajectory/x     [n_saved, B, tau, *SHAPE]  float32 or float64, chunked, extendable
  *                     along axis 0, optionally gzip + shuffle (a killed run: longer,
- *                     entries past n_saved are NaN)
+ *                     entries past n_saved read as 0, with t NaN and step -1)
  *   /trajectory/t     [n_saved] float64, model time of each saved state
  *   /trajectory/step  [n_saved] int64, the solver step that produced it (0: the start)
  *   /trajectory/{sample,frame,pixel | height,width | channel,height,width}: int64 index
@@ -18,7 +18,7 @@
  * - The file is created whole (parameters, covariance, empty trajectory, /stats with
  *   status "running") before a solve starts.
  * - x, t and step are made as long as the run's saved states (capacity) with their
- *   space allocated and filled (NaN, step -1) at once, so that an append changes no
+ *   space allocated at once (x reads as 0, t as NaN, step as -1 until saved), so that an append changes no
  *   HDF5 metadata but the attribute /trajectory n_saved: it writes x and flushes, then t
  *   and step and flushes, then n_saved and flushes. A SIGKILL at any moment leaves
  *   entries below n_saved whole. (A flush that rewrites HDF5's chunk index, as growing
