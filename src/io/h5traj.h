@@ -37,12 +37,16 @@
  *   file) is refused before anything is written.
  * - path.lock is held (flock) from create to close: a second writer of the same path
  *   is refused before it touches the file. It also holds the disk reserve.
- * - The file is written as path.partial. A new file is renamed to path once it is
- *   whole (csde_h5traj_ready, before the solve), so path never names a file that HDF5
- *   cannot open. Over an existing file (overwrite) the rename waits until the run is
- *   viable: its first state past the start (step > 0), or a finish with status "ok". A
- *   run that fails before that removes path.partial and leaves the old file as it was;
- *   a killed one leaves path.partial (the next run on path reuses the name).
+ * - The file is written as a fresh path.partial.XXXXXX (io/outfile.h: made with O_EXCL,
+ *   never through a link; HDF5 opens it by /proc/self/fd/N). A new file is renamed to
+ *   path once it is whole (csde_h5traj_ready, before the solve), so path never names a
+ *   file that HDF5 cannot open. Over an existing regular file (overwrite) the rename
+ *   waits until the run is viable: its first state past the start (step > 0), or a
+ *   finish with status "ok", and never happens once *stop is set. A run that fails
+ *   before that removes its temporary and leaves the old file as it was; a killed one
+ *   leaves it.
+ * - /stats holds all its attributes from create on; csde_h5traj_stats overwrites their
+ *   values in place.
  *
  * Strings are written as variable-length UTF-8 (h5py reads them as str). The reader
  * accepts what any HDF5 program writes with the same paths: fixed or variable strings,
