@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -41,7 +42,10 @@ static void after(int fd, ssize_t r)
   ret name params                                                                          \
   {                                                                                        \
     static ret(*real) params;                                                              \
-    if (!real) real = (ret(*) params)dlsym(RTLD_NEXT, #name);                              \
+    if (!real) { /* dlsym's object pointer as a function pointer, as POSIX allows */     \
+      void *sym = dlsym(RTLD_NEXT, #name);                                                 \
+      memcpy(&real, &sym, sizeof sym);                                                     \
+    }                                                                                      \
     ret r = real args;                                                                     \
     after(fd, r);                                                                          \
     return r;                                                                              \
