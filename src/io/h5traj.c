@@ -33,6 +33,7 @@
 #define CHUNK_CACHE ((size_t)1 << 20)     /* HDF5's default: smaller chunks are cached */
 #define ROOM_MARGIN ((double)(64 << 10))  /* metadata an append may add, beyond its data */
 #define GROW_START 64                     /* states of a trajectory of unknown length */
+#define GROW_K 1024                       /* its chunk-index nodes hold 2 GROW_K entries */
 
 struct csde_h5traj {
   char *path;        /* the file the user named */
@@ -443,7 +444,17 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   w->cur = ROOT(w) ? csde_outfile_tmp_path(&w->out) : w->h5name;
   errno = 0;
   fapl = csde_h5group_fapl(&w->g);
-  w->file = fapl < 0 ? -1 : H5Fcreate(w->h5name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  /* A run of unknown length grows its datasets: chunk-index nodes of 2 GROW_K entries
+   * take GROW_K * 2 states before a node splits, so growing rewrites a node in place and
+   * allocates only chunks past the saved ones (a kill in that flush cannot cut the path
+   * to a saved state). */
+  hid_t fcpl = p->capacity ? H5P_DEFAULT : H5Pcreate(H5P_FILE_CREATE);
+  if (fcpl >= 0 && !p->capacity && H5Pset_istore_k(fcpl, GROW_K) < 0) {
+    H5Pclose(fcpl);
+    fcpl = -1;
+  }
+  w->file = fapl < 0 || fcpl < 0 ? -1 : H5Fcreate(w->h5name, H5F_ACC_TRUNC, fcpl, fapl);
+  if (fcpl >= 0 && fcpl != H5P_DEFAULT) H5Pclose(fcpl);
   if (w->file < 0)
     s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", w->cur, errno ? ": " : "",
                      errno ? strerror(errno) : "");

@@ -21,11 +21,13 @@
  *   space allocated at once (x reads as 0, t as NaN, step as -1 until saved), so that an append changes no
  *   HDF5 metadata but the attribute /trajectory n_saved: it writes x and flushes, then t
  *   and step and flushes, then n_saved and flushes. A SIGKILL at any moment leaves
- *   entries below n_saved whole. (A flush that rewrites HDF5's chunk index, as growing
- *   a dataset does, is not safe against a kill: it can tear the index of states saved
- *   long before.) An uncompressed state is written in place; a compressed one moves
- *   its chunk, changing only its own index entry. A run of unknown length (capacity 0)
- *   doubles the datasets when they are full: those log2(n) flushes are the exception.
+ *   entries below n_saved whole. (A flush that splits a node of HDF5's chunk index is
+ *   not safe against a kill: HDF5 writes the superblock's end of file last, so a node
+ *   the old ones point to can lie past it.) An uncompressed state is written in place;
+ *   a compressed one moves its chunk, changing only its own index entry. A run of
+ *   unknown length (capacity 0) doubles the datasets when they are full; its file's
+ *   index nodes hold 2 GROW_K = 2048 entries, so no node splits before 2048 states:
+ *   the doublings past that are the exception.
  *   A clean close cuts the datasets to n_saved (one writer: parallel HDF5 1.10 breaks the
  *   file when a dataset is cut, so several writers leave them at the capacity). The
  *   superblock is HDF5's oldest format, which carries no "open for writing" mark, so a
