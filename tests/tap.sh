@@ -21,9 +21,11 @@ skip() {
 }
 
 # run ARGS...: run the program; stdout, stderr and the exit status go to out, err and rc.
+# A run past CSDE_RUN_TIMEOUT seconds (default 300) is killed: rc 124 (a hang fails the
+# test instead of the suite).
 run() {
   last_args="$*"
-  "$CORRSDE" "$@" >"$tmp/out" 2>"$tmp/err"
+  timeout -k 5 "${CSDE_RUN_TIMEOUT:-300}" "$CORRSDE" "$@" >"$tmp/out" 2>"$tmp/err"
   rc=$?
 }
 

@@ -558,7 +558,7 @@ try() {
       local before victim_dir_n
       before=$(fp "$at")
       victim_dir_n=$(ls -A "$pl/victim_dir" | wc -l)
-      run "${args[@]}" $force
+      CSDE_RUN_TIMEOUT=${CSDE_PLACE_TIMEOUT:-30} run "${args[@]}" $force # a FIFO would block
       placed=$((placed + 1))
       [ "$rc" -ne 0 ] && refused=$((refused + 1))
       if [ "$(fp "$at")" = "$before" ] && [ "$(fp "$pl/victim.txt")" = "$victim" ] &&
