@@ -85,11 +85,13 @@ static void put_line(const char *label, const char *text)
 
 static void print_attrs(const char *title, const csde_h5attrs *g)
 {
-  if (!g->n && !g->other && !g->unreadable) return;
+  if (!g->n && !g->other && !g->unreadable && !g->lookup_failed) return;
   size_t w = 0;
   for (size_t i = 0; i < g->n; i++)
     if (strlen(g->a[i].name) > w) w = strlen(g->a[i].name);
   printf("\n%s:\n", title);
+  if (g->lookup_failed)
+    printf("  (/%s could not be looked up or opened: a corrupt file?)\n", title);
   for (size_t i = 0; i < g->n; i++) {
     printf("  %-*s  ", (int)w, g->a[i].name); /* names from info's table */
     if (!g->a[i].ok) printf("(not shown: ");
@@ -107,7 +109,7 @@ static void print_attrs(const char *title, const csde_h5attrs *g)
 /* "            (/trajectory/t: not read: ...)" */
 static void print_note(const char *name, const csde_h5dset_info *d)
 {
-  if (d->present && d->note[0]) printf("%-12s(%s: %s)\n", "", name, d->note);
+  if (d->note[0]) printf("%-12s(%s: %s)\n", "", name, d->note);
 }
 
 static void print_info(const char *path, const csde_h5traj_info *f)
@@ -165,12 +167,17 @@ static void print_info(const char *path, const csde_h5traj_info *f)
     printf("\n");
     if (f->t.dims[0] != nsaved && f->t.dims[0] != extent)
       printf("%-12s(/trajectory/t has %zu values for %zu states)\n", "", f->t.dims[0], nsaved);
-  } else if (!f->t.present) {
+  } else if (!f->t.present && !f->t.note[0]) {
     printf("%-12s(no /trajectory/t)\n", "");
   }
   print_note("/trajectory/t", &f->t);
   print_note("/trajectory/step", &f->step);
 
+  if (f->cov_attrs.lookup_failed)
+    printf("%-12s(/covariance could not be looked up or opened: a corrupt file?)\n",
+           "covariance");
+  else if (!f->cov.present)
+    print_note("/covariance/matrix", &f->cov);
   if (f->cov.present) {
     printf("%-12s/covariance/matrix ", "covariance");
     print_dims(f->cov.dims, f->cov.rank);

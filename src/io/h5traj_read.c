@@ -175,12 +175,13 @@ static hid_t open_ro(const char *path, int lock, csde_err *err)
   return f;
 }
 
-enum { PATH_OK = 0, PATH_ABSENT = 1, PATH_BAD = -1 };
+enum { PATH_OK = 0, PATH_ABSENT = 1, PATH_UNREADABLE = 2, PATH_BAD = -1 };
 
 /* Whether object obj ("/trajectory/x") of file f is reached through hard links only:
  * each prefix (/trajectory, then /trajectory/x) is looked up without following its
  * own last link, and only a hard link is gone through. PATH_ABSENT if a part is
- * missing; PATH_BAD with err for another kind of link or a failed lookup. */
+ * missing; PATH_UNREADABLE with err if a lookup failed (a corrupt group); PATH_BAD with
+ * err for another kind of link. */
 static int check_path(hid_t f, const char *path, const char *obj, csde_err *err)
 {
   char pre[1024], e1[160];
@@ -203,7 +204,7 @@ static int check_path(hid_t f, const char *path, const char *obj, csde_err *err)
     if (ex < 0 || H5Lget_info(f, pre, &li, H5P_DEFAULT) < 0) {
       csde_err_set(err, CSDE_EIO, "cannot look up '%s' in '%s' (a corrupt file?)",
                    esc(pre, e1, sizeof e1), path);
-      return PATH_BAD;
+      return PATH_UNREADABLE;
     }
     if (li.type != H5L_TYPE_HARD) {
       csde_err_set(err, CSDE_EIO,
@@ -220,16 +221,16 @@ static int check_path(hid_t f, const char *path, const char *obj, csde_err *err)
 
 /* Open object obj, which must be of type want (a group or a dataset) and reached
  * through hard links. -1 with err if it is not. Where absent is not NULL, an optional
- * object: *absent = 1 if it does not exist, 2 if it is another kind of object (-1, no
- * err). */
+ * object: *absent = 1 if it does not exist, 2 if it is another kind of object, 3 if it
+ * cannot be looked up or opened (a corrupt file; err says which). */
 static hid_t open_obj(hid_t f, const char *path, const char *obj, H5O_type_t want,
                       int *absent, csde_err *err)
 {
   char e1[160];
   if (absent) *absent = 0;
   int pc = check_path(f, path, obj, err);
-  if (pc == PATH_ABSENT && absent) {
-    *absent = 1;
+  if ((pc == PATH_ABSENT || pc == PATH_UNREADABLE) && absent) {
+    *absent = pc == PATH_ABSENT ? 1 : 3;
     return -1;
   }
   const char *kind = want == H5O_TYPE_GROUP ? "group" : "dataset";
@@ -242,6 +243,7 @@ static hid_t open_obj(hid_t f, const char *path, const char *obj, H5O_type_t wan
   if (OINFO_BY_NAME(f, obj, &oi, H5O_INFO_BASIC) < 0) {
     csde_err_set(err, CSDE_EIO, "cannot read the header of '%s' in '%s' (a corrupt file?)",
                  esc(obj, e1, sizeof e1), path);
+    if (absent) *absent = 3;
     return -1;
   }
   if (oi.type != want && absent) { /* optional: another kind of object is no such one */
@@ -254,9 +256,11 @@ static hid_t open_obj(hid_t f, const char *path, const char *obj, H5O_type_t wan
     return -1;
   }
   hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
-  if (o < 0)
+  if (o < 0) {
     csde_err_set(err, CSDE_EIO, "cannot open %s '%s' in '%s' (a corrupt file?)", kind,
                  esc(obj, e1, sizeof e1), path);
+    if (absent) *absent = 3;
+  }
   return o;
 }
 
@@ -621,7 +625,11 @@ static int saved_entries(hid_t f, const char *path, const char *dset, hsize_t le
   parent_of(dset, grp, sizeof grp);
   int absent;
   hid_t g = open_obj(f, path, grp, H5O_TYPE_GROUP, &absent, err);
-  if (g < 0) return absent ? (*out = len, CSDE_SUCCESS) : CSDE_EIO;
+  if (g < 0 && (absent == 1 || absent == 2)) {
+    *out = len;
+    return CSDE_SUCCESS;
+  }
+  if (g < 0) return CSDE_EIO;
   long long ns = -1;
   why[0] = '\0';
   int r = attr_int1(g, "n_saved", &ns, why, sizeof why);
@@ -1003,8 +1011,10 @@ static int read_groups(hid_t f, const char *path, csde_h5traj_info *info, csde_e
   int s = CSDE_SUCCESS;
   for (int i = 0; i < 3 && !s; i++) {
     int absent;
-    obj[i] = open_obj(f, path, names[i], H5O_TYPE_GROUP, &absent, err);
-    if (obj[i] < 0 && !absent) s = CSDE_EIO;
+    csde_err e;
+    obj[i] = open_obj(f, path, names[i], H5O_TYPE_GROUP, &absent, &e);
+    if (obj[i] < 0 && !absent) s = csde_err_set(err, e.status, "%s", e.msg); /* a link */
+    if (absent == 3) groups[i]->lookup_failed = 1;
   }
   for (int phase = 0; phase < 2 && !s; phase++)
     for (int i = 0; i < 3 && !s; i++)
@@ -1047,6 +1057,10 @@ static int dset_info(hid_t f, const char *path, const char *name, csde_h5dset_in
   memset(di, 0, sizeof *di);
   int absent, s = CSDE_SUCCESS;
   hid_t d = open_obj(f, path, name, H5O_TYPE_DATASET, &absent, err);
+  if (d < 0 && absent == 3) { /* shown as a note: the rest of the file may be readable */
+    snprintf(di->note, sizeof di->note, "cannot be looked up or opened (a corrupt file?)");
+    return CSDE_SUCCESS;
+  }
   if (d < 0) return absent ? CSDE_SUCCESS : CSDE_EIO;
   hid_t sp = -1, ty = -1, dcpl = -1;
   if ((s = check_storage(d, path, name, NULL, err))) goto done;
@@ -1264,7 +1278,9 @@ static int info_read(const char *path, csde_h5traj_info *info, csde_err *err)
   hid_t f = open_ro(path, 0, err);
   if (f < 0) return CSDE_EIO;
   int s = dset_info(f, path, "/trajectory/x", &info->x, err);
-  if (!s && !info->x.present)
+  if (!s && !info->x.present && info->x.note[0])
+    s = csde_err_set(err, CSDE_EIO, "'%s': /trajectory/x %s", path, info->x.note);
+  else if (!s && !info->x.present)
     s = csde_err_set(err, CSDE_EIO, "'%s' has no dataset /trajectory/x (not a trajectory file)",
                      path);
   if (!s) s = dset_info(f, path, "/trajectory/t", &info->t, err);

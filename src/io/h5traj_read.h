@@ -89,6 +89,7 @@ typedef struct {
   size_t n;
   size_t other;      /* attributes of other names: counted, not read */
   size_t unreadable; /* known names whose lookup failed (a corrupt attribute table) */
+  int lookup_failed; /* the object itself could not be looked up or opened */
 } csde_h5attrs;
 
 typedef struct {
@@ -99,7 +100,9 @@ typedef struct {
   int chunked;
   size_t chunk[CSDE_H5_MAXRANK];
   char filters[64];      /* "gzip(4)+shuffle", "" for none */
-  char note[128];        /* why its values were not read ("2 dimensions, expected 1"), or "" */
+  /* why its values were not read ("2 dimensions, expected 1"), or ""; with present = 0:
+   * why it could not be looked up */
+  char note[128];
 } csde_h5dset_info;
 
 typedef struct {
