@@ -117,7 +117,14 @@ static void print_info(const char *path, const csde_h5traj_info *f)
   const csde_h5dset_info *x = &f->x;
   const char *status = csde_h5attr_get(&f->stats, "status");
   put_line("file", path);
-  if (!status)
+  const char *why = NULL; /* a status attribute info could not take */
+  for (size_t i = 0; i < f->stats.n; i++)
+    if (!strcmp(f->stats.a[i].name, "status") && !f->stats.a[i].ok) why = f->stats.a[i].text;
+  if (why) {
+    printf("%-12sunknown (/stats status not shown: ", "status");
+    put(why);
+    printf(")\n");
+  } else if (!status)
     printf("%-12s%s\n", "status", "unknown (no /stats status attribute)");
   else if (!strcmp(status, "running"))
     printf("%-12s%s\n", "status",
