@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """Hostile HDF5 files against `corrsde info` and `corrsde sample --init` (issue 23).
 
-Makes, with a fixed seed, corrupt and malicious trajectory files in OUTDIR and runs both
-commands on each (`timeout` per run), then prints one summary line:
+Makes, with a fixed seed, corrupt and malicious trajectory files in OUTDIR and runs on
+each (a timeout per run) `corrsde info`, `corrsde sample --init F` and, for the reader of
+the models' files (csde_h5_read), `corrsde cov --cov dense:file=F:/covariance/matrix` and
+`dense:file=F:/trajectory/x`; then prints one summary line:
 
     hostile: F files, R runs: A ok, B clean errors, C messy, D hangs, E crashes
              (libhdf5 L, corrsde K), S sanitizer reports from corrsde code
@@ -498,10 +500,18 @@ def main():
         sanitizer_corrsde = 0
         bad = []
         dst = os.path.join(out, "init-out.h5")
+        huge_seen = 0
         for path, desc, sargs in files:
+            frames = sargs[sargs.index("--frames") + 1]
             cmds = [("info", [corrsde, "info", path]),
                     ("init", [corrsde, "sample", "--init", path] + sargs +
-                     ["--steps", "2", "-q", "--force", "-o", dst])]
+                     ["--steps", "2", "-q", "--force", "-o", dst]),
+                    # csde_h5_read (dense:file=, the models' files): a matrix, and the
+                    # whole of x (read, then refused for its shape)
+                    ("dense", [corrsde, "cov", "--cov", "dense:file=%s:/covariance/matrix"
+                               % path, "--frames", frames]),
+                    ("dense-x", [corrsde, "cov", "--cov", "dense:file=%s:/trajectory/x" % path,
+                                 "--frames", frames])]
             for what, cmd in cmds:
                 kind, rep, err = run_one(cmd, a.timeout, env)
                 counts[kind] += 1
@@ -511,6 +521,10 @@ def main():
                         sanitizer_corrsde += 1
                 if kind not in ("ok", "clean") or a.verbose:
                     bad.append((os.path.basename(path), desc, what, kind, rep, err))
+                elif len(HUGE_ALLOCS) > huge_seen:
+                    print("# %s %s (%s): %s, and ASan refused an allocation" %
+                          (what, os.path.basename(path), desc, kind))
+                huge_seen = len(HUGE_ALLOCS)
         for name, desc, what, kind, rep, err in bad:
             print("# %s %s (%s): %s" % (what, name, desc, kind))
             if rep:

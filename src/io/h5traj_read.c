@@ -32,7 +32,7 @@ typedef H5O_info_t oinfo_t;
 #endif
 
 /* A chunk index larger than this many chunks of one read is not checked chunk by chunk
- * (check_chunks). */
+ * (check_raw). */
 #define CHUNK_CHECK_MAX 65536
 /* The longest fixed-size string attribute read (bytes). */
 #define STR_MAX ((size_t)1 << 20)
@@ -355,25 +355,46 @@ static int get_extent(hid_t sp, int maxrank, int *rank, hsize_t dims[CSDE_H5_MAX
   return CSDE_SUCCESS;
 }
 
-/* For an unfiltered chunked dataset: every allocated chunk that meets the box
- * [start, start + count) of a read must hold exactly the bytes of a chunk (libhdf5
- * 1.10.8 copies a whole chunk out of a shorter buffer when the chunk index says less:
- * a heap overflow inside libhdf5). Checked when the box meets at most CHUNK_CHECK_MAX
- * chunks. */
-static int check_chunks(hid_t d, int rank, const hsize_t *start, const hsize_t *count,
-                        const char *path, const char *dset, csde_err *err)
+/* Where the values a read will copy lie, checked before libhdf5 copies them (libhdf5
+ * 1.10.8 trusts its index: a chunk recorded at address 0, over the superblock, made
+ * H5Dread overflow its own buffer). Contiguous storage, if allocated: inside the file,
+ * past address 0, as long as the extent. Chunks that meet the box [start, start + count)
+ * (at most CHUNK_CHECK_MAX of them), if written: inside the file, past address 0, and
+ * unfiltered ones exactly a chunk's bytes. */
+static int check_raw(hid_t d, int rank, const hsize_t *start, const hsize_t *count,
+                     const char *path, const char *dset, csde_err *err)
 {
   int s = CSDE_SUCCESS;
-  hid_t dcpl = H5Dget_create_plist(d), ty = H5Dget_type(d);
-  if (dcpl < 0 || ty < 0 || rank < 1) goto done;
-  if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_nfilters(dcpl) != 0) goto done;
+  hid_t dcpl = H5Dget_create_plist(d), ty = H5Dget_type(d), fid = H5Iget_file_id(d),
+        sp = -1;
+  hsize_t fsize = 0;
+  if (dcpl < 0 || ty < 0 || fid < 0 || H5Fget_filesize(fid, &fsize) < 0) {
+    s = csde_err_set(err, CSDE_EIO, "cannot read the storage of dataset '%s' in '%s'", dset,
+                     path);
+    goto done;
+  }
+  H5D_layout_t lay = H5Pget_layout(dcpl);
+  size_t esize = H5Tget_size(ty);
+  if (lay == H5D_CONTIGUOUS) {
+    haddr_t off = H5Dget_offset(d); /* undefined: never written (fill values) */
+    hsize_t sz = H5Dget_storage_size(d);
+    hssize_t np = (sp = H5Dget_space(d)) >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (off != HADDR_UNDEF &&
+        (off == 0 || sz > fsize || off > fsize - sz || np < 0 || esize == 0 ||
+         sz / esize < (hsize_t)np))
+      s = csde_err_set(err, CSDE_EIO, "the values of dataset '%s' in '%s' lie outside the "
+                       "file or are shorter than its extent (a corrupt file)", dset, path);
+    goto done;
+  }
+  if (lay != H5D_CHUNKED || rank < 1) goto done;
+  int unfiltered = H5Pget_nfilters(dcpl) == 0;
   hsize_t ch[CSDE_H5_MAXRANK], lo[CSDE_H5_MAXRANK], hi[CSDE_H5_MAXRANK], at[CSDE_H5_MAXRANK];
   if (H5Pget_chunk(dcpl, CSDE_H5_MAXRANK, ch) != rank) {
     s = csde_err_set(err, CSDE_EIO, "cannot read the chunk shape of dataset '%s' in '%s'",
                      dset, path);
     goto done;
   }
-  size_t bytes = H5Tget_size(ty), nchunks = 1;
+  size_t bytes = esize, nchunks = 1;
   for (int i = 0; i < rank; i++) {
     if (ch[i] == 0 || csde_mul_size(bytes, (size_t)ch[i], &bytes)) {
       s = csde_err_set(err, CSDE_EIO, "dataset '%s' in '%s' has a chunk shape of no or "
@@ -390,13 +411,21 @@ static int check_chunks(hid_t d, int rank, const hsize_t *start, const hsize_t *
   }
   for (;;) { /* every chunk of the box, last axis fastest */
     hsize_t off[CSDE_H5_MAXRANK], nb = 0;
+    haddr_t addr = HADDR_UNDEF;
+    unsigned mask = 0;
     for (int i = 0; i < rank; i++) off[i] = at[i] * ch[i];
-    if (H5Dget_chunk_storage_size(d, off, &nb) < 0) {
+    /* a chunk never written: size 0, address undefined */
+    if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &nb) < 0) {
       s = csde_err_set(err, CSDE_EIO, "cannot look up a chunk of dataset '%s' in '%s' "
                        "(a corrupt chunk index?)", dset, path);
       goto done;
     }
-    if (nb != 0 && nb != (hsize_t)bytes) {
+    if (nb != 0 && (addr == HADDR_UNDEF || addr == 0 || nb > fsize || addr > fsize - nb)) {
+      s = csde_err_set(err, CSDE_EIO, "a chunk of dataset '%s' in '%s' lies outside the "
+                       "file's data (a corrupt file)", dset, path);
+      goto done;
+    }
+    if (nb != 0 && unfiltered && nb != (hsize_t)bytes) {
       s = csde_err_set(err, CSDE_EIO, "a chunk of dataset '%s' in '%s' holds %llu bytes, "
                        "its layout says %zu (a corrupt file)", dset, path,
                        (unsigned long long)nb, bytes);
@@ -409,6 +438,8 @@ static int check_chunks(hid_t d, int rank, const hsize_t *start, const hsize_t *
     for (int j = i + 1; j < rank; j++) at[j] = lo[j];
   }
 done:
+  if (sp >= 0) H5Sclose(sp);
+  if (fid >= 0) H5Fclose(fid);
   if (ty >= 0) H5Tclose(ty);
   if (dcpl >= 0) H5Pclose(dcpl);
   return s;
@@ -645,11 +676,11 @@ static int saved_entries(hid_t f, const char *path, const char *dset, hsize_t le
   if (ns < 0)
     return csde_err_set(err, CSDE_EBADLEN,
                         "the attribute n_saved of '%s' in '%s' is %lld: a count of saved "
-                        "states cannot be negative (a corrupt file)", grp, path, ns);
+                        "states cannot be negative", grp, path, ns);
   if ((unsigned long long)ns > (unsigned long long)len)
     return csde_err_set(err, CSDE_EBADLEN,
                         "the attribute n_saved of '%s' in '%s' is %lld, but '%s' has %llu "
-                        "entries (a corrupt file)", grp, path, ns, dset,
+                        "entries", grp, path, ns, dset,
                         (unsigned long long)len);
   *out = (hsize_t)ns;
   return CSDE_SUCCESS;
@@ -716,7 +747,7 @@ static int read_array(const char *path, const char *dset, const csde_h5_read_par
                      (double)total * sizeof(double) * 1e-9, (double)max_bytes * 1e-9);
     goto done;
   }
-  if ((s = check_chunks(d, r, start, h, path, dset, err))) goto done;
+  if ((s = check_raw(d, r, start, h, path, dset, err))) goto done;
   buf = malloc((total ? total : 1) * sizeof *buf);
   ms = H5Screate_simple(r ? r : 1, r ? h : (hsize_t[]){1}, NULL);
   if (!buf || ms < 0) {
@@ -1149,9 +1180,9 @@ static int read_points(hid_t f, const char *path, const char *name, csde_h5dset_
   }
   hsize_t one = 1, cnt = n;
   for (size_t i = 0; i < n; i++)
-    if (idx[i] >= di->dims[0] || check_chunks(d, 1, &idx[i], &one, path, name, &e)) {
+    if (idx[i] >= di->dims[0] || check_raw(d, 1, &idx[i], &one, path, name, &e)) {
       snprintf(di->note, sizeof di->note, "not read: %s", idx[i] >= di->dims[0]
-               ? "an entry beyond its extent" : "a corrupt chunk");
+               ? "an entry beyond its extent" : "its storage is corrupt");
       goto done;
     }
   fs = H5Dget_space(d);
@@ -1203,7 +1234,7 @@ static void read_eig_range(hid_t f, const char *path, csde_h5traj_info *info)
   ms = H5Screate_simple(1, &blk, NULL);
   for (hsize_t i = 0; i < len; i += BLK) {
     hsize_t cnt = len - i < BLK ? len - i : BLK, z = 0;
-    if (fs < 0 || ms < 0 || check_chunks(d, 1, &i, &cnt, path, name, &e) ||
+    if (fs < 0 || ms < 0 || check_raw(d, 1, &i, &cnt, path, name, &e) ||
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, &i, NULL, &cnt, NULL) < 0 ||
         H5Sselect_hyperslab(ms, H5S_SELECT_SET, &z, NULL, &cnt, NULL) < 0 ||
         H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, v) < 0) {

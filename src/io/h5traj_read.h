@@ -10,8 +10,9 @@
  *   - a dataset's storage: its values in the file itself (no external storage, no
  *     virtual dataset: both read other files, which may be FIFOs) with no filter but
  *     deflate, shuffle and fletcher32 (HDF5 would load any other from HDF5_PLUGIN_PATH);
- *     unfiltered chunks of the size the layout says (libhdf5 1.10.8 overflows its own
- *     buffer on a shorter one);
+ *     the values to be read inside the file, past its superblock, and unfiltered chunks
+ *     of the size the layout says (libhdf5 1.10.8 trusts its index and overflows its own
+ *     buffer otherwise);
  *   - a dataset's class (numbers), rank, and the product of its dims (no overflow, and
  *     at most the bytes the caller allows);
  *   - an attribute's class, dataspace (a scalar or one element where one value is

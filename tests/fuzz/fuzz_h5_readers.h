@@ -32,6 +32,18 @@ static inline size_t small_size(const char *path, const char *dset, int last, in
   return n;
 }
 
+/* 1 while the file was written through HDF5's API (fuzz_h5): no reader may call it
+ * corrupt. */
+static int fuzz_h5_valid_;
+
+static inline void fuzz_check_not_corrupt(const char *what, const csde_err *err)
+{
+  if (fuzz_h5_valid_ && strstr(err->msg, "corrupt")) {
+    fprintf(stderr, "==fuzz: %s calls a valid file corrupt: %s\n", what, err->msg);
+    abort();
+  }
+}
+
 /* csde_h5_read_array with a bound of the caller's: any declared size, refused above it
  * (CSDE_ENOMEM) before anything is allocated. */
 static inline void read_bounded(const char *path, const char *dset, int last)
@@ -50,6 +62,7 @@ static inline void read_bounded(const char *path, const char *dset, int last)
     free(x);
   } else {
     fuzz_check_err(s, &err);
+    fuzz_check_not_corrupt("csde_h5_read_array", &err);
   }
 }
 
@@ -91,7 +104,17 @@ static inline void fuzz_read_all(const char *path)
   csde_err err;
   memset(&info, 0, sizeof info);
   int s = csde_h5traj_info_read(path, &info, &err);
-  if (s != CSDE_SUCCESS) fuzz_check_err(s, &err);
+  if (s != CSDE_SUCCESS) {
+    fuzz_check_err(s, &err);
+    fuzz_check_not_corrupt("csde_h5traj_info_read", &err);
+  } else { /* nor any note of info's */
+    const csde_h5dset_info *d[] = {&info.x, &info.t, &info.step, &info.cov, &info.eig};
+    for (int i = 0; i < 5; i++) {
+      csde_err e;
+      snprintf(e.msg, sizeof e.msg, "%s", d[i]->note);
+      fuzz_check_not_corrupt("csde_h5traj_info_read (a note)", &e);
+    }
+  }
   csde_h5traj_info_free(&info);
 }
 
