@@ -501,6 +501,7 @@ def main():
         bad = []
         dst = os.path.join(out, "init-out.h5")
         huge_seen = 0
+        per_cmd = {}
         for path, desc, sargs in files:
             frames = sargs[sargs.index("--frames") + 1]
             cmds = [("info", [corrsde, "info", path]),
@@ -515,6 +516,7 @@ def main():
             for what, cmd in cmds:
                 kind, rep, err = run_one(cmd, a.timeout, env)
                 counts[kind] += 1
+                per_cmd.setdefault(what, dict.fromkeys(counts, 0))[kind] += 1
                 if kind == "crash":
                     blame[rep[2]] += 1
                     if rep[2] == "corrsde" and not rep[0].startswith("signal"):
@@ -534,6 +536,8 @@ def main():
             elif err:
                 for line in err.splitlines()[:3]:
                     print("#   " + line[:200])
+        for what, c in per_cmd.items():
+            print("# %-7s %s" % (what, ", ".join("%d %s" % (v, k) for k, v in c.items())))
         runs = sum(counts.values())
         print("hostile: %d files, %d runs: %d ok, %d clean errors, %d messy, %d hangs, "
               "%d crashes (libhdf5 %d, corrsde %d, unknown %d), %d sanitizer reports from "
