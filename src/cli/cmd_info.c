@@ -1,7 +1,9 @@
 /* `corrsde info FILE.h5`: a readable summary of a trajectory file: the shapes, the
- * status and statistics of the run, the covariance and every parameter. It reads any
- * file with the layout of io/h5traj.h, whoever wrote it. Everything is read before
- * anything is printed, so an error leaves stdout empty. */
+ * status and statistics of the run, the covariance and the parameters. It reads any
+ * file with the layout of io/h5traj.h, whoever wrote it, and only the attributes
+ * corrsde writes (io/h5traj_read.h: a hostile file is refused, never read blindly).
+ * Everything is read before anything is printed, so an error leaves stdout empty; every
+ * string from the file is printed escaped (put). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +25,12 @@ static void help(void)
          "\n"
          "Summarise a trajectory file written by 'corrsde sample' (or by any program that\n"
          "uses the same layout): the shape and type of /trajectory/x, the saved times and\n"
-         "steps, the status and statistics of the run (/stats), the covariance and every\n"
-         "parameter (/parameters).\n"
+         "steps, the status and statistics of the run (/stats), the covariance and the\n"
+         "parameters (/parameters). Only the attributes corrsde writes are read, each\n"
+         "checked for its type and size first; others are counted, not shown. Control\n"
+         "characters in the file's strings are shown escaped (\\x1b). A file that keeps\n"
+         "data outside itself (external storage, external links, virtual datasets) or\n"
+         "uses a filter other than gzip, shuffle and fletcher32 is refused.\n"
          "\n"
          "A status of 'running' means the writer never finished: the run was killed (the\n"
          "file still holds every state saved before that) or is still going.\n"
@@ -49,28 +55,82 @@ static void print_dims(const size_t *d, int rank)
   fputs(buf, stdout);
 }
 
-static void print_attrs(const char *title, const csde_h5attr *a, size_t n)
+/* Every string from the file (and the path) goes out through here: control characters,
+ * invalid UTF-8 and C1 controls escaped (csde_h5_escape), never raw to a terminal. */
+static void put(const char *s)
 {
-  if (!n) return;
+  char small[512];
+  size_t need = csde_h5_escape(s, small, sizeof small);
+  if (need < sizeof small) {
+    fputs(small, stdout);
+    return;
+  }
+  char *big = malloc(need + 1);
+  if (!big) {
+    fputs(small, stdout); /* cut short rather than raw */
+    return;
+  }
+  csde_h5_escape(s, big, need + 1);
+  fputs(big, stdout);
+  free(big);
+}
+
+/* "label       text\n" with text from the file */
+static void put_line(const char *label, const char *text)
+{
+  printf("%-12s", label);
+  put(text);
+  putchar('\n');
+}
+
+static void print_attrs(const char *title, const csde_h5attrs *g)
+{
+  if (!g->n && !g->other && !g->unreadable && !g->lookup_failed) return;
   size_t w = 0;
-  for (size_t i = 0; i < n; i++)
-    if (strlen(a[i].name) > w) w = strlen(a[i].name);
+  for (size_t i = 0; i < g->n; i++)
+    if (strlen(g->a[i].name) > w) w = strlen(g->a[i].name);
   printf("\n%s:\n", title);
-  for (size_t i = 0; i < n; i++) printf("  %-*s  %s\n", (int)w, a[i].name, a[i].text);
+  if (g->lookup_failed)
+    printf("  (/%s could not be looked up or opened: a corrupt file?)\n", title);
+  for (size_t i = 0; i < g->n; i++) {
+    printf("  %-*s  ", (int)w, g->a[i].name); /* names from info's table */
+    if (!g->a[i].ok) printf("(not shown: ");
+    put(g->a[i].text);
+    printf("%s\n", g->a[i].ok ? "" : ")");
+  }
+  if (g->other)
+    printf("  (%zu other attribute%s not shown: info reads only the attributes corrsde "
+           "writes)\n", g->other, g->other == 1 ? "" : "s");
+  if (g->unreadable)
+    printf("  (%zu attribute%s could not be looked up: a corrupt attribute table)\n",
+           g->unreadable, g->unreadable == 1 ? "" : "s");
+}
+
+/* "            (/trajectory/t: not read: ...)" */
+static void print_note(const char *name, const csde_h5dset_info *d)
+{
+  if (d->note[0]) printf("%-12s(%s: %s)\n", "", name, d->note);
 }
 
 static void print_info(const char *path, const csde_h5traj_info *f)
 {
   const csde_h5dset_info *x = &f->x;
-  const char *status = csde_h5attr_get(f->stats, f->nstats, "status");
-  printf("%-12s%s\n", "file", path);
-  if (!status)
+  const char *status = csde_h5attr_get(&f->stats, "status");
+  put_line("file", path);
+  const char *why = NULL; /* a status attribute info could not take */
+  for (size_t i = 0; i < f->stats.n; i++)
+    if (!strcmp(f->stats.a[i].name, "status") && !f->stats.a[i].ok) why = f->stats.a[i].text;
+  if (why) {
+    printf("%-12sunknown (/stats status not shown: ", "status");
+    put(why);
+    printf(")\n");
+  } else if (!status)
     printf("%-12s%s\n", "status", "unknown (no /stats status attribute)");
   else if (!strcmp(status, "running"))
     printf("%-12s%s\n", "status",
            "running (not finished: the run was killed, or is still writing)");
   else
-    printf("%-12s%s\n", "status", status);
+    put_line("status", status);
 
   /* the whole states: /trajectory n_saved where the writer recorded it (a run killed
    * while appending may leave x, t and step one entry longer), else the extent of x */
@@ -84,18 +144,22 @@ static void print_info(const char *path, const csde_h5traj_info *f)
     print_dims(x->chunk, x->rank);
   }
   printf(", %s\n", x->filters[0] ? x->filters : "uncompressed");
+  print_note("/trajectory/x", x);
   if (x->rank >= 3) {
     printf("%-12s%zu saved state%s of %zu sample%s x %zu frames x ", "", nsaved,
            nsaved == 1 ? "" : "s", x->dims[1], x->dims[1] == 1 ? "" : "s", x->dims[2]);
     for (int i = 3; i < x->rank; i++) printf("%s%zu", i > 3 ? "x" : "", x->dims[i]);
     printf("%s\n", x->rank == 3 ? "(no pixel axis)" : "");
   }
+  if (f->n_saved_note[0]) printf("%-12s(%s)\n", "", f->n_saved_note);
   if (extent > nsaved)
     printf("%-12s(x holds %zu entr%s more: room for states the run did not save, or one it "
            "was writing when it stopped; read x[:%zu])\n", "", extent - nsaved,
            extent - nsaved == 1 ? "y" : "ies", nsaved);
-  size_t nt = f->t.present && f->t.rank == 1 ? csde_h5traj_info_saved(f, f->t.dims[0]) : 0;
-  size_t ns = f->step.present && f->step.rank == 1 ? csde_h5traj_info_saved(f, f->step.dims[0]) : 0;
+  size_t nt = f->t.present && f->t.rank == 1 && !f->t.note[0]
+                  ? csde_h5traj_info_saved(f, f->t.dims[0]) : 0;
+  size_t ns = f->step.present && f->step.rank == 1 && !f->step.note[0]
+                  ? csde_h5traj_info_saved(f, f->step.dims[0]) : 0;
   if (nt > 0) {
     if (nt == 1)
       printf("%-12st = %.10g", "", f->t_first);
@@ -110,40 +174,55 @@ static void print_info(const char *path, const csde_h5traj_info *f)
     printf("\n");
     if (f->t.dims[0] != nsaved && f->t.dims[0] != extent)
       printf("%-12s(/trajectory/t has %zu values for %zu states)\n", "", f->t.dims[0], nsaved);
-  } else if (!f->t.present) {
+  } else if (!f->t.present && !f->t.note[0]) {
     printf("%-12s(no /trajectory/t)\n", "");
   }
+  print_note("/trajectory/t", &f->t);
+  print_note("/trajectory/step", &f->step);
 
+  if (f->cov_attrs.lookup_failed)
+    printf("%-12s(/covariance could not be looked up or opened: a corrupt file?)\n",
+           "covariance");
+  else if (!f->cov.present)
+    print_note("/covariance/matrix", &f->cov);
   if (f->cov.present) {
     printf("%-12s/covariance/matrix ", "covariance");
     print_dims(f->cov.dims, f->cov.rank);
-    const char *spec = csde_h5attr_get(f->cov_attrs, f->ncov_attrs, "spec");
-    const char *method = csde_h5attr_get(f->cov_attrs, f->ncov_attrs, "method");
-    if (spec || method)
-      printf(" (%s%s%s)", spec ? spec : "", spec && method ? ", " : "", method ? method : "");
+    const char *spec = csde_h5attr_get(&f->cov_attrs, "spec");
+    const char *method = csde_h5attr_get(&f->cov_attrs, "method");
+    if (spec || method) {
+      printf(" (");
+      put(spec ? spec : "");
+      printf("%s", spec && method ? ", " : "");
+      put(method ? method : "");
+      printf(")");
+    }
     printf("\n");
-    if (f->eig.present && f->eig.rank == 1 && f->eig.dims[0] > 0)
+    print_note("/covariance/matrix", &f->cov);
+    if (f->eig.present && f->eig.rank == 1 && f->eig.dims[0] > 0 && !f->eig.note[0])
       printf("%-12seigenvalues from %.6g to %.6g\n", "", f->eig_min, f->eig_max);
+    print_note("/covariance/eigenvalues", &f->eig);
   }
 
   static const char *const keys[] = {"nfe", "steps", "accepted", "rejected", NULL};
   int any = 0;
   for (int i = 0; keys[i]; i++) {
-    const char *v = csde_h5attr_get(f->stats, f->nstats, keys[i]);
+    const char *v = csde_h5attr_get(&f->stats, keys[i]);
     if (v) {
-      printf("%s%s %s", any ? ", " : "stats       ", keys[i], v);
+      printf("%s%s ", any ? ", " : "stats       ", keys[i]);
+      put(v);
       any = 1;
     }
   }
-  const char *wall = csde_h5attr_get(f->stats, f->nstats, "wall_seconds");
+  const char *wall = csde_h5attr_get(&f->stats, "wall_seconds");
   if (wall) {
     printf("%s%.3g s", any ? ", " : "stats       ", strtod(wall, NULL));
     any = 1;
   }
   if (any) printf("\n");
 
-  print_attrs("parameters", f->params, f->nparams);
-  print_attrs("stats", f->stats, f->nstats);
+  print_attrs("parameters", &f->params);
+  print_attrs("stats", &f->stats);
 }
 
 int cli_cmd_info(int argc, char **argv)

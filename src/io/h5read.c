@@ -10,6 +10,7 @@
 #include "core/spec.h"
 #include "core/util.h"
 #include "io/h5read.h"
+#include "io/h5traj_read.h"
 
 void csde_shape_str(const size_t *dims, int rank, char *buf, size_t len)
 {
@@ -33,92 +34,22 @@ int csde_split_h5_path(const char *s, char *path, size_t plen, char *dset, size_
   return 1;
 }
 
-static int h5_read(const char *path, const char *dset, double **out, int *rank,
-                   size_t dims[4], csde_err *err);
-
-/* HDF5's error printing is off while we read (our messages, not its stack dumps) and
- * the caller's handler is put back after: nothing process-wide changes. */
+/* The checked reader of h5traj_read.c (links, storage, class, rank, size) with rank at
+ * most 4 and the default bound on the bytes read. */
 int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
                  size_t dims[4], csde_err *err)
 {
-  H5E_auto2_t fn = NULL;
-  void *data = NULL;
-  H5Eget_auto2(H5E_DEFAULT, &fn, &data);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  int s = h5_read(path, dset, out, rank, dims, err);
-  H5Eset_auto2(H5E_DEFAULT, fn, data);
-  return s;
-}
-
-static int h5_read(const char *path, const char *dset, double **out, int *rank,
-                   size_t dims[4], csde_err *err)
-{
-  int status = CSDE_SUCCESS;
-  hid_t f = -1, d = -1, sp = -1;
-  double *buf = NULL;
-  if (access(path, R_OK) != 0)
-    return csde_err_set(err, CSDE_EIO, "cannot read '%s': %s", path, strerror(errno));
-  if (H5Fis_hdf5(path) <= 0)
-    return csde_err_set(err, CSDE_EIO, "'%s' is not an HDF5 file", path);
-  f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return csde_err_set(err, CSDE_EIO, "cannot open HDF5 file '%s'", path);
-  if (H5Lexists(f, dset, H5P_DEFAULT) <= 0 || (d = H5Dopen2(f, dset, H5P_DEFAULT)) < 0) {
-    status = csde_err_set(err, CSDE_EIO, "no dataset '%s' in '%s'", dset, path);
-    goto done;
-  }
-  sp = H5Dget_space(d);
-  int r = H5Sget_simple_extent_ndims(sp);
-  if (r < 0 || r > 4) {
-    status = csde_err_set(err, CSDE_EBADLEN, "dataset '%s' in '%s' has rank %d (at most 4)",
-                          dset, path, r);
-    goto done;
-  }
-  hsize_t h[4] = {0, 0, 0, 0};
-  H5Sget_simple_extent_dims(sp, h, NULL);
-  size_t total = 1;
-  for (int i = 0; i < r; i++) {
-    dims[i] = (size_t)h[i];
-    if (csde_mul_size(total, dims[i], &total) || total > SIZE_MAX / sizeof(double)) {
-      status = csde_err_set(err, CSDE_ENOMEM, "dataset '%s' in '%s' is too large to read",
-                            dset, path);
-      goto done;
-    }
-  }
+  csde_h5_read_params p = csde_h5_read_default_params();
+  p.max_rank = 4;
+  size_t d[CSDE_H5_MAXRANK];
+  int r = 0, s = csde_h5_read_array(path, dset, &p, out, &r, d, err);
+  if (s) return s;
   *rank = r;
-  buf = malloc((total ? total : 1) * sizeof *buf);
-  if (!buf) {
-    status = csde_err_set(err, CSDE_ENOMEM, "out of memory reading '%s:%s'", path, dset);
-    goto done;
-  }
-  if (total && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-    status = csde_err_set(err, CSDE_EIO,
-                          "cannot read dataset '%s' in '%s' as numbers", dset, path);
-    free(buf);
-    buf = NULL;
-    goto done;
-  }
-  *out = buf;
-done:
-  if (sp >= 0) H5Sclose(sp);
-  if (d >= 0) H5Dclose(d);
-  if (f >= 0) H5Fclose(f);
-  return status;
+  for (int i = 0; i < r; i++) dims[i] = d[i];
+  return CSDE_SUCCESS;
 }
 
-int csde_h5_has(const char *path, const char *dset)
-{
-  int has = 0;
-  H5E_BEGIN_TRY
-  {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f >= 0) {
-      has = H5Lexists(f, dset, H5P_DEFAULT) > 0;
-      H5Fclose(f);
-    }
-  }
-  H5E_END_TRY;
-  return has;
-}
+int csde_h5_has(const char *path, const char *dset) { return csde_h5_exists(path, dset); }
 
 int csde_list_check_entries(const char *s, size_t len, csde_err *err)
 {

@@ -6,13 +6,17 @@
 #include "corrsde/status.h"
 
 /* Read dataset `dset` of HDF5 file `path` as doubles into a new array (free with free()).
- * rank receives the rank (at most 4), dims the shape. CSDE_EIO with the path, dataset
- * and reason on any failure. */
+ * rank receives the rank (at most 4), dims the shape. An error (CSDE_EIO, CSDE_EBADLEN or
+ * CSDE_ENOMEM) with the path, dataset and reason on any failure: this is
+ * csde_h5_read_array (io/h5traj_read.h, with every check on a hostile file) with
+ * max_rank 4 and the default bound on the bytes read; a caller with a bound of its own
+ * calls that. */
 int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
                  size_t dims[4], csde_err *err);
 
-/* 1 if dataset dset exists in HDF5 file path (0 for any failure, quietly: the caller's
- * HDF5 error handler is kept). */
+/* 1 if dataset dset exists in HDF5 file path, a regular file, reached through hard links
+ * only (csde_h5_exists); 0 for any failure, quietly: the caller's HDF5 error handler is
+ * kept. */
 int csde_h5_has(const char *path, const char *dset);
 
 /* The largest text file of numbers csde_text_read accepts (64 MiB: some 4 million

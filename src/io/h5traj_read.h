@@ -1,5 +1,25 @@
-/* Internal: reading HDF5 files: a dataset's shape and values (--init), and a trajectory
- * file for `corrsde info` (src/io/h5traj_read.c). The layout is h5traj.h's. */
+/* Internal: reading HDF5 files: a dataset's shape and values (--init, dense:file=, the
+ * gaussian and gmm models), and a trajectory file for `corrsde info`
+ * (src/io/h5traj_read.c). The layout is h5traj.h's.
+ *
+ * Every file is hostile until checked (issue 23). What the readers take from a file is
+ * checked before it is used or sizes anything:
+ *   - the path: a regular file (a FIFO or a device would block), and every link on the
+ *     way to an object a hard link (an external link makes HDF5 open another file, a
+ *     soft one points anywhere);
+ *   - a dataset's storage: its values in the file itself (no external storage, no
+ *     virtual dataset: both read other files, which may be FIFOs) with no filter but
+ *     deflate, shuffle and fletcher32 (HDF5 would load any other from HDF5_PLUGIN_PATH);
+ *     the values to be read inside the file, past its superblock, and unfiltered chunks
+ *     of the size the layout says (libhdf5 1.10.8 trusts its index and overflows its own
+ *     buffer otherwise);
+ *   - a dataset's class (numbers), rank, and the product of its dims (no overflow, and
+ *     at most the bytes the caller allows);
+ *   - an attribute's class, dataspace (a scalar or one element where one value is
+ *     expected), size and sign, before it is read; variable-length strings only as
+ *     scalars, and only the attributes that are known by name (never an iteration).
+ * Each call keeps HDF5's error printing off for its span and puts the caller's handler
+ * back (csde_h5_quiet_begin/end): nothing process-wide changes. */
 #ifndef CSDE_IO_H5TRAJ_READ_H
 #define CSDE_IO_H5TRAJ_READ_H
 
@@ -10,22 +30,68 @@
 
 #define CSDE_H5_MAXRANK 8
 
-/* ---- reading arrays (for --init) ---- */
+/* ---- reading arrays (--init and the other readers of numbers) ---- */
 
-/* The rank and shape of dataset dset of file path. */
+typedef struct {
+  /* 1: read only the last saved entry along axis 0: entry n_saved - 1 where the group
+   * holding the dataset has an attribute n_saved (a killed run's /trajectory/x is longer
+   * than its saved states), else the last entry. n_saved must be one integer (a scalar,
+   * or an array of one element), 1 <= n_saved <= the extent of axis 0: anything else is
+   * an error. */
+  int last_of_first_axis;
+  /* the highest rank accepted (0: CSDE_H5_MAXRANK) */
+  int max_rank;
+  /* the most bytes the values read may take as doubles; a larger read is refused
+   * (CSDE_ENOMEM) before anything is allocated. 0: the default, the machine's physical
+   * memory (csde_h5_read_max_default()). */
+  size_t max_bytes;
+} csde_h5_read_params;
+
+csde_h5_read_params csde_h5_read_default_params(void);
+/* The default bound of max_bytes: the machine's physical memory (SIZE_MAX / 2 where the
+ * system does not say). */
+size_t csde_h5_read_max_default(void);
+
+/* Read dataset dset of file path as doubles into a new array (free()): the whole of it,
+ * or the last saved entry along axis 0 (p->last_of_first_axis). rank and dims (each may
+ * be NULL) receive the dataset's own shape (of the whole dataset, axis 0 included).
+ * p NULL: the defaults. Errors: CSDE_EIO (the file, a link, the storage, the type),
+ * CSDE_EBADLEN (the rank, n_saved, an empty dataset), CSDE_ENOMEM (more than max_bytes,
+ * or out of memory), each with a message naming the file and the dataset. */
+int csde_h5_read_array(const char *path, const char *dset, const csde_h5_read_params *p,
+                       double **out, int *rank, size_t dims[CSDE_H5_MAXRANK], csde_err *err);
+
+/* The rank and shape of dataset dset of file path, with the checks of a read (path,
+ * storage, class, rank; no values are read). */
 int csde_h5_shape(const char *path, const char *dset, int *rank,
                   size_t dims[CSDE_H5_MAXRANK], csde_err *err);
-/* Read dataset dset as doubles into a new array (free()). last_of_first_axis = 1 reads
- * only the last entry along axis 0 (e.g. the final state of /trajectory/x). */
+/* csde_h5_read_array with the defaults, and last_of_first_axis. */
 int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_axis,
                          double **out, csde_err *err);
+/* 1 if file path is a regular HDF5 file with a dataset dset reached through hard links
+ * only; 0 otherwise (any failure, quietly). */
+int csde_h5_exists(const char *path, const char *dset);
 
 /* ---- reading a trajectory file (corrsde info) ---- */
 
 typedef struct {
   char *name;
-  char *text; /* the value formatted for people: "0.9", "ar1:rho=0.9", "[32, 32]" */
+  /* ok: the value formatted for people ("0.9", "ar1:rho=0.9", "[32, 32]"), the file's
+   * bytes as they are (escape them before printing: csde_h5_escape); !ok: why it is not
+   * shown ("an array of 5 values, expected one integer") */
+  char *text;
+  int ok;
 } csde_h5attr;
+
+/* The attributes of one object that `corrsde info` knows (the names and kinds
+ * corrsde's writers write); no other attribute is read, not even its name. */
+typedef struct {
+  csde_h5attr *a; /* the known ones the object has, sorted by name */
+  size_t n;
+  size_t other;      /* attributes of other names: counted, not read */
+  size_t unreadable; /* known names whose lookup failed (a corrupt attribute table) */
+  int lookup_failed; /* the object itself could not be looked up or opened */
+} csde_h5attrs;
 
 typedef struct {
   int present;
@@ -35,26 +101,42 @@ typedef struct {
   int chunked;
   size_t chunk[CSDE_H5_MAXRANK];
   char filters[64];      /* "gzip(4)+shuffle", "" for none */
+  /* why its values were not read ("2 dimensions, expected 1"), or ""; with present = 0:
+   * why it could not be looked up */
+  char note[128];
 } csde_h5dset_info;
 
 typedef struct {
   csde_h5dset_info x, t, step, cov, eig;
-  long long n_saved;            /* /trajectory n_saved: whole states; -1 if absent */
-  double t_first, t_last;       /* valid when t has values */
+  long long n_saved;            /* /trajectory n_saved: whole states; -1 if absent or
+                                   unusable; clamped to x's extent */
+  char n_saved_note[128];       /* why n_saved was ignored or clamped, or "" */
+  double t_first, t_last;       /* valid when t has values and no note */
   int64_t step_first, step_last;
-  double eig_min, eig_max;      /* valid when eig has values */
-  csde_h5attr *params, *stats, *cov_attrs;
-  size_t nparams, nstats, ncov_attrs;
+  double eig_min, eig_max;      /* valid when eig has values and no note */
+  csde_h5attrs params, stats, cov_attrs;
 } csde_h5traj_info;
 
-/* Read everything `corrsde info` shows. Fails (CSDE_EIO) if the file does not open or
- * has no /trajectory/x; every other part is optional. */
+/* Read everything `corrsde info` shows. Fails (CSDE_EIO) if the file does not open, has
+ * no /trajectory/x, or keeps a dataset info looks at out of the file (a link, external
+ * storage, a virtual dataset, a filter that is not built in); every other part is
+ * optional. */
 int csde_h5traj_info_read(const char *path, csde_h5traj_info *info, csde_err *err);
 void csde_h5traj_info_free(csde_h5traj_info *info);
 /* The saved entries of a dataset of length len along the saved axis: n_saved of them
- * where the file counts them, else len. */
+ * where the file counts them (at most len), else len. */
 size_t csde_h5traj_info_saved(const csde_h5traj_info *info, size_t len);
-/* The text of attribute name in list a (n entries), or NULL. */
-const char *csde_h5attr_get(const csde_h5attr *a, size_t n, const char *name);
+/* The text of known attribute name of g when its value was read, or NULL. */
+const char *csde_h5attr_get(const csde_h5attrs *g, const char *name);
+
+/* ---- strings from a file, for a terminal ---- */
+
+/* Escape the NUL-terminated string s for printing: control characters (C0, DEL) become
+ * "\xHH" ("\n", "\t", "\r" for those three), a backslash "\\", bytes that are not valid
+ * UTF-8 "\xHH", and the valid UTF-8 encodings of C1 controls (U+0080..U+009F) and of
+ * the bidirectional overrides (U+202A..U+202E, U+2066..U+2069) "\uHHHH"; other valid
+ * UTF-8 stays as it is. Writes at most len bytes with a terminator (len > 0) and returns
+ * the length of the whole escaped string, as snprintf does (at most 4 strlen(s)). */
+size_t csde_h5_escape(const char *s, char *buf, size_t len);
 
 #endif

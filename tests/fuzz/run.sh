@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 secs=${1:-${CSDE_FUZZ_SECONDS:-30}}
-names=(cov schedule grid model h5 text) # h5_raw: manual runs (README.md)
+names=(cov schedule grid model h5 text) # h5_raw: replayed, fuzzed by hand (README.md)
 
 skip() {
   echo "fuzz: skipped ($1)"
@@ -33,7 +33,7 @@ else
   CC=clang meson setup build-fuzz -Dfuzz=true -Dopenmp=disabled --buildtype=debugoptimized \
     >/dev/null
 fi || { echo "fuzz: meson setup failed"; echo "fuzz: 0 passed, 1 failed"; exit 1; }
-targets=(tests/fuzz/fuzz_h5_raw) # built, and its seeds run once, but not fuzzed here
+targets=(tests/fuzz/fuzz_h5_raw) # built, its seeds and regressions run once, not fuzzed here
 for n in "${names[@]}"; do targets+=("tests/fuzz/fuzz_$n"); done
 if ! ninja -C build-fuzz "${targets[@]}" >build-fuzz/fuzz-build.log 2>&1; then
   tail -30 build-fuzz/fuzz-build.log
