@@ -4,9 +4,14 @@
  * corrsde writes (io/h5traj_read.h: a hostile file is refused, never read blindly).
  * Everything is read before anything is printed, so an error leaves stdout empty; every
  * string from the file is printed escaped (put). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "io/h5read.h"
@@ -35,11 +40,15 @@ static void help(void)
          "A status of 'running' means the writer never finished: the run was killed (the\n"
          "file still holds every state saved before that) or is still going.\n"
          "The attribute /trajectory n_saved counts the saved states. x, t and step are\n"
-         "made with room for every state of the run, NaN (step -1) until it is saved; a\n"
-         "finished run (ok or failed) cuts them to n_saved, a killed one leaves them as\n"
-         "they were (info says so; read x[:n_saved]). A file its writer could not finish\n"
-         "(disk full, a size limit) is\n"
-         "explained, with the command that makes it readable.\n"
+         "made with room for every state of the run (x 0, t NaN, step -1 until it is\n"
+         "saved); a finished run (ok or failed) cuts them to n_saved, a killed one leaves\n"
+         "them as they were (info says so; read x[:n_saved]). A file its writer could not\n"
+         "finish (disk full, a size limit) is explained, with the command that makes it\n"
+         "readable.\n"
+         "\n"
+         "The file is read in a child process: a corrupt file on which the HDF5 library\n"
+         "itself crashes, or loops for CORRSDE_INFO_TIMEOUT seconds (default 120), gives\n"
+         "one error line.\n"
          "\n"
          "Options:\n"
          "  -h, --help   show this help and exit\n"
@@ -225,6 +234,66 @@ static void print_info(const char *path, const csde_h5traj_info *f)
   print_attrs("stats", &f->stats);
 }
 
+/* Read and print the file. */
+static int show(const char *file)
+{
+  csde_h5traj_info info;
+  csde_err err;
+  csde_err_clear(&err);
+  if (csde_h5traj_info_read(file, &info, &err)) {
+    cli_error(CMD, "%s", err.msg);
+    return CLI_EFAIL;
+  }
+  print_info(file, &info);
+  csde_h5traj_info_free(&info);
+  return CLI_OK;
+}
+
+/* A child reading one file's metadata takes well under a second; CORRSDE_INFO_TIMEOUT
+ * (seconds) changes the limit. */
+#define INFO_SECONDS 120
+
+/* libhdf5 1.10.8 can crash or loop on a corrupt file in ways no check before a read can
+ * see (a variable-length string whose global heap is broken: H5HG_read; the files in
+ * tests/fuzz/libhdf5/). So the file is read in a child process, and a crash or a hang
+ * there becomes one error line here. Without fork, it is read here. */
+static int read_isolated(const char *file)
+{
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return show(file);
+  if (pid == 0) {
+    int rc = show(file);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(rc);
+  }
+  int status = 0;
+  struct timespec tick = {0, 10 * 1000 * 1000};
+  const char *e = getenv("CORRSDE_INFO_TIMEOUT");
+  long limit = e && atol(e) > 0 ? atol(e) : INFO_SECONDS;
+  for (long k = 0;; k++) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return CLI_EFAIL;
+    if (k >= limit * 100) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      cli_error(CMD, "'%s': reading it did not end in %ld s: the file is corrupt (the HDF5 "
+                     "library loops on it)", file, limit);
+      return CLI_EFAIL;
+    }
+    nanosleep(&tick, NULL);
+  }
+  if (WIFSIGNALED(status)) {
+    cli_error(CMD, "'%s': the HDF5 library crashed reading it (signal %d, %s): the file is "
+                   "corrupt", file, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    return CLI_EFAIL;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : CLI_EFAIL;
+}
+
 int cli_cmd_info(int argc, char **argv)
 {
   /* cli_getopt takes options only: pull the file name out first */
@@ -234,7 +303,7 @@ int cli_cmd_info(int argc, char **argv)
     return CLI_EFAIL;
   }
   const char *file = NULL;
-  int nopt = 0, dashdash = 0, rc = CLI_OK;
+  int nopt = 0, dashdash = 0;
   opts[nopt++] = argv[0];
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
@@ -273,14 +342,5 @@ int cli_cmd_info(int argc, char **argv)
     cli_error(CMD, "FILE: missing (usage: corrsde info FILE.h5)");
     return CLI_EUSAGE;
   }
-  csde_h5traj_info info;
-  csde_err err;
-  csde_err_clear(&err);
-  if (csde_h5traj_info_read(file, &info, &err)) {
-    cli_error(CMD, "%s", err.msg);
-    return CLI_EFAIL;
-  }
-  print_info(file, &info);
-  csde_h5traj_info_free(&info);
-  return rc;
+  return read_isolated(file);
 }
