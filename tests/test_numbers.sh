@@ -51,5 +51,22 @@ run sample "${small[@]}" --process pf-ode --grid "list:1, 0.5 ,0.001" -o "$tmp/o
 [ "$rc" -eq 0 ]
 ok $? "--grid list:1, 0.5 ,0.001 (blanks around the commas) still runs"
 
+# ---- 16: schedule parameters outside their consistent range ----
+
+for s in 1e17 1e308; do
+  refused "--schedule cosine:s=$s" 1 "--schedule 'cosine:s=$s': cosine: s = ${s/e/e+} is outside [0, 1e4]" \
+    sample "${small[@]}" --schedule "cosine:s=$s" -o "$B"
+done
+run sample "${small[@]}" --schedule cosine:s=1e4 -o "$tmp/ok16.h5"
+[ "$rc" -eq 0 ]
+ok $? "--schedule cosine:s=1e4 (the largest s) runs"
+run sample --help
+grep -qF "cosine[:s=0.008] (0 <= s <= 1e4" "$tmp/out"
+ok $? "sample --help gives the range of cosine's s"
+refused "--schedule vp-linear:bmin=-1" 1 "bmin = -1 must be >= 0" \
+  sample "${small[@]}" --schedule vp-linear:bmin=-1 -o "$B"
+refused "--schedule vp-linear:bmax=inf" 1 "'vp-linear:bmax=inf': expected a finite number" \
+  sample "${small[@]}" --schedule vp-linear:bmax=inf -o "$B"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -140,7 +140,10 @@ static void help(void)
       "  -t, --frames TAU       frames per video (default %d)\n"
       "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
       "  -b, --batch B          videos per run (default %d)\n"
-      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default), cosine[:s=0.008],\n"
+      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default; 0 <= bmin <= bmax),\n"
+      "                         cosine[:s=0.008] (0 <= s <= " CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX)
+      ": a larger s only loses\n"
+      "                         accuracy, abar(t) being (1 - t)^2 to 1e-8 there),\n"
       "                         ddpm-linear[:n=1000,b1=1e-4,bN=0.02] (the default for ddpm)\n"
       "\n"
       "Process and solver:\n"
