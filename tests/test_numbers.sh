@@ -68,5 +68,19 @@ refused "--schedule vp-linear:bmin=-1" 1 "bmin = -1 must be >= 0" \
 refused "--schedule vp-linear:bmax=inf" 1 "'vp-linear:bmax=inf': expected a finite number" \
   sample "${small[@]}" --schedule vp-linear:bmax=inf -o "$B"
 
+# ---- 15: covariances at the double range ----
+
+for m in embed dense circulant auto; do
+  refused "cov toeplitz:col=1e308,1e308 --method $m" 1 \
+    "is not positive semi-definite: most negative eigenvalue -9.65946e+307" \
+    cov --cov toeplitz:col=1e308,1e308 --method $m
+  refused "cov toeplitz:col=1e308,1e308 --frames 2 --method $m" 1 "beyond the double range" \
+    cov --cov toeplitz:col=1e308,1e308 --frames 2 --method $m
+done
+run cov --cov toeplitz:col=8e307,4e307 --method embed --format csv
+[ "$rc" -eq 0 ] && grep -q "^# eig_min = 1.36215" "$tmp/out" &&
+  grep -q "^# eig_max = 1.58637" "$tmp/out"
+ok $? "cov toeplitz:col=8e307,4e307: the eigenvalues 8e307 (1 + cos(k pi / 17)), 1.3621e306 .. 1.5864e308"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

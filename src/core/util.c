@@ -45,6 +45,15 @@ int csde_all_finite(const double *x, size_t n)
   return 1;
 }
 
+int csde_pow2_scale(const double *x, size_t n)
+{
+  double m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(x[i])) m = fmax(m, fabs(x[i]));
+  if (m == 0 || (m >= 0x1p-500 && m <= 0x1p500)) return 0;
+  return ilogb(m) + 1; /* m 2^-e in [1/2, 1) */
+}
+
 int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, const double *u,
                        double g, const double *w)
 {

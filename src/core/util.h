@@ -13,6 +13,13 @@ void csde_free(void *p);
 /* 1 if every x[i], i < n, is finite. */
 int csde_all_finite(const double *x, size_t n);
 
+/* The exponent e of a power of two that brings max |x_i| (i < n, finite values) into
+ * [1/2, 1) when it lies outside [2^-500, 2^500], else 0 (also for all zeros). Scaling by
+ * 2^-e is exact (but for entries 2^1000 times below the largest, which may round), so a
+ * computation on the scaled values scaled back by 2^e cannot overflow in its sums and
+ * leaves the bits of ordinary inputs (e = 0) as they were. */
+int csde_pow2_scale(const double *x, size_t n);
+
 /* The calling thread's number inside an OpenMP region (0 outside, or without OpenMP). */
 int csde_thread_num(void);
 

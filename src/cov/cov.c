@@ -115,7 +115,11 @@ static int toeplitz_diagnose(csde_cov *C, int s, csde_err *err)
   if (ls || C->pd_T) goto done;
   double cmax = 0;
   for (size_t k = 0; k < tau; k++) cmax = fmax(cmax, fabs(t[k]));
-  double tol = csde_eig_tol(tau, cmax * (double)tau);
+  /* the round-off tolerance, on the column scaled as the eigensolve scales it (entries
+   * near the double range: tau c_max would overflow, and an infinite tolerance would
+   * pass any eigenvalue) */
+  const int e = csde_pow2_scale(t, tau);
+  double tol = ldexp(csde_eig_tol(tau, ldexp(cmax, -e) * (double)tau), e);
   if (tau <= DIAG_TAU) {
     double *T = malloc(tau * tau * sizeof *T), emin = 0;
     if (!T) {
@@ -221,7 +225,9 @@ static int build(csde_cov **out, csde_cov *C, const csde_cov_params *params, csd
   C->method = m;
   C->type = method_type(m);
   s = C->type->init(C, err);
-  if (s == CSDE_ENOTPSD && m == CSDE_COV_EMBED) s = toeplitz_diagnose(C, s, err);
+  /* no PSD embedding, or one whose eigenvalues overflow: is T itself indefinite? */
+  if ((s == CSDE_ENOTPSD || s == CSDE_ERANGE) && m == CSDE_COV_EMBED)
+    s = toeplitz_diagnose(C, s, err);
   if (s && s != CSDE_ENOMEM && C->par.method == CSDE_COV_AUTO && m == CSDE_COV_EMBED &&
       C->tau <= CSDE_COV_DENSE_FALLBACK_TAU) {
     /* auto: an embedding that cannot be made PSD falls back to the other exact method */
@@ -398,7 +404,9 @@ int csde_cov_eigenvalues(const csde_cov *C, double *out, csde_err *err)
   double *A = malloc(n * n * sizeof *A);
   if (!A) return csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", n);
   csde_cov_matrix(C, A);
-  int s = csde_symeig(A, n, out, NULL, err);
+  int sc = 0; /* entries near the double range: solved scaled, then scaled back */
+  int s = csde_symeig_scaled(A, n, out, NULL, 0, &sc, err);
+  for (size_t k = 0; !s && sc && k < n; k++) out[k] = ldexp(out[k], sc);
   free(A);
   return s;
 }
