@@ -82,5 +82,28 @@ run cov --cov toeplitz:col=8e307,4e307 --method embed --format csv
   grep -q "^# eig_max = 1.58637" "$tmp/out"
 ok $? "cov toeplitz:col=8e307,4e307: the eigenvalues 8e307 (1 + cos(k pi / 17)), 1.3621e306 .. 1.5864e308"
 
+# ---- 17b: spans a solver divides by zero on ----
+
+refused "pf-ode-encode --solver dpmpp2m --t-start 0" 2 \
+  "--t-start/--t-end: solver 'dpmpp2m' steps on the denoiser view and divides by sigma(t) = sqrt(1 - abar(t)) at a step's start, which is 0 at the span's start t_start = 0" \
+  sample "${small[@]}" --process pf-ode-encode --solver dpmpp2m --t-start 0 -o "$B"
+for s in dpmpp2m unipc; do
+  refused "pf-ode --solver $s --t-end 0 --steps 20" 2 "which is 0 at the span's end t_end = 0" \
+    sample "${small[@]}" --steps 20 --process pf-ode --solver $s --t-end 0 -o "$B"
+done
+refused "ddim on vp-linear:bmax=1e6 (abar(1) = 0)" 2 \
+  "divides by alpha(t) = sqrt(abar(t)), which is 0 at the span's start t_start = 1" \
+  sample "${small[@]}" --process ddim --schedule vp-linear:bmax=1e6 -o "$B"
+rm -f "$tmp/edm.h5"
+run sample "${small[@]}" --steps 20 --process pf-ode --solver edm-heun --t-end 0 -o "$tmp/edm.h5"
+st=$rc
+if [ $have_h5py -eq 1 ]; then
+  "$PY" -c 'import h5py, numpy as np, sys
+f = h5py.File(sys.argv[1], "r")
+sys.exit(0 if f["stats"].attrs["status"] in (b"ok", "ok") and np.isfinite(f["trajectory/x"][-1]).all() else 1)' "$tmp/edm.h5"
+  st=$((st + $?))
+fi
+ok $st "pf-ode --solver edm-heun --t-end 0: ends with EDM's Euler step to sigma = 0, finite"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -99,6 +99,94 @@ static void setting_errors(void)
   }
 }
 
+/* Issue 23, item 17: spans a solver divides by zero on are refused up front, naming the
+ * setting; edm-heun's step to sigma = 0 is EDM's Euler step. */
+static void expect_setting(const csde_run_settings *s, const csde_schedule *sched, int want,
+                           const char *param, const char *msg, const char *what)
+{
+  csde_err err;
+  csde_err_clear(&err);
+  int st = try_settings(s, sched, &err);
+  ok(st == want && err.param && !strcmp(err.param, param) && strstr(err.msg, msg) &&
+         !strstr(err.msg, "--"),
+     "%s: status %d, param %s, \"%s\" (got %d, %s, \"%s\")", what, want, param, msg, st,
+     err.param ? err.param : "NULL", err.msg);
+}
+
+static void span_errors(void)
+{
+  csde_schedule *stiff = NULL;
+  csde_err err;
+  csde_schedule_alloc(&stiff, "vp-linear:bmax=1e6", &err);
+  static const char *const view[] = {"dpmpp2m", "dpmpp3m", "unipc", "unipc3", "ipndm",
+                                     "edm-heun"};
+  for (size_t i = 0; i < sizeof view / sizeof view[0]; i++) {
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "pf-ode-encode";
+    s.solver = view[i];
+    s.steps = 20;
+    s.t_start = 0;
+    char what[128];
+    snprintf(what, sizeof what, "pf-ode-encode with %s from t_start = 0 (sigma = 0)", view[i]);
+    expect_setting(&s, S, CSDE_EINVAL, CSDE_PARAM_SPAN,
+                   "sigma(t) = sqrt(1 - abar(t)) at a step's start, which is 0 at the span's "
+                   "start t_start = 0",
+                   what);
+  }
+  for (size_t i = 0; i < 4; i++) { /* the lambda steppers: no step may end at lambda = inf */
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "pf-ode";
+    s.solver = view[i];
+    s.steps = 20;
+    s.t_end = 0;
+    char what[128];
+    snprintf(what, sizeof what, "pf-ode with %s to t_end = 0 (lambda = inf)", view[i]);
+    expect_setting(&s, S, CSDE_EINVAL, CSDE_PARAM_SPAN,
+                   "at a step's end, which is 0 at the span's end t_end = 0", what);
+  }
+  csde_run_settings s;
+  s = csde_run_default_settings();
+  s.process = "ddim";
+  s.steps = 10;
+  expect_setting(&s, stiff, CSDE_EINVAL, CSDE_PARAM_SPAN,
+                 "divides by alpha(t) = sqrt(abar(t)), which is 0 at the span's start t_start = 1",
+                 "ddim on vp-linear:bmax=1e6 (abar(1) underflows to 0)");
+  s = csde_run_default_settings();
+  s.process = "pf-ode-encode";
+  s.solver = "ddim";
+  s.steps = 10;
+  expect_setting(&s, stiff, CSDE_EDOM, CSDE_PARAM_SCHEDULE,
+                 "which is 0 at grid node 1 (t = 0.1009)",
+                 "encode with ddim on vp-linear:bmax=1e6: a step starts where abar = 0");
+
+  /* edm-heun to t_end = 0: the last step is EDM's Euler step (it was 0/0). The model's
+   * flow is the identity (data N(0, C): C grad log p_t = -x), so the state moves by the
+   * solver's error only */
+  s = csde_run_default_settings();
+  s.process = "pf-ode";
+  s.solver = "edm-heun";
+  s.steps = 20;
+  s.t_end = 0;
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  double x[24], x0[24];
+  csde_solve_stats st;
+  int rc = csde_run_alloc(&r, &s, C, S, M, 2, 1, shape, &err);
+  if (!rc) rc = csde_run_prior(r, x, &err);
+  memcpy(x0, x, sizeof x);
+  if (!rc) rc = csde_run_exec(r, x, NULL, NULL, &st, &err);
+  double d = 0, m = 0;
+  for (int i = 0; i < 24; i++) {
+    d = fmax(d, fabs(x[i] - x0[i]));
+    m = fmax(m, fabs(x0[i]));
+  }
+  ok(rc == 0 && d <= 0.05 * m && st.nfe == 39,
+     "edm-heun to t_end = 0: finite, within %.3g of the exact (identity) flow, 39 NFE (the "
+     "last step one) (rc %d, nfe %zu: %s)", d / m, rc, st.nfe, rc ? err.msg : "");
+  csde_run_free(r);
+  csde_schedule_free(stiff);
+}
+
 /* The save hook's record. */
 typedef struct {
   size_t n, steps[64], last_step;
@@ -312,6 +400,7 @@ int main(void)
     return 1;
   }
   setting_errors();
+  span_errors();
   save_plans();
   trajectory_writer();
   csde_model_free(M);
