@@ -105,5 +105,19 @@ sys.exit(0 if f["stats"].attrs["status"] in (b"ok", "ok") and np.isfinite(f["tra
 fi
 ok $st "pf-ode --solver edm-heun --t-end 0: ends with EDM's Euler step to sigma = 0, finite"
 
+# ---- 17a: an explicit solver that blows up ----
+
+rm -f "$B"
+run sample --process forward-sde --schedule vp-linear:bmax=1e6 --steps 20 -q -o "$B"
+[ "$rc" -eq 1 ] && grep -q "failed: the state at step 20 (t = 1) grew to max |x| = .*e+7[0-9], beyond 1000 times the process's scale" "$tmp/err" &&
+  grep -qF "|h| beta(t) reaches 5e+04 on its grid; explicit steps need it below about 2): use more steps" "$tmp/err"
+st=$?
+run info "$B"
+grep -q "status *failed: the state at step 20 (t = 1) grew to max |x|" "$tmp/out"
+ok $((st + $?)) "forward-sde, vp-linear:bmax=1e6, 20 steps: exit 1, the growth and |h| beta named, /stats says so"
+run sample "${small[@]}" --steps 1000000 --process forward-sde --schedule vp-linear:bmax=1e6 -o "$tmp/stable.h5"
+[ "$rc" -eq 0 ]
+ok $? "... the same with 1000000 steps (h beta = 1) passes"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -187,6 +187,85 @@ static void span_errors(void)
   csde_schedule_free(stiff);
 }
 
+/* Issue 23, item 17: an explicit solver that blows up fails (CSDE_EUNSTABLE) instead of
+ * passing its state on; the same process with steps small enough passes. */
+static int count_saves(size_t step, double t, const double *x, void *user)
+{
+  (void)step;
+  (void)t;
+  (void)x;
+  ++*(size_t *)user;
+  return 0;
+}
+
+static int cscore_grow(double t, size_t batch, const double *x, double *out, void *user)
+{
+  (void)t;
+  size_t n = batch * *(const size_t *)user;
+  for (size_t i = 0; i < n; i++) out[i] = 1e3 * x[i];
+  return 0;
+}
+
+static void blow_up(void)
+{
+  csde_schedule *stiff = NULL;
+  csde_err err;
+  csde_schedule_alloc(&stiff, "vp-linear:bmin=0.1,bmax=1e4", &err);
+  size_t shape[1] = {3}, saves[2] = {0, 0}, steps[2] = {20, 10000};
+  int rc[2];
+  char msg[2][CSDE_MSG_MAX];
+  const char *param[2] = {NULL, NULL};
+  for (int i = 0; i < 2; i++) {
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "forward-sde";
+    s.steps = steps[i];
+    s.seed = 3;
+    csde_run *r = NULL;
+    double x[24];
+    csde_solve_stats st;
+    csde_err_clear(&err);
+    rc[i] = csde_run_alloc(&r, &s, C, stiff, M, 2, 1, shape, &err);
+    for (int j = 0; j < 24; j++) x[j] = 0.5 * sin(j); /* data: max |x| < 1 */
+    csde_run_hooks h = {count_saves, NULL, &saves[i]};
+    if (!rc[i]) rc[i] = csde_run_exec(r, x, NULL, &h, &st, &err);
+    snprintf(msg[i], sizeof msg[i], "%s", err.msg);
+    param[i] = err.param;
+    csde_run_free(r);
+  }
+  /* h beta(1) = 1e4 / 20 = 500: the linear part's factor |1 - h beta / 2| is far above 1 */
+  ok(rc[0] == CSDE_EUNSTABLE && param[0] && !strcmp(param[0], CSDE_PARAM_STEPS) &&
+         strstr(msg[0], "the state at step 20 (t = 1) grew to max |x| = ") &&
+         strstr(msg[0], "beyond 1000 times the process's scale 1 + ") &&
+         strstr(msg[0], "|h| beta(t) reaches 500 on its grid") && saves[0] == 0 &&
+         !strstr(msg[0], "--"),
+     "forward-sde, vp-linear:bmax=1e4, 20 em steps: CSDE_EUNSTABLE, param steps, the final "
+     "state not saved (rc %d, %zu saved: \"%s\")", rc[0], saves[0], msg[0]);
+  ok(rc[1] == 0 && saves[1] == 1, "... with 10000 steps (h beta <= 1) it passes (rc %d: %s)",
+     rc[1], msg[1]);
+  /* growth the model makes on small steps is not the step size's: C grad log p = 1e3 x
+   * on the reverse SDE, 20 steps (|h| beta <= 1), grows x ~ 200-fold a step and passes */
+  csde_model *grow = NULL;
+  csde_model_alloc(&grow, "grow", cscore_grow, CSDE_OUT_CSCORE, &per_sample, NULL, &err);
+  csde_run_settings s = csde_run_default_settings();
+  s.steps = 20;
+  csde_run *r = NULL;
+  double x[24], m = 0;
+  csde_solve_stats st;
+  int rg = csde_run_alloc(&r, &s, C, S, grow, 2, 1, shape, &err);
+  if (!rg) rg = csde_run_prior(r, x, &err);
+  if (!rg) rg = csde_run_exec(r, x, NULL, NULL, &st, &err);
+  for (int j = 0; j < 24; j++) m = fmax(m, fabs(x[j]));
+  ok(rg == 0 && m > 1e20 && isfinite(m),
+     "a model that makes the state grow to %.3g on steps with |h| beta <= 1: not judged "
+     "(rc %d: %s)", m, rg, rg ? err.msg : "");
+  csde_run_free(r);
+  csde_model_free(grow);
+  ok(!strcmp(csde_strerror(CSDE_EUNSTABLE),
+             "the state grew far beyond the process's scale (unstable steps)"),
+     "csde_strerror(CSDE_EUNSTABLE)");
+  csde_schedule_free(stiff);
+}
+
 /* The save hook's record. */
 typedef struct {
   size_t n, steps[64], last_step;
@@ -401,6 +480,7 @@ int main(void)
   }
   setting_errors();
   span_errors();
+  blow_up();
   save_plans();
   trajectory_writer();
   csde_model_free(M);

@@ -155,7 +155,23 @@ typedef struct {
  * and calling the hooks (may be NULL). The start state and the final state are saved
  * as the plan says. A step hook that stops the run returns 0 with st->stopped = 1; a
  * failed save returns its status (a save hook's non-zero return is taken as a status).
- * Allocates nothing past what the solver allocated at csde_run_alloc. */
+ * Allocates nothing past what the solver allocated at csde_run_alloc.
+ *
+ * Blow-up (fixed steps): every state the plan saves (the final one always) after a step
+ * with |h| beta(t) > CSDE_RUN_HBETA_MAX is checked before it is saved. The VP drift's
+ * linear part -beta x / 2 makes explicit steps (Euler, Heun) grow without bound past
+ * |h| beta = 4, and a VP process keeps its state on the scale of its start and of its
+ * noise (the exact marginal is sqrt(abar) x0 + sqrt(1 - abar) delta, delta ~ N(0, C)),
+ * so a finite state with
+ *   max |x| > CSDE_RUN_GROWTH_MAX (1 + max(max |x_start|, sqrt(max_i C_ii)))
+ * after such steps is an unstable step size, not an answer: the run fails with
+ * CSDE_EUNSTABLE (param CSDE_PARAM_STEPS) naming the step, the growth and the largest
+ * |h| beta(t) so far, and that state is not saved. Growth on steps below the limit is
+ * the model's (a decode's data may be of any scale) and is not judged; neither are
+ * adaptive solves, nor states that are not finite (left to the writer and the hooks).
+ * One pass over each checked state; none on the steps between. */
+#define CSDE_RUN_GROWTH_MAX 1e3
+#define CSDE_RUN_HBETA_MAX 2.0
 CSDE_API int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                            csde_solve_stats *st, csde_err *err);
 

@@ -243,6 +243,15 @@ static size_t capacity(const csde_run *r)
 
 static int observe(size_t step, double t, const double *x, void *user);
 
+/* sqrt(max_i C_ii): the noise's standard deviation per value (Toeplitz: sqrt(c_0)). */
+static double noise_scale(const csde_cov *C)
+{
+  size_t tau = csde_cov_tau(C);
+  double m = csde_cov_entry(C, 0, 0);
+  for (size_t i = 1; !csde_cov_is_toeplitz(C) && i < tau; i++) m = fmax(m, csde_cov_entry(C, i, i));
+  return sqrt(fmax(m, 0.0));
+}
+
 /* ---- alloc ---- */
 
 static char *dup_or(const char *s, const char *dflt)
@@ -260,6 +269,7 @@ void csde_run_free(csde_run *r)
   if (!r) return;
   csde_solver_free(r->solver);
   free(r->grid);
+  free(r->hbeta);
   free(r->mask);
   free(r->out);
   free(r->times);
@@ -427,7 +437,20 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
     r->nsteps = ns;
   }
   if (r->save_kind == CSDE_SAVE_TIMES && r->grid && (st = plan_times(r, err))) goto fail;
+  if (r->grid) { /* hbeta[k]: the largest |h| beta(t) of steps 0 .. k - 1 (either end) */
+    if (!(r->hbeta = malloc((r->nsteps + 1) * sizeof *r->hbeta))) {
+      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", r->nsteps);
+      goto fail;
+    }
+    r->hbeta[0] = 0;
+    for (size_t k = 0; k < r->nsteps; k++) {
+      const double b = fmax(csde_schedule_beta(sched, r->grid[k]),
+                            csde_schedule_beta(sched, r->grid[k + 1]));
+      r->hbeta[k + 1] = fmax(r->hbeta[k], fabs(r->grid[k + 1] - r->grid[k]) * b);
+    }
+  }
   r->capacity = capacity(r);
+  r->noise_scale = noise_scale(C);
   r->s.t_start = r->t0;
   r->s.t_end = r->t1;
   *out = r;
@@ -494,9 +517,48 @@ static int want_save(exec_ctx *o, size_t step, double t)
   }
 }
 
+/* max |x_i| over the state, with the run's threads (a max: any order gives the same). */
+static double max_abs(const csde_run *r, const double *x)
+{
+  const long n = (long)r->n;
+  const int th = r->par.threads;
+  double m = 0;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) reduction(max : m) if (th > 1)
+#endif
+  for (long i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+  return m;
+}
+
+/* A saved state beyond the bound after steps beyond the stability limit (csde_run_exec's
+ * header): CSDE_EUNSTABLE. */
+static int unstable(exec_ctx *o, size_t step, double t, double m)
+{
+  const csde_run *r = o->r;
+  csde_err_set(o->err, CSDE_EUNSTABLE,
+               "the state at step %zu (t = %.6g) grew to max |x| = %.3g, beyond %g times the "
+               "process's scale 1 + %.3g (the larger of the start state's max |x| and the "
+               "noise's sqrt(max C_ii) %.3g): the solver is unstable at this step size "
+               "(|h| beta(t) reaches %.3g on its grid; explicit steps need it below about "
+               "%g): use more steps, or an adaptive solver",
+               step, t, m, CSDE_RUN_GROWTH_MAX, fmax(o->scale0, r->noise_scale),
+               r->noise_scale, r->hbeta[step], CSDE_RUN_HBETA_MAX);
+  return o->status = csde_err_blame(o->err, CSDE_PARAM_STEPS, CSDE_EUNSTABLE);
+}
+
 static int save_state(exec_ctx *o, size_t step, double t, const double *x)
 {
   if (o->last == (int64_t)step) return 0;
+  /* the start is the reference; only steps past the stability limit can be blamed */
+  if (step > 0 && o->r->hbeta && step <= o->r->nsteps &&
+      o->r->hbeta[step] > CSDE_RUN_HBETA_MAX) {
+    const double m = max_abs(o->r, x);
+    if (isfinite(m) && m > o->bound) {
+      unstable(o, step, t, m);
+      return 1;
+    }
+  }
   if (o->w && (o->status = csde_traj_append(o->w, (int64_t)step, t, x, o->err))) return 1;
   if (o->h && o->h->save && (o->status = o->h->save(step, t, x, o->h->user))) {
     csde_err_set(o->err, o->status, "saving the state of step %zu failed", step);
@@ -519,8 +581,10 @@ int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                   csde_solve_stats *st, csde_err *err)
 {
   exec_ctx *o = &r->ex;
-  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err};
+  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err, 0, 0};
   memset(st, 0, sizeof *st);
+  o->scale0 = max_abs(r, x); /* one pass: the blow-up check's reference */
+  o->bound = CSDE_RUN_GROWTH_MAX * (1 + fmax(o->scale0, r->noise_scale));
   int s;
   /* the start state (step 0) */
   if (r->save_kind == CSDE_SAVE_EVERY || (r->mask && r->mask[0]) || r->save_start) {
