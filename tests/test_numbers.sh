@@ -119,5 +119,40 @@ run sample "${small[@]}" --steps 1000000 --process forward-sde --schedule vp-lin
 [ "$rc" -eq 0 ]
 ok $? "... the same with 1000000 steps (h beta = 1) passes"
 
+# ---- 12: runs above the memory available, refused before anything large is made ----
+
+start=$(date +%s%N)
+refused "--frames 100000000 --frame-shape 100000000" 1 \
+  "--batch/--frames/--frame-shape: the run needs 800 PB (states 640 PB, writer 160 PB), but " \
+  sample --frames 100000000 --frame-shape 100000000 -o "$B"
+grep -q "are available (MemAvailable)" "$tmp/err"
+ok $? "... naming MemAvailable"
+ms=$((($(date +%s%N) - start) / 1000000))
+[ "$ms" -lt 1000 ]
+ok $? "... within 1 s (${ms} ms)"
+rm -f "$B"
+(ulimit -v 400000 && exec timeout 60 "$CORRSDE" sample --batch 16 --frames 16 --frame-shape 512x512 -q -o "$B") \
+  >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "the run needs 1.3 GB (states 1.1 GB, writer 268 MB), but .* available (RLIMIT_AS: a soft limit of 410 MB, .* of it in use)" "$tmp/err" &&
+  [ ! -e "$B" ]
+ok $? "under ulimit -v 400000: 16 x 16 x 512x512 refused, naming RLIMIT_AS and both figures"
+if [ $have_h5py -eq 1 ]; then
+  # a dataset declared huge, with nothing written (no disk used): refused from its shape
+  "$PY" -c 'import h5py, sys
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("x", shape=(100000, 100000, 8, 8), dtype="f8", chunks=(1, 1, 8, 8))' "$tmp/huge.h5"
+  start=$(date +%s%N)
+  refused "--init with a declared shape [100000, 100000, 8, 8]" 1 \
+    "--init '$tmp/huge.h5:/x': dataset /x holds states of shape [100000, 100000, 8, 8]: the run needs 13 TB (states 5.1 TB, writer 2.6 TB, other 5.1 TB), but" \
+    sample --init "$tmp/huge.h5" --process forward-sde --steps 2 -o "$B"
+  ms=$((($(date +%s%N) - start) / 1000000))
+  [ "$ms" -lt 1000 ]
+  ok $? "... before reading it: within 1 s (${ms} ms)"
+else
+  skip "--init with a huge declared shape" "no h5py"
+  skip "--init with a huge declared shape: time" "no h5py"
+fi
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -8,12 +8,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "corrsde/corrsde.h"
 #include "tap.h"
 
 static char tmpdir[64];
+
+static double csde_now_for_tests(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* C grad log p = -x: the exact score of N(0, C) data. */
 static int cscore(double t, size_t batch, const double *x, double *out, void *user)
@@ -266,6 +274,82 @@ static void blow_up(void)
   csde_schedule_free(stiff);
 }
 
+/* Issue 23, item 12: the run's memory, estimated before anything large is allocated and
+ * compared with max_memory (the tests do not depend on the machine's memory). */
+static int alloc_mem(const csde_run_settings *s, csde_run_memory *m, csde_err *err)
+{
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  csde_err_clear(err);
+  int st = csde_run_alloc(&r, s, C, S, M, 2, 1, shape, err);
+  if (!st) *m = *csde_run_memory_of(r);
+  csde_run_free(r);
+  return st;
+}
+
+static void memory(void)
+{
+  const size_t SB = 2 * 4 * 3 * sizeof(double); /* a state: batch 2, tau 4, D 3 */
+  const size_t ws = csde_cov_ws_size(C, 3, 1);
+  csde_run_memory m;
+  csde_err err;
+  /* em on the reverse SDE: the caller's state and the model's output (em takes the drift
+   * in parts); workspaces for the noise and the prior draw; the writer's float32 half */
+  csde_run_settings s = csde_run_default_settings();
+  s.steps = 8;
+  int st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.states == 2 * SB && m.noise == 0 && m.workspaces == 2 * ws &&
+         m.writer == SB / 2 && m.saved == 0 && ws > 0 &&
+         m.total == m.states + m.workspaces + m.writer,
+     "em, reverse SDE: states 2 x %zu B, workspaces 2 x %zu B, writer %zu B (got %zu, %zu, "
+     "%zu; total %zu)", SB, ws, SB / 2, m.states, m.workspaces, m.writer, m.total);
+  /* path noise on 8 = 2^3 steps: the walk's k + 2 + 3 = 8 pairs and 2 increments of
+   * batch x noise dim (4) x D values, and dW */
+  s.noise = "path";
+  st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.states == 3 * SB && m.noise == (2 * 8 + 2) * SB,
+     "em, path noise on 8 steps: states 3 x %zu B, the tree 18 x %zu B (got %zu, %zu)", SB, SB,
+     m.states, m.noise);
+  /* rk45 on the PF-ODE: x, its 3 loop buffers and GSL's 8 stages; keep_saved with every:2
+   * on 8 steps keeps at most 8/2 + 2 states */
+  s = csde_run_default_settings();
+  s.process = "pf-ode";
+  s.solver = "rk45";
+  s.steps = 8;
+  s.save = "every:2";
+  s.keep_saved = 1;
+  st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.states == 12 * SB && m.saved == 6 * SB,
+     "rk45, pf-ode: states 12 x %zu B, 6 saved states kept (got %zu, %zu)", SB, m.states,
+     m.saved);
+  /* refused above max_memory, naming both figures; SIZE_MAX turns the check off */
+  s = csde_run_default_settings();
+  s.steps = 8;
+  s.max_memory = 500;
+  st = alloc_mem(&s, &m, &err);
+  ok(st == CSDE_ENOMEM && err.param && !strcmp(err.param, CSDE_PARAM_SIZE) &&
+         strstr(err.msg, "the run needs ") && strstr(err.msg, "(states 384 B, ") &&
+         strstr(err.msg, "but 500 B are available (max_memory)"),
+     "max_memory 500: CSDE_ENOMEM, param size, \"%s\"", err.msg);
+  s.max_memory = SIZE_MAX;
+  st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.available == SIZE_MAX, "max_memory SIZE_MAX: no check (%d)", st);
+  /* before any object: 1e8 frames of 1e8 pixels, refused at once from the sizes alone */
+  s = csde_run_default_settings();
+  size_t big[1] = {100000000};
+  double t0 = csde_now_for_tests();
+  st = csde_run_check_memory(&s, NULL, NULL, 4, 100000000, 1, big, 0, &m, &err);
+  ok(st == CSDE_ENOMEM && m.states == (size_t)2 * 4 * 100000000 * 100000000 * 8 &&
+         strstr(err.msg, "the run needs 800 PB (states 640 PB, writer 160 PB), but ") &&
+         csde_now_for_tests() - t0 < 1,
+     "csde_run_check_memory: 4 x 1e8 x 1e8 values refused from the sizes (\"%s\")", err.msg);
+  s.max_memory = 10000;
+  size_t small[1] = {3};
+  st = csde_run_check_memory(&s, NULL, NULL, 2, 4, 1, small, 20000, &m, &err);
+  ok(st == CSDE_ENOMEM && m.extra == 20000 && strstr(err.msg, "other 20 kB"),
+     "csde_run_check_memory counts the caller's extra bytes (\"%s\")", err.msg);
+}
+
 /* The save hook's record. */
 typedef struct {
   size_t n, steps[64], last_step;
@@ -481,6 +565,7 @@ int main(void)
   setting_errors();
   span_errors();
   blow_up();
+  memory();
   save_plans();
   trajectory_writer();
   csde_model_free(M);

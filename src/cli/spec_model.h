@@ -21,6 +21,7 @@
 #include "corrsde/cov.h"
 #include "corrsde/model.h"
 #include "corrsde/rng.h"
+#include "corrsde/run.h"
 #include "corrsde/schedule.h"
 #include "io/h5traj.h"
 
@@ -105,5 +106,12 @@ int cli_spec_init(const char *cmd, const char *spec, cli_init *in);
 /* Read the states (prod(dims) doubles, new array). */
 int cli_init_read(const char *cmd, const char *spec, const cli_init *in, double **x);
 void cli_init_free(cli_init *in); /* accepts a zeroed struct */
+
+/* Before anything large is made (the covariance, the model, the states, --init's read):
+ * the run's memory estimate from its settings and sizes (csde_run_check_memory), with
+ * --init's states read at once counted. Refused runs print one line naming --init (with
+ * the dataset's shape) or --batch/--frames/--frame-shape, and both figures. */
+int cli_check_memory(const char *cmd, const csde_run_settings *s, size_t batch, size_t tau,
+                     int rank, const size_t *shape, const cli_init *init);
 
 #endif

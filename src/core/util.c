@@ -105,6 +105,17 @@ void csde_fmt_seconds(double s, char *buf, size_t len)
     snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
 }
 
+void csde_fmt_bytes(double bytes, char *buf, size_t len)
+{
+  static const char *const unit[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"};
+  int u = 0;
+  while (bytes >= 999.5 && u < 7) {
+    bytes /= 1000;
+    u++;
+  }
+  snprintf(buf, len, !u || bytes >= 99.5 ? "%.0f %s" : "%.2g %s", bytes, unit[u]);
+}
+
 double csde_now(void)
 {
   struct timespec ts;

@@ -33,6 +33,8 @@ int csde_mul_size(size_t n, size_t m, size_t *out);
 
 /* Seconds for people: "42s", "3m05s", "2h10m", or "--" (not finite or negative). */
 void csde_fmt_seconds(double s, char *buf, size_t len);
+/* Bytes for people, in decimal units: "512 B", "7.4 GB", "320 PB". */
+void csde_fmt_bytes(double bytes, char *buf, size_t len);
 /* Seconds on the monotonic clock. */
 double csde_now(void);
 

@@ -2,6 +2,7 @@
  * operations every method shares (Mahalanobis forms, sampling, log densities). */
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -511,6 +512,21 @@ int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthrea
   }
   *out = ws;
   return CSDE_SUCCESS;
+}
+
+size_t csde_cov_ws_size(const csde_cov *C, size_t D, int nthreads)
+{
+  if (D == 0) return 0;
+  const size_t th = nthreads > 0 ? (size_t)nthreads : 1, W = C->type->tile_width(C, D);
+  const size_t tau = C->tau, nf = C->type->nfft(C), nf2 = C->type->nfft2_is_tau ? tau : 0;
+  /* per thread, as csde_cov_ws_alloc makes them: t1, t2, z; the FFT buffers; CG's */
+  double per = (double)W * (2.0 * (double)tau + (double)C->noise_dim);
+  if (nf) per += (double)W * ((double)nf + 2.0 * (double)(nf / 2 + 1));
+  if (nf2) per += (double)W * ((double)nf2 + 2.0 * (double)(nf2 / 2 + 1) + 4.0 * (double)tau + 6);
+  /* the tiles' sums, and FFTW's plans (twiddles and scratch: a few times n per plan) */
+  double total = sizeof(double) * ((double)th * per + (double)((D + W - 1) / W) +
+                                   4.0 * 4.0 * (double)(nf + nf2));
+  return total >= (double)SIZE_MAX ? SIZE_MAX : (size_t)total;
 }
 
 static int check_ws(const csde_cov *C, const csde_cov_ws *ws, csde_err *err)

@@ -49,6 +49,7 @@ struct csde_run {
   int save_start;            /* times, adaptive: one at the start */
   size_t capacity;
   double noise_scale;        /* sqrt(max_i C_ii): the noise's standard deviation */
+  csde_run_memory mem;       /* the estimate csde_run_alloc checked */
   csde_run_exec_ctx ex;
 };
 

@@ -46,6 +46,8 @@ struct csde_solver_type {
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
   unsigned nbuf_adaptive;  /* ... when it runs adaptive (0: nbuf) */
+  unsigned nbuf_own;       /* state-sized buffers it allocates itself (GSL's stages), for
+                              the run's memory estimate */
   int reverse_only;        /* 1: a sampler of the reverse process only (not forward-sde) */
   int via_process;         /* 1: reached through its process only (ddpm: csde_sample_ddpm);
                               not offered for --solver */
