@@ -274,7 +274,7 @@ static void mem_estimate(const mem_in *in, csde_run_memory *m)
   const int uses_model = in->process != CSDE_RUN_FORWARD_SDE;
   const int own = T && T->own_noise;
   const int score = in->model && csde_model_output_of(in->model) == CSDE_OUT_SCORE;
-  const int is = T && !strcmp(T->name, "ddim"), isp = T && !strcmp(T->name, "ddpm");
+  const int ddim = T && !strcmp(T->name, "ddim"), ddpm = T && !strcmp(T->name, "ddpm");
   double states = 1, nws = 0; /* the caller's x */
   if (T) {
     const int need_dW = sde && (!own || in->path);
@@ -284,7 +284,7 @@ static void mem_estimate(const mem_in *in, csde_run_memory *m)
   states += uses_model && (score || own);        /* the model's output */
   states += uses_model && score && own;          /* ... and C times it */
   states += in->churn > 0;                       /* edm-heun's churn noise */
-  nws = sde + (uses_model && score) + (in->churn > 0) + (is && in->eta > 0) + isp +
+  nws = sde + (uses_model && score) + (in->churn > 0) + (ddim && in->eta > 0) + ddpm +
         (in->process != CSDE_RUN_FORWARD_SDE && in->process != CSDE_RUN_PFODE_ENCODE);
   double noise = 0;
   if (sde && in->path) { /* the tree: 2 (k + 2 + 3) or 2 x 3 values of batch x nd x D */
