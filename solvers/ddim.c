@@ -80,6 +80,7 @@ const csde_solver_type csde_solver_ddim = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = 2,
+  .view = CSDE_VIEW_ALPHA_START,
   .own_noise = 1,
   .options = ddim_options,
   .init = ddim_init,

@@ -76,6 +76,7 @@ const csde_solver_type csde_solver_dpmpp2m = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = 2,
+  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_SIGMA_END | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
   .state_size = sizeof(dpm_state),
   .step = dpm_step,
   .evolve = NULL,

@@ -74,6 +74,7 @@ const csde_solver_type csde_solver_dpmpp2m_sde = {
   .order_strong = 0,
   .order_weak = 1.0,
   .nbuf = 2,
+  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START,
   .state_size = sizeof(sde2m_state),
   .step = sde2m_step,
   .evolve = NULL,

@@ -102,6 +102,7 @@ const csde_solver_type csde_solver_dpmpp3m = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = 3,
+  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_SIGMA_END | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
   .state_size = sizeof(dpm3_state),
   .step = dpm3_step,
   .evolve = NULL,

@@ -8,7 +8,8 @@
  * inside D. A step t0 -> t1 (s0 -> s1):
  *   d0 = (x_ve - D0) / s0,  x~ = x_ve + (s1 - s0) d0,
  *   d1 = (x~ - D(x~, s1)) / s1,  x_ve1 = x_ve + (s1 - s0) (d0 + d1) / 2,
- * and x1 = alpha1 x_ve1. The model sees x = alpha x_ve at t. Order 2.
+ * and x1 = alpha1 x_ve1. The model sees x = alpha x_ve at t. Order 2. A step to s1 = 0
+ * (t1 = 0) is the Euler step x_ve1 = D0, one evaluation (EDM's Algorithm 1).
  *
  * Churn (csde_solve_params.s_churn > 0, `--solver edm-heun:churn=S,tmin=A,tmax=B,noise=N`):
  * on a step whose s0 lies in [s_tmin, s_tmax], first raise the noise level to
@@ -111,6 +112,15 @@ static int edm_step(csde_stepper *S, double t0, double t1, double *x, const doub
   const double s0 = g0 / a0, s1 = g1 / a1, ds = s1 - s0;
   s = csde_stepper_denoise(S, t0, x, D); /* D0 = x_theta(x, t0) */
   if (s) return s;
+  if (!(g1 > 0)) {
+    /* a step to sigma = 0 (t1 = 0): EDM's Euler step (Algorithm 1: no correction where
+     * sigma_{i+1} = 0), x_ve1 = x_ve + (0 - s0) (x_ve - D0) / s0 = D0 */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+    for (long i = 0; i < n; i++) x[i] = a1 * D[i];
+    return CSDE_SUCCESS;
+  }
   /* x~ (x units) = alpha1 (x_ve + ds d0), d0 = (x/alpha0 - D0) / s0 */
   const double c0 = a1 * (1 + ds / s0) / a0, cD = -a1 * ds / s0;
 #ifdef _OPENMP
@@ -158,6 +168,7 @@ const csde_solver_type csde_solver_edm_heun = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = 2,
+  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
   .options = edm_options,
   .init = edm_init,
   .free = edm_free,

@@ -62,6 +62,7 @@ const csde_solver_type csde_solver_euler_ancestral = {
   .order_strong = 0, /* not a discretisation of the SDE's own path */
   .order_weak = 1.0,
   .nbuf = 1,
+  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START,
   .init = NULL,
   .free = NULL,
   .reset = NULL,

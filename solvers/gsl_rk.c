@@ -335,7 +335,7 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
   }
 }
 
-#define RK_TYPE(var, nm, sum, nfe, ord, initfn)                                             \
+#define RK_TYPE(var, nm, sum, nfe, ord, initfn, own)                                        \
   const csde_solver_type var = {                                                           \
     .name = nm,                                                                            \
     .alias = NULL,                                                                         \
@@ -348,6 +348,7 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
     .order_strong = 0.0,                                                                   \
     .order_weak = 0.0,                                                                     \
     .nbuf = RK_NBUF,                                                                       \
+    .nbuf_own = own,                                                                       \
     .init = initfn,                                                                        \
     .free = rk_free,                                                                       \
     .step = rk_step,                                                                       \
@@ -356,10 +357,10 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
 
 /* Fehlberg 4(5), propagating the 5th-order solution */
 RK_TYPE(csde_solver_rk45, "rk45", "GSL Fehlberg 4(5): ODEs, adaptive, order 5",
-        6, 5.0, rk45_init)
+        6, 5.0, rk45_init, 8)
 /* Cash-Karp 4(5), propagating the 5th-order solution */
 RK_TYPE(csde_solver_rkck, "rkck", "GSL Cash-Karp 4(5): ODEs, adaptive, order 5", 6,
-        5.0, rkck_init)
+        5.0, rkck_init, 8)
 /* Prince-Dormand 8(7), propagating the 8th-order solution */
 RK_TYPE(csde_solver_rk8pd, "rk8pd", "GSL Prince-Dormand 8(7): ODEs, adaptive, order 8",
-        13, 8.0, rk8pd_init)
+        13, 8.0, rk8pd_init, 15)

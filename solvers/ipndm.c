@@ -106,6 +106,7 @@ const csde_solver_type csde_solver_ipndm = {
   .order_strong = 0,
   .order_weak = 0,
   .nbuf = CSDE_IPNDM_Q,
+  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
   .state_size = sizeof(ipndm_state),
   .step = ipndm_step,
   .evolve = NULL,

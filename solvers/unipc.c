@@ -183,6 +183,8 @@ static int unipc_step(csde_stepper *S, double t0, double t1, double *x, const do
     .order_strong = 0,                                                                     \
     .order_weak = 0,                                                                       \
     .nbuf = UNIPC_MAX + 2,                                                                 \
+    .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_SIGMA_END | CSDE_VIEW_ALPHA_START |           \
+            CSDE_VIEW_ALPHA_END,                                                           \
     .init = initfn,                                                                        \
     .free = csde_stepper_state_free,                                                       \
     .reset = unipc_reset,                                                                  \

@@ -694,6 +694,89 @@ static void singular_errors(void)
 }
 
 /* workspaces */
+/* Issue 23, item 15: entries near the double range. The PSD checks work on the column
+ * scaled by a power of two (exact), so an indefinite C is refused naming its eigenvalue
+ * instead of passing with an infinite tolerance, a C whose eigenvalues overflow is
+ * refused (CSDE_ERANGE), and the results scale exactly with the entries. */
+static void range_errors(void)
+{
+  static const csde_cov_method ms[] = {CSDE_COV_EMBED, CSDE_COV_DENSE, CSDE_COV_CIRC_TCHAN,
+                                       CSDE_COV_AUTO};
+  static const char *const mn[] = {"embed", "dense", "circulant", "auto"};
+  char what[200];
+  csde_err err;
+  for (size_t i = 0; i < 4; i++) {
+    csde_cov_params par = with_method(ms[i]);
+    for (size_t tau = 16; tau <= 32; tau += 16) {
+      /* tridiagonal c0 = c1 = a: eigenvalues a (1 + 2 cos(k pi / (tau + 1))) */
+      const double emin = 1e308 * (1 - 2 * cos(M_PI / (double)(tau + 1)));
+      int s = try_spec("toeplitz:col=1e308,1e308", tau, &par, &err);
+      snprintf(what, sizeof what, "toeplitz:col=1e308,1e308, %zu frames, %s: not PSD", tau,
+               mn[i]);
+      expect(s, &err, CSDE_ENOTPSD, "eigenvalue", what);
+      ok(has_number(err.msg, emin, 1e-5), "... naming its most negative eigenvalue %.6g", emin);
+    }
+    /* [[a, a], [a, a]]: eigenvalues 0 and 2a = 2e308, beyond the double range */
+    int s = try_spec("toeplitz:col=1e308,1e308", 2, &par, &err);
+    snprintf(what, sizeof what, "toeplitz:col=1e308,1e308, 2 frames, %s: eigenvalue 2e308", mn[i]);
+    expect(s, &err, CSDE_ERANGE, "beyond the double range", what);
+  }
+  /* a dense file: [[a, a, 0], [a, a, a], [0, a, a]], eigenvalues a (1 - sqrt 2), a,
+   * a (1 + sqrt 2) with a = 5e307: indefinite, and its largest eigenvalue overflows */
+  {
+    const double a = 5e307, M[9] = {a, a, 0, a, a, a, 0, a, a}, P[4] = {1e308, 5e307, 5e307, 1e308};
+    hsize_t d3[2] = {3, 3}, d2[2] = {2, 2};
+    char spec[400];
+    h5_write("huge3.h5", "C", M, 2, d3);
+    snprintf(spec, sizeof spec, "dense:file=%s/huge3.h5:/C", tmpdir);
+    csde_cov_params par = with_method(CSDE_COV_DENSE);
+    int s = try_spec(spec, 3, &par, &err);
+    expect(s, &err, CSDE_ENOTPSD, "eigenvalue", "dense file of entries 5e307: not PSD");
+    ok(has_number(err.msg, a * (1 - sqrt(2.0)), 1e-5), "... naming its eigenvalue %.6g",
+       a * (1 - sqrt(2.0)));
+    /* [[1e308, 5e307], [5e307, 1e308]]: eigenvalues 5e307 and 1.5e308, exactly */
+    h5_write("huge2.h5", "C", P, 2, d2);
+    snprintf(spec, sizeof spec, "dense:file=%s/huge2.h5:/C", tmpdir);
+    csde_cov *C = NULL;
+    s = csde_cov_alloc(&C, spec, 2, &par, &err);
+    double lo = 0, hi = 0, ev[2] = {0, 0};
+    if (!s) csde_cov_eig_bounds(C, &lo, &hi);
+    if (!s) s = csde_cov_eigenvalues(C, ev, &err);
+    ok(s == 0 && fabs(lo / 5e307 - 1) < 1e-14 && fabs(hi / 1.5e308 - 1) < 1e-14 &&
+           fabs(ev[1] / 1.5e308 - 1) < 1e-14 &&
+           fabs(csde_cov_logdet(C) - log(5e307) - log(1.5e308)) < 1e-12 * 1420,
+       "dense file [[1e308, 5e307], [5e307, 1e308]]: eigenvalues %.17g, %.17g, log det %.17g",
+       lo, hi, C ? csde_cov_logdet(C) : NAN);
+    csde_cov_free(C);
+  }
+  /* exact scaling: col = 2^k (1, 0.5) gives 2^k times the eigenvalue bounds of (1, 0.5)
+   * and log det + tau k log 2, for k = -900 and 1020 (outside [2^-500, 2^500]; results
+   * above the subnormals) */
+  for (size_t i = 0; i < 3; i++) {
+    csde_cov_params par = with_method(ms[i]);
+    csde_cov *R = NULL, *H = NULL;
+    const size_t tau = 40;
+    int s = csde_cov_alloc(&R, "toeplitz:col=1,0.5", tau, &par, &err);
+    double rlo = 0, rhi = 0;
+    if (!s) csde_cov_eig_bounds(R, &rlo, &rhi);
+    for (int k = -900; k <= 1020; k += 1920) {
+      char spec[200];
+      snprintf(spec, sizeof spec, "toeplitz:col=%.17g,%.17g", ldexp(1, k), ldexp(1, k - 1));
+      int s2 = s ? s : csde_cov_alloc(&H, spec, tau, &par, &err);
+      double lo = 0, hi = 0;
+      if (!s2) csde_cov_eig_bounds(H, &lo, &hi);
+      const double ld = s2 ? NAN : csde_cov_logdet(H), want = csde_cov_logdet(R) + (double)tau * k * M_LN2;
+      ok(s2 == 0 && lo == ldexp(rlo, k) && hi == ldexp(rhi, k) && fabs(ld - want) <= 1e-12 * fabs(want),
+         "%s, 2^%d (1, 0.5), %zu frames: eigenvalue bounds 2^%d those of (1, 0.5) exactly "
+         "(%.17g, %.17g), log det %.17g = %.17g + %zu %d log 2",
+         mn[i], k, tau, k, lo, hi, ld, csde_cov_logdet(R), tau, k);
+      csde_cov_free(H);
+      H = NULL;
+    }
+    csde_cov_free(R);
+  }
+}
+
 static void ws_errors(void)
 {
   csde_err err;
@@ -814,6 +897,7 @@ int main(void)
   embed_errors();
   input_errors();
   singular_errors();
+  range_errors();
   ws_errors();
   for (int i = 0; i < ncreated; i++) unlink(created[i]);
   rmdir(tmpdir);

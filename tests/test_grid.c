@@ -286,6 +286,14 @@ static void test_errors(void)
   expect("list:1", vp, 1.0, 1e-3, 10, CSDE_EINVAL, "at least 2 nodes", "list of one node");
   expect("list:1,0.5,abc,0.001", vp, 1.0, 1e-3, 10, CSDE_ESPEC, "'abc' is not a finite number",
          "list with a non-number");
+  expect("list:1,,0.5,0.001", vp, 1.0, 1e-3, 10, CSDE_ESPEC, "entry 2 is empty",
+         "list with an empty entry (,,)");
+  expect("list:,1,0.001", vp, 1.0, 1e-3, 10, CSDE_ESPEC, "entry 1 is empty",
+         "list with a leading comma");
+  expect("list:1,0.001,", vp, 1.0, 1e-3, 10, CSDE_ESPEC, "entry 3 is empty (a trailing comma)",
+         "list with a trailing comma");
+  expect("list:1, ,0.5,0.001", vp, 1.0, 1e-3, 10, CSDE_ESPEC, "entry 2 is empty",
+         "list with only a blank between two commas");
   expect("list:1,nan,0.001", vp, 1.0, 1e-3, 10, CSDE_ESPEC, "not a finite number",
          "list with NaN");
   expect("list:0.9,0.5,0.001", vp, 1.0, 1e-3, 10, CSDE_EINVAL,

@@ -8,12 +8,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "corrsde/corrsde.h"
 #include "tap.h"
 
 static char tmpdir[64];
+
+static double csde_now_for_tests(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* C grad log p = -x: the exact score of N(0, C) data. */
 static int cscore(double t, size_t batch, const double *x, double *out, void *user)
@@ -56,6 +64,12 @@ static void setting_errors(void)
        "every needs a positive integer"},
       {"save time outside [0, 1]", "reverse-sde", "times:0.5,2", "stream", NAN, NAN, 8, 0,
        CSDE_PARAM_SAVE, "outside [0, 1]"},
+      {"save times with an empty entry", "reverse-sde", "times:0.5,,0.4", "stream", NAN, NAN,
+       8, 0, CSDE_PARAM_SAVE, "entry 2 is empty"},
+      {"save times with a leading comma", "reverse-sde", "times:,0.5", "stream", NAN, NAN, 8,
+       0, CSDE_PARAM_SAVE, "entry 1 is empty"},
+      {"save times with a trailing comma", "reverse-sde", "times:0.5,", "stream", NAN, NAN, 8,
+       0, CSDE_PARAM_SAVE, "entry 2 is empty (a trailing comma)"},
       {"save time outside the span", "forward-sde", "times:0.9", "stream", NAN, 0.5, 8, 0,
        CSDE_PARAM_SAVE, "outside the run's span [0, 0.5]"},
       {"save kind unknown", "reverse-sde", "all", "stream", NAN, NAN, 8, 0, CSDE_PARAM_SAVE,
@@ -91,6 +105,249 @@ static void setting_errors(void)
        "%s: CSDE_EINVAL, param %s, \"%s\" (got %d, %s, \"%s\")", cases[i].what, cases[i].param,
        cases[i].msg, st, err.param ? err.param : "NULL", err.msg);
   }
+}
+
+/* Issue 23, item 17: spans a solver divides by zero on are refused up front, naming the
+ * setting; edm-heun's step to sigma = 0 is EDM's Euler step. */
+static void expect_setting(const csde_run_settings *s, const csde_schedule *sched, int want,
+                           const char *param, const char *msg, const char *what)
+{
+  csde_err err;
+  csde_err_clear(&err);
+  int st = try_settings(s, sched, &err);
+  ok(st == want && err.param && !strcmp(err.param, param) && strstr(err.msg, msg) &&
+         !strstr(err.msg, "--"),
+     "%s: status %d, param %s, \"%s\" (got %d, %s, \"%s\")", what, want, param, msg, st,
+     err.param ? err.param : "NULL", err.msg);
+}
+
+static void span_errors(void)
+{
+  csde_schedule *stiff = NULL;
+  csde_err err;
+  csde_schedule_alloc(&stiff, "vp-linear:bmax=1e6", &err);
+  static const char *const view[] = {"dpmpp2m", "dpmpp3m", "unipc", "unipc3", "ipndm",
+                                     "edm-heun"};
+  for (size_t i = 0; i < sizeof view / sizeof view[0]; i++) {
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "pf-ode-encode";
+    s.solver = view[i];
+    s.steps = 20;
+    s.t_start = 0;
+    char what[128];
+    snprintf(what, sizeof what, "pf-ode-encode with %s from t_start = 0 (sigma = 0)", view[i]);
+    expect_setting(&s, S, CSDE_EINVAL, CSDE_PARAM_SPAN,
+                   "sigma(t) = sqrt(1 - abar(t)) at a step's start, which is 0 at the span's "
+                   "start t_start = 0",
+                   what);
+  }
+  for (size_t i = 0; i < 4; i++) { /* the lambda steppers: no step may end at lambda = inf */
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "pf-ode";
+    s.solver = view[i];
+    s.steps = 20;
+    s.t_end = 0;
+    char what[128];
+    snprintf(what, sizeof what, "pf-ode with %s to t_end = 0 (lambda = inf)", view[i]);
+    expect_setting(&s, S, CSDE_EINVAL, CSDE_PARAM_SPAN,
+                   "at a step's end, which is 0 at the span's end t_end = 0", what);
+  }
+  csde_run_settings s;
+  s = csde_run_default_settings();
+  s.process = "ddim";
+  s.steps = 10;
+  expect_setting(&s, stiff, CSDE_EINVAL, CSDE_PARAM_SPAN,
+                 "divides by alpha(t) = sqrt(abar(t)), which is 0 at the span's start t_start = 1",
+                 "ddim on vp-linear:bmax=1e6 (abar(1) underflows to 0)");
+  s = csde_run_default_settings();
+  s.process = "pf-ode-encode";
+  s.solver = "ddim";
+  s.steps = 10;
+  expect_setting(&s, stiff, CSDE_EDOM, CSDE_PARAM_SCHEDULE,
+                 "which is 0 at grid node 1 (t = 0.1009)",
+                 "encode with ddim on vp-linear:bmax=1e6: a step starts where abar = 0");
+
+  /* edm-heun to t_end = 0: the last step is EDM's Euler step (it was 0/0). The model's
+   * flow is the identity (data N(0, C): C grad log p_t = -x), so the state moves by the
+   * solver's error only */
+  s = csde_run_default_settings();
+  s.process = "pf-ode";
+  s.solver = "edm-heun";
+  s.steps = 20;
+  s.t_end = 0;
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  double x[24], x0[24];
+  csde_solve_stats st;
+  int rc = csde_run_alloc(&r, &s, C, S, M, 2, 1, shape, &err);
+  if (!rc) rc = csde_run_prior(r, x, &err);
+  memcpy(x0, x, sizeof x);
+  if (!rc) rc = csde_run_exec(r, x, NULL, NULL, &st, &err);
+  double d = 0, m = 0;
+  for (int i = 0; i < 24; i++) {
+    d = fmax(d, fabs(x[i] - x0[i]));
+    m = fmax(m, fabs(x0[i]));
+  }
+  ok(rc == 0 && d <= 0.05 * m && st.nfe == 39,
+     "edm-heun to t_end = 0: finite, within %.3g of the exact (identity) flow, 39 NFE (the "
+     "last step one) (rc %d, nfe %zu: %s)", d / m, rc, st.nfe, rc ? err.msg : "");
+  csde_run_free(r);
+  csde_schedule_free(stiff);
+}
+
+/* Issue 23, item 17: an explicit solver that blows up fails (CSDE_EUNSTABLE) instead of
+ * passing its state on; the same process with steps small enough passes. */
+static int count_saves(size_t step, double t, const double *x, void *user)
+{
+  (void)step;
+  (void)t;
+  (void)x;
+  ++*(size_t *)user;
+  return 0;
+}
+
+static int cscore_grow(double t, size_t batch, const double *x, double *out, void *user)
+{
+  (void)t;
+  size_t n = batch * *(const size_t *)user;
+  for (size_t i = 0; i < n; i++) out[i] = 1e3 * x[i];
+  return 0;
+}
+
+static void blow_up(void)
+{
+  csde_schedule *stiff = NULL;
+  csde_err err;
+  csde_schedule_alloc(&stiff, "vp-linear:bmin=0.1,bmax=1e4", &err);
+  size_t shape[1] = {3}, saves[2] = {0, 0}, steps[2] = {20, 10000};
+  int rc[2];
+  char msg[2][CSDE_MSG_MAX];
+  const char *param[2] = {NULL, NULL};
+  for (int i = 0; i < 2; i++) {
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "forward-sde";
+    s.steps = steps[i];
+    s.seed = 3;
+    csde_run *r = NULL;
+    double x[24];
+    csde_solve_stats st;
+    csde_err_clear(&err);
+    rc[i] = csde_run_alloc(&r, &s, C, stiff, M, 2, 1, shape, &err);
+    for (int j = 0; j < 24; j++) x[j] = 0.5 * sin(j); /* data: max |x| < 1 */
+    csde_run_hooks h = {count_saves, NULL, &saves[i]};
+    if (!rc[i]) rc[i] = csde_run_exec(r, x, NULL, &h, &st, &err);
+    snprintf(msg[i], sizeof msg[i], "%s", err.msg);
+    param[i] = err.param;
+    csde_run_free(r);
+  }
+  /* h beta(1) = 1e4 / 20 = 500: the linear part's factor |1 - h beta / 2| is far above 1 */
+  ok(rc[0] == CSDE_EUNSTABLE && param[0] && !strcmp(param[0], CSDE_PARAM_STEPS) &&
+         strstr(msg[0], "the state at step 20 (t = 1) grew to max |x| = ") &&
+         strstr(msg[0], "beyond 1000 times the process's scale 1 + ") &&
+         strstr(msg[0], "|h| beta(t) reaches 500 on its grid") && saves[0] == 0 &&
+         !strstr(msg[0], "--"),
+     "forward-sde, vp-linear:bmax=1e4, 20 em steps: CSDE_EUNSTABLE, param steps, the final "
+     "state not saved (rc %d, %zu saved: \"%s\")", rc[0], saves[0], msg[0]);
+  ok(rc[1] == 0 && saves[1] == 1, "... with 10000 steps (h beta <= 1) it passes (rc %d: %s)",
+     rc[1], msg[1]);
+  /* growth the model makes on small steps is not the step size's: C grad log p = 1e3 x
+   * on the reverse SDE, 20 steps (|h| beta <= 1), grows x ~ 200-fold a step and passes */
+  csde_model *grow = NULL;
+  csde_model_alloc(&grow, "grow", cscore_grow, CSDE_OUT_CSCORE, &per_sample, NULL, &err);
+  csde_run_settings s = csde_run_default_settings();
+  s.steps = 20;
+  csde_run *r = NULL;
+  double x[24], m = 0;
+  csde_solve_stats st;
+  int rg = csde_run_alloc(&r, &s, C, S, grow, 2, 1, shape, &err);
+  if (!rg) rg = csde_run_prior(r, x, &err);
+  if (!rg) rg = csde_run_exec(r, x, NULL, NULL, &st, &err);
+  for (int j = 0; j < 24; j++) m = fmax(m, fabs(x[j]));
+  ok(rg == 0 && m > 1e20 && isfinite(m),
+     "a model that makes the state grow to %.3g on steps with |h| beta <= 1: not judged "
+     "(rc %d: %s)", m, rg, rg ? err.msg : "");
+  csde_run_free(r);
+  csde_model_free(grow);
+  ok(!strcmp(csde_strerror(CSDE_EUNSTABLE),
+             "the state grew far beyond the process's scale (unstable steps)"),
+     "csde_strerror(CSDE_EUNSTABLE)");
+  csde_schedule_free(stiff);
+}
+
+/* Issue 23, item 12: the run's memory, estimated before anything large is allocated and
+ * compared with max_memory (the tests do not depend on the machine's memory). */
+static int alloc_mem(const csde_run_settings *s, csde_run_memory *m, csde_err *err)
+{
+  csde_run *r = NULL;
+  size_t shape[1] = {3};
+  csde_err_clear(err);
+  int st = csde_run_alloc(&r, s, C, S, M, 2, 1, shape, err);
+  if (!st) *m = *csde_run_memory_of(r);
+  csde_run_free(r);
+  return st;
+}
+
+static void memory(void)
+{
+  const size_t SB = 2 * 4 * 3 * sizeof(double); /* a state: batch 2, tau 4, D 3 */
+  const size_t ws = csde_cov_ws_size(C, 3, 1);
+  csde_run_memory m;
+  csde_err err;
+  /* em on the reverse SDE: the caller's state and the model's output (em takes the drift
+   * in parts); workspaces for the noise and the prior draw; the writer's float32 half */
+  csde_run_settings s = csde_run_default_settings();
+  s.steps = 8;
+  int st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.states == 2 * SB && m.noise == 0 && m.workspaces == 2 * ws &&
+         m.writer == SB / 2 && m.saved == 0 && ws > 0 &&
+         m.total == m.states + m.workspaces + m.writer,
+     "em, reverse SDE: states 2 x %zu B, workspaces 2 x %zu B, writer %zu B (got %zu, %zu, "
+     "%zu; total %zu)", SB, ws, SB / 2, m.states, m.workspaces, m.writer, m.total);
+  /* path noise on 8 = 2^3 steps: the walk's k + 2 + 3 = 8 pairs and 2 increments of
+   * batch x noise dim (4) x D values, and dW */
+  s.noise = "path";
+  st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.states == 3 * SB && m.noise == (2 * 8 + 2) * SB,
+     "em, path noise on 8 steps: states 3 x %zu B, the tree 18 x %zu B (got %zu, %zu)", SB, SB,
+     m.states, m.noise);
+  /* rk45 on the PF-ODE: x, its 3 loop buffers and GSL's 8 stages; keep_saved with every:2
+   * on 8 steps keeps at most 8/2 + 2 states */
+  s = csde_run_default_settings();
+  s.process = "pf-ode";
+  s.solver = "rk45";
+  s.steps = 8;
+  s.save = "every:2";
+  s.keep_saved = 1;
+  st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.states == 12 * SB && m.saved == 6 * SB,
+     "rk45, pf-ode: states 12 x %zu B, 6 saved states kept (got %zu, %zu)", SB, m.states,
+     m.saved);
+  /* refused above max_memory, naming both figures; SIZE_MAX turns the check off */
+  s = csde_run_default_settings();
+  s.steps = 8;
+  s.max_memory = 500;
+  st = alloc_mem(&s, &m, &err);
+  ok(st == CSDE_ENOMEM && err.param && !strcmp(err.param, CSDE_PARAM_SIZE) &&
+         strstr(err.msg, "the run needs ") && strstr(err.msg, "(states 384 B, ") &&
+         strstr(err.msg, "but 500 B are available (max_memory)"),
+     "max_memory 500: CSDE_ENOMEM, param size, \"%s\"", err.msg);
+  s.max_memory = SIZE_MAX;
+  st = alloc_mem(&s, &m, &err);
+  ok(st == 0 && m.available == SIZE_MAX, "max_memory SIZE_MAX: no check (%d)", st);
+  /* before any object: 1e8 frames of 1e8 pixels, refused at once from the sizes alone */
+  s = csde_run_default_settings();
+  size_t big[1] = {100000000};
+  double t0 = csde_now_for_tests();
+  st = csde_run_check_memory(&s, NULL, NULL, 4, 100000000, 1, big, 0, &m, &err);
+  ok(st == CSDE_ENOMEM && m.states == (size_t)2 * 4 * 100000000 * 100000000 * 8 &&
+         strstr(err.msg, "the run needs 800 PB (states 640 PB, writer 160 PB), but ") &&
+         csde_now_for_tests() - t0 < 1,
+     "csde_run_check_memory: 4 x 1e8 x 1e8 values refused from the sizes (\"%s\")", err.msg);
+  s.max_memory = 10000;
+  size_t small[1] = {3};
+  st = csde_run_check_memory(&s, NULL, NULL, 2, 4, 1, small, 20000, &m, &err);
+  ok(st == CSDE_ENOMEM && m.extra == 20000 && strstr(err.msg, "other 20 kB"),
+     "csde_run_check_memory counts the caller's extra bytes (\"%s\")", err.msg);
 }
 
 /* The save hook's record. */
@@ -306,6 +563,9 @@ int main(void)
     return 1;
   }
   setting_errors();
+  span_errors();
+  blow_up();
+  memory();
   save_plans();
   trajectory_writer();
   csde_model_free(M);

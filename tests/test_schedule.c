@@ -163,6 +163,8 @@ int main(void)
   check_B_quadrature("vp-linear", 1);
   check_B_quadrature("vp-linear:bmin=0,bmax=3", 1);
   check_B_quadrature("vp-linear:bmin=2,bmax=2", 1);
+  check_B_quadrature("vp-linear:bmin=0.1,bmax=1e6", 1); /* allowed: stiff, not wrong */
+  check_B_quadrature("cosine:s=1000", 0.99); /* large s: still consistent (1e-16 s) */
   check_B_quadrature("cosine", 0.99);
   check_B_quadrature("cosine:s=0", 0.99);
 
@@ -311,7 +313,7 @@ int main(void)
 
   /* sigma / logsnr identities and the exact inverse, every type */
   const char *all[] = {"vp-linear", "vp-linear:bmin=0,bmax=5", "vp-linear:bmin=1,bmax=1",
-                       "cosine", "cosine:s=0", "ddpm-linear", "ddpm-linear:n=7,b1=0.3,bN=0.01",
+                       "cosine", "cosine:s=0", "cosine:s=10000", "ddpm-linear", "ddpm-linear:n=7,b1=0.3,bN=0.01",
                        "discrete:betas=0.5,0.001,0.2"};
   for (size_t k = 0; k < sizeof all / sizeof *all; k++) {
     check_identities(all[k]);
@@ -331,6 +333,17 @@ int main(void)
   check_alloc_error("vp-linear:bmin=5,bmax=2", CSDE_EDOM, "bmax = 2 must be >= bmin = 5");
   check_alloc_error("vp-linear:bmin=0,bmax=0", CSDE_EDOM, "bmax = 0 must be > 0");
   check_alloc_error("cosine:s=-0.5", CSDE_EDOM, "s = -0.5 must be >= 0");
+  /* issue 23, item 16: s where B(t) no longer matches int beta (1e17: abar ~ 1 where it
+   * should be (1 - t)^2) is refused, naming the range */
+  check_alloc_error("cosine:s=1e17", CSDE_EDOM, "s = 1e+17 is outside [0, 1e4]");
+  check_alloc_error("cosine:s=1e308", CSDE_EDOM, "s = 1e+308 is outside [0, 1e4]");
+  check_alloc_error("cosine:s=10000.000001", CSDE_EDOM, "s = 10000.000001 is outside [0, 1e4]");
+  check_alloc_error("cosine:s=inf", CSDE_ESPEC, "finite number");
+  check_alloc_error("cosine:s=nan", CSDE_ESPEC, "finite number");
+  check_alloc_error("vp-linear:bmax=inf", CSDE_ESPEC, "finite number");
+  check_alloc_error("vp-linear:bmin=nan", CSDE_ESPEC, "finite number");
+  check_alloc_error("vp-linear:bmax=1e309", CSDE_ESPEC, "finite number");
+  check_alloc_error("vp-linear:bmin=-1,bmax=1e6", CSDE_EDOM, "bmin = -1 must be >= 0");
   check_alloc_error("ddpm-linear:n=0", CSDE_ESPEC, "positive integer");
   check_alloc_error("ddpm-linear:b1=1.5", CSDE_EDOM, "b1 = 1.5 must be in (0, 1)");
   check_alloc_error("ddpm-linear:bN=0", CSDE_EDOM, "bN = 0 must be in (0, 1)");

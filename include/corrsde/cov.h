@@ -173,6 +173,9 @@ CSDE_API size_t csde_cov_embed_size(const csde_cov *C);
 CSDE_API int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthreads,
                       csde_err *err);
 CSDE_API void csde_cov_ws_free(csde_cov_ws *ws); /* accepts NULL */
+/* The bytes csde_cov_ws_alloc(C, D, nthreads) takes: its buffers, and an allowance for
+ * FFTW's plans (for memory estimates: corrsde/run.h, csde_run_memory). */
+CSDE_API size_t csde_cov_ws_size(const csde_cov *C, size_t D, int nthreads);
 /* The D (pixels per frame) the workspace was made for. */
 size_t csde_cov_ws_D(const csde_cov_ws *ws);
 

@@ -62,6 +62,11 @@ typedef struct {
   int threads;              /* default 1 */
   size_t max_nfe;           /* default csde_solve_default_params().max_nfe */
   const char *save;         /* "final" (default), "every:K", "times:t1,t2,..." */
+  size_t max_memory;        /* bytes the run may take (csde_run_memory): 0 (default) the
+                               memory available (MemAvailable of /proc/meminfo, less
+                               under a soft RLIMIT_AS or RLIMIT_DATA); SIZE_MAX: no check */
+  int keep_saved;           /* the caller keeps every saved state in memory (a save hook
+                               that copies them): counted in the estimate (default 0) */
   /* recorded in /parameters only */
   const char *model_spec;   /* NULL: the model's name */
   const char *cov_method;   /* the method asked for; NULL: the one used */
@@ -71,6 +76,41 @@ typedef struct {
 } csde_run_settings;
 
 CSDE_API csde_run_settings csde_run_default_settings(void);
+
+/* ---- memory ----
+ * What a run will allocate, estimated before anything large is (an upper bound, meant to
+ * be within 2x of the peak resident memory of a large run), and what it is compared
+ * with. csde_run_alloc refuses a run whose total exceeds the memory available with
+ * CSDE_ENOMEM, param CSDE_PARAM_SIZE and both figures: "the run needs 7.4 GB (states
+ * 6.4 GB, ...), but 3.1 GB are available (MemAvailable)". */
+typedef struct {
+  size_t states;     /* the state passed to csde_run_exec, the solver's state-sized
+                        buffers (stages, dW, V' H, GSL's own) and the model's output */
+  size_t noise;      /* path noise: the Brownian tree's k + 2 (+ 3) buffer pairs and its
+                        increments, batch x noise dim x D each */
+  size_t workspaces; /* covariance workspaces (noise, the score's C s, the prior draw,
+                        edm-heun's churn) per thread, and the gaussian model's dense
+                        tau x tau parts when they are still to be made */
+  size_t saved;      /* keep_saved: the plan's states (an upper bound on its capacity) */
+  size_t writer;     /* the trajectory writer's float32 conversion buffer (counted
+                        whether or not the file will be float32) */
+  size_t extra;      /* the caller's own, given to csde_run_check_memory */
+  size_t total;      /* their sum */
+  size_t available;  /* what the total was compared with (SIZE_MAX: nothing known) */
+  const char *limit; /* which: "max_memory", "MemAvailable", "RLIMIT_AS", "RLIMIT_DATA",
+                        or NULL */
+} csde_run_memory;
+
+/* The check csde_run_alloc makes, for a caller that wants it before building anything
+ * large (the covariance, the model, its own states): the same estimate from the settings
+ * and the sizes alone. C and model may be NULL (then the noise dimension is taken as
+ * tau, a lower bound, and the workspaces as 0); tau is C's when C is given. extra: bytes
+ * the caller will hold besides (e.g. a file's states read at once). Settings that
+ * csde_run_alloc would refuse are not judged here (CSDE_SUCCESS). m may be NULL. */
+CSDE_API int csde_run_check_memory(const csde_run_settings *s, const csde_cov *C,
+                                   const csde_model *model, size_t batch, size_t tau,
+                                   int shape_rank, const size_t *shape, size_t extra,
+                                   csde_run_memory *m, csde_err *err);
 
 typedef struct csde_run csde_run;
 
@@ -99,6 +139,8 @@ CSDE_API const csde_problem *csde_run_problem(const csde_run *r);
 /* The resolved settings (solver, span and save filled in). */
 CSDE_API const csde_run_settings *csde_run_settings_of(const csde_run *r);
 CSDE_API csde_save_kind csde_run_save_kind(const csde_run *r);
+/* The estimate csde_run_alloc checked. */
+CSDE_API const csde_run_memory *csde_run_memory_of(const csde_run *r);
 
 /* The start states `corrsde sample` draws for a reverse process or a sampler: the prior
  * N(0, C) with the run's seed, stream CSDE_STREAM_INIT, samples first_sample ..
@@ -159,7 +201,23 @@ typedef struct {
  * and calling the hooks (may be NULL). The start state and the final state are saved
  * as the plan says. A step hook that stops the run returns 0 with st->stopped = 1; a
  * failed save returns its status (a save hook's non-zero return is taken as a status).
- * Allocates nothing past what the solver allocated at csde_run_alloc. */
+ * Allocates nothing past what the solver allocated at csde_run_alloc.
+ *
+ * Blow-up (fixed steps): every state the plan saves (the final one always) after a step
+ * with |h| beta(t) > CSDE_RUN_HBETA_MAX is checked before it is saved. The VP drift's
+ * linear part -beta x / 2 makes explicit steps (Euler, Heun) grow without bound past
+ * |h| beta = 4, and a VP process keeps its state on the scale of its start and of its
+ * noise (the exact marginal is sqrt(abar) x0 + sqrt(1 - abar) delta, delta ~ N(0, C)),
+ * so a finite state with
+ *   max |x| > CSDE_RUN_GROWTH_MAX (1 + max(max |x_start|, sqrt(max_i C_ii)))
+ * after such steps is an unstable step size, not an answer: the run fails with
+ * CSDE_EUNSTABLE (param CSDE_PARAM_STEPS) naming the step, the growth and the largest
+ * |h| beta(t) so far, and that state is not saved. Growth on steps below the limit is
+ * the model's (a decode's data may be of any scale) and is not judged; neither are
+ * adaptive solves, nor states that are not finite (left to the writer and the hooks).
+ * One pass over each checked state; none on the steps between. */
+#define CSDE_RUN_GROWTH_MAX 1e3
+#define CSDE_RUN_HBETA_MAX 2.0
 CSDE_API int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                            csde_solve_stats *st, csde_err *err);
 

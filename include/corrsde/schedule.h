@@ -8,7 +8,10 @@
  *                                  B(t) = bmin t + (bmax - bmin) t^2 / 2;
  *                                  0 <= bmin <= bmax, bmax > 0
  *   cosine[:s=0.008]               abar(t) = f(t)/f(0), f(t) = cos^2(pi/2 (t+s)/(1+s)),
- *                                  beta(t) = pi/(1+s) tan(pi/2 (t+s)/(1+s)); s >= 0.
+ *                                  beta(t) = pi/(1+s) tan(pi/2 (t+s)/(1+s));
+ *                                  0 <= s <= CSDE_SCHEDULE_COSINE_S_MAX (1e4: B(t)'s
+ *                                  rounding grows like 1e-16 s, and abar(t) is already
+ *                                  (1 - t)^2 to within 1e-8 there).
  *                                  abar(1) = 0: B, beta and sigma are +inf at t = 1.
  *   ddpm-linear[:n=1000,b1=1e-4,bN=0.02]   discrete betas linspace(b1, bN, n), b1, bN in (0, 1)
  *   discrete:betas=b1,b2,...       any betas in (0, 1); csde_schedule_alloc_discrete takes
@@ -31,6 +34,9 @@ extern "C" {
 #endif
 
 typedef struct csde_schedule csde_schedule;
+
+/* The largest offset s of the cosine schedule (see above). */
+#define CSDE_SCHEDULE_COSINE_S_MAX 1e4
 
 /* Parse a spec (see above); params default as shown. The spec string is copied.
  * Unknown names or keys give CSDE_ESPEC (the message lists the valid ones); parameters

@@ -37,7 +37,8 @@ extern "C" {
   X(CSDE_EIO,       1028, "file cannot be read or written")                        \
   X(CSDE_ENOTSUP,   1029, "operation not supported by this method")                \
   X(CSDE_ENAN,      1030, "NaN or Inf encountered")                                 \
-  X(CSDE_ERETRY,    1031, "model asked for a smaller step")
+  X(CSDE_ERETRY,    1031, "model asked for a smaller step")                          \
+  X(CSDE_EUNSTABLE, 1032, "the state grew far beyond the process's scale (unstable steps)")
 
 enum {
 #define CSDE_X_ENUM(name, num, msg) name = num,

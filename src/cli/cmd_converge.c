@@ -145,7 +145,8 @@ static void help(void)
       "  -t, --frames TAU       frames per video (default %d)\n"
       "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
       "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default), cosine[:s=0.008]\n"
-      "                         (T = 0.999 with cosine), ddpm-linear[:n=N]\n"
+      "                         (0 <= s <= " CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX)
+      "; T = 0.999 with cosine), ddpm-linear[:n=N]\n"
       "  -p, --process P        pf-ode (default; T=1 -> eps=1e-3), pf-ode-encode\n"
       "                         (eps -> T), forward-sde (0 -> T), reverse-sde (T -> eps)\n"
       "      --t-end E          the end time of the solves (as in 'corrsde sample'):\n"

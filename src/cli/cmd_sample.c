@@ -140,7 +140,10 @@ static void help(void)
       "  -t, --frames TAU       frames per video (default %d)\n"
       "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
       "  -b, --batch B          videos per run (default %d)\n"
-      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default), cosine[:s=0.008],\n"
+      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default; 0 <= bmin <= bmax),\n"
+      "                         cosine[:s=0.008] (0 <= s <= " CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX)
+      ": a larger s only loses\n"
+      "                         accuracy, abar(t) being (1 - t)^2 to 1e-8 there),\n"
       "                         ddpm-linear[:n=1000,b1=1e-4,bN=0.02] (the default for ddpm)\n"
       "\n"
       "Process and solver:\n"
@@ -671,6 +674,22 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   if (a->init) {
     if ((rc = cli_spec_init(CMD, a->init, &r->init))) return rc;
     if ((rc = apply_init_shape(a, &r->init))) return rc;
+  }
+  { /* the memory the run will take, checked before anything large is made: the
+     * covariance, the model, the states, --init's read (csde_run_alloc checks again) */
+    csde_run_settings pre = csde_run_default_settings();
+    pre.process = a->process_s;
+    pre.solver = a->solver;
+    pre.steps = a->steps;
+    pre.grid = a->grid;
+    pre.rtol = a->rtol_set || a->atol_set ? a->rtol : 0;
+    pre.atol = a->rtol_set || a->atol_set ? a->atol : 0;
+    pre.noise = a->noise_path ? "path" : "stream";
+    pre.threads = (int)a->threads;
+    pre.save = a->save_s;
+    if ((rc = cli_check_memory(CMD, &pre, a->batch, a->tau, a->shape_rank, a->shape,
+                               a->init ? &r->init : NULL)))
+      return rc;
   }
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;

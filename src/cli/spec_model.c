@@ -477,3 +477,31 @@ int cli_init_read(const char *cmd, const char *spec, const cli_init *in, double 
     return init_error(cmd, spec, err.msg);
   return CLI_OK;
 }
+
+/* ---- memory ---- */
+
+int cli_check_memory(const char *cmd, const csde_run_settings *s, size_t batch, size_t tau,
+                     int rank, const size_t *shape, const cli_init *init)
+{
+  size_t extra = 0; /* --init's states, read whole before they are copied */
+  if (init && init->rank) {
+    extra = sizeof(double);
+    for (int i = 0; i < init->rank; i++)
+      extra = init->dims[i] && extra > SIZE_MAX / init->dims[i] ? SIZE_MAX
+                                                                 : extra * init->dims[i];
+  }
+  csde_err err;
+  csde_err_clear(&err);
+  if (!csde_run_check_memory(s, NULL, NULL, batch, tau, rank, shape, extra, NULL, &err))
+    return CLI_OK;
+  if (init && init->rank) {
+    char sh[160];
+    csde_shape_str(init->dims, init->rank, sh, sizeof sh);
+    cli_error(cmd, "--init '%s:%s': dataset %s holds states of shape %s%s: %s", init->file,
+              init->dset, init->dset, sh, init->last ? " (its last saved state)" : "",
+              err.msg);
+  } else {
+    cli_error(cmd, "--batch/--frames/--frame-shape: %s", err.msg);
+  }
+  return CLI_EFAIL;
+}

@@ -21,6 +21,7 @@
 #include "corrsde/cov.h"
 #include "corrsde/model.h"
 #include "corrsde/rng.h"
+#include "corrsde/run.h"
 #include "corrsde/schedule.h"
 #include "io/h5traj.h"
 
@@ -28,7 +29,11 @@
 #define CLI_MODEL_FORMS \
   "gaussian[:mean=M,std=S,rho=R], gaussian:file=P.h5, gmm:file=P.h5, plugin:LIB.so[:ARGS] or " \
   "python:FILE.py:NAME[:ARGS]"
-#define CLI_SCHEDULE_FORMS "vp-linear[:bmin=B0,bmax=B1], cosine[:s=S] or ddpm-linear[:n=N]"
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
+#define CLI_SCHEDULE_FORMS                                                                   \
+  "vp-linear[:bmin=B0,bmax=B1] (0 <= B0 <= B1), cosine[:s=S] (0 <= S <= "                  \
+  CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX) ") or ddpm-linear[:n=N]"
 #define CLI_SHAPE_FORMS "D, HxW or CxHxW with positive integers (e.g. 32x32)"
 #define CLI_INIT_FORMS "FILE.h5 or FILE.h5:/dataset holding [B, tau, *SHAPE]"
 
@@ -101,5 +106,12 @@ int cli_spec_init(const char *cmd, const char *spec, cli_init *in);
 /* Read the states (prod(dims) doubles, new array). */
 int cli_init_read(const char *cmd, const char *spec, const cli_init *in, double **x);
 void cli_init_free(cli_init *in); /* accepts a zeroed struct */
+
+/* Before anything large is made (the covariance, the model, the states, --init's read):
+ * the run's memory estimate from its settings and sizes (csde_run_check_memory), with
+ * --init's states read at once counted. Refused runs print one line naming --init (with
+ * the dataset's shape) or --batch/--frames/--frame-shape, and both figures. */
+int cli_check_memory(const char *cmd, const csde_run_settings *s, size_t batch, size_t tau,
+                     int rank, const size_t *shape, const cli_init *init);
 
 #endif

@@ -130,8 +130,28 @@ int csde_parse_double_list(const char *s, double **out, size_t *n, csde_err *err
   if (!v) return csde_err_set(err, CSDE_ENOMEM, "out of memory reading a number list");
   const char *p = s;
   for (;;) {
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
-    if (!*p) break;
+    /* a separator is a run of blanks with at most one comma; a comma first, last or
+     * after another (blanks between) leaves an entry empty, which is refused: "0.5,,0.4"
+     * is a slip, not the list 0.5, 0.4 */
+    size_t commas = 0;
+    for (; *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ','; p++)
+      if (*p == ',' && (len == 0 || ++commas > 1)) {
+        free(v);
+        return csde_err_set(err, CSDE_ESPEC,
+                            "entry %zu is empty (a comma first, or two commas with nothing "
+                            "between them); every entry must be a number",
+                            len + 1);
+      }
+    if (!*p) {
+      if (commas) {
+        free(v);
+        return csde_err_set(err, CSDE_ESPEC,
+                            "entry %zu is empty (a trailing comma); every entry must be a "
+                            "number",
+                            len + 1);
+      }
+      break;
+    }
     char *end;
     errno = 0;
     double x = strtod(p, &end);

@@ -32,7 +32,9 @@ int csde_spec_size(const csde_spec *sp, const char *key, size_t dflt, size_t *ou
                    csde_err *err);
 /* Parse a whole string as a finite double; 0 on success. */
 int csde_parse_double(const char *s, double *out);
-/* Parse a comma/space separated list of finite doubles into a new array. */
+/* Parse a comma/space separated list of finite doubles into a new array. Separators are
+ * runs of blanks with at most one comma: an empty entry (",,", a comma first or last) is
+ * CSDE_ESPEC, naming the entry. */
 int csde_parse_double_list(const char *s, double **out, size_t *n, csde_err *err);
 
 #endif

@@ -45,6 +45,15 @@ int csde_all_finite(const double *x, size_t n)
   return 1;
 }
 
+int csde_pow2_scale(const double *x, size_t n)
+{
+  double m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(x[i])) m = fmax(m, fabs(x[i]));
+  if (m == 0 || (m >= 0x1p-500 && m <= 0x1p500)) return 0;
+  return ilogb(m) + 1; /* m 2^-e in [1/2, 1) */
+}
+
 int csde_axpby_checked(int threads, size_t n, double a, double *x, double b, const double *u,
                        double g, const double *w)
 {
@@ -94,6 +103,17 @@ void csde_fmt_seconds(double s, char *buf, size_t len)
     snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
   else
     snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+void csde_fmt_bytes(double bytes, char *buf, size_t len)
+{
+  static const char *const unit[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"};
+  int u = 0;
+  while (bytes >= 999.5 && u < 7) {
+    bytes /= 1000;
+    u++;
+  }
+  snprintf(buf, len, !u || bytes >= 99.5 ? "%.0f %s" : "%.2g %s", bytes, unit[u]);
 }
 
 double csde_now(void)

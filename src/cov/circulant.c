@@ -6,6 +6,7 @@
  * report says by how much (KL per frame against the exact Toeplitz C). */
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,10 +50,21 @@ static int circ_init(csde_cov *C, csde_err *err)
   csde_cov_lags(&C->fam, n, t);
   int strang = C->method == CSDE_COV_CIRC_STRANG;
   (strang ? csde_toeplitz_strang : csde_toeplitz_tchan)(t, n, C->ccol);
-  if ((s = csde_circulant_eigs(C->ccol, n, C->lam, err))) goto done;
-  /* T. Chan's eigenvalues are the diagonal of F T F^*: tr(circ^-1 T) = sum lam_chan/lam */
-  csde_toeplitz_tchan(t, n, C->ccol);
-  if ((s = csde_circulant_eigs(C->ccol, n, C->lam_chan, err))) goto done;
+  s = csde_circulant_eigs(C->ccol, n, C->lam, err);
+  if (!s) { /* T. Chan's eigenvalues are the diagonal of F T F^*: tr(circ^-1 T) = sum
+               lam_chan/lam */
+    csde_toeplitz_tchan(t, n, C->ccol);
+    s = csde_circulant_eigs(C->ccol, n, C->lam_chan, err);
+  }
+  if (s) { /* an eigenvalue beyond the double range */
+    if (s == CSDE_ERANGE && err) {
+      char msg[CSDE_MSG_MAX];
+      snprintf(msg, sizeof msg, "%s", err->msg);
+      csde_err_set(err, s, "the %s circulant of '%s' with %zu frames: %s",
+                   strang ? "Strang" : "T. Chan", C->spec, n, msg);
+    }
+    goto done;
+  }
   (strang ? csde_toeplitz_strang : csde_toeplitz_tchan)(t, n, C->ccol);
 
   double lmin = INFINITY, lmax = -INFINITY, amax = 0;

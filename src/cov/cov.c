@@ -2,6 +2,7 @@
  * operations every method shares (Mahalanobis forms, sampling, log densities). */
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,7 +116,11 @@ static int toeplitz_diagnose(csde_cov *C, int s, csde_err *err)
   if (ls || C->pd_T) goto done;
   double cmax = 0;
   for (size_t k = 0; k < tau; k++) cmax = fmax(cmax, fabs(t[k]));
-  double tol = csde_eig_tol(tau, cmax * (double)tau);
+  /* the round-off tolerance, on the column scaled as the eigensolve scales it (entries
+   * near the double range: tau c_max would overflow, and an infinite tolerance would
+   * pass any eigenvalue) */
+  const int e = csde_pow2_scale(t, tau);
+  double tol = ldexp(csde_eig_tol(tau, ldexp(cmax, -e) * (double)tau), e);
   if (tau <= DIAG_TAU) {
     double *T = malloc(tau * tau * sizeof *T), emin = 0;
     if (!T) {
@@ -221,7 +226,9 @@ static int build(csde_cov **out, csde_cov *C, const csde_cov_params *params, csd
   C->method = m;
   C->type = method_type(m);
   s = C->type->init(C, err);
-  if (s == CSDE_ENOTPSD && m == CSDE_COV_EMBED) s = toeplitz_diagnose(C, s, err);
+  /* no PSD embedding, or one whose eigenvalues overflow: is T itself indefinite? */
+  if ((s == CSDE_ENOTPSD || s == CSDE_ERANGE) && m == CSDE_COV_EMBED)
+    s = toeplitz_diagnose(C, s, err);
   if (s && s != CSDE_ENOMEM && C->par.method == CSDE_COV_AUTO && m == CSDE_COV_EMBED &&
       C->tau <= CSDE_COV_DENSE_FALLBACK_TAU) {
     /* auto: an embedding that cannot be made PSD falls back to the other exact method */
@@ -398,7 +405,9 @@ int csde_cov_eigenvalues(const csde_cov *C, double *out, csde_err *err)
   double *A = malloc(n * n * sizeof *A);
   if (!A) return csde_err_set(err, CSDE_ENOMEM, "out of memory (tau = %zu)", n);
   csde_cov_matrix(C, A);
-  int s = csde_symeig(A, n, out, NULL, err);
+  int sc = 0; /* entries near the double range: solved scaled, then scaled back */
+  int s = csde_symeig_scaled(A, n, out, NULL, 0, &sc, err);
+  for (size_t k = 0; !s && sc && k < n; k++) out[k] = ldexp(out[k], sc);
   free(A);
   return s;
 }
@@ -503,6 +512,21 @@ int csde_cov_ws_alloc(csde_cov_ws **out, const csde_cov *C, size_t D, int nthrea
   }
   *out = ws;
   return CSDE_SUCCESS;
+}
+
+size_t csde_cov_ws_size(const csde_cov *C, size_t D, int nthreads)
+{
+  if (D == 0) return 0;
+  const size_t th = nthreads > 0 ? (size_t)nthreads : 1, W = C->type->tile_width(C, D);
+  const size_t tau = C->tau, nf = C->type->nfft(C), nf2 = C->type->nfft2_is_tau ? tau : 0;
+  /* per thread, as csde_cov_ws_alloc makes them: t1, t2, z; the FFT buffers; CG's */
+  double per = (double)W * (2.0 * (double)tau + (double)C->noise_dim);
+  if (nf) per += (double)W * ((double)nf + 2.0 * (double)(nf / 2 + 1));
+  if (nf2) per += (double)W * ((double)nf2 + 2.0 * (double)(nf2 / 2 + 1) + 4.0 * (double)tau + 6);
+  /* the tiles' sums, and FFTW's plans (twiddles and scratch: a few times n per plan) */
+  double total = sizeof(double) * ((double)th * per + (double)((D + W - 1) / W) +
+                                   4.0 * 4.0 * (double)(nf + nf2));
+  return total >= (double)SIZE_MAX ? SIZE_MAX : (size_t)total;
 }
 
 static int check_ws(const csde_cov *C, const csde_cov_ws *ws, csde_err *err)

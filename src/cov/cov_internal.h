@@ -162,7 +162,14 @@ void csde_circ_mult(fftw_plan fwd, fftw_plan inv, double *buf, fftw_complex *cbu
 size_t csde_fft_tile_width(size_t n, size_t D);
 /* Sum over all n eigenvalues of f(lambda_k) given the half spectrum. */
 double csde_circulant_sum(const double *lam, size_t n, double (*f)(double, void *), void *u);
-/* Most negative eigenvalue check of a dense symmetric matrix (allocates): *emin. */
+/* Eigenvalues (ascending) and, if evec, vectors of the symmetric n x n A scaled by 2^-e,
+ * *scale = e: e = 0 (A itself) unless its largest entry is outside [2^-500, 2^500]
+ * (csde_pow2_scale; even: e made even, so that 2^(e/2) scales square roots exactly).
+ * The eigenvalues of A are ldexp(eval, e), and nothing overflows on the way. */
+int csde_symeig_scaled(const double *A, size_t n, double *eval, double *evec, int even,
+                       int *scale, csde_err *err);
+/* Most negative eigenvalue check of a dense symmetric matrix (allocates): *emin, computed
+ * on the matrix scaled as csde_symeig_scaled does. */
 int csde_dense_min_eig(const double *mat, size_t n, double *emin, csde_err *err);
 /* The embedding size for at least n points: the next power of two. */
 size_t csde_fft_size(size_t n);

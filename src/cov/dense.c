@@ -49,24 +49,36 @@ static int dense_init(csde_cov *C, csde_err *err)
     for (size_t i = 0; i < n; i++) /* C_ij = c(|i-j|) */
       for (size_t j = 0; j < n; j++) C->mat[i * n + j] = C->fam.lag(&C->fam, i > j ? i - j : j - i);
   }
-  /* C = V S V^T, eigenvalues ascending */
-  if ((s = csde_symeig(C->mat, n, e, V, err))) goto done;
+  /* C = V S V^T, eigenvalues ascending: of C 2^-sc, sc = 0 but for entries outside
+   * [2^-500, 2^500] (then an even power, so that sqrt scales exactly by 2^(sc/2)) */
+  int sc = 0;
+  if ((s = csde_symeig_scaled(C->mat, n, e, V, 1, &sc, err))) goto done;
   double emax = fmax(fabs(e[0]), fabs(e[n - 1]));
   double tol = csde_eig_tol(n, emax);
   if (e[0] < -tol) {
     s = csde_err_set(err, CSDE_ENOTPSD,
                      "covariance '%s' with %zu frames is not positive semi-definite: most "
                      "negative eigenvalue %.6g (tolerance %.3g)",
-                     C->spec, n, e[0], tol);
+                     C->spec, n, ldexp(e[0], sc), ldexp(tol, sc));
+    goto done;
+  }
+  if (!isfinite(ldexp(e[n - 1], sc))) {
+    int x2;
+    const double mant = 2 * frexp(e[n - 1], &x2);
+    s = csde_err_set(err, CSDE_ERANGE,
+                     "covariance '%s' with %zu frames has an eigenvalue beyond the double "
+                     "range (%.6g x 2^%d); scale it down",
+                     C->spec, n, mant, x2 - 1 + sc);
     goto done;
   }
   for (size_t k = 0; k < n; k++) /* eigenvalues within round-off of 0 count as 0 */
-    C->eig[k] = fmax(e[k], 0.0);
+    C->eig[k] = ldexp(fmax(e[k], 0.0), sc);
   C->eig_lo = C->eig[0];
   C->eig_hi = C->eig[n - 1];
   C->eig_exact = 1;
-  /* C = L L^T; it fails (and C counts as singular) when C is only semi-definite */
-  memcpy(C->chol, C->mat, n * n * sizeof(double));
+  /* C = L L^T; it fails (and C counts as singular) when C is only semi-definite. On
+   * C 2^-sc, then L 2^(sc/2): its sums cannot overflow */
+  for (size_t i = 0; i < n * n; i++) C->chol[i] = ldexp(C->mat[i], -sc);
   gsl_matrix_view L = gsl_matrix_view_array(C->chol, n, n);
   if (gsl_linalg_cholesky_decomp1(&L.matrix) != GSL_SUCCESS || C->eig[0] <= 0) {
     free(C->chol);
@@ -77,6 +89,10 @@ static int dense_init(csde_cov *C, csde_err *err)
     double ld = 0; /* log det C = 2 sum log L_ii */
     for (size_t i = 0; i < n; i++) ld += log(C->chol[i * n + i]);
     C->logdet = 2 * ld;
+    if (sc) {
+      C->logdet += (double)n * (double)sc * 0.69314718055994530942; /* det 2^sc C' */
+      for (size_t i = 0; i < n * n; i++) C->chol[i] = ldexp(C->chol[i], sc / 2);
+    }
   }
   if (C->method == CSDE_COV_DENSE_CHOLESKY) {
     if (!C->chol) {

@@ -8,6 +8,7 @@
  *           to relative residual cg_tol per pixel (or, for an ill-conditioned C, to
  *           normwise backward error cg_tol: see embed_solve). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,11 @@ int csde_embed_spectrum(const csde_cov_family *f, const char *spec, size_t tau, 
     free(b);
     if (s) {
       free(lam);
+      if (s == CSDE_ERANGE && err) {
+        char msg[CSDE_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        csde_err_set(err, s, "circulant embedding of '%s' (%zu frames): %s", spec, tau, msg);
+      }
       return s;
     }
     double amax = 0;

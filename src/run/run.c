@@ -6,12 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/resource.h>
+
 #include "core/spec.h"
+#include "core/util.h"
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "corrsde/solve.h"
 #include "noise/noise.h"
 #include "run/run_internal.h"
+#include "solve/stepper.h"
 
 #define T_COSINE 0.999 /* cosine schedules: beta(1) = inf */
 #define TIME_TOL 1e-12
@@ -243,6 +247,236 @@ static size_t capacity(const csde_run *r)
 
 static int observe(size_t step, double t, const double *x, void *user);
 
+/* ---- memory (corrsde/run.h, csde_run_memory) ---- */
+
+/* What the estimate needs, resolved from a run or from bare settings. */
+typedef struct {
+  csde_run_process process;
+  const csde_solver_type *type; /* NULL: unknown (none of its buffers counted) */
+  int adaptive, path, walk_k;   /* walk_k: the tree's depth when it walks, else -1 */
+  size_t capacity;              /* saved states, an upper bound (keep_saved) */
+  int keep_saved, threads;
+  double churn, eta;            /* edm-heun's churn, ddim's eta */
+  const csde_cov *C;            /* may be NULL */
+  const csde_model *model;      /* may be NULL */
+  size_t batch, tau, D, extra;
+} mem_in;
+
+static size_t to_size(double b) { return b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b; }
+
+/* The buffers csde_solver_alloc, the process layer, the noise, csde_run_prior and the
+ * writer make, as solve.c, process.c, noise.c and tree.c size them. */
+static void mem_estimate(const mem_in *in, csde_run_memory *m)
+{
+  const double S = 8.0 * (double)in->batch * (double)in->tau * (double)in->D; /* a state */
+  const csde_solver_type *T = in->type;
+  const int sde = in->process == CSDE_RUN_FORWARD_SDE || in->process == CSDE_RUN_REVERSE_SDE;
+  const int uses_model = in->process != CSDE_RUN_FORWARD_SDE;
+  const int own = T && T->own_noise;
+  const int score = in->model && csde_model_output_of(in->model) == CSDE_OUT_SCORE;
+  const int ddim = T && !strcmp(T->name, "ddim"), ddpm = T && !strcmp(T->name, "ddpm");
+  double states = 1, nws = 0; /* the caller's x */
+  if (T) {
+    const int need_dW = sde && (!own || in->path);
+    states += (in->adaptive && T->nbuf_adaptive ? T->nbuf_adaptive : T->nbuf) + T->nbuf_own +
+              need_dW + (need_dW && T->area);
+  }
+  states += uses_model && (score || own);        /* the model's output */
+  states += uses_model && score && own;          /* ... and C times it */
+  states += in->churn > 0;                       /* edm-heun's churn noise */
+  nws = sde + (uses_model && score) + (in->churn > 0) + (ddim && in->eta > 0) + ddpm +
+        (in->process != CSDE_RUN_FORWARD_SDE && in->process != CSDE_RUN_PFODE_ENCODE);
+  double noise = 0;
+  if (sde && in->path) { /* the tree: 2 (k + 2 + 3) or 2 x 3 values of batch x nd x D */
+    const double len = 8.0 * (double)in->batch * (double)in->D *
+                       (double)(in->C ? csde_cov_noise_dim(in->C) : in->tau);
+    const double npair = (in->walk_k >= 0 ? in->walk_k + 2 : 0) + 3;
+    noise = len * (2 * npair + 2 + (in->walk_k >= 0 ? 0 : 3));
+  }
+  double ws = in->C ? nws * (double)csde_cov_ws_size(in->C, in->D, in->threads) : 0;
+  if (uses_model && in->model && csde_model_is_gaussian(in->model) &&
+      !csde_model_gaussian_has_dense(in->model)) /* six tau x tau parts, made on first use */
+    ws += 6.0 * 8.0 * (double)in->tau * (double)in->tau;
+  m->states = to_size(states * S);
+  m->noise = to_size(noise);
+  m->workspaces = to_size(ws);
+  m->saved = to_size(in->keep_saved ? (double)in->capacity * S : 0);
+  m->writer = to_size(S / 2);
+  m->extra = in->extra;
+  m->total = to_size(states * S + noise + ws + (double)m->saved + S / 2 + (double)in->extra);
+}
+
+/* A "Key:   123 kB" line of a /proc file, in bytes; SIZE_MAX when absent. */
+static size_t proc_kb(const char *path, const char *key)
+{
+  FILE *fp = fopen(path, "r");
+  char line[256];
+  size_t v = SIZE_MAX, n = strlen(key);
+  unsigned long long kb;
+  while (fp && fgets(line, sizeof line, fp))
+    if (!strncmp(line, key, n) && sscanf(line + n, " %llu", &kb) == 1) {
+      v = kb > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kb * 1024;
+      break;
+    }
+  if (fp) fclose(fp);
+  return v;
+}
+
+/* The memory a run may take: max_memory, else the least of MemAvailable and the room
+ * under the soft RLIMIT_AS (beside VmSize) and RLIMIT_DATA (beside VmData). An
+ * environment read, as the issue asks; max_memory overrides it. */
+static void mem_available(size_t max_memory, csde_run_memory *m, size_t *lim, size_t *used)
+{
+  *lim = *used = 0;
+  m->available = SIZE_MAX;
+  m->limit = NULL;
+  if (max_memory) {
+    if (max_memory != SIZE_MAX) m->available = max_memory, m->limit = "max_memory";
+    return;
+  }
+  size_t a = proc_kb("/proc/meminfo", "MemAvailable:");
+  if (a != SIZE_MAX) m->available = a, m->limit = "MemAvailable";
+  static const struct {
+    int res;
+    const char *name, *vm;
+  } rl[] = {{RLIMIT_AS, "RLIMIT_AS", "VmSize:"}, {RLIMIT_DATA, "RLIMIT_DATA", "VmData:"}};
+  for (int i = 0; i < 2; i++) {
+    struct rlimit r;
+    if (getrlimit(rl[i].res, &r) || r.rlim_cur == RLIM_INFINITY) continue;
+    size_t u = proc_kb("/proc/self/status", rl[i].vm), cur = (size_t)r.rlim_cur;
+    if (u == SIZE_MAX) u = 0;
+    size_t room = cur > u ? cur - u : 0;
+    if (room < m->available) {
+      m->available = room;
+      m->limit = rl[i].name;
+      *lim = cur;
+      *used = u;
+    }
+  }
+}
+
+/* Refuse a run whose estimate exceeds the memory available: CSDE_ENOMEM, param size. */
+static int mem_check(csde_run_memory *m, size_t max_memory, csde_err *err)
+{
+  size_t lim, used;
+  mem_available(max_memory, m, &lim, &used);
+  if (m->total <= m->available) return CSDE_SUCCESS;
+  static const char *const names[] = {"states", "path noise", "workspaces", "saved states",
+                                      "writer", "other"};
+  const size_t parts[] = {m->states, m->noise, m->workspaces, m->saved, m->writer, m->extra};
+  char need[32], avail[32], list[256] = "", b[32], where[160];
+  size_t o = 0;
+  for (int i = 0; i < 6; i++)
+    if (parts[i]) {
+      csde_fmt_bytes((double)parts[i], b, sizeof b);
+      o += (size_t)snprintf(list + o, sizeof list - o, "%s%s %s", o ? ", " : "", names[i], b);
+      if (o >= sizeof list) o = sizeof list - 1;
+    }
+  csde_fmt_bytes((double)m->total, need, sizeof need);
+  csde_fmt_bytes((double)m->available, avail, sizeof avail);
+  if (lim) {
+    char l1[32], l2[32];
+    csde_fmt_bytes((double)lim, l1, sizeof l1);
+    csde_fmt_bytes((double)used, l2, sizeof l2);
+    snprintf(where, sizeof where, "%s: a soft limit of %s, %s of it in use", m->limit, l1, l2);
+  } else {
+    snprintf(where, sizeof where, "%s", m->limit);
+  }
+  csde_err_set(err, CSDE_ENOMEM, "the run needs %s (%s), but %s %s available (%s)", need, list,
+               avail, m->available == 1 ? "is" : "are", where);
+  return csde_err_blame(err, CSDE_PARAM_SIZE, CSDE_ENOMEM);
+}
+
+/* The states a save plan keeps at most, before the grid is known. */
+static size_t capacity_bound(csde_save_kind k, size_t every, size_t ntimes, size_t steps,
+                             int adaptive)
+{
+  if (k == CSDE_SAVE_EVERY) return adaptive || !every ? 0 : steps / every + 2;
+  if (k == CSDE_SAVE_TIMES) return ntimes + 2;
+  return 1;
+}
+
+/* The tree's depth when path noise walks it: 2^k fixed steps of a grid kind (not list). */
+static int walk_depth(int path, int adaptive, const char *grid, size_t steps)
+{
+  if (!path || adaptive || !steps || (steps & (steps - 1))) return -1;
+  if (grid && !strncmp(grid, "list", 4) && (grid[4] == ':' || grid[4] == '\0')) return -1;
+  int k = 0;
+  while (((size_t)1 << k) < steps) k++;
+  return k;
+}
+
+/* The solver of a process when the settings name none. */
+static const char *default_solver(csde_run_process p, int adaptive, const char *solver)
+{
+  return p == CSDE_RUN_DDPM   ? "ddpm"
+         : p == CSDE_RUN_DDIM ? "ddim"
+         : solver             ? solver
+         : adaptive && (p == CSDE_RUN_FORWARD_SDE || p == CSDE_RUN_REVERSE_SDE)
+             ? "heun"
+         : adaptive ? "rk45"
+                    : "em";
+}
+
+static int parse_save(csde_run *r, const char *s, csde_err *err);
+
+int csde_run_check_memory(const csde_run_settings *s, const csde_cov *C,
+                          const csde_model *model, size_t batch, size_t tau, int shape_rank,
+                          const size_t *shape, size_t extra, csde_run_memory *m,
+                          csde_err *err)
+{
+  csde_run_memory mm;
+  memset(&mm, 0, sizeof mm);
+  mm.available = SIZE_MAX;
+  if (m) *m = mm;
+  if (!s || !shape || shape_rank < 1 || shape_rank > 3) return CSDE_SUCCESS;
+  mem_in in;
+  memset(&in, 0, sizeof in);
+  csde_err e;
+  csde_run r; /* for parse_save only */
+  memset(&r, 0, sizeof r);
+  int bad = csde_run_process_parse(s->process ? s->process : "reverse-sde", &in.process,
+                                   &in.eta, &e) ||
+            parse_save(&r, s->save ? s->save : "final", &e);
+  free(r.times);
+  if (bad) return CSDE_SUCCESS; /* csde_run_alloc names what is wrong */
+  const int discrete = in.process >= CSDE_RUN_DDPM;
+  in.adaptive = !discrete && (s->rtol > 0 || s->atol > 0);
+  csde_solve_params par = csde_solve_default_params();
+  char name[64];
+  if (csde_solver_spec_parse(default_solver(in.process, in.adaptive, s->solver), &par, name,
+                             sizeof name, &e) == CSDE_SUCCESS)
+    in.type = csde_solver_lookup(name);
+  in.churn = par.s_churn;
+  if (!discrete) in.eta = par.eta;
+  in.path = s->noise && !strcmp(s->noise, "path");
+  size_t steps = in.adaptive || in.process == CSDE_RUN_DDPM ? 0 : s->steps;
+  in.walk_k = walk_depth(in.path, in.adaptive, s->grid, steps);
+  in.capacity = capacity_bound(r.save_kind, r.every, r.ntimes, steps, in.adaptive);
+  in.keep_saved = s->keep_saved;
+  in.threads = s->threads > 0 ? s->threads : 1;
+  in.C = C;
+  in.model = model;
+  in.batch = batch;
+  in.tau = C ? csde_cov_tau(C) : tau;
+  in.D = 1;
+  for (int i = 0; i < shape_rank; i++) in.D = shape[i] && in.D > SIZE_MAX / shape[i] ? SIZE_MAX : in.D * shape[i];
+  in.extra = extra;
+  mem_estimate(&in, &mm);
+  int st = mem_check(&mm, s->max_memory, err);
+  if (m) *m = mm;
+  return st;
+}
+
+/* sqrt(max_i C_ii): the noise's standard deviation per value (Toeplitz: sqrt(c_0)). */
+static double noise_scale(const csde_cov *C)
+{
+  size_t tau = csde_cov_tau(C);
+  double m = csde_cov_entry(C, 0, 0);
+  for (size_t i = 1; !csde_cov_is_toeplitz(C) && i < tau; i++) m = fmax(m, csde_cov_entry(C, i, i));
+  return sqrt(fmax(m, 0.0));
+}
+
 /* ---- alloc ---- */
 
 static char *dup_or(const char *s, const char *dflt)
@@ -260,6 +494,7 @@ void csde_run_free(csde_run *r)
   if (!r) return;
   csde_solver_free(r->solver);
   free(r->grid);
+  free(r->hbeta);
   free(r->mask);
   free(r->out);
   free(r->times);
@@ -336,14 +571,7 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   }
   /* the discrete samplers are solver types too (solvers/ddpm.c, ddim.c), on the PF-ODE
    * process: they draw their own noise */
-  const char *solver = r->process == CSDE_RUN_DDPM   ? "ddpm"
-                       : r->process == CSDE_RUN_DDIM ? "ddim"
-                       : s->solver                   ? s->solver
-                       : r->adaptive && (r->process == CSDE_RUN_FORWARD_SDE ||
-                                         r->process == CSDE_RUN_REVERSE_SDE)
-                           ? "heun"
-                       : r->adaptive ? "rk45"
-                                                     : "em";
+  const char *solver = default_solver(r->process, r->adaptive, s->solver);
 
   r->P = csde_problem_default();
   r->P.process = discrete ? CSDE_PROC_PFODE : (csde_process)r->process;
@@ -407,6 +635,17 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   r->par.observer_user = &r->ex;
   if (r->noise_path) r->par.noise = CSDE_NOISE_PATH;
 
+  /* the memory it will take, before anything large is allocated */
+  {
+    mem_in in = {r->process, csde_solver_lookup(r->solver_name), r->adaptive, r->noise_path,
+                 walk_depth(r->noise_path, r->adaptive, r->par.grid, r->par.steps),
+                 capacity_bound(r->save_kind, r->every, r->ntimes, r->par.steps, r->adaptive),
+                 s->keep_saved, r->par.threads, r->par.s_churn, r->par.eta, C, model, batch,
+                 r->tau, r->D, 0};
+    mem_estimate(&in, &r->mem);
+    if ((st = mem_check(&r->mem, s->max_memory, err))) goto fail;
+  }
+
   /* the grid: where the fixed-step states fall (save times, the final step) */
   if (r->save_kind == CSDE_SAVE_TIMES && r->adaptive) {
     /* the adaptive solve lands on the save times: the plan first, then the solver */
@@ -427,7 +666,20 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
     r->nsteps = ns;
   }
   if (r->save_kind == CSDE_SAVE_TIMES && r->grid && (st = plan_times(r, err))) goto fail;
+  if (r->grid) { /* hbeta[k]: the largest |h| beta(t) of steps 0 .. k - 1 (either end) */
+    if (!(r->hbeta = malloc((r->nsteps + 1) * sizeof *r->hbeta))) {
+      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", r->nsteps);
+      goto fail;
+    }
+    r->hbeta[0] = 0;
+    for (size_t k = 0; k < r->nsteps; k++) {
+      const double b = fmax(csde_schedule_beta(sched, r->grid[k]),
+                            csde_schedule_beta(sched, r->grid[k + 1]));
+      r->hbeta[k + 1] = fmax(r->hbeta[k], fabs(r->grid[k + 1] - r->grid[k]) * b);
+    }
+  }
   r->capacity = capacity(r);
+  r->noise_scale = noise_scale(C);
   r->s.t_start = r->t0;
   r->s.t_end = r->t1;
   *out = r;
@@ -451,6 +703,7 @@ size_t csde_run_size(const csde_run *r) { return r->n; }
 const csde_problem *csde_run_problem(const csde_run *r) { return &r->P; }
 const csde_run_settings *csde_run_settings_of(const csde_run *r) { return &r->s; }
 csde_save_kind csde_run_save_kind(const csde_run *r) { return r->save_kind; }
+const csde_run_memory *csde_run_memory_of(const csde_run *r) { return &r->mem; }
 
 int csde_run_prior(const csde_run *r, double *x, csde_err *err)
 {
@@ -494,9 +747,48 @@ static int want_save(exec_ctx *o, size_t step, double t)
   }
 }
 
+/* max |x_i| over the state, with the run's threads (a max: any order gives the same). */
+static double max_abs(const csde_run *r, const double *x)
+{
+  const long n = (long)r->n;
+  const int th = r->par.threads;
+  double m = 0;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) reduction(max : m) if (th > 1)
+#endif
+  for (long i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+  return m;
+}
+
+/* A saved state beyond the bound after steps beyond the stability limit (csde_run_exec's
+ * header): CSDE_EUNSTABLE. */
+static int unstable(exec_ctx *o, size_t step, double t, double m)
+{
+  const csde_run *r = o->r;
+  csde_err_set(o->err, CSDE_EUNSTABLE,
+               "the state at step %zu (t = %.6g) grew to max |x| = %.3g, beyond %g times the "
+               "process's scale 1 + %.3g (the larger of the start state's max |x| and the "
+               "noise's sqrt(max C_ii) %.3g): the solver is unstable at this step size "
+               "(|h| beta(t) reaches %.3g on its grid; explicit steps need it below about "
+               "%g): use more steps, or an adaptive solver",
+               step, t, m, CSDE_RUN_GROWTH_MAX, fmax(o->scale0, r->noise_scale),
+               r->noise_scale, r->hbeta[step], CSDE_RUN_HBETA_MAX);
+  return o->status = csde_err_blame(o->err, CSDE_PARAM_STEPS, CSDE_EUNSTABLE);
+}
+
 static int save_state(exec_ctx *o, size_t step, double t, const double *x)
 {
   if (o->last == (int64_t)step) return 0;
+  /* the start is the reference; only steps past the stability limit can be blamed */
+  if (step > 0 && o->r->hbeta && step <= o->r->nsteps &&
+      o->r->hbeta[step] > CSDE_RUN_HBETA_MAX) {
+    const double m = max_abs(o->r, x);
+    if (isfinite(m) && m > o->bound) {
+      unstable(o, step, t, m);
+      return 1;
+    }
+  }
   if (o->w && (o->status = csde_traj_append(o->w, (int64_t)step, t, x, o->err))) return 1;
   if (o->h && o->h->save && (o->status = o->h->save(step, t, x, o->h->user))) {
     csde_err_set(o->err, o->status, "saving the state of step %zu failed", step);
@@ -519,8 +811,10 @@ int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                   csde_solve_stats *st, csde_err *err)
 {
   exec_ctx *o = &r->ex;
-  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err};
+  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err, 0, 0};
   memset(st, 0, sizeof *st);
+  o->scale0 = max_abs(r, x); /* one pass: the blow-up check's reference */
+  o->bound = CSDE_RUN_GROWTH_MAX * (1 + fmax(o->scale0, r->noise_scale));
   int s;
   /* the start state (step 0) */
   if (r->save_kind == CSDE_SAVE_EVERY || (r->mask && r->mask[0]) || r->save_start) {

@@ -17,6 +17,8 @@ typedef struct {
   int64_t last;    /* the step saved last (-1: none) */
   int status;      /* a failed save */
   csde_err *err;
+  double scale0;   /* max |x| of the start state */
+  double bound;    /* a saved state beyond this max |x| fails (CSDE_RUN_GROWTH_MAX) */
 } csde_run_exec_ctx;
 
 struct csde_run {
@@ -34,6 +36,7 @@ struct csde_run {
   csde_solve_params par;     /* its observer is run.c's, on exec */
   csde_solver *solver;       /* continuous processes */
   double *grid;              /* fixed steps: nsteps + 1 nodes (owned); NULL: adaptive */
+  double *hbeta;             /* fixed steps: hbeta[k] = max |h| beta(t) of steps < k */
   size_t nsteps;
   double t0, t1;             /* the span, in the run's direction */
   csde_save_kind save_kind;
@@ -45,6 +48,8 @@ struct csde_run {
   size_t nout;
   int save_start;            /* times, adaptive: one at the start */
   size_t capacity;
+  double noise_scale;        /* sqrt(max_i C_ii): the noise's standard deviation */
+  csde_run_memory mem;       /* the estimate csde_run_alloc checked */
   csde_run_exec_ctx ex;
 };
 

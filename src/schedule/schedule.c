@@ -16,6 +16,9 @@
 #include "core/util.h"
 #include "corrsde/schedule.h"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
@@ -151,6 +154,18 @@ static int cos_init(csde_schedule *s, const csde_spec *sp, csde_err *err)
   int st;
   if ((st = csde_spec_double(sp, "s", 0.008, &off, err))) return st;
   if (off < 0) return csde_err_set(err, CSDE_EDOM, "cosine: s = %g must be >= 0", off);
+  /* u0 = a s = pi/2 - a is formed as a product whose rounding (1e-16 pi/2) is nothing
+   * beside cos u0 = sin a ~ pi / (2 (1 + s)) only while s is moderate: B(t) carries a
+   * relative error of about 1e-16 s (1e-12 at s = 1e4, all of it at s = 1e17, where
+   * abar no longer matches int beta). Larger s buy nothing: abar(t) tends to (1 - t)^2,
+   * reached within 1e-8 at s = 1e4. */
+  if (!(off <= CSDE_SCHEDULE_COSINE_S_MAX))
+    return csde_err_set(err, CSDE_EDOM,
+                        "cosine: s = %.12g is outside [0, " STR(CSDE_SCHEDULE_COSINE_S_MAX) "]: "
+                        "beyond it abar(t) is (1 - t)^2 to within 1e-8, and its computation "
+                        "loses a relative 1e-16 s of B(t) = -log abar(t) (at s = 1e17, all "
+                        "of it)",
+                        off);
   double a = 0.5 * M_PI / (1 + off);
   s->p[0] = off;
   s->p[1] = a;

@@ -186,6 +186,52 @@ void csde_stepper_count(csde_stepper *S, int accepted)
 
 /* ---- allocation ---- */
 
+/* The grid against what the solver divides by: a solver on the denoiser view needs
+ * sigma > 0 or alpha > 0 at the nodes its type's view bits name (stepper.h). (A span
+ * from cosine's t = 1, where beta is infinite, is left to fail at its first step: the
+ * model's output there is NaN, and the run says so.) */
+static int check_span(csde_stepper *S, double t0, double t1, csde_err *err)
+{
+  const unsigned v = S->type->view;
+  for (size_t k = 0; v && S->grid && k <= S->nsteps; k++) {
+    double a, sg, l;
+    csde_proc_view(&S->proc, S->grid[k], &a, &sg, &l);
+    const int starts = k < S->nsteps, ends = k > 0;
+    const int no_sigma = !(sg > 0) && ((starts && (v & CSDE_VIEW_SIGMA_START)) ||
+                                       (ends && (v & CSDE_VIEW_SIGMA_END)));
+    const int no_alpha = !(a > 0) && ((starts && (v & CSDE_VIEW_ALPHA_START)) ||
+                                      (ends && (v & CSDE_VIEW_ALPHA_END)));
+    if (!no_sigma && !no_alpha) continue;
+    const int end = k == 0 || k == S->nsteps;
+    char where[96];
+    if (k == 0)
+      snprintf(where, sizeof where, "the span's start t_start = %g", t0);
+    else if (k == S->nsteps)
+      snprintf(where, sizeof where, "the span's end t_end = %g", t1);
+    else
+      snprintf(where, sizeof where, "grid node %zu (t = %.17g)", k, S->grid[k]);
+    if (no_sigma)
+      return csde_err_blame(
+          err, CSDE_PARAM_SPAN,
+          csde_err_set(err, CSDE_EINVAL,
+                       "solver '%s' steps on the denoiser view and divides by sigma(t) = "
+                       "sqrt(1 - abar(t)) at a step's %s, which is 0 at %s (abar = 1, "
+                       "log-SNR +inf); expected %s > 0 (e.g. 1e-3, the default), or a "
+                       "solver such as euler, heun or rk45",
+                       S->type->name, starts && (v & CSDE_VIEW_SIGMA_START) ? "start" : "end",
+                       where, k == 0 ? "t_start" : "t_end"));
+    return csde_err_blame(
+        err, end ? CSDE_PARAM_SPAN : CSDE_PARAM_SCHEDULE,
+        csde_err_set(err, end ? CSDE_EINVAL : CSDE_EDOM,
+                     "solver '%s' steps on the denoiser view and divides by alpha(t) = "
+                     "sqrt(abar(t)), which is 0 at %s (B(t) = -log abar(t) = %g); expected "
+                     "a span and a schedule where abar stays above 0 (end earlier, or a "
+                     "smaller beta), or a solver such as euler, heun or rk45",
+                     S->type->name, where, csde_schedule_int_beta(S->P.sched, S->grid[k])));
+  }
+  return CSDE_SUCCESS;
+}
+
 void csde_solver_free(csde_solver *solver)
 {
   if (!solver) return;
@@ -261,6 +307,7 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     s = csde_err_blame(err, CSDE_PARAM_GRID, s);
     goto fail;
   }
+  if ((s = check_span(S, t0, t1, err))) goto fail;
   /* x and the model's output live elsewhere; here the solver's stages and dW */
   int need_dW = sde && (!S->type->own_noise || S->par.noise == CSDE_NOISE_PATH);
   const int need_dH = need_dW && S->type->area;

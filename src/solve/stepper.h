@@ -17,6 +17,17 @@ typedef struct csde_stepper csde_stepper;
  * csde_solve_params, lo <= value <= hi ("inf" for an infinite hi). */
 enum { CSDE_ADAPT_ODE = 1, CSDE_ADAPT_SDE = 2 }; /* csde_solver_type.adaptive */
 
+/* csde_solver_type.view: what the steps of a solver on the denoiser view (process.h:
+ * alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma)) divide by.
+ * csde_solver_alloc refuses a grid with a node where that is 0: sigma = 0 where abar = 1
+ * (t = 0), alpha = 0 where abar = 0 (cosine at t = 1, or abar underflowing). */
+enum {
+  CSDE_VIEW_SIGMA_START = 1, /* sigma at a step's start (steps in lambda or sigma/alpha) */
+  CSDE_VIEW_SIGMA_END = 2,   /* sigma at a step's end (multistep ratios of lambda steps) */
+  CSDE_VIEW_ALPHA_START = 4, /* alpha at a step's start (x / alpha) */
+  CSDE_VIEW_ALPHA_END = 8    /* alpha at a step's end */
+};
+
 typedef struct {
   const char *key;
   size_t offset; /* offsetof(csde_solve_params, field) */
@@ -35,12 +46,15 @@ struct csde_solver_type {
   double order_ode, order_strong, order_weak; /* theory for additive noise (0: n/a) */
   unsigned nbuf;           /* state-sized buffers the loop allocates for it */
   unsigned nbuf_adaptive;  /* ... when it runs adaptive (0: nbuf) */
+  unsigned nbuf_own;       /* state-sized buffers it allocates itself (GSL's stages), for
+                              the run's memory estimate */
   int reverse_only;        /* 1: a sampler of the reverse process only (not forward-sde) */
   int via_process;         /* 1: reached through its process only (ddpm: csde_sample_ddpm);
                               not offered for --solver */
   int area;                /* 1: the step also needs the increment's space-time Levy area
                               V' H (csde_stepper_area), H = (1/h) int (W_s - W_t0 -
                               (s - t0)/h dW) ds */
+  unsigned view;           /* CSDE_VIEW_* bits: the nodes its steps cannot touch */
   int own_noise;           /* 1: the loop draws no increment (dW = NULL); the step takes
                               the drift from csde_stepper_drift_parts and adds
                               its noise through csde_stepper_advance */
