@@ -556,8 +556,11 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
         raise ValueError("plot: needs out= (the plot is drawn from the HDF5 file)")
     if len(set(outs)) != len(outs):
         raise ValueError("out/csv/plot: two outputs name the same file")
-    for v in outs:
-        _check_output(v, force)
+    for name, v in (("out", out), ("csv", csv), ("plot", plot)):
+        if v is not None:
+            if "\0" in os.fspath(v):
+                raise ValueError("%s: embedded null character in %r" % (name, os.fspath(v)))
+            _check_output(os.fspath(v), force)
     shape = _shape(frame_shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError("frame_shape: expected 1 to 3 sizes, got %r" % (frame_shape,))
