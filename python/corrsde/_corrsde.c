@@ -756,6 +756,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   if (!s.grid) s.grid = "uniform";
   if (!s.noise) s.noise = "stream";
   if (!s.save) s.save = "final";
+  s.keep_saved = 1; /* the Result holds every saved state: the memory check counts them */
   s.steps = (size_t)steps;
   s.seed = (uint64_t)seed;
   s.threads = (int)threads;
