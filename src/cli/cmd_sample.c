@@ -665,6 +665,26 @@ static const char *param_flag(const char *param, int *usage)
   return "--solver";
 }
 
+/* The run settings the flags give (the objects and the texts come later). */
+static csde_run_settings run_settings(const sample_args *a)
+{
+  csde_run_settings s = csde_run_default_settings();
+  s.process = a->process_s;
+  s.solver = a->solver;
+  s.steps = a->steps;
+  s.grid = a->grid;
+  s.rtol = a->rtol_set || a->atol_set ? a->rtol : 0;
+  s.atol = a->rtol_set || a->atol_set ? a->atol : 0;
+  s.t_start = a->t_start_set ? a->t_start : NAN;
+  s.t_end = a->t_end_set ? a->t_end : NAN;
+  s.seed = a->seed;
+  s.noise = a->noise_path ? "path" : "stream";
+  s.threads = (int)a->threads;
+  s.max_nfe = a->max_nfe;
+  s.save = a->save_s;
+  return s;
+}
+
 static int build(sample_args *a, sample_run *r, int argc, char **argv)
 {
   int rc;
@@ -677,16 +697,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   }
   { /* the memory the run will take, checked before anything large is made: the
      * covariance, the model, the states, --init's read (csde_run_alloc checks again) */
-    csde_run_settings pre = csde_run_default_settings();
-    pre.process = a->process_s;
-    pre.solver = a->solver;
-    pre.steps = a->steps;
-    pre.grid = a->grid;
-    pre.rtol = a->rtol_set || a->atol_set ? a->rtol : 0;
-    pre.atol = a->rtol_set || a->atol_set ? a->atol : 0;
-    pre.noise = a->noise_path ? "path" : "stream";
-    pre.threads = (int)a->threads;
-    pre.save = a->save_s;
+    csde_run_settings pre = run_settings(a);
     if ((rc = cli_check_memory(CMD, &pre, a->batch, a->tau, a->shape_rank, a->shape,
                                a->init ? &r->init : NULL)))
       return rc;
@@ -705,7 +716,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   }
 
   r->cmdline = cli_command_line(argc, argv);
-  csde_run_settings s = csde_run_default_settings();
+  csde_run_settings s = run_settings(a);
   size_t batch = a->batch;
   if (cli_mpi_comm) { /* corrsde-mpi: this rank's samples [B q / R, B (q + 1) / R) */
     r->part.comm = cli_mpi_comm;
@@ -716,19 +727,6 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
     batch = r->part.count ? r->part.count : 1;
     s.first_sample = r->part.count ? r->part.first : a->batch;
   }
-  s.process = a->process_s;
-  s.solver = a->solver;
-  s.steps = a->steps;
-  s.grid = a->grid;
-  s.rtol = a->rtol_set || a->atol_set ? a->rtol : 0;
-  s.atol = a->rtol_set || a->atol_set ? a->atol : 0;
-  s.t_start = a->t_start_set ? a->t_start : NAN;
-  s.t_end = a->t_end_set ? a->t_end : NAN;
-  s.seed = a->seed;
-  s.noise = a->noise_path ? "path" : "stream";
-  s.threads = (int)a->threads;
-  s.max_nfe = a->max_nfe;
-  s.save = a->save_s;
   s.model_spec = r->model.spec;
   s.cov_method = a->cov_method;
   s.command_line = r->cmdline ? r->cmdline : "";
