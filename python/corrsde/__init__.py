@@ -159,7 +159,9 @@ def _like(y, x):
 
 class Schedule:
     """A variance-preserving noise schedule (corrsde/schedule.h): vp-linear[:bmin,bmax],
-    cosine[:s], ddpm-linear[:n,b1,bN], discrete:betas=... abar(t) = exp(-int_0^t beta)."""
+    cosine[:s], ddpm-linear[:n,b1,bN], discrete:betas=... abar(t) = exp(-int_0^t beta).
+    The methods take a float, an array or a torch tensor; a tensor gives a tensor of its
+    dtype and device, differentiable in t (corrsde.torch computes it)."""
 
     def __init__(self, spec="vp-linear"):
         self._h = _corrsde.sched_new(str(spec))
@@ -214,11 +216,12 @@ class Schedule:
             sigma = sigma.detach().cpu().double().numpy()
         s = np.asarray(sigma, dtype=np.float64)
         top = self.sigma(1.0)
-        bad = ~((s >= 0) & (s <= top))
+        bad = ~((s >= 0) & (s <= top * (1 + 1e-12)))
         if np.any(bad):
             raise ValueError("sigma: expected values in [0, sigma(1) = %r] of %s, got %r"
                              % (top, self.spec, s[bad].ravel()[:5].tolist()))
-        b = np.log1p(s * s)  # B(t) = log(1 + sigma^2)
+        top_t = s >= top  # sigma(1), or above it by rounding (1e-12): t = 1
+        b = np.where(top_t, 0.0, np.log1p(s * s))  # B(t) = log(1 + sigma^2)
         lo, hi = np.zeros_like(b), np.ones_like(b)
         for _ in range(1100):  # B(lo) <= b <= B(hi); halves until lo, hi are adjacent doubles
             mid = 0.5 * (lo + hi)
@@ -227,7 +230,7 @@ class Schedule:
             up = self._eval(4, mid) < b
             lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
         t = np.where(np.abs(self._eval(4, lo) - b) <= np.abs(self._eval(4, hi) - b), lo, hi)
-        t = np.where(s == 0, 0.0, t)
+        t = np.where(s == 0, 0.0, np.where(top_t, 1.0, t))
         if _is_tensor(like):
             return _like(np.ascontiguousarray(t), like)
         return float(t) if np.ndim(sigma) == 0 else t
@@ -356,7 +359,8 @@ def _grid(grid, schedule, t_start, t_end):
         raise ValueError("%s: expected a 1-d array of at least 2 nodes, got shape %s"
                          % (what, v.shape))
     if not np.all(np.isfinite(v)):
-        raise ValueError("%s: nodes must be finite, got %r" % (what, v[~np.isfinite(v)][:5].tolist()))
+        raise ValueError("%s: nodes must be finite, got %r"
+                         % (what, v[~np.isfinite(v)][:5].tolist()))
     d = np.diff(v)
     if not (np.all(d > 0) or np.all(d < 0)):
         k = int(np.argmax(d * np.sign(v[-1] - v[0]) <= 0))
@@ -364,9 +368,10 @@ def _grid(grid, schedule, t_start, t_end):
                          "follow node %d (%r)" % (what, k + 1, float(v[k + 1]), k, float(v[k])))
     if what == "grid sigma":
         top = schedule.sigma(1.0)
-        if np.any((v < 0) | (v > top)):
+        bad = (v < 0) | (v > top * (1 + 1e-12))  # above sigma(1) by rounding: t = 1
+        if np.any(bad):
             raise ValueError("grid sigma: sigmas must lie in [0, sigma(1) = %r] of %s, got %r"
-                             % (top, schedule.spec, v[(v < 0) | (v > top)][:5].tolist()))
+                             % (top, schedule.spec, v[bad][:5].tolist()))
         v = schedule.sigma_to_t(v)
     elif np.any((v < 0) | (v > 1)):
         raise ValueError("grid: times must lie in [0, 1], got %r"

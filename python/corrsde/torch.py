@@ -217,9 +217,10 @@ class DiffusersModel(TorchModel):
                               device=self.device)
         n = getattr(ctx.schedule, "nsteps", 0)
         if not n:
+            spec = getattr(ctx.schedule, "spec", None)
             raise ValueError('DiffusersModel: timestep="index" needs a discrete schedule '
-                             f'(ddpm-linear, discrete:...), not {getattr(ctx.schedule, "spec", None)!r}; '
-                             "pass timestep=f(t, ctx) for a continuous one")
+                             f"(ddpm-linear, discrete:...), not {spec!r}; pass "
+                             "timestep=f(t, ctx) for a continuous one")
         i = round(t * n)
         if not abs(t * n - i) <= 1e-6:
             raise ValueError(f"DiffusersModel: t = {t!r} is not a step of the discrete schedule "
@@ -269,7 +270,7 @@ def noise_like(x, cov, generator=None):
 
 
 def eq3_loss(delta_pred, delta, cov, t=None, schedule=None, weight="eq3", reduction="mean"):
-    """The eq. 3 loss: per sample b, L_b = w_b * sum_pixels (delta - delta_pred)^T C^-1 (delta - delta_pred)
+    """The eq. 3 loss: per sample b, L_b = w_b * sum_pixels r^T C^-1 r, r = delta - delta_pred
     along axis 1 of [B, tau, *frame_shape].
 
     weight "none": w = 1. weight "eq3" (discrete schedule, integer t in 1..N):
@@ -405,7 +406,8 @@ def _int_beta(tab, t):
         x = 2 * h * h + tu0 * torch.sin(du)  # cos u / cos u0 = 1 - x
         small = x < 0.5
         xs, tl = torch.where(small, x, torch.zeros_like(x)), torch.where(small, 0 * t, t)
-        return torch.where(small, -2 * torch.log1p(-xs), -2 * torch.log(torch.sin(a * (1 - tl)) / cu0))
+        return torch.where(small, -2 * torch.log1p(-xs),
+                           -2 * torch.log(torch.sin(a * (1 - tl)) / cu0))
     n, cum = tab[1], tab[2]  # discrete: linear between the nodes B(i/N) = cumB[i]
     x = t * n
     r = torch.round(x)

@@ -1,6 +1,8 @@
 """corrsde.torch's training helpers (issue 24, item 4): the Schedule's methods on tensors,
 add_noise (q_sample), sample_t, and eq3_loss's reductions."""
 import math
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -267,3 +269,14 @@ def test_training_step_end_to_end():
         net.zero_grad()
         ct.eq3_loss(pred, delta, cov, t=t, schedule=S).backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_readme_training_example_runs():
+    """The README's "Training, and networks trained in other conventions" example, as written."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(root, "README.md")).read()
+    sec = text.split("### Training, and networks trained in other conventions", 1)[1]
+    code = sec.split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "torch.float32 0.5\n20\n"
