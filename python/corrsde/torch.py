@@ -477,7 +477,9 @@ def _schedule_index(schedule, t):
 def _coeffs(t, schedule, x):
     """sqrt(abar), sqrt(1 - abar) at t (times in [0, 1], or integer steps 0..N of a discrete
     schedule), in float64 (float32 on mps), shaped to broadcast against x [B, ...]."""
-    t = torch.as_tensor(t, device=x.device)
+    if not isinstance(t, torch.Tensor):  # a number or an array: float64 (int64), not float32
+        t = torch.from_numpy(np.asarray(t))
+    t = t.to(device=x.device)
     if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != x.shape[0]):
         raise ValueError(f"t has shape {tuple(t.shape)}; expected a scalar or [B] with "
                          f"B = {x.shape[0]} (x has shape {tuple(x.shape)})")

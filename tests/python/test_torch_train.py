@@ -137,6 +137,11 @@ def test_add_noise_values_per_sample():
     want = np.sqrt(ab) * x0.numpy() + np.sqrt(1 - ab) * delta.numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-15 * np.abs(want).max() * 4)
     assert torch.equal(ct.add_noise(x0, delta, 0.0, S), x0)  # t = 0: the data
+    for tb in (0.3, np.float64(0.3), np.array(0.3), torch.tensor(0.3, dtype=torch.float64)):
+        got = ct.add_noise(x0, delta, tb, S).numpy()  # a number is a float64 time
+        ab = S.abar(0.3)
+        want = np.sqrt(ab) * x0.numpy() + np.sqrt(1 - ab) * delta.numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=4e-15 * np.abs(want).max())
     D = corrsde.Schedule("ddpm-linear")
     i = torch.tensor([1, 10, 500, 1000])
     xi = ct.add_noise(x0, delta, i, D)
