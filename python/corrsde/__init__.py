@@ -145,6 +145,10 @@ def _shape(frame_shape):
     return tuple(int(d) for d in frame_shape)
 
 
+def _is_tensor(x):
+    return hasattr(x, "detach") and hasattr(x, "device")
+
+
 def _like(y, x):
     """y as a torch tensor when x was one (same dtype and device), else y."""
     if hasattr(x, "detach") and hasattr(x, "device"):
@@ -155,7 +159,9 @@ def _like(y, x):
 
 class Schedule:
     """A variance-preserving noise schedule (corrsde/schedule.h): vp-linear[:bmin,bmax],
-    cosine[:s], ddpm-linear[:n,b1,bN], discrete:betas=... abar(t) = exp(-int_0^t beta)."""
+    cosine[:s], ddpm-linear[:n,b1,bN], discrete:betas=... abar(t) = exp(-int_0^t beta).
+    The methods take a float, an array or a torch tensor; a tensor gives a tensor of its
+    dtype and device, differentiable in t (corrsde.torch computes it)."""
 
     def __init__(self, spec="vp-linear"):
         self._h = _corrsde.sched_new(str(spec))
@@ -173,6 +179,9 @@ class Schedule:
         return "corrsde.Schedule(%r)" % self.spec
 
     def _eval(self, what, t):
+        if _is_tensor(t):  # a torch tensor: corrsde.torch's formulas, same dtype and device
+            from . import torch as _ct
+            return _ct._schedule_eval(self, what, t)
         a = np.ascontiguousarray(t, dtype=np.float64)
         y = _corrsde.sched_eval(self._h, what, a)
         return float(y) if np.ndim(t) == 0 else y
@@ -197,6 +206,35 @@ class Schedule:
         """B(t) = int_0^t beta = -log abar(t)."""
         return self._eval(4, t)
 
+    def sigma_to_t(self, sigma):
+        """The t with sigma(t) = sigma, the VE sigma_ve = sqrt((1 - abar) / abar) of
+        k-diffusion: B(t) = log(1 + sigma^2) inverted by bisection on the library's B(t)
+        (monotone), to the last bit of t. sigma must lie in [0, sigma(1)]. A tensor gives a
+        tensor of its dtype and device (computed in float64 numpy: not differentiable)."""
+        like = sigma
+        if _is_tensor(sigma):
+            sigma = sigma.detach().cpu().double().numpy()
+        s = np.asarray(sigma, dtype=np.float64)
+        top = self.sigma(1.0)
+        bad = ~((s >= 0) & (s <= top * (1 + 1e-12)))
+        if np.any(bad):
+            raise ValueError("sigma: expected values in [0, sigma(1) = %r] of %s, got %r"
+                             % (top, self.spec, s[bad].ravel()[:5].tolist()))
+        top_t = s >= top  # sigma(1), or above it by rounding (1e-12): t = 1
+        b = np.where(top_t, 0.0, np.log1p(s * s))  # B(t) = log(1 + sigma^2)
+        lo, hi = np.zeros_like(b), np.ones_like(b)
+        for _ in range(1100):  # B(lo) <= b <= B(hi); halves until lo, hi are adjacent doubles
+            mid = 0.5 * (lo + hi)
+            if not np.any((mid > lo) & (mid < hi)):
+                break
+            up = self._eval(4, mid) < b
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        t = np.where(np.abs(self._eval(4, lo) - b) <= np.abs(self._eval(4, hi) - b), lo, hi)
+        t = np.where(s == 0, 0.0, np.where(top_t, 1.0, t))
+        if _is_tensor(like):
+            return _like(np.ascontiguousarray(t), like)
+        return float(t) if np.ndim(sigma) == 0 else t
+
     def _discrete(self, what):
         if not self.nsteps:
             raise ValueError("%s: the schedule %r is continuous (no timestep index)"
@@ -205,6 +243,9 @@ class Schedule:
     def index(self, t):
         """Discrete schedules: the step i with t = i / N."""
         self._discrete("index")
+        if _is_tensor(t):
+            from . import torch as _ct
+            return _ct._schedule_index(self, t)
         i = np.rint(np.asarray(t, dtype=np.float64) * self.nsteps).astype(np.int64)
         return int(i) if np.ndim(t) == 0 else i
 
@@ -294,6 +335,51 @@ def _save(save):
     raise ValueError("save: unknown kind %r (expected every or times)" % (next(iter(save)),))
 
 
+def _grid(grid, schedule, t_start, t_end):
+    """grid -> (the run's grid spec, t_start, t_end): a str as it is; an array of times,
+    {"t": times} or {"sigma": VE sigmas} (Schedule.sigma_to_t) -> "list:" with every node
+    in full precision (repr), the ends t_start/t_end defaulting to the first/last node."""
+    if isinstance(grid, str):
+        return grid, t_start, t_end
+    what = "grid"
+    if isinstance(grid, dict):
+        if len(grid) != 1 or next(iter(grid)) not in ("t", "sigma"):
+            raise ValueError("grid: expected a str, an array of times, {'t': times} or "
+                             "{'sigma': sigmas}, got a dict with keys %r" % (sorted(grid),))
+        (what, v), = grid.items()
+        what, grid = "grid %s" % what, v
+    if _is_tensor(grid):
+        grid = grid.detach().cpu().double().numpy()
+    try:
+        v = np.array(grid, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("grid: expected a str or an array of numbers, got %s"
+                        % type(grid).__name__) from None
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError("%s: expected a 1-d array of at least 2 nodes, got shape %s"
+                         % (what, v.shape))
+    if not np.all(np.isfinite(v)):
+        raise ValueError("%s: nodes must be finite, got %r"
+                         % (what, v[~np.isfinite(v)][:5].tolist()))
+    d = np.diff(v)
+    if not (np.all(d > 0) or np.all(d < 0)):
+        k = int(np.argmax(d * np.sign(v[-1] - v[0]) <= 0))
+        raise ValueError("%s: nodes must be strictly monotone, but node %d (%r) does not "
+                         "follow node %d (%r)" % (what, k + 1, float(v[k + 1]), k, float(v[k])))
+    if what == "grid sigma":
+        top = schedule.sigma(1.0)
+        bad = (v < 0) | (v > top * (1 + 1e-12))  # above sigma(1) by rounding: t = 1
+        if np.any(bad):
+            raise ValueError("grid sigma: sigmas must lie in [0, sigma(1) = %r] of %s, got %r"
+                             % (top, schedule.spec, v[bad][:5].tolist()))
+        v = schedule.sigma_to_t(v)
+    elif np.any((v < 0) | (v > 1)):
+        raise ValueError("grid: times must lie in [0, 1], got %r"
+                         % v[(v < 0) | (v > 1)][:5].tolist())
+    return ("list:" + ",".join(repr(float(u)) for u in v),
+            float(v[0]) if t_start is None else t_start, float(v[-1]) if t_end is None else t_end)
+
+
 def _model_output(model, output):
     """The kind of the model's answer: output, else model.output, else cscore."""
     if not callable(model):
@@ -338,7 +424,10 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     adaptive steps instead of steps (ODEs: rk45, rkck, rk8pd, dopri5; SDEs: heun, em,
     sra1, with noise="path"). noise: "stream" (fresh per step) or "path" (one Brownian path per
     seed, the same for any steps). t_start/t_end: the process's own ends by default
-    (reverse: 1 -> 1e-3). save: "final", "every:K", "times:t1,..." (or a dict).
+    (reverse: 1 -> 1e-3). grid: uniform, quadratic, karras[:rho=R], logsnr, list:t0,t1,...,
+    or the nodes as an array of times, {"t": times} or {"sigma": sigmas} (the VE sigma of
+    Schedule.sigma_to_t), strictly monotone, its ends the default t_start/t_end.
+    save: "final", "every:K", "times:t1,..." (or a dict).
     out: also write the trajectory file (as `corrsde sample -o`), with force
     (replace an existing file once the run is viable), dtype ("float64"/"float32")
     and compress; the file records how the run ended ("ok" or "failed: ...").
@@ -391,6 +480,7 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     if steps == 0 and not adaptive and base != "ddpm":
         raise ValueError("steps: 0 (adaptive) needs rtol")
     seed = _seed(seed)
+    grid, t_start, t_end = _grid(grid, schedule, t_start, t_end)
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError("threads: expected a positive integer, got %r" % (threads,))
     settings = {

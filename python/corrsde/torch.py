@@ -1,17 +1,24 @@
-"""PyTorch helpers for corrsde: a network as a solve() model, correlated noise, the eq. 3 loss.
+"""PyTorch helpers for corrsde: a network as a solve() model (TorchModel, and the adapters
+DiffusersModel and KDiffusionModel for networks trained in those conventions), correlated
+noise, the training helpers (add_noise, sample_t, eq3_loss) and the Schedule's formulas on
+tensors (corrsde.Schedule's methods call them for a tensor argument).
 
 Importing this module needs torch; ``import corrsde`` does not import it.
 """
 import collections
+import math
 import warnings
 
 import numpy as np
 import torch
 
-__all__ = ["TorchModel", "noise_like", "eq3_loss"]
+__all__ = ["TorchModel", "DiffusersModel", "KDiffusionModel", "noise_like", "add_noise",
+           "sample_t", "eq3_loss"]
 
 OUTPUTS = ("score", "cscore", "noise", "x0", "v")
 TIMES = ("t", "sigma", "index")
+#: the dtypes a TorchModel feeds its module
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _FACTORS = collections.OrderedDict()  # (id(cov), kind, dtype, device) -> (cov, tensor)
 _FACTORS_MAX = 32
@@ -51,19 +58,37 @@ def _blocks(x, cov, name="x"):
     return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))
 
 
+def _module_dtype_device(module):
+    """The dtype and device of the module's first floating parameter or buffer
+    (float32 and cpu for a module that has none)."""
+    tensors = []
+    if isinstance(module, torch.nn.Module):
+        tensors = [p for p in module.parameters()] + [b for b in module.buffers()]
+    for p in tensors:
+        if p.is_floating_point():
+            return p.dtype, p.device
+    return torch.float32, torch.device("cpu")
+
+
 class TorchModel:
     """A torch module as a corrsde.solve model: model(t, x, ctx) = module(x, time) as float64 numpy.
 
     time is ctx.t ("t"), ctx.sigma ("sigma", the VE sigma) or ctx.index ("index", a long tensor),
     repeated to shape [B]. The call runs under torch.no_grad() and does not change the module's
-    mode: call module.eval() yourself. For float64 on the CPU the input tensor shares memory with
-    the solver's read-only state, so the module must not modify its input in place (that raises).
-    ``output`` is the kind of answer ("score", "cscore", "noise", "x0", "v") solve() reads.
+    mode: call module.eval() yourself. ``output`` is the kind of answer ("score", "cscore",
+    "noise", "x0", "v") solve() reads.
+    ``dtype`` (float16, bfloat16, float32 or float64) and ``device`` default to the module's
+    (its first floating parameter or buffer; float32 on the cpu for a module without one).
+    Each call makes one copy of the state: converted to dtype on the host, then moved to the
+    device in that dtype (no float64 copy on the device); the answer comes back to the host
+    in the module's dtype and is converted to float64 there. For float64 on the CPU the input
+    tensor shares memory with the solver's read-only state (no copy), so the module must not
+    modify its input in place (that raises).
     ``max_batch`` (default: no limit) calls the module on slices of at most that many samples
     (for a batch that does not fit on the device at once) and joins the answers.
     """
 
-    def __init__(self, module, output="noise", dtype=torch.float32, device="cpu", time="t",
+    def __init__(self, module, output="noise", dtype=None, device=None, time="t",
                  max_batch=None):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
@@ -72,8 +97,12 @@ class TorchModel:
         if max_batch is not None and (isinstance(max_batch, bool) or int(max_batch) != max_batch
                                       or max_batch < 1):
             raise ValueError(f"max_batch must be a positive integer or None, not {max_batch!r}")
+        mdtype, mdevice = _module_dtype_device(module)
+        dtype = mdtype if dtype is None else dtype
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         self.module, self.output, self.time = module, output, time
-        self.dtype, self.device = dtype, torch.device(device)
+        self.dtype, self.device = dtype, torch.device(mdevice if device is None else device)
         self.max_batch = None if max_batch is None else int(max_batch)
 
     def _time(self, t, ctx, batch):
@@ -85,6 +114,10 @@ class TorchModel:
         value = float(t if self.time == "t" else ctx.sigma)
         return torch.full((batch,), value, dtype=self.dtype, device=self.device)
 
+    def _forward(self, xt, t, ctx):
+        """The module's answer for the states xt (a slice of the batch, on the device)."""
+        return self.module(xt, self._time(t, ctx, xt.shape[0]))
+
     def __call__(self, t, x, ctx):
         x = np.asarray(x)
         if any(s < 0 for s in x.strides):
@@ -92,23 +125,139 @@ class TorchModel:
         with warnings.catch_warnings():  # read-only x: shared only when no conversion is needed
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             base = torch.from_numpy(x)
-        xt = base.to(device=self.device, dtype=self.dtype)
+        # the one copy: to dtype on the host, then to the device in that dtype (a no-op on the
+        # cpu; never a float64 tensor on another device)
+        xt = base.to(dtype=self.dtype).to(device=self.device)
         shared, version = xt.data_ptr() == base.data_ptr(), xt._version
-        time = self._time(t, ctx, x.shape[0])
         with torch.no_grad():
             if self.max_batch is None or x.shape[0] <= self.max_batch:
-                out = torch.as_tensor(self.module(xt, time))
+                out = torch.as_tensor(self._forward(xt, t, ctx))
             else:  # slices of at most max_batch samples
-                out = torch.cat([torch.as_tensor(self.module(xs, ts)) for xs, ts in
-                                 zip(xt.split(self.max_batch), time.split(self.max_batch))])
+                out = torch.cat([torch.as_tensor(self._forward(xs, t, ctx))
+                                 for xs in xt.split(self.max_batch)])
         if shared and xt._version != version:
             raise RuntimeError("the module modified its input in place; the input shares memory "
                                "with the solver state (float64 on the CPU)")
         if tuple(out.shape) != x.shape:
             raise ValueError(f"module output has shape {tuple(out.shape)}, "
                              f"but x has shape {x.shape}")
-        y = np.ascontiguousarray(out.detach().to(device="cpu", dtype=torch.float64).numpy())
+        out = out.detach().to(device="cpu")  # back in the module's dtype, then float64 here
+        y = np.ascontiguousarray(out.to(dtype=torch.float64).numpy())
         return y.copy() if np.may_share_memory(y, x) else y
+
+
+def _answer(out):
+    """A network's answer: a tensor, an output object's .sample (diffusers) or a tuple's first."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "sample"):
+        return out.sample
+    if isinstance(out, (tuple, list)) and out:
+        return out[0]
+    raise TypeError(f"the module returned {type(out).__name__}; expected a tensor, an object "
+                    "with .sample or a tuple whose first entry is the tensor")
+
+
+LAYOUTS = ("bfchw", "bcfhw")
+
+
+def _to_layout(xt, layout, who):
+    """corrsde's [B, F, C, H, W] (or [B, F, H, W]) in the module's layout, and back."""
+    if layout == "bfchw":
+        return xt, lambda y: y
+    if xt.dim() == 4:  # frame_shape (H, W): one channel
+        return xt.unsqueeze(1), lambda y: y.squeeze(1)
+    if xt.dim() == 5:
+        return (xt.permute(0, 2, 1, 3, 4).contiguous(),
+                lambda y: y.permute(0, 2, 1, 3, 4))
+    raise ValueError(f"{who} with layout {layout!r} needs frame_shape (C, H, W) or (H, W); "
+                     f"x has shape {tuple(xt.shape)}")
+
+
+class DiffusersModel(TorchModel):
+    """A diffusers-style network as a solve() model: unet(sample, timestep, **kwargs).
+
+    sample is [B, C, F, H, W] (layout "bcfhw", the default: channels first, frames second,
+    from corrsde's [B, F, C, H, W] with frame_shape (C, H, W); frame_shape (H, W) is given
+    one channel) or corrsde's own layout ("bfchw"). timestep is DDPM's 0-based step of a
+    discrete schedule: ctx.index - 1, a long tensor [B] (abar of timestep k is corrsde's
+    abar_step(k + 1), diffusers' alphas_cumprod[k]); t must be a node i/N of the schedule
+    (within 1e-6 steps), else the call raises. timestep=f instead gives f(t, ctx) (a number,
+    made a float32 tensor [B]; float64 for a float64 module) for networks trained on another
+    time scale. prediction_type: "epsilon" (corrsde's output "noise"), "v_prediction" ("v":
+    v = sqrt(abar) eps - sqrt(1 - abar) x0, diffusers' and MATH.md's sign) or "sample"
+    ("x0"). The answer may be a tensor, an output object with .sample or a tuple.
+    kwargs (conditioning such as encoder_hidden_states) are passed on every call as given
+    (so they cannot be combined with max_batch). dtype, device, max_batch: as TorchModel.
+    """
+
+    PREDICTIONS = {"epsilon": "noise", "v_prediction": "v", "sample": "x0"}
+
+    def __init__(self, unet, prediction_type="epsilon", timestep="index", dtype=None,
+                 device=None, max_batch=None, layout="bcfhw", **kwargs):
+        if prediction_type not in self.PREDICTIONS:
+            raise ValueError(f"prediction_type must be one of {tuple(self.PREDICTIONS)}, "
+                             f"not {prediction_type!r}")
+        if timestep != "index" and not callable(timestep):
+            raise ValueError(f'timestep must be "index" or a callable f(t, ctx), not {timestep!r}')
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+        if kwargs and max_batch is not None:
+            raise ValueError("max_batch cannot slice the module's keyword arguments "
+                             f"({', '.join(kwargs)}); pass one or the other")
+        super().__init__(unet, self.PREDICTIONS[prediction_type], dtype, device, "index",
+                         max_batch)
+        self.prediction_type, self.timestep, self.layout = prediction_type, timestep, layout
+        self.kwargs = kwargs
+
+    def _timestep(self, t, ctx, batch):
+        if self.timestep != "index":
+            dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+            return torch.full((batch,), float(self.timestep(t, ctx)), dtype=dtype,
+                              device=self.device)
+        n = getattr(ctx.schedule, "nsteps", 0)
+        if not n:
+            spec = getattr(ctx.schedule, "spec", None)
+            raise ValueError('DiffusersModel: timestep="index" needs a discrete schedule '
+                             f"(ddpm-linear, discrete:...), not {spec!r}; pass "
+                             "timestep=f(t, ctx) for a continuous one")
+        i = round(t * n)
+        if not abs(t * n - i) <= 1e-6:
+            raise ValueError(f"DiffusersModel: t = {t!r} is not a step of the discrete schedule "
+                             f"(t N = {t * n!r}, N = {n}); use a grid on the nodes i/N (or "
+                             "timestep=f(t, ctx))")
+        return torch.full((batch,), i - 1, dtype=torch.long, device=self.device)
+
+    def _forward(self, xt, t, ctx):
+        x, back = _to_layout(xt, self.layout, "DiffusersModel")
+        out = _answer(self.module(x, self._timestep(t, ctx, x.shape[0]), **self.kwargs))
+        return back(out)
+
+
+class KDiffusionModel(TorchModel):
+    """A k-diffusion denoiser as a solve() model (output "x0"): denoiser(x_ve, sigma, **kwargs)
+    returns the denoised x0, with x_ve = x / sqrt(abar(t)) and sigma = ctx.sigma
+    = sqrt((1 - abar) / abar) repeated to [B] in the module's dtype (MATH.md, "In sigma-space
+    coordinates": x_ve = x0 + sigma delta). layout "bfchw" (the default, corrsde's) or
+    "bcfhw" (as DiffusersModel). kwargs are passed on every call (not with max_batch).
+    dtype, device, max_batch: as TorchModel.
+    """
+
+    def __init__(self, denoiser, dtype=None, device=None, max_batch=None, layout="bfchw",
+                 **kwargs):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+        if kwargs and max_batch is not None:
+            raise ValueError("max_batch cannot slice the module's keyword arguments "
+                             f"({', '.join(kwargs)}); pass one or the other")
+        super().__init__(denoiser, "x0", dtype, device, "sigma", max_batch)
+        self.layout, self.kwargs = layout, kwargs
+
+    def _forward(self, xt, t, ctx):
+        x, back = _to_layout(xt, self.layout, "KDiffusionModel")
+        alpha = math.sqrt(float(ctx.abar))  # x_ve = x / alpha
+        sigma = torch.full((x.shape[0],), float(ctx.sigma), dtype=self.dtype, device=self.device)
+        return back(_answer(self.module(x / alpha, sigma, **self.kwargs)))
 
 
 def noise_like(x, cov, generator=None):
@@ -121,31 +270,43 @@ def noise_like(x, cov, generator=None):
 
 
 def eq3_loss(delta_pred, delta, cov, t=None, schedule=None, weight="eq3", reduction="mean"):
-    """L_b = w_b * sum_pixels (delta - delta_pred)^T C^-1 (delta - delta_pred), along axis 1.
+    """The eq. 3 loss: per sample b, L_b = w_b * sum_pixels r^T C^-1 r, r = delta - delta_pred
+    along axis 1 of [B, tau, *frame_shape].
 
     weight "none": w = 1. weight "eq3" (discrete schedule, integer t in 1..N):
     w = beta_t / (2 alpha_t (1 - abar_{t-1})), alpha_t = 1 - beta_t, and w = 0 at t = 1;
     (continuous schedule, times t in (0, 1]) its limit per unit time as N grows with
     beta_i = beta(i/N) / N: w(t) = beta(t) / (2 (1 - abar(t))), so that E over t uniform
     of w(t) times the C^-1 norm is the continuous ELBO up to a constant.
-    reduction: "mean" or "sum" over the batch, or "none" (the [B] tensor).
+    reduction: "mean" (the default) sum_b L_b / n with n = B * tau * D the number of elements
+    (so with C = I and weight="none" it is torch's mse_loss(delta_pred, delta), bit for bit,
+    and a learning rate tuned for an MSE keeps its scale); "sum" sum_b L_b (= "mean" * n);
+    "batchmean" sum_b L_b / B (what "mean" was before issue 24); "none" the [B] tensor L_b.
     """
     if tuple(delta_pred.shape) != tuple(delta.shape):
         raise ValueError(f"delta_pred has shape {tuple(delta_pred.shape)}, "
                          f"delta has shape {tuple(delta.shape)}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f'reduction must be "mean", "sum" or "none", not {reduction!r}')
+    if reduction not in ("mean", "sum", "batchmean", "none"):
+        raise ValueError('reduction must be "mean", "sum", "batchmean" or "none", '
+                         f'not {reduction!r}')
     r = _blocks(delta - delta_pred, cov, "delta")
     chol = _factor(cov, "chol", r.dtype, r.device)
     if chol is None:
         raise ValueError(f"C ({cov.spec!r}, {cov.frames} frames) is singular: "
                          "the C^-1 norm of eq. 3 is undefined")
-    loss = (r * torch.cholesky_solve(r, chol)).sum(dim=(1, 2))
     if weight == "eq3":
-        loss = loss * _eq3_weight(t, schedule, r.shape[0], r.dtype, r.device)
+        w = _eq3_weight(t, schedule, r.shape[0], r.dtype, r.device)
     elif weight != "none":
         raise ValueError(f'weight must be "eq3" or "none", not {weight!r}')
-    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+    q = r * torch.cholesky_solve(r, chol)  # the terms of r^T C^-1 r, [B, tau, D]
+    if weight == "eq3":
+        q = q * w[:, None, None]
+    if reduction == "mean":
+        return q.mean()
+    if reduction == "sum":
+        return q.sum()
+    loss = q.sum(dim=(1, 2))
+    return loss.mean() if reduction == "batchmean" else loss
 
 
 def _eq3_weight(t, schedule, batch, dtype, device):
@@ -181,3 +342,203 @@ def _eq3_weight(t, schedule, batch, dtype, device):
         beta = float(schedule.beta_step(i))
         w.append(0.0 if i == 1 else beta / (2 * (1 - beta) * (1 - float(schedule.abar_step(i - 1)))))
     return torch.tensor(w, dtype=dtype, device=device)
+
+
+# ---------------------------------------------------------------- the schedule on tensors
+
+def _schedule(schedule):
+    if isinstance(schedule, str):
+        import corrsde
+        return corrsde.Schedule(schedule)
+    if schedule is None or not hasattr(schedule, "spec") or not hasattr(schedule, "nsteps"):
+        raise TypeError(f"schedule: expected a corrsde.Schedule or a spec str, "
+                        f"got {type(schedule).__name__}")
+    return schedule
+
+
+def _compute_dtype(device):
+    """float64 for the schedule's formulas, except on a device without it (mps)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def _tables(schedule, dtype, device):
+    """Per schedule, dtype and device: the kind and its constants, as schedule.c has them.
+    vp-linear (bmin, bmax - bmin); cosine (a, cos u0, tan u0); a discrete kind the library's
+    own node values: B(i/N) = cumB[i] (i = 0..N), beta(t) on ((i-1)/N, i/N], and
+    beta_i, abar_i (i = 0..N; NaN at beta_0)."""
+    cache = schedule.__dict__.setdefault("_torch_tables", {})
+    key = (dtype, str(torch.device(device)))
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    kind, _, rest = schedule.spec.partition(":")
+    if kind == "vp-linear":
+        p = dict(kv.split("=", 1) for kv in rest.split(","))
+        bmin, bmax = float(p["bmin"]), float(p["bmax"])
+        hit = (kind, bmin, bmax - bmin)
+    elif kind == "cosine":
+        off = float(rest.split("=", 1)[1])
+        a = 0.5 * math.pi / (1 + off)
+        hit = (kind, a, math.cos(a * off), math.tan(a * off))
+    elif schedule.nsteps:
+        n = schedule.nsteps
+        nodes = np.arange(n + 1, dtype=np.float64) / n
+        f = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=dtype, device=device)
+        steps = np.arange(n + 1, dtype=np.float64)
+        hit = ("discrete", n, f(schedule.int_beta(nodes)), f(schedule.beta(nodes[1:])),
+               f(schedule.beta_step(steps)), f(schedule.abar_step(steps)))
+    else:
+        raise ValueError(f"schedule {schedule.spec!r}: no tensor formulas for this kind")
+    cache[key] = hit
+    return hit
+
+
+def _int_beta(tab, t):
+    """B(t) = int_0^t beta, t already clamped to [0, 1] (schedule.c's formulas)."""
+    kind = tab[0]
+    if kind == "vp-linear":
+        bmin, d = tab[1], tab[2]
+        return bmin * t + 0.5 * d * t * t  # bmin t + (bmax - bmin) t^2 / 2
+    if kind == "cosine":  # B = -2 log(cos u / cos u0), u = a (t + s)
+        a, cu0, tu0 = tab[1], tab[2], tab[3]
+        du = a * t
+        h = torch.sin(0.5 * du)
+        x = 2 * h * h + tu0 * torch.sin(du)  # cos u / cos u0 = 1 - x
+        small = x < 0.5
+        xs, tl = torch.where(small, x, torch.zeros_like(x)), torch.where(small, 0 * t, t)
+        return torch.where(small, -2 * torch.log1p(-xs),
+                           -2 * torch.log(torch.sin(a * (1 - tl)) / cu0))
+    n, cum = tab[1], tab[2]  # discrete: linear between the nodes B(i/N) = cumB[i]
+    x = t * n
+    r = torch.round(x)
+    node = torch.abs(x - r) <= 4 * np.finfo(np.float64).eps * r
+    k = torch.floor(x).clamp(0, n - 1).long()
+    slope = cum[1:] - cum[:-1]
+    lin = cum[k] + (x - k.to(x.dtype)) * slope[k]
+    rk = r.clamp(0, n).long()
+    at_node = cum[rk] + (x - x.detach()) * slope[rk.clamp(max=n - 1)]  # the node's value, exactly
+    return torch.where(node, at_node, lin)
+
+
+def _beta(tab, t):
+    kind = tab[0]
+    if kind == "vp-linear":
+        return tab[1] + t * tab[2]  # bmin + t (bmax - bmin)
+    if kind == "cosine":
+        a = tab[1]
+        return 2 * a / torch.tan(a * (1 - t))  # 2a / tan(a (1 - t))
+    n, bt = tab[1], tab[3]  # -N log1p(-beta_i) on ((i-1)/N, i/N]
+    x = t * n
+    r = torch.round(x)
+    node = torch.abs(x - r) <= 4 * np.finfo(np.float64).eps * r
+    i = torch.where(node, r, torch.floor(x) + 1).clamp(1, n).long()
+    return bt[i - 1]
+
+
+def _schedule_eval(schedule, what, t):
+    """Schedule method `what` (0 beta, 1 abar, 2 sigma, 3 logsnr, 4 int_beta, 5 beta_step,
+    6 abar_step) on a tensor: a tensor of t's dtype (the default dtype for integer t) and
+    device, computed in float64 (float32 on mps) with schedule.c's formulas, differentiable
+    in t (beta_step, abar_step: tables of the library's values, no gradient)."""
+    out = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+    cd = _compute_dtype(t.device)
+    tab = _tables(schedule, cd, t.device)
+    if what in (5, 6):
+        n = schedule.nsteps
+        v = t.detach().to(cd)
+        ok = (v >= 0) & (v <= n)
+        i = torch.where(ok, v, torch.zeros_like(v)).long()  # (size_t) v, as the library
+        y = (tab[4] if what == 5 else tab[5])[i]
+        return torch.where(ok, y, torch.full_like(y, math.nan)).to(out)
+    tt = t.to(cd).clamp(0, 1)
+    if what == 0:
+        return _beta(tab, tt).to(out)
+    b = _int_beta(tab, tt)
+    if what == 1:
+        y = torch.exp(-b)  # abar = e^-B
+    elif what == 2:
+        y = torch.sqrt(torch.expm1(b))  # sigma^2 = (1 - abar) / abar = e^B - 1
+    elif what == 3:  # logsnr = -log(expm1(B)); -B - log1p(-e^-B) for B > 1
+        small = b <= 1
+        bs, bl = torch.where(small, b, torch.ones_like(b)), torch.where(small, 2 + 0 * b, b)
+        y = torch.where(small, -torch.log(torch.expm1(bs)), -bl - torch.log1p(-torch.exp(-bl)))
+    else:
+        y = b
+    return y.to(out)
+
+
+def _schedule_index(schedule, t):
+    """Schedule.index on a tensor: rint(t N) as a long tensor on t's device."""
+    return torch.round(t.detach().to(torch.float64) * schedule.nsteps).long()
+
+
+# ---------------------------------------------------------------- training helpers
+
+def _coeffs(t, schedule, x):
+    """sqrt(abar), sqrt(1 - abar) at t (times in [0, 1], or integer steps 0..N of a discrete
+    schedule), in float64 (float32 on mps), shaped to broadcast against x [B, ...]."""
+    if not isinstance(t, torch.Tensor):  # a number or an array: float64 (int64), not float32
+        t = torch.from_numpy(np.asarray(t))
+    t = t.to(device=x.device)
+    if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != x.shape[0]):
+        raise ValueError(f"t has shape {tuple(t.shape)}; expected a scalar or [B] with "
+                         f"B = {x.shape[0]} (x has shape {tuple(x.shape)})")
+    cd = _compute_dtype(x.device)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"t must hold times or integer steps, not {t.dtype}")
+    if t.is_floating_point():
+        if not bool(((t >= 0) & (t <= 1)).all()):
+            raise ValueError(f"t must lie in [0, 1]; got "
+                             f"{t[~((t >= 0) & (t <= 1))].reshape(-1)[:5].tolist()}")
+        b = _int_beta(_tables(schedule, cd, x.device), t.to(cd))
+    else:  # integer steps: B = cumB[i], abar_i = e^-B
+        n = schedule.nsteps
+        if not n:
+            raise ValueError(f"integer t needs a discrete schedule (steps 0..N), "
+                             f"not {schedule.spec!r}; pass times in [0, 1]")
+        if not bool(((t >= 0) & (t <= n)).all()):
+            raise ValueError(f"t must lie in 0..{n}; got "
+                             f"{t[~((t >= 0) & (t <= n))].reshape(-1)[:5].tolist()}")
+        b = _tables(schedule, cd, x.device)[2][t.long()]
+    shape = (-1,) + (1,) * (x.dim() - 1) if b.dim() == 1 else ()
+    return torch.exp(-0.5 * b).reshape(shape), torch.sqrt(-torch.expm1(-b)).reshape(shape)
+
+
+def add_noise(x0, delta, t, schedule):
+    """q_sample (MATH.md eq. 1): x_t = sqrt(abar(t)) x0 + sqrt(1 - abar(t)) delta, with delta
+    ~ N(0, C) from noise_like. t: times in [0, 1] (a float tensor [B] or a scalar; the
+    continuous view, = abar_i at t = i/N of a discrete schedule) or integer steps 0..N of a
+    discrete schedule (abar_i, abar_0 = 1), as sample_t draws them. schedule: a
+    corrsde.Schedule or its spec. The coefficients are computed in float64 (sqrt(abar) as
+    e^{-B/2}, sqrt(1 - abar) as sqrt(-expm1(-B))) and cast to x0's dtype; the result is
+    differentiable in x0, delta and float t."""
+    schedule = _schedule(schedule)
+    if tuple(x0.shape) != tuple(delta.shape):
+        raise ValueError(f"x0 has shape {tuple(x0.shape)}, delta has shape {tuple(delta.shape)}")
+    a, s = _coeffs(t, schedule, x0)
+    return a.to(x0.dtype) * x0 + s.to(x0.dtype) * delta
+
+
+def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device=None,
+             dtype=torch.float32):
+    """Training times for a batch: uniform on [eps, 1) (eps + (1 - eps) U, U = torch.rand, a
+    [batch] tensor of dtype), or, for a discrete schedule (discrete=None: when the schedule
+    is discrete), uniform integer steps 1..N (a long tensor), the t that add_noise and
+    eq3_loss take. generator: a torch.Generator (same seed, same draw); device: the
+    generator's by default, else cpu."""
+    schedule = _schedule(schedule)
+    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
+        raise ValueError(f"batch must be a positive integer, not {batch!r}")
+    if discrete is None:
+        discrete = schedule.nsteps > 0
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    if discrete:
+        if not schedule.nsteps:
+            raise ValueError(f"discrete=True needs a discrete schedule, not {schedule.spec!r}")
+        return torch.randint(1, schedule.nsteps + 1, (int(batch),), generator=generator,
+                             device=device)
+    if not 0 <= eps < 1:
+        raise ValueError(f"eps must lie in [0, 1), not {eps!r}")
+    u = torch.rand((int(batch),), generator=generator, dtype=dtype, device=device)
+    return eps + (1 - eps) * u

@@ -47,8 +47,10 @@ def test_eq3_loss_matches_numpy(spec, frame_shape):
     assert eq3[0] == 0.0  # t = 1 carries no weight
     mean = ct.eq3_loss(*args, t=torch.from_numpy(t), schedule=DISCRETE)  # spec string
     total = ct.eq3_loss(*args, t=torch.from_numpy(t), schedule=S, reduction="sum")
-    np.testing.assert_allclose(mean.item(), np.mean(w * quad), rtol=1e-12)
+    bmean = ct.eq3_loss(*args, t=torch.from_numpy(t), schedule=S, reduction="batchmean")
+    np.testing.assert_allclose(mean.item(), np.sum(w * quad) / d.size, rtol=1e-12)  # per element
     np.testing.assert_allclose(total.item(), np.sum(w * quad), rtol=1e-12)
+    np.testing.assert_allclose(bmean.item(), np.mean(w * quad), rtol=1e-12)  # per sample
 
 
 def test_eq3_weight_formula():
