@@ -179,10 +179,13 @@ int csde_x0_post_parse(const char *clip, const char *threshold, csde_x0_post *x0
   return st;
 }
 
-/* v in its shortest form that reads back exactly ("1", "0.995", "inf"). */
+/* v in its shortest form that reads back exactly ("1", "50", "0.995", "inf"): at least
+ * the integer digits, so that %g writes no exponent below 1e17. */
 static void x0_fmt(double v, char *b, size_t n)
 {
-  for (int prec = 1; prec <= 17; prec++) {
+  const double m = fabs(v);
+  int prec = m >= 1 && m < 1e17 ? (int)floor(log10(m)) + 1 : 1;
+  for (; prec <= 17; prec++) {
     snprintf(b, n, "%.*g", prec, v);
     if (strtod(b, NULL) == v) return;
   }
