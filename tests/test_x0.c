@@ -258,20 +258,22 @@ static int cmp_d(const void *a, const void *b)
 
 static double ref_quantile(const double *v, size_t n, double p)
 {
-  double w[512];
+  double *w = malloc(n * sizeof *w);
   memcpy(w, v, n * sizeof *v);
   qsort(w, n, sizeof *w, cmp_d);
   double h = (double)(n - 1) * p, g = h - floor(h);
   size_t k = (size_t)floor(h), k1 = k + 1 < n ? k + 1 : k;
   double a = w[k], b = w[k1], d = b - a;
+  free(w);
   return g >= 0.5 ? b - d * (1 - g) : a + d * g;
 }
 
 static void quantile(void)
 {
   static const double ps[] = {1e-9, 0.1, 0.25, 0.5, 0.75, 0.9, 0.995, 0.999, 1.0};
-  static const size_t ns[] = {1, 2, 3, 7, 12, 100, 511};
-  double v[512], w[512];
+  /* above 601 values the selection first selects within a sample (Floyd-Rivest) */
+  static const size_t ns[] = {1, 2, 3, 7, 12, 100, 511, 601, 602, 1000, 5000, 70001};
+  double *v = malloc(70001 * sizeof *v), *w = malloc(70001 * sizeof *w);
   int bad = 0, tried = 0;
   uint64_t u = 12345;
   for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
@@ -281,6 +283,7 @@ static void quantile(void)
         u = u * 6364136223846793005ull + 1442695040888963407ull;
         double r = (double)(u >> 11) / 9007199254740992.0;
         v[i] = ties ? floor(4 * r) : 3 * r; /* ties: values 0, 1, 2, 3 */
+        if (ties && a % 2) v[i] = i % 3 ? 1.0 : v[i]; /* mostly one value */
       }
       for (size_t j = 0; j < sizeof ps / sizeof ps[0]; j++) {
         memcpy(w, v, n * sizeof *v);
@@ -292,7 +295,10 @@ static void quantile(void)
         }
       }
     }
-  ok(!bad, "quickselect quantile = sort + numpy's linear formula, bit for bit (%d cases)", tried);
+  free(v);
+  free(w);
+  ok(!bad, "selection quantile = sort + numpy's linear formula, bit for bit (%d cases, n up "
+     "to 70001, with ties)", tried);
 }
 
 /* A model whose x0 is a fixed array (per sample), whatever x. */

@@ -1,5 +1,6 @@
 /* The continuous processes: drift and diffusion in one place (process.h). */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,34 +212,43 @@ void csde_x0_post_specs(const csde_x0_post *x0, char *clip, size_t clip_len, cha
 
 /* ---- x0 post-processing: the quantile ---- */
 
-/* The k-th smallest of v[0 .. n-1] (0-based) by quickselect (Hoare partitions, median of
- * three): v is reordered so that v[k] holds it and v[k+1 ..] are >= it. v is finite. */
-static double select_k(double *v, long n, long k)
+/* v[left .. right] reordered so that v[k] is its (k - left)-th smallest, those before it
+ * <= it and those after >= it: Floyd and Rivest's SELECT (CACM 18(3), 1975, Algorithm
+ * 489), which first selects within a sample around k's expected rank to find a pivot close
+ * to v_(k), so one partition pass leaves little: about n + min(k, n - k) comparisons. v is
+ * finite. Deterministic (no random pivots). */
+static void select_k(double *v, long left, long right, long k)
 {
-  long lo = 0, hi = n - 1;
-  while (hi > lo) {
-    long mid = lo + (hi - lo) / 2, i = lo, j = hi;
-    double t;
+  double t;
 #define X0_SWAP(a, b) (t = v[a], v[a] = v[b], v[b] = t)
-    if (v[mid] < v[lo]) X0_SWAP(mid, lo);
-    if (v[hi] < v[lo]) X0_SWAP(hi, lo);
-    if (v[hi] < v[mid]) X0_SWAP(hi, mid);
-    const double piv = v[mid]; /* v[lo] <= piv <= v[hi]: the scans stop inside */
-    while (i <= j) {
+  while (right > left) {
+    if (right - left > 600) { /* recurse on a sample of about n^(2/3) values */
+      const double n = (double)(right - left + 1), i = (double)(k - left + 1), z = log(n);
+      const double s = 0.5 * exp(2 * z / 3);
+      const double sd = 0.5 * sqrt(z * s * (n - s) / n) * (i < n / 2 ? -1 : 1);
+      long nl = (long)((double)k - i * s / n + sd), nr = (long)((double)k + (n - i) * s / n + sd);
+      select_k(v, nl > left ? nl : left, nr < right ? nr : right, k);
+    }
+    const double piv = v[k];
+    long i = left, j = right;
+    X0_SWAP(left, k);
+    if (v[right] > piv) X0_SWAP(right, left);
+    while (i < j) {
+      X0_SWAP(i, j);
+      i++, j--;
       while (v[i] < piv) i++;
       while (v[j] > piv) j--;
-      if (i <= j) {
-        X0_SWAP(i, j);
-        i++, j--;
-      }
     }
-#undef X0_SWAP
-    /* v[lo .. j] <= piv, v[j+1 .. i-1] = piv, v[i .. hi] >= piv */
-    if (k <= j) hi = j;
-    else if (k >= i) lo = i;
-    else break;
+    if (v[left] == piv) X0_SWAP(left, j);
+    else {
+      j++;
+      X0_SWAP(j, right);
+    }
+    /* v[left .. j - 1] <= piv = v[j] <= v[j + 1 .. right] */
+    if (j <= k) left = j + 1;
+    if (k <= j) right = j - 1;
   }
-  return v[k];
+#undef X0_SWAP
 }
 
 double csde_proc_quantile(double *v, size_t n, double p)
@@ -247,7 +257,8 @@ double csde_proc_quantile(double *v, size_t n, double p)
   const double h = (double)(n - 1) * p;
   const long k = (long)floor(h);
   const double g = h - (double)k;
-  const double a = select_k(v, (long)n, k);
+  select_k(v, 0, (long)n - 1, k);
+  const double a = v[k];
   double b = a; /* v_(k+1): the least of v[k+1 ..] (k = n - 1: none, b = a) */
   if ((size_t)k + 1 < n) {
     b = v[k + 1];
@@ -381,16 +392,19 @@ static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab
   if (k == CSDE_OUT_V) px = a, ps = -sg, qx = a, q0 = -1, qd = sg;
   const int th = pr->threads;
   (void)th;
+  /* branch-free selects, so that the passes vectorize (elementwise: the same bits) */
   if (P->x0.kind == CSDE_X0_CLIP) { /* x0 <- min(max(x0, lo), hi) */
     const double lo = P->x0.lo, hi = P->x0.hi;
     const long n = (long)pr->n;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#pragma omp parallel for simd num_threads(th) schedule(static) if (th > 1)
+#else
+#pragma omp simd
 #endif
     for (long i = 0; i < n; i++) {
-      if (!isfinite(src[i])) continue;
       const double x0 = px * x[i] + ps * src[i], c = x0 < lo ? lo : x0 > hi ? hi : x0;
-      if (c != x0) src[i] = (qx * x[i] + q0 * c) / qd;
+      const double back = (qx * x[i] + q0 * c) / qd;
+      src[i] = c != x0 && fabs(src[i]) <= DBL_MAX ? back : src[i];
     }
     return;
   }
@@ -403,18 +417,21 @@ static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab
   for (long b = 0; b < nb; b++) {
     double *w = pr->x0ws + (size_t)csde_thread_num() * (size_t)per, *sb = src + b * per;
     const double *xb = x + b * per;
-    int fin = 1;
+    double chk = 0; /* sum of 0 src_i and 0 x0_i: 0, or NaN when one is not finite */
+#pragma omp simd reduction(+ : chk)
     for (long i = 0; i < per; i++) {
       const double x0 = px * xb[i] + ps * sb[i];
-      fin &= isfinite(sb[i]) && isfinite(x0);
+      chk += 0.0 * sb[i] + 0.0 * x0;
       w[i] = fabs(x0);
     }
-    if (!fin) continue;
+    if (chk != 0) continue;
     const double s = fmin(fmax(csde_proc_quantile(w, (size_t)per, p), 1.0), smax);
     if (!(s < INFINITY)) continue;
+#pragma omp simd
     for (long i = 0; i < per; i++) {
       const double x0 = px * xb[i] + ps * sb[i], c = (x0 < -s ? -s : x0 > s ? s : x0) / s;
-      if (c != x0) sb[i] = (qx * xb[i] + q0 * c) / qd;
+      const double back = (qx * xb[i] + q0 * c) / qd;
+      sb[i] = c != x0 ? back : sb[i];
     }
   }
 }

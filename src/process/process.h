@@ -76,7 +76,7 @@ int csde_proc_denoise(csde_proc *pr, double t, size_t step, const double *x, dou
                       csde_err *err);
 
 /* The p-quantile of v[0 .. n-1] by linear interpolation (problem.h, CSDE_X0_THRESHOLD:
- * numpy's default method), n >= 1; v is reordered. O(n) (quickselect). */
+ * numpy's default method), n >= 1; v is reordered. O(n) (Floyd-Rivest selection). */
 double csde_proc_quantile(double *v, size_t n, double p);
 
 /* 1 if the drift calls the model. */
