@@ -1,5 +1,4 @@
 /* The continuous processes: drift and diffusion in one place (process.h). */
-#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -99,7 +98,6 @@ static int x0_number(const char *s, int inf_ok, double *v)
 {
   if (!csde_parse_double(s, v)) return 0;
   char *end;
-  errno = 0;
   double d = s && *s ? strtod(s, &end) : 0;
   if (!inf_ok || !s || !*s || end == s || d != INFINITY) return -1;
   while (*end == ' ' || *end == '\t') end++;
