@@ -29,6 +29,44 @@ CSDE_API int csde_process_parse(const char *name, csde_process *out, csde_err *e
 CSDE_API const char *csde_process_name(csde_process p);
 CSDE_API int csde_process_is_sde(csde_process p);
 
+/* x0 post-processing: at every model call at a time t with alpha = sqrt(abar(t)) > 0 and
+ * sigma = sqrt(1 - abar(t)) > 0, the model's answer is taken to the denoised estimate
+ *   x0 = E[x0 | x_t] = (x + sigma^2 C grad log p_t(x)) / alpha    (Tweedie, MATH.md)
+ * (a noise answer: (x - sigma delta) / alpha; x0: itself; v: alpha x - sigma v), changed
+ * as below, and taken back to the model's own kind, so that every solver and sampler
+ * (drift, denoiser view, ddim, ddpm) sees the changed x0 (src/process/process.c):
+ *   CSDE_X0_CLIP       x0 <- min(max(x0, lo), hi), elementwise (lo < hi, finite)
+ *   CSDE_X0_THRESHOLD  Imagen's dynamic thresholding (Saharia et al. 2022, "Photorealistic
+ *                      Text-to-Image Diffusion Models with Deep Language Understanding",
+ *                      Sec. 2.3; diffusers' _threshold_sample with its sample_max_value
+ *                      as max): per sample,
+ *                        s = min(max(q_p(|x0|), 1), max),  x0 <- min(max(x0, -s), s) / s
+ *                      with q_p the p-quantile of the sample's tau D values |x0_i| by
+ *                      linear interpolation between order statistics (numpy's and
+ *                      torch.quantile's default): h = (n - 1) p, k = floor(h),
+ *                      q = v_(k) + (h - k)(v_(k+1) - v_(k)) (numpy's lerp). 0 < p <= 1,
+ *                      1 <= max <= inf (default inf: Imagen's, no cap).
+ * An entry the change leaves equal (a clip not active, s = 1 with |x0| <= 1) keeps the
+ * model's answer bit for bit, as does every entry of a model answer that is not finite
+ * (it is reported as before); CSDE_X0_NONE (the default) costs nothing. */
+typedef enum { CSDE_X0_NONE = 0, CSDE_X0_CLIP, CSDE_X0_THRESHOLD } csde_x0_kind;
+
+typedef struct {
+  csde_x0_kind kind;
+  double lo, hi;  /* CSDE_X0_CLIP */
+  double p, max;  /* CSDE_X0_THRESHOLD */
+} csde_x0_post;
+
+/* The specs of the run settings (run.h) into x0: clip "LO,HI" and threshold
+ * "p=P[,max=M]"; NULL, "" or "none" means not given. Both given is refused (they exclude
+ * each other). Errors: CSDE_EINVAL with param CSDE_PARAM_X0_CLIP or _X0_THRESHOLD. */
+CSDE_API int csde_x0_post_parse(const char *clip, const char *threshold, csde_x0_post *x0,
+                                csde_err *err);
+/* The settings back as specs ("none" when off), numbers in their shortest exact form:
+ * clip "-1,1", threshold "p=0.995,max=inf". Either buffer may be NULL. */
+CSDE_API void csde_x0_post_specs(const csde_x0_post *x0, char *clip, size_t clip_len,
+                                 char *threshold, size_t threshold_len);
+
 /* What is being solved. Every pointer is borrowed and must outlive the solver. */
 typedef struct {
   csde_process process;
@@ -37,6 +75,7 @@ typedef struct {
   const csde_cov *C;          /* the noise covariance */
   const csde_schedule *sched; /* beta(t) */
   const csde_model *model;    /* may be NULL for the forward SDE */
+  csde_x0_post x0;            /* x0 post-processing (default: none) */
 } csde_problem;
 
 CSDE_API csde_problem csde_problem_default(void);

@@ -9,7 +9,8 @@
  * same file.
  *
  * Errors name the setting at fault in csde_err.param: CSDE_PARAM_PROCESS, _SOLVER, _STEPS,
- * _GRID, _TOLERANCES, _SPAN, _SAVE, _NOISE, _SCHEDULE, _MODEL, _SIZE (front ends map it to
+ * _GRID, _TOLERANCES, _SPAN, _SAVE, _NOISE, _SCHEDULE, _MODEL, _SIZE, _X0_CLIP,
+ * _X0_THRESHOLD (front ends map it to
  * their own option); the messages name no front end's option.
  */
 #ifndef CORRSDE_RUN_H
@@ -67,6 +68,11 @@ typedef struct {
                                under a soft RLIMIT_AS or RLIMIT_DATA); SIZE_MAX: no check */
   int keep_saved;           /* the caller keeps every saved state in memory (a save hook
                                that copies them): counted in the estimate (default 0) */
+  const char *x0_clip;      /* NULL (default) or "none": off; "LO,HI": the model's x0
+                               clipped to [LO, HI] at every call (problem.h) */
+  const char *x0_threshold; /* NULL (default) or "none": off; "p=P[,max=M]": Imagen's
+                               dynamic thresholding of its x0 (problem.h); not with
+                               x0_clip. Neither applies to forward-sde (no model) */
   /* recorded in /parameters only */
   const char *model_spec;   /* NULL: the model's name */
   const char *cov_method;   /* the method asked for; NULL: the one used */

@@ -69,6 +69,8 @@ typedef struct {
 #define CSDE_PARAM_PROCESS "process"       /* the process or sampler (and ddim's eta) */
 #define CSDE_PARAM_SAVE "save"             /* which states a run saves */
 #define CSDE_PARAM_SCHEDULE "schedule"     /* the schedule (e.g. ddpm needs a discrete one) */
+#define CSDE_PARAM_X0_CLIP "x0_clip"       /* the clip of the model's x0 */
+#define CSDE_PARAM_X0_THRESHOLD "x0_threshold" /* the dynamic thresholding of its x0 */
 
 /* The fixed message of a status code ("unknown status" for codes not in the list). */
 CSDE_API const char *csde_strerror(int status);

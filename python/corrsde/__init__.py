@@ -400,11 +400,32 @@ def _opt_num(v, what):
     return float(v)
 
 
+def _x0_specs(clip, threshold):
+    """x0_clip (lo, hi) or "LO,HI", x0_threshold {"p": P, "max": M}, P or "p=P,max=M" ->
+    the run's spec strings (checked by the library, as for --x0-clip/--x0-threshold)."""
+    if clip is not None and not isinstance(clip, str):
+        try:
+            lo, hi = clip
+        except (TypeError, ValueError):
+            raise TypeError("x0_clip: expected (lo, hi) or 'LO,HI', got %r" % (clip,)) from None
+        clip = "%r,%r" % (_opt_num(lo, "x0_clip"), _opt_num(hi, "x0_clip"))
+    if isinstance(threshold, dict):
+        if not threshold.keys() <= {"p", "max"}:
+            raise ValueError("x0_threshold: expected the keys p and max, got %r"
+                             % sorted(threshold))
+        threshold = ",".join("%s=%r" % (k, _opt_num(threshold[k], "x0_threshold"))
+                             for k in ("p", "max") if k in threshold)
+    elif threshold is not None and not isinstance(threshold, str):
+        threshold = "p=%r" % _opt_num(threshold, "x0_threshold")
+    return clip, threshold
+
+
 def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver=None,
           steps=100, grid="uniform", rtol=None, atol=None, output=None, t_start=None,
           t_end=None, seed=0, noise="stream", threads=1, save=None, out=None, force=False,
           dtype="float64", compress=False, progress=False, eta=None, max_nfe=None,
-          batch=None, frame_shape=None):
+          batch=None, frame_shape=None,
+          x0_clip=None, x0_threshold=None):
     """Run a process or sampler with a Python model; returns a Result.
 
     The run is the library's (corrsde/run.h), the same as `corrsde sample`'s: the same
@@ -432,6 +453,12 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     (replace an existing file once the run is viable), dtype ("float64"/"float32")
     and compress; the file records how the run ended ("ok" or "failed: ...").
     progress: draw a progress line on stderr.
+    x0_clip=(lo, hi) or "LO,HI": the model's x0 prediction clipped to [lo, hi] at every
+    call; x0_threshold={"p": 0.995, "max": M} (or P, or "p=P,max=M"): Imagen's dynamic
+    thresholding instead, per sample s = min(max(quantile_p(|x0|), 1), M) (numpy's
+    default linear quantile), x0 <- clip(x0, -s, s) / s. The answer is taken to x0,
+    changed and taken back for every solver and process (corrsde/problem.h); as
+    `corrsde sample --x0-clip/--x0-threshold`.
     The GIL is released during the solve and taken back only to call the model, on the
     calling thread. An exception in the model propagates with a note giving t and the
     step; KeyboardInterrupt stops the solve.
@@ -494,6 +521,7 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         "command_line": "corrsde.solve(...) from Python",
         "progress": bool(progress),
     }
+    settings["x0_clip"], settings["x0_threshold"] = _x0_specs(x0_clip, x0_threshold)
     ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, base)
     res = _corrsde.solve(model, ctx, x, cov._h, schedule._h, OUTPUTS.index(output), settings,
                          out, dtype == "float32", bool(compress), bool(force))

@@ -650,7 +650,8 @@ static const char *param_arg(const char *param)
       {CSDE_PARAM_NOISE, "noise"},     {CSDE_PARAM_MODEL, "model"},
       {CSDE_PARAM_SPAN, "t_start/t_end"}, {CSDE_PARAM_SIZE, "x"},
       {CSDE_PARAM_PROCESS, "process"}, {CSDE_PARAM_SAVE, "save"},
-      {CSDE_PARAM_SCHEDULE, "schedule"}};
+      {CSDE_PARAM_SCHEDULE, "schedule"}, {CSDE_PARAM_X0_CLIP, "x0_clip"},
+      {CSDE_PARAM_X0_THRESHOLD, "x0_threshold"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i][0])) return map[i][1];
   return NULL;
@@ -744,7 +745,8 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
       dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
       dict_str(sd, "save", &s.save) || dict_str(sd, "model_spec", &s.model_spec) ||
       dict_str(sd, "init", &s.init) || dict_str(sd, "command_line", &s.command_line) ||
-      dict_str(sd, "cov_method", &s.cov_method) ||
+      dict_str(sd, "cov_method", &s.cov_method) || dict_str(sd, "x0_clip", &s.x0_clip) ||
+      dict_str(sd, "x0_threshold", &s.x0_threshold) ||
       dict_uint(sd, "steps", s.steps, 0, SIZE_MAX, &steps) ||
       dict_real(sd, "rtol", 0, &s.rtol) || dict_real(sd, "atol", 0, &s.atol) ||
       dict_real(sd, "t_start", NAN, &s.t_start) || dict_real(sd, "t_end", NAN, &s.t_end) ||

@@ -57,7 +57,7 @@
 enum {
   OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_GRID, OPT_RTOL, OPT_ATOL, OPT_SCHEDULE,
   OPT_T_START, OPT_T_END, OPT_SEED, OPT_NOISE, OPT_SAVE, OPT_DTYPE, OPT_COMPRESS,
-  OPT_PROGRESS, OPT_MAX_NFE
+  OPT_PROGRESS, OPT_MAX_NFE, OPT_X0_CLIP, OPT_X0_THRESHOLD
 };
 
 static const cli_option sample_options[] = {
@@ -85,6 +85,8 @@ static const cli_option sample_options[] = {
   {"compress", OPT_COMPRESS, NULL},
   {"threads", 'j', "a positive integer"},
   {"max-nfe", OPT_MAX_NFE, "a positive integer"},
+  {"x0-clip", OPT_X0_CLIP, "LO,HI (two finite numbers, LO < HI)"},
+  {"x0-threshold", OPT_X0_THRESHOLD, "p=P[,max=M] (0 < P <= 1, M >= 1 or inf)"},
   {"force", 'f', NULL},
   {"progress", OPT_PROGRESS, NULL},
   {"quiet", 'q', NULL},
@@ -99,6 +101,7 @@ static const char *const dtype_names[] = {"float64", "float32", NULL};
 typedef struct {
   const char *model, *cov, *cov_method, *shape_s, *process_s, *solver, *grid, *schedule;
   const char *init, *save_s, *output;
+  const char *x0_clip, *x0_threshold; /* checked as given (csde_x0_post_parse) */
   size_t tau, batch, D;
   int tau_set, batch_set, shape_set;
   int shape_rank;
@@ -188,6 +191,15 @@ static void help(void)
       "                         whose beta(1) is infinite, T defaults to 0.999.\n"
       "      --max-nfe N        stop with a failure past N model evaluations\n"
       "                         (default 10000000)\n"
+      "      --x0-clip LO,HI    clip the model's x0 prediction to [LO, HI] at every model\n"
+      "                         call: its answer is taken to x0 = E[x0 | x_t], clipped\n"
+      "                         elementwise and taken back, for every solver and process\n"
+      "                         (default: none)\n"
+      "      --x0-threshold p=P[,max=M]  Imagen's dynamic thresholding of x0 instead: per\n"
+      "                         sample s = min(max(q_P(|x0|), 1), M), x0 <- clip(x0, -s,\n"
+      "                         s) / s, q_P the P-quantile with linear interpolation\n"
+      "                         (numpy's default); 0 < P <= 1 (Imagen: 0.995), M >= 1\n"
+      "                         (default inf). Not with --x0-clip, nor forward-sde\n"
       "\n"
       "Starting states and noise:\n"
       "  -i, --init FILE[:/path]  a dataset [B, tau, *SHAPE] (default /x; a trajectory\n"
@@ -401,6 +413,18 @@ static int parse_args(int argc, char **argv, sample_args *a)
       a->noise_path = (csde_noise_kind)idx == CSDE_NOISE_PATH;
       break;
     case OPT_SAVE: a->save_s = v; break; /* checked by csde_run_alloc */
+    case OPT_X0_CLIP:
+    case OPT_X0_THRESHOLD: {
+      csde_x0_post q;
+      csde_err err;
+      int clip = c == OPT_X0_CLIP;
+      if (csde_x0_post_parse(clip ? v : NULL, clip ? NULL : v, &q, &err)) {
+        cli_error(CMD, "%s: %s", clip ? "--x0-clip" : "--x0-threshold", err.msg);
+        return CLI_EUSAGE;
+      }
+      *(clip ? &a->x0_clip : &a->x0_threshold) = v;
+      break;
+    }
     case OPT_DTYPE:
       if ((rc = cli_parse_choice(CMD, "--dtype", v, dtype_names, &idx))) return rc;
       a->float32 = idx == 1;
@@ -443,6 +467,11 @@ static int check_combinations(sample_args *a)
   }
   if (a->progress && a->quiet) {
     cli_error(CMD, "--progress and --quiet exclude each other (give one)");
+    return CLI_EUSAGE;
+  }
+  if (a->x0_clip && strcmp(a->x0_clip, "none") && a->x0_threshold &&
+      strcmp(a->x0_threshold, "none")) {
+    cli_error(CMD, "--x0-clip and --x0-threshold exclude each other (give one)");
     return CLI_EUSAGE;
   }
   if (adaptive && a->steps_set) {
@@ -655,7 +684,8 @@ static const char *param_flag(const char *param, int *usage)
              {CSDE_PARAM_SPAN, "--t-start/--t-end", 1},
              {CSDE_PARAM_SIZE, "--batch/--frames/--frame-shape", 0},
              {CSDE_PARAM_PROCESS, "--process", 1}, {CSDE_PARAM_SAVE, "--save", 1},
-             {CSDE_PARAM_SCHEDULE, "--schedule", 0}};
+             {CSDE_PARAM_SCHEDULE, "--schedule", 0}, {CSDE_PARAM_X0_CLIP, "--x0-clip", 1},
+             {CSDE_PARAM_X0_THRESHOLD, "--x0-threshold", 1}};
   *usage = 0;
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) {
@@ -682,6 +712,8 @@ static csde_run_settings run_settings(const sample_args *a)
   s.threads = (int)a->threads;
   s.max_nfe = a->max_nfe;
   s.save = a->save_s;
+  s.x0_clip = a->x0_clip;
+  s.x0_threshold = a->x0_threshold;
   return s;
 }
 

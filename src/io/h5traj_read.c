@@ -888,7 +888,8 @@ static const known_attr params_known[] = {
   {"process", A_STR}, {"process_spec", A_STR}, {"rng", A_STR}, {"rng_kernel", A_STR},
   {"rtol", A_FLOAT}, {"save", A_STR}, {"schedule", A_STR}, {"seed", A_INT},
   {"solver", A_STR}, {"stepping", A_STR}, {"steps", A_INT}, {"t_end", A_FLOAT},
-  {"t_start", A_FLOAT}, {"threads", A_INT}, {NULL, A_STR},
+  {"t_start", A_FLOAT}, {"threads", A_INT}, {"x0_clip", A_STR}, {"x0_threshold", A_STR},
+  {NULL, A_STR},
 };
 
 static const known_attr stats_known[] = {

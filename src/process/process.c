@@ -1,8 +1,11 @@
 /* The continuous processes: drift and diffusion in one place (process.h). */
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/spec.h"
 #include "core/util.h"
 #include "process/process.h"
 
@@ -58,6 +61,212 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
 
 int csde_proc_uses_model(const csde_proc *pr) { return pr->P.process != CSDE_PROC_FORWARD_SDE; }
 
+/* ---- x0 post-processing: the specs (problem.h) ---- */
+
+#define X0_CLIP_FORMS "LO,HI (two finite numbers, LO < HI)"
+#define X0_THRESHOLD_FORMS "p=P[,max=M] (0 < P <= 1, M >= 1 or inf)"
+
+static int x0_fail(csde_err *err, const char *param, const char *fmt, const char *spec,
+                   const char *forms)
+{
+  csde_err_set(err, CSDE_EINVAL, fmt, spec, forms);
+  return csde_err_blame(err, param, CSDE_EINVAL);
+}
+
+/* The ranges of problem.h, for a parsed spec and for a problem a caller filled. */
+static int x0_check(const csde_x0_post *q, csde_err *err)
+{
+  char m[160];
+  switch (q->kind) {
+  case CSDE_X0_NONE:
+    return CSDE_SUCCESS;
+  case CSDE_X0_CLIP:
+    if (isfinite(q->lo) && isfinite(q->hi) && q->lo < q->hi) return CSDE_SUCCESS;
+    snprintf(m, sizeof m, "clip bounds %g, %g", q->lo, q->hi);
+    return x0_fail(err, CSDE_PARAM_X0_CLIP, "%s: expected %s", m, X0_CLIP_FORMS);
+  case CSDE_X0_THRESHOLD:
+    if (q->p > 0 && q->p <= 1 && q->max >= 1) return CSDE_SUCCESS;
+    snprintf(m, sizeof m, "threshold p %g, max %g", q->p, q->max);
+    return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "%s: expected %s", m, X0_THRESHOLD_FORMS);
+  }
+  csde_err_set(err, CSDE_EINVAL, "unknown x0 post-processing kind %d", (int)q->kind);
+  return csde_err_blame(err, CSDE_PARAM_X0_CLIP, CSDE_EINVAL);
+}
+
+/* A whole string as a number: finite, or (inf_ok) +inf written as inf or infinity. */
+static int x0_number(const char *s, int inf_ok, double *v)
+{
+  if (!csde_parse_double(s, v)) return 0;
+  char *end;
+  double d = s && *s ? strtod(s, &end) : 0;
+  if (!inf_ok || !s || !*s || end == s || d != INFINITY) return -1;
+  while (*end == ' ' || *end == '\t') end++;
+  if (*end) return -1;
+  *v = d;
+  return 0;
+}
+
+static int x0_parse_clip(const char *s, csde_x0_post *q, csde_err *err)
+{
+  const char *comma = strchr(s, ',');
+  char lo[128];
+  size_t nlo = comma ? (size_t)(comma - s) : 0;
+  if (!comma || strchr(comma + 1, ',') || nlo >= sizeof lo)
+    return x0_fail(err, CSDE_PARAM_X0_CLIP, "'%s': expected %s", s, X0_CLIP_FORMS);
+  memcpy(lo, s, nlo);
+  lo[nlo] = '\0';
+  if (x0_number(lo, 0, &q->lo) || x0_number(comma + 1, 0, &q->hi))
+    return x0_fail(err, CSDE_PARAM_X0_CLIP, "'%s': expected %s", s, X0_CLIP_FORMS);
+  if (!(q->lo < q->hi))
+    return x0_fail(err, CSDE_PARAM_X0_CLIP, "'%s': LO must be below HI (expected %s)", s,
+                   X0_CLIP_FORMS);
+  q->kind = CSDE_X0_CLIP;
+  return CSDE_SUCCESS;
+}
+
+static int x0_parse_threshold(const char *s, csde_x0_post *q, csde_err *err)
+{
+  char buf[256];
+  int have_p = 0, have_max = 0;
+  q->p = NAN;
+  q->max = INFINITY;
+  if (strlen(s) >= sizeof buf)
+    return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%.64s...': too long (expected %s)", s,
+                   X0_THRESHOLD_FORMS);
+  strcpy(buf, s);
+  for (char *tok = buf, *next; tok; tok = next) {
+    next = strchr(tok, ',');
+    if (next) *next++ = '\0';
+    char *eq = strchr(tok, '=');
+    if (eq) *eq = '\0';
+    int is_p = eq && !strcmp(tok, "p"), is_max = eq && !strcmp(tok, "max");
+    if (!is_p && !is_max)
+      return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%s': expected %s", s, X0_THRESHOLD_FORMS);
+    if ((is_p && have_p++) || (is_max && have_max++))
+      return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%s': a key given twice (expected %s)", s,
+                     X0_THRESHOLD_FORMS);
+    if (x0_number(eq + 1, is_max, is_p ? &q->p : &q->max))
+      return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%s': expected a number after '=' "
+                     "(expected %s)", s, X0_THRESHOLD_FORMS);
+  }
+  if (!have_p)
+    return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%s': p is missing (expected %s)", s,
+                   X0_THRESHOLD_FORMS);
+  if (!(q->p > 0 && q->p <= 1))
+    return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%s': p must be in (0, 1] (expected %s)", s,
+                   X0_THRESHOLD_FORMS);
+  if (!(q->max >= 1))
+    return x0_fail(err, CSDE_PARAM_X0_THRESHOLD, "'%s': max must be >= 1 (expected %s)", s,
+                   X0_THRESHOLD_FORMS);
+  q->kind = CSDE_X0_THRESHOLD;
+  return CSDE_SUCCESS;
+}
+
+int csde_x0_post_parse(const char *clip, const char *threshold, csde_x0_post *x0,
+                       csde_err *err)
+{
+  memset(x0, 0, sizeof *x0);
+  x0->kind = CSDE_X0_NONE;
+  int hc = clip && strcmp(clip, "none"), ht = threshold && strcmp(threshold, "none");
+  if (hc && ht) {
+    csde_err_set(err, CSDE_EINVAL, "clipping (%s) and thresholding (%s) of x0 exclude each "
+                 "other (give one)", clip, threshold);
+    return csde_err_blame(err, CSDE_PARAM_X0_THRESHOLD, CSDE_EINVAL);
+  }
+  int st = hc ? x0_parse_clip(clip, x0, err) : ht ? x0_parse_threshold(threshold, x0, err) : 0;
+  if (st) x0->kind = CSDE_X0_NONE;
+  return st;
+}
+
+/* v in its shortest form that reads back exactly ("1", "50", "0.995", "inf"): at least
+ * the integer digits, so that %g writes no exponent below 1e17. */
+static void x0_fmt(double v, char *b, size_t n)
+{
+  const double m = fabs(v);
+  int prec = m >= 1 && m < 1e17 ? (int)floor(log10(m)) + 1 : 1;
+  for (; prec <= 17; prec++) {
+    snprintf(b, n, "%.*g", prec, v);
+    if (strtod(b, NULL) == v) return;
+  }
+}
+
+void csde_x0_post_specs(const csde_x0_post *x0, char *clip, size_t clip_len, char *threshold,
+                        size_t threshold_len)
+{
+  char a[40], b[40];
+  if (clip) snprintf(clip, clip_len, "none");
+  if (threshold) snprintf(threshold, threshold_len, "none");
+  if (x0->kind == CSDE_X0_CLIP && clip) {
+    x0_fmt(x0->lo, a, sizeof a);
+    x0_fmt(x0->hi, b, sizeof b);
+    snprintf(clip, clip_len, "%s,%s", a, b);
+  }
+  if (x0->kind == CSDE_X0_THRESHOLD && threshold) {
+    x0_fmt(x0->p, a, sizeof a);
+    x0_fmt(x0->max, b, sizeof b);
+    snprintf(threshold, threshold_len, "p=%s,max=%s", a, b);
+  }
+}
+
+/* ---- x0 post-processing: the quantile ---- */
+
+/* v[left .. right] reordered so that v[k] is its (k - left)-th smallest, those before it
+ * <= it and those after >= it: Floyd and Rivest's SELECT (CACM 18(3), 1975, Algorithm
+ * 489), which first selects within a sample around k's expected rank to find a pivot close
+ * to v_(k), so one partition pass leaves little: about n + min(k, n - k) comparisons. v is
+ * finite. Deterministic (no random pivots). */
+static void select_k(double *v, long left, long right, long k)
+{
+  double t;
+#define X0_SWAP(a, b) (t = v[a], v[a] = v[b], v[b] = t)
+  while (right > left) {
+    if (right - left > 600) { /* recurse on a sample of about n^(2/3) values */
+      const double n = (double)(right - left + 1), i = (double)(k - left + 1), z = log(n);
+      const double s = 0.5 * exp(2 * z / 3);
+      const double sd = 0.5 * sqrt(z * s * (n - s) / n) * (i < n / 2 ? -1 : 1);
+      long nl = (long)((double)k - i * s / n + sd), nr = (long)((double)k + (n - i) * s / n + sd);
+      select_k(v, nl > left ? nl : left, nr < right ? nr : right, k);
+    }
+    const double piv = v[k];
+    long i = left, j = right;
+    X0_SWAP(left, k);
+    if (v[right] > piv) X0_SWAP(right, left);
+    while (i < j) {
+      X0_SWAP(i, j);
+      i++, j--;
+      while (v[i] < piv) i++;
+      while (v[j] > piv) j--;
+    }
+    if (v[left] == piv) X0_SWAP(left, j);
+    else {
+      j++;
+      X0_SWAP(j, right);
+    }
+    /* v[left .. j - 1] <= piv = v[j] <= v[j + 1 .. right] */
+    if (j <= k) left = j + 1;
+    if (k <= j) right = j - 1;
+  }
+#undef X0_SWAP
+}
+
+double csde_proc_quantile(double *v, size_t n, double p)
+{
+  /* numpy's 'linear': h = (n - 1) p, k = floor(h), g = h - k, between v_(k) and v_(k+1) */
+  const double h = (double)(n - 1) * p;
+  const long k = (long)floor(h);
+  const double g = h - (double)k;
+  select_k(v, 0, (long)n - 1, k);
+  const double a = v[k];
+  double b = a; /* v_(k+1): the least of v[k+1 ..] (k = n - 1: none, b = a) */
+  if ((size_t)k + 1 < n) {
+    b = v[k + 1];
+    for (size_t i = (size_t)k + 2; i < n; i++) b = fmin(b, v[i]);
+  }
+  /* numpy's _lerp: a + (b - a) g, or b - (b - a)(1 - g) when g >= 1/2 */
+  const double d = b - a;
+  return g >= 0.5 ? b - d * (1 - g) : a + d * g;
+}
+
 int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts, csde_err *err)
 {
   memset(pr, 0, sizeof *pr);
@@ -85,13 +294,26 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   if (csde_mul_size(P->batch, P->tau * P->D, &pr->n))
     return csde_err_blame(err, CSDE_PARAM_SIZE,
                           csde_err_set(err, CSDE_EINVAL, "state size overflows"));
+  int s0 = x0_check(&P->x0, err);
+  if (s0) return s0;
+  if (csde_proc_uses_model(pr) && P->x0.kind == CSDE_X0_THRESHOLD) {
+    /* one sample's |x0| per thread that takes a sample (schedule(static, 1)) */
+    size_t nt = (size_t)pr->threads < P->batch ? (size_t)pr->threads : P->batch;
+    pr->x0ws = csde_alloc(nt * P->tau * P->D, sizeof(double));
+    if (!pr->x0ws)
+      return csde_err_blame(err, CSDE_PARAM_SIZE,
+                            csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)",
+                                         nt * P->tau * P->D));
+  }
   if (csde_proc_uses_model(pr)) {
     int score = csde_model_output_of(P->model) == CSDE_OUT_SCORE;
     if (score || parts) { /* else the model writes straight into the caller's f */
       pr->out = csde_alloc(pr->n, sizeof(double));
-      if (!pr->out)
+      if (!pr->out) {
+        csde_proc_free(pr);
         return csde_err_blame(err, CSDE_PARAM_SIZE,
                               csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", pr->n));
+      }
     }
     if (score) {
       pr->cout = parts ? csde_alloc(pr->n, sizeof(double)) : NULL;
@@ -115,8 +337,9 @@ void csde_proc_free(csde_proc *pr)
   csde_cov_ws_free(pr->ws);
   csde_free(pr->out);
   csde_free(pr->cout);
+  csde_free(pr->x0ws);
   pr->ws = NULL;
-  pr->out = pr->cout = NULL;
+  pr->out = pr->cout = pr->x0ws = NULL;
 }
 
 double csde_proc_diffusion(const csde_proc *pr, double t)
@@ -142,6 +365,73 @@ static int nan_error_in(const csde_proc *pr, const double *buf, double t, size_t
 static int nan_error(const csde_proc *pr, double t, size_t step, csde_err *err)
 {
   return nan_error_in(pr, pr->raw, t, step, err);
+}
+
+/* ---- x0 post-processing: the change (problem.h) ---- */
+
+/* The model's answer src (of kind k, at abar and 1 - abar = omab, both > 0) at x, taken
+ * to x0 = px x + ps src, changed as pr->P.x0 says, and taken back, src = (qx x + q0 x0)
+ * / qd, at the entries it changed (in place). alpha = sqrt(abar), sigma = sqrt(omab):
+ *   score, C score (src = s):  x0 = (x + sigma^2 s) / alpha   s = (alpha x0 - x) / sigma^2
+ *   noise (src = delta):       x0 = (x - sigma delta) / alpha delta = (x - alpha x0) / sigma
+ *   x0:                        x0 = src                      src = x0
+ *   v:                         x0 = alpha x - sigma v        v = (alpha x - x0) / sigma
+ * (v: delta = sigma x + alpha v, MATH.md). An entry whose src is not finite is left for
+ * the caller's check to report; so is a sample of the thresholding with one. */
+static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab,
+                    const double *x, double *src)
+{
+  const csde_problem *P = &pr->P;
+  const double a = sqrt(abar), sg = sqrt(omab);
+  /* x0 = px x + ps src;  src = (qx x + q0 x0) / qd */
+  double px = 1 / a, ps = omab / a, qx = -1, q0 = a, qd = omab; /* score, C score */
+  if (k == CSDE_OUT_NOISE) px = 1 / a, ps = -sg / a, qx = 1, q0 = -a, qd = sg;
+  if (k == CSDE_OUT_X0) px = 0, ps = 1, qx = 0, q0 = 1, qd = 1;
+  if (k == CSDE_OUT_V) px = a, ps = -sg, qx = a, q0 = -1, qd = sg;
+  const int th = pr->threads;
+  (void)th;
+  /* branch-free selects, so that the passes vectorize (elementwise: the same bits) */
+  if (P->x0.kind == CSDE_X0_CLIP) { /* x0 <- min(max(x0, lo), hi) */
+    const double lo = P->x0.lo, hi = P->x0.hi;
+    const long n = (long)pr->n;
+#ifdef _OPENMP
+#pragma omp parallel for simd num_threads(th) schedule(static) if (th > 1)
+#else
+#pragma omp simd
+#endif
+    for (long i = 0; i < n; i++) {
+      const double x0 = px * x[i] + ps * src[i], c = x0 < lo ? lo : x0 > hi ? hi : x0;
+      const double back = (qx * x[i] + q0 * c) / qd;
+      src[i] = c != x0 && fabs(src[i]) <= DBL_MAX ? back : src[i];
+    }
+    return;
+  }
+  /* Imagen: s = min(max(q_p(|x0|), 1), max) per sample, x0 <- min(max(x0, -s), s) / s */
+  const long nb = (long)P->batch, per = (long)(P->tau * P->D);
+  const double p = P->x0.p, smax = P->x0.max;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static, 1) if (th > 1)
+#endif
+  for (long b = 0; b < nb; b++) {
+    double *w = pr->x0ws + (size_t)csde_thread_num() * (size_t)per, *sb = src + b * per;
+    const double *xb = x + b * per;
+    double chk = 0; /* sum of 0 src_i and 0 x0_i: 0, or NaN when one is not finite */
+#pragma omp simd reduction(+ : chk)
+    for (long i = 0; i < per; i++) {
+      const double x0 = px * xb[i] + ps * sb[i];
+      chk += 0.0 * sb[i] + 0.0 * x0;
+      w[i] = fabs(x0);
+    }
+    if (chk != 0) continue;
+    const double s = fmin(fmax(csde_proc_quantile(w, (size_t)per, p), 1.0), smax);
+    if (!(s < INFINITY)) continue;
+#pragma omp simd
+    for (long i = 0; i < per; i++) {
+      const double x0 = px * xb[i] + ps * sb[i], c = (x0 < -s ? -s : x0 > s ? s : x0) / s;
+      const double back = (qx * xb[i] + q0 * c) / qd;
+      sb[i] = c != x0 ? back : sb[i];
+    }
+  }
 }
 
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
@@ -171,12 +461,14 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
                         "model '%s' asked for a smaller step (code %d) at t = %.17g (step "
                         "%zu)%s%s", csde_model_name(P->model), rc, t, step, sep, pr->model_msg);
   /* model.h's conversions; 1 - abar = -expm1(-B(t)) */
+  const csde_model_output kind = csde_model_output_of(P->model);
+  double *ans = pr->raw; /* the answer src: the model's output, or C times it */
   *ax = 0, *as = 1, *src = pr->raw;
-  switch (csde_model_output_of(P->model)) {
+  switch (kind) {
   case CSDE_OUT_SCORE: { /* s = C out */
     int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, dst, err);
     if (s) return s;
-    *src = dst;
+    *src = ans = dst;
     break;
   }
   case CSDE_OUT_CSCORE:
@@ -193,6 +485,8 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
     *as = -sqrt(abar / omab);
     break;
   }
+  if (P->x0.kind != CSDE_X0_NONE && abar > 0 && omab > 0) /* sigma = 0: x0 = x, left */
+    x0_post(pr, kind, abar, omab, x, ans);
   return CSDE_SUCCESS;
 }
 

@@ -14,6 +14,7 @@ typedef struct {
                          otherwise the model writes into the caller's f */
   double *cout;       /* C out for SCORE models with `parts`, else NULL */
   double *raw;        /* where the model wrote last (for the NaN message) */
+  double *x0ws;       /* x0 thresholding: min(threads, batch) x tau D doubles, else NULL */
   int threads;
   char model_msg[CSDE_MSG_MAX / 2]; /* the reason a failing model call gave */
 } csde_proc;
@@ -73,6 +74,10 @@ void csde_proc_view(const csde_proc *pr, double t, double *alpha, double *sigma,
  * the noise covariance sigma^2 C), from one model call, checked; x0 must not be x. */
 int csde_proc_denoise(csde_proc *pr, double t, size_t step, const double *x, double *x0,
                       csde_err *err);
+
+/* The p-quantile of v[0 .. n-1] by linear interpolation (problem.h, CSDE_X0_THRESHOLD:
+ * numpy's default method), n >= 1; v is reordered. O(n) (Floyd-Rivest selection). */
+double csde_proc_quantile(double *v, size_t n, double p);
 
 /* 1 if the drift calls the model. */
 int csde_proc_uses_model(const csde_proc *pr);

@@ -260,6 +260,7 @@ typedef struct {
   const csde_cov *C;            /* may be NULL */
   const csde_model *model;      /* may be NULL */
   size_t batch, tau, D, extra;
+  int x0_threshold;             /* x0 thresholding: one sample's |x0| per thread */
 } mem_in;
 
 static size_t to_size(double b) { return b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b; }
@@ -297,6 +298,9 @@ static void mem_estimate(const mem_in *in, csde_run_memory *m)
   if (uses_model && in->model && csde_model_is_gaussian(in->model) &&
       !csde_model_gaussian_has_dense(in->model)) /* six tau x tau parts, made on first use */
     ws += 6.0 * 8.0 * (double)in->tau * (double)in->tau;
+  if (uses_model && in->x0_threshold) /* process.c's x0ws */
+    ws += 8.0 * (double)(in->threads < (int)in->batch ? (size_t)in->threads : in->batch) *
+          (double)in->tau * (double)in->D;
   m->states = to_size(states * S);
   m->noise = to_size(noise);
   m->workspaces = to_size(ws);
@@ -455,6 +459,9 @@ int csde_run_check_memory(const csde_run_settings *s, const csde_cov *C,
   in.capacity = capacity_bound(r.save_kind, r.every, r.ntimes, steps, in.adaptive);
   in.keep_saved = s->keep_saved;
   in.threads = s->threads > 0 ? s->threads : 1;
+  csde_x0_post x0;
+  in.x0_threshold = !csde_x0_post_parse(s->x0_clip, s->x0_threshold, &x0, &e) &&
+                    x0.kind == CSDE_X0_THRESHOLD;
   in.C = C;
   in.model = model;
   in.batch = batch;
@@ -507,10 +514,11 @@ static int copy_settings(csde_run *r, const csde_run_settings *s, const char *so
 {
   r->s = *s;
   const char **f[] = {&r->s.process, &r->s.solver, &r->s.grid, &r->s.noise, &r->s.save,
-                      &r->s.model_spec, &r->s.cov_method, &r->s.init, &r->s.command_line};
+                      &r->s.model_spec, &r->s.cov_method, &r->s.init, &r->s.command_line,
+                      &r->s.x0_clip, &r->s.x0_threshold};
   const char *dflt[] = {"reverse-sde", solver, "uniform", "stream", "final",
                         csde_model_name(r->P.model), csde_cov_method_name(csde_cov_method_of(r->P.C)),
-                        NULL, ""};
+                        NULL, "", NULL, NULL};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     const char *v = i == 1 ? solver : *f[i];
     r->str[i] = dup_or(v, dflt[i]);
@@ -595,6 +603,16 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   if ((st = set_span(r, s, err))) goto fail;
   if ((st = parse_save(r, r->s.save, err))) goto fail;
 
+  /* the model's x0 clipped or thresholded at every call (process.c) */
+  if ((st = csde_x0_post_parse(r->s.x0_clip, r->s.x0_threshold, &r->P.x0, err))) goto fail;
+  if (r->P.x0.kind != CSDE_X0_NONE && r->process == CSDE_RUN_FORWARD_SDE) {
+    st = csde_err_set(err, CSDE_EINVAL, "forward-sde never calls the model: its x0 is not "
+                                        "clipped or thresholded (give neither)");
+    csde_err_blame(err, r->P.x0.kind == CSDE_X0_CLIP ? CSDE_PARAM_X0_CLIP
+                                                     : CSDE_PARAM_X0_THRESHOLD, st);
+    goto fail;
+  }
+
   csde_noise_kind nk = CSDE_NOISE_STREAM;
   int known = !csde_noise_kind_lookup(r->s.noise, &nk);
   r->noise_path = nk == CSDE_NOISE_PATH;
@@ -641,7 +659,7 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
                  walk_depth(r->noise_path, r->adaptive, r->par.grid, r->par.steps),
                  capacity_bound(r->save_kind, r->every, r->ntimes, r->par.steps, r->adaptive),
                  s->keep_saved, r->par.threads, r->par.s_churn, r->par.eta, C, model, batch,
-                 r->tau, r->D, 0};
+                 r->tau, r->D, 0, r->P.x0.kind == CSDE_X0_THRESHOLD};
     mem_estimate(&in, &r->mem);
     if ((st = mem_check(&r->mem, s->max_memory, err))) goto fail;
   }

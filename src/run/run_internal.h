@@ -23,7 +23,7 @@ typedef struct {
 
 struct csde_run {
   csde_run_settings s;       /* resolved; its strings are the copies in str */
-  char *str[9];
+  char *str[11];
   csde_run_process process;
   double eta;                /* ddim */
   char solver_name[64];      /* the solver spec's bare name (par.solver) */

@@ -89,6 +89,10 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
                            err));
   u64 = CSDE_STREAM_INIT;
   PUT(csde_h5traj_attr_u64(w, g, "init_stream", &u64, 1, err));
+  char clip[96], thr[96]; /* the parsed specs, or "none" */
+  csde_x0_post_specs(&r->P.x0, clip, sizeof clip, thr, sizeof thr);
+  PUT(csde_h5traj_attr_str(w, g, "x0_clip", clip, err));
+  PUT(csde_h5traj_attr_str(w, g, "x0_threshold", thr, err));
   PUT(csde_h5traj_attr_str(w, g, "save", a->save, err));
   if (r->save_kind == CSDE_SAVE_TIMES) { /* a dataset: an attribute is limited to 64 KiB */
     size_t nt = r->ntimes;
