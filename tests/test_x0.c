@@ -105,8 +105,8 @@ static const struct {
 };
 
 /* The recorded hashes hold where the floating point gives the recording machine's bits
- * (x86-64, glibc 2.36, OpenBLAS 0.3.21 with its Prescott kernels: meson runs this test
- * with OPENBLAS_CORETYPE=Prescott): a canary of what the runs call (exp, expm1, log,
+ * (x86-64 with AVX-512, glibc 2.36, OpenBLAS 0.3.21; OPENBLAS_CORETYPE is left as the
+ * environment has it): a canary of what the runs call (exp, expm1, log,
  * log1p, sqrt, pow, the schedule, the normals of every rng kernel, the covariance's
  * products and solves, the gaussian model's BLAS calls) tells whether it does here. Where
  * it does not (another BLAS kernel, valgrind's emulated FMA), the off runs are checked
