@@ -40,7 +40,9 @@ import time
 import numpy as np
 
 LOSSES = ("eq3", "mse")
-SAMPLERS = ("reverse_sde", "pf_ode")
+# each net samples with the reverse SDE (Euler-Maruyama) and the PF-ODE (dopri5), plain and
+# with Imagen's dynamic thresholding of the x0 prediction (--threshold P; "+thr")
+SAMPLERS = ("reverse_sde", "pf_ode", "reverse_sde+thr", "pf_ode+thr")
 
 
 # ------------------------------------------------------------------------------ options
@@ -137,6 +139,12 @@ def parse_args(argv=None):
     ap.add_argument("--eps", type=positive_float, default=1e-3,
                     help="the smallest t, in training and where the samplers stop "
                          "(default 1e-3)")
+    ap.add_argument("--threshold", type=float, default=0.995,
+                    help="the percentile P of Imagen's dynamic thresholding for the '+thr' "
+                         "samplers (s = max(quantile_P |x0|, 1), x0 <- clip(x0, -s, s) / s; "
+                         "default 0.995; 0: sample without thresholding only)")
+    ap.add_argument("--gif-videos", type=positive_int, default=4,
+                    help="videos of the data and of each sampler in samples.gif (default 4)")
     ap.add_argument("--threads", type=positive_int, default=2,
                     help="torch threads (default 2)")
     ap.add_argument("--strip", type=positive_int, default=2,
@@ -157,6 +165,9 @@ def parse_args(argv=None):
         ap.error("--losses: expected a comma-separated list of distinct names from %s, got %r"
                  % (", ".join(LOSSES), args.losses))
     args.losses = losses
+    if not (args.threshold == 0 or 0 < args.threshold <= 1):
+        ap.error("--threshold: expected P in (0, 1], or 0 for none, got %r" % args.threshold)
+    args.samplers = [s for s in SAMPLERS if args.threshold or not s.endswith("+thr")]
     if args.seed < 0:
         ap.error("--seed: expected a non-negative integer, got %d" % args.seed)
     if args.frames < 3:
@@ -293,7 +304,7 @@ def combine(dirs):
             with h5py.File(path, "r") as f:
                 st = {name: dict(f["stats"][name].attrs) for name in
                       ["data"] + ["%s/%s" % (k, s) for k in f.attrs["losses"].split(",")
-                                  for s in SAMPLERS]}
+                                  for s in SAMPLERS if s in f["samples"]]}
                 tr = {k: {a: f["train"][k].attrs[a] for a in ("heldout_cinv", "heldout_mse")}
                       for k in f.attrs["losses"].split(",")}
                 for k in tr:
@@ -362,32 +373,9 @@ def main(argv=None):
     C = corrsde.Cov("ar1:rho=%r" % args.rho, frames=tau)
     S = corrsde.Schedule("vp-linear")
 
-    # noise and the eq. 3 loss: corrsde.torch if present, else the same maths here
-    try:
-        import corrsde.torch as ct
-        noise_like, eq3_loss, TorchModel = ct.noise_like, ct.eq3_loss, ct.TorchModel
-        helpers = "corrsde.torch"
-    except (ImportError, AttributeError):
-        chol = torch.linalg.cholesky(torch.as_tensor(C.matrix, dtype=torch.float32))
-
-        def noise_like(x, cov, generator=None):
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-            return torch.matmul(chol, z.reshape(x.shape[0], tau, -1)).reshape(x.shape)
-
-        def eq3_loss(pred, delta, cov, weight="none", reduction="none"):
-            r = (delta - pred).reshape(delta.shape[0], tau, -1)
-            return (r * torch.cholesky_solve(r, chol)).sum((1, 2))
-
-        class TorchModel:
-            def __init__(self, module, output="noise"):
-                self.module, self.output = module, output
-
-            def __call__(self, t, x, ctx):
-                with torch.no_grad():
-                    xt = torch.as_tensor(np.array(x), dtype=torch.float32)
-                    out = self.module(xt, torch.full((x.shape[0],), float(t)))
-                return out.double().numpy()
-        helpers = "local (corrsde.torch missing)"
+    # the training helpers: correlated noise, q_sample, the time sampler, the eq. 3 loss
+    import corrsde.torch as ct
+    helpers = "corrsde.torch"
 
     # --------------------------------------------------------------- the net
     class Block(nn.Module):
@@ -452,14 +440,16 @@ def main(argv=None):
     wnorm = elbo_norm() if args.time_weight == "elbo" else None
 
     def per_video_loss(kind, pred, delta):
+        """Per video: sum over pixels of r^T C^-1 r (eq. 3) or of |r|^2 (MSE), r = delta -
+        pred."""
         if kind == "eq3":
-            return eq3_loss(pred, delta, C, weight="none", reduction="none")
+            return ct.eq3_loss(pred, delta, C, weight="none", reduction="none")
         return ((pred - delta) ** 2).sum((1, 2, 3))
 
     def noisy(x0, t, gen):
-        delta = noise_like(x0, C, generator=gen)
-        abar = torch.as_tensor(S.abar(t.double().numpy()), dtype=x0.dtype)[:, None, None, None]
-        return abar.sqrt() * x0 + (1 - abar).sqrt() * delta, delta
+        """x_t = sqrt(abar) x0 + sqrt(1 - abar) delta, delta ~ N(0, C) (ct.add_noise)."""
+        delta = ct.noise_like(x0, C, generator=gen)
+        return ct.add_noise(x0, delta, t, S), delta
 
     # held-out denoising set: fixed (x0, t, delta), t stratified over [eps, 1]
     n_val = 256 if not args.quick else 16
@@ -519,7 +509,7 @@ def main(argv=None):
         net.train()
         for step in range(args.steps):
             x0 = torch.from_numpy(make_videos(drng, args.batch, tau, size))
-            t = args.eps + (1 - args.eps) * torch.rand(args.batch, generator=gen)
+            t = ct.sample_t(args.batch, S, eps=args.eps, generator=gen)
             xt, delta = noisy(x0, t, gen)
             per = per_video_loss(kind, net(xt, t), delta) / (tau * size * size)
             if wnorm is not None:
@@ -549,14 +539,16 @@ def main(argv=None):
         with Atomic(os.path.join(args.out_dir, "model_%s.pt" % kind)) as tmp:
             torch.save(net.state_dict(), tmp)
 
-        model = TorchModel(net, output="noise")
+        model = ct.TorchModel(net, output="noise")
         res = {"nparam": nparam, "train_seconds": train_s, "curve": curve, "val": val}
-        for sampler in SAMPLERS:
+        for sampler in args.samplers:
             t1 = time.time()
             common = dict(cov=C, schedule=S, batch=args.samples, frame_shape=(size, size),
                           seed=args.seed + 7, output="noise", t_end=args.eps)
+            if sampler.endswith("+thr"):
+                common["x0_threshold"] = {"p": args.threshold}
             try:
-                if sampler == "reverse_sde":
+                if sampler.startswith("reverse_sde"):
                     r = corrsde.solve(model, process="reverse-sde", solver="em",
                                       steps=args.sde_steps, **common)
                 else:
@@ -565,7 +557,7 @@ def main(argv=None):
             except corrsde.Error as e:
                 sys.exit("train_denoiser: %s %s: corrsde.solve failed: %s%s"
                          % (kind, sampler, e, " (raise --max-nfe or --rtol)"
-                            if sampler == "pf_ode" else ""))
+                            if sampler.startswith("pf_ode") else ""))
             x = np.asarray(r.x, dtype=np.float64)
             if not np.all(np.isfinite(x)):
                 sys.exit("train_denoiser: %s %s produced non-finite samples" % (kind, sampler))
@@ -594,7 +586,7 @@ def main(argv=None):
              "| AR(1) noise prior, exact | | %.3f | %.3f | 0 | 1 | | |"
              % (args.rho, args.rho ** 2)]
     for kind in args.losses:
-        for sampler in SAMPLERS:
+        for sampler in args.samplers:
             s = results[kind][sampler]
             lines.append("| %s, %s (%d) | %d | %s |"
                          % (kind, sampler.replace("_", "-"), args.samples, s["nfe"],
@@ -610,13 +602,15 @@ def main(argv=None):
     total = time.time() - t_start
     note = ("tau %d, %dx%d, ar1:rho=%g, vp-linear, t ~ U(%g, 1), time weight %s; %d steps x "
             "batch %d per loss, seed %d; reverse SDE: em %d steps; PF-ODE: dopri5 rtol %g; "
+            "+thr: x0 thresholded (Imagen, p = %g); "
             "± is the bootstrap standard error over videos (%d resamples); Δ columns: mean "
             "over frames of |samples - data|, per frame; held-out losses per element on %d "
             "fixed (x0, t, delta), t stratified over [eps, 1]; rel. error of a mode: "
             "E (u . error)^2 / lambda for the eigenvector u of C with the smallest (roughest) "
             "and largest (smoothest) eigenvalue lambda, 1 = no better than 0; total %.0f s"
             % (tau, size, size, args.rho, args.eps, args.time_weight, args.steps, args.batch,
-               args.seed, args.sde_steps, args.rtol, args.bootstrap, n_val, total))
+               args.seed, args.sde_steps, args.rtol, args.threshold, args.bootstrap, n_val,
+               total))
     table = "\n".join(lines) + "\n\n" + note + "\n"
     print()
     print(table, flush=True)
@@ -637,19 +631,22 @@ def main(argv=None):
             f.attrs["seconds"] = total
             d = f.create_dataset("data", data=data, compression="gzip")
             d.attrs["axes"] = "video, frame, y, x"
-            for sampler in SAMPLERS:
+            for sampler in args.samplers:
                 d = f.create_dataset("samples/" + sampler, compression="gzip",
                                      data=np.stack([results[k][sampler]["x"]
                                                     for k in args.losses]))
                 d.attrs["axes"] = "loss, video, frame, y, x"
                 d.attrs["losses"] = ",".join(args.losses)
                 d.attrs["nfe"] = [results[k][sampler]["nfe"] for k in args.losses]
-                d.attrs["solver"] = ("em, %d steps" % args.sde_steps if sampler == "reverse_sde"
+                d.attrs["solver"] = ("em, %d steps" % args.sde_steps
+                                     if sampler.startswith("reverse_sde")
                                      else "dopri5, rtol %g" % args.rtol)
+                d.attrs["x0_threshold"] = ("p=%g" % args.threshold if sampler.endswith("+thr")
+                                           else "none")
             for name, st, sm, se in ([("data", ref, ref_sum, ref_se)]
                                      + [("%s/%s" % (k, s), results[k][s]["stats"],
                                          results[k][s]["summary"], results[k][s]["se"])
-                                        for k in args.losses for s in SAMPLERS]):
+                                        for k in args.losses for s in args.samplers]):
                 g = f.create_group("stats/" + name)
                 g["frame_mean"], g["frame_std"] = st["frame_mean"], st["frame_std"]
                 for k, v in sm.items():
@@ -674,7 +671,7 @@ def main(argv=None):
     k = min(args.strip, args.samples, args.n_data)
     rows = [("data %d" % j, data[j]) for j in range(k)]
     for kind in args.losses:
-        for sampler in SAMPLERS:
+        for sampler in args.samplers:
             rows += [("%s %s %d" % (kind, sampler.replace("_", "-"), j),
                       results[kind][sampler]["x"][j]) for j in range(k)]
     fig, axes = plt.subplots(len(rows), tau, figsize=(0.9 * tau + 1.6, 0.9 * len(rows) + 0.4),
@@ -696,7 +693,28 @@ def main(argv=None):
     with Atomic(os.path.join(args.out_dir, "table.md")) as tmp:
         with open(tmp, "w") as f:
             f.write(table)
-    print("wrote %s/{samples.h5, frames.png, table.md, model_*.pt} in %.0f s"
+    # samples.gif: the videos play, data and the first loss's samples side by side, on the
+    # data's fixed grey scale [-1, 1] (experiments/plot_frames.py draws it)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import plot_frames
+    import types
+    g = min(args.gif_videos, args.samples, args.n_data)
+    kind = args.losses[0]
+    vids = [data[j] for j in range(g)]
+    labels = ["data %d" % j for j in range(g)]
+    for sampler in args.samplers:
+        vids += [results[kind][sampler]["x"][j] for j in range(g)]
+        labels += ["%s %s" % (kind, sampler.replace("_", "-"))] * g
+    opts = types.SimpleNamespace(channel=None, cmap="gray", dpi=60, fps=3.0)
+    with Atomic(os.path.join(args.out_dir, "samples.gif")) as tmp:
+        os.replace(tmp, tmp + ".gif")  # the writer picks the format by the extension
+        try:
+            plot_frames.draw_animation(vids, labels, -1.0, 1.0, opts,
+                                       "data and %s samples, grey scale -1..1" % kind,
+                                       tmp + ".gif", "pillow")
+        finally:
+            os.replace(tmp + ".gif", tmp)
+    print("wrote %s/{samples.h5, frames.png, samples.gif, table.md, model_*.pt} in %.0f s"
           % (args.out_dir, time.time() - t_start), flush=True)
     return 0
 
