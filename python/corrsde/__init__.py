@@ -233,6 +233,11 @@ class Context:
         self.cov, self.schedule, self.output, self.process = cov, schedule, output, process
 
     @property
+    def D(self):
+        """Pixels per frame: the product of frame_shape."""
+        return math.prod(self.frame_shape)
+
+    @property
     def abar(self):
         return self.schedule.abar(self.t)
 
@@ -251,7 +256,7 @@ class Context:
         return self.schedule.index(self.t) if self.schedule.nsteps else None
 
     def __repr__(self):
-        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%d)"
+        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%r)"
                 % (self.t, self.step, self.tau, self.frame_shape, self.batch))
 
 

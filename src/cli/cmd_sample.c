@@ -704,7 +704,9 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   }
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
-  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model))) return rc;
+  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
+                           a->batch, csde_run_process_name(a->process), &r->model)))
+    return rc;
   /* every process but forward-sde asks for the score: build its dense parts now, so that
    * a clip too long for them is refused here, with its size, not mid-solve */
   if (a->process != CSDE_RUN_FORWARD_SDE && (rc = cli_model_prepare_score(CMD, &r->model)))
