@@ -16,6 +16,8 @@ typedef struct {
   double *raw;        /* where the model wrote last (for the NaN message) */
   int threads;
   char model_msg[CSDE_MSG_MAX / 2]; /* the reason a failing model call gave */
+  int answered;       /* the first model answer has been checked (answer_check) */
+  char warning[CSDE_MSG_MAX]; /* what that check found: "" or one line */
 } csde_proc;
 
 /* parts = 1: csde_proc_drift_parts will be used (it needs the output kept apart). */
@@ -76,5 +78,10 @@ int csde_proc_denoise(csde_proc *pr, double t, size_t step, const double *x, dou
 
 /* 1 if the drift calls the model. */
 int csde_proc_uses_model(const csde_proc *pr);
+
+/* The check of the model's first answer against its declared kind (process.c,
+ * answer_check), made at that call: "" when it looks right or cannot be judged, else a
+ * warning naming the kind it looks like. */
+const char *csde_proc_warning(const csde_proc *pr);
 
 #endif

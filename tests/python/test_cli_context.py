@@ -46,7 +46,7 @@ def make(ctx, args):
             rec["calls"].append(f)
             with open(path, "w") as fh:
                 json.dump(rec, fh)
-        return -np.sqrt(1 - c.abar) * x          # the noise answer of N(0, C) data
+        return np.sqrt(1 - c.abar) * x           # the noise answer of N(0, C) data
     model.output = "noise"
     return model
 '''
