@@ -7,7 +7,10 @@
 #   4. a build at warning_level=3 with -Werror (./build-werror; build only);
 #   5. the libFuzzer harnesses (tests/fuzz/run.sh in ./build-fuzz: every seed and saved
 #      crash input once, then each harness for CSDE_FUZZ_SECONDS, default 30; skipped
-#      without clang).
+#      without clang);
+#   6. the install (scripts/check_install.sh: `meson install -C build` into the prefix,
+#      then the package, the program's python: models and a pkg-config C program checked
+#      from outside the source tree; removed afterwards; needs root, skipped otherwise).
 # Each step prints its time. Ends with one line "tests: N passed, N failed" (every test
 # of every step; a build that fails counts as one failure); exit status 1 on any failure.
 set -uo pipefail
@@ -76,6 +79,17 @@ bash tests/fuzz/run.sh 2>&1 | tee "$fuzz_log"
 fuzz_out=$(tail -1 "$fuzz_log")
 rm -f "$fuzz_log"
 if [[ $fuzz_out =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+  pass=$((pass + BASH_REMATCH[1])) fail=$((fail + BASH_REMATCH[2]))
+  [ "${BASH_REMATCH[2]}" = 0 ] || rc=1
+else
+  rc=1 fail=$((fail + 1))
+fi
+step "install (build, meson install into the prefix)"
+inst_log=$(mktemp)
+bash scripts/check_install.sh 2>&1 | tee "$inst_log"
+inst_out=$(tail -1 "$inst_log")
+rm -f "$inst_log"
+if [[ $inst_out =~ ^install:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
   pass=$((pass + BASH_REMATCH[1])) fail=$((fail + BASH_REMATCH[2]))
   [ "${BASH_REMATCH[2]}" = 0 ] || rc=1
 else

@@ -6,7 +6,8 @@
  * rank=R (tests/test_mpi.sh): fail only in the MPI process of that rank (Open MPI's
  * OMPI_COMM_WORLD_RANK), elsewhere never. raise=S,raise_at=K: raise signal S on the K-th
  * call (then answer as usual); exit_at=K: call exit(0) on the K-th call (a model that
- * ends the process). */
+ * ends the process). echo_run=1: init fails with what it was told of the run (plugin.h's
+ * ABI 3 csde_plugin_run), for tests/test_model.c. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 typedef struct {
   double value, big;
-  long fail, big_at, calls, ctx, sig, raise_at, exit_at;
+  long fail, big_at, calls, ctx, sig, raise_at, exit_at, echo_run;
   int only_elsewhere; /* rank=R given and this is not rank R: never fail */
   size_t n; /* values per sample: tau * D */
 } faulty;
@@ -66,6 +67,7 @@ static int parse(const char *args, faulty *f, char *msg, size_t len)
     else if (!strcmp(kv, "raise")) f->sig = (long)v;
     else if (!strcmp(kv, "raise_at")) f->raise_at = (long)v;
     else if (!strcmp(kv, "exit_at")) f->exit_at = (long)v;
+    else if (!strcmp(kv, "echo_run")) f->echo_run = (long)v;
     else if (!strcmp(kv, "rank")) {
       const char *r = getenv("OMPI_COMM_WORLD_RANK");
       if (!r || atol(r) != (long)v) f->only_elsewhere = 1;
@@ -74,7 +76,7 @@ static int parse(const char *args, faulty *f, char *msg, size_t len)
   if (f->only_elsewhere) f->fail = 0;
   if (bad)
     snprintf(msg, len, "plugin_faulty: bad ARGS '%s' (value=V,fail=K,big=B,big_at=K,ctx=1,rank=R,"
-             "raise=S,raise_at=K,exit_at=K)",
+             "raise=S,raise_at=K,exit_at=K,echo_run=1)",
              args);
   free(copy);
   return bad;
@@ -86,6 +88,20 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   if (!f) return 1;
   f->n = info->tau * info->D;
   if (parse(info->args, f, info->errmsg, info->errlen)) {
+    free(f);
+    return 1;
+  }
+  if (f->echo_run) { /* "abi 3, tau 4, D 6, shape 3x2, rank 2, batch 5, C set, ..." */
+    const csde_plugin_run *r = info->abi >= 3 ? info->run : NULL;
+    int k = snprintf(info->errmsg, info->errlen, "abi %d, tau %zu, D %zu", info->abi,
+                     info->tau, info->D);
+    for (size_t i = 0; r && i < r->rank && k > 0 && (size_t)k < info->errlen; i++)
+      k += snprintf(info->errmsg + k, info->errlen - (size_t)k, "%s%zu", i ? "x" : ", shape ",
+                    r->frame_shape[i]);
+    if (r && k > 0 && (size_t)k < info->errlen)
+      snprintf(info->errmsg + k, info->errlen - (size_t)k, ", rank %zu, batch %zu, C %s, "
+               "sched %s, process %s", r->rank, r->batch, r->C ? "set" : "NULL",
+               r->sched ? "set" : "NULL", r->process ? r->process : "NULL");
     free(f);
     return 1;
   }

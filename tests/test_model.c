@@ -963,6 +963,55 @@ static void test_plugin(void)
   st = csde_model_plugin_load(&M, path, "", 0, D, &err);
   ok_status(st, CSDE_EINVAL, err.msg, "tau = 0", "tau = 0 refused before loading");
   ok(M == NULL, "failed loads leave *out NULL");
+
+  /* ABI 3: the run a plugin is told (csde_model_plugin_load_run); D = the shape's product */
+  csde_plugin_run run = {2, {1, 3}, 5, NULL, NULL, "pf-ode"};
+  st = csde_model_plugin_load_run(&M, path, "", tau, &run, &err);
+  size_t rt = 0, rD = 0;
+  double e1 = 0;
+  if (!st) {
+    csde_model_dims(M, &rt, &rD);
+    csde_model_call(M, 0.9, 1, x, y);
+    for (size_t i = 0; i < tau; i++)
+      for (size_t p = 0; p < D; p++)
+        e1 = fmax(e1, fabs(y[i * D + p] - mlp_ref(tau, D, 16, 1, 0.9, x, i, p)));
+  }
+  ok(st == 0 && rt == tau && rD == D && e1 <= 1e-13,
+     "load_run with frame shape 1x3: D = 3, the same model (|diff| %.3g)%s%s", e1, WHY(st, err));
+  csde_model_free(M);
+  M = NULL;
+  const size_t bad_rank[] = {0, CSDE_PLUGIN_MAX_RANK + 1};
+  for (int i = 0; i < 2; i++) {
+    csde_plugin_run r = {bad_rank[i], {3}, 0, NULL, NULL, NULL};
+    st = csde_model_plugin_load_run(&M, path, "", tau, &r, &err);
+    char what[64];
+    snprintf(what, sizeof what, "load_run refuses %zu frame axes", bad_rank[i]);
+    ok_status(st, CSDE_EINVAL, err.msg, "frame axes (expected 1 to 6)", what);
+  }
+  csde_plugin_run zero = {2, {3, 0}, 0, NULL, NULL, NULL};
+  st = csde_model_plugin_load_run(&M, path, "", tau, &zero, &err);
+  ok_status(st, CSDE_EINVAL, err.msg, "D = 0", "load_run refuses a zero size");
+  st = csde_model_plugin_load_run(&M, path, "", tau, NULL, &err);
+  ok_status(st, CSDE_EINVAL, err.msg, "run is NULL", "load_run refuses a NULL run");
+  const char *faulty = getenv("CSDE_PLUGIN_FAULTY");
+  csde_cov *C = NULL;
+  csde_schedule *sc = NULL;
+  if (faulty && !csde_cov_alloc(&C, "ar1:rho=0.5", tau, NULL, &err) &&
+      !csde_schedule_alloc(&sc, "cosine", &err)) {
+    csde_plugin_run told = {2, {3, 2}, 5, C, sc, "reverse-sde"};
+    st = csde_model_plugin_load_run(&M, faulty, "echo_run=1", tau, &told, &err);
+    ok_status(st, CSDE_EINVAL, err.msg,
+              "abi 3, tau 4, D 6, shape 3x2, rank 2, batch 5, C set, sched set, process "
+              "reverse-sde", "a plugin is told the shape, batch, C, schedule and process");
+    st = csde_model_plugin_load(&M, faulty, "echo_run=1", tau, 6, &err);
+    ok_status(st, CSDE_EINVAL, err.msg,
+              "abi 3, tau 4, D 6, shape 6, rank 1, batch 0, C NULL, sched NULL, process NULL",
+              "csde_model_plugin_load tells one axis of D and nothing else");
+  } else {
+    ok(0, "CSDE_PLUGIN_FAULTY is not set or the covariance/schedule failed (%s)", err.msg);
+  }
+  csde_cov_free(C);
+  csde_schedule_free(sc);
 }
 
 /* ---- HDF5 ---- */

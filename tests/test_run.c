@@ -234,7 +234,7 @@ static void blow_up(void)
     csde_err_clear(&err);
     rc[i] = csde_run_alloc(&r, &s, C, stiff, M, 2, 1, shape, &err);
     for (int j = 0; j < 24; j++) x[j] = 0.5 * sin(j); /* data: max |x| < 1 */
-    csde_run_hooks h = {count_saves, NULL, &saves[i]};
+    csde_run_hooks h = {count_saves, NULL, &saves[i], NULL};
     if (!rc[i]) rc[i] = csde_run_exec(r, x, NULL, &h, &st, &err);
     snprintf(msg[i], sizeof msg[i], "%s", err.msg);
     param[i] = err.param;
@@ -390,7 +390,7 @@ static int run_with(const csde_run_settings *s, record *rec, double *x, csde_sol
   csde_err err;
   int rc = csde_run_alloc(&r, s, C, S, M, 2, 1, shape, &err);
   if (!rc) rc = csde_run_prior(r, x, &err);
-  csde_run_hooks h = {on_save, on_step, rec};
+  csde_run_hooks h = {on_save, on_step, rec, NULL};
   if (!rc) rc = csde_run_exec(r, x, NULL, &h, st, &err);
   if (rc) printf("# run: %s\n", err.msg);
   if (keep)
@@ -547,6 +547,103 @@ static void trajectory_writer(void)
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+/* ---- the check of the model's first answer (csde_run_warning) ---- */
+
+/* delta_hat = sqrt(1 - abar) x: the noise answer of N(0, C) data (x ~ N(0, C) at any t) */
+static int noise_answer(const csde_model_ctx *c, const double *x, double *out, void *user)
+{
+  (void)user;
+  size_t n = c->batch * c->tau * c->D;
+  for (size_t i = 0; i < n; i++) out[i] = sqrt(1 - c->abar) * x[i];
+  return 0;
+}
+
+typedef struct {
+  int calls;
+  char msg[CSDE_MSG_MAX];
+} warn_rec;
+
+static int on_warn(const char *msg, void *user)
+{
+  warn_rec *w = user;
+  w->calls++;
+  snprintf(w->msg, sizeof w->msg, "%s", msg);
+  return 0;
+}
+
+static int count_step(size_t step, double t, size_t saved, int final, void *user)
+{
+  (void)step, (void)t, (void)saved, (void)final, (void)user;
+  return 0;
+}
+
+/* /stats warnings of a file ("?" if unreadable). */
+static void stats_warnings(const char *path, char *buf, size_t len)
+{
+  snprintf(buf, len, "?");
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t a = f >= 0 ? H5Aopen_by_name(f, "/stats", "warnings", H5P_DEFAULT, H5P_DEFAULT) : -1;
+  hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+  char *v = NULL;
+  if (t >= 0 && H5Tis_variable_str(t) > 0 && H5Aread(a, t, &v) >= 0 && v) {
+    snprintf(buf, len, "%s", v);
+    H5free_memory(v);
+  }
+  if (t >= 0) H5Tclose(t);
+  if (a >= 0) H5Aclose(a);
+  if (f >= 0) H5Fclose(f);
+}
+
+static void first_answer(void)
+{
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  const csde_model_output declared[2] = {CSDE_OUT_SCORE, CSDE_OUT_NOISE};
+  for (int k = 0; k < 2; k++) {
+    csde_model *Mn = NULL;
+    csde_run *r = NULL;
+    csde_traj *w = NULL;
+    csde_err err;
+    csde_err_clear(&err);
+    size_t shape[2] = {2, 3}, batch = 4; /* B D tr C / lambda_max(C) > 16: judged */
+    double x[4 * 4 * 6];
+    char path[128], got[CSDE_MSG_MAX];
+    snprintf(path, sizeof path, "%s/warn%d.h5", tmpdir, k);
+    csde_run_settings s = csde_run_default_settings();
+    s.steps = 20;
+    s.seed = 3;
+    csde_traj_options o = {0, 0, 0, NULL};
+    warn_rec wr = {0, ""};
+    csde_run_hooks h = {NULL, count_step, &wr, on_warn};
+    csde_solve_stats st;
+    int rc = csde_model_alloc_ctx(&Mn, "noisy", noise_answer, declared[k], NULL, NULL, &err);
+    if (!rc) rc = csde_run_alloc(&r, &s, C, S, Mn, batch, 2, shape, &err);
+    if (!rc) rc = csde_run_prior(r, x, &err);
+    if (!rc) rc = csde_traj_create(&w, path, r, &o, &err);
+    ok(rc == 0 && !*csde_run_warning(r), "no warning before the run%s%s", rc ? ": " : "",
+       rc ? err.msg : "");
+    if (!rc) rc = csde_run_exec(r, x, w, &h, &st, &err);
+    char status[CSDE_MSG_MAX + 64];
+    csde_run_status(rc, &st, &err, NULL, status, sizeof status);
+    if (w) csde_traj_close(w, &st, status, &err);
+    stats_warnings(path, got, sizeof got);
+    const char *msg = r ? csde_run_warning(r) : "";
+    if (k == 0) {
+      ok(strstr(msg, "model 'noisy' declares its answer score") &&
+             strstr(msg, "it looks like noise"),
+         "a noise answer declared a score: the warning names noise ('%s')", msg);
+      ok(wr.calls == 1 && !strcmp(wr.msg, msg), "the warn hook gets it once (%d calls)",
+         wr.calls);
+      ok(!strcmp(got, msg), "/stats warnings records it");
+    } else {
+      ok(!*msg && wr.calls == 0, "the same answer declared noise: no warning ('%s')", msg);
+      ok(!strcmp(got, ""), "/stats warnings is '' (got '%s')", got);
+    }
+    csde_run_free(r);
+    csde_model_free(Mn);
+    unlink(path);
+  }
+}
+
 int main(void)
 {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/csde_test_run_XXXXXX");
@@ -568,6 +665,7 @@ int main(void)
   memory();
   save_plans();
   trajectory_writer();
+  first_answer();
   csde_model_free(M);
   csde_schedule_free(S);
   csde_schedule_free(Sd);

@@ -29,8 +29,24 @@ extern "C" {
 #endif
 
 /* 2: csde_plugin.fn_ctx (the model's context). A plugin built for ABI 1 leaves it NULL
- * (corrsde zeroes the struct before init) and keeps working. */
-#define CSDE_PLUGIN_ABI 2
+ * (corrsde zeroes the struct before init) and keeps working.
+ * 3: csde_plugin_info.run (the frame shape, the batch, the run's objects and process).
+ * A plugin reads it only when info->abi >= 3; one built for ABI 2 never sees it. */
+#define CSDE_PLUGIN_ABI 3
+
+#define CSDE_PLUGIN_MAX_RANK 6 /* frame axes at most */
+
+/* What the plugin is told of the run it serves (ABI 3). Borrowed for the init call; C
+ * and sched outlive the model. A field the loader does not know is 0 or NULL. */
+typedef struct {
+  size_t rank;                              /* frame axes, 1..CSDE_PLUGIN_MAX_RANK */
+  size_t frame_shape[CSDE_PLUGIN_MAX_RANK]; /* their sizes: D = their product */
+  size_t batch;                             /* samples per call at most (0: not known) */
+  const csde_cov *C;                        /* the run's covariance (NULL: not known) */
+  const csde_schedule *sched;               /* the run's schedule (NULL: not known) */
+  const char *process;                      /* "reverse-sde", "pf-ode", "ddim", ...
+                                               (csde_run_process_name; NULL: not known) */
+} csde_plugin_run;
 
 typedef struct {
   int abi;            /* CSDE_PLUGIN_ABI of the corrsde that loads the plugin */
@@ -38,6 +54,8 @@ typedef struct {
   const char *args;   /* the text after the library path's ':' ("" if none) */
   char *errmsg;       /* where to write a failure reason */
   size_t errlen;
+  const csde_plugin_run *run; /* ABI 3: never NULL (rank 1 of D when the loader was
+                                 given no shape) */
 } csde_plugin_info;
 
 typedef struct {
@@ -50,6 +68,13 @@ typedef struct {
 } csde_plugin;
 
 typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *out);
+
+/* csde_model_plugin_load (model.h) that tells the plugin the run (info->run, copied):
+ * the model's D is the product of run->frame_shape. Errors as csde_model_plugin_load's,
+ * and CSDE_EINVAL for a NULL run, a rank outside 1..CSDE_PLUGIN_MAX_RANK or a zero size
+ * (csde_model_plugin_load itself tells rank 1 of D and nothing else). */
+CSDE_API int csde_model_plugin_load_run(csde_model **out, const char *path, const char *args,
+                                        size_t tau, const csde_plugin_run *run, csde_err *err);
 
 /* The entry point a plugin defines (corrsde itself does not): declared here so that the
  * compiler checks a plugin's definition against it. */

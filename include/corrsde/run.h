@@ -201,6 +201,10 @@ typedef struct {
   /* after every step (progress, interrupts); final is 1 at the last; non-zero stops */
   int (*step)(size_t step, double t, size_t saved, int final, void *user);
   void *user;
+  /* once, when the check of the model's first answer has something to say
+   * (csde_run_warning): after the step that made the call, or at the end of a run that
+   * failed first; non-zero stops the run like a step hook. May be NULL. */
+  int (*warn)(const char *msg, void *user);
 } csde_run_hooks;
 
 /* Solve from x (the start states; the final ones on return), saving to w (may be NULL)
@@ -226,6 +230,11 @@ typedef struct {
 #define CSDE_RUN_HBETA_MAX 2.0
 CSDE_API int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                            csde_solve_stats *st, csde_err *err);
+/* The check of the model's first answer against its declared kind (csde_solver_warning):
+ * "" or one line, from the first model call of csde_run_exec on. csde_run_exec also
+ * records it in the trajectory file's /stats attribute `warnings` ("" when none) and
+ * hands it to the warn hook. */
+CSDE_API const char *csde_run_warning(const csde_run *r);
 
 /* A progress line on stderr, for a step hook: "step k/N  t = ... [####....] 40%  ETA
  * 3s  saved 2", redrawn in place on a terminal (at most every 0.1 s), a line per

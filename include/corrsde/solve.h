@@ -112,6 +112,14 @@ CSDE_API int csde_solver_run(csde_solver *S, double *x, csde_solve_stats *stats,
 CSDE_API void csde_solver_set_seed(csde_solver *S, uint64_t seed, size_t first_sample);
 /* The grid in use (fixed-step solves): N + 1 times. */
 CSDE_API const double *csde_solver_grid(const csde_solver *S, size_t *nsteps);
+/* The check of the model's first answer against its declared kind, made at the solver's
+ * first model call: "" when it looks right (or cannot be judged: the call is not mostly
+ * noise, or too few values), else one line naming the kind it looks like ("model 'm'
+ * declares its answer score, but ... it looks like noise (...)"). The criterion: the
+ * noise prediction the answer implies, delta_hat = -sqrt(1 - abar) C grad log p, has
+ * E <x, delta_hat> = sqrt(1 - abar) n mean C_ii for any data law (Stein's identity), and
+ * their ratio must be within [0.1, 10]; src/process/process.c (answer_check) derives it. */
+CSDE_API const char *csde_solver_warning(const csde_solver *S);
 
 /* ---- discrete samplers (MATH.md, discrete model) ----
  * The model's answer is converted to the noise prediction

@@ -274,6 +274,11 @@ class Context:
         self.cov, self.schedule, self.output, self.process = cov, schedule, output, process
 
     @property
+    def D(self):
+        """Pixels per frame: the product of frame_shape."""
+        return math.prod(self.frame_shape)
+
+    @property
     def abar(self):
         return self.schedule.abar(self.t)
 
@@ -292,7 +297,7 @@ class Context:
         return self.schedule.index(self.t) if self.schedule.nsteps else None
 
     def __repr__(self):
-        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%d)"
+        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%r)"
                 % (self.t, self.step, self.tau, self.frame_shape, self.batch))
 
 
@@ -437,7 +442,11 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     has one, else "cscore") says what it returns: "score" (grad log p), "cscore"
     (C grad log p), "noise" (delta), "x0" or "v".
     x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)
-    with seed (as `corrsde sample`), sized by batch and frame_shape.
+    with seed (as `corrsde sample`), sized by batch and frame_shape (with x, a batch or
+    frame_shape that differs from x's is a ValueError naming both).
+    The model's first answer is checked against its declared kind (csde_run_warning:
+    the noise prediction it implies, by Stein's identity): a RuntimeWarning names the
+    kind it looks like ("...declares its answer score... it looks like noise").
     process: forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm, ddim or
     ddim:eta=E (or eta=E). solver: em (default; rk45 when adaptive) or a name of
     solvers() that fits the process, with its options as "name:key=value,..."
@@ -494,6 +503,13 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     else:
         x = _states(x, "x", cov.frames).copy()
         init = "the caller's states (corrsde.solve x=)"
+        # batch= and frame_shape= with x= must say what x says
+        if batch is not None and batch != x.shape[0]:
+            raise ValueError("batch: %r contradicts x, whose %d samples (x: shape %s) are "
+                             "the batch" % (batch, x.shape[0], x.shape))
+        if frame_shape is not None and _shape(frame_shape) != x.shape[2:]:
+            raise ValueError("frame_shape: %r contradicts x's frame shape %s (x: shape %s)"
+                             % (frame_shape, x.shape[2:], x.shape))
     rtol, atol = _opt_num(rtol, "rtol"), _opt_num(atol, "atol")
     if rtol is not None and atol is None:
         atol = rtol

@@ -592,6 +592,24 @@ static int on_step(size_t step, double t, size_t saved, int final, void *user)
   return csde_run_progress_step(step, t, saved, final, &r->bar);
 }
 
+/* The check of the model's first answer (csde_run_warning): warnings.warn(msg,
+ * RuntimeWarning) at the caller of solve(), on the calling thread with the GIL taken
+ * back. A warning made an error stops the run, and solve() raises it. */
+static int on_warn(const char *msg, void *user)
+{
+  pyrun *r = user;
+  PyEval_RestoreThread(r->ts);
+  int bad = PyErr_WarnEx(PyExc_RuntimeWarning, msg, 2) < 0;
+  if (bad && !r->exc) {
+    PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
+    PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
+    r->exc_t = NAN; /* not the model's: no note */
+  }
+  PyErr_Clear();
+  r->ts = PyEval_SaveThread();
+  return bad;
+}
+
 /* The model's state of a solve: x is [dims[0], ..., dims[nd - 1]]. */
 static void pyrun_init(pyrun *r, PyObject *model, PyObject *ctx, int nd, const npy_intp *dims)
 {
@@ -627,7 +645,7 @@ static int raise_model_error(pyrun *r)
     char note[128];
     snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
              r->exc_t, r->step);
-    PyObject *rv = PyObject_CallMethod(r->exc, "add_note", "s", note);
+    PyObject *rv = isnan(r->exc_t) ? NULL : PyObject_CallMethod(r->exc, "add_note", "s", note);
     Py_XDECREF(rv);
     PyErr_Clear();
     PyErr_Restore(r->exc_type, r->exc, r->exc_tb);
@@ -816,7 +834,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   PyObject *prog = PyDict_GetItemString(sd, "progress");
   csde_run_progress_init(&r.bar, run, prog && PyObject_IsTrue(prog) == 1);
   csde_solve_stats stats;
-  csde_run_hooks hooks = {keep, on_step, &r};
+  csde_run_hooks hooks = {keep, on_step, &r, on_warn};
   double *xv = PyArray_DATA(x);
   r.ts = PyEval_SaveThread();
   st = csde_run_exec(run, xv, w, &hooks, &stats, &err);

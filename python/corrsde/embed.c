@@ -1,23 +1,28 @@
-/* corrsde_python.so: the model plugin (corrsde/plugin.h, ABI 2) behind the program's
+/* corrsde_python.so: the model plugin (corrsde/plugin.h, ABI 2 and 3) behind the program's
  * `--model python:FILE.py:NAME[:ARGS]` and `--model python:MODULE:NAME[:ARGS]`.
  *
  * It embeds CPython (libpython is opened RTLD_GLOBAL first, so that numpy's extension
  * modules find its symbols), imports FILE.py (or MODULE), and calls
  *     NAME(ctx, ARGS) -> model
- * once, with ctx the sizes (tau, frame_shape = (D,), D, batch = None, cov = schedule =
- * None) and ARGS the text after the third ':' ("" if none). The model is then called as
- * model(t, x, ctx) with x a read-only view [B, tau, D] of the solver's buffer and ctx the
- * call's context (t, step, batch, tau, D, frame_shape, abar, sigma, logsnr, index, cov,
- * schedule), through the adapter the extension uses (adapter.h). Its attribute `output`
- * (default "noise") says what it returns. A Python exception fails the call; its type
- * and text become the message.
+ * once, with ctx a corrsde.Context as corrsde.solve gives its model: tau, frame_shape
+ * (the run's, e.g. (16, 16) for --frame-shape 16x16), batch (the samples per call at
+ * most), cov, schedule, process ("reverse-sde", ..., "ddim"), output (None until the
+ * model says) and t = NaN, step = 0; ARGS is the text after the third ':' ("" if none).
+ * The model is then called as model(t, x, ctx) with x a read-only view
+ * [B, tau, *frame_shape] of the solver's buffer and ctx the same Context, its t, step
+ * and batch set for the call (abar, sigma, logsnr, index follow from t), through the
+ * adapter the extension uses (adapter.h). Its attribute `output` (default "noise") says
+ * what it returns, and becomes ctx.output. A Python exception fails the call; its type
+ * and text become the message. A loader of ABI 2 tells no shape: x is then [B, tau, D],
+ * and batch, process, cov and schedule are None until the first call.
  *
  * ctx.cov and ctx.schedule are a corrsde.Cov and a corrsde.Schedule over the run's own
- * objects (the model context's C and sched), as corrsde.solve gives its model: the
- * package's extension lends handles that borrow them (its C API, csde_py_capi), from
- * the first call on, and ends the loans when the model is freed, before the run frees
- * them; a model that keeps them past its run gets ValueError on use. The package is
- * imported as usual, else from beside this plugin (build/python/corrsde).
+ * objects (the plugin info's C and sched, then the model context's), as corrsde.solve
+ * gives its model: the package's extension lends handles that borrow them (its C API,
+ * csde_py_capi), from the factory's call on, and ends the loans when the model is freed,
+ * before the run frees them; a model that keeps them past its run gets ValueError on use. The package is
+ * the one built beside this plugin (build/python/corrsde) when there is one, else the
+ * installed one (import_corrsde).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -119,16 +124,13 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
   embedded *e = user;
   PyGILState_STATE g = PyGILState_Ensure();
   int rc = -1;
-  csde_py_views_batch(&e->v, c->batch, e->tau * e->D); /* the views follow the batch */
+  /* the views and ctx.batch follow the batch (converge's last batch may be smaller) */
+  int rebatch = csde_py_views_batch(&e->v, c->batch, e->tau * e->D);
   PyObject *ctx = e->ctx, *v = csde_py_view(&e->v, x), *t = PyFloat_FromDouble(c->t);
   int bad = !v || !t || ((c->C != e->C || c->sched != e->sched) && lend(e, c->C, c->sched)) ||
             set_num(ctx, "t", Py_NewRef(t)) ||
             set_num(ctx, "step", PyLong_FromSize_t(c->step)) ||
-            set_num(ctx, "batch", PyLong_FromSize_t(c->batch)) ||
-            set_num(ctx, "abar", PyFloat_FromDouble(c->abar)) ||
-            set_num(ctx, "sigma", PyFloat_FromDouble(c->sigma)) ||
-            set_num(ctx, "logsnr", PyFloat_FromDouble(c->logsnr)) ||
-            set_num(ctx, "index", c->index >= 0 ? PyLong_FromLong(c->index) : Py_NewRef(Py_None));
+            (rebatch && set_num(ctx, "batch", PyLong_FromSize_t(c->batch)));
   PyObject *ans = bad ? NULL : PyObject_CallFunctionObjArgs(e->model, t, v, ctx, NULL);
   if (ans && csde_py_answer(&e->v, ans, out) == 0) rc = 0;
   if (rc) py_error_text(c->errmsg, c->errlen);
@@ -163,32 +165,45 @@ static int numpy_ready(void)
   return 0;
 }
 
-/* The corrsde package (for ctx.cov and ctx.schedule): imported as usual (installed, or on
- * PYTHONPATH), else the one this plugin was built beside (build/python/corrsde), its
- * parent directory appended to sys.path. */
+/* The corrsde package (for ctx.cov, ctx.schedule and its Context): the one this plugin was
+ * built beside when there is one (build/python/corrsde: the same build, whatever else is
+ * installed or on PYTHONPATH), its parent directory put first on sys.path; else imported
+ * as usual; else from where `meson install` put it (CSDE_PY_DIR, for a prefix the
+ * interpreter does not search). */
 static PyObject *import_corrsde(void)
 {
   static const char anchor = 0; /* an address inside this plugin */
-  PyObject *m = PyImport_ImportModule("corrsde");
-  if (m || !PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) return m;
   Dl_info dl;
   char dir[4096];
   char *slash;
-  if (!dladdr(&anchor, &dl) || !dl.dli_fname ||
-      snprintf(dir, sizeof dir, "%s", dl.dli_fname) >= (int)sizeof dir ||
-      !(slash = strrchr(dir, '/')))
-    return NULL;
-  snprintf(slash, sizeof dir - (size_t)(slash - dir), "/__init__.py");
-  if (access(dir, R_OK) != 0) return NULL; /* installed: no package beside it */
-  *slash = '\0';
-  if (!(slash = strrchr(dir, '/'))) return NULL;
-  *slash = '\0';
-  PyObject *sys_path = PySys_GetObject("path"), *d = PyUnicode_FromString(dir);
-  int bad = !sys_path || !d || PyList_Append(sys_path, d) < 0;
-  Py_XDECREF(d);
-  if (bad) return NULL;
-  PyErr_Clear();
-  return PyImport_ImportModule("corrsde");
+  PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
+  if (dladdr(&anchor, &dl) && dl.dli_fname &&
+      snprintf(dir, sizeof dir, "%s", dl.dli_fname) < (int)sizeof dir &&
+      (slash = strrchr(dir, '/'))) {
+    snprintf(slash, sizeof dir - (size_t)(slash - dir), "/__init__.py");
+    if (access(dir, R_OK) == 0) { /* build/python/corrsde/__init__.py */
+      *slash = '\0';
+      if ((slash = strrchr(dir, '/'))) {
+        *slash = '\0';
+        PyObject *d = PyUnicode_FromString(dir);
+        int bad = !sys_path || !d || PyList_Insert(sys_path, 0, d) < 0;
+        Py_XDECREF(d);
+        if (bad) return NULL;
+      }
+    }
+  }
+  PyObject *m = PyImport_ImportModule("corrsde");
+#ifdef CSDE_PY_DIR
+  if (!m && PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) {
+    PyErr_Clear();
+    PyObject *d = PyUnicode_FromString(CSDE_PY_DIR);
+    int bad = !sys_path || !d || PyList_Append(sys_path, d) < 0;
+    Py_XDECREF(d);
+    if (bad) return NULL;
+    m = PyImport_ImportModule("corrsde");
+  }
+#endif
+  return m;
 }
 
 /* The module of "FILE.py" (imported by path) or "MODULE" (imported by name). */
@@ -246,14 +261,26 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   PyGILState_STATE g = PyGILState_Ensure();
   embedded *e = calloc(1, sizeof *e);
   int rc = 1;
-  PyObject *mod = NULL, *factory = NULL, *types = NULL, *shape = NULL, *kind = NULL;
-  PyObject *pkg = NULL;
+  PyObject *mod = NULL, *factory = NULL, *shape = NULL, *kind = NULL, *pkg = NULL;
+  /* the run: its frame shape and the rest (ABI 3), else one axis of D */
+  const csde_plugin_run *run = info->abi >= 3 ? info->run : NULL;
+  size_t rank = run ? run->rank : 1;
   if (!e || numpy_ready() || csde_py_adapter_ready() < 0) goto fail;
+  if (rank < 1 || rank > CSDE_PY_MAXDIM - 2) {
+    PyErr_Format(PyExc_ValueError, "%zu frame axes (at most %d)", rank, CSDE_PY_MAXDIM - 2);
+    goto fail;
+  }
   e->tau = info->tau;
   e->D = info->D;
-  e->v.nd = 3;
+  e->v.nd = 2 + (int)rank;
   e->v.dims[1] = (npy_intp)info->tau;
-  e->v.dims[2] = (npy_intp)info->D;
+  if (!(shape = PyTuple_New((Py_ssize_t)rank))) goto fail;
+  for (size_t i = 0; i < rank; i++) {
+    size_t d = run ? run->frame_shape[i] : info->D;
+    e->v.dims[2 + i] = (npy_intp)d;
+    PyTuple_SET_ITEM(shape, (Py_ssize_t)i, PyLong_FromSize_t(d));
+    if (!PyTuple_GET_ITEM(shape, (Py_ssize_t)i)) goto fail;
+  }
   /* the script's directory first on sys.path, as `python FILE.py` would have it */
   PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
   const char *slash = strrchr(where, '/');
@@ -281,17 +308,17 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   Py_DECREF(cls);
   if (!e->Schedule) goto fail;
   if (!(mod = load_module(where)) || !(factory = PyObject_GetAttrString(mod, name))) goto fail;
-  if (!(types = PyImport_ImportModule("types")) ||
-      !(e->ctx = PyObject_CallMethod(types, "SimpleNamespace", NULL)))
-    goto fail;
-  shape = Py_BuildValue("(n)", (Py_ssize_t)info->D);
-  if (!shape || set_num(e->ctx, "tau", PyLong_FromSize_t(info->tau)) ||
-      set_num(e->ctx, "D", PyLong_FromSize_t(info->D)) ||
-      PyObject_SetAttrString(e->ctx, "frame_shape", shape) < 0 ||
-      set_num(e->ctx, "batch", Py_NewRef(Py_None)) ||
-      set_num(e->ctx, "cov", Py_NewRef(Py_None)) ||
-      set_num(e->ctx, "schedule", Py_NewRef(Py_None)))
-    goto fail;
+  /* corrsde.Context(tau, frame_shape, batch, cov, schedule, output, process), as solve()
+   * makes it; cov and schedule lent next (lend) */
+  PyObject *Context = PyObject_GetAttrString(pkg, "Context");
+  PyObject *batch = run && run->batch ? PyLong_FromSize_t(run->batch) : Py_NewRef(Py_None);
+  e->ctx = Context && batch ? PyObject_CallFunction(Context, "nOOOOOs", (Py_ssize_t)info->tau,
+                                                    shape, batch, Py_None, Py_None, Py_None,
+                                                    run ? run->process : NULL)
+                            : NULL;
+  Py_XDECREF(batch);
+  Py_XDECREF(Context);
+  if (!e->ctx || (run && (run->C || run->sched) && lend(e, run->C, run->sched))) goto fail;
   if (!(e->model = PyObject_CallFunction(factory, "Os", e->ctx, args))) goto fail;
   if (!PyCallable_Check(e->model)) {
     PyErr_Format(PyExc_TypeError, "%s(ctx, args) returned %R, not a callable model(t, x, ctx)",
@@ -313,6 +340,7 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   } else {
     PyErr_Clear();
   }
+  if (set_num(e->ctx, "output", PyUnicode_FromString(output_names[out->output]))) goto fail;
   out->name = "python";
   out->fn_ctx = embed_fn;
   out->user = e;
@@ -327,7 +355,6 @@ fail:
   }
   Py_XDECREF(kind);
   Py_XDECREF(shape);
-  Py_XDECREF(types);
   Py_XDECREF(factory);
   Py_XDECREF(mod);
   Py_XDECREF(pkg);

@@ -714,6 +714,13 @@ static int set_t_end(const converge_args *a, converge_run *r)
   return CLI_OK;
 }
 
+/* The paths a model call gets at most (what a plugin is told): the experiment's batch. */
+static size_t model_batch(const converge_args *a)
+{
+  size_t b = csde_conv_default_params().batch;
+  return a->paths < b ? a->paths : b;
+}
+
 static int build(converge_args *a, converge_run *r, int argc, char **argv)
 {
   int rc;
@@ -721,7 +728,8 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   csde_err_clear(&err);
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
-  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model)) ||
+  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
+                           model_batch(a), process_names[a->process], &r->model)) ||
       (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
     return rc;
   r->P = csde_problem_default();
@@ -831,7 +839,9 @@ static int hook_alloc(void *user, int t, const csde_model **model, void **state,
     ts->model = r->model;
   } else {
     /* the same spec again: one model object per thread (model.h) */
-    if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->D, &ts->model) ||
+    if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->shape_rank,
+                       r->a->shape, model_batch(r->a), process_names[r->a->process],
+                       &ts->model) ||
         cli_model_prepare_score(CMD, &ts->model)) {
       free(ts);
       return csde_err_set(err, CSDE_EFAILED, "--model '%s': cannot make a model for thread %d",

@@ -600,7 +600,19 @@ typedef struct {
   csde_run_progress bar;
   csde_traj *w;  /* several writers: every step is a sync point of the file */
   csde_err err;  /* the stop agreed on there */
+  int quiet;
 } step_ctx;
+
+/* The check of the model's first answer (csde_run_warning): one line on stderr from rank
+ * 0, not with -q; the file's /stats warnings has it either way. */
+static int on_warn(const char *msg, void *user)
+{
+  step_ctx *c = user;
+  if (c->quiet || cli_rank != 0) return 0;
+  csde_run_progress_end(&c->bar);
+  cli_error(CMD, "warning: %s", msg);
+  return 0;
+}
 
 /* The run in progress, for the exit handler: a model (a plugin) that calls exit() in
  * the middle of the solve. One writer only (an MPI rank's close is collective). */
@@ -736,7 +748,9 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   }
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
-  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->D, &r->model))) return rc;
+  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
+                           a->batch, csde_run_process_name(a->process), &r->model)))
+    return rc;
   /* every process but forward-sde asks for the score: build its dense parts now, so that
    * a clip too long for them is refused here, with its size, not mid-solve */
   if (a->process != CSDE_RUN_FORWARD_SDE && (rc = cli_model_prepare_score(CMD, &r->model)))
@@ -865,7 +879,8 @@ int cli_cmd_sample(int argc, char **argv)
   sc.w = w;
   csde_run_progress_init(&sc.bar, r.run,
                          cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO)));
-  csde_run_hooks hooks = {NULL, on_step, &sc};
+  sc.quiet = a.quiet;
+  csde_run_hooks hooks = {NULL, on_step, &sc, on_warn};
 
   struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);

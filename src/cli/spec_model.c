@@ -1,5 +1,6 @@
 /* Spec flags -> library objects for the solving subcommands (spec_model.h). */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -248,27 +249,76 @@ done:
   return s;
 }
 
+/* The plugin behind python: models (meson.build): $CORRSDE_PYTHON_PLUGIN; else the one
+ * installed beside this program, <its dir>/../<libdir>/corrsde/corrsde_python.so (the
+ * program is <prefix>/bin/corrsde); else the build tree's; else the one installed under
+ * the configured prefix. 0 with its path in buf, -1 if none is readable (buf: the first
+ * tried). */
+static int python_plugin(char *buf, size_t len)
+{
+  const char *e = getenv("CORRSDE_PYTHON_PLUGIN");
+  if (e && *e) {
+    snprintf(buf, len, "%s", e);
+    return access(buf, R_OK) == 0 ? 0 : -1;
+  }
+  buf[0] = '\0';
+#ifdef CSDE_PYTHON_PLUGIN_LIBDIR
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+  if (slash && CSDE_PYTHON_PLUGIN_LIBDIR[0] != '/') {
+    *slash = '\0';
+    snprintf(buf, len, "%s/../%s/corrsde/corrsde_python.so", exe, CSDE_PYTHON_PLUGIN_LIBDIR);
+    if (access(buf, R_OK) == 0) return 0;
+  }
+#endif
+  static const char *const built[] = {
+#ifdef CSDE_PYTHON_PLUGIN
+      CSDE_PYTHON_PLUGIN,
+#endif
+#ifdef CSDE_PYTHON_PLUGIN_INSTALLED
+      CSDE_PYTHON_PLUGIN_INSTALLED,
+#endif
+      NULL};
+  for (int i = 0; built[i]; i++) {
+    if (access(built[i], R_OK) == 0) {
+      snprintf(buf, len, "%s", built[i]);
+      return 0;
+    }
+    if (!buf[0]) snprintf(buf, len, "%s", built[i]);
+  }
+  return -1;
+}
+
 int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
-                   const csde_schedule *s, size_t tau, size_t D, cli_model *m)
+                   const csde_schedule *s, size_t tau, int rank, const size_t *shape,
+                   size_t batch, const char *process, cli_model *m)
 {
   csde_err err;
   csde_err_clear(&err);
   memset(m, 0, sizeof *m);
+  csde_plugin_run run = {0, {0}, batch, C, s, process}; /* what a plugin is told */
+  size_t D = 1;
+  for (int i = 0; i < rank && i < CSDE_PLUGIN_MAX_RANK; i++) {
+    run.frame_shape[run.rank++] = shape[i];
+    D *= shape[i]; /* cli_spec_shape checked the product */
+  }
   m->tau = tau;
   m->D = D;
 
   /* python:FILE.py:NAME[:ARGS] and python:MODULE:NAME[:ARGS]: the plugin that embeds the
    * interpreter (python/corrsde/embed.c) takes the rest as its ARGS */
   if (!strncmp(spec, "python:", 7)) {
-    const char *lib = getenv("CORRSDE_PYTHON_PLUGIN");
-#ifdef CSDE_PYTHON_PLUGIN
-    if (!lib || !*lib) lib = CSDE_PYTHON_PLUGIN;
-#endif
-    if (!lib || access(lib, R_OK) != 0)
-      return model_error(cmd, spec, "python: models need the Python package's plugin "
-                                    "corrsde_python.so (build with -Dpython=enabled, or set "
-                                    "CORRSDE_PYTHON_PLUGIN)");
-    int st = csde_model_plugin_load(&m->model, lib, spec + 7, tau, D, &err);
+    char lib[PATH_MAX + 64];
+    if (python_plugin(lib, sizeof lib)) {
+      char msg[PATH_MAX + 256];
+      snprintf(msg, sizeof msg, "python: models need the Python package's plugin "
+                                "corrsde_python.so, not found (%s%s; build with "
+                                "-Dpython=enabled, or set CORRSDE_PYTHON_PLUGIN)",
+               lib[0] ? "tried " : "none built", lib);
+      return model_error(cmd, spec, msg);
+    }
+    int st = csde_model_plugin_load_run(&m->model, lib, spec + 7, tau, &run, &err);
     if (st) return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
     m->kind = CLI_MODEL_PLUGIN;
     m->spec = strdup(spec);
@@ -284,7 +334,7 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
       return model_error(cmd, spec, "plugin needs a library path: plugin:LIB.so[:ARGS]");
     char *path = strndup(lib, n);
     if (!path) return model_error(cmd, spec, "out of memory");
-    int st = csde_model_plugin_load(&m->model, path, colon ? colon + 1 : "", tau, D, &err);
+    int st = csde_model_plugin_load_run(&m->model, path, colon ? colon + 1 : "", tau, &run, &err);
     free(path);
     if (st) {
       cli_model_free(m);

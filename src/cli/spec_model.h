@@ -20,6 +20,7 @@
 
 #include "corrsde/cov.h"
 #include "corrsde/model.h"
+#include "corrsde/plugin.h"
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "corrsde/schedule.h"
@@ -67,9 +68,12 @@ typedef struct {
   double *fac;         /* K factors tau x tau, F F^T = S_k */
 } cli_model;
 
-/* --model SPEC for tau frames of D pixels; C and s are borrowed by the model. */
+/* --model SPEC for tau frames of the frame shape (rank sizes, D their product); C and s
+ * are borrowed by the model. A plugin (plugin:, python:) is also told the shape, the
+ * samples per call at most (batch), C, s and the process's name (plugin.h, ABI 3). */
 int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
-                   const csde_schedule *s, size_t tau, size_t D, cli_model *m);
+                   const csde_schedule *s, size_t tau, int rank, const size_t *shape,
+                   size_t batch, const char *process, cli_model *m);
 void cli_model_free(cli_model *m); /* accepts a zeroed struct */
 
 /* Before a solve that evaluates the score (every process but forward-sde/encode): make

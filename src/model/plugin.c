@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "corrsde/plugin.h"
 #include "model/model_internal.h"
 
@@ -19,9 +20,24 @@ static const char *base_name(const char *path)
 int csde_model_plugin_load(csde_model **out, const char *path, const char *args, size_t tau,
                            size_t D, csde_err *err)
 {
+  csde_plugin_run run = {1, {D}, 0, NULL, NULL, NULL};
+  return csde_model_plugin_load_run(out, path, args, tau, &run, err);
+}
+
+int csde_model_plugin_load_run(csde_model **out, const char *path, const char *args,
+                               size_t tau, const csde_plugin_run *run_in, csde_err *err)
+{
   if (!out) return csde_err_set(err, CSDE_EINVAL, "plugin: output pointer is NULL");
   *out = NULL;
   if (!path || !*path) return csde_err_set(err, CSDE_EINVAL, "plugin: empty library path");
+  if (!run_in) return csde_err_set(err, CSDE_EINVAL, "plugin '%s': run is NULL", path);
+  csde_plugin_run run = *run_in;
+  if (run.rank < 1 || run.rank > CSDE_PLUGIN_MAX_RANK)
+    return csde_err_set(err, CSDE_EINVAL, "plugin '%s': %zu frame axes (expected 1 to %d)",
+                        path, run.rank, CSDE_PLUGIN_MAX_RANK);
+  size_t D = 1;
+  for (size_t i = 0; i < run.rank; i++)
+    if (run.frame_shape[i] == 0 || csde_mul_size(D, run.frame_shape[i], &D)) D = 0;
   if (tau == 0 || D == 0)
     return csde_err_set(err, CSDE_EINVAL, "plugin '%s': tau = %zu and D = %zu must be positive",
                         path, tau, D);
@@ -52,7 +68,7 @@ int csde_model_plugin_load(csde_model **out, const char *path, const char *args,
   csde_plugin_init_fn init;
   memcpy(&init, &sym, sizeof init); /* object to function pointer, as POSIX allows */
   char msg[CSDE_MSG_MAX] = "";
-  csde_plugin_info info = {CSDE_PLUGIN_ABI, tau, D, args ? args : "", msg, sizeof msg};
+  csde_plugin_info info = {CSDE_PLUGIN_ABI, tau, D, args ? args : "", msg, sizeof msg, &run};
   csde_plugin p;
   memset(&p, 0, sizeof p);
   int rc = init(&info, &p);

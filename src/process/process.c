@@ -434,6 +434,114 @@ static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab
   }
 }
 
+/* ---- the first answer's check ----
+ * An answer of the declared kind implies the noise prediction delta_hat = -sigma_t s
+ * (s = ax x + as src = C grad log p_t as model_eval converts it, sigma_t = sqrt(1 - abar)).
+ * Two facts hold for the exact answer at x ~ p_t, whatever the data law:
+ *   Stein's identity E[x . C grad log p_t(x)] = -n mean C_ii (integration by parts,
+ *   n = batch tau D), so  g = <x, delta_hat> / (sigma_t n mean C_ii)  has E g = 1;
+ *   delta_hat = E[delta | x], so E |delta_hat|^2 <= E |delta|^2 = n mean C_ii, and
+ *   r = RMS(delta_hat) / sqrt(mean C_ii) has E r^2 <= 1.
+ * The check is made at the first call when that call is mostly noise (1 - abar >= 1/2:
+ * every run from the prior; not an encode from data) on enough independent values
+ * (dof = B D tr C / lambda_max(C) >= 16, a lower bound on the degrees of freedom of
+ * |x|^2): g and r^2 of a right answer are then means whose relative spread is about
+ * sqrt(2 / dof) <= 0.36, and g outside [0.1, 10] or r > 2 happens with probability
+ * < 1e-5, while a sign error (a noise answer declared a score: g ~ -1), an x0 or v answer
+ * read as noise (g ~ sqrt(abar)), a score declared C times one or the other way round
+ * (r ~ sqrt(mean diag C^-1) or sqrt(mean diag C^2)) or a scale error of 10 falls outside.
+ * The kind it looks like: each other kind k's delta_hat = ex x + eo out (model.h's
+ * conversions in the denoiser view; a score is taken as C times one, as C is not
+ * applied here, and its r_k not judged) gives g_k and r_k; k fits when 0.5 <= g_k <= 2,
+ * r_k <= 2 and the answer carries at least half of g_k. A declared score (cscore) whose
+ * g is right but r not looks like a cscore (score). Near t = 1 an x0 or v answer hardly moves g
+ * (its coefficient is sqrt(abar)), so an answer no larger than x that fits as x0 from
+ * x alone is named "x0 or v". */
+#define ANSWER_G_LO 0.1
+#define ANSWER_G_HI 10.0
+#define ANSWER_R_HI 2.0
+#define ANSWER_MIN_DOF 16.0
+
+static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
+                         const double *src, double ax, double as)
+{
+  const csde_problem *P = &pr->P;
+  pr->answered = 1;
+  pr->warning[0] = '\0';
+  const double B = csde_schedule_int_beta(P->sched, t), omab = -expm1(-B);
+  const double sg = sqrt(omab), al = exp(-0.5 * B); /* sigma_t, alpha_t = sqrt(abar) */
+  const size_t tau = P->tau, n = pr->n;
+  double tr = 0, lo = 0, hi = 0;
+  for (size_t i = 0; i < tau; i++) tr += csde_cov_entry(P->C, i, i);
+  csde_cov_eig_bounds(P->C, &lo, &hi);
+  if (!(omab >= 0.5) || !(tr > 0) || !(hi > 0) ||
+      (double)P->batch * (double)P->D * tr / hi < ANSWER_MIN_DOF)
+    return;
+  const double *raw = pr->raw; /* the answer itself (src: C times it for a score) */
+  double xx = 0, xs = 0, ss = 0, xo = 0, oo = 0; /* dot products of x, src, raw: one pass */
+  for (size_t i = 0; i < n; i++) {
+    xx += x[i] * x[i];
+    xs += x[i] * src[i];
+    ss += src[i] * src[i];
+    xo += x[i] * raw[i];
+    oo += raw[i] * raw[i];
+  }
+  if (!isfinite(xx + xs + ss + xo + oo) || !(xx > 0)) return; /* the NaN check reports */
+  const double nc = (double)n * tr / (double)tau; /* n mean C_ii = E |delta|^2 */
+  /* the declared kind: <x, delta_hat> = -sigma (ax xx + as xs), |delta_hat|^2 */
+  const double g = -sg * (ax * xx + as * xs) / (sg * nc);
+  const double r = sqrt(omab * (ax * ax * xx + 2 * ax * as * xs + as * as * ss) / nc);
+  if (g >= ANSWER_G_LO && g <= ANSWER_G_HI && r <= ANSWER_R_HI) return;
+  const csde_model_output kind = csde_model_output_of(P->model);
+  const int scores = kind == CSDE_OUT_SCORE || kind == CSDE_OUT_CSCORE;
+  const struct { csde_model_output k; const char *name; double ex, eo; } kinds[] = {
+      {CSDE_OUT_CSCORE, kind == CSDE_OUT_SCORE ? "cscore" : "a score (score or cscore)", 0,
+       -sg},                                         /* delta = -sigma C grad log p */
+      {CSDE_OUT_NOISE, "noise", 0, 1},               /* delta = out */
+      {CSDE_OUT_X0, "x0", 1 / sg, -al / sg},         /* delta = (x - alpha x0) / sigma */
+      {CSDE_OUT_V, "v", sg, al}};                    /* delta = sigma x + alpha v */
+  const char *best = NULL;
+  double best_g = 0, g_x0 = 0, r_x0 = 0;
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    const double ex = kinds[i].ex, eo = kinds[i].eo;
+    const double gk = (ex * xx + eo * xo) / (sg * nc), ak = eo * xo / (sg * nc);
+    const double rk = sqrt(fmax(ex * ex * xx + 2 * ex * eo * xo + eo * eo * oo, 0) / nc);
+    if (kinds[i].k == CSDE_OUT_X0) g_x0 = gk, r_x0 = rk;
+    if (kinds[i].k == kind) continue; /* (a declared cscore: the score's numbers are its) */
+    /* (the score proxy's r is off by C: not judged) */
+    const int rok = rk <= ANSWER_R_HI || (kinds[i].k == CSDE_OUT_CSCORE && !scores);
+    if (gk >= 0.5 && gk <= 2 && rok && ak >= 0.5 * gk &&
+        (!best || fabs(log(gk)) < fabs(log(best_g)))) {
+      best = kinds[i].name;
+      best_g = gk;
+    }
+  }
+  const char *like = best; /* else: a score for C times one (or back), or x0/v */
+  if (!like && scores && g >= ANSWER_G_LO && g <= ANSWER_G_HI)
+    like = kind == CSDE_OUT_SCORE ? "cscore (C grad log p, as if C were applied twice)"
+                                  : "score (grad log p, which C multiplies)";
+  if (!like && kind != CSDE_OUT_X0 && kind != CSDE_OUT_V && g_x0 >= 0.5 && g_x0 <= 2 &&
+      r_x0 <= ANSWER_R_HI && oo <= xx)
+    like = "x0 or v (near t = 1 their answer hardly matters, so not which)";
+  const char *kn = csde_model_output_name(kind);
+  int k = snprintf(pr->warning, sizeof pr->warning,
+                   "model '%s' declares its answer %s, but the first one (t = %.6g, step %zu) "
+                   "does not look like one: taken as %s, it predicts the noise with Stein "
+                   "ratio %.3g (<x, delta_hat> / (sigma n mean C_ii): about 1 for the right "
+                   "kind) and RMS %.3g times the noise's (at most about 1 for the right "
+                   "kind); ",
+                   csde_model_name(P->model), kn, t, step, kn, g, r);
+  if (k > 0 && (size_t)k < sizeof pr->warning && best)
+    snprintf(pr->warning + k, sizeof pr->warning - (size_t)k,
+             "it looks like %s (ratio %.3g taken as that)", best, best_g);
+  else if (k > 0 && (size_t)k < sizeof pr->warning)
+    snprintf(pr->warning + k, sizeof pr->warning - (size_t)k, "%s%s",
+             like ? "it looks like " : "no kind fits it (a scale or sign error?)",
+             like ? like : "");
+}
+
+const char *csde_proc_warning(const csde_proc *pr) { return pr->warning; }
+
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
  * src is the model's output (or, for a SCORE model, C times it, written into dst). The
  * model writes into pr->out when there is one, else into dst (which must not be x). */
@@ -485,6 +593,8 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
     *as = -sqrt(abar / omab);
     break;
   }
+  /* the model's own answer is judged first, then changed */
+  if (!pr->answered) answer_check(pr, t, step, x, *src, *ax, *as);
   if (P->x0.kind != CSDE_X0_NONE && abar > 0 && omab > 0) /* sigma = 0: x0 = x, left */
     x0_post(pr, kind, abar, omab, x, ans);
   return CSDE_SUCCESS;

@@ -17,6 +17,8 @@ typedef struct {
   double *x0ws;       /* x0 thresholding: min(threads, batch) x tau D doubles, else NULL */
   int threads;
   char model_msg[CSDE_MSG_MAX / 2]; /* the reason a failing model call gave */
+  int answered;       /* the first model answer has been checked (answer_check) */
+  char warning[CSDE_MSG_MAX]; /* what that check found: "" or one line */
 } csde_proc;
 
 /* parts = 1: csde_proc_drift_parts will be used (it needs the output kept apart). */
@@ -81,5 +83,10 @@ double csde_proc_quantile(double *v, size_t n, double p);
 
 /* 1 if the drift calls the model. */
 int csde_proc_uses_model(const csde_proc *pr);
+
+/* The check of the model's first answer against its declared kind (process.c,
+ * answer_check), made at that call: "" when it looks right or cannot be judged, else a
+ * warning naming the kind it looks like. */
+const char *csde_proc_warning(const csde_proc *pr);
 
 #endif

@@ -817,9 +817,26 @@ static int save_state(exec_ctx *o, size_t step, double t, const double *x)
   return 0;
 }
 
+const char *csde_run_warning(const csde_run *r)
+{
+  return r->solver ? csde_solver_warning(r->solver) : "";
+}
+
+/* The first model answer's warning (csde_run_warning), once: to the file and the warn
+ * hook. Non-zero: the hook stops the run. */
+static int report_warning(exec_ctx *o)
+{
+  const char *msg = csde_run_warning(o->r);
+  if (o->warned || !*msg) return 0;
+  o->warned = 1;
+  if (o->w) csde_traj_set_warning(o->w, msg);
+  return o->h && o->h->warn ? o->h->warn(msg, o->h->user) : 0;
+}
+
 static int observe(size_t step, double t, const double *x, void *user)
 {
   exec_ctx *o = user;
+  if (report_warning(o)) return 1;
   if (want_save(o, step, t) && save_state(o, step, t, x)) return 1;
   return o->h && o->h->step ? o->h->step(step, t, o->saved, is_final(o->r, step, t), o->h->user)
                             : 0;
@@ -829,7 +846,7 @@ int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                   csde_solve_stats *st, csde_err *err)
 {
   exec_ctx *o = &r->ex;
-  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err, 0, 0};
+  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err, 0, 0, 0};
   memset(st, 0, sizeof *st);
   o->scale0 = max_abs(r, x); /* one pass: the blow-up check's reference */
   o->bound = CSDE_RUN_GROWTH_MAX * (1 + fmax(o->scale0, r->noise_scale));
@@ -842,6 +859,7 @@ int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
     }
   }
   s = csde_solver_run(r->solver, x, st, err);
+  if (report_warning(o)) st->stopped = 1; /* a run that failed before its first step's end */
   if (o->status) return o->status; /* a failed save stopped the solve */
   /* the final state, if the observer could not tell it was the last */
   if (!s && !st->stopped && save_state(o, st->steps, r->t1, x)) {

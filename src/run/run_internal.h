@@ -19,6 +19,7 @@ typedef struct {
   csde_err *err;
   double scale0;   /* max |x| of the start state */
   double bound;    /* a saved state beyond this max |x| fails (CSDE_RUN_GROWTH_MAX) */
+  int warned;      /* the first answer's warning was reported (run.c, report_warning) */
 } csde_run_exec_ctx;
 
 struct csde_run {
@@ -52,5 +53,9 @@ struct csde_run {
   csde_run_memory mem;       /* the estimate csde_run_alloc checked */
   csde_run_exec_ctx ex;
 };
+
+/* The warning of the run's first model answer, for /stats `warnings` at close (copied;
+ * traj.c). */
+void csde_traj_set_warning(csde_traj *w, const char *msg);
 
 #endif

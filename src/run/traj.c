@@ -16,7 +16,13 @@
 
 struct csde_traj {
   csde_h5traj *h;
+  char warning[CSDE_MSG_MAX]; /* /stats warnings (csde_traj_set_warning) */
 };
+
+void csde_traj_set_warning(csde_traj *w, const char *msg)
+{
+  snprintf(w->warning, sizeof w->warning, "%s", msg);
+}
 
 #define PUT(call)                                                                          \
   do {                                                                                     \
@@ -207,6 +213,8 @@ int csde_traj_create_part(csde_traj **out, const char *path, const csde_run *r,
   int s = csde_h5traj_create(&w->h, path, &hp, err);
   if (!s) s = write_parameters(w->h, r, o, part, err);
   if (!s) s = write_covariance(w->h, r, err);
+  /* beside /stats' attributes (made with the file): rewritten in place at close */
+  if (!s) s = csde_h5traj_attr_str(w->h, "/stats", "warnings", "", err);
   if (!s) s = csde_h5traj_flush(w->h, err);
   if (!s) s = csde_h5traj_ready(w->h, err);
   if (s) {
@@ -242,7 +250,9 @@ int csde_traj_close(csde_traj *w, const csde_solve_stats *st, const char *status
 {
   csde_h5_quiet q;
   csde_h5_quiet_begin(&q);
-  int s = csde_h5traj_stats(w->h, st, status, err);
+  /* a group: every writer writes it (rank 0's text) */
+  int s = csde_h5traj_attr_str(w->h, "/stats", "warnings", w->warning, err);
+  if (!s) s = csde_h5traj_stats(w->h, st, status, err);
   int c = csde_h5traj_close(w->h, s ? NULL : err);
   csde_h5_quiet_end(&q);
   free(w);

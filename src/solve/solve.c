@@ -365,6 +365,8 @@ void csde_solver_set_seed(csde_solver *solver, uint64_t seed, size_t first_sampl
   csde_noise_set_seed(&solver->s.noise, seed, first_sample);
 }
 
+const char *csde_solver_warning(const csde_solver *S) { return csde_proc_warning(&S->s.proc); }
+
 const double *csde_solver_grid(const csde_solver *solver, size_t *nsteps)
 {
   if (nsteps) *nsteps = solver->s.nsteps;
