@@ -91,7 +91,9 @@ CSDE_API int csde_err_blame(csde_err *err, const char *param, int status);
 CSDE_API void csde_err_clear(csde_err *err);
 
 /* Turn GSL's abort-on-error handler off for the whole process, and (with OpenBLAS) run
- * BLAS single-threaded: corrsde parallelises over tiles itself. Every corrsde program and
+ * BLAS single-threaded and end OpenBLAS's thread pool (its idle threads spin for ~0.1 s
+ * after each use, taking the cores from corrsde's own threads): corrsde parallelises over
+ * tiles itself. Process-wide, so the library never calls it: every corrsde program and
  * test calls this first; library routines check their inputs before GSL sees them. */
 CSDE_API void csde_init(void);
 

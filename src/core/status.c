@@ -52,12 +52,24 @@ void csde_err_clear(csde_err *err)
 void openblas_set_num_threads(int n);
 #endif
 
+#ifdef CSDE_HAVE_OPENBLAS_SHUTDOWN
+void blas_thread_shutdown_(void); /* OpenBLAS (pthreads): joins its pool's threads */
+#endif
+
 void csde_init(void)
 {
   gsl_set_error_handler_off();
 #ifdef CSDE_HAVE_OPENBLAS_THREADS
   /* corrsde threads its own tiles with OpenMP; BLAS calls inside them run serially */
   openblas_set_num_threads(1);
+#endif
+#ifdef CSDE_HAVE_OPENBLAS_SHUTDOWN
+  /* ... so OpenBLAS's pool is not needed, and its threads must go: started when the
+   * library loads, an idle pool thread spins on sched_yield for about 0.1 s (2^28 cycles)
+   * before it sleeps, which took the cores from the first ~100 ms of every two-thread run
+   * (10 EM steps at 64x64: 105 ms instead of 10). With one BLAS thread OpenBLAS calls
+   * its kernels directly and never restarts the pool. */
+  blas_thread_shutdown_();
 #endif
 }
 
