@@ -626,8 +626,10 @@ void csde_conv_progress_draw(csde_conv_progress_line *l, const csde_conv_progres
   int w = 20, k = (int)(frac * w + 0.5);
   for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
   bar[w] = '\0';
-  double eta = frac > 0 ? el * (1 - frac) / frac
-               : isfinite(p->seconds_total) ? fmax(p->seconds_total - el, 0) : NAN;
+  /* after the estimate: the time per call until 5% is done, then the pace so far */
+  double eta = !isfinite(p->seconds_total) ? NAN
+               : frac >= 0.05                ? el * (1 - frac) / frac
+                                             : fmax(p->seconds_total - el, 0);
   csde_fmt_seconds(eta, es, sizeof es);
   fprintf(l->f, "%s%s  paths %zu/%zu  [%s] %3.0f%%  ETA %s%s", l->tty ? "\r" : "", what,
           p->paths_done, p->paths, bar, 100 * frac, es, l->tty ? "\033[K" : "\n");
