@@ -822,6 +822,9 @@ int csde_conv_reference_parse(const char *spec, csde_conv_params *p, csde_err *e
     unsigned v = 0;
     const char *q = a;
     for (; *q >= '0' && *q <= '9' && v <= 30; q++) v = v * 10 + (unsigned)(*q - '0');
+    if (q == a && csde_solver_lookup(a))
+      return BAD("reference %s: a shared reference needs its tolerance: expected "
+                 "fine:%s:rtol=R[,atol=A]", spec, a);
     if (q == a || *q || v < 1 || v > 30) return BAD("reference: %s, got '%s'", forms, spec);
     p->ref = CSDE_CONV_REF_FINE;
     p->ref_level = v;
@@ -1135,7 +1138,7 @@ static int share_stage(conv_run *c)
     memset(&w, 0, sizeof w);
     if (root == dd->rank) {
       w.status = c->ist[b].status;
-      if (w.status > 0) snprintf(w.msg, sizeof w.msg, "rank %d: %s", root, c->ist[b].err.msg);
+      if (w.status > 0) snprintf(w.msg, sizeof w.msg, "rank %d: %.480s", root, c->ist[b].err.msg);
       if (c->ist[b].err.param) snprintf(w.param, sizeof w.param, "%s", c->ist[b].err.param);
     }
     bad |= dd->bcast(dd->user, &w, sizeof w, root);
