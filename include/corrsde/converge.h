@@ -147,6 +147,9 @@ typedef struct {
                              which pays for warming up, left out); NaN before */
   double seconds_total;   /* estimated wall time of the study: nfe_total sec_per_call /
                              (min(threads, batches) x processes); NaN before */
+  double t;               /* the time the calling thread's solve has reached (NaN between
+                             solves): the progress of an adaptive reference's first batch,
+                             whose count is not known yet */
 } csde_conv_progress;
 
 /* Per-thread resources supplied by the caller (the command line builds them from its

@@ -534,7 +534,7 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     stage in progress); a callable is called with a dict (event "plan", "estimate",
     "working" or "stage", solver, solver_name, reference, level, paths_done, paths,
     nfe_done, nfe_total, nfe_total_estimated, batch, batches, threads, fraction, elapsed,
-    sec_per_call, seconds_total) on this thread, and an exception it raises stops the run
+    sec_per_call, seconds_total, t) on this thread, and an exception it raises stops the run
     (raised after it, the file keeping what finished).
     """
     if not isinstance(cov, Cov):

@@ -901,7 +901,7 @@ static int conv_progress(void *user, const csde_conv_progress *p)
   } else if (c->cb) {
     PyObject *so = p->solver == SIZE_MAX ? Py_NewRef(Py_None) : PyLong_FromSize_t(p->solver);
     PyObject *d = !so ? NULL : Py_BuildValue(
-        "{s:s,s:N,s:s,s:O,s:I,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:i,s:d,s:d,s:d,s:d}", "event",
+        "{s:s,s:N,s:s,s:O,s:I,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:i,s:d,s:d,s:d,s:d,s:d}", "event",
         conv_events[p->event], "solver", so,
         "solver_name", p->solver_name, "reference", p->reference ? Py_True : Py_False, "level",
         p->level, "paths_done", (Py_ssize_t)p->paths_done, "paths", (Py_ssize_t)p->paths,
@@ -909,7 +909,7 @@ static int conv_progress(void *user, const csde_conv_progress *p)
         "nfe_total_estimated", p->nfe_total_estimated ? Py_True : Py_False, "batch",
         (Py_ssize_t)p->batch, "batches", (Py_ssize_t)p->batches, "threads", p->threads,
         "fraction", p->fraction, "elapsed", p->elapsed, "sec_per_call", p->sec_per_call,
-        "seconds_total", p->seconds_total);
+        "seconds_total", p->seconds_total, "t", p->t);
     PyObject *rv = d ? PyObject_CallOneArg(c->cb, d) : NULL;
     if (!rv) stop = 1;
     Py_XDECREF(rv);

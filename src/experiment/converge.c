@@ -625,15 +625,13 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
    * against the weighted slope p* of all the finer remaining levels, tested from the
    * finest j that leaves 3 levels to the coarse end; the first j off p* and every level
    * coarser than it are dropped (a level that happens to lie on p* between two that do
-   * not is no more asymptotic than they are). With exactly 3 candidates the coarsest is
-   * tested against the slope of the other two, so that 3 levels fit only when their two
-   * local slopes agree */
+   * not is no more asymptotic than they are) */
   {
     size_t cand[CSDE_CONV_MAXLEVEL + 1], nc = 0;
     for (size_t k = 0; k < L; k++)
       if (f->decision[k] == CSDE_CONV_USED) cand[nc++] = k;
     double *diff = malloc(B * sizeof *diff), *ev = malloc((L + 1) * sizeof *ev);
-    for (size_t t = nc > 3 ? nc - 3 : nc == 3 ? 1 : 0; diff && ev && t-- > 0;) {
+    for (size_t t = nc > 3 ? nc - 3 : 0; diff && ev && t-- > 0;) {
       size_t j = cand[t], nx = cand[t + 1];
       const size_t *rest = cand + t + 1, nrest = nc - t - 1;
       double sj = slope_of(f->err[j], f->err[nx], d->h[j], d->h[nx]);
@@ -922,6 +920,7 @@ struct conv_run {
   int nfe_est, ref_pending, est_sent, sec_ok;
   int planned;               /* the plan is out: from here on res is kept on failure */
   double sec_per_call, acc_time, last_obs;
+  double t_cur;              /* the calling thread's solve: the time reached (NaN: none) */
   size_t acc_calls;
 };
 
@@ -955,6 +954,7 @@ static void report(conv_run *c, csde_conv_event ev)
   pr.sec_per_call = c->est_sent ? c->sec_per_call : NAN;
   double par = (double)(c->nt < (int)c->nb ? (size_t)c->nt : c->nb) * (double)c->nproc;
   pr.seconds_total = c->est_sent ? (double)c->nfe_total * c->sec_per_call / par : NAN;
+  pr.t = c->t_cur;
   if (c->hooks->progress(c->hooks->user, &pr)) atomic_store(&c->stop, 1);
 }
 
@@ -972,11 +972,11 @@ static int conv_observe(size_t step, double t, const double *x, void *user)
 {
   obs_ctx *o = user;
   conv_run *c = o->c;
-  (void)t;
   (void)x;
   atomic_store_explicit(&c->cur[o->t], step * o->per_step, memory_order_relaxed);
   if (o->t == 0) {
     double tn = now();
+    c->t_cur = t;
     if (step > 1 && !c->sec_ok && o->per_step) { /* a step's time over its calls */
       c->acc_time += tn - c->last_obs;
       c->acc_calls += o->per_step;
@@ -1002,6 +1002,7 @@ static int conv_solve(conv_run *c, int t, csde_solver *S, const char *solver, si
   csde_solver_set_seed(S, c->p->seed, first);
   int s = csde_solver_run(S, x, &st, e);
   atomic_store_explicit(&c->cur[t], 0, memory_order_relaxed); /* before the count grows */
+  if (t == 0) c->t_cur = NAN;
   atomic_fetch_add(&c->nfe_items, st.nfe);
   atomic_fetch_add(&c->stage_nfe, st.nfe);
   if (nfe) *nfe = st.nfe;
@@ -1444,6 +1445,7 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   atomic_init(&c->stage_nfe, 0);
   atomic_init(&c->items_left, 0);
   atomic_init(&c->paths_done, 0);
+  c->t_cur = NAN;
 
   int s = CSDE_SUCCESS, nalloc = 0;
   c->M = calloc((size_t)nt, sizeof *c->M);

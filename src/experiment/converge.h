@@ -61,8 +61,7 @@
  *                  plus two bootstrap standard deviations of the difference, and every
  *                  level coarser than j (levels are tested from the fine end, so one
  *                  coarse level that happens to sit on p* does not keep the ones between
- *                  it and j); with exactly 3 levels left, the coarsest against the
- *                  slope of the other two.
+ *                  it and j).
  * Fit and interval: csde_conv_fit_order, from 3 used levels or more ("not fitted: only N
  * resolved levels (need 3)" otherwise: a line through two points has no misfit to
  * show that they are not asymptotic, and its interval would be the noise alone).

@@ -621,6 +621,18 @@ void csde_conv_progress_draw(csde_conv_progress_line *l, const csde_conv_progres
     return;
   }
   l->last = tn;
+  if (p->nfe_total_estimated && !isfinite(p->seconds_total)) {
+    /* an adaptive reference's first batch: its count, and so the fraction, comes after */
+    char tt[32] = "";
+    if (isfinite(p->t)) snprintf(tt, sizeof tt, "  t = %.4g", p->t);
+    fprintf(l->f, "%s%s  paths %zu/%zu%s  %zu model calls (the total comes with its first "
+                  "batch)%s",
+            l->tty ? "\r" : "", what, p->paths_done, p->paths, tt, p->nfe_done,
+            l->tty ? "\033[K" : "\n");
+    fflush(l->f);
+    l->drawn = l->tty;
+    return;
+  }
   double frac = fmin(fmax(p->fraction, 0), 1), el = p->elapsed;
   char bar[32];
   int w = 20, k = (int)(frac * w + 0.5);
