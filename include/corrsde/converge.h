@@ -133,9 +133,10 @@ typedef struct {
                              within a solve */
   size_t nfe_total;       /* the study's model calls: steps x the solver's calls a step,
                              summed over solvers, levels, batches and the reference solves;
-                             an adaptive reference's share is 0 at CSDE_CONV_PLAN, its first
-                             batch's count times the batches from CSDE_CONV_ESTIMATE on, and
-                             exact once it is done */
+                             an adaptive reference's share is 0 at CSDE_CONV_PLAN, from
+                             CSDE_CONV_ESTIMATE on its first batch's count times the batches
+                             (plus 10^(1/q) for the check at rtol / 10, q the solver's order),
+                             and exact once it is done */
   int nfe_total_estimated; /* 1 while nfe_total holds such an estimate (or that 0) */
   size_t batch, batches;  /* paths per solve and solves per stage */
   int threads;

@@ -1069,8 +1069,13 @@ static int run_item(conv_run *c, int t, size_t b, csde_err *e)
     } else {
       s = conv_solve(c, t, c->Sref[2 * t], p->ref_solver, first, xa, &nfe, e);
       if (!s && t == 0 && c->ref_pending) { /* the reference's calls, from this batch */
+        /* the check at rtol / 10 takes 10^(1/q) times as many steps, q the solver's order
+         * (a local error ~ h^q held at rtol) */
+        double q = csde_solver_type_order(csde_solver_lookup(p->ref_solver),
+                                          c->sde ? "strong" : "ode");
+        double fc = pow(10.0, 1.0 / (q >= 1 && isfinite(q) ? q : 1.0));
         c->ref_first_nfe = nfe;
-        c->nfe_total = c->nfe_fixed + nfe * (c->nb + 1);
+        c->nfe_total = c->nfe_fixed + (size_t)((double)nfe * ((double)c->nb + fc) + 0.5);
         c->nfe_est = 1;
         c->ref_pending = 0;
       }
