@@ -746,6 +746,7 @@ void csde_conv_result_free(csde_conv_result *r)
   free(r->h);
   free(r->steps);
   free(r->level);
+  free(r->xref);
   memset(r, 0, sizeof *r);
 }
 
