@@ -11,6 +11,8 @@
  * the record, Heun strong.
  * CSDE_TEST_QUICK (valgrind) shrinks the sizes and skips the statistical assertions. */
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +176,7 @@ typedef struct {
   uint64_t seed;
   int allocs;
   int custom;        /* 1: the data law below, else mean 0.1 and S0 0.25 ar1(0.95) */
+  void *log;         /* the progress tests' record */
   double mean;
   const double *S0;  /* tau x tau */
 } gauss_user;
@@ -457,7 +460,7 @@ static void test_threads(void)
        "half-width %.3g)", r[0].s[0].exact_dev_norm, r[0].s[0].exact_dev_halfwidth);
   }
   for (int t = 0; t < 2; t++)
-    if (!st[t]) csde_conv_result_free(&r[t]);
+    csde_conv_result_free(&r[t]);
   gp_free(&g);
 }
 
@@ -539,7 +542,7 @@ static void test_model_failure(void)
     csde_err err = {0};
     g.u.allocs = 0;
     int s = csde_conv_run(&p, &g.hooks, &r, &err);
-    if (!s) csde_conv_result_free(&r);
+    csde_conv_result_free(&r); /* what finished before the failure */
     all_fail &= s == CSDE_EBADFUNC && g.u.allocs == p.threads;
     if (!rep) {
       snprintf(first, sizeof first, "%s", err.msg);
@@ -641,6 +644,372 @@ static void test_strong_small(void)
   gp_free(&g);
 }
 
+/* ---- issue 24: progress, stopping, the shared reference, the 3-level rule ---- */
+
+typedef struct {
+  int n;
+  csde_conv_progress ev[256]; /* every event but CSDE_CONV_WORKING */
+  size_t working;
+  pthread_t caller;
+  int other_thread;           /* a call from a thread other than the caller's */
+  size_t last_done;
+  int monotone;               /* nfe_done never decreased */
+  int stop_after;             /* stop at the STAGE event of the stop_after-th level (1-based) */
+  int stop_at_plan;
+  int levels_seen;
+} prog_log;
+
+/* The hooks' user is the gauss_user; its log field holds the prog_log. */
+static int log_progress(void *user, const csde_conv_progress *p)
+{
+  prog_log *g = ((gauss_user *)user)->log;
+  if (!pthread_equal(pthread_self(), g->caller)) g->other_thread = 1;
+  if (p->nfe_done < g->last_done) g->monotone = 0;
+  g->last_done = p->nfe_done;
+  if (p->event == CSDE_CONV_WORKING) {
+    g->working++;
+    return 0;
+  }
+  if (g->n < 256) g->ev[g->n++] = *p;
+  if (p->event == CSDE_CONV_STAGE && !p->reference) g->levels_seen++;
+  return (g->stop_after && g->levels_seen >= g->stop_after) ||
+         (g->stop_at_plan && p->event == CSDE_CONV_PLAN);
+}
+
+static void log_init(prog_log *g)
+{
+  memset(g, 0, sizeof *g);
+  g->caller = pthread_self();
+  g->monotone = 1;
+}
+
+/* The progress hook, on 3 threads: called from the calling thread only; the plan first
+ * (its nfe_total the run's model calls), the estimate before the first level finishes,
+ * then a STAGE per reference and level in the order of the stages (euler's reference,
+ * its levels coarse to fine, heun's); nfe_done never falls and ends at the run's count.
+ * A hook that returns 1 after euler's level 3 stops the run: CSDE_EFAILED "stopped",
+ * euler's levels 2 and 3 kept (bitwise those of the whole run) and analysed, nothing of
+ * heun. And for every fixed-step solver the plan's count is the run's. */
+static void test_progress(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 4, 8, "vp-linear"), "progress: setup")) return;
+  const char *solvers[] = {"euler", "heun"};
+  csde_conv_params p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, solvers, 2, 2, 5, 9);
+  p.ref = CSDE_CONV_REF_FINE;
+  p.threads = 3;
+  p.boot = 200;
+  prog_log lg;
+  log_init(&lg);
+  g.u.log = &lg;
+  g.hooks.progress = log_progress;
+  csde_conv_result r, r2;
+  csde_err err = {0};
+  int s = csde_conv_run(&p, &g.hooks, &r, &err);
+  if (!ok(!s, "progress: run%s%s", s ? ": " : "", err.msg)) {
+    csde_conv_result_free(&r);
+    gp_free(&g);
+    return;
+  }
+  ok(!lg.other_thread && lg.monotone && lg.working > 0,
+     "the hook is called from the calling thread only (3 threads), nfe_done never falls (%zu "
+     "working calls)", lg.working);
+  ok(lg.n > 0 && lg.ev[0].event == CSDE_CONV_PLAN && lg.ev[0].nfe_total == r.nfe &&
+         !lg.ev[0].nfe_total_estimated,
+     "the plan comes first; its model calls %zu are the run's %zu", lg.n ? lg.ev[0].nfe_total : 0,
+     r.nfe);
+  int est = -1, first_level = -1, nplan = 0, nest = 0;
+  for (int i = 0; i < lg.n; i++) {
+    nplan += lg.ev[i].event == CSDE_CONV_PLAN;
+    nest += lg.ev[i].event == CSDE_CONV_ESTIMATE;
+    if (lg.ev[i].event == CSDE_CONV_ESTIMATE && est < 0) est = i;
+    if (lg.ev[i].event == CSDE_CONV_STAGE && !lg.ev[i].reference && first_level < 0) first_level = i;
+  }
+  ok(nplan == 1 && nest == 1 && est > 0 && first_level > est &&
+         lg.ev[est].sec_per_call > 0 && lg.ev[est].seconds_total > 0,
+     "one estimate (%.3g s a call, %.3g s in all), before the first level finishes",
+     est >= 0 ? lg.ev[est].sec_per_call : NAN, est >= 0 ? lg.ev[est].seconds_total : NAN);
+  /* the stages in order: (solver, reference, level) */
+  static const struct {
+    size_t si;
+    int ref;
+    unsigned level;
+  } want[] = {{0, 1, 10}, {0, 0, 2}, {0, 0, 3}, {0, 0, 4}, {0, 0, 5},
+              {1, 1, 8},  {1, 0, 2}, {1, 0, 3}, {1, 0, 4}, {1, 0, 5}};
+  int order_ok = 1, k = 0;
+  size_t last_done = 0;
+  for (int i = 0; i < lg.n; i++) {
+    const csde_conv_progress *e = &lg.ev[i];
+    if (e->event != CSDE_CONV_STAGE) continue;
+    if (k >= 10 || e->solver != want[k].si || e->reference != want[k].ref ||
+        e->level != want[k].level || e->paths_done != 9 ||
+        strcmp(e->solver_name, solvers[want[k].si])) {
+      printf("# stage %d: solver %zu (%s) reference %d level %u paths %zu\n", k, e->solver,
+             e->solver_name, e->reference, e->level, e->paths_done);
+      order_ok = 0;
+    }
+    k++;
+    last_done = e->nfe_done;
+  }
+  ok(order_ok && k == 10, "10 stages in order: euler's reference (level 10), levels 2..5, "
+                          "heun's reference (level 8), levels 2..5, all 9 paths each");
+  ok(last_done == r.nfe, "the last stage's nfe_done %zu is the run's %zu", last_done, r.nfe);
+
+  /* stopped by the hook after euler's level 3 */
+  log_init(&lg);
+  lg.stop_after = 2;
+  s = csde_conv_run(&p, &g.hooks, &r2, &err);
+  ok_status(s, CSDE_EFAILED, err.msg, "stopped", "a hook that returns 1 stops the run");
+  const csde_conv_solver_result *a = &r2.s[0], *b = &r.s[0];
+  int kept = r2.nsolvers == 2 && !r2.complete && a->levels_done == 2 && a->analysed &&
+             a->fit.L == 2 && r2.s[1].levels_done == 0 && !r2.s[1].analysed && !r2.s[1].ref_done;
+  for (size_t i = 0; kept && i < r.N; i++)
+    kept &= !memcmp(a->v + i * r.L, b->v + i * r.L, 2 * sizeof *a->v);
+  ok(kept, "stopped after euler's level 3: levels 2, 3 kept (bitwise the whole run's) and "
+           "analysed; heun untouched");
+  ok(kept && a->fit.err[0] == b->fit.err[0] && isnan(a->fit.order),
+     "the stopped run's errors are the whole run's; 2 levels give no order (%s)",
+     kept ? a->fit.fit : "");
+  csde_conv_result_free(&r2);
+  /* stopped at the plan: nothing ran */
+  log_init(&lg);
+  lg.stop_at_plan = 1;
+  s = csde_conv_run(&p, &g.hooks, &r2, &err);
+  ok(s == CSDE_EFAILED && r2.s && r2.s[0].levels_done == 0 && !r2.s[0].ref_done && r2.nfe == 0,
+     "stopped at the plan: no model call, nothing done");
+  csde_conv_result_free(&r2);
+  csde_conv_result_free(&r);
+  g.hooks.progress = NULL;
+  gp_free(&g);
+}
+
+/* The plan's model calls are the run's for every fixed-step solver (fine references). */
+static void test_plan_nfe(void)
+{
+  static const char *const ode[] = {"euler", "heun", "rk45", "rkck", "rk8pd", "dopri5",
+                                    "dpmpp2m", "dpmpp3m", "unipc", "unipc3", "ipndm", "ddim",
+                                    "edm-heun"};
+  static const char *const sde[] = {"em", "heun", "sra1", "euler-ancestral", "dpmpp2m-sde"};
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 3, 4, "vp-linear"), "plan: setup")) return;
+  prog_log lg;
+  g.u.log = &lg;
+  g.hooks.progress = log_progress;
+  int all = 1;
+  for (size_t j = 0; j < sizeof ode / sizeof *ode + sizeof sde / sizeof *sde; j++) {
+    int isode = j < sizeof ode / sizeof *ode;
+    const char *sv[1] = {isode ? ode[j] : sde[j - sizeof ode / sizeof *ode]};
+    csde_conv_params p = gp_params(&g, isode ? CSDE_PROC_PFODE : CSDE_PROC_REVERSE_SDE,
+                                   isode ? CSDE_CONV_ODE : CSDE_CONV_STRONG, sv, 1, 2, 3, 5);
+    p.ref = CSDE_CONV_REF_FINE;
+    p.boot = 100;
+    log_init(&lg);
+    csde_conv_result r;
+    csde_err err = {0};
+    int s = csde_conv_run(&p, &g.hooks, &r, &err);
+    size_t plan = lg.n ? lg.ev[0].nfe_total : 0;
+    if (s || plan != r.nfe) {
+      printf("# %s: plan %zu, run %zu%s%s\n", sv[0], plan, r.nfe, s ? ": " : "", err.msg);
+      all = 0;
+    }
+    csde_conv_result_free(&r);
+  }
+  ok(all, "the plan's model calls are the run's for %zu ODE and %zu SDE solvers",
+     sizeof ode / sizeof *ode, sizeof sde / sizeof *sde);
+  g.hooks.progress = NULL;
+  gp_free(&g);
+}
+
+/* Issue 24: one reference per path shared by every solver (fine:dopri5:rtol=1e-10 on the
+ * gaussian PF-ODE). res->xref is the one array: every solver's per-path errors are their
+ * own solve's distance to it, bitwise (a solve done here again, batch of 4 like the run's);
+ * the reference's sizes are bitwise the same for every solver; it is within its estimated
+ * error of the exact flow; the orders agree with the exact reference's within its
+ * interval; 1 and 3 threads give the same bits. Refusals: a solver that cannot give the
+ * process a shared reference, and malformed settings. */
+static void test_shared_reference(void)
+{
+  gauss_problem g;
+  if (!ok(!gp_make(&g, 8, 16, "vp-linear"), "shared: setup")) return;
+  const char *solvers[] = {"euler", "heun"};
+  csde_conv_result ex, sh, sh3;
+  csde_err err = {0};
+  csde_conv_params p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, solvers, 2, 3, 8, 16);
+  int s0 = csde_conv_run(&p, &g.hooks, &ex, &err); /* the exact flow */
+  int s1 = csde_conv_reference_parse("fine:dopri5:rtol=1e-10", &p, &err);
+  ok(!s1 && p.ref == CSDE_CONV_REF_SHARED && !strcmp(p.ref_solver, "dopri5") &&
+         p.ref_rtol == 1e-10 && p.ref_atol == 1e-10,
+     "fine:dopri5:rtol=1e-10 parses (atol defaults to rtol)");
+  s1 = csde_conv_run(&p, &g.hooks, &sh, &err);
+  p.threads = 3;
+  int s3 = csde_conv_run(&p, &g.hooks, &sh3, &err);
+  if (!ok(!s0 && !s1 && !s3, "shared: the exact and the shared-reference runs (1 and 3 "
+                             "threads)%s%s", err.msg[0] ? ": " : "", err.msg)) {
+    csde_conv_result_free(&ex);
+    csde_conv_result_free(&sh);
+    csde_conv_result_free(&sh3);
+    gp_free(&g);
+    return;
+  }
+  print_result(&sh);
+  const size_t N = sh.N, L = sh.L, per = 8 * 16;
+  ok(sh.ref_shared && sh.xref && ex.xref && sh.ref_nfe > 0 && sh.ref_check > 0 &&
+         sh.ref_check_paths == 4 && !sh.s[0].vref,
+     "one reference: %zu model calls, its check %.3g over %zu paths", sh.ref_nfe, sh.ref_check,
+     sh.ref_check_paths);
+  ok(!memcmp(&sh.s[0].ref_scale, &sh.s[1].ref_scale, sizeof sh.s[0].ref_scale),
+     "the reference's size is bitwise the same for both solvers (%.17g)", sh.s[0].ref_scale);
+  /* each solver's per-path values against the one xref, recomputed here */
+  int same = 1;
+  for (size_t i = 0; i < 2 && same; i++)
+    for (size_t k = 0; k < L; k += 5) { /* levels 3 and 8 */
+      csde_problem P = p.P;
+      csde_model *M = NULL;
+      double mean = 0.1;
+      csde_model_gaussian_alloc(&M, g.C, g.s, 16, &mean, 1, NULL, &err);
+      P.model = M;
+      P.batch = 4;
+      csde_solve_params par = csde_solve_default_params();
+      par.solver = solvers[i];
+      par.steps = sh.steps[k];
+      csde_solver *S = NULL;
+      double *x = malloc(4 * per * sizeof *x);
+      csde_rng_key key = {g.u.seed, (uint64_t)1 << 63};
+      int s = csde_solver_alloc(&S, &P, &par, &err);
+      for (size_t b = 0; b < N / 4 && !s; b++) {
+        s = csde_model_gaussian_sample(M, 1.0, key, b * 4, 4, x, &err);
+        csde_solve_stats st;
+        if (!s) s = csde_solver_run(S, x, &st, &err);
+        for (size_t j = 0; j < 4 && !s; j++) {
+          double d = 0;
+          for (size_t q = 0; q < per; q++) {
+            double e = x[j * per + q] - sh.xref[(b * 4 + j) * per + q];
+            d += e * e;
+          }
+          d = sqrt(d / (double)per);
+          same &= !memcmp(&d, &sh.s[i].v[(b * 4 + j) * L + k], sizeof d);
+        }
+      }
+      same &= !s;
+      csde_solver_free(S);
+      csde_model_free(M);
+      free(x);
+    }
+  ok(same, "every solver's per-path errors are its solve's distance to the one shared "
+           "reference, bitwise");
+  double dmax = 0;
+  for (size_t i = 0; i < N; i++) {
+    double d = 0;
+    for (size_t q = 0; q < per; q++) {
+      double e = sh.xref[i * per + q] - ex.xref[i * per + q];
+      d += e * e;
+    }
+    dmax = fmax(dmax, sqrt(d / (double)per));
+  }
+  ok(dmax <= 10 * sh.ref_check, "the shared reference is within 10x its estimated error of "
+                                "the exact flow (largest path %.3g, estimate %.3g)", dmax,
+     sh.ref_check);
+  for (size_t i = 0; i < 2; i++) {
+    const csde_conv_fit *fe = &ex.s[i].fit, *fs = &sh.s[i].fit;
+    ok(fe->order_lo <= fs->order && fs->order <= fe->order_hi && fs->order_lo <= fe->order &&
+           fe->order <= fs->order_hi && fs->ref_ok,
+       "%s: the shared reference's order %.4f [%.4f, %.4f] and the exact flow's %.4f [%.4f, "
+       "%.4f] each lie in the other's interval", solvers[i], fs->order, fs->order_lo,
+       fs->order_hi, fe->order, fe->order_lo, fe->order_hi);
+  }
+  int same3 = !memcmp(sh.xref, sh3.xref, N * per * sizeof *sh.xref) &&
+              !memcmp(&sh.ref_check, &sh3.ref_check, sizeof sh.ref_check);
+  for (size_t i = 0; i < 2; i++)
+    same3 &= !memcmp(sh.s[i].v, sh3.s[i].v, N * L * sizeof *sh.s[i].v) &&
+             !memcmp(&sh.s[i].fit.order, &sh3.s[i].fit.order, sizeof sh.s[i].fit.order);
+  ok(same3, "1 and 3 threads: the same reference, per-path values and orders, bitwise");
+  csde_conv_result_free(&ex);
+  csde_conv_result_free(&sh);
+  csde_conv_result_free(&sh3);
+
+  /* refusals */
+  csde_conv_result r;
+  const char *sde[] = {"em"};
+  p = gp_params(&g, CSDE_PROC_REVERSE_SDE, CSDE_CONV_STRONG, sde, 1, 2, 4, 4);
+  csde_conv_reference_parse("fine:dopri5:rtol=1e-6", &p, &err);
+  int s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok(s == CSDE_EINVAL && err.param && !strcmp(err.param, CSDE_CONV_PARAM_REFERENCE) &&
+         strstr(err.msg, "cannot give reverse-sde a shared reference") && strstr(err.msg, "heun"),
+     "dopri5 cannot give an SDE a shared reference: %s", err.msg);
+  p = gp_params(&g, CSDE_PROC_PFODE, CSDE_CONV_ODE, solvers, 2, 2, 4, 4);
+  csde_conv_reference_parse("fine:em:rtol=1e-6", &p, &err);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  ok(s == CSDE_EINVAL && strstr(err.msg, "cannot give pf-ode a shared reference") &&
+         strstr(err.msg, "dopri5"),
+     "em (adaptive only for SDEs) cannot give the PF-ODE one: %s", err.msg);
+  static const char *const bad[] = {"fine:dopri5",           "fine:dopri5:rtol=0",
+                                    "fine:nope:rtol=1e-6",   "fine:dopri5:rtol=1e-6,foo=1",
+                                    "fine:dopri5:rtol=x",    "fine:31",
+                                    "fine:0",                "fine:ipndm:rtol=1e-6",
+                                    "coarse"};
+  int all_bad = 1;
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    csde_err e2 = {0};
+    int st = csde_conv_reference_parse(bad[i], &p, &e2);
+    if (st != CSDE_ESPEC || !e2.param || strcmp(e2.param, CSDE_CONV_PARAM_REFERENCE) ||
+        !strstr(e2.msg, "reference")) {
+      printf("# '%s': %d %s\n", bad[i], st, e2.msg);
+      all_bad = 0;
+    }
+  }
+  ok(all_bad, "%zu malformed reference settings are refused naming the reference",
+     sizeof bad / sizeof *bad);
+  /* an SDE with a shared adaptive reference on the same Brownian path */
+  p = gp_params(&g, CSDE_PROC_REVERSE_SDE, CSDE_CONV_STRONG, sde, 1, 2, 5, 8);
+  p.boot = 200;
+  csde_conv_reference_parse("fine:heun:rtol=1e-3", &p, &err);
+  csde_err_clear(&err);
+  s = csde_conv_run(&p, &g.hooks, &r, &err);
+  if (ok(!s, "reverse-sde, em against heun at rtol 1e-3 (path noise)%s%s", s ? ": " : "",
+         err.msg)) {
+    print_result(&r);
+    ok(r.ref_check > 0 && r.s[0].fit.err[3] > 3 * r.ref_check,
+       "the adaptive SDE reference's check %.3g is below the finest level's error %.3g / 3",
+       r.ref_check, r.s[0].fit.err[3]);
+  }
+  csde_conv_result_free(&r);
+  gp_free(&g);
+}
+
+/* Issue 24: no order from fewer than 3 used levels. Synthetic errors e = h^p: 4 levels
+ * of which 2 are unresolved leave 2 (before: a line through them, with a narrow
+ * interval); 3 levels on one power law give their order. */
+static void test_three_levels(void)
+{
+  const size_t N = 32;
+  double h[4], v[32 * 4];
+  for (size_t k = 0; k < 4; k++) h[k] = 1.0 / (double)(8 << k);
+  synth(v, N, 4, h, 1.0, 0.05, 0.01, 11);
+  for (size_t i = 0; i < N; i++) /* levels 0 and 1 carried by one path each: unresolved */
+    for (size_t k = 0; k < 2; k++) v[i * 4 + k] *= i == k ? (double)N : 1e-3;
+  csde_conv_data d = synth_data(v, N, 4, h, 1.0);
+  csde_conv_fit f;
+  csde_err err = {0};
+  int s = csde_conv_analyse(&d, &f, &err);
+  if (ok(!s, "3-level rule: analysis")) {
+    printf("# decisions: %s | %s | %s | %s\n", f.reason[0], f.reason[1], f.reason[2], f.reason[3]);
+    ok(f.nused == 2 && isnan(f.order) && isnan(f.order_lo) && isnan(f.order_hi) &&
+           !strcmp(f.fit, "not fitted: only 2 resolved levels (need 3)"),
+       "2 resolved levels of 4: no order, '%s'", f.fit);
+    csde_conv_fit_free(&f);
+  }
+  /* 3 levels on one law fit */
+  double v3[32 * 3];
+  synth(v3, N, 3, h, 1.0, 0.05, 0.005, 12);
+  d = synth_data(v3, N, 3, h, 1.0);
+  s = csde_conv_analyse(&d, &f, &err);
+  if (ok(!s, "3 levels on one law: analysis")) {
+    ok(f.nused == 3 && f.order_lo <= 1 && 1 <= f.order_hi,
+       "3 levels on e = h: order %.4f [%.4f, %.4f] contains 1", f.order, f.order_lo, f.order_hi);
+    csde_conv_fit_free(&f);
+  }
+}
+
 /* ---- the slow suite: stochastic orders ---- */
 
 static void test_strong_orders(void)
@@ -724,6 +1093,10 @@ int main(int argc, char **argv)
     test_errors();
     test_model_failure();
     test_strong_small();
+    test_progress();
+    test_plan_nfe();
+    test_shared_reference();
+    test_three_levels();
   } else {
     test_strong_orders();
     printf("# strong: %.1f s\n", now() - t0);

@@ -450,5 +450,168 @@ fi
 expect_error "euler-ancestral on the forward SDE" "--solvers" 2 converge --process forward-sde \
   --error strong --solvers euler-ancestral -o "$B"
 
+# ---- issue 24: progress, the file of a stopped or killed run, the shared reference ----
+
+# --progress on a pipe: the plan (the study's model calls) and the estimate come before the
+# first level's line, and the plan's count is the run's
+run converge "${small[@]}" --solvers euler,heun --reference fine --progress -o "$tmp/pg.h5"
+plan=$(sed -n 's/^corrsde converge: \([0-9]*\) model calls, each on a batch.*/\1/p' "$tmp/err")
+final=$(sed -n 's/.* s, \([0-9]*\) model evaluations.*/\1/p' "$tmp/out")
+lp=$(grep -n 'model calls, each on a batch' "$tmp/err" | head -1 | cut -d: -f1)
+le=$(grep -n 'estimated .* in all: ' "$tmp/err" | head -1 | cut -d: -f1)
+ll=$(grep -n 'level [0-9]* ([0-9]* steps) done' "$tmp/err" | head -1 | cut -d: -f1)
+sed -n '1,3s/^/#   /p' "$tmp/err"
+[ "$rc" -eq 0 ] && [ -n "$plan" ] && [ "$plan" = "$final" ] && [ -n "$lp" ] && [ -n "$le" ] &&
+  [ -n "$ll" ] && [ "$lp" -lt "$le" ] && [ "$le" -lt "$ll" ]
+ok $? "--progress: the plan ($plan model calls, the run's $final) and the estimate before the first level"
+
+# a run killed (SIGKILL) or interrupted (SIGINT) once euler has 4 levels: the file has them
+long=(converge --solvers euler,heun --frames 8 --frame-shape 16x16 --levels 2:14 --paths 8
+  --bootstrap 200)
+# stop_after SIGNAL FILE: run the long study (started by python once h5py is loaded, so
+# that its start-up does not count) and send SIGNAL once FILE shows euler's 4 levels; rc
+# is the run's exit status (128 + the signal if it died of it)
+stop_after() {
+  local sig=$1 out=$2
+  rm -f "$out"
+  "$PY" - "$out" "$sig" "$tmp/out" "$CORRSDE" "${long[@]}" >"$tmp/rc" 2>"$tmp/err" <<'PY'
+import os, sys, time, signal, subprocess
+import h5py
+out, sig = sys.argv[1], getattr(signal, sys.argv[2])
+p = subprocess.Popen(sys.argv[4:] + ["-o", out], stdout=open(sys.argv[3], "w"))
+t0 = time.time()
+while time.time() - t0 < 120 and p.poll() is None:
+    try:
+        with h5py.File(out, "r") as f:
+            if f["convergence/euler"].attrs["levels_done"] >= 4:
+                break
+    except Exception:
+        pass
+    time.sleep(0.01)
+p.send_signal(sig)
+rc = p.wait()
+print(128 - rc if rc < 0 else rc)
+PY
+  rc=$(cat "$tmp/rc")
+}
+if [ "$have_h5py" -eq 1 ]; then
+  stop_after SIGKILL "$tmp/kill.h5"
+  kill_rc=$rc
+  py '
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+c = f["convergence"]
+e = c["euler"]
+n = int(e.attrs["levels_done"])
+print("# killed: status", c.attrs["status"], "euler levels_done", n, "heun", c["heun"].attrs["levels_done"])
+assert c.attrs["status"] == "running" and 4 <= n < 13 and e.attrs["analysed"] == 0
+assert e["per_path"].shape == (8, n) and list(e["level"]) == list(range(2, 2 + n))
+assert f["parameters"].attrs["paths"] == 8 and f["covariance/matrix"].shape == (8, 8)
+open(sys.argv[2], "w").write(str(n))
+' "$tmp/kill.h5" "$tmp/kill.n"
+  ok $? "SIGKILL (exit $kill_rc) once euler has 4 levels: the file opens, status running, the finished levels there"
+  nk=$(cat "$tmp/kill.n" 2>/dev/null || echo 4)
+  run converge --solvers euler --frames 8 --frame-shape 16x16 --levels "2:$((1 + nk))" --paths 8 \
+    --bootstrap 200 -o "$tmp/kill.h5" --force -q
+  [ "$rc" -eq 0 ] && [ ! -e "$tmp/kill.h5.lock" ]
+  ok $? "a new run over the killed run's file (its lock left behind) runs"
+else
+  skip "SIGKILL keeps the finished levels" "no h5py"
+  skip "a run over a killed run's file" "no h5py"
+fi
+if [ "$have_h5py" -eq 1 ]; then
+  stop_after SIGKILL "$tmp/kill2.h5"
+  run converge --solvers euler --frames 8 --frame-shape 16x16 --levels 2:13 --paths 8 \
+    --bootstrap 200 -o "$tmp/whole.h5" -q
+  py '
+import sys, h5py, numpy as np
+k = h5py.File(sys.argv[1], "r")["convergence/euler"]
+w = h5py.File(sys.argv[2], "r")["convergence/euler"]
+n = int(k.attrs["levels_done"])
+a, b = k["per_path"][()], w["per_path"][()][:, :n]
+print("# killed after", n, "levels; per_path equal to a whole run:", np.array_equal(a, b))
+assert np.array_equal(a, b) and np.array_equal(k["error"][()], b.mean(axis=0))
+' "$tmp/kill2.h5" "$tmp/whole.h5"
+  ok $? "the killed run's levels are bitwise a whole run's (per_path, and error its mean)"
+  stop_after SIGINT "$tmp/int.h5"
+  lines=$(wc -l <"$tmp/err")
+  [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] &&
+    grep -qF "interrupted by signal 2 (Interrupt) ('$tmp/int.h5' holds the stages that finished, status failed)" "$tmp/err" &&
+    [ ! -s "$tmp/out" ] && [ ! -e "$tmp/int.h5.lock" ] && ! ls "$tmp"/int.h5.partial.* >/dev/null 2>&1 &&
+    py '
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+c = f["convergence"]
+e = c["euler"]
+n = int(e.attrs["levels_done"])
+print("# interrupted: status", c.attrs["status"], "euler levels_done", n, "fit", e.attrs["fit"])
+assert c.attrs["status"] == "failed: interrupted by signal 2 (Interrupt)"
+assert n >= 4 and e.attrs["analysed"] == 1 and e["error_ci"].shape == (n, 2)
+assert e["per_path"].shape == (8, n) and c["heun"].attrs["levels_done"] == 0
+' "$tmp/int.h5"
+  ok $? "SIGINT once euler has 4 levels: exit 1, one line naming the file; status failed: interrupted, the levels analysed, no lock left"
+else
+  skip "the killed run's levels" "no h5py"
+  skip "SIGINT" "no h5py"
+fi
+
+# --force over an old file: replaced at the first finished stage; a run that fails before
+# any (a reference the process cannot have) leaves it as it was
+printf 'old' >"$tmp/old.h5"
+run converge --process reverse-sde --reference fine:dopri5:rtol=1e-6 -o "$tmp/old.h5" --force
+[ "$rc" -eq 1 ] && [ "$(cat "$tmp/old.h5")" = "old" ] && grep -qF -- '--reference' "$tmp/err" &&
+  grep -qF 'cannot give reverse-sde a shared reference' "$tmp/err" &&
+  grep -qF "('$tmp/old.h5' is kept as it was)" "$tmp/err"
+ok $? "a run refused before it starts leaves an old file (--force) as it was, and says so"
+
+# the shared reference: one adaptive solve per path for every solver
+run converge --solvers euler,heun --reference fine:dopri5:rtol=1e-10 --csv "$tmp/sh.csv" \
+  -o "$tmp/sh.h5"
+[ "$rc" -eq 0 ] && grep -q '^euler: ode error, reference dopri5 at rtol 1e-10 (shared), same path' "$tmp/out" &&
+  grep -q 'reference check: rtol 1e-10 vs rtol/10 on paths 0..3 differ by ' "$tmp/out" &&
+  grep -q 'one reference per path shared by every solver' "$tmp/out"
+ok $? "--reference fine:dopri5:rtol=1e-10: the table names the shared reference and its check"
+if [ "$have_h5py" -eq 1 ]; then
+  py '
+import sys, csv, h5py
+f = h5py.File(sys.argv[1], "r")
+c = f["convergence"]
+print("# shared:", c.attrs["reference_solver"], c.attrs["reference_rtol"], c.attrs["reference_check_error"], c.attrs["reference_nfe"])
+assert c.attrs["reference_solver"] == "dopri5" and c.attrs["reference_rtol"] == 1e-10
+assert 0 < c.attrs["reference_check_error"] < 1e-9 and c.attrs["reference_check_paths"] == 4
+assert f["parameters"].attrs["reference"] == "fine:dopri5:rtol=1e-10"
+for s, th in (("euler", 1), ("heun", 2)):
+    g = c[s]
+    lo, hi = g.attrs["order_ci"]
+    assert g.attrs["reference_level"] == 0 and "ref_check_per_path" not in g and lo <= th <= hi
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert all(r["reference"] == "dopri5 at rtol 1e-10 (shared), same path" for r in rows)
+' "$tmp/sh.h5" "$tmp/sh.csv"
+  ok $? "the shared reference in the file (/convergence attributes) and the CSV; orders contain 1 and 2"
+else
+  skip "the shared reference in the file" "no h5py"
+fi
+expect_error "--reference fine:dopri5 without rtol" "--reference" 2 converge --reference fine:dopri5 -o "$B"
+expect_error "--reference fine:dopri5:rtol=0" "--reference" 2 converge --reference fine:dopri5:rtol=0 -o "$B"
+expect_error "--reference with a solver that has no adaptive mode" "--reference" 2 \
+  converge --reference fine:ipndm:rtol=1e-6 -o "$B"
+grep -qF 'ipndm has no adaptive mode' "$tmp/err"
+ok $? "the message says the solver has no adaptive mode"
+expect_error "--reference em (adaptive for SDEs only) on pf-ode" "--reference" 1 \
+  converge --reference fine:em:rtol=1e-6 -o "$B"
+expect_error "--reference dopri5 on the reverse SDE" "--reference" 1 \
+  converge --process reverse-sde --reference fine:dopri5:rtol=1e-6 -o "$B"
+
+# two levels: no order, and the table and the CSV say why
+run converge --solvers heun --levels 3:4 --csv "$tmp/two.csv" -o "$tmp/two.h5"
+[ "$rc" -eq 0 ] && grep -q '^  order: not fitted: only 2 resolved levels (need 3)  (theory 2)$' "$tmp/out" &&
+  ! grep -q '95% interval \[' <(grep '  order' "$tmp/out") && py '
+import sys, csv, math
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 2 and all(math.isnan(float(r[k])) for r in rows for k in ("order", "order_lo", "order_hi"))
+assert all(r["fit"] == "not fitted: only 2 resolved levels (need 3)" for r in rows)
+' "$tmp/two.csv"
+ok $? "2 levels: 'order: not fitted: only 2 resolved levels (need 3)', the CSV's order nan and its fit column says why"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

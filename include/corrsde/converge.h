@@ -27,6 +27,7 @@ extern "C" {
 #define CSDE_CONV_PARAM_LEVELS "levels"
 #define CSDE_CONV_PARAM_PATHS "paths"
 #define CSDE_CONV_PARAM_REFERENCE "reference"
+#define CSDE_CONV_PARAM_OUTPUT "output"       /* the file (csde_conv_params.file) */
 #define CSDE_CONV_MAXSOLVERS 16
 #define CSDE_CONV_MINRATIO 10.0 /* the reference must be this much more accurate */
 
@@ -43,7 +44,10 @@ CSDE_API int csde_conv_kind_parse(const char *s, csde_conv_kind *k);
 typedef enum {
   CSDE_CONV_REF_AUTO = 0, /* exact where the model gives it, else fine */
   CSDE_CONV_REF_EXACT,
-  CSDE_CONV_REF_FINE
+  CSDE_CONV_REF_FINE,     /* each solver at its own reference level, same path */
+  CSDE_CONV_REF_SHARED    /* "fine:SOLVER:rtol=R": one adaptive solve per path, shared by
+                             every solver (ODEs: rk45, rkck, rk8pd, dopri5; SDEs: heun, em,
+                             sra1 on the same Brownian path, path noise) */
 } csde_conv_ref;
 
 /* Why a level is (not) used in the fit. */
@@ -69,7 +73,9 @@ typedef struct {
   int *decision;                       /* [L] csde_conv_decision */
   char (*reason)[160];                 /* [L] the decision in words */
   size_t nused;
-  double order, order_lo, order_hi;    /* NaN if fewer than 2 levels are used */
+  double order, order_lo, order_hi;    /* NaN if fewer than 3 levels are used (fit then
+                                          says "not fitted: only N resolved levels (need
+                                          3)") */
   double order_boot_lo, order_boot_hi; /* the bootstrap percentile interval alone */
   double order_plain;                  /* the plain power-law slope (for the record) */
   int curved;                          /* correction terms resolved and used: 0, 1 (d h)
@@ -92,15 +98,59 @@ typedef struct {
 
 /* ---- the solve stage ---- */
 
-/* Progress, reported under a lock after every (solver, batch, level) solve. */
+/* Progress (csde_conv_hooks.progress), always called from the calling thread (thread 0
+ * of the run), in this order:
+ *   CSDE_CONV_PLAN      once, before the first solve: nfe_total;
+ *   CSDE_CONV_ESTIMATE  once, after the first few model calls of the calling thread (and,
+ *                       with an adaptive shared reference, its first batch):
+ *                       sec_per_call and seconds_total;
+ *   CSDE_CONV_WORKING   during the solves, after every step of the calling thread's
+ *                       solves (and every few ms while it waits for other threads);
+ *   CSDE_CONV_STAGE     a stage finished for every path: a solver's reference, the shared
+ *                       or exact reference (solver = SIZE_MAX), or a solver's level (the
+ *                       file, if any, has it then).
+ * The stages run in this order: the shared or exact reference (if any), then solver by
+ * solver its own reference (fine) and its levels, coarse to fine. */
+typedef enum {
+  CSDE_CONV_PLAN = 0,
+  CSDE_CONV_ESTIMATE,
+  CSDE_CONV_WORKING,
+  CSDE_CONV_STAGE
+} csde_conv_event;
+
 typedef struct {
-  size_t solver;          /* index into the solvers */
-  const char *solver_name;
-  unsigned level;         /* the level just solved (the reference level for the reference) */
-  size_t paths_done;      /* of this solver, whole batches */
+  csde_conv_event event;
+  size_t solver;          /* the stage's: an index into the solvers; SIZE_MAX: the shared
+                             or exact reference */
+  const char *solver_name; /* its name (the shared reference's solver; "exact") */
+  int reference;          /* 1: the stage is a reference solve */
+  unsigned level;         /* the stage's level (a fine reference's level; 0 for an adaptive
+                             or exact one) */
+  size_t paths_done;      /* of the stage (whole batches), of this process */
   size_t paths;           /* N */
-  double fraction;        /* of the whole run, by estimated cost */
+  size_t nfe_done;        /* model calls so far (each on a batch of up to `batch` paths) of
+                             this process: exact at a stage's end, counted step by step
+                             within a solve */
+  size_t nfe_total;       /* the study's model calls: steps x the solver's calls a step,
+                             summed over solvers, levels, batches and the reference solves;
+                             an adaptive reference's share is 0 at CSDE_CONV_PLAN, from
+                             CSDE_CONV_ESTIMATE on its first batch's count times the batches
+                             (plus 10^(1/q) for the check at rtol / 10, q the solver's order),
+                             and exact once it is done */
+  int nfe_total_estimated; /* 1 while nfe_total holds such an estimate (or that 0) */
+  size_t batch, batches;  /* paths per solve and solves per stage */
+  int threads;
+  double fraction;        /* nfe_done / nfe_total, at most 1 */
   double elapsed;         /* seconds since the start */
+  double sec_per_call;    /* from CSDE_CONV_ESTIMATE on: wall seconds of one model call on
+                             a batch, from the calling thread's first solve with model calls:
+                             the time of its steps 2 to 5 over their calls (the first step,
+                             which pays for warming up, left out); NaN before */
+  double seconds_total;   /* estimated wall time of the study: nfe_total sec_per_call /
+                             (min(threads, batches) x processes); NaN before */
+  double t;               /* the time the calling thread's solve has reached (NaN between
+                             solves): the progress of an adaptive reference's first batch,
+                             whose count is not known yet */
 } csde_conv_progress;
 
 /* Per-thread resources supplied by the caller (the command line builds them from its
@@ -115,8 +165,11 @@ typedef struct {
   /* The starting states of paths first .. first + n - 1 (n tau D doubles), a pure
    * function of the path index. */
   int (*start)(void *user, void *state, size_t first, size_t n, double *x, csde_err *err);
-  /* May be NULL. Called from any thread, under a lock. */
-  void (*progress)(void *user, const csde_conv_progress *p);
+  /* May be NULL. Called from the calling thread only (csde_conv_progress). Non-zero
+   * stops the run: every thread's solve stops at its next step, the stage in progress is
+   * dropped, and csde_conv_run returns CSDE_EFAILED ("stopped") with the stages finished
+   * before it in the result (and in the file). */
+  int (*progress)(void *user, const csde_conv_progress *p);
 } csde_conv_hooks;
 
 /* The work of a convergence run split over processes (corrsde-mpi): the items (solver i,
@@ -143,6 +196,8 @@ typedef struct {
   size_t paths;
   csde_conv_ref ref;
   unsigned ref_level;           /* 0: the default, K1 + max(3, ceil(log2(10) / p_min)) */
+  const char *ref_solver;       /* CSDE_CONV_REF_SHARED: the adaptive solver, its */
+  double ref_rtol, ref_atol;    /* tolerances (atol 0: rtol) */
   uint64_t seed;                /* noise seed; starts are the caller's business */
   const char *grid;             /* NULL: uniform */
   int threads;                  /* 0: 1 */
@@ -151,7 +206,17 @@ typedef struct {
   uint64_t boot_seed;
   double conf;                  /* 0: 0.95 */
   const csde_conv_dist *dist;   /* NULL: every item here */
+  struct csde_conv_file *file;  /* NULL, or the file csde_conv_run keeps up to date
+                                   (csde_conv_file_open): its plan written before the first
+                                   solve, rewritten whole after every stage */
 } csde_conv_params;
+
+/* The reference setting as text, into p (ref, ref_level, ref_solver, ref_rtol,
+ * ref_atol): "auto", "exact", "fine", "fine:LEVEL" (1..30) or
+ * "fine:SOLVER:rtol=R[,atol=A]" (an adaptive solver, R > 0, A >= 0; atol defaults to
+ * R). CSDE_ESPEC, blamed on CSDE_CONV_PARAM_REFERENCE, with the forms expected. Whether
+ * the solver can give the process a shared reference is checked by csde_conv_run. */
+CSDE_API int csde_conv_reference_parse(const char *spec, csde_conv_params *p, csde_err *err);
 
 CSDE_API csde_conv_params csde_conv_default_params(void);
 
@@ -166,6 +231,11 @@ typedef struct {
   double *exact_dev;  /* weak with an exact law: [Q] mean f(X_R) - f_exact, else NULL */
   double exact_dev_norm, exact_dev_halfwidth; /* its norm and plain MC half-width */
   double ref_scale;   /* size of X_ref (mean RMS norm) or of f(X_ref) */
+  size_t levels_done; /* levels finished for every path, coarse first (L when complete) */
+  int ref_done;       /* its reference is finished */
+  int analysed;       /* fit holds the analysis of its first fit.L = levels_done levels
+                         (every solver of a complete run; after a failure or a stop, the
+                         ones with at least 2 levels) */
 } csde_conv_solver_result;
 
 typedef struct {
@@ -180,8 +250,24 @@ typedef struct {
   csde_conv_solver_result *s;  /* [nsolvers] */
   double wall_seconds;
   size_t nfe;                  /* model evaluations, all threads */
+  int complete;                /* every stage finished */
+  /* the shared adaptive reference (ref_shared = 1), else zeros */
+  int ref_shared;
+  char ref_solver[32];
+  double ref_rtol, ref_atol;
+  size_t ref_nfe;              /* its model calls, the check's included */
+  size_t ref_check_paths;      /* the check: the first batch again at rtol / 10 */
+  double ref_check;            /* mean over those paths of the per-path error norm
+                                  ||X(rtol) - X(rtol/10)|| (weak: of f), the estimate of
+                                  the reference's error (the floor, the reference term) */
+  double *xref;                /* [N][tau D] the final states of a shared or exact
+                                  reference (one array for every solver), else NULL */
 } csde_conv_result;
 
+/* Runs the stages (csde_conv_progress) and, solver by solver once its levels are done,
+ * the analysis. On failure (or a stop) res still holds the stages finished before it
+ * (levels_done, and the analysis of a solver with 2 levels or more), complete = 0: free
+ * res in any case. */
 CSDE_API int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
                   csde_conv_result *res, csde_err *err);
 CSDE_API void csde_conv_result_free(csde_conv_result *r); /* accepts a zeroed struct */
@@ -209,11 +295,54 @@ typedef struct {
 
 /* The HDF5 file of `corrsde converge -o` (layout: src/experiment/report.h): /parameters
  * (every setting), /covariance (matrix and eigenvalues up to CSDE_TRAJ_COV_MAX_TAU
- * frames), /convergence. overwrite: replace an existing file (else CSDE_EIO). A failure
- * leaves no file. HDF5's error printing is kept as the caller had it. */
+ * frames), /convergence (attribute status: "ok" for a complete result). overwrite:
+ * replace an existing file (else CSDE_EIO). A failure leaves no file. HDF5's error
+ * printing is kept as the caller had it. */
 CSDE_API int csde_conv_write_file(const char *path, const csde_conv_result *r,
                                   const csde_conv_params *p, const csde_conv_record *rec,
                                   int overwrite, csde_err *err);
+
+/* The file of a run in progress (csde_conv_params.file). Every write makes a whole new
+ * file, OUT.partial.XXXXXX, renamed over OUT (io/outfile.h), so OUT is always a complete
+ * file: a run killed at any point leaves the last stage written, with status "running".
+ * The cost: the file is written once per stage (its per_path data grow level by level).
+ * open checks OUT and takes OUT.lock (held to the close), and writes nothing; the run
+ * writes its plan before the first solve (a new file), or replaces an existing file
+ * (overwrite) at its first finished stage; close writes the result with its status ("ok"
+ * or "failed: reason") unless the run never started (r->L == 0) or an old file was never
+ * replaced, and releases the lock. rec (and its strings) must outlive f. HDF5's error
+ * printing is kept as the caller had it. */
+typedef struct csde_conv_file csde_conv_file;
+CSDE_API int csde_conv_file_open(csde_conv_file **f, const char *path,
+                                 const csde_conv_record *rec, int overwrite, csde_err *err);
+/* Write r now with this status (csde_conv_run does, stage by stage). */
+CSDE_API int csde_conv_file_write(csde_conv_file *f, const csde_conv_result *r,
+                                  const csde_conv_params *p, const char *status,
+                                  csde_err *err);
+/* Writes (as above), releases the lock and frees f (even on failure). NULL is allowed. */
+CSDE_API int csde_conv_file_close(csde_conv_file *f, const csde_conv_result *r,
+                                  const csde_conv_params *p, const char *status,
+                                  csde_err *err);
+/* 1 once OUT is this run's file (written at least once). */
+CSDE_API int csde_conv_file_written(const csde_conv_file *f);
+
+/* A progress display for csde_conv_hooks.progress, for the front ends: the plan ("N
+ * model calls ...") and the estimate on lines of their own, and a bar with the stage,
+ * redrawn in place on a terminal (at most every 0.1 s), a line a second otherwise.
+ * prefix: e.g. "corrsde converge". */
+typedef struct {
+  FILE *f;
+  int tty;
+  const char *prefix;
+  double last;
+  int drawn;     /* a bar is on the current line (tty) */
+} csde_conv_progress_line;
+
+CSDE_API void csde_conv_progress_line_init(csde_conv_progress_line *l, FILE *f, int tty,
+                                           const char *prefix);
+CSDE_API void csde_conv_progress_draw(csde_conv_progress_line *l, const csde_conv_progress *p);
+/* Ends a bar left on the line. */
+CSDE_API void csde_conv_progress_end(csde_conv_progress_line *l);
 
 #ifdef __cplusplus
 }

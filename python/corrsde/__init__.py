@@ -640,13 +640,17 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
              error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
              t_end=None, seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
              confidence=0.95, grid="uniform", output=None, out=None, csv=None, plot=None,
-             x_axis="h", force=False, print_table=False):
+             x_axis="h", force=False, print_table=False, progress=False):
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
 
     For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
     fixed steps on one Brownian path each (path noise) from the prior N(0, C) (seed),
-    against a reference on the same path: a fine solve at reference_level (default the
-    program's: K1 + 3 or more). error: "strong", "weak-mean", "weak-cov" (SDEs) or
+    against a reference on the same path: reference "auto" (exact where the model gives
+    it: never for a Python model), "fine" (each solver at reference_level, default the
+    program's K1 + 3 or more; "fine:LEVEL" the same) or "fine:SOLVER:rtol=R[,atol=A]"
+    (one adaptive solve per path shared by every solver: dopri5, rk45, rkck, rk8pd for
+    pf-ode; heun, em, sra1 for reverse-sde, on the same Brownian path; its error is
+    estimated from the first batch at R / 10). error: "strong", "weak-mean", "weak-cov" (SDEs) or
     "ode" (pf-ode, pf-ode-encode; the default there); solvers: default em,heun for SDEs,
     euler,heun,rk45 for ODEs. t_end: where the solves end, eps (as `corrsde converge
     --t-end`; default 1e-3, 0 <= t_end < T, T = 1 or 0.999 with cosine). The model is
@@ -654,8 +658,18 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     calls), with x of [b, tau, *frame_shape], b up to batch paths (default 64). Returns
     a Convergence. The program's outputs: out (the HDF5 file of `corrsde converge -o`),
     csv (its CSV rows), plot (its PNG, drawn from out, against the step size h or, with
-    x_axis="nfe", the model evaluations of a solve); an existing file needs force.
-    print_table prints its table.
+    x_axis="nfe", the model evaluations of a solve); an existing file needs force. out is
+    made before the first solve and rewritten after every stage (a reference, or a level
+    of one solver, for every path), with /convergence's status "running": a run that is
+    interrupted (Ctrl-C: status "failed: interrupted (KeyboardInterrupt)", and the
+    exception raised), fails or is killed keeps what finished. print_table prints its
+    table. progress: True draws the program's display on stderr (the model calls of the
+    whole study, then an estimate of its time from the first calls, then a line for the
+    stage in progress); a callable is called with a dict (event "plan", "estimate",
+    "working" or "stage", solver, solver_name, reference, level, paths_done, paths,
+    nfe_done, nfe_total, nfe_total_estimated, batch, batches, threads, fraction, elapsed,
+    sec_per_call, seconds_total, t) on this thread, and an exception it raises stops the run
+    (raised after it, the file keeping what finished).
     """
     if not isinstance(cov, Cov):
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
@@ -680,8 +694,12 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
         raise ValueError("levels: expected (K0, K1) with 0 <= K0 < K1 <= 24, got %r" % (levels,))
     if int(paths) < 2:
         raise ValueError("paths: expected an integer >= 2, got %r" % (paths,))
-    if reference not in ("auto", "exact", "fine"):
-        raise ValueError("reference: expected auto, exact or fine, got %r" % (reference,))
+    if not isinstance(reference, str):
+        raise TypeError("reference: expected a string such as 'fine' or "
+                        "'fine:dopri5:rtol=1e-8', got %s" % type(reference).__name__)
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise TypeError("progress: expected True, False or a callable, got %s"
+                        % type(progress).__name__)
     import os
     outs = [os.fspath(v) for v in (out, csv, plot) if v is not None]
     if x_axis not in ("h", "nfe"):
@@ -712,6 +730,7 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                 "boot_seed": None if boot_seed is None else int(boot_seed), "conf": float(confidence),
                 "grid": str(grid), "csv": None if csv is None else os.fspath(csv),
                 "output": None if out is None else os.fspath(out), "force": bool(force),
+                "progress": progress,
                 "levels_text": "%d:%d" % (k0, k1), "solvers_text": ",".join(solvers),
                 "cov_method": cov.method_asked,
                 "model_spec": "python:" + getattr(model, "__qualname__",

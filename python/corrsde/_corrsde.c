@@ -898,7 +898,52 @@ typedef struct {
   size_t D;
   uint64_t seed;
   csde_cov_ws *ws;
+  /* progress: the program's display (progress=True) or a callable's */
+  int draw;
+  csde_conv_progress_line line;
+  PyObject *cb;                      /* borrowed */
+  PyObject *exc_type, *exc, *exc_tb; /* what stopped the run from the hook */
 } pyconv;
+
+static const char *const conv_events[] = {"plan", "estimate", "working", "stage"};
+
+/* The progress hook, on this thread: the GIL taken back for the display or the callable
+ * (a dict of the csde_conv_progress fields), and for Ctrl-C; an exception stops the run
+ * and is raised after it. */
+static int conv_progress(void *user, const csde_conv_progress *p)
+{
+  pyconv *c = user;
+  PyEval_RestoreThread(c->r->ts);
+  int stop = 0;
+  if (c->draw) csde_conv_progress_draw(&c->line, p);
+  if (PyErr_CheckSignals() < 0) {
+    stop = 1;
+  } else if (c->cb) {
+    PyObject *so = p->solver == SIZE_MAX ? Py_NewRef(Py_None) : PyLong_FromSize_t(p->solver);
+    PyObject *d = !so ? NULL : Py_BuildValue(
+        "{s:s,s:N,s:s,s:O,s:I,s:n,s:n,s:n,s:n,s:O,s:n,s:n,s:i,s:d,s:d,s:d,s:d,s:d}", "event",
+        conv_events[p->event], "solver", so,
+        "solver_name", p->solver_name, "reference", p->reference ? Py_True : Py_False, "level",
+        p->level, "paths_done", (Py_ssize_t)p->paths_done, "paths", (Py_ssize_t)p->paths,
+        "nfe_done", (Py_ssize_t)p->nfe_done, "nfe_total", (Py_ssize_t)p->nfe_total,
+        "nfe_total_estimated", p->nfe_total_estimated ? Py_True : Py_False, "batch",
+        (Py_ssize_t)p->batch, "batches", (Py_ssize_t)p->batches, "threads", p->threads,
+        "fraction", p->fraction, "elapsed", p->elapsed, "sec_per_call", p->sec_per_call,
+        "seconds_total", p->seconds_total, "t", p->t);
+    PyObject *rv = d ? PyObject_CallOneArg(c->cb, d) : NULL;
+    if (!rv) stop = 1;
+    Py_XDECREF(rv);
+    Py_XDECREF(d);
+  }
+  if (stop && !c->exc) {
+    PyErr_Fetch(&c->exc_type, &c->exc, &c->exc_tb);
+    PyErr_NormalizeException(&c->exc_type, &c->exc, &c->exc_tb);
+    if (c->exc && c->exc_tb) PyException_SetTraceback(c->exc, c->exc_tb);
+  }
+  PyErr_Clear();
+  c->r->ts = PyEval_SaveThread();
+  return stop;
+}
 
 /* One thread only (the caller's: threads = 1), so one model and one workspace. */
 static int conv_alloc(void *user, int thread, const csde_model **model, void **state,
@@ -1115,10 +1160,11 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   p.k0 = (unsigned)k0;
   p.k1 = (unsigned)k1;
   p.paths = (size_t)paths;
-  p.ref = !reference || !strcmp(reference, "auto") ? CSDE_CONV_REF_AUTO
-          : !strcmp(reference, "exact")            ? CSDE_CONV_REF_EXACT
-                                                   : CSDE_CONV_REF_FINE;
-  p.ref_level = (unsigned)ref_level;
+  if ((s = csde_conv_reference_parse(reference ? reference : "auto", &p, &err))) {
+    raise_err(s, &err);
+    goto done;
+  }
+  if (p.ref == CSDE_CONV_REF_FINE && !p.ref_level) p.ref_level = (unsigned)ref_level;
   p.seed = (uint64_t)seed;
   p.grid = grid;
   p.threads = 1; /* the model runs on this thread */
@@ -1131,28 +1177,69 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
     raise_err(s, &err);
     goto done;
   }
-  pyconv pc = {&r, M, ch->C, p.P.D, p.seed, NULL};
-  csde_conv_hooks hooks = {&pc, conv_alloc, conv_free, conv_start, NULL};
+  pyconv pc;
+  memset(&pc, 0, sizeof pc);
+  pc.r = &r;
+  pc.M = M;
+  pc.C = ch->C;
+  pc.D = p.P.D;
+  pc.seed = p.seed;
+  PyObject *prog = PyDict_GetItemString(sd, "progress");
+  if (prog && PyCallable_Check(prog))
+    pc.cb = prog;
+  else
+    pc.draw = prog && PyObject_IsTrue(prog) == 1;
+  csde_conv_progress_line_init(&pc.line, stderr, isatty(STDERR_FILENO), "corrsde.converge");
+  csde_conv_hooks hooks = {&pc, conv_alloc, conv_free, conv_start, conv_progress};
+  csde_conv_record rec = {solvers_s, levels_s, reference ? reference : "auto", cov_method,
+                          model_spec, csde_model_name(M),
+                          csde_model_output_name(csde_model_output_of(M)),
+                          "prior N(0, C) (seed, stream 2^63)", "corrsde.converge(...) from Python",
+                          nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2,
+                          {nd == 2 ? 1 : (size_t)r.v.dims[2], nd > 3 ? (size_t)r.v.dims[3] : 0,
+                           nd > 4 ? (size_t)r.v.dims[4] : 0},
+                          1, NAN, NAN};
+  csde_conv_file *file = NULL; /* made before the run, rewritten after every stage */
+  if (output && (s = csde_conv_file_open(&file, output, &rec, force, &err))) {
+    raise_err(s, &err);
+    goto done;
+  }
+  p.file = file;
   csde_conv_result cr;
   memset(&cr, 0, sizeof cr);
   r.ts = PyEval_SaveThread();
   s = csde_conv_run(&p, &hooks, &cr, &err);
   PyEval_RestoreThread(r.ts);
+  if (pc.draw) csde_conv_progress_end(&pc.line);
   csde_cov_ws_free(pc.ws);
-  if (raise_model_error(&r)) {
+  /* the file's status: ok, or why the run ended */
+  char status[CSDE_MSG_MAX + 96];
+  int interrupted = (r.exc_type && PyErr_GivenExceptionMatches(r.exc_type, PyExc_KeyboardInterrupt)) ||
+                    (pc.exc_type && PyErr_GivenExceptionMatches(pc.exc_type, PyExc_KeyboardInterrupt));
+  if (!s)
+    snprintf(status, sizeof status, "ok");
+  else if (interrupted)
+    snprintf(status, sizeof status, "failed: interrupted (KeyboardInterrupt)");
+  else if (pc.exc) {
+    char t[CSDE_MSG_MAX];
+    exc_text(pc.exc, t, sizeof t);
+    snprintf(status, sizeof status, "failed: the progress callable raised %s", t);
+  } else
+    snprintf(status, sizeof status, "failed: %s", err.msg[0] ? err.msg : csde_strerror(s));
+  csde_err werr;
+  csde_err_clear(&werr);
+  int ws = csde_conv_file_write(file, &cr, &p, status, &werr);
+  int written = csde_conv_file_written(file);
+  csde_conv_file_close(file, NULL, &p, NULL, &werr);
+  if (s && raise_model_error(&r)) { /* the model's exception */
+  } else if (pc.exc) {              /* the hook's: Ctrl-C, or the callable's own */
+    PyErr_Restore(pc.exc_type, pc.exc, pc.exc_tb);
+    pc.exc_type = pc.exc = pc.exc_tb = NULL;
   } else if (s) {
     raise_err(s, &err);
+  } else if (ws) {
+    raise_err(ws, &werr);
   } else if (csv && (s = csde_conv_write_csv(csv, &cr, p.kind, &err))) {
-    raise_err(s, &err);
-  } else if (output && (s = csde_conv_write_file(output, &cr, &p, &(csde_conv_record){
-                            solvers_s, levels_s, reference ? reference : "auto",
-                            cov_method, model_spec,
-                            csde_model_name(M), csde_model_output_name(csde_model_output_of(M)),
-                            "prior N(0, C) (seed, stream 2^63)", "corrsde.converge(...) from Python",
-                            nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2,
-                            {nd == 2 ? 1 : (size_t)r.v.dims[2], nd > 3 ? (size_t)r.v.dims[3] : 0,
-                             nd > 4 ? (size_t)r.v.dims[4] : 0},
-                            1, NAN, NAN}, force, &err))) {
     raise_err(s, &err);
   } else {
     char *text = NULL;
@@ -1166,6 +1253,21 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
     if (d) res = Py_BuildValue("Ns", d, text ? text : "");
     free(text);
   }
+  if (output && written && PyErr_Occurred()) { /* say where the finished stages are */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    char note[PATH_MAX + 96];
+    snprintf(note, sizeof note, "corrsde: '%s' holds the stages that finished (status: %s)",
+             output, ws ? "not written" : status);
+    PyObject *rv = ev ? PyObject_CallMethod(ev, "add_note", "s", note) : NULL;
+    Py_XDECREF(rv);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+  }
+  Py_XDECREF(pc.exc_type);
+  Py_XDECREF(pc.exc);
+  Py_XDECREF(pc.exc_tb);
   csde_conv_result_free(&cr);
 done:
   csde_model_free(M);

@@ -16,6 +16,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,7 +78,7 @@ static const cli_option converge_options[] = {
   {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
   {"paths", OPT_PATHS, "an integer >= 2"},
-  {"reference", OPT_REFERENCE, "exact, fine or fine:LEVEL"},
+  {"reference", OPT_REFERENCE, "exact, fine, fine:LEVEL or fine:SOLVER:rtol=R"},
   {"schedule", OPT_SCHEDULE, CLI_SCHEDULE_FORMS},
   {"seed", OPT_SEED, "a non-negative integer"},
   {"threads", 'j', "a positive integer"},
@@ -113,6 +114,8 @@ typedef struct {
   unsigned k0, k1;
   csde_conv_ref ref;
   unsigned ref_level;
+  const char *ref_solver; /* fine:SOLVER:rtol=R: the shared reference */
+  double ref_rtol, ref_atol;
   uint64_t seed;
   char *solver_buf;
   const char *solvers[CSDE_CONV_MAXSOLVERS];
@@ -181,6 +184,11 @@ static void help(void)
       "                                path; LEVEL > K1, default per solver\n"
       "                                K1 + max(3, ceil(log2(10) / p)) (+1 when p <= 1), p\n"
       "                                its theoretical order\n"
+      "                         fine:SOLVER:rtol=R[,atol=A]: one adaptive solve per path\n"
+      "                                shared by every solver (dopri5, rk45, rkck, rk8pd for\n"
+      "                                the ODEs; heun, em, sra1 for the SDEs, on the same\n"
+      "                                Brownian path; A defaults to R); its error is the\n"
+      "                                first batch's distance to a solve at R / 10\n"
       "                         default: exact where the model gives it, else fine\n"
       "      --seed K           noise and start seed (default 0)\n"
       "      --bootstrap B      bootstrap replicates, B >= 100 (default %d)\n"
@@ -198,8 +206,11 @@ static void help(void)
       "                         errors (runs experiments/plot_convergence.py with\n"
       "                         " DEFAULT_PYTHON "; matplotlib and h5py needed;\n"
       "                         CORRSDE_PYTHON and CORRSDE_PLOT_SCRIPT override)\n"
-      "  -f, --force            overwrite existing output files\n"
-      "      --progress         show progress even when stderr is not a terminal\n"
+      "  -f, --force            overwrite existing output files (OUT.h5 is replaced once\n"
+      "                         the first stage finished; a run stopped before keeps it)\n"
+      "      --progress         show progress even when stderr is not a terminal: the\n"
+      "                         model calls of the whole study, an estimate of its time\n"
+      "                         (from the first calls), then the stage in progress\n"
       "  -q, --quiet            print nothing but errors\n"
       "  -h, --help             show this help and exit\n",
       stdout);
@@ -223,7 +234,9 @@ static void help(void)
       "level (pre-asymptotic).\n"
       "Fit: weighted least squares of log e on log h (weights 1/Var log e); the terms d h\n"
       "and d2 h^2 of log e = c + p log h + d h + d2 h^2 are added one at a time while\n"
-      "resolved (d h from 3 levels, d2 h^2 from 5); the last model gives the order.\n"
+      "resolved (d h from 3 levels, d2 h^2 from 5); the last model gives the order. With\n"
+      "fewer than 3 levels used there is no order: the table says \"not fitted: only N\n"
+      "resolved levels (need 3)\".\n"
       "Interval: the bootstrap percentile interval of p combined in quadrature with three\n"
       "systematic terms: the whole correction the extra terms made to the plain slope, the\n"
       "misfit beyond noise (in absolute units, so a deterministic ODE error gets a finite\n"
@@ -247,6 +260,12 @@ static void help(void)
       "      attributes order, order_ci [2], theory_order, levels_used, levels_dropped,\n"
       "      fit, reference_level, reference_error, reference_ratio, ...\n"
       "  /convergence  attributes error, estimator, reference, paths, levels, ...\n"
+      "  /convergence  attribute status: running (while the run writes the file), ok,\n"
+      "      or failed: REASON; the file is made before the first solve and rewritten\n"
+      "      whole after every stage (a reference, or one level of one solver, for every\n"
+      "      path), so a run that is interrupted (SIGINT, SIGTERM, SIGHUP: status failed,\n"
+      "      exit 1), fails or is killed keeps what finished: per solver levels_done,\n"
+      "      and those levels' steps, h, error and per_path (analysed 0: no intervals)\n"
       "  /parameters   every setting, the command line, the version\n"
       "  /covariance   matrix [tau, tau] and eigenvalues [tau]\n"
       "\n"
@@ -296,24 +315,25 @@ static int parse_levels(const char *s, converge_args *a)
   return CLI_EUSAGE;
 }
 
+/* exact, fine, fine:LEVEL or fine:SOLVER:rtol=R[,atol=A] (csde_conv_reference_parse). */
 static int parse_reference(const char *s, converge_args *a)
 {
-  a->ref_level = 0;
-  if (!strcmp(s, "exact")) {
-    a->ref = CSDE_CONV_REF_EXACT;
-    return CLI_OK;
+  csde_conv_params p = csde_conv_default_params();
+  csde_err err;
+  csde_err_clear(&err);
+  if (!strcmp(s, "auto") || csde_conv_reference_parse(s, &p, &err)) {
+    cli_error(CMD, "--reference: %s", err.msg[0] ? err.msg + (strncmp(err.msg, "reference: ", 11)
+                                                                  ? 0 : 11)
+                                                  : "expected exact, fine, fine:LEVEL or "
+                                                    "fine:SOLVER:rtol=R[,atol=A], got 'auto'");
+    return CLI_EUSAGE;
   }
-  if (!strcmp(s, "fine")) {
-    a->ref = CSDE_CONV_REF_FINE;
-    return CLI_OK;
-  }
-  if (!strncmp(s, "fine:", 5) && !parse_uint(s + 5, 30, &a->ref_level) && a->ref_level > 0) {
-    a->ref = CSDE_CONV_REF_FINE;
-    return CLI_OK;
-  }
-  cli_error(CMD, "--reference: expected exact, fine or fine:LEVEL (LEVEL an integer up to 30, "
-                 "finer than --levels K1), got '%s'", s);
-  return CLI_EUSAGE;
+  a->ref = p.ref;
+  a->ref_level = p.ref_level;
+  a->ref_solver = p.ref_solver;
+  a->ref_rtol = p.ref_rtol;
+  a->ref_atol = p.ref_atol;
+  return CLI_OK;
 }
 
 static int parse_solvers(const char *s, converge_args *a)
@@ -524,10 +544,13 @@ static int check_combinations(converge_args *a)
   }
   size_t Q = a->kind == CSDE_CONV_WEAK_MEAN ? a->tau * a->D
              : a->kind == CSDE_CONV_WEAK_COV ? a->tau * a->tau : 1;
-  double total = (double)a->paths * (double)(a->k1 - a->k0 + 2) * (double)Q * (double)a->nsolvers;
+  /* the per-path values, and the reference's final states (a path's tau x D) */
+  double total = (double)a->paths * (double)(a->k1 - a->k0 + 2) * (double)Q * (double)a->nsolvers +
+                 (double)a->paths * (double)a->tau * (double)a->D;
   if (total > (double)MAX_PER_PATH_DOUBLES) {
-    cli_error(CMD, "--paths/--frames/--frame-shape: %.3g per-path values (%.1f GiB) are too "
-                   "many to keep (at most %zu; use fewer paths or a smaller frame)",
+    cli_error(CMD, "--paths/--frames/--frame-shape: %.3g per-path values and reference states "
+                   "(%.1f GiB) are too many to keep (at most %zu; use fewer paths or a smaller "
+                   "frame)",
               total, total * 8 / 1073741824.0, MAX_PER_PATH_DOUBLES);
     return CLI_EUSAGE;
   }
@@ -637,8 +660,8 @@ typedef struct {
   double *Cmat;
   char *cmdline;
   /* progress */
-  int bar_on, bar_tty, drawn;
-  double t0, last;
+  int bar_on;
+  csde_conv_progress_line bar;
 } converge_run;
 
 enum { START_GAUSS_T, START_GAUSS_EPS, START_DATA, START_PRIOR };
@@ -890,26 +913,18 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
 }
 
 
-static void hook_progress(void *user, const csde_conv_progress *p)
+/* ---- progress and signals ---- */
+
+static volatile sig_atomic_t g_signal = 0;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+/* The progress line (when shown); a signal stops the run at the next step. */
+static int hook_progress(void *user, const csde_conv_progress *p)
 {
   converge_run *r = user;
-  if (!r->bar_on) return;
-  double tn = csde_now();
-  int done = p->fraction >= 1 - 1e-12;
-  if (!done && tn - r->last < (r->bar_tty ? 0.1 : 1.0)) return;
-  r->last = tn;
-  double frac = fmin(fmax(p->fraction, 0), 1), el = p->elapsed;
-  char bar[32], es[32];
-  int w = 20, k = (int)(frac * w + 0.5);
-  for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
-  bar[w] = '\0';
-  csde_fmt_seconds(done ? el : frac > 0 ? el * (1 - frac) / frac : NAN, es, sizeof es);
-  fprintf(stderr, "%s%-6s level %2u (%zu steps)  paths %zu/%zu  [%s] %3.0f%%  %s %s%s",
-          r->bar_tty ? "\r" : "", p->solver_name, p->level, (size_t)1 << p->level,
-          p->paths_done, p->paths, bar, 100 * frac, done ? "took" : "ETA", es,
-          r->bar_tty ? "\033[K" : "\n");
-  fflush(stderr);
-  r->drawn = 1;
+  if (r->bar_on) csde_conv_progress_draw(&r->bar, p);
+  return g_signal != 0;
 }
 
 /* ---- writing ---- */
@@ -951,7 +966,8 @@ static const char *conv_flag(const char *param)
              {CSDE_CONV_PARAM_REFERENCE, "--reference"}, {CSDE_CONV_PARAM_LEVELS, "--levels"},
              {CSDE_CONV_PARAM_PATHS, "--paths"},      {CSDE_CONV_PARAM_KIND, "--error"},
              {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_GRID, "--grid"},
-             {CSDE_PARAM_SPAN, "--process/--t-end"}};
+             {CSDE_PARAM_SPAN, "--process/--t-end"}, {CSDE_CONV_PARAM_OUTPUT, "-o"},
+             {CSDE_PARAM_TOLERANCES, "--reference"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) return map[i].flag;
   return "--levels"; /* the rest (a step count, a grid) follows from the levels */
@@ -998,6 +1014,9 @@ int cli_cmd_converge(int argc, char **argv)
   p.paths = a.paths;
   p.ref = a.ref;
   p.ref_level = a.ref_level;
+  p.ref_solver = a.ref_solver;
+  p.ref_rtol = a.ref_rtol;
+  p.ref_atol = a.ref_atol;
   p.seed = a.seed;
   p.threads = (int)a.threads;
   p.boot = a.boot;
@@ -1005,42 +1024,94 @@ int cli_cmd_converge(int argc, char **argv)
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   p.dist = cli_conv_dist; /* corrsde-mpi: this process's share of the paths */
   if (cli_conv_dist) cli_warn_bound_threads(CMD, a.threads);
-  if (cli_sync) {         /* every rank has checked its arguments and built its objects */
-    int first = cli_sync(CLI_OK);
-    if (first >= 0 ||
-        cli_agree(CMD, &(cli_settings){.conv = &p, .cov = a.cov, .model = a.model})) {
-      rc = CLI_EFAIL;
-      goto out;
-    }
-  }
-  r.bar_on = cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO));
-  r.bar_tty = isatty(STDERR_FILENO);
-  r.t0 = r.last = csde_now();
-
-  csde_conv_result res;
-  csde_err err;
-  csde_err_clear(&err);
-  int s = csde_conv_run(&p, &hooks, &res, &err);
-  if (r.bar_on && r.bar_tty && r.drawn) fputc('\n', stderr);
-  if (s) {
-    cli_error(CMD, "%s: %s", conv_flag(err.param), err.msg[0] ? err.msg : csde_strerror(s));
-    rc = CLI_EFAIL;
-    goto out;
-  }
-
-  if (cli_rank != 0) { /* rank 0 writes and prints */
-    rc = CLI_OK;
-    goto out_res;
-  }
-  /* the files */
+  /* the file (rank 0): made before the first solve and rewritten after every stage, so a
+   * run stopped or killed keeps what finished (csde_conv_file_open) */
   csde_conv_record rec = {a.solvers_s, a.levels_s, a.reference_s, a.cov_method, r.model.spec,
                           csde_model_name(r.model.model),
                           csde_model_output_name(csde_model_output_of(r.model.model)),
                           r.start_desc, r.cmdline ? r.cmdline : "", a.shape_rank,
                           {a.shape[0], a.shape[1], a.shape[2]}, (int)a.threads,
                           r.floor_mean, r.floor_cov};
-  if (csde_conv_write_file(a.output, &res, &p, &rec, a.force, &err)) {
-    cli_error(CMD, "-o '%s': %s", a.output, err.msg);
+  csde_conv_file *file = NULL;
+  csde_err err;
+  csde_err_clear(&err);
+  int open_rc = CLI_OK;
+  struct stat ost;
+  const int existed = lstat(a.output, &ost) == 0; /* for the message of a failed run */
+  if (cli_rank == 0 && csde_conv_file_open(&file, a.output, &rec, a.force, &err)) {
+    cli_error(CMD, "-o %s", err.msg);
+    open_rc = CLI_EFAIL;
+  }
+  p.file = file;
+  if (cli_sync) {         /* every rank has checked its arguments and built its objects */
+    int first = cli_sync(open_rc);
+    if (first >= 0 ||
+        cli_agree(CMD, &(cli_settings){.conv = &p, .cov = a.cov, .model = a.model})) {
+      csde_conv_file_close(file, NULL, &p, NULL, &err);
+      rc = CLI_EFAIL;
+      goto out;
+    }
+  } else if (open_rc) {
+    rc = open_rc;
+    goto out;
+  }
+  r.bar_on = cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO));
+  csde_conv_progress_line_init(&r.bar, stderr, isatty(STDERR_FILENO), "corrsde " CMD);
+
+  struct sigaction sa, old_int, old_term, old_hup;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  g_signal = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGHUP, &sa, &old_hup);
+  csde_conv_result res;
+  int s = csde_conv_run(&p, &hooks, &res, &err);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGHUP, &old_hup, NULL);
+  if (r.bar_on) csde_conv_progress_end(&r.bar);
+
+  /* the file's last word: its status */
+  char status[CSDE_MSG_MAX + 96], why[96] = "";
+  if (g_signal)
+    snprintf(why, sizeof why, "interrupted by signal %d (%s)", (int)g_signal,
+             strsignal(g_signal));
+  if (!s)
+    snprintf(status, sizeof status, "ok");
+  else
+    snprintf(status, sizeof status, "failed: %s", why[0] ? why : err.msg[0] ? err.msg
+                                                                           : csde_strerror(s));
+  csde_err werr;
+  csde_err_clear(&werr);
+  int ws = csde_conv_file_write(file, &res, &p, status, &werr);
+  int written = csde_conv_file_written(file);
+  csde_conv_file_close(file, NULL, &p, NULL, &werr);
+  if (s) {
+    char where[PATH_MAX + 160] = "";
+    if (cli_rank == 0 && written && !ws)
+      snprintf(where, sizeof where, " ('%s' holds the stages that finished, status failed)",
+               a.output);
+    else if (cli_rank == 0 && ws)
+      snprintf(where, sizeof where, " (-o '%s': %s)", a.output, werr.msg);
+    else if (cli_rank == 0 && existed)
+      snprintf(where, sizeof where, " ('%s' is kept as it was)", a.output);
+    if (why[0])
+      cli_error(CMD, "%s%s", why, where);
+    else
+      cli_error(CMD, "%s: %s%s", conv_flag(err.param), err.msg[0] ? err.msg : csde_strerror(s),
+                where);
+    rc = CLI_EFAIL;
+    goto out_res;
+  }
+
+  if (cli_rank != 0) { /* rank 0 writes and prints */
+    rc = CLI_OK;
+    goto out_res;
+  }
+  if (ws) {
+    cli_error(CMD, "-o '%s': %s", a.output, werr.msg);
     rc = CLI_EFAIL;
     goto out_res;
   }
@@ -1082,8 +1153,10 @@ int cli_cmd_converge(int argc, char **argv)
     for (size_t i = 0; i < res.nsolvers; i++)
       if (!res.s[i].fit.ref_ok)
         cli_error(CMD, "warning: %s: the reference is only %.3gx more accurate than the "
-                       "finest level (want >= 10; raise --reference fine:LEVEL)",
-                  res.s[i].name, res.s[i].fit.ref_ratio);
+                       "finest level (want >= 10; %s)",
+                  res.s[i].name, res.s[i].fit.ref_ratio,
+                  res.ref_shared ? "tighten the rtol of --reference fine:SOLVER:rtol=R"
+                                 : "raise --reference fine:LEVEL");
     printf("\nwrote %s", a.output);
     if (a.csv) printf(", %s", a.csv);
     if (a.plot) printf(", %s", a.plot);

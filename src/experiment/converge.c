@@ -14,6 +14,7 @@
 
 #include "corrsde/rng.h"
 #include "experiment/converge.h"
+#include "solve/stepper.h"
 
 /* ---- names ---- */
 
@@ -239,8 +240,9 @@ void csde_conv_fit_order(size_t L, const double *h, const double *e, const doubl
   size_t m = 0, idx[CSDE_CONV_MAXLEVEL + 1];
   for (size_t k = 0; k < L && m <= CSDE_CONV_MAXLEVEL; k++)
     if (use[k]) idx[m++] = k;
-  if (m < 2) {
-    snprintf(f->fit, sizeof f->fit, "no fit: fewer than 2 levels used");
+  if (m < 3) { /* two points always lie on a line: no order, and no interval, from them */
+    snprintf(f->fit, sizeof f->fit, "not fitted: only %zu resolved level%s (need 3)", m,
+             m == 1 ? "" : "s");
     return;
   }
   enum { M = CSDE_CONV_MAXLEVEL + 1 };
@@ -587,8 +589,10 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
   }
   f->floor = fmax(d->float_floor, f->ref_error);
   snprintf(f->floor_name, sizeof f->floor_name, "%s",
-           f->ref_error > d->float_floor ? (d->vref ? "reference error" : "exact reference")
-                                         : "float64 round-off");
+           f->ref_error > d->float_floor
+               ? (d->vref ? "reference error" : d->ref_floor_name ? d->ref_floor_name
+                                                                    : "exact reference")
+               : "float64 round-off");
 
   /* screening */
   for (size_t k = 0; k < L; k++) {
@@ -742,6 +746,7 @@ void csde_conv_result_free(csde_conv_result *r)
   free(r->h);
   free(r->steps);
   free(r->level);
+  free(r->xref);
   memset(r, 0, sizeof *r);
 }
 
@@ -785,10 +790,584 @@ static const char *param_const(const char *name)
 {
   static const char *const known[] = {CSDE_PARAM_SOLVER, CSDE_PARAM_MODEL, CSDE_PARAM_SIZE,
                                       CSDE_PARAM_GRID, CSDE_PARAM_SPAN, CSDE_PARAM_NOISE,
-                                      CSDE_PARAM_STEPS, CSDE_PARAM_TOLERANCES};
+                                      CSDE_PARAM_STEPS, CSDE_PARAM_TOLERANCES,
+                                      CSDE_CONV_PARAM_REFERENCE, CSDE_CONV_PARAM_OUTPUT};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (!strcmp(name, known[i])) return known[i];
   return NULL;
+}
+
+/* ---- the shared reference's setting ---- */
+
+int csde_conv_reference_parse(const char *spec, csde_conv_params *p, csde_err *err)
+{
+  static const char forms[] = "expected auto, exact, fine, fine:LEVEL (an integer 1 to 30) or "
+                              "fine:SOLVER:rtol=R[,atol=A] (an adaptive solver: dopri5, rk45, "
+                              "rkck, rk8pd for the ODEs; heun, em, sra1 for the SDEs)";
+#define BAD(...) csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, \
+                                csde_err_set(err, CSDE_ESPEC, __VA_ARGS__))
+  if (!spec) return BAD("reference: %s, got nothing", forms);
+  p->ref_level = 0;
+  p->ref_solver = NULL;
+  p->ref_rtol = p->ref_atol = 0;
+  if (!strcmp(spec, "auto") || !strcmp(spec, "exact") || !strcmp(spec, "fine")) {
+    p->ref = spec[0] == 'a' ? CSDE_CONV_REF_AUTO : spec[0] == 'e' ? CSDE_CONV_REF_EXACT
+                                                                 : CSDE_CONV_REF_FINE;
+    return CSDE_SUCCESS;
+  }
+  if (strncmp(spec, "fine:", 5)) return BAD("reference: %s, got '%s'", forms, spec);
+  const char *a = spec + 5, *colon = strchr(a, ':');
+  if (!colon) { /* fine:LEVEL */
+    unsigned v = 0;
+    const char *q = a;
+    for (; *q >= '0' && *q <= '9' && v <= 30; q++) v = v * 10 + (unsigned)(*q - '0');
+    if (q == a && csde_solver_lookup(a))
+      return BAD("reference %s: a shared reference needs its tolerance: expected "
+                 "fine:%s:rtol=R[,atol=A]", spec, a);
+    if (q == a || *q || v < 1 || v > 30) return BAD("reference: %s, got '%s'", forms, spec);
+    p->ref = CSDE_CONV_REF_FINE;
+    p->ref_level = v;
+    return CSDE_SUCCESS;
+  }
+  char name[32];
+  size_t nl = (size_t)(colon - a);
+  if (nl == 0 || nl >= sizeof name) return BAD("reference: %s, got '%s'", forms, spec);
+  memcpy(name, a, nl);
+  name[nl] = '\0';
+  const csde_solver_type *T = csde_solver_lookup(name);
+  if (!T)
+    return BAD("reference %s: unknown solver '%s' (%s)", spec, name, forms + 9);
+  if (!T->adaptive)
+    return BAD("reference %s: %s has no adaptive mode (rtol), so it cannot give a shared "
+               "reference (dopri5, rk45, rkck, rk8pd for the ODEs; heun, em, sra1 for the "
+               "SDEs)", spec, name);
+  double rtol = NAN, atol = NAN;
+  for (const char *o = colon + 1; *o;) {
+    const char *eq = strchr(o, '=');
+    char *end = NULL;
+    if (!eq) return BAD("reference %s: expected rtol=R[,atol=A] after the solver", spec);
+    double v = strtod(eq + 1, &end);
+    if (end == eq + 1 || (*end && *end != ',') || !isfinite(v) || v < 0)
+      return BAD("reference %s: expected a number >= 0 after '%.*s='", spec, (int)(eq - o), o);
+    if ((size_t)(eq - o) == 4 && !strncmp(o, "rtol", 4)) rtol = v;
+    else if ((size_t)(eq - o) == 4 && !strncmp(o, "atol", 4)) atol = v;
+    else return BAD("reference %s: unknown option '%.*s' (expected rtol, atol)", spec,
+                    (int)(eq - o), o);
+    o = *end ? end + 1 : end;
+  }
+  if (!(rtol > 0)) return BAD("reference %s: expected rtol=R with R > 0", spec);
+  p->ref = CSDE_CONV_REF_SHARED;
+  p->ref_solver = csde_solver_type_name(T);
+  p->ref_rtol = rtol;
+  p->ref_atol = isnan(atol) ? rtol : atol;
+  return CSDE_SUCCESS;
+#undef BAD
+}
+
+/* ---- the solve stage ----
+ *
+ * Stages, each a parallel loop over the batches of paths (items), run in order: the
+ * shared or exact reference (if any), then solver by solver its own fine reference (level
+ * R, and R-1 for the check) and its levels, coarse to fine. A reference stage keeps the
+ * final states of every path (XR, N tau D doubles, one solver at a time); a level stage
+ * compares a level's solve with them. A stage is done when every item is; only then do
+ * its values count (levels_done, ref_done), the file is rewritten and the progress hook
+ * told. Starts are made again in every stage (a pure function of the path index). */
+
+enum { STAGE_REF_COMMON, STAGE_REF_SOLVER, STAGE_LEVEL };
+#define ITEM_STOPPED (-1) /* an item whose solve the stop flag ended */
+
+typedef struct conv_run conv_run;
+
+typedef struct {
+  conv_run *c;
+  int t;
+  unsigned per_step; /* model calls a step of the solve in progress */
+} obs_ctx;
+
+struct conv_run {
+  const csde_conv_params *p;
+  const csde_conv_hooks *hooks;
+  csde_conv_result *res;
+  size_t ns, N, L, Q, tau, D, per, nb, bs, nsl;
+  int nt, sde, exact_flow, exact_moments, shared, nproc, rank;
+  unsigned Rs[CSDE_CONV_MAXSOLVERS];
+  double t_start, t_end, t_wall;
+  const csde_model **M;
+  void **ust;
+  csde_solver **S;    /* [nt][ns][nsl]: levels, then R-1 and R (fine) */
+  csde_solver **Sref; /* [nt][2]: the shared reference at rtol and rtol / 10 */
+  double **buf;       /* [nt] x0, xa, xb, Fa, Fb */
+  double *XR;         /* [N][per] the reference's final states */
+  double *scale;      /* [ns][N] */
+  double *dev;        /* [ns][N][Q] f(X_ref) - f exact (weak, gaussian), else NULL */
+  double *fexact;
+  double *check;      /* [bs] the shared reference's check, per path */
+  double *pack;       /* [bs][Q + 1] scratch of the broadcasts */
+  item_status *ist;   /* [nb] of the stage in progress */
+  obs_ctx *obs;       /* [nt] */
+  /* the stage in progress */
+  int stage;
+  size_t si, l;
+  /* progress */
+  atomic_int stop;
+  atomic_size_t nfe_items;   /* finished solves' model calls (this process; all, at a
+                                stage's end) */
+  atomic_size_t stage_nfe;   /* this process's, in the stage */
+  atomic_size_t *cur;        /* [nt] the calls of each thread's solve in progress */
+  atomic_size_t items_left;  /* of the stage, this process */
+  atomic_size_t paths_done;  /* of the stage, this process */
+  size_t nfe_fixed, nfe_total, nfe_reported, ref_first_nfe;
+  int nfe_est, ref_pending, est_sent, sec_ok;
+  int planned;               /* the plan is out: from here on res is kept on failure */
+  double sec_per_call, acc_time, last_obs;
+  double t_cur;              /* the calling thread's solve: the time reached (NaN: none) */
+  size_t acc_calls;
+};
+
+static void report(conv_run *c, csde_conv_event ev)
+{
+  if (!c->hooks->progress) return;
+  size_t done = atomic_load(&c->nfe_items);
+  for (int t = 0; t < c->nt; t++) done += atomic_load_explicit(&c->cur[t], memory_order_relaxed);
+  if (done < c->nfe_reported) done = c->nfe_reported; /* a solve just counted twice */
+  c->nfe_reported = done;
+  csde_conv_progress pr;
+  memset(&pr, 0, sizeof pr);
+  pr.event = ev;
+  int common = c->stage == STAGE_REF_COMMON;
+  pr.solver = common ? SIZE_MAX : c->si;
+  pr.solver_name = common ? (c->shared ? c->p->ref_solver : "exact") : c->p->solvers[c->si];
+  pr.reference = c->stage != STAGE_LEVEL;
+  pr.level = c->stage == STAGE_LEVEL        ? c->res->level[c->l]
+             : c->stage == STAGE_REF_SOLVER ? c->Rs[c->si]
+                                            : 0;
+  pr.paths_done = atomic_load(&c->paths_done);
+  pr.paths = c->N;
+  pr.nfe_done = done;
+  pr.nfe_total = c->nfe_total;
+  pr.nfe_total_estimated = c->nfe_est || c->ref_pending;
+  pr.batch = c->bs;
+  pr.batches = c->nb;
+  pr.threads = c->nt;
+  pr.fraction = c->nfe_total ? fmin(1.0, (double)done / (double)c->nfe_total) : 0;
+  pr.elapsed = now() - c->t_wall;
+  pr.sec_per_call = c->est_sent ? c->sec_per_call : NAN;
+  double par = (double)(c->nt < (int)c->nb ? (size_t)c->nt : c->nb) * (double)c->nproc;
+  pr.seconds_total = c->est_sent ? (double)c->nfe_total * c->sec_per_call / par : NAN;
+  pr.t = c->t_cur;
+  if (c->hooks->progress(c->hooks->user, &pr)) atomic_store(&c->stop, 1);
+}
+
+/* The estimate, once its parts are known (the calling thread only). */
+static void maybe_estimate(conv_run *c)
+{
+  if (c->est_sent || !c->sec_ok || c->ref_pending) return;
+  c->est_sent = 1;
+  report(c, CSDE_CONV_ESTIMATE);
+}
+
+/* After every step of every solve (csde_solve_params.observer): the calls so far of this
+ * thread's solve; on the calling thread also the timing and the hook. Non-zero stops. */
+static int conv_observe(size_t step, double t, const double *x, void *user)
+{
+  obs_ctx *o = user;
+  conv_run *c = o->c;
+  (void)x;
+  atomic_store_explicit(&c->cur[o->t], step * o->per_step, memory_order_relaxed);
+  if (o->t == 0) {
+    double tn = now();
+    c->t_cur = t;
+    if (step > 1 && !c->sec_ok && o->per_step) { /* a step's time over its calls */
+      c->acc_time += tn - c->last_obs;
+      c->acc_calls += o->per_step;
+      if (c->acc_calls >= 4) {
+        c->sec_per_call = c->acc_time / (double)c->acc_calls;
+        c->sec_ok = 1;
+      }
+    }
+    c->last_obs = tn;
+    maybe_estimate(c);
+    report(c, CSDE_CONV_WORKING);
+  }
+  return atomic_load(&c->stop);
+}
+
+/* One solve of the item's batch from x (in place); its calls are counted. */
+static int conv_solve(conv_run *c, int t, csde_solver *S, const char *solver, size_t first,
+                      double *x, size_t *nfe, csde_err *e)
+{
+  csde_solve_stats st;
+  memset(&st, 0, sizeof st);
+  c->obs[t].per_step = csde_solver_type_nfe_per_step(csde_solver_lookup(solver));
+  csde_solver_set_seed(S, c->p->seed, first);
+  int s = csde_solver_run(S, x, &st, e);
+  atomic_store_explicit(&c->cur[t], 0, memory_order_relaxed); /* before the count grows */
+  if (t == 0) c->t_cur = NAN;
+  atomic_fetch_add(&c->nfe_items, st.nfe);
+  atomic_fetch_add(&c->stage_nfe, st.nfe);
+  if (nfe) *nfe = st.nfe;
+  return s ? s : st.stopped ? ITEM_STOPPED : CSDE_SUCCESS;
+}
+
+/* The per-path value of a solve against its reference: kind's norm or difference. */
+static void put_diff(const conv_run *c, const double *xi, const double *ri, double *dst,
+                     double *Fa, double *Fb)
+{
+  csde_conv_kind k = c->p->kind;
+  if (k == CSDE_CONV_STRONG || k == CSDE_CONV_ODE) {
+    dst[0] = rms_diff(xi, ri, c->per);
+  } else if (k == CSDE_CONV_WEAK_MEAN) {
+    for (size_t q = 0; q < c->per; q++) dst[q] = xi[q] - ri[q];
+  } else {
+    frame_moment(xi, c->tau, c->D, Fa);
+    frame_moment(ri, c->tau, c->D, Fb);
+    for (size_t q = 0; q < c->tau * c->tau; q++) dst[q] = Fa[q] - Fb[q];
+  }
+}
+
+/* A reference's final states of paths first.. (n of them) into XR, with their sizes and
+ * (weak, gaussian) their deviation from the exact law, in slot `slot`. */
+static void keep_reference(conv_run *c, size_t slot, size_t first, size_t n, const double *xr,
+                           double *Fa)
+{
+  const size_t per = c->per, Q = c->Q, N = c->N;
+  memcpy(c->XR + first * per, xr, n * per * sizeof *xr);
+  for (size_t i = 0; i < n; i++) {
+    const double *ri = xr + i * per;
+    double sc, s2 = 0;
+    if (c->p->kind == CSDE_CONV_WEAK_COV) {
+      frame_moment(ri, c->tau, c->D, Fa);
+      for (size_t q = 0; q < c->tau * c->tau; q++) s2 += Fa[q] * Fa[q];
+      sc = sqrt(s2);
+      if (c->dev)
+        for (size_t q = 0; q < Q; q++) c->dev[(slot * N + first + i) * Q + q] = Fa[q] - c->fexact[q];
+    } else {
+      for (size_t j = 0; j < per; j++) s2 += ri[j] * ri[j];
+      sc = sqrt(s2 / (double)per);
+      if (c->dev)
+        for (size_t q = 0; q < Q; q++) c->dev[(slot * N + first + i) * Q + q] = ri[q] - c->fexact[q];
+    }
+    c->scale[slot * N + first + i] = sc;
+  }
+}
+
+/* Item b of the stage in progress, on thread t. */
+static int run_item(conv_run *c, int t, size_t b, csde_err *e)
+{
+  const csde_conv_params *p = c->p;
+  const size_t per = c->per, bs = c->bs, first = b * bs, L = c->L, Q = c->Q;
+  const size_t n = first + bs <= c->N ? bs : c->N - first;
+  double *x0 = c->buf[t], *xa = x0 + bs * per, *xb = xa + bs * per;
+  double *Fa = xb + bs * per, *Fb = Fa + c->tau * c->tau;
+  int s = c->hooks->start(c->hooks->user, c->ust[t], first, bs, x0, e);
+  if (s) return s;
+  size_t nfe = 0;
+  memcpy(xa, x0, bs * per * sizeof *xa);
+  if (c->stage == STAGE_REF_COMMON) {
+    if (c->exact_flow) {
+      s = csde_model_gaussian_flow_apply(c->M[t], c->t_start, c->t_end, bs, x0, xa, e);
+    } else {
+      s = conv_solve(c, t, c->Sref[2 * t], p->ref_solver, first, xa, &nfe, e);
+      if (!s && t == 0 && c->ref_pending) { /* the reference's calls, from this batch */
+        /* the check at rtol / 10 takes 10^(1/q) times as many steps, q the solver's order
+         * (a local error ~ h^q held at rtol) */
+        double q = csde_solver_type_order(csde_solver_lookup(p->ref_solver),
+                                          c->sde ? "strong" : "ode");
+        double fc = pow(10.0, 1.0 / (q >= 1 && isfinite(q) ? q : 1.0));
+        c->ref_first_nfe = nfe;
+        c->nfe_total = c->nfe_fixed + (size_t)((double)nfe * ((double)c->nb + fc) + 0.5);
+        c->nfe_est = 1;
+        c->ref_pending = 0;
+      }
+      if (!s && b == 0) { /* the check: the first batch again at rtol / 10 */
+        memcpy(xb, x0, bs * per * sizeof *xb);
+        s = conv_solve(c, t, c->Sref[2 * t + 1], p->ref_solver, first, xb, NULL, e);
+        for (size_t i = 0; i < n && !s; i++) {
+          const double *u = xb + i * per, *w = xa + i * per;
+          if (p->kind == CSDE_CONV_WEAK_COV) {
+            frame_moment(u, c->tau, c->D, Fa);
+            frame_moment(w, c->tau, c->D, Fb);
+            double s2 = 0;
+            for (size_t q = 0; q < c->tau * c->tau; q++) s2 += (Fa[q] - Fb[q]) * (Fa[q] - Fb[q]);
+            c->check[i] = sqrt(s2);
+          } else {
+            c->check[i] = rms_diff(u, w, per);
+          }
+        }
+      }
+    }
+    if (!s) keep_reference(c, 0, first, n, xa, Fa);
+  } else if (c->stage == STAGE_REF_SOLVER) {
+    csde_solver **Ss = c->S + ((size_t)t * c->ns + c->si) * c->nsl;
+    s = conv_solve(c, t, Ss[L + 1], p->solvers[c->si], first, xa, NULL, e); /* level R */
+    if (!s) {
+      memcpy(xb, x0, bs * per * sizeof *xb);
+      s = conv_solve(c, t, Ss[L], p->solvers[c->si], first, xb, NULL, e); /* level R-1 */
+    }
+    if (!s) {
+      csde_conv_solver_result *r = &c->res->s[c->si];
+      for (size_t i = 0; i < n; i++)
+        put_diff(c, xb + i * per, xa + i * per, r->vref + (first + i) * Q, Fa, Fb);
+      keep_reference(c, c->si, first, n, xa, Fa);
+    }
+  } else {
+    csde_solver **Ss = c->S + ((size_t)t * c->ns + c->si) * c->nsl;
+    s = conv_solve(c, t, Ss[c->l], p->solvers[c->si], first, xa, NULL, e);
+    if (!s) {
+      csde_conv_solver_result *r = &c->res->s[c->si];
+      for (size_t i = 0; i < n; i++)
+        put_diff(c, xa + i * per, c->XR + (first + i) * per, r->v + ((first + i) * L + c->l) * Q,
+                 Fa, Fb);
+    }
+  }
+  return s;
+}
+
+/* The process an item runs on: the batch's, wherever the stages of a batch share XR. */
+static int item_owner(const conv_run *c, size_t b)
+{
+  size_t key = c->stage == STAGE_REF_COMMON || c->shared || c->exact_flow ? b : c->si * c->nb + b;
+  return (int)(key % (size_t)c->nproc);
+}
+
+/* Every item's values and status from its process, in item order, then the stage's calls
+ * and stop flags in process order (corrsde-mpi). Nonzero on failure. */
+static int share_stage(conv_run *c)
+{
+  const csde_conv_dist *dd = c->p->dist;
+  const size_t N = c->N, L = c->L, Q = c->Q, bs = c->bs;
+  int bad = 0;
+  for (size_t b = 0; b < c->nb && !bad; b++) {
+    const int root = item_owner(c, b);
+    const size_t first = b * bs, n = first + bs <= N ? bs : N - first;
+    item_wire w;
+    memset(&w, 0, sizeof w);
+    if (root == dd->rank) {
+      w.status = c->ist[b].status;
+      if (w.status > 0) snprintf(w.msg, sizeof w.msg, "rank %d: %.480s", root, c->ist[b].err.msg);
+      if (c->ist[b].err.param) snprintf(w.param, sizeof w.param, "%s", c->ist[b].err.param);
+    }
+    bad |= dd->bcast(dd->user, &w, sizeof w, root);
+    c->ist[b].status = w.status;
+    memcpy(c->ist[b].err.msg, w.msg, sizeof w.msg);
+    c->ist[b].err.param = w.param[0] ? param_const(w.param) : NULL;
+    if (w.status) continue; /* its values are not needed */
+    const size_t slot = c->stage == STAGE_REF_COMMON ? 0 : c->si;
+    if (c->stage != STAGE_LEVEL) {
+      bad |= dd->bcast(dd->user, c->scale + slot * N + first, n * sizeof *c->scale, root);
+      if (c->dev) bad |= dd->bcast(dd->user, c->dev + (slot * N + first) * Q, n * Q * sizeof *c->dev, root);
+    }
+    if (c->stage == STAGE_REF_SOLVER) {
+      double *vr = c->res->s[c->si].vref + first * Q;
+      bad |= dd->bcast(dd->user, vr, n * Q * sizeof *vr, root);
+    } else if (c->stage == STAGE_LEVEL) { /* level l of rows first.., packed */
+      const double *v = c->res->s[c->si].v;
+      if (root == dd->rank)
+        for (size_t i = 0; i < n; i++)
+          memcpy(c->pack + i * Q, v + ((first + i) * L + c->l) * Q, Q * sizeof *v);
+      bad |= dd->bcast(dd->user, c->pack, n * Q * sizeof *c->pack, root);
+      if (root != dd->rank)
+        for (size_t i = 0; i < n; i++)
+          memcpy(c->res->s[c->si].v + ((first + i) * L + c->l) * Q, c->pack + i * Q,
+                 Q * sizeof *v);
+    } else if (c->shared && b == 0) {
+      bad |= dd->bcast(dd->user, c->check, n * sizeof *c->check, root);
+    }
+  }
+  size_t total = 0;
+  int stop = 0;
+  for (int q = 0; q < dd->size && !bad; q++) {
+    size_t v = atomic_load(&c->stage_nfe);
+    int sq = atomic_load(&c->stop);
+    bad |= dd->bcast(dd->user, &v, sizeof v, q);
+    bad |= dd->bcast(dd->user, &sq, sizeof sq, q);
+    total += v;
+    stop |= sq;
+  }
+  if (!bad) {
+    atomic_store(&c->stage_nfe, total);
+    atomic_store(&c->stop, stop);
+  }
+  return bad;
+}
+
+/* Run the stage's items over the threads; the agreed status: 0, ITEM_STOPPED, or the
+ * lowest failing item's (in err). */
+static int run_stage(conv_run *c, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  const size_t nb = c->nb;
+  size_t mine = 0;
+  for (size_t b = 0; b < nb; b++) {
+    memset(&c->ist[b], 0, sizeof c->ist[b]);
+    mine += item_owner(c, b) == c->rank;
+  }
+  size_t before = atomic_load(&c->nfe_items);
+  atomic_store(&c->stage_nfe, 0);
+  atomic_store(&c->items_left, mine);
+  atomic_store(&c->paths_done, 0);
+  double t0 = now();
+  /* the lowest item that failed (nb: none): items above it are skipped, items below it
+   * still run, so the failure reported does not depend on the threads or the schedule */
+  atomic_long first_failed = (long)nb;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(c->nt)
+#endif
+  {
+    int t = 0;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+    for (long bl = 0; bl < (long)nb; bl++) {
+      const size_t b = (size_t)bl;
+      if (item_owner(c, b) != c->rank) continue; /* another process's */
+      item_status *o = &c->ist[b];
+      if (bl > atomic_load(&first_failed) || atomic_load(&c->stop)) {
+        o->status = ITEM_STOPPED; /* not run; a failure below or a stop ends the stage */
+      } else {
+        o->status = run_item(c, t, b, &o->err);
+        if (o->status > 0) { /* first_failed = min(first_failed, b) */
+          long cur = atomic_load(&first_failed);
+          while (bl < cur && !atomic_compare_exchange_weak(&first_failed, &cur, bl)) {
+          }
+        }
+        if (!o->status)
+          atomic_fetch_add(&c->paths_done, b * c->bs + c->bs <= c->N ? c->bs : c->N - b * c->bs);
+      }
+      atomic_fetch_sub(&c->items_left, 1);
+      if (t == 0) {
+        maybe_estimate(c);
+        report(c, CSDE_CONV_WORKING);
+      }
+    }
+    /* the calling thread keeps the hook going while the others finish */
+    if (t == 0 && c->nt > 1) {
+      double nap = 5e-4;
+      while (atomic_load(&c->items_left) > 0) {
+        struct timespec ts = {0, (long)(nap * 1e9)};
+        nanosleep(&ts, NULL);
+        nap = fmin(2 * nap, 0.02);
+        report(c, CSDE_CONV_WORKING);
+      }
+    }
+  }
+  if (p->dist && p->dist->size > 1 && share_stage(c))
+    return csde_err_set(err, CSDE_EFAILED, "the processes' results could not be shared");
+  /* every process: the stage's calls from all of them */
+  atomic_store(&c->nfe_items, before + atomic_load(&c->stage_nfe));
+  c->res->nfe = atomic_load(&c->nfe_items);
+  if (!c->sec_ok && atomic_load(&c->stage_nfe) > 0) { /* too few steps to time one by one */
+    c->sec_per_call = c->acc_calls ? c->acc_time / (double)c->acc_calls
+                                   : (now() - t0) * (double)(c->nt < (int)nb ? (size_t)c->nt : nb) *
+                                         (double)c->nproc / (double)atomic_load(&c->stage_nfe);
+    c->sec_ok = 1;
+  }
+  for (size_t b = 0; b < nb; b++)
+    if (c->ist[b].status > 0) {
+      const int s = c->ist[b].status;
+      const size_t f0 = b * c->bs, f1 = f0 + c->bs < c->N ? f0 + c->bs : c->N;
+      /* the setting the solve blamed; else a failing answer is the model's */
+      const char *pa = c->ist[b].err.param;
+      if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
+                                                                              : CSDE_PARAM_SOLVER;
+      const char *msg = c->ist[b].err.msg[0] ? c->ist[b].err.msg : csde_strerror(s);
+      if (c->stage == STAGE_REF_COMMON && c->shared) {
+        csde_err_set(err, s, "reference %s (rtol %g), paths %zu..%zu: %s", p->ref_solver,
+                     p->ref_rtol, f0, f1 - 1, msg);
+        if (!c->ist[b].err.param) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN ? CSDE_PARAM_MODEL
+                                                                            : CSDE_CONV_PARAM_REFERENCE;
+      } else if (c->stage == STAGE_REF_COMMON) {
+        csde_err_set(err, s, "the exact reference, paths %zu..%zu: %s", f0, f1 - 1, msg);
+      } else {
+        csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[c->si], f0, f1 - 1, msg);
+      }
+      return csde_err_blame(err, pa, s);
+    }
+  return atomic_load(&c->stop) ? ITEM_STOPPED : CSDE_SUCCESS;
+}
+
+/* Solver si's sizes, exact-law deviation and analysis of its first Lw levels. */
+static int analyse_solver(conv_run *c, size_t si, size_t Lw, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  const size_t N = c->N, L = c->L, Q = c->Q;
+  csde_conv_solver_result *r = &c->res->s[si];
+  double sc = 0;
+  for (size_t j = 0; j < N; j++) sc += c->scale[si * N + j];
+  r->ref_scale = sc / (double)N;
+  if (c->dev && !r->exact_dev) { /* plain Monte Carlo deviation of f(X_ref) from the exact law */
+    r->exact_dev = calloc(Q, sizeof *r->exact_dev);
+    if (!r->exact_dev) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+    double tot = 0, nrm = 0;
+    for (size_t q = 0; q < Q; q++) {
+      double m = 0, v2 = 0;
+      for (size_t j = 0; j < N; j++) m += c->dev[(si * N + j) * Q + q];
+      m /= (double)N;
+      for (size_t j = 0; j < N; j++) {
+        double dd = c->dev[(si * N + j) * Q + q] - m;
+        v2 += dd * dd;
+      }
+      r->exact_dev[q] = m;
+      nrm += m * m;
+      tot += v2 / (double)(N - 1) / (double)N;
+    }
+    int rms = p->kind == CSDE_CONV_WEAK_MEAN;
+    r->exact_dev_norm = sqrt(rms ? nrm / (double)Q : nrm);
+    r->exact_dev_halfwidth = 1.96 * sqrt(rms ? tot / (double)Q : tot);
+  }
+  double *v = r->v;
+  if (Lw < L) { /* the finished levels alone, [N][Lw][Q] */
+    v = malloc(N * Lw * Q * sizeof *v);
+    if (!v) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+    for (size_t i = 0; i < N; i++) memcpy(v + i * Lw * Q, r->v + i * L * Q, Lw * Q * sizeof *v);
+  }
+  csde_conv_data d;
+  memset(&d, 0, sizeof d);
+  d.N = N;
+  d.L = Lw;
+  d.Q = Q;
+  d.v = v;
+  d.vref = r->vref;
+  d.vector = csde_conv_kind_is_weak(p->kind);
+  d.rms_norm = p->kind == CSDE_CONV_WEAK_MEAN;
+  d.h = c->res->h;
+  d.level = c->res->level;
+  d.theory = r->theory;
+  d.float_floor = 1e-12 * r->ref_scale;
+  d.ref_floor = c->exact_flow ? 1e-13 * r->ref_scale : c->shared ? c->res->ref_check : 0;
+  d.ref_floor_name = c->shared ? "shared reference's error" : NULL;
+  d.boot = p->boot ? p->boot : 1000;
+  d.boot_seed = p->boot_seed;
+  d.conf = p->conf > 0 ? p->conf : 0.95;
+  d.threads = c->nt;
+  d.dist = p->dist;
+  csde_conv_fit_free(&r->fit);
+  int s = csde_conv_analyse(&d, &r->fit, err);
+  if (v != r->v) free(v);
+  r->analysed = !s;
+  return s;
+}
+
+/* The file's copy of the run so far (rank 0 writes, everyone agrees on the outcome). */
+static int write_checkpoint(conv_run *c, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  int s = CSDE_SUCCESS;
+  c->res->wall_seconds = now() - c->t_wall;
+  if (p->file) s = csde_conv_file_write(p->file, c->res, p, "running", err);
+  if (p->dist && p->dist->size > 1) {
+    item_wire w;
+    memset(&w, 0, sizeof w);
+    w.status = s;
+    if (s) snprintf(w.msg, sizeof w.msg, "%s", err->msg);
+    if (p->dist->bcast(p->dist->user, &w, sizeof w, 0))
+      return csde_err_set(err, CSDE_EFAILED, "the processes' results could not be shared");
+    if (w.status && !s) csde_err_set(err, w.status, "%s", w.msg);
+    s = w.status;
+  }
+  return s ? csde_err_blame(err, CSDE_CONV_PARAM_OUTPUT, s) : s;
 }
 
 int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
@@ -798,7 +1377,6 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   const csde_problem *P0 = &p->P;
   const size_t ns = p->nsolvers, N = p->paths, tau = P0->tau, D = P0->D;
   const int sde = csde_process_is_sde(P0->process);
-  double t_wall = now();
   if (ns == 0 || ns > CSDE_CONV_MAXSOLVERS)
     return csde_err_blame(err, CSDE_PARAM_SOLVER,
                           csde_err_set(err, CSDE_EINVAL, "solvers: expected 1 to %d, got %zu",
@@ -830,46 +1408,84 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     return csde_err_set(err, CSDE_EINVAL, "convergence run: missing hooks");
   if (tau == 0 || D == 0 || !P0->C || !P0->sched)
     return csde_err_set(err, CSDE_EINVAL, "convergence run: incomplete problem");
+  if (p->ref == CSDE_CONV_REF_SHARED) { /* the solver can give this process a shared one */
+    const csde_solver_type *T = p->ref_solver ? csde_solver_lookup(p->ref_solver) : NULL;
+    const char *fits = sde ? "heun, em or sra1 (adaptive SDE steps on the same Brownian path)"
+                           : "dopri5, rk45, rkck or rk8pd";
+    if (!T || !(p->ref_rtol > 0) || !(p->ref_atol >= 0))
+      return csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
+                            "reference fine:SOLVER:rtol=R: expected an adaptive solver (%s) and "
+                            "R > 0", fits));
+    if (!csde_solver_type_fits(T, P0->process) ||
+        !(T->adaptive & (sde ? CSDE_ADAPT_SDE : CSDE_ADAPT_ODE)))
+      return csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
+                            "reference fine:%s: %s cannot give %s a shared reference (it needs "
+                            "an adaptive solver of %s on the same path: %s)", p->ref_solver,
+                            p->ref_solver, csde_process_name(P0->process),
+                            sde ? "the SDE" : "the ODE", fits));
+  }
 
-  const int nt = p->threads > 0 ? p->threads : 1;
-  const size_t L = p->k1 - p->k0 + 1;
-  const size_t Q = p->kind == CSDE_CONV_WEAK_MEAN ? tau * D
-                   : p->kind == CSDE_CONV_WEAK_COV ? tau * tau : 1;
-  const size_t per = tau * D;
-  double t_start, t_end;
-  csde_problem_span(P0, &t_start, &t_end);
+  conv_run cr, *c = &cr;
+  memset(c, 0, sizeof *c);
+  c->p = p;
+  c->hooks = hooks;
+  c->res = res;
+  c->ns = ns;
+  c->N = N;
+  c->tau = tau;
+  c->D = D;
+  c->per = tau * D;
+  c->sde = sde;
+  c->t_wall = now();
+  c->nt = p->threads > 0 ? p->threads : 1;
+  c->nproc = p->dist && p->dist->size > 1 ? p->dist->size : 1;
+  c->rank = c->nproc > 1 ? p->dist->rank : 0;
+  const int nt = c->nt;
+  const size_t L = c->L = p->k1 - p->k0 + 1;
+  const size_t Q = c->Q = p->kind == CSDE_CONV_WEAK_MEAN ? tau * D
+                          : p->kind == CSDE_CONV_WEAK_COV ? tau * tau : 1;
+  const size_t per = c->per;
+  csde_problem_span(P0, &c->t_start, &c->t_end);
+  atomic_init(&c->stop, 0);
+  atomic_init(&c->nfe_items, 0);
+  atomic_init(&c->stage_nfe, 0);
+  atomic_init(&c->items_left, 0);
+  atomic_init(&c->paths_done, 0);
+  c->t_cur = NAN;
 
-  /* per-thread contexts, made serially */
-  const csde_model **M = calloc((size_t)nt, sizeof *M);
-  void **ust = calloc((size_t)nt, sizeof *ust);
-  csde_solver **S = NULL;
-  double **buf = NULL;
-  item_status *ist = NULL;
-  double *fexact = NULL, *scale = NULL, *dev = NULL;
-  size_t nsl = 0;
   int s = CSDE_SUCCESS, nalloc = 0;
-  if (!M || !ust) {
+  c->M = calloc((size_t)nt, sizeof *c->M);
+  c->ust = calloc((size_t)nt, sizeof *c->ust);
+  c->obs = calloc((size_t)nt, sizeof *c->obs);
+  c->cur = calloc((size_t)nt, sizeof *c->cur);
+  if (!c->M || !c->ust || !c->obs || !c->cur) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
     goto done;
   }
   for (int t = 0; t < nt; t++) {
-    if ((s = hooks->thread_alloc(hooks->user, t, &M[t], &ust[t], err))) goto done;
+    atomic_init(&c->cur[t], 0);
+    c->obs[t].c = c;
+    c->obs[t].t = t;
+  }
+  for (int t = 0; t < nt; t++) { /* per-thread contexts, made serially */
+    if ((s = hooks->thread_alloc(hooks->user, t, &c->M[t], &c->ust[t], err))) goto done;
     nalloc = t + 1;
   }
 
   /* the reference */
   const char *why = NULL;
-  int avail = csde_conv_exact_available(p, M[0], &why);
+  int avail = csde_conv_exact_available(p, c->M[0], &why);
   if (p->ref == CSDE_CONV_REF_EXACT && !avail) {
     s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE,
                        csde_err_set(err, CSDE_EINVAL, "reference exact: %s", why));
     goto done;
   }
   int ref_exact = p->ref == CSDE_CONV_REF_EXACT || (p->ref == CSDE_CONV_REF_AUTO && avail);
-  int exact_flow = ref_exact && p->kind == CSDE_CONV_ODE;
-  int exact_moments = csde_conv_kind_is_weak(p->kind) && M[0] && csde_model_is_gaussian(M[0]);
-  unsigned Rs[CSDE_CONV_MAXSOLVERS] = {0}; /* each solver's reference level */
-  for (size_t i = 0; i < ns && !exact_flow; i++) {
+  c->exact_flow = ref_exact && p->kind == CSDE_CONV_ODE;
+  c->shared = p->ref == CSDE_CONV_REF_SHARED;
+  c->exact_moments = csde_conv_kind_is_weak(p->kind) && c->M[0] && csde_model_is_gaussian(c->M[0]);
+  const int fine = !c->exact_flow && !c->shared; /* each solver's own reference */
+  for (size_t i = 0; i < ns && fine; i++) {
     unsigned R = p->ref_level ? p->ref_level : csde_conv_default_ref_level(p, p->solvers[i]);
     if (R <= p->k1) {
       s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
@@ -882,9 +1498,9 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
                          "reference level %u is too deep (at most 30)", R));
       goto done;
     }
-    Rs[i] = R;
+    c->Rs[i] = R;
   }
-  nsl = exact_flow ? L : L + 2; /* levels, then R-1 and R */
+  c->nsl = fine ? L + 2 : L; /* levels, then R-1 and R */
 
   /* batches: at most p->batch paths, and up to 8 batches of at least 4 paths so that
    * small runs still spread over threads. A function of N alone: a path's last bits may
@@ -892,8 +1508,8 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   const size_t maxb = p->batch ? p->batch : 64;
   size_t nb = (N + maxb - 1) / maxb, nb8 = (N + 3) / 4 < 8 ? (N + 3) / 4 : 8;
   if (nb < nb8) nb = nb8;
-  const size_t bs = (N + nb - 1) / nb;
-  nb = (N + bs - 1) / bs;
+  const size_t bs = c->bs = (N + nb - 1) / nb;
+  nb = c->nb = (N + bs - 1) / bs;
 
   /* results */
   res->N = N;
@@ -902,27 +1518,31 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   res->nsolvers = ns;
   res->k0 = p->k0;
   res->k1 = p->k1;
-  res->ref_level = p->ref_level;
+  res->ref_level = c->shared ? 0 : p->ref_level;
   res->ref_exact = ref_exact;
   res->s = calloc(ns, sizeof *res->s);
   res->h = malloc(L * sizeof *res->h);
   res->steps = malloc(L * sizeof *res->steps);
   res->level = malloc(L * sizeof *res->level);
-  scale = calloc(ns * N, sizeof *scale);
-  if (exact_moments) {
-    fexact = malloc(Q * sizeof *fexact);
-    dev = malloc(ns * N * Q * sizeof *dev);
+  c->XR = malloc(N * per * sizeof *c->XR);
+  c->scale = calloc(ns * N, sizeof *c->scale);
+  c->ist = calloc(nb, sizeof *c->ist);
+  c->pack = malloc(bs * (Q + 1) * sizeof *c->pack);
+  c->check = calloc(bs, sizeof *c->check);
+  if (c->exact_moments) {
+    c->fexact = malloc(Q * sizeof *c->fexact);
+    c->dev = malloc(ns * N * Q * sizeof *c->dev);
   }
-  ist = calloc(ns * nb, sizeof *ist);
-  if (!res->s || !res->h || !res->steps || !res->level || !scale || !ist ||
-      (exact_moments && (!fexact || !dev))) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  if (!res->s || !res->h || !res->steps || !res->level || !c->XR || !c->scale || !c->ist ||
+      !c->pack || !c->check || (c->exact_moments && (!c->fexact || !c->dev))) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for the reference states (%zu x %zu) and "
+                     "the per-path values", N, per);
     goto done;
   }
   for (size_t k = 0; k < L; k++) {
     res->level[k] = p->k0 + (unsigned)k;
     res->steps[k] = (size_t)1 << res->level[k];
-    res->h[k] = fabs(t_end - t_start) / (double)res->steps[k];
+    res->h[k] = fabs(c->t_end - c->t_start) / (double)res->steps[k];
   }
   for (size_t i = 0; i < ns; i++) {
     csde_conv_solver_result *r = &res->s[i];
@@ -930,14 +1550,15 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     r->theory = csde_solver_type_order(csde_solver_lookup(p->solvers[i]),
                                        csde_conv_kind_order_key(p->kind));
     r->v = malloc(N * L * Q * sizeof *r->v);
-    if (!exact_flow) r->vref = malloc(N * Q * sizeof *r->vref);
-    if (!r->v || (!exact_flow && !r->vref)) {
+    if (fine) r->vref = malloc(N * Q * sizeof *r->vref);
+    if (!r->v || (fine && !r->vref)) {
       s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu x %zu x %zu per-path values",
                        N, L, Q);
       goto done;
     }
+    for (size_t j = 0; j < N * L * Q; j++) r->v[j] = NAN; /* a level not run reads NaN */
   }
-  if (exact_moments) { /* f at the end time from the exact law */
+  if (c->exact_moments) { /* f at the end time from the exact law */
     double *mean = malloc(per * sizeof *mean), cov[64 * 64], *cv = tau <= 64 ? cov : NULL;
     double *cvh = cv ? NULL : malloc(tau * tau * sizeof *cvh);
     if (!cv) cv = cvh;
@@ -947,13 +1568,13 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
       s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
       goto done;
     }
-    s = csde_model_gaussian_marginal(M[0], t_end, mean, cv, err);
+    s = csde_model_gaussian_marginal(c->M[0], c->t_end, mean, cv, err);
     if (!s) {
       if (p->kind == CSDE_CONV_WEAK_MEAN) {
-        memcpy(fexact, mean, per * sizeof *mean);
+        memcpy(c->fexact, mean, per * sizeof *mean);
       } else { /* E F = Sigma + (1/D) sum_p m_p m_p^T */
-        frame_moment(mean, tau, D, fexact);
-        for (size_t q = 0; q < tau * tau; q++) fexact[q] += cv[q];
+        frame_moment(mean, tau, D, c->fexact);
+        for (size_t q = 0; q < tau * tau; q++) c->fexact[q] += cv[q];
       }
     }
     free(mean);
@@ -962,327 +1583,203 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   }
 
   /* per-thread solvers and buffers */
-  S = calloc((size_t)nt * ns * nsl, sizeof *S);
-  buf = calloc((size_t)nt, sizeof *buf);
-  if (!S || !buf) {
+  c->S = calloc((size_t)nt * ns * c->nsl, sizeof *c->S);
+  c->Sref = calloc((size_t)nt * 2, sizeof *c->Sref);
+  c->buf = calloc((size_t)nt, sizeof *c->buf);
+  if (!c->S || !c->Sref || !c->buf) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
     goto done;
   }
   const size_t nbuf = 3 * bs * per + 2 * tau * tau;
   for (int t = 0; t < nt && !s; t++) {
-    buf[t] = malloc(nbuf * sizeof **buf);
-    if (!buf[t]) {
+    c->buf[t] = malloc(nbuf * sizeof **c->buf);
+    if (!c->buf[t]) {
       s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
       break;
     }
     csde_problem Pt = *P0;
-    Pt.model = M[t];
+    Pt.model = c->M[t];
     Pt.batch = bs;
+    csde_solve_params par = csde_solve_default_params();
+    par.grid = p->grid ? p->grid : "uniform";
+    par.seed = p->seed;
+    par.threads = 1;
+    par.observer = conv_observe;
+    par.observer_user = &c->obs[t];
+    if (sde) par.noise = CSDE_NOISE_PATH; /* one Brownian tree for every level */
     for (size_t i = 0; i < ns && !s; i++)
-      for (size_t l = 0; l < nsl && !s; l++) {
-        csde_solve_params par = csde_solve_default_params();
+      for (size_t l = 0; l < c->nsl && !s; l++) {
         par.solver = p->solvers[i];
-        const unsigned R = Rs[i];
+        const unsigned R = c->Rs[i];
         par.steps = (size_t)1 << (l < L ? res->level[l] : l == L ? R - 1 : R);
-        par.grid = p->grid ? p->grid : "uniform";
-        par.seed = p->seed;
-        par.threads = 1;
-        if (sde) par.noise = CSDE_NOISE_PATH; /* one Brownian tree for every level */
-        s = csde_solver_alloc(&S[((size_t)t * ns + i) * nsl + l], &Pt, &par, err);
+        s = csde_solver_alloc(&c->S[((size_t)t * ns + i) * c->nsl + l], &Pt, &par, err);
       }
+    for (int k = 0; k < 2 && c->shared && !s; k++) { /* rtol, and rtol / 10 for the check */
+      par.solver = p->ref_solver;
+      par.steps = 0;
+      par.rtol = k ? p->ref_rtol / 10 : p->ref_rtol;
+      par.atol = k ? p->ref_atol / 10 : p->ref_atol;
+      if (!(par.atol > 0)) par.atol = 0;
+      s = csde_solver_alloc(&c->Sref[2 * t + k], &Pt, &par, err);
+      if (s) s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, s);
+    }
   }
   if (s) goto done;
 
-  /* the cost of each solve, for the progress fraction */
-  double cost_total = 0, cost_done = 0;
-  double *cost = malloc(ns * nsl * sizeof *cost);
-  size_t *paths_done = calloc(ns, sizeof *paths_done);
-  if (!cost || !paths_done) {
-    free(cost);
-    free(paths_done);
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-    goto done;
-  }
-  for (size_t i = 0; i < ns; i++)
-    for (size_t l = 0; l < nsl; l++) {
-      const unsigned R = Rs[i];
-      double steps = (double)((size_t)1 << (l < L ? res->level[l] : l == L ? R - 1 : R));
-      cost[i * nsl + l] = steps * csde_solver_type_nfe_per_step(csde_solver_lookup(p->solvers[i])) +
-                          (sde ? 0.5 * (double)((size_t)1 << R) : 0);
-      cost_total += (double)nb * cost[i * nsl + l];
-    }
-  size_t nfe_total = 0;
-  const long nitems = (long)(ns * nb);
-  /* the lowest item that failed (nitems: none), shared by the threads: items above it
-   * are skipped, items below it still run, so the failure reported (the lowest) does not
-   * depend on the thread count or the schedule */
-  atomic_long first_failed = nitems;
-
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) reduction(+ : nfe_total)
-#endif
-  {
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
-    double *x0 = buf[t], *xr = x0 + bs * per, *x = xr + bs * per;
-    double *Fr = x + bs * per, *Fx = Fr + tau * tau;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-    for (long it = 0; it < nitems; it++) {
-      if (it > atomic_load(&first_failed)) continue;
-      if (p->dist && it % p->dist->size != p->dist->rank) continue; /* another process's */
-      const size_t si = (size_t)it / nb, b = (size_t)it % nb, first = b * bs;
-      const size_t n = first + bs <= N ? bs : N - first;
-      item_status *o = &ist[it];
-      csde_err *e = &o->err;
-      csde_conv_solver_result *r = &res->s[si];
-      csde_solver **Ss = S + ((size_t)t * ns + si) * nsl;
-      csde_solve_stats st;
-      int stt = hooks->start(hooks->user, ust[t], first, bs, x0, e);
-      /* the reference */
-      if (!stt && exact_flow) {
-        stt = csde_model_gaussian_flow_apply(M[t], t_start, t_end, bs, x0, xr, e);
-      } else if (!stt) {
-        memcpy(xr, x0, bs * per * sizeof *xr);
-        csde_solver_set_seed(Ss[L + 1], p->seed, first);
-        memset(&st, 0, sizeof st);
-        stt = csde_solver_run(Ss[L + 1], xr, &st, e);
-        nfe_total += st.nfe;
-      }
-      if (!stt && !exact_flow) {
-#ifdef _OPENMP
-#pragma omp critical(csde_conv_progress)
-#endif
-        {
-          cost_done += cost[si * nsl + L + 1];
-          if (hooks->progress) {
-            csde_conv_progress pr = {si, p->solvers[si], Rs[si], paths_done[si], N,
-                                     cost_done / cost_total, now() - t_wall};
-            hooks->progress(hooks->user, &pr);
-          }
-        }
-      }
-      for (size_t i = 0; i < n && !stt; i++) { /* sizes and the exact-law deviation */
-        const double *ri = xr + i * per;
-        double sc;
-        if (p->kind == CSDE_CONV_WEAK_COV) {
-          frame_moment(ri, tau, D, Fr);
-          double s2 = 0;
-          for (size_t q = 0; q < tau * tau; q++) s2 += Fr[q] * Fr[q];
-          sc = sqrt(s2);
-          if (dev)
-            for (size_t q = 0; q < Q; q++) dev[(si * N + first + i) * Q + q] = Fr[q] - fexact[q];
-        } else {
-          double s2 = 0;
-          for (size_t j = 0; j < per; j++) s2 += ri[j] * ri[j];
-          sc = sqrt(s2 / (double)per);
-          if (dev)
-            for (size_t q = 0; q < Q; q++) dev[(si * N + first + i) * Q + q] = ri[q] - fexact[q];
-        }
-        scale[si * N + first + i] = sc;
-      }
-      /* the levels and the reference check */
-      for (size_t l = 0; l < nsl - (exact_flow ? 0 : 1) && !stt &&
-                         it < atomic_load(&first_failed);
-           l++) {
-        memcpy(x, x0, bs * per * sizeof *x);
-        csde_solver_set_seed(Ss[l], p->seed, first);
-        memset(&st, 0, sizeof st);
-        stt = csde_solver_run(Ss[l], x, &st, e);
-        nfe_total += st.nfe;
-        if (stt) break;
-        for (size_t i = 0; i < n; i++) {
-          const double *xi = x + i * per, *ri = xr + i * per;
-          double *dst = l < L ? r->v + ((first + i) * L + l) * Q : r->vref + (first + i) * Q;
-          if (p->kind == CSDE_CONV_STRONG || p->kind == CSDE_CONV_ODE) {
-            dst[0] = rms_diff(xi, ri, per);
-          } else if (p->kind == CSDE_CONV_WEAK_MEAN) {
-            for (size_t q = 0; q < per; q++) dst[q] = xi[q] - ri[q];
-          } else {
-            frame_moment(xi, tau, D, Fx);
-            frame_moment(ri, tau, D, Fr);
-            for (size_t q = 0; q < tau * tau; q++) dst[q] = Fx[q] - Fr[q];
-          }
-        }
-#ifdef _OPENMP
-#pragma omp critical(csde_conv_progress)
-#endif
-        {
-          cost_done += cost[si * nsl + l];
-          if (l + 1 == nsl - (exact_flow ? 0 : 1)) paths_done[si] += n;
-          if (hooks->progress) {
-            csde_conv_progress pr = {si, p->solvers[si],
-                                     l < L ? res->level[l] : Rs[si] - 1, paths_done[si], N,
-                                     cost_done / cost_total, now() - t_wall};
-            hooks->progress(hooks->user, &pr);
-          }
-        }
-      }
-      o->status = stt;
-      if (stt) { /* first_failed = min(first_failed, it) */
-        long cur = atomic_load(&first_failed);
-        while (it < cur && !atomic_compare_exchange_weak(&first_failed, &cur, it)) {
-        }
-      }
-    }
-  }
-  free(cost);
-  free(paths_done);
-  if (p->dist && p->dist->size > 1) { /* every item's values and status from its process */
-    const csde_conv_dist *dd = p->dist;
-    int bad = 0;
-    for (long it = 0; it < nitems && !bad; it++) {
-      const int root = (int)(it % dd->size);
-      const size_t si = (size_t)it / nb, first = ((size_t)it % nb) * bs;
-      const size_t n = first + bs <= N ? bs : N - first;
-      csde_conv_solver_result *r = &res->s[si];
-      item_wire w;
-      memset(&w, 0, sizeof w);
-      if (root == dd->rank) {
-        w.status = ist[it].status;
-        if (w.status) snprintf(w.msg, sizeof w.msg, "rank %d: %s", root, ist[it].err.msg);
-        if (ist[it].err.param) snprintf(w.param, sizeof w.param, "%s", ist[it].err.param);
-      }
-      bad |= dd->bcast(dd->user, &w, sizeof w, root);
-      ist[it].status = w.status;
-      memcpy(ist[it].err.msg, w.msg, sizeof w.msg);
-      ist[it].err.param = w.param[0] ? param_const(w.param) : NULL;
-      bad |= dd->bcast(dd->user, r->v + first * L * Q, n * L * Q * sizeof *r->v, root);
-      if (r->vref) bad |= dd->bcast(dd->user, r->vref + first * Q, n * Q * sizeof *r->vref, root);
-      if (dev) bad |= dd->bcast(dd->user, dev + (si * N + first) * Q, n * Q * sizeof *dev, root);
-      bad |= dd->bcast(dd->user, scale + si * N + first, n * sizeof *scale, root);
-    }
-    size_t total = 0; /* the nfe counts, summed in process order */
-    for (int q = 0; q < dd->size && !bad; q++) {
-      size_t v = nfe_total;
-      bad |= dd->bcast(dd->user, &v, sizeof v, q);
-      total += v;
-    }
-    nfe_total = total;
-    if (bad) {
-      s = csde_err_set(err, CSDE_EFAILED, "the processes' results could not be shared");
-      goto done;
-    }
-  }
-  res->nfe = nfe_total;
-  for (long it = 0; it < nitems; it++)
-    if (ist[it].status) {
-      size_t si = (size_t)it / nb;
-      s = ist[it].status;
-      size_t f0 = (size_t)(it % nb) * bs, f1 = f0 + bs < N ? f0 + bs : N;
-      /* the setting the solve blamed; else a failing answer is the model's */
-      const char *pa = ist[it].err.param;
-      if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
-                                                                              : CSDE_PARAM_SOLVER;
-      csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[si], f0, f1 - 1,
-                   ist[it].err.msg[0] ? ist[it].err.msg : csde_strerror(s));
-      csde_err_blame(err, pa, s);
-      goto done;
-    }
-
   /* words for the output */
-  if (exact_flow)
+  if (c->exact_flow)
     snprintf(res->reference, sizeof res->reference, "exact: the gaussian model's PF-ODE flow");
-  else if (exact_moments && ref_exact)
+  else if (c->shared)
+    snprintf(res->reference, sizeof res->reference,
+             "fine: %s at rtol %g, atol %g (adaptive) on the same path, one reference per path "
+             "shared by every solver", p->ref_solver, p->ref_rtol, p->ref_atol);
+  else if (c->exact_moments && ref_exact)
     snprintf(res->reference, sizeof res->reference,
              "exact: the gaussian moments check a fine solve of each solver on the same path "
              "(the control variate)");
   else
     snprintf(res->reference, sizeof res->reference,
              "fine: each solver at its reference level on the same path");
+  if (c->shared) {
+    res->ref_shared = 1;
+    snprintf(res->ref_solver, sizeof res->ref_solver, "%s", p->ref_solver);
+    res->ref_rtol = p->ref_rtol;
+    res->ref_atol = p->ref_atol;
+    res->ref_check_paths = bs < N ? bs : N;
+  }
   for (size_t i = 0; i < ns; i++) {
-    res->s[i].ref_level = Rs[i];
-    if (exact_flow)
+    res->s[i].ref_level = c->Rs[i];
+    if (c->exact_flow)
       snprintf(res->s[i].reference, sizeof res->s[i].reference, "exact flow");
+    else if (c->shared)
+      snprintf(res->s[i].reference, sizeof res->s[i].reference,
+               "%s at rtol %g (shared), same path", p->ref_solver, p->ref_rtol);
     else
       snprintf(res->s[i].reference, sizeof res->s[i].reference,
-               "%s at level %u (2^%u steps), same path", p->solvers[i], Rs[i], Rs[i]);
+               "%s at level %u (2^%u steps), same path", p->solvers[i], c->Rs[i], c->Rs[i]);
   }
   if (p->kind == CSDE_CONV_STRONG || p->kind == CSDE_CONV_ODE)
     snprintf(res->estimator, sizeof res->estimator,
              "mean over paths of ||X_h - X_ref|| at t = %g, ||.|| the RMS over the %zu "
              "entries of a sample; RMS variant sqrt(mean ||X_h - X_ref||^2) beside it",
-             t_end, per);
+             c->t_end, per);
   else
     snprintf(res->estimator, sizeof res->estimator,
              "same-path control variate ||mean over paths of f(X_h) - f(X_ref)||, f = %s; "
-             "the reference's own bias is not added: its Richardson estimate (levels R-1 vs R "
-             "on the same paths) must be <= 1/10 of the finest level's error",
+             "the reference's own bias is not added: %s",
              p->kind == CSDE_CONV_WEAK_MEAN
                  ? "X (RMS norm over the tau x D entries of the mean)"
                  : "the frame second moment (1/D) sum_p x_p x_p^T (Frobenius norm of the "
-                   "tau x tau difference)");
+                   "tau x tau difference)",
+             c->shared ? "its estimate (rtol against rtol / 10 on the first batch) must be <= "
+                         "1/10 of the finest level's error"
+                       : "its Richardson estimate (levels R-1 vs R on the same paths) must be "
+                         "<= 1/10 of the finest level's error");
 
-  /* analysis, solver by solver */
-  for (size_t i = 0; i < ns && !s; i++) {
-    csde_conv_solver_result *r = &res->s[i];
-    double sc = 0;
-    for (size_t j = 0; j < N; j++) sc += scale[i * N + j];
-    r->ref_scale = sc / (double)N;
-    if (dev) { /* plain Monte Carlo deviation of f(X_ref) from the exact law */
-      r->exact_dev = calloc(Q, sizeof *r->exact_dev);
-      if (!r->exact_dev) {
-        s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-        break;
-      }
-      double tot = 0, nrm = 0;
-      for (size_t q = 0; q < Q; q++) {
-        double m = 0, v2 = 0;
-        for (size_t j = 0; j < N; j++) m += dev[(i * N + j) * Q + q];
-        m /= (double)N;
-        for (size_t j = 0; j < N; j++) {
-          double dd = dev[(i * N + j) * Q + q] - m;
-          v2 += dd * dd;
-        }
-        r->exact_dev[q] = m;
-        nrm += m * m;
-        tot += v2 / (double)(N - 1) / (double)N;
-      }
-      int rms = p->kind == CSDE_CONV_WEAK_MEAN;
-      r->exact_dev_norm = sqrt(rms ? nrm / (double)Q : nrm);
-      r->exact_dev_halfwidth = 1.96 * sqrt(rms ? tot / (double)Q : tot);
+  /* the plan: every fixed-step solve's calls (an adaptive reference's come later) */
+  for (size_t i = 0; i < ns; i++) {
+    const size_t nps = csde_solver_type_nfe_per_step(csde_solver_lookup(p->solvers[i]));
+    for (size_t l = 0; l < c->nsl; l++) {
+      const unsigned R = c->Rs[i];
+      c->nfe_fixed += nb * nps * ((size_t)1 << (l < L ? res->level[l] : l == L ? R - 1 : R));
     }
-    csde_conv_data d;
-    memset(&d, 0, sizeof d);
-    d.N = N;
-    d.L = L;
-    d.Q = Q;
-    d.v = r->v;
-    d.vref = r->vref;
-    d.vector = csde_conv_kind_is_weak(p->kind);
-    d.rms_norm = p->kind == CSDE_CONV_WEAK_MEAN;
-    d.h = res->h;
-    d.level = res->level;
-    d.theory = r->theory;
-    d.float_floor = 1e-12 * r->ref_scale;
-    d.ref_floor = exact_flow ? 1e-13 * r->ref_scale : 0;
-    d.boot = p->boot ? p->boot : 1000;
-    d.boot_seed = p->boot_seed;
-    d.conf = p->conf > 0 ? p->conf : 0.95;
-    d.threads = nt;
-    d.dist = p->dist;
-    s = csde_conv_analyse(&d, &r->fit, err);
+  }
+  c->nfe_total = c->nfe_fixed;
+  c->ref_pending = c->shared;
+  c->stage = c->exact_flow || c->shared ? STAGE_REF_COMMON : STAGE_REF_SOLVER;
+  c->si = 0;
+  report(c, CSDE_CONV_PLAN);
+  if ((s = write_checkpoint(c, err))) goto done;
+
+  c->planned = 1;
+
+  /* the stages */
+  const int common = c->exact_flow || c->shared;
+  const size_t per_solver = L + (fine ? 1 : 0);
+  const size_t nstages = (common ? 1 : 0) + ns * per_solver;
+  for (size_t k = 0; k < nstages && !s; k++) {
+    if (common && k == 0) {
+      c->stage = STAGE_REF_COMMON;
+      c->si = c->l = 0;
+    } else {
+      const size_t j = k - (common ? 1 : 0), w = j % per_solver;
+      c->si = j / per_solver;
+      c->stage = fine && w == 0 ? STAGE_REF_SOLVER : STAGE_LEVEL;
+      c->l = fine ? (w ? w - 1 : 0) : w;
+    }
+    s = run_stage(c, err);
+    if (s) break;
+    if (c->stage == STAGE_REF_COMMON) {
+      for (size_t i = 1; i < ns; i++) { /* one reference for every solver */
+        memcpy(c->scale + i * N, c->scale, N * sizeof *c->scale);
+        if (c->dev) memcpy(c->dev + i * N * Q, c->dev, N * Q * sizeof *c->dev);
+      }
+      for (size_t i = 0; i < ns; i++) res->s[i].ref_done = 1;
+      if (c->shared) {
+        double sum = 0;
+        for (size_t i = 0; i < res->ref_check_paths; i++) sum += c->check[i];
+        res->ref_check = sum / (double)res->ref_check_paths;
+        res->ref_nfe = atomic_load(&c->stage_nfe);
+        c->nfe_total = c->nfe_fixed + res->ref_nfe;
+        c->nfe_est = c->ref_pending = 0;
+      }
+    } else if (c->stage == STAGE_REF_SOLVER) {
+      res->s[c->si].ref_done = 1;
+    } else {
+      res->s[c->si].levels_done = c->l + 1;
+      if (c->l + 1 == L && (s = analyse_solver(c, c->si, L, err))) break;
+    }
+    if ((s = write_checkpoint(c, err))) break;
+    report(c, CSDE_CONV_STAGE);
+    maybe_estimate(c);
+  }
+  if (s == ITEM_STOPPED) {
+    s = csde_err_set(err, CSDE_EFAILED, "stopped (the progress hook asked) during %s %s%s",
+                     c->stage == STAGE_REF_COMMON ? "the reference" : "solver",
+                     c->stage == STAGE_REF_COMMON ? (c->shared ? p->ref_solver : "(exact)")
+                                                  : p->solvers[c->si],
+                     c->stage == STAGE_LEVEL ? ", a level" : c->stage == STAGE_REF_SOLVER
+                                                                ? ", its reference" : "");
+  }
+  res->complete = !s;
+  /* a run that stopped or failed: what finished of the solver in progress, analysed */
+  for (size_t i = 0; i < ns && s; i++) {
+    csde_conv_solver_result *r = &res->s[i];
+    if (!r->analysed && r->levels_done >= 2) {
+      csde_err e2;
+      csde_err_clear(&e2);
+      analyse_solver(c, i, r->levels_done, &e2);
+    }
+  }
+  if (c->exact_flow || c->shared) { /* the one reference of every solver, kept */
+    res->xref = c->XR;
+    c->XR = NULL;
   }
 
 done:
-  if (S)
-    for (size_t j = 0; j < (size_t)nt * ns * nsl; j++) csde_solver_free(S[j]);
-  free(S);
-  if (buf)
-    for (int t = 0; t < nt; t++) free(buf[t]);
-  free(buf);
+  if (c->S)
+    for (size_t j = 0; j < (size_t)nt * ns * c->nsl; j++) csde_solver_free(c->S[j]);
+  if (c->Sref)
+    for (int j = 0; j < 2 * nt; j++) csde_solver_free(c->Sref[j]);
+  free(c->S);
+  free(c->Sref);
+  if (c->buf)
+    for (int t = 0; t < nt; t++) free(c->buf[t]);
+  free(c->buf);
   for (int t = 0; t < nalloc; t++)
-    if (hooks->thread_free) hooks->thread_free(hooks->user, ust[t]);
-  free(M);
-  free(ust);
-  free(ist);
-  free(fexact);
-  free(scale);
-  free(dev);
-  res->wall_seconds = now() - t_wall;
-  if (s) csde_conv_result_free(res);
+    if (hooks->thread_free) hooks->thread_free(hooks->user, c->ust[t]);
+  free(c->M);
+  free(c->ust);
+  free(c->obs);
+  free(c->cur);
+  free(c->ist);
+  free(c->fexact);
+  free(c->scale);
+  free(c->dev);
+  free(c->XR);
+  free(c->pack);
+  free(c->check);
+  res->wall_seconds = now() - c->t_wall;
+  if (s && !c->planned) csde_conv_result_free(res); /* it never started */
   return s;
 }

@@ -3,7 +3,8 @@
  *
  * Two stages, usable separately:
  *
- *   csde_conv_run      solves: for every solver, every path i < N and every level k in
+ *   csde_conv_run      solves, in stages (a reference, or a level of one solver, for
+ *                      every path; csde_conv_progress): for every solver, every path i < N and every level k in
  *                      K0..K1 (2^k fixed steps), the per-path contribution v[i][k] of that
  *                      path to the error (definitions below), against a reference on the
  *                      SAME path: all levels of a path share one Brownian path (path noise:
@@ -61,7 +62,9 @@
  *                  level coarser than j (levels are tested from the fine end, so one
  *                  coarse level that happens to sit on p* does not keep the ones between
  *                  it and j).
- * Fit and interval: csde_conv_fit_order.
+ * Fit and interval: csde_conv_fit_order, from 3 used levels or more ("not fitted: only N
+ * resolved levels (need 3)" otherwise: a line through two points has no misfit to
+ * show that they are not asymptotic, and its interval would be the noise alone).
  */
 #ifndef CSDE_EXPERIMENT_CONVERGE_H
 #define CSDE_EXPERIMENT_CONVERGE_H
@@ -91,7 +94,9 @@ typedef struct {
   const unsigned *level; /* [L] level numbers (for messages), may be NULL */
   double theory;         /* theoretical order (Richardson factor of the reference check) */
   double float_floor;    /* absolute round-off floor of the errors */
-  double ref_floor;      /* absolute error of an exact reference (0 if none) */
+  double ref_floor;      /* absolute error of an exact reference, or the estimated error
+                            of a shared one (0 if none) */
+  const char *ref_floor_name; /* its name in floor_name (NULL: "exact reference") */
   size_t boot;           /* bootstrap replicates (>= 100) */
   uint64_t boot_seed;
   double conf;           /* e.g. 0.95 */
@@ -103,7 +108,7 @@ typedef struct {
 int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *out, csde_err *err);
 void csde_conv_fit_free(csde_conv_fit *f); /* accepts a zeroed struct */
 
-/* The order fit on its own: levels with use[k] != 0, estimates e[k], step sizes h[k],
+/* The order fit on its own (at least 3 used levels, else NaN and "not fitted: ..."): levels with use[k] != 0, estimates e[k], step sizes h[k],
  * bootstrap replicates E[b * L + k] (b < B), the reference's error ref_err (0: exact).
  * Model: log e = c + p log h by weighted least squares, weights 1/Var_boot(log e_k); then
  * the first terms of the asymptotic error expansion, e = C h^p (1 + D h + D2 h^2 + ...)

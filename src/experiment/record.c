@@ -15,6 +15,7 @@
 #include "noise/tree.h"
 #include "experiment/report.h"
 #include "io/h5traj.h"
+#include "io/outfile.h"
 
 #define PUT(call)                                                                          \
   do {                                                                                     \
@@ -107,29 +108,59 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
   return csde_h5out_attr_str(w, g, "created", buf, err);
 }
 
+/* What /covariance holds, computed once for every write of a run's file. */
+typedef struct {
+  const csde_cov *C;
+  double *m, *eig; /* dense: the matrix and its eigenvalues */
+  double logdet;
+  int have_logdet;
+} cov_cache;
+
+static int cov_cache_fill(cov_cache *cc, const csde_cov *C, csde_err *err)
+{
+  if (cc->C == C) return CSDE_SUCCESS;
+  free(cc->m);
+  free(cc->eig);
+  memset(cc, 0, sizeof *cc);
+  size_t tau = csde_cov_tau(C);
+  if (tau <= CSDE_TRAJ_COV_MAX_TAU) {
+    cc->m = malloc(tau * tau * sizeof *cc->m);
+    cc->eig = malloc(tau * sizeof *cc->eig);
+    if (!cc->m || !cc->eig)
+      return csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu matrix", tau, tau);
+    csde_cov_matrix(C, cc->m);
+    int s = csde_cov_eigenvalues(C, cc->eig, err);
+    if (s) return s;
+  }
+  if (tau <= CSDE_TRAJ_COV_MAX_TAU || csde_cov_logdet_cheap(C)) { /* else a Levinson pass */
+    cc->logdet = csde_cov_logdet(C);
+    cc->have_logdet = 1;
+  }
+  cc->C = C;
+  return CSDE_SUCCESS;
+}
+
+static void cov_cache_free(cov_cache *cc)
+{
+  free(cc->m);
+  free(cc->eig);
+  memset(cc, 0, sizeof *cc);
+}
+
 /* The covariance used: matrix and eigenvalues up to CSDE_TRAJ_COV_MAX_TAU frames. */
-static int write_covariance(csde_h5out *w, const csde_cov *C, csde_err *err)
+static int write_covariance(csde_h5out *w, const csde_cov *C, cov_cache *cc, csde_err *err)
 {
   int s;
   const char *c = "/covariance";
   size_t tau = csde_cov_tau(C);
   int dense = tau <= CSDE_TRAJ_COV_MAX_TAU;
   int64_t i64;
+  PUT(cov_cache_fill(cc, C, err));
   PUT(csde_h5out_group(w, c, err));
   if (dense) {
-    double *m = malloc(tau * tau * sizeof *m), *eig = malloc(tau * sizeof *eig);
     size_t d2[2] = {tau, tau}, d1[1] = {tau};
-    s = m && eig ? CSDE_SUCCESS
-                 : csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu matrix", tau, tau);
-    if (!s) {
-      csde_cov_matrix(C, m);
-      s = csde_cov_eigenvalues(C, eig, err);
-    }
-    if (!s) s = csde_h5out_write_f64(w, "/covariance/matrix", m, 2, d2, err);
-    if (!s) s = csde_h5out_write_f64(w, "/covariance/eigenvalues", eig, 1, d1, err);
-    free(m);
-    free(eig);
-    if (s) return s;
+    PUT(csde_h5out_write_f64(w, "/covariance/matrix", cc->m, 2, d2, err));
+    PUT(csde_h5out_write_f64(w, "/covariance/eigenvalues", cc->eig, 1, d1, err));
   } else {
     char buf[64];
     snprintf(buf, sizeof buf, "not stored: %zu frames > %d", tau, CSDE_TRAJ_COV_MAX_TAU);
@@ -142,10 +173,7 @@ static int write_covariance(csde_h5out *w, const csde_cov *C, csde_err *err)
   PUT(csde_h5out_attr_i64(w, c, "exact", &i64, 1, 0, err));
   i64 = (int64_t)csde_cov_noise_dim(C);
   PUT(csde_h5out_attr_i64(w, c, "noise_dim", &i64, 1, 0, err));
-  if (dense || csde_cov_logdet_cheap(C)) { /* else a Levinson pass, O(tau^2) */
-    double f64 = csde_cov_logdet(C);
-    PUT(csde_h5out_attr_f64(w, c, "logdet", &f64, 1, 0, err));
-  }
+  if (cc->have_logdet) PUT(csde_h5out_attr_f64(w, c, "logdet", &cc->logdet, 1, 0, err));
   if (rep.approx) {
     PUT(csde_h5out_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, 0, err));
@@ -154,17 +182,18 @@ static int write_covariance(csde_h5out *w, const csde_cov *C, csde_err *err)
 }
 #undef PUT
 
-int csde_conv_write_file(const char *path, const csde_conv_result *r,
-                         const csde_conv_params *p, const csde_conv_record *rec,
-                         int overwrite, csde_err *err)
+/* The whole file, written as OUT.partial.XXXXXX and renamed to OUT (flags: outfile's). */
+static int write_whole(const char *path, int flags, const csde_conv_result *r,
+                       const csde_conv_params *p, const csde_conv_record *rec,
+                       const char *status, cov_cache *cc, csde_err *err)
 {
   csde_h5_quiet q;
   csde_h5_quiet_begin(&q);
   csde_h5out *w = NULL;
-  int s = csde_h5out_create(&w, path, overwrite, err);
+  int s = csde_h5out_create_flags(&w, path, flags, err);
   if (!s) s = write_parameters(w, r, p, rec, err);
-  if (!s) s = write_covariance(w, p->P.C, err);
-  if (!s) s = csde_conv_write_h5(w, r, p->kind, p, err);
+  if (!s) s = write_covariance(w, p->P.C, cc, err);
+  if (!s) s = csde_conv_write_h5(w, r, p->kind, p, status, err);
   if (s)
     csde_h5out_discard(w);
   else
@@ -172,3 +201,84 @@ int csde_conv_write_file(const char *path, const csde_conv_result *r,
   csde_h5_quiet_end(&q);
   return s;
 }
+
+int csde_conv_write_file(const char *path, const csde_conv_result *r,
+                         const csde_conv_params *p, const csde_conv_record *rec,
+                         int overwrite, csde_err *err)
+{
+  cov_cache cc;
+  memset(&cc, 0, sizeof cc);
+  int s = write_whole(path, CSDE_OUT_LOCK | (overwrite ? CSDE_OUT_OVERWRITE : 0), r, p, rec,
+                      r->complete ? "ok" : "incomplete", &cc, err);
+  cov_cache_free(&cc);
+  return s;
+}
+
+/* ---- the file of a run in progress ---- */
+
+struct csde_conv_file {
+  char *path;
+  csde_outfile lock;  /* OUT.lock, held from the open to the close (no temporary) */
+  int overwrite;      /* OUT may be replaced */
+  int existed;        /* OUT was there at the open: replaced only once a stage finished */
+  int written;        /* OUT is ours */
+  csde_conv_record rec;
+  cov_cache cc;
+};
+
+int csde_conv_file_open(csde_conv_file **out, const char *path, const csde_conv_record *rec,
+                        int overwrite, csde_err *err)
+{
+  *out = NULL;
+  csde_conv_file *f = calloc(1, sizeof *f);
+  if (!f || !(f->path = strdup(path))) {
+    free(f);
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  }
+  int s = csde_outfile_open(&f->lock, path,
+                            CSDE_OUT_LOCK | CSDE_OUT_NO_TMP | (overwrite ? CSDE_OUT_OVERWRITE : 0),
+                            err);
+  if (s) {
+    free(f->path);
+    free(f);
+    return s;
+  }
+  f->overwrite = overwrite;
+  f->existed = f->lock.existed;
+  f->rec = *rec;
+  *out = f;
+  return CSDE_SUCCESS;
+}
+
+/* Something finished that an old file may be given up for. */
+static int any_done(const csde_conv_result *r)
+{
+  for (size_t i = 0; i < r->nsolvers; i++)
+    if (r->s[i].ref_done || r->s[i].levels_done) return 1;
+  return 0;
+}
+
+int csde_conv_file_write(csde_conv_file *f, const csde_conv_result *r,
+                         const csde_conv_params *p, const char *status, csde_err *err)
+{
+  if (!f || !r || !r->L || !r->s) return CSDE_SUCCESS; /* nothing to write yet */
+  if (f->existed && !f->written && !any_done(r)) return CSDE_SUCCESS; /* the old one stays */
+  int flags = f->written || f->overwrite ? CSDE_OUT_OVERWRITE : 0; /* the lock: ours */
+  int s = write_whole(f->path, flags, r, p, &f->rec, status, &f->cc, err);
+  if (!s) f->written = 1;
+  return s;
+}
+
+int csde_conv_file_close(csde_conv_file *f, const csde_conv_result *r,
+                         const csde_conv_params *p, const char *status, csde_err *err)
+{
+  if (!f) return CSDE_SUCCESS;
+  int s = csde_conv_file_write(f, r, p, status, err);
+  csde_outfile_release(&f->lock);
+  cov_cache_free(&f->cc);
+  free(f->path);
+  free(f);
+  return s;
+}
+
+int csde_conv_file_written(const csde_conv_file *f) { return f && f->written; }

@@ -4,8 +4,13 @@
  * HDF5 layout (a contract, issue 5; written by `corrsde converge -o`):
  *   /parameters                 attributes: every setting of the run (as `corrsde sample`)
  *   /covariance/matrix [tau, tau], /covariance/eigenvalues [tau]
- *   /convergence                attributes error, estimator, reference, paths, levels,
- *                               bootstrap, confidence, solvers
+ *   /convergence                attributes status ("running" while a run writes it,
+ *                               "ok", "failed: reason"), error, estimator, reference,
+ *                               paths, levels, bootstrap, confidence, solvers; with a
+ *                               shared reference reference_solver, reference_rtol,
+ *                               reference_atol, reference_nfe, reference_check_error
+ *                               (its estimated error: mean ||X(rtol) - X(rtol/10)||
+ *                               over the reference_check_paths first paths)
  *   /convergence/<solver>/steps        [L] int64, 2^k
  *                        /nfe          [L] int64, model evaluations of one solve
  *                        /level        [L] int64, k
@@ -22,7 +27,11 @@
  *                        /per_path     [N, L] (strong, ode) or [N, L, Q] (weak): the
  *                                      per-path contributions, to re-bootstrap
  *                        /ref_check_per_path [N] or [N, Q]: level R-1 against R
- *                        attributes order, order_ci [2], theory_order, levels_used,
+ *                        attributes levels_done (levels finished), analysed (0: a
+ *                        run in progress or stopped: the datasets above hold only the
+ *                        levels_done levels of steps, nfe, level, h, per_path, error and
+ *                        error_rms, without intervals; no attributes below), reference,
+ *                        reference_level, theory_order; analysed: order, order_ci [2], theory_order, levels_used,
  *                        levels_dropped, order_bootstrap_ci [2], order_plain, fit,
  *                        systematic_extrapolation, systematic_misfit,
  *                        systematic_reference, curvature, curvature2, corrections (0-2),
@@ -42,8 +51,10 @@
 
 typedef struct csde_h5out csde_h5out;
 
-/* Create path (overwrite = 0: fail if it exists). */
+/* Create path (overwrite = 0: fail if it exists), under path.lock. */
 int csde_h5out_create(csde_h5out **out, const char *path, int overwrite, csde_err *err);
+/* The same with csde_outfile_open's flags (without CSDE_OUT_LOCK: the caller holds it). */
+int csde_h5out_create_flags(csde_h5out **out, const char *path, int flags, csde_err *err);
 /* Groups are made as needed by the writers below (every parent of a dataset). */
 int csde_h5out_group(csde_h5out *w, const char *name, csde_err *err);
 /* Attributes on an existing object; n == 1 a scalar unless list. */
@@ -69,8 +80,12 @@ void csde_h5out_discard(csde_h5out *w);
 /* ---- the experiment's outputs ---- */
 
 /* The table (csde_conv_print) and the CSV (csde_conv_write_csv): corrsde/converge.h. */
-/* /convergence and its groups. */
+/* /convergence and its groups; status: the attribute status ("running", "ok", "failed:
+ * ..."). A solver not analysed (a run in progress, stopped or failed) gets only what
+ * finished: levels_done levels of steps, nfe, level, h, per_path and the plain estimate
+ * error (error_rms beside it for strong and ode), without intervals, decisions or
+ * order. */
 int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
-                       const csde_conv_params *p, csde_err *err);
+                       const csde_conv_params *p, const char *status, csde_err *err);
 
 #endif

@@ -302,7 +302,7 @@ int csde_outfile_open(csde_outfile *o, const char *path, int flags, csde_err *er
   /* the lock first: a second writer is refused before it looks at anything else */
   if (!s && (flags & CSDE_OUT_LOCK)) s = lock_take(o, err);
   if (!s) s = check_out(o->dirfd, o->base, path, flags & CSDE_OUT_OVERWRITE, &o->existed, err);
-  if (!s) s = make_tmp(o, err);
+  if (!s && !(flags & CSDE_OUT_NO_TMP)) s = make_tmp(o, err);
   if (s) csde_outfile_release(o);
   return s;
 }

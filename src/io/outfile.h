@@ -32,8 +32,10 @@
 enum {
   CSDE_OUT_OVERWRITE = 1, /* an existing regular OUT may be replaced (at the commit) */
   CSDE_OUT_LOCK = 2,      /* hold OUT.lock from open to release */
-  CSDE_OUT_NAMED = 4      /* csde_outfile_name() is the temporary's path, not
+  CSDE_OUT_NAMED = 4,     /* csde_outfile_name() is the temporary's path, not
                              /proc/self/fd/N (for other processes: MPI ranks) */
+  CSDE_OUT_NO_TMP = 8     /* no temporary: the lock and the checks alone (a writer that
+                             makes a new temporary per write, under the lock it holds) */
 };
 
 typedef struct {
