@@ -997,9 +997,11 @@ int cli_cmd_converge(int argc, char **argv)
     rc = CLI_EUSAGE;
     goto out;
   }
-  if ((rc = cli_check_output(CMD, "-o", a.output, a.force)) ||
-      (a.csv && (rc = cli_check_output(CMD, "--csv", a.csv, a.force))) ||
-      (a.plot && (rc = cli_check_output(CMD, "--plot", a.plot, a.force))) ||
+  /* the outputs are rank 0's (corrsde-mpi): another rank would find the lock rank 0
+   * takes as soon as it has built its objects */
+  if ((cli_rank == 0 && (rc = cli_check_output(CMD, "-o", a.output, a.force))) ||
+      (cli_rank == 0 && a.csv && (rc = cli_check_output(CMD, "--csv", a.csv, a.force))) ||
+      (cli_rank == 0 && a.plot && (rc = cli_check_output(CMD, "--plot", a.plot, a.force))) ||
       (a.plot && (rc = check_plotting(script, sizeof script))) ||
       (rc = build(&a, &r, argc, argv)))
     goto out;
