@@ -52,3 +52,7 @@ targets=$(ninja -C "$build" -t targets all 2>/dev/null |
   sed -n 's#^\(tests/plugin_faulty\.so\|python/corrsde/[^:/]*\.\(so\|py\)\): .*#\1#p')
 [ -z "$targets" ] || ninja -C "$build" $targets >/dev/null
 PYTHONPATH=$build/python "$python" "$src/bench/python.py" --build "$build" --csv "$csv" "${repeats[@]}"
+# the EM step the way a user runs it: corrsde sample and corrsde.solve() against the harness
+echo
+echo "# user paths (bench/user_paths.py)"
+PYTHONPATH=$build/python "$python" "$src/bench/user_paths.py" --build "$build" --csv "$csv"
