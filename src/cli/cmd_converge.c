@@ -156,7 +156,9 @@ static void help(void)
       "                         eps for pf-ode and reverse-sde (default 1e-3; 0 <= E < T),\n"
       "                         T for forward-sde and pf-ode-encode (default 1, 0.999\n"
       "                         with cosine; start < E <= 1 with beta(E) finite)\n"
-      "\n"
+      "\n",
+      DEFAULT_TAU);
+  printf(
       "Experiment:\n"
       "      --solvers S1,S2    solvers that fit the process (default " DEFAULT_ODE_SOLVERS
       " for\n"
@@ -195,7 +197,7 @@ static void help(void)
       "  -j, --threads N        OpenMP threads (default 1); results are bitwise the same\n"
       "                         for any N\n"
       "\n",
-      DEFAULT_TAU, DEFAULT_PATHS, DEFAULT_BOOT);
+      DEFAULT_PATHS, DEFAULT_BOOT);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("Output:\n"
       "  -o, --output OUT.h5    the results (required; layout below)\n"

@@ -335,8 +335,8 @@ void csde_conv_fit_order(size_t L, const double *h, const double *e, const doubl
   f->order_hi = isfinite(hi) ? p + sqrt(uhi * uhi + sys2) : NAN;
   static const char *const models[] = {"log e = c + p log h",
                                        "log e = c + p log h + d h (correction resolved)",
-                                       "log e = c + p log h + d h + d2 h^2 (corrections "
-                                       "resolved)"};
+                                       ("log e = c + p log h + d h + d2 h^2 (corrections "
+                                        "resolved)")};
   int n = snprintf(f->fit, sizeof f->fit, "%s over %zu levels", models[npar - 2], m);
   if (n > 0 && (size_t)n < sizeof f->fit && npar > 2)
     n += snprintf(f->fit + n, sizeof f->fit - (size_t)n,

@@ -58,12 +58,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   size_t tau = 1 + (data[0] & 7), D = 1 + (data[1] & 3);
   char *spec = fuzz_str(data + 2, size - 2);
   if (strncmp(spec, "plugin", 6) != 0 && fuzz_paths_ok(spec)) {
+    enum { B = 2 };
     cli_model m;
     fuzz_quiet_begin();
-    int rc = cli_spec_model("fuzz", spec, cov[tau - 1], sched, tau, D, &m);
+    int rc = cli_spec_model("fuzz", spec, cov[tau - 1], sched, tau, 1, &D, B, "pf-ode", &m);
     if (rc == CLI_OK) {
       if (!m.model || !m.spec) abort();
-      enum { B = 2 };
       double *x = malloc(B * tau * D * sizeof *x), *out = malloc(B * tau * D * sizeof *out);
       if (!x || !out) abort();
       for (size_t i = 0; i < B * tau * D; i++) x[i] = 0.1 * (double)i - 0.3;
