@@ -140,7 +140,7 @@ static uint64_t libm_canary(void)
   double x[BATCH * TAU * DPIX], y[4][BATCH * TAU * DPIX];
   for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = sin(1.0 + (double)i);
   csde_model_ctx c = {0.5, 0, BATCH, TAU, DPIX, csde_schedule_abar(S, 0.5), NAN, NAN, -1, C, S,
-                      NULL, 0};
+                      NULL, NULL, BATCH, 0, NULL, 0};
   same &= !csde_cov_apply(C, kind_ws, CSDE_COV_OP_C, BATCH, x, y[0], NULL) &&
           !csde_cov_apply(C, kind_ws, CSDE_COV_OP_SQRT, BATCH, x, y[1], NULL) &&
           !csde_cov_apply(C, kind_ws, CSDE_COV_OP_INV, BATCH, x, y[2], NULL) &&

@@ -119,7 +119,8 @@ int csde_model_call(const csde_model *M, double t, size_t batch, const double *x
                     double *out)
 {
   if (M->fn) return M->fn(t, batch, x, out, M->user);
-  csde_model_ctx c = {t, 0, batch, M->tau, M->D, NAN, NAN, NAN, -1, NULL, NULL, NULL, 0};
+  csde_model_ctx c = {t, 0, batch, M->tau, M->D, NAN, NAN, NAN, -1, NULL, NULL, NULL, NULL,
+                      batch, 0, NULL, 0};
   return M->fn_ctx(&c, x, out, M->user);
 }
 
