@@ -28,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <hdf5.h>
 
 #include "corrsde/corrsde.h"
 #include "tap.h"
@@ -646,6 +649,75 @@ static void errors(void)
   csde_model_free(Gu);
 }
 
+/* A string attribute of /parameters ("?" if unreadable). */
+static void param_str(hid_t f, const char *name, char *buf, size_t len)
+{
+  snprintf(buf, len, "?");
+  hid_t a = H5Aopen_by_name(f, "/parameters", name, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+  char *v = NULL;
+  if (t >= 0 && H5Tis_variable_str(t) > 0 && H5Aread(a, t, &v) >= 0 && v) {
+    snprintf(buf, len, "%s", v);
+    H5free_memory(v);
+  }
+  if (t >= 0) H5Tclose(t);
+  if (a >= 0) H5Aclose(a);
+}
+
+/* /parameters records guidance (the spec; "none" when off) and guidance_split. */
+static void recorded(void)
+{
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  csde_model *Gc = gauss(C, mc, NULL), *Gu = gauss(C, mu, NULL);
+  gpair g = {Gc, Gu, 0, 0, 0};
+  csde_model *M = NULL;
+  csde_err err;
+  csde_model_alloc_ctx(&M, "gpair", gpair_fn, CSDE_OUT_CSCORE, &g, NULL, &err);
+  char dir[64], path[96];
+  snprintf(dir, sizeof dir, "/tmp/csde_test_guidance_XXXXXX");
+  if (!mkdtemp(dir)) {
+    ok(0, "a temporary directory");
+    return;
+  }
+  snprintf(path, sizeof path, "%s/g.h5", dir);
+  for (int guided = 0; guided < 2; guided++) {
+    csde_run_settings s = csde_run_default_settings();
+    s.process = "pf-ode";
+    s.solver = "euler";
+    s.steps = 4;
+    if (guided) s.uncond = &uncond_token, s.guidance = "linear:1,3", s.guidance_split = 1;
+    csde_run *r = NULL;
+    csde_traj *w = NULL;
+    csde_traj_options o = {0, 0, 1, NULL};
+    size_t shape[1] = {DPIX};
+    double x[N];
+    csde_solve_stats st;
+    int rc = csde_run_alloc(&r, &s, C, S, M, B, 1, shape, &err);
+    if (!rc) rc = csde_run_prior(r, x, &err);
+    if (!rc) rc = csde_traj_create(&w, path, r, &o, &err);
+    if (!rc) rc = csde_run_exec(r, x, w, NULL, &st, &err);
+    if (w) csde_traj_close(w, &st, "ok", &err);
+    csde_run_free(r);
+    char gs[64] = "?";
+    long long split = -1;
+    hid_t f = rc ? -1 : H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+      param_str(f, "guidance", gs, sizeof gs);
+      hid_t a = H5Aopen_by_name(f, "/parameters", "guidance_split", H5P_DEFAULT, H5P_DEFAULT);
+      if (a >= 0) H5Aread(a, H5T_NATIVE_LLONG, &split), H5Aclose(a);
+      H5Fclose(f);
+    }
+    ok(!rc && !strcmp(gs, guided ? "linear:1,3" : "none") && split == guided,
+       "/parameters records guidance '%s' and guidance_split %lld (%s)%s%s", gs, split,
+       guided ? "linear:1,3, split" : "off", rc ? ": " : "", rc ? err.msg : "");
+    unlink(path);
+  }
+  rmdir(dir);
+  csde_model_free(M);
+  csde_model_free(Gc);
+  csde_model_free(Gu);
+}
+
 int main(void)
 {
   csde_err err;
@@ -661,6 +733,7 @@ int main(void)
   modes();
   preview();
   errors();
+  recorded();
   csde_cov_free(C);
   csde_cov_free(CI);
   csde_schedule_free(S);
