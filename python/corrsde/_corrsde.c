@@ -834,7 +834,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   PyObject *prog = PyDict_GetItemString(sd, "progress");
   csde_run_progress_init(&r.bar, run, prog && PyObject_IsTrue(prog) == 1);
   csde_solve_stats stats;
-  csde_run_hooks hooks = {keep, on_step, &r, on_warn};
+  csde_run_hooks hooks = {keep, on_step, &r, on_warn, NULL};
   double *xv = PyArray_DATA(x);
   r.ts = PyEval_SaveThread();
   st = csde_run_exec(run, xv, w, &hooks, &stats, &err);

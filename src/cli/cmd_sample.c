@@ -880,7 +880,7 @@ int cli_cmd_sample(int argc, char **argv)
   csde_run_progress_init(&sc.bar, r.run,
                          cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO)));
   sc.quiet = a.quiet;
-  csde_run_hooks hooks = {NULL, on_step, &sc, on_warn};
+  csde_run_hooks hooks = {NULL, on_step, &sc, on_warn, NULL};
 
   struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);

@@ -882,6 +882,7 @@ static const known_attr params_known[] = {
   {"cov_method", A_STR}, {"cov_method_used", A_STR}, {"covariance", A_STR},
   {"created", A_STR}, {"dtype", A_STR}, {"eps", A_FLOAT}, {"eta", A_FLOAT},
   {"first_sample", A_INT}, {"frame_shape", A_INTS}, {"frames", A_INT}, {"grid", A_STR},
+  {"guidance", A_STR}, {"guidance_split", A_INT},
   {"init", A_STR}, {"init_stream", A_INT}, {"max_nfe", A_INT}, {"model", A_STR},
   {"model_name", A_STR}, {"model_output", A_STR}, {"noise", A_STR},
   {"noise_generator", A_STR}, {"noise_streams", A_STR}, {"pixels", A_INT},
