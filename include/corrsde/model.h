@@ -69,6 +69,9 @@ typedef struct {
   long index;                 /* discrete schedules: the timestep i of t = i / N; else -1 */
   const csde_cov *C;          /* the noise covariance */
   const csde_schedule *sched; /* the schedule */
+  char *errmsg;               /* a failing call may write a one-line reason here (NUL- */
+  size_t errlen;              /* terminated, at most errlen bytes): it joins the message */
+  /* since plugin ABI 4 (appended, so older plugins' offsets hold): */
   const void *cond;   /* the conditioning of samples [0, ncond) of this call (borrowed:
                          csde_problem.cond; NULL: none). Sample j of the call is global
                          sample first + j (j < ncond) of the caller's conditioning */
@@ -78,8 +81,6 @@ typedef struct {
                          ncond == batch when not guided */
   size_t first;       /* global index of sample 0 of the call (and of sample ncond): the
                          solve's first_sample + the offset of this slice of the batch */
-  char *errmsg;               /* a failing call may write a one-line reason here (NUL- */
-  size_t errlen;              /* terminated, at most errlen bytes): it joins the message */
 } csde_model_ctx;
 typedef int (*csde_model_ctx_fn)(const csde_model_ctx *ctx, const double *x, double *out,
                                  void *user);

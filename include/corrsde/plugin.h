@@ -31,8 +31,10 @@ extern "C" {
 /* 2: csde_plugin.fn_ctx (the model's context). A plugin built for ABI 1 leaves it NULL
  * (corrsde zeroes the struct before init) and keeps working.
  * 3: csde_plugin_info.run (the frame shape, the batch, the run's objects and process).
- * A plugin reads it only when info->abi >= 3; one built for ABI 2 never sees it. */
-#define CSDE_PLUGIN_ABI 3
+ * A plugin reads it only when info->abi >= 3; one built for ABI 2 never sees it.
+ * 4: csde_model_ctx's conditioning fields (cond, uncond, ncond, first), appended after
+ * errlen, so a plugin built for ABI 2 or 3 reads the fields it knows where they were. */
+#define CSDE_PLUGIN_ABI 4
 
 #define CSDE_PLUGIN_MAX_RANK 6 /* frame axes at most */
 

@@ -703,9 +703,11 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   /* the model's context (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)) */
   double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
   size_t N = csde_schedule_nsteps(P->sched);
-  csde_model_ctx c = {t, step, P->batch, P->tau, P->D, abar, sqrt(expm1(B)), -log(expm1(B)),
-                      N ? lround(t * (double)N) : -1, P->C, P->sched, P->cond, NULL,
-                      P->batch, pr->first, pr->model_msg, sizeof pr->model_msg};
+  csde_model_ctx c = {.t = t, .step = step, .batch = P->batch, .tau = P->tau, .D = P->D,
+                      .abar = abar, .sigma = sqrt(expm1(B)), .logsnr = -log(expm1(B)),
+                      .index = N ? lround(t * (double)N) : -1, .C = P->C, .sched = P->sched,
+                      .errmsg = pr->model_msg, .errlen = sizeof pr->model_msg,
+                      .cond = P->cond, .ncond = P->batch, .first = pr->first};
   pr->model_msg[0] = '\0';
   int gst = 0; /* a guidance function's scale out of range */
   int rc = model_answer(pr, &c, x, pr->raw, &gst, err);
