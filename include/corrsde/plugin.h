@@ -69,6 +69,26 @@ typedef struct {
   csde_model_ctx_fn fn_ctx; /* ABI 2: a callback that takes the context (then fn NULL) */
 } csde_plugin;
 
+/* The conditioning `corrsde sample --cond FILE.h5:/group` (and --uncond) gives a plugin's
+ * model: csde_model_ctx.cond (and .uncond) point to a csde_cond_group, one array per
+ * dataset of the group (by name). Each array's axis 0 is the run's whole batch or 1 (one
+ * row for every sample): sample j of a call takes row first + j (model.h), row 0 when 1.
+ * Integer datasets are int64, the others double. Valid for the whole run. (ABI 4.) */
+#define CSDE_COND_GROUP_MAGIC 0x636f6e64u /* "cond" */
+#define CSDE_COND_MAX_RANK 8
+typedef struct {
+  const char *name;  /* the dataset's name in its group */
+  int integer;       /* 1: int64_t values (an integer dataset); 0: double */
+  const void *data;  /* C order */
+  int rank;          /* 1..CSDE_COND_MAX_RANK */
+  size_t dims[CSDE_COND_MAX_RANK];
+} csde_cond_array;
+typedef struct {
+  unsigned magic;    /* CSDE_COND_GROUP_MAGIC */
+  size_t n;
+  const csde_cond_array *arrays;
+} csde_cond_group;
+
 typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *out);
 
 /* csde_model_plugin_load (model.h) that tells the plugin the run (info->run, copied):
