@@ -261,6 +261,56 @@ CSDE_API int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_
  * hands it to the warn hook. */
 CSDE_API const char *csde_run_warning(const csde_run *r);
 
+/* ---- reverse communication ----
+ * The caller evaluates the model, as in ARPACK or MKL's RCI solvers: a run of an external
+ * model (csde_model_alloc_external, kind: what its answers are) is driven by
+ *
+ *   csde_rci q;
+ *   csde_solve_stats st;
+ *   int rc = csde_run_begin(r, x, NULL, &err);     (x: the start states, final at the end)
+ *   while (!rc && !(rc = csde_run_next(r, &q, &err)) && q.what != CSDE_RCI_DONE)
+ *     if (q.what == CSDE_RCI_EVAL)                 (q.ctx->batch states of q.ctx->tau x D)
+ *       rc = csde_run_give(r, my_model(q.ctx, q.x, q.out), &err);
+ *     (CSDE_RCI_STEP: q.x is the state after step q.step, at time q.t: read it here)
+ *   int rc2 = csde_run_end(r, &st, &err);          (always, also after an error)
+ *
+ * EVAL: write the model's answer at (q.ctx->t, q.x) into q.out and give its status as a
+ * model callback returns it (0; > 0: retry a smaller step; < 0: fatal). q.x and q.out
+ * point into the run's own memory (no copy), valid until the next call on the run.
+ * STEP: after every step (where csde_run_exec calls its step hook), q.x the state.
+ * DONE: q.x is x, the final state; csde_run_next returns the run's status (and err), as
+ * csde_run_end does again with the statistics. Every solver and sampler gives bit for bit
+ * the states and the NFE of csde_run_exec with the same model as a callback: the solve is
+ * csde_run_exec itself, on a thread of its own that runs only while the caller waits in
+ * csde_run_next (it posts each request and waits; the two never run at once; threads > 1
+ * gives it an OpenMP team of its own). w: the trajectory file, as for csde_run_exec
+ * (close it after csde_run_end). csde_run_end before DONE stops the solve (a pending
+ * evaluation answers a fatal status, a pending step stops as a step hook does) and
+ * returns 0 with st->stopped = 1; csde_run_free ends a run still going.
+ * Out of turn (CSDE_EINVAL, naming the call): csde_run_begin on a run begun and not ended,
+ * csde_run_next while an answer is owed, csde_run_give with no EVAL pending (or twice),
+ * next/give/end with no run begun, a call while another thread waits in csde_run_next;
+ * csde_run_exec on a run of an external model, or while a run of it is begun. A model
+ * with a callback may be driven too (STEP and DONE only). */
+typedef enum { CSDE_RCI_EVAL = 1, CSDE_RCI_STEP, CSDE_RCI_DONE } csde_rci_what;
+typedef struct {
+  csde_rci_what what;
+  const csde_model_ctx *ctx; /* EVAL: the call's context (t, batch, ...) */
+  const double *x;           /* EVAL: the states to evaluate at (the run's own memory);
+                                STEP, DONE: the state after the step / the final state */
+  double *out;               /* EVAL: where the answer goes (the run's own memory) */
+  size_t step;               /* EVAL: the step being taken; STEP, DONE: steps done */
+  double t;                  /* EVAL: the time of the call; STEP, DONE: the state's */
+} csde_rci;
+/* A model that the caller evaluates (kind: what its answers are); name NULL: "external".
+ * Called as a callback (csde_model_call) it fails with -1. */
+CSDE_API int csde_model_alloc_external(csde_model **out, const char *name,
+                                       csde_model_output kind, csde_err *err);
+CSDE_API int csde_run_begin(csde_run *r, double *x, csde_traj *w, csde_err *err);
+CSDE_API int csde_run_next(csde_run *r, csde_rci *req, csde_err *err);
+CSDE_API int csde_run_give(csde_run *r, int status, csde_err *err); /* after EVAL */
+CSDE_API int csde_run_end(csde_run *r, csde_solve_stats *st, csde_err *err);
+
 /* A progress line on stderr, for a step hook: "step k/N  t = ... [####....] 40%  ETA
  * 3s  saved 2", redrawn in place on a terminal (at most every 0.1 s), a line per
  * second otherwise. */

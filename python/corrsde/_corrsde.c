@@ -1429,6 +1429,242 @@ static PyObject *py_solvers(PyObject *self, PyObject *args)
   return out;
 }
 
+/* ---- reverse communication (corrsde/run.h): the caller evaluates the model ----
+ * rci_new(x, cov, sched, kind, settings) -> handle: a run of an external model begun from
+ * a copy of x (the state lives here, float64); rci_next(h) -> (what, step, t, x, batch,
+ * abar, sigma): what 1 EVAL (x: a copy of the states to evaluate at, [batch, tau, ...]),
+ * 2 STEP (the state after the step), 3 DONE (the final state); the GIL is released while
+ * the solve runs. rci_give(h, answer, status): answer (None when status != 0) copied into
+ * the request's out. rci_end(h) -> (nfe, steps, accepted, rejected, wall_seconds,
+ * stopped). Copies, not views: nothing handed out points into the run. The handle's
+ * destructor ends a run still going. */
+typedef struct {
+  csde_model *M;
+  csde_run *run;
+  double *x;          /* the state: csde_run_size doubles */
+  int nd;             /* x's axes; dims[0] is the batch */
+  npy_intp dims[MAXDIM];
+  int begun;
+  csde_rci q;         /* the last request */
+  int owed;           /* q is an EVAL not yet answered */
+  PyObject *cov, *sched; /* the capsules the run borrows from */
+} pyrci;
+
+static void rci_capsule_free(PyObject *cap)
+{
+  pyrci *h = PyCapsule_GetPointer(cap, "corrsde.rci");
+  if (!h) return;
+  if (h->begun) {
+    csde_solve_stats st;
+    csde_err err;
+    Py_BEGIN_ALLOW_THREADS
+    csde_run_end(h->run, &st, &err);
+    Py_END_ALLOW_THREADS
+  }
+  csde_run_free(h->run);
+  csde_model_free(h->M);
+  free(h->x);
+  Py_XDECREF(h->cov);
+  Py_XDECREF(h->sched);
+  PyMem_Free(h);
+}
+
+static pyrci *rci_of(PyObject *cap)
+{
+  pyrci *h = PyCapsule_GetPointer(cap, "corrsde.rci");
+  if (h && !h->begun)
+    PyErr_SetString(PyExc_RuntimeError, "the reverse-communication run has ended");
+  return h && h->begun ? h : NULL;
+}
+
+static PyObject *py_rci_new(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *covcap, *schedcap, *sd;
+  PyArrayObject *x;
+  int kind;
+  if (!PyArg_ParseTuple(args, "O!OOiO!", &PyArray_Type, &x, &covcap, &schedcap, &kind,
+                        &PyDict_Type, &sd))
+    return NULL;
+  cov_handle *ch = cov_of(covcap);
+  const csde_schedule *sched = sched_of(schedcap);
+  if (!ch || !sched) return NULL;
+  size_t B, D;
+  if (blocks_of(x, csde_cov_tau(ch->C), "x", &B, &D)) return NULL;
+  if (PyArray_NDIM(x) > MAXDIM)
+    return PyErr_Format(PyExc_ValueError, "x: at most %d axes, got %d", MAXDIM, PyArray_NDIM(x));
+  csde_run_settings s = csde_run_default_settings();
+  unsigned long long steps, seed, threads, max_nfe;
+  if (dict_str(sd, "process", &s.process) || dict_str(sd, "solver", &s.solver) ||
+      dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
+      dict_str(sd, "x0_clip", &s.x0_clip) || dict_str(sd, "x0_threshold", &s.x0_threshold) ||
+      dict_uint(sd, "steps", s.steps, 0, SIZE_MAX, &steps) ||
+      dict_real(sd, "rtol", 0, &s.rtol) || dict_real(sd, "atol", 0, &s.atol) ||
+      dict_real(sd, "t_start", NAN, &s.t_start) || dict_real(sd, "t_end", NAN, &s.t_end) ||
+      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
+      dict_uint(sd, "threads", 1, 1, INT_MAX, &threads) ||
+      dict_uint(sd, "max_nfe", s.max_nfe, 0, SIZE_MAX, &max_nfe))
+    return NULL;
+  if (!s.process) s.process = "reverse-sde";
+  if (!s.grid) s.grid = "uniform";
+  if (!s.noise) s.noise = "stream";
+  s.steps = (size_t)steps;
+  s.seed = (uint64_t)seed;
+  s.threads = (int)threads;
+  s.max_nfe = (size_t)max_nfe;
+  int nd = PyArray_NDIM(x), rank = nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2;
+  size_t shape[3] = {D, 1, 1};
+  if (nd >= 3 && nd <= 5)
+    for (int i = 0; i < rank; i++) shape[i] = (size_t)PyArray_DIM(x, 2 + i);
+
+  pyrci *h = PyMem_Calloc(1, sizeof *h);
+  if (!h) return PyErr_NoMemory();
+  csde_err err;
+  csde_err_clear(&err);
+  int st = csde_model_alloc_external(&h->M, "python-rci", (csde_model_output)kind, &err);
+  if (!st) st = csde_run_alloc(&h->run, &s, ch->C, sched, h->M, B, rank, shape, &err);
+  if (st) {
+    const char *arg = param_arg(err.param);
+    if (arg && st == CSDE_EINVAL) {
+      char m[CSDE_MSG_MAX + 32];
+      snprintf(m, sizeof m, "%s: %s", arg, err.msg);
+      memcpy(err.msg, m, sizeof err.msg - 1);
+      err.msg[sizeof err.msg - 1] = '\0';
+    }
+    csde_run_free(h->run);
+    csde_model_free(h->M);
+    PyMem_Free(h);
+    return raise_err(st, &err);
+  }
+  size_t n = csde_run_size(h->run);
+  h->x = malloc(n * sizeof *h->x);
+  if (!h->x) {
+    csde_run_free(h->run);
+    csde_model_free(h->M);
+    PyMem_Free(h);
+    return PyErr_NoMemory();
+  }
+  memcpy(h->x, PyArray_DATA(x), n * sizeof *h->x);
+  h->nd = nd;
+  memcpy(h->dims, PyArray_DIMS(x), (size_t)nd * sizeof *h->dims);
+  if ((st = csde_run_begin(h->run, h->x, NULL, &err))) {
+    csde_run_free(h->run);
+    csde_model_free(h->M);
+    free(h->x);
+    PyMem_Free(h);
+    return raise_err(st, &err);
+  }
+  h->begun = 1;
+  Py_INCREF(covcap);
+  Py_INCREF(schedcap);
+  h->cov = covcap;
+  h->sched = schedcap;
+  PyObject *cap = PyCapsule_New(h, "corrsde.rci", rci_capsule_free);
+  if (!cap) { /* end it here: no capsule will */
+    csde_solve_stats sst;
+    csde_run_end(h->run, &sst, &err);
+    h->begun = 0;
+    csde_run_free(h->run);
+    csde_model_free(h->M);
+    free(h->x);
+    Py_DECREF(covcap);
+    Py_DECREF(schedcap);
+    PyMem_Free(h);
+  }
+  return cap;
+}
+
+/* A float64 copy of `batch` states of the run's layout. */
+static PyObject *rci_copy(const pyrci *h, const double *v, size_t batch)
+{
+  npy_intp dims[MAXDIM];
+  memcpy(dims, h->dims, (size_t)h->nd * sizeof *dims);
+  dims[0] = (npy_intp)batch;
+  PyObject *a = PyArray_SimpleNew(h->nd, dims, NPY_DOUBLE);
+  if (a) memcpy(PyArray_DATA((PyArrayObject *)a), v, (size_t)PyArray_SIZE((PyArrayObject *)a) * sizeof *v);
+  return a;
+}
+
+static PyObject *py_rci_next(PyObject *self, PyObject *cap)
+{
+  (void)self;
+  pyrci *h = rci_of(cap);
+  if (!h) return NULL;
+  csde_err err;
+  csde_err_clear(&err);
+  int st;
+  Py_BEGIN_ALLOW_THREADS
+  st = csde_run_next(h->run, &h->q, &err);
+  Py_END_ALLOW_THREADS
+  if (st) return raise_err(st, &err); /* misuse, or the run failed (rci_end says it again) */
+  const int eval = h->q.what == CSDE_RCI_EVAL;
+  h->owed = eval;
+  size_t batch = eval ? h->q.ctx->batch : (size_t)h->dims[0];
+  PyObject *xa = rci_copy(h, h->q.x, batch);
+  if (!xa) return NULL;
+  return Py_BuildValue("indNndd", (int)h->q.what, (Py_ssize_t)h->q.step, h->q.t, xa,
+                       (Py_ssize_t)batch, eval ? h->q.ctx->abar : NAN,
+                       eval ? h->q.ctx->sigma : NAN);
+}
+
+static PyObject *py_rci_give(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *cap, *ans;
+  int status;
+  if (!PyArg_ParseTuple(args, "OOi", &cap, &ans, &status)) return NULL;
+  pyrci *h = rci_of(cap);
+  if (!h) return NULL;
+  if (!h->owed) { /* the library's error for a give out of turn */
+    csde_err err;
+    int st = csde_run_give(h->run, status, &err);
+    return raise_err(st ? st : CSDE_EFAILED, &err);
+  }
+  if (ans != Py_None) {
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(ans, NPY_DOUBLE, 0, 0,
+                                                        NPY_ARRAY_IN_ARRAY);
+    if (!a) return NULL;
+    size_t want = h->q.ctx->batch * h->q.ctx->tau * h->q.ctx->D;
+    if ((size_t)PyArray_SIZE(a) != want || PyArray_NDIM(a) < 1 || PyArray_DIM(a, 0) != (npy_intp)h->q.ctx->batch) {
+      PyErr_Format(PyExc_ValueError, "answer: expected the shape of the request's x (%zu "
+                   "states of %zu values), got %zd values with %zd along axis 0",
+                   h->q.ctx->batch, h->q.ctx->tau * h->q.ctx->D, (Py_ssize_t)PyArray_SIZE(a),
+                   PyArray_NDIM(a) ? (Py_ssize_t)PyArray_DIM(a, 0) : (Py_ssize_t)0);
+      Py_DECREF(a);
+      return NULL;
+    }
+    memcpy(h->q.out, PyArray_DATA(a), want * sizeof(double));
+    Py_DECREF(a);
+  } else if (status == 0) {
+    return PyErr_Format(PyExc_ValueError, "answer: None needs a status != 0 (a failed "
+                                          "evaluation)");
+  }
+  csde_err err;
+  int st = csde_run_give(h->run, status, &err);
+  if (st) return raise_err(st, &err);
+  h->owed = 0;
+  Py_RETURN_NONE;
+}
+
+static PyObject *py_rci_end(PyObject *self, PyObject *cap)
+{
+  (void)self;
+  pyrci *h = rci_of(cap);
+  if (!h) return NULL;
+  csde_err err;
+  csde_err_clear(&err);
+  csde_solve_stats stats;
+  int st;
+  Py_BEGIN_ALLOW_THREADS
+  st = csde_run_end(h->run, &stats, &err);
+  Py_END_ALLOW_THREADS
+  h->begun = 0;
+  if (st) return raise_err(st, &err);
+  return Py_BuildValue("nnnndi", (Py_ssize_t)stats.nfe, (Py_ssize_t)stats.steps,
+                       (Py_ssize_t)stats.accepted, (Py_ssize_t)stats.rejected,
+                       stats.wall_seconds, stats.stopped);
+}
+
 /* ---- handles lent by a run (the C API of embed.c, adapter.h's csde_py_capi) ---- */
 
 static PyObject *lend_cov(const csde_cov *C)
@@ -1480,6 +1716,10 @@ static PyMethodDef methods[] = {
     {"sched_eval", py_sched_eval, METH_VARARGS, "sched_eval(h, what, t)"},
     {"solve", py_solve, METH_VARARGS, "solve(...): see python/corrsde/__init__.py"},
     {"converge", py_converge, METH_VARARGS, "converge(...): see python/corrsde/__init__.py"},
+    {"rci_new", py_rci_new, METH_VARARGS, "rci_new(x, cov, sched, kind, settings) -> handle"},
+    {"rci_next", py_rci_next, METH_O, "rci_next(h) -> (what, step, t, x, batch, abar, sigma)"},
+    {"rci_give", py_rci_give, METH_VARARGS, "rci_give(h, answer, status)"},
+    {"rci_end", py_rci_end, METH_O, "rci_end(h) -> (nfe, steps, accepted, rejected, wall, stopped)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_corrsde",

@@ -581,3 +581,9 @@ def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device
         raise ValueError(f"eps must lie in [0, 1), not {eps!r}")
     u = torch.rand((int(batch),), generator=generator, dtype=dtype, device=device)
     return eps + (1 - eps) * u
+
+
+# The diffusers-style scheduler over reverse communication (scheduler.py).
+from .scheduler import Scheduler, SchedulerOutput  # noqa: E402
+
+__all__ += ["Scheduler", "SchedulerOutput"]

@@ -612,6 +612,7 @@ static char *dup_or(const char *s, const char *dflt)
 void csde_run_free(csde_run *r)
 {
   if (!r) return;
+  csde_run_rci_free(r); /* a reverse-communication run still going: stopped, joined */
   csde_solver_free(r->solver);
   free(r->grid);
   free(r->hbeta);
@@ -962,6 +963,7 @@ static int preview(size_t step, double t, const double *x, const double *x0, voi
 static int observe(size_t step, double t, const double *x, void *user)
 {
   exec_ctx *o = user;
+  o->x = x;
   if (report_warning(o)) return 1;
   if (want_save(o, step, t) && save_state(o, step, t, x)) return 1;
   return o->h && o->h->step ? o->h->step(step, t, o->saved, is_final(o->r, step, t), o->h->user)
@@ -972,11 +974,12 @@ int csde_run_exec(csde_run *r, double *x, csde_traj *w, const csde_run_hooks *h,
                   csde_solve_stats *st, csde_err *err)
 {
   exec_ctx *o = &r->ex;
-  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err, 0, 0, 0};
   memset(st, 0, sizeof *st);
+  int s = csde_run_rci_check_exec(r, err);
+  if (s) return s;
+  *o = (exec_ctx){r, w, h, 0, 0, -1, 0, err, 0, 0, 0, x};
   o->scale0 = max_abs(r, x); /* one pass: the blow-up check's reference */
   o->bound = CSDE_RUN_GROWTH_MAX * (1 + fmax(o->scale0, r->noise_scale));
-  int s;
   /* the start state (step 0) */
   if (r->save_kind == CSDE_SAVE_EVERY || (r->mask && r->mask[0]) || r->save_start) {
     if (save_state(o, 0, r->t0, x)) {

@@ -20,6 +20,7 @@ typedef struct {
   double scale0;   /* max |x| of the start state */
   double bound;    /* a saved state beyond this max |x| fails (CSDE_RUN_GROWTH_MAX) */
   int warned;      /* the first answer's warning was reported (run.c, report_warning) */
+  const double *x; /* the state the observer saw last (rci.c's step requests) */
 } csde_run_exec_ctx;
 
 struct csde_run {
@@ -53,10 +54,18 @@ struct csde_run {
   double noise_scale;        /* sqrt(max_i C_ii): the noise's standard deviation */
   csde_run_memory mem;       /* the estimate csde_run_alloc checked */
   csde_run_exec_ctx ex;
+  struct csde_rci_run *rci;  /* a reverse-communication run in progress (rci.c), or NULL */
 };
 
 /* The warning of the run's first model answer, for /stats `warnings` at close (copied;
  * traj.c). */
 void csde_traj_set_warning(csde_traj *w, const char *msg);
+
+/* rci.c: csde_run_exec's refusal while a reverse-communication run of r is in progress
+ * (other than from its own worker) or on an external model; csde_run_free's end of one. */
+int csde_run_rci_check_exec(const csde_run *r, csde_err *err);
+void csde_run_rci_free(csde_run *r);
+/* 1 for a model of csde_model_alloc_external. */
+int csde_model_is_external(const csde_model *M);
 
 #endif
