@@ -96,7 +96,7 @@ static void one_case(const rci_case *c)
   /* the callback path */
   cb_saved.n = 0;
   csde_solve_stats sa, sb;
-  csde_run_hooks h = {keep, NULL, &cb_saved, NULL};
+  csde_run_hooks h = {.save = keep, .user = &cb_saved};
   int rca = csde_run_exec(ra, xa, NULL, &h, &sa, &err);
 
   /* the reverse-communication path: the caller evaluates the gaussian model */
@@ -275,7 +275,9 @@ static void misuse(void)
 
   /* the external model called as a callback fails */
   char msg[160] = "";
-  csde_model_ctx c = {0.5, 0, 1, TAU, DPIX, NAN, NAN, NAN, -1, C, S, msg, sizeof msg};
+  csde_model_ctx c = {.t = 0.5, .batch = 1, .tau = TAU, .D = DPIX, .abar = NAN, .sigma = NAN,
+                      .logsnr = NAN, .index = -1, .C = C, .sched = S, .errmsg = msg,
+                      .errlen = sizeof msg, .ncond = 1};
   ok(csde_model_call_ctx(E, &c, x, x) == -1 && strstr(msg, "evaluated by the caller"),
      "the external model called outside a run: -1 (%s)", msg);
 }

@@ -164,7 +164,7 @@ int csde_run_begin(csde_run *r, double *x, csde_traj *w, csde_err *err)
   q->r = r;
   q->state = x;
   q->w = w;
-  q->hooks = (csde_run_hooks){NULL, step_hook, q, NULL};
+  q->hooks = (csde_run_hooks){.step = step_hook, .user = q};
   q->t = r->t0;
   q->x = x;
   csde_err_clear(&q->err);
