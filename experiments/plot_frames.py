@@ -193,7 +193,7 @@ def draw_animation(videos, labels, lo, hi, args, title, out, writer):
             ims.append(ax.imshow(img, cmap=args.cmap, vmin=lo, vmax=hi, interpolation="nearest",
                                  aspect="auto" if h == 1 else "equal"))
         ax.set_title(labels[j], fontsize=8)
-    head = fig.suptitle("", fontsize=9)
+    head = fig.suptitle("%s\nframe 0 of %d" % (title, tau), fontsize=9)  # tight_layout makes room
 
     def show(k):
         for j, im in enumerate(ims):
