@@ -628,6 +628,47 @@ def _conditioning(settings, batch, tau, cond, uncond, guidance, split, callback)
     return gfn
 
 
+def _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol, t_start, t_end,
+                  seed, noise, threads, max_nfe, eta, x0_clip, x0_threshold):
+    """The settings dict of _corrsde's run (solve() and rci.Run), each argument checked
+    and named in its error; returns (schedule, settings)."""
+    if not isinstance(cov, Cov):
+        raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule(schedule)
+    if not isinstance(process, str):
+        raise TypeError("process: expected a str, got %s" % type(process).__name__)
+    if eta is not None:
+        if process != "ddim":
+            raise ValueError("eta: applies to process='ddim' only, got process %r" % process)
+        process = "ddim:eta=%r" % float(eta)
+    if process.partition(":")[0] not in PROCESSES:
+        raise ValueError("process: expected one of %s, got %r" % (", ".join(PROCESSES), process))
+    rtol, atol = _opt_num(rtol, "rtol"), _opt_num(atol, "atol")
+    if rtol is not None and atol is None:   # a missing tolerance takes the other's value
+        atol = rtol
+    if atol is not None and rtol is None:
+        rtol = atol
+    if steps is None:
+        steps = 0
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError("steps: expected a non-negative integer, got %r" % (steps,))
+    if steps == 0 and rtol is None and process != "ddpm":
+        raise ValueError("steps: 0 (adaptive) needs rtol")
+    seed = _seed(seed)
+    grid, t_start, t_end = _grid(grid, schedule, t_start, t_end)
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError("threads: expected a positive integer, got %r" % (threads,))
+    clip, threshold = _x0_specs(x0_clip, x0_threshold)
+    return schedule, {
+        "process": process, "solver": None if solver is None else str(solver),
+        "steps": int(steps), "grid": str(grid), "rtol": rtol, "atol": atol,
+        "t_start": _opt_num(t_start, "t_start"), "t_end": _opt_num(t_end, "t_end"),
+        "seed": int(seed), "noise": str(noise), "threads": int(threads),
+        "max_nfe": None if max_nfe is None else int(max_nfe),
+        "x0_clip": clip, "x0_threshold": threshold}
+
+
 def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver=None,
           steps=100, grid="uniform", rtol=None, atol=None, output=None, t_start=None,
           t_end=None, seed=0, noise="stream", threads=1, save=None, out=None, force=False,
@@ -693,19 +734,10 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     calling thread. An exception in the model (in the callback, in a guidance callable)
     propagates with a note giving t and the step; KeyboardInterrupt stops the solve.
     """
-    if not isinstance(cov, Cov):
-        raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
-    if not isinstance(schedule, Schedule):
-        schedule = Schedule(schedule)
-    if not isinstance(process, str):
-        raise TypeError("process: expected a str, got %s" % type(process).__name__)
-    if eta is not None:
-        if process != "ddim":
-            raise ValueError("eta: applies to process='ddim' only, got process %r" % process)
-        process = "ddim:eta=%r" % float(eta)
-    base = process.partition(":")[0]
-    if base not in PROCESSES:
-        raise ValueError("process: expected one of %s, got %r" % (", ".join(PROCESSES), process))
+    schedule, settings = _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol,
+                                       t_start, t_end, seed, noise, threads, max_nfe, eta,
+                                       x0_clip, x0_threshold)
+    base, seed = settings["process"].partition(":")[0], settings["seed"]
     output = _model_output(model, output)
     if dtype not in ("float64", "float32"):
         raise ValueError("dtype: expected 'float64' or 'float32', got %r" % (dtype,))
@@ -731,34 +763,13 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         if frame_shape is not None and _shape(frame_shape) != x.shape[2:]:
             raise ValueError("frame_shape: %r contradicts x's frame shape %s (x: shape %s)"
                              % (frame_shape, x.shape[2:], x.shape))
-    rtol, atol = _opt_num(rtol, "rtol"), _opt_num(atol, "atol")
-    if rtol is not None and atol is None:
-        atol = rtol
-    if atol is not None and rtol is None:
-        rtol = atol
-    adaptive = rtol is not None
-    if steps is None:
-        steps = 0
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError("steps: expected a non-negative integer, got %r" % (steps,))
-    if steps == 0 and not adaptive and base != "ddpm":
-        raise ValueError("steps: 0 (adaptive) needs rtol")
-    seed = _seed(seed)
-    grid, t_start, t_end = _grid(grid, schedule, t_start, t_end)
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise ValueError("threads: expected a positive integer, got %r" % (threads,))
-    settings = {
-        "process": process, "solver": None if solver is None else str(solver),
-        "steps": int(steps), "grid": str(grid), "rtol": rtol, "atol": atol,
-        "t_start": _opt_num(t_start, "t_start"), "t_end": _opt_num(t_end, "t_end"),
-        "seed": int(seed), "noise": str(noise), "threads": int(threads),
-        "max_nfe": None if max_nfe is None else int(max_nfe), "save": _save(save),
+    settings.update({
+        "save": _save(save),
         "model_spec": "python:" + getattr(model, "__qualname__", type(model).__qualname__),
         "cov_method": cov.method_asked, "init": init,
         "command_line": "corrsde.solve(...) from Python",
         "progress": bool(progress),
-    }
-    settings["x0_clip"], settings["x0_threshold"] = _x0_specs(x0_clip, x0_threshold)
+    })
     gfn = _conditioning(settings, x.shape[0], cov.frames, cond, uncond, guidance,
                         guidance_split, callback)
     ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, base)

@@ -832,6 +832,48 @@ static int dict_uint(PyObject *d, const char *key, unsigned long long dflt,
  * the default). kind: the model output (csde_model_output). out: None, or the path of
  * the trajectory file to write (as `corrsde sample`). Returns (nfe, steps, accepted,
  * rejected, wall_seconds, stopped, t [n], step [n], states [n, *x.shape]). */
+/* The run settings of solve()'s and rci's dict (every key optional; strings borrowed
+ * from the dict), with solve()'s defaults. -1 with a Python exception set. */
+static int run_settings_of(PyObject *sd, csde_run_settings *s)
+{
+  *s = csde_run_default_settings();
+  unsigned long long steps, seed, threads, max_nfe;
+  if (dict_str(sd, "process", &s->process) || dict_str(sd, "solver", &s->solver) ||
+      dict_str(sd, "grid", &s->grid) || dict_str(sd, "noise", &s->noise) ||
+      dict_str(sd, "save", &s->save) || dict_str(sd, "model_spec", &s->model_spec) ||
+      dict_str(sd, "init", &s->init) || dict_str(sd, "command_line", &s->command_line) ||
+      dict_str(sd, "cov_method", &s->cov_method) || dict_str(sd, "x0_clip", &s->x0_clip) ||
+      dict_str(sd, "x0_threshold", &s->x0_threshold) ||
+      dict_str(sd, "guidance", &s->guidance) ||
+      dict_uint(sd, "steps", s->steps, 0, SIZE_MAX, &steps) ||
+      dict_real(sd, "rtol", 0, &s->rtol) || dict_real(sd, "atol", 0, &s->atol) ||
+      dict_real(sd, "t_start", NAN, &s->t_start) || dict_real(sd, "t_end", NAN, &s->t_end) ||
+      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
+      dict_uint(sd, "threads", 1, 1, INT_MAX, &threads) ||
+      dict_uint(sd, "max_nfe", s->max_nfe, 0, SIZE_MAX, &max_nfe))
+    return -1;
+  if (!s->process) s->process = "reverse-sde";
+  if (!s->grid) s->grid = "uniform";
+  if (!s->noise) s->noise = "stream";
+  s->steps = (size_t)steps;
+  s->seed = (uint64_t)seed;
+  s->threads = (int)threads;
+  s->max_nfe = (size_t)max_nfe;
+  return 0;
+}
+
+/* The frame shape of x [B, tau, ...] as the file records it, into shape[3]; returns its
+ * rank: 1 to 3 axes ([B, tau]: one pixel; more axes are one axis of their product D). */
+static int frame_shape_of(PyArrayObject *x, size_t D, size_t shape[3])
+{
+  int nd = PyArray_NDIM(x), rank = nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2;
+  shape[0] = D;
+  shape[1] = shape[2] = 1;
+  if (nd >= 3 && nd <= 5)
+    for (int i = 0; i < rank; i++) shape[i] = (size_t)PyArray_DIM(x, 2 + i);
+  return rank;
+}
+
 static PyObject *py_solve(PyObject *self, PyObject *args)
 {
   (void)self;
@@ -857,38 +899,12 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
     return PyErr_Format(PyExc_TypeError, "out: expected a str path");
   if (out_obj != Py_None && !(out = csde_py_str(out_obj, "out"))) return NULL;
 
-  csde_run_settings s = csde_run_default_settings();
-  unsigned long long steps, seed, threads, max_nfe;
-  if (dict_str(sd, "process", &s.process) || dict_str(sd, "solver", &s.solver) ||
-      dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
-      dict_str(sd, "save", &s.save) || dict_str(sd, "model_spec", &s.model_spec) ||
-      dict_str(sd, "init", &s.init) || dict_str(sd, "command_line", &s.command_line) ||
-      dict_str(sd, "cov_method", &s.cov_method) || dict_str(sd, "x0_clip", &s.x0_clip) ||
-      dict_str(sd, "x0_threshold", &s.x0_threshold) ||
-      dict_str(sd, "guidance", &s.guidance) ||
-      dict_uint(sd, "steps", s.steps, 0, SIZE_MAX, &steps) ||
-      dict_real(sd, "rtol", 0, &s.rtol) || dict_real(sd, "atol", 0, &s.atol) ||
-      dict_real(sd, "t_start", NAN, &s.t_start) || dict_real(sd, "t_end", NAN, &s.t_end) ||
-      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
-      dict_uint(sd, "threads", 1, 1, INT_MAX, &threads) ||
-      dict_uint(sd, "max_nfe", s.max_nfe, 0, SIZE_MAX, &max_nfe))
-    return NULL;
-  if (!s.process) s.process = "reverse-sde";
-  if (!s.grid) s.grid = "uniform";
-  if (!s.noise) s.noise = "stream";
+  csde_run_settings s;
+  if (run_settings_of(sd, &s)) return NULL;
   if (!s.save) s.save = "final";
   s.keep_saved = 1; /* the Result holds every saved state: the memory check counts them */
-  s.steps = (size_t)steps;
-  s.seed = (uint64_t)seed;
-  s.threads = (int)threads;
-  s.max_nfe = (size_t)max_nfe;
-
-  /* the frame shape as the file records it: 1 to 3 axes ([B, tau]: one pixel; more
-   * axes are one axis of their product) */
-  int nd = PyArray_NDIM(x), rank = nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2;
-  size_t shape[3] = {D, 1, 1};
-  if (nd >= 3 && nd <= 5)
-    for (int i = 0; i < rank; i++) shape[i] = (size_t)PyArray_DIM(x, 2 + i);
+  size_t shape[3];
+  int nd = PyArray_NDIM(x), rank = frame_shape_of(x, D, shape);
   if (out && nd > 5)
     return PyErr_Format(PyExc_ValueError, "out: the trajectory file takes frame shapes of 1 "
                                           "to 3 axes, got %d", nd - 2);
@@ -1493,29 +1509,10 @@ static PyObject *py_rci_new(PyObject *self, PyObject *args)
   if (blocks_of(x, csde_cov_tau(ch->C), "x", &B, &D)) return NULL;
   if (PyArray_NDIM(x) > MAXDIM)
     return PyErr_Format(PyExc_ValueError, "x: at most %d axes, got %d", MAXDIM, PyArray_NDIM(x));
-  csde_run_settings s = csde_run_default_settings();
-  unsigned long long steps, seed, threads, max_nfe;
-  if (dict_str(sd, "process", &s.process) || dict_str(sd, "solver", &s.solver) ||
-      dict_str(sd, "grid", &s.grid) || dict_str(sd, "noise", &s.noise) ||
-      dict_str(sd, "x0_clip", &s.x0_clip) || dict_str(sd, "x0_threshold", &s.x0_threshold) ||
-      dict_uint(sd, "steps", s.steps, 0, SIZE_MAX, &steps) ||
-      dict_real(sd, "rtol", 0, &s.rtol) || dict_real(sd, "atol", 0, &s.atol) ||
-      dict_real(sd, "t_start", NAN, &s.t_start) || dict_real(sd, "t_end", NAN, &s.t_end) ||
-      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
-      dict_uint(sd, "threads", 1, 1, INT_MAX, &threads) ||
-      dict_uint(sd, "max_nfe", s.max_nfe, 0, SIZE_MAX, &max_nfe))
-    return NULL;
-  if (!s.process) s.process = "reverse-sde";
-  if (!s.grid) s.grid = "uniform";
-  if (!s.noise) s.noise = "stream";
-  s.steps = (size_t)steps;
-  s.seed = (uint64_t)seed;
-  s.threads = (int)threads;
-  s.max_nfe = (size_t)max_nfe;
-  int nd = PyArray_NDIM(x), rank = nd - 2 < 1 ? 1 : nd - 2 > 3 ? 1 : nd - 2;
-  size_t shape[3] = {D, 1, 1};
-  if (nd >= 3 && nd <= 5)
-    for (int i = 0; i < rank; i++) shape[i] = (size_t)PyArray_DIM(x, 2 + i);
+  csde_run_settings s;
+  if (run_settings_of(sd, &s)) return NULL;
+  size_t shape[3];
+  int nd = PyArray_NDIM(x), rank = frame_shape_of(x, D, shape);
 
   pyrci *h = PyMem_Calloc(1, sizeof *h);
   if (!h) return PyErr_NoMemory();

@@ -19,12 +19,10 @@ points into the run); the answer is copied in. numpy only: a torch or JAX model 
 on its side. corrsde.torch.Scheduler is a diffusers-style loop over this.
 """
 import collections
-import numbers
 
-import numpy as np
 
 from . import _corrsde
-from . import (Cov, Schedule, OUTPUTS, PROCESSES, _grid, _opt_num, _seed, _states, _x0_specs)
+from . import OUTPUTS, _run_settings, _states
 
 __all__ = ["Run", "Request"]
 
@@ -36,46 +34,6 @@ Request.__doc__ = """A request of Run.next(): what ("eval", "step" or "done"), t
 (eval: the step being taken; step/done: steps done), t (eval: the time of the call; else the
 state's), x (float64 [batch, tau, *frame_shape], a copy), batch, and for "eval" the
 schedule's abar(t) and the VE sigma sqrt((1 - abar) / abar) (else nan)."""
-
-
-def settings(cov, schedule, process, solver, steps, grid, rtol, atol, t_start, t_end, seed,
-             noise, threads, max_nfe, eta, x0_clip, x0_threshold):
-    """The run settings dict of _corrsde (as solve() makes it), checked as solve() checks
-    them; returns (schedule, settings)."""
-    if not isinstance(cov, Cov):
-        raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
-    if not isinstance(schedule, Schedule):
-        schedule = Schedule(schedule)
-    if not isinstance(process, str):
-        raise TypeError("process: expected a str, got %s" % type(process).__name__)
-    if eta is not None:
-        if process != "ddim":
-            raise ValueError("eta: applies to process='ddim' only, got process %r" % process)
-        process = "ddim:eta=%r" % float(eta)
-    if process.partition(":")[0] not in PROCESSES:
-        raise ValueError("process: expected one of %s, got %r" % (", ".join(PROCESSES), process))
-    rtol, atol = _opt_num(rtol, "rtol"), _opt_num(atol, "atol")
-    if rtol is not None and atol is None:
-        atol = rtol
-    if atol is not None and rtol is None:
-        rtol = atol
-    if steps is None:
-        steps = 0
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError("steps: expected a non-negative integer, got %r" % (steps,))
-    if steps == 0 and rtol is None and process != "ddpm":
-        raise ValueError("steps: 0 (adaptive) needs rtol")
-    grid, t_start, t_end = _grid(grid, schedule, t_start, t_end)
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise ValueError("threads: expected a positive integer, got %r" % (threads,))
-    clip, threshold = _x0_specs(x0_clip, x0_threshold)
-    return schedule, {
-        "process": process, "solver": None if solver is None else str(solver),
-        "steps": int(steps), "grid": str(grid), "rtol": rtol, "atol": atol,
-        "t_start": _opt_num(t_start, "t_start"), "t_end": _opt_num(t_end, "t_end"),
-        "seed": _seed(seed), "noise": str(noise), "threads": int(threads),
-        "max_nfe": None if max_nfe is None else int(max_nfe),
-        "x0_clip": clip, "x0_threshold": threshold}
 
 
 class Run:
@@ -97,9 +55,9 @@ class Run:
                  eta=None, x0_clip=None, x0_threshold=None):
         if output not in OUTPUTS:
             raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
-        self.schedule, s = settings(cov, schedule, process, solver, steps, grid, rtol, atol,
-                                    t_start, t_end, seed, noise, threads, max_nfe, eta,
-                                    x0_clip, x0_threshold)
+        self.schedule, s = _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol,
+                                         t_start, t_end, seed, noise, threads, max_nfe, eta,
+                                         x0_clip, x0_threshold)
         x = _states(x, "x", cov.frames)
         self.cov, self.output, self.shape = cov, output, x.shape
         self._h = _corrsde.rci_new(x, cov._h, self.schedule._h, OUTPUTS.index(output), s)
