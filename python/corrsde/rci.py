@@ -20,7 +20,6 @@ on its side. corrsde.torch.Scheduler is a diffusers-style loop over this.
 """
 import collections
 
-
 from . import _corrsde
 from . import OUTPUTS, _run_settings, _states
 
