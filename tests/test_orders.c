@@ -603,11 +603,379 @@ done:
   setup_free(&u);
 }
 
-int main(void)
+/* ---- conformance: every solver of the registry on every process it declares ----
+ *
+ * The solvers come from csde_solver_types() and the processes from csde_process_name, so a
+ * new table entry is run here with no edit of this file. For each pair (solver,
+ * process) with csde_solver_type_fits:
+ *   ODE process  the order against the exact flow between the process's span ends
+ *                (csde_problem_span, csde_model_gaussian_flow_apply) on the uniform,
+ *                logsnr and karras grids, N = 2, 4, ..., 4096 until the RMS error is
+ *                below 1e-12 (the flow is good to 1e-13); the order is the slope over the
+ *                last three levels above that floor, and the grid whose order is nearest
+ *                the declared order_ode is kept;
+ *   SDE process  with a declared strong order: the strong order against a 2^11-step solve
+ *                of the same solver on the same Brownian path (path noise), N = 16..256;
+ *                with a weak order only (samplers that do not follow the path): the weak
+ *                order of the mean and second moment at eps (test_weak's functionals),
+ *                against a 2^10-step solve of the same solver on the same path (variance
+ *                reduction), N = 16..128, with a Monte Carlo slope uncertainty <= 0.1;
+ *                that reference is itself checked against the exact moments of p_eps
+ *                (csde_model_gaussian_marginal) within 4.5 standard errors.
+ * Each measured order must be at least the declared one less 0.3 (conf_order_ok; pairs
+ * known to fall short are listed in conf_known with the order they reach and why).
+ * NFE per step: the increase of the solve's NFE between the two finest levels divided by
+ * the increase of the steps, which must equal csde_solver_type_nfe_per_step exactly (a
+ * first or last step of another cost cancels). A solver that fits no process, a process
+ * without a declared order or a solver with nfe_per_step 0 fails. Solvers reached only
+ * through a process of their own (via_process) are listed in conf_via with the test that
+ * runs them; one missing there fails. The table is printed at the end. */
+
+typedef struct {
+  char solver[24], process[24], kind[8], levels[48];
+  double declared, measured, sigma; /* sigma: MC slope uncertainty (weak), else 0 */
+  unsigned nfe_declared;
+  double nfe_measured;
+  int pass;
+} conf_row;
+
+#define CONF_MAXROWS 64
+static conf_row conf_rows[CONF_MAXROWS];
+static size_t conf_nrows;
+
+/* Solvers reached only through a process of their own, and the test that runs them. */
+static const struct {
+  const char *solver, *where;
+} conf_via[] = {
+  {"ddpm", "tests/test_solve.c::test_ddpm (csde_sample_ddpm, NFE = steps, moments at N = 1000)"},
+};
+
+/* Pairs whose declared order is not reached, and the order they reach: the multistep
+ * methods start with lower-order steps (the first one Euler-like, local error O(h^2); the
+ * UniPC corrector adds one), which limits the global order where the flow varies fastest
+ * at the start, as at t = eps when encoding. (Decoding starts at t = T, where the data
+ * prediction hardly moves, and shows the declared order.) */
+static const struct {
+  const char *solver, *process;
+  double order;
+} conf_known[] = {
+  {"dpmpp3m", "pf-ode-encode", 2},
+  {"unipc3", "pf-ode-encode", 3},
+  {"ipndm", "pf-ode-encode", 2},
+};
+
+/* The order a pair must reach: the declared one, or the known limit above. */
+static double conf_expected(const conf_row *r)
+{
+  for (size_t i = 0; i < sizeof conf_known / sizeof conf_known[0]; i++)
+    if (!strcmp(conf_known[i].solver, r->solver) && !strcmp(conf_known[i].process, r->process))
+      return conf_known[i].order;
+  return r->declared;
+}
+
+/* The order check: at least the expected order less 0.3 (more is not a failure: e.g. sra1,
+ * strong order 1.5, is of order 2 on the linear forward SDE). */
+static int conf_order_ok(const conf_row *r)
+{
+  return r->measured >= conf_expected(r) - 0.3;
+}
+
+static conf_row *conf_row_new(const csde_solver_type *T, csde_process p, const char *kind)
+{
+  if (conf_nrows == CONF_MAXROWS) return NULL;
+  conf_row *r = &conf_rows[conf_nrows++];
+  memset(r, 0, sizeof *r);
+  snprintf(r->solver, sizeof r->solver, "%s", csde_solver_type_name(T));
+  snprintf(r->process, sizeof r->process, "%s", csde_process_name(p));
+  snprintf(r->kind, sizeof r->kind, "%s", kind);
+  r->declared = csde_solver_type_order(T, kind);
+  r->nfe_declared = csde_solver_type_nfe_per_step(T);
+  r->measured = r->nfe_measured = NAN;
+  return r;
+}
+
+static void conf_levels(conf_row *r, const size_t *N, size_t k)
+{
+  snprintf(r->levels, sizeof r->levels, "N=%zu..%zu (%zu levels)", N[0], N[k - 1], k);
+}
+
+/* The NFE check of two levels' stats. */
+static void conf_nfe(conf_row *r, size_t N1, size_t nfe1, size_t N2, size_t nfe2)
+{
+  r->nfe_measured = ((double)nfe2 - (double)nfe1) / ((double)N2 - (double)N1);
+}
+
+/* The ODE errors of T on one grid: N = 2, 4, ..., 4096 until the error is below the
+ * floor; the fitted slope over the last three levels above it (NAN: fewer levels). */
+static double conf_ode_grid(const setup *u, const csde_solver_type *T, csde_problem *P,
+                            const char *grid, const double *x0, const double *xe, size_t n,
+                            double *x, size_t *Nl, double *nfe_per_step, csde_err *err)
+{
+  size_t N[12], nfe[12], k = 0;
+  double e[12];
+  int s = 0;
+  for (size_t Nk = 2; !s && Nk <= 4096; Nk *= 2) {
+    csde_solve_params par = csde_solve_default_params();
+    par.solver = csde_solver_type_name(T);
+    par.steps = Nk;
+    par.grid = grid;
+    par.threads = 1;
+    csde_solve_stats st;
+    memset(&st, 0, sizeof st);
+    memcpy(x, x0, n * sizeof *x);
+    if ((s = csde_solve(P, &par, x, &st, err))) break;
+    double e2 = 0;
+    for (size_t i = 0; i < n; i++) e2 += (x[i] - xe[i]) * (x[i] - xe[i]);
+    e2 = sqrt(e2 / (double)n);
+    if (!(e2 > 1e-12)) break; /* at the floor (or NaN: too few levels) */
+    N[k] = Nk, nfe[k] = st.nfe, e[k++] = e2;
+  }
+  char what[96];
+  snprintf(what, sizeof what, "conformance %s on %s, %s grid", csde_solver_type_name(T),
+           csde_process_name(P->process), grid);
+  if (s) printf("# %s: %s\n", what, err->msg);
+  if (k < 3) return NAN;
+  print_levels(what, N, e, k);
+  memcpy(Nl, N + k - 3, 3 * sizeof *Nl);
+  *nfe_per_step = ((double)nfe[k - 1] - (double)nfe[k - 2]) / ((double)N[k - 1] - (double)N[k - 2]);
+  (void)u;
+  return fit_order(N + k - 3, e + k - 3, 3);
+}
+
+/* ODE order on every grid kind whose spec needs no options; the row keeps the grid whose
+ * order is nearest the declared one (the order is asymptotic on any smooth grid, but how
+ * soon it shows depends on the grid: see test_ode_orders). */
+static void conf_ode(const setup *u, const csde_solver_type *T, csde_process proc)
+{
+  conf_row *r = conf_row_new(T, proc, "ode");
+  if (!r) return;
+  static const char *const grids[] = {"uniform", "logsnr", "karras"};
+  const size_t batch = 2, n = batch * u->tau * u->D;
+  csde_problem P = problem(u, proc, batch);
+  double t0, t1;
+  csde_problem_span(&P, &t0, &t1);
+  double *x0 = malloc(n * sizeof *x0), *xe = malloc(n * sizeof *xe), *x = malloc(n * sizeof *x);
+  fill(x0, n, 0.9);
+  csde_err err = {0};
+  int s = csde_model_gaussian_flow_apply(u->M, t0, t1, batch, x0, xe, &err);
+  for (size_t g = 0; g < sizeof grids / sizeof grids[0] && !s; g++) {
+    size_t N[3];
+    double nfe = NAN, p = conf_ode_grid(u, T, &P, grids[g], x0, xe, n, x, N, &nfe, &err);
+    if (isnan(p) || (!isnan(r->measured) && fabs(p - r->declared) >= fabs(r->measured - r->declared)))
+      continue;
+    r->measured = p;
+    r->nfe_measured = nfe;
+    snprintf(r->levels, sizeof r->levels, "%s N=%zu..%zu", grids[g], N[0], N[2]);
+  }
+  r->pass = !s && conf_order_ok(r) && r->nfe_measured == (double)r->nfe_declared;
+  ok(r->pass, "conformance: %s on %s: ODE order %.3f vs declared %g (%s), NFE/step %g vs %u%s%s",
+     r->solver, r->process, r->measured, r->declared, r->levels, r->nfe_measured,
+     r->nfe_declared, s ? ": " : "", s ? err.msg : "");
+  free(x0);
+  free(xe);
+  free(x);
+}
+
+static void conf_strong(const setup *u, const csde_solver_type *T, csde_process proc)
+{
+  conf_row *r = conf_row_new(T, proc, "strong");
+  if (!r) return;
+  const unsigned K = quick ? 9 : 11;
+  const size_t batch = quick ? 4 : 32, per = u->tau * u->D, n = batch * per;
+  const size_t Ns[] = {16, 32, 64, 128, 256}, k = sizeof Ns / sizeof Ns[0];
+  csde_problem P = problem(u, proc, batch);
+  double *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr), *x = malloc(n * sizeof *x);
+  fill(x0, n, 0.7);
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = csde_solver_type_name(T);
+  par.noise = CSDE_NOISE_PATH;
+  par.seed = 2025;
+  par.threads = 1;
+  par.steps = (size_t)1 << K;
+  csde_err err = {0};
+  csde_solve_stats st[5];
+  double e[5];
+  memcpy(xr, x0, n * sizeof *x);
+  int s = csde_solve(&P, &par, xr, NULL, &err);
+  for (size_t i = 0; i < k && !s; i++) {
+    par.steps = Ns[i];
+    memcpy(x, x0, n * sizeof *x);
+    memset(&st[i], 0, sizeof st[i]);
+    s = csde_solve(&P, &par, x, &st[i], &err);
+    double sum = 0; /* sum over samples of ||X_N - X_ref||^2 */
+    for (size_t j = 0; j < n; j++) sum += (x[j] - xr[j]) * (x[j] - xr[j]);
+    e[i] = sqrt(sum / (double)batch);
+  }
+  if (s) printf("# conformance %s on %s: %s\n", r->solver, r->process, err.msg);
+  else {
+    char what[96];
+    snprintf(what, sizeof what, "conformance %s on %s (strong)", r->solver, r->process);
+    print_levels(what, Ns, e, k);
+    r->measured = fit_order(Ns, e, k);
+    conf_levels(r, Ns, k);
+    conf_nfe(r, Ns[k - 2], st[k - 2].nfe, Ns[k - 1], st[k - 1].nfe);
+  }
+  /* the forward SDE never calls the model */
+  int nfe_ok = r->nfe_measured == (proc == CSDE_PROC_FORWARD_SDE ? 0 : (double)r->nfe_declared);
+  r->pass = !s && nfe_ok && (quick || conf_order_ok(r));
+  ok(r->pass, "conformance: %s on %s: strong order %.3f vs declared %g (%s), NFE/step %g vs %u%s",
+     r->solver, r->process, r->measured, r->declared, r->levels, r->nfe_measured,
+     r->nfe_declared, quick ? " # SKIP quick mode: order not asserted" : "");
+  free(x0);
+  free(xr);
+  free(x);
+}
+
+/* Weak order on a process that starts from p_T (the reverse SDE): see the comment above
+ * and test_weak. */
+static void conf_weak(const setup *u, const csde_solver_type *T, csde_process proc)
+{
+  conf_row *r = conf_row_new(T, proc, "weak");
+  if (!r) return;
+  enum { NL = 5 }; /* four levels and the reference */
+  const size_t tau = WEAK_TAU, D = u->D, B = 8, n = B * tau * D, chunks = quick ? 1 : 4;
+  const size_t N[NL] = {16, 32, 64, 128, (size_t)1 << (quick ? 8 : 10)};
+  double *mu = malloc(tau * D * sizeof *mu), Se[WEAK_TAU * WEAK_TAU];
+  double *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr), *x = malloc(n * sizeof *x);
+  static double sum[NL][WEAK_NPHI], sq[NL][WEAK_NPHI];
+  memset(sum, 0, sizeof sum);
+  memset(sq, 0, sizeof sq);
+  csde_err err = {0};
+  csde_problem P = problem(u, proc, B);
+  csde_solver *S[NL] = {NULL};
+  csde_solve_stats st[NL];
+  double t0, t1;
+  csde_problem_span(&P, &t0, &t1);
+  int s = csde_model_gaussian_marginal(u->M, t1, mu, Se, &err);
+  for (size_t l = 0; l < NL && !s; l++) {
+    csde_solve_params par = csde_solve_default_params();
+    par.solver = csde_solver_type_name(T);
+    par.steps = N[l];
+    par.noise = CSDE_NOISE_PATH;
+    par.threads = 1;
+    s = csde_solver_alloc(&S[l], &P, &par, &err);
+  }
+  weak_plan w = {.D = D, .B = B, .mu = mu, .Se = Se};
+  for (size_t c = 0; c < chunks && !s; c++) {
+    csde_rng_key key = {778, 0}; /* initial draws: a seed the solver noise never uses */
+    s = csde_model_gaussian_sample(u->M, t0, key, c * B, B, x0, &err);
+    for (size_t l = NL; l-- > 0 && !s;) { /* the reference first */
+      double *y = l == NL - 1 ? xr : x;
+      memcpy(y, x0, n * sizeof *y);
+      csde_solver_set_seed(S[l], 4343, c * B);
+      memset(&st[l], 0, sizeof st[l]);
+      if ((s = csde_solver_run(S[l], y, &st[l], &err))) break;
+      weak_accumulate(&w, y, xr, l == NL - 1, sum[l], sq[l]);
+    }
+  }
+  const size_t M = chunks * B * D;
+  double worst = 0;
+  if (!s) { /* the reference against the exact moments (plain MC) */
+    for (size_t q = 0; q < WEAK_NPHI; q++) {
+      double m = sum[NL - 1][q] / (double)M, var = sq[NL - 1][q] / (double)M - m * m;
+      worst = fmax(worst, fabs(m) / sqrt(fmax(var, 0) / (double)(M - 1)));
+    }
+    printf("# conformance %s on %s: reference (%zu steps) vs exact p_eps over %zu "
+           "trajectories: worst entry %.2f standard errors\n",
+           r->solver, r->process, N[NL - 1], M, worst);
+    double e[NL - 1], rel[NL - 1];
+    for (size_t l = 0; l + 1 < NL; l++) {
+      double v = 0, s2 = 0;
+      for (size_t q = 0; q < WEAK_NPHI; q++) {
+        double a = sum[l][q] / (double)M, var = sq[l][q] / (double)M - a * a;
+        v += a * a;
+        s2 += fmax(var, 0) / (double)(M - 1);
+      }
+      e[l] = sqrt(v);
+      rel[l] = sqrt(s2) / e[l];
+    }
+    char what[96];
+    snprintf(what, sizeof what, "conformance %s on %s (weak)", r->solver, r->process);
+    print_levels(what, N, e, NL - 1);
+    r->measured = fit_order(N, e, NL - 1);
+    r->sigma = fit_sigma(N, rel, NL - 1);
+    conf_levels(r, N, NL - 1);
+    conf_nfe(r, N[NL - 3], st[NL - 3].nfe, N[NL - 2], st[NL - 2].nfe);
+  } else
+    printf("# conformance %s on %s: %s\n", r->solver, r->process, err.msg);
+  int nfe_ok = r->nfe_measured == (double)r->nfe_declared;
+  r->pass = !s && nfe_ok &&
+            (quick || (worst <= 4.5 && r->sigma <= 0.1 && conf_order_ok(r)));
+  ok(r->pass,
+     "conformance: %s on %s: weak order %.3f +- %.3f (MC) vs declared %g (%s), reference "
+     "%.2f SE from p_eps, NFE/step %g vs %u%s",
+     r->solver, r->process, r->measured, r->sigma, r->declared, r->levels, worst,
+     r->nfe_measured, r->nfe_declared, quick ? " # SKIP quick mode: order not asserted" : "");
+  for (size_t l = 0; l < NL; l++) csde_solver_free(S[l]);
+  free(mu);
+  free(x0);
+  free(xr);
+  free(x);
+}
+
+static void test_conformance(void)
+{
+  setup ode, sde, weak;
+  if (setup_make(&ode, 6, 4)) return;
+  if (setup_make(&sde, 6, 16)) return;
+  if (setup_make(&weak, WEAK_TAU, quick ? 64 : 1024)) return;
+  for (const csde_solver_type *const *t = csde_solver_types(); *t; t++) {
+    const csde_solver_type *T = *t;
+    const char *name = csde_solver_type_name(T);
+    size_t fits = 0;
+    if (!csde_solver_type_nfe_per_step(T))
+      ok(0, "conformance: %s declares no NFE per step", name);
+    for (int p = 0;; p++) {
+      const char *pn = csde_process_name((csde_process)p);
+      if (!pn || !strcmp(pn, "unknown")) break;
+      if (!csde_solver_type_fits(T, (csde_process)p)) continue;
+      fits++;
+      if (!csde_process_is_sde((csde_process)p)) {
+        if (csde_solver_type_order(T, "ode") > 0) conf_ode(&ode, T, (csde_process)p);
+        else ok(0, "conformance: %s runs %s but declares no ODE order", name, pn);
+      } else if (csde_solver_type_order(T, "strong") > 0)
+        conf_strong(&sde, T, (csde_process)p);
+      else if (csde_solver_type_order(T, "weak") > 0 && p == CSDE_PROC_REVERSE_SDE)
+        conf_weak(&weak, T, (csde_process)p);
+      else
+        ok(0, "conformance: %s runs %s but declares no order this test can measure there "
+              "(strong: any SDE; weak only: the reverse SDE)", name, pn);
+    }
+    if (fits) continue;
+    const char *via = NULL;
+    for (size_t i = 0; i < sizeof conf_via / sizeof conf_via[0]; i++)
+      if (!strcmp(conf_via[i].solver, name)) via = conf_via[i].where;
+    ok(via != NULL, "conformance: %s fits no process%s%s", name, via ? "; run by " : "",
+       via ? via : " and is not in conf_via: give it a process and an order, or a test");
+  }
+  printf("# conformance table (order: the fitted slope over the levels shown; NFE/step: the "
+         "NFE increase over the step increase of the two finest levels)\n");
+  printf("# %-16s %-13s %-6s %8s %8s %8s %6s  %-22s %8s %8s  %s\n", "solver", "process", "order",
+         "declared", "expected", "measured", "+-MC", "levels", "NFE decl", "NFE meas", "result");
+  for (size_t i = 0; i < conf_nrows; i++) {
+    const conf_row *r = &conf_rows[i];
+    printf("# %-16s %-13s %-6s %8g %8g %8.3f %6.3f  %-22s %8u %8g  %s\n", r->solver, r->process,
+           r->kind, r->declared, conf_expected(r), r->measured, r->sigma, r->levels,
+           r->nfe_declared, r->nfe_measured, r->pass ? "ok" : "FAIL");
+  }
+  for (size_t i = 0; i < sizeof conf_via / sizeof conf_via[0]; i++)
+    printf("# %-16s (via its process: %s)\n", conf_via[i].solver, conf_via[i].where);
+  setup_free(&ode);
+  setup_free(&sde);
+  setup_free(&weak);
+}
+
+/* argv[1] == "conformance": that part only. */
+int main(int argc, char **argv)
 {
   csde_init();
   quick = getenv("CSDE_TEST_QUICK") != NULL;
   double t0 = now();
+  if (argc > 1 && !strcmp(argv[1], "conformance")) {
+    test_conformance();
+    printf("# conformance: %.2f s\n", now() - t0);
+    return tap_done();
+  }
   test_ode_orders();
   printf("# ODE orders: %.2f s\n", now() - t0);
   double t1 = now();
@@ -616,6 +984,9 @@ int main(void)
   double t2 = now();
   test_weak();
   printf("# weak orders: %.2f s\n", now() - t2);
+  double t3 = now();
+  test_conformance();
+  printf("# conformance: %.2f s\n", now() - t3);
   printf("# total %.2f s\n", now() - t0);
   return tap_done();
 }

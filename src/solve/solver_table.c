@@ -1,11 +1,32 @@
 /* The integrators' registry (corrsde/solve.h): every type table of solvers/ in one list.
- * Adding an integrator adds its file and one line here. */
+ * Adding an integrator adds its file (solvers/, listed in meson.build), its declaration
+ * and its entry here; tests/test_orders.c (conformance) then runs it on every process it
+ * fits against its declared orders and NFE per step. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/spec.h"
 #include "solve/stepper.h"
+
+/* The type tables, one per integrator (solvers/X.c). */
+extern const csde_solver_type csde_solver_euler;
+extern const csde_solver_type csde_solver_heun;
+extern const csde_solver_type csde_solver_sra1;
+extern const csde_solver_type csde_solver_rk45;
+extern const csde_solver_type csde_solver_rkck;
+extern const csde_solver_type csde_solver_rk8pd;
+extern const csde_solver_type csde_solver_dopri5;
+extern const csde_solver_type csde_solver_dpmpp2m;
+extern const csde_solver_type csde_solver_dpmpp3m;
+extern const csde_solver_type csde_solver_ipndm;
+extern const csde_solver_type csde_solver_unipc;
+extern const csde_solver_type csde_solver_unipc3;
+extern const csde_solver_type csde_solver_edm_heun;
+extern const csde_solver_type csde_solver_euler_ancestral;
+extern const csde_solver_type csde_solver_dpmpp2m_sde;
+extern const csde_solver_type csde_solver_ddim;
+extern const csde_solver_type csde_solver_ddpm;
 
 static const csde_solver_type *const solver_types[] = {
   &csde_solver_euler, &csde_solver_heun, &csde_solver_sra1, &csde_solver_rk45, &csde_solver_rkck,

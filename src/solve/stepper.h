@@ -158,22 +158,4 @@ int csde_stepper_fail(csde_stepper *S, int status, const char *fmt, ...)
 #endif
     ;
 
-extern const csde_solver_type csde_solver_euler;
-extern const csde_solver_type csde_solver_heun;
-extern const csde_solver_type csde_solver_sra1;
-extern const csde_solver_type csde_solver_rk45;
-extern const csde_solver_type csde_solver_rkck;
-extern const csde_solver_type csde_solver_rk8pd;
-extern const csde_solver_type csde_solver_dopri5;
-extern const csde_solver_type csde_solver_dpmpp2m;
-extern const csde_solver_type csde_solver_dpmpp3m;
-extern const csde_solver_type csde_solver_ipndm;
-extern const csde_solver_type csde_solver_unipc;
-extern const csde_solver_type csde_solver_unipc3;
-extern const csde_solver_type csde_solver_edm_heun;
-extern const csde_solver_type csde_solver_euler_ancestral;
-extern const csde_solver_type csde_solver_dpmpp2m_sde;
-extern const csde_solver_type csde_solver_ddim;
-extern const csde_solver_type csde_solver_ddpm;
-
 #endif
