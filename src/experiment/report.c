@@ -366,19 +366,23 @@ static void plain_error(const csde_conv_result *r, const csde_conv_solver_result
   *rms = NAN;
 }
 
-int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
-                       const csde_conv_params *p, const char *status, csde_err *err)
+#define DS(suffix) (snprintf(name, sizeof name, "%s/%s", g, suffix), name)
+
+/* Scratch for the writers below: L + 1 integers, 2 L doubles, Q doubles, L strings and
+ * (owned, grown as needed) the finished levels of every path. */
+typedef struct {
+  int64_t *iv;
+  double *dv, *m, *pp;
+  const char **sv;
+} conv_h5_buf;
+
+/* /convergence and its attributes: the run's settings and the shared reference. */
+static int write_conv_attrs(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
+                            const csde_conv_params *p, const char *status, int64_t *iv,
+                            csde_err *err)
 {
-  int st = CSDE_SUCCESS, weak = csde_conv_kind_is_weak(kind);
-  const size_t L = r->L, N = r->N, Q = r->Q;
-  int64_t *iv = malloc((L + 1) * sizeof *iv);
-  double *dv = malloc(2 * L * sizeof *dv), *m = malloc(Q * sizeof *m), *pp = NULL;
-  const char **sv = malloc(L * sizeof *sv);
-  char g[128], name[192];
-  if (!iv || !dv || !sv || !m) {
-    st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-    goto done;
-  }
+  int st = CSDE_SUCCESS;
+  const size_t L = r->L, N = r->N;
   PUT(csde_h5out_group(w, "/convergence", err));
   const char *c = "/convergence";
   PUT(csde_h5out_attr_str(w, c, "status", status ? status : "ok", err));
@@ -416,135 +420,192 @@ int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind 
     PUT(csde_h5out_attr_i64(w, c, "reference_check_paths", iv, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, c, "reference_check_error", &r->ref_check, 1, 0, err));
   }
-  for (size_t i = 0; i < r->nsolvers; i++) {
-    const csde_conv_solver_result *s = &r->s[i];
-    const csde_conv_fit *f = &s->fit;
-    /* the levels written: all the analysis saw, else the finished ones */
-    const size_t Lw = s->analysed ? f->L : s->levels_done;
-    snprintf(g, sizeof g, "/convergence/%s", s->name);
-    PUT(csde_h5out_group(w, g, err));
-    iv[0] = (int64_t)s->levels_done;
-    PUT(csde_h5out_attr_i64(w, g, "levels_done", iv, 1, 0, err));
-    iv[0] = s->analysed;
-    PUT(csde_h5out_attr_i64(w, g, "analysed", iv, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "theory_order", &s->theory, 1, 0, err));
-    PUT(csde_h5out_attr_str(w, g, "reference", s->reference, err));
-    int64_t rl = s->ref_level;
-    PUT(csde_h5out_attr_i64(w, g, "reference_level", &rl, 1, 0, err));
-#define DS(suffix) (snprintf(name, sizeof name, "%s/%s", g, suffix), name)
-    if (s->ref_done && s->vref) {
-      size_t rd[2] = {N, Q};
-      PUT(csde_h5out_write_f64(w, DS("ref_check_per_path"), s->vref, weak ? 2 : 1, rd, err));
-    }
-    if (Lw == 0) continue;
-    for (size_t k = 0; k < Lw; k++) iv[k] = (int64_t)r->steps[k];
-    PUT(csde_h5out_write_i64(w, DS("steps"), iv, Lw, err));
-    for (size_t k = 0; k < Lw; k++) iv[k] = (int64_t)level_nfe(r, s, k);
-    PUT(csde_h5out_write_i64(w, DS("nfe"), iv, Lw, err));
-    for (size_t k = 0; k < Lw; k++) iv[k] = r->level[k];
-    PUT(csde_h5out_write_i64(w, DS("level"), iv, Lw, err));
-    size_t d1[1] = {Lw}, d2[2] = {Lw, 2};
-    PUT(csde_h5out_write_f64(w, DS("h"), r->h, 1, d1, err));
-    size_t pd[3] = {N, Lw, Q};
-    const double *v = s->v;
-    if (Lw < L) { /* the finished levels of every path */
-      free(pp);
-      if (!(pp = malloc(N * Lw * Q * sizeof *pp))) {
-        st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-        goto done;
-      }
-      for (size_t j = 0; j < N; j++) memcpy(pp + j * Lw * Q, s->v + j * L * Q, Lw * Q * sizeof *pp);
-      v = pp;
-    }
-    PUT(csde_h5out_write_f64(w, DS("per_path"), v, weak ? 3 : 2, pd, err));
-    if (!s->analysed) { /* the plain estimates of the finished levels */
-      for (size_t k = 0; k < Lw; k++) plain_error(r, s, kind, k, m, &dv[k], &dv[L + k]);
-      PUT(csde_h5out_write_f64(w, DS("error"), dv, 1, d1, err));
-      if (!weak) PUT(csde_h5out_write_f64(w, DS("error_rms"), dv + L, 1, d1, err));
-      continue;
-    }
-    PUT(csde_h5out_write_f64(w, DS("error"), f->err, 1, d1, err));
-    for (size_t k = 0; k < Lw; k++) {
-      dv[2 * k] = f->err_lo[k];
-      dv[2 * k + 1] = f->err_hi[k];
-    }
-    PUT(csde_h5out_write_f64(w, DS("error_ci"), dv, 2, d2, err));
-    PUT(csde_h5out_write_f64(w, DS("halfwidth"), f->halfwidth, 1, d1, err));
-    size_t s1[1] = {Lw - 1}, s2[2] = {Lw - 1, 2};
-    PUT(csde_h5out_write_f64(w, DS("local_slope"), f->slope, 1, s1, err));
-    for (size_t k = 0; k + 1 < Lw; k++) {
-      dv[2 * k] = f->slope_lo[k];
-      dv[2 * k + 1] = f->slope_hi[k];
-    }
-    PUT(csde_h5out_write_f64(w, DS("local_slope_ci"), dv, 2, s2, err));
-    for (size_t k = 0; k < Lw; k++) iv[k] = f->decision[k] == CSDE_CONV_USED;
-    PUT(csde_h5out_write_i64(w, DS("used"), iv, Lw, err));
-    for (size_t k = 0; k < Lw; k++) sv[k] = f->reason[k];
-    PUT(csde_h5out_write_strings(w, DS("decision"), sv, Lw, err));
-    if (weak) {
-      PUT(csde_h5out_write_f64(w, DS("mc_noise"), f->mc_noise, 1, d1, err));
-    } else {
-      PUT(csde_h5out_write_f64(w, DS("error_rms"), f->rms, 1, d1, err));
-      for (size_t k = 0; k < Lw; k++) {
-        dv[2 * k] = f->rms_lo[k];
-        dv[2 * k + 1] = f->rms_hi[k];
-      }
-      PUT(csde_h5out_write_f64(w, DS("error_rms_ci"), dv, 2, d2, err));
-    }
-#undef DS
-    /* attributes */
-    double ci[2] = {f->order_lo, f->order_hi}, bci[2] = {f->order_boot_lo, f->order_boot_hi};
-    PUT(csde_h5out_attr_f64(w, g, "order", &f->order, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "order_ci", ci, 2, 1, err));
-    size_t nu = 0, nd = 0;
-    int64_t *dropped = iv + 0;
-    for (size_t k = 0; k < Lw; k++)
-      if (f->decision[k] == CSDE_CONV_USED) nu++;
-    int64_t *used = malloc((nu + 1) * sizeof *used);
-    if (!used) {
+done:
+  return st;
+}
+
+/* A solver's group g: its attributes, the reference check, the levels' steps, NFE, h and
+ * per-path values, and (not analysed) the plain error estimates. Lw: the levels written. */
+static int write_solver_levels(csde_h5out *w, const csde_conv_result *r,
+                               const csde_conv_solver_result *s, csde_conv_kind kind,
+                               conv_h5_buf *b, const char *g, size_t Lw, csde_err *err)
+{
+  int st = CSDE_SUCCESS, weak = csde_conv_kind_is_weak(kind);
+  const size_t L = r->L, N = r->N, Q = r->Q;
+  int64_t *iv = b->iv;
+  double *dv = b->dv, *m = b->m, *pp = b->pp;
+  char name[192];
+  PUT(csde_h5out_group(w, g, err));
+  iv[0] = (int64_t)s->levels_done;
+  PUT(csde_h5out_attr_i64(w, g, "levels_done", iv, 1, 0, err));
+  iv[0] = s->analysed;
+  PUT(csde_h5out_attr_i64(w, g, "analysed", iv, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "theory_order", &s->theory, 1, 0, err));
+  PUT(csde_h5out_attr_str(w, g, "reference", s->reference, err));
+  int64_t rl = s->ref_level;
+  PUT(csde_h5out_attr_i64(w, g, "reference_level", &rl, 1, 0, err));
+  if (s->ref_done && s->vref) {
+    size_t rd[2] = {N, Q};
+    PUT(csde_h5out_write_f64(w, DS("ref_check_per_path"), s->vref, weak ? 2 : 1, rd, err));
+  }
+  if (Lw == 0) goto done;
+  for (size_t k = 0; k < Lw; k++) iv[k] = (int64_t)r->steps[k];
+  PUT(csde_h5out_write_i64(w, DS("steps"), iv, Lw, err));
+  for (size_t k = 0; k < Lw; k++) iv[k] = (int64_t)level_nfe(r, s, k);
+  PUT(csde_h5out_write_i64(w, DS("nfe"), iv, Lw, err));
+  for (size_t k = 0; k < Lw; k++) iv[k] = r->level[k];
+  PUT(csde_h5out_write_i64(w, DS("level"), iv, Lw, err));
+  size_t d1[1] = {Lw};
+  PUT(csde_h5out_write_f64(w, DS("h"), r->h, 1, d1, err));
+  size_t pd[3] = {N, Lw, Q};
+  const double *v = s->v;
+  if (Lw < L) { /* the finished levels of every path */
+    free(b->pp);
+    if (!(b->pp = pp = malloc(N * Lw * Q * sizeof *pp))) {
       st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
       goto done;
     }
-    nu = 0;
-    for (size_t k = 0; k < Lw; k++) {
-      if (f->decision[k] == CSDE_CONV_USED) used[nu++] = r->level[k];
-      else dropped[nd++] = r->level[k];
-    }
-    st = csde_h5out_attr_i64(w, g, "levels_used", used, nu, 1, err);
-    free(used);
-    if (st) goto done;
-    PUT(csde_h5out_attr_i64(w, g, "levels_dropped", dropped, nd, 1, err));
-    PUT(csde_h5out_attr_f64(w, g, "order_bootstrap_ci", bci, 2, 1, err));
-    PUT(csde_h5out_attr_f64(w, g, "order_plain", &f->order_plain, 1, 0, err));
-    PUT(csde_h5out_attr_str(w, g, "fit", f->fit, err));
-    PUT(csde_h5out_attr_f64(w, g, "systematic_extrapolation", &f->order_sys, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "systematic_misfit", &f->order_misfit, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "systematic_reference", &f->order_sys_ref, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "curvature", &f->curvature, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "curvature2", &f->curvature2, 1, 0, err));
-    int64_t nterms = f->curved;
-    PUT(csde_h5out_attr_i64(w, g, "corrections", &nterms, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "reference_error", &f->ref_error, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "reference_ratio", &f->ref_ratio, 1, 0, err));
-    int64_t rok = f->ref_ok;
-    PUT(csde_h5out_attr_i64(w, g, "reference_ok", &rok, 1, 0, err));
-    if (f->have_ref_check)
-      PUT(csde_h5out_attr_f64(w, g, "reference_check_error", &f->ref_diff, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, g, "floor", &f->floor, 1, 0, err));
-    PUT(csde_h5out_attr_str(w, g, "floor_name", f->floor_name, err));
-    PUT(csde_h5out_attr_f64(w, g, "reference_scale", &s->ref_scale, 1, 0, err));
-    if (s->exact_dev) {
-      PUT(csde_h5out_attr_f64(w, g, "exact_deviation", &s->exact_dev_norm, 1, 0, err));
-      PUT(csde_h5out_attr_f64(w, g, "exact_deviation_halfwidth", &s->exact_dev_halfwidth, 1, 0,
-                              err));
-    }
+    for (size_t j = 0; j < N; j++) memcpy(pp + j * Lw * Q, s->v + j * L * Q, Lw * Q * sizeof *pp);
+    v = pp;
+  }
+  PUT(csde_h5out_write_f64(w, DS("per_path"), v, weak ? 3 : 2, pd, err));
+  if (!s->analysed) { /* the plain estimates of the finished levels */
+    for (size_t k = 0; k < Lw; k++) plain_error(r, s, kind, k, m, &dv[k], &dv[L + k]);
+    PUT(csde_h5out_write_f64(w, DS("error"), dv, 1, d1, err));
+    if (!weak) PUT(csde_h5out_write_f64(w, DS("error_rms"), dv + L, 1, d1, err));
   }
 done:
-  free(iv);
-  free(dv);
-  free(sv);
-  free(m);
-  free(pp);
+  return st;
+}
+
+/* An analysed solver's fit: errors and slopes with their intervals, the decisions. */
+static int write_solver_fit(csde_h5out *w, const csde_conv_fit *f, csde_conv_kind kind,
+                            conv_h5_buf *b, const char *g, size_t Lw, csde_err *err)
+{
+  int st = CSDE_SUCCESS, weak = csde_conv_kind_is_weak(kind);
+  int64_t *iv = b->iv;
+  double *dv = b->dv;
+  const char **sv = b->sv;
+  char name[192];
+  size_t d1[1] = {Lw}, d2[2] = {Lw, 2};
+  PUT(csde_h5out_write_f64(w, DS("error"), f->err, 1, d1, err));
+  for (size_t k = 0; k < Lw; k++) {
+    dv[2 * k] = f->err_lo[k];
+    dv[2 * k + 1] = f->err_hi[k];
+  }
+  PUT(csde_h5out_write_f64(w, DS("error_ci"), dv, 2, d2, err));
+  PUT(csde_h5out_write_f64(w, DS("halfwidth"), f->halfwidth, 1, d1, err));
+  size_t s1[1] = {Lw - 1}, s2[2] = {Lw - 1, 2};
+  PUT(csde_h5out_write_f64(w, DS("local_slope"), f->slope, 1, s1, err));
+  for (size_t k = 0; k + 1 < Lw; k++) {
+    dv[2 * k] = f->slope_lo[k];
+    dv[2 * k + 1] = f->slope_hi[k];
+  }
+  PUT(csde_h5out_write_f64(w, DS("local_slope_ci"), dv, 2, s2, err));
+  for (size_t k = 0; k < Lw; k++) iv[k] = f->decision[k] == CSDE_CONV_USED;
+  PUT(csde_h5out_write_i64(w, DS("used"), iv, Lw, err));
+  for (size_t k = 0; k < Lw; k++) sv[k] = f->reason[k];
+  PUT(csde_h5out_write_strings(w, DS("decision"), sv, Lw, err));
+  if (weak) {
+    PUT(csde_h5out_write_f64(w, DS("mc_noise"), f->mc_noise, 1, d1, err));
+  } else {
+    PUT(csde_h5out_write_f64(w, DS("error_rms"), f->rms, 1, d1, err));
+    for (size_t k = 0; k < Lw; k++) {
+      dv[2 * k] = f->rms_lo[k];
+      dv[2 * k + 1] = f->rms_hi[k];
+    }
+    PUT(csde_h5out_write_f64(w, DS("error_rms_ci"), dv, 2, d2, err));
+  }
+done:
+  return st;
+}
+
+/* An analysed solver's order and the fit's diagnostics, as attributes of g. */
+static int write_solver_order(csde_h5out *w, const csde_conv_result *r,
+                              const csde_conv_solver_result *s, int64_t *iv, const char *g,
+                              size_t Lw, csde_err *err)
+{
+  int st = CSDE_SUCCESS;
+  const csde_conv_fit *f = &s->fit;
+  double ci[2] = {f->order_lo, f->order_hi}, bci[2] = {f->order_boot_lo, f->order_boot_hi};
+  PUT(csde_h5out_attr_f64(w, g, "order", &f->order, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "order_ci", ci, 2, 1, err));
+  size_t nu = 0, nd = 0;
+  int64_t *dropped = iv + 0;
+  for (size_t k = 0; k < Lw; k++)
+    if (f->decision[k] == CSDE_CONV_USED) nu++;
+  int64_t *used = malloc((nu + 1) * sizeof *used);
+  if (!used) {
+    st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+    goto done;
+  }
+  nu = 0;
+  for (size_t k = 0; k < Lw; k++) {
+    if (f->decision[k] == CSDE_CONV_USED) used[nu++] = r->level[k];
+    else dropped[nd++] = r->level[k];
+  }
+  st = csde_h5out_attr_i64(w, g, "levels_used", used, nu, 1, err);
+  free(used);
+  if (st) goto done;
+  PUT(csde_h5out_attr_i64(w, g, "levels_dropped", dropped, nd, 1, err));
+  PUT(csde_h5out_attr_f64(w, g, "order_bootstrap_ci", bci, 2, 1, err));
+  PUT(csde_h5out_attr_f64(w, g, "order_plain", &f->order_plain, 1, 0, err));
+  PUT(csde_h5out_attr_str(w, g, "fit", f->fit, err));
+  PUT(csde_h5out_attr_f64(w, g, "systematic_extrapolation", &f->order_sys, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "systematic_misfit", &f->order_misfit, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "systematic_reference", &f->order_sys_ref, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "curvature", &f->curvature, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "curvature2", &f->curvature2, 1, 0, err));
+  int64_t nterms = f->curved;
+  PUT(csde_h5out_attr_i64(w, g, "corrections", &nterms, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "reference_error", &f->ref_error, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "reference_ratio", &f->ref_ratio, 1, 0, err));
+  int64_t rok = f->ref_ok;
+  PUT(csde_h5out_attr_i64(w, g, "reference_ok", &rok, 1, 0, err));
+  if (f->have_ref_check)
+    PUT(csde_h5out_attr_f64(w, g, "reference_check_error", &f->ref_diff, 1, 0, err));
+  PUT(csde_h5out_attr_f64(w, g, "floor", &f->floor, 1, 0, err));
+  PUT(csde_h5out_attr_str(w, g, "floor_name", f->floor_name, err));
+  PUT(csde_h5out_attr_f64(w, g, "reference_scale", &s->ref_scale, 1, 0, err));
+  if (s->exact_dev) {
+    PUT(csde_h5out_attr_f64(w, g, "exact_deviation", &s->exact_dev_norm, 1, 0, err));
+    PUT(csde_h5out_attr_f64(w, g, "exact_deviation_halfwidth", &s->exact_dev_halfwidth, 1, 0,
+                            err));
+  }
+done:
+  return st;
+}
+#undef DS
+
+int csde_conv_write_h5(csde_h5out *w, const csde_conv_result *r, csde_conv_kind kind,
+                       const csde_conv_params *p, const char *status, csde_err *err)
+{
+  int st = CSDE_SUCCESS;
+  const size_t L = r->L, Q = r->Q;
+  conv_h5_buf b = {malloc((L + 1) * sizeof *b.iv), malloc(2 * L * sizeof *b.dv),
+                   malloc(Q * sizeof *b.m), NULL, malloc(L * sizeof *b.sv)};
+  char g[128];
+  if (!b.iv || !b.dv || !b.sv || !b.m) {
+    st = csde_err_set(err, CSDE_ENOMEM, "out of memory");
+    goto done;
+  }
+  PUT(write_conv_attrs(w, r, kind, p, status, b.iv, err));
+  for (size_t i = 0; i < r->nsolvers; i++) {
+    const csde_conv_solver_result *s = &r->s[i];
+    /* the levels written: all the analysis saw, else the finished ones */
+    const size_t Lw = s->analysed ? s->fit.L : s->levels_done;
+    snprintf(g, sizeof g, "/convergence/%s", s->name);
+    PUT(write_solver_levels(w, r, s, kind, &b, g, Lw, err));
+    if (Lw == 0 || !s->analysed) continue;
+    PUT(write_solver_fit(w, &s->fit, kind, &b, g, Lw, err));
+    PUT(write_solver_order(w, r, s, b.iv, g, Lw, err));
+  }
+done:
+  free(b.iv);
+  free(b.dv);
+  free(b.sv);
+  free(b.m);
+  free(b.pp);
   return st;
 }
 

@@ -643,27 +643,17 @@ static int copy_settings(csde_run *r, const csde_run_settings *s, const char *so
   return CSDE_SUCCESS;
 }
 
-int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C,
-                   const csde_schedule *sched, const csde_model *model, size_t batch,
-                   int shape_rank, const size_t *shape, csde_err *err)
+/* The frame shape, D and the state length n = batch tau D (CSDE_PARAM_SIZE blamed). */
+static int set_shape(csde_run *r, size_t batch, int shape_rank, const size_t *shape,
+                     csde_err *err)
 {
   int st;
-  *out = NULL;
-  if (!s || !C || !sched || !shape || shape_rank < 1 || shape_rank > 3 || batch == 0)
-    return csde_err_set(err, CSDE_EINVAL, "a run needs settings, a covariance, a schedule, a "
-                                          "batch >= 1 and a frame shape of rank 1 to 3");
-  csde_run *r = calloc(1, sizeof *r);
-  if (!r) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
-  r->sched = sched;
-  r->batch = batch;
-  r->tau = csde_cov_tau(C);
-  r->rank = shape_rank;
   r->D = 1;
   for (int i = 0; i < shape_rank; i++) {
     r->shape[i] = shape[i];
     if (shape[i] == 0 || r->D > SIZE_MAX / shape[i]) {
       st = csde_err_set(err, CSDE_EINVAL, "the frame shape needs sizes >= 1 that fit in memory");
-      goto fail_size;
+      return csde_err_blame(err, CSDE_PARAM_SIZE, st);
     }
     r->D *= shape[i];
   }
@@ -672,88 +662,86 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
       (r->n *= r->D) > SIZE_MAX / 8 / sizeof(double)) {
     st = csde_err_set(err, CSDE_EINVAL, "%zu x %zu x %zu values do not fit in memory", batch,
                       r->tau, r->D);
-    goto fail_size;
+    return csde_err_blame(err, CSDE_PARAM_SIZE, st);
   }
+  return CSDE_SUCCESS;
+}
 
+/* The process, its eta and whether the run is adaptive, with the tolerances' checks. */
+static int set_process(csde_run *r, const csde_run_settings *s, csde_err *err)
+{
+  int st;
   if ((st = csde_run_process_parse(s->process ? s->process : "reverse-sde", &r->process,
                                    &r->eta, err)))
-    goto fail;
+    return st;
   int discrete = r->process >= CSDE_RUN_DDPM;
   r->adaptive = !discrete && (s->rtol > 0 || s->atol > 0);
   if (!discrete && !(s->rtol >= 0 && s->atol >= 0)) {
     st = csde_err_set(err, CSDE_EINVAL, "expected tolerances >= 0, got rtol %g and atol %g",
                       s->rtol, s->atol);
-    csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
-    goto fail;
+    return csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
   }
   if (discrete && (s->rtol > 0 || s->atol > 0)) {
     st = csde_err_set(err, CSDE_EINVAL, "%s takes fixed steps only (no tolerances)",
                       process_names[r->process]);
-    csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
-    goto fail;
+    return csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
   }
-  /* the discrete samplers are solver types too (solvers/ddpm.c, ddim.c), on the PF-ODE
-   * process: they draw their own noise */
-  const char *solver = default_solver(r->process, r->adaptive, s->solver);
+  return CSDE_SUCCESS;
+}
 
-  r->P = csde_problem_default();
-  r->P.process = discrete ? CSDE_PROC_PFODE : (csde_process)r->process;
-  r->P.tau = r->tau;
-  r->P.D = r->D;
-  r->P.batch = batch;
-  r->P.C = C;
-  r->P.sched = sched;
-  r->P.model = model;
-  if ((st = copy_settings(r, s, solver))) {
-    csde_err_set(err, st, "out of memory");
-    goto fail;
-  }
+/* The settings that need the problem: the ddpm schedule, span, saves, x0 post-processing,
+ * guidance and noise kind, checked in that order. */
+static int check_settings(csde_run *r, const csde_run_settings *s, const csde_schedule *sched,
+                          csde_err *err)
+{
+  int st;
   if (r->process == CSDE_RUN_DDPM && csde_schedule_nsteps(sched) == 0) {
     st = csde_err_set(err, CSDE_EINVAL, "ddpm needs a discrete schedule (expected "
                                         "ddpm-linear[:n=N] or discrete:betas=...), got '%s'",
                       csde_schedule_spec(sched));
-    csde_err_blame(err, CSDE_PARAM_SCHEDULE, st);
-    goto fail;
+    return csde_err_blame(err, CSDE_PARAM_SCHEDULE, st);
   }
-  if ((st = set_span(r, s, err))) goto fail;
-  if ((st = parse_save(r, r->s.save, err))) goto fail;
+  if ((st = set_span(r, s, err))) return st;
+  if ((st = parse_save(r, r->s.save, err))) return st;
 
   /* the model's x0 clipped or thresholded at every call (process.c) */
-  if ((st = csde_x0_post_parse(r->s.x0_clip, r->s.x0_threshold, &r->P.x0, err))) goto fail;
+  if ((st = csde_x0_post_parse(r->s.x0_clip, r->s.x0_threshold, &r->P.x0, err))) return st;
   if (r->P.x0.kind != CSDE_X0_NONE && r->process == CSDE_RUN_FORWARD_SDE) {
     st = csde_err_set(err, CSDE_EINVAL, "forward-sde never calls the model: its x0 is not "
                                         "clipped or thresholded (give neither)");
-    csde_err_blame(err, r->P.x0.kind == CSDE_X0_CLIP ? CSDE_PARAM_X0_CLIP
-                                                     : CSDE_PARAM_X0_THRESHOLD, st);
-    goto fail;
+    return csde_err_blame(err, r->P.x0.kind == CSDE_X0_CLIP ? CSDE_PARAM_X0_CLIP
+                                                            : CSDE_PARAM_X0_THRESHOLD, st);
   }
 
   /* conditioning and classifier-free guidance (problem.h), applied by process.c */
-  if ((st = set_guidance(r, s, err))) goto fail;
+  if ((st = set_guidance(r, s, err))) return st;
 
   csde_noise_kind nk = CSDE_NOISE_STREAM;
   int known = !csde_noise_kind_lookup(r->s.noise, &nk);
   r->noise_path = nk == CSDE_NOISE_PATH;
   if (!known) {
     st = csde_err_set(err, CSDE_EINVAL, "expected stream or path, got '%s'", r->s.noise);
-    csde_err_blame(err, CSDE_PARAM_NOISE, st);
-    goto fail;
+    return csde_err_blame(err, CSDE_PARAM_NOISE, st);
   }
   if (r->noise_path && r->process != CSDE_RUN_FORWARD_SDE && r->process != CSDE_RUN_REVERSE_SDE) {
     st = csde_err_set(err, CSDE_EINVAL, "path applies to forward-sde and reverse-sde (%s draws "
                                         "no Brownian path)", process_names[r->process]);
-    csde_err_blame(err, CSDE_PARAM_NOISE, st);
-    goto fail;
+    return csde_err_blame(err, CSDE_PARAM_NOISE, st);
   }
+  return CSDE_SUCCESS;
+}
 
+/* The solve parameters r->par from the settings. */
+static int set_params(csde_run *r, const csde_run_settings *s, const csde_schedule *sched,
+                      csde_err *err)
+{
+  int st;
   r->par = csde_solve_default_params();
   r->par.eta = r->eta;
   /* "edm-heun:churn=S,...": the options go into par, the bare name is the solver */
   if ((st = csde_solver_spec_parse(r->s.solver, &r->par, r->solver_name, sizeof r->solver_name,
-                                   err))) {
-    csde_err_blame(err, CSDE_PARAM_SOLVER, st);
-    goto fail;
-  }
+                                   err)))
+    return csde_err_blame(err, CSDE_PARAM_SOLVER, st);
   r->par.solver = r->solver_name;
   r->par.steps = r->adaptive ? 0 : s->steps;
   r->par.grid = r->s.grid;
@@ -772,7 +760,15 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   r->par.preview = s->preview ? preview : NULL;
   r->par.preview_user = &r->ex;
   if (r->noise_path) r->par.noise = CSDE_NOISE_PATH;
+  return CSDE_SUCCESS;
+}
 
+/* The memory check, the solver, its grid, the save plan and hbeta. */
+static int alloc_solver(csde_run *r, const csde_run_settings *s, const csde_cov *C,
+                        const csde_schedule *sched, const csde_model *model, size_t batch,
+                        csde_err *err)
+{
+  int st;
   /* the memory it will take, before anything large is allocated */
   {
     mem_in in = {r->process, csde_solver_lookup(r->solver_name), r->adaptive, r->noise_path,
@@ -782,34 +778,29 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
                  r->tau, r->D, 0, r->P.x0.kind == CSDE_X0_THRESHOLD, r->P.guidance.uncond != NULL,
                  r->P.guidance.split, s->preview != 0};
     mem_estimate(&in, &r->mem);
-    if ((st = mem_check(&r->mem, s->max_memory, err))) goto fail;
+    if ((st = mem_check(&r->mem, s->max_memory, err))) return st;
   }
 
   /* the grid: where the fixed-step states fall (save times, the final step) */
   if (r->save_kind == CSDE_SAVE_TIMES && r->adaptive) {
     /* the adaptive solve lands on the save times: the plan first, then the solver */
-    if ((st = plan_times(r, err))) goto fail;
+    if ((st = plan_times(r, err))) return st;
     r->par.out_times = r->nout ? r->out : NULL;
     r->par.n_out_times = r->nout;
   }
-  if ((st = csde_solver_alloc(&r->solver, &r->P, &r->par, err))) goto fail;
+  if ((st = csde_solver_alloc(&r->solver, &r->P, &r->par, err))) return st;
   if (!r->adaptive) {
     size_t ns;
     const double *g = csde_solver_grid(r->solver, &ns);
     r->grid = malloc((ns + 1) * sizeof *r->grid);
-    if (!r->grid) {
-      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", ns);
-      goto fail;
-    }
+    if (!r->grid) return csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", ns);
     memcpy(r->grid, g, (ns + 1) * sizeof *g);
     r->nsteps = ns;
   }
-  if (r->save_kind == CSDE_SAVE_TIMES && r->grid && (st = plan_times(r, err))) goto fail;
+  if (r->save_kind == CSDE_SAVE_TIMES && r->grid && (st = plan_times(r, err))) return st;
   if (r->grid) { /* hbeta[k]: the largest |h| beta(t) of steps 0 .. k - 1 (either end) */
-    if (!(r->hbeta = malloc((r->nsteps + 1) * sizeof *r->hbeta))) {
-      st = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", r->nsteps);
-      goto fail;
-    }
+    if (!(r->hbeta = malloc((r->nsteps + 1) * sizeof *r->hbeta)))
+      return csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", r->nsteps);
     r->hbeta[0] = 0;
     for (size_t k = 0; k < r->nsteps; k++) {
       const double b = fmax(csde_schedule_beta(sched, r->grid[k]),
@@ -817,14 +808,51 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
       r->hbeta[k + 1] = fmax(r->hbeta[k], fabs(r->grid[k + 1] - r->grid[k]) * b);
     }
   }
+  return CSDE_SUCCESS;
+}
+
+int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C,
+                   const csde_schedule *sched, const csde_model *model, size_t batch,
+                   int shape_rank, const size_t *shape, csde_err *err)
+{
+  int st;
+  *out = NULL;
+  if (!s || !C || !sched || !shape || shape_rank < 1 || shape_rank > 3 || batch == 0)
+    return csde_err_set(err, CSDE_EINVAL, "a run needs settings, a covariance, a schedule, a "
+                                          "batch >= 1 and a frame shape of rank 1 to 3");
+  csde_run *r = calloc(1, sizeof *r);
+  if (!r) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  r->sched = sched;
+  r->batch = batch;
+  r->tau = csde_cov_tau(C);
+  r->rank = shape_rank;
+  if ((st = set_shape(r, batch, shape_rank, shape, err))) goto fail;
+  if ((st = set_process(r, s, err))) goto fail;
+  /* the discrete samplers are solver types too (solvers/ddpm.c, ddim.c), on the PF-ODE
+   * process: they draw their own noise */
+  const char *solver = default_solver(r->process, r->adaptive, s->solver);
+
+  r->P = csde_problem_default();
+  r->P.process = r->process >= CSDE_RUN_DDPM ? CSDE_PROC_PFODE : (csde_process)r->process;
+  r->P.tau = r->tau;
+  r->P.D = r->D;
+  r->P.batch = batch;
+  r->P.C = C;
+  r->P.sched = sched;
+  r->P.model = model;
+  if ((st = copy_settings(r, s, solver))) {
+    csde_err_set(err, st, "out of memory");
+    goto fail;
+  }
+  if ((st = check_settings(r, s, sched, err))) goto fail;
+  if ((st = set_params(r, s, sched, err))) goto fail;
+  if ((st = alloc_solver(r, s, C, sched, model, batch, err))) goto fail;
   r->capacity = capacity(r);
   r->noise_scale = noise_scale(C);
   r->s.t_start = r->t0;
   r->s.t_end = r->t1;
   *out = r;
   return CSDE_SUCCESS;
-fail_size:
-  csde_err_blame(err, CSDE_PARAM_SIZE, st);
 fail:
   csde_run_free(r);
   return st;
