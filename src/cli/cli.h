@@ -104,6 +104,16 @@ typedef struct {
   const char *arg;  /* what the value must be ("a positive integer"); NULL for a flag */
 } cli_option;
 
+/* Values of cli_option.arg that name a registry: a missing value's error then lists the
+ * registry's names (csde_cov_method_names, csde_schedule_names, csde_process_names,
+ * csde_run_process_names). */
+extern const char cli_arg_cov_method[], cli_arg_schedule[], cli_arg_process[],
+    cli_arg_run_process[];
+
+/* Help text from a registry: "  NAME" padded to column col - 1 (NAME alone on its line
+ * when longer), then text wrapped at 79 columns, continuation lines indented to col. */
+void cli_help_entry(size_t col, const char *name, const char *text);
+
 #define CLI_MAXOPT 48
 
 typedef struct {
