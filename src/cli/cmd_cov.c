@@ -99,7 +99,7 @@ static void help(void)
       DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, DEFAULT_ROWS, CSDE_COV_AUTO_TAU);
   const char *name, *form, *what;
   for (size_t i = 0; (name = csde_cov_family_entry(i, &form, &what)); i++)
-    cli_help_entry(31, form, what);
+    cli_help_entry(2, 31, form, what);
   printf(
       "  For example:\n"
       "    identity   ar1:rho=0.9   mixed:alpha=1   mixed:r=0.5\n"
@@ -110,7 +110,7 @@ static void help(void)
       "Methods. Exact ones represent C itself; circulant ones replace it by a\n"
       "circulant matrix and so change the model (the report says by how much).\n");
   for (size_t i = 0; (name = csde_cov_method_entry(i, &what)); i++)
-    cli_help_entry(20, name, what);
+    cli_help_entry(2, 20, name, what);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   printf(      "\n"
       "Examples:\n"

@@ -169,9 +169,9 @@ static char *(*registry_of(const char *arg))(char *, size_t)
   return NULL;
 }
 
-void cli_help_entry(size_t col, const char *name, const char *text)
+void cli_help_entry(size_t indent, size_t col, const char *name, const char *text)
 {
-  size_t at = (size_t)printf("  %s", name);
+  size_t at = (size_t)printf("%*s%s", (int)indent, "", name);
   if (at + 1 > col) at = (size_t)printf("\n%*s", (int)col, "") - 1;
   else at += (size_t)printf("%*s", (int)(col - at), "");
   while (*text) {
@@ -183,6 +183,22 @@ void cli_help_entry(size_t col, const char *name, const char *text)
     while (*text == ' ') text++;
   }
   printf("\n");
+}
+
+void cli_help_cov_methods(void)
+{
+  char names[256], text[300];
+  snprintf(text, sizeof text, "one of %s (default auto)",
+           csde_cov_method_names(names, sizeof names));
+  cli_help_entry(6, 25, "--cov-method M", text);
+}
+
+void cli_help_schedules(const char *dflt)
+{
+  const char *name, *form, *what;
+  cli_help_entry(6, 25, "--schedule SPEC", dflt);
+  for (size_t i = 0; (name = csde_schedule_entry(i, &form, &what)); i++)
+    cli_help_entry(25, 27, form, what);
 }
 
 int cli_getopt_next(cli_getopt *g, const char **arg)
