@@ -416,7 +416,7 @@ static int parse_args(int argc, char **argv, converge_args *a)
       if ((rc = cli_parse_size(CMD, "--frames", v, &a->tau))) return rc;
       break;
     case OPT_FRAME_SHAPE: a->shape_s = v; break;
-    case 'p':
+    case 'p': {
       csde_process pr;
       if (csde_process_parse(v, &pr, NULL)) {
         char names[128];
@@ -427,6 +427,7 @@ static int parse_args(int argc, char **argv, converge_args *a)
       a->process = (int)pr;
       a->process_s = v;
       break;
+    }
     case OPT_T_END: /* its side of the start needs the schedule: set_t_end */
       if ((rc = cli_parse_double(CMD, "--t-end", v, &a->t_end))) return rc;
       if (!(a->t_end >= 0 && a->t_end <= 1)) {
