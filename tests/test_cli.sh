@@ -320,5 +320,25 @@ expect_error "unknown format" "--format" 2 cov --format xml
 expect_error "stray argument" "stray" 2 cov stray
 expect_error "stray argument after --" "stray" 2 cov -- stray
 
+# ---- registries (issue 26): powerexp, added through the family table only ----
+run cov --cov powerexp:ell=2,p=1 --frames 4 --method dense --format csv
+# p = 1: c_k = e^(-k/2), ar1 with rho = e^(-1/2); entry (0, 3) is e^(-3/2)
+awk -F, '/^#/ { next } { exit !(($4 - exp(-1.5)) ^ 2 < 1e-28) } END { }' "$tmp/out" &&
+  [ $rc -eq 0 ] && grep -q '^[0-9]' "$tmp/out"
+ok $? "cov --cov powerexp:ell=2,p=1: C_03 = exp(-3/2)"
+for word in powerexp powerexp:ell=L,p=P; do
+  run cov --help
+  grep -qF -- "$word" "$tmp/out"
+  ok $? "cov --help lists the registry's family $word"
+done
+for cmd in sample converge; do
+  run $cmd --help
+  grep -qF -- "discrete:betas=b1,b2,..." "$tmp/out" && grep -qF -- "circulant-strang" "$tmp/out"
+  ok $? "$cmd --help lists every schedule form and covariance method from the registries"
+done
+expect_error "unknown family lists powerexp" "powerexp" 1 cov --cov nosuchfamily:x=1
+expect_error "powerexp p > 2" "p = 3" 1 cov --cov powerexp:ell=2,p=3
+expect_error "--method without a value lists the methods" "circulant-strang" 2 cov --method
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

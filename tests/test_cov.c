@@ -183,6 +183,7 @@ enum {
   F_M32,
   F_M52,
   F_RBF,
+  F_PEXP,
   F_TXT,
   F_H5COL,
   F_APITOEP,
@@ -206,6 +207,8 @@ static const family fams[] = {
     {"matern32:ell=4", F_M32, 4, 1, 0},
     {"matern52:ell=3,var=2", F_M52, 3, 2, 0},
     {"rbf:ell=2,nugget=1e-6", F_RBF, 2, 1, 1e-6},
+    {"powerexp:ell=3,p=1.5", F_PEXP, 3, 1.5, 0},
+    {"powerexp:ell=2,p=0.5", F_PEXP, 2, 0.5, 0},
     {"toeplitz:file=%s/col.txt", F_TXT, 0, 0, 0},
     {"toeplitz:file=%s/col.h5:/col", F_H5COL, 0, 0, 0},
     {"csde_cov_alloc_toeplitz", F_APITOEP, 0.6, 0, 0},
@@ -247,6 +250,7 @@ static void fam_col(const family *f, size_t tau, double *c)
     case F_RBF: /* V exp(-k^2 / (2 L^2)) + nugget at k = 0 */
       c[k] = f->b * exp(-kk * kk / (2 * f->a * f->a)) + (k == 0 ? f->c : 0.0);
       break;
+    case F_PEXP: c[k] = exp(-pow(kk / f->a, f->b)); break; /* exp(-(k/L)^p) */
     default: c[k] = NAN;
     }
   }

@@ -402,7 +402,9 @@ static void toeplitz_errors(void)
     const char *spec, *word;
   } dom[] = {{"matern32:ell=0", "ell"},          {"matern52:ell=-1", "ell"},
              {"rbf:ell=0", "ell"},               {"rbf:ell=1,var=0", "var"},
-             {"matern32:ell=2,var=-1", "var"},   {"rbf:ell=1,nugget=-0.5", "nugget"}};
+             {"matern32:ell=2,var=-1", "var"},   {"rbf:ell=1,nugget=-0.5", "nugget"},
+             {"powerexp:ell=0,p=1", "ell"},      {"powerexp:ell=2,p=0", "p"},
+             {"powerexp:ell=2,p=2.5", "p"},      {"powerexp:ell=2,p=-1", "p"}};
   for (size_t i = 0; i < sizeof dom / sizeof dom[0]; i++) {
     s = try_spec(dom[i].spec, 5, NULL, &err);
     snprintf(what, sizeof what, "%s: EDOM naming %s", dom[i].spec, dom[i].word);
@@ -465,7 +467,9 @@ static void toeplitz_errors(void)
   } bad[] = {{"wiener:h=0.5", "wiener"},      {"ar1:rho=0.5,beta=2", "beta"},
              {"identity:gamma=1", "gamma"},   {"ar1", "rho"},
              {"matern52:var=2", "ell"},       {"rbf:ell=two", "two"},
-             {"toeplitz:col=1,0.5,x", "x"},   {"", NULL}};
+             {"toeplitz:col=1,0.5,x", "x"},   {"powerexp:ell=2", "p"},
+             {"powerexp:p=1", "ell"},         {"powerexp:ell=2,p=1,var=3", "var"},
+             {"", NULL}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     s = try_spec(bad[i].spec, 5, NULL, &err);
     snprintf(what, sizeof what, "spec '%s': ESPEC%s%s", bad[i].spec, bad[i].word ? " naming " : "",

@@ -5,8 +5,8 @@
  *   y = C x,   y = V' z (colour white noise, V' V'^T = C),   y = C^-1 x,
  *   log det C, and the Mahalanobis form x^T C^-1 x per pixel.
  *
- * Families (spec strings, see csde_cov_alloc): identity, ar1, mixed, toeplitz, dense,
- * matern32, matern52, rbf. Methods:
+ * Families (spec strings, see csde_cov_alloc): the registry csde_cov_family_entry lists
+ * them (`corrsde cov --help` prints it). Methods (csde_cov_method_entry):
  *   dense            exact; eigen factor V sqrt(S) for V'; Cholesky solve for C^-1.
  *   dense-cholesky   exact; V' is the Cholesky factor L.
  *   circulant-tchan  T. Chan's circulant approximation of a Toeplitz C (changes the model).
@@ -87,22 +87,24 @@ typedef struct {
 
 CSDE_API csde_cov_params csde_cov_default_params(void);
 
-/* Parse a method name: auto, dense, dense-cholesky, circulant (= circulant-tchan),
- * circulant-tchan, circulant-strang, embed. Returns CSDE_ESPEC for anything else. */
+/* Parse a method name: one of csde_cov_method_names (circulant = circulant-tchan).
+ * Returns CSDE_ESPEC for anything else. */
 CSDE_API int csde_cov_method_parse(const char *name, csde_cov_method *out, csde_err *err);
 CSDE_API const char *csde_cov_method_name(csde_cov_method m);
 
-/* Build an operator from a spec string for tau frames.
- *   identity
- *   ar1:rho=R                      c_k = R^k, -1 < R < 1
- *   mixed:r=R | mixed:alpha=A      C = (1-r) I + r 11^T, r = A^2/(1+A^2), 0 <= r < 1
- *   toeplitz:col=c0,c1,...         first column; lags past the list are 0, a longer
- *                                  list is cut to tau
- *   toeplitz:file=F                F a text file of numbers, or F.h5:/dataset (1-D)
- *   dense:file=F.h5:/dataset       a tau x tau matrix
- *   matern32:ell=L[,var=V][,nugget=N]   V (1 + a) e^-a,            a = sqrt3 k / L
- *   matern52:ell=L[,var=V][,nugget=N]   V (1 + a + a^2/3) e^-a,    a = sqrt5 k / L
- *   rbf:ell=L[,var=V][,nugget=N]        V exp(-k^2 / (2 L^2)); nugget adds N to c_0
+/* The registries of covariance families and methods, in their order. The i-th entry's
+ * name, or NULL past the last; *form (families: the spec's forms, " | " between them) and
+ * *summary (one sentence) are set when not NULL. Static strings. */
+CSDE_API const char *csde_cov_family_entry(size_t i, const char **form, const char **summary);
+CSDE_API const char *csde_cov_method_entry(size_t i, const char **summary);
+/* The names joined by ", " into buf ("identity, ar1, ..."; "auto, dense, ..."), cut to
+ * len - 1 characters. Returns buf. */
+CSDE_API char *csde_cov_family_names(char *buf, size_t len);
+CSDE_API char *csde_cov_method_names(char *buf, size_t len);
+
+/* Build an operator from a spec string for tau frames: a family's spec
+ * (csde_cov_family_entry gives each family's forms and formula), e.g.
+ *   identity   ar1:rho=0.9   mixed:r=0.5   toeplitz:col=1,0.5   matern32:ell=4
  * params may be NULL (defaults). The spec string is copied. */
 CSDE_API int csde_cov_alloc(csde_cov **out, const char *spec, size_t tau,
                    const csde_cov_params *params, csde_err *err);

@@ -27,6 +27,8 @@ typedef enum {
 /* "forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode". */
 CSDE_API int csde_process_parse(const char *name, csde_process *out, csde_err *err);
 CSDE_API const char *csde_process_name(csde_process p);
+/* The names joined by ", " into buf ("forward-sde, reverse-sde, ..."). Returns buf. */
+CSDE_API char *csde_process_names(char *buf, size_t len);
 CSDE_API int csde_process_is_sde(csde_process p);
 
 /* x0 post-processing: at every model call at a time t with alpha = sqrt(abar(t)) > 0 and

@@ -45,6 +45,8 @@ typedef enum {
 CSDE_API int csde_run_process_parse(const char *spec, csde_run_process *p, double *eta,
                                     csde_err *err);
 CSDE_API const char *csde_run_process_name(csde_run_process p);
+/* The forms joined by ", " into buf ("forward-sde, ..., ddpm, ddim[:eta=E]"). Returns buf. */
+CSDE_API char *csde_run_process_names(char *buf, size_t len);
 
 typedef enum { CSDE_SAVE_FINAL = 0, CSDE_SAVE_EVERY, CSDE_SAVE_TIMES } csde_save_kind;
 

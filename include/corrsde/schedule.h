@@ -47,6 +47,15 @@ CSDE_API int csde_schedule_alloc_discrete(csde_schedule **out, const double *bet
                                  csde_err *err);
 CSDE_API void csde_schedule_free(csde_schedule *s); /* accepts NULL */
 
+/* The registry of schedule forms, in its order: the i-th form's name ("cosine"), or NULL
+ * past the last; *form ("cosine[:s=0.008]", defaults shown) and *summary (its formula and
+ * ranges) are set when not NULL. Static strings. */
+CSDE_API const char *csde_schedule_entry(size_t i, const char **form, const char **summary);
+/* The names ("vp-linear, cosine, ...") or the forms joined by ", " into buf, cut to
+ * len - 1 characters. Return buf. */
+CSDE_API char *csde_schedule_names(char *buf, size_t len);
+CSDE_API char *csde_schedule_forms(char *buf, size_t len);
+
 /* The canonical spec with every parameter, numbers in their shortest exact form, e.g.
  * "vp-linear:bmin=0.1,bmax=20". A discrete schedule lists all its betas
  * ("discrete:betas=..."); csde_schedule_alloc reads specs up to 4095 characters.

@@ -25,13 +25,18 @@ from . import _corrsde
 from ._corrsde import Error
 
 __all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "converge", "Error",
-           "OUTPUTS", "PROCESSES", "solvers", "__version__"]
+           "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers",
+           "__version__"]
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
 OUTPUTS = ("score", "cscore", "noise", "x0", "v")
-#: the processes and samplers solve() runs
-PROCESSES = ("forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode", "ddpm", "ddim")
+#: the processes and samplers solve() runs, the covariance families and methods, the schedule
+#: forms: the library's registries (corrsde cov/sample --help list them)
+PROCESSES = _corrsde.registry("process")
+COV_FAMILIES = _corrsde.registry("cov")
+COV_METHODS = _corrsde.registry("cov-method")
+SCHEDULES = _corrsde.registry("schedule")
 
 
 def solvers():
@@ -60,9 +65,9 @@ class Cov:
     """The frame covariance C (tau x tau) as an operator: dense factors for short clips,
     FFT circulant and embedding methods for long ones (corrsde/cov.h).
 
-    spec: identity, ar1:rho=R, mixed:r=R, toeplitz:col=c0,c1,..., matern32:ell=L,
-    matern52:ell=L, rbf:ell=L, dense:file=F.h5:/dset; method: auto, dense,
-    dense-cholesky, circulant, circulant-strang, embed.
+    spec: a family of corrsde.COV_FAMILIES with its parameters (ar1:rho=R, mixed:r=R,
+    powerexp:ell=L,p=P, ...: `corrsde cov --help` gives each form); method: one of
+    corrsde.COV_METHODS.
     """
 
     def __init__(self, spec, frames, method="auto"):

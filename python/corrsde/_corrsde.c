@@ -1416,6 +1416,35 @@ done:
 }
 
 /* solvers() -> [(name, alias, summary, processes, options)] from the registry */
+/* registry(kind) -> the names of a registry, in its order: "cov" (covariance families),
+ * "cov-method", "process" (what solve() runs: csde_run_process_names), "schedule". */
+static PyObject *py_registry(PyObject *self, PyObject *args)
+{
+  const char *kind;
+  char buf[1024];
+  (void)self;
+  if (!PyArg_ParseTuple(args, "s", &kind)) return NULL;
+  if (!strcmp(kind, "cov")) csde_cov_family_names(buf, sizeof buf);
+  else if (!strcmp(kind, "cov-method")) csde_cov_method_names(buf, sizeof buf);
+  else if (!strcmp(kind, "process")) csde_run_process_names(buf, sizeof buf);
+  else if (!strcmp(kind, "schedule")) csde_schedule_names(buf, sizeof buf);
+  else
+    return PyErr_Format(PyExc_ValueError,
+                        "registry: expected cov, cov-method, process or schedule, got '%s'", kind);
+  PyObject *l = PyList_New(0);
+  for (char *w = buf; l && *w;) { /* "a, b[:k=V], c" -> ("a", "b", "c") */
+    size_t n = strcspn(w, ",[:");
+    PyObject *o = PyUnicode_FromStringAndSize(w, (Py_ssize_t)n);
+    if (!o || PyList_Append(l, o)) Py_CLEAR(l);
+    Py_XDECREF(o);
+    w += strcspn(w, ",");
+    w += strspn(w, ", ");
+  }
+  PyObject *t = l ? PyList_AsTuple(l) : NULL;
+  Py_XDECREF(l);
+  return t;
+}
+
 static PyObject *py_solvers(PyObject *self, PyObject *args)
 {
   (void)self;
@@ -1699,6 +1728,7 @@ static void end_loan(PyObject *cap)
 static const csde_py_capi capi = {CSDE_PY_CAPI_VERSION, lend_cov, lend_schedule, end_loan};
 
 static PyMethodDef methods[] = {
+    {"registry", py_registry, METH_VARARGS, "registry(kind) -> (name, ...): cov, cov-method, process, schedule"},
     {"solvers", py_solvers, METH_NOARGS, "solvers() -> [(name, alias, summary, processes, options)]"},
     {"cov_new", py_cov_new, METH_VARARGS, "cov_new(spec, tau, method) -> handle"},
     {"cov_info", py_cov_info, METH_O, "cov_info(h) -> (spec, method, noise_dim, singular)"},

@@ -104,6 +104,20 @@ typedef struct {
   const char *arg;  /* what the value must be ("a positive integer"); NULL for a flag */
 } cli_option;
 
+/* Values of cli_option.arg that name a registry: a missing value's error then lists the
+ * registry's names (csde_cov_method_names, csde_schedule_names, csde_process_names,
+ * csde_run_process_names). */
+extern const char cli_arg_cov_method[], cli_arg_schedule[], cli_arg_process[],
+    cli_arg_run_process[];
+
+/* Help text from a registry: NAME after indent spaces, padded to column col (NAME alone
+ * on its line when longer), then text wrapped at 79 columns, continuation lines indented
+ * to col. cli_help_cov_methods and cli_help_schedules print the --cov-method and
+ * --schedule entries of sample and converge from the registries (dflt: the default). */
+void cli_help_entry(size_t indent, size_t col, const char *name, const char *text);
+void cli_help_cov_methods(void);
+void cli_help_schedules(const char *dflt);
+
 #define CLI_MAXOPT 48
 
 typedef struct {

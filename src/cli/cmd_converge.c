@@ -68,18 +68,17 @@ enum {
 static const cli_option converge_options[] = {
   {"model", 'm', CLI_MODEL_FORMS},
   {"cov", 'c', "a covariance spec such as ar1:rho=0.9"},
-  {"cov-method", OPT_COV_METHOD, "auto, dense, dense-cholesky, circulant, circulant-tchan, "
-                                  "circulant-strang or embed"},
+  {"cov-method", OPT_COV_METHOD, cli_arg_cov_method},
   {"frames", 't', "a positive integer"},
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
-  {"process", 'p', "forward-sde, reverse-sde, pf-ode or pf-ode-encode"},
+  {"process", 'p', cli_arg_process},
   {"t-end", OPT_T_END, "a time in [0, 1]"},
   {"solvers", OPT_SOLVERS, "a comma-separated list of solver names (corrsde sample --help)"},
   {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
   {"paths", OPT_PATHS, "an integer >= 2"},
   {"reference", OPT_REFERENCE, "exact, fine, fine:LEVEL or fine:SOLVER:rtol=R"},
-  {"schedule", OPT_SCHEDULE, CLI_SCHEDULE_FORMS},
+  {"schedule", OPT_SCHEDULE, cli_arg_schedule},
   {"seed", OPT_SEED, "a non-negative integer"},
   {"threads", 'j', "a positive integer"},
   {"bootstrap", OPT_BOOT, "an integer >= 100"},
@@ -95,9 +94,6 @@ static const cli_option converge_options[] = {
   {0},
 };
 
-static const char *const process_names[] = {"forward-sde", "reverse-sde", "pf-ode",
-                                            "pf-ode-encode", NULL};
-#define PROCESS_FORMS "forward-sde, reverse-sde, pf-ode or pf-ode-encode"
 static const char *const error_names[] = {"strong", "weak-mean", "weak-cov", "ode", NULL};
 
 typedef struct {
@@ -143,21 +139,23 @@ static void help(void)
       "  -c, --cov SPEC         noise covariance C along the frame axis (default "
       DEFAULT_COV ";\n"
       "                         see 'corrsde cov --help')\n"
-      "      --cov-method M     auto (default), dense, dense-cholesky, circulant,\n"
-      "                         circulant-tchan, circulant-strang or embed\n"
+      "");
+  cli_help_cov_methods();
+  printf(
       "  -t, --frames TAU       frames per video (default %d)\n"
       "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
-      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default), cosine[:s=0.008]\n"
-      "                         (0 <= s <= " CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX)
-      "; T = 0.999 with cosine), ddpm-linear[:n=N]\n"
+      "",
+      DEFAULT_TAU);
+  cli_help_schedules("the noise schedule (default vp-linear), one of:");
+  printf(
+      ""
       "  -p, --process P        pf-ode (default; T=1 -> eps=1e-3), pf-ode-encode\n"
       "                         (eps -> T), forward-sde (0 -> T), reverse-sde (T -> eps)\n"
       "      --t-end E          the end time of the solves (as in 'corrsde sample'):\n"
       "                         eps for pf-ode and reverse-sde (default 1e-3; 0 <= E < T),\n"
       "                         T for forward-sde and pf-ode-encode (default 1, 0.999\n"
       "                         with cosine; start < E <= 1 with beta(E) finite)\n"
-      "\n",
-      DEFAULT_TAU);
+      "\n");
   printf(
       "Experiment:\n"
       "      --solvers S1,S2    solvers that fit the process (default " DEFAULT_ODE_SOLVERS
@@ -406,8 +404,9 @@ static int parse_args(int argc, char **argv, converge_args *a)
     case OPT_COV_METHOD: {
       csde_cov_method m;
       if (csde_cov_method_parse(v, &m, NULL)) {
-        cli_error(CMD, "--cov-method: expected one of auto, dense, dense-cholesky, "
-                       "circulant, circulant-tchan, circulant-strang, embed, got '%s'", v);
+        char names[256];
+        cli_error(CMD, "--cov-method: expected one of %s, got '%s'",
+                  csde_cov_method_names(names, sizeof names), v);
         return CLI_EUSAGE;
       }
       a->cov_method = v;
@@ -417,11 +416,18 @@ static int parse_args(int argc, char **argv, converge_args *a)
       if ((rc = cli_parse_size(CMD, "--frames", v, &a->tau))) return rc;
       break;
     case OPT_FRAME_SHAPE: a->shape_s = v; break;
-    case 'p':
-      if ((rc = cli_parse_choice(CMD, "--process", v, process_names, &idx))) return rc;
-      a->process = idx;
+    case 'p': {
+      csde_process pr;
+      if (csde_process_parse(v, &pr, NULL)) {
+        char names[128];
+        cli_error(CMD, "--process: expected one of %s, got '%s'",
+                  csde_process_names(names, sizeof names), v);
+        return CLI_EUSAGE;
+      }
+      a->process = (int)pr;
       a->process_s = v;
       break;
+    }
     case OPT_T_END: /* its side of the start needs the schedule: set_t_end */
       if ((rc = cli_parse_double(CMD, "--t-end", v, &a->t_end))) return rc;
       if (!(a->t_end >= 0 && a->t_end <= 1)) {
@@ -525,13 +531,13 @@ static int check_combinations(converge_args *a)
     if (!csde_solver_type_fits(csde_solver_lookup(a->solvers[i]), (csde_process)a->process)) {
       char names[256];
       cli_error(CMD, "--solvers: '%s' does not fit %s (solvers that do: %s)", a->solvers[i],
-                process_names[a->process], csde_solver_names((int)a->process, names,
+                csde_process_name((csde_process)a->process), csde_solver_names((int)a->process, names,
                                                              sizeof names));
       return CLI_EUSAGE;
     }
   if (a->kind == CSDE_CONV_ODE && sde) {
     cli_error(CMD, "--error ode: the deterministic error needs pf-ode or pf-ode-encode; for %s "
-                   "use strong, weak-mean or weak-cov", process_names[a->process]);
+                   "use strong, weak-mean or weak-cov", csde_process_name((csde_process)a->process));
     return CLI_EUSAGE;
   }
   if (a->ref == CSDE_CONV_REF_EXACT && a->kind == CSDE_CONV_STRONG) {
@@ -712,7 +718,7 @@ static void gmm_mismatch(const cli_model *m, const double *Cmat, double abar, do
 static int set_t_end(const converge_args *a, converge_run *r)
 {
   const double e = a->t_end;
-  const char *proc = process_names[a->process];
+  const char *proc = csde_process_name((csde_process)a->process);
   if (!a->t_end_s) return CLI_OK;
   if (a->process == CSDE_PROC_FORWARD_SDE || a->process == CSDE_PROC_PFODE_ENCODE) {
     double t0 = a->process == CSDE_PROC_FORWARD_SDE ? 0.0 : r->P.eps;
@@ -755,7 +761,7 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
   if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
-                           model_batch(a), process_names[a->process], &r->model)) ||
+                           model_batch(a), csde_process_name((csde_process)a->process), &r->model)) ||
       (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
     return rc;
   r->P = csde_problem_default();
@@ -799,7 +805,7 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   case CSDE_PROC_PFODE_ENCODE:
     if (!cli_model_has_data_law(&r->model)) {
       cli_error(CMD, "--model: %s starts from the data law, and a plugin has none (expected a "
-                     "gaussian or gmm model, or reverse-sde/pf-ode)", process_names[a->process]);
+                     "gaussian or gmm model, or reverse-sde/pf-ode)", csde_process_name((csde_process)a->process));
       return CLI_EUSAGE;
     }
     if (gauss && a->process == CSDE_PROC_PFODE_ENCODE) {
@@ -866,7 +872,7 @@ static int hook_alloc(void *user, int t, const csde_model **model, void **state,
   } else {
     /* the same spec again: one model object per thread (model.h) */
     if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->shape_rank,
-                       r->a->shape, model_batch(r->a), process_names[r->a->process],
+                       r->a->shape, model_batch(r->a), csde_process_name((csde_process)r->a->process),
                        &ts->model) ||
         cli_model_prepare_score(CMD, &ts->model)) {
       free(ts);
@@ -948,7 +954,7 @@ static void print_header(FILE *f, const converge_args *a, const converge_run *r,
     n += (size_t)snprintf(shape + n, sizeof shape - n, "%s%zu", i ? "x" : "", a->shape[i]);
   fprintf(f, "corrsde converge: %s, %s error, solvers %s, levels %u..%u (%zu..%zu steps), "
              "%zu paths\n",
-          process_names[a->process], csde_conv_kind_name(a->kind), a->solvers_s, a->k0, a->k1,
+          csde_process_name((csde_process)a->process), csde_conv_kind_name(a->kind), a->solvers_s, a->k0, a->k1,
           res->steps[0], res->steps[res->L - 1], a->paths);
   fprintf(f, "problem: model %s; C %s (%s); %zu frames of %s; schedule %s; t %g -> %g\n",
           r->model.spec, csde_cov_spec(r->C), csde_cov_method_name(csde_cov_method_of(r->C)),

@@ -26,8 +26,7 @@ enum { OPT_FULL = 256, OPT_FORMAT, OPT_EIG };
 static const cli_option cov_options[] = {
   {"cov", 'c', "a covariance spec such as ar1:rho=0.9"},
   {"frames", 't', "a positive integer"},
-  {"method", 'm', "auto, dense, dense-cholesky, circulant, circulant-tchan, "
-                  "circulant-strang or embed"},
+  {"method", 'm', cli_arg_cov_method},
   {"rows", 'k', "a positive integer"},
   {"full", OPT_FULL, NULL},
   {"eigenvalues", OPT_EIG, NULL},
@@ -96,46 +95,24 @@ static void help(void)
       "100000 frames). dense and dense-cholesky (and auto below %d frames) form\n"
       "tau x tau matrices.\n"
       "\n"
-      "Covariance specs. All but dense are Toeplitz: C_ij = c_k with k = |i - j|.\n"
-      "  identity                   C = I: independent frames\n"
-      "  ar1:rho=R                  c_k = R^k, -1 < R < 1 (progressive noise, AR(1))\n"
-      "  mixed:r=R                  C = (1 - R) I + R 11^T, 0 <= R < 1: a noise shared\n"
-      "                             by all frames plus an independent one per frame\n"
-      "  mixed:alpha=A              the same with R = A^2 / (1 + A^2)\n"
-      "  toeplitz:col=C0,C1,...     the first column; lags past the list are 0, a\n"
-      "                             longer list is cut to tau\n"
-      "  toeplitz:file=F            the first column from a text file of numbers\n"
-      "  toeplitz:file=F.h5:/DSET   ... or from a 1-D HDF5 dataset\n"
-      "  dense:file=F.h5:/DSET      any symmetric PSD tau x tau matrix, from HDF5\n"
-      "  matern32:ell=L[,var=V][,nugget=N]\n"
-      "                             c_k = V (1 + a) e^-a, a = sqrt(3) k / L\n"
-      "  matern52:ell=L[,var=V][,nugget=N]\n"
-      "                             c_k = V (1 + a + a^2/3) e^-a, a = sqrt(5) k / L\n"
-      "  rbf:ell=L[,var=V][,nugget=N]\n"
-      "                             c_k = V exp(-k^2 / (2 L^2))\n"
-      "                             For these three V defaults to 1 and the nugget N\n"
-      "                             (default 0) is added to c_0: a small nugget keeps\n"
-      "                             a smooth kernel such as rbf positive definite.\n"
+      "Covariance specs. All but dense are Toeplitz: C_ij = c_k with k = |i - j|.\n",
+      DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, DEFAULT_ROWS, CSDE_COV_AUTO_TAU);
+  const char *name, *form, *what;
+  for (size_t i = 0; (name = csde_cov_family_entry(i, &form, &what)); i++)
+    cli_help_entry(2, 31, form, what);
+  printf(
       "  For example:\n"
       "    identity   ar1:rho=0.9   mixed:alpha=1   mixed:r=0.5\n"
       "    toeplitz:col=1,0.5,0.25   toeplitz:file=col.txt   toeplitz:file=col.h5:/col\n"
       "    dense:file=C.h5:/C   matern32:ell=4   matern52:ell=4,var=1,nugget=1e-6\n"
       "    rbf:ell=4,nugget=1e-6\n"
-      "\n",
-      DEFAULT_TAU, DEFAULT_ROWS, FULL_TAU, FULL_TAU, DEFAULT_ROWS, CSDE_COV_AUTO_TAU);
-  /* in parts: C99 compilers need not take string literals over 4095 characters */
-  printf("Methods. Exact ones represent C itself; circulant ones replace it by a\n"
-      "circulant matrix and so change the model (the report says by how much).\n"
-      "  auto              exact: dense below %d frames, embed from there on\n"
-      "                    (dense for dense:file); never an approximation\n"
-      "  dense             exact: eigendecomposition C = V S V^T; noise V sqrt(S) z\n"
-      "  dense-cholesky    exact: Cholesky factor C = L L^T; noise L z\n"
-      "  circulant-tchan   T. Chan's circulant approximation of a Toeplitz C\n"
-      "  circulant         the same as circulant-tchan\n"
-      "  circulant-strang  Strang's circulant approximation (may be indefinite)\n"
-      "  embed             exact for a Toeplitz C: FFTs through a PSD circulant\n"
-      "                    embedding of size m (white noise z then has m rows)\n"
       "\n"
+      "Methods. Exact ones represent C itself; circulant ones replace it by a\n"
+      "circulant matrix and so change the model (the report says by how much).\n");
+  for (size_t i = 0; (name = csde_cov_method_entry(i, &what)); i++)
+    cli_help_entry(2, 20, name, what);
+  /* in parts: C99 compilers need not take string literals over 4095 characters */
+  printf(      "\n"
       "Examples:\n"
       "  corrsde cov                                      AR(1), rho = 0.9, 16 frames\n"
       "  corrsde cov --cov mixed:alpha=1 --frames 8 --full\n"
@@ -145,8 +122,7 @@ static void help(void)
       "\n"
       "Exit status: 0 on success; 1 when the library rejects the covariance (a\n"
       "parameter out of range, an unreadable file, a matrix that is not PSD);\n"
-      "2 for a malformed command line.\n",
-      CSDE_COV_AUTO_TAU);
+      "2 for a malformed command line.\n");
 }
 
 static int parse_args(int argc, char **argv, cov_args *a)
@@ -176,8 +152,9 @@ static int parse_args(int argc, char **argv, cov_args *a)
       csde_err err;
       csde_err_clear(&err);
       if (csde_cov_method_parse(v, &a->method, &err)) {
-        cli_error(CMD, "--method: expected one of auto, dense, dense-cholesky, circulant, "
-                       "circulant-tchan, circulant-strang, embed, got '%s'", v);
+        char names[256];
+        cli_error(CMD, "--method: expected one of %s, got '%s'",
+                  csde_cov_method_names(names, sizeof names), v);
         return CLI_EUSAGE;
       }
       a->method_name = v;

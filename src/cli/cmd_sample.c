@@ -64,18 +64,17 @@ enum {
 static const cli_option sample_options[] = {
   {"model", 'm', CLI_MODEL_FORMS},
   {"cov", 'c', "a covariance spec such as ar1:rho=0.9"},
-  {"cov-method", OPT_COV_METHOD, "auto, dense, dense-cholesky, circulant, circulant-tchan, "
-                                  "circulant-strang or embed"},
+  {"cov-method", OPT_COV_METHOD, cli_arg_cov_method},
   {"frames", 't', "a positive integer"},
   {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
   {"batch", 'b', "a positive integer"},
-  {"process", 'p', "forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm or ddim[:eta=E]"},
+  {"process", 'p', cli_arg_run_process},
   {"solver", 's', "a solver name (corrsde sample --help lists them)"},
   {"steps", 'n', "a positive integer"},
   {"grid", OPT_GRID, "uniform, quadratic, karras[:rho=R], logsnr or list:t0,t1,..."},
   {"rtol", OPT_RTOL, "a number >= 0"},
   {"atol", OPT_ATOL, "a number >= 0"},
-  {"schedule", OPT_SCHEDULE, CLI_SCHEDULE_FORMS},
+  {"schedule", OPT_SCHEDULE, cli_arg_schedule},
   {"t-start", OPT_T_START, "a time in [0, 1]"},
   {"t-end", OPT_T_END, "a time in [0, 1]"},
   {"seed", OPT_SEED, "a non-negative integer"},
@@ -145,16 +144,16 @@ static void help(void)
       "  -c, --cov SPEC         noise covariance C along the frame axis (default "
       DEFAULT_COV ";\n"
       "                         see 'corrsde cov --help' for the forms)\n"
-      "      --cov-method M     auto (default), dense, dense-cholesky, circulant,\n"
-      "                         circulant-tchan, circulant-strang or embed\n"
+      "");
+  cli_help_cov_methods();
+  printf(
       "  -t, --frames TAU       frames per video (default %d)\n"
       "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
       "  -b, --batch B          videos per run (default %d)\n"
-      "      --schedule SPEC    vp-linear[:bmin=0.1,bmax=20] (default; 0 <= bmin <= bmax),\n"
-      "                         cosine[:s=0.008] (0 <= s <= " CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX)
-      ": a larger s only loses\n"
-      "                         accuracy, abar(t) being (1 - t)^2 to 1e-8 there),\n"
-      "                         ddpm-linear[:n=1000,b1=1e-4,bN=0.02] (the default for ddpm)\n"
+      "",
+      DEFAULT_TAU, DEFAULT_BATCH);
+  cli_help_schedules("the noise schedule (default vp-linear; ddpm-linear for ddpm), one of:");
+  printf(
       "\n"
       "Process and solver:\n"
       "  -p, --process P        forward-sde       0 -> T, from the data\n"
@@ -166,8 +165,7 @@ static void help(void)
       "                         ddim[:eta=E]      DDIM on --steps steps, 0 <= E <= 1\n"
       "                                           (default 0: deterministic)\n"
       "  -s, --solver S         em (default; rk45 with --rtol/--atol), or one of these\n"
-      "                         (fixed steps; 'adaptive' also takes --rtol/--atol):\n",
-      DEFAULT_TAU, DEFAULT_BATCH);
+      "                         (fixed steps; 'adaptive' also takes --rtol/--atol):\n");
   for (const csde_solver_type *const *t = csde_solver_types(); *t; t++) { /* the registry */
     char opts[256];
     printf("      %-15s %s\n", csde_solver_type_name(*t), csde_solver_type_summary(*t));
@@ -371,8 +369,9 @@ static int parse_args(int argc, char **argv, sample_args *a)
     case OPT_COV_METHOD: {
       csde_cov_method m;
       if (csde_cov_method_parse(v, &m, NULL)) {
-        cli_error(CMD, "--cov-method: expected one of auto, dense, dense-cholesky, "
-                       "circulant, circulant-tchan, circulant-strang, embed, got '%s'", v);
+        char names[256];
+        cli_error(CMD, "--cov-method: expected one of %s, got '%s'",
+                  csde_cov_method_names(names, sizeof names), v);
         return CLI_EUSAGE;
       }
       a->cov_method = v;

@@ -15,6 +15,10 @@
 #include <libgen.h>
 
 #include "cli/cli.h"
+#include "corrsde/cov.h"
+#include "corrsde/problem.h"
+#include "corrsde/run.h"
+#include "corrsde/schedule.h"
 #include "corrsde/status.h"
 #include "io/h5traj.h"
 #include "io/outfile.h"
@@ -152,6 +156,51 @@ static void unknown_option(const cli_getopt *g, const char *word)
   cli_error(g->cmd, "unknown option '%s' (see 'corrsde %s --help')", name, g->cmd);
 }
 
+const char cli_arg_cov_method[] = "a covariance method", cli_arg_schedule[] = "a schedule",
+           cli_arg_process[] = "a process", cli_arg_run_process[] = "a process";
+
+/* The names function of a registry an option's arg names, or NULL. */
+static char *(*registry_of(const char *arg))(char *, size_t)
+{
+  if (arg == cli_arg_cov_method) return csde_cov_method_names;
+  if (arg == cli_arg_schedule) return csde_schedule_names;
+  if (arg == cli_arg_process) return csde_process_names;
+  if (arg == cli_arg_run_process) return csde_run_process_names;
+  return NULL;
+}
+
+void cli_help_entry(size_t indent, size_t col, const char *name, const char *text)
+{
+  size_t at = (size_t)printf("%*s%s", (int)indent, "", name);
+  if (at + 1 > col) at = (size_t)printf("\n%*s", (int)col, "") - 1;
+  else at += (size_t)printf("%*s", (int)(col - at), "");
+  while (*text) {
+    size_t w = strcspn(text, " ");
+    if (at > col && at + 1 + w > 79) at = (size_t)printf("\n%*s", (int)col, "") - 1;
+    else if (at > col) at += (size_t)printf(" ");
+    at += (size_t)printf("%.*s", (int)w, text);
+    text += w;
+    while (*text == ' ') text++;
+  }
+  printf("\n");
+}
+
+void cli_help_cov_methods(void)
+{
+  char names[256], text[300];
+  snprintf(text, sizeof text, "one of %s (default auto)",
+           csde_cov_method_names(names, sizeof names));
+  cli_help_entry(6, 25, "--cov-method M", text);
+}
+
+void cli_help_schedules(const char *dflt)
+{
+  const char *name, *form, *what;
+  cli_help_entry(6, 25, "--schedule SPEC", dflt);
+  for (size_t i = 0; (name = csde_schedule_entry(i, &form, &what)); i++)
+    cli_help_entry(25, 27, form, what);
+}
+
 int cli_getopt_next(cli_getopt *g, const char **arg)
 {
   int c = getopt_long(g->argc, g->argv, g->so, g->lo, NULL);
@@ -170,7 +219,12 @@ int cli_getopt_next(cli_getopt *g, const char **arg)
   }
   if (c == ':') {
     const cli_option *o = find_by_val(g, optopt);
-    if (o)
+    char *(*names)(char *, size_t) = o ? registry_of(o->arg) : NULL;
+    char buf[1024];
+    if (names)
+      cli_error(g->cmd, "--%s: missing value (expected one of %s)", o->name,
+                names(buf, sizeof buf));
+    else if (o)
       cli_error(g->cmd, "--%s: missing value (expected %s)", o->name, o->arg);
     else
       cli_error(g->cmd, "option '%s' needs a value", g->argv[optind - 1]);

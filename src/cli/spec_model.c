@@ -28,8 +28,9 @@ int cli_spec_cov(const char *cmd, const char *spec, const char *method, size_t t
   csde_err_clear(&err);
   *out = NULL;
   if (method && csde_cov_method_parse(method, &p.method, &err)) {
-    cli_error(cmd, "--cov-method: expected one of auto, dense, dense-cholesky, circulant, "
-                   "circulant-tchan, circulant-strang, embed, got '%s'", method);
+    char names[256];
+    cli_error(cmd, "--cov-method: expected one of %s, got '%s'",
+              csde_cov_method_names(names, sizeof names), method);
     return CLI_EUSAGE;
   }
   if (csde_cov_alloc(out, spec, tau, &p, &err)) {
@@ -56,7 +57,9 @@ int cli_spec_schedule(const char *cmd, const char *spec, csde_schedule **out)
   *out = NULL;
   if (csde_schedule_alloc(out, spec, &err)) {
     const char *msg = err.msg[0] ? err.msg : csde_strerror(err.status);
-    cli_error(cmd, "--schedule '%s': %s (forms: %s)", spec, msg, CLI_SCHEDULE_FORMS);
+    char forms[512];
+    cli_error(cmd, "--schedule '%s': %s (forms: %s)", spec, msg,
+              csde_schedule_forms(forms, sizeof forms));
     return CLI_EFAIL;
   }
   return CLI_OK;

@@ -32,9 +32,6 @@
   "python:FILE.py:NAME[:ARGS]"
 #define CLI_STR_(x) #x
 #define CLI_STR(x) CLI_STR_(x)
-#define CLI_SCHEDULE_FORMS                                                                   \
-  "vp-linear[:bmin=B0,bmax=B1] (0 <= B0 <= B1), cosine[:s=S] (0 <= S <= "                  \
-  CLI_STR(CSDE_SCHEDULE_COSINE_S_MAX) ") or ddpm-linear[:n=N]"
 #define CLI_SHAPE_FORMS "D, HxW or CxHxW with positive integers (e.g. 32x32)"
 #define CLI_INIT_FORMS "FILE.h5 or FILE.h5:/dataset holding [B, tau, *SHAPE]"
 

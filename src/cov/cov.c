@@ -12,25 +12,55 @@
 #include "core/util.h"
 #include "cov/cov_internal.h"
 
+#define CSDE_COV_STR_(x) #x
+#define CSDE_COV_STR(x) CSDE_COV_STR_(x)
+
 csde_cov_params csde_cov_default_params(void)
 {
   csde_cov_params p = {CSDE_COV_AUTO, 1e-12, 0, 0, 1e-12};
   return p;
 }
 
+/* The methods' registry, in the order help texts list them; an alias (circulant) is never
+ * a method's csde_cov_method_name. */
 static const struct {
   const char *name;
   csde_cov_method m;
+  int alias;
+  const char *summary;
 } method_names[] = {
-    {"auto", CSDE_COV_AUTO},
-    {"dense", CSDE_COV_DENSE},
-    {"dense-cholesky", CSDE_COV_DENSE_CHOLESKY},
-    {"circulant-tchan", CSDE_COV_CIRC_TCHAN},
-    {"circulant", CSDE_COV_CIRC_TCHAN},
-    {"circulant-strang", CSDE_COV_CIRC_STRANG},
-    {"embed", CSDE_COV_EMBED},
+    {"auto", CSDE_COV_AUTO, 0,
+     "exact: dense below " CSDE_COV_STR(CSDE_COV_AUTO_TAU) " frames, embed from there on "
+     "(dense for dense:file); never an approximation"},
+    {"dense", CSDE_COV_DENSE, 0, "exact: eigendecomposition C = V S V^T; noise V sqrt(S) z"},
+    {"dense-cholesky", CSDE_COV_DENSE_CHOLESKY, 0,
+     "exact: Cholesky factor C = L L^T; noise L z"},
+    {"circulant", CSDE_COV_CIRC_TCHAN, 1, "the same as circulant-tchan"},
+    {"circulant-tchan", CSDE_COV_CIRC_TCHAN, 0, "T. Chan's circulant approximation of a Toeplitz C"},
+    {"circulant-strang", CSDE_COV_CIRC_STRANG, 0,
+     "Strang's circulant approximation (may be indefinite)"},
+    {"embed", CSDE_COV_EMBED, 0,
+     "exact for a Toeplitz C: FFTs through a PSD circulant embedding of size m (white noise z "
+     "then has m rows)"},
 };
 #define NMETHODS (sizeof method_names / sizeof method_names[0])
+
+const char *csde_cov_method_entry(size_t i, const char **summary)
+{
+  if (i >= NMETHODS) return NULL;
+  if (summary) *summary = method_names[i].summary;
+  return method_names[i].name;
+}
+
+char *csde_cov_method_names(char *buf, size_t len)
+{
+  size_t o = 0;
+  if (!buf || !len) return buf;
+  buf[0] = '\0';
+  for (size_t i = 0; i < NMETHODS && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", method_names[i].name);
+  return buf;
+}
 
 int csde_cov_method_parse(const char *name, csde_cov_method *out, csde_err *err)
 {
@@ -39,16 +69,15 @@ int csde_cov_method_parse(const char *name, csde_cov_method *out, csde_err *err)
       *out = method_names[i].m;
       return CSDE_SUCCESS;
     }
-  return csde_err_set(err, CSDE_ESPEC,
-                      "unknown covariance method '%s' (expected auto, dense, dense-cholesky, "
-                      "circulant, circulant-tchan, circulant-strang or embed)",
-                      name ? name : "");
+  char names[256];
+  return csde_err_set(err, CSDE_ESPEC, "unknown covariance method '%s' (expected %s)",
+                      name ? name : "", csde_cov_method_names(names, sizeof names));
 }
 
 const char *csde_cov_method_name(csde_cov_method m)
 {
   for (size_t i = 0; i < NMETHODS; i++)
-    if (method_names[i].m == m) return method_names[i].name;
+    if (method_names[i].m == m && !method_names[i].alias) return method_names[i].name;
   return "unknown";
 }
 

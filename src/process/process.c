@@ -12,6 +12,16 @@
 static const char *const proc_names[] = {"forward-sde", "reverse-sde", "pf-ode",
                                          "pf-ode-encode"};
 
+char *csde_process_names(char *buf, size_t len)
+{
+  size_t o = 0;
+  if (!buf || !len) return buf;
+  buf[0] = '\0';
+  for (int i = 0; i < 4 && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", proc_names[i]);
+  return buf;
+}
+
 int csde_process_parse(const char *name, csde_process *out, csde_err *err)
 {
   for (int i = 0; name && i < 4; i++)
@@ -19,10 +29,9 @@ int csde_process_parse(const char *name, csde_process *out, csde_err *err)
       *out = (csde_process)i;
       return CSDE_SUCCESS;
     }
-  return csde_err_set(err, CSDE_ESPEC,
-                      "unknown process '%s' (expected forward-sde, reverse-sde, pf-ode or "
-                      "pf-ode-encode)",
-                      name ? name : "");
+  char names[128];
+  return csde_err_set(err, CSDE_ESPEC, "unknown process '%s' (expected %s)", name ? name : "",
+                      csde_process_names(names, sizeof names));
 }
 
 const char *csde_process_name(csde_process p)

@@ -21,22 +21,33 @@
 #define T_COSINE 0.999 /* cosine schedules: beta(1) = inf */
 #define TIME_TOL 1e-12
 
-static const char *const process_names[] = {"forward-sde", "reverse-sde", "pf-ode",
-                                            "pf-ode-encode", "ddpm", "ddim", NULL};
-#define PROCESS_FORMS "forward-sde, reverse-sde, pf-ode, pf-ode-encode, ddpm or ddim[:eta=E]"
+/* The discrete samplers after csde_process's four continuous processes: names and forms. */
+static const char *const discrete_names[] = {"ddpm", "ddim"};
+static const char *const discrete_forms[] = {"ddpm", "ddim[:eta=E]"};
 #define SAVE_FORMS "final, every:K (K a positive integer) or times:t1,t2,... (times in [0, 1])"
 
 const char *csde_run_process_name(csde_run_process p)
 {
-  return (unsigned)p <= CSDE_RUN_DDIM ? process_names[p] : "unknown";
+  if ((unsigned)p <= CSDE_RUN_PFODE_ENCODE) return csde_process_name((csde_process)p);
+  return (unsigned)p <= CSDE_RUN_DDIM ? discrete_names[p - CSDE_RUN_DDPM] : "unknown";
+}
+
+char *csde_run_process_names(char *buf, size_t len)
+{
+  if (!buf || !len) return buf;
+  csde_process_names(buf, len);
+  size_t o = strlen(buf);
+  for (int i = CSDE_RUN_DDPM; i <= CSDE_RUN_DDIM && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, ", %s", discrete_forms[i - CSDE_RUN_DDPM]);
+  return buf;
 }
 
 int csde_run_process_parse(const char *spec, csde_run_process *p, double *eta, csde_err *err)
 {
   double e = 0;
   if (!spec) spec = "";
-  for (int i = 0; process_names[i]; i++)
-    if (!strcmp(spec, process_names[i])) {
+  for (int i = 0; i <= CSDE_RUN_DDIM; i++)
+    if (!strcmp(spec, csde_run_process_name((csde_run_process)i))) {
       *p = (csde_run_process)i;
       if (eta) *eta = 0;
       return CSDE_SUCCESS;
@@ -59,7 +70,9 @@ int csde_run_process_parse(const char *spec, csde_run_process *p, double *eta, c
     if (eta) *eta = e;
     return CSDE_SUCCESS;
   }
-  csde_err_set(err, CSDE_EINVAL, "expected one of %s, got '%s'", PROCESS_FORMS, spec);
+  char forms[256];
+  csde_err_set(err, CSDE_EINVAL, "expected one of %s, got '%s'",
+               csde_run_process_names(forms, sizeof forms), spec);
   return csde_err_blame(err, CSDE_PARAM_PROCESS, CSDE_EINVAL);
 }
 
@@ -136,7 +149,7 @@ static int set_span(csde_run *r, const csde_run_settings *s, csde_err *err)
     if (!(eps < T)) {
       csde_err_set(err, CSDE_EINVAL, "%s runs backwards; expected t_end < t_start, got "
                                      "t_start %g and t_end %g",
-                   process_names[r->process], T, eps);
+                   csde_run_process_name(r->process), T, eps);
       return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
     }
     r->t0 = T;
@@ -683,7 +696,7 @@ static int set_process(csde_run *r, const csde_run_settings *s, csde_err *err)
   }
   if (discrete && (s->rtol > 0 || s->atol > 0)) {
     st = csde_err_set(err, CSDE_EINVAL, "%s takes fixed steps only (no tolerances)",
-                      process_names[r->process]);
+                      csde_run_process_name(r->process));
     return csde_err_blame(err, CSDE_PARAM_TOLERANCES, st);
   }
   return CSDE_SUCCESS;
@@ -725,7 +738,7 @@ static int check_settings(csde_run *r, const csde_run_settings *s, const csde_sc
   }
   if (r->noise_path && r->process != CSDE_RUN_FORWARD_SDE && r->process != CSDE_RUN_REVERSE_SDE) {
     st = csde_err_set(err, CSDE_EINVAL, "path applies to forward-sde and reverse-sde (%s draws "
-                                        "no Brownian path)", process_names[r->process]);
+                                        "no Brownian path)", csde_run_process_name(r->process));
     return csde_err_blame(err, CSDE_PARAM_NOISE, st);
   }
   return CSDE_SUCCESS;

@@ -50,6 +50,8 @@ struct sched_type {
   double (*B)(const csde_schedule *s, double t);      /* B(t) = int_0^t beta, t in [0, 1] */
   double (*t_of_B)(const csde_schedule *s, double B); /* inverse of B, 0 < B < B(1) */
   void (*spec)(const csde_schedule *s, strbuf *sb);   /* canonical spec */
+  const char *form;    /* the spec with its defaults, "vp-linear[:bmin=0.1,bmax=20]" */
+  const char *summary; /* the formula and the parameters' ranges, one sentence */
 };
 
 /* ---- small helpers ---- */
@@ -360,19 +362,51 @@ static void ddpm_spec(const csde_schedule *s, strbuf *sb)
   sb_double(sb, s->p[1]);
 }
 
-/* ---- the type tables ---- */
+/* ---- the type tables: the registry (a new form is its functions, a table and one entry
+ * in types[]) ---- */
 
 static const sched_type vp_linear_type = {"vp-linear", vp_keys, vp_init, vp_beta,
-                                          vp_B, vp_t_of_B, vp_spec};
+                                          vp_B, vp_t_of_B, vp_spec,
+    "vp-linear[:bmin=0.1,bmax=20]", "beta(t) = bmin + t (bmax - bmin); 0 <= bmin <= bmax, bmax > 0"};
 static const sched_type cosine_type = {"cosine", cos_keys, cos_init, cos_beta,
-                                       cos_B, cos_t_of_B, cos_spec};
+                                       cos_B, cos_t_of_B, cos_spec,
+    "cosine[:s=0.008]", "abar(t) = f(t) / f(0), f(t) = cos^2(pi/2 (t + s) / (1 + s)); "
+    "0 <= s <= " STR(CSDE_SCHEDULE_COSINE_S_MAX) "; beta(1) = inf, so runs end at T = 0.999"};
 static const sched_type ddpm_linear_type = {"ddpm-linear", ddpm_keys, ddpm_init, disc_beta,
-                                            disc_B, disc_t_of_B, ddpm_spec};
+                                            disc_B, disc_t_of_B, ddpm_spec,
+    "ddpm-linear[:n=1000,b1=1e-4,bN=0.02]", "discrete: betas linspace(b1, bN, n), b1 and bN in (0, 1)"};
 static const sched_type discrete_type = {"discrete", disc_keys, disc_init, disc_beta,
-                                         disc_B, disc_t_of_B, disc_spec};
+                                         disc_B, disc_t_of_B, disc_spec,
+    "discrete:betas=b1,b2,...", "discrete: any betas in (0, 1)"};
 
 static const sched_type *const types[] = {&vp_linear_type, &cosine_type, &ddpm_linear_type,
                                           &discrete_type, NULL};
+
+const char *csde_schedule_entry(size_t i, const char **form, const char **summary)
+{
+  for (size_t k = 0; types[k]; k++)
+    if (k == i) {
+      if (form) *form = types[k]->form;
+      if (summary) *summary = types[k]->summary;
+      return types[k]->name;
+    }
+  return NULL;
+}
+
+/* names (forms = 0) or forms (1) joined by ", " */
+static char *join(int forms, char *buf, size_t len)
+{
+  size_t o = 0;
+  if (!buf || !len) return buf;
+  buf[0] = '\0';
+  for (size_t k = 0; types[k] && o < len; k++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%s", k ? ", " : "",
+                          forms ? types[k]->form : types[k]->name);
+  return buf;
+}
+
+char *csde_schedule_names(char *buf, size_t len) { return join(0, buf, len); }
+char *csde_schedule_forms(char *buf, size_t len) { return join(1, buf, len); }
 
 /* ---- construction ---- */
 
@@ -402,13 +436,9 @@ int csde_schedule_alloc(csde_schedule **out, const char *spec, csde_err *err)
   for (const sched_type *const *t = types; *t; t++)
     if (!strcmp((*t)->name, sp.name)) type = *t;
   if (!type) {
-    char list[256] = "";
-    size_t len = 0;
-    for (const sched_type *const *t = types; *t; t++)
-      len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", t == types ? "" : ", ",
-                              (*t)->name);
+    char list[256];
     return csde_err_set(err, CSDE_ESPEC, "unknown schedule '%s' (expected: %s)", sp.name,
-                        list);
+                        csde_schedule_names(list, sizeof list));
   }
   if ((st = csde_spec_check_keys(&sp, type->keys, err))) return st;
   csde_schedule *s = calloc(1, sizeof *s);

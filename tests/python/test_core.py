@@ -51,6 +51,28 @@ def test_cov_methods_match_dense_algebra(spec, method):
     assert C.logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-11) or method != "dense"
 
 
+def test_registries_and_powerexp():
+    """The name lists come from the library's registries; powerexp (added there only) is a
+    family Python accepts, with C_ij = exp(-(|i-j|/L)^p), PSD, and errors naming p."""
+    assert "powerexp" in corrsde.COV_FAMILIES and "rbf" in corrsde.COV_FAMILIES
+    assert corrsde.COV_METHODS[:2] == ("auto", "dense") and "embed" in corrsde.COV_METHODS
+    assert corrsde.SCHEDULES == ("vp-linear", "cosine", "ddpm-linear", "discrete")
+    assert corrsde.PROCESSES == ("forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode",
+                                 "ddpm", "ddim")
+    tau, ell, p = 10, 3.0, 1.5
+    k = np.abs(np.subtract.outer(np.arange(tau), np.arange(tau)))
+    M = np.exp(-(k / ell) ** p)
+    for method in ("dense", "embed"):
+        C = corrsde.Cov("powerexp:ell=3,p=1.5", frames=tau, method=method)
+        assert np.abs(C.matrix - M).max() <= 1e-15
+        assert np.allclose(C.eigenvalues, np.linalg.eigvalsh(M), rtol=0, atol=1e-12)
+    assert np.linalg.eigvalsh(M).min() > 0
+    for bad, word in (("powerexp:ell=3,p=2.5", "p = 2.5"), ("powerexp:ell=0,p=1", "ell"),
+                      ("powerexp:ell=3", "power")):
+        with pytest.raises(ValueError, match=word):
+            corrsde.Cov(bad, frames=8)
+
+
 def test_cov_sample_moments():
     """The sample covariance along the frame axis, within 6 standard errors."""
     tau, n = 6, 200000
