@@ -61,7 +61,8 @@ run sample "${small[@]}" --schedule cosine:s=1e4 -o "$tmp/ok16.h5"
 [ "$rc" -eq 0 ]
 ok $? "--schedule cosine:s=1e4 (the largest s) runs"
 run sample --help
-grep -qF "cosine[:s=0.008] (0 <= s <= 1e4" "$tmp/out"
+# the schedule registry's entry: the form, then its summary with the range of s
+grep -A2 -F "cosine[:s=0.008]" "$tmp/out" | tr -s ' \n' ' ' | grep -qF "0 <= s <= 1e4"
 ok $? "sample --help gives the range of cosine's s"
 refused "--schedule vp-linear:bmin=-1" 1 "bmin = -1 must be >= 0" \
   sample "${small[@]}" --schedule vp-linear:bmin=-1 -o "$B"
