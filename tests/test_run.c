@@ -234,7 +234,7 @@ static void blow_up(void)
     csde_err_clear(&err);
     rc[i] = csde_run_alloc(&r, &s, C, stiff, M, 2, 1, shape, &err);
     for (int j = 0; j < 24; j++) x[j] = 0.5 * sin(j); /* data: max |x| < 1 */
-    csde_run_hooks h = {count_saves, NULL, &saves[i], NULL};
+    csde_run_hooks h = {count_saves, NULL, &saves[i], NULL, NULL};
     if (!rc[i]) rc[i] = csde_run_exec(r, x, NULL, &h, &st, &err);
     snprintf(msg[i], sizeof msg[i], "%s", err.msg);
     param[i] = err.param;
@@ -390,7 +390,7 @@ static int run_with(const csde_run_settings *s, record *rec, double *x, csde_sol
   csde_err err;
   int rc = csde_run_alloc(&r, s, C, S, M, 2, 1, shape, &err);
   if (!rc) rc = csde_run_prior(r, x, &err);
-  csde_run_hooks h = {on_save, on_step, rec, NULL};
+  csde_run_hooks h = {on_save, on_step, rec, NULL, NULL};
   if (!rc) rc = csde_run_exec(r, x, NULL, &h, st, &err);
   if (rc) printf("# run: %s\n", err.msg);
   if (keep)
@@ -613,7 +613,7 @@ static void first_answer(void)
     s.seed = 3;
     csde_traj_options o = {0, 0, 0, NULL};
     warn_rec wr = {0, ""};
-    csde_run_hooks h = {NULL, count_step, &wr, on_warn};
+    csde_run_hooks h = {NULL, count_step, &wr, on_warn, NULL};
     csde_solve_stats st;
     int rc = csde_model_alloc_ctx(&Mn, "noisy", noise_answer, declared[k], NULL, NULL, &err);
     if (!rc) rc = csde_run_alloc(&r, &s, C, S, Mn, batch, 2, shape, &err);

@@ -139,8 +139,9 @@ static uint64_t libm_canary(void)
   /* BLAS: C x, V' z, C^-1 x and the gaussian model's answer on a fixed state */
   double x[BATCH * TAU * DPIX], y[4][BATCH * TAU * DPIX];
   for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = sin(1.0 + (double)i);
-  csde_model_ctx c = {0.5, 0, BATCH, TAU, DPIX, csde_schedule_abar(S, 0.5), NAN, NAN, -1, C, S,
-                      NULL, 0};
+  csde_model_ctx c = {.t = 0.5, .batch = BATCH, .tau = TAU, .D = DPIX,
+                      .abar = csde_schedule_abar(S, 0.5), .sigma = NAN, .logsnr = NAN,
+                      .index = -1, .C = C, .sched = S, .ncond = BATCH};
   same &= !csde_cov_apply(C, kind_ws, CSDE_COV_OP_C, BATCH, x, y[0], NULL) &&
           !csde_cov_apply(C, kind_ws, CSDE_COV_OP_SQRT, BATCH, x, y[1], NULL) &&
           !csde_cov_apply(C, kind_ws, CSDE_COV_OP_INV, BATCH, x, y[2], NULL) &&

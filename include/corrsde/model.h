@@ -50,7 +50,15 @@ typedef int (*csde_model_fn)(double t, size_t batch, const double *x, double *ou
 typedef struct csde_model csde_model;
 /* What a model call sees beside x, for callbacks made with csde_model_alloc_ctx (and
  * plugins that set fn_ctx). The solvers fill every field; csde_model_call (no problem at
- * hand) fills t, batch and the model's own sizes, with NaN, -1 and NULL for the rest. */
+ * hand) fills t, batch and the model's own sizes, with NaN, -1 and NULL for the rest
+ * (ncond = batch, first = 0).
+ * Conditioning (src/process/process.c fills it for every call of every solver): a
+ * conditional model reads sample j's conditioning as entry first + j of its own array
+ * (cond for j < ncond, uncond for j >= ncond at entry first + j - ncond), so one batch
+ * cut over several solves (first_sample, e.g. MPI ranks) gives each sample its own.
+ * Classifier-free guidance (problem.h, csde_guidance) makes ONE call of 2B samples: the
+ * B states twice, [0, B) with cond and [B, 2B) with uncond (ncond = B); or, split, two
+ * calls of B (ncond = B, then ncond = 0). The library combines the two answers. */
 typedef struct {
   double t;                   /* the solver's time */
   size_t step;                /* the step being taken (0: the first) */
@@ -63,6 +71,16 @@ typedef struct {
   const csde_schedule *sched; /* the schedule */
   char *errmsg;               /* a failing call may write a one-line reason here (NUL- */
   size_t errlen;              /* terminated, at most errlen bytes): it joins the message */
+  /* since plugin ABI 4 (appended, so older plugins' offsets hold): */
+  const void *cond;   /* the conditioning of samples [0, ncond) of this call (borrowed:
+                         csde_problem.cond; NULL: none). Sample j of the call is global
+                         sample first + j (j < ncond) of the caller's conditioning */
+  const void *uncond; /* guided calls: the unconditional conditioning of samples
+                         [ncond, batch) (csde_guidance.uncond); else NULL */
+  size_t ncond;       /* samples [0, ncond) are conditional, [ncond, batch) unconditional;
+                         ncond == batch when not guided */
+  size_t first;       /* global index of sample 0 of the call (and of sample ncond): the
+                         solve's first_sample + the offset of this slice of the batch */
 } csde_model_ctx;
 typedef int (*csde_model_ctx_fn)(const csde_model_ctx *ctx, const double *x, double *out,
                                  void *user);

@@ -31,8 +31,10 @@ extern "C" {
 /* 2: csde_plugin.fn_ctx (the model's context). A plugin built for ABI 1 leaves it NULL
  * (corrsde zeroes the struct before init) and keeps working.
  * 3: csde_plugin_info.run (the frame shape, the batch, the run's objects and process).
- * A plugin reads it only when info->abi >= 3; one built for ABI 2 never sees it. */
-#define CSDE_PLUGIN_ABI 3
+ * A plugin reads it only when info->abi >= 3; one built for ABI 2 never sees it.
+ * 4: csde_model_ctx's conditioning fields (cond, uncond, ncond, first), appended after
+ * errlen, so a plugin built for ABI 2 or 3 reads the fields it knows where they were. */
+#define CSDE_PLUGIN_ABI 4
 
 #define CSDE_PLUGIN_MAX_RANK 6 /* frame axes at most */
 
@@ -66,6 +68,26 @@ typedef struct {
   void (*free)(void *user); /* may be NULL */
   csde_model_ctx_fn fn_ctx; /* ABI 2: a callback that takes the context (then fn NULL) */
 } csde_plugin;
+
+/* The conditioning `corrsde sample --cond FILE.h5:/group` (and --uncond) gives a plugin's
+ * model: csde_model_ctx.cond (and .uncond) point to a csde_cond_group, one array per
+ * dataset of the group (by name). Each array's axis 0 is the run's whole batch or 1 (one
+ * row for every sample): sample j of a call takes row first + j (model.h), row 0 when 1.
+ * Integer datasets are int64, the others double. Valid for the whole run. */
+#define CSDE_COND_GROUP_MAGIC 0x636f6e64u /* "cond" */
+#define CSDE_COND_MAX_RANK 8
+typedef struct {
+  const char *name;  /* the dataset's name in its group */
+  int integer;       /* 1: int64_t values (an integer dataset); 0: double */
+  const void *data;  /* C order */
+  int rank;          /* 1..CSDE_COND_MAX_RANK */
+  size_t dims[CSDE_COND_MAX_RANK];
+} csde_cond_array;
+typedef struct {
+  unsigned magic;    /* CSDE_COND_GROUP_MAGIC */
+  size_t n;
+  const csde_cond_array *arrays;
+} csde_cond_group;
 
 typedef int (*csde_plugin_init_fn)(const csde_plugin_info *info, csde_plugin *out);
 

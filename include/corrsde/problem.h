@@ -67,6 +67,37 @@ CSDE_API int csde_x0_post_parse(const char *clip, const char *threshold, csde_x0
 CSDE_API void csde_x0_post_specs(const csde_x0_post *x0, char *clip, size_t clip_len,
                                  char *threshold, size_t threshold_len);
 
+/* Classifier-free guidance (Ho & Salimans 2022), applied by the process layer
+ * (src/process/process.c) to every model evaluation of every solver and sampler (drift,
+ * denoiser view, ddim, ddpm, adaptive): the model is evaluated with the conditioning
+ * (csde_problem.cond) and with the unconditional one (uncond) at the same states, and
+ * the answers combine in the model's OWN output space, frame by frame:
+ *   out = out_u + w_f (out_c - out_u),   w_f = fn(t, f), else w_frames[f], else w
+ * (for a score model this is grad log p_u + w_f (grad log p_c - grad log p_u); every
+ * conversion of model.h is affine in out with coefficients that do not depend on the
+ * frame, so a scalar w gives the same guided drift whichever kind the model answers).
+ * The order at each evaluation: the model call(s) -> the combination -> the conversion
+ * of model.h (C out for a score) -> the x0 post-processing (x0 below: clip, threshold)
+ * -> the solver. Fresh noise (ancestral, SDE, churn) is untouched: still V' z.
+ * One call of batch 2B by default (the states copied twice into a scratch buffer made at
+ * csde_solver_alloc: 4 states: x twice and the 2B answers), or, split = 1, two calls of B
+ * (1 state more: the unconditional answer). The model gives the same bits either way when
+ * its answer for a sample does not depend on the batch around it (then split and 2B give
+ * the same states bit for bit). NFE counts forward passes per state: a guided evaluation
+ * counts 2. Guided iff uncond != NULL; w (each w_f) must be finite with |w| <= 1e3
+ * (CSDE_GUIDANCE_MAX), checked at csde_solver_alloc (fn: at each call) with CSDE_EINVAL,
+ * param CSDE_PARAM_GUIDANCE; w_frames or fn without uncond is refused the same way. */
+typedef double (*csde_guidance_fn)(double t, size_t frame, void *user); /* w(t, frame) */
+typedef struct {
+  double w;               /* the scale (used when w_frames and fn are NULL) */
+  const double *w_frames; /* tau scales, one per frame (borrowed), or NULL */
+  csde_guidance_fn fn;    /* w(t, frame), or NULL; takes precedence */
+  void *fn_user;
+  const void *uncond;     /* the unconditional conditioning; NULL: not guided */
+  int split;              /* 0: one call of 2B samples (default); 1: two calls of B */
+} csde_guidance;
+#define CSDE_GUIDANCE_MAX 1e3
+
 /* What is being solved. Every pointer is borrowed and must outlive the solver. */
 typedef struct {
   csde_process process;
@@ -76,6 +107,9 @@ typedef struct {
   const csde_schedule *sched; /* beta(t) */
   const csde_model *model;    /* may be NULL for the forward SDE */
   csde_x0_post x0;            /* x0 post-processing (default: none) */
+  const void *cond;           /* the model's conditioning (model.h: ctx->cond; opaque to
+                                 the library; NULL: none) */
+  csde_guidance guidance;     /* classifier-free guidance (default: none) */
 } csde_problem;
 
 CSDE_API csde_problem csde_problem_default(void);

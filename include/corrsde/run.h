@@ -10,7 +10,8 @@
  *
  * Errors name the setting at fault in csde_err.param: CSDE_PARAM_PROCESS, _SOLVER, _STEPS,
  * _GRID, _TOLERANCES, _SPAN, _SAVE, _NOISE, _SCHEDULE, _MODEL, _SIZE, _X0_CLIP,
- * _X0_THRESHOLD (front ends map it to
+ * _X0_THRESHOLD, _GUIDANCE (a bad guidance spec, guidance without uncond or on
+ * forward-sde), _COND (uncond without guidance) (front ends map it to
  * their own option); the messages name no front end's option.
  */
 #ifndef CORRSDE_RUN_H
@@ -73,6 +74,22 @@ typedef struct {
   const char *x0_threshold; /* NULL (default) or "none": off; "p=P[,max=M]": Imagen's
                                dynamic thresholding of its x0 (problem.h); not with
                                x0_clip. Neither applies to forward-sde (no model) */
+  const void *cond;         /* the model's conditioning, borrowed (problem.h, model.h's
+                               ctx->cond): NULL (default) none */
+  const void *uncond;       /* the unconditional conditioning of classifier-free
+                               guidance (problem.h, csde_guidance): NULL (default) off */
+  const char *guidance;     /* its scale: NULL or "none" (default): off; "W" one scale;
+                               "w1,...,w_tau" one per frame; "linear:A,B" from A at frame
+                               0 to B at the last, w_f = A + (B - A) f / (tau - 1) (SVD's).
+                               Each finite with |w| <= CSDE_GUIDANCE_MAX. With
+                               guidance_fn set, only a label for /parameters (NULL:
+                               "function") */
+  csde_guidance_fn guidance_fn; /* w(t, frame) (problem.h), or NULL */
+  void *guidance_user;
+  int guidance_split;       /* 1: cond and uncond in two calls of B (less memory), not
+                               one of 2B (default 0); the same states */
+  int preview;              /* 1: the x0 of every step goes to the preview hook
+                               (csde_run_hooks.preview; a state-sized buffer more) */
   /* recorded in /parameters only */
   const char *model_spec;   /* NULL: the model's name */
   const char *cov_method;   /* the method asked for; NULL: the one used */
@@ -91,7 +108,9 @@ CSDE_API csde_run_settings csde_run_default_settings(void);
  * 6.4 GB, ...), but 3.1 GB are available (MemAvailable)". */
 typedef struct {
   size_t states;     /* the state passed to csde_run_exec, the solver's state-sized
-                        buffers (stages, dW, V' H, GSL's own) and the model's output */
+                        buffers (stages, dW, V' H, GSL's own), the model's output,
+                        guidance's scratch (4 states: x twice and the 2B answers; split:
+                        1) and the preview's x0 (1) */
   size_t noise;      /* path noise: the Brownian tree's k + 2 (+ 3) buffer pairs and its
                         increments, batch x noise dim x D each */
   size_t workspaces; /* covariance workspaces (noise, the score's C s, the prior draw,
@@ -205,6 +224,12 @@ typedef struct {
    * (csde_run_warning): after the step that made the call, or at the end of a run that
    * failed first; non-zero stops the run like a step hook. May be NULL. */
   int (*warn)(const char *msg, void *user);
+  /* with csde_run_settings.preview = 1: after every step (after the step hook), the
+   * state x and the x0 prediction of the step's last model evaluation (solve.h,
+   * csde_preview_fn: Tweedie at the state that evaluation saw, as the solver used it),
+   * or NULL where there was none (forward-sde); both valid during the call only.
+   * Non-zero stops the run like the step hook (st->stopped = 1). May be NULL. */
+  int (*preview)(size_t step, double t, const double *x, const double *x0, void *user);
 } csde_run_hooks;
 
 /* Solve from x (the start states; the final ones on return), saving to w (may be NULL)

@@ -61,6 +61,15 @@ CSDE_API double csde_solver_type_order(const csde_solver_type *T, const char *wh
 
 
 typedef int (*csde_observer_fn)(size_t step, double t, const double *x, void *user);
+/* After the observer of every accepted step: the state x and x0, the data prediction of
+ * the step's LAST model evaluation (Tweedie at the state x_e that evaluation saw:
+ * x0 = (x_e + (1 - abar) C grad log p_t(x_e)) / sqrt(abar), after guidance and the x0
+ * post-processing, i.e. what the solver used), or NULL when the step made none (the
+ * forward SDE). Made by the process layer in one pass per evaluation into a buffer
+ * allocated only when a preview is set; no extra model call. Non-zero stops the solve
+ * (stats.stopped = 1), like the observer. */
+typedef int (*csde_preview_fn)(size_t step, double t, const double *x, const double *x0,
+                               void *user);
 
 typedef struct {
   const char *solver;      /* default "euler" */
@@ -87,6 +96,8 @@ typedef struct {
                               INFINITY, 1 */
   csde_observer_fn observer; /* called after every accepted step; non-zero stops */
   void *observer_user;
+  csde_preview_fn preview; /* x0 previews (above); NULL (default): none, and no buffer */
+  void *preview_user;
 } csde_solve_params;
 
 CSDE_API csde_solve_params csde_solve_default_params(void);

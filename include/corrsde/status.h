@@ -71,6 +71,8 @@ typedef struct {
 #define CSDE_PARAM_SCHEDULE "schedule"     /* the schedule (e.g. ddpm needs a discrete one) */
 #define CSDE_PARAM_X0_CLIP "x0_clip"       /* the clip of the model's x0 */
 #define CSDE_PARAM_X0_THRESHOLD "x0_threshold" /* the dynamic thresholding of its x0 */
+#define CSDE_PARAM_GUIDANCE "guidance"     /* classifier-free guidance: its scale(s), split */
+#define CSDE_PARAM_COND "cond"             /* the conditioning: cond, uncond */
 
 /* The fixed message of a status code ("unknown status" for codes not in the list). */
 CSDE_API const char *csde_strerror(int status);

@@ -260,18 +260,148 @@ class Schedule:
         return self._eval(6, i)
 
 
+# ---- conditioning: nested structures of arrays/tensors whose leading axis is the batch ----
+
+def _cond_path(path):
+    return "".join("[%r]" % (k,) for k in path)
+
+
+def _cond_leaves(s, what, path=()):
+    """(path, leaf) for every leaf of the nested dict/list/tuple s, in order."""
+    if isinstance(s, dict):
+        for k, v in s.items():
+            yield from _cond_leaves(v, what, path + (k,))
+    elif isinstance(s, (list, tuple)):
+        for i, v in enumerate(s):
+            yield from _cond_leaves(v, what, path + (i,))
+    else:
+        yield path, s
+
+
+def _cond_check(s, batch, what):
+    """s: a nested dict/list/tuple of numpy arrays or torch tensors whose leading axis
+    (axis 0) is the batch or 1 (broadcast); anything else a ValueError naming the path
+    in the structure and the axis. Returns s (nothing is copied)."""
+    n = 0
+    for path, v in _cond_leaves(s, what):
+        n += 1
+        where = what + _cond_path(path)
+        if not isinstance(v, np.ndarray) and not _is_tensor(v):
+            raise ValueError("%s: expected a numpy array or a torch tensor whose axis 0 is the "
+                             "batch (%d) or 1, got %s" % (where, batch, type(v).__name__))
+        shape = tuple(v.shape)
+        if len(shape) == 0:
+            raise ValueError("%s: a 0-d array has no axis 0; expected axis 0 of %d (the batch) "
+                             "or 1 (give it shape (1,) or (%d,))" % (where, batch, batch))
+        if shape[0] not in (batch, 1):
+            raise ValueError("%s: axis 0 has %d entries, expected %d (the batch) or 1 "
+                             "(broadcast); shape %s" % (where, shape[0], batch, shape))
+    if n == 0:
+        raise ValueError("%s: an empty structure (no array in it); pass None for no "
+                         "conditioning" % what)
+    return s
+
+
+def _cond_alike(c, u):
+    """uncond u must have cond c's structure: the same keys and lengths, and at every
+    leaf the same kind (numpy or torch), dtype and shape past axis 0 (the guided call
+    joins them along axis 0)."""
+    lc = list(_cond_leaves(c, "cond"))
+    lu = list(_cond_leaves(u, "uncond"))
+    if [p for p, _ in lc] != [p for p, _ in lu]:
+        pc, pu = set(p for p, _ in lc), set(p for p, _ in lu)
+        odd = sorted(pc ^ pu, key=repr)[:3]
+        where = ", ".join(("uncond" if p in pu else "cond") + _cond_path(p) + " only"
+                          for p in odd) or "the order of its entries"
+        raise ValueError("uncond: its structure differs from cond's (%s); guidance joins "
+                         "them leaf by leaf" % where)
+    for (p, a), (_, b) in zip(lc, lu):
+        if _is_tensor(a) != _is_tensor(b) or a.dtype != b.dtype or \
+                tuple(a.shape[1:]) != tuple(b.shape[1:]):
+            def desc(v):
+                return "%s %s of shape %s" % ("tensor" if _is_tensor(v) else "array", v.dtype,
+                                              tuple(v.shape))
+            raise ValueError("uncond%s: a %s, but cond%s is a %s; guidance joins them along "
+                             "axis 0 (same kind, dtype and shape past axis 0)"
+                             % (_cond_path(p), desc(b), _cond_path(p), desc(a)))
+
+
+def _cond_map(s, f):
+    if isinstance(s, dict):
+        return {k: _cond_map(v, f) for k, v in s.items()}
+    if isinstance(s, (list, tuple)):
+        r = [_cond_map(v, f) for v in s]
+        return r if isinstance(s, list) else type(s)(r) if type(s) is tuple else type(s)(*r)
+    return f(s)
+
+
+def _cond_map2(a, b, f):
+    if isinstance(a, dict):
+        return {k: _cond_map2(v, b[k], f) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        r = [_cond_map2(v, w, f) for v, w in zip(a, b)]
+        return r if isinstance(a, list) else type(a)(r) if type(a) is tuple else type(a)(*r)
+    return f(a, b)
+
+
+def _cond_take(s, lo, n):
+    """Rows [lo, lo + n) of every leaf (views); a leaf of one row is broadcast to n rows
+    (np.broadcast_to / Tensor.expand: views too)."""
+    def take(v):
+        if v.shape[0] == 1:
+            shape = (n,) + tuple(v.shape[1:])
+            return v.expand(*shape) if _is_tensor(v) else np.broadcast_to(v, shape)
+        return v[lo:lo + n]
+    return _cond_map(s, take)
+
+
+def _cond_join(a, b):
+    """Leaf by leaf, a's rows then b's (one copy: np.concatenate / torch.cat)."""
+    def join(u, v):
+        if _is_tensor(u):
+            import torch
+            return torch.cat([u, v])
+        return np.concatenate([u, v])
+    return _cond_map2(a, b, join)
+
+
+def _cond_call(cond, uncond, first, ncond, batch):
+    """ctx.cond of a model call of `batch` samples: samples [0, ncond) are the
+    conditional ones, global indices first .. first + ncond - 1 (cond's rows), samples
+    [ncond, batch) the unconditional ones of a guided call, global indices first ..
+    first + batch - ncond - 1 (uncond's rows); joined along axis 0 when both are there.
+    Every leaf's axis 0 is then the call's batch."""
+    c = _cond_take(cond, first, ncond) if ncond and cond is not None else None
+    u = _cond_take(uncond, first, batch - ncond) if batch > ncond and uncond is not None \
+        else None
+    if c is None:
+        return u
+    if u is None:
+        return c
+    return _cond_join(c, u)
+
+
 class Context:
     """What a model sees beside (t, x): sizes, the time in every parametrisation the
     common networks use, and the problem's objects. `t` and `step` (steps completed)
-    are set before every call; the rest is computed from them on access."""
+    are set before every call; the rest is computed from them on access.
+
+    Conditioning (solve(cond=, uncond=), `corrsde sample --cond`): `cond` is the
+    conditioning of the call's samples (None: none), the caller's structure sliced to
+    them, every leaf's axis 0 the call's batch (a leaf of one row broadcast: a view);
+    numpy stays numpy, torch torch. Samples [0, ncond) are conditional, [ncond, batch)
+    unconditional: a guided call of 2B states has cond's B rows then uncond's B rows
+    (joined along axis 0) and ncond = B; ncond == batch when not guided. `first` is
+    the global index of sample 0 (and of sample ncond) of the call."""
 
     __slots__ = ("t", "step", "tau", "frame_shape", "batch", "cov", "schedule", "output",
-                 "process")
+                 "process", "cond", "ncond", "first")
 
-    def __init__(self, tau, frame_shape, batch, cov, schedule, output, process):
+    def __init__(self, tau, frame_shape, batch, cov, schedule, output, process, cond=None):
         self.t, self.step = math.nan, 0
         self.tau, self.frame_shape, self.batch = tau, frame_shape, batch
         self.cov, self.schedule, self.output, self.process = cov, schedule, output, process
+        self.cond, self.ncond, self.first = cond, batch, 0
 
     @property
     def D(self):
@@ -297,8 +427,10 @@ class Context:
         return self.schedule.index(self.t) if self.schedule.nsteps else None
 
     def __repr__(self):
-        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%r)"
-                % (self.t, self.step, self.tau, self.frame_shape, self.batch))
+        return ("corrsde.Context(t=%r, step=%d, tau=%d, frame_shape=%r, batch=%r%s)"
+                % (self.t, self.step, self.tau, self.frame_shape, self.batch,
+                   "" if self.cond is None else ", ncond=%r, first=%r, cond=<%s>"
+                   % (self.ncond, self.first, type(self.cond).__name__)))
 
 
 class Result:
@@ -425,12 +557,84 @@ def _x0_specs(clip, threshold):
     return clip, threshold
 
 
+#: the largest |w| guidance takes (the library's bound, corrsde/run.h)
+GUIDANCE_MAX = 1e3
+
+
+def _guidance_values(w, tau, what):
+    """w: a number or tau numbers -> a tuple of tau floats, each finite with |w| <= 1e3."""
+    if _is_tensor(w):
+        w = w.detach().cpu().double().numpy()
+    if isinstance(w, bool) or isinstance(w, (str, bytes)):
+        raise TypeError("%s: expected a number or %d numbers (one per frame), got %r"
+                        % (what, tau, w))
+    try:
+        v = np.array(w, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("%s: expected a number or %d numbers (one per frame), got %s"
+                        % (what, tau, type(w).__name__)) from None
+    if v.ndim == 0:
+        v = np.full(tau, float(v))
+    elif v.ndim != 1 or v.size != tau:
+        raise ValueError("%s: expected one number or %d (one per frame), got %d (shape %s)"
+                         % (what, tau, v.size, v.shape))
+    bad = ~np.isfinite(v) | (np.abs(v) > GUIDANCE_MAX)
+    if np.any(bad):
+        f = int(np.argmax(bad))
+        raise ValueError("%s: the scale of frame %d is %r; expected a finite number with "
+                         "|w| <= %g" % (what, f, float(v[f]), GUIDANCE_MAX))
+    return tuple(float(u) for u in v)
+
+
+def _guidance(guidance, tau):
+    """guidance -> (the run's spec, the callable or None): a number W, tau numbers (one
+    per frame), a spec string ("W", "w1,...,w_tau", "linear:A,B": the library checks it)
+    or a callable w(t) returning a number or tau numbers (checked at every new t)."""
+    if isinstance(guidance, str):
+        return guidance, None
+    if callable(guidance) and not _is_tensor(guidance):
+        def w_of_t(t):
+            return _guidance_values(guidance(t), tau, "guidance(%r)" % t)
+        return None, w_of_t
+    v = _guidance_values(guidance, tau, "guidance")
+    if all(u == v[0] for u in v):
+        return repr(v[0]), None
+    return ",".join(repr(u) for u in v), None
+
+
+def _conditioning(settings, batch, tau, cond, uncond, guidance, split, callback):
+    """solve()'s cond, uncond, guidance, guidance_split and callback checked (settings
+    gains guidance and guidance_split); returns guidance's callable w(t) or None."""
+    if cond is not None:
+        _cond_check(cond, batch, "cond")
+    if uncond is not None:
+        if cond is None:
+            raise ValueError("uncond: needs cond= (the conditional half of the guidance)")
+        _cond_check(uncond, batch, "uncond")
+        _cond_alike(cond, uncond)
+        if guidance is None:
+            raise ValueError("uncond: needs guidance= (the scale w: a number, %d numbers or "
+                             "a callable w(t))" % tau)
+    if guidance is not None and uncond is None:
+        raise ValueError("guidance: needs uncond= (the unconditional conditioning, cond's "
+                         "structure)")
+    if not isinstance(split, bool):
+        raise TypeError("guidance_split: expected True or False, got %r" % (split,))
+    if callback is not None and not callable(callback):
+        raise TypeError("callback: expected a callable callback(step, t, x, x0), got %s"
+                        % type(callback).__name__)
+    spec, gfn = (None, None) if guidance is None else _guidance(guidance, tau)
+    settings["guidance"], settings["guidance_split"] = spec, split
+    return gfn
+
+
 def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver=None,
           steps=100, grid="uniform", rtol=None, atol=None, output=None, t_start=None,
           t_end=None, seed=0, noise="stream", threads=1, save=None, out=None, force=False,
           dtype="float64", compress=False, progress=False, eta=None, max_nfe=None,
           batch=None, frame_shape=None,
-          x0_clip=None, x0_threshold=None):
+          x0_clip=None, x0_threshold=None,
+          cond=None, uncond=None, guidance=None, guidance_split=False, callback=None):
     """Run a process or sampler with a Python model; returns a Result.
 
     The run is the library's (corrsde/run.h), the same as `corrsde sample`'s: the same
@@ -468,9 +672,26 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     default linear quantile), x0 <- clip(x0, -s, s) / s. The answer is taken to x0,
     changed and taken back for every solver and process (corrsde/problem.h); as
     `corrsde sample --x0-clip/--x0-threshold`.
+    cond: the model's conditioning, any nested dict/list/tuple of numpy arrays or torch
+    tensors whose axis 0 is the batch (row j: sample j's) or 1 (every sample's); the
+    model sees it as ctx.cond, sliced to the call's samples (views; see Context).
+    guidance=w with uncond= (the unconditional conditioning, cond's structure):
+    classifier-free guidance for every solver and process, the answer
+    out_u + w_f (out_c - out_u) in the model's own output space (frame f's scale w_f),
+    before any conversion; w a number, tau numbers (one per frame), a spec string
+    ("W", "w1,...,w_tau", "linear:A,B": A at frame 0 to B at the last, SVD's) or a
+    callable w(t) returning a number or tau numbers (a dynamic schedule); each finite,
+    |w| <= 1e3. The guided evaluation of B states is one model call of 2B (ctx.cond:
+    cond's rows then uncond's, ctx.ncond = B), or with guidance_split=True two calls
+    of B (ctx.ncond = B, then 0): the same states bit for bit. nfe counts forward passes
+    (2 per guided evaluation).
+    callback(step, t, x, x0): after every step, with the state x and the x0 prediction
+    (Tweedie: the denoiser view) of the step's last model evaluation (None where there
+    was none, e.g. forward-sde), as read-only numpy views valid during the call; no
+    extra model call. A truthy return stops the run (Result.stopped).
     The GIL is released during the solve and taken back only to call the model, on the
-    calling thread. An exception in the model propagates with a note giving t and the
-    step; KeyboardInterrupt stops the solve.
+    calling thread. An exception in the model (in the callback, in a guidance callable)
+    propagates with a note giving t and the step; KeyboardInterrupt stops the solve.
     """
     if not isinstance(cov, Cov):
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
@@ -538,9 +759,12 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         "progress": bool(progress),
     }
     settings["x0_clip"], settings["x0_threshold"] = _x0_specs(x0_clip, x0_threshold)
+    gfn = _conditioning(settings, x.shape[0], cov.frames, cond, uncond, guidance,
+                        guidance_split, callback)
     ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, base)
     res = _corrsde.solve(model, ctx, x, cov._h, schedule._h, OUTPUTS.index(output), settings,
-                         out, dtype == "float32", bool(compress), bool(force))
+                         out, dtype == "float32", bool(compress), bool(force),
+                         (cond, uncond, gfn, callback, _cond_call))
     nfe, nsteps, acc, rej, wall, stopped, ts, st, states = res
     return Result(x, ts, st, states, nfe, nsteps, acc, rej, wall, stopped, out)
 

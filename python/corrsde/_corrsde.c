@@ -499,6 +499,14 @@ typedef struct {
   int64_t *saved_step;
   size_t nsaved, cap;
   csde_run_progress bar; /* progress=True */
+  /* conditioning (solve's cond, uncond, guidance callable, callback; borrowed, or NULL) */
+  PyObject *cond, *uncond, *gfn, *callback;
+  csde_py_cond cc;     /* ctx.cond, ctx.ncond, ctx.first */
+  const char *exc_who; /* who raised exc: NULL the model, else "the callback", ... */
+  double g_t, *g_w;    /* gfn's scales at g_t (tau of them) */
+  int g_ok;
+  csde_py_views pv;    /* the callback's views of x and x0; its nd, dims, n: the state
+                          (v follows the call's batch: 2B when guided) */
 } pyrun;
 
 /* "Type: message" of the pending exception, for the file's status (the GIL is held). */
@@ -529,11 +537,21 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
     if (!b || PyObject_SetAttrString(r->ctx, "batch", b)) PyErr_Clear();
     Py_XDECREF(b);
   }
-  PyObject *v = csde_py_view(&r->v, x), *tt = PyFloat_FromDouble(t), *st = PyLong_FromSize_t(r->step);
+  /* ctx.cond of the call's samples (c->cond, c->uncond: r->cond, r->uncond) */
+  int cbad = r->exc || csde_py_cond_set(&r->cc, r->ctx, c, c->cond ? r->cond : NULL,
+                                         c->uncond ? r->uncond : NULL);
+  PyObject *v = cbad ? NULL : csde_py_view(&r->v, x), *tt = PyFloat_FromDouble(t), *st = PyLong_FromSize_t(r->step);
   PyObject *ans = NULL;
   if (v && tt && st && PyObject_SetAttr(r->ctx, r->t_name, tt) == 0 &&
       PyObject_SetAttr(r->ctx, r->step_name, st) == 0 && PyErr_CheckSignals() == 0)
     ans = PyObject_CallFunctionObjArgs(r->model, tt, v, r->ctx, NULL);
+  if (cbad && r->exc) { /* a guidance callable or the callback failed before */
+    if (c->errmsg && c->errlen) exc_text(r->exc, c->errmsg, c->errlen);
+    Py_XDECREF(tt);
+    Py_XDECREF(st);
+    r->ts = PyEval_SaveThread();
+    return -1;
+  }
   if (!ans || csde_py_answer(&r->v, ans, out)) {
     PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
     PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
@@ -563,7 +581,7 @@ static int py_model_fn(const csde_model_ctx *c, const double *x, double *out, vo
 static int reserve(pyrun *r, size_t c)
 {
   if (c <= r->cap) return 0;
-  double *s = realloc(r->saved, c * r->v.n * sizeof *s), *tt;
+  double *s = realloc(r->saved, c * r->pv.n * sizeof *s), *tt;
   if (s) r->saved = s;
   tt = s ? realloc(r->saved_t, c * sizeof *tt) : NULL;
   if (tt) r->saved_t = tt;
@@ -580,7 +598,7 @@ static int keep(size_t step, double t, const double *x, void *user)
 {
   pyrun *r = user;
   if (r->nsaved == r->cap && reserve(r, r->cap ? 2 * r->cap : 16)) return CSDE_ENOMEM;
-  memcpy(r->saved + r->nsaved * r->v.n, x, r->v.n * sizeof *x);
+  memcpy(r->saved + r->nsaved * r->pv.n, x, r->pv.n * sizeof *x);
   r->saved_t[r->nsaved] = t;
   r->saved_step[r->nsaved++] = (int64_t)step;
   return 0;
@@ -610,6 +628,77 @@ static int on_warn(const char *msg, void *user)
   return bad;
 }
 
+/* The failure of a guidance callable or the callback at t, kept to be raised after the
+ * solve (the GIL is held). */
+static void keep_exc(pyrun *r, double t, const char *who)
+{
+  if (!r->exc) {
+    r->exc_who = who;
+    PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
+    PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
+    if (r->exc && r->exc_tb) PyException_SetTraceback(r->exc, r->exc_tb);
+    r->exc_t = t;
+  }
+  PyErr_Clear();
+}
+
+/* guidance=callable: w(t, frame) of corrsde/problem.h. The Python w(t) is called once per
+ * new t (corrsde._guidance's wrapper: tau checked floats); NaN after a failure (the
+ * library then stops the run, and solve() raises the callable's exception). */
+static double py_guidance_fn(double t, size_t frame, void *user)
+{
+  pyrun *r = user;
+  if (r->g_ok && t == r->g_t) return r->g_w[frame];
+  if (r->exc || !pthread_equal(pthread_self(), r->owner)) return NAN;
+  PyEval_RestoreThread(r->ts);
+  r->g_ok = 0;
+  PyObject *v = PyObject_CallFunction(r->gfn, "d", t);
+  Py_ssize_t n = v && PyTuple_Check(v) ? PyTuple_GET_SIZE(v) : -1;
+  for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++)
+    r->g_w[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(v, i));
+  if (v && !PyErr_Occurred() && n == r->v.dims[1]) {
+    r->g_ok = 1;
+    r->g_t = t;
+  } else {
+    if (!PyErr_Occurred())
+      PyErr_Format(PyExc_RuntimeError, "guidance: the scales of w(t) came back malformed");
+    keep_exc(r, t, "guidance(t)");
+  }
+  Py_XDECREF(v);
+  r->ts = PyEval_SaveThread();
+  return r->g_ok ? r->g_w[frame] : NAN;
+}
+
+/* callback=: callback(step, t, x, x0) after every step, x and x0 read-only views (x0
+ * None where the step had no model evaluation); truthy stops the run. */
+static int py_preview(size_t step, double t, const double *x, const double *x0, void *user)
+{
+  pyrun *r = user;
+  PyEval_RestoreThread(r->ts);
+  int stop = 1;
+  PyObject *xv = csde_py_view(&r->pv, x);
+  PyObject *x0v = !xv ? NULL : x0 ? csde_py_view(&r->pv, x0) : Py_None;
+  PyObject *rv = x0v && PyErr_CheckSignals() == 0
+                     ? PyObject_CallFunction(r->callback, "ndOO", (Py_ssize_t)step, t, xv, x0v)
+                     : NULL;
+  if (rv) {
+    stop = PyObject_IsTrue(rv);
+    Py_DECREF(rv);
+  }
+  if (stop < 0 || (!rv && PyErr_Occurred())) {
+    r->step = step;
+    keep_exc(r, t, "the callback");
+    stop = 1;
+  }
+  /* views kept past the call get their copy (adapter.h) */
+  if ((xv && csde_py_done(&r->pv, x) < 0) || (x0 && x0v && csde_py_done(&r->pv, x0) < 0)) {
+    keep_exc(r, t, "the callback");
+    stop = 1;
+  }
+  r->ts = PyEval_SaveThread();
+  return stop;
+}
+
 /* The model's state of a solve: x is [dims[0], ..., dims[nd - 1]]. */
 static void pyrun_init(pyrun *r, PyObject *model, PyObject *ctx, int nd, const npy_intp *dims)
 {
@@ -625,11 +714,16 @@ static void pyrun_init(pyrun *r, PyObject *model, PyObject *ctx, int nd, const n
   }
   r->t_name = PyUnicode_InternFromString("t");
   r->step_name = PyUnicode_InternFromString("step");
+  r->pv = r->v;
+  csde_py_cond_init(&r->cc, NULL);
 }
 
 static void pyrun_clear(pyrun *r)
 {
   csde_py_views_clear(&r->v);
+  csde_py_views_clear(&r->pv);
+  csde_py_cond_clear(&r->cc);
+  free(r->g_w);
   Py_XDECREF(r->t_name);
   Py_XDECREF(r->step_name);
   free(r->saved);
@@ -643,8 +737,8 @@ static int raise_model_error(pyrun *r)
 {
   if (r->exc) {
     char note[128];
-    snprintf(note, sizeof note, "corrsde: raised by the model at t = %.17g (step %zu)",
-             r->exc_t, r->step);
+    snprintf(note, sizeof note, "corrsde: raised by %s at t = %.17g (step %zu)",
+             r->exc_who ? r->exc_who : "the model", r->exc_t, r->step);
     PyObject *rv = isnan(r->exc_t) ? NULL : PyObject_CallMethod(r->exc, "add_note", "s", note);
     Py_XDECREF(rv);
     PyErr_Clear();
@@ -669,7 +763,8 @@ static const char *param_arg(const char *param)
       {CSDE_PARAM_SPAN, "t_start/t_end"}, {CSDE_PARAM_SIZE, "x"},
       {CSDE_PARAM_PROCESS, "process"}, {CSDE_PARAM_SAVE, "save"},
       {CSDE_PARAM_SCHEDULE, "schedule"}, {CSDE_PARAM_X0_CLIP, "x0_clip"},
-      {CSDE_PARAM_X0_THRESHOLD, "x0_threshold"}};
+      {CSDE_PARAM_X0_THRESHOLD, "x0_threshold"}, {CSDE_PARAM_GUIDANCE, "guidance"},
+      {CSDE_PARAM_COND, "cond/uncond"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i][0])) return map[i][1];
   return NULL;
@@ -731,21 +826,26 @@ static int dict_uint(PyObject *d, const char *key, unsigned long long dflt,
   return arg_uint(v, key_arg(key), lo, hi, out);
 }
 
-/* solve(model, ctx, x, cov, sched, kind, settings, out, float32, compress, force)
- * x is solved in place. settings: a dict of csde_run_settings (str and numbers; None:
+/* solve(model, ctx, x, cov, sched, kind, settings, out, float32, compress, force[, cnd])
+ * x is solved in place. cnd: (cond, uncond, guidance callable, callback, _cond_call),
+ * each None or the object (settings' guidance and guidance_split the spec and the flag). settings: a dict of csde_run_settings (str and numbers; None:
  * the default). kind: the model output (csde_model_output). out: None, or the path of
  * the trajectory file to write (as `corrsde sample`). Returns (nfe, steps, accepted,
  * rejected, wall_seconds, stopped, t [n], step [n], states [n, *x.shape]). */
 static PyObject *py_solve(PyObject *self, PyObject *args)
 {
   (void)self;
-  PyObject *model, *ctx, *covcap, *schedcap, *sd, *out_obj;
+  PyObject *model, *ctx, *covcap, *schedcap, *sd, *out_obj, *cnd = NULL;
+  PyObject *co[5] = {NULL, NULL, NULL, NULL, NULL}; /* cond, uncond, gfn, callback, call */
   PyArrayObject *x;
   int kind, float32, compress, force;
-  if (!PyArg_ParseTuple(args, "OOO!OOiO!Oppp", &model, &ctx, &PyArray_Type, &x, &covcap,
+  if (!PyArg_ParseTuple(args, "OOO!OOiO!Oppp|O!", &model, &ctx, &PyArray_Type, &x, &covcap,
                         &schedcap, &kind, &PyDict_Type, &sd, &out_obj, &float32, &compress,
-                        &force))
+                        &force, &PyTuple_Type, &cnd))
     return NULL;
+  if (cnd && !PyArg_ParseTuple(cnd, "OOOOO", co, co + 1, co + 2, co + 3, co + 4)) return NULL;
+  for (int i = 0; i < 5; i++)
+    if (co[i] == Py_None) co[i] = NULL;
   cov_handle *ch = cov_of(covcap);
   const csde_schedule *sched = sched_of(schedcap);
   if (!ch || !sched) return NULL;
@@ -765,6 +865,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
       dict_str(sd, "init", &s.init) || dict_str(sd, "command_line", &s.command_line) ||
       dict_str(sd, "cov_method", &s.cov_method) || dict_str(sd, "x0_clip", &s.x0_clip) ||
       dict_str(sd, "x0_threshold", &s.x0_threshold) ||
+      dict_str(sd, "guidance", &s.guidance) ||
       dict_uint(sd, "steps", s.steps, 0, SIZE_MAX, &steps) ||
       dict_real(sd, "rtol", 0, &s.rtol) || dict_real(sd, "atol", 0, &s.atol) ||
       dict_real(sd, "t_start", NAN, &s.t_start) || dict_real(sd, "t_end", NAN, &s.t_end) ||
@@ -801,6 +902,26 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   csde_run *run = NULL;
   csde_traj *w = NULL;
   PyObject *res = NULL;
+  /* conditioning: the library passes cond and uncond through as ctx->cond, ->uncond */
+  PyObject *gsplit = PyDict_GetItemString(sd, "guidance_split");
+  s.guidance_split = gsplit && PyObject_IsTrue(gsplit) == 1;
+  r.cond = co[0];
+  r.uncond = co[1];
+  r.gfn = co[2];
+  r.callback = co[3];
+  s.cond = r.cond;
+  s.uncond = r.uncond;
+  r.cc.call = co[4] ? Py_NewRef(co[4]) : NULL;
+  if (r.gfn) {
+    if (!(r.g_w = malloc(csde_cov_tau(ch->C) * sizeof *r.g_w))) {
+      PyErr_NoMemory();
+      goto done;
+    }
+    s.guidance_fn = py_guidance_fn;
+    s.guidance_user = &r;
+    if (!s.guidance) s.guidance = "python:w(t)";
+  }
+  s.preview = r.callback != NULL;
   int st = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
                                 &err);
   if (st) {
@@ -834,7 +955,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   PyObject *prog = PyDict_GetItemString(sd, "progress");
   csde_run_progress_init(&r.bar, run, prog && PyObject_IsTrue(prog) == 1);
   csde_solve_stats stats;
-  csde_run_hooks hooks = {keep, on_step, &r, on_warn};
+  csde_run_hooks hooks = {keep, on_step, &r, on_warn, r.callback ? py_preview : NULL};
   double *xv = PyArray_DATA(x);
   r.ts = PyEval_SaveThread();
   st = csde_run_exec(run, xv, w, &hooks, &stats, &err);
@@ -859,15 +980,15 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
   } else {
     npy_intp dn = (npy_intp)r.nsaved, sdim[MAXDIM + 1];
     sdim[0] = dn;
-    memcpy(sdim + 1, r.v.dims, (size_t)r.v.nd * sizeof *sdim);
+    memcpy(sdim + 1, r.pv.dims, (size_t)r.pv.nd * sizeof *sdim);
     PyObject *ta = PyArray_SimpleNew(1, &dn, NPY_DOUBLE);
     PyObject *sa = PyArray_SimpleNew(1, &dn, NPY_INT64);
-    PyObject *xa = PyArray_SimpleNew(r.v.nd + 1, sdim, NPY_DOUBLE);
+    PyObject *xa = PyArray_SimpleNew(r.pv.nd + 1, sdim, NPY_DOUBLE);
     if (ta && sa && xa) {
       if (dn) {
         memcpy(PyArray_DATA((PyArrayObject *)ta), r.saved_t, r.nsaved * sizeof(double));
         memcpy(PyArray_DATA((PyArrayObject *)sa), r.saved_step, r.nsaved * sizeof(int64_t));
-        memcpy(PyArray_DATA((PyArrayObject *)xa), r.saved, r.nsaved * r.v.n * sizeof(double));
+        memcpy(PyArray_DATA((PyArrayObject *)xa), r.saved, r.nsaved * r.pv.n * sizeof(double));
       }
       res = Py_BuildValue("nnnndiNNN", (Py_ssize_t)stats.nfe, (Py_ssize_t)stats.steps,
                           (Py_ssize_t)stats.accepted, (Py_ssize_t)stats.rejected,

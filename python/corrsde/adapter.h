@@ -291,4 +291,71 @@ static int csde_py_answer(const csde_py_views *v, PyObject *ans, double *out)
   return 0;
 }
 
+/* ---- conditioning: ctx.cond, ctx.ncond, ctx.first of a call (corrsde/model.h) ----
+ *
+ * cond and uncond are the Python structures the call's c->cond and c->uncond stand for
+ * (solve(): the objects themselves; the program's --cond: dicts of arrays made once).
+ * ctx.cond is corrsde._cond_call(cond, uncond, first, ncond, batch): the rows of the
+ * call's samples (views), joined along axis 0 for a guided call of 2B. It is made again
+ * only when the call's samples change (a guided run makes its join once, not per call). */
+typedef struct {
+  PyObject *call;          /* corrsde._cond_call (owned) */
+  PyObject *names[3];      /* "cond", "ncond", "first" (owned) */
+  const void *kc, *ku;     /* the key of what ctx.cond holds now */
+  size_t first, ncond, batch;
+  int valid;
+} csde_py_cond;
+
+static int csde_py_cond_init(csde_py_cond *k, PyObject *call)
+{
+  memset(k, 0, sizeof *k);
+  k->call = call;
+  Py_XINCREF(call);
+  static const char *const n[3] = {"cond", "ncond", "first"};
+  for (int i = 0; i < 3; i++)
+    if (!(k->names[i] = PyUnicode_InternFromString(n[i]))) return -1;
+  return 0;
+}
+
+static void csde_py_cond_clear(csde_py_cond *k)
+{
+  Py_CLEAR(k->call);
+  for (int i = 0; i < 3; i++) Py_CLEAR(k->names[i]);
+  k->valid = 0;
+}
+
+/* Set ctx.cond, ctx.ncond and ctx.first for the call c, whose c->cond and c->uncond
+ * mean the structures cond and uncond (NULL: none). -1 with an exception set. */
+static int csde_py_cond_set(csde_py_cond *k, PyObject *ctx, const csde_model_ctx *c,
+                            PyObject *cond, PyObject *uncond)
+{
+  if (k->valid && k->kc == c->cond && k->ku == c->uncond && k->first == c->first &&
+      k->ncond == c->ncond && k->batch == c->batch)
+    return 0;
+  k->valid = 0;
+  PyObject *v;
+  if (!cond && !uncond)
+    v = Py_NewRef(Py_None);
+  else
+    v = PyObject_CallFunction(k->call, "OOnnn", cond ? cond : Py_None,
+                              uncond ? uncond : Py_None, (Py_ssize_t)c->first,
+                              (Py_ssize_t)c->ncond, (Py_ssize_t)c->batch);
+  PyObject *nc = v ? PyLong_FromSize_t(c->ncond) : NULL;
+  PyObject *fi = nc ? PyLong_FromSize_t(c->first) : NULL;
+  int bad = !fi || PyObject_SetAttr(ctx, k->names[0], v) < 0 ||
+            PyObject_SetAttr(ctx, k->names[1], nc) < 0 ||
+            PyObject_SetAttr(ctx, k->names[2], fi) < 0;
+  Py_XDECREF(v);
+  Py_XDECREF(nc);
+  Py_XDECREF(fi);
+  if (bad) return -1;
+  k->kc = c->cond;
+  k->ku = c->uncond;
+  k->first = c->first;
+  k->ncond = c->ncond;
+  k->batch = c->batch;
+  k->valid = 1;
+  return 0;
+}
+
 #endif

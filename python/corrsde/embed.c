@@ -16,6 +16,11 @@
  * and text become the message. A loader of ABI 2 tells no shape: x is then [B, tau, D],
  * and batch, process, cov and schedule are None until the first call.
  *
+ * `corrsde sample --cond F.h5:/g [--uncond ...]`: ctx->cond (->uncond) is a csde_cond_group
+ * (corrsde/plugin.h); ctx.cond is then a dict {dataset name: read-only numpy array over the
+ * program's memory} sliced to the call by corrsde._cond_call (adapter.h's csde_py_cond, as
+ * solve() does), ctx.ncond and ctx.first as the library says.
+ *
  * ctx.cov and ctx.schedule are a corrsde.Cov and a corrsde.Schedule over the run's own
  * objects (the plugin info's C and sched, then the model context's), as corrsde.solve
  * gives its model: the package's extension lends handles that borrow them (its C API,
@@ -50,6 +55,9 @@ typedef struct {
   const csde_cov *C;            /* what is lent now (NULL: nothing) */
   const csde_schedule *sched;
   PyObject *cov_h, *sched_h;    /* the loans: handles (capsules) */
+  csde_py_cond cc;              /* ctx.cond, ctx.ncond, ctx.first */
+  const void *kc[2];            /* the groups (corrsde/plugin.h) behind dicts[] */
+  PyObject *dicts[2];           /* {dataset name: read-only array over the group's data} */
 } embedded;
 
 static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
@@ -119,6 +127,35 @@ fail:
   return -1;
 }
 
+/* The dict of a csde_cond_group (`corrsde sample --cond`): read-only numpy arrays over
+ * its memory, which the program keeps for the whole run. Made once per group. NULL for
+ * NULL; NULL with an exception for a pointer that is no csde_cond_group. */
+static PyObject *cond_dict(embedded *e, int i, const void *p)
+{
+  const csde_cond_group *g = p;
+  if (!g || (e->kc[i] == p && e->dicts[i])) return g ? e->dicts[i] : NULL;
+  if (g->magic != CSDE_COND_GROUP_MAGIC) {
+    PyErr_Format(PyExc_ValueError, "ctx->%s is not a csde_cond_group (corrsde/plugin.h): "
+                 "the python: model reads the conditioning of corrsde sample --cond",
+                 i ? "uncond" : "cond");
+    return NULL;
+  }
+  PyObject *d = PyDict_New();
+  for (size_t k = 0; d && k < g->n; k++) {
+    const csde_cond_array *a = &g->arrays[k];
+    npy_intp dims[CSDE_COND_MAX_RANK];
+    for (int j = 0; j < a->rank; j++) dims[j] = (npy_intp)a->dims[j];
+    PyObject *v = PyArray_New(&PyArray_Type, a->rank, dims, a->integer ? NPY_INT64 : NPY_DOUBLE,
+                              NULL, (void *)a->data, 0, NPY_ARRAY_C_CONTIGUOUS |
+                              NPY_ARRAY_ALIGNED, NULL);
+    if (!v || PyDict_SetItemString(d, a->name, v) < 0) Py_CLEAR(d);
+    Py_XDECREF(v);
+  }
+  Py_XSETREF(e->dicts[i], d);
+  e->kc[i] = d ? p : NULL;
+  return d;
+}
+
 static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void *user)
 {
   embedded *e = user;
@@ -131,6 +168,11 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
             set_num(ctx, "t", Py_NewRef(t)) ||
             set_num(ctx, "step", PyLong_FromSize_t(c->step)) ||
             (rebatch && set_num(ctx, "batch", PyLong_FromSize_t(c->batch)));
+  if (!bad) { /* ctx.cond of the call's samples */
+    PyObject *cd = cond_dict(e, 0, c->cond), *ud = cd || !c->cond ? cond_dict(e, 1, c->uncond)
+                                                                   : NULL;
+    bad = (c->cond && !cd) || (c->uncond && !ud) || csde_py_cond_set(&e->cc, ctx, c, cd, ud);
+  }
   PyObject *ans = bad ? NULL : PyObject_CallFunctionObjArgs(e->model, t, v, ctx, NULL);
   if (ans && csde_py_answer(&e->v, ans, out) == 0) rc = 0;
   if (rc) py_error_text(c->errmsg, c->errlen);
@@ -151,6 +193,9 @@ static void embed_free(void *user)
   PyGILState_STATE g = PyGILState_Ensure();
   end_loans(e); /* first: the run frees them next, and the model may hold them */
   csde_py_views_clear(&e->v);
+  csde_py_cond_clear(&e->cc);
+  Py_XDECREF(e->dicts[0]);
+  Py_XDECREF(e->dicts[1]);
   Py_XDECREF(e->model);
   Py_XDECREF(e->ctx);
   Py_XDECREF(e->Cov);
@@ -307,6 +352,10 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   e->Schedule = PyObject_GetAttrString(cls, "_lent");
   Py_DECREF(cls);
   if (!e->Schedule) goto fail;
+  PyObject *call = PyObject_GetAttrString(pkg, "_cond_call");
+  int cbad = !call || csde_py_cond_init(&e->cc, call) < 0;
+  Py_XDECREF(call);
+  if (cbad) goto fail;
   if (!(mod = load_module(where)) || !(factory = PyObject_GetAttrString(mod, name))) goto fail;
   /* corrsde.Context(tau, frame_shape, batch, cov, schedule, output, process), as solve()
    * makes it; cov and schedule lent next (lend) */
@@ -359,6 +408,7 @@ fail:
   Py_XDECREF(mod);
   Py_XDECREF(pkg);
   if (e) {
+    csde_py_cond_clear(&e->cc);
     Py_XDECREF(e->model);
     Py_XDECREF(e->ctx);
     Py_XDECREF(e->Cov);

@@ -86,6 +86,11 @@ class TorchModel:
     modify its input in place (that raises).
     ``max_batch`` (default: no limit) calls the module on slices of at most that many samples
     (for a batch that does not fit on the device at once) and joins the answers.
+    Conditioning (solve(cond=...), ctx.cond): ``module(x, time, **cond)`` for a dict,
+    ``module(x, time, cond)`` for another structure, ``module(x, time)`` exactly as before
+    without one. Its arrays become tensors on the device (floating ones in ``dtype``,
+    others as they are; a tensor already there is not copied), sliced with x under
+    max_batch.
     """
 
     def __init__(self, module, output="noise", dtype=None, device=None, time="t",
@@ -114,9 +119,22 @@ class TorchModel:
         value = float(t if self.time == "t" else ctx.sigma)
         return torch.full((batch,), value, dtype=self.dtype, device=self.device)
 
-    def _forward(self, xt, t, ctx):
-        """The module's answer for the states xt (a slice of the batch, on the device)."""
-        return self.module(xt, self._time(t, ctx, xt.shape[0]))
+    def _forward(self, xt, t, ctx, cond=None):
+        """The module's answer for the states xt (a slice of the batch, on the device) and
+        their conditioning cond (tensors on the device; None: none)."""
+        if cond is None:
+            return self.module(xt, self._time(t, ctx, xt.shape[0]))
+        if isinstance(cond, dict):
+            return self.module(xt, self._time(t, ctx, xt.shape[0]), **cond)
+        return self.module(xt, self._time(t, ctx, xt.shape[0]), cond)
+
+    def _cond_tensor(self, v):
+        """A leaf of ctx.cond as a tensor on the device (floating ones in self.dtype)."""
+        if not isinstance(v, torch.Tensor):
+            v = torch.from_numpy(np.ascontiguousarray(v))
+        if v.is_floating_point() and v.dtype != self.dtype:
+            v = v.to(dtype=self.dtype)
+        return v.to(device=self.device)
 
     def __call__(self, t, x, ctx):
         x = np.asarray(x)
@@ -129,12 +147,17 @@ class TorchModel:
         # cpu; never a float64 tensor on another device)
         xt = base.to(dtype=self.dtype).to(device=self.device)
         shared, version = xt.data_ptr() == base.data_ptr(), xt._version
+        from . import _cond_map
+        c = getattr(ctx, "cond", None)
+        c = None if c is None else _cond_map(c, self._cond_tensor)
         with torch.no_grad():
             if self.max_batch is None or x.shape[0] <= self.max_batch:
-                out = torch.as_tensor(self._forward(xt, t, ctx))
-            else:  # slices of at most max_batch samples
-                out = torch.cat([torch.as_tensor(self._forward(xs, t, ctx))
-                                 for xs in xt.split(self.max_batch)])
+                out = torch.as_tensor(self._forward(xt, t, ctx, c))
+            else:  # slices of at most max_batch samples (and of their conditioning)
+                m = self.max_batch
+                out = torch.cat([torch.as_tensor(self._forward(
+                    xs, t, ctx, None if c is None else _cond_map(c, lambda v: v[i:i + m])))
+                    for i, xs in zip(range(0, x.shape[0], m), xt.split(m))])
         if shared and xt._version != version:
             raise RuntimeError("the module modified its input in place; the input shares memory "
                                "with the solver state (float64 on the CPU)")
@@ -159,6 +182,21 @@ def _answer(out):
 
 
 LAYOUTS = ("bfchw", "bcfhw")
+
+
+def _cond_kwargs(model, cond):
+    """The adapters' keyword arguments: their own kwargs, and a dict ctx.cond's entries
+    (per-sample conditioning such as encoder_hidden_states, guided calls included)."""
+    if cond is None:
+        return model.kwargs
+    if not isinstance(cond, dict):
+        raise TypeError(f"{type(model).__name__} passes the conditioning as keyword "
+                        f"arguments: ctx.cond must be a dict, not {type(cond).__name__}")
+    both = sorted(set(cond) & set(model.kwargs))
+    if both:
+        raise ValueError(f"{type(model).__name__}: {', '.join(both)} given both as a keyword "
+                         "argument and in cond")
+    return {**model.kwargs, **cond}
 
 
 def _to_layout(xt, layout, who):
@@ -228,9 +266,10 @@ class DiffusersModel(TorchModel):
                              "timestep=f(t, ctx))")
         return torch.full((batch,), i - 1, dtype=torch.long, device=self.device)
 
-    def _forward(self, xt, t, ctx):
+    def _forward(self, xt, t, ctx, cond=None):
         x, back = _to_layout(xt, self.layout, "DiffusersModel")
-        out = _answer(self.module(x, self._timestep(t, ctx, x.shape[0]), **self.kwargs))
+        out = _answer(self.module(x, self._timestep(t, ctx, x.shape[0]),
+                                  **_cond_kwargs(self, cond)))
         return back(out)
 
 
@@ -253,11 +292,11 @@ class KDiffusionModel(TorchModel):
         super().__init__(denoiser, "x0", dtype, device, "sigma", max_batch)
         self.layout, self.kwargs = layout, kwargs
 
-    def _forward(self, xt, t, ctx):
+    def _forward(self, xt, t, ctx, cond=None):
         x, back = _to_layout(xt, self.layout, "KDiffusionModel")
         alpha = math.sqrt(float(ctx.abar))  # x_ve = x / alpha
         sigma = torch.full((x.shape[0],), float(ctx.sigma), dtype=self.dtype, device=self.device)
-        return back(_answer(self.module(x / alpha, sigma, **self.kwargs)))
+        return back(_answer(self.module(x / alpha, sigma, **_cond_kwargs(self, cond))))
 
 
 def noise_like(x, cov, generator=None):

@@ -104,7 +104,7 @@ typedef struct {
   const char *arg;  /* what the value must be ("a positive integer"); NULL for a flag */
 } cli_option;
 
-#define CLI_MAXOPT 32
+#define CLI_MAXOPT 48
 
 typedef struct {
   const char *cmd;

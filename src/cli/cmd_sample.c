@@ -57,7 +57,8 @@
 enum {
   OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_GRID, OPT_RTOL, OPT_ATOL, OPT_SCHEDULE,
   OPT_T_START, OPT_T_END, OPT_SEED, OPT_NOISE, OPT_SAVE, OPT_DTYPE, OPT_COMPRESS,
-  OPT_PROGRESS, OPT_MAX_NFE, OPT_X0_CLIP, OPT_X0_THRESHOLD
+  OPT_PROGRESS, OPT_MAX_NFE, OPT_X0_CLIP, OPT_X0_THRESHOLD, OPT_COND, OPT_UNCOND, OPT_GUIDANCE,
+  OPT_GUIDANCE_SPLIT
 };
 
 static const cli_option sample_options[] = {
@@ -87,6 +88,10 @@ static const cli_option sample_options[] = {
   {"max-nfe", OPT_MAX_NFE, "a positive integer"},
   {"x0-clip", OPT_X0_CLIP, "LO,HI (two finite numbers, LO < HI)"},
   {"x0-threshold", OPT_X0_THRESHOLD, "p=P[,max=M] (0 < P <= 1, M >= 1 or inf)"},
+  {"cond", OPT_COND, "FILE.h5:/group (each dataset one entry of the model's ctx.cond)"},
+  {"uncond", OPT_UNCOND, "FILE.h5:/group (the unconditional conditioning)"},
+  {"guidance", OPT_GUIDANCE, "W, w1,...,w_tau (one per frame) or linear:A,B"},
+  {"guidance-split", OPT_GUIDANCE_SPLIT, NULL},
   {"force", 'f', NULL},
   {"progress", OPT_PROGRESS, NULL},
   {"quiet", 'q', NULL},
@@ -102,6 +107,8 @@ typedef struct {
   const char *model, *cov, *cov_method, *shape_s, *process_s, *solver, *grid, *schedule;
   const char *init, *save_s, *output;
   const char *x0_clip, *x0_threshold; /* checked as given (csde_x0_post_parse) */
+  const char *cond, *uncond, *guidance; /* --cond, --uncond: FILE.h5:/group; --guidance */
+  int guidance_split;
   size_t tau, batch, D;
   int tau_set, batch_set, shape_set;
   int shape_rank;
@@ -236,7 +243,28 @@ static void help(void)
       "                         on N\n"
       "      --progress         show the progress bar even when stderr is not a terminal\n"
       "  -q, --quiet            print nothing but errors\n"
-      "  -h, --help             show this help and exit\n",
+      "  -h, --help             show this help and exit\n"
+      "\n"
+      "Conditioning and guidance (python: and plugin: models):\n"
+      "      --cond FILE.h5:/group  the model's conditioning: every dataset of the group,\n"
+      "                         axis 0 of each the batch (row j: sample j's) or 1 (every\n"
+      "                         sample's). A python: model finds it as ctx.cond, a dict\n"
+      "                         {dataset name: numpy array} of the call's rows (integer\n"
+      "                         datasets int64, the others float64); a plugin as ctx->cond,\n"
+      "                         a csde_cond_group (corrsde/plugin.h)\n"
+      "      --uncond FILE.h5:/group  the unconditional conditioning of classifier-free\n"
+      "                         guidance: the datasets of --cond (names, types, shapes\n"
+      "                         past axis 0); needs --cond and --guidance\n"
+      "      --guidance SPEC    the guidance scale w: W, w1,...,w_tau (one per frame) or\n"
+      "                         linear:A,B (A at frame 0 to B at the last, SVD's); each\n"
+      "                         finite, |w| <= 1000. The answer is out_u + w_f (out_c -\n"
+      "                         out_u) in the model's own output space, for every solver\n"
+      "                         and process; one model call of 2B samples (ctx.cond: the\n"
+      "                         --cond rows, then the --uncond rows; ctx.ncond = B); nfe\n"
+      "                         counts 2 per guided evaluation\n"
+      "      --guidance-split   two calls of B instead of one of 2B (less memory; the\n"
+      "                         same states)\n"
+      "  A bad --cond/--uncond/--guidance (the file, the group, a shape) exits 2.\n",
       stdout);
   printf("\n"
       "Models:\n"
@@ -425,6 +453,10 @@ static int parse_args(int argc, char **argv, sample_args *a)
       *(clip ? &a->x0_clip : &a->x0_threshold) = v;
       break;
     }
+    case OPT_COND: a->cond = v; break;
+    case OPT_UNCOND: a->uncond = v; break;
+    case OPT_GUIDANCE: a->guidance = v; break; /* checked by csde_run_alloc */
+    case OPT_GUIDANCE_SPLIT: a->guidance_split = 1; break;
     case OPT_DTYPE:
       if ((rc = cli_parse_choice(CMD, "--dtype", v, dtype_names, &idx))) return rc;
       a->float32 = idx == 1;
@@ -472,6 +504,26 @@ static int check_combinations(sample_args *a)
   if (a->x0_clip && strcmp(a->x0_clip, "none") && a->x0_threshold &&
       strcmp(a->x0_threshold, "none")) {
     cli_error(CMD, "--x0-clip and --x0-threshold exclude each other (give one)");
+    return CLI_EUSAGE;
+  }
+  if ((a->cond || a->uncond || a->guidance) && strncmp(a->model, "python:", 7) &&
+      strncmp(a->model, "plugin:", 7)) {
+    cli_error(CMD, "%s: the model '%s' takes no conditioning (--cond, --uncond and "
+                   "--guidance are for python: and plugin: models)",
+              a->cond ? "--cond" : a->uncond ? "--uncond" : "--guidance", a->model);
+    return CLI_EUSAGE;
+  }
+  if (a->uncond && !a->cond) {
+    cli_error(CMD, "--uncond: needs --cond (the conditional half of the guidance)");
+    return CLI_EUSAGE;
+  }
+  if (a->uncond && !a->guidance) {
+    cli_error(CMD, "--uncond: needs --guidance W (the guidance scale)");
+    return CLI_EUSAGE;
+  }
+  if ((a->guidance || a->guidance_split) && !a->uncond) {
+    cli_error(CMD, "%s: needs --uncond FILE.h5:/group (the unconditional conditioning) and "
+                   "--cond", a->guidance ? "--guidance" : "--guidance-split");
     return CLI_EUSAGE;
   }
   if (adaptive && a->steps_set) {
@@ -664,6 +716,7 @@ typedef struct {
   csde_schedule *sched;
   cli_model model;
   cli_init init;
+  cli_cond cond, uncond; /* --cond, --uncond (ctx->cond, ctx->uncond of the model) */
   csde_run *run;
   double *x;
   char *init_text;
@@ -675,6 +728,8 @@ static void run_free(sample_run *r)
 {
   csde_run_free(r->run);
   cli_model_free(&r->model);
+  cli_cond_free(&r->cond);
+  cli_cond_free(&r->uncond);
   cli_init_free(&r->init);
   csde_schedule_free(r->sched);
   csde_cov_free(r->C);
@@ -697,7 +752,8 @@ static const char *param_flag(const char *param, int *usage)
              {CSDE_PARAM_SIZE, "--batch/--frames/--frame-shape", 0},
              {CSDE_PARAM_PROCESS, "--process", 1}, {CSDE_PARAM_SAVE, "--save", 1},
              {CSDE_PARAM_SCHEDULE, "--schedule", 0}, {CSDE_PARAM_X0_CLIP, "--x0-clip", 1},
-             {CSDE_PARAM_X0_THRESHOLD, "--x0-threshold", 1}};
+             {CSDE_PARAM_X0_THRESHOLD, "--x0-threshold", 1},
+             {CSDE_PARAM_GUIDANCE, "--guidance", 1}, {CSDE_PARAM_COND, "--uncond", 1}};
   *usage = 0;
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) {
@@ -726,6 +782,8 @@ static csde_run_settings run_settings(const sample_args *a)
   s.save = a->save_s;
   s.x0_clip = a->x0_clip;
   s.x0_threshold = a->x0_threshold;
+  s.guidance = a->guidance;
+  s.guidance_split = a->guidance_split;
   return s;
 }
 
@@ -746,6 +804,11 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
                                a->init ? &r->init : NULL)))
       return rc;
   }
+  if (a->cond && (rc = cli_spec_cond(CMD, "--cond", a->cond, a->batch, &r->cond))) return rc;
+  if (a->uncond &&
+      ((rc = cli_spec_cond(CMD, "--uncond", a->uncond, a->batch, &r->uncond)) ||
+       (rc = cli_cond_alike(CMD, &r->cond, &r->uncond, a->cond, a->uncond))))
+    return rc;
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
   if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
@@ -775,6 +838,8 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   }
   s.model_spec = r->model.spec;
   s.cov_method = a->cov_method;
+  s.cond = a->cond ? &r->cond.group : NULL;
+  s.uncond = a->uncond ? &r->uncond.group : NULL;
   s.command_line = r->cmdline ? r->cmdline : "";
   if (a->init) {
     size_t len = strlen(r->init.file) + strlen(r->init.dset) + 32;
@@ -880,7 +945,7 @@ int cli_cmd_sample(int argc, char **argv)
   csde_run_progress_init(&sc.bar, r.run,
                          cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO)));
   sc.quiet = a.quiet;
-  csde_run_hooks hooks = {NULL, on_step, &sc, on_warn};
+  csde_run_hooks hooks = {NULL, on_step, &sc, on_warn, NULL};
 
   struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);

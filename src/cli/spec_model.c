@@ -555,3 +555,114 @@ int cli_check_memory(const char *cmd, const csde_run_settings *s, size_t batch, 
   }
   return CLI_EFAIL;
 }
+
+/* ---- --cond / --uncond ---- */
+
+void cli_cond_free(cli_cond *c)
+{
+  if (!c) return;
+  for (size_t i = 0; c->arrays && i < c->group.n; i++) {
+    free((void *)c->arrays[i].data);
+    free((void *)c->arrays[i].name);
+  }
+  free(c->arrays);
+  memset(c, 0, sizeof *c);
+}
+
+int cli_spec_cond(const char *cmd, const char *flag, const char *spec, size_t batch,
+                  cli_cond *c)
+{
+  memset(c, 0, sizeof *c);
+  size_t len = strlen(spec) + 1;
+  char *file = malloc(len), *grp = malloc(len);
+  csde_err err;
+  csde_err_clear(&err);
+  csde_h5_member *m = NULL;
+  size_t n = 0;
+  int rc = CLI_EUSAGE;
+  if (!file || !grp) {
+    cli_error(cmd, "%s: out of memory", flag);
+    goto done;
+  }
+  if (!csde_split_h5_path(spec, file, len, grp, len)) {
+    cli_error(cmd, "%s: expected FILE.h5:/group (each dataset of the group one entry of the "
+                   "model's ctx.cond), got '%s'", flag, spec);
+    goto done;
+  }
+  if (csde_h5_group_datasets(file, grp, &m, &n, &err)) {
+    cli_error(cmd, "%s '%s': %s", flag, spec, err.msg);
+    goto done;
+  }
+  if (!(c->arrays = calloc(n, sizeof *c->arrays))) {
+    cli_error(cmd, "%s: out of memory", flag);
+    goto done;
+  }
+  c->group.magic = CSDE_COND_GROUP_MAGIC;
+  c->group.arrays = c->arrays;
+  for (size_t i = 0; i < n; i++, c->group.n++) {
+    csde_cond_array *a = &c->arrays[i];
+    char obj[1024], shape[128];
+    snprintf(obj, sizeof obj, "%s/%s", strcmp(grp, "/") ? grp : "", m[i].name);
+    double *v = NULL;
+    int rank = 0;
+    size_t dims[CSDE_H5_MAXRANK];
+    a->name = m[i].name;
+    m[i].name = NULL;
+    a->integer = m[i].integer;
+    if (csde_h5_read_array(file, obj, NULL, &v, &rank, dims, &err)) {
+      cli_error(cmd, "%s '%s': %s", flag, spec, err.msg);
+      goto done;
+    }
+    a->data = v;
+    a->rank = rank;
+    for (int k = 0; k < rank; k++) a->dims[k] = dims[k];
+    csde_shape_str(dims, rank, shape, sizeof shape);
+    if (rank < 1 || (dims[0] != batch && dims[0] != 1)) {
+      cli_error(cmd, "%s '%s': dataset %s has shape %s; expected axis 0 of %zu (--batch) or 1 "
+                     "(one row for every sample)", flag, spec, obj, shape, batch);
+      goto done;
+    }
+    size_t total = 1;
+    for (int k = 0; k < rank; k++) total *= dims[k];
+    if (a->integer) { /* int64, exactly: the file's integers up to 2^53 */
+      for (size_t k = 0; k < total; k++)
+        if (!(fabs(v[k]) <= 9007199254740992.0)) {
+          cli_error(cmd, "%s '%s': integer dataset %s holds %.17g, beyond 2^53", flag, spec,
+                    obj, v[k]);
+          goto done;
+        }
+      int64_t *iv = (int64_t *)(void *)v; /* in place: both 8 bytes */
+      for (size_t k = 0; k < total; k++) iv[k] = (int64_t)v[k];
+    }
+  }
+  rc = CLI_OK;
+done:
+  csde_h5_members_free(m, n);
+  free(file);
+  free(grp);
+  if (rc) cli_cond_free(c);
+  return rc;
+}
+
+int cli_cond_alike(const char *cmd, const cli_cond *c, const cli_cond *u, const char *cspec,
+                   const char *uspec)
+{
+  for (size_t i = 0; i < c->group.n || i < u->group.n; i++) {
+    const csde_cond_array *a = i < c->group.n ? &c->arrays[i] : NULL;
+    const csde_cond_array *b = i < u->group.n ? &u->arrays[i] : NULL;
+    int same = a && b && !strcmp(a->name, b->name) && a->integer == b->integer &&
+               a->rank == b->rank;
+    for (int k = 1; same && k < a->rank; k++) same = a->dims[k] == b->dims[k];
+    if (!same) {
+      char sa[128] = "(none)", sb[128] = "(none)";
+      if (a) csde_shape_str(a->dims, a->rank, sa, sizeof sa);
+      if (b) csde_shape_str(b->dims, b->rank, sb, sizeof sb);
+      cli_error(cmd, "--uncond '%s': its datasets must match --cond '%s' by name, type and "
+                     "shape past axis 0 (guidance joins them along axis 0): %s %s%s vs %s %s%s",
+                uspec, cspec, a ? a->name : "-", sa, a && a->integer ? " int" : "",
+                b ? b->name : "-", sb, b && b->integer ? " int" : "");
+      return CLI_EUSAGE;
+    }
+  }
+  return CLI_OK;
+}

@@ -111,6 +111,21 @@ int cli_spec_init(const char *cmd, const char *spec, cli_init *in);
 int cli_init_read(const char *cmd, const char *spec, const cli_init *in, double **x);
 void cli_init_free(cli_init *in); /* accepts a zeroed struct */
 
+/* --cond FILE.h5:/group (--uncond likewise): every dataset of the group, read whole, as
+ * the plugin.h csde_cond_group a plugin's model finds in ctx->cond; axis 0 of each must
+ * be batch (the run's whole batch) or 1. Errors (the spec, the file, the group, a member
+ * that is no dataset of numbers, a shape) print one line naming flag; CLI_EUSAGE. */
+typedef struct {
+  csde_cond_group group;   /* what ctx->cond points to */
+  csde_cond_array *arrays; /* owned: names and data */
+} cli_cond;
+int cli_spec_cond(const char *cmd, const char *flag, const char *spec, size_t batch,
+                  cli_cond *c);
+/* --uncond's datasets against --cond's: the same names, types and shapes past axis 0. */
+int cli_cond_alike(const char *cmd, const cli_cond *c, const cli_cond *u, const char *cspec,
+                   const char *uspec);
+void cli_cond_free(cli_cond *c); /* accepts a zeroed struct */
+
 /* Before anything large is made (the covariance, the model, the states, --init's read):
  * the run's memory estimate from its settings and sizes (csde_run_check_memory), with
  * --init's states read at once counted. Refused runs print one line naming --init (with

@@ -791,6 +791,93 @@ int csde_h5_shape(const char *path, const char *dset, int *rank,
   return s;
 }
 
+static int group_datasets(const char *path, const char *group, csde_h5_member **out,
+                          size_t *n, csde_err *err)
+{
+  char e1[160];
+  int s = CSDE_SUCCESS;
+  csde_h5_member *m = NULL;
+  size_t k = 0;
+  hid_t f = open_ro(path, 1, err), g = -1;
+  if (f < 0) return CSDE_EIO;
+  if ((g = open_obj(f, path, group, H5O_TYPE_GROUP, NULL, err)) < 0) {
+    s = CSDE_EIO;
+    goto done;
+  }
+  H5G_info_t gi;
+  if (H5Gget_info(g, &gi) < 0) {
+    s = csde_err_set(err, CSDE_EIO, "cannot list group '%s' in '%s' (a corrupt file?)",
+                     esc(group, e1, sizeof e1), path);
+    goto done;
+  }
+  if (gi.nlinks == 0 || gi.nlinks > 4096) {
+    s = csde_err_set(err, CSDE_EBADLEN, "group '%s' in '%s' holds %llu entries, expected 1 "
+                     "to 4096 datasets", esc(group, e1, sizeof e1), path,
+                     (unsigned long long)gi.nlinks);
+    goto done;
+  }
+  if (!(m = calloc((size_t)gi.nlinks, sizeof *m))) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory listing '%s'", path);
+    goto done;
+  }
+  for (hsize_t i = 0; i < gi.nlinks; i++, k++) {
+    char name[256], obj[1024];
+    ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name,
+                                     sizeof name, H5P_DEFAULT);
+    if (len <= 0 || (size_t)len >= sizeof name || strlen(name) != (size_t)len) {
+      s = csde_err_set(err, CSDE_EIO, "entry %llu of group '%s' in '%s' has no usable name "
+                       "(empty, over 255 bytes or with a NUL)", (unsigned long long)i,
+                       esc(group, e1, sizeof e1), path);
+      goto done;
+    }
+    snprintf(obj, sizeof obj, "%s/%s", strcmp(group, "/") ? group : "", name);
+    hid_t d = open_obj(f, path, obj, H5O_TYPE_DATASET, NULL, err); /* hard links only */
+    if (d < 0) {
+      s = CSDE_EIO;
+      goto done;
+    }
+    H5T_class_t c = number_class(d);
+    H5Dclose(d);
+    if (c == H5T_NO_CLASS) {
+      s = csde_err_set(err, CSDE_EIO, "dataset '%s' in '%s' does not hold numbers",
+                       esc(obj, e1, sizeof e1), path);
+      goto done;
+    }
+    if (!(m[k].name = strdup(name))) {
+      s = csde_err_set(err, CSDE_ENOMEM, "out of memory listing '%s'", path);
+      goto done;
+    }
+    m[k].integer = c == H5T_INTEGER;
+  }
+done:
+  if (g >= 0) H5Oclose(g);
+  H5Fclose(f);
+  if (s) {
+    csde_h5_members_free(m, m ? k + 1 : 0); /* the entry that failed: NULL or its name */
+    m = NULL;
+    k = 0;
+  }
+  *out = m;
+  *n = k;
+  return s;
+}
+
+int csde_h5_group_datasets(const char *path, const char *group, csde_h5_member **out,
+                           size_t *n, csde_err *err)
+{
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  int s = group_datasets(path, group, out, n, err);
+  csde_h5_quiet_end(&q);
+  return s;
+}
+
+void csde_h5_members_free(csde_h5_member *m, size_t n)
+{
+  for (size_t i = 0; m && i < n; i++) free(m[i].name);
+  free(m);
+}
+
 int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_axis,
                          double **out, csde_err *err)
 {
@@ -882,6 +969,7 @@ static const known_attr params_known[] = {
   {"cov_method", A_STR}, {"cov_method_used", A_STR}, {"covariance", A_STR},
   {"created", A_STR}, {"dtype", A_STR}, {"eps", A_FLOAT}, {"eta", A_FLOAT},
   {"first_sample", A_INT}, {"frame_shape", A_INTS}, {"frames", A_INT}, {"grid", A_STR},
+  {"guidance", A_STR}, {"guidance_split", A_INT},
   {"init", A_STR}, {"init_stream", A_INT}, {"max_nfe", A_INT}, {"model", A_STR},
   {"model_name", A_STR}, {"model_output", A_STR}, {"noise", A_STR},
   {"noise_generator", A_STR}, {"noise_streams", A_STR}, {"pixels", A_INT},

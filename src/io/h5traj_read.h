@@ -68,6 +68,17 @@ int csde_h5_shape(const char *path, const char *dset, int *rank,
 /* csde_h5_read_array with the defaults, and last_of_first_axis. */
 int csde_h5_read_doubles(const char *path, const char *dset, int last_of_first_axis,
                          double **out, csde_err *err);
+/* The members of group `group` of file path (`corrsde sample --cond`), by name: every
+ * one must be a dataset of numbers reached through a hard link (anything else is an
+ * error naming it); 1 to 4096 of them. integer: 1 for an integer class. Free with
+ * csde_h5_members_free. */
+typedef struct {
+  char *name;
+  int integer;
+} csde_h5_member;
+int csde_h5_group_datasets(const char *path, const char *group, csde_h5_member **out,
+                           size_t *n, csde_err *err);
+void csde_h5_members_free(csde_h5_member *m, size_t n);
 /* 1 if file path is a regular HDF5 file with a dataset dset reached through hard links
  * only; 0 otherwise (any failure, quietly). */
 int csde_h5_exists(const char *path, const char *dset);

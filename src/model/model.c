@@ -119,7 +119,8 @@ int csde_model_call(const csde_model *M, double t, size_t batch, const double *x
                     double *out)
 {
   if (M->fn) return M->fn(t, batch, x, out, M->user);
-  csde_model_ctx c = {t, 0, batch, M->tau, M->D, NAN, NAN, NAN, -1, NULL, NULL, NULL, 0};
+  csde_model_ctx c = {.t = t, .batch = batch, .tau = M->tau, .D = M->D, .abar = NAN,
+                      .sigma = NAN, .logsnr = NAN, .index = -1, .ncond = batch};
   return M->fn_ctx(&c, x, out, M->user);
 }
 

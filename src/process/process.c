@@ -267,6 +267,106 @@ double csde_proc_quantile(double *v, size_t n, double p)
   return g >= 0.5 ? b - d * (1 - g) : a + d * g;
 }
 
+/* ---- classifier-free guidance (problem.h) ---- */
+
+/* A scale w of frame f: finite, |w| <= CSDE_GUIDANCE_MAX. */
+static int guidance_bad(double w) { return !(fabs(w) <= CSDE_GUIDANCE_MAX); }
+
+static int guidance_fail(csde_err *err, const char *param, const char *fmt, double w,
+                         size_t f)
+{
+  csde_err_set(err, CSDE_EINVAL, fmt, w, f, CSDE_GUIDANCE_MAX);
+  return csde_err_blame(err, param, CSDE_EINVAL);
+}
+
+#define GUIDANCE_RANGE "guidance scale %g (frame %zu): expected a finite w with |w| <= %g"
+
+static int guidance_check(csde_proc *pr, csde_err *err)
+{
+  const csde_guidance *g = &pr->P.guidance;
+  pr->guided = g->uncond != NULL;
+  if (!pr->guided && (g->w_frames || g->fn)) {
+    csde_err_set(err, CSDE_EINVAL, "guidance scales given without the unconditional "
+                                   "conditioning (uncond)");
+    return csde_err_blame(err, CSDE_PARAM_GUIDANCE, CSDE_EINVAL);
+  }
+  if (!pr->guided) return CSDE_SUCCESS;
+  if (!csde_proc_uses_model(pr)) {
+    csde_err_set(err, CSDE_EINVAL, "forward-sde never calls the model: nothing to guide");
+    return csde_err_blame(err, CSDE_PARAM_GUIDANCE, CSDE_EINVAL);
+  }
+  if (g->fn) return CSDE_SUCCESS; /* checked at each call */
+  for (size_t f = 0; f < (g->w_frames ? pr->P.tau : 1); f++) {
+    const double w = g->w_frames ? g->w_frames[f] : g->w;
+    if (guidance_bad(w)) return guidance_fail(err, CSDE_PARAM_GUIDANCE, GUIDANCE_RANGE, w, f);
+  }
+  return CSDE_SUCCESS;
+}
+
+/* The scales w_f at t into pr->gw: fn(t, f), else w_frames[f], else w. */
+static int guidance_scales(csde_proc *pr, double t, csde_err *err)
+{
+  const csde_guidance *g = &pr->P.guidance;
+  for (size_t f = 0; f < pr->P.tau; f++) {
+    const double w = g->fn ? g->fn(t, f, g->fn_user) : g->w_frames ? g->w_frames[f] : g->w;
+    if (g->fn && guidance_bad(w)) {
+      csde_err_set(err, CSDE_EINVAL, "the guidance function gave scale %g at t = %.17g, "
+                   "frame %zu: expected a finite w with |w| <= %g", w, t, f,
+                   CSDE_GUIDANCE_MAX);
+      return csde_err_blame(err, CSDE_PARAM_GUIDANCE, CSDE_EINVAL);
+    }
+    pr->gw[f] = w;
+  }
+  return CSDE_SUCCESS;
+}
+
+/* The model's answer at (c, x) into out: one call, or, guided, the conditional answer
+ * out_c and the unconditional one out_u at the same states (one call of 2B, or two of B:
+ * problem.h) combined frame by frame in the model's own output space,
+ *   out = out_u + w_f (out_c - out_u). */
+static int model_answer(csde_proc *pr, csde_model_ctx *c, const double *x, double *out,
+                        int *gst, csde_err *err)
+{
+  const csde_problem *P = &pr->P;
+  if (!pr->guided) return csde_model_call_ctx(P->model, c, x, out);
+  if ((*gst = guidance_scales(pr, c->t, err))) return *gst;
+  int rc;
+  const size_t n = pr->n, B = P->batch;
+  const double *oc, *ou;
+  c->uncond = P->guidance.uncond;
+  c->ncond = B;
+  if (!P->guidance.split) { /* one call of 2B: samples [0, B) cond, [B, 2B) uncond */
+    double *xx = pr->gx, *oo = pr->gx + 2 * n;
+    memcpy(xx, x, n * sizeof *x);
+    memcpy(xx + n, x, n * sizeof *x);
+    c->batch = 2 * B;
+    rc = csde_model_call_ctx(P->model, c, xx, oo);
+    c->batch = B;
+    oc = oo, ou = oo + n;
+  } else { /* two calls of B: cond into out, uncond (ncond = 0) into scratch */
+    rc = csde_model_call_ctx(P->model, c, x, out);
+    c->ncond = 0;
+    if (!rc) rc = csde_model_call_ctx(P->model, c, x, pr->gx);
+    oc = out, ou = pr->gx;
+  }
+  if (rc) return rc;
+  const long nblk = (long)(B * P->tau), D = (long)P->D, tau = (long)P->tau;
+  const double *w = pr->gw;
+  const int th = pr->threads;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
+#endif
+  for (long k = 0; k < nblk; k++) { /* block k: sample k / tau, frame k % tau */
+    const double wf = w[k % tau];
+    const double *cc = oc + k * D, *uu = ou + k * D;
+    double *o = out + k * D;
+#pragma omp simd
+    for (long i = 0; i < D; i++) o[i] = uu[i] + wf * (cc[i] - uu[i]); /* u + w (c - u) */
+  }
+  return CSDE_SUCCESS;
+}
+
 int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts, csde_err *err)
 {
   memset(pr, 0, sizeof *pr);
@@ -296,6 +396,7 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
                           csde_err_set(err, CSDE_EINVAL, "state size overflows"));
   int s0 = x0_check(&P->x0, err);
   if (s0) return s0;
+  if ((s0 = guidance_check(pr, err))) return s0;
   if (csde_proc_uses_model(pr) && P->x0.kind == CSDE_X0_THRESHOLD) {
     /* one sample's |x0| per thread that takes a sample (schedule(static, 1)) */
     size_t nt = (size_t)pr->threads < P->batch ? (size_t)pr->threads : P->batch;
@@ -304,6 +405,16 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
       return csde_err_blame(err, CSDE_PARAM_SIZE,
                             csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)",
                                          nt * P->tau * P->D));
+  }
+  if (pr->guided) { /* problem.h: 2B: x twice and the 2B answers; split: the uncond answer */
+    pr->gx = csde_alloc(P->guidance.split ? pr->n : 4 * pr->n, sizeof(double));
+    pr->gw = csde_alloc(P->tau, sizeof(double));
+    if (!pr->gx || !pr->gw) {
+      csde_proc_free(pr);
+      return csde_err_blame(err, CSDE_PARAM_SIZE,
+                            csde_err_set(err, CSDE_ENOMEM, "out of memory for guidance (%zu "
+                                         "doubles)", (P->guidance.split ? 1 : 4) * pr->n));
+    }
   }
   if (csde_proc_uses_model(pr)) {
     int score = csde_model_output_of(P->model) == CSDE_OUT_SCORE;
@@ -338,8 +449,26 @@ void csde_proc_free(csde_proc *pr)
   csde_free(pr->out);
   csde_free(pr->cout);
   csde_free(pr->x0ws);
+  csde_free(pr->gx);
+  csde_free(pr->gw);
+  csde_free(pr->x0);
   pr->ws = NULL;
-  pr->out = pr->cout = pr->x0ws = NULL;
+  pr->out = pr->cout = pr->x0ws = pr->gx = pr->gw = pr->x0 = NULL;
+}
+
+int csde_proc_preview_alloc(csde_proc *pr, csde_err *err)
+{
+  if (pr->x0) return CSDE_SUCCESS;
+  if (!(pr->x0 = csde_alloc(pr->n, sizeof(double))))
+    return csde_err_blame(err, CSDE_PARAM_SIZE,
+                          csde_err_set(err, CSDE_ENOMEM, "out of memory for the x0 preview "
+                                       "(%zu doubles)", pr->n));
+  return CSDE_SUCCESS;
+}
+
+unsigned csde_proc_passes(const csde_proc *pr)
+{
+  return csde_proc_uses_model(pr) ? (pr->guided ? 2u : 1u) : 0u;
 }
 
 double csde_proc_diffusion(const csde_proc *pr, double t)
@@ -542,6 +671,27 @@ static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
 
 const char *csde_proc_warning(const csde_proc *pr) { return pr->warning; }
 
+/* The preview (solve.h, csde_preview_fn): x0 = (x + sigma^2 (ax x + as src)) / alpha, the
+ * coefficients of csde_proc_denoise, into pr->x0 (one pass). */
+static void preview_x0(csde_proc *pr, double t, const double *x, const double *src,
+                       double ax, double as)
+{
+  double a, sg, l;
+  csde_proc_view(pr, t, &a, &sg, &l);
+  const double s2 = sg * sg, cx = (1 + s2 * ax) / a, cs = s2 * as / a;
+  const long ln = (long)pr->n;
+  double *x0 = pr->x0;
+  const int th = pr->threads;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for simd num_threads(th) schedule(static) if (th > 1)
+#else
+#pragma omp simd
+#endif
+  for (long i = 0; i < ln; i++) x0[i] = cx * x[i] + cs * src[i];
+  pr->x0_valid = 1;
+}
+
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
  * src is the model's output (or, for a SCORE model, C times it, written into dst). The
  * model writes into pr->out when there is one, else into dst (which must not be x). */
@@ -553,11 +703,15 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   /* the model's context (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)) */
   double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
   size_t N = csde_schedule_nsteps(P->sched);
-  csde_model_ctx c = {t, step, P->batch, P->tau, P->D, abar, sqrt(expm1(B)), -log(expm1(B)),
-                      N ? lround(t * (double)N) : -1, P->C, P->sched, pr->model_msg,
-                      sizeof pr->model_msg};
+  csde_model_ctx c = {.t = t, .step = step, .batch = P->batch, .tau = P->tau, .D = P->D,
+                      .abar = abar, .sigma = sqrt(expm1(B)), .logsnr = -log(expm1(B)),
+                      .index = N ? lround(t * (double)N) : -1, .C = P->C, .sched = P->sched,
+                      .errmsg = pr->model_msg, .errlen = sizeof pr->model_msg,
+                      .cond = P->cond, .ncond = P->batch, .first = pr->first};
   pr->model_msg[0] = '\0';
-  int rc = csde_model_call_ctx(P->model, &c, x, pr->raw);
+  int gst = 0; /* a guidance function's scale out of range */
+  int rc = model_answer(pr, &c, x, pr->raw, &gst, err);
+  if (gst) return gst;
   pr->model_msg[sizeof pr->model_msg - 1] = '\0';
   const char *sep = pr->model_msg[0] ? ": " : "";
   if (rc < 0)
@@ -597,6 +751,7 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   if (!pr->answered) answer_check(pr, t, step, x, *src, *ax, *as);
   if (P->x0.kind != CSDE_X0_NONE && abar > 0 && omab > 0) /* sigma = 0: x0 = x, left */
     x0_post(pr, kind, abar, omab, x, ans);
+  if (pr->x0) preview_x0(pr, t, x, *src, *ax, *as);
   return CSDE_SUCCESS;
 }
 

@@ -18,6 +18,13 @@ typedef struct {
   int threads;
   char model_msg[CSDE_MSG_MAX / 2]; /* the reason a failing model call gave */
   int answered;       /* the first model answer has been checked (answer_check) */
+  size_t first;       /* ctx->first: the solve's first_sample (the call is the whole batch) */
+  int guided;         /* classifier-free guidance (P.guidance.uncond != NULL) */
+  double *gx;         /* guided: one call of 2B: x twice (2n), then the 2B answers (2n);
+                         split: the unconditional answer (n) */
+  double *gw;         /* guided: the tau scales w_f of the call */
+  double *x0;         /* previews: the x0 of the last model evaluation (n), else NULL */
+  int x0_valid;       /* x0 holds an evaluation's (reset by the solve loop) */
   char warning[CSDE_MSG_MAX]; /* what that check found: "" or one line */
 } csde_proc;
 
@@ -25,6 +32,12 @@ typedef struct {
 int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
                    csde_err *err);
 void csde_proc_free(csde_proc *pr);
+/* Keep the x0 of every model evaluation (the preview, solve.h's csde_preview_fn):
+ * allocates pr->x0 (n doubles); one pass per evaluation from then on. */
+int csde_proc_preview_alloc(csde_proc *pr, csde_err *err);
+/* Forward passes per evaluation: 2 when guided, else 1 (0 when the drift calls no
+ * model). */
+unsigned csde_proc_passes(const csde_proc *pr);
 
 /* g(t) = sqrt(beta(t)) for the SDEs, 0 for the ODEs. */
 double csde_proc_diffusion(const csde_proc *pr, double t);

@@ -1,6 +1,7 @@
 /* The run: settings over borrowed objects -> span, solver or sampler grid, save plan
  * (corrsde/run.h). What `corrsde sample` and corrsde.solve() share. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +247,112 @@ static size_t capacity(const csde_run *r)
 }
 
 static int observe(size_t step, double t, const double *x, void *user);
+static int preview(size_t step, double t, const double *x, const double *x0, void *user);
+
+/* ---- classifier-free guidance (problem.h, csde_guidance) ---- */
+
+#define GUIDANCE_FORMS "W, w1,...,w_tau (one per frame) or linear:A,B (finite, |w| <= 1000)"
+
+/* A guidance scale or function is given (NULL and "none": off). */
+static int guidance_given(const csde_run_settings *s)
+{
+  return s->guidance_fn || (s->guidance && strcmp(s->guidance, "none"));
+}
+
+static int guidance_fail(csde_err *err, const char *param, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static int guidance_fail(csde_err *err, const char *param, const char *fmt, ...)
+{
+  char m[CSDE_MSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m, sizeof m, fmt, ap);
+  va_end(ap);
+  csde_err_set(err, CSDE_EINVAL, "%s", m);
+  return csde_err_blame(err, param, CSDE_EINVAL);
+}
+
+/* The numbers of a spec "a,b,..." (n of them at most) into v: their count, or -1 when one
+ * is not a number. */
+static long guidance_numbers(const char *spec, double *v, size_t n)
+{
+  size_t k = 0;
+  const char *p = spec;
+  char buf[64];
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (len >= sizeof buf) return -1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    double d;
+    if (csde_parse_double(buf, &d)) return -1;
+    if (k < n) v[k] = d;
+    k++;
+    if (!comma) break;
+    p = comma + 1;
+  }
+  return (long)k;
+}
+
+/* The settings' conditioning and guidance into r->P (cond, guidance; r->w_frames owns the
+ * per-frame scales): the spec parsed, the errors of run.h. */
+static int set_guidance(csde_run *r, const csde_run_settings *s, csde_err *err)
+{
+  csde_guidance *g = &r->P.guidance;
+  const char *spec = s->guidance;
+  r->P.cond = s->cond;
+  memset(g, 0, sizeof *g);
+  if (!guidance_given(s)) {
+    if (s->uncond)
+      return guidance_fail(err, CSDE_PARAM_COND, "an unconditional conditioning (uncond) "
+                           "without guidance: give a guidance scale (expected %s)",
+                           GUIDANCE_FORMS);
+    return CSDE_SUCCESS;
+  }
+  if (!s->uncond)
+    return guidance_fail(err, CSDE_PARAM_GUIDANCE, "guidance '%s' needs the unconditional "
+                         "conditioning (uncond)", spec && !s->guidance_fn ? spec : "function");
+  if (r->process == CSDE_RUN_FORWARD_SDE)
+    return guidance_fail(err, CSDE_PARAM_GUIDANCE, "forward-sde never calls the model: it "
+                         "is not guided (give no guidance)");
+  g->uncond = s->uncond;
+  g->split = s->guidance_split != 0;
+  if (s->guidance_fn) {
+    g->fn = s->guidance_fn;
+    g->fn_user = s->guidance_user;
+    return CSDE_SUCCESS;
+  }
+  const size_t tau = r->tau;
+  const int linear = !strncmp(spec, "linear:", 7);
+  const char *body = linear ? spec + 7 : spec;
+  if (!(r->w_frames = malloc(tau * sizeof *r->w_frames)))
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  double ab[2];
+  long k = linear ? guidance_numbers(body, ab, 2) : guidance_numbers(body, r->w_frames, tau);
+  if (k < 0 || (linear && k != 2))
+    return guidance_fail(err, CSDE_PARAM_GUIDANCE, "'%s': expected %s", spec, GUIDANCE_FORMS);
+  if (!linear && k > 1 && (size_t)k != tau)
+    return guidance_fail(err, CSDE_PARAM_GUIDANCE, "'%s': %ld scales for %zu frames "
+                         "(expected one scale or one per frame)", spec, k, tau);
+  if (linear) /* w_f = A + (B - A) f / (tau - 1) */
+    for (size_t f = 0; f < tau; f++)
+      r->w_frames[f] = tau > 1 ? ab[0] + (ab[1] - ab[0]) * (double)f / (double)(tau - 1) : ab[0];
+  const size_t nw = linear || k > 1 ? tau : 1;
+  for (size_t f = 0; f < nw; f++)
+    if (!(fabs(r->w_frames[f]) <= CSDE_GUIDANCE_MAX))
+      return guidance_fail(err, CSDE_PARAM_GUIDANCE, "'%s': scale %g%s is not finite or "
+                           "beyond %g in size (expected %s)", spec, r->w_frames[f],
+                           nw > 1 ? " of a frame" : "", CSDE_GUIDANCE_MAX, GUIDANCE_FORMS);
+  if (nw > 1)
+    g->w_frames = r->w_frames;
+  else
+    g->w = r->w_frames[0];
+  return CSDE_SUCCESS;
+}
 
 /* ---- memory (corrsde/run.h, csde_run_memory) ---- */
 
@@ -261,6 +368,7 @@ typedef struct {
   const csde_model *model;      /* may be NULL */
   size_t batch, tau, D, extra;
   int x0_threshold;             /* x0 thresholding: one sample's |x0| per thread */
+  int guided, split, preview;   /* guidance's scratch (problem.h), the preview's x0 */
 } mem_in;
 
 static size_t to_size(double b) { return b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b; }
@@ -285,6 +393,8 @@ static void mem_estimate(const mem_in *in, csde_run_memory *m)
   states += uses_model && (score || own);        /* the model's output */
   states += uses_model && score && own;          /* ... and C times it */
   states += in->churn > 0;                       /* edm-heun's churn noise */
+  states += uses_model && in->guided ? (in->split ? 1 : 4) : 0; /* process.c's gx */
+  states += uses_model && in->preview;           /* process.c's x0 */
   nws = sde + (uses_model && score) + (in->churn > 0) + (ddim && in->eta > 0) + ddpm +
         (in->process != CSDE_RUN_FORWARD_SDE && in->process != CSDE_RUN_PFODE_ENCODE);
   double noise = 0;
@@ -462,6 +572,9 @@ int csde_run_check_memory(const csde_run_settings *s, const csde_cov *C,
   csde_x0_post x0;
   in.x0_threshold = !csde_x0_post_parse(s->x0_clip, s->x0_threshold, &x0, &e) &&
                     x0.kind == CSDE_X0_THRESHOLD;
+  in.guided = guidance_given(s) && s->uncond;
+  in.split = s->guidance_split != 0;
+  in.preview = s->preview != 0;
   in.C = C;
   in.model = model;
   in.batch = batch;
@@ -505,6 +618,7 @@ void csde_run_free(csde_run *r)
   free(r->mask);
   free(r->out);
   free(r->times);
+  free(r->w_frames);
   for (size_t i = 0; i < sizeof r->str / sizeof r->str[0]; i++) free(r->str[i]);
   free(r);
 }
@@ -515,10 +629,10 @@ static int copy_settings(csde_run *r, const csde_run_settings *s, const char *so
   r->s = *s;
   const char **f[] = {&r->s.process, &r->s.solver, &r->s.grid, &r->s.noise, &r->s.save,
                       &r->s.model_spec, &r->s.cov_method, &r->s.init, &r->s.command_line,
-                      &r->s.x0_clip, &r->s.x0_threshold};
+                      &r->s.x0_clip, &r->s.x0_threshold, &r->s.guidance};
   const char *dflt[] = {"reverse-sde", solver, "uniform", "stream", "final",
                         csde_model_name(r->P.model), csde_cov_method_name(csde_cov_method_of(r->P.C)),
-                        NULL, "", NULL, NULL};
+                        NULL, "", NULL, NULL, NULL};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     const char *v = i == 1 ? solver : *f[i];
     r->str[i] = dup_or(v, dflt[i]);
@@ -613,6 +727,9 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
     goto fail;
   }
 
+  /* conditioning and classifier-free guidance (problem.h), applied by process.c */
+  if ((st = set_guidance(r, s, err))) goto fail;
+
   csde_noise_kind nk = CSDE_NOISE_STREAM;
   int known = !csde_noise_kind_lookup(r->s.noise, &nk);
   r->noise_path = nk == CSDE_NOISE_PATH;
@@ -651,6 +768,8 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
   r->par.threads = s->threads > 0 ? s->threads : 1;
   r->par.observer = observe; /* its context r->ex is filled by csde_run_exec */
   r->par.observer_user = &r->ex;
+  r->par.preview = s->preview ? preview : NULL;
+  r->par.preview_user = &r->ex;
   if (r->noise_path) r->par.noise = CSDE_NOISE_PATH;
 
   /* the memory it will take, before anything large is allocated */
@@ -659,7 +778,8 @@ int csde_run_alloc(csde_run **out, const csde_run_settings *s, const csde_cov *C
                  walk_depth(r->noise_path, r->adaptive, r->par.grid, r->par.steps),
                  capacity_bound(r->save_kind, r->every, r->ntimes, r->par.steps, r->adaptive),
                  s->keep_saved, r->par.threads, r->par.s_churn, r->par.eta, C, model, batch,
-                 r->tau, r->D, 0, r->P.x0.kind == CSDE_X0_THRESHOLD};
+                 r->tau, r->D, 0, r->P.x0.kind == CSDE_X0_THRESHOLD, r->P.guidance.uncond != NULL,
+                 r->P.guidance.split, s->preview != 0};
     mem_estimate(&in, &r->mem);
     if ((st = mem_check(&r->mem, s->max_memory, err))) goto fail;
   }
@@ -831,6 +951,12 @@ static int report_warning(exec_ctx *o)
   o->warned = 1;
   if (o->w) csde_traj_set_warning(o->w, msg);
   return o->h && o->h->warn ? o->h->warn(msg, o->h->user) : 0;
+}
+
+static int preview(size_t step, double t, const double *x, const double *x0, void *user)
+{
+  exec_ctx *o = user;
+  return o->h && o->h->preview ? o->h->preview(step, t, x, x0, o->h->user) : 0;
 }
 
 static int observe(size_t step, double t, const double *x, void *user)

@@ -24,9 +24,10 @@ typedef struct {
 
 struct csde_run {
   csde_run_settings s;       /* resolved; its strings are the copies in str */
-  char *str[11];
+  char *str[12];
   csde_run_process process;
   double eta;                /* ddim */
+  double *w_frames;          /* guidance's scales (tau), parsed from the spec (owned) */
   char solver_name[64];      /* the solver spec's bare name (par.solver) */
   int adaptive, noise_path;
   size_t batch, tau, D, n;

@@ -99,6 +99,13 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
   csde_x0_post_specs(&r->P.x0, clip, sizeof clip, thr, sizeof thr);
   PUT(csde_h5traj_attr_str(w, g, "x0_clip", clip, err));
   PUT(csde_h5traj_attr_str(w, g, "x0_threshold", thr, err));
+  /* classifier-free guidance: the spec as given ("none" when off; "function" for a
+   * guidance_fn without a label) and whether cond and uncond went in two calls */
+  const int guided = r->P.guidance.uncond != NULL;
+  PUT(csde_h5traj_attr_str(w, g, "guidance",
+                           !guided ? "none" : a->guidance ? a->guidance : "function", err));
+  i64 = guided && r->P.guidance.split;
+  PUT(csde_h5traj_attr_i64(w, g, "guidance_split", &i64, 1, err));
   PUT(csde_h5traj_attr_str(w, g, "save", a->save, err));
   if (r->save_kind == CSDE_SAVE_TIMES) { /* a dataset: an attribute is limited to 64 KiB */
     size_t nt = r->ntimes;

@@ -63,16 +63,17 @@ int csde_stepper_fail(csde_stepper *S, int status, const char *fmt, ...)
   return status;
 }
 
-/* One model evaluation more, within max_nfe. */
+/* One model evaluation more, within max_nfe: its forward passes (2 when guided). */
 static int count_nfe(csde_stepper *S, double t)
 {
-  if (!csde_proc_uses_model(&S->proc)) return CSDE_SUCCESS;
-  if (S->st.nfe >= S->par.max_nfe)
+  const size_t k = csde_proc_passes(&S->proc);
+  if (!k) return CSDE_SUCCESS;
+  if (S->st.nfe + k > S->par.max_nfe)
     return csde_stepper_fail(S, CSDE_EMAXITER,
                              "NFE guard: the solve needs more than %zu model evaluations "
                              "(at t = %.6g, step %zu); raise the limit or loosen rtol/atol",
                              S->par.max_nfe, t, S->step);
-  S->st.nfe++;
+  S->st.nfe += k;
   return CSDE_SUCCESS;
 }
 
@@ -298,6 +299,8 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     goto fail;
   }
   if ((s = csde_proc_init(&S->proc, P, S->par.threads, S->type->own_noise, err))) goto fail;
+  S->proc.first = S->par.first_sample; /* the model sees the whole batch in each call */
+  if (S->par.preview && (s = csde_proc_preview_alloc(&S->proc, err))) goto fail;
   S->n = S->proc.n;
   double t0, t1;
   csde_problem_span(P, &t0, &t1);
@@ -362,6 +365,7 @@ void csde_solver_set_seed(csde_solver *solver, uint64_t seed, size_t first_sampl
 {
   solver->s.par.seed = seed;
   solver->s.par.first_sample = first_sample;
+  solver->s.proc.first = first_sample;
   csde_noise_set_seed(&solver->s.noise, seed, first_sample);
 }
 
@@ -382,10 +386,14 @@ static double now(void)
 
 static int observe(csde_stepper *S, double t, const double *x)
 {
-  if (S->par.observer && S->par.observer(S->st.steps, t, x, S->par.observer_user)) {
+  if ((S->par.observer && S->par.observer(S->st.steps, t, x, S->par.observer_user)) ||
+      (S->par.preview &&
+       S->par.preview(S->st.steps, t, x, S->proc.x0_valid ? S->proc.x0 : NULL,
+                      S->par.preview_user))) {
     S->st.stopped = 1;
     return 1;
   }
+  S->proc.x0_valid = 0; /* the next step's evaluations */
   return 0;
 }
 
@@ -401,6 +409,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
   csde_problem_span(&S->P, &t0, &t1);
   if (S->type->state_size) memset(S->state, 0, S->type->state_size);
   if (S->type->reset) S->type->reset(S);
+  S->proc.x0_valid = 0;
   double *dW = S->type->own_noise ? NULL : S->dW;
   if (S->grid) {
     for (size_t n = 0; n < S->nsteps && !s; n++) {
