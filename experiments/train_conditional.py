@@ -307,11 +307,22 @@ def classify(x):
     return np.argmax(v @ DIRECTIONS.T, 1), np.hypot(v[:, 0], v[:, 1])
 
 
+def visible(x):
+    """Whether every frame of each video of x has a pixel above 0 (brightness 1/2; every data
+    video's blob is, its amplitude being >= 0.7 and its centre inside the frame)."""
+    x = np.asarray(x)
+    return (x.reshape(x.shape[0], x.shape[1], -1).max(2) > 0).all(1)
+
+
 def measures(x, labels, ref_x):
     """The table's scalars for videos x with intended labels: accuracy, per-class accuracy,
-    mean speed, and td.summary's frame statistics against ref_x."""
+    the fraction with a visible blob and the accuracy among those, mean speed, and
+    td.summary's frame statistics against ref_x."""
     pred, speed = classify(x)
-    out = {"acc": float(np.mean(pred == labels)), "speed": float(np.mean(speed))}
+    vis = visible(x)
+    out = {"acc": float(np.mean(pred == labels)), "speed": float(np.mean(speed)),
+           "visible": float(np.mean(vis)),
+           "acc_visible": float(np.mean(pred[vis] == labels[vis])) if vis.any() else np.nan}
     for c, name in enumerate(CLASSES):
         m = labels == c
         out["acc_" + name] = float(np.mean(pred[m] == c)) if m.any() else float("nan")
@@ -328,7 +339,7 @@ def bootstrap(x, labels, ref_x, reps, rng):
         idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)])
         ref = None if ref_x is None else ref_x[rng.integers(0, len(ref_x), len(ref_x))]
         draws.append(measures(x[idx], labels[idx], ref))
-    return {k: float(np.std([d[k] for d in draws], ddof=1)) for k in draws[0]}
+    return {k: float(np.nanstd([d[k] for d in draws], ddof=1)) for k in draws[0]}
 
 
 # ------------------------------------------------------------------------------ the net
@@ -633,13 +644,13 @@ def main(argv=None):
     def pm(v, e, fmt="%.3f"):
         return (fmt + " ± " + fmt) % (v, e)
 
-    acc_cols = ["acc"] + ["acc_" + c for c in CLASSES] + ["speed"]
+    acc_cols = ["acc"] + ["acc_" + c for c in CLASSES] + ["visible", "acc_visible", "speed"]
     stat_cols = ("lag1", "lag2", "mean", "std", "dmean", "dstd")
     lines = ["| videos | model calls | accuracy | " + " | ".join(CLASSES)
-             + " | speed px/frame |", "|---|---:|---:|" + "---:|" * len(CLASSES) + "---:|",
-             "| data (%d) | | %s | %s |" % (args.n_data, " | ".join(
-                 pm(ref_m[k], ref_se[k]) for k in acc_cols[:-1]), pm(ref_m["speed"],
-                                                                     ref_se["speed"]))]
+             + " | blob in every frame | accuracy there | speed px/frame |",
+             "|---|---:|---:|" + "---:|" * len(CLASSES) + "---:|---:|---:|",
+             "| data (%d) | | %s |" % (args.n_data, " | ".join(
+                 pm(ref_m[k], ref_se[k]) for k in acc_cols))]
     for process in args.processes:
         for spec, label, w in args.settings:
             s = results[process, spec]
@@ -666,7 +677,8 @@ def main(argv=None):
             "the same prior draw (and SDE noise) for every setting; w=0 is the unconditional "
             "model alone and w=1 the conditional model alone (no guided call); accuracy: the "
             "direction of the brightness-weighted centroid's least-squares velocity "
-            "(argmax over the four directions), speed its norm; ± is the bootstrap standard "
+            "(argmax over the four directions), speed its norm; a blob is in a frame when a "
+            "pixel is above 0 (brightness 1/2); ± is the bootstrap standard "
             "error over videos (%d resamples, stratified by class; the data resampled as well "
             "for the Δ columns)%s; total %.0f s"
             % (tau, size, size, args.rho, args.eps, nparam, args.steps, args.batch, train_s,
@@ -750,7 +762,7 @@ def main(argv=None):
                              results[process, spec]["x"][i]))
     # one image per row: the tau frames side by side, a 1-pixel gap (drawn mid-grey)
     gap = np.zeros((size, 1), dtype=np.float32)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.45 * tau + 2.6, 0.45 * len(rows) + 0.6),
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.7 * tau + 2.4, 0.7 * len(rows) + 0.6),
                              squeeze=False)
     for r, (label, video) in enumerate(rows):
         ax = axes[r][0]

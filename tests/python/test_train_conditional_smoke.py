@@ -68,6 +68,7 @@ def test_hdf5(quick):
         # the classifier recovers every held-out data video's direction
         assert np.array_equal(f["data_predicted"][...], dl)
         assert f["stats/data"].attrs["acc"] == 1.0
+        assert f["stats/data"].attrs["visible"] == 1.0  # a blob in every frame of the data
         labels = f["labels"][...]
         assert np.array_equal(labels, np.repeat(np.arange(4), PER_CLASS))
         for proc in ("pf-ode", "reverse-sde"):
@@ -85,8 +86,11 @@ def test_hdf5(quick):
                 st = f["stats/%s/%s" % (proc, s)]
                 assert st["frame_mean"].shape == (FRAMES,) and st["frame_std"].shape == (FRAMES,)
                 assert st.attrs["acc"] == np.mean(pred == labels)
-                for k in ("acc", "speed", "lag1", "lag2", "mean", "std", "dmean", "dstd"):
+                for k in ("acc", "speed", "visible", "lag1", "lag2", "mean", "std", "dmean",
+                          "dstd"):
                     assert np.isfinite(st.attrs[k]) and np.isfinite(st.attrs[k + "_se"])
+                assert 0 <= st.attrs["visible"] <= 1
+                assert np.isnan(st.attrs["acc_visible"]) or 0 <= st.attrs["acc_visible"] <= 1
             # the same prior draw for every setting: w = 0 and w = 1 differ only by the label
             assert not np.array_equal(f["samples/%s/0" % proc][...],
                                       f["samples/%s/1" % proc][...])
