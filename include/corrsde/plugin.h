@@ -73,7 +73,7 @@ typedef struct {
  * model: csde_model_ctx.cond (and .uncond) point to a csde_cond_group, one array per
  * dataset of the group (by name). Each array's axis 0 is the run's whole batch or 1 (one
  * row for every sample): sample j of a call takes row first + j (model.h), row 0 when 1.
- * Integer datasets are int64, the others double. Valid for the whole run. */
+ * Integer datasets are int64, the others double. Valid for the whole run. (ABI 4.) */
 #define CSDE_COND_GROUP_MAGIC 0x636f6e64u /* "cond" */
 #define CSDE_COND_MAX_RANK 8
 typedef struct {

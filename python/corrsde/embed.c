@@ -1,4 +1,4 @@
-/* corrsde_python.so: the model plugin (corrsde/plugin.h, ABI 2 and 3) behind the program's
+/* corrsde_python.so: the model plugin (corrsde/plugin.h, ABI 2 to 4) behind the program's
  * `--model python:FILE.py:NAME[:ARGS]` and `--model python:MODULE:NAME[:ARGS]`.
  *
  * It embeds CPython (libpython is opened RTLD_GLOBAL first, so that numpy's extension
@@ -58,6 +58,7 @@ typedef struct {
   csde_py_cond cc;              /* ctx.cond, ctx.ncond, ctx.first */
   const void *kc[2];            /* the groups (corrsde/plugin.h) behind dicts[] */
   PyObject *dicts[2];           /* {dataset name: read-only array over the group's data} */
+  int abi;                      /* the loader's: ctx's conditioning fields from ABI 4 on */
 } embedded;
 
 static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
@@ -168,7 +169,7 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
             set_num(ctx, "t", Py_NewRef(t)) ||
             set_num(ctx, "step", PyLong_FromSize_t(c->step)) ||
             (rebatch && set_num(ctx, "batch", PyLong_FromSize_t(c->batch)));
-  if (!bad) { /* ctx.cond of the call's samples */
+  if (!bad && e->abi >= 4) { /* ctx.cond of the call's samples */
     PyObject *cd = cond_dict(e, 0, c->cond), *ud = cd || !c->cond ? cond_dict(e, 1, c->uncond)
                                                                    : NULL;
     bad = (c->cond && !cd) || (c->uncond && !ud) || csde_py_cond_set(&e->cc, ctx, c, cd, ud);
@@ -317,6 +318,7 @@ int csde_plugin_init(const csde_plugin_info *info, csde_plugin *out)
   }
   e->tau = info->tau;
   e->D = info->D;
+  e->abi = info->abi;
   e->v.nd = 2 + (int)rank;
   e->v.dims[1] = (npy_intp)info->tau;
   if (!(shape = PyTuple_New((Py_ssize_t)rank))) goto fail;
