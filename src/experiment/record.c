@@ -15,6 +15,7 @@
 #include "noise/tree.h"
 #include "experiment/report.h"
 #include "io/h5traj.h"
+#include "io/h5util.h"
 #include "io/outfile.h"
 
 #define PUT(call)                                                                          \

@@ -71,22 +71,6 @@ struct csde_h5traj {
  * renames); its result is agreed on. */
 #define ROOT(w) ((w)->g.rank == 0)
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-void csde_h5_quiet_begin(csde_h5_quiet *q)
-{
-  H5E_auto2_t fn = NULL;
-  q->data = NULL;
-  H5Eget_auto2(H5E_DEFAULT, &fn, &q->data);
-  q->fn = (int (*)(long, void *))fn;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-void csde_h5_quiet_end(const csde_h5_quiet *q)
-{
-  H5Eset_auto2(H5E_DEFAULT, (H5E_auto2_t)q->fn, q->data);
-}
-
 /* ---- writer ---- */
 
 static int close_id(hid_t id, herr_t (*fn)(hid_t))
@@ -371,11 +355,23 @@ static int room_for(csde_h5traj *w, size_t nstates, int known, csde_err *err)
   return CSDE_SUCCESS;
 }
 
+static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                         csde_err *err);
+
 int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
                        csde_err *err)
 {
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  int s = h5traj_create(out, path, p, err);
+  csde_h5_quiet_end(&q);
+  return s;
+}
+
+static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                         csde_err *err)
+{
   *out = NULL;
-  quiet_hdf5();
   if (p->shape_rank < 1 || p->shape_rank > CSDE_H5TRAJ_MAXSHAPE || p->batch == 0 ||
       p->tau == 0)
     return csde_err_set(err, CSDE_EINVAL, "trajectory: bad sizes (batch %zu, tau %zu, rank %d)",

@@ -10,6 +10,7 @@
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "io/h5traj.h"
+#include "io/h5util.h"
 #include "noise/noise.h"
 #include "run/run_internal.h"
 #include "run/traj_part.h"
