@@ -21,6 +21,7 @@
 
 #include "core/util.h"
 #include "io/h5group.h"
+#include "io/h5meta.h"
 #include "io/h5util.h"
 #include "io/outfile.h"
 #include "io/h5traj.h"
@@ -920,3 +921,38 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
 }
 
 void csde_h5_program_init(void) { H5dont_atexit(); }
+
+/* ---- as a sink of /parameters and /covariance (h5meta.h) ---- */
+
+static int sink_str(void *w, const char *obj, const char *name, const char *v, csde_err *err)
+{
+  return csde_h5traj_attr_str(w, obj, name, v, err);
+}
+static int sink_f64(void *w, const char *obj, const char *name, const double *v, size_t n,
+                    int list, csde_err *err)
+{
+  return list ? csde_h5traj_attr_f64_list(w, obj, name, v, n, err)
+              : csde_h5traj_attr_f64(w, obj, name, v, n, err);
+}
+static int sink_i64(void *w, const char *obj, const char *name, const int64_t *v, size_t n,
+                    int list, csde_err *err)
+{
+  return list ? csde_h5traj_attr_i64_list(w, obj, name, v, n, err)
+              : csde_h5traj_attr_i64(w, obj, name, v, n, err);
+}
+static int sink_u64(void *w, const char *obj, const char *name, const uint64_t *v,
+                    csde_err *err)
+{
+  return csde_h5traj_attr_u64(w, obj, name, v, 1, err);
+}
+static int sink_array(void *w, const char *name, const double *v, int rank,
+                      const size_t *dims, csde_err *err)
+{
+  return csde_h5traj_write_array(w, name, v, rank, dims, err);
+}
+
+csde_h5sink csde_h5traj_sink(csde_h5traj *w)
+{
+  csde_h5sink k = {w, sink_str, sink_f64, sink_i64, sink_u64, sink_array, NULL};
+  return k;
+}

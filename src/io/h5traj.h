@@ -63,6 +63,7 @@
 
 #include "corrsde/problem.h"
 #include "corrsde/status.h"
+#include "io/h5meta.h"
 #include "io/h5traj_read.h"
 
 /* The root attributes format and format_version: the layout above, version 2 since the
@@ -167,6 +168,9 @@ void csde_h5traj_free(csde_h5traj *w);
 /* Close and remove what create made (path.partial, or the new path; never an old
  * file), for a failure before the run starts. Accepts NULL. */
 void csde_h5traj_discard(csde_h5traj *w);
+
+/* w as the writer of /parameters and /covariance (io/h5meta.h; its groups exist). */
+csde_h5sink csde_h5traj_sink(csde_h5traj *w);
 
 /* For programs, not the library (it changes HDF5 for the whole process): HDF5 1.10
  * installs an exit handler that closes open files again, and it crashes on a file whose
