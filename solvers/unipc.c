@@ -25,6 +25,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/linalg.h"
 #include "solve/stepper.h"
 
 #define UNIPC_MAX 3
@@ -66,9 +67,9 @@ static int small_solve(size_t n, double *A, const double *b, double *z)
   gsl_matrix_view Av = gsl_matrix_view_array(A, n, n);
   memcpy(z, b, n * sizeof *z);
   gsl_vector_view zv = gsl_vector_view_array(z, n);
-  gsl_error_handler_t *old = gsl_set_error_handler_off(); /* a singular system: a status */
+  csde_gsl_quiet_begin(); /* a singular system: a status */
   int s = gsl_linalg_HH_svx(&Av.matrix, &zv.vector);
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   return s;
 }
 

@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -5,6 +6,24 @@
 #include <gsl/gsl_errno.h>
 
 #include "core/linalg.h"
+
+static pthread_mutex_t gsl_quiet_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t gsl_quiet_depth;             /* begins without their end, all threads */
+static gsl_error_handler_t *gsl_quiet_saved; /* the caller's handler */
+
+void csde_gsl_quiet_begin(void)
+{
+  pthread_mutex_lock(&gsl_quiet_lock);
+  if (gsl_quiet_depth++ == 0) gsl_quiet_saved = gsl_set_error_handler_off();
+  pthread_mutex_unlock(&gsl_quiet_lock);
+}
+
+void csde_gsl_quiet_end(void)
+{
+  pthread_mutex_lock(&gsl_quiet_lock);
+  if (gsl_quiet_depth > 0 && --gsl_quiet_depth == 0) gsl_set_error_handler(gsl_quiet_saved);
+  pthread_mutex_unlock(&gsl_quiet_lock);
+}
 
 #ifdef CSDE_HAVE_DSYEVD
 void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
@@ -57,9 +76,9 @@ int csde_symeig(const double *A, size_t n, double *eval, double *evec, csde_err 
   }
   memcpy(M->data, A, n * n * sizeof(double));
   gsl_matrix *VV = V ? V : gsl_matrix_alloc(n, n);
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  csde_gsl_quiet_begin();
   int g = VV ? gsl_eigen_symmv(M, &e.vector, VV, w) : GSL_ENOMEM;
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   if (g) {
     s = csde_err_set(err, CSDE_EFAILED, "eigensolver failed (GSL status %d, n = %zu)", g, n);
   } else {

@@ -24,7 +24,7 @@ static int dense_init(csde_cov *C, csde_err *err)
   C->chol = malloc(n * n * sizeof(double));
   C->eig = malloc(n * sizeof(double));
   double *V = malloc(n * n * sizeof *V), *e = malloc(n * sizeof *e);
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  csde_gsl_quiet_begin();
   if (!C->mat || !C->fac || !C->chol || !C->eig || !V || !e) {
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory for a dense %zu x %zu covariance", n, n);
     goto done;
@@ -110,7 +110,7 @@ static int dense_init(csde_cov *C, csde_err *err)
   }
   C->noise_dim = n;
 done:
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   free(V);
   free(e);
   return s;

@@ -6,15 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "corrsde/converge.h"
-#include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "noise/tree.h"
 #include "experiment/report.h"
 #include "io/h5traj.h"
+#include "io/h5util.h"
 #include "io/outfile.h"
 
 #define PUT(call)                                                                          \
@@ -33,7 +32,6 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
   const csde_problem *P = &p->P;
   int64_t i64;
   double f64, t0, t1;
-  char buf[64];
   csde_problem_span(P, &t0, &t1);
   PUT(csde_h5out_group(w, g, err));
   PUT(csde_h5out_attr_str(w, g, "command", "converge", err));
@@ -52,27 +50,6 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
   int64_t rl[CSDE_CONV_MAXSOLVERS];
   for (size_t i = 0; i < res->nsolvers; i++) rl[i] = res->s[i].ref_level;
   PUT(csde_h5out_attr_i64(w, g, "reference_levels", rl, res->nsolvers, 1, err));
-  PUT(csde_h5out_attr_str(w, g, "schedule", csde_schedule_spec(P->sched), err));
-  PUT(csde_h5out_attr_f64(w, g, "t_start", &t0, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "t_end", &t1, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "T", &P->T, 1, 0, err));
-  PUT(csde_h5out_attr_f64(w, g, "eps", &P->eps, 1, 0, err));
-  PUT(csde_h5out_attr_str(w, g, "covariance", csde_cov_spec(P->C), err));
-  PUT(csde_h5out_attr_str(w, g, "cov_method", or_empty(rec->cov_method), err));
-  PUT(csde_h5out_attr_str(w, g, "cov_method_used",
-                          csde_cov_method_name(csde_cov_method_of(P->C)), err));
-  PUT(csde_h5out_attr_str(w, g, "model", or_empty(rec->model_spec), err));
-  PUT(csde_h5out_attr_str(w, g, "model_name", or_empty(rec->model_name), err));
-  PUT(csde_h5out_attr_str(w, g, "model_output", or_empty(rec->model_output), err));
-  i64 = (int64_t)P->tau;
-  PUT(csde_h5out_attr_i64(w, g, "frames", &i64, 1, 0, err));
-  int64_t shape[3];
-  for (int i = 0; i < rec->shape_rank && i < 3; i++) shape[i] = (int64_t)rec->shape[i];
-  PUT(csde_h5out_attr_i64(w, g, "frame_shape", shape, (size_t)rec->shape_rank, 1, err));
-  i64 = (int64_t)P->D;
-  PUT(csde_h5out_attr_i64(w, g, "pixels", &i64, 1, 0, err));
-  PUT(csde_h5out_attr_u64(w, g, "seed", &p->seed, err));
-  PUT(csde_h5out_attr_str(w, g, "init", or_empty(rec->init), err));
   if (isfinite(rec->start_mismatch_moment)) {
     PUT(csde_h5out_attr_f64(w, g, "start_mismatch_mean", &rec->start_mismatch_mean, 1, 0, err));
     PUT(csde_h5out_attr_f64(w, g, "start_mismatch_frame_moment", &rec->start_mismatch_moment,
@@ -80,8 +57,6 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
   }
   PUT(csde_h5out_attr_str(w, g, "noise", csde_process_is_sde(P->process) ? "path" : "none",
                           err));
-  PUT(csde_h5out_attr_str(w, g, "rng", csde_rng_name(), err));
-  PUT(csde_h5out_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
   PUT(csde_h5out_attr_str(w, g, "noise_generator", CSDE_TREE_GENERATOR, err));
   PUT(csde_h5out_attr_str(w, g, "noise_streams",
                           "path noise: the Brownian tree, node (level l, index m): streams "
@@ -94,105 +69,30 @@ static int write_parameters(csde_h5out *w, const csde_conv_result *res,
   PUT(csde_h5out_attr_i64(w, g, "bootstrap", &i64, 1, 0, err));
   f64 = p->conf;
   PUT(csde_h5out_attr_f64(w, g, "confidence", &f64, 1, 0, err));
-  i64 = rec->threads;
-  PUT(csde_h5out_attr_i64(w, g, "threads", &i64, 1, 0, err));
   PUT(csde_h5out_attr_f64(w, g, "wall_seconds", &res->wall_seconds, 1, 0, err));
   i64 = (int64_t)res->nfe;
   PUT(csde_h5out_attr_i64(w, g, "nfe", &i64, 1, 0, err));
-  PUT(csde_h5out_attr_str(w, g, "command_line", or_empty(rec->command_line), err));
-  PUT(csde_h5out_attr_str(w, g, "corrsde_version", csde_version(), err));
-  time_t now_t = time(NULL);
-  struct tm tmv;
-  gmtime_r(&now_t, &tmv);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  return csde_h5out_attr_str(w, g, "created", buf, err);
+  csde_h5params hp = {csde_schedule_spec(P->sched), t0, t1, P->T, P->eps,
+                      csde_cov_spec(P->C), rec->cov_method, P->C,
+                      rec->model_spec, rec->model_name, rec->model_output,
+                      P->tau, P->D, rec->shape_rank, rec->shape, p->seed, rec->init,
+                      (int64_t)rec->threads, rec->command_line};
+  csde_h5sink k = csde_h5out_sink(w);
+  return csde_h5params_write(&k, &hp, err);
 }
-
-/* What /covariance holds, computed once for every write of a run's file. */
-typedef struct {
-  const csde_cov *C;
-  double *m, *eig; /* dense: the matrix and its eigenvalues */
-  double logdet;
-  int have_logdet;
-} cov_cache;
-
-static int cov_cache_fill(cov_cache *cc, const csde_cov *C, csde_err *err)
-{
-  if (cc->C == C) return CSDE_SUCCESS;
-  free(cc->m);
-  free(cc->eig);
-  memset(cc, 0, sizeof *cc);
-  size_t tau = csde_cov_tau(C);
-  if (tau <= CSDE_TRAJ_COV_MAX_TAU) {
-    cc->m = malloc(tau * tau * sizeof *cc->m);
-    cc->eig = malloc(tau * sizeof *cc->eig);
-    if (!cc->m || !cc->eig)
-      return csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu matrix", tau, tau);
-    csde_cov_matrix(C, cc->m);
-    int s = csde_cov_eigenvalues(C, cc->eig, err);
-    if (s) return s;
-  }
-  if (tau <= CSDE_TRAJ_COV_MAX_TAU || csde_cov_logdet_cheap(C)) { /* else a Levinson pass */
-    cc->logdet = csde_cov_logdet(C);
-    cc->have_logdet = 1;
-  }
-  cc->C = C;
-  return CSDE_SUCCESS;
-}
-
-static void cov_cache_free(cov_cache *cc)
-{
-  free(cc->m);
-  free(cc->eig);
-  memset(cc, 0, sizeof *cc);
-}
-
-/* The covariance used: matrix and eigenvalues up to CSDE_TRAJ_COV_MAX_TAU frames. */
-static int write_covariance(csde_h5out *w, const csde_cov *C, cov_cache *cc, csde_err *err)
-{
-  int s;
-  const char *c = "/covariance";
-  size_t tau = csde_cov_tau(C);
-  int dense = tau <= CSDE_TRAJ_COV_MAX_TAU;
-  int64_t i64;
-  PUT(cov_cache_fill(cc, C, err));
-  PUT(csde_h5out_group(w, c, err));
-  if (dense) {
-    size_t d2[2] = {tau, tau}, d1[1] = {tau};
-    PUT(csde_h5out_write_f64(w, "/covariance/matrix", cc->m, 2, d2, err));
-    PUT(csde_h5out_write_f64(w, "/covariance/eigenvalues", cc->eig, 1, d1, err));
-  } else {
-    char buf[64];
-    snprintf(buf, sizeof buf, "not stored: %zu frames > %d", tau, CSDE_TRAJ_COV_MAX_TAU);
-    PUT(csde_h5out_attr_str(w, c, "matrix", buf, err));
-  }
-  PUT(csde_h5out_attr_str(w, c, "spec", csde_cov_spec(C), err));
-  PUT(csde_h5out_attr_str(w, c, "method", csde_cov_method_name(csde_cov_method_of(C)), err));
-  csde_cov_report rep = csde_cov_approx_report(C);
-  i64 = !rep.approx;
-  PUT(csde_h5out_attr_i64(w, c, "exact", &i64, 1, 0, err));
-  i64 = (int64_t)csde_cov_noise_dim(C);
-  PUT(csde_h5out_attr_i64(w, c, "noise_dim", &i64, 1, 0, err));
-  if (cc->have_logdet) PUT(csde_h5out_attr_f64(w, c, "logdet", &cc->logdet, 1, 0, err));
-  if (rep.approx) {
-    PUT(csde_h5out_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, 0, err));
-    PUT(csde_h5out_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, 0, err));
-  }
-  return CSDE_SUCCESS;
-}
-#undef PUT
 
 /* The whole file, written as OUT.partial.XXXXXX and renamed to OUT (flags: outfile's). */
 static int write_whole(const char *path, int flags, const csde_conv_result *r,
                        const csde_conv_params *p, const csde_conv_record *rec,
-                       const char *status, cov_cache *cc, csde_err *err)
+                       const char *status, csde_h5cov *cc, csde_err *err)
 {
   csde_h5_quiet q;
   csde_h5_quiet_begin(&q);
   csde_h5out *w = NULL;
   int s = csde_h5out_create_flags(&w, path, flags, err);
   if (!s) s = write_parameters(w, r, p, rec, err);
-  if (!s) s = write_covariance(w, p->P.C, cc, err);
+  csde_h5sink k = csde_h5out_sink(w);
+  if (!s) s = csde_h5cov_write(&k, cc, p->P.C, err);
   if (!s) s = csde_conv_write_h5(w, r, p->kind, p, status, err);
   if (s)
     csde_h5out_discard(w);
@@ -206,11 +106,11 @@ int csde_conv_write_file(const char *path, const csde_conv_result *r,
                          const csde_conv_params *p, const csde_conv_record *rec,
                          int overwrite, csde_err *err)
 {
-  cov_cache cc;
+  csde_h5cov cc;
   memset(&cc, 0, sizeof cc);
   int s = write_whole(path, CSDE_OUT_LOCK | (overwrite ? CSDE_OUT_OVERWRITE : 0), r, p, rec,
                       r->complete ? "ok" : "incomplete", &cc, err);
-  cov_cache_free(&cc);
+  csde_h5cov_free(&cc);
   return s;
 }
 
@@ -223,7 +123,7 @@ struct csde_conv_file {
   int existed;        /* OUT was there at the open: replaced only once a stage finished */
   int written;        /* OUT is ours */
   csde_conv_record rec;
-  cov_cache cc;
+  csde_h5cov cc;
 };
 
 int csde_conv_file_open(csde_conv_file **out, const char *path, const csde_conv_record *rec,
@@ -275,7 +175,7 @@ int csde_conv_file_close(csde_conv_file *f, const csde_conv_result *r,
   if (!f) return CSDE_SUCCESS;
   int s = csde_conv_file_write(f, r, p, status, err);
   csde_outfile_release(&f->lock);
-  cov_cache_free(&f->cc);
+  csde_h5cov_free(&f->cc);
   free(f->path);
   free(f);
   return s;

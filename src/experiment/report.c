@@ -170,6 +170,43 @@ int csde_h5out_write_strings(csde_h5out *w, const char *name, const char *const 
   return s;
 }
 
+/* ---- as a sink of /parameters and /covariance (io/h5meta.h) ---- */
+
+static int sink_str(void *w, const char *obj, const char *name, const char *v, csde_err *err)
+{
+  return csde_h5out_attr_str(w, obj, name, v, err);
+}
+static int sink_f64(void *w, const char *obj, const char *name, const double *v, size_t n,
+                    int list, csde_err *err)
+{
+  return csde_h5out_attr_f64(w, obj, name, v, n, list, err);
+}
+static int sink_i64(void *w, const char *obj, const char *name, const int64_t *v, size_t n,
+                    int list, csde_err *err)
+{
+  return csde_h5out_attr_i64(w, obj, name, v, n, list, err);
+}
+static int sink_u64(void *w, const char *obj, const char *name, const uint64_t *v,
+                    csde_err *err)
+{
+  return csde_h5out_attr_u64(w, obj, name, v, err);
+}
+static int sink_array(void *w, const char *name, const double *v, int rank,
+                      const size_t *dims, csde_err *err)
+{
+  return csde_h5out_write_f64(w, name, v, rank, dims, err);
+}
+static int sink_group(void *w, const char *name, csde_err *err)
+{
+  return csde_h5out_group(w, name, err);
+}
+
+csde_h5sink csde_h5out_sink(csde_h5out *w)
+{
+  csde_h5sink k = {w, sink_str, sink_f64, sink_i64, sink_u64, sink_array, sink_group};
+  return k;
+}
+
 int csde_h5out_close(csde_h5out *w, csde_err *err)
 {
   if (!w) return CSDE_SUCCESS;

@@ -46,6 +46,7 @@
 #include <stdio.h>
 
 #include "experiment/converge.h"
+#include "io/h5meta.h"
 
 /* ---- a plain HDF5 output file (no trajectory) ---- */
 
@@ -72,6 +73,8 @@ int csde_h5out_write_i64(csde_h5out *w, const char *name, const int64_t *v, size
                          csde_err *err);
 int csde_h5out_write_strings(csde_h5out *w, const char *name, const char *const *v,
                              size_t n, csde_err *err);
+/* w as the writer of /parameters and /covariance (io/h5meta.h). */
+csde_h5sink csde_h5out_sink(csde_h5out *w);
 /* Close (reporting a failure to flush); frees w. */
 int csde_h5out_close(csde_h5out *w, csde_err *err);
 /* Close without reporting and delete the file (error paths). Accepts NULL. */

@@ -21,6 +21,7 @@
 
 #include "core/util.h"
 #include "io/h5group.h"
+#include "io/h5meta.h"
 #include "io/h5util.h"
 #include "io/outfile.h"
 #include "io/h5traj.h"
@@ -70,22 +71,6 @@ struct csde_h5traj {
 /* Rank 0 of a group does what touches the file system by name (the lock, the disk, the
  * renames); its result is agreed on. */
 #define ROOT(w) ((w)->g.rank == 0)
-
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-void csde_h5_quiet_begin(csde_h5_quiet *q)
-{
-  H5E_auto2_t fn = NULL;
-  q->data = NULL;
-  H5Eget_auto2(H5E_DEFAULT, &fn, &q->data);
-  q->fn = (int (*)(long, void *))fn;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-void csde_h5_quiet_end(const csde_h5_quiet *q)
-{
-  H5Eset_auto2(H5E_DEFAULT, (H5E_auto2_t)q->fn, q->data);
-}
 
 /* ---- writer ---- */
 
@@ -371,11 +356,23 @@ static int room_for(csde_h5traj *w, size_t nstates, int known, csde_err *err)
   return CSDE_SUCCESS;
 }
 
+static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                         csde_err *err);
+
 int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
                        csde_err *err)
 {
+  csde_h5_quiet q;
+  csde_h5_quiet_begin(&q);
+  int s = h5traj_create(out, path, p, err);
+  csde_h5_quiet_end(&q);
+  return s;
+}
+
+static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                         csde_err *err)
+{
   *out = NULL;
-  quiet_hdf5();
   if (p->shape_rank < 1 || p->shape_rank > CSDE_H5TRAJ_MAXSHAPE || p->batch == 0 ||
       p->tau == 0)
     return csde_err_set(err, CSDE_EINVAL, "trajectory: bad sizes (batch %zu, tau %zu, rank %d)",
@@ -924,3 +921,38 @@ int csde_h5traj_stats(csde_h5traj *w, const csde_solve_stats *st, const char *st
 }
 
 void csde_h5_program_init(void) { H5dont_atexit(); }
+
+/* ---- as a sink of /parameters and /covariance (h5meta.h) ---- */
+
+static int sink_str(void *w, const char *obj, const char *name, const char *v, csde_err *err)
+{
+  return csde_h5traj_attr_str(w, obj, name, v, err);
+}
+static int sink_f64(void *w, const char *obj, const char *name, const double *v, size_t n,
+                    int list, csde_err *err)
+{
+  return list ? csde_h5traj_attr_f64_list(w, obj, name, v, n, err)
+              : csde_h5traj_attr_f64(w, obj, name, v, n, err);
+}
+static int sink_i64(void *w, const char *obj, const char *name, const int64_t *v, size_t n,
+                    int list, csde_err *err)
+{
+  return list ? csde_h5traj_attr_i64_list(w, obj, name, v, n, err)
+              : csde_h5traj_attr_i64(w, obj, name, v, n, err);
+}
+static int sink_u64(void *w, const char *obj, const char *name, const uint64_t *v,
+                    csde_err *err)
+{
+  return csde_h5traj_attr_u64(w, obj, name, v, 1, err);
+}
+static int sink_array(void *w, const char *name, const double *v, int rank,
+                      const size_t *dims, csde_err *err)
+{
+  return csde_h5traj_write_array(w, name, v, rank, dims, err);
+}
+
+csde_h5sink csde_h5traj_sink(csde_h5traj *w)
+{
+  csde_h5sink k = {w, sink_str, sink_f64, sink_i64, sink_u64, sink_array, NULL};
+  return k;
+}

@@ -63,6 +63,7 @@
 
 #include "corrsde/problem.h"
 #include "corrsde/status.h"
+#include "io/h5meta.h"
 #include "io/h5traj_read.h"
 
 /* The root attributes format and format_version: the layout above, version 2 since the
@@ -168,14 +169,8 @@ void csde_h5traj_free(csde_h5traj *w);
  * file), for a failure before the run starts. Accepts NULL. */
 void csde_h5traj_discard(csde_h5traj *w);
 
-/* HDF5's error printing off for a span of calls, and the caller's handler put back
- * after (the public writer, corrsde/run.h, changes nothing process-wide). */
-typedef struct {
-  int (*fn)(long, void *); /* H5E_auto2_t, kept as a function pointer of another type */
-  void *data;
-} csde_h5_quiet;
-void csde_h5_quiet_begin(csde_h5_quiet *q);
-void csde_h5_quiet_end(const csde_h5_quiet *q);
+/* w as the writer of /parameters and /covariance (io/h5meta.h; its groups exist). */
+csde_h5sink csde_h5traj_sink(csde_h5traj *w);
 
 /* For programs, not the library (it changes HDF5 for the whole process): HDF5 1.10
  * installs an exit handler that closes open files again, and it crashes on a file whose

@@ -18,8 +18,8 @@
 #include <hdf5.h>
 
 #include "core/util.h"
-#include "io/h5traj.h" /* csde_h5_quiet_begin/end */
 #include "io/h5traj_read.h"
+#include "io/h5util.h"
 
 #if H5_VERSION_GE(1, 12, 0)
 typedef H5O_info2_t oinfo_t;

@@ -49,3 +49,13 @@ hid_t csde_h5_str_type(void)
   }
   return st;
 }
+
+void csde_h5_quiet_begin(csde_h5_quiet *q)
+{
+  q->fn = NULL;
+  q->data = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void csde_h5_quiet_end(const csde_h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }

@@ -25,6 +25,7 @@
 #include <gsl/gsl_matrix.h>
 #include <gsl/gsl_odeiv2.h>
 
+#include "core/linalg.h"
 #include "core/smallmm.h"
 #include "core/tiles.h"
 #include "core/util.h"
@@ -444,9 +445,9 @@ static int sym_pow(const double *S, size_t n, double p, double *out, const char 
     goto done;
   }
   memcpy(A->data, S, n * n * sizeof(double));
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  csde_gsl_quiet_begin();
   int es = gsl_eigen_symmv(A, e, V, w);
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   if (es) {
     s = csde_err_set(err, CSDE_EFAILED, "gaussian flow: eigensolver failed on %s at t = %g",
                      what, t);
@@ -526,9 +527,9 @@ static int flow_ode(gauss *g, double t1, double t2, double *Phi, csde_err *err)
     for (size_t j = 0; j < n; j++) Phi[i * n + j] = i == j;
   double t = t1;
   g->tfail = NAN;
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  csde_gsl_quiet_begin();
   int gs = gsl_odeiv2_driver_apply(d, &t, t2, Phi);
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   gsl_odeiv2_driver_free(d);
   if (gs == GSL_EBADFUNC)
     return csde_err_set(err, CSDE_ESING,
@@ -618,9 +619,9 @@ static int sigma_factor(gauss *g, double t, csde_err *err)
     s = csde_err_set(err, CSDE_ENOMEM, "out of memory sampling the gaussian model");
     goto done;
   }
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  csde_gsl_quiet_begin();
   int es = gsl_eigen_symmv(&A.matrix, e, V, w);
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   if (es) {
     s = csde_err_set(err, CSDE_EFAILED, "gaussian sample: eigensolver failed at t = %g", t);
     goto done;

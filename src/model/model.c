@@ -12,6 +12,7 @@
 #include <gsl/gsl_matrix.h>
 
 #include "corrsde/model.h"
+#include "core/linalg.h"
 #include "model/model_internal.h"
 
 static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
@@ -204,9 +205,9 @@ int csde_mat_check_cov(double *S, size_t n, const char *what, csde_err *err)
     goto done;
   }
   memcpy(A->data, S, n * n * sizeof(double));
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  csde_gsl_quiet_begin();
   int es = gsl_eigen_symm(A, e, w);
-  gsl_set_error_handler(old);
+  csde_gsl_quiet_end();
   if (es) {
     s = csde_err_set(err, CSDE_EFAILED, "eigensolver failed on %s", what);
     goto done;

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "io/h5traj.h"
+#include "io/h5util.h"
 #include "noise/noise.h"
 #include "run/run_internal.h"
 #include "run/traj_part.h"
@@ -51,29 +51,8 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
                            err));
   i64 = (int64_t)a->max_nfe;
   PUT(csde_h5traj_attr_i64(w, g, "max_nfe", &i64, 1, err));
-  PUT(csde_h5traj_attr_str(w, g, "schedule", csde_schedule_spec(r->sched), err));
-  PUT(csde_h5traj_attr_f64(w, g, "t_start", &r->t0, 1, err));
-  PUT(csde_h5traj_attr_f64(w, g, "t_end", &r->t1, 1, err));
-  PUT(csde_h5traj_attr_f64(w, g, "T", &r->P.T, 1, err));
-  PUT(csde_h5traj_attr_f64(w, g, "eps", &r->P.eps, 1, err));
-  PUT(csde_h5traj_attr_str(w, g, "covariance", csde_cov_spec(r->P.C), err));
-  PUT(csde_h5traj_attr_str(w, g, "cov_method", a->cov_method, err));
-  PUT(csde_h5traj_attr_str(w, g, "cov_method_used",
-                           csde_cov_method_name(csde_cov_method_of(r->P.C)), err));
-  PUT(csde_h5traj_attr_str(w, g, "model", a->model_spec ? a->model_spec : "", err));
-  PUT(csde_h5traj_attr_str(w, g, "model_name", csde_model_name(r->P.model), err));
-  PUT(csde_h5traj_attr_str(w, g, "model_output",
-                           csde_model_output_name(csde_model_output_of(r->P.model)), err));
-  i64 = (int64_t)r->tau;
-  PUT(csde_h5traj_attr_i64(w, g, "frames", &i64, 1, err));
-  int64_t shape[3];
-  for (int i = 0; i < r->rank; i++) shape[i] = (int64_t)r->shape[i];
-  PUT(csde_h5traj_attr_i64_list(w, g, "frame_shape", shape, (size_t)r->rank, err));
-  i64 = (int64_t)r->D;
-  PUT(csde_h5traj_attr_i64(w, g, "pixels", &i64, 1, err));
   i64 = (int64_t)(part ? part->total : r->batch);
   PUT(csde_h5traj_attr_i64(w, g, "batch", &i64, 1, err));
-  PUT(csde_h5traj_attr_u64(w, g, "seed", &a->seed, 1, err));
   u64 = (uint64_t)(a->first_sample - (part ? part->first : 0)); /* of the file's sample 0 */
   PUT(csde_h5traj_attr_u64(w, g, "first_sample", &u64, 1, err));
   const char *init = a->init;
@@ -81,12 +60,9 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
     init = r->process == CSDE_RUN_FORWARD_SDE || r->process == CSDE_RUN_PFODE_ENCODE
                ? "data law p_0 of the model (seed, stream 2^63)"
                : "prior N(0, C) (seed, stream 2^63)";
-  PUT(csde_h5traj_attr_str(w, g, "init", init, err));
   PUT(csde_h5traj_attr_str(w, g, "noise", r->noise_path ? "path" : "stream", err));
   if (r->noise_path)
     PUT(csde_h5traj_attr_str(w, g, "noise_generator", CSDE_TREE_GENERATOR, err));
-  PUT(csde_h5traj_attr_str(w, g, "rng", csde_rng_name(), err));
-  PUT(csde_h5traj_attr_str(w, g, "rng_kernel", csde_rng_kernel_name(), err));
   PUT(csde_h5traj_attr_str(w, g, "noise_streams",
                            "step n: stream n (its Levy area: 2^61 + n); path noise, tree "
                            "node (level l, index m): streams 2^62 + l 2^52 + m and + 2^51; "
@@ -115,70 +91,28 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
   i64 = o->compress != 0;
   PUT(csde_h5traj_attr_i64(w, g, "compress", &i64, 1, err));
   PUT(csde_h5traj_attr_str(w, g, "compression", o->compress ? "gzip(4)+shuffle" : "none", err));
-  i64 = (int64_t)r->par.threads;
-  PUT(csde_h5traj_attr_i64(w, g, "threads", &i64, 1, err));
-  PUT(csde_h5traj_attr_str(w, g, "command_line", a->command_line, err));
-  PUT(csde_h5traj_attr_str(w, g, "corrsde_version", csde_version(), err));
-  char buf[64];
-  time_t now_t = time(NULL);
-  struct tm tmv;
-  gmtime_r(&now_t, &tmv);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  return csde_h5traj_attr_str(w, g, "created", buf, err);
+  csde_h5params hp = {csde_schedule_spec(r->sched), r->t0, r->t1, r->P.T, r->P.eps,
+                      csde_cov_spec(r->P.C), a->cov_method, r->P.C,
+                      a->model_spec, csde_model_name(r->P.model),
+                      csde_model_output_name(csde_model_output_of(r->P.model)),
+                      r->tau, r->D, r->rank, r->shape, a->seed, init,
+                      (int64_t)r->par.threads, a->command_line};
+  csde_h5sink k = csde_h5traj_sink(w);
+  return csde_h5params_write(&k, &hp, err);
 }
 
-/* The covariance actually used: the matrix and its eigenvalues up to
- * CSDE_TRAJ_COV_MAX_TAU frames (a dense eigensolve, O(tau^3)); above, nothing of size
- * tau^2 is formed. */
+/* The covariance actually used (io/h5meta.h: the matrix and its eigenvalues up to
+ * CSDE_TRAJ_COV_MAX_TAU frames). */
+_Static_assert(CSDE_TRAJ_COV_MAX_TAU == CSDE_H5COV_MAX_TAU, "one bound for /covariance");
+
 static int write_covariance(csde_h5traj *w, const csde_run *r, csde_err *err)
 {
-  int s;
-  const char *c = "/covariance";
-  const csde_cov *C = r->P.C;
-  size_t tau = r->tau;
-  int dense = tau <= CSDE_TRAJ_COV_MAX_TAU;
-  if (dense) {
-    double *m = malloc(tau * tau * sizeof *m), *eig = malloc(tau * sizeof *eig);
-    size_t d2[2] = {tau, tau};
-    s = m && eig ? CSDE_SUCCESS
-                 : csde_err_set(err, CSDE_ENOMEM, "out of memory for a %zu x %zu matrix", tau, tau);
-    if (!s) {
-      csde_cov_matrix(C, m);
-      s = csde_cov_eigenvalues(C, eig, err);
-    }
-    if (!s) s = csde_h5traj_write_array(w, "/covariance/matrix", m, 2, d2, err);
-    if (!s) s = csde_h5traj_write_array(w, "/covariance/eigenvalues", eig, 1, d2, err);
-    free(m);
-    free(eig);
-    if (s) return s;
-  } else {
-    char why[160];
-    snprintf(why, sizeof why, "not stored: %zu frames > %d (it would take %.3g MB; "
-             "'corrsde cov' shows it)", tau, CSDE_TRAJ_COV_MAX_TAU,
-             (double)tau * (double)tau * 8e-6);
-    PUT(csde_h5traj_attr_str(w, c, "matrix", why, err));
-  }
-  csde_cov_method m = csde_cov_method_of(C);
-  PUT(csde_h5traj_attr_str(w, c, "spec", csde_cov_spec(C), err));
-  PUT(csde_h5traj_attr_str(w, c, "method", csde_cov_method_name(m), err));
-  csde_cov_report rep = csde_cov_approx_report(C);
-  int64_t i64 = !rep.approx;
-  PUT(csde_h5traj_attr_i64(w, c, "exact", &i64, 1, err));
-  i64 = (int64_t)csde_cov_noise_dim(C);
-  PUT(csde_h5traj_attr_i64(w, c, "noise_dim", &i64, 1, err));
-  if (dense || csde_cov_logdet_cheap(C)) { /* else a Levinson pass, O(tau^2) */
-    double f64 = csde_cov_logdet(C);
-    PUT(csde_h5traj_attr_f64(w, c, "logdet", &f64, 1, err));
-  }
-  double eb[2];
-  i64 = csde_cov_eig_bounds(C, &eb[0], &eb[1]);
-  PUT(csde_h5traj_attr_f64_list(w, c, "eigenvalue_range", eb, 2, err));
-  PUT(csde_h5traj_attr_i64(w, c, "eigenvalue_range_exact", &i64, 1, err));
-  if (rep.approx) {
-    PUT(csde_h5traj_attr_f64(w, c, "kl_per_frame", &rep.kl_per_frame, 1, err));
-    PUT(csde_h5traj_attr_f64(w, c, "max_entry_diff", &rep.max_entry_diff, 1, err));
-  }
-  return CSDE_SUCCESS;
+  csde_h5cov c;
+  memset(&c, 0, sizeof c);
+  csde_h5sink k = csde_h5traj_sink(w);
+  int s = csde_h5cov_write(&k, &c, r->P.C, err);
+  csde_h5cov_free(&c);
+  return s;
 }
 
 int csde_traj_create(csde_traj **out, const char *path, const csde_run *r,
