@@ -4,7 +4,8 @@
  * the guided callback answers samples [0, ncond) with the first, the rest with the
  * second). A timing table, never a test:
  *   build/bench/corrsde-bench-guidance [tau D batch steps reps]   (default 16 4096 8 20 3)
- * Each row is the best of reps runs, all in this process, so the rows compare. */
+ * Each row is the median of reps runs, the three modes interleaved in this process, so the
+ * rows share the machine's load and compare. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -26,6 +27,12 @@ static int gpair_fn(const csde_model_ctx *c, const double *x, double *out, void 
   return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+  double u = *(const double *)a, v = *(const double *)b;
+  return (u > v) - (u < v);
+}
+
 static double now(void)
 {
   struct timespec ts;
@@ -38,6 +45,7 @@ int main(int argc, char **argv)
   size_t tau = argc > 1 ? (size_t)atol(argv[1]) : 16, D = argc > 2 ? (size_t)atol(argv[2]) : 4096;
   size_t batch = argc > 3 ? (size_t)atol(argv[3]) : 8, steps = argc > 4 ? (size_t)atol(argv[4]) : 20;
   int reps = argc > 5 ? atoi(argv[5]) : 3;
+  if (reps < 1) reps = 1;
   csde_err err;
   csde_cov *C = NULL;
   csde_schedule *S = NULL;
@@ -57,21 +65,23 @@ int main(int argc, char **argv)
   const size_t n = batch * tau * D;
   double *x = malloc(n * sizeof *x);
   printf("guidance cost: pf-ode dpmpp2m, %zu steps, batch %zu, tau %zu, D %zu (state %.1f MiB); "
-         "best of %d\n", steps, batch, tau, D, (double)n * 8 / 1048576.0, reps);
+         "median of %d, the modes interleaved\n", steps, batch, tau, D, (double)n * 8 / 1048576.0,
+         reps);
   printf("%-22s %6s %10s %10s %12s\n", "mode", "NFE", "wall s", "vs unguided", "memory MiB");
-  double base = 0;
-  for (int mode = 0; mode < 3; mode++) {
-    csde_run_settings s = csde_run_default_settings();
-    s.process = "pf-ode";
-    s.solver = "dpmpp2m";
-    s.steps = steps;
-    s.grid = "logsnr";
-    s.max_memory = SIZE_MAX;
-    if (mode) s.uncond = &uncond, s.guidance = "3", s.guidance_split = mode == 2;
-    double best = 1e30;
-    csde_solve_stats st = {0};
-    size_t mem = 0;
-    for (int r = 0; r < reps; r++) {
+  enum { MODES = 3 };
+  double *secs = calloc((size_t)MODES * (size_t)reps, sizeof *secs);
+  if (!secs) return 1;
+  size_t nfe[MODES] = {0}, mem[MODES] = {0};
+  for (int r = 0; r < reps; r++) /* rep r of every mode before rep r + 1: the load is shared */
+    for (int mode = 0; mode < MODES; mode++) {
+      csde_run_settings s = csde_run_default_settings();
+      s.process = "pf-ode";
+      s.solver = "dpmpp2m";
+      s.steps = steps;
+      s.grid = "logsnr";
+      s.max_memory = SIZE_MAX;
+      if (mode) s.uncond = &uncond, s.guidance = "3", s.guidance_split = mode == 2;
+      csde_solve_stats st = {0};
       csde_run *run = NULL;
       size_t shape[1] = {D};
       if (csde_run_alloc(&run, &s, C, S, mode ? M : Gc, batch, 1, shape, &err) ||
@@ -79,21 +89,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "run: %s\n", err.msg);
         return 1;
       }
-      mem = csde_run_memory_of(run)->total;
+      mem[mode] = csde_run_memory_of(run)->total;
       double t0 = now();
       if (csde_run_exec(run, x, NULL, NULL, &st, &err)) {
         fprintf(stderr, "exec: %s\n", err.msg);
         return 1;
       }
-      double dt = now() - t0;
-      best = dt < best ? dt : best;
+      secs[mode * reps + r] = now() - t0;
+      nfe[mode] = st.nfe;
       csde_run_free(run);
     }
-    if (!mode) base = best;
-    static const char *const names[] = {"unguided", "guided, one call of 2B", "guided, split (2 x B)"};
-    printf("%-22s %6zu %10.3f %10.2fx %12.1f\n", names[mode], st.nfe, best, best / base,
-           (double)mem / 1048576.0);
+  static const char *const names[] = {"unguided", "guided, one call of 2B", "guided, split (2 x B)"};
+  double med[MODES];
+  for (int mode = 0; mode < MODES; mode++) {
+    qsort(secs + mode * reps, (size_t)reps, sizeof *secs, cmp_double);
+    med[mode] = reps % 2 ? secs[mode * reps + reps / 2]
+                         : 0.5 * (secs[mode * reps + reps / 2 - 1] + secs[mode * reps + reps / 2]);
+    printf("%-22s %6zu %10.3f %10.2fx %12.1f\n", names[mode], nfe[mode], med[mode],
+           med[mode] / med[0], (double)mem[mode] / 1048576.0);
   }
+  free(secs);
   csde_model_free(M);
   csde_model_free(Gc);
   csde_model_free(Gu);
