@@ -345,71 +345,9 @@ def bootstrap(x, labels, ref_x, reps, rng):
 # ------------------------------------------------------------------------------ the net
 
 def build_net(torch, args):
-    """The conditional denoiser (a class of torch.nn.Module) for x [B, tau, H, W]."""
-    nn = torch.nn
-    F = torch.nn.functional
-
-    class Block(nn.Module):
-        """GN-SiLU-spatial 3x3 conv, FiLM by the embedding, GN-SiLU-temporal 3 conv;
-        residual."""
-
-        def __init__(self, c, e):
-            super().__init__()
-            self.n1, self.n2 = nn.GroupNorm(4, c), nn.GroupNorm(4, c)
-            self.spatial = nn.Conv3d(c, c, (1, 3, 3), padding=(0, 1, 1))
-            self.temporal = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0))
-            self.film = nn.Linear(e, 2 * c)
-
-        def forward(self, h, emb):
-            scale, shift = self.film(emb)[:, :, None, None, None].chunk(2, 1)
-            y = self.spatial(F.silu(self.n1(h)))
-            y = self.n2(y) * (1 + scale) + shift
-            return h + self.temporal(F.silu(y))
-
-    class CondDenoiser(nn.Module):
-        """delta_theta(x_t, t, label): experiments/train_denoiser.py's (2+1)-D net with a class
-        embedding (len(CLASSES) + 1 entries, the last the null class) added to the time
-        embedding (sinusoidal features of 1000 t through a 2-layer MLP); their sum modulates
-        (FiLM) every block. forward(x, time, label=None): label a [B] (or [1]) integer
-        tensor or array, None for the null class; corrsde.torch.TorchModel passes it from
-        solve()'s cond={"label": ...} as module(x, time, **cond)."""
-
-        def __init__(self, c, blocks, e=64):
-            super().__init__()
-            c0 = c // 2
-            self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(e // 2)
-                                                    / (e // 2)))
-            self.embed = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
-            self.classes = nn.Embedding(len(CLASSES) + 1, e)
-            self.inp = nn.Conv3d(1, c0, 3, padding=1)
-            self.down = nn.Conv3d(c0, c, (1, 2, 2), stride=(1, 2, 2))
-            self.blocks = nn.ModuleList([Block(c, e) for _ in range(blocks)])
-            self.up = nn.ConvTranspose3d(c, c0, (1, 2, 2), stride=(1, 2, 2))
-            self.last = Block(c0, e)
-            self.norm = nn.GroupNorm(4, c0)
-            self.out = nn.Conv3d(c0, 1, 3, padding=1)
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-        def forward(self, x, time, label=None):
-            b = x.shape[0]
-            if label is None:
-                label = torch.full((b,), NULL, dtype=torch.long, device=x.device)
-            label = torch.as_tensor(label, device=x.device).long().reshape(-1)
-            if label.shape[0] == 1 and b != 1:
-                label = label.expand(b)
-            if label.shape[0] != b:
-                raise ValueError("label has %d entries for a batch of %d" % (label.shape[0], b))
-            a = 1000.0 * time.to(x.dtype)[:, None] * self.freqs[None]
-            emb = self.embed(torch.cat([a.sin(), a.cos()], 1)) + self.classes(label).to(x.dtype)
-            h0 = self.inp(x[:, None])
-            h = self.down(h0)
-            for blk in self.blocks:
-                h = blk(h, emb)
-            h = self.last(self.up(h) + h0, emb)
-            return self.out(F.silu(self.norm(h)))[:, 0]
-
-    return CondDenoiser(args.channels, args.blocks)
+    """The conditional denoiser: train_denoiser.py's net with a class embedding of
+    len(CLASSES) + 1 entries, the last (NULL) the null class."""
+    return td.build_net(torch, args.channels, args.blocks, classes=NULL + 1)
 
 
 # ------------------------------------------------------------------------------ sampling

@@ -340,6 +340,87 @@ def combine(dirs):
     return 0
 
 
+# ------------------------------------------------------------------------------ the net
+
+def build_net(torch, channels, blocks, classes=0, e=64):
+    """delta_theta(x_t, t) for x [B, tau, H, W], treated as a one-channel 3-D volume: a
+    3x3x3 conv to c/2 channels at full resolution, a (1, 2, 2)-strided conv down to c
+    channels at half resolution, `blocks` (2+1)-D residual blocks there, a transposed conv
+    back up plus the full-resolution skip, one more block at c/2 and a 3x3x3 conv to the
+    output (zero-initialised: the untrained net predicts 0). A sinusoidal embedding of
+    1000 t through a 2-layer MLP modulates (FiLM) every block.
+
+    classes > 0 (train_conditional.py): a class embedding of that many entries, the last
+    the null class, is added to the time embedding; forward(x, t, label=None) takes label
+    as a [B] (or [1]) integer tensor or array, None for the null class (corrsde.torch's
+    TorchModel passes solve()'s cond={"label": ...} as module(x, t, **cond))."""
+    nn = torch.nn
+    F = torch.nn.functional
+
+    class Block(nn.Module):
+        """GN-SiLU-spatial 3x3 conv, FiLM by the embedding, GN-SiLU-temporal 3 conv;
+        residual."""
+
+        def __init__(self, c, e):
+            super().__init__()
+            self.n1, self.n2 = nn.GroupNorm(4, c), nn.GroupNorm(4, c)
+            self.spatial = nn.Conv3d(c, c, (1, 3, 3), padding=(0, 1, 1))
+            self.temporal = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0))
+            self.film = nn.Linear(e, 2 * c)
+
+        def forward(self, h, emb):
+            scale, shift = self.film(emb)[:, :, None, None, None].chunk(2, 1)
+            y = self.spatial(F.silu(self.n1(h)))
+            y = self.n2(y) * (1 + scale) + shift
+            return h + self.temporal(F.silu(y))
+
+    class Denoiser(nn.Module):
+        def __init__(self, c, blocks):
+            super().__init__()
+            c0 = c // 2
+            self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(e // 2)
+                                                    / (e // 2)))
+            self.embed = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+            if classes:  # made here, so that the other layers draw the same weights
+                self.classes = nn.Embedding(classes, e)
+            self.inp = nn.Conv3d(1, c0, 3, padding=1)
+            self.down = nn.Conv3d(c0, c, (1, 2, 2), stride=(1, 2, 2))
+            self.blocks = nn.ModuleList([Block(c, e) for _ in range(blocks)])
+            self.up = nn.ConvTranspose3d(c, c0, (1, 2, 2), stride=(1, 2, 2))
+            self.last = Block(c0, e)
+            self.norm = nn.GroupNorm(4, c0)
+            self.out = nn.Conv3d(c0, 1, 3, padding=1)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+        def label_embedding(self, x, label):
+            b = x.shape[0]
+            if label is None:
+                label = torch.full((b,), classes - 1, dtype=torch.long, device=x.device)
+            label = torch.as_tensor(label, device=x.device).long().reshape(-1)
+            if label.shape[0] == 1 and b != 1:
+                label = label.expand(b)
+            if label.shape[0] != b:
+                raise ValueError("label has %d entries for a batch of %d" % (label.shape[0], b))
+            return self.classes(label).to(x.dtype)
+
+        def forward(self, x, t, label=None):
+            if label is not None and not classes:
+                raise ValueError("label: this net has no classes")
+            a = 1000.0 * t.to(x.dtype)[:, None] * self.freqs[None]
+            emb = self.embed(torch.cat([a.sin(), a.cos()], 1))
+            if classes:
+                emb = emb + self.label_embedding(x, label)
+            h0 = self.inp(x[:, None])
+            h = self.down(h0)
+            for b in self.blocks:
+                h = b(h, emb)
+            h = self.last(self.up(h) + h0, emb)
+            return self.out(F.silu(self.norm(h)))[:, 0]
+
+    return Denoiser(channels, blocks)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.combine:
@@ -355,8 +436,6 @@ def main(argv=None):
         sys.exit("train_denoiser: cannot import corrsde (%s); run with "
                  "PYTHONPATH=<build>/python (and ninja -C <build> first)" % e)
     import h5py
-    import torch.nn as nn
-    import torch.nn.functional as F
 
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         sys.exit("train_denoiser: --out-dir %s exists and is not a directory" % args.out_dir)
@@ -376,58 +455,6 @@ def main(argv=None):
     # the training helpers: correlated noise, q_sample, the time sampler, the eq. 3 loss
     import corrsde.torch as ct
     helpers = "corrsde.torch"
-
-    # --------------------------------------------------------------- the net
-    class Block(nn.Module):
-        """GN-SiLU-spatial 3x3 conv, FiLM by the time embedding, GN-SiLU-temporal 3 conv;
-        residual."""
-
-        def __init__(self, c, e):
-            super().__init__()
-            self.n1, self.n2 = nn.GroupNorm(4, c), nn.GroupNorm(4, c)
-            self.spatial = nn.Conv3d(c, c, (1, 3, 3), padding=(0, 1, 1))
-            self.temporal = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0))
-            self.film = nn.Linear(e, 2 * c)
-
-        def forward(self, h, emb):
-            scale, shift = self.film(emb)[:, :, None, None, None].chunk(2, 1)
-            y = self.spatial(F.silu(self.n1(h)))
-            y = self.n2(y) * (1 + scale) + shift
-            return h + self.temporal(F.silu(y))
-
-    class Denoiser(nn.Module):
-        """delta_theta(x_t, t) for x [B, tau, H, W], treated as a one-channel 3-D volume: a
-        3x3x3 conv to c/2 channels at full resolution, a (1, 2, 2)-strided conv down to c
-        channels at half resolution, `blocks` (2+1)-D residual blocks there, a transposed
-        conv back up plus the full-resolution skip, one more block at c/2 and a 3x3x3 conv to
-        the output (zero-initialised: the untrained net predicts 0). A sinusoidal embedding
-        of 1000 t through a 2-layer MLP modulates (FiLM) every block."""
-
-        def __init__(self, c, blocks, e=64):
-            super().__init__()
-            c0 = c // 2
-            self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(e // 2)
-                                                    / (e // 2)))
-            self.embed = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
-            self.inp = nn.Conv3d(1, c0, 3, padding=1)
-            self.down = nn.Conv3d(c0, c, (1, 2, 2), stride=(1, 2, 2))
-            self.blocks = nn.ModuleList([Block(c, e) for _ in range(blocks)])
-            self.up = nn.ConvTranspose3d(c, c0, (1, 2, 2), stride=(1, 2, 2))
-            self.last = Block(c0, e)
-            self.norm = nn.GroupNorm(4, c0)
-            self.out = nn.Conv3d(c0, 1, 3, padding=1)
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-        def forward(self, x, t):
-            a = 1000.0 * t.to(x.dtype)[:, None] * self.freqs[None]
-            emb = self.embed(torch.cat([a.sin(), a.cos()], 1))
-            h0 = self.inp(x[:, None])
-            h = self.down(h0)
-            for b in self.blocks:
-                h = b(h, emb)
-            h = self.last(self.up(h) + h0, emb)
-            return self.out(F.silu(self.norm(h)))[:, 0]
 
     # the ELBO time weight beta / (1 - abar), normalised to mean 1 over U(eps, 1):
     # int beta / (1 - abar) dt = int beta dt + int beta abar / (1 - abar) dt
@@ -497,7 +524,7 @@ def main(argv=None):
     for kind in args.losses:
         # same seed for every loss: same initial weights, batches, t and noise draws
         torch.manual_seed(args.seed)
-        net = Denoiser(args.channels, args.blocks)
+        net = build_net(torch, args.channels, args.blocks)
         nparam = sum(p.numel() for p in net.parameters())
         opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
