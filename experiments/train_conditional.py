@@ -392,16 +392,8 @@ def closure_model(torch, net, labels, w):
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.time()
-    try:
-        import torch
-    except ImportError as e:
-        sys.exit("train_conditional: needs torch (%s)" % e)
-    try:
-        import corrsde
-        import corrsde.torch as ct
-    except ImportError as e:
-        sys.exit("train_conditional: cannot import corrsde (%s); run with "
-                 "PYTHONPATH=<build>/python (and ninja -C <build> first)" % e)
+    torch, corrsde = td.import_torch_corrsde("train_conditional")
+    ct = corrsde.torch
     import h5py
 
     if args.ode_solver not in corrsde.solvers() or \
@@ -411,14 +403,7 @@ def main(argv=None):
     if corrsde.solvers()[args.ode_solver]["summary"].find("adaptive") >= 0:
         sys.exit("train_conditional: --ode-solver %s is adaptive; pick a fixed-step one "
                  "(heun, dpmpp2m, unipc, ...)" % args.ode_solver)
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        sys.exit("train_conditional: --out-dir %s exists and is not a directory" % args.out_dir)
-    try:
-        os.makedirs(args.out_dir, exist_ok=True)
-    except OSError as e:
-        sys.exit("train_conditional: --out-dir %s: %s" % (args.out_dir, e.strerror or e))
-    if not os.access(args.out_dir, os.W_OK):
-        sys.exit("train_conditional: --out-dir %s is not writable" % args.out_dir)
+    td.make_out_dir("train_conditional", args.out_dir)
 
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

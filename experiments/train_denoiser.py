@@ -260,6 +260,33 @@ def bootstrap_se(x, ref_x, reps, rng):
 
 # ------------------------------------------------------------------------------ files
 
+def import_torch_corrsde(prog):
+    """torch and corrsde (with corrsde.torch), or an exit that says how to get them."""
+    try:
+        import torch
+    except ImportError as e:
+        sys.exit("%s: needs torch (%s)" % (prog, e))
+    try:
+        import corrsde
+        import corrsde.torch  # noqa: F401  (the training helpers)
+    except ImportError as e:
+        sys.exit("%s: cannot import corrsde (%s); run with PYTHONPATH=<build>/python (and "
+                 "ninja -C <build> first)" % (prog, e))
+    return torch, corrsde
+
+
+def make_out_dir(prog, path):
+    """--out-dir: made if absent; exits with a message naming it when it cannot be used."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        sys.exit("%s: --out-dir %s exists and is not a directory" % (prog, path))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        sys.exit("%s: --out-dir %s: %s" % (prog, path, e.strerror or e))
+    if not os.access(path, os.W_OK):
+        sys.exit("%s: --out-dir %s is not writable" % (prog, path))
+
+
 def atomic_path(path):
     """A temporary name beside path (same directory, so os.replace is atomic)."""
     d, base = os.path.split(os.path.abspath(path))
@@ -426,25 +453,10 @@ def main(argv=None):
     if args.combine:
         return combine(args.combine)
     t_start = time.time()
-    try:
-        import torch
-    except ImportError as e:
-        sys.exit("train_denoiser: needs torch (%s)" % e)
-    try:
-        import corrsde
-    except ImportError as e:
-        sys.exit("train_denoiser: cannot import corrsde (%s); run with "
-                 "PYTHONPATH=<build>/python (and ninja -C <build> first)" % e)
+    torch, corrsde = import_torch_corrsde("train_denoiser")
     import h5py
 
-    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        sys.exit("train_denoiser: --out-dir %s exists and is not a directory" % args.out_dir)
-    try:
-        os.makedirs(args.out_dir, exist_ok=True)
-    except OSError as e:
-        sys.exit("train_denoiser: --out-dir %s: %s" % (args.out_dir, e.strerror or e))
-    if not os.access(args.out_dir, os.W_OK):
-        sys.exit("train_denoiser: --out-dir %s is not writable" % args.out_dir)
+    make_out_dir("train_denoiser", args.out_dir)
 
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
