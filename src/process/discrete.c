@@ -34,8 +34,13 @@ static double one_minus_abar(const csde_schedule *s, size_t i)
 }
 
 /* The coefficients of step t (checked); *om = 1 - abar_t. */
-static void step_coef(const csde_schedule *s, size_t t, csde_discrete_coef *c, double *om)
+static int step_coef(const csde_schedule *s, size_t t, int missing, const char *names,
+                     const char *fn, csde_discrete_coef *c, double *om, csde_err *err)
 {
+  if (missing) {
+    csde_err_set(err, CSDE_EINVAL, "%s: %s is NULL", fn, names);
+    return CSDE_EINVAL;
+  }
   double beta = csde_schedule_beta_step(s, t);
   double omt = one_minus_abar(s, t), omp = one_minus_abar(s, t - 1);
   c->beta = beta;
@@ -55,6 +60,7 @@ static void step_coef(const csde_schedule *s, size_t t, csde_discrete_coef *c, d
   }
   c->noise_coef = beta / sqrt(omt); /* mu_theta = (X_t - noise_coef delta_theta)/sqrt(alpha_t) */
   *om = omt;
+  return CSDE_SUCCESS;
 }
 
 /* n = nblk * tau * D values for the workspace's D. */
@@ -74,10 +80,8 @@ int csde_discrete_coef_at(const csde_schedule *s, size_t t, csde_discrete_coef *
 {
   int st = check_step(s, t, "csde_discrete_coef_at", err);
   if (st) return st;
-  if (!c) return csde_err_set(err, CSDE_EINVAL, "csde_discrete_coef_at: c is NULL");
   double om;
-  step_coef(s, t, c, &om);
-  return CSDE_SUCCESS;
+  return step_coef(s, t, !c, "c", "csde_discrete_coef_at", c, &om, err);
 }
 
 int csde_discrete_marginal_sample(const csde_schedule *s, size_t t, const csde_cov *C,
@@ -90,10 +94,11 @@ int csde_discrete_marginal_sample(const csde_schedule *s, size_t t, const csde_c
   int st = check_step(s, t, fn, err);
   if (st || (st = block_values(C, ws, nblk, &n, &blk, fn, err))) return st;
   if (n == 0) return CSDE_SUCCESS;
-  if (!x0 || !xt) return csde_err_set(err, CSDE_EINVAL, "%s: x0 or xt is NULL", fn);
   csde_discrete_coef c;
   double om;
-  step_coef(s, t, &c, &om);
+  if ((st = step_coef(s, t, !x0 || !xt, "x0 or xt",
+                       fn, &c, &om, err)))
+    return st;
   /* delta ~ N(0, C (x) I) straight into its destination, then combine in place */
   double *d = delta_out ? delta_out : xt;
   if ((st = csde_cov_sample(C, ws, key, first, nblk, d, err))) return st;
@@ -108,11 +113,11 @@ int csde_discrete_posterior(const csde_schedule *s, size_t t, size_t n, const do
   static const char fn[] = "csde_discrete_posterior";
   int st = check_step(s, t, fn, err);
   if (st) return st;
-  if (n && (!x0 || !xt || !mu))
-    return csde_err_set(err, CSDE_EINVAL, "%s: x0, xt or mu is NULL", fn);
   csde_discrete_coef c;
   double om;
-  step_coef(s, t, &c, &om);
+  if ((st = step_coef(s, t, n && (!x0 || !xt || !mu), "x0, xt or mu",
+                       fn, &c, &om, err)))
+    return st;
   for (size_t i = 0; i < n; i++) mu[i] = c.mean_x0 * x0[i] + c.mean_xt * xt[i]; /* eq. 2 */
   if (var) *var = c.var;
   return CSDE_SUCCESS;
@@ -125,11 +130,11 @@ int csde_discrete_mu_from_noise(const csde_schedule *s, size_t t, size_t n,
   static const char fn[] = "csde_discrete_mu_from_noise";
   int st = check_step(s, t, fn, err);
   if (st) return st;
-  if (n && (!xt || !delta_theta || !mu))
-    return csde_err_set(err, CSDE_EINVAL, "%s: xt, delta_theta or mu is NULL", fn);
   csde_discrete_coef c;
   double om;
-  step_coef(s, t, &c, &om);
+  if ((st = step_coef(s, t, n && (!xt || !delta_theta || !mu), "xt, delta_theta or mu",
+                       fn, &c, &om, err)))
+    return st;
   double sa = sqrt(c.alpha);
   /* mu_theta = (X_t - beta_t / sqrt(1-abar_t) delta_theta) / sqrt(alpha_t) */
   for (size_t i = 0; i < n; i++) mu[i] = (xt[i] - c.noise_coef * delta_theta[i]) / sa;
@@ -146,11 +151,11 @@ int csde_discrete_ancestral_step(const csde_schedule *s, size_t t, const csde_co
   int st = check_step(s, t, fn, err);
   if (st || (st = block_values(C, ws, nblk, &n, &blk, fn, err))) return st;
   if (n == 0) return CSDE_SUCCESS;
-  if (!xt || !delta_theta || !x_prev)
-    return csde_err_set(err, CSDE_EINVAL, "%s: xt, delta_theta or x_prev is NULL", fn);
   csde_discrete_coef c;
   double om;
-  step_coef(s, t, &c, &om);
+  if ((st = step_coef(s, t, !xt || !delta_theta || !x_prev, "xt, delta_theta or x_prev",
+                       fn, &c, &om, err)))
+    return st;
   double sa = sqrt(c.alpha);
   if (c.var > 0) {
     /* V' z straight into x_prev, then x_prev = mu_theta + sqrt(beta~_t) x_prev */
@@ -173,11 +178,11 @@ int csde_discrete_loss(const csde_schedule *s, size_t t, const csde_cov *C,
   size_t n, blk;
   int st = check_step(s, t, fn, err);
   if (st || (st = block_values(C, ws, nblk, &n, &blk, fn, err))) return st;
-  if (n && (!delta || !delta_theta))
-    return csde_err_set(err, CSDE_EINVAL, "%s: delta or delta_theta is NULL", fn);
   csde_discrete_coef c;
   double om;
-  step_coef(s, t, &c, &om);
+  if ((st = step_coef(s, t, n && (!delta || !delta_theta), "delta or delta_theta",
+                       fn, &c, &om, err)))
+    return st;
   double w = unweighted ? 1 : c.elbo_weight, sum = 0;
   /* eq. 3: loss_b = w_t sum_pixels (delta - delta_theta)^T C^-1 (delta - delta_theta) */
   for (size_t b = 0; b < nblk; b++) {
