@@ -61,20 +61,9 @@ static int ddpm_step(csde_stepper *S, double t0, double t1, double *x, const dou
 
 const csde_solver_type csde_solver_ddpm = {
   .name = "ddpm",
-  .alias = NULL,
   .summary = "DDPM ancestral, a discrete schedule (--process ddpm)",
-  .sde = 0,
-  .ode = 0,
-  .via_process = 1,
-  .adaptive = 0,
-  .nfe_per_step = 1,
-  .order_ode = 0,
-  .order_strong = 0,
-  .order_weak = 1.0,
+  .via_process = 1, .own_noise = 1,
+  .nfe_per_step = 1, .order_weak = 1.0,
   .nbuf = 2,
-  .own_noise = 1,
-  .init = ddpm_init,
-  .free = ddpm_free,
-  .step = ddpm_step,
-  .evolve = NULL,
+  .init = ddpm_init, .free = ddpm_free, .step = ddpm_step,
 };

@@ -423,20 +423,9 @@ static int dp_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
 
 const csde_solver_type csde_solver_dopri5 = {
   .name = "dopri5",
-  .alias = NULL,
   .summary = "Dormand-Prince 5(4) (scipy's RK45): ODEs, adaptive, order 5",
-  .sde = 0,
-  .ode = 1,
-  .adaptive = CSDE_ADAPT_ODE,
-  .nfe_per_step = 6,
-  .order_ode = 5.0,
-  .order_strong = 0.0,
-  .order_weak = 0.0,
+  .ode = 1, .adaptive = CSDE_ADAPT_ODE,
+  .nfe_per_step = 6, .order_ode = 5.0,
   .nbuf = DP_NBUF,
-  .own_noise = 0,
-  .init = dp_init,
-  .free = dp_free,
-  .reset = dp_reset,
-  .step = dp_step,
-  .evolve = dp_evolve,
+  .init = dp_init, .free = dp_free, .reset = dp_reset, .step = dp_step, .evolve = dp_evolve,
 };

@@ -35,28 +35,20 @@ static int dpm_step(csde_stepper *S, double t0, double t1, double *x, const doub
   dpm_state *st = csde_stepper_state(S);
   const int lower = last && csde_stepper_params(S)->steps < CSDE_DPM_LOWER_FINAL;
   double *d = csde_stepper_buf(S, st->cur), *dp = csde_stepper_buf(S, st->cur ^ 1u);
-  const long n = (long)csde_stepper_n(S);
-  const int th = csde_stepper_threads(S);
-  (void)th;
   double a0, s0, l0, a1, s1, l1;
   csde_stepper_view(S, t0, &a0, &s0, &l0);
   csde_stepper_view(S, t1, &a1, &s1, &l1);
   int s = csde_stepper_denoise(S, t0, x, d); /* d = x0_theta(x, t0) */
   if (s) return s;
   const double h = l1 - l0, cx = s1 / s0, cd = -a1 * expm1(-h);
+  const double *b[2] = {d, dp};
   if (!st->have || lower) {
     /* x = (sigma1 / sigma0) x + alpha1 (1 - e^-h) d */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + cd * d[i];
+    csde_stepper_lincomb(S, x, cx, x, 1, &cd, b);
   } else {
     /* x = (sigma1 / sigma0) x + alpha1 (1 - e^-h) ((1 + 1/(2r)) d - 1/(2r) dp) */
-    const double r = st->h_prev / h, c1 = cd * (1 + 0.5 / r), c2 = -cd * 0.5 / r;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + c1 * d[i] + c2 * dp[i];
+    const double r = st->h_prev / h, w[2] = {cd * (1 + 0.5 / r), -cd * 0.5 / r};
+    csde_stepper_lincomb(S, x, cx, x, 2, w, b);
   }
   st->have = 1;
   st->cur ^= 1u;
@@ -66,18 +58,10 @@ static int dpm_step(csde_stepper *S, double t0, double t1, double *x, const doub
 
 const csde_solver_type csde_solver_dpmpp2m = {
   .name = "dpmpp2m",
-  .alias = NULL,
   .summary = "DPM-Solver++(2M): PF-ODE, order 2, for few steps",
-  .sde = 0,
   .ode = 1,
-  .adaptive = 0,
-  .nfe_per_step = 1,
-  .order_ode = 2.0,
-  .order_strong = 0,
-  .order_weak = 0,
-  .nbuf = 2,
-  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_SIGMA_END | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
-  .state_size = sizeof(dpm_state),
+  .nfe_per_step = 1, .order_ode = 2.0,
+  .nbuf = 2, .state_size = sizeof(dpm_state),
+  .view = CSDE_VIEW_LAMBDA,
   .step = dpm_step,
-  .evolve = NULL,
 };

@@ -30,9 +30,6 @@ static int sde2m_step(csde_stepper *S, double t0, double t1, double *x, const do
 {
   sde2m_state *st = csde_stepper_state(S);
   double *d = csde_stepper_buf(S, st->cur), *dp = csde_stepper_buf(S, st->cur ^ 1u);
-  const long n = (long)csde_stepper_n(S);
-  const int th = csde_stepper_threads(S);
-  (void)th;
   double a0, s0, l0, a1, s1, l1;
   csde_stepper_view(S, t0, &a0, &s0, &l0);
   csde_stepper_view(S, t1, &a1, &s1, &l1);
@@ -43,18 +40,9 @@ static int sde2m_step(csde_stepper *S, double t0, double t1, double *x, const do
   const int lower = !st->have || last;
   const double r = st->have ? st->h_prev / h : 1.0, c1 = lower ? cd : cd * (1 + 0.5 / r),
                c2 = lower ? 0.0 : -cd * 0.5 / r;
-  if (lower) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + c1 * d[i] + (dW ? cz * dW[i] : 0.0);
-  } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++)
-      x[i] = cx * x[i] + c1 * d[i] + c2 * dp[i] + (dW ? cz * dW[i] : 0.0);
-  }
+  /* x = cx x + c1 d [+ c2 dp] [+ cz dW] (the terms left to right) */
+  const double w[3] = {c1, lower ? cz : c2, cz}, *b[3] = {d, lower ? dW : dp, dW};
+  csde_stepper_lincomb(S, x, cx, x, (lower ? 1u : 2u) + (dW ? 1u : 0u), w, b);
   st->have = 1;
   st->cur ^= 1u;
   st->h_prev = h;
@@ -63,19 +51,10 @@ static int sde2m_step(csde_stepper *S, double t0, double t1, double *x, const do
 
 const csde_solver_type csde_solver_dpmpp2m_sde = {
   .name = "dpmpp2m-sde",
-  .alias = NULL,
   .summary = "DPM-Solver++(2M) SDE, V' z noise: reverse SDE, weak order 1",
-  .sde = 1,
-  .ode = 0,
-  .reverse_only = 1,
-  .adaptive = 0,
-  .nfe_per_step = 1,
-  .order_ode = 0,
-  .order_strong = 0,
-  .order_weak = 1.0,
-  .nbuf = 2,
+  .sde = 1, .reverse_only = 1,
+  .nfe_per_step = 1, .order_weak = 1.0,
+  .nbuf = 2, .state_size = sizeof(sde2m_state),
   .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START,
-  .state_size = sizeof(sde2m_state),
   .step = sde2m_step,
-  .evolve = NULL,
 };

@@ -40,9 +40,6 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
   if (N < 15 && N > st->k && (size_t)use > N - st->k - 1) use = (int)(N - st->k - 1);
   double *D0 = csde_stepper_buf(S, st->cur), *D1 = csde_stepper_buf(S, (st->cur + 2) % 3),
          *D2 = csde_stepper_buf(S, (st->cur + 1) % 3);
-  const long n = (long)csde_stepper_n(S);
-  const int th = csde_stepper_threads(S);
-  (void)th;
   double a0, s0, l0, a1, s1, l1;
   csde_stepper_view(S, t0, &a0, &s0, &l0);
   csde_stepper_view(S, t1, &a1, &s1, &l1);
@@ -66,22 +63,8 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
     w2 += -e1 / r1;
   }
   /* (buffers not yet written are not read: 0 times garbage need not be 0) */
-  if (use == 2) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + w0 * D0[i] + w1 * D1[i] + w2 * D2[i];
-  } else if (use == 1) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + w0 * D0[i] + w1 * D1[i];
-  } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + w0 * D0[i];
-  }
+  const double w[3] = {w0, w1, w2}, *b[3] = {D0, D1, D2};
+  csde_stepper_lincomb(S, x, cx, x, (unsigned)use + 1, w, b);
   if (st->have < 2) st->have++;
   st->k++;
   st->cur = (st->cur + 1) % 3;
@@ -92,18 +75,10 @@ static int dpm3_step(csde_stepper *S, double t0, double t1, double *x, const dou
 
 const csde_solver_type csde_solver_dpmpp3m = {
   .name = "dpmpp3m",
-  .alias = NULL,
   .summary = "DPM-Solver++(3M): PF-ODE, order 3, for few steps",
-  .sde = 0,
   .ode = 1,
-  .adaptive = 0,
-  .nfe_per_step = 1,
-  .order_ode = 3.0,
-  .order_strong = 0,
-  .order_weak = 0,
-  .nbuf = 3,
-  .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_SIGMA_END | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
-  .state_size = sizeof(dpm3_state),
+  .nfe_per_step = 1, .order_ode = 3.0,
+  .nbuf = 3, .state_size = sizeof(dpm3_state),
+  .view = CSDE_VIEW_LAMBDA,
   .step = dpm3_step,
-  .evolve = NULL,
 };

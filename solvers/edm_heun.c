@@ -115,18 +115,12 @@ static int edm_step(csde_stepper *S, double t0, double t1, double *x, const doub
   if (!(g1 > 0)) {
     /* a step to sigma = 0 (t1 = 0): EDM's Euler step (Algorithm 1: no correction where
      * sigma_{i+1} = 0), x_ve1 = x_ve + (0 - s0) (x_ve - D0) / s0 = D0 */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = a1 * D[i];
+    csde_stepper_lincomb(S, x, a1, D, 0, NULL, NULL);
     return CSDE_SUCCESS;
   }
   /* x~ (x units) = alpha1 (x_ve + ds d0), d0 = (x/alpha0 - D0) / s0 */
-  const double c0 = a1 * (1 + ds / s0) / a0, cD = -a1 * ds / s0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < n; i++) xt[i] = c0 * x[i] + cD * D[i];
+  const double c0 = a1 * (1 + ds / s0) / a0, cD = -a1 * ds / s0, *bD[1] = {D};
+  csde_stepper_lincomb(S, xt, c0, x, 1, &cD, bD);
   /* d0 is kept implicitly: x_ve1 = x_ve + ds/2 (d0 + d1), d0 = (x/a0 - D0)/s0; store
    * ds/2 d0 in D's place before D is overwritten by D1 */
 #ifdef _OPENMP
@@ -158,21 +152,11 @@ static const csde_solver_option edm_options[] = {
 
 const csde_solver_type csde_solver_edm_heun = {
   .name = "edm-heun",
-  .alias = NULL,
   .summary = "EDM's Heun in sigma: PF-ODE, order 2",
-  .sde = 0,
   .ode = 1,
-  .adaptive = 0,
-  .nfe_per_step = 2,
-  .order_ode = 2.0,
-  .order_strong = 0,
-  .order_weak = 0,
+  .nfe_per_step = 2, .order_ode = 2.0,
   .nbuf = 2,
   .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
   .options = edm_options,
-  .init = edm_init,
-  .free = edm_free,
-  .reset = NULL,
-  .step = edm_step,
-  .evolve = NULL,
+  .init = edm_init, .free = edm_free, .step = edm_step,
 };

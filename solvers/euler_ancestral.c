@@ -20,9 +20,6 @@ static int ea_step(csde_stepper *S, double t0, double t1, double *x, const doubl
 {
   (void)last;
   double *D = csde_stepper_buf(S, 0);
-  const long n = (long)csde_stepper_n(S);
-  const int th = csde_stepper_threads(S);
-  (void)th;
   double a0, g0, l0, a1, g1, l1;
   csde_stepper_view(S, t0, &a0, &g0, &l0);
   csde_stepper_view(S, t1, &a1, &g1, &l1);
@@ -35,37 +32,18 @@ static int ea_step(csde_stepper *S, double t0, double t1, double *x, const doubl
   /* x1 = alpha1 (x_ve + (down - s0) (x_ve - D) / s0 + up z), x_ve = x / alpha0 */
   const double cx = a1 * (1 + (down - s0) / s0) / a0, cD = -a1 * (down - s0) / s0,
                cz = dW ? a1 * up / sqrt(fabs(t1 - t0)) : 0.0;
-  if (dW) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + cD * D[i] + cz * dW[i];
-  } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long i = 0; i < n; i++) x[i] = cx * x[i] + cD * D[i];
-  }
+  const double w[2] = {cD, cz}, *b[2] = {D, dW};
+  csde_stepper_lincomb(S, x, cx, x, dW ? 2 : 1, w, b);
   return CSDE_SUCCESS;
 }
 
 const csde_solver_type csde_solver_euler_ancestral = {
   .name = "euler-ancestral",
-  .alias = NULL,
   .summary = "Euler ancestral, V' z noise: reverse SDE, weak order 1",
-  .sde = 1,
-  .ode = 0,
-  .reverse_only = 1,
-  .adaptive = 0,
-  .nfe_per_step = 1,
-  .order_ode = 0,
-  .order_strong = 0, /* not a discretisation of the SDE's own path */
-  .order_weak = 1.0,
+  .sde = 1, .reverse_only = 1,
+  .nfe_per_step = 1, .order_weak = 1.0, /* order_strong 0: not a discretisation of the
+                                            SDE's own path */
   .nbuf = 1,
   .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START,
-  .init = NULL,
-  .free = NULL,
-  .reset = NULL,
   .step = ea_step,
-  .evolve = NULL,
 };

@@ -336,23 +336,12 @@ static int rk_evolve(csde_stepper *S, double *t, double t1, double *h, double *x
 }
 
 #define RK_TYPE(var, nm, sum, nfe, ord, initfn, own)                                        \
-  const csde_solver_type var = {                                                           \
-    .name = nm,                                                                            \
-    .alias = NULL,                                                                         \
-    .summary = sum,                                                                        \
-    .sde = 0,                                                                              \
-    .ode = 1,                                                                              \
-    .adaptive = CSDE_ADAPT_ODE,                                                            \
-    .nfe_per_step = nfe,                                                                   \
-    .order_ode = ord,                                                                      \
-    .order_strong = 0.0,                                                                   \
-    .order_weak = 0.0,                                                                     \
-    .nbuf = RK_NBUF,                                                                       \
-    .nbuf_own = own,                                                                       \
-    .init = initfn,                                                                        \
-    .free = rk_free,                                                                       \
-    .step = rk_step,                                                                       \
-    .evolve = rk_evolve,                                                                   \
+  const csde_solver_type var = {                                                          \
+    .name = nm, .summary = sum,                                                           \
+    .ode = 1, .adaptive = CSDE_ADAPT_ODE,                                                 \
+    .nfe_per_step = nfe, .order_ode = ord,                                                \
+    .nbuf = RK_NBUF, .nbuf_own = own,                                                     \
+    .init = initfn, .free = rk_free, .step = rk_step, .evolve = rk_evolve,                \
   };
 
 /* Fehlberg 4(5), propagating the 5th-order solution */

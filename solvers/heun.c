@@ -113,18 +113,11 @@ static int heun_evolve(csde_stepper *S, double *t, double t1, double *h, double 
 
 const csde_solver_type csde_solver_heun = {
   .name = "heun",
-  .alias = NULL,
   .summary = "Heun: SDEs (strong order 1, weak 2) and ODEs (order 2)",
-  .sde = 1,
-  .ode = 1,
-  .adaptive = CSDE_ADAPT_SDE,
+  .sde = 1, .ode = 1, .adaptive = CSDE_ADAPT_SDE,
   .nfe_per_step = 2, /* 1 on the last step with heun_final_euler */
-  .order_ode = 2.0,
-  .order_strong = 1.0, /* additive noise */
-  .order_weak = 2.0,   /* with the averaged diffusion */
-  .nbuf = 3,
-  .nbuf_adaptive = 5,
-  .state_size = sizeof(heun_state),
-  .step = heun_step,
-  .evolve = heun_evolve,
+  .order_ode = 2.0, .order_strong = 1.0, .order_weak = 2.0, /* strong: additive noise; weak:
+                                                                with the averaged diffusion */
+  .nbuf = 3, .nbuf_adaptive = 5, .state_size = sizeof(heun_state),
+  .step = heun_step, .evolve = heun_evolve,
 };

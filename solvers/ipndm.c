@@ -60,9 +60,6 @@ static int ipndm_step(csde_stepper *S, double t0, double t1, double *x, const do
   double *E[CSDE_IPNDM_Q];
   for (unsigned j = 0; j < CSDE_IPNDM_Q; j++)
     E[j] = csde_stepper_buf(S, (st->cur + CSDE_IPNDM_Q - j) % CSDE_IPNDM_Q);
-  const long n = (long)csde_stepper_n(S);
-  const int th = csde_stepper_threads(S);
-  (void)th;
   double a0, s0, l0, a1, s1, l1;
   csde_stepper_view(S, t0, &a0, &s0, &l0);
   csde_stepper_view(S, t1, &a1, &s1, &l1);
@@ -70,24 +67,16 @@ static int ipndm_step(csde_stepper *S, double t0, double t1, double *x, const do
   int s = csde_stepper_denoise(S, t0, x, E[0]); /* x0_theta(x, t0) */
   if (s) return s;
   /* eps = (x / alpha0 - x0_theta) / rho0 */
-  const double ce = 1 / (a0 * r0), cd = -1 / r0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < n; i++) E[0][i] = ce * x[i] + cd * E[0][i];
+  const double ce = 1 / (a0 * r0), cd = -1 / r0, *e[4] = {E[0], E[1], E[2], E[3]};
+  csde_stepper_lincomb(S, E[0], ce, x, 1, &cd, e);
   for (int j = CSDE_IPNDM_Q - 1; j > 0; j--) st->rho[j] = st->rho[j - 1];
   st->rho[0] = r0;
   double b[CSDE_IPNDM_Q] = {0};
   ab_weights(st->rho, q, r0, r1, b);
   /* x1 = alpha1 (x / alpha0 + sum_j b_j eps_j) */
-  const double cx = a1 / a0, w0 = a1 * b[0], w1 = a1 * b[1], w2 = a1 * b[2], w3 = a1 * b[3];
-  const double *e0 = E[0], *e1 = E[q > 1 ? 1 : 0], *e2 = E[q > 2 ? 2 : 0],
-               *e3 = E[q > 3 ? 3 : 0]; /* unused terms read e0 with weight 0 */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long i = 0; i < n; i++)
-    x[i] = cx * x[i] + w0 * e0[i] + w1 * e1[i] + w2 * e2[i] + w3 * e3[i];
+  const double cx = a1 / a0, w[4] = {a1 * b[0], a1 * b[1], a1 * b[2], a1 * b[3]};
+  for (int j = q; j < CSDE_IPNDM_Q; j++) e[j] = E[0]; /* unused terms: e0 with weight 0 */
+  csde_stepper_lincomb(S, x, cx, x, CSDE_IPNDM_Q, w, e);
   if (st->have < CSDE_IPNDM_Q - 1) st->have++;
   st->k++;
   st->cur = (st->cur + 1) % CSDE_IPNDM_Q;
@@ -96,18 +85,10 @@ static int ipndm_step(csde_stepper *S, double t0, double t1, double *x, const do
 
 const csde_solver_type csde_solver_ipndm = {
   .name = "ipndm",
-  .alias = NULL,
   .summary = "iPNDM: Adams-Bashforth 4 in sigma/alpha, PF-ODE, for few steps",
-  .sde = 0,
   .ode = 1,
-  .adaptive = 0,
-  .nfe_per_step = 1,
-  .order_ode = 4.0,
-  .order_strong = 0,
-  .order_weak = 0,
-  .nbuf = CSDE_IPNDM_Q,
+  .nfe_per_step = 1, .order_ode = 4.0,
+  .nbuf = CSDE_IPNDM_Q, .state_size = sizeof(ipndm_state),
   .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_ALPHA_START | CSDE_VIEW_ALPHA_END,
-  .state_size = sizeof(ipndm_state),
   .step = ipndm_step,
-  .evolve = NULL,
 };

@@ -95,19 +95,9 @@ static int sra1_step(csde_stepper *S, double t0, double t1, double *x, const dou
 
 const csde_solver_type csde_solver_sra1 = {
   .name = "sra1",
-  .alias = NULL,
   .summary = "Rossler's SRA1: SDEs with additive noise, strong order 1.5 (uses H)",
-  .sde = 1,
-  .ode = 0,
-  .adaptive = CSDE_ADAPT_SDE,
-  .nfe_per_step = 2,
-  .order_ode = 0,
-  .order_strong = 1.5,
-  .order_weak = 2.0,
-  .nbuf = 3,
-  .nbuf_adaptive = 6,
-  .area = 1,
-  .state_size = sizeof(sra1_state),
-  .step = sra1_step,
-  .evolve = sra1_evolve,
+  .sde = 1, .area = 1, .adaptive = CSDE_ADAPT_SDE,
+  .nfe_per_step = 2, .order_strong = 1.5, .order_weak = 2.0,
+  .nbuf = 3, .nbuf_adaptive = 6, .state_size = sizeof(sra1_state),
+  .step = sra1_step, .evolve = sra1_evolve,
 };

@@ -79,9 +79,6 @@ static int unipc_step(csde_stepper *S, double t0, double t1, double *x, const do
   (void)dW;
   unipc_state *st = csde_stepper_state(S);
   const unsigned ring = (unsigned)st->pmax + 1;
-  const long n = (long)csde_stepper_n(S);
-  const int th = csde_stepper_threads(S);
-  (void)th;
   double a0, s0, l0, a1, s1, l1;
   csde_stepper_view(S, t0, &a0, &s0, &l0);
   csde_stepper_view(S, t1, &a1, &s1, &l1);
@@ -124,20 +121,14 @@ static int unipc_step(csde_stepper *S, double t0, double t1, double *x, const do
   }
   const double cx = s1 / s0, cd = -a1 * expm1(hh), cb = -a1 * B;
   /* x~ = base - alpha1 B sum_i rho_i (D_{-i} - D0) / r_i */
-  double wp[UNIPC_MAX] = {0}, wp0 = cd;
-  for (int i = 0; i < p - 1; i++) {
-    wp[i] = cb * rho[i] / r[i];
-    wp0 -= wp[i];
+  double wp[UNIPC_MAX + 1] = {cd}; /* the weights of D0, D_{-1}, ..., D_{-(p-1)} */
+  const double *bp[UNIPC_MAX + 1] = {D0};
+  for (int i = 1; i < p; i++) {
+    wp[i] = cb * rho[i - 1] / r[i - 1];
+    wp[0] -= wp[i];
+    bp[i] = Dm[i - 1];
   }
-  double *tgt = last ? x : xp;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-  for (long j = 0; j < n; j++) {
-    double v = cx * x[j] + wp0 * D0[j];
-    for (int i = 0; i < p - 1; i++) v += wp[i] * Dm[i][j];
-    tgt[j] = v;
-  }
+  csde_stepper_lincomb(S, last ? x : xp, cx, x, (unsigned)p, wp, bp);
   if (!last) {
     /* the corrector: D1 = x0_theta(x~, t1) goes into the slot after D0 */
     unsigned nxt = (st->cur + 1) % ring;
@@ -149,19 +140,14 @@ static int unipc_step(csde_stepper *S, double t0, double t1, double *x, const do
       return csde_stepper_fail(S, CSDE_EFAILED, "unipc: singular corrector system at t = %g", t0);
     }
     /* x1 = base - alpha1 B (sum_i c_i (D_{-i} - D0) / r_i + c_p (D1 - D0)) */
-    double wc[UNIPC_MAX] = {0}, wc0 = cd - cb * c[p - 1], w1 = cb * c[p - 1];
+    double wc[UNIPC_MAX + 1] = {cd - cb * c[p - 1], cb * c[p - 1]}; /* D0, D1, D_{-i} */
+    const double *bc[UNIPC_MAX + 1] = {D0, D1};
     for (int i = 0; i < p - 1; i++) {
-      wc[i] = cb * c[i] / r[i];
-      wc0 -= wc[i];
+      wc[i + 2] = cb * c[i] / r[i];
+      wc[0] -= wc[i + 2];
+      bc[i + 2] = Dm[i];
     }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(th) schedule(static) if (th > 1)
-#endif
-    for (long j = 0; j < n; j++) {
-      double v = cx * x[j] + wc0 * D0[j] + w1 * D1[j];
-      for (int i = 0; i < p - 1; i++) v += wc[i] * Dm[i][j];
-      x[j] = v;
-    }
+    csde_stepper_lincomb(S, x, cx, x, (unsigned)p + 1, wc, bc);
     st->cur = nxt;
     for (int i = UNIPC_MAX - 1; i > 0; i--) st->lam[i] = st->lam[i - 1];
     st->lam[0] = l1;
@@ -172,25 +158,11 @@ static int unipc_step(csde_stepper *S, double t0, double t1, double *x, const do
 }
 
 #define UNIPC_TYPE(var, nm, sum, initfn, ord)                                              \
-  const csde_solver_type var = {                                                           \
-    .name = nm,                                                                            \
-    .alias = NULL,                                                                         \
-    .summary = sum,                                                                        \
-    .sde = 0,                                                                              \
-    .ode = 1,                                                                              \
-    .adaptive = 0,                                                                         \
-    .nfe_per_step = 1,                                                                     \
-    .order_ode = ord,                                                                      \
-    .order_strong = 0,                                                                     \
-    .order_weak = 0,                                                                       \
-    .nbuf = UNIPC_MAX + 2,                                                                 \
-    .view = CSDE_VIEW_SIGMA_START | CSDE_VIEW_SIGMA_END | CSDE_VIEW_ALPHA_START |           \
-            CSDE_VIEW_ALPHA_END,                                                           \
-    .init = initfn,                                                                        \
-    .free = csde_stepper_state_free,                                                       \
-    .reset = unipc_reset,                                                                  \
-    .step = unipc_step,                                                                    \
-    .evolve = NULL,                                                                        \
+  const csde_solver_type var = {                                                          \
+    .name = nm, .summary = sum,                                                           \
+    .ode = 1, .nfe_per_step = 1, .order_ode = ord,                                        \
+    .nbuf = UNIPC_MAX + 2, .view = CSDE_VIEW_LAMBDA,                                      \
+    .init = initfn, .free = csde_stepper_state_free, .reset = unipc_reset, .step = unipc_step,\
   };
 
 UNIPC_TYPE(csde_solver_unipc, "unipc", "UniPC-bh2, predictor 2 + corrector: PF-ODE, order 3",

@@ -69,6 +69,14 @@ static PyObject *raise_err(int status, const csde_err *err)
   return NULL;
 }
 
+/* o (a new reference) where status is 0; else o released and the error raised */
+static PyObject *owned_or_raise(PyObject *o, int status, const csde_err *err)
+{
+  if (!status) return o;
+  Py_DECREF(o);
+  return raise_err(status, err);
+}
+
 /* The integer o in [lo, hi] (a count, size or seed: C's unsigned types), or -1 with an
  * exception naming `what`: TypeError for a non-integer, ValueError below lo (a negative
  * number is never wrapped), OverflowError above hi (a large one is never cut). */
@@ -240,11 +248,7 @@ static PyObject *py_cov_eigenvalues(PyObject *self, PyObject *cap)
   Py_BEGIN_ALLOW_THREADS
   s = csde_cov_eigenvalues(h->C, v, &err);
   Py_END_ALLOW_THREADS
-  if (s) {
-    Py_DECREF(a);
-    return raise_err(s, &err);
-  }
-  return a;
+  return owned_or_raise(a, s, &err);
 }
 
 /* A float64 C-contiguous array of rank >= 2 whose axis 1 has `rows` entries, as
@@ -299,11 +303,7 @@ static PyObject *py_cov_apply(PyObject *self, PyObject *args)
   Py_BEGIN_ALLOW_THREADS
   s = B ? csde_cov_apply(h->C, ws, (csde_cov_op)op, B, xv, yv, &err) : 0;
   Py_END_ALLOW_THREADS
-  if (s) {
-    Py_DECREF(y);
-    return raise_err(s, &err);
-  }
-  return y;
+  return owned_or_raise(y, s, &err);
 }
 
 /* cov_mahalanobis(cap, x) -> q [B]: per block, the sum over pixels of x^T C^-1 x */
@@ -340,11 +340,7 @@ static PyObject *py_cov_mahalanobis(PyObject *self, PyObject *args)
   }
   Py_END_ALLOW_THREADS
   PyMem_Free(qp);
-  if (s) {
-    Py_DECREF(q);
-    return raise_err(s, &err);
-  }
-  return q;
+  return owned_or_raise(q, s, &err);
 }
 
 /* cov_sample(cap, shape tuple [B, tau, *frame], seed) -> x: the CLI's prior draw */
@@ -380,11 +376,7 @@ static PyObject *py_cov_sample(PyObject *self, PyObject *args)
   Py_BEGIN_ALLOW_THREADS
   if (d[0]) s = csde_cov_sample(h->C, ws, key, 0, (size_t)d[0], xv, &err);
   Py_END_ALLOW_THREADS
-  if (s) {
-    Py_DECREF(x);
-    return raise_err(s, &err);
-  }
-  return x;
+  return owned_or_raise(x, s, &err);
 }
 
 /* ---- schedules ---- */

@@ -188,12 +188,9 @@ static int embed_fn(const csde_model_ctx *c, const double *x, double *out, void 
   return rc;
 }
 
-static void embed_free(void *user)
+/* Drop the references e holds and free it (the GIL held; e calloc'ed: unset ones NULL). */
+static void embedded_drop(embedded *e)
 {
-  embedded *e = user;
-  PyGILState_STATE g = PyGILState_Ensure();
-  end_loans(e); /* first: the run frees them next, and the model may hold them */
-  csde_py_views_clear(&e->v);
   csde_py_cond_clear(&e->cc);
   Py_XDECREF(e->dicts[0]);
   Py_XDECREF(e->dicts[1]);
@@ -201,8 +198,17 @@ static void embed_free(void *user)
   Py_XDECREF(e->ctx);
   Py_XDECREF(e->Cov);
   Py_XDECREF(e->Schedule);
-  PyGILState_Release(g);
   free(e);
+}
+
+static void embed_free(void *user)
+{
+  embedded *e = user;
+  PyGILState_STATE g = PyGILState_Ensure();
+  end_loans(e); /* first: the run frees them next, and the model may hold them */
+  csde_py_views_clear(&e->v);
+  embedded_drop(e);
+  PyGILState_Release(g);
 }
 
 static int numpy_ready(void)
@@ -409,14 +415,7 @@ fail:
   Py_XDECREF(factory);
   Py_XDECREF(mod);
   Py_XDECREF(pkg);
-  if (e) {
-    csde_py_cond_clear(&e->cc);
-    Py_XDECREF(e->model);
-    Py_XDECREF(e->ctx);
-    Py_XDECREF(e->Cov);
-    Py_XDECREF(e->Schedule);
-    free(e);
-  }
+  if (e) embedded_drop(e);
   PyGILState_Release(g);
   return rc;
 }

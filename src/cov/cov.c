@@ -588,40 +588,6 @@ static void clear_errors(csde_cov_ws *ws)
   size_t c0 = ((size_t)(k) % (per)) * (W);          \
   size_t nc = (D) - c0 < (W) ? (D) - c0 : (W)
 
-int csde_cov_apply(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nblk,
-                   const double *x, double *y, csde_err *err)
-{
-  int s = check_ws(C, ws, err);
-  if (s) return s;
-  if (op == CSDE_COV_OP_INV && C->singular)
-    return csde_err_set(err, CSDE_ESING,
-                        "C^-1 of a singular covariance '%s' (log det = -inf); add a nugget "
-                        "or use another family",
-                        C->spec);
-  if (op != CSDE_COV_OP_C && op != CSDE_COV_OP_SQRT && op != CSDE_COV_OP_INV)
-    return csde_err_set(err, CSDE_EINVAL, "unknown covariance operation %d", (int)op);
-  size_t D = ws->D, W = ws->W, tau = C->tau, per = (D + W - 1) / W;
-  size_t rin = op == CSDE_COV_OP_SQRT ? C->noise_dim : tau;
-  long ntiles = (long)(nblk * per);
-  clear_errors(ws);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(ws->nthreads) schedule(static) if (ws->nthreads > 1)
-#endif
-  for (long k = 0; k < ntiles; k++) {
-    csde_cov_thread *th = &ws->th[csde_thread_num()];
-    if (th->err.status) continue;
-    TILE_SPLIT(k, per, W, D, b, c0, nc);
-    C->type->apply_tile(C, ws, th, op, nc, x + b * rin * D + c0, D, y + b * tau * D + c0, D);
-  }
-  return gather_error(ws, err);
-}
-
-int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
-                    size_t nblk, double *out, csde_err *err)
-{
-  return csde_cov_sample_scaled(C, ws, key, first, nblk, 1.0, out, err);
-}
-
 /* White noise of tile (b, c0, nc) into th->z, times scale:
  * z[row][c] = scale normal(key, ((first + b) nd + row) D + c) */
 static void tile_noise(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread *th,
@@ -644,12 +610,19 @@ static void tile_noise(const csde_cov *C, const csde_cov_ws *ws, csde_cov_thread
   }
 }
 
-int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
-                           size_t nblk, double scale, double *out, csde_err *err)
+/* y = op(C) x over nblk blocks, the tiles in parallel; with nz, x is instead each tile's
+ * white noise (tile_noise) times nz->scale, drawn into th->z. */
+typedef struct {
+  csde_rng_key key;
+  size_t first;
+  double scale;
+} tile_draw;
+
+static int apply_tiles(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nblk,
+                       const double *x, const tile_draw *nz, double *y, csde_err *err)
 {
-  int s = check_ws(C, ws, err);
-  if (s) return s;
   size_t D = ws->D, W = ws->W, tau = C->tau, per = (D + W - 1) / W;
+  size_t rin = op == CSDE_COV_OP_SQRT ? C->noise_dim : tau;
   long ntiles = (long)(nblk * per);
   clear_errors(ws);
 #ifdef _OPENMP
@@ -659,10 +632,41 @@ int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key,
     csde_cov_thread *th = &ws->th[csde_thread_num()];
     if (th->err.status) continue;
     TILE_SPLIT(k, per, W, D, b, c0, nc);
-    tile_noise(C, ws, th, key, first, b, c0, nc, scale);
-    C->type->apply_tile(C, ws, th, CSDE_COV_OP_SQRT, nc, th->z, W, out + b * tau * D + c0, D);
+    if (nz) tile_noise(C, ws, th, nz->key, nz->first, b, c0, nc, nz->scale);
+    C->type->apply_tile(C, ws, th, op, nc, nz ? th->z : x + b * rin * D + c0, nz ? W : D,
+                        y + b * tau * D + c0, D);
   }
   return gather_error(ws, err);
+}
+
+int csde_cov_apply(const csde_cov *C, csde_cov_ws *ws, csde_cov_op op, size_t nblk,
+                   const double *x, double *y, csde_err *err)
+{
+  int s = check_ws(C, ws, err);
+  if (s) return s;
+  if (op == CSDE_COV_OP_INV && C->singular)
+    return csde_err_set(err, CSDE_ESING,
+                        "C^-1 of a singular covariance '%s' (log det = -inf); add a nugget "
+                        "or use another family",
+                        C->spec);
+  if (op != CSDE_COV_OP_C && op != CSDE_COV_OP_SQRT && op != CSDE_COV_OP_INV)
+    return csde_err_set(err, CSDE_EINVAL, "unknown covariance operation %d", (int)op);
+  return apply_tiles(C, ws, op, nblk, x, NULL, y, err);
+}
+
+int csde_cov_sample(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+                    size_t nblk, double *out, csde_err *err)
+{
+  return csde_cov_sample_scaled(C, ws, key, first, nblk, 1.0, out, err);
+}
+
+int csde_cov_sample_scaled(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,
+                           size_t nblk, double scale, double *out, csde_err *err)
+{
+  int s = check_ws(C, ws, err);
+  if (s) return s;
+  const tile_draw nz = {key, first, scale};
+  return apply_tiles(C, ws, CSDE_COV_OP_SQRT, nblk, NULL, &nz, out, err);
 }
 
 int csde_cov_sample_axpy(const csde_cov *C, csde_cov_ws *ws, csde_rng_key key, size_t first,

@@ -100,43 +100,52 @@ double csde_h5group_max(const csde_h5group *g, double v)
   return v;
 }
 
+#ifdef H5_HAVE_PARALLEL
+/* metadata read by rank 0 and broadcast, and written collectively: every rank's cache then
+ * sees the same file (after a dataset shrinks, independent reads on the other ranks can
+ * find object headers that moved) */
+static herr_t set_fapl_mpio(hid_t p, const csde_h5group *g)
+{
+  return H5Pset_fapl_mpio(p, COMM(g), MPI_INFO_NULL) < 0 ||
+                 H5Pset_all_coll_metadata_ops(p, 1) < 0 || H5Pset_coll_metadata_write(p, 1) < 0
+             ? -1
+             : 0;
+}
+
+static herr_t set_dxpl_mpio(hid_t p, const csde_h5group *g)
+{
+  (void)g;
+  return H5Pset_dxpl_mpio(p, H5FD_MPIO_COLLECTIVE);
+}
+#endif
+
+/* A property list of class cls, set by set_mpio, for a group over MPI (-1 on failure);
+ * H5P_DEFAULT for one writer. */
+#ifdef H5_HAVE_PARALLEL
+#define GROUP_PLIST(g, cls, set_mpio) group_plist(g, cls, set_mpio)
+static hid_t group_plist(const csde_h5group *g, hid_t cls,
+                         herr_t (*set_mpio)(hid_t, const csde_h5group *))
+{
+  if (!g->comm) return H5P_DEFAULT;
+  hid_t p = H5Pcreate(cls);
+  if (p >= 0 && set_mpio(p, g) < 0) {
+    H5Pclose(p);
+    return -1;
+  }
+  return p;
+}
+#else
+#define GROUP_PLIST(g, cls, set_mpio) ((void)(g), H5P_DEFAULT)
+#endif
+
 hid_t csde_h5group_fapl(const csde_h5group *g)
 {
-#ifdef H5_HAVE_PARALLEL
-  if (g->comm) {
-    hid_t p = H5Pcreate(H5P_FILE_ACCESS);
-    /* metadata read by rank 0 and broadcast, and written collectively: every rank's
-     * cache then sees the same file (after a dataset shrinks, independent reads on the
-     * other ranks can find object headers that moved) */
-    if (p >= 0 && (H5Pset_fapl_mpio(p, COMM(g), MPI_INFO_NULL) < 0 ||
-                   H5Pset_all_coll_metadata_ops(p, 1) < 0 ||
-                   H5Pset_coll_metadata_write(p, 1) < 0)) {
-      H5Pclose(p);
-      return -1;
-    }
-    return p;
-  }
-#else
-  (void)g;
-#endif
-  return H5P_DEFAULT;
+  return GROUP_PLIST(g, H5P_FILE_ACCESS, set_fapl_mpio);
 }
 
 hid_t csde_h5group_dxpl(const csde_h5group *g)
 {
-#ifdef H5_HAVE_PARALLEL
-  if (g->comm) {
-    hid_t p = H5Pcreate(H5P_DATASET_XFER);
-    if (p >= 0 && H5Pset_dxpl_mpio(p, H5FD_MPIO_COLLECTIVE) < 0) {
-      H5Pclose(p);
-      return -1;
-    }
-    return p;
-  }
-#else
-  (void)g;
-#endif
-  return H5P_DEFAULT;
+  return GROUP_PLIST(g, H5P_DATASET_XFER, set_dxpl_mpio);
 }
 
 void csde_h5group_close_plist(hid_t p)

@@ -369,8 +369,12 @@ int csde_h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_pa
   return s;
 }
 
-static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
-                         csde_err *err)
+/* csde_h5traj_create's steps, in order. Each returns a status; the HDF5 and MPI calls are
+ * the ones it always made, in the same order (the file is the same to the byte). */
+
+/* The writer with its sizes, before any file exists (*out NULL on failure). */
+static int traj_new(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                    csde_err *err)
 {
   *out = NULL;
   if (p->shape_rank < 1 || p->shape_rank > CSDE_H5TRAJ_MAXSHAPE || p->batch == 0 ||
@@ -416,31 +420,38 @@ static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_
     return csde_err_set(err, CSDE_ENOMEM, "out of memory for the trajectory buffers");
   }
   w->cur = w->path;
+  *out = w;
+  return CSDE_SUCCESS;
+}
 
-  const char *what = "create the file";
-  hid_t dcpl = -1, sp = -1, grp = -1, fapl = -1;
-  /* OUT.lock first (a second writer is refused before it touches anything), OUT's
-   * checks, then the temporary OUT.partial.XXXXXX (io/outfile.h): a new file is renamed
-   * into place once it is whole (csde_h5traj_ready), an old one is replaced only once the
-   * new run is viable (csde_h5traj_append). A group's ranks open rank 0's temporary by
-   * its name. */
+static int cannot(const csde_h5traj *w, const char *what, csde_err *err)
+{
+  return csde_err_set(err, CSDE_EIO, "'%s': cannot %s", w->cur, what);
+}
+
+/* OUT.lock first (a second writer is refused before it touches anything), OUT's checks,
+ * then the temporary OUT.partial.XXXXXX (io/outfile.h): a new file is renamed into place
+ * once it is whole (csde_h5traj_ready), an old one is replaced only once the new run is
+ * viable (csde_h5traj_append). A group's ranks open rank 0's temporary by its name. */
+static int open_file(csde_h5traj *w, const char *path, const csde_h5traj_params *p,
+                     csde_err *err)
+{
+  int s = 0;
   if (ROOT(w))
     s = csde_outfile_open(&w->out, path, CSDE_OUT_LOCK |
                                              (p->overwrite ? CSDE_OUT_OVERWRITE : 0) |
                                              (p->comm ? CSDE_OUT_NAMED : 0), err);
-  if ((s = csde_h5group_agree(&w->g, s, err))) goto done;
+  if ((s = csde_h5group_agree(&w->g, s, err))) return s;
   w->replaces = w->out.existed;
   size_t len = ROOT(w) ? strlen(csde_outfile_name(&w->out)) + 1 : 0;
   if (csde_h5group_bcast(&w->g, &w->replaces, sizeof w->replaces) ||
       csde_h5group_bcast(&w->g, &len, sizeof len) || !(w->h5name = malloc(len)) ||
       (ROOT(w) && !memcpy(w->h5name, csde_outfile_name(&w->out), len)) ||
-      csde_h5group_bcast(&w->g, w->h5name, len)) {
-    s = csde_err_set(err, CSDE_EIO, "'%s': MPI_Bcast failed (or out of memory)", path);
-    goto done;
-  }
+      csde_h5group_bcast(&w->g, w->h5name, len))
+    return csde_err_set(err, CSDE_EIO, "'%s': MPI_Bcast failed (or out of memory)", path);
   w->cur = ROOT(w) ? csde_outfile_tmp_path(&w->out) : w->h5name;
   errno = 0;
-  fapl = csde_h5group_fapl(&w->g);
+  hid_t fapl = csde_h5group_fapl(&w->g);
   /* A run of unknown length grows its datasets: chunk-index nodes of 2 GROW_K entries
    * take GROW_K * 2 states before a node splits, so growing rewrites a node in place and
    * allocates only chunks past the saved ones (a kill in that flush cannot cut the path
@@ -455,19 +466,16 @@ static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_
   if (w->file < 0)
     s = csde_err_set(err, CSDE_EIO, "cannot create '%s'%s%s", w->cur, errno ? ": " : "",
                      errno ? strerror(errno) : "");
-  if ((s = csde_h5group_agree(&w->g, s, err))) goto done;
-  if ((w->dxpl = csde_h5group_dxpl(&w->g)) < 0) goto h5fail;
-  what = "create the groups";
-  const char *groups[] = {"/trajectory", "/parameters", "/covariance", "/stats"};
-  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-    grp = H5Gcreate2(w->file, groups[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (grp < 0) goto h5fail;
-    H5Gclose(grp);
-  }
-  grp = H5Gopen2(w->file, "/trajectory", H5P_DEFAULT);
-  if (grp < 0) goto h5fail;
+  csde_h5group_close_plist(fapl);
+  if ((s = csde_h5group_agree(&w->g, s, err))) return s;
+  if ((w->dxpl = csde_h5group_dxpl(&w->g)) < 0) return cannot(w, "create the file", err);
+  return CSDE_SUCCESS;
+}
 
-  what = "create /trajectory/x";
+/* /trajectory/x in the open group grp, with room for every state from the start. */
+static int create_x(csde_h5traj *w, const csde_h5traj_params *p, hid_t grp, csde_err *err)
+{
+  const char *what = "create /trajectory/x";
   hsize_t maxd[CSDE_H5_MAXRANK], ch[CSDE_H5_MAXRANK];
   for (int i = 0; i < w->rank; i++) maxd[i] = w->dims[i];
   maxd[0] = H5S_UNLIMITED;
@@ -480,99 +488,114 @@ static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_
   w->cap = w->dims[0] = p->capacity ? p->capacity : GROW_START;
   w->compress = p->compress;
   w->fixed = p->capacity > 0;
+  int s;
   if (!p->compress && (s = csde_h5group_agree(
                            &w->g, ROOT(w) ? room_for(w, w->cap, p->capacity > 0, err) : 0, err)))
-    goto done;
-  const double nan = NAN, zero = 0;
-  const int64_t no_step = -1;
-  sp = H5Screate_simple(w->rank, w->dims, maxd);
-  dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, w->rank, ch) < 0 ||
-      set_prealloc(dcpl, H5T_NATIVE_DOUBLE, p->compress ? &zero : NULL))
-    goto h5fail;
-  if (p->compress && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, GZIP_LEVEL) < 0)) {
+    return s;
+  const double zero = 0;
+  hid_t sp = H5Screate_simple(w->rank, w->dims, maxd), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  s = sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, w->rank, ch) < 0 ||
+      set_prealloc(dcpl, H5T_NATIVE_DOUBLE, p->compress ? &zero : NULL);
+  if (!s && p->compress && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, GZIP_LEVEL) < 0)) {
     what = "enable gzip compression (is zlib support built into HDF5?)";
-    goto h5fail;
+    s = 1;
   }
-  w->x = H5Dcreate2(grp, "x", p->float32 ? H5T_IEEE_F32LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT,
-                    dcpl, H5P_DEFAULT);
-  if (w->x < 0) goto h5fail;
-  what = "create /trajectory/t and /trajectory/step";
+  if (!s)
+    w->x = H5Dcreate2(grp, "x", p->float32 ? H5T_IEEE_F32LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT,
+                      dcpl, H5P_DEFAULT);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (sp >= 0) H5Sclose(sp);
+  return s || w->x < 0 ? cannot(w, what, err) : CSDE_SUCCESS;
+}
+
+/* t, step, the scales and n_saved beside x in grp, and the memory layout of an append. */
+static int create_series(csde_h5traj *w, const csde_h5traj_params *p, hid_t grp, csde_err *err)
+{
+  const double nan = NAN;
+  const int64_t no_step = -1;
   w->t = make_series(grp, "t", H5T_IEEE_F64LE, w->cap, H5T_NATIVE_DOUBLE, &nan);
   w->step = make_series(grp, "step", H5T_STD_I64LE, w->cap, H5T_NATIVE_INT64, &no_step);
-  if (w->t < 0 || w->step < 0) goto h5fail;
-  what = "attach the dimension scales";
-  if (attach_scales(w, grp, p->shape_rank)) goto h5fail;
-  what = "create /trajectory n_saved";
-  {
-    hid_t sc = H5Screate(H5S_SCALAR);
-    int64_t zero = 0;
-    if (sc >= 0)
-      w->nsaved = H5Acreate2(grp, "n_saved", H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
-    if (sc >= 0) H5Sclose(sc);
-    if (w->nsaved < 0 || H5Awrite(w->nsaved, H5T_NATIVE_INT64, &zero) < 0) goto h5fail;
-  }
-
-  what = "prepare the memory layout";
+  if (w->t < 0 || w->step < 0) return cannot(w, "create /trajectory/t and /trajectory/step", err);
+  if (attach_scales(w, grp, p->shape_rank)) return cannot(w, "attach the dimension scales", err);
+  hid_t sc = H5Screate(H5S_SCALAR);
+  int64_t zero = 0;
+  if (sc >= 0)
+    w->nsaved = H5Acreate2(grp, "n_saved", H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+  if (sc >= 0) H5Sclose(sc);
+  if (w->nsaved < 0 || H5Awrite(w->nsaved, H5T_NATIVE_INT64, &zero) < 0)
+    return cannot(w, "create /trajectory n_saved", err);
   hsize_t one[CSDE_H5_MAXRANK];
   for (int i = 0; i < w->rank; i++) one[i] = w->dims[i];
   one[0] = 1;
   one[1] = w->part_n ? w->part_n : 1; /* this writer's samples */
   w->mspace = H5Screate_simple(w->rank, one, NULL);
   w->mspace1 = H5Screate_simple(1, one, NULL);
-  if (w->mspace < 0 || w->mspace1 < 0) goto h5fail;
   /* a writer with no samples writes none; t and step are rank 0's */
-  if ((!w->part_n && H5Sselect_none(w->mspace) < 0) ||
+  if (w->mspace < 0 || w->mspace1 < 0 || (!w->part_n && H5Sselect_none(w->mspace) < 0) ||
       (!ROOT(w) && H5Sselect_none(w->mspace1) < 0))
-    goto h5fail;
-  H5Gclose(grp);
-  grp = -1;
+    return cannot(w, "prepare the memory layout", err);
+  return CSDE_SUCCESS;
+}
 
+/* The groups, and /trajectory's datasets. */
+static int create_layout(csde_h5traj *w, const csde_h5traj_params *p, csde_err *err)
+{
+  const char *groups[] = {"/trajectory", "/parameters", "/covariance", "/stats"};
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+    hid_t g = H5Gcreate2(w->file, groups[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return cannot(w, "create the groups", err);
+    H5Gclose(g);
+  }
+  hid_t grp = H5Gopen2(w->file, "/trajectory", H5P_DEFAULT);
+  if (grp < 0) return cannot(w, "create the groups", err);
+  int s = create_x(w, p, grp, err);
+  if (!s) s = create_series(w, p, grp, err);
+  H5Gclose(grp);
+  return s;
+}
+
+/* Self-description: the axes, the format, CF's units and long names; and /stats with every
+ * attribute it will hold: the end of the run overwrites their values in place, changing no
+ * HDF5 structure (a kill in those last writes leaves /stats readable). */
+static int describe(csde_h5traj *w, const csde_h5traj_params *p, csde_err *err)
+{
   static const char *const axes[] = {"saved, sample, frame, pixel",
                                      "saved, sample, frame, height, width",
                                      "saved, sample, frame, channel, height, width"};
-  if ((s = csde_h5traj_attr_str(w, "/trajectory/x", "axes", axes[p->shape_rank - 1], err)))
-    goto done;
-  if ((s = csde_h5traj_attr_str(w, "/trajectory", "n_saved_meaning",
-                                "the first n_saved entries of x, t and step are saved "
-                                "states; entries past them (a killed run) are not", err)))
-    goto done;
-  /* self-description: the format, and CF's units and long names */
-  if ((s = csde_h5traj_attr_str(w, "/", "format", CSDE_H5TRAJ_FORMAT, err)) ||
-      (s = csde_h5traj_attr_str(w, "/", "format_version", CSDE_H5TRAJ_FORMAT_VERSION, err)) ||
-      (s = csde_h5traj_attr_str(w, "/", "Conventions", "CF-1.8", err)) ||
-      (s = csde_h5traj_attr_str(w, "/trajectory/t", "unit", "model time", err)) ||
-      (s = csde_h5traj_attr_str(w, "/trajectory/t", "units", "1", err)) ||
-      (s = csde_h5traj_attr_str(w, "/trajectory/t", "long_name", "model time t in [0, 1]", err)) ||
-      (s = csde_h5traj_attr_str(w, "/trajectory/x", "units", "1", err)) ||
-      (s = csde_h5traj_attr_str(w, "/trajectory/x", "long_name", "saved states", err)) ||
-      (s = csde_h5traj_attr_str(w, "/trajectory/step", "long_name", "solver step (0: the start)",
-                                err)))
-    goto done;
-  /* /stats with every attribute it will hold: the end of the run overwrites their values
-   * in place, changing no HDF5 structure (a kill in those last writes leaves /stats
-   * readable) */
-  {
-    static const char *const counts[] = {"nfe", "steps", "accepted", "rejected", "n_saved"};
-    const int64_t z64 = 0;
-    const double nan1 = NAN;
-    for (size_t i = 0; i < sizeof counts / sizeof counts[0] && !s; i++)
-      s = csde_h5traj_attr_i64(w, "/stats", counts[i], &z64, 1, err);
-    if (!s) s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &nan1, 1, err);
-    if (!s) s = csde_h5traj_attr_str(w, "/stats", "status", "running", err);
-    if (s) goto done;
-  }
-  if ((s = csde_h5traj_flush(w, err))) goto done;
-  goto done;
-h5fail:
-  s = csde_err_set(err, CSDE_EIO, "'%s': cannot %s", w->cur, what);
-done:
-  s = csde_h5group_agree(&w->g, s, err);
-  csde_h5group_close_plist(fapl);
-  if (dcpl >= 0) H5Pclose(dcpl);
-  if (sp >= 0) H5Sclose(sp);
-  if (grp >= 0) H5Gclose(grp);
-  if (s) {
+  static const char *const attrs[][3] = {
+    {"/trajectory", "n_saved_meaning", "the first n_saved entries of x, t and step are saved "
+                                       "states; entries past them (a killed run) are not"},
+    {"/", "format", CSDE_H5TRAJ_FORMAT},
+    {"/", "format_version", CSDE_H5TRAJ_FORMAT_VERSION},
+    {"/", "Conventions", "CF-1.8"},
+    {"/trajectory/t", "unit", "model time"},
+    {"/trajectory/t", "units", "1"},
+    {"/trajectory/t", "long_name", "model time t in [0, 1]"},
+    {"/trajectory/x", "units", "1"},
+    {"/trajectory/x", "long_name", "saved states"},
+    {"/trajectory/step", "long_name", "solver step (0: the start)"}};
+  int s = csde_h5traj_attr_str(w, "/trajectory/x", "axes", axes[p->shape_rank - 1], err);
+  for (size_t i = 0; i < sizeof attrs / sizeof attrs[0] && !s; i++)
+    s = csde_h5traj_attr_str(w, attrs[i][0], attrs[i][1], attrs[i][2], err);
+  static const char *const counts[] = {"nfe", "steps", "accepted", "rejected", "n_saved"};
+  const int64_t z64 = 0;
+  const double nan1 = NAN;
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0] && !s; i++)
+    s = csde_h5traj_attr_i64(w, "/stats", counts[i], &z64, 1, err);
+  if (!s) s = csde_h5traj_attr_f64(w, "/stats", "wall_seconds", &nan1, 1, err);
+  if (!s) s = csde_h5traj_attr_str(w, "/stats", "status", "running", err);
+  return s ? s : csde_h5traj_flush(w, err);
+}
+
+static int h5traj_create(csde_h5traj **out, const char *path, const csde_h5traj_params *p,
+                         csde_err *err)
+{
+  csde_h5traj *w;
+  int s = traj_new(&w, path, p, err);
+  if (s) return s;
+  if (!(s = open_file(w, path, p, err)) && !(s = create_layout(w, p, err)))
+    s = describe(w, p, err);
+  if ((s = csde_h5group_agree(&w->g, s, err))) {
     csde_h5traj_discard(w); /* a half-made file is worth nothing */
     return s;
   }

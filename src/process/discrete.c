@@ -69,15 +69,49 @@ static int block_values(const csde_cov *C, const csde_cov_ws *ws, size_t nblk, s
   return CSDE_SUCCESS;
 }
 
+/* What a step function starts with: step t of s checked, then (blocks_begin) the size of
+ * nblk blocks for C and ws, then that no pointer it needs is NULL (missing: one is; names:
+ * their list; for blocks only where n > 0), then the step's coefficients. */
+typedef struct {
+  csde_discrete_coef c;
+  double om;     /* 1 - abar_t */
+  size_t n, blk; /* blocks_begin: nblk * tau * D values, tau * D a block */
+} step_call;
+
+static int coef_begin(const csde_schedule *s, size_t t, int missing, const char *names,
+                      const char *fn, step_call *k, csde_err *err)
+{
+  if (missing) {
+    csde_err_set(err, CSDE_EINVAL, "%s: %s is NULL", fn, names);
+    return CSDE_EINVAL;
+  }
+  step_coef(s, t, &k->c, &k->om);
+  return CSDE_SUCCESS;
+}
+
+static int step_begin(const csde_schedule *s, size_t t, int missing, const char *names,
+                      const char *fn, step_call *k, csde_err *err)
+{
+  int st = check_step(s, t, fn, err);
+  return st ? st : coef_begin(s, t, missing, names, fn, k, err);
+}
+
+static int blocks_begin(const csde_schedule *s, size_t t, const csde_cov *C,
+                        const csde_cov_ws *ws, size_t nblk, int missing, const char *names,
+                        const char *fn, step_call *k, csde_err *err)
+{
+  int st = check_step(s, t, fn, err);
+  if (st || (st = block_values(C, ws, nblk, &k->n, &k->blk, fn, err))) return st;
+  return coef_begin(s, t, k->n && missing, names, fn, k, err);
+}
+
 int csde_discrete_coef_at(const csde_schedule *s, size_t t, csde_discrete_coef *c,
                           csde_err *err)
 {
-  int st = check_step(s, t, "csde_discrete_coef_at", err);
-  if (st) return st;
-  if (!c) return csde_err_set(err, CSDE_EINVAL, "csde_discrete_coef_at: c is NULL");
-  double om;
-  step_coef(s, t, c, &om);
-  return CSDE_SUCCESS;
+  step_call k;
+  int st = step_begin(s, t, !c, "c", "csde_discrete_coef_at", &k, err);
+  if (!st) *c = k.c;
+  return st;
 }
 
 int csde_discrete_marginal_sample(const csde_schedule *s, size_t t, const csde_cov *C,
@@ -85,34 +119,26 @@ int csde_discrete_marginal_sample(const csde_schedule *s, size_t t, const csde_c
                                   size_t nblk, const double *x0, double *xt,
                                   double *delta_out, csde_err *err)
 {
-  static const char fn[] = "csde_discrete_marginal_sample";
-  size_t n, blk;
-  int st = check_step(s, t, fn, err);
-  if (st || (st = block_values(C, ws, nblk, &n, &blk, fn, err))) return st;
-  if (n == 0) return CSDE_SUCCESS;
-  if (!x0 || !xt) return csde_err_set(err, CSDE_EINVAL, "%s: x0 or xt is NULL", fn);
-  csde_discrete_coef c;
-  double om;
-  step_coef(s, t, &c, &om);
+  step_call k;
+  int st = blocks_begin(s, t, C, ws, nblk, !x0 || !xt, "x0 or xt",
+                        "csde_discrete_marginal_sample", &k, err);
+  if (st || k.n == 0) return st;
   /* delta ~ N(0, C (x) I) straight into its destination, then combine in place */
   double *d = delta_out ? delta_out : xt;
   if ((st = csde_cov_sample(C, ws, key, first, nblk, d, err))) return st;
-  double a = sqrt(c.abar), b = sqrt(om);
-  for (size_t i = 0; i < n; i++) xt[i] = a * x0[i] + b * d[i]; /* eq. 1 */
+  double a = sqrt(k.c.abar), b = sqrt(k.om);
+  for (size_t i = 0; i < k.n; i++) xt[i] = a * x0[i] + b * d[i]; /* eq. 1 */
   return CSDE_SUCCESS;
 }
 
 int csde_discrete_posterior(const csde_schedule *s, size_t t, size_t n, const double *x0,
                             const double *xt, double *mu, double *var, csde_err *err)
 {
-  static const char fn[] = "csde_discrete_posterior";
-  int st = check_step(s, t, fn, err);
+  step_call k;
+  int st = step_begin(s, t, n && (!x0 || !xt || !mu), "x0, xt or mu",
+                      "csde_discrete_posterior", &k, err);
   if (st) return st;
-  if (n && (!x0 || !xt || !mu))
-    return csde_err_set(err, CSDE_EINVAL, "%s: x0, xt or mu is NULL", fn);
-  csde_discrete_coef c;
-  double om;
-  step_coef(s, t, &c, &om);
+  const csde_discrete_coef c = k.c;
   for (size_t i = 0; i < n; i++) mu[i] = c.mean_x0 * x0[i] + c.mean_xt * xt[i]; /* eq. 2 */
   if (var) *var = c.var;
   return CSDE_SUCCESS;
@@ -122,17 +148,13 @@ int csde_discrete_mu_from_noise(const csde_schedule *s, size_t t, size_t n,
                                 const double *xt, const double *delta_theta, double *mu,
                                 csde_err *err)
 {
-  static const char fn[] = "csde_discrete_mu_from_noise";
-  int st = check_step(s, t, fn, err);
+  step_call k;
+  int st = step_begin(s, t, n && (!xt || !delta_theta || !mu), "xt, delta_theta or mu",
+                      "csde_discrete_mu_from_noise", &k, err);
   if (st) return st;
-  if (n && (!xt || !delta_theta || !mu))
-    return csde_err_set(err, CSDE_EINVAL, "%s: xt, delta_theta or mu is NULL", fn);
-  csde_discrete_coef c;
-  double om;
-  step_coef(s, t, &c, &om);
-  double sa = sqrt(c.alpha);
+  double sa = sqrt(k.c.alpha);
   /* mu_theta = (X_t - beta_t / sqrt(1-abar_t) delta_theta) / sqrt(alpha_t) */
-  for (size_t i = 0; i < n; i++) mu[i] = (xt[i] - c.noise_coef * delta_theta[i]) / sa;
+  for (size_t i = 0; i < n; i++) mu[i] = (xt[i] - k.c.noise_coef * delta_theta[i]) / sa;
   return CSDE_SUCCESS;
 }
 
@@ -141,16 +163,12 @@ int csde_discrete_ancestral_step(const csde_schedule *s, size_t t, const csde_co
                                  size_t nblk, const double *xt, const double *delta_theta,
                                  double *x_prev, csde_err *err)
 {
-  static const char fn[] = "csde_discrete_ancestral_step";
-  size_t n, blk;
-  int st = check_step(s, t, fn, err);
-  if (st || (st = block_values(C, ws, nblk, &n, &blk, fn, err))) return st;
-  if (n == 0) return CSDE_SUCCESS;
-  if (!xt || !delta_theta || !x_prev)
-    return csde_err_set(err, CSDE_EINVAL, "%s: xt, delta_theta or x_prev is NULL", fn);
-  csde_discrete_coef c;
-  double om;
-  step_coef(s, t, &c, &om);
+  step_call k;
+  int st = blocks_begin(s, t, C, ws, nblk, !xt || !delta_theta || !x_prev,
+                        "xt, delta_theta or x_prev", "csde_discrete_ancestral_step", &k, err);
+  if (st || k.n == 0) return st;
+  const csde_discrete_coef c = k.c;
+  const size_t n = k.n;
   double sa = sqrt(c.alpha);
   if (c.var > 0) {
     /* V' z straight into x_prev, then x_prev = mu_theta + sqrt(beta~_t) x_prev */
@@ -169,16 +187,12 @@ int csde_discrete_loss(const csde_schedule *s, size_t t, const csde_cov *C,
                        const double *delta_theta, int unweighted, double *loss,
                        double *total, csde_err *err)
 {
-  static const char fn[] = "csde_discrete_loss";
-  size_t n, blk;
-  int st = check_step(s, t, fn, err);
-  if (st || (st = block_values(C, ws, nblk, &n, &blk, fn, err))) return st;
-  if (n && (!delta || !delta_theta))
-    return csde_err_set(err, CSDE_EINVAL, "%s: delta or delta_theta is NULL", fn);
-  csde_discrete_coef c;
-  double om;
-  step_coef(s, t, &c, &om);
-  double w = unweighted ? 1 : c.elbo_weight, sum = 0;
+  step_call k;
+  int st = blocks_begin(s, t, C, ws, nblk, !delta || !delta_theta, "delta or delta_theta",
+                        "csde_discrete_loss", &k, err);
+  if (st) return st;
+  const size_t blk = k.blk;
+  double w = unweighted ? 1 : k.c.elbo_weight, sum = 0;
   /* eq. 3: loss_b = w_t sum_pixels (delta - delta_theta)^T C^-1 (delta - delta_theta) */
   for (size_t b = 0; b < nblk; b++) {
     double q;

@@ -25,7 +25,8 @@ enum {
   CSDE_VIEW_SIGMA_START = 1, /* sigma at a step's start (steps in lambda or sigma/alpha) */
   CSDE_VIEW_SIGMA_END = 2,   /* sigma at a step's end (multistep ratios of lambda steps) */
   CSDE_VIEW_ALPHA_START = 4, /* alpha at a step's start (x / alpha) */
-  CSDE_VIEW_ALPHA_END = 8    /* alpha at a step's end */
+  CSDE_VIEW_ALPHA_END = 8,   /* alpha at a step's end */
+  CSDE_VIEW_LAMBDA = 15      /* all four: steps in lambda with multistep ratios */
 };
 
 typedef struct {
@@ -137,6 +138,11 @@ int csde_stepper_sde_evolve(csde_stepper *S, double *t, double t1, double *h, do
                             csde_sde_trial_fn trial, double *err_prev);
 /* V' H of this step, with dW (types with .area on an SDE; else NULL). */
 const double *csde_stepper_area(const csde_stepper *S);
+/* y = cx x + w[0] b[0] + ... + w[k-1] b[k-1] in one parallel pass over the state, summed
+ * left to right (the linear combinations of the exponential integrators and multistep
+ * methods). y may be x or one of the b[j]. A call per step, not per element. */
+void csde_stepper_lincomb(const csde_stepper *S, double *y, double cx, const double *x,
+                          unsigned k, const double *w, const double *const *b);
 /* The state length batch * tau * D. */
 size_t csde_stepper_n(const csde_stepper *S);
 /* Buffer k < nbuf, each state-sized, 64-byte aligned. */
