@@ -692,11 +692,11 @@ csde_conv_params csde_conv_default_params(void)
   p.kind = CSDE_CONV_ODE;
   p.k0 = 3;
   p.k1 = 8;
-  p.paths = 16;
+  p.paths = CSDE_CONV_DEFAULT_PATHS;
   p.ref = CSDE_CONV_REF_AUTO;
   p.threads = 1;
   p.batch = 64;
-  p.boot = 1000;
+  p.boot = CSDE_CONV_DEFAULT_BOOT;
   p.boot_seed = 20240605;
   p.conf = 0.95;
   return p;
