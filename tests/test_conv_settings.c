@@ -100,8 +100,8 @@ static void test_span(void)
        pl.params.P.T, pl.params.P.eps, err.msg);
     csde_conv_plan_free(&pl);
   }
-  ok(csde_problem_T_max(vp) == 1.0 && csde_problem_T_max(cosine) == 0.999,
-     "csde_problem_T_max: 1 for vp-linear, 0.999 for cosine (beta(1) infinite)");
+  ok(csde_problem_t_max(vp) == 1.0 && csde_problem_t_max(cosine) == 0.999,
+     "csde_problem_t_max: 1 for vp-linear, 0.999 for cosine (beta(1) infinite)");
 }
 
 /* One bad setting: its status, the param blamed and the start of the message. */

@@ -14,6 +14,7 @@
 #include "corrsde/export.h"
 #include "corrsde/model.h"
 #include "corrsde/problem.h"
+#include "corrsde/rng.h"
 #include "corrsde/status.h"
 
 #ifdef __cplusplus
@@ -281,7 +282,7 @@ typedef struct {
 } csde_conv_plan;
 
 /* s resolved against C (tau), sched and the frame size D: params.P has process, T (1, or
- * csde_problem_T_max), eps, tau, D, C and sched (its model left for the caller);
+ * csde_problem_t_max), eps, tau, D, C and sched (its model left for the caller);
  * the rest as csde_conv_params. Errors are blamed (csde_err.param) on the setting: the
  * message starts with the setting's name ("t_end: ...", "reference exact: ...",
  * "solvers: ...", "confidence: ..."), so a front end may put its own flag in its place. CSDE_EINVAL
@@ -290,6 +291,18 @@ CSDE_API int csde_conv_resolve(const csde_conv_settings *s, const csde_cov *C,
                                const csde_schedule *sched, size_t D, csde_conv_plan *plan,
                                csde_err *err);
 CSDE_API void csde_conv_plan_free(csde_conv_plan *plan); /* accepts a zeroed struct */
+
+/* Whether the model gives an exact reference for this kind and process: 1 yes, 0 no
+ * (why in *why, may be NULL). */
+CSDE_API int csde_conv_exact_available(const csde_conv_params *p, const csde_model *M,
+                                       const char **why);
+
+/* The starts (csde_conv_hooks.start): path i's start is draw i of the key (seed, stream
+ * 2^63, the stream of `corrsde sample`'s initial states); the prior N(0, C) start of
+ * paths first .. first + n - 1 (ws: csde_cov_ws_alloc(C, D, 1)). */
+CSDE_API csde_rng_key csde_conv_start_key(uint64_t seed);
+CSDE_API int csde_conv_start_prior(const csde_cov *C, csde_cov_ws *ws, uint64_t seed,
+                                   size_t first, size_t n, double *x, csde_err *err);
 /* The parts of csde_conv_resolve, for a front end's early checks: the levels "K0:K1";
  * a comma list of solvers into plan (params.solvers, nsolvers, solvers_text), each known,
  * none twice, at most CSDE_CONV_MAXSOLVERS, and fitting process (-1: any). */

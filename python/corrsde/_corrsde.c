@@ -1106,8 +1106,7 @@ static int conv_start(void *user, void *state, size_t first, size_t n, double *x
 {
   pyconv *c = user;
   (void)state;
-  csde_rng_key key = {c->seed, STREAM_INIT};
-  return csde_cov_sample(c->C, c->ws, key, first, n, x, err);
+  return csde_conv_start_prior(c->C, c->ws, c->seed, first, n, x, err);
 }
 
 /* A list of n doubles as a new 1-D array. */

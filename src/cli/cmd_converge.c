@@ -29,7 +29,6 @@
 
 #include "cli/cli.h"
 #include "io/outfile.h"
-#include "core/util.h"
 #include "cli/spec_model.h"
 #include "corrsde/corrsde.h"
 #include "corrsde/cov.h"
@@ -37,9 +36,6 @@
 #include "corrsde/rng.h"
 #include "corrsde/schedule.h"
 #include "corrsde/solve.h"
-#include "experiment/converge.h"
-#include "experiment/report.h"
-#include "noise/noise.h"
 
 extern char **environ;
 
@@ -827,7 +823,7 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
 {
   converge_run *r = user;
   thread_state *ts = state;
-  csde_rng_key key = {r->a->seed, CSDE_STREAM_INIT};
+  const csde_rng_key key = csde_conv_start_key(r->a->seed);
   switch (r->start_kind) {
   case START_GAUSS_T:
     return csde_model_gaussian_sample(ts->model.model, r->P.T, key, first, n, x, err);
@@ -836,7 +832,7 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
   case START_DATA:
     return cli_model_sample_data(&ts->model, key, first, n, x, err);
   default:
-    return csde_cov_sample(r->C, ts->ws, key, first, n, x, err);
+    return csde_conv_start_prior(r->C, ts->ws, r->a->seed, first, n, x, err);
   }
 }
 

@@ -10,6 +10,7 @@
 #include "corrsde/cov.h"
 #include "corrsde/schedule.h"
 #include "corrsde/solve.h"
+#include "noise/noise.h"
 
 #define BAD(param, ...) csde_err_blame(err, param, csde_err_set(err, CSDE_EINVAL, __VA_ARGS__))
 
@@ -140,13 +141,13 @@ static int resolve_kind_reference(const csde_conv_settings *s, csde_conv_plan *p
   return CSDE_SUCCESS;
 }
 
-/* The span: T = csde_problem_T_max (cosine: 0.999), eps the default (forward-sde: 0), and
+/* The span: T = csde_problem_t_max (cosine: 0.999), eps the default (forward-sde: 0), and
  * t_end mapped as `corrsde sample` maps it: eps for reverse-sde and pf-ode (T -> eps), T
  * for forward-sde (0 -> T) and pf-ode-encode (eps -> T). */
 static int resolve_span(double e, const csde_schedule *sched, csde_problem *P, csde_err *err)
 {
   const char *proc = csde_process_name(P->process);
-  P->T = csde_problem_T_max(sched);
+  P->T = csde_problem_t_max(sched);
   if (P->process == CSDE_PROC_FORWARD_SDE) P->eps = 0;
   if (isnan(e)) return CSDE_SUCCESS;
   if (P->process == CSDE_PROC_FORWARD_SDE || P->process == CSDE_PROC_PFODE_ENCODE) {
@@ -219,4 +220,16 @@ int csde_conv_resolve(const csde_conv_settings *s, const csde_cov *C,
       (rc = resolve_kind_reference(s, pl, err)) || (rc = resolve_numbers(s, p, err)))
     return rc;
   return CSDE_SUCCESS;
+}
+
+csde_rng_key csde_conv_start_key(uint64_t seed)
+{
+  csde_rng_key key = {seed, CSDE_STREAM_INIT};
+  return key;
+}
+
+int csde_conv_start_prior(const csde_cov *C, csde_cov_ws *ws, uint64_t seed, size_t first,
+                          size_t n, double *x, csde_err *err)
+{
+  return csde_cov_sample(C, ws, csde_conv_start_key(seed), first, n, x, err);
 }

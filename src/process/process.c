@@ -68,7 +68,7 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
   }
 }
 
-double csde_problem_T_max(const csde_schedule *sched)
+double csde_problem_t_max(const csde_schedule *sched)
 {
   return isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : CSDE_T_COSINE;
 }

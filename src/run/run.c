@@ -102,7 +102,7 @@ static int set_span(csde_run *r, const csde_run_settings *s, csde_err *err)
                  s->t_start, s->t_end);
     return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
   }
-  T = csde_problem_T_max(r->sched); /* 1, or 0.999 for cosine (beta(1) = inf) */
+  T = csde_problem_t_max(r->sched); /* 1, or 0.999 for cosine (beta(1) = inf) */
   switch (r->process) {
   case CSDE_RUN_FORWARD_SDE:
     if (ts && s->t_start != 0) {
