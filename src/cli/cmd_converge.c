@@ -899,6 +899,58 @@ static const char *conv_flag(const char *param)
   return "--levels"; /* the rest (a step count, a grid) follows from the levels */
 }
 
+/* The CSV, the plot and (unless quiet) the table, after the HDF5 file. */
+static int write_outputs(const converge_args *a, const converge_run *r,
+                         const csde_conv_result *res, char *script)
+{
+  csde_err err;
+  csde_err_clear(&err);
+  if (a->csv && csde_conv_write_csv(a->csv, res, r->plan.params.kind, &err)) {
+    cli_error(CMD, "--csv '%s': %s", a->csv, err.msg);
+    return CLI_EFAIL;
+  }
+  if (a->plot) {
+    /* the script draws into our temporary plot.partial.XXXXXX, its descriptor 3
+     * (/dev/fd/3), renamed to the plot once whole (io/outfile.h) */
+    csde_outfile po;
+    if (csde_outfile_open(&po, a->plot, CSDE_OUT_LOCK | (a->force ? CSDE_OUT_OVERWRITE : 0),
+                          &err)) {
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->output);
+      return CLI_EFAIL;
+    }
+    char *pargv[] = {(char *)python_path(), script, (char *)a->output, "/dev/fd/3",
+                     a->x_axis ? "--x-axis" : NULL, (char *)a->x_axis, NULL};
+    int prc = run_program(pargv, 0, csde_outfile_fd(&po));
+    if (prc != 0)
+      cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
+                     "in '%s'", a->plot, script, prc, a->output);
+    else if (csde_outfile_commit(&po, &err))
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->output);
+    int drawn = po.committed;
+    csde_outfile_release(&po);
+    if (!drawn) return CLI_EFAIL;
+  }
+
+  /* the table, last */
+  if (!a->quiet) {
+    print_header(stdout, a, r, res);
+    csde_conv_print(stdout, res, r->plan.params.kind);
+    for (size_t i = 0; i < res->nsolvers; i++)
+      if (!res->s[i].fit.ref_ok)
+        cli_error(CMD, "warning: %s: the reference is only %.3gx more accurate than the "
+                       "finest level (want >= 10; %s)",
+                  res->s[i].name, res->s[i].fit.ref_ratio,
+                  res->ref_shared ? "tighten the rtol of --reference fine:SOLVER:rtol=R"
+                                  : "raise --reference fine:LEVEL");
+    printf("\nwrote %s", a->output);
+    if (a->csv) printf(", %s", a->csv);
+    if (a->plot) printf(", %s", a->plot);
+    printf(" (%.2f s, %zu model evaluations, %zu thread%s)\n", res->wall_seconds, res->nfe,
+           a->threads, a->threads == 1 ? "" : "s");
+  }
+  return CLI_OK;
+}
+
 int cli_cmd_converge(int argc, char **argv)
 {
   converge_args a;
@@ -1028,55 +1080,7 @@ int cli_cmd_converge(int argc, char **argv)
     rc = CLI_EFAIL;
     goto out_res;
   }
-  if (a.csv && csde_conv_write_csv(a.csv, &res, p.kind, &err)) {
-    cli_error(CMD, "--csv '%s': %s", a.csv, err.msg);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-  if (a.plot) {
-    /* the script draws into our temporary plot.partial.XXXXXX, its descriptor 3
-     * (/dev/fd/3), renamed to the plot once whole (io/outfile.h) */
-    csde_outfile po;
-    if (csde_outfile_open(&po, a.plot, CSDE_OUT_LOCK | (a.force ? CSDE_OUT_OVERWRITE : 0),
-                          &err)) {
-      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a.output);
-      rc = CLI_EFAIL;
-      goto out_res;
-    }
-    char *pargv[] = {(char *)python_path(), script, (char *)a.output, "/dev/fd/3",
-                     a.x_axis ? "--x-axis" : NULL, (char *)a.x_axis, NULL};
-    int prc = run_program(pargv, 0, csde_outfile_fd(&po));
-    if (prc != 0)
-      cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
-                     "in '%s'", a.plot, script, prc, a.output);
-    else if (csde_outfile_commit(&po, &err))
-      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a.output);
-    int drawn = po.committed;
-    csde_outfile_release(&po);
-    if (!drawn) {
-      rc = CLI_EFAIL;
-      goto out_res;
-    }
-  }
-
-  /* the table, last */
-  if (!a.quiet) {
-    print_header(stdout, &a, &r, &res);
-    csde_conv_print(stdout, &res, p.kind);
-    for (size_t i = 0; i < res.nsolvers; i++)
-      if (!res.s[i].fit.ref_ok)
-        cli_error(CMD, "warning: %s: the reference is only %.3gx more accurate than the "
-                       "finest level (want >= 10; %s)",
-                  res.s[i].name, res.s[i].fit.ref_ratio,
-                  res.ref_shared ? "tighten the rtol of --reference fine:SOLVER:rtol=R"
-                                 : "raise --reference fine:LEVEL");
-    printf("\nwrote %s", a.output);
-    if (a.csv) printf(", %s", a.csv);
-    if (a.plot) printf(", %s", a.plot);
-    printf(" (%.2f s, %zu model evaluations, %zu thread%s)\n", res.wall_seconds, res.nfe,
-           a.threads, a.threads == 1 ? "" : "s");
-  }
-  rc = CLI_OK;
+  rc = write_outputs(&a, &r, &res, script);
 out_res:
   csde_conv_result_free(&res);
 out:

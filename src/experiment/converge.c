@@ -357,20 +357,10 @@ done:
 void csde_conv_fit_free(csde_conv_fit *f)
 {
   if (!f) return;
-  free(f->err);
-  free(f->err_lo);
-  free(f->err_hi);
-  free(f->rms);
-  free(f->rms_lo);
-  free(f->rms_hi);
-  free(f->halfwidth);
-  free(f->mc_noise);
-  free(f->log_sd);
-  free(f->slope);
-  free(f->slope_lo);
-  free(f->slope_hi);
-  free(f->decision);
-  free(f->reason);
+  void *arrays[] = {f->err,      f->err_lo,   f->err_hi, f->rms,   f->rms_lo,
+                    f->rms_hi,   f->halfwidth, f->mc_noise, f->log_sd, f->slope,
+                    f->slope_lo, f->slope_hi, f->decision, f->reason};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   memset(f, 0, sizeof *f);
 }
 
@@ -452,14 +442,8 @@ typedef struct {
 
 static void analyse_ws_free(analyse_ws *w)
 {
-  free(w->E);
-  free(w->R2);
-  free(w->tmp);
-  free(w->m);
-  free(w->EL);
-  free(w->counts);
-  free(w->mth);
-  free(w->uni);
+  void *arrays[] = {w->E, w->R2, w->tmp, w->m, w->EL, w->counts, w->mth, w->uni};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
 }
 
 /* The fit's arrays and the scratch; 0, or -1 (out of memory) with f freed. */
@@ -814,11 +798,8 @@ void csde_conv_result_free(csde_conv_result *r)
       free(r->s[i].vref);
       free(r->s[i].exact_dev);
     }
-  free(r->s);
-  free(r->h);
-  free(r->steps);
-  free(r->level);
-  free(r->xref);
+  void *arrays[] = {r->s, r->h, r->steps, r->level, r->xref};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   memset(r, 0, sizeof *r);
 }
 
@@ -1916,17 +1897,9 @@ static void conv_release(conv_run *c)
   free(c->buf);
   for (int t = 0; t < c->nalloc; t++)
     if (c->hooks->thread_free) c->hooks->thread_free(c->hooks->user, c->ust[t]);
-  free(c->M);
-  free(c->ust);
-  free(c->obs);
-  free(c->cur);
-  free(c->ist);
-  free(c->fexact);
-  free(c->scale);
-  free(c->dev);
-  free(c->XR);
-  free(c->pack);
-  free(c->check);
+  void *arrays[] = {c->M,     c->ust, c->obs, c->cur,  c->ist, c->fexact,
+                    c->scale, c->dev, c->XR,  c->pack, c->check};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
 }
 
 int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,

@@ -93,14 +93,12 @@ void csde_conv_print(FILE *out, const csde_conv_result *r, csde_conv_kind kind)
 
 /* ---- CSV ---- */
 
+/* "s" with each '"' doubled. */
 static void csv_str(FILE *f, const char *s)
 {
   fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
+  for (const char *q; (q = strchr(s, '"')); s = q + 1) fprintf(f, "%.*s\"\"", (int)(q - s), s);
+  fprintf(f, "%s\"", s);
 }
 
 int csde_conv_write_csv(const char *path, const csde_conv_result *r, csde_conv_kind kind,
