@@ -1247,6 +1247,31 @@ static int share_stage(conv_run *c)
   return bad;
 }
 
+/* The lowest item b that failed, as the stage's error: the solve, the paths and the
+ * setting blamed. */
+static int stage_failure(conv_run *c, size_t b, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  const int s = c->ist[b].status;
+  const size_t f0 = b * c->bs, f1 = f0 + c->bs < c->N ? f0 + c->bs : c->N;
+  /* the setting the solve blamed; else a failing answer is the model's */
+  const char *pa = c->ist[b].err.param;
+  if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
+                                                                          : CSDE_PARAM_SOLVER;
+  const char *msg = c->ist[b].err.msg[0] ? c->ist[b].err.msg : csde_strerror(s);
+  if (c->stage == STAGE_REF_COMMON && c->shared) {
+    csde_err_set(err, s, "reference %s (rtol %g), paths %zu..%zu: %s", p->ref_solver,
+                 p->ref_rtol, f0, f1 - 1, msg);
+    if (!c->ist[b].err.param) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN ? CSDE_PARAM_MODEL
+                                                                        : CSDE_CONV_PARAM_REFERENCE;
+  } else if (c->stage == STAGE_REF_COMMON) {
+    csde_err_set(err, s, "the exact reference, paths %zu..%zu: %s", f0, f1 - 1, msg);
+  } else {
+    csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[c->si], f0, f1 - 1, msg);
+  }
+  return csde_err_blame(err, pa, s);
+}
+
 /* Run the stage's items over the threads; the agreed status: 0, ITEM_STOPPED, or the
  * lowest failing item's (in err). */
 static int run_stage(conv_run *c, csde_err *err)
@@ -1320,26 +1345,7 @@ static int run_stage(conv_run *c, csde_err *err)
     c->sec_ok = 1;
   }
   for (size_t b = 0; b < nb; b++)
-    if (c->ist[b].status > 0) {
-      const int s = c->ist[b].status;
-      const size_t f0 = b * c->bs, f1 = f0 + c->bs < c->N ? f0 + c->bs : c->N;
-      /* the setting the solve blamed; else a failing answer is the model's */
-      const char *pa = c->ist[b].err.param;
-      if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
-                                                                              : CSDE_PARAM_SOLVER;
-      const char *msg = c->ist[b].err.msg[0] ? c->ist[b].err.msg : csde_strerror(s);
-      if (c->stage == STAGE_REF_COMMON && c->shared) {
-        csde_err_set(err, s, "reference %s (rtol %g), paths %zu..%zu: %s", p->ref_solver,
-                     p->ref_rtol, f0, f1 - 1, msg);
-        if (!c->ist[b].err.param) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN ? CSDE_PARAM_MODEL
-                                                                            : CSDE_CONV_PARAM_REFERENCE;
-      } else if (c->stage == STAGE_REF_COMMON) {
-        csde_err_set(err, s, "the exact reference, paths %zu..%zu: %s", f0, f1 - 1, msg);
-      } else {
-        csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[c->si], f0, f1 - 1, msg);
-      }
-      return csde_err_blame(err, pa, s);
-    }
+    if (c->ist[b].status > 0) return stage_failure(c, b, err);
   return atomic_load(&c->stop) ? ITEM_STOPPED : CSDE_SUCCESS;
 }
 
