@@ -14,6 +14,7 @@
 #include "corrsde/export.h"
 #include "corrsde/model.h"
 #include "corrsde/problem.h"
+#include "corrsde/rng.h"
 #include "corrsde/status.h"
 
 #ifdef __cplusplus
@@ -219,6 +220,95 @@ typedef struct {
 CSDE_API int csde_conv_reference_parse(const char *spec, csde_conv_params *p, csde_err *err);
 
 CSDE_API csde_conv_params csde_conv_default_params(void);
+
+/* ---- the settings layer: specs as a user types them, resolved once ---- */
+
+/* The defaults (csde_conv_default_settings, csde_conv_default_solvers), for help texts. */
+#define CSDE_CONV_DEFAULT_ODE_SOLVERS "euler,heun,rk45"
+#define CSDE_CONV_DEFAULT_SDE_SOLVERS "em,heun"
+#define CSDE_CONV_DEFAULT_LEVELS "3:8"
+#define CSDE_CONV_DEFAULT_PATHS 16
+#define CSDE_CONV_DEFAULT_BOOT 1000
+#define CSDE_CONV_PARAM_PROCESS CSDE_PARAM_PROCESS
+#define CSDE_CONV_PARAM_T_END "t_end"   /* csde_conv_settings.t_end */
+#define CSDE_CONV_PARAM_CONF "conf"
+#define CSDE_CONV_PARAM_BOOT "boot"
+#define CSDE_CONV_PARAM_BATCH "batch"
+#define CSDE_CONV_PARAM_THREADS "threads"
+
+/* What `corrsde converge` and corrsde.converge() take. Every field has a default
+ * (csde_conv_default_settings); the strings are read by csde_conv_resolve and need not
+ * outlive it. */
+typedef struct {
+  const char *process;   /* "pf-ode" (csde_process_parse) */
+  const char *solvers;   /* a comma list "euler,heun"; NULL: the process's default
+                            (csde_conv_default_solvers) */
+  const char *error;     /* strong, weak-mean, weak-cov, ode; NULL: the process's default
+                            (csde_conv_default_kind) */
+  const char *levels;    /* "K0:K1", 0 <= K0 < K1 <= CSDE_CONV_MAXLEVEL: 2^K0 .. 2^K1 steps */
+  size_t paths;          /* >= 2 */
+  const char *reference; /* auto|exact|fine|fine:LEVEL|fine:SOLVER:rtol=R[,atol=A] */
+  unsigned ref_level;    /* with reference "fine": its level (0: the default) */
+  double t_end;          /* where the solves end (NAN: the process's own end): eps for
+                            reverse-sde and pf-ode (T -> eps), T for forward-sde (0 -> T)
+                            and pf-ode-encode (eps -> T) */
+  uint64_t seed;
+  const char *grid;      /* NULL: uniform */
+  int threads;           /* >= 1 */
+  size_t batch;          /* paths per solve, >= 1 */
+  size_t boot;           /* bootstrap replicates */
+  uint64_t boot_seed;
+  double conf;           /* in (0, 1) */
+} csde_conv_settings;
+
+/* process pf-ode, its default solvers and error, levels 3:8, 16 paths, reference auto,
+ * t_end NAN, seed 0, threads 1, batch 64, boot 1000, conf 0.95 (csde_conv_default_params). */
+CSDE_API csde_conv_settings csde_conv_default_settings(void);
+/* The default solvers of a process: CSDE_CONV_DEFAULT_SDE_SOLVERS ("em,heun") for the
+ * SDEs, CSDE_CONV_DEFAULT_ODE_SOLVERS ("euler,heun,rk45") for the ODEs. */
+CSDE_API const char *csde_conv_default_solvers(csde_process p);
+/* The default error of a process: strong for forward-sde, weak-cov for reverse-sde, ode
+ * for pf-ode and pf-ode-encode. */
+CSDE_API csde_conv_kind csde_conv_default_kind(csde_process p);
+
+/* Resolved settings: params ready for csde_conv_run (its solvers point into the plan),
+ * and the texts a record keeps (csde_conv_record: solvers, levels, reference as resolved:
+ * the defaults spelled out). */
+typedef struct {
+  csde_conv_params params;
+  const char *solvers[CSDE_CONV_MAXSOLVERS];
+  char solvers_text[256], levels_text[32], reference_text[128];
+  char *buf;             /* owns the solver names */
+} csde_conv_plan;
+
+/* s resolved against C (tau), sched and the frame size D: params.P has process, T (1, or
+ * csde_problem_t_max), eps, tau, D, C and sched (its model left for the caller);
+ * the rest as csde_conv_params. Errors are blamed (csde_err.param) on the setting: the
+ * message starts with the setting's name ("t_end: ...", "reference exact: ...",
+ * "solvers: ...", "confidence: ..."), so a front end may put its own flag in its place. CSDE_EINVAL
+ * (CSDE_ESPEC for the reference), CSDE_ENOMEM. Free the plan in any case. */
+CSDE_API int csde_conv_resolve(const csde_conv_settings *s, const csde_cov *C,
+                               const csde_schedule *sched, size_t D, csde_conv_plan *plan,
+                               csde_err *err);
+CSDE_API void csde_conv_plan_free(csde_conv_plan *plan); /* accepts a zeroed struct */
+
+/* Whether the model gives an exact reference for this kind and process: 1 yes, 0 no
+ * (why in *why, may be NULL). */
+CSDE_API int csde_conv_exact_available(const csde_conv_params *p, const csde_model *M,
+                                       const char **why);
+
+/* The starts (csde_conv_hooks.start): path i's start is draw i of the key (seed, stream
+ * 2^63, the stream of `corrsde sample`'s initial states); the prior N(0, C) start of
+ * paths first .. first + n - 1 (ws: csde_cov_ws_alloc(C, D, 1)). */
+CSDE_API csde_rng_key csde_conv_start_key(uint64_t seed);
+CSDE_API int csde_conv_start_prior(const csde_cov *C, csde_cov_ws *ws, uint64_t seed,
+                                   size_t first, size_t n, double *x, csde_err *err);
+/* The parts of csde_conv_resolve, for a front end's early checks: the levels "K0:K1";
+ * a comma list of solvers into plan (params.solvers, nsolvers, solvers_text), each known,
+ * none twice, at most CSDE_CONV_MAXSOLVERS, and fitting process (-1: any). */
+CSDE_API int csde_conv_levels_parse(const char *s, unsigned *k0, unsigned *k1, csde_err *err);
+CSDE_API int csde_conv_solvers_parse(const char *list, int process, csde_conv_plan *plan,
+                                     csde_err *err);
 
 typedef struct {
   char name[32];

@@ -922,18 +922,15 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
         raise ValueError("process: %s starts from data, which a Python model does not give "
                          "(use reverse-sde or pf-ode)" % process)
     output = _model_output(model, output)
-    sde = process == "reverse-sde"
-    if solvers is None:
-        solvers = ["em", "heun"] if sde else ["euler", "heun", "rk45"]
-    elif isinstance(solvers, str):
-        solvers = [s for s in solvers.split(",") if s]
-    if error is None:
-        error = "strong" if sde else "ode"
+    # solvers, error: None gives the library's default for the process (csde_conv_settings),
+    # but for reverse-sde the error is strong here (the program's: weak-cov; the README)
+    if isinstance(solvers, str):
+        solvers = ",".join(s for s in solvers.split(",") if s)
+    elif solvers is not None:
+        solvers = ",".join(str(s) for s in solvers)
+    if error is None and process == "reverse-sde":
+        error = "strong"
     k0, k1 = (int(v) for v in levels)
-    if not 0 <= k0 < k1 <= 24:
-        raise ValueError("levels: expected (K0, K1) with 0 <= K0 < K1 <= 24, got %r" % (levels,))
-    if int(paths) < 2:
-        raise ValueError("paths: expected an integer >= 2, got %r" % (paths,))
     if not isinstance(reference, str):
         raise TypeError("reference: expected a string such as 'fine' or "
                         "'fine:dopri5:rtol=1e-8', got %s" % type(reference).__name__)
@@ -960,10 +957,11 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
         raise ValueError("batch: expected a positive integer, got %r" % (batch,))
     b = int(b)
-    nb = min(int(paths), b)
+    nb = max(1, min(int(paths), b))  # paths < 2: refused by the library, naming paths
     ctx = Context(cov.frames, shape, nb, cov, schedule, output, process)
-    settings = {"process": process, "solvers": [str(s) for s in solvers], "error": str(error),
-                "k0": k0, "k1": k1, "paths": int(paths), "reference": reference,
+    settings = {"process": process, "solvers": solvers,
+                "error": None if error is None else str(error),
+                "levels": "%d:%d" % (k0, k1), "paths": int(paths), "reference": reference,
                 "ref_level": reference_level, "t_end": _opt_num(t_end, "t_end"),
                 "seed": int(seed), "batch": b,
                 "boot": int(boot),
@@ -971,7 +969,6 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                 "grid": str(grid), "csv": None if csv is None else os.fspath(csv),
                 "output": None if out is None else os.fspath(out), "force": bool(force),
                 "progress": progress,
-                "levels_text": "%d:%d" % (k0, k1), "solvers_text": ",".join(solvers),
                 "cov_method": cov.method_asked,
                 "model_spec": "python:" + getattr(model, "__qualname__",
                                                   type(model).__qualname__)}

@@ -1098,8 +1098,7 @@ static int conv_start(void *user, void *state, size_t first, size_t n, double *x
 {
   pyconv *c = user;
   (void)state;
-  csde_rng_key key = {c->seed, STREAM_INIT};
-  return csde_cov_sample(c->C, c->ws, key, first, n, x, err);
+  return csde_conv_start_prior(c->C, c->ws, c->seed, first, n, x, err);
 }
 
 /* A list of n doubles as a new 1-D array. */
@@ -1189,8 +1188,10 @@ fail:
 
 /* converge(model, ctx, cov, sched, kind, shape, settings) -> (result dict, table str)
  * shape: [batch, tau, *frame_shape] of the model's x (batch the largest). settings: a
- * dict: process, solvers (list of str), error, k0, k1, paths, reference (auto, exact,
- * fine), ref_level, t_end (eps; None: 1e-3), seed, batch, boot, boot_seed, conf, csv.
+ * dict of csde_conv_settings (None or absent: the library's default): process, solvers
+ * (a comma list), error, levels ("K0:K1"), paths, reference, ref_level, t_end, seed,
+ * batch, boot, boot_seed, conf; and csv, output, force, progress, model_spec,
+ * cov_method.
  * The model is called on this thread (threads = 1), with the GIL taken back only for
  * the call. */
 static PyObject *py_converge(PyObject *self, PyObject *args)
@@ -1216,91 +1217,50 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   pyrun r;
   pyrun_init(&r, model, ctx, nd, dims);
 
-  const char *process, *error, *reference, *grid, *csv, *output, *levels_s, *solvers_s;
-  const char *model_spec, *cov_method;
+  /* the settings (csde_conv_settings; None or absent: the library's default) */
+  csde_conv_settings cs = csde_conv_default_settings();
+  const char *csv, *output, *model_spec, *cov_method;
   int force = 0;
-  double t_end, conf;
-  unsigned long long k0, k1, paths, ref_level, seed, batch, boot, boot_seed;
-  PyObject *solvers = PyDict_GetItemString(sd, "solvers");
-  csde_conv_params p = csde_conv_default_params();
-  PyObject *fo = PyDict_GetItemString(sd, "force");
+  unsigned long long paths, ref_level, seed, batch, boot, boot_seed;
+  PyObject *fo = PyDict_GetItemString(sd, "force"), *te = PyDict_GetItemString(sd, "t_end");
   if (fo) force = PyObject_IsTrue(fo) == 1;
-  if (dict_str(sd, "process", &process) || dict_str(sd, "error", &error) ||
-      dict_str(sd, "reference", &reference) || dict_str(sd, "grid", &grid) ||
+  if (dict_str(sd, "process", &cs.process) || dict_str(sd, "error", &cs.error) ||
+      dict_str(sd, "reference", &cs.reference) || dict_str(sd, "grid", &cs.grid) ||
       dict_str(sd, "csv", &csv) || dict_str(sd, "output", &output) ||
-      dict_str(sd, "levels_text", &levels_s) || dict_str(sd, "solvers_text", &solvers_s) ||
+      dict_str(sd, "levels", &cs.levels) || dict_str(sd, "solvers", &cs.solvers) ||
       dict_str(sd, "model_spec", &model_spec) || dict_str(sd, "cov_method", &cov_method) ||
-      dict_uint(sd, "k0", 3, 0, UINT_MAX, &k0) || dict_uint(sd, "k1", 8, 0, UINT_MAX, &k1) ||
-      dict_uint(sd, "paths", 16, 0, SIZE_MAX, &paths) ||
+      dict_uint(sd, "paths", cs.paths, 0, SIZE_MAX, &paths) ||
       dict_uint(sd, "ref_level", 0, 0, UINT_MAX, &ref_level) ||
-      dict_num(sd, "t_end", p.P.eps, &t_end) || /* NaN: refused below, naming the range */
+      dict_num(sd, "t_end", cs.t_end, &cs.t_end) ||
       dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
-      dict_uint(sd, "batch", 0, 0, SIZE_MAX, &batch) ||
-      dict_uint(sd, "boot", p.boot, 0, SIZE_MAX, &boot) ||
-      dict_uint(sd, "boot_seed", p.boot_seed, 0, UINT64_MAX, &boot_seed) ||
-      dict_real(sd, "conf", p.conf, &conf)) {
+      dict_uint(sd, "batch", cs.batch, 0, SIZE_MAX, &batch) ||
+      dict_uint(sd, "boot", cs.boot, 0, SIZE_MAX, &boot) ||
+      dict_uint(sd, "boot_seed", cs.boot_seed, 0, UINT64_MAX, &boot_seed) ||
+      dict_real(sd, "conf", cs.conf, &cs.conf)) {
     pyrun_clear(&r);
     return NULL;
   }
-  const char *names[CSDE_CONV_MAXSOLVERS];
+  /* a NaN given is not "the process's own end" (None) but a time outside the span */
+  if (isnan(cs.t_end) && te && te != Py_None) cs.t_end = INFINITY;
+  cs.paths = (size_t)paths;
+  cs.ref_level = (unsigned)ref_level;
+  cs.seed = (uint64_t)seed;
+  cs.threads = 1; /* the model runs on this thread */
+  cs.batch = (size_t)batch;
+  cs.boot = (size_t)boot;
+  cs.boot_seed = (uint64_t)boot_seed;
   csde_err err;
   csde_err_clear(&err);
   PyObject *res = NULL;
   csde_model *M = NULL;
-  int s;
-  if (!solvers || !PyList_Check(solvers) || PyList_GET_SIZE(solvers) < 1 ||
-      PyList_GET_SIZE(solvers) > CSDE_CONV_MAXSOLVERS) {
-    PyErr_Format(PyExc_ValueError, "solvers: expected a list of 1 to %d names",
-                 CSDE_CONV_MAXSOLVERS);
-    goto done;
-  }
-  p.nsolvers = (size_t)PyList_GET_SIZE(solvers);
-  for (size_t i = 0; i < p.nsolvers; i++)
-    if (!(names[i] = csde_py_str(PyList_GET_ITEM(solvers, (Py_ssize_t)i), "solvers"))) goto done;
-  p.solvers = names;
-  if (!(conf > 0 && conf < 1)) { /* the library refuses >= 1, but not <= 0 */
-    PyErr_Format(PyExc_ValueError, "confidence: expected a number in (0, 1), got %R",
-                 PyDict_GetItemString(sd, "conf"));
-    goto done;
-  }
-  if (csde_conv_kind_parse(error ? error : "ode", &p.kind)) {
-    PyErr_Format(PyExc_ValueError, "error: expected strong, weak-mean, weak-cov or ode, got "
-                                   "'%s'", error);
-    goto done;
-  }
-  if ((s = csde_process_parse(process ? process : "pf-ode", &p.P.process, &err))) {
+  csde_conv_plan plan;
+  int s = csde_conv_resolve(&cs, ch->C, sched, r.v.n / ((size_t)r.v.dims[0] * csde_cov_tau(ch->C)),
+                            &plan, &err);
+  csde_conv_params p = plan.params;
+  if (s) {
     raise_err(s, &err);
     goto done;
   }
-  p.P.T = isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : 0.999; /* cosine: beta(1) = inf */
-  if (!(t_end >= 0 && t_end < p.P.T)) { /* reverse-sde and pf-ode: T -> eps = t_end */
-    char Ts[32]; /* PyErr_Format has no %g */
-    snprintf(Ts, sizeof Ts, "%g", p.P.T);
-    PyErr_Format(PyExc_ValueError, "t_end: %s runs backwards from T = %s; expected 0 <= "
-                 "t_end < %s, got %R", csde_process_name(p.P.process), Ts, Ts,
-                 PyDict_GetItemString(sd, "t_end"));
-    goto done;
-  }
-  p.P.eps = t_end;
-  p.P.tau = csde_cov_tau(ch->C);
-  p.P.D = r.v.n / ((size_t)r.v.dims[0] * p.P.tau);
-  p.P.C = ch->C;
-  p.P.sched = sched;
-  p.k0 = (unsigned)k0;
-  p.k1 = (unsigned)k1;
-  p.paths = (size_t)paths;
-  if ((s = csde_conv_reference_parse(reference ? reference : "auto", &p, &err))) {
-    raise_err(s, &err);
-    goto done;
-  }
-  if (p.ref == CSDE_CONV_REF_FINE && !p.ref_level) p.ref_level = (unsigned)ref_level;
-  p.seed = (uint64_t)seed;
-  p.grid = grid;
-  p.threads = 1; /* the model runs on this thread */
-  p.batch = (size_t)batch;
-  p.boot = (size_t)boot;
-  p.boot_seed = (uint64_t)boot_seed;
-  p.conf = conf;
   if ((s = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
                                 &err))) {
     raise_err(s, &err);
@@ -1320,7 +1280,7 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
     pc.draw = prog && PyObject_IsTrue(prog) == 1;
   csde_conv_progress_line_init(&pc.line, stderr, isatty(STDERR_FILENO), "corrsde.converge");
   csde_conv_hooks hooks = {&pc, conv_alloc, conv_free, conv_start, conv_progress};
-  csde_conv_record rec = {solvers_s, levels_s, reference ? reference : "auto", cov_method,
+  csde_conv_record rec = {plan.solvers_text, plan.levels_text, plan.reference_text, cov_method,
                           model_spec, csde_model_name(M),
                           csde_model_output_name(csde_model_output_of(M)),
                           "prior N(0, C) (seed, stream 2^63)", "corrsde.converge(...) from Python",
@@ -1399,6 +1359,7 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   Py_XDECREF(pc.exc_tb);
   csde_conv_result_free(&cr);
 done:
+  csde_conv_plan_free(&plan);
   csde_model_free(M);
   Py_XDECREF(r.exc_type);
   Py_XDECREF(r.exc);

@@ -29,7 +29,6 @@
 
 #include "cli/cli.h"
 #include "io/outfile.h"
-#include "core/util.h"
 #include "cli/spec_model.h"
 #include "corrsde/corrsde.h"
 #include "corrsde/cov.h"
@@ -37,9 +36,6 @@
 #include "corrsde/rng.h"
 #include "corrsde/schedule.h"
 #include "corrsde/solve.h"
-#include "experiment/converge.h"
-#include "experiment/report.h"
-#include "noise/noise.h"
 
 extern char **environ;
 
@@ -49,13 +45,7 @@ extern char **environ;
 #define DEFAULT_TAU 8
 #define DEFAULT_SHAPE "4x4"
 #define DEFAULT_PROCESS "pf-ode"
-#define DEFAULT_ODE_SOLVERS "euler,heun,rk45"
-#define DEFAULT_SDE_SOLVERS "em,heun"
-#define DEFAULT_LEVELS "3:8"
-#define DEFAULT_PATHS 16
 #define DEFAULT_SCHEDULE "vp-linear:bmin=0.1,bmax=20"
-#define DEFAULT_BOOT 1000
-#define DEFAULT_T_COSINE 0.999
 #define DEFAULT_PYTHON "/usr/bin/python3"
 #define MAX_PER_PATH_DOUBLES ((size_t)1 << 28) /* 2 GiB of per-path values */
 
@@ -105,17 +95,11 @@ typedef struct {
   int shape_rank;
   size_t shape[3];
   int process;
-  csde_conv_kind kind;
+  csde_conv_kind kind;     /* as parsed; the run's: converge_run.plan */
   int solvers_set, error_set;
   unsigned k0, k1;
   csde_conv_ref ref;
-  unsigned ref_level;
-  const char *ref_solver; /* fine:SOLVER:rtol=R: the shared reference */
-  double ref_rtol, ref_atol;
   uint64_t seed;
-  char *solver_buf;
-  const char *solvers[CSDE_CONV_MAXSOLVERS];
-  size_t nsolvers;
   int force, progress, quiet, help;
 } converge_args;
 
@@ -158,9 +142,9 @@ static void help(void)
       "\n");
   printf(
       "Experiment:\n"
-      "      --solvers S1,S2    solvers that fit the process (default " DEFAULT_ODE_SOLVERS
+      "      --solvers S1,S2    solvers that fit the process (default " CSDE_CONV_DEFAULT_ODE_SOLVERS
       " for\n"
-      "                         pf-ode and pf-ode-encode, " DEFAULT_SDE_SOLVERS
+      "                         pf-ode and pf-ode-encode, " CSDE_CONV_DEFAULT_SDE_SOLVERS
       " for the SDEs)\n"
       "      --error E          what is measured at the end time (default: ode for the\n"
       "                         ODEs, strong for forward-sde, weak-cov for reverse-sde):\n"
@@ -172,7 +156,7 @@ static void help(void)
       "                         weak-cov   the error of the frame second moment\n"
       "                                    E[X X^T] along the frame axis (tau x tau, pooled\n"
       "                                    over pixels; Frobenius norm)\n"
-      "      --levels K0:K1     levels K0..K1, 2^k steps each (default " DEFAULT_LEVELS ")\n"
+      "      --levels K0:K1     levels K0..K1, 2^k steps each (default " CSDE_CONV_DEFAULT_LEVELS ")\n"
       "      --grid G           the time grid of every level: uniform (default),\n"
       "                         quadratic, karras[:rho=R] or logsnr (grid 2N holds grid N)\n"
       "      --paths N          paths (samples) per level, N >= 2 (default %d)\n"
@@ -195,7 +179,7 @@ static void help(void)
       "  -j, --threads N        OpenMP threads (default 1); results are bitwise the same\n"
       "                         for any N\n"
       "\n",
-      DEFAULT_PATHS, DEFAULT_BOOT);
+      CSDE_CONV_DEFAULT_PATHS, CSDE_CONV_DEFAULT_BOOT);
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("Output:\n"
       "  -o, --output OUT.h5    the results (required; layout below)\n"
@@ -286,33 +270,33 @@ static void help(void)
 /* ---- parsing ---- */
 
 
-/* A non-negative integer <= max (digits only). */
-static int parse_uint(const char *s, unsigned max, unsigned *out)
+static const char *conv_flag(const char *param);
+
+/* A settings error of the library (csde_conv_resolve and its parts): the message starts
+ * with the setting's name, put back as its flag; else the flag of the blamed param. */
+static void settings_error(const csde_err *err)
 {
-  unsigned v = 0;
-  if (!s || !*s) return -1;
-  for (const char *p = s; *p; p++) {
-    if (*p < '0' || *p > '9') return -1;
-    v = v * 10 + (unsigned)(*p - '0');
-    if (v > max) return -1;
+  static const struct {
+    const char *name, *flag;
+  } names[] = {{"solvers", "--solvers"}, {"error", "--error"},     {"levels", "--levels"},
+               {"paths", "--paths"},     {"reference", "--reference"}, {"t_end", "--t-end"},
+               {"threads", "--threads"}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    size_t n = strlen(names[i].name);
+    if (!strncmp(err->msg, names[i].name, n) && (err->msg[n] == ':' || err->msg[n] == ' ')) {
+      cli_error(CMD, "%s%s", names[i].flag, err->msg + n);
+      return;
+    }
   }
-  *out = v;
-  return 0;
+  cli_error(CMD, "%s: %s", conv_flag(err->param), err->msg);
 }
 
 static int parse_levels(const char *s, converge_args *a)
 {
-  const char *colon = strchr(s, ':');
-  char k0[16];
-  if (colon && (size_t)(colon - s) < sizeof k0) {
-    memcpy(k0, s, (size_t)(colon - s));
-    k0[colon - s] = '\0';
-    if (!parse_uint(k0, CSDE_CONV_MAXLEVEL, &a->k0) &&
-        !parse_uint(colon + 1, CSDE_CONV_MAXLEVEL, &a->k1) && a->k0 < a->k1)
-      return CLI_OK;
-  }
-  cli_error(CMD, "--levels: expected K0:K1 with integers 0 <= K0 < K1 <= %d (level k runs "
-                 "2^k steps), got '%s'", CSDE_CONV_MAXLEVEL, s);
+  csde_err err;
+  csde_err_clear(&err);
+  if (!csde_conv_levels_parse(s, &a->k0, &a->k1, &err)) return CLI_OK;
+  settings_error(&err);
   return CLI_EUSAGE;
 }
 
@@ -322,6 +306,7 @@ static int parse_reference(const char *s, converge_args *a)
   csde_conv_params p = csde_conv_default_params();
   csde_err err;
   csde_err_clear(&err);
+  (void)a;
   if (!strcmp(s, "auto") || csde_conv_reference_parse(s, &p, &err)) {
     cli_error(CMD, "--reference: %s", err.msg[0] ? err.msg + (strncmp(err.msg, "reference: ", 11)
                                                                   ? 0 : 11)
@@ -329,49 +314,22 @@ static int parse_reference(const char *s, converge_args *a)
                                                     "fine:SOLVER:rtol=R[,atol=A], got 'auto'");
     return CLI_EUSAGE;
   }
-  a->ref = p.ref;
-  a->ref_level = p.ref_level;
-  a->ref_solver = p.ref_solver;
-  a->ref_rtol = p.ref_rtol;
-  a->ref_atol = p.ref_atol;
   return CLI_OK;
 }
 
+/* The list checked early (whether each fits the process: csde_conv_resolve). */
 static int parse_solvers(const char *s, converge_args *a)
 {
-  free(a->solver_buf);
-  a->solver_buf = strdup(s);
-  a->nsolvers = 0;
-  if (!a->solver_buf) {
-    cli_error(CMD, "--solvers: out of memory");
-    return CLI_EFAIL;
-  }
-  char *save = NULL;
-  if (!*s || s[strlen(s) - 1] == ',' || *s == ',' || strstr(s, ",,")) {
-    cli_error(CMD, "--solvers: expected a comma-separated list such as euler,heun, got '%s'",
-              s);
-    return CLI_EUSAGE;
-  }
-  for (char *t = strtok_r(a->solver_buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    if (!csde_solver_lookup(t)) {
-      char names[256];
-      cli_error(CMD, "--solvers: unknown solver '%s' (expected %s)", t,
-                csde_solver_names(-1, names, sizeof names));
-      return CLI_EUSAGE;
-    }
-    for (size_t i = 0; i < a->nsolvers; i++)
-      if (csde_solver_lookup(a->solvers[i]) == csde_solver_lookup(t)) {
-        cli_error(CMD, "--solvers: '%s' is given twice (as '%s' and '%s')", t, a->solvers[i],
-                  t);
-        return CLI_EUSAGE;
-      }
-    if (a->nsolvers == CSDE_CONV_MAXSOLVERS) {
-      cli_error(CMD, "--solvers: at most %d solvers", CSDE_CONV_MAXSOLVERS);
-      return CLI_EUSAGE;
-    }
-    a->solvers[a->nsolvers++] = t;
-  }
-  return CLI_OK;
+  csde_conv_plan pl;
+  csde_err err;
+  csde_err_clear(&err);
+  memset(&pl, 0, sizeof pl);
+  int st = csde_conv_solvers_parse(s, -1, &pl, &err);
+  csde_conv_plan_free(&pl);
+  (void)a;
+  if (!st) return CLI_OK;
+  settings_error(&err);
+  return st == CSDE_ENOMEM ? CLI_EFAIL : CLI_EUSAGE;
 }
 
 static int parse_args(int argc, char **argv, converge_args *a)
@@ -387,15 +345,15 @@ static int parse_args(int argc, char **argv, converge_args *a)
   a->shape_s = DEFAULT_SHAPE;
   a->process_s = DEFAULT_PROCESS;
   a->process = CSDE_PROC_PFODE;
-  a->levels_s = DEFAULT_LEVELS;
+  a->levels_s = CSDE_CONV_DEFAULT_LEVELS;
   a->k0 = 3;
   a->k1 = 8;
-  a->paths = DEFAULT_PATHS;
+  a->paths = CSDE_CONV_DEFAULT_PATHS;
   a->ref = CSDE_CONV_REF_AUTO;
   a->reference_s = "auto";
   a->schedule = DEFAULT_SCHEDULE;
   a->threads = 1;
-  a->boot = DEFAULT_BOOT;
+  a->boot = CSDE_CONV_DEFAULT_BOOT;
   cli_getopt_init(&g, CMD, converge_options, argc, argv);
   while ((c = cli_getopt_next(&g, &v)) != -1) {
     switch (c) {
@@ -505,10 +463,10 @@ static int parse_args(int argc, char **argv, converge_args *a)
   return cli_spec_shape(CMD, "--frame-shape", a->shape_s, &a->shape_rank, a->shape, &a->D);
 }
 
-/* Combinations of flags, checked once every flag is known. */
+/* Combinations of flags, checked once every flag is known (the settings' own:
+ * csde_conv_resolve, in build). */
 static int check_combinations(converge_args *a)
 {
-  int sde = a->process == CSDE_PROC_FORWARD_SDE || a->process == CSDE_PROC_REVERSE_SDE;
   if (!a->output) {
     cli_error(CMD, "-o/--output: missing (expected an output file name such as out.h5)");
     return CLI_EUSAGE;
@@ -517,45 +475,16 @@ static int check_combinations(converge_args *a)
     cli_error(CMD, "--progress and --quiet exclude each other (give one)");
     return CLI_EUSAGE;
   }
-  if (!a->solvers_set) {
-    int rc = parse_solvers(sde ? DEFAULT_SDE_SOLVERS : DEFAULT_ODE_SOLVERS, a);
-    if (rc) return rc;
-    a->solvers_s = sde ? DEFAULT_SDE_SOLVERS : DEFAULT_ODE_SOLVERS;
-  }
-  if (!a->error_set) {
-    a->kind = !sde ? CSDE_CONV_ODE
-              : a->process == CSDE_PROC_FORWARD_SDE ? CSDE_CONV_STRONG : CSDE_CONV_WEAK_COV;
-    a->error_s = csde_conv_kind_name(a->kind);
-  }
-  for (size_t i = 0; i < a->nsolvers; i++)
-    if (!csde_solver_type_fits(csde_solver_lookup(a->solvers[i]), (csde_process)a->process)) {
-      char names[256];
-      cli_error(CMD, "--solvers: '%s' does not fit %s (solvers that do: %s)", a->solvers[i],
-                csde_process_name((csde_process)a->process), csde_solver_names((int)a->process, names,
-                                                             sizeof names));
-      return CLI_EUSAGE;
-    }
-  if (a->kind == CSDE_CONV_ODE && sde) {
-    cli_error(CMD, "--error ode: the deterministic error needs pf-ode or pf-ode-encode; for %s "
-                   "use strong, weak-mean or weak-cov", csde_process_name((csde_process)a->process));
-    return CLI_EUSAGE;
-  }
-  if (a->ref == CSDE_CONV_REF_EXACT && a->kind == CSDE_CONV_STRONG) {
-    cli_error(CMD, "--reference exact: strong errors need a pathwise solution and an SDE has "
-                   "no exact one here (expected fine or fine:LEVEL)");
-    return CLI_EUSAGE;
-  }
-  if (a->ref == CSDE_CONV_REF_FINE && a->ref_level && a->ref_level <= a->k1) {
-    cli_error(CMD, "--reference fine:%u: level %u is not finer than the finest level %u of "
-                   "--levels %s (expected fine:LEVEL with %u < LEVEL <= 30)",
-              a->ref_level, a->ref_level, a->k1, a->levels_s, a->k1);
-    return CLI_EUSAGE;
-  }
-  size_t Q = a->kind == CSDE_CONV_WEAK_MEAN ? a->tau * a->D
-             : a->kind == CSDE_CONV_WEAK_COV ? a->tau * a->tau : 1;
-  /* the per-path values, and the reference's final states (a path's tau x D) */
-  double total = (double)a->paths * (double)(a->k1 - a->k0 + 2) * (double)Q * (double)a->nsolvers +
-                 (double)a->paths * (double)a->tau * (double)a->D;
+  return CLI_OK;
+}
+
+/* The per-path values and the reference's final states (a path's tau x D) kept. */
+static int check_memory(const converge_args *a, const csde_conv_params *p)
+{
+  size_t Q = p->kind == CSDE_CONV_WEAK_MEAN ? a->tau * a->D
+             : p->kind == CSDE_CONV_WEAK_COV ? a->tau * a->tau : 1;
+  double total = (double)p->paths * (double)(p->k1 - p->k0 + 2) * (double)Q * (double)p->nsolvers +
+                 (double)p->paths * (double)a->tau * (double)a->D;
   if (total > (double)MAX_PER_PATH_DOUBLES) {
     cli_error(CMD, "--paths/--frames/--frame-shape: %.3g per-path values and reference states "
                    "(%.1f GiB) are too many to keep (at most %zu; use fewer paths or a smaller "
@@ -661,6 +590,7 @@ typedef struct {
   csde_cov *C;
   csde_schedule *sched;
   cli_model model;        /* thread 0's */
+  csde_conv_plan plan;     /* the settings resolved (csde_conv_resolve) */
   csde_problem P;
   double t_start, t_end;
   int start_kind;         /* START_* */
@@ -713,44 +643,36 @@ static void gmm_mismatch(const cli_model *m, const double *Cmat, double abar, do
   free(F);
 }
 
-/* --t-end: the end of the span, mapped as `corrsde sample` maps it: eps for reverse-sde
- * and pf-ode (T -> eps), T for forward-sde (0 -> T) and pf-ode-encode (eps -> T). */
-static int set_t_end(const converge_args *a, converge_run *r)
-{
-  const double e = a->t_end;
-  const char *proc = csde_process_name((csde_process)a->process);
-  if (!a->t_end_s) return CLI_OK;
-  if (a->process == CSDE_PROC_FORWARD_SDE || a->process == CSDE_PROC_PFODE_ENCODE) {
-    double t0 = a->process == CSDE_PROC_FORWARD_SDE ? 0.0 : r->P.eps;
-    if (!(e > t0)) {
-      cli_error(CMD, "--t-end: %s runs forwards from t = %g, so its end T must be later "
-                     "(expected %g < t_end <= 1), got '%s'", proc, t0, t0, a->t_end_s);
-      return CLI_EUSAGE;
-    }
-    if (!isfinite(csde_schedule_beta(r->sched, e))) {
-      cli_error(CMD, "--t-end: beta(%g) of --schedule %s is infinite (expected t_end < %g, "
-                     "such as %g), got '%s'", e, csde_schedule_spec(r->sched), e,
-                DEFAULT_T_COSINE, a->t_end_s);
-      return CLI_EUSAGE;
-    }
-    r->P.T = e;
-  } else {
-    if (!(e < r->P.T)) {
-      cli_error(CMD, "--t-end: %s runs backwards from T = %g, so its end eps must be "
-                     "earlier (expected 0 <= t_end < %g), got '%s'", proc, r->P.T, r->P.T,
-                a->t_end_s);
-      return CLI_EUSAGE;
-    }
-    r->P.eps = e;
-  }
-  return CLI_OK;
-}
-
 /* The paths a model call gets at most (what a plugin is told): the experiment's batch. */
 static size_t model_batch(const converge_args *a)
 {
   size_t b = csde_conv_default_params().batch;
   return a->paths < b ? a->paths : b;
+}
+
+/* The flags as settings (csde_conv_settings), resolved against C and the schedule. */
+static int resolve(const converge_args *a, converge_run *r)
+{
+  csde_conv_settings s = csde_conv_default_settings();
+  s.process = a->process_s;
+  s.solvers = a->solvers_set ? a->solvers_s : NULL;
+  s.error = a->error_set ? a->error_s : NULL;
+  s.levels = a->levels_s;
+  s.paths = a->paths;
+  s.reference = a->reference_s;
+  s.t_end = a->t_end_s ? a->t_end : NAN;
+  s.seed = a->seed;
+  s.grid = a->grid;
+  s.threads = (int)a->threads;
+  s.boot = a->boot;
+  csde_err err;
+  csde_err_clear(&err);
+  int st = csde_conv_resolve(&s, r->C, r->sched, a->D, &r->plan, &err);
+  if (st) {
+    settings_error(&err);
+    return st == CSDE_ENOMEM ? CLI_EFAIL : CLI_EUSAGE;
+  }
+  return check_memory(a, &r->plan.params);
 }
 
 static int build(converge_args *a, converge_run *r, int argc, char **argv)
@@ -760,21 +682,14 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   csde_err_clear(&err);
   if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
   if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
+  if ((rc = resolve(a, r))) return rc;
   if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
                            model_batch(a), csde_process_name((csde_process)a->process), &r->model)) ||
       (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
     return rc;
-  r->P = csde_problem_default();
-  r->P.process = (csde_process)a->process;
-  r->P.tau = a->tau;
-  r->P.D = a->D;
+  r->P = r->plan.params.P;
   r->P.batch = 1;
-  r->P.C = r->C;
-  r->P.sched = r->sched;
   r->P.model = r->model.model;
-  if (!isfinite(csde_schedule_beta(r->sched, r->P.T))) r->P.T = DEFAULT_T_COSINE;
-  if (a->process == CSDE_PROC_FORWARD_SDE) r->P.eps = 0;
-  if ((rc = set_t_end(a, r))) return rc;
   csde_problem_span(&r->P, &r->t_start, &r->t_end);
 
   /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
@@ -788,11 +703,10 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
   }
 
   /* the reference the model can give */
-  csde_conv_params cp = csde_conv_default_params();
-  cp.kind = a->kind;
+  csde_conv_params cp = r->plan.params;
   cp.P = r->P;
   const char *why = NULL;
-  if (a->ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
+  if (cp.ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
     cli_error(CMD, "--reference exact: %s with --model %s", why, r->model.spec);
     return CLI_EUSAGE;
   }
@@ -848,6 +762,7 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
 static void run_free(converge_run *r)
 {
   cli_model_free(&r->model);
+  csde_conv_plan_free(&r->plan);
   csde_schedule_free(r->sched);
   csde_cov_free(r->C);
   free(r->Cmat);
@@ -908,7 +823,7 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
 {
   converge_run *r = user;
   thread_state *ts = state;
-  csde_rng_key key = {r->a->seed, CSDE_STREAM_INIT};
+  const csde_rng_key key = csde_conv_start_key(r->a->seed);
   switch (r->start_kind) {
   case START_GAUSS_T:
     return csde_model_gaussian_sample(ts->model.model, r->P.T, key, first, n, x, err);
@@ -917,7 +832,7 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
   case START_DATA:
     return cli_model_sample_data(&ts->model, key, first, n, x, err);
   default:
-    return csde_cov_sample(r->C, ts->ws, key, first, n, x, err);
+    return csde_conv_start_prior(r->C, ts->ws, r->a->seed, first, n, x, err);
   }
 }
 
@@ -954,8 +869,9 @@ static void print_header(FILE *f, const converge_args *a, const converge_run *r,
     n += (size_t)snprintf(shape + n, sizeof shape - n, "%s%zu", i ? "x" : "", a->shape[i]);
   fprintf(f, "corrsde converge: %s, %s error, solvers %s, levels %u..%u (%zu..%zu steps), "
              "%zu paths\n",
-          csde_process_name((csde_process)a->process), csde_conv_kind_name(a->kind), a->solvers_s, a->k0, a->k1,
-          res->steps[0], res->steps[res->L - 1], a->paths);
+          csde_process_name((csde_process)a->process), csde_conv_kind_name(r->plan.params.kind),
+          r->plan.solvers_text, r->plan.params.k0, r->plan.params.k1, res->steps[0],
+          res->steps[res->L - 1], a->paths);
   fprintf(f, "problem: model %s; C %s (%s); %zu frames of %s; schedule %s; t %g -> %g\n",
           r->model.spec, csde_cov_spec(r->C), csde_cov_method_name(csde_cov_method_of(r->C)),
           a->tau, shape, csde_schedule_spec(r->sched), r->t_start, r->t_end);
@@ -976,10 +892,63 @@ static const char *conv_flag(const char *param)
              {CSDE_CONV_PARAM_PATHS, "--paths"},      {CSDE_CONV_PARAM_KIND, "--error"},
              {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_GRID, "--grid"},
              {CSDE_PARAM_SPAN, "--process/--t-end"}, {CSDE_CONV_PARAM_OUTPUT, "-o"},
-             {CSDE_PARAM_TOLERANCES, "--reference"}};
+             {CSDE_PARAM_TOLERANCES, "--reference"}, {CSDE_CONV_PARAM_T_END, "--t-end"},
+             {CSDE_PARAM_PROCESS, "--process"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) return map[i].flag;
   return "--levels"; /* the rest (a step count, a grid) follows from the levels */
+}
+
+/* The CSV, the plot and (unless quiet) the table, after the HDF5 file. */
+static int write_outputs(const converge_args *a, const converge_run *r,
+                         const csde_conv_result *res, char *script)
+{
+  csde_err err;
+  csde_err_clear(&err);
+  if (a->csv && csde_conv_write_csv(a->csv, res, r->plan.params.kind, &err)) {
+    cli_error(CMD, "--csv '%s': %s", a->csv, err.msg);
+    return CLI_EFAIL;
+  }
+  if (a->plot) {
+    /* the script draws into our temporary plot.partial.XXXXXX, its descriptor 3
+     * (/dev/fd/3), renamed to the plot once whole (io/outfile.h) */
+    csde_outfile po;
+    if (csde_outfile_open(&po, a->plot, CSDE_OUT_LOCK | (a->force ? CSDE_OUT_OVERWRITE : 0),
+                          &err)) {
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->output);
+      return CLI_EFAIL;
+    }
+    char *pargv[] = {(char *)python_path(), script, (char *)a->output, "/dev/fd/3",
+                     a->x_axis ? "--x-axis" : NULL, (char *)a->x_axis, NULL};
+    int prc = run_program(pargv, 0, csde_outfile_fd(&po));
+    if (prc != 0)
+      cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
+                     "in '%s'", a->plot, script, prc, a->output);
+    else if (csde_outfile_commit(&po, &err))
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->output);
+    int drawn = po.committed;
+    csde_outfile_release(&po);
+    if (!drawn) return CLI_EFAIL;
+  }
+
+  /* the table, last */
+  if (!a->quiet) {
+    print_header(stdout, a, r, res);
+    csde_conv_print(stdout, res, r->plan.params.kind);
+    for (size_t i = 0; i < res->nsolvers; i++)
+      if (!res->s[i].fit.ref_ok)
+        cli_error(CMD, "warning: %s: the reference is only %.3gx more accurate than the "
+                       "finest level (want >= 10; %s)",
+                  res->s[i].name, res->s[i].fit.ref_ratio,
+                  res->ref_shared ? "tighten the rtol of --reference fine:SOLVER:rtol=R"
+                                  : "raise --reference fine:LEVEL");
+    printf("\nwrote %s", a->output);
+    if (a->csv) printf(", %s", a->csv);
+    if (a->plot) printf(", %s", a->plot);
+    printf(" (%.2f s, %zu model evaluations, %zu thread%s)\n", res->wall_seconds, res->nfe,
+           a->threads, a->threads == 1 ? "" : "s");
+  }
+  return CLI_OK;
 }
 
 int cli_cmd_converge(int argc, char **argv)
@@ -990,7 +959,6 @@ int cli_cmd_converge(int argc, char **argv)
   int rc = parse_args(argc, argv, &a);
   if (rc || a.help) {
     if (!rc && cli_rank == 0) help(); /* corrsde-mpi: once */
-    free(a.solver_buf);
     return rc;
   }
   r.a = &a;
@@ -1015,29 +983,15 @@ int cli_cmd_converge(int argc, char **argv)
       (rc = build(&a, &r, argc, argv)))
     goto out;
 
-  csde_conv_params p = csde_conv_default_params();
+  csde_conv_params p = r.plan.params;
   p.P = r.P;
-  p.solvers = a.solvers;
-  p.nsolvers = a.nsolvers;
-  p.kind = a.kind;
-  p.k0 = a.k0;
-  p.k1 = a.k1;
-  p.paths = a.paths;
-  p.ref = a.ref;
-  p.ref_level = a.ref_level;
-  p.ref_solver = a.ref_solver;
-  p.ref_rtol = a.ref_rtol;
-  p.ref_atol = a.ref_atol;
-  p.seed = a.seed;
-  p.threads = (int)a.threads;
-  p.boot = a.boot;
-  p.grid = a.grid;
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   p.dist = cli_conv_dist; /* corrsde-mpi: this process's share of the paths */
   if (cli_conv_dist) cli_warn_bound_threads(CMD, a.threads);
   /* the file (rank 0): made before the first solve and rewritten after every stage, so a
    * run stopped or killed keeps what finished (csde_conv_file_open) */
-  csde_conv_record rec = {a.solvers_s, a.levels_s, a.reference_s, a.cov_method, r.model.spec,
+  csde_conv_record rec = {r.plan.solvers_text, r.plan.levels_text, r.plan.reference_text,
+                          a.cov_method, r.model.spec,
                           csde_model_name(r.model.model),
                           csde_model_output_name(csde_model_output_of(r.model.model)),
                           r.start_desc, r.cmdline ? r.cmdline : "", a.shape_rank,
@@ -1126,59 +1080,10 @@ int cli_cmd_converge(int argc, char **argv)
     rc = CLI_EFAIL;
     goto out_res;
   }
-  if (a.csv && csde_conv_write_csv(a.csv, &res, a.kind, &err)) {
-    cli_error(CMD, "--csv '%s': %s", a.csv, err.msg);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-  if (a.plot) {
-    /* the script draws into our temporary plot.partial.XXXXXX, its descriptor 3
-     * (/dev/fd/3), renamed to the plot once whole (io/outfile.h) */
-    csde_outfile po;
-    if (csde_outfile_open(&po, a.plot, CSDE_OUT_LOCK | (a.force ? CSDE_OUT_OVERWRITE : 0),
-                          &err)) {
-      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a.output);
-      rc = CLI_EFAIL;
-      goto out_res;
-    }
-    char *pargv[] = {(char *)python_path(), script, (char *)a.output, "/dev/fd/3",
-                     a.x_axis ? "--x-axis" : NULL, (char *)a.x_axis, NULL};
-    int prc = run_program(pargv, 0, csde_outfile_fd(&po));
-    if (prc != 0)
-      cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
-                     "in '%s'", a.plot, script, prc, a.output);
-    else if (csde_outfile_commit(&po, &err))
-      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a.output);
-    int drawn = po.committed;
-    csde_outfile_release(&po);
-    if (!drawn) {
-      rc = CLI_EFAIL;
-      goto out_res;
-    }
-  }
-
-  /* the table, last */
-  if (!a.quiet) {
-    print_header(stdout, &a, &r, &res);
-    csde_conv_print(stdout, &res, a.kind);
-    for (size_t i = 0; i < res.nsolvers; i++)
-      if (!res.s[i].fit.ref_ok)
-        cli_error(CMD, "warning: %s: the reference is only %.3gx more accurate than the "
-                       "finest level (want >= 10; %s)",
-                  res.s[i].name, res.s[i].fit.ref_ratio,
-                  res.ref_shared ? "tighten the rtol of --reference fine:SOLVER:rtol=R"
-                                 : "raise --reference fine:LEVEL");
-    printf("\nwrote %s", a.output);
-    if (a.csv) printf(", %s", a.csv);
-    if (a.plot) printf(", %s", a.plot);
-    printf(" (%.2f s, %zu model evaluations, %zu thread%s)\n", res.wall_seconds, res.nfe,
-           a.threads, a.threads == 1 ? "" : "s");
-  }
-  rc = CLI_OK;
+  rc = write_outputs(&a, &r, &res, script);
 out_res:
   csde_conv_result_free(&res);
 out:
   run_free(&r);
-  free(a.solver_buf);
   return rc;
 }

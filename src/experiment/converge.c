@@ -357,20 +357,10 @@ done:
 void csde_conv_fit_free(csde_conv_fit *f)
 {
   if (!f) return;
-  free(f->err);
-  free(f->err_lo);
-  free(f->err_hi);
-  free(f->rms);
-  free(f->rms_lo);
-  free(f->rms_hi);
-  free(f->halfwidth);
-  free(f->mc_noise);
-  free(f->log_sd);
-  free(f->slope);
-  free(f->slope_lo);
-  free(f->slope_hi);
-  free(f->decision);
-  free(f->reason);
+  void *arrays[] = {f->err,      f->err_lo,   f->err_hi, f->rms,   f->rms_lo,
+                    f->rms_hi,   f->halfwidth, f->mc_noise, f->log_sd, f->slope,
+                    f->slope_lo, f->slope_hi, f->decision, f->reason};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   memset(f, 0, sizeof *f);
 }
 
@@ -437,17 +427,30 @@ static double plain_slope(size_t m, const size_t *idx, const double *h, const do
   return sxy / sxx;
 }
 
-int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
+/* The analysis' scratch: the replicates and the per-thread resampling buffers. */
+typedef struct {
+  size_t nr;     /* per replicate: L levels and the reference check */
+  int nth;
+  double *E;     /* [B][nr] the replicates' estimates */
+  double *R2;    /* [B][L] their RMS variants (scalar data), else NULL */
+  double *tmp, *vals; /* [B + 1] quantile scratch, [B] */
+  double *m;     /* [Q] */
+  double *EL;    /* [B][L] the replicates' estimates of the levels alone */
+  int *counts;   /* [nth][N] */
+  double *mth, *uni; /* [nth][Q], [nth][N] */
+} analyse_ws;
+
+static void analyse_ws_free(analyse_ws *w)
 {
-  memset(f, 0, sizeof *f);
+  void *arrays[] = {w->E, w->R2, w->tmp, w->m, w->EL, w->counts, w->mth, w->uni};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+}
+
+/* The fit's arrays and the scratch; 0, or -1 (out of memory) with f freed. */
+static int analyse_alloc(const csde_conv_data *d, csde_conv_fit *f, analyse_ws *w)
+{
   const size_t N = d->N, L = d->L, Q = d->Q, B = d->boot;
-  if (N < 2 || L < 2 || Q < 1 || (!d->vector && Q != 1) || B < 2 || L > CSDE_CONV_MAXLEVEL + 1 ||
-      !(d->conf > 0 && d->conf < 1))
-    return csde_err_set(err, CSDE_EINVAL,
-                        "convergence analysis: bad sizes (paths %zu, levels %zu, Q %zu, "
-                        "bootstrap %zu, confidence %g)", N, L, Q, B, d->conf);
-  f->L = L;
-  int scalar = !d->vector, st = CSDE_SUCCESS;
+  const int scalar = !d->vector;
 #define ALLOC(p, n) ((p) = calloc((n), sizeof *(p)))
   ALLOC(f->err, L);
   ALLOC(f->err_lo, L);
@@ -466,39 +469,42 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
   } else {
     ALLOC(f->mc_noise, L);
   }
-  const size_t nr = L + 1; /* per replicate: L levels and the reference check */
-  double *E = malloc(B * nr * sizeof *E), *R2 = scalar ? malloc(B * L * sizeof *R2) : NULL;
-  double *tmp = malloc((2 * B + 1) * sizeof *tmp), *vals = tmp ? tmp + B + 1 : NULL;
-  double *m = malloc(Q * sizeof *m);
-  double *EL = malloc(B * L * sizeof *EL);
-  int nth = d->threads > 0 ? d->threads : 1;
-  int *counts = malloc((size_t)nth * N * sizeof *counts);
-  double *mth = malloc((size_t)nth * Q * sizeof *mth), *uni = malloc((size_t)nth * N * sizeof *uni);
+#undef ALLOC
+  w->nr = L + 1;
+  w->E = malloc(B * w->nr * sizeof *w->E);
+  w->R2 = scalar ? malloc(B * L * sizeof *w->R2) : NULL;
+  w->tmp = malloc((2 * B + 1) * sizeof *w->tmp);
+  w->vals = w->tmp ? w->tmp + B + 1 : NULL;
+  w->m = malloc(Q * sizeof *w->m);
+  w->EL = malloc(B * L * sizeof *w->EL);
+  w->nth = d->threads > 0 ? d->threads : 1;
+  w->counts = malloc((size_t)w->nth * N * sizeof *w->counts);
+  w->mth = malloc((size_t)w->nth * Q * sizeof *w->mth);
+  w->uni = malloc((size_t)w->nth * N * sizeof *w->uni);
   if (!f->err || !f->err_lo || !f->err_hi || !f->halfwidth || !f->log_sd || !f->slope ||
       !f->slope_lo || !f->slope_hi || !f->decision || !f->reason ||
-      (scalar && (!f->rms || !f->rms_lo || !f->rms_hi)) || (!scalar && !f->mc_noise) || !E ||
-      (scalar && !R2) || !tmp || !m || !EL || !counts || !mth || !uni) {
+      (scalar && (!f->rms || !f->rms_lo || !f->rms_hi)) || (!scalar && !f->mc_noise) || !w->E ||
+      (scalar && !w->R2) || !w->tmp || !w->m || !w->EL || !w->counts || !w->mth || !w->uni) {
     csde_conv_fit_free(f);
-    st = csde_err_set(err, CSDE_ENOMEM, "convergence analysis: out of memory");
-    goto done;
+    return -1;
   }
-#undef ALLOC
+  return 0;
+}
 
-  /* the estimates from all paths */
-  const size_t stride = L * Q;
-  for (size_t k = 0; k < L; k++)
-    estimate(d, d->v + k * Q, stride, NULL, m, &f->err[k], scalar ? &f->rms[k] : NULL);
-  double dref = NAN;
-  if (d->vref) estimate(d, d->vref, Q, NULL, m, &dref, NULL);
-
-  /* the bootstrap: replicate b resamples N whole paths with the uniforms (seed, b); split
-   * over processes, rank q draws b in [q B / size, (q + 1) B / size) */
+/* The bootstrap: replicate b resamples N whole paths with the uniforms (seed, b); split
+ * over processes, rank q draws b in [q B / size, (q + 1) B / size), then every share is
+ * broadcast from its rank, in order. Nonzero if a broadcast failed. */
+static int analyse_replicates(const csde_conv_data *d, analyse_ws *w)
+{
+  const size_t N = d->N, L = d->L, Q = d->Q, B = d->boot, nr = w->nr, stride = L * Q;
+  const int scalar = !d->vector;
+  double *E = w->E, *R2 = w->R2;
   const int nproc = d->dist && d->dist->size > 1 ? d->dist->size : 1,
             me = nproc > 1 ? d->dist->rank : 0;
   const long b0 = (long)((size_t)me * B / (size_t)nproc),
              b1 = (long)((size_t)(me + 1) * B / (size_t)nproc);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp parallel for schedule(static) num_threads(w->nth)
 #endif
   for (long bl = b0; bl < b1; bl++) {
     size_t b = (size_t)bl;
@@ -506,8 +512,8 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
 #ifdef _OPENMP
     t = omp_get_thread_num();
 #endif
-    int *c = counts + (size_t)t * N;
-    double *u = uni + (size_t)t * N, *mm = mth + (size_t)t * Q;
+    int *c = w->counts + (size_t)t * N;
+    double *u = w->uni + (size_t)t * N, *mm = w->mth + (size_t)t * Q;
     csde_rng_key key = {d->boot_seed, (uint64_t)b};
     csde_rng_uniform(key, 0, N, u);
     memset(c, 0, N * sizeof *c);
@@ -523,43 +529,53 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
     E[b * nr + L] = NAN;
     if (d->vref) estimate(d, d->vref, Q, c, mm, &E[b * nr + L], NULL);
   }
-  for (int q = 0; nproc > 1 && q < nproc; q++) { /* every share from its rank, in order */
+  for (int q = 0; nproc > 1 && q < nproc; q++) {
     const size_t q0 = (size_t)q * B / (size_t)nproc, q1 = (size_t)(q + 1) * B / (size_t)nproc;
     int bad = d->dist->bcast(d->dist->user, E + q0 * nr, (q1 - q0) * nr * sizeof *E, q);
     if (scalar) bad |= d->dist->bcast(d->dist->user, R2 + q0 * L, (q1 - q0) * L * sizeof *R2, q);
-    if (bad) {
-      csde_conv_fit_free(f);
-      st = csde_err_set(err, CSDE_EFAILED, "convergence analysis: the replicates could not be "
-                                           "shared");
-      goto done;
-    }
+    if (bad) return -1;
   }
   for (size_t b = 0; b < B; b++)
-    for (size_t k = 0; k < L; k++) EL[b * L + k] = E[b * nr + k];
+    for (size_t k = 0; k < L; k++) w->EL[b * L + k] = E[b * nr + k];
+  return 0;
+}
 
-  const double alpha = (1 - d->conf) / 2;
+/* The noise level of a vector error's norm at level k: sqrt(sum_q Var(v_q) / N), in the
+ * same norm. */
+static double mc_noise(const csde_conv_data *d, size_t k)
+{
+  const size_t N = d->N, Q = d->Q, stride = d->L * Q;
+  double tot = 0;
+  for (size_t q = 0; q < Q; q++) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < N; i++) s += d->v[i * stride + k * Q + q];
+    double mean = s / (double)N;
+    for (size_t i = 0; i < N; i++) {
+      double x = d->v[i * stride + k * Q + q] - mean;
+      s2 += x * x;
+    }
+    tot += s2 / (double)(N - 1) / (double)N;
+  }
+  return sqrt(d->rms_norm ? tot / (double)Q : tot);
+}
+
+/* Each level's interval, log s.d. and noise level, and the local slopes' intervals. */
+static void analyse_intervals(const csde_conv_data *d, csde_conv_fit *f, analyse_ws *w)
+{
+  const size_t L = d->L, B = d->boot, nr = w->nr;
+  const double alpha = (1 - d->conf) / 2, *E = w->E;
+  double *tmp = w->tmp, *vals = w->vals;
   for (size_t k = 0; k < L; k++) {
     f->err_lo[k] = quantile(E + k, B, nr, alpha, tmp);
     f->err_hi[k] = quantile(E + k, B, nr, 1 - alpha, tmp);
     f->halfwidth[k] = (f->err_hi[k] - f->err_lo[k]) / 2;
     for (size_t b = 0; b < B; b++) vals[b] = E[b * nr + k] > 0 ? log(E[b * nr + k]) : NAN;
     f->log_sd[k] = stdev(vals, B, 1);
-    if (scalar) {
-      f->rms_lo[k] = quantile(R2 + k, B, L, alpha, tmp);
-      f->rms_hi[k] = quantile(R2 + k, B, L, 1 - alpha, tmp);
-    } else { /* the noise level of the norm: sqrt(sum_q Var(v_q) / N), in the same norm */
-      double tot = 0;
-      for (size_t q = 0; q < Q; q++) {
-        double s = 0, s2 = 0;
-        for (size_t i = 0; i < N; i++) s += d->v[i * stride + k * Q + q];
-        double mean = s / (double)N;
-        for (size_t i = 0; i < N; i++) {
-          double x = d->v[i * stride + k * Q + q] - mean;
-          s2 += x * x;
-        }
-        tot += s2 / (double)(N - 1) / (double)N;
-      }
-      f->mc_noise[k] = sqrt(d->rms_norm ? tot / (double)Q : tot);
+    if (!d->vector) {
+      f->rms_lo[k] = quantile(w->R2 + k, B, L, alpha, tmp);
+      f->rms_hi[k] = quantile(w->R2 + k, B, L, 1 - alpha, tmp);
+    } else {
+      f->mc_noise[k] = mc_noise(d, k);
     }
   }
   for (size_t k = 0; k + 1 < L; k++) {
@@ -569,8 +585,15 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
     f->slope_lo[k] = quantile(vals, B, 1, alpha, tmp);
     f->slope_hi[k] = quantile(vals, B, 1, 1 - alpha, tmp);
   }
+}
 
-  /* the reference check: the error of the reference by Richardson from level R-1 */
+/* The reference check: the error of the reference by Richardson from level R-1 (dref
+ * its estimate from all paths), the ratio to the finest level and the floor. */
+static void analyse_reference(const csde_conv_data *d, csde_conv_fit *f, analyse_ws *w,
+                              double dref)
+{
+  const size_t L = d->L;
+  const double alpha = (1 - d->conf) / 2;
   double p = d->theory > 0 ? d->theory : 1;
   f->ref_error = d->ref_floor > 0 ? d->ref_floor : 0;
   f->ref_diff = f->ref_diff_hi = NAN;
@@ -579,7 +602,7 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
   if (d->vref) {
     f->have_ref_check = 1;
     f->ref_diff = dref;
-    f->ref_diff_hi = quantile(E + L, B, nr, 1 - alpha, tmp);
+    f->ref_diff_hi = quantile(w->E + L, d->boot, w->nr, 1 - alpha, w->tmp);
     double up = isfinite(f->ref_diff_hi) ? fmax(f->ref_diff_hi, dref) : dref;
     f->ref_error = up / (pow(2.0, p) - 1);
   }
@@ -593,9 +616,12 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
                ? (d->vref ? "reference error" : d->ref_floor_name ? d->ref_floor_name
                                                                     : "exact reference")
                : "float64 round-off");
+}
 
-  /* screening */
-  for (size_t k = 0; k < L; k++) {
+/* Screening: levels not positive, below a floor or unresolved are dropped. */
+static void analyse_screen(const csde_conv_data *d, csde_conv_fit *f)
+{
+  for (size_t k = 0; k < d->L; k++) {
     double e = f->err[k], hw = f->halfwidth[k];
     double noise = f->mc_noise ? f->mc_noise[k] : 0;
     f->decision[k] = CSDE_CONV_USED;
@@ -621,45 +647,83 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
                "unresolved: half-width %.3g >= error/3 = %.3g", hw, e / 3);
     }
   }
-  /* pre-asymptotic coarse levels: the slope from a level j to the next remaining one
-   * against the weighted slope p* of all the finer remaining levels, tested from the
-   * finest j that leaves 3 levels to the coarse end; the first j off p* and every level
-   * coarser than it are dropped (a level that happens to lie on p* between two that do
-   * not is no more asymptotic than they are) */
-  {
-    size_t cand[CSDE_CONV_MAXLEVEL + 1], nc = 0;
-    for (size_t k = 0; k < L; k++)
-      if (f->decision[k] == CSDE_CONV_USED) cand[nc++] = k;
-    double *diff = malloc(B * sizeof *diff), *ev = malloc((L + 1) * sizeof *ev);
-    for (size_t t = nc > 3 ? nc - 3 : 0; diff && ev && t-- > 0;) {
-      size_t j = cand[t], nx = cand[t + 1];
-      const size_t *rest = cand + t + 1, nrest = nc - t - 1;
-      double sj = slope_of(f->err[j], f->err[nx], d->h[j], d->h[nx]);
-      double ps = plain_slope(nrest, rest, d->h, f->err, f->log_sd);
-      for (size_t r = 0; r < B; r++) {
-        for (size_t k = 0; k < L; k++) ev[k] = E[r * nr + k];
-        diff[r] = slope_of(ev[j], ev[nx], d->h[j], d->h[nx]) -
-                  plain_slope(nrest, rest, d->h, ev, f->log_sd);
-      }
-      double sd = stdev(diff, B, 1);
-      if (!isfinite(sd)) sd = 0;
-      double tol = 0.1 * fmax(1.0, fabs(ps)) + 2 * sd;
-      if (!(fabs(sj - ps) > tol)) continue;
-      f->decision[j] = CSDE_CONV_DROP_PREASYMPTOTIC;
-      snprintf(f->reason[j], sizeof f->reason[j],
-               "pre-asymptotic: slope %.3f to the next level differs from the finer levels' "
-               "slope %.3f by more than %.3f", sj, ps, tol);
-      for (size_t q = 0; q < t; q++) {
-        f->decision[cand[q]] = CSDE_CONV_DROP_PREASYMPTOTIC;
-        snprintf(f->reason[cand[q]], sizeof f->reason[cand[q]],
-                 "pre-asymptotic: coarser than level %u, which is off the finer levels' slope",
-                 d->level ? d->level[j] : (unsigned)j);
-      }
-      break;
+}
+
+/* Pre-asymptotic coarse levels: the slope from a level j to the next remaining one
+ * against the weighted slope p* of all the finer remaining levels, tested from the
+ * finest j that leaves 3 levels to the coarse end; the first j off p* and every level
+ * coarser than it are dropped (a level that happens to lie on p* between two that do
+ * not is no more asymptotic than they are). */
+static void analyse_preasymptotic(const csde_conv_data *d, csde_conv_fit *f,
+                                  const analyse_ws *w)
+{
+  const size_t L = d->L, B = d->boot, nr = w->nr;
+  size_t cand[CSDE_CONV_MAXLEVEL + 1], nc = 0;
+  for (size_t k = 0; k < L; k++)
+    if (f->decision[k] == CSDE_CONV_USED) cand[nc++] = k;
+  double *diff = malloc(B * sizeof *diff), *ev = malloc((L + 1) * sizeof *ev);
+  for (size_t t = nc > 3 ? nc - 3 : 0; diff && ev && t-- > 0;) {
+    size_t j = cand[t], nx = cand[t + 1];
+    const size_t *rest = cand + t + 1, nrest = nc - t - 1;
+    double sj = slope_of(f->err[j], f->err[nx], d->h[j], d->h[nx]);
+    double ps = plain_slope(nrest, rest, d->h, f->err, f->log_sd);
+    for (size_t r = 0; r < B; r++) {
+      for (size_t k = 0; k < L; k++) ev[k] = w->E[r * nr + k];
+      diff[r] = slope_of(ev[j], ev[nx], d->h[j], d->h[nx]) -
+                plain_slope(nrest, rest, d->h, ev, f->log_sd);
     }
-    free(diff);
-    free(ev);
+    double sd = stdev(diff, B, 1);
+    if (!isfinite(sd)) sd = 0;
+    double tol = 0.1 * fmax(1.0, fabs(ps)) + 2 * sd;
+    if (!(fabs(sj - ps) > tol)) continue;
+    f->decision[j] = CSDE_CONV_DROP_PREASYMPTOTIC;
+    snprintf(f->reason[j], sizeof f->reason[j],
+             "pre-asymptotic: slope %.3f to the next level differs from the finer levels' "
+             "slope %.3f by more than %.3f", sj, ps, tol);
+    for (size_t q = 0; q < t; q++) {
+      f->decision[cand[q]] = CSDE_CONV_DROP_PREASYMPTOTIC;
+      snprintf(f->reason[cand[q]], sizeof f->reason[cand[q]],
+               "pre-asymptotic: coarser than level %u, which is off the finer levels' slope",
+               d->level ? d->level[j] : (unsigned)j);
+    }
+    break;
   }
+  free(diff);
+  free(ev);
+}
+
+int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
+{
+  memset(f, 0, sizeof *f);
+  const size_t N = d->N, L = d->L, Q = d->Q, B = d->boot;
+  if (N < 2 || L < 2 || Q < 1 || (!d->vector && Q != 1) || B < 2 || L > CSDE_CONV_MAXLEVEL + 1 ||
+      !(d->conf > 0 && d->conf < 1))
+    return csde_err_set(err, CSDE_EINVAL,
+                        "convergence analysis: bad sizes (paths %zu, levels %zu, Q %zu, "
+                        "bootstrap %zu, confidence %g)", N, L, Q, B, d->conf);
+  f->L = L;
+  analyse_ws w;
+  memset(&w, 0, sizeof w);
+  int st = CSDE_SUCCESS;
+  if (analyse_alloc(d, f, &w)) {
+    st = csde_err_set(err, CSDE_ENOMEM, "convergence analysis: out of memory");
+    goto done;
+  }
+  /* the estimates from all paths */
+  for (size_t k = 0; k < L; k++)
+    estimate(d, d->v + k * Q, L * Q, NULL, w.m, &f->err[k], d->vector ? NULL : &f->rms[k]);
+  double dref = NAN;
+  if (d->vref) estimate(d, d->vref, Q, NULL, w.m, &dref, NULL);
+  if (analyse_replicates(d, &w)) {
+    csde_conv_fit_free(f);
+    st = csde_err_set(err, CSDE_EFAILED, "convergence analysis: the replicates could not be "
+                                         "shared");
+    goto done;
+  }
+  analyse_intervals(d, f, &w);
+  analyse_reference(d, f, &w, dref);
+  analyse_screen(d, f);
+  analyse_preasymptotic(d, f, &w);
   int use[CSDE_CONV_MAXLEVEL + 1];
   f->nused = 0;
   for (size_t k = 0; k < L; k++) {
@@ -667,17 +731,9 @@ int csde_conv_analyse(const csde_conv_data *d, csde_conv_fit *f, csde_err *err)
     f->nused += (size_t)use[k];
     if (use[k]) snprintf(f->reason[k], sizeof f->reason[k], "used");
   }
-  csde_conv_fit_order(L, d->h, f->err, EL, B, use, d->conf, f->ref_error, f);
-
+  csde_conv_fit_order(L, d->h, f->err, w.EL, B, use, d->conf, f->ref_error, f);
 done:
-  free(E);
-  free(R2);
-  free(tmp);
-  free(m);
-  free(EL);
-  free(counts);
-  free(mth);
-  free(uni);
+  analyse_ws_free(&w);
   return st;
 }
 
@@ -692,11 +748,11 @@ csde_conv_params csde_conv_default_params(void)
   p.kind = CSDE_CONV_ODE;
   p.k0 = 3;
   p.k1 = 8;
-  p.paths = 16;
+  p.paths = CSDE_CONV_DEFAULT_PATHS;
   p.ref = CSDE_CONV_REF_AUTO;
   p.threads = 1;
   p.batch = 64;
-  p.boot = 1000;
+  p.boot = CSDE_CONV_DEFAULT_BOOT;
   p.boot_seed = 20240605;
   p.conf = 0.95;
   return p;
@@ -742,11 +798,8 @@ void csde_conv_result_free(csde_conv_result *r)
       free(r->s[i].vref);
       free(r->s[i].exact_dev);
     }
-  free(r->s);
-  free(r->h);
-  free(r->steps);
-  free(r->level);
-  free(r->xref);
+  void *arrays[] = {r->s, r->h, r->steps, r->level, r->xref};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   memset(r, 0, sizeof *r);
 }
 
@@ -891,6 +944,8 @@ struct conv_run {
   csde_conv_result *res;
   size_t ns, N, L, Q, tau, D, per, nb, bs, nsl;
   int nt, sde, exact_flow, exact_moments, shared, nproc, rank;
+  int ref_exact, fine;  /* an exact reference; each solver's own fine one */
+  int nalloc;           /* threads whose hooks' thread_alloc succeeded */
   unsigned Rs[CSDE_CONV_MAXSOLVERS];
   double t_start, t_end, t_wall;
   const csde_model **M;
@@ -1192,6 +1247,31 @@ static int share_stage(conv_run *c)
   return bad;
 }
 
+/* The lowest item b that failed, as the stage's error: the solve, the paths and the
+ * setting blamed. */
+static int stage_failure(conv_run *c, size_t b, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  const int s = c->ist[b].status;
+  const size_t f0 = b * c->bs, f1 = f0 + c->bs < c->N ? f0 + c->bs : c->N;
+  /* the setting the solve blamed; else a failing answer is the model's */
+  const char *pa = c->ist[b].err.param;
+  if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
+                                                                          : CSDE_PARAM_SOLVER;
+  const char *msg = c->ist[b].err.msg[0] ? c->ist[b].err.msg : csde_strerror(s);
+  if (c->stage == STAGE_REF_COMMON && c->shared) {
+    csde_err_set(err, s, "reference %s (rtol %g), paths %zu..%zu: %s", p->ref_solver,
+                 p->ref_rtol, f0, f1 - 1, msg);
+    if (!c->ist[b].err.param) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN ? CSDE_PARAM_MODEL
+                                                                        : CSDE_CONV_PARAM_REFERENCE;
+  } else if (c->stage == STAGE_REF_COMMON) {
+    csde_err_set(err, s, "the exact reference, paths %zu..%zu: %s", f0, f1 - 1, msg);
+  } else {
+    csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[c->si], f0, f1 - 1, msg);
+  }
+  return csde_err_blame(err, pa, s);
+}
+
 /* Run the stage's items over the threads; the agreed status: 0, ITEM_STOPPED, or the
  * lowest failing item's (in err). */
 static int run_stage(conv_run *c, csde_err *err)
@@ -1265,26 +1345,7 @@ static int run_stage(conv_run *c, csde_err *err)
     c->sec_ok = 1;
   }
   for (size_t b = 0; b < nb; b++)
-    if (c->ist[b].status > 0) {
-      const int s = c->ist[b].status;
-      const size_t f0 = b * c->bs, f1 = f0 + c->bs < c->N ? f0 + c->bs : c->N;
-      /* the setting the solve blamed; else a failing answer is the model's */
-      const char *pa = c->ist[b].err.param;
-      if (!pa) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN || s == CSDE_ERETRY ? CSDE_PARAM_MODEL
-                                                                              : CSDE_PARAM_SOLVER;
-      const char *msg = c->ist[b].err.msg[0] ? c->ist[b].err.msg : csde_strerror(s);
-      if (c->stage == STAGE_REF_COMMON && c->shared) {
-        csde_err_set(err, s, "reference %s (rtol %g), paths %zu..%zu: %s", p->ref_solver,
-                     p->ref_rtol, f0, f1 - 1, msg);
-        if (!c->ist[b].err.param) pa = s == CSDE_EBADFUNC || s == CSDE_ENAN ? CSDE_PARAM_MODEL
-                                                                            : CSDE_CONV_PARAM_REFERENCE;
-      } else if (c->stage == STAGE_REF_COMMON) {
-        csde_err_set(err, s, "the exact reference, paths %zu..%zu: %s", f0, f1 - 1, msg);
-      } else {
-        csde_err_set(err, s, "solver %s, paths %zu..%zu: %s", p->solvers[c->si], f0, f1 - 1, msg);
-      }
-      return csde_err_blame(err, pa, s);
-    }
+    if (c->ist[b].status > 0) return stage_failure(c, b, err);
   return atomic_load(&c->stop) ? ITEM_STOPPED : CSDE_SUCCESS;
 }
 
@@ -1370,12 +1431,15 @@ static int write_checkpoint(conv_run *c, csde_err *err)
   return s ? csde_err_blame(err, CSDE_CONV_PARAM_OUTPUT, s) : s;
 }
 
-int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
-                  csde_conv_result *res, csde_err *err)
+/* ---- the run, step by step ---- */
+
+/* The params a run can take: solvers that fit the process, the error kind, the levels,
+ * the paths, the hooks, the problem, a shared reference's solver. */
+static int conv_validate(const csde_conv_params *p, const csde_conv_hooks *hooks,
+                         csde_err *err)
 {
-  memset(res, 0, sizeof *res);
   const csde_problem *P0 = &p->P;
-  const size_t ns = p->nsolvers, N = p->paths, tau = P0->tau, D = P0->D;
+  const size_t ns = p->nsolvers;
   const int sde = csde_process_is_sde(P0->process);
   if (ns == 0 || ns > CSDE_CONV_MAXSOLVERS)
     return csde_err_blame(err, CSDE_PARAM_SOLVER,
@@ -1401,12 +1465,12 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     return csde_err_blame(err, CSDE_CONV_PARAM_LEVELS,
                           csde_err_set(err, CSDE_EINVAL, "levels %u:%u: expected K0 < K1 <= %d",
                                        p->k0, p->k1, CSDE_CONV_MAXLEVEL));
-  if (N < 2)
+  if (p->paths < 2)
     return csde_err_blame(err, CSDE_CONV_PARAM_PATHS, csde_err_set(err, CSDE_EINVAL,
-                          "paths: expected at least 2, got %zu", N));
+                          "paths: expected at least 2, got %zu", p->paths));
   if (!hooks || !hooks->thread_alloc || !hooks->start)
     return csde_err_set(err, CSDE_EINVAL, "convergence run: missing hooks");
-  if (tau == 0 || D == 0 || !P0->C || !P0->sched)
+  if (P0->tau == 0 || P0->D == 0 || !P0->C || !P0->sched)
     return csde_err_set(err, CSDE_EINVAL, "convergence run: incomplete problem");
   if (p->ref == CSDE_CONV_REF_SHARED) { /* the solver can give this process a shared one */
     const csde_solver_type *T = p->ref_solver ? csde_solver_lookup(p->ref_solver) : NULL;
@@ -1424,27 +1488,31 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
                             p->ref_solver, csde_process_name(P0->process),
                             sde ? "the SDE" : "the ODE", fits));
   }
+  return CSDE_SUCCESS;
+}
 
-  conv_run cr, *c = &cr;
+/* The run's sizes and counters. */
+static void conv_init(conv_run *c, const csde_conv_params *p, const csde_conv_hooks *hooks,
+                      csde_conv_result *res)
+{
+  const csde_problem *P0 = &p->P;
   memset(c, 0, sizeof *c);
   c->p = p;
   c->hooks = hooks;
   c->res = res;
-  c->ns = ns;
-  c->N = N;
-  c->tau = tau;
-  c->D = D;
-  c->per = tau * D;
-  c->sde = sde;
+  c->ns = p->nsolvers;
+  c->N = p->paths;
+  c->tau = P0->tau;
+  c->D = P0->D;
+  c->per = c->tau * c->D;
+  c->sde = csde_process_is_sde(P0->process);
   c->t_wall = now();
   c->nt = p->threads > 0 ? p->threads : 1;
   c->nproc = p->dist && p->dist->size > 1 ? p->dist->size : 1;
   c->rank = c->nproc > 1 ? p->dist->rank : 0;
-  const int nt = c->nt;
-  const size_t L = c->L = p->k1 - p->k0 + 1;
-  const size_t Q = c->Q = p->kind == CSDE_CONV_WEAK_MEAN ? tau * D
-                          : p->kind == CSDE_CONV_WEAK_COV ? tau * tau : 1;
-  const size_t per = c->per;
+  c->L = p->k1 - p->k0 + 1;
+  c->Q = p->kind == CSDE_CONV_WEAK_MEAN ? c->tau * c->D
+         : p->kind == CSDE_CONV_WEAK_COV ? c->tau * c->tau : 1;
   csde_problem_span(P0, &c->t_start, &c->t_end);
   atomic_init(&c->stop, 0);
   atomic_init(&c->nfe_items, 0);
@@ -1452,66 +1520,78 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   atomic_init(&c->items_left, 0);
   atomic_init(&c->paths_done, 0);
   c->t_cur = NAN;
+}
 
-  int s = CSDE_SUCCESS, nalloc = 0;
+/* Per-thread contexts (the hooks' models and states), made serially. */
+static int conv_threads(conv_run *c, csde_err *err)
+{
+  const int nt = c->nt;
   c->M = calloc((size_t)nt, sizeof *c->M);
   c->ust = calloc((size_t)nt, sizeof *c->ust);
   c->obs = calloc((size_t)nt, sizeof *c->obs);
   c->cur = calloc((size_t)nt, sizeof *c->cur);
-  if (!c->M || !c->ust || !c->obs || !c->cur) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-    goto done;
-  }
+  if (!c->M || !c->ust || !c->obs || !c->cur)
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory");
   for (int t = 0; t < nt; t++) {
     atomic_init(&c->cur[t], 0);
     c->obs[t].c = c;
     c->obs[t].t = t;
   }
-  for (int t = 0; t < nt; t++) { /* per-thread contexts, made serially */
-    if ((s = hooks->thread_alloc(hooks->user, t, &c->M[t], &c->ust[t], err))) goto done;
-    nalloc = t + 1;
+  for (int t = 0; t < nt; t++) {
+    int s = c->hooks->thread_alloc(c->hooks->user, t, &c->M[t], &c->ust[t], err);
+    if (s) return s;
+    c->nalloc = t + 1;
   }
+  return CSDE_SUCCESS;
+}
 
-  /* the reference */
+/* The reference: exact, shared, or each solver's own fine level Rs[i]. */
+static int conv_reference(conv_run *c, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
   const char *why = NULL;
   int avail = csde_conv_exact_available(p, c->M[0], &why);
-  if (p->ref == CSDE_CONV_REF_EXACT && !avail) {
-    s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE,
-                       csde_err_set(err, CSDE_EINVAL, "reference exact: %s", why));
-    goto done;
-  }
-  int ref_exact = p->ref == CSDE_CONV_REF_EXACT || (p->ref == CSDE_CONV_REF_AUTO && avail);
-  c->exact_flow = ref_exact && p->kind == CSDE_CONV_ODE;
+  if (p->ref == CSDE_CONV_REF_EXACT && !avail)
+    return csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE,
+                          csde_err_set(err, CSDE_EINVAL, "reference exact: %s", why));
+  c->ref_exact = p->ref == CSDE_CONV_REF_EXACT || (p->ref == CSDE_CONV_REF_AUTO && avail);
+  c->exact_flow = c->ref_exact && p->kind == CSDE_CONV_ODE;
   c->shared = p->ref == CSDE_CONV_REF_SHARED;
   c->exact_moments = csde_conv_kind_is_weak(p->kind) && c->M[0] && csde_model_is_gaussian(c->M[0]);
-  const int fine = !c->exact_flow && !c->shared; /* each solver's own reference */
-  for (size_t i = 0; i < ns && fine; i++) {
+  c->fine = !c->exact_flow && !c->shared; /* each solver's own reference */
+  for (size_t i = 0; i < c->ns && c->fine; i++) {
     unsigned R = p->ref_level ? p->ref_level : csde_conv_default_ref_level(p, p->solvers[i]);
-    if (R <= p->k1) {
-      s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
-                         "reference level %u is not finer than the finest level %u (expected "
-                         "a level > %u)", R, p->k1, p->k1));
-      goto done;
-    }
-    if (R > 30) {
-      s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
-                         "reference level %u is too deep (at most 30)", R));
-      goto done;
-    }
+    if (R <= p->k1)
+      return csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
+                            "reference level %u is not finer than the finest level %u (expected "
+                            "a level > %u)", R, p->k1, p->k1));
+    if (R > 30)
+      return csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, csde_err_set(err, CSDE_EINVAL,
+                            "reference level %u is too deep (at most 30)", R));
     c->Rs[i] = R;
   }
-  c->nsl = fine ? L + 2 : L; /* levels, then R-1 and R */
+  c->nsl = c->fine ? c->L + 2 : c->L; /* levels, then R-1 and R */
+  return CSDE_SUCCESS;
+}
 
-  /* batches: at most p->batch paths, and up to 8 batches of at least 4 paths so that
-   * small runs still spread over threads. A function of N alone: a path's last bits may
-   * depend on the size of the batch it is solved in (BLAS blocking), never on threads. */
-  const size_t maxb = p->batch ? p->batch : 64;
+/* Batches: at most p->batch paths, and up to 8 batches of at least 4 paths so that small
+ * runs still spread over threads. A function of N alone: a path's last bits may depend on
+ * the size of the batch it is solved in (BLAS blocking), never on threads. */
+static void conv_batches(conv_run *c)
+{
+  const size_t N = c->N, maxb = c->p->batch ? c->p->batch : 64;
   size_t nb = (N + maxb - 1) / maxb, nb8 = (N + 3) / 4 < 8 ? (N + 3) / 4 : 8;
   if (nb < nb8) nb = nb8;
-  const size_t bs = c->bs = (N + nb - 1) / nb;
-  nb = c->nb = (N + bs - 1) / bs;
+  c->bs = (N + nb - 1) / nb;
+  c->nb = (N + c->bs - 1) / c->bs;
+}
 
-  /* results */
+/* The result's arrays and the run's per-path ones. */
+static int conv_alloc_results(conv_run *c, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  csde_conv_result *res = c->res;
+  const size_t ns = c->ns, N = c->N, L = c->L, Q = c->Q, per = c->per;
   res->N = N;
   res->L = L;
   res->Q = Q;
@@ -1519,26 +1599,24 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
   res->k0 = p->k0;
   res->k1 = p->k1;
   res->ref_level = c->shared ? 0 : p->ref_level;
-  res->ref_exact = ref_exact;
+  res->ref_exact = c->ref_exact;
   res->s = calloc(ns, sizeof *res->s);
   res->h = malloc(L * sizeof *res->h);
   res->steps = malloc(L * sizeof *res->steps);
   res->level = malloc(L * sizeof *res->level);
   c->XR = malloc(N * per * sizeof *c->XR);
   c->scale = calloc(ns * N, sizeof *c->scale);
-  c->ist = calloc(nb, sizeof *c->ist);
-  c->pack = malloc(bs * (Q + 1) * sizeof *c->pack);
-  c->check = calloc(bs, sizeof *c->check);
+  c->ist = calloc(c->nb, sizeof *c->ist);
+  c->pack = malloc(c->bs * (Q + 1) * sizeof *c->pack);
+  c->check = calloc(c->bs, sizeof *c->check);
   if (c->exact_moments) {
     c->fexact = malloc(Q * sizeof *c->fexact);
     c->dev = malloc(ns * N * Q * sizeof *c->dev);
   }
   if (!res->s || !res->h || !res->steps || !res->level || !c->XR || !c->scale || !c->ist ||
-      !c->pack || !c->check || (c->exact_moments && (!c->fexact || !c->dev))) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for the reference states (%zu x %zu) and "
-                     "the per-path values", N, per);
-    goto done;
-  }
+      !c->pack || !c->check || (c->exact_moments && (!c->fexact || !c->dev)))
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for the reference states (%zu x %zu) "
+                        "and the per-path values", N, per);
   for (size_t k = 0; k < L; k++) {
     res->level[k] = p->k0 + (unsigned)k;
     res->steps[k] = (size_t)1 << res->level[k];
@@ -1550,90 +1628,112 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     r->theory = csde_solver_type_order(csde_solver_lookup(p->solvers[i]),
                                        csde_conv_kind_order_key(p->kind));
     r->v = malloc(N * L * Q * sizeof *r->v);
-    if (fine) r->vref = malloc(N * Q * sizeof *r->vref);
-    if (!r->v || (fine && !r->vref)) {
-      s = csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu x %zu x %zu per-path values",
-                       N, L, Q);
-      goto done;
-    }
+    if (c->fine) r->vref = malloc(N * Q * sizeof *r->vref);
+    if (!r->v || (c->fine && !r->vref))
+      return csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu x %zu x %zu per-path values",
+                          N, L, Q);
     for (size_t j = 0; j < N * L * Q; j++) r->v[j] = NAN; /* a level not run reads NaN */
   }
-  if (c->exact_moments) { /* f at the end time from the exact law */
-    double *mean = malloc(per * sizeof *mean), cov[64 * 64], *cv = tau <= 64 ? cov : NULL;
-    double *cvh = cv ? NULL : malloc(tau * tau * sizeof *cvh);
-    if (!cv) cv = cvh;
-    if (!mean || !cv) {
-      free(mean);
-      free(cvh);
-      s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-      goto done;
-    }
-    s = csde_model_gaussian_marginal(c->M[0], c->t_end, mean, cv, err);
-    if (!s) {
-      if (p->kind == CSDE_CONV_WEAK_MEAN) {
-        memcpy(c->fexact, mean, per * sizeof *mean);
-      } else { /* E F = Sigma + (1/D) sum_p m_p m_p^T */
-        frame_moment(mean, tau, D, c->fexact);
-        for (size_t q = 0; q < tau * tau; q++) c->fexact[q] += cv[q];
-      }
-    }
+  return CSDE_SUCCESS;
+}
+
+/* Weak errors on the gaussian model: f at the end time from the exact law. */
+static int conv_exact_moments(conv_run *c, csde_err *err)
+{
+  const size_t tau = c->tau, per = c->per;
+  if (!c->exact_moments) return CSDE_SUCCESS;
+  double *mean = malloc(per * sizeof *mean), cov[64 * 64], *cv = tau <= 64 ? cov : NULL;
+  double *cvh = cv ? NULL : malloc(tau * tau * sizeof *cvh);
+  if (!cv) cv = cvh;
+  if (!mean || !cv) {
     free(mean);
     free(cvh);
-    if (s) goto done;
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory");
   }
+  int s = csde_model_gaussian_marginal(c->M[0], c->t_end, mean, cv, err);
+  if (!s) {
+    if (c->p->kind == CSDE_CONV_WEAK_MEAN) {
+      memcpy(c->fexact, mean, per * sizeof *mean);
+    } else { /* E F = Sigma + (1/D) sum_p m_p m_p^T */
+      frame_moment(mean, tau, c->D, c->fexact);
+      for (size_t q = 0; q < tau * tau; q++) c->fexact[q] += cv[q];
+    }
+  }
+  free(mean);
+  free(cvh);
+  return s;
+}
 
-  /* per-thread solvers and buffers */
-  c->S = calloc((size_t)nt * ns * c->nsl, sizeof *c->S);
+/* The steps of slot l of solver i: its levels, then R-1 and R (fine). */
+static size_t slot_steps(const conv_run *c, size_t i, size_t l)
+{
+  const unsigned R = c->Rs[i];
+  return (size_t)1 << (l < c->L ? c->res->level[l] : l == c->L ? R - 1 : R);
+}
+
+/* Thread t's solvers (every solver at every slot, and the shared reference at rtol and
+ * rtol / 10) and its buffer. */
+static int conv_thread_solvers(conv_run *c, int t, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  const size_t ns = c->ns, nbuf = 3 * c->bs * c->per + 2 * c->tau * c->tau;
+  int s = CSDE_SUCCESS;
+  if (!(c->buf[t] = malloc(nbuf * sizeof **c->buf)))
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  csde_problem Pt = p->P;
+  Pt.model = c->M[t];
+  Pt.batch = c->bs;
+  csde_solve_params par = csde_solve_default_params();
+  par.grid = p->grid ? p->grid : "uniform";
+  par.seed = p->seed;
+  par.threads = 1;
+  par.observer = conv_observe;
+  par.observer_user = &c->obs[t];
+  if (c->sde) par.noise = CSDE_NOISE_PATH; /* one Brownian tree for every level */
+  for (size_t i = 0; i < ns && !s; i++)
+    for (size_t l = 0; l < c->nsl && !s; l++) {
+      par.solver = p->solvers[i];
+      par.steps = slot_steps(c, i, l);
+      s = csde_solver_alloc(&c->S[((size_t)t * ns + i) * c->nsl + l], &Pt, &par, err);
+    }
+  for (int k = 0; k < 2 && c->shared && !s; k++) { /* rtol, and rtol / 10 for the check */
+    par.solver = p->ref_solver;
+    par.steps = 0;
+    par.rtol = k ? p->ref_rtol / 10 : p->ref_rtol;
+    par.atol = k ? p->ref_atol / 10 : p->ref_atol;
+    if (!(par.atol > 0)) par.atol = 0;
+    s = csde_solver_alloc(&c->Sref[2 * t + k], &Pt, &par, err);
+    if (s) s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, s);
+  }
+  return s;
+}
+
+static int conv_solvers(conv_run *c, csde_err *err)
+{
+  const int nt = c->nt;
+  c->S = calloc((size_t)nt * c->ns * c->nsl, sizeof *c->S);
   c->Sref = calloc((size_t)nt * 2, sizeof *c->Sref);
   c->buf = calloc((size_t)nt, sizeof *c->buf);
-  if (!c->S || !c->Sref || !c->buf) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-    goto done;
+  if (!c->S || !c->Sref || !c->buf) return csde_err_set(err, CSDE_ENOMEM, "out of memory");
+  for (int t = 0; t < nt; t++) {
+    int s = conv_thread_solvers(c, t, err);
+    if (s) return s;
   }
-  const size_t nbuf = 3 * bs * per + 2 * tau * tau;
-  for (int t = 0; t < nt && !s; t++) {
-    c->buf[t] = malloc(nbuf * sizeof **c->buf);
-    if (!c->buf[t]) {
-      s = csde_err_set(err, CSDE_ENOMEM, "out of memory");
-      break;
-    }
-    csde_problem Pt = *P0;
-    Pt.model = c->M[t];
-    Pt.batch = bs;
-    csde_solve_params par = csde_solve_default_params();
-    par.grid = p->grid ? p->grid : "uniform";
-    par.seed = p->seed;
-    par.threads = 1;
-    par.observer = conv_observe;
-    par.observer_user = &c->obs[t];
-    if (sde) par.noise = CSDE_NOISE_PATH; /* one Brownian tree for every level */
-    for (size_t i = 0; i < ns && !s; i++)
-      for (size_t l = 0; l < c->nsl && !s; l++) {
-        par.solver = p->solvers[i];
-        const unsigned R = c->Rs[i];
-        par.steps = (size_t)1 << (l < L ? res->level[l] : l == L ? R - 1 : R);
-        s = csde_solver_alloc(&c->S[((size_t)t * ns + i) * c->nsl + l], &Pt, &par, err);
-      }
-    for (int k = 0; k < 2 && c->shared && !s; k++) { /* rtol, and rtol / 10 for the check */
-      par.solver = p->ref_solver;
-      par.steps = 0;
-      par.rtol = k ? p->ref_rtol / 10 : p->ref_rtol;
-      par.atol = k ? p->ref_atol / 10 : p->ref_atol;
-      if (!(par.atol > 0)) par.atol = 0;
-      s = csde_solver_alloc(&c->Sref[2 * t + k], &Pt, &par, err);
-      if (s) s = csde_err_blame(err, CSDE_CONV_PARAM_REFERENCE, s);
-    }
-  }
-  if (s) goto done;
+  return CSDE_SUCCESS;
+}
 
-  /* words for the output */
+/* The reference in words, for the output. */
+static void conv_describe_reference(conv_run *c)
+{
+  const csde_conv_params *p = c->p;
+  csde_conv_result *res = c->res;
   if (c->exact_flow)
     snprintf(res->reference, sizeof res->reference, "exact: the gaussian model's PF-ODE flow");
   else if (c->shared)
     snprintf(res->reference, sizeof res->reference,
              "fine: %s at rtol %g, atol %g (adaptive) on the same path, one reference per path "
              "shared by every solver", p->ref_solver, p->ref_rtol, p->ref_atol);
-  else if (c->exact_moments && ref_exact)
+  else if (c->exact_moments && c->ref_exact)
     snprintf(res->reference, sizeof res->reference,
              "exact: the gaussian moments check a fine solve of each solver on the same path "
              "(the control variate)");
@@ -1645,9 +1745,9 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     snprintf(res->ref_solver, sizeof res->ref_solver, "%s", p->ref_solver);
     res->ref_rtol = p->ref_rtol;
     res->ref_atol = p->ref_atol;
-    res->ref_check_paths = bs < N ? bs : N;
+    res->ref_check_paths = c->bs < c->N ? c->bs : c->N;
   }
-  for (size_t i = 0; i < ns; i++) {
+  for (size_t i = 0; i < c->ns; i++) {
     res->s[i].ref_level = c->Rs[i];
     if (c->exact_flow)
       snprintf(res->s[i].reference, sizeof res->s[i].reference, "exact flow");
@@ -1658,16 +1758,23 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
       snprintf(res->s[i].reference, sizeof res->s[i].reference,
                "%s at level %u (2^%u steps), same path", p->solvers[i], c->Rs[i], c->Rs[i]);
   }
-  if (p->kind == CSDE_CONV_STRONG || p->kind == CSDE_CONV_ODE)
+}
+
+/* The estimator in words, for the output. */
+static void conv_describe_estimator(conv_run *c)
+{
+  const csde_conv_kind kind = c->p->kind;
+  csde_conv_result *res = c->res;
+  if (kind == CSDE_CONV_STRONG || kind == CSDE_CONV_ODE)
     snprintf(res->estimator, sizeof res->estimator,
              "mean over paths of ||X_h - X_ref|| at t = %g, ||.|| the RMS over the %zu "
              "entries of a sample; RMS variant sqrt(mean ||X_h - X_ref||^2) beside it",
-             c->t_end, per);
+             c->t_end, c->per);
   else
     snprintf(res->estimator, sizeof res->estimator,
              "same-path control variate ||mean over paths of f(X_h) - f(X_ref)||, f = %s; "
              "the reference's own bias is not added: %s",
-             p->kind == CSDE_CONV_WEAK_MEAN
+             kind == CSDE_CONV_WEAK_MEAN
                  ? "X (RMS norm over the tau x D entries of the mean)"
                  : "the frame second moment (1/D) sum_p x_p x_p^T (Frobenius norm of the "
                    "tau x tau difference)",
@@ -1675,28 +1782,63 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
                          "1/10 of the finest level's error"
                        : "its Richardson estimate (levels R-1 vs R on the same paths) must be "
                          "<= 1/10 of the finest level's error");
+}
 
-  /* the plan: every fixed-step solve's calls (an adaptive reference's come later) */
-  for (size_t i = 0; i < ns; i++) {
-    const size_t nps = csde_solver_type_nfe_per_step(csde_solver_lookup(p->solvers[i]));
-    for (size_t l = 0; l < c->nsl; l++) {
-      const unsigned R = c->Rs[i];
-      c->nfe_fixed += nb * nps * ((size_t)1 << (l < L ? res->level[l] : l == L ? R - 1 : R));
-    }
+/* The plan: every fixed-step solve's calls (an adaptive reference's come later), told to
+ * the progress hook and written to the file. */
+static int conv_plan(conv_run *c, csde_err *err)
+{
+  for (size_t i = 0; i < c->ns; i++) {
+    const size_t nps = csde_solver_type_nfe_per_step(csde_solver_lookup(c->p->solvers[i]));
+    for (size_t l = 0; l < c->nsl; l++) c->nfe_fixed += c->nb * nps * slot_steps(c, i, l);
   }
   c->nfe_total = c->nfe_fixed;
   c->ref_pending = c->shared;
   c->stage = c->exact_flow || c->shared ? STAGE_REF_COMMON : STAGE_REF_SOLVER;
   c->si = 0;
   report(c, CSDE_CONV_PLAN);
-  if ((s = write_checkpoint(c, err))) goto done;
+  int s = write_checkpoint(c, err);
+  if (!s) c->planned = 1;
+  return s;
+}
 
-  c->planned = 1;
+/* A stage finished for every path: what it gives the result (and the analysis of a
+ * solver whose levels are done). */
+static int conv_stage_done(conv_run *c, csde_err *err)
+{
+  csde_conv_result *res = c->res;
+  const size_t ns = c->ns, N = c->N, Q = c->Q;
+  if (c->stage == STAGE_REF_COMMON) {
+    for (size_t i = 1; i < ns; i++) { /* one reference for every solver */
+      memcpy(c->scale + i * N, c->scale, N * sizeof *c->scale);
+      if (c->dev) memcpy(c->dev + i * N * Q, c->dev, N * Q * sizeof *c->dev);
+    }
+    for (size_t i = 0; i < ns; i++) res->s[i].ref_done = 1;
+    if (c->shared) {
+      double sum = 0;
+      for (size_t i = 0; i < res->ref_check_paths; i++) sum += c->check[i];
+      res->ref_check = sum / (double)res->ref_check_paths;
+      res->ref_nfe = atomic_load(&c->stage_nfe);
+      c->nfe_total = c->nfe_fixed + res->ref_nfe;
+      c->nfe_est = c->ref_pending = 0;
+    }
+  } else if (c->stage == STAGE_REF_SOLVER) {
+    res->s[c->si].ref_done = 1;
+  } else {
+    res->s[c->si].levels_done = c->l + 1;
+    if (c->l + 1 == c->L) return analyse_solver(c, c->si, c->L, err);
+  }
+  return CSDE_SUCCESS;
+}
 
-  /* the stages */
-  const int common = c->exact_flow || c->shared;
-  const size_t per_solver = L + (fine ? 1 : 0);
-  const size_t nstages = (common ? 1 : 0) + ns * per_solver;
+/* The stages in order: the common reference, then solver by solver its own reference and
+ * its levels. */
+static int conv_stages(conv_run *c, csde_err *err)
+{
+  const int common = c->exact_flow || c->shared, fine = c->fine;
+  const size_t per_solver = c->L + (fine ? 1 : 0);
+  const size_t nstages = (common ? 1 : 0) + c->ns * per_solver;
+  int s = CSDE_SUCCESS;
   for (size_t k = 0; k < nstages && !s; k++) {
     if (common && k == 0) {
       c->stage = STAGE_REF_COMMON;
@@ -1707,32 +1849,21 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
       c->stage = fine && w == 0 ? STAGE_REF_SOLVER : STAGE_LEVEL;
       c->l = fine ? (w ? w - 1 : 0) : w;
     }
-    s = run_stage(c, err);
-    if (s) break;
-    if (c->stage == STAGE_REF_COMMON) {
-      for (size_t i = 1; i < ns; i++) { /* one reference for every solver */
-        memcpy(c->scale + i * N, c->scale, N * sizeof *c->scale);
-        if (c->dev) memcpy(c->dev + i * N * Q, c->dev, N * Q * sizeof *c->dev);
-      }
-      for (size_t i = 0; i < ns; i++) res->s[i].ref_done = 1;
-      if (c->shared) {
-        double sum = 0;
-        for (size_t i = 0; i < res->ref_check_paths; i++) sum += c->check[i];
-        res->ref_check = sum / (double)res->ref_check_paths;
-        res->ref_nfe = atomic_load(&c->stage_nfe);
-        c->nfe_total = c->nfe_fixed + res->ref_nfe;
-        c->nfe_est = c->ref_pending = 0;
-      }
-    } else if (c->stage == STAGE_REF_SOLVER) {
-      res->s[c->si].ref_done = 1;
-    } else {
-      res->s[c->si].levels_done = c->l + 1;
-      if (c->l + 1 == L && (s = analyse_solver(c, c->si, L, err))) break;
-    }
-    if ((s = write_checkpoint(c, err))) break;
+    if ((s = run_stage(c, err)) || (s = conv_stage_done(c, err)) ||
+        (s = write_checkpoint(c, err)))
+      break;
     report(c, CSDE_CONV_STAGE);
     maybe_estimate(c);
   }
+  return s;
+}
+
+/* The end of the stages: a stop in words, and a run that stopped or failed analysed as
+ * far as it got; the common reference's states kept. */
+static int conv_finish(conv_run *c, int s, csde_err *err)
+{
+  const csde_conv_params *p = c->p;
+  csde_conv_result *res = c->res;
   if (s == ITEM_STOPPED) {
     s = csde_err_set(err, CSDE_EFAILED, "stopped (the progress hook asked) during %s %s%s",
                      c->stage == STAGE_REF_COMMON ? "the reference" : "solver",
@@ -1742,8 +1873,7 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
                                                                 ? ", its reference" : "");
   }
   res->complete = !s;
-  /* a run that stopped or failed: what finished of the solver in progress, analysed */
-  for (size_t i = 0; i < ns && s; i++) {
+  for (size_t i = 0; i < c->ns && s; i++) {
     csde_conv_solver_result *r = &res->s[i];
     if (!r->analysed && r->levels_done >= 2) {
       csde_err e2;
@@ -1755,10 +1885,15 @@ int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
     res->xref = c->XR;
     c->XR = NULL;
   }
+  return s;
+}
 
-done:
+/* Everything the run made (the result excepted). */
+static void conv_release(conv_run *c)
+{
+  const int nt = c->nt;
   if (c->S)
-    for (size_t j = 0; j < (size_t)nt * ns * c->nsl; j++) csde_solver_free(c->S[j]);
+    for (size_t j = 0; j < (size_t)nt * c->ns * c->nsl; j++) csde_solver_free(c->S[j]);
   if (c->Sref)
     for (int j = 0; j < 2 * nt; j++) csde_solver_free(c->Sref[j]);
   free(c->S);
@@ -1766,19 +1901,31 @@ done:
   if (c->buf)
     for (int t = 0; t < nt; t++) free(c->buf[t]);
   free(c->buf);
-  for (int t = 0; t < nalloc; t++)
-    if (hooks->thread_free) hooks->thread_free(hooks->user, c->ust[t]);
-  free(c->M);
-  free(c->ust);
-  free(c->obs);
-  free(c->cur);
-  free(c->ist);
-  free(c->fexact);
-  free(c->scale);
-  free(c->dev);
-  free(c->XR);
-  free(c->pack);
-  free(c->check);
+  for (int t = 0; t < c->nalloc; t++)
+    if (c->hooks->thread_free) c->hooks->thread_free(c->hooks->user, c->ust[t]);
+  void *arrays[] = {c->M,     c->ust, c->obs, c->cur,  c->ist, c->fexact,
+                    c->scale, c->dev, c->XR,  c->pack, c->check};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+}
+
+int csde_conv_run(const csde_conv_params *p, const csde_conv_hooks *hooks,
+                  csde_conv_result *res, csde_err *err)
+{
+  memset(res, 0, sizeof *res);
+  int s = conv_validate(p, hooks, err);
+  if (s) return s;
+  conv_run cr, *c = &cr;
+  conv_init(c, p, hooks, res);
+  if (!(s = conv_threads(c, err)) && !(s = conv_reference(c, err))) {
+    conv_batches(c);
+    if (!(s = conv_alloc_results(c, err)) && !(s = conv_exact_moments(c, err)) &&
+        !(s = conv_solvers(c, err))) {
+      conv_describe_reference(c);
+      conv_describe_estimator(c);
+      if (!(s = conv_plan(c, err))) s = conv_finish(c, conv_stages(c, err), err);
+    }
+  }
+  conv_release(c);
   res->wall_seconds = now() - c->t_wall;
   if (s && !c->planned) csde_conv_result_free(res); /* it never started */
   return s;

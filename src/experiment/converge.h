@@ -143,9 +143,6 @@ void csde_conv_fit_order(size_t L, const double *h, const double *e, const doubl
  * p <= 1)), p its theoretical order for the kind. */
 unsigned csde_conv_default_ref_level(const csde_conv_params *p, const char *solver);
 
-/* Whether the model gives an exact reference for this kind and process: 1 yes, 0 no
- * (why in *why, may be NULL). */
-int csde_conv_exact_available(const csde_conv_params *p, const csde_model *M,
-                              const char **why);
+/* csde_conv_exact_available: corrsde/converge.h. */
 
 #endif

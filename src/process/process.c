@@ -68,6 +68,11 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
   }
 }
 
+double csde_problem_t_max(const csde_schedule *sched)
+{
+  return isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : CSDE_T_COSINE;
+}
+
 int csde_proc_uses_model(const csde_proc *pr) { return pr->P.process != CSDE_PROC_FORWARD_SDE; }
 
 /* ---- x0 post-processing: the specs (problem.h) ---- */

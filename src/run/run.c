@@ -18,7 +18,6 @@
 #include "run/run_internal.h"
 #include "solve/stepper.h"
 
-#define T_COSINE 0.999 /* cosine schedules: beta(1) = inf */
 #define TIME_TOL 1e-12
 
 /* The discrete samplers after csde_process's four continuous processes: names and forms. */
@@ -103,7 +102,7 @@ static int set_span(csde_run *r, const csde_run_settings *s, csde_err *err)
                  s->t_start, s->t_end);
     return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
   }
-  if (!isfinite(csde_schedule_beta(r->sched, T))) T = T_COSINE;
+  T = csde_problem_t_max(r->sched); /* 1, or 0.999 for cosine (beta(1) = inf) */
   switch (r->process) {
   case CSDE_RUN_FORWARD_SDE:
     if (ts && s->t_start != 0) {
