@@ -27,17 +27,13 @@
 
 #include "cli/cli.h"
 #include "cli/spec_model.h"
-#include "core/spec.h"
 #include "corrsde/cov.h"
 #include "corrsde/model.h"
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "corrsde/schedule.h"
 #include "corrsde/solve.h"
-#include "io/h5read.h"
-#include "io/h5traj.h"
-#include "noise/noise.h"
-#include "run/traj_part.h"
+#include "corrsde/io.h"
 
 #define CMD "sample"
 #define DEFAULT_MODEL "gaussian"

@@ -9,14 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <gsl/gsl_eigen.h>
-#include <gsl/gsl_errno.h>
-#include <gsl/gsl_matrix.h>
-
 #include "cli/cli.h"
 #include "cli/spec_model.h"
 #include "core/spec.h"
-#include "io/h5read.h"
+#include "corrsde/io.h"
 
 /* ---- --cov, --schedule, --frame-shape ---- */
 
@@ -137,9 +133,6 @@ void cli_model_free(cli_model *m)
   if (!m) return;
   csde_model_free(m->model);
   free(m->spec);
-  free(m->cum);
-  free(m->means);
-  free(m->fac);
   memset(m, 0, sizeof *m);
 }
 
@@ -166,90 +159,6 @@ static int model_error(const char *cmd, const char *spec, const char *msg)
   else
     cli_error(cmd, "--model '%s': %s (forms: %s)", spec, msg, CLI_MODEL_FORMS);
   return CLI_EFAIL;
-}
-
-/* The gmm's sampler: weights, means and eigen factors V sqrt(max(S, 0)) of each
- * component's frame covariance, read from the file the model was loaded from. */
-static int gmm_prepare(cli_model *m, const char *path, csde_err *err)
-{
-  double *w = NULL, *mu = NULL, *S = NULL;
-  int rw, rm, rs, s;
-  size_t dw[4], dm[4], ds[4], tau = m->tau, D = m->D;
-  if ((s = csde_h5_read(path, "/weights", &w, &rw, dw, err))) goto done;
-  if ((s = csde_h5_read(path, "/means", &mu, &rm, dm, err))) goto done;
-  if ((s = csde_h5_read(path, "/frame_covs", &S, &rs, ds, err))) goto done;
-  size_t K = rw == 1 ? dw[0] : 0;
-  int full = rm == 3 && dm[0] == K && dm[1] == tau && dm[2] == D;
-  int perframe = rm == 2 && dm[0] == K && dm[1] == tau;
-  if (K == 0 || !(full || perframe) || rs != 3 || ds[0] != K || ds[1] != tau ||
-      ds[2] != tau) {
-    s = csde_err_set(err, CSDE_EBADLEN,
-                     "'%s': /weights, /means, /frame_covs do not have the shapes [K], "
-                     "[K, %zu, %zu] or [K, %zu], [K, %zu, %zu]",
-                     path, tau, D, tau, tau, tau);
-    goto done;
-  }
-  m->K = K;
-  m->cum = malloc(K * sizeof *m->cum);
-  m->means = malloc(K * tau * D * sizeof *m->means);
-  m->fac = malloc(K * tau * tau * sizeof *m->fac);
-  gsl_matrix *A = gsl_matrix_alloc(tau, tau), *V = gsl_matrix_alloc(tau, tau);
-  gsl_vector *e = gsl_vector_alloc(tau);
-  gsl_eigen_symmv_workspace *ws = gsl_eigen_symmv_alloc(tau);
-  if (!m->cum || !m->means || !m->fac || !A || !V || !e || !ws) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gmm sampler");
-    goto free_gsl;
-  }
-  double total = 0, wmax = 0;
-  for (size_t k = 0; k < K; k++) {
-    if (!(w[k] >= 0) || !isfinite(w[k])) {
-      s = csde_err_set(err, CSDE_EDOM, "'%s': weight %zu is %g", path, k, w[k]);
-      goto free_gsl;
-    }
-    wmax = fmax(wmax, w[k]);
-  }
-  if (!(wmax > 0)) {
-    s = csde_err_set(err, CSDE_EDOM, "'%s': every weight is 0", path);
-    goto free_gsl;
-  }
-  /* cum_k = sum_{j<=k} w_j / sum_j w_j, each w_j divided by wmax first: the sums stay in
-   * [0, K], so weights near DBL_MAX cannot overflow */
-  for (size_t k = 0; k < K; k++) total += w[k] / wmax;
-  double acc = 0;
-  for (size_t k = 0; k < K; k++) {
-    acc += w[k] / wmax;
-    m->cum[k] = acc / total;
-  }
-  m->cum[K - 1] = 1.0;
-  for (size_t k = 0; k < K; k++)
-    for (size_t r = 0; r < tau; r++)
-      for (size_t p = 0; p < D; p++)
-        m->means[(k * tau + r) * D + p] = full ? mu[(k * tau + r) * D + p] : mu[k * tau + r];
-  for (size_t k = 0; k < K; k++) {
-    memcpy(A->data, S + k * tau * tau, tau * tau * sizeof(double));
-    gsl_error_handler_t *old = gsl_set_error_handler_off();
-    int es = gsl_eigen_symmv(A, e, V, ws);
-    gsl_set_error_handler(old);
-    if (es) {
-      s = csde_err_set(err, CSDE_EFAILED, "'%s': eigensolver failed on /frame_covs[%zu]",
-                       path, k);
-      goto free_gsl;
-    }
-    double *F = m->fac + k * tau * tau; /* F = V sqrt(max(lambda, 0)) */
-    for (size_t i = 0; i < tau; i++)
-      for (size_t j = 0; j < tau; j++)
-        F[i * tau + j] = gsl_matrix_get(V, i, j) * sqrt(fmax(gsl_vector_get(e, j), 0.0));
-  }
-free_gsl:
-  gsl_matrix_free(A);
-  gsl_matrix_free(V);
-  gsl_vector_free(e);
-  gsl_eigen_symmv_free(ws);
-done:
-  free(w);
-  free(mu);
-  free(S);
-  return s;
 }
 
 /* The plugin behind python: models (meson.build): $CORRSDE_PYTHON_PLUGIN; else the one
@@ -404,7 +313,8 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
     if (!file) return model_error(cmd, spec, "gmm needs its parameters: gmm:file=P.h5");
     m->kind = CLI_MODEL_GMM;
     if ((st = csde_model_gmm_load(&m->model, file, C, s, D, &err))) goto lib_fail;
-    if ((st = gmm_prepare(m, file, &err))) goto lib_fail;
+    if ((st = csde_model_gmm_law(m->model, &m->K, &m->cum, &m->means, &m->fac, &err)))
+      goto lib_fail;
     m->spec = fmt_spec("gmm:file=%s", file);
   } else {
     char msg[160];
@@ -424,31 +334,10 @@ lib_fail:
 int cli_model_sample_data(const cli_model *m, csde_rng_key key, size_t first, size_t batch,
                           double *x, csde_err *err)
 {
-  size_t tau = m->tau, D = m->D, n = tau * D;
   if (m->kind == CLI_MODEL_GAUSSIAN)
     return csde_model_gaussian_sample(m->model, 0.0, key, first, batch, x, err);
-  if (m->kind != CLI_MODEL_GMM)
-    return csde_err_set(err, CSDE_ENOTSUP, "model '%s' has no data law to sample", m->spec);
-  double *z = malloc(n * sizeof *z);
-  if (!z) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", n);
-  for (size_t b = 0; b < batch; b++) {
-    uint64_t j = (uint64_t)(first + b);
-    double u;
-    csde_rng_uniform(key, j, 1, &u); /* component: the first k with u < cum[k] */
-    size_t k = 0;
-    while (k + 1 < m->K && !(u < m->cum[k])) k++;
-    csde_rng_normal(key, j * n, n, z); /* index (j tau + row) D + pixel */
-    const double *F = m->fac + k * tau * tau, *mu = m->means + k * n;
-    double *xb = x + b * n;
-    for (size_t r = 0; r < tau; r++) /* x = m_k + F_k z along the frame axis */
-      for (size_t p = 0; p < D; p++) {
-        double v = mu[r * D + p];
-        for (size_t c = 0; c < tau; c++) v += F[r * tau + c] * z[c * D + p];
-        xb[r * D + p] = v;
-      }
-  }
-  free(z);
-  return CSDE_SUCCESS;
+  if (m->kind == CLI_MODEL_GMM) return csde_model_gmm_sample(m->model, key, first, batch, x, err);
+  return csde_err_set(err, CSDE_ENOTSUP, "model '%s' has no data law to sample", m->spec);
 }
 
 /* ---- --init ---- */
