@@ -223,6 +223,23 @@ CSDE_API int csde_model_gmm_law(const csde_model *M, size_t *K, const double **c
 CSDE_API int csde_model_gmm_sample(const csde_model *M, csde_rng_key key, size_t first,
                                    size_t batch, double *x, csde_err *err);
 
+/* ---- the built-in models from a spec string ----
+ *   gaussian[:mean=M,std=S,rho=R]  m = M everywhere, S0 = S^2 ar1(R) (S >= 0, |R| <= 1;
+ *                                  defaults below): csde_model_gaussian_alloc_spec when
+ *                                  S > 0 and |R| < 1, else the dense S^2 R^|i-j|
+ *   gaussian:file=P.h5             csde_model_gaussian_load (no other key)
+ *   gmm:file=P.h5                  csde_model_gmm_load
+ * canon receives the spec with every parameter shown (e.g.
+ * "gaussian:mean=0,std=0.5,rho=0.95"; free()). CSDE_ESPEC for a malformed spec, an
+ * unknown key or model, CSDE_EDOM for a bad std or rho, else the model's own error. C
+ * and s are borrowed by the model; tau is csde_cov_tau(C). */
+#define CSDE_MODEL_GAUSSIAN_MEAN 0.0
+#define CSDE_MODEL_GAUSSIAN_STD 0.5
+#define CSDE_MODEL_GAUSSIAN_RHO 0.95
+CSDE_API int csde_model_spec_alloc(csde_model **out, const char *spec, const csde_cov *C,
+                                   const csde_schedule *s, size_t D, char **canon,
+                                   csde_err *err);
+
 /* ---- plugins: a shared library loaded with dlopen (see corrsde/plugin.h) ----
  * args may be NULL (""). The model's name is the plugin's name (else the file name). */
 CSDE_API int csde_model_plugin_load(csde_model **out, const char *path, const char *args, size_t tau,

@@ -11,7 +11,6 @@
 
 #include "cli/cli.h"
 #include "cli/spec_model.h"
-#include "core/spec.h"
 #include "corrsde/io.h"
 
 /* ---- --cov, --schedule, --frame-shape ---- */
@@ -98,35 +97,6 @@ int cli_spec_shape(const char *cmd, const char *flag, const char *s, int *rank,
 }
 
 /* ---- --model ---- */
-
-static char *fmt_spec(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static char *fmt_spec(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (!s) return NULL;
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
-/* The shortest "%.*g" of v that reads back exactly. */
-static void short_g(double v, char *buf, size_t len)
-{
-  for (int p = 1; p <= 17; p++) {
-    snprintf(buf, len, "%.*g", p, v);
-    if (strtod(buf, NULL) == v) return;
-  }
-}
 
 void cli_model_free(cli_model *m)
 {
@@ -257,78 +227,18 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
     return CLI_OK;
   }
 
-  csde_spec sp;
-  if (csde_spec_parse(spec, "model spec", &sp, &err)) return model_error(cmd, spec, err.msg);
-  int st = CSDE_SUCCESS;
-  if (!strcmp(sp.name, "gaussian")) {
-    static const char *const keys[] = {"mean", "std", "rho", "file", NULL};
-    if ((st = csde_spec_check_keys(&sp, keys, &err))) goto lib_fail;
-    const char *file = csde_spec_get(&sp, "file");
-    m->kind = CLI_MODEL_GAUSSIAN;
-    if (file) {
-      if (sp.n > 1)
-        return model_error(cmd, spec, "gaussian:file=P.h5 takes no other parameter");
-      if ((st = csde_model_gaussian_load(&m->model, file, C, s, D, &err))) goto lib_fail;
-      m->spec = fmt_spec("gaussian:file=%s", file);
-    } else {
-      double mean, sd, rho;
-      if ((st = csde_spec_double(&sp, "mean", CLI_GAUSS_MEAN, &mean, &err)) ||
-          (st = csde_spec_double(&sp, "std", CLI_GAUSS_STD, &sd, &err)) ||
-          (st = csde_spec_double(&sp, "rho", CLI_GAUSS_RHO, &rho, &err)))
-        goto lib_fail;
-      if (!(sd >= 0))
-        return model_error(cmd, spec, "gaussian: std must be >= 0");
-      if (!(rho >= -1 && rho <= 1))
-        return model_error(cmd, spec, "gaussian: rho must be in [-1, 1]");
-      if (sd > 0 && rho > -1 && rho < 1) {
-        /* S0 = std^2 ar1(rho) as an operator: the data law is sampled through it (embed
-         * for long clips, nothing tau x tau), the score's dense parts made on first use */
-        char s0[64];
-        snprintf(s0, sizeof s0, "ar1:rho=%.17g", rho);
-        st = csde_model_gaussian_alloc_spec(&m->model, C, s, D, &mean, 1, s0, sd * sd, &err);
-      } else { /* std = 0 or |rho| = 1: a singular S0, only as a dense matrix */
-        if (tau > CSDE_MODEL_DENSE_MAX_TAU) {
-          st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, NULL, &err);
-          goto lib_fail;
-        }
-        double *S0 = malloc(tau * tau * sizeof *S0);
-        if (!S0) return model_error(cmd, spec, "out of memory");
-        for (size_t i = 0; i < tau; i++) /* S0 = std^2 ar1(rho): std^2 rho^|i-j| */
-          for (size_t j = 0; j < tau; j++)
-            S0[i * tau + j] = sd * sd * pow(rho, (double)(i > j ? i - j : j - i));
-        st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, S0, &err);
-        free(S0);
-      }
-      if (st) goto lib_fail;
-      char a[32], b[32], c[32];
-      short_g(mean, a, sizeof a);
-      short_g(sd, b, sizeof b);
-      short_g(rho, c, sizeof c);
-      m->spec = fmt_spec("gaussian:mean=%s,std=%s,rho=%s", a, b, c);
-    }
-  } else if (!strcmp(sp.name, "gmm")) {
-    static const char *const keys[] = {"file", NULL};
-    if ((st = csde_spec_check_keys(&sp, keys, &err))) goto lib_fail;
-    const char *file = csde_spec_get(&sp, "file");
-    if (!file) return model_error(cmd, spec, "gmm needs its parameters: gmm:file=P.h5");
-    m->kind = CLI_MODEL_GMM;
-    if ((st = csde_model_gmm_load(&m->model, file, C, s, D, &err))) goto lib_fail;
-    if ((st = csde_model_gmm_law(m->model, &m->K, &m->cum, &m->means, &m->fac, &err)))
-      goto lib_fail;
-    m->spec = fmt_spec("gmm:file=%s", file);
-  } else {
-    char msg[160];
-    snprintf(msg, sizeof msg, "unknown model '%s'", sp.name);
-    return model_error(cmd, spec, msg);
-  }
-  if (!m->spec) {
+  char *canon = NULL;
+  int st = csde_model_spec_alloc(&m->model, spec, C, s, D, &canon, &err);
+  if (!st && csde_model_is_gmm(m->model))
+    st = csde_model_gmm_law(m->model, &m->K, &m->cum, &m->means, &m->fac, &err);
+  if (st) {
+    free(canon);
     cli_model_free(m);
-    return model_error(cmd, spec, "out of memory");
+    return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
   }
+  m->kind = csde_model_is_gmm(m->model) ? CLI_MODEL_GMM : CLI_MODEL_GAUSSIAN;
+  m->spec = canon;
   return CLI_OK;
-lib_fail:
-  cli_model_free(m);
-  return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
 }
 
 int cli_model_sample_data(const cli_model *m, csde_rng_key key, size_t first, size_t batch,

@@ -36,9 +36,9 @@
 #define CLI_INIT_FORMS "FILE.h5 or FILE.h5:/dataset holding [B, tau, *SHAPE]"
 
 /* Defaults of `--model gaussian` (corrsde/model.h: m = 0, S0 = 0.25 ar1(0.95)). */
-#define CLI_GAUSS_MEAN 0.0
-#define CLI_GAUSS_STD 0.5
-#define CLI_GAUSS_RHO 0.95
+#define CLI_GAUSS_MEAN CSDE_MODEL_GAUSSIAN_MEAN
+#define CLI_GAUSS_STD CSDE_MODEL_GAUSSIAN_STD
+#define CLI_GAUSS_RHO CSDE_MODEL_GAUSSIAN_RHO
 
 /* --cov SPEC with method name (NULL: auto) for tau frames. */
 int cli_spec_cov(const char *cmd, const char *spec, const char *method, size_t tau,
