@@ -118,13 +118,9 @@ typedef struct {
   "file as it was. A link, device, FIFO or directory at OUT.h5 is refused, with or "        \
   "without --force"
 
-static void help(void)
+/* Usage, problem, process and solver. */
+static void help_problem_solver(const cli_common *d)
 {
-  cli_common dflt, *d = &dflt;
-  cli_common_defaults(d, DEFAULT_TAU, DEFAULT_SHAPE);
-  d->output_help = "the trajectory file (required)";
-  d->schedule_help = "the noise schedule (default vp-linear; ddpm-linear for ddpm), one of:";
-  d->force_help = FORCE_HELP;
   printf(
       "Usage: corrsde sample [options] -o OUT.h5\n"
       "\n"
@@ -187,15 +183,21 @@ static void help(void)
       "                         sample s = min(max(q_P(|x0|), 1), M), x0 <- clip(x0, -s,\n"
       "                         s) / s, q_P the P-quantile with linear interpolation\n"
       "                         (numpy's default); 0 < P <= 1 (Imagen: 0.995), M >= 1\n"
-      "                         (default inf). Not with --x0-clip, nor forward-sde\n"
+      "                         (default inf). Not with --x0-clip, nor forward-sde\n",
+      DEFAULT_STEPS);
+}
+
+/* Starting states, output (the shared options' lines from d), conditioning. */
+static void help_states_output(const cli_common *d)
+{
+  printf(
       "\n"
       "Starting states and noise:\n"
       "  -i, --init FILE[:/path]  a dataset [B, tau, *SHAPE] (default /x; a trajectory\n"
       "                         file gives its last saved state of /trajectory/x). Sizes\n"
       "                         not given on the command line are taken from it. Without\n"
       "                         --init, forward-sde and pf-ode-encode start from the\n"
-      "                         model's data law, the others from the prior N(0, C).\n"
-      "", DEFAULT_STEPS);
+      "                         model's data law, the others from the prior N(0, C).\n");
   cli_common_help(d, "seed");
   printf(
       "      --noise stream|path  stream (default): fresh noise per step, fastest;\n"
@@ -241,6 +243,11 @@ static void help(void)
       "                         same states)\n"
       "  A bad --cond/--uncond/--guidance (the file, the group, a shape) exits 2.\n",
       stdout);
+}
+
+/* Models, the file layout, examples. */
+static void help_models_layout(void)
+{
   printf("\n"
       "Models:\n"
       "  gaussian[:mean=M,std=S,rho=R]  data N(M, S^2 ar1(R) (x) I): mean 0, std 0.5,\n"
@@ -290,6 +297,18 @@ static void help(void)
       "saved before the failure, and /stats says why; SIGINT, SIGTERM and SIGHUP stop\n"
       "the run the same way) or an input is rejected; 2 for a malformed command line.\n",
       CSDE_TRAJ_COV_MAX_TAU);
+}
+
+static void help(void)
+{
+  cli_common d;
+  cli_common_defaults(&d, DEFAULT_TAU, DEFAULT_SHAPE);
+  d.output_help = "the trajectory file (required)";
+  d.schedule_help = "the noise schedule (default vp-linear; ddpm-linear for ddpm), one of:";
+  d.force_help = FORCE_HELP;
+  help_problem_solver(&d);
+  help_states_output(&d);
+  help_models_layout();
 }
 
 /* ---- parsing ---- */
@@ -372,21 +391,20 @@ static int parse_args(int argc, char **argv, sample_args *a)
       break;
     case OPT_GRID: a->grid = v; a->grid_set = 1; break;
     case OPT_RTOL:
-      if ((rc = parse_nonneg("--rtol", v, &a->rtol))) return rc;
-      a->rtol_set = 1;
+    case OPT_ATOL: { /* a number >= 0 */
+      int r = c == OPT_RTOL;
+      if ((rc = parse_nonneg(r ? "--rtol" : "--atol", v, r ? &a->rtol : &a->atol))) return rc;
+      *(r ? &a->rtol_set : &a->atol_set) = 1;
       break;
-    case OPT_ATOL:
-      if ((rc = parse_nonneg("--atol", v, &a->atol))) return rc;
-      a->atol_set = 1;
-      break;
+    }
     case OPT_T_START:
-      if ((rc = parse_time("--t-start", v, &a->t_start))) return rc;
-      a->t_start_set = 1;
+    case OPT_T_END: { /* a time in [0, 1] */
+      int ts = c == OPT_T_START;
+      if ((rc = parse_time(ts ? "--t-start" : "--t-end", v, ts ? &a->t_start : &a->t_end)))
+        return rc;
+      *(ts ? &a->t_start_set : &a->t_end_set) = 1;
       break;
-    case OPT_T_END:
-      if ((rc = parse_time("--t-end", v, &a->t_end))) return rc;
-      a->t_end_set = 1;
-      break;
+    }
     case 'i': a->init = v; break;
     case OPT_NOISE:
       if (!noise_names[0])
@@ -890,14 +908,9 @@ int cli_cmd_sample(int argc, char **argv)
   sc.quiet = a.c.quiet;
   csde_run_hooks hooks = {NULL, on_step, &sc, on_warn, NULL};
 
-  struct sigaction sa, old_int, old_term, old_hup;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
+  cli_signals sigs;
   g_signal = 0;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  sigaction(SIGHUP, &sa, &old_hup);
+  cli_signals_catch(&sigs, on_signal);
   csde_solve_stats st;
   if (!r.part.comm) {
     g_running.w = w;
@@ -907,9 +920,7 @@ int cli_cmd_sample(int argc, char **argv)
   }
   int s = csde_run_exec(r.run, r.x, w, &hooks, &st, &err);
   g_running.w = NULL;
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGTERM, &old_term, NULL);
-  sigaction(SIGHUP, &old_hup, NULL);
+  cli_signals_restore(&sigs);
   csde_run_progress_end(&sc.bar);
 
   char status[CSDE_MSG_MAX + 64], why[96] = "";

@@ -11,6 +11,7 @@
 #ifndef CSDE_CLI_OPTIONS_H
 #define CSDE_CLI_OPTIONS_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,5 +54,13 @@ int cli_common_option(const char *cmd, int c, const char *v, cli_common *o);
 /* Print the help lines of the shared options named in `names` (comma separated, in that
  * order: "model,cov,cov-method,frames,frame-shape"), with the defaults of d. */
 void cli_common_help(const cli_common *d, const char *names);
+
+/* SIGINT, SIGTERM and SIGHUP to handler for the span of a run (sa_flags 0), and the
+ * caller's handlers back after: both commands stop a run cleanly on these. */
+typedef struct {
+  struct sigaction old_int, old_term, old_hup;
+} cli_signals;
+void cli_signals_catch(cli_signals *s, void (*handler)(int));
+void cli_signals_restore(const cli_signals *s);
 
 #endif

@@ -122,13 +122,20 @@ int cli_model_has_data_law(const cli_model *m)
   return m->kind == CLI_MODEL_GAUSSIAN || m->kind == CLI_MODEL_GMM;
 }
 
-static int model_error(const char *cmd, const char *spec, const char *msg)
+/* "<flag>: <msg> (<hint>)", with the spec quoted after flag when msg does not quote it. */
+static int spec_error(const char *cmd, const char *flag, const char *spec, const char *msg,
+                      const char *hint)
 {
   if (strstr(msg, spec))
-    cli_error(cmd, "--model: %s (forms: %s)", msg, CLI_MODEL_FORMS);
+    cli_error(cmd, "%s: %s (%s)", flag, msg, hint);
   else
-    cli_error(cmd, "--model '%s': %s (forms: %s)", spec, msg, CLI_MODEL_FORMS);
+    cli_error(cmd, "%s '%s': %s (%s)", flag, spec, msg, hint);
   return CLI_EFAIL;
+}
+
+static int model_error(const char *cmd, const char *spec, const char *msg)
+{
+  return spec_error(cmd, "--model", spec, msg, "forms: " CLI_MODEL_FORMS);
 }
 
 /* The plugin behind python: models (meson.build): $CORRSDE_PYTHON_PLUGIN; else the one
@@ -262,11 +269,7 @@ void cli_init_free(cli_init *in)
 
 static int init_error(const char *cmd, const char *spec, const char *msg)
 {
-  if (strstr(msg, spec))
-    cli_error(cmd, "--init: %s (expected %s)", msg, CLI_INIT_FORMS);
-  else
-    cli_error(cmd, "--init '%s': %s (expected %s)", spec, msg, CLI_INIT_FORMS);
-  return CLI_EFAIL;
+  return spec_error(cmd, "--init", spec, msg, "expected " CLI_INIT_FORMS);
 }
 
 int cli_spec_init(const char *cmd, const char *spec, cli_init *in)
