@@ -207,6 +207,38 @@ CSDE_API int csde_model_is_gmm(const csde_model *M);
  * constant included. */
 CSDE_API int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const double *x,
                           double *logp, csde_err *err);
+/* The data law's parts, borrowed from M (valid while it lives; each pointer may be NULL):
+ * K components, cum their K cumulative normalised weights (cum[K-1] = 1), means K x tau
+ * x D (a [K, tau] mean broadcast), fac the K factors tau x tau F_k = V sqrt(max(lambda,
+ * 0)) with F_k F_k^T = S_k (made on the first call here or to csde_model_gmm_sample;
+ * CSDE_EFAILED if the eigensolver fails). CSDE_EINVAL if M is not the gmm model. */
+CSDE_API int csde_model_gmm_law(const csde_model *M, size_t *K, const double **cum,
+                                const double **means, const double **fac, csde_err *err);
+/* Draw batch samples of the data law p_0 into x (batch * tau * D): sample j (global
+ * first + b) picks component k, the first with u < cum_k (u = csde_rng_uniform(key, j),
+ * cum_k the normalised cumulative weights), then x = m_k + F_k z, z the normals (key,
+ * (j tau + row) D + pixel) (the layout of csde_cov_sample) and F_k = V sqrt(max(lambda,
+ * 0)) from S_k's eigen decomposition (made on the first draw and kept). The same bits
+ * for any batch split. CSDE_EINVAL if M is not the gmm model. */
+CSDE_API int csde_model_gmm_sample(const csde_model *M, csde_rng_key key, size_t first,
+                                   size_t batch, double *x, csde_err *err);
+
+/* ---- the built-in models from a spec string ----
+ *   gaussian[:mean=M,std=S,rho=R]  m = M everywhere, S0 = S^2 ar1(R) (S >= 0, |R| <= 1;
+ *                                  defaults below): csde_model_gaussian_alloc_spec when
+ *                                  S > 0 and |R| < 1, else the dense S^2 R^|i-j|
+ *   gaussian:file=P.h5             csde_model_gaussian_load (no other key)
+ *   gmm:file=P.h5                  csde_model_gmm_load
+ * canon receives the spec with every parameter shown (e.g.
+ * "gaussian:mean=0,std=0.5,rho=0.95"; free()). CSDE_ESPEC for a malformed spec, an
+ * unknown key or model, CSDE_EDOM for a bad std or rho, else the model's own error. C
+ * and s are borrowed by the model; tau is csde_cov_tau(C). */
+#define CSDE_MODEL_GAUSSIAN_MEAN 0.0
+#define CSDE_MODEL_GAUSSIAN_STD 0.5
+#define CSDE_MODEL_GAUSSIAN_RHO 0.95
+CSDE_API int csde_model_spec_alloc(csde_model **out, const char *spec, const csde_cov *C,
+                                   const csde_schedule *s, size_t D, char **canon,
+                                   csde_err *err);
 
 /* ---- plugins: a shared library loaded with dlopen (see corrsde/plugin.h) ----
  * args may be NULL (""). The model's name is the plugin's name (else the file name). */

@@ -25,6 +25,10 @@
 
 #include "corrsde/export.h"
 
+/* The stream of the start states a run draws (csde_run_prior, and a data law's draws by
+ * `corrsde sample`): the key {seed, CSDE_STREAM_INIT}. */
+#define CSDE_STREAM_INIT ((uint64_t)1 << 63)
+
 #ifdef __cplusplus
 extern "C" {
 #endif

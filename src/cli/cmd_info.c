@@ -14,8 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "io/h5read.h"
-#include "io/h5traj.h"
+#include "corrsde/io.h"
 
 #define CMD "info"
 

@@ -26,22 +26,17 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "cli/spec_model.h"
-#include "core/spec.h"
 #include "corrsde/cov.h"
 #include "corrsde/model.h"
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "corrsde/schedule.h"
 #include "corrsde/solve.h"
-#include "io/h5read.h"
-#include "io/h5traj.h"
-#include "noise/noise.h"
-#include "run/traj_part.h"
+#include "corrsde/io.h"
 
 #define CMD "sample"
-#define DEFAULT_MODEL "gaussian"
-#define DEFAULT_COV "ar1:rho=0.9"
 #define DEFAULT_TAU 16
 #define DEFAULT_SHAPE "32x32"
 #define DEFAULT_BATCH 4
@@ -49,24 +44,18 @@
 #define DEFAULT_SOLVER "em"
 #define DEFAULT_ADAPTIVE_SOLVER "rk45"
 #define DEFAULT_STEPS 100
-#define DEFAULT_SCHEDULE "vp-linear:bmin=0.1,bmax=20"
 #define DEFAULT_DDPM_SCHEDULE "ddpm-linear:n=1000"
 #define DEFAULT_GRID "uniform"
 #define DEFAULT_SAVE "final"
 
 enum {
-  OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_GRID, OPT_RTOL, OPT_ATOL, OPT_SCHEDULE,
-  OPT_T_START, OPT_T_END, OPT_SEED, OPT_NOISE, OPT_SAVE, OPT_DTYPE, OPT_COMPRESS,
-  OPT_PROGRESS, OPT_MAX_NFE, OPT_X0_CLIP, OPT_X0_THRESHOLD, OPT_COND, OPT_UNCOND, OPT_GUIDANCE,
-  OPT_GUIDANCE_SPLIT
+  OPT_GRID = 256, OPT_RTOL, OPT_ATOL, OPT_T_START, OPT_T_END, OPT_NOISE, OPT_SAVE, OPT_DTYPE,
+  OPT_COMPRESS, OPT_MAX_NFE, OPT_X0_CLIP, OPT_X0_THRESHOLD, OPT_COND, OPT_UNCOND,
+  OPT_GUIDANCE, OPT_GUIDANCE_SPLIT
 };
 
-static const cli_option sample_options[] = {
-  {"model", 'm', CLI_MODEL_FORMS},
-  {"cov", 'c', "a covariance spec such as ar1:rho=0.9"},
-  {"cov-method", OPT_COV_METHOD, cli_arg_cov_method},
-  {"frames", 't', "a positive integer"},
-  {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
+/* sample's own options, after the shared ones (options.h) */
+static const cli_option sample_own[] = {
   {"batch", 'b', "a positive integer"},
   {"process", 'p', cli_arg_run_process},
   {"solver", 's', "a solver name (corrsde sample --help lists them)"},
@@ -74,16 +63,13 @@ static const cli_option sample_options[] = {
   {"grid", OPT_GRID, "uniform, quadratic, karras[:rho=R], logsnr or list:t0,t1,..."},
   {"rtol", OPT_RTOL, "a number >= 0"},
   {"atol", OPT_ATOL, "a number >= 0"},
-  {"schedule", OPT_SCHEDULE, cli_arg_schedule},
   {"t-start", OPT_T_START, "a time in [0, 1]"},
   {"t-end", OPT_T_END, "a time in [0, 1]"},
-  {"seed", OPT_SEED, "a non-negative integer"},
   {"init", 'i', CLI_INIT_FORMS},
   {"noise", OPT_NOISE, "stream or path"},
   {"save", OPT_SAVE, "final, every:K or times:t1,t2,..."},
   {"dtype", OPT_DTYPE, "float32 or float64"},
   {"compress", OPT_COMPRESS, NULL},
-  {"threads", 'j', "a positive integer"},
   {"max-nfe", OPT_MAX_NFE, "a positive integer"},
   {"x0-clip", OPT_X0_CLIP, "LO,HI (two finite numbers, LO < HI)"},
   {"x0-threshold", OPT_X0_THRESHOLD, "p=P[,max=M] (0 < P <= 1, M >= 1 or inf)"},
@@ -91,11 +77,6 @@ static const cli_option sample_options[] = {
   {"uncond", OPT_UNCOND, "FILE.h5:/group (the unconditional conditioning)"},
   {"guidance", OPT_GUIDANCE, "W, w1,...,w_tau (one per frame) or linear:A,B"},
   {"guidance-split", OPT_GUIDANCE_SPLIT, NULL},
-  {"force", 'f', NULL},
-  {"progress", OPT_PROGRESS, NULL},
-  {"quiet", 'q', NULL},
-  {"output", 'o', "an output file name such as out.h5"},
-  {"help", 'h', NULL},
   {0},
 };
 
@@ -103,34 +84,42 @@ static const char *noise_names[8]; /* from the noise kinds' table, on first use 
 static const char *const dtype_names[] = {"float64", "float32", NULL};
 
 typedef struct {
-  const char *model, *cov, *cov_method, *shape_s, *process_s, *solver, *grid, *schedule;
-  const char *init, *save_s, *output;
+  cli_common c; /* model, cov, cov-method, frames, frame-shape, schedule, seed, threads,
+                   force, progress, quiet, output, help */
+  const char *process_s, *solver, *grid;
+  const char *init, *save_s;
   const char *x0_clip, *x0_threshold; /* checked as given (csde_x0_post_parse) */
   const char *cond, *uncond, *guidance; /* --cond, --uncond: FILE.h5:/group; --guidance */
   int guidance_split;
-  size_t tau, batch, D;
-  int tau_set, batch_set, shape_set;
+  size_t batch, D;
+  int batch_set;
   int shape_rank;
   size_t shape[3];
   csde_run_process process;
-  int solver_set, grid_set, schedule_set;
+  int solver_set, grid_set;
   size_t steps;
   int steps_set;
   double rtol, atol;
   int rtol_set, atol_set;
   double t_start, t_end;
   int t_start_set, t_end_set;
-  uint64_t seed;
   int noise_path;
-  int float32, compress, force, progress, quiet, help;
-  size_t threads;
+  int float32, compress;
   size_t max_nfe;
   int max_nfe_set;
 } sample_args;
 
 /* ---- help ---- */
 
-static void help(void)
+#define FORCE_HELP                                                                         \
+  "replace an existing regular OUT.h5, once the new run is viable: the run writes "         \
+  "OUT.h5.partial.XXXXXX and renames it over OUT.h5 at its first state past the start (or " \
+  "when it ends ok). A run that fails, is stopped or is killed before that leaves the old " \
+  "file as it was. A link, device, FIFO or directory at OUT.h5 is refused, with or "        \
+  "without --force"
+
+/* Usage, problem, process and solver. */
+static void help_problem_solver(const cli_common *d)
 {
   printf(
       "Usage: corrsde sample [options] -o OUT.h5\n"
@@ -139,20 +128,10 @@ static void help(void)
       "state to an HDF5 file. Every option has a default: 'corrsde sample -o out.h5'\n"
       "draws 4 videos of 16 frames of 32x32 from the gaussian model with the reverse SDE.\n"
       "\n"
-      "Problem:\n"
-      "  -m, --model SPEC       the model (default " DEFAULT_MODEL "; forms below)\n"
-      "  -c, --cov SPEC         noise covariance C along the frame axis (default "
-      DEFAULT_COV ";\n"
-      "                         see 'corrsde cov --help' for the forms)\n"
-      "");
-  cli_help_cov_methods();
-  printf(
-      "  -t, --frames TAU       frames per video (default %d)\n"
-      "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
-      "  -b, --batch B          videos per run (default %d)\n"
-      "",
-      DEFAULT_TAU, DEFAULT_BATCH);
-  cli_help_schedules("the noise schedule (default vp-linear; ddpm-linear for ddpm), one of:");
+      "Problem:\n");
+  cli_common_help(d, "model,cov,cov-method,frames,frame-shape");
+  printf("  -b, --batch B          videos per run (default %d)\n", DEFAULT_BATCH);
+  cli_common_help(d, "schedule");
   printf(
       "\n"
       "Process and solver:\n"
@@ -204,44 +183,44 @@ static void help(void)
       "                         sample s = min(max(q_P(|x0|), 1), M), x0 <- clip(x0, -s,\n"
       "                         s) / s, q_P the P-quantile with linear interpolation\n"
       "                         (numpy's default); 0 < P <= 1 (Imagen: 0.995), M >= 1\n"
-      "                         (default inf). Not with --x0-clip, nor forward-sde\n"
+      "                         (default inf). Not with --x0-clip, nor forward-sde\n",
+      DEFAULT_STEPS);
+}
+
+/* Starting states, output (the shared options' lines from d), conditioning. */
+static void help_states_output(const cli_common *d)
+{
+  printf(
       "\n"
       "Starting states and noise:\n"
       "  -i, --init FILE[:/path]  a dataset [B, tau, *SHAPE] (default /x; a trajectory\n"
       "                         file gives its last saved state of /trajectory/x). Sizes\n"
       "                         not given on the command line are taken from it. Without\n"
       "                         --init, forward-sde and pf-ode-encode start from the\n"
-      "                         model's data law, the others from the prior N(0, C).\n"
-      "      --seed K           noise seed, a non-negative integer (default 0)\n"
+      "                         model's data law, the others from the prior N(0, C).\n");
+  cli_common_help(d, "seed");
+  printf(
       "      --noise stream|path  stream (default): fresh noise per step, fastest;\n"
       "                         path: one Brownian path per seed (a Brownian tree):\n"
       "                         runs with the same seed, grid and any --steps see the\n"
       "                         same path (2^k steps of uniform, quadratic, karras or\n"
       "                         logsnr walk it at the cost of stream; other step counts\n"
-      "                         and list: grids query it, about 40x the walk's normals)\n",
-      DEFAULT_STEPS);
+      "                         and list: grids query it, about 40x the walk's normals)\n");
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("\n"
       "Output:\n"
-      "  -o, --output OUT.h5    the trajectory file (required)\n"
+      "", stdout);
+  cli_common_help(d, "output");
+  fputs(
       "      --save WHAT        final (default): the final state only;\n"
       "                         every:K: the start, every K-th step and the end;\n"
       "                         times:t1,t2,...: the states at these times (the nearest\n"
       "                         grid nodes with fixed steps) and the end\n"
       "      --dtype T          float64 (default) or float32\n"
       "      --compress         gzip + shuffle the states\n"
-      "  -f, --force            replace an existing regular OUT.h5, once the new run is\n"
-      "                         viable: the run writes OUT.h5.partial.XXXXXX and\n"
-      "                         renames it over OUT.h5 at its first state past the\n"
-      "                         start (or when it ends ok). A run that fails, is\n"
-      "                         stopped or is killed before that leaves the old file as\n"
-      "                         it was. A link, device, FIFO or directory at OUT.h5 is\n"
-      "                         refused, with or without --force\n"
-      "  -j, --threads N        OpenMP threads (default 1); the result does not depend\n"
-      "                         on N\n"
-      "      --progress         show the progress bar even when stderr is not a terminal\n"
-      "  -q, --quiet            print nothing but errors\n"
-      "  -h, --help             show this help and exit\n"
+      "", stdout);
+  cli_common_help(d, "force,threads,progress,quiet,help");
+  fputs(
       "\n"
       "Conditioning and guidance (python: and plugin: models):\n"
       "      --cond FILE.h5:/group  the model's conditioning: every dataset of the group,\n"
@@ -264,6 +243,11 @@ static void help(void)
       "                         same states)\n"
       "  A bad --cond/--uncond/--guidance (the file, the group, a shape) exits 2.\n",
       stdout);
+}
+
+/* Models, the file layout, examples. */
+static void help_models_layout(void)
+{
   printf("\n"
       "Models:\n"
       "  gaussian[:mean=M,std=S,rho=R]  data N(M, S^2 ar1(R) (x) I): mean 0, std 0.5,\n"
@@ -315,6 +299,18 @@ static void help(void)
       CSDE_TRAJ_COV_MAX_TAU);
 }
 
+static void help(void)
+{
+  cli_common d;
+  cli_common_defaults(&d, DEFAULT_TAU, DEFAULT_SHAPE);
+  d.output_help = "the trajectory file (required)";
+  d.schedule_help = "the noise schedule (default vp-linear; ddpm-linear for ddpm), one of:";
+  d.force_help = FORCE_HELP;
+  help_problem_solver(&d);
+  help_states_output(&d);
+  help_models_layout();
+}
+
 /* ---- parsing ---- */
 
 
@@ -345,43 +341,25 @@ static int parse_args(int argc, char **argv, sample_args *a)
   cli_getopt g;
   const char *v;
   int c, rc, idx;
+  cli_option opts[CLI_MAXOPT];
   memset(a, 0, sizeof *a);
-  a->model = DEFAULT_MODEL;
-  a->cov = DEFAULT_COV;
-  a->cov_method = "auto";
-  a->tau = DEFAULT_TAU;
-  a->shape_s = DEFAULT_SHAPE;
+  cli_common_defaults(&a->c, DEFAULT_TAU, DEFAULT_SHAPE);
   a->batch = DEFAULT_BATCH;
   a->process_s = DEFAULT_PROCESS;
   a->process = CSDE_RUN_REVERSE_SDE;
   a->solver = DEFAULT_SOLVER;
   a->steps = DEFAULT_STEPS;
   a->grid = DEFAULT_GRID;
-  a->schedule = DEFAULT_SCHEDULE;
   a->save_s = DEFAULT_SAVE;
-  a->threads = 1;
   a->max_nfe = csde_solve_default_params().max_nfe;
-  cli_getopt_init(&g, CMD, sample_options, argc, argv);
+  if (cli_options_join(opts, CLI_MAXOPT, sample_own)) return CLI_EFAIL;
+  cli_getopt_init(&g, CMD, opts, argc, argv);
   while ((c = cli_getopt_next(&g, &v)) != -1) {
-    switch (c) {
-    case 'm': a->model = v; break;
-    case 'c': a->cov = v; break;
-    case OPT_COV_METHOD: {
-      csde_cov_method m;
-      if (csde_cov_method_parse(v, &m, NULL)) {
-        char names[256];
-        cli_error(CMD, "--cov-method: expected one of %s, got '%s'",
-                  csde_cov_method_names(names, sizeof names), v);
-        return CLI_EUSAGE;
-      }
-      a->cov_method = v;
-      break;
+    if ((rc = cli_common_option(CMD, c, v, &a->c)) != CLI_OPT_NOT_MINE) {
+      if (rc != CLI_OPT_HANDLED) return rc;
+      continue;
     }
-    case 't':
-      if ((rc = cli_parse_size(CMD, "--frames", v, &a->tau))) return rc;
-      a->tau_set = 1;
-      break;
-    case OPT_FRAME_SHAPE: a->shape_s = v; a->shape_set = 1; break;
+    switch (c) {
     case 'b':
       if ((rc = cli_parse_size(CMD, "--batch", v, &a->batch))) return rc;
       a->batch_set = 1;
@@ -413,25 +391,20 @@ static int parse_args(int argc, char **argv, sample_args *a)
       break;
     case OPT_GRID: a->grid = v; a->grid_set = 1; break;
     case OPT_RTOL:
-      if ((rc = parse_nonneg("--rtol", v, &a->rtol))) return rc;
-      a->rtol_set = 1;
+    case OPT_ATOL: { /* a number >= 0 */
+      int r = c == OPT_RTOL;
+      if ((rc = parse_nonneg(r ? "--rtol" : "--atol", v, r ? &a->rtol : &a->atol))) return rc;
+      *(r ? &a->rtol_set : &a->atol_set) = 1;
       break;
-    case OPT_ATOL:
-      if ((rc = parse_nonneg("--atol", v, &a->atol))) return rc;
-      a->atol_set = 1;
-      break;
-    case OPT_SCHEDULE: a->schedule = v; a->schedule_set = 1; break;
+    }
     case OPT_T_START:
-      if ((rc = parse_time("--t-start", v, &a->t_start))) return rc;
-      a->t_start_set = 1;
+    case OPT_T_END: { /* a time in [0, 1] */
+      int ts = c == OPT_T_START;
+      if ((rc = parse_time(ts ? "--t-start" : "--t-end", v, ts ? &a->t_start : &a->t_end)))
+        return rc;
+      *(ts ? &a->t_start_set : &a->t_end_set) = 1;
       break;
-    case OPT_T_END:
-      if ((rc = parse_time("--t-end", v, &a->t_end))) return rc;
-      a->t_end_set = 1;
-      break;
-    case OPT_SEED:
-      if ((rc = cli_parse_u64(CMD, "--seed", v, &a->seed))) return rc;
-      break;
+    }
     case 'i': a->init = v; break;
     case OPT_NOISE:
       if (!noise_names[0])
@@ -462,28 +435,16 @@ static int parse_args(int argc, char **argv, sample_args *a)
       a->float32 = idx == 1;
       break;
     case OPT_COMPRESS: a->compress = 1; break;
-    case 'j':
-      if ((rc = cli_parse_size(CMD, "--threads", v, &a->threads))) return rc;
-      if (a->threads > 4096) {
-        cli_error(CMD, "--threads: expected a positive integer up to 4096, got '%s'", v);
-        return CLI_EUSAGE;
-      }
-      break;
     case OPT_MAX_NFE:
       if ((rc = cli_parse_size(CMD, "--max-nfe", v, &a->max_nfe))) return rc;
       a->max_nfe_set = 1;
       break;
-    case 'f': a->force = 1; break;
-    case OPT_PROGRESS: a->progress = 1; break;
-    case 'q': a->quiet = 1; break;
-    case 'o': a->output = v; break;
-    case 'h': a->help = 1; break;
     default: /* '?': the error is printed */
       return CLI_EUSAGE;
     }
   }
-  if (a->help) return CLI_OK;
-  if ((rc = cli_spec_shape(CMD, "--frame-shape", a->shape_s, &a->shape_rank, a->shape, &a->D)))
+  if (a->c.help) return CLI_OK;
+  if ((rc = cli_spec_shape(CMD, "--frame-shape", a->c.shape_s, &a->shape_rank, a->shape, &a->D)))
     return rc;
   return CLI_OK;
 }
@@ -493,11 +454,11 @@ static int check_combinations(sample_args *a)
 {
   int adaptive = a->rtol_set || a->atol_set;
   int discrete = a->process >= CSDE_RUN_DDPM;
-  if (!a->output) {
+  if (!a->c.output) {
     cli_error(CMD, "-o/--output: missing (expected an output file name such as out.h5)");
     return CLI_EUSAGE;
   }
-  if (a->progress && a->quiet) {
+  if (a->c.progress && a->c.quiet) {
     cli_error(CMD, "--progress and --quiet exclude each other (give one)");
     return CLI_EUSAGE;
   }
@@ -506,11 +467,11 @@ static int check_combinations(sample_args *a)
     cli_error(CMD, "--x0-clip and --x0-threshold exclude each other (give one)");
     return CLI_EUSAGE;
   }
-  if ((a->cond || a->uncond || a->guidance) && strncmp(a->model, "python:", 7) &&
-      strncmp(a->model, "plugin:", 7)) {
+  if ((a->cond || a->uncond || a->guidance) && strncmp(a->c.model, "python:", 7) &&
+      strncmp(a->c.model, "plugin:", 7)) {
     cli_error(CMD, "%s: the model '%s' takes no conditioning (--cond, --uncond and "
                    "--guidance are for python: and plugin: models)",
-              a->cond ? "--cond" : a->uncond ? "--uncond" : "--guidance", a->model);
+              a->cond ? "--cond" : a->uncond ? "--uncond" : "--guidance", a->c.model);
     return CLI_EUSAGE;
   }
   if (a->uncond && !a->cond) {
@@ -583,7 +544,7 @@ static int check_combinations(sample_args *a)
               csde_run_process_name(a->process), list);
     return CLI_EUSAGE;
   }
-  if (a->process == CSDE_RUN_DDPM && !a->schedule_set) a->schedule = DEFAULT_DDPM_SCHEDULE;
+  if (a->process == CSDE_RUN_DDPM && !a->c.schedule_set) a->c.schedule = DEFAULT_DDPM_SCHEDULE;
   return CLI_OK;
 }
 
@@ -599,8 +560,8 @@ static int apply_init_shape(sample_args *a, const cli_init *in)
                      "[B, tau, *SHAPE], every size >= 1)", a->init, in->dset, got, i);
       return CLI_EFAIL;
     }
-  int match = (!a->batch_set || a->batch == in->dims[0]) && (!a->tau_set || a->tau == in->dims[1]);
-  if (a->shape_set) {
+  int match = (!a->batch_set || a->batch == in->dims[0]) && (!a->c.tau_set || a->c.tau == in->dims[1]);
+  if (a->c.shape_set) {
     match = match && r == a->shape_rank;
     for (int i = 0; match && i < r; i++) match = a->shape[i] == in->dims[2 + i];
   }
@@ -608,19 +569,19 @@ static int apply_init_shape(sample_args *a, const cli_init *in)
     /* the expected shape: the file's, with the sizes the command line fixes */
     char got[128], want[128], given[160] = "";
     size_t ed[CSDE_H5_MAXRANK], o = 0;
-    int er = a->shape_set ? 2 + a->shape_rank : in->rank;
+    int er = a->c.shape_set ? 2 + a->shape_rank : in->rank;
     for (int i = 0; i < in->rank; i++) ed[i] = in->dims[i];
     if (a->batch_set) {
       ed[0] = a->batch;
       o += (size_t)snprintf(given + o, sizeof given - o, " --batch %zu", a->batch);
     }
-    if (a->tau_set) {
-      ed[1] = a->tau;
-      o += (size_t)snprintf(given + o, sizeof given - o, " --frames %zu", a->tau);
+    if (a->c.tau_set) {
+      ed[1] = a->c.tau;
+      o += (size_t)snprintf(given + o, sizeof given - o, " --frames %zu", a->c.tau);
     }
-    if (a->shape_set) {
+    if (a->c.shape_set) {
       for (int i = 0; i < a->shape_rank; i++) ed[2 + i] = a->shape[i];
-      snprintf(given + o, sizeof given - o, " --frame-shape %s", a->shape_s);
+      snprintf(given + o, sizeof given - o, " --frame-shape %s", a->c.shape_s);
     }
     csde_shape_str(in->dims, in->rank, got, sizeof got);
     csde_shape_str(ed, er, want, sizeof want);
@@ -630,8 +591,8 @@ static int apply_init_shape(sample_args *a, const cli_init *in)
     return CLI_EFAIL;
   }
   a->batch = in->dims[0];
-  a->tau = in->dims[1];
-  if (!a->shape_set) {
+  a->c.tau = in->dims[1];
+  if (!a->c.shape_set) {
     a->shape_rank = r;
     a->D = 1;
     for (int i = 0; i < r; i++) {
@@ -775,9 +736,9 @@ static csde_run_settings run_settings(const sample_args *a)
   s.atol = a->rtol_set || a->atol_set ? a->atol : 0;
   s.t_start = a->t_start_set ? a->t_start : NAN;
   s.t_end = a->t_end_set ? a->t_end : NAN;
-  s.seed = a->seed;
+  s.seed = a->c.seed;
   s.noise = a->noise_path ? "path" : "stream";
-  s.threads = (int)a->threads;
+  s.threads = (int)a->c.threads;
   s.max_nfe = a->max_nfe;
   s.save = a->save_s;
   s.x0_clip = a->x0_clip;
@@ -800,7 +761,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
   { /* the memory the run will take, checked before anything large is made: the
      * covariance, the model, the states, --init's read (csde_run_alloc checks again) */
     csde_run_settings pre = run_settings(a);
-    if ((rc = cli_check_memory(CMD, &pre, a->batch, a->tau, a->shape_rank, a->shape,
+    if ((rc = cli_check_memory(CMD, &pre, a->batch, a->c.tau, a->shape_rank, a->shape,
                                a->init ? &r->init : NULL)))
       return rc;
   }
@@ -809,17 +770,17 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
       ((rc = cli_spec_cond(CMD, "--uncond", a->uncond, a->batch, &r->uncond)) ||
        (rc = cli_cond_alike(CMD, &r->cond, &r->uncond, a->cond, a->uncond))))
     return rc;
-  if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
-  if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
-  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
+  if ((rc = cli_spec_cov(CMD, a->c.cov, a->c.cov_method, a->c.tau, &r->C))) return rc;
+  if ((rc = cli_spec_schedule(CMD, a->c.schedule, &r->sched))) return rc;
+  if ((rc = cli_spec_model(CMD, a->c.model, r->C, r->sched, a->c.tau, a->shape_rank, a->shape,
                            a->batch, csde_run_process_name(a->process), &r->model)))
     return rc;
   /* every process but forward-sde asks for the score: build its dense parts now, so that
    * a clip too long for them is refused here, with its size, not mid-solve */
   if (a->process != CSDE_RUN_FORWARD_SDE && (rc = cli_model_prepare_score(CMD, &r->model)))
     return rc;
-  if (r->model.kind == CLI_MODEL_GAUSSIAN && a->threads > 1 && /* the built-in's own tiles */
-      csde_model_gaussian_set_threads(r->model.model, (int)a->threads, &err)) {
+  if (r->model.kind == CLI_MODEL_GAUSSIAN && a->c.threads > 1 && /* the built-in's own tiles */
+      csde_model_gaussian_set_threads(r->model.model, (int)a->c.threads, &err)) {
     cli_error(CMD, "%s", err.msg);
     return CLI_EFAIL;
   }
@@ -837,7 +798,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
     s.first_sample = r->part.count ? r->part.first : a->batch;
   }
   s.model_spec = r->model.spec;
-  s.cov_method = a->cov_method;
+  s.cov_method = a->c.cov_method;
   s.cond = a->cond ? &r->cond.group : NULL;
   s.uncond = a->uncond ? &r->uncond.group : NULL;
   s.command_line = r->cmdline ? r->cmdline : "";
@@ -864,7 +825,7 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
     cli_error(CMD, "--batch: out of memory for %zu values", n);
     return CLI_EFAIL;
   }
-  csde_rng_key key = {a->seed, CSDE_STREAM_INIT};
+  csde_rng_key key = {a->c.seed, CSDE_STREAM_INIT};
   if (a->init) {
     double *v = NULL;
     if ((rc = cli_init_read(CMD, a->init, &r->init, &v))) return rc;
@@ -885,9 +846,9 @@ static int build(sample_args *a, sample_run *r, int argc, char **argv)
       return CLI_EUSAGE;
     }
     if (cli_model_sample_data(&r->model, key, s.first_sample, batch, r->x, &err))
-      return cli_lib_error(CMD, "--model", a->model, &err);
+      return cli_lib_error(CMD, "--model", a->c.model, &err);
   } else if (csde_run_prior(r->run, r->x, &err)) {
-    return cli_lib_error(CMD, "--cov", a->cov, &err);
+    return cli_lib_error(CMD, "--cov", a->c.cov, &err);
   }
   return CLI_OK;
 }
@@ -898,7 +859,7 @@ static void shape_text(const sample_args *a, char *buf, size_t len)
 {
   size_t d[CSDE_H5_MAXRANK];
   d[0] = a->batch;
-  d[1] = a->tau;
+  d[1] = a->c.tau;
   for (int i = 0; i < a->shape_rank; i++) d[2 + i] = a->shape[i];
   csde_shape_str(d, 2 + a->shape_rank, buf, len);
 }
@@ -909,19 +870,19 @@ int cli_cmd_sample(int argc, char **argv)
   sample_run r;
   memset(&r, 0, sizeof r);
   int rc = parse_args(argc, argv, &a);
-  if (rc || a.help) {
+  if (rc || a.c.help) {
     if (!rc && cli_rank == 0) help(); /* corrsde-mpi: once */
     return rc;
   }
-  if ((rc = check_combinations(&a)) || (rc = cli_check_output(CMD, "-o", a.output, a.force)) ||
+  if ((rc = check_combinations(&a)) || (rc = cli_check_output(CMD, "-o", a.c.output, a.c.force)) ||
       (rc = build(&a, &r, argc, argv))) {
     run_free(&r);
     return rc;
   }
-  if (cli_size > 1) cli_warn_bound_threads(CMD, a.threads);
+  if (cli_size > 1) cli_warn_bound_threads(CMD, a.c.threads);
   if (cli_sync && (cli_sync(CLI_OK) >= 0 || /* every rank has built its run, or none starts */
-                   cli_agree(CMD, &(cli_settings){.run = r.run, .batch = a.batch, .cov = a.cov,
-                                 .model = a.model, .init = a.init, .output = a.output}))) {
+                   cli_agree(CMD, &(cli_settings){.run = r.run, .batch = a.batch, .cov = a.c.cov,
+                                 .model = a.c.model, .init = a.init, .output = a.c.output}))) {
     run_free(&r);
     return CLI_EFAIL;
   }
@@ -929,11 +890,11 @@ int cli_cmd_sample(int argc, char **argv)
   /* the file, whole, before the solve (corrsde-mpi: every rank, each for its samples) */
   csde_err err;
   csde_err_clear(&err);
-  csde_traj_options to = {a.float32, a.compress, a.force, &g_signal};
+  csde_traj_options to = {a.float32, a.compress, a.c.force, &g_signal};
   csde_traj *w = NULL;
-  if (r.part.comm ? csde_traj_create_part(&w, a.output, r.run, &to, &r.part, &err)
-                  : csde_traj_create(&w, a.output, r.run, &to, &err)) {
-    cli_error(CMD, "-o '%s': %s", a.output, err.msg);
+  if (r.part.comm ? csde_traj_create_part(&w, a.c.output, r.run, &to, &r.part, &err)
+                  : csde_traj_create(&w, a.c.output, r.run, &to, &err)) {
+    cli_error(CMD, "-o '%s': %s", a.c.output, err.msg);
     run_free(&r);
     return CLI_EFAIL;
   }
@@ -943,30 +904,23 @@ int cli_cmd_sample(int argc, char **argv)
   memset(&sc, 0, sizeof sc);
   sc.w = w;
   csde_run_progress_init(&sc.bar, r.run,
-                         cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO)));
-  sc.quiet = a.quiet;
+                         cli_rank == 0 && !a.c.quiet && (a.c.progress || isatty(STDERR_FILENO)));
+  sc.quiet = a.c.quiet;
   csde_run_hooks hooks = {NULL, on_step, &sc, on_warn, NULL};
 
-  struct sigaction sa, old_int, old_term, old_hup;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
+  cli_signals sigs;
   g_signal = 0;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  sigaction(SIGHUP, &sa, &old_hup);
+  cli_signals_catch(&sigs, on_signal);
   csde_solve_stats st;
   if (!r.part.comm) {
     g_running.w = w;
-    g_running.output = a.output;
+    g_running.output = a.c.output;
     g_running.step = 0;
     if (!g_running.registered) g_running.registered = atexit(on_exit_during_run) == 0;
   }
   int s = csde_run_exec(r.run, r.x, w, &hooks, &st, &err);
   g_running.w = NULL;
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGTERM, &old_term, NULL);
-  sigaction(SIGHUP, &old_hup, NULL);
+  cli_signals_restore(&sigs);
   csde_run_progress_end(&sc.bar);
 
   char status[CSDE_MSG_MAX + 64], why[96] = "";
@@ -990,24 +944,24 @@ int cli_cmd_sample(int argc, char **argv)
   kept_old = kept_old && failed;
   if (failed && kept_old) {
     cli_error(CMD, "%s (the run %s before it could replace '%s': it is kept as it was)",
-              status, g_signal ? "was stopped" : "failed", a.output);
+              status, g_signal ? "was stopped" : "failed", a.c.output);
     rc = CLI_EFAIL;
   } else if (failed) {
     cli_error(CMD, "%s (%zu saved state%s kept in '%s')", status, saved, saved == 1 ? "" : "s",
-              a.output);
-    if (ws) cli_error(CMD, "-o '%s': %s", a.output, werr.msg);
+              a.c.output);
+    if (ws) cli_error(CMD, "-o '%s': %s", a.c.output, werr.msg);
     rc = CLI_EFAIL;
   } else if (ws) {
-    cli_error(CMD, "-o '%s': %s", a.output, werr.msg);
+    cli_error(CMD, "-o '%s': %s", a.c.output, werr.msg);
     rc = CLI_EFAIL;
   } else {
     rc = CLI_OK;
-    if (!a.quiet && cli_rank == 0) {
+    if (!a.c.quiet && cli_rank == 0) {
       char shape[128];
       shape_text(&a, shape, sizeof shape);
       const csde_run_settings *rs = csde_run_settings_of(r.run);
       int discrete = a.process >= CSDE_RUN_DDPM;
-      printf("wrote %s: %zu saved state%s of %s (%s)", a.output, saved, saved == 1 ? "" : "s",
+      printf("wrote %s: %zu saved state%s of %s (%s)", a.c.output, saved, saved == 1 ? "" : "s",
              shape, a.float32 ? "float32" : "float64");
       if (cli_size > 1) printf(", from %d ranks", cli_size);
       printf("\n");

@@ -20,8 +20,7 @@
 #include "corrsde/run.h"
 #include "corrsde/schedule.h"
 #include "corrsde/status.h"
-#include "io/h5traj.h"
-#include "io/outfile.h"
+#include "corrsde/io.h"
 
 static int cmd_help(int argc, char **argv);
 

@@ -49,7 +49,6 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/smallmm.h"
 #include "corrsde/converge.h"
 #include "corrsde/model.h"
 #include "corrsde/run.h"

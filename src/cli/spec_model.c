@@ -9,14 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <gsl/gsl_eigen.h>
-#include <gsl/gsl_errno.h>
-#include <gsl/gsl_matrix.h>
-
 #include "cli/cli.h"
 #include "cli/spec_model.h"
-#include "core/spec.h"
-#include "io/h5read.h"
+#include "corrsde/io.h"
 
 /* ---- --cov, --schedule, --frame-shape ---- */
 
@@ -103,43 +98,11 @@ int cli_spec_shape(const char *cmd, const char *flag, const char *s, int *rank,
 
 /* ---- --model ---- */
 
-static char *fmt_spec(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static char *fmt_spec(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (!s) return NULL;
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
-/* The shortest "%.*g" of v that reads back exactly. */
-static void short_g(double v, char *buf, size_t len)
-{
-  for (int p = 1; p <= 17; p++) {
-    snprintf(buf, len, "%.*g", p, v);
-    if (strtod(buf, NULL) == v) return;
-  }
-}
-
 void cli_model_free(cli_model *m)
 {
   if (!m) return;
   csde_model_free(m->model);
   free(m->spec);
-  free(m->cum);
-  free(m->means);
-  free(m->fac);
   memset(m, 0, sizeof *m);
 }
 
@@ -159,97 +122,20 @@ int cli_model_has_data_law(const cli_model *m)
   return m->kind == CLI_MODEL_GAUSSIAN || m->kind == CLI_MODEL_GMM;
 }
 
-static int model_error(const char *cmd, const char *spec, const char *msg)
+/* "<flag>: <msg> (<hint>)", with the spec quoted after flag when msg does not quote it. */
+static int spec_error(const char *cmd, const char *flag, const char *spec, const char *msg,
+                      const char *hint)
 {
   if (strstr(msg, spec))
-    cli_error(cmd, "--model: %s (forms: %s)", msg, CLI_MODEL_FORMS);
+    cli_error(cmd, "%s: %s (%s)", flag, msg, hint);
   else
-    cli_error(cmd, "--model '%s': %s (forms: %s)", spec, msg, CLI_MODEL_FORMS);
+    cli_error(cmd, "%s '%s': %s (%s)", flag, spec, msg, hint);
   return CLI_EFAIL;
 }
 
-/* The gmm's sampler: weights, means and eigen factors V sqrt(max(S, 0)) of each
- * component's frame covariance, read from the file the model was loaded from. */
-static int gmm_prepare(cli_model *m, const char *path, csde_err *err)
+static int model_error(const char *cmd, const char *spec, const char *msg)
 {
-  double *w = NULL, *mu = NULL, *S = NULL;
-  int rw, rm, rs, s;
-  size_t dw[4], dm[4], ds[4], tau = m->tau, D = m->D;
-  if ((s = csde_h5_read(path, "/weights", &w, &rw, dw, err))) goto done;
-  if ((s = csde_h5_read(path, "/means", &mu, &rm, dm, err))) goto done;
-  if ((s = csde_h5_read(path, "/frame_covs", &S, &rs, ds, err))) goto done;
-  size_t K = rw == 1 ? dw[0] : 0;
-  int full = rm == 3 && dm[0] == K && dm[1] == tau && dm[2] == D;
-  int perframe = rm == 2 && dm[0] == K && dm[1] == tau;
-  if (K == 0 || !(full || perframe) || rs != 3 || ds[0] != K || ds[1] != tau ||
-      ds[2] != tau) {
-    s = csde_err_set(err, CSDE_EBADLEN,
-                     "'%s': /weights, /means, /frame_covs do not have the shapes [K], "
-                     "[K, %zu, %zu] or [K, %zu], [K, %zu, %zu]",
-                     path, tau, D, tau, tau, tau);
-    goto done;
-  }
-  m->K = K;
-  m->cum = malloc(K * sizeof *m->cum);
-  m->means = malloc(K * tau * D * sizeof *m->means);
-  m->fac = malloc(K * tau * tau * sizeof *m->fac);
-  gsl_matrix *A = gsl_matrix_alloc(tau, tau), *V = gsl_matrix_alloc(tau, tau);
-  gsl_vector *e = gsl_vector_alloc(tau);
-  gsl_eigen_symmv_workspace *ws = gsl_eigen_symmv_alloc(tau);
-  if (!m->cum || !m->means || !m->fac || !A || !V || !e || !ws) {
-    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gmm sampler");
-    goto free_gsl;
-  }
-  double total = 0, wmax = 0;
-  for (size_t k = 0; k < K; k++) {
-    if (!(w[k] >= 0) || !isfinite(w[k])) {
-      s = csde_err_set(err, CSDE_EDOM, "'%s': weight %zu is %g", path, k, w[k]);
-      goto free_gsl;
-    }
-    wmax = fmax(wmax, w[k]);
-  }
-  if (!(wmax > 0)) {
-    s = csde_err_set(err, CSDE_EDOM, "'%s': every weight is 0", path);
-    goto free_gsl;
-  }
-  /* cum_k = sum_{j<=k} w_j / sum_j w_j, each w_j divided by wmax first: the sums stay in
-   * [0, K], so weights near DBL_MAX cannot overflow */
-  for (size_t k = 0; k < K; k++) total += w[k] / wmax;
-  double acc = 0;
-  for (size_t k = 0; k < K; k++) {
-    acc += w[k] / wmax;
-    m->cum[k] = acc / total;
-  }
-  m->cum[K - 1] = 1.0;
-  for (size_t k = 0; k < K; k++)
-    for (size_t r = 0; r < tau; r++)
-      for (size_t p = 0; p < D; p++)
-        m->means[(k * tau + r) * D + p] = full ? mu[(k * tau + r) * D + p] : mu[k * tau + r];
-  for (size_t k = 0; k < K; k++) {
-    memcpy(A->data, S + k * tau * tau, tau * tau * sizeof(double));
-    gsl_error_handler_t *old = gsl_set_error_handler_off();
-    int es = gsl_eigen_symmv(A, e, V, ws);
-    gsl_set_error_handler(old);
-    if (es) {
-      s = csde_err_set(err, CSDE_EFAILED, "'%s': eigensolver failed on /frame_covs[%zu]",
-                       path, k);
-      goto free_gsl;
-    }
-    double *F = m->fac + k * tau * tau; /* F = V sqrt(max(lambda, 0)) */
-    for (size_t i = 0; i < tau; i++)
-      for (size_t j = 0; j < tau; j++)
-        F[i * tau + j] = gsl_matrix_get(V, i, j) * sqrt(fmax(gsl_vector_get(e, j), 0.0));
-  }
-free_gsl:
-  gsl_matrix_free(A);
-  gsl_matrix_free(V);
-  gsl_vector_free(e);
-  gsl_eigen_symmv_free(ws);
-done:
-  free(w);
-  free(mu);
-  free(S);
-  return s;
+  return spec_error(cmd, "--model", spec, msg, "forms: " CLI_MODEL_FORMS);
 }
 
 /* The plugin behind python: models (meson.build): $CORRSDE_PYTHON_PLUGIN; else the one
@@ -348,107 +234,27 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
     return CLI_OK;
   }
 
-  csde_spec sp;
-  if (csde_spec_parse(spec, "model spec", &sp, &err)) return model_error(cmd, spec, err.msg);
-  int st = CSDE_SUCCESS;
-  if (!strcmp(sp.name, "gaussian")) {
-    static const char *const keys[] = {"mean", "std", "rho", "file", NULL};
-    if ((st = csde_spec_check_keys(&sp, keys, &err))) goto lib_fail;
-    const char *file = csde_spec_get(&sp, "file");
-    m->kind = CLI_MODEL_GAUSSIAN;
-    if (file) {
-      if (sp.n > 1)
-        return model_error(cmd, spec, "gaussian:file=P.h5 takes no other parameter");
-      if ((st = csde_model_gaussian_load(&m->model, file, C, s, D, &err))) goto lib_fail;
-      m->spec = fmt_spec("gaussian:file=%s", file);
-    } else {
-      double mean, sd, rho;
-      if ((st = csde_spec_double(&sp, "mean", CLI_GAUSS_MEAN, &mean, &err)) ||
-          (st = csde_spec_double(&sp, "std", CLI_GAUSS_STD, &sd, &err)) ||
-          (st = csde_spec_double(&sp, "rho", CLI_GAUSS_RHO, &rho, &err)))
-        goto lib_fail;
-      if (!(sd >= 0))
-        return model_error(cmd, spec, "gaussian: std must be >= 0");
-      if (!(rho >= -1 && rho <= 1))
-        return model_error(cmd, spec, "gaussian: rho must be in [-1, 1]");
-      if (sd > 0 && rho > -1 && rho < 1) {
-        /* S0 = std^2 ar1(rho) as an operator: the data law is sampled through it (embed
-         * for long clips, nothing tau x tau), the score's dense parts made on first use */
-        char s0[64];
-        snprintf(s0, sizeof s0, "ar1:rho=%.17g", rho);
-        st = csde_model_gaussian_alloc_spec(&m->model, C, s, D, &mean, 1, s0, sd * sd, &err);
-      } else { /* std = 0 or |rho| = 1: a singular S0, only as a dense matrix */
-        if (tau > CSDE_MODEL_DENSE_MAX_TAU) {
-          st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, NULL, &err);
-          goto lib_fail;
-        }
-        double *S0 = malloc(tau * tau * sizeof *S0);
-        if (!S0) return model_error(cmd, spec, "out of memory");
-        for (size_t i = 0; i < tau; i++) /* S0 = std^2 ar1(rho): std^2 rho^|i-j| */
-          for (size_t j = 0; j < tau; j++)
-            S0[i * tau + j] = sd * sd * pow(rho, (double)(i > j ? i - j : j - i));
-        st = csde_model_gaussian_alloc(&m->model, C, s, D, &mean, 1, S0, &err);
-        free(S0);
-      }
-      if (st) goto lib_fail;
-      char a[32], b[32], c[32];
-      short_g(mean, a, sizeof a);
-      short_g(sd, b, sizeof b);
-      short_g(rho, c, sizeof c);
-      m->spec = fmt_spec("gaussian:mean=%s,std=%s,rho=%s", a, b, c);
-    }
-  } else if (!strcmp(sp.name, "gmm")) {
-    static const char *const keys[] = {"file", NULL};
-    if ((st = csde_spec_check_keys(&sp, keys, &err))) goto lib_fail;
-    const char *file = csde_spec_get(&sp, "file");
-    if (!file) return model_error(cmd, spec, "gmm needs its parameters: gmm:file=P.h5");
-    m->kind = CLI_MODEL_GMM;
-    if ((st = csde_model_gmm_load(&m->model, file, C, s, D, &err))) goto lib_fail;
-    if ((st = gmm_prepare(m, file, &err))) goto lib_fail;
-    m->spec = fmt_spec("gmm:file=%s", file);
-  } else {
-    char msg[160];
-    snprintf(msg, sizeof msg, "unknown model '%s'", sp.name);
-    return model_error(cmd, spec, msg);
-  }
-  if (!m->spec) {
+  char *canon = NULL;
+  int st = csde_model_spec_alloc(&m->model, spec, C, s, D, &canon, &err);
+  if (!st && csde_model_is_gmm(m->model))
+    st = csde_model_gmm_law(m->model, &m->K, &m->cum, &m->means, &m->fac, &err);
+  if (st) {
+    free(canon);
     cli_model_free(m);
-    return model_error(cmd, spec, "out of memory");
+    return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
   }
+  m->kind = csde_model_is_gmm(m->model) ? CLI_MODEL_GMM : CLI_MODEL_GAUSSIAN;
+  m->spec = canon;
   return CLI_OK;
-lib_fail:
-  cli_model_free(m);
-  return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
 }
 
 int cli_model_sample_data(const cli_model *m, csde_rng_key key, size_t first, size_t batch,
                           double *x, csde_err *err)
 {
-  size_t tau = m->tau, D = m->D, n = tau * D;
   if (m->kind == CLI_MODEL_GAUSSIAN)
     return csde_model_gaussian_sample(m->model, 0.0, key, first, batch, x, err);
-  if (m->kind != CLI_MODEL_GMM)
-    return csde_err_set(err, CSDE_ENOTSUP, "model '%s' has no data law to sample", m->spec);
-  double *z = malloc(n * sizeof *z);
-  if (!z) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", n);
-  for (size_t b = 0; b < batch; b++) {
-    uint64_t j = (uint64_t)(first + b);
-    double u;
-    csde_rng_uniform(key, j, 1, &u); /* component: the first k with u < cum[k] */
-    size_t k = 0;
-    while (k + 1 < m->K && !(u < m->cum[k])) k++;
-    csde_rng_normal(key, j * n, n, z); /* index (j tau + row) D + pixel */
-    const double *F = m->fac + k * tau * tau, *mu = m->means + k * n;
-    double *xb = x + b * n;
-    for (size_t r = 0; r < tau; r++) /* x = m_k + F_k z along the frame axis */
-      for (size_t p = 0; p < D; p++) {
-        double v = mu[r * D + p];
-        for (size_t c = 0; c < tau; c++) v += F[r * tau + c] * z[c * D + p];
-        xb[r * D + p] = v;
-      }
-  }
-  free(z);
-  return CSDE_SUCCESS;
+  if (m->kind == CLI_MODEL_GMM) return csde_model_gmm_sample(m->model, key, first, batch, x, err);
+  return csde_err_set(err, CSDE_ENOTSUP, "model '%s' has no data law to sample", m->spec);
 }
 
 /* ---- --init ---- */
@@ -463,11 +269,7 @@ void cli_init_free(cli_init *in)
 
 static int init_error(const char *cmd, const char *spec, const char *msg)
 {
-  if (strstr(msg, spec))
-    cli_error(cmd, "--init: %s (expected %s)", msg, CLI_INIT_FORMS);
-  else
-    cli_error(cmd, "--init '%s': %s (expected %s)", spec, msg, CLI_INIT_FORMS);
-  return CLI_EFAIL;
+  return spec_error(cmd, "--init", spec, msg, "expected " CLI_INIT_FORMS);
 }
 
 int cli_spec_init(const char *cmd, const char *spec, cli_init *in)

@@ -24,7 +24,7 @@
 #include "corrsde/rng.h"
 #include "corrsde/run.h"
 #include "corrsde/schedule.h"
-#include "io/h5traj.h"
+#include "corrsde/io.h"
 
 /* The forms each flag accepts, for help texts and messages. */
 #define CLI_MODEL_FORMS \
@@ -36,9 +36,9 @@
 #define CLI_INIT_FORMS "FILE.h5 or FILE.h5:/dataset holding [B, tau, *SHAPE]"
 
 /* Defaults of `--model gaussian` (corrsde/model.h: m = 0, S0 = 0.25 ar1(0.95)). */
-#define CLI_GAUSS_MEAN 0.0
-#define CLI_GAUSS_STD 0.5
-#define CLI_GAUSS_RHO 0.95
+#define CLI_GAUSS_MEAN CSDE_MODEL_GAUSSIAN_MEAN
+#define CLI_GAUSS_STD CSDE_MODEL_GAUSSIAN_STD
+#define CLI_GAUSS_RHO CSDE_MODEL_GAUSSIAN_RHO
 
 /* --cov SPEC with method name (NULL: auto) for tau frames. */
 int cli_spec_cov(const char *cmd, const char *spec, const char *method, size_t tau,
@@ -58,11 +58,11 @@ typedef struct {
   cli_model_kind kind;
   char *spec;          /* canonical: every parameter shown, e.g. gaussian:mean=0,std=0.5,rho=0.95 */
   size_t tau, D;
-  /* gmm: what the data-law sampler needs */
+  /* gmm: its data law, borrowed from the model (csde_model_gmm_law) */
   size_t K;
-  double *cum;         /* K cumulative weights, cum[K-1] = 1 */
-  double *means;       /* K x tau x D */
-  double *fac;         /* K factors tau x tau, F F^T = S_k */
+  const double *cum;   /* K cumulative weights, cum[K-1] = 1 */
+  const double *means; /* K x tau x D */
+  const double *fac;   /* K factors tau x tau, F F^T = S_k */
 } cli_model;
 
 /* --model SPEC for tau frames of the frame shape (rank sizes, D their product); C and s
@@ -82,14 +82,8 @@ int cli_model_prepare_score(const char *cmd, cli_model *m);
 /* 1 if the model can draw from its data law p_0 (gaussian, gmm; not plugins). */
 int cli_model_has_data_law(const cli_model *m);
 
-/* Draw batch samples of p_0 into x (batch * tau * D): gaussian through
- * csde_model_gaussian_sample(t = 0) (for gaussian[:mean,std,rho] with std > 0 and
- * |rho| < 1 the model is csde_model_gaussian_alloc_spec's: S0 = std^2 ar1(rho) as a
- * covariance operator, so the data law costs FFTs at any tau and the score's dense
- * parts are made on first use; call csde_model_gaussian_prepare before a solve that
- * evaluates the score to get its error, CSDE_ENOMEM above CSDE_MODEL_DENSE_MAX_TAU); gmm: sample j (global first + b) picks component k
- * with the uniform (key, j), then x = m_k + F_k z with z the normals (key, (j tau + row)
- * D + pixel), the layout of csde_cov_sample. The same bits for any batch split. */
+/* Draw batch samples of p_0 into x (batch * tau * D): csde_model_gaussian_sample(t = 0)
+ * or csde_model_gmm_sample (corrsde/model.h); the same bits for any batch split. */
 int cli_model_sample_data(const cli_model *m, csde_rng_key key, size_t first, size_t batch,
                           double *x, csde_err *err);
 

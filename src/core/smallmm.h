@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "corrsde/run.h"
+
 /* The largest tau for which each kernel is used; BLAS above it. Measured (bench/README.md):
  * `corrsde-bench cov`'s second table, the kernel against BLAS on y = A x (AVX-512: 1.3x to
  * 1.9x OpenBLAS's dgemm from tau = 32 to 256, 0.8x-1.0x at tau <= 16 with the operands hot
@@ -28,8 +30,8 @@ int csde_smallmm_runs(int kernel);
 
 /* The largest tau for which `kernel` is used (0 for CSDE_SMALLMM_NONE). */
 size_t csde_smallmm_max_tau(int kernel);
-/* 1 when the small kernel in use computes an m x m product (m <= its max tau). */
-int csde_smallmm_use(size_t m);
+/* 1 when the small kernel in use computes an m x m product (m <= its max tau):
+ * csde_smallmm_use, public in corrsde/run.h. */
 
 /* For i < m, c < nc:
  *   acc = sum_{j < k} A[i][j] z[j][c], one fma per term, j in order, from acc = 0

@@ -3,12 +3,13 @@
 #define CSDE_IO_H5READ_H
 
 #include <stddef.h>
+#include "corrsde/io.h"
 #include "corrsde/status.h"
 
 /* Read dataset `dset` of HDF5 file `path` as doubles into a new array (free with free()).
  * rank receives the rank (at most 4), dims the shape. An error (CSDE_EIO, CSDE_EBADLEN or
  * CSDE_ENOMEM) with the path, dataset and reason on any failure: this is
- * csde_h5_read_array (io/h5traj_read.h, with every check on a hostile file) with
+ * csde_h5_read_array (corrsde/io.h, with every check on a hostile file) with
  * max_rank 4 and the default bound on the bytes read; a caller with a bound of its own
  * calls that. */
 int csde_h5_read(const char *path, const char *dset, double **out, int *rank,
@@ -36,11 +37,6 @@ int csde_text_read(const char *path, double **out, size_t *n, csde_err *err);
  * the entry's 1-based position. */
 int csde_list_check_entries(const char *s, size_t len, csde_err *err);
 
-/* Split "F.h5:/dataset" at the ':' before the last '/' section: 1 if it has that form
- * (path and dset filled, at most len-1 characters each), 0 otherwise. */
-int csde_split_h5_path(const char *s, char *path, size_t plen, char *dset, size_t dlen);
-
-/* Format a shape as "[3, 4]" into buf. */
-void csde_shape_str(const size_t *dims, int rank, char *buf, size_t len);
+/* csde_split_h5_path and csde_shape_str: corrsde/io.h. */
 
 #endif

@@ -172,10 +172,6 @@ void csde_h5traj_discard(csde_h5traj *w);
 /* w as the writer of /parameters and /covariance (io/h5meta.h; its groups exist). */
 csde_h5sink csde_h5traj_sink(csde_h5traj *w);
 
-/* For programs, not the library (it changes HDF5 for the whole process): HDF5 1.10
- * installs an exit handler that closes open files again, and it crashes on a file whose
- * close failed (a write that could not be undone). Programs close every file themselves,
- * so they turn the handler off. Call before any other HDF5 call. */
-void csde_h5_program_init(void);
+/* csde_h5_program_init: corrsde/io.h. */
 
 #endif

@@ -25,7 +25,11 @@
 #include <string.h>
 
 #include <gsl/gsl_cblas.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_matrix.h>
 
+#include "core/linalg.h"
 #include "core/util.h"
 #include "io/h5read.h"
 #include "model/model_internal.h"
@@ -48,6 +52,9 @@ typedef struct {
   size_t kfail;           /* the component whose Sigma_k,t last failed to factor */
   double *lr;             /* K: log w_k + log N_k of the current block */
   double *z, *g;          /* tau x D */
+  /* the data law's sampler (csde_model_gmm_sample) */
+  double *cum;            /* K cumulative weights, cum[K-1] = 1 */
+  double *fac;            /* K factors tau x tau, F F^T = S_k; NULL until the first draw */
 } gmm;
 
 static void gmm_free(void *p)
@@ -63,6 +70,8 @@ static void gmm_free(void *p)
   csde_free(G->lr);
   csde_free(G->z);
   csde_free(G->g);
+  csde_free(G->cum);
+  csde_free(G->fac);
   free(G);
 }
 
@@ -192,13 +201,21 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
   G->lr = csde_alloc(K, sizeof(double));
   G->z = csde_alloc(bs, sizeof(double));
   G->g = csde_alloc(bs, sizeof(double));
-  if (!G->logw || !G->m || !G->S || !G->Cm || !G->L || !G->ldet || !G->lr || !G->z || !G->g) {
+  G->cum = csde_alloc(K, sizeof(double));
+  if (!G->logw || !G->m || !G->S || !G->Cm || !G->L || !G->ldet || !G->lr || !G->z || !G->g ||
+      !G->cum) {
     st = csde_err_set(err, CSDE_ENOMEM,
                       "out of memory for the gmm model (K = %zu, tau = %zu, D = %zu)", K, tau, D);
     goto fail;
   }
   for (size_t k = 0; k < K; k++) /* log(w_k / sum w) = log(w_k / wmax) - log(sum w / wmax) */
     G->logw[k] = log(weights[k] / wmax) - log(wsum);
+  double acc = 0; /* cum_k = sum_{j<=k} (w_j / wmax) / sum_j (w_j / wmax) */
+  for (size_t k = 0; k < K; k++) {
+    acc += weights[k] / wmax;
+    G->cum[k] = acc / wsum;
+  }
+  G->cum[K - 1] = 1.0;
   for (size_t k = 0; k < K; k++) /* m_k as tau x D (broadcast a [K, tau] mean) */
     for (size_t i = 0; i < tau; i++)
       for (size_t p = 0; p < D; p++)
@@ -247,6 +264,95 @@ int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const dou
   size_t bs = G->tau * G->D;
   double sa = sqrt(csde_schedule_abar(G->s, t));
   for (size_t b = 0; b < batch; b++) logp[b] = block_terms(G, x + b * bs, sa);
+  return CSDE_SUCCESS;
+}
+
+/* The factors F_k = V sqrt(max(lambda, 0)) of S_k = V diag(lambda) V^T (GSL's symmetric
+ * eigensolver), made on the first draw. */
+static int gmm_factors(gmm *G, csde_err *err)
+{
+  size_t tau = G->tau, nn = tau * tau;
+  int s = CSDE_SUCCESS;
+  double *fac = csde_alloc(G->K * nn, sizeof(double));
+  gsl_matrix *A = gsl_matrix_alloc(tau, tau), *V = gsl_matrix_alloc(tau, tau);
+  gsl_vector *e = gsl_vector_alloc(tau);
+  gsl_eigen_symmv_workspace *ws = gsl_eigen_symmv_alloc(tau);
+  if (!fac || !A || !V || !e || !ws) {
+    s = csde_err_set(err, CSDE_ENOMEM, "out of memory for the gmm sampler");
+    goto done;
+  }
+  for (size_t k = 0; k < G->K; k++) {
+    memcpy(A->data, G->S + k * nn, nn * sizeof(double));
+    csde_gsl_quiet_begin();
+    int es = gsl_eigen_symmv(A, e, V, ws);
+    csde_gsl_quiet_end();
+    if (es) {
+      s = csde_err_set(err, CSDE_EFAILED, "gmm model: eigensolver failed on component %zu's "
+                       "covariance", k);
+      goto done;
+    }
+    double *F = fac + k * nn;
+    for (size_t i = 0; i < tau; i++)
+      for (size_t j = 0; j < tau; j++)
+        F[i * tau + j] = gsl_matrix_get(V, i, j) * sqrt(fmax(gsl_vector_get(e, j), 0.0));
+  }
+  G->fac = fac;
+  fac = NULL;
+done:
+  csde_free(fac);
+  gsl_matrix_free(A);
+  gsl_matrix_free(V);
+  gsl_vector_free(e);
+  gsl_eigen_symmv_free(ws);
+  return s;
+}
+
+int csde_model_gmm_law(const csde_model *M, size_t *K, const double **cum,
+                       const double **means, const double **fac, csde_err *err)
+{
+  if (!csde_model_is_gmm(M))
+    return csde_err_set(err, CSDE_EINVAL, "gmm law: model '%s' is not the built-in gmm model",
+                        M ? M->name : "(null)");
+  gmm *G = M->priv;
+  int s;
+  if (!G->fac && (s = gmm_factors(G, err))) return s;
+  if (K) *K = G->K;
+  if (cum) *cum = G->cum;
+  if (means) *means = G->m;
+  if (fac) *fac = G->fac;
+  return CSDE_SUCCESS;
+}
+
+int csde_model_gmm_sample(const csde_model *M, csde_rng_key key, size_t first, size_t batch,
+                          double *x, csde_err *err)
+{
+  if (!csde_model_is_gmm(M))
+    return csde_err_set(err, CSDE_EINVAL, "gmm sample: model '%s' is not the built-in gmm model",
+                        M ? M->name : "(null)");
+  if (batch && !x) return csde_err_set(err, CSDE_EINVAL, "gmm sample: x is NULL");
+  gmm *G = M->priv;
+  size_t tau = G->tau, D = G->D, n = tau * D;
+  int s;
+  if (!G->fac && (s = gmm_factors(G, err))) return s;
+  double *z = malloc(n * sizeof *z);
+  if (!z) return csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", n);
+  for (size_t b = 0; b < batch; b++) {
+    uint64_t j = (uint64_t)(first + b);
+    double u;
+    csde_rng_uniform(key, j, 1, &u); /* component: the first k with u < cum[k] */
+    size_t k = 0;
+    while (k + 1 < G->K && !(u < G->cum[k])) k++;
+    csde_rng_normal(key, j * n, n, z); /* index (j tau + row) D + pixel */
+    const double *F = G->fac + k * tau * tau, *mu = G->m + k * n;
+    double *xb = x + b * n;
+    for (size_t r = 0; r < tau; r++) /* x = m_k + F_k z along the frame axis */
+      for (size_t p = 0; p < D; p++) {
+        double v = mu[r * D + p];
+        for (size_t c = 0; c < tau; c++) v += F[r * tau + c] * z[c * D + p];
+        xb[r * D + p] = v;
+      }
+  }
+  free(z);
   return CSDE_SUCCESS;
 }
 

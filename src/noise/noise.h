@@ -15,7 +15,7 @@
 #include "corrsde/problem.h"
 #include "noise/tree.h"
 
-#define CSDE_STREAM_INIT ((uint64_t)1 << 63)
+/* CSDE_STREAM_INIT: corrsde/rng.h */
 #define CSDE_STREAM_AREA ((uint64_t)1 << 61) /* stream noise: step n's H is stream 2^61 + n */
 
 typedef struct {
