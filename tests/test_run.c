@@ -644,6 +644,43 @@ static void first_answer(void)
   }
 }
 
+/* The solver a run takes when its settings name none: one rule (csde_run_default_solver),
+ * the one csde_run_alloc resolves and `corrsde sample` prints. */
+static void default_solvers(void)
+{
+  static const struct {
+    const char *process;
+    int adaptive;
+    const char *want;
+  } cases[] = {
+    {"forward-sde", 0, "em"},   {"reverse-sde", 0, "em"},     {"pf-ode", 0, "em"},
+    {"pf-ode-encode", 0, "em"}, {"forward-sde", 1, "heun"},   {"reverse-sde", 1, "heun"},
+    {"pf-ode", 1, "rk45"},      {"pf-ode-encode", 1, "rk45"}, {"ddpm", 0, "ddpm"},
+    {"ddim", 0, "ddim"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    csde_run_process p;
+    csde_err err;
+    const char *got = "?";
+    if (!csde_run_process_parse(cases[i].process, &p, NULL, &err))
+      got = csde_run_default_solver(p, cases[i].adaptive);
+    ok(!strcmp(got, cases[i].want), "default solver of %s%s: %s (want %s)", cases[i].process,
+       cases[i].adaptive ? " (adaptive)" : "", got, cases[i].want);
+    if (p == CSDE_RUN_DDPM) continue; /* vp-linear is not discrete */
+    csde_run_settings s = csde_run_default_settings();
+    s.process = cases[i].process;
+    if (cases[i].adaptive) s.rtol = 1e-3;
+    if (cases[i].adaptive && !strcmp(cases[i].want, "heun")) s.noise = "path";
+    csde_run *r = NULL;
+    size_t shape[1] = {3};
+    int st = csde_run_alloc(&r, &s, C, S, M, 2, 1, shape, &err);
+    const char *used = st ? err.msg : csde_run_settings_of(r)->solver;
+    ok(!st && !strcmp(used, cases[i].want), "a run of %s%s with no solver takes %s (want %s)",
+       cases[i].process, cases[i].adaptive ? " (adaptive)" : "", used, cases[i].want);
+    csde_run_free(r);
+  }
+}
+
 int main(void)
 {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/csde_test_run_XXXXXX");
@@ -660,6 +697,7 @@ int main(void)
     return 1;
   }
   setting_errors();
+  default_solvers();
   span_errors();
   blow_up();
   memory();

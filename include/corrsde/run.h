@@ -101,6 +101,10 @@ typedef struct {
 } csde_run_settings;
 
 CSDE_API csde_run_settings csde_run_default_settings(void);
+/* The solver a run takes when its settings name none: ddpm and ddim their own sampler;
+ * with adaptive steps (rtol or atol > 0) heun for the SDEs (path noise) and rk45 for the
+ * PF-ODE; else em. */
+CSDE_API const char *csde_run_default_solver(csde_run_process p, int adaptive);
 
 /* ---- memory ----
  * What a run will allocate, estimated before anything large is (an upper bound, meant to

@@ -41,8 +41,6 @@
 #define DEFAULT_SHAPE "32x32"
 #define DEFAULT_BATCH 4
 #define DEFAULT_PROCESS "reverse-sde"
-#define DEFAULT_SOLVER "em"
-#define DEFAULT_ADAPTIVE_SOLVER "rk45"
 #define DEFAULT_STEPS 100
 #define DEFAULT_DDPM_SCHEDULE "ddpm-linear:n=1000"
 #define DEFAULT_GRID "uniform"
@@ -347,7 +345,6 @@ static int parse_args(int argc, char **argv, sample_args *a)
   a->batch = DEFAULT_BATCH;
   a->process_s = DEFAULT_PROCESS;
   a->process = CSDE_RUN_REVERSE_SDE;
-  a->solver = DEFAULT_SOLVER;
   a->steps = DEFAULT_STEPS;
   a->grid = DEFAULT_GRID;
   a->save_s = DEFAULT_SAVE;
@@ -516,11 +513,8 @@ static int check_combinations(sample_args *a)
                 a->atol);
       return CLI_EUSAGE;
     }
-    if (!a->solver_set) /* heun (path noise) for the SDEs */
-      a->solver = a->process == CSDE_RUN_FORWARD_SDE || a->process == CSDE_RUN_REVERSE_SDE
-                      ? "heun"
-                      : DEFAULT_ADAPTIVE_SOLVER;
   }
+  if (!a->solver_set) a->solver = csde_run_default_solver(a->process, adaptive);
   if (discrete) {
     const char *name = csde_run_process_name(a->process);
     if (a->solver_set) {

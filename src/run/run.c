@@ -532,16 +532,22 @@ static int walk_depth(int path, int adaptive, const char *grid, size_t steps)
   return k;
 }
 
-/* The solver of a process when the settings name none. */
-static const char *default_solver(csde_run_process p, int adaptive, const char *solver)
+const char *csde_run_default_solver(csde_run_process p, int adaptive)
 {
   return p == CSDE_RUN_DDPM   ? "ddpm"
          : p == CSDE_RUN_DDIM ? "ddim"
-         : solver             ? solver
          : adaptive && (p == CSDE_RUN_FORWARD_SDE || p == CSDE_RUN_REVERSE_SDE)
-             ? "heun"
+             ? "heun" /* path noise: adaptive steps on one Brownian path */
          : adaptive ? "rk45"
                     : "em";
+}
+
+/* The solver of a process: the settings' unless a discrete sampler runs. */
+static const char *default_solver(csde_run_process p, int adaptive, const char *solver)
+{
+  return p == CSDE_RUN_DDPM || p == CSDE_RUN_DDIM || !solver
+             ? csde_run_default_solver(p, adaptive)
+             : solver;
 }
 
 static int parse_save(csde_run *r, const char *s, csde_err *err);
