@@ -12,8 +12,14 @@ ok() {
   n=$((n + 1))
   if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
 }
-grep -ho '^CSDE_API[^(]*\bcsde_[a-z0-9_]*(' "$inc"/corrsde/*.h | grep -o 'csde_[a-z0-9_]*($' | tr -d '(' |
-  grep -vx csde_plugin_init | sort -u >"$tmp/declared"
+grep -ho '^CSDE_API[^(]*\bcsde_[A-Za-z0-9_]*(' "$inc"/corrsde/*.h | grep -o 'csde_[A-Za-z0-9_]*($' |
+  tr -d '(' | grep -vx csde_plugin_init | sort -u >"$tmp/declared"
+# a function a public header declares without CSDE_API is neither exported nor listed above
+grep -nE '^[A-Za-z_].*\bcsde_[A-Za-z0-9_]*[(]' "$inc"/corrsde/*.h |
+  grep -vE '^[^:]*:[0-9]+:(CSDE_API|typedef|#)' >"$tmp/bare"
+st=$?
+sed 's/^/#   /' "$tmp/bare"
+ok $((st == 0)) "every function the public headers declare carries CSDE_API"
 # (.gomp_critical_user_*: the lock of a named OpenMP critical section, made by the compiler)
 nm -D --defined-only "$lib" | awk '$2 ~ /^[TDRB]$/ && $3 !~ /^\.gomp_critical_user_/ {print $3}' |
   sort -u >"$tmp/exported"

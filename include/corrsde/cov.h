@@ -179,7 +179,7 @@ CSDE_API void csde_cov_ws_free(csde_cov_ws *ws); /* accepts NULL */
  * FFTW's plans (for memory estimates: corrsde/run.h, csde_run_memory). */
 CSDE_API size_t csde_cov_ws_size(const csde_cov *C, size_t D, int nthreads);
 /* The D (pixels per frame) the workspace was made for. */
-size_t csde_cov_ws_D(const csde_cov_ws *ws);
+CSDE_API size_t csde_cov_ws_D(const csde_cov_ws *ws);
 
 /* y = op(C) x for nblk contiguous blocks: x is nblk * rows_in * D doubles and y is
  * nblk * tau * D, where rows_in is tau (or csde_cov_noise_dim for CSDE_COV_OP_SQRT).
