@@ -34,6 +34,7 @@ typedef struct {
   const char *output_help;   /* -o's text: "the trajectory file (required)" */
   const char *schedule_help; /* --schedule's first line */
   const char *force_help;    /* -f's text */
+  const char *progress_help; /* --progress's text */
 } cli_common;
 
 /* The defaults: model gaussian, cov ar1:rho=0.9, method auto, the given tau and frame
