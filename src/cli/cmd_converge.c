@@ -446,6 +446,8 @@ static int parse_args(int argc, char **argv, converge_args *a)
   return cli_spec_shape(CMD, "--frame-shape", a->c.shape_s, &a->shape_rank, a->shape, &a->D);
 }
 
+static int same_file(const char *a, const char *b) { return a && b && !strcmp(a, b); }
+
 /* Combinations of flags, checked once every flag is known (the settings' own:
  * csde_conv_resolve, in build). */
 static int check_combinations(converge_args *a)
@@ -456,6 +458,15 @@ static int check_combinations(converge_args *a)
   }
   if (a->c.progress && a->c.quiet) {
     cli_error(CMD, "--progress and --quiet exclude each other (give one)");
+    return CLI_EUSAGE;
+  }
+  if (a->x_axis && !a->plot) {
+    cli_error(CMD, "--x-axis: applies to --plot (give --plot OUT.png)");
+    return CLI_EUSAGE;
+  }
+  if (same_file(a->c.output, a->csv) || same_file(a->c.output, a->plot) ||
+      same_file(a->csv, a->plot)) {
+    cli_error(CMD, "-o/--csv/--plot: two outputs name the same file");
     return CLI_EUSAGE;
   }
   return CLI_OK;
@@ -477,10 +488,6 @@ static int check_memory(const converge_args *a, const csde_conv_params *p)
   }
   return CLI_OK;
 }
-
-/* An output file: an existing one needs --force; its directory must be writable. */
-
-static int same_file(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
 /* ---- the plotting script ---- */
 
@@ -593,21 +600,25 @@ enum { START_GAUSS_T, START_GAUSS_EPS, START_DATA, START_PRIOR };
 
 /* The mismatch between the exact p_T of a gmm and the prior N(0, C): the mean (RMS over
  * tau x D) and the frame second moment (Frobenius), p_T = sum_k w_k N(sqrt(abar) m_k,
- * abar S_k + (1 - abar) C). */
+ * abar S_k + (1 - abar) C), from the model's law (csde_model_gmm_law); NaN if that fails. */
 static void gmm_mismatch(const cli_model *m, const double *Cmat, double abar, double *fm,
                          double *fc)
 {
-  const size_t tau = m->tau, D = m->D, n = tau * D, K = m->K;
+  const size_t tau = m->tau, D = m->D, n = tau * D;
+  size_t K;
+  const double *cum, *means, *fac; /* borrowed from the model */
+  csde_err err;
+  csde_err_clear(&err);
   double *mean = calloc(n, sizeof *mean), *F = calloc(tau * tau, sizeof *F);
-  if (!mean || !F) {
+  if (!mean || !F || csde_model_gmm_law(m->model, &K, &cum, &means, &fac, &err)) {
     *fm = *fc = NAN;
     free(mean);
     free(F);
     return;
   }
   for (size_t k = 0; k < K; k++) {
-    double w = m->cum[k] - (k ? m->cum[k - 1] : 0.0);
-    const double *mk = m->means + k * n, *Fk = m->fac + k * tau * tau;
+    double w = cum[k] - (k ? cum[k - 1] : 0.0);
+    const double *mk = means + k * n, *Fk = fac + k * tau * tau;
     for (size_t j = 0; j < n; j++) mean[j] += w * sqrt(abar) * mk[j];
     for (size_t a = 0; a < tau; a++)
       for (size_t b = 0; b < tau; b++) {
@@ -658,43 +669,10 @@ static int resolve(const converge_args *a, converge_run *r)
   return check_memory(a, &r->plan.params);
 }
 
-static int build(converge_args *a, converge_run *r, int argc, char **argv)
+/* Where the paths start (START_*), its description and, for a gmm's prior start, its
+ * mismatch with the exact p_T. */
+static int choose_start(const converge_args *a, converge_run *r)
 {
-  int rc;
-  csde_err err;
-  csde_err_clear(&err);
-  if ((rc = cli_spec_cov(CMD, a->c.cov, a->c.cov_method, a->c.tau, &r->C))) return rc;
-  if ((rc = cli_spec_schedule(CMD, a->c.schedule, &r->sched))) return rc;
-  if ((rc = resolve(a, r))) return rc;
-  if ((rc = cli_spec_model(CMD, a->c.model, r->C, r->sched, a->c.tau, a->shape_rank, a->shape,
-                           model_batch(a), csde_process_name((csde_process)a->process), &r->model)) ||
-      (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
-    return rc;
-  r->P = r->plan.params.P;
-  r->P.batch = 1;
-  r->P.model = r->model.model;
-  csde_problem_span(&r->P, &r->t_start, &r->t_end);
-
-  /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
-  if (r->model.kind == CLI_MODEL_GMM) {
-    r->Cmat = malloc(a->c.tau * a->c.tau * sizeof *r->Cmat);
-    if (!r->Cmat) {
-      cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->c.tau, a->c.tau);
-      return CLI_EFAIL;
-    }
-    csde_cov_matrix(r->C, r->Cmat);
-  }
-
-  /* the reference the model can give */
-  csde_conv_params cp = r->plan.params;
-  cp.P = r->P;
-  const char *why = NULL;
-  if (cp.ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
-    cli_error(CMD, "--reference exact: %s with --model %s", why, r->model.spec);
-    return CLI_EUSAGE;
-  }
-
-  /* the starts */
   int gauss = r->model.kind == CLI_MODEL_GAUSSIAN;
   r->floor_mean = r->floor_cov = NAN;
   switch (a->process) {
@@ -738,6 +716,46 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
       }
     }
   }
+  return CLI_OK;
+}
+
+static int build(converge_args *a, converge_run *r, int argc, char **argv)
+{
+  int rc;
+  csde_err err;
+  csde_err_clear(&err);
+  if ((rc = cli_spec_cov(CMD, a->c.cov, a->c.cov_method, a->c.tau, &r->C))) return rc;
+  if ((rc = cli_spec_schedule(CMD, a->c.schedule, &r->sched))) return rc;
+  if ((rc = resolve(a, r))) return rc;
+  if ((rc = cli_spec_model(CMD, a->c.model, r->C, r->sched, a->c.tau, a->shape_rank, a->shape,
+                           model_batch(a), csde_process_name((csde_process)a->process), &r->model)) ||
+      (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
+    return rc;
+  r->P = r->plan.params.P;
+  r->P.batch = 1;
+  r->P.model = r->model.model;
+  csde_problem_span(&r->P, &r->t_start, &r->t_end);
+
+  /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
+  if (r->model.kind == CLI_MODEL_GMM) {
+    r->Cmat = malloc(a->c.tau * a->c.tau * sizeof *r->Cmat);
+    if (!r->Cmat) {
+      cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->c.tau, a->c.tau);
+      return CLI_EFAIL;
+    }
+    csde_cov_matrix(r->C, r->Cmat);
+  }
+
+  /* the reference the model can give */
+  csde_conv_params cp = r->plan.params;
+  cp.P = r->P;
+  const char *why = NULL;
+  if (cp.ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
+    cli_error(CMD, "--reference exact: %s with --model %s", why, r->model.spec);
+    return CLI_EUSAGE;
+  }
+
+  if ((rc = choose_start(a, r))) return rc;
   r->cmdline = cli_command_line(argc, argv);
   return CLI_OK;
 }
@@ -934,6 +952,91 @@ static int write_outputs(const converge_args *a, const converge_run *r,
   return CLI_OK;
 }
 
+/* The outputs before anything is built: an existing file needs --force, its directory
+ * must be writable (rank 0's under corrsde-mpi: another rank would find the lock rank 0
+ * takes as soon as it has built its objects); --plot's interpreter and script. */
+static int check_outputs(const converge_args *a, char *script, size_t len)
+{
+  int rc = CLI_OK;
+  if ((cli_rank == 0 && (rc = cli_check_output(CMD, "-o", a->c.output, a->c.force))) ||
+      (cli_rank == 0 && a->csv && (rc = cli_check_output(CMD, "--csv", a->csv, a->c.force))) ||
+      (cli_rank == 0 && a->plot && (rc = cli_check_output(CMD, "--plot", a->plot, a->c.force))) ||
+      (a->plot && (rc = check_plotting(script, len))))
+    return rc;
+  return CLI_OK;
+}
+
+/* The file (rank 0): made before the first solve and rewritten after every stage, so a
+ * run stopped or killed keeps what finished (csde_conv_file_open); under corrsde-mpi
+ * every rank has checked its arguments and built its objects, and they agree. */
+static int open_file(const converge_args *a, const converge_run *r, csde_conv_params *p,
+                     csde_err *err)
+{
+  csde_conv_record rec = {r->plan.solvers_text, r->plan.levels_text, r->plan.reference_text,
+                          a->c.cov_method, r->model.spec,
+                          csde_model_name(r->model.model),
+                          csde_model_output_name(csde_model_output_of(r->model.model)),
+                          r->start_desc, r->cmdline ? r->cmdline : "", a->shape_rank,
+                          {a->shape[0], a->shape[1], a->shape[2]}, (int)a->c.threads,
+                          r->floor_mean, r->floor_cov};
+  csde_conv_file *file = NULL;
+  int open_rc = CLI_OK;
+  if (cli_rank == 0 && csde_conv_file_open(&file, a->c.output, &rec, a->c.force, err)) {
+    cli_error(CMD, "-o %s", err->msg);
+    open_rc = CLI_EFAIL;
+  }
+  p->file = file;
+  if (!cli_sync) return open_rc;
+  if (cli_sync(open_rc) >= 0 ||
+      cli_agree(CMD, &(cli_settings){.conv = p, .cov = a->c.cov, .model = a->c.model})) {
+    csde_conv_file_close(file, NULL, p, NULL, err);
+    return CLI_EFAIL;
+  }
+  return CLI_OK;
+}
+
+/* The file's last word (its status: ok, or failed and why), then a failed run's message
+ * saying what the file holds: CLI_OK, or CLI_EFAIL when the run or the file failed. */
+static int finish(const converge_args *a, csde_conv_params *p, const csde_conv_result *res,
+                  int s, const csde_err *err, int existed)
+{
+  char status[CSDE_MSG_MAX + 96], why[96] = "";
+  if (g_signal)
+    snprintf(why, sizeof why, "interrupted by signal %d (%s)", (int)g_signal,
+             strsignal(g_signal));
+  if (!s)
+    snprintf(status, sizeof status, "ok");
+  else
+    snprintf(status, sizeof status, "failed: %s", why[0] ? why : err->msg[0] ? err->msg
+                                                                            : csde_strerror(s));
+  csde_err werr;
+  csde_err_clear(&werr);
+  int ws = csde_conv_file_write(p->file, res, p, status, &werr);
+  int written = csde_conv_file_written(p->file);
+  csde_conv_file_close(p->file, NULL, p, NULL, &werr);
+  if (s) {
+    char where[PATH_MAX + 160] = "";
+    if (cli_rank == 0 && written && !ws)
+      snprintf(where, sizeof where, " ('%s' holds the stages that finished, status failed)",
+               a->c.output);
+    else if (cli_rank == 0 && ws)
+      snprintf(where, sizeof where, " (-o '%s': %s)", a->c.output, werr.msg);
+    else if (cli_rank == 0 && existed)
+      snprintf(where, sizeof where, " ('%s' is kept as it was)", a->c.output);
+    if (why[0])
+      cli_error(CMD, "%s%s", why, where);
+    else
+      cli_error(CMD, "%s: %s%s", conv_flag(err->param), err->msg[0] ? err->msg : csde_strerror(s),
+                where);
+    return CLI_EFAIL;
+  }
+  if (cli_rank == 0 && ws) { /* rank 0 writes and prints */
+    cli_error(CMD, "-o '%s': %s", a->c.output, werr.msg);
+    return CLI_EFAIL;
+  }
+  return CLI_OK;
+}
+
 int cli_cmd_converge(int argc, char **argv)
 {
   converge_args a;
@@ -946,23 +1049,7 @@ int cli_cmd_converge(int argc, char **argv)
   }
   r.a = &a;
   char script[PATH_MAX + 64];
-  if ((rc = check_combinations(&a))) goto out;
-  if (a.x_axis && !a.plot) {
-    cli_error(CMD, "--x-axis: applies to --plot (give --plot OUT.png)");
-    rc = CLI_EUSAGE;
-    goto out;
-  }
-  if (same_file(a.c.output, a.csv) || same_file(a.c.output, a.plot) || same_file(a.csv, a.plot)) {
-    cli_error(CMD, "-o/--csv/--plot: two outputs name the same file");
-    rc = CLI_EUSAGE;
-    goto out;
-  }
-  /* the outputs are rank 0's (corrsde-mpi): another rank would find the lock rank 0
-   * takes as soon as it has built its objects */
-  if ((cli_rank == 0 && (rc = cli_check_output(CMD, "-o", a.c.output, a.c.force))) ||
-      (cli_rank == 0 && a.csv && (rc = cli_check_output(CMD, "--csv", a.csv, a.c.force))) ||
-      (cli_rank == 0 && a.plot && (rc = cli_check_output(CMD, "--plot", a.plot, a.c.force))) ||
-      (a.plot && (rc = check_plotting(script, sizeof script))) ||
+  if ((rc = check_combinations(&a)) || (rc = check_outputs(&a, script, sizeof script)) ||
       (rc = build(&a, &r, argc, argv)))
     goto out;
 
@@ -971,38 +1058,11 @@ int cli_cmd_converge(int argc, char **argv)
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   p.dist = cli_conv_dist; /* corrsde-mpi: this process's share of the paths */
   if (cli_conv_dist) cli_warn_bound_threads(CMD, a.c.threads);
-  /* the file (rank 0): made before the first solve and rewritten after every stage, so a
-   * run stopped or killed keeps what finished (csde_conv_file_open) */
-  csde_conv_record rec = {r.plan.solvers_text, r.plan.levels_text, r.plan.reference_text,
-                          a.c.cov_method, r.model.spec,
-                          csde_model_name(r.model.model),
-                          csde_model_output_name(csde_model_output_of(r.model.model)),
-                          r.start_desc, r.cmdline ? r.cmdline : "", a.shape_rank,
-                          {a.shape[0], a.shape[1], a.shape[2]}, (int)a.c.threads,
-                          r.floor_mean, r.floor_cov};
-  csde_conv_file *file = NULL;
   csde_err err;
   csde_err_clear(&err);
-  int open_rc = CLI_OK;
   struct stat ost;
   const int existed = lstat(a.c.output, &ost) == 0; /* for the message of a failed run */
-  if (cli_rank == 0 && csde_conv_file_open(&file, a.c.output, &rec, a.c.force, &err)) {
-    cli_error(CMD, "-o %s", err.msg);
-    open_rc = CLI_EFAIL;
-  }
-  p.file = file;
-  if (cli_sync) {         /* every rank has checked its arguments and built its objects */
-    int first = cli_sync(open_rc);
-    if (first >= 0 ||
-        cli_agree(CMD, &(cli_settings){.conv = &p, .cov = a.c.cov, .model = a.c.model})) {
-      csde_conv_file_close(file, NULL, &p, NULL, &err);
-      rc = CLI_EFAIL;
-      goto out;
-    }
-  } else if (open_rc) {
-    rc = open_rc;
-    goto out;
-  }
+  if ((rc = open_file(&a, &r, &p, &err))) goto out;
   r.bar_on = cli_rank == 0 && !a.c.quiet && (a.c.progress || isatty(STDERR_FILENO));
   csde_conv_progress_line_init(&r.bar, stderr, isatty(STDERR_FILENO), "corrsde " CMD);
 
@@ -1013,51 +1073,8 @@ int cli_cmd_converge(int argc, char **argv)
   int s = csde_conv_run(&p, &hooks, &res, &err);
   cli_signals_restore(&sigs);
   if (r.bar_on) csde_conv_progress_end(&r.bar);
-
-  /* the file's last word: its status */
-  char status[CSDE_MSG_MAX + 96], why[96] = "";
-  if (g_signal)
-    snprintf(why, sizeof why, "interrupted by signal %d (%s)", (int)g_signal,
-             strsignal(g_signal));
-  if (!s)
-    snprintf(status, sizeof status, "ok");
-  else
-    snprintf(status, sizeof status, "failed: %s", why[0] ? why : err.msg[0] ? err.msg
-                                                                           : csde_strerror(s));
-  csde_err werr;
-  csde_err_clear(&werr);
-  int ws = csde_conv_file_write(file, &res, &p, status, &werr);
-  int written = csde_conv_file_written(file);
-  csde_conv_file_close(file, NULL, &p, NULL, &werr);
-  if (s) {
-    char where[PATH_MAX + 160] = "";
-    if (cli_rank == 0 && written && !ws)
-      snprintf(where, sizeof where, " ('%s' holds the stages that finished, status failed)",
-               a.c.output);
-    else if (cli_rank == 0 && ws)
-      snprintf(where, sizeof where, " (-o '%s': %s)", a.c.output, werr.msg);
-    else if (cli_rank == 0 && existed)
-      snprintf(where, sizeof where, " ('%s' is kept as it was)", a.c.output);
-    if (why[0])
-      cli_error(CMD, "%s%s", why, where);
-    else
-      cli_error(CMD, "%s: %s%s", conv_flag(err.param), err.msg[0] ? err.msg : csde_strerror(s),
-                where);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-
-  if (cli_rank != 0) { /* rank 0 writes and prints */
-    rc = CLI_OK;
-    goto out_res;
-  }
-  if (ws) {
-    cli_error(CMD, "-o '%s': %s", a.c.output, werr.msg);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-  rc = write_outputs(&a, &r, &res, script);
-out_res:
+  rc = finish(&a, &p, &res, s, &err, existed);
+  if (!rc && cli_rank == 0) rc = write_outputs(&a, &r, &res, script);
   csde_conv_result_free(&res);
 out:
   run_free(&r);
