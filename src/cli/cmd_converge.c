@@ -341,6 +341,19 @@ static int parse_solvers(const char *s, converge_args *a)
   return st == CSDE_ENOMEM ? CLI_EFAIL : CLI_EUSAGE;
 }
 
+/* A positive integer in [lo, hi], else "<flag>: expected <expected>, got '<v>'". */
+static int parse_count(const char *flag, const char *v, size_t lo, size_t hi,
+                       const char *expected, size_t *out)
+{
+  int rc = cli_parse_size(CMD, flag, v, out);
+  if (rc) return rc;
+  if (*out < lo || *out > hi) {
+    cli_error(CMD, "%s: expected %s, got '%s'", flag, expected, v);
+    return CLI_EUSAGE;
+  }
+  return CLI_OK;
+}
+
 /* One of converge's own options (converge_own): CLI_OK or the error's rc. */
 static int parse_own(int c, const char *v, converge_args *a)
 {
@@ -348,12 +361,9 @@ static int parse_own(int c, const char *v, converge_args *a)
   switch (c) {
   case 'p': {
     csde_process pr;
-    if (csde_process_parse(v, &pr, NULL)) {
-      char names[128];
-      cli_error(CMD, "--process: expected one of %s, got '%s'",
-                csde_process_names(names, sizeof names), v);
-      return CLI_EUSAGE;
-    }
+    if ((rc = cli_check_name(CMD, "--process", v, csde_process_parse(v, &pr, NULL),
+                             csde_process_names)))
+      return rc;
     a->process = (int)pr;
     a->process_s = v;
     break;
@@ -382,24 +392,15 @@ static int parse_own(int c, const char *v, converge_args *a)
     a->levels_s = v;
     break;
   case OPT_PATHS:
-    if ((rc = cli_parse_size(CMD, "--paths", v, &a->paths))) return rc;
-    if (a->paths < 2) {
-      cli_error(CMD, "--paths: expected an integer >= 2 (a bootstrap needs paths to "
-                     "resample), got '%s'", v);
-      return CLI_EUSAGE;
-    }
-    break;
+    return parse_count("--paths", v, 2, SIZE_MAX,
+                       "an integer >= 2 (a bootstrap needs paths to resample)", &a->paths);
   case OPT_REFERENCE:
     if ((rc = parse_reference(v, a))) return rc;
     a->reference_s = v;
     break;
   case OPT_BOOT:
-    if ((rc = cli_parse_size(CMD, "--bootstrap", v, &a->boot))) return rc;
-    if (a->boot < 100 || a->boot > 1000000) {
-      cli_error(CMD, "--bootstrap: expected an integer from 100 to 1000000, got '%s'", v);
-      return CLI_EUSAGE;
-    }
-    break;
+    return parse_count("--bootstrap", v, 100, 1000000, "an integer from 100 to 1000000",
+                       &a->boot);
   case OPT_CSV: a->csv = v; break;
   case OPT_PLOT: a->plot = v; break;
   case OPT_GRID: a->grid = v; break; /* checked by the solver: blamed on --levels */

@@ -70,6 +70,15 @@ int cli_options_join(cli_option *out, size_t cap, const cli_option *own)
   return CLI_OK;
 }
 
+int cli_check_name(const char *cmd, const char *flag, const char *v, int bad,
+                   char *(*names)(char *, size_t))
+{
+  char buf[256];
+  if (!bad) return CLI_OK;
+  cli_error(cmd, "%s: expected one of %s, got '%s'", flag, names(buf, sizeof buf), v);
+  return CLI_EUSAGE;
+}
+
 int cli_common_option(const char *cmd, int c, const char *v, cli_common *o)
 {
   int rc;
@@ -78,12 +87,9 @@ int cli_common_option(const char *cmd, int c, const char *v, cli_common *o)
   case 'c': o->cov = v; break;
   case CLI_OPT_COV_METHOD: {
     csde_cov_method m;
-    if (csde_cov_method_parse(v, &m, NULL)) {
-      char names[256];
-      cli_error(cmd, "--cov-method: expected one of %s, got '%s'",
-                csde_cov_method_names(names, sizeof names), v);
-      return CLI_EUSAGE;
-    }
+    if ((rc = cli_check_name(cmd, "--cov-method", v, csde_cov_method_parse(v, &m, NULL),
+                             csde_cov_method_names)))
+      return rc;
     o->cov_method = v;
     break;
   }
