@@ -7,9 +7,6 @@ root=$1
 n=0 failed=0
 for f in "$root"/src/cli/*.c "$root"/src/cli/*.h; do
   base=${f##*/}
-  # cmd_converge.c is converted over the convergence settings layer (issue 26): delete
-  # this one line once it includes only public headers.
-  [ "$base" = cmd_converge.c ] && continue
   bad=$(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
     sed 's/.*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/' | while read -r h; do
       case $h in

@@ -28,10 +28,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "io/outfile.h"
+#include "cli/options.h"
 #include "cli/spec_model.h"
 #include "corrsde/corrsde.h"
 #include "corrsde/cov.h"
+#include "corrsde/io.h"
 #include "corrsde/model.h"
 #include "corrsde/rng.h"
 #include "corrsde/schedule.h"
@@ -40,27 +41,19 @@
 extern char **environ;
 
 #define CMD "converge"
-#define DEFAULT_MODEL "gaussian"
-#define DEFAULT_COV "ar1:rho=0.9"
 #define DEFAULT_TAU 8
 #define DEFAULT_SHAPE "4x4"
 #define DEFAULT_PROCESS "pf-ode"
-#define DEFAULT_SCHEDULE "vp-linear:bmin=0.1,bmax=20"
 #define DEFAULT_PYTHON "/usr/bin/python3"
 #define MAX_PER_PATH_DOUBLES ((size_t)1 << 28) /* 2 GiB of per-path values */
 
 enum {
-  OPT_COV_METHOD = 256, OPT_FRAME_SHAPE, OPT_SCHEDULE, OPT_SOLVERS, OPT_ERROR, OPT_LEVELS,
-  OPT_PATHS, OPT_REFERENCE, OPT_SEED, OPT_CSV, OPT_PLOT, OPT_PROGRESS, OPT_BOOT, OPT_GRID,
-  OPT_X_AXIS, OPT_T_END
+  OPT_SOLVERS = 256, OPT_ERROR, OPT_LEVELS, OPT_PATHS, OPT_REFERENCE, OPT_CSV, OPT_PLOT,
+  OPT_BOOT, OPT_GRID, OPT_X_AXIS, OPT_T_END
 };
 
-static const cli_option converge_options[] = {
-  {"model", 'm', CLI_MODEL_FORMS},
-  {"cov", 'c', "a covariance spec such as ar1:rho=0.9"},
-  {"cov-method", OPT_COV_METHOD, cli_arg_cov_method},
-  {"frames", 't', "a positive integer"},
-  {"frame-shape", OPT_FRAME_SHAPE, CLI_SHAPE_FORMS},
+/* converge's own options, after the shared ones (cli/options.h) */
+static const cli_option converge_own[] = {
   {"process", 'p', cli_arg_process},
   {"t-end", OPT_T_END, "a time in [0, 1]"},
   {"solvers", OPT_SOLVERS, "a comma-separated list of solver names (corrsde sample --help)"},
@@ -68,30 +61,24 @@ static const cli_option converge_options[] = {
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
   {"paths", OPT_PATHS, "an integer >= 2"},
   {"reference", OPT_REFERENCE, "exact, fine, fine:LEVEL or fine:SOLVER:rtol=R"},
-  {"schedule", OPT_SCHEDULE, cli_arg_schedule},
-  {"seed", OPT_SEED, "a non-negative integer"},
-  {"threads", 'j', "a positive integer"},
   {"bootstrap", OPT_BOOT, "an integer >= 100"},
   {"grid", OPT_GRID, "uniform, quadratic, karras[:rho=R] or logsnr"},
   {"x-axis", OPT_X_AXIS, "h or nfe"},
   {"csv", OPT_CSV, "an output file name such as out.csv"},
   {"plot", OPT_PLOT, "an output file name such as out.png"},
-  {"force", 'f', NULL},
-  {"progress", OPT_PROGRESS, NULL},
-  {"quiet", 'q', NULL},
-  {"output", 'o', "an output file name such as out.h5"},
-  {"help", 'h', NULL},
   {0},
 };
 
 static const char *const error_names[] = {"strong", "weak-mean", "weak-cov", "ode", NULL};
 
 typedef struct {
-  const char *model, *cov, *cov_method, *shape_s, *process_s, *solvers_s, *error_s;
-  const char *levels_s, *reference_s, *schedule, *output, *csv, *plot, *grid, *x_axis;
+  cli_common c; /* model, cov, cov-method, frames, frame-shape, schedule, seed, threads,
+                   force, progress, quiet, output, help */
+  const char *process_s, *solvers_s, *error_s;
+  const char *levels_s, *reference_s, *csv, *plot, *grid, *x_axis;
   const char *t_end_s;    /* --t-end as given (NULL: the process's own end) */
   double t_end;
-  size_t tau, D, paths, threads, boot;
+  size_t D, paths, boot;
   int shape_rank;
   size_t shape[3];
   int process;
@@ -99,13 +86,19 @@ typedef struct {
   int solvers_set, error_set;
   unsigned k0, k1;
   csde_conv_ref ref;
-  uint64_t seed;
-  int force, progress, quiet, help;
 } converge_args;
 
 /* ---- help ---- */
 
-static void help(void)
+#define FORCE_HELP                                                                         \
+  "overwrite existing output files (OUT.h5 is replaced once the first stage finished; a "   \
+  "run stopped before keeps it)"
+#define PROGRESS_HELP                                                                      \
+  "show progress even when stderr is not a terminal: the model calls of the whole study, " \
+  "an estimate of its time (from the first calls), then the stage in progress"
+
+/* Usage and the problem (the shared options' lines from d). */
+static void help_problem(const cli_common *d)
 {
   printf(
       "Usage: corrsde converge [options] -o OUT.h5 [--csv OUT.csv] [--plot OUT.png]\n"
@@ -118,21 +111,9 @@ static void help(void)
       "'corrsde converge -o out.h5' measures the ODE error of euler, heun and rk45 on the\n"
       "PF-ODE of the gaussian model (exact flow as reference) in well under a second.\n"
       "\n"
-      "Problem:\n"
-      "  -m, --model SPEC       the model (default " DEFAULT_MODEL "; forms below)\n"
-      "  -c, --cov SPEC         noise covariance C along the frame axis (default "
-      DEFAULT_COV ";\n"
-      "                         see 'corrsde cov --help')\n"
-      "");
-  cli_help_cov_methods();
+      "Problem:\n");
+  cli_common_help(d, "model,cov,cov-method,frames,frame-shape,schedule");
   printf(
-      "  -t, --frames TAU       frames per video (default %d)\n"
-      "      --frame-shape S    D, HxW or CxHxW (default " DEFAULT_SHAPE ")\n"
-      "",
-      DEFAULT_TAU);
-  cli_help_schedules("the noise schedule (default vp-linear), one of:");
-  printf(
-      ""
       "  -p, --process P        pf-ode (default; T=1 -> eps=1e-3), pf-ode-encode\n"
       "                         (eps -> T), forward-sde (0 -> T), reverse-sde (T -> eps)\n"
       "      --t-end E          the end time of the solves (as in 'corrsde sample'):\n"
@@ -140,6 +121,11 @@ static void help(void)
       "                         T for forward-sde and pf-ode-encode (default 1, 0.999\n"
       "                         with cosine; start < E <= 1 with beta(E) finite)\n"
       "\n");
+}
+
+/* The experiment's options. */
+static void help_experiment(const cli_common *d)
+{
   printf(
       "Experiment:\n"
       "      --solvers S1,S2    solvers that fit the process (default " CSDE_CONV_DEFAULT_ODE_SOLVERS
@@ -173,31 +159,34 @@ static void help(void)
       "                                the ODEs; heun, em, sra1 for the SDEs, on the same\n"
       "                                Brownian path; A defaults to R); its error is the\n"
       "                                first batch's distance to a solve at R / 10\n"
-      "                         default: exact where the model gives it, else fine\n"
-      "      --seed K           noise and start seed (default 0)\n"
-      "      --bootstrap B      bootstrap replicates, B >= 100 (default %d)\n"
-      "  -j, --threads N        OpenMP threads (default 1); results are bitwise the same\n"
-      "                         for any N\n"
-      "\n",
-      CSDE_CONV_DEFAULT_PATHS, CSDE_CONV_DEFAULT_BOOT);
-  /* in parts: C99 compilers need not take string literals over 4095 characters */
-  fputs("Output:\n"
-      "  -o, --output OUT.h5    the results (required; layout below)\n"
-      "      --csv OUT.csv      the table's rows (one per solver and level)\n"
+      "                         default: exact where the model gives it, else fine\n",
+      CSDE_CONV_DEFAULT_PATHS);
+  cli_common_help(d, "seed");
+  printf("      --bootstrap B      bootstrap replicates, B >= 100 (default %d)\n",
+         CSDE_CONV_DEFAULT_BOOT);
+  cli_common_help(d, "threads");
+  printf("\n");
+}
+
+/* The outputs (the shared options' lines from d). */
+static void help_output(const cli_common *d)
+{
+  printf("Output:\n");
+  cli_common_help(d, "output");
+  fputs("      --csv OUT.csv      the table's rows (one per solver and level)\n"
       "      --plot OUT.png     log-log plot of error against h (or, with --x-axis nfe,\n"
       "                         against the model evaluations of a solve) with the intervals,\n"
       "                         theoretical slopes and the Monte Carlo noise of weak\n"
       "                         errors (runs experiments/plot_convergence.py with\n"
       "                         " DEFAULT_PYTHON "; matplotlib and h5py needed;\n"
-      "                         CORRSDE_PYTHON and CORRSDE_PLOT_SCRIPT override)\n"
-      "  -f, --force            overwrite existing output files (OUT.h5 is replaced once\n"
-      "                         the first stage finished; a run stopped before keeps it)\n"
-      "      --progress         show progress even when stderr is not a terminal: the\n"
-      "                         model calls of the whole study, an estimate of its time\n"
-      "                         (from the first calls), then the stage in progress\n"
-      "  -q, --quiet            print nothing but errors\n"
-      "  -h, --help             show this help and exit\n",
+      "                         CORRSDE_PYTHON and CORRSDE_PLOT_SCRIPT override)\n",
       stdout);
+  cli_common_help(d, "force,progress,quiet,help");
+}
+
+/* How the starts, errors, screening, fit and interval are made. */
+static void help_method(void)
+{
   /* in parts: C99 compilers need not take string literals over 4095 characters */
   fputs("\n"
       "Starts: forward-sde from the model's data law; reverse-sde and pf-ode from the exact\n"
@@ -224,8 +213,14 @@ static void help(void)
       "Interval: the bootstrap percentile interval of p combined in quadrature with three\n"
       "systematic terms: the whole correction the extra terms made to the plain slope, the\n"
       "misfit beyond noise (in absolute units, so a deterministic ODE error gets a finite\n"
-      "width), and the effect of the reference's error.\n"
-      "\n"
+      "width), and the effect of the reference's error.\n",
+      stdout);
+}
+
+/* Models, the file layout, examples, exit status. */
+static void help_models_layout(void)
+{
+  fputs("\n"
       "Models:\n"
       "  gaussian[:mean=M,std=S,rho=R]  data N(M, S^2 ar1(R) (x) I): exact flow and moments\n"
       "  gaussian:file=P.h5             /mean and /frame_cov from a file\n"
@@ -265,6 +260,20 @@ static void help(void)
       "Exit status: 0 on success; 1 when the run or an output fails or an input is\n"
       "rejected; 2 for a malformed command line.\n",
       stdout);
+}
+
+static void help(void)
+{
+  cli_common d;
+  cli_common_defaults(&d, DEFAULT_TAU, DEFAULT_SHAPE);
+  d.output_help = "the results (required; layout below)";
+  d.force_help = FORCE_HELP;
+  d.progress_help = PROGRESS_HELP;
+  help_problem(&d);
+  help_experiment(&d);
+  help_output(&d);
+  help_method();
+  help_models_layout();
 }
 
 /* ---- parsing ---- */
@@ -332,17 +341,90 @@ static int parse_solvers(const char *s, converge_args *a)
   return st == CSDE_ENOMEM ? CLI_EFAIL : CLI_EUSAGE;
 }
 
+/* A positive integer in [lo, hi], else "<flag>: expected <expected>, got '<v>'". */
+static int parse_count(const char *flag, const char *v, size_t lo, size_t hi,
+                       const char *expected, size_t *out)
+{
+  int rc = cli_parse_size(CMD, flag, v, out);
+  if (rc) return rc;
+  if (*out < lo || *out > hi) {
+    cli_error(CMD, "%s: expected %s, got '%s'", flag, expected, v);
+    return CLI_EUSAGE;
+  }
+  return CLI_OK;
+}
+
+/* One of converge's own options (converge_own): CLI_OK or the error's rc. */
+static int parse_own(int c, const char *v, converge_args *a)
+{
+  int rc, idx;
+  switch (c) {
+  case 'p': {
+    csde_process pr;
+    if ((rc = cli_check_name(CMD, "--process", v, csde_process_parse(v, &pr, NULL),
+                             csde_process_names)))
+      return rc;
+    a->process = (int)pr;
+    a->process_s = v;
+    break;
+  }
+  case OPT_T_END: /* its side of the start needs the schedule: csde_conv_resolve */
+    if ((rc = cli_parse_double(CMD, "--t-end", v, &a->t_end))) return rc;
+    if (!(a->t_end >= 0 && a->t_end <= 1)) {
+      cli_error(CMD, "--t-end: expected a time in [0, 1] (the schedule's range), got '%s'", v);
+      return CLI_EUSAGE;
+    }
+    a->t_end_s = v;
+    break;
+  case OPT_SOLVERS:
+    if ((rc = parse_solvers(v, a))) return rc;
+    a->solvers_s = v;
+    a->solvers_set = 1;
+    break;
+  case OPT_ERROR:
+    if ((rc = cli_parse_choice(CMD, "--error", v, error_names, &idx))) return rc;
+    a->kind = (csde_conv_kind)idx;
+    a->error_s = v;
+    a->error_set = 1;
+    break;
+  case OPT_LEVELS:
+    if ((rc = parse_levels(v, a))) return rc;
+    a->levels_s = v;
+    break;
+  case OPT_PATHS:
+    return parse_count("--paths", v, 2, SIZE_MAX,
+                       "an integer >= 2 (a bootstrap needs paths to resample)", &a->paths);
+  case OPT_REFERENCE:
+    if ((rc = parse_reference(v, a))) return rc;
+    a->reference_s = v;
+    break;
+  case OPT_BOOT:
+    return parse_count("--bootstrap", v, 100, 1000000, "an integer from 100 to 1000000",
+                       &a->boot);
+  case OPT_CSV: a->csv = v; break;
+  case OPT_PLOT: a->plot = v; break;
+  case OPT_GRID: a->grid = v; break; /* checked by the solver: blamed on --levels */
+  case OPT_X_AXIS:
+    if (strcmp(v, "h") && strcmp(v, "nfe")) {
+      cli_error(CMD, "--x-axis: expected h or nfe, got '%s'", v);
+      return CLI_EUSAGE;
+    }
+    a->x_axis = v;
+    break;
+  default: /* '?': the error is printed */
+    return CLI_EUSAGE;
+  }
+  return CLI_OK;
+}
+
 static int parse_args(int argc, char **argv, converge_args *a)
 {
   cli_getopt g;
+  cli_option opts[CLI_MAXOPT];
   const char *v;
-  int c, rc, idx;
+  int c, rc;
   memset(a, 0, sizeof *a);
-  a->model = DEFAULT_MODEL;
-  a->cov = DEFAULT_COV;
-  a->cov_method = "auto";
-  a->tau = DEFAULT_TAU;
-  a->shape_s = DEFAULT_SHAPE;
+  cli_common_defaults(&a->c, DEFAULT_TAU, DEFAULT_SHAPE);
   a->process_s = DEFAULT_PROCESS;
   a->process = CSDE_PROC_PFODE;
   a->levels_s = CSDE_CONV_DEFAULT_LEVELS;
@@ -351,128 +433,41 @@ static int parse_args(int argc, char **argv, converge_args *a)
   a->paths = CSDE_CONV_DEFAULT_PATHS;
   a->ref = CSDE_CONV_REF_AUTO;
   a->reference_s = "auto";
-  a->schedule = DEFAULT_SCHEDULE;
-  a->threads = 1;
   a->boot = CSDE_CONV_DEFAULT_BOOT;
-  cli_getopt_init(&g, CMD, converge_options, argc, argv);
+  if (cli_options_join(opts, CLI_MAXOPT, converge_own)) return CLI_EFAIL;
+  cli_getopt_init(&g, CMD, opts, argc, argv);
   while ((c = cli_getopt_next(&g, &v)) != -1) {
-    switch (c) {
-    case 'm': a->model = v; break;
-    case 'c': a->cov = v; break;
-    case OPT_COV_METHOD: {
-      csde_cov_method m;
-      if (csde_cov_method_parse(v, &m, NULL)) {
-        char names[256];
-        cli_error(CMD, "--cov-method: expected one of %s, got '%s'",
-                  csde_cov_method_names(names, sizeof names), v);
-        return CLI_EUSAGE;
-      }
-      a->cov_method = v;
-      break;
+    if ((rc = cli_common_option(CMD, c, v, &a->c)) != CLI_OPT_NOT_MINE) {
+      if (rc != CLI_OPT_HANDLED) return rc;
+      continue;
     }
-    case 't':
-      if ((rc = cli_parse_size(CMD, "--frames", v, &a->tau))) return rc;
-      break;
-    case OPT_FRAME_SHAPE: a->shape_s = v; break;
-    case 'p': {
-      csde_process pr;
-      if (csde_process_parse(v, &pr, NULL)) {
-        char names[128];
-        cli_error(CMD, "--process: expected one of %s, got '%s'",
-                  csde_process_names(names, sizeof names), v);
-        return CLI_EUSAGE;
-      }
-      a->process = (int)pr;
-      a->process_s = v;
-      break;
-    }
-    case OPT_T_END: /* its side of the start needs the schedule: set_t_end */
-      if ((rc = cli_parse_double(CMD, "--t-end", v, &a->t_end))) return rc;
-      if (!(a->t_end >= 0 && a->t_end <= 1)) {
-        cli_error(CMD, "--t-end: expected a time in [0, 1] (the schedule's range), got '%s'",
-                  v);
-        return CLI_EUSAGE;
-      }
-      a->t_end_s = v;
-      break;
-    case OPT_SOLVERS:
-      if ((rc = parse_solvers(v, a))) return rc;
-      a->solvers_s = v;
-      a->solvers_set = 1;
-      break;
-    case OPT_ERROR:
-      if ((rc = cli_parse_choice(CMD, "--error", v, error_names, &idx))) return rc;
-      a->kind = (csde_conv_kind)idx;
-      a->error_s = v;
-      a->error_set = 1;
-      break;
-    case OPT_LEVELS:
-      if ((rc = parse_levels(v, a))) return rc;
-      a->levels_s = v;
-      break;
-    case OPT_PATHS:
-      if ((rc = cli_parse_size(CMD, "--paths", v, &a->paths))) return rc;
-      if (a->paths < 2) {
-        cli_error(CMD, "--paths: expected an integer >= 2 (a bootstrap needs paths to "
-                       "resample), got '%s'", v);
-        return CLI_EUSAGE;
-      }
-      break;
-    case OPT_REFERENCE:
-      if ((rc = parse_reference(v, a))) return rc;
-      a->reference_s = v;
-      break;
-    case OPT_SCHEDULE: a->schedule = v; break;
-    case OPT_SEED:
-      if ((rc = cli_parse_u64(CMD, "--seed", v, &a->seed))) return rc;
-      break;
-    case 'j':
-      if ((rc = cli_parse_size(CMD, "--threads", v, &a->threads))) return rc;
-      if (a->threads > 4096) {
-        cli_error(CMD, "--threads: expected a positive integer up to 4096, got '%s'", v);
-        return CLI_EUSAGE;
-      }
-      break;
-    case OPT_BOOT:
-      if ((rc = cli_parse_size(CMD, "--bootstrap", v, &a->boot))) return rc;
-      if (a->boot < 100 || a->boot > 1000000) {
-        cli_error(CMD, "--bootstrap: expected an integer from 100 to 1000000, got '%s'", v);
-        return CLI_EUSAGE;
-      }
-      break;
-    case OPT_CSV: a->csv = v; break;
-    case OPT_PLOT: a->plot = v; break;
-    case OPT_GRID: a->grid = v; break; /* checked by the solver: blamed on --levels */
-    case OPT_X_AXIS:
-      if (strcmp(v, "h") && strcmp(v, "nfe")) {
-        cli_error(CMD, "--x-axis: expected h or nfe, got '%s'", v);
-        return CLI_EUSAGE;
-      }
-      a->x_axis = v;
-      break;
-    case 'f': a->force = 1; break;
-    case OPT_PROGRESS: a->progress = 1; break;
-    case 'q': a->quiet = 1; break;
-    case 'o': a->output = v; break;
-    case 'h': a->help = 1; break;
-    default: /* '?': the error is printed */
-      return CLI_EUSAGE;
-    }
+    if ((rc = parse_own(c, v, a))) return rc;
   }
-  if (a->help) return CLI_OK;
-  return cli_spec_shape(CMD, "--frame-shape", a->shape_s, &a->shape_rank, a->shape, &a->D);
+  if (a->c.help) return CLI_OK;
+  return cli_spec_shape(CMD, "--frame-shape", a->c.shape_s, &a->shape_rank, a->shape, &a->D);
 }
+
+static int same_file(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
 /* Combinations of flags, checked once every flag is known (the settings' own:
  * csde_conv_resolve, in build). */
 static int check_combinations(converge_args *a)
 {
-  if (!a->output) {
+  if (!a->c.output) {
     cli_error(CMD, "-o/--output: missing (expected an output file name such as out.h5)");
     return CLI_EUSAGE;
   }
-  if (a->progress && a->quiet) {
+  if (a->c.progress && a->c.quiet) {
     cli_error(CMD, "--progress and --quiet exclude each other (give one)");
+    return CLI_EUSAGE;
+  }
+  if (a->x_axis && !a->plot) {
+    cli_error(CMD, "--x-axis: applies to --plot (give --plot OUT.png)");
+    return CLI_EUSAGE;
+  }
+  if (same_file(a->c.output, a->csv) || same_file(a->c.output, a->plot) ||
+      same_file(a->csv, a->plot)) {
+    cli_error(CMD, "-o/--csv/--plot: two outputs name the same file");
     return CLI_EUSAGE;
   }
   return CLI_OK;
@@ -481,10 +476,10 @@ static int check_combinations(converge_args *a)
 /* The per-path values and the reference's final states (a path's tau x D) kept. */
 static int check_memory(const converge_args *a, const csde_conv_params *p)
 {
-  size_t Q = p->kind == CSDE_CONV_WEAK_MEAN ? a->tau * a->D
-             : p->kind == CSDE_CONV_WEAK_COV ? a->tau * a->tau : 1;
+  size_t Q = p->kind == CSDE_CONV_WEAK_MEAN ? a->c.tau * a->D
+             : p->kind == CSDE_CONV_WEAK_COV ? a->c.tau * a->c.tau : 1;
   double total = (double)p->paths * (double)(p->k1 - p->k0 + 2) * (double)Q * (double)p->nsolvers +
-                 (double)p->paths * (double)a->tau * (double)a->D;
+                 (double)p->paths * (double)a->c.tau * (double)a->D;
   if (total > (double)MAX_PER_PATH_DOUBLES) {
     cli_error(CMD, "--paths/--frames/--frame-shape: %.3g per-path values and reference states "
                    "(%.1f GiB) are too many to keep (at most %zu; use fewer paths or a smaller "
@@ -494,10 +489,6 @@ static int check_memory(const converge_args *a, const csde_conv_params *p)
   }
   return CLI_OK;
 }
-
-/* An output file: an existing one needs --force; its directory must be writable. */
-
-static int same_file(const char *a, const char *b) { return a && b && !strcmp(a, b); }
 
 /* ---- the plotting script ---- */
 
@@ -610,21 +601,25 @@ enum { START_GAUSS_T, START_GAUSS_EPS, START_DATA, START_PRIOR };
 
 /* The mismatch between the exact p_T of a gmm and the prior N(0, C): the mean (RMS over
  * tau x D) and the frame second moment (Frobenius), p_T = sum_k w_k N(sqrt(abar) m_k,
- * abar S_k + (1 - abar) C). */
+ * abar S_k + (1 - abar) C), from the model's law (csde_model_gmm_law); NaN if that fails. */
 static void gmm_mismatch(const cli_model *m, const double *Cmat, double abar, double *fm,
                          double *fc)
 {
-  const size_t tau = m->tau, D = m->D, n = tau * D, K = m->K;
+  const size_t tau = m->tau, D = m->D, n = tau * D;
+  size_t K;
+  const double *cum, *means, *fac; /* borrowed from the model */
+  csde_err err;
+  csde_err_clear(&err);
   double *mean = calloc(n, sizeof *mean), *F = calloc(tau * tau, sizeof *F);
-  if (!mean || !F) {
+  if (!mean || !F || csde_model_gmm_law(m->model, &K, &cum, &means, &fac, &err)) {
     *fm = *fc = NAN;
     free(mean);
     free(F);
     return;
   }
   for (size_t k = 0; k < K; k++) {
-    double w = m->cum[k] - (k ? m->cum[k - 1] : 0.0);
-    const double *mk = m->means + k * n, *Fk = m->fac + k * tau * tau;
+    double w = cum[k] - (k ? cum[k - 1] : 0.0);
+    const double *mk = means + k * n, *Fk = fac + k * tau * tau;
     for (size_t j = 0; j < n; j++) mean[j] += w * sqrt(abar) * mk[j];
     for (size_t a = 0; a < tau; a++)
       for (size_t b = 0; b < tau; b++) {
@@ -661,9 +656,9 @@ static int resolve(const converge_args *a, converge_run *r)
   s.paths = a->paths;
   s.reference = a->reference_s;
   s.t_end = a->t_end_s ? a->t_end : NAN;
-  s.seed = a->seed;
+  s.seed = a->c.seed;
   s.grid = a->grid;
-  s.threads = (int)a->threads;
+  s.threads = (int)a->c.threads;
   s.boot = a->boot;
   csde_err err;
   csde_err_clear(&err);
@@ -675,43 +670,10 @@ static int resolve(const converge_args *a, converge_run *r)
   return check_memory(a, &r->plan.params);
 }
 
-static int build(converge_args *a, converge_run *r, int argc, char **argv)
+/* Where the paths start (START_*), its description and, for a gmm's prior start, its
+ * mismatch with the exact p_T. */
+static int choose_start(const converge_args *a, converge_run *r)
 {
-  int rc;
-  csde_err err;
-  csde_err_clear(&err);
-  if ((rc = cli_spec_cov(CMD, a->cov, a->cov_method, a->tau, &r->C))) return rc;
-  if ((rc = cli_spec_schedule(CMD, a->schedule, &r->sched))) return rc;
-  if ((rc = resolve(a, r))) return rc;
-  if ((rc = cli_spec_model(CMD, a->model, r->C, r->sched, a->tau, a->shape_rank, a->shape,
-                           model_batch(a), csde_process_name((csde_process)a->process), &r->model)) ||
-      (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
-    return rc;
-  r->P = r->plan.params.P;
-  r->P.batch = 1;
-  r->P.model = r->model.model;
-  csde_problem_span(&r->P, &r->t_start, &r->t_end);
-
-  /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
-  if (r->model.kind == CLI_MODEL_GMM) {
-    r->Cmat = malloc(a->tau * a->tau * sizeof *r->Cmat);
-    if (!r->Cmat) {
-      cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->tau, a->tau);
-      return CLI_EFAIL;
-    }
-    csde_cov_matrix(r->C, r->Cmat);
-  }
-
-  /* the reference the model can give */
-  csde_conv_params cp = r->plan.params;
-  cp.P = r->P;
-  const char *why = NULL;
-  if (cp.ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
-    cli_error(CMD, "--reference exact: %s with --model %s", why, r->model.spec);
-    return CLI_EUSAGE;
-  }
-
-  /* the starts */
   int gauss = r->model.kind == CLI_MODEL_GAUSSIAN;
   r->floor_mean = r->floor_cov = NAN;
   switch (a->process) {
@@ -755,6 +717,46 @@ static int build(converge_args *a, converge_run *r, int argc, char **argv)
       }
     }
   }
+  return CLI_OK;
+}
+
+static int build(converge_args *a, converge_run *r, int argc, char **argv)
+{
+  int rc;
+  csde_err err;
+  csde_err_clear(&err);
+  if ((rc = cli_spec_cov(CMD, a->c.cov, a->c.cov_method, a->c.tau, &r->C))) return rc;
+  if ((rc = cli_spec_schedule(CMD, a->c.schedule, &r->sched))) return rc;
+  if ((rc = resolve(a, r))) return rc;
+  if ((rc = cli_spec_model(CMD, a->c.model, r->C, r->sched, a->c.tau, a->shape_rank, a->shape,
+                           model_batch(a), csde_process_name((csde_process)a->process), &r->model)) ||
+      (rc = cli_model_prepare_score(CMD, &r->model))) /* a clip too long: refused here */
+    return rc;
+  r->P = r->plan.params.P;
+  r->P.batch = 1;
+  r->P.model = r->model.model;
+  csde_problem_span(&r->P, &r->t_start, &r->t_end);
+
+  /* C as a matrix, for the gmm prior's mismatch (gmm models are dense anyway) */
+  if (r->model.kind == CLI_MODEL_GMM) {
+    r->Cmat = malloc(a->c.tau * a->c.tau * sizeof *r->Cmat);
+    if (!r->Cmat) {
+      cli_error(CMD, "--frames: out of memory for a %zu x %zu matrix", a->c.tau, a->c.tau);
+      return CLI_EFAIL;
+    }
+    csde_cov_matrix(r->C, r->Cmat);
+  }
+
+  /* the reference the model can give */
+  csde_conv_params cp = r->plan.params;
+  cp.P = r->P;
+  const char *why = NULL;
+  if (cp.ref == CSDE_CONV_REF_EXACT && !csde_conv_exact_available(&cp, r->model.model, &why)) {
+    cli_error(CMD, "--reference exact: %s with --model %s", why, r->model.spec);
+    return CLI_EUSAGE;
+  }
+
+  if ((rc = choose_start(a, r))) return rc;
   r->cmdline = cli_command_line(argc, argv);
   return CLI_OK;
 }
@@ -786,13 +788,13 @@ static int hook_alloc(void *user, int t, const csde_model **model, void **state,
     ts->model = r->model;
   } else {
     /* the same spec again: one model object per thread (model.h) */
-    if (cli_spec_model(CMD, r->a->model, r->C, r->sched, r->a->tau, r->a->shape_rank,
+    if (cli_spec_model(CMD, r->a->c.model, r->C, r->sched, r->a->c.tau, r->a->shape_rank,
                        r->a->shape, model_batch(r->a), csde_process_name((csde_process)r->a->process),
                        &ts->model) ||
         cli_model_prepare_score(CMD, &ts->model)) {
       free(ts);
       return csde_err_set(err, CSDE_EFAILED, "--model '%s': cannot make a model for thread %d",
-                          r->a->model, t);
+                          r->a->c.model, t);
     }
     ts->owned = 1;
   }
@@ -823,7 +825,7 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
 {
   converge_run *r = user;
   thread_state *ts = state;
-  const csde_rng_key key = csde_conv_start_key(r->a->seed);
+  const csde_rng_key key = csde_conv_start_key(r->a->c.seed);
   switch (r->start_kind) {
   case START_GAUSS_T:
     return csde_model_gaussian_sample(ts->model.model, r->P.T, key, first, n, x, err);
@@ -832,7 +834,7 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
   case START_DATA:
     return cli_model_sample_data(&ts->model, key, first, n, x, err);
   default:
-    return csde_conv_start_prior(r->C, ts->ws, r->a->seed, first, n, x, err);
+    return csde_conv_start_prior(r->C, ts->ws, r->a->c.seed, first, n, x, err);
   }
 }
 
@@ -874,7 +876,7 @@ static void print_header(FILE *f, const converge_args *a, const converge_run *r,
           res->steps[res->L - 1], a->paths);
   fprintf(f, "problem: model %s; C %s (%s); %zu frames of %s; schedule %s; t %g -> %g\n",
           r->model.spec, csde_cov_spec(r->C), csde_cov_method_name(csde_cov_method_of(r->C)),
-          a->tau, shape, csde_schedule_spec(r->sched), r->t_start, r->t_end);
+          a->c.tau, shape, csde_schedule_spec(r->sched), r->t_start, r->t_end);
   fprintf(f, "start: %s\n", r->start_desc);
   fprintf(f, "reference: %s\n", res->reference);
   fprintf(f, "estimator: %s\n", res->estimator);
@@ -913,26 +915,26 @@ static int write_outputs(const converge_args *a, const converge_run *r,
     /* the script draws into our temporary plot.partial.XXXXXX, its descriptor 3
      * (/dev/fd/3), renamed to the plot once whole (io/outfile.h) */
     csde_outfile po;
-    if (csde_outfile_open(&po, a->plot, CSDE_OUT_LOCK | (a->force ? CSDE_OUT_OVERWRITE : 0),
+    if (csde_outfile_open(&po, a->plot, CSDE_OUT_LOCK | (a->c.force ? CSDE_OUT_OVERWRITE : 0),
                           &err)) {
-      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->output);
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->c.output);
       return CLI_EFAIL;
     }
-    char *pargv[] = {(char *)python_path(), script, (char *)a->output, "/dev/fd/3",
+    char *pargv[] = {(char *)python_path(), script, (char *)a->c.output, "/dev/fd/3",
                      a->x_axis ? "--x-axis" : NULL, (char *)a->x_axis, NULL};
     int prc = run_program(pargv, 0, csde_outfile_fd(&po));
     if (prc != 0)
       cli_error(CMD, "--plot '%s': the plotting script %s failed (exit %d); the results are "
-                     "in '%s'", a->plot, script, prc, a->output);
+                     "in '%s'", a->plot, script, prc, a->c.output);
     else if (csde_outfile_commit(&po, &err))
-      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->output);
+      cli_error(CMD, "--plot %s; the results are in '%s'", err.msg, a->c.output);
     int drawn = po.committed;
     csde_outfile_release(&po);
     if (!drawn) return CLI_EFAIL;
   }
 
   /* the table, last */
-  if (!a->quiet) {
+  if (!a->c.quiet) {
     print_header(stdout, a, r, res);
     csde_conv_print(stdout, res, r->plan.params.kind);
     for (size_t i = 0; i < res->nsolvers; i++)
@@ -942,11 +944,96 @@ static int write_outputs(const converge_args *a, const converge_run *r,
                   res->s[i].name, res->s[i].fit.ref_ratio,
                   res->ref_shared ? "tighten the rtol of --reference fine:SOLVER:rtol=R"
                                   : "raise --reference fine:LEVEL");
-    printf("\nwrote %s", a->output);
+    printf("\nwrote %s", a->c.output);
     if (a->csv) printf(", %s", a->csv);
     if (a->plot) printf(", %s", a->plot);
     printf(" (%.2f s, %zu model evaluations, %zu thread%s)\n", res->wall_seconds, res->nfe,
-           a->threads, a->threads == 1 ? "" : "s");
+           a->c.threads, a->c.threads == 1 ? "" : "s");
+  }
+  return CLI_OK;
+}
+
+/* The outputs before anything is built: an existing file needs --force, its directory
+ * must be writable (rank 0's under corrsde-mpi: another rank would find the lock rank 0
+ * takes as soon as it has built its objects); --plot's interpreter and script. */
+static int check_outputs(const converge_args *a, char *script, size_t len)
+{
+  int rc = CLI_OK;
+  if ((cli_rank == 0 && (rc = cli_check_output(CMD, "-o", a->c.output, a->c.force))) ||
+      (cli_rank == 0 && a->csv && (rc = cli_check_output(CMD, "--csv", a->csv, a->c.force))) ||
+      (cli_rank == 0 && a->plot && (rc = cli_check_output(CMD, "--plot", a->plot, a->c.force))) ||
+      (a->plot && (rc = check_plotting(script, len))))
+    return rc;
+  return CLI_OK;
+}
+
+/* The file (rank 0): made before the first solve and rewritten after every stage, so a
+ * run stopped or killed keeps what finished (csde_conv_file_open); under corrsde-mpi
+ * every rank has checked its arguments and built its objects, and they agree. */
+static int open_file(const converge_args *a, const converge_run *r, csde_conv_params *p,
+                     csde_err *err)
+{
+  csde_conv_record rec = {r->plan.solvers_text, r->plan.levels_text, r->plan.reference_text,
+                          a->c.cov_method, r->model.spec,
+                          csde_model_name(r->model.model),
+                          csde_model_output_name(csde_model_output_of(r->model.model)),
+                          r->start_desc, r->cmdline ? r->cmdline : "", a->shape_rank,
+                          {a->shape[0], a->shape[1], a->shape[2]}, (int)a->c.threads,
+                          r->floor_mean, r->floor_cov};
+  csde_conv_file *file = NULL;
+  int open_rc = CLI_OK;
+  if (cli_rank == 0 && csde_conv_file_open(&file, a->c.output, &rec, a->c.force, err)) {
+    cli_error(CMD, "-o %s", err->msg);
+    open_rc = CLI_EFAIL;
+  }
+  p->file = file;
+  if (!cli_sync) return open_rc;
+  if (cli_sync(open_rc) >= 0 ||
+      cli_agree(CMD, &(cli_settings){.conv = p, .cov = a->c.cov, .model = a->c.model})) {
+    csde_conv_file_close(file, NULL, p, NULL, err);
+    return CLI_EFAIL;
+  }
+  return CLI_OK;
+}
+
+/* The file's last word (its status: ok, or failed and why), then a failed run's message
+ * saying what the file holds: CLI_OK, or CLI_EFAIL when the run or the file failed. */
+static int finish(const converge_args *a, csde_conv_params *p, const csde_conv_result *res,
+                  int s, const csde_err *err, int existed)
+{
+  char status[CSDE_MSG_MAX + 96], why[96] = "";
+  if (g_signal)
+    snprintf(why, sizeof why, "interrupted by signal %d (%s)", (int)g_signal,
+             strsignal(g_signal));
+  if (!s)
+    snprintf(status, sizeof status, "ok");
+  else
+    snprintf(status, sizeof status, "failed: %s", why[0] ? why : err->msg[0] ? err->msg
+                                                                            : csde_strerror(s));
+  csde_err werr;
+  csde_err_clear(&werr);
+  int ws = csde_conv_file_write(p->file, res, p, status, &werr);
+  int written = csde_conv_file_written(p->file);
+  csde_conv_file_close(p->file, NULL, p, NULL, &werr);
+  if (s) {
+    char where[PATH_MAX + 160] = "";
+    if (cli_rank == 0 && written && !ws)
+      snprintf(where, sizeof where, " ('%s' holds the stages that finished, status failed)",
+               a->c.output);
+    else if (cli_rank == 0 && ws)
+      snprintf(where, sizeof where, " (-o '%s': %s)", a->c.output, werr.msg);
+    else if (cli_rank == 0 && existed)
+      snprintf(where, sizeof where, " ('%s' is kept as it was)", a->c.output);
+    if (why[0])
+      cli_error(CMD, "%s%s", why, where);
+    else
+      cli_error(CMD, "%s: %s%s", conv_flag(err->param), err->msg[0] ? err->msg : csde_strerror(s),
+                where);
+    return CLI_EFAIL;
+  }
+  if (cli_rank == 0 && ws) { /* rank 0 writes and prints */
+    cli_error(CMD, "-o '%s': %s", a->c.output, werr.msg);
+    return CLI_EFAIL;
   }
   return CLI_OK;
 }
@@ -957,29 +1044,13 @@ int cli_cmd_converge(int argc, char **argv)
   converge_run r;
   memset(&r, 0, sizeof r);
   int rc = parse_args(argc, argv, &a);
-  if (rc || a.help) {
+  if (rc || a.c.help) {
     if (!rc && cli_rank == 0) help(); /* corrsde-mpi: once */
     return rc;
   }
   r.a = &a;
   char script[PATH_MAX + 64];
-  if ((rc = check_combinations(&a))) goto out;
-  if (a.x_axis && !a.plot) {
-    cli_error(CMD, "--x-axis: applies to --plot (give --plot OUT.png)");
-    rc = CLI_EUSAGE;
-    goto out;
-  }
-  if (same_file(a.output, a.csv) || same_file(a.output, a.plot) || same_file(a.csv, a.plot)) {
-    cli_error(CMD, "-o/--csv/--plot: two outputs name the same file");
-    rc = CLI_EUSAGE;
-    goto out;
-  }
-  /* the outputs are rank 0's (corrsde-mpi): another rank would find the lock rank 0
-   * takes as soon as it has built its objects */
-  if ((cli_rank == 0 && (rc = cli_check_output(CMD, "-o", a.output, a.force))) ||
-      (cli_rank == 0 && a.csv && (rc = cli_check_output(CMD, "--csv", a.csv, a.force))) ||
-      (cli_rank == 0 && a.plot && (rc = cli_check_output(CMD, "--plot", a.plot, a.force))) ||
-      (a.plot && (rc = check_plotting(script, sizeof script))) ||
+  if ((rc = check_combinations(&a)) || (rc = check_outputs(&a, script, sizeof script)) ||
       (rc = build(&a, &r, argc, argv)))
     goto out;
 
@@ -987,101 +1058,24 @@ int cli_cmd_converge(int argc, char **argv)
   p.P = r.P;
   csde_conv_hooks hooks = {&r, hook_alloc, hook_free, hook_start, hook_progress};
   p.dist = cli_conv_dist; /* corrsde-mpi: this process's share of the paths */
-  if (cli_conv_dist) cli_warn_bound_threads(CMD, a.threads);
-  /* the file (rank 0): made before the first solve and rewritten after every stage, so a
-   * run stopped or killed keeps what finished (csde_conv_file_open) */
-  csde_conv_record rec = {r.plan.solvers_text, r.plan.levels_text, r.plan.reference_text,
-                          a.cov_method, r.model.spec,
-                          csde_model_name(r.model.model),
-                          csde_model_output_name(csde_model_output_of(r.model.model)),
-                          r.start_desc, r.cmdline ? r.cmdline : "", a.shape_rank,
-                          {a.shape[0], a.shape[1], a.shape[2]}, (int)a.threads,
-                          r.floor_mean, r.floor_cov};
-  csde_conv_file *file = NULL;
+  if (cli_conv_dist) cli_warn_bound_threads(CMD, a.c.threads);
   csde_err err;
   csde_err_clear(&err);
-  int open_rc = CLI_OK;
   struct stat ost;
-  const int existed = lstat(a.output, &ost) == 0; /* for the message of a failed run */
-  if (cli_rank == 0 && csde_conv_file_open(&file, a.output, &rec, a.force, &err)) {
-    cli_error(CMD, "-o %s", err.msg);
-    open_rc = CLI_EFAIL;
-  }
-  p.file = file;
-  if (cli_sync) {         /* every rank has checked its arguments and built its objects */
-    int first = cli_sync(open_rc);
-    if (first >= 0 ||
-        cli_agree(CMD, &(cli_settings){.conv = &p, .cov = a.cov, .model = a.model})) {
-      csde_conv_file_close(file, NULL, &p, NULL, &err);
-      rc = CLI_EFAIL;
-      goto out;
-    }
-  } else if (open_rc) {
-    rc = open_rc;
-    goto out;
-  }
-  r.bar_on = cli_rank == 0 && !a.quiet && (a.progress || isatty(STDERR_FILENO));
+  const int existed = lstat(a.c.output, &ost) == 0; /* for the message of a failed run */
+  if ((rc = open_file(&a, &r, &p, &err))) goto out;
+  r.bar_on = cli_rank == 0 && !a.c.quiet && (a.c.progress || isatty(STDERR_FILENO));
   csde_conv_progress_line_init(&r.bar, stderr, isatty(STDERR_FILENO), "corrsde " CMD);
 
-  struct sigaction sa, old_int, old_term, old_hup;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
+  cli_signals sigs;
   g_signal = 0;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  sigaction(SIGHUP, &sa, &old_hup);
+  cli_signals_catch(&sigs, on_signal);
   csde_conv_result res;
   int s = csde_conv_run(&p, &hooks, &res, &err);
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGTERM, &old_term, NULL);
-  sigaction(SIGHUP, &old_hup, NULL);
+  cli_signals_restore(&sigs);
   if (r.bar_on) csde_conv_progress_end(&r.bar);
-
-  /* the file's last word: its status */
-  char status[CSDE_MSG_MAX + 96], why[96] = "";
-  if (g_signal)
-    snprintf(why, sizeof why, "interrupted by signal %d (%s)", (int)g_signal,
-             strsignal(g_signal));
-  if (!s)
-    snprintf(status, sizeof status, "ok");
-  else
-    snprintf(status, sizeof status, "failed: %s", why[0] ? why : err.msg[0] ? err.msg
-                                                                           : csde_strerror(s));
-  csde_err werr;
-  csde_err_clear(&werr);
-  int ws = csde_conv_file_write(file, &res, &p, status, &werr);
-  int written = csde_conv_file_written(file);
-  csde_conv_file_close(file, NULL, &p, NULL, &werr);
-  if (s) {
-    char where[PATH_MAX + 160] = "";
-    if (cli_rank == 0 && written && !ws)
-      snprintf(where, sizeof where, " ('%s' holds the stages that finished, status failed)",
-               a.output);
-    else if (cli_rank == 0 && ws)
-      snprintf(where, sizeof where, " (-o '%s': %s)", a.output, werr.msg);
-    else if (cli_rank == 0 && existed)
-      snprintf(where, sizeof where, " ('%s' is kept as it was)", a.output);
-    if (why[0])
-      cli_error(CMD, "%s%s", why, where);
-    else
-      cli_error(CMD, "%s: %s%s", conv_flag(err.param), err.msg[0] ? err.msg : csde_strerror(s),
-                where);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-
-  if (cli_rank != 0) { /* rank 0 writes and prints */
-    rc = CLI_OK;
-    goto out_res;
-  }
-  if (ws) {
-    cli_error(CMD, "-o '%s': %s", a.output, werr.msg);
-    rc = CLI_EFAIL;
-    goto out_res;
-  }
-  rc = write_outputs(&a, &r, &res, script);
-out_res:
+  rc = finish(&a, &p, &res, s, &err, existed);
+  if (!rc && cli_rank == 0) rc = write_outputs(&a, &r, &res, script);
   csde_conv_result_free(&res);
 out:
   run_free(&r);

@@ -33,8 +33,7 @@ static const common_entry table[] = {
     {{"threads", 'j', "a positive integer"}, "-j, --threads N",
      "OpenMP threads (default %s); the result does not depend on N"},
     {{"force", 'f', NULL}, "-f, --force", NULL},
-    {{"progress", CLI_OPT_PROGRESS, NULL}, "--progress",
-     "show the progress bar even when stderr is not a terminal"},
+    {{"progress", CLI_OPT_PROGRESS, NULL}, "--progress", "%s"},
     {{"quiet", 'q', NULL}, "-q, --quiet", "print nothing but errors"},
     {{"output", 'o', "an output file name such as out.h5"}, "-o, --output OUT.h5", "%s"},
     {{"help", 'h', NULL}, "-h, --help", "show this help and exit"},
@@ -53,6 +52,7 @@ void cli_common_defaults(cli_common *c, size_t tau, const char *shape)
   c->threads = 1;
   c->output_help = "the output file (required)";
   c->schedule_help = "the noise schedule (default vp-linear), one of:";
+  c->progress_help = "show the progress bar even when stderr is not a terminal";
 }
 
 int cli_options_join(cli_option *out, size_t cap, const cli_option *own)
@@ -70,6 +70,15 @@ int cli_options_join(cli_option *out, size_t cap, const cli_option *own)
   return CLI_OK;
 }
 
+int cli_check_name(const char *cmd, const char *flag, const char *v, int bad,
+                   char *(*names)(char *, size_t))
+{
+  char buf[256];
+  if (!bad) return CLI_OK;
+  cli_error(cmd, "%s: expected one of %s, got '%s'", flag, names(buf, sizeof buf), v);
+  return CLI_EUSAGE;
+}
+
 int cli_common_option(const char *cmd, int c, const char *v, cli_common *o)
 {
   int rc;
@@ -78,12 +87,9 @@ int cli_common_option(const char *cmd, int c, const char *v, cli_common *o)
   case 'c': o->cov = v; break;
   case CLI_OPT_COV_METHOD: {
     csde_cov_method m;
-    if (csde_cov_method_parse(v, &m, NULL)) {
-      char names[256];
-      cli_error(cmd, "--cov-method: expected one of %s, got '%s'",
-                csde_cov_method_names(names, sizeof names), v);
-      return CLI_EUSAGE;
-    }
+    if ((rc = cli_check_name(cmd, "--cov-method", v, csde_cov_method_parse(v, &m, NULL),
+                             csde_cov_method_names)))
+      return rc;
     o->cov_method = v;
     break;
   }
@@ -124,6 +130,7 @@ static const char *help_default(const cli_common *d, size_t i, char *buf, size_t
   case CLI_OPT_SEED: snprintf(buf, len, "%llu", (unsigned long long)d->seed); return buf;
   case 'j': snprintf(buf, len, "%zu", d->threads); return buf;
   case 'o': return d->output_help;
+  case CLI_OPT_PROGRESS: return d->progress_help;
   default: return "";
   }
 }

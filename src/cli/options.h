@@ -34,6 +34,7 @@ typedef struct {
   const char *output_help;   /* -o's text: "the trajectory file (required)" */
   const char *schedule_help; /* --schedule's first line */
   const char *force_help;    /* -f's text */
+  const char *progress_help; /* --progress's text */
 } cli_common;
 
 /* The defaults: model gaussian, cov ar1:rho=0.9, method auto, the given tau and frame
@@ -50,6 +51,11 @@ enum { CLI_OPT_MINE = 0, CLI_OPT_HANDLED = -1, CLI_OPT_NOT_MINE = -2 };
 /* Handle option c (getopt's value) with value v for command cmd: CLI_OPT_HANDLED, an
  * error's rc (CLI_EUSAGE, message printed), or CLI_OPT_NOT_MINE for the command's own. */
 int cli_common_option(const char *cmd, int c, const char *v, cli_common *o);
+
+/* A registry name checked: CLI_OK when bad is 0, else print "<flag>: expected one of
+ * <names()>, got '<v>'" and return CLI_EUSAGE. */
+int cli_check_name(const char *cmd, const char *flag, const char *v, int bad,
+                   char *(*names)(char *, size_t));
 
 /* Print the help lines of the shared options named in `names` (comma separated, in that
  * order: "model,cov,cov-method,frames,frame-shape"), with the defaults of d. */

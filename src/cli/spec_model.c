@@ -236,8 +236,11 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
 
   char *canon = NULL;
   int st = csde_model_spec_alloc(&m->model, spec, C, s, D, &canon, &err);
-  if (!st && csde_model_is_gmm(m->model))
-    st = csde_model_gmm_law(m->model, &m->K, &m->cum, &m->means, &m->fac, &err);
+  if (!st && csde_model_is_gmm(m->model)) { /* its factors made now: a failure is --model's */
+    size_t K;
+    const double *cum, *means, *fac;
+    st = csde_model_gmm_law(m->model, &K, &cum, &means, &fac, &err);
+  }
   if (st) {
     free(canon);
     cli_model_free(m);

@@ -58,11 +58,6 @@ typedef struct {
   cli_model_kind kind;
   char *spec;          /* canonical: every parameter shown, e.g. gaussian:mean=0,std=0.5,rho=0.95 */
   size_t tau, D;
-  /* gmm: its data law, borrowed from the model (csde_model_gmm_law) */
-  size_t K;
-  const double *cum;   /* K cumulative weights, cum[K-1] = 1 */
-  const double *means; /* K x tau x D */
-  const double *fac;   /* K factors tau x tau, F F^T = S_k */
 } cli_model;
 
 /* --model SPEC for tau frames of the frame shape (rank sizes, D their product); C and s
