@@ -11,7 +11,8 @@
  * Errors name the setting at fault in csde_err.param: CSDE_PARAM_PROCESS, _SOLVER, _STEPS,
  * _GRID, _TOLERANCES, _SPAN, _SAVE, _NOISE, _SCHEDULE, _MODEL, _SIZE, _X0_CLIP,
  * _X0_THRESHOLD, _GUIDANCE (a bad guidance spec, guidance without uncond or on
- * forward-sde), _COND (uncond without guidance) (front ends map it to
+ * forward-sde), _COND (uncond without guidance), _CORRECTOR (a bad corrector spec, or
+ * one with adaptive steps, forward-sde, pf-ode-encode, ddpm or ddim) (front ends map it to
  * their own option); the messages name no front end's option.
  */
 #ifndef CORRSDE_RUN_H
@@ -98,6 +99,10 @@ typedef struct {
   const char *init;         /* where the start states come from; NULL: the prior
                                (csde_run_prior) */
   const char *command_line; /* NULL: "" */
+  const char *corrector;    /* NULL or "none" (default): off; "langevin:snr=R,steps=K":
+                               K Langevin steps after every predictor step (solve.h,
+                               csde_corrector_parse), one NFE each; reverse-sde and pf-ode
+                               with fixed steps only */
 } csde_run_settings;
 
 CSDE_API csde_run_settings csde_run_default_settings(void);

@@ -98,7 +98,30 @@ typedef struct {
   void *observer_user;
   csde_preview_fn preview; /* x0 previews (above); NULL (default): none, and no buffer */
   void *preview_user;
+  size_t corrector_steps;  /* the Langevin corrector (csde_corrector_parse): K steps after
+                              every predictor step of a fixed-step reverse-sde or pf-ode
+                              solve; 0 (default): none */
+  double corrector_snr;    /* its signal-to-noise ratio r > 0 */
 } csde_solve_params;
+
+/* The predictor-corrector sampler (Song et al. 2021, score_sde's LangevinCorrector),
+ * preconditioned by C: after each predictor step to t, K times
+ *   x <- x + e C s + sqrt(2 e) V' z,   s = grad log p_t(x), z ~ N(0, I),
+ * with C s the model's answer converted as for every solver (one NFE per corrector step)
+ * and score_sde's step rule in the C^-1 norm, per sample (over its whole tau x D state):
+ *   e = 2 (r ||z|| / ||s||_C)^2,  ||s||_C^2 = s^T C s = (C s)^T C^-1 (C s),
+ *   ||z||^2 = (V' z)^T C^-1 (V' z)
+ * (the white noise's norm where V' is square: dense, circulant; for embed the norm of
+ * the part of z that reaches the state). The noise of predictor step n's k-th corrector
+ * step is keyed by (seed, CSDE_STREAM_CORRECTOR + n 2^24 + k), sample j at the indices
+ * of csde_cov_sample: threads and batch never change a bit, and no other draw moves.
+ * Fixed steps only; not for forward-sde, pf-ode-encode or ddpm. The spec
+ * "langevin:snr=R,steps=K" (defaults snr 0.16, steps 1; K <= CSDE_CORRECTOR_MAX_STEPS)
+ * or "none"/NULL (off: steps 0) into *steps, *snr; errors CSDE_ESPEC/CSDE_EDOM naming
+ * the key. */
+#define CSDE_STREAM_CORRECTOR ((uint64_t)3 << 61)
+#define CSDE_CORRECTOR_MAX_STEPS 1000
+CSDE_API int csde_corrector_parse(const char *spec, size_t *steps, double *snr, csde_err *err);
 
 CSDE_API csde_solve_params csde_solve_default_params(void);
 /* A solver spec "name[:key=value,...]" (csde_solver_spec_lookup gives its type): its

@@ -73,6 +73,7 @@ typedef struct {
 #define CSDE_PARAM_X0_THRESHOLD "x0_threshold" /* the dynamic thresholding of its x0 */
 #define CSDE_PARAM_GUIDANCE "guidance"     /* classifier-free guidance: its scale(s), split */
 #define CSDE_PARAM_COND "cond"             /* the conditioning: cond, uncond */
+#define CSDE_PARAM_CORRECTOR "corrector"   /* the predictor-corrector's Langevin corrector */
 
 /* The fixed message of a status code ("unknown status" for codes not in the list). */
 CSDE_API const char *csde_strerror(int status);

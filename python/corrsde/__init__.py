@@ -680,7 +680,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
           dtype="float64", compress=False, progress=False, eta=None, max_nfe=None,
           batch=None, frame_shape=None,
           x0_clip=None, x0_threshold=None,
-          cond=None, uncond=None, guidance=None, guidance_split=False, callback=None):
+          cond=None, uncond=None, guidance=None, guidance_split=False, callback=None,
+          corrector=None):
     """Run a process or sampler with a Python model; returns a Result.
 
     The run is the library's (corrsde/run.h), the same as `corrsde sample`'s: the same
@@ -735,6 +736,12 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     (Tweedie: the denoiser view) of the step's last model evaluation (None where there
     was none, e.g. forward-sde), as read-only numpy views valid during the call; no
     extra model call. A truthy return stops the run (Result.stopped).
+    corrector="langevin:snr=0.16,steps=1" (None or "none": off): the predictor-corrector
+    sampler (score_sde's PC), as `corrsde sample --corrector`: after every fixed step of
+    reverse-sde or pf-ode, K Langevin steps x += e C s + sqrt(2 e) V' z at the new t (s
+    the score, z ~ N(0, I) from its own keyed stream), e = 2 (snr ||z|| / ||s||_C)^2 per
+    sample in the C^-1 norm (||s||_C^2 = s^T C s); each one NFE. Not with rtol/atol,
+    forward-sde, pf-ode-encode, ddpm or ddim (ValueError naming corrector).
     The GIL is released during the solve and taken back only to call the model, on the
     calling thread. An exception in the model (in the callback, in a guidance callable)
     propagates with a note giving t and the step; KeyboardInterrupt stops the solve.
@@ -742,6 +749,10 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     schedule, settings = _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol,
                                        t_start, t_end, seed, noise, threads, max_nfe, eta,
                                        x0_clip, x0_threshold)
+    if corrector is not None and not isinstance(corrector, str):
+        raise TypeError("corrector: expected a str such as 'langevin:snr=0.16,steps=1', got %s"
+                        % type(corrector).__name__)
+    settings["corrector"] = corrector
     base, seed = settings["process"].partition(":")[0], settings["seed"]
     output = _model_output(model, output)
     if dtype not in ("float64", "float32"):

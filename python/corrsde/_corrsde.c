@@ -756,7 +756,7 @@ static const char *param_arg(const char *param)
       {CSDE_PARAM_PROCESS, "process"}, {CSDE_PARAM_SAVE, "save"},
       {CSDE_PARAM_SCHEDULE, "schedule"}, {CSDE_PARAM_X0_CLIP, "x0_clip"},
       {CSDE_PARAM_X0_THRESHOLD, "x0_threshold"}, {CSDE_PARAM_GUIDANCE, "guidance"},
-      {CSDE_PARAM_COND, "cond/uncond"}};
+      {CSDE_PARAM_COND, "cond/uncond"}, {CSDE_PARAM_CORRECTOR, "corrector"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i][0])) return map[i][1];
   return NULL;
@@ -836,7 +836,7 @@ static int run_settings_of(PyObject *sd, csde_run_settings *s)
       dict_str(sd, "init", &s->init) || dict_str(sd, "command_line", &s->command_line) ||
       dict_str(sd, "cov_method", &s->cov_method) || dict_str(sd, "x0_clip", &s->x0_clip) ||
       dict_str(sd, "x0_threshold", &s->x0_threshold) ||
-      dict_str(sd, "guidance", &s->guidance) ||
+      dict_str(sd, "guidance", &s->guidance) || dict_str(sd, "corrector", &s->corrector) ||
       dict_uint(sd, "steps", s->steps, 0, SIZE_MAX, &steps) ||
       dict_real(sd, "rtol", 0, &s->rtol) || dict_real(sd, "atol", 0, &s->atol) ||
       dict_real(sd, "t_start", NAN, &s->t_start) || dict_real(sd, "t_end", NAN, &s->t_end) ||

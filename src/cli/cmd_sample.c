@@ -49,7 +49,7 @@
 enum {
   OPT_GRID = 256, OPT_RTOL, OPT_ATOL, OPT_T_START, OPT_T_END, OPT_NOISE, OPT_SAVE, OPT_DTYPE,
   OPT_COMPRESS, OPT_MAX_NFE, OPT_X0_CLIP, OPT_X0_THRESHOLD, OPT_COND, OPT_UNCOND,
-  OPT_GUIDANCE, OPT_GUIDANCE_SPLIT
+  OPT_GUIDANCE, OPT_GUIDANCE_SPLIT, OPT_CORRECTOR
 };
 
 /* sample's own options, after the shared ones (options.h) */
@@ -75,6 +75,7 @@ static const cli_option sample_own[] = {
   {"uncond", OPT_UNCOND, "FILE.h5:/group (the unconditional conditioning)"},
   {"guidance", OPT_GUIDANCE, "W, w1,...,w_tau (one per frame) or linear:A,B"},
   {"guidance-split", OPT_GUIDANCE_SPLIT, NULL},
+  {"corrector", OPT_CORRECTOR, "none or langevin[:snr=R,steps=K] (R > 0, 1 <= K <= 1000)"},
   {0},
 };
 
@@ -89,6 +90,7 @@ typedef struct {
   const char *x0_clip, *x0_threshold; /* checked as given (csde_x0_post_parse) */
   const char *cond, *uncond, *guidance; /* --cond, --uncond: FILE.h5:/group; --guidance */
   int guidance_split;
+  const char *corrector; /* --corrector: checked as given (csde_corrector_parse) */
   size_t batch, D;
   int batch_set;
   int shape_rank;
@@ -183,6 +185,16 @@ static void help_problem_solver(const cli_common *d)
       "                         (numpy's default); 0 < P <= 1 (Imagen: 0.995), M >= 1\n"
       "                         (default inf). Not with --x0-clip, nor forward-sde\n",
       DEFAULT_STEPS);
+  fputs(
+      "      --corrector langevin[:snr=R,steps=K]  predictor-corrector (score_sde's PC\n"
+      "                         sampler): after every step of reverse-sde or pf-ode, K\n"
+      "                         Langevin steps x += e C s + sqrt(2 e) V' z at the new t\n"
+      "                         (s the score, z ~ N(0, I)), e = 2 (R ||z|| / ||s||_C)^2\n"
+      "                         per sample in the C^-1 norm (||s||_C^2 = s^T C s);\n"
+      "                         defaults R 0.16, K 1; each step one NFE. Fixed steps\n"
+      "                         only; not forward-sde, pf-ode-encode, ddpm, ddim\n"
+      "                         (default: none)\n",
+      stdout);
 }
 
 /* Starting states, output (the shared options' lines from d), conditioning. */
@@ -427,6 +439,17 @@ static int parse_args(int argc, char **argv, sample_args *a)
     case OPT_UNCOND: a->uncond = v; break;
     case OPT_GUIDANCE: a->guidance = v; break; /* checked by csde_run_alloc */
     case OPT_GUIDANCE_SPLIT: a->guidance_split = 1; break;
+    case OPT_CORRECTOR: {
+      size_t k;
+      double snr;
+      csde_err err;
+      if (csde_corrector_parse(v, &k, &snr, &err)) {
+        cli_error(CMD, "--corrector: %s", err.msg);
+        return CLI_EUSAGE;
+      }
+      a->corrector = v;
+      break;
+    }
     case OPT_DTYPE:
       if ((rc = cli_parse_choice(CMD, "--dtype", v, dtype_names, &idx))) return rc;
       a->float32 = idx == 1;
@@ -708,7 +731,8 @@ static const char *param_flag(const char *param, int *usage)
              {CSDE_PARAM_PROCESS, "--process", 1}, {CSDE_PARAM_SAVE, "--save", 1},
              {CSDE_PARAM_SCHEDULE, "--schedule", 0}, {CSDE_PARAM_X0_CLIP, "--x0-clip", 1},
              {CSDE_PARAM_X0_THRESHOLD, "--x0-threshold", 1},
-             {CSDE_PARAM_GUIDANCE, "--guidance", 1}, {CSDE_PARAM_COND, "--uncond", 1}};
+             {CSDE_PARAM_GUIDANCE, "--guidance", 1}, {CSDE_PARAM_COND, "--uncond", 1},
+             {CSDE_PARAM_CORRECTOR, "--corrector", 1}};
   *usage = 0;
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) {
@@ -739,6 +763,7 @@ static csde_run_settings run_settings(const sample_args *a)
   s.x0_threshold = a->x0_threshold;
   s.guidance = a->guidance;
   s.guidance_split = a->guidance_split;
+  s.corrector = a->corrector;
   return s;
 }
 

@@ -381,6 +381,7 @@ typedef struct {
   size_t batch, tau, D, extra;
   int x0_threshold;             /* x0 thresholding: one sample's |x0| per thread */
   int guided, split, preview;   /* guidance's scratch (problem.h), the preview's x0 */
+  int corrector;                /* the Langevin corrector: 2 states and a workspace */
 } mem_in;
 
 static size_t to_size(double b) { return b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b; }
@@ -407,8 +408,10 @@ static void mem_estimate(const mem_in *in, csde_run_memory *m)
   states += in->churn > 0;                       /* edm-heun's churn noise */
   states += uses_model && in->guided ? (in->split ? 1 : 4) : 0; /* process.c's gx */
   states += uses_model && in->preview;           /* process.c's x0 */
+  states += 2.0 * (in->corrector != 0);          /* corrector.c's C s and V' z */
   nws = sde + (uses_model && score) + (in->churn > 0) + (ddim && in->eta > 0) + ddpm +
-        (in->process != CSDE_RUN_FORWARD_SDE && in->process != CSDE_RUN_PFODE_ENCODE);
+        (in->process != CSDE_RUN_FORWARD_SDE && in->process != CSDE_RUN_PFODE_ENCODE) +
+        (in->corrector != 0);
   double noise = 0;
   if (sde && in->path) { /* the tree: 2 (k + 2 + 3) or 2 x 3 values of batch x nd x D */
     const double len = 8.0 * (double)in->batch * (double)in->D *
@@ -593,6 +596,11 @@ int csde_run_check_memory(const csde_run_settings *s, const csde_cov *C,
   in.guided = guidance_given(s) && s->uncond;
   in.split = s->guidance_split != 0;
   in.preview = s->preview != 0;
+  {
+    size_t ck;
+    double cr;
+    in.corrector = !csde_corrector_parse(s->corrector, &ck, &cr, &e) && ck > 0;
+  }
   in.C = C;
   in.model = model;
   in.batch = batch;
@@ -648,10 +656,10 @@ static int copy_settings(csde_run *r, const csde_run_settings *s, const char *so
   r->s = *s;
   const char **f[] = {&r->s.process, &r->s.solver, &r->s.grid, &r->s.noise, &r->s.save,
                       &r->s.model_spec, &r->s.cov_method, &r->s.init, &r->s.command_line,
-                      &r->s.x0_clip, &r->s.x0_threshold, &r->s.guidance};
+                      &r->s.x0_clip, &r->s.x0_threshold, &r->s.guidance, &r->s.corrector};
   const char *dflt[] = {"reverse-sde", solver, "uniform", "stream", "final",
                         csde_model_name(r->P.model), csde_cov_method_name(csde_cov_method_of(r->P.C)),
-                        NULL, "", NULL, NULL, NULL};
+                        NULL, "", NULL, NULL, NULL, "none"};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     const char *v = i == 1 ? solver : *f[i];
     r->str[i] = dup_or(v, dflt[i]);
@@ -778,6 +786,16 @@ static int set_params(csde_run *r, const csde_run_settings *s, const csde_schedu
   r->par.preview = s->preview ? preview : NULL;
   r->par.preview_user = &r->ex;
   if (r->noise_path) r->par.noise = CSDE_NOISE_PATH;
+  /* the predictor-corrector's Langevin steps (solve.h); the solver refuses the rest */
+  if ((st = csde_corrector_parse(r->s.corrector, &r->par.corrector_steps,
+                                 &r->par.corrector_snr, err)))
+    return csde_err_blame(err, CSDE_PARAM_CORRECTOR, st);
+  if (r->par.corrector_steps && r->process >= CSDE_RUN_DDPM) {
+    st = csde_err_set(err, CSDE_EINVAL, "the Langevin corrector does not apply to %s (a "
+                      "discrete sampler); give reverse-sde or pf-ode",
+                      csde_run_process_name(r->process));
+    return csde_err_blame(err, CSDE_PARAM_CORRECTOR, st);
+  }
   return CSDE_SUCCESS;
 }
 
@@ -794,7 +812,7 @@ static int alloc_solver(csde_run *r, const csde_run_settings *s, const csde_cov 
                  capacity_bound(r->save_kind, r->every, r->ntimes, r->par.steps, r->adaptive),
                  s->keep_saved, r->par.threads, r->par.s_churn, r->par.eta, C, model, batch,
                  r->tau, r->D, 0, r->P.x0.kind == CSDE_X0_THRESHOLD, r->P.guidance.uncond != NULL,
-                 r->P.guidance.split, s->preview != 0};
+                 r->P.guidance.split, s->preview != 0, r->par.corrector_steps > 0};
     mem_estimate(&in, &r->mem);
     if ((st = mem_check(&r->mem, s->max_memory, err))) return st;
   }

@@ -25,7 +25,7 @@ typedef struct {
 
 struct csde_run {
   csde_run_settings s;       /* resolved; its strings are the copies in str */
-  char *str[12];
+  char *str[13];
   csde_run_process process;
   double eta;                /* ddim */
   double *w_frames;          /* guidance's scales (tau), parsed from the spec (owned) */

@@ -82,6 +82,27 @@ static int write_parameters(csde_h5traj *w, const csde_run *r, const csde_traj_o
                            !guided ? "none" : a->guidance ? a->guidance : "function", err));
   i64 = guided && r->P.guidance.split;
   PUT(csde_h5traj_attr_i64(w, g, "guidance_split", &i64, 1, err));
+  /* the predictor-corrector's Langevin corrector (solve.h): "none", or its spec in full
+   * with its numbers and noise streams */
+  if (r->par.corrector_steps) {
+    char cs[96];
+    int dg = 15; /* the shortest %g that reads back as snr */
+    for (char b[32]; dg < 17; dg++) {
+      snprintf(b, sizeof b, "%.*g", dg, r->par.corrector_snr);
+      if (strtod(b, NULL) == r->par.corrector_snr) break;
+    }
+    snprintf(cs, sizeof cs, "langevin:snr=%.*g,steps=%zu", dg, r->par.corrector_snr,
+             r->par.corrector_steps);
+    PUT(csde_h5traj_attr_str(w, g, "corrector", cs, err));
+    PUT(csde_h5traj_attr_f64(w, g, "corrector_snr", &r->par.corrector_snr, 1, err));
+    i64 = (int64_t)r->par.corrector_steps;
+    PUT(csde_h5traj_attr_i64(w, g, "corrector_steps", &i64, 1, err));
+    PUT(csde_h5traj_attr_str(w, g, "corrector_streams",
+                             "predictor step n, corrector step k: stream 3 2^61 + n 2^24 + k",
+                             err));
+  } else {
+    PUT(csde_h5traj_attr_str(w, g, "corrector", "none", err));
+  }
   PUT(csde_h5traj_attr_str(w, g, "save", a->save, err));
   if (r->save_kind == CSDE_SAVE_TIMES) { /* a dataset: an attribute is limited to 64 KiB */
     size_t nt = r->ntimes;

@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include "noise/noise.h"
 #include "process/process.h"
+#include "solve/corrector.h"
 #include "solve/grid.h"
 #include "solve/stepper.h"
 
@@ -32,6 +33,7 @@ struct csde_stepper {
   size_t step;          /* the step being taken (labels messages) */
   csde_solve_stats st;
   csde_err err;
+  csde_corrector corr;  /* the predictor-corrector's Langevin steps (corrector.c) */
 };
 
 struct csde_solver {
@@ -240,6 +242,7 @@ void csde_solver_free(csde_solver *solver)
   if (S->type && S->type->free) S->type->free(S);
   if (S->type && S->type->state_size) csde_stepper_state_free(S);
   csde_noise_free(&S->noise);
+  csde_corrector_free(&S->corr);
   csde_proc_free(&S->proc);
   csde_cov_ws_free(S->ws);
   free(S->grid);
@@ -297,6 +300,27 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     s = csde_err_set(err, CSDE_EINVAL, "zero steps: give steps >= 1, or rtol/atol for an adaptive solver");
     s = csde_err_blame(err, CSDE_PARAM_STEPS, s);
     goto fail;
+  }
+  if (S->par.corrector_steps) { /* the corrector: after the steps of a sampler of p_t */
+    const char *why = adaptive ? "adaptive steps (rtol/atol): it follows fixed steps only"
+                      : P->process == CSDE_PROC_FORWARD_SDE ? "forward-sde (no score)"
+                      : P->process == CSDE_PROC_PFODE_ENCODE ? "pf-ode-encode (it samples, "
+                                                               "the encode maps data)"
+                      : S->type->via_process ? "a discrete sampler (ddpm)"
+                      : !(S->par.corrector_snr > 0) ? "snr <= 0"
+                      : S->par.corrector_steps > CSDE_CORRECTOR_MAX_STEPS ? "too many steps"
+                                                                          : NULL;
+    if (why) {
+      s = csde_err_blame(err, CSDE_PARAM_CORRECTOR,
+                         csde_err_set(err, CSDE_EINVAL, "the Langevin corrector does not "
+                                      "apply to %s", why));
+      goto fail;
+    }
+    if ((s = csde_corrector_init(&S->corr, P->C, P->batch, P->D, S->par.threads,
+                                 S->par.corrector_steps, S->par.corrector_snr, err))) {
+      s = csde_err_blame(err, s == CSDE_ENOMEM ? CSDE_PARAM_SIZE : CSDE_PARAM_CORRECTOR, s);
+      goto fail;
+    }
   }
   if ((s = csde_proc_init(&S->proc, P, S->par.threads, S->type->own_noise, err))) goto fail;
   S->proc.first = S->par.first_sample; /* the model sees the whole batch in each call */
@@ -397,6 +421,21 @@ static int observe(csde_stepper *S, double t, const double *x)
   return 0;
 }
 
+/* The corrector's K Langevin steps at t after predictor step n (corrector.c): one model
+ * evaluation each (counted as NFE), g = C grad log p_t(x) converted by the process. */
+static int correct(csde_stepper *S, size_t n, double t, double *x)
+{
+  csde_corrector *c = &S->corr;
+  for (size_t k = 0; k < c->steps; k++) {
+    int s = csde_stepper_cscore(S, t, x, c->g);
+    if (s) return s;
+    if ((s = csde_corrector_langevin(c, csde_corrector_key(S->par.seed, n, k),
+                                     S->par.first_sample, c->snr, 0, x, NULL, &S->err)))
+      return s;
+  }
+  return CSDE_SUCCESS;
+}
+
 /* Run to t_end. The fixed-step loop takes the grid's steps; the adaptive one lands exactly
  * on every requested output time on the way, then on t_end. */
 int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csde_err *err)
@@ -418,6 +457,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
                                                S->dH, &S->err)))
         break;
       s = S->type->step(S, S->grid[n], S->grid[n + 1], x, dW, n + 1 == S->nsteps);
+      if (!s && S->corr.steps) s = correct(S, n, S->grid[n + 1], x);
       if (s && S->err.status) s = S->err.status; /* the recorded reason, if any */
       if (s) break;
       S->st.steps++;
