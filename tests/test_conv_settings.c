@@ -105,6 +105,20 @@ static void test_span(void)
 }
 
 /* One bad setting: its status, the param blamed and the start of the message. */
+/* The error kinds' registry: every name listed parses back to its kind, in kind order. */
+static void test_kind_names(void)
+{
+  char buf[64], *save = NULL;
+  csde_conv_kind_names(buf, sizeof buf);
+  ok(!strcmp(buf, "strong, weak-mean, weak-cov, ode"), "kind names: '%s'", buf);
+  int i = 0, good = 1;
+  for (char *w = strtok_r(buf, ", ", &save); w; w = strtok_r(NULL, ", ", &save), i++) {
+    csde_conv_kind k;
+    good &= !csde_conv_kind_parse(w, &k) && (int)k == i && !strcmp(csde_conv_kind_name(k), w);
+  }
+  ok(good && i == 4, "each of the %d names parses to its kind and back", i);
+}
+
 static void bad(csde_conv_settings s, const csde_schedule *sched, const char *param,
                 const char *msg, const char *what)
 {
@@ -130,7 +144,7 @@ static void test_errors(void)
   s.process = "forward-sde";
   s.solvers = "em,rk45";
   bad(s, vp, CSDE_PARAM_SOLVER, "solvers: 'rk45' does not fit forward-sde", "solvers not fitting");
-  bad(SET(error, "weak"), vp, CSDE_CONV_PARAM_KIND, "error: expected strong", "error unknown");
+  bad(SET(error, "weak"), vp, CSDE_CONV_PARAM_KIND, "error: expected one of strong, weak-mean", "error unknown");
   s = d;
   s.process = "reverse-sde";
   s.error = "ode";
@@ -185,6 +199,7 @@ int main(void)
   test_processes();
   test_span();
   test_errors();
+  test_kind_names();
   csde_schedule_free(cosine);
   csde_schedule_free(vp);
   csde_cov_free(C);

@@ -42,6 +42,8 @@ typedef enum {
 /* "strong", "weak-mean", "weak-cov", "ode". */
 CSDE_API const char *csde_conv_kind_name(csde_conv_kind k);
 CSDE_API int csde_conv_kind_parse(const char *s, csde_conv_kind *k);
+/* The kinds joined by ", " into buf ("strong, weak-mean, weak-cov, ode"). Returns buf. */
+CSDE_API char *csde_conv_kind_names(char *buf, size_t len);
 typedef enum {
   CSDE_CONV_REF_AUTO = 0, /* exact where the model gives it, else fine */
   CSDE_CONV_REF_EXACT,

@@ -106,9 +106,9 @@ typedef struct {
 
 /* Values of cli_option.arg that name a registry: a missing value's error then lists the
  * registry's names (csde_cov_method_names, csde_schedule_names, csde_process_names,
- * csde_run_process_names). */
+ * csde_run_process_names, csde_conv_kind_names). */
 extern const char cli_arg_cov_method[], cli_arg_schedule[], cli_arg_process[],
-    cli_arg_run_process[];
+    cli_arg_run_process[], cli_arg_conv_kind[];
 
 /* Help text from a registry: NAME after indent spaces, padded to column col (NAME alone
  * on its line when longer), then text wrapped at 79 columns, continuation lines indented

@@ -57,7 +57,7 @@ static const cli_option converge_own[] = {
   {"process", 'p', cli_arg_process},
   {"t-end", OPT_T_END, "a time in [0, 1]"},
   {"solvers", OPT_SOLVERS, "a comma-separated list of solver names (corrsde sample --help)"},
-  {"error", OPT_ERROR, "strong, weak-mean, weak-cov or ode"},
+  {"error", OPT_ERROR, cli_arg_conv_kind},
   {"levels", OPT_LEVELS, "K0:K1 with integers 0 <= K0 < K1 <= 24"},
   {"paths", OPT_PATHS, "an integer >= 2"},
   {"reference", OPT_REFERENCE, "exact, fine, fine:LEVEL or fine:SOLVER:rtol=R"},
@@ -69,7 +69,6 @@ static const cli_option converge_own[] = {
   {0},
 };
 
-static const char *const error_names[] = {"strong", "weak-mean", "weak-cov", "ode", NULL};
 
 typedef struct {
   cli_common c; /* model, cov, cov-method, frames, frame-shape, schedule, seed, threads,
@@ -357,7 +356,7 @@ static int parse_count(const char *flag, const char *v, size_t lo, size_t hi,
 /* One of converge's own options (converge_own): CLI_OK or the error's rc. */
 static int parse_own(int c, const char *v, converge_args *a)
 {
-  int rc, idx;
+  int rc;
   switch (c) {
   case 'p': {
     csde_process pr;
@@ -382,8 +381,9 @@ static int parse_own(int c, const char *v, converge_args *a)
     a->solvers_set = 1;
     break;
   case OPT_ERROR:
-    if ((rc = cli_parse_choice(CMD, "--error", v, error_names, &idx))) return rc;
-    a->kind = (csde_conv_kind)idx;
+    if ((rc = cli_check_name(CMD, "--error", v, csde_conv_kind_parse(v, &a->kind),
+                             csde_conv_kind_names)))
+      return rc;
     a->error_s = v;
     a->error_set = 1;
     break;

@@ -156,7 +156,8 @@ static void unknown_option(const cli_getopt *g, const char *word)
 }
 
 const char cli_arg_cov_method[] = "a covariance method", cli_arg_schedule[] = "a schedule",
-           cli_arg_process[] = "a process", cli_arg_run_process[] = "a process";
+           cli_arg_process[] = "a process", cli_arg_run_process[] = "a process",
+           cli_arg_conv_kind[] = "an error kind";
 
 /* The names function of a registry an option's arg names, or NULL. */
 static char *(*registry_of(const char *arg))(char *, size_t)
@@ -165,6 +166,7 @@ static char *(*registry_of(const char *arg))(char *, size_t)
   if (arg == cli_arg_schedule) return csde_schedule_names;
   if (arg == cli_arg_process) return csde_process_names;
   if (arg == cli_arg_run_process) return csde_run_process_names;
+  if (arg == cli_arg_conv_kind) return csde_conv_kind_names;
   return NULL;
 }
 

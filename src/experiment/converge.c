@@ -25,6 +25,16 @@ const char *csde_conv_kind_name(csde_conv_kind k)
   return (unsigned)k < 4 ? kind_names[k] : "?";
 }
 
+char *csde_conv_kind_names(char *buf, size_t len)
+{
+  size_t o = 0;
+  if (!buf || !len) return buf;
+  buf[0] = '\0';
+  for (int i = 0; kind_names[i] && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", kind_names[i]);
+  return buf;
+}
+
 int csde_conv_kind_parse(const char *s, csde_conv_kind *k)
 {
   for (int i = 0; s && kind_names[i]; i++)

@@ -117,9 +117,11 @@ static int resolve_kind_reference(const csde_conv_settings *s, csde_conv_plan *p
   const csde_process pr = p->P.process;
   if (!s->error)
     p->kind = csde_conv_default_kind(pr);
-  else if (csde_conv_kind_parse(s->error, &p->kind))
-    return BAD(CSDE_CONV_PARAM_KIND, "error: expected strong, weak-mean, weak-cov or ode, got "
-                                     "'%s'", s->error);
+  else if (csde_conv_kind_parse(s->error, &p->kind)) {
+    char names[64];
+    return BAD(CSDE_CONV_PARAM_KIND, "error: expected one of %s, got '%s'",
+               csde_conv_kind_names(names, sizeof names), s->error);
+  }
   if (p->kind == CSDE_CONV_ODE && csde_process_is_sde(pr))
     return BAD(CSDE_CONV_PARAM_KIND, "error ode: the deterministic error needs pf-ode or "
                                      "pf-ode-encode; for %s use strong, weak-mean or weak-cov",
