@@ -157,6 +157,15 @@ run sample "${small[@]}" --seed 9 --force -q -o "$tmp/keep.h5"
 [ "$rc" -eq 0 ] && [ "$(cksum <"$tmp/keep.h5")" != "$sum1" ]
 ok $? "--force overwrites"
 
+# ---- the predictor-corrector: --corrector ----
+run sample "${small[@]}" --corrector langevin:snr=0.1,steps=2 -o "$tmp/pc.h5"
+[ "$rc" -eq 0 ] && run info "$tmp/pc.h5" && grep -q '^stats *nfe 30, steps 10' "$tmp/out"
+ok $? "--corrector langevin:...,steps=2: NFE = 10 steps x (1 + 2)"
+expect_error "--corrector snr <= 0" "--corrector" 2 sample --corrector langevin:snr=-1 -o "$B"
+expect_error "--corrector unknown key" "--corrector" 2 sample --corrector langevin:rho=1 -o "$B"
+expect_error "--corrector on forward-sde" "corrector" 2 sample --process forward-sde \
+  --corrector langevin -o "$B"
+
 # ---- failed runs keep their states and say why ----
 
 run sample "${small[@]}" --steps 100 --save every:10 --max-nfe 35 -o "$tmp/nfe.h5"
