@@ -634,7 +634,7 @@ def _conditioning(settings, batch, tau, cond, uncond, guidance, split, callback)
 
 
 def _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol, t_start, t_end,
-                  seed, noise, threads, max_nfe, eta, x0_clip, x0_threshold):
+                  seed, noise, threads, max_nfe, eta, x0_clip, x0_threshold, corrector):
     """The settings dict of _corrsde's run (solve() and rci.Run), each argument checked
     and named in its error; returns (schedule, settings)."""
     if not isinstance(cov, Cov):
@@ -665,13 +665,16 @@ def _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol, t_sta
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError("threads: expected a positive integer, got %r" % (threads,))
     clip, threshold = _x0_specs(x0_clip, x0_threshold)
+    if corrector is not None and not isinstance(corrector, str):
+        raise TypeError("corrector: expected a str such as 'langevin:snr=0.16,steps=1', got %s"
+                        % type(corrector).__name__)
     return schedule, {
         "process": process, "solver": None if solver is None else str(solver),
         "steps": int(steps), "grid": str(grid), "rtol": rtol, "atol": atol,
         "t_start": _opt_num(t_start, "t_start"), "t_end": _opt_num(t_end, "t_end"),
         "seed": int(seed), "noise": str(noise), "threads": int(threads),
         "max_nfe": None if max_nfe is None else int(max_nfe),
-        "x0_clip": clip, "x0_threshold": threshold}
+        "x0_clip": clip, "x0_threshold": threshold, "corrector": corrector}
 
 
 def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", solver=None,
@@ -748,11 +751,7 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     """
     schedule, settings = _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol,
                                        t_start, t_end, seed, noise, threads, max_nfe, eta,
-                                       x0_clip, x0_threshold)
-    if corrector is not None and not isinstance(corrector, str):
-        raise TypeError("corrector: expected a str such as 'langevin:snr=0.16,steps=1', got %s"
-                        % type(corrector).__name__)
-    settings["corrector"] = corrector
+                                       x0_clip, x0_threshold, corrector)
     base, seed = settings["process"].partition(":")[0], settings["seed"]
     output = _model_output(model, output)
     if dtype not in ("float64", "float32"):

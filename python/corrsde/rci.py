@@ -40,7 +40,8 @@ class Run:
     "eval", end() -> dict of statistics (nfe, steps, accepted, rejected, wall_seconds,
     stopped). x: the start states [B, tau, *frame_shape] (copied; the run keeps its state
     in float64). The settings are solve()'s (cov, schedule, process, solver, steps, grid,
-    rtol/atol, t_start/t_end, seed, noise, threads, max_nfe, eta, x0_clip, x0_threshold);
+    rtol/atol, t_start/t_end, seed, noise, threads, max_nfe, eta, x0_clip, x0_threshold,
+    corrector);
     output is the kind of the answers ("score", "cscore", "noise", "x0", "v").
     Out-of-turn calls raise ValueError with the library's message (next() with an answer
     owed, give() without a pending "eval"); a run that fails raises corrsde.Error from
@@ -51,12 +52,12 @@ class Run:
     def __init__(self, x, *, cov, schedule="vp-linear", process="reverse-sde", solver=None,
                  steps=100, grid="uniform", rtol=None, atol=None, output="cscore",
                  t_start=None, t_end=None, seed=0, noise="stream", threads=1, max_nfe=None,
-                 eta=None, x0_clip=None, x0_threshold=None):
+                 eta=None, x0_clip=None, x0_threshold=None, corrector=None):
         if output not in OUTPUTS:
             raise ValueError("output: expected one of %s, got %r" % (", ".join(OUTPUTS), output))
         self.schedule, s = _run_settings(cov, schedule, process, solver, steps, grid, rtol, atol,
                                          t_start, t_end, seed, noise, threads, max_nfe, eta,
-                                         x0_clip, x0_threshold)
+                                         x0_clip, x0_threshold, corrector)
         x = _states(x, "x", cov.frames)
         self.cov, self.output, self.shape = cov, output, x.shape
         self._h = _corrsde.rci_new(x, cov._h, self.schedule._h, OUTPUTS.index(output), s)

@@ -58,3 +58,21 @@ def test_refused_with_the_reason(kw, words):
 def test_not_a_string():
     with pytest.raises(TypeError, match="corrector"):
         run(corrector=0.16)
+
+
+def test_rci_loop_gives_solve_bits():
+    """The loop of the user's own (corrsde.rci.Run) runs the corrector's model calls too."""
+    from corrsde import rci
+    spec = "langevin:snr=0.16,steps=2"
+    want = run(corrector=spec)
+    x = np.random.default_rng(3).standard_normal((4, TAU, 3))
+    r = rci.Run(x, cov=C, schedule=S, process="reverse-sde", steps=10, seed=5, corrector=spec)
+    while True:
+        q = r.next()
+        if q.what == "done":
+            break
+        if q.what == "eval":
+            r.give(model(q.t, q.x, None))
+    stats = r.end()
+    assert stats["nfe"] == want.nfe == 30
+    assert np.array_equal(q.x, want.x)
