@@ -789,7 +789,7 @@ static int set_params(csde_run *r, const csde_run_settings *s, const csde_schedu
   /* the predictor-corrector's Langevin steps (solve.h); the solver refuses the rest */
   if ((st = csde_corrector_parse(r->s.corrector, &r->par.corrector_steps,
                                  &r->par.corrector_snr, err)))
-    return csde_err_blame(err, CSDE_PARAM_CORRECTOR, st);
+    return csde_err_blame(err, CSDE_PARAM_CORRECTOR, CSDE_EINVAL); /* a setting, as x0's */
   if (r->par.corrector_steps && r->process >= CSDE_RUN_DDPM) {
     st = csde_err_set(err, CSDE_EINVAL, "the Langevin corrector does not apply to %s (a "
                       "discrete sampler); give reverse-sde or pf-ode",

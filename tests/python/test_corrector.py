@@ -51,8 +51,9 @@ def test_on_counts_its_steps_and_keeps_its_bits():
     (dict(corrector="langevin", steps=None, rtol=1e-3, noise="path"), "corrector"),
 ])
 def test_refused_with_the_reason(kw, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(ValueError, match=words) as e:
         run(**kw)
+    assert str(e.value).startswith("corrector: ")  # the keyword first, as every setting
 
 
 def test_not_a_string():
