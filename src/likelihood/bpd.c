@@ -1,0 +1,2 @@
+/* placeholder: filled by issue 27 */
+#include "corrsde/likelihood.h"
