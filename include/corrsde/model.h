@@ -107,6 +107,20 @@ CSDE_API int csde_model_call(const csde_model *M, double t, size_t batch, const 
 CSDE_API int csde_model_call_ctx(const csde_model *M, const csde_model_ctx *ctx,
                                  const double *x, double *out);
 
+/* ---- the model's Jacobian-vector product (optional; corrsde/likelihood.h) ----
+ * jv = J v, J = d out / d x the Jacobian of the model's answer in its declared kind, at
+ * the states x of the call (ctx as for the model's own call; v and jv are batch x tau x
+ * D like x). Return codes as for the model. The likelihood's directional and Hutchinson
+ * divergences use it in place of a central difference: one call per probe, and no
+ * truncation error. set_jvp replaces any earlier one (NULL: none). */
+typedef int (*csde_model_jvp_fn)(const csde_model_ctx *ctx, const double *x, const double *v,
+                                 double *jv, void *user);
+CSDE_API int csde_model_set_jvp(csde_model *M, csde_model_jvp_fn jvp, csde_err *err);
+CSDE_API int csde_model_has_jvp(const csde_model *M);
+/* Call it (no checks; CSDE_ENOTSUP when the model has none). */
+CSDE_API int csde_model_call_jvp(const csde_model *M, const csde_model_ctx *ctx,
+                                 const double *x, const double *v, double *jv);
+
 /* ---- built-in gaussian model: X_0 ~ N(m, S0 (x) I_D) ----
  * p_t = N(sqrt(abar) m, Sigma_t (x) I_D), Sigma_t = abar S0 + (1 - abar) C; its callback
  * returns the exact C grad log p_t = -C Sigma_t^-1 (x - sqrt(abar) m) (kind CSCORE).

@@ -131,6 +131,21 @@ int csde_model_call_ctx(const csde_model *M, const csde_model_ctx *ctx, const do
   return M->fn ? M->fn(ctx->t, ctx->batch, x, out, M->user) : M->fn_ctx(ctx, x, out, M->user);
 }
 
+int csde_model_set_jvp(csde_model *M, csde_model_jvp_fn jvp, csde_err *err)
+{
+  if (!M) return csde_err_set(err, CSDE_EINVAL, "csde_model_set_jvp: no model");
+  M->jvp = jvp;
+  return CSDE_SUCCESS;
+}
+
+int csde_model_has_jvp(const csde_model *M) { return M && M->jvp; }
+
+int csde_model_call_jvp(const csde_model *M, const csde_model_ctx *ctx, const double *x,
+                        const double *v, double *jv)
+{
+  return M->jvp ? M->jvp(ctx, x, v, jv, M->user) : CSDE_ENOTSUP;
+}
+
 void csde_model_dims(const csde_model *M, size_t *tau, size_t *D)
 {
   if (tau) *tau = M ? M->tau : 0;

@@ -31,6 +31,7 @@ struct csde_model {
   void *priv;                /* built-ins: their state (== user); NULL otherwise */
   void *dl;                  /* plugins: the dlopen handle, closed after free_user */
   size_t tau, D;             /* sizes the model was made for; 0 when unknown (user) */
+  csde_model_jvp_fn jvp;     /* its Jacobian-vector product, or NULL */
 };
 
 /* Never called: the plain callback a context model (fn_ctx) is wrapped with while the

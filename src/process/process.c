@@ -706,6 +706,53 @@ static void preview_x0(csde_proc *pr, double t, const double *x, const double *s
   pr->x0_valid = 1;
 }
 
+/* The model's context at t (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)). */
+static csde_model_ctx model_ctx(csde_proc *pr, double t, size_t step)
+{
+  const csde_problem *P = &pr->P;
+  const double B = csde_schedule_int_beta(P->sched, t);
+  const size_t N = csde_schedule_nsteps(P->sched);
+  csde_model_ctx c = {.t = t, .step = step, .batch = P->batch, .tau = P->tau, .D = P->D,
+                      .abar = exp(-B), .sigma = sqrt(expm1(B)), .logsnr = -log(expm1(B)),
+                      .index = N ? lround(t * (double)N) : -1, .C = P->C, .sched = P->sched,
+                      .errmsg = pr->model_msg, .errlen = sizeof pr->model_msg,
+                      .cond = P->cond, .ncond = P->batch, .first = pr->first};
+  pr->model_msg[0] = '\0';
+  return c;
+}
+
+/* A model call's return code rc as a status: < 0 fatal, > 0 a smaller step asked for. */
+static int model_rc(csde_proc *pr, int rc, const char *what, double t, size_t step,
+                    csde_err *err)
+{
+  const csde_problem *P = &pr->P;
+  pr->model_msg[sizeof pr->model_msg - 1] = '\0';
+  const char *sep = pr->model_msg[0] ? ": " : "";
+  if (rc < 0)
+    return csde_err_set(err, CSDE_EBADFUNC,
+                        "model '%s'%s returned fatal code %d at t = %.17g (step %zu)%s%s",
+                        csde_model_name(P->model), what, rc, t, step, sep, pr->model_msg);
+  if (rc > 0)
+    return csde_err_set(err, CSDE_ERETRY,
+                        "model '%s'%s asked for a smaller step (code %d) at t = %.17g (step "
+                        "%zu)%s%s", csde_model_name(P->model), what, rc, t, step, sep,
+                        pr->model_msg);
+  return CSDE_SUCCESS;
+}
+
+/* model.h's conversions: s = C grad log p_t(x) = ax x + as src, src the model's answer (C
+ * times it for a SCORE model); 1 - abar = omab = -expm1(-B(t)). */
+static void answer_coefs(csde_model_output kind, double abar, double omab, double *ax,
+                         double *as)
+{
+  *ax = 0, *as = 1; /* score (src = C out), C score */
+  if (kind == CSDE_OUT_NOISE) *as = -1.0 / sqrt(omab); /* s = -delta / sqrt(1 - abar) */
+  if (kind == CSDE_OUT_X0) /* s = -(x - sqrt(abar) x0) / (1 - abar) */
+    *ax = -1.0 / omab, *as = sqrt(abar) / omab;
+  if (kind == CSDE_OUT_V) /* delta = sqrt(1 - abar) x + sqrt(abar) v: s = -x - sqrt(abar / (1 - abar)) v */
+    *ax = -1.0, *as = -sqrt(abar / omab);
+}
+
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
  * src is the model's output (or, for a SCORE model, C times it, written into dst). The
  * model writes into pr->out when there is one, else into dst (which must not be x). */
@@ -714,52 +761,20 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
 {
   const csde_problem *P = &pr->P;
   pr->raw = pr->out ? pr->out : dst;
-  /* the model's context (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)) */
-  double B = csde_schedule_int_beta(P->sched, t), abar = exp(-B), omab = -expm1(-B);
-  size_t N = csde_schedule_nsteps(P->sched);
-  csde_model_ctx c = {.t = t, .step = step, .batch = P->batch, .tau = P->tau, .D = P->D,
-                      .abar = abar, .sigma = sqrt(expm1(B)), .logsnr = -log(expm1(B)),
-                      .index = N ? lround(t * (double)N) : -1, .C = P->C, .sched = P->sched,
-                      .errmsg = pr->model_msg, .errlen = sizeof pr->model_msg,
-                      .cond = P->cond, .ncond = P->batch, .first = pr->first};
-  pr->model_msg[0] = '\0';
+  csde_model_ctx c = model_ctx(pr, t, step);
+  const double abar = c.abar, omab = -expm1(-csde_schedule_int_beta(P->sched, t));
   int gst = 0; /* a guidance function's scale out of range */
   int rc = model_answer(pr, &c, x, pr->raw, &gst, err);
   if (gst) return gst;
-  pr->model_msg[sizeof pr->model_msg - 1] = '\0';
-  const char *sep = pr->model_msg[0] ? ": " : "";
-  if (rc < 0)
-    return csde_err_set(err, CSDE_EBADFUNC,
-                        "model '%s' returned fatal code %d at t = %.17g (step %zu)%s%s",
-                        csde_model_name(P->model), rc, t, step, sep, pr->model_msg);
-  if (rc > 0)
-    return csde_err_set(err, CSDE_ERETRY,
-                        "model '%s' asked for a smaller step (code %d) at t = %.17g (step "
-                        "%zu)%s%s", csde_model_name(P->model), rc, t, step, sep, pr->model_msg);
-  /* model.h's conversions; 1 - abar = -expm1(-B(t)) */
+  if ((rc = model_rc(pr, rc, "", t, step, err))) return rc;
   const csde_model_output kind = csde_model_output_of(P->model);
   double *ans = pr->raw; /* the answer src: the model's output, or C times it */
-  *ax = 0, *as = 1, *src = pr->raw;
-  switch (kind) {
-  case CSDE_OUT_SCORE: { /* s = C out */
+  *src = pr->raw;
+  answer_coefs(kind, abar, omab, ax, as);
+  if (kind == CSDE_OUT_SCORE) { /* s = C out */
     int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, dst, err);
     if (s) return s;
     *src = ans = dst;
-    break;
-  }
-  case CSDE_OUT_CSCORE:
-    break;
-  case CSDE_OUT_NOISE: /* s = -delta / sqrt(1 - abar) */
-    *as = -1.0 / sqrt(omab);
-    break;
-  case CSDE_OUT_X0: /* s = -(x - sqrt(abar) x0) / (1 - abar) */
-    *ax = -1.0 / omab;
-    *as = sqrt(abar) / omab;
-    break;
-  case CSDE_OUT_V: /* delta = sqrt(1 - abar) x + sqrt(abar) v: s = -x - sqrt(abar / (1 - abar)) v */
-    *ax = -1.0;
-    *as = -sqrt(abar / omab);
-    break;
   }
   /* the model's own answer is judged first, then changed */
   if (!pr->answered) answer_check(pr, t, step, x, *src, *ax, *as);
@@ -795,6 +810,31 @@ int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, doub
   const double *src = NULL;
   int s = model_eval(pr, t, step, x, sc, &ax, &as, &src, err);
   return s ? s : combine(pr, t, step, x, src, ax, as, sc, err);
+}
+
+int csde_proc_cscore_jvp(csde_proc *pr, double t, size_t step, const double *x,
+                         const double *v, double *jv, csde_err *err)
+{
+  const csde_problem *P = &pr->P;
+  if (!csde_model_has_jvp(P->model))
+    return csde_err_set(err, CSDE_ENOTSUP, "model '%s' has no Jacobian-vector product",
+                        csde_model_name(P->model));
+  pr->raw = pr->out ? pr->out : jv;
+  csde_model_ctx c = model_ctx(pr, t, step);
+  const double omab = -expm1(-csde_schedule_int_beta(P->sched, t));
+  int rc = csde_model_call_jvp(P->model, &c, x, v, pr->raw);
+  if ((rc = model_rc(pr, rc, "'s JVP", t, step, err))) return rc;
+  const csde_model_output kind = csde_model_output_of(P->model);
+  double ax, as;
+  const double *src = pr->raw;
+  answer_coefs(kind, c.abar, omab, &ax, &as);
+  if (kind == CSDE_OUT_SCORE) { /* J (C out) v = C (J out v) */
+    int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, jv, err);
+    if (s) return s;
+    src = jv;
+  }
+  /* J s v = ax v + as J src v */
+  return combine(pr, t, step, v, src, ax, as, jv, err);
 }
 
 void csde_proc_view(const csde_proc *pr, double t, double *alpha, double *sigma,

@@ -80,6 +80,14 @@ int csde_proc_src_error(const csde_proc *pr, double t, size_t step, const double
 int csde_proc_cscore(csde_proc *pr, double t, size_t step, const double *x, double *sc,
                      csde_err *err);
 
+/* jv = J v, J = d(C grad log p_t)/dx at x, from the model's own Jacobian-vector product
+ * (model.h, csde_model_set_jvp) converted as its answer is (s = ax x + as src: J v = ax v
+ * + as J src v), checked; CSDE_ENOTSUP when the model has none. jv must be neither x nor
+ * v. Guidance and the x0 post-processing are not differentiated (the caller refuses
+ * them). Same return codes as csde_proc_drift. */
+int csde_proc_cscore_jvp(csde_proc *pr, double t, size_t step, const double *x,
+                         const double *v, double *jv, csde_err *err);
+
 /* The denoiser view (MATH.md, "The denoiser view"): x = alpha x0 + sigma delta with
  * alpha = sqrt(abar(t)), sigma = sqrt(1 - abar(t)), lambda = log(alpha / sigma) (half
  * the log-SNR), delta ~ N(0, C) along the frames. */

@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include "noise/noise.h"
 #include "process/process.h"
+#include "solve/augment.h"
 #include "solve/corrector.h"
 #include "solve/grid.h"
 #include "solve/stepper.h"
@@ -34,6 +35,10 @@ struct csde_stepper {
   csde_solve_stats st;
   csde_err err;
   csde_corrector corr;  /* the predictor-corrector's Langevin steps (corrector.c) */
+  size_t naug;          /* augment.h: values carried after the process's n (0: none) */
+  csde_aug_fn aug;
+  void *aug_user;
+  double *augf;         /* the whole derivative for drift_parts (n values) */
 };
 
 struct csde_solver {
@@ -82,12 +87,19 @@ static int count_nfe(csde_stepper *S, double t)
 int csde_stepper_drift(csde_stepper *S, double t, const double *x, double *f)
 {
   int s = count_nfe(S, t);
-  return s ? s : csde_proc_drift(&S->proc, t, S->step, x, f, &S->err);
+  if (!s) s = csde_proc_drift(&S->proc, t, S->step, x, f, &S->err);
+  if (!s && S->aug) /* augment.h: d/dt of the carried values */
+    s = S->aug(S->aug_user, t, S->step, x, f, f + S->proc.n, &S->err);
+  return s;
 }
 
 int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double *cx,
                              double *cs, const double **src)
 {
+  if (S->aug) { /* the whole derivative: f = 0 x + 1 src */
+    *cx = 0, *cs = 1, *src = S->augf;
+    return csde_stepper_drift(S, t, x, S->augf);
+  }
   int s = count_nfe(S, t);
   return s ? s : csde_proc_drift_parts(&S->proc, t, S->step, x, cx, cs, src, &S->err);
 }
@@ -95,6 +107,10 @@ int csde_stepper_drift_parts(csde_stepper *S, double t, const double *x, double 
 int csde_stepper_drift_src(csde_stepper *S, double t, const double *x, double *dst, double *cx,
                            double *cs)
 {
+  if (S->aug) {
+    *cx = 0, *cs = 1;
+    return csde_stepper_drift(S, t, x, dst);
+  }
   int s = count_nfe(S, t);
   return s ? s : csde_proc_drift_src(&S->proc, t, S->step, x, dst, cx, cs, &S->err);
 }
@@ -247,11 +263,24 @@ void csde_solver_free(csde_solver *solver)
   csde_cov_ws_free(S->ws);
   free(S->grid);
   csde_free(S->bufs);
+  csde_free(S->augf);
   free(solver);
+}
+
+int csde_solver_type_carries(const csde_solver_type *T)
+{
+  return T && T->ode && !T->view && !T->via_process;
 }
 
 int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve_params *par,
                       csde_err *err)
+{
+  return csde_solver_alloc_aug(out, P, par, 0, NULL, NULL, err);
+}
+
+int csde_solver_alloc_aug(csde_solver **out, const csde_problem *P,
+                          const csde_solve_params *par, size_t naug, csde_aug_fn fn,
+                          void *user, csde_err *err)
 {
   *out = NULL;
   csde_solver *solver = calloc(1, sizeof *solver);
@@ -277,6 +306,16 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
     s = csde_err_blame(err, CSDE_PARAM_SOLVER, s);
     goto fail;
   }
+  if (naug && (sde || !csde_solver_type_carries(S->type) || S->par.corrector_steps)) {
+    s = csde_err_set(err, CSDE_EINVAL, "%s cannot carry the log-density: %s", name,
+                     sde ? "the process is an SDE"
+                     : S->par.corrector_steps ? "a corrector changes the state off the ODE"
+                     : "it steps on the denoiser view, not on the drift f (use euler, heun, "
+                       "rk45, rkck, rk8pd or dopri5)");
+    s = csde_err_blame(err, CSDE_PARAM_SOLVER, s);
+    goto fail;
+  }
+  S->naug = naug, S->aug = naug ? fn : NULL, S->aug_user = user;
   int adaptive = S->par.rtol > 0 || S->par.atol > 0;
   if (adaptive && !(S->type->adaptive & (sde ? CSDE_ADAPT_SDE : CSDE_ADAPT_ODE))) {
     s = csde_err_blame(err, CSDE_PARAM_TOLERANCES,
@@ -325,7 +364,12 @@ int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve
   if ((s = csde_proc_init(&S->proc, P, S->par.threads, S->type->own_noise, err))) goto fail;
   S->proc.first = S->par.first_sample; /* the model sees the whole batch in each call */
   if (S->par.preview && (s = csde_proc_preview_alloc(&S->proc, err))) goto fail;
-  S->n = S->proc.n;
+  S->n = S->proc.n + S->naug;
+  if (S->aug && !(S->augf = csde_alloc(S->n, sizeof(double)))) {
+    s = csde_err_blame(err, CSDE_PARAM_SIZE,
+                       csde_err_set(err, CSDE_ENOMEM, "out of memory (%zu doubles)", S->n));
+    goto fail;
+  }
   double t0, t1;
   csde_problem_span(P, &t0, &t1);
   if (!adaptive &&
