@@ -156,13 +156,16 @@ static void test_gaussian(const csde_schedule *s, csde_cov_method method, const 
      "gaussian (C %s): cdiv = central difference of the callback, h = %g (max rel %.3g)",
      mname, FD_H, efd);
 
-  /* a cdiv call between two score calls leaves the score's bits alone */
-  double y1[BS], y2[BS], v;
+  /* cdiv calls (at the score's t, whose M_t they share, and at another) between score
+   * calls leave the score's bits alone */
+  double y1[BS], y2[BS], y3[BS], v;
   st = csde_model_call(M, 0.3, 1, x, y1);
-  st |= csde_model_exact_cdiv(M, 0.7, 1, x, &v, &err);
+  st |= csde_model_exact_cdiv(M, 0.3, 1, x, &v, &err);
   st |= csde_model_call(M, 0.3, 1, x, y2);
-  ok(st == 0 && !memcmp(y1, y2, sizeof y1), "gaussian (C %s): cdiv leaves the score's bits",
-     mname);
+  st |= csde_model_exact_cdiv(M, 0.7, 1, x, &v, &err);
+  st |= csde_model_call(M, 0.3, 1, x, y3);
+  ok(st == 0 && !memcmp(y1, y2, sizeof y1) && !memcmp(y1, y3, sizeof y1),
+     "gaussian (C %s): cdiv leaves the score's bits", mname);
 done:
   csde_model_free(M);
   csde_cov_free(C);
@@ -264,13 +267,15 @@ static void test_gmm(const csde_schedule *s)
      gap);
 
   /* batch and call order never change a bit; the score's bits stay */
-  double t1[3], y1[3 * BS], y2[3 * BS];
+  double t1[3], y1[3 * BS], y2[3 * BS], y3[3 * BS];
   st = csde_model_call(M, 0.3, 3, x, y1);
   st |= csde_model_exact_cdiv(M, 0.3, 3, x, tr, &err);
+  st |= csde_model_call(M, 0.3, 3, x, y3);
   for (size_t b = 0; b < 3; b++) st |= csde_model_exact_cdiv(M, 0.7 - 0.2 * (double)b, 1, x + b * BS, &v, &err);
   for (size_t b = 0; b < 3; b++) st |= csde_model_exact_cdiv(M, 0.3, 1, x + b * BS, t1 + b, &err);
   st |= csde_model_call(M, 0.3, 3, x, y2);
-  ok(st == 0 && !memcmp(tr, t1, sizeof tr) && !memcmp(y1, y2, sizeof y1),
+  ok(st == 0 && !memcmp(tr, t1, sizeof tr) && !memcmp(y1, y2, sizeof y1) &&
+         !memcmp(y1, y3, sizeof y1),
      "gmm: the same bits in a batch of 3 and alone, after other t; the score's bits stay");
 
   /* bad input */
