@@ -403,6 +403,34 @@ int csde_model_gaussian_prepare(csde_model *M, csde_err *err)
   return dense_init(g, err);
 }
 
+/* tr(C grad^2 log p_t) = -D tr(C Sigma_t^-1) = -D tr(M_t) for every x: grad log p_t =
+ * -(Sigma_t^-1 (x) I_D)(x - mu) is affine. M_t is the callback's, cached per t. */
+int csde_model_gaussian_cdiv(const csde_model *M, double t, size_t batch, double *tr,
+                             csde_err *err)
+{
+  gauss *g = M->priv;
+  size_t n = g->tau;
+  if (!g->dense) {
+    if (g->derr.status) return dense_init(g, err); /* the error kept from the first try */
+    return csde_err_set(err, CSDE_EINVAL, "exact divergence: the gaussian model's dense "
+                        "factors are not formed (tau = %zu): call "
+                        "csde_model_exact_cdiv_prepare first", n);
+  }
+  if (!(t == g->tM)) {
+    g->tM = NAN;
+    size_t piv = c_sigma_inv(g, t, g->Mt);
+    if (piv)
+      return csde_err_set(err, CSDE_ESING, "exact divergence: the gaussian model's Sigma_t "
+                          "is not positive definite at t = %.17g (Cholesky pivot %zu)",
+                          t, piv - 1);
+    g->tM = t;
+  }
+  double trm = 0;
+  for (size_t i = 0; i < n; i++) trm += g->Mt[i * n + i];
+  for (size_t b = 0; b < batch; b++) tr[b] = -(double)g->D * trm;
+  return CSDE_SUCCESS;
+}
+
 int csde_model_gaussian_has_dense(const csde_model *M)
 {
   return csde_model_is_gaussian(M) && ((const gauss *)M->priv)->dense;

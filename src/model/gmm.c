@@ -55,6 +55,12 @@ typedef struct {
   /* the data law's sampler (csde_model_gmm_sample) */
   double *cum;            /* K cumulative weights, cum[K-1] = 1 */
   double *fac;            /* K factors tau x tau, F F^T = S_k; NULL until the first draw */
+  /* the exact divergence's scratch (csde_model_gmm_cdiv_prepare; NULL until then) */
+  double *sk;             /* K x tau x D: Sigma_k,t^-1 z_k, then s - s_k, of one block */
+  double *cu;             /* tau x D: (C (x) I_D)(s_k - s) */
+  double *trk;            /* K: tr(C Sigma_k,t^-1) at t = tT */
+  double *W;              /* tau x tau: Sigma_k,t^-1 C */
+  double tT;              /* NaN: trk not valid */
 } gmm;
 
 static void gmm_free(void *p)
@@ -72,6 +78,10 @@ static void gmm_free(void *p)
   csde_free(G->g);
   csde_free(G->cum);
   csde_free(G->fac);
+  csde_free(G->sk);
+  csde_free(G->cu);
+  csde_free(G->trk);
+  csde_free(G->W);
   free(G);
 }
 
@@ -116,6 +126,15 @@ static double block_terms(gmm *G, const double *xb, double sa)
   return lmax + log(sum);
 }
 
+/* dst = Sigma_k,t^-1 z_k, z_k = xb - sqrt(abar) m_k (= -s_k, the component's score). */
+static void comp_solve(const gmm *G, size_t k, const double *xb, double sa, double *dst)
+{
+  size_t n = G->tau, D = G->D, bs = n * D;
+  const double *mk = G->m + k * bs;
+  for (size_t i = 0; i < bs; i++) dst[i] = xb[i] - sa * mk[i];
+  csde_mat_chol_solve(G->L + k * n * n, n, D, dst, D);
+}
+
 /* out = C grad log p_t = -C sum_k r_k Sigma_k,t^-1 z_k, per block. */
 static int gmm_fn(double t, size_t batch, const double *x, double *out, void *user)
 {
@@ -130,9 +149,7 @@ static int gmm_fn(double t, size_t batch, const double *x, double *out, void *us
     for (size_t k = 0; k < G->K; k++) {
       double r = exp(G->lr[k] - lse); /* responsibility r_k */
       if (r == 0) continue;            /* underflow: contributes exactly 0 */
-      const double *mk = G->m + k * bs;
-      for (size_t i = 0; i < bs; i++) G->z[i] = xb[i] - sa * mk[i];
-      csde_mat_chol_solve(G->L + k * n * n, n, D, G->z, D); /* Sigma_k,t^-1 z_k */
+      comp_solve(G, k, xb, sa, G->z);  /* Sigma_k,t^-1 z_k */
       for (size_t i = 0; i < bs; i++) G->g[i] -= r * G->z[i];
     }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)n, 1.0, G->Cm,
@@ -246,6 +263,88 @@ fail:
 }
 
 int csde_model_is_gmm(const csde_model *M) { return M && M->tag == CSDE_MODEL_GMM; }
+
+/* ---- the exact divergence of C grad log p_t ----
+ * With s_k = -(Sigma_k,t^-1 (x) I_D) z_k, s = grad log p_t = sum_k r_k s_k and
+ * grad r_k = r_k (s_k - s) (from r_k = w_k N_k / p_t):
+ *   grad^2 log p_t = sum_k r_k (-Sigma_k,t^-1 (x) I_D) + sum_k r_k (s_k - s) s_k^T
+ *                  = sum_k r_k (-Sigma_k,t^-1 (x) I_D) + sum_k r_k (s_k - s)(s_k - s)^T
+ * (sum_k r_k (s_k - s) = 0), so
+ *   tr(C grad^2 log p_t) = -D sum_k r_k tr(C Sigma_k,t^-1)
+ *                          + sum_k r_k (s_k - s)^T (C (x) I_D) (s_k - s).
+ * Per block: the K solves of the callback, then one tau x tau x D GEMM per component
+ * (O(K tau^2 D)); tr(C Sigma_k,t^-1) is formed once per t (O(K tau^3)). The differences
+ * s_k - s are kept (not the expanded sum_k r_k s_k^T C s_k - s^T C s, which cancels). */
+int csde_model_gmm_cdiv_prepare(csde_model *M, csde_err *err)
+{
+  gmm *G = M->priv;
+  if (G->sk) return CSDE_SUCCESS;
+  size_t bs = G->tau * G->D;
+  G->sk = csde_alloc(G->K * bs, sizeof(double));
+  G->cu = csde_alloc(bs, sizeof(double));
+  G->trk = csde_alloc(G->K, sizeof(double));
+  G->W = csde_alloc(G->tau * G->tau, sizeof(double));
+  G->tT = NAN;
+  if (!G->sk || !G->cu || !G->trk || !G->W) {
+    csde_free(G->sk);
+    csde_free(G->cu);
+    csde_free(G->trk);
+    csde_free(G->W);
+    G->sk = G->cu = G->trk = G->W = NULL;
+    return csde_err_set(err, CSDE_ENOMEM, "out of memory for the gmm model's divergence "
+                        "(K = %zu, tau = %zu, D = %zu)", G->K, G->tau, G->D);
+  }
+  return CSDE_SUCCESS;
+}
+
+int csde_model_gmm_cdiv(const csde_model *M, double t, size_t batch, const double *x,
+                        double *tr, csde_err *err)
+{
+  gmm *G = M->priv;
+  size_t n = G->tau, D = G->D, bs = n * D, nn = n * n;
+  if (!G->sk)
+    return csde_err_set(err, CSDE_EINVAL, "exact divergence: the gmm model's scratch is not "
+                        "made: call csde_model_exact_cdiv_prepare first");
+  if (prepare(G, t))
+    return csde_err_set(err, CSDE_ESING, "exact divergence: Sigma_t of gmm component %zu is "
+                        "not positive definite at t = %.17g", G->kfail, t);
+  if (!(t == G->tT)) { /* trk_k = tr(Sigma_k,t^-1 C) = tr(C Sigma_k,t^-1) */
+    for (size_t k = 0; k < G->K; k++) {
+      memcpy(G->W, G->Cm, nn * sizeof(double));
+      csde_mat_chol_solve(G->L + k * nn, n, n, G->W, n);
+      double v = 0;
+      for (size_t i = 0; i < n; i++) v += G->W[i * n + i];
+      G->trk[k] = v;
+    }
+    G->tT = t;
+  }
+  double sa = sqrt(csde_schedule_abar(G->s, t));
+  for (size_t b = 0; b < batch; b++) {
+    const double *xb = x + b * bs;
+    double lse = block_terms(G, xb, sa), lin = 0, quad = 0;
+    memset(G->g, 0, bs * sizeof(double)); /* s = -sum_k r_k Sigma_k,t^-1 z_k */
+    for (size_t k = 0; k < G->K; k++) {
+      double r = exp(G->lr[k] - lse);
+      if (r == 0) continue;
+      double *sk = G->sk + k * bs;
+      comp_solve(G, k, xb, sa, sk); /* -s_k */
+      for (size_t i = 0; i < bs; i++) G->g[i] -= r * sk[i];
+      lin += r * G->trk[k];
+    }
+    for (size_t k = 0; k < G->K; k++) {
+      double r = exp(G->lr[k] - lse);
+      if (r == 0) continue;
+      double *u = G->sk + k * bs, q = 0;
+      for (size_t i = 0; i < bs; i++) u[i] += G->g[i]; /* s - s_k */
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)n, 1.0,
+                  G->Cm, (int)n, u, (int)D, 0.0, G->cu, (int)D);
+      for (size_t i = 0; i < bs; i++) q += u[i] * G->cu[i];
+      quad += r * q;
+    }
+    tr[b] = -(double)D * lin + quad;
+  }
+  return CSDE_SUCCESS;
+}
 
 int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const double *x,
                           double *logp, csde_err *err)

@@ -152,6 +152,39 @@ void csde_model_dims(const csde_model *M, size_t *tau, size_t *D)
   if (D) *D = M ? M->D : 0;
 }
 
+/* ---- the exact divergence tr(C grad^2 log p_t) of the built-ins (gaussian.c, gmm.c) ---- */
+
+static int cdiv_refuse(const csde_model *M, const char *fn, csde_err *err)
+{
+  if (!M) return csde_err_set(err, CSDE_EINVAL, "%s: model is NULL", fn);
+  return csde_err_set(err, CSDE_ENOTSUP,
+                      "%s: model '%s' has no closed-form divergence (only the built-in "
+                      "gaussian and gmm models have one)",
+                      fn, M->name);
+}
+
+int csde_model_exact_cdiv_prepare(csde_model *M, csde_err *err)
+{
+  const char *fn = "exact divergence";
+  if (M && M->tag == CSDE_MODEL_GAUSSIAN) return csde_model_gaussian_prepare(M, err);
+  if (M && M->tag == CSDE_MODEL_GMM) return csde_model_gmm_cdiv_prepare(M, err);
+  return cdiv_refuse(M, fn, err);
+}
+
+int csde_model_exact_cdiv(const csde_model *M, double t, size_t batch, const double *x,
+                          double *tr, csde_err *err)
+{
+  const char *fn = "exact divergence";
+  if (!M || (M->tag != CSDE_MODEL_GAUSSIAN && M->tag != CSDE_MODEL_GMM))
+    return cdiv_refuse(M, fn, err);
+  if (!(t >= 0 && t <= 1))
+    return csde_err_set(err, CSDE_EDOM, "%s: t = %g is outside [0, 1]", fn, t);
+  if (batch && (!tr || (!x && M->tag == CSDE_MODEL_GMM)))
+    return csde_err_set(err, CSDE_EINVAL, "%s: %s is NULL", fn, !tr ? "tr" : "x");
+  return M->tag == CSDE_MODEL_GAUSSIAN ? csde_model_gaussian_cdiv(M, t, batch, tr, err)
+                                       : csde_model_gmm_cdiv(M, t, batch, x, tr, err);
+}
+
 /* ---- dense helpers ---- */
 
 size_t csde_mat_chol(double *A, size_t n)

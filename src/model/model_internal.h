@@ -65,6 +65,24 @@ int csde_mat_check_cov(double *S, size_t n, const char *what, csde_err *err);
 /* 1 - abar(t) = -expm1(-B(t)), exact to rounding near abar = 1. */
 double csde_one_minus_abar(const csde_schedule *s, double t);
 
+/* ---- the exact divergence of the preconditioned score (PF-ODE likelihood) ---- */
+
+/* tr[b] = tr(C grad_x^2 log p_t(x_b)) = div_x (C grad log p_t)(x_b) for the built-in
+ * models (sample b of batch, each a tau x D block, frame-major as everywhere). No
+ * allocation (scratch made at the model's alloc or by csde_model_exact_cdiv_prepare);
+ * CSDE_ENOTSUP for a model without a closed form (user, plugin). */
+int csde_model_exact_cdiv(const csde_model *M, double t, size_t batch, const double *x,
+                          double *tr, csde_err *err);
+/* Make the scratch it needs (allocates; call once before a solve). 0 or an error. */
+int csde_model_exact_cdiv_prepare(csde_model *M, csde_err *err);
+/* The built-ins' halves (gaussian.c, gmm.c), called by the two above (model.c) after
+ * their checks (M of the right tag, t in [0, 1], pointers set). */
+int csde_model_gaussian_cdiv(const csde_model *M, double t, size_t batch, double *tr,
+                             csde_err *err);
+int csde_model_gmm_cdiv(const csde_model *M, double t, size_t batch, const double *x,
+                        double *tr, csde_err *err);
+int csde_model_gmm_cdiv_prepare(csde_model *M, csde_err *err);
+
 /* ---- gaussian internals (also used by the tests) ---- */
 
 /* Which route csde_model_gaussian_flow takes. */
