@@ -1,16 +1,5 @@
 /* TEMPORARY stub (removed when src/model's exact traces land) */
 #include "likelihood/divergence.h"
-int csde_model_exact_cdiv(const csde_model *M, double t, size_t batch, const double *x,
-                          double *tr, csde_err *err)
-{
-  (void)M, (void)t, (void)batch, (void)x, (void)tr;
-  return csde_err_set(err, CSDE_ENOTSUP, "not yet");
-}
-int csde_model_exact_cdiv_prepare(csde_model *M, csde_err *err)
-{
-  (void)M;
-  return csde_err_set(err, CSDE_ENOTSUP, "not yet");
-}
 #include <math.h>
 double csde_bits_per_dim(double nll, size_t n, const csde_dequant *q)
 {

@@ -36,6 +36,7 @@ int csde_div_init(csde_div *d, const csde_problem *P, const csde_ll_params *par,
   d->batch = P->batch, d->per = P->tau * P->D, d->n = d->batch * d->per;
   d->fd_step = par->fd_step > 0 ? par->fd_step : CSDE_LL_FD_STEP;
   d->kind = par->div;
+  d->pr.P = *P; /* the exact route's model (the others' csde_proc_init sets it again) */
   if (d->kind == CSDE_DIV_AUTO)
     d->kind = is_builtin(M) ? CSDE_DIV_EXACT
               : d->per <= CSDE_LL_DIRECTIONAL_MAX ? CSDE_DIV_DIRECTIONAL

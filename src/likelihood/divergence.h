@@ -12,10 +12,6 @@
 #include "corrsde/likelihood.h"
 #include "process/process.h"
 
-/* TEMPORARY until the model module's exact traces land (src/model/model_internal.h) */
-int csde_model_exact_cdiv(const csde_model *M, double t, size_t batch, const double *x,
-                          double *tr, csde_err *err);
-int csde_model_exact_cdiv_prepare(csde_model *M, csde_err *err);
 
 typedef struct {
   csde_div_kind kind;  /* never AUTO */
