@@ -66,6 +66,7 @@ int csde_div_init(csde_div *d, const csde_problem *P, const csde_ll_params *par,
   Q.process = CSDE_PROC_PFODE_ENCODE;
   int s = csde_proc_init(&d->pr, &Q, par->threads, 0, err);
   if (s) return s;
+  d->pr.first = par->first_sample; /* ctx->first of the JVP's calls, as the solve's */
   d->v = csde_alloc(d->K * d->n, sizeof(double));
   d->xp = csde_alloc(d->n, sizeof(double));
   d->sp = csde_alloc(d->n, sizeof(double));
