@@ -1101,7 +1101,7 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
         _cond_check(cond, B, "cond")
     first0 = int(first_sample)
     settings = {"divergence": divergence, "jvp_spec": jvp, "probes": probes, "probe": probe,
-                "solver": s["solver"], "rtol": s["rtol"], "atol": s["atol"],
+                "solver": s["solver"], "rtol": s["rtol"] or 0.0, "atol": s["atol"] or 0.0,
                 "steps": s["steps"], "grid": s["grid"], "max_nfe": s["max_nfe"],
                 "eps": s["t_start"], "t_end": s["t_end"], "seed": s["seed"], "conf": conf,
                 "threads": s["threads"], "dequant": dequant}

@@ -1668,7 +1668,11 @@ static int py_jvp_fn(const csde_model_ctx *c, const double *x, const double *v, 
   }
   PyEval_RestoreThread(r->ts);
   int rc = 0;
-  csde_py_views_batch(&r->v, c->batch, c->tau * c->D);
+  if (csde_py_views_batch(&r->v, c->batch, c->tau * c->D)) { /* ctx.batch follows */
+    PyObject *b = PyLong_FromSize_t(c->batch);
+    if (!b || PyObject_SetAttrString(r->ctx, "batch", b)) PyErr_Clear();
+    Py_XDECREF(b);
+  }
   csde_py_views_batch(&j->vv, c->batch, c->tau * c->D);
   int cbad = r->exc || csde_py_cond_set(&r->cc, r->ctx, c, c->cond ? r->cond : NULL, NULL);
   PyObject *xv = cbad ? NULL : csde_py_view(&r->v, x);
