@@ -1014,7 +1014,7 @@ def _spec_name(v, what, names, example):
 
 def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes=None,
                probe=None, jvp="auto", solver="dopri5", rtol=None, atol=None, steps=None,
-               grid="uniform", eps=None, t_end=None, seed=0, first_sample=0, conf=0.95,
+               grid="uniform", eps=None, t_end=None, seed=None, first_sample=0, conf=0.95,
                threads=1, batch=None, dequant=None, cond=None, output=None, max_nfe=None):
     """The PF-ODE log-likelihood log p_eps(x) per sample (corrsde/likelihood.h):
     log p_eps(x) = log p_T(x_T) + int_eps^T div f dt, x encoded by the probability-flow ODE
@@ -1074,6 +1074,7 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     if dequant is not None and not isinstance(dequant, str):
         raise TypeError("dequant: expected None or a str such as 'uniform:bits=8', got %s"
                         % type(dequant).__name__)
+    seed = 0 if seed is None else seed  # the probes' seed (a spec's seed=S when not given)
     eps = _opt_num(eps, "eps")
     if steps is None and rtol is None and atol is None:
         rtol = atol = 1e-6
