@@ -993,3 +993,141 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     if print_table:
         print(table, end="")
     return Convergence(d, table)
+
+
+# ---------------------------------------------------------------- the PF-ODE likelihood
+
+#: the divergence routes and JVP routes of likelihood() (corrsde/likelihood.h)
+DIVERGENCES = ("auto", "exact", "directional", "hutchinson")
+JVPS = ("auto", "model", "fd")
+__all__ += ["likelihood", "DIVERGENCES", "JVPS"]
+
+
+def _spec_name(v, what, names, example):
+    if not isinstance(v, str):
+        raise TypeError("%s: expected a str such as %r, got %s" % (what, example, type(v).__name__))
+    if v.partition(":")[0] not in names:
+        raise ValueError("%s: expected one of %s (with options, e.g. %r), got %r"
+                         % (what, ", ".join(names), example, v))
+    return v
+
+
+def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes=None,
+               probe=None, jvp="auto", solver="dopri5", rtol=None, atol=None, steps=None,
+               grid="uniform", eps=None, t_end=None, seed=None, first_sample=0, conf=0.95,
+               threads=1, batch=None, dequant=None, cond=None, output=None, max_nfe=None):
+    """The PF-ODE log-likelihood log p_eps(x) per sample (corrsde/likelihood.h):
+    log p_eps(x) = log p_T(x_T) + int_eps^T div f dt, x encoded by the probability-flow ODE
+    (pf-ode-encode) from eps to T with the log-density carried by the same solve, the prior
+    N(0, C) per pixel from cov (any method: a circulant approximation changes the prior).
+
+    model: a built-in spec ("gaussian[:mean=M,std=S,rho=R]", "gaussian:file=P.h5",
+    "gmm:file=P.h5": exact models with exact scores), a TorchModel (its Jacobian-vector
+    product from autograd: torch.func.jvp, or double backward on torch < 2) or a callable
+    model(t, x, ctx) as solve() takes (output= or model.output: its kind).
+    x: the data [B, tau, *frame_shape] at t = eps.
+    divergence: "auto" (exact for the built-ins, directional for tau D <= 64, else
+    hutchinson), "exact", "directional" (tau D JVPs per evaluation) or
+    "hutchinson[:probes=K,probe=rademacher|gaussian,seed=S]" (or probes=K, probe=...):
+    K probes fixed along the trajectory, the mean with its standard error se and a
+    Student-t interval [lo, hi] at conf; keyed by seed and first_sample + the sample's
+    index, so batch and threads never change a bit.
+    jvp: "auto" (the model's when it has one, else a central difference), "model", "fd" or
+    "fd:step=H" (relative step, default cbrt(eps_machine)), or a callable
+    jvp(t, x, v, ctx) -> J v, J the Jacobian of the model's answer in its declared kind
+    (per sample); a model with a callable attribute `jvp` (TorchModel) gives it itself.
+    solver: an ODE integrator that steps on the drift (euler, heun, rk45, rkck, rk8pd,
+    dopri5); rtol/atol (default 1e-6) adaptive, or steps= fixed steps on grid. Adaptive
+    steps control each sample's error alone (one solve per sample); fixed steps solve
+    `batch` samples per call (default all). eps (default 1e-3) and t_end (default T = 1,
+    0.999 for cosine): the ends. dequant: None (continuous) or "uniform[:bits=8,...]":
+    what bpd assumes of x. cond: the model's conditioning as solve() takes it.
+
+    Returns a dict of arrays [B]: logp (nats), prior (log p_T(x_T)), delta (the integral),
+    se, lo, hi, bpd, and x_T (the encoded states, x's shape); and nfe (forward passes:
+    drift evaluations + central differences), jvp_calls, steps, rejected, wall_seconds,
+    divergence (the route taken), jvp (taken: "model", "fd", or None for exact).
+    A bad setting is a ValueError naming its keyword first.
+    """
+    if isinstance(model, str):
+        kind, jfn = 1, None
+        if output is not None:
+            raise ValueError("output: a built-in model (%r) answers C grad log p itself" % model)
+    else:
+        kind = OUTPUTS.index(_model_output(model, output))
+        jfn = getattr(model, "jvp", None)
+        jfn = jfn if callable(jfn) else None
+    if callable(jvp) and not isinstance(jvp, str):
+        if isinstance(model, str):
+            raise ValueError("jvp: a built-in model's Jacobian is the library's own: give no "
+                             "jvp callable")
+        jfn, jvp = jvp, "model"
+    jvp = _spec_name(jvp, "jvp", JVPS, "fd:step=1e-5")
+    divergence = _spec_name(divergence, "divergence", DIVERGENCES, "hutchinson:probes=8")
+    for name, v in (("probes", probes), ("probe", probe), ("seed", seed)):
+        if v is not None and name + "=" in divergence:
+            raise ValueError("%s: given twice, as %s= and in divergence %r" % (name, name,
+                                                                             divergence))
+    if probe is not None and not isinstance(probe, str):
+        raise TypeError("probe: expected 'rademacher' or 'gaussian', got %s"
+                        % type(probe).__name__)
+    if dequant is not None and not isinstance(dequant, str):
+        raise TypeError("dequant: expected None or a str such as 'uniform:bits=8', got %s"
+                        % type(dequant).__name__)
+    seed = 0 if seed is None else seed  # the probes' seed (a spec's seed=S when not given)
+    eps = _opt_num(eps, "eps")
+    if steps is None and rtol is None and atol is None:
+        rtol = atol = 1e-6
+    if steps is not None and (rtol is not None or atol is not None):
+        raise ValueError("steps: fixed steps exclude rtol/atol (give one or the other)")
+    schedule, s = _run_settings(cov, schedule, "pf-ode-encode", solver, steps, grid, rtol, atol,
+                                eps, t_end, seed, "stream", threads, max_nfe, None, None, None,
+                                None)
+    for name, v in (("first_sample", first_sample), ("probes", probes)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                              or v < (1 if name == "probes" else 0)):
+            raise ValueError("%s: expected a %s integer, got %r"
+                             % (name, "positive" if name == "probes" else "non-negative", v))
+    conf = _opt_num(conf, "conf")
+    if not 0 < conf < 1:
+        raise ValueError("conf: expected 0 < conf < 1, got %r" % conf)
+    x = _states(x, "x", cov.frames)
+    B = x.shape[0]
+    adaptive = s["rtol"] is not None
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral)
+                              or batch < 1):
+        raise ValueError("batch: expected a positive integer, got %r" % (batch,))
+    per_call = 1 if adaptive else max(1, B if batch is None else int(batch))
+    if cond is not None:
+        _cond_check(cond, B, "cond")
+    first0 = int(first_sample)
+    settings = {"divergence": divergence, "jvp_spec": jvp, "probes": probes, "probe": probe,
+                "solver": s["solver"], "rtol": s["rtol"] or 0.0, "atol": s["atol"] or 0.0,
+                "steps": s["steps"], "grid": s["grid"], "max_nfe": s["max_nfe"],
+                "eps": s["t_start"], "t_end": s["t_end"], "seed": s["seed"], "conf": conf,
+                "threads": s["threads"], "dequant": dequant}
+    keys = ("logp", "prior", "delta", "se", "lo", "hi", "bpd")
+    res = {k: np.empty(B) for k in keys}
+    res["x_T"] = np.empty_like(x)
+    tot = {"nfe": 0, "jvp_calls": 0, "steps": 0, "rejected": 0, "wall_seconds": 0.0}
+    route = taken = None
+    ctx = None
+    if not isinstance(model, str):
+        ctx = Context(cov.frames, tuple(x.shape[2:]), per_call, cov, schedule,
+                      OUTPUTS[kind], "pf-ode-encode")
+    # ctx.cond: rows of the caller's cond (ctx.first is global: first_sample + index)
+    cnd = None if cond is None else (cond, lambda c, u, first, ncond, b:
+                                     _cond_call(c, u, first - first0, ncond, b))
+    for lo in range(0, max(B, 1), per_call):
+        xs = x[lo:lo + per_call]
+        settings["first_sample"] = first0 + lo
+        r = _corrsde.likelihood(model, ctx, xs, cov._h, schedule._h, kind, settings, cnd, jfn)
+        for i, k in enumerate(keys):
+            res[k][lo:lo + per_call] = r[i]
+        res["x_T"][lo:lo + per_call] = r[7]
+        for i, k in enumerate(("nfe", "jvp_calls", "steps", "rejected", "wall_seconds")):
+            tot[k] += r[8 + i]
+        route, taken = r[13], r[14]
+    res.update(tot)
+    res["divergence"], res["jvp"] = route, None if taken == "none" else taken
+    return res

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "corrsde/corrsde.h"
+#include "corrsde/likelihood.h"
 #include "adapter.h"
 
 #define MAXDIM CSDE_PY_MAXDIM
@@ -1644,6 +1645,246 @@ static PyObject *py_rci_end(PyObject *self, PyObject *cap)
                        stats.wall_seconds, stats.stopped);
 }
 
+/* ---- the PF-ODE log-likelihood (corrsde/likelihood.h) ---- */
+
+/* The model's Jacobian-vector product from the Python callable jvp(t, x, v, ctx) -> J v
+ * (of its answer in its declared kind; the library converts), called as the model is:
+ * on the calling thread with the GIL taken back, x and v read-only views. */
+typedef struct {
+  pyrun r;           /* first: the model's callback (py_model_fn) reads it as its user */
+  PyObject *fn;      /* borrowed */
+  csde_py_views vv;  /* the views of v (the probes, the unit vectors) */
+} pyjvp;
+
+static int py_jvp_fn(const csde_model_ctx *c, const double *x, const double *v, double *jv,
+                     void *user)
+{
+  pyjvp *j = user;
+  pyrun *r = &j->r;
+  r->step = c->step;
+  if (!pthread_equal(pthread_self(), r->owner)) {
+    snprintf(r->msg, sizeof r->msg, "the Python JVP was called from another thread");
+    return -2;
+  }
+  PyEval_RestoreThread(r->ts);
+  int rc = 0;
+  if (csde_py_views_batch(&r->v, c->batch, c->tau * c->D)) { /* ctx.batch follows */
+    PyObject *b = PyLong_FromSize_t(c->batch);
+    if (!b || PyObject_SetAttrString(r->ctx, "batch", b)) PyErr_Clear();
+    Py_XDECREF(b);
+  }
+  csde_py_views_batch(&j->vv, c->batch, c->tau * c->D);
+  int cbad = r->exc || csde_py_cond_set(&r->cc, r->ctx, c, c->cond ? r->cond : NULL, NULL);
+  PyObject *xv = cbad ? NULL : csde_py_view(&r->v, x);
+  PyObject *vv = xv ? csde_py_view(&j->vv, v) : NULL;
+  PyObject *tt = PyFloat_FromDouble(c->t), *st = PyLong_FromSize_t(c->step), *ans = NULL;
+  if (vv && tt && st && PyObject_SetAttr(r->ctx, r->t_name, tt) == 0 &&
+      PyObject_SetAttr(r->ctx, r->step_name, st) == 0 && PyErr_CheckSignals() == 0)
+    ans = PyObject_CallFunctionObjArgs(j->fn, tt, xv, vv, r->ctx, NULL);
+  if (!ans || csde_py_answer(&r->v, ans, jv)) {
+    if (!r->exc) {
+      PyErr_Fetch(&r->exc_type, &r->exc, &r->exc_tb);
+      PyErr_NormalizeException(&r->exc_type, &r->exc, &r->exc_tb);
+      if (r->exc && r->exc_tb) PyException_SetTraceback(r->exc, r->exc_tb);
+      r->exc_who = "the model's jvp";
+      r->exc_t = c->t;
+    }
+    PyErr_Clear();
+    if (c->errmsg && c->errlen) snprintf(c->errmsg, c->errlen, "the Python JVP raised");
+    rc = -1;
+  }
+  Py_XDECREF(ans);
+  Py_XDECREF(tt);
+  Py_XDECREF(st);
+  if ((xv && csde_py_done(&r->v, x) < 0) || (vv && csde_py_done(&j->vv, v) < 0)) {
+    if (!r->exc) keep_exc(r, c->t, "the model's jvp");
+    PyErr_Clear();
+    rc = -1;
+  }
+  r->ts = PyEval_SaveThread();
+  return rc;
+}
+
+/* The Python keyword behind a setting the likelihood blames (csde_err.param). */
+static const char *ll_arg(const char *param)
+{
+  static const char *const map[][2] = {
+      {CSDE_PARAM_DIVERGENCE, "divergence"}, {CSDE_PARAM_DEQUANT, "dequant"},
+      {CSDE_PARAM_DATA, "x"},                {CSDE_PARAM_SPAN, "eps/t_end"},
+      {CSDE_PARAM_TOLERANCES, "rtol/atol"},  {CSDE_PARAM_COND, "cond"}};
+  for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
+    if (!strcmp(param, map[i][0])) return map[i][1];
+  return param_arg(param);
+}
+
+/* A library error as ValueError "keyword: message" where the setting at fault is known
+ * (a NaN in x included), else as raise_err does. */
+static PyObject *ll_raise(int st, csde_err *err, const char *arg)
+{
+  if (!arg) arg = ll_arg(err->param);
+  int bad_input = st == CSDE_EINVAL || st == CSDE_ESPEC || st == CSDE_EDOM ||
+                  st == CSDE_ENOTSUP || (st == CSDE_ENAN && err->param &&
+                                         !strcmp(err->param, CSDE_PARAM_DATA));
+  if (!arg || !bad_input) return raise_err(st, err);
+  char m[CSDE_MSG_MAX + 32];
+  snprintf(m, sizeof m, "%s: %s", arg, err->msg);
+  memcpy(err->msg, m, sizeof err->msg - 1);
+  err->msg[sizeof err->msg - 1] = '\0';
+  return raise_err(st == CSDE_ENAN ? CSDE_EDOM : st, err);
+}
+
+/* likelihood(model, ctx, x, cov, sched, kind, settings, cond, jvp) -> (logp, prior, delta,
+ * se, lo, hi, bpd, x_T, nfe, jvp_calls, steps, rejected, wall, divergence, jvp taken).
+ * model: a built-in spec str (csde_model_spec_alloc) or a callable model(t, x, ctx) of
+ * output kind `kind`; jvp: None or a callable jvp(t, x, v, ctx) -> J v (registered with
+ * csde_model_set_jvp); cond: None or (cond, the ctx.cond maker). One library call over the
+ * whole batch x (the Python layer cuts batches). settings: divergence, jvp_spec (str),
+ * probes, probe, solver, rtol, atol, steps, grid, max_nfe, eps, t_end, seed,
+ * first_sample, conf, threads, dequant. */
+static PyObject *py_likelihood(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *model, *ctx, *covcap, *schedcap, *sd, *cnd, *jfn;
+  PyArrayObject *x;
+  int kind;
+  if (!PyArg_ParseTuple(args, "OOO!OOiO!OO", &model, &ctx, &PyArray_Type, &x, &covcap,
+                        &schedcap, &kind, &PyDict_Type, &sd, &cnd, &jfn))
+    return NULL;
+  cov_handle *ch = cov_of(covcap);
+  const csde_schedule *sched = sched_of(schedcap);
+  if (!ch || !sched) return NULL;
+  size_t B, D;
+  if (blocks_of(x, csde_cov_tau(ch->C), "x", &B, &D)) return NULL;
+  const char *spec = NULL, *div = NULL, *jsp = NULL, *probe = NULL, *deq = NULL;
+  if (PyUnicode_Check(model) && !(spec = csde_py_str(model, "model"))) return NULL;
+  csde_ll_params par = csde_ll_default_params();
+  unsigned long long steps, seed, first, threads, max_nfe, probes;
+  double T = csde_problem_t_max(sched), eps = csde_problem_default().eps;
+  if (dict_str(sd, "divergence", &div) || dict_str(sd, "jvp_spec", &jsp) ||
+      dict_str(sd, "probe", &probe) || dict_str(sd, "solver", &par.solver) ||
+      dict_str(sd, "grid", &par.grid) || dict_str(sd, "dequant", &deq) ||
+      dict_uint(sd, "steps", 0, 0, SIZE_MAX, &steps) ||
+      dict_uint(sd, "probes", 0, 1, SIZE_MAX, &probes) ||
+      dict_uint(sd, "seed", 0, 0, UINT64_MAX, &seed) ||
+      dict_uint(sd, "first_sample", 0, 0, SIZE_MAX, &first) ||
+      dict_uint(sd, "threads", 1, 1, INT_MAX, &threads) ||
+      dict_uint(sd, "max_nfe", par.max_nfe, 1, SIZE_MAX, &max_nfe) ||
+      dict_real(sd, "rtol", par.rtol, &par.rtol) || dict_real(sd, "atol", par.atol, &par.atol) ||
+      dict_real(sd, "eps", eps, &eps) || dict_real(sd, "t_end", T, &T) ||
+      dict_real(sd, "conf", par.conf, &par.conf))
+    return NULL;
+  par.steps = (size_t)steps, par.seed = (uint64_t)seed, par.first_sample = (size_t)first;
+  par.threads = (int)threads, par.max_nfe = (size_t)max_nfe;
+  csde_err err;
+  csde_err_clear(&err);
+  int st;
+  if ((st = csde_div_parse(div, &par, &err))) return ll_raise(st, &err, "divergence");
+  if (probes) {
+    if (par.div != CSDE_DIV_AUTO && par.div != CSDE_DIV_HUTCHINSON)
+      return PyErr_Format(PyExc_ValueError, "probes: apply to divergence 'hutchinson' (or "
+                          "'auto'), not '%s'", csde_div_kind_name(par.div));
+    par.probes = (size_t)probes;
+  }
+  if (probe) {
+    if (par.div != CSDE_DIV_AUTO && par.div != CSDE_DIV_HUTCHINSON)
+      return PyErr_Format(PyExc_ValueError, "probe: applies to divergence 'hutchinson' (or "
+                          "'auto'), not '%s'", csde_div_kind_name(par.div));
+    if (strcmp(probe, "rademacher") && strcmp(probe, "gaussian"))
+      return PyErr_Format(PyExc_ValueError, "probe: expected 'rademacher' or 'gaussian', "
+                          "got '%s'", probe);
+    par.probe = strcmp(probe, "gaussian") ? CSDE_PROBE_RADEMACHER : CSDE_PROBE_GAUSSIAN;
+  }
+  if ((st = csde_jvp_parse(jsp, &par, &err))) return ll_raise(st, &err, "jvp");
+  if (deq && (st = csde_dequant_parse(deq, &par.dequant, &err)))
+    return ll_raise(st, &err, "dequant");
+  if (!(par.conf > 0 && par.conf < 1))
+    return PyErr_Format(PyExc_ValueError, "conf: expected 0 < conf < 1, got %R",
+                        PyDict_GetItemString(sd, "conf"));
+
+  pyjvp j;
+  memset(&j, 0, sizeof j);
+  pyrun_init(&j.r, spec ? NULL : model, ctx, PyArray_NDIM(x), PyArray_DIMS(x));
+  pyrun *r = &j.r;
+  j.fn = jfn == Py_None ? NULL : jfn;
+  j.vv = r->v;
+  PyObject *res = NULL, *o[8] = {NULL};
+  csde_model *M = NULL;
+  csde_ll_sample *out = NULL;
+  if (cnd != Py_None && !PyArg_ParseTuple(cnd, "OO", &r->cond, &r->cc.call)) goto done;
+  Py_XINCREF(r->cc.call);
+  if (spec) {
+    char *canon = NULL;
+    st = csde_model_spec_alloc(&M, spec, ch->C, sched, D, &canon, &err);
+    free(canon);
+    if (st) {
+      ll_raise(st, &err, "model");
+      goto done;
+    }
+    if (j.fn) {
+      PyErr_SetString(PyExc_ValueError, "jvp: a built-in model's Jacobian is the library's "
+                      "own: give no jvp callable");
+      goto done;
+    }
+  } else if ((st = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind,
+                                        &j, NULL, &err)) ||
+             (j.fn && (st = csde_model_set_jvp(M, py_jvp_fn, &err)))) {
+    raise_err(st, &err);
+    goto done;
+  }
+  if (par.jvp == CSDE_JVP_MODEL && !csde_model_has_jvp(M) && par.div != CSDE_DIV_EXACT) {
+    PyErr_Format(PyExc_ValueError, "jvp: 'model', but the model (%s) has no Jacobian-vector "
+                 "product (give jvp='fd' or 'auto'%s)", spec ? spec : "a Python callable",
+                 spec ? "" : ", a jvp callable, or a TorchModel");
+    goto done;
+  }
+  csde_problem P = csde_problem_default();
+  P.tau = csde_cov_tau(ch->C), P.D = D, P.batch = B;
+  P.C = ch->C, P.sched = sched, P.model = M, P.T = T, P.eps = eps;
+  P.cond = r->cond;
+  npy_intp nb = (npy_intp)B;
+  for (int i = 0; i < 7; i++)
+    if (!(o[i] = PyArray_SimpleNew(1, &nb, NPY_DOUBLE))) goto done;
+  if (!(o[7] = PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x), NPY_DOUBLE))) goto done;
+  if (!(out = PyMem_Calloc(B ? B : 1, sizeof *out))) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  csde_ll_stats stats;
+  memset(&stats, 0, sizeof stats);
+  r->ts = PyEval_SaveThread();
+  st = B ? csde_likelihood(&P, &par, PyArray_DATA(x), PyArray_DATA((PyArrayObject *)o[7]),
+                           out, &stats, &err)
+         : 0;
+  PyEval_RestoreThread(r->ts);
+  if (raise_model_error(r)) goto done;
+  if (st) {
+    ll_raise(st, &err, NULL);
+    goto done;
+  }
+  for (size_t b = 0; b < B; b++) {
+    const double v[7] = {out[b].logp, out[b].prior, out[b].delta, out[b].se,
+                         out[b].lo,   out[b].hi,    out[b].bpd};
+    for (int i = 0; i < 7; i++) ((double *)PyArray_DATA((PyArrayObject *)o[i]))[b] = v[i];
+  }
+  res = Py_BuildValue("NNNNNNNNnnnndss", o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7],
+                      (Py_ssize_t)stats.nfe, (Py_ssize_t)stats.jvp, (Py_ssize_t)stats.steps,
+                      (Py_ssize_t)stats.rejected, stats.wall_seconds,
+                      B ? csde_div_kind_name(stats.div) : "none",
+                      !B || stats.jvp_kind == CSDE_JVP_AUTO ? "none"
+                      : stats.jvp_kind == CSDE_JVP_MODEL    ? "model" : "fd");
+  memset(o, 0, sizeof o);
+done:
+  for (int i = 0; i < 8; i++) Py_XDECREF(o[i]);
+  PyMem_Free(out);
+  csde_model_free(M);
+  Py_XDECREF(r->exc_type);
+  Py_XDECREF(r->exc);
+  Py_XDECREF(r->exc_tb);
+  csde_py_views_clear(&j.vv);
+  pyrun_clear(r);
+  return res;
+}
+
 /* ---- handles lent by a run (the C API of embed.c, adapter.h's csde_py_capi) ---- */
 
 static PyObject *lend_cov(const csde_cov *C)
@@ -1700,6 +1941,7 @@ static PyMethodDef methods[] = {
     {"rci_next", py_rci_next, METH_O, "rci_next(h) -> (what, step, t, x, batch, abar, sigma)"},
     {"rci_give", py_rci_give, METH_VARARGS, "rci_give(h, answer, status)"},
     {"rci_end", py_rci_end, METH_O, "rci_end(h) -> (nfe, steps, accepted, rejected, wall, stopped)"},
+    {"likelihood", py_likelihood, METH_VARARGS, "likelihood(...): see python/corrsde/__init__.py"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_corrsde",

@@ -168,6 +168,54 @@ class TorchModel:
         y = np.ascontiguousarray(out.to(dtype=torch.float64).numpy())
         return y.copy() if np.may_share_memory(y, x) else y
 
+    def jvp(self, t, x, v, ctx):
+        """J v, J = d module(x, time) / dx the Jacobian of the answer (in its own kind) at
+        the states x, per sample, as float64 numpy: corrsde.likelihood's directional and
+        Hutchinson divergences call it (registered as the model's JVP, csde_model_set_jvp).
+        torch.func.jvp (forward mode) where torch has it (>= 2.0), else double backward:
+        g(u) = J^T u by autograd.grad with create_graph, then J v = d<g(u), v>/du. x and v
+        are cast to the model's dtype and moved to its device (CUDA included), max_batch
+        and the conditioning as for a call."""
+        x, v = np.asarray(x), np.asarray(v)
+        if x.shape != v.shape:
+            raise ValueError(f"jvp: v has shape {v.shape}, x has shape {x.shape}")
+        xt = torch.from_numpy(np.array(x)).to(dtype=self.dtype).to(device=self.device)
+        vt = torch.from_numpy(np.array(v)).to(dtype=self.dtype).to(device=self.device)
+        from . import _cond_map
+        c = getattr(ctx, "cond", None)
+        c = None if c is None else _cond_map(c, self._cond_tensor)
+        m = x.shape[0] if self.max_batch is None else self.max_batch
+        parts = []
+        for i in range(0, x.shape[0], m):
+            ci = c if c is None or m >= x.shape[0] else _cond_map(c, lambda u: u[i:i + m])
+            parts.append(_jvp(lambda z: torch.as_tensor(self._forward(z, t, ctx, ci)),
+                              xt[i:i + m], vt[i:i + m]))
+        out = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if tuple(out.shape) != x.shape:
+            raise ValueError(f"module output has shape {tuple(out.shape)}, "
+                             f"but x has shape {x.shape}")
+        return np.ascontiguousarray(out.detach().to(device="cpu").to(dtype=torch.float64).numpy())
+
+
+def _jvp(f, x, v):
+    """J v of f at x: forward mode (torch.func.jvp, torch >= 2) or double backward."""
+    func = getattr(torch, "func", None)
+    if func is not None and hasattr(func, "jvp"):
+        try:
+            return func.jvp(f, (x,), (v,))[1]
+        except NotImplementedError:  # an op without a forward-mode formula
+            pass
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        out = f(xg)
+        u = torch.zeros_like(out, requires_grad=True)
+        g, = torch.autograd.grad(out, xg, grad_outputs=u, create_graph=True,
+                                 allow_unused=True)  # J^T u, linear in u
+        if g is None or not g.requires_grad:  # the answer does not depend on x
+            return torch.zeros_like(out)
+        jv, = torch.autograd.grad(g, u, grad_outputs=v, allow_unused=True)  # J v
+        return torch.zeros_like(out) if jv is None else jv
+
 
 def _answer(out):
     """A network's answer: a tensor, an output object's .sample (diffusers) or a tuple's first."""
