@@ -295,9 +295,16 @@ static void bits(void)
   par.threads = 2;
   s |= csde_likelihood(&P, &par, x, NULL, b, NULL, &e);
   ok(s == 0 && !memcmp(a, b, sizeof a), "hutchinson fd: threads 1 and 2 give the same bits");
-  /* batch 2 + 2: the adaptive steps follow each half's own error, so compare halves run
-   * on fixed steps */
+  /* adaptive: each sample is its own solve, so batch 4 and 2 + 2 agree too */
   par.threads = 1;
+  P.batch = 2;
+  s = csde_likelihood(&P, &par, x, NULL, c, NULL, &e);
+  par.first_sample = 2;
+  s |= csde_likelihood(&P, &par, x + 2 * PER, NULL, c + 2, NULL, &e);
+  ok(s == 0 && !memcmp(a, c, sizeof a),
+     "hutchinson fd, dopri5 at 1e-5: batch 4 and 2 + 2 (first_sample) give the same bits");
+  P.batch = NB, par.first_sample = 0;
+  /* fixed steps: the batch is one solve */
   par.rtol = par.atol = 0, par.steps = 50, par.solver = "heun";
   s = csde_likelihood(&P, &par, x, NULL, a, NULL, &e);
   P.batch = 2;

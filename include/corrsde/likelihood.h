@@ -93,8 +93,9 @@ typedef enum { CSDE_PROBE_RADEMACHER = 0, CSDE_PROBE_GAUSSIAN } csde_probe_kind;
 #define CSDE_STREAM_PROBE ((uint64_t)5 << 60)
 /* J v from the model's own Jacobian-vector product (csde_model_set_jvp), or a central
  * difference of the converted score, J v ~ (s(x + h v) - s(x - h v)) / (2 h), s = C grad
- * log p_t, two model evaluations, with h = fd_step (1 + |x|_rms) / |v|_rms: truncation
- * error h^2 |s'''| / 6 and rounding eps |s| / h, both about 1e-11 |s| at the default
+ * log p_t, two model evaluations, with h = fd_step (1 + |x_b|_inf) / |v_b|_inf per sample
+ * b (no entry of x moves by more than fd_step (1 + |x_b|_inf)): truncation error
+ * h^2 |s'''| / 6 and rounding eps |s| / h, both about 1e-11 |s| at the default
  * h = cbrt(eps) = 6.1e-6. auto: the model's when it has one. */
 typedef enum { CSDE_JVP_AUTO = 0, CSDE_JVP_MODEL, CSDE_JVP_FD } csde_jvp_kind;
 #define CSDE_LL_FD_STEP 6.0554544523933395e-06 /* cbrt(DBL_EPSILON) */
@@ -151,8 +152,11 @@ typedef struct {
 /* The PF-ODE log-likelihood of the P->batch samples x (batch x tau x D) at t = P->eps,
  * integrating to P->T (P->process is ignored: the encode direction is used; P->model,
  * C, sched, cond as in a solve; guidance is refused). out receives batch results; xT
- * (may be NULL) the encoded states. No allocation once running; threads and batch
- * never change a bit. Errors name the setting at fault (csde_err_blame). */
+ * (may be NULL) the encoded states. Fixed steps solve the batch at once (the model sees
+ * batch samples per call); adaptive steps solve each sample alone (step sizes follow the
+ * state's error, so a shared solve would make a sample depend on the others). No
+ * allocation once a solve runs; threads and batch never change a bit. stats sum over
+ * the solves. Errors name the setting at fault (csde_err_blame). */
 CSDE_API int csde_likelihood(const csde_problem *P, const csde_ll_params *par,
                              const double *x, double *xT, csde_ll_sample *out,
                              csde_ll_stats *stats, csde_err *err);

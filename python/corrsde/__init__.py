@@ -1038,8 +1038,8 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     (per sample); a model with a callable attribute `jvp` (TorchModel) gives it itself.
     solver: an ODE integrator that steps on the drift (euler, heun, rk45, rkck, rk8pd,
     dopri5); rtol/atol (default 1e-6) adaptive, or steps= fixed steps on grid. Adaptive
-    steps control each sample's error alone (one solve per sample); fixed steps solve
-    `batch` samples per call (default all). eps (default 1e-3) and t_end (default T = 1,
+    steps control each sample's error alone (the library solves each sample alone, as
+    csde_likelihood does); fixed steps solve `batch` samples per call (default all). eps (default 1e-3) and t_end (default T = 1,
     0.999 for cosine): the ends. dequant: None (continuous) or "uniform[:bits=8,...]":
     what bpd assumes of x. cond: the model's conditioning as solve() takes it.
 
@@ -1093,11 +1093,10 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
         raise ValueError("conf: expected 0 < conf < 1, got %r" % conf)
     x = _states(x, "x", cov.frames)
     B = x.shape[0]
-    adaptive = s["rtol"] is not None
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral)
                               or batch < 1):
         raise ValueError("batch: expected a positive integer, got %r" % (batch,))
-    per_call = 1 if adaptive else max(1, B if batch is None else int(batch))
+    per_call = max(1, B if batch is None else int(batch))
     if cond is not None:
         _cond_check(cond, B, "cond")
     first0 = int(first_sample)

@@ -167,7 +167,8 @@ static int check_params(const csde_problem *P, const csde_ll_params *par, const 
     if (!isfinite(x[i]))
       return csde_err_blame(err, CSDE_PARAM_DATA,
                             csde_err_set(err, CSDE_ENAN, "x of sample %zu holds %g at index "
-                                         "%zu (frame %zu, pixel %zu)", i / per, x[i], i % per,
+                                         "%zu (frame %zu, pixel %zu)",
+                                         par->first_sample + i / per, x[i], i % per,
                                          (i % per) / P->D, i % P->D));
   return CSDE_SUCCESS;
 }
@@ -192,20 +193,19 @@ static void summarise(const csde_ll_params *par, const csde_div *d, const double
   o->bpd = csde_bits_per_dim(-o->logp, d->per, &par->dequant);
 }
 
-int csde_likelihood(const csde_problem *P, const csde_ll_params *par_in, const double *x,
-                    double *xT, csde_ll_sample *out, csde_ll_stats *stats, csde_err *err)
+/* One solve of the P->batch samples x (global first_sample par->first_sample), stats
+ * added to *acc. */
+static int ll_solve(const csde_problem *P, const csde_ll_params *par, const double *x,
+                    double *xT, csde_ll_sample *out, csde_ll_stats *acc, csde_err *err)
 {
-  const csde_ll_params par = par_in ? *par_in : csde_ll_default_params();
-  if (stats) memset(stats, 0, sizeof *stats);
-  int s = check_params(P, &par, x, err);
-  if (s) return s;
   csde_problem Q = *P;
   Q.process = CSDE_PROC_PFODE_ENCODE;
   ll_aug a = {.sched = P->sched};
   csde_solver *S = NULL;
   csde_cov_ws *ws = NULL;
   double *y = NULL, *prior = NULL;
-  if ((s = csde_div_init(&a.div, &Q, &par, err))) return s;
+  int s = csde_div_init(&a.div, &Q, par, err);
+  if (s) return s;
   const csde_div *d = &a.div;
   const size_t n = d->n, naug = d->batch * d->K;
   a.tr = csde_alloc(naug, sizeof(double));
@@ -217,31 +217,29 @@ int csde_likelihood(const csde_problem *P, const csde_ll_params *par_in, const d
     goto done;
   }
   csde_solve_params sp = csde_solve_default_params();
-  sp.solver = par.solver ? par.solver : "dopri5";
-  sp.rtol = par.rtol, sp.atol = par.atol, sp.steps = par.steps;
-  sp.grid = par.grid ? par.grid : "uniform";
-  sp.max_nfe = par.max_nfe ? par.max_nfe : sp.max_nfe;
-  sp.threads = par.threads;
-  sp.first_sample = par.first_sample;
+  sp.solver = par->solver ? par->solver : "dopri5";
+  sp.rtol = par->rtol, sp.atol = par->atol, sp.steps = par->steps;
+  sp.grid = par->grid ? par->grid : "uniform";
+  sp.max_nfe = par->max_nfe ? par->max_nfe : sp.max_nfe;
+  sp.threads = par->threads;
+  sp.first_sample = par->first_sample;
   if ((s = csde_solver_alloc_aug(&S, &Q, &sp, naug, aug_rate, &a, err))) goto done;
   memcpy(y, x, n * sizeof *y);
   memset(y + n, 0, naug * sizeof *y);
   csde_solve_stats st;
   if ((s = csde_solver_run(S, y, &st, err))) goto done;
   /* the prior log N(x_T; 0, C (x) I_D), with the operator's own log det and C^-1 */
-  if ((s = csde_cov_ws_alloc(&ws, P->C, P->D, par.threads, err)) ||
+  if ((s = csde_cov_ws_alloc(&ws, P->C, P->D, par->threads, err)) ||
       (s = csde_cov_logpdf(P->C, ws, d->batch, y, prior, err)))
     goto done;
-  for (size_t b = 0; b < d->batch; b++) summarise(&par, d, y + n + b * d->K, prior[b], &out[b]);
+  for (size_t b = 0; b < d->batch; b++) summarise(par, d, y + n + b * d->K, prior[b], &out[b]);
   if (xT) memcpy(xT, y, n * sizeof *y);
-  if (stats) {
-    stats->nfe = st.nfe + d->nfe;
-    stats->jvp = d->njvp;
-    stats->steps = st.steps, stats->rejected = st.rejected;
-    stats->wall_seconds = st.wall_seconds;
-    stats->div = d->kind;
-    stats->jvp_kind = d->kind == CSDE_DIV_EXACT ? CSDE_JVP_AUTO : d->jvp;
-  }
+  acc->nfe += st.nfe + d->nfe;
+  acc->jvp += d->njvp;
+  acc->steps += st.steps, acc->rejected += st.rejected;
+  acc->wall_seconds += st.wall_seconds;
+  acc->div = d->kind;
+  acc->jvp_kind = d->kind == CSDE_DIV_EXACT ? CSDE_JVP_AUTO : d->jvp;
 done:
   csde_solver_free(S);
   csde_cov_ws_free(ws);
@@ -249,5 +247,30 @@ done:
   csde_free(a.tr);
   csde_free(y);
   csde_free(prior);
+  return s;
+}
+
+int csde_likelihood(const csde_problem *P, const csde_ll_params *par_in, const double *x,
+                    double *xT, csde_ll_sample *out, csde_ll_stats *stats, csde_err *err)
+{
+  const csde_ll_params par = par_in ? *par_in : csde_ll_default_params();
+  csde_ll_stats acc;
+  memset(&acc, 0, sizeof acc);
+  if (stats) *stats = acc;
+  int s = check_params(P, &par, x, err);
+  if (s) return s;
+  /* adaptive steps follow the error of the state they solve, so each sample is its own
+   * solve (a batch would share its steps, and a sample's bits would depend on the
+   * others); fixed steps solve the batch at once */
+  const size_t per = P->tau * P->D;
+  const size_t chunk = par.rtol > 0 || par.atol > 0 ? 1 : P->batch;
+  for (size_t b0 = 0; b0 < P->batch && !s; b0 += chunk) {
+    csde_problem Q = *P;
+    csde_ll_params pc = par;
+    Q.batch = chunk < P->batch - b0 ? chunk : P->batch - b0;
+    pc.first_sample = par.first_sample + b0;
+    s = ll_solve(&Q, &pc, x + b0 * per, xT ? xT + b0 * per : NULL, out + b0, &acc, err);
+  }
+  if (stats && !s) *stats = acc;
   return s;
 }

@@ -218,7 +218,7 @@ def test_nan_in_x_is_refused_naming_x():
     x[1, 2, 1] = np.nan
     with pytest.raises(ValueError) as e:
         corrsde.likelihood(SPEC, x, cov=C, schedule=S, jvp="fd", divergence="directional")
-    assert str(e.value).startswith("x:") and "sample 0" in str(e.value)  # its own call
+    assert str(e.value).startswith("x:") and "sample 1 " in str(e.value)  # the global index
 
 
 def test_jvp_model_needs_one():
