@@ -115,8 +115,36 @@ mpi 2 sample --rtol 1e-3 -o "$tmp/adapt.h5"
   grep -q -- '--rtol' "$tmp/err" && [ ! -e "$tmp/adapt.h5" ]
 ok $? "sample, 2 ranks, adaptive steps: refused (exit 2, one message naming --rtol), no file"
 mpi 2 info "$tmp/ss.h5"
-[ "$rc" -eq 2 ] && [ "$(grep -c 'runs converge and sample' "$tmp/err")" -eq 1 ]
+[ "$rc" -eq 2 ] && [ "$(grep -c 'runs converge, sample and likelihood' "$tmp/err")" -eq 1 ]
 ok $? "2 ranks, info: refused (exit 2, one message)"
+
+# likelihood: the samples split over the ranks in contiguous blocks, each keyed by its
+# global index: 1, 2 and 3 ranks give the serial run's datasets bit for bit (hutchinson
+# probes, adaptive steps; 3 ranks on 2 samples: a rank with none)
+PY=${PYTHON3:-/usr/bin/python3}
+if "$PY" -c 'import h5py, numpy' 2>/dev/null; then
+  "$PY" -c 'import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    x = 0.5 * np.random.default_rng(3).standard_normal((5, 4, 3)); f["x"] = x; f["two"] = x[:2]' "$tmp/lld.h5"
+  same() { "$PY" -c 'import sys, h5py
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+ks = [k for k in a if k not in ("parameters", "covariance")]
+sys.exit(0 if ks and all(a[k][()].tobytes() == b[k][()].tobytes() for k in ks) else 1)' "$1" "$2"; }
+  for d in x two; do
+    ll=(likelihood --data "$tmp/lld.h5:/$d" --divergence hutchinson:probes=3 --seed 9 --batch 2 -q)
+    "$CORRSDE" "${ll[@]}" -o "$tmp/lls_$d.h5"
+    for r in 1 2 3; do
+      mpi $r "${ll[@]}" -o "$tmp/llm${r}_$d.h5"
+      [ "$rc" -eq 0 ] && same "$tmp/lls_$d.h5" "$tmp/llm${r}_$d.h5"
+      ok $? "likelihood /$d, $r rank(s), hutchinson probes: the serial run's datasets bit for bit"
+    done
+  done
+  mpi 2 likelihood --data "$tmp/lld.h5:/x" --divergence hutchinson:probes=2 --jvp fd:step=7 -o "$tmp/llbad.h5"
+  [ "$rc" -ne 0 ] && [ "$(grep -c 'corrsde likelihood: ' "$tmp/err")" -eq 1 ] && [ ! -e "$tmp/llbad.h5" ]
+  ok $? "likelihood, 2 ranks, a bad --jvp: one message, no file (exit $rc)"
+else
+  skip "likelihood over ranks" "h5py is needed to write the data"
+fi
 
 # a model failing on rank 1 at its 4th call: every rank stops at the same step, the file
 # keeps the states saved before (the serial run's) and says which rank failed

@@ -2,6 +2,7 @@
  *
  *   csde_outfile_*        an output file written so that nothing the run did not create
  *                         is ever written, truncated or replaced (src/io/outfile.c)
+ *   csde_results_write    a file of per-sample results with the run's /parameters
  *   csde_h5_read_array    and the other readers of numbers in HDF5 files, every file
  *                         hostile until checked (src/io/h5traj_read.c)
  *   csde_h5traj_info_*    what `corrsde info` shows of a trajectory file
@@ -17,6 +18,7 @@
 #include <sys/types.h>
 
 #include "corrsde/export.h"
+#include "corrsde/problem.h"
 #include "corrsde/status.h"
 
 /* ==== output files ====
@@ -98,6 +100,42 @@ CSDE_API void csde_outfile_remove_new(csde_outfile *o);
 /* Remove the temporary if it was not committed, close everything and release the lock.
  * Accepts a zeroed (never opened) or released o. */
 CSDE_API void csde_outfile_release(csde_outfile *o);
+
+/* ==== a file of per-sample results (`corrsde likelihood -o`) ====
+ * /parameters: "command", the caller's attributes (attrs, in order), then the problem's
+ * shared ones (schedule, t_start, t_end, T, eps, covariance, cov_method, cov_method_used,
+ * model, model_name, model_output, frames, frame_shape, pixels, seed, init, rng,
+ * threads, command_line, corrsde_version, created: those of every corrsde file);
+ * /covariance as in a trajectory file; then each array as a float64 dataset. Written
+ * whole under a temporary name and renamed over path (the rules above; overwrite: an
+ * existing regular file may be replaced), so a failure leaves nothing behind. */
+typedef struct {
+  const char *name;  /* the attribute's name */
+  const char *text;  /* a string; or NULL: */
+  double value;      /* a float64 scalar, or an int64 scalar when integer */
+  int integer;
+} csde_results_attr;
+typedef struct {
+  const char *name;  /* a dataset path ("/logp"); parents are made */
+  const double *v;
+  int rank;          /* 1..CSDE_H5_MAXRANK */
+  const size_t *dims;
+} csde_results_array;
+typedef struct {
+  const csde_problem *P;          /* sched, T, eps, C, model, tau, D */
+  double t_start, t_end;
+  const char *command, *cov_method, *model_spec, *init, *command_line;
+  int shape_rank;                 /* 1..3: the frame shape, D its product */
+  const size_t *shape;
+  uint64_t seed;
+  int64_t threads;
+  const csde_results_attr *attrs;
+  size_t nattrs;
+  const csde_results_array *arrays;
+  size_t narrays;
+} csde_results_file;
+CSDE_API int csde_results_write(const char *path, int overwrite, const csde_results_file *f,
+                                csde_err *err);
 
 /* ==== reading HDF5 files ====
  *

@@ -33,8 +33,11 @@ extern "C" {
  * 3: csde_plugin_info.run (the frame shape, the batch, the run's objects and process).
  * A plugin reads it only when info->abi >= 3; one built for ABI 2 never sees it.
  * 4: csde_model_ctx's conditioning fields (cond, uncond, ncond, first), appended after
- * errlen, so a plugin built for ABI 2 or 3 reads the fields it knows where they were. */
-#define CSDE_PLUGIN_ABI 4
+ * errlen, so a plugin built for ABI 2 or 3 reads the fields it knows where they were.
+ * 5: csde_plugin.abi and csde_plugin.jvp (the model's Jacobian-vector product, model.h),
+ * appended at the end: a plugin built for ABI 1-4 never writes them (corrsde zeroes the
+ * struct), and corrsde takes jvp only from a plugin that sets abi >= 5. */
+#define CSDE_PLUGIN_ABI 5
 
 #define CSDE_PLUGIN_MAX_RANK 6 /* frame axes at most */
 
@@ -67,6 +70,9 @@ typedef struct {
   void *user;
   void (*free)(void *user); /* may be NULL */
   csde_model_ctx_fn fn_ctx; /* ABI 2: a callback that takes the context (then fn NULL) */
+  int abi;                  /* ABI 5: the CSDE_PLUGIN_ABI the plugin was built for */
+  csde_model_jvp_fn jvp;    /* ABI 5: J v of the model's answer (model.h), or NULL; read
+                               only when abi >= 5 (the likelihood's --jvp model) */
 } csde_plugin;
 
 /* The conditioning `corrsde sample --cond FILE.h5:/group` (and --uncond) gives a plugin's

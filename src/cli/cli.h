@@ -77,6 +77,7 @@ int cli_cmd_cov(int argc, char **argv);
 int cli_cmd_sample(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);
 int cli_cmd_converge(int argc, char **argv);
+int cli_cmd_likelihood(int argc, char **argv);
 
 /* ---- messages ---- */
 

@@ -29,6 +29,7 @@ static const cli_cmd commands[] = {
   {"sample", cli_cmd_sample, "run a process with a solver and write the saved states to HDF5"},
   {"info", cli_cmd_info, "summarise a trajectory file written by sample"},
   {"converge", cli_cmd_converge, "measure solver convergence orders with confidence intervals"},
+  {"likelihood", cli_cmd_likelihood, "log-likelihood (nats, bits/dim) of data by the PF-ODE, or the ELBO"},
   {"help", cmd_help, "show the help of a command ('corrsde help cov')"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

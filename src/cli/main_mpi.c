@@ -455,9 +455,10 @@ int main(int argc, char **argv)
     cli_error(NULL, "MPI gives thread level %d, below MPI_THREAD_FUNNELED", provided);
     rc = CLI_EFAIL;
   } else if (size > 1 && argc >= 2 && argv[1][0] != '-' && strcmp(argv[1], "converge") &&
-             strcmp(argv[1], "sample") && strcmp(argv[1], "help")) {
+             strcmp(argv[1], "sample") && strcmp(argv[1], "likelihood") &&
+             strcmp(argv[1], "help")) {
     /* the others would run once per rank, writing the same files */
-    cli_error(NULL, "corrsde-mpi on %d ranks runs converge and sample (got '%s'; run "
+    cli_error(NULL, "corrsde-mpi on %d ranks runs converge, sample and likelihood (got '%s'; run "
                     "corrsde %s, or corrsde-mpi on 1 rank)", size, argv[1], argv[1]);
     rc = CLI_EUSAGE;
   } else {

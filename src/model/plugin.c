@@ -100,6 +100,8 @@ int csde_model_plugin_load_run(csde_model **out, const char *path, const char *a
     return st;
   }
   (*out)->dl = h;
+  if (p.abi >= 5 && p.jvp) /* ABI 5: an older plugin's struct ends before abi (zeroed) */
+    csde_model_set_jvp(*out, p.jvp, NULL);
   if (p.fn_ctx) {
     (*out)->fn = NULL;
     (*out)->fn_ctx = p.fn_ctx;
