@@ -138,6 +138,9 @@ typedef struct {
   double se;     /* the standard error of logp: 0 exact/directional, NaN when K = 1 */
   double lo, hi; /* the conf interval of logp (logp itself when se = 0) */
   double bpd;    /* csde_bits_per_dim(-logp, tau D, &par->dequant) */
+  size_t nfe;    /* the model's forward passes that saw this sample (its own solve on
+                    adaptive steps; on fixed steps the batch's, which every call saw) */
+  size_t jvp;    /* the model's JVP calls that saw it (the same way) */
 } csde_ll_sample;
 
 typedef struct {

@@ -143,9 +143,10 @@ static void help(void)
          "      --grid G           the fixed steps' grid (default %s)\n"
          "      --max-nfe N        fail past N model evaluations (default %zu)\n",
          p.rtol, p.atol, p.grid, p.max_nfe);
-  printf("  -b, --batch B          samples per call with fixed steps or --elbo (default\n"
-         "                         %d; adaptive steps solve each sample alone, with its\n"
-         "                         own steps); the result does not depend on B\n", DEFAULT_BATCH);
+  printf("  -b, --batch B          samples per call (default %d; adaptive steps solve\n"
+         "                         each sample alone, with its own steps, fixed steps the\n"
+         "                         B at once); the result does not depend on B\n",
+         DEFAULT_BATCH);
   cli_common_help(&d, "threads");
   printf("\nBits per dimension:\n"
          "      --dequant Q        none (default: continuous data, bpd = nll / (tau D ln 2))\n"
@@ -468,11 +469,8 @@ static int compute(const ll_args *a, const ll_data *d, csde_problem *P, const do
                    size_t first, size_t count, double *res, double *xT, double *stats)
 {
   const size_t per = d->tau * d->D, nf = a->elbo ? NF_ELBO : NF_LL;
-  /* adaptive steps are taken for the whole call (one error norm over its samples), so a
-   * sample's bits would depend on the samples beside it: each sample is its own call
-   * then, with its own steps and NFE; --batch groups samples on fixed steps only */
-  const int adaptive = !a->elbo && (a->par.rtol > 0 || a->par.atol > 0);
-  const size_t B = adaptive ? 1 : a->batch < count ? a->batch : count;
+  /* B samples per call (csde_likelihood solves each alone on adaptive steps) */
+  const size_t B = a->batch < count ? a->batch : count;
   csde_err err;
   csde_err_clear(&err);
   double *y = malloc((B ? B : 1) * per * sizeof *y);
@@ -516,7 +514,7 @@ static int compute(const ll_args *a, const ll_data *d, csde_problem *P, const do
             const csde_ll_sample *o = &lo[j];
             r[F_LOGP] = o->logp, r[F_PRIOR] = o->prior, r[F_DELTA] = o->delta;
             r[F_SE] = o->se, r[F_LO] = o->lo, r[F_HI] = o->hi, r[F_BPD] = o->bpd;
-            r[F_NFE] = (double)st.nfe; /* the evaluations each sample saw (batched calls) */
+            r[F_NFE] = (double)o->nfe; /* the evaluations this sample saw */
           }
           stats[S_NFE] += (double)st.nfe, stats[S_JVP] += (double)st.jvp;
           stats[S_STEPS] += (double)st.steps, stats[S_REJ] += (double)st.rejected;

@@ -232,7 +232,10 @@ static int ll_solve(const csde_problem *P, const csde_ll_params *par, const doub
   if ((s = csde_cov_ws_alloc(&ws, P->C, P->D, par->threads, err)) ||
       (s = csde_cov_logpdf(P->C, ws, d->batch, y, prior, err)))
     goto done;
-  for (size_t b = 0; b < d->batch; b++) summarise(par, d, y + n + b * d->K, prior[b], &out[b]);
+  for (size_t b = 0; b < d->batch; b++) {
+    summarise(par, d, y + n + b * d->K, prior[b], &out[b]);
+    out[b].nfe = st.nfe + d->nfe, out[b].jvp = d->njvp;
+  }
   if (xT) memcpy(xT, y, n * sizeof *y);
   acc->nfe += st.nfe + d->nfe;
   acc->jvp += d->njvp;
