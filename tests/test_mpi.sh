@@ -109,6 +109,12 @@ args=(sample -b 2 --frame-shape 3 -t 4 --steps 10 --save every:2)
 mpi 3 "${args[@]}" -o "$tmp/m2s.h5"
 [ "$rc" -eq 0 ] && same_traj "$tmp/s2s.h5" "$tmp/m2s.h5"
 ok $? "sample, 3 ranks, 2 samples (a rank with none): finishes, the serial run's datasets"
+args=(sample -b 5 --frame-shape 4 -t 5 --steps 20 --corrector langevin:snr=0.1,steps=2 --seed 3)
+"$CORRSDE" "${args[@]}" -o "$tmp/spc.h5" -q
+mpi 2 "${args[@]}" -o "$tmp/mpc.h5"
+[ "$rc" -eq 0 ] && same_traj "$tmp/spc.h5" "$tmp/mpc.h5" &&
+  [ "$(attr "$tmp/mpc.h5" /parameters corrector)" = '"langevin:snr=0.1,steps=2"' ]
+ok $? "sample, 2 ranks, the Langevin corrector: the serial run's datasets (its noise keyed by the global sample)"
 
 mpi 2 sample --rtol 1e-3 -o "$tmp/adapt.h5"
 [ "$rc" -eq 2 ] && [ "$(grep -c 'corrsde sample: ' "$tmp/err")" -eq 1 ] &&
