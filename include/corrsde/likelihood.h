@@ -55,6 +55,8 @@ CSDE_API csde_dequant csde_dequant_bits(int bits);
 CSDE_API int csde_dequant_parse(const char *spec, csde_dequant *q, csde_err *err);
 /* The canonical spec of q ("none" or "uniform:bits=8,scale=0.0078125,shift=-1"). */
 CSDE_API char *csde_dequant_spec(const csde_dequant *q, char *buf, size_t len);
+/* The stream of the dequantization's u in the front ends (key (seed, CSDE_STREAM_DEQUANT)). */
+#define CSDE_STREAM_DEQUANT ((uint64_t)11 << 59)
 /* y = scale (k + u) + shift for the batch samples of n values each; u is
  * csde_rng_uniform(key, (first + b) n + i), so a sample's draw does not depend on the
  * batch around it. k must hold integers in [0, 2^bits) (else CSDE_EDOM naming the sample,
