@@ -71,7 +71,14 @@ int csde_dequant_parse(const char *spec, csde_dequant *q, csde_err *err)
     s = csde_err_set(err, CSDE_EDOM, "dequant '%s': scale = %g, expected scale > 0", spec,
                      r.scale);
   if (!s) s = csde_spec_double(&sp, "shift", -1, &r.shift, err);
-  if (s) return csde_err_blame(err, CSDE_PARAM_DEQUANT, s);
+  if (s) {
+    size_t len = err ? strlen(err->msg) : 0;
+    if (err && strncmp(err->msg, "dequant", 7) && len + 10 < sizeof err->msg) {
+      memmove(err->msg + 9, err->msg, len + 1); /* name the setting in every message */
+      memcpy(err->msg, "dequant: ", 9);
+    }
+    return csde_err_blame(err, CSDE_PARAM_DEQUANT, s);
+  }
   *q = r;
   return CSDE_SUCCESS;
 }

@@ -227,8 +227,10 @@ int csde_elbo(const csde_problem *P, const csde_elbo_params *par, const double *
 
   /* L_T = 1/2 sum_pixels [tau (1 - abar_N) - tau - tau log(1 - abar_N) + abar_N x0^T C^-1 x0]
    *     = 1/2 [-n abar_N - n log(1 - abar_N) + abar_N sum_pixels x0^T C^-1 x0], n = tau D */
+  /* log(1 - abar_N): log1p(-abar_N) where abar_N is small (-n abar_N and -n log(1 -
+   * abar_N) cancel to first order), log(-expm1(-B)) where abar_N is near 1 */
   const double BN = csde_schedule_int_beta(P->sched, 1.0), abN = exp(-BN),
-               lomN = log(-expm1(-BN));
+               lomN = abN < 0.5 ? log1p(-abN) : log(-expm1(-BN));
   const double df = sampled ? (double)par->tdraws - 1 : (double)R - 1;
   const double tq = df > 0 ? gsl_cdf_tdist_Pinv(0.5 + 0.5 * par->conf, df) : NAN;
   for (size_t b = 0; b < B; b++) {
