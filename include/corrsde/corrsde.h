@@ -13,5 +13,6 @@
 #include "corrsde/plugin.h"
 #include "corrsde/run.h"
 #include "corrsde/converge.h"
+#include "corrsde/likelihood.h"
 
 #endif

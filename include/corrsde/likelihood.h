@@ -55,6 +55,8 @@ CSDE_API csde_dequant csde_dequant_bits(int bits);
 CSDE_API int csde_dequant_parse(const char *spec, csde_dequant *q, csde_err *err);
 /* The canonical spec of q ("none" or "uniform:bits=8,scale=0.0078125,shift=-1"). */
 CSDE_API char *csde_dequant_spec(const csde_dequant *q, char *buf, size_t len);
+/* The stream of the dequantization's u in the front ends (key (seed, CSDE_STREAM_DEQUANT)). */
+#define CSDE_STREAM_DEQUANT ((uint64_t)11 << 59)
 /* y = scale (k + u) + shift for the batch samples of n values each; u is
  * csde_rng_uniform(key, (first + b) n + i), so a sample's draw does not depend on the
  * batch around it. k must hold integers in [0, 2^bits) (else CSDE_EDOM naming the sample,
@@ -178,12 +180,19 @@ CSDE_API int csde_likelihood(const csde_problem *P, const csde_ll_params *par,
  *             variance beta_1 (continuous data; for dequantized integer data this bounds
  *             the density of y, and bpd takes the offset above)
  * The sum is either exact over t (every t = 2..N, `draws` noise draws each) or sampled:
- * `tdraws` uniform timesteps t ~ U{2..N} times (N - 1), `draws` each. Each draw is keyed
- * (seed, CSDE_STREAM_ELBO + t) with the sample's global index (csde_cov_sample's layout),
- * so threads and batch never change a bit. */
+ * `tdraws` uniform timesteps t ~ U{2..N} times (N - 1), `draws` each. Draw r of step t is
+ * csde_cov_sample's sample idx of the key (seed, CSDE_STREAM_ELBO + (r << 32) + t), idx
+ * the sample's global index j (exact sum) or j tdraws + k (k-th sampled step, itself
+ * 2 + floor(u (N - 1)), u = csde_rng_uniform((seed, CSDE_STREAM_ELBO), j tdraws + k)),
+ * so threads and batch never change a bit. L_0 takes `draws` draws (sampled: `draws`
+ * per sampled step, keyed like it, so that each v_k = (N - 1) L_{t_k - 1} + L_0 is an
+ * unbiased estimate of Lsum + L_0 and the standard error is sd_k(v) / sqrt(tdraws)).
+ * The data are x0 as given (dequant only sets bpd's offset: dequantize integer data
+ * first with csde_dequantize, as corrsde.elbo does with the key (seed,
+ * CSDE_STREAM_DEQUANT)). C must be invertible (CSDE_ESING). */
 #define CSDE_STREAM_ELBO ((uint64_t)9 << 59)
 typedef struct {
-  size_t draws;        /* noise draws per timestep (default 1) */
+  size_t draws;        /* noise draws per timestep (default 1; at most 2^20) */
   size_t tdraws;       /* 0: the exact sum over t (default); > 0: that many sampled t */
   uint64_t seed;
   size_t first_sample;
@@ -197,15 +206,21 @@ CSDE_API csde_elbo_params csde_elbo_default_params(void);
 typedef struct {
   double nll;      /* the bound on -log p(x0): L_T + L_sum + L_0, nats */
   double LT, Lsum, L0;
-  double se;       /* the standard error of Lsum (of nll): from the spread of the draws;
-                      NaN when one draw per term gives none */
-  double lo, hi;   /* the conf interval of nll */
+  double se;       /* the standard error of nll (of Lsum + L_0: L_T is exact): from the
+                      spread of the draws, sqrt(sum_t s_t^2 / draws) for the exact sum,
+                      sd_k(v) / sqrt(tdraws) sampled; NaN when one draw per term (exact
+                      sum with draws = 1, or tdraws = 1) gives none */
+  double lo, hi;   /* the conf interval of nll: nll -+ t_{conf, df} se, df = draws - 1
+                      (exact sum) or tdraws - 1 (sampled); NaN with se */
   double bpd;      /* csde_bits_per_dim(nll, tau D, &par->dequant) */
 } csde_elbo_sample;
 
 /* The bound for the P->batch samples x0 under P->model with P->C and the discrete
- * P->sched (a continuous schedule: CSDE_EINVAL blamed on CSDE_PARAM_SCHEDULE). nfe (may
- * be NULL) receives the model calls' forward passes. */
+ * P->sched (a continuous schedule: CSDE_EINVAL blamed on CSDE_PARAM_SCHEDULE; P->process,
+ * T and eps are ignored; P->x0 and P->guidance apply to every model call as in a solve).
+ * nfe (may be NULL) receives the forward passes PER SAMPLE: N draws for the exact sum
+ * (one batched call per step and draw), 2 tdraws draws sampled (calls of one sample,
+ * each at its own t), times 2 when guided. One allocation per call. */
 CSDE_API int csde_elbo(const csde_problem *P, const csde_elbo_params *par, const double *x0,
                        csde_elbo_sample *out, size_t *nfe, csde_err *err);
 

@@ -25,7 +25,7 @@ from . import _corrsde
 from ._corrsde import Error
 
 __all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "converge", "Error",
-           "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers",
+           "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers", "elbo",
            "__version__"]
 __version__ = _corrsde.version
 
@@ -1039,9 +1039,13 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     solver: an ODE integrator that steps on the drift (euler, heun, rk45, rkck, rk8pd,
     dopri5); rtol/atol (default 1e-6) adaptive, or steps= fixed steps on grid. Adaptive
     steps control each sample's error alone (the library solves each sample alone, as
-    csde_likelihood does); fixed steps solve `batch` samples per call (default all). eps (default 1e-3) and t_end (default T = 1,
-    0.999 for cosine): the ends. dequant: None (continuous) or "uniform[:bits=8,...]":
-    what bpd assumes of x. cond: the model's conditioning as solve() takes it.
+    csde_likelihood does); fixed steps solve `batch` samples per call (default all).
+    eps (default 1e-3) and t_end (default T = 1, 0.999 for cosine): the ends.
+    dequant: None (continuous data, taken as they are) or "uniform[:bits=8,scale=S,
+    shift=H]": x holds integers k in [0, 2^bits), dequantized as elbo() does,
+    y = S (k + u) + H (default S = 2 / 2^bits, H = -1) with u keyed by the seed and the
+    sample's global index, and bpd takes -log2(S) more (7 bits for 8-bit data in
+    [-1, 1)). cond: the model's conditioning as solve() takes it.
 
     Returns a dict of arrays [B]: logp (nats), prior (log p_T(x_T)), delta (the integral),
     se, lo, hi, bpd, and x_T (the encoded states, x's shape); and nfe (forward passes:
@@ -1130,3 +1134,48 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     res.update(tot)
     res["divergence"], res["jvp"] = route, None if taken == "none" else taken
     return res
+
+
+def elbo(model, x0, *, cov, schedule="ddpm-linear", draws=1, tdraws=0, seed=0, dequant=None,
+         output=None, confidence=0.95, threads=1):
+    """The discrete bound on -log p(x0) (MATH.md eq. 3 in full; csde_elbo), per sample.
+
+    -log p(x0) <= L_T + sum_{t=2}^N L_{t-1} + L_0 for a discrete schedule of N steps
+    (ddpm-linear[:n,b1,bN] or discrete:betas=...): L_T the KL of q(x_N | x0) to N(0, C),
+    L_{t-1} = w_t E|delta - delta_theta(x_t)|^2 in the C^-1 norm (exact over every t
+    with draws noise draws each, or tdraws sampled t ~ U{2..N} times (N - 1)), L_0 the
+    Gaussian decoder -log N(x0; mu_theta(x_1), beta_1 C). model: a callable
+    model(t, x, ctx) as solve's (a TorchModel too; output as solve's), or the spec of
+    a built-in model ("gaussian:mean=M,std=S,rho=R", "gmm:file=P.h5", ...). x0: the
+    data [B, tau, *frame_shape]. dequant: None/"none" (continuous data, bpd = nll /
+    (n ln 2)) or "uniform[:bits=B,scale=S,shift=H]" (x0 holds integers in [0, 2^B),
+    dequantized y = S (k + u) + H with u keyed by the seed; bpd takes -log2(S) more:
+    7 for 8-bit data in [-1, 1), the default). Every draw is keyed by seed and the
+    sample's index: threads and batch never change a bit.
+    Returns a dict of arrays [B]: nll, LT, Lsum, L0 (nats), se (the standard error of
+    nll, NaN with one draw per term), lo, hi (its confidence interval, Student t),
+    bpd; and nfe (model evaluations per sample).
+    """
+    if not isinstance(cov, Cov):
+        raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule(schedule)
+    if isinstance(model, str):
+        output = "cscore"
+    else:
+        output = _model_output(model, output)
+    if dequant is not None and not isinstance(dequant, str):
+        raise TypeError("dequant: expected None or a spec str, got %s" % type(dequant).__name__)
+    for name, v, lo in (("draws", draws, 1), ("tdraws", tdraws, 0), ("seed", seed, 0),
+                        ("threads", threads, 1)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+            raise ValueError("%s: expected an integer >= %d, got %r" % (name, lo, v))
+    x = _states(x0, "x0", cov.frames)
+    ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, "elbo")
+    res = _corrsde.elbo(model, ctx, x, cov._h, schedule._h, OUTPUTS.index(output),
+                        (int(draws), int(tdraws), int(seed), float(confidence), int(threads),
+                         dequant or "none"))
+    keys = ("nll", "LT", "Lsum", "L0", "se", "lo", "hi", "bpd")
+    out = dict(zip(keys, res[:8]))
+    out["nfe"] = res[8]
+    return out

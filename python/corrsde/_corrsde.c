@@ -1372,6 +1372,111 @@ done:
 /* solvers() -> [(name, alias, summary, processes, options)] from the registry */
 /* registry(kind) -> the names of a registry, in its order: "cov" (covariance families),
  * "cov-method", "process" (what solve() runs: csde_run_process_names), "schedule". */
+/* ---- the discrete bound (issue 27, item 3; corrsde/likelihood.h) ---- */
+
+/* elbo(model, ctx, x0, cov, sched, kind, (draws, tdraws, seed, conf, threads, dequant))
+ * -> (nll, LT, Lsum, L0, se, lo, hi, bpd, nfe, y): model a spec str of the built-in
+ * models (csde_model_spec_alloc) or a callable (as solve's); integer data (dequant
+ * bits > 0) dequantized first with the key (seed, CSDE_STREAM_DEQUANT), y the states the
+ * bound was taken on. */
+static PyObject *py_elbo(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *model, *ctx, *covcap, *schedcap;
+  PyArrayObject *x;
+  int kind, threads;
+  unsigned long long draws, tdraws, seed;
+  double conf;
+  const char *dq;
+  if (!PyArg_ParseTuple(args, "OOO!OOi(KKKdis)", &model, &ctx, &PyArray_Type, &x, &covcap,
+                        &schedcap, &kind, &draws, &tdraws, &seed, &conf, &threads, &dq))
+    return NULL;
+  cov_handle *ch = cov_of(covcap);
+  const csde_schedule *sched = sched_of(schedcap);
+  if (!ch || !sched) return NULL;
+  size_t B, D;
+  if (blocks_of(x, csde_cov_tau(ch->C), "x0", &B, &D)) return NULL;
+  csde_err err;
+  csde_err_clear(&err);
+  csde_elbo_params par = csde_elbo_default_params();
+  par.draws = (size_t)draws;
+  par.tdraws = (size_t)tdraws;
+  par.seed = seed;
+  par.conf = conf;
+  par.threads = threads;
+  int st = csde_dequant_parse(dq, &par.dequant, &err);
+  if (st) return raise_err(st, &err);
+  npy_intp dn = (npy_intp)B;
+  PyObject *arr[8] = {NULL}, *y = PyArray_NewLikeArray(x, NPY_CORDER, NULL, 0), *res = NULL;
+  csde_elbo_sample *o = PyMem_Calloc(B ? B : 1, sizeof *o);
+  csde_model *M = NULL;
+  pyrun r;
+  pyrun_init(&r, model, ctx, PyArray_NDIM(x), PyArray_DIMS(x));
+  if (!y || !o) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  csde_rng_key key = {seed, CSDE_STREAM_DEQUANT};
+  if ((st = csde_dequantize(&par.dequant, key, 0, B, csde_cov_tau(ch->C) * D, PyArray_DATA(x),
+                            PyArray_DATA((PyArrayObject *)y), &err))) {
+    raise_err(st, &err);
+    goto done;
+  }
+  if (PyUnicode_Check(model)) {
+    const char *spec = csde_py_str(model, "model");
+    if (!spec) goto done;
+    char *canon = NULL;
+    st = csde_model_spec_alloc(&M, spec, ch->C, sched, D, &canon, &err);
+    free(canon);
+  } else {
+    st = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
+                              &err);
+  }
+  if (st) {
+    raise_err(st, &err);
+    goto done;
+  }
+  csde_problem P = csde_problem_default();
+  P.tau = csde_cov_tau(ch->C);
+  P.D = D;
+  P.batch = B;
+  P.C = ch->C;
+  P.sched = sched;
+  P.model = M;
+  size_t nfe = 0;
+  r.ts = PyEval_SaveThread();
+  st = B ? csde_elbo(&P, &par, PyArray_DATA((PyArrayObject *)y), o, &nfe, &err) : 0;
+  PyEval_RestoreThread(r.ts);
+  if (raise_model_error(&r)) goto done;
+  if (st) {
+    raise_err(st, &err);
+    goto done;
+  }
+  for (int i = 0; i < 8; i++) {
+    if (!(arr[i] = PyArray_SimpleNew(1, &dn, NPY_DOUBLE))) goto done;
+    double *a = PyArray_DATA((PyArrayObject *)arr[i]);
+    for (size_t b = 0; b < B; b++) {
+      const double v[8] = {o[b].nll, o[b].LT, o[b].Lsum, o[b].L0, o[b].se, o[b].lo, o[b].hi,
+                           o[b].bpd};
+      a[b] = v[i];
+    }
+  }
+  res = Py_BuildValue("NNNNNNNNnN", arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6],
+                      arr[7], (Py_ssize_t)nfe, y);
+  memset(arr, 0, sizeof arr);
+  y = NULL;
+done:
+  for (int i = 0; i < 8; i++) Py_XDECREF(arr[i]);
+  Py_XDECREF(y);
+  PyMem_Free(o);
+  csde_model_free(M);
+  Py_XDECREF(r.exc_type);
+  Py_XDECREF(r.exc);
+  Py_XDECREF(r.exc_tb);
+  pyrun_clear(&r);
+  return res;
+}
+
 static PyObject *py_registry(PyObject *self, PyObject *args)
 {
   const char *kind;
@@ -1808,6 +1913,7 @@ static PyObject *py_likelihood(PyObject *self, PyObject *args)
   j.fn = jfn == Py_None ? NULL : jfn;
   j.vv = r->v;
   PyObject *res = NULL, *o[8] = {NULL};
+  PyArrayObject *y = NULL; /* the dequantized data */
   csde_model *M = NULL;
   csde_ll_sample *out = NULL;
   if (cnd != Py_None && !PyArg_ParseTuple(cnd, "OO", &r->cond, &r->cc.call)) goto done;
@@ -1851,9 +1957,22 @@ static PyObject *py_likelihood(PyObject *self, PyObject *args)
   }
   csde_ll_stats stats;
   memset(&stats, 0, sizeof stats);
+  const double *xd = PyArray_DATA(x);
+  if (par.dequant.bits && B) { /* integer data: y = scale (k + u) + shift, as elbo's */
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x),
+                                                 NPY_DOUBLE)))
+      goto done;
+    const csde_rng_key key = {par.seed, CSDE_STREAM_DEQUANT};
+    if ((st = csde_dequantize(&par.dequant, key, par.first_sample, B, P.tau * D, xd,
+                              PyArray_DATA(y), &err))) {
+      ll_raise(st, &err, "x");
+      goto done;
+    }
+    xd = PyArray_DATA(y);
+  }
   r->ts = PyEval_SaveThread();
-  st = B ? csde_likelihood(&P, &par, PyArray_DATA(x), PyArray_DATA((PyArrayObject *)o[7]),
-                           out, &stats, &err)
+  st = B ? csde_likelihood(&P, &par, xd, PyArray_DATA((PyArrayObject *)o[7]), out, &stats,
+                           &err)
          : 0;
   PyEval_RestoreThread(r->ts);
   if (raise_model_error(r)) goto done;
@@ -1875,6 +1994,7 @@ static PyObject *py_likelihood(PyObject *self, PyObject *args)
   memset(o, 0, sizeof o);
 done:
   for (int i = 0; i < 8; i++) Py_XDECREF(o[i]);
+  Py_XDECREF(y);
   PyMem_Free(out);
   csde_model_free(M);
   Py_XDECREF(r->exc_type);
@@ -1937,6 +2057,7 @@ static PyMethodDef methods[] = {
     {"sched_eval", py_sched_eval, METH_VARARGS, "sched_eval(h, what, t)"},
     {"solve", py_solve, METH_VARARGS, "solve(...): see python/corrsde/__init__.py"},
     {"converge", py_converge, METH_VARARGS, "converge(...): see python/corrsde/__init__.py"},
+    {"elbo", py_elbo, METH_VARARGS, "elbo(...): see python/corrsde/__init__.py"},
     {"rci_new", py_rci_new, METH_VARARGS, "rci_new(x, cov, sched, kind, settings) -> handle"},
     {"rci_next", py_rci_next, METH_O, "rci_next(h) -> (what, step, t, x, batch, abar, sigma)"},
     {"rci_give", py_rci_give, METH_VARARGS, "rci_give(h, answer, status)"},

@@ -41,7 +41,7 @@
 #define DEFAULT_BATCH 16
 /* the uniform dequantization noise u of sample j, value i: csde_rng_uniform of key
  * (--seed, this stream) at index j tau D + i (csde_dequantize) */
-#define CLI_STREAM_DEQUANT ((uint64_t)7 << 60)
+
 
 enum {
   OPT_DATA = 256, OPT_DIVERGENCE, OPT_JVP, OPT_GRID, OPT_RTOL, OPT_ATOL, OPT_T_START,
@@ -481,7 +481,7 @@ static int compute(const ll_args *a, const ll_data *d, csde_problem *P, const do
     cli_error(CMD, "--batch: out of memory for %zu samples of %zu values", B, per);
     rc = CLI_EFAIL;
   }
-  const csde_rng_key key = {a->c.seed, CLI_STREAM_DEQUANT};
+  const csde_rng_key key = {a->c.seed, CSDE_STREAM_DEQUANT};
   for (size_t at = 0; !rc && at < count; at += B) {
     const size_t b = count - at < B ? count - at : B, g = first + at; /* global index */
     int s = csde_dequantize(&a->q, key, g, b, per, x + at * per, y, &err);
