@@ -17,7 +17,8 @@ and they differ in cost (NFE).
 
 Part B, trained: the two nets of a train_denoiser.py run (--train-dir; run there with
 --quick first when absent), on held-out videos quantized to 8 bits and dequantized
-uniformly into [-1, 1) (y = 2 (k + u) / 256 - 1, the offset -log2(2/256) = 7 bits), by
+uniformly into [-1, 1) by the library (dequant="uniform:bits=8": y = 2 (k + u) / 256 - 1,
+u keyed by --seed; the offset -log2(2/256) = 7 bits), by
   - the PF-ODE likelihood with --probes Hutchinson probes (Rademacher, the TorchModel's JVP
     by autograd) and its standard error, and
   - the eq. 3 bound on ddpm-linear:n=1000 (the discrete chain of vp-linear:
@@ -141,8 +142,7 @@ def part_b(torch, corrsde, ct, a, lines, out):
     rtol = a.rtol or (1e-4 if a.quick else 1e-5)
     rng = np.random.default_rng([a.seed, 1000])
     x = td.make_videos(rng, a.videos, tau, size).astype(np.float64)
-    k = np.clip(np.round((x + 1) / 2 * 255), 0, 255)           # 8-bit data
-    y = 2 * (k + rng.random(k.shape)) / 256 - 1                 # uniform dequantization
+    k = np.clip(np.round((x + 1) / 2 * 255), 0, 255)  # 8-bit data; the library dequantizes
     lines += ["## B. Trained denoisers (%s, tau %d, %dx%d; %d held-out videos, 8-bit, "
               "dequantized uniformly: offset 7 bits)" % (at["cov"], tau, size, size, a.videos),
               "", "| loss | PF-ODE bits/dim (Hutchinson K = %d) | mean se | NFE + JVP / video | "
@@ -153,11 +153,11 @@ def part_b(torch, corrsde, ct, a, lines, out):
         net = net.double().eval()
         model = ct.TorchModel(net, output="noise")
         t0 = time.time()
-        r = corrsde.likelihood(model, y, cov=C, schedule=S, divergence="hutchinson",
+        r = corrsde.likelihood(model, k, cov=C, schedule=S, divergence="hutchinson",
                                probes=a.probes, seed=a.seed, rtol=rtol, atol=rtol,
                                dequant="uniform:bits=8")
         t1 = time.time()
-        e = corrsde.elbo(model, y, cov=C, schedule="ddpm-linear:n=1000", seed=a.seed,
+        e = corrsde.elbo(model, k, cov=C, schedule="ddpm-linear:n=1000", seed=a.seed,
                          dequant="uniform:bits=8")
         t2 = time.time()
         m, se = mean_se(r["bpd"])
