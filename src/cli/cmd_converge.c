@@ -895,7 +895,7 @@ static const char *conv_flag(const char *param)
              {CSDE_PARAM_SIZE, "--frames/--frame-shape"}, {CSDE_PARAM_GRID, "--grid"},
              {CSDE_PARAM_SPAN, "--process/--t-end"}, {CSDE_CONV_PARAM_OUTPUT, "-o"},
              {CSDE_PARAM_TOLERANCES, "--reference"}, {CSDE_CONV_PARAM_T_END, "--t-end"},
-             {CSDE_PARAM_PROCESS, "--process"}};
+             {CSDE_PARAM_PROCESS, "--process"}, {CSDE_PARAM_SCHEDULE, "--schedule"}};
   for (size_t i = 0; param && i < sizeof map / sizeof map[0]; i++)
     if (!strcmp(param, map[i].param)) return map[i].flag;
   return "--levels"; /* the rest (a step count, a grid) follows from the levels */

@@ -244,6 +244,10 @@ int cli_spec_model(const char *cmd, const char *spec, const csde_cov *C,
   if (st) {
     free(canon);
     cli_model_free(m);
+    if (err.param && !strcmp(err.param, CSDE_PARAM_SCHEDULE)) { /* a path it cannot take */
+      cli_error(cmd, "--schedule: %s", err.msg);
+      return CLI_EFAIL;
+    }
     return model_error(cmd, spec, err.msg[0] ? err.msg : csde_strerror(st));
   }
   m->kind = csde_model_is_gmm(m->model) ? CLI_MODEL_GMM : CLI_MODEL_GAUSSIAN;

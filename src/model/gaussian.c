@@ -281,6 +281,8 @@ static int gauss_new(gauss **out, const csde_cov *C, const csde_schedule *s, siz
   if (!C || !s)
     return csde_err_set(err, CSDE_EINVAL, "gaussian model: %s is NULL",
                         !C ? "covariance" : "schedule");
+  int vp = csde_schedule_require_vp(s, "the gaussian model", err); /* issue 28: next */
+  if (vp) return vp;
   size_t tau = csde_cov_tau(C), bs;
   if (D == 0) return csde_err_set(err, CSDE_EINVAL, "gaussian model: D = 0 pixels per frame");
   if (csde_mul_size(tau, D, &bs))

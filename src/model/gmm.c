@@ -166,6 +166,8 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
   *out = NULL;
   if (!C || !s)
     return csde_err_set(err, CSDE_EINVAL, "gmm model: %s is NULL", !C ? "covariance" : "schedule");
+  int vp = csde_schedule_require_vp(s, "the gmm model", err); /* issue 28: next */
+  if (vp) return vp;
   if (!weights || !means || !covs)
     return csde_err_set(err, CSDE_EINVAL, "gmm model: %s is NULL",
                         !weights ? "weights" : !means ? "means" : "covs");

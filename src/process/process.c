@@ -388,6 +388,8 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   pr->threads = threads > 0 ? threads : 1;
   if (!P->C || !P->sched)
     return csde_err_set(err, CSDE_EINVAL, "problem needs a covariance and a schedule");
+  int vp = csde_schedule_require_vp(P->sched, "the processes", err); /* issue 28: next */
+  if (vp) return vp;
   if (P->tau == 0 || P->D == 0 || P->batch == 0)
     return csde_err_blame(err, CSDE_PARAM_SIZE,
                           csde_err_set(err, CSDE_EINVAL, "problem sizes must be positive (tau %zu, D %zu, batch %zu)",

@@ -1,8 +1,13 @@
-/* Variance-preserving noise schedules (corrsde/schedule.h).
+/* Noise schedules (corrsde/schedule.h): the variance-preserving ones and the Gaussian
+ * paths edm, ve and rf.
  *
  * Each kind is one const type table (name, spec keys, beta, B, inverse of B, spec
  * writer); everything else (abar, sigma, logsnr, t_of_logsnr, discretize) is written
  * once in terms of B(t) = -log abar(t). Adding a kind adds a table to `types`.
+ * A Gaussian path's table also has its path_ops (alpha, sigma, their derivatives, f, g^2,
+ * lambda and its inverse); its beta, B and t_of_B are the VP-equivalent's, written once
+ * from the path (path_beta, path_B, path_t_of_B). A VP table has no path_ops: its path
+ * accessors are written once from B and beta (csde_schedule_path_*).
  */
 #include <float.h>
 #include <math.h>
@@ -24,11 +29,13 @@
 #endif
 
 typedef struct sched_type sched_type;
+typedef struct path_ops path_ops;
 
 struct csde_schedule {
   const sched_type *type;
   double p[6];  /* parameters and constants of the kind, see each kind's init */
-  double B1;    /* B(1) */
+  double tmin, tmax; /* the span: [0, 1], or a path's own (edm: [smin, smax]) */
+  double B0, B1;     /* B(t_min) (0 for VP), B(t_max) */
   size_t N;     /* steps of a discrete schedule, 0 for a continuous one */
   double *beta; /* beta_1..beta_N at beta[0..N-1] */
   double *cumB; /* cumB[i] = -log abar_i = -sum_{s<=i} log1p(-beta_s), cumB[0] = 0 */
@@ -52,6 +59,20 @@ struct sched_type {
   void (*spec)(const csde_schedule *s, strbuf *sb);   /* canonical spec */
   const char *form;    /* the spec with its defaults, "vp-linear[:bmin=0.1,bmax=20]" */
   const char *summary; /* the formula and the parameters' ranges, one sentence */
+  const path_ops *path; /* a Gaussian path's own functions; NULL: variance-preserving */
+};
+
+/* A Gaussian path x_t = alpha x0 + sigma V' z; t already clamped to the span. */
+struct path_ops {
+  const char *name; /* "edm", "ve", "rf" */
+  double (*alpha)(const csde_schedule *s, double t);
+  double (*sigma)(const csde_schedule *s, double t);
+  double (*dalpha)(const csde_schedule *s, double t);
+  double (*dsigma)(const csde_schedule *s, double t);
+  double (*f)(const csde_schedule *s, double t);       /* alpha' / alpha */
+  double (*g2)(const csde_schedule *s, double t);      /* (sigma^2)' - 2 f sigma^2 */
+  double (*lambda)(const csde_schedule *s, double t);  /* log(alpha / sigma) */
+  double (*t_of_lambda)(const csde_schedule *s, double l); /* its inverse, unclamped */
 };
 
 /* ---- small helpers ---- */
@@ -96,7 +117,11 @@ static double logsnr_of_B(double B)
   return B <= 1 ? -log(expm1(B)) : -B - log1p(-exp(-B));
 }
 
-static double clamp01(double t) { return t < 0 ? 0 : (t > 1 ? 1 : t); }
+/* t clamped to the span (for VP [0, 1], the same bits as clamp01) */
+static double clamp_span(const csde_schedule *s, double t)
+{
+  return t < s->tmin ? s->tmin : (t > s->tmax ? s->tmax : t);
+}
 
 /* ---- vp-linear: beta(t) = bmin + t (bmax - bmin); p = {bmin, bmax} ---- */
 
@@ -362,25 +387,203 @@ static void ddpm_spec(const csde_schedule *s, strbuf *sb)
   sb_double(sb, s->p[1]);
 }
 
+/* ---- the Gaussian paths: their VP-equivalent (abar = alpha^2 / (alpha^2 + sigma^2)),
+ * written once from path_ops ---- */
+
+static double path_beta(const csde_schedule *s, double t)
+{
+  /* beta = dB/dt = (sigma^2 / alpha^2)' / (1 + sigma^2 / alpha^2) = g^2 / (alpha^2 + sigma^2) */
+  const path_ops *o = s->type->path;
+  double a = o->alpha(s, t), sg = o->sigma(s, t);
+  return o->g2(s, t) / (a * a + sg * sg);
+}
+
+static double path_B(const csde_schedule *s, double t)
+{
+  return softplus(-2 * s->type->path->lambda(s, t)); /* B = log(1 + e^{-2 lambda}) */
+}
+
+static double path_t_of_B(const csde_schedule *s, double B)
+{
+  /* lambda = logsnr / 2 = -log(expm1(B)) / 2 */
+  return s->type->path->t_of_lambda(s, 0.5 * logsnr_of_B(B));
+}
+
+/* ---- edm: alpha = 1, sigma = t on [smin, smax]; p = {smin, smax} ---- */
+
+static const char *const edm_keys[] = {"smin", "smax", NULL};
+
+/* smin, smax with 0 < smin < smax, for edm and ve */
+static int smin_smax(const char *name, const csde_spec *sp, double dmin, double dmax,
+                     double *smin, double *smax, csde_err *err)
+{
+  int st;
+  if ((st = csde_spec_double(sp, "smin", dmin, smin, err))) return st;
+  if ((st = csde_spec_double(sp, "smax", dmax, smax, err))) return st;
+  if (!(*smin > 0))
+    return csde_err_set(err, CSDE_EDOM, "%s: smin = %g must be > 0", name, *smin);
+  if (!(*smax > *smin))
+    return csde_err_set(err, CSDE_EDOM, "%s: smax = %g must be > smin = %g", name, *smax,
+                        *smin);
+  return CSDE_SUCCESS;
+}
+
+static int edm_init(csde_schedule *s, const csde_spec *sp, csde_err *err)
+{
+  int st = smin_smax("edm", sp, 0.002, 80.0, &s->p[0], &s->p[1], err);
+  if (st) return st;
+  s->tmin = s->p[0];
+  s->tmax = s->p[1];
+  return CSDE_SUCCESS;
+}
+
+static double one(const csde_schedule *s, double t) { (void)s, (void)t; return 1; }
+static double zero(const csde_schedule *s, double t) { (void)s, (void)t; return 0; }
+static double edm_sigma(const csde_schedule *s, double t) { (void)s; return t; }
+static double edm_g2(const csde_schedule *s, double t) { (void)s; return 2 * t; } /* (t^2)' */
+static double edm_lambda(const csde_schedule *s, double t) { (void)s; return -log(t); }
+static double edm_t_of_lambda(const csde_schedule *s, double l) { (void)s; return exp(-l); }
+
+static void edm_spec(const csde_schedule *s, strbuf *sb)
+{
+  sb_printf(sb, "edm:smin=");
+  sb_double(sb, s->p[0]);
+  sb_printf(sb, ",smax=");
+  sb_double(sb, s->p[1]);
+}
+
+/* ---- ve: alpha = 1, sigma = smin e^{t L}, L = log(smax / smin), on [0, 1];
+ * p = {smin, smax, L, log smin} ---- */
+
+static int ve_init(csde_schedule *s, const csde_spec *sp, csde_err *err)
+{
+  int st = smin_smax("ve", sp, 0.01, 50.0, &s->p[0], &s->p[1], err);
+  if (st) return st;
+  s->p[2] = log(s->p[1]) - log(s->p[0]); /* no overflow of smax / smin */
+  s->p[3] = log(s->p[0]);
+  return CSDE_SUCCESS;
+}
+
+static double ve_sigma(const csde_schedule *s, double t) { return s->p[0] * exp(t * s->p[2]); }
+static double ve_dsigma(const csde_schedule *s, double t) { return s->p[2] * ve_sigma(s, t); }
+static double ve_g2(const csde_schedule *s, double t)
+{
+  double sg = ve_sigma(s, t);
+  return 2 * s->p[2] * sg * sg; /* (sigma^2)' = 2 L sigma^2 */
+}
+static double ve_lambda(const csde_schedule *s, double t) { return -(s->p[3] + t * s->p[2]); }
+static double ve_t_of_lambda(const csde_schedule *s, double l)
+{
+  return (-l - s->p[3]) / s->p[2]; /* -l = log smin + t L */
+}
+
+static void ve_spec(const csde_schedule *s, strbuf *sb)
+{
+  sb_printf(sb, "ve:smin=");
+  sb_double(sb, s->p[0]);
+  sb_printf(sb, ",smax=");
+  sb_double(sb, s->p[1]);
+}
+
+/* ---- rf: alpha = 1 - t', sigma = t', t' = S t / q, q = 1 + (S - 1) t; p = {S, log S}.
+ * 1 - t' = (1 - t) / q (no cancellation), dt'/dt = S / q^2. ---- */
+
+static const char *const rf_keys[] = {"shift", NULL};
+
+static int rf_init(csde_schedule *s, const csde_spec *sp, csde_err *err)
+{
+  double sh;
+  int st;
+  if ((st = csde_spec_double(sp, "shift", 1.0, &sh, err))) return st;
+  if (!(sh > 0)) return csde_err_set(err, CSDE_EDOM, "rf: shift = %g must be > 0", sh);
+  if (!(sh >= 1 / CSDE_SCHEDULE_RF_SHIFT_MAX && sh <= CSDE_SCHEDULE_RF_SHIFT_MAX))
+    return csde_err_set(err, CSDE_EDOM,
+                        "rf: shift = %g is outside [1e-6, " STR(CSDE_SCHEDULE_RF_SHIFT_MAX) "]",
+                        sh);
+  s->p[0] = sh;
+  s->p[1] = log(sh);
+  return CSDE_SUCCESS;
+}
+
+static double rf_q(const csde_schedule *s, double t) { return 1 + (s->p[0] - 1) * t; }
+static double rf_alpha(const csde_schedule *s, double t) { return (1 - t) / rf_q(s, t); }
+static double rf_sigma(const csde_schedule *s, double t) { return s->p[0] * t / rf_q(s, t); }
+static double rf_dsigma(const csde_schedule *s, double t)
+{
+  double q = rf_q(s, t);
+  return s->p[0] / (q * q); /* dt'/dt = S / q^2 */
+}
+static double rf_dalpha(const csde_schedule *s, double t) { return -rf_dsigma(s, t); }
+static double rf_f(const csde_schedule *s, double t)
+{
+  return -s->p[0] / ((1 - t) * rf_q(s, t)); /* -(S / q^2) q / (1 - t) */
+}
+static double rf_g2(const csde_schedule *s, double t)
+{
+  double r = s->p[0] / rf_q(s, t);
+  return 2 * r * r * t / (1 - t); /* 2 S^2 t / (q^2 (1 - t)) */
+}
+static double rf_lambda(const csde_schedule *s, double t)
+{
+  return log1p(-t) - log(t) - s->p[1]; /* alpha / sigma = (1 - t) / (S t) */
+}
+static double rf_t_of_lambda(const csde_schedule *s, double l)
+{
+  /* t = 1 / (1 + S e^l) = logistic(u), u = -(l + log S), without overflow */
+  double u = -(l + s->p[1]);
+  return u >= 0 ? 1 / (1 + exp(-u)) : exp(u) / (1 + exp(u));
+}
+
+static void rf_spec(const csde_schedule *s, strbuf *sb)
+{
+  sb_printf(sb, "rf:shift=");
+  sb_double(sb, s->p[0]);
+}
+
+static const path_ops edm_path = {"edm", one, edm_sigma, zero, one, zero, edm_g2,
+                                  edm_lambda, edm_t_of_lambda};
+static const path_ops ve_path = {"ve", one, ve_sigma, zero, ve_dsigma, zero, ve_g2,
+                                 ve_lambda, ve_t_of_lambda};
+static const path_ops rf_path = {"rf", rf_alpha, rf_sigma, rf_dalpha, rf_dsigma, rf_f, rf_g2,
+                                 rf_lambda, rf_t_of_lambda};
+
 /* ---- the type tables: the registry (a new form is its functions, a table and one entry
  * in types[]) ---- */
 
 static const sched_type vp_linear_type = {"vp-linear", vp_keys, vp_init, vp_beta,
                                           vp_B, vp_t_of_B, vp_spec,
-    "vp-linear[:bmin=0.1,bmax=20]", "beta(t) = bmin + t (bmax - bmin); 0 <= bmin <= bmax, bmax > 0"};
+    "vp-linear[:bmin=0.1,bmax=20]", "beta(t) = bmin + t (bmax - bmin); 0 <= bmin <= bmax, bmax > 0",
+    NULL};
 static const sched_type cosine_type = {"cosine", cos_keys, cos_init, cos_beta,
                                        cos_B, cos_t_of_B, cos_spec,
     "cosine[:s=0.008]", "abar(t) = f(t) / f(0), f(t) = cos^2(pi/2 (t + s) / (1 + s)); "
-    "0 <= s <= " STR(CSDE_SCHEDULE_COSINE_S_MAX) "; beta(1) = inf, so runs end at T = 0.999"};
+    "0 <= s <= " STR(CSDE_SCHEDULE_COSINE_S_MAX) "; beta(1) = inf, so runs end at T = 0.999",
+    NULL};
 static const sched_type ddpm_linear_type = {"ddpm-linear", ddpm_keys, ddpm_init, disc_beta,
                                             disc_B, disc_t_of_B, ddpm_spec,
-    "ddpm-linear[:n=1000,b1=1e-4,bN=0.02]", "discrete: betas linspace(b1, bN, n), b1 and bN in (0, 1)"};
+    "ddpm-linear[:n=1000,b1=1e-4,bN=0.02]", "discrete: betas linspace(b1, bN, n), b1 and bN in (0, 1)",
+    NULL};
 static const sched_type discrete_type = {"discrete", disc_keys, disc_init, disc_beta,
                                          disc_B, disc_t_of_B, disc_spec,
-    "discrete:betas=b1,b2,...", "discrete: any betas in (0, 1)"};
+    "discrete:betas=b1,b2,...", "discrete: any betas in (0, 1)", NULL};
+
+static const sched_type edm_type = {"edm", edm_keys, edm_init, path_beta, path_B,
+                                    path_t_of_B, edm_spec, "edm[:smin=0.002,smax=80]",
+    "EDM path: alpha = 1, sigma = t on t in [smin, smax] (time = noise level); 0 < smin < smax; "
+    "not yet run by the processes", &edm_path};
+static const sched_type ve_type = {"ve", edm_keys, ve_init, path_beta, path_B, path_t_of_B,
+                                   ve_spec, "ve[:smin=0.01,smax=50]",
+    "VE path: alpha = 1, sigma = smin (smax/smin)^t on [0, 1]; 0 < smin < smax; "
+    "not yet run by the processes", &ve_path};
+static const sched_type rf_type = {"rf", rf_keys, rf_init, path_beta, path_B, path_t_of_B,
+                                   rf_spec, "rf[:shift=1]",
+    "rectified flow: alpha = 1 - t', sigma = t', t' = S t / (1 + (S - 1) t) on [0, 1]; "
+    "1e-6 <= shift <= " STR(CSDE_SCHEDULE_RF_SHIFT_MAX) "; not yet run by the processes",
+    &rf_path};
 
 static const sched_type *const types[] = {&vp_linear_type, &cosine_type, &ddpm_linear_type,
-                                          &discrete_type, NULL};
+                                          &discrete_type, &edm_type, &ve_type, &rf_type,
+                                          NULL};
 
 const char *csde_schedule_entry(size_t i, const char **form, const char **summary)
 {
@@ -413,7 +616,9 @@ char *csde_schedule_forms(char *buf, size_t len) { return join(1, buf, len); }
 /* Common tail of both constructors: B(1) and the canonical spec. */
 static int finish(csde_schedule *s, csde_err *err)
 {
-  s->B1 = s->type->B(s, 1.0);
+  if (s->type != &edm_type) s->tmin = 0, s->tmax = 1; /* edm's init set [smin, smax] */
+  s->B0 = s->type->path ? s->type->B(s, s->tmin) : 0; /* VP: B(0) = 0 */
+  s->B1 = s->type->B(s, s->tmax);
   strbuf sb = {NULL, 0, 0};
   s->type->spec(s, &sb);
   s->spec = malloc(sb.pos + 1);
@@ -483,12 +688,12 @@ const char *csde_schedule_spec(const csde_schedule *s) { return s->spec; }
 
 double csde_schedule_beta(const csde_schedule *s, double t)
 {
-  return isnan(t) ? t : s->type->beta(s, clamp01(t));
+  return isnan(t) ? t : s->type->beta(s, clamp_span(s, t));
 }
 
 double csde_schedule_int_beta(const csde_schedule *s, double t)
 {
-  return isnan(t) ? t : s->type->B(s, clamp01(t));
+  return isnan(t) ? t : s->type->B(s, clamp_span(s, t));
 }
 
 double csde_schedule_abar(const csde_schedule *s, double t)
@@ -510,9 +715,9 @@ double csde_schedule_t_of_logsnr(const csde_schedule *s, double lambda)
 {
   if (isnan(lambda)) return lambda;
   double B = softplus(-lambda); /* B = log(1 + e^-lambda) inverts lambda = -log(e^B - 1) */
-  if (B <= 0) return 0;
-  if (B >= s->B1) return 1;
-  return clamp01(s->type->t_of_B(s, B));
+  if (B <= s->B0) return s->tmin;
+  if (B >= s->B1) return s->tmax;
+  return clamp_span(s, s->type->t_of_B(s, B));
 }
 
 /* ---- discrete view ---- */
@@ -535,6 +740,11 @@ int csde_schedule_discretize(const csde_schedule *s, size_t N, double *betas, cs
   if (!s) return csde_err_set(err, CSDE_EINVAL, "csde_schedule_discretize: schedule is NULL");
   if (!betas) return csde_err_set(err, CSDE_EINVAL, "csde_schedule_discretize: betas is NULL");
   if (N == 0) return csde_err_set(err, CSDE_EINVAL, "csde_schedule_discretize: N must be >= 1");
+  if (s->type->path)
+    return csde_err_set(err, CSDE_ENOTSUP,
+                        "csde_schedule_discretize: schedule '%s' is the %s path, which has no "
+                        "N-step variance-preserving chain (a VP schedule is needed)",
+                        s->spec, s->type->path->name);
   if (s->N == N) {
     memcpy(betas, s->beta, N * sizeof *betas);
     return CSDE_SUCCESS;
@@ -556,4 +766,106 @@ int csde_schedule_discretize(const csde_schedule *s, size_t N, double *betas, cs
     betas[i - 1] = b;
   }
   return CSDE_SUCCESS;
+}
+
+/* ---- the Gaussian path of every schedule ---- */
+
+const char *csde_schedule_path_name(const csde_schedule *s)
+{
+  return s->type->path ? s->type->path->name : "vp";
+}
+
+int csde_schedule_is_vp(const csde_schedule *s) { return !s->type->path; }
+
+int csde_schedule_require_vp(const csde_schedule *s, const char *who, csde_err *err)
+{
+  if (!s || !s->type->path) return CSDE_SUCCESS;
+  if (!who) who = "this operation";
+  return csde_err_blame(err, CSDE_PARAM_SCHEDULE,
+                        csde_err_set(err, CSDE_ENOTSUP,
+                                     "%s: schedule '%s' is the %s path, not supported "
+                                     "here yet: only the variance-preserving schedules "
+                                     "(vp-linear, cosine, ddpm-linear, discrete) are",
+                                     who, s->spec, s->type->path->name));
+}
+
+/* VP: alpha = e^{-B/2} */
+double csde_schedule_path_alpha(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  return s->type->path ? s->type->path->alpha(s, t) : exp(-0.5 * s->type->B(s, t));
+}
+
+/* VP: sigma = sqrt(1 - e^{-B}) */
+double csde_schedule_path_sigma(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  return s->type->path ? s->type->path->sigma(s, t) : sqrt(-expm1(-s->type->B(s, t)));
+}
+
+/* VP: alpha' = -beta alpha / 2 */
+double csde_schedule_path_dalpha(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  if (s->type->path) return s->type->path->dalpha(s, t);
+  return -0.5 * s->type->beta(s, t) * exp(-0.5 * s->type->B(s, t));
+}
+
+/* VP: sigma' = (1 - abar)' / (2 sigma) = beta abar / (2 sigma) */
+double csde_schedule_path_dsigma(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  if (s->type->path) return s->type->path->dsigma(s, t);
+  double B = s->type->B(s, t);
+  return 0.5 * s->type->beta(s, t) * exp(-B) / sqrt(-expm1(-B));
+}
+
+/* VP: f = -beta / 2 */
+double csde_schedule_path_f(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  return s->type->path ? s->type->path->f(s, t) : -0.5 * s->type->beta(s, t);
+}
+
+/* VP: g^2 = beta */
+double csde_schedule_path_g2(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  return s->type->path ? s->type->path->g2(s, t) : s->type->beta(s, t);
+}
+
+/* VP: lambda = logsnr / 2 (the same bits halved) */
+double csde_schedule_path_lambda(const csde_schedule *s, double t)
+{
+  if (isnan(t)) return t;
+  t = clamp_span(s, t);
+  return s->type->path ? s->type->path->lambda(s, t) : 0.5 * logsnr_of_B(s->type->B(s, t));
+}
+
+double csde_schedule_path_t_of_lambda(const csde_schedule *s, double lambda)
+{
+  if (isnan(lambda)) return lambda;
+  if (!s->type->path) return csde_schedule_t_of_logsnr(s, 2 * lambda);
+  const path_ops *o = s->type->path;
+  if (lambda >= o->lambda(s, s->tmin)) return s->tmin;
+  if (lambda <= o->lambda(s, s->tmax)) return s->tmax;
+  return clamp_span(s, o->t_of_lambda(s, lambda));
+}
+
+void csde_schedule_path_span(const csde_schedule *s, double *t_min, double *t_max)
+{
+  if (t_min) *t_min = s->tmin;
+  if (t_max) *t_max = s->tmax;
+}
+
+double csde_schedule_path_prior_scale(const csde_schedule *s)
+{
+  if (!s->type->path || s->type == &rf_type) return 1; /* VP: N(0, C); rf: sigma(1) = 1 */
+  return s->type->path->sigma(s, s->tmax);
 }

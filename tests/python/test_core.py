@@ -56,7 +56,8 @@ def test_registries_and_powerexp():
     family Python accepts, with C_ij = exp(-(|i-j|/L)^p), PSD, and errors naming p."""
     assert "powerexp" in corrsde.COV_FAMILIES and "rbf" in corrsde.COV_FAMILIES
     assert corrsde.COV_METHODS[:2] == ("auto", "dense") and "embed" in corrsde.COV_METHODS
-    assert corrsde.SCHEDULES == ("vp-linear", "cosine", "ddpm-linear", "discrete")
+    assert corrsde.SCHEDULES == ("vp-linear", "cosine", "ddpm-linear", "discrete", "edm", "ve",
+                                 "rf")
     assert corrsde.PROCESSES == ("forward-sde", "reverse-sde", "pf-ode", "pf-ode-encode",
                                  "ddpm", "ddim")
     tau, ell, p = 10, 3.0, 1.5
@@ -574,3 +575,18 @@ def test_progress_line_on_stderr():
     r = subprocess.run(["/usr/bin/python3", "-c", code.replace("True", "False")],
                        capture_output=True, text=True, check=True)
     assert r.stderr == ""
+
+
+@pytest.mark.parametrize("spec", ["edm", "ve:smin=0.01,smax=50", "rf:shift=3"])
+def test_paths_are_refused_by_the_processes(spec):
+    """Issue 28, first slice: the Gaussian paths are schedules (their VP view evaluates) but
+    no process runs them yet: a solve is refused with an error naming the schedule."""
+    S = corrsde.Schedule(spec)
+    assert np.isfinite(S.abar(np.array([0.5]))).all()
+    C = corrsde.Cov("ar1:rho=0.5", frames=3)
+    f = lambda t, x, ctx: -x
+    for process in ("pf-ode", "forward-sde"):
+        with pytest.raises(ValueError, match=r"schedule.*is the (edm|ve|rf) path") as e:
+            corrsde.solve(f, np.zeros((1, 3, 2)), cov=C, schedule=S, process=process,
+                          solver="euler", steps=4)
+        assert S.spec in str(e.value)
