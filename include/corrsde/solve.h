@@ -55,6 +55,10 @@ CSDE_API const char *csde_solver_type_summary(const csde_solver_type *T);
  * of all types when p < 0, joined by ", " into buf. Returns buf. */
 CSDE_API char *csde_solver_names(int p, char *buf, size_t len);
 CSDE_API int csde_solver_type_fits(const csde_solver_type *T, csde_process p); /* 1 if usable */
+/* 1 if T steps on the drift f itself (not on the denoiser view, not a discrete sampler),
+ * so that a solve can carry more values with the state (the likelihood's log-density):
+ * euler, heun, rk45, rkck, rk8pd, dopri5. */
+CSDE_API int csde_solver_type_carries(const csde_solver_type *T);
 CSDE_API unsigned csde_solver_type_nfe_per_step(const csde_solver_type *T);
 CSDE_API double csde_solver_type_order(const csde_solver_type *T, const char *which); /* "ode",
                                                                       "strong", "weak" */

@@ -132,10 +132,11 @@ static void help(void)
   printf("      --conf P           the intervals' confidence (default %g)\n", p.conf);
   cli_common_help(&d, "seed");
   printf("\nSolver (the PF-ODE, eps -> T):\n"
-         "  -s, --solver S         an integrator that steps on the drift itself (default %s);\n"
-         "                         the denoiser-view samplers are refused. Of these:\n", p.solver);
+         "  -s, --solver S         an integrator that steps on the drift itself (default %s;\n"
+         "                         the denoiser-view samplers cannot carry the log-density):\n",
+         p.solver);
   for (const csde_solver_type *const *t = csde_solver_types(); *t; t++)
-    if (csde_solver_type_fits(*t, CSDE_PROC_PFODE_ENCODE))
+    if (csde_solver_type_fits(*t, CSDE_PROC_PFODE_ENCODE) && csde_solver_type_carries(*t))
       printf("      %-15s %s\n", csde_solver_type_name(*t), csde_solver_type_summary(*t));
   printf("      --rtol R, --atol A adaptive steps (default %g and %g; a missing one takes\n"
          "                         the other's value)\n"
@@ -278,6 +279,10 @@ static int parse_args(int argc, char **argv, ll_args *a)
       char name[64];
       if (csde_solver_spec_parse(v, &scratch, name, sizeof name, &err)) {
         cli_error(CMD, "--solver: %s", err.msg);
+        rc = CLI_EUSAGE;
+      } else if (!csde_solver_type_carries(csde_solver_spec_lookup(v))) {
+        cli_error(CMD, "--solver: '%s' steps on the denoiser view, not on the drift, so it "
+                  "cannot carry the log-density (see --help for those that can)", name);
         rc = CLI_EUSAGE;
       }
       a->par.solver = v, a->solver_set = 1;

@@ -146,12 +146,13 @@ static int check_params(const csde_problem *P, const csde_ll_params *par, const 
                                        "it is: no x0 clipping or thresholding"));
   const char *sv = par->solver ? par->solver : "dopri5";
   const csde_solver_type *T = csde_solver_spec_lookup(sv);
+  char names[256];
   if (T && !csde_solver_type_carries(T))
     return csde_err_blame(err, CSDE_PARAM_SOLVER,
                           csde_err_set(err, CSDE_EINVAL, "solver '%s' steps on the denoiser "
                                        "view, not on the drift f, so it cannot carry the "
-                                       "log-density: use euler, heun, rk45, rkck, rk8pd or "
-                                       "dopri5", sv));
+                                       "log-density: use %s", sv,
+                                       csde_solver_carry_names(names, sizeof names)));
   if (!(par->conf > 0 && par->conf < 1))
     return csde_err_set(err, CSDE_EDOM, "conf = %g, expected 0 < conf < 1", par->conf);
   const csde_dequant *q = &par->dequant;

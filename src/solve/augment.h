@@ -19,7 +19,8 @@ typedef int (*csde_aug_fn)(void *user, double t, size_t step, const double *x,
 int csde_solver_alloc_aug(csde_solver **out, const csde_problem *P,
                           const csde_solve_params *par, size_t naug, csde_aug_fn fn,
                           void *user, csde_err *err);
-/* 1 if solver type T can carry extra values (the test of csde_solver_alloc_aug). */
-int csde_solver_type_carries(const csde_solver_type *T);
+/* csde_solver_type_carries (solve.h) is the test of csde_solver_alloc_aug; the names of
+ * the types that pass it, joined by ", " into buf (from the solver table). Returns buf. */
+char *csde_solver_carry_names(char *buf, size_t len);
 
 #endif

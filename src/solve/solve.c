@@ -272,6 +272,16 @@ int csde_solver_type_carries(const csde_solver_type *T)
   return T && T->ode && !T->view && !T->via_process;
 }
 
+char *csde_solver_carry_names(char *buf, size_t len)
+{
+  size_t k = 0;
+  if (len) buf[0] = '\0';
+  for (const csde_solver_type *const *t = csde_solver_types(); *t; t++)
+    if (csde_solver_type_carries(*t) && k < len)
+      k += (size_t)snprintf(buf + k, len - k, "%s%s", k ? ", " : "", (*t)->name);
+  return buf;
+}
+
 int csde_solver_alloc(csde_solver **out, const csde_problem *P, const csde_solve_params *par,
                       csde_err *err)
 {
@@ -307,11 +317,14 @@ int csde_solver_alloc_aug(csde_solver **out, const csde_problem *P,
     goto fail;
   }
   if (naug && (sde || !csde_solver_type_carries(S->type) || S->par.corrector_steps)) {
-    s = csde_err_set(err, CSDE_EINVAL, "%s cannot carry the log-density: %s", name,
+    char names[256];
+    s = csde_err_set(err, CSDE_EINVAL, "%s cannot carry the log-density: %s%s%s", name,
                      sde ? "the process is an SDE"
                      : S->par.corrector_steps ? "a corrector changes the state off the ODE"
-                     : "it steps on the denoiser view, not on the drift f (use euler, heun, "
-                       "rk45, rkck, rk8pd or dopri5)");
+                     : "it steps on the denoiser view, not on the drift f (use ",
+                     sde || S->par.corrector_steps ? ""
+                     : csde_solver_carry_names(names, sizeof names),
+                     sde || S->par.corrector_steps ? "" : ")");
     s = csde_err_blame(err, CSDE_PARAM_SOLVER, s);
     goto fail;
   }
