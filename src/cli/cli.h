@@ -157,6 +157,8 @@ char *cli_command_line(int argc, char **argv);
 /* Parse a finite double (the whole string). On failure print
  * "corrsde <cmd>: <flag>: expected a number, got '<s>'" and return CLI_EUSAGE. */
 int cli_parse_double(const char *cmd, const char *flag, const char *s, double *out);
+/* The same, >= 0 (e.g. --rtol, --atol). */
+int cli_parse_nonneg(const char *cmd, const char *flag, const char *s, double *out);
 
 /* Match s against a NULL-terminated list of names; *idx receives its position. On failure
  * print "corrsde <cmd>: <flag>: expected one of a, b, c, got '<s>'" and return CLI_EUSAGE. */

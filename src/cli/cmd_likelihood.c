@@ -183,17 +183,6 @@ static void help(void)
 
 /* ---- parsing ---- */
 
-static int parse_nonneg(const char *flag, const char *s, double *out)
-{
-  int rc = cli_parse_double(CMD, flag, s, out);
-  if (rc) return rc;
-  if (*out < 0) {
-    cli_error(CMD, "%s: expected a number >= 0, got '%s'", flag, s);
-    return CLI_EUSAGE;
-  }
-  return CLI_OK;
-}
-
 /* "draws=R,tdraws=M" (either, both or neither) into a->ep. */
 static int parse_elbo(ll_args *a, const char *spec)
 {
@@ -294,7 +283,7 @@ static int parse_args(int argc, char **argv, ll_args *a)
     case OPT_ATOL: {
       const int r = c == OPT_RTOL;
       double *dst = r ? &a->par.rtol : &a->par.atol;
-      rc = parse_nonneg(r ? "--rtol" : "--atol", v, dst);
+      rc = cli_parse_nonneg(CMD, r ? "--rtol" : "--atol", v, dst);
       a->tol_set |= r ? 1 : 2;
       break;
     }

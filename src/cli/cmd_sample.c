@@ -323,18 +323,6 @@ static void help(void)
 
 /* ---- parsing ---- */
 
-
-static int parse_nonneg(const char *flag, const char *s, double *out)
-{
-  int rc = cli_parse_double(CMD, flag, s, out);
-  if (rc) return rc;
-  if (*out < 0) {
-    cli_error(CMD, "%s: expected a number >= 0, got '%s'", flag, s);
-    return CLI_EUSAGE;
-  }
-  return CLI_OK;
-}
-
 static int parse_time(const char *flag, const char *s, double *out)
 {
   int rc = cli_parse_double(CMD, flag, s, out);
@@ -402,7 +390,7 @@ static int parse_args(int argc, char **argv, sample_args *a)
     case OPT_RTOL:
     case OPT_ATOL: { /* a number >= 0 */
       int r = c == OPT_RTOL;
-      if ((rc = parse_nonneg(r ? "--rtol" : "--atol", v, r ? &a->rtol : &a->atol))) return rc;
+      if ((rc = cli_parse_nonneg(CMD, r ? "--rtol" : "--atol", v, r ? &a->rtol : &a->atol))) return rc;
       *(r ? &a->rtol_set : &a->atol_set) = 1;
       break;
     }

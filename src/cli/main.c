@@ -291,6 +291,17 @@ int cli_parse_double(const char *cmd, const char *flag, const char *s, double *o
   return CLI_OK;
 }
 
+int cli_parse_nonneg(const char *cmd, const char *flag, const char *s, double *out)
+{
+  int rc = cli_parse_double(cmd, flag, s, out);
+  if (rc) return rc;
+  if (*out < 0) {
+    cli_error(cmd, "%s: expected a number >= 0, got '%s'", flag, s);
+    return CLI_EUSAGE;
+  }
+  return CLI_OK;
+}
+
 int cli_parse_choice(const char *cmd, const char *flag, const char *s,
                      const char *const *choices, int *idx)
 {
