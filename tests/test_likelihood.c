@@ -278,6 +278,19 @@ static void solvers(void)
   csde_cov_free(C);
 }
 
+/* The NB samples x solved as 2 + 2 (first_sample 0 and 2) into c: the bits of a? */
+static int halves_agree(const csde_problem *P, csde_ll_params par, const double *x,
+                        const csde_ll_sample *a, csde_ll_sample *c)
+{
+  csde_err e;
+  csde_problem Q = *P;
+  Q.batch = 2;
+  int s = csde_likelihood(&Q, &par, x, NULL, c, NULL, &e);
+  par.first_sample = 2;
+  s |= csde_likelihood(&Q, &par, x + 2 * PER, NULL, c + 2, NULL, &e);
+  return s == 0 && !memcmp(a, c, NB * sizeof *a);
+}
+
 /* (d) bits: threads and batch */
 static void bits(void)
 {
@@ -297,21 +310,12 @@ static void bits(void)
   ok(s == 0 && !memcmp(a, b, sizeof a), "hutchinson fd: threads 1 and 2 give the same bits");
   /* adaptive: each sample is its own solve, so batch 4 and 2 + 2 agree too */
   par.threads = 1;
-  P.batch = 2;
-  s = csde_likelihood(&P, &par, x, NULL, c, NULL, &e);
-  par.first_sample = 2;
-  s |= csde_likelihood(&P, &par, x + 2 * PER, NULL, c + 2, NULL, &e);
-  ok(s == 0 && !memcmp(a, c, sizeof a),
+  ok(s == 0 && halves_agree(&P, par, x, a, c),
      "hutchinson fd, dopri5 at 1e-5: batch 4 and 2 + 2 (first_sample) give the same bits");
-  P.batch = NB, par.first_sample = 0;
   /* fixed steps: the batch is one solve */
   par.rtol = par.atol = 0, par.steps = 50, par.solver = "heun";
   s = csde_likelihood(&P, &par, x, NULL, a, NULL, &e);
-  P.batch = 2;
-  s |= csde_likelihood(&P, &par, x, NULL, c, NULL, &e);
-  par.first_sample = 2;
-  s |= csde_likelihood(&P, &par, x + 2 * PER, NULL, c + 2, NULL, &e);
-  ok(s == 0 && !memcmp(a, c, sizeof a),
+  ok(s == 0 && halves_agree(&P, par, x, a, c),
      "hutchinson fd, 50 heun steps: batch 4 and 2 + 2 (first_sample) give the same bits");
   ok(a[0].se > 0 && a[0].lo < a[0].logp && a[0].hi > a[0].logp,
      "hutchinson: a spread and an interval around the mean (se %.3g)", a[0].se);
