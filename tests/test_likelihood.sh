@@ -151,6 +151,11 @@ ok = ok and all(f[k].shape == (4,) for k in ("logp", "prior", "delta", "se", "lo
 sys.exit(0 if ok else 1)' "$tmp/p.h5"
 ok $? "/parameters records the divergence and jvp asked and taken, the dequantization, the model; per-sample datasets [n]"
 
+# a circulant approximation says that it changes the prior
+run likelihood --data "$tmp/data.h5" --cov-method circulant --divergence directional -o "$tmp/circ.h5"
+[ "$rc" -eq 0 ] && grep -q "note: --cov-method circulant.*replaces C by a circulant (KL to the Toeplitz" "$tmp/out"
+ok $? "--cov-method circulant: a note says the prior and the noise are the circulant's"
+
 # --help: every option
 run likelihood --help
 miss=""

@@ -824,6 +824,12 @@ int cli_cmd_likelihood(int argc, char **argv)
   if (!rc && cli_rank == 0 && !a.c.quiet) {
     print_table(&a, &d, res, tot,
                 (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    const csde_cov_report rep = csde_cov_approx_report(C);
+    if (rep.approx) /* a circulant stands for C in the noise and in the prior */
+      printf("note: --cov-method %s replaces C by a circulant (KL to the Toeplitz %.3g per "
+             "frame, max entry difference %.3g): the prior N(0, C) and the model's noise are "
+             "the circulant's, so log p is that model's\n", csde_cov_method_name(
+             csde_cov_method_of(C)), rep.kl_per_frame, rep.max_entry_diff);
     printf("wrote %s\n", a.c.output);
   }
 done:
