@@ -467,6 +467,17 @@ def _tables(schedule, dtype, device):
         off = float(rest.split("=", 1)[1])
         a = 0.5 * math.pi / (1 + off)
         hit = (kind, a, math.cos(a * off), math.tan(a * off))
+    elif kind in ("edm", "ve", "rf"):  # the Gaussian paths: their parameters and span
+        p = dict(kv.split("=", 1) for kv in rest.split(","))
+        if kind == "rf":
+            sh = float(p["shift"])
+            hit = (kind, 0.0, 1.0, sh, math.log(sh))
+        else:
+            smin, smax = float(p["smin"]), float(p["smax"])
+            if kind == "edm":
+                hit = (kind, smin, smax)
+            else:  # L = log smax - log smin, log smin (schedule.c's ve_init)
+                hit = (kind, 0.0, 1.0, smin, math.log(smax) - math.log(smin), math.log(smin))
     elif schedule.nsteps:
         n = schedule.nsteps
         nodes = np.arange(n + 1, dtype=np.float64) / n
@@ -522,14 +533,77 @@ def _beta(tab, t):
     return bt[i - 1]
 
 
+PATHS = ("edm", "ve", "rf")
+
+
+def _path(tab, t):
+    """A Gaussian path's (alpha, sigma, dalpha, dsigma, f, g^2, lambda) at t, already
+    clamped to its span (schedule.c's path_ops, formula for formula)."""
+    kind = tab[0]
+    zero = 0 * t  # NaN stays NaN, as in the library
+    one = zero + 1
+    if kind == "edm":  # alpha = 1, sigma = t
+        return one, t, zero, one, zero, 2 * t, -torch.log(t)
+    if kind == "ve":  # sigma = smin e^{t L}
+        smin, L, lsmin = tab[3], tab[4], tab[5]
+        sg = smin * torch.exp(t * L)
+        return one, sg, zero, L * sg, zero, 2 * L * sg * sg, -(lsmin + t * L)
+    S, logs = tab[3], tab[4]  # rf: q = 1 + (S - 1) t, t' = S t / q
+    q = 1 + (S - 1) * t
+    ds = S / (q * q)  # dt'/dt
+    r = S / q
+    return ((1 - t) / q, S * t / q, -ds, ds, -S / ((1 - t) * q), 2 * r * r * t / (1 - t),
+            torch.log1p(-t) - torch.log(t) - logs)
+
+
+def _vp_path(tab, t, what):
+    """A VP schedule's path quantity `what` (7 alpha .. 13 lambda) at t in [0, 1], from B and
+    beta as csde_schedule_path_* write it."""
+    b = _int_beta(tab, t)
+    if what == 7:
+        return torch.exp(-0.5 * b)  # e^{-B/2}
+    if what == 8:
+        return torch.sqrt(-torch.expm1(-b))  # sqrt(1 - e^{-B})
+    if what == 13:
+        return 0.5 * _logsnr_of_B(b)
+    beta = _beta(tab, t)
+    if what == 9:
+        return -0.5 * beta * torch.exp(-0.5 * b)  # -beta alpha / 2
+    if what == 10:
+        return 0.5 * beta * torch.exp(-b) / torch.sqrt(-torch.expm1(-b))  # beta abar / (2 sigma)
+    return -0.5 * beta if what == 11 else beta  # f = -beta / 2, g^2 = beta
+
+
+def _logsnr_of_B(b):
+    """logsnr = -log(expm1(B)); -B - log1p(-e^-B) for B > 1."""
+    small = b <= 1
+    bs, bl = torch.where(small, b, torch.ones_like(b)), torch.where(small, 2 + 0 * b, b)
+    return torch.where(small, -torch.log(torch.expm1(bs)), -bl - torch.log1p(-torch.exp(-bl)))
+
+
 def _schedule_eval(schedule, what, t):
     """Schedule method `what` (0 beta, 1 abar, 2 sigma, 3 logsnr, 4 int_beta, 5 beta_step,
-    6 abar_step) on a tensor: a tensor of t's dtype (the default dtype for integer t) and
+    6 abar_step; the path's 7 alpha, 8 sigma_path, 9 dalpha, 10 dsigma, 11 f, 12 g2,
+    13 lambda) on a tensor: a tensor of t's dtype (the default dtype for integer t) and
     device, computed in float64 (float32 on mps) with schedule.c's formulas, differentiable
-    in t (beta_step, abar_step: tables of the library's values, no gradient)."""
+    in t (beta_step, abar_step: tables of the library's values, no gradient). t is clamped
+    to the span ([0, 1]; edm [smin, smax]). The paths edm, ve, rf answer 0..4 with their VP
+    view (abar = alpha^2 / (alpha^2 + sigma^2), beta = g^2 / (alpha^2 + sigma^2))."""
     out = t.dtype if t.is_floating_point() else torch.get_default_dtype()
     cd = _compute_dtype(t.device)
     tab = _tables(schedule, cd, t.device)
+    if tab[0] in PATHS:
+        tt = t.to(cd).clamp(tab[1], tab[2])
+        a, sg, da, ds, f, g2, lam = _path(tab, tt)
+        if what >= 7:
+            return (a, sg, da, ds, f, g2, lam)[what - 7].to(out)
+        if what == 0:
+            return (g2 / (a * a + sg * sg)).to(out)  # beta = g^2 / (alpha^2 + sigma^2)
+        y = -2 * lam  # B = softplus(y) = log(1 + e^{-2 lambda}), without overflow
+        pos = y > 0
+        yp, yn = torch.where(pos, y, torch.zeros_like(y)), torch.where(pos, torch.zeros_like(y), y)
+        b = torch.where(pos, yp + torch.log1p(torch.exp(-yp)), torch.log1p(torch.exp(yn)))
+        return _of_B(b, what).to(out)
     if what in (5, 6):
         n = schedule.nsteps
         v = t.detach().to(cd)
@@ -538,20 +612,22 @@ def _schedule_eval(schedule, what, t):
         y = (tab[4] if what == 5 else tab[5])[i]
         return torch.where(ok, y, torch.full_like(y, math.nan)).to(out)
     tt = t.to(cd).clamp(0, 1)
+    if what >= 7:
+        return _vp_path(tab, tt, what).to(out)
     if what == 0:
         return _beta(tab, tt).to(out)
-    b = _int_beta(tab, tt)
+    return _of_B(_int_beta(tab, tt), what).to(out)
+
+
+def _of_B(b, what):
+    """abar (1), sigma (2), logsnr (3) or B itself (4) from B."""
     if what == 1:
-        y = torch.exp(-b)  # abar = e^-B
-    elif what == 2:
-        y = torch.sqrt(torch.expm1(b))  # sigma^2 = (1 - abar) / abar = e^B - 1
-    elif what == 3:  # logsnr = -log(expm1(B)); -B - log1p(-e^-B) for B > 1
-        small = b <= 1
-        bs, bl = torch.where(small, b, torch.ones_like(b)), torch.where(small, 2 + 0 * b, b)
-        y = torch.where(small, -torch.log(torch.expm1(bs)), -bl - torch.log1p(-torch.exp(-bl)))
-    else:
-        y = b
-    return y.to(out)
+        return torch.exp(-b)  # abar = e^-B
+    if what == 2:
+        return torch.sqrt(torch.expm1(b))  # sigma^2 = (1 - abar) / abar = e^B - 1
+    if what == 3:
+        return _logsnr_of_B(b)
+    return b
 
 
 def _schedule_index(schedule, t):
