@@ -124,3 +124,200 @@ def test_path_accessors_on_tensors(spec):
     np.testing.assert_allclose(d.numpy(), S.dsigma(ti.detach().numpy()), rtol=1e-10)
     lam = S.lambda_(ti.detach())
     assert np.array_equal(S.t_of_lambda(lam).numpy(), S.t_of_lambda(lam.numpy()))
+
+
+# ---------------------------------------------------------------- training under a path
+
+TAU, COV = 4, "ar1:rho=0.8"
+M0 = np.array([0.5, -0.3, 0.2, 1.0])
+
+
+def data_law():
+    """x0 ~ N(M0, S0) along the frames, S0 = 0.6 I + 0.4 (all ones)."""
+    S0 = 0.6 * np.eye(TAU) + 0.4
+    return S0, np.linalg.cholesky(S0)
+
+
+def draw(B, D, seed, cov):
+    g = torch.Generator().manual_seed(seed)
+    S0, L0 = data_law()
+    z = torch.randn((B, TAU, D), generator=g, dtype=torch.float64)
+    x0 = torch.from_numpy(M0)[None, :, None] + torch.einsum("ij,bjd->bid", torch.from_numpy(L0), z)
+    delta = ct.noise_like(x0, cov, generator=g)
+    return x0, delta
+
+
+def frame_cov_within(x, K, n_se=4.5):
+    """The sample frame covariance of x [B, TAU, D] (every pixel and sample a draw) against
+    K within n_se standard errors (Wishart: var S_ij = (K_ij^2 + K_ii K_jj) / n)."""
+    y = x.permute(0, 2, 1).reshape(-1, TAU).numpy()
+    n = y.shape[0]
+    S = np.cov(y, rowvar=False)
+    se = np.sqrt((K ** 2 + np.outer(np.diag(K), np.diag(K))) / n)
+    z = np.abs(S - K) / se
+    assert z.max() < n_se, (z.max(), S, K)
+    return y.mean(axis=0), n
+
+
+@pytest.mark.parametrize("spec,t", [("rf:shift=3", 0.4), ("rf:shift=3", 0.85), ("edm", 1.7),
+                                    ("ve", 0.3)])
+def test_add_noise_marginal_on_paths(spec, t):
+    """add_noise on a path: x_t ~ N(alpha M0, alpha^2 S0 + sigma^2 C) along the frames (the
+    frame covariance within 4.5 standard errors, the mean within 4.5)."""
+    S, cov = corrsde.Schedule(spec), corrsde.Cov(COV, frames=TAU)
+    x0, delta = draw(2000, 16, 1, cov)
+    tb = torch.full((x0.shape[0],), t, dtype=torch.float64)
+    xt = ct.add_noise(x0, delta, tb, S)
+    a, sg = S.alpha(t), S.sigma_path(t)
+    S0, _ = data_law()
+    K = a * a * S0 + sg * sg * np.asarray(cov.matrix)
+    mean, n = frame_cov_within(xt, K)
+    assert np.all(np.abs(mean - a * M0) < 4.5 * np.sqrt(np.diag(K) / n))
+    if spec.startswith("rf"):  # rf: alpha = 1 - t', sigma = t', t' = 3t / (1 + 2t)
+        tp = 3 * t / (1 + 2 * t)
+        assert abs(a - (1 - tp)) < 1e-15 and abs(sg - tp) < 1e-15
+    # a scalar time gives the same bits as the [B] tensor of it
+    assert torch.equal(ct.add_noise(x0, delta, t, S), xt)
+
+
+def test_add_noise_vp_bits_unchanged():
+    """VP: add_noise is sqrt(abar) x0 + sqrt(1 - abar) delta with e^{-B/2}, sqrt(-expm1(-B))
+    from the tensor B(t), bit for bit (float64 and float32), as before the paths."""
+    cov = corrsde.Cov(COV, frames=TAU)
+    x0, delta = draw(8, 3, 2, cov)
+    for spec in ("vp-linear", "cosine", "ddpm-linear"):
+        S = corrsde.Schedule(spec)
+        t = torch.linspace(0, 0.999, 8, dtype=torch.float64)
+        b = S.int_beta(t).reshape(-1, 1, 1)
+        ref = torch.exp(-0.5 * b) * x0 + torch.sqrt(-torch.expm1(-b)) * delta
+        assert torch.equal(ct.add_noise(x0, delta, t, S), ref)
+        b = S.int_beta(t.float().double()).reshape(-1, 1, 1)  # float32 times, B in float64
+        r32 = torch.exp(-0.5 * b).float() * x0.float() + \
+            torch.sqrt(-torch.expm1(-b)).float() * delta.float()
+        assert torch.equal(ct.add_noise(x0.float(), delta.float(), t.float(), S), r32)
+
+
+def test_add_noise_and_flow_target_errors():
+    x = torch.zeros((2, TAU, 3), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"span of 'edm"):
+        ct.add_noise(x, x, torch.tensor([0.001, 1.0], dtype=torch.float64), "edm")
+    with pytest.raises(ValueError, match=r"span of 'rf"):
+        ct.flow_target(x, x, 1.5, "rf:shift=3")
+    with pytest.raises(ValueError, match="not integer steps"):
+        ct.add_noise(x, x, torch.tensor([1, 2]), "rf")
+    cov = corrsde.Cov(COV, frames=TAU)
+    with pytest.raises(ValueError, match="metric"):
+        ct.flow_matching_loss(x, x, x, 0.5, "rf", cov, metric="l2")
+    with pytest.raises(ValueError, match="v_theta has shape"):
+        ct.flow_matching_loss(x[:1], x, x, 0.5, "rf", cov)
+
+
+def test_flow_target_is_the_path_derivative():
+    """flow_target = d/dt add_noise (autograd, 1e-12), on rf:shift=3 (= (3 / q^2) (delta -
+    x0)), edm (= delta) and vp-linear."""
+    cov = corrsde.Cov(COV, frames=TAU)
+    x0, delta = draw(5, 2, 3, cov)
+    for spec, tv in (("rf:shift=3", 0.3), ("edm", 2.0), ("vp-linear", 0.4)):
+        t = torch.full((5,), tv, dtype=torch.float64, requires_grad=True)
+        xt = ct.add_noise(x0, delta, t, spec)
+        d, = torch.autograd.grad(xt, t, grad_outputs=torch.ones_like(xt), is_grads_batched=False)
+        u = ct.flow_target(x0, delta, t.detach(), spec)
+        np.testing.assert_allclose(u.sum(dim=(1, 2)).numpy(), d.numpy(), rtol=1e-12, atol=1e-12)
+        if spec.startswith("rf"):
+            q = 1 + 2 * tv
+            np.testing.assert_allclose(u.numpy(), (3 / q ** 2 * (delta - x0)).numpy(), rtol=1e-14)
+        if spec == "edm":
+            assert torch.equal(u, delta)
+
+
+@pytest.mark.parametrize("spec,t", [("rf:shift=3", 0.35), ("edm", 1.3)])
+@pytest.mark.parametrize("metric", ["cinv", "plain"])
+def test_flow_matching_loss_minimiser(spec, t, metric):
+    """For the gaussian data law x0 ~ N(M0, S0), eps = V' z: E[u | x_t] = alpha' M0 + M K^-1
+    (x_t - alpha M0), K = alpha^2 S0 + sigma^2 C, M = alpha alpha' S0 + sigma sigma' C. At
+    v_theta = E[u | x_t] + theta (x_t - alpha M0) the expected loss (reduction "none", per
+    sample) exceeds the loss at theta = 0 by exactly theta^2 E|x_t - alpha M0|_W^2 = theta^2
+    D tr(W K) (the cross term vanishes in expectation): checked for theta = +-0.3 within 4.5
+    standard errors of the per-sample differences. A wrong target (sigma' <- sigma) breaks it."""
+    S, cov = corrsde.Schedule(spec), corrsde.Cov(COV, frames=TAU)
+    B, D = 3000, 8
+    x0, delta = draw(B, D, 4, cov)
+    tb = torch.full((B,), t, dtype=torch.float64)
+    xt = ct.add_noise(x0, delta, tb, S)
+    a, sg, da, ds = S.alpha(t), S.sigma_path(t), S.dalpha(t), S.dsigma(t)
+    S0, _ = data_law()
+    C = np.asarray(cov.matrix)
+    K = a * a * S0 + sg * sg * C
+    M = a * da * S0 + sg * ds * C
+    G = torch.from_numpy(M @ np.linalg.inv(K))
+    m = torch.from_numpy(a * M0)[None, :, None]
+    v_star = torch.from_numpy(da * M0)[None, :, None] + torch.einsum("ij,bjd->bid", G, xt - m)
+    W = np.linalg.inv(C) if metric == "cinv" else np.eye(TAU)
+    base = ct.flow_matching_loss(v_star, x0, delta, tb, S, cov, metric=metric, reduction="none")
+    assert base.shape == (B,)
+    for theta in (0.3, -0.3):
+        pert = ct.flow_matching_loss(v_star + theta * (xt - m), x0, delta, tb, S, cov,
+                                     metric=metric, reduction="none")
+        d = (pert - base).numpy()
+        want = theta ** 2 * D * np.trace(W @ K)
+        se = d.std(ddof=1) / math.sqrt(B)
+        assert abs(d.mean() - want) < 4.5 * se, (d.mean(), want, se)
+    # reductions: "mean" = sum / (B tau D); plain with C = I is mse_loss
+    full = ct.flow_matching_loss(v_star, x0, delta, tb, S, cov, metric=metric)
+    assert torch.allclose(full, base.sum() / (B * TAU * D), rtol=1e-13)
+    if metric == "plain":
+        u = ct.flow_target(x0, delta, tb, S)
+        assert torch.equal(full, torch.nn.functional.mse_loss(v_star, u))
+
+
+@pytest.mark.parametrize("spec", ["rf:shift=3", "vp-linear", "edm"])
+def test_sample_t_logit_normal(spec):
+    """kind="logit-normal": logit(u) ~ N(m, s^2) (u = t on [0, 1] spans, (t - smin) / (smax
+    - smin) on edm's): its mean within 4.5 s / sqrt(n), its sd within 4.5 s / sqrt(2 n);
+    the t returned is the path's own (unshifted): on rf:shift=3 the noise level is
+    sigma_path(t) = 3t / (1 + 2t), not shifted twice. uniform on edm's span."""
+    S = corrsde.Schedule(spec)
+    lo, hi = S.span()
+    n, m, s = 20000, 0.4, 1.3
+    g = torch.Generator().manual_seed(7)
+    t = ct.sample_t(n, S, kind="logit-normal", m=m, s=s, generator=g, dtype=torch.float64)
+    assert t.shape == (n,) and t.dtype == torch.float64
+    assert bool(((t > lo) & (t < hi)).all())
+    u = ((t - lo) / (hi - lo)).numpy()
+    lg = np.log(u / (1 - u))
+    assert abs(lg.mean() - m) < 4.5 * s / math.sqrt(n), lg.mean()
+    assert abs(lg.std(ddof=1) - s) < 4.5 * s / math.sqrt(2 * n), lg.std()
+    if spec.startswith("rf"):
+        tv = t.numpy()
+        np.testing.assert_allclose(S.sigma_path(tv), 3 * tv / (1 + 2 * tv), rtol=1e-14)
+    tu = ct.sample_t(n, S, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    assert bool(((tu >= lo + 1e-3 * (hi - lo) * 0.999) & (tu < hi)).all())
+    assert abs(tu.mean().item() - 0.5 * (lo + hi + 1e-3 * (hi - lo))) < \
+        4.5 * (hi - lo) / math.sqrt(12 * n)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ct.sample_t(4, S, kind="lognormal")
+    with pytest.raises(ValueError, match="s > 0"):
+        ct.sample_t(4, S, kind="logit-normal", s=0.0)
+
+
+def test_sample_t_uniform_vp_bits_unchanged():
+    """VP uniform draws: eps + (1 - eps) U, bit for bit as before."""
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    t = ct.sample_t(64, "vp-linear", generator=g1)
+    u = torch.rand((64,), generator=g2, dtype=torch.float32)
+    assert torch.equal(t, 1e-3 + (1 - 1e-3) * u)
+
+
+@pytest.mark.parametrize("spec", ["rf:shift=3", "edm"])
+def test_eq3_loss_on_paths(spec):
+    """eq3_loss's continuous weight on a path: w(t) = beta / (2 (1 - abar)) of the VP view =
+    -lambda'(t) (1e-12), times in the path's span."""
+    S, cov = corrsde.Schedule(spec), corrsde.Cov(COV, frames=TAU)
+    lo, hi = S.span()
+    t = torch.linspace(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo), 6, dtype=torch.float64)
+    r = torch.ones((6, TAU, 2), dtype=torch.float64)
+    w = ct.eq3_loss(r, 0 * r, cov, t=t, schedule=S, reduction="none") / \
+        ct.eq3_loss(r, 0 * r, cov, weight="none", reduction="none")
+    ti = t.clone().requires_grad_(True)
+    dl, = torch.autograd.grad(S.lambda_(ti).sum(), ti)
+    np.testing.assert_allclose(w.numpy(), -dl.numpy(), rtol=1e-12)
