@@ -16,7 +16,7 @@ __all__ = ["TorchModel", "DiffusersModel", "KDiffusionModel", "noise_like", "add
            "sample_t", "eq3_loss", "flow_target", "flow_matching_loss"]
 
 OUTPUTS = ("score", "cscore", "noise", "x0", "v")
-TIMES = ("t", "sigma", "index")
+TIMES = ("t", "sigma", "index", "t_shifted", "timestep1000", "lambda")
 #: the dtypes a TorchModel feeds its module
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -73,8 +73,13 @@ def _module_dtype_device(module):
 class TorchModel:
     """A torch module as a corrsde.solve model: model(t, x, ctx) = module(x, time) as float64 numpy.
 
-    time is ctx.t ("t"), ctx.sigma ("sigma", the VE sigma) or ctx.index ("index", a long tensor),
-    repeated to shape [B]. The call runs under torch.no_grad() and does not change the module's
+    time is ctx.t ("t"), ctx.sigma ("sigma", the VE sigma sigma_path / alpha: k-diffusion's
+    and EDM's, on every path), ctx.index ("index", a long tensor), or from t and ctx.schedule
+    (on a path, docs/MATH.md "Gaussian paths"): "t_shifted" rf's t' = S t / (1 + (S - 1) t)
+    (= sigma_path, the t' of alpha = 1 - t'; t itself on another schedule), "timestep1000"
+    1000 t' (the 0..1000 timesteps of diffusers' rectified-flow pipelines, SD3, Wan,
+    HunyuanVideo; float32, float64 for a float64 model), "lambda" log(alpha / sigma_path) =
+    logsnr / 2; repeated to shape [B]. The call runs under torch.no_grad() and does not change the module's
     mode: call module.eval() yourself. ``output`` is the kind of answer ("score", "cscore",
     "noise", "x0", "v") solve() reads.
     ``dtype`` (float16, bfloat16, float32 or float64) and ``device`` default to the module's
@@ -116,8 +121,23 @@ class TorchModel:
                 raise ValueError('time="index" needs a discrete schedule (ctx.index is None '
                                  f'for schedule {getattr(ctx.schedule, "spec", ctx.schedule)!r})')
             return torch.full((batch,), int(ctx.index), dtype=torch.long, device=self.device)
-        value = float(t if self.time == "t" else ctx.sigma)
-        return torch.full((batch,), value, dtype=self.dtype, device=self.device)
+        dtype = self.dtype
+        if self.time == "t":
+            value = t
+        elif self.time == "sigma":
+            value = ctx.sigma
+        else:  # from t on the schedule's path
+            S = getattr(ctx, "schedule", None)
+            if S is None or not hasattr(S, "lambda_"):
+                raise ValueError(f'time="{self.time}" needs ctx.schedule (a corrsde.Schedule)')
+            if self.time == "lambda":
+                value = S.lambda_(t)
+            else:
+                value = S.sigma_path(t) if S.path == "rf" else t  # rf: t' = sigma
+                if self.time == "timestep1000":
+                    value = 1000 * value
+                    dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        return torch.full((batch,), float(value), dtype=dtype, device=self.device)
 
     def _forward(self, xt, t, ctx, cond=None):
         """The module's answer for the states xt (a slice of the batch, on the device) and
@@ -324,7 +344,7 @@ class DiffusersModel(TorchModel):
 class KDiffusionModel(TorchModel):
     """A k-diffusion denoiser as a solve() model (output "x0"): denoiser(x_ve, sigma, **kwargs)
     returns the denoised x0, with x_ve = x / sqrt(abar(t)) and sigma = ctx.sigma
-    = sqrt((1 - abar) / abar) repeated to [B] in the module's dtype (MATH.md, "In sigma-space
+    = sqrt((1 - abar) / abar) (on a Gaussian path x / alpha(t) and sigma_path / alpha) repeated to [B] in the module's dtype (MATH.md, "In sigma-space
     coordinates": x_ve = x0 + sigma delta). layout "bfchw" (the default, corrsde's) or
     "bcfhw" (as DiffusersModel). kwargs are passed on every call (not with max_batch).
     dtype, device, max_batch: as TorchModel.
@@ -342,7 +362,8 @@ class KDiffusionModel(TorchModel):
 
     def _forward(self, xt, t, ctx, cond=None):
         x, back = _to_layout(xt, self.layout, "KDiffusionModel")
-        alpha = math.sqrt(float(ctx.abar))  # x_ve = x / alpha
+        S = ctx.schedule  # x_ve = x / alpha: VP sqrt(abar), a path's own alpha
+        alpha = math.sqrt(float(ctx.abar)) if getattr(S, "path", "vp") == "vp" else S.alpha(t)
         sigma = torch.full((x.shape[0],), float(ctx.sigma), dtype=self.dtype, device=self.device)
         return back(_answer(self.module(x / alpha, sigma, **_cond_kwargs(self, cond))))
 

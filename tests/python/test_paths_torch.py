@@ -321,3 +321,92 @@ def test_eq3_loss_on_paths(spec):
     ti = t.clone().requires_grad_(True)
     dl, = torch.autograd.grad(S.lambda_(ti).sum(), ti)
     np.testing.assert_allclose(w.numpy(), -dl.numpy(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- TorchModel(time=...)
+
+class Recorder(torch.nn.Module):
+    """Records its time input; answers zeros."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.seen = []
+
+    def forward(self, x, time):
+        self.seen.append(time.clone())
+        return x * self.w
+
+
+def expected_times(spec, t):
+    """The time kinds' values by hand (MATH.md's table of paths)."""
+    if spec.startswith("rf"):
+        s = float(spec.split("=")[1])
+        tp = s * t / (1 + (s - 1) * t)
+        return {"t": t, "sigma": tp / (1 - tp), "t_shifted": tp, "timestep1000": 1000 * tp,
+                "lambda": math.log((1 - tp) / tp)}
+    if spec.startswith("edm"):
+        return {"t": t, "sigma": t, "t_shifted": t, "timestep1000": 1000 * t,
+                "lambda": -math.log(t)}
+    S = corrsde.Schedule(spec)  # VP: the library's own values
+    return {"t": t, "sigma": S.sigma(t), "t_shifted": t, "timestep1000": 1000 * t,
+            "lambda": 0.5 * S.logsnr(t)}
+
+
+@pytest.mark.parametrize("spec,t", [("rf:shift=3", 0.4), ("rf:shift=3", 0.05), ("edm", 1.7),
+                                    ("vp-linear", 0.3)])
+@pytest.mark.parametrize("kind", ["t", "sigma", "t_shifted", "timestep1000", "lambda"])
+def test_torchmodel_time_kinds(spec, t, kind):
+    """TorchModel(time=kind) passes the module the time of its kind, repeated to [B], in the
+    model's dtype (timestep1000: float32 for a float32 model), within 1e-13 relative of the
+    hand-computed value: rf:shift=3 at t = 0.4 gives t' = 2/3, sigma = 2, 666.67, log(1/2)."""
+    cov = corrsde.Cov(COV, frames=TAU)
+    S = corrsde.Schedule(spec)
+    ctx = corrsde.Context(TAU, (1, 2, 2), 3, cov, S, "noise", "pf-ode")
+    ctx.t = t
+    x = np.zeros((3, TAU, 1, 2, 2))
+    want = expected_times(spec, t)[kind]
+    rec = Recorder()
+    y = ct.TorchModel(rec, time=kind)(t, x, ctx)
+    assert y.shape == x.shape
+    got = rec.seen[0]
+    assert got.shape == (3,) and got.dtype == torch.float64
+    assert np.allclose(got.numpy(), want, rtol=1e-13, atol=0), (got, want)
+    rec32 = Recorder().float()
+    ct.TorchModel(rec32, time=kind)(t, x, ctx)
+    assert rec32.seen[0].dtype == torch.float32
+    assert rec32.seen[0][0].item() == np.float32(float(got[0]))
+    if spec == "rf:shift=3" and t == 0.4:
+        table = {"t": 0.4, "sigma": 2.0, "t_shifted": 2 / 3, "timestep1000": 2000 / 3,
+                 "lambda": math.log(0.5)}
+        assert abs(got[0].item() - table[kind]) <= 1e-13 * max(1, abs(table[kind]))
+
+
+def test_torchmodel_time_errors():
+    with pytest.raises(ValueError, match=r"time must be one of .*timestep1000"):
+        ct.TorchModel(Recorder(), time="timestep")
+    with pytest.raises(ValueError, match=r"time must be one of"):
+        ct.TorchModel(Recorder(), time="shifted_t")
+
+
+def test_kdiffusion_model_on_a_path():
+    """KDiffusionModel on rf:shift=3: the denoiser gets x_ve = x / alpha(t) (alpha = 1 - t')
+    and sigma = t' / (1 - t'); on VP x / sqrt(abar) as before."""
+    seen = []
+
+    def den(x, sigma):
+        seen.append((x.clone(), sigma.clone()))
+        return torch.zeros_like(x)
+    cov = corrsde.Cov(COV, frames=TAU)
+    x = np.full((2, TAU, 1, 1, 1), 3.0)
+    for spec, t, alpha, sig in (("rf:shift=3", 0.4, 1 / 3, 2.0),
+                                ("vp-linear", 0.3, None, None)):
+        S = corrsde.Schedule(spec)
+        ctx = corrsde.Context(TAU, (1, 1, 1), 2, cov, S, "x0", "pf-ode")
+        ctx.t = t
+        ct.KDiffusionModel(den, dtype=torch.float64)(t, x, ctx)
+        if alpha is None:
+            alpha, sig = math.sqrt(S.abar(t)), S.sigma(t)
+        xv, sv = seen[-1]
+        np.testing.assert_allclose(xv.numpy(), 3.0 / alpha, rtol=1e-14)
+        np.testing.assert_allclose(sv.numpy(), sig, rtol=1e-13)
