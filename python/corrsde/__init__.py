@@ -163,8 +163,11 @@ def _like(y, x):
 
 
 class Schedule:
-    """A variance-preserving noise schedule (corrsde/schedule.h): vp-linear[:bmin,bmax],
-    cosine[:s], ddpm-linear[:n,b1,bN], discrete:betas=... abar(t) = exp(-int_0^t beta).
+    """A noise schedule (corrsde/schedule.h): vp-linear[:bmin,bmax], cosine[:s],
+    ddpm-linear[:n,b1,bN], discrete:betas=... (variance-preserving: abar(t) =
+    exp(-int_0^t beta)) and the Gaussian paths edm[:smin,smax], ve[:smin,smax], rf[:shift]
+    (x_t = alpha x0 + sigma V' z: alpha, sigma_path, ... below; their beta, abar, sigma,
+    logsnr are the VP view of the same SNR, docs/MATH.md "Gaussian paths").
     The methods take a float, an array or a torch tensor; a tensor gives a tensor of its
     dtype and device, differentiable in t (corrsde.torch computes it)."""
 
@@ -263,6 +266,59 @@ class Schedule:
         """Discrete schedules: abar_i = prod_{s<=i} (1 - beta_s), abar_0 = 1."""
         self._discrete("abar_step")
         return self._eval(6, i)
+
+    # the Gaussian path x_t = alpha(t) x0 + sigma_path(t) V' z (csde_schedule_path_*; t is
+    # clamped to span())
+    def alpha(self, t):
+        """The path's alpha(t) (VP: sqrt(abar) = e^{-B/2}; rf: 1 - t')."""
+        return self._eval(7, t)
+
+    def sigma_path(self, t):
+        """The path's sigma(t) (VP: sqrt(1 - abar); edm: t; rf: t'). Not sigma(t), the VE
+        sigma sigma_path / alpha."""
+        return self._eval(8, t)
+
+    def dalpha(self, t):
+        """d alpha / dt."""
+        return self._eval(9, t)
+
+    def dsigma(self, t):
+        """d sigma_path / dt."""
+        return self._eval(10, t)
+
+    def f(self, t):
+        """The forward SDE's drift coefficient f = alpha' / alpha."""
+        return self._eval(11, t)
+
+    def g2(self, t):
+        """The forward SDE's g^2 = (sigma^2)' - 2 f sigma^2."""
+        return self._eval(12, t)
+
+    def lambda_(self, t):
+        """lambda = log(alpha / sigma_path) = logsnr / 2 (decreasing in t)."""
+        return self._eval(13, t)
+
+    def t_of_lambda(self, lam):
+        """The t of a lambda: the exact inverse, clamped to span(). A tensor gives a tensor
+        of its dtype and device (the library's value: not differentiable)."""
+        if _is_tensor(lam):
+            y = _corrsde.sched_eval(self._h, 14, np.ascontiguousarray(
+                lam.detach().cpu().double().numpy()))
+            return _like(np.ascontiguousarray(y), lam)
+        return self._eval(14, lam)
+
+    @property
+    def path(self):
+        """The path's family: "vp", "edm", "ve" or "rf"."""
+        return _corrsde.sched_path(self._h)[0]
+
+    def span(self):
+        """(t_min, t_max): VP, ve, rf (0, 1); edm (smin, smax)."""
+        return _corrsde.sched_path(self._h)[1:3]
+
+    def prior_scale(self):
+        """p: the reverse processes start from N(0, p^2 C) (VP, rf 1; edm, ve smax)."""
+        return _corrsde.sched_path(self._h)[3]
 
 
 # ---- conditioning: nested structures of arrays/tensors whose leading axis is the batch ----

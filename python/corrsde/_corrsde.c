@@ -441,8 +441,21 @@ static PyObject *py_sched_info(PyObject *self, PyObject *cap)
   return Py_BuildValue("sn", csde_schedule_spec(s), (Py_ssize_t)csde_schedule_nsteps(s));
 }
 
+/* sched_path(cap) -> (path name, t_min, t_max, prior scale) */
+static PyObject *py_sched_path(PyObject *self, PyObject *cap)
+{
+  (void)self;
+  const csde_schedule *s = sched_of(cap);
+  if (!s) return NULL;
+  double lo, hi;
+  csde_schedule_path_span(s, &lo, &hi);
+  return Py_BuildValue("sddd", csde_schedule_path_name(s), lo, hi,
+                       csde_schedule_path_prior_scale(s));
+}
+
 /* sched_eval(cap, what, t array) -> array: what 0 beta, 1 abar, 2 sigma, 3 logsnr,
- * 4 int_beta, 5 beta_step(i), 6 abar_step(i) */
+ * 4 int_beta, 5 beta_step(i), 6 abar_step(i); the path (schedule.h): 7 alpha, 8 sigma_path,
+ * 9 dalpha, 10 dsigma, 11 f, 12 g2, 13 lambda, 14 t_of_lambda (the array holds lambdas) */
 static PyObject *py_sched_eval(PyObject *self, PyObject *args)
 {
   (void)self;
@@ -468,6 +481,14 @@ static PyObject *py_sched_eval(PyObject *self, PyObject *args)
     case 3: yv[i] = csde_schedule_logsnr(s, v); break;
     case 4: yv[i] = csde_schedule_int_beta(s, v); break;
     case 5: yv[i] = v >= 0 && v < 0x1p62 ? csde_schedule_beta_step(s, (size_t)v) : NAN; break;
+    case 7: yv[i] = csde_schedule_path_alpha(s, v); break;
+    case 8: yv[i] = csde_schedule_path_sigma(s, v); break;
+    case 9: yv[i] = csde_schedule_path_dalpha(s, v); break;
+    case 10: yv[i] = csde_schedule_path_dsigma(s, v); break;
+    case 11: yv[i] = csde_schedule_path_f(s, v); break;
+    case 12: yv[i] = csde_schedule_path_g2(s, v); break;
+    case 13: yv[i] = csde_schedule_path_lambda(s, v); break;
+    case 14: yv[i] = csde_schedule_path_t_of_lambda(s, v); break;
     default: yv[i] = v >= 0 && v < 0x1p62 ? csde_schedule_abar_step(s, (size_t)v) : NAN; break;
     }
   }
@@ -2055,6 +2076,7 @@ static PyMethodDef methods[] = {
     {"sched_new", py_sched_new, METH_VARARGS, "sched_new(spec) -> handle"},
     {"sched_info", py_sched_info, METH_O, "sched_info(h) -> (spec, nsteps)"},
     {"sched_eval", py_sched_eval, METH_VARARGS, "sched_eval(h, what, t)"},
+    {"sched_path", py_sched_path, METH_O, "sched_path(h) -> (path, t_min, t_max, prior_scale)"},
     {"solve", py_solve, METH_VARARGS, "solve(...): see python/corrsde/__init__.py"},
     {"converge", py_converge, METH_VARARGS, "converge(...): see python/corrsde/__init__.py"},
     {"elbo", py_elbo, METH_VARARGS, "elbo(...): see python/corrsde/__init__.py"},

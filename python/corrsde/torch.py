@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 __all__ = ["TorchModel", "DiffusersModel", "KDiffusionModel", "noise_like", "add_noise",
-           "sample_t", "eq3_loss"]
+           "sample_t", "eq3_loss", "flow_target", "flow_matching_loss"]
 
 OUTPUTS = ("score", "cscore", "noise", "x0", "v")
-TIMES = ("t", "sigma", "index")
+TIMES = ("t", "sigma", "index", "t_shifted", "timestep1000", "lambda")
 #: the dtypes a TorchModel feeds its module
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -73,8 +73,13 @@ def _module_dtype_device(module):
 class TorchModel:
     """A torch module as a corrsde.solve model: model(t, x, ctx) = module(x, time) as float64 numpy.
 
-    time is ctx.t ("t"), ctx.sigma ("sigma", the VE sigma) or ctx.index ("index", a long tensor),
-    repeated to shape [B]. The call runs under torch.no_grad() and does not change the module's
+    time is ctx.t ("t"), ctx.sigma ("sigma", the VE sigma sigma_path / alpha: k-diffusion's
+    and EDM's, on every path), ctx.index ("index", a long tensor), or from t and ctx.schedule
+    (on a path, docs/MATH.md "Gaussian paths"): "t_shifted" rf's t' = S t / (1 + (S - 1) t)
+    (= sigma_path, the t' of alpha = 1 - t'; t itself on another schedule), "timestep1000"
+    1000 t' (the 0..1000 timesteps of diffusers' rectified-flow pipelines, SD3, Wan,
+    HunyuanVideo; float32, float64 for a float64 model), "lambda" log(alpha / sigma_path) =
+    logsnr / 2; repeated to shape [B]. The call runs under torch.no_grad() and does not change the module's
     mode: call module.eval() yourself. ``output`` is the kind of answer ("score", "cscore",
     "noise", "x0", "v") solve() reads.
     ``dtype`` (float16, bfloat16, float32 or float64) and ``device`` default to the module's
@@ -116,8 +121,23 @@ class TorchModel:
                 raise ValueError('time="index" needs a discrete schedule (ctx.index is None '
                                  f'for schedule {getattr(ctx.schedule, "spec", ctx.schedule)!r})')
             return torch.full((batch,), int(ctx.index), dtype=torch.long, device=self.device)
-        value = float(t if self.time == "t" else ctx.sigma)
-        return torch.full((batch,), value, dtype=self.dtype, device=self.device)
+        dtype = self.dtype
+        if self.time == "t":
+            value = t
+        elif self.time == "sigma":
+            value = ctx.sigma
+        else:  # from t on the schedule's path
+            S = getattr(ctx, "schedule", None)
+            if S is None or not hasattr(S, "lambda_"):
+                raise ValueError(f'time="{self.time}" needs ctx.schedule (a corrsde.Schedule)')
+            if self.time == "lambda":
+                value = S.lambda_(t)
+            else:
+                value = S.sigma_path(t) if S.path == "rf" else t  # rf: t' = sigma
+                if self.time == "timestep1000":
+                    value = 1000 * value
+                    dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        return torch.full((batch,), float(value), dtype=dtype, device=self.device)
 
     def _forward(self, xt, t, ctx, cond=None):
         """The module's answer for the states xt (a slice of the batch, on the device) and
@@ -324,7 +344,7 @@ class DiffusersModel(TorchModel):
 class KDiffusionModel(TorchModel):
     """A k-diffusion denoiser as a solve() model (output "x0"): denoiser(x_ve, sigma, **kwargs)
     returns the denoised x0, with x_ve = x / sqrt(abar(t)) and sigma = ctx.sigma
-    = sqrt((1 - abar) / abar) repeated to [B] in the module's dtype (MATH.md, "In sigma-space
+    = sqrt((1 - abar) / abar) (on a Gaussian path x / alpha(t) and sigma_path / alpha) repeated to [B] in the module's dtype (MATH.md, "In sigma-space
     coordinates": x_ve = x0 + sigma delta). layout "bfchw" (the default, corrsde's) or
     "bcfhw" (as DiffusersModel). kwargs are passed on every call (not with max_batch).
     dtype, device, max_batch: as TorchModel.
@@ -342,7 +362,8 @@ class KDiffusionModel(TorchModel):
 
     def _forward(self, xt, t, ctx, cond=None):
         x, back = _to_layout(xt, self.layout, "KDiffusionModel")
-        alpha = math.sqrt(float(ctx.abar))  # x_ve = x / alpha
+        S = ctx.schedule  # x_ve = x / alpha: VP sqrt(abar), a path's own alpha
+        alpha = math.sqrt(float(ctx.abar)) if getattr(S, "path", "vp") == "vp" else S.alpha(t)
         sigma = torch.full((x.shape[0],), float(ctx.sigma), dtype=self.dtype, device=self.device)
         return back(_answer(self.module(x / alpha, sigma, **_cond_kwargs(self, cond))))
 
@@ -364,7 +385,9 @@ def eq3_loss(delta_pred, delta, cov, t=None, schedule=None, weight="eq3", reduct
     w = beta_t / (2 alpha_t (1 - abar_{t-1})), alpha_t = 1 - beta_t, and w = 0 at t = 1;
     (continuous schedule, times t in (0, 1]) its limit per unit time as N grows with
     beta_i = beta(i/N) / N: w(t) = beta(t) / (2 (1 - abar(t))), so that E over t uniform
-    of w(t) times the C^-1 norm is the continuous ELBO up to a constant.
+    of w(t) times the C^-1 norm is the continuous ELBO up to a constant. On a Gaussian path
+    (edm, ve, rf) the same w through its VP view, w = -lambda'(t) (the ELBO weight of noise
+    prediction on any path), for t in the path's span (edm: (smin, smax]).
     reduction: "mean" (the default) sum_b L_b / n with n = B * tau * D the number of elements
     (so with C = I and weight="none" it is torch's mse_loss(delta_pred, delta), bit for bit,
     and a learning rate tuned for an MSE keeps its scale); "sum" sum_b L_b (= "mean" * n);
@@ -410,9 +433,10 @@ def _eq3_weight(t, schedule, batch, dtype, device):
         tt = torch.as_tensor(t).detach().cpu().reshape(-1).to(torch.float64).numpy()
         if tt.size != batch:
             raise ValueError(f"t has {tt.size} entries for a batch of {batch}")
-        if not np.all((tt > 0) & (tt <= 1)):
-            raise ValueError(f"t must lie in (0, 1] for a continuous schedule; got "
-                             f"{tt[~((tt > 0) & (tt <= 1))][:5].tolist()}")
+        lo, hi = schedule.span()  # (0, 1]; a path's own span (edm: (smin, smax])
+        if not np.all((tt > lo) & (tt <= hi)):
+            raise ValueError(f"t must lie in ({lo:g}, {hi:g}] for a continuous schedule; got "
+                             f"{tt[~((tt > lo) & (tt <= hi))][:5].tolist()}")
         w = schedule.beta(tt) / (2 * -np.expm1(-schedule.int_beta(tt)))
         return torch.as_tensor(w, dtype=dtype, device=device)
     steps = torch.as_tensor(t).detach().cpu().reshape(-1)
@@ -467,6 +491,17 @@ def _tables(schedule, dtype, device):
         off = float(rest.split("=", 1)[1])
         a = 0.5 * math.pi / (1 + off)
         hit = (kind, a, math.cos(a * off), math.tan(a * off))
+    elif kind in ("edm", "ve", "rf"):  # the Gaussian paths: their parameters and span
+        p = dict(kv.split("=", 1) for kv in rest.split(","))
+        if kind == "rf":
+            sh = float(p["shift"])
+            hit = (kind, 0.0, 1.0, sh, math.log(sh))
+        else:
+            smin, smax = float(p["smin"]), float(p["smax"])
+            if kind == "edm":
+                hit = (kind, smin, smax)
+            else:  # L = log smax - log smin, log smin (schedule.c's ve_init)
+                hit = (kind, 0.0, 1.0, smin, math.log(smax) - math.log(smin), math.log(smin))
     elif schedule.nsteps:
         n = schedule.nsteps
         nodes = np.arange(n + 1, dtype=np.float64) / n
@@ -522,14 +557,77 @@ def _beta(tab, t):
     return bt[i - 1]
 
 
+PATHS = ("edm", "ve", "rf")
+
+
+def _path(tab, t):
+    """A Gaussian path's (alpha, sigma, dalpha, dsigma, f, g^2, lambda) at t, already
+    clamped to its span (schedule.c's path_ops, formula for formula)."""
+    kind = tab[0]
+    zero = 0 * t  # NaN stays NaN, as in the library
+    one = zero + 1
+    if kind == "edm":  # alpha = 1, sigma = t
+        return one, t, zero, one, zero, 2 * t, -torch.log(t)
+    if kind == "ve":  # sigma = smin e^{t L}
+        smin, L, lsmin = tab[3], tab[4], tab[5]
+        sg = smin * torch.exp(t * L)
+        return one, sg, zero, L * sg, zero, 2 * L * sg * sg, -(lsmin + t * L)
+    S, logs = tab[3], tab[4]  # rf: q = 1 + (S - 1) t, t' = S t / q
+    q = 1 + (S - 1) * t
+    ds = S / (q * q)  # dt'/dt
+    r = S / q
+    return ((1 - t) / q, S * t / q, -ds, ds, -S / ((1 - t) * q), 2 * r * r * t / (1 - t),
+            torch.log1p(-t) - torch.log(t) - logs)
+
+
+def _vp_path(tab, t, what):
+    """A VP schedule's path quantity `what` (7 alpha .. 13 lambda) at t in [0, 1], from B and
+    beta as csde_schedule_path_* write it."""
+    b = _int_beta(tab, t)
+    if what == 7:
+        return torch.exp(-0.5 * b)  # e^{-B/2}
+    if what == 8:
+        return torch.sqrt(-torch.expm1(-b))  # sqrt(1 - e^{-B})
+    if what == 13:
+        return 0.5 * _logsnr_of_B(b)
+    beta = _beta(tab, t)
+    if what == 9:
+        return -0.5 * beta * torch.exp(-0.5 * b)  # -beta alpha / 2
+    if what == 10:
+        return 0.5 * beta * torch.exp(-b) / torch.sqrt(-torch.expm1(-b))  # beta abar / (2 sigma)
+    return -0.5 * beta if what == 11 else beta  # f = -beta / 2, g^2 = beta
+
+
+def _logsnr_of_B(b):
+    """logsnr = -log(expm1(B)); -B - log1p(-e^-B) for B > 1."""
+    small = b <= 1
+    bs, bl = torch.where(small, b, torch.ones_like(b)), torch.where(small, 2 + 0 * b, b)
+    return torch.where(small, -torch.log(torch.expm1(bs)), -bl - torch.log1p(-torch.exp(-bl)))
+
+
 def _schedule_eval(schedule, what, t):
     """Schedule method `what` (0 beta, 1 abar, 2 sigma, 3 logsnr, 4 int_beta, 5 beta_step,
-    6 abar_step) on a tensor: a tensor of t's dtype (the default dtype for integer t) and
+    6 abar_step; the path's 7 alpha, 8 sigma_path, 9 dalpha, 10 dsigma, 11 f, 12 g2,
+    13 lambda) on a tensor: a tensor of t's dtype (the default dtype for integer t) and
     device, computed in float64 (float32 on mps) with schedule.c's formulas, differentiable
-    in t (beta_step, abar_step: tables of the library's values, no gradient)."""
+    in t (beta_step, abar_step: tables of the library's values, no gradient). t is clamped
+    to the span ([0, 1]; edm [smin, smax]). The paths edm, ve, rf answer 0..4 with their VP
+    view (abar = alpha^2 / (alpha^2 + sigma^2), beta = g^2 / (alpha^2 + sigma^2))."""
     out = t.dtype if t.is_floating_point() else torch.get_default_dtype()
     cd = _compute_dtype(t.device)
     tab = _tables(schedule, cd, t.device)
+    if tab[0] in PATHS:
+        tt = t.to(cd).clamp(tab[1], tab[2])
+        a, sg, da, ds, f, g2, lam = _path(tab, tt)
+        if what >= 7:
+            return (a, sg, da, ds, f, g2, lam)[what - 7].to(out)
+        if what == 0:
+            return (g2 / (a * a + sg * sg)).to(out)  # beta = g^2 / (alpha^2 + sigma^2)
+        y = -2 * lam  # B = softplus(y) = log(1 + e^{-2 lambda}), without overflow
+        pos = y > 0
+        yp, yn = torch.where(pos, y, torch.zeros_like(y)), torch.where(pos, torch.zeros_like(y), y)
+        b = torch.where(pos, yp + torch.log1p(torch.exp(-yp)), torch.log1p(torch.exp(yn)))
+        return _of_B(b, what).to(out)
     if what in (5, 6):
         n = schedule.nsteps
         v = t.detach().to(cd)
@@ -538,20 +636,22 @@ def _schedule_eval(schedule, what, t):
         y = (tab[4] if what == 5 else tab[5])[i]
         return torch.where(ok, y, torch.full_like(y, math.nan)).to(out)
     tt = t.to(cd).clamp(0, 1)
+    if what >= 7:
+        return _vp_path(tab, tt, what).to(out)
     if what == 0:
         return _beta(tab, tt).to(out)
-    b = _int_beta(tab, tt)
+    return _of_B(_int_beta(tab, tt), what).to(out)
+
+
+def _of_B(b, what):
+    """abar (1), sigma (2), logsnr (3) or B itself (4) from B."""
     if what == 1:
-        y = torch.exp(-b)  # abar = e^-B
-    elif what == 2:
-        y = torch.sqrt(torch.expm1(b))  # sigma^2 = (1 - abar) / abar = e^B - 1
-    elif what == 3:  # logsnr = -log(expm1(B)); -B - log1p(-e^-B) for B > 1
-        small = b <= 1
-        bs, bl = torch.where(small, b, torch.ones_like(b)), torch.where(small, 2 + 0 * b, b)
-        y = torch.where(small, -torch.log(torch.expm1(bs)), -bl - torch.log1p(-torch.exp(-bl)))
-    else:
-        y = b
-    return y.to(out)
+        return torch.exp(-b)  # abar = e^-B
+    if what == 2:
+        return torch.sqrt(torch.expm1(b))  # sigma^2 = (1 - abar) / abar = e^B - 1
+    if what == 3:
+        return _logsnr_of_B(b)
+    return b
 
 
 def _schedule_index(schedule, t):
@@ -561,9 +661,11 @@ def _schedule_index(schedule, t):
 
 # ---------------------------------------------------------------- training helpers
 
-def _coeffs(t, schedule, x):
-    """sqrt(abar), sqrt(1 - abar) at t (times in [0, 1], or integer steps 0..N of a discrete
-    schedule), in float64 (float32 on mps), shaped to broadcast against x [B, ...]."""
+def _coeffs(t, schedule, x, deriv=False):
+    """alpha, sigma at t (deriv: alpha', sigma'): a VP schedule's sqrt(abar), sqrt(1 - abar)
+    at t (times in [0, 1], or integer steps 0..N of a discrete schedule), a Gaussian path's
+    alpha, sigma at times in its span, in float64 (float32 on mps), shaped to broadcast
+    against x [B, ...]."""
     if not isinstance(t, torch.Tensor):  # a number or an array: float64 (int64), not float32
         t = torch.from_numpy(np.asarray(t))
     t = t.to(device=x.device)
@@ -573,11 +675,28 @@ def _coeffs(t, schedule, x):
     cd = _compute_dtype(x.device)
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"t must hold times or integer steps, not {t.dtype}")
+    tab = _tables(schedule, cd, x.device)
+    shape = (-1,) + (1,) * (x.dim() - 1) if t.dim() == 1 else ()
+    if tab[0] in PATHS or deriv:
+        lo, hi = tab[1:3] if tab[0] in PATHS else (0.0, 1.0)
+        if not t.is_floating_point():
+            raise ValueError(f"t must hold times in [{lo!r}, {hi!r}] (the span of "
+                             f"{schedule.spec!r}), not integer steps")
+        ok = (t >= lo) & (t <= hi)
+        if not bool(ok.all()):
+            raise ValueError(f"t must lie in [{lo!r}, {hi!r}] (the span of {schedule.spec!r}); "
+                             f"got {t[~ok].reshape(-1)[:5].tolist()}")
+        tt = t.to(cd)
+        if tab[0] in PATHS:
+            c = _path(tab, tt)[2:4] if deriv else _path(tab, tt)[:2]
+        else:  # VP: alpha' = -beta alpha / 2, sigma' = beta abar / (2 sigma)
+            c = (_vp_path(tab, tt, 9), _vp_path(tab, tt, 10))
+        return c[0].reshape(shape), c[1].reshape(shape)
     if t.is_floating_point():
         if not bool(((t >= 0) & (t <= 1)).all()):
             raise ValueError(f"t must lie in [0, 1]; got "
                              f"{t[~((t >= 0) & (t <= 1))].reshape(-1)[:5].tolist()}")
-        b = _int_beta(_tables(schedule, cd, x.device), t.to(cd))
+        b = _int_beta(tab, t.to(cd))
     else:  # integer steps: B = cumB[i], abar_i = e^-B
         n = schedule.nsteps
         if not n:
@@ -586,8 +705,7 @@ def _coeffs(t, schedule, x):
         if not bool(((t >= 0) & (t <= n)).all()):
             raise ValueError(f"t must lie in 0..{n}; got "
                              f"{t[~((t >= 0) & (t <= n))].reshape(-1)[:5].tolist()}")
-        b = _tables(schedule, cd, x.device)[2][t.long()]
-    shape = (-1,) + (1,) * (x.dim() - 1) if b.dim() == 1 else ()
+        b = tab[2][t.long()]
     return torch.exp(-0.5 * b).reshape(shape), torch.sqrt(-torch.expm1(-b)).reshape(shape)
 
 
@@ -598,7 +716,11 @@ def add_noise(x0, delta, t, schedule):
     discrete schedule (abar_i, abar_0 = 1), as sample_t draws them. schedule: a
     corrsde.Schedule or its spec. The coefficients are computed in float64 (sqrt(abar) as
     e^{-B/2}, sqrt(1 - abar) as sqrt(-expm1(-B))) and cast to x0's dtype; the result is
-    differentiable in x0, delta and float t."""
+    differentiable in x0, delta and float t.
+    On a Gaussian path (edm, ve, rf; MATH.md "Gaussian paths"): x_t = alpha(t) x0 +
+    sigma(t) delta (Schedule.alpha, .sigma_path), t times in the path's span (edm: the
+    noise level itself, in [smin, smax]; rf: t in [0, 1], its shift applied by the path:
+    alpha = 1 - t', sigma = t')."""
     schedule = _schedule(schedule)
     if tuple(x0.shape) != tuple(delta.shape):
         raise ValueError(f"x0 has shape {tuple(x0.shape)}, delta has shape {tuple(delta.shape)}")
@@ -606,16 +728,80 @@ def add_noise(x0, delta, t, schedule):
     return a.to(x0.dtype) * x0 + s.to(x0.dtype) * delta
 
 
+def flow_target(x0, delta, t, schedule):
+    """The velocity u = d x_t / dt = alpha'(t) x0 + sigma'(t) delta of the path x_t = alpha x0
+    + sigma delta (add_noise's), delta ~ N(0, C) from noise_like; t float times in the span
+    (rf: t' = shift(t) inside alpha and sigma, so u is d x_t / dt, the velocity of the
+    sampler's time t: (S / q^2) (delta - x0), q = 1 + (S - 1) t; shift 1: delta - x0, the
+    rectified-flow target, which pipelines with a shift (SD3, Wan) keep as d x / d t').
+    Coefficients in float64, cast to x0's dtype; differentiable in x0, delta and t."""
+    schedule = _schedule(schedule)
+    if tuple(x0.shape) != tuple(delta.shape):
+        raise ValueError(f"x0 has shape {tuple(x0.shape)}, delta has shape {tuple(delta.shape)}")
+    da, ds = _coeffs(t, schedule, x0, deriv=True)
+    return da.to(x0.dtype) * x0 + ds.to(x0.dtype) * delta
+
+
+def flow_matching_loss(v_theta, x0, delta, t, schedule, cov, metric="cinv", reduction="mean"):
+    """The flow-matching loss: per sample b, L_b = sum_pixels r^T W r, r = u - v_theta along
+    axis 1 of [B, tau, *frame_shape], u = flow_target(x0, delta, t, schedule) = alpha' x0 +
+    sigma' delta (delta = V' z, the noise add_noise put into x_t). metric "cinv": W = C^-1
+    (the eq. 3 metric, C positive definite); "plain": W = I (the usual |v_theta - u|^2). Both
+    are minimised by v_theta(x_t) = E[u | x_t], the PF-ODE's drift (MATH.md, conversions).
+    reduction as eq3_loss ("mean": sum_b L_b / (B tau D); "sum"; "batchmean"; "none": [B])."""
+    if tuple(v_theta.shape) != tuple(x0.shape):
+        raise ValueError(f"v_theta has shape {tuple(v_theta.shape)}, x0 has shape "
+                         f"{tuple(x0.shape)}")
+    if metric not in ("cinv", "plain"):
+        raise ValueError(f'metric must be "cinv" or "plain", not {metric!r}')
+    u = flow_target(x0, delta, t, schedule)
+    return _reduce(u - v_theta, cov, metric == "cinv", reduction, "v_theta")
+
+
+def _reduce(diff, cov, cinv, reduction, name):
+    """sum_pixels r^T W r per sample (W = C^-1 or I), reduced as eq3_loss says."""
+    if reduction not in ("mean", "sum", "batchmean", "none"):
+        raise ValueError('reduction must be "mean", "sum", "batchmean" or "none", '
+                         f'not {reduction!r}')
+    r = _blocks(diff, cov, name)
+    if cinv:
+        chol = _factor(cov, "chol", r.dtype, r.device)
+        if chol is None:
+            raise ValueError(f"C ({cov.spec!r}, {cov.frames} frames) is singular: "
+                             'the C^-1 metric is undefined (use metric="plain")')
+        q = r * torch.cholesky_solve(r, chol)  # the terms of r^T C^-1 r, [B, tau, D]
+    else:
+        q = r * r
+    if reduction == "mean":
+        return q.mean()
+    if reduction == "sum":
+        return q.sum()
+    loss = q.sum(dim=(1, 2))
+    return loss.mean() if reduction == "batchmean" else loss
+
+
+TIME_SAMPLING = ("uniform", "logit-normal")
+
+
 def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device=None,
-             dtype=torch.float32):
+             dtype=torch.float32, kind="uniform", m=0.0, s=1.0):
     """Training times for a batch: uniform on [eps, 1) (eps + (1 - eps) U, U = torch.rand, a
     [batch] tensor of dtype), or, for a discrete schedule (discrete=None: when the schedule
     is discrete), uniform integer steps 1..N (a long tensor), the t that add_noise and
     eq3_loss take. generator: a torch.Generator (same seed, same draw); device: the
-    generator's by default, else cpu."""
+    generator's by default, else cpu.
+    kind "logit-normal" (SD3, Esser et al. 2024): t = sigmoid(m + s n), n = torch.randn
+    (logit(t) ~ N(m, s^2); eps unused). On a path whose span is not [0, 1] (edm: [smin,
+    smax]) either draw u in [0, 1] is mapped to t_min + (t_max - t_min) u. The t returned is
+    the path's own time, not shifted: rf:shift=S applies t' = S t / (1 + (S - 1) t) inside
+    alpha and sigma (add_noise, flow_target), so the noise level is t', once (as SD3's shift
+    of a logit-normal t; diffusers' SD3 scripts index a descending timestep table with
+    the draw, which flips the sign of m)."""
     schedule = _schedule(schedule)
     if isinstance(batch, bool) or int(batch) != batch or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
+    if kind not in TIME_SAMPLING:
+        raise ValueError(f"kind must be one of {TIME_SAMPLING}, not {kind!r}")
     if discrete is None:
         discrete = schedule.nsteps > 0
     if device is None:
@@ -625,10 +811,18 @@ def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device
             raise ValueError(f"discrete=True needs a discrete schedule, not {schedule.spec!r}")
         return torch.randint(1, schedule.nsteps + 1, (int(batch),), generator=generator,
                              device=device)
-    if not 0 <= eps < 1:
-        raise ValueError(f"eps must lie in [0, 1), not {eps!r}")
-    u = torch.rand((int(batch),), generator=generator, dtype=dtype, device=device)
-    return eps + (1 - eps) * u
+    lo, hi = schedule.span()
+    if kind == "logit-normal":
+        if not (math.isfinite(m) and math.isfinite(s) and s > 0):
+            raise ValueError(f"logit-normal: m must be finite and s > 0, not m={m!r}, s={s!r}")
+        n = torch.randn((int(batch),), generator=generator, dtype=dtype, device=device)
+        u = torch.sigmoid(m + s * n)
+    else:
+        if not 0 <= eps < 1:
+            raise ValueError(f"eps must lie in [0, 1), not {eps!r}")
+        u = torch.rand((int(batch),), generator=generator, dtype=dtype, device=device)
+        u = eps + (1 - eps) * u
+    return u if (lo, hi) == (0.0, 1.0) else lo + (hi - lo) * u
 
 
 # The diffusers-style scheduler over reverse communication (scheduler.py).
