@@ -418,9 +418,11 @@ static void check_registry_and_refusals(void)
     st = csde_model_gaussian_alloc(&M, C, s, 2, NULL, 0, NULL, &err);
     ok(st == CSDE_ENOTSUP && !M && strstr(err.msg, csde_schedule_spec(s)),
        "the gaussian model refuses %s: %s", paths[i], err.msg);
-    /* a solve (forward SDE: no model needed) refuses it in the process layer */
+    /* a reverse solve refuses it in the process layer (before asking for a model; the
+     * forward SDE runs on every path: test_paths_proc) */
     csde_problem P = csde_problem_default();
-    P.process = CSDE_PROC_FORWARD_SDE;
+    P.process = CSDE_PROC_REVERSE_SDE;
+    if (strcmp(csde_schedule_path_name(s), "edm") == 0) P.T = 2, P.eps = 0.5;
     P.tau = 3, P.D = 2, P.batch = 1, P.C = C, P.sched = s;
     csde_solve_params par = csde_solve_default_params();
     par.steps = 4;
@@ -429,7 +431,7 @@ static void check_registry_and_refusals(void)
     st = csde_solve(&P, &par, x, NULL, &err);
     ok(st == CSDE_ENOTSUP && err.param && !strcmp(err.param, CSDE_PARAM_SCHEDULE) &&
            strstr(err.msg, "the processes") && x[0] == 0,
-       "a forward-SDE solve on %s is refused: %s", paths[i], err.msg);
+       "a reverse-SDE solve on %s is refused: %s", paths[i], err.msg);
     csde_model_free(M);
     csde_cov_free(C);
     csde_schedule_free(s);

@@ -57,8 +57,9 @@ csde_problem csde_problem_default(void)
 void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
 {
   switch (P->process) {
-  case CSDE_PROC_FORWARD_SDE:
-    *t_start = 0.0, *t_end = P->T;
+  case CSDE_PROC_FORWARD_SDE: /* from the path's t_min (VP: 0) */
+    *t_start = P->sched && !csde_schedule_is_vp(P->sched) ? csde_problem_t_min(P->sched) : 0.0;
+    *t_end = P->T;
     break;
   case CSDE_PROC_PFODE_ENCODE:
     *t_start = P->eps, *t_end = P->T;
@@ -70,7 +71,20 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
 
 double csde_problem_t_max(const csde_schedule *sched)
 {
-  return isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : CSDE_T_COSINE;
+  if (csde_schedule_is_vp(sched))
+    return isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : CSDE_T_COSINE;
+  /* a path: its span's t_max, or 0.999 of it where f or g^2 is infinite there (rf) */
+  double t1;
+  csde_schedule_path_span(sched, NULL, &t1);
+  const double f = csde_schedule_path_f(sched, t1), g2 = csde_schedule_path_g2(sched, t1);
+  return isfinite(f) && isfinite(g2) ? t1 : CSDE_T_COSINE * t1;
+}
+
+double csde_problem_t_min(const csde_schedule *sched)
+{
+  double t0;
+  csde_schedule_path_span(sched, &t0, NULL);
+  return t0;
 }
 
 int csde_proc_uses_model(const csde_proc *pr) { return pr->P.process != CSDE_PROC_FORWARD_SDE; }
@@ -388,8 +402,11 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   pr->threads = threads > 0 ? threads : 1;
   if (!P->C || !P->sched)
     return csde_err_set(err, CSDE_EINVAL, "problem needs a covariance and a schedule");
-  int vp = csde_schedule_require_vp(P->sched, "the processes", err); /* issue 28: next */
-  if (vp) return vp;
+  const int vp = csde_schedule_is_vp(P->sched);
+  if (!vp && P->process != CSDE_PROC_FORWARD_SDE) { /* issue 28: the forward SDE so far */
+    int st = csde_schedule_require_vp(P->sched, "the processes other than forward-sde", err);
+    if (st) return st;
+  }
   if (P->tau == 0 || P->D == 0 || P->batch == 0)
     return csde_err_blame(err, CSDE_PARAM_SIZE,
                           csde_err_set(err, CSDE_EINVAL, "problem sizes must be positive (tau %zu, D %zu, batch %zu)",
@@ -397,10 +414,24 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   if (csde_cov_tau(P->C) != P->tau)
     return csde_err_set(err, CSDE_EBADLEN, "covariance has %zu frames but the problem %zu",
                         csde_cov_tau(P->C), P->tau);
-  if (!(P->T > 0 && P->T <= 1) || !(P->eps >= 0 && P->eps < P->T))
+  if (vp && (!(P->T > 0 && P->T <= 1) || !(P->eps >= 0 && P->eps < P->T)))
     return csde_err_blame(err, CSDE_PARAM_SPAN,
                           csde_err_set(err, CSDE_EDOM, "need 0 <= eps < T <= 1 (eps = %g, T = %g)",
                                        P->eps, P->T));
+  if (!vp) { /* the path's span [t_min, t_max]; the forward SDE starts at t_min */
+    double t0, t1;
+    csde_schedule_path_span(P->sched, &t0, &t1);
+    const int fwd = P->process == CSDE_PROC_FORWARD_SDE;
+    if (!(P->T > t0 && P->T <= t1) || (!fwd && !(P->eps >= t0 && P->eps < P->T)))
+      return csde_err_blame(
+          err, CSDE_PARAM_SPAN,
+          csde_err_set(err, CSDE_EDOM,
+                       "schedule '%s' (the %s path) spans [%g, %g]: need %s%s T <= %g "
+                       "(eps = %g, T = %g)",
+                       csde_schedule_spec(P->sched), csde_schedule_path_name(P->sched), t0,
+                       t1, fwd ? "" : "t_min <= eps < T,", fwd ? "t_min <" : "", t1, P->eps,
+                       P->T));
+  }
   if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
     return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
   if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
@@ -487,9 +518,12 @@ unsigned csde_proc_passes(const csde_proc *pr)
   return csde_proc_uses_model(pr) ? (pr->guided ? 2u : 1u) : 0u;
 }
 
+/* g = sqrt(g^2) (VP: sqrt(beta), the same bits written as before) */
 double csde_proc_diffusion(const csde_proc *pr, double t)
 {
-  return csde_process_is_sde(pr->P.process) ? sqrt(csde_schedule_beta(pr->P.sched, t)) : 0.0;
+  const csde_schedule *s = pr->P.sched;
+  if (!csde_process_is_sde(pr->P.process)) return 0.0;
+  return sqrt(csde_schedule_is_vp(s) ? csde_schedule_beta(s, t) : csde_schedule_path_g2(s, t));
 }
 
 /* The first non-finite value of buf (the model's raw output, or C times it), as an error. */
@@ -868,6 +902,7 @@ static int drift_parts(csde_proc *pr, double t, size_t step, const double *x, do
   const csde_problem *P = &pr->P;
   double beta = csde_schedule_beta(P->sched, t);
   *cx = -0.5 * beta, *cs = 0, *src = NULL; /* forward: f = -1/2 beta x */
+  if (!csde_schedule_is_vp(P->sched)) *cx = csde_schedule_path_f(P->sched, t); /* f x */
   if (P->process == CSDE_PROC_FORWARD_SDE) return CSDE_SUCCESS;
   double ax = 0, as = 1;
   int s = model_eval(pr, t, step, x, dst, &ax, &as, src, err);
