@@ -3,7 +3,11 @@
  * g^2 = (sigma^2)' - 2 f sigma^2 (docs/MATH.md, "Gaussian paths").
  *   1. the forward SDE's law at T from data N(m, S0) at t_min: mean r m, covariance
  *      r^2 S0 + (sigma_T^2 - r^2 sigma_0^2) C (r = alpha_T / alpha_0; at t_min = 0 of a VP
- *      or rf path this is alpha^2 S0 + sigma^2 C) within 4 standard errors. */
+ *      or rf path this is alpha^2 S0 + sigma^2 C) within 4 standard errors.
+ *   2. the gaussian model on each path: its C-score against -C Sigma_t^-1 (x - alpha m),
+ *      Sigma_t = alpha^2 S0 + sigma^2 C, formed here from the path's alpha and sigma; its
+ *      exact PF-ODE map (csde_model_gaussian_flow_apply) against RK4 on
+ *      dx/dt = f x - 1/2 g^2 s_C(x) here; the gmm's score against the gaussian's (K = 1). */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -151,8 +155,165 @@ done:
   csde_schedule_free(v);
 }
 
+/* ---- 2. the exact models on a path ---- */
+
+/* A (n x n, row-major) inverse by Gauss-Jordan with partial pivoting, into Ai */
+static void inverse(const double *A, double *Ai, int n)
+{
+  double W[2 * TAU * TAU * 2];
+  int w = 2 * n;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < w; j++) W[i * w + j] = j < n ? A[i * n + j] : (j - n == i);
+  for (int c = 0; c < n; c++) {
+    int p = c;
+    for (int r = c + 1; r < n; r++)
+      if (fabs(W[r * w + c]) > fabs(W[p * w + c])) p = r;
+    for (int j = 0; j < w; j++) {
+      double t = W[c * w + j];
+      W[c * w + j] = W[p * w + j];
+      W[p * w + j] = t;
+    }
+    double d = W[c * w + c];
+    for (int j = 0; j < w; j++) W[c * w + j] /= d;
+    for (int r = 0; r < n; r++)
+      if (r != c) {
+        double f = W[r * w + c];
+        for (int j = 0; j < w; j++) W[r * w + j] -= f * W[c * w + j];
+      }
+  }
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) Ai[i * n + j] = W[i * w + n + j];
+}
+
+#define DPIX 2
+static const double XS[TAU * DPIX] = {0.7, -1.2, 0.3, 2.0, -0.4, 1.1};
+static const double MEAN[TAU * DPIX] = {0.5, -0.5, 1.0, 0.25, -1.0, 0.0};
+
+/* the exact C-score here: -C Sigma_t^-1 (x - alpha m) */
+static void score_here(const csde_schedule *s, const csde_cov *C, const double *S0, double t,
+                       const double *x, double *out)
+{
+  double a = csde_schedule_path_alpha(s, t), sg = csde_schedule_path_sigma(s, t);
+  double S[TAU * TAU], Si[TAU * TAU], M[TAU * TAU];
+  for (int i = 0; i < TAU; i++)
+    for (int j = 0; j < TAU; j++)
+      S[i * TAU + j] = a * a * S0[i * TAU + j] + sg * sg * csde_cov_entry(C, (size_t)i, (size_t)j);
+  inverse(S, Si, TAU);
+  for (int i = 0; i < TAU; i++)
+    for (int j = 0; j < TAU; j++) {
+      M[i * TAU + j] = 0;
+      for (int k = 0; k < TAU; k++)
+        M[i * TAU + j] += csde_cov_entry(C, (size_t)i, (size_t)k) * Si[k * TAU + j];
+    }
+  for (int i = 0; i < TAU; i++)
+    for (int p = 0; p < DPIX; p++) {
+      double v = 0;
+      for (int k = 0; k < TAU; k++) v -= M[i * TAU + k] * (x[k * DPIX + p] - a * MEAN[k * DPIX + p]);
+      out[i * DPIX + p] = v;
+    }
+}
+
+/* dx/dt = f x - 1/2 g^2 s_C(x) with the model's s_C */
+static int pf_rhs(const csde_model *M, const csde_schedule *s, double t, const double *x,
+                  double *k)
+{
+  double sc[TAU * DPIX];
+  if (csde_model_call(M, t, 1, x, sc)) return -1;
+  double f = csde_schedule_path_f(s, t), g2 = csde_schedule_path_g2(s, t);
+  for (int i = 0; i < TAU * DPIX; i++) k[i] = f * x[i] - 0.5 * g2 * sc[i];
+  return 0;
+}
+
+static void check_exact(const char *spec, double t1, double t2)
+{
+  csde_schedule *s = make(spec);
+  csde_cov *C = NULL;
+  csde_model *M = NULL, *G = NULL;
+  csde_err err = {0};
+  double S0[TAU * TAU];
+  for (int i = 0; i < TAU; i++)
+    for (int j = 0; j < TAU; j++) {
+      S0[i * TAU + j] = 0;
+      for (int k = 0; k < TAU; k++) S0[i * TAU + j] += L0[i][k] * L0[j][k];
+    }
+  if (!s || csde_cov_alloc(&C, "ar1:rho=0.5", TAU, NULL, &err) ||
+      csde_model_gaussian_alloc(&M, C, s, DPIX, MEAN, TAU * DPIX, S0, &err)) {
+    ok(0, "setup %s: %s", spec, err.msg);
+    goto done;
+  }
+  /* the score at interior times */
+  double worst = 0;
+  for (int k = 0; k < 3; k++) {
+    double t = t2 + (t1 - t2) * (k + 0.5) / 3, got[TAU * DPIX], want[TAU * DPIX];
+    if (csde_model_call(M, t, 1, XS, got)) {
+      ok(0, "gaussian score call on %s at t = %g", spec, t);
+      goto done;
+    }
+    score_here(s, C, S0, t, XS, want);
+    for (int i = 0; i < TAU * DPIX; i++)
+      worst = fmax(worst, fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1e-3));
+  }
+  ok(worst < 1e-12, "gaussian score on %s = -C Sigma_t^-1 (x - alpha m) (rel. error %.2g)",
+     spec, worst);
+  /* the gmm with K = 1 (its mean per frame: the pixels' shared mean) against the gaussian */
+  {
+    double m1[TAU] = {0.5, -1.0, 0.25}, mean[TAU * DPIX], w = 1, got[TAU * DPIX], want[TAU * DPIX];
+    for (int i = 0; i < TAU; i++)
+      for (int p = 0; p < DPIX; p++) mean[i * DPIX + p] = m1[i];
+    csde_model *Gs = NULL;
+    int st = csde_model_gmm_alloc(&G, C, s, DPIX, 1, &w, m1, TAU, S0, &err);
+    if (!st) st = csde_model_gaussian_alloc(&Gs, C, s, DPIX, mean, TAU * DPIX, S0, &err);
+    double t = 0.5 * (t1 + t2), e = INFINITY;
+    if (!st && !csde_model_call(G, t, 1, XS, got) && !csde_model_call(Gs, t, 1, XS, want)) {
+      e = 0;
+      for (int i = 0; i < TAU * DPIX; i++)
+        e = fmax(e, fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1e-3));
+    }
+    ok(e < 1e-12, "gmm (K = 1) score on %s = the gaussian's (rel. error %.2g)%s%s", spec, e,
+       st ? ": " : "", st ? err.msg : "");
+    csde_model_free(Gs);
+  }
+  /* the exact PF-ODE map t1 -> t2 against RK4 here (h = (t2 - t1) / N) */
+  {
+    const int N = 4000, n = TAU * DPIX;
+    double x[TAU * DPIX], k1[TAU * DPIX] = {0}, k2[TAU * DPIX] = {0}, k3[TAU * DPIX] = {0},
+        k4[TAU * DPIX] = {0},
+        y[TAU * DPIX], ex[TAU * DPIX];
+    memcpy(x, XS, sizeof x);
+    const double h = (t2 - t1) / N;
+    int bad = 0;
+    for (int j = 0; j < N && !bad; j++) {
+      double t = t1 + j * h;
+      bad |= pf_rhs(M, s, t, x, k1);
+      for (int i = 0; i < n; i++) y[i] = x[i] + 0.5 * h * k1[i];
+      bad |= pf_rhs(M, s, t + 0.5 * h, y, k2);
+      for (int i = 0; i < n; i++) y[i] = x[i] + 0.5 * h * k2[i];
+      bad |= pf_rhs(M, s, t + 0.5 * h, y, k3);
+      for (int i = 0; i < n; i++) y[i] = x[i] + h * k3[i];
+      bad |= pf_rhs(M, s, j == N - 1 ? t2 : t + h, y, k4);
+      for (int i = 0; i < n; i++) x[i] += h / 6 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]);
+    }
+    int st = csde_model_gaussian_flow_apply(M, t1, t2, 1, XS, ex, &err);
+    double e = 0;
+    for (int i = 0; i < n; i++) e = fmax(e, fabs(x[i] - ex[i]));
+    printf("# exact PF-ODE map on %s, t = %g -> %g: max |RK4 - exact| = %.3g\n", spec, t1, t2, e);
+    ok(!bad && !st && e < 1e-9, "gaussian exact PF-ODE map on %s (t = %g -> %g) = RK4 of "
+       "f x - g^2/2 s_C to %.2g < 1e-9%s%s", spec, t1, t2, e, st ? ": " : "", st ? err.msg : "");
+  }
+done:
+  csde_model_free(M);
+  csde_model_free(G);
+  csde_cov_free(C);
+  csde_schedule_free(s);
+}
+
 int main(void)
 {
+  check_exact("vp-linear", 0.9, 0.1);
+  check_exact("edm:smin=0.002,smax=80", 5.0, 0.5);
+  check_exact("ve", 0.9, 0.1);
+  check_exact("rf:shift=1", 0.9, 0.1);
+  check_exact("rf:shift=3", 0.9, 0.1);
   check_spans();
   check_forward("vp-linear", 1.0, 1000);
   check_forward("edm:smin=0.01,smax=1.5", 1.5, 1000);
