@@ -7,7 +7,12 @@
  *   2. the gaussian model on each path: its C-score against -C Sigma_t^-1 (x - alpha m),
  *      Sigma_t = alpha^2 S0 + sigma^2 C, formed here from the path's alpha and sigma; its
  *      exact PF-ODE map (csde_model_gaussian_flow_apply) against RK4 on
- *      dx/dt = f x - 1/2 g^2 s_C(x) here; the gmm's score against the gaussian's (K = 1). */
+ *      dx/dt = f x - 1/2 g^2 s_C(x) here; the gmm's score against the gaussian's (K = 1).
+ *   3. the conversions on each path: the gaussian's answer given as noise, x0, v and flow
+ *      (formed here from MATH.md's definitions) taken back to s_C by the process layer to
+ *      rounding; item 6's exact-flow check: the PF-ODE endpoint from a fixed x_T with rk45
+ *      and dopri5 at rtol = atol = 1e-10 (cscore and flow models) against the exact map,
+ *      error < 1e-7 (the table is printed as # lines); the denoiser-view solvers refused. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -21,6 +26,7 @@
 #include "corrsde/rng.h"
 #include "corrsde/schedule.h"
 #include "corrsde/solve.h"
+#include "process/process.h"
 #include "tap.h"
 
 static csde_schedule *make(const char *spec)
@@ -307,8 +313,129 @@ done:
   csde_schedule_free(s);
 }
 
+/* ---- 3. conversions and the PF-ODE on a path ---- */
+
+typedef struct {
+  const csde_model *M; /* the gaussian (cscore) */
+  const csde_schedule *s;
+  csde_model_output kind;
+} wrap;
+
+/* the gaussian's answer as KIND: delta = -sigma s, x0 = (x + sigma^2 s) / alpha,
+ * v = alpha delta - sigma x0, u = f x - 1/2 g^2 s */
+static int wrap_fn(double t, size_t batch, const double *x, double *out, void *user)
+{
+  const wrap *w = user;
+  size_t n = batch * TAU * DPIX;
+  if (csde_model_call(w->M, t, batch, x, out)) return -1;
+  const double a = csde_schedule_path_alpha(w->s, t), sg = csde_schedule_path_sigma(w->s, t);
+  const double f = csde_schedule_path_f(w->s, t), g2 = csde_schedule_path_g2(w->s, t);
+  for (size_t i = 0; i < n; i++) {
+    const double sc = out[i], d = -sg * sc, x0 = (x[i] + sg * sg * sc) / a;
+    out[i] = w->kind == CSDE_OUT_NOISE ? d
+             : w->kind == CSDE_OUT_X0  ? x0
+             : w->kind == CSDE_OUT_V   ? a * d - sg * x0
+             : w->kind == CSDE_OUT_FLOW ? f * x[i] - 0.5 * g2 * sc
+                                        : sc;
+  }
+  return 0;
+}
+
+static double pf_endpoint(const csde_schedule *s, csde_cov *C, const csde_model *M,
+                          const char *solver, double T, double eps, double *x, csde_err *err)
+{
+  csde_problem P = csde_problem_default();
+  P.process = CSDE_PROC_PFODE;
+  P.tau = TAU, P.D = DPIX, P.batch = 1, P.C = C, P.sched = s, P.model = M, P.T = T;
+  P.eps = eps;
+  csde_solve_params par = csde_solve_default_params();
+  par.solver = solver;
+  par.steps = 0;
+  par.rtol = par.atol = 1e-10;
+  return csde_solve(&P, &par, x, NULL, err);
+}
+
+static void check_conversions(const char *spec, double T, double eps)
+{
+  csde_schedule *s = make(spec);
+  csde_cov *C = NULL;
+  csde_model *M = NULL, *W[4] = {NULL};
+  csde_err err = {0};
+  double S0[TAU * TAU];
+  for (int i = 0; i < TAU; i++)
+    for (int j = 0; j < TAU; j++) {
+      S0[i * TAU + j] = 0;
+      for (int k = 0; k < TAU; k++) S0[i * TAU + j] += L0[i][k] * L0[j][k];
+    }
+  static const csde_model_output kinds[4] = {CSDE_OUT_NOISE, CSDE_OUT_X0, CSDE_OUT_V,
+                                             CSDE_OUT_FLOW};
+  wrap wr[4];
+  if (!s || csde_cov_alloc(&C, "ar1:rho=0.5", TAU, NULL, &err) ||
+      csde_model_gaussian_alloc(&M, C, s, DPIX, MEAN, TAU * DPIX, S0, &err)) {
+    ok(0, "setup %s: %s", spec, err.msg);
+    goto done;
+  }
+  for (int k = 0; k < 4; k++) {
+    wr[k] = (wrap){M, s, kinds[k]};
+    if (csde_model_alloc(&W[k], csde_model_output_name(kinds[k]), wrap_fn, kinds[k], &wr[k],
+                         NULL, &err)) {
+      ok(0, "wrap: %s", err.msg);
+      goto done;
+    }
+  }
+  /* every kind back to s_C through the process layer */
+  for (int k = 0; k < 4; k++) {
+    csde_problem P = csde_problem_default();
+    P.process = CSDE_PROC_PFODE;
+    P.tau = TAU, P.D = DPIX, P.batch = 1, P.C = C, P.sched = s, P.model = W[k], P.T = T;
+    P.eps = eps;
+    csde_proc pr;
+    double worst = 0;
+    int st = csde_proc_init(&pr, &P, 1, 0, &err);
+    for (int j = 0; j < 3 && !st; j++) {
+      double t = eps + (T - eps) * (j + 0.5) / 3, got[TAU * DPIX], want[TAU * DPIX];
+      st = csde_proc_cscore(&pr, t, 0, XS, got, &err);
+      if (!st) csde_model_call(M, t, 1, XS, want);
+      for (int i = 0; i < TAU * DPIX && !st; i++)
+        worst = fmax(worst, fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1e-3));
+    }
+    csde_proc_free(&pr);
+    ok(!st && worst < 1e-11, "%s -> s_C on %s to rounding (rel. error %.2g)%s%s",
+       csde_model_output_name(kinds[k]), spec, worst, st ? ": " : "", st ? err.msg : "");
+  }
+  /* item 6: the PF-ODE endpoint against the exact flow */
+  static const char *const solvers[] = {"rk45", "dopri5"};
+  double ex[TAU * DPIX];
+  int st = csde_model_gaussian_flow_apply(M, T, eps, 1, XS, ex, &err);
+  ok(!st, "exact flow on %s%s%s", spec, st ? ": " : "", st ? err.msg : "");
+  for (int i = 0; i < 2 && !st; i++)
+    for (int m = 0; m < 2; m++) {
+      double x[TAU * DPIX];
+      memcpy(x, XS, sizeof x);
+      const csde_model *Mm = m ? W[3] : M;
+      int ss = pf_endpoint(s, C, Mm, solvers[i], T, eps, x, &err);
+      double e = 0;
+      for (int j = 0; j < TAU * DPIX; j++) e = fmax(e, fabs(x[j] - ex[j]));
+      printf("# exact-flow | %-24s | %-6s | %-6s | T = %-6g eps = %-6g | max error %.2e\n",
+             spec, solvers[i], m ? "flow" : "cscore", T, eps, ss ? NAN : e);
+      ok(!ss && e < 1e-7, "pf-ode on %s with %s (%s model) at 1e-10: endpoint error %.2g < "
+         "1e-7%s%s", spec, solvers[i], m ? "flow" : "cscore", e, ss ? ": " : "",
+         ss ? err.msg : "");
+    }
+done:
+  for (int k = 0; k < 4; k++) csde_model_free(W[k]);
+  csde_model_free(M);
+  csde_cov_free(C);
+  csde_schedule_free(s);
+}
+
 int main(void)
 {
+  check_conversions("vp-linear", 1.0, 1e-3);
+  check_conversions("edm:smin=0.002,smax=80", 80, 0.002);
+  check_conversions("ve", 1.0, 0.0);
+  check_conversions("rf:shift=1", 0.999, 1e-3);
+  check_conversions("rf:shift=3", 0.999, 1e-3);
   check_exact("vp-linear", 0.9, 0.1);
   check_exact("edm:smin=0.002,smax=80", 5.0, 0.5);
   check_exact("ve", 0.9, 0.1);

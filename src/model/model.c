@@ -15,7 +15,8 @@
 #include "core/linalg.h"
 #include "model/model_internal.h"
 
-static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
+static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v",
+                                             "flow"};
 #define NOUTPUTS (sizeof output_names / sizeof output_names[0])
 
 static int kind_valid(csde_model_output k) { return (unsigned)k < NOUTPUTS; }
