@@ -416,20 +416,25 @@ static void check_registry_and_refusals(void)
     }
     err = (csde_err){0};
     st = csde_model_gaussian_alloc(&M, C, s, 2, NULL, 0, NULL, &err);
-    ok(st == CSDE_ENOTSUP && !M && strstr(err.msg, csde_schedule_spec(s)),
-       "the gaussian model refuses %s: %s", paths[i], err.msg);
-    /* a solve (forward SDE: no model needed) refuses it in the process layer */
+    ok(st == 0 && M, "the gaussian model runs on %s (test_paths_proc checks it)%s%s",
+       paths[i], st ? ": " : "", st ? err.msg : "");
+    /* a denoiser-view solver refuses it, naming the schedule (the generic solvers run
+     * every process on every path: test_paths_proc) */
     csde_problem P = csde_problem_default();
-    P.process = CSDE_PROC_FORWARD_SDE;
+    P.process = CSDE_PROC_PFODE;
+    P.model = M;
+    if (strcmp(csde_schedule_path_name(s), "edm") == 0) P.T = 2, P.eps = 0.5;
     P.tau = 3, P.D = 2, P.batch = 1, P.C = C, P.sched = s;
     csde_solve_params par = csde_solve_default_params();
     par.steps = 4;
+    par.solver = "dpmpp2m";
     double x[6] = {0};
     err = (csde_err){0};
     st = csde_solve(&P, &par, x, NULL, &err);
     ok(st == CSDE_ENOTSUP && err.param && !strcmp(err.param, CSDE_PARAM_SCHEDULE) &&
-           strstr(err.msg, "the processes") && x[0] == 0,
-       "a forward-SDE solve on %s is refused: %s", paths[i], err.msg);
+           strstr(err.msg, "denoiser view") && strstr(err.msg, csde_schedule_spec(s)) &&
+           x[0] == 0,
+       "a dpmpp2m solve on %s is refused: %s", paths[i], err.msg);
     csde_model_free(M);
     csde_cov_free(C);
     csde_schedule_free(s);

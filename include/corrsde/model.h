@@ -41,7 +41,8 @@ typedef enum {
   CSDE_OUT_CSCORE,
   CSDE_OUT_NOISE,
   CSDE_OUT_X0,
-  CSDE_OUT_V
+  CSDE_OUT_V,
+  CSDE_OUT_FLOW /* the velocity u = dx_t/dt = alpha' x0 + sigma' V'z (rectified flow) */
 } csde_model_output;
 
 typedef int (*csde_model_fn)(double t, size_t batch, const double *x, double *out,

@@ -115,13 +115,17 @@ typedef struct {
 } csde_problem;
 
 CSDE_API csde_problem csde_problem_default(void);
-/* The process's start and end times: forward (0, T), reverse/pf-ode (T, eps),
- * encode (eps, T). */
+/* The process's start and end times: forward (0, T) (a non-VP path: (t_min, T)),
+ * reverse/pf-ode (T, eps), encode (eps, T). */
 CSDE_API void csde_problem_span(const csde_problem *P, double *t_start, double *t_end);
 /* The latest time T a process of this schedule can start from (reverse) or reach
- * (forward): 1, or CSDE_T_COSINE = 0.999 where beta(1) is infinite (cosine). */
+ * (forward): 1, or CSDE_T_COSINE = 0.999 where beta(1) is infinite (cosine); a Gaussian
+ * path (edm, ve, rf): its span's t_max, or 0.999 t_max where f or g^2 is infinite there
+ * (rf). The earliest time, csde_problem_t_min: the span's t_min (VP, ve, rf: 0; edm:
+ * smin); the forward SDE starts there (its data are x at t_min). */
 #define CSDE_T_COSINE 0.999
 CSDE_API double csde_problem_t_max(const csde_schedule *sched);
+CSDE_API double csde_problem_t_min(const csde_schedule *sched);
 
 /* The noise of a solve: fresh per step, or one Brownian path for every step count. */
 typedef enum { CSDE_NOISE_STREAM = 0, CSDE_NOISE_PATH } csde_noise_kind;

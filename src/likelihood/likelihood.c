@@ -262,6 +262,8 @@ int csde_likelihood(const csde_problem *P, const csde_ll_params *par_in, const d
   memset(&acc, 0, sizeof acc);
   if (stats) *stats = acc;
   int s = check_params(P, &par, x, err);
+  if (!s && P->sched) /* issue 28: the divergence's -1/2 beta is the VP drift's */
+    s = csde_schedule_require_vp(P->sched, "the PF-ODE likelihood", err);
   if (s) return s;
   /* adaptive steps follow the error of the state they solve, so each sample is its own
    * solve (a batch would share its steps, and a sample's bits would depend on the

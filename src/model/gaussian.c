@@ -11,7 +11,11 @@
  *
  * The PF-ODE flow is linear: z(t2) = Phi(t2, t1) z(t1), z = x - sqrt(abar) m, with
  *   dPhi/dt2 = -1/2 beta(t2) (I - C Sigma_t2^-1) Phi,   Phi(t1, t1) = I.
- * When S0 C = C S0 it has the closed form Phi = Sigma_t2^1/2 Sigma_t1^-1/2; otherwise the
+ * On any Gaussian path (issue 28) abar, 1 - abar, sqrt(abar) and -1/2 beta read alpha^2,
+ * sigma^2, alpha and dPhi/dt2 = (f I + 1/2 g^2 C Sigma_t2^-1) Phi (model_internal.h's
+ * csde_model_alpha*, the VP expressions kept verbatim on a VP schedule); t lies in the
+ * path's span.
+ * When S0 C = C S0 it has the closed form Phi = Sigma_t2^1/2 Sigma_t1^-1/2 (any path); otherwise the
  * tau x tau matrix ODE is integrated with GSL's rk8pd at rtol = atol = 1e-13.
  */
 #include <math.h>
@@ -88,7 +92,7 @@ static void gauss_free(void *p)
 static void sigma_at(const gauss *g, double t, double *S)
 {
   size_t nn = g->tau * g->tau;
-  double a = csde_schedule_abar(g->s, t), om = csde_one_minus_abar(g->s, t);
+  double a = csde_model_alpha2(g->s, t), om = csde_one_minus_abar(g->s, t);
   for (size_t i = 0; i < nn; i++) S[i] = a * g->S0[i] + om * g->Cm[i];
 }
 
@@ -122,7 +126,7 @@ static int gauss_fn(double t, size_t batch, const double *x, double *out, void *
     if (c_sigma_inv(g, t, g->Mt)) return -1; /* Sigma_t singular: no score */
     g->tM = t;
   }
-  double sa = sqrt(csde_schedule_abar(g->s, t));
+  double sa = csde_model_alpha(g->s, t);
   long ntiles = (long)(batch * per);
   int th = g->threads;
   csde_tiles_reset(g->slot, th, ntiles);
@@ -196,11 +200,10 @@ int csde_model_gaussian_set_threads(csde_model *M, int threads, csde_err *err)
   return CSDE_SUCCESS;
 }
 
-static int check_t(double t, const char *fn, const char *which, csde_err *err)
+static int check_t(const gauss *g, double t, const char *fn, const char *which,
+                   csde_err *err)
 {
-  if (!(t >= 0 && t <= 1))
-    return csde_err_set(err, CSDE_EDOM, "%s: %s = %g is outside [0, 1]", fn, which, t);
-  return CSDE_SUCCESS;
+  return csde_model_check_t(g->s, t, fn, which, err);
 }
 
 /* Bytes of the dense parts: S0, C, M_t, the ODE's M, Sigma_t's factor, a work matrix. */
@@ -281,8 +284,6 @@ static int gauss_new(gauss **out, const csde_cov *C, const csde_schedule *s, siz
   if (!C || !s)
     return csde_err_set(err, CSDE_EINVAL, "gaussian model: %s is NULL",
                         !C ? "covariance" : "schedule");
-  int vp = csde_schedule_require_vp(s, "the gaussian model", err); /* issue 28: next */
-  if (vp) return vp;
   size_t tau = csde_cov_tau(C), bs;
   if (D == 0) return csde_err_set(err, CSDE_EINVAL, "gaussian model: D = 0 pixels per frame");
   if (csde_mul_size(tau, D, &bs))
@@ -451,11 +452,11 @@ int csde_model_gaussian_marginal(const csde_model *M, double t, double *mean, do
 {
   gauss *g = gauss_of(M, "gaussian marginal", err);
   if (!g) return CSDE_EINVAL;
-  int s = check_t(t, "gaussian marginal", "t", err);
+  int s = check_t(g, t, "gaussian marginal", "t", err);
   if (s) return s;
   if (cov && (s = dense_init(g, err))) return s;
   size_t bs = g->tau * g->D;
-  double sa = sqrt(csde_schedule_abar(g->s, t));
+  double sa = csde_model_alpha(g->s, t);
   if (mean) /* sqrt(abar) m */
     for (size_t i = 0; i < bs; i++) mean[i] = g->m ? sa * g->m[i] : 0.0;
   if (cov) sigma_at(g, t, cov);
@@ -527,7 +528,9 @@ static int flow_closed(gauss *g, double t1, double t2, double *Phi, csde_err *er
   return s;
 }
 
-/* dPhi/dt = -1/2 beta(t) (Phi - C Sigma_t^-1 Phi) on the row-major tau x tau Phi. */
+/* dPhi/dt = -1/2 beta(t) (Phi - C Sigma_t^-1 Phi) on the row-major tau x tau Phi; on a
+ * path dPhi/dt = f Phi + 1/2 g^2 C Sigma_t^-1 Phi (dz/dt = f z - 1/2 g^2 s_C, z = x -
+ * alpha m, f alpha = alpha'). */
 static int flow_rhs(double t, const double y[], double f[], void *params)
 {
   gauss *g = params;
@@ -539,6 +542,11 @@ static int flow_rhs(double t, const double y[], double f[], void *params)
   memcpy(f, y, n * n * sizeof(double));
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, -1.0, g->Mo,
               (int)n, y, (int)n, 1.0, f, (int)n); /* f = Phi - M Phi */
+  if (!csde_schedule_is_vp(g->s)) { /* a path: f Phi + g^2/2 M Phi = (f + g^2/2) Phi - g^2/2 (Phi - M Phi) */
+    const double fp = csde_schedule_path_f(g->s, t), h = 0.5 * csde_schedule_path_g2(g->s, t);
+    for (size_t i = 0; i < n * n; i++) f[i] = (fp + h) * y[i] - h * f[i];
+    return GSL_SUCCESS;
+  }
   double c = -0.5 * csde_schedule_beta(g->s, t);
   for (size_t i = 0; i < n * n; i++) f[i] *= c;
   return GSL_SUCCESS;
@@ -577,8 +585,8 @@ int csde_model_gaussian_flow_route(const csde_model *M, double t1, double t2,
 {
   gauss *g = gauss_of(M, "gaussian flow", err);
   if (!g) return CSDE_EINVAL;
-  int s = check_t(t1, "gaussian flow", "t1", err);
-  if (!s) s = check_t(t2, "gaussian flow", "t2", err);
+  int s = check_t(g, t1, "gaussian flow", "t1", err);
+  if (!s) s = check_t(g, t2, "gaussian flow", "t2", err);
   if (!s) s = dense_init(g, err);
   if (s) return s;
   size_t n = g->tau;
@@ -617,7 +625,7 @@ int csde_model_gaussian_flow_apply(const csde_model *M, double t1, double t2, si
     free(Phi);
     return s;
   }
-  double sa1 = sqrt(csde_schedule_abar(g->s, t1)), sa2 = sqrt(csde_schedule_abar(g->s, t2));
+  double sa1 = csde_model_alpha(g->s, t1), sa2 = csde_model_alpha(g->s, t2);
   for (size_t b = 0; b < batch; b++) {
     const double *xb = x1 + b * bs;
     double *yb = x2 + b * bs;
@@ -671,10 +679,10 @@ int csde_model_gaussian_sample(const csde_model *M, double t, csde_rng_key key,
 {
   gauss *g = gauss_of(M, "gaussian sample", err);
   if (!g) return CSDE_EINVAL;
-  int s = check_t(t, "gaussian sample", "t", err);
+  int s = check_t(g, t, "gaussian sample", "t", err);
   if (s) return s;
   size_t n = g->tau, D = g->D, bs = n * D;
-  double sa = sqrt(csde_schedule_abar(g->s, t));
+  double sa = csde_model_alpha(g->s, t);
   if (g->S0op && csde_one_minus_abar(g->s, t) == 0) {
     /* Sigma_t = abar S0 = abar s0var S0op: x = sqrt(abar) m + sqrt(abar s0var) V' z through
      * the operator (csde_cov_sample's noise layout), nothing tau x tau */

@@ -3,6 +3,8 @@
  *
  *   p_t = sum_k w_k N_k,   N_k = N(sqrt(abar) m_k, Sigma_k,t (x) I_D),
  *   Sigma_k,t = abar S_k + (1 - abar) C
+ * (on a Gaussian path, issue 28: alpha^2 and sigma^2 for abar and 1 - abar, alpha for
+ * sqrt(abar); model_internal.h)
  *   grad log p_t(x) = -sum_k r_k(x) Sigma_k,t^-1 (x - sqrt(abar) m_k),
  *   r_k = w_k N_k(x) / p_t(x)   (per sample: N_k is the density of the whole tau x D block)
  *   log N_k(x) = -1/2 (|L_k^-1 z_k|^2 + D log det Sigma_k,t + tau D log 2 pi),
@@ -90,7 +92,7 @@ static int prepare(gmm *G, double t)
 {
   if (t == G->tL) return 0;
   size_t n = G->tau, nn = n * n;
-  double a = csde_schedule_abar(G->s, t), om = csde_one_minus_abar(G->s, t);
+  double a = csde_model_alpha2(G->s, t), om = csde_one_minus_abar(G->s, t);
   G->tL = NAN;
   for (size_t k = 0; k < G->K; k++) {
     double *Lk = G->L + k * nn;
@@ -141,7 +143,7 @@ static int gmm_fn(double t, size_t batch, const double *x, double *out, void *us
   gmm *G = user;
   size_t n = G->tau, D = G->D, bs = n * D;
   if (prepare(G, t)) return -1; /* a Sigma_k,t is singular: no score */
-  double sa = sqrt(csde_schedule_abar(G->s, t));
+  double sa = csde_model_alpha(G->s, t);
   for (size_t b = 0; b < batch; b++) {
     const double *xb = x + b * bs;
     double lse = block_terms(G, xb, sa);
@@ -166,8 +168,6 @@ int csde_model_gmm_alloc(csde_model **out, const csde_cov *C, const csde_schedul
   *out = NULL;
   if (!C || !s)
     return csde_err_set(err, CSDE_EINVAL, "gmm model: %s is NULL", !C ? "covariance" : "schedule");
-  int vp = csde_schedule_require_vp(s, "the gmm model", err); /* issue 28: next */
-  if (vp) return vp;
   if (!weights || !means || !covs)
     return csde_err_set(err, CSDE_EINVAL, "gmm model: %s is NULL",
                         !weights ? "weights" : !means ? "means" : "covs");
@@ -320,7 +320,7 @@ int csde_model_gmm_cdiv(const csde_model *M, double t, size_t batch, const doubl
     }
     G->tT = t;
   }
-  double sa = sqrt(csde_schedule_abar(G->s, t));
+  double sa = csde_model_alpha(G->s, t);
   for (size_t b = 0; b < batch; b++) {
     const double *xb = x + b * bs;
     double lse = block_terms(G, xb, sa), lin = 0, quad = 0;
@@ -355,15 +355,15 @@ int csde_model_gmm_logpdf(const csde_model *M, double t, size_t batch, const dou
     return csde_err_set(err, CSDE_EINVAL, "gmm logpdf: model '%s' is not the built-in gmm model",
                         M ? M->name : "(null)");
   gmm *G = M->priv;
-  if (!(t >= 0 && t <= 1))
-    return csde_err_set(err, CSDE_EDOM, "gmm logpdf: t = %g is outside [0, 1]", t);
+  int ts = csde_model_check_t(G->s, t, "gmm logpdf", "t", err);
+  if (ts) return ts;
   if (prepare(G, t))
     return csde_err_set(err, CSDE_ESING,
                         "gmm logpdf: Sigma_t of component %zu is not positive definite at "
                         "t = %g",
                         G->kfail, t);
   size_t bs = G->tau * G->D;
-  double sa = sqrt(csde_schedule_abar(G->s, t));
+  double sa = csde_model_alpha(G->s, t);
   for (size_t b = 0; b < batch; b++) logp[b] = block_terms(G, x + b * bs, sa);
   return CSDE_SUCCESS;
 }

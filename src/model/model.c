@@ -15,7 +15,8 @@
 #include "core/linalg.h"
 #include "model/model_internal.h"
 
-static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v"};
+static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v",
+                                             "flow"};
 #define NOUTPUTS (sizeof output_names / sizeof output_names[0])
 
 static int kind_valid(csde_model_output k) { return (unsigned)k < NOUTPUTS; }
@@ -280,5 +281,40 @@ done:
 
 double csde_one_minus_abar(const csde_schedule *s, double t)
 {
+  if (!csde_schedule_is_vp(s)) {
+    const double sg = csde_schedule_path_sigma(s, t);
+    return sg * sg;
+  }
   return -expm1(-csde_schedule_int_beta(s, t));
+}
+
+double csde_model_alpha2(const csde_schedule *s, double t)
+{
+  if (!csde_schedule_is_vp(s)) {
+    const double a = csde_schedule_path_alpha(s, t);
+    return a * a;
+  }
+  return csde_schedule_abar(s, t);
+}
+
+double csde_model_alpha(const csde_schedule *s, double t)
+{
+  return csde_schedule_is_vp(s) ? sqrt(csde_schedule_abar(s, t))
+                                : csde_schedule_path_alpha(s, t);
+}
+
+int csde_model_check_t(const csde_schedule *s, double t, const char *fn, const char *which,
+                       csde_err *err)
+{
+  if (!s || csde_schedule_is_vp(s)) {
+    if (!(t >= 0 && t <= 1))
+      return csde_err_set(err, CSDE_EDOM, "%s: %s = %g is outside [0, 1]", fn, which, t);
+    return CSDE_SUCCESS;
+  }
+  double t0, t1;
+  csde_schedule_path_span(s, &t0, &t1);
+  if (!(t >= t0 && t <= t1))
+    return csde_err_set(err, CSDE_EDOM, "%s: %s = %g is outside [%g, %g], the span of "
+                        "schedule '%s'", fn, which, t, t0, t1, csde_schedule_spec(s));
+  return CSDE_SUCCESS;
 }

@@ -62,8 +62,18 @@ double csde_mat_chol_logdet(const double *L, size_t n);
  * the messages. Allocates (setup only). */
 int csde_mat_check_cov(double *S, size_t n, const char *what, csde_err *err);
 
-/* 1 - abar(t) = -expm1(-B(t)), exact to rounding near abar = 1. */
+/* The exact models' path (x_t = alpha x0 + sigma V' z, MATH.md "Gaussian paths"), with
+ * the VP expressions they had before the paths on a VP schedule (the same bits):
+ *   csde_one_minus_abar   sigma^2   (VP: 1 - abar = -expm1(-B), exact near abar = 1)
+ *   csde_model_alpha2     alpha^2   (VP: abar)
+ *   csde_model_alpha      alpha     (VP: sqrt(abar))
+ * csde_model_check_t: t in the path's span (VP: [0, 1]), else CSDE_EDOM naming FN and
+ * WHICH. */
 double csde_one_minus_abar(const csde_schedule *s, double t);
+double csde_model_alpha2(const csde_schedule *s, double t);
+double csde_model_alpha(const csde_schedule *s, double t);
+int csde_model_check_t(const csde_schedule *s, double t, const char *fn, const char *which,
+                       csde_err *err);
 
 /* ---- the exact divergence of the preconditioned score (PF-ODE likelihood) ---- */
 

@@ -57,8 +57,9 @@ csde_problem csde_problem_default(void)
 void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
 {
   switch (P->process) {
-  case CSDE_PROC_FORWARD_SDE:
-    *t_start = 0.0, *t_end = P->T;
+  case CSDE_PROC_FORWARD_SDE: /* from the path's t_min (VP: 0) */
+    *t_start = P->sched && !csde_schedule_is_vp(P->sched) ? csde_problem_t_min(P->sched) : 0.0;
+    *t_end = P->T;
     break;
   case CSDE_PROC_PFODE_ENCODE:
     *t_start = P->eps, *t_end = P->T;
@@ -70,7 +71,20 @@ void csde_problem_span(const csde_problem *P, double *t_start, double *t_end)
 
 double csde_problem_t_max(const csde_schedule *sched)
 {
-  return isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : CSDE_T_COSINE;
+  if (csde_schedule_is_vp(sched))
+    return isfinite(csde_schedule_beta(sched, 1.0)) ? 1.0 : CSDE_T_COSINE;
+  /* a path: its span's t_max, or 0.999 of it where f or g^2 is infinite there (rf) */
+  double t1;
+  csde_schedule_path_span(sched, NULL, &t1);
+  const double f = csde_schedule_path_f(sched, t1), g2 = csde_schedule_path_g2(sched, t1);
+  return isfinite(f) && isfinite(g2) ? t1 : CSDE_T_COSINE * t1;
+}
+
+double csde_problem_t_min(const csde_schedule *sched)
+{
+  double t0;
+  csde_schedule_path_span(sched, &t0, NULL);
+  return t0;
 }
 
 int csde_proc_uses_model(const csde_proc *pr) { return pr->P.process != CSDE_PROC_FORWARD_SDE; }
@@ -388,8 +402,7 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   pr->threads = threads > 0 ? threads : 1;
   if (!P->C || !P->sched)
     return csde_err_set(err, CSDE_EINVAL, "problem needs a covariance and a schedule");
-  int vp = csde_schedule_require_vp(P->sched, "the processes", err); /* issue 28: next */
-  if (vp) return vp;
+  const int vp = csde_schedule_is_vp(P->sched);
   if (P->tau == 0 || P->D == 0 || P->batch == 0)
     return csde_err_blame(err, CSDE_PARAM_SIZE,
                           csde_err_set(err, CSDE_EINVAL, "problem sizes must be positive (tau %zu, D %zu, batch %zu)",
@@ -397,10 +410,24 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
   if (csde_cov_tau(P->C) != P->tau)
     return csde_err_set(err, CSDE_EBADLEN, "covariance has %zu frames but the problem %zu",
                         csde_cov_tau(P->C), P->tau);
-  if (!(P->T > 0 && P->T <= 1) || !(P->eps >= 0 && P->eps < P->T))
+  if (vp && (!(P->T > 0 && P->T <= 1) || !(P->eps >= 0 && P->eps < P->T)))
     return csde_err_blame(err, CSDE_PARAM_SPAN,
                           csde_err_set(err, CSDE_EDOM, "need 0 <= eps < T <= 1 (eps = %g, T = %g)",
                                        P->eps, P->T));
+  if (!vp) { /* the path's span [t_min, t_max]; the forward SDE starts at t_min */
+    double t0, t1;
+    csde_schedule_path_span(P->sched, &t0, &t1);
+    const int fwd = P->process == CSDE_PROC_FORWARD_SDE;
+    if (!(P->T > t0 && P->T <= t1) || (!fwd && !(P->eps >= t0 && P->eps < P->T)))
+      return csde_err_blame(
+          err, CSDE_PARAM_SPAN,
+          csde_err_set(err, CSDE_EDOM,
+                       "schedule '%s' (the %s path) spans [%g, %g]: need %s%s T <= %g "
+                       "(eps = %g, T = %g)",
+                       csde_schedule_spec(P->sched), csde_schedule_path_name(P->sched), t0,
+                       t1, fwd ? "" : "t_min <= eps < T,", fwd ? "t_min <" : "", t1, P->eps,
+                       P->T));
+  }
   if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
     return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
   if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
@@ -487,9 +514,12 @@ unsigned csde_proc_passes(const csde_proc *pr)
   return csde_proc_uses_model(pr) ? (pr->guided ? 2u : 1u) : 0u;
 }
 
+/* g = sqrt(g^2) (VP: sqrt(beta), the same bits written as before) */
 double csde_proc_diffusion(const csde_proc *pr, double t)
 {
-  return csde_process_is_sde(pr->P.process) ? sqrt(csde_schedule_beta(pr->P.sched, t)) : 0.0;
+  const csde_schedule *s = pr->P.sched;
+  if (!csde_process_is_sde(pr->P.process)) return 0.0;
+  return sqrt(csde_schedule_is_vp(s) ? csde_schedule_beta(s, t) : csde_schedule_path_g2(s, t));
 }
 
 /* The first non-finite value of buf (the model's raw output, or C times it), as an error. */
@@ -521,10 +551,11 @@ static int nan_error(const csde_proc *pr, double t, size_t step, csde_err *err)
  *   noise (src = delta):       x0 = (x - sigma delta) / alpha delta = (x - alpha x0) / sigma
  *   x0:                        x0 = src                      src = x0
  *   v:                         x0 = alpha x - sigma v        v = (alpha x - x0) / sigma
- * (v: delta = sigma x + alpha v, MATH.md). An entry whose src is not finite is left for
+ * (v: delta = sigma x + alpha v, MATH.md). A flow answer, and any answer on a non-VP path
+ * (abar = alpha^2, omab = sigma^2), from s = ax x + as src and x0 = (x + sigma^2 s) / alpha. An entry whose src is not finite is left for
  * the caller's check to report; so is a sample of the thresholding with one. */
 static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab,
-                    const double *x, double *src)
+                    const double *x, double *src, double ax, double as)
 {
   const csde_problem *P = &pr->P;
   const double a = sqrt(abar), sg = sqrt(omab);
@@ -533,6 +564,13 @@ static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab
   if (k == CSDE_OUT_NOISE) px = 1 / a, ps = -sg / a, qx = 1, q0 = -a, qd = sg;
   if (k == CSDE_OUT_X0) px = 0, ps = 1, qx = 0, q0 = 1, qd = 1;
   if (k == CSDE_OUT_V) px = a, ps = -sg, qx = a, q0 = -1, qd = sg;
+  if (k == CSDE_OUT_FLOW || !csde_schedule_is_vp(P->sched)) {
+    /* any kind on any path (abar = alpha^2, omab = sigma^2 there), from s = ax x + as src:
+     * x0 = ((1 + sigma^2 ax) x + sigma^2 as src) / alpha,
+     * src = (-(1 + sigma^2 ax) x + alpha x0) / (sigma^2 as) */
+    const double e = 1 + omab * ax;
+    px = e / a, ps = omab * as / a, qx = -e, q0 = a, qd = omab * as;
+  }
   const int th = pr->threads;
   (void)th;
   /* branch-free selects, so that the passes vectorize (elementwise: the same bits) */
@@ -613,13 +651,18 @@ static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
   const csde_problem *P = &pr->P;
   pr->answered = 1;
   pr->warning[0] = '\0';
-  const double B = csde_schedule_int_beta(P->sched, t), omab = -expm1(-B);
-  const double sg = sqrt(omab), al = exp(-0.5 * B); /* sigma_t, alpha_t = sqrt(abar) */
+  const int vp = csde_schedule_is_vp(P->sched);
+  const double B = csde_schedule_int_beta(P->sched, t);
+  /* sigma_t, alpha_t (VP: sqrt(abar)), n2 = alpha^2 + sigma^2 (VP: 1) */
+  const double al = vp ? exp(-0.5 * B) : csde_schedule_path_alpha(P->sched, t);
+  const double sgp = csde_schedule_path_sigma(P->sched, t);
+  const double omab = vp ? -expm1(-B) : sgp * sgp, sg = sqrt(omab);
+  const double n2 = vp ? 1.0 : al * al + omab;
   const size_t tau = P->tau, n = pr->n;
   double tr = 0, lo = 0, hi = 0;
   for (size_t i = 0; i < tau; i++) tr += csde_cov_entry(P->C, i, i);
   csde_cov_eig_bounds(P->C, &lo, &hi);
-  if (!(omab >= 0.5) || !(tr > 0) || !(hi > 0) ||
+  if (!(omab / n2 >= 0.5) || !(tr > 0) || !(hi > 0) ||
       (double)P->batch * (double)P->D * tr / hi < ANSWER_MIN_DOF)
     return;
   const double *raw = pr->raw; /* the answer itself (src: C times it for a score) */
@@ -644,7 +687,7 @@ static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
        -sg},                                         /* delta = -sigma C grad log p */
       {CSDE_OUT_NOISE, "noise", 0, 1},               /* delta = out */
       {CSDE_OUT_X0, "x0", 1 / sg, -al / sg},         /* delta = (x - alpha x0) / sigma */
-      {CSDE_OUT_V, "v", sg, al}};                    /* delta = sigma x + alpha v */
+      {CSDE_OUT_V, "v", sg / n2, al / n2}};          /* delta = (sigma x + alpha v) / n2 */
   const char *best = NULL;
   double best_g = 0, g_x0 = 0, r_x0 = 0;
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -742,12 +785,35 @@ static int model_rc(csde_proc *pr, int rc, const char *what, double t, size_t st
   return CSDE_SUCCESS;
 }
 
+/* On a Gaussian path, abar and omab of the conversions are alpha^2 and sigma^2 (MATH.md
+ * "Gaussian paths"; the VP view's abar would be alpha^2 / (alpha^2 + sigma^2)); a VP
+ * schedule keeps the values given. */
+static void path_abar(const csde_schedule *s, double t, double *abar, double *omab)
+{
+  if (csde_schedule_is_vp(s)) return;
+  const double a = csde_schedule_path_alpha(s, t), sg = csde_schedule_path_sigma(s, t);
+  *abar = a * a, *omab = sg * sg;
+}
+
 /* model.h's conversions: s = C grad log p_t(x) = ax x + as src, src the model's answer (C
  * times it for a SCORE model); 1 - abar = omab = -expm1(-B(t)). */
-static void answer_coefs(csde_model_output kind, double abar, double omab, double *ax,
-                         double *as)
+static void answer_coefs(const csde_schedule *sc, double t, csde_model_output kind,
+                         double abar, double omab, double *ax, double *as)
 {
   *ax = 0, *as = 1; /* score (src = C out), C score */
+  if (kind == CSDE_OUT_FLOW) { /* u = f x - 1/2 g^2 s:  s = 2 (f x - u) / g^2 */
+    const double g2 = csde_schedule_path_g2(sc, t);
+    *ax = 2 * csde_schedule_path_f(sc, t) / g2, *as = -2 / g2;
+    return;
+  }
+  if (!csde_schedule_is_vp(sc)) { /* a path: abar = alpha^2, omab = sigma^2 */
+    const double a = sqrt(abar), sg = sqrt(omab), n2 = abar + omab;
+    if (kind == CSDE_OUT_NOISE) *as = -1.0 / sg;           /* s = -delta / sigma */
+    if (kind == CSDE_OUT_X0) *ax = -1.0 / omab, *as = a / omab; /* s = (alpha x0 - x) / sigma^2 */
+    if (kind == CSDE_OUT_V) /* delta = (sigma x + alpha v) / n2, s = -delta / sigma */
+      *ax = -1.0 / n2, *as = -a / (sg * n2);
+    return;
+  }
   if (kind == CSDE_OUT_NOISE) *as = -1.0 / sqrt(omab); /* s = -delta / sqrt(1 - abar) */
   if (kind == CSDE_OUT_X0) /* s = -(x - sqrt(abar) x0) / (1 - abar) */
     *ax = -1.0 / omab, *as = sqrt(abar) / omab;
@@ -764,7 +830,8 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   const csde_problem *P = &pr->P;
   pr->raw = pr->out ? pr->out : dst;
   csde_model_ctx c = model_ctx(pr, t, step);
-  const double abar = c.abar, omab = -expm1(-csde_schedule_int_beta(P->sched, t));
+  double abar = c.abar, omab = -expm1(-csde_schedule_int_beta(P->sched, t));
+  path_abar(P->sched, t, &abar, &omab);
   int gst = 0; /* a guidance function's scale out of range */
   int rc = model_answer(pr, &c, x, pr->raw, &gst, err);
   if (gst) return gst;
@@ -772,7 +839,7 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   const csde_model_output kind = csde_model_output_of(P->model);
   double *ans = pr->raw; /* the answer src: the model's output, or C times it */
   *src = pr->raw;
-  answer_coefs(kind, abar, omab, ax, as);
+  answer_coefs(P->sched, t, kind, abar, omab, ax, as);
   if (kind == CSDE_OUT_SCORE) { /* s = C out */
     int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, dst, err);
     if (s) return s;
@@ -781,7 +848,7 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   /* the model's own answer is judged first, then changed */
   if (!pr->answered) answer_check(pr, t, step, x, *src, *ax, *as);
   if (P->x0.kind != CSDE_X0_NONE && abar > 0 && omab > 0) /* sigma = 0: x0 = x, left */
-    x0_post(pr, kind, abar, omab, x, ans);
+    x0_post(pr, kind, abar, omab, x, ans, *ax, *as);
   if (pr->x0) preview_x0(pr, t, x, *src, *ax, *as);
   return CSDE_SUCCESS;
 }
@@ -823,13 +890,14 @@ int csde_proc_cscore_jvp(csde_proc *pr, double t, size_t step, const double *x,
                         csde_model_name(P->model));
   pr->raw = pr->out ? pr->out : jv;
   csde_model_ctx c = model_ctx(pr, t, step);
-  const double omab = -expm1(-csde_schedule_int_beta(P->sched, t));
+  double abar = c.abar, omab = -expm1(-csde_schedule_int_beta(P->sched, t));
+  path_abar(P->sched, t, &abar, &omab);
   int rc = csde_model_call_jvp(P->model, &c, x, v, pr->raw);
   if ((rc = model_rc(pr, rc, "'s JVP", t, step, err))) return rc;
   const csde_model_output kind = csde_model_output_of(P->model);
   double ax, as;
   const double *src = pr->raw;
-  answer_coefs(kind, c.abar, omab, &ax, &as);
+  answer_coefs(P->sched, t, kind, abar, omab, &ax, &as);
   if (kind == CSDE_OUT_SCORE) { /* J (C out) v = C (J out v) */
     int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, jv, err);
     if (s) return s;
@@ -842,7 +910,14 @@ int csde_proc_cscore_jvp(csde_proc *pr, double t, size_t step, const double *x,
 void csde_proc_view(const csde_proc *pr, double t, double *alpha, double *sigma,
                     double *lambda)
 {
-  double B = csde_schedule_int_beta(pr->P.sched, t); /* abar = e^-B, 1 - abar = -expm1(-B) */
+  const csde_schedule *s = pr->P.sched;
+  if (!csde_schedule_is_vp(s)) { /* a path: its own (alpha, sigma, lambda) */
+    *alpha = csde_schedule_path_alpha(s, t);
+    *sigma = csde_schedule_path_sigma(s, t);
+    *lambda = csde_schedule_path_lambda(s, t);
+    return;
+  }
+  double B = csde_schedule_int_beta(s, t); /* abar = e^-B, 1 - abar = -expm1(-B) */
   *alpha = exp(-0.5 * B);
   *sigma = sqrt(-expm1(-B));
   *lambda = -0.5 * log(expm1(B)); /* log(alpha / sigma) = -1/2 log(e^B - 1) */
@@ -868,12 +943,22 @@ static int drift_parts(csde_proc *pr, double t, size_t step, const double *x, do
   const csde_problem *P = &pr->P;
   double beta = csde_schedule_beta(P->sched, t);
   *cx = -0.5 * beta, *cs = 0, *src = NULL; /* forward: f = -1/2 beta x */
+  if (!csde_schedule_is_vp(P->sched)) *cx = csde_schedule_path_f(P->sched, t); /* f x */
   if (P->process == CSDE_PROC_FORWARD_SDE) return CSDE_SUCCESS;
   double ax = 0, as = 1;
   int s = model_eval(pr, t, step, x, dst, &ax, &as, src, err);
   if (s) return s;
-  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s);  s = ax x + as src */
-  double c = P->process == CSDE_PROC_REVERSE_SDE ? -beta : -0.5 * beta;
+  const int rev = P->process == CSDE_PROC_REVERSE_SDE;
+  if (csde_model_output_of(P->model) == CSDE_OUT_FLOW) {
+    /* s = 2 (f x - u) / g^2: PF-ODE f x - 1/2 g^2 s = u, reverse f x - g^2 s = 2 u - f x
+     * (exactly, also where g^2 = 0) */
+    *cx = rev ? -csde_schedule_path_f(P->sched, t) : 0.0, *cs = rev ? 2.0 : 1.0;
+    return CSDE_SUCCESS;
+  }
+  /* reverse: f = -1/2 beta x - beta s;  PF-ODE: f = -1/2 beta (x + s);  s = ax x + as src;
+   * a path: f x - g^2 s and f x - 1/2 g^2 s */
+  const double g2 = csde_schedule_is_vp(P->sched) ? beta : csde_schedule_path_g2(P->sched, t);
+  double c = rev ? -g2 : -0.5 * g2;
   *cx += c * ax;
   *cs = c * as;
   return CSDE_SUCCESS;

@@ -579,14 +579,14 @@ def test_progress_line_on_stderr():
 
 @pytest.mark.parametrize("spec", ["edm", "ve:smin=0.01,smax=50", "rf:shift=3"])
 def test_paths_are_refused_by_the_processes(spec):
-    """Issue 28, first slice: the Gaussian paths are schedules (their VP view evaluates) but
-    no process runs them yet: a solve is refused with an error naming the schedule."""
+    """Issue 28: the Gaussian paths are schedules (their VP view evaluates); the
+    denoiser-view solvers do not run them yet: a solve is refused with an error naming the
+    schedule (the generic solvers run them: tests/test_paths_proc.c)."""
     S = corrsde.Schedule(spec)
     assert np.isfinite(S.abar(np.array([0.5]))).all()
     C = corrsde.Cov("ar1:rho=0.5", frames=3)
     f = lambda t, x, ctx: -x
-    for process in ("pf-ode", "forward-sde"):
-        with pytest.raises(ValueError, match=r"schedule.*is the (edm|ve|rf) path") as e:
-            corrsde.solve(f, np.zeros((1, 3, 2)), cov=C, schedule=S, process=process,
-                          solver="euler", steps=4)
-        assert S.spec in str(e.value)
+    with pytest.raises(ValueError, match=r"schedule.*\(the (edm|ve|rf) path\)") as e:
+        corrsde.solve(f, np.zeros((1, 3, 2)), cov=C, schedule=S, process="pf-ode",
+                      solver="dpmpp2m", steps=4)
+    assert S.spec in str(e.value) and "denoiser view" in str(e.value)
