@@ -31,13 +31,17 @@ S0 = 0.25 * np.array([[0.95 ** abs(i - j) for j in range(TAU)] for i in range(TA
 def exact(kind):
     """The exact answer of kind `kind` for N(0, S0) data under N(0, C) frame noise:
     Sigma_t = abar S0 + (1 - abar) C, C grad log p = -C Sigma_t^-1 x,
-    delta = sigma C Sigma_t^-1 x, x0 = alpha S0 Sigma_t^-1 x, v = alpha delta - sigma x0."""
+    delta = sigma C Sigma_t^-1 x, x0 = alpha S0 Sigma_t^-1 x, v = alpha delta - sigma x0,
+    flow u = -1/2 beta (x + C grad log p)."""
     def model(t, x, ctx):
         ab = ctx.abar
         al, sg = np.sqrt(ab), np.sqrt(1 - ab)
         y = np.einsum("ij,bj...->bi...", np.linalg.inv(ab * S0 + (1 - ab) * CM), x)
         cy = np.einsum("ij,bj...->bi...", CM, y)
         x0 = al * np.einsum("ij,bj...->bi...", S0, y)
+        if kind == "flow":  # the PF-ODE velocity u = f x - g^2/2 C grad log p (VP: f = -beta/2)
+            b = ctx.schedule.beta(t)
+            return -0.5 * b * x + 0.5 * b * cy
         return {"score": -y, "cscore": -cy, "noise": sg * cy, "x0": x0,
                 "v": al * sg * cy - sg * x0}[kind]
     model.output = kind
