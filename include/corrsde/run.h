@@ -179,7 +179,7 @@ CSDE_API csde_save_kind csde_run_save_kind(const csde_run *r);
 CSDE_API const csde_run_memory *csde_run_memory_of(const csde_run *r);
 
 /* The start states `corrsde sample` draws for a reverse process or a sampler: the prior
- * N(0, C) with the run's seed, stream CSDE_STREAM_INIT, samples first_sample ..
+ * N(0, p^2 C) (p = csde_schedule_path_prior_scale: VP 1, edm smax) with the run's seed, stream CSDE_STREAM_INIT, samples first_sample ..
  * first_sample + batch - 1. (A forward
  * process starts from data: the caller's, or the model's data law.) */
 CSDE_API int csde_run_prior(const csde_run *r, double *x, csde_err *err);

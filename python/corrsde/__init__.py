@@ -764,7 +764,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     adaptive steps instead of steps (ODEs: rk45, rkck, rk8pd, dopri5; SDEs: heun, em,
     sra1, with noise="path"). noise: "stream" (fresh per step) or "path" (one Brownian path per
     seed, the same for any steps). t_start/t_end: the process's own ends by default
-    (reverse: 1 -> 1e-3). grid: uniform, quadratic, karras[:rho=R], logsnr, list:t0,t1,...,
+    (reverse: 1 -> 1e-3; a path's span where that falls outside it: edm smax -> smin,
+    rf 0.999 -> 1e-3; the prior then N(0, p^2 C), p = schedule.prior_scale()). grid: uniform, quadratic, karras[:rho=R], logsnr, list:t0,t1,...,
     or the nodes as an array of times, {"t": times} or {"sigma": sigmas} (the VE sigma of
     Schedule.sigma_to_t), strictly monotone, its ends the default t_start/t_end.
     save: "final", "every:K", "times:t1,..." (or a dict).
@@ -824,6 +825,9 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
                              % base)
         x = cov.sample(1 if batch is None else batch,
                        () if frame_shape is None else frame_shape, seed)
+        p = schedule.prior_scale()  # the prior N(0, p^2 C) (VP: 1, x untouched)
+        if p != 1:
+            x = x * p
     else:
         x = _states(x, "x", cov.frames).copy()
         init = "the caller's states (corrsde.solve x=)"
@@ -950,7 +954,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
 
     For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
-    fixed steps on one Brownian path each (path noise) from the prior N(0, C) (seed),
+    fixed steps on one Brownian path each (path noise) from the prior N(0, p^2 C) (seed;
+    p = schedule.prior_scale(), VP 1),
     against a reference on the same path: reference "auto" (exact where the model gives
     it: never for a Python model), "fine" (each solver at reference_level, default the
     program's K1 + 3 or more; "fine:LEVEL" the same) or "fine:SOLVER:rtol=R[,atol=A]"
@@ -959,7 +964,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     estimated from the first batch at R / 10). error: "strong", "weak-mean", "weak-cov" (SDEs) or
     "ode" (pf-ode, pf-ode-encode; the default there); solvers: default em,heun for SDEs,
     euler,heun,rk45 for ODEs. t_end: where the solves end, eps (as `corrsde converge
-    --t-end`; default 1e-3, 0 <= t_end < T, T = 1 or 0.999 with cosine). The model is
+    --t-end`; default 1e-3, 0 <= t_end < T, T = 1 or 0.999 with cosine; a path: its span,
+    edm smin <= t_end < smax). The model is
     called on this thread (converge runs one thread, with the GIL released between
     calls), with x of [b, tau, *frame_shape], b up to batch paths (default 64). Returns
     a Convergence. The program's outputs: out (the HDF5 file of `corrsde converge -o`),

@@ -1048,6 +1048,8 @@ typedef struct {
   const csde_cov *C;
   size_t D;
   uint64_t seed;
+  double prior_scale; /* the path's: the prior is N(0, p^2 C) (VP: 1) */
+  size_t per;         /* values per sample: tau D */
   csde_cov_ws *ws;
   /* progress: the program's display (progress=True) or a callable's */
   int draw;
@@ -1120,7 +1122,10 @@ static int conv_start(void *user, void *state, size_t first, size_t n, double *x
 {
   pyconv *c = user;
   (void)state;
-  return csde_conv_start_prior(c->C, c->ws, c->seed, first, n, x, err);
+  int s = csde_conv_start_prior(c->C, c->ws, c->seed, first, n, x, err);
+  if (!s && c->prior_scale != 1)
+    for (size_t i = 0; i < n * c->per; i++) x[i] *= c->prior_scale;
+  return s;
 }
 
 /* A list of n doubles as a new 1-D array. */
@@ -1295,6 +1300,8 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
   pc.C = ch->C;
   pc.D = p.P.D;
   pc.seed = p.seed;
+  pc.prior_scale = csde_schedule_path_prior_scale(p.P.sched);
+  pc.per = p.P.tau * p.P.D;
   PyObject *prog = PyDict_GetItemString(sd, "progress");
   if (prog && PyCallable_Check(prog))
     pc.cb = prog;

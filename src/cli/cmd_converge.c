@@ -369,8 +369,9 @@ static int parse_own(int c, const char *v, converge_args *a)
   }
   case OPT_T_END: /* its side of the start needs the schedule: csde_conv_resolve */
     if ((rc = cli_parse_double(CMD, "--t-end", v, &a->t_end))) return rc;
-    if (!(a->t_end >= 0 && a->t_end <= 1)) {
-      cli_error(CMD, "--t-end: expected a time in [0, 1] (the schedule's range), got '%s'", v);
+    if (!(a->t_end >= 0 && isfinite(a->t_end))) { /* the upper end: csde_conv_resolve */
+      cli_error(CMD, "--t-end: expected a time in [0, 1] (the schedule's range; a path's: its "
+                     "span, edm [smin, smax]), got '%s'", v);
       return CLI_EUSAGE;
     }
     a->t_end_s = v;
@@ -833,8 +834,14 @@ static int hook_start(void *user, void *state, size_t first, size_t n, double *x
     return csde_model_gaussian_sample(ts->model.model, r->t_start, key, first, n, x, err);
   case START_DATA:
     return cli_model_sample_data(&ts->model, key, first, n, x, err);
-  default:
-    return csde_conv_start_prior(r->C, ts->ws, r->a->c.seed, first, n, x, err);
+  default: { /* N(0, p^2 C), p the path's prior scale (VP: 1, the draw untouched) */
+    const double p = csde_schedule_path_prior_scale(r->P.sched);
+    const size_t m = n * r->P.tau * r->P.D;
+    int s = csde_conv_start_prior(r->C, ts->ws, r->a->c.seed, first, n, x, err);
+    if (!s && p != 1)
+      for (size_t i = 0; i < m; i++) x[i] *= p;
+    return s;
+  }
   }
 }
 

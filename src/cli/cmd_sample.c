@@ -327,8 +327,9 @@ static int parse_time(const char *flag, const char *s, double *out)
 {
   int rc = cli_parse_double(CMD, flag, s, out);
   if (rc) return rc;
-  if (!(*out >= 0 && *out <= 1)) {
-    cli_error(CMD, "%s: expected a time in [0, 1], got '%s'", flag, s);
+  if (!(*out >= 0 && isfinite(*out))) { /* the upper end is the schedule's: csde_run_alloc */
+    cli_error(CMD, "%s: expected a time in [0, 1] (a path's span: edm [smin, smax]), got "
+                   "'%s'", flag, s);
     return CLI_EUSAGE;
   }
   return CLI_OK;

@@ -143,31 +143,56 @@ static int resolve_kind_reference(const csde_conv_settings *s, csde_conv_plan *p
   return CSDE_SUCCESS;
 }
 
-/* The span: T = csde_problem_t_max (cosine: 0.999), eps the default (forward-sde: 0), and
- * t_end mapped as `corrsde sample` maps it: eps for reverse-sde and pf-ode (T -> eps), T
- * for forward-sde (0 -> T) and pf-ode-encode (eps -> T). */
+/* The span: T = csde_problem_t_max (cosine: 0.999; a path: its t_max, rf 0.999), eps the
+ * default or the path's t_min where the default is below it (edm: smin; forward-sde: t_min,
+ * VP 0), and t_end mapped as `corrsde sample` maps it: eps for reverse-sde and pf-ode
+ * (T -> eps), T for forward-sde (t_min -> T) and pf-ode-encode (eps -> T). */
 static int resolve_span(double e, const csde_schedule *sched, csde_problem *P, csde_err *err)
 {
   const char *proc = csde_process_name(P->process);
+  const int vp = csde_schedule_is_vp(sched);
+  double lo = 0, hi = 1;
+  if (!vp) csde_schedule_path_span(sched, &lo, &hi);
   P->T = csde_problem_t_max(sched);
-  if (P->process == CSDE_PROC_FORWARD_SDE) P->eps = 0;
+  if (P->eps < lo) P->eps = lo;
+  if (P->process == CSDE_PROC_FORWARD_SDE) P->eps = lo;
   if (isnan(e)) return CSDE_SUCCESS;
   if (P->process == CSDE_PROC_FORWARD_SDE || P->process == CSDE_PROC_PFODE_ENCODE) {
-    double t0 = P->process == CSDE_PROC_FORWARD_SDE ? 0.0 : P->eps;
-    if (!(e > t0 && e <= 1))
-      return BAD(CSDE_CONV_PARAM_T_END, "t_end: %s runs forwards from t = %g, so its end T "
-                                        "must be later (expected %g < t_end <= 1), got %g",
-                 proc, t0, t0, e);
-    if (!isfinite(csde_schedule_beta(sched, e)))
+    double t0 = P->process == CSDE_PROC_FORWARD_SDE ? lo : P->eps;
+    if (!(e > t0 && e <= hi)) {
+      if (vp)
+        return BAD(CSDE_CONV_PARAM_T_END, "t_end: %s runs forwards from t = %g, so its end T "
+                                          "must be later (expected %g < t_end <= 1), got %g",
+                   proc, t0, t0, e);
+      return BAD(CSDE_CONV_PARAM_T_END, "t_end: %s runs forwards from t = %g within the span "
+                                        "[%g, %g] of the %s path (schedule '%s'); expected %g "
+                                        "< t_end <= %g, got %g",
+                 proc, t0, lo, hi, csde_schedule_path_name(sched), csde_schedule_spec(sched),
+                 t0, hi, e);
+    }
+    if (vp && !isfinite(csde_schedule_beta(sched, e)))
       return BAD(CSDE_CONV_PARAM_T_END, "t_end: beta(%g) of the schedule %s is infinite "
                                         "(expected t_end < %g, such as %g), got %g",
                  e, csde_schedule_spec(sched), e, CSDE_T_COSINE, e);
+    if (!vp && !(isfinite(csde_schedule_path_f(sched, e)) &&
+                 isfinite(csde_schedule_path_g2(sched, e))))
+      return BAD(CSDE_CONV_PARAM_T_END, "t_end: f or g^2 of the %s path (schedule '%s') is "
+                                        "infinite at %g (expected t_end < %g, such as %g)",
+                 csde_schedule_path_name(sched), csde_schedule_spec(sched), e, e,
+                 csde_problem_t_max(sched));
     P->T = e;
   } else {
-    if (!(e >= 0 && e < P->T))
-      return BAD(CSDE_CONV_PARAM_T_END, "t_end: %s runs backwards from T = %g; expected 0 <= "
-                                        "t_end < %g (its end eps must be earlier), got %g",
-                 proc, P->T, P->T, e);
+    if (!(e >= lo && e < P->T)) {
+      if (vp)
+        return BAD(CSDE_CONV_PARAM_T_END, "t_end: %s runs backwards from T = %g; expected 0 "
+                                          "<= t_end < %g (its end eps must be earlier), got %g",
+                   proc, P->T, P->T, e);
+      return BAD(CSDE_CONV_PARAM_T_END, "t_end: %s runs backwards from T = %g within the span "
+                                        "[%g, %g] of the %s path (schedule '%s'); expected %g "
+                                        "<= t_end < %g, got %g",
+                 proc, P->T, lo, hi, csde_schedule_path_name(sched), csde_schedule_spec(sched),
+                 lo, P->T, e);
+    }
     P->eps = e;
   }
   return CSDE_SUCCESS;

@@ -97,28 +97,40 @@ static int set_span(csde_run *r, const csde_run_settings *s, csde_err *err)
   csde_problem d = csde_problem_default();
   double T = d.T, eps = d.eps;
   int ts = !isnan(s->t_start), te = !isnan(s->t_end);
-  if ((ts && !(s->t_start >= 0 && s->t_start <= 1)) || (te && !(s->t_end >= 0 && s->t_end <= 1))) {
-    csde_err_set(err, CSDE_EINVAL, "expected times in [0, 1], got t_start %g and t_end %g",
-                 s->t_start, s->t_end);
+  /* the path's span [lo, hi] (VP: [0, 1]; edm: [smin, smax]) */
+  const int vp = csde_schedule_is_vp(r->sched);
+  double lo = 0, hi = 1;
+  if (!vp) csde_schedule_path_span(r->sched, &lo, &hi);
+  if ((ts && !(s->t_start >= lo && s->t_start <= hi)) ||
+      (te && !(s->t_end >= lo && s->t_end <= hi))) {
+    if (vp)
+      csde_err_set(err, CSDE_EINVAL, "expected times in [0, 1], got t_start %g and t_end %g",
+                   s->t_start, s->t_end);
+    else
+      csde_err_set(err, CSDE_EINVAL, "expected times in the span [%g, %g] of the %s path "
+                                     "(schedule '%s'), got t_start %g and t_end %g",
+                   lo, hi, csde_schedule_path_name(r->sched), csde_schedule_spec(r->sched),
+                   s->t_start, s->t_end);
     return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
   }
-  T = csde_problem_t_max(r->sched); /* 1, or 0.999 for cosine (beta(1) = inf) */
+  T = csde_problem_t_max(r->sched); /* 1, or 0.999 for cosine (beta(1) = inf); paths: t_max */
+  if (eps < lo) eps = lo; /* edm: the default 1e-3 is below smin */
   switch (r->process) {
   case CSDE_RUN_FORWARD_SDE:
-    if (ts && s->t_start != 0) {
-      csde_err_set(err, CSDE_EINVAL, "forward-sde starts at t = 0 (expected 0, got %g)",
-                   s->t_start);
+    if (ts && s->t_start != lo) {
+      csde_err_set(err, CSDE_EINVAL, "forward-sde starts at t = %g (expected %g, got %g)", lo,
+                   lo, s->t_start);
       return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
     }
     if (te) T = s->t_end;
-    if (!(T > 0)) {
-      csde_err_set(err, CSDE_EINVAL, "forward-sde runs from 0 to t_end; expected 0 < t_end "
-                                     "<= 1, got %g", T);
+    if (!(T > lo)) {
+      csde_err_set(err, CSDE_EINVAL, "forward-sde runs from %g to t_end; expected %g < t_end "
+                                     "<= %g, got %g", lo, lo, hi, T);
       return csde_err_blame(err, CSDE_PARAM_SPAN, CSDE_EINVAL);
     }
-    r->t0 = 0;
+    r->t0 = lo;
     r->t1 = T;
-    eps = 0; /* unused by the forward SDE; the library wants eps < T */
+    eps = lo; /* unused by the forward SDE; the library wants eps < T */
     break;
   case CSDE_RUN_PFODE_ENCODE:
     if (ts) eps = s->t_start;
@@ -799,6 +811,16 @@ static int set_params(csde_run *r, const csde_run_settings *s, const csde_schedu
   return CSDE_SUCCESS;
 }
 
+/* The rate of the linear part a step must resolve: VP beta(t); a path |f| + g^2 / (2 (alpha^2
+ * + sigma^2)) (the drift f x plus the score part of a unit-variance law; VP: beta/2 + beta/2). */
+static double stiffness(const csde_schedule *sched, double t)
+{
+  if (csde_schedule_is_vp(sched)) return csde_schedule_beta(sched, t);
+  const double a = csde_schedule_path_alpha(sched, t), sg = csde_schedule_path_sigma(sched, t);
+  return fabs(csde_schedule_path_f(sched, t)) +
+         csde_schedule_path_g2(sched, t) / (2 * (a * a + sg * sg));
+}
+
 /* The memory check, the solver, its grid, the save plan and hbeta. */
 static int alloc_solver(csde_run *r, const csde_run_settings *s, const csde_cov *C,
                         const csde_schedule *sched, const csde_model *model, size_t batch,
@@ -839,8 +861,7 @@ static int alloc_solver(csde_run *r, const csde_run_settings *s, const csde_cov 
       return csde_err_set(err, CSDE_ENOMEM, "out of memory for %zu steps", r->nsteps);
     r->hbeta[0] = 0;
     for (size_t k = 0; k < r->nsteps; k++) {
-      const double b = fmax(csde_schedule_beta(sched, r->grid[k]),
-                            csde_schedule_beta(sched, r->grid[k + 1]));
+      const double b = fmax(stiffness(sched, r->grid[k]), stiffness(sched, r->grid[k + 1]));
       r->hbeta[k + 1] = fmax(r->hbeta[k], fabs(r->grid[k + 1] - r->grid[k]) * b);
     }
   }
@@ -915,6 +936,10 @@ int csde_run_prior(const csde_run *r, double *x, csde_err *err)
   int st = csde_cov_ws_alloc(&ws, r->P.C, r->D, r->par.threads, err);
   if (!st) st = csde_cov_sample(r->P.C, ws, key, r->s.first_sample, r->batch, x, err);
   csde_cov_ws_free(ws);
+  /* N(0, p^2 C), p the path's prior scale (VP: 1, the draw untouched) */
+  const double p = csde_schedule_path_prior_scale(r->sched);
+  if (!st && p != 1)
+    for (size_t i = 0; i < r->n; i++) x[i] *= p;
   return st;
 }
 
