@@ -4,6 +4,9 @@
  *   x0  = (x - sqrt(1 - abar_t) d) / sqrt(abar_t),
  *   x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sig^2) d + sig V' z,
  *   sig = eta sqrt((1 - abar_s) / (1 - abar_t)) sqrt(1 - abar_t / abar_s),
+ * On a non-VP path the same step in (alpha, sigma, lambda) (h = lambda_s - lambda_t):
+ *   x_s = alpha_s x0 + sqrt(sigma_s^2 - sig^2) d + sig V' z,  sig = eta sigma_s sqrt(1 - e^-2h),
+ * d = -sigma_t C grad log p (the VP branch keeps its abar expressions bit for bit).
  * z the normals of stream k (the step) of the seed, as the streaming SDE noise. eta = 0
  * (csde_solve_params.eta, default) is deterministic: the first-order exponential
  * integrator of the PF-ODE (docs/MATH.md). `--process ddim[:eta=E]` runs it on the PF-ODE
@@ -44,14 +47,26 @@ static int ddim_step(csde_stepper *S, double t, double u, double *x, const doubl
   const long n = (long)csde_stepper_n(S);
   int s = csde_stepper_cscore(S, t, x, d); /* d = C grad log p_t(x) */
   if (s) return s;
-  double Bt = csde_schedule_int_beta(P->sched, t), Bu = csde_schedule_int_beta(P->sched, u);
-  double at = exp(-Bt), au = exp(-Bu), omt = -expm1(-Bt), omu = -expm1(-Bu);
-  const double c = -sqrt(omt); /* d = delta_theta = -sqrt(1 - abar_t) C grad log p */
+  double cx, cd, c, sig2;
+  if (csde_schedule_is_vp(P->sched)) {
+    double Bt = csde_schedule_int_beta(P->sched, t), Bu = csde_schedule_int_beta(P->sched, u);
+    double at = exp(-Bt), au = exp(-Bu), omt = -expm1(-Bt), omu = -expm1(-Bu);
+    c = -sqrt(omt); /* d = delta_theta = -sqrt(1 - abar_t) C grad log p */
+    /* sig^2 = eta^2 (1-abar_s)/(1-abar_t) (1 - abar_t/abar_s) */
+    sig2 = par->eta * par->eta * omu / omt * -expm1(Bu - Bt);
+    cx = sqrt(au / at), cd = sqrt(fmax(omu - sig2, 0.0)) - sqrt(au / at) * sqrt(omt);
+  } else { /* a path: the same step in (alpha, sigma, lambda), h = lambda_s - lambda_t */
+    double at, gt, lt, au, gu, lu;
+    csde_stepper_view(S, t, &at, &gt, &lt);
+    csde_stepper_view(S, u, &au, &gu, &lu);
+    c = -gt; /* d = -sigma_t C grad log p */
+    /* sig^2 = eta^2 sigma_s^2 (1 - e^{-2h}) */
+    sig2 = par->eta * par->eta * gu * gu * -expm1(-2 * (lu - lt));
+    /* x_s = alpha_s (x - sigma_t d) / alpha_t + sqrt(sigma_s^2 - sig^2) d */
+    cx = au / at, cd = sqrt(fmax(gu * gu - sig2, 0.0)) - au / at * gt;
+  }
   for (long i = 0; i < n; i++) d[i] *= c;
-  /* sig^2 = eta^2 (1-abar_s)/(1-abar_t) (1 - abar_t/abar_s) */
-  double sig2 = par->eta * par->eta * omu / omt * -expm1(Bu - Bt);
-  double cx = sqrt(au / at), cd = sqrt(fmax(omu - sig2, 0.0)) - sqrt(au / at) * sqrt(omt);
-  /* x_s = sqrt(abar_s) (x - sqrt(1-abar_t) d) / sqrt(abar_t) + sqrt(1-abar_s-sig^2) d */
+  /* x_s = cx x + cd d (VP: sqrt(abar_s) (x - sqrt(1-abar_t) d) / sqrt(abar_t) + ...) */
   for (long i = 0; i < n; i++) x[i] = cx * x[i] + cd * d[i];
   if (sig2 > 0) {
     csde_rng_key key = {par->seed, (uint64_t)csde_stepper_step(S)};

@@ -73,7 +73,11 @@ static int edm_churn(csde_stepper *S, double *t0, double *x)
   const double s0 = g0 / a0;
   if (!(s0 >= par->s_tmin && s0 <= par->s_tmax)) return CSDE_SUCCESS;
   const double gamma = fmin(par->s_churn / (double)par->steps, sqrt(2.0) - 1);
-  double sh = s0 * (1 + gamma), th = csde_schedule_t_of_logsnr(P->sched, -2 * log(sh));
+  double sh = s0 * (1 + gamma);
+  /* t of sigma_ve = sh: VP t_of_logsnr(-2 log sh); a path t_of_lambda(-log sh) */
+  double th = csde_schedule_is_vp(P->sched)
+                  ? csde_schedule_t_of_logsnr(P->sched, -2 * log(sh))
+                  : csde_schedule_path_t_of_lambda(P->sched, -log(sh));
   if (!(th <= P->T)) { /* no higher than the span's start */
     double aT, gT, lT;
     csde_stepper_view(S, P->T, &aT, &gT, &lT);

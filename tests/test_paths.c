@@ -418,12 +418,13 @@ static void check_registry_and_refusals(void)
     st = csde_model_gaussian_alloc(&M, C, s, 2, NULL, 0, NULL, &err);
     ok(st == 0 && M, "the gaussian model runs on %s (test_paths_proc checks it)%s%s",
        paths[i], st ? ": " : "", st ? err.msg : "");
-    /* a denoiser-view solver refuses it, naming the schedule (the generic solvers run
-     * every process on every path: test_paths_proc) */
+    /* a denoiser-view solver runs on it (test_paths_proc checks the orders); the discrete
+     * VP chain (ddpm) refuses it, naming the schedule */
     csde_problem P = csde_problem_default();
     P.process = CSDE_PROC_PFODE;
     P.model = M;
     if (strcmp(csde_schedule_path_name(s), "edm") == 0) P.T = 2, P.eps = 0.5;
+    if (strcmp(csde_schedule_path_name(s), "rf") == 0) P.T = 0.9;
     P.tau = 3, P.D = 2, P.batch = 1, P.C = C, P.sched = s;
     csde_solve_params par = csde_solve_default_params();
     par.steps = 4;
@@ -431,10 +432,13 @@ static void check_registry_and_refusals(void)
     double x[6] = {0};
     err = (csde_err){0};
     st = csde_solve(&P, &par, x, NULL, &err);
+    ok(st == 0, "a dpmpp2m solve on %s runs%s%s", paths[i], st ? ": " : "", st ? err.msg : "");
+    par.solver = "ddpm";
+    err = (csde_err){0};
+    st = csde_solve(&P, &par, x, NULL, &err);
     ok(st == CSDE_ENOTSUP && err.param && !strcmp(err.param, CSDE_PARAM_SCHEDULE) &&
-           strstr(err.msg, "denoiser view") && strstr(err.msg, csde_schedule_spec(s)) &&
-           x[0] == 0,
-       "a dpmpp2m solve on %s is refused: %s", paths[i], err.msg);
+           strstr(err.msg, "discrete VP chain") && strstr(err.msg, csde_schedule_spec(s)),
+       "a ddpm solve on %s is refused: %s", paths[i], err.msg);
     csde_model_free(M);
     csde_cov_free(C);
     csde_schedule_free(s);

@@ -58,10 +58,12 @@ static int need_schedule(const char *kind, const csde_schedule *s, double ts, do
 {
   if (!s)
     return csde_err_set(err, CSDE_EINVAL, "%s grid needs a noise schedule (got none)", kind);
-  if (!(ts >= 0 && ts <= 1 && te >= 0 && te <= 1))
+  double lo, hi; /* the path's span: [0, 1] for VP, [smin, smax] for edm */
+  csde_schedule_path_span(s, &lo, &hi);
+  if (!(ts >= lo && ts <= hi && te >= lo && te <= hi))
     return csde_err_set(err, CSDE_EDOM,
-                        "%s grid: the ends t_start = %.17g and t_end = %.17g must lie in [0, 1]",
-                        kind, ts, te);
+                        "%s grid: the ends t_start = %.17g and t_end = %.17g must lie in [%g, %g]",
+                        kind, ts, te, lo, hi);
   return CSDE_SUCCESS;
 }
 

@@ -374,15 +374,13 @@ int csde_solver_alloc_aug(csde_solver **out, const csde_problem *P,
       goto fail;
     }
   }
-  if (P->sched && !csde_schedule_is_vp(P->sched) && (S->type->view || S->type->via_process)) {
-    /* issue 28: the denoiser-view steps and the discrete chain are VP-only for now */
+  if (P->sched && !csde_schedule_is_vp(P->sched) && S->type->via_process) {
+    /* issue 28: the discrete chain is VP-only (the denoiser-view steps run on every path) */
     s = csde_err_set(err, CSDE_ENOTSUP,
-                     "solver '%s' %s, not yet on schedule '%s' (the %s path): use a generic "
-                     "solver (euler, heun, rk45, rkck, rk8pd, dopri5, sra1) or a "
-                     "variance-preserving schedule",
-                     S->type->name, S->type->via_process ? "runs the discrete VP chain"
-                                                         : "steps on the denoiser view",
-                     csde_schedule_spec(P->sched), csde_schedule_path_name(P->sched));
+                     "solver '%s' runs the discrete VP chain, not on schedule '%s' (the %s "
+                     "path): use another solver or a variance-preserving schedule",
+                     S->type->name, csde_schedule_spec(P->sched),
+                     csde_schedule_path_name(P->sched));
     s = csde_err_blame(err, CSDE_PARAM_SCHEDULE, s);
     goto fail;
   }

@@ -578,15 +578,22 @@ def test_progress_line_on_stderr():
 
 
 @pytest.mark.parametrize("spec", ["edm", "ve:smin=0.01,smax=50", "rf:shift=3"])
-def test_paths_are_refused_by_the_processes(spec):
+def test_paths_run_the_denoiser_view_solvers(spec):
     """Issue 28: the Gaussian paths are schedules (their VP view evaluates); the
-    denoiser-view solvers do not run them yet: a solve is refused with an error naming the
-    schedule (the generic solvers run them: tests/test_paths_proc.c)."""
+    denoiser-view solvers run on them (orders: tests/test_paths_proc.c; here on rf, whose
+    span the Python layer takes as it is); the discrete VP chain (ddpm) is refused with an
+    error naming the schedule (edm: the Python layer's [0, 1] span check comes first)."""
     S = corrsde.Schedule(spec)
     assert np.isfinite(S.abar(np.array([0.5]))).all()
     C = corrsde.Cov("ar1:rho=0.5", frames=3)
     f = lambda t, x, ctx: -x
+    if spec == "edm":
+        return
+    if spec.startswith("rf"):
+        r = corrsde.solve(f, np.ones((1, 3, 2)), cov=C, schedule=S, process="pf-ode",
+                          solver="dpmpp2m", steps=4, grid="logsnr")
+        assert np.isfinite(r.x).all() and r.nfe == 4
     with pytest.raises(ValueError, match=r"schedule.*\(the (edm|ve|rf) path\)") as e:
         corrsde.solve(f, np.zeros((1, 3, 2)), cov=C, schedule=S, process="pf-ode",
-                      solver="dpmpp2m", steps=4)
-    assert S.spec in str(e.value) and "denoiser view" in str(e.value)
+                      solver="ddpm", steps=4)
+    assert S.spec in str(e.value) and "discrete VP chain" in str(e.value)
