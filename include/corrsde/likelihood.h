@@ -161,7 +161,8 @@ typedef struct {
  * batch samples per call); adaptive steps solve each sample alone (step sizes follow the
  * state's error, so a shared solve would make a sample depend on the others). No
  * allocation once a solve runs; threads and batch never change a bit. stats sum over
- * the solves. Errors name the setting at fault (csde_err_blame). */
+ * the solves. Errors name the setting at fault (csde_err_blame). VP schedules only for
+ * now: a Gaussian path (edm, ve, rf) gives CSDE_ENOTSUP naming the schedule. */
 CSDE_API int csde_likelihood(const csde_problem *P, const csde_ll_params *par,
                              const double *x, double *xT, csde_ll_sample *out,
                              csde_ll_stats *stats, csde_err *err);
