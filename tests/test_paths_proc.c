@@ -561,6 +561,57 @@ done:
   csde_schedule_free(s);
 }
 
+/* dpmpp3m's first step is DDIM's (order 1, local error h^2/2 dD/dlambda at T), which
+ * bounds the multistep's global order by 2; the constant is the data prediction's motion
+ * at T, about e^(2 lambda_T) against the third-order term's, so the order 3 shows up to
+ * N ~ 1000 and order 2 beyond. On edm (lambda_T = -log 80) with the logsnr grid, the
+ * error ratio of N = 4096 to 8192 is 2^2 (measured 3.99; 2^3 for a third-order start). */
+static void check_dpmpp3m_start(void)
+{
+  const char *spec = "edm:smin=0.002,smax=80";
+  csde_schedule *s = NULL;
+  csde_cov *C = NULL;
+  csde_model *M = NULL;
+  csde_err err = {0};
+  enum { B = 2, N_ = B * TAU * DPIX };
+  double x0[N_], xe[N_], x[N_], e[2] = {NAN, NAN};
+  order_setup(spec, &s, &C, &M, &err);
+  if (!M) goto done;
+  for (int i = 0; i < N_; i++) x0[i] = 80 * XS[i % (TAU * DPIX)] + MEAN[i % (TAU * DPIX)];
+  if (csde_model_gaussian_flow_apply(M, 80, 0.002, B, x0, xe, &err)) {
+    ok(0, "exact flow on %s: %s", spec, err.msg);
+    goto done;
+  }
+  for (int k = 0; k < 2; k++) {
+    csde_problem P = csde_problem_default();
+    P.process = CSDE_PROC_PFODE;
+    P.tau = TAU, P.D = DPIX, P.batch = B, P.C = C, P.sched = s, P.model = M, P.T = 80;
+    P.eps = 0.002;
+    csde_solve_params par = csde_solve_default_params();
+    par.solver = "dpmpp3m";
+    par.steps = (size_t)4096 << k;
+    par.grid = "logsnr";
+    par.threads = 1;
+    memcpy(x, x0, sizeof x);
+    if (csde_solve(&P, &par, x, NULL, &err)) {
+      ok(0, "dpmpp3m on %s, N = %zu: %s", spec, par.steps, err.msg);
+      goto done;
+    }
+    double e2 = 0;
+    for (int i = 0; i < N_; i++) e2 += (x[i] - xe[i]) * (x[i] - xe[i]);
+    e[k] = sqrt(e2 / N_);
+  }
+  const double p = log2(e[0] / e[1]);
+  printf("# dpmpp3m start | %s | logsnr | 4096:%.2e 8192:%.2e | order %.2f\n", spec, e[0],
+         e[1], p);
+  ok(fabs(p - 2) < 0.25, "dpmpp3m on %s, logsnr grid, N = 4096 -> 8192: order %.2f is its "
+     "first step's 2 (+-0.25)", spec, p);
+done:
+  csde_model_free(M);
+  csde_cov_free(C);
+  csde_schedule_free(s);
+}
+
 /* The SDE samplers on a path: from exact draws of p_T, the reverse SDE's law at eps with
  * `steps` steps against the exact marginal Sigma_eps = alpha^2 S0 + sigma^2 C (mean alpha m)
  * within 4.5 standard errors (the second moment about the exact mean; Wishart variance
@@ -568,7 +619,10 @@ done:
 static void check_sde_law(const char *spec, double T, double eps, size_t steps,
                           const char *grid)
 {
-  static const char *const solvers[] = {"euler-ancestral", "dpmpp2m-sde"};
+  /* edm-heun with churn gamma = 80/800 = 0.1 a step (s_noise 1): each step raises the
+   * noise level by fresh V'z noise, which keeps the marginal law, then solves the PF-ODE
+   * down; its endpoint law is p_eps as the SDE samplers' */
+  static const char *const solvers[] = {"euler-ancestral", "dpmpp2m-sde", "edm-heun"};
   csde_schedule *s = NULL;
   csde_cov *C = NULL;
   csde_model *M = NULL;
@@ -588,7 +642,8 @@ static void check_sde_law(const char *spec, double T, double eps, size_t steps,
       break;
     }
     csde_problem P = csde_problem_default();
-    P.process = CSDE_PROC_REVERSE_SDE;
+    const int churn = !strcmp(solvers[k], "edm-heun");
+    P.process = churn ? CSDE_PROC_PFODE : CSDE_PROC_REVERSE_SDE;
     P.tau = TAU, P.D = DPIX, P.batch = B, P.C = C, P.sched = s, P.model = M, P.T = T;
     P.eps = eps;
     csde_solve_params par = csde_solve_default_params();
@@ -596,6 +651,7 @@ static void check_sde_law(const char *spec, double T, double eps, size_t steps,
     par.steps = steps;
     par.grid = grid;
     par.seed = 99 + k;
+    if (churn) par.s_churn = 0.1 * (double)steps;
     if (csde_solve(&P, &par, x, NULL, &err)) {
       ok(0, "%s on %s: %s", solvers[k], spec, err.msg);
       continue;
@@ -634,6 +690,7 @@ int main(int argc, char **argv)
     check_ode_orders("edm:smin=0.002,smax=80", 80, 0.002, "logsnr");
     check_ode_orders("ve", 1.0, 0.0, "logsnr");
     check_ode_orders("rf:shift=3", 0.999, 1e-3, "logsnr");
+    check_dpmpp3m_start();
     check_sde_law("edm:smin=0.002,smax=80", 80, 0.002, 800, "karras");
     check_sde_law("ve", 1.0, 0.0, 800, "logsnr");
     check_sde_law("rf:shift=3", 0.999, 1e-3, 800, "logsnr");
