@@ -197,12 +197,20 @@ run info "$tmp/fatal.h5"
 grep -q '^status *failed: .*fatal code' "$tmp/out" && grep -qF '[5, 2, 4, 8]' "$tmp/out"
 ok $? "a fatal model code: status recorded, states kept"
 
-run sample "${small[@]}" --schedule cosine --t-start 1 -o "$tmp/nan.h5"
+run sample "${small[@]}" --model "plugin:$CSDE_PLUGIN_FAULTY:value=nan" -o "$tmp/nan.h5"
 [ "$rc" -eq 1 ] && grep -q 'NaN' "$tmp/err"
-ok $? "NaN from the model (cosine at t = 1): exit 1 naming the NaN"
+ok $? "NaN from the model: exit 1 naming the NaN"
 run info "$tmp/nan.h5"
 grep -q '^status *failed: .*NaN' "$tmp/out"
 ok $? "NaN: status recorded in /stats"
+
+# the drift is infinite where alpha = 0: refused before the run, naming the span's flag
+for sched in cosine rf:shift=3; do
+  run sample "${small[@]}" --schedule $sched --t-start 1 -o "$tmp/inf.h5"
+  [ "$rc" -eq 2 ] && grep -q -- "--t-start/--t-end.*drift is infinite at t = 1" "$tmp/err" &&
+    [ ! -e "$tmp/inf.h5" ]
+  ok $? "$sched from t = 1 (alpha = 0): exit 2 naming --t-start/--t-end, no file"
+done
 
 # ---- SIGKILL halfway: the file opens and holds every state saved before the kill ----
 

@@ -428,6 +428,24 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
                        t1, fwd ? "" : "t_min <= eps < T,", fwd ? "t_min <" : "", t1, P->eps,
                        P->T));
   }
+  { /* the drift f x and diffusion g at the span's ends: infinite where alpha = 0
+     * (cosine's beta(1), rf at t = 1), which no conversion survives */
+    double ta, tb;
+    csde_problem_span(P, &ta, &tb);
+    for (int e = 0; e < 2; e++) {
+      const double te = e ? tb : ta, f = csde_schedule_path_f(P->sched, te),
+                   g2 = csde_schedule_path_g2(P->sched, te);
+      if (!(isfinite(f) && isfinite(g2)))
+        return csde_err_blame(
+            err, CSDE_PARAM_SPAN,
+            csde_err_set(err, CSDE_EINVAL,
+                         "schedule '%s': the drift is infinite at t = %g (f = %g, g^2 = %g, "
+                         "alpha = %g): end the span before it, at t <= %g",
+                         csde_schedule_spec(P->sched), te, f, g2,
+                         csde_schedule_path_alpha(P->sched, te),
+                         csde_problem_t_max(P->sched)));
+    }
+  }
   if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
     return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
   if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
