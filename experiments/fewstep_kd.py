@@ -76,7 +76,7 @@ def _missing(name):
 
 def load_sampling(root):
     """k_diffusion/sampling.py of the checkout at root, as a module (see the docstring)."""
-    import torch  # noqa: F401  (sampling.py needs it; fail here with a clear message)
+    importlib.import_module("torch")  # sampling.py needs it: fail here, before the stubs
     path = os.path.join(root, "k_diffusion", "sampling.py")
     if not os.path.isfile(path):
         raise SystemExit("--kdiffusion %s: no k_diffusion/sampling.py there" % root)
