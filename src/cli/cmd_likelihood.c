@@ -757,6 +757,13 @@ int cli_cmd_likelihood(int argc, char **argv)
     goto done;
   }
   if ((rc = cli_spec_schedule(CMD, a.c.schedule, &sched))) goto done;
+  if (a.elbo && !csde_schedule_is_vp(sched)) {
+    cli_error(CMD, "--elbo: the discrete bound is VP-only: schedule '%s' is the %s path (use "
+                   "a discrete VP schedule, e.g. --schedule ddpm-linear, or leave out --elbo)",
+              csde_schedule_spec(sched), csde_schedule_path_name(sched));
+    rc = CLI_EUSAGE;
+    goto done;
+  }
   if (a.elbo && csde_schedule_nsteps(sched) == 0) {
     cli_error(CMD, "--elbo: the discrete bound needs a discrete schedule (e.g. --schedule "
                    "ddpm-linear), got --schedule '%s'", csde_schedule_spec(sched));
