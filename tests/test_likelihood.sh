@@ -9,7 +9,9 @@
 #   - bad inputs each exit non-zero with one line naming the option and write nothing;
 #   - --help documents every option.
 #   - --dequant uniform: bpd of 8-bit data takes the offset 7, batch never changes a bit;
-#   - --elbo: nll = L_T + L_sum + L_0 per sample, batch and threads never change a bit.
+#   - --elbo: nll = L_T + L_sum + L_0 per sample, batch and threads never change a bit;
+#   - issue 28: rf:shift=3 end to end against its closed form, edm's default span, the
+#     refusals of rf at T = 1, edm beyond smax and --elbo on a path.
 set -u
 : "${CORRSDE:?set CORRSDE to the corrsde binary}"
 PY=${PYTHON3:-/usr/bin/python3}
@@ -191,6 +193,42 @@ nll, s = f["nll"][()], f["LT"][()] + f["Lsum"][()] + f["L0"][()]
 print("nll", nll); sys.exit(0 if np.allclose(nll, s, rtol=1e-12) and f["nll"].shape == (4,) else 1)' "$tmp/e.h5"
   ok $((r1 != 0 || $? != 0)) "--elbo: nll = L_T + L_sum + L_0 per sample, the same bits for --batch 1 --threads 2"
 }
+
+# issue 28: another path end to end. rf:shift=3 (alpha = 1 - t', sigma = t', t' = 3 t /
+# (1 + 2 t)) from eps 1e-3 to its T 0.999: the closed form of the path's marginals (m 0,
+# S0 0.25 ar1(0.95), C ar1(0.9)) with the exact divergence, to 1e-9 relative at rtol 1e-10
+run likelihood --data "$tmp/data.h5" --schedule rf:shift=3 --divergence exact --rtol 1e-10 -q -o "$tmp/rf.h5"
+r1=$rc
+py '
+import sys, h5py, numpy as np
+def ar1(t, rho): i = np.arange(t); return rho ** np.abs(i[:, None] - i[None, :])
+def logn(x, S):
+    L = np.linalg.cholesky(S); tau = S.shape[0]
+    z = np.linalg.solve(L, x.transpose(1, 0, 2).reshape(tau, -1))
+    return (-0.5 * (z * z).reshape(tau, x.shape[0], x.shape[2]).sum(axis=(0, 2))
+            - x.shape[2] * (np.log(np.diag(L)).sum() + 0.5 * tau * np.log(2 * np.pi)))
+with h5py.File(sys.argv[1], "r") as f:
+    lp, pr, xT = f["logp"][()], f["prior"][()], f["xT"][()]
+    eps, T = f["parameters"].attrs["eps"], f["parameters"].attrs["T"]
+x = h5py.File(sys.argv[2], "r")["x"][()]
+S0, C = 0.25 * ar1(5, 0.95), ar1(5, 0.9)
+def Sig(t):
+    tp = 3 * t / (1 + 2 * t)
+    return (1 - tp) ** 2 * S0 + tp ** 2 * C
+want = logn(x, Sig(eps))
+got = lp - pr + logn(xT, Sig(T))
+e = np.max(np.abs(got - want) / np.abs(want))
+print("eps", eps, "T", T, "closed form", want, "computed", got, "max rel err %.3g" % e)
+sys.exit(0 if e < 1e-9 and eps == 1e-3 and T == 0.999 and np.allclose(pr, logn(xT, C), rtol=1e-12, atol=0) else 1)' "$tmp/rf.h5" "$tmp/data.h5"
+ok $((r1 != 0 || $? != 0)) "rf:shift=3: log p - prior + log N(x_T; 0, Sigma_T) = closed form to 1e-9 over [1e-3, 0.999], prior log N(x_T; 0, C) (exit $r1)"
+run likelihood --data "$tmp/data.h5" --schedule edm --divergence exact -q -o "$tmp/edm.h5"
+r1=$rc
+py 'import sys, h5py; a = h5py.File(sys.argv[1], "r")["parameters"].attrs
+print("eps", a["eps"], "T", a["T"]); sys.exit(0 if a["eps"] == 0.002 and a["T"] == 80 else 1)' "$tmp/edm.h5"
+ok $((r1 != 0 || $? != 0)) "edm runs from smin 0.002 to smax 80 by default (exit $r1)"
+bad "rf:shift=3 at --t-end 1" "^corrsde likelihood: --t-start/--t-end: .*'rf:shift=3'.*infinite at T = 1" --data "$tmp/data.h5" --schedule rf:shift=3 --t-end 1
+bad "edm at --t-end 100" "^corrsde likelihood: --t-start/--t-end: .*spans \[0.002, 80\]" --data "$tmp/data.h5" --schedule edm --t-end 100
+bad "--elbo on rf:shift=3" "^corrsde likelihood: --elbo: .*VP-only: schedule 'rf:shift=3'" --data "$tmp/data.h5" --schedule rf:shift=3 --elbo
 
 echo "1..$n"
 [ "$failed" -eq 0 ]

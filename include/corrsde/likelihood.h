@@ -1,12 +1,18 @@
 /* corrsde/likelihood.h: likelihood under correlated noise (MATH.md, docs/MATH.md).
  *
  * Three numbers a researcher compares models by, per sample x (one tau x D block):
- *   - the PF-ODE log-likelihood (csde_likelihood): the encode ODE dx/dt = f(x, t),
- *     f = -1/2 beta (x + C grad log p_t), integrated from eps to T together with
+ *   - the PF-ODE log-likelihood (csde_likelihood), on every schedule (the VP ones and the
+ *     Gaussian paths edm, ve, rf; schedule.h): the encode ODE dx/dt = f(x, t),
+ *     f(x, t) = f(t) x - 1/2 g(t)^2 C grad log p_t (VP: -1/2 beta (x + C grad log p_t)),
+ *     integrated from eps to T together with
  *       log p_eps(x) = log p_T(x_T) + int_eps^T div f(x_t, t) dt,
- *       div f = -1/2 beta (tau D + tr(C grad^2 log p_t)),
- *     the prior p_T = N(0, C (x) I_D) from the covariance operator (csde_cov_logpdf: any
- *     method; a circulant approximation changes the prior, and says so in its report);
+ *       div f = tau D f(t) - 1/2 g(t)^2 tr(C grad^2 log p_t)
+ *             (VP: -1/2 beta (tau D + tr(C grad^2 log p_t)), computed as such),
+ *     the prior p_T = N(0, p^2 C (x) I_D), p = csde_schedule_path_prior_scale (VP, rf: 1;
+ *     edm, ve: sigma(t_max)), the reverse processes' start:
+ *       log p_T(x_T) = log N(x_T / p; 0, C (x) I_D) - tau D log p,
+ *     from the covariance operator (csde_cov_logpdf: any method; a circulant
+ *     approximation changes the prior, and says so in its report);
  *   - the discrete bound (csde_elbo, eq. 3 in full) for a discrete schedule;
  *   - bits per dimension of either (csde_bits_per_dim), with the dequantization said.
  */
@@ -75,7 +81,7 @@ CSDE_API double csde_bits_per_dim(double nll, size_t n, const csde_dequant *q);
  *   directional  sum over the tau D unit vectors e_i of e_i^T J e_i, J = d(C s)/dx:
  *                tau D Jacobian-vector products per evaluation (small tau D)
  *   hutchinson   K probes v_k fixed along the trajectory, each giving an unbiased
- *                estimate of the log-likelihood, ll_k = prior + int (-1/2 beta) (tau D +
+ *                estimate of the log-likelihood, ll_k = prior + int (tau D f - 1/2 g^2
  *                v_k^T J v_k) dt; the result is their mean, with the standard error
  *                sd_k / sqrt(K) and a Student-t interval (K >= 2)
  *   auto         exact for gaussian and gmm, directional when tau D <=
@@ -161,14 +167,16 @@ typedef struct {
  * batch samples per call); adaptive steps solve each sample alone (step sizes follow the
  * state's error, so a shared solve would make a sample depend on the others). No
  * allocation once a solve runs; threads and batch never change a bit. stats sum over
- * the solves. Errors name the setting at fault (csde_err_blame). VP schedules only for
- * now: a Gaussian path (edm, ve, rf) gives CSDE_ENOTSUP naming the schedule. */
+ * the solves. Errors name the setting at fault (csde_err_blame). Any schedule: eps and T
+ * within the path's span (edm [smin, smax]), and T where f and g^2 are finite (rf: T < 1,
+ * e.g. csde_problem_t_max's 0.999; CSDE_EDOM on CSDE_PARAM_SPAN naming the schedule). */
 CSDE_API int csde_likelihood(const csde_problem *P, const csde_ll_params *par,
                              const double *x, double *xT, csde_ll_sample *out,
                              csde_ll_stats *stats, csde_err *err);
 
 /* ---- the discrete bound (MATH.md, eq. 3 in full) ----
- * For a discrete schedule of N steps and a model (any output kind, converted to the noise
+ * For a discrete VP schedule of N steps (a Gaussian path: CSDE_ENOTSUP naming the
+ * schedule, on CSDE_PARAM_SCHEDULE) and a model (any output kind, converted to the noise
  * prediction delta_theta = -sqrt(1 - abar_t) C grad log p at t/N), per sample x0:
  *   -log p(x0) <= L_T + sum_{t=2}^N L_{t-1} + L_0,
  *   L_T     = KL(q(x_N | x0) || N(0, C)) per pixel, summed:

@@ -1081,7 +1081,9 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     """The PF-ODE log-likelihood log p_eps(x) per sample (corrsde/likelihood.h):
     log p_eps(x) = log p_T(x_T) + int_eps^T div f dt, x encoded by the probability-flow ODE
     (pf-ode-encode) from eps to T with the log-density carried by the same solve, the prior
-    N(0, C) per pixel from cov (any method: a circulant approximation changes the prior).
+    N(0, p^2 C) per pixel from cov (any method: a circulant approximation changes the prior),
+    p = schedule.prior_scale(). Any schedule: the VP ones and the paths edm, ve, rf[:shift=S]
+    (div f = tau D f(t) - 1/2 g(t)^2 tr(C grad^2 log p_t)).
 
     model: a built-in spec ("gaussian[:mean=M,std=S,rho=R]", "gaussian:file=P.h5",
     "gmm:file=P.h5": exact models with exact scores), a TorchModel (its Jacobian-vector
@@ -1102,7 +1104,8 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     dopri5); rtol/atol (default 1e-6) adaptive, or steps= fixed steps on grid. Adaptive
     steps control each sample's error alone (the library solves each sample alone, as
     csde_likelihood does); fixed steps solve `batch` samples per call (default all).
-    eps (default 1e-3) and t_end (default T = 1, 0.999 for cosine): the ends.
+    eps (default 1e-3; edm smin) and t_end (default T = 1; 0.999 for cosine and rf; edm
+    smax): the ends, within schedule.span().
     dequant: None (continuous data, taken as they are) or "uniform[:bits=8,scale=S,
     shift=H]": x holds integers k in [0, 2^bits), dequantized as elbo() does,
     y = S (k + u) + H (default S = 2 / 2^bits, H = -1) with u keyed by the seed and the
@@ -1149,6 +1152,8 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     schedule, s = _run_settings(cov, schedule, "pf-ode-encode", solver, steps, grid, rtol, atol,
                                 eps, t_end, seed, "stream", threads, max_nfe, None, None, None,
                                 None)
+    if s["t_start"] is None:  # the default eps 1e-3, or the path's t_min above it (edm)
+        s["t_start"] = max(1e-3, schedule.span()[0])
     for name, v in (("first_sample", first_sample), ("probes", probes)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
                               or v < (1 if name == "probes" else 0)):

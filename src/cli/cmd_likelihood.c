@@ -96,8 +96,9 @@ static void help(void)
          "\n"
          "The log-likelihood of every sample x of a dataset under a model, by the\n"
          "probability-flow ODE from t-start to t-end (T) with the log-density carried along:\n"
-         "  log p(x) = log N(x_T; 0, C (x) I) + int div f dt,\n"
-         "  div f = -1/2 beta (tau D + tr(C grad^2 log p_t)),\n"
+         "  log p(x) = log N(x_T / p; 0, C (x) I) - tau D log p + int div f dt,\n"
+         "  div f = tau D f(t) - 1/2 g(t)^2 tr(C grad^2 log p_t)  (VP: -1/2 beta (tau D + tr)),\n"
+         "p the path's prior scale (VP and rf 1, edm smax, ve sigma(1)),\n"
          "in nats and bits per dimension, with a standard error and an interval where the\n"
          "divergence is estimated; or, with --elbo, the discrete bound of eq. 3.\n"
          "\n"
@@ -109,8 +110,9 @@ static void help(void)
   printf("  -t, --frames TAU       check: the data's tau must be TAU\n"
          "      --frame-shape S    check: the data's frame shape must be S\n");
   cli_common_help(&d, "schedule");
-  printf("      --t-start EPS      the data's time eps (default %g)\n"
-         "      --t-end T          the prior's time (default 1; cosine 0.999)\n",
+  printf("      --t-start EPS      the data's time eps (default %g; edm smin)\n"
+         "      --t-end T          the prior's time (default 1; cosine and rf 0.999; edm\n"
+         "                         smax); both within the path's span\n",
          csde_problem_default().eps);
   printf("\nDivergence (tr(C grad^2 log p_t) at every drift evaluation):\n");
   printf("      --divergence R     one of:\n");
@@ -292,8 +294,10 @@ static int parse_args(int argc, char **argv, ll_args *a)
       const int ts = c == OPT_T_START;
       const char *flag = ts ? "--t-start" : "--t-end";
       double *dst = ts ? &a->t_start : &a->t_end;
-      if (!(rc = cli_parse_double(CMD, flag, v, dst)) && !(*dst > 0 && *dst <= 1)) {
-        cli_error(CMD, "%s: expected a time in (0, 1], got '%s'", flag, v);
+      /* the upper end is the schedule's span's, checked by the library */
+      if (!(rc = cli_parse_double(CMD, flag, v, dst)) && !(*dst > 0 && *dst < INFINITY)) {
+        cli_error(CMD, "%s: expected a time in (0, 1] (a path's span: edm [smin, smax]), "
+                  "got '%s'", flag, v);
         rc = CLI_EUSAGE;
       }
       *(ts ? &a->t_start_set : &a->t_end_set) = 1;
@@ -753,6 +757,13 @@ int cli_cmd_likelihood(int argc, char **argv)
     goto done;
   }
   if ((rc = cli_spec_schedule(CMD, a.c.schedule, &sched))) goto done;
+  if (a.elbo && !csde_schedule_is_vp(sched)) {
+    cli_error(CMD, "--elbo: the discrete bound is VP-only: schedule '%s' is the %s path (use "
+                   "a discrete VP schedule, e.g. --schedule ddpm-linear, or leave out --elbo)",
+              csde_schedule_spec(sched), csde_schedule_path_name(sched));
+    rc = CLI_EUSAGE;
+    goto done;
+  }
   if (a.elbo && csde_schedule_nsteps(sched) == 0) {
     cli_error(CMD, "--elbo: the discrete bound needs a discrete schedule (e.g. --schedule "
                    "ddpm-linear), got --schedule '%s'", csde_schedule_spec(sched));
@@ -778,6 +789,7 @@ int cli_cmd_likelihood(int argc, char **argv)
   P.tau = d.tau, P.D = d.D;
   P.T = a.t_end_set ? a.t_end : csde_problem_t_max(sched);
   if (a.t_start_set) P.eps = a.t_start;
+  else if (P.eps < csde_problem_t_min(sched)) P.eps = csde_problem_t_min(sched); /* edm */
   if (!(P.eps < P.T)) {
     cli_error(CMD, "--t-start/--t-end: expected t-start < t-end, got %g and %g", P.eps, P.T);
     rc = CLI_EUSAGE;

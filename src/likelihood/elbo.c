@@ -104,6 +104,13 @@ int csde_elbo(const csde_problem *P, const csde_elbo_params *par, const double *
   if (!P->C || !P->sched)
     return blame(err, NULL, CSDE_EINVAL, "needs a covariance and a schedule");
   const size_t N = csde_schedule_nsteps(P->sched);
+  if (!csde_schedule_is_vp(P->sched)) /* a Gaussian path has no N-step VP chain */
+    return csde_err_blame(err, CSDE_PARAM_SCHEDULE,
+                          csde_err_set(err, CSDE_ENOTSUP, "elbo: the discrete bound (eq. 3) "
+                                       "is VP-only: schedule '%s' is the %s path (use a "
+                                       "discrete VP schedule, e.g. ddpm-linear:n=1000, or the "
+                                       "PF-ODE likelihood)", csde_schedule_spec(P->sched),
+                                       csde_schedule_path_name(P->sched)));
   if (N == 0)
     return csde_err_blame(err, CSDE_PARAM_SCHEDULE,
                           csde_err_set(err, CSDE_EINVAL, "elbo: the bound needs a discrete "

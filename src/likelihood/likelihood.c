@@ -1,9 +1,11 @@
-/* The PF-ODE log-likelihood (corrsde/likelihood.h):
+/* The PF-ODE log-likelihood (corrsde/likelihood.h), on every Gaussian path:
  *   log p_eps(x) = log p_T(x_T) + int_eps^T div f(x_t, t) dt,
- *   div f = -1/2 beta(t) (tau D + tr(C grad^2 log p_t(x_t))),
+ *   div f = tau D f(t) - 1/2 g(t)^2 tr(C grad^2 log p_t(x_t))
+ *         (VP: f = -1/2 beta, g^2 = beta: -1/2 beta (tau D + tr), computed as such),
  * the state x and the K integrals per sample carried by one solve of the encode ODE
- * (src/solve/augment.h), the traces from divergence.c, the prior from the covariance
- * operator (csde_cov_logpdf). */
+ * (src/solve/augment.h), the traces from divergence.c, the prior N(0, p^2 C), p the path's
+ * prior scale (VP, rf: 1), from the covariance operator (csde_cov_logpdf):
+ *   log p_T(x_T) = log N(x_T / p; 0, C (x) I_D) - tau D log p. */
 #include <gsl/gsl_cdf.h>
 #include <math.h>
 #include <stdlib.h>
@@ -109,6 +111,7 @@ typedef struct {
   csde_div div;
   double *tr;           /* batch K traces */
   const csde_schedule *sched;
+  int vp;               /* a VP schedule: its beta; else the path's f and g^2 */
 } ll_aug;
 
 static int aug_rate(void *user, double t, size_t step, const double *x, const double *f,
@@ -119,9 +122,13 @@ static int aug_rate(void *user, double t, size_t step, const double *x, const do
   const csde_div *d = &a->div;
   int s = csde_div_trace(&a->div, t, step, x, a->tr, err);
   if (s) return s;
-  const double hb = -0.5 * csde_schedule_beta(a->sched, t);
+  /* VP: div f = -1/2 beta (tau D + tr), as it always was (bit for bit);
+   * a path: div f = tau D f - 1/2 g^2 tr */
+  const double hb = a->vp ? -0.5 * csde_schedule_beta(a->sched, t)
+                          : -0.5 * csde_schedule_path_g2(a->sched, t);
+  const double fd = a->vp ? 0.0 : (double)d->per * csde_schedule_path_f(a->sched, t);
   for (size_t i = 0; i < d->batch * d->K; i++) {
-    daug[i] = hb * ((double)d->per + a->tr[i]); /* div f = -1/2 beta (tau D + tr) */
+    daug[i] = a->vp ? hb * ((double)d->per + a->tr[i]) : fd + hb * a->tr[i];
     if (!isfinite(daug[i]))
       return csde_err_set(err, CSDE_ENAN, "the divergence of sample %zu is %g at t = %.17g "
                           "(step %zu; %s)", i / d->K, a->tr[i], t, step,
@@ -201,7 +208,7 @@ static int ll_solve(const csde_problem *P, const csde_ll_params *par, const doub
 {
   csde_problem Q = *P;
   Q.process = CSDE_PROC_PFODE_ENCODE;
-  ll_aug a = {.sched = P->sched};
+  ll_aug a = {.sched = P->sched, .vp = csde_schedule_is_vp(P->sched)};
   csde_solver *S = NULL;
   csde_cov_ws *ws = NULL;
   double *y = NULL, *prior = NULL;
@@ -229,15 +236,22 @@ static int ll_solve(const csde_problem *P, const csde_ll_params *par, const doub
   memset(y + n, 0, naug * sizeof *y);
   csde_solve_stats st;
   if ((s = csde_solver_run(S, y, &st, err))) goto done;
-  /* the prior log N(x_T; 0, C (x) I_D), with the operator's own log det and C^-1 */
-  if ((s = csde_cov_ws_alloc(&ws, P->C, P->D, par->threads, err)) ||
-      (s = csde_cov_logpdf(P->C, ws, d->batch, y, prior, err)))
-    goto done;
+  if (xT) memcpy(xT, y, n * sizeof *y);
+  /* the prior log N(x_T / p; 0, C (x) I_D) - tau D log p, with the operator's own log
+   * det and C^-1 (p = 1: log N(x_T; 0, C (x) I_D) as it is; y's x_T is spent here) */
+  const double pscale = csde_schedule_path_prior_scale(P->sched);
+  if ((s = csde_cov_ws_alloc(&ws, P->C, P->D, par->threads, err))) goto done;
+  if (pscale != 1)
+    for (size_t i = 0; i < n; i++) y[i] /= pscale;
+  if ((s = csde_cov_logpdf(P->C, ws, d->batch, y, prior, err))) goto done;
+  if (pscale != 1) {
+    const double lp = (double)d->per * log(pscale);
+    for (size_t b = 0; b < d->batch; b++) prior[b] -= lp;
+  }
   for (size_t b = 0; b < d->batch; b++) {
     summarise(par, d, y + n + b * d->K, prior[b], &out[b]);
     out[b].nfe = st.nfe + d->nfe, out[b].jvp = d->njvp;
   }
-  if (xT) memcpy(xT, y, n * sizeof *y);
   acc->nfe += st.nfe + d->nfe;
   acc->jvp += d->njvp;
   acc->steps += st.steps, acc->rejected += st.rejected;
@@ -262,8 +276,17 @@ int csde_likelihood(const csde_problem *P, const csde_ll_params *par_in, const d
   memset(&acc, 0, sizeof acc);
   if (stats) *stats = acc;
   int s = check_params(P, &par, x, err);
-  if (!s && P->sched) /* issue 28: the divergence's -1/2 beta is the VP drift's */
-    s = csde_schedule_require_vp(P->sched, "the PF-ODE likelihood", err);
+  if (!s && P->sched && !csde_schedule_is_vp(P->sched)) { /* div f needs f, g^2 finite */
+    const double fT = csde_schedule_path_f(P->sched, P->T);
+    const double gT = csde_schedule_path_g2(P->sched, P->T);
+    if (!(isfinite(fT) && isfinite(gT)) && !isnan(P->T))
+      s = csde_err_blame(err, CSDE_PARAM_SPAN,
+                         csde_err_set(err, CSDE_EDOM, "the PF-ODE likelihood on schedule '%s' "
+                                      "(the %s path): its drift is infinite at T = %g (f = %g, "
+                                      "g^2 = %g); end at T <= %g", csde_schedule_spec(P->sched),
+                                      csde_schedule_path_name(P->sched), P->T, fT, gT,
+                                      csde_problem_t_max(P->sched)));
+  }
   if (s) return s;
   /* adaptive steps follow the error of the state they solve, so each sample is its own
    * solve (a batch would share its steps, and a sample's bits would depend on the

@@ -413,6 +413,8 @@ int csde_model_gaussian_cdiv(const csde_model *M, double t, size_t batch, double
 {
   gauss *g = M->priv;
   size_t n = g->tau;
+  int st = check_t(g, t, "exact divergence", "t", err);
+  if (st) return st;
   if (!g->dense) {
     if (g->derr.status) return dense_init(g, err); /* the error kept from the first try */
     return csde_err_set(err, CSDE_EINVAL, "exact divergence: the gaussian model's dense "

@@ -304,6 +304,8 @@ int csde_model_gmm_cdiv(const csde_model *M, double t, size_t batch, const doubl
 {
   gmm *G = M->priv;
   size_t n = G->tau, D = G->D, bs = n * D, nn = n * n;
+  int st = csde_model_check_t(G->s, t, "exact divergence", "t", err);
+  if (st) return st;
   if (!G->sk)
     return csde_err_set(err, CSDE_EINVAL, "exact divergence: the gmm model's scratch is not "
                         "made: call csde_model_exact_cdiv_prepare first");

@@ -178,10 +178,9 @@ int csde_model_exact_cdiv(const csde_model *M, double t, size_t batch, const dou
   const char *fn = "exact divergence";
   if (!M || (M->tag != CSDE_MODEL_GAUSSIAN && M->tag != CSDE_MODEL_GMM))
     return cdiv_refuse(M, fn, err);
-  if (!(t >= 0 && t <= 1))
-    return csde_err_set(err, CSDE_EDOM, "%s: t = %g is outside [0, 1]", fn, t);
   if (batch && (!tr || (!x && M->tag == CSDE_MODEL_GMM)))
     return csde_err_set(err, CSDE_EINVAL, "%s: %s is NULL", fn, !tr ? "tr" : "x");
+  /* t in the span of the model's schedule (VP [0, 1]; edm [smin, smax]): checked there */
   return M->tag == CSDE_MODEL_GAUSSIAN ? csde_model_gaussian_cdiv(M, t, batch, tr, err)
                                        : csde_model_gmm_cdiv(M, t, batch, x, tr, err);
 }
