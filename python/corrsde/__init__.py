@@ -30,7 +30,7 @@ __all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "conv
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
-OUTPUTS = ("score", "cscore", "noise", "x0", "v", "flow", "flow-shifted")  # csde_model_output
+OUTPUTS = _corrsde.registry("output")
 #: the processes and samplers solve() runs, the covariance families and methods, the schedule
 #: forms: the library's registries (corrsde cov/sample --help list them)
 PROCESSES = _corrsde.registry("process")
