@@ -431,7 +431,13 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
                        t1, fwd ? "" : "t_min <= eps < T,", fwd ? "t_min <" : "", t1, P->eps,
                        P->T));
   }
-  if (P->process != CSDE_PROC_FORWARD_SDE && P->model &&
+  if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
+    return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
+  if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
+    return csde_err_blame(err, CSDE_PARAM_MODEL,
+                          csde_err_set(err, CSDE_EINVAL, "process %s needs a model",
+                                       csde_process_name(P->process)));
+  if (P->process != CSDE_PROC_FORWARD_SDE &&
       csde_model_output_of(P->model) == CSDE_OUT_FLOW_SHIFTED && !is_rf(P->sched))
     return csde_err_blame(
         err, CSDE_PARAM_SCHEDULE,
@@ -441,12 +447,6 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
                      "'%s' is the %s path (use output flow, dx/dt)",
                      csde_model_name(P->model), csde_schedule_spec(P->sched),
                      csde_schedule_path_name(P->sched)));
-  if ((unsigned)P->process > CSDE_PROC_PFODE_ENCODE)
-    return csde_err_set(err, CSDE_EINVAL, "unknown process %d", (int)P->process);
-  if (P->process != CSDE_PROC_FORWARD_SDE && !P->model)
-    return csde_err_blame(err, CSDE_PARAM_MODEL,
-                          csde_err_set(err, CSDE_EINVAL, "process %s needs a model",
-                                       csde_process_name(P->process)));
   if (csde_mul_size(P->batch, P->tau * P->D, &pr->n))
     return csde_err_blame(err, CSDE_PARAM_SIZE,
                           csde_err_set(err, CSDE_EINVAL, "state size overflows"));
