@@ -1001,11 +1001,11 @@ static void test_plugin(void)
     csde_plugin_run told = {2, {3, 2}, 5, C, sc, "reverse-sde"};
     st = csde_model_plugin_load_run(&M, faulty, "echo_run=1", tau, &told, &err);
     ok_status(st, CSDE_EINVAL, err.msg,
-              "abi 5, tau 4, D 6, shape 3x2, rank 2, batch 5, C set, sched set, process "
+              "abi 6, tau 4, D 6, shape 3x2, rank 2, batch 5, C set, sched set, process "
               "reverse-sde", "a plugin is told the shape, batch, C, schedule and process");
     st = csde_model_plugin_load(&M, faulty, "echo_run=1", tau, 6, &err);
     ok_status(st, CSDE_EINVAL, err.msg,
-              "abi 5, tau 4, D 6, shape 6, rank 1, batch 0, C NULL, sched NULL, process NULL",
+              "abi 6, tau 4, D 6, shape 6, rank 1, batch 0, C NULL, sched NULL, process NULL",
               "csde_model_plugin_load tells one axis of D and nothing else");
   } else {
     ok(0, "CSDE_PLUGIN_FAULTY is not set or the covariance/schedule failed (%s)", err.msg);

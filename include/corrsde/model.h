@@ -12,6 +12,9 @@
  *   X0      out = x0_theta              ->  -(x - sqrt(abar) out) / (1 - abar)
  *   V       out = v_theta = sqrt(abar) delta - sqrt(1 - abar) x0
  *                                       ->  -x - sqrt(abar / (1 - abar)) out
+ *   FLOW    out = u = dx_t/dt (any path)  ->  2 (f x - out) / g^2
+ *   FLOW_SHIFTED (rf:shift=S) out = w = dx_t/dt' = delta - x0  ->  FLOW's with u = S w / q^2
+ * (on a non-VP path the conversions are in its alpha and sigma: src/process/process.c).
  * Return codes: 0 success; > 0 recoverable (an adaptive solver retries a smaller step);
  * < 0 fatal (the solve stops with CSDE_EBADFUNC and the model's code in the message).
  * The library checks `out` for NaN/Inf after every call.
@@ -42,7 +45,11 @@ typedef enum {
   CSDE_OUT_NOISE,
   CSDE_OUT_X0,
   CSDE_OUT_V,
-  CSDE_OUT_FLOW /* the velocity u = dx_t/dt = alpha' x0 + sigma' V'z (rectified flow) */
+  CSDE_OUT_FLOW, /* the velocity u = dx_t/dt = alpha' x0 + sigma' V'z (rectified flow) */
+  CSDE_OUT_FLOW_SHIFTED /* rf:shift=S only: w = dx_t/dt' = V'z - x0, the velocity in the
+                           shifted time t' = S t / (1 + (S - 1) t) that SD3, Wan,
+                           HunyuanVideo and LTX predict; u = (dt'/dt) w = S w / q^2,
+                           q = 1 + (S - 1) t (= flow at S = 1) */
 } csde_model_output;
 
 typedef int (*csde_model_fn)(double t, size_t batch, const double *x, double *out,
@@ -53,6 +60,11 @@ typedef struct csde_model csde_model;
  * plugins that set fn_ctx). The solvers fill every field; csde_model_call (no problem at
  * hand) fills t, batch and the model's own sizes, with NaN, -1 and NULL for the rest
  * (ncond = batch, first = 0).
+ * The time in every parametrisation: abar, sigma and logsnr are the VP view of the path
+ * (on edm, sigma is EDM's t); alpha, sigma_path, lambda are the path's own (schedule.h,
+ * csde_schedule_path_alpha, _sigma, _lambda at t: on a VP schedule alpha^2 = abar), and
+ * t_shifted is rectified flow's t' = S t / (1 + (S - 1) t) (= sigma_path; t itself on the
+ * other schedules).
  * Conditioning (src/process/process.c fills it for every call of every solver): a
  * conditional model reads sample j's conditioning as entry first + j of its own array
  * (cond for j < ncond, uncond for j >= ncond at entry first + j - ncond), so one batch
@@ -82,6 +94,11 @@ typedef struct {
                          ncond == batch when not guided */
   size_t first;       /* global index of sample 0 of the call (and of sample ncond): the
                          solve's first_sample + the offset of this slice of the batch */
+  /* since plugin ABI 6 (appended): the path at t (csde_schedule_path_*) */
+  double alpha;      /* alpha(t): x_t = alpha x0 + sigma_path V'z */
+  double sigma_path; /* sigma(t) of the path (sigma above is sigma_path / alpha) */
+  double lambda;     /* log(alpha / sigma_path) = logsnr / 2 */
+  double t_shifted;  /* rf:shift=S: t' = S t / (1 + (S - 1) t); other schedules: t */
 } csde_model_ctx;
 typedef int (*csde_model_ctx_fn)(const csde_model_ctx *ctx, const double *x, double *out,
                                  void *user);

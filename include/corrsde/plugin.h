@@ -36,8 +36,11 @@ extern "C" {
  * errlen, so a plugin built for ABI 2 or 3 reads the fields it knows where they were.
  * 5: csde_plugin.abi and csde_plugin.jvp (the model's Jacobian-vector product, model.h),
  * appended at the end: a plugin built for ABI 1-4 never writes them (corrsde zeroes the
- * struct), and corrsde takes jvp only from a plugin that sets abi >= 5. */
-#define CSDE_PLUGIN_ABI 5
+ * struct), and corrsde takes jvp only from a plugin that sets abi >= 5.
+ * 6: csde_model_ctx's path fields (alpha, sigma_path, lambda, t_shifted), appended after
+ * first, so a plugin built for ABI 4 or 5 reads the fields it knows where they were; and
+ * the output kind flow-shifted (6, CSDE_OUT_FLOW_SHIFTED, rf schedules only). */
+#define CSDE_PLUGIN_ABI 6
 
 #define CSDE_PLUGIN_MAX_RANK 6 /* frame axes at most */
 

@@ -30,7 +30,7 @@ __all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "conv
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
-OUTPUTS = ("score", "cscore", "noise", "x0", "v", "flow")
+OUTPUTS = _corrsde.registry("output")
 #: the processes and samplers solve() runs, the covariance families and methods, the schedule
 #: forms: the library's registries (corrsde cov/sample --help list them)
 PROCESSES = _corrsde.registry("process")
@@ -482,6 +482,28 @@ class Context:
     def logsnr(self):
         return self.schedule.logsnr(self.t)
 
+    # the path at t (model.h's csde_model_ctx.alpha, .sigma_path, .lambda, .t_shifted: the
+    # same values)
+    @property
+    def alpha(self):
+        """The path's alpha(t) (x_t = alpha x0 + sigma_path V'z; VP: sqrt(abar))."""
+        return self.schedule.alpha(self.t)
+
+    @property
+    def sigma_path(self):
+        """The path's sigma(t) (sigma above is the VE sigma sigma_path / alpha)."""
+        return self.schedule.sigma_path(self.t)
+
+    @property
+    def lambda_(self):
+        """log(alpha / sigma_path) = logsnr / 2."""
+        return self.schedule.lambda_(self.t)
+
+    @property
+    def t_shifted(self):
+        """rf:shift=S: t' = S t / (1 + (S - 1) t) (= sigma_path); t on other schedules."""
+        return self.schedule.sigma_path(self.t) if self.schedule.path == "rf" else self.t
+
     @property
     def index(self):
         """The discrete timestep of t (discrete schedules), else None."""
@@ -750,7 +772,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     buffer (a model that keeps x or views of it past the call gets them repointed to
     one copy of what it saw), ctx a Context. output (default: model.output if it
     has one, else "cscore") says what it returns: "score" (grad log p), "cscore"
-    (C grad log p), "noise" (delta), "x0" or "v".
+    (C grad log p), "noise" (delta), "x0", "v", "flow" (dx/dt) or "flow-shifted" (rf
+    only: dx/dt' = delta - x0, the velocity in the shifted time t' of SD3/Wan pipelines).
     x: the start states [B, tau, *frame_shape] (copied); None draws the prior N(0, C)
     with seed (as `corrsde sample`), sized by batch and frame_shape (with x, a batch or
     frame_shape that differs from x's is a ValueError naming both).

@@ -1515,9 +1515,16 @@ static PyObject *py_registry(PyObject *self, PyObject *args)
   else if (!strcmp(kind, "cov-method")) csde_cov_method_names(buf, sizeof buf);
   else if (!strcmp(kind, "process")) csde_run_process_names(buf, sizeof buf);
   else if (!strcmp(kind, "schedule")) csde_schedule_names(buf, sizeof buf);
-  else
-    return PyErr_Format(PyExc_ValueError,
-                        "registry: expected cov, cov-method, process or schedule, got '%s'", kind);
+  else if (!strcmp(kind, "output")) { /* model.h's csde_model_output, in its order */
+    size_t o = 0;
+    const char *nm;
+    buf[0] = '\0';
+    for (int k = 0; strcmp(nm = csde_model_output_name((csde_model_output)k), "unknown"); k++)
+      o += (size_t)snprintf(buf + o, o < sizeof buf ? sizeof buf - o : 0, "%s%s",
+                            k ? ", " : "", nm);
+  } else
+    return PyErr_Format(PyExc_ValueError, "registry: expected cov, cov-method, process, "
+                        "schedule or output, got '%s'", kind);
   PyObject *l = PyList_New(0);
   for (char *w = buf; l && *w;) { /* "a, b[:k=V], c" -> ("a", "b", "c") */
     size_t n = strcspn(w, ",[:");

@@ -15,7 +15,7 @@ import torch
 __all__ = ["TorchModel", "DiffusersModel", "KDiffusionModel", "noise_like", "add_noise",
            "sample_t", "eq3_loss", "flow_target", "flow_matching_loss"]
 
-OUTPUTS = ("score", "cscore", "noise", "x0", "v")
+from . import OUTPUTS  # the library's output kinds (corrsde.OUTPUTS: flow, flow-shifted too)
 TIMES = ("t", "sigma", "index", "t_shifted", "timestep1000", "lambda")
 #: the dtypes a TorchModel feeds its module
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -81,7 +81,9 @@ class TorchModel:
     HunyuanVideo; float32, float64 for a float64 model), "lambda" log(alpha / sigma_path) =
     logsnr / 2; repeated to shape [B]. The call runs under torch.no_grad() and does not change the module's
     mode: call module.eval() yourself. ``output`` is the kind of answer ("score", "cscore",
-    "noise", "x0", "v") solve() reads.
+    "noise", "x0", "v", "flow", "flow-shifted": corrsde.OUTPUTS) solve() reads; a network
+    trained on flow_target(..., shifted=True) (delta - x0, SD3/Wan's target) answers
+    "flow-shifted" on rf:shift=S, one trained on flow_target(...) answers "flow".
     ``dtype`` (float16, bfloat16, float32 or float64) and ``device`` default to the module's
     (its first floating parameter or buffer; float32 on the cpu for a module without one).
     Each call makes one copy of the state: converted to dtype on the host, then moved to the
@@ -728,33 +730,47 @@ def add_noise(x0, delta, t, schedule):
     return a.to(x0.dtype) * x0 + s.to(x0.dtype) * delta
 
 
-def flow_target(x0, delta, t, schedule):
+def flow_target(x0, delta, t, schedule, shifted=False):
     """The velocity u = d x_t / dt = alpha'(t) x0 + sigma'(t) delta of the path x_t = alpha x0
     + sigma delta (add_noise's), delta ~ N(0, C) from noise_like; t float times in the span
     (rf: t' = shift(t) inside alpha and sigma, so u is d x_t / dt, the velocity of the
-    sampler's time t: (S / q^2) (delta - x0), q = 1 + (S - 1) t; shift 1: delta - x0, the
-    rectified-flow target, which pipelines with a shift (SD3, Wan) keep as d x / d t').
-    Coefficients in float64, cast to x0's dtype; differentiable in x0, delta and t."""
+    sampler's time t: (S / q^2) (delta - x0), q = 1 + (S - 1) t; shift 1: delta - x0).
+    A network trained on it answers output="flow".
+    shifted=True (rf schedules only): w = d x_t / dt' = delta - x0, the velocity in the
+    shifted time t' that SD3, Wan, HunyuanVideo and LTX train on (u = (S / q^2) w); a
+    network trained on it answers output="flow-shifted" (the library scales it by dt'/dt).
+    At shift 1 the two are the same. Coefficients in float64, cast to x0's dtype;
+    differentiable in x0, delta and t."""
     schedule = _schedule(schedule)
     if tuple(x0.shape) != tuple(delta.shape):
         raise ValueError(f"x0 has shape {tuple(x0.shape)}, delta has shape {tuple(delta.shape)}")
+    if shifted:
+        if schedule.path != "rf":
+            raise ValueError(f"flow_target: shifted=True is the velocity in rectified flow's "
+                             f"shifted time t' (output \"flow-shifted\"): it needs an rf "
+                             f"schedule, not {schedule.spec!r} (the {schedule.path} path)")
+        _coeffs(t, schedule, x0)  # t checked as for add_noise (the span, no integer steps)
+        return delta - x0  # d/dt' of (1 - t') x0 + t' delta
     da, ds = _coeffs(t, schedule, x0, deriv=True)
     return da.to(x0.dtype) * x0 + ds.to(x0.dtype) * delta
 
 
-def flow_matching_loss(v_theta, x0, delta, t, schedule, cov, metric="cinv", reduction="mean"):
+def flow_matching_loss(v_theta, x0, delta, t, schedule, cov, metric="cinv", reduction="mean",
+                       shifted=False):
     """The flow-matching loss: per sample b, L_b = sum_pixels r^T W r, r = u - v_theta along
     axis 1 of [B, tau, *frame_shape], u = flow_target(x0, delta, t, schedule) = alpha' x0 +
     sigma' delta (delta = V' z, the noise add_noise put into x_t). metric "cinv": W = C^-1
     (the eq. 3 metric, C positive definite); "plain": W = I (the usual |v_theta - u|^2). Both
-    are minimised by v_theta(x_t) = E[u | x_t], the PF-ODE's drift (MATH.md, conversions).
+    are minimised by v_theta(x_t) = E[u | x_t], the PF-ODE's drift (MATH.md, conversions):
+    sample with output="flow". shifted=True (rf only): u = flow_target(..., shifted=True) =
+    delta - x0 (SD3/Wan's target, d x / d t'): sample with output="flow-shifted".
     reduction as eq3_loss ("mean": sum_b L_b / (B tau D); "sum"; "batchmean"; "none": [B])."""
     if tuple(v_theta.shape) != tuple(x0.shape):
         raise ValueError(f"v_theta has shape {tuple(v_theta.shape)}, x0 has shape "
                          f"{tuple(x0.shape)}")
     if metric not in ("cinv", "plain"):
         raise ValueError(f'metric must be "cinv" or "plain", not {metric!r}')
-    u = flow_target(x0, delta, t, schedule)
+    u = flow_target(x0, delta, t, schedule, shifted=shifted)
     return _reduce(u - v_theta, cov, metric == "cinv", reduction, "v_theta")
 
 

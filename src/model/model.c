@@ -16,7 +16,7 @@
 #include "model/model_internal.h"
 
 static const char *const output_names[] = {"score", "cscore", "noise", "x0", "v",
-                                             "flow"};
+                                             "flow", "flow-shifted"};
 #define NOUTPUTS (sizeof output_names / sizeof output_names[0])
 
 static int kind_valid(csde_model_output k) { return (unsigned)k < NOUTPUTS; }
@@ -45,7 +45,7 @@ int csde_model_wrap(csde_model **out, const char *name, csde_model_fn fn,
   if (!kind_valid(kind)) {
     s = csde_err_set(err, CSDE_EINVAL,
                      "model '%s': output kind %d is not one of score (0), cscore (1), "
-                     "noise (2), x0 (3), v (4)",
+                     "noise (2), x0 (3), v (4), flow (5), flow-shifted (6)",
                      name ? name : "user", (int)kind);
     goto fail;
   }
@@ -122,7 +122,8 @@ int csde_model_call(const csde_model *M, double t, size_t batch, const double *x
 {
   if (M->fn) return M->fn(t, batch, x, out, M->user);
   csde_model_ctx c = {.t = t, .batch = batch, .tau = M->tau, .D = M->D, .abar = NAN,
-                      .sigma = NAN, .logsnr = NAN, .index = -1, .ncond = batch};
+                      .sigma = NAN, .logsnr = NAN, .index = -1, .ncond = batch,
+                      .alpha = NAN, .sigma_path = NAN, .lambda = NAN, .t_shifted = NAN};
   return M->fn_ctx(&c, x, out, M->user);
 }
 

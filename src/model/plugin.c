@@ -81,10 +81,10 @@ int csde_model_plugin_load_run(csde_model **out, const char *path, const char *a
     st = csde_err_set(err, CSDE_EINVAL, "plugin '%s' returned %s", path,
                       p.fn ? "two callbacks (set fn or fn_ctx, not both)"
                            : "no callback (fn and fn_ctx are NULL)");
-  } else if ((unsigned)p.output > (unsigned)CSDE_OUT_FLOW) {
+  } else if ((unsigned)p.output > (unsigned)CSDE_OUT_FLOW_SHIFTED) {
     st = csde_err_set(err, CSDE_EINVAL,
                       "plugin '%s' declares output kind %d; expected score (0), cscore (1), "
-                      "noise (2), x0 (3), v (4) or flow (5)",
+                      "noise (2), x0 (3), v (4), flow (5) or flow-shifted (6)",
                       path, (int)p.output);
   }
   if (st) {

@@ -9,6 +9,9 @@
 #include "core/util.h"
 #include "process/process.h"
 
+/* 1 on rectified flow (rf:shift=S), the one path with a shifted time t' = sigma(t). */
+static int is_rf(const csde_schedule *s) { return !strcmp(csde_schedule_path_name(s), "rf"); }
+
 static const char *const proc_names[] = {"forward-sde", "reverse-sde", "pf-ode",
                                          "pf-ode-encode"};
 
@@ -452,6 +455,16 @@ int csde_proc_init(csde_proc *pr, const csde_problem *P, int threads, int parts,
     return csde_err_blame(err, CSDE_PARAM_MODEL,
                           csde_err_set(err, CSDE_EINVAL, "process %s needs a model",
                                        csde_process_name(P->process)));
+  if (P->process != CSDE_PROC_FORWARD_SDE &&
+      csde_model_output_of(P->model) == CSDE_OUT_FLOW_SHIFTED && !is_rf(P->sched))
+    return csde_err_blame(
+        err, CSDE_PARAM_SCHEDULE,
+        csde_err_set(err, CSDE_EINVAL,
+                     "model '%s' answers output flow-shifted (dx/dt' in rectified flow's "
+                     "shifted time t'), which needs an rf schedule (rf:shift=S): schedule "
+                     "'%s' is the %s path (use output flow, dx/dt)",
+                     csde_model_name(P->model), csde_schedule_spec(P->sched),
+                     csde_schedule_path_name(P->sched)));
   if (csde_mul_size(P->batch, P->tau * P->D, &pr->n))
     return csde_err_blame(err, CSDE_PARAM_SIZE,
                           csde_err_set(err, CSDE_EINVAL, "state size overflows"));
@@ -769,17 +782,22 @@ static void preview_x0(csde_proc *pr, double t, const double *x, const double *s
   pr->x0_valid = 1;
 }
 
-/* The model's context at t (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)). */
+/* The model's context at t (model.h): sigma = sqrt(expm1(B)), logsnr = -log(expm1(B)) (the
+ * VP view); the path's alpha, sigma, lambda from its accessors; t' = sigma(t) on rf. */
 static csde_model_ctx model_ctx(csde_proc *pr, double t, size_t step)
 {
   const csde_problem *P = &pr->P;
-  const double B = csde_schedule_int_beta(P->sched, t);
-  const size_t N = csde_schedule_nsteps(P->sched);
+  const csde_schedule *s = P->sched;
+  const double B = csde_schedule_int_beta(s, t), sp = csde_schedule_path_sigma(s, t);
+  const size_t N = csde_schedule_nsteps(s);
   csde_model_ctx c = {.t = t, .step = step, .batch = P->batch, .tau = P->tau, .D = P->D,
                       .abar = exp(-B), .sigma = sqrt(expm1(B)), .logsnr = -log(expm1(B)),
-                      .index = N ? lround(t * (double)N) : -1, .C = P->C, .sched = P->sched,
+                      .index = N ? lround(t * (double)N) : -1, .C = P->C, .sched = s,
                       .errmsg = pr->model_msg, .errlen = sizeof pr->model_msg,
-                      .cond = P->cond, .ncond = P->batch, .first = pr->first};
+                      .cond = P->cond, .ncond = P->batch, .first = pr->first,
+                      .alpha = csde_schedule_path_alpha(s, t), .sigma_path = sp,
+                      .lambda = csde_schedule_path_lambda(s, t),
+                      .t_shifted = is_rf(s) ? sp : t};
   pr->model_msg[0] = '\0';
   return c;
 }
@@ -839,6 +857,26 @@ static void answer_coefs(const csde_schedule *sc, double t, csde_model_output ki
     *ax = -1.0, *as = -sqrt(abar / omab);
 }
 
+/* The kind the conversions read: a flow-shifted answer w = dx/dt' (rf:shift=S, t' = S t / q,
+ * q = 1 + (S - 1) t) becomes the flow u = (dt'/dt) w = (S / q^2) w in place (dt'/dt is rf's
+ * sigma'(t)), and is a flow from then on; any other kind is left as it is. */
+static csde_model_output flow_unshift(csde_proc *pr, double t, double *raw)
+{
+  const csde_model_output kind = csde_model_output_of(pr->P.model);
+  if (kind != CSDE_OUT_FLOW_SHIFTED) return kind;
+  const double d = csde_schedule_path_dsigma(pr->P.sched, t); /* dt'/dt = S / q^2 */
+  const long ln = (long)pr->n;
+  const int th = pr->threads;
+  (void)th;
+#ifdef _OPENMP
+#pragma omp parallel for simd num_threads(th) schedule(static) if (th > 1)
+#else
+#pragma omp simd
+#endif
+  for (long i = 0; i < ln; i++) raw[i] *= d; /* u = (dt'/dt) w */
+  return CSDE_OUT_FLOW;
+}
+
 /* Call the model at (t, x) and express s = C grad log p_t(x) as s = ax x + as src, where
  * src is the model's output (or, for a SCORE model, C times it, written into dst). The
  * model writes into pr->out when there is one, else into dst (which must not be x). */
@@ -854,7 +892,7 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   int rc = model_answer(pr, &c, x, pr->raw, &gst, err);
   if (gst) return gst;
   if ((rc = model_rc(pr, rc, "", t, step, err))) return rc;
-  const csde_model_output kind = csde_model_output_of(P->model);
+  const csde_model_output kind = flow_unshift(pr, t, pr->raw);
   double *ans = pr->raw; /* the answer src: the model's output, or C times it */
   *src = pr->raw;
   answer_coefs(P->sched, t, kind, abar, omab, ax, as);
@@ -912,7 +950,7 @@ int csde_proc_cscore_jvp(csde_proc *pr, double t, size_t step, const double *x,
   path_abar(P->sched, t, &abar, &omab);
   int rc = csde_model_call_jvp(P->model, &c, x, v, pr->raw);
   if ((rc = model_rc(pr, rc, "'s JVP", t, step, err))) return rc;
-  const csde_model_output kind = csde_model_output_of(P->model);
+  const csde_model_output kind = flow_unshift(pr, t, pr->raw); /* J u v = (dt'/dt) J w v */
   double ax, as;
   const double *src = pr->raw;
   answer_coefs(P->sched, t, kind, abar, omab, &ax, &as);
@@ -967,7 +1005,8 @@ static int drift_parts(csde_proc *pr, double t, size_t step, const double *x, do
   int s = model_eval(pr, t, step, x, dst, &ax, &as, src, err);
   if (s) return s;
   const int rev = P->process == CSDE_PROC_REVERSE_SDE;
-  if (csde_model_output_of(P->model) == CSDE_OUT_FLOW) {
+  const csde_model_output kind = csde_model_output_of(P->model);
+  if (kind == CSDE_OUT_FLOW || kind == CSDE_OUT_FLOW_SHIFTED) { /* (model_eval: w -> u) */
     /* s = 2 (f x - u) / g^2: PF-ODE f x - 1/2 g^2 s = u, reverse f x - g^2 s = 2 u - f x
      * (exactly, also where g^2 = 0) */
     *cx = rev ? -csde_schedule_path_f(P->sched, t) : 0.0, *cs = rev ? 2.0 : 1.0;
