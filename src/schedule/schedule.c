@@ -570,15 +570,16 @@ static const sched_type discrete_type = {"discrete", disc_keys, disc_init, disc_
 static const sched_type edm_type = {"edm", edm_keys, edm_init, path_beta, path_B,
                                     path_t_of_B, edm_spec, "edm[:smin=0.002,smax=80]",
     "EDM path: alpha = 1, sigma = t on t in [smin, smax] (time = noise level); 0 < smin < smax; "
-    "not for ddpm or the likelihood yet", &edm_path};
+    "not for ddpm or the discrete bound (VP only)", &edm_path};
 static const sched_type ve_type = {"ve", edm_keys, ve_init, path_beta, path_B, path_t_of_B,
                                    ve_spec, "ve[:smin=0.01,smax=50]",
     "VE path: alpha = 1, sigma = smin (smax/smin)^t on [0, 1]; 0 < smin < smax; "
-    "not for ddpm or the likelihood yet", &ve_path};
+    "not for ddpm or the discrete bound (VP only)", &ve_path};
 static const sched_type rf_type = {"rf", rf_keys, rf_init, path_beta, path_B, path_t_of_B,
                                    rf_spec, "rf[:shift=1]",
     "rectified flow: alpha = 1 - t', sigma = t', t' = S t / (1 + (S - 1) t) on [0, 1]; "
-    "1e-6 <= shift <= " STR(CSDE_SCHEDULE_RF_SHIFT_MAX) "; not for ddpm or the likelihood yet",
+    "1e-6 <= shift <= " STR(CSDE_SCHEDULE_RF_SHIFT_MAX) "; alpha(1) = 0, so runs end at T = 0.999; "
+    "not for ddpm or the discrete bound (VP only)",
     &rf_path};
 
 static const sched_type *const types[] = {&vp_linear_type, &cosine_type, &ddpm_linear_type,
