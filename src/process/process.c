@@ -670,7 +670,7 @@ static void x0_post(csde_proc *pr, csde_model_output k, double abar, double omab
  * r_k <= 2 and the answer carries at least half of g_k. A declared score (cscore) whose
  * g is right but r not looks like a cscore (score). Near t = 1 an x0 or v answer hardly moves g
  * (its coefficient is sqrt(abar)), so an answer no larger than x that fits as x0 from
- * x alone is named "x0 or v". */
+ * x alone is named "x0 or v" (or flow, whose coefficient alpha vanishes as well). */
 #define ANSWER_G_LO 0.1
 #define ANSWER_G_HI 10.0
 #define ANSWER_R_HI 2.0
@@ -689,6 +689,10 @@ static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
   const double sgp = csde_schedule_path_sigma(P->sched, t);
   const double omab = vp ? -expm1(-B) : sgp * sgp, sg = sqrt(omab);
   const double n2 = vp ? 1.0 : al * al + omab;
+  /* a flow u = alpha' x0 + sigma' delta: W = alpha' sigma - alpha sigma' (never 0 on a path
+   * whose alpha falls and sigma rises) */
+  const double da = csde_schedule_path_dalpha(P->sched, t),
+               wr = da * sgp - al * csde_schedule_path_dsigma(P->sched, t);
   const size_t tau = P->tau, n = pr->n;
   double tr = 0, lo = 0, hi = 0;
   for (size_t i = 0; i < tau; i++) tr += csde_cov_entry(P->C, i, i);
@@ -718,7 +722,8 @@ static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
        -sg},                                         /* delta = -sigma C grad log p */
       {CSDE_OUT_NOISE, "noise", 0, 1},               /* delta = out */
       {CSDE_OUT_X0, "x0", 1 / sg, -al / sg},         /* delta = (x - alpha x0) / sigma */
-      {CSDE_OUT_V, "v", sg / n2, al / n2}};          /* delta = (sigma x + alpha v) / n2 */
+      {CSDE_OUT_V, "v", sg / n2, al / n2},           /* delta = (sigma x + alpha v) / n2 */
+      {CSDE_OUT_FLOW, "flow", da / wr, -al / wr}};   /* delta = (alpha' x - alpha u) / W */
   const char *best = NULL;
   double best_g = 0, g_x0 = 0, r_x0 = 0;
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -741,7 +746,7 @@ static void answer_check(csde_proc *pr, double t, size_t step, const double *x,
                                   : "score (grad log p, which C multiplies)";
   if (!like && kind != CSDE_OUT_X0 && kind != CSDE_OUT_V && g_x0 >= 0.5 && g_x0 <= 2 &&
       r_x0 <= ANSWER_R_HI && oo <= xx)
-    like = "x0 or v (near t = 1 their answer hardly matters, so not which)";
+    like = "x0 or v (or flow: near t = 1 their answer hardly matters, so not which)";
   const char *kn = csde_model_output_name(kind);
   int k = snprintf(pr->warning, sizeof pr->warning,
                    "model '%s' declares its answer %s, but the first one (t = %.6g, step %zu) "

@@ -48,6 +48,23 @@ def exact(kind):
     return model
 
 
+def exact_path(kind):
+    """exact() on any gaussian path, from the context's alpha and sigma_path:
+    Sigma_t = alpha^2 S0 + sigma^2 C, delta = sigma C Sigma_t^-1 x, x0 = alpha S0 Sigma_t^-1 x,
+    v = alpha delta - sigma x0, flow u = f x - g^2/2 C grad log p."""
+    def model(t, x, ctx):
+        al, sg = ctx.alpha, ctx.sigma_path
+        y = np.einsum("ij,bj...->bi...", np.linalg.inv(al * al * S0 + sg * sg * CM), x)
+        cy = np.einsum("ij,bj...->bi...", CM, y)
+        x0 = al * np.einsum("ij,bj...->bi...", S0, y)
+        if kind == "flow":
+            return ctx.schedule.f(t) * x + 0.5 * ctx.schedule.g2(t) * cy
+        return {"score": -y, "cscore": -cy, "noise": sg * cy, "x0": x0,
+                "v": al * sg * cy - sg * x0}[kind]
+    model.output = kind
+    return model
+
+
 def run(model, output=None, **kw):
     """solve() with every RuntimeWarning recorded: (result or exception, messages)."""
     args = dict(cov=C, steps=40, batch=4, frame_shape=(4, 4), seed=1)
@@ -74,6 +91,31 @@ def test_exact_answers_do_not_warn(kind, process, solver, schedule):
                         seed=seed)
         assert msgs == [], (kind, process, msgs)
         assert np.std(res.x) < 1.0, (kind, process, np.std(res.x))
+
+
+@pytest.mark.parametrize("kind", [k for k in corrsde.OUTPUTS if k != "flow-shifted"])
+@pytest.mark.parametrize("schedule", ["edm", "ve", "rf:shift=3"])
+def test_exact_answers_do_not_warn_on_a_path(kind, schedule):
+    """The same on the gaussian paths (the PF-ODE with heun from the path's T), and every
+    kind's exact answer reaches the cscore's endpoint to rounding."""
+    res, msgs = run(exact_path(kind), process="pf-ode", solver="heun", schedule=schedule)
+    assert msgs == [], (kind, schedule, msgs)
+    ref, _ = run(exact_path("cscore"), process="pf-ode", solver="heun", schedule=schedule)
+    err = np.max(np.abs(res.x - ref.x)) / np.max(np.abs(ref.x))
+    assert err < 1e-9, (kind, schedule, err)
+
+
+@pytest.mark.parametrize("declared", ["score", "cscore", "noise", "x0"])
+def test_a_flow_declared_otherwise_warns(declared):
+    """On ve (alpha = 1: the flow u = sigma' delta differs from the noise by the factor
+    sigma' = sigma log(smax/smin)) a flow answer is named; on rf near t = 1 it is as mute as
+    x0 and v are (its coefficient alpha is about 0), and the message says so."""
+    res, msgs = run(exact_path("flow"), output=declared, process="pf-ode", solver="heun",
+                    schedule="ve")
+    assert len(msgs) == 1 and "it looks like flow" in msgs[0], msgs
+    res, msgs = run(exact_path("flow"), output="score", process="pf-ode", solver="heun",
+                    schedule="rf:shift=3")
+    assert len(msgs) == 1 and "it looks like x0 or v (or flow" in msgs[0], msgs
 
 
 # (the answer, the declared kind, what the warning says it looks like); the pairs a first
