@@ -862,6 +862,23 @@ static void answer_coefs(const csde_schedule *sc, double t, csde_model_output ki
     *ax = -1.0, *as = -sqrt(abar / omab);
 }
 
+/* A noise, x0 or v answer at sigma(t) = 0 (t = 0 on VP and rf: abar = 1) has no score:
+ * its conversion divides by sigma (a flow's does not: drift_parts takes u itself). */
+static int coefs_check(const csde_proc *pr, double t, csde_model_output kind, double ax,
+                       double as, csde_err *err)
+{
+  if (kind == CSDE_OUT_FLOW || (isfinite(ax) && isfinite(as))) return CSDE_SUCCESS;
+  return csde_err_blame(
+      err, CSDE_PARAM_SPAN,
+      csde_err_set(err, CSDE_EINVAL,
+                   "model '%s' answers %s, which gives C grad log p only where sigma(t) > 0: "
+                   "the solver evaluates it at t = %g, where sigma = %g; end the span above it "
+                   "(e.g. t_end = 1e-3, the default), or take a solver that does not "
+                   "evaluate the model at the span's end (euler)",
+                   csde_model_name(pr->P.model), csde_model_output_name(kind), t,
+                   csde_schedule_path_sigma(pr->P.sched, t)));
+}
+
 /* The kind the conversions read: a flow-shifted answer w = dx/dt' (rf:shift=S, t' = S t / q,
  * q = 1 + (S - 1) t) becomes the flow u = (dt'/dt) w = (S / q^2) w in place (dt'/dt is rf's
  * sigma'(t)), and is a flow from then on; any other kind is left as it is. */
@@ -901,6 +918,7 @@ static int model_eval(csde_proc *pr, double t, size_t step, const double *x, dou
   double *ans = pr->raw; /* the answer src: the model's output, or C times it */
   *src = pr->raw;
   answer_coefs(P->sched, t, kind, abar, omab, ax, as);
+  if ((rc = coefs_check(pr, t, kind, *ax, *as, err))) return rc;
   if (kind == CSDE_OUT_SCORE) { /* s = C out */
     int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, dst, err);
     if (s) return s;
@@ -959,6 +977,7 @@ int csde_proc_cscore_jvp(csde_proc *pr, double t, size_t step, const double *x,
   double ax, as;
   const double *src = pr->raw;
   answer_coefs(P->sched, t, kind, abar, omab, &ax, &as);
+  if ((rc = coefs_check(pr, t, kind, ax, as, err))) return rc;
   if (kind == CSDE_OUT_SCORE) { /* J (C out) v = C (J out v) */
     int s = csde_cov_apply(P->C, pr->ws, CSDE_COV_OP_C, P->batch, pr->raw, jv, err);
     if (s) return s;

@@ -207,8 +207,8 @@ void csde_stepper_count(csde_stepper *S, int accepted)
 
 /* The grid against what the solver divides by: a solver on the denoiser view needs
  * sigma > 0 or alpha > 0 at the nodes its type's view bits name (stepper.h). (A span
- * from cosine's t = 1, where beta is infinite, is left to fail at its first step: the
- * model's output there is NaN, and the run says so.) */
+ * from where the drift is infinite, cosine's or rf's t = 1, csde_proc_init refuses; a
+ * noise, x0 or v answer at sigma = 0, the process layer when it is asked for one.) */
 static int check_span(csde_stepper *S, double t0, double t1, csde_err *err)
 {
   const unsigned v = S->type->view;

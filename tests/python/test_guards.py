@@ -65,7 +65,7 @@ def exact_path(kind):
     return model
 
 
-def run(model, output=None, **kw):
+def run(model, output=None, raise_errors=False, **kw):
     """solve() with every RuntimeWarning recorded: (result or exception, messages)."""
     args = dict(cov=C, steps=40, batch=4, frame_shape=(4, 4), seed=1)
     args.update(kw)
@@ -74,6 +74,8 @@ def run(model, output=None, **kw):
         try:
             res = corrsde.solve(model, output=output, **args)
         except corrsde.Error as e:  # a blow-up the run refuses
+            if raise_errors:
+                raise
             res = e
     return res, [str(m.message) for m in w if issubclass(m.category, RuntimeWarning)]
 
@@ -227,3 +229,20 @@ def test_batch_and_frame_shape_contradicting_x_are_errors():
     a = corrsde.solve(f, x=x, cov=C, steps=4, batch=2, frame_shape=[3, 3]).x
     b = corrsde.solve(f, x=x, cov=C, steps=4).x
     assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("schedule", ["vp-linear", "rf:shift=3"])
+@pytest.mark.parametrize("kind", ["cscore", "noise", "x0", "v", "flow"])
+def test_an_answer_at_sigma_zero(schedule, kind):
+    """heun to t_end = 0 evaluates the model where sigma = 0: a noise, x0 or v answer has no
+    score there (its conversion divides by sigma) and the run stops naming it (it returned
+    NaN states without a word); a score or a flow runs to a finite end."""
+    if kind in ("noise", "x0", "v"):
+        with pytest.raises(ValueError, match="answers %s, which gives C grad log p only "
+                           "where sigma\\(t\\) > 0: the solver evaluates it at t = 0" % kind):
+            run(exact_path(kind), process="pf-ode", solver="heun", schedule=schedule,
+                t_end=0.0, raise_errors=True)
+    else:
+        res, msgs = run(exact_path(kind), process="pf-ode", solver="heun", schedule=schedule,
+                        t_end=0.0)
+        assert np.all(np.isfinite(res.x)) and np.std(res.x) < 1.0
