@@ -503,6 +503,27 @@ static int correct(csde_stepper *S, size_t n, double t, double *x)
   return CSDE_SUCCESS;
 }
 
+/* The state after the run: one that is not finite (a step too large for the problem, or
+ * a model's answer too large; a NaN answer stops the run before) is an error, not a
+ * result. */
+static int state_check(csde_stepper *S, double t, const double *x)
+{
+  const size_t n = csde_stepper_n(S);
+  double chk = 0; /* 0, or NaN when some x_i is not finite */
+#pragma omp simd reduction(+ : chk)
+  for (size_t i = 0; i < n; i++) chk += 0.0 * x[i];
+  if (chk == 0) return CSDE_SUCCESS;
+  size_t i = 0;
+  while (i + 1 < n && isfinite(x[i])) i++;
+  const size_t per = S->P.tau * S->P.D;
+  return csde_err_set(&S->err, CSDE_ENAN,
+                      "the state at step %zu (t = %.10g) is not finite: %g at index %zu "
+                      "(sample %zu, frame %zu, pixel %zu); solver '%s' took steps too large "
+                      "for this problem (take more, or an adaptive solver), or the model's "
+                      "answers are", S->st.steps, t, x[i], i, S->par.first_sample + i / per,
+                      (i % per) / S->P.D, i % S->P.D, S->type->name);
+}
+
 /* Run to t_end. The fixed-step loop takes the grid's steps; the adaptive one lands exactly
  * on every requested output time on the way, then on t_end. */
 int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csde_err *err)
@@ -513,6 +534,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
   memset(&S->st, 0, sizeof S->st);
   csde_err_clear(&S->err);
   csde_problem_span(&S->P, &t0, &t1);
+  double tl = t0; /* the time of the state x holds */
   if (S->type->state_size) memset(S->state, 0, S->type->state_size);
   if (S->type->reset) S->type->reset(S);
   S->proc.x0_valid = 0;
@@ -529,6 +551,7 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
       if (s) break;
       S->st.steps++;
       S->st.accepted++;
+      tl = S->grid[n + 1];
       if (observe(S, S->grid[n + 1], x)) break;
     }
   } else {
@@ -550,12 +573,14 @@ int csde_solver_run(csde_solver *solver, double *x, csde_solve_stats *stats, csd
         if (s && S->err.status) s = S->err.status;
         if (s) break;
         S->st.steps++;
+        tl = t;
         if (observe(S, t, x)) break;
       }
       if (S->st.stopped || t == t1) break;
       k++;
     }
   }
+  if (!s) s = state_check(S, tl, x);
   S->st.wall_seconds = now() - start;
   if (stats) *stats = S->st;
   if (s && err) {
