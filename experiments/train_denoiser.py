@@ -29,6 +29,16 @@ the same prior draws and Brownian path for both nets. Written to --out-dir:
   model_<loss>.pt  the trained weights (state_dict)
 
 Every file is written under a temporary name and renamed into place when complete.
+
+Other schedules and targets (issue 28; TRAINING.md "On rectified flow"): --schedule SPEC takes
+any continuous VP schedule or rf[:shift=S] (rectified flow, x_t = (1 - t') x0 + t' delta,
+t' = S t / (1 + (S - 1) t)); --target noise (the default on VP), flow (dx/dt, the velocity in
+the schedule's t) or flow-shifted (dx/dt' = delta - x0, SD3's and Wan's target; rf only, its
+default there). With a flow target the two losses are corrsde.torch.flow_matching_loss with
+metric="cinv" (the eq3 rows: the C^-1 metric) and metric="plain" (mse); --t-sampling uniform
+or logit-normal (SD3's, the default on rf) draws t; the net takes t' on rf (TorchModel's
+time="t_shifted"). On rf a third sampler, dpmpp2m on the quadratic grid at 10 steps (README
+"Other paths": the pick at 10 NFE there), joins the reverse SDE and the PF-ODE.
 """
 import argparse
 import math
@@ -43,6 +53,15 @@ LOSSES = ("eq3", "mse")
 # each net samples with the reverse SDE (Euler-Maruyama) and the PF-ODE (dopri5), plain and
 # with Imagen's dynamic thresholding of the x0 prediction (--threshold P; "+thr")
 SAMPLERS = ("reverse_sde", "pf_ode", "reverse_sde+thr", "pf_ode+thr")
+# on rf, also the few-step sampler README "Other paths" picks at 10 NFE there: dpmpp2m on the
+# quadratic grid, 10 steps (and thresholded)
+FEWSTEP = ("dpmpp2m", "dpmpp2m+thr")
+FEWSTEP_STEPS = 10
+ALL_SAMPLERS = ("reverse_sde", "pf_ode", "dpmpp2m", "reverse_sde+thr", "pf_ode+thr",
+                "dpmpp2m+thr")
+TARGETS = ("noise", "flow", "flow-shifted")
+# what the net answers (TorchModel's output) and the time it is fed, per schedule family
+NET_TIME = {"vp": "t", "rf": "t_shifted"}
 
 
 # ------------------------------------------------------------------------------ options
@@ -100,6 +119,17 @@ def parse_args(argv=None):
     ap.add_argument("--rho", type=float, default=0.9,
                     help="the AR(1) noise correlation, C[i][j] = rho^|i-j|, |rho| < 1 "
                          "(default 0.9)")
+    ap.add_argument("--schedule", default="vp-linear", metavar="SPEC",
+                    help="the noise schedule or path: a continuous VP schedule (vp-linear, "
+                         "cosine, ...) or rf[:shift=S] (rectified flow; docs/MATH.md "
+                         "'Gaussian paths'; default %(default)s)")
+    ap.add_argument("--target", choices=TARGETS,
+                    help="what the net predicts: noise (delta; the default on VP), flow "
+                         "(dx/dt in the schedule's time) or flow-shifted (dx/dt' = delta - x0, "
+                         "SD3's and Wan's; rf only, the default there)")
+    ap.add_argument("--t-sampling", choices=("uniform", "logit-normal"),
+                    help="training times: uniform on [eps, 1) or logit-normal (SD3: "
+                         "logit t ~ N(0, 1)); default logit-normal on rf, uniform elsewhere")
     ap.add_argument("--losses", default=",".join(LOSSES),
                     help="comma-separated losses to train, of eq3, mse (default %(default)s)")
     ap.add_argument("--time-weight", choices=("none", "elbo"), default="none",
@@ -167,7 +197,9 @@ def parse_args(argv=None):
     args.losses = losses
     if not (args.threshold == 0 or 0 < args.threshold <= 1):
         ap.error("--threshold: expected P in (0, 1], or 0 for none, got %r" % args.threshold)
-    args.samplers = [s for s in SAMPLERS if args.threshold or not s.endswith("+thr")]
+    check_schedule(ap, args)
+    args.samplers = [s for s in (ALL_SAMPLERS if args.path == "rf" else SAMPLERS)
+                     if args.threshold or not s.endswith("+thr")]
     if args.seed < 0:
         ap.error("--seed: expected a non-negative integer, got %d" % args.seed)
     if args.frames < 3:
@@ -185,6 +217,42 @@ def parse_args(argv=None):
         ap.error("--channels: expected a multiple of 8 (GroupNorm with 4 groups at c/2), got %d"
                  % args.channels)
     return args
+
+
+def check_schedule(ap, args):
+    """--schedule, --target, --t-sampling, --time-weight: the combinations this script trains,
+    or an argparse error naming the flag. Sets args.path ("vp" or "rf"); fills the defaults
+    (noise and uniform on VP, flow-shifted and logit-normal on rf)."""
+    try:
+        import corrsde
+    except ImportError:  # main() says how to get it; check the spelling at least
+        args.path = "rf" if args.schedule.split(":")[0] == "rf" else "vp"
+        S = None
+    else:
+        try:
+            S = corrsde.Schedule(args.schedule)
+        except (corrsde.Error, ValueError) as e:
+            ap.error("--schedule: %s" % e)
+        args.path = S.path
+    if args.path not in NET_TIME:
+        ap.error("--schedule %s: the %s path is not supported here (sample_t draws its "
+                 "noise level uniformly in [smin, smax], which leaves the small noise levels "
+                 "untrained; use a VP schedule or rf[:shift=S])" % (args.schedule, args.path))
+    if S is not None and S.nsteps:
+        ap.error("--schedule %s: a discrete schedule; give its continuous form (the script "
+                 "draws continuous t)" % args.schedule)
+    if args.target is None:
+        args.target = "flow-shifted" if args.path == "rf" else "noise"
+    if args.target == "flow-shifted" and args.path != "rf":
+        ap.error("--target flow-shifted: dx/dt' = delta - x0 is the velocity in rectified "
+                 "flow's shifted time t'; it needs --schedule rf[:shift=S], not %s"
+                 % args.schedule)
+    if args.t_sampling is None:
+        args.t_sampling = "logit-normal" if args.path == "rf" else "uniform"
+    if args.time_weight == "elbo" and (args.path != "vp" or args.target != "noise"):
+        ap.error("--time-weight elbo: the VP ELBO weight beta / (1 - abar) of the noise "
+                 "loss; it needs a VP schedule and --target noise (got %s, %s)"
+                 % (args.schedule, args.target))
 
 
 # ------------------------------------------------------------------------------ data
@@ -331,7 +399,7 @@ def combine(dirs):
             with h5py.File(path, "r") as f:
                 st = {name: dict(f["stats"][name].attrs) for name in
                       ["data"] + ["%s/%s" % (k, s) for k in f.attrs["losses"].split(",")
-                                  for s in SAMPLERS if s in f["samples"]]}
+                                  for s in ALL_SAMPLERS if s in f["samples"]]}
                 tr = {k: {a: f["train"][k].attrs[a] for a in ("heldout_cinv", "heldout_mse")}
                       for k in f.attrs["losses"].split(",")}
                 for k in tr:
@@ -462,7 +530,9 @@ def main(argv=None):
     torch.use_deterministic_algorithms(True, warn_only=True)
     tau, size = args.frames, args.size
     C = corrsde.Cov("ar1:rho=%r" % args.rho, frames=tau)
-    S = corrsde.Schedule("vp-linear")
+    S = corrsde.Schedule(args.schedule)
+    target = args.target
+    net_time = NET_TIME[S.path]  # TorchModel's time kind: t on VP, t' on rf
 
     # the training helpers: correlated noise, q_sample, the time sampler, the eq. 3 loss
     import corrsde.torch as ct
@@ -480,10 +550,30 @@ def main(argv=None):
 
     def per_video_loss(kind, pred, delta):
         """Per video: sum over pixels of r^T C^-1 r (eq. 3) or of |r|^2 (MSE), r = delta -
-        pred."""
+        pred (delta: the target, the noise or a velocity)."""
         if kind == "eq3":
             return ct.eq3_loss(pred, delta, C, weight="none", reduction="none")
         return ((pred - delta) ** 2).sum((1, 2, 3))
+
+    def train_loss(kind, pred, x0, delta, t):
+        """Per video: the noise loss (per_video_loss) or, for a flow target,
+        ct.flow_matching_loss with metric cinv (eq3) or plain (mse)."""
+        if target == "noise":
+            return per_video_loss(kind, pred, delta)
+        return ct.flow_matching_loss(pred, x0, delta, t, S, C, reduction="none",
+                                     metric="cinv" if kind == "eq3" else "plain",
+                                     shifted=target == "flow-shifted")
+
+    def regression_target(x0, delta, t):
+        """What the net should answer: delta, or the velocity (ct.flow_target)."""
+        if target == "noise":
+            return delta
+        return ct.flow_target(x0, delta, t, S, shifted=target == "flow-shifted")
+
+    def net_t(t):
+        """The time the net is fed, as TorchModel(time=net_time) feeds it when sampling:
+        t (VP) or rf's t' = S t / (1 + (S - 1) t) (Schedule.sigma_path)."""
+        return t if net_time == "t" else S.sigma_path(t)
 
     def noisy(x0, t, gen):
         """x_t = sqrt(abar) x0 + sqrt(1 - abar) delta, delta ~ N(0, C) (ct.add_noise)."""
@@ -497,6 +587,7 @@ def main(argv=None):
     val_x0 = torch.from_numpy(make_videos(vrng, n_val, tau, size))
     val_t = args.eps + (1 - args.eps) * (torch.arange(n_val, dtype=torch.float32) + 0.5) / n_val
     val_xt, val_delta = noisy(val_x0, val_t, vgen)
+    val_target = regression_target(val_x0, val_delta, val_t)
 
     # C's eigenvectors (ascending eigenvalues): u_0 the roughest temporal mode of the noise
     # (alternating across frames), u_{tau-1} the smoothest (nearly constant)
@@ -506,18 +597,19 @@ def main(argv=None):
     def evaluate(net):
         """Held-out losses per element, and the relative error in each eigen-direction u_k of
         C: mean over pixels and videos of (u_k . (delta_theta - delta))^2 / lambda_k (1 = no
-        better than predicting 0 in that direction). The C^-1 loss is their sum over k divided
-        by tau, the MSE their lambda-weighted sum divided by tau."""
+        better than predicting 0 in that direction, for the noise target; a flow target's
+        error is divided by the noise's lambda_k as well). The C^-1 loss is their sum over k
+        divided by tau, the MSE their lambda-weighted sum divided by tau."""
         net.eval()
         out = {"eq3": 0.0, "mse": 0.0}
         mode = np.zeros(tau)
         with torch.no_grad():
             for lo in range(0, n_val, 64):
                 sl = slice(lo, lo + 64)
-                pred = net(val_xt[sl], val_t[sl])
+                pred = net(val_xt[sl], net_t(val_t[sl]))
                 for k in out:
-                    out[k] += float(per_video_loss(k, pred, val_delta[sl]).sum())
-                e = (pred - val_delta[sl]).reshape(pred.shape[0], tau, -1)
+                    out[k] += float(per_video_loss(k, pred, val_target[sl]).sum())
+                e = (pred - val_target[sl]).reshape(pred.shape[0], tau, -1)
                 mode += torch.einsum("ki,bip->bkp", Ut, e).pow(2).sum((0, 2)).double().numpy()
         out = {k: v / (n_val * tau * size * size) for k, v in out.items()}
         out["mode"] = mode / (n_val * size * size) / lam
@@ -528,9 +620,12 @@ def main(argv=None):
     ref = frame_stats(data)
     brng = np.random.default_rng([args.seed, 4])
 
-    print("train_denoiser: tau %d, %dx%d, noise ar1:rho=%g, vp-linear, eps %g, helpers %s, "
-          "%d torch threads" % (tau, size, size, args.rho, args.eps, helpers, args.threads),
-          flush=True)
+    print("train_denoiser: tau %d, %dx%d, noise ar1:rho=%g, %s, eps %g, helpers %s, "
+          "%d torch threads" % (tau, size, size, args.rho, S.spec, args.eps, helpers,
+                                args.threads), flush=True)
+    if S.path != "vp" or target != "noise":
+        print("  target %s, t ~ %s, net time %s" % (target, args.t_sampling, net_time),
+              flush=True)
 
     results = {}
     for kind in args.losses:
@@ -548,9 +643,9 @@ def main(argv=None):
         net.train()
         for step in range(args.steps):
             x0 = torch.from_numpy(make_videos(drng, args.batch, tau, size))
-            t = ct.sample_t(args.batch, S, eps=args.eps, generator=gen)
+            t = ct.sample_t(args.batch, S, eps=args.eps, generator=gen, kind=args.t_sampling)
             xt, delta = noisy(x0, t, gen)
-            per = per_video_loss(kind, net(xt, t), delta) / (tau * size * size)
+            per = train_loss(kind, net(xt, net_t(t)), x0, delta, t) / (tau * size * size)
             if wnorm is not None:
                 td = t.double().numpy()
                 w = S.beta(td) / -np.expm1(-S.int_beta(td)) / wnorm
@@ -578,18 +673,21 @@ def main(argv=None):
         with Atomic(os.path.join(args.out_dir, "model_%s.pt" % kind)) as tmp:
             torch.save(net.state_dict(), tmp)
 
-        model = ct.TorchModel(net, output="noise")
+        model = ct.TorchModel(net, output=target, time=net_time)
         res = {"nparam": nparam, "train_seconds": train_s, "curve": curve, "val": val}
         for sampler in args.samplers:
             t1 = time.time()
             common = dict(cov=C, schedule=S, batch=args.samples, frame_shape=(size, size),
-                          seed=args.seed + 7, output="noise", t_end=args.eps)
+                          seed=args.seed + 7, output=target, t_end=args.eps)
             if sampler.endswith("+thr"):
                 common["x0_threshold"] = {"p": args.threshold}
             try:
                 if sampler.startswith("reverse_sde"):
                     r = corrsde.solve(model, process="reverse-sde", solver="em",
                                       steps=args.sde_steps, **common)
+                elif sampler.startswith("dpmpp2m"):
+                    r = corrsde.solve(model, process="pf-ode", solver="dpmpp2m",
+                                      steps=FEWSTEP_STEPS, grid="quadratic", **common)
                 else:
                     r = corrsde.solve(model, process="pf-ode", solver="dopri5", steps=0,
                                       rtol=args.rtol, max_nfe=args.max_nfe, **common)
@@ -617,13 +715,18 @@ def main(argv=None):
     def pm(v, e):
         return "%.3f ± %.3f" % (v, e)
 
-    lines = ["| videos | model calls | lag-1 corr | lag-2 corr | frame mean | frame std "
+    lines = ["schedule %s, target %s%s" % (S.spec, target, "" if S.path == "vp" and
+                                              target == "noise" else
+                                              ", t ~ %s, net time %s" % (args.t_sampling,
+                                                                         net_time)),
+             "",
+             "| videos | model calls | lag-1 corr | lag-2 corr | frame mean | frame std "
              "| mean abs Δ frame mean | mean abs Δ frame std |",
              "|---|---:|---:|---:|---:|---:|---:|---:|",
              "| data (%d) | | %s | %s | %s | %s | | |"
              % (args.n_data, *(pm(ref_sum[k], ref_se[k]) for k in cols[:4])),
-             "| AR(1) noise prior, exact | | %.3f | %.3f | 0 | 1 | | |"
-             % (args.rho, args.rho ** 2)]
+             "| AR(1) noise prior, exact | | %.3f | %.3f | 0 | %g | | |"
+             % (args.rho, args.rho ** 2, S.prior_scale())]
     for kind in args.losses:
         for sampler in args.samplers:
             s = results[kind][sampler]
@@ -639,17 +742,23 @@ def main(argv=None):
                      % (kind, r["nparam"], r["train_seconds"], r["val"]["eq3"],
                         r["val"]["mse"], r["val"]["mode"][0], r["val"]["mode"][-1]))
     total = time.time() - t_start
-    note = ("tau %d, %dx%d, ar1:rho=%g, vp-linear, t ~ U(%g, 1), time weight %s; %d steps x "
+    tdraw = ("U(%g, 1)" % args.eps if args.t_sampling == "uniform"
+             else "logit-normal (logit t ~ N(0, 1))")
+    losses_are = ("" if target == "noise" else
+                  "losses: flow_matching_loss, eq3 metric cinv, mse plain; ")
+    few = ("dpmpp2m: pf-ode, quadratic grid, %d steps; " % FEWSTEP_STEPS
+           if "dpmpp2m" in args.samplers else "")
+    note = ("tau %d, %dx%d, ar1:rho=%g, %s, target %s, t ~ %s, time weight %s; %s%d steps x "
             "batch %d per loss, seed %d; reverse SDE: em %d steps; PF-ODE: dopri5 rtol %g; "
-            "+thr: x0 thresholded (Imagen, p = %g); "
+            "%s+thr: x0 thresholded (Imagen, p = %g); "
             "± is the bootstrap standard error over videos (%d resamples); Δ columns: mean "
             "over frames of |samples - data|, per frame; held-out losses per element on %d "
             "fixed (x0, t, delta), t stratified over [eps, 1]; rel. error of a mode: "
             "E (u . error)^2 / lambda for the eigenvector u of C with the smallest (roughest) "
             "and largest (smoothest) eigenvalue lambda, 1 = no better than 0; total %.0f s"
-            % (tau, size, size, args.rho, args.eps, args.time_weight, args.steps, args.batch,
-               args.seed, args.sde_steps, args.rtol, args.threshold, args.bootstrap, n_val,
-               total))
+            % (tau, size, size, args.rho, S.spec, target, tdraw, args.time_weight, losses_are,
+               args.steps, args.batch, args.seed, args.sde_steps, args.rtol, few,
+               args.threshold, args.bootstrap, n_val, total))
     table = "\n".join(lines) + "\n\n" + note + "\n"
     print()
     print(table, flush=True)
@@ -663,6 +772,10 @@ def main(argv=None):
                     f.attrs[k] = ",".join(v) if isinstance(v, list) else v
             f.attrs["cov"] = C.spec
             f.attrs["schedule"] = S.spec
+            f.attrs["path"] = S.path
+            f.attrs["target"] = target
+            f.attrs["net_output"] = target  # TorchModel's output kind
+            f.attrs["net_time"] = net_time  # TorchModel's time kind
             f.attrs["cov_matrix"] = C.matrix
             f.attrs["helpers"] = helpers
             f.attrs["corrsde_version"] = corrsde.__version__
@@ -679,6 +792,8 @@ def main(argv=None):
                 d.attrs["nfe"] = [results[k][sampler]["nfe"] for k in args.losses]
                 d.attrs["solver"] = ("em, %d steps" % args.sde_steps
                                      if sampler.startswith("reverse_sde")
+                                     else "dpmpp2m, quadratic grid, %d steps" % FEWSTEP_STEPS
+                                     if sampler.startswith("dpmpp2m")
                                      else "dopri5, rtol %g" % args.rtol)
                 d.attrs["x0_threshold"] = ("p=%g" % args.threshold if sampler.endswith("+thr")
                                            else "none")
@@ -724,7 +839,9 @@ def main(argv=None):
             if r == 0:
                 ax.set_title("frame %d" % i, fontsize=7)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle("data and samples (grey scale -1..1), ar1:rho=%g noise" % args.rho, fontsize=8)
+    fig.suptitle("data and samples (grey scale -1..1), ar1:rho=%g noise%s" % (
+        args.rho, "" if S.path == "vp" and target == "noise"
+        else ", %s, target %s" % (S.spec, target)), fontsize=8)
     fig.tight_layout()
     with Atomic(os.path.join(args.out_dir, "frames.png")) as tmp:
         fig.savefig(tmp, format="png", dpi=80)

@@ -3,6 +3,8 @@
 Checks that the run succeeds and writes samples.h5 (data, samples, statistics, table),
 frames.png, table.md and the weights with the expected shapes and finite numbers, that no
 temporary file is left behind, and that bad options are refused with a clear message.
+test_rf: the same on rectified flow (--schedule rf:shift=3: the flow-shifted target, the
+dpmpp2m sampler at 10 steps), with the schedule and target in the file's attributes.
 """
 import os
 import subprocess
@@ -91,7 +93,12 @@ def test_stdout_table(quick):
 
 def test_bad_options(tmp_path):
     for args, word in ((["--frames", "2"], "--frames"), (["--rho", "1"], "--rho"),
-                       (["--losses", "l1"], "--losses"), (["--steps", "0"], "--steps")):
+                       (["--losses", "l1"], "--losses"), (["--steps", "0"], "--steps"),
+                       (["--target", "flow-shifted"], "--target flow-shifted: dx/dt'"),
+                       (["--schedule", "edm"], "--schedule edm: the edm path is not supported"),
+                       (["--schedule", "ddpm-linear"], "ddpm-linear: a discrete schedule"),
+                       (["--schedule", "rf:shift=0"], "--schedule: rf: shift"),
+                       (["--schedule", "rf", "--time-weight", "elbo"], "--time-weight elbo: ")):
         p = run("--quick", "--out-dir", str(tmp_path), *args, timeout=60)
         assert p.returncode == 2 and word in p.stderr, (args, p.stderr)
     assert os.listdir(tmp_path) == []
@@ -103,3 +110,43 @@ def test_combine(quick):
     assert p.returncode == 0, p.stderr
     assert "eq3, reverse-sde" in p.stdout and "over 2 runs (seeds 3, 3)" in p.stdout
     assert "± 0.000" in p.stdout  # the same run twice: no spread
+
+
+RF_SAMPLERS = ("reverse_sde", "pf_ode", "dpmpp2m", "reverse_sde+thr", "pf_ode+thr",
+               "dpmpp2m+thr")
+
+
+def test_rf(tmp_path):
+    """--quick on rf:shift=3: SD3's target and time sampling by default, the few-step sampler
+    beside the two of VP, finite statistics, the schedule and target recorded."""
+    p = run("--quick", "--schedule", "rf:shift=3", "--out-dir", str(tmp_path), "--seed", "3",
+            "--samples", str(SAMPLES), "--threads", "1", "--sde-steps", "10", "--rtol", "1e-2",
+            "--bootstrap", "5", "--steps", "10", "--strip", "1", "--gif-videos", "1")
+    # (coarser than --quick, to keep it short: ~15 s on an idle core)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["frames.png", "model_eq3.pt", "model_mse.pt",
+                                            "samples.gif", "samples.h5", "table.md"]
+    with h5py.File(tmp_path / "samples.h5", "r") as f:
+        assert f.attrs["schedule"] == "rf:shift=3" and f.attrs["path"] == "rf"
+        assert f.attrs["target"] == "flow-shifted" and f.attrs["net_output"] == "flow-shifted"
+        assert f.attrs["net_time"] == "t_shifted" and f.attrs["t_sampling"] == "logit-normal"
+        assert sorted(f["samples"]) == sorted(RF_SAMPLERS)
+        for s in RF_SAMPLERS:
+            d = f["samples/" + s]
+            assert d.shape == (2, SAMPLES, FRAMES, SIZE, SIZE)
+            assert np.all(np.isfinite(d[...]))
+            if s.startswith("dpmpp2m"):
+                assert list(d.attrs["nfe"]) == [10, 10]
+                assert d.attrs["solver"] == "dpmpp2m, quadratic grid, 10 steps"
+        for g in ["%s/%s" % (k, s) for k in ("eq3", "mse") for s in RF_SAMPLERS]:
+            st = f["stats/" + g]
+            assert np.all(np.isfinite(st["frame_mean"][...]))
+            assert np.all(np.isfinite(st["frame_std"][...]))
+            for k in ("lag1", "lag2", "mean", "std", "dmean", "dstd"):
+                assert np.isfinite(st.attrs[k]) and np.isfinite(st.attrs[k + "_se"])
+        for k in ("eq3", "mse"):
+            assert np.all(np.isfinite(f["train/%s/loss" % k][...]))
+        table = f["table"][()]
+        table = table.decode() if isinstance(table, bytes) else table
+    assert table.startswith("schedule rf:shift=3, target flow-shifted, t ~ logit-normal")
+    assert "eq3, dpmpp2m (%d) | 10 |" % SAMPLES in table and "losses: flow_matching_loss" in table
