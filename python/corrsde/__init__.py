@@ -872,10 +872,15 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
           x0_clip=None, x0_threshold=None,
           cond=None, uncond=None, guidance=None, guidance_split=False, callback=None,
           corrector=None):
-    """Run a process or sampler with a Python model; returns a Result.
+    """Run a process or sampler with a Python model or a built-in one; returns a Result.
 
     The run is the library's (corrsde/run.h), the same as `corrsde sample`'s: the same
     settings give the same bits, and out= the same file.
+
+    model may be a built-in exact model: its spec ("gaussian[:mean=M,std=S,rho=R]",
+    "gaussian:file=P.h5", "gmm:file=P.h5", as `corrsde sample --model`) or a Model (its
+    cov and schedule must be the run's; its frame_shape the default one). It runs inside
+    the library, with no Python call per evaluation (output: none, or "cscore").
 
     model(t, x, ctx) -> array of x's shape: x is a read-only view of the solver's
     buffer (a model that keeps x or views of it past the call gets them repointed to
@@ -1095,11 +1100,15 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
              x_axis="h", force=False, print_table=False, progress=False):
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
 
+    model: a callable model(t, x, ctx) as solve()'s, or a built-in (a spec str or a
+    Model, run inside the library, as solve() takes them; the gaussian gives the exact
+    reference). frame_shape: default a Model's, else (4, 4).
+
     For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
     fixed steps on one Brownian path each (path noise) from the prior N(0, p^2 C) (seed;
     p = schedule.prior_scale(), VP 1),
     against a reference on the same path: reference "auto" (exact where the model gives
-    it: never for a Python model), "fine" (each solver at reference_level, default the
+    it: the built-in gaussian's flow; never for a Python model), "fine" (each solver at reference_level, default the
     program's K1 + 3 or more; "fine:LEVEL" the same) or "fine:SOLVER:rtol=R[,atol=A]"
     (one adaptive solve per path shared by every solver: dopri5, rk45, rkck, rk8pd for
     pf-ode; heun, em, sra1 for reverse-sde, on the same Brownian path; its error is

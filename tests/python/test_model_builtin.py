@@ -42,6 +42,12 @@ def rel(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
+def rel_x0(got, want, x, a):
+    """x0 = (x + sigma^2 s) / alpha cancels x against sigma^2 s: its rounding is
+    eps |x| / alpha, so the error is taken relative to the larger of |x0| and |x| / alpha."""
+    return np.abs(got - want).max() / max(np.abs(want).max(), np.abs(x).max() / a)
+
+
 # ---- the gaussian model: -C Sigma_t^-1 (x - alpha m), Sigma_t = alpha^2 S0 + sigma^2 C ----
 
 @pytest.mark.parametrize("path", PATHS)
@@ -63,7 +69,7 @@ def test_gaussian_closed_form(path):
         assert rel(got, want) <= 1e-12, (t, rel(got, want))
         # x0: the posterior mean E[x0 | x_t] = m + alpha S0 Sigma_t^-1 (x - alpha m)
         post = 0.3 + frame_apply(a * S0 @ np.linalg.inv(Sig), x - a * 0.3)
-        assert rel(m.x0(t, x), post) <= 1e-12, (t, rel(m.x0(t, x), post))
+        assert rel_x0(m.x0(t, x), post, x, a) <= 1e-12, (t, rel_x0(m.x0(t, x), post, x, a))
 
 
 # ---- the gmm: the mixture's exact score and posterior mean in numpy ----
@@ -112,10 +118,10 @@ def test_gmm_closed_form(tmp_path, path):
     m = corrsde.Model("gmm:file=%s" % (tmp_path / "g.h5"), cov=C, schedule=S, frame_shape=(D,))
     assert m.output == "cscore"
     for i, t in enumerate(times(S)):
-        x = states(S, t, 10 + i)
-        score, post = gmm_closed_form(C.matrix, S.alpha(t), S.sigma_path(t), w, mu, covs, x)
+        x, a = states(S, t, 10 + i), S.alpha(t)
+        score, post = gmm_closed_form(C.matrix, a, S.sigma_path(t), w, mu, covs, x)
         assert rel(m(t, x), score) <= 1e-12, (t, rel(m(t, x), score))
-        assert rel(m.x0(t, x), post) <= 1e-12, (t, rel(m.x0(t, x), post))
+        assert rel_x0(m.x0(t, x), post, x, a) <= 1e-12, (t, rel_x0(m.x0(t, x), post, x, a))
 
 
 def test_torch_in_torch_out(tmp_path):
@@ -222,3 +228,28 @@ def test_bad_specs_and_shapes(tmp_path):
         corrsde.solve("gaussian", cov=C, output="noise", steps=2)
     with pytest.raises(ValueError, match="^model:"):
         corrsde.solve("gaussian:rho=2", cov=C, steps=2)
+
+
+# ---- experiments/fewstep_kd.py's closed-form denoiser is the built-in gmm's x0 ----
+
+@pytest.mark.parametrize("path", ["vp-linear", "rf:shift=3"])
+def test_fewstep_kd_denoiser_is_the_models(tmp_path, path):
+    import h5py
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "fewstep_kd", os.path.join(ROOT, "experiments", "fewstep_kd.py"))
+    kd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kd)
+    g = np.random.default_rng(4)
+    w, mu = g.uniform(0.5, 2.0, 3), g.standard_normal((3, TAU))  # fewstep's [K, tau] means
+    covs = np.array([0.3 * A @ A.T / TAU + 0.05 * np.eye(TAU)
+                     for A in g.standard_normal((3, TAU, TAU))])
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        f["weights"], f["means"], f["frame_covs"] = w, mu, covs
+    C = corrsde.Cov("ar1:rho=0.9", frames=TAU)
+    S = corrsde.Schedule(path)
+    m = corrsde.Model("gmm:file=%s" % (tmp_path / "g.h5"), cov=C, schedule=S, frame_shape=D)
+    ref = kd.GmmX0(w, mu, covs, C.matrix, S)
+    for i, t in enumerate(times(S)):
+        x, a = states(S, t, 20 + i), S.alpha(t)
+        assert rel_x0(m.x0(t, x), ref(x, t), x, a) <= 1e-12
