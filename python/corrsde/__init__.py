@@ -24,9 +24,9 @@ import numpy as np
 from . import _corrsde
 from ._corrsde import Error
 
-__all__ = ["Cov", "Schedule", "Context", "Result", "Model", "solve", "Convergence", "converge", "Error",
-           "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers", "elbo",
-           "__version__"]
+__all__ = ["Cov", "Schedule", "Context", "Result", "Model", "solve", "Convergence", "converge",
+           "Error", "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers",
+           "elbo", "__version__"]
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
@@ -721,6 +721,17 @@ def _builtin(model, cov, schedule, output, shape, what="frame_shape"):
     return model.spec
 
 
+def _builtin_of(model, cov, schedule, output, x, what="x"):
+    """likelihood()'s and elbo()'s model: a Model as its spec (checked against the call's
+    cov, schedule and x's frame shape), anything else as it is."""
+    if not isinstance(model, Model) or not isinstance(cov, Cov):
+        return model
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule(schedule)
+    shape = tuple(x.shape[2:]) if getattr(x, "ndim", 0) >= 2 else None
+    return _builtin(model, cov, schedule, output, shape, what)
+
+
 def _opt_num(v, what):
     if v is None:
         return None
@@ -1108,7 +1119,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     fixed steps on one Brownian path each (path noise) from the prior N(0, p^2 C) (seed;
     p = schedule.prior_scale(), VP 1),
     against a reference on the same path: reference "auto" (exact where the model gives
-    it: the built-in gaussian's flow; never for a Python model), "fine" (each solver at reference_level, default the
+    it: the built-in gaussian's flow; never for a Python model), "fine" (each solver at
+    reference_level, default the
     program's K1 + 3 or more; "fine:LEVEL" the same) or "fine:SOLVER:rtol=R[,atol=A]"
     (one adaptive solve per path shared by every solver: dopri5, rk45, rkck, rk8pd for
     pf-ode; heun, em, sra1 for reverse-sde, on the same Brownian path; its error is
@@ -1203,7 +1215,8 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                 "cov_method": cov.method_asked,
                 "model_spec": spec if spec is not None else
                 "python:" + getattr(model, "__qualname__", type(model).__qualname__)}
-    d, table = _corrsde.converge(model if spec is None else spec, ctx, cov._h, schedule._h, OUTPUTS.index(output),
+    d, table = _corrsde.converge(model if spec is None else spec, ctx, cov._h, schedule._h,
+                                 OUTPUTS.index(output),
                                  (nb, cov.frames) + shape, settings)
     if plot is not None:
         from . import _plot_convergence
@@ -1245,9 +1258,9 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     (div f = tau D f(t) - 1/2 g(t)^2 tr(C grad^2 log p_t)).
 
     model: a built-in spec ("gaussian[:mean=M,std=S,rho=R]", "gaussian:file=P.h5",
-    "gmm:file=P.h5": exact models with exact scores), a TorchModel (its Jacobian-vector
-    product from autograd: torch.func.jvp, or double backward on torch < 2) or a callable
-    model(t, x, ctx) as solve() takes (output= or model.output: its kind).
+    "gmm:file=P.h5": exact models with exact scores) or a Model, a TorchModel (its
+    Jacobian-vector product from autograd: torch.func.jvp, or double backward on
+    torch < 2) or a callable model(t, x, ctx) as solve() takes (output= or model.output: its kind).
     x: the data [B, tau, *frame_shape] at t = eps.
     divergence: "auto" (exact for the built-ins, directional for tau D <= 64, else
     hutchinson), "exact", "directional" (tau D JVPs per evaluation) or
@@ -1277,6 +1290,7 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     divergence (the route taken), jvp (taken: "model", "fd", or None for exact).
     A bad setting is a ValueError naming its keyword first.
     """
+    model = _builtin_of(model, cov, schedule, output, x)
     if isinstance(model, str):
         kind, jfn = 1, None
         if output is not None:
@@ -1372,9 +1386,9 @@ def elbo(model, x0, *, cov, schedule="ddpm-linear", draws=1, tdraws=0, seed=0, d
     with draws noise draws each, or tdraws sampled t ~ U{2..N} times (N - 1)), L_0 the
     Gaussian decoder -log N(x0; mu_theta(x_1), beta_1 C). model: a callable
     model(t, x, ctx) as solve's (a TorchModel too; output as solve's), or the spec of
-    a built-in model ("gaussian:mean=M,std=S,rho=R", "gmm:file=P.h5", ...). x0: the
-    data [B, tau, *frame_shape]. dequant: None/"none" (continuous data, bpd = nll /
-    (n ln 2)) or "uniform[:bits=B,scale=S,shift=H]" (x0 holds integers in [0, 2^B),
+    a built-in model ("gaussian:mean=M,std=S,rho=R", "gmm:file=P.h5", ...) or a Model.
+    x0: the data [B, tau, *frame_shape]. dequant: None/"none" (continuous data, bpd =
+    nll / (n ln 2)) or "uniform[:bits=B,scale=S,shift=H]" (x0 holds integers in [0, 2^B),
     dequantized y = S (k + u) + H with u keyed by the seed; bpd takes -log2(S) more:
     7 for 8-bit data in [-1, 1), the default). Every draw is keyed by seed and the
     sample's index: threads and batch never change a bit.
@@ -1386,6 +1400,7 @@ def elbo(model, x0, *, cov, schedule="ddpm-linear", draws=1, tdraws=0, seed=0, d
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
     if not isinstance(schedule, Schedule):
         schedule = Schedule(schedule)
+    model = _builtin_of(model, cov, schedule, output, x0, "x0")
     if isinstance(model, str):
         output = "cscore"
     else:

@@ -2239,7 +2239,7 @@ static PyMethodDef methods[] = {
     {"sched_info", py_sched_info, METH_O, "sched_info(h) -> (spec, nsteps)"},
     {"sched_eval", py_sched_eval, METH_VARARGS, "sched_eval(h, what, t)"},
     {"sched_path", py_sched_path, METH_O, "sched_path(h) -> (path, t_min, t_max, prior_scale)"},
-    {"model_new", py_model_new, METH_VARARGS, "model_new(spec, cov, sched, D) -> (handle, spec, kind)"},
+    {"model_new", py_model_new, METH_VARARGS, "model_new(spec, cov, sched, D) -> (h, spec, kind)"},
     {"model_call", py_model_call, METH_VARARGS, "model_call(h, t, x) -> the model's answer"},
     {"solve", py_solve, METH_VARARGS, "solve(...): see python/corrsde/__init__.py"},
     {"converge", py_converge, METH_VARARGS, "converge(...): see python/corrsde/__init__.py"},

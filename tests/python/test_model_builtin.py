@@ -253,3 +253,19 @@ def test_fewstep_kd_denoiser_is_the_models(tmp_path, path):
     for i, t in enumerate(times(S)):
         x, a = states(S, t, 20 + i), S.alpha(t)
         assert rel_x0(m.x0(t, x), ref(x, t), x, a) <= 1e-12
+
+
+def test_likelihood_and_elbo_take_a_model():
+    """A Model is its spec to likelihood() and elbo(): the exact divergence, the same bits."""
+    C = corrsde.Cov("ar1:rho=0.8", frames=4)
+    m = corrsde.Model("gaussian:std=0.7", cov=C, schedule="rf:shift=3", frame_shape=2)
+    x = 0.7 * C.sample(3, 2, seed=1)
+    a = corrsde.likelihood(m, x, cov=C, schedule="rf:shift=3", rtol=1e-8)
+    b = corrsde.likelihood(m.spec, x, cov=C, schedule="rf:shift=3", rtol=1e-8)
+    assert a["divergence"] == "exact" and a["logp"].tobytes() == b["logp"].tobytes()
+    d = corrsde.Model("gaussian:std=0.7", cov=C, schedule="ddpm-linear", frame_shape=2)
+    a = corrsde.elbo(d, x, cov=C, schedule="ddpm-linear", tdraws=8)
+    b = corrsde.elbo(d.spec, x, cov=C, schedule="ddpm-linear", tdraws=8)
+    assert a["nll"].tobytes() == b["nll"].tobytes()
+    with pytest.raises(ValueError, match="^schedule:"):
+        corrsde.likelihood(m, x, cov=C)
