@@ -14,8 +14,11 @@ The convention: k-diffusion integrates the EDM/VE ODE dx/dsigma = (x - D(x, sigm
 in x_ve = x / alpha, sigma_ve = sigma / alpha = exp(-lambda), on any Gaussian path. The gmm's
 exact denoiser D(x_ve, sigma_ve) = E[x0 | x_t] is taken at t = t_of_lambda(-log sigma_ve)
 and x = alpha(t) x_ve, with the path's alpha, sigma and t(lambda) from corrsde.Schedule and
-the posterior mean in closed form (numpy): corrsde's Python API cannot evaluate the
-built-in gmm model, so the formula of src/model/gmm.c is written again here,
+the posterior mean in closed form (numpy), the formula of src/model/gmm.c written again
+here (fewstep.py hands GmmX0 the mixture's arrays; corrsde.Model("gmm:file=P.h5", cov=C,
+schedule=S, frame_shape=D).x0(t, x) is the library's own, and
+tests/python/test_model_builtin.py::test_fewstep_kd_denoiser_is_the_models holds the two
+equal to 1e-12),
 
     x0_hat = sum_k r_k (m_k + alpha S_k Sigma_k^-1 (x - alpha m_k)),
     Sigma_k = alpha^2 S_k + sigma^2 C,  r_k ~ w_k N(x; alpha m_k, Sigma_k (x) I_D)

@@ -24,9 +24,9 @@ import numpy as np
 from . import _corrsde
 from ._corrsde import Error
 
-__all__ = ["Cov", "Schedule", "Context", "Result", "solve", "Convergence", "converge", "Error",
-           "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers", "elbo",
-           "__version__"]
+__all__ = ["Cov", "Schedule", "Context", "Result", "Model", "solve", "Convergence", "converge",
+           "Error", "OUTPUTS", "PROCESSES", "COV_FAMILIES", "COV_METHODS", "SCHEDULES", "solvers",
+           "elbo", "__version__"]
 __version__ = _corrsde.version
 
 #: what a model's answer is (corrsde/model.h), in the library's order
@@ -612,6 +612,126 @@ def _model_output(model, output):
     return output
 
 
+class Model:
+    """A built-in exact model (corrsde/model.h), evaluated by the library.
+
+    spec: "gaussian[:mean=M,std=S,rho=R]" (X_0 ~ N(m, S0 (x) I_D), S0 = S^2 ar1(R)),
+    "gaussian:file=P.h5" (/mean, /frame_cov) or "gmm:file=P.h5" (/weights, /means,
+    /frame_covs): the forms of `corrsde sample --model`, built by the same library call
+    (csde_model_spec_alloc). cov: the noise covariance C (a Cov), schedule: the path (any:
+    VP, edm, ve, rf[:shift=S]), frame_shape: the pixels of a frame (() or (D,) or (H, W),
+    ...). The model answers C grad log p_t(x) exactly (output "cscore"): the gaussian
+    -C Sigma_t^-1 (x - alpha m), Sigma_t = alpha^2 S0 + sigma^2 C; the gmm the mixture's,
+    with responsibilities per sample. spec is the canonical spec (every parameter shown).
+
+    m(t, x) -> the answer at time t for x [B, tau, *frame_shape] (numpy, or a torch tensor
+    -> a tensor of its dtype and device; computed in float64 by the library, no autograd);
+    m.x0(t, x) the data prediction E[x0 | x_t = x]. Pass m (or the spec str) as solve()'s
+    or converge()'s model to run it inside the library (no Python call per evaluation):
+    the same bits as `corrsde sample --model SPEC` with the same settings. One Model is
+    not for two threads at once (the library's rule for its built-ins).
+    """
+
+    def __init__(self, spec, *, cov, schedule="vp-linear", frame_shape=()):
+        if not isinstance(spec, str):
+            raise TypeError("model: expected a spec str such as 'gmm:file=P.h5', got %s"
+                            % type(spec).__name__)
+        if not isinstance(cov, Cov):
+            raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
+        if not isinstance(schedule, Schedule):
+            schedule = Schedule(schedule)
+        try:
+            shape = _shape(frame_shape)
+        except (TypeError, ValueError):
+            raise ValueError("frame_shape: expected an integer or a tuple of integers, got %r"
+                             % (frame_shape,)) from None
+        if len(shape) > 3 or any(d < 1 for d in shape):
+            raise ValueError("frame_shape: expected 0 to 3 sizes, each >= 1, got %r"
+                             % (frame_shape,))
+        self.cov, self.schedule, self.frame_shape = cov, schedule, shape
+        self._h, self.spec, kind = _corrsde.model_new(spec, cov._h, schedule._h,
+                                                      int(np.prod(shape, dtype=np.int64)))
+        self.output = OUTPUTS[kind]
+
+    def __repr__(self):
+        return "corrsde.Model(%r, cov=%r, schedule=%r, frame_shape=%r) [output %s]" % (
+            self.spec, self.cov, self.schedule.spec, self.frame_shape, self.output)
+
+    def _time(self, t):
+        if _is_tensor(t):
+            t = t.detach().cpu().double().numpy()
+        try:
+            v = float(t)
+        except (TypeError, ValueError):
+            raise TypeError("t: expected a number, got %s" % type(t).__name__) from None
+        lo, hi = self.schedule.span()
+        if not lo <= v <= hi:
+            raise ValueError("t: expected a time in the span [%r, %r] of %s, got %r"
+                             % (lo, hi, self.schedule.spec, v))
+        return v
+
+    def _x(self, x):
+        a = _states(x, "x", self.cov.frames)
+        if a.shape[2:] != self.frame_shape and (int(np.prod(a.shape[2:], dtype=np.int64)) !=
+                                                int(np.prod(self.frame_shape, dtype=np.int64))):
+            raise ValueError("x: frame shape %s (x: shape %s), the model's frame_shape is %s"
+                             % (a.shape[2:], a.shape, self.frame_shape))
+        return a
+
+    def __call__(self, t, x, ctx=None):
+        """The model's answer (self.output: C grad log p_t) at time t for x [B, tau,
+        *frame_shape]; ctx is accepted (and ignored) so that m is also a model(t, x, ctx)."""
+        return _like(_corrsde.model_call(self._h, self._time(t), self._x(x)), x)
+
+    def x0(self, t, x):
+        """E[x0 | x_t = x] = (x + sigma^2 s) / alpha, s = C grad log p_t(x) (Tweedie's
+        formula for the noise covariance sigma^2 C; alpha, sigma the path's at t: the
+        process layer's denoiser view, src/process/process.c, which the library does not
+        export). t with alpha(t) = 0 (rf at t = 1) is refused."""
+        v, a = self._time(t), self._x(x)
+        al, sg = self.schedule.alpha(v), self.schedule.sigma_path(v)
+        if not al > 0:
+            raise ValueError("t: alpha(%r) = %r on %s: x0 is not defined there"
+                             % (v, al, self.schedule.spec))
+        s = _corrsde.model_call(self._h, v, a)
+        return _like((a + sg * sg * s) / al, x)
+
+
+def _builtin(model, cov, schedule, output, shape, what="frame_shape"):
+    """solve()'s and converge()'s model when it is a built-in (a spec str or a Model):
+    its spec, checked against the run's cov, schedule and frame shape (None: not given);
+    None for a Python callable."""
+    if not isinstance(model, (str, Model)):
+        return None
+    if output is not None and output != "cscore":
+        raise ValueError("output: a built-in model (%r) answers C grad log p itself"
+                         % (model if isinstance(model, str) else model.spec))
+    if isinstance(model, str):
+        return model
+    if model.cov is not cov and (model.cov.spec, model.cov.frames, model.cov.method) != (
+            cov.spec, cov.frames, cov.method):
+        raise ValueError("cov: %r, but the model was built on %r" % (cov, model.cov))
+    if model.schedule.spec != schedule.spec:
+        raise ValueError("schedule: %r, but the model was built on %r"
+                         % (schedule.spec, model.schedule.spec))
+    if shape is not None and (int(np.prod(shape, dtype=np.int64)) !=
+                              int(np.prod(model.frame_shape, dtype=np.int64))):
+        raise ValueError("%s: frame shape %s, but the model was built for frame_shape %s"
+                         % (what, tuple(_shape(shape)), model.frame_shape))
+    return model.spec
+
+
+def _builtin_of(model, cov, schedule, output, x, what="x"):
+    """likelihood()'s and elbo()'s model: a Model as its spec (checked against the call's
+    cov, schedule and x's frame shape), anything else as it is."""
+    if not isinstance(model, Model) or not isinstance(cov, Cov):
+        return model
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule(schedule)
+    shape = tuple(x.shape[2:]) if getattr(x, "ndim", 0) >= 2 else None
+    return _builtin(model, cov, schedule, output, shape, what)
+
+
 def _opt_num(v, what):
     if v is None:
         return None
@@ -763,10 +883,15 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
           x0_clip=None, x0_threshold=None,
           cond=None, uncond=None, guidance=None, guidance_split=False, callback=None,
           corrector=None):
-    """Run a process or sampler with a Python model; returns a Result.
+    """Run a process or sampler with a Python model or a built-in one; returns a Result.
 
     The run is the library's (corrsde/run.h), the same as `corrsde sample`'s: the same
     settings give the same bits, and out= the same file.
+
+    model may be a built-in exact model: its spec ("gaussian[:mean=M,std=S,rho=R]",
+    "gaussian:file=P.h5", "gmm:file=P.h5", as `corrsde sample --model`) or a Model (its
+    cov and schedule must be the run's; its frame_shape the default one). It runs inside
+    the library, with no Python call per evaluation (output: none, or "cscore").
 
     model(t, x, ctx) -> array of x's shape: x is a read-only view of the solver's
     buffer (a model that keeps x or views of it past the call gets them repointed to
@@ -833,7 +958,13 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
                                        t_start, t_end, seed, noise, threads, max_nfe, eta,
                                        x0_clip, x0_threshold, corrector)
     base, seed = settings["process"].partition(":")[0], settings["seed"]
-    output = _model_output(model, output)
+    spec = _builtin(model, cov, schedule, output, None)
+    if spec is None:
+        output = _model_output(model, output)
+    else:  # a built-in: run inside the library, as `corrsde sample --model SPEC`
+        output = "cscore"
+        if isinstance(model, Model) and x is None and frame_shape is None:
+            frame_shape = model.frame_shape
     if dtype not in ("float64", "float32"):
         raise ValueError("dtype: expected 'float64' or 'float32', got %r" % (dtype,))
     if out is not None:
@@ -844,8 +975,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     init = None
     if x is None:
         if base in ("forward-sde", "pf-ode-encode"):
-            raise ValueError("x: %s starts from data; pass x (a Python model has no data law)"
-                             % base)
+            raise ValueError("x: %s starts from data; pass x (solve() draws no model's "
+                             "data law; `corrsde sample --model SPEC` does)" % base)
         x = cov.sample(1 if batch is None else batch,
                        () if frame_shape is None else frame_shape, seed)
         p = schedule.prior_scale()  # the prior N(0, p^2 C) (VP: 1, x untouched)
@@ -861,9 +992,12 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
         if frame_shape is not None and _shape(frame_shape) != x.shape[2:]:
             raise ValueError("frame_shape: %r contradicts x's frame shape %s (x: shape %s)"
                              % (frame_shape, x.shape[2:], x.shape))
+    if spec is not None:
+        _builtin(model, cov, schedule, None, x.shape[2:], "x")
     settings.update({
         "save": _save(save),
-        "model_spec": "python:" + getattr(model, "__qualname__", type(model).__qualname__),
+        "model_spec": spec if spec is not None else
+        "python:" + getattr(model, "__qualname__", type(model).__qualname__),
         "cov_method": cov.method_asked, "init": init,
         "command_line": "corrsde.solve(...) from Python",
         "progress": bool(progress),
@@ -871,7 +1005,8 @@ def solve(model, x=None, *, cov, schedule="vp-linear", process="reverse-sde", so
     gfn = _conditioning(settings, x.shape[0], cov.frames, cond, uncond, guidance,
                         guidance_split, callback)
     ctx = Context(cov.frames, tuple(x.shape[2:]), x.shape[0], cov, schedule, output, base)
-    res = _corrsde.solve(model, ctx, x, cov._h, schedule._h, OUTPUTS.index(output), settings,
+    res = _corrsde.solve(model if spec is None else spec, ctx, x, cov._h, schedule._h,
+                         OUTPUTS.index(output), settings,
                          out, dtype == "float32", bool(compress), bool(force),
                          (cond, uncond, gfn, callback, _cond_call))
     nfe, nsteps, acc, rej, wall, stopped, ts, st, states = res
@@ -971,16 +1106,21 @@ def _write_output(path, force, write, failure):
 
 def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None,
              error=None, levels=(3, 8), paths=16, reference="auto", reference_level=None,
-             t_end=None, seed=0, frame_shape=(4, 4), batch=None, boot=1000, boot_seed=None,
+             t_end=None, seed=0, frame_shape=None, batch=None, boot=1000, boot_seed=None,
              confidence=0.95, grid="uniform", output=None, out=None, csv=None, plot=None,
              x_axis="h", force=False, print_table=False, progress=False):
     """Convergence orders of solvers with a Python model, as `corrsde converge`.
+
+    model: a callable model(t, x, ctx) as solve()'s, or a built-in (a spec str or a
+    Model, run inside the library, as solve() takes them; the gaussian gives the exact
+    reference). frame_shape: default a Model's, else (4, 4).
 
     For each solver and each level k in levels (K0, K1), the paths are solved with 2^k
     fixed steps on one Brownian path each (path noise) from the prior N(0, p^2 C) (seed;
     p = schedule.prior_scale(), VP 1),
     against a reference on the same path: reference "auto" (exact where the model gives
-    it: never for a Python model), "fine" (each solver at reference_level, default the
+    it: the built-in gaussian's flow; never for a Python model), "fine" (each solver at
+    reference_level, default the
     program's K1 + 3 or more; "fine:LEVEL" the same) or "fine:SOLVER:rtol=R[,atol=A]"
     (one adaptive solve per path shared by every solver: dopri5, rk45, rkck, rk8pd for
     pf-ode; heun, em, sra1 for reverse-sde, on the same Brownian path; its error is
@@ -1016,7 +1156,15 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
     if process in ("forward-sde", "pf-ode-encode"):
         raise ValueError("process: %s starts from data, which a Python model does not give "
                          "(use reverse-sde or pf-ode)" % process)
-    output = _model_output(model, output)
+    spec = _builtin(model, cov, schedule, output, frame_shape)
+    if spec is None:
+        output = _model_output(model, output)
+    else:  # a built-in: run inside the library, as `corrsde converge --model SPEC`
+        output = "cscore"
+        if frame_shape is None and isinstance(model, Model):
+            frame_shape = model.frame_shape or (1,)
+    if frame_shape is None:
+        frame_shape = (4, 4)
     # solvers, error: None gives the library's default for the process (csde_conv_settings),
     # but for reverse-sde the error is strong here (the program's: weak-cov; the README)
     if isinstance(solvers, str):
@@ -1065,9 +1213,10 @@ def converge(model, *, cov, schedule="vp-linear", process="pf-ode", solvers=None
                 "output": None if out is None else os.fspath(out), "force": bool(force),
                 "progress": progress,
                 "cov_method": cov.method_asked,
-                "model_spec": "python:" + getattr(model, "__qualname__",
-                                                  type(model).__qualname__)}
-    d, table = _corrsde.converge(model, ctx, cov._h, schedule._h, OUTPUTS.index(output),
+                "model_spec": spec if spec is not None else
+                "python:" + getattr(model, "__qualname__", type(model).__qualname__)}
+    d, table = _corrsde.converge(model if spec is None else spec, ctx, cov._h, schedule._h,
+                                 OUTPUTS.index(output),
                                  (nb, cov.frames) + shape, settings)
     if plot is not None:
         from . import _plot_convergence
@@ -1109,9 +1258,9 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     (div f = tau D f(t) - 1/2 g(t)^2 tr(C grad^2 log p_t)).
 
     model: a built-in spec ("gaussian[:mean=M,std=S,rho=R]", "gaussian:file=P.h5",
-    "gmm:file=P.h5": exact models with exact scores), a TorchModel (its Jacobian-vector
-    product from autograd: torch.func.jvp, or double backward on torch < 2) or a callable
-    model(t, x, ctx) as solve() takes (output= or model.output: its kind).
+    "gmm:file=P.h5": exact models with exact scores) or a Model, a TorchModel (its
+    Jacobian-vector product from autograd: torch.func.jvp, or double backward on
+    torch < 2) or a callable model(t, x, ctx) as solve() takes (output= or model.output: its kind).
     x: the data [B, tau, *frame_shape] at t = eps.
     divergence: "auto" (exact for the built-ins, directional for tau D <= 64, else
     hutchinson), "exact", "directional" (tau D JVPs per evaluation) or
@@ -1141,6 +1290,7 @@ def likelihood(model, x, *, cov, schedule="vp-linear", divergence="auto", probes
     divergence (the route taken), jvp (taken: "model", "fd", or None for exact).
     A bad setting is a ValueError naming its keyword first.
     """
+    model = _builtin_of(model, cov, schedule, output, x)
     if isinstance(model, str):
         kind, jfn = 1, None
         if output is not None:
@@ -1236,9 +1386,9 @@ def elbo(model, x0, *, cov, schedule="ddpm-linear", draws=1, tdraws=0, seed=0, d
     with draws noise draws each, or tdraws sampled t ~ U{2..N} times (N - 1)), L_0 the
     Gaussian decoder -log N(x0; mu_theta(x_1), beta_1 C). model: a callable
     model(t, x, ctx) as solve's (a TorchModel too; output as solve's), or the spec of
-    a built-in model ("gaussian:mean=M,std=S,rho=R", "gmm:file=P.h5", ...). x0: the
-    data [B, tau, *frame_shape]. dequant: None/"none" (continuous data, bpd = nll /
-    (n ln 2)) or "uniform[:bits=B,scale=S,shift=H]" (x0 holds integers in [0, 2^B),
+    a built-in model ("gaussian:mean=M,std=S,rho=R", "gmm:file=P.h5", ...) or a Model.
+    x0: the data [B, tau, *frame_shape]. dequant: None/"none" (continuous data, bpd =
+    nll / (n ln 2)) or "uniform[:bits=B,scale=S,shift=H]" (x0 holds integers in [0, 2^B),
     dequantized y = S (k + u) + H with u keyed by the seed; bpd takes -log2(S) more:
     7 for 8-bit data in [-1, 1), the default). Every draw is keyed by seed and the
     sample's index: threads and batch never change a bit.
@@ -1250,6 +1400,7 @@ def elbo(model, x0, *, cov, schedule="ddpm-linear", draws=1, tdraws=0, seed=0, d
         raise TypeError("cov: expected a corrsde.Cov, got %s" % type(cov).__name__)
     if not isinstance(schedule, Schedule):
         schedule = Schedule(schedule)
+    model = _builtin_of(model, cov, schedule, output, x0, "x0")
     if isinstance(model, str):
         output = "cscore"
     else:

@@ -840,6 +840,136 @@ static int dict_uint(PyObject *d, const char *key, unsigned long long dflt,
   return arg_uint(v, key_arg(key), lo, hi, out);
 }
 
+/* ---- the built-in exact models (model.h's csde_model_spec_alloc) ---- */
+
+/* The error of argument `what` (its name first, "model: ..."), or of the schedule where
+ * the library blames it (a path the model cannot take). */
+static PyObject *raise_arg(int st, csde_err *err, const char *what)
+{
+  if (err->param && !strcmp(err->param, CSDE_PARAM_SCHEDULE)) what = "schedule";
+  char m[CSDE_MSG_MAX + 32];
+  snprintf(m, sizeof m, "%s: %s", what, err->msg[0] ? err->msg : csde_strerror(st));
+  memcpy(err->msg, m, sizeof err->msg - 1); /* cut to the record's size */
+  err->msg[sizeof err->msg - 1] = '\0';
+  return raise_err(st, err);
+}
+
+/* A built-in model from its spec, as `corrsde sample --model SPEC` builds it
+ * (src/cli/spec_model.c): csde_model_spec_alloc, the gmm's factors made now, and the
+ * gaussian's dense parts when the score will be asked for (score != 0), so that their
+ * failures are the model's, here; threads > 1 the gaussian's own tiles (no change of a
+ * bit). canon: the spec with every parameter shown (free()). -1 with the exception set. */
+static int builtin_model(const char *spec, const csde_cov *C, const csde_schedule *s,
+                         size_t D, int score, int threads, csde_model **M, char **canon)
+{
+  csde_err err;
+  csde_err_clear(&err);
+  *M = NULL;
+  *canon = NULL;
+  int st = csde_model_spec_alloc(M, spec, C, s, D, canon, &err);
+  if (!st && csde_model_is_gmm(*M)) {
+    size_t K;
+    const double *cum, *means, *fac;
+    st = csde_model_gmm_law(*M, &K, &cum, &means, &fac, &err);
+  }
+  if (!st && score && csde_model_is_gaussian(*M)) st = csde_model_gaussian_prepare(*M, &err);
+  if (!st && threads > 1 && csde_model_is_gaussian(*M))
+    st = csde_model_gaussian_set_threads(*M, threads, &err);
+  if (st) {
+    csde_model_free(*M);
+    free(*canon);
+    *M = NULL;
+    *canon = NULL;
+    raise_arg(st, &err, "model");
+    return -1;
+  }
+  return 0;
+}
+
+/* corrsde.Model's handle: the model, and the cov and schedule capsules it borrows from
+ * (held, so they outlive it). */
+typedef struct {
+  csde_model *M;
+  PyObject *cov, *sched;
+  size_t tau, D;
+} model_handle;
+
+static void model_capsule_free(PyObject *cap)
+{
+  model_handle *h = PyCapsule_GetPointer(cap, "corrsde.model");
+  if (!h) return;
+  csde_model_free(h->M);
+  Py_XDECREF(h->cov);
+  Py_XDECREF(h->sched);
+  PyMem_Free(h);
+}
+
+/* model_new(spec, cov, sched, D) -> (handle, canonical spec, output kind) */
+static PyObject *py_model_new(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *spec_obj, *covcap, *schedcap;
+  Py_ssize_t D;
+  if (!PyArg_ParseTuple(args, "OOOn", &spec_obj, &covcap, &schedcap, &D)) return NULL;
+  const char *spec = csde_py_str(spec_obj, "model");
+  cov_handle *ch = spec ? cov_of(covcap) : NULL;
+  sched_handle *sh = ch ? PyCapsule_GetPointer(schedcap, "corrsde.schedule") : NULL;
+  if (!sh || !sched_of(schedcap)) return NULL;
+  if (ch->lent || sh->lent)
+    return PyErr_Format(PyExc_ValueError, "%s: lent by a run (ctx.%s), valid during its "
+                        "call only; a Model needs its own", ch->lent ? "cov" : "schedule",
+                        ch->lent ? "cov" : "schedule");
+  if (D < 1) return PyErr_Format(PyExc_ValueError, "frame_shape: expected sizes >= 1");
+  csde_model *M;
+  char *canon;
+  if (builtin_model(spec, ch->C, sh->s, (size_t)D, 1, 1, &M, &canon)) return NULL;
+  model_handle *h = PyMem_Calloc(1, sizeof *h);
+  PyObject *cap = h ? PyCapsule_New(h, "corrsde.model", model_capsule_free) : NULL;
+  if (!cap) {
+    PyMem_Free(h);
+    csde_model_free(M);
+    free(canon);
+    return h ? NULL : PyErr_NoMemory();
+  }
+  h->M = M;
+  h->cov = Py_NewRef(covcap);
+  h->sched = Py_NewRef(schedcap);
+  h->tau = csde_cov_tau(ch->C);
+  h->D = (size_t)D;
+  PyObject *res = Py_BuildValue("Nsi", cap, canon, (int)csde_model_output_of(M));
+  free(canon);
+  return res;
+}
+
+/* model_call(handle, t, x) -> the model's answer at (t, x), x float64 C-contiguous
+ * [B, tau, *frame_shape] of the model's tau and D. Holds the GIL (one model object is
+ * never evaluated from two threads at once: model.h). */
+static PyObject *py_model_call(PyObject *self, PyObject *args)
+{
+  (void)self;
+  PyObject *cap;
+  double t;
+  PyArrayObject *x;
+  if (!PyArg_ParseTuple(args, "OdO!", &cap, &t, &PyArray_Type, &x)) return NULL;
+  model_handle *h = PyCapsule_GetPointer(cap, "corrsde.model");
+  if (!h) return NULL;
+  size_t B, D;
+  if (blocks_of(x, h->tau, "x", &B, &D)) return NULL;
+  if (D != h->D)
+    return PyErr_Format(PyExc_ValueError, "x: its frames hold %zu values, the model's "
+                        "frame_shape %zu", D, h->D);
+  PyObject *y = PyArray_NewLikeArray(x, NPY_CORDER, NULL, 0);
+  if (!y || !B) return y;
+  int rc = csde_model_call(h->M, t, B, PyArray_DATA(x), PyArray_DATA((PyArrayObject *)y));
+  if (rc) {
+    Py_DECREF(y);
+    return PyErr_Format(PyExc_ValueError, "t: the model %s failed at t = %.17g (code %d: "
+                        "Sigma_t singular, or the dense parts refused)",
+                        csde_model_name(h->M), t, rc);
+  }
+  return y;
+}
+
 /* solve(model, ctx, x, cov, sched, kind, settings, out, float32, compress, force[, cnd])
  * x is solved in place. cnd: (cond, uncond, guidance callable, callback, _cond_call),
  * each None or the object (settings' guidance and guidance_split the spec and the flag). settings: a dict of csde_run_settings (str and numbers; None:
@@ -924,7 +1054,10 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
                                           "to 3 axes, got %d", nd - 2);
 
   pyrun r;
-  pyrun_init(&r, model, ctx, nd, PyArray_DIMS(x));
+  const char *spec = NULL; /* model: a built-in's spec str, or a Python callable */
+  char *canon = NULL;
+  if (PyUnicode_Check(model) && !(spec = csde_py_str(model, "model"))) return NULL;
+  pyrun_init(&r, spec ? NULL : model, ctx, nd, PyArray_DIMS(x));
 
   csde_err err;
   csde_err_clear(&err);
@@ -952,9 +1085,14 @@ static PyObject *py_solve(PyObject *self, PyObject *args)
     if (!s.guidance) s.guidance = "python:w(t)";
   }
   s.preview = r.callback != NULL;
-  int st = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
-                                &err);
-  if (st) {
+  int st = 0;
+  if (spec) { /* a built-in model, run inside the library (no Python call) */
+    if (builtin_model(spec, ch->C, sched, D, strncmp(s.process, "forward-sde", 11) != 0,
+                      s.threads, &M, &canon))
+      goto done;
+    s.model_spec = canon;
+  } else if ((st = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind,
+                                        &r, NULL, &err))) {
     raise_err(st, &err);
     goto done;
   }
@@ -1033,6 +1171,7 @@ done:
   csde_traj_discard(w);
   csde_run_free(run);
   csde_model_free(M);
+  free(canon);
   Py_XDECREF(r.exc_type);
   Py_XDECREF(r.exc);
   Py_XDECREF(r.exc_tb);
@@ -1242,7 +1381,10 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
     dims[i] = (npy_intp)di;
   }
   pyrun r;
-  pyrun_init(&r, model, ctx, nd, dims);
+  const char *spec = NULL; /* model: a built-in's spec str, or a Python callable */
+  char *canon = NULL;
+  if (PyUnicode_Check(model) && !(spec = csde_py_str(model, "model"))) return NULL;
+  pyrun_init(&r, spec ? NULL : model, ctx, nd, dims);
 
   /* the settings (csde_conv_settings; None or absent: the library's default) */
   csde_conv_settings cs = csde_conv_default_settings();
@@ -1288,8 +1430,13 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
     raise_err(s, &err);
     goto done;
   }
-  if ((s = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r, NULL,
-                                &err))) {
+  if (spec) { /* a built-in model, run inside the library */
+    int score = !cs.process || strcmp(cs.process, "forward-sde");
+    if (builtin_model(spec, ch->C, sched, p.P.D, score, 1, &M, &canon))
+      goto done;
+    model_spec = canon;
+  } else if ((s = csde_model_alloc_ctx(&M, "python", py_model_fn, (csde_model_output)kind, &r,
+                                       NULL, &err))) {
     raise_err(s, &err);
     goto done;
   }
@@ -1390,6 +1537,7 @@ static PyObject *py_converge(PyObject *self, PyObject *args)
 done:
   csde_conv_plan_free(&plan);
   csde_model_free(M);
+  free(canon);
   Py_XDECREF(r.exc_type);
   Py_XDECREF(r.exc);
   Py_XDECREF(r.exc_tb);
@@ -2091,6 +2239,8 @@ static PyMethodDef methods[] = {
     {"sched_info", py_sched_info, METH_O, "sched_info(h) -> (spec, nsteps)"},
     {"sched_eval", py_sched_eval, METH_VARARGS, "sched_eval(h, what, t)"},
     {"sched_path", py_sched_path, METH_O, "sched_path(h) -> (path, t_min, t_max, prior_scale)"},
+    {"model_new", py_model_new, METH_VARARGS, "model_new(spec, cov, sched, D) -> (h, spec, kind)"},
+    {"model_call", py_model_call, METH_VARARGS, "model_call(h, t, x) -> the model's answer"},
     {"solve", py_solve, METH_VARARGS, "solve(...): see python/corrsde/__init__.py"},
     {"converge", py_converge, METH_VARARGS, "converge(...): see python/corrsde/__init__.py"},
     {"elbo", py_elbo, METH_VARARGS, "elbo(...): see python/corrsde/__init__.py"},
