@@ -39,6 +39,14 @@ metric="cinv" (the eq3 rows: the C^-1 metric) and metric="plain" (mse); --t-samp
 or logit-normal (SD3's, the default on rf) draws t; the net takes t' on rf (TorchModel's
 time="t_shifted"). On rf a third sampler, dpmpp2m on the quadratic grid at 10 steps (README
 "Other paths": the pick at 10 NFE there), joins the reverse SDE and the PF-ODE.
+
+On edm[:smin=,smax=] and ve (TRAINING.md "On EDM"): x_t = x0 + sigma delta, the noise
+target (eq3 and mse as on VP), t drawn by EDM's log-normal (ln sigma ~ N(-1.2, 1.2^2),
+corrsde.torch.sample_t(kind="log-normal"), the default there), and the net wrapped in
+EDM's input and time preconditioning (c_skip, c_out, c_in, c_noise with sigma_data = 0.5: the net F answers a
+unit-scale target, the wrapper turns c_skip x_t + c_out F into the noise; fed the VE sigma,
+TorchModel's time="sigma"). The third sampler there is dpmpp2m
+on the karras grid at 10 steps (k-diffusion's "DPM++ 2M Karras"; the rf row's NFE).
 """
 import argparse
 import math
@@ -61,7 +69,11 @@ ALL_SAMPLERS = ("reverse_sde", "pf_ode", "dpmpp2m", "reverse_sde+thr", "pf_ode+t
                 "dpmpp2m+thr")
 TARGETS = ("noise", "flow", "flow-shifted")
 # what the net answers (TorchModel's output) and the time it is fed, per schedule family
-NET_TIME = {"vp": "t", "rf": "t_shifted"}
+NET_TIME = {"vp": "t", "rf": "t_shifted", "edm": "sigma", "ve": "sigma"}
+# the few-step sampler's grid per path (none on VP)
+FEWSTEP_GRID = {"rf": "quadratic", "edm": "karras", "ve": "karras"}
+# EDM's preconditioning on edm and ve (Karras et al. 2022, table 1): sigma_data
+EDM_SIGMA_DATA = 0.5
 
 
 # ------------------------------------------------------------------------------ options
@@ -121,15 +133,18 @@ def parse_args(argv=None):
                          "(default 0.9)")
     ap.add_argument("--schedule", default="vp-linear", metavar="SPEC",
                     help="the noise schedule or path: a continuous VP schedule (vp-linear, "
-                         "cosine, ...) or rf[:shift=S] (rectified flow; docs/MATH.md "
-                         "'Gaussian paths'; default %(default)s)")
+                         "cosine, ...), rf[:shift=S] (rectified flow) or edm[:smin=,smax=] / "
+                         "ve (noise target only; docs/MATH.md 'Gaussian paths'; default "
+                         "%(default)s)")
     ap.add_argument("--target", choices=TARGETS,
                     help="what the net predicts: noise (delta; the default on VP), flow "
                          "(dx/dt in the schedule's time) or flow-shifted (dx/dt' = delta - x0, "
                          "SD3's and Wan's; rf only, the default there)")
-    ap.add_argument("--t-sampling", choices=("uniform", "logit-normal"),
-                    help="training times: uniform on [eps, 1) or logit-normal (SD3: "
-                         "logit t ~ N(0, 1)); default logit-normal on rf, uniform elsewhere")
+    ap.add_argument("--t-sampling", choices=("uniform", "logit-normal", "log-normal"),
+                    help="training times: uniform on [eps, 1) (on edm: on [smin, smax]), "
+                         "logit-normal (SD3: logit t ~ N(0, 1)) or log-normal (EDM: the VE "
+                         "noise level ln sigma ~ N(-1.2, 1.2^2), truncated to the span); "
+                         "default logit-normal on rf, log-normal on edm and ve, uniform on VP")
     ap.add_argument("--losses", default=",".join(LOSSES),
                     help="comma-separated losses to train, of eq3, mse (default %(default)s)")
     ap.add_argument("--time-weight", choices=("none", "elbo"), default="none",
@@ -198,7 +213,7 @@ def parse_args(argv=None):
     if not (args.threshold == 0 or 0 < args.threshold <= 1):
         ap.error("--threshold: expected P in (0, 1], or 0 for none, got %r" % args.threshold)
     check_schedule(ap, args)
-    args.samplers = [s for s in (ALL_SAMPLERS if args.path == "rf" else SAMPLERS)
+    args.samplers = [s for s in (ALL_SAMPLERS if args.path in FEWSTEP_GRID else SAMPLERS)
                      if args.threshold or not s.endswith("+thr")]
     if args.seed < 0:
         ap.error("--seed: expected a non-negative integer, got %d" % args.seed)
@@ -221,8 +236,9 @@ def parse_args(argv=None):
 
 def check_schedule(ap, args):
     """--schedule, --target, --t-sampling, --time-weight: the combinations this script trains,
-    or an argparse error naming the flag. Sets args.path ("vp" or "rf"); fills the defaults
-    (noise and uniform on VP, flow-shifted and logit-normal on rf)."""
+    or an argparse error naming the flag. Sets args.path ("vp", "rf", "edm" or "ve"); fills
+    the defaults (noise and uniform on VP, flow-shifted and logit-normal on rf, noise and
+    log-normal on edm and ve)."""
     try:
         import corrsde
     except ImportError:  # main() says how to get it; check the spelling at least
@@ -235,20 +251,24 @@ def check_schedule(ap, args):
             ap.error("--schedule: %s" % e)
         args.path = S.path
     if args.path not in NET_TIME:
-        ap.error("--schedule %s: the %s path is not supported here (sample_t draws its "
-                 "noise level uniformly in [smin, smax], which leaves the small noise levels "
-                 "untrained; use a VP schedule or rf[:shift=S])" % (args.schedule, args.path))
+        ap.error("--schedule %s: the %s path is not supported here (use a VP schedule, "
+                 "rf[:shift=S], edm or ve)" % (args.schedule, args.path))
     if S is not None and S.nsteps:
         ap.error("--schedule %s: a discrete schedule; give its continuous form (the script "
                  "draws continuous t)" % args.schedule)
     if args.target is None:
         args.target = "flow-shifted" if args.path == "rf" else "noise"
+    if args.path in ("edm", "ve") and args.target != "noise":
+        ap.error("--target %s: on %s the script trains the noise target only (EDM's "
+                 "preconditioned net predicts delta; on edm dx/dt = delta anyway)"
+                 % (args.target, args.schedule))
     if args.target == "flow-shifted" and args.path != "rf":
         ap.error("--target flow-shifted: dx/dt' = delta - x0 is the velocity in rectified "
                  "flow's shifted time t'; it needs --schedule rf[:shift=S], not %s"
                  % args.schedule)
     if args.t_sampling is None:
-        args.t_sampling = "logit-normal" if args.path == "rf" else "uniform"
+        args.t_sampling = {"rf": "logit-normal", "edm": "log-normal",
+                           "ve": "log-normal"}.get(args.path, "uniform")
     if args.time_weight == "elbo" and (args.path != "vp" or args.target != "noise"):
         ap.error("--time-weight elbo: the VP ELBO weight beta / (1 - abar) of the noise "
                  "loss; it needs a VP schedule and --target noise (got %s, %s)"
@@ -516,6 +536,32 @@ def build_net(torch, channels, blocks, classes=0, e=64):
     return Denoiser(channels, blocks)
 
 
+def edm_precond(torch, net, sigma_data=EDM_SIGMA_DATA):
+    """EDM's preconditioning around a net (Karras et al. 2022, table 1), answering the noise:
+    fed x_t = x0 + sigma delta and the VE sigma, the denoiser is D = c_skip x_t + c_out
+    F(c_in x_t, c_noise), c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2
+    + sd^2), c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4 (sd = sigma_data; F
+    the net, its input unit-scale and its target unit-scale at every noise level), and the
+    answer is the noise it implies, delta = (x_t - D) / sigma = sigma x_t / (sigma^2 + sd^2)
+    - (sd / sqrt(sigma^2 + sd^2)) F. (A net answering delta directly must get it to ~1/sigma
+    accuracy: its error is multiplied by sigma in x0 and along the PF-ODE.) The untrained
+    net (F = 0) answers the optimal delta for x0 ~ N(0, sd^2). The weights are F's, under
+    "net." in the state_dict."""
+    class EdmPrecond(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, sigma, label=None):
+            s = sigma.to(x.dtype)[:, None, None, None]
+            r = torch.rsqrt(s * s + sigma_data ** 2)  # 1 / sqrt(sigma^2 + sd^2) = c_in
+            kw = {} if label is None else {"label": label}
+            f = self.net(x * r, torch.log(s[:, 0, 0, 0]) / 4, **kw)
+            return s * r * r * x - sigma_data * r * f
+
+    return EdmPrecond(net)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.combine:
@@ -532,7 +578,8 @@ def main(argv=None):
     C = corrsde.Cov("ar1:rho=%r" % args.rho, frames=tau)
     S = corrsde.Schedule(args.schedule)
     target = args.target
-    net_time = NET_TIME[S.path]  # TorchModel's time kind: t on VP, t' on rf
+    net_time = NET_TIME[S.path]  # TorchModel's time kind: t on VP, t' on rf, sigma on edm/ve
+    lo_t = S.span()[0]  # edm: smin; 0 elsewhere
 
     # the training helpers: correlated noise, q_sample, the time sampler, the eq. 3 loss
     import corrsde.torch as ct
@@ -572,7 +619,10 @@ def main(argv=None):
 
     def net_t(t):
         """The time the net is fed, as TorchModel(time=net_time) feeds it when sampling:
-        t (VP) or rf's t' = S t / (1 + (S - 1) t) (Schedule.sigma_path)."""
+        t (VP), rf's t' = S t / (1 + (S - 1) t) (Schedule.sigma_path) or the VE sigma =
+        sigma_path / alpha (edm: t itself)."""
+        if net_time == "sigma":
+            return S.sigma_path(t) / S.alpha(t)
         return t if net_time == "t" else S.sigma_path(t)
 
     def noisy(x0, t, gen):
@@ -585,7 +635,13 @@ def main(argv=None):
     vrng = np.random.default_rng([args.seed, 3])
     vgen = torch.Generator().manual_seed(args.seed * 1000 + 3)
     val_x0 = torch.from_numpy(make_videos(vrng, n_val, tau, size))
-    val_t = args.eps + (1 - args.eps) * (torch.arange(n_val, dtype=torch.float32) + 0.5) / n_val
+    val_q = (torch.arange(n_val, dtype=torch.float32) + 0.5) / n_val
+    if args.t_sampling == "log-normal":  # the training law's quantiles: sigma = e^(m + s z_q)
+        val_t = S.t_of_lambda(1.2 - 1.2 * torch.special.ndtri(val_q.double())).float()
+    elif lo_t > 0:  # uniform on edm's [smin, smax]
+        val_t = lo_t + (S.span()[1] - lo_t) * val_q
+    else:  # (the expression as before: the same bits)
+        val_t = args.eps + (1 - args.eps) * (torch.arange(n_val, dtype=torch.float32) + 0.5) / n_val
     val_xt, val_delta = noisy(val_x0, val_t, vgen)
     val_target = regression_target(val_x0, val_delta, val_t)
 
@@ -632,6 +688,8 @@ def main(argv=None):
         # same seed for every loss: same initial weights, batches, t and noise draws
         torch.manual_seed(args.seed)
         net = build_net(torch, args.channels, args.blocks)
+        if S.path in ("edm", "ve"):
+            net = edm_precond(torch, net)
         nparam = sum(p.numel() for p in net.parameters())
         opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -674,20 +732,23 @@ def main(argv=None):
             torch.save(net.state_dict(), tmp)
 
         model = ct.TorchModel(net, output=target, time=net_time)
+        # EM's grid: the default (uniform in t) on VP and rf; karras on edm and ve, where
+        # uniform steps in sigma would end with one step from sigma ~ smax / steps to smin
+        sde_grid = {"grid": "karras"} if S.path in ("edm", "ve") else {}
         res = {"nparam": nparam, "train_seconds": train_s, "curve": curve, "val": val}
         for sampler in args.samplers:
             t1 = time.time()
             common = dict(cov=C, schedule=S, batch=args.samples, frame_shape=(size, size),
-                          seed=args.seed + 7, output=target, t_end=args.eps)
+                          seed=args.seed + 7, output=target, t_end=max(args.eps, lo_t))
             if sampler.endswith("+thr"):
                 common["x0_threshold"] = {"p": args.threshold}
             try:
                 if sampler.startswith("reverse_sde"):
                     r = corrsde.solve(model, process="reverse-sde", solver="em",
-                                      steps=args.sde_steps, **common)
+                                      steps=args.sde_steps, **sde_grid, **common)
                 elif sampler.startswith("dpmpp2m"):
                     r = corrsde.solve(model, process="pf-ode", solver="dpmpp2m",
-                                      steps=FEWSTEP_STEPS, grid="quadratic", **common)
+                                      steps=FEWSTEP_STEPS, grid=FEWSTEP_GRID[S.path], **common)
                 else:
                     r = corrsde.solve(model, process="pf-ode", solver="dopri5", steps=0,
                                       rtol=args.rtol, max_nfe=args.max_nfe, **common)
@@ -742,23 +803,30 @@ def main(argv=None):
                      % (kind, r["nparam"], r["train_seconds"], r["val"]["eq3"],
                         r["val"]["mse"], r["val"]["mode"][0], r["val"]["mode"][-1]))
     total = time.time() - t_start
-    tdraw = ("U(%g, 1)" % args.eps if args.t_sampling == "uniform"
-             else "logit-normal (logit t ~ N(0, 1))")
+    tdraw = {"uniform": "U(%g, 1)" % args.eps if lo_t == 0 else "U(%g, %g)" % S.span(),
+             "logit-normal": "logit-normal (logit t ~ N(0, 1))",
+             "log-normal": "log-normal (ln sigma ~ N(-1.2, 1.2^2), truncated to the span)"
+             }[args.t_sampling]
+    if S.path in ("edm", "ve"):
+        tdraw += ", EDM preconditioning (c_skip, c_out, c_in, c_noise; sigma_data %g)" % EDM_SIGMA_DATA
     losses_are = ("" if target == "noise" else
                   "losses: flow_matching_loss, eq3 metric cinv, mse plain; ")
-    few = ("dpmpp2m: pf-ode, quadratic grid, %d steps; " % FEWSTEP_STEPS
+    few = ("dpmpp2m: pf-ode, %s grid, %d steps; " % (FEWSTEP_GRID[S.path], FEWSTEP_STEPS)
            if "dpmpp2m" in args.samplers else "")
+    vt = ("t stratified over [eps, 1]" if args.t_sampling != "log-normal" and lo_t == 0
+          else "t at the training law's quantiles")
     note = ("tau %d, %dx%d, ar1:rho=%g, %s, target %s, t ~ %s, time weight %s; %s%d steps x "
-            "batch %d per loss, seed %d; reverse SDE: em %d steps; PF-ODE: dopri5 rtol %g; "
+            "batch %d per loss, seed %d; reverse SDE: em %d steps%s; PF-ODE: dopri5 rtol %g; "
             "%s+thr: x0 thresholded (Imagen, p = %g); "
             "± is the bootstrap standard error over videos (%d resamples); Δ columns: mean "
             "over frames of |samples - data|, per frame; held-out losses per element on %d "
-            "fixed (x0, t, delta), t stratified over [eps, 1]; rel. error of a mode: "
+            "fixed (x0, t, delta), %s; rel. error of a mode: "
             "E (u . error)^2 / lambda for the eigenvector u of C with the smallest (roughest) "
             "and largest (smoothest) eigenvalue lambda, 1 = no better than 0; total %.0f s"
             % (tau, size, size, args.rho, S.spec, target, tdraw, args.time_weight, losses_are,
-               args.steps, args.batch, args.seed, args.sde_steps, args.rtol, few,
-               args.threshold, args.bootstrap, n_val, total))
+               args.steps, args.batch, args.seed, args.sde_steps,
+               ", karras grid" if S.path in ("edm", "ve") else "", args.rtol, few,
+               args.threshold, args.bootstrap, n_val, vt, total))
     table = "\n".join(lines) + "\n\n" + note + "\n"
     print()
     print(table, flush=True)
@@ -790,9 +858,11 @@ def main(argv=None):
                 d.attrs["axes"] = "loss, video, frame, y, x"
                 d.attrs["losses"] = ",".join(args.losses)
                 d.attrs["nfe"] = [results[k][sampler]["nfe"] for k in args.losses]
-                d.attrs["solver"] = ("em, %d steps" % args.sde_steps
+                d.attrs["solver"] = ("em, %d steps%s" % (args.sde_steps, ", karras grid"
+                                                         if S.path in ("edm", "ve") else "")
                                      if sampler.startswith("reverse_sde")
-                                     else "dpmpp2m, quadratic grid, %d steps" % FEWSTEP_STEPS
+                                     else "dpmpp2m, %s grid, %d steps"
+                                     % (FEWSTEP_GRID[S.path], FEWSTEP_STEPS)
                                      if sampler.startswith("dpmpp2m")
                                      else "dopri5, rtol %g" % args.rtol)
                 d.attrs["x0_threshold"] = ("p=%g" % args.threshold if sampler.endswith("+thr")

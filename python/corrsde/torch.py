@@ -796,28 +796,53 @@ def _reduce(diff, cov, cinv, reduction, name):
     return loss.mean() if reduction == "batchmean" else loss
 
 
-TIME_SAMPLING = ("uniform", "logit-normal")
+TIME_SAMPLING = ("uniform", "logit-normal", "log-normal")
+#: the defaults of m and s per kind (m=None, s=None): logit-normal SD3's (0, 1), log-normal
+#: EDM's (P_mean, P_std) = (-1.2, 1.2)
+TIME_SAMPLING_MS = {"logit-normal": (0.0, 1.0), "log-normal": (-1.2, 1.2)}
+_LOGNORMAL_MIN_MASS = 0.01  # log-normal: the least mass of N(m, s^2) inside the span accepted
+_LOGNORMAL_ROUNDS = 5000    # redraw rounds before giving up (mass >= 0.01: never in practice)
 
 
 def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device=None,
-             dtype=torch.float32, kind="uniform", m=0.0, s=1.0):
+             dtype=torch.float32, kind="uniform", m=None, s=None):
     """Training times for a batch: uniform on [eps, 1) (eps + (1 - eps) U, U = torch.rand, a
     [batch] tensor of dtype), or, for a discrete schedule (discrete=None: when the schedule
     is discrete), uniform integer steps 1..N (a long tensor), the t that add_noise and
     eq3_loss take. generator: a torch.Generator (same seed, same draw); device: the
     generator's by default, else cpu.
     kind "logit-normal" (SD3, Esser et al. 2024): t = sigmoid(m + s n), n = torch.randn
-    (logit(t) ~ N(m, s^2); eps unused). On a path whose span is not [0, 1] (edm: [smin,
-    smax]) either draw u in [0, 1] is mapped to t_min + (t_max - t_min) u. The t returned is
-    the path's own time, not shifted: rf:shift=S applies t' = S t / (1 + (S - 1) t) inside
-    alpha and sigma (add_noise, flow_target), so the noise level is t', once (as SD3's shift
-    of a logit-normal t; diffusers' SD3 scripts index a descending timestep table with
-    the draw, which flips the sign of m)."""
+    (logit(t) ~ N(m, s^2); m, s default 0, 1; eps unused). On a path whose span is not
+    [0, 1] (edm: [smin, smax]) either draw u in [0, 1] is mapped to t_min + (t_max - t_min)
+    u. The t returned is the path's own time, not shifted: rf:shift=S applies t' = S t / (1
+    + (S - 1) t) inside alpha and sigma (add_noise, flow_target), so the noise level is t',
+    once (as SD3's shift of a logit-normal t; diffusers' SD3 scripts index a descending
+    timestep table with the draw, which flips the sign of m).
+    kind "log-normal" (EDM, Karras et al. 2022: ln sigma ~ N(P_mean, P_std^2); m, s
+    default P_mean = -1.2, P_std = 1.2; eps unused), on any continuous schedule through its
+    VE noise level sigma_ve = sigma / alpha = exp(-lambda(t)): sigma_ve = exp(m + s n), n =
+    torch.randn (drawn in float64), and t = schedule.t_of_lambda(-ln sigma_ve) (edm: t =
+    sigma_ve; ve: sigma_ve = smin e^{t L}; VP: sigma_ve = sqrt((1 - abar) / abar); rf: t' /
+    (1 - t')). Truncated, not clamped: a draw whose t (in dtype) falls outside the open
+    span (t_min, t_max) is redrawn (fresh n from the same generator, for those entries
+    only), so ln sigma_ve follows N(m, s^2) conditioned on the span's range [-lambda(t_min),
+    -lambda(t_max)] and no t sits on an end (edm's [0.002, 80] cuts 1.5e-5 and 1.7e-6 of
+    EDM's law's mass; VP and rf cut less or nothing). m, s whose normal puts under 1% of
+    its mass inside that range are refused. Not for discrete schedules (refused)."""
     schedule = _schedule(schedule)
     if isinstance(batch, bool) or int(batch) != batch or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
     if kind not in TIME_SAMPLING:
         raise ValueError(f"kind must be one of {TIME_SAMPLING}, not {kind!r}")
+    if kind in TIME_SAMPLING_MS:
+        m = TIME_SAMPLING_MS[kind][0] if m is None else m
+        s = TIME_SAMPLING_MS[kind][1] if s is None else s
+        if not (math.isfinite(m) and math.isfinite(s) and s > 0):
+            raise ValueError(f"{kind}: m must be finite and s > 0, not m={m!r}, s={s!r}")
+    if kind == "log-normal" and (schedule.nsteps > 0 or discrete):
+        raise ValueError(f'kind="log-normal" draws a continuous noise level: it needs a '
+                         f'continuous schedule, not {schedule.spec!r}'
+                         + (" (discrete=True)" if discrete and not schedule.nsteps else ""))
     if discrete is None:
         discrete = schedule.nsteps > 0
     if device is None:
@@ -828,9 +853,10 @@ def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device
         return torch.randint(1, schedule.nsteps + 1, (int(batch),), generator=generator,
                              device=device)
     lo, hi = schedule.span()
+    if kind == "log-normal":
+        return _sample_log_normal(int(batch), schedule, lo, hi, m, s, generator, device,
+                                  dtype)
     if kind == "logit-normal":
-        if not (math.isfinite(m) and math.isfinite(s) and s > 0):
-            raise ValueError(f"logit-normal: m must be finite and s > 0, not m={m!r}, s={s!r}")
         n = torch.randn((int(batch),), generator=generator, dtype=dtype, device=device)
         u = torch.sigmoid(m + s * n)
     else:
@@ -839,6 +865,31 @@ def sample_t(batch, schedule, *, eps=1e-3, discrete=None, generator=None, device
         u = torch.rand((int(batch),), generator=generator, dtype=dtype, device=device)
         u = eps + (1 - eps) * u
     return u if (lo, hi) == (0.0, 1.0) else lo + (hi - lo) * u
+
+
+def _sample_log_normal(batch, schedule, lo, hi, m, s, generator, device, dtype):
+    """ln sigma_ve ~ N(m, s^2) truncated to the span; t = t_of_lambda(-ln sigma_ve)."""
+    a, b = -float(schedule.lambda_(lo)), -float(schedule.lambda_(hi))  # ln sigma_ve's range
+    phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))  # noqa: E731  the normal cdf
+    mass = phi((b - m) / s) - phi((a - m) / s)  # inf - finite: the cdf is 1 or 0 there
+    if not mass >= _LOGNORMAL_MIN_MASS:
+        raise ValueError(f"log-normal: N(m={m!r}, s={s!r}^2) puts {mass:.3g} of its mass on "
+                         f"the span of {schedule.spec!r} (ln sigma in [{a:.4g}, {b:.4g}]); "
+                         f"it needs at least {_LOGNORMAL_MIN_MASS:g}: choose m inside")
+    out = torch.empty((batch,), dtype=dtype)
+    todo = torch.arange(batch)
+    for _ in range(_LOGNORMAL_ROUNDS):
+        n = torch.randn((len(todo),), generator=generator, dtype=torch.float64,
+                        device=device).cpu()
+        t64 = schedule.t_of_lambda(-(m + s * n))  # lambda = -ln sigma_ve (clamped to span)
+        t = t64.to(dtype)
+        ok = (t64 > lo) & (t64 < hi) & (t.double() > lo) & (t.double() < hi)
+        out[todo[ok]] = t[ok]
+        todo = todo[~ok]
+        if not len(todo):
+            return out.to(device)
+    raise ValueError(f"log-normal: {len(todo)} draws still outside the span of "
+                     f"{schedule.spec!r} after {_LOGNORMAL_ROUNDS} rounds (m={m!r}, s={s!r})")
 
 
 # The diffusers-style scheduler over reverse communication (scheduler.py).

@@ -308,6 +308,104 @@ def test_sample_t_uniform_vp_bits_unchanged():
     assert torch.equal(t, 1e-3 + (1 - 1e-3) * u)
 
 
+def _norm_cdf(z):
+    return 0.5 * math.erfc(-z / math.sqrt(2))
+
+
+def _check_normal(x, m, s, what):
+    """x ~ N(m, s^2): the sample mean within 4 s / sqrt(n), the sd within 4 s / sqrt(2 n)."""
+    n = len(x)
+    assert abs(x.mean() - m) < 4 * s / math.sqrt(n), (what, x.mean(), m)
+    assert abs(x.std(ddof=1) - s) < 4 * s / math.sqrt(2 * n), (what, x.std(ddof=1), s)
+
+
+LOGNORMAL_N = 1 << 16
+
+
+def test_sample_t_log_normal_edm():
+    """kind="log-normal" on edm: t = sigma_ve itself, ln t ~ N(m, s^2) (EDM's P_mean = -1.2,
+    P_std = 1.2 by default; edm's span [0.002, 80] cuts 1.7e-5 of the mass: negligible at
+    n = 2^16), t inside the open span, the same seed the same draw; m, s given override."""
+    S = corrsde.Schedule("edm")
+    lo, hi = S.span()
+    t = ct.sample_t(LOGNORMAL_N, S, kind="log-normal", generator=torch.Generator().manual_seed(11),
+                    dtype=torch.float64)
+    assert t.shape == (LOGNORMAL_N,) and t.dtype == torch.float64
+    assert bool(((t > lo) & (t < hi)).all())
+    _check_normal(np.log(t.numpy()), -1.2, 1.2, "edm defaults")
+    np.testing.assert_allclose(-S.lambda_(t.numpy()), np.log(t.numpy()), rtol=1e-14, atol=1e-14)
+    again = ct.sample_t(LOGNORMAL_N, S, kind="log-normal", m=-1.2, s=1.2,
+                        generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    assert torch.equal(t, again)
+    t2 = ct.sample_t(LOGNORMAL_N, S, kind="log-normal", m=0.5, s=0.7,
+                     generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    _check_normal(np.log(t2.numpy()), 0.5, 0.7, "edm m=0.5 s=0.7")
+    t32 = ct.sample_t(16, S, kind="log-normal")
+    assert t32.dtype == torch.float32
+    t32 = t32.double()  # (float32(0.002) > 0.002: compare as eq3_loss does)
+    assert bool(((t32 > lo) & (t32 < hi)).all())
+
+
+@pytest.mark.parametrize("spec", ["vp-linear", "rf:shift=3"])
+def test_sample_t_log_normal_other_paths(spec):
+    """On any continuous path the draw is EDM's law of the VE noise level sigma_ve = sigma /
+    alpha = exp(-lambda(t)): ln sigma_ve ~ N(-1.2, 1.2^2) (vp-linear's span reaches sigma_ve
+    = 152, cutting 1e-7 of the mass; rf's is all of (0, inf)); t is the path's own time
+    (rf: unshifted, sigma_ve = t' / (1 - t'), t' = 3t / (1 + 2t))."""
+    S = corrsde.Schedule(spec)
+    t = ct.sample_t(LOGNORMAL_N, S, kind="log-normal", generator=torch.Generator().manual_seed(13),
+                    dtype=torch.float64)
+    assert bool(((t > 0) & (t < 1)).all())
+    tv = t.numpy()
+    _check_normal(-S.lambda_(tv), -1.2, 1.2, spec)
+    if spec.startswith("rf"):
+        tp = 3 * tv / (1 + 2 * tv)
+        np.testing.assert_allclose(np.log(tp / (1 - tp)), -S.lambda_(tv), rtol=1e-10, atol=1e-12)
+
+
+def test_sample_t_log_normal_truncated():
+    """Draws outside the span are redrawn, not clamped: with m = -5, s = 1.5 on edm (31% of
+    the mass below smin = 0.002) no t sits on smin and ln t has the truncated normal's mean
+    m + s (phi(a) - phi(b)) / (Phi(b) - Phi(a)) (a, b the span's standard scores; within 4
+    standard errors); float32 draws stay inside the open span."""
+    S = corrsde.Schedule("edm")
+    lo, hi = S.span()
+    m, s = -5.0, 1.5
+    t = ct.sample_t(LOGNORMAL_N, S, kind="log-normal", m=m, s=s,
+                    generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    assert bool(((t > lo) & (t < hi)).all())
+    x = np.log(t.numpy())
+    a, b = (math.log(lo) - m) / s, (math.log(hi) - m) / s
+    pdf = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
+    want = m + s * (pdf(a) - pdf(b)) / (_norm_cdf(b) - _norm_cdf(a))
+    assert abs(x.mean() - want) < 4 * x.std(ddof=1) / math.sqrt(len(x)), (x.mean(), want)
+    assert abs(want - m) > 40 * s / math.sqrt(len(x))  # the untruncated mean would fail
+    t32 = ct.sample_t(4096, S, kind="log-normal", m=m, s=s,
+                      generator=torch.Generator().manual_seed(15))
+    assert t32.dtype == torch.float32
+    t32 = t32.double()  # (float32(0.002) > 0.002: compare as eq3_loss does)
+    assert bool(((t32 > lo) & (t32 < hi)).all())
+
+
+def test_sample_t_log_normal_refusals_and_defaults():
+    """log-normal: refused on a discrete schedule (and with discrete=True), s <= 0, m not
+    finite, and m, s with under 1% of their mass on the span; logit-normal's defaults stay
+    m = 0, s = 1 (bit for bit sigmoid(randn))."""
+    with pytest.raises(ValueError, match="continuous schedule.*ddpm-linear"):
+        ct.sample_t(4, "ddpm-linear:n=10", kind="log-normal")
+    with pytest.raises(ValueError, match="continuous schedule.*discrete=True"):
+        ct.sample_t(4, "edm", kind="log-normal", discrete=True)
+    with pytest.raises(ValueError, match="log-normal: m must be finite and s > 0"):
+        ct.sample_t(4, "edm", kind="log-normal", s=0.0)
+    with pytest.raises(ValueError, match="log-normal: m must be finite"):
+        ct.sample_t(4, "edm", kind="log-normal", m=float("nan"))
+    with pytest.raises(ValueError, match="log-normal: .*mass.*edm"):
+        ct.sample_t(4, "edm", kind="log-normal", m=12.0, s=1.0)
+    g1, g2 = torch.Generator().manual_seed(16), torch.Generator().manual_seed(16)
+    t = ct.sample_t(64, "vp-linear", kind="logit-normal", generator=g1)
+    assert torch.equal(t, torch.sigmoid(torch.randn((64,), generator=g2)))
+
+
 @pytest.mark.parametrize("spec", ["rf:shift=3", "edm"])
 def test_eq3_loss_on_paths(spec):
     """eq3_loss's continuous weight on a path: w(t) = beta / (2 (1 - abar)) of the VP view =

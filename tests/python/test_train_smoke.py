@@ -5,6 +5,8 @@ frames.png, table.md and the weights with the expected shapes and finite numbers
 temporary file is left behind, and that bad options are refused with a clear message.
 test_rf: the same on rectified flow (--schedule rf:shift=3: the flow-shifted target, the
 dpmpp2m sampler at 10 steps), with the schedule and target in the file's attributes.
+test_edm: the same on EDM (--schedule edm: the noise target, EDM's log-normal t, the
+preconditioned net fed sigma, dpmpp2m on the karras grid).
 """
 import os
 import subprocess
@@ -95,7 +97,9 @@ def test_bad_options(tmp_path):
     for args, word in ((["--frames", "2"], "--frames"), (["--rho", "1"], "--rho"),
                        (["--losses", "l1"], "--losses"), (["--steps", "0"], "--steps"),
                        (["--target", "flow-shifted"], "--target flow-shifted: dx/dt'"),
-                       (["--schedule", "edm"], "--schedule edm: the edm path is not supported"),
+                       (["--schedule", "edm", "--target", "flow"],
+                        "--target flow: on edm the script trains the noise target only"),
+                       (["--schedule", "ve", "--time-weight", "elbo"], "--time-weight elbo: "),
                        (["--schedule", "ddpm-linear"], "ddpm-linear: a discrete schedule"),
                        (["--schedule", "rf:shift=0"], "--schedule: rf: shift"),
                        (["--schedule", "rf", "--time-weight", "elbo"], "--time-weight elbo: ")):
@@ -150,3 +154,39 @@ def test_rf(tmp_path):
         table = table.decode() if isinstance(table, bytes) else table
     assert table.startswith("schedule rf:shift=3, target flow-shifted, t ~ logit-normal")
     assert "eq3, dpmpp2m (%d) | 10 |" % SAMPLES in table and "losses: flow_matching_loss" in table
+
+
+def test_edm(tmp_path):
+    """--quick on edm: the noise target, log-normal t and the net time sigma by default, the
+    karras-grid dpmpp2m beside the reverse SDE and the PF-ODE, sampling down to smin; finite
+    statistics, the settings recorded. Shortened as test_rf (~10 s)."""
+    p = run("--quick", "--schedule", "edm", "--out-dir", str(tmp_path), "--seed", "3",
+            "--samples", str(SAMPLES), "--threads", "1", "--sde-steps", "10", "--rtol", "1e-2",
+            "--bootstrap", "5", "--steps", "10", "--strip", "1", "--gif-videos", "1",
+            "--threshold", "0")
+    assert p.returncode == 0, p.stdout + p.stderr
+    samplers = ("reverse_sde", "pf_ode", "dpmpp2m")
+    with h5py.File(tmp_path / "samples.h5", "r") as f:
+        assert f.attrs["schedule"] == "edm:smin=0.002,smax=80" and f.attrs["path"] == "edm"
+        assert f.attrs["target"] == "noise" and f.attrs["net_output"] == "noise"
+        assert f.attrs["net_time"] == "sigma" and f.attrs["t_sampling"] == "log-normal"
+        assert sorted(f["samples"]) == sorted(samplers)
+        for s in samplers:
+            d = f["samples/" + s]
+            assert d.shape == (2, SAMPLES, FRAMES, SIZE, SIZE)
+            assert np.all(np.isfinite(d[...]))
+        assert list(f["samples/dpmpp2m"].attrs["nfe"]) == [10, 10]
+        assert f["samples/dpmpp2m"].attrs["solver"] == "dpmpp2m, karras grid, 10 steps"
+        for g in ["%s/%s" % (k, s) for k in ("eq3", "mse") for s in samplers]:
+            st = f["stats/" + g]
+            for k in ("lag1", "lag2", "mean", "std", "dmean", "dstd"):
+                assert np.isfinite(st.attrs[k]) and np.isfinite(st.attrs[k + "_se"])
+        for k in ("eq3", "mse"):
+            assert np.all(np.isfinite(f["train/%s/loss" % k][...]))
+            assert np.isfinite(f["train/" + k].attrs["heldout_cinv"])
+        table = f["table"][()]
+        table = table.decode() if isinstance(table, bytes) else table
+    assert table.startswith("schedule edm:smin=0.002,smax=80, target noise, t ~ log-normal, "
+                            "net time sigma")
+    assert "| AR(1) noise prior, exact | | 0.900 | 0.810 | 0 | 80 |" in table
+    assert "log-normal (ln sigma ~ N(-1.2, 1.2^2)" in table and "karras grid, 10 steps" in table
