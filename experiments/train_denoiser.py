@@ -912,7 +912,7 @@ def main(argv=None):
     fig.suptitle("data and samples (grey scale -1..1), ar1:rho=%g noise%s" % (
         args.rho, "" if S.path == "vp" and target == "noise"
         else ", %s, target %s" % (S.spec, target)), fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))  # room for the title
     with Atomic(os.path.join(args.out_dir, "frames.png")) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
