@@ -97,6 +97,18 @@ grep -q 'log p nats *bits/dim *se *interval *NFE' "$tmp/out" &&
   grep -q '^4 samples: mean log p .* nats, mean .* bits/dim (se .* over samples), nfe [0-9]*, directional divergence, jvp fd' "$tmp/out"
 ok $? "prints a row per sample and the summary line (mean nats, bpd and its se, nfe, the route)"
 
+# a trajectory file of corrsde sample: its last saved state, as --init takes it
+run sample --frames 5 --frame-shape 2 --batch 3 --steps 6 --save every:2 -q -o "$tmp/traj.h5"
+r0=$rc
+"$PY" -c 'import sys, h5py
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as g:
+    g["x"] = f["trajectory/x"][f["trajectory"].attrs["n_saved"] - 1]' "$tmp/traj.h5" "$tmp/last.h5"
+run likelihood --data "$tmp/traj.h5" "${tight[@]}" -o "$tmp/lt0.h5"
+r1=$rc
+run likelihood --data "$tmp/last.h5" "${tight[@]}" -o "$tmp/lt1.h5"
+py "$same" "$tmp/lt0.h5" "$tmp/lt1.h5"
+ok $((r0 != 0 || r1 != 0 || rc != 0 || $? != 0)) "--data TRAJ.h5 (corrsde sample -o): the last saved state's likelihood, bit for bit"
+
 # --batch and --threads never change a bit
 for mode in "" "--steps 40" "--divergence hutchinson:probes=3 --steps 30" "--divergence hutchinson:probes=2"; do
   run likelihood --data "$tmp/data.h5" --divergence directional $mode --seed 5 -q -o "$tmp/b0.h5" -f

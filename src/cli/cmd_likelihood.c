@@ -104,8 +104,9 @@ static void help(void)
          "\n"
          "Data and problem:\n"
          "      --data FILE[:/path]  the samples: a dataset [n, tau, *SHAPE] (SHAPE: D, HxW\n"
-         "                         or CxHxW) or [n, tau] (default dataset /x); tau and the\n"
-         "                         frame shape are taken from it\n");
+         "                         or CxHxW) or [n, tau] (default dataset /x; a trajectory\n"
+         "                         file of corrsde sample gives its last saved state of\n"
+         "                         /trajectory/x); tau and the frame shape are taken from it\n");
   cli_common_help(&d, "model,cov,cov-method");
   printf("  -t, --frames TAU       check: the data's tau must be TAU\n"
          "      --frame-shape S    check: the data's frame shape must be S\n");
@@ -358,7 +359,8 @@ static int parse_args(int argc, char **argv, ll_args *a)
 
 typedef struct {
   char file[4096], dset[1024];
-  int rank;                     /* of the dataset: 2..5 */
+  int last;                     /* /trajectory/x: its last saved state (axis 0 dropped) */
+  int rank;                     /* of the samples: 2..5 */
   size_t dims[CSDE_H5_MAXRANK]; /* [n, tau, *SHAPE] */
   size_t n, tau, D;
   int shape_rank;               /* 1..3 (1 of D = 1 for [n, tau]) */
@@ -376,13 +378,29 @@ static int data_shape(const ll_args *a, ll_data *d)
   csde_err err;
   csde_err_clear(&err);
   char msg[1024], got[128];
-  if (!csde_split_h5_path(a->data, d->file, sizeof d->file, d->dset, sizeof d->dset)) {
+  const int named = csde_split_h5_path(a->data, d->file, sizeof d->file, d->dset,
+                                       sizeof d->dset);
+  if (!named) {
     if (strlen(a->data) >= sizeof d->file) return data_error(a->data, "the path is too long");
     strcpy(d->file, a->data);
     strcpy(d->dset, "/x");
   }
-  if (csde_h5_shape(d->file, d->dset, &d->rank, d->dims, &err))
-    return data_error(a->data, err.msg);
+  int s = csde_h5_shape(d->file, d->dset, &d->rank, d->dims, &err);
+  if (s && !named) { /* a trajectory file (corrsde sample -o): its last saved state */
+    csde_err e2;
+    if (!csde_h5_shape(d->file, "/trajectory/x", &d->rank, d->dims, &e2)) {
+      strcpy(d->dset, "/trajectory/x");
+      s = CSDE_SUCCESS;
+    }
+  }
+  if (s) return data_error(a->data, err.msg);
+  const char *base = d->dset;
+  while (*base == '/') base++;
+  if ((d->last = !strcmp(base, "trajectory/x"))) { /* [n_saved, n, tau, *SHAPE] */
+    if (d->dims[0] == 0) return data_error(a->data, "/trajectory/x holds no saved state");
+    d->rank--;
+    memmove(d->dims, d->dims + 1, (size_t)d->rank * sizeof *d->dims);
+  }
   csde_shape_str(d->dims, d->rank, got, sizeof got);
   if (d->rank < 2 || d->rank > 5) {
     snprintf(msg, sizeof msg, "dataset %s has shape %s, expected [n, tau, *SHAPE] (SHAPE of "
@@ -425,7 +443,7 @@ static int data_read(const ll_args *a, const ll_data *d, double **x)
   csde_err err;
   csde_err_clear(&err);
   char msg[1024];
-  if (csde_h5_read_array(d->file, d->dset, NULL, x, NULL, NULL, &err))
+  if (csde_h5_read_doubles(d->file, d->dset, d->last, x, &err))
     return data_error(a->data, err.msg);
   const size_t per = d->tau * d->D;
   for (size_t i = 0; i < d->n * per; i++)
