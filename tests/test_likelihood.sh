@@ -240,6 +240,8 @@ print("eps", a["eps"], "T", a["T"]); sys.exit(0 if a["eps"] == 0.002 and a["T"] 
 ok $((r1 != 0 || $? != 0)) "edm runs from smin 0.002 to smax 80 by default (exit $r1)"
 bad "rf:shift=3 at --t-end 1" "^corrsde likelihood: --t-start/--t-end: .*'rf:shift=3'.*infinite at T = 1" --data "$tmp/data.h5" --schedule rf:shift=3 --t-end 1
 bad "edm at --t-end 100" "^corrsde likelihood: --t-start/--t-end: .*spans \[0.002, 80\]" --data "$tmp/data.h5" --schedule edm --t-end 100
+[ "$rc" -eq 2 ]
+ok $? "a time outside the span is a malformed command line: exit 2 (got $rc), as sample's"
 bad "--elbo on rf:shift=3" "^corrsde likelihood: --elbo: .*VP-only: schedule 'rf:shift=3'" --data "$tmp/data.h5" --schedule rf:shift=3 --elbo
 
 echo "1..$n"

@@ -542,7 +542,8 @@ static int compute(const ll_args *a, const ll_data *d, csde_problem *P, const do
       const char *flag = param_flag(err.param);
       cli_error(CMD, "%s: samples %zu..%zu: %s", flag ? flag : what, g, g + b - 1,
                 err.msg[0] ? err.msg : csde_strerror(s));
-      rc = CLI_EFAIL;
+      /* the span comes from --t-start/--t-end alone: a malformed command line, as sample's */
+      rc = err.param && !strcmp(err.param, CSDE_PARAM_SPAN) ? CLI_EUSAGE : CLI_EFAIL;
     } else if (a->c.progress && cli_rank == 0) {
       fprintf(stderr, "corrsde likelihood: samples %zu..%zu of %zu done\n", g, g + b - 1,
               d->n);
