@@ -4,6 +4,10 @@ into a temporary directory, a few seconds.
 Checks the run succeeds and writes likelihood.h5, table.md and bpd.png with no temporary
 left; that the PF-ODE bits/dim equal the closed form to the solver's tolerance (rtol 1e-4:
 within 1e-3 bits) under each noise C; and that bad options are refused with a message.
+test_part_b_paths: part B on tiny train_denoiser.py runs off VP (rf:shift=3, edm: 3 steps,
+4 frames of 8x8, 8 channels, one block): the nets load and are rebuilt as that script samples
+them (its net output and time, EDM's preconditioning), their bits/dim are finite, and the
+run's schedule, output and time are recorded in likelihood.h5 and the table.
 """
 import os
 import subprocess
@@ -18,6 +22,7 @@ h5py = pytest.importorskip("h5py")
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
                       "experiments", "likelihood_bpd.py")
+TRAIN = os.path.join(os.path.dirname(SCRIPT), "train_denoiser.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
@@ -47,3 +52,30 @@ def test_bad_options(tmp_path, args, word):
     p = run("--skip-trained", "--out-dir", str(tmp_path), *args)
     assert p.returncode == 2 and word in p.stderr, p.stderr
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("schedule, output, net_time", [
+    ("rf:shift=3", "flow-shifted", "t_shifted"), ("edm", "noise", "sigma")])
+def test_part_b_paths(tmp_path, schedule, output, net_time):
+    train = tmp_path / "train"
+    p = subprocess.run([PYTHON, TRAIN, "--quick", "--schedule", schedule, "--out-dir",
+                        str(train), "--threads", "1", "--steps", "3", "--frames", "4",
+                        "--size", "8", "--channels", "8", "--blocks", "1", "--samples", "2",
+                        "--sde-steps", "4", "--rtol", "1e-1", "--bootstrap", "2", "--n-data",
+                        "8", "--strip", "1", "--gif-videos", "1"], env=dict(os.environ),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = tmp_path / "bpd"
+    p = run("--quick", "--samples", "2", "--videos", "2", "--probes", "1", "--rtol", "1e-2",
+            "--train-dir", str(train), "--out-dir", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    spec = str(h5py.File(train / "samples.h5", "r").attrs["schedule"])
+    with h5py.File(out / "likelihood.h5", "r") as f:
+        assert f.attrs["train_schedule"] == spec and spec.startswith(schedule.split(":")[0])
+        assert f.attrs["net_output"] == output and f.attrs["net_time"] == net_time
+        for loss in ("eq3", "mse"):
+            bpd = f["B/%s/bpd" % loss][()]
+            assert bpd.shape == (2,) and np.all(np.isfinite(bpd)), bpd
+            assert "elbo_bpd" not in f["B/" + loss]  # the ddpm bound is for VP noise nets
+    table = (out / "table.md").read_text()
+    assert "schedule %s, net output %s, net time %s" % (spec, output, net_time) in table
