@@ -79,3 +79,25 @@ def test_part_b_paths(tmp_path, schedule, output, net_time):
             assert "elbo_bpd" not in f["B/" + loss]  # the ddpm bound is for VP noise nets
     table = (out / "table.md").read_text()
     assert "schedule %s, net output %s, net time %s" % (spec, output, net_time) in table
+    # the same likelihood from the net rebuilt here by hand (EDM's preconditioning on edm,
+    # TorchModel told the output and time): equal to the bit
+    import torch
+    import corrsde
+    import corrsde.torch as ct
+    sys.path.insert(0, os.path.dirname(TRAIN))
+    import train_denoiser as td
+    at = dict(h5py.File(train / "samples.h5", "r").attrs)
+    C, S = corrsde.Cov(str(at["cov"]), frames=4), corrsde.Schedule(spec)
+    x = td.make_videos(np.random.default_rng([0, 1000]), 2, 4, 8).astype(np.float64)
+    k = np.clip(np.round((x + 1) / 2 * 255), 0, 255)
+    with h5py.File(out / "likelihood.h5", "r") as f:
+        for loss in ("eq3", "mse"):
+            net = td.build_net(torch, 8, 1)
+            if schedule == "edm":
+                net = td.edm_precond(torch, net)
+            net.load_state_dict(torch.load(train / ("model_%s.pt" % loss)))
+            model = ct.TorchModel(net.double().eval(), output=output, time=net_time)
+            r = corrsde.likelihood(model, k, cov=C, schedule=S, divergence="hutchinson",
+                                   probes=1, seed=0, rtol=1e-2, atol=1e-2,
+                                   eps=max(1e-3, S.span()[0]), dequant="uniform:bits=8")
+            assert np.array_equal(r["bpd"], f["B/%s/bpd" % loss][()]), loss
