@@ -6,8 +6,10 @@ left; that the PF-ODE bits/dim equal the closed form to the solver's tolerance (
 within 1e-3 bits) under each noise C; and that bad options are refused with a message.
 test_part_b_paths: part B on tiny train_denoiser.py runs off VP (rf:shift=3, edm: 3 steps,
 4 frames of 8x8, 8 channels, one block): the nets load and are rebuilt as that script samples
-them (its net output and time, EDM's preconditioning), their bits/dim are finite, and the
-run's schedule, output and time are recorded in likelihood.h5 and the table.
+them (its net output and time, EDM's preconditioning), their bits/dim are finite and equal
+to the bit those of the net rebuilt by hand, and the run's schedule, output and time are
+recorded in likelihood.h5 and the table. test_part_b_legacy_run: a run without those
+attributes is read as VP noise on vp-linear.
 """
 import os
 import subprocess
@@ -54,17 +56,42 @@ def test_bad_options(tmp_path, args, word):
     assert not os.listdir(tmp_path)
 
 
+TINY = ("--quick", "--threads", "1", "--steps", "3", "--frames", "4", "--size", "8",
+        "--channels", "8", "--blocks", "1", "--samples", "2", "--sde-steps", "4", "--rtol",
+        "1e-1", "--bootstrap", "2", "--n-data", "8", "--strip", "1", "--gif-videos", "1")
+
+
+def train_tiny(out, *args):
+    p = subprocess.run([PYTHON, TRAIN, *TINY, "--out-dir", str(out), *args],
+                       env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_part_b_legacy_run(tmp_path):
+    """A run made before train_denoiser.py recorded its schedule, target and net time (those
+    attributes deleted here) is taken as VP noise on vp-linear: bits/dim and the bound."""
+    train = tmp_path / "train"
+    train_tiny(train)
+    with h5py.File(train / "samples.h5", "a") as f:
+        for k in ("schedule", "path", "target", "net_output", "net_time", "t_sampling"):
+            del f.attrs[k]
+    out = tmp_path / "bpd"
+    p = run("--quick", "--samples", "2", "--videos", "2", "--probes", "1", "--rtol", "1e-2",
+            "--train-dir", str(train), "--out-dir", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    with h5py.File(out / "likelihood.h5", "r") as f:
+        assert f.attrs["train_schedule"] == "vp-linear:bmin=0.1,bmax=20"
+        assert f.attrs["net_output"] == "noise" and f.attrs["net_time"] == "t"
+        for loss in ("eq3", "mse"):
+            assert np.all(np.isfinite(f["B/%s/bpd" % loss][()]))
+            assert np.all(np.isfinite(f["B/%s/elbo_bpd" % loss][()]))
+
+
 @pytest.mark.parametrize("schedule, output, net_time", [
     ("rf:shift=3", "flow-shifted", "t_shifted"), ("edm", "noise", "sigma")])
 def test_part_b_paths(tmp_path, schedule, output, net_time):
     train = tmp_path / "train"
-    p = subprocess.run([PYTHON, TRAIN, "--quick", "--schedule", schedule, "--out-dir",
-                        str(train), "--threads", "1", "--steps", "3", "--frames", "4",
-                        "--size", "8", "--channels", "8", "--blocks", "1", "--samples", "2",
-                        "--sde-steps", "4", "--rtol", "1e-1", "--bootstrap", "2", "--n-data",
-                        "8", "--strip", "1", "--gif-videos", "1"], env=dict(os.environ),
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stdout + p.stderr
+    train_tiny(train, "--schedule", schedule)
     out = tmp_path / "bpd"
     p = run("--quick", "--samples", "2", "--videos", "2", "--probes", "1", "--rtol", "1e-2",
             "--train-dir", str(train), "--out-dir", str(out))
