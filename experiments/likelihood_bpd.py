@@ -16,16 +16,22 @@ T = 1 (the solve starts from N(0, C); the exact p_T is N(0, abar_T S0 + (1 - aba
 and they differ in cost (NFE).
 
 Part B, trained: the two nets of a train_denoiser.py run (--train-dir; run there with
---quick first when absent), on held-out videos quantized to 8 bits and dequantized
+--quick first when absent), rebuilt as that script samples them from the settings the run
+recorded in samples.h5 (schedule, net_output, net_time: VP noise nets fed t, rf flow nets fed
+t', edm/ve noise nets under EDM's preconditioning fed sigma; a run made before those
+attributes: vp-linear, noise, t), on held-out videos quantized to 8 bits and dequantized
 uniformly into [-1, 1) by the library (dequant="uniform:bits=8": y = 2 (k + u) / 256 - 1,
 u keyed by --seed; the offset -log2(2/256) = 7 bits), by
-  - the PF-ODE likelihood with --probes Hutchinson probes (Rademacher, the TorchModel's JVP
-    by autograd) and its standard error, and
-  - the eq. 3 bound on ddpm-linear:n=1000 (the discrete chain of vp-linear:
-    beta_i = beta(i/N)/N), summed exactly over t with one draw each.
+  - the PF-ODE likelihood on the run's schedule, from its --eps (edm: smin) to T, with
+    --probes Hutchinson probes (Rademacher, the TorchModel's JVP by autograd) and its
+    standard error, and
+  - for a noise net trained on vp-linear only, the eq. 3 bound on ddpm-linear:n=1000 (the
+    discrete chain of vp-linear: beta_i = beta(i/N)/N), summed exactly over t with one
+    draw each.
 Written to --out-dir: likelihood.h5 (per-sample arrays, settings as attributes), table.md
 (the tables printed to stdout) and bpd.png (per-sample bits/dim), each under a temporary name
-renamed into place when complete.
+renamed into place when complete; likelihood.h5's attributes carry the run's
+train_schedule, train_path, net_output and net_time.
 """
 import argparse
 import os
@@ -37,7 +43,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import train_denoiser as td  # noqa: E402  (make_videos, build_net, atomic_path)
+import train_denoiser as td  # noqa: E402  (make_videos, path_net, path_model, atomic_path)
 
 COVS = ("ar1:rho=0.9", "mixed:r=0.5", "identity")
 GAUSS = "gaussian:mean=0,std=0.5,rho=0.95"
@@ -130,6 +136,20 @@ def ensure_trained(a):
     return d
 
 
+def run_settings(corrsde, at):
+    """The schedule, path, net output and net time a train_denoiser.py run recorded in its
+    samples.h5 (runs made before those attributes: vp-linear, noise, t), checked against what
+    train_denoiser.path_model builds for that path."""
+    S = corrsde.Schedule(str(at.get("schedule", "vp-linear")))
+    output = str(at.get("net_output", at.get("target", "noise")))
+    net_time = str(at.get("net_time", td.NET_TIME[S.path]))
+    if net_time != td.NET_TIME[S.path]:
+        sys.exit("likelihood_bpd.py: --train-dir: the run fed its net time %r on %s; "
+                 "train_denoiser.py now feeds %r there (retrain)"
+                 % (net_time, S.spec, td.NET_TIME[S.path]))
+    return S, output, net_time
+
+
 def part_b(torch, corrsde, ct, a, lines, out):
     import h5py
     d = ensure_trained(a)
@@ -138,36 +158,51 @@ def part_b(torch, corrsde, ct, a, lines, out):
     tau, size = int(at["frames"]), int(at["size"])
     channels, blocks = int(at["channels"]), int(at["blocks"])
     C = corrsde.Cov(str(at["cov"]), frames=tau)
-    S = corrsde.Schedule(str(at["schedule"]))
+    S, output, net_time = run_settings(corrsde, at)
+    a.trained = {"train_schedule": S.spec, "train_path": S.path, "net_output": output,
+                 "net_time": net_time}
+    # the likelihood from where the run's samplers stop (its --eps; edm's smin) to T
+    eps = max(float(at.get("eps", 1e-3)), S.span()[0])
+    # the eq. 3 bound is on ddpm-linear:n=1000, the discrete chain of vp-linear: for a noise
+    # net trained on vp-linear only
+    bound = (S.spec == corrsde.Schedule("vp-linear").spec and output == "noise"
+             and net_time == "t")
     rtol = a.rtol or (1e-4 if a.quick else 1e-5)
     rng = np.random.default_rng([a.seed, 1000])
     x = td.make_videos(rng, a.videos, tau, size).astype(np.float64)
     k = np.clip(np.round((x + 1) / 2 * 255), 0, 255)  # 8-bit data; the library dequantizes
     lines += ["## B. Trained denoisers (%s, tau %d, %dx%d; %d held-out videos, 8-bit, "
               "dequantized uniformly: offset 7 bits)" % (at["cov"], tau, size, size, a.videos),
-              "", "| loss | PF-ODE bits/dim (Hutchinson K = %d) | mean se | NFE + JVP / video | "
+              "", "schedule %s, net output %s, net time %s, eps %g" % (S.spec, output,
+                                                                     net_time, eps), "",
+              "| loss | PF-ODE bits/dim (Hutchinson K = %d) | mean se | NFE + JVP / video | "
               "eq. 3 bound bits/dim (N = 1000) | seconds |" % a.probes, "|---|---|---|---|---|---|"]
     for loss in ("eq3", "mse"):
-        net = td.build_net(torch, channels, blocks)
+        net = td.path_net(torch, channels, blocks, S.path)  # as train_denoiser.py trains it
         net.load_state_dict(torch.load(os.path.join(d, "model_%s.pt" % loss)))
         net = net.double().eval()
-        model = ct.TorchModel(net, output="noise")
+        model = td.path_model(ct, net, S.path, output)  # as train_denoiser.py samples it
         t0 = time.time()
         r = corrsde.likelihood(model, k, cov=C, schedule=S, divergence="hutchinson",
-                               probes=a.probes, seed=a.seed, rtol=rtol, atol=rtol,
+                               probes=a.probes, seed=a.seed, rtol=rtol, atol=rtol, eps=eps,
                                dequant="uniform:bits=8")
         t1 = time.time()
-        e = corrsde.elbo(model, k, cov=C, schedule="ddpm-linear:n=1000", seed=a.seed,
-                         dequant="uniform:bits=8")
-        t2 = time.time()
         m, se = mean_se(r["bpd"])
-        mb, seb = mean_se(e["bpd"])
-        lines.append("| %s | %.4f ± %.4f | %.4f | %.0f + %.0f | %.4f ± %.4f | %.0f + %.0f |"
+        res = {"bpd": r["bpd"], "se_nats": r["se"], "nfe": r["nfe"],
+               "jvp_calls": r["jvp_calls"]}
+        cell = "n/a (VP noise nets on vp-linear)"
+        if bound:
+            e = corrsde.elbo(model, k, cov=C, schedule="ddpm-linear:n=1000", seed=a.seed,
+                             dequant="uniform:bits=8")
+            mb, seb = mean_se(e["bpd"])
+            cell = "%.4f ± %.4f" % (mb, seb)
+            res["elbo_bpd"] = e["bpd"]
+        t2 = time.time()
+        lines.append("| %s | %.4f ± %.4f | %.4f | %.0f + %.0f | %s | %.0f + %.0f |"
                      % (loss, m, se, float(np.mean(r["se"])) / (tau * size * size * np.log(2)),
-                        r["nfe"] / a.videos, r["jvp_calls"] / a.videos, mb, seb, t1 - t0,
+                        r["nfe"] / a.videos, r["jvp_calls"] / a.videos, cell, t1 - t0,
                         t2 - t1))
-        out["B/" + loss] = {"bpd": r["bpd"], "se_nats": r["se"], "elbo_bpd": e["bpd"],
-                            "nfe": r["nfe"], "jvp_calls": r["jvp_calls"]}
+        out["B/" + loss] = res
     lines += ["", "± is the standard error over videos; the bound sits above the PF-ODE "
               "estimate when both are right (it bounds -log p).", ""]
 
@@ -186,6 +221,8 @@ def write(a, lines, out):
                 f[g + "/" + k] = arr
         for k in ("samples", "videos", "probes", "seed", "quick"):
             f.attrs[k] = getattr(a, k)
+        for k, v in getattr(a, "trained", {}).items():  # part B: the run's settings
+            f.attrs[k] = v
     os.replace(tmp, p)
     p = os.path.join(a.out_dir, "table.md")
     tmp = td.atomic_path(p)

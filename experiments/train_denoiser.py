@@ -562,6 +562,20 @@ def edm_precond(torch, net, sigma_data=EDM_SIGMA_DATA):
     return EdmPrecond(net)
 
 
+def path_net(torch, channels, blocks, path):
+    """The module the script trains and samples on a schedule family (path): build_net,
+    wrapped in EDM's preconditioning (edm_precond: its state_dict under "net.") on edm and
+    ve. likelihood_bpd.py rebuilds the saved nets with it."""
+    net = build_net(torch, channels, blocks)
+    return edm_precond(torch, net) if path in ("edm", "ve") else net
+
+
+def path_model(ct, net, path, target):
+    """The corrsde model the script samples that module with: TorchModel answering the
+    target, fed the path's time NET_TIME[path] (t on VP, t' on rf, sigma on edm/ve)."""
+    return ct.TorchModel(net, output=target, time=NET_TIME[path])
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.combine:
@@ -687,9 +701,7 @@ def main(argv=None):
     for kind in args.losses:
         # same seed for every loss: same initial weights, batches, t and noise draws
         torch.manual_seed(args.seed)
-        net = build_net(torch, args.channels, args.blocks)
-        if S.path in ("edm", "ve"):
-            net = edm_precond(torch, net)
+        net = path_net(torch, args.channels, args.blocks, S.path)
         nparam = sum(p.numel() for p in net.parameters())
         opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -731,7 +743,7 @@ def main(argv=None):
         with Atomic(os.path.join(args.out_dir, "model_%s.pt" % kind)) as tmp:
             torch.save(net.state_dict(), tmp)
 
-        model = ct.TorchModel(net, output=target, time=net_time)
+        model = path_model(ct, net, S.path, target)
         # EM's grid: the default (uniform in t) on VP and rf; karras on edm and ve, where
         # uniform steps in sigma would end with one step from sigma ~ smax / steps to smin
         sde_grid = {"grid": "karras"} if S.path in ("edm", "ve") else {}
